@@ -1,0 +1,74 @@
+"""Command line: ``python -m app serve`` runs the service; ``python -m app render`` lays out a ticket.
+
+``serve`` reads the settings (``CONFIG_PATH`` and the environment), then runs Hypercorn on
+``SERVER_HOST:SERVER_PORT`` until SIGTERM or SIGINT, draining running jobs within
+``SHUTDOWN_GRACE_SECONDS``. A bad setting exits with status 2 and a message naming it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import sys
+
+
+def serve() -> int:
+    """Run the service in the foreground; returns the exit status."""
+    from hypercorn.asyncio import serve as hypercorn_serve
+    from hypercorn.config import Config
+
+    from app.config import load_settings
+    from app.errors import ConfigError
+    from app.main import create_app
+
+    try:
+        settings = load_settings()
+        app = create_app(settings)
+    except ConfigError as exc:
+        print(f"configuration error: {exc}", file=sys.stderr)
+        return 2
+
+    config = Config()
+    config.bind = [f"{settings.server_host}:{settings.server_port}"]
+    config.accesslog = None
+    config.errorlog = "-"
+    config.graceful_timeout = settings.shutdown_grace_seconds + 5
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await hypercorn_serve(app, config, shutdown_trigger=stop.wait)
+
+    asyncio.run(run())
+    return 0
+
+
+USAGE = """usage: python -m app COMMAND
+
+commands:
+  serve                                   run the service (settings from CONFIG_PATH and the environment)
+  render TICKET.json ARTICLES.json [-o OUT.pdf] [--tags TAGS.json] [--template NAME] [--timezone TZ]
+                                          lay a ticket out as an unsigned PDF, without a server
+"""
+
+
+def main(argv: list[str]) -> int:
+    """Dispatch ``argv`` (without the program name) to a command; returns the exit status."""
+    if not argv or argv[0] in {"-h", "--help"}:
+        print(USAGE, end="")
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command == "serve":
+        return serve()
+    if command == "render":
+        from app.render.cli import main as render_main
+
+        return render_main(rest)
+    print(f"unknown command {command!r}\n\n{USAGE}", end="", file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,336 @@
+"""Typed settings: an optional TOML file named by ``CONFIG_PATH``, overridden by environment variables.
+
+Every setting has one environment name (``ZAMMAD_BASE_URL``) and one TOML key
+(``zammad.base_url``: the first word of the environment name is the table, the rest the
+key; settings without a table, like ``WORKERS``, are top-level keys). Values are read once,
+converted, validated, and frozen in :class:`Settings`, which is passed down; no other module
+reads ``os.environ``.
+
+Secrets are held in :class:`Secret`, whose ``repr``/``str`` never show the value.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from app.errors import ConfigError
+
+
+class Secret:
+    """A secret string (token, password) that never prints.
+
+    ``repr()`` and ``str()`` give ``'***'``; read the value with :meth:`reveal`.
+    Two secrets compare equal when their values are equal.
+    """
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        """Return the secret value; pass it straight to the API that needs it."""
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    def __str__(self) -> str:
+        return "***"
+
+    def __bool__(self) -> bool:
+        return bool(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def _parse_bool(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    text = str(raw).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("expected true or false")
+
+
+def _parse_int(raw: Any) -> int:
+    if isinstance(raw, bool):
+        raise ValueError("expected an integer")
+    return int(str(raw).strip()) if not isinstance(raw, int) else raw
+
+
+def _parse_float(raw: Any) -> float:
+    if isinstance(raw, bool):
+        raise ValueError("expected a number")
+    return float(raw)
+
+
+def _parse_str(raw: Any) -> str:
+    if not isinstance(raw, (str, int, float)) or isinstance(raw, bool):
+        raise ValueError("expected a string")
+    return str(raw)
+
+
+def _parse_optional_str(raw: Any) -> str | None:
+    text = _parse_str(raw).strip()
+    return text or None
+
+
+def _parse_secret(raw: Any) -> Secret | None:
+    text = _parse_str(raw)
+    return Secret(text) if text else None
+
+
+def _parse_path(raw: Any) -> Path | None:
+    text = _parse_str(raw).strip()
+    return Path(text) if text else None
+
+
+_PARSERS: dict[str, Callable[[Any], Any]] = {
+    "bool": _parse_bool,
+    "int": _parse_int,
+    "float": _parse_float,
+    "str": _parse_str,
+    "optional_str": _parse_optional_str,
+    "secret": _parse_secret,
+    "path": _parse_path,
+}
+
+
+def setting(env: str, kind: str, default: Any, doc: str, *, toml: str | None = None) -> Any:
+    """Declare one setting as a dataclass field.
+
+    Args:
+        env: the environment variable name, e.g. ``"ZAMMAD_BASE_URL"``.
+        kind: one of ``bool int float str optional_str secret path``.
+        default: the value when neither TOML nor environment set it.
+        doc: a one-line meaning, used by the configuration reference.
+        toml: the TOML key when it differs from the rule in the module docstring.
+    """
+    if toml is None:
+        head, _, rest = env.lower().partition("_")
+        toml = f"{head}.{rest}" if rest and head in _TABLES else env.lower()
+    return field(default=default, metadata={"env": env, "kind": kind, "doc": doc, "toml": toml})
+
+
+_TABLES = {"admin", "zammad", "webhook", "hardening", "storage", "signing", "tsa", "server", "workflow", "pdf", "log",
+           "shutdown", "render"}
+
+_MIB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All settings of the service, validated (see :func:`load_settings`)."""
+
+    zammad_base_url: str = setting("ZAMMAD_BASE_URL", "str", "", "Base URL of Zammad, e.g. https://zammad.example.com")
+    zammad_api_token: Secret | None = setting("ZAMMAD_API_TOKEN", "secret", None,
+                                              "Zammad API token (ticket.agent) sent as 'Authorization: Token token=…'")
+    zammad_verify_tls: bool = setting("ZAMMAD_VERIFY_TLS", "bool", True, "Verify Zammad's TLS certificate")
+    zammad_timeout_seconds: float = setting("ZAMMAD_TIMEOUT_SECONDS", "float", 30.0,
+                                            "Timeout of one Zammad API request, in seconds")
+
+    webhook_hmac_secret: Secret | None = setting("WEBHOOK_HMAC_SECRET", "secret", None,
+                                                 "HMAC token configured on the Zammad webhook (X-Hub-Signature)")
+    hardening_webhook_allow_unsigned: bool = setting(
+        "HARDENING_WEBHOOK_ALLOW_UNSIGNED", "bool", False,
+        "Accept unsigned webhooks when no WEBHOOK_HMAC_SECRET is set (never in production)")
+    admin_bearer_token: Secret | None = setting(
+        "ADMIN_BEARER_TOKEN", "secret", None,
+        "Bearer token for /retry and /jobs (else those need an HMAC signature like /ingest)")
+    hardening_body_max_bytes: int = setting("HARDENING_BODY_MAX_BYTES", "int", 2 * _MIB,
+                                            "Largest accepted request body, in bytes")
+
+    storage_root: Path | None = setting("STORAGE_ROOT", "path", None, "Folder under which archives are written")
+    storage_path_template: str = setting(
+        "STORAGE_PATH_TEMPLATE", "str", "{group}/{created_year}/Ticket-{number}_{archived_at}.pdf",
+        "Archive path below STORAGE_ROOT; placeholders from the ticket and the archive time")
+    storage_fsync: bool = setting("STORAGE_FSYNC", "bool", True, "fsync the file and its folder after each write")
+
+    signing_enabled: bool = setting("SIGNING_ENABLED", "bool", True, "Sign archives with PAdES")
+    signing_pfx_path: Path | None = setting("SIGNING_PFX_PATH", "path", None, "PKCS#12 file with key and certificate")
+    signing_pfx_password: Secret | None = setting("SIGNING_PFX_PASSWORD", "secret", None, "Password of the PFX")
+    signing_reason: str | None = setting("SIGNING_REASON", "optional_str", "Archived from Zammad",
+                                         "Reason written into the signature")
+    signing_location: str | None = setting("SIGNING_LOCATION", "optional_str", None,
+                                           "Location written into the signature")
+    signing_contact: str | None = setting("SIGNING_CONTACT", "optional_str", None,
+                                          "Contact info written into the signature")
+
+    tsa_url: str | None = setting("TSA_URL", "optional_str", None, "RFC 3161 timestamp authority URL (enables PAdES B-T)")
+    tsa_user: str | None = setting("TSA_USER", "optional_str", None, "TSA Basic-auth user")
+    tsa_pass: Secret | None = setting("TSA_PASS", "secret", None, "TSA Basic-auth password")
+    tsa_timeout_seconds: float = setting("TSA_TIMEOUT_SECONDS", "float", 10.0, "Timeout of one TSA request, in seconds")
+
+    workers: int = setting("WORKERS", "int", 2, "Number of concurrent archive workers")
+    render_processes: int = setting("RENDER_PROCESSES", "int", 0,
+                                    "Processes in the render pool (0 = one per CPU)")
+    workflow_queue_max: int = setting("WORKFLOW_QUEUE_MAX", "int", 1000,
+                                      "Most jobs waiting in the queue; beyond it /ingest answers 503")
+    workflow_trigger_tag: str = setting("WORKFLOW_TRIGGER_TAG", "str", "pdf:sign", "Tag that requests archiving")
+    workflow_require_tag: bool = setting("WORKFLOW_REQUIRE_TAG", "bool", True,
+                                         "Skip tickets that do not carry the trigger tag")
+    workflow_delivery_id_ttl_seconds: int = setting("WORKFLOW_DELIVERY_ID_TTL_SECONDS", "int", 3600,
+                                                    "How long a X-Zammad-Delivery id is remembered, in seconds")
+
+    pdf_template: str = setting("PDF_TEMPLATE", "str", "default", "PDF layout template")
+    pdf_timezone: str = setting("PDF_TIMEZONE", "str", "UTC", "Time zone of times shown in the PDF (IANA name)")
+
+    server_host: str = setting("SERVER_HOST", "str", "127.0.0.1", "Address the HTTP server binds to")
+    server_port: int = setting("SERVER_PORT", "int", 8080, "Port the HTTP server binds to")
+    shutdown_grace_seconds: float = setting("SHUTDOWN_GRACE_SECONDS", "float", 30.0,
+                                            "How long running jobs may finish after SIGTERM, in seconds")
+    log_level: str = setting("LOG_LEVEL", "str", "INFO", "Log level: DEBUG, INFO, WARNING, ERROR")
+    allow_insecure_http: bool = setting("ALLOW_INSECURE_HTTP", "bool", False,
+                                        "Allow http:// URLs for Zammad and the TSA (tests and the demo only)")
+
+    def secrets(self) -> list[str]:
+        """Return the revealed values of every secret that is set (for log redaction)."""
+        out = []
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, Secret) and value:
+                out.append(value.reveal())
+        return out
+
+
+SETTING_FIELDS = tuple(f for f in fields(Settings))
+"""Every declared setting, in declaration order (used by docs and the config-coverage test)."""
+
+
+def _flatten_toml(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(_flatten_toml(value, f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def load_settings(env: Mapping[str, str] | None = None, *, require_complete: bool = True) -> Settings:
+    """Read, convert and validate the settings.
+
+    Args:
+        env: the environment (default ``os.environ``). ``CONFIG_PATH`` in it names an optional
+            TOML file; environment values override the file's.
+        require_complete: when true (the service), also require what a running service needs
+            (Zammad URL and token, storage root, PFX when signing).
+
+    Returns:
+        Frozen :class:`Settings`.
+
+    Raises:
+        ConfigError: naming the bad key (environment name and TOML key) and what is wrong,
+            never the value of a secret.
+    """
+    env = os.environ if env is None else env
+    file_values: dict[str, Any] = {}
+    config_path = env.get("CONFIG_PATH", "").strip()
+    if config_path:
+        try:
+            with open(config_path, "rb") as fh:
+                file_values = _flatten_toml(tomllib.load(fh))
+        except FileNotFoundError:
+            raise ConfigError(f"CONFIG_PATH names {config_path!r}, which does not exist") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"CONFIG_PATH {config_path!r} is not valid TOML: {exc}") from None
+        known = {f.metadata["toml"] for f in SETTING_FIELDS}
+        unknown = sorted(set(file_values) - known)
+        if unknown:
+            raise ConfigError(f"unknown key(s) in {config_path!r}: {', '.join(unknown)}")
+
+    values: dict[str, Any] = {}
+    for f in SETTING_FIELDS:
+        meta = f.metadata
+        if meta["env"] in env:
+            raw, origin = env[meta["env"]], f"environment variable {meta['env']}"
+        elif meta["toml"] in file_values:
+            raw, origin = file_values[meta["toml"]], f"TOML key {meta['toml']!r}"
+        else:
+            continue
+        try:
+            values[f.name] = _PARSERS[meta["kind"]](raw)
+        except (TypeError, ValueError) as exc:
+            shown = "" if meta["kind"] == "secret" else f" (got {str(raw)[:60]!r})"
+            raise ConfigError(f"{meta['env']} / {meta['toml']}: invalid value from {origin}{shown}: {exc}") from None
+    settings = Settings(**values)
+    _validate(settings, require_complete=require_complete)
+    return settings
+
+
+def _meta(name: str) -> str:
+    f = next(f for f in SETTING_FIELDS if f.name == name)
+    return f"{f.metadata['env']} / {f.metadata['toml']}"
+
+
+def _validate(s: Settings, *, require_complete: bool) -> None:
+    def fail(name: str, why: str) -> None:
+        raise ConfigError(f"{_meta(name)}: {why}")
+
+    for name in ("workers", "workflow_queue_max", "hardening_body_max_bytes"):
+        if getattr(s, name) < 1:
+            fail(name, "must be at least 1")
+    if s.render_processes < 0:
+        fail("render_processes", "must be 0 (one per CPU) or more")
+    if not 0 < s.server_port < 65536:
+        fail("server_port", "must be a TCP port, 1-65535")
+    for name in ("zammad_timeout_seconds", "tsa_timeout_seconds"):
+        if getattr(s, name) <= 0:
+            fail(name, "must be greater than 0")
+    if s.shutdown_grace_seconds < 0 or s.workflow_delivery_id_ttl_seconds < 0:
+        fail("shutdown_grace_seconds" if s.shutdown_grace_seconds < 0 else "workflow_delivery_id_ttl_seconds",
+             "must not be negative")
+    if not s.workflow_trigger_tag.strip() or "," in s.workflow_trigger_tag:
+        fail("workflow_trigger_tag", "must be a non-empty tag without commas (Zammad joins tags with ', ')")
+    if s.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        fail("log_level", "must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    try:
+        ZoneInfo(s.pdf_timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        fail("pdf_timezone", f"unknown time zone {s.pdf_timezone!r} (use an IANA name such as Europe/Berlin)")
+    try:
+        from app.storage.paths import validate_path_template
+    except ImportError:  # pragma: no cover - storage module is part of the package
+        validate_path_template = None
+    if validate_path_template is not None:
+        try:
+            validate_path_template(s.storage_path_template)
+        except ValueError as exc:
+            fail("storage_path_template", str(exc))
+
+    for name in ("zammad_base_url", "tsa_url"):
+        url = getattr(s, name)
+        if not url:
+            continue
+        parts = urlsplit(url)
+        if parts.scheme not in {"http", "https"} or not parts.netloc:
+            fail(name, f"must be an http(s) URL, got {url[:80]!r}")
+        if parts.scheme == "http" and not s.allow_insecure_http:
+            fail(name, "uses http://, which sends credentials in clear text; use https:// "
+                       "or set ALLOW_INSECURE_HTTP=true for local tests")
+
+    if not require_complete:
+        return
+    if not s.zammad_base_url:
+        fail("zammad_base_url", "is required")
+    if not s.zammad_api_token:
+        fail("zammad_api_token", "is required")
+    if s.storage_root is None:
+        fail("storage_root", "is required")
+    if s.signing_enabled and s.signing_pfx_path is None:
+        fail("signing_pfx_path", "is required when SIGNING_ENABLED=true")

@@ -1,0 +1,78 @@
+"""The archiver's error hierarchy.
+
+Every error that can end a job derives from :class:`ArchiverError`. Messages never hold
+secrets (tokens, passwords): they are written into Zammad notes and logs as they are.
+Whether a failure is Transient or Permanent is decided in :mod:`app.workflow.classify`;
+an error may pin it with ``transient``.
+"""
+
+from __future__ import annotations
+
+
+class ArchiverError(Exception):
+    """Base class of all job-ending errors.
+
+    Attributes:
+        code: short stable machine code, e.g. ``"zammad_http_error"``.
+        transient: ``True``/``False`` to pin the classification, ``None`` to let the
+            classifier decide from the error's other attributes.
+    """
+
+    code = "archiver_error"
+    transient: bool | None = None
+
+    def __init__(self, message: str, *, transient: bool | None = None) -> None:
+        super().__init__(message)
+        if transient is not None:
+            self.transient = transient
+
+
+class ZammadApiError(ArchiverError):
+    """A Zammad REST call failed.
+
+    Attributes:
+        status: the HTTP status code, or ``None`` when no response arrived (connection
+            error, timeout).
+        method, path: the request that failed (path without query secrets).
+    """
+
+    code = "zammad_api_error"
+
+    def __init__(self, message: str, *, status: int | None, method: str = "", path: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.method = method
+        self.path = path
+
+
+class RenderError(ArchiverError):
+    """The ticket could not be laid out as a PDF."""
+
+    code = "render_error"
+
+
+class SigningError(ArchiverError):
+    """The PDF could not be signed (key, certificate or TSA problem)."""
+
+    code = "signing_error"
+
+
+class StorageError(ArchiverError):
+    """The archive could not be written under the storage root.
+
+    Attributes:
+        errno: the OS error number when the cause was an ``OSError``, else ``None``.
+    """
+
+    code = "storage_error"
+
+    def __init__(self, message: str, *, errno: int | None = None, transient: bool | None = None) -> None:
+        super().__init__(message, transient=transient)
+        self.errno = errno
+
+
+class ConfigError(ArchiverError):
+    """A setting is missing or invalid; raised at start-up and names the bad key."""
+
+    code = "config_error"
+    transient = False

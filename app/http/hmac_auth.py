@@ -1,0 +1,94 @@
+"""Pure-ASGI middleware that checks the webhook's HMAC signature over the raw body.
+
+For the protected paths it reads the whole body (the body-limit middleware outside it caps
+the size), checks ``X-Hub-Signature`` (see :func:`app.http.webhook.signature_ok`) and only
+then calls the application, with the body replayed and also placed in
+``scope["app.raw_body"]`` so the route does not read it twice.
+
+Answers, all in the common error shape:
+- 503 ``webhook_auth_not_configured``: no secret set and unsigned webhooks not allowed;
+- 403 ``forbidden``: a missing or wrong signature;
+- nothing at all when the client disconnects mid-body (there is no one to answer).
+"""
+
+from __future__ import annotations
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.http.responses import send_error
+from app.http.webhook import signature_ok
+
+RAW_BODY_KEY = "app.raw_body"
+SIGNATURE_HEADER = b"x-hub-signature"
+
+
+class ClientDisconnected(Exception):
+    """The client went away before the body was complete."""
+
+
+async def read_body(receive: Receive) -> bytes:
+    """Read a whole ASGI request body.
+
+    Raises:
+        ClientDisconnected: on ``http.disconnect`` before ``more_body`` ended.
+    """
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise ClientDisconnected()
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+class HmacSignatureMiddleware:
+    """Verify ``X-Hub-Signature`` on ``POST`` requests to ``paths``.
+
+    Args:
+        app: the wrapped application.
+        secret: the webhook HMAC token (UTF-8 bytes) or ``None`` when none is configured.
+        allow_unsigned: with no secret, let unsigned requests through (tests only).
+        paths: exact request paths to protect, e.g. ``{"/ingest", "/ingest/batch"}``.
+    """
+
+    def __init__(self, app: ASGIApp, *, secret: bytes | None, allow_unsigned: bool = False,
+                 paths: frozenset[str] = frozenset({"/ingest", "/ingest/batch"})) -> None:
+        self.app = app
+        self.secret = secret
+        self.allow_unsigned = allow_unsigned
+        self.paths = paths
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in self.paths:
+            await self.app(scope, receive, send)
+            return
+        if self.secret is None and not self.allow_unsigned:
+            await send_error(send, 503, "webhook_auth_not_configured",
+                             "no WEBHOOK_HMAC_SECRET is set; unsigned webhooks are refused")
+            return
+        try:
+            body = await read_body(receive)
+        except ClientDisconnected:
+            return
+        if self.secret is not None:
+            header = None
+            for name, value in scope["headers"]:
+                if name == SIGNATURE_HEADER:
+                    header = value.decode("latin-1")
+                    break
+            if not signature_ok(body, header, self.secret):
+                detail = "missing X-Hub-Signature" if header is None else "X-Hub-Signature does not match the body"
+                await send_error(send, 403, "forbidden", detail)
+                return
+        scope[RAW_BODY_KEY] = body
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)

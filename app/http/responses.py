@@ -1,0 +1,37 @@
+"""JSON responses, and the one error shape every 4xx/5xx uses: ``{"error": code, "detail": text}``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.responses import Response
+from starlette.types import Send
+
+JSON_TYPE = b"application/json"
+
+
+class JSONResponse(Response):
+    """A Starlette response serialised with orjson."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content)
+
+
+def error_response(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    """``{"error": code, "detail": detail}`` with ``status``."""
+    return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
+
+
+async def send_error(send: Send, status: int, code: str, detail: str,
+                     headers: list[tuple[bytes, bytes]] | None = None) -> None:
+    """Send the error shape straight on an ASGI ``send`` (for middlewares, no Starlette objects)."""
+    body = orjson.dumps({"error": code, "detail": detail})
+    await send({
+        "type": "http.response.start",
+        "status": status,
+        "headers": [(b"content-type", JSON_TYPE), (b"content-length", str(len(body)).encode()), *(headers or [])],
+    })
+    await send({"type": "http.response.body", "body": body})

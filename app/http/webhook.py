@@ -1,0 +1,76 @@
+"""What is a valid webhook? Signature check and ticket-id extraction, as pure functions.
+
+Zammad signs the exact body bytes with HMAC-SHA1 and sends ``X-Hub-Signature: sha1=<hex>``
+(Zammad ``lib/user_agent.rb``; ``docs/zammad.md`` §1.4). ``sha256=<hex>`` is accepted too,
+for proxies and senders that use it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Any
+
+_ALGORITHMS = {"sha1": hashlib.sha1, "sha256": hashlib.sha256}
+MAX_TICKET_ID = 2**63 - 1
+
+
+class InvalidPayload(ValueError):
+    """The body is not a webhook payload the archiver can act on; the message says why."""
+
+
+def signature_ok(body: bytes, header: str | None, secret: bytes) -> bool:
+    """Check an ``X-Hub-Signature`` header over the raw body in constant time.
+
+    Args:
+        body: the request body exactly as received.
+        header: ``"sha1=<hex>"`` or ``"sha256=<hex>"`` (case-insensitive hex), or ``None``.
+        secret: the webhook's HMAC token as UTF-8 bytes.
+
+    Returns:
+        True only when the header names a known algorithm and its digest matches.
+    """
+    if not header:
+        return False
+    algorithm, sep, given = header.strip().partition("=")
+    digest = _ALGORITHMS.get(algorithm.lower())
+    if not sep or digest is None:
+        return False
+    want = hmac.new(secret, body, digest).hexdigest()
+    return hmac.compare_digest(want.encode(), given.strip().lower().encode())
+
+
+def _as_ticket_id(value: Any, where: str) -> int:
+    if isinstance(value, bool):
+        raise InvalidPayload(f"{where} must be a positive integer, got a boolean")
+    if isinstance(value, int):
+        number = value
+    elif isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
+        number = int(value.strip())
+    else:
+        raise InvalidPayload(f"{where} must be a positive integer or a string of digits")
+    if not 0 < number <= MAX_TICKET_ID:
+        raise InvalidPayload(f"{where} must be a positive integer")
+    return number
+
+
+def extract_ticket_id(payload: Any) -> int:
+    """Find the ticket id in a webhook payload (``docs/zammad.md`` §2).
+
+    Looks, in order, at the top-level ``ticket_id`` (a custom payload; an integer or a string
+    of digits) and at ``ticket.id`` (Zammad's default payload).
+
+    Raises:
+        InvalidPayload: not a JSON object, an ``{"error": …}`` body (Zammad sends one when a
+            custom payload template failed to render), or no valid ticket id.
+    """
+    if not isinstance(payload, dict):
+        raise InvalidPayload("the body must be a JSON object")
+    if "ticket_id" in payload:
+        return _as_ticket_id(payload["ticket_id"], "ticket_id")
+    ticket = payload.get("ticket")
+    if isinstance(ticket, dict) and "id" in ticket:
+        return _as_ticket_id(ticket["id"], "ticket.id")
+    if "error" in payload:
+        raise InvalidPayload("Zammad sent an error instead of a payload (check the webhook's custom payload)")
+    raise InvalidPayload("no ticket id: expected 'ticket_id' or 'ticket.id'")

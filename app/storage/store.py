@@ -1,0 +1,320 @@
+"""The archive store: writes a PDF atomically under the storage root, never overwriting one.
+
+Layout and names come from :mod:`app.storage.paths`. The write sequence (all relative to
+directory file descriptors opened without following symlinks):
+
+1. open the root, then each folder of the relative path in turn: ``mkdirat`` (``EEXIST``
+   is fine), ``lstat`` (a symlink is refused), ``openat(O_DIRECTORY | O_NOFOLLOW)``;
+   the resolved final folder must be the same inode as, and lie under, the resolved root;
+2. write the bytes to ``.<name>.<random>.tmp`` (``O_CREAT | O_EXCL | O_NOFOLLOW``, mode
+   ``0o640``), ``fsync`` it;
+3. publish it with ``link(tmp, name)``, which fails atomically with ``EEXIST`` when the
+   name is taken, in which case ``<stem>_v2.pdf``, ``_v3``, ... are tried; then unlink
+   the temp file. Where hard links are unsupported (``EPERM``/``ENOTSUP``/``EXDEV``, some
+   CIFS mounts) it falls back to ``lstat`` + ``rename``: between the check and the rename
+   another writer could publish the same name, which the rename would replace. Only two
+   concurrent archive runs of the same ticket in the same second can hit that window;
+4. ``fsync`` the target folder (and every folder a new folder was created in).
+
+Any failure removes the temp file. Every ``OSError`` becomes :class:`StorageError` with its
+``errno``; whether that is Transient or Permanent is decided by the workflow's classifier.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import hashlib
+import os
+import secrets
+import stat
+from pathlib import Path, PurePosixPath
+
+from app.errors import StorageError
+from app.storage.paths import (
+    DEFAULT_MAX_SEGMENT_BYTES,
+    DEFAULT_PATH_TEMPLATE,
+    build_relative_path,
+    validate_path_template,
+    versioned_name,
+)
+from app.workflow.ports import StoredArchive, TicketSnapshot
+
+FILE_MODE = 0o640
+"""Permission bits of a stored archive (before the umask; CIFS mounts may ignore them)."""
+
+FOLDER_MODE = 0o750
+"""Permission bits of a folder the store creates."""
+
+MAX_VERSIONS = 1000
+"""How many ``_vN`` names are tried before giving up with ``EEXIST``."""
+
+_NO_HARDLINK_ERRNOS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.ENOSYS})
+# fsync on a directory is not supported everywhere (some network/FUSE file systems).
+_DIR_FSYNC_UNSUPPORTED = frozenset({errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF})
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_TMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _describe(exc: OSError) -> str:
+    """``"Permission denied (EACCES)"`` for an ``OSError``."""
+    if exc.errno is None:
+        return str(exc)
+    return f"{os.strerror(exc.errno)} ({errno.errorcode.get(exc.errno, exc.errno)})"
+
+
+def _storage_error(operation: str, relative: str, exc: OSError) -> StorageError:
+    return StorageError(f"cannot {operation} '{relative}': {_describe(exc)}", errno=exc.errno)
+
+
+def _close_quietly(fd: int) -> None:
+    try:
+        os.close(fd)
+    except OSError:
+        pass
+
+
+class ArchiveStore:
+    """Stores archive PDFs under a storage root; implements :class:`app.workflow.ports.StoragePort`.
+
+    Args:
+        root: the storage root (local folder or a mounted CIFS/SMB share); must exist and be
+            a directory. It is resolved once, here (a symlinked root is therefore allowed);
+            symlinks *inside* the root are never followed.
+        path_template: where a ticket's archive goes, see :mod:`app.storage.paths`.
+        fsync: ``fsync`` the file and its folder before reporting success (durability
+            across power loss; turn off only for tests or throw-away roots).
+        max_segment_bytes: upper bound of each path segment in UTF-8 bytes.
+
+    Raises:
+        ValueError: invalid ``path_template`` (message names the placeholder).
+        StorageError: the root does not exist, cannot be reached or is not a directory.
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        path_template: str = DEFAULT_PATH_TEMPLATE,
+        fsync: bool = True,
+        max_segment_bytes: int = DEFAULT_MAX_SEGMENT_BYTES,
+    ) -> None:
+        validate_path_template(path_template)
+        try:
+            resolved = Path(root).resolve(strict=True)
+        except OSError as exc:
+            raise _storage_error("open storage root", str(root), exc) from exc
+        self._root = resolved
+        self._template = path_template
+        self._fsync = fsync
+        self._max_segment_bytes = max_segment_bytes
+        self._hardlinks = True
+        self.check()
+
+    @property
+    def root(self) -> Path:
+        """The resolved storage root."""
+        return self._root
+
+    def check(self) -> None:
+        """Check that the root is (still) a reachable directory, e.g. for a readiness probe.
+
+        Raises:
+            StorageError: ``ENOENT``/``ENOTDIR``/``EACCES``/... (a share that went away
+                typically gives ``ENOENT``, ``EIO`` or ``EHOSTDOWN``).
+        """
+        try:
+            st = os.stat(self._root)
+        except OSError as exc:
+            raise _storage_error("open storage root", str(self._root), exc) from exc
+        if not stat.S_ISDIR(st.st_mode):
+            raise StorageError(
+                f"cannot open storage root '{self._root}': {_describe(OSError(errno.ENOTDIR, ''))}",
+                errno=errno.ENOTDIR,
+            )
+
+    def relative_path(self, snapshot: TicketSnapshot) -> PurePosixPath:
+        """Where ``snapshot`` goes before any ``_vN`` suffix, relative to the root."""
+        return build_relative_path(
+            self._template, snapshot.ticket, snapshot.archived_at, max_segment_bytes=self._max_segment_bytes
+        )
+
+    async def store(self, snapshot: TicketSnapshot, data: bytes) -> StoredArchive:
+        """Write ``data`` as the archive of ``snapshot``; never overwrites an earlier archive.
+
+        The blocking work runs in a worker thread. If the awaiting task is cancelled the
+        thread still finishes, so the file may be published anyway.
+
+        Returns:
+            :class:`StoredArchive` with the absolute path, the ``/``-separated path relative
+            to the root (possibly with a ``_vN`` suffix), the SHA-256 (hex) and size in
+            bytes of ``data``.
+
+        Raises:
+            StorageError: any file-system failure, with its ``errno`` and a message naming
+                the operation and relative path, e.g. ``cannot create folder
+                'Kundenservice/2025': Permission denied (EACCES)``; a symlink inside the
+                root gives ``ELOOP`` (``ENOTDIR`` if it was swapped in during the call).
+            ValueError: ``snapshot.archived_at`` is naive.
+        """
+        relative = self.relative_path(snapshot)
+        return await asyncio.to_thread(self._store_blocking, relative, bytes(data))
+
+    # -- blocking part -------------------------------------------------------------------
+
+    def _store_blocking(self, relative: PurePosixPath, data: bytes) -> StoredArchive:
+        folders, name = relative.parts[:-1], relative.parts[-1]
+        opened: list[int] = []
+        try:
+            try:
+                opened.append(os.open(self._root, _DIR_FLAGS))
+            except OSError as exc:
+                raise _storage_error("open storage root", str(self._root), exc) from exc
+            grown: list[tuple[int, str]] = []  # (folder fd, its relative path) that got a new entry
+            for depth, folder in enumerate(folders):
+                here = "/".join(folders[: depth + 1])
+                if self._make_folder(opened[-1], folder, here):
+                    grown.append((opened[-1], "/".join(folders[:depth]) or "."))
+                opened.append(self._open_folder(opened[-1], folder, here))
+            target_fd = opened[-1]
+            self._check_inside_root(target_fd, folders)
+            published, digest = self._write_and_publish(target_fd, folders, name, data)
+            if self._fsync:
+                for fd, here in [(target_fd, "/".join(folders) or "."), *reversed(grown)]:
+                    self._sync_folder(fd, here)
+        finally:
+            for fd in opened:
+                _close_quietly(fd)
+        relative_path = "/".join((*folders, published))
+        return StoredArchive(
+            path=self._root.joinpath(*folders, published),
+            relative_path=relative_path,
+            sha256=digest,
+            size=len(data),
+        )
+
+    def _make_folder(self, parent_fd: int, folder: str, here: str) -> bool:
+        """``mkdirat``; ``True`` when created, ``False`` when something already has the name."""
+        try:
+            os.mkdir(folder, FOLDER_MODE, dir_fd=parent_fd)
+            return True
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            raise _storage_error("create folder", here, exc) from exc
+
+    def _open_folder(self, parent_fd: int, folder: str, here: str) -> int:
+        """Open an existing folder under ``parent_fd`` without following a symlink."""
+        try:
+            st = os.lstat(folder, dir_fd=parent_fd)
+        except OSError as exc:
+            raise _storage_error("inspect folder", here, exc) from exc
+        if stat.S_ISLNK(st.st_mode):
+            raise StorageError(f"refusing to follow symlink '{here}' inside the storage root", errno=errno.ELOOP)
+        if not stat.S_ISDIR(st.st_mode):
+            raise StorageError(f"cannot create folder '{here}': a file of that name exists", errno=errno.ENOTDIR)
+        try:
+            # O_NOFOLLOW closes the race between lstat and open (ELOOP on a swapped-in link).
+            return os.open(folder, _DIR_FLAGS, dir_fd=parent_fd)
+        except OSError as exc:
+            raise _storage_error("open folder", here, exc) from exc
+
+    def _check_inside_root(self, target_fd: int, folders: tuple[str, ...]) -> None:
+        """The resolved target folder must be under the resolved root and be the opened inode."""
+        here = "/".join(folders) or "."
+        try:
+            resolved = self._root.joinpath(*folders).resolve(strict=True)
+            by_path = os.stat(resolved)
+            by_fd = os.fstat(target_fd)
+        except OSError as exc:
+            raise _storage_error("inspect folder", here, exc) from exc
+        if not resolved.is_relative_to(self._root) or (by_path.st_dev, by_path.st_ino) != (by_fd.st_dev, by_fd.st_ino):
+            raise StorageError(f"folder '{here}' resolves outside the storage root", errno=errno.ELOOP)
+
+    def _write_and_publish(
+        self, dir_fd: int, folders: tuple[str, ...], name: str, data: bytes
+    ) -> tuple[str, str]:
+        """Write a temp file in ``dir_fd`` and publish it; returns (final name, sha256 hex)."""
+        tmp_name = f".{name}.{secrets.token_hex(8)}.tmp"
+        tmp_relative = "/".join((*folders, tmp_name))
+        try:
+            fd = os.open(tmp_name, _TMP_FLAGS, FILE_MODE, dir_fd=dir_fd)
+        except OSError as exc:
+            raise _storage_error("create temporary file", tmp_relative, exc) from exc
+        published = False
+        try:
+            try:
+                self._write_all(fd, data)
+                if os.fstat(fd).st_size != len(data):
+                    raise OSError(errno.EIO, "short write")
+                if self._fsync:
+                    os.fsync(fd)
+            except OSError as exc:
+                _close_quietly(fd)
+                raise _storage_error("write", tmp_relative, exc) from exc
+            try:
+                os.close(fd)  # network file systems may report deferred write errors here
+            except OSError as exc:
+                raise _storage_error("write", tmp_relative, exc) from exc
+            final = self._publish(dir_fd, folders, tmp_name, name)
+            published = True
+            return final, hashlib.sha256(data).hexdigest()
+        finally:
+            if not published:
+                try:
+                    os.unlink(tmp_name, dir_fd=dir_fd)
+                except OSError:
+                    pass
+
+    @staticmethod
+    def _write_all(fd: int, data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            written = os.write(fd, view)
+            view = view[written:]
+
+    def _publish(self, dir_fd: int, folders: tuple[str, ...], tmp_name: str, name: str) -> str:
+        """Give the temp file its first free name (``name``, ``<stem>_v2.<ext>``, ...)."""
+        for version in range(1, MAX_VERSIONS + 1):
+            candidate = versioned_name(name, version, max_bytes=self._max_segment_bytes)
+            here = "/".join((*folders, candidate))
+            if self._hardlinks:
+                try:
+                    os.link(tmp_name, candidate, src_dir_fd=dir_fd, dst_dir_fd=dir_fd, follow_symlinks=False)
+                except FileExistsError:
+                    continue
+                except OSError as exc:
+                    if exc.errno not in _NO_HARDLINK_ERRNOS:
+                        raise _storage_error("publish", here, exc) from exc
+                    self._hardlinks = False  # e.g. CIFS without hard-link support
+                else:
+                    try:
+                        os.unlink(tmp_name, dir_fd=dir_fd)
+                    except OSError:
+                        pass  # a stray temp file is harmless; the archive is in place
+                    return candidate
+            # Fallback without hard links: check, then rename. Not atomic against a second
+            # writer publishing the same name in between (see the module docstring).
+            try:
+                os.lstat(candidate, dir_fd=dir_fd)
+                continue
+            except FileNotFoundError:
+                pass
+            except OSError as exc:
+                raise _storage_error("publish", here, exc) from exc
+            try:
+                os.replace(tmp_name, candidate, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            except OSError as exc:
+                raise _storage_error("publish", here, exc) from exc
+            return candidate
+        raise StorageError(
+            f"cannot publish '{'/'.join((*folders, name))}': {MAX_VERSIONS} versions exist already",
+            errno=errno.EEXIST,
+        )
+
+    def _sync_folder(self, fd: int, here: str) -> None:
+        try:
+            os.fsync(fd)
+        except OSError as exc:
+            if exc.errno not in _DIR_FSYNC_UNSUPPORTED:
+                raise _storage_error("sync folder", here, exc) from exc

@@ -1,0 +1,89 @@
+"""Is a failure Transient or Permanent?
+
+Transient failures may heal by themselves (network, timeouts, Zammad 5xx, a full disk):
+the trigger tag is kept so the ticket is tried again. Permanent failures need a person
+(bad credentials, a deleted ticket, invalid data, a read-only share): the trigger tag is
+removed so the ticket is not retried in a loop.
+
+Policy for Zammad's statuses follows ``docs/zammad.md`` §3.6: 401/403/404/422 permanent,
+408/425/429 and 5xx transient, no response (connection error, timeout) transient.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import errno as errno_codes
+from dataclasses import dataclass
+
+from app.errors import ArchiverError, StorageError, ZammadApiError
+
+MAX_CAUSE_CHARS = 500
+
+_TRANSIENT_STATUSES = {408, 425, 429}
+_TRANSIENT_ERRNOS = {errno_codes.ENOSPC, errno_codes.EIO, errno_codes.EAGAIN, errno_codes.EBUSY,
+                     errno_codes.ETIMEDOUT, errno_codes.ENOLCK, errno_codes.ESTALE, errno_codes.EDQUOT,
+                     errno_codes.EINTR}
+
+
+class Classification(enum.Enum):
+    """The two failure classes written into notes and metrics."""
+
+    TRANSIENT = "Transient"
+    PERMANENT = "Permanent"
+
+
+@dataclass(frozen=True, slots=True)
+class ClassifiedFailure:
+    """A failure ready for a note.
+
+    Attributes:
+        classification: Transient or Permanent.
+        code: the error's stable code (e.g. ``zammad_api_error``, ``internal_error``).
+        cause: a human sentence without secrets, at most :data:`MAX_CAUSE_CHARS` characters.
+    """
+
+    classification: Classification
+    code: str
+    cause: str
+
+    @property
+    def transient(self) -> bool:
+        return self.classification is Classification.TRANSIENT
+
+
+def _is_transient(exc: BaseException) -> bool:
+    if isinstance(exc, ArchiverError) and exc.transient is not None:
+        return exc.transient
+    if isinstance(exc, ZammadApiError):
+        return exc.status is None or exc.status >= 500 or exc.status in _TRANSIENT_STATUSES
+    if isinstance(exc, StorageError):
+        return exc.errno in _TRANSIENT_ERRNOS
+    if isinstance(exc, (asyncio.TimeoutError, ConnectionError)):
+        return True
+    if isinstance(exc, OSError):
+        return exc.errno in _TRANSIENT_ERRNOS
+    # A defect in our own code does not heal by retrying the same input.
+    return False
+
+
+def classify(exc: BaseException) -> ClassifiedFailure:
+    """Classify an exception that ended a job.
+
+    Args:
+        exc: any exception. :class:`~app.errors.ArchiverError` messages are used as the cause
+            as they are (they are written without secrets); other exceptions are described by
+            their type and message.
+
+    Returns:
+        The classification with a cause truncated to :data:`MAX_CAUSE_CHARS` characters.
+    """
+    if isinstance(exc, ArchiverError):
+        code, cause = exc.code, str(exc)
+    else:
+        code, cause = "internal_error", f"{type(exc).__name__}: {exc}"
+    cause = " ".join(cause.split()) or type(exc).__name__
+    if len(cause) > MAX_CAUSE_CHARS:
+        cause = cause[: MAX_CAUSE_CHARS - 1] + "…"
+    kind = Classification.TRANSIENT if _is_transient(exc) else Classification.PERMANENT
+    return ClassifiedFailure(kind, code, cause)

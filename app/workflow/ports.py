@@ -1,0 +1,125 @@
+"""The small interfaces the archive workflow depends on, and the values they return.
+
+The workflow never imports aiohttp, fpdf2, pyHanko or the file system directly: it talks
+to these protocols, so decisions are tested with simple fakes and the adapters
+(:mod:`app.zammad`, :mod:`app.render`, :mod:`app.signing`, :mod:`app.storage`) are tested
+against the real thing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class TicketSnapshot:
+    """Everything fetched from Zammad for one archive run.
+
+    Attributes:
+        ticket: ``GET /api/v1/tickets/{id}?expand=true`` as returned (names as strings:
+            ``group``, ``state``, ``priority``, ``owner``, ``customer``, ``organization``).
+        articles: ``GET /api/v1/ticket_articles/by_ticket/{id}``, oldest first.
+        tags: ``GET /api/v1/tags?object=Ticket&o_id={id}`` → ``tags``.
+        archived_at: the archive time (UTC, timezone-aware); used in the PDF and the path.
+    """
+
+    ticket: dict[str, Any]
+    articles: list[dict[str, Any]]
+    tags: list[str]
+    archived_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class RenderedPdf:
+    """An unsigned PDF and facts about its layout.
+
+    Attributes:
+        data: the PDF bytes.
+        page_count: number of pages.
+        articles_included, articles_total: how many articles are in the PDF, of how many.
+        missing_glyphs: characters no font could show (drawn as visible placeholders).
+    """
+
+    data: bytes
+    page_count: int
+    articles_included: int
+    articles_total: int
+    missing_glyphs: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class SignedPdf:
+    """The PDF as it will be stored.
+
+    Attributes:
+        data: the PDF bytes (signed when ``signed`` is true, else the input unchanged).
+        signed: whether a PAdES signature was applied.
+        pades_level: ``"B-B"``, ``"B-T"``, … or ``None`` when unsigned.
+        signer_subject: the signing certificate's subject (RFC 4514 string), or ``None``.
+        signer_cert_sha256: SHA-256 fingerprint of the signing certificate (hex), or ``None``.
+        timestamp: the RFC 3161 signature-timestamp time, or ``None`` without a TSA.
+    """
+
+    data: bytes
+    signed: bool
+    pades_level: str | None = None
+    signer_subject: str | None = None
+    signer_cert_sha256: str | None = None
+    timestamp: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredArchive:
+    """Where an archive landed.
+
+    Attributes:
+        path: absolute path of the PDF.
+        relative_path: the path relative to the storage root, ``/``-separated.
+        sha256: SHA-256 of the stored bytes (lowercase hex).
+        size: size in bytes.
+    """
+
+    path: Path
+    relative_path: str
+    sha256: str
+    size: int
+
+
+class ZammadPort(Protocol):
+    """The Zammad REST calls the workflow makes (see ``docs/zammad.md``, Zammad's API).
+
+    Every method raises :class:`app.errors.ZammadApiError` on failure.
+    """
+
+    async def get_ticket(self, ticket_id: int) -> dict[str, Any]: ...
+
+    async def get_tags(self, ticket_id: int) -> list[str]: ...
+
+    async def list_articles(self, ticket_id: int) -> list[dict[str, Any]]: ...
+
+    async def add_tag(self, ticket_id: int, tag: str) -> None: ...
+
+    async def remove_tag(self, ticket_id: int, tag: str) -> None: ...
+
+    async def create_internal_note(self, ticket_id: int, *, subject: str, body_html: str) -> dict[str, Any]: ...
+
+
+class RendererPort(Protocol):
+    """Lays a snapshot out as an unsigned PDF; raises :class:`app.errors.RenderError`."""
+
+    async def render(self, snapshot: TicketSnapshot) -> RenderedPdf: ...
+
+
+class SignerPort(Protocol):
+    """Signs a PDF; raises :class:`app.errors.SigningError`."""
+
+    async def sign(self, pdf: bytes) -> SignedPdf: ...
+
+
+class StoragePort(Protocol):
+    """Writes an archive atomically under the storage root; raises :class:`app.errors.StorageError`."""
+
+    async def store(self, snapshot: TicketSnapshot, data: bytes) -> StoredArchive: ...

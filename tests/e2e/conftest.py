@@ -1,0 +1,147 @@
+"""End-to-end fixtures: dev PKI, the Zammad simulator, and the archiver on a real Hypercorn.
+
+Everything listens on 127.0.0.1. The archiver runs in the test's event loop (Hypercorn's
+``serve`` with a shutdown trigger), so a test can look at its runtime as well as at its
+HTTP answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from hypercorn.asyncio import serve
+from hypercorn.config import Config
+
+from app.config import Settings, load_settings
+from app.devtools.zammad_simulator import ZammadSimulator
+from app.main import create_app
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURES = REPO / "tests" / "fixtures" / "zammad"
+PFX_PASSWORD = "e2e-pfx-pass-7731"
+HMAC_SECRET = "e2e-hmac-secret-5521"
+API_TOKEN = "e2e-api-token-9410"
+
+
+@dataclass(frozen=True)
+class DevPki:
+    folder: Path
+
+    @property
+    def root_pem(self) -> Path:
+        return self.folder / "root.pem"
+
+    @property
+    def signer_pfx(self) -> Path:
+        return self.folder / "signer.pfx"
+
+
+@pytest.fixture(scope="session")
+def dev_pki(tmp_path_factory: pytest.TempPathFactory) -> DevPki:
+    out = tmp_path_factory.mktemp("e2e-pki")
+    subprocess.run(["bash", str(REPO / "scripts/dev/gen-dev-certs.sh"), str(out)], check=True,
+                   env={**os.environ, "DEV_PFX_PASSWORD": PFX_PASSWORD}, capture_output=True)
+    return DevPki(out)
+
+
+@pytest.fixture
+async def simulator() -> AsyncIterator[ZammadSimulator]:
+    sim = ZammadSimulator(api_token=API_TOKEN)
+    sim.seed_fixture_ticket(FIXTURES)
+    await sim.start()
+    yield sim
+    await sim.stop()
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class RunningArchiver:
+    url: str
+    app: Any
+    settings: Settings
+    storage_root: Path
+
+    @property
+    def runtime(self) -> Any:
+        return self.app.state.runtime
+
+    async def wait_idle(self, timeout: float = 60.0) -> None:
+        """Wait until no job is queued or running."""
+        pool = self.runtime.pool
+        deadline = asyncio.get_running_loop().time() + timeout
+        while pool.depth or pool.in_flight:
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"jobs still running after {timeout} s")
+            await asyncio.sleep(0.02)
+
+
+ArchiverFactory = Callable[..., Awaitable[RunningArchiver]]
+
+
+@pytest.fixture
+async def archiver(simulator: ZammadSimulator, dev_pki: DevPki, tmp_path: Path) -> AsyncIterator[ArchiverFactory]:
+    """A factory: ``await archiver(**env_overrides)`` starts the service and returns it."""
+    stops: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
+
+    async def start(**overrides: str) -> RunningArchiver:
+        storage = tmp_path / "archive"
+        storage.mkdir(exist_ok=True)
+        port = free_port()
+        env = {
+            "ZAMMAD_BASE_URL": simulator.base_url or "",
+            "ZAMMAD_API_TOKEN": API_TOKEN,
+            "ZAMMAD_TIMEOUT_SECONDS": "5",
+            "ALLOW_INSECURE_HTTP": "true",
+            "WEBHOOK_HMAC_SECRET": HMAC_SECRET,
+            "STORAGE_ROOT": str(storage),
+            "SIGNING_ENABLED": "true",
+            "SIGNING_PFX_PATH": str(dev_pki.signer_pfx),
+            "SIGNING_PFX_PASSWORD": PFX_PASSWORD,
+            "WORKERS": "2",
+            "RENDER_PROCESSES": "1",
+            "SERVER_PORT": str(port),
+            "SHUTDOWN_GRACE_SECONDS": "5",
+            **overrides,
+        }
+        settings = load_settings(env)
+        app = create_app(settings)
+        config = Config()
+        config.bind = [f"127.0.0.1:{port}"]
+        config.accesslog = None
+        stop = asyncio.Event()
+        task = asyncio.create_task(serve(app, config, shutdown_trigger=stop.wait))
+        stops.append((stop, task))
+        url = f"http://127.0.0.1:{port}"
+        async with aiohttp.ClientSession() as session:
+            for _ in range(200):
+                try:
+                    async with session.get(f"{url}/healthz") as resp:
+                        if resp.status == 200:
+                            break
+                except aiohttp.ClientConnectionError:
+                    pass
+                if task.done():
+                    task.result()
+                await asyncio.sleep(0.025)
+            else:
+                raise AssertionError("archiver did not start")
+        return RunningArchiver(url, app, settings, storage)
+
+    yield start
+    for stop, task in stops:
+        stop.set()
+        await asyncio.wait_for(task, 30)

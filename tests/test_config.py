@@ -1,0 +1,94 @@
+"""Settings: TOML file plus environment overrides, validation naming the bad key, secrets hidden."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from app.config import Secret, load_settings
+from app.errors import ConfigError
+
+BASE = {
+    "ZAMMAD_BASE_URL": "https://zammad.example",
+    "ZAMMAD_API_TOKEN": "tok-1234567890",
+    "STORAGE_ROOT": "/srv/archive",
+    "SIGNING_ENABLED": "false",
+}
+
+
+def test_defaults_and_environment():
+    s = load_settings(BASE)
+    assert s.server_host == "127.0.0.1" and s.server_port == 8080
+    assert s.workflow_trigger_tag == "pdf:sign" and s.workflow_require_tag is True
+    assert s.zammad_verify_tls is True and s.signing_enabled is False
+    assert s.storage_root == Path("/srv/archive")
+    assert s.zammad_api_token == Secret("tok-1234567890")
+
+
+def test_toml_file_with_environment_override(tmp_path):
+    cfg = tmp_path / "archiver.toml"
+    cfg.write_text('workers = 5\n[server]\nport = 9000\n[zammad]\nbase_url = "https://a.example"\n'
+                   '[workflow]\nrequire_tag = false\n')
+    s = load_settings({**BASE, "CONFIG_PATH": str(cfg), "ZAMMAD_BASE_URL": "https://b.example"})
+    assert s.workers == 5 and s.server_port == 9000 and s.workflow_require_tag is False
+    assert s.zammad_base_url == "https://b.example"
+
+
+def test_unknown_toml_key_is_named(tmp_path):
+    cfg = tmp_path / "a.toml"
+    cfg.write_text("[server]\nprot = 1\n")
+    with pytest.raises(ConfigError, match="server.prot"):
+        load_settings({**BASE, "CONFIG_PATH": str(cfg)})
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "named"),
+    [
+        ("WORKERS", "zero", "WORKERS / workers"),
+        ("WORKERS", "0", "WORKERS"),
+        ("SERVER_PORT", "70000", "SERVER_PORT / server.port"),
+        ("ZAMMAD_VERIFY_TLS", "maybe", "ZAMMAD_VERIFY_TLS / zammad.verify_tls"),
+        ("ZAMMAD_BASE_URL", "http://zammad.example", "ZAMMAD_BASE_URL"),
+        ("ZAMMAD_BASE_URL", "ftp://x", "ZAMMAD_BASE_URL"),
+        ("TSA_URL", "http://tsa.example", "TSA_URL"),
+        ("PDF_TIMEZONE", "Mars/Olympus", "PDF_TIMEZONE"),
+        ("WORKFLOW_TRIGGER_TAG", "a,b", "WORKFLOW_TRIGGER_TAG"),
+        ("STORAGE_PATH_TEMPLATE", "{nope}.pdf", "STORAGE_PATH_TEMPLATE"),
+    ],
+)
+def test_bad_values_name_the_key(key, value, named):
+    with pytest.raises(ConfigError, match=named.replace("/", "/")):
+        load_settings({**BASE, key: value})
+
+
+def test_insecure_http_only_when_allowed():
+    s = load_settings({**BASE, "ZAMMAD_BASE_URL": "http://127.0.0.1:1", "ALLOW_INSECURE_HTTP": "true"})
+    assert s.zammad_base_url == "http://127.0.0.1:1"
+
+
+@pytest.mark.parametrize("missing", ["ZAMMAD_BASE_URL", "ZAMMAD_API_TOKEN", "STORAGE_ROOT"])
+def test_required_settings(missing):
+    env = {k: v for k, v in BASE.items() if k != missing}
+    with pytest.raises(ConfigError, match=missing):
+        load_settings(env)
+
+
+def test_pfx_required_when_signing():
+    with pytest.raises(ConfigError, match="SIGNING_PFX_PATH"):
+        load_settings({**BASE, "SIGNING_ENABLED": "true"})
+
+
+def test_secrets_never_print():
+    s = load_settings({**BASE, "WEBHOOK_HMAC_SECRET": "hmac-very-secret", "SIGNING_PFX_PASSWORD": "pfx-pass-99"})
+    for text in (repr(s), str(s)):
+        assert "hmac-very-secret" not in text and "tok-1234567890" not in text and "pfx-pass-99" not in text
+    assert sorted(s.secrets()) == sorted(["tok-1234567890", "hmac-very-secret", "pfx-pass-99"])
+
+
+def test_bad_secret_value_error_does_not_show_it(tmp_path):
+    cfg = tmp_path / "a.toml"
+    cfg.write_text("[zammad]\napi_token = [1, 2]\n")
+    with pytest.raises(ConfigError) as info:
+        load_settings({k: v for k, v in BASE.items() if k != "ZAMMAD_API_TOKEN"} | {"CONFIG_PATH": str(cfg)})
+    assert "ZAMMAD_API_TOKEN" in str(info.value) and "[1, 2]" not in str(info.value)
