@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import sys
 
@@ -31,7 +32,7 @@ def serve() -> int:
     config = Config()
     config.bind = [f"{settings.server_host}:{settings.server_port}"]
     config.accesslog = None
-    config.errorlog = "-"
+    config.errorlog = logging.getLogger("hypercorn.error")  # through our JSON handler
     config.graceful_timeout = settings.shutdown_grace_seconds + 5
 
     async def run() -> None:

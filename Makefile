@@ -1,0 +1,33 @@
+# zammad-pdf-archiver — `make demo` runs one real archive; `make test` runs the test suite.
+# Both install what they need: Debian packages (as root, when missing), a venv, the package.
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test bench install system-deps clean
+
+$(STAMP): pyproject.toml
+	bash scripts/dev/install-system-deps.sh
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+system-deps:
+	bash scripts/dev/install-system-deps.sh
+
+demo: $(STAMP) system-deps
+	$(PY) -m app.devtools.demo
+
+test: $(STAMP) system-deps
+	$(PY) -m pytest -q
+
+bench: $(STAMP) system-deps
+	$(PY) -m benchmarks
+
+clean:
+	rm -rf $(VENV) var .pytest_cache

@@ -1,0 +1,333 @@
+"""The Zammad REST client: the archiver's only way to read tickets and write tags and notes.
+
+Implements :class:`app.workflow.ports.ZammadPort` over an :class:`aiohttp.ClientSession` that
+the caller (the app lifespan) owns. Endpoints, status codes and error bodies follow
+``docs/zammad.md`` §3 (Zammad 6.x, ``config/routes/{ticket,tag}.rb``,
+``app/controllers/application_controller/handles_errors.rb``) and Zammad's API docs
+(https://docs.zammad.org/en/latest/api/intro.html).
+
+Every failure surfaces as :class:`app.errors.ZammadApiError`:
+
+* a non-2xx answer → ``status`` = the HTTP status, message
+  ``"<METHOD> <path> answered <status>: <Zammad's error_human/error or a text excerpt>"``;
+* no answer (connection refused, DNS, TLS, reset, timeout) → ``status=None``, message
+  naming the cause, e.g. ``"GET /api/v1/tickets/4711 failed: timed out after 30 s"``;
+* a 2xx answer that is not the JSON shape the endpoint documents → ``status`` = the HTTP
+  status, message ``"... answered 200 with ..."``.
+
+The API token is sent only in the ``Authorization`` header. It never appears in a message,
+in ``repr()`` or in a log line: text that comes from outside (response bodies, exception
+strings) is scrubbed of it before use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from typing import Any
+
+import aiohttp
+import orjson
+
+from app.errors import ZammadApiError
+
+__all__ = ["ZammadClient"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TIMEOUT_SECONDS = 30.0
+#: Longest excerpt of a non-JSON error body or of an exception text kept in a message.
+EXCERPT_CHARS = 160
+_REDACTED = "[redacted]"
+_WHITESPACE = re.compile(r"\s+")
+_HTML_TAG = re.compile(r"<[^>]*>")
+
+
+class ZammadClient:
+    """Async client for the Zammad REST API v1 (token auth, JSON in and out).
+
+    Args:
+        session: an open session; the client never closes it.
+        base_url: Zammad's root URL, e.g. ``https://support.example`` (no ``/api/v1``).
+        api_token: a personal access token (Zammad permission ``ticket.agent``), sent as
+            ``Authorization: Token token=<token>`` (``docs/zammad.md`` §3.1).
+        timeout_seconds: total time allowed per request (connect, send, read), > 0.
+    """
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        api_token: str,
+        *,
+        timeout_seconds: float = DEFAULT_TIMEOUT_SECONDS,
+    ) -> None:
+        if not base_url:
+            raise ValueError("base_url must not be empty")
+        if not api_token:
+            raise ValueError("api_token must not be empty")
+        if timeout_seconds <= 0:
+            raise ValueError(f"timeout_seconds must be > 0, got {timeout_seconds!r}")
+        self._session = session
+        self._base_url = base_url.rstrip("/")
+        self._token = api_token
+        self._timeout_seconds = float(timeout_seconds)
+        self._timeout = aiohttp.ClientTimeout(total=self._timeout_seconds)
+        self._headers = {
+            "Authorization": f"Token token={api_token}",
+            "Accept": "application/json",
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(base_url={self._base_url!r}, api_token='***', "
+            f"timeout_seconds={self._timeout_seconds:g})"
+        )
+
+    @property
+    def base_url(self) -> str:
+        """Zammad's root URL without a trailing slash."""
+        return self._base_url
+
+    # -- ZammadPort --------------------------------------------------------------------
+
+    async def get_ticket(self, ticket_id: int) -> dict[str, Any]:
+        """``GET /api/v1/tickets/{id}?expand=true``: the ticket's columns plus the name strings
+        ``group``, ``organization``, ``state``, ``priority``, ``owner``, ``customer``,
+        ``created_by``, ``updated_by``, ``create_article_type``, ``create_article_sender`` and
+        ``article_ids`` (``docs/zammad.md`` §3.2, §3.3). A missing ticket answers 404.
+        """
+        path = f"/api/v1/tickets/{_positive_id(ticket_id, 'ticket_id')}"
+        data = await self._json("GET", path, params={"expand": "true"})
+        return self._expect(data, dict, "GET", path, "a ticket object")
+
+    async def get_tags(self, ticket_id: int) -> list[str]:
+        """``GET /api/v1/tags?object=Ticket&o_id={id}`` → ``{"tags": [...]}``; returns the list
+        (``docs/zammad.md`` §3.2)."""
+        tid = _positive_id(ticket_id, "ticket_id")
+        path = "/api/v1/tags"
+        data = await self._json("GET", path, params={"object": "Ticket", "o_id": str(tid)})
+        data = self._expect(data, dict, "GET", path, '{"tags": [...]}')
+        tags = data.get("tags")
+        if not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+            raise ZammadApiError(
+                f'GET {path} answered 200 without a "tags" list of strings',
+                status=200,
+                method="GET",
+                path=path,
+            )
+        return tags
+
+    async def list_articles(self, ticket_id: int) -> list[dict[str, Any]]:
+        """``GET /api/v1/ticket_articles/by_ticket/{id}``: every article the token's user may
+        see, as a JSON array in Zammad's order (oldest first), not paginated
+        (``docs/zammad.md`` §3.2, §3.3)."""
+        path = f"/api/v1/ticket_articles/by_ticket/{_positive_id(ticket_id, 'ticket_id')}"
+        data = await self._json("GET", path)
+        data = self._expect(data, list, "GET", path, "an array of articles")
+        if not all(isinstance(a, dict) for a in data):
+            raise ZammadApiError(
+                f"GET {path} answered 200 with an array holding non-objects",
+                status=200,
+                method="GET",
+                path=path,
+            )
+        return data
+
+    async def add_tag(self, ticket_id: int, tag: str) -> None:
+        """``POST /api/v1/tags/add`` ``{"object": "Ticket", "o_id": id, "item": tag}``.
+
+        Zammad answers 201 ``true`` and is idempotent; it answers 403 when the tag does not
+        exist yet and the user may not create tags (``docs/zammad.md`` §3.2, §5).
+        """
+        body = _tag_body(ticket_id, tag)
+        await self._json("POST", "/api/v1/tags/add", json_body=body)
+
+    async def remove_tag(self, ticket_id: int, tag: str) -> None:
+        """``DELETE /api/v1/tags/remove`` with the JSON body ``{"object", "o_id", "item"}``.
+
+        Zammad answers 200 ``true`` (its docs say 201) and is idempotent
+        (``docs/zammad.md`` §3.2).
+        """
+        body = _tag_body(ticket_id, tag)
+        await self._json("DELETE", "/api/v1/tags/remove", json_body=body)
+
+    async def create_internal_note(self, ticket_id: int, *, subject: str, body_html: str) -> dict[str, Any]:
+        """``POST /api/v1/ticket_articles`` creating an internal HTML note; returns the article.
+
+        Always ``type: note`` (an ``email`` would be sent even when internal) and
+        ``sender: Agent``. Zammad answers 201 with the article; 422 for an empty body or one
+        over 1,500,000 characters. The POST is not idempotent (``docs/zammad.md`` §3.4).
+        """
+        tid = _positive_id(ticket_id, "ticket_id")
+        path = "/api/v1/ticket_articles"
+        body = {
+            "ticket_id": tid,
+            "type": "note",
+            "internal": True,
+            "sender": "Agent",
+            "content_type": "text/html",
+            "subject": subject,
+            "body": body_html,
+        }
+        data = await self._json("POST", path, json_body=body)
+        return self._expect(data, dict, "POST", path, "the created article")
+
+    # -- beyond the port ---------------------------------------------------------------
+
+    async def get_attachment(self, ticket_id: int, article_id: int, attachment_id: int) -> bytes:
+        """``GET /api/v1/ticket_attachment/{ticket}/{article}/{attachment}``: the raw bytes.
+
+        Zammad answers 403 when the article is not in that ticket or the file not in that
+        article (``docs/zammad.md`` §3.2, §4).
+        """
+        path = (
+            f"/api/v1/ticket_attachment/{_positive_id(ticket_id, 'ticket_id')}"
+            f"/{_positive_id(article_id, 'article_id')}/{_positive_id(attachment_id, 'attachment_id')}"
+        )
+        _, raw = await self._request("GET", path)
+        return raw
+
+    # -- plumbing ----------------------------------------------------------------------
+
+    async def _json(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        json_body: dict[str, Any] | None = None,
+    ) -> Any:
+        status, raw = await self._request(method, path, params=params, json_body=json_body)
+        if not raw.strip():
+            return None
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            raise ZammadApiError(
+                f"{method} {path} answered {status} with a body that is not JSON: {self._excerpt(raw)!r}",
+                status=status,
+                method=method,
+                path=path,
+            ) from None
+
+    async def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        json_body: dict[str, Any] | None = None,
+    ) -> tuple[int, bytes]:
+        """Send one request; return ``(status, body)`` for a 2xx answer, raise otherwise."""
+        headers = self._headers
+        data: bytes | None = None
+        if json_body is not None:
+            headers = {**headers, "Content-Type": "application/json; charset=utf-8"}
+            data = orjson.dumps(json_body)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        try:
+            async with self._session.request(
+                method,
+                self._base_url + path,
+                params=params,
+                data=data,
+                headers=headers,
+                timeout=self._timeout,
+                allow_redirects=False,  # a redirect could carry the token elsewhere
+            ) as response:
+                raw = await response.read()
+                status = response.status
+                if not 200 <= status < 300:
+                    detail = self._error_detail(raw, response.headers.get("X-Failure"), response.reason)
+                    log.info("zammad %s %s -> %s", method, path, status)
+                    raise ZammadApiError(
+                        f"{method} {path} answered {status}: {detail}",
+                        status=status,
+                        method=method,
+                        path=path,
+                    )
+        except TimeoutError:  # asyncio.TimeoutError and aiohttp's Server/Socket/ConnectionTimeoutError
+            raise ZammadApiError(
+                f"{method} {path} failed: timed out after {self._timeout_seconds:g} s",
+                status=None,
+                method=method,
+                path=path,
+            ) from None
+        except aiohttp.ClientError as exc:
+            raise ZammadApiError(
+                f"{method} {path} failed: {self._describe(exc)}",
+                status=None,
+                method=method,
+                path=path,
+            ) from None
+        log.debug("zammad %s %s -> %s in %.3f s", method, path, status, loop.time() - started)
+        return status, raw
+
+    def _expect(self, data: Any, kind: type, method: str, path: str, what: str) -> Any:
+        if not isinstance(data, kind):
+            raise ZammadApiError(
+                f"{method} {path} answered with {type(data).__name__} where {what} was expected",
+                status=200,
+                method=method,
+                path=path,
+            )
+        return data
+
+    def _error_detail(self, raw: bytes, x_failure: str | None, reason: str | None) -> str:
+        """Zammad's ``error_human``/``error`` (§3.6), else ``X-Failure``, else a text excerpt."""
+        try:
+            parsed = orjson.loads(raw) if raw.strip() else None
+        except orjson.JSONDecodeError:
+            parsed = None
+        if isinstance(parsed, dict):
+            for key in ("error_human", "error"):
+                value = parsed.get(key)
+                if isinstance(value, str) and value.strip():
+                    return self._scrub(_clip(value))
+        if x_failure:
+            return self._scrub(_clip(x_failure))
+        if raw.strip() and parsed is None:
+            return repr(self._excerpt(raw))
+        return self._scrub(reason or "no error message")
+
+    def _excerpt(self, raw: bytes) -> str:
+        text = raw.decode("utf-8", errors="replace")
+        text = _HTML_TAG.sub(" ", text)
+        return self._scrub(_clip(text))
+
+    def _describe(self, exc: BaseException) -> str:
+        if isinstance(exc, aiohttp.ClientConnectorError):
+            try:  # certificate errors subclass this without an os_error
+                reason = exc.os_error.strerror or str(exc.os_error)
+            except AttributeError:
+                reason = f"{type(exc).__name__}: {exc}"
+            text = f"cannot connect to {exc.host}:{exc.port} ({reason})"
+        elif isinstance(exc, aiohttp.ServerDisconnectedError):
+            text = "server disconnected"
+        else:
+            text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        return self._scrub(_clip(text))
+
+    def _scrub(self, text: str) -> str:
+        return text.replace(self._token, _REDACTED) if self._token in text else text
+
+
+def _clip(text: str) -> str:
+    text = _WHITESPACE.sub(" ", text).strip()
+    return text if len(text) <= EXCERPT_CHARS else text[: EXCERPT_CHARS - 1] + "…"
+
+
+def _positive_id(value: int, name: str) -> int:
+    """Zammad ids are positive integers; anything else would build a wrong path."""
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ValueError(f"{name} must be a positive int, got {value!r}")
+    return value
+
+
+def _tag_body(ticket_id: int, tag: str) -> dict[str, Any]:
+    if not isinstance(tag, str) or not tag.strip():
+        raise ValueError(f"tag must be a non-empty string, got {tag!r}")
+    return {"object": "Ticket", "o_id": _positive_id(ticket_id, "ticket_id"), "item": tag}

@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Install the Debian packages the archiver's demo and tests need, when they are missing.
+#
+#   poppler-utils  pdfsig, pdftotext, pdfinfo, pdffonts (independent PDF verifiers)
+#   openssl        dev certificates, `openssl cms -verify`, `openssl ts` (local TSA)
+#   python3-venv   `python3 -m venv` on Debian
+#   fonts-noto-core, fonts-dejavu-core   fallback fonts (the main Noto Sans ships in app/render/fonts)
+#
+# Runs apt-get only when something is missing and only as root; otherwise prints what to
+# install and exits 1. Nothing to do: exits 0 silently.
+set -euo pipefail
+
+missing=()
+command -v pdfsig >/dev/null 2>&1 || missing+=(poppler-utils)
+command -v pdftotext >/dev/null 2>&1 || missing+=(poppler-utils)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
+[[ -d /usr/share/fonts/truetype/noto ]] || missing+=(fonts-noto-core)
+[[ -d /usr/share/fonts/truetype/dejavu ]] || missing+=(fonts-dejavu-core)
+
+if [[ ${#missing[@]} -eq 0 ]]; then
+    exit 0
+fi
+# unique, in order
+mapfile -t missing < <(printf '%s\n' "${missing[@]}" | awk '!seen[$0]++')
+
+if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null 2>&1; then
+    echo "missing system packages: ${missing[*]}" >&2
+    echo "install them (Debian: sudo apt-get install ${missing[*]}) and run make again" >&2
+    exit 1
+fi
+echo "installing system packages: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

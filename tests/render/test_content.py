@@ -1,0 +1,59 @@
+"""Field text, times, article order, attachments and bodies, before layout."""
+
+from __future__ import annotations
+
+from zoneinfo import ZoneInfo
+
+from app.render.content import body_text, display_name, format_time, ordered_articles, ticket_field, visible_attachments
+
+from .helpers import load
+
+
+def test_display_name_accepts_strings_and_objects():
+    assert display_name("Kundenservice") == "Kundenservice"
+    assert display_name({"name": "2 normal", "id": 2}) == "2 normal"
+    assert display_name({"login": "kv", "firstname": "Katrin", "lastname": "Vogelsang", "email": "k@x.example"}) == "Katrin Vogelsang <k@x.example>"
+    assert display_name({"login": "kv", "firstname": "", "lastname": "", "email": ""}) == "kv"
+    assert display_name(None) == ""
+
+
+def test_ticket_field_falls_back_to_id():
+    assert ticket_field({"state_id": 2}, "state") == "(id 2)"
+    assert ticket_field({"state": "open", "state_id": 2}, "state") == "open"
+
+
+def test_times_are_shown_in_the_zone_with_offset():
+    assert format_time("2025-03-03T08:12:44.031Z", ZoneInfo("Europe/Berlin")) == "2025-03-03 09:12:44 +01:00"
+    assert format_time("2025-07-03T08:12:44Z", ZoneInfo("Europe/Berlin")) == "2025-07-03 10:12:44 +02:00"
+    assert format_time("2025-03-03T08:12:44Z", ZoneInfo("UTC")) == "2025-03-03 08:12:44 +00:00"
+    assert format_time("yesterday", ZoneInfo("UTC")) == "yesterday"
+
+
+def test_articles_sorted_by_creation_then_id():
+    articles = [
+        {"id": 3, "created_at": "2025-03-03T10:00:00Z"},
+        {"id": 2, "created_at": "2025-03-03T09:00:00Z"},
+        {"id": 1, "created_at": "2025-03-03T09:00:00Z"},
+        {"id": 4, "created_at": None},
+    ]
+    assert [a["id"] for a in ordered_articles(articles)] == [1, 2, 3, 4]
+
+
+def test_attachments_skip_the_message_html_pseudo_attachment():
+    first = load("articles-by-ticket.json")[0]
+    listed = visible_attachments(first)
+    assert [a.filename for a in listed] == ["Rechnung-2025-0117.pdf"]
+    assert listed[0].content_type == "application/pdf"
+    assert listed[0].size == "179.5 KiB (183,764 bytes)"
+
+
+def test_html_body_becomes_text_with_links_and_plain_keeps_line_breaks():
+    html = {"content_type": "text/html", "body": '<div>Hallo</div><div><a href="https://x.example/a">Link</a></div>'}
+    assert body_text(html) == "Hallo\n[Link](https://x.example/a)"
+    plain = {"content_type": "text/plain", "body": "eins\nzwei\n\ndrei\n"}
+    assert body_text(plain) == "eins\nzwei\n\ndrei"
+
+
+def test_quoted_html_is_indented():
+    html = {"content_type": "text/html", "body": "<div>Antwort</div><blockquote type=cite><div>Zitat</div></blockquote>"}
+    assert body_text(html).splitlines() == ["Antwort", "    Zitat"]

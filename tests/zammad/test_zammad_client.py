@@ -1,0 +1,340 @@
+"""ZammadClient against the simulator: every method, the error mapping, and token hygiene."""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import aiohttp
+from aiohttp import web
+import pytest
+
+from app.devtools.zammad_simulator import ZammadSimulator
+from app.errors import ZammadApiError
+from app.zammad.client import ZammadClient
+
+from .conftest import FIXTURES, TICKET_ID, TOKEN
+
+
+def _fixture(name: str):
+    return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
+
+
+def _assert_no_token(*texts: object) -> None:
+    for text in texts:
+        assert TOKEN not in str(text)
+        assert TOKEN not in repr(text)
+
+
+# -- reads -------------------------------------------------------------------------------
+
+
+async def test_get_ticket_returns_expanded_ticket(client: ZammadClient, simulator: ZammadSimulator) -> None:
+    ticket = await client.get_ticket(TICKET_ID)
+
+    assert ticket == _fixture("ticket-expand.json")
+    [request] = simulator.requests
+    assert (request.method, request.path, request.query) == ("GET", "/api/v1/tickets/4711", {"expand": "true"})
+    assert request.headers["Accept"] == "application/json"
+
+
+async def test_requests_carry_token_auth_header(session: aiohttp.ClientSession) -> None:
+    seen: list[str | None] = []
+
+    sim = ZammadSimulator(api_token=TOKEN)
+    sim.seed_fixture_ticket(FIXTURES)
+    app = sim.make_app()
+
+    @web.middleware
+    async def spy(request, handler):
+        seen.append(request.headers.get("Authorization"))
+        return await handler(request)
+
+    app.middlewares.insert(0, spy)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        host, port = runner.addresses[0][:2]
+        await ZammadClient(session, f"http://{host}:{port}/", TOKEN).get_tags(TICKET_ID)
+    finally:
+        await runner.cleanup()
+    assert seen == [f"Token token={TOKEN}"]
+
+
+async def test_get_tags(client: ZammadClient, simulator: ZammadSimulator) -> None:
+    assert await client.get_tags(TICKET_ID) == _fixture("tags.json")["tags"]
+    [request] = simulator.requests
+    assert (request.method, request.path) == ("GET", "/api/v1/tags")
+    assert request.query == {"object": "Ticket", "o_id": "4711"}
+
+
+async def test_list_articles(client: ZammadClient) -> None:
+    articles = await client.list_articles(TICKET_ID)
+
+    assert articles == _fixture("articles-by-ticket.json")
+    assert [a["id"] for a in articles] == [23051, 23052, 23053, 23054]
+
+
+# -- tag writes ----------------------------------------------------------------------------
+
+
+async def test_add_tag_posts_json_and_is_idempotent(client: ZammadClient, simulator: ZammadSimulator) -> None:
+    await client.add_tag(TICKET_ID, "pdf:processing")
+    await client.add_tag(TICKET_ID, "pdf:processing")
+
+    assert simulator.tags(TICKET_ID) == ["rechnung", "reklamation", "pdf:sign", "pdf:processing"]
+    assert await client.get_tags(TICKET_ID) == simulator.tags(TICKET_ID)
+    first = simulator.requests[0]
+    assert (first.method, first.path) == ("POST", "/api/v1/tags/add")
+    assert first.json == {"object": "Ticket", "o_id": 4711, "item": "pdf:processing"}
+    assert first.headers["Content-Type"].startswith("application/json")
+
+
+async def test_remove_tag_sends_delete_with_json_body_and_is_idempotent(
+    client: ZammadClient, simulator: ZammadSimulator
+) -> None:
+    await client.remove_tag(TICKET_ID, "pdf:sign")
+    await client.remove_tag(TICKET_ID, "pdf:sign")  # already gone: still fine
+
+    assert simulator.tags(TICKET_ID) == ["rechnung", "reklamation"]
+    assert [(r.method, r.path) for r in simulator.requests] == [("DELETE", "/api/v1/tags/remove")] * 2
+    assert simulator.requests[0].json == {"object": "Ticket", "o_id": 4711, "item": "pdf:sign"}
+    assert simulator.requests[0].query == {}  # the body carries the parameters, not the query
+
+
+async def test_tag_on_missing_ticket_is_404(client: ZammadClient) -> None:
+    with pytest.raises(ZammadApiError) as info:
+        await client.add_tag(4712, "pdf:processing")
+    assert info.value.status == 404
+    assert info.value.method == "POST"
+    assert info.value.path == "/api/v1/tags/add"
+
+
+# -- notes ---------------------------------------------------------------------------------
+
+
+async def test_create_internal_note(client: ZammadClient, simulator: ZammadSimulator) -> None:
+    note = await client.create_internal_note(TICKET_ID, subject="PDF-Archiv erstellt", body_html="<p>ok</p>")
+
+    assert note["id"] == 23055
+    assert note["ticket_id"] == TICKET_ID
+    assert (note["type"], note["sender"], note["internal"]) == ("note", "Agent", True)
+    assert (note["content_type"], note["subject"], note["body"]) == ("text/html", "PDF-Archiv erstellt", "<p>ok</p>")
+    assert note["created_by"] == "pdf-archiver"
+    assert note["attachments"] == []
+    assert set(note) == set(_fixture("note-created.json"))
+    [request] = simulator.requests
+    assert (request.method, request.path) == ("POST", "/api/v1/ticket_articles")
+    assert request.json == {
+        "ticket_id": 4711,
+        "type": "note",
+        "internal": True,
+        "sender": "Agent",
+        "content_type": "text/html",
+        "subject": "PDF-Archiv erstellt",
+        "body": "<p>ok</p>",
+    }
+    assert simulator.notes(TICKET_ID) == [note]
+    assert [a["id"] for a in await client.list_articles(TICKET_ID)][-1] == 23055
+
+
+async def test_note_without_body_is_422(client: ZammadClient, simulator: ZammadSimulator) -> None:
+    with pytest.raises(ZammadApiError) as info:
+        await client.create_internal_note(TICKET_ID, subject="x", body_html="")
+
+    assert info.value.status == 422
+    assert str(info.value) == "POST /api/v1/ticket_articles answered 422: Need at least an 'article body' field."
+    assert simulator.notes(TICKET_ID) == []
+
+
+# -- attachments ---------------------------------------------------------------------------
+
+
+async def test_get_attachment_bytes(client: ZammadClient) -> None:
+    png = await client.get_attachment(TICKET_ID, 23051, 91202)  # inline image, hidden from attachments[]
+    pdf = await client.get_attachment(TICKET_ID, 23051, 91203)
+
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    assert pdf.startswith(b"%PDF-") and pdf.rstrip().endswith(b"%%EOF")
+
+
+async def test_get_attachment_not_in_article_is_403(client: ZammadClient) -> None:
+    with pytest.raises(ZammadApiError) as info:
+        await client.get_attachment(TICKET_ID, 23052, 91203)
+    assert info.value.status == 403
+    assert "Requested file id is not linked with article_id." in str(info.value)
+
+
+# -- errors --------------------------------------------------------------------------------
+
+
+async def test_wrong_token_is_401_without_leaking_it(simulator: ZammadSimulator, session) -> None:
+    wrong = "wr0ng-" + TOKEN[::-1]
+    client = ZammadClient(session, simulator.base_url, wrong)
+
+    with pytest.raises(ZammadApiError) as info:
+        await client.get_ticket(TICKET_ID)
+
+    err = info.value
+    assert err.status == 401
+    assert (err.method, err.path) == ("GET", "/api/v1/tickets/4711")
+    assert "Can't find User for Token" in str(err)
+    assert wrong not in str(err) and wrong not in repr(err) and wrong not in repr(client)
+
+
+async def test_missing_ticket_is_404(client: ZammadClient) -> None:
+    with pytest.raises(ZammadApiError) as info:
+        await client.get_ticket(4712)
+
+    assert info.value.status == 404
+    assert str(info.value) == "GET /api/v1/tickets/4712 answered 404: Couldn't find Ticket with 'id'=4712"
+
+
+async def test_injected_500_then_recovery(client: ZammadClient, simulator: ZammadSimulator) -> None:
+    simulator.fail("GET", r"^/api/v1/ticket_articles/by_ticket/", 500, times=1)
+
+    with pytest.raises(ZammadApiError) as info:
+        await client.list_articles(TICKET_ID)
+    assert info.value.status == 500
+    assert "Error ID AbC123xy: Please contact your administrator." in str(info.value)
+
+    assert len(await client.list_articles(TICKET_ID)) == 4  # the fault fired once
+
+
+async def test_non_json_error_body_becomes_excerpt(client: ZammadClient, simulator: ZammadSimulator) -> None:
+    simulator.fail("*", r"^/api/v1/tags$", 502, text="<html><body><h1>502 Bad Gateway</h1>" + "x" * 5000)
+
+    with pytest.raises(ZammadApiError) as info:
+        await client.get_tags(TICKET_ID)
+
+    message = str(info.value)
+    assert info.value.status == 502
+    assert message.startswith("GET /api/v1/tags answered 502: ")
+    assert "502 Bad Gateway" in message
+    assert "<h1>" not in message
+    assert len(message) < 300
+
+
+async def test_2xx_that_is_not_json_is_an_error(client: ZammadClient, simulator: ZammadSimulator) -> None:
+    simulator.fail("GET", r"^/api/v1/tickets/4711$", 200, text="<html>login page</html>")
+
+    with pytest.raises(ZammadApiError) as info:
+        await client.get_ticket(TICKET_ID)
+    assert info.value.status == 200
+    assert "not JSON" in str(info.value)
+
+
+async def test_2xx_with_wrong_shape_is_an_error(client: ZammadClient, simulator: ZammadSimulator) -> None:
+    simulator.fail("GET", r"^/api/v1/tags$", 200, body={"error": "nope"})
+
+    with pytest.raises(ZammadApiError) as info:
+        await client.get_tags(TICKET_ID)
+    assert info.value.status == 200
+    assert "tags" in str(info.value)
+
+
+async def test_timeout_has_no_status(simulator: ZammadSimulator, session) -> None:
+    client = ZammadClient(session, simulator.base_url, TOKEN, timeout_seconds=0.2)
+    simulator.delay("GET", r"^/api/v1/tickets/", 3.0)
+
+    with pytest.raises(ZammadApiError) as info:
+        await client.get_ticket(TICKET_ID)
+
+    assert info.value.status is None
+    assert str(info.value) == "GET /api/v1/tickets/4711 failed: timed out after 0.2 s"
+
+
+async def test_connection_refused_has_no_status(session) -> None:
+    with socket.socket() as sock:  # find a port, then free it: nothing listens there
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    client = ZammadClient(session, f"http://127.0.0.1:{port}", TOKEN, timeout_seconds=2.0)
+
+    with pytest.raises(ZammadApiError) as info:
+        await client.get_tags(TICKET_ID)
+
+    assert info.value.status is None
+    assert (info.value.method, info.value.path) == ("GET", "/api/v1/tags")
+    assert f"cannot connect to 127.0.0.1:{port}" in str(info.value)
+
+
+async def test_session_is_left_open(client: ZammadClient, session: aiohttp.ClientSession) -> None:
+    await client.get_tags(TICKET_ID)
+    assert not session.closed
+
+
+# -- token hygiene -------------------------------------------------------------------------
+
+
+async def test_repr_hides_token(client: ZammadClient, simulator: ZammadSimulator) -> None:
+    text = repr(client)
+    assert TOKEN not in text
+    assert "***" in text and simulator.base_url in text
+
+
+async def test_no_error_message_contains_the_token(simulator: ZammadSimulator, session) -> None:
+    client = ZammadClient(session, simulator.base_url, TOKEN, timeout_seconds=0.3)
+    errors: list[ZammadApiError] = []
+
+    async def collect(coro) -> None:
+        with pytest.raises(ZammadApiError) as info:
+            await coro
+        errors.append(info.value)
+
+    # A server (or proxy) that echoes the token back must not get it into our messages.
+    simulator.fail("GET", r"^/api/v1/tickets/1$", 401, body={"error": f"Token {TOKEN} is unknown"})
+    simulator.fail("GET", r"^/api/v1/tickets/2$", 502, text=f"<p>upstream said: token={TOKEN}</p>")
+    simulator.fail("GET", r"^/api/v1/tickets/3$", 500)
+    simulator.delay("GET", r"^/api/v1/tickets/5$", 3.0)
+    await collect(client.get_ticket(1))
+    await collect(client.get_ticket(2))
+    await collect(client.get_ticket(3))
+    await collect(client.get_ticket(4712))
+    await collect(client.get_ticket(5))
+    await collect(client.create_internal_note(TICKET_ID, subject="s", body_html=" "))
+    await collect(client.get_attachment(TICKET_ID, 23052, 1))
+    await collect(ZammadClient(session, simulator.base_url, TOKEN + "x").get_tags(TICKET_ID))
+    await collect(ZammadClient(session, "http://127.0.0.1:1", TOKEN).get_tags(TICKET_ID))
+
+    assert [e.status for e in errors] == [401, 502, 500, 404, None, 422, 403, 401, None]
+    assert "[redacted]" in str(errors[0]) and "[redacted]" in str(errors[1])
+    for err in errors:
+        _assert_no_token(err, err.args, err.method, err.path)
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, "4711", 4711.0])
+async def test_rejects_non_id_arguments(client: ZammadClient, simulator: ZammadSimulator, bad) -> None:
+    with pytest.raises(ValueError):
+        await client.get_ticket(bad)
+    assert simulator.requests == []
+
+
+def test_constructor_rejects_bad_settings() -> None:
+    with pytest.raises(ValueError):
+        ZammadClient(None, "http://z", "", timeout_seconds=1)  # type: ignore[arg-type]
+    with pytest.raises(ValueError):
+        ZammadClient(None, "http://z", TOKEN, timeout_seconds=0)  # type: ignore[arg-type]
+    with pytest.raises(ValueError) as info:
+        ZammadClient(None, "", TOKEN)  # type: ignore[arg-type]
+    assert TOKEN not in str(info.value)
+
+
+async def test_redirect_is_not_followed(simulator: ZammadSimulator, session) -> None:
+    async def moved(request: web.Request) -> web.Response:
+        raise web.HTTPFound(simulator.base_url + request.path_qs)
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", moved)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        host, port = runner.addresses[0][:2]
+        with pytest.raises(ZammadApiError) as info:
+            await ZammadClient(session, f"http://{host}:{port}", TOKEN).get_ticket(TICKET_ID)
+    finally:
+        await runner.cleanup()
+    assert info.value.status == 302
+    assert simulator.requests == []  # the token never travelled to the redirect target
