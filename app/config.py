@@ -11,6 +11,7 @@ Secrets are held in :class:`Secret`, whose ``repr``/``str`` never show the value
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -127,7 +128,7 @@ def setting(env: str, kind: str, default: Any, doc: str, *, toml: str | None = N
 
 
 _TABLES = {"admin", "zammad", "webhook", "hardening", "storage", "signing", "tsa", "server", "workflow", "pdf", "log",
-           "shutdown", "render"}
+           "shutdown", "render", "healthz", "observability", "metrics"}
 
 _MIB = 1024 * 1024
 
@@ -153,6 +154,18 @@ class Settings:
         "Bearer token for /retry and /jobs (else those need an HMAC signature like /ingest)")
     hardening_body_max_bytes: int = setting("HARDENING_BODY_MAX_BYTES", "int", 2 * _MIB,
                                             "Largest accepted request body, in bytes")
+    hardening_batch_max_items: int = setting("HARDENING_BATCH_MAX_ITEMS", "int", 100,
+                                             "Most payloads in one POST /ingest/batch")
+    hardening_rate_limit_rps: float = setting("HARDENING_RATE_LIMIT_RPS", "float", 50.0,
+                                              "Requests per second per client (token bucket; 0 = off)")
+    hardening_rate_limit_burst: int = setting("HARDENING_RATE_LIMIT_BURST", "int", 200,
+                                              "Token-bucket size per client: requests allowed at once")
+    hardening_trusted_proxies: str = setting(
+        "HARDENING_TRUSTED_PROXIES", "str", "",
+        "Comma-separated proxy addresses/CIDRs whose X-Forwarded-For is believed")
+    hardening_webhook_require_delivery_id: bool = setting(
+        "HARDENING_WEBHOOK_REQUIRE_DELIVERY_ID", "bool", False,
+        "Refuse webhooks without X-Zammad-Delivery with 400")
 
     storage_root: Path | None = setting("STORAGE_ROOT", "path", None, "Folder under which archives are written")
     storage_path_template: str = setting(
@@ -193,9 +206,31 @@ class Settings:
     server_port: int = setting("SERVER_PORT", "int", 8080, "Port the HTTP server binds to")
     shutdown_grace_seconds: float = setting("SHUTDOWN_GRACE_SECONDS", "float", 30.0,
                                             "How long running jobs may finish after SIGTERM, in seconds")
+    healthz_omit_version: bool = setting("HEALTHZ_OMIT_VERSION", "bool", False,
+                                         "Leave service name and version out of /healthz")
+    observability_metrics_enabled: bool = setting("OBSERVABILITY_METRICS_ENABLED", "bool", False,
+                                                  "Serve Prometheus metrics on /metrics")
+    metrics_bearer_token: Secret | None = setting("METRICS_BEARER_TOKEN", "secret", None,
+                                                  "Bearer token required on /metrics when set")
     log_level: str = setting("LOG_LEVEL", "str", "INFO", "Log level: DEBUG, INFO, WARNING, ERROR")
     allow_insecure_http: bool = setting("ALLOW_INSECURE_HTTP", "bool", False,
                                         "Allow http:// URLs for Zammad and the TSA (tests and the demo only)")
+
+    def trusted_proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        """``HARDENING_TRUSTED_PROXIES`` parsed into networks (a bare address is a /32 or /128).
+
+        Raises:
+            ValueError: for an entry that is not an IP address or network.
+        """
+        nets = []
+        for part in self.hardening_trusted_proxies.split(","):
+            part = part.strip()
+            if part:
+                try:
+                    nets.append(ipaddress.ip_network(part, strict=False))
+                except ValueError:
+                    raise ValueError(f"{part!r} is not an IP address or network") from None
+        return tuple(nets)
 
     def secrets(self) -> list[str]:
         """Return the revealed values of every secret that is set (for log redaction)."""
@@ -285,6 +320,15 @@ def _validate(s: Settings, *, require_complete: bool) -> None:
     for name in ("workers", "workflow_queue_max", "hardening_body_max_bytes"):
         if getattr(s, name) < 1:
             fail(name, "must be at least 1")
+    if s.hardening_batch_max_items < 1 or s.hardening_rate_limit_burst < 1:
+        fail("hardening_batch_max_items" if s.hardening_batch_max_items < 1 else "hardening_rate_limit_burst",
+             "must be at least 1")
+    if s.hardening_rate_limit_rps < 0:
+        fail("hardening_rate_limit_rps", "must be 0 (off) or more")
+    try:
+        s.trusted_proxy_networks()
+    except ValueError as exc:
+        fail("hardening_trusted_proxies", str(exc))
     if s.render_processes < 0:
         fail("render_processes", "must be 0 (one per CPU) or more")
     if not 0 < s.server_port < 65536:

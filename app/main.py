@@ -1,7 +1,8 @@
 """The application factory and its lifespan.
 
 ``app.main:create_app`` is an ASGI app factory (``hypercorn --factory`` or any ASGI server).
-It reads the settings once, builds the middleware chain (body limit → HMAC → routes), and
+It reads the settings once, builds the middleware chain (request log → rate limit → body
+limit → HMAC → routes), and
 in the lifespan creates the one aiohttp session, the Zammad client, the signer (key loaded
 once), the storage, the render pool and the worker pool; on shutdown it drains the pool
 within ``SHUTDOWN_GRACE_SECONDS`` and closes everything.
@@ -12,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import ssl
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +21,7 @@ from typing import Any
 import aiohttp
 import orjson
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 
 from app import SERVICE_NAME, __version__
@@ -26,10 +29,13 @@ from app.config import Settings, load_settings
 from app.errors import SigningError
 from app.http.body_limit import BodyLimitMiddleware
 from app.http.hmac_auth import HmacSignatureMiddleware
-from app.http.routes import routes
+from app.http.rate_limit import RateLimitMiddleware
+from app.http.request_log import RequestLogMiddleware
+from app.http.routes import http_exception, routes
 from app.jobs.dedupe import DeliveryIdCache
 from app.jobs.pool import Job, WorkerPool
 from app.observability.logging import REDACTOR, configure_logging
+from app.observability.metrics import Metrics
 from app.render.options import RenderOptions
 from app.render.pool import ProcessPoolRenderer
 from app.signing.signer import ArchiveSigner, SigningOptions, UnsignedPassthrough, build_timestamper
@@ -39,6 +45,8 @@ from app.workflow.ports import SignedPdf, SignerPort
 from app.zammad.client import ZammadClient
 
 log = logging.getLogger("app")
+
+INGEST_PATHS = frozenset({"/ingest", "/ingest/batch"})
 
 
 class UnavailableSigner:
@@ -55,14 +63,22 @@ class UnavailableSigner:
 
 @dataclass
 class Runtime:
-    """What the routes and the lifespan share: settings and live components."""
+    """What the routes and the lifespan share: settings, metrics and live components."""
 
     settings: Settings
+    metrics: Metrics = field(default_factory=Metrics)
     pool: WorkerPool | None = None
     dedupe: DeliveryIdCache | None = None
     signer: SignerPort | None = None
     workflow: ArchiveWorkflow | None = None
-    extras: dict[str, Any] = field(default_factory=dict)
+
+    def signer_error(self) -> str | None:
+        """Why the signer is not usable, or ``None`` when it is (or signing is off)."""
+        if self.signer is None:
+            return "not loaded yet"
+        if isinstance(self.signer, UnavailableSigner):
+            return str(self.signer.error)
+        return None
 
 
 def _ssl_context(verify: bool) -> ssl.SSLContext | bool:
@@ -134,12 +150,21 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 redact=REDACTOR)
             workflow = runtime.workflow
 
+            metrics = runtime.metrics
+
             async def handle(job: Job) -> Any:
-                return await workflow.run(job.ticket_id, job_id=job.job_id, delivery_id=job.delivery_id,
-                                          force=job.force)
+                started = time.perf_counter()
+                outcome = await workflow.run(job.ticket_id, job_id=job.job_id, delivery_id=job.delivery_id,
+                                             force=job.force)
+                metrics.record_job(outcome.status,
+                                   outcome.failure.classification.value if outcome.failure else None,
+                                   time.perf_counter() - started, outcome.step_seconds)
+                return outcome
 
             runtime.dedupe = DeliveryIdCache(settings.workflow_delivery_id_ttl_seconds)
             runtime.pool = WorkerPool(handle, workers=settings.workers, max_queue=settings.workflow_queue_max)
+            pool = runtime.pool
+            metrics.watch_pool(lambda: pool.depth, lambda: pool.in_flight)
             runtime.pool.start()
             log.info("service started", extra={"version": __version__, "workers": settings.workers,
                                                "signing": settings.signing_enabled})
@@ -151,14 +176,28 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await session.close()
             log.info("service stopped")
 
+    metrics = runtime.metrics
+
+    def count_response(path: str, status: int) -> None:
+        if path in INGEST_PATHS:
+            metrics.ingest_responses_total.labels(str(status)).inc()
+
     app = Starlette(
         routes=routes,
         middleware=[
+            Middleware(RequestLogMiddleware, on_response=count_response),
+            Middleware(RateLimitMiddleware, rate=settings.hardening_rate_limit_rps,
+                       burst=settings.hardening_rate_limit_burst,
+                       trusted_proxies=settings.trusted_proxy_networks(),
+                       on_limited=metrics.rate_limited_total.inc),
             Middleware(BodyLimitMiddleware, max_body_size=settings.hardening_body_max_bytes),
             Middleware(HmacSignatureMiddleware,
                        secret=settings.webhook_hmac_secret.reveal().encode() if settings.webhook_hmac_secret else None,
-                       allow_unsigned=settings.hardening_webhook_allow_unsigned),
+                       allow_unsigned=settings.hardening_webhook_allow_unsigned,
+                       paths=INGEST_PATHS,
+                       require_delivery_id=settings.hardening_webhook_require_delivery_id),
         ],
+        exception_handlers={HTTPException: http_exception},
         lifespan=lifespan,
     )
     app.state.runtime = runtime

@@ -8,6 +8,7 @@ then calls the application, with the body replayed and also placed in
 Answers, all in the common error shape:
 - 503 ``webhook_auth_not_configured``: no secret set and unsigned webhooks not allowed;
 - 403 ``forbidden``: a missing or wrong signature;
+- 400 ``missing_delivery_id``: no ``X-Zammad-Delivery`` while ``require_delivery_id`` is set;
 - nothing at all when the client disconnects mid-body (there is no one to answer).
 """
 
@@ -20,6 +21,7 @@ from app.http.webhook import signature_ok
 
 RAW_BODY_KEY = "app.raw_body"
 SIGNATURE_HEADER = b"x-hub-signature"
+DELIVERY_HEADER = b"x-zammad-delivery"
 
 
 class ClientDisconnected(Exception):
@@ -50,14 +52,17 @@ class HmacSignatureMiddleware:
         secret: the webhook HMAC token (UTF-8 bytes) or ``None`` when none is configured.
         allow_unsigned: with no secret, let unsigned requests through (tests only).
         paths: exact request paths to protect, e.g. ``{"/ingest", "/ingest/batch"}``.
+        require_delivery_id: refuse requests without ``X-Zammad-Delivery``.
     """
 
     def __init__(self, app: ASGIApp, *, secret: bytes | None, allow_unsigned: bool = False,
-                 paths: frozenset[str] = frozenset({"/ingest", "/ingest/batch"})) -> None:
+                 paths: frozenset[str] = frozenset({"/ingest", "/ingest/batch"}),
+                 require_delivery_id: bool = False) -> None:
         self.app = app
         self.secret = secret
         self.allow_unsigned = allow_unsigned
         self.paths = paths
+        self.require_delivery_id = require_delivery_id
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in self.paths:
@@ -71,16 +76,21 @@ class HmacSignatureMiddleware:
             body = await read_body(receive)
         except ClientDisconnected:
             return
+        header = None
+        has_delivery = False
+        for name, value in scope["headers"]:
+            if name == SIGNATURE_HEADER:
+                header = value.decode("latin-1")
+            elif name == DELIVERY_HEADER:
+                has_delivery = bool(value.strip())
         if self.secret is not None:
-            header = None
-            for name, value in scope["headers"]:
-                if name == SIGNATURE_HEADER:
-                    header = value.decode("latin-1")
-                    break
             if not signature_ok(body, header, self.secret):
                 detail = "missing X-Hub-Signature" if header is None else "X-Hub-Signature does not match the body"
                 await send_error(send, 403, "forbidden", detail)
                 return
+        if self.require_delivery_id and not has_delivery:
+            await send_error(send, 400, "missing_delivery_id", "the X-Zammad-Delivery header is required")
+            return
         scope[RAW_BODY_KEY] = body
         replayed = False
 

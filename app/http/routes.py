@@ -1,21 +1,32 @@
-"""The HTTP routes: ``/ingest``, ``/retry/{ticket_id}``, ``/jobs/{ticket_id}``, ``/healthz``.
+"""The HTTP routes.
 
-Routes are raw Starlette endpoints. They read the service's runtime (worker pool, dedupe
-cache, settings) from ``request.app.state.runtime`` (see :class:`app.main.Runtime`).
+``POST /ingest`` and ``POST /ingest/batch`` (Zammad webhooks, signature checked by the HMAC
+middleware), ``POST /retry/{ticket_id}`` and ``GET /jobs/{ticket_id}`` (bearer token or
+HMAC signature), ``GET /healthz`` (liveness; ``?deep=true`` for readiness), ``GET /metrics``
+(Prometheus, when enabled) and ``GET /openapi.json``. Routes are raw Starlette endpoints;
+they read the service's runtime from ``request.app.state.runtime`` (:class:`app.main.Runtime`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
+import os
+import time
+import uuid
+from typing import Any
 
 import orjson
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from app import SERVICE_NAME, __version__
 from app.http.hmac_auth import RAW_BODY_KEY
+from app.http.openapi import OPENAPI
+from app.http.request_log import TICKET_ID_KEY
 from app.http.responses import JSONResponse, error_response
 from app.http.webhook import InvalidPayload, extract_ticket_id, signature_ok
 from app.jobs.pool import Job, SubmitResult
@@ -32,20 +43,31 @@ def _refused(result: SubmitResult) -> Response:
     return error_response(503, "shutting_down", "the service is shutting down", {"Retry-After": "10"})
 
 
-async def ingest(request: Request) -> Response:
-    """``POST /ingest``: accept one Zammad webhook (signature already checked by the middleware).
-
-    Answers 202 ``{"status": "accepted", "ticket_id": N}`` once the job is queued, or
-    ``{"status": "duplicate", …}`` for a delivery id seen within its TTL; 400 for a body that
-    is not JSON; 422 for a payload without a valid ticket id; 503 when the queue is full or
-    the service is shutting down.
-    """
-    runtime = request.app.state.runtime
+async def _json_body(request: Request) -> Any:
     body = request.scope.get(RAW_BODY_KEY)
     if body is None:
         body = await request.body()
+    return orjson.loads(body)
+
+
+def _delivery_id(request: Request) -> str | None:
+    raw = request.headers.get(DELIVERY_HEADER)
+    if raw is None:
+        return None
+    return raw.strip()[:MAX_DELIVERY_ID_CHARS] or None
+
+
+async def ingest(request: Request) -> Response:
+    """``POST /ingest``: accept one Zammad webhook.
+
+    Answers 202 ``{"status": "accepted", "ticket_id": N}`` once the job is queued, or
+    ``{"status": "duplicate", …}`` for a delivery id accepted within its TTL; 400 for a body
+    that is not JSON; 422 for a payload without a valid ticket id; 503 when the queue is full
+    or the service is shutting down. The delivery id is claimed only once the job is queued.
+    """
+    runtime = request.app.state.runtime
     try:
-        payload = orjson.loads(body)
+        payload = await _json_body(request)
     except orjson.JSONDecodeError:
         return error_response(400, "invalid_json", "the body is not valid JSON")
     try:
@@ -53,13 +75,13 @@ async def ingest(request: Request) -> Response:
     except InvalidPayload as exc:
         log.warning("webhook rejected", extra={"reason": str(exc)})
         return error_response(422, "invalid_payload", str(exc))
+    request.scope[TICKET_ID_KEY] = ticket_id
 
-    delivery_id = request.headers.get(DELIVERY_HEADER) or None
-    if delivery_id is not None:
-        delivery_id = delivery_id.strip()[:MAX_DELIVERY_ID_CHARS] or None
+    delivery_id = _delivery_id(request)
     if runtime.pool.shutting_down:
         return _refused(SubmitResult.SHUTTING_DOWN)
     if delivery_id is not None and runtime.dedupe.seen(delivery_id):
+        runtime.metrics.dedupe_hits_total.inc()
         return JSONResponse({"status": "duplicate", "ticket_id": ticket_id}, status_code=202)
     result = runtime.pool.submit(Job(ticket_id, delivery_id=delivery_id))
     if not result.accepted:
@@ -69,16 +91,76 @@ async def ingest(request: Request) -> Response:
     return JSONResponse({"status": "accepted", "ticket_id": ticket_id}, status_code=202)
 
 
-def _authorized(request: Request, body: bytes) -> bool:
+async def ingest_batch(request: Request) -> Response:
+    """``POST /ingest/batch``: a JSON array of webhook payloads, or ``{"payloads": [...]}``.
+
+    Every element is validated as in ``/ingest`` before any job is queued; a bad element
+    refuses the whole batch with 422 naming its index. At most ``HARDENING_BATCH_MAX_ITEMS``
+    elements (422 ``too_many_items`` beyond). Answers 202 ``{"status": "accepted", "count": N}``
+    with one job per payload (jobs for the same ticket coalesce, see :mod:`app.jobs.pool`).
+    The batch's ``X-Zammad-Delivery`` id, if any, dedupes the batch as a whole.
+    """
+    runtime = request.app.state.runtime
+    try:
+        payload = await _json_body(request)
+    except orjson.JSONDecodeError:
+        return error_response(400, "invalid_json", "the body is not valid JSON")
+    items = payload.get("payloads") if isinstance(payload, dict) else payload
+    if not isinstance(items, list):
+        return error_response(422, "invalid_payload", "expected a JSON array of payloads or {\"payloads\": [...]}")
+    limit = runtime.settings.hardening_batch_max_items
+    if len(items) > limit:
+        return error_response(422, "too_many_items", f"a batch may hold at most {limit} payloads, got {len(items)}")
+    ticket_ids = []
+    for index, item in enumerate(items):
+        try:
+            ticket_ids.append(extract_ticket_id(item))
+        except InvalidPayload as exc:
+            return error_response(422, "invalid_payload", f"payload at index {index}: {exc}")
+    delivery_id = _delivery_id(request)
+    if runtime.pool.shutting_down:
+        return _refused(SubmitResult.SHUTTING_DOWN)
+    if delivery_id is not None and runtime.dedupe.seen(delivery_id):
+        runtime.metrics.dedupe_hits_total.inc()
+        return JSONResponse({"status": "duplicate", "count": len(ticket_ids)}, status_code=202)
+    if runtime.pool.free_slots < len(set(ticket_ids)):
+        return _refused(SubmitResult.FULL)
+    for ticket_id in ticket_ids:
+        result = runtime.pool.submit(Job(ticket_id, delivery_id=delivery_id))
+        if not result.accepted:  # pragma: no cover - capacity was checked above, no await since
+            return _refused(result)
+    if delivery_id is not None:
+        runtime.dedupe.claim(delivery_id)
+    return JSONResponse({"status": "accepted", "count": len(ticket_ids)}, status_code=202)
+
+
+RETRY_SIGNATURE_MAX_AGE_SECONDS = 300
+
+
+def _authorized(request: Request, body: bytes) -> str | None:
+    """``"bearer"`` or ``"hmac"`` for an authorised request, else ``None``."""
     runtime = request.app.state.runtime
     token = runtime.settings.admin_bearer_token
     auth = request.headers.get("authorization", "")
     if token and auth.startswith("Bearer "):
-        return hmac.compare_digest(auth[7:].strip().encode(), token.reveal().encode())
+        return "bearer" if hmac.compare_digest(auth[7:].strip().encode(), token.reveal().encode()) else None
     secret = runtime.settings.webhook_hmac_secret
-    if secret:
-        return signature_ok(body, request.headers.get("x-hub-signature"), secret.reveal().encode())
-    return False
+    if secret and signature_ok(body, request.headers.get("x-hub-signature"), secret.reveal().encode()):
+        return "hmac"
+    return None
+
+
+def _fresh_retry_body(body: bytes, ticket_id: int) -> bool:
+    """A signed retry must sign ``{"ticket_id": N, "requested_at": <unix seconds>}`` for this
+    ticket, at most :data:`RETRY_SIGNATURE_MAX_AGE_SECONDS` old, so a captured request cannot be
+    replayed for another ticket or days later."""
+    try:
+        data = orjson.loads(body)
+        requested_at = float(data["requested_at"])
+        same_ticket = int(data["ticket_id"]) == ticket_id
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        return False
+    return same_ticket and abs(time.time() - requested_at) <= RETRY_SIGNATURE_MAX_AGE_SECONDS
 
 
 def _ticket_id_param(request: Request) -> int | None:
@@ -86,19 +168,28 @@ def _ticket_id_param(request: Request) -> int | None:
     return int(raw) if raw.isascii() and raw.isdigit() and 0 < int(raw) < 2**63 else None
 
 
-async def retry(request: Request) -> Response:
-    """``POST /retry/{ticket_id}``: queue one explicit retry (no delivery-id dedupe).
+_FORBIDDEN = ("forbidden", "send Authorization: Bearer <ADMIN_BEARER_TOKEN> or an X-Hub-Signature over the body")
 
-    Needs ``Authorization: Bearer <ADMIN_BEARER_TOKEN>`` or an ``X-Hub-Signature`` over the
-    request body made with the webhook secret (``scripts/ops/retry.sh`` signs the request).
+
+async def retry(request: Request) -> Response:
+    """``POST /retry/{ticket_id}``: queue one explicit retry, bypassing delivery-id dedupe.
+
+    Needs ``Authorization: Bearer <ADMIN_BEARER_TOKEN>``, or an ``X-Hub-Signature`` made with
+    the webhook secret over the body ``{"ticket_id": N, "requested_at": <unix seconds>}``
+    (at most 5 minutes old; ``scripts/ops/retry.sh`` builds and signs it).
     ``?force=true`` re-archives a ticket that is already ``pdf:signed``.
     """
     body = await request.body()
-    if not _authorized(request, body):
-        return error_response(403, "forbidden", "a valid bearer token or X-Hub-Signature is required")
+    method = _authorized(request, body)
+    if method is None:
+        return error_response(403, *_FORBIDDEN)
     ticket_id = _ticket_id_param(request)
     if ticket_id is None:
         return error_response(422, "invalid_ticket_id", "the ticket id must be a positive integer")
+    if method == "hmac" and not _fresh_retry_body(body, ticket_id):
+        return error_response(403, "forbidden", 'a signed retry must sign {"ticket_id": N, "requested_at": '
+                                                '<unix seconds>} for this ticket, at most 5 minutes old')
+    request.scope[TICKET_ID_KEY] = ticket_id
     force = request.query_params.get("force", "").lower() in {"1", "true", "yes"}
     result = request.app.state.runtime.pool.submit(Job(ticket_id, reason="retry", force=force))
     if not result.accepted:
@@ -107,25 +198,105 @@ async def retry(request: Request) -> Response:
 
 
 async def job_status(request: Request) -> Response:
-    """``GET /jobs/{ticket_id}``: what the worker pool knows about a ticket (protected like /retry)."""
+    """``GET /jobs/{ticket_id}``: ``ticket_id``, ``in_flight``, ``shutting_down`` and what the
+    worker pool knows (``state``: queued/running/idle, ``follow_up``, ``last`` run)."""
     if not _authorized(request, b""):
-        return error_response(403, "forbidden", "a valid bearer token or X-Hub-Signature is required")
+        return error_response(403, *_FORBIDDEN)
     ticket_id = _ticket_id_param(request)
     if ticket_id is None:
         return error_response(422, "invalid_ticket_id", "the ticket id must be a positive integer")
     pool = request.app.state.runtime.pool
-    return JSONResponse({"ticket_id": ticket_id, "in_flight": pool.status(ticket_id)["state"] == "running",
-                         "shutting_down": pool.shutting_down, **pool.status(ticket_id)})
+    status = pool.status(ticket_id)
+    return JSONResponse({"ticket_id": ticket_id, "in_flight": status["state"] == "running",
+                         "shutting_down": pool.shutting_down, **status})
+
+
+def _probe_storage(root: str) -> None:
+    probe = os.path.join(root, f".healthz-{uuid.uuid4().hex}")
+    fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, b"ok")
+    finally:
+        os.close(fd)
+        os.unlink(probe)
+
+
+async def _readiness(runtime: Any) -> dict[str, str]:
+    checks: dict[str, str] = {}
+    try:
+        await asyncio.wait_for(asyncio.to_thread(_probe_storage, str(runtime.settings.storage_root)), 5)
+        checks["storage"] = "ok"
+    except (OSError, TimeoutError) as exc:
+        checks["storage"] = f"fail: the storage root is not writable ({getattr(exc, 'strerror', None) or exc!r})"
+    error = runtime.signer_error()
+    if not runtime.settings.signing_enabled:
+        checks["signer"] = "ok (signing disabled)"
+    else:
+        checks["signer"] = "ok" if error is None else f"fail: {error}"
+    checks["queue"] = "fail: the job queue is full" if runtime.pool.saturated else "ok"
+    if runtime.pool.shutting_down:
+        checks["lifecycle"] = "fail: shutting down"
+    return checks
 
 
 async def healthz(request: Request) -> Response:
-    """``GET /healthz``: liveness, ``{"status": "ok", "service", "version"}``."""
-    return JSONResponse({"status": "ok", "service": SERVICE_NAME, "version": __version__})
+    """``GET /healthz``: liveness ``{"status": "ok", "service", "version"}``.
+
+    ``?deep=true`` (readiness) also checks that the storage root is writable, the signer is
+    loaded and the queue is not saturated; it answers 503 ``not_ready`` naming the failing
+    checks. ``HEALTHZ_OMIT_VERSION=true`` leaves out ``service`` and ``version``.
+    """
+    runtime = request.app.state.runtime
+    body: dict[str, Any] = {"status": "ok"}
+    if not runtime.settings.healthz_omit_version:
+        body.update(service=SERVICE_NAME, version=__version__)
+    if request.query_params.get("deep", "").lower() in {"1", "true", "yes"}:
+        checks = await _readiness(runtime)
+        failing = [name for name, verdict in checks.items() if not verdict.startswith("ok")]
+        body["checks"] = checks
+        if failing:
+            return JSONResponse({"error": "not_ready", "detail": "failing checks: " + ", ".join(failing),
+                                 **body, "status": "fail"}, status_code=503)
+    return JSONResponse(body)
+
+
+async def metrics(request: Request) -> Response:
+    """``GET /metrics``: Prometheus text format, only with ``OBSERVABILITY_METRICS_ENABLED=true``
+    (404 otherwise); with ``METRICS_BEARER_TOKEN`` set, 401 without ``Authorization: Bearer …``."""
+    runtime = request.app.state.runtime
+    settings = runtime.settings
+    if not settings.observability_metrics_enabled:
+        return error_response(404, "not_found", "metrics are disabled (OBSERVABILITY_METRICS_ENABLED=false)")
+    token = settings.metrics_bearer_token
+    if token:
+        auth = request.headers.get("authorization", "")
+        given = auth[7:].strip() if auth.startswith("Bearer ") else ""
+        if not hmac.compare_digest(given.encode(), token.reveal().encode()):
+            return error_response(401, "unauthorized", "send Authorization: Bearer <METRICS_BEARER_TOKEN>",
+                                  {"WWW-Authenticate": 'Bearer realm="metrics"'})
+    payload, content_type = runtime.metrics.exposition()
+    return Response(payload, media_type=content_type)
+
+
+async def openapi(request: Request) -> Response:
+    """``GET /openapi.json``: the OpenAPI 3.1 description of this service (``docs/openapi.yaml``)."""
+    return JSONResponse(OPENAPI)
+
+
+async def http_exception(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404/405 answers, in the common error shape."""
+    assert isinstance(exc, HTTPException)
+    codes = {404: "not_found", 405: "method_not_allowed"}
+    return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail),
+                          dict(exc.headers or {}))
 
 
 routes = [
     Route("/ingest", ingest, methods=["POST"]),
+    Route("/ingest/batch", ingest_batch, methods=["POST"]),
     Route("/retry/{ticket_id}", retry, methods=["POST"]),
     Route("/jobs/{ticket_id}", job_status, methods=["GET"]),
     Route("/healthz", healthz, methods=["GET"]),
+    Route("/metrics", metrics, methods=["GET"]),
+    Route("/openapi.json", openapi, methods=["GET"]),
 ]

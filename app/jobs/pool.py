@@ -120,6 +120,11 @@ class WorkerPool:
         return len(self._running)
 
     @property
+    def free_slots(self) -> int:
+        """How many more jobs the queue takes before it is full."""
+        return max(0, self._max_queue - self._queue.qsize())
+
+    @property
     def saturated(self) -> bool:
         """Whether the queue is full."""
         return self._queue.qsize() >= self._max_queue

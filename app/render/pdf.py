@@ -220,8 +220,18 @@ def _check_input(ticket: Any, articles: Any, tags: Any) -> None:
         raise RenderError(f"tags must be a list of strings, got {type(tags).__name__}", transient=False)
 
 
-def _draw_ticket_block(pdf: _TicketPdf, ticket: dict[str, Any], tags: list[str], archived: str, zone: ZoneInfo,
-                       number: str, title: str, article_count: int) -> None:
+def _draw_ticket_block(
+    pdf: _TicketPdf,
+    ticket: dict[str, Any],
+    tags: list[str],
+    *,
+    zone: ZoneInfo,
+    number: str,
+    title: str,
+    archived: str,
+    article_count: int,
+) -> None:
+    """The first-page block: ticket number, title and the ticket's fields."""
     pdf.draw_line(pdf.l_margin, pdf.y, pdf.fit(f"Ticket #{number}", DOC_NUMBER, pdf.epw), DOC_NUMBER)
     pdf.y += DOC_NUMBER.leading
     pdf.write_lines(title, DOC_TITLE)
@@ -247,6 +257,7 @@ def _draw_ticket_block(pdf: _TicketPdf, ticket: dict[str, Any], tags: list[str],
 
 
 def _draw_article(pdf: _TicketPdf, article: dict[str, Any], position: int, total: int, zone: ZoneInfo) -> None:
+    """One article: bookmark, a shaded heading marked Internal/Public, its fields, attachments, body."""
     internal = bool(article.get("internal"))
     created = pdf.clean(format_time(article.get("created_at"), zone))
     sender = pdf.clean(article.get("sender") or "")
@@ -276,11 +287,7 @@ def _draw_article(pdf: _TicketPdf, article: dict[str, Any], position: int, total
     pdf.write_field("Time", created)
     pdf.write_field("Type", kind)
     pdf.write_field("Sender", sender)
-    pdf.write_field(
-        "Visibility",
-        "Internal (not visible to the customer)" if internal else "Public",
-        label_style=FIELD_LABEL,
-    )
+    pdf.write_field("Visibility", "Internal (not visible to the customer)" if internal else "Public")
     attachments = visible_attachments(article)
     if attachments:
         listing = "\n".join(
@@ -354,10 +361,12 @@ def render_ticket_pdf(
         pdf.set_author(service)
         pdf.set_keywords(", ".join(pdf.clean(str(tag)) for tag in tags))
         pdf.set_creator(f"{service} {__version__}")
-        pdf.set_creation_date(datetime.now(timezone.utc))
+        pdf.set_creation_date(archived_at)
 
         pdf.add_page()
-        _draw_ticket_block(pdf, ticket, list(tags), archived, zone, number, title, len(ordered))
+        _draw_ticket_block(
+            pdf, ticket, list(tags), zone=zone, number=number, title=title, archived=archived, article_count=len(ordered)
+        )
         for position, article in enumerate(ordered, start=1):
             _draw_article(pdf, article, position, len(ordered), zone)
         data = bytes(pdf.output())

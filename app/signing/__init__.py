@@ -1,0 +1,1 @@
+"""PAdES signing of archive PDFs (pyHanko): see :mod:`app.signing.signer`."""

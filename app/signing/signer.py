@@ -390,10 +390,18 @@ class ArchiveSigner:
         timestamper: TimeStamper | None = None,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
-        """Args: ``key`` from :func:`load_signing_key`; ``options``; ``timestamper`` from
-        :func:`build_timestamper` (``None`` = B-B); ``clock`` returning aware UTC datetimes
-        (for tests). Raises :class:`SigningError` when the certificate fails
-        :func:`check_signing_certificate` now."""
+        """Prepare the signer; the certificate is checked now and before every signature.
+
+        Args:
+            key: key material from :func:`load_signing_key`.
+            options: signature settings (defaults: :class:`SigningOptions`).
+            timestamper: an RFC 3161 client from :func:`build_timestamper` for B-T, or
+                ``None`` for B-B.
+            clock: returns the current time as an aware datetime (for tests).
+
+        Raises:
+            SigningError: ``transient=False`` when :func:`check_signing_certificate` fails.
+        """
         self._key = key
         self._options = options or SigningOptions()
         self._timestamper = timestamper

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from app.devtools.webhook import zammad_webhook
-from tests.e2e.conftest import FIXTURES, HMAC_SECRET
+from tests.conftest import FIXTURES, HMAC_SECRET
 from tests.verify import pdfsig, pdftotext, pyhanko_status
 
 ARTICLE_SAMPLES = {
@@ -144,7 +144,7 @@ async def test_ticket_without_trigger_tag_is_skipped(archiver, simulator):
 
 
 async def simulator_remove_tag(simulator, ticket_id: int, tag: str) -> None:
-    from tests.e2e.conftest import API_TOKEN
+    from tests.conftest import API_TOKEN
 
     async with aiohttp.ClientSession() as session:
         async with session.delete(f"{simulator.base_url}/api/v1/tags/remove",

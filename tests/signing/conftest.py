@@ -88,6 +88,7 @@ async def local_tsa(dev_certs: DevCerts, tmp_path: Path):
     expected_auth = "Basic " + base64.b64encode(f"{TSA_USER}:{TSA_PASSWORD}".encode()).decode()
     state = LocalTsa(url="")
     counter = iter(range(1_000_000))
+    serial_lock = asyncio.Lock()  # openssl ts updates the serial file: one reply at a time
 
     async def handle(request: web.Request) -> web.Response:
         state.requests += 1
@@ -104,13 +105,14 @@ async def local_tsa(dev_certs: DevCerts, tmp_path: Path):
         query, reply = workdir / f"q{n}.tsq", workdir / f"r{n}.tsr"
         query.write_bytes(body)
         cnf = workdir / ("ts-refuse.cnf" if state.mode == "refuse" else "ts.cnf")
-        proc = await asyncio.create_subprocess_exec(
-            "openssl", "ts", "-reply", "-config", str(cnf), "-queryfile", str(query),
-            "-signer", str(dev_certs.tsa_pem), "-inkey", str(dev_certs.tsa_key), "-chain", str(dev_certs.root_pem),
-            "-out", str(reply),
-            stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        _, err = await proc.communicate()
+        async with serial_lock:
+            proc = await asyncio.create_subprocess_exec(
+                "openssl", "ts", "-reply", "-config", str(cnf), "-queryfile", str(query),
+                "-signer", str(dev_certs.tsa_pem), "-inkey", str(dev_certs.tsa_key), "-chain", str(dev_certs.root_pem),
+                "-out", str(reply),
+                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            _, err = await proc.communicate()
         if proc.returncode != 0:
             return web.Response(status=500, text=err.decode(errors="replace"))
         data = reply.read_bytes()

@@ -25,7 +25,7 @@ from app.config import Settings, load_settings
 from app.devtools.zammad_simulator import ZammadSimulator
 from app.main import create_app
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures" / "zammad"
 PFX_PASSWORD = "e2e-pfx-pass-7731"
 HMAC_SECRET = "e2e-hmac-secret-5521"
@@ -94,10 +94,13 @@ ArchiverFactory = Callable[..., Awaitable[RunningArchiver]]
 
 @pytest.fixture
 async def archiver(simulator: ZammadSimulator, dev_pki: DevPki, tmp_path: Path) -> AsyncIterator[ArchiverFactory]:
-    """A factory: ``await archiver(**env_overrides)`` starts the service and returns it."""
+    """A factory: ``await archiver(**env_overrides)`` starts the service and returns it.
+
+    ``wrap`` may wrap the ASGI app (e.g. to count what reaches it) before Hypercorn serves it.
+    """
     stops: list[tuple[asyncio.Event, asyncio.Task[None]]] = []
 
-    async def start(**overrides: str) -> RunningArchiver:
+    async def start(wrap: Callable[[Any], Any] | None = None, **overrides: str) -> RunningArchiver:
         storage = tmp_path / "archive"
         storage.mkdir(exist_ok=True)
         port = free_port()
@@ -115,6 +118,7 @@ async def archiver(simulator: ZammadSimulator, dev_pki: DevPki, tmp_path: Path) 
             "RENDER_PROCESSES": "1",
             "SERVER_PORT": str(port),
             "SHUTDOWN_GRACE_SECONDS": "5",
+            "HARDENING_RATE_LIMIT_RPS": "0",
             **overrides,
         }
         settings = load_settings(env)
@@ -123,7 +127,7 @@ async def archiver(simulator: ZammadSimulator, dev_pki: DevPki, tmp_path: Path) 
         config.bind = [f"127.0.0.1:{port}"]
         config.accesslog = None
         stop = asyncio.Event()
-        task = asyncio.create_task(serve(app, config, shutdown_trigger=stop.wait))
+        task = asyncio.create_task(serve(wrap(app) if wrap else app, config, shutdown_trigger=stop.wait))
         stops.append((stop, task))
         url = f"http://127.0.0.1:{port}"
         async with aiohttp.ClientSession() as session:

@@ -1,0 +1,121 @@
+"""Pure-ASGI middleware: a token bucket per client, 429 with ``Retry-After`` when empty.
+
+The client is the peer address, or the first untrusted address in ``X-Forwarded-For``
+when the peer is one of the trusted proxies (walking the header right to left, so a client
+cannot spoof its way past the proxy). Buckets live in a bounded LRU: at most
+``max_clients`` are kept, the least recently seen are forgotten (a forgotten client starts
+with a full bucket, which errs on the side of letting Zammad through).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import math
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable
+
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.http.responses import send_error
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+DEFAULT_EXEMPT_PATHS = frozenset({"/healthz", "/metrics"})
+
+
+class TokenBuckets:
+    """Token buckets keyed by client, bounded in number.
+
+    Args:
+        rate: tokens added per second.
+        burst: bucket size.
+        max_clients: most buckets kept (LRU).
+        clock: monotonic seconds.
+    """
+
+    def __init__(self, rate: float, burst: int, *, max_clients: int = 10_000,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.max_clients = max_clients
+        self._clock = clock
+        self._buckets: OrderedDict[str, list[float]] = OrderedDict()
+
+    def take(self, client: str) -> float:
+        """Take one token for ``client``; returns 0 when allowed, else the seconds to wait."""
+        now = self._clock()
+        bucket = self._buckets.get(client)
+        if bucket is None:
+            bucket = [self.burst, now]
+            self._buckets[client] = bucket
+            if len(self._buckets) > self.max_clients:
+                self._buckets.popitem(last=False)
+        else:
+            self._buckets.move_to_end(client)
+            bucket[0] = min(self.burst, bucket[0] + (now - bucket[1]) * self.rate)
+            bucket[1] = now
+        if bucket[0] >= 1.0:
+            bucket[0] -= 1.0
+            return 0.0
+        return (1.0 - bucket[0]) / self.rate
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+
+def client_address(scope: Scope, trusted: tuple[Network, ...]) -> str:
+    """The client's address: the peer, or via ``X-Forwarded-For`` when the peer is trusted."""
+    client = scope.get("client")
+    peer = client[0] if client else "unknown"
+    if not trusted or not _is_trusted(peer, trusted):
+        return peer
+    for name, value in scope["headers"]:
+        if name == b"x-forwarded-for":
+            hops = [h.strip() for h in value.decode("latin-1").split(",") if h.strip()]
+            for hop in reversed(hops):
+                if not _is_trusted(hop, trusted):
+                    return hop
+            return hops[0] if hops else peer
+    return peer
+
+
+def _is_trusted(address: str, trusted: tuple[Network, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in trusted)
+
+
+class RateLimitMiddleware:
+    """Answer 429 ``rate_limited`` (with ``Retry-After`` in whole seconds) to clients over their rate.
+
+    Args:
+        rate: requests per second per client; 0 switches the middleware off.
+        burst: requests a client may make at once.
+        trusted_proxies: networks whose ``X-Forwarded-For`` is believed.
+        exempt_paths: paths never limited (health probes, metrics scrapes).
+        on_limited: called once per refused request (metrics).
+    """
+
+    def __init__(self, app: ASGIApp, *, rate: float, burst: int, trusted_proxies: Iterable[Network] = (),
+                 exempt_paths: frozenset[str] = DEFAULT_EXEMPT_PATHS, max_clients: int = 10_000,
+                 on_limited: Callable[[], None] | None = None) -> None:
+        self.app = app
+        self.buckets = TokenBuckets(rate, burst, max_clients=max_clients) if rate > 0 else None
+        self.trusted = tuple(trusted_proxies)
+        self.exempt_paths = exempt_paths
+        self.on_limited = on_limited
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.buckets is None or scope["type"] != "http" or scope["path"] in self.exempt_paths:
+            await self.app(scope, receive, send)
+            return
+        wait = self.buckets.take(client_address(scope, self.trusted))
+        if wait:
+            if self.on_limited is not None:
+                self.on_limited()
+            await send_error(send, 429, "rate_limited", "too many requests; retry after the time in Retry-After",
+                             [(b"retry-after", str(max(1, math.ceil(wait))).encode())])
+            return
+        await self.app(scope, receive, send)

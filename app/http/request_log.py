@@ -1,0 +1,83 @@
+"""Pure-ASGI middleware: one structured log line per request, and the request id.
+
+The request id is the client's ``X-Request-ID`` (up to 128 printable characters) or a new
+one; it is echoed in the response's ``X-Request-ID`` and put in ``scope["app.request_id"]``.
+Routes may put ``app.ticket_id`` into the scope; the line carries it with the method, path,
+status, ``duration_ms`` and ``X-Zammad-Delivery``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from collections.abc import Callable
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = logging.getLogger("app.access")
+
+REQUEST_ID_KEY = "app.request_id"
+TICKET_ID_KEY = "app.ticket_id"
+MAX_REQUEST_ID_CHARS = 128
+
+
+def _request_id(raw: bytes | None) -> str:
+    if raw:
+        text = raw.decode("latin-1").strip()
+        if 0 < len(text) <= MAX_REQUEST_ID_CHARS and text.isprintable():
+            return text
+    return uuid.uuid4().hex
+
+
+class RequestLogMiddleware:
+    """Log each HTTP request once it is answered.
+
+    Args:
+        on_response: ``callback(path, status)`` after each response (metrics).
+    """
+
+    def __init__(self, app: ASGIApp, *, on_response: Callable[[str, int], None] | None = None) -> None:
+        self.app = app
+        self.on_response = on_response
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        request_id_raw = delivery = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                request_id_raw = value
+            elif name == b"x-zammad-delivery":
+                delivery = value.decode("latin-1")[:200]
+        request_id = _request_id(request_id_raw)
+        scope[REQUEST_ID_KEY] = request_id
+        header = (b"x-request-id", request_id.encode("latin-1"))
+        status = 0
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message = {**message, "headers": [*message.get("headers", []), header]}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_id)
+        finally:
+            extra = {
+                "request_id": request_id,
+                "method": scope["method"],
+                "path": scope["path"],
+                "status": status or None,
+                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
+            }
+            if TICKET_ID_KEY in scope:
+                extra["ticket_id"] = scope[TICKET_ID_KEY]
+            if delivery:
+                extra["delivery_id"] = delivery
+            log.info("request", extra=extra)
+            if self.on_response is not None and status:
+                self.on_response(scope["path"], status)

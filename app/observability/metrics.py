@@ -1,0 +1,83 @@
+"""Prometheus metrics of the service (exposition through prometheus-client).
+
+One :class:`Metrics` object per application, on its own ``CollectorRegistry`` (so two apps
+in one process, as in tests, do not share counters). Names follow Prometheus conventions:
+counters end in ``_total``, durations are ``_seconds`` histograms.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+PREFIX = "zammad_pdf_archiver"
+_JOB_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
+_STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+STEPS = ("fetch", "render", "sign", "store")
+
+
+class Metrics:
+    """The service's metrics.
+
+    Attributes (all prefixed ``zammad_pdf_archiver_``):
+        jobs_processed_total{status}: finished jobs by status (``archived``, ``skipped``, ``failed``).
+        jobs_failed_total{classification}: failed jobs by ``Transient``/``Permanent``.
+        job_duration_seconds: wall time of a whole job.
+        step_duration_seconds{step}: wall time of ``fetch``, ``render``, ``sign``, ``store``.
+        queue_depth, jobs_in_flight: gauges read from the worker pool at scrape time.
+        ingest_responses_total{status}: answers of ``/ingest`` and ``/ingest/batch`` by HTTP status.
+        dedupe_hits_total: webhooks answered ``duplicate`` by delivery id.
+        rate_limited_total: requests answered 429.
+    """
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        r = self.registry
+        self.jobs_processed_total = Counter(f"{PREFIX}_jobs_processed_total", "Finished archive jobs by status",
+                                            ["status"], registry=r)
+        self.jobs_failed_total = Counter(f"{PREFIX}_jobs_failed_total", "Failed archive jobs by classification",
+                                         ["classification"], registry=r)
+        self.job_duration_seconds = Histogram(f"{PREFIX}_job_duration_seconds", "Wall time of one archive job",
+                                              buckets=_JOB_BUCKETS, registry=r)
+        self.step_duration_seconds = Histogram(f"{PREFIX}_step_duration_seconds",
+                                               "Wall time of one job step (fetch, render, sign, store)",
+                                               ["step"], buckets=_STEP_BUCKETS, registry=r)
+        self.queue_depth = Gauge(f"{PREFIX}_queue_depth", "Jobs waiting in the queue", registry=r)
+        self.jobs_in_flight = Gauge(f"{PREFIX}_jobs_in_flight", "Jobs running now", registry=r)
+        self.ingest_responses_total = Counter(f"{PREFIX}_ingest_responses_total",
+                                              "Answers of /ingest and /ingest/batch by HTTP status",
+                                              ["status"], registry=r)
+        self.dedupe_hits_total = Counter(f"{PREFIX}_dedupe_hits_total",
+                                         "Webhooks answered as duplicates of an accepted delivery id", registry=r)
+        self.rate_limited_total = Counter(f"{PREFIX}_rate_limited_total", "Requests answered 429", registry=r)
+        for status in ("archived", "skipped", "failed"):
+            self.jobs_processed_total.labels(status)
+        for kind in ("Transient", "Permanent"):
+            self.jobs_failed_total.labels(kind)
+        for step in STEPS:
+            self.step_duration_seconds.labels(step)
+
+    def watch_pool(self, depth: Callable[[], float], in_flight: Callable[[], float]) -> None:
+        """Read the queue depth and in-flight count from these callables at scrape time."""
+        self.queue_depth.set_function(depth)
+        self.jobs_in_flight.set_function(in_flight)
+
+    def record_job(self, status: str, classification: str | None, seconds: float,
+                   step_seconds: dict[str, float] | None) -> None:
+        """Count one finished job and its step durations (``fetch_*`` steps are summed as ``fetch``)."""
+        self.jobs_processed_total.labels(status).inc()
+        if status == "failed" and classification:
+            self.jobs_failed_total.labels(classification).inc()
+        self.job_duration_seconds.observe(seconds)
+        if step_seconds:
+            fetch = sum(v for k, v in step_seconds.items() if k.startswith("fetch"))
+            if fetch:
+                self.step_duration_seconds.labels("fetch").observe(fetch)
+            for step in ("render", "sign", "store"):
+                if step in step_seconds:
+                    self.step_duration_seconds.labels(step).observe(step_seconds[step])
+
+    def exposition(self) -> tuple[bytes, str]:
+        """The Prometheus text exposition and its content type."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST

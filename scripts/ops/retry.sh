@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# Queue an explicit archive retry for one ticket: POST /retry/TICKET_ID, signed.
+#
+# Usage: scripts/ops/retry.sh TICKET_ID [--force]
+#
+# Environment:
+#   ARCHIVER_URL          base URL of the service (default http://127.0.0.1:8080)
+#   ADMIN_BEARER_TOKEN    when set, sent as "Authorization: Bearer …"
+#   WEBHOOK_HMAC_SECRET   otherwise the body {"ticket_id": N, "requested_at": <now>} is signed
+#                         with it (X-Hub-Signature: sha1=…); valid for 5 minutes
+# --force re-archives a ticket that is already pdf:signed.
+# Secrets are read from the environment and never put on a command line.
+set -euo pipefail
+
+ticket_id="${1:-}"
+if [[ ! "$ticket_id" =~ ^[0-9]+$ ]]; then
+    echo "usage: $0 TICKET_ID [--force]" >&2
+    exit 2
+fi
+query=""
+[[ "${2:-}" == "--force" ]] && query="?force=true"
+url="${ARCHIVER_URL:-http://127.0.0.1:8080}/retry/${ticket_id}${query}"
+
+exec python3 - "$url" "$ticket_id" <<'PY'
+import hashlib, hmac, json, os, sys, time, urllib.error, urllib.request
+
+url, ticket_id = sys.argv[1], int(sys.argv[2])
+body = json.dumps({"ticket_id": ticket_id, "requested_at": int(time.time())}).encode()
+headers = {"Content-Type": "application/json"}
+token, secret = os.environ.get("ADMIN_BEARER_TOKEN"), os.environ.get("WEBHOOK_HMAC_SECRET")
+if token:
+    headers["Authorization"] = f"Bearer {token}"
+elif secret:
+    headers["X-Hub-Signature"] = "sha1=" + hmac.new(secret.encode(), body, hashlib.sha1).hexdigest()
+else:
+    sys.exit("set ADMIN_BEARER_TOKEN or WEBHOOK_HMAC_SECRET")
+request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+try:
+    with urllib.request.urlopen(request, timeout=30) as response:
+        print(response.read().decode())
+except urllib.error.HTTPError as exc:
+    print(exc.read().decode(), file=sys.stderr)
+    sys.exit(1)
+except urllib.error.URLError as exc:
+    sys.exit(f"cannot reach {url}: {exc.reason}")
+PY

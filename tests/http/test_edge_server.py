@@ -1,0 +1,365 @@
+"""The HTTP surface through a real Hypercorn on loopback: status codes, limits, auth, probes."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import hashlib
+import hmac
+import json
+import re
+import resource
+from typing import Any
+
+import aiohttp
+import pytest
+import yaml
+
+from app.devtools.webhook import zammad_webhook
+from app.http.openapi import OPENAPI
+from tests.conftest import HMAC_SECRET, REPO
+
+
+async def call(method: str, url: str, *, body: bytes | None = None, headers: dict[str, str] | None = None,
+               ) -> tuple[int, dict[str, str], Any]:
+    async with aiohttp.ClientSession() as session, session.request(method, url, data=body, headers=headers) as resp:
+        raw = await resp.read()
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            parsed = raw.decode("utf-8", "replace")
+        return resp.status, dict(resp.headers), parsed
+
+
+def assert_error_shape(payload: Any, code: str) -> None:
+    assert isinstance(payload, dict), payload
+    assert payload["error"] == code, payload
+    assert isinstance(payload["detail"], str) and payload["detail"], payload
+
+
+def signed(payload: Any, **kw: Any) -> tuple[bytes, dict[str, str]]:
+    return zammad_webhook(payload, HMAC_SECRET, **kw)
+
+
+# -- every status code the runbook lists --------------------------------------------------------
+
+async def test_400_invalid_json_and_missing_delivery_id(archiver):
+    service = await archiver(HARDENING_WEBHOOK_REQUIRE_DELIVERY_ID="true")
+    body = b"{not json"
+    sig = "sha1=" + hmac.new(HMAC_SECRET.encode(), body, hashlib.sha1).hexdigest()
+    status, headers, payload = await call("POST", f"{service.url}/ingest", body=body,
+                                          headers={"X-Hub-Signature": sig, "X-Zammad-Delivery": "d-1"})
+    assert status == 400
+    assert_error_shape(payload, "invalid_json")
+    assert headers["X-Request-ID"]
+    body, hdrs = signed({"ticket_id": 4711})
+    del hdrs["X-Zammad-Delivery"]
+    status, _, payload = await call("POST", f"{service.url}/ingest", body=body, headers=hdrs)
+    assert status == 400
+    assert_error_shape(payload, "missing_delivery_id")
+    assert service.runtime.pool.status(4711)["state"] == "idle"
+
+
+async def test_413_by_content_length(archiver):
+    service = await archiver(HARDENING_BODY_MAX_BYTES="1000")
+    body, hdrs = signed({"ticket_id": 4711, "pad": "x" * 2000})
+    status, _, payload = await call("POST", f"{service.url}/ingest", body=body, headers=hdrs)
+    assert status == 413
+    assert_error_shape(payload, "payload_too_large")
+
+
+async def test_429_with_retry_after_and_probes_exempt(archiver):
+    service = await archiver(HARDENING_RATE_LIMIT_RPS="0.5", HARDENING_RATE_LIMIT_BURST="2")
+    results = []
+    for _ in range(4):
+        body, hdrs = signed({"ticket_id": 4711})
+        results.append(await call("POST", f"{service.url}/ingest", body=body, headers=hdrs))
+    assert [r[0] for r in results] == [202, 202, 429, 429]
+    status, headers, payload = results[2]
+    assert_error_shape(payload, "rate_limited")
+    assert int(headers["Retry-After"]) >= 1
+    assert (await call("GET", f"{service.url}/healthz"))[0] == 200
+    assert service.runtime.metrics.rate_limited_total._value.get() == 2
+
+
+async def test_503_without_secret_and_when_shutting_down(archiver):
+    service = await archiver(WEBHOOK_HMAC_SECRET="")
+    body, hdrs = zammad_webhook({"ticket_id": 4711}, None)
+    status, _, payload = await call("POST", f"{service.url}/ingest", body=body, headers=hdrs)
+    assert status == 503
+    assert_error_shape(payload, "webhook_auth_not_configured")
+
+    service = await archiver(HARDENING_WEBHOOK_ALLOW_UNSIGNED="true", WEBHOOK_HMAC_SECRET="")
+    status, _, payload = await call("POST", f"{service.url}/ingest", body=body, headers=hdrs)
+    assert status == 202
+    await service.wait_idle()
+    service.runtime.pool.shutting_down = True
+    status, headers, payload = await call("POST", f"{service.url}/ingest", body=body, headers=hdrs)
+    assert status == 503 and headers["Retry-After"]
+    assert_error_shape(payload, "shutting_down")
+    service.runtime.pool.shutting_down = False
+
+
+async def test_503_when_queue_full(archiver, simulator):
+    simulator.delay("GET", r"^/api/v1/tags", 2)
+    service = await archiver(WORKERS="1", WORKFLOW_QUEUE_MAX="1")
+    answers = []
+    for ticket_id in (1, 2, 3):
+        body, hdrs = signed({"ticket_id": ticket_id})
+        answers.append(await call("POST", f"{service.url}/ingest", body=body, headers=hdrs))
+        await asyncio.sleep(0.05)
+    assert [a[0] for a in answers] == [202, 202, 503]
+    assert_error_shape(answers[2][2], "queue_full")
+    simulator.clear_faults()
+
+
+async def test_404_and_405_use_the_error_shape(archiver):
+    service = await archiver()
+    status, _, payload = await call("GET", f"{service.url}/nope")
+    assert status == 404
+    assert_error_shape(payload, "not_found")
+    status, _, payload = await call("GET", f"{service.url}/ingest")
+    assert status == 405
+    assert_error_shape(payload, "method_not_allowed")
+
+
+# -- body limit while streaming --------------------------------------------------------------------
+
+class CountingApp:
+    """Counts the request-body bytes that reach the application."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.received = 0
+
+    async def __call__(self, scope, receive, send):
+        async def counting():
+            message = await receive()
+            if message["type"] == "http.request":
+                self.received += len(message.get("body", b""))
+            return message
+
+        await self.app(scope, counting, send)
+
+
+async def test_chunked_50_mib_upload_is_cut_off(archiver):
+    limit = 64 * 1024
+    counter: list[CountingApp] = []
+
+    def wrap(app: Any) -> Any:
+        counter.append(CountingApp(app))
+        return counter[0]
+
+    service = await archiver(wrap, HARDENING_BODY_MAX_BYTES=str(limit))
+    chunk = b"x" * 65536
+    total = 50 * 1024 * 1024
+    gc.collect()
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+    async def body():
+        sent = 0
+        while sent < total:
+            yield chunk
+            sent += len(chunk)
+
+    status = None
+    try:
+        async with aiohttp.ClientSession() as session:
+            async with session.post(f"{service.url}/ingest", data=body(),
+                                    headers={"X-Hub-Signature": "sha1=00"}) as resp:
+                status = resp.status
+                payload = await resp.json()
+    except aiohttp.ClientError:
+        pass  # the server may close the connection while the client is still sending
+    rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert counter[0].received <= limit + len(chunk)
+    assert counter[0].received > limit  # the limit was reached by streaming, not by Content-Length
+    if status is not None:
+        assert status == 413
+        assert_error_shape(payload, "payload_too_large")
+    assert (rss_after - rss_before) * 1024 < 20 * 1024 * 1024
+
+
+async def test_half_body_then_disconnect_leaves_no_task(archiver):
+    service = await archiver()
+    await asyncio.sleep(0.1)
+    baseline = len(asyncio.all_tasks())
+    port = int(service.url.rsplit(":", 1)[1])
+    for _ in range(5):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(b"POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"X-Hub-Signature: sha1=00\r\nContent-Length: 1000\r\n\r\n" + b"{" * 100)
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.close()
+        await writer.wait_closed()
+    for _ in range(100):
+        await asyncio.sleep(0.05)
+        if len(asyncio.all_tasks()) <= baseline:
+            break
+    assert len(asyncio.all_tasks()) <= baseline, [t.get_coro() for t in asyncio.all_tasks()]
+
+
+# -- dedupe under concurrency --------------------------------------------------------------------------
+
+async def test_1000_concurrent_ingests_200_delivery_ids_make_200_jobs(archiver):
+    service = await archiver(WORKERS="4")
+    requests = []
+    for ticket_id in range(1, 201):
+        body, hdrs = signed({"ticket_id": 100000 + ticket_id}, delivery_id=f"delivery-{ticket_id}")
+        requests.extend([(body, hdrs)] * 5)
+    connector = aiohttp.TCPConnector(limit=200)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        async def one(body: bytes, hdrs: dict[str, str]) -> str:
+            async with session.post(f"{service.url}/ingest", data=body, headers=hdrs) as resp:
+                assert resp.status == 202
+                return (await resp.json())["status"]
+
+        statuses = await asyncio.gather(*(one(b, h) for b, h in requests))
+    assert statuses.count("accepted") == 200 and statuses.count("duplicate") == 800
+    await service.wait_idle(120)
+    processed = service.runtime.metrics.jobs_processed_total
+    assert sum(processed.labels(s)._value.get() for s in ("archived", "skipped", "failed")) == 200
+    assert service.runtime.metrics.dedupe_hits_total._value.get() == 800
+
+
+async def test_rejected_delivery_is_not_claimed(archiver, simulator):
+    service = await archiver(WORKERS="1", WORKFLOW_QUEUE_MAX="1")
+    simulator.delay("GET", r"^/api/v1/tags", 1)
+    for ticket_id in (1, 2):
+        body, hdrs = signed({"ticket_id": ticket_id})
+        assert (await call("POST", f"{service.url}/ingest", body=body, headers=hdrs))[0] == 202
+        await asyncio.sleep(0.05)
+    body, hdrs = signed({"ticket_id": 3}, delivery_id="retry-me")
+    assert (await call("POST", f"{service.url}/ingest", body=body, headers=hdrs))[0] == 503
+    simulator.clear_faults()
+    await service.wait_idle()
+    status, _, payload = await call("POST", f"{service.url}/ingest", body=body, headers=hdrs)
+    assert (status, payload["status"]) == (202, "accepted")  # Zammad's retry gets through
+
+
+# -- batch ----------------------------------------------------------------------------------------------
+
+async def test_batch(archiver):
+    service = await archiver(HARDENING_BATCH_MAX_ITEMS="3")
+    body, hdrs = signed([{"ticket_id": 11}, {"ticket": {"id": 12}}])
+    status, _, payload = await call("POST", f"{service.url}/ingest/batch", body=body, headers=hdrs)
+    assert (status, payload) == (202, {"status": "accepted", "count": 2})
+    body, hdrs = signed({"payloads": [{"ticket_id": 13}, {"ticket_id": "x"}]})
+    status, _, payload = await call("POST", f"{service.url}/ingest/batch", body=body, headers=hdrs)
+    assert status == 422
+    assert_error_shape(payload, "invalid_payload")
+    assert "index 1" in payload["detail"]
+    assert service.runtime.pool.status(13)["state"] == "idle"  # nothing of the bad batch was queued
+    body, hdrs = signed([{"ticket_id": n} for n in range(4)])
+    status, _, payload = await call("POST", f"{service.url}/ingest/batch", body=body, headers=hdrs)
+    assert status == 422
+    assert_error_shape(payload, "too_many_items")
+
+
+# -- retry and jobs --------------------------------------------------------------------------------------
+
+async def test_retry_and_jobs_are_never_anonymous(archiver, simulator):
+    service = await archiver(ADMIN_BEARER_TOKEN="admin-token-4711")
+    for method, path in (("POST", "/retry/4711"), ("GET", "/jobs/4711")):
+        status, _, payload = await call(method, f"{service.url}{path}")
+        assert status == 403
+        assert_error_shape(payload, "forbidden")
+        status, _, _ = await call(method, f"{service.url}{path}", headers={"Authorization": "Bearer wrong"})
+        assert status == 403
+    status, _, payload = await call("POST", f"{service.url}/retry/4711",
+                                    headers={"Authorization": "Bearer admin-token-4711"})
+    assert (status, payload) == (202, {"status": "accepted", "ticket_id": 4711})
+    await service.wait_idle()
+    sig = "sha1=" + hmac.new(HMAC_SECRET.encode(), b"", hashlib.sha1).hexdigest()
+    status, _, payload = await call("GET", f"{service.url}/jobs/4711", headers={"X-Hub-Signature": sig})
+    assert status == 200
+    assert payload["ticket_id"] == 4711 and payload["in_flight"] is False and payload["shutting_down"] is False
+    assert payload["last"]["status"] == "archived"
+    status, _, payload = await call("GET", f"{service.url}/jobs/abc", headers={"X-Hub-Signature": sig})
+    assert status == 422
+    assert_error_shape(payload, "invalid_ticket_id")
+
+
+async def test_retry_script_signs_the_request(archiver):
+    service = await archiver()
+    proc = await asyncio.create_subprocess_exec(
+        "bash", str(REPO / "scripts/ops/retry.sh"), "4711",
+        env={"ARCHIVER_URL": service.url, "WEBHOOK_HMAC_SECRET": HMAC_SECRET, "PATH": "/usr/bin:/bin"},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err
+    assert json.loads(out) == {"status": "accepted", "ticket_id": 4711}
+    await service.wait_idle()
+    assert service.runtime.pool.status(4711)["last"]["status"] == "archived"
+
+
+# -- health and metrics -------------------------------------------------------------------------------
+
+async def test_healthz_liveness_and_readiness(archiver, dev_pki):
+    service = await archiver()
+    status, _, payload = await call("GET", f"{service.url}/healthz")
+    assert status == 200 and payload["status"] == "ok" and payload["service"] == "zammad-pdf-archiver"
+    status, _, payload = await call("GET", f"{service.url}/healthz?deep=true")
+    assert status == 200 and payload["checks"] == {"storage": "ok", "signer": "ok", "queue": "ok"}
+    service.storage_root.rename(service.storage_root.with_name("moved"))
+    status, _, payload = await call("GET", f"{service.url}/healthz?deep=true")
+    assert status == 503 and payload["status"] == "fail"
+    assert_error_shape(payload, "not_ready")
+    assert "storage" in payload["detail"] and payload["checks"]["storage"].startswith("fail")
+
+
+async def test_healthz_deep_names_an_unloaded_signer_and_omits_version(archiver):
+    service = await archiver(SIGNING_PFX_PASSWORD="wrong-password", HEALTHZ_OMIT_VERSION="true")
+    status, _, payload = await call("GET", f"{service.url}/healthz")
+    assert (status, payload) == (200, {"status": "ok"})
+    status, _, payload = await call("GET", f"{service.url}/healthz?deep=true")
+    assert status == 503 and "signer" in payload["detail"]
+    assert "wrong-password" not in json.dumps(payload)
+
+
+async def test_metrics(archiver):
+    service = await archiver()
+    status, _, payload = await call("GET", f"{service.url}/metrics")
+    assert status == 404
+    assert_error_shape(payload, "not_found")
+
+    service = await archiver(OBSERVABILITY_METRICS_ENABLED="true", METRICS_BEARER_TOKEN="scrape-token-1")
+    status, headers, payload = await call("GET", f"{service.url}/metrics")
+    assert status == 401 and "Bearer" in headers["WWW-Authenticate"]
+    assert_error_shape(payload, "unauthorized")
+    body, hdrs = signed({"ticket_id": 4711})
+    assert (await call("POST", f"{service.url}/ingest", body=body, headers=hdrs))[0] == 202
+    await service.wait_idle()
+    status, headers, text = await call("GET", f"{service.url}/metrics",
+                                       headers={"Authorization": "Bearer scrape-token-1"})
+    assert status == 200 and headers["Content-Type"].startswith("text/plain")
+    assert 'zammad_pdf_archiver_jobs_processed_total{status="archived"} 1.0' in text
+    assert 'zammad_pdf_archiver_ingest_responses_total{status="202"} 1.0' in text
+    assert 'zammad_pdf_archiver_step_duration_seconds_count{step="render"} 1.0' in text
+    assert "zammad_pdf_archiver_queue_depth 0.0" in text
+
+
+# -- OpenAPI --------------------------------------------------------------------------------------------
+
+def test_openapi_yaml_matches_the_served_document():
+    assert yaml.safe_load((REPO / "docs/openapi.yaml").read_text()) == json.loads(json.dumps(OPENAPI))
+
+
+async def test_schemathesis_finds_no_5xx_and_no_schema_violation(archiver, tmp_path):
+    # Unsigned webhooks allowed and a bearer token given, so every operation is exercised past
+    # its authentication (with a secret set, the fuzzer could only ever reach the 403s).
+    service = await archiver(HARDENING_BODY_MAX_BYTES="4096", WEBHOOK_HMAC_SECRET="",
+                             HARDENING_WEBHOOK_ALLOW_UNSIGNED="true", ADMIN_BEARER_TOKEN="fuzz-admin",
+                             OBSERVABILITY_METRICS_ENABLED="true")
+    proc = await asyncio.create_subprocess_exec(
+        str(REPO / ".venv/bin/schemathesis") if (REPO / ".venv/bin/schemathesis").exists() else "schemathesis",
+        "run", f"{service.url}/openapi.json", "--checks",
+        "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
+        "--max-examples", "25", "--phases", "examples,coverage,fuzzing", "-H", "Authorization: Bearer fuzz-admin",
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=tmp_path)
+    out, _ = await asyncio.wait_for(proc.communicate(), 240)
+    text = out.decode()
+    assert proc.returncode == 0, text[-4000:]
+    assert re.search(r"\d+ generated, \d+ passed", text), text[-2000:]
+    assert "Authentication failed" not in text, text[-2000:]
