@@ -28,7 +28,9 @@ import hashlib
 import os
 import secrets
 import stat
+from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 from app.errors import StorageError
 from app.storage.paths import (
@@ -139,7 +141,8 @@ class ArchiveStore:
             self._template, snapshot.ticket, snapshot.archived_at, max_segment_bytes=self._max_segment_bytes
         )
 
-    async def store(self, snapshot: TicketSnapshot, data: bytes) -> StoredArchive:
+    async def store(self, snapshot: TicketSnapshot, data: bytes, *,
+                    sidecar: Mapping[str, Any] | None = None) -> StoredArchive:
         """Write ``data`` as the archive of ``snapshot``; never overwrites an earlier archive.
 
         The blocking work runs in a worker thread. If the awaiting task is cancelled the

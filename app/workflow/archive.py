@@ -18,8 +18,11 @@ from typing import Any
 from app.workflow.classify import ClassifiedFailure, classify
 from app.workflow.gate import should_process
 from app.workflow.notes import failure_note, success_note
+from app import SERVICE_NAME, __version__
 from app.workflow.ports import (
+    RenderedPdf,
     RendererPort,
+    SignedPdf,
     SignerPort,
     StoragePort,
     StoredArchive,
@@ -74,6 +77,31 @@ class ArchiveOutcome:
             out["code"] = self.failure.code
             out["cause"] = self.failure.cause
         return out
+
+
+def sidecar_fields(snapshot: TicketSnapshot, rendered: RenderedPdf, signed: SignedPdf, *, job_id: str,
+                   delivery_id: str | None) -> dict[str, Any]:
+    """The run's facts for the archive's JSON sidecar (the storage adds path, SHA-256 and size)."""
+    ticket = snapshot.ticket
+    return {
+        "ticket_id": ticket.get("id"),
+        "ticket_number": ticket.get("number"),
+        "title": ticket.get("title"),
+        "archived_at": snapshot.archived_at.isoformat(),
+        "articles_included": rendered.articles_included,
+        "articles_total": rendered.articles_total,
+        "pages": rendered.page_count,
+        "missing_glyphs": rendered.missing_glyphs,
+        "signed": signed.signed,
+        "pades_level": signed.pades_level,
+        "signer_subject": signed.signer_subject,
+        "signer_cert_sha256": signed.signer_cert_sha256,
+        "timestamp": signed.timestamp.isoformat() if signed.timestamp else None,
+        "service": SERVICE_NAME,
+        "service_version": __version__,
+        "job_id": job_id,
+        "delivery_id": delivery_id,
+    }
 
 
 class ArchiveWorkflow:
@@ -147,7 +175,8 @@ class ArchiveWorkflow:
             step = "sign"
             signed = await self._timed(timings, "sign", self.signer.sign(rendered.data))
             step = "store"
-            stored = await self._timed(timings, "store", self.storage.store(snapshot, signed.data))
+            sidecar = sidecar_fields(snapshot, rendered, signed, job_id=job_id, delivery_id=delivery_id)
+            stored = await self._timed(timings, "store", self.storage.store(snapshot, signed.data, sidecar=sidecar))
             log.info("archive stored", extra={**ctx, "path": stored.relative_path, "sha256": stored.sha256,
                                               "size": stored.size, "pages": rendered.page_count})
 

@@ -8,7 +8,8 @@ against the real thing.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -24,12 +25,15 @@ class TicketSnapshot:
         articles: ``GET /api/v1/ticket_articles/by_ticket/{id}``, oldest first.
         tags: ``GET /api/v1/tags?object=Ticket&o_id={id}`` → ``tags``.
         archived_at: the archive time (UTC, timezone-aware); used in the PDF and the path.
+        images: attachment id → bytes of the inline images and image attachments that were
+            fetched for the layout (a missing id is drawn as a placeholder).
     """
 
     ticket: dict[str, Any]
     articles: list[dict[str, Any]]
     tags: list[str]
     archived_at: datetime
+    images: Mapping[int, bytes] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +124,12 @@ class SignerPort(Protocol):
 
 
 class StoragePort(Protocol):
-    """Writes an archive atomically under the storage root; raises :class:`app.errors.StorageError`."""
+    """Writes an archive atomically under the storage root; raises :class:`app.errors.StorageError`.
 
-    async def store(self, snapshot: TicketSnapshot, data: bytes) -> StoredArchive: ...
+    ``sidecar`` holds the facts of the run (ticket, signature, job) for the ``<file>.pdf.json``
+    completion marker written after the PDF; the storage adds the file's own facts (path,
+    SHA-256, size).
+    """
+
+    async def store(self, snapshot: TicketSnapshot, data: bytes, *,
+                    sidecar: Mapping[str, Any] | None = None) -> StoredArchive: ...
