@@ -180,7 +180,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     def count_response(path: str, status: int) -> None:
         if path in INGEST_PATHS:
-            metrics.ingest_responses_total.labels(str(status)).inc()
+            metrics.count_ingest_response(status)
 
     app = Starlette(
         routes=routes,

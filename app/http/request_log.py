@@ -8,26 +8,32 @@ status, ``duration_ms`` and ``X-Zammad-Delivery``.
 
 from __future__ import annotations
 
-import logging
+import itertools
+import os
 import time
-import uuid
 from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-log = logging.getLogger("app.access")
+from app.observability.logging import ACCESS_LOG
 
 REQUEST_ID_KEY = "app.request_id"
 TICKET_ID_KEY = "app.ticket_id"
 MAX_REQUEST_ID_CHARS = 128
 
 
+_PROCESS_PREFIX = os.urandom(6).hex()
+_counter = itertools.count(1)
+
+
 def _request_id(raw: bytes | None) -> str:
+    """The client's id when it is printable and short, else ``<random per process>-<counter>``
+    (unique per process run; cheaper than a UUID per request)."""
     if raw:
         text = raw.decode("latin-1").strip()
         if 0 < len(text) <= MAX_REQUEST_ID_CHARS and text.isprintable():
             return text
-    return uuid.uuid4().hex
+    return f"{_PROCESS_PREFIX}-{next(_counter)}"
 
 
 class RequestLogMiddleware:
@@ -78,6 +84,6 @@ class RequestLogMiddleware:
                 extra["ticket_id"] = scope[TICKET_ID_KEY]
             if delivery:
                 extra["delivery_id"] = delivery
-            log.info("request", extra=extra)
+            ACCESS_LOG.write(extra)
             if self.on_response is not None and status:
                 self.on_response(scope["path"], status)

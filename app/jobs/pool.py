@@ -12,7 +12,7 @@ import asyncio
 import enum
 import logging
 import time
-import uuid
+import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,7 +29,7 @@ class Job:
         delivery_id: the webhook's ``X-Zammad-Delivery`` id, if any.
         reason: ``"webhook"`` or ``"retry"``.
         force: re-archive even when the ticket is ``pdf:signed``.
-        job_id: a fresh UUID (hex), written into notes and logs.
+        job_id: 32 random hex digits, written into notes and logs.
         accepted_at: ``time.time()`` when the job was accepted.
     """
 
@@ -37,7 +37,7 @@ class Job:
     delivery_id: str | None = None
     reason: str = "webhook"
     force: bool = False
-    job_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    job_id: str = field(default_factory=lambda: os.urandom(16).hex())
     accepted_at: float = field(default_factory=time.time)
 
 

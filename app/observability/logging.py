@@ -47,12 +47,24 @@ REDACTOR = Redactor()
 """The process-wide redactor used by :class:`JsonFormatter`; filled by :func:`configure_logging`."""
 
 
+_ts_cache: tuple[int, str] = (-1, "")
+
+
+def _timestamp(created: float) -> str:
+    """ISO-8601 UTC with milliseconds; the part up to the second is cached (hot path)."""
+    global _ts_cache
+    second = int(created)
+    if _ts_cache[0] != second:
+        _ts_cache = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+    return f"{_ts_cache[1]}.{int((created - second) * 1000):03d}Z"
+
+
 class JsonFormatter(logging.Formatter):
     """Formats a record as one JSON line, redacted by :data:`REDACTOR`."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
-            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created)) + f".{int(record.msecs):03d}Z",
+            "ts": _timestamp(record.created),
             "level": record.levelname.lower(),
             "logger": record.name,
             "msg": record.getMessage(),
@@ -64,6 +76,47 @@ class JsonFormatter(logging.Formatter):
             entry["exc"] = self.formatException(record.exc_info)
         line = orjson.dumps(entry, default=str).decode()
         return REDACTOR(line)
+
+
+class AccessLog:
+    """A fast path for the one-line-per-request access log.
+
+    Writes the same JSON shape as :class:`JsonFormatter` (logger ``app.access``, message
+    ``request``) straight to the configured handler's stream, without building a
+    ``LogRecord``: the access log runs once per request, and the logging machinery costs
+    more than the rest of the middleware chain together. Secrets are redacted alike.
+    """
+
+    def __init__(self) -> None:
+        self._handler: logging.StreamHandler[Any] | None = None
+        self._enabled = False
+
+    def bind(self, handler: logging.StreamHandler[Any] | None, enabled: bool) -> None:
+        """Write through ``handler`` (its stream and lock) when ``enabled``."""
+        self._handler = handler
+        self._enabled = enabled and handler is not None
+
+    @property
+    def enabled(self) -> bool:
+        return self._enabled
+
+    def write(self, fields: dict[str, Any]) -> None:
+        """Write one access line with ``fields`` (request_id, method, path, status, …)."""
+        handler = self._handler
+        if not self._enabled or handler is None:
+            return
+        entry = {"ts": _timestamp(time.time()), "level": "info", "logger": "app.access", "msg": "request", **fields}
+        line = REDACTOR(orjson.dumps(entry, default=str).decode()) + "\n"
+        handler.acquire()
+        try:
+            handler.stream.write(line)
+            handler.flush()
+        finally:
+            handler.release()
+
+
+ACCESS_LOG = AccessLog()
+"""The process-wide access log; bound by :func:`configure_logging`."""
 
 
 def configure_logging(level: str = "INFO", secrets: Iterable[str] = (), stream: Any = None) -> None:
@@ -83,6 +136,13 @@ def configure_logging(level: str = "INFO", secrets: Iterable[str] = (), stream: 
             root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
+    ACCESS_LOG.bind(handler, logging.getLogger("app.access").isEnabledFor(logging.INFO))
+    # Our JSON lines carry no caller, thread or process fields: skip collecting them
+    # (the logging HOWTO's "Optimization" section).
+    logging._srcfile = None  # type: ignore[attr-defined]
+    logging.logThreads = False
+    logging.logProcesses = False
+    logging.logMultiprocessing = False
     # fpdf2 and fontTools are chatty at INFO; pyHanko logs at WARNING what matters.
     for noisy in ("fpdf", "fontTools", "hypercorn.access"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

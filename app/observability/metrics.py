@@ -8,6 +8,7 @@ counters end in ``_total``, durations are ``_seconds`` histograms.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -51,12 +52,20 @@ class Metrics:
         self.dedupe_hits_total = Counter(f"{PREFIX}_dedupe_hits_total",
                                          "Webhooks answered as duplicates of an accepted delivery id", registry=r)
         self.rate_limited_total = Counter(f"{PREFIX}_rate_limited_total", "Requests answered 429", registry=r)
+        self._ingest_children: dict[int, Any] = {}
         for status in ("archived", "skipped", "failed"):
             self.jobs_processed_total.labels(status)
         for kind in ("Transient", "Permanent"):
             self.jobs_failed_total.labels(kind)
         for step in STEPS:
             self.step_duration_seconds.labels(step)
+
+    def count_ingest_response(self, status: int) -> None:
+        """Count one ``/ingest`` answer (labelled children cached: this runs per request)."""
+        child = self._ingest_children.get(status)
+        if child is None:
+            child = self._ingest_children[status] = self.ingest_responses_total.labels(str(status))
+        child.inc()
 
     def watch_pool(self, depth: Callable[[], float], in_flight: Callable[[], float]) -> None:
         """Read the queue depth and in-flight count from these callables at scrape time."""

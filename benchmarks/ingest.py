@@ -1,0 +1,194 @@
+"""Benchmark: ``POST /ingest`` through the full stack against a bare Starlette route.
+
+Both servers run on the same Hypercorn (one process each, started one after the other) and
+answer the same signed webhook. The bare route only checks the HMAC signature and parses
+the JSON (``benchmarks/bare_app.py``); the full stack adds the request log, rate limiter,
+body limit, HMAC middleware, dedupe and the job queue. The ratio full / bare of requests/s
+is the result (target: at least 0.9). Rounds alternate bare/full so drift hits both alike.
+
+Load generator: ``wrk`` when installed (one thread, 32 connections, a Lua script that gives
+every request its own ``X-Zammad-Delivery``), else a bounded aiohttp client. Every loop is
+bounded in time and count and targets 127.0.0.1 only.
+
+Run alone: ``python -m benchmarks.ingest [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import hmac
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from benchmarks.common import Result, free_port, start_python, stop, wait_http
+
+SECRET = "bench-secret"
+BODY = b'{"ticket_id":4711,"ticket_number":"25004711"}'
+SIGNATURE = "sha1=" + hmac.new(SECRET.encode(), BODY, hashlib.sha1).hexdigest()
+CONNECTIONS = 32
+MAX_REQUESTS_PER_ROUND = 200_000
+TARGET_RATIO = 0.9
+
+LUA = """
+counter = 0
+body = '%s'
+request = function()
+  counter = counter + 1
+  local headers = {}
+  headers["Content-Type"] = "application/json; charset=utf-8"
+  headers["X-Hub-Signature"] = "%s"
+  headers["X-Zammad-Delivery"] = "bench-" .. counter .. "-" .. math.random(1, 1000000000)
+  return wrk.format("POST", "/ingest", headers, body)
+end
+"""
+
+
+@dataclass
+class Load:
+    """One load round: requests/s and latency percentiles in milliseconds."""
+
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+
+
+def _ms(text: str) -> float:
+    match = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text.strip())
+    if not match:
+        raise ValueError(f"unexpected wrk latency {text!r}")
+    value, unit = float(match.group(1)), match.group(2)
+    return value * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def run_wrk(url: str, seconds: float) -> Load:
+    with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
+        fh.write(LUA % (BODY.decode(), SIGNATURE))
+        script = fh.name
+    try:
+        out = subprocess.run(["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{max(1, round(seconds))}s", "--latency",
+                              "-s", script, url], capture_output=True, text=True, timeout=seconds + 30).stdout
+    finally:
+        Path(script).unlink(missing_ok=True)
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))
+    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors:.*", out)
+    return Load(rps, p50, p99, (int(bad.group(1)) if bad else 0) + (1 if errors else 0))
+
+
+async def _aiohttp_load(url: str, seconds: float) -> Load:
+    import aiohttp
+
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.perf_counter() + seconds
+    headers = {"Content-Type": "application/json; charset=utf-8", "X-Hub-Signature": SIGNATURE}
+
+    async def worker(session: aiohttp.ClientSession) -> None:
+        nonlocal errors
+        while time.perf_counter() < deadline and len(latencies) < MAX_REQUESTS_PER_ROUND:
+            t0 = time.perf_counter()
+            async with session.post(url, data=BODY, headers={**headers, "X-Zammad-Delivery": uuid.uuid4().hex}) as r:
+                await r.read()
+                if r.status != 202:
+                    errors += 1
+            latencies.append((time.perf_counter() - t0) * 1000)
+
+    started = time.perf_counter()
+    connector = aiohttp.TCPConnector(limit=CONNECTIONS)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        await asyncio.gather(*(worker(session) for _ in range(CONNECTIONS)))
+    elapsed = time.perf_counter() - started
+    latencies.sort()
+    return Load(len(latencies) / elapsed, latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.99)],
+                errors)
+
+
+def load(url: str, seconds: float) -> Load:
+    """Drive ``url`` for ``seconds`` with wrk, or aiohttp when wrk is not installed."""
+    if shutil.which("wrk"):
+        return run_wrk(url, seconds)
+    return asyncio.run(_aiohttp_load(url, seconds))
+
+
+def start_full(port: int, storage: Path) -> subprocess.Popen[bytes]:
+    env = {
+        # Zammad is a closed port: jobs fail fast and, all for one ticket, coalesce; the
+        # benchmark measures the edge, not the archive run.
+        "ZAMMAD_BASE_URL": f"http://127.0.0.1:{free_port()}", "ZAMMAD_API_TOKEN": "bench-token",
+        "ZAMMAD_TIMEOUT_SECONDS": "1", "ALLOW_INSECURE_HTTP": "true", "WEBHOOK_HMAC_SECRET": SECRET,
+        "STORAGE_ROOT": str(storage), "SIGNING_ENABLED": "false", "SERVER_PORT": str(port),
+        "WORKERS": "2", "RENDER_PROCESSES": "1", "SHUTDOWN_GRACE_SECONDS": "0",
+        # The limiter runs (its cost is measured) but never refuses.
+        "HARDENING_RATE_LIMIT_RPS": "1000000000", "HARDENING_RATE_LIMIT_BURST": "1000000000",
+        "LOG_LEVEL": "INFO",
+    }
+    return start_python(["-m", "app", "serve"], env)
+
+
+def start_bare(port: int) -> subprocess.Popen[bytes]:
+    return start_python(["-m", "benchmarks.bare_app", str(port), SECRET], {})
+
+
+def measure(kind: str, seconds: float, storage: Path) -> Load:
+    port = free_port()
+    proc = start_full(port, storage) if kind == "full" else start_bare(port)
+    try:
+        wait_http(f"http://127.0.0.1:{port}/healthz", proc)
+        load(f"http://127.0.0.1:{port}/ingest", 1.0)  # warm-up
+        return load(f"http://127.0.0.1:{port}/ingest", seconds)
+    finally:
+        stop(proc)
+
+
+def run(quick: bool = False) -> list[Result]:
+    """Alternate bare and full rounds; report medians and the full/bare ratio."""
+    rounds, seconds = (1, 3.0) if quick else (3, 5.0)
+    bare: list[Load] = []
+    full: list[Load] = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(rounds):
+            bare.append(measure("bare", seconds, Path(tmp)))
+            full.append(measure("full", seconds, Path(tmp)))
+    b_rps = statistics.median(x.rps for x in bare)
+    f_rps = statistics.median(x.rps for x in full)
+    ratio = f_rps / b_rps
+    tool = "wrk" if shutil.which("wrk") else "aiohttp"
+    return [
+        Result("ingest", f"bare route requests/s ({tool}, {CONNECTIONS} conns)", round(b_rps), "req/s"),
+        Result("ingest", "full stack requests/s", round(f_rps), "req/s"),
+        Result("ingest", "full / bare requests/s", round(ratio, 3), "ratio", f">= {TARGET_RATIO}",
+               ratio >= TARGET_RATIO),
+        Result("ingest", f"bare p50 {statistics.median(x.p50_ms for x in bare):.2f} ms / p99",
+               round(statistics.median(x.p99_ms for x in bare), 2), "ms"),
+        Result("ingest", f"full p50 {statistics.median(x.p50_ms for x in full):.2f} ms / p99",
+               round(statistics.median(x.p99_ms for x in full), 2), "ms"),
+        Result("ingest", "non-202 answers (full + bare)", sum(x.errors for x in bare + full), "count", "== 0",
+               sum(x.errors for x in bare + full) == 0),
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one short round")
+    args = parser.parse_args(argv)
+    for row in run(args.quick):
+        print(f"{row.metric:55} {row.value:>10} {row.unit:6} {row.target or ''} "
+              f"{'' if row.met is None else ('met' if row.met else 'NOT met')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
