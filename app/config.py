@@ -128,9 +128,12 @@ def setting(env: str, kind: str, default: Any, doc: str, *, toml: str | None = N
 
 
 _TABLES = {"admin", "zammad", "webhook", "hardening", "storage", "signing", "tsa", "server", "workflow", "pdf", "log",
-           "shutdown", "render", "healthz", "observability", "metrics"}
+           "shutdown", "render", "healthz", "observability", "metrics", "state"}
 
 _MIB = 1024 * 1024
+
+PADES_LEVELS = ("B-B", "B-T", "B-LT", "B-LTA")
+"""Values of ``SIGNING_PADES_LEVEL`` (ETSI EN 319 142-1 baseline levels)."""
 
 
 @dataclass(frozen=True)
@@ -183,10 +186,22 @@ class Settings:
     signing_contact: str | None = setting("SIGNING_CONTACT", "optional_str", None,
                                           "Contact info written into the signature")
 
+    signing_pades_level: str | None = setting(
+        "SIGNING_PADES_LEVEL", "optional_str", None,
+        "PAdES level: B-B, B-T, B-LT or B-LTA (default B-T when TSA_URL is set, else B-B)")
+    signing_trust_roots_path: Path | None = setting(
+        "SIGNING_TRUST_ROOTS_PATH", "path", None,
+        "PEM bundle of the roots the signer and TSA chains end in (required for B-LT and B-LTA)")
+    signing_expiry_warn_days: int = setting("SIGNING_EXPIRY_WARN_DAYS", "int", 30,
+                                            "Warn when the signing certificate expires within this many days")
+
     tsa_url: str | None = setting("TSA_URL", "optional_str", None, "RFC 3161 timestamp authority URL (enables PAdES B-T)")
     tsa_user: str | None = setting("TSA_USER", "optional_str", None, "TSA Basic-auth user")
     tsa_pass: Secret | None = setting("TSA_PASS", "secret", None, "TSA Basic-auth password")
     tsa_timeout_seconds: float = setting("TSA_TIMEOUT_SECONDS", "float", 10.0, "Timeout of one TSA request, in seconds")
+    tsa_ca_bundle_path: Path | None = setting(
+        "TSA_CA_BUNDLE_PATH", "path", None,
+        "PEM CA bundle trusted for the TSA's HTTPS (and OCSP/CRL) connections instead of the system store")
 
     workers: int = setting("WORKERS", "int", 2, "Number of concurrent archive workers")
     render_processes: int = setting("RENDER_PROCESSES", "int", 0,
@@ -196,11 +211,27 @@ class Settings:
     workflow_trigger_tag: str = setting("WORKFLOW_TRIGGER_TAG", "str", "pdf:sign", "Tag that requests archiving")
     workflow_require_tag: bool = setting("WORKFLOW_REQUIRE_TAG", "bool", True,
                                          "Skip tickets that do not carry the trigger tag")
+    workflow_max_attempts: int = setting("WORKFLOW_MAX_ATTEMPTS", "int", 5,
+                                         "Runs per job before a Transient failure is final (dead)")
+    workflow_retry_base_seconds: float = setting("WORKFLOW_RETRY_BASE_SECONDS", "float", 30.0,
+                                                 "Pause after the first Transient failure, in seconds (doubles)")
+    workflow_retry_max_seconds: float = setting("WORKFLOW_RETRY_MAX_SECONDS", "float", 900.0,
+                                                "Longest pause between retries, in seconds")
+    state_dir: Path | None = setting("STATE_DIR", "path", Path("var/state"),
+                                     "Folder of the job store (SQLite); local disk, not the CIFS share")
+    state_durable: bool = setting("STATE_DURABLE", "bool", True,
+                                  "Keep jobs in STATE_DIR; false keeps them in memory only (lost on restart)")
     workflow_delivery_id_ttl_seconds: int = setting("WORKFLOW_DELIVERY_ID_TTL_SECONDS", "int", 3600,
                                                     "How long a X-Zammad-Delivery id is remembered, in seconds")
 
     pdf_template: str = setting("PDF_TEMPLATE", "str", "default", "PDF layout template")
     pdf_timezone: str = setting("PDF_TIMEZONE", "str", "UTC", "Time zone of times shown in the PDF (IANA name)")
+    pdf_max_articles: int = setting("PDF_MAX_ARTICLES", "int", 0,
+                                    "Most articles one PDF holds (0 = unlimited)")
+    pdf_article_limit_mode: str = setting("PDF_ARTICLE_LIMIT_MODE", "str", "fail",
+                                          "Over PDF_MAX_ARTICLES: fail (permanent error) or cap_and_continue")
+    pdf_font_dirs: str = setting("PDF_FONT_DIRS", "str", "/usr/share/fonts",
+                                 "Directories searched for fallback fonts (CJK, Arabic, Hebrew, emoji), colon-separated")
 
     server_host: str = setting("SERVER_HOST", "str", "127.0.0.1", "Address the HTTP server binds to")
     server_port: int = setting("SERVER_PORT", "int", 8080, "Port the HTTP server binds to")
@@ -232,6 +263,10 @@ class Settings:
                     raise ValueError(f"{part!r} is not an IP address or network") from None
         return tuple(nets)
 
+    def pdf_font_directories(self) -> tuple[str, ...]:
+        """``PDF_FONT_DIRS`` split at ``:`` (or ``,``), blanks dropped."""
+        return tuple(part.strip() for part in s_split(self.pdf_font_dirs) if part.strip())
+
     def secrets(self) -> list[str]:
         """Return the revealed values of every secret that is set (for log redaction)."""
         out = []
@@ -244,6 +279,11 @@ class Settings:
 
 SETTING_FIELDS = tuple(f for f in fields(Settings))
 """Every declared setting, in declaration order (used by docs and the config-coverage test)."""
+
+
+def s_split(value: str) -> list[str]:
+    """A list setting split at ``:`` or ``,``."""
+    return value.replace(",", ":").split(":")
 
 
 def _flatten_toml(data: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -329,6 +369,13 @@ def _validate(s: Settings, *, require_complete: bool) -> None:
         s.trusted_proxy_networks()
     except ValueError as exc:
         fail("hardening_trusted_proxies", str(exc))
+    if s.workflow_max_attempts < 1:
+        fail("workflow_max_attempts", "must be at least 1")
+    if s.workflow_retry_base_seconds < 0 or s.workflow_retry_max_seconds < s.workflow_retry_base_seconds:
+        fail("workflow_retry_max_seconds" if s.workflow_retry_base_seconds >= 0 else "workflow_retry_base_seconds",
+             "the base must be >= 0 and the maximum >= the base")
+    if s.state_durable and s.state_dir is None:
+        fail("state_dir", "is required when STATE_DURABLE=true")
     if s.render_processes < 0:
         fail("render_processes", "must be 0 (one per CPU) or more")
     if not 0 < s.server_port < 65536:
@@ -347,6 +394,16 @@ def _validate(s: Settings, *, require_complete: bool) -> None:
         ZoneInfo(s.pdf_timezone)
     except (ZoneInfoNotFoundError, ValueError):
         fail("pdf_timezone", f"unknown time zone {s.pdf_timezone!r} (use an IANA name such as Europe/Berlin)")
+    from app.render.options import LIMIT_MODES, TEMPLATES
+
+    if s.pdf_template not in TEMPLATES:
+        fail("pdf_template", f"unknown template {s.pdf_template!r} (use one of {', '.join(TEMPLATES)})")
+    if s.pdf_max_articles < 0:
+        fail("pdf_max_articles", "must be 0 (unlimited) or more")
+    if s.pdf_article_limit_mode not in LIMIT_MODES:
+        fail("pdf_article_limit_mode", f"unknown mode {s.pdf_article_limit_mode!r} (use fail or cap_and_continue)")
+    if not s.pdf_font_directories():
+        fail("pdf_font_dirs", "must name at least one directory")
     try:
         from app.storage.paths import validate_path_template
     except ImportError:  # pragma: no cover - storage module is part of the package
@@ -356,6 +413,16 @@ def _validate(s: Settings, *, require_complete: bool) -> None:
             validate_path_template(s.storage_path_template)
         except ValueError as exc:
             fail("storage_path_template", str(exc))
+
+    if s.signing_expiry_warn_days < 0:
+        fail("signing_expiry_warn_days", "must be 0 (off) or more")
+    if s.signing_pades_level is not None:
+        if s.signing_pades_level.upper() not in PADES_LEVELS:
+            fail("signing_pades_level", f"must be one of {', '.join(PADES_LEVELS)}, got {s.signing_pades_level[:20]!r}")
+        if s.signing_pades_level.upper() != "B-B" and not s.tsa_url:
+            fail("signing_pades_level", f"{s.signing_pades_level.upper()} needs a timestamp authority: set TSA_URL")
+        if s.signing_pades_level.upper() in {"B-LT", "B-LTA"} and s.signing_trust_roots_path is None:
+            fail("signing_trust_roots_path", f"is required for SIGNING_PADES_LEVEL={s.signing_pades_level.upper()}")
 
     for name in ("zammad_base_url", "tsa_url"):
         url = getattr(s, name)

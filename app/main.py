@@ -13,10 +13,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import ssl
-import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from dataclasses import dataclass, field
-from typing import Any
 
 import aiohttp
 import orjson
@@ -26,21 +25,22 @@ from starlette.middleware import Middleware
 
 from app import SERVICE_NAME, __version__
 from app.config import Settings, load_settings
-from app.errors import SigningError
+from app.errors import ConfigError, SigningError
 from app.http.body_limit import BodyLimitMiddleware
 from app.http.hmac_auth import HmacSignatureMiddleware
 from app.http.rate_limit import RateLimitMiddleware
 from app.http.request_log import RequestLogMiddleware
 from app.http.routes import http_exception, routes
-from app.jobs.dedupe import DeliveryIdCache
-from app.jobs.pool import Job, WorkerPool
+from app.jobs.pool import RetryPolicy, WorkerPool
+from app.jobs.store import JobRecord, JobStore
 from app.observability.logging import REDACTOR, configure_logging
 from app.observability.metrics import Metrics
 from app.render.options import RenderOptions
 from app.render.pool import ProcessPoolRenderer
-from app.signing.signer import ArchiveSigner, SigningOptions, UnsignedPassthrough, build_timestamper
+from app.signing.signer import ArchiveSigner, PadesLevel, SigningOptions, UnsignedPassthrough, build_timestamper
+from app.signing.trust import LongTermValidation, load_certificates
 from app.storage.store import ArchiveStore
-from app.workflow.archive import ArchiveWorkflow
+from app.workflow.archive import ArchiveOutcome, ArchiveWorkflow, Report
 from app.workflow.ports import SignedPdf, SignerPort
 from app.zammad.client import ZammadClient
 
@@ -61,6 +61,29 @@ class UnavailableSigner:
         raise self.error
 
 
+class ArchiveRunner:
+    """Adapts :class:`ArchiveWorkflow` to the worker pool's :class:`~app.jobs.pool.JobRunner`."""
+
+    def __init__(self, workflow: ArchiveWorkflow, *, max_attempts: int) -> None:
+        self.workflow = workflow
+        self.max_attempts = max_attempts
+
+    async def execute(self, job: JobRecord) -> ArchiveOutcome:
+        """Run the job's archive; a job with an earlier attempt resumes (see the gate)."""
+        archived_at = datetime.fromisoformat(job.archived_at) if job.archived_at else None
+        return await self.workflow.execute(job.ticket_id, job_id=job.job_id, delivery_id=job.delivery_id,
+                                           force=job.force, resume=job.attempts > 1, archived_at=archived_at)
+
+    def report(self, job: JobRecord, outcome: ArchiveOutcome, *, gave_up: bool) -> Report | None:
+        """The job's final tags and note."""
+        return self.workflow.report(outcome, job_id=job.job_id, delivery_id=job.delivery_id,
+                                    attempts=job.attempts, gave_up=gave_up)
+
+    async def deliver(self, job: JobRecord, report: Report) -> None:
+        """Write the report to the ticket (idempotent)."""
+        await self.workflow.deliver(job.ticket_id, report, job_id=job.job_id)
+
+
 @dataclass
 class Runtime:
     """What the routes and the lifespan share: settings, metrics and live components."""
@@ -68,7 +91,7 @@ class Runtime:
     settings: Settings
     metrics: Metrics = field(default_factory=Metrics)
     pool: WorkerPool | None = None
-    dedupe: DeliveryIdCache | None = None
+    store: JobStore | None = None
     signer: SignerPort | None = None
     workflow: ArchiveWorkflow | None = None
 
@@ -85,11 +108,48 @@ def _ssl_context(verify: bool) -> ssl.SSLContext | bool:
     return ssl.create_default_context() if verify else False
 
 
+def tsa_ssl_context(settings: Settings) -> ssl.SSLContext:
+    """TLS trust for the TSA and for OCSP/CRL fetches: the system store plus ``TSA_CA_BUNDLE_PATH``.
+
+    Independent of ``ZAMMAD_VERIFY_TLS``: timestamp and revocation connections are always verified.
+
+    Raises:
+        SigningError: ``transient=False`` when the bundle cannot be read or holds no certificate.
+    """
+    context = ssl.create_default_context()
+    if settings.tsa_ca_bundle_path is not None:
+        try:
+            context.load_verify_locations(cafile=str(settings.tsa_ca_bundle_path))
+        except (OSError, ssl.SSLError) as exc:
+            reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or type(exc).__name__
+            raise SigningError(f"cannot load TSA_CA_BUNDLE_PATH {str(settings.tsa_ca_bundle_path)!r}: {reason}",
+                               transient=False) from None
+    return context
+
+
+def open_pki_session(settings: Settings) -> aiohttp.ClientSession:
+    """The HTTP session for the TSA and OCSP/CRL requests (see :func:`tsa_ssl_context`).
+
+    A bundle that cannot be loaded falls back to the system store here; :func:`load_signer`
+    reports it and keeps the signer unavailable, so the fallback is never used for signing.
+    """
+    try:
+        context = tsa_ssl_context(settings)
+    except SigningError:
+        context = ssl.create_default_context()
+    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context, limit=16))
+
+
 def load_signer(settings: Settings, session: aiohttp.ClientSession) -> SignerPort:
     """Build the signer from the settings: the PFX is read and its key parsed once.
 
+    Args:
+        settings: the service settings.
+        session: the session for TSA and OCSP/CRL requests (:func:`open_pki_session`).
+
     Returns an :class:`UnsignedPassthrough` when signing is off and an
-    :class:`UnavailableSigner` (logged) when the key cannot be loaded.
+    :class:`UnavailableSigner` (logged) when the key, the certificate, the trust roots or the
+    TSA CA bundle cannot be used.
     """
     if not settings.signing_enabled:
         return UnsignedPassthrough()
@@ -103,16 +163,27 @@ def load_signer(settings: Settings, session: aiohttp.ClientSession) -> SignerPor
             raise SigningError(f"cannot read SIGNING_PFX_PATH {str(settings.signing_pfx_path)!r}: {exc.strerror}",
                                transient=False) from None
         password = settings.signing_pfx_password.reveal().encode() if settings.signing_pfx_password else None
+        level = PadesLevel.parse(settings.signing_pades_level, has_timestamper=bool(settings.tsa_url))
         timestamper = None
-        if settings.tsa_url:
+        if settings.tsa_url and level.needs_timestamper:
+            tsa_ssl_context(settings)  # a bad bundle is a clear Permanent error, not a TLS failure per job
             timestamper = build_timestamper(
                 settings.tsa_url, session, user=settings.tsa_user,
                 password=settings.tsa_pass.reveal() if settings.tsa_pass else None,
                 timeout=settings.tsa_timeout_seconds)
-        return ArchiveSigner.from_pfx(pfx, password, options=options, timestamper=timestamper)
-    except SigningError as exc:
-        log.error("signing key not loaded; jobs will fail until it is fixed", extra={"cause": str(exc)})
-        return UnavailableSigner(exc)
+        validation = None
+        if level.needs_validation_data:
+            if settings.signing_trust_roots_path is None:
+                raise ConfigError(f"SIGNING_TRUST_ROOTS_PATH is required for PAdES {level.value}")
+            validation = LongTermValidation(load_certificates(settings.signing_trust_roots_path), session,
+                                            fetch_timeout=settings.tsa_timeout_seconds)
+        return ArchiveSigner.from_pfx(pfx, password, options=options, timestamper=timestamper, level=level,
+                                      validation=validation,
+                                      expiry_warning=timedelta(days=settings.signing_expiry_warn_days))
+    except (SigningError, ConfigError) as exc:
+        error = exc if isinstance(exc, SigningError) else SigningError(str(exc), transient=False)
+        log.error("signing key not loaded; jobs will fail until it is fixed", extra={"cause": str(error)})
+        return UnavailableSigner(error)
 
 
 def create_app(settings: Settings | None = None) -> Starlette:
@@ -134,14 +205,18 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         connector = aiohttp.TCPConnector(ssl=_ssl_context(settings.zammad_verify_tls), limit=32)
         session = aiohttp.ClientSession(connector=connector, json_serialize=lambda o: orjson.dumps(o).decode())
-        renderer = ProcessPoolRenderer(RenderOptions(template=settings.pdf_template, timezone=settings.pdf_timezone,
-                                                     service_name=SERVICE_NAME),
+        pki_session = open_pki_session(settings)
+        renderer = ProcessPoolRenderer(RenderOptions(template=settings.pdf_template, timezone=settings.pdf_timezone, service_name=SERVICE_NAME, max_articles=settings.pdf_max_articles, limit_mode=settings.pdf_article_limit_mode, font_dirs=settings.pdf_font_directories()),
                                        processes=settings.render_processes)
         try:
             assert settings.storage_root is not None and settings.zammad_api_token is not None
             zammad = ZammadClient(session, settings.zammad_base_url, settings.zammad_api_token.reveal(),
                                   timeout_seconds=settings.zammad_timeout_seconds)
-            runtime.signer = load_signer(settings, session)
+            runtime.signer = load_signer(settings, pki_session)
+            if isinstance(runtime.signer, ArchiveSigner):
+                signer = runtime.signer
+                runtime.metrics.watch_signing_certificate(
+                    lambda: (signer.not_after - datetime.now(UTC)).total_seconds(), signer.expires_soon)
             storage = ArchiveStore(settings.storage_root, path_template=settings.storage_path_template,
                                    fsync=settings.storage_fsync)
             runtime.workflow = ArchiveWorkflow(
@@ -152,28 +227,34 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
             metrics = runtime.metrics
 
-            async def handle(job: Job) -> Any:
-                started = time.perf_counter()
-                outcome = await workflow.run(job.ticket_id, job_id=job.job_id, delivery_id=job.delivery_id,
-                                             force=job.force)
+            def on_outcome(job: JobRecord, outcome: ArchiveOutcome, seconds: float) -> None:
                 metrics.record_job(outcome.status,
                                    outcome.failure.classification.value if outcome.failure else None,
-                                   time.perf_counter() - started, outcome.step_seconds)
-                return outcome
+                                   seconds, outcome.step_seconds)
 
-            runtime.dedupe = DeliveryIdCache(settings.workflow_delivery_id_ttl_seconds)
-            runtime.pool = WorkerPool(handle, workers=settings.workers, max_queue=settings.workflow_queue_max)
+            db_path = settings.state_dir / "jobs.sqlite3" if settings.state_durable and settings.state_dir else None
+            runtime.store = JobStore(db_path, delivery_ttl_seconds=settings.workflow_delivery_id_ttl_seconds,
+                                     max_pending=settings.workflow_queue_max)
+            runtime.pool = WorkerPool(
+                runtime.store, ArchiveRunner(workflow, max_attempts=settings.workflow_max_attempts),
+                workers=settings.workers, on_outcome=on_outcome,
+                retry=RetryPolicy(max_attempts=settings.workflow_max_attempts,
+                                  base_seconds=settings.workflow_retry_base_seconds,
+                                  max_seconds=settings.workflow_retry_max_seconds))
             pool = runtime.pool
             metrics.watch_pool(lambda: pool.depth, lambda: pool.in_flight)
-            runtime.pool.start()
+            await runtime.pool.start()
             log.info("service started", extra={"version": __version__, "workers": settings.workers,
                                                "signing": settings.signing_enabled})
             yield
         finally:
             if runtime.pool is not None:
                 await runtime.pool.stop(settings.shutdown_grace_seconds)
+            if runtime.store is not None:
+                await runtime.store.close()
             renderer.close()
             await session.close()
+            await pki_session.close()
             log.info("service stopped")
 
     metrics = runtime.metrics
@@ -204,4 +285,4 @@ def create_app(settings: Settings | None = None) -> Starlette:
     return app
 
 
-__all__ = ["Runtime", "UnavailableSigner", "create_app", "load_signer"]
+__all__ = ["Runtime", "UnavailableSigner", "create_app", "load_signer", "open_pki_session", "tsa_ssl_context"]

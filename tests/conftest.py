@@ -80,10 +80,11 @@ class RunningArchiver:
         return self.app.state.runtime
 
     async def wait_idle(self, timeout: float = 60.0) -> None:
-        """Wait until no job is queued or running."""
+        """Wait until no job is queued, running, scheduled or being reported."""
         pool = self.runtime.pool
         deadline = asyncio.get_running_loop().time() + timeout
-        while pool.depth or pool.in_flight:
+        await asyncio.sleep(0.01)
+        while not pool.idle:
             if asyncio.get_running_loop().time() > deadline:
                 raise AssertionError(f"jobs still running after {timeout} s")
             await asyncio.sleep(0.02)
@@ -111,6 +112,7 @@ async def archiver(simulator: ZammadSimulator, dev_pki: DevPki, tmp_path: Path) 
             "ALLOW_INSECURE_HTTP": "true",
             "WEBHOOK_HMAC_SECRET": HMAC_SECRET,
             "STORAGE_ROOT": str(storage),
+            "STATE_DIR": str(tmp_path / "state"),
             "SIGNING_ENABLED": "true",
             "SIGNING_PFX_PATH": str(dev_pki.signer_pfx),
             "SIGNING_PFX_PASSWORD": PFX_PASSWORD,

@@ -25,6 +25,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -66,7 +67,7 @@ async def start_simulator() -> tuple[asyncio.subprocess.Process, str]:
     return proc, match.group(1).decode()
 
 
-async def start_service(zammad_url: str, port: int) -> asyncio.subprocess.Process:
+async def start_service(zammad_url: str, port: int, state_dir: Path) -> asyncio.subprocess.Process:
     env = {
         **os.environ,
         "ZAMMAD_BASE_URL": zammad_url,
@@ -74,6 +75,7 @@ async def start_service(zammad_url: str, port: int) -> asyncio.subprocess.Proces
         "ALLOW_INSECURE_HTTP": "true",
         "WEBHOOK_HMAC_SECRET": DEMO_SECRET,
         "STORAGE_ROOT": str(ARCHIVE),
+        "STATE_DIR": str(state_dir),
         "SIGNING_ENABLED": "true",
         "SIGNING_PFX_PATH": str(CERTS / "signer.pfx"),
         "SIGNING_PFX_PASSWORD": DEMO_PFX_PASSWORD,
@@ -150,7 +152,8 @@ async def run() -> int:
     sim, sim_url = await start_simulator()
     say(f"Zammad simulator at {sim_url} with ticket {TICKET_ID} (tags rechnung, reklamation, pdf:sign)")
     port = free_port()
-    service = await start_service(sim_url, port)
+    state = tempfile.TemporaryDirectory(prefix="demo-state-", dir=VAR)  # a fresh job store per demo
+    service = await start_service(sim_url, port, Path(state.name))
     url = f"http://127.0.0.1:{port}"
     try:
         async with aiohttp.ClientSession() as session:
@@ -193,6 +196,7 @@ async def run() -> int:
                 await asyncio.wait_for(proc.wait(), 30)
             except TimeoutError:
                 proc.kill()
+        state.cleanup()
 
 
 def main() -> int:

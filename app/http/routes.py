@@ -29,7 +29,8 @@ from app.http.openapi import OPENAPI
 from app.http.request_log import TICKET_ID_KEY
 from app.http.responses import JSONResponse, error_response
 from app.http.webhook import InvalidPayload, extract_ticket_id, signature_ok
-from app.jobs.pool import Job, SubmitResult
+from app.jobs.pool import ShuttingDown
+from app.jobs.store import Admission, JobRequest
 
 log = logging.getLogger("app.http")
 
@@ -37,10 +38,28 @@ DELIVERY_HEADER = "x-zammad-delivery"
 MAX_DELIVERY_ID_CHARS = 200
 
 
-def _refused(result: SubmitResult) -> Response:
-    if result is SubmitResult.FULL:
-        return error_response(503, "queue_full", "the job queue is full; retry later", {"Retry-After": "5"})
+def _queue_full() -> Response:
+    return error_response(503, "queue_full", "the job queue is full; retry later", {"Retry-After": "5"})
+
+
+def _shutting_down() -> Response:
     return error_response(503, "shutting_down", "the service is shutting down", {"Retry-After": "10"})
+
+
+async def _admit(runtime: Any, requests: list[JobRequest]) -> list[Admission] | Response:
+    """Record requests durably; a 503 response when refused."""
+    if runtime.pool.shutting_down:
+        return _shutting_down()
+    try:
+        admissions = await runtime.pool.submit_many(requests)
+    except ShuttingDown:
+        return _shutting_down()
+    if any(a.status == "full" for a in admissions):
+        return _queue_full()
+    duplicates = sum(a.status == "duplicate" for a in admissions)
+    if duplicates:
+        runtime.metrics.dedupe_hits_total.inc(duplicates)
+    return admissions
 
 
 async def _json_body(request: Request) -> Any:
@@ -60,10 +79,12 @@ def _delivery_id(request: Request) -> str | None:
 async def ingest(request: Request) -> Response:
     """``POST /ingest``: accept one Zammad webhook.
 
-    Answers 202 ``{"status": "accepted", "ticket_id": N}`` once the job is queued, or
+    Answers 202 ``{"status": "accepted", "ticket_id": N}`` once the job is committed to the
+    job store (a request for a ticket that already has a job is merged into it), or
     ``{"status": "duplicate", …}`` for a delivery id accepted within its TTL; 400 for a body
     that is not JSON; 422 for a payload without a valid ticket id; 503 when the queue is full
-    or the service is shutting down. The delivery id is claimed only once the job is queued.
+    or the service is shutting down. The delivery id is recorded in the same transaction as
+    the job, so a refused request can be retried by Zammad.
     """
     runtime = request.app.state.runtime
     try:
@@ -77,27 +98,21 @@ async def ingest(request: Request) -> Response:
         return error_response(422, "invalid_payload", str(exc))
     request.scope[TICKET_ID_KEY] = ticket_id
 
-    delivery_id = _delivery_id(request)
-    if runtime.pool.shutting_down:
-        return _refused(SubmitResult.SHUTTING_DOWN)
-    if delivery_id is not None and runtime.dedupe.seen(delivery_id):
-        runtime.metrics.dedupe_hits_total.inc()
-        return JSONResponse({"status": "duplicate", "ticket_id": ticket_id}, status_code=202)
-    result = runtime.pool.submit(Job(ticket_id, delivery_id=delivery_id))
-    if not result.accepted:
-        return _refused(result)
-    if delivery_id is not None:
-        runtime.dedupe.claim(delivery_id)
-    return JSONResponse({"status": "accepted", "ticket_id": ticket_id}, status_code=202)
+    admitted = await _admit(runtime, [JobRequest(ticket_id, delivery_id=_delivery_id(request))])
+    if isinstance(admitted, Response):
+        return admitted
+    status = "duplicate" if admitted[0].status == "duplicate" else "accepted"
+    return JSONResponse({"status": status, "ticket_id": ticket_id}, status_code=202)
 
 
 async def ingest_batch(request: Request) -> Response:
     """``POST /ingest/batch``: a JSON array of webhook payloads, or ``{"payloads": [...]}``.
 
-    Every element is validated as in ``/ingest`` before any job is queued; a bad element
+    Every element is validated as in ``/ingest`` before any job is recorded; a bad element
     refuses the whole batch with 422 naming its index. At most ``HARDENING_BATCH_MAX_ITEMS``
-    elements (422 ``too_many_items`` beyond). Answers 202 ``{"status": "accepted", "count": N}``
-    with one job per payload (jobs for the same ticket coalesce, see :mod:`app.jobs.pool`).
+    elements (422 ``too_many_items`` beyond). The whole batch is recorded in one transaction
+    (503 for all when it does not fit). Answers 202 ``{"status": "accepted", "count": N}``
+    with one job per payload (jobs for the same ticket coalesce, see :mod:`app.jobs.store`).
     The batch's ``X-Zammad-Delivery`` id, if any, dedupes the batch as a whole.
     """
     runtime = request.app.state.runtime
@@ -118,20 +133,11 @@ async def ingest_batch(request: Request) -> Response:
         except InvalidPayload as exc:
             return error_response(422, "invalid_payload", f"payload at index {index}: {exc}")
     delivery_id = _delivery_id(request)
-    if runtime.pool.shutting_down:
-        return _refused(SubmitResult.SHUTTING_DOWN)
-    if delivery_id is not None and runtime.dedupe.seen(delivery_id):
-        runtime.metrics.dedupe_hits_total.inc()
-        return JSONResponse({"status": "duplicate", "count": len(ticket_ids)}, status_code=202)
-    if runtime.pool.free_slots < len(set(ticket_ids)):
-        return _refused(SubmitResult.FULL)
-    for ticket_id in ticket_ids:
-        result = runtime.pool.submit(Job(ticket_id, delivery_id=delivery_id))
-        if not result.accepted:  # pragma: no cover - capacity was checked above, no await since
-            return _refused(result)
-    if delivery_id is not None:
-        runtime.dedupe.claim(delivery_id)
-    return JSONResponse({"status": "accepted", "count": len(ticket_ids)}, status_code=202)
+    admitted = await _admit(runtime, [JobRequest(t, delivery_id=delivery_id) for t in ticket_ids])
+    if isinstance(admitted, Response):
+        return admitted
+    status = "duplicate" if admitted and all(a.status == "duplicate" for a in admitted) else "accepted"
+    return JSONResponse({"status": status, "count": len(ticket_ids)}, status_code=202)
 
 
 RETRY_SIGNATURE_MAX_AGE_SECONDS = 300
@@ -191,24 +197,25 @@ async def retry(request: Request) -> Response:
                                                 '<unix seconds>} for this ticket, at most 5 minutes old')
     request.scope[TICKET_ID_KEY] = ticket_id
     force = request.query_params.get("force", "").lower() in {"1", "true", "yes"}
-    result = request.app.state.runtime.pool.submit(Job(ticket_id, reason="retry", force=force))
-    if not result.accepted:
-        return _refused(result)
+    admitted = await _admit(request.app.state.runtime, [JobRequest(ticket_id, reason="retry", force=force)])
+    if isinstance(admitted, Response):
+        return admitted
     return JSONResponse({"status": "accepted", "ticket_id": ticket_id}, status_code=202)
 
 
 async def job_status(request: Request) -> Response:
-    """``GET /jobs/{ticket_id}``: ``ticket_id``, ``in_flight``, ``shutting_down`` and what the
-    worker pool knows (``state``: queued/running/idle, ``follow_up``, ``last`` run)."""
+    """``GET /jobs/{ticket_id}``: the ticket's latest job from the job store — ``state``
+    (pending, running, done, failed, dead, or none), ``attempts``, ``next_attempt_at``,
+    ``last_error``, ``classification``, ``output_path``, timestamps — plus ``in_flight`` and
+    ``shutting_down``."""
     if not _authorized(request, b""):
         return error_response(403, *_FORBIDDEN)
     ticket_id = _ticket_id_param(request)
     if ticket_id is None:
         return error_response(422, "invalid_ticket_id", "the ticket id must be a positive integer")
     pool = request.app.state.runtime.pool
-    status = pool.status(ticket_id)
-    return JSONResponse({"ticket_id": ticket_id, "in_flight": status["state"] == "running",
-                         "shutting_down": pool.shutting_down, **status})
+    status = await pool.status(ticket_id)
+    return JSONResponse({"ticket_id": ticket_id, "shutting_down": pool.shutting_down, **status})
 
 
 def _probe_storage(root: str) -> None:

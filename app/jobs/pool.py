@@ -1,118 +1,126 @@
-"""The job queue and the fixed pool of workers that consume it.
+"""The worker pool: a fixed number of workers fed by an ``asyncio.Queue``, backed by the job store.
 
-An :class:`asyncio.Queue` hands jobs to ``workers`` tasks. One ticket has at most one job
-at a time: a job for a ticket that is already queued is coalesced into the queued one; a job
-for a ticket that is running is kept as a single follow-up and queued when the running job
-ends. The queue is bounded; a full queue refuses new jobs (the edge answers 503).
+Admission goes through :class:`app.jobs.store.JobStore` (committed before ``/ingest``
+answers); the queue is only the in-process hand-off of job ids to the workers. A worker
+takes a job, runs it (:meth:`JobRunner.execute`), decides what comes next with the
+:class:`RetryPolicy` — done, retry later (Transient, attempts left), dead (Transient,
+attempts used up) or failed (Permanent) — records that, and delivers the job's report to
+Zammad, retrying until Zammad takes it. Only then is the ticket free for its next job: one
+job per ticket at a time, across all workers.
+
+At start the store's recovery is resumed: interrupted jobs run again, scheduled retries
+wait for their time, undelivered reports are delivered.
 """
 
 from __future__ import annotations
 
 import asyncio
-import enum
+import heapq
 import logging
+import random
 import time
-import os
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from app.jobs.store import Admission, JobRecord, JobRequest, JobStore
+from app.workflow.archive import ArchiveOutcome, Report, UndeliverableReport
 
 log = logging.getLogger("app.jobs")
 
+PURGE_INTERVAL_SECONDS = 60.0
 
-@dataclass(slots=True)
-class Job:
-    """One request to archive one ticket.
+
+@dataclass(frozen=True, slots=True)
+class RetryPolicy:
+    """Exponential backoff with jitter for Transient failures.
 
     Attributes:
-        ticket_id: Zammad ticket id.
-        delivery_id: the webhook's ``X-Zammad-Delivery`` id, if any.
-        reason: ``"webhook"`` or ``"retry"``.
-        force: re-archive even when the ticket is ``pdf:signed``.
-        job_id: 32 random hex digits, written into notes and logs.
-        accepted_at: ``time.time()`` when the job was accepted.
+        max_attempts: runs per job before it is dead (``WORKFLOW_MAX_ATTEMPTS``).
+        base_seconds: the pause after the first failure (``WORKFLOW_RETRY_BASE_SECONDS``).
+        max_seconds: the longest pause (``WORKFLOW_RETRY_MAX_SECONDS``).
     """
 
+    max_attempts: int = 5
+    base_seconds: float = 30.0
+    max_seconds: float = 900.0
+
+    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait after failed attempt number ``attempt`` (1-based):
+        ``min(max, base * 2**(attempt-1))``, scaled by a random factor in [0.5, 1.0] so that
+        jobs failing together do not retry together."""
+        ceiling = min(self.max_seconds, self.base_seconds * 2 ** (attempt - 1))
+        return ceiling * (rng or random).uniform(0.5, 1.0)
+
+
+class JobRunner(Protocol):
+    """What the pool needs from the workflow (implemented by :class:`app.main.ArchiveRunner`)."""
+
+    async def execute(self, job: JobRecord) -> ArchiveOutcome: ...
+
+    def report(self, job: JobRecord, outcome: ArchiveOutcome, *, gave_up: bool) -> Report | None: ...
+
+    async def deliver(self, job: JobRecord, report: Report) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Work:
+    kind: str  # "run" or "deliver"
+    job_id: str
     ticket_id: int
-    delivery_id: str | None = None
-    reason: str = "webhook"
-    force: bool = False
-    job_id: str = field(default_factory=lambda: os.urandom(16).hex())
-    accepted_at: float = field(default_factory=time.time)
-
-
-class SubmitResult(enum.Enum):
-    """What :meth:`WorkerPool.submit` did with a job."""
-
-    QUEUED = "queued"
-    COALESCED = "coalesced"
-    FULL = "full"
-    SHUTTING_DOWN = "shutting_down"
-
-    @property
-    def accepted(self) -> bool:
-        return self in (SubmitResult.QUEUED, SubmitResult.COALESCED)
-
-
-JobHandler = Callable[[Job], Awaitable[Any]]
 
 
 class WorkerPool:
-    """A bounded queue consumed by a fixed number of worker tasks.
+    """Runs jobs from the store with ``workers`` concurrent workers.
 
     Args:
-        handler: ``async handler(job)``; its return value is kept as the ticket's last
-            result (see :meth:`status`). It should not raise; if it does, the error is logged
-            and the worker goes on.
+        store: the job store (opened by :meth:`start`, not closed by the pool).
+        runner: executes, reports and delivers jobs.
         workers: number of worker tasks (``WORKERS``).
-        max_queue: most jobs waiting (``WORKFLOW_QUEUE_MAX``).
+        retry: the retry policy.
+        on_outcome: ``callback(job, outcome, seconds)`` after each run (metrics).
+        deliver_backoff_max_seconds: longest pause between report deliveries.
     """
 
-    def __init__(self, handler: JobHandler, *, workers: int, max_queue: int) -> None:
-        self._handler = handler
+    def __init__(self, store: JobStore, runner: JobRunner, *, workers: int, retry: RetryPolicy,
+                 on_outcome: Callable[[JobRecord, ArchiveOutcome, float], None] | None = None,
+                 deliver_backoff_max_seconds: float = 60.0) -> None:
+        self.store = store
+        self.runner = runner
+        self.retry = retry
         self._workers = workers
-        self._max_queue = max_queue
-        self._queue: asyncio.Queue[Job] = asyncio.Queue()
-        self._queued: dict[int, Job] = {}
-        self._running: dict[int, Job] = {}
-        self._follow_up: dict[int, Job] = {}
-        self._last: dict[int, dict[str, Any]] = {}
+        self._on_outcome = on_outcome
+        self._deliver_max = deliver_backoff_max_seconds
+        self._queue: asyncio.Queue[_Work] = asyncio.Queue()
+        self._busy: dict[int, list[_Work]] = {}
+        self._running: dict[int, str] = {}
+        self._schedule: list[tuple[float, str, int]] = []
+        self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self._accepting = False
         self.shutting_down = False
 
-    # -- admission -------------------------------------------------------------------------
-    def submit(self, job: Job) -> SubmitResult:
-        """Queue ``job`` without waiting; safe to call from the event loop only.
+    # -- admission ---------------------------------------------------------------------------
+    async def submit(self, request: JobRequest) -> Admission:
+        """Record ``request`` in the store and hand a new job to the workers."""
+        return (await self.submit_many([request]))[0]
 
-        Returns:
-            ``QUEUED``, ``COALESCED`` (merged into a queued or running job of the same
-            ticket), ``FULL`` or ``SHUTTING_DOWN``. Only the first two mean the job will run.
-        """
+    async def submit_many(self, requests: list[JobRequest]) -> list[Admission]:
+        """Record several requests in one transaction (all refused when they do not fit)."""
         if not self._accepting:
-            return SubmitResult.SHUTTING_DOWN
-        tid = job.ticket_id
-        if tid in self._queued:
-            self._queued[tid].force |= job.force
-            return SubmitResult.COALESCED
-        if tid in self._running:
-            earlier = self._follow_up.get(tid)
-            if earlier is not None:
-                earlier.force |= job.force
-            else:
-                self._follow_up[tid] = job
-            return SubmitResult.COALESCED
-        if self._queue.qsize() >= self._max_queue:
-            return SubmitResult.FULL
-        self._queued[tid] = job
-        self._queue.put_nowait(job)
-        return SubmitResult.QUEUED
+            raise ShuttingDown()
+        admissions = await self.store.accept_many(requests)
+        for request, admission in zip(requests, admissions, strict=True):
+            if admission.new and admission.job_id is not None:
+                self._queue.put_nowait(_Work("run", admission.job_id, request.ticket_id))
+        return admissions
 
-    # -- introspection ---------------------------------------------------------------------
+    # -- introspection ---------------------------------------------------------------------------
     @property
     def depth(self) -> int:
-        """Jobs waiting in the queue."""
-        return self._queue.qsize()
+        """Jobs waiting (due now or scheduled for a retry)."""
+        return self.store.pending_count
 
     @property
     def in_flight(self) -> int:
@@ -121,91 +129,173 @@ class WorkerPool:
 
     @property
     def free_slots(self) -> int:
-        """How many more jobs the queue takes before it is full."""
-        return max(0, self._max_queue - self._queue.qsize())
+        """How many more new jobs the store takes."""
+        return max(0, self.store.max_pending - self.store.pending_count)
 
     @property
     def saturated(self) -> bool:
-        """Whether the queue is full."""
-        return self._queue.qsize() >= self._max_queue
+        """Whether no new job fits."""
+        return self.free_slots == 0
 
-    def status(self, ticket_id: int) -> dict[str, Any]:
-        """What the pool knows about a ticket: ``state`` (``queued``, ``running``, ``idle``),
-        ``follow_up`` queued, and the ``last`` finished run, if any."""
-        if ticket_id in self._running:
-            state, job = "running", self._running[ticket_id]
-        elif ticket_id in self._queued:
-            state, job = "queued", self._queued[ticket_id]
-        else:
-            state, job = "idle", None
-        out: dict[str, Any] = {"state": state, "follow_up": ticket_id in self._follow_up}
-        if job is not None:
-            out["job_id"] = job.job_id
-        if ticket_id in self._last:
-            out["last"] = self._last[ticket_id]
+    @property
+    def idle(self) -> bool:
+        """Nothing queued, running, scheduled or being delivered."""
+        return not self._busy and self._queue.empty() and not self._schedule and self.store.pending_count == 0
+
+    async def status(self, ticket_id: int) -> dict[str, Any]:
+        """The ticket's latest job from the store (``state``: pending, running, done, failed,
+        dead; attempts, next attempt, last error, output path, timestamps), or
+        ``{"state": "none"}``; plus ``in_flight``."""
+        record = await self.store.latest(ticket_id)
+        out: dict[str, Any] = record.describe() if record is not None else {"state": "none"}
+        out["in_flight"] = ticket_id in self._running
         return out
 
-    # -- lifecycle -------------------------------------------------------------------------
-    def start(self) -> None:
-        """Start the worker tasks and accept jobs."""
+    # -- lifecycle -------------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Open the store, resume what it recovered, start workers and the scheduler."""
+        recovery = await self.store.open()
+        for record in recovery.unreported:
+            self._queue.put_nowait(_Work("deliver", record.job_id, record.ticket_id))
+        for job_id, ticket_id in recovery.due:
+            self._queue.put_nowait(_Work("run", job_id, ticket_id))
+        for job_id, ticket_id, at in recovery.scheduled:
+            heapq.heappush(self._schedule, (at, job_id, ticket_id))
+        if recovery.interrupted or recovery.unreported or recovery.due or recovery.scheduled:
+            log.info("resuming jobs", extra={"interrupted": recovery.interrupted, "due": len(recovery.due),
+                                             "scheduled": len(recovery.scheduled),
+                                             "unreported": len(recovery.unreported)})
         self._accepting = True
-        self._tasks = [asyncio.create_task(self._work(i), name=f"archive-worker-{i}") for i in range(self._workers)]
+        self._tasks = [asyncio.create_task(self._work(), name=f"archive-worker-{i}") for i in range(self._workers)]
+        self._tasks.append(asyncio.create_task(self._scheduler(), name="retry-scheduler"))
 
     async def stop(self, grace_seconds: float) -> None:
-        """Stop accepting jobs, let running jobs finish for ``grace_seconds``, then cancel.
+        """Stop taking jobs; let running jobs (and their reports) finish for ``grace_seconds``; then cancel.
 
-        Jobs still queued are dropped from memory (their tickets keep the trigger tag, as no
-        run started). Cancelled jobs put their ticket's trigger tag back (the workflow does).
+        A cancelled run goes back to pending in the store (and its ticket gets its trigger
+        tag back); queued and scheduled jobs stay in the store for the next start.
         """
         self._accepting = False
         self.shutting_down = True
-        # Queued jobs that no worker picked up yet are not started during shutdown.
-        while not self._queue.empty():
-            job = self._queue.get_nowait()
-            self._queued.pop(job.ticket_id, None)
-            self._queue.task_done()
-            log.info("job not started before shutdown", extra={"ticket_id": job.ticket_id, "job_id": job.job_id})
-        self._follow_up.clear()
-        if self._running and grace_seconds > 0:
-            deadline = time.monotonic() + grace_seconds
-            while self._running and time.monotonic() < deadline:
-                await asyncio.sleep(0.05)
+        deadline = time.monotonic() + grace_seconds
+        while self._busy and time.monotonic() < deadline:  # runs and their report deliveries
+            await asyncio.sleep(0.05)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks = []
 
-    async def _work(self, index: int) -> None:
+    # -- workers -----------------------------------------------------------------------------------
+    async def _work(self) -> None:
         while True:
-            job = await self._queue.get()
-            tid = job.ticket_id
-            self._queued.pop(tid, None)
+            work = await self._queue.get()
             if self.shutting_down:
-                self._queue.task_done()
                 continue
-            self._running[tid] = job
-            started = time.time()
+            if work.ticket_id in self._busy:
+                self._busy[work.ticket_id].append(work)  # one job per ticket at a time
+                continue
+            self._busy[work.ticket_id] = []
             try:
-                result = await self._handler(job)
-                self._last[tid] = {"job_id": job.job_id, "started_at": started, "finished_at": time.time(),
-                                   **_describe(result)}
+                if work.kind == "deliver":
+                    record = await self.store.get(work.job_id)
+                    if record is not None and record.report is not None and not record.reported:
+                        await self._deliver(record, Report.from_dict(record.report))
+                else:
+                    await self._run(work)
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - a worker never dies of one job
-                log.exception("job handler raised", extra={"ticket_id": tid, "job_id": job.job_id})
-                self._last[tid] = {"job_id": job.job_id, "started_at": started, "finished_at": time.time(),
-                                   "status": "failed", "reason": "internal error"}
+                log.exception("job handling failed", extra={"job_id": work.job_id, "ticket_id": work.ticket_id})
             finally:
-                self._running.pop(tid, None)
-                self._queue.task_done()
-                follow = self._follow_up.pop(tid, None)
-                if follow is not None and self._accepting:
-                    self._queued[tid] = follow
-                    self._queue.put_nowait(follow)
+                for waiting in self._busy.pop(work.ticket_id, []):
+                    self._queue.put_nowait(waiting)
+
+    async def _run(self, work: _Work) -> None:
+        record = await self.store.start(work.job_id, datetime.now(UTC).isoformat())
+        if record is None:
+            return
+        self._running[record.ticket_id] = record.job_id
+        started = time.perf_counter()
+        try:
+            outcome = await self.runner.execute(record)
+        except asyncio.CancelledError:
+            await asyncio.shield(self.store.requeue(record.job_id))
+            raise
+        finally:
+            self._running.pop(record.ticket_id, None)
+        if self._on_outcome is not None:
+            self._on_outcome(record, outcome, time.perf_counter() - started)
+
+        failure = outcome.failure
+        if outcome.status == "failed" and failure is not None and failure.transient \
+                and record.attempts < self.retry.max_attempts:
+            at = time.time() + self.retry.delay(record.attempts)
+            await self.store.retry_later(record.job_id, at=at, error=failure.cause, step=outcome.reason,
+                                         classification=failure.classification.value)
+            heapq.heappush(self._schedule, (at, record.job_id, record.ticket_id))
+            self._wake.set()
+            log.warning("job will be retried", extra={"job_id": record.job_id, "ticket_id": record.ticket_id,
+                                                      "attempt": record.attempts, "next_attempt_at": at})
+            return
+
+        gave_up = outcome.status == "failed" and failure is not None and failure.transient
+        report = self.runner.report(record, outcome, gave_up=gave_up)
+        state = {"archived": "done", "skipped": "done"}.get(outcome.status, "dead" if gave_up else "failed")
+        result = f"skipped: {outcome.reason}" if outcome.status == "skipped" else outcome.status
+        follow_up = await self.store.finish(
+            record.job_id, state=state, result=result, report=report.as_dict() if report else None,
+            error=failure.cause if failure else None, step=outcome.reason if failure else None,
+            classification=failure.classification.value if failure else None,
+            output_path=outcome.stored.relative_path if outcome.stored else None,
+            sha256=outcome.stored.sha256 if outcome.stored else None)
+        if report is not None:
+            await self._deliver(record, report)
+        if follow_up is not None:
+            self._busy[record.ticket_id].append(_Work("run", follow_up, record.ticket_id))
+
+    async def _deliver(self, record: JobRecord, report: Report) -> None:
+        """Deliver until Zammad takes it (backoff doubling up to the maximum); a shutdown
+        leaves it undelivered in the store, for the next start. An undeliverable report
+        (ticket gone) is logged and given up."""
+        delay = 1.0
+        while True:
+            try:
+                await self.runner.deliver(record, report)
+                await self.store.mark_reported(record.job_id)
+                return
+            except UndeliverableReport as exc:
+                log.error("report given up", extra={"job_id": record.job_id, "ticket_id": record.ticket_id,
+                                                    "cause": str(exc)})
+                await self.store.mark_reported(record.job_id)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - retried until it succeeds
+                log.warning("report not delivered; retrying", exc_info=True,
+                            extra={"job_id": record.job_id, "ticket_id": record.ticket_id, "retry_in": delay})
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self._deliver_max)
+
+    async def _scheduler(self) -> None:
+        next_purge = time.monotonic() + PURGE_INTERVAL_SECONDS
+        while True:
+            now = time.time()
+            while self._schedule and self._schedule[0][0] <= now:
+                _, job_id, ticket_id = heapq.heappop(self._schedule)
+                self._queue.put_nowait(_Work("run", job_id, ticket_id))
+            timeout = min(self._schedule[0][0] - now, 30.0) if self._schedule else 30.0
+            self._wake.clear()
+            try:
+                await asyncio.wait_for(self._wake.wait(), max(timeout, 0.01))
+            except TimeoutError:
+                pass
+            if time.monotonic() >= next_purge:
+                next_purge = time.monotonic() + PURGE_INTERVAL_SECONDS
+                try:
+                    await self.store.purge_deliveries()
+                except Exception:  # noqa: BLE001
+                    log.exception("purging expired delivery ids failed")
 
 
-def _describe(result: Any) -> dict[str, Any]:
-    describe = getattr(result, "describe", None)
-    if callable(describe):
-        return describe()
-    return {"status": str(result)}
+class ShuttingDown(Exception):
+    """The pool no longer takes jobs."""

@@ -30,6 +30,10 @@ class Metrics:
         ingest_responses_total{status}: answers of ``/ingest`` and ``/ingest/batch`` by HTTP status.
         dedupe_hits_total: webhooks answered ``duplicate`` by delivery id.
         rate_limited_total: requests answered 429.
+        signing_certificate_expiry_seconds: seconds until the signing certificate's notAfter
+            (negative once expired; 0 while no certificate is loaded).
+        signing_certificate_expiring: 1 while the certificate expires within
+            ``SIGNING_EXPIRY_WARN_DAYS``, else 0.
     """
 
     def __init__(self) -> None:
@@ -52,6 +56,12 @@ class Metrics:
         self.dedupe_hits_total = Counter(f"{PREFIX}_dedupe_hits_total",
                                          "Webhooks answered as duplicates of an accepted delivery id", registry=r)
         self.rate_limited_total = Counter(f"{PREFIX}_rate_limited_total", "Requests answered 429", registry=r)
+        self.signing_certificate_expiry_seconds = Gauge(
+            f"{PREFIX}_signing_certificate_expiry_seconds",
+            "Seconds until the signing certificate expires (negative once expired)", registry=r)
+        self.signing_certificate_expiring = Gauge(
+            f"{PREFIX}_signing_certificate_expiring",
+            "1 while the signing certificate expires within SIGNING_EXPIRY_WARN_DAYS, else 0", registry=r)
         self._ingest_children: dict[int, Any] = {}
         for status in ("archived", "skipped", "failed"):
             self.jobs_processed_total.labels(status)
@@ -71,6 +81,11 @@ class Metrics:
         """Read the queue depth and in-flight count from these callables at scrape time."""
         self.queue_depth.set_function(depth)
         self.jobs_in_flight.set_function(in_flight)
+
+    def watch_signing_certificate(self, seconds_left: Callable[[], float], expiring: Callable[[], bool]) -> None:
+        """Read the signing certificate's remaining validity and warning state at scrape time."""
+        self.signing_certificate_expiry_seconds.set_function(seconds_left)
+        self.signing_certificate_expiring.set_function(lambda: float(expiring()))
 
     def record_job(self, status: str, classification: str | None, seconds: float,
                    step_seconds: dict[str, float] | None) -> None:

@@ -14,17 +14,9 @@ from datetime import datetime, timezone
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from inscriptis import get_text
-from inscriptis.css_profiles import CSS_PROFILES
-from inscriptis.html_properties import Display
-from inscriptis.model.config import ParserConfig
-from inscriptis.model.html_element import HtmlElement
 
-_BLANK_RUNS = re.compile(r"\n{4,}")
 _MIME_PARAMS = re.compile(r";.*$", re.DOTALL)
 
-# inscriptis' "strict" profile (no padding around every <div>), with quoted mail indented.
-_CSS = {**CSS_PROFILES["strict"], "blockquote": HtmlElement(display=Display.block, padding_inline=4)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,24 +150,78 @@ def visible_attachments(article: dict[str, Any]) -> list[AttachmentLine]:
     return lines
 
 
+#: Ticket attributes Zammad itself defines; every other key a ticket carries is a custom
+#: attribute (object manager field) and is listed under its own name.
+STANDARD_TICKET_KEYS = frozenset(
+    """
+    id number title state state_id priority priority_id group group_id owner owner_id customer customer_id
+    organization organization_id note type time_unit preferences created_at updated_at created_by created_by_id
+    updated_by updated_by_id article_count article_ids ticket_time_accounting_ids ticket_time_accounting
+    first_response_at first_response_escalation_at first_response_in_min first_response_diff_in_min
+    close_at close_escalation_at close_in_min close_diff_in_min update_escalation_at update_in_min
+    update_diff_in_min last_contact_at last_contact_agent_at last_contact_customer_at last_owner_update_at
+    last_close_at escalation_at pending_time create_article_type create_article_type_id create_article_sender
+    create_article_sender_id tags mentions checklist_id referencing_checklist_ids shared_draft_id article
+    articles escalation_at_in_min overdue_at state_type links
+    """.split()
+)
+
+
+def custom_attributes(ticket: dict[str, Any]) -> list[tuple[str, str]]:
+    """The ticket's custom attributes as ``(label, value)``, sorted by name, empty ones left out.
+
+    Labels are the attribute names made readable (``contract_number`` → ``Contract number``);
+    values go through :func:`display_name` (booleans as ``yes``/``no``, lists joined, objects by
+    name or as compact JSON).
+    """
+    import json
+
+    out: list[tuple[str, str]] = []
+    for key in sorted(k for k in ticket if isinstance(k, str) and k not in STANDARD_TICKET_KEYS):
+        value = ticket[key]
+        if value is None or value == "" or value == [] or value == {}:
+            continue
+        if isinstance(value, bool):
+            text = "yes" if value else "no"
+        elif isinstance(value, dict) and "name" not in value and not {"firstname", "lastname", "email", "login"} & set(value):
+            text = json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
+        else:
+            text = display_name(value)
+        if text:
+            out.append((key.replace("_", " ").strip().capitalize() or key, text))
+    return out
+
+
+def quote_depth(line: str) -> int:
+    """How deeply a plain-text line is quoted: the number of leading ``>`` (spaces between allowed)."""
+    depth = 0
+    for char in line:
+        if char == ">":
+            depth += 1
+        elif char not in " \t":
+            break
+    return depth
+
+
+def is_html(article: dict[str, Any]) -> bool:
+    """Whether the article body is ``text/html``."""
+    return str(article.get("content_type") or "").lower().startswith("text/html")
+
+
 def body_text(article: dict[str, Any]) -> str:
     """The article body as plain text.
 
-    ``text/html`` goes through inscriptis (links shown as ``[text](url)``, images as
-    ``[alt]``, quotes indented) with runs of more
-    than two blank lines shortened; any failure falls back to the raw body, so an odd body
-    never fails a job. Other content types are taken as plain text with their line breaks.
+    ``text/html`` goes through inscriptis (:func:`app.render.html.html_to_text`: links shown
+    as ``[text](url)``, images as ``[alt]``, quotes indented). Other content types are taken
+    as plain text with their line breaks.
     """
+    from app.render.html import html_to_text
+
     body = article.get("body")
     if body is None:
         return ""
     if not isinstance(body, str):
         body = str(body)
-    content_type = str(article.get("content_type") or "").lower()
-    if content_type.startswith("text/html"):
-        try:
-            text = get_text(body, ParserConfig(css=_CSS, display_links=True, display_images=True))
-        except Exception:  # inscriptis on hostile input: show the source rather than fail the job
-            return body
-        return _BLANK_RUNS.sub("\n\n\n", text).strip("\n")
+    if is_html(article):
+        return html_to_text(body)
     return body.rstrip()

@@ -1,18 +1,21 @@
 """Which characters our fonts can draw, how wide they are, and the visible placeholders for the rest.
 
-Font files are read once per process (fontTools) and their cmap and advance widths kept in
-memory, so every document and every worker task after the first measures text without
-touching the files again. Widths use fpdf2's own rounding (``round(1000 / unitsPerEm * w)``),
-so our line breaker and fpdf2 agree on every line's width.
+The main font, Noto Sans in four styles, ships in ``app/render/fonts``. Other scripts come
+from fallback fonts found by file name under the font directories (Debian's
+``fonts-noto-core``, ``fonts-noto-cjk``, ``fonts-noto-color-emoji``, ``fonts-dejavu-core``
+install them under ``/usr/share/fonts``). A fallback that is not installed is simply absent:
+its characters become placeholders and :attr:`FontSet.absent` names it.
 
-A style is drawn with a :class:`FontChain`: an ordered list of fonts where the first one that
-has a character draws it. Today each chain holds Noto Sans only; fallback fonts (CJK,
-Arabic, …) are added by appending to :data:`CHAIN_FILES` and registering them in the document
-(see :func:`app.render.pdf.render_ticket_pdf`).
+Font files are read once per process (fontTools) and their cmap and advance widths kept in
+memory, so every document after the first measures text without touching the files again.
+Widths use fpdf2's own rounding (``round(1000 / unitsPerEm * w)``), so our line breaker and
+fpdf2 agree on every line's width.
 """
 
 from __future__ import annotations
 
+import os
+import re
 import unicodedata
 from collections import Counter
 from collections.abc import Iterator
@@ -22,7 +25,12 @@ from pathlib import Path
 
 from fontTools.ttLib import TTFont
 
+from app.render.layout import WordMeasure
+
 FONT_DIR = Path(__file__).parent / "fonts"
+
+#: Where fallback fonts are looked for (searched recursively, first file name match wins).
+DEFAULT_FONT_DIRS: tuple[str, ...] = ("/usr/share/fonts",)
 
 #: fpdf2 family name of the main font.
 MAIN_FAMILY = "NotoSans"
@@ -30,18 +38,72 @@ MAIN_FAMILY = "NotoSans"
 #: Font styles as fpdf2 names them: regular, bold, italic, bold italic.
 STYLES = ("", "B", "I", "BI")
 
-#: For each style, the (fpdf2 family, file name) pairs tried in order for a character.
-CHAIN_FILES: dict[str, tuple[tuple[str, str], ...]] = {
-    "": ((MAIN_FAMILY, "NotoSans-Regular.ttf"),),
-    "B": ((MAIN_FAMILY, "NotoSans-Bold.ttf"),),
-    "I": ((MAIN_FAMILY, "NotoSans-Italic.ttf"),),
-    "BI": ((MAIN_FAMILY, "NotoSans-BoldItalic.ttf"),),
-}
+_MAIN_FILES = {"": "NotoSans-Regular.ttf", "B": "NotoSans-Bold.ttf", "I": "NotoSans-Italic.ttf",
+               "BI": "NotoSans-BoldItalic.ttf"}
+
+
+@dataclass(frozen=True, slots=True)
+class FontFace:
+    """One font file as fpdf2 registers it.
+
+    Attributes:
+        family: fpdf2 family name.
+        style: fpdf2 style it is registered under.
+        path: the font file.
+        index: face number inside a TrueType/OpenType collection (``.ttc``), else 0.
+    """
+
+    family: str
+    style: str
+    path: str
+    index: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Fallback:
+    """A fallback font: tried for characters the main font lacks, regular style only.
+
+    Attributes:
+        family: fpdf2 family name.
+        files: candidate file names, the first one found is used.
+        index: face number in a collection (Noto Sans CJK: 0 JP, 1 KR, 2 SC, 3 TC).
+        script: what it covers, as named in notes when it is missing.
+    """
+
+    family: str
+    files: tuple[str, ...]
+    index: int
+    script: str
+
+
+#: Fallback fonts in the order they are tried.
+FALLBACKS: tuple[Fallback, ...] = (
+    Fallback("NotoSansArabic", ("NotoSansArabic-Regular.ttf", "NotoNaskhArabic-Regular.ttf"), 0, "Arabic"),
+    Fallback("NotoSansHebrew", ("NotoSansHebrew-Regular.ttf",), 0, "Hebrew"),
+    Fallback("NotoSansArmenian", ("NotoSansArmenian-Regular.ttf",), 0, "Armenian"),
+    Fallback("NotoSansGeorgian", ("NotoSansGeorgian-Regular.ttf",), 0, "Georgian"),
+    Fallback("NotoSansDevanagari", ("NotoSansDevanagari-Regular.ttf",), 0, "Devanagari"),
+    Fallback("NotoSansThai", ("NotoSansThai-Regular.ttf",), 0, "Thai"),
+    Fallback("NotoSansCJK", ("NotoSansCJK-Regular.ttc",), 2, "CJK"),
+    Fallback("NotoColorEmoji", ("NotoColorEmoji.ttf",), 0, "Emoji"),
+    Fallback("NotoSansSymbols2", ("NotoSansSymbols2-Regular.ttf",), 0, "Symbols"),
+    Fallback("NotoSansSymbols", ("NotoSansSymbols-Regular.ttf",), 0, "Symbols"),
+    Fallback("DejaVuSans", ("DejaVuSans.ttf",), 0, "Symbols"),
+)
+
+#: Fonts the HTML ``<pre>``/``<code>`` style may use (monospace), first found wins.
+MONO_FILES = ("NotoSansMono-Regular.ttf", "DejaVuSansMono.ttf")
+MONO_FAMILY = "Mono"
 
 # Characters that are formatting, not text: removed before layout.
 _INVISIBLE = {0x00AD: None}  # soft hyphen: a line-break hint, never drawn mid-word
 # Line separators of every flavour become "\n"; tabs are expanded separately.
 _NEWLINES = {0x0B: "\n", 0x0C: "\n", 0x85: "\n", 0x2028: "\n", 0x2029: "\n"}
+
+#: Text that needs shaping (joining, reordering) or right-to-left layout: Hebrew, Arabic,
+#: Syriac, Thaana, NKo, Indic scripts, and the Arabic/Hebrew presentation forms.
+COMPLEX = re.compile("[\u0590-\u08ff\u0900-\u0dff\u0f00-\u0fff\u1000-\u109f\u1780-\u17ff"
+                     "\ufb1d-\ufdff\ufe70-\ufefe\u200c\u200d\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,56 +120,75 @@ class FontMetrics:
 
 
 @lru_cache(maxsize=None)
-def load_metrics(file_name: str) -> FontMetrics:
-    """Read a font from :data:`FONT_DIR` once per process.
+def load_metrics(path: str, index: int = 0) -> FontMetrics:
+    """Read a font file (face ``index`` of a collection) once per process.
 
     Raises:
         OSError: the file is missing or unreadable.
     """
-    path = FONT_DIR / file_name
-    font = TTFont(str(path), lazy=True)
+    font = TTFont(path, lazy=True, fontNumber=index)
     try:
         scale = 1000 / font["head"].unitsPerEm
         metrics = font["hmtx"].metrics
         advances: dict[str, int] = {}
         for codepoint, glyph in font.getBestCmap().items():
-            if unicodedata.category(chr(codepoint)) == "Cc":
+            char = chr(codepoint)
+            if unicodedata.category(char) == "Cc":
                 continue  # control characters are never drawn, even when the font maps them
             width = metrics[glyph][0]
-            advances[chr(codepoint)] = 0 if width == 65535 else round(scale * width + 0.001)
+            advances[char] = 0 if width == 65535 else round(scale * width + 0.001)
     finally:
         font.close()
-    return FontMetrics(path=path, advances=advances)
+    return FontMetrics(path=Path(path), advances=advances)
+
+
+@lru_cache(maxsize=8)
+def _font_files(font_dirs: tuple[str, ...]) -> dict[str, str]:
+    """File name → path of every font file under ``font_dirs`` (first directory wins)."""
+    found: dict[str, str] = {}
+    for root in font_dirs:
+        for folder, subfolders, files in os.walk(root):
+            subfolders.sort()
+            for name in sorted(files):
+                found.setdefault(name, os.path.join(folder, name))
+    return found
+
+
+def find_font(names: tuple[str, ...], font_dirs: tuple[str, ...]) -> str | None:
+    """The path of the first of ``names`` found under ``font_dirs``, or ``None``."""
+    files = _font_files(font_dirs)
+    return next((files[name] for name in names if name in files), None)
 
 
 class FontChain:
     """The fonts one style is drawn with, first match wins.
 
     Attributes:
-        style: fpdf2 style (``""``, ``"B"``, ``"I"``, ``"BI"``).
-        families: fpdf2 family names, in chain order.
+        style: fpdf2 style of the main font (``""``, ``"B"``, ``"I"``, ``"BI"``).
+        faces: the fonts in chain order (fallbacks are registered in regular style only).
         advances: character → advance in 1/1000 em, taken from the first font that has it.
-        font_of: character → index into ``families`` of the font that draws it.
+        font_of: character → index into ``faces`` of the font that draws it.
     """
 
-    def __init__(self, style: str, fonts: tuple[tuple[str, FontMetrics], ...]) -> None:
+    def __init__(self, style: str, faces: tuple[FontFace, ...]) -> None:
         self.style = style
-        self.families = tuple(family for family, _ in fonts)
-        self.paths = tuple(metrics.path for _, metrics in fonts)
+        self.faces = faces
         self.advances: dict[str, int] = {}
         self.font_of: dict[str, int] = {}
-        for index, (_, metrics) in enumerate(fonts):
-            for char, width in metrics.advances.items():
-                if char not in self.advances:
-                    self.advances[char] = width
-                    self.font_of[char] = index
+        for index in range(len(faces) - 1, -1, -1):  # later fonts first, earlier ones overwrite
+            advances = load_metrics(faces[index].path, faces[index].index).advances
+            self.advances.update(advances)
+            self.font_of.update(dict.fromkeys(advances, index))
 
     def runs(self, line: str) -> Iterator[tuple[int, str]]:
         """Split ``line`` into maximal runs drawn by one font: ``(font index, text)``."""
-        if len(self.families) == 1:
+        if len(self.faces) == 1:
             yield 0, line
             return
         font_of = self.font_of
+        if line.isascii():
+            yield font_of.get("a", 0), line
+            return
         start, current = 0, font_of.get(line[0], 0) if line else 0
         for i, char in enumerate(line):
             index = font_of.get(char, current)
@@ -118,17 +199,81 @@ class FontChain:
             yield current, line[start:]
 
 
-@lru_cache(maxsize=None)
-def font_chain(style: str) -> FontChain:
-    """The process-wide :class:`FontChain` of a style (``""``, ``"B"``, ``"I"``, ``"BI"``)."""
-    return FontChain(style, tuple((family, load_metrics(name)) for family, name in CHAIN_FILES[style]))
+class FontSet:
+    """Every font a document may use, for one set of font directories.
+
+    Attributes:
+        main: the main font's face per style.
+        fallbacks: fallback faces found, in chain order.
+        absent: scripts whose fallback font was not found (e.g. ``("CJK", "Emoji")``).
+        mono: a monospace face for ``<pre>``/``<code>``, or ``None``.
+        chains: the :class:`FontChain` per style.
+        covered: characters every style's chain can draw.
+    """
+
+    def __init__(self, font_dirs: tuple[str, ...]) -> None:
+        self.main = {style: FontFace(MAIN_FAMILY, style, str(FONT_DIR / name)) for style, name in _MAIN_FILES.items()}
+        fallbacks: list[FontFace] = []
+        absent: list[str] = []
+        for fallback in FALLBACKS:
+            path = find_font(fallback.files, font_dirs)
+            if path is None:
+                if fallback.script not in absent:
+                    absent.append(fallback.script)
+            else:
+                fallbacks.append(FontFace(fallback.family, "", path, fallback.index))
+        found_scripts = {f.script for f in FALLBACKS if find_font(f.files, font_dirs)}
+        self.absent = tuple(script for script in absent if script not in found_scripts)
+        self.fallbacks = tuple(fallbacks)
+        mono = find_font(MONO_FILES, font_dirs)
+        self.mono = FontFace(MONO_FAMILY, "", mono) if mono else None
+        self.chains = {style: FontChain(style, (self.main[style], *self.fallbacks)) for style in STYLES}
+        sets = [set(self.chains[style].advances) for style in STYLES]
+        self.covered = frozenset(set.intersection(*sets))
+        self.measures = {style: WordMeasure(self.chains[style].advances) for style in STYLES}
+
+    def make_drawable(self, text: str) -> tuple[str, Counter[str]]:
+        """Prepare text for layout: normalise line ends, expand tabs, mark undrawable characters.
+
+        Returns:
+            ``(text, missing)``: the text with ``\\r\\n``/``\\r`` and other line separators
+            as ``\\n``, tabs expanded to 4-column stops, soft hyphens removed, invisible
+            format characters no font has (variation selectors, joiners, bidi marks)
+            removed, and every other character no font can draw (including control
+            characters and lone surrogates) replaced by :func:`placeholder`; ``missing``
+            counts the replaced characters by script (:func:`script_name`).
+        """
+        if "\r" in text:
+            text = text.replace("\r\n", "\n").replace("\r", "\n")
+        text = text.translate(_NEWLINES).translate(_INVISIBLE)
+        if "\t" in text:
+            text = text.expandtabs(4)
+        missing: Counter[str] = Counter()
+        if text.isascii() and text.isprintable():
+            return text, missing
+        absent = set(text) - self.covered
+        absent.discard("\n")
+        if not absent:
+            return text, missing
+        table: dict[int, str | None] = {}
+        counts = Counter(text) if len(absent) > 16 else None
+        for char in absent:
+            if unicodedata.category(char) == "Cf" and not _is_surrogate(char):
+                table[ord(char)] = None  # invisible formatting: nothing to draw, nothing lost
+                continue
+            table[ord(char)] = placeholder(char)
+            missing[script_name(char)] += counts[char] if counts is not None else text.count(char)
+        return text.translate(table), missing
 
 
-@lru_cache(maxsize=1)
-def covered_characters() -> frozenset[str]:
-    """Characters every style's chain can draw (so any text may switch style safely)."""
-    sets = [set(font_chain(style).advances) for style in STYLES]
-    return frozenset(set.intersection(*sets))
+def _is_surrogate(char: str) -> bool:
+    return 0xD800 <= ord(char) <= 0xDFFF
+
+
+@lru_cache(maxsize=4)
+def font_set(font_dirs: tuple[str, ...] = DEFAULT_FONT_DIRS) -> FontSet:
+    """The process-wide :class:`FontSet` for ``font_dirs``."""
+    return FontSet(tuple(font_dirs))
 
 
 def placeholder(char: str) -> str:
@@ -136,28 +281,31 @@ def placeholder(char: str) -> str:
     return f"[U+{ord(char):04X}]"
 
 
-def make_drawable(text: str) -> tuple[str, int]:
-    """Prepare text for layout: normalise line ends, expand tabs, mark undrawable characters.
+_SCRIPT_RANGES = (
+    (0x0590, 0x05FF, "Hebrew"), (0x0600, 0x08FF, "Arabic"), (0x0900, 0x097F, "Devanagari"),
+    (0x0E00, 0x0E7F, "Thai"), (0x1100, 0x11FF, "Hangul"), (0x2E80, 0x9FFF, "CJK"),
+    (0xAC00, 0xD7AF, "Hangul"), (0xF900, 0xFAFF, "CJK"), (0xFB1D, 0xFB4F, "Hebrew"),
+    (0xFB50, 0xFDFF, "Arabic"), (0xFE70, 0xFEFF, "Arabic"), (0xFF00, 0xFFEF, "CJK"),
+    (0x1F000, 0x1FAFF, "Emoji"), (0x20000, 0x3FFFF, "CJK"),
+)
 
-    Returns:
-        ``(text, missing)``: the text with ``\\r\\n``/``\\r`` and other line separators as
-        ``\\n``, tabs expanded to 4-column stops, soft hyphens removed, and every character
-        no font can draw (including control characters and lone surrogates) replaced by
-        :func:`placeholder`; ``missing`` counts the replaced characters.
+
+def script_name(char: str) -> str:
+    """A readable name of the script or kind of ``char``, for notes about missing glyphs.
+
+    Common scripts by range (``"CJK"``, ``"Arabic"``, ``"Emoji"``, …); private-use,
+    unassigned, control and surrogate code points by their kind; others by the first word
+    of their Unicode name (``"Tifinagh"``, ``"Cuneiform"``).
     """
-    if "\r" in text:
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
-    text = text.translate(_NEWLINES).translate(_INVISIBLE)
-    if "\t" in text:
-        text = text.expandtabs(4)
-    covered = covered_characters()
-    absent = set(text) - covered
-    absent.discard("\n")
-    if not absent:
-        return text, 0
-    if len(absent) > 16:
-        counts = Counter(text)
-        missing = sum(counts[char] for char in absent)
-    else:
-        missing = sum(text.count(char) for char in absent)
-    return text.translate({ord(char): placeholder(char) for char in absent}), missing
+    code = ord(char)
+    for low, high, name in _SCRIPT_RANGES:
+        if low <= code <= high:
+            return name
+    category = unicodedata.category(char)
+    kinds = {"Co": "Private use", "Cn": "Unassigned", "Cc": "Control", "Cs": "Surrogate"}
+    if category in kinds:
+        return kinds[category]
+    if category == "So":
+        return "Symbols"
+    name = unicodedata.name(char, "")
+    return name.split(" ", 1)[0].title() if name else "Other"

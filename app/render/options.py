@@ -5,8 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from app.render.glyphs import DEFAULT_FONT_DIRS
+from app.render.templates import TEMPLATES as _TEMPLATE_TABLE
+
 #: Templates :func:`app.render.pdf.render_ticket_pdf` knows.
-TEMPLATES = ("default",)
+TEMPLATES = tuple(_TEMPLATE_TABLE)
+
+#: What happens when a ticket has more than ``max_articles`` articles.
+LIMIT_MODES = ("fail", "cap_and_continue")
 
 
 @dataclass(frozen=True, slots=True)
@@ -20,14 +26,23 @@ class RenderOptions:
         timezone: IANA zone name (``"Europe/Berlin"``) used for every time shown in the PDF;
             times are printed with their UTC offset, e.g. ``2025-03-03 09:12:44 +01:00``.
         service_name: written as the PDF author and creator and in the page footer.
+        max_articles: most articles a PDF holds; 0 means no limit.
+        limit_mode: ``"fail"`` (a ticket over the limit is a permanent render error) or
+            ``"cap_and_continue"`` (the first ``max_articles`` are rendered and page 1 says so).
+        font_dirs: directories searched (recursively) for fallback fonts: Arabic, Hebrew,
+            CJK, emoji, symbols. Scripts without a font become visible placeholders.
 
     Raises:
-        ValueError: on an unknown template or time zone (the message names the field).
+        ValueError: on an unknown template, time zone or limit mode, or a negative limit
+            (the message names the field).
     """
 
     template: str = "default"
     timezone: str = "UTC"
     service_name: str = "zammad-pdf-archiver"
+    max_articles: int = 0
+    limit_mode: str = "fail"
+    font_dirs: tuple[str, ...] = DEFAULT_FONT_DIRS
 
     def __post_init__(self) -> None:
         if self.template not in TEMPLATES:
@@ -36,3 +51,8 @@ class RenderOptions:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError) as exc:
             raise ValueError(f"timezone: unknown time zone {self.timezone!r}, use an IANA name such as 'Europe/Berlin'") from exc
+        if self.max_articles < 0:
+            raise ValueError("max_articles: must be 0 (unlimited) or more")
+        if self.limit_mode not in LIMIT_MODES:
+            raise ValueError(f"limit_mode: unknown mode {self.limit_mode!r}, use one of {', '.join(LIMIT_MODES)}")
+        object.__setattr__(self, "font_dirs", tuple(self.font_dirs))

@@ -46,7 +46,8 @@ class ProcessPoolRenderer:
             RenderError: the layout failed, or the pool broke (a child died; Transient).
         """
         call = functools.partial(render_ticket_pdf, snapshot.ticket, snapshot.articles, snapshot.tags,
-                                 archived_at=snapshot.archived_at, options=self.options)
+                                 archived_at=snapshot.archived_at, options=self.options,
+                                 images=dict(snapshot.images))
         try:
             return await asyncio.get_running_loop().run_in_executor(self._pool, call)
         except BrokenProcessPool as exc:
@@ -66,7 +67,8 @@ class InlineRenderer:
     async def render(self, snapshot: TicketSnapshot) -> RenderedPdf:
         """Render ``snapshot`` with :func:`asyncio.to_thread`."""
         return await asyncio.to_thread(render_ticket_pdf, snapshot.ticket, snapshot.articles, snapshot.tags,
-                                       archived_at=snapshot.archived_at, options=self.options)
+                                       archived_at=snapshot.archived_at, options=self.options,
+                                       images=snapshot.images)
 
     def close(self) -> None:
         """Nothing to release."""

@@ -1,19 +1,22 @@
 """PAdES signing of archive PDFs with a key loaded once from a PFX, optionally with an RFC 3161 timestamp.
 
-Follows ETSI EN 319 142-1 (PAdES baseline B-B, and B-T with a signature timestamp from an
-RFC 3161 TSA) as implemented by pyHanko (https://docs.pyhanko.eu/). Only pyHanko's async
+Follows ETSI EN 319 142-1 (PAdES baseline B-B; B-T with a signature timestamp from an RFC 3161
+TSA; B-LT with validation data in the document security store; B-LTA with a document
+timestamp over all of it) as implemented by pyHanko (https://docs.pyhanko.eu/). Only pyHanko's async
 APIs are used: its sync wrappers run ``asyncio.run()`` and fail inside the service's loop.
 """
 
 from __future__ import annotations
 
 import base64
+import enum
 import hashlib
 import io
+import logging
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import aiohttp
 from asn1crypto import cms, core
@@ -35,12 +38,16 @@ from pyhanko_certvalidator.registry import SimpleCertificateStore
 from pyhanko_certvalidator.util import get_pyca_cryptography_hash
 
 from app.errors import ConfigError, SigningError
+from app.signing.trust import LongTermValidation, has_revocation_pointers, validation_data_error
 from app.workflow.ports import SignedPdf
+
+log = logging.getLogger("app.signing")
 
 __all__ = [
     "DEFAULT_BYTES_RESERVED",
     "ArchiveSigner",
     "CachedKeySigner",
+    "PadesLevel",
     "SigningKey",
     "SigningOptions",
     "UnsignedPassthrough",
@@ -55,8 +62,46 @@ __all__ = [
 #: RSA-4096), so the default doubles that; the cost is ~16 KB of zero padding per PDF.
 DEFAULT_BYTES_RESERVED = 32768
 
+#: How long before expiry the certificate is reported (``SIGNING_EXPIRY_WARN_DAYS``).
+DEFAULT_EXPIRY_WARNING = timedelta(days=30)
+
 #: RFC 3161 ``PKIFailureInfo`` values that describe a TSA-side outage rather than a bad request.
 _TRANSIENT_TSA_FAILURES = ("time_not_available", "system_failure")
+
+
+class PadesLevel(str, enum.Enum):
+    """PAdES baseline levels (ETSI EN 319 142-1 §6)."""
+
+    B_B = "B-B"
+    """CMS signature with the signing-certificate attribute."""
+    B_T = "B-T"
+    """+ an RFC 3161 signature timestamp: proves the signature existed at that time."""
+    B_LT = "B-LT"
+    """+ certificates, OCSP responses and CRLs of both chains in the DSS (offline validation)."""
+    B_LTA = "B-LTA"
+    """+ a document timestamp over the DSS, renewable before its algorithms weaken."""
+
+    @property
+    def needs_timestamper(self) -> bool:
+        return self is not PadesLevel.B_B
+
+    @property
+    def needs_validation_data(self) -> bool:
+        return self in (PadesLevel.B_LT, PadesLevel.B_LTA)
+
+    @classmethod
+    def parse(cls, value: str | PadesLevel | None, *, has_timestamper: bool) -> PadesLevel:
+        """``SIGNING_PADES_LEVEL`` as given, or the default: B-T with a TSA, else B-B.
+
+        Raises:
+            ConfigError: an unknown name.
+        """
+        if value is None or value == "":
+            return cls.B_T if has_timestamper else cls.B_B
+        try:
+            return cls(str(value.value if isinstance(value, PadesLevel) else value).upper().replace("_", "-"))
+        except ValueError:
+            raise ConfigError(f"unknown PAdES level {value!r}: use B-B, B-T, B-LT or B-LTA") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -375,11 +420,13 @@ def _tsa_error(exc: TimestampRequestError, timeout: float | None) -> SigningErro
 
 
 class ArchiveSigner:
-    """Signs archive PDFs as PAdES B-B, or B-T with a timestamper (ETSI EN 319 142-1).
+    """Signs archive PDFs as PAdES B-B, B-T, B-LT or B-LTA (ETSI EN 319 142-1).
 
     One instance per application: the key is parsed once; concurrent :meth:`sign` calls
     share the signer and timestamper safely. The signature goes into a new invisible field
-    (``/Rect [0 0 0 0]``) as ``/ETSI.CAdES.detached`` in one incremental update.
+    (``/Rect [0 0 0 0]``) as ``/ETSI.CAdES.detached``; ``/Contents`` is reserved once at
+    :attr:`SigningOptions.bytes_reserved` (B-LT/B-LTA validation data and the document
+    timestamp go into later incremental updates, not into that space).
     """
 
     def __init__(
@@ -388,6 +435,9 @@ class ArchiveSigner:
         *,
         options: SigningOptions | None = None,
         timestamper: TimeStamper | None = None,
+        level: PadesLevel | str | None = None,
+        validation: LongTermValidation | None = None,
+        expiry_warning: timedelta = DEFAULT_EXPIRY_WARNING,
         clock: Callable[[], datetime] | None = None,
     ) -> None:
         """Prepare the signer; the certificate is checked now and before every signature.
@@ -395,27 +445,44 @@ class ArchiveSigner:
         Args:
             key: key material from :func:`load_signing_key`.
             options: signature settings (defaults: :class:`SigningOptions`).
-            timestamper: an RFC 3161 client from :func:`build_timestamper` for B-T, or
-                ``None`` for B-B.
+            timestamper: an RFC 3161 client from :func:`build_timestamper`; required for
+                B-T and above.
+            level: the PAdES level; default B-T with a timestamper, else B-B.
+            validation: trust roots and HTTP session for B-LT/B-LTA (required there).
+            expiry_warning: log a warning when the certificate expires within this time
+                (at start, then at most once a day while signing).
             clock: returns the current time as an aware datetime (for tests).
 
         Raises:
+            ConfigError: a level without what it needs (timestamper, validation data), or
+                B-LT/B-LTA with a signing certificate chain that names no CRL or OCSP URL.
             SigningError: ``transient=False`` when :func:`check_signing_certificate` fails.
         """
         self._key = key
         self._options = options or SigningOptions()
-        self._timestamper = timestamper
+        self._level = PadesLevel.parse(level, has_timestamper=timestamper is not None)
+        if self._level.needs_timestamper and timestamper is None:
+            raise ConfigError(f"PAdES {self._level.value} needs a timestamp authority: set TSA_URL")
+        if self._level.needs_validation_data:
+            if validation is None:
+                raise ConfigError(f"PAdES {self._level.value} needs trust roots: set SIGNING_TRUST_ROOTS_PATH")
+            roots = {r.dump() for r in validation.trust_roots}
+            for cert in (key.certificate, *key.extra_certificates):
+                self_signed = cert.issuer == cert.subject
+                if not self_signed and cert.public_bytes(Encoding.DER) not in roots and not has_revocation_pointers(cert):
+                    raise ConfigError(
+                        f"PAdES {self._level.value} needs revocation data, but certificate "
+                        f"{cert.subject.rfc4514_string()!r} names no CRL distribution point or OCSP responder"
+                    )
+        self._timestamper = timestamper if self._level.needs_timestamper else None
+        self._validation = validation if self._level.needs_validation_data else None
+        self._expiry_warning = expiry_warning
         self._clock = clock or (lambda: datetime.now(timezone.utc))
-        check_signing_certificate(key.certificate, self._clock())
+        self._warned_at: datetime | None = None
+        now = self._clock()
+        check_signing_certificate(key.certificate, now)
+        self._warn_if_expiring(now)
         self._signer = CachedKeySigner.from_signing_key(key)
-        self._meta = signers.PdfSignatureMetadata(
-            field_name=self._options.field_name,
-            reason=self._options.reason,
-            location=self._options.location,
-            contact_info=self._options.contact,
-            md_algorithm=self._options.md_algorithm,
-            subfilter=fields.SigSeedSubFilter.PADES,
-        )
         self._subject = key.certificate.subject.rfc4514_string()
         self._sha256 = hashlib.sha256(key.certificate.public_bytes(Encoding.DER)).hexdigest()
 
@@ -424,18 +491,18 @@ class ArchiveSigner:
         cls,
         pfx_bytes: bytes,
         password: bytes | None,
-        *,
-        options: SigningOptions | None = None,
-        timestamper: TimeStamper | None = None,
+        **kwargs,
     ) -> ArchiveSigner:
-        """Load a PFX (see :func:`load_signing_key`) and check its certificate.
+        """Load a PFX (see :func:`load_signing_key`) and check its certificate; ``kwargs`` as
+        for the constructor.
 
         Raises:
             SigningError: ``transient=False`` for a wrong password, corrupt PFX, or an
                 expired/not-yet-valid certificate or one without digitalSignature +
                 nonRepudiation.
+            ConfigError: see the constructor.
         """
-        return cls(load_signing_key(pfx_bytes, password), options=options, timestamper=timestamper)
+        return cls(load_signing_key(pfx_bytes, password), **kwargs)
 
     @property
     def subject(self) -> str:
@@ -458,72 +525,141 @@ class ArchiveSigner:
         return self._key.certificate.not_valid_after_utc
 
     @property
+    def expiry_warning(self) -> timedelta:
+        """The warning window before :attr:`not_after`."""
+        return self._expiry_warning
+
+    def expires_soon(self, now: datetime | None = None) -> bool:
+        """Whether the certificate expires within :attr:`expiry_warning` of ``now``."""
+        return self.not_after - (now or self._clock()) <= self._expiry_warning
+
+    @property
     def pades_level(self) -> str:
-        """``"B-T"`` with a timestamper, else ``"B-B"``."""
-        return "B-T" if self._timestamper is not None else "B-B"
+        """The level every signature is made at: ``"B-B"``, ``"B-T"``, ``"B-LT"`` or ``"B-LTA"``."""
+        return self._level.value
+
+    def _warn_if_expiring(self, now: datetime) -> None:
+        if not self.expires_soon(now):
+            return
+        if self._warned_at is not None and now - self._warned_at < timedelta(days=1):
+            return
+        self._warned_at = now
+        days = (self.not_after - now).total_seconds() / 86400
+        log.warning("signing certificate expires soon: install a renewed PFX",
+                    extra={"subject": self._key.certificate.subject.rfc4514_string(),
+                           "not_after": self.not_after.isoformat(), "days_left": round(days, 1)})
+
+    def _metadata(self) -> signers.PdfSignatureMetadata:
+        long_term = self._validation is not None
+        return signers.PdfSignatureMetadata(
+            field_name=self._options.field_name,
+            reason=self._options.reason,
+            location=self._options.location,
+            contact_info=self._options.contact,
+            md_algorithm=self._options.md_algorithm,
+            subfilter=fields.SigSeedSubFilter.PADES,
+            embed_validation_info=long_term,
+            use_pades_lta=self._level is PadesLevel.B_LTA,
+            validation_context=self._validation.context() if long_term else None,
+        )
 
     async def sign(self, pdf: bytes) -> SignedPdf:
-        """Sign ``pdf`` (a complete PDF, e.g. fpdf2 output) with one incremental update.
+        """Sign ``pdf`` (a complete PDF, e.g. fpdf2 output) with incremental updates.
+
+        B-B and B-T add one revision; B-LT adds the DSS in a second; B-LTA then a document
+        timestamp and a final DSS update.
 
         Returns:
             ``SignedPdf(signed=True)`` with the level, the signer's subject and certificate
-            fingerprint and, for B-T, the TSA's ``genTime`` read back from the output.
+            fingerprint and, from B-T on, the TSA's ``genTime`` and the TSA certificate's
+            subject read back from the signature-timestamp token.
 
         Raises:
-            SigningError: ``transient=False`` when the certificate is no longer valid, the
-                input is not a readable PDF, ``bytes_reserved`` is too small, or the TSA
-                refuses (401/403, content type, garbage, PKI refusal); ``transient=True``
-                for TSA timeouts, connection errors and HTTP 5xx.
+            SigningError: ``transient=False`` when the certificate is no longer valid (or
+                revoked, or untrusted for B-LT), the input is not a readable PDF,
+                ``bytes_reserved`` is too small, or the TSA refuses (401/403, content type,
+                garbage, PKI refusal); ``transient=True`` for TSA timeouts, connection errors,
+                HTTP 5xx and unreachable OCSP/CRL services.
         """
-        check_signing_certificate(self._key.certificate, self._clock())
+        now = self._clock()
+        check_signing_certificate(self._key.certificate, now)
+        self._warn_if_expiring(now)
         try:
             writer = IncrementalPdfFileWriter(io.BytesIO(pdf))
         except (PdfError, ValueError, KeyError, TypeError) as exc:
             raise SigningError(f"the input is not a readable PDF: {exc}", transient=False) from exc
-        pdf_signer = signers.PdfSigner(self._meta, signer=self._signer, timestamper=self._timestamper)
+        pdf_signer = signers.PdfSigner(self._metadata(), signer=self._signer, timestamper=self._timestamper)
         try:
             out = await pdf_signer.async_sign_pdf(writer, in_place=True, bytes_reserved=self._options.bytes_reserved)
         except TimestampRequestError as exc:
             raise _tsa_error(exc, getattr(self._timestamper, "timeout", None)) from exc
-        except SigningError:
-            raise
         except Exception as exc:
+            mapped = validation_data_error(exc) if self._validation is not None else None
+            if mapped is not None:
+                raise mapped from exc
+            if isinstance(exc, SigningError):
+                raise
             message = str(exc)
             if "ByteRange" in message or "larger than expected" in message:
                 message += f" (bytes_reserved={self._options.bytes_reserved} is too small)"
             raise SigningError(f"signing failed: {type(exc).__name__}: {message}", transient=False) from exc
         data = out.getvalue()
-        timestamp = _signature_timestamp(data) if self._timestamper else None
+        timestamp, authority = _signature_timestamp(data) if self._timestamper else (None, None)
         return SignedPdf(
             data=data,
             signed=True,
-            pades_level=self.pades_level,
+            pades_level=self._level.value,
             signer_subject=self._subject,
             signer_cert_sha256=self._sha256,
             timestamp=timestamp,
+            timestamp_authority=authority,
         )
 
 
 _BYTE_RANGE = re.compile(rb"/ByteRange\s*\[\s*(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s*\]")
 
 
-def _signature_timestamp(signed_pdf: bytes) -> datetime | None:
-    """``genTime`` of the signature-timestamp token (RFC 3161 TSTInfo) of the last signature, or ``None``.
+def _signature_timestamp(signed_pdf: bytes) -> tuple[datetime | None, str | None]:
+    """``genTime`` and the TSA certificate's subject (RFC 4514) of the signature-timestamp token
+    (RFC 3161 TSTInfo) of the signature we just made, or ``(None, None)``.
 
-    Reads the CMS straight from the gap of the last ``/ByteRange`` (ISO 32000-1 §12.8.1) rather
-    than re-parsing the PDF: the signature we just appended is always the last one.
+    Reads the CMS straight from the gap of the ``/ByteRange`` (ISO 32000-1 §12.8.1) rather than
+    re-parsing the PDF. Our signature is the first ``/ETSI.CAdES.detached`` one whose CMS holds a
+    signature-timestamp token; a B-LTA document timestamp after it is a bare token, skipped.
     """
     try:
-        *_, match = _BYTE_RANGE.finditer(signed_pdf, max(0, len(signed_pdf) - 2 * 1024 * 1024))
-        start, length, end = int(match[1]), int(match[2]), int(match[3])
-        contents = signed_pdf[start + length : end].strip().strip(b"<>")
-        signed_data = cms.ContentInfo.load(bytes.fromhex(contents.decode("ascii")), strict=False)["content"]
-        for signer_info in signed_data["signer_infos"]:
-            for token in find_cms_attribute_iter(signer_info["unsigned_attrs"], "signature_time_stamp_token"):
-                return token["content"]["encap_content_info"]["content"].parsed["gen_time"].native
+        for match in _BYTE_RANGE.finditer(signed_pdf, max(0, len(signed_pdf) - 4 * 1024 * 1024)):
+            start, length, end = int(match[1]), int(match[2]), int(match[3])
+            contents = signed_pdf[start + length : end].strip().strip(b"<>")
+            signed_data = cms.ContentInfo.load(bytes.fromhex(contents.decode("ascii")), strict=False)["content"]
+            for signer_info in signed_data["signer_infos"]:
+                for token in find_cms_attribute_iter(signer_info["unsigned_attrs"], "signature_time_stamp_token"):
+                    return _token_facts(token)
     except Exception:  # the signature is already made; a failed read-back is not an error
-        return None
-    return None
+        return None, None
+    return None, None
+
+
+def _token_facts(token: cms.ContentInfo) -> tuple[datetime | None, str | None]:
+    content = token["content"]
+    gen_time = content["encap_content_info"]["content"].parsed["gen_time"].native
+    name = None
+    sid = content["signer_infos"][0]["sid"]
+    for choice in content["certificates"] or []:
+        cert = choice.chosen
+        if sid.name == "issuer_and_serial_number" and cert.issuer_serial == (
+            sid.chosen["issuer"].sha256 + b":" + str(sid.chosen["serial_number"].native).encode()
+        ):
+            name = x509.load_der_x509_certificate(cert.dump()).subject.rfc4514_string()
+            break
+        if sid.name == "subject_key_identifier" and cert.key_identifier == sid.chosen.native:
+            name = x509.load_der_x509_certificate(cert.dump()).subject.rfc4514_string()
+            break
+    if name is None:
+        tsa = content["encap_content_info"]["content"].parsed["tsa"]
+        if tsa.native is not None:
+            name = str(tsa.native)
+    return gen_time, name
 
 
 class UnsignedPassthrough:

@@ -14,7 +14,12 @@ directory file descriptors opened without following symlinks):
    CIFS mounts) it falls back to ``lstat`` + ``rename``: between the check and the rename
    another writer could publish the same name, which the rename would replace. Only two
    concurrent archive runs of the same ticket in the same second can hit that window;
-4. ``fsync`` the target folder (and every folder a new folder was created in).
+4. ``fsync`` the target folder (and every folder a new folder was created in);
+5. with a ``sidecar`` mapping: write ``<published name>.json`` (e.g. ``Ticket-1_v2.pdf.json``)
+   the same way (temp file, ``fsync``, ``os.replace``, folder ``fsync``). It is the
+   completion marker: a PDF without its sidecar is an interrupted run (the next run adds a
+   new version). Its name follows from the PDF's, which no other run can hold, so the
+   replace never overwrites another run's sidecar.
 
 Any failure removes the temp file. Every ``OSError`` becomes :class:`StorageError` with its
 ``errno``; whether that is Transient or Permanent is decided by the workflow's classifier.
@@ -25,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import hashlib
+import json
 import os
 import secrets
 import stat
@@ -57,6 +63,12 @@ _DIR_FSYNC_UNSUPPORTED = frozenset({errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUP
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _TMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
+SIDECAR_SUFFIX = ".json"
+"""Appended to the PDF's name for its sidecar: ``X.pdf`` → ``X.pdf.json``."""
+
+SIDECAR_SCHEMA = 1
+"""``schema`` field of the sidecar; raised when a field changes meaning."""
+
 
 def _describe(exc: OSError) -> str:
     """``"Permission denied (EACCES)"`` for an ``OSError``."""
@@ -67,6 +79,14 @@ def _describe(exc: OSError) -> str:
 
 def _storage_error(operation: str, relative: str, exc: OSError) -> StorageError:
     return StorageError(f"cannot {operation} '{relative}': {_describe(exc)}", errno=exc.errno)
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "isoformat"):
+        return value.isoformat()
+    if isinstance(value, (PurePosixPath, Path)):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
 
 
 def _close_quietly(fd: int) -> None:
@@ -145,6 +165,11 @@ class ArchiveStore:
                     sidecar: Mapping[str, Any] | None = None) -> StoredArchive:
         """Write ``data`` as the archive of ``snapshot``; never overwrites an earlier archive.
 
+        With ``sidecar``, ``<file>.pdf.json`` is written after the PDF (see the module
+        docstring): the mapping (JSON-serialisable; ``datetime`` values as ISO 8601) plus
+        ``schema``, ``path`` (relative to the root), ``sha256``, ``size`` and
+        ``path_template``, which override same-named keys of the mapping.
+
         The blocking work runs in a worker thread. If the awaiting task is cancelled the
         thread still finishes, so the file may be published anyway.
 
@@ -161,11 +186,13 @@ class ArchiveStore:
             ValueError: ``snapshot.archived_at`` is naive.
         """
         relative = self.relative_path(snapshot)
-        return await asyncio.to_thread(self._store_blocking, relative, bytes(data))
+        return await asyncio.to_thread(self._store_blocking, relative, bytes(data),
+                                       dict(sidecar) if sidecar is not None else None)
 
     # -- blocking part -------------------------------------------------------------------
 
-    def _store_blocking(self, relative: PurePosixPath, data: bytes) -> StoredArchive:
+    def _store_blocking(self, relative: PurePosixPath, data: bytes,
+                        sidecar: dict[str, Any] | None = None) -> StoredArchive:
         folders, name = relative.parts[:-1], relative.parts[-1]
         opened: list[int] = []
         try:
@@ -185,16 +212,70 @@ class ArchiveStore:
             if self._fsync:
                 for fd, here in [(target_fd, "/".join(folders) or "."), *reversed(grown)]:
                     self._sync_folder(fd, here)
+            stored = StoredArchive(
+                path=self._root.joinpath(*folders, published),
+                relative_path="/".join((*folders, published)),
+                sha256=digest,
+                size=len(data),
+            )
+            if sidecar is not None:
+                self._write_sidecar(target_fd, folders, published, self._sidecar_bytes(sidecar, stored))
+                if self._fsync:
+                    self._sync_folder(target_fd, "/".join(folders) or ".")
         finally:
             for fd in opened:
                 _close_quietly(fd)
-        relative_path = "/".join((*folders, published))
-        return StoredArchive(
-            path=self._root.joinpath(*folders, published),
-            relative_path=relative_path,
-            sha256=digest,
-            size=len(data),
-        )
+        return stored
+
+    def _sidecar_bytes(self, sidecar: dict[str, Any], stored: StoredArchive) -> bytes:
+        content = {
+            **sidecar,
+            "schema": SIDECAR_SCHEMA,
+            "path": stored.relative_path,
+            "sha256": stored.sha256,
+            "size": stored.size,
+            "path_template": self._template,
+        }
+        try:
+            text = json.dumps(content, ensure_ascii=False, indent=2, sort_keys=True, default=_json_default)
+        except (TypeError, ValueError) as exc:
+            raise StorageError(f"cannot write the sidecar of '{stored.relative_path}': {exc}") from exc
+        return (text + "\n").encode("utf-8")
+
+    def _write_sidecar(self, dir_fd: int, folders: tuple[str, ...], pdf_name: str, payload: bytes) -> None:
+        """Write ``<pdf_name>.json`` atomically next to the PDF (temp file, fsync, ``os.replace``)."""
+        name = pdf_name + SIDECAR_SUFFIX
+        tmp_name = f".{name}.{secrets.token_hex(8)}.tmp"
+        tmp_relative = "/".join((*folders, tmp_name))
+        try:
+            fd = os.open(tmp_name, _TMP_FLAGS, FILE_MODE, dir_fd=dir_fd)
+        except OSError as exc:
+            raise _storage_error("create temporary file", tmp_relative, exc) from exc
+        replaced = False
+        try:
+            try:
+                self._write_all(fd, payload)
+                if self._fsync:
+                    os.fsync(fd)
+            except OSError as exc:
+                _close_quietly(fd)
+                raise _storage_error("write", tmp_relative, exc) from exc
+            try:
+                os.close(fd)
+            except OSError as exc:
+                raise _storage_error("write", tmp_relative, exc) from exc
+            try:
+                # A symlink planted at the name is replaced (rename does not follow it).
+                os.replace(tmp_name, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+            except OSError as exc:
+                raise _storage_error("publish", "/".join((*folders, name)), exc) from exc
+            replaced = True
+        finally:
+            if not replaced:
+                try:
+                    os.unlink(tmp_name, dir_fd=dir_fd)
+                except OSError:
+                    pass
 
     def _make_folder(self, parent_fd: int, folder: str, here: str) -> bool:
         """``mkdirat``; ``True`` when created, ``False`` when something already has the name."""

@@ -1,8 +1,18 @@
-"""One archive run for one ticket: gate, tags, fetch, render, sign, store, report back.
+"""One archive run for one ticket: gate, tags, fetch, render, sign, store — then the report.
 
 :class:`ArchiveWorkflow` is the only place that knows the order of steps. It talks to
 Zammad, the renderer, the signer and the storage through the protocols in
 :mod:`app.workflow.ports`, so its decisions are the same whatever adapters run below it.
+
+A run has two halves, so that a durable job store can sit between them (an outbox):
+
+1. :meth:`ArchiveWorkflow.execute` does the work and returns an :class:`ArchiveOutcome`
+   without telling Zammad how it ended;
+2. :meth:`ArchiveWorkflow.report` turns a final outcome into a :class:`Report` (the tag
+   transition and the internal note, plain data that can be stored), and
+   :meth:`ArchiveWorkflow.deliver` writes it to the ticket, idempotently: tags are
+   idempotent in Zammad, and a note is not posted twice for one job (each note carries the
+   job id, and the ticket's articles are checked for it first).
 """
 
 from __future__ import annotations
@@ -15,10 +25,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from app import SERVICE_NAME, __version__
+from app.errors import ArchiverError, ZammadApiError
 from app.workflow.classify import ClassifiedFailure, classify
 from app.workflow.gate import should_process
-from app.workflow.notes import failure_note, success_note
-from app import SERVICE_NAME, __version__
+from app.workflow.notes import Note, failure_note, success_note
 from app.workflow.ports import (
     RenderedPdf,
     RendererPort,
@@ -42,30 +53,43 @@ from app.workflow.tags import (
 log = logging.getLogger("app.workflow")
 
 WRITE_ATTEMPTS = 3
-"""How often a tag or note write on the way out (success or failure) is tried."""
+"""How often one tag or note write is tried inside one :meth:`ArchiveWorkflow.deliver` call."""
+
+UNDELIVERABLE_STATUSES = frozenset({404, 422})
+"""Zammad answers after which a report is given up: the ticket is gone, or the write is refused."""
+
+
+class UndeliverableReport(ArchiverError):
+    """A report cannot be written to the ticket, now or later (Zammad 404 or 422)."""
+
+    code = "report_undeliverable"
+    transient = False
 
 
 @dataclass(frozen=True, slots=True)
 class ArchiveOutcome:
-    """How a run ended.
+    """How :meth:`ArchiveWorkflow.execute` ended.
 
     Attributes:
         status: ``"archived"``, ``"skipped"`` or ``"failed"``.
         reason: for ``skipped`` the gate's reason; for ``failed`` the failing step.
+        started: whether the processing tags were set (the run got past the gate).
         stored: where the archive landed (``archived`` only).
         failure: the classified failure (``failed`` only).
+        note: the success note (``archived`` only).
         step_seconds: wall time per step, seconds.
     """
 
     status: str
     reason: str = ""
+    started: bool = False
     stored: StoredArchive | None = None
     failure: ClassifiedFailure | None = None
+    note: Note | None = None
     step_seconds: dict[str, float] | None = None
 
     def describe(self) -> dict[str, Any]:
-        """A JSON-ready summary for ``/jobs/{ticket_id}``: status, reason, path, sha256,
-        classification and cause, where they apply."""
+        """A JSON-ready summary: status, reason, path, sha256, classification and cause."""
         out: dict[str, Any] = {"status": self.status}
         if self.reason:
             out["reason"] = self.reason
@@ -77,6 +101,28 @@ class ArchiveOutcome:
             out["code"] = self.failure.code
             out["cause"] = self.failure.cause
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class Report:
+    """What to write to the ticket at the end of a job: tags, then an internal note.
+
+    Plain data (see :meth:`as_dict`/:meth:`from_dict`) so a job store can keep it until it
+    was delivered.
+    """
+
+    add: tuple[str, ...]
+    remove: tuple[str, ...]
+    subject: str
+    body_html: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"add": list(self.add), "remove": list(self.remove), "subject": self.subject,
+                "body_html": self.body_html}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Report:
+        return cls(tuple(data["add"]), tuple(data["remove"]), data["subject"], data["body_html"])
 
 
 def sidecar_fields(snapshot: TicketSnapshot, rendered: RenderedPdf, signed: SignedPdf, *, job_id: str,
@@ -112,7 +158,6 @@ class ArchiveWorkflow:
         trigger_tag: the tag that requests archiving (``WORKFLOW_TRIGGER_TAG``).
         require_tag: skip tickets without it (``WORKFLOW_REQUIRE_TAG``).
         redact: applied to every failure cause before it is written into a note or log.
-        clock: returns the archive time (UTC, aware); injectable for tests.
         write_backoff_seconds: first pause between attempts of a tag or note write.
     """
 
@@ -126,7 +171,6 @@ class ArchiveWorkflow:
         trigger_tag: str = "pdf:sign",
         require_tag: bool = True,
         redact: Callable[[str], str] = lambda s: s,
-        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         write_backoff_seconds: float = 0.5,
     ) -> None:
         self.zammad = zammad
@@ -136,15 +180,22 @@ class ArchiveWorkflow:
         self.trigger_tag = trigger_tag
         self.require_tag = require_tag
         self._redact = redact
-        self._clock = clock
         self._write_backoff = write_backoff_seconds
 
-    async def run(self, ticket_id: int, *, job_id: str, delivery_id: str | None = None,
-                  force: bool = False) -> ArchiveOutcome:
-        """Archive ticket ``ticket_id`` once.
+    # -- the work ------------------------------------------------------------------------------
+    async def execute(self, ticket_id: int, *, job_id: str, delivery_id: str | None = None, force: bool = False,
+                      resume: bool = False, archived_at: datetime | None = None) -> ArchiveOutcome:
+        """Archive ticket ``ticket_id`` once, without the final report.
 
-        Never raises for a failure of the run itself: failures end as ``status="failed"``
-        with ``pdf:error`` and a failure note on the ticket (as far as Zammad accepts them).
+        Args:
+            job_id, delivery_id: written into the sidecar and logs.
+            force: re-archive even a ``pdf:signed`` ticket (``/retry?force=true``).
+            resume: this job ran before (a retry or a run interrupted by a crash), so a
+                ``pdf:processing`` tag left by it counts as the request to archive.
+            archived_at: the archive time (UTC); fixed per job so a resumed job writes the
+                same path. Defaults to now.
+
+        Never raises for a failure of the run itself: it ends as ``status="failed"``.
         ``asyncio.CancelledError`` (shutdown) is re-raised after the ticket's tags were put
         back (trigger tag restored, ``pdf:processing`` removed).
         """
@@ -153,8 +204,10 @@ class ArchiveWorkflow:
         step = "fetch tags"
         started = False
         try:
+            # Tags are read right before the processing transition (no stale decision).
             tags = await self._timed(timings, "fetch_tags", self.zammad.get_tags(ticket_id))
-            decision = should_process(tags, trigger_tag=self.trigger_tag, require_tag=self.require_tag, force=force)
+            decision = should_process(tags, trigger_tag=self.trigger_tag, require_tag=self.require_tag,
+                                      force=force, resume=resume)
             if not decision.process:
                 log.info("job skipped", extra={**ctx, "reason": decision.reason})
                 return ArchiveOutcome("skipped", decision.reason, step_seconds=timings)
@@ -168,7 +221,8 @@ class ArchiveWorkflow:
             step = "fetch articles"
             articles = await self._timed(timings, "fetch_articles", self.zammad.list_articles(ticket_id))
             shown_tags = [t for t in tags if t not in STATE_TAGS and t != self.trigger_tag]
-            snapshot = TicketSnapshot(ticket=ticket, articles=articles, tags=shown_tags, archived_at=self._clock())
+            snapshot = TicketSnapshot(ticket=ticket, articles=articles, tags=shown_tags,
+                                      archived_at=archived_at or datetime.now(UTC))
 
             step = "render"
             rendered = await self._timed(timings, "render", self.renderer.render(snapshot))
@@ -176,51 +230,91 @@ class ArchiveWorkflow:
             signed = await self._timed(timings, "sign", self.signer.sign(rendered.data))
             step = "store"
             sidecar = sidecar_fields(snapshot, rendered, signed, job_id=job_id, delivery_id=delivery_id)
-            stored = await self._timed(timings, "store", self.storage.store(snapshot, signed.data, sidecar=sidecar))
+            stored = await self._timed(timings, "store",
+                                       self.storage.store(snapshot, signed.data, sidecar=sidecar))
             log.info("archive stored", extra={**ctx, "path": stored.relative_path, "sha256": stored.sha256,
-                                              "size": stored.size, "pages": rendered.page_count})
-
-            step = "tag signed"
-            await self._apply(ticket_id, success_transition(self.trigger_tag), attempts=WRITE_ATTEMPTS)
-            step = "success note"
+                                              "size": stored.size, "pages": rendered.page_count,
+                                              "seconds": timings})
             note = success_note(stored, signed, rendered, job_id=job_id, delivery_id=delivery_id)
-            await self._retry(lambda: self.zammad.create_internal_note(
-                ticket_id, subject=note.subject, body_html=note.body_html), attempts=WRITE_ATTEMPTS)
-            log.info("job archived", extra={**ctx, "seconds": timings})
-            return ArchiveOutcome("archived", stored=stored, step_seconds=timings)
+            return ArchiveOutcome("archived", started=True, stored=stored, note=note, step_seconds=timings)
         except asyncio.CancelledError:
             if started:
                 log.warning("job interrupted; putting the trigger tag back", extra={**ctx, "step": step})
                 await asyncio.shield(self._revert(ticket_id, ctx))
             raise
-        except Exception as exc:  # noqa: BLE001 - every failure ends as a classified note
+        except Exception as exc:  # noqa: BLE001 - every failure ends as a classified outcome
             failure = classify(exc)
             failure = ClassifiedFailure(failure.classification, failure.code, self._redact(failure.cause))
-            log.error("job failed", exc_info=True,
+            log.error("job step failed", exc_info=True,
                       extra={**ctx, "step": step, "classification": failure.classification.value,
                              "code": failure.code, "cause": failure.cause})
-            await self._report_failure(ticket_id, failure, step=step, job_id=job_id, delivery_id=delivery_id,
-                                       started=started, ctx=ctx)
-            return ArchiveOutcome("failed", step, failure=failure, step_seconds=timings)
+            return ArchiveOutcome("failed", step, started=started, failure=failure, step_seconds=timings)
 
-    async def _report_failure(self, ticket_id: int, failure: ClassifiedFailure, *, step: str, job_id: str,
-                              delivery_id: str | None, started: bool, ctx: dict[str, Any]) -> None:
-        if started:
-            transition = failure_transition(self.trigger_tag, transient=failure.transient)
+    # -- the report ----------------------------------------------------------------------------
+    def report(self, outcome: ArchiveOutcome, *, job_id: str, delivery_id: str | None, attempts: int = 1,
+               gave_up: bool = False) -> Report | None:
+        """The final tags and note for ``outcome``; ``None`` when there is nothing to report
+        (a skipped run leaves the ticket as it is).
+
+        Args:
+            attempts: how many runs the job took (named in the note of a failure).
+            gave_up: a Transient failure that used up its attempts (the job is dead): the
+                note says so; the trigger tag is kept, as for every Transient failure.
+        """
+        if outcome.status == "archived":
+            assert outcome.note is not None
+            t = success_transition(self.trigger_tag)
+            return Report(t.add, t.remove, outcome.note.subject, outcome.note.body_html)
+        if outcome.status != "failed":
+            return None
+        failure = outcome.failure
+        assert failure is not None
+        if outcome.started:
+            t = failure_transition(self.trigger_tag, transient=failure.transient)
         else:
-            # The tags were never read, so the trigger tag was not touched: leave it as it is.
-            transition = TagTransition(add=(TAG_ERROR,))
-        note = failure_note(failure, job_id=job_id, delivery_id=delivery_id, step=step)
-        try:
-            await self._apply(ticket_id, transition, attempts=WRITE_ATTEMPTS)
-        except Exception:  # noqa: BLE001
-            log.error("could not set the error tags", exc_info=True, extra=ctx)
-        try:
-            await self._retry(lambda: self.zammad.create_internal_note(
-                ticket_id, subject=note.subject, body_html=note.body_html), attempts=WRITE_ATTEMPTS)
-        except Exception:  # noqa: BLE001
-            log.error("could not post the failure note", exc_info=True, extra=ctx)
+            # The tags were never changed, so the trigger tag was not touched: leave it as it is.
+            t = TagTransition(add=(TAG_ERROR,))
+        note = failure_note(failure, job_id=job_id, delivery_id=delivery_id, step=outcome.reason,
+                            attempts=attempts, gave_up=gave_up)
+        return Report(t.add, t.remove, note.subject, note.body_html)
 
+    async def deliver(self, ticket_id: int, report: Report, *, job_id: str) -> None:
+        """Write ``report`` to the ticket: tags first (added before removed), then the note —
+        unless the ticket already has this job's note (a delivery that was interrupted after
+        posting).
+
+        Raises:
+            UndeliverableReport: Zammad answered 404 (the ticket is gone) or 422 (it refuses
+                the write): retrying cannot help.
+            Exception: the last error when Zammad keeps failing otherwise (the caller retries).
+        """
+        try:
+            await self._deliver(ticket_id, report, job_id=job_id)
+        except ZammadApiError as exc:
+            if exc.status in UNDELIVERABLE_STATUSES:
+                raise UndeliverableReport(self._redact(str(exc))) from exc
+            raise
+
+    async def _deliver(self, ticket_id: int, report: Report, *, job_id: str) -> None:
+        await self._apply(ticket_id, TagTransition(report.add, report.remove), attempts=WRITE_ATTEMPTS)
+        articles = await self._retry(lambda: self.zammad.list_articles(ticket_id), attempts=WRITE_ATTEMPTS)
+        marker = f"Job: {job_id}"
+        if any(a.get("subject") == report.subject and marker in (a.get("body") or "") for a in articles):
+            log.info("note already on the ticket", extra={"ticket_id": ticket_id, "job_id": job_id})
+            return
+        await self._retry(lambda: self.zammad.create_internal_note(
+            ticket_id, subject=report.subject, body_html=report.body_html), attempts=WRITE_ATTEMPTS)
+
+    async def run(self, ticket_id: int, *, job_id: str, delivery_id: str | None = None,
+                  force: bool = False) -> ArchiveOutcome:
+        """Execute and report in one go, without retries (tools and tests)."""
+        outcome = await self.execute(ticket_id, job_id=job_id, delivery_id=delivery_id, force=force)
+        report = self.report(outcome, job_id=job_id, delivery_id=delivery_id)
+        if report is not None:
+            await self.deliver(ticket_id, report, job_id=job_id)
+        return outcome
+
+    # -- helpers ---------------------------------------------------------------------------------
     async def _revert(self, ticket_id: int, ctx: dict[str, Any]) -> None:
         try:
             await self._apply(ticket_id, revert_transition(self.trigger_tag), attempts=WRITE_ATTEMPTS)

@@ -62,14 +62,19 @@ def success_note(stored: StoredArchive, signed: SignedPdf, rendered: RenderedPdf
     return Note(SUCCESS_SUBJECT, body)
 
 
-def failure_note(failure: ClassifiedFailure, *, job_id: str, delivery_id: str | None, step: str) -> Note:
+def failure_note(failure: ClassifiedFailure, *, job_id: str, delivery_id: str | None, step: str,
+                 attempts: int = 1, gave_up: bool = False) -> Note:
     """The note after a failed run.
 
     Starts with "PDF archiver error"; gives the classification (Transient: the trigger tag
     was kept and the ticket will be tried again; Permanent: it was removed), the failing
-    step, the error code, the cause (already free of secrets) and the job id.
+    step, the error code, the cause (already free of secrets), the attempts and the job id.
+    ``gave_up``: the automatic retries of a Transient failure are used up.
     """
-    if failure.transient:
+    if gave_up:
+        hint = (f"Transient, gave up after {attempts} attempts: the trigger tag was kept; the ticket is "
+                "archived when it is triggered again or retried (POST /retry/{ticket_id}).")
+    elif failure.transient:
         hint = "Transient: the trigger tag was kept; the ticket is archived when it is triggered again."
     else:
         hint = "Permanent: the trigger tag was removed; fix the cause, then add the trigger tag again."
@@ -78,6 +83,7 @@ def failure_note(failure: ClassifiedFailure, *, job_id: str, delivery_id: str | 
         ("Step", step),
         ("Code", failure.code),
         ("Cause", failure.cause),
+        ("Attempts", str(attempts)),
         ("Job", job_id),
     ]
     if delivery_id:

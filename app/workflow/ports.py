@@ -45,6 +45,8 @@ class RenderedPdf:
         page_count: number of pages.
         articles_included, articles_total: how many articles are in the PDF, of how many.
         missing_glyphs: characters no font could show (drawn as visible placeholders).
+        missing_scripts: the scripts of those characters, sorted (e.g. ``("CJK", "Emoji")``):
+            say in the note which fonts to install.
     """
 
     data: bytes
@@ -52,6 +54,7 @@ class RenderedPdf:
     articles_included: int
     articles_total: int
     missing_glyphs: int = 0
+    missing_scripts: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +68,8 @@ class SignedPdf:
         signer_subject: the signing certificate's subject (RFC 4514 string), or ``None``.
         signer_cert_sha256: SHA-256 fingerprint of the signing certificate (hex), or ``None``.
         timestamp: the RFC 3161 signature-timestamp time, or ``None`` without a TSA.
+        timestamp_authority: subject of the TSA certificate that made the timestamp
+            (RFC 4514 string), or ``None``.
     """
 
     data: bytes
@@ -73,6 +78,7 @@ class SignedPdf:
     signer_subject: str | None = None
     signer_cert_sha256: str | None = None
     timestamp: datetime | None = None
+    timestamp_authority: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,8 @@
 #   poppler-utils  pdfsig, pdftotext, pdfinfo, pdffonts (independent PDF verifiers)
 #   openssl        dev certificates, `openssl cms -verify`, `openssl ts` (local TSA)
 #   python3-venv   `python3 -m venv` on Debian
-#   fonts-noto-core, fonts-dejavu-core   fallback fonts (the main Noto Sans ships in app/render/fonts)
+#   fonts-noto-core, fonts-dejavu-core   fallback fonts: Arabic, Hebrew, symbols (Noto Sans ships in app/render/fonts)
+#   fonts-noto-cjk, fonts-noto-color-emoji   CJK and emoji fallback fonts (the render tests need them)
 #
 # Runs apt-get only when something is missing and only as root; otherwise prints what to
 # install and exits 1. Nothing to do: exits 0 silently.
@@ -16,7 +17,10 @@ command -v pdftotext >/dev/null 2>&1 || missing+=(poppler-utils)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 [[ -d /usr/share/fonts/truetype/noto ]] || missing+=(fonts-noto-core)
-[[ -d /usr/share/fonts/truetype/dejavu ]] || missing+=(fonts-dejavu-core)
+[[ -f /usr/share/fonts/truetype/noto/NotoSansArabic-Regular.ttf ]] || missing+=(fonts-noto-core)
+[[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]] || missing+=(fonts-dejavu-core)
+[[ -f /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ]] || missing+=(fonts-noto-cjk)
+[[ -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ]] || missing+=(fonts-noto-color-emoji)
 
 if [[ ${#missing[@]} -eq 0 ]]; then
     exit 0

@@ -81,7 +81,7 @@ async def test_bad_signature_is_refused_without_calling_zammad(archiver, simulat
     assert status == 403 and answer["error"] == "forbidden"
     await service.wait_idle()
     assert simulator.requests == []
-    assert service.runtime.pool.status(4711)["state"] == "idle"
+    assert (await service.runtime.pool.status(4711))["state"] == "none"
 
 
 @pytest.mark.parametrize("payload", [{"ticket_number": "25004711"}, {"ticket_id": "abc"}, {"ticket": {}}])
@@ -95,7 +95,8 @@ async def test_missing_ticket_id_is_422(archiver, simulator, payload):
 
 
 async def test_zammad_500_on_ticket_fetch_is_transient(archiver, simulator):
-    service = await archiver()
+    # One attempt only: the Transient failure is final at once (automatic retries: below).
+    service = await archiver(WORKFLOW_MAX_ATTEMPTS="1")
     simulator.fail("GET", r"^/api/v1/tickets/4711$", 500)
     body, headers = zammad_webhook({"ticket_id": 4711}, HMAC_SECRET)
     assert (await post(f"{service.url}/ingest", body, headers))[0] == 202
@@ -106,6 +107,22 @@ async def test_zammad_500_on_ticket_fetch_is_transient(archiver, simulator):
     fields = note_fields(notes[0])
     assert fields["Classification"] == "Transient" and "500" in fields["Cause"]
     assert list(service.storage_root.rglob("*.pdf")) == []
+    status = await service.runtime.pool.status(4711)
+    assert (status["state"], status["classification"], status["attempts"]) == ("dead", "Transient", 1)
+
+
+async def test_transient_failure_is_retried_automatically(archiver, simulator):
+    service = await archiver(WORKFLOW_MAX_ATTEMPTS="3", WORKFLOW_RETRY_BASE_SECONDS="0.2")
+    simulator.fail("GET", r"^/api/v1/tickets/4711$", 503, times=1)
+    body, headers = zammad_webhook({"ticket_id": 4711}, HMAC_SECRET)
+    assert (await post(f"{service.url}/ingest", body, headers))[0] == 202
+    await service.wait_idle()
+    assert sorted(simulator.tags(4711)) == ["pdf:signed", "rechnung", "reklamation"]
+    notes = simulator.notes(4711)
+    assert len(notes) == 1 and notes[0]["body"].startswith("<p><b>PDF archived</b></p>")
+    status = await service.runtime.pool.status(4711)
+    assert (status["state"], status["attempts"], status["result"]) == ("done", 2, "archived")
+    assert len(list(service.storage_root.rglob("*.pdf"))) == 1
 
 
 async def test_zammad_404_on_ticket_fetch_is_permanent(archiver, simulator):
@@ -140,7 +157,8 @@ async def test_ticket_without_trigger_tag_is_skipped(archiver, simulator):
     await service.wait_idle()
     assert sorted(simulator.tags(4711)) == ["rechnung", "reklamation"]
     assert simulator.notes(4711) == []
-    assert service.runtime.pool.status(4711)["last"]["reason"] == "trigger_tag_absent"
+    status = await service.runtime.pool.status(4711)
+    assert (status["state"], status["result"]) == ("done", "skipped: trigger_tag_absent")
 
 
 async def simulator_remove_tag(simulator, ticket_id: int, tag: str) -> None:

@@ -27,7 +27,7 @@ async def test_no_secret_in_logs_notes_or_responses(archiver, simulator, capsys)
     service = await archiver(
         ADMIN_BEARER_TOKEN=ADMIN_TOKEN, METRICS_BEARER_TOKEN=METRICS_TOKEN, OBSERVABILITY_METRICS_ENABLED="true",
         TSA_URL=f"http://127.0.0.1:{free_port()}/tsa", TSA_USER="archiver", TSA_PASS=TSA_PASSWORD,
-        LOG_LEVEL="DEBUG")
+        LOG_LEVEL="DEBUG", WORKFLOW_MAX_ATTEMPTS="1")
     answers: list[str] = []
     # 1. The TSA is down: signing fails (Transient) after the ticket was fetched and rendered.
     body, headers = zammad_webhook({"ticket_id": 4711}, HMAC_SECRET)
@@ -68,7 +68,7 @@ async def _serve_subprocess(simulator, tmp_path, dev_pki, grace: float) -> tuple
     env = {
         **os.environ,
         "ZAMMAD_BASE_URL": simulator.base_url, "ZAMMAD_API_TOKEN": API_TOKEN, "ALLOW_INSECURE_HTTP": "true",
-        "WEBHOOK_HMAC_SECRET": HMAC_SECRET, "STORAGE_ROOT": str(storage),
+        "WEBHOOK_HMAC_SECRET": HMAC_SECRET, "STORAGE_ROOT": str(storage), "STATE_DIR": str(tmp_path / "state"),
         "SIGNING_PFX_PATH": str(dev_pki.signer_pfx), "SIGNING_PFX_PASSWORD": PFX_PASSWORD,
         "SERVER_PORT": str(port), "SHUTDOWN_GRACE_SECONDS": str(grace), "RENDER_PROCESSES": "1",
     }

@@ -12,7 +12,6 @@ import resource
 from typing import Any
 
 import aiohttp
-import pytest
 import yaml
 
 from app.devtools.webhook import zammad_webhook
@@ -57,7 +56,7 @@ async def test_400_invalid_json_and_missing_delivery_id(archiver):
     status, _, payload = await call("POST", f"{service.url}/ingest", body=body, headers=hdrs)
     assert status == 400
     assert_error_shape(payload, "missing_delivery_id")
-    assert service.runtime.pool.status(4711)["state"] == "idle"
+    assert (await service.runtime.pool.status(4711))["state"] == "none"
 
 
 async def test_413_by_content_length(archiver):
@@ -250,7 +249,7 @@ async def test_batch(archiver):
     assert status == 422
     assert_error_shape(payload, "invalid_payload")
     assert "index 1" in payload["detail"]
-    assert service.runtime.pool.status(13)["state"] == "idle"  # nothing of the bad batch was queued
+    assert (await service.runtime.pool.status(13))["state"] == "none"  # nothing of the bad batch was recorded
     body, hdrs = signed([{"ticket_id": n} for n in range(4)])
     status, _, payload = await call("POST", f"{service.url}/ingest/batch", body=body, headers=hdrs)
     assert status == 422
@@ -275,7 +274,8 @@ async def test_retry_and_jobs_are_never_anonymous(archiver, simulator):
     status, _, payload = await call("GET", f"{service.url}/jobs/4711", headers={"X-Hub-Signature": sig})
     assert status == 200
     assert payload["ticket_id"] == 4711 and payload["in_flight"] is False and payload["shutting_down"] is False
-    assert payload["last"]["status"] == "archived"
+    assert payload["state"] == "done" and payload["result"] == "archived" and payload["attempts"] == 1
+    assert payload["output_path"].endswith(".pdf") and len(payload["sha256"]) == 64
     status, _, payload = await call("GET", f"{service.url}/jobs/abc", headers={"X-Hub-Signature": sig})
     assert status == 422
     assert_error_shape(payload, "invalid_ticket_id")
@@ -291,7 +291,7 @@ async def test_retry_script_signs_the_request(archiver):
     assert proc.returncode == 0, err
     assert json.loads(out) == {"status": "accepted", "ticket_id": 4711}
     await service.wait_idle()
-    assert service.runtime.pool.status(4711)["last"]["status"] == "archived"
+    assert (await service.runtime.pool.status(4711))["result"] == "archived"
 
 
 # -- health and metrics -------------------------------------------------------------------------------

@@ -1,97 +1,250 @@
-"""Worker pool: one job per ticket, coalescing, bounded queue, shutdown; delivery-id cache."""
+"""Job store (real SQLite files) and worker pool: admission, coalescing, retries, recovery, outbox."""
 
 from __future__ import annotations
 
 import asyncio
+import random
+from pathlib import Path
 
-from app.jobs.dedupe import DeliveryIdCache
-from app.jobs.pool import Job, SubmitResult, WorkerPool
+import pytest
+
+from app.jobs.pool import RetryPolicy, WorkerPool
+from app.jobs.store import JobRecord, JobRequest, JobStore
+from app.workflow.archive import ArchiveOutcome, Report, UndeliverableReport
+from app.workflow.classify import classify
+from app.errors import ZammadApiError
 
 
-async def test_one_job_per_ticket_and_follow_up():
-    running: dict[int, int] = {}
-    peak: dict[int, int] = {}
-    runs: list[int] = []
-    release = asyncio.Event()
+def store_at(path: Path | None, **kw) -> JobStore:
+    return JobStore(path, delivery_ttl_seconds=kw.pop("ttl", 3600), max_pending=kw.pop("max_pending", 100), **kw)
 
-    async def handler(job: Job) -> str:
-        running[job.ticket_id] = running.get(job.ticket_id, 0) + 1
-        peak[job.ticket_id] = max(peak.get(job.ticket_id, 0), running[job.ticket_id])
-        await release.wait()
-        runs.append(job.ticket_id)
-        running[job.ticket_id] -= 1
-        return "done"
 
-    pool = WorkerPool(handler, workers=4, max_queue=10)
-    pool.start()
-    assert pool.submit(Job(1)) is SubmitResult.QUEUED
-    assert pool.submit(Job(1)) is SubmitResult.COALESCED  # still queued
-    await asyncio.sleep(0.01)
-    assert pool.status(1)["state"] == "running"
-    assert pool.submit(Job(1)) is SubmitResult.COALESCED  # becomes the follow-up
-    assert pool.submit(Job(1)) is SubmitResult.COALESCED  # merged into the follow-up
-    assert pool.submit(Job(2)) is SubmitResult.QUEUED
-    release.set()
-    for _ in range(100):
-        await asyncio.sleep(0.01)
-        if len(runs) == 3 and pool.in_flight == 0:
+async def test_accept_coalesce_duplicate_and_full(tmp_path):
+    store = store_at(tmp_path / "jobs.sqlite3", max_pending=2)
+    await store.open()
+    first = await store.accept(JobRequest(1, delivery_id="d1"))
+    assert first.status == "accepted" and first.new
+    assert (await store.accept(JobRequest(1, delivery_id="d1"))).status == "duplicate"
+    merged = await store.accept(JobRequest(1, delivery_id="d2", force=True))
+    assert (merged.status, merged.job_id, merged.new) == ("coalesced", first.job_id, False)
+    assert (await store.get(first.job_id)).force is True
+    assert (await store.accept(JobRequest(2))).status == "accepted"
+    full = await store.accept(JobRequest(3, delivery_id="d3"))
+    assert full.status == "full" and full.job_id is None
+    # A refused delivery is not remembered: Zammad's retry gets through once there is room.
+    assert (await store.accept(JobRequest(3, delivery_id="d3"))).status == "full"
+    await store.close()
+
+
+async def test_batch_is_all_or_nothing_on_capacity(tmp_path):
+    store = store_at(tmp_path / "jobs.sqlite3", max_pending=2)
+    await store.open()
+    answers = await store.accept_many([JobRequest(1), JobRequest(2), JobRequest(3)])
+    assert [a.status for a in answers] == ["full"] * 3
+    answers = await store.accept_many([JobRequest(1), JobRequest(1), JobRequest(2)])
+    assert [a.status for a in answers] == ["accepted", "coalesced", "accepted"]
+    assert answers[0].job_id == answers[1].job_id
+    await store.close()
+
+
+async def test_running_job_gets_one_follow_up(tmp_path):
+    store = store_at(tmp_path / "jobs.sqlite3")
+    await store.open()
+    job = await store.accept(JobRequest(7))
+    record = await store.start(job.job_id, "2025-03-06T13:20:11+00:00")
+    assert record.state == "running" and record.attempts == 1
+    for _ in range(3):
+        assert (await store.accept(JobRequest(7))).status == "coalesced"
+    follow = await store.finish(job.job_id, state="done", result="archived")
+    assert follow is not None and follow != job.job_id
+    assert (await store.get(follow)).state == "pending"
+    await store.close()
+
+
+async def test_recovery_after_a_crash(tmp_path):
+    path = tmp_path / "jobs.sqlite3"
+    store = store_at(path)
+    await store.open()
+    running = await store.accept(JobRequest(1))
+    await store.start(running.job_id, "2025-01-01T00:00:00+00:00")
+    pending = await store.accept(JobRequest(2))
+    later = await store.accept(JobRequest(3))
+    await store.start(later.job_id, "2025-01-01T00:00:00+00:00")
+    await store.retry_later(later.job_id, at=9e9, error="boom", step="sign", classification="Transient")
+    done = await store.accept(JobRequest(4))
+    await store.start(done.job_id, "2025-01-01T00:00:00+00:00")
+    await store.finish(done.job_id, state="done", result="archived",
+                       report={"add": ["pdf:signed"], "remove": [], "subject": "s", "body_html": "b"})
+    # No close(): the process "dies" here; a new store opens the same file.
+    again = store_at(path)
+    recovery = await again.open()
+    assert recovery.interrupted == 1
+    assert sorted(recovery.due) == sorted([(running.job_id, 1), (pending.job_id, 2)])
+    assert recovery.scheduled == [(later.job_id, 3, 9e9)]
+    assert [r.job_id for r in recovery.unreported] == [done.job_id]
+    assert (await again.get(running.job_id)).archived_at == "2025-01-01T00:00:00+00:00"
+    assert again.pending_count == 3
+    await again.close()
+    await store.close()
+
+
+@pytest.mark.parametrize("attempt", [1, 2, 3, 8])
+def test_backoff_is_exponential_capped_and_jittered(attempt):
+    policy = RetryPolicy(max_attempts=5, base_seconds=10, max_seconds=60)
+    rng = random.Random(attempt)
+    ceiling = min(60, 10 * 2 ** (attempt - 1))
+    delays = [policy.delay(attempt, rng) for _ in range(200)]
+    assert all(ceiling / 2 <= d <= ceiling for d in delays)
+    assert max(delays) - min(delays) > ceiling / 10  # jitter spreads them
+
+
+class FakeRunner:
+    """Outcomes scripted per ticket; records runs and deliveries."""
+
+    def __init__(self, script: dict[int, list[str]], *, deliver_failures: int = 0, undeliverable: bool = False):
+        self.script = script
+        self.runs: list[tuple[int, int]] = []
+        self.delivered: list[tuple[int, str]] = []
+        self.active: set[int] = set()
+        self.overlap = False
+        self.deliver_failures = deliver_failures
+        self.undeliverable = undeliverable
+        self.gate = asyncio.Event()
+        self.gate.set()
+
+    async def execute(self, job: JobRecord) -> ArchiveOutcome:
+        if job.ticket_id in self.active:
+            self.overlap = True
+        self.active.add(job.ticket_id)
+        try:
+            await self.gate.wait()
+            await asyncio.sleep(0.01)
+            self.runs.append((job.ticket_id, job.attempts))
+            kind = self.script.get(job.ticket_id, ["ok"])[min(job.attempts, len(self.script.get(job.ticket_id, ["ok"]))) - 1]
+        finally:
+            self.active.discard(job.ticket_id)
+        if kind == "ok":
+            return ArchiveOutcome("archived", started=True)
+        status = 503 if kind == "transient" else 404
+        return ArchiveOutcome("failed", "fetch ticket", started=True,
+                              failure=classify(ZammadApiError("x", status=status)))
+
+    def report(self, job: JobRecord, outcome: ArchiveOutcome, *, gave_up: bool) -> Report | None:
+        return Report(("pdf:signed",) if outcome.status == "archived" else ("pdf:error",), (),
+                      "dead" if gave_up else outcome.status, "")
+
+    async def deliver(self, job: JobRecord, report: Report) -> None:
+        if self.undeliverable:
+            raise UndeliverableReport("ticket gone")
+        if self.deliver_failures:
+            self.deliver_failures -= 1
+            raise ZammadApiError("down", status=503)
+        self.delivered.append((job.ticket_id, report.subject))
+
+
+async def run_pool(tmp_path, runner, requests, *, max_attempts=3, workers=3) -> tuple[WorkerPool, JobStore]:
+    store = store_at(tmp_path / "jobs.sqlite3")
+    pool = WorkerPool(store, runner, workers=workers, retry=RetryPolicy(max_attempts, 0.02, 0.05),
+                      deliver_backoff_max_seconds=0.05)
+    await pool.start()
+    for request in requests:
+        await pool.submit(request)
+    for _ in range(500):
+        await asyncio.sleep(0.02)
+        if pool.idle:
             break
-    assert sorted(runs) == [1, 1, 2]
-    assert peak == {1: 1, 2: 1}
-    assert pool.status(1)["last"]["status"] == "done"
-    await pool.stop(1)
+    return pool, store
 
 
-async def test_bounded_queue_and_shutdown_refusal():
-    gate = asyncio.Event()
-
-    async def handler(job: Job) -> None:
-        await gate.wait()
-
-    pool = WorkerPool(handler, workers=1, max_queue=2)
-    pool.start()
-    assert pool.submit(Job(1)) is SubmitResult.QUEUED
-    await asyncio.sleep(0.01)  # job 1 running
-    assert pool.submit(Job(2)) is SubmitResult.QUEUED
-    assert pool.submit(Job(3)) is SubmitResult.QUEUED
-    assert pool.submit(Job(4)) is SubmitResult.FULL
-    assert pool.saturated
-    stop = asyncio.create_task(pool.stop(0.05))
-    await asyncio.sleep(0)
-    assert pool.submit(Job(5)) is SubmitResult.SHUTTING_DOWN
-    await stop
-    assert pool.in_flight == 0
-
-
-async def test_handler_exception_does_not_kill_the_worker():
-    calls: list[int] = []
-
-    async def handler(job: Job) -> None:
-        calls.append(job.ticket_id)
-        if job.ticket_id == 1:
-            raise RuntimeError("bug")
-
-    pool = WorkerPool(handler, workers=1, max_queue=5)
-    pool.start()
-    pool.submit(Job(1))
-    pool.submit(Job(2))
-    for _ in range(100):
-        await asyncio.sleep(0.01)
-        if calls == [1, 2] and pool.in_flight == 0:
-            break
-    assert calls == [1, 2]
-    assert pool.status(1)["last"]["status"] == "failed"
+async def test_retries_then_success_dead_and_permanent(tmp_path):
+    runner = FakeRunner({1: ["transient", "ok"], 2: ["transient"] * 3, 3: ["permanent"]})
+    pool, store = await run_pool(tmp_path, runner, [JobRequest(1), JobRequest(2), JobRequest(3)])
+    assert sorted(runner.runs) == [(1, 1), (1, 2), (2, 1), (2, 2), (2, 3), (3, 1)]
+    states = {t: (await pool.status(t)) for t in (1, 2, 3)}
+    assert {t: s["state"] for t, s in states.items()} == {1: "done", 2: "dead", 3: "failed"}
+    assert states[2]["attempts"] == 3 and states[2]["classification"] == "Transient"
+    assert sorted(runner.delivered) == [(1, "archived"), (2, "dead"), (3, "failed")]
+    assert all(s["reported"] for s in states.values())
     await pool.stop(0)
+    await store.close()
 
 
-def test_delivery_id_cache_ttl_and_bound():
-    now = [0.0]
-    cache = DeliveryIdCache(10, max_entries=3, clock=lambda: now[0])
-    assert not cache.seen("a")
-    cache.claim("a")
-    assert cache.seen("a") and cache.hits == 1
-    now[0] = 10.5
-    assert not cache.seen("a")
-    for key in "bcde":
-        cache.claim(key)
-    assert len(cache) == 3 and not cache.seen("b") and cache.seen("e")
+async def test_one_job_per_ticket_across_workers(tmp_path):
+    runner = FakeRunner({})
+    runner.gate.clear()
+    store = store_at(tmp_path / "jobs.sqlite3")
+    pool = WorkerPool(store, runner, workers=4, retry=RetryPolicy(3, 0.01, 0.02))
+    await pool.start()
+    first = await pool.submit(JobRequest(5))
+    await asyncio.sleep(0.05)  # running now, blocked on the gate
+    answers = await asyncio.gather(*(pool.submit(JobRequest(5)) for _ in range(10)))
+    assert {a.status for a in answers} == {"coalesced"}
+    runner.gate.set()
+    for _ in range(200):
+        await asyncio.sleep(0.02)
+        if pool.idle:
+            break
+    assert not runner.overlap
+    assert len(runner.runs) == 2  # the job and exactly one follow-up
+    assert first.new
+    await pool.stop(0)
+    await store.close()
+
+
+async def test_report_delivery_is_retried_until_it_succeeds(tmp_path):
+    runner = FakeRunner({}, deliver_failures=3)
+    pool, store = await run_pool(tmp_path, runner, [JobRequest(9)])
+    assert runner.delivered == [(9, "archived")]
+    assert (await pool.status(9))["reported"] is True
+    await pool.stop(0)
+    await store.close()
+
+
+async def test_undeliverable_report_is_given_up(tmp_path):
+    runner = FakeRunner({}, undeliverable=True)
+    pool, store = await run_pool(tmp_path, runner, [JobRequest(9)])
+    assert pool.idle and runner.delivered == []
+    assert (await pool.status(9))["reported"] is True
+    await pool.stop(0)
+    await store.close()
+
+
+async def test_shutdown_puts_a_running_job_back_and_a_restart_resumes_it(tmp_path):
+    runner = FakeRunner({})
+    runner.gate.clear()
+    store = store_at(tmp_path / "jobs.sqlite3")
+    pool = WorkerPool(store, runner, workers=1, retry=RetryPolicy(3, 0.01, 0.02))
+    await pool.start()
+    admission = await pool.submit(JobRequest(11))
+    await asyncio.sleep(0.05)
+    await pool.stop(0.05)
+    await store.close()
+    record_store = store_at(tmp_path / "jobs.sqlite3")
+    recovery = await record_store.open()
+    assert recovery.due == [(admission.job_id, 11)] and recovery.interrupted == 0
+    assert (await record_store.get(admission.job_id)).attempts == 0  # the cancelled run does not count
+    await record_store.close()
+
+    runner.gate.set()
+    pool, store = await run_pool(tmp_path, runner, [])
+    assert runner.runs == [(11, 1)] and runner.delivered == [(11, "archived")]
+    await pool.stop(0)
+    await store.close()
+
+
+async def test_in_memory_store_works_the_same(tmp_path):
+    store = store_at(None)
+    await store.open()
+    assert (await store.accept(JobRequest(1, delivery_id="a"))).status == "accepted"
+    assert (await store.accept(JobRequest(1, delivery_id="a"))).status == "duplicate"
+    await store.close()
+
+
+async def test_concurrent_accepts_are_group_committed(tmp_path):
+    store = store_at(tmp_path / "jobs.sqlite3", max_pending=10_000)
+    await store.open()
+    before = store.commits
+    answers = await asyncio.gather(*(store.accept(JobRequest(i, delivery_id=f"d{i}")) for i in range(500)))
+    assert all(a.status == "accepted" for a in answers)
+    assert store.commits - before < 100  # far fewer transactions than requests
+    await store.close()

@@ -7,7 +7,7 @@ import random
 import pytest
 from fpdf import FPDF
 
-from app.render.glyphs import FONT_DIR, font_chain
+from app.render.glyphs import font_set
 from app.render.layout import WordMeasure, split_word, wrap_paragraph, wrap_text
 
 # Fixed, uneven advances make the arithmetic easy to follow and the checks strict.
@@ -86,8 +86,8 @@ def test_newlines_end_lines_and_blank_lines_stay():
 @pytest.mark.parametrize("style", ["", "B", "I", "BI"])
 def test_our_widths_match_fpdf2(style):
     pdf = FPDF(unit="pt")
-    pdf.add_font("NotoSans", style, str(FONT_DIR / font_chain(style).paths[0].name))
+    pdf.add_font("NotoSans", style, font_set().main[style].path)
     pdf.set_font("NotoSans", style, 9.5)
-    measure = WordMeasure(font_chain(style).advances)
+    measure = WordMeasure(font_set().chains[style].advances)
     for sample in ("Grüßen aus Mühlenbach", "Καλημέρα σας", "Здравствуйте", "WWW iii 0123456789 €"):
         assert measure.width(sample) * 9.5 / 1000 == pytest.approx(pdf.get_string_width(sample), abs=1e-9)

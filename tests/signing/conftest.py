@@ -132,3 +132,26 @@ async def local_tsa(dev_certs: DevCerts, tmp_path: Path):
         yield state
     finally:
         await runner.cleanup()
+
+
+# --- certomancer PKI with TSA, OCSP and CRLs (PAdES B-LT/B-LTA) ---------------------------
+
+
+@pytest.fixture(scope="session")
+def cm_pki(tmp_path_factory: pytest.TempPathFactory):
+    from certomancer_pki import build_pki
+
+    return build_pki(tmp_path_factory.mktemp("certomancer"))
+
+
+@pytest.fixture
+async def animator(cm_pki):
+    """The certomancer PKI's TSA, OCSP responder and CRLs on 127.0.0.1 (stop it to go offline)."""
+    from certomancer_pki import Animator
+
+    running = Animator(cm_pki)
+    await running.start()
+    try:
+        yield running
+    finally:
+        await running.stop()

@@ -1,0 +1,469 @@
+"""The durable job store: SQLite in ``STATE_DIR`` (WAL), off the event loop, with group commits.
+
+Every accepted webhook is a row in ``jobs`` before ``/ingest`` answers 202; its delivery id
+is recorded in ``deliveries`` in the same transaction. A job moves
+``pending → running → done | failed | dead`` (or back to ``pending`` with a
+``next_attempt_at`` when a Transient failure is retried). Terminal jobs carry their
+*report* — the tag transition and the note for Zammad — until it was delivered
+(``reported = 1``): an outbox, so a crash between archiving and reporting is repaired on the
+next start.
+
+One ticket has at most one active (pending or running) job. A request for a ticket with a
+pending job is merged into it; one for a running ticket sets ``follow_up`` and a new pending
+job is created when the running one ends, in the same transaction.
+
+Threading: one dedicated thread owns the connection. Calls from the event loop are queued;
+whatever queued while the previous batch was being written goes into the next transaction
+together (group commit), so durability costs one fsync per batch, not per request.
+``synchronous=FULL`` makes a commit survive power loss, not only a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id TEXT PRIMARY KEY,
+    ticket_id INTEGER NOT NULL,
+    state TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    force INTEGER NOT NULL DEFAULT 0,
+    delivery_id TEXT,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL,
+    archived_at TEXT,
+    last_error TEXT,
+    last_step TEXT,
+    classification TEXT,
+    output_path TEXT,
+    sha256 TEXT,
+    result TEXT,
+    follow_up INTEGER NOT NULL DEFAULT 0,
+    follow_up_force INTEGER NOT NULL DEFAULT 0,
+    report TEXT,
+    reported INTEGER NOT NULL DEFAULT 1,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL
+);
+CREATE INDEX IF NOT EXISTS jobs_by_ticket ON jobs (ticket_id, created_at);
+CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state);
+CREATE TABLE IF NOT EXISTS deliveries (
+    delivery_id TEXT PRIMARY KEY,
+    job_id TEXT NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS deliveries_by_expiry ON deliveries (expires_at);
+"""
+
+ACTIVE_STATES = ("pending", "running")
+TERMINAL_STATES = ("done", "failed", "dead")
+
+
+@dataclass(frozen=True, slots=True)
+class JobRequest:
+    """What an ingest or retry asks for: archive ``ticket_id``.
+
+    Attributes:
+        ticket_id: Zammad ticket id.
+        delivery_id: ``X-Zammad-Delivery`` (deduped for the TTL), or ``None``.
+        reason: ``"webhook"`` or ``"retry"``.
+        force: re-archive even a ``pdf:signed`` ticket.
+    """
+
+    ticket_id: int
+    delivery_id: str | None = None
+    reason: str = "webhook"
+    force: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """The store's answer to a :class:`JobRequest`.
+
+    Attributes:
+        status: ``"accepted"`` (a new pending job), ``"coalesced"`` (merged into the ticket's
+            pending job, or a follow-up of its running job), ``"duplicate"`` (delivery id seen
+            within its TTL) or ``"full"`` (too many pending jobs; nothing recorded).
+        job_id: the job that will do the work (``None`` for ``full``).
+        new: whether ``job_id`` is a new job that must be handed to the workers.
+    """
+
+    status: str
+    job_id: str | None
+    new: bool = False
+
+    @property
+    def accepted(self) -> bool:
+        return self.status in ("accepted", "coalesced", "duplicate")
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """A row of ``jobs`` (times are Unix seconds)."""
+
+    job_id: str
+    ticket_id: int
+    state: str
+    reason: str
+    force: bool
+    delivery_id: str | None
+    attempts: int
+    next_attempt_at: float | None
+    archived_at: str | None
+    last_error: str | None
+    last_step: str | None
+    classification: str | None
+    output_path: str | None
+    sha256: str | None
+    result: str | None
+    follow_up: bool
+    report: dict[str, Any] | None
+    reported: bool
+    created_at: float
+    updated_at: float
+    started_at: float | None
+    finished_at: float | None
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> JobRecord:
+        return cls(
+            job_id=row["job_id"], ticket_id=row["ticket_id"], state=row["state"], reason=row["reason"],
+            force=bool(row["force"]), delivery_id=row["delivery_id"], attempts=row["attempts"],
+            next_attempt_at=row["next_attempt_at"], archived_at=row["archived_at"], last_error=row["last_error"],
+            last_step=row["last_step"], classification=row["classification"], output_path=row["output_path"],
+            sha256=row["sha256"], result=row["result"], follow_up=bool(row["follow_up"]),
+            report=orjson.loads(row["report"]) if row["report"] else None, reported=bool(row["reported"]),
+            created_at=row["created_at"], updated_at=row["updated_at"], started_at=row["started_at"],
+            finished_at=row["finished_at"],
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready fields for ``/jobs/{ticket_id}``."""
+        return {
+            "job_id": self.job_id, "state": self.state, "reason": self.reason, "force": self.force,
+            "attempts": self.attempts, "next_attempt_at": self.next_attempt_at, "last_error": self.last_error,
+            "last_step": self.last_step, "classification": self.classification, "output_path": self.output_path,
+            "sha256": self.sha256, "result": self.result, "follow_up": self.follow_up, "reported": self.reported,
+            "delivery_id": self.delivery_id, "created_at": self.created_at, "updated_at": self.updated_at,
+            "started_at": self.started_at, "finished_at": self.finished_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """What :meth:`JobStore.open` found to resume.
+
+    Attributes:
+        due: ``(job_id, ticket_id)`` of pending jobs to run now (including jobs that were
+            running at the crash).
+        scheduled: ``(job_id, ticket_id, next_attempt_at)`` of pending jobs waiting for a retry.
+        unreported: terminal jobs whose report (tags, note) was not delivered yet.
+        interrupted: how many jobs were running when the service stopped.
+    """
+
+    due: list[tuple[str, int]]
+    scheduled: list[tuple[str, int, float]]
+    unreported: list[JobRecord]
+    interrupted: int
+
+
+class JobStore:
+    """Jobs and delivery ids in SQLite.
+
+    Args:
+        path: the database file (its folder is created), or ``None`` for an in-memory
+            database (not durable: for tests and the in-memory benchmark baseline).
+        delivery_ttl_seconds: how long a delivery id counts as seen.
+        max_pending: most pending jobs; beyond it new jobs are refused (``full``).
+        clock: Unix seconds; injectable for tests.
+    """
+
+    def __init__(self, path: Path | None, *, delivery_ttl_seconds: float, max_pending: int,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.path = path
+        self.delivery_ttl = delivery_ttl_seconds
+        self.max_pending = max_pending
+        self._clock = clock
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="job-store")
+        self._conn: sqlite3.Connection | None = None
+        self._ops: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
+        self._flushing = False
+        self._pending_count = 0
+        self.commits = 0
+
+    # -- plumbing --------------------------------------------------------------------------
+    def _connect(self) -> None:
+        if self.path is None:
+            conn = sqlite3.connect(":memory:", isolation_level=None)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            conn = sqlite3.connect(str(self.path), isolation_level=None)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=FULL")
+        conn.row_factory = sqlite3.Row
+        conn.executescript(SCHEMA)
+        self._conn = conn
+
+    def _execute_batch(self, fns: list[Callable[[sqlite3.Connection], Any]]) -> list[tuple[bool, Any]]:
+        conn = self._conn
+        assert conn is not None
+        results: list[tuple[bool, Any]] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for fn in fns:
+                conn.execute("SAVEPOINT op")
+                try:
+                    results.append((True, fn(conn)))
+                    conn.execute("RELEASE op")
+                except Exception as exc:  # noqa: BLE001 - one bad op does not sink the batch
+                    conn.execute("ROLLBACK TO op")
+                    conn.execute("RELEASE op")
+                    results.append((False, exc))
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        self.commits += 1
+        return results
+
+    async def _run(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._ops.append((fn, future))
+        if not self._flushing:
+            self._flushing = True
+            loop.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._ops:
+                batch, self._ops = self._ops, []
+                try:
+                    results = await loop.run_in_executor(self._executor, self._execute_batch, [f for f, _ in batch])
+                except Exception as exc:  # noqa: BLE001 - the commit itself failed
+                    for _, future in batch:
+                        if not future.done():
+                            future.set_exception(exc)
+                    continue
+                for (_, future), (ok, value) in zip(batch, results, strict=True):
+                    if future.done():
+                        continue
+                    if ok:
+                        future.set_result(value)
+                    else:
+                        future.set_exception(value)
+        finally:
+            self._flushing = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+    async def open(self) -> Recovery:
+        """Open (creating the schema) and prepare recovery: jobs that were running are put
+        back to pending; returns what to resume."""
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(self._executor, self._connect)
+
+        def recover(conn: sqlite3.Connection) -> Recovery:
+            now = self._clock()
+            interrupted = conn.execute("UPDATE jobs SET state='pending', updated_at=? WHERE state='running'",
+                                       (now,)).rowcount
+            due, scheduled = [], []
+            for row in conn.execute("SELECT job_id, ticket_id, next_attempt_at FROM jobs WHERE state='pending' "
+                                    "ORDER BY created_at"):
+                if row["next_attempt_at"] and row["next_attempt_at"] > now:
+                    scheduled.append((row["job_id"], row["ticket_id"], row["next_attempt_at"]))
+                else:
+                    due.append((row["job_id"], row["ticket_id"]))
+            self._pending_count = len(due) + len(scheduled)
+            unreported = [JobRecord.from_row(r) for r in conn.execute(
+                "SELECT * FROM jobs WHERE reported=0 AND state IN ('done','failed','dead') ORDER BY finished_at")]
+            return Recovery(due, scheduled, unreported, interrupted)
+
+        return await self._run(recover)
+
+    async def close(self) -> None:
+        """Wait for queued writes, then close the database."""
+        while self._flushing or self._ops:
+            await asyncio.sleep(0.01)
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            await asyncio.get_running_loop().run_in_executor(self._executor, conn.close)
+        self._executor.shutdown(wait=True)
+
+    # -- admission -------------------------------------------------------------------------
+    async def accept(self, request: JobRequest) -> Admission:
+        """Record ``request`` durably (see the module docstring for coalescing); returns once committed."""
+        return (await self.accept_many([request]))[0]
+
+    async def accept_many(self, requests: list[JobRequest]) -> list[Admission]:
+        """Record several requests in one transaction, all or nothing on capacity: when the new
+        jobs they need do not fit under ``max_pending``, every one is answered ``full``."""
+        def op(conn: sqlite3.Connection) -> list[Admission]:
+            now = self._clock()
+            plans: list[tuple[JobRequest, str, sqlite3.Row | None]] = []
+            new_tickets: set[int] = set()
+            for req in requests:
+                if req.delivery_id is not None:
+                    row = conn.execute("SELECT job_id FROM deliveries WHERE delivery_id=? AND expires_at>?",
+                                       (req.delivery_id, now)).fetchone()
+                    if row is not None:
+                        plans.append((req, "duplicate", row))
+                        continue
+                active = conn.execute("SELECT job_id, state FROM jobs WHERE ticket_id=? AND state IN "
+                                      "('pending','running') ORDER BY created_at DESC LIMIT 1",
+                                      (req.ticket_id,)).fetchone()
+                if active is None and req.ticket_id not in new_tickets:
+                    new_tickets.add(req.ticket_id)
+                plans.append((req, "active" if active is not None else "new", active))
+            if new_tickets and self._pending_count + len(new_tickets) > self.max_pending:
+                return [Admission("duplicate", row["job_id"]) if kind == "duplicate" else Admission("full", None)
+                        for req, kind, row in plans]
+            out: list[Admission] = []
+            created: dict[int, str] = {}
+            for req, kind, row in plans:
+                if kind == "duplicate":
+                    assert row is not None
+                    out.append(Admission("duplicate", row["job_id"]))
+                    continue
+                if kind == "active" or req.ticket_id in created:
+                    job_id = row["job_id"] if row is not None else created[req.ticket_id]
+                    state = row["state"] if row is not None else "pending"
+                    if state == "pending":
+                        conn.execute("UPDATE jobs SET force = force OR ?, updated_at=? WHERE job_id=?",
+                                     (int(req.force), now, job_id))
+                    else:
+                        conn.execute("UPDATE jobs SET follow_up=1, follow_up_force = follow_up_force OR ?, "
+                                     "updated_at=? WHERE job_id=?", (int(req.force), now, job_id))
+                    admission = Admission("coalesced", job_id)
+                else:
+                    job_id = _new_job_id()
+                    conn.execute("INSERT INTO jobs (job_id, ticket_id, state, reason, force, delivery_id, "
+                                 "created_at, updated_at) VALUES (?,?,?,?,?,?,?,?)",
+                                 (job_id, req.ticket_id, "pending", req.reason, int(req.force), req.delivery_id,
+                                  now, now))
+                    created[req.ticket_id] = job_id
+                    self._pending_count += 1
+                    admission = Admission("accepted", job_id, new=True)
+                if req.delivery_id is not None:
+                    conn.execute("INSERT OR REPLACE INTO deliveries (delivery_id, job_id, expires_at) VALUES (?,?,?)",
+                                 (req.delivery_id, admission.job_id, now + self.delivery_ttl))
+                out.append(admission)
+            return out
+
+        return await self._run(op)
+
+    # -- transitions ---------------------------------------------------------------------------
+    async def start(self, job_id: str, archived_at: str) -> JobRecord | None:
+        """``pending → running``: counts the attempt and fixes the job's archive time on its
+        first start (so a resumed job writes to the same path). ``None`` when the job is not
+        pending (already started elsewhere, or finished)."""
+        def op(conn: sqlite3.Connection) -> JobRecord | None:
+            now = self._clock()
+            changed = conn.execute("UPDATE jobs SET state='running', attempts=attempts+1, started_at=?, "
+                                   "updated_at=?, next_attempt_at=NULL, archived_at=COALESCE(archived_at, ?) "
+                                   "WHERE job_id=? AND state='pending'", (now, now, archived_at, job_id)).rowcount
+            if not changed:
+                return None
+            self._pending_count -= 1
+            return JobRecord.from_row(conn.execute("SELECT * FROM jobs WHERE job_id=?", (job_id,)).fetchone())
+
+        return await self._run(op)
+
+    async def requeue(self, job_id: str) -> None:
+        """``running → pending`` for a run interrupted by shutdown; the attempt does not count."""
+        def op(conn: sqlite3.Connection) -> None:
+            changed = conn.execute("UPDATE jobs SET state='pending', attempts=MAX(attempts-1, 0), updated_at=? "
+                                   "WHERE job_id=? AND state='running'", (self._clock(), job_id)).rowcount
+            self._pending_count += changed
+
+        await self._run(op)
+
+    async def retry_later(self, job_id: str, *, at: float, error: str, step: str, classification: str) -> None:
+        """``running → pending`` after a Transient failure, to run again at ``at`` (Unix seconds)."""
+        def op(conn: sqlite3.Connection) -> None:
+            conn.execute("UPDATE jobs SET state='pending', next_attempt_at=?, last_error=?, last_step=?, "
+                         "classification=?, updated_at=? WHERE job_id=? AND state='running'",
+                         (at, error, step, classification, self._clock(), job_id))
+            self._pending_count += 1
+
+        await self._run(op)
+
+    async def finish(self, job_id: str, *, state: str, result: str, report: dict[str, Any] | None = None,
+                     error: str | None = None, step: str | None = None, classification: str | None = None,
+                     output_path: str | None = None, sha256: str | None = None) -> str | None:
+        """``running → done | failed | dead`` with ``result`` (e.g. ``"archived"``,
+        ``"skipped: already_signed"``) and the report to deliver (``None``: nothing to report).
+        Creates the follow-up job when one was requested; returns its id."""
+        assert state in TERMINAL_STATES
+
+        def op(conn: sqlite3.Connection) -> str | None:
+            now = self._clock()
+            row = conn.execute("SELECT ticket_id, follow_up, follow_up_force FROM jobs WHERE job_id=?",
+                               (job_id,)).fetchone()
+            conn.execute("UPDATE jobs SET state=?, result=?, report=?, reported=?, last_error=COALESCE(?, last_error), "
+                         "last_step=COALESCE(?, last_step), classification=COALESCE(?, classification), "
+                         "output_path=?, sha256=?, finished_at=?, updated_at=?, follow_up=0 WHERE job_id=?",
+                         (state, result, orjson.dumps(report).decode() if report is not None else None,
+                          0 if report is not None else 1, error, step, classification, output_path, sha256,
+                          now, now, job_id))
+            if row is None or not row["follow_up"]:
+                return None
+            follow_id = _new_job_id()
+            conn.execute("INSERT INTO jobs (job_id, ticket_id, state, reason, force, created_at, updated_at) "
+                         "VALUES (?,?,?,?,?,?,?)",
+                         (follow_id, row["ticket_id"], "pending", "follow_up", row["follow_up_force"], now, now))
+            self._pending_count += 1
+            return follow_id
+
+        return await self._run(op)
+
+    async def mark_reported(self, job_id: str) -> None:
+        """The job's report reached Zammad."""
+        await self._run(lambda conn: conn.execute("UPDATE jobs SET reported=1, updated_at=? WHERE job_id=?",
+                                                  (self._clock(), job_id)))
+
+    # -- queries and housekeeping --------------------------------------------------------------
+    async def get(self, job_id: str) -> JobRecord | None:
+        """One job by id."""
+        def op(conn: sqlite3.Connection) -> JobRecord | None:
+            row = conn.execute("SELECT * FROM jobs WHERE job_id=?", (job_id,)).fetchone()
+            return JobRecord.from_row(row) if row else None
+
+        return await self._run(op)
+
+    async def latest(self, ticket_id: int) -> JobRecord | None:
+        """The ticket's most recent job (an active one first)."""
+        def op(conn: sqlite3.Connection) -> JobRecord | None:
+            row = conn.execute("SELECT * FROM jobs WHERE ticket_id=? ORDER BY state IN ('pending','running') DESC, "
+                               "created_at DESC LIMIT 1", (ticket_id,)).fetchone()
+            return JobRecord.from_row(row) if row else None
+
+        return await self._run(op)
+
+    async def purge_deliveries(self) -> int:
+        """Delete expired delivery ids; returns how many."""
+        return await self._run(lambda conn: conn.execute("DELETE FROM deliveries WHERE expires_at<=?",
+                                                         (self._clock(),)).rowcount)
+
+    @property
+    def pending_count(self) -> int:
+        """Pending jobs (due or scheduled), as last committed."""
+        return self._pending_count
+
+
+def _new_job_id() -> str:
+    return os.urandom(16).hex()

@@ -1,0 +1,314 @@
+"""E-mail HTML made safe for fpdf2's ``write_html``: quotes marked, sanitised, normalised.
+
+``write_html`` is not a browser (``rendering.md`` §4.2): nested tables, mixed markup in
+cells, unknown fonts, odd attribute values and unmapped images raise. The pipeline here
+(§4.3) removes every construct on that list:
+
+1. quotes are marked before sanitising strips the classes that identify them (Gmail
+   ``gmail_quote``, Outlook ``divRplyFwdMsg``/``appendonsend``, "-----Original Message-----");
+2. nh3 keeps only tags fpdf2 supports, drops ``<script>``/``<style>``/``<head>`` with their
+   content and every attribute but a few, and repairs the tree;
+3. lxml normalises: headings become bold paragraphs (no outline entries from e-mail
+   ``<h1>``), ``<div>`` becomes ``<p>``, cells with markup become plain text, one-column
+   layout tables become paragraphs, numbers are checked, links show their target, and
+   images become sized ``<img>`` (resolved) or a visible ``[image: name]`` (not).
+
+The caller still wraps ``write_html`` in ``try`` and falls back to :func:`html_to_text`.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from collections.abc import Callable
+
+import lxml.html
+import nh3
+from inscriptis import get_text
+from inscriptis.css_profiles import CSS_PROFILES
+from inscriptis.html_properties import Display
+from inscriptis.model.config import ParserConfig
+from inscriptis.model.html_element import HtmlElement
+from lxml import etree
+
+#: Tags fpdf2's ``write_html`` renders (and ``div``, turned into ``p`` below).
+ALLOWED_TAGS = {
+    "h1", "h2", "h3", "h4", "h5", "h6", "p", "div", "br", "hr", "b", "strong", "i", "em", "u", "s", "del",
+    "center", "a", "pre", "code", "img", "ol", "ul", "li", "dl", "dt", "dd", "sup", "sub", "blockquote",
+    "table", "thead", "tbody", "tfoot", "tr", "th", "td",
+}
+_ATTRIBUTES = {"a": {"href"}, "img": {"src", "alt", "width", "height"}, "td": {"colspan", "rowspan"},
+               "th": {"colspan", "rowspan"}, "ol": {"start"}}
+_DROP_WITH_CONTENT = {"script", "style", "head", "title", "noscript", "template", "iframe", "object", "svg", "math"}
+_BLOCKS = {"p", "div", "table", "ul", "ol", "dl", "blockquote", "pre", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "center"}
+_LINK_SCHEMES = ("http://", "https://", "mailto:")
+_SPACES = re.compile(r"\s+")
+_BLANK_RUNS = re.compile(r"\n{4,}")
+
+_QUOTE_CLASSES = re.compile(r"\b(gmail_quote|yahoo_quoted|moz-cite-prefix|OutlookMessageHeader)\b", re.IGNORECASE)
+_QUOTE_IDS = {"divrplyfwdmsg", "appendonsend"}
+_ORIGINAL_MESSAGE = re.compile(r"^\s*-{2,}\s*(Original Message|Ursprüngliche Nachricht|Originalnachricht)", re.IGNORECASE)
+
+# inscriptis' "strict" profile (no padding around every <div>), with quoted mail indented.
+_CSS = {**CSS_PROFILES["strict"], "blockquote": HtmlElement(display=Display.block, padding_inline=4)}
+
+#: ``resolve(src) -> (key, width_px, height_px) | None``: an image source to an image_map key.
+ImageResolver = Callable[[str], "tuple[str, int, int] | None"]
+#: ``label(src) -> str``: the name shown for an image that cannot be drawn.
+ImageLabeler = Callable[[str], str]
+
+
+def html_to_text(html: str) -> str:
+    """HTML as plain text (inscriptis): links as ``[text](url)``, images as ``[alt]``, quotes indented.
+
+    On inscriptis failure the tags are stripped with a regular expression instead.
+    """
+    try:
+        text = get_text(html, ParserConfig(css=_CSS, display_links=True, display_images=True))
+    except Exception:  # inscriptis on hostile input: strip tags rather than fail the job
+        text = re.sub(r"<[^>]*>", " ", html)
+    return _BLANK_RUNS.sub("\n\n\n", text).strip("\n")
+
+
+def _text(element: etree._Element) -> str:
+    """All text inside ``element`` (works for lxml.html and plain etree elements alike)."""
+    return "".join(element.itertext())
+
+
+def _parse(html: str) -> etree._Element:
+    """A ``<div>`` wrapping the parsed fragment (lxml never sees an empty document)."""
+    return lxml.html.fragment_fromstring(html or "", create_parent="div")
+
+
+def _serialise(root: etree._Element) -> str:
+    inner = (root.text or "") and _escape(root.text or "")
+    return inner + "".join(etree.tostring(child, encoding="unicode", method="html") for child in root)
+
+
+def _escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _wrap_rest_in_quote(element: etree._Element) -> None:
+    """Move ``element`` and its following siblings into a new ``<blockquote>`` in its place."""
+    parent = element.getparent()
+    if parent is None:
+        return
+    quote = etree.Element("blockquote")
+    index = parent.index(element)
+    for sibling in list(parent)[index:]:
+        quote.append(sibling)  # moves, tail included
+    parent.insert(index, quote)
+
+
+def mark_quotes(html: str) -> str:
+    """Turn the reply-quote markup of Gmail, Outlook, Yahoo and Thunderbird into ``<blockquote>``."""
+    if not re.search(r"gmail_quote|yahoo_quoted|moz-cite|divRplyFwdMsg|appendonsend|OutlookMessageHeader|Original Message|Ursprüngliche|Originalnachricht",
+                     html, re.IGNORECASE):
+        return html
+    root = _parse(html)
+    for element in list(root.iter("div", "p", "span")):
+        if element.getparent() is None:
+            continue
+        if _QUOTE_CLASSES.search(element.get("class") or ""):
+            element.tag = "blockquote"
+        elif (element.get("id") or "").lower() in _QUOTE_IDS:
+            _wrap_rest_in_quote(element)
+        elif element.tag in ("div", "p") and _ORIGINAL_MESSAGE.match(_text(element)[:80]):
+            _wrap_rest_in_quote(element)
+    return _serialise(root)
+
+
+def sanitise(html: str) -> str:
+    """nh3 with fpdf2's tag set; scripts, styles and heads removed with their content."""
+    return nh3.clean(
+        html,
+        tags=ALLOWED_TAGS,
+        clean_content_tags=_DROP_WITH_CONTENT,
+        attributes=_ATTRIBUTES,
+        url_schemes={"http", "https", "mailto", "cid", "data"},
+        link_rel=None,
+        strip_comments=True,
+    )
+
+
+def _positive_int(value: str | None, high: int) -> str | None:
+    if value is None:
+        return None
+    match = re.match(r"^\s*(\d{1,4})", value)
+    if not match:
+        return None
+    number = int(match.group(1))
+    return str(number) if 1 <= number <= high else None
+
+
+def _replace_with_text(element: etree._Element, text: str) -> None:
+    """Put ``text`` where ``element`` was (its tail kept)."""
+    parent = element.getparent()
+    if parent is None:
+        return
+    previous = element.getprevious()
+    joined = text + (element.tail or "")
+    if previous is not None:
+        previous.tail = (previous.tail or "") + joined
+    else:
+        parent.text = (parent.text or "") + joined
+    parent.remove(element)
+
+
+def _cell_text(cell: etree._Element, label: ImageLabeler) -> str:
+    for image in list(cell.iter("img")):
+        _replace_with_text(image, f" [image: {label(image.get('src') or '')}] ")
+    for br in list(cell.iter("br")):
+        _replace_with_text(br, " ")
+    return _SPACES.sub(" ", _text(cell)).strip()
+
+
+def _normalise_tables(root: etree._Element, label: ImageLabeler) -> None:
+    # innermost tables first, so a layout table around content tables unwraps cleanly
+    tables = sorted(root.iter("table"), key=lambda t: -sum(1 for _ in t.iterancestors()))
+    for table in tables:
+        rows = [row for row in table.iter("tr") if next(row.iterancestors("table"), None) is table]
+        cells = [[cell for cell in row if cell.tag in ("td", "th")] for row in rows]
+        widest = max((len(row) for row in cells), default=0)
+        if widest <= 1 or not any(_text(c).strip() for row in cells for c in row):
+            # layout table (or empty): its cells become plain blocks in order
+            replacement = etree.Element("div")
+            for row in cells:
+                for cell in row:
+                    cell.tag = "div"
+                    for attribute in list(cell.attrib):
+                        del cell.attrib[attribute]
+                    replacement.append(cell)
+            replacement.tail = table.tail
+            table.getparent().replace(table, replacement)
+            continue
+        for element in list(table):  # stray text or elements directly inside <table>
+            if element.tag not in ("thead", "tbody", "tfoot", "tr"):
+                table.remove(element)
+        table.text = None
+        for row in cells:
+            for cell in row:
+                for attribute in ("colspan", "rowspan"):
+                    value = _positive_int(cell.get(attribute), 50)
+                    if value is None:
+                        cell.attrib.pop(attribute, None)
+                    else:
+                        cell.set(attribute, value)
+                text = _cell_text(cell, label)
+                for child in list(cell):
+                    cell.remove(child)
+                cell.text = text[:2000] + ("…" if len(text) > 2000 else "")
+        for row in rows:  # text between cells is not rendered by fpdf2 and may confuse it
+            row.text = None
+            for cell in row:
+                cell.tail = None
+            for child in list(row):
+                if child.tag not in ("td", "th"):
+                    row.remove(child)
+
+
+def normalise(html: str, *, resolve: ImageResolver, label: ImageLabeler, max_width: float, max_height: float) -> str:
+    """Rewrite sanitised HTML into the subset ``write_html`` renders without raising.
+
+    Args:
+        html: output of :func:`sanitise`.
+        resolve: image source → ``(image_map key, width px, height px)``, or ``None`` when the
+            image cannot be drawn (it becomes ``[image: label]``).
+        label: image source → name for the placeholder.
+        max_width, max_height: the largest image box, in document units (points).
+    """
+    root = _parse(html)
+    for heading in list(root.iter("h1", "h2", "h3", "h4", "h5", "h6")):
+        heading.tag = "p"
+        bold = etree.Element("b")
+        bold.text, heading.text = heading.text, None
+        for child in list(heading):
+            bold.append(child)
+        heading.append(bold)
+    for center in list(root.iter("center")):
+        center.tag = "div"
+    _normalise_tables(root, label)
+    # div → p; divs that hold blocks are unwrapped (their blocks break lines themselves)
+    for div in reversed(list(root.iter("div"))):
+        if div is root:
+            continue
+        if any(child.tag in _BLOCKS for child in div):
+            if div.getparent() is not None and div.getparent().tag in ("td", "th", "li", "dd", "dt"):
+                div.tag = "span"
+                div.drop_tag()
+                continue
+            # text before the first block becomes its own paragraph
+            if (div.text or "").strip():
+                lead = etree.Element("p")
+                lead.text, div.text = div.text, None
+                div.insert(0, lead)
+            div.drop_tag()
+        else:
+            div.tag = "p"
+    # a <p> inside a <p> (from divs in paragraphs) is not valid: unwrap the outer one
+    for paragraph in reversed(list(root.iter("p"))):
+        if any(child.tag in _BLOCKS for child in paragraph):
+            if (paragraph.text or "").strip():
+                lead = etree.Element("p")
+                lead.text, paragraph.text = paragraph.text, None
+                paragraph.insert(0, lead)
+            paragraph.drop_tag()
+    for link in list(root.iter("a")):
+        href = (link.get("href") or "").strip()
+        if not href.lower().startswith(_LINK_SCHEMES) or link.getparent() is None:
+            link.drop_tag()
+            continue
+        text = _SPACES.sub(" ", _text(link)).strip()
+        shown = href[7:] if href.lower().startswith("mailto:") else href
+        if shown and shown not in text and text not in (href, shown):
+            link.tail = f" ({shown})" + (link.tail or "")
+    for ordered in root.iter("ol"):
+        start = _positive_int(ordered.get("start"), 100000)
+        ordered.attrib.clear()
+        if start is not None:
+            ordered.set("start", start)
+    for item in list(root.iter("li")):  # a list item outside a list: a paragraph
+        if item.getparent() is not None and item.getparent().tag not in ("ul", "ol"):
+            item.tag = "p"
+    for image in list(root.iter("img")):
+        if image.getparent() is None:
+            continue
+        src = (image.get("src") or "").strip()
+        found = resolve(src) if src else None
+        if found is None:
+            _replace_with_text(image, f" [image: {label(src) if src else image.get('alt') or 'no source'}] ")
+            continue
+        key, width_px, height_px = found
+        width, height = width_px * 0.75, height_px * 0.75  # CSS pixels at 96 dpi → points
+        scale = min(1.0, max_width / width if width else 1.0, max_height / height if height else 1.0)
+        image.attrib.clear()
+        image.set("src", key)
+        image.set("width", f"{max(1.0, width * scale):.2f}")
+        image.set("height", f"{max(1.0, height * scale):.2f}")
+        # on a line of its own, so it starts at the left edge and cannot overrun the line
+        image.addprevious(etree.Element("br"))
+    for paragraph in root.iter("p"):  # right-to-left paragraphs are right-aligned, as mail clients show them
+        if _first_strong_is_rtl(_text(paragraph)[:200]):
+            paragraph.set("align", "right")
+    for pre in root.iter("pre"):  # fpdf2's <pre> wants text only
+        text = _text(pre)
+        for child in list(pre):
+            pre.remove(child)
+        pre.text = text
+    return _serialise(root)
+
+
+def _first_strong_is_rtl(text: str) -> bool:
+    for char in text:
+        kind = unicodedata.bidirectional(char)
+        if kind in ("R", "AL"):
+            return True
+        if kind == "L":
+            return False
+    return False
+
+
+def prepare_html(body: str, *, resolve: ImageResolver, label: ImageLabeler, max_width: float, max_height: float) -> str:
+    """The whole pipeline: :func:`mark_quotes`, :func:`sanitise`, :func:`normalise`."""
+    return normalise(sanitise(mark_quotes(body)), resolve=resolve, label=label, max_width=max_width, max_height=max_height)

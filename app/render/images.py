@@ -1,0 +1,279 @@
+"""Images in a ticket: which ones the workflow must fetch, and how fetched bytes become PDF images.
+
+Zammad keeps inline images as article attachments with a ``Content-ID``; bodies reference
+them as ``cid:…`` or, as the API rewrites them, ``/api/v1/ticket_attachment/T/A/ATT?view=inline``
+(``zammad.md`` §4). :func:`image_references` lists them, and the image attachments shown as
+previews, for the workflow to download; the renderer receives ``attachment id → bytes`` and
+uses :class:`ArticleImages` to look sources up. Every image is normalised with Pillow to
+sRGB (CMYK, 16-bit, palette and odd JPEGs included) before fpdf2 embeds it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import re
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote
+
+from PIL import Image, ImageOps
+
+#: Content types shown as previews under their article.
+PREVIEW_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
+
+#: Largest side, in pixels, an embedded image keeps (larger ones are downscaled).
+MAX_PIXELS_SIDE = 2000
+
+#: Images with more pixels than this are refused before decoding (decompression bombs).
+MAX_IMAGE_PIXELS = 60_000_000
+
+_INLINE_URL = re.compile(r"/api/v1/ticket_attachment/(\d+)/(\d+)/(\d+)")
+_IMG_SRC = re.compile(r"""<img\b[^>]*?\bsrc\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""", re.IGNORECASE)
+_MIME_PARAMS = re.compile(r";.*$", re.DOTALL)
+
+
+@dataclass(frozen=True, slots=True)
+class ImageRef:
+    """An image the workflow should download for the layout.
+
+    Attributes:
+        attachment_id, article_id, ticket_id: the attachment's coordinates
+            (``GET /api/v1/ticket_attachment/{ticket_id}/{article_id}/{attachment_id}``).
+        filename: the attachment's file name (shown in the placeholder when it is missing).
+        content_type: its MIME type without parameters, or ``""``.
+    """
+
+    attachment_id: int
+    article_id: int
+    ticket_id: int
+    filename: str
+    content_type: str
+
+
+@dataclass(frozen=True, slots=True)
+class PreparedImage:
+    """An image ready for fpdf2: sRGB (or grey) bytes and its pixel size.
+
+    Attributes:
+        data: JPEG (untouched when it already was a plain RGB/grey JPEG) or PNG bytes.
+        width, height: size in pixels.
+    """
+
+    data: bytes
+    width: int
+    height: int
+
+
+class ImageError(Exception):
+    """Bytes that are no image Pillow can decode (or too large to decode safely)."""
+
+
+def content_type_of(attachment: Mapping[str, Any]) -> str:
+    """An attachment's MIME type from its preferences, lower-case, without parameters."""
+    preferences = attachment.get("preferences") or {}
+    if not isinstance(preferences, Mapping):
+        return ""
+    raw = str(preferences.get("Mime-Type") or preferences.get("Content-Type") or "")
+    return _MIME_PARAMS.sub("", raw).strip().lower()
+
+
+def content_id_of(attachment: Mapping[str, Any]) -> str:
+    """An attachment's ``Content-ID`` without ``<>`` (``""`` when it has none)."""
+    preferences = attachment.get("preferences") or {}
+    if not isinstance(preferences, Mapping):
+        return ""
+    raw = preferences.get("Content-ID") or preferences.get("content_id") or preferences.get("Content-Id") or ""
+    return str(raw).strip().strip("<>").strip()
+
+
+def _attachments(article: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+    return [a for a in article.get("attachments") or [] if isinstance(a, Mapping) and isinstance(a.get("id"), int)]
+
+
+def _int(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def image_sources(body: str) -> list[str]:
+    """Every ``<img src>`` value in an HTML body, in order, entity-decoded."""
+    from html import unescape
+
+    return [unescape(next(group for group in match.groups() if group is not None)) for match in _IMG_SRC.finditer(body)]
+
+
+def image_references(ticket_id: int, articles: list[dict[str, Any]]) -> list[ImageRef]:
+    """What the workflow must download so the PDF shows every image it can.
+
+    Inline images referenced by HTML bodies, as ``/api/v1/ticket_attachment/T/A/ATT`` URLs
+    (any query) or ``cid:`` references matched to the article's attachments by
+    ``Content-ID`` (with or without ``<>``), then image attachments
+    (:data:`PREVIEW_TYPES`) for previews. Each attachment id appears once, first mention wins.
+    """
+    refs: dict[int, ImageRef] = {}
+    for article in articles:
+        if not isinstance(article, Mapping):
+            continue
+        article_id = _int(article.get("id")) or 0
+        attachments = _attachments(article)
+        by_id = {a["id"]: a for a in attachments}
+        by_cid = {content_id_of(a): a for a in attachments if content_id_of(a)}
+        body = article.get("body")
+        if isinstance(body, str) and "text/html" in str(article.get("content_type") or "").lower():
+            for src in image_sources(body):
+                match = _INLINE_URL.search(src)
+                if match:
+                    t_id, a_id, att_id = (int(g) for g in match.groups())
+                    known = by_id.get(att_id) or {}
+                    refs.setdefault(att_id, ImageRef(att_id, a_id, t_id, str(known.get("filename") or f"image-{att_id}"),
+                                                     content_type_of(known)))
+                elif src[:4].lower() == "cid:":
+                    found = by_cid.get(unquote(src[4:]).strip().strip("<>"))
+                    if found is not None:
+                        refs.setdefault(found["id"], ImageRef(found["id"], article_id, ticket_id,
+                                                              str(found.get("filename") or ""), content_type_of(found)))
+        for attachment in attachments:
+            kind = content_type_of(attachment)
+            if kind in PREVIEW_TYPES:
+                refs.setdefault(attachment["id"], ImageRef(attachment["id"], article_id, ticket_id,
+                                                           str(attachment.get("filename") or ""), kind))
+    return list(refs.values())
+
+
+def normalise_image(data: bytes) -> PreparedImage:
+    """Decode ``data`` and re-encode it as an sRGB (or grey) image fpdf2 embeds faithfully.
+
+    Plain RGB/greyscale baseline JPEGs pass unchanged; everything else (CMYK or YCCK JPEGs,
+    16-bit, palette, alpha, GIF, WebP, TIFF…) becomes PNG in RGB, RGBA or L. EXIF rotation
+    is applied, animated images keep their first frame, and sides above
+    :data:`MAX_PIXELS_SIDE` are downscaled.
+
+    Raises:
+        ImageError: not an image, truncated, or larger than :data:`MAX_IMAGE_PIXELS`.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            if image.width * image.height > MAX_IMAGE_PIXELS:
+                raise ImageError(f"image of {image.width}×{image.height} pixels is too large")
+            image.load()
+    except ImageError:
+        raise
+    except Exception as exc:  # Pillow raises many types on hostile input
+        raise ImageError(f"not a readable image: {exc}") from None
+    rotated = image.getexif().get(0x0112, 1) not in (0, 1)
+    plain_jpeg = (image.format == "JPEG" and image.mode in ("RGB", "L") and not rotated
+                  and max(image.size) <= MAX_PIXELS_SIDE and not image.info.get("progressive"))
+    if plain_jpeg:
+        return PreparedImage(data=data, width=image.width, height=image.height)
+    try:
+        image = ImageOps.exif_transpose(image)
+        if image.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+            image = image.convert("RGB")
+        elif image.mode in ("P", "PA", "LA", "RGBA", "La") or "transparency" in image.info:
+            image = image.convert("RGBA")
+        elif image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
+            image = image.point(lambda value: value / 256).convert("L") if image.mode != "F" else image.convert("L")
+        elif image.mode not in ("RGB", "L"):
+            image = image.convert("RGB")
+        if max(image.size) > MAX_PIXELS_SIDE:
+            image.thumbnail((MAX_PIXELS_SIDE, MAX_PIXELS_SIDE))
+        out = io.BytesIO()
+        image.save(out, format="PNG", optimize=False)
+    except Exception as exc:
+        raise ImageError(f"cannot convert image: {exc}") from None
+    return PreparedImage(data=out.getvalue(), width=image.width, height=image.height)
+
+
+def decode_data_uri(src: str) -> bytes | None:
+    """The bytes of a ``data:image/…;base64,…`` URI, or ``None`` for anything else."""
+    if not src[:11].lower().startswith("data:image/"):
+        return None
+    header, _, payload = src.partition(",")
+    if ";base64" not in header.lower():
+        return None
+    try:
+        return base64.b64decode(payload.strip(), validate=False)
+    except (binascii.Error, ValueError):
+        return None
+
+
+class ArticleImages:
+    """Looks up the images of one ticket's articles in the fetched bytes.
+
+    Args:
+        articles: the ticket's articles (for file names and Content-IDs).
+        images: attachment id → bytes, as fetched by the workflow.
+
+    Normalised images are kept per attachment id, so an image shown twice is converted once
+    (and fpdf2 embeds it once).
+    """
+
+    def __init__(self, articles: list[dict[str, Any]], images: Mapping[int, bytes]) -> None:
+        self._images = images
+        self._prepared: dict[str, PreparedImage | None] = {}
+        self.filenames: dict[int, str] = {}
+        self._cids: dict[int, dict[str, int]] = {}
+        for article in articles:
+            article_id = _int(article.get("id")) or 0
+            for attachment in _attachments(article):
+                self.filenames[attachment["id"]] = str(attachment.get("filename") or f"image-{attachment['id']}")
+                cid = content_id_of(attachment)
+                if cid:
+                    self._cids.setdefault(article_id, {})[cid] = attachment["id"]
+
+    def attachment_id(self, article_id: int, src: str) -> int | None:
+        """The attachment id an ``<img src>`` names (inline URL or ``cid:``), else ``None``."""
+        match = _INLINE_URL.search(src)
+        if match:
+            return int(match.group(3))
+        if src[:4].lower() == "cid:":
+            return self._cids.get(article_id, {}).get(unquote(src[4:]).strip().strip("<>"))
+        return None
+
+    def label(self, article_id: int, src: str) -> str:
+        """What a placeholder for ``src`` says: the file name, or the source shortened."""
+        found = self.attachment_id(article_id, src)
+        if found is not None:  # Zammad hides rewritten inline attachments: name them by id then
+            return self.filenames.get(found, f"image-{found}")
+        if src[:4].lower() == "cid:":
+            return src[4:] or "inline image"
+        if src[:5].lower() == "data:":
+            return "embedded image"
+        return src if len(src) <= 80 else src[:77] + "…"
+
+    def prepared(self, key: str, data: bytes | None) -> PreparedImage | None:
+        """``data`` normalised once under ``key``; ``None`` when absent or unreadable."""
+        if key not in self._prepared:
+            try:
+                self._prepared[key] = normalise_image(data) if data is not None else None
+            except ImageError:
+                self._prepared[key] = None
+        return self._prepared[key]
+
+    def by_attachment(self, attachment_id: int) -> PreparedImage | None:
+        """The normalised image of an attachment, or ``None`` when not fetched or unreadable."""
+        return self.prepared(f"att:{attachment_id}", self._images.get(attachment_id))
+
+    def resolve(self, article_id: int, src: str) -> tuple[str, PreparedImage] | None:
+        """``(key, image)`` for an ``<img src>``: inline URLs, ``cid:`` and ``data:`` URIs; else ``None``."""
+        found = self.attachment_id(article_id, src)
+        if found is not None:
+            image = self.by_attachment(found)
+            return (f"att:{found}", image) if image is not None else None
+        data = decode_data_uri(src)
+        if data is not None:
+            import hashlib
+
+            key = "data:" + hashlib.sha256(data).hexdigest()
+            image = self.prepared(key, data)
+            return (key, image) if image is not None else None
+        return None
+
+    def image(self, key: str) -> PreparedImage | None:
+        """A prepared image by the key :meth:`resolve` gave."""
+        return self._prepared.get(key)

@@ -1,0 +1,95 @@
+#!/usr/bin/env bash
+# Verify an archived PDF: every signature intact, valid and trusted; the sidecar's SHA-256 when present.
+#
+# Usage: scripts/ops/verify-pdf.sh FILE.pdf
+#
+# Environment:
+#   VERIFY_PDF_TRUST          colon-separated PEM files with the trust roots (required), e.g. the
+#                             signer's root and the TSA's root
+#   VERIFY_PDF_OTHER_CERTS    colon-separated PEM files with intermediates (optional)
+#   VERIFY_PDF_SHOW_DETAILS   true: print the full report instead of one line per signature
+#   VERIFY_PDF_PYHANKO        the pyhanko CLI to use (default: `pyhanko` on PATH, else the one in
+#                             the repository's .venv); set to "none" to use verify-pdf.py instead
+#
+# Uses pyHanko's CLI (`pyhanko sign validate`) when installed, else scripts/ops/verify-pdf.py.
+# Revocation is checked online where the certificates name OCSP/CRL services; an unreachable
+# service does not fail the check (soft-fail), a "revoked" answer does.
+#
+# Exit status: 0 intact + trusted (+ sidecar matches); 1 invalid, untrusted, or sidecar mismatch;
+# 2 usage or set-up error.
+set -uo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+repo_root="$(cd "$here/../.." && pwd)"
+
+if [[ $# -ne 1 ]]; then
+    echo "usage: $0 FILE.pdf" >&2
+    exit 2
+fi
+file="$1"
+if [[ ! -f "$file" ]]; then
+    echo "verify-pdf: $file: no such file" >&2
+    exit 2
+fi
+if [[ -z "${VERIFY_PDF_TRUST:-}" ]]; then
+    echo "verify-pdf: set VERIFY_PDF_TRUST to the trust root PEM file(s), colon-separated" >&2
+    exit 2
+fi
+
+python="$repo_root/.venv/bin/python"
+[[ -x "$python" ]] || python="$(command -v python3)"
+
+status=0
+
+# 1. Sidecar (<file>.json): written after the PDF by the archiver; must match the bytes.
+sidecar="$file.json"
+if [[ -f "$sidecar" ]]; then
+    expected="$("$python" -c 'import json, sys; d = json.load(open(sys.argv[1])); print(d["sha256"], d["size"])' "$sidecar" 2>/dev/null)" || {
+        echo "verify-pdf: sidecar $sidecar is not valid JSON with sha256 and size" >&2
+        exit 1
+    }
+    actual="$(sha256sum -- "$file" | cut -d' ' -f1) $(stat -c %s -- "$file")"
+    if [[ "$expected" == "$actual" ]]; then
+        echo "sidecar: OK (sha256 ${actual%% *})"
+    else
+        echo "sidecar: MISMATCH (sidecar: $expected, file: $actual)"
+        status=1
+    fi
+fi
+
+# 2. Signatures.
+pyhanko="${VERIFY_PDF_PYHANKO:-}"
+if [[ -z "$pyhanko" ]]; then
+    pyhanko="$(command -v pyhanko || true)"
+    [[ -n "$pyhanko" ]] || { [[ -x "$repo_root/.venv/bin/pyhanko" ]] && pyhanko="$repo_root/.venv/bin/pyhanko"; }
+fi
+
+details=0
+case "${VERIFY_PDF_SHOW_DETAILS:-false}" in 1|true|yes|on|TRUE|True) details=1 ;; esac
+
+if [[ -n "$pyhanko" && "$pyhanko" != "none" ]]; then
+    args=(sign validate --trust-replace --soft-revocation-check)
+    IFS=: read -r -a roots <<<"$VERIFY_PDF_TRUST"
+    for root in "${roots[@]}"; do
+        [[ -n "$root" ]] && args+=(--trust "$root")
+    done
+    IFS=: read -r -a others <<<"${VERIFY_PDF_OTHER_CERTS:-}"
+    for other in "${others[@]}"; do
+        [[ -n "$other" ]] && args+=(--other-certs "$other")
+    done
+    if [[ $details -eq 1 ]]; then args+=(--pretty-print); else args+=(--executive-summary); fi
+    if [[ $details -eq 1 ]]; then
+        "$pyhanko" "${args[@]}" "$file"
+    else
+        "$pyhanko" "${args[@]}" "$file" 2>/dev/null
+    fi
+    rc=$?
+else
+    "$python" "$here/verify-pdf.py" --signatures-only "$file"
+    rc=$?
+fi
+if [[ $rc -ne 0 ]]; then
+    [[ $rc -eq 2 && ( -z "$pyhanko" || "$pyhanko" == "none" ) ]] && exit 2
+    status=1
+fi
+exit $status

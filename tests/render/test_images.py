@@ -1,0 +1,100 @@
+"""Images: what the workflow must fetch, normalisation to sRGB, placement and placeholders."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+
+from PIL import Image
+
+from app.render.images import ImageRef, image_references, normalise_image
+from app.render.options import RenderOptions
+from app.render.pdf import render_ticket_pdf
+
+from .helpers import ARCHIVED_AT, pdftotext, write
+
+
+def jpeg(mode: str, size=(120, 80), color=(0, 120, 200, 10)) -> bytes:
+    out = io.BytesIO()
+    Image.new(mode, size, color[: len(mode)] if mode != "L" else 128).save(out, format="JPEG")
+    return out.getvalue()
+
+
+def png(mode: str = "RGBA", size=(64, 48)) -> bytes:
+    out = io.BytesIO()
+    Image.new(mode, size, (10, 200, 30, 128) if mode == "RGBA" else 3).save(out, format="PNG")
+    return out.getvalue()
+
+
+ARTICLES = [
+    {
+        "id": 11, "content_type": "text/html", "created_at": "2025-03-03T08:00:00Z", "from": "a@example.com",
+        "body": '<p>Hier der Fehler:</p><img src="/api/v1/ticket_attachment/4711/11/901?view=inline">'
+                '<p>Und noch einer:</p><img src="cid:shot2@mail"><img src="cid:missing@mail"><p>Ende</p>',
+        "attachments": [
+            {"id": 90, "filename": "message.html", "size": 10,
+             "preferences": {"original-format": True, "content-alternative": True, "Mime-Type": "text/html"}},
+            {"id": 902, "filename": "shot2.png", "size": 300, "preferences": {"Content-ID": "<shot2@mail>", "Mime-Type": "image/png"}},
+            {"id": 903, "filename": "Lageplan-CMYK.jpg", "size": 5000, "preferences": {"Content-Type": "image/jpeg; name=x"}},
+            {"id": 904, "filename": "Vertrag.pdf", "size": 5000, "preferences": {"Mime-Type": "application/pdf"}},
+        ],
+    },
+    {
+        "id": 12, "content_type": "text/plain", "created_at": "2025-03-03T09:00:00Z", "body": "Noch ein Foto.",
+        "attachments": [{"id": 905, "filename": "verloren.webp", "size": 10, "preferences": {"Mime-Type": "image/webp"}},
+                        {"id": 902, "filename": "shot2.png", "size": 300, "preferences": {"Mime-Type": "image/png"}}],
+    },
+]
+
+
+def test_image_references_lists_inline_and_preview_images_once():
+    refs = image_references(4711, ARTICLES)
+    assert refs == [
+        ImageRef(901, 11, 4711, "image-901", ""),
+        ImageRef(902, 11, 4711, "shot2.png", "image/png"),
+        ImageRef(903, 11, 4711, "Lageplan-CMYK.jpg", "image/jpeg"),
+        ImageRef(905, 12, 4711, "verloren.webp", "image/webp"),
+    ]
+
+
+def test_cid_without_angle_brackets_matches():
+    article = {"id": 1, "content_type": "text/html", "body": '<img src="cid:abc">',
+               "attachments": [{"id": 5, "filename": "a.gif", "preferences": {"Content-ID": "abc", "Mime-Type": "application/octet-stream"}}]}
+    assert [ref.attachment_id for ref in image_references(9, [article])] == [5]
+
+
+def test_normalisation_gives_srgb_or_grey():
+    for data in (jpeg("CMYK"), png("RGBA"), png("P"), jpeg("L")):
+        prepared = normalise_image(data)
+        assert Image.open(io.BytesIO(prepared.data)).mode in ("RGB", "RGBA", "L")
+    sixteen = io.BytesIO()
+    Image.new("I;16", (30, 30), 40000).save(sixteen, format="PNG")
+    assert Image.open(io.BytesIO(normalise_image(sixteen.getvalue()).data)).mode == "L"
+    plain = jpeg("RGB")
+    assert normalise_image(plain).data == plain  # plain RGB JPEGs pass unchanged
+
+
+def test_inline_image_and_cmyk_preview_are_placed_and_missing_ones_named(tmp_path):
+    images = {901: png("RGBA", (800, 400)), 902: png("P"), 903: jpeg("CMYK", (300, 200)), 905: b"not an image"}
+    rendered = render_ticket_pdf({"number": "4711", "title": "Bilder"}, ARTICLES, [], archived_at=ARCHIVED_AT,
+                                 options=RenderOptions(), images=images)
+    path = write(tmp_path, rendered.data)
+    listing = subprocess.run(["pdfimages", "-list", str(path)], capture_output=True, text=True, check=True).stdout
+    rows = [line.split() for line in listing.splitlines()[2:]]
+    sizes = {(int(row[3]), int(row[4])) for row in rows if row[2] == "image"}
+    assert {(800, 400), (300, 200)} <= sizes and len(sizes) == 3  # inline, cid, CMYK preview (shot2 once)
+    assert all(row[5] in ("rgb", "gray") for row in rows if row[2] == "image"), listing
+    text, stderr = pdftotext(path)
+    assert "Hier der Fehler:" in text and "Ende" in text and "Preview: Lageplan-CMYK.jpg" in text
+    assert "[image: missing@mail]" in text  # a cid nothing matches
+    assert "[image: verloren.webp] (not available)" in text  # fetched bytes that are no image
+    assert "message.html" not in text and "Vertrag.pdf" in text
+    assert "No font" not in stderr
+
+
+def test_image_not_fetched_leaves_its_filename(tmp_path):
+    rendered = render_ticket_pdf({"number": "4711", "title": "Bilder"}, ARTICLES[:1], [], archived_at=ARCHIVED_AT,
+                                 options=RenderOptions(), images={})
+    text, _ = pdftotext(write(tmp_path, rendered.data))
+    assert "[image: image-901]" in text and "[image: shot2.png]" in text
+    assert "[image: Lageplan-CMYK.jpg] (not available)" in text

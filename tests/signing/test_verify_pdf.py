@@ -1,0 +1,85 @@
+"""scripts/ops/verify-pdf.sh: exit 0 only for intact, trusted signatures and a matching sidecar."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from app.signing.signer import ArchiveSigner
+from signing_helpers import PFX_PASSWORD, REPO_ROOT
+
+VERIFY_PDF = REPO_ROOT / "scripts" / "ops" / "verify-pdf.sh"
+BACKENDS = {"cli": "", "fallback": "none"}  # pyHanko's CLI, or scripts/ops/verify-pdf.py
+
+
+def run(path: Path, backend: str, **env: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "VERIFY_PDF_PYHANKO": BACKENDS[backend], **env}
+    return subprocess.run(["bash", str(VERIFY_PDF), str(path)], capture_output=True, text=True, timeout=60, env=env)
+
+
+@pytest.fixture(scope="module")
+def signed(pfx_bytes: bytes, sample_pdf: bytes) -> bytes:
+    return asyncio.run(ArchiveSigner.from_pfx(pfx_bytes, PFX_PASSWORD.encode()).sign(sample_pdf)).data
+
+
+def write(tmp_path: Path, data: bytes, *, sidecar_sha: str | None = None) -> Path:
+    path = tmp_path / "Ticket-31001.pdf"
+    path.write_bytes(data)
+    if sidecar_sha is not None:
+        (tmp_path / "Ticket-31001.pdf.json").write_text(json.dumps({"sha256": sidecar_sha, "size": len(data)}))
+    return path
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_intact_trusted_pdf_with_sidecar_passes(signed: bytes, dev_certs, tmp_path: Path, backend: str) -> None:
+    path = write(tmp_path, signed, sidecar_sha=hashlib.sha256(signed).hexdigest())
+
+    proc = run(path, backend, VERIFY_PDF_TRUST=f"{dev_certs.tsa_pem}:{dev_certs.root_pem}")
+
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "sidecar: OK" in proc.stdout and "VALID" in proc.stdout
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_one_flipped_byte_in_the_signed_range_fails(signed: bytes, dev_certs, tmp_path: Path, backend: str) -> None:
+    tampered = bytearray(signed)
+    tampered[tampered.index(b"Ticket #31001")] ^= 0x20  # inside the first signed range; still a valid PDF
+    path = write(tmp_path, bytes(tampered))
+
+    proc = run(path, backend, VERIFY_PDF_TRUST=str(dev_certs.root_pem))
+
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "INVALID" in proc.stdout
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_untrusted_root_fails(signed: bytes, dev_certs, tmp_path: Path, backend: str) -> None:
+    proc = run(write(tmp_path, signed), backend, VERIFY_PDF_TRUST=str(dev_certs.tsa_pem))
+
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+
+
+async def test_sidecar_mismatch_fails_even_with_a_valid_signature(signed: bytes, dev_certs, tmp_path: Path) -> None:
+    path = write(tmp_path, signed, sidecar_sha="0" * 64)
+
+    proc = run(path, "cli", VERIFY_PDF_TRUST=str(dev_certs.root_pem))
+
+    assert proc.returncode == 1 and "sidecar: MISMATCH" in proc.stdout
+
+
+async def test_details_and_usage_errors(signed: bytes, dev_certs, tmp_path: Path) -> None:
+    path = write(tmp_path, signed)
+
+    details = run(path, "fallback", VERIFY_PDF_TRUST=str(dev_certs.root_pem), VERIFY_PDF_SHOW_DETAILS="true")
+    no_trust = run(path, "cli", VERIFY_PDF_TRUST="")
+    missing = run(tmp_path / "absent.pdf", "cli", VERIFY_PDF_TRUST=str(dev_certs.root_pem))
+
+    assert details.returncode == 0 and "Dev Archive Signer" in details.stdout
+    assert no_trust.returncode == 2 and "VERIFY_PDF_TRUST" in no_trust.stderr
+    assert missing.returncode == 2
