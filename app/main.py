@@ -35,6 +35,7 @@ from app.jobs.pool import RetryPolicy, WorkerPool
 from app.jobs.store import JobRecord, JobStore
 from app.observability.logging import REDACTOR, configure_logging
 from app.observability.metrics import Metrics
+from app.render.images import image_references
 from app.render.options import RenderOptions
 from app.render.pool import ProcessPoolRenderer
 from app.signing.signer import ArchiveSigner, PadesLevel, SigningOptions, UnsignedPassthrough, build_timestamper
@@ -222,7 +223,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             runtime.workflow = ArchiveWorkflow(
                 zammad=zammad, renderer=renderer, signer=runtime.signer, storage=storage,
                 trigger_tag=settings.workflow_trigger_tag, require_tag=settings.workflow_require_tag,
-                redact=REDACTOR)
+                redact=REDACTOR, image_references=image_references, template=settings.pdf_template)
             workflow = runtime.workflow
 
             metrics = runtime.metrics

@@ -152,8 +152,8 @@ async def run() -> int:
     sim, sim_url = await start_simulator()
     say(f"Zammad simulator at {sim_url} with ticket {TICKET_ID} (tags rechnung, reklamation, pdf:sign)")
     port = free_port()
-    state = tempfile.TemporaryDirectory(prefix="demo-state-", dir=VAR)  # a fresh job store per demo
-    service = await start_service(sim_url, port, Path(state.name))
+    job_store = tempfile.TemporaryDirectory(prefix="demo-state-", dir=VAR)  # a fresh job store per demo
+    service = await start_service(sim_url, port, Path(job_store.name))
     url = f"http://127.0.0.1:{port}"
     try:
         async with aiohttp.ClientSession() as session:
@@ -196,7 +196,7 @@ async def run() -> int:
                 await asyncio.wait_for(proc.wait(), 30)
             except TimeoutError:
                 proc.kill()
-        state.cleanup()
+        job_store.cleanup()
 
 
 def main() -> int:

@@ -31,6 +31,7 @@ from app.workflow.classify import ClassifiedFailure, classify
 from app.workflow.gate import should_process
 from app.workflow.notes import Note, failure_note, success_note
 from app.workflow.ports import (
+    ImageRefLike,
     RenderedPdf,
     RendererPort,
     SignedPdf,
@@ -54,6 +55,12 @@ log = logging.getLogger("app.workflow")
 
 WRITE_ATTEMPTS = 3
 """How often one tag or note write is tried inside one :meth:`ArchiveWorkflow.deliver` call."""
+
+IMAGE_FETCH_CONCURRENCY = 4
+IMAGE_MAX_BYTES = 10 * 1024 * 1024
+"""Largest image downloaded for the layout, in bytes."""
+IMAGES_TOTAL_MAX_BYTES = 50 * 1024 * 1024
+"""Most image bytes one ticket's layout downloads."""
 
 UNDELIVERABLE_STATUSES = frozenset({404, 422})
 """Zammad answers after which a report is given up: the ticket is gone, or the write is refused."""
@@ -126,7 +133,7 @@ class Report:
 
 
 def sidecar_fields(snapshot: TicketSnapshot, rendered: RenderedPdf, signed: SignedPdf, *, job_id: str,
-                   delivery_id: str | None) -> dict[str, Any]:
+                   delivery_id: str | None, template: str = "default") -> dict[str, Any]:
     """The run's facts for the archive's JSON sidecar (the storage adds path, SHA-256 and size)."""
     ticket = snapshot.ticket
     return {
@@ -137,12 +144,15 @@ def sidecar_fields(snapshot: TicketSnapshot, rendered: RenderedPdf, signed: Sign
         "articles_included": rendered.articles_included,
         "articles_total": rendered.articles_total,
         "pages": rendered.page_count,
+        "template": template,
         "missing_glyphs": rendered.missing_glyphs,
+        "missing_scripts": list(rendered.missing_scripts),
         "signed": signed.signed,
         "pades_level": signed.pades_level,
         "signer_subject": signed.signer_subject,
         "signer_cert_sha256": signed.signer_cert_sha256,
         "timestamp": signed.timestamp.isoformat() if signed.timestamp else None,
+        "timestamp_authority": signed.timestamp_authority,
         "service": SERVICE_NAME,
         "service_version": __version__,
         "job_id": job_id,
@@ -159,6 +169,10 @@ class ArchiveWorkflow:
         require_tag: skip tickets without it (``WORKFLOW_REQUIRE_TAG``).
         redact: applied to every failure cause before it is written into a note or log.
         write_backoff_seconds: first pause between attempts of a tag or note write.
+        image_references: ``(ticket_id, articles) -> [ImageRef]``, the images the layout
+            shows (inline images, image attachments); they are downloaded before rendering.
+            ``None`` downloads none.
+        template: the layout template's name, recorded in the sidecar.
     """
 
     def __init__(
@@ -172,6 +186,8 @@ class ArchiveWorkflow:
         require_tag: bool = True,
         redact: Callable[[str], str] = lambda s: s,
         write_backoff_seconds: float = 0.5,
+        image_references: Callable[[int, list[dict[str, Any]]], list[ImageRefLike]] | None = None,
+        template: str = "default",
     ) -> None:
         self.zammad = zammad
         self.renderer = renderer
@@ -181,6 +197,8 @@ class ArchiveWorkflow:
         self.require_tag = require_tag
         self._redact = redact
         self._write_backoff = write_backoff_seconds
+        self._image_references = image_references
+        self.template = template
 
     # -- the work ------------------------------------------------------------------------------
     async def execute(self, ticket_id: int, *, job_id: str, delivery_id: str | None = None, force: bool = False,
@@ -220,16 +238,19 @@ class ArchiveWorkflow:
             ticket = await self._timed(timings, "fetch_ticket", self.zammad.get_ticket(ticket_id))
             step = "fetch articles"
             articles = await self._timed(timings, "fetch_articles", self.zammad.list_articles(ticket_id))
+            step = "fetch images"
+            images = await self._timed(timings, "fetch_images", self._fetch_images(ticket_id, articles, ctx))
             shown_tags = [t for t in tags if t not in STATE_TAGS and t != self.trigger_tag]
             snapshot = TicketSnapshot(ticket=ticket, articles=articles, tags=shown_tags,
-                                      archived_at=archived_at or datetime.now(UTC))
+                                      archived_at=archived_at or datetime.now(UTC), images=images)
 
             step = "render"
             rendered = await self._timed(timings, "render", self.renderer.render(snapshot))
             step = "sign"
             signed = await self._timed(timings, "sign", self.signer.sign(rendered.data))
             step = "store"
-            sidecar = sidecar_fields(snapshot, rendered, signed, job_id=job_id, delivery_id=delivery_id)
+            sidecar = sidecar_fields(snapshot, rendered, signed, job_id=job_id, delivery_id=delivery_id,
+                                     template=self.template)
             stored = await self._timed(timings, "store",
                                        self.storage.store(snapshot, signed.data, sidecar=sidecar))
             log.info("archive stored", extra={**ctx, "path": stored.relative_path, "sha256": stored.sha256,
@@ -315,6 +336,42 @@ class ArchiveWorkflow:
         return outcome
 
     # -- helpers ---------------------------------------------------------------------------------
+    async def _fetch_images(self, ticket_id: int, articles: list[dict[str, Any]],
+                            ctx: dict[str, Any]) -> dict[int, bytes]:
+        """Download the layout's images, at most :data:`IMAGE_FETCH_CONCURRENCY` at a time.
+
+        An image that fails to download or is larger than :data:`IMAGE_MAX_BYTES` (or would
+        pass :data:`IMAGES_TOTAL_MAX_BYTES`) is left out: the layout draws a placeholder with
+        its file name. Never fails the job.
+        """
+        if self._image_references is None:
+            return {}
+        refs = self._image_references(ticket_id, articles)
+        if not refs:
+            return {}
+        semaphore = asyncio.Semaphore(IMAGE_FETCH_CONCURRENCY)
+        images: dict[int, bytes] = {}
+        total = 0
+
+        async def fetch(ref: ImageRefLike) -> None:
+            nonlocal total
+            async with semaphore:
+                try:
+                    data = await self.zammad.get_attachment(ref.ticket_id, ref.article_id, ref.attachment_id)
+                except Exception as exc:  # noqa: BLE001 - a missing image is a placeholder, not a failure
+                    log.warning("image not fetched", extra={**ctx, "attachment_id": ref.attachment_id,
+                                                            "image": ref.filename, "cause": self._redact(str(exc))})
+                    return
+            if len(data) > IMAGE_MAX_BYTES or total + len(data) > IMAGES_TOTAL_MAX_BYTES:
+                log.warning("image too large to embed", extra={**ctx, "attachment_id": ref.attachment_id,
+                                                                "image": ref.filename, "size": len(data)})
+                return
+            total += len(data)
+            images[ref.attachment_id] = data
+
+        await asyncio.gather(*(fetch(ref) for ref in refs))
+        return images
+
     async def _revert(self, ticket_id: int, ctx: dict[str, Any]) -> None:
         try:
             await self._apply(ticket_id, revert_transition(self.trigger_tag), attempts=WRITE_ATTEMPTS)

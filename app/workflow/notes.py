@@ -42,6 +42,8 @@ def success_note(stored: StoredArchive, signed: SignedPdf, rendered: RenderedPdf
         signature = f"PAdES {signed.pades_level} by {signed.signer_subject}"
         if signed.timestamp is not None:
             signature += f", timestamp {signed.timestamp.isoformat()}"
+            if signed.timestamp_authority:
+                signature += f" from {signed.timestamp_authority}"
     else:
         signature = "not signed (SIGNING_ENABLED=false)"
     rows = [
@@ -53,8 +55,13 @@ def success_note(stored: StoredArchive, signed: SignedPdf, rendered: RenderedPdf
     ]
     if signed.signer_cert_sha256:
         rows.append(("Signer certificate SHA-256", signed.signer_cert_sha256))
+    if rendered.articles_included < rendered.articles_total:
+        rows.append(("Warning", f"only {rendered.articles_included} of {rendered.articles_total} articles are in "
+                                "the PDF (PDF_MAX_ARTICLES with PDF_ARTICLE_LIMIT_MODE=cap_and_continue)"))
     if rendered.missing_glyphs:
-        rows.append(("Warning", f"{rendered.missing_glyphs} characters had no font and are shown as placeholders"))
+        scripts = f" ({', '.join(rendered.missing_scripts)})" if rendered.missing_scripts else ""
+        rows.append(("Warning", f"{rendered.missing_glyphs} characters{scripts} had no font and are shown as "
+                                "placeholders"))
     rows.append(("Job", job_id))
     if delivery_id:
         rows.append(("Delivery", delivery_id))

@@ -116,6 +116,17 @@ class ZammadPort(Protocol):
 
     async def create_internal_note(self, ticket_id: int, *, subject: str, body_html: str) -> dict[str, Any]: ...
 
+    async def get_attachment(self, ticket_id: int, article_id: int, attachment_id: int) -> bytes: ...
+
+
+class ImageRefLike(Protocol):
+    """An image to download for the layout (:class:`app.render.images.ImageRef`)."""
+
+    attachment_id: int
+    article_id: int
+    ticket_id: int
+    filename: str
+
 
 class RendererPort(Protocol):
     """Lays a snapshot out as an unsigned PDF; raises :class:`app.errors.RenderError`."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import subprocess
 from html import unescape
 
 import aiohttp
@@ -56,6 +57,11 @@ async def test_webhook_to_signed_pdf(archiver, simulator, dev_pki, fixture):
     for article_id, words in ARTICLE_SAMPLES.items():
         for word in words:
             assert word in text, (article_id, word)
+
+    # The inline screenshot of article 23051 was fetched through the API and placed.
+    assert any(r.path == "/api/v1/ticket_attachment/4711/23051/91202" for r in simulator.requests)
+    images = subprocess.run(["pdfimages", "-list", str(pdf)], capture_output=True, text=True, check=True).stdout
+    assert len(images.strip().splitlines()) >= 3, images  # two header lines, then one line per image
 
     assert sorted(simulator.tags(4711)) == ["pdf:signed", "rechnung", "reklamation"]
     notes = simulator.notes(4711)
