@@ -233,6 +233,14 @@ class Settings:
     pdf_font_dirs: str = setting("PDF_FONT_DIRS", "str", "/usr/share/fonts",
                                  "Directories searched for fallback fonts (CJK, Arabic, Hebrew, emoji), colon-separated")
 
+    pdf_pdfa: bool = setting("PDF_PDFA", "bool", True, "Write PDF/A-3B (XMP pdfaid, sRGB output intent)")
+    pdf_embed_originals: bool = setting(
+        "PDF_EMBED_ORIGINALS", "bool", True,
+        "Embed the originals (ticket/articles JSON, bodies, .eml, attachments) as PDF/A-3 associated files")
+    pdf_embed_max_bytes: int = setting("PDF_EMBED_MAX_BYTES", "int", 10 * _MIB,
+                                       "Largest attachment embedded, in bytes (larger ones are listed as omitted)")
+    pdf_embed_total_max_bytes: int = setting("PDF_EMBED_TOTAL_MAX_BYTES", "int", 50 * _MIB,
+                                             "Most attachment bytes embedded per ticket")
     server_host: str = setting("SERVER_HOST", "str", "127.0.0.1", "Address the HTTP server binds to")
     server_port: int = setting("SERVER_PORT", "int", 8080, "Port the HTTP server binds to")
     shutdown_grace_seconds: float = setting("SHUTDOWN_GRACE_SECONDS", "float", 30.0,
@@ -369,6 +377,9 @@ def _validate(s: Settings, *, require_complete: bool) -> None:
         s.trusted_proxy_networks()
     except ValueError as exc:
         fail("hardening_trusted_proxies", str(exc))
+    if s.pdf_embed_max_bytes < 0 or s.pdf_embed_total_max_bytes < 0:
+        fail("pdf_embed_max_bytes" if s.pdf_embed_max_bytes < 0 else "pdf_embed_total_max_bytes",
+             "must not be negative")
     if s.workflow_max_attempts < 1:
         fail("workflow_max_attempts", "must be at least 1")
     if s.workflow_retry_base_seconds < 0 or s.workflow_retry_max_seconds < s.workflow_retry_base_seconds:

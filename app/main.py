@@ -41,7 +41,7 @@ from app.render.pool import ProcessPoolRenderer
 from app.signing.signer import ArchiveSigner, PadesLevel, SigningOptions, UnsignedPassthrough, build_timestamper
 from app.signing.trust import LongTermValidation, load_certificates
 from app.storage.store import ArchiveStore
-from app.workflow.archive import ArchiveOutcome, ArchiveWorkflow, Report
+from app.workflow.archive import ArchiveOutcome, ArchiveWorkflow, EmbedPolicy, Report
 from app.workflow.ports import SignedPdf, SignerPort
 from app.zammad.client import ZammadClient
 
@@ -223,7 +223,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
             runtime.workflow = ArchiveWorkflow(
                 zammad=zammad, renderer=renderer, signer=runtime.signer, storage=storage,
                 trigger_tag=settings.workflow_trigger_tag, require_tag=settings.workflow_require_tag,
-                redact=REDACTOR, image_references=image_references, template=settings.pdf_template)
+                redact=REDACTOR, image_references=image_references, template=settings.pdf_template,
+                embed=EmbedPolicy(settings.pdf_embed_max_bytes, settings.pdf_embed_total_max_bytes)
+                if settings.pdf_embed_originals else None)
             workflow = runtime.workflow
 
             metrics = runtime.metrics

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -31,7 +31,9 @@ from app.workflow.classify import ClassifiedFailure, classify
 from app.workflow.gate import should_process
 from app.workflow.notes import Note, failure_note, success_note
 from app.workflow.ports import (
+    EmbeddedFile,
     ImageRefLike,
+    OmittedFile,
     RenderedPdf,
     RendererPort,
     SignedPdf,
@@ -64,6 +66,12 @@ IMAGES_TOTAL_MAX_BYTES = 50 * 1024 * 1024
 
 UNDELIVERABLE_STATUSES = frozenset({404, 422})
 """Zammad answers after which a report is given up: the ticket is gone, or the write is refused."""
+
+
+def _safe_name(filename: str) -> str:
+    """A file name usable inside the PDF and when extracted: no path parts or control characters."""
+    cleaned = "".join("_" if ch in '/\\:*?"<>|' or ord(ch) < 32 else ch for ch in filename).strip(" .")
+    return cleaned[:120] or "file"
 
 
 class UndeliverableReport(ArchiverError):
@@ -111,6 +119,19 @@ class ArchiveOutcome:
 
 
 @dataclass(frozen=True, slots=True)
+class EmbedPolicy:
+    """Which originals go into the PDF (``PDF_EMBED_*``).
+
+    Attributes:
+        max_bytes: largest attachment embedded (``PDF_EMBED_MAX_BYTES``).
+        total_max_bytes: most attachment bytes per ticket (``PDF_EMBED_TOTAL_MAX_BYTES``).
+    """
+
+    max_bytes: int = 10 * 1024 * 1024
+    total_max_bytes: int = 50 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
 class Report:
     """What to write to the ticket at the end of a job: tags, then an internal note.
 
@@ -147,6 +168,10 @@ def sidecar_fields(snapshot: TicketSnapshot, rendered: RenderedPdf, signed: Sign
         "template": template,
         "missing_glyphs": rendered.missing_glyphs,
         "missing_scripts": list(rendered.missing_scripts),
+        "pdfa": rendered.pdfa,
+        "embedded_files": [{"name": n, "sha256": h, "size": z} for n, h, z in rendered.embedded],
+        "omitted_files": [{"name": o.name, "size": o.size, "reason": o.reason, "article_id": o.article_id,
+                           "attachment_id": o.attachment_id} for o in snapshot.omitted],
         "signed": signed.signed,
         "pades_level": signed.pades_level,
         "signer_subject": signed.signer_subject,
@@ -173,6 +198,7 @@ class ArchiveWorkflow:
             shows (inline images, image attachments); they are downloaded before rendering.
             ``None`` downloads none.
         template: the layout template's name, recorded in the sidecar.
+        embed: which originals to embed as PDF/A-3 associated files (``None``: none).
     """
 
     def __init__(
@@ -188,6 +214,7 @@ class ArchiveWorkflow:
         write_backoff_seconds: float = 0.5,
         image_references: Callable[[int, list[dict[str, Any]]], list[ImageRefLike]] | None = None,
         template: str = "default",
+        embed: EmbedPolicy | None = None,
     ) -> None:
         self.zammad = zammad
         self.renderer = renderer
@@ -199,6 +226,7 @@ class ArchiveWorkflow:
         self._write_backoff = write_backoff_seconds
         self._image_references = image_references
         self.template = template
+        self.embed = embed
 
     # -- the work ------------------------------------------------------------------------------
     async def execute(self, ticket_id: int, *, job_id: str, delivery_id: str | None = None, force: bool = False,
@@ -235,14 +263,23 @@ class ArchiveWorkflow:
             await self._apply(ticket_id, start_transition(self.trigger_tag), attempts=1)
 
             step = "fetch ticket"
-            ticket = await self._timed(timings, "fetch_ticket", self.zammad.get_ticket(ticket_id))
+            ticket, ticket_raw = await self._timed(timings, "fetch_ticket", self.zammad.get_ticket_raw(ticket_id))
             step = "fetch articles"
-            articles = await self._timed(timings, "fetch_articles", self.zammad.list_articles(ticket_id))
+            articles, articles_raw = await self._timed(timings, "fetch_articles",
+                                                       self.zammad.list_articles_raw(ticket_id))
             step = "fetch images"
             images = await self._timed(timings, "fetch_images", self._fetch_images(ticket_id, articles, ctx))
+            embedded: tuple[EmbeddedFile, ...] = ()
+            omitted: tuple[OmittedFile, ...] = ()
+            if self.embed is not None:
+                step = "fetch originals"
+                embedded, omitted = await self._timed(
+                    timings, "fetch_originals",
+                    self._collect_originals(ticket_id, ticket_raw, articles_raw, articles, images))
             shown_tags = [t for t in tags if t not in STATE_TAGS and t != self.trigger_tag]
             snapshot = TicketSnapshot(ticket=ticket, articles=articles, tags=shown_tags,
-                                      archived_at=archived_at or datetime.now(UTC), images=images)
+                                      archived_at=archived_at or datetime.now(UTC), images=images,
+                                      embedded=embedded, omitted=omitted)
 
             step = "render"
             rendered = await self._timed(timings, "render", self.renderer.render(snapshot))
@@ -256,7 +293,8 @@ class ArchiveWorkflow:
             log.info("archive stored", extra={**ctx, "path": stored.relative_path, "sha256": stored.sha256,
                                               "size": stored.size, "pages": rendered.page_count,
                                               "seconds": timings})
-            note = success_note(stored, signed, rendered, job_id=job_id, delivery_id=delivery_id)
+            note = success_note(stored, signed, rendered, job_id=job_id, delivery_id=delivery_id,
+                                omitted=snapshot.omitted)
             return ArchiveOutcome("archived", started=True, stored=stored, note=note, step_seconds=timings)
         except asyncio.CancelledError:
             if started:
@@ -336,6 +374,106 @@ class ArchiveWorkflow:
         return outcome
 
     # -- helpers ---------------------------------------------------------------------------------
+    async def _collect_originals(self, ticket_id: int, ticket_raw: bytes, articles_raw: bytes,
+                                 articles: list[dict[str, Any]], images: Mapping[int, bytes],
+                                 ) -> tuple[tuple[EmbeddedFile, ...], tuple[OmittedFile, ...]]:
+        """The originals for the PDF/A-3 associated files, and those left out.
+
+        ``ticket.json`` and ``articles.json`` (the API responses byte for byte) and each
+        article's body are ``Source``; each e-mail article's raw message
+        (``GET /api/v1/ticket_article_plain/{id}``) is ``Source``; attachments are ``Data``,
+        within the :class:`EmbedPolicy` caps (in article order; a file that does not fit is
+        listed as omitted with the reason). A download that fails is omitted, never fatal.
+        """
+        assert self.embed is not None
+        policy = self.embed
+        files: list[EmbeddedFile] = [
+            EmbeddedFile("ticket.json", ticket_raw, "application/json", "Source",
+                         f"GET /api/v1/tickets/{ticket_id}?expand=true as answered by Zammad"),
+            EmbeddedFile("articles.json", articles_raw, "application/json", "Source",
+                         f"GET /api/v1/ticket_articles/by_ticket/{ticket_id} as answered by Zammad"),
+        ]
+        omitted: list[OmittedFile] = []
+        for article in articles:
+            aid = article.get("id")
+            body = article.get("body")
+            if isinstance(aid, int) and isinstance(body, str) and body:
+                html = article.get("content_type") == "text/html"
+                files.append(EmbeddedFile(f"article-{aid}-body.{'html' if html else 'txt'}", body.encode("utf-8"),
+                                          "text/html" if html else "text/plain", "Source",
+                                          f"Body of article {aid} as stored by Zammad", article_id=aid))
+
+        semaphore = asyncio.Semaphore(IMAGE_FETCH_CONCURRENCY)
+
+        async def fetch(call: Callable[[], Awaitable[bytes]]) -> bytes | Exception:
+            async with semaphore:
+                try:
+                    return await call()
+                except Exception as exc:  # noqa: BLE001 - becomes an omission with its cause
+                    return exc
+
+        emails = [a for a in articles if a.get("type") == "email" and isinstance(a.get("id"), int)]
+        plain = await asyncio.gather(*(fetch(lambda a=a: self.zammad.get_article_plain(a["id"])) for a in emails))
+        for article, result in zip(emails, plain, strict=True):
+            name = f"article-{article['id']}.eml"
+            if isinstance(result, Exception):
+                omitted.append(OmittedFile(name, None, f"download failed: {self._redact(str(result))}",
+                                           article_id=article["id"]))
+            elif not result:
+                omitted.append(OmittedFile(name, 0, "Zammad holds no raw e-mail for this article",
+                                           article_id=article["id"]))
+            else:
+                files.append(EmbeddedFile(name, result, "message/rfc822", "Source",
+                                          f"Raw e-mail of article {article['id']}", article_id=article["id"]))
+
+        wanted: list[tuple[dict[str, Any], dict[str, Any], str]] = []
+        seen: set[int] = set()
+        total = 0
+        for article in articles:
+            for att in article.get("attachments") or []:
+                att_id = att.get("id")
+                if not isinstance(att_id, int) or att_id in seen:
+                    continue
+                seen.add(att_id)
+                filename = str(att.get("filename") or f"attachment-{att_id}")
+                name = f"article-{article.get('id')}-{att_id}-{_safe_name(filename)}"
+                try:
+                    size = int(att.get("size"))
+                except (TypeError, ValueError):
+                    size = None
+                if size is not None and size > policy.max_bytes:
+                    omitted.append(OmittedFile(name, size, f"larger than PDF_EMBED_MAX_BYTES ({policy.max_bytes})",
+                                               article.get("id"), att_id))
+                elif size is not None and total + size > policy.total_max_bytes:
+                    omitted.append(OmittedFile(name, size, "over PDF_EMBED_TOTAL_MAX_BYTES "
+                                                           f"({policy.total_max_bytes}) for the ticket",
+                                               article.get("id"), att_id))
+                else:
+                    total += size or 0
+                    wanted.append((article, att, name))
+
+        async def download(article: dict[str, Any], att: dict[str, Any]) -> bytes:
+            if att["id"] in images:
+                return images[att["id"]]
+            return await self.zammad.get_attachment(ticket_id, article["id"], att["id"])
+
+        data = await asyncio.gather(*(fetch(lambda a=a, t=t: download(a, t)) for a, t, _ in wanted))
+        for (article, att, name), result in zip(wanted, data, strict=True):
+            if isinstance(result, Exception):
+                omitted.append(OmittedFile(name, None, f"download failed: {self._redact(str(result))}",
+                                           article.get("id"), att["id"]))
+                continue
+            if len(result) > policy.max_bytes:  # the declared size was wrong
+                omitted.append(OmittedFile(name, len(result), f"larger than PDF_EMBED_MAX_BYTES ({policy.max_bytes})",
+                                           article.get("id"), att["id"]))
+                continue
+            prefs = att.get("preferences") or {}
+            mime = str(prefs.get("Mime-Type") or prefs.get("Content-Type") or "application/octet-stream")
+            files.append(EmbeddedFile(name, result, mime.split(";")[0].strip() or "application/octet-stream", "Data",
+                                      f"Attachment {att.get('filename')!s} of article {article.get('id')}",
+                                      article_id=article.get("id"), attachment_id=att["id"]))
+        return tuple(files), tuple(omitted)
+
     async def _fetch_images(self, ticket_id: int, articles: list[dict[str, Any]],
                             ctx: dict[str, Any]) -> dict[int, bytes]:
         """Download the layout's images, at most :data:`IMAGE_FETCH_CONCURRENCY` at a time.

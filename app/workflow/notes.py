@@ -8,11 +8,12 @@ can match a note to a run.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 
 from app.workflow.classify import ClassifiedFailure
-from app.workflow.ports import RenderedPdf, SignedPdf, StoredArchive
+from app.workflow.ports import OmittedFile, RenderedPdf, SignedPdf, StoredArchive
 
 SUCCESS_SUBJECT = "PDF archived"
 FAILURE_SUBJECT = "PDF archiver error"
@@ -30,8 +31,11 @@ def _items(rows: list[tuple[str, str]]) -> str:
     return "".join(f"<li>{escape(k)}: {escape(v)}</li>" for k, v in rows)
 
 
+MAX_OMISSIONS_LISTED = 10
+
+
 def success_note(stored: StoredArchive, signed: SignedPdf, rendered: RenderedPdf, *, job_id: str,
-                 delivery_id: str | None) -> Note:
+                 delivery_id: str | None, omitted: Sequence[OmittedFile] = ()) -> Note:
     """The note after a successful archive.
 
     Starts with "PDF archived"; gives the path relative to the storage root, the SHA-256 of
@@ -62,6 +66,12 @@ def success_note(stored: StoredArchive, signed: SignedPdf, rendered: RenderedPdf
         scripts = f" ({', '.join(rendered.missing_scripts)})" if rendered.missing_scripts else ""
         rows.append(("Warning", f"{rendered.missing_glyphs} characters{scripts} had no font and are shown as "
                                 "placeholders"))
+    if rendered.embedded:
+        rows.append(("Originals embedded", f"{len(rendered.embedded)} files (PDF/A-3 associated files)"))
+    if omitted:
+        listed = "; ".join(f"{o.name} ({o.reason})" for o in omitted[:MAX_OMISSIONS_LISTED])
+        more = f"; and {len(omitted) - MAX_OMISSIONS_LISTED} more" if len(omitted) > MAX_OMISSIONS_LISTED else ""
+        rows.append(("Originals not embedded", f"{len(omitted)}: {listed}{more}"))
     rows.append(("Job", job_id))
     if delivery_id:
         rows.append(("Delivery", delivery_id))

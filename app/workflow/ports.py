@@ -16,6 +16,47 @@ from typing import Any, Protocol
 
 
 @dataclass(frozen=True, slots=True)
+class EmbeddedFile:
+    """An original to embed in the PDF as a PDF/A-3 associated file (ISO 19005-3, ``/AF``).
+
+    Attributes:
+        name: file name inside the PDF, unique per document (e.g. ``article-23051.eml``).
+        data: the bytes exactly as fetched from Zammad.
+        mime_type: e.g. ``message/rfc822``, ``application/json``.
+        relationship: ``/AFRelationship``: ``Source`` for originals the pages were made
+            from, ``Data`` for attachments.
+        description: a short human description.
+        article_id: the article it belongs to, or ``None`` for ticket-level files.
+        attachment_id: the Zammad attachment id, when it is one.
+    """
+
+    name: str
+    data: bytes
+    mime_type: str
+    relationship: str
+    description: str = ""
+    article_id: int | None = None
+    attachment_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OmittedFile:
+    """An original that was not embedded, and why (shown on the pages and in the note).
+
+    Attributes:
+        name, size: the file's name and size in bytes (``None`` when unknown).
+        reason: e.g. ``"larger than PDF_EMBED_MAX_BYTES (10485760)"``.
+        article_id, attachment_id: where it belongs.
+    """
+
+    name: str
+    size: int | None
+    reason: str
+    article_id: int | None = None
+    attachment_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class TicketSnapshot:
     """Everything fetched from Zammad for one archive run.
 
@@ -27,6 +68,8 @@ class TicketSnapshot:
         archived_at: the archive time (UTC, timezone-aware); used in the PDF and the path.
         images: attachment id → bytes of the inline images and image attachments that were
             fetched for the layout (a missing id is drawn as a placeholder).
+        embedded: originals to embed as associated files (empty when PDF_EMBED_ORIGINALS is off).
+        omitted: originals left out (caps, fetch failures), listed on the pages.
     """
 
     ticket: dict[str, Any]
@@ -34,6 +77,8 @@ class TicketSnapshot:
     tags: list[str]
     archived_at: datetime
     images: Mapping[int, bytes] = field(default_factory=dict)
+    embedded: tuple[EmbeddedFile, ...] = ()
+    omitted: tuple[OmittedFile, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +92,8 @@ class RenderedPdf:
         missing_glyphs: characters no font could show (drawn as visible placeholders).
         missing_scripts: the scripts of those characters, sorted (e.g. ``("CJK", "Emoji")``):
             say in the note which fonts to install.
+        embedded: ``(name, sha256 hex, size)`` of every associated file embedded, in order.
+        pdfa: the PDF/A conformance written (e.g. ``"3B"``), or ``None``.
     """
 
     data: bytes
@@ -55,6 +102,8 @@ class RenderedPdf:
     articles_total: int
     missing_glyphs: int = 0
     missing_scripts: tuple[str, ...] = ()
+    embedded: tuple[tuple[str, str, int], ...] = ()
+    pdfa: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +166,12 @@ class ZammadPort(Protocol):
     async def create_internal_note(self, ticket_id: int, *, subject: str, body_html: str) -> dict[str, Any]: ...
 
     async def get_attachment(self, ticket_id: int, article_id: int, attachment_id: int) -> bytes: ...
+
+    async def get_ticket_raw(self, ticket_id: int) -> tuple[dict[str, Any], bytes]: ...
+
+    async def list_articles_raw(self, ticket_id: int) -> tuple[list[dict[str, Any]], bytes]: ...
+
+    async def get_article_plain(self, article_id: int) -> bytes: ...
 
 
 class ImageRefLike(Protocol):

@@ -98,9 +98,14 @@ class ZammadClient:
         ``created_by``, ``updated_by``, ``create_article_type``, ``create_article_sender`` and
         ``article_ids`` (``docs/zammad.md`` §3.2, §3.3). A missing ticket answers 404.
         """
+        return (await self.get_ticket_raw(ticket_id))[0]
+
+    async def get_ticket_raw(self, ticket_id: int) -> tuple[dict[str, Any], bytes]:
+        """As :meth:`get_ticket`, plus the response body exactly as Zammad sent it (the
+        original the archive embeds)."""
         path = f"/api/v1/tickets/{_positive_id(ticket_id, 'ticket_id')}"
-        data = await self._json("GET", path, params={"expand": "true"})
-        return self._expect(data, dict, "GET", path, "a ticket object")
+        data, raw = await self._json_raw("GET", path, params={"expand": "true"})
+        return self._expect(data, dict, "GET", path, "a ticket object"), raw
 
     async def get_tags(self, ticket_id: int) -> list[str]:
         """``GET /api/v1/tags?object=Ticket&o_id={id}`` → ``{"tags": [...]}``; returns the list
@@ -123,8 +128,12 @@ class ZammadClient:
         """``GET /api/v1/ticket_articles/by_ticket/{id}``: every article the token's user may
         see, as a JSON array in Zammad's order (oldest first), not paginated
         (``docs/zammad.md`` §3.2, §3.3)."""
+        return (await self.list_articles_raw(ticket_id))[0]
+
+    async def list_articles_raw(self, ticket_id: int) -> tuple[list[dict[str, Any]], bytes]:
+        """As :meth:`list_articles`, plus the response body exactly as Zammad sent it."""
         path = f"/api/v1/ticket_articles/by_ticket/{_positive_id(ticket_id, 'ticket_id')}"
-        data = await self._json("GET", path)
+        data, raw = await self._json_raw("GET", path)
         data = self._expect(data, list, "GET", path, "an array of articles")
         if not all(isinstance(a, dict) for a in data):
             raise ZammadApiError(
@@ -133,7 +142,7 @@ class ZammadClient:
                 method="GET",
                 path=path,
             )
-        return data
+        return data, raw
 
     async def add_tag(self, ticket_id: int, tag: str) -> None:
         """``POST /api/v1/tags/add`` ``{"object": "Ticket", "o_id": id, "item": tag}``.
@@ -189,7 +198,37 @@ class ZammadClient:
         _, raw = await self._request("GET", path)
         return raw
 
+    async def get_article_plain(self, article_id: int) -> bytes:
+        """``GET /api/v1/ticket_article_plain/{id}``: the raw RFC 822 message of an e-mail
+        article (``message/rfc822``; ``docs/zammad.md`` §3.2, §4). Articles without a stored
+        mail answer with an empty body: ``b""`` is returned then."""
+        path = f"/api/v1/ticket_article_plain/{_positive_id(article_id, 'article_id')}"
+        _, raw = await self._request("GET", path)
+        return raw
+
     # -- plumbing ----------------------------------------------------------------------
+
+    async def _json_raw(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: dict[str, str] | None = None,
+        json_body: dict[str, Any] | None = None,
+    ) -> tuple[Any, bytes]:
+        """Send one request; return the parsed JSON (``None`` for an empty body) and the raw body."""
+        status, raw = await self._request(method, path, params=params, json_body=json_body)
+        if not raw.strip():
+            return None, raw
+        try:
+            return orjson.loads(raw), raw
+        except orjson.JSONDecodeError:
+            raise ZammadApiError(
+                f"{method} {path} answered {status} with a body that is not JSON: {self._excerpt(raw)!r}",
+                status=status,
+                method=method,
+                path=path,
+            ) from None
 
     async def _json(
         self,
@@ -199,18 +238,7 @@ class ZammadClient:
         params: dict[str, str] | None = None,
         json_body: dict[str, Any] | None = None,
     ) -> Any:
-        status, raw = await self._request(method, path, params=params, json_body=json_body)
-        if not raw.strip():
-            return None
-        try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise ZammadApiError(
-                f"{method} {path} answered {status} with a body that is not JSON: {self._excerpt(raw)!r}",
-                status=status,
-                method=method,
-                path=path,
-            ) from None
+        return (await self._json_raw(method, path, params=params, json_body=json_body))[0]
 
     async def _request(
         self,
