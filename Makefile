@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test bench install system-deps clean
+.PHONY: demo test bench smoke config-docs image install system-deps clean
 
 $(STAMP): pyproject.toml
 	bash scripts/dev/install-system-deps.sh
@@ -28,6 +28,15 @@ test: $(STAMP) system-deps
 
 bench: $(STAMP) system-deps
 	$(PY) -m benchmarks
+
+smoke: $(STAMP) system-deps
+	bash scripts/ci/smoke-test.sh
+
+config-docs: $(STAMP)
+	$(PY) scripts/dev/gen-config-docs.py
+
+image:
+	podman build --format docker -t localhost/zammad-pdf-archiver:$$($(PY) -c 'import app; print(app.__version__)') .
 
 clean:
 	rm -rf $(VENV) var .pytest_cache

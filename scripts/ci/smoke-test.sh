@@ -73,7 +73,7 @@ url="http://127.0.0.1:$port"
     cd "$repo"
     unset CONFIG_PATH
     export ZAMMAD_BASE_URL="$sim_url" ZAMMAD_API_TOKEN="$token" ALLOW_INSECURE_HTTP=true \
-        WEBHOOK_HMAC_SECRET="$secret" STORAGE_ROOT="$work/archive" SIGNING_ENABLED=true \
+        WEBHOOK_HMAC_SECRET="$secret" STORAGE_ROOT="$work/archive" STATE_DIR="$work/state" SIGNING_ENABLED=true \
         SIGNING_PFX_PATH="$work/certs/signer.pfx" SIGNING_PFX_PASSWORD=changeit \
         SERVER_HOST=127.0.0.1 SERVER_PORT="$port" LOG_LEVEL=INFO
     exec "$py" -m app serve

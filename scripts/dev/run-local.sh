@@ -52,7 +52,7 @@ sim_url="$(sed -n 's/^LISTENING //p' "$var/local-simulator.out" | head -n 1)"
     unset CONFIG_PATH
     export ZAMMAD_BASE_URL="$sim_url" ZAMMAD_API_TOKEN="$token" ALLOW_INSECURE_HTTP=true \
         WEBHOOK_HMAC_SECRET="$secret" ADMIN_BEARER_TOKEN="local-admin-token" \
-        STORAGE_ROOT="$var/local-archive" SIGNING_ENABLED=true \
+        STORAGE_ROOT="$var/local-archive" STATE_DIR="$var/local-state" SIGNING_ENABLED=true \
         SIGNING_PFX_PATH="$var/dev-certs/signer.pfx" SIGNING_PFX_PASSWORD=changeit \
         SERVER_HOST=127.0.0.1 SERVER_PORT="$port" LOG_LEVEL="${LOG_LEVEL:-INFO}"
     exec "$py" -m app serve
