@@ -70,10 +70,17 @@ class ArchiveRunner:
         self.max_attempts = max_attempts
 
     async def execute(self, job: JobRecord) -> ArchiveOutcome:
-        """Run the job's archive; a job with an earlier attempt resumes (see the gate)."""
+        """Run the job's archive.
+
+        Every job runs with ``resume=True``: the store keeps one job per ticket at a time and
+        the service runs as a single instance, so a ``pdf:processing`` tag found when a job
+        starts was left by an interrupted run of this service (a crash, or a shutdown whose
+        tag revert did not reach Zammad) — the job takes it over instead of leaving the
+        ticket stuck.
+        """
         archived_at = datetime.fromisoformat(job.archived_at) if job.archived_at else None
         return await self.workflow.execute(job.ticket_id, job_id=job.job_id, delivery_id=job.delivery_id,
-                                           force=job.force, resume=job.attempts > 1, archived_at=archived_at)
+                                           force=job.force, resume=True, archived_at=archived_at)
 
     def report(self, job: JobRecord, outcome: ArchiveOutcome, *, gave_up: bool) -> Report | None:
         """The job's final tags and note."""

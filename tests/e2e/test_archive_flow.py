@@ -175,3 +175,21 @@ async def simulator_remove_tag(simulator, ticket_id: int, tag: str) -> None:
                                   json={"object": "Ticket", "o_id": ticket_id, "item": tag},
                                   headers={"Authorization": f"Token token={API_TOKEN}"}) as resp:
             assert resp.status == 200
+
+
+async def test_ticket_left_in_processing_is_taken_over(archiver, simulator):
+    # A shutdown whose tag revert never reached Zammad left the ticket like this.
+    await simulator_remove_tag(simulator, 4711, "pdf:sign")
+    from tests.conftest import API_TOKEN
+
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{simulator.base_url}/api/v1/tags/add",
+                                json={"object": "Ticket", "o_id": 4711, "item": "pdf:processing"},
+                                headers={"Authorization": f"Token token={API_TOKEN}"}) as resp:
+            assert resp.status == 201
+    service = await archiver()
+    body, headers = zammad_webhook({"ticket_id": 4711}, HMAC_SECRET)
+    assert (await post(f"{service.url}/ingest", body, headers))[0] == 202
+    await service.wait_idle()
+    assert sorted(simulator.tags(4711)) == ["pdf:signed", "rechnung", "reklamation"]
+    assert len(list(service.storage_root.rglob("*.pdf"))) == 1
