@@ -201,7 +201,7 @@ class Settings:
     tsa_timeout_seconds: float = setting("TSA_TIMEOUT_SECONDS", "float", 10.0, "Timeout of one TSA request, in seconds")
     tsa_ca_bundle_path: Path | None = setting(
         "TSA_CA_BUNDLE_PATH", "path", None,
-        "PEM CA bundle trusted for the TSA's HTTPS (and OCSP/CRL) connections instead of the system store")
+        "PEM CA bundle trusted for the TSA's HTTPS (and OCSP/CRL) connections, in addition to the system store")
 
     workers: int = setting("WORKERS", "int", 2, "Number of concurrent archive workers")
     render_processes: int = setting("RENDER_PROCESSES", "int", 0,
