@@ -27,6 +27,8 @@ test: $(STAMP) system-deps
 	$(PY) -m pytest -q
 
 bench: $(STAMP) system-deps
+	$(PY) -m pip install -q -e '.[test,bench]'
+	bash scripts/dev/install-bench-deps.sh
 	$(PY) -m benchmarks
 
 smoke: $(STAMP) system-deps

@@ -1,7 +1,8 @@
 """Benchmark: our ticket layout (app.render.pdf) against ReportLab platypus setting the same text.
 
 Run: ``.venv/bin/python benchmarks/render.py [--sizes 5,50,500,2000]`` (ReportLab comes with
-the ``bench`` extra: ``pip install -e '.[bench]'``). Each ticket has articles of ~1,000
+the ``bench`` extra: ``pip install -e '.[bench]'``); ``run(quick)`` gives the rows of
+``make bench``. Each ticket has articles of ~1,000
 characters of plain text. Prints seconds per ticket for both and the ratio ours / ReportLab
 (lower is better; the target is at most 1.0× at 500 articles). Each time is the best of
 ``--repeat`` runs. Ratios, not absolute times, are the result: they hold across machines.
@@ -10,7 +11,6 @@ characters of plain text. Prints seconds per ticket for both and the ratio ours 
 from __future__ import annotations
 
 import argparse
-import random
 import sys
 import time
 from datetime import datetime, timezone
@@ -21,44 +21,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from app.render.glyphs import font_set  # noqa: E402
 from app.render.options import RenderOptions  # noqa: E402
 from app.render.pdf import render_ticket_pdf  # noqa: E402
+from benchmarks.common import Result  # noqa: E402
+from benchmarks.tickets import make_articles  # noqa: E402
 
-WORDS = (
-    "Rechnung Position doppelt berechnet Gutschrift Kundin Mühlenbach Grüßen außerdem Prüfung "
-    "bitte senden korrigierte Wartungspauschale Buchhaltung Ansprechpartner Zahlung zurückgestellt "
-    "the invoice was charged twice please send a corrected credit note as soon as possible"
-).split()
 ARCHIVED_AT = datetime(2025, 3, 7, 12, 0, tzinfo=timezone.utc)
-
-
-def make_articles(count: int, chars: int = 1000, seed: int = 4711) -> list[dict]:
-    """``count`` plain-text articles of about ``chars`` characters, in paragraphs of ~300."""
-    rng = random.Random(seed)
-    articles = []
-    for index in range(count):
-        paragraphs, length, current = [], 0, []
-        while length < chars:
-            word = rng.choice(WORDS)
-            current.append(word)
-            length += len(word) + 1
-            if len(" ".join(current)) > 300:
-                paragraphs.append(" ".join(current))
-                current = []
-        paragraphs.append(" ".join(current))
-        articles.append(
-            {
-                "id": 1000 + index,
-                "from": "Katrin Vogelsang <k.vogelsang@example.com>",
-                "to": "support@example.com",
-                "subject": f"Message {index}",
-                "type": "email",
-                "sender": "Customer",
-                "internal": index % 5 == 0,
-                "content_type": "text/plain",
-                "created_at": f"2025-03-03T08:{index // 60 % 60:02d}:{index % 60:02d}Z",
-                "body": "\n\n".join(paragraphs),
-            }
-        )
-    return articles
+TICKET = {"number": "25004711", "title": "Benchmark ticket", "created_at": "2025-03-03T08:00:00Z"}
+SIZES = (5, 50, 500, 2000)
+TARGET_SIZE = 500
+TARGET_RATIO = 1.0
 
 
 def render_ours(ticket: dict, articles: list[dict]) -> int:
@@ -105,23 +75,45 @@ def timed(fn, *args, repeat: int = 1) -> tuple[float, int]:
     return best, pages
 
 
+def measure(sizes: tuple[int, ...], repeat: int) -> list[tuple[int, float, int, float, int]]:
+    """``(articles, ours s, pages, ReportLab s, pages)`` per size; best of ``repeat`` up to 500 articles."""
+    render_ours(TICKET, make_articles(2))  # warm the per-process font caches for both paths
+    render_reportlab(TICKET, make_articles(2))
+    rows = []
+    for count in sizes:
+        articles = make_articles(count)
+        runs = repeat if count <= 500 else 1
+        ours, ours_pages = timed(render_ours, TICKET, articles, repeat=runs)
+        theirs, their_pages = timed(render_reportlab, TICKET, articles, repeat=runs)
+        rows.append((count, ours, ours_pages, theirs, their_pages))
+    return rows
+
+
+def run(quick: bool = False) -> list[Result]:
+    """Seconds per ticket for ours and the ours/ReportLab ratio per size; the target is at 500 articles."""
+    sizes, repeat = ((20, 500), 1) if quick else (SIZES, 3)
+    results = []
+    for count, ours, ours_pages, theirs, _ in measure(sizes, repeat):
+        ratio = ours / theirs
+        results.append(Result("render", f"{count} articles: ours, {ours_pages} pages", round(ours, 3), "s"))
+        on_target = count == TARGET_SIZE
+        results.append(Result("render", f"{count} articles: ours / ReportLab platypus", round(ratio, 2), "ratio",
+                              f"<= {TARGET_RATIO:g}" if on_target else None,
+                              ratio <= TARGET_RATIO if on_target else None))
+    return results
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="5,50,500,2000", help="comma-separated article counts")
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="comma-separated article counts")
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (best is kept)")
     args = parser.parse_args(argv)
-    ticket = {"number": "25004711", "title": "Benchmark ticket", "created_at": "2025-03-03T08:00:00Z"}
-    render_ours(ticket, make_articles(2))  # warm the per-process font caches for both paths
-    render_reportlab(ticket, make_articles(2))
     print(f"{'articles':>8} {'ours s':>8} {'pages':>6} {'reportlab s':>12} {'pages':>6} {'ours/RL':>8}")
     worst_500 = None
-    for count in (int(s) for s in args.sizes.split(",")):
-        articles = make_articles(count)
-        repeat = args.repeat if count <= 500 else 1
-        ours, ours_pages = timed(render_ours, ticket, articles, repeat=repeat)
-        theirs, their_pages = timed(render_reportlab, ticket, articles, repeat=repeat)
+    for count, ours, ours_pages, theirs, their_pages in measure(tuple(int(s) for s in args.sizes.split(",")),
+                                                                args.repeat):
         ratio = ours / theirs
-        if count == 500:
+        if count == TARGET_SIZE:
             worst_500 = ratio
         print(f"{count:>8} {ours:>8.3f} {ours_pages:>6} {theirs:>12.3f} {their_pages:>6} {ratio:>7.2f}x")
     if worst_500 is not None:

@@ -1,0 +1,101 @@
+"""Benchmark: tickets of 20 articles archived per second, end to end, signing on.
+
+For ``WORKERS`` = 1, 2 and 4 a fresh stack (:class:`benchmarks.stack.Stack`: the seeded
+simulator and the service as subprocesses, dev PFX, local storage, durable job store)
+archives fixture ticket 4711 as a warm-up (the render processes start lazily), then gets
+one webhook for each of ``N`` generated tickets at once. The clock runs from the first
+webhook to the moment the last ticket is seen ``pdf:signed`` with its note in the
+simulator; tickets/s = ``N`` / that time (target: at least 20 on 2 cores).
+
+The profile rows (``WORKERS=2``) say where the time goes: CPU seconds per ticket of the
+service's main process (HTTP, Zammad client, signing, storage), of its render processes
+and of the simulator, from ``/proc``; and the mean wall time of each step from the
+service's ``/metrics``. The ceiling row is the CPU count divided by the service's CPU per
+ticket: no setting of ``WORKERS`` archives faster than that on this machine.
+
+Run alone: ``python -m benchmarks.e2e [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+
+from benchmarks.common import Result
+from benchmarks.simulator import FIXTURE_TICKET
+from benchmarks.stack import Stack, StepProfile
+
+ARTICLES = 20
+WORKER_COUNTS = (1, 2, 4)
+TARGET_RATE = 20.0
+PROFILED_WORKERS = 2
+
+
+async def measure(workers: int, tickets: int, timeout: float) -> tuple[float, int, dict[str, float], StepProfile]:
+    """One stack: returns tickets/s, tickets not archived, CPU seconds per ticket, step profile."""
+    with Stack(tickets=tickets, articles=ARTICLES, workers=workers) as stack:
+        if await stack.post([FIXTURE_TICKET]):
+            raise RuntimeError("the warm-up webhook was refused")
+        _, missing = await stack.wait_signed([FIXTURE_TICKET], 60)
+        if missing:
+            raise RuntimeError(f"the warm-up ticket was not archived: {stack.log_tail('service.log')}")
+        cpu_before, profile_before = stack.cpu(), await stack.profile()
+        started = time.perf_counter()
+        refused = await stack.post(stack.ticket_ids)
+        if refused:
+            raise RuntimeError(f"{refused} webhooks were refused")
+        ended, missing = await stack.wait_signed(stack.ticket_ids, timeout)
+        cpu_after, profile = stack.cpu(), await stack.profile() - profile_before
+        archived = tickets - len(missing)
+        per_ticket = {k: (cpu_after[k] - cpu_before[k]) / max(archived, 1) for k in cpu_after}
+        return archived / (ended - started), len(missing), per_ticket, profile
+
+
+def run(quick: bool = False) -> list[Result]:
+    """Archive ``N`` tickets for each ``WORKERS`` value; rates, misses and the profile of ``WORKERS=2``."""
+    tickets, timeout = (20, 60.0) if quick else (120, 120.0)
+    cpus = os.cpu_count() or 1
+    rows: list[Result] = []
+    missed = 0
+    profiled = None
+    for workers in WORKER_COUNTS:
+        rate, missing, per_ticket, profile = asyncio.run(measure(workers, tickets, timeout))
+        missed += missing
+        rows.append(Result("e2e", f"tickets/s, {ARTICLES} articles, signed, WORKERS={workers} ({cpus} CPUs)",
+                           round(rate, 1), "tickets/s", f">= {TARGET_RATE:g}", rate >= TARGET_RATE))
+        if workers == PROFILED_WORKERS:
+            profiled = (per_ticket, profile)
+    rows.append(Result("e2e", f"tickets not archived in {timeout:.0f} s (of {tickets} per run)", missed, "count",
+                       "== 0", missed == 0))
+    if profiled is not None:
+        per_ticket, profile = profiled
+        label = f"WORKERS={PROFILED_WORKERS}"
+        for name, what in (("service", "service main process"), ("render", "render processes"),
+                           ("simulator", "simulator")):
+            rows.append(Result("e2e", f"{label}: CPU per ticket, {what}", round(per_ticket[name] * 1000, 1),
+                               "ms"))
+        own = per_ticket["service"] + per_ticket["render"]
+        rows.append(Result("e2e", f"{label}: CPU ceiling, {cpus} CPUs / service CPU per ticket",
+                           round(cpus / own, 1) if own else 0.0, "tickets/s"))
+        rows.append(Result("e2e", f"{label}: wall per job (gate to stored; report not included)",
+                           round(profile.mean_ms(), 1), "ms"))
+        for step in ("fetch", "render", "sign", "store"):
+            rows.append(Result("e2e", f"{label}: wall per job, step {step}", round(profile.mean_ms(step), 1), "ms"))
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="20 tickets per run instead of 120")
+    args = parser.parse_args(argv)
+    for row in run(args.quick):
+        print(f"{row.metric:70} {row.value:>9} {row.unit:9} {row.target or ''} "
+              f"{'' if row.met is None else ('met' if row.met else 'NOT met')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

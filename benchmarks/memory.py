@@ -1,0 +1,93 @@
+"""Benchmark: peak memory of the service while it archives one 5,000-article ticket.
+
+A fresh stack (:class:`benchmarks.stack.Stack`, signing on, default settings: ``WORKERS=2``,
+one render process per CPU) gets one webhook for a generated ticket of 5,000 plain-text
+articles of ~1,000 characters (~5 MB of article JSON from Zammad). While it runs, every
+process of the service's tree is sampled every 0.1 s for ``VmHWM`` (the kernel's peak
+resident set, ``/proc/<pid>/status``), keeping each process's highest value.
+
+Reported: the main process, the largest render child, and the sum over the whole tree
+(main process, forkserver, render processes, resource tracker) — the target (under
+300 MiB) is on the sum. Summing per-process peaks overstates the true peak: the peaks need
+not coincide, and pages the render children share with the forkserver count once per child.
+
+Run alone: ``python -m benchmarks.memory [--quick]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+
+from benchmarks.common import Result
+from benchmarks.stack import Stack, peak_rss_mib, process_tree
+
+ARTICLES = 5000
+TARGET_MIB = 300.0
+SAMPLE_SECONDS = 0.1
+
+
+async def measure(articles: int, timeout: float) -> tuple[dict[int, float], int, float, float, list[int]]:
+    """Archive one ticket of ``articles`` articles; per-pid peaks, main pid, idle MiB, seconds, missing."""
+    with Stack(tickets=1, articles=articles) as stack:
+        assert stack.service is not None
+        main_pid = stack.service.pid
+        idle = peak_rss_mib(main_pid)
+        peaks: dict[int, float] = {}
+        done = asyncio.Event()
+
+        async def sample() -> None:
+            while not done.is_set():
+                for pid in process_tree(main_pid):
+                    peaks[pid] = max(peaks.get(pid, 0.0), peak_rss_mib(pid))
+                await asyncio.sleep(SAMPLE_SECONDS)
+
+        sampler = asyncio.create_task(sample())
+        started = time.perf_counter()
+        try:
+            if await stack.post(stack.ticket_ids):
+                raise RuntimeError("the webhook was refused")
+            ended, missing = await stack.wait_signed(stack.ticket_ids, timeout)
+        finally:
+            done.set()
+            await sampler
+        for pid in process_tree(main_pid):  # a last look, before anything stops
+            peaks[pid] = max(peaks.get(pid, 0.0), peak_rss_mib(pid))
+        return peaks, main_pid, idle, ended - started, missing
+
+
+def run(quick: bool = False) -> list[Result]:
+    """One archive run of a 5,000-article ticket (1,000 with ``quick``); peak RSS figures."""
+    articles, timeout = (1000, 90.0) if quick else (ARTICLES, 240.0)
+    peaks, main_pid, idle, seconds, missing = asyncio.run(measure(articles, timeout))
+    children = {pid: mib for pid, mib in peaks.items() if pid != main_pid}
+    total = sum(peaks.values())
+    target = f"< {TARGET_MIB:g}"
+    return [
+        Result("memory", f"{articles}-article ticket archived (signed) in", round(seconds, 1), "s",
+               "archived", not missing),
+        Result("memory", "service main process at start, RSS", round(idle, 1), "MiB"),
+        Result("memory", "peak RSS, service main process", round(peaks.get(main_pid, 0.0), 1), "MiB"),
+        Result("memory", f"peak RSS, largest of {len(children)} child processes",
+               round(max(children.values(), default=0.0), 1), "MiB"),
+        Result("memory", "peak RSS, the other child processes together (forkserver, tracker, idle renderers)",
+               round(sum(children.values()) - max(children.values(), default=0.0), 1), "MiB"),
+        Result("memory", f"peak RSS, sum over service tree ({len(peaks)} processes), {articles} articles",
+               round(total, 1), "MiB", target, total < TARGET_MIB and not missing),
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a 1,000-article ticket instead of 5,000")
+    args = parser.parse_args(argv)
+    for row in run(args.quick):
+        print(f"{row.metric:70} {row.value:>9} {row.unit:5} {row.target or ''} "
+              f"{'' if row.met is None else ('met' if row.met else 'NOT met')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
