@@ -13,7 +13,11 @@ Python API (tests)::
     ...
     sim.tags(4711); sim.notes(4711); sim.requests
     sim.fail("POST", r"^/api/v1/ticket_articles$", 500, times=1)
+    sim.fail("*", r"^/api/v1/", 503, every=2)              # every 2nd API call fails
+    sim.fail("POST", r"^/api/v1/tags/add$", 503, match_body=r"pdf:error", times=4)
     sim.delay("GET", r"^/api/v1/tickets/", 5.0)
+    sim.delay("POST", r"^/api/v1/ticket_articles$", 5.0, after=True)  # handled, answer held
+    sim.clone_ticket(4711, 5001)                           # a copy with new ids and number
     await sim.stop()
 
 CLI (demo)::
@@ -147,6 +151,9 @@ class _Fault:
     remaining: int | None
     body: dict[str, Any] | None
     text: str | None
+    every: int = 1
+    seen: int = 0
+    match_body: re.Pattern[str] | None = None
 
 
 @dataclass(slots=True)
@@ -154,6 +161,8 @@ class _Delay:
     method: str
     pattern: re.Pattern[str]
     seconds: float
+    after: bool = False
+    match_body: re.Pattern[str] | None = None
 
 
 @dataclass(slots=True)
@@ -286,6 +295,32 @@ class ZammadSimulator:
             ticket, load("articles-by-ticket.json"), load("tags.json")["tags"], names=names, all_extras=extras
         )
 
+    def clone_ticket(self, source_id: int, new_id: int, *, number: str | None = None,
+                     tags: list[str] | None = None, article_ids: list[int] | None = None) -> int:
+        """Add a copy of ticket ``source_id`` as ``new_id`` (number ``number``, default
+        ``str(new_id)``; tags ``tags``, default the source's), with copies of its articles
+        (of those in ``article_ids`` only, when given) under fresh article ids. Inline image
+        URLs in the bodies are rewritten to the new ticket and article ids; attachment ids are
+        kept. Notes created through the API are not copied. Returns ``new_id``."""
+        if new_id in self._tickets:
+            raise ValueError(f"ticket {new_id} exists already")
+        source = self._ticket(source_id)
+        next_article = max(self._articles, default=0) + 1
+        articles = []
+        for old_id in source.article_ids:
+            if old_id in self._created_article_ids or (article_ids is not None and old_id not in article_ids):
+                continue  # notes the archiver posted belong to the source ticket only
+            article = copy.deepcopy(self._articles[old_id])
+            article["id"] = next_article
+            article["body"] = str(article.get("body") or "").replace(
+                f"/api/v1/ticket_attachment/{source_id}/{old_id}/", f"/api/v1/ticket_attachment/{new_id}/{next_article}/")
+            article.pop("ticket_id", None)
+            articles.append(article)
+            next_article += 1
+        columns = {**copy.deepcopy(source.columns), "id": new_id, "number": number or str(new_id)}
+        return self.add_ticket(columns, articles, list(source.tags) if tags is None else tags,
+                               names=copy.deepcopy(source.names), all_extras=source.all_extras)
+
     # -- inspection --------------------------------------------------------------------
 
     def tags(self, ticket_id: int) -> list[str]:
@@ -312,23 +347,39 @@ class ZammadSimulator:
         times: int | None = None,
         body: dict[str, Any] | None = None,
         text: str | None = None,
+        every: int = 1,
+        match_body: str | None = None,
     ) -> None:
         """Answer matching requests with ``status`` instead of serving them.
 
         ``method`` is compared case-insensitively (``"*"`` = any); ``path_regex`` is searched
-        in the path (anchor it for an exact match). ``times`` limits how often the fault
-        fires (``None`` = until :meth:`clear_faults`). The body is ``body`` as JSON, else
-        ``text`` as ``text/html``, else Zammad's: the masked ``{"error": "Error ID …"}`` for
-        5xx, ``{"error", "error_human"}`` otherwise (plus ``X-Failure`` on 401/403).
-        Faults are checked before authentication, after delays.
+        in the path (anchor it for an exact match); ``match_body``, when given, is searched in
+        the raw request body and the query string (e.g. ``r"pdf:error"`` for one tag).
+        ``every`` = N fires on every N-th matching request only (the N-th, 2N-th, …; the
+        others are served), deterministically. ``times`` limits how often the fault fires
+        (``None`` = until :meth:`clear_faults`). The body is ``body`` as JSON, else ``text`` as
+        ``text/html``, else Zammad's: the masked ``{"error": "Error ID …"}`` for 5xx,
+        ``{"error", "error_human"}`` otherwise (plus ``X-Failure`` on 401/403). Faults are
+        checked before authentication, after delays.
         """
         if times is not None and times <= 0:
             raise ValueError("times must be positive or None")
-        self._faults.append(_Fault(method.upper(), re.compile(path_regex), status, times, body, text))
+        if every < 1:
+            raise ValueError("every must be at least 1")
+        self._faults.append(_Fault(method.upper(), re.compile(path_regex), status, times, body, text, every=every,
+                                   match_body=re.compile(match_body) if match_body is not None else None))
 
-    def delay(self, method: str, path_regex: str, seconds: float) -> None:
-        """Wait ``seconds`` before handling matching requests (until :meth:`clear_faults`)."""
-        self._delays.append(_Delay(method.upper(), re.compile(path_regex), float(seconds)))
+    def delay(self, method: str, path_regex: str, seconds: float, *, after: bool = False,
+              match_body: str | None = None) -> None:
+        """Wait ``seconds`` before handling matching requests (until :meth:`clear_faults`).
+
+        With ``after=True`` the request is handled first and only its answer is held: the
+        change is made in the simulator's state, but the client does not know yet (a crash
+        of the client in that window is a "written, but not confirmed" case). ``match_body``
+        as for :meth:`fail`.
+        """
+        self._delays.append(_Delay(method.upper(), re.compile(path_regex), float(seconds), after=after,
+                                   match_body=re.compile(match_body) if match_body is not None else None))
 
     def clear_faults(self) -> None:
         """Remove all injected faults and delays."""
@@ -403,19 +454,33 @@ class ZammadSimulator:
                 body=raw,
             )
         )
+        searchable = raw.decode("utf-8", "replace") + "\n" + request.query_string
         for delay in list(self._delays):
-            if _matches(delay.method, delay.pattern, request):
-                try:
-                    await asyncio.wait_for(self._stopping.wait(), delay.seconds)
-                except TimeoutError:
-                    pass
+            if not delay.after and _matches(delay.method, delay.pattern, request, delay.match_body, searchable):
+                await self._hold(delay.seconds)
         for fault in list(self._faults):
-            if _matches(fault.method, fault.pattern, request):
+            if _matches(fault.method, fault.pattern, request, fault.match_body, searchable):
+                fault.seen += 1
+                if fault.seen % fault.every:
+                    continue
                 if fault.remaining is not None:
                     fault.remaining -= 1
-                    if fault.remaining <= 0:
+                    if fault.remaining <= 0 and fault in self._faults:
                         self._faults.remove(fault)
                 return _fault_response(fault)
+        response = await self._serve(request, raw, parsed, handler)
+        for delay in list(self._delays):
+            if delay.after and _matches(delay.method, delay.pattern, request, delay.match_body, searchable):
+                await self._hold(delay.seconds)
+        return response
+
+    async def _hold(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+        except TimeoutError:
+            pass
+
+    async def _serve(self, request: web.Request, raw: bytes, parsed: Any, handler: Any) -> web.StreamResponse:
         if request.match_info.http_exception is not None:
             # Rails routes before authenticating: unknown routes are 404 for everyone.
             return _error(404, f"No route matches [{request.method}] {request.path}")
@@ -793,8 +858,10 @@ def _fault_response(fault: _Fault) -> web.Response:
     return _error(fault.status, _DEFAULT_ERRORS.get(fault.status, f"HTTP {fault.status}"))
 
 
-def _matches(method: str, pattern: re.Pattern[str], request: web.Request) -> bool:
-    return method in ("*", request.method) and pattern.search(request.path) is not None
+def _matches(method: str, pattern: re.Pattern[str], request: web.Request,
+             body_pattern: re.Pattern[str] | None = None, searchable: str = "") -> bool:
+    return (method in ("*", request.method) and pattern.search(request.path) is not None
+            and (body_pattern is None or body_pattern.search(searchable) is not None))
 
 
 def _content_disposition(disposition: str, filename: str) -> str:

@@ -223,6 +223,7 @@ class JobStore:
         results: list[tuple[bool, Any]] = []
         conn.execute("BEGIN IMMEDIATE")
         try:
+            rolled_back = False
             for fn in fns:
                 conn.execute("SAVEPOINT op")
                 try:
@@ -232,12 +233,20 @@ class JobStore:
                     conn.execute("ROLLBACK TO op")
                     conn.execute("RELEASE op")
                     results.append((False, exc))
+                    rolled_back = True
+            if rolled_back:  # an op may have counted a change that was just undone
+                self._recount(conn)
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
+            self._recount(conn)
             raise
         self.commits += 1
         return results
+
+    def _recount(self, conn: sqlite3.Connection) -> None:
+        """Set the pending counter from the database (after a rollback)."""
+        self._pending_count = conn.execute("SELECT COUNT(*) FROM jobs WHERE state='pending'").fetchone()[0]
 
     async def _run(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
         loop = asyncio.get_running_loop()
@@ -395,10 +404,10 @@ class JobStore:
     async def retry_later(self, job_id: str, *, at: float, error: str, step: str, classification: str) -> None:
         """``running → pending`` after a Transient failure, to run again at ``at`` (Unix seconds)."""
         def op(conn: sqlite3.Connection) -> None:
-            conn.execute("UPDATE jobs SET state='pending', next_attempt_at=?, last_error=?, last_step=?, "
-                         "classification=?, updated_at=? WHERE job_id=? AND state='running'",
-                         (at, error, step, classification, self._clock(), job_id))
-            self._pending_count += 1
+            changed = conn.execute("UPDATE jobs SET state='pending', next_attempt_at=?, last_error=?, last_step=?, "
+                                   "classification=?, updated_at=? WHERE job_id=? AND state='running'",
+                                   (at, error, step, classification, self._clock(), job_id)).rowcount
+            self._pending_count += changed
 
         await self._run(op)
 

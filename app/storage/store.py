@@ -1,4 +1,4 @@
-"""The archive store: writes a PDF atomically under the storage root, never overwriting one.
+"""The archive store: writes a PDF atomically under the storage root, never overwriting another run's archive.
 
 Layout and names come from :mod:`app.storage.paths`. The write sequence (all relative to
 directory file descriptors opened without following symlinks):
@@ -17,9 +17,31 @@ directory file descriptors opened without following symlinks):
 4. ``fsync`` the target folder (and every folder a new folder was created in);
 5. with a ``sidecar`` mapping: write ``<published name>.json`` (e.g. ``Ticket-1_v2.pdf.json``)
    the same way (temp file, ``fsync``, ``os.replace``, folder ``fsync``). It is the
-   completion marker: a PDF without its sidecar is an interrupted run (the next run adds a
-   new version). Its name follows from the PDF's, which no other run can hold, so the
-   replace never overwrites another run's sidecar.
+   completion marker: a PDF without its sidecar is an interrupted publish. Its name follows
+   from the PDF's, which no other run can hold, so the replace never overwrites another
+   run's sidecar.
+
+**One archive per job.** A job that was killed after publishing and runs again (the job
+store resumes it) writes to the same target name, because its ``archived_at`` is fixed at
+its first start. When the ``sidecar`` mapping carries a ``job_id``, the names ``name``,
+``<stem>_v2``, ... are looked at in order, before anything is written, up to the first free
+one:
+
+* a regular file whose sidecar names **this** ``job_id`` (and whose SHA-256 matches the
+  sidecar's) is this job's finished archive: it is returned as it is, nothing is written;
+* a regular file **without** a sidecar, last modified no earlier than the job's
+  ``archived_at`` (less :data:`INCOMPLETE_MTIME_SLACK_SECONDS`), is taken for this job's own
+  publish that was interrupted before its completion marker: it is replaced atomically
+  (temp file, ``fsync``, ``os.replace`` over the name) and then gets its sidecar. This is
+  the only case in which the store replaces a file. It is safe because within one process
+  the publish and the sidecar of one name run under one lock (no other run's half-done
+  publish is visible), one ticket has one job at a time, and the default template puts the
+  ticket number and the archive second in the name; a sidecar-less file older than the job
+  (e.g. written by a version of the service without sidecars) is never replaced;
+* anything else (another job's sidecar, a symlink, an unreadable sidecar, a PDF that does
+  not match its sidecar) is another run's and is left alone.
+
+Without a ``job_id`` (or without a sidecar) every call publishes a new file.
 
 Any failure removes the temp file. Every ``OSError`` becomes :class:`StorageError` with its
 ``errno``; whether that is Transient or Permanent is decided by the workflow's classifier.
@@ -34,6 +56,8 @@ import json
 import os
 import secrets
 import stat
+import threading
+import zlib
 from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -68,6 +92,16 @@ SIDECAR_SUFFIX = ".json"
 
 SIDECAR_SCHEMA = 1
 """``schema`` field of the sidecar; raised when a field changes meaning."""
+
+INCOMPLETE_MTIME_SLACK_SECONDS = 2.0
+"""How much older than the job's ``archived_at`` a sidecar-less PDF may look and still be
+taken for the job's own interrupted publish (file systems with coarse or skewed times)."""
+
+SIDECAR_MAX_BYTES = 1 << 20
+"""Largest sidecar read back when looking for a job's earlier archive."""
+
+_NAME_LOCKS = 64
+_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def _describe(exc: OSError) -> str:
@@ -131,6 +165,8 @@ class ArchiveStore:
         self._fsync = fsync
         self._max_segment_bytes = max_segment_bytes
         self._hardlinks = True
+        # Publish + sidecar of one target name never interleave within this process.
+        self._name_locks = [threading.Lock() for _ in range(_NAME_LOCKS)]
         self.check()
 
     @property
@@ -170,13 +206,17 @@ class ArchiveStore:
         ``schema``, ``path`` (relative to the root), ``sha256``, ``size`` and
         ``path_template``, which override same-named keys of the mapping.
 
+        With a ``job_id`` in ``sidecar`` the call is idempotent per job: the job's finished
+        archive is returned instead of writing a second one, and its interrupted publish
+        (a PDF without sidecar) is replaced (see the module docstring).
+
         The blocking work runs in a worker thread. If the awaiting task is cancelled the
         thread still finishes, so the file may be published anyway.
 
         Returns:
             :class:`StoredArchive` with the absolute path, the ``/``-separated path relative
             to the root (possibly with a ``_vN`` suffix), the SHA-256 (hex) and size in
-            bytes of ``data``.
+            bytes of ``data`` — or of the job's earlier archive when that is returned.
 
         Raises:
             StorageError: any file-system failure, with its ``errno`` and a message naming
@@ -187,12 +227,13 @@ class ArchiveStore:
         """
         relative = self.relative_path(snapshot)
         return await asyncio.to_thread(self._store_blocking, relative, bytes(data),
-                                       dict(sidecar) if sidecar is not None else None)
+                                       dict(sidecar) if sidecar is not None else None,
+                                       snapshot.archived_at.timestamp())
 
     # -- blocking part -------------------------------------------------------------------
 
     def _store_blocking(self, relative: PurePosixPath, data: bytes,
-                        sidecar: dict[str, Any] | None = None) -> StoredArchive:
+                        sidecar: dict[str, Any] | None = None, not_before: float | None = None) -> StoredArchive:
         folders, name = relative.parts[:-1], relative.parts[-1]
         opened: list[int] = []
         try:
@@ -208,24 +249,104 @@ class ArchiveStore:
                 opened.append(self._open_folder(opened[-1], folder, here))
             target_fd = opened[-1]
             self._check_inside_root(target_fd, folders)
-            published, digest = self._write_and_publish(target_fd, folders, name, data)
-            if self._fsync:
-                for fd, here in [(target_fd, "/".join(folders) or "."), *reversed(grown)]:
-                    self._sync_folder(fd, here)
-            stored = StoredArchive(
-                path=self._root.joinpath(*folders, published),
-                relative_path="/".join((*folders, published)),
-                sha256=digest,
-                size=len(data),
-            )
-            if sidecar is not None:
-                self._write_sidecar(target_fd, folders, published, self._sidecar_bytes(sidecar, stored))
+            job_id = sidecar.get("job_id") if sidecar is not None else None
+            lock = self._name_locks[zlib.crc32(str(relative).encode()) % _NAME_LOCKS]
+            with lock:
+                replace = None
+                if job_id is not None:
+                    found = self._find_job_archive(target_fd, folders, name, str(job_id), not_before)
+                    if isinstance(found, StoredArchive):
+                        return found  # this job's archive is complete: nothing to write
+                    replace = found
+                published, digest = self._write_and_publish(target_fd, folders, name, data, replace=replace)
                 if self._fsync:
-                    self._sync_folder(target_fd, "/".join(folders) or ".")
+                    for fd, here in [(target_fd, "/".join(folders) or "."), *reversed(grown)]:
+                        self._sync_folder(fd, here)
+                stored = StoredArchive(
+                    path=self._root.joinpath(*folders, published),
+                    relative_path="/".join((*folders, published)),
+                    sha256=digest,
+                    size=len(data),
+                )
+                if sidecar is not None:
+                    self._write_sidecar(target_fd, folders, published, self._sidecar_bytes(sidecar, stored))
+                    if self._fsync:
+                        self._sync_folder(target_fd, "/".join(folders) or ".")
         finally:
             for fd in opened:
                 _close_quietly(fd)
         return stored
+
+    def _find_job_archive(self, dir_fd: int, folders: tuple[str, ...], name: str, job_id: str,
+                          not_before: float | None) -> StoredArchive | str | None:
+        """Look for ``job_id``'s earlier archive among ``name``, ``<stem>_v2``, ... up to the
+        first free name: its :class:`StoredArchive` when complete, the name of its
+        interrupted publish (no sidecar) to replace, or ``None`` (see the module docstring)."""
+        for version in range(1, MAX_VERSIONS + 1):
+            candidate = versioned_name(name, version, max_bytes=self._max_segment_bytes)
+            here = "/".join((*folders, candidate))
+            try:
+                st = os.lstat(candidate, dir_fd=dir_fd)
+            except FileNotFoundError:
+                return None
+            except OSError as exc:
+                raise _storage_error("inspect", here, exc) from exc
+            if not stat.S_ISREG(st.st_mode):
+                continue  # a symlink or folder planted at the name is never ours
+            recorded = self._read_sidecar(dir_fd, candidate + SIDECAR_SUFFIX, here + SIDECAR_SUFFIX)
+            if recorded is None:
+                if not_before is not None and st.st_mtime >= not_before - INCOMPLETE_MTIME_SLACK_SECONDS:
+                    return candidate  # our publish, interrupted before its completion marker
+                continue
+            if recorded.get("job_id") != job_id:
+                continue
+            digest, size = self._digest(dir_fd, candidate, here)
+            if digest != recorded.get("sha256") or size != recorded.get("size"):
+                continue  # not the file the sidecar describes: leave it alone
+            return StoredArchive(path=self._root.joinpath(*folders, candidate), relative_path=here,
+                                 sha256=digest, size=size)
+        return None
+
+    @staticmethod
+    def _read_sidecar(dir_fd: int, sidecar_name: str, here: str) -> dict[str, Any] | None:
+        """The parsed sidecar, ``None`` when there is none, ``{}`` when it cannot be used
+        (a symlink, not JSON, too large)."""
+        try:
+            fd = os.open(sidecar_name, _READ_FLAGS, dir_fd=dir_fd)
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                return {}
+            raise _storage_error("read", here, exc) from exc
+        try:
+            with os.fdopen(fd, "rb") as fh:
+                raw = fh.read(SIDECAR_MAX_BYTES + 1)
+        except OSError as exc:
+            raise _storage_error("read", here, exc) from exc
+        try:
+            parsed = json.loads(raw) if len(raw) <= SIDECAR_MAX_BYTES else None
+        except ValueError:
+            parsed = None
+        return parsed if isinstance(parsed, dict) else {}
+
+    @staticmethod
+    def _digest(dir_fd: int, name: str, here: str) -> tuple[str, int]:
+        """SHA-256 (hex) and size of a file in ``dir_fd``, read without following a symlink."""
+        try:
+            fd = os.open(name, _READ_FLAGS, dir_fd=dir_fd)
+        except OSError as exc:
+            raise _storage_error("read", here, exc) from exc
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            with os.fdopen(fd, "rb") as fh:
+                while chunk := fh.read(1 << 20):
+                    digest.update(chunk)
+                    size += len(chunk)
+        except OSError as exc:
+            raise _storage_error("read", here, exc) from exc
+        return digest.hexdigest(), size
 
     def _sidecar_bytes(self, sidecar: dict[str, Any], stored: StoredArchive) -> bytes:
         content = {
@@ -316,9 +437,10 @@ class ArchiveStore:
             raise StorageError(f"folder '{here}' resolves outside the storage root", errno=errno.ELOOP)
 
     def _write_and_publish(
-        self, dir_fd: int, folders: tuple[str, ...], name: str, data: bytes
+        self, dir_fd: int, folders: tuple[str, ...], name: str, data: bytes, *, replace: str | None = None
     ) -> tuple[str, str]:
-        """Write a temp file in ``dir_fd`` and publish it; returns (final name, sha256 hex)."""
+        """Write a temp file in ``dir_fd`` and publish it — under the first free name, or over
+        ``replace`` (an interrupted publish of the same job); returns (final name, sha256 hex)."""
         tmp_name = f".{name}.{secrets.token_hex(8)}.tmp"
         tmp_relative = "/".join((*folders, tmp_name))
         try:
@@ -340,7 +462,14 @@ class ArchiveStore:
                 os.close(fd)  # network file systems may report deferred write errors here
             except OSError as exc:
                 raise _storage_error("write", tmp_relative, exc) from exc
-            final = self._publish(dir_fd, folders, tmp_name, name)
+            if replace is not None:
+                try:
+                    os.replace(tmp_name, replace, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
+                except OSError as exc:
+                    raise _storage_error("publish", "/".join((*folders, replace)), exc) from exc
+                final = replace
+            else:
+                final = self._publish(dir_fd, folders, tmp_name, name)
             published = True
             return final, hashlib.sha256(data).hexdigest()
         finally:

@@ -248,3 +248,27 @@ async def test_concurrent_accepts_are_group_committed(tmp_path):
     assert all(a.status == "accepted" for a in answers)
     assert store.commits - before < 100  # far fewer transactions than requests
     await store.close()
+
+
+async def test_pending_count_follows_the_database(tmp_path):
+    """The counter behind ``full`` and ``/healthz`` never counts a change that did not happen:
+    a retry of a job that is not running changes nothing, and an op that fails after
+    counting is rolled back together with its count."""
+    store = store_at(tmp_path / "jobs.sqlite3")
+    await store.open()
+    job = await store.accept(JobRequest(1))
+    assert store.pending_count == 1
+    await store.retry_later(job.job_id, at=9e9, error="e", step="s", classification="Transient")  # not running
+    assert store.pending_count == 1
+
+    def counts_then_fails(conn):
+        conn.execute("INSERT INTO jobs (job_id, ticket_id, state, reason, created_at, updated_at) "
+                     "VALUES ('x', 2, 'pending', 'webhook', 0, 0)")
+        store._pending_count += 1
+        raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        await store._run(counts_then_fails)
+    assert store.pending_count == 1
+    assert (await store.get("x")) is None
+    await store.close()
