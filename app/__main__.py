@@ -52,6 +52,8 @@ commands:
   serve                                   run the service (settings from CONFIG_PATH and the environment)
   render TICKET.json ARTICLES.json [-o OUT.pdf] [--tags TAGS.json] [--template NAME] [--timezone TZ]
                                           lay a ticket out as an unsigned PDF, without a server
+  extract ARCHIVE.pdf -o DIR [--sidecar ARCHIVE.pdf.json]
+                                          write the embedded originals out, check them against the sidecar
 """
 
 
@@ -67,6 +69,10 @@ def main(argv: list[str]) -> int:
         from app.render.cli import main as render_main
 
         return render_main(rest)
+    if command == "extract":
+        from app.render.extract import main as extract_main
+
+        return extract_main(rest)
     print(f"unknown command {command!r}\n\n{USAGE}", end="", file=sys.stderr)
     return 2
 

@@ -214,8 +214,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
         connector = aiohttp.TCPConnector(ssl=_ssl_context(settings.zammad_verify_tls), limit=32)
         session = aiohttp.ClientSession(connector=connector, json_serialize=lambda o: orjson.dumps(o).decode())
         pki_session = open_pki_session(settings)
-        renderer = ProcessPoolRenderer(RenderOptions(template=settings.pdf_template, timezone=settings.pdf_timezone, service_name=SERVICE_NAME, max_articles=settings.pdf_max_articles, limit_mode=settings.pdf_article_limit_mode, font_dirs=settings.pdf_font_directories()),
-                                       processes=settings.render_processes)
+        render_options = RenderOptions(
+            template=settings.pdf_template, timezone=settings.pdf_timezone, service_name=SERVICE_NAME,
+            max_articles=settings.pdf_max_articles, limit_mode=settings.pdf_article_limit_mode,
+            font_dirs=settings.pdf_font_directories(), pdfa=settings.pdf_pdfa)
+        renderer = ProcessPoolRenderer(render_options, processes=settings.render_processes)
         try:
             assert settings.storage_root is not None and settings.zammad_api_token is not None
             zammad = ZammadClient(session, settings.zammad_base_url, settings.zammad_api_token.reveal(),

@@ -755,6 +755,9 @@ class ZammadSimulator:
                 mime, entry["id"], _int_or(entry.get("size"), 64)
             )
             msg.add_attachment(data, maintype=maintype, subtype=subtype or "octet-stream", filename=entry["filename"])
+        if msg.is_multipart():
+            # Zammad serves the stored mail, the same bytes every time: no random boundary.
+            msg.set_boundary(f"=_zammad-simulator-{article.get('id')}")
         return msg.as_bytes()
 
     # -- handlers: tags ----------------------------------------------------------------

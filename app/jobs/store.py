@@ -218,6 +218,32 @@ class JobStore:
         self._conn = conn
 
     def _execute_batch(self, fns: list[Callable[[sqlite3.Connection], Any]]) -> list[tuple[bool, Any]]:
+        """Run ``fns`` in one transaction. The common case has no failing op and pays for no
+        savepoints; when an op raises, the transaction is rolled back and the batch is run
+        again with a savepoint around each op, so one bad op does not sink the others."""
+        conn = self._conn
+        assert conn is not None
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            results: list[tuple[bool, Any]] = [(True, fn(conn)) for fn in fns]
+        except Exception:  # noqa: BLE001 - retried below, op by op
+            conn.execute("ROLLBACK")
+            self._recount(conn)
+            return self._execute_isolated(fns)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            self._recount(conn)
+            raise
+        try:
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            self._recount(conn)
+            raise
+        self.commits += 1
+        return results
+
+    def _execute_isolated(self, fns: list[Callable[[sqlite3.Connection], Any]]) -> list[tuple[bool, Any]]:
         conn = self._conn
         assert conn is not None
         results: list[tuple[bool, Any]] = []
@@ -332,9 +358,9 @@ class JobStore:
                     if row is not None:
                         plans.append((req, "duplicate", row))
                         continue
-                active = conn.execute("SELECT job_id, state FROM jobs WHERE ticket_id=? AND state IN "
-                                      "('pending','running') ORDER BY created_at DESC LIMIT 1",
-                                      (req.ticket_id,)).fetchone()
+                active = conn.execute("SELECT job_id, state, force, follow_up, follow_up_force FROM jobs "
+                                      "WHERE ticket_id=? AND state IN ('pending','running') "
+                                      "ORDER BY created_at DESC LIMIT 1", (req.ticket_id,)).fetchone()
                 if active is None and req.ticket_id not in new_tickets:
                     new_tickets.add(req.ticket_id)
                 plans.append((req, "active" if active is not None else "new", active))
@@ -349,12 +375,13 @@ class JobStore:
                     out.append(Admission("duplicate", row["job_id"]))
                     continue
                 if kind == "active" or req.ticket_id in created:
+                    # Merge into the ticket's job; write only what changes (the hot path under a
+                    # burst of webhooks for one ticket writes nothing here).
                     job_id = row["job_id"] if row is not None else created[req.ticket_id]
-                    state = row["state"] if row is not None else "pending"
-                    if state == "pending":
-                        conn.execute("UPDATE jobs SET force = force OR ?, updated_at=? WHERE job_id=?",
-                                     (int(req.force), now, job_id))
-                    else:
+                    if row is None or row["state"] == "pending":
+                        if req.force and (row is None or not row["force"]):
+                            conn.execute("UPDATE jobs SET force=1, updated_at=? WHERE job_id=?", (now, job_id))
+                    elif not row["follow_up"] or (req.force and not row["follow_up_force"]):
                         conn.execute("UPDATE jobs SET follow_up=1, follow_up_force = follow_up_force OR ?, "
                                      "updated_at=? WHERE job_id=?", (int(req.force), now, job_id))
                     admission = Admission("coalesced", job_id)

@@ -3,7 +3,7 @@
 Usage::
 
     python -m app render TICKET.json ARTICLES.json [-o out.pdf] [--tags TAGS.json]
-        [--template default] [--timezone UTC] [--archived-at 2025-03-07T12:00:00Z]
+        [--template default] [--timezone UTC] [--archived-at 2025-03-07T12:00:00Z] [--no-pdfa]
 
 Lenient about where the data sits: TICKET.json may be the ``?expand=true`` ticket, a webhook
 payload (ticket under ``"ticket"``) or ``GET /api/v1/tickets/{id}/ticket-all`` output (ticket and
@@ -118,6 +118,7 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--template", default="default", choices=TEMPLATES)
     parser.add_argument("--timezone", default="UTC", help="IANA time zone for the times shown (default: UTC)")
     parser.add_argument("--archived-at", help="archive time, ISO 8601 (default: now); fix it for reproducible output")
+    parser.add_argument("--no-pdfa", action="store_true", help="write plain PDF 1.7 instead of PDF/A-3B")
     return parser
 
 
@@ -134,7 +135,7 @@ def main(argv: list[str]) -> int:
     except SystemExit as exc:  # argparse exits on --help and errors; return its code instead
         return int(exc.code or 0)
     try:
-        options = RenderOptions(template=args.template, timezone=args.timezone)
+        options = RenderOptions(template=args.template, timezone=args.timezone, pdfa=not args.no_pdfa)
     except ValueError as exc:
         print(f"render: {exc}", file=sys.stderr)
         return 2

@@ -27,11 +27,13 @@ class AttachmentLine:
         filename: the file name as Zammad stores it.
         content_type: the MIME type without parameters, or ``""`` when unknown.
         size: human-readable size, e.g. ``"179.5 KiB (183,764 bytes)"``.
+        attachment_id: Zammad's attachment id, or ``None`` when the attachment has none.
     """
 
     filename: str
     content_type: str
     size: str
+    attachment_id: int | None = None
 
 
 def display_name(value: Any) -> str:
@@ -107,13 +109,14 @@ def ordered_articles(articles: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [article for _, article in sorted(enumerate(articles), key=key)]
 
 
-def _human_size(value: Any) -> str:
+def human_size(value: Any) -> str:
+    """A byte count as text: ``"512 bytes"``, ``"179.5 KiB (183,764 bytes)"``; ``""`` for ``None``."""
     try:
         size = int(value)
     except (TypeError, ValueError):
         return "" if value is None else str(value)
     if size < 1024:
-        return f"{size} bytes"
+        return f"{size} byte" if size == 1 else f"{size} bytes"
     scaled = size / 1024
     for unit in ("KiB", "MiB"):
         if scaled < 1024:
@@ -144,7 +147,8 @@ def visible_attachments(article: dict[str, Any]) -> list[AttachmentLine]:
             AttachmentLine(
                 filename=str(attachment.get("filename") or "(no name)"),
                 content_type=content_type,
-                size=_human_size(attachment.get("size")),
+                size=human_size(attachment.get("size")),
+                attachment_id=attachment["id"] if isinstance(attachment.get("id"), int) else None,
             )
         )
     return lines

@@ -31,6 +31,9 @@ class RenderOptions:
             ``"cap_and_continue"`` (the first ``max_articles`` are rendered and page 1 says so).
         font_dirs: directories searched (recursively) for fallback fonts: Arabic, Hebrew,
             CJK, emoji, symbols. Scripts without a font become visible placeholders.
+        pdfa: write PDF/A-3B (ISO 19005-3, fpdf2's ``enforce_compliance="PDFA_3B"``): XMP
+            with ``pdfaid``, the sRGB output intent, embedded fonts only, no encryption.
+            Off, the same layout is written as plain PDF 1.7 with an Info dictionary.
 
     Raises:
         ValueError: on an unknown template, time zone or limit mode, or a negative limit
@@ -43,6 +46,7 @@ class RenderOptions:
     max_articles: int = 0
     limit_mode: str = "fail"
     font_dirs: tuple[str, ...] = DEFAULT_FONT_DIRS
+    pdfa: bool = True
 
     def __post_init__(self) -> None:
         if self.template not in TEMPLATES:

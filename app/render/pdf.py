@@ -11,6 +11,11 @@ run by font run, so page breaks are ours too. Three kinds of text take fpdf2's o
   body is drawn as clean text instead;
 * images are placed with ``image()`` after :mod:`app.render.images` normalised them to sRGB.
 
+By default the document is PDF/A-3B (``RenderOptions.pdfa``): fpdf2's compliance mode
+(sRGB output intent, embedded fonts only, no encryption), our own XMP with fixed dates, and
+the originals the workflow collected embedded as associated files (:mod:`app.render.originals`);
+every article's attachment list and a closing "Originals" section say what is embedded.
+
 Every page starts with main-font text in :meth:`_TicketPdf.header`, and after every fpdf2
 call that may select a fallback font the next line re-selects its own font: together they
 avoid fpdf2 2.8.9's fallback-only-first-run defect (``rendering.md`` §3.1).
@@ -21,12 +26,12 @@ from __future__ import annotations
 import io
 import unicodedata
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from fpdf import FPDF
+from fpdf import FPDF, FPDF_VERSION
 from fpdf.enums import XPos, YPos
 from fpdf.fonts import FontFace as FpdfFontFace
 from fpdf.fonts import TextStyle as FpdfTextStyle
@@ -38,6 +43,7 @@ from app.render.content import (
     custom_attributes,
     display_name,
     format_time,
+    human_size,
     is_html,
     ordered_articles,
     quote_depth,
@@ -49,8 +55,9 @@ from app.render.html import html_to_text, prepare_html
 from app.render.images import PREVIEW_TYPES, ArticleImages, PreparedImage, content_type_of
 from app.render.layout import wrap_text
 from app.render.options import LIMIT_MODES, TEMPLATES, RenderOptions
+from app.render.originals import PDFA_LABEL, PDFA_PROFILE, OriginalsIndex, embed_originals, xmp_metadata
 from app.render.templates import GREY, TEMPLATES as TEMPLATE_TABLE, Template, TextStyle
-from app.workflow.ports import RenderedPdf
+from app.workflow.ports import EmbeddedFile, OmittedFile, RenderedPdf
 
 try:  # the resource access policy arrived in fpdf2 2.8.8
     from fpdf.enums import ResourceAccessPolicy
@@ -112,8 +119,8 @@ class _TicketPdf(FPDF):
     All text handed to the drawing methods must have gone through :meth:`clean`.
     """
 
-    def __init__(self, fonts: FontSet, template: Template) -> None:
-        super().__init__(orientation="P", unit="pt", format="A4")
+    def __init__(self, fonts: FontSet, template: Template, *, pdfa: bool = False) -> None:
+        super().__init__(orientation="P", unit="pt", format="A4", enforce_compliance=PDFA_PROFILE if pdfa else None)
         self.glyph_fonts = fonts
         self.template = template
         self._registered: set[tuple[str, str]] = set()
@@ -439,6 +446,7 @@ def _draw_ticket_block(
     archived: str,
     included: int,
     total: int,
+    originals: OriginalsIndex,
 ) -> None:
     """The first-page block: ticket number, title, the article-limit notice and the ticket's fields."""
     pdf.draw_line(pdf.l_margin, pdf.y, pdf.fit(f"Ticket #{number}", DOC_NUMBER, pdf.epw), DOC_NUMBER)
@@ -485,6 +493,8 @@ def _draw_ticket_block(
         ("Articles", articles),
         ("Archived", archived),
     ]
+    if originals.active:
+        fields.append(("Originals", originals.summary()))
     for label, value in fields:
         pdf.write_field(label, value)
     pdf.rule(6)
@@ -516,7 +526,7 @@ def _article_images(pdf: _TicketPdf, article: dict[str, Any], images: ArticleIma
 
 
 def _draw_article(pdf: _TicketPdf, article: dict[str, Any], position: int, total: int, zone: ZoneInfo,
-                  images: ArticleImages | None) -> None:
+                  images: ArticleImages | None, originals: OriginalsIndex) -> None:
     """One article: bookmark, a shaded heading marked Internal/Public, its fields, attachments, body."""
     template = pdf.template
     internal = bool(article.get("internal"))
@@ -563,9 +573,12 @@ def _draw_article(pdf: _TicketPdf, article: dict[str, Any], position: int, total
         pdf.write_lines(" · ".join(parts), template.field_value)
     attachments = visible_attachments(article) if template.attachments else []
     if attachments:
-        listing = "\n".join(
-            pdf.clean(f"{a.filename} — " + ", ".join(p for p in (a.content_type, a.size) if p)) for a in attachments
-        )
+        lines = []
+        for attachment in attachments:
+            line = f"{attachment.filename} — " + ", ".join(p for p in (attachment.content_type, attachment.size) if p)
+            status = originals.attachment_status(attachment.attachment_id)  # "embedded in this PDF", …
+            lines.append(pdf.clean(line + (f" — {status}" if status else "")))
+        listing = "\n".join(lines)
         pdf.write_field("Attachments", listing)
     pdf.rule(4 if template.article_fields != "none" else 2)
 
@@ -589,6 +602,39 @@ def _draw_article(pdf: _TicketPdf, article: dict[str, Any], position: int, total
     pdf.y += 4
 
 
+def _draw_originals(pdf: _TicketPdf, originals: OriginalsIndex) -> None:
+    """The closing section: the originals left out (name, size, reason), then every embedded one
+    (name, size, type, relationship, SHA-256)."""
+    template = pdf.template
+    pdf.y += template.article_gap
+    pdf.ensure_space(DOC_TITLE.leading + 4 * template.body.leading)
+    pdf.start_section("Originals", level=0)
+    pdf.draw_line(pdf.l_margin, pdf.y, "Originals", DOC_TITLE)
+    pdf.y += DOC_TITLE.leading
+    if originals.omitted:
+        pdf.ensure_space(template.field_label.leading + 2 * template.note.leading)
+        pdf.write_lines(f"Not embedded ({len(originals.omitted)})", template.field_label)
+        for omitted in originals.omitted:
+            size = human_size(omitted.size) if omitted.size is not None else "size unknown"
+            pdf.write_lines(pdf.clean(f"{omitted.name} — {size} — {omitted.reason}"), template.note, indent=12)
+        pdf.y += 6
+    if originals.embedded:
+        pdf.ensure_space(template.field_label.leading + 4 * template.note.leading)
+        pdf.write_lines(f"Embedded ({len(originals.embedded)})", template.field_label)
+        pdf.write_lines(
+            "PDF/A-3 associated files, byte for byte as fetched from Zammad; python -m app extract FILE.pdf -o DIR "
+            "writes them out and checks them against the archive's sidecar.", template.note)
+        pdf.y += 2
+        for record in originals.embedded:
+            pdf.ensure_space(template.field_label.leading + 2 * template.note.leading)  # keep an entry on one page
+            pdf.write_lines(pdf.clean(record.name), template.field_label)
+            pdf.write_lines(pdf.clean(f"{human_size(record.size)} · {record.mime_type} · {record.relationship}"
+                                      + (f" · {record.description}" if record.description != record.name else "")),
+                            template.note, indent=12)
+            pdf.write_lines(f"SHA-256 {record.sha256}", template.note, indent=12)
+    pdf.y += 4
+
+
 def render_ticket_pdf(
     ticket: dict[str, Any],
     articles: list[dict[str, Any]],
@@ -597,6 +643,8 @@ def render_ticket_pdf(
     archived_at: datetime,
     options: RenderOptions,
     images: Mapping[int, bytes] | None = None,
+    embedded: Sequence[EmbeddedFile] = (),
+    omitted: Sequence[OmittedFile] = (),
 ) -> RenderedPdf:
     """Render one ticket and its articles as an unsigned PDF (A4, Noto Sans and fallbacks).
 
@@ -616,17 +664,25 @@ def render_ticket_pdf(
         images: attachment id → bytes of the images listed by
             :func:`app.render.images.image_references`; an image not in it is drawn as a
             placeholder naming its file.
+        embedded: originals to embed as associated files (``/AF``, ``/EmbeddedFiles``),
+            dated ``archived_at``; attachments among them are marked "embedded in this PDF"
+            and all are listed, with SHA-256, in a closing "Originals" section.
+        omitted: originals the workflow left out, listed with size and reason there and
+            beside their attachment.
 
     Returns:
         :class:`~app.workflow.ports.RenderedPdf` with ``page_count``, how many articles are
-        included, ``missing_glyphs`` = characters drawn as ``[U+XXXX]`` placeholders and
-        ``missing_scripts`` naming their scripts.
+        included, ``missing_glyphs`` = characters drawn as ``[U+XXXX]`` placeholders,
+        ``missing_scripts`` naming their scripts, ``embedded`` = ``(name, sha256, size)`` of
+        each embedded file in the order given (names made unique) and ``pdfa`` = ``"3B"``
+        with ``options.pdfa``.
 
     Raises:
         RenderError: the input is not a ticket object with a list of article objects; the
             options name an unknown template or time zone; the ticket has more than
             ``options.max_articles`` articles in ``fail`` mode (permanent, the message says
-            what to change); or fpdf2 fails on the layout. Odd bodies never raise.
+            what to change); an embedded file has an unknown relationship; or fpdf2 fails on
+            the layout. Odd bodies never raise.
     """
     _check_input(ticket, articles, tags)
     if options.template not in TEMPLATES:
@@ -652,7 +708,8 @@ def render_ticket_pdf(
     if limit and total > limit:
         ordered = ordered[:limit]
     try:
-        pdf = _TicketPdf(font_set(options.font_dirs), TEMPLATE_TABLE[options.template])
+        pdf = _TicketPdf(font_set(options.font_dirs), TEMPLATE_TABLE[options.template], pdfa=options.pdfa)
+        originals = OriginalsIndex(embed_originals(pdf, embedded, modified=archived_at), omitted)
         article_images = ArticleImages(ordered, images or {})
         number = pdf.clean(str(ticket.get("number") or ticket.get("id") or "?"))
         title = pdf.clean(ticket.get("title") or "")
@@ -668,12 +725,18 @@ def render_ticket_pdf(
         pdf.set_keywords(", ".join(pdf.clean(str(tag)) for tag in tags))
         pdf.set_creator(f"{service} {__version__}")
         pdf.set_creation_date(archived_at)
+        if options.pdfa:  # fpdf2's own PDF/A XMP dates itself "now" (rendering.md §5.4)
+            pdf.set_xmp_metadata(xmp_metadata(
+                title=pdf.title, subject=pdf.subject, author=pdf.author, keywords=pdf.keywords,
+                creator=pdf.creator, producer=f"fpdf2 {FPDF_VERSION}", date=archived_at, pdfa=True))
 
         pdf.add_page()
         _draw_ticket_block(pdf, ticket, list(tags), zone=zone, number=number, title=title, archived=archived,
-                           included=len(ordered), total=total)
+                           included=len(ordered), total=total, originals=originals)
         for position, article in enumerate(ordered, start=1):
-            _draw_article(pdf, article, position, len(ordered), zone, article_images)
+            _draw_article(pdf, article, position, len(ordered), zone, article_images, originals)
+        if originals.active:
+            _draw_originals(pdf, originals)
         data = bytes(pdf.output())
     except RenderError:
         raise
@@ -686,4 +749,6 @@ def render_ticket_pdf(
         articles_total=total,
         missing_glyphs=sum(pdf.missing.values()),
         missing_scripts=tuple(sorted(pdf.missing)),
+        embedded=tuple(record.as_tuple() for record in originals.embedded),
+        pdfa=PDFA_LABEL if options.pdfa else None,
     )

@@ -47,7 +47,8 @@ class ProcessPoolRenderer:
         """
         call = functools.partial(render_ticket_pdf, snapshot.ticket, snapshot.articles, snapshot.tags,
                                  archived_at=snapshot.archived_at, options=self.options,
-                                 images=dict(snapshot.images))
+                                 images=dict(snapshot.images), embedded=tuple(snapshot.embedded),
+                                 omitted=tuple(snapshot.omitted))
         try:
             return await asyncio.get_running_loop().run_in_executor(self._pool, call)
         except BrokenProcessPool as exc:
@@ -68,7 +69,8 @@ class InlineRenderer:
         """Render ``snapshot`` with :func:`asyncio.to_thread`."""
         return await asyncio.to_thread(render_ticket_pdf, snapshot.ticket, snapshot.articles, snapshot.tags,
                                        archived_at=snapshot.archived_at, options=self.options,
-                                       images=snapshot.images)
+                                       images=snapshot.images, embedded=snapshot.embedded,
+                                       omitted=snapshot.omitted)
 
     def close(self) -> None:
         """Nothing to release."""

@@ -62,3 +62,37 @@ async def test_embedding_off_collects_nothing(archiver, simulator):
     sidecar = await archive_4711(service)
     assert sidecar["omitted_files"] == [] and sidecar["embedded_files"] == []
     assert not any(r.path.startswith("/api/v1/ticket_article_plain/") for r in simulator.requests)
+
+
+async def test_hybrid_archive_round_trip_through_the_service(archiver, simulator, tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import API_TOKEN, REPO
+    from tests.verify import pdfsig
+
+    service = await archiver()
+    sidecar = await archive_4711(service)
+    names = [f["name"] for f in sidecar["embedded_files"]]
+    assert names[:2] == ["ticket.json", "articles.json"]
+    assert {"article-23051.eml", "article-23054.eml", "article-23051-91203-Rechnung-2025-0117.pdf",
+            "article-23051-91201-message.html", "article-23052-body.txt", "article-23051-body.html"} <= set(names)
+    assert sidecar["pdfa"] == "3B" and sidecar["omitted_files"] == []
+    pdf = next(service.storage_root.rglob("*.pdf"))
+    assert "Signature is Valid." in pdfsig(pdf)
+
+    out = tmp_path / "extracted"
+    result = subprocess.run([sys.executable, "-m", "app", "extract", str(pdf), "-o", str(out)], cwd=REPO,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    headers = {"Authorization": f"Token token={API_TOKEN}"}
+    async with aiohttp.ClientSession(headers=headers) as session:
+        for name, path in (("article-23051.eml", "/api/v1/ticket_article_plain/23051"),
+                           ("article-23054.eml", "/api/v1/ticket_article_plain/23054"),
+                           ("article-23051-91203-Rechnung-2025-0117.pdf", "/api/v1/ticket_attachment/4711/23051/91203"),
+                           ("article-23051-91201-message.html", "/api/v1/ticket_attachment/4711/23051/91201")):
+            async with session.get(simulator.base_url + path) as resp:
+                assert (out / name).read_bytes() == await resp.read(), name
+    assert json.loads((out / "ticket.json").read_bytes())["number"] == "25004711"
+    articles = json.loads((out / "articles.json").read_bytes())
+    assert [a["id"] for a in articles] == [23051, 23052, 23053, 23054]  # as fetched, before our note

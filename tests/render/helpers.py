@@ -43,3 +43,29 @@ def body_stream(path: Path) -> str:
         if not re.match(r"^Ticket #\S+ – |^Archived .* by |^Page \d+ of \d+$", line)
     ]
     return "".join(lines)
+
+
+def xmp_properties(xmp: bytes | str) -> dict[str, str]:
+    """XMP properties by local name (``title``, ``part``, ``CreateDate`` …), attribute or element form.
+
+    ``rdf:Alt``/``rdf:Seq`` values give their first ``rdf:li``; namespaces are dropped.
+    """
+    import xml.etree.ElementTree as ET
+
+    if isinstance(xmp, bytes):
+        xmp = xmp.decode("utf-8")
+    root = ET.fromstring(re.sub(r"<\?xpacket[^>]*\?>", "", xmp).strip())
+    found: dict[str, str] = {}
+    for description in root.iter("{http://www.w3.org/1999/02/22-rdf-syntax-ns#}Description"):
+        for key, value in description.attrib.items():
+            found.setdefault(key.rpartition("}")[2], value)
+        for child in description:
+            items = [li.text or "" for li in child.iter("{http://www.w3.org/1999/02/22-rdf-syntax-ns#}li")]
+            found.setdefault(child.tag.rpartition("}")[2], items[0] if items else (child.text or "").strip())
+    return found
+
+
+def pdfinfo_xmp(path: Path) -> dict[str, str]:
+    """The XMP metadata of ``path`` (``pdfinfo -meta``) as :func:`xmp_properties`."""
+    done = subprocess.run(["pdfinfo", "-meta", str(path)], capture_output=True, check=True)
+    return xmp_properties(done.stdout)

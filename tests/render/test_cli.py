@@ -57,3 +57,14 @@ def test_bad_input_exits_2(tmp_path, capsys):
     assert main([str(FIXTURES / "ticket-expand.json"), str(FIXTURES / "articles-by-ticket.json"), "--timezone", "Nowhere/Else"]) == 2
     assert main([str(FIXTURES / "tags.json"), str(FIXTURES / "articles-by-ticket.json")]) == 2
     assert "render:" in capsys.readouterr().err
+
+
+def test_no_pdfa_writes_plain_pdf(tmp_path):
+    from .helpers import pdfinfo
+
+    plain, archival = tmp_path / "plain.pdf", tmp_path / "pdfa.pdf"
+    files = [str(FIXTURES / "ticket-expand.json"), str(FIXTURES / "articles-by-ticket.json")]
+    assert main([*files, "-o", str(plain), "--no-pdfa", *FIXED]) == 0
+    assert main([*files, "-o", str(archival), *FIXED]) == 0
+    assert pdfinfo(plain)["Metadata Stream"] == "no" and "Title" in pdfinfo(plain)
+    assert pdfinfo(archival)["Metadata Stream"] == "yes" and b"<pdfaid:part>3</pdfaid:part>" in archival.read_bytes()

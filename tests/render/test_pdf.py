@@ -18,7 +18,7 @@ from app.render.options import RenderOptions
 from app.render.pdf import render_ticket_pdf
 from app.workflow.ports import RenderedPdf
 
-from .helpers import ARCHIVED_AT, body_stream, load, pdfinfo, pdftotext, write
+from .helpers import ARCHIVED_AT, body_stream, load, pdfinfo, pdfinfo_xmp, pdftotext, write
 
 REPO = Path(__file__).resolve().parents[2]
 BERLIN = RenderOptions(timezone="Europe/Berlin")
@@ -108,19 +108,32 @@ def test_attachments_listed_without_message_html(fixture_pdf):
 
 def test_metadata_outline_and_page_numbers(fixture_pdf):
     rendered, path, text = fixture_pdf
-    info = pdfinfo(path)
-    assert int(info["Pages"]) == rendered.page_count
-    assert info["Title"] == "Ticket #25004711: Rechnung 2025-0117: Position 3 doppelt berechnet"
-    assert info["Author"] == "zammad-pdf-archiver"
-    assert info["Keywords"] == "rechnung, reklamation, pdf:sign"
-    assert info["Creator"].startswith("zammad-pdf-archiver")
-    assert "2025" in info["CreationDate"] and "12:00:00" in info["CreationDate"]
+    assert int(pdfinfo(path)["Pages"]) == rendered.page_count
+    meta = pdfinfo_xmp(path)  # PDF/A: the metadata lives in XMP only (fpdf2 writes no Info dictionary)
+    assert meta["title"] == "Ticket #25004711: Rechnung 2025-0117: Position 3 doppelt berechnet"
+    assert meta["creator"] == "zammad-pdf-archiver"
+    assert meta["Keywords"] == "rechnung, reklamation, pdf:sign"
+    assert meta["CreatorTool"].startswith("zammad-pdf-archiver")
+    assert meta["CreateDate"] == meta["ModifyDate"] == meta["MetadataDate"] == "2025-03-07T12:00:00+00:00"
     assert f"Page 1 of {rendered.page_count}" in text
     assert f"Page {rendered.page_count} of {rendered.page_count}" in text
     assert "{nb}" not in text
     outline = json.loads(subprocess.run(["qpdf", "--json", "--json-key=outlines", str(path)], capture_output=True, check=True).stdout)
     titles = [entry["title"] for entry in outline["outlines"]]
     assert len(titles) == 4 and titles[0].startswith("#1 ") and titles[3].startswith("#4 ")
+
+
+def test_without_pdfa_the_metadata_goes_to_the_info_dictionary(tmp_path):
+    rendered = render(options=RenderOptions(timezone="Europe/Berlin", pdfa=False))
+    path = write(tmp_path, rendered.data)
+    info = pdfinfo(path)
+    assert rendered.pdfa is None and info["Metadata Stream"] == "no"
+    assert info["Title"] == "Ticket #25004711: Rechnung 2025-0117: Position 3 doppelt berechnet"
+    assert info["Author"] == "zammad-pdf-archiver"
+    assert info["Keywords"] == "rechnung, reklamation, pdf:sign"
+    assert info["Creator"].startswith("zammad-pdf-archiver")
+    assert "2025" in info["CreationDate"] and "12:00:00" in info["CreationDate"]
+    assert render(options=RenderOptions(timezone="Europe/Berlin", pdfa=False)).data == rendered.data
 
 
 def test_header_repeats_ticket_number_on_every_page(tmp_path):

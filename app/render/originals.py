@@ -1,0 +1,216 @@
+"""The originals inside a PDF/A-3 archive: associated files, the XMP packet, what the pages say.
+
+ISO 19005-3 lets a PDF/A-3 document carry any file as an *associated file*: an embedded
+file stream with a MIME ``/Subtype`` and ``/Params /ModDate``, referenced from a file
+specification with ``/AFRelationship`` and listed in the catalog's ``/AF`` array and the
+``/Names /EmbeddedFiles`` name tree. fpdf2's ``embed_file`` writes all of that
+(``rendering.md`` §5.3); this module feeds it the workflow's :class:`EmbeddedFile` values
+with a fixed modification date, and writes our own XMP so identical input still gives
+identical bytes (fpdf2's own PDF/A XMP dates itself "now", §5.4).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from html import escape
+from typing import TYPE_CHECKING
+
+from fpdf.annotations import PDFEmbeddedFile
+from fpdf.enums import AssociatedFileRelationship
+
+from app.errors import RenderError
+from app.workflow.ports import EmbeddedFile, OmittedFile
+
+if TYPE_CHECKING:
+    from fpdf import FPDF
+
+#: fpdf2's compliance profile, and the part and conformance it writes into ``pdfaid``.
+PDFA_PROFILE = "PDFA_3B"
+PDFA_PART, PDFA_CONFORMANCE = 3, "B"
+PDFA_LABEL = f"{PDFA_PART}{PDFA_CONFORMANCE}"
+
+#: Characters XML 1.0 forbids (an XMP packet with them is not well-formed).
+_XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+_MIME_PARAMS = re.compile(r";.*$", re.DOTALL)
+_MIME = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*$")
+
+
+@dataclass(frozen=True, slots=True)
+class EmbeddedRecord:
+    """One associated file as written: its name in the PDF, SHA-256 (hex) and size in bytes."""
+
+    name: str
+    sha256: str
+    size: int
+    mime_type: str
+    relationship: str
+    description: str
+    article_id: int | None
+    attachment_id: int | None
+
+    def as_tuple(self) -> tuple[str, str, int]:
+        """``(name, sha256, size)``, the shape of :attr:`RenderedPdf.embedded`."""
+        return self.name, self.sha256, self.size
+
+
+def _xml(value: str) -> str:
+    return escape(_XML_INVALID.sub("", value), quote=True).replace("'", "&apos;")
+
+
+def xmp_metadata(*, title: str, subject: str, author: str, keywords: str, creator: str, producer: str,
+                 date: datetime, pdfa: bool) -> str:
+    """The XMP packet body (``<x:xmpmeta>``, no ``<?xpacket>``) for ``FPDF.set_xmp_metadata``.
+
+    The same properties fpdf2 derives from ``set_title`` and friends, but ``xmp:CreateDate``,
+    ``xmp:ModifyDate`` and ``xmp:MetadataDate`` are all ``date`` (the archive time) instead
+    of the wall clock, and, with ``pdfa``, ``pdfaid:part``/``pdfaid:conformance``
+    (ISO 19005-3 §6.6.4), which a user-supplied packet must carry itself.
+    """
+    stamp = date.astimezone(timezone.utc).isoformat(timespec="seconds")
+    lines = [
+        '<x:xmpmeta xmlns:x="adobe:ns:meta/" x:xmptk="fpdf2">',
+        '  <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">',
+        '    <rdf:Description rdf:about=""',
+        '        xmlns:dc="http://purl.org/dc/elements/1.1/"',
+        '        xmlns:xmp="http://ns.adobe.com/xap/1.0/"',
+        '        xmlns:pdf="http://ns.adobe.com/pdf/1.3/"',
+        '        xmlns:pdfaid="http://www.aiim.org/pdfa/ns/id/"',
+        f'        xmp:CreatorTool="{_xml(creator)}"',
+        f'        xmp:CreateDate="{stamp}"',
+        f'        xmp:ModifyDate="{stamp}"',
+        f'        xmp:MetadataDate="{stamp}"',
+        f'        pdf:Producer="{_xml(producer)}"',
+    ]
+    if keywords:
+        lines.append(f'        pdf:Keywords="{_xml(keywords)}"')
+    lines.append("      >")
+    if pdfa:
+        lines += [f"      <pdfaid:part>{PDFA_PART}</pdfaid:part>",
+                  f"      <pdfaid:conformance>{PDFA_CONFORMANCE}</pdfaid:conformance>"]
+    lines += [
+        '      <dc:format>application/pdf</dc:format>',
+        f'      <dc:title><rdf:Alt><rdf:li xml:lang="x-default">{_xml(title)}</rdf:li></rdf:Alt></dc:title>',
+        f'      <dc:description><rdf:Alt><rdf:li xml:lang="x-default">{_xml(subject)}</rdf:li></rdf:Alt></dc:description>',
+        f"      <dc:creator><rdf:Seq><rdf:li>{_xml(author)}</rdf:li></rdf:Seq></dc:creator>",
+        "    </rdf:Description>",
+        "  </rdf:RDF>",
+        "</x:xmpmeta>",
+    ]
+    return "\n".join(lines)
+
+
+def clean_mime_type(value: str) -> str:
+    """A MIME type fit for ``/Subtype``: lower-case, parameters dropped; ``application/octet-stream`` if malformed."""
+    mime = _MIME_PARAMS.sub("", value or "").strip().lower()
+    return mime if _MIME.match(mime) else "application/octet-stream"
+
+
+def _unique(name: str, taken: set[str]) -> str:
+    """``name``, or ``stem-2.ext``, ``stem-3.ext``… when a file of that name is already embedded."""
+    name = _XML_INVALID.sub("", name).strip() or "unnamed"
+    if name not in taken:
+        return name
+    stem, dot, ext = name.rpartition(".")
+    if not stem:
+        stem, dot, ext = name, "", ""
+    number = 2
+    while f"{stem}-{number}{dot}{ext}" in taken:
+        number += 1
+    return f"{stem}-{number}{dot}{ext}"
+
+
+def _name_tree_key(fpdf_file: PDFEmbeddedFile) -> bytes:
+    """The bytes a name-tree key sorts by: fpdf2 writes ASCII names as such, others as UTF-16BE with BOM."""
+    name = fpdf_file.basename()
+    return name.encode("ascii") if name.isascii() else b"\xfe\xff" + name.encode("utf-16-be")
+
+
+def embed_originals(pdf: FPDF, files: Sequence[EmbeddedFile], *, modified: datetime) -> tuple[EmbeddedRecord, ...]:
+    """Embed ``files`` in ``pdf`` as associated files, in order; returns what was written.
+
+    Each becomes a compressed embedded file stream with ``/Subtype`` (MIME type),
+    ``/Params /Size /ModDate`` (``modified``: the archive time, so output stays
+    reproducible) and a file specification with ``/F``, ``/UF``, ``/Desc`` and
+    ``/AFRelationship`` (ISO 19005-3 §6.8, ISO 32000-2 §14.13). Names are kept unique
+    (``-2`` before the extension). The ``/EmbeddedFiles`` name tree is sorted by key, as
+    ISO 32000-1 §7.9.6 requires (fpdf2 writes it in insertion order).
+
+    Raises:
+        RenderError: a relationship that is none of ``Source``, ``Data``, ``Alternative``,
+            ``Supplement``, ``EncryptedPayload``, ``FormData``, ``Schema``, ``Unspecified``
+            (permanent), or data that is not bytes.
+    """
+    records: list[EmbeddedRecord] = []
+    taken = {fpdf_file.basename() for fpdf_file in pdf.embedded_files}
+    for file in files:
+        if not isinstance(file.data, (bytes, bytearray, memoryview)):
+            raise RenderError(f"embedded file {file.name!r}: data must be bytes, got {type(file.data).__name__}",
+                              transient=False)
+        data = bytes(file.data)
+        try:
+            relationship = AssociatedFileRelationship.coerce(file.relationship)
+        except ValueError as exc:
+            raise RenderError(f"embedded file {file.name!r}: unknown AFRelationship {file.relationship!r}",
+                              transient=False) from exc
+        name = _unique(file.name, taken)
+        taken.add(name)
+        mime = clean_mime_type(file.mime_type)
+        description = _XML_INVALID.sub("", file.description or name)
+        if data:
+            pdf.embed_file(bytes=data, basename=name, mime_type=mime, modification_date=modified,
+                           associated_file_relationship=relationship.value, desc=description, compress=True)
+        else:  # embed_file refuses empty bytes; an empty original is still an original
+            pdf.embedded_files.append(PDFEmbeddedFile(basename=name, contents=b"", desc=description,
+                                                      modification_date=modified, mime_type=mime,
+                                                      af_relationship=relationship, compress=True))
+        records.append(EmbeddedRecord(name=name, sha256=hashlib.sha256(data).hexdigest(), size=len(data),
+                                      mime_type=mime, relationship=relationship.value, description=description,
+                                      article_id=file.article_id, attachment_id=file.attachment_id))
+    pdf.embedded_files.sort(key=_name_tree_key)
+    return tuple(records)
+
+
+class OriginalsIndex:
+    """What the pages say about each attachment: embedded in this PDF, or left out and why.
+
+    Args:
+        embedded: the files as written by :func:`embed_originals`.
+        omitted: the originals the workflow left out.
+    """
+
+    def __init__(self, embedded: Sequence[EmbeddedRecord], omitted: Sequence[OmittedFile]) -> None:
+        self.embedded = tuple(embedded)
+        self.omitted = tuple(omitted)
+        self._embedded_attachments = {r.attachment_id: r for r in self.embedded if r.attachment_id is not None}
+        self._omitted_attachments = {o.attachment_id: o for o in self.omitted if o.attachment_id is not None}
+
+    @property
+    def active(self) -> bool:
+        """Whether originals were collected at all (something embedded or left out)."""
+        return bool(self.embedded or self.omitted)
+
+    def attachment_status(self, attachment_id: int | None) -> str:
+        """``"embedded in this PDF"``, ``"not embedded: <reason>"``, or ``""`` when originals are off."""
+        if not self.active:
+            return ""
+        if attachment_id in self._embedded_attachments:
+            return "embedded in this PDF"
+        omitted = self._omitted_attachments.get(attachment_id)
+        if omitted is not None:
+            return f"not embedded: {omitted.reason}"
+        return "not embedded"
+
+    def summary(self) -> str:
+        """One line for the ticket block: how many files are embedded and left out."""
+        parts = []
+        if self.embedded:
+            total = sum(r.size for r in self.embedded)
+            parts.append(f"{len(self.embedded)} file{'s' if len(self.embedded) != 1 else ''} embedded in this PDF "
+                         f"({total:,} bytes)")
+        if self.omitted:
+            parts.append(f"{len(self.omitted)} left out")
+        return ", ".join(parts) + " – see “Originals” at the end"
