@@ -180,6 +180,7 @@ OPENAPI: dict[str, Any] = {
                               "output_path": {"type": ["string", "null"]},
                               "sha256": {"type": ["string", "null"]}, "result": {"type": ["string", "null"]},
                               "follow_up": {"type": "boolean"}, "reported": {"type": "boolean"},
+                              "report_error": {"type": ["string", "null"]},
                               "delivery_id": {"type": ["string", "null"]},
                               "created_at": {"type": "number"}, "updated_at": {"type": "number"},
                               "started_at": {"type": ["number", "null"]},

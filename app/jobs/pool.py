@@ -266,7 +266,7 @@ class WorkerPool:
             except UndeliverableReport as exc:
                 log.error("report given up", extra={"job_id": record.job_id, "ticket_id": record.ticket_id,
                                                     "cause": str(exc)})
-                await self.store.mark_reported(record.job_id)
+                await self.store.mark_reported(record.job_id, given_up=str(exc))
                 return
             except asyncio.CancelledError:
                 raise

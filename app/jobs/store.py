@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     follow_up_force INTEGER NOT NULL DEFAULT 0,
     report TEXT,
     reported INTEGER NOT NULL DEFAULT 1,
+    report_error TEXT,
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
     started_at REAL,
@@ -132,6 +133,7 @@ class JobRecord:
     follow_up: bool
     report: dict[str, Any] | None
     reported: bool
+    report_error: str | None
     created_at: float
     updated_at: float
     started_at: float | None
@@ -146,6 +148,7 @@ class JobRecord:
             last_step=row["last_step"], classification=row["classification"], output_path=row["output_path"],
             sha256=row["sha256"], result=row["result"], follow_up=bool(row["follow_up"]),
             report=orjson.loads(row["report"]) if row["report"] else None, reported=bool(row["reported"]),
+            report_error=row["report_error"],
             created_at=row["created_at"], updated_at=row["updated_at"], started_at=row["started_at"],
             finished_at=row["finished_at"],
         )
@@ -157,6 +160,7 @@ class JobRecord:
             "attempts": self.attempts, "next_attempt_at": self.next_attempt_at, "last_error": self.last_error,
             "last_step": self.last_step, "classification": self.classification, "output_path": self.output_path,
             "sha256": self.sha256, "result": self.result, "follow_up": self.follow_up, "reported": self.reported,
+            "report_error": self.report_error,
             "delivery_id": self.delivery_id, "created_at": self.created_at, "updated_at": self.updated_at,
             "started_at": self.started_at, "finished_at": self.finished_at,
         }
@@ -215,6 +219,7 @@ class JobStore:
             conn.execute("PRAGMA synchronous=FULL")
         conn.row_factory = sqlite3.Row
         conn.executescript(SCHEMA)
+        _add_missing_columns(conn)
         self._conn = conn
 
     def _execute_batch(self, fns: list[Callable[[sqlite3.Connection], Any]]) -> list[tuple[bool, Any]]:
@@ -450,12 +455,17 @@ class JobStore:
             now = self._clock()
             row = conn.execute("SELECT ticket_id, follow_up, follow_up_force FROM jobs WHERE job_id=?",
                                (job_id,)).fetchone()
-            conn.execute("UPDATE jobs SET state=?, result=?, report=?, reported=?, last_error=COALESCE(?, last_error), "
-                         "last_step=COALESCE(?, last_step), classification=COALESCE(?, classification), "
+            # A job that ends done carries no error (an earlier attempt's error would mislead);
+            # a failed or dead job keeps the newest error it has.
+            keep = "NULL" if state == "done" else None
+            conn.execute("UPDATE jobs SET state=?, result=?, report=?, reported=?, "
+                         f"last_error={keep or 'COALESCE(?, last_error)'}, "
+                         f"last_step={keep or 'COALESCE(?, last_step)'}, "
+                         f"classification={keep or 'COALESCE(?, classification)'}, "
                          "output_path=?, sha256=?, finished_at=?, updated_at=?, follow_up=0 WHERE job_id=?",
                          (state, result, orjson.dumps(report).decode() if report is not None else None,
-                          0 if report is not None else 1, error, step, classification, output_path, sha256,
-                          now, now, job_id))
+                          0 if report is not None else 1, *(() if keep else (error, step, classification)),
+                          output_path, sha256, now, now, job_id))
             if row is None or not row["follow_up"]:
                 return None
             follow_id = _new_job_id()
@@ -467,10 +477,12 @@ class JobStore:
 
         return await self._run(op)
 
-    async def mark_reported(self, job_id: str) -> None:
-        """The job's report reached Zammad."""
-        await self._run(lambda conn: conn.execute("UPDATE jobs SET reported=1, updated_at=? WHERE job_id=?",
-                                                  (self._clock(), job_id)))
+    async def mark_reported(self, job_id: str, *, given_up: str | None = None) -> None:
+        """The job's report reached Zammad, or was given up (``given_up`` says why; it shows
+        in ``/jobs`` as ``report_error``)."""
+        await self._run(lambda conn: conn.execute(
+            "UPDATE jobs SET reported=1, report_error=?, updated_at=? WHERE job_id=?",
+            (given_up, self._clock(), job_id)))
 
     # -- queries and housekeeping --------------------------------------------------------------
     async def get(self, job_id: str) -> JobRecord | None:
@@ -499,6 +511,16 @@ class JobStore:
     def pending_count(self) -> int:
         """Pending jobs (due or scheduled), as last committed."""
         return self._pending_count
+
+
+def _add_missing_columns(conn: sqlite3.Connection) -> None:
+    """Bring a ``jobs`` table made by an older version up to :data:`SCHEMA` (columns are only
+    ever added, with NULL or their default)."""
+    have = {row["name"] for row in conn.execute("PRAGMA table_info(jobs)")}
+    for line in SCHEMA.split("CREATE TABLE IF NOT EXISTS jobs (")[1].split(");")[0].splitlines():
+        parts = line.strip().rstrip(",").split()
+        if parts and parts[0] not in have and parts[0].isidentifier() and "PRIMARY" not in parts:
+            conn.execute(f"ALTER TABLE jobs ADD COLUMN {' '.join(parts)}")
 
 
 def _new_job_id() -> str:

@@ -161,6 +161,8 @@ async def test_retries_then_success_dead_and_permanent(tmp_path):
     pool, store = await run_pool(tmp_path, runner, [JobRequest(1), JobRequest(2), JobRequest(3)])
     assert sorted(runner.runs) == [(1, 1), (1, 2), (2, 1), (2, 2), (2, 3), (3, 1)]
     states = {t: (await pool.status(t)) for t in (1, 2, 3)}
+    assert states[1]["last_error"] is None and states[1]["attempts"] == 2  # done: the retried error is gone
+    assert states[2]["last_error"] == "x" and states[3]["last_step"] == "fetch ticket"
     assert {t: s["state"] for t, s in states.items()} == {1: "done", 2: "dead", 3: "failed"}
     assert states[2]["attempts"] == 3 and states[2]["classification"] == "Transient"
     assert sorted(runner.delivered) == [(1, "archived"), (2, "dead"), (3, "failed")]
@@ -204,7 +206,8 @@ async def test_undeliverable_report_is_given_up(tmp_path):
     runner = FakeRunner({}, undeliverable=True)
     pool, store = await run_pool(tmp_path, runner, [JobRequest(9)])
     assert pool.idle and runner.delivered == []
-    assert (await pool.status(9))["reported"] is True
+    status = await pool.status(9)
+    assert status["reported"] is True and status["report_error"] == "ticket gone"
     await pool.stop(0)
     await store.close()
 
@@ -271,4 +274,27 @@ async def test_pending_count_follows_the_database(tmp_path):
         await store._run(counts_then_fails)
     assert store.pending_count == 1
     assert (await store.get("x")) is None
+    await store.close()
+
+
+async def test_older_database_gets_the_new_columns(tmp_path):
+    import sqlite3
+
+    path = tmp_path / "jobs.sqlite3"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE jobs (job_id TEXT PRIMARY KEY, ticket_id INTEGER NOT NULL, state TEXT NOT NULL, "
+                 "reason TEXT NOT NULL, force INTEGER NOT NULL DEFAULT 0, delivery_id TEXT, attempts INTEGER NOT "
+                 "NULL DEFAULT 0, next_attempt_at REAL, archived_at TEXT, last_error TEXT, last_step TEXT, "
+                 "classification TEXT, output_path TEXT, sha256 TEXT, follow_up INTEGER NOT NULL DEFAULT 0, "
+                 "follow_up_force INTEGER NOT NULL DEFAULT 0, report TEXT, reported INTEGER NOT NULL DEFAULT 1, "
+                 "created_at REAL NOT NULL, updated_at REAL NOT NULL, started_at REAL, finished_at REAL)")
+    conn.execute("INSERT INTO jobs (job_id, ticket_id, state, reason, created_at, updated_at) "
+                 "VALUES ('old', 5, 'pending', 'webhook', 1, 1)")
+    conn.commit()
+    conn.close()
+    store = store_at(path)
+    recovery = await store.open()
+    assert recovery.due == [("old", 5)]
+    record = await store.get("old")
+    assert record.result is None and record.report_error is None
     await store.close()
