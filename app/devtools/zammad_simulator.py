@@ -771,19 +771,27 @@ class ZammadSimulator:
 
     async def _add_tag(self, request: web.Request) -> web.Response:
         """``POST /api/v1/tags/add`` → 201 ``true``; idempotent; the item is stripped."""
-        params = {**request.query, **(request[_JSON_KEY] if isinstance(request[_JSON_KEY], dict) else {})}
-        ticket = self._tag_target(params)
-        if isinstance(ticket, web.Response):
-            return ticket
-        item = str(params.get("item") or "").strip()
-        if not item:
-            return _error(422, "Need 'item' param.")
+        target = self._tag_change(request)
+        if isinstance(target, web.Response):
+            return target
+        ticket, item = target
         if item not in ticket.tags:
             ticket.tags.append(item)
         return _json(True, status=201)
 
     async def _remove_tag(self, request: web.Request) -> web.Response:
         """``DELETE /api/v1/tags/remove`` with a JSON body → 200 ``true``; idempotent."""
+        target = self._tag_change(request)
+        if isinstance(target, web.Response):
+            return target
+        ticket, item = target
+        if item in ticket.tags:
+            ticket.tags.remove(item)
+        return _json(True, status=200)
+
+    def _tag_change(self, request: web.Request) -> tuple[_Ticket, str] | web.Response:
+        """The ticket and stripped item of a tag add/remove (query and JSON body merged), or the
+        error Zammad answers."""
         params = {**request.query, **(request[_JSON_KEY] if isinstance(request[_JSON_KEY], dict) else {})}
         ticket = self._tag_target(params)
         if isinstance(ticket, web.Response):
@@ -791,9 +799,7 @@ class ZammadSimulator:
         item = str(params.get("item") or "").strip()
         if not item:
             return _error(422, "Need 'item' param.")
-        if item in ticket.tags:
-            ticket.tags.remove(item)
-        return _json(True, status=200)
+        return ticket, item
 
     def _tag_target(self, params: dict[str, Any]) -> _Ticket | web.Response:
         if params.get("object") != "Ticket":

@@ -364,39 +364,10 @@ class ArchiveStore:
         return (text + "\n").encode("utf-8")
 
     def _write_sidecar(self, dir_fd: int, folders: tuple[str, ...], pdf_name: str, payload: bytes) -> None:
-        """Write ``<pdf_name>.json`` atomically next to the PDF (temp file, fsync, ``os.replace``)."""
+        """Write ``<pdf_name>.json`` atomically next to the PDF (temp file, fsync, ``os.replace``;
+        a symlink planted at the name is replaced, not followed)."""
         name = pdf_name + SIDECAR_SUFFIX
-        tmp_name = f".{name}.{secrets.token_hex(8)}.tmp"
-        tmp_relative = "/".join((*folders, tmp_name))
-        try:
-            fd = os.open(tmp_name, _TMP_FLAGS, FILE_MODE, dir_fd=dir_fd)
-        except OSError as exc:
-            raise _storage_error("create temporary file", tmp_relative, exc) from exc
-        replaced = False
-        try:
-            try:
-                self._write_all(fd, payload)
-                if self._fsync:
-                    os.fsync(fd)
-            except OSError as exc:
-                _close_quietly(fd)
-                raise _storage_error("write", tmp_relative, exc) from exc
-            try:
-                os.close(fd)
-            except OSError as exc:
-                raise _storage_error("write", tmp_relative, exc) from exc
-            try:
-                # A symlink planted at the name is replaced (rename does not follow it).
-                os.replace(tmp_name, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
-            except OSError as exc:
-                raise _storage_error("publish", "/".join((*folders, name)), exc) from exc
-            replaced = True
-        finally:
-            if not replaced:
-                try:
-                    os.unlink(tmp_name, dir_fd=dir_fd)
-                except OSError:
-                    pass
+        self._write_and_publish(dir_fd, folders, name, payload, replace=name)
 
     def _make_folder(self, parent_fd: int, folder: str, here: str) -> bool:
         """``mkdirat``; ``True`` when created, ``False`` when something already has the name."""
