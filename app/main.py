@@ -1,11 +1,11 @@
 """The application factory and its lifespan.
 
 ``app.main:create_app`` is an ASGI app factory (``hypercorn --factory`` or any ASGI server).
-It reads the settings once, builds the middleware chain (request log → rate limit → body
-limit → HMAC → routes), and
-in the lifespan creates the one aiohttp session, the Zammad client, the signer (key loaded
-once), the storage, the render pool and the worker pool; on shutdown it drains the pool
-within ``SHUTDOWN_GRACE_SECONDS`` and closes everything.
+It reads the settings once and builds the middleware chain (request log → rate limit → body
+limit → HMAC → routes). The lifespan creates the aiohttp sessions (Zammad; TSA and OCSP/CRL),
+the Zammad client, the signer (key loaded once), the storage, the render pool, the job store
+and the worker pool; on shutdown it drains the pool within ``SHUTDOWN_GRACE_SECONDS`` and
+closes everything.
 """
 
 from __future__ import annotations
