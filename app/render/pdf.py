@@ -50,6 +50,7 @@ from app.render.content import (
     ticket_field,
     visible_attachments,
 )
+from app.render.fontcache import add_cached_font
 from app.render.glyphs import COMPLEX, MAIN_FAMILY, STYLES, FontFace, FontSet, font_set
 from app.render.html import html_to_text, prepare_html
 from app.render.images import PREVIEW_TYPES, ArticleImages, PreparedImage, content_type_of
@@ -144,7 +145,7 @@ class _TicketPdf(FPDF):
     def use_face(self, face: FontFace) -> None:
         """Register a font with fpdf2 on first use (fallbacks are registered only when needed)."""
         if (face.family, face.style) not in self._registered:
-            self.add_font(face.family, face.style, face.path, collection_font_number=face.index)
+            add_cached_font(self, face.family, face.style, face.path, face.index)
             self._registered.add((face.family, face.style))
 
     def clean(self, value: Any) -> str:

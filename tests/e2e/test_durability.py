@@ -279,7 +279,7 @@ async def test_sigkill_three_times_under_load_leaves_exactly_one_archive_per_tic
                 return False
         return True
 
-    await wait_for(all_reported, 60, "every job done and reported")
+    await wait_for(all_reported, 120, "every job done and reported")
     assert await svc.stop() == 0
     context = f"seed {seed}, kills at (accepted, signed) {kills}, resends {resends}, {time.monotonic() - started:.1f} s"
     assert len(kills) == CRASH_KILLS, context
@@ -303,7 +303,7 @@ async def test_a_job_killed_after_publishing_rerun_keeps_one_archive(simulator, 
     simulator.fail("POST", r"^/api/v1/tags/add$", 503, match_body="pdf:signed")
     await svc.start()
     assert (await post(svc.url, 4711, "kill-after-publish"))[0] == 202
-    await wait_for(lambda: any(r.method == "POST" and b"pdf:signed" in r.body for r in simulator.requests), 60,
+    await wait_for(lambda: any(r.method == "POST" and b"pdf:signed" in r.body for r in simulator.requests), 120,
                    "the report delivery")
     await svc.kill()
     first = archives(svc.storage, "25004711")
@@ -318,8 +318,8 @@ async def test_a_job_killed_after_publishing_rerun_keeps_one_archive(simulator, 
     simulator.clear_faults()
 
     await svc.start()
-    await wait_for(lambda: "pdf:signed" in simulator.tags(4711), 60, "pdf:signed")
-    await wait_for(_reported(svc, 4711), 30, "the report")
+    await wait_for(lambda: "pdf:signed" in simulator.tags(4711), 120, "pdf:signed")
+    await wait_for(_reported(svc, 4711), 60, "the report")
     job = await svc.job(4711)
     assert await svc.stop() == 0
 
@@ -347,7 +347,7 @@ async def test_killed_after_posting_the_note_it_is_not_posted_again(simulator, s
     simulator.delay("POST", r"^/api/v1/ticket_articles$", 60, after=True)
     await svc.start()
     assert (await post(svc.url, 4711, "kill-after-note"))[0] == 202
-    await wait_for(lambda: len(simulator.notes(4711)) == 1, 60, "the note")
+    await wait_for(lambda: len(simulator.notes(4711)) == 1, 120, "the note")
     await svc.kill()
     simulator.clear_faults()
     job_before = sqlite3.connect(svc.state / "jobs.sqlite3").execute(
@@ -355,7 +355,7 @@ async def test_killed_after_posting_the_note_it_is_not_posted_again(simulator, s
     assert [(s, r) for _, s, r in job_before] == [("done", 0)]  # the outbox still holds the report
 
     await svc.start()
-    await wait_for(_reported(svc, 4711), 30, "the report")
+    await wait_for(_reported(svc, 4711), 60, "the report")
     assert await svc.stop() == 0
     assert_archived_once(simulator, svc.storage, 4711, job_before[0][0])
     articles_listed = [r for r in simulator.requests if r.path == "/api/v1/ticket_articles/by_ticket/4711"]
@@ -426,7 +426,7 @@ async def test_webhooks_during_a_run_give_one_follow_up_that_skips(archiver, sim
     simulator.delay("GET", r"^/api/v1/ticket_articles/by_ticket/4711$", 1.0)
     service = await archiver(ADMIN_BEARER_TOKEN=ADMIN_TOKEN)
     assert (await post(service.url, 4711, "first"))[0] == 202
-    await wait_for(lambda: "pdf:processing" in simulator.tags(4711), 10, "the run")
+    await wait_for(lambda: "pdf:processing" in simulator.tags(4711), 30, "the run")
     answers = await asyncio.gather(*(post(service.url, 4711, f"during-{i}") for i in range(3)))
     assert [a[0] for a in answers] == [202] * 3
     await service.wait_idle()
