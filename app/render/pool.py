@@ -21,6 +21,17 @@ from app.workflow.ports import RenderedPdf, TicketSnapshot
 MAX_TASKS_PER_CHILD = 50
 """Children are replaced after this many renders, bounding leaks and open font handles."""
 
+RENDER_NICENESS = 10
+"""Render children run at this lower CPU priority (``nice``): layout is background work, and
+the event loop answering webhooks must get a core first when the pool renders at full load."""
+
+
+def _lower_priority() -> None:
+    try:
+        os.nice(RENDER_NICENESS)
+    except OSError:  # not permitted in some sandboxes: render at normal priority
+        pass
+
 
 class ProcessPoolRenderer:
     """Implements :class:`app.workflow.ports.RendererPort` on a ``ProcessPoolExecutor``.
@@ -37,6 +48,7 @@ class ProcessPoolRenderer:
             max_workers=self.processes,
             mp_context=multiprocessing.get_context("forkserver"),
             max_tasks_per_child=MAX_TASKS_PER_CHILD,
+            initializer=_lower_priority,
         )
 
     async def render(self, snapshot: TicketSnapshot) -> RenderedPdf:
