@@ -12,9 +12,11 @@ One ticket has at most one active (pending or running) job. A request for a tick
 pending job is merged into it; one for a running ticket sets ``follow_up`` and a new pending
 job is created when the running one ends, in the same transaction.
 
-Threading: one dedicated thread owns the connection. Calls from the event loop are queued;
-whatever queued while the previous batch was being written goes into the next transaction
-together (group commit), so durability costs one fsync per batch, not per request.
+Threading: calls from the event loop are queued; whatever queued while the previous batch
+was being committed goes into the next transaction together (group commit), so durability
+costs one fsync per batch, not per request. A batch's statements run on the event loop
+(they take microseconds and never wait for a lock: the store has the only connection); its
+``COMMIT``, which fsyncs, runs in a dedicated thread without holding the GIL.
 ``synchronous=FULL`` makes a commit survive power loss, not only a crash.
 """
 
@@ -211,10 +213,10 @@ class JobStore:
     # -- plumbing --------------------------------------------------------------------------
     def _connect(self) -> None:
         if self.path is None:
-            conn = sqlite3.connect(":memory:", isolation_level=None)
+            conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(str(self.path), isolation_level=None)
+            conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=FULL")
         conn.row_factory = sqlite3.Row
@@ -222,23 +224,26 @@ class JobStore:
         _add_missing_columns(conn)
         self._conn = conn
 
-    def _execute_batch(self, fns: list[Callable[[sqlite3.Connection], Any]]) -> list[tuple[bool, Any]]:
-        """Run ``fns`` in one transaction. The common case has no failing op and pays for no
-        savepoints; when an op raises, the transaction is rolled back and the batch is run
-        again with a savepoint around each op, so one bad op does not sink the others."""
+    def _run_statements(self, fns: list[Callable[[sqlite3.Connection], Any]]) -> list[tuple[bool, Any]] | None:
+        """``BEGIN`` and every op of a batch, without savepoints (the common case); ``None``
+        after a rollback when an op raised, so the caller can isolate the bad one."""
         conn = self._conn
         assert conn is not None
         conn.execute("BEGIN IMMEDIATE")
         try:
-            results: list[tuple[bool, Any]] = [(True, fn(conn)) for fn in fns]
-        except Exception:  # noqa: BLE001 - retried below, op by op
+            return [(True, fn(conn)) for fn in fns]
+        except Exception:  # noqa: BLE001 - retried op by op
             conn.execute("ROLLBACK")
             self._recount(conn)
-            return self._execute_isolated(fns)
+            return None
         except BaseException:
             conn.execute("ROLLBACK")
             self._recount(conn)
             raise
+
+    def _commit(self) -> None:
+        conn = self._conn
+        assert conn is not None
         try:
             conn.execute("COMMIT")
         except BaseException:
@@ -246,7 +251,6 @@ class JobStore:
             self._recount(conn)
             raise
         self.commits += 1
-        return results
 
     def _execute_isolated(self, fns: list[Callable[[sqlite3.Connection], Any]]) -> list[tuple[bool, Any]]:
         conn = self._conn
@@ -289,12 +293,23 @@ class JobStore:
         return await future
 
     async def _flush(self) -> None:
+        """Write queued ops, batch by batch. The statements of a batch run on the event loop
+        (microseconds each; no other connection can hold a lock), the ``COMMIT`` — the fsync —
+        in the store's thread, where it does not hold the GIL. The connection is used by one
+        side at a time: the next batch starts only after the commit returned."""
         loop = asyncio.get_running_loop()
         try:
             while self._ops:
                 batch, self._ops = self._ops, []
+                fns = [f for f, _ in batch]
                 try:
-                    results = await loop.run_in_executor(self._executor, self._execute_batch, [f for f, _ in batch])
+                    results = self._run_statements(fns)
+                    if results is None:  # an op failed: redo the batch op by op, in the thread
+                        results = await loop.run_in_executor(self._executor, self._execute_isolated, fns)
+                    elif self.path is None:
+                        self._commit()
+                    else:
+                        await loop.run_in_executor(self._executor, self._commit)
                 except Exception as exc:  # noqa: BLE001 - the commit itself failed
                     for _, future in batch:
                         if not future.done():
