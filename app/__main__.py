@@ -13,6 +13,34 @@ import signal
 import sys
 
 
+READ_TIMEOUT_SECONDS = 30
+"""How long Hypercorn waits for more bytes of a request before it closes the connection."""
+
+
+def preflight(settings: object) -> None:
+    """Check what the settings name on disk before the server starts, so a missing folder is
+    one clear line naming the setting rather than a traceback from the lifespan.
+
+    Raises:
+        ConfigError: ``STORAGE_ROOT`` is not an existing folder, or ``STATE_DIR`` cannot be
+            created (when ``STATE_DURABLE``).
+    """
+    from app.config import Settings
+    from app.errors import ConfigError
+
+    assert isinstance(settings, Settings)
+    root = settings.storage_root
+    if root is not None and not root.is_dir():
+        raise ConfigError(f"STORAGE_ROOT / storage.root: {str(root)!r} is not an existing folder "
+                          "(create it, or mount the share, before starting)")
+    if settings.state_durable and settings.state_dir is not None:
+        try:
+            settings.state_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"STATE_DIR / state.dir: cannot create {str(settings.state_dir)!r}: "
+                              f"{exc.strerror or exc}") from None
+
+
 def serve() -> int:
     """Run the service in the foreground; returns the exit status."""
     from hypercorn.asyncio import serve as hypercorn_serve
@@ -24,6 +52,7 @@ def serve() -> int:
 
     try:
         settings = load_settings()
+        preflight(settings)
         app = create_app(settings)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
@@ -34,6 +63,8 @@ def serve() -> int:
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")  # through our JSON handler
     config.graceful_timeout = settings.shutdown_grace_seconds + 5
+    # A client that stops sending mid-request is dropped instead of holding a connection forever.
+    config.read_timeout = READ_TIMEOUT_SECONDS
 
     async def run() -> None:
         stop = asyncio.Event()

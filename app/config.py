@@ -12,6 +12,7 @@ Secrets are held in :class:`Secret`, whose ``repr``/``str`` never show the value
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import tomllib
 from collections.abc import Callable, Mapping
@@ -76,7 +77,10 @@ def _parse_int(raw: Any) -> int:
 def _parse_float(raw: Any) -> float:
     if isinstance(raw, bool):
         raise ValueError("expected a number")
-    return float(raw)
+    value = float(raw)
+    if not math.isfinite(value):
+        raise ValueError("expected a finite number")
+    return value
 
 
 def _parse_str(raw: Any) -> str:

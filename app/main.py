@@ -263,7 +263,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             # fontTools' objects again and again under load (it stalled /ingest for tens of ms).
             gc.collect()
             gc.freeze()
-            log.info("service started", extra={"version": __version__, "workers": settings.workers,
+            log.info("workers started", extra={"version": __version__, "workers": settings.workers,
                                                "signing": settings.signing_enabled})
             yield
         finally:
@@ -300,6 +300,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         exception_handlers={HTTPException: http_exception},
         lifespan=lifespan,
     )
+    # No 307 to "<path>/": its Location would come from the Host header, and it has no JSON body.
+    app.router.redirect_slashes = False
     app.state.runtime = runtime
     return app
 

@@ -55,6 +55,8 @@ def test_unknown_toml_key_is_named(tmp_path):
         ("PDF_TIMEZONE", "Mars/Olympus", "PDF_TIMEZONE"),
         ("WORKFLOW_TRIGGER_TAG", "a,b", "WORKFLOW_TRIGGER_TAG"),
         ("STORAGE_PATH_TEMPLATE", "{nope}.pdf", "STORAGE_PATH_TEMPLATE"),
+        ("ZAMMAD_TIMEOUT_SECONDS", "nan", "ZAMMAD_TIMEOUT_SECONDS"),
+        ("TSA_TIMEOUT_SECONDS", "inf", "TSA_TIMEOUT_SECONDS"),
     ],
 )
 def test_bad_values_name_the_key(key, value, named):

@@ -2,7 +2,7 @@
 
 Zammad posts ``params.to_json`` (compact JSON; Rails escapes ``<``, ``>``, ``&`` as
 ``\\u003c``, ``\\u003e``, ``\\u0026``) with the headers of ``lib/user_agent.rb`` and
-``app/jobs/trigger_webhook_job.rb`` (``docs/zammad.md`` §1.2–1.4).
+``app/jobs/trigger_webhook_job.rb`` (``docs/reference/zammad.md`` §1.2–1.4).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A stateful Zammad REST API simulator (aiohttp.web) for tests and the demo.
 
-It answers the endpoints the archiver uses the way Zammad 6.x does (``docs/zammad.md`` §3,
+It answers the endpoints the archiver uses the way Zammad 6.x does (``docs/reference/zammad.md`` §3,
 Zammad's ``config/routes/{ticket,tag}.rb`` and ``app/controllers/{tickets,ticket_articles,
 tags}_controller.rb``): same paths, status codes, JSON shapes and error bodies
 ``{"error": …, "error_human": …}``; ``X-Failure`` on 401/403; masked 5xx bodies.

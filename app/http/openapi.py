@@ -99,9 +99,12 @@ OPENAPI: dict[str, Any] = {
         },
         "/jobs/{ticket_id}": {
             "get": {
-                "summary": "What the worker pool knows about a ticket",
+                "summary": "The ticket's latest job from the job store",
                 "security": _ADMIN_AUTH,
-                "parameters": [_TICKET_ID],
+                "parameters": [_TICKET_ID, {"name": "requested_at", "in": "query", "required": False,
+                                            "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                                            "description": "Unix seconds; with X-Hub-Signature over "
+                                                           "'/jobs/{ticket_id}?requested_at=…' (5 minutes)"}],
                 "responses": {
                     "200": _ok("Job state", {"$ref": "#/components/schemas/JobStatus"}),
                     "403": _err("No valid bearer token or signature"),

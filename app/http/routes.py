@@ -143,13 +143,20 @@ async def ingest_batch(request: Request) -> Response:
 RETRY_SIGNATURE_MAX_AGE_SECONDS = 300
 
 
-def _authorized(request: Request, body: bytes) -> str | None:
-    """``"bearer"`` or ``"hmac"`` for an authorised request, else ``None``."""
-    runtime = request.app.state.runtime
-    token = runtime.settings.admin_bearer_token
+def _bearer_ok(request: Request) -> bool:
+    """Whether ``Authorization: Bearer`` carries ``ADMIN_BEARER_TOKEN`` (constant-time)."""
+    token = request.app.state.runtime.settings.admin_bearer_token
     auth = request.headers.get("authorization", "")
-    if token and auth.startswith("Bearer "):
-        return "bearer" if hmac.compare_digest(auth[7:].strip().encode(), token.reveal().encode()) else None
+    return bool(token) and auth.startswith("Bearer ") and \
+        hmac.compare_digest(auth[7:].strip().encode(), token.reveal().encode())
+
+
+def _authorized(request: Request, body: bytes) -> str | None:
+    """``"bearer"`` or ``"hmac"`` (a signature over ``body``) for an authorised request, else
+    ``None``. A bearer token that is sent but wrong is refused outright."""
+    runtime = request.app.state.runtime
+    if runtime.settings.admin_bearer_token and request.headers.get("authorization", "").startswith("Bearer "):
+        return "bearer" if _bearer_ok(request) else None
     secret = runtime.settings.webhook_hmac_secret
     if secret and signature_ok(body, request.headers.get("x-hub-signature"), secret.reveal().encode()):
         return "hmac"
@@ -203,14 +210,35 @@ async def retry(request: Request) -> Response:
     return JSONResponse({"status": "accepted", "ticket_id": ticket_id}, status_code=202)
 
 
+def _fresh_jobs_signature(request: Request, ticket_id: int) -> bool:
+    """A signed ``GET /jobs/{id}`` signs its request target, ``/jobs/{id}?requested_at=<unix
+    seconds>``, at most :data:`RETRY_SIGNATURE_MAX_AGE_SECONDS` old: a captured request
+    neither reads another ticket nor works days later."""
+    raw = request.query_params.get("requested_at", "")
+    try:
+        requested_at = int(raw)
+    except ValueError:
+        return False
+    if abs(time.time() - requested_at) > RETRY_SIGNATURE_MAX_AGE_SECONDS:
+        return False
+    secret = request.app.state.runtime.settings.webhook_hmac_secret
+    target = f"/jobs/{ticket_id}?requested_at={raw}".encode()
+    return bool(secret) and signature_ok(target, request.headers.get("x-hub-signature"), secret.reveal().encode())
+
+
 async def job_status(request: Request) -> Response:
     """``GET /jobs/{ticket_id}``: the ticket's latest job from the job store — ``state``
     (pending, running, done, failed, dead, or none), ``attempts``, ``next_attempt_at``,
     ``last_error``, ``classification``, ``output_path``, timestamps — plus ``in_flight`` and
-    ``shutting_down``."""
-    if not _authorized(request, b""):
-        return error_response(403, *_FORBIDDEN)
+    ``shutting_down``.
+
+    Needs ``Authorization: Bearer <ADMIN_BEARER_TOKEN>``, or ``?requested_at=<unix seconds>``
+    with an ``X-Hub-Signature`` over the request target ``/jobs/{ticket_id}?requested_at=…``
+    made with the webhook secret (``scripts/ops/jobs.sh`` signs it).
+    """
     ticket_id = _ticket_id_param(request)
+    if not _bearer_ok(request) and (ticket_id is None or not _fresh_jobs_signature(request, ticket_id)):
+        return error_response(403, *_FORBIDDEN)
     if ticket_id is None:
         return error_response(422, "invalid_ticket_id", "the ticket id must be a positive integer")
     pool = request.app.state.runtime.pool

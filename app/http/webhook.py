@@ -1,7 +1,7 @@
 """What is a valid webhook? Signature check and ticket-id extraction, as pure functions.
 
 Zammad signs the exact body bytes with HMAC-SHA1 and sends ``X-Hub-Signature: sha1=<hex>``
-(Zammad ``lib/user_agent.rb``; ``docs/zammad.md`` §1.4). ``sha256=<hex>`` is accepted too,
+(Zammad ``lib/user_agent.rb``; ``docs/reference/zammad.md`` §1.4). ``sha256=<hex>`` is accepted too,
 for proxies and senders that use it.
 """
 
@@ -55,7 +55,7 @@ def _as_ticket_id(value: Any, where: str) -> int:
 
 
 def extract_ticket_id(payload: Any) -> int:
-    """Find the ticket id in a webhook payload (``docs/zammad.md`` §2).
+    """Find the ticket id in a webhook payload (``docs/reference/zammad.md`` §2).
 
     Looks, in order, at the top-level ``ticket_id`` (a custom payload; an integer or a string
     of digits) and at ``ticket.id`` (Zammad's default payload).

@@ -1,6 +1,6 @@
 """E-mail HTML made safe for fpdf2's ``write_html``: quotes marked, sanitised, normalised.
 
-``write_html`` is not a browser (``rendering.md`` §4.2): nested tables, mixed markup in
+``write_html`` is not a browser (``docs/reference/rendering.md`` §4.2): nested tables, mixed markup in
 cells, unknown fonts, odd attribute values and unmapped images raise. The pipeline here
 (§4.3) removes every construct on that list:
 

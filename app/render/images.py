@@ -2,7 +2,7 @@
 
 Zammad keeps inline images as article attachments with a ``Content-ID``; bodies reference
 them as ``cid:…`` or, as the API rewrites them, ``/api/v1/ticket_attachment/T/A/ATT?view=inline``
-(``zammad.md`` §4). :func:`image_references` lists them, and the image attachments shown as
+(``docs/reference/zammad.md`` §4). :func:`image_references` lists them, and the image attachments shown as
 previews, for the workflow to download; the renderer receives ``attachment id → bytes`` and
 uses :class:`ArticleImages` to look sources up. Every image is normalised with Pillow to
 sRGB (CMYK, 16-bit, palette and odd JPEGs included) before fpdf2 embeds it.

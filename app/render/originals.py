@@ -4,7 +4,7 @@ ISO 19005-3 lets a PDF/A-3 document carry any file as an *associated file*: an e
 file stream with a MIME ``/Subtype`` and ``/Params /ModDate``, referenced from a file
 specification with ``/AFRelationship`` and listed in the catalog's ``/AF`` array and the
 ``/Names /EmbeddedFiles`` name tree. fpdf2's ``embed_file`` writes all of that
-(``rendering.md`` §5.3); this module feeds it the workflow's :class:`EmbeddedFile` values
+(``docs/reference/rendering.md`` §5.3); this module feeds it the workflow's :class:`EmbeddedFile` values
 with a fixed modification date, and writes our own XMP so identical input still gives
 identical bytes (fpdf2's own PDF/A XMP dates itself "now", §5.4).
 """

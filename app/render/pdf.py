@@ -18,7 +18,7 @@ every article's attachment list and a closing "Originals" section say what is em
 
 Every page starts with main-font text in :meth:`_TicketPdf.header`, and after every fpdf2
 call that may select a fallback font the next line re-selects its own font: together they
-avoid fpdf2 2.8.9's fallback-only-first-run defect (``rendering.md`` §3.1).
+avoid fpdf2 2.8.9's fallback-only-first-run defect (``docs/reference/rendering.md`` §3.1).
 """
 
 from __future__ import annotations
@@ -726,7 +726,7 @@ def render_ticket_pdf(
         pdf.set_keywords(", ".join(pdf.clean(str(tag)) for tag in tags))
         pdf.set_creator(f"{service} {__version__}")
         pdf.set_creation_date(archived_at)
-        if options.pdfa:  # fpdf2's own PDF/A XMP dates itself "now" (rendering.md §5.4)
+        if options.pdfa:  # fpdf2's own PDF/A XMP dates itself "now" (docs/reference/rendering.md §5.4)
             pdf.set_xmp_metadata(xmp_metadata(
                 title=pdf.title, subject=pdf.subject, author=pdf.author, keywords=pdf.keywords,
                 creator=pdf.creator, producer=f"fpdf2 {FPDF_VERSION}", date=archived_at, pdfa=True))

@@ -5,7 +5,7 @@ the trigger tag is kept so the ticket is tried again. Permanent failures need a 
 (bad credentials, a deleted ticket, invalid data, a read-only share): the trigger tag is
 removed so the ticket is not retried in a loop.
 
-Policy for Zammad's statuses follows ``docs/zammad.md`` §3.6: 401/403/404/422 permanent,
+Policy for Zammad's statuses follows ``docs/reference/zammad.md`` §3.6: 401/403/404/422 permanent,
 408/425/429 and 5xx transient, no response (connection error, timeout) transient.
 """
 

@@ -1,7 +1,7 @@
 """What the archiver writes back into the ticket: the internal notes.
 
 Notes are HTML (Zammad stores article bodies as HTML) and always internal ``note``
-articles (``docs/zammad.md`` §3.4: ``type: email`` would mail the customer). Every value is
+articles (``docs/reference/zammad.md`` §3.4: ``type: email`` would mail the customer). Every value is
 HTML-escaped; every note carries the job id, so a person (and later the archiver itself)
 can match a note to a run.
 """

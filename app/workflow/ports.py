@@ -148,7 +148,7 @@ class StoredArchive:
 
 
 class ZammadPort(Protocol):
-    """The Zammad REST calls the workflow makes (see ``docs/zammad.md``, Zammad's API).
+    """The Zammad REST calls the workflow makes (see ``docs/reference/zammad.md``, Zammad's API).
 
     Every method raises :class:`app.errors.ZammadApiError` on failure.
     """

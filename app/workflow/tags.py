@@ -1,6 +1,6 @@
 """What tags come next: the archiver's tag vocabulary and its transitions.
 
-The runbook's tag protocol (Zammad tags, see ``docs/zammad.md`` §5):
+The runbook's tag protocol (Zammad tags, see ``docs/reference/zammad.md`` §5):
 
 - start of processing: remove ``pdf:signed``, ``pdf:error`` and the trigger tag, add ``pdf:processing``;
 - success: ``pdf:signed`` is the only archiver tag left;

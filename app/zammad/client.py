@@ -2,7 +2,7 @@
 
 Implements :class:`app.workflow.ports.ZammadPort` over an :class:`aiohttp.ClientSession` that
 the caller (the app lifespan) owns. Endpoints, status codes and error bodies follow
-``docs/zammad.md`` §3 (Zammad 6.x, ``config/routes/{ticket,tag}.rb``,
+``docs/reference/zammad.md`` §3 (Zammad 6.x, ``config/routes/{ticket,tag}.rb``,
 ``app/controllers/application_controller/handles_errors.rb``) and Zammad's API docs
 (https://docs.zammad.org/en/latest/api/intro.html).
 
@@ -51,7 +51,7 @@ class ZammadClient:
         session: an open session; the client never closes it.
         base_url: Zammad's root URL, e.g. ``https://support.example`` (no ``/api/v1``).
         api_token: a personal access token (Zammad permission ``ticket.agent``), sent as
-            ``Authorization: Token token=<token>`` (``docs/zammad.md`` §3.1).
+            ``Authorization: Token token=<token>`` (``docs/reference/zammad.md`` §3.1).
         timeout_seconds: total time allowed per request (connect, send, read), > 0.
     """
 
@@ -96,7 +96,7 @@ class ZammadClient:
         """``GET /api/v1/tickets/{id}?expand=true``: the ticket's columns plus the name strings
         ``group``, ``organization``, ``state``, ``priority``, ``owner``, ``customer``,
         ``created_by``, ``updated_by``, ``create_article_type``, ``create_article_sender`` and
-        ``article_ids`` (``docs/zammad.md`` §3.2, §3.3). A missing ticket answers 404.
+        ``article_ids`` (``docs/reference/zammad.md`` §3.2, §3.3). A missing ticket answers 404.
         """
         return (await self.get_ticket_raw(ticket_id))[0]
 
@@ -109,7 +109,7 @@ class ZammadClient:
 
     async def get_tags(self, ticket_id: int) -> list[str]:
         """``GET /api/v1/tags?object=Ticket&o_id={id}`` → ``{"tags": [...]}``; returns the list
-        (``docs/zammad.md`` §3.2)."""
+        (``docs/reference/zammad.md`` §3.2)."""
         tid = _positive_id(ticket_id, "ticket_id")
         path = "/api/v1/tags"
         data = await self._json("GET", path, params={"object": "Ticket", "o_id": str(tid)})
@@ -127,7 +127,7 @@ class ZammadClient:
     async def list_articles(self, ticket_id: int) -> list[dict[str, Any]]:
         """``GET /api/v1/ticket_articles/by_ticket/{id}``: every article the token's user may
         see, as a JSON array in Zammad's order (oldest first), not paginated
-        (``docs/zammad.md`` §3.2, §3.3)."""
+        (``docs/reference/zammad.md`` §3.2, §3.3)."""
         return (await self.list_articles_raw(ticket_id))[0]
 
     async def list_articles_raw(self, ticket_id: int) -> tuple[list[dict[str, Any]], bytes]:
@@ -148,7 +148,7 @@ class ZammadClient:
         """``POST /api/v1/tags/add`` ``{"object": "Ticket", "o_id": id, "item": tag}``.
 
         Zammad answers 201 ``true`` and is idempotent; it answers 403 when the tag does not
-        exist yet and the user may not create tags (``docs/zammad.md`` §3.2, §5).
+        exist yet and the user may not create tags (``docs/reference/zammad.md`` §3.2, §5).
         """
         body = _tag_body(ticket_id, tag)
         await self._json("POST", "/api/v1/tags/add", json_body=body)
@@ -157,7 +157,7 @@ class ZammadClient:
         """``DELETE /api/v1/tags/remove`` with the JSON body ``{"object", "o_id", "item"}``.
 
         Zammad answers 200 ``true`` (its docs say 201) and is idempotent
-        (``docs/zammad.md`` §3.2).
+        (``docs/reference/zammad.md`` §3.2).
         """
         body = _tag_body(ticket_id, tag)
         await self._json("DELETE", "/api/v1/tags/remove", json_body=body)
@@ -167,7 +167,7 @@ class ZammadClient:
 
         Always ``type: note`` (an ``email`` would be sent even when internal) and
         ``sender: Agent``. Zammad answers 201 with the article; 422 for an empty body or one
-        over 1,500,000 characters. The POST is not idempotent (``docs/zammad.md`` §3.4).
+        over 1,500,000 characters. The POST is not idempotent (``docs/reference/zammad.md`` §3.4).
         """
         tid = _positive_id(ticket_id, "ticket_id")
         path = "/api/v1/ticket_articles"
@@ -189,7 +189,7 @@ class ZammadClient:
         """``GET /api/v1/ticket_attachment/{ticket}/{article}/{attachment}``: the raw bytes.
 
         Zammad answers 403 when the article is not in that ticket or the file not in that
-        article (``docs/zammad.md`` §3.2, §4).
+        article (``docs/reference/zammad.md`` §3.2, §4).
         """
         path = (
             f"/api/v1/ticket_attachment/{_positive_id(ticket_id, 'ticket_id')}"
@@ -200,7 +200,7 @@ class ZammadClient:
 
     async def get_article_plain(self, article_id: int) -> bytes:
         """``GET /api/v1/ticket_article_plain/{id}``: the raw RFC 822 message of an e-mail
-        article (``message/rfc822``; ``docs/zammad.md`` §3.2, §4). Articles without a stored
+        article (``message/rfc822``; ``docs/reference/zammad.md`` §3.2, §4). Articles without a stored
         mail answer with an empty body: ``b""`` is returned then."""
         path = f"/api/v1/ticket_article_plain/{_positive_id(article_id, 'article_id')}"
         _, raw = await self._request("GET", path)

@@ -9,6 +9,7 @@ import hmac
 import json
 import re
 import resource
+import time
 from typing import Any
 
 import aiohttp
@@ -120,6 +121,12 @@ async def test_404_and_405_use_the_error_shape(archiver):
     status, _, payload = await call("GET", f"{service.url}/ingest")
     assert status == 405
     assert_error_shape(payload, "method_not_allowed")
+    # No redirect to the slash-less path (its Location would come from the Host header).
+    body, hdrs = signed({"ticket_id": 4711})
+    status, headers, payload = await call("POST", f"{service.url}/ingest/", body=body,
+                                          headers={**hdrs, "Host": "evil.example"})
+    assert status in (403, 404) and "Location" not in headers
+    assert_error_shape(payload, "not_found" if status == 404 else "forbidden")
 
 
 # -- body limit while streaming --------------------------------------------------------------------
@@ -270,13 +277,25 @@ async def test_retry_and_jobs_are_never_anonymous(archiver, simulator):
                                     headers={"Authorization": "Bearer admin-token-4711"})
     assert (status, payload) == (202, {"status": "accepted", "ticket_id": 4711})
     await service.wait_idle()
-    sig = "sha1=" + hmac.new(HMAC_SECRET.encode(), b"", hashlib.sha1).hexdigest()
-    status, _, payload = await call("GET", f"{service.url}/jobs/4711", headers={"X-Hub-Signature": sig})
+    # The old scheme, a signature over the empty body, never changes: it is refused.
+    empty = "sha1=" + hmac.new(HMAC_SECRET.encode(), b"", hashlib.sha1).hexdigest()
+    assert (await call("GET", f"{service.url}/jobs/4711", headers={"X-Hub-Signature": empty}))[0] == 403
+
+    def signed_target(target: str) -> dict[str, str]:
+        return {"X-Hub-Signature": "sha1=" + hmac.new(HMAC_SECRET.encode(), target.encode(), hashlib.sha1).hexdigest()}
+
+    now = int(time.time())
+    target = f"/jobs/4711?requested_at={now}"
+    status, _, payload = await call("GET", f"{service.url}{target}", headers=signed_target(target))
     assert status == 200
     assert payload["ticket_id"] == 4711 and payload["in_flight"] is False and payload["shutting_down"] is False
     assert payload["state"] == "done" and payload["result"] == "archived" and payload["attempts"] == 1
     assert payload["output_path"].endswith(".pdf") and len(payload["sha256"]) == 64
-    status, _, payload = await call("GET", f"{service.url}/jobs/abc", headers={"X-Hub-Signature": sig})
+    # Another ticket with the same signature, or a stale one, is refused.
+    assert (await call("GET", f"{service.url}/jobs/4712?requested_at={now}", headers=signed_target(target)))[0] == 403
+    stale = f"/jobs/4711?requested_at={now - 3600}"
+    assert (await call("GET", f"{service.url}{stale}", headers=signed_target(stale)))[0] == 403
+    status, _, payload = await call("GET", f"{service.url}/jobs/abc", headers={"Authorization": "Bearer admin-token-4711"})
     assert status == 422
     assert_error_shape(payload, "invalid_ticket_id")
 
@@ -292,6 +311,13 @@ async def test_retry_script_signs_the_request(archiver):
     assert json.loads(out) == {"status": "accepted", "ticket_id": 4711}
     await service.wait_idle()
     assert (await service.runtime.pool.status(4711))["result"] == "archived"
+    proc = await asyncio.create_subprocess_exec(
+        "bash", str(REPO / "scripts/ops/jobs.sh"), "4711",
+        env={"ARCHIVER_URL": service.url, "WEBHOOK_HMAC_SECRET": HMAC_SECRET, "PATH": "/usr/bin:/bin"},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err
+    assert json.loads(out)["result"] == "archived"
 
 
 # -- health and metrics -------------------------------------------------------------------------------
