@@ -57,7 +57,7 @@ OPENAPI: dict[str, Any] = {
                     "400": _err("Body is not JSON, or X-Zammad-Delivery missing while required"),
                     "403": _err("Missing or wrong X-Hub-Signature"),
                     "422": _err("No valid ticket id in the payload"),
-                    "503": _err("Queue full, shutting down, or no webhook secret configured"),
+                    "503": _err("Queue full, shutting down, job store failing, or no webhook secret configured"),
                     **_COMMON_EDGE,
                 },
             }
@@ -76,7 +76,7 @@ OPENAPI: dict[str, Any] = {
                     "400": _err("Body is not JSON, or X-Zammad-Delivery missing while required"),
                     "403": _err("Missing or wrong X-Hub-Signature"),
                     "422": _err("A payload without a valid ticket id (its index is named), or too many payloads"),
-                    "503": _err("Queue full, shutting down, or no webhook secret configured"),
+                    "503": _err("Queue full, shutting down, job store failing, or no webhook secret configured"),
                     **_COMMON_EDGE,
                 },
             }

@@ -47,13 +47,18 @@ def _shutting_down() -> Response:
 
 
 async def _admit(runtime: Any, requests: list[JobRequest]) -> list[Admission] | Response:
-    """Record requests durably; a 503 response when refused."""
+    """Record requests durably; a 503 response when refused (queue full, shutting down, or the
+    job store failing to commit: nothing was accepted, so Zammad's retry is the right answer)."""
     if runtime.pool.shutting_down:
         return _shutting_down()
     try:
         admissions = await runtime.pool.submit_many(requests)
     except ShuttingDown:
         return _shutting_down()
+    except Exception:  # noqa: BLE001 - e.g. the state disk is full: Zammad retries a 503
+        log.exception("job store refused the job")
+        return error_response(503, "job_store_unavailable",
+                              "the job could not be recorded (see the service log); retry later", {"Retry-After": "10"})
     if any(a.status == "full" for a in admissions):
         return _queue_full()
     duplicates = sum(a.status == "duplicate" for a in admissions)

@@ -389,3 +389,22 @@ async def test_schemathesis_finds_no_5xx_and_no_schema_violation(archiver, tmp_p
     assert proc.returncode == 0, text[-4000:]
     assert re.search(r"\d+ generated, \d+ passed", text), text[-2000:]
     assert "Authentication failed" not in text, text[-2000:]
+
+
+async def test_a_failing_job_store_answers_503_not_500(archiver):
+    # A full state disk under SQLite is stood in for by a failing accept (a mock: the fault is
+    # the store's, and the edge's answer to it is what is tested here).
+    service = await archiver()
+    store = service.runtime.store
+
+    async def broken(requests):
+        raise OSError(28, "No space left on device")
+
+    original, store.accept_many = store.accept_many, broken
+    try:
+        body, hdrs = signed({"ticket_id": 4711})
+        status, headers, payload = await call("POST", f"{service.url}/ingest", body=body, headers=hdrs)
+    finally:
+        store.accept_many = original
+    assert status == 503 and headers["Retry-After"]
+    assert_error_shape(payload, "job_store_unavailable")
