@@ -44,6 +44,13 @@ class Result:
         return asdict(self)
 
 
+def print_rows(rows: list[Result]) -> None:
+    """Print result rows for a benchmark run alone (``python -m benchmarks.NAME``)."""
+    for row in rows:
+        print(f"{row.metric:70} {row.value:>9} {row.unit:9} {row.target or ''} "
+              f"{'' if row.met is None else ('met' if row.met else 'NOT met')}")
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -24,7 +24,7 @@ import os
 import sys
 import time
 
-from benchmarks.common import Result
+from benchmarks.common import Result, print_rows
 from benchmarks.simulator import FIXTURE_TICKET
 from benchmarks.stack import Stack, StepProfile
 
@@ -91,9 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="20 tickets per run instead of 120")
     args = parser.parse_args(argv)
-    for row in run(args.quick):
-        print(f"{row.metric:70} {row.value:>9} {row.unit:9} {row.target or ''} "
-              f"{'' if row.met is None else ('met' if row.met else 'NOT met')}")
+    print_rows(run(args.quick))
     return 0
 
 

@@ -35,7 +35,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks.common import Result, free_port, start_python, stop, wait_http
+from benchmarks.common import Result, free_port, print_rows, start_python, stop, wait_http
 
 SECRET = "bench-secret"
 BODY = b'{"ticket_id":4711,"ticket_number":"25004711"}'
@@ -203,9 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="one short round")
     args = parser.parse_args(argv)
-    for row in run(args.quick):
-        print(f"{row.metric:55} {row.value:>10} {row.unit:6} {row.target or ''} "
-              f"{'' if row.met is None else ('met' if row.met else 'NOT met')}")
+    print_rows(run(args.quick))
     return 0
 
 

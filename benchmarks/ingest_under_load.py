@@ -34,7 +34,7 @@ import uuid
 
 import aiohttp
 
-from benchmarks.common import Result
+from benchmarks.common import Result, print_rows
 from benchmarks.ingest import BODY, CONNECTIONS, SECRET, SIGNATURE, load
 from benchmarks.simulator import FIXTURE_TICKET
 from benchmarks.stack import SECRET as STACK_SECRET
@@ -148,9 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="shorter windows, smaller backlog")
     args = parser.parse_args(argv)
-    for row in run(args.quick):
-        print(f"{row.metric:70} {row.value:>9} {row.unit:9} {row.target or ''} "
-              f"{'' if row.met is None else ('met' if row.met else 'NOT met')}")
+    print_rows(run(args.quick))
     return 0
 
 

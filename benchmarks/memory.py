@@ -21,7 +21,7 @@ import asyncio
 import sys
 import time
 
-from benchmarks.common import Result
+from benchmarks.common import Result, print_rows
 from benchmarks.stack import Stack, peak_rss_mib, process_tree
 
 ARTICLES = 5000
@@ -83,9 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a 1,000-article ticket instead of 5,000")
     args = parser.parse_args(argv)
-    for row in run(args.quick):
-        print(f"{row.metric:70} {row.value:>9} {row.unit:5} {row.target or ''} "
-              f"{'' if row.met is None else ('met' if row.met else 'NOT met')}")
+    print_rows(run(args.quick))
     return 0
 
 

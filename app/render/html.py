@@ -289,7 +289,7 @@ def normalise(html: str, *, resolve: ImageResolver, label: ImageLabeler, max_wid
         # on a line of its own, so it starts at the left edge and cannot overrun the line
         image.addprevious(etree.Element("br"))
     for paragraph in root.iter("p"):  # right-to-left paragraphs are right-aligned, as mail clients show them
-        if _first_strong_is_rtl(_text(paragraph)[:200]):
+        if first_strong_is_rtl(_text(paragraph)[:200]):
             paragraph.set("align", "right")
     for pre in root.iter("pre"):  # fpdf2's <pre> wants text only
         text = _text(pre)
@@ -299,7 +299,9 @@ def normalise(html: str, *, resolve: ImageResolver, label: ImageLabeler, max_wid
     return _serialise(root)
 
 
-def _first_strong_is_rtl(text: str) -> bool:
+def first_strong_is_rtl(text: str) -> bool:
+    """Whether the first strongly directional character of ``text`` is right-to-left (bidi
+    class R or AL; the paragraph direction rule of Unicode UAX #9, P2–P3)."""
     for char in text:
         kind = unicodedata.bidirectional(char)
         if kind in ("R", "AL"):

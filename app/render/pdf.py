@@ -24,7 +24,6 @@ avoid fpdf2 2.8.9's fallback-only-first-run defect (``docs/reference/rendering.m
 from __future__ import annotations
 
 import io
-import unicodedata
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
@@ -52,7 +51,7 @@ from app.render.content import (
 )
 from app.render.fontcache import add_cached_font
 from app.render.glyphs import COMPLEX, MAIN_FAMILY, STYLES, FontFace, FontSet, font_set
-from app.render.html import html_to_text, prepare_html
+from app.render.html import first_strong_is_rtl, html_to_text, prepare_html
 from app.render.images import PREVIEW_TYPES, ArticleImages, PreparedImage, content_type_of
 from app.render.layout import wrap_text
 from app.render.options import LIMIT_MODES, TEMPLATES, RenderOptions
@@ -256,7 +255,7 @@ class _TicketPdf(FPDF):
         self.set_font(MAIN_FAMILY, style.style, style.size)
         self.set_text_color(*style.color)
         self.set_xy(self.l_margin + offset, self.y)
-        rtl = _first_strong_is_rtl(paragraph)
+        rtl = first_strong_is_rtl(paragraph)
         try:
             self.multi_cell(self.epw - offset, style.leading, paragraph, align="R" if rtl else "L",
                             new_x=XPos.LMARGIN, new_y=YPos.NEXT)
@@ -416,15 +415,6 @@ class _TicketPdf(FPDF):
         if shaping:
             self.set_text_shaping(True)
 
-
-def _first_strong_is_rtl(text: str) -> bool:
-    for char in text:
-        kind = unicodedata.bidirectional(char)
-        if kind in ("R", "AL"):
-            return True
-        if kind == "L":
-            return False
-    return False
 
 
 def _check_input(ticket: Any, articles: Any, tags: Any) -> None:

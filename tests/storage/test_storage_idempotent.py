@@ -9,7 +9,6 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
 
 from app.storage.store import ArchiveStore
 from app.workflow.ports import TicketSnapshot
@@ -20,18 +19,6 @@ FOLDER = "Kundenservice/2025"
 NAME = "Ticket-25004711_20250306T132005Z"
 FIRST = b"%PDF-1.7\nfirst attempt\n%%EOF\n"
 AGAIN = b"%PDF-1.7\nsecond attempt, other bytes (new signature time)\n%%EOF\n"
-
-
-@pytest.fixture()
-def snapshot() -> TicketSnapshot:
-    return TicketSnapshot(json.loads(FIXTURE.read_text(encoding="utf-8")), [], [], ARCHIVED_AT)
-
-
-@pytest.fixture()
-def root(tmp_path: Path) -> Path:
-    path = tmp_path / "root"
-    path.mkdir()
-    return path
 
 
 def visible(root: Path) -> list[str]:

@@ -25,18 +25,6 @@ RUN = {"ticket_id": 4711, "ticket_number": "25004711", "articles_included": 4, "
        "sha256": "forged", "path": "../forged"}
 
 
-@pytest.fixture()
-def snapshot() -> TicketSnapshot:
-    return TicketSnapshot(json.loads(FIXTURE.read_text(encoding="utf-8")), [], [], ARCHIVED_AT)
-
-
-@pytest.fixture()
-def root(tmp_path: Path) -> Path:
-    path = tmp_path / "root"
-    path.mkdir()
-    return path
-
-
 async def test_sidecar_holds_run_facts_and_the_file_facts(root: Path, snapshot: TicketSnapshot) -> None:
     stored = await ArchiveStore(root).store(snapshot, PDF, sidecar=RUN)
 

@@ -40,18 +40,6 @@ NAME = "Ticket-25004711_20250306T132005Z"
 PDF = b"%PDF-1.7\n" + bytes(range(256)) * 8 + b"\n%%EOF\n"
 
 
-@pytest.fixture()
-def snapshot() -> TicketSnapshot:
-    return TicketSnapshot(json.loads(FIXTURE.read_text(encoding="utf-8")), [], [], ARCHIVED_AT)
-
-
-@pytest.fixture()
-def root(tmp_path: Path) -> Path:
-    path = tmp_path / "root"
-    path.mkdir()
-    return path
-
-
 def all_files(top: Path) -> list[str]:
     return sorted(str(p.relative_to(top)) for p in top.rglob("*") if p.is_file() or p.is_symlink())
 
