@@ -161,6 +161,9 @@ class Settings:
         "Bearer token for /retry and /jobs (else those need an HMAC signature like /ingest)")
     hardening_body_max_bytes: int = setting("HARDENING_BODY_MAX_BYTES", "int", 2 * _MIB,
                                             "Largest accepted request body, in bytes")
+    hardening_body_read_timeout_seconds: float = setting(
+        "HARDENING_BODY_READ_TIMEOUT_SECONDS", "float", 30.0,
+        "Seconds a request body may take to arrive; slower clients get 408 and the connection is closed")
     hardening_batch_max_items: int = setting("HARDENING_BATCH_MAX_ITEMS", "int", 100,
                                              "Most payloads in one POST /ingest/batch")
     hardening_rate_limit_rps: float = setting("HARDENING_RATE_LIMIT_RPS", "float", 50.0,
@@ -375,6 +378,8 @@ def _validate(s: Settings, *, require_complete: bool) -> None:
     if s.hardening_batch_max_items < 1 or s.hardening_rate_limit_burst < 1:
         fail("hardening_batch_max_items" if s.hardening_batch_max_items < 1 else "hardening_rate_limit_burst",
              "must be at least 1")
+    if s.hardening_body_read_timeout_seconds <= 0:
+        fail("hardening_body_read_timeout_seconds", "must be more than 0")
     if s.hardening_rate_limit_rps < 0:
         fail("hardening_rate_limit_rps", "must be 0 (off) or more")
     try:

@@ -10,6 +10,10 @@ The full stack runs with its default, durable job store (SQLite in a fresh ``STA
 WAL, ``synchronous=FULL``, group commits). In the same run a third server per round runs
 the full stack with ``STATE_DURABLE=false`` (the same store on an in-memory database): the
 ratio durable / in-memory of requests/s is what durability costs (target: at least 0.8).
+A fourth server runs the bare route answering in batches (``--batched``: each request waits
+for a future released on the event loop's next turn with the others of that turn, as
+``/ingest`` waits for its group commit, but with no work at all): its ratio to the bare route
+is what answering in batches costs on this load generator by itself.
 
 Load generator: ``wrk`` when installed (one thread, 32 connections, a Lua script that gives
 every request its own ``X-Zammad-Delivery``), else a bounded aiohttp client. Every loop is
@@ -145,15 +149,19 @@ def start_full(port: int, storage: Path, *, durable: bool = True) -> subprocess.
     return start_python(["-m", "app", "serve"], env)
 
 
-def start_bare(port: int) -> subprocess.Popen[bytes]:
-    return start_python(["-m", "benchmarks.bare_app", str(port), SECRET], {})
+def start_bare(port: int, *, batched: bool = False) -> subprocess.Popen[bytes]:
+    return start_python(["-m", "benchmarks.bare_app", str(port), SECRET, *(["--batched"] if batched else [])], {})
 
 
 def measure(kind: str, seconds: float, storage: Path) -> Load:
-    """One round against a fresh server: ``"bare"``, ``"full"`` (durable job store) or
-    ``"memory"`` (full stack, ``STATE_DURABLE=false``)."""
+    """One round against a fresh server: ``"bare"``, ``"batched"`` (the bare route answering in
+    batches, see :mod:`benchmarks.bare_app`), ``"full"`` (durable job store) or ``"memory"``
+    (full stack, ``STATE_DURABLE=false``)."""
     port = free_port()
-    proc = start_bare(port) if kind == "bare" else start_full(port, storage, durable=kind == "full")
+    if kind in ("bare", "batched"):
+        proc = start_bare(port, batched=kind == "batched")
+    else:
+        proc = start_full(port, storage, durable=kind == "full")
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", proc)
         load(f"http://127.0.0.1:{port}/ingest", 1.0)  # warm-up
@@ -169,17 +177,20 @@ def run(quick: bool = False) -> list[Result]:
     bare: list[Load] = []
     full: list[Load] = []
     memory: list[Load] = []
+    batched: list[Load] = []
     with tempfile.TemporaryDirectory() as tmp:
         for _ in range(rounds):
             bare.append(measure("bare", seconds, Path(tmp)))
             full.append(measure("full", seconds, Path(tmp)))
             memory.append(measure("memory", seconds, Path(tmp)))
+            batched.append(measure("batched", seconds, Path(tmp)))
     b_rps = statistics.median(x.rps for x in bare)
     f_rps = statistics.median(x.rps for x in full)
     m_rps = statistics.median(x.rps for x in memory)
     ratio = f_rps / b_rps
     durable_ratio = f_rps / m_rps
-    errors = sum(x.errors for x in bare + full + memory)
+    batched_ratio = statistics.median(x.rps for x in batched) / b_rps
+    errors = sum(x.errors for x in bare + full + memory + batched)
     tool = "wrk" if shutil.which("wrk") else "aiohttp"
     return [
         Result("ingest", f"bare route requests/s ({tool}, {CONNECTIONS} conns)", round(b_rps), "req/s"),
@@ -195,7 +206,9 @@ def run(quick: bool = False) -> list[Result]:
                f">= {TARGET_DURABLE_RATIO}", durable_ratio >= TARGET_DURABLE_RATIO),
         Result("ingest", f"in-memory p50 {statistics.median(x.p50_ms for x in memory):.2f} ms / p99",
                round(statistics.median(x.p99_ms for x in memory), 2), "ms"),
-        Result("ingest", "non-202 answers (full + in-memory + bare)", errors, "count", "== 0", errors == 0),
+        Result("ingest", "bare route answering in batches (hand-off only, no work) / bare requests/s",
+               round(batched_ratio, 3), "ratio"),
+        Result("ingest", "non-202 answers (full + in-memory + bare + batched)", errors, "count", "== 0", errors == 0),
     ]
 
 

@@ -33,6 +33,7 @@ _WEBHOOK_HEADERS = [
 ]
 _ADMIN_AUTH = [{"bearerAuth": []}, {"hubSignature": []}]
 _COMMON_EDGE = {
+    "408": _err("The body did not arrive within HARDENING_BODY_READ_TIMEOUT_SECONDS"),
     "413": _err("Body larger than HARDENING_BODY_MAX_BYTES"),
     "429": {**_err("Rate limited"), "headers": {"Retry-After": {"schema": {"type": "string"}}}},
 }

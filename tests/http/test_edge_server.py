@@ -206,6 +206,54 @@ async def test_half_body_then_disconnect_leaves_no_task(archiver):
     assert len(asyncio.all_tasks()) <= baseline, [t.get_coro() for t in asyncio.all_tasks()]
 
 
+async def test_stalled_body_gets_408_and_the_connection_closes(archiver):
+    """A client that sends half a body and then nothing gets 408 within the read timeout
+    (plus the sweeper's second), with Content-Length and chunked alike, and no task stays."""
+    service = await archiver(HARDENING_BODY_READ_TIMEOUT_SECONDS="1")
+    await asyncio.sleep(0.1)
+    baseline = len(asyncio.all_tasks())
+    port = int(service.url.rsplit(":", 1)[1])
+    heads = [
+        b"POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"X-Hub-Signature: sha1=00\r\nContent-Length: 1000\r\n\r\n" + b"{" * 100,
+        b"POST /retry/4711 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"a\":\r\n",
+    ]
+    for head in heads:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        started = time.monotonic()
+        writer.write(head)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 10)  # until the server closes
+        elapsed = time.monotonic() - started
+        writer.close()
+        status_line, _, rest = answer.partition(b"\r\n")
+        assert status_line.startswith(b"HTTP/1.1 408"), answer
+        assert_error_shape(json.loads(rest.split(b"\r\n\r\n", 1)[1]), "request_timeout")
+        assert 0.9 <= elapsed < 4, elapsed
+    for _ in range(100):
+        await asyncio.sleep(0.05)
+        if len(asyncio.all_tasks()) <= baseline:
+            break
+    assert len(asyncio.all_tasks()) <= baseline, [t.get_coro() for t in asyncio.all_tasks()]
+
+
+async def test_a_slow_but_moving_body_is_not_cut_while_within_the_timeout(archiver):
+    service = await archiver(HARDENING_BODY_READ_TIMEOUT_SECONDS="2")
+    body, hdrs = signed({"ticket_id": 4711})
+    port = int(service.url.rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    head = "".join(f"{k}: {v}\r\n" for k, v in hdrs.items())
+    writer.write(f"POST /ingest HTTP/1.1\r\nHost: x\r\n{head}Content-Length: {len(body)}\r\n\r\n".encode()
+                 + body[:5])
+    await writer.drain()
+    await asyncio.sleep(1.0)
+    writer.write(body[5:])
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.readuntil(b"}"), 10)
+    writer.close()
+    assert answer.startswith(b"HTTP/1.1 202"), answer
+
+
 # -- dedupe under concurrency --------------------------------------------------------------------------
 
 async def test_1000_concurrent_ingests_200_delivery_ids_make_200_jobs(archiver):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from app.jobs.pool import RetryPolicy, WorkerPool
-from app.jobs.store import JobRecord, JobRequest, JobStore
+from app.jobs.store import Admission, JobRecord, JobRequest, JobStore
 from app.workflow.archive import ArchiveOutcome, Report, UndeliverableReport
 from app.workflow.classify import classify
 from app.errors import ZammadApiError
@@ -33,6 +33,31 @@ async def test_accept_coalesce_duplicate_and_full(tmp_path):
     assert full.status == "full" and full.job_id is None
     # A refused delivery is not remembered: Zammad's retry gets through once there is room.
     assert (await store.accept(JobRequest(3, delivery_id="d3"))).status == "full"
+    await store.close()
+
+
+async def test_delivery_ids_expire_and_win_over_full(tmp_path):
+    now = [1000.0]
+    store = store_at(tmp_path / "jobs.sqlite3", max_pending=1, ttl=60, clock=lambda: now[0])
+    await store.open()
+    first = await store.accept(JobRequest(1, delivery_id="d1"))
+    assert first.status == "accepted"
+    # A delivery for a coalesced request is remembered with the job it was merged into.
+    merged = await store.accept(JobRequest(1, delivery_id="d2"))
+    assert (merged.status, merged.job_id) == ("coalesced", first.job_id)
+    assert (await store.accept(JobRequest(1, delivery_id="d2"))) == Admission("duplicate", first.job_id)
+    # The queue is full for another ticket, but a live delivery id is still a duplicate, not full.
+    assert (await store.accept(JobRequest(2, delivery_id="d1"))).status == "duplicate"
+    assert (await store.accept(JobRequest(2, delivery_id="d9"))).status == "full"
+    await store.start(first.job_id, "2025-03-06T13:20:11+00:00")
+    await store.finish(first.job_id, state="done", result="archived")
+    # Within the TTL the id stays a duplicate after its job ended; after it, it is new again.
+    now[0] += 59
+    assert (await store.accept(JobRequest(1, delivery_id="d1"))).status == "duplicate"
+    now[0] += 2
+    again = await store.accept(JobRequest(1, delivery_id="d1"))
+    assert again.status == "accepted" and again.job_id != first.job_id
+    assert (await store.accept(JobRequest(1, delivery_id="d1"))) == Admission("duplicate", again.job_id)
     await store.close()
 
 
