@@ -40,6 +40,7 @@ import asyncio
 import base64
 import binascii
 import copy
+import email.contentmanager
 import email.policy
 import hashlib
 import json
@@ -454,7 +455,7 @@ class ZammadSimulator:
                 body=raw,
             )
         )
-        searchable = raw.decode("utf-8", "replace") + "\n" + request.query_string
+        searchable = raw.decode("utf-8", "replace") + "\n" + request.query_string if self._delays or self._faults else ""
         for delay in list(self._delays):
             if not delay.after and _matches(delay.method, delay.pattern, request, delay.match_body, searchable):
                 await self._hold(delay.seconds)
@@ -516,12 +517,12 @@ class ZammadSimulator:
             return _json(self._expanded(ticket))
         if _truthy(request.query.get("all")):
             return _json(self._all(ticket))
-        return _json(copy.deepcopy(ticket.columns))
+        return _json(ticket.columns)
 
     def _expanded(self, ticket: _Ticket) -> dict[str, Any]:
         data = {
-            **copy.deepcopy(ticket.columns),
-            **copy.deepcopy(ticket.names),
+            **ticket.columns,
+            **ticket.names,
             "article_ids": list(ticket.article_ids),
             "ticket_time_accounting_ids": list(ticket.time_accounting_ids),
         }
@@ -559,14 +560,14 @@ class ZammadSimulator:
         ticket = self._lookup_ticket(request.match_info["id"])
         if isinstance(ticket, web.Response):
             return ticket
-        return _json([copy.deepcopy(self._articles[a]) for a in ticket.article_ids])
+        return _json([self._articles[a] for a in ticket.article_ids])
 
     async def _get_article(self, request: web.Request) -> web.Response:
         """``GET /api/v1/ticket_articles/{id}``."""
         article = self._lookup_article(request.match_info["id"])
         if isinstance(article, web.Response):
             return article
-        return _json(copy.deepcopy(article))
+        return _json(article)
 
     async def _create_article(self, request: web.Request) -> web.Response:
         """``POST /api/v1/ticket_articles`` (§3.4): 201 + the article; 422 without a body or
@@ -730,6 +731,21 @@ class ZammadSimulator:
         )
 
     def _eml(self, article: dict[str, Any]) -> bytes:
+        """The article as an RFC 822 message (``email.policy.SMTP``), the same bytes every time.
+
+        Simple articles (no attachments, short ASCII headers of plain names and addresses,
+        no ``Message-ID``/``In-Reply-To``/``References``) are written directly by
+        :func:`_simple_eml`, byte for byte what the ``email`` package writes for them (~15×
+        faster: its header parsing dominates); all others go through ``EmailMessage``.
+        """
+        try:
+            created = datetime.fromisoformat(str(article.get("created_at")).replace("Z", "+00:00"))
+        except ValueError:
+            created = datetime.now(UTC)
+        fast = _simple_eml(article, created)
+        return fast if fast is not None else self._make_eml(article)
+
+    def _make_eml(self, article: dict[str, Any]) -> bytes:
         msg = EmailMessage(policy=email.policy.SMTP)
         for header, key in (("From", "from"), ("To", "to"), ("Cc", "cc"), ("Reply-To", "reply_to")):
             if article.get(key):
@@ -839,6 +855,41 @@ class ZammadSimulator:
 
 
 # -- responses ---------------------------------------------------------------------------
+
+
+#: Header values :func:`_simple_eml` writes as they are: short printable ASCII that the
+#: ``email`` package would neither encode, quote, fold nor reformat.
+_PLAIN_TEXT = re.compile(r"[!-~]+(?: [!-~]+)*")
+_ADDR_SPEC = r"[A-Za-z0-9_+-]+(?:\.[A-Za-z0-9_+-]+)*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+"
+_PLAIN_ADDRESS = re.compile(rf"(?:[A-Za-z0-9]+(?: [A-Za-z0-9]+)* <{_ADDR_SPEC}>|{_ADDR_SPEC})")
+_ADDRESS_HEADERS = (("From", "from"), ("To", "to"), ("Cc", "cc"), ("Reply-To", "reply_to"))
+_EML_POLICY = email.policy.SMTP
+
+
+def _simple_eml(article: dict[str, Any], created: datetime) -> bytes | None:
+    """``EmailMessage`` output for a simple article (see :meth:`ZammadSimulator._eml`), or ``None``."""
+    if article.get("attachments") or any(article.get(k) for k in ("message_id", "in_reply_to", "references")):
+        return None
+    headers = []
+    for header, key in _ADDRESS_HEADERS:
+        value = article.get(key)
+        if value:
+            value = str(value)
+            if not _PLAIN_ADDRESS.fullmatch(value) or len(header) + 2 + len(value) > _EML_POLICY.max_line_length:
+                return None
+            headers.append(f"{header}: {value}")
+    subject = str(article.get("subject") or "")
+    if (not _PLAIN_TEXT.fullmatch(subject) or "=?" in subject
+            or len(subject) + 9 > _EML_POLICY.max_line_length):
+        return None
+    headers.append(f"Subject: {subject}")
+    headers.append(f"Date: {format_datetime(created)}")
+    subtype = "html" if article.get("content_type") == "text/html" else "plain"
+    cte, payload = email.contentmanager._encode_text(str(article.get("body") or ""), "utf-8", None, _EML_POLICY)
+    headers += [f'Content-Type: text/{subtype}; charset="utf-8"', f"Content-Transfer-Encoding: {cte}",
+                "MIME-Version: 1.0", "", ""]
+    body = payload.encode("ascii", "surrogateescape").replace(b"\n", b"\r\n")
+    return "\r\n".join(headers).encode("ascii") + body
 
 
 def _json(data: Any, *, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:

@@ -179,6 +179,9 @@ class FontChain:
             advances = load_metrics(faces[index].path, faces[index].index).advances
             self.advances.update(advances)
             self.font_of.update(dict.fromkeys(advances, index))
+        #: ``str.translate`` table deleting every character the first face draws.
+        self._first_face = dict.fromkeys(
+            (ord(char) for char, index in self.font_of.items() if index == 0 and len(char) == 1), None)
 
     def runs(self, line: str) -> Iterator[tuple[int, str]]:
         """Split ``line`` into maximal runs drawn by one font: ``(font index, text)``."""
@@ -188,6 +191,9 @@ class FontChain:
         font_of = self.font_of
         if line.isascii():
             yield font_of.get("a", 0), line
+            return
+        if not line.translate(self._first_face):  # the first face draws every character
+            yield 0, line
             return
         start, current = 0, font_of.get(line[0], 0) if line else 0
         for i, char in enumerate(line):

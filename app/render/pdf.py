@@ -31,7 +31,8 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fpdf import FPDF, FPDF_VERSION
-from fpdf.enums import XPos, YPos
+from fpdf.enums import TextMode, XPos, YPos
+from fpdf.fonts import TTFFont
 from fpdf.fonts import FontFace as FpdfFontFace
 from fpdf.fonts import TextStyle as FpdfTextStyle
 
@@ -50,6 +51,7 @@ from app.render.content import (
     visible_attachments,
 )
 from app.render.fontcache import add_cached_font
+from app.render.fontsubset import ArchiveOutputProducer, use_tiered_codes
 from app.render.glyphs import COMPLEX, MAIN_FAMILY, STYLES, FontFace, FontSet, font_set
 from app.render.html import first_strong_is_rtl, html_to_text, prepare_html
 from app.render.images import PREVIEW_TYPES, ArticleImages, PreparedImage, content_type_of
@@ -146,6 +148,8 @@ class _TicketPdf(FPDF):
         if (face.family, face.style) not in self._registered:
             add_cached_font(self, face.family, face.style, face.path, face.index)
             self._registered.add((face.family, face.style))
+            if face.family == MAIN_FAMILY:  # fixed glyph codes: font output cached per process
+                use_tiered_codes(self.fonts.get(f"{face.family.lower()}{''.join(sorted(face.style.upper()))}"))
 
     def clean(self, value: Any) -> str:
         """``value`` as drawable text (:meth:`FontSet.make_drawable`), counting missing glyphs."""
@@ -211,9 +215,27 @@ class _TicketPdf(FPDF):
             if (self.font_family != face.family.lower() or self.font_style != face.style
                     or self.font_size_pt != style.size or not self.current_font_is_set_on_page):
                 self.set_font(face.family, face.style, style.size)
-            self.text(x, baseline, run)
+            self.draw_text(x, baseline, run)
             if len(runs) > 1:
                 x += self.glyph_fonts.measures[style.style].width(run) * style.size / 1000
+
+    def draw_text(self, x: float, y: float, text: str) -> None:
+        """``FPDF.text(x, y, text)``: the same content-stream bytes, without its generic checks.
+
+        Our lines are drawn in a TrueType font in fill mode without underline, strike-through
+        or quad points; for anything else fpdf2's own ``text()`` runs.
+        """
+        font = self.current_font
+        if (not self.page or not isinstance(font, TTFFont) or self.text_mode != TextMode.FILL or self.underline
+                or self.strikethrough or self._record_text_quad_points):
+            self.text(x, y, text)
+            return
+        if not self.current_font_is_set_on_page:
+            self._out(self._set_font_for_page(font, self.font_size_pt))
+        line = f"BT {x * self.k:.2f} {(self.h - y) * self.k:.2f} Td {font.encode_text(text)} ET"
+        if self.fill_color != self.text_color:
+            line = f"q {self.text_color.serialize().lower()} {line} Q"
+        self._out(line)
 
     def ensure_space(self, height: float) -> None:
         """Start a new page unless ``height`` points still fit above the bottom margin."""
@@ -728,7 +750,7 @@ def render_ticket_pdf(
             _draw_article(pdf, article, position, len(ordered), zone, article_images, originals)
         if originals.active:
             _draw_originals(pdf, originals)
-        data = bytes(pdf.output())
+        data = bytes(pdf.output(output_producer_class=ArchiveOutputProducer))
     except RenderError:
         raise
     except Exception as exc:  # fpdf2 or font failures: the job ends with a render error, cause attached

@@ -26,6 +26,11 @@ RENDER_NICENESS = 10
 the event loop answering webhooks must get a core first when the pool renders at full load."""
 
 
+FORKSERVER_PRELOAD = ["__main__", "app.render.preload"]
+"""Modules the fork server imports before forking render children: ``__main__`` (the
+default) and :mod:`app.render.preload`, which fills the render caches once for all children."""
+
+
 def _lower_priority() -> None:
     try:
         os.nice(RENDER_NICENESS)
@@ -44,9 +49,11 @@ class ProcessPoolRenderer:
     def __init__(self, options: RenderOptions, *, processes: int = 0) -> None:
         self.options = options
         self.processes = processes or os.cpu_count() or 1
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(FORKSERVER_PRELOAD)  # no effect once the fork server runs
         self._pool = ProcessPoolExecutor(
             max_workers=self.processes,
-            mp_context=multiprocessing.get_context("forkserver"),
+            mp_context=context,
             max_tasks_per_child=MAX_TASKS_PER_CHILD,
             initializer=_lower_priority,
         )

@@ -31,6 +31,7 @@ from pyhanko.keys.internal import translate_pyca_cryptography_cert_to_asn1, tran
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.sign import fields, signers
+from pyhanko.sign.attributes import CMSAttributeProvider, SigningCertificateV2Provider
 from pyhanko.sign.general import find_cms_attribute_iter
 from pyhanko.sign.timestamps import HTTPTimeStamper, TimeStamper
 from pyhanko.sign.timestamps.common_utils import TimestampRequestError
@@ -255,6 +256,7 @@ class CachedKeySigner(signers.SimpleSigner):
     def __init__(self, *args, pyca_key: PrivateKeyTypes, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._pyca_key = pyca_key
+        self._encoded_attributes: dict[str, bytes] = {}
 
     def sign_raw(self, data: bytes, digest_algorithm: str) -> bytes:
         """Sign ``data`` (hashing it with ``digest_algorithm``); returns the raw signature bytes."""
@@ -267,6 +269,20 @@ class CachedKeySigner(signers.SimpleSigner):
             return self._pyca_key.sign(data, PKCS1v15(), get_pyca_cryptography_hash(digest_algorithm))
         return super().sign_raw(data, digest_algorithm)
 
+    def _signed_attr_providers(self, *args, **kwargs):
+        """pyHanko's signed attribute providers, the signing-certificate-v2 one served from DER.
+
+        That attribute (RFC 5035: hash, issuer and serial of the signing certificate) is
+        the same for every signature; built per signature, asn1crypto copies and re-encodes
+        the certificate's issuer name each time. Here it is built once (by pyHanko's own
+        provider) and every signature gets it loaded from those bytes.
+        """
+        for provider in super()._signed_attr_providers(*args, **kwargs):
+            if isinstance(provider, SigningCertificateV2Provider) and provider.signing_cert is self.signing_cert:
+                yield _EncodedAttributeProvider(provider, self._encoded_attributes)
+            else:
+                yield provider
+
     @classmethod
     def from_signing_key(cls, key: SigningKey) -> CachedKeySigner:
         """Build the signer from loaded key material; the chain certificates are embedded in each CMS."""
@@ -278,6 +294,33 @@ class CachedKeySigner(signers.SimpleSigner):
             cert_registry=store,
             pyca_key=key.private_key,
         )
+
+
+class _EncodedAttributeProvider(CMSAttributeProvider):
+    """Serves a constant CMS attribute from its DER, built once by the wrapped provider.
+
+    Args:
+        provider: pyHanko's provider of an attribute that never changes for this signer.
+        cache: where the DER is kept, by attribute type (the signer's, shared by all signatures).
+    """
+
+    def __init__(self, provider: CMSAttributeProvider, cache: dict[str, bytes]) -> None:
+        self.attribute_type = provider.attribute_type
+        self._provider = provider
+        self._cache = cache
+
+    async def build_attr_value(self, dry_run: bool = False):  # noqa: D102 - unused, get_attribute is overridden
+        return await self._provider.build_attr_value(dry_run=dry_run)
+
+    async def get_attribute(self, dry_run: bool = False) -> cms.CMSAttribute | None:
+        """The attribute, loaded from the cached DER (built on the first call)."""
+        der = self._cache.get(self.attribute_type)
+        if der is None:
+            attribute = await self._provider.get_attribute(dry_run=dry_run)
+            if attribute is None:
+                return None
+            der = self._cache[self.attribute_type] = attribute.dump()
+        return cms.CMSAttribute.load(der)
 
 
 class _LenientTimeStampResp(core.Sequence):

@@ -172,3 +172,21 @@ def pdfsig_dump(workdir: Path) -> Path:
     dump = workdir / "signed.pdf.sig0"
     assert dump.exists(), "pdfsig -dump wrote no CMS"
     return dump
+
+
+async def test_signing_certificate_attribute_is_pyhankos_in_every_signature(
+    signer: ArchiveSigner, sample_pdf: bytes, root_cert
+) -> None:
+    """The signing-certificate-v2 attribute is encoded once per signer and reused: each
+    signature still carries exactly what pyHanko's own provider builds, and validates."""
+    from pyhanko.sign.attributes import SigningCertificateV2Provider
+
+    expected = (await SigningCertificateV2Provider(signer._signer.signing_cert).get_attribute()).dump()
+    for _ in range(3):
+        signed = (await signer.sign(sample_pdf)).data
+        sig, status = await validate(signed, root_cert)
+        assert status.intact and status.valid and status.trusted
+        attrs = sig.signer_info["signed_attrs"]
+        found = [a.dump() for a in attrs if a["type"].native == "signing_certificate_v2"]
+        assert found == [expected]
+    assert set(signer._signer._encoded_attributes) == {"signing_certificate_v2"}

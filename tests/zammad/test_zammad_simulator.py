@@ -11,12 +11,13 @@ import re
 import signal
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from app.devtools.zammad_simulator import MASKED_ERROR, ZammadSimulator, tiny_pdf, tiny_png
+from app.devtools.zammad_simulator import MASKED_ERROR, ZammadSimulator, _simple_eml, tiny_pdf, tiny_png
 
 from .conftest import FIXTURES, TICKET_ID, TOKEN
 
@@ -269,6 +270,51 @@ async def test_article_plain_for_email_and_note(simulator, session) -> None:
 
     status, _, raw = await _call(session, simulator, "GET", "/api/v1/ticket_article_plain/23053")
     assert (status, raw) == (204, b"")
+
+
+SIMPLE_BODIES = {
+    "7bit": "Short ASCII lines.\nSecond line.",
+    "8bit": "Grüße aus Köln.\nKurze Zeilen, äöü ß.",
+    "quoted-printable": "Grüße " + "lange Zeile mit Umlauten äöü " * 12 + "\n\nzweiter Absatz",
+    "base64": "Ελληνικό κείμενο με πολύ μεγάλες γραμμές " * 6,
+    "crlf": "one\r\ntwo\rthree\n",
+    "empty": "",
+}
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "text/html"])
+@pytest.mark.parametrize("body", list(SIMPLE_BODIES))
+@pytest.mark.parametrize("headers", [
+    {"from": "Katrin Vogelsang <k.vogelsang@example.com>", "to": "support@example.com", "subject": "Message 0"},
+    {"from": "a@b.example", "cc": "Jonas Berg <j.berg@mail.example.org>", "reply_to": "x@y.example",
+     "subject": "Re: [Ticket#1] a (b) c"},
+    {"from": "Dr. No <no@example.com>", "subject": "dots in names are quoted"},   # email package path
+    {"from": "Jörg <j@example.com>", "subject": "=?utf-8?q?encoded?="},             # email package path
+    {"from": "a@b.example", "subject": "x" * 80},                                  # folded: email package path
+    {"from": "a..b@example.com", "subject": "not a dot-atom"},                    # email package path
+    {"from": "a@b.example", "subject": ""},
+])
+def test_simple_emails_are_the_bytes_the_email_package_writes(headers, body, content_type) -> None:
+    sim = ZammadSimulator()
+    article = {"id": 7, "type": "email", "content_type": content_type, "created_at": "2025-03-03T08:12:44Z",
+               "body": SIMPLE_BODIES[body], **headers}
+    raw = sim._eml(article)
+    assert raw == sim._make_eml(article)
+    fast = _simple_eml(article, datetime(2025, 3, 3, 8, 12, 44, tzinfo=UTC)) is not None
+    assert fast == (headers["subject"] in ("Message 0", "Re: [Ticket#1] a (b) c"))
+    msg = email.message_from_bytes(raw, policy=email.policy.default)
+    text = SIMPLE_BODIES[body].replace("\r\n", "\n").replace("\r", "\n")
+    assert msg.get_content().replace("\r\n", "\n") == (text if text.endswith("\n") else text + "\n")
+    assert msg["Subject"] == headers["subject"].replace("=?utf-8?q?encoded?=", "encoded")
+
+
+def test_the_fast_path_takes_the_benchmark_articles_and_not_attachments() -> None:
+    from benchmarks.tickets import make_articles
+
+    when = datetime(2025, 3, 3, tzinfo=UTC)
+    assert all(_simple_eml(a, when) is not None for a in make_articles(5))
+    with_file = {**make_articles(1)[0], "attachments": [{"id": 1, "filename": "a.pdf", "size": 10}]}
+    assert _simple_eml(with_file, when) is None
 
 
 # -- faults --------------------------------------------------------------------------------
