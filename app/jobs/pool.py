@@ -4,9 +4,10 @@ Admission goes through :class:`app.jobs.store.JobStore` (committed before ``/ing
 answers); the queue is only the in-process hand-off of job ids to the workers. A worker
 takes a job, runs it (:meth:`JobRunner.execute`), decides what comes next with the
 :class:`RetryPolicy` — done, retry later (Transient, attempts left), dead (Transient,
-attempts used up) or failed (Permanent) — records that, and delivers the job's report to
-Zammad, retrying until Zammad takes it. Only then is the ticket free for its next job: one
-job per ticket at a time, across all workers.
+attempts used up) or failed (Permanent) — records that, and hands the job's report to a
+delivery task that retries until Zammad takes it. The worker takes its next job at once
+(``WORKERS`` bounds archive runs, not report deliveries); the ticket is free for its next
+job only once its report is delivered: one job per ticket at a time, across all workers.
 
 At start the store's recovery is resumed: interrupted jobs run again, scheduled retries
 wait for their time, undelivered reports are delivered.
@@ -19,7 +20,7 @@ import heapq
 import logging
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -98,6 +99,7 @@ class WorkerPool:
         self._schedule: list[tuple[float, str, int]] = []
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._deliveries: set[asyncio.Task[None]] = set()
         self._accepting = False
         self.shutting_down = False
 
@@ -180,9 +182,10 @@ class WorkerPool:
         deadline = time.monotonic() + grace_seconds
         while self._busy and time.monotonic() < deadline:  # runs and their report deliveries
             await asyncio.sleep(0.05)
-        for task in self._tasks:
+        tasks = [*self._tasks, *self._deliveries]
+        for task in tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks = []
 
     # -- workers -----------------------------------------------------------------------------------
@@ -195,25 +198,50 @@ class WorkerPool:
                 self._busy[work.ticket_id].append(work)  # one job per ticket at a time
                 continue
             self._busy[work.ticket_id] = []
+            delivery = None
             try:
                 if work.kind == "deliver":
                     record = await self.store.get(work.job_id)
                     if record is not None and record.report is not None and not record.reported:
                         await self._deliver(record, Report.from_dict(record.report))
                 else:
-                    await self._run(work)
+                    delivery = await self._run(work)
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - a worker never dies of one job
                 log.exception("job handling failed", extra={"job_id": work.job_id, "ticket_id": work.ticket_id})
             finally:
-                for waiting in self._busy.pop(work.ticket_id, []):
-                    self._queue.put_nowait(waiting)
+                if delivery is None:
+                    self._release(work.ticket_id)
+            if delivery is not None:
+                # The report goes to Zammad alongside: the worker takes the next job now, and
+                # the ticket stays busy (its follow-up waits) until the report is delivered.
+                task = asyncio.create_task(self._deliver_then_release(work, delivery),
+                                           name=f"report-{work.job_id}")
+                self._deliveries.add(task)
+                task.add_done_callback(self._deliveries.discard)
 
-    async def _run(self, work: _Work) -> None:
+    def _release(self, ticket_id: int) -> None:
+        """The ticket is free: queue what waited for it."""
+        for waiting in self._busy.pop(ticket_id, []):
+            self._queue.put_nowait(waiting)
+
+    async def _deliver_then_release(self, work: _Work, delivery: Coroutine[Any, Any, None]) -> None:
+        try:
+            await delivery
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - the report stays in the store's outbox
+            log.exception("report delivery failed", extra={"job_id": work.job_id, "ticket_id": work.ticket_id})
+        finally:
+            self._release(work.ticket_id)
+
+    async def _run(self, work: _Work) -> Coroutine[Any, Any, None] | None:
+        """Run one job to its end in the store; the delivery of its report, not yet awaited
+        (``None`` when there is nothing to deliver)."""
         record = await self.store.start(work.job_id, datetime.now(UTC).isoformat())
         if record is None:
-            return
+            return None
         self._running[record.ticket_id] = record.job_id
         started = time.perf_counter()
         try:
@@ -236,7 +264,7 @@ class WorkerPool:
             self._wake.set()
             log.warning("job will be retried", extra={"job_id": record.job_id, "ticket_id": record.ticket_id,
                                                       "attempt": record.attempts, "next_attempt_at": at})
-            return
+            return None
 
         gave_up = outcome.status == "failed" and failure is not None and failure.transient
         report = self.runner.report(record, outcome, gave_up=gave_up)
@@ -248,10 +276,9 @@ class WorkerPool:
             classification=failure.classification.value if failure else None,
             output_path=outcome.stored.relative_path if outcome.stored else None,
             sha256=outcome.stored.sha256 if outcome.stored else None)
-        if report is not None:
-            await self._deliver(record, report)
         if follow_up is not None:
             self._busy[record.ticket_id].append(_Work("run", follow_up, record.ticket_id))
+        return self._deliver(record, report) if report is not None else None
 
     async def _deliver(self, record: JobRecord, report: Report) -> None:
         """Deliver until Zammad takes it (backoff doubling up to the maximum); a shutdown

@@ -227,6 +227,65 @@ async def test_report_delivery_is_retried_until_it_succeeds(tmp_path):
     await store.close()
 
 
+async def test_a_slow_report_frees_the_worker_but_holds_its_ticket(tmp_path):
+    """With one worker, the next ticket runs while a report is still being delivered; the
+    same ticket's follow-up waits for the delivery; stop() leaves an undelivered report in
+    the store's outbox."""
+    runner = FakeRunner({})
+    deliver_gate = asyncio.Event()
+    events: list[str] = []
+    plain_deliver = runner.deliver
+
+    async def slow_deliver(job: JobRecord, report: Report) -> None:
+        events.append(f"deliver {job.ticket_id} starts")
+        await deliver_gate.wait()
+        await plain_deliver(job, report)
+        events.append(f"deliver {job.ticket_id} done")
+
+    runner.deliver = slow_deliver  # type: ignore[method-assign]
+    plain_execute = runner.execute
+
+    async def logged_execute(job: JobRecord) -> ArchiveOutcome:
+        events.append(f"run {job.ticket_id}")
+        return await plain_execute(job)
+
+    runner.execute = logged_execute  # type: ignore[method-assign]
+    store = store_at(tmp_path / "jobs.sqlite3")
+    pool = WorkerPool(store, runner, workers=1, retry=RetryPolicy(3, 0.01, 0.02))
+    await pool.start()
+    await pool.submit(JobRequest(1))
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if "deliver 1 starts" in events:
+            break
+    # Ticket 1's report hangs; a follow-up for ticket 1 and a job for ticket 2 arrive.
+    await pool.submit(JobRequest(1, reason="retry"))
+    await pool.submit(JobRequest(2))
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if "deliver 2 starts" in events:
+            break
+    assert events == ["run 1", "deliver 1 starts", "run 2", "deliver 2 starts"]
+    assert not pool.idle
+    deliver_gate.set()
+    for _ in range(200):
+        await asyncio.sleep(0.02)
+        if pool.idle:
+            break
+    assert events.index("run 1", 1) > events.index("deliver 1 done")  # the follow-up waited
+    assert sorted(runner.delivered) == [(1, "archived"), (1, "archived"), (2, "archived")]
+    # A report still being delivered at shutdown stays in the outbox for the next start.
+    deliver_gate.clear()
+    await pool.submit(JobRequest(3))
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        if "deliver 3 starts" in events:
+            break
+    await pool.stop(0)
+    assert (await store.latest(3)).reported is False
+    await store.close()
+
+
 async def test_undeliverable_report_is_given_up(tmp_path):
     runner = FakeRunner({}, undeliverable=True)
     pool, store = await run_pool(tmp_path, runner, [JobRequest(9)])
