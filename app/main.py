@@ -13,10 +13,13 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import shutil
 import ssl
+import tempfile
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import aiohttp
 import orjson
@@ -60,6 +63,10 @@ class UnavailableSigner:
 
     async def sign(self, pdf: bytes) -> SignedPdf:
         """Raise the load error (:class:`~app.errors.SigningError`, Permanent)."""
+        raise self.error
+
+    async def sign_file(self, source: Path, target: Path) -> SignedPdf:
+        """Raise the load error, as :meth:`sign`."""
         raise self.error
 
 
@@ -195,6 +202,29 @@ def load_signer(settings: Settings, session: aiohttp.ClientSession) -> SignerPor
         return UnavailableSigner(error)
 
 
+SPOOL_FOLDER = "spool"
+"""The folder under ``STATE_DIR`` for per-job working files (snapshot, rendered and signed PDF)."""
+
+
+def open_spool(settings: Settings) -> tuple[Path, bool]:
+    """The folder for per-job working files, emptied: ``STATE_DIR/spool`` with a durable state
+    (local disk, see the runbook), else a new temporary folder. Returns it and whether it is
+    temporary (remove it at shutdown).
+
+    Leftovers in ``STATE_DIR/spool`` are from jobs a crash interrupted; the job store runs
+    those jobs again from the start, so they are removed.
+
+    Raises:
+        OSError: the folder cannot be created.
+    """
+    if settings.state_durable and settings.state_dir is not None:
+        spool = settings.state_dir / SPOOL_FOLDER
+        shutil.rmtree(spool, ignore_errors=True)
+        spool.mkdir(parents=True, exist_ok=True)
+        return spool, False
+    return Path(tempfile.mkdtemp(prefix="zammad-pdf-archiver-spool-")), True
+
+
 def create_app(settings: Settings | None = None) -> Starlette:
     """Build the ASGI application.
 
@@ -219,6 +249,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             template=settings.pdf_template, timezone=settings.pdf_timezone, service_name=SERVICE_NAME,
             max_articles=settings.pdf_max_articles, limit_mode=settings.pdf_article_limit_mode,
             font_dirs=settings.pdf_font_directories(), pdfa=settings.pdf_pdfa)
+        spool, spool_is_temporary = open_spool(settings)
         renderer = ProcessPoolRenderer(render_options, processes=settings.render_processes)
         try:
             assert settings.storage_root is not None and settings.zammad_api_token is not None
@@ -236,7 +267,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 trigger_tag=settings.workflow_trigger_tag, require_tag=settings.workflow_require_tag,
                 redact=REDACTOR, image_references=image_references, template=settings.pdf_template,
                 embed=EmbedPolicy(settings.pdf_embed_max_bytes, settings.pdf_embed_total_max_bytes)
-                if settings.pdf_embed_originals else None)
+                if settings.pdf_embed_originals else None, spool_dir=spool)
             workflow = runtime.workflow
 
             metrics = runtime.metrics
@@ -272,6 +303,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
             if runtime.store is not None:
                 await runtime.store.close()
             renderer.close()
+            if spool_is_temporary:
+                shutil.rmtree(spool, ignore_errors=True)
             await session.close()
             await pki_session.close()
             log.info("service stopped")

@@ -10,6 +10,8 @@ Reported: the main process, the largest render child, and the sum over the whole
 (main process, forkserver, render processes, resource tracker) — the target (under
 300 MiB) is on the sum. Summing per-process peaks overstates the true peak: the peaks need
 not coincide, and pages the render children share with the forkserver count once per child.
+For information only, the highest summed PSS (``Pss`` of ``/proc/<pid>/smaps_rollup``: shared
+pages split between the processes sharing them) seen at one sampling instant.
 
 Run alone: ``python -m benchmarks.memory [--quick]``.
 """
@@ -18,8 +20,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import re
 import sys
 import time
+from pathlib import Path
 
 from benchmarks.common import Result, print_rows
 from benchmarks.stack import Stack, peak_rss_mib, process_tree
@@ -29,19 +33,34 @@ TARGET_MIB = 300.0
 SAMPLE_SECONDS = 0.1
 
 
-async def measure(articles: int, timeout: float) -> tuple[dict[int, float], int, float, float, list[int]]:
-    """Archive one ticket of ``articles`` articles; per-pid peaks, main pid, idle MiB, seconds, missing."""
+def pss_mib(pid: int) -> float:
+    """Proportional set size of one process in MiB (``Pss`` of ``smaps_rollup``; 0 when it is gone)."""
+    try:
+        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return 0.0
+    match = re.search(r"^Pss:\s+(\d+) kB", rollup, re.MULTILINE)
+    return int(match.group(1)) / 1024 if match else 0.0
+
+
+async def measure(articles: int, timeout: float) -> tuple[dict[int, float], int, float, float, list[int], float]:
+    """Archive one ticket of ``articles`` articles; per-pid peaks, main pid, idle MiB, seconds,
+    missing, highest summed PSS (MiB)."""
     with Stack(tickets=1, articles=articles) as stack:
         assert stack.service is not None
         main_pid = stack.service.pid
         idle = peak_rss_mib(main_pid)
         peaks: dict[int, float] = {}
+        pss_peak = 0.0
         done = asyncio.Event()
 
         async def sample() -> None:
+            nonlocal pss_peak
             while not done.is_set():
-                for pid in process_tree(main_pid):
+                tree = process_tree(main_pid)
+                for pid in tree:
                     peaks[pid] = max(peaks.get(pid, 0.0), peak_rss_mib(pid))
+                pss_peak = max(pss_peak, sum(pss_mib(pid) for pid in tree))
                 await asyncio.sleep(SAMPLE_SECONDS)
 
         sampler = asyncio.create_task(sample())
@@ -55,13 +74,13 @@ async def measure(articles: int, timeout: float) -> tuple[dict[int, float], int,
             await sampler
         for pid in process_tree(main_pid):  # a last look, before anything stops
             peaks[pid] = max(peaks.get(pid, 0.0), peak_rss_mib(pid))
-        return peaks, main_pid, idle, ended - started, missing
+        return peaks, main_pid, idle, ended - started, missing, pss_peak
 
 
 def run(quick: bool = False) -> list[Result]:
     """One archive run of a 5,000-article ticket (1,000 with ``quick``); peak RSS figures."""
     articles, timeout = (1000, 90.0) if quick else (ARTICLES, 240.0)
-    peaks, main_pid, idle, seconds, missing = asyncio.run(measure(articles, timeout))
+    peaks, main_pid, idle, seconds, missing, pss_peak = asyncio.run(measure(articles, timeout))
     children = {pid: mib for pid, mib in peaks.items() if pid != main_pid}
     total = sum(peaks.values())
     target = f"< {TARGET_MIB:g}"
@@ -76,6 +95,7 @@ def run(quick: bool = False) -> list[Result]:
                round(sum(children.values()) - max(children.values(), default=0.0), 1), "MiB"),
         Result("memory", f"peak RSS, sum over service tree ({len(peaks)} processes), {articles} articles",
                round(total, 1), "MiB", target, total < TARGET_MIB and not missing),
+        Result("memory", "highest summed PSS of the tree at one instant (information)", round(pss_peak, 1), "MiB"),
     ]
 
 

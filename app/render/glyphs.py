@@ -8,6 +8,8 @@ its characters become placeholders and :attr:`FontSet.absent` names it.
 
 Font files are read once per process (fontTools) and their cmap and advance widths kept in
 memory, so every document after the first measures text without touching the files again.
+The fallback fonts are read only when a text first needs them (:meth:`FontSet.load_fallbacks`):
+Noto Sans CJK alone costs a render process tens of MB.
 Widths use fpdf2's own rounding (``round(1000 / unitsPerEm * w)``), so our line breaker and
 fpdf2 agree on every line's width.
 """
@@ -16,14 +18,13 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 import unicodedata
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-
-from fontTools.ttLib import TTFont
 
 from app.render.layout import WordMeasure
 
@@ -126,6 +127,8 @@ def load_metrics(path: str, index: int = 0) -> FontMetrics:
     Raises:
         OSError: the file is missing or unreadable.
     """
+    from fontTools.ttLib import TTFont  # here, not at import: the service's main process never reads fonts
+
     font = TTFont(path, lazy=True, fontNumber=index)
     try:
         scale = 1000 / font["head"].unitsPerEm
@@ -163,25 +166,53 @@ def find_font(names: tuple[str, ...], font_dirs: tuple[str, ...]) -> str | None:
 class FontChain:
     """The fonts one style is drawn with, first match wins.
 
+    Only the main font (``faces[0]``) is read at first; the fallbacks' cmaps and widths
+    (tens of MB for Noto Sans CJK) are merged in by :meth:`load_fallbacks`, which
+    :meth:`FontSet.make_drawable` calls the first time a text needs a character the main
+    fonts lack. A ticket in Latin, Greek or Cyrillic script never loads them.
+
     Attributes:
         style: fpdf2 style of the main font (``""``, ``"B"``, ``"I"``, ``"BI"``).
         faces: the fonts in chain order (fallbacks are registered in regular style only).
-        advances: character → advance in 1/1000 em, taken from the first font that has it.
-        font_of: character → index into ``faces`` of the font that draws it.
+        advances: character → advance in 1/1000 em, taken from the first font that has it
+            (of the fonts loaded so far).
+        font_of: character → index into ``faces`` of the font that draws it (likewise).
     """
 
     def __init__(self, style: str, faces: tuple[FontFace, ...]) -> None:
         self.style = style
         self.faces = faces
-        self.advances: dict[str, int] = {}
-        self.font_of: dict[str, int] = {}
-        for index in range(len(faces) - 1, -1, -1):  # later fonts first, earlier ones overwrite
-            advances = load_metrics(faces[index].path, faces[index].index).advances
-            self.advances.update(advances)
-            self.font_of.update(dict.fromkeys(advances, index))
+        main = load_metrics(faces[0].path, faces[0].index).advances
+        self.advances: dict[str, int] = dict(main)
+        self.font_of: dict[str, int] = dict.fromkeys(main, 0)
+        self.fallbacks_loaded = len(faces) == 1
         #: ``str.translate`` table deleting every character the first face draws.
-        self._first_face = dict.fromkeys(
-            (ord(char) for char, index in self.font_of.items() if index == 0 and len(char) == 1), None)
+        self._first_face = dict.fromkeys((ord(char) for char in main if len(char) == 1), None)
+
+    def load_fallbacks(self) -> None:
+        """Merge the fallback fonts into :attr:`advances` and :attr:`font_of` (once).
+
+        The dicts are extended in place and the main font's entries never change, so a
+        :class:`~app.render.layout.WordMeasure` over :attr:`advances` stays valid and a
+        reader in another thread sees either the old or the new entries, never a gap.
+
+        Raises:
+            OSError: a fallback font file is missing or unreadable.
+        """
+        if self.fallbacks_loaded:
+            return
+        advances: dict[str, int] = {}
+        font_of: dict[str, int] = {}
+        for index in range(len(self.faces) - 1, 0, -1):  # later fonts first, earlier ones overwrite
+            face_advances = load_metrics(self.faces[index].path, self.faces[index].index).advances
+            advances.update(face_advances)
+            font_of.update(dict.fromkeys(face_advances, index))
+        for char in self.font_of:  # the main font's characters stay as they are
+            advances.pop(char, None)
+            font_of.pop(char, None)
+        self.advances.update(advances)
+        self.font_of.update(font_of)
+        self.fallbacks_loaded = True
 
     def runs(self, line: str) -> Iterator[tuple[int, str]]:
         """Split ``line`` into maximal runs drawn by one font: ``(font index, text)``."""
@@ -234,12 +265,40 @@ class FontSet:
         mono = find_font(MONO_FILES, font_dirs)
         self.mono = FontFace(MONO_FAMILY, "", mono) if mono else None
         self.chains = {style: FontChain(style, (self.main[style], *self.fallbacks)) for style in STYLES}
-        sets = [set(self.chains[style].advances) for style in STYLES]
-        self.covered = frozenset(set.intersection(*sets))
+        self.covered = self._coverage()
         self.measures = {style: WordMeasure(self.chains[style].advances) for style in STYLES}
+        self._load_lock = threading.Lock()
+
+    @property
+    def fallbacks_loaded(self) -> bool:
+        """Whether the fallback fonts' metrics are loaded (:meth:`load_fallbacks`)."""
+        return all(chain.fallbacks_loaded for chain in self.chains.values())
+
+    def load_fallbacks(self) -> None:
+        """Load the fallback fonts' cmaps and widths into every chain and widen :attr:`covered`.
+
+        Called by :meth:`make_drawable` for the first text with a character the main fonts
+        lack; call it directly to inspect the whole chain. Idempotent and thread-safe.
+
+        Raises:
+            OSError: a fallback font file is missing or unreadable.
+        """
+        with self._load_lock:
+            if self.fallbacks_loaded:
+                return
+            for chain in self.chains.values():
+                chain.load_fallbacks()
+            self.covered = self._coverage()
+
+    def _coverage(self) -> frozenset[str]:
+        sets = [set(self.chains[style].advances) for style in STYLES]
+        return frozenset(set.intersection(*sets))
 
     def make_drawable(self, text: str) -> tuple[str, Counter[str]]:
         """Prepare text for layout: normalise line ends, expand tabs, mark undrawable characters.
+
+        The first text with a character the main fonts lack loads the fallback fonts
+        (:meth:`load_fallbacks`), so every text drawn must pass through here first.
 
         Returns:
             ``(text, missing)``: the text with ``\\r\\n``/``\\r`` and other line separators
@@ -259,6 +318,9 @@ class FontSet:
             return text, missing
         absent = set(text) - self.covered
         absent.discard("\n")
+        if absent and not self.fallbacks_loaded:
+            self.load_fallbacks()
+            absent -= self.covered
         if not absent:
             return text, missing
         table: dict[int, str | None] = {}

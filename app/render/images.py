@@ -20,8 +20,6 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
-from PIL import Image, ImageOps
-
 #: Content types shown as previews under their article.
 PREVIEW_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 
@@ -154,6 +152,8 @@ def normalise_image(data: bytes) -> PreparedImage:
     Raises:
         ImageError: not an image, truncated, or larger than :data:`MAX_IMAGE_PIXELS`.
     """
+    from PIL import Image, ImageOps  # here: the service's main process only lists images, never decodes them
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)

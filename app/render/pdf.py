@@ -23,7 +23,9 @@ avoid fpdf2 2.8.9's fallback-only-first-run defect (``docs/reference/rendering.m
 
 from __future__ import annotations
 
+import errno
 import io
+import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
@@ -58,6 +60,7 @@ from app.render.images import PREVIEW_TYPES, ArticleImages, PreparedImage, conte
 from app.render.layout import wrap_text
 from app.render.options import LIMIT_MODES, TEMPLATES, RenderOptions
 from app.render.originals import PDFA_LABEL, PDFA_PROFILE, OriginalsIndex, embed_originals, xmp_metadata
+from app.render.streams import ParkedPages, ParkedPagesProducer, write_pdf
 from app.render.templates import GREY, TEMPLATES as TEMPLATE_TABLE, Template, TextStyle
 from app.workflow.ports import EmbeddedFile, OmittedFile, RenderedPdf
 
@@ -84,6 +87,9 @@ DOC_NUMBER = TextStyle("B", 16.0, 21.0)
 DOC_TITLE = TextStyle("B", 12.5, 16.0)
 LIMIT_WARNING = TextStyle("B", 9.5, 13.0, (176, 32, 32))
 
+#: ``errno`` values of a failed write of ``target`` that may heal (full disk, I/O hiccup).
+_TRANSIENT_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EAGAIN, errno.EINTR})
+
 #: Largest image height as a share of the text area's height.
 IMAGE_MAX_HEIGHT_SHARE = 0.6
 
@@ -99,6 +105,7 @@ class _Rollback:
         self.y = pdf.y
         self.margins = (pdf.l_margin, pdf.r_margin)
         self.outline = len(pdf._outline) if hasattr(pdf, "_outline") else None
+        pdf.hold_pages()  # pages finished from here on may be cut back: keep them unparked
 
     def restore(self, pdf: _TicketPdf) -> None:
         for number in [n for n in pdf.pages if n > self.page]:
@@ -115,7 +122,12 @@ class _Rollback:
         pdf.in_footer = False
 
 
-class _TicketPdf(FPDF):
+class _OutputProducer(ParkedPagesProducer, ArchiveOutputProducer):
+    """fpdf2's output with both of ours: parked pages put back one at a time
+    (:mod:`app.render.streams`) and cached font objects (:mod:`app.render.fontsubset`)."""
+
+
+class _TicketPdf(ParkedPages, FPDF):
     """An FPDF document with our page header/footer, line drawing and body paths.
 
     All text handed to the drawing methods must have gone through :meth:`clean`.
@@ -400,6 +412,8 @@ class _TicketPdf(FPDF):
             self.write_lines(self.clean(html_to_text(html)), body)
         finally:
             self._after_fpdf_text()
+            if rollback is not None:
+                self.release_pages()
 
     # -- page furniture -----------------------------------------------------------------
 
@@ -658,6 +672,7 @@ def render_ticket_pdf(
     images: Mapping[int, bytes] | None = None,
     embedded: Sequence[EmbeddedFile] = (),
     omitted: Sequence[OmittedFile] = (),
+    target: str | os.PathLike[str] | None = None,
 ) -> RenderedPdf:
     """Render one ticket and its articles as an unsigned PDF (A4, Noto Sans and fallbacks).
 
@@ -682,6 +697,8 @@ def render_ticket_pdf(
             and all are listed, with SHA-256, in a closing "Originals" section.
         omitted: originals the workflow left out, listed with size and reason there and
             beside their attachment.
+        target: write the PDF into this new file instead of returning it (``data`` is then
+            ``b""``): saves a copy of the whole PDF in memory.
 
     Returns:
         :class:`~app.workflow.ports.RenderedPdf` with ``page_count``, how many articles are
@@ -748,9 +765,20 @@ def render_ticket_pdf(
                            included=len(ordered), total=total, originals=originals)
         for position, article in enumerate(ordered, start=1):
             _draw_article(pdf, article, position, len(ordered), zone, article_images, originals)
+        included = len(ordered)
+        del articles, ordered  # laid out: a big ticket's articles need not outlive the output below
         if originals.active:
             _draw_originals(pdf, originals)
-        data = bytes(pdf.output(output_producer_class=ArchiveOutputProducer))
+        if target is None:
+            data = bytes(pdf.output(output_producer_class=_OutputProducer))
+        else:  # object by object into the file, never the whole PDF in memory (app.render.streams)
+            try:
+                with open(target, "xb") as out:
+                    write_pdf(pdf, out, _OutputProducer)
+            except OSError as exc:  # a full disk heals; the message names no path
+                raise RenderError(f"cannot write the PDF file: {exc.strerror or exc}",
+                                  transient=exc.errno in _TRANSIENT_WRITE_ERRNOS) from None
+            data = b""
     except RenderError:
         raise
     except Exception as exc:  # fpdf2 or font failures: the job ends with a render error, cause attached
@@ -758,7 +786,7 @@ def render_ticket_pdf(
     return RenderedPdf(
         data=data,
         page_count=pdf.pages_count,
-        articles_included=len(ordered),
+        articles_included=included,
         articles_total=total,
         missing_glyphs=sum(pdf.missing.values()),
         missing_scripts=tuple(sorted(pdf.missing)),

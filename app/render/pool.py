@@ -2,33 +2,51 @@
 
 Layout is CPU-bound and holds the GIL, so threads would stall ``/ingest``; processes do not.
 Arguments and results are plain picklable data (dicts, bytes, dataclasses).
+
+The layout code (fpdf2, fontTools, Pillow, lxml) is imported in the render processes only,
+when their first task arrives: the service's main process never loads it (tens of MB it
+would otherwise hold for its whole life without using them).
+
+:meth:`ProcessPoolRenderer.render_file` keeps big tickets out of the main process's memory:
+the snapshot goes to the render process as a file (pickled straight to disk, unpickled
+from it) and the PDF comes back as a file, not as bytes through the pool's pipes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import errno as errno_codes
 import functools
 import multiprocessing
 import os
+import pickle
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import orjson
 
 from app.errors import RenderError
+from app.memory import release_free_memory
 from app.render.options import RenderOptions
-from app.render.pdf import render_ticket_pdf
-from app.workflow.ports import RenderedPdf, TicketSnapshot
+from app.workflow.ports import EmbeddedFile, RenderedPdf, TicketSnapshot
 
-MAX_TASKS_PER_CHILD = 50
-"""Children are replaced after this many renders, bounding leaks and open font handles."""
+MAX_TASKS_PER_CHILD = 200
+"""Children are replaced after this many renders, bounding leaks, open font handles and the
+fallback fonts (CJK: tens of MB) a child loaded for one ticket. A new child imports the layout
+stack and fills its font caches on its first render (~0.7 s of CPU): ~3.5 ms per ticket at
+200. The fork server preloads nothing: children forked from a warm fork server would count
+its ~100 MB again in each process's RSS."""
 
 RENDER_NICENESS = 10
 """Render children run at this lower CPU priority (``nice``): layout is background work, and
 the event loop answering webhooks must get a core first when the pool renders at full load."""
 
-
-FORKSERVER_PRELOAD = ["__main__", "app.render.preload"]
-"""Modules the fork server imports before forking render children: ``__main__`` (the
-default) and :mod:`app.render.preload`, which fills the render caches once for all children."""
+_SPOOL_TRANSIENT_ERRNOS = {errno_codes.ENOSPC, errno_codes.EDQUOT, errno_codes.EIO, errno_codes.EAGAIN,
+                           errno_codes.EINTR}
 
 
 def _lower_priority() -> None:
@@ -36,6 +54,108 @@ def _lower_priority() -> None:
         os.nice(RENDER_NICENESS)
     except OSError:  # not permitted in some sandboxes: render at normal priority
         pass
+
+
+def _render(snapshot: TicketSnapshot, options: RenderOptions) -> RenderedPdf:
+    """Lay ``snapshot`` out (in whichever process calls it); the PDF as bytes."""
+    from app.render.pdf import render_ticket_pdf  # the layout stack loads in the render process only
+
+    return render_ticket_pdf(snapshot.ticket, snapshot.articles, snapshot.tags,
+                             archived_at=snapshot.archived_at, options=options,
+                             images=dict(snapshot.images), embedded=tuple(snapshot.embedded),
+                             omitted=tuple(snapshot.omitted))
+
+
+def _render_file(snapshot_path: str, target: str, options: RenderOptions) -> RenderedPdf:
+    """In a render process: read the snapshot :func:`_write_snapshot` wrote at
+    ``snapshot_path``, write the PDF to ``target`` (created, must not exist); the facts of
+    the layout, with ``data=b""`` and ``path=target``.
+
+    The originals are read from the file one by one as the layout embeds them (a
+    :class:`_SpooledOriginals`), so their uncompressed bytes are never all in memory.
+
+    Raises:
+        RenderError: as :func:`app.render.pdf.render_ticket_pdf`, or the spool files cannot
+            be read or written (transient for a full disk).
+    """
+    from app.render.pdf import render_ticket_pdf  # the layout stack loads in the render process only
+
+    try:
+        source = open(snapshot_path, "rb")  # noqa: SIM115 - closed below, after the layout read it
+    except OSError as exc:
+        raise _spool_error("read the snapshot", exc) from None
+    try:
+        try:
+            snapshot: TicketSnapshot = pickle.load(source)
+            originals = _SpooledOriginals(source, pickle.load(source))
+        except OSError as exc:
+            raise _spool_error("read the snapshot", exc) from None
+        ticket, tags, archived_at = snapshot.ticket, snapshot.tags, snapshot.archived_at
+        images, omitted = dict(snapshot.images), tuple(snapshot.omitted)
+        articles = {"raw": snapshot.articles_raw, "parsed": snapshot.articles}
+        del snapshot
+        # The article list is handed over without a reference here, so the layout can let it
+        # go before the output.
+        rendered = render_ticket_pdf(ticket, _take_articles(articles), tags, archived_at=archived_at,
+                                     options=options, images=images, embedded=originals, omitted=omitted,
+                                     target=target)
+    finally:
+        source.close()
+        release_free_memory()  # this process lives on for more renders: keep it small between them
+    return dataclasses.replace(rendered, path=Path(target))
+
+
+def _take_articles(holder: dict[str, Any]) -> list[dict[str, Any]]:
+    """The articles from ``{"raw": bytes | None, "parsed": list}`` (parsed from ``raw`` when
+    given), emptying ``holder`` so that the caller keeps no reference to them."""
+    raw, parsed = holder.pop("raw"), holder.pop("parsed")
+    return orjson.loads(raw) if raw is not None else parsed
+
+
+class _SpooledOriginals(Sequence[EmbeddedFile]):
+    """The originals of one render, read from the snapshot file as they are iterated (once).
+
+    :func:`app.render.originals.embed_originals` iterates them once and keeps only the
+    compressed stream of each, so only one original's bytes are in memory at a time.
+
+    Args:
+        source: the snapshot file, positioned at the first original.
+        count: how many originals follow (each its own pickle).
+    """
+
+    def __init__(self, source: BinaryIO, count: int) -> None:
+        self._source = source
+        self._count = count
+        self._read = False
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, index):  # type: ignore[no-untyped-def]
+        raise TypeError("the originals of a render can only be iterated, once")
+
+    def __iter__(self) -> Iterator[EmbeddedFile]:
+        if self._read:
+            raise RuntimeError("the originals of a render can only be iterated once")
+        self._read = True
+        for _ in range(self._count):
+            yield pickle.load(self._source)
+
+
+def _spool_error(what: str, exc: OSError) -> RenderError:
+    return RenderError(f"cannot {what} in the render spool: {exc.strerror or exc}",
+                       transient=exc.errno in _SPOOL_TRANSIENT_ERRNOS)
+
+
+def _write_snapshot(snapshot: TicketSnapshot, path: Path) -> None:
+    """Pickle ``snapshot`` straight into a new file (no whole-blob copy in memory): the
+    snapshot without its originals, their count, then each original as its own pickle (so
+    that :func:`_render_file` can read them one at a time)."""
+    with open(path, "xb") as out:
+        pickle.dump(dataclasses.replace(snapshot, embedded=()), out, protocol=pickle.HIGHEST_PROTOCOL)
+        pickle.dump(len(snapshot.embedded), out, protocol=pickle.HIGHEST_PROTOCOL)
+        for original in snapshot.embedded:
+            pickle.dump(original, out, protocol=pickle.HIGHEST_PROTOCOL)
 
 
 class ProcessPoolRenderer:
@@ -49,25 +169,55 @@ class ProcessPoolRenderer:
     def __init__(self, options: RenderOptions, *, processes: int = 0) -> None:
         self.options = options
         self.processes = processes or os.cpu_count() or 1
-        context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(FORKSERVER_PRELOAD)  # no effect once the fork server runs
         self._pool = ProcessPoolExecutor(
             max_workers=self.processes,
-            mp_context=context,
+            mp_context=multiprocessing.get_context("forkserver"),
             max_tasks_per_child=MAX_TASKS_PER_CHILD,
             initializer=_lower_priority,
         )
 
     async def render(self, snapshot: TicketSnapshot) -> RenderedPdf:
-        """Render ``snapshot`` in a child process.
+        """Render ``snapshot`` in a child process; the PDF comes back as bytes.
 
         Raises:
             RenderError: the layout failed, or the pool broke (a child died; Transient).
         """
-        call = functools.partial(render_ticket_pdf, snapshot.ticket, snapshot.articles, snapshot.tags,
-                                 archived_at=snapshot.archived_at, options=self.options,
-                                 images=dict(snapshot.images), embedded=tuple(snapshot.embedded),
-                                 omitted=tuple(snapshot.omitted))
+        return await self._run(functools.partial(_render, snapshot, self.options))
+
+    async def render_file(self, snapshot: TicketSnapshot, target: Path) -> RenderedPdf:
+        """Render ``snapshot`` in a child process into the new file ``target``.
+
+        The snapshot travels as the file ``<target>.snapshot`` (removed afterwards), so
+        neither it nor the PDF is ever held whole in this process's memory; when it has
+        ``articles_raw``, the articles go as those bytes and are parsed in the render
+        process (the parsed list here can be let go before the snapshot is written). ``target``'s
+        folder must be writable by the render processes (same user) and is best on disk,
+        not tmpfs.
+
+        Returns:
+            The layout's facts with ``data=b""`` and ``path=target``; the caller removes
+            ``target`` when done with it.
+
+        Raises:
+            RenderError: the layout failed, the pool broke (a child died; Transient), or a
+                spool file could not be written (Transient for a full disk).
+        """
+        snapshot_path = target.with_name(target.name + ".snapshot")
+        if snapshot.articles_raw is not None:  # the render process parses the articles itself
+            snapshot = dataclasses.replace(snapshot, articles=[])
+        try:
+            await asyncio.to_thread(_write_snapshot, snapshot, snapshot_path)
+        except OSError as exc:
+            snapshot_path.unlink(missing_ok=True)
+            raise _spool_error("write the snapshot", exc) from None
+        del snapshot  # on disk now: the caller may let its copy go while the layout runs
+        release_free_memory()
+        try:
+            return await self._run(functools.partial(_render_file, str(snapshot_path), str(target), self.options))
+        finally:
+            snapshot_path.unlink(missing_ok=True)
+
+    async def _run(self, call: functools.partial[RenderedPdf]) -> RenderedPdf:
         try:
             return await asyncio.get_running_loop().run_in_executor(self._pool, call)
         except BrokenProcessPool as exc:
@@ -86,6 +236,8 @@ class InlineRenderer:
 
     async def render(self, snapshot: TicketSnapshot) -> RenderedPdf:
         """Render ``snapshot`` with :func:`asyncio.to_thread`."""
+        from app.render.pdf import render_ticket_pdf
+
         return await asyncio.to_thread(render_ticket_pdf, snapshot.ticket, snapshot.articles, snapshot.tags,
                                        archived_at=snapshot.archived_at, options=self.options,
                                        images=snapshot.images, embedded=snapshot.embedded,

@@ -100,6 +100,9 @@ taken for the job's own interrupted publish (file systems with coarse or skewed 
 SIDECAR_MAX_BYTES = 1 << 20
 """Largest sidecar read back when looking for a job's earlier archive."""
 
+COPY_CHUNK_BYTES = 1 << 20
+"""Chunk size in which :meth:`ArchiveStore.store_file` copies (and hashes) a PDF."""
+
 _NAME_LOCKS = 64
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -230,9 +233,25 @@ class ArchiveStore:
                                        dict(sidecar) if sidecar is not None else None,
                                        snapshot.archived_at.timestamp())
 
+    async def store_file(self, snapshot: TicketSnapshot, source: Path, *,
+                         sidecar: Mapping[str, Any] | None = None) -> StoredArchive:
+        """As :meth:`store`, with the archive's bytes read from the file ``source`` in chunks of
+        :data:`COPY_CHUNK_BYTES` (hashed while copied), so a big PDF is never held whole in
+        memory. ``source`` is left as it is.
+
+        Raises:
+            StorageError: as :meth:`store`; also when ``source`` cannot be read (the message
+                says so, with its ``errno``).
+            ValueError: ``snapshot.archived_at`` is naive.
+        """
+        relative = self.relative_path(snapshot)
+        return await asyncio.to_thread(self._store_blocking, relative, Path(source),
+                                       dict(sidecar) if sidecar is not None else None,
+                                       snapshot.archived_at.timestamp())
+
     # -- blocking part -------------------------------------------------------------------
 
-    def _store_blocking(self, relative: PurePosixPath, data: bytes,
+    def _store_blocking(self, relative: PurePosixPath, data: bytes | Path,
                         sidecar: dict[str, Any] | None = None, not_before: float | None = None) -> StoredArchive:
         folders, name = relative.parts[:-1], relative.parts[-1]
         opened: list[int] = []
@@ -258,7 +277,7 @@ class ArchiveStore:
                     if isinstance(found, StoredArchive):
                         return found  # this job's archive is complete: nothing to write
                     replace = found
-                published, digest = self._write_and_publish(target_fd, folders, name, data, replace=replace)
+                published, digest, size = self._write_and_publish(target_fd, folders, name, data, replace=replace)
                 if self._fsync:
                     for fd, here in [(target_fd, "/".join(folders) or "."), *reversed(grown)]:
                         self._sync_folder(fd, here)
@@ -266,7 +285,7 @@ class ArchiveStore:
                     path=self._root.joinpath(*folders, published),
                     relative_path="/".join((*folders, published)),
                     sha256=digest,
-                    size=len(data),
+                    size=size,
                 )
                 if sidecar is not None:
                     self._write_sidecar(target_fd, folders, published, self._sidecar_bytes(sidecar, stored))
@@ -408,10 +427,11 @@ class ArchiveStore:
             raise StorageError(f"folder '{here}' resolves outside the storage root", errno=errno.ELOOP)
 
     def _write_and_publish(
-        self, dir_fd: int, folders: tuple[str, ...], name: str, data: bytes, *, replace: str | None = None
-    ) -> tuple[str, str]:
-        """Write a temp file in ``dir_fd`` and publish it — under the first free name, or over
-        ``replace`` (an interrupted publish of the same job); returns (final name, sha256 hex)."""
+        self, dir_fd: int, folders: tuple[str, ...], name: str, data: bytes | Path, *, replace: str | None = None
+    ) -> tuple[str, str, int]:
+        """Write ``data`` (bytes, or the contents of a file) to a temp file in ``dir_fd`` and
+        publish it — under the first free name, or over ``replace`` (an interrupted publish of
+        the same job); returns (final name, sha256 hex, size in bytes)."""
         tmp_name = f".{name}.{secrets.token_hex(8)}.tmp"
         tmp_relative = "/".join((*folders, tmp_name))
         try:
@@ -421,11 +441,18 @@ class ArchiveStore:
         published = False
         try:
             try:
-                self._write_all(fd, data)
-                if os.fstat(fd).st_size != len(data):
+                if isinstance(data, Path):
+                    digest, size = self._copy_file(fd, data)
+                else:
+                    self._write_all(fd, data)
+                    digest, size = hashlib.sha256(data).hexdigest(), len(data)
+                if os.fstat(fd).st_size != size:
                     raise OSError(errno.EIO, "short write")
                 if self._fsync:
                     os.fsync(fd)
+            except StorageError:  # the source could not be read
+                _close_quietly(fd)
+                raise
             except OSError as exc:
                 _close_quietly(fd)
                 raise _storage_error("write", tmp_relative, exc) from exc
@@ -442,7 +469,7 @@ class ArchiveStore:
             else:
                 final = self._publish(dir_fd, folders, tmp_name, name)
             published = True
-            return final, hashlib.sha256(data).hexdigest()
+            return final, digest, size
         finally:
             if not published:
                 try:
@@ -451,7 +478,36 @@ class ArchiveStore:
                     pass
 
     @staticmethod
-    def _write_all(fd: int, data: bytes) -> None:
+    def _copy_file(fd: int, source: Path) -> tuple[str, int]:
+        """Copy ``source`` into ``fd`` in chunks; (sha256 hex, size) of what was copied.
+
+        Raises:
+            StorageError: ``source`` cannot be opened or read (its own message; a write
+                error on ``fd`` propagates as ``OSError``).
+        """
+        digest = hashlib.sha256()
+        size = 0
+        try:
+            reader = open(source, "rb", buffering=0)  # noqa: SIM115 - closed below
+        except OSError as exc:
+            raise StorageError(f"cannot read the PDF to store: {_describe(exc)}", errno=exc.errno) from exc
+        with reader:
+            buffer = bytearray(COPY_CHUNK_BYTES)
+            view = memoryview(buffer)
+            while True:
+                try:
+                    count = reader.readinto(buffer)
+                except OSError as exc:
+                    raise StorageError(f"cannot read the PDF to store: {_describe(exc)}", errno=exc.errno) from exc
+                if not count:
+                    break
+                digest.update(view[:count])
+                ArchiveStore._write_all(fd, view[:count])
+                size += count
+        return digest.hexdigest(), size
+
+    @staticmethod
+    def _write_all(fd: int, data: bytes | memoryview) -> None:
         view = memoryview(data)
         while view:
             written = os.write(fd, view)

@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import tempfile
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
 from app import SERVICE_NAME, __version__
 from app.errors import ArchiverError, ZammadApiError
@@ -32,6 +34,9 @@ from app.workflow.gate import should_process
 from app.workflow.notes import Note, failure_note, success_note
 from app.workflow.ports import (
     EmbeddedFile,
+    FileRendererPort,
+    FileSignerPort,
+    FileStoragePort,
     ImageRefLike,
     OmittedFile,
     RenderedPdf,
@@ -72,6 +77,30 @@ def _safe_name(filename: str) -> str:
     """A file name usable inside the PDF and when extracted: no path parts or control characters."""
     cleaned = "".join("_" if ch in '/\\:*?"<>|' or ord(ch) < 32 else ch for ch in filename).strip(" .")
     return cleaned[:120] or "file"
+
+
+async def _fetch_all(calls: list[Callable[[], Awaitable[bytes]]], concurrency: int) -> list[bytes | Exception]:
+    """Run ``calls`` at most ``concurrency`` at a time, started in order; their results in
+    order, an exception in place of a failed call's result.
+
+    A few worker tasks take the calls one after the other, so a ticket with thousands of
+    e-mail articles does not hold thousands of pending tasks (and their frames) at once.
+    """
+    results: list[bytes | Exception] = [b""] * len(calls)
+    position = 0
+
+    async def worker() -> None:
+        nonlocal position
+        while position < len(calls):
+            index = position
+            position += 1
+            try:
+                results[index] = await calls[index]()
+            except Exception as exc:  # noqa: BLE001 - becomes an omission with its cause
+                results[index] = exc
+
+    await asyncio.gather(*(worker() for _ in range(min(concurrency, len(calls)))))
+    return results
 
 
 class UndeliverableReport(ArchiverError):
@@ -199,6 +228,12 @@ class ArchiveWorkflow:
             ``None`` downloads none.
         template: the layout template's name, recorded in the sidecar.
         embed: which originals to embed as PDF/A-3 associated files (``None``: none).
+        spool_dir: a folder (on disk, writable by the render processes) for per-job working
+            files. When given and the renderer, signer and storage can work with files
+            (:class:`~app.workflow.ports.FileRendererPort`, ``FileSignerPort``,
+            ``FileStoragePort``), the snapshot and the PDF travel through files in a
+            ``job-*`` folder below it, removed when the step ends: a big ticket's PDF is
+            never held whole in this process's memory. Otherwise bytes are passed.
     """
 
     def __init__(
@@ -215,6 +250,7 @@ class ArchiveWorkflow:
         image_references: Callable[[int, list[dict[str, Any]]], list[ImageRefLike]] | None = None,
         template: str = "default",
         embed: EmbedPolicy | None = None,
+        spool_dir: Path | None = None,
     ) -> None:
         self.zammad = zammad
         self.renderer = renderer
@@ -227,6 +263,9 @@ class ArchiveWorkflow:
         self._image_references = image_references
         self.template = template
         self.embed = embed
+        files = (hasattr(renderer, "render_file") and hasattr(signer, "sign_file")
+                 and hasattr(storage, "store_file"))
+        self.spool_dir = spool_dir if files else None
 
     # -- the work ------------------------------------------------------------------------------
     async def execute(self, ticket_id: int, *, job_id: str, delivery_id: str | None = None, force: bool = False,
@@ -279,17 +318,47 @@ class ArchiveWorkflow:
             shown_tags = [t for t in tags if t not in STATE_TAGS and t != self.trigger_tag]
             snapshot = TicketSnapshot(ticket=ticket, articles=articles, tags=shown_tags,
                                       archived_at=archived_at or datetime.now(UTC), images=images,
-                                      embedded=embedded, omitted=omitted)
+                                      embedded=embedded, omitted=omitted, articles_raw=articles_raw)
 
-            step = "render"
-            rendered = await self._timed(timings, "render", self.renderer.render(snapshot))
-            step = "sign"
-            signed = await self._timed(timings, "sign", self.signer.sign(rendered.data))
-            step = "store"
-            sidecar = sidecar_fields(snapshot, rendered, signed, job_id=job_id, delivery_id=delivery_id,
-                                     template=self.template)
-            stored = await self._timed(timings, "store",
-                                       self.storage.store(snapshot, signed.data, sidecar=sidecar))
+            # What the steps after the layout need of the snapshot; the articles, images and
+            # originals are let go as soon as the renderer has them.
+            light = TicketSnapshot(ticket=ticket, articles=[], tags=shown_tags, archived_at=snapshot.archived_at,
+                                   omitted=omitted)
+            del articles, articles_raw, ticket_raw, images, embedded
+            if self.spool_dir is not None:
+                # Through files in a fresh job-* folder of the spool, removed whatever happens:
+                # the snapshot is pickled to disk for the render process, the PDF written,
+                # signed and copied file to file.
+                renderer = cast(FileRendererPort, self.renderer)
+                signer = cast(FileSignerPort, self.signer)
+                storage = cast(FileStoragePort, self.storage)
+                step = "render"
+                with tempfile.TemporaryDirectory(prefix="job-", dir=self.spool_dir) as work:
+                    folder = Path(work)
+                    render = renderer.render_file(snapshot, folder / "rendered.pdf")
+                    snapshot = light  # the render coroutine holds the full one until it is on disk
+                    rendered = await self._timed(timings, "render", render)
+                    assert rendered.path is not None
+                    step = "sign"
+                    signed = await self._timed(timings, "sign",
+                                               signer.sign_file(rendered.path, folder / "signed.pdf"))
+                    assert signed.path is not None
+                    step = "store"
+                    sidecar = sidecar_fields(light, rendered, signed, job_id=job_id, delivery_id=delivery_id,
+                                             template=self.template)
+                    stored = await self._timed(timings, "store",
+                                               storage.store_file(light, signed.path, sidecar=sidecar))
+            else:
+                step = "render"
+                rendered = await self._timed(timings, "render", self.renderer.render(snapshot))
+                step = "sign"
+                signed = await self._timed(timings, "sign", self.signer.sign(rendered.data))
+                step = "store"
+                sidecar = sidecar_fields(light, rendered, signed, job_id=job_id, delivery_id=delivery_id,
+                                         template=self.template)
+                stored = await self._timed(timings, "store",
+                                           self.storage.store(light, signed.data, sidecar=sidecar))
+            snapshot = light
             log.info("archive stored", extra={**ctx, "path": stored.relative_path, "sha256": stored.sha256,
                                               "size": stored.size, "pages": rendered.page_count,
                                               "seconds": timings})
@@ -356,8 +425,11 @@ class ArchiveWorkflow:
 
     async def _deliver(self, ticket_id: int, report: Report, *, job_id: str) -> None:
         await self._apply(ticket_id, TagTransition(report.add, report.remove), attempts=WRITE_ATTEMPTS)
-        articles = await self._retry(lambda: self.zammad.list_articles(ticket_id), attempts=WRITE_ATTEMPTS)
         marker = f"Job: {job_id}"
+        # Only articles mentioning the marker can be this job's note: a big ticket's articles
+        # are not parsed when none does.
+        articles = await self._retry(lambda: self.zammad.list_articles(ticket_id, containing=marker),
+                                     attempts=WRITE_ATTEMPTS)
         if any(a.get("subject") == report.subject and marker in (a.get("body") or "") for a in articles):
             log.info("note already on the ticket", extra={"ticket_id": ticket_id, "job_id": job_id})
             return
@@ -403,17 +475,9 @@ class ArchiveWorkflow:
                                           "text/html" if html else "text/plain", "Source",
                                           f"Body of article {aid} as stored by Zammad", article_id=aid))
 
-        semaphore = asyncio.Semaphore(IMAGE_FETCH_CONCURRENCY)
-
-        async def fetch(call: Callable[[], Awaitable[bytes]]) -> bytes | Exception:
-            async with semaphore:
-                try:
-                    return await call()
-                except Exception as exc:  # noqa: BLE001 - becomes an omission with its cause
-                    return exc
-
         emails = [a for a in articles if a.get("type") == "email" and isinstance(a.get("id"), int)]
-        plain = await asyncio.gather(*(fetch(lambda a=a: self.zammad.get_article_plain(a["id"])) for a in emails))
+        plain = await _fetch_all([lambda a=a: self.zammad.get_article_plain(a["id"]) for a in emails],
+                                 IMAGE_FETCH_CONCURRENCY)
         for article, result in zip(emails, plain, strict=True):
             name = f"article-{article['id']}.eml"
             if isinstance(result, Exception):
@@ -457,7 +521,7 @@ class ArchiveWorkflow:
                 return images[att["id"]]
             return await self.zammad.get_attachment(ticket_id, article["id"], att["id"])
 
-        data = await asyncio.gather(*(fetch(lambda a=a, t=t: download(a, t)) for a, t, _ in wanted))
+        data = await _fetch_all([lambda a=a, t=t: download(a, t) for a, t, _ in wanted], IMAGE_FETCH_CONCURRENCY)
         for (article, att, name), result in zip(wanted, data, strict=True):
             if isinstance(result, Exception):
                 omitted.append(OmittedFile(name, None, f"download failed: {self._redact(str(result))}",

@@ -70,6 +70,9 @@ class TicketSnapshot:
             fetched for the layout (a missing id is drawn as a placeholder).
         embedded: originals to embed as associated files (empty when PDF_EMBED_ORIGINALS is off).
         omitted: originals left out (caps, fetch failures), listed on the pages.
+        articles_raw: the ``by_ticket`` answer exactly as Zammad sent it (the JSON
+            ``articles`` was parsed from), or ``None``. A renderer in another process may
+            send these bytes instead of ``articles`` and parse them there.
     """
 
     ticket: dict[str, Any]
@@ -79,6 +82,7 @@ class TicketSnapshot:
     images: Mapping[int, bytes] = field(default_factory=dict)
     embedded: tuple[EmbeddedFile, ...] = ()
     omitted: tuple[OmittedFile, ...] = ()
+    articles_raw: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +98,8 @@ class RenderedPdf:
             say in the note which fonts to install.
         embedded: ``(name, sha256 hex, size)`` of every associated file embedded, in order.
         pdfa: the PDF/A conformance written (e.g. ``"3B"``), or ``None``.
+        path: the file holding the PDF when it was rendered into a file
+            (:meth:`FileRendererPort.render_file`); ``data`` is then empty.
     """
 
     data: bytes
@@ -104,6 +110,7 @@ class RenderedPdf:
     missing_scripts: tuple[str, ...] = ()
     embedded: tuple[tuple[str, str, int], ...] = ()
     pdfa: str | None = None
+    path: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -119,6 +126,8 @@ class SignedPdf:
         timestamp: the RFC 3161 signature-timestamp time, or ``None`` without a TSA.
         timestamp_authority: subject of the TSA certificate that made the timestamp
             (RFC 4514 string), or ``None``.
+        path: the file holding the PDF when it was signed file to file
+            (:meth:`FileSignerPort.sign_file`); ``data`` is then empty.
     """
 
     data: bytes
@@ -128,6 +137,7 @@ class SignedPdf:
     signer_cert_sha256: str | None = None
     timestamp: datetime | None = None
     timestamp_authority: str | None = None
+    path: Path | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,7 +167,7 @@ class ZammadPort(Protocol):
 
     async def get_tags(self, ticket_id: int) -> list[str]: ...
 
-    async def list_articles(self, ticket_id: int) -> list[dict[str, Any]]: ...
+    async def list_articles(self, ticket_id: int, *, containing: str | None = None) -> list[dict[str, Any]]: ...
 
     async def add_tag(self, ticket_id: int, tag: str) -> None: ...
 
@@ -205,3 +215,32 @@ class StoragePort(Protocol):
 
     async def store(self, snapshot: TicketSnapshot, data: bytes, *,
                     sidecar: Mapping[str, Any] | None = None) -> StoredArchive: ...
+
+
+class FileRendererPort(RendererPort, Protocol):
+    """A renderer that can also write the PDF into a file (big tickets never sit whole in the
+    caller's memory); raises :class:`app.errors.RenderError`.
+
+    ``render_file`` creates ``target`` (which must not exist) and returns the layout's facts
+    with ``path=target`` and empty ``data``.
+    """
+
+    async def render_file(self, snapshot: TicketSnapshot, target: Path) -> RenderedPdf: ...
+
+
+class FileSignerPort(SignerPort, Protocol):
+    """A signer that can also sign file to file; raises :class:`app.errors.SigningError`.
+
+    ``sign_file`` reads the PDF at ``source`` and creates ``target`` (which must not exist)
+    with the signed PDF; it returns the facts with ``path=target`` and empty ``data``.
+    """
+
+    async def sign_file(self, source: Path, target: Path) -> SignedPdf: ...
+
+
+class FileStoragePort(StoragePort, Protocol):
+    """A storage that can also take the archive from a file, read in chunks (hashed while
+    copied); same guarantees and errors as :meth:`StoragePort.store`."""
+
+    async def store_file(self, snapshot: TicketSnapshot, source: Path, *,
+                         sidecar: Mapping[str, Any] | None = None) -> StoredArchive: ...

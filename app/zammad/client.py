@@ -42,6 +42,7 @@ EXCERPT_CHARS = 160
 _REDACTED = "[redacted]"
 _WHITESPACE = re.compile(r"\s+")
 _HTML_TAG = re.compile(r"<[^>]*>")
+_PLAIN_TEXT = re.compile(r"[A-Za-z0-9 :._-]+")
 
 
 class ZammadClient:
@@ -124,16 +125,33 @@ class ZammadClient:
             )
         return tags
 
-    async def list_articles(self, ticket_id: int) -> list[dict[str, Any]]:
+    async def list_articles(self, ticket_id: int, *, containing: str | None = None) -> list[dict[str, Any]]:
         """``GET /api/v1/ticket_articles/by_ticket/{id}``: every article the token's user may
         see, as a JSON array in Zammad's order (oldest first), not paginated
-        (``docs/reference/zammad.md`` §3.2, §3.3)."""
-        return (await self.list_articles_raw(ticket_id))[0]
+        (``docs/reference/zammad.md`` §3.2, §3.3).
+
+        With ``containing`` (plain text: letters, digits, space and ``:._-`` only, which no
+        JSON encoder escapes), the answer is parsed only if its body holds that text;
+        otherwise ``[]`` is returned: no article can contain it. A big ticket's articles
+        are then never parsed just to look for a marker. Other text is looked for after
+        a full parse.
+        """
+        if containing is None or not _PLAIN_TEXT.fullmatch(containing):
+            return (await self.list_articles_raw(ticket_id))[0]
+        path = f"/api/v1/ticket_articles/by_ticket/{_positive_id(ticket_id, 'ticket_id')}"
+        _, raw = await self._request("GET", path)
+        if containing.encode() not in raw and raw.lstrip()[:1] == b"[":
+            return []
+        return await self._articles_from(raw, path)
 
     async def list_articles_raw(self, ticket_id: int) -> tuple[list[dict[str, Any]], bytes]:
         """As :meth:`list_articles`, plus the response body exactly as Zammad sent it."""
         path = f"/api/v1/ticket_articles/by_ticket/{_positive_id(ticket_id, 'ticket_id')}"
-        data, raw = await self._json_raw("GET", path)
+        _, raw = await self._request("GET", path)
+        return await self._articles_from(raw, path), raw
+
+    async def _articles_from(self, raw: bytes, path: str) -> list[dict[str, Any]]:
+        data = self._parse(raw, "GET", path, 200)
         data = self._expect(data, list, "GET", path, "an array of articles")
         if not all(isinstance(a, dict) for a in data):
             raise ZammadApiError(
@@ -142,7 +160,7 @@ class ZammadClient:
                 method="GET",
                 path=path,
             )
-        return data, raw
+        return data
 
     async def add_tag(self, ticket_id: int, tag: str) -> None:
         """``POST /api/v1/tags/add`` ``{"object": "Ticket", "o_id": id, "item": tag}``.
@@ -218,10 +236,14 @@ class ZammadClient:
     ) -> tuple[Any, bytes]:
         """Send one request; return the parsed JSON (``None`` for an empty body) and the raw body."""
         status, raw = await self._request(method, path, params=params, json_body=json_body)
+        return self._parse(raw, method, path, status), raw
+
+    def _parse(self, raw: bytes, method: str, path: str, status: int) -> Any:
+        """The JSON in ``raw`` (``None`` for an empty body); :class:`ZammadApiError` if it is not JSON."""
         if not raw.strip():
-            return None, raw
+            return None
         try:
-            return orjson.loads(raw), raw
+            return orjson.loads(raw)
         except orjson.JSONDecodeError:
             raise ZammadApiError(
                 f"{method} {path} answered {status} with a body that is not JSON: {self._excerpt(raw)!r}",

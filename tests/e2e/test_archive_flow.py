@@ -155,6 +155,33 @@ async def test_unsigned_when_signing_disabled(archiver, simulator):
     assert "pdf:signed" in simulator.tags(4711)
 
 
+async def test_the_spool_holds_nothing_after_jobs(archiver, simulator, tmp_path):
+    """The PDF travels through STATE_DIR/spool (snapshot, rendered, signed); every job's
+    folder is gone afterwards, whether the job archived or failed, and a leftover from a
+    crash is cleared at start."""
+    leftover = tmp_path / "state" / "spool" / "job-crashed"
+    leftover.mkdir(parents=True)
+    (leftover / "rendered.pdf").write_bytes(b"%PDF half")
+    service = await archiver()
+    spool = service.settings.state_dir / "spool"
+    assert spool.is_dir() and list(spool.iterdir()) == []
+    body, headers = zammad_webhook({"ticket_id": 4711}, HMAC_SECRET)
+    assert (await post(f"{service.url}/ingest", body, headers))[0] == 202
+    await service.wait_idle()
+    assert "pdf:signed" in simulator.tags(4711) and list(spool.iterdir()) == []
+
+
+async def test_a_failed_render_leaves_the_spool_empty(archiver, simulator):
+    service = await archiver(PDF_MAX_ARTICLES="1")  # 4711 has 4 articles: a Permanent render error
+    body, headers = zammad_webhook({"ticket_id": 4711}, HMAC_SECRET)
+    assert (await post(f"{service.url}/ingest", body, headers))[0] == 202
+    await service.wait_idle()
+    fields = note_fields(simulator.notes(4711)[0])
+    assert (fields["Step"], fields["Code"], fields["Classification"]) == ("render", "render_error", "Permanent")
+    assert "PDF_MAX_ARTICLES=1" in fields["Cause"]
+    assert list((service.settings.state_dir / "spool").iterdir()) == []
+
+
 async def test_ticket_without_trigger_tag_is_skipped(archiver, simulator):
     service = await archiver()
     await simulator_remove_tag(simulator, 4711, "pdf:sign")

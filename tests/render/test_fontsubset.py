@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,7 +16,6 @@ from .helpers import ARCHIVED_AT, pdftotext, write
 from .test_pdfa import pdfa_problems
 
 TICKET = {"number": "4711", "title": "Font subsets", "created_at": "2025-03-03T08:00:00Z"}
-REPO = Path(__file__).resolve().parents[2]
 
 ASCII = "Plain ASCII text only, nothing else (tier 1)."
 LATIN = "Zwölf Boxkämpfer jagen Viktor quer über den großen Sylter Deich; Łódź, Škoda, œuvre."
@@ -119,14 +116,6 @@ def test_only_plain_truetype_fonts_take_fixed_codes():
     pdf = FPDF()
     pdf.set_font("helvetica")
     assert not fontsubset.use_tiered_codes(pdf.fonts["helvetica"])
-
-
-def test_the_fork_server_preload_fills_the_caches():
-    probe = ("import app.render.preload, gc; from app.render import fontsubset; info = fontsubset.cache_info();"
-             "print(info['size'], gc.get_freeze_count() > 0)")
-    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, check=True)
-    size, frozen = done.stdout.split()
-    assert int(size) >= 8 and frozen == "True"  # 4 faces x (tier 1, tiers 1 + 2)
 
 
 @pytest.mark.parametrize("bodies", [(ASCII,), (LATIN, EXTRA), ("> quoted\n>> deeper\nplain",)])

@@ -22,6 +22,7 @@ def test_fallback_fonts_cover_arabic_hebrew_cjk_emoji():
     assert fonts.absent == ()  # make test installs fonts-noto-core, -cjk, -color-emoji, dejavu
     families = {face.family for face in fonts.fallbacks}
     assert {"NotoSansArabic", "NotoSansHebrew", "NotoSansCJK", "NotoColorEmoji", "DejaVuSans"} <= families
+    fonts.load_fallbacks()
     chain = fonts.chains[""]
     for char, family in (("ش", "NotoSansArabic"), ("ש", "NotoSansHebrew"), ("中", "NotoSansCJK"),
                          ("の", "NotoSansCJK"), ("😊", "NotoColorEmoji")):
@@ -63,6 +64,7 @@ def test_control_characters_and_lone_surrogates_are_shown():
 
 
 def test_runs_split_by_font():
+    font_set().load_fallbacks()
     chain = font_set().chains[""]
     assert list(chain.runs("Grüße")) == [(0, "Grüße")]
     runs = [(chain.faces[i].family, run) for i, run in chain.runs("ab中文cd")]
@@ -72,3 +74,80 @@ def test_runs_split_by_font():
 def test_script_names():
     assert [script_name(c) for c in "中ش😊\ue000"] == ["CJK", "Arabic", "Emoji", "Private use"]
     assert DEFAULT_FONT_DIRS == ("/usr/share/fonts",)
+
+
+def test_fallback_fonts_load_only_when_a_text_needs_them():
+    """Latin, Greek and Cyrillic text never reads the fallback fonts (Noto Sans CJK alone is
+    tens of MB per render process); the first character the main fonts lack loads them all,
+    after which that character is drawn, not replaced by a placeholder."""
+    fonts = FontSet(DEFAULT_FONT_DIRS)
+    assert not fonts.fallbacks_loaded
+    assert "中" not in fonts.covered and "中" not in fonts.chains[""].font_of
+    latin = "Grüße, Καλημέρα, Здравствуйте – 10 €…"
+    assert fonts.make_drawable(latin) == (latin, {})
+    assert not fonts.fallbacks_loaded
+    main_widths = dict(fonts.chains["B"].advances)
+    text, missing = fonts.make_drawable("Hallo 中文 😊")
+    assert fonts.fallbacks_loaded
+    assert (text, missing) == ("Hallo 中文 😊", {})
+    chain = fonts.chains[""]
+    assert [chain.faces[i].family for i, _ in chain.runs("ab中文")] == ["NotoSans", "NotoSansCJK"]
+    assert "中" in fonts.covered
+    # the main font's characters keep their widths and font; the dict grew in place
+    assert all(fonts.chains["B"].advances[char] == width for char, width in main_widths.items())
+    assert fonts.measures["B"].width("中") == fonts.chains["B"].advances["中"] > 0
+
+
+def test_a_latin_ticket_renders_without_the_fallback_fonts(tmp_path):
+    """In a fresh process (the fonts are cached per process): a German/English ticket leaves
+    the fallbacks unread, one CJK article loads them and is drawn with Noto Sans CJK."""
+    import subprocess
+    import sys
+
+    code = (
+        "from datetime import datetime, timezone\n"
+        "from app.render.glyphs import font_set\n"
+        "from app.render.options import RenderOptions\n"
+        "from app.render.pdf import render_ticket_pdf\n"
+        "def article(body):\n"
+        "    return {'id': 1, 'type': 'email', 'sender': 'Customer', 'content_type': 'text/plain', 'body': body,\n"
+        "            'created_at': '2025-03-03T08:00:00Z'}\n"
+        "at = datetime(2025, 3, 3, tzinfo=timezone.utc)\n"
+        "latin = render_ticket_pdf({'number': '1', 'title': 'Grüße'}, [article('Grüße aus Mühlenbach – 10 €')],\n"
+        "                          [], archived_at=at, options=RenderOptions())\n"
+        "print(font_set(RenderOptions().font_dirs).fallbacks_loaded, latin.missing_glyphs)\n"
+        "cjk = render_ticket_pdf({'number': '2', 'title': 'x'}, [article('中文')], [], archived_at=at,\n"
+        "                        options=RenderOptions())\n"
+        "print(font_set(RenderOptions().font_dirs).fallbacks_loaded, cjk.missing_glyphs)\n"
+        "open(%r, 'wb').write(cjk.data)\n" % str(tmp_path / "cjk.pdf")
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.split("\n")[:2] == ["False 0", "True 0"]
+    fonts = subprocess.run(["pdffonts", str(tmp_path / "cjk.pdf")], capture_output=True, text=True, check=True)
+    assert "NotoSansCJK" in fonts.stdout
+
+
+def test_the_renderers_own_text_needs_no_fallback_font():
+    """Text the renderer writes itself (labels, separators, bullets) may be drawn before any
+    ticket text loaded the fallback fonts: every character of it must be in all four Noto
+    Sans faces, or a Latin ticket would draw it differently than a CJK one."""
+    import ast
+    from pathlib import Path
+
+    fonts = FontSet(DEFAULT_FONT_DIRS)
+    render = Path(__file__).resolve().parents[2] / "app" / "render"
+    own = set()
+    for name in ("pdf.py", "content.py", "html.py", "originals.py", "templates.py", "images.py"):
+        tree = ast.parse((render / name).read_text(encoding="utf-8"))
+        skipped = set()  # docstrings and regular expressions are not drawn
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):
+                skipped.add(id(node.value))
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "compile":
+                skipped.update(id(sub) for sub in ast.walk(node))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in skipped:
+                own.update(char for char in node.value if not char.isascii())
+    assert {"–", "·", "…", "•"} <= own, "the scan missed the renderer's own separators"
+    assert sorted(own - fonts.covered) == []
+    assert not fonts.fallbacks_loaded

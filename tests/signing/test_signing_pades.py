@@ -190,3 +190,41 @@ async def test_signing_certificate_attribute_is_pyhankos_in_every_signature(
         found = [a.dump() for a in attrs if a["type"].native == "signing_certificate_v2"]
         assert found == [expected]
     assert set(signer._signer._encoded_attributes) == {"signing_certificate_v2"}
+
+
+async def test_sign_file_signs_file_to_file(signer: ArchiveSigner, sample_pdf: bytes, root_cert,
+                                            tmp_path: Path) -> None:
+    """The service's path: the PDF is read from a file and signed into a new one, never held
+    whole in memory; same facts and a signature as valid as :meth:`sign`'s."""
+    source, target = tmp_path / "rendered.pdf", tmp_path / "signed.pdf"
+    source.write_bytes(sample_pdf)
+
+    result = await signer.sign_file(source, target)
+
+    assert result.data == b"" and result.path == target
+    assert (result.signed, result.pades_level, result.signer_subject, result.signer_cert_sha256, result.timestamp) == (
+        True, "B-B", signer.subject, signer.sha256_fingerprint, None)
+    signed = target.read_bytes()
+    assert signed.startswith(sample_pdf) and source.read_bytes() == sample_pdf  # one update, input untouched
+    _, status = await validate(signed, root_cert)
+    assert status.bottom_line and status.intact and status.valid and status.trusted
+    assert "Signature is Valid." in pdfsig(target)
+
+
+async def test_sign_file_failures_leave_no_target(signer: ArchiveSigner, tmp_path: Path) -> None:
+    source, target = tmp_path / "not.pdf", tmp_path / "signed.pdf"
+    source.write_bytes(b"<html>not a pdf</html>")
+    with pytest.raises(SigningError, match="not a readable PDF") as info:
+        await signer.sign_file(source, target)
+    assert info.value.transient is False and not target.exists()
+    with pytest.raises(SigningError, match="cannot read or write the PDF file"):
+        await signer.sign_file(tmp_path / "missing.pdf", target)
+    assert not target.exists()
+
+
+async def test_unsigned_passthrough_sign_file_keeps_the_file(tmp_path: Path) -> None:
+    source = tmp_path / "rendered.pdf"
+    source.write_bytes(b"%PDF-1.7 ...")
+    result = await UnsignedPassthrough().sign_file(source, tmp_path / "signed.pdf")
+    assert (result.signed, result.path, result.data) == (False, source, b"")
+    assert not (tmp_path / "signed.pdf").exists()

@@ -386,3 +386,42 @@ def _attempt_as_nobody(store: ArchiveStore, snapshot: TicketSnapshot) -> dict:
         report = pipe.read()
     os.waitpid(pid, 0)
     return json.loads(report or b'{"crash": "no report"}')
+
+
+# -- from a file --------------------------------------------------------------------------------
+
+
+async def test_store_file_copies_in_chunks_with_the_same_result_as_bytes(
+    root: Path, snapshot: TicketSnapshot, tmp_path: Path
+) -> None:
+    data = os.urandom(3 * store_module.COPY_CHUNK_BYTES + 12345)  # several chunks and a short one
+    source = tmp_path / "signed.pdf"
+    source.write_bytes(data)
+    stored = await ArchiveStore(root).store_file(snapshot, source, sidecar={"job_id": "j1"})
+    assert stored.relative_path == f"{FOLDER}/{NAME}.pdf"
+    assert (stored.sha256, stored.size) == (hashlib.sha256(data).hexdigest(), len(data))
+    assert stored.path.read_bytes() == data and source.read_bytes() == data
+    sidecar = json.loads((root / FOLDER / f"{NAME}.pdf.json").read_text())
+    assert (sidecar["sha256"], sidecar["size"], sidecar["job_id"]) == (stored.sha256, len(data), "j1")
+    # the same job again: its finished archive is found, nothing is written
+    again = await ArchiveStore(root).store_file(snapshot, source, sidecar={"job_id": "j1"})
+    assert again == stored and all_files(root) == [f"{FOLDER}/{NAME}.pdf", f"{FOLDER}/{NAME}.pdf.json"]
+
+
+async def test_store_file_with_an_unreadable_source_writes_nothing(root: Path, snapshot: TicketSnapshot,
+                                                                   tmp_path: Path) -> None:
+    with pytest.raises(StorageError, match="cannot read the PDF to store") as info:
+        await ArchiveStore(root).store_file(snapshot, tmp_path / "missing.pdf")
+    assert info.value.errno == errno.ENOENT
+    assert temp_files(root) == [] and list((root / FOLDER).iterdir()) == []
+
+
+async def test_store_file_on_a_full_disk(tmpfs, snapshot: TicketSnapshot, tmp_path: Path) -> None:
+    small = tmpfs("small-file", "size=64k,mode=0755")
+    source = tmp_path / "big.pdf"
+    source.write_bytes(os.urandom(512 * 1024))
+    with pytest.raises(StorageError) as info:
+        await ArchiveStore(small).store_file(snapshot, source)
+    assert info.value.errno == errno.ENOSPC
+    assert str(info.value).startswith(f"cannot write '{FOLDER}/.{NAME}.pdf.")
+    assert temp_files(small) == []

@@ -149,6 +149,22 @@ async def test_note_without_body_is_422(client: ZammadClient, simulator: ZammadS
     assert simulator.notes(TICKET_ID) == []
 
 
+async def test_list_articles_containing_parses_only_when_the_text_is_there(client: ZammadClient) -> None:
+    everything = await client.list_articles(TICKET_ID)
+    marker = str(everything[0]["id"])  # in the answer as "id":23050 (and in the article's own JSON)
+    assert await client.list_articles(TICKET_ID, containing=marker) == everything
+    assert await client.list_articles(TICKET_ID, containing="Job: 0123456789abcdef") == []
+    # text a JSON encoder might escape is looked for after a full parse: the articles come back
+    assert await client.list_articles(TICKET_ID, containing='"quoted"') == everything
+
+
+async def test_list_articles_containing_still_refuses_a_non_array(client: ZammadClient,
+                                                                 simulator: ZammadSimulator) -> None:
+    simulator.fail("GET", r"^/api/v1/ticket_articles/by_ticket/", 200, times=1)  # a JSON object, not an array
+    with pytest.raises(ZammadApiError):
+        await client.list_articles(TICKET_ID, containing="Job: 0123456789abcdef")
+
+
 # -- attachments ---------------------------------------------------------------------------
 
 

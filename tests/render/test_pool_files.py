@@ -1,0 +1,147 @@
+"""The render pool's file path: snapshot and PDF through files, the layout stack only in the render processes."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import textwrap
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import pytest
+
+from app.errors import RenderError
+from app.render.options import RenderOptions
+from app.render.pool import InlineRenderer, ProcessPoolRenderer
+from app.workflow.ports import EmbeddedFile, OmittedFile, TicketSnapshot
+
+REPO = Path(__file__).resolve().parents[2]
+ARCHIVED_AT = datetime(2025, 3, 3, 9, 30, tzinfo=UTC)
+LAYOUT_STACK = ("fpdf", "fontTools", "PIL", "lxml", "uharfbuzz", "inscriptis", "nh3")
+
+
+def article(index: int) -> dict:
+    return {"id": 100 + index, "type": "email", "sender": "Customer", "from": "Kundin <k@example.com>",
+            "subject": f"Nachricht {index}", "content_type": "text/plain", "internal": index % 3 == 0,
+            "created_at": f"2025-03-03T08:{index:02d}:00Z",
+            "body": f"Grüße aus Mühlenbach, Nachricht {index}.\n\n" + "Die Rechnung stimmt nicht. " * 40}
+
+
+def snapshot(count: int = 30, *, raw: bool = True) -> TicketSnapshot:
+    articles = [article(i) for i in range(count)]
+    articles_raw = orjson.dumps(articles)
+    return TicketSnapshot(
+        ticket={"id": 7, "number": "25007", "title": "Rechnung doppelt"}, articles=articles, tags=["rechnung"],
+        archived_at=ARCHIVED_AT, articles_raw=articles_raw if raw else None,
+        embedded=(EmbeddedFile("articles.json", articles_raw, "application/json", "Source"),
+                  *(EmbeddedFile(f"article-{a['id']}-body.txt", a["body"].encode(), "text/plain", "Source",
+                                 article_id=a["id"]) for a in articles)),
+        omitted=(OmittedFile("huge.iso", 10**9, "larger than PDF_EMBED_MAX_BYTES (1000)"),),
+    )
+
+
+@pytest.mark.parametrize("raw", [True, False])
+async def test_render_file_writes_the_same_pdf_as_an_inline_render(tmp_path: Path, raw: bool):
+    snap = snapshot(raw=raw)
+    inline = await InlineRenderer(RenderOptions()).render(snap)
+    pool = ProcessPoolRenderer(RenderOptions(), processes=1)
+    target = tmp_path / "rendered.pdf"
+    try:
+        rendered = await pool.render_file(snap, target)
+    finally:
+        pool.close()
+    assert rendered.path == target and rendered.data == b""
+    assert target.read_bytes() == inline.data  # byte for byte, articles parsed in the render process or not
+    assert (rendered.page_count, rendered.articles_included, rendered.embedded, rendered.pdfa) == (
+        inline.page_count, inline.articles_included, inline.embedded, inline.pdfa)
+    assert rendered.embedded[0] == ("articles.json", hashlib.sha256(snap.articles_raw or orjson.dumps(
+        snap.articles)).hexdigest(), len(orjson.dumps(snap.articles)))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rendered.pdf"]  # the snapshot file is gone
+
+
+async def test_render_file_never_overwrites_and_cleans_up(tmp_path: Path):
+    target = tmp_path / "rendered.pdf"
+    target.write_bytes(b"someone else's file")
+    pool = ProcessPoolRenderer(RenderOptions(), processes=1)
+    try:
+        with pytest.raises(RenderError, match="cannot write the PDF file") as info:
+            await pool.render_file(snapshot(3), target)
+        assert info.value.transient is False
+        with pytest.raises(RenderError, match="render spool") as missing:
+            await pool.render_file(snapshot(3), tmp_path / "no-such-folder" / "rendered.pdf")
+        assert missing.value.transient is False
+    finally:
+        pool.close()
+    assert target.read_bytes() == b"someone else's file"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rendered.pdf"]
+
+
+def test_the_main_process_never_loads_the_layout_stack(tmp_path: Path):
+    """A whole archive run (Zammad simulator, workflow, render pool, storage) in a fresh
+    process: the PDF is made, yet the process never imported fpdf2, fontTools, Pillow, lxml
+    or HarfBuzz (they load in the render processes only)."""
+    script = textwrap.dedent(f"""
+        import asyncio, sys
+        from datetime import UTC, datetime
+        from pathlib import Path
+        import aiohttp
+        import app.__main__, app.main  # everything the service imports at start
+        from app.devtools.zammad_simulator import ZammadSimulator
+        from app.render.images import image_references
+        from app.render.options import RenderOptions
+        from app.render.pool import ProcessPoolRenderer
+        from app.signing.signer import UnsignedPassthrough
+        from app.storage.store import ArchiveStore
+        from app.workflow.archive import ArchiveWorkflow, EmbedPolicy
+        from app.zammad.client import ZammadClient
+
+        async def main():
+            sim = ZammadSimulator(api_token="t")
+            sim.seed_fixture_ticket(Path({str(REPO / "tests/fixtures/zammad")!r}))
+            base = await sim.start("127.0.0.1", 0)
+            pool = ProcessPoolRenderer(RenderOptions(), processes=1)
+            root, spool = Path({str(tmp_path / "archive")!r}), Path({str(tmp_path / "spool")!r})
+            root.mkdir(); spool.mkdir()
+            try:
+                async with aiohttp.ClientSession() as session:
+                    workflow = ArchiveWorkflow(zammad=ZammadClient(session, base, "t"), renderer=pool,
+                                               signer=UnsignedPassthrough(), storage=ArchiveStore(root, fsync=False),
+                                               image_references=image_references, embed=EmbedPolicy(), spool_dir=spool)
+                    outcome = await workflow.run(4711, job_id="job-1")
+            finally:
+                pool.close()
+                await sim.stop()
+            print(outcome.status, len(list(root.rglob("*.pdf"))), len(list(spool.iterdir())))
+            print(sorted(m for m in {LAYOUT_STACK!r} if m in sys.modules))
+
+        asyncio.run(main())
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.splitlines()[-2:] == ["archived 1 0", "[]"], result.stdout + result.stderr[-2000:]
+
+
+async def test_a_big_ticket_stays_within_a_generous_memory_bound(tmp_path: Path):
+    """2,000 articles with their bodies embedded as originals, through the real pool: the
+    render process's peak RSS stays well under what it was when fonts, snapshot and PDF all
+    sat in memory at once (over 200 MiB then; ~100 MiB now; ``benchmarks.memory`` has the figures)."""
+    articles = [article(i % 60) | {"id": 1000 + i} for i in range(2000)]
+    raw = orjson.dumps(articles)
+    snap = TicketSnapshot(
+        ticket={"id": 8, "number": "25008", "title": "Lang"}, articles=articles, tags=[], archived_at=ARCHIVED_AT,
+        articles_raw=raw,
+        embedded=(EmbeddedFile("articles.json", raw, "application/json", "Source"),
+                  *(EmbeddedFile(f"article-{a['id']}-body.txt", a["body"].encode(), "text/plain", "Source",
+                                 article_id=a["id"]) for a in articles)))
+    pool = ProcessPoolRenderer(RenderOptions(), processes=1)
+    try:
+        rendered = await pool.render_file(snap, tmp_path / "big.pdf")
+        (pid,) = pool._pool._processes  # the one render process
+        status = Path(f"/proc/{pid}/status").read_text()
+    finally:
+        pool.close()
+    peak_mib = int(status.split("VmHWM:")[1].split()[0]) / 1024
+    assert rendered.page_count > 500 and len(rendered.embedded) == 2001
+    assert peak_mib < 160, f"render process peak RSS {peak_mib:.0f} MiB"
