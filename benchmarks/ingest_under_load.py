@@ -100,6 +100,7 @@ async def measure(tickets: int, paced_seconds: float, wrk_seconds: float) -> dic
         idle, idle_errors = await paced(ingest, PACED_RPS, paced_seconds / 2)
         await asyncio.sleep(0.5)  # let the coalesced 4711 job of the idle window finish
         out.update(idle_p50=percentile(idle, 0.5), idle_p99=percentile(idle, 0.99))
+        before = stack.pdf_count()  # the warm-up's PDF
         if await stack.post(stack.ticket_ids):
             raise RuntimeError("webhooks of the backlog were refused")
         # Let every worker take a job and the render processes start.
@@ -110,12 +111,12 @@ async def measure(tickets: int, paced_seconds: float, wrk_seconds: float) -> dic
         cpu0, t0, pdfs0 = render_busy(stack), time.perf_counter(), stack.pdf_count()
         busy, busy_errors = await paced(ingest, PACED_RPS, paced_seconds)
         out.update(busy_p50=percentile(busy, 0.5), busy_p99=percentile(busy, 0.99), busy_max=max(busy))
-        backlog_after_paced = tickets - stack.pdf_count()
+        backlog_after_paced = tickets - (stack.pdf_count() - before)
         saturated = await asyncio.to_thread(load, ingest, wrk_seconds)
         cpu1, t1, pdfs1 = render_busy(stack), time.perf_counter(), stack.pdf_count()
         out.update(wrk_rps=saturated.rps, wrk_p50=saturated.p50_ms, wrk_p99=saturated.p99_ms,
                    errors=idle_errors + busy_errors + saturated.errors,
-                   backlog=min(backlog_after_paced, tickets - pdfs1),
+                   backlog=min(backlog_after_paced, tickets - (pdfs1 - before)),
                    archived_per_s=(pdfs1 - pdfs0) / (t1 - t0),
                    render_busy=100 * (cpu1 - cpu0) / ((t1 - t0) * min(processes, os.cpu_count() or 1)))
     return out
@@ -123,7 +124,8 @@ async def measure(tickets: int, paced_seconds: float, wrk_seconds: float) -> dic
 
 def run(quick: bool = False) -> list[Result]:
     """Idle and loaded ``/ingest`` latency; the target is the paced p99 under load."""
-    tickets, paced_seconds, wrk_seconds = (100, 4.0, 2.0) if quick else (300, 10.0, 5.0)
+    # The backlog must outlast both windows: ~25 tickets/s here, 15 s and more of windows.
+    tickets, paced_seconds, wrk_seconds = (300, 4.0, 2.0) if quick else (1000, 10.0, 5.0)
     m = asyncio.run(measure(tickets, paced_seconds, wrk_seconds))
     tool = "wrk" if shutil.which("wrk") else "aiohttp"
     return [

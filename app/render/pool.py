@@ -41,6 +41,11 @@ stack and fills its font caches on its first render (~0.7 s of CPU): ~3.5 ms per
 200. The fork server preloads nothing: children forked from a warm fork server would count
 its ~100 MB again in each process's RSS."""
 
+TRIM_AFTER_BYTES = 4 * 1024 * 1024
+"""Free heap pages are handed back to the OS (:func:`app.memory.release_free_memory`, a few
+ms, on the event loop in the main process) only after a job whose snapshot and PDF files
+together reach this size: a small ticket's few MB are reused by the next one anyway."""
+
 RENDER_NICENESS = 10
 """Render children run at this lower CPU priority (``nice``): layout is background work, and
 the event loop answering webhooks must get a core first when the pool renders at full load."""
@@ -101,8 +106,17 @@ def _render_file(snapshot_path: str, target: str, options: RenderOptions) -> Ren
                                      target=target)
     finally:
         source.close()
-        release_free_memory()  # this process lives on for more renders: keep it small between them
+        # This process lives on for more renders: after a big one, keep it small between them.
+        if _size(snapshot_path) + _size(target) >= TRIM_AFTER_BYTES:
+            release_free_memory()
     return dataclasses.replace(rendered, path=Path(target))
+
+
+def _size(path: str | Path) -> int:
+    try:
+        return os.path.getsize(path)
+    except OSError:
+        return 0
 
 
 def _take_articles(holder: dict[str, Any]) -> list[dict[str, Any]]:
@@ -211,7 +225,8 @@ class ProcessPoolRenderer:
             snapshot_path.unlink(missing_ok=True)
             raise _spool_error("write the snapshot", exc) from None
         del snapshot  # on disk now: the caller may let its copy go while the layout runs
-        release_free_memory()
+        if _size(snapshot_path) >= TRIM_AFTER_BYTES:
+            release_free_memory()
         try:
             return await self._run(functools.partial(_render_file, str(snapshot_path), str(target), self.options))
         finally:

@@ -9,12 +9,14 @@ APIs are used: its sync wrappers run ``asyncio.run()`` and fail inside the servi
 from __future__ import annotations
 
 import base64
+import contextlib
 import enum
 import errno as errno_codes
 import gc
 import hashlib
 import io
 import logging
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -660,9 +662,11 @@ class ArchiveSigner:
         finally:
             # pyHanko's reader and writer leave reference cycles behind (~65,000 objects, ~15 MB
             # for a 2,500-page archive) that only the cyclic collector frees, possibly long after
-            # the next steps grew the heap beside them: collect them now (tens of ms for such a
-            # document, about 1 ms for a small one).
-            gc.collect()
+            # the next steps grew the heap beside them: collect them now for a big document (tens
+            # of ms, on the event loop); a small one's few cycles go with the usual collections.
+            with contextlib.suppress(OSError):
+                if os.path.getsize(source) >= GC_AFTER_SIGNING_BYTES:
+                    gc.collect()
         return self._result(b"", Path(target), timestamp, authority)
 
     def _result(self, data: bytes, path: Path | None, timestamp: datetime | None,
@@ -705,6 +709,10 @@ class ArchiveSigner:
                 message += f" (bytes_reserved={self._options.bytes_reserved} is too small)"
             raise SigningError(f"signing failed: {type(exc).__name__}: {message}", transient=False) from exc
 
+
+GC_AFTER_SIGNING_BYTES = 4 * 1024 * 1024
+"""From this PDF size on, :meth:`ArchiveSigner.sign_file` runs the cyclic garbage collector
+after signing (pyHanko's reference cycles grow with the document)."""
 
 _FILE_TRANSIENT_ERRNOS = {errno_codes.ENOSPC, errno_codes.EDQUOT, errno_codes.EIO, errno_codes.EAGAIN,
                           errno_codes.EINTR}
