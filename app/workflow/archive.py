@@ -299,24 +299,13 @@ class ArchiveWorkflow:
 
             step = "tag processing"
             started = True
-            # The ticket and its articles are read while the processing tag is being set (reads
-            # only; if the tag cannot be set they are dropped): one round trip less per job.
-            ticket_call = asyncio.ensure_future(
-                self._timed(timings, "fetch_ticket", self.zammad.get_ticket_raw(ticket_id)))
-            articles_call = asyncio.ensure_future(
-                self._timed(timings, "fetch_articles", self.zammad.list_articles_raw(ticket_id)))
-            try:
-                await self._apply(ticket_id, start_transition(self.trigger_tag), attempts=1)
-                step = "fetch ticket"
-                ticket, ticket_raw = await ticket_call
-                step = "fetch articles"
-                articles, articles_raw = await articles_call
-            finally:
-                for call in (ticket_call, articles_call):
-                    if not call.done():
-                        call.cancel()
-                    elif not call.cancelled():
-                        call.exception()  # retrieved: a failure was reported through its step
+            await self._apply(ticket_id, start_transition(self.trigger_tag), attempts=1)
+
+            step = "fetch ticket"
+            ticket, ticket_raw = await self._timed(timings, "fetch_ticket", self.zammad.get_ticket_raw(ticket_id))
+            step = "fetch articles"
+            articles, articles_raw = await self._timed(timings, "fetch_articles",
+                                                       self.zammad.list_articles_raw(ticket_id))
             step = "fetch images"
             images = await self._timed(timings, "fetch_images", self._fetch_images(ticket_id, articles, ctx))
             embedded: tuple[EmbeddedFile, ...] = ()
@@ -487,6 +476,20 @@ class ArchiveWorkflow:
                                           f"Body of article {aid} as stored by Zammad", article_id=aid))
 
         emails = [a for a in articles if a.get("type") == "email" and isinstance(a.get("id"), int)]
+        plain = await _fetch_all([lambda a=a: self.zammad.get_article_plain(a["id"]) for a in emails],
+                                 IMAGE_FETCH_CONCURRENCY)
+        for article, result in zip(emails, plain, strict=True):
+            name = f"article-{article['id']}.eml"
+            if isinstance(result, Exception):
+                omitted.append(OmittedFile(name, None, f"download failed: {self._redact(str(result))}",
+                                           article_id=article["id"]))
+            elif not result:
+                omitted.append(OmittedFile(name, 0, "Zammad holds no raw e-mail for this article",
+                                           article_id=article["id"]))
+            else:
+                files.append(EmbeddedFile(name, result, "message/rfc822", "Source",
+                                          f"Raw e-mail of article {article['id']}", article_id=article["id"]))
+
         wanted: list[tuple[dict[str, Any], dict[str, Any], str]] = []
         seen: set[int] = set()
         total = 0
@@ -518,23 +521,7 @@ class ArchiveWorkflow:
                 return images[att["id"]]
             return await self.zammad.get_attachment(ticket_id, article["id"], att["id"])
 
-        # Raw e-mails and attachments in one queue, IMAGE_FETCH_CONCURRENCY at a time.
-        fetched = await _fetch_all([lambda a=a: self.zammad.get_article_plain(a["id"]) for a in emails]
-                                   + [lambda a=a, t=t: download(a, t) for a, t, _ in wanted],
-                                   IMAGE_FETCH_CONCURRENCY)
-        plain, data = fetched[:len(emails)], fetched[len(emails):]
-        for article, result in zip(emails, plain, strict=True):
-            name = f"article-{article['id']}.eml"
-            if isinstance(result, Exception):
-                omitted.append(OmittedFile(name, None, f"download failed: {self._redact(str(result))}",
-                                           article_id=article["id"]))
-            elif not result:
-                omitted.append(OmittedFile(name, 0, "Zammad holds no raw e-mail for this article",
-                                           article_id=article["id"]))
-            else:
-                files.append(EmbeddedFile(name, result, "message/rfc822", "Source",
-                                          f"Raw e-mail of article {article['id']}", article_id=article["id"]))
-
+        data = await _fetch_all([lambda a=a, t=t: download(a, t) for a, t, _ in wanted], IMAGE_FETCH_CONCURRENCY)
         for (article, att, name), result in zip(wanted, data, strict=True):
             if isinstance(result, Exception):
                 omitted.append(OmittedFile(name, None, f"download failed: {self._redact(str(result))}",
