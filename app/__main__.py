@@ -8,18 +8,68 @@
 from __future__ import annotations
 
 import asyncio
+import errno
+import fcntl
 import logging
+import os
 import signal
+import socket
 import sys
+from pathlib import Path
+
+
+_STATE_LOCK: list[int] = []
+"""The open, locked ``STATE_DIR/.lock`` of this process (held until it exits)."""
+
+
+def _lock_state_dir(state_dir: Path) -> None:
+    """Take ``STATE_DIR/.lock`` (``flock``, exclusive): one service per job store. A second
+    instance on the same folder would resume and run the first one's jobs."""
+    from app.errors import ConfigError
+
+    lock = state_dir / ".lock"
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+    except OSError as exc:
+        raise ConfigError(f"STATE_DIR / state.dir: cannot open {str(lock)!r}: {exc.strerror or exc}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise ConfigError(f"STATE_DIR / state.dir: {str(state_dir)!r} is in use by another running instance "
+                          "(its .lock is held); run one instance per STATE_DIR") from None
+    _STATE_LOCK.append(fd)
+
+
+def _check_bind(host: str, port: int) -> None:
+    """Bind the server's address once, so a wrong host or a port in use is one line."""
+    from app.errors import ConfigError
+
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ConfigError(f"SERVER_HOST / server.host: cannot resolve {host!r} ({exc.strerror})") from None
+    family, kind, proto, _, address = infos[0]
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as Hypercorn binds
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise ConfigError(f"SERVER_PORT / server.port: {host}:{port} is in use by another program") from None
+            raise ConfigError(f"SERVER_HOST / server.host: cannot listen on {host}:{port} "
+                              f"({exc.strerror or exc})") from None
 
 
 def preflight(settings: object) -> None:
-    """Check what the settings name on disk before the server starts, so a missing folder is
-    one clear line naming the setting rather than a traceback from the lifespan.
+    """Check what the settings name on disk and on the network before the server starts, so
+    a missing folder, a second instance or a port in use is one clear line naming the
+    setting rather than a traceback (and nothing of the job store was touched).
 
     Raises:
-        ConfigError: ``STORAGE_ROOT`` is not an existing folder, or ``STATE_DIR`` cannot be
-            created (when ``STATE_DURABLE``).
+        ConfigError: ``STORAGE_ROOT`` is not an existing folder; ``STATE_DIR`` cannot be
+            created or another instance holds its lock (when ``STATE_DURABLE``); the server
+            cannot listen on ``SERVER_HOST:SERVER_PORT``.
     """
     from app.config import Settings
     from app.errors import ConfigError
@@ -35,6 +85,8 @@ def preflight(settings: object) -> None:
         except OSError as exc:
             raise ConfigError(f"STATE_DIR / state.dir: cannot create {str(settings.state_dir)!r}: "
                               f"{exc.strerror or exc}") from None
+        _lock_state_dir(settings.state_dir)
+    _check_bind(settings.server_host, settings.server_port)
 
 
 def serve() -> int:
@@ -64,11 +116,19 @@ def serve() -> int:
     # (HARDENING_BODY_READ_TIMEOUT_SECONDS); one that stalls before its headers are complete
     # is dropped by Hypercorn's keep_alive_timeout.
 
+    from app.http.body_limit import expire_body_reads
+
     async def run() -> None:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
+
+        def shut_down() -> None:
+            # Stalled uploads get their 408 now instead of holding Hypercorn's graceful wait.
+            expire_body_reads()
+            stop.set()
+
         for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, shut_down)
         await hypercorn_serve(app, config, shutdown_trigger=stop.wait)
 
     asyncio.run(run())

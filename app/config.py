@@ -337,8 +337,10 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_complete: boo
                 file_values = _flatten_toml(tomllib.load(fh))
         except FileNotFoundError:
             raise ConfigError(f"CONFIG_PATH names {config_path!r}, which does not exist") from None
-        except tomllib.TOMLDecodeError as exc:
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise ConfigError(f"CONFIG_PATH {config_path!r} is not valid TOML: {exc}") from None
+        except OSError as exc:  # a folder, no permission, an I/O error
+            raise ConfigError(f"CONFIG_PATH {config_path!r} cannot be read: {exc.strerror or exc}") from None
         known = {f.metadata["toml"] for f in SETTING_FIELDS}
         unknown = sorted(set(file_values) - known)
         if unknown:
@@ -449,6 +451,9 @@ def _validate(s: Settings, *, require_complete: bool) -> None:
         if not url:
             continue
         parts = urlsplit(url)
+        if "@" in parts.netloc:  # user:password@host: never echoed, never sent
+            fail(name, "must not carry credentials (user:password@); use "
+                       + ("ZAMMAD_API_TOKEN" if name == "zammad_base_url" else "TSA_USER and TSA_PASSWORD"))
         if parts.scheme not in {"http", "https"} or not parts.netloc:
             fail(name, f"must be an http(s) URL, got {url[:80]!r}")
         if parts.scheme == "http" and not s.allow_insecure_http:

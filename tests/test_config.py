@@ -42,6 +42,23 @@ def test_unknown_toml_key_is_named(tmp_path):
         load_settings({**BASE, "CONFIG_PATH": str(cfg)})
 
 
+@pytest.mark.parametrize("url_key", ["ZAMMAD_BASE_URL", "TSA_URL"])
+@pytest.mark.parametrize("url", ["https://admin:S3cretPW@zammad.example", "htps://admin:S3cretPW@host"])
+def test_credentials_in_a_url_are_refused_and_never_echoed(url_key, url):
+    with pytest.raises(ConfigError, match=f"{url_key}.*must not carry credentials") as info:
+        load_settings({**BASE, url_key: url})
+    assert "S3cretPW" not in str(info.value)
+
+
+def test_unreadable_config_file_is_one_line(tmp_path):
+    with pytest.raises(ConfigError, match="cannot be read"):
+        load_settings({**BASE, "CONFIG_PATH": str(tmp_path)})  # a folder
+    cfg = tmp_path / "bad.toml"
+    cfg.write_bytes(b"\xff\xfe")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_settings({**BASE, "CONFIG_PATH": str(cfg)})
+
+
 @pytest.mark.parametrize(
     ("key", "value", "named"),
     [

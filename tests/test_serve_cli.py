@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -32,3 +36,81 @@ def test_bad_setting_exits_2_naming_it(tmp_path, overrides, named):
     assert result.returncode == 2, result.stderr[-2000:]
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("configuration error:") and named in lines[0], result.stderr
+
+
+def _serve(tmp_path: Path, **overrides: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "CONFIG_PATH"}
+    env.update({"ZAMMAD_BASE_URL": "https://zammad.example", "ZAMMAD_API_TOKEN": "t0ken-value",
+                "STORAGE_ROOT": str(tmp_path), "STATE_DIR": str(tmp_path / "state"), "SIGNING_ENABLED": "false",
+                "SERVER_HOST": "127.0.0.1", "SERVER_PORT": "1"})
+    env.update(overrides)
+    return subprocess.run([sys.executable, "-m", "app", "serve"], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=60)
+
+
+def _one_line(result: subprocess.CompletedProcess[str], named: str) -> None:
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("configuration error:") and named in lines[0], result.stderr
+
+
+def test_a_port_in_use_or_a_bad_host_is_one_line(tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        _one_line(_serve(tmp_path, SERVER_PORT=str(taken.getsockname()[1])), "SERVER_PORT")
+    _one_line(_serve(tmp_path, SERVER_HOST="999.1.1.1"), "SERVER_HOST")
+
+
+def test_a_second_instance_on_the_same_state_dir_is_refused_before_touching_it(tmp_path):
+    """Another process holds STATE_DIR/.lock: the start is refused without opening the job store."""
+    state = tmp_path / "state"
+    state.mkdir()
+    fd = os.open(state / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        _one_line(_serve(tmp_path), "STATE_DIR")
+        assert not (state / "jobs.sqlite3").exists()
+    finally:
+        os.close(fd)
+
+
+def test_sigterm_answers_a_stalled_upload_at_once(tmp_path):
+    """A client stalled mid-body does not hold the shutdown for HARDENING_BODY_READ_TIMEOUT_SECONDS:
+    it gets its 408 when SIGTERM arrives, and the service exits well before the timeout."""
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "CONFIG_PATH"}
+    env.update({"ZAMMAD_BASE_URL": "https://zammad.example", "ZAMMAD_API_TOKEN": "t0ken-value",
+                "STORAGE_ROOT": str(tmp_path), "STATE_DIR": str(tmp_path / "state"), "SIGNING_ENABLED": "false",
+                "SERVER_HOST": "127.0.0.1", "SERVER_PORT": str(port), "WEBHOOK_HMAC_SECRET": "s3cret-value",
+                "SHUTDOWN_GRACE_SECONDS": "1", "HARDENING_BODY_READ_TIMEOUT_SECONDS": "60"})
+    proc = subprocess.Popen([sys.executable, "-m", "app", "serve"], cwd=REPO, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                client = socket.create_connection(("127.0.0.1", port), timeout=1)
+                break
+            except OSError:
+                assert time.monotonic() < deadline and proc.poll() is None, "the service did not start"
+                time.sleep(0.1)
+        with client:
+            client.sendall(b"POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                           b"X-Hub-Signature: sha1=00\r\nContent-Length: 1000\r\n\r\n{")
+            time.sleep(0.5)
+            started = time.monotonic()
+            proc.send_signal(signal.SIGTERM)
+            client.settimeout(20)
+            answer = b""
+            while chunk := client.recv(65536):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 408"), answer
+        assert proc.wait(30) == 0
+        assert time.monotonic() - started < 15
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

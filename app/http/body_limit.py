@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import weakref
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -54,6 +55,14 @@ class _Sweeper:
         self.reading: dict[asyncio.Task[object], float] = {}
         self.expired: set[asyncio.Task[object]] = set()
         self._task: asyncio.Task[None] | None = None
+        _SWEEPERS.add(self)
+
+    def expire_all(self) -> None:
+        """Answer every body read in progress now, as if its deadline had passed."""
+        for task in list(self.reading):
+            if task not in self.expired:
+                self.expired.add(task)
+                task.cancel()
 
     def register(self, task: asyncio.Task[object], deadline: float) -> None:
         self.reading[task] = deadline
@@ -70,6 +79,19 @@ class _Sweeper:
                 if deadline <= now and task not in self.expired:
                     self.expired.add(task)
                     task.cancel()
+
+
+_SWEEPERS: weakref.WeakSet[_Sweeper] = weakref.WeakSet()
+
+
+def expire_body_reads() -> None:
+    """End every request body still being read with 408, now (call it on the event loop).
+
+    For shutdown: Hypercorn waits for open requests before it stops, and a client stalled
+    mid-body would otherwise hold the shutdown for up to the read timeout.
+    """
+    for sweeper in list(_SWEEPERS):
+        sweeper.expire_all()
 
 
 class BodyLimitMiddleware:

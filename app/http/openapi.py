@@ -88,11 +88,12 @@ OPENAPI: dict[str, Any] = {
                 "security": _ADMIN_AUTH,
                 "parameters": [_TICKET_ID, {"name": "force", "in": "query", "required": False,
                                             "schema": {"type": "string", "enum": ["true", "false"]},
-                                            "description": "re-archive a ticket that is already pdf:signed"}],
+                                            "description": "re-archive a ticket that is already pdf:signed "
+                                                           "(a signed body must then carry \"force\": true)"}],
                 "responses": {
                     "202": _ok("Queued", {"$ref": "#/components/schemas/Accepted"}),
                     "403": _err("No valid bearer token or signature"),
-                    "422": _err("The ticket id is not a positive integer"),
+                    "422": _err("The ticket id is not a positive integer, or force is not true or false"),
                     "503": _err("Queue full or shutting down"),
                     **_COMMON_EDGE,
                 },

@@ -192,17 +192,23 @@ def _authorized(request: Request, body: bytes) -> str | None:
     return None
 
 
-def _fresh_retry_body(body: bytes, ticket_id: int) -> bool:
+def _fresh_retry_body(body: bytes, ticket_id: int, *, force: bool) -> bool:
     """A signed retry must sign ``{"ticket_id": N, "requested_at": <unix seconds>}`` for this
-    ticket, at most :data:`RETRY_SIGNATURE_MAX_AGE_SECONDS` old, so a captured request cannot be
-    replayed for another ticket or days later."""
+    ticket, at most :data:`RETRY_SIGNATURE_MAX_AGE_SECONDS` old, and with ``"force": true``
+    when it asks for ``?force=true``: a captured request can be replayed neither for another
+    ticket, nor days later, nor turned into a forced re-archive."""
     try:
         data = orjson.loads(body)
         requested_at = float(data["requested_at"])
         same_ticket = int(data["ticket_id"]) == ticket_id
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        signed_force = data.get("force") is True
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
         return False
-    return same_ticket and abs(time.time() - requested_at) <= RETRY_SIGNATURE_MAX_AGE_SECONDS
+    return same_ticket and abs(time.time() - requested_at) <= RETRY_SIGNATURE_MAX_AGE_SECONDS \
+        and (signed_force or not force)
+
+
+FORCE_VALUES = {"": False, "0": False, "false": False, "no": False, "1": True, "true": True, "yes": True}
 
 
 def _ticket_id_param(request: Request) -> int | None:
@@ -219,7 +225,8 @@ async def retry(request: Request) -> Response:
     Needs ``Authorization: Bearer <ADMIN_BEARER_TOKEN>``, or an ``X-Hub-Signature`` made with
     the webhook secret over the body ``{"ticket_id": N, "requested_at": <unix seconds>}``
     (at most 5 minutes old; ``scripts/ops/retry.sh`` builds and signs it).
-    ``?force=true`` re-archives a ticket that is already ``pdf:signed``.
+    ``?force=true`` re-archives a ticket that is already ``pdf:signed``; a signed body must
+    then carry ``"force": true`` too. Another ``force`` value than true/false/1/0/yes/no is 422.
     """
     body = await request.body()
     method = _authorized(request, body)
@@ -228,11 +235,14 @@ async def retry(request: Request) -> Response:
     ticket_id = _ticket_id_param(request)
     if ticket_id is None:
         return error_response(422, "invalid_ticket_id", "the ticket id must be a positive integer")
-    if method == "hmac" and not _fresh_retry_body(body, ticket_id):
+    force = FORCE_VALUES.get(request.query_params.get("force", "").lower())
+    if force is None:
+        return error_response(422, "invalid_query", "force must be true or false")
+    if method == "hmac" and not _fresh_retry_body(body, ticket_id, force=force):
         return error_response(403, "forbidden", 'a signed retry must sign {"ticket_id": N, "requested_at": '
-                                                '<unix seconds>} for this ticket, at most 5 minutes old')
+                                                '<unix seconds>} for this ticket, at most 5 minutes old, '
+                                                'with "force": true for ?force=true')
     request.scope[TICKET_ID_KEY] = ticket_id
-    force = request.query_params.get("force", "").lower() in {"1", "true", "yes"}
     admitted = await _admit(request.app.state.runtime, [JobRequest(ticket_id, reason="retry", force=force)])
     if isinstance(admitted, Response):
         return admitted
@@ -267,7 +277,9 @@ async def job_status(request: Request) -> Response:
     """
     ticket_id = _ticket_id_param(request)
     if not _bearer_ok(request) and (ticket_id is None or not _fresh_jobs_signature(request, ticket_id)):
-        return error_response(403, *_FORBIDDEN)
+        return error_response(403, "forbidden", "send Authorization: Bearer <ADMIN_BEARER_TOKEN>, or "
+                                                "?requested_at=<unix seconds> with an X-Hub-Signature over the "
+                                                "request target /jobs/{id}?requested_at=…")
     if ticket_id is None:
         return error_response(422, "invalid_ticket_id", "the ticket id must be a positive integer")
     pool = request.app.state.runtime.pool

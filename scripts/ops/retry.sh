@@ -6,8 +6,9 @@
 # Environment:
 #   ARCHIVER_URL          base URL of the service (default http://127.0.0.1:8080)
 #   ADMIN_BEARER_TOKEN    when set, sent as "Authorization: Bearer …"
-#   WEBHOOK_HMAC_SECRET   otherwise the body {"ticket_id": N, "requested_at": <now>} is signed
-#                         with it (X-Hub-Signature: sha1=…); valid for 5 minutes
+#   WEBHOOK_HMAC_SECRET   otherwise the body {"ticket_id": N, "requested_at": <now>} (plus
+#                         "force": true with --force) is signed with it (X-Hub-Signature:
+#                         sha1=…); valid for 5 minutes
 # --force re-archives a ticket that is already pdf:signed.
 # Secrets are read from the environment and never put on a command line.
 set -euo pipefail
@@ -18,14 +19,18 @@ if [[ ! "$ticket_id" =~ ^[0-9]+$ ]]; then
     exit 2
 fi
 query=""
-[[ "${2:-}" == "--force" ]] && query="?force=true"
+force=0
+if [[ "${2:-}" == "--force" ]]; then query="?force=true"; force=1; fi
 url="${ARCHIVER_URL:-http://127.0.0.1:8080}/retry/${ticket_id}${query}"
 
-exec python3 - "$url" "$ticket_id" <<'PY'
+exec python3 - "$url" "$ticket_id" "$force" <<'PY'
 import hashlib, hmac, json, os, sys, time, urllib.error, urllib.request
 
-url, ticket_id = sys.argv[1], int(sys.argv[2])
-body = json.dumps({"ticket_id": ticket_id, "requested_at": int(time.time())}).encode()
+url, ticket_id, force = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
+signed = {"ticket_id": ticket_id, "requested_at": int(time.time())}
+if force:
+    signed["force"] = True  # the signature covers the force: a plain retry cannot be replayed as one
+body = json.dumps(signed).encode()
 headers = {"Content-Type": "application/json"}
 token, secret = os.environ.get("ADMIN_BEARER_TOKEN"), os.environ.get("WEBHOOK_HMAC_SECRET")
 if token:

@@ -368,6 +368,31 @@ async def test_retry_script_signs_the_request(archiver):
     assert json.loads(out)["result"] == "archived"
 
 
+async def test_a_signed_retry_covers_force(archiver):
+    """A captured plain retry cannot be replayed as a forced one; the script signs --force;
+    a force value that is not true/false is refused."""
+    service = await archiver(ADMIN_BEARER_TOKEN="admin-token-4711")
+    plain = json.dumps({"ticket_id": 4711, "requested_at": int(time.time())}).encode()
+    sig = {"X-Hub-Signature": "sha1=" + hmac.new(HMAC_SECRET.encode(), plain, hashlib.sha1).hexdigest()}
+    status, _, payload = await call("POST", f"{service.url}/retry/4711?force=true", body=plain, headers=sig)
+    assert status == 403
+    assert_error_shape(payload, "forbidden")
+    assert "force" in payload["detail"]
+    status, _, payload = await call("POST", f"{service.url}/retry/4711?force=maybe",
+                                    headers={"Authorization": "Bearer admin-token-4711"})
+    assert status == 422
+    assert_error_shape(payload, "invalid_query")
+    proc = await asyncio.create_subprocess_exec(
+        "bash", str(REPO / "scripts/ops/retry.sh"), "4711", "--force",
+        env={"ARCHIVER_URL": service.url, "WEBHOOK_HMAC_SECRET": HMAC_SECRET, "PATH": "/usr/bin:/bin"},
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await proc.communicate()
+    assert proc.returncode == 0, err
+    assert json.loads(out) == {"status": "accepted", "ticket_id": 4711}
+    await service.wait_idle()
+    assert (await service.runtime.pool.status(4711))["force"] is True
+
+
 # -- health and metrics -------------------------------------------------------------------------------
 
 async def test_healthz_liveness_and_readiness(archiver, dev_pki):
