@@ -16,6 +16,26 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
+def _env(tmp_path: Path, **overrides: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "CONFIG_PATH"}
+    env.update({"ZAMMAD_BASE_URL": "https://zammad.example", "ZAMMAD_API_TOKEN": "t0ken-value",
+                "STORAGE_ROOT": str(tmp_path), "STATE_DIR": str(tmp_path / "state"), "SIGNING_ENABLED": "false",
+                "SERVER_HOST": "127.0.0.1", "SERVER_PORT": "1"})
+    env.update(overrides)
+    return env
+
+
+def _serve(tmp_path: Path, **overrides: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "app", "serve"], cwd=REPO, env=_env(tmp_path, **overrides),
+                          capture_output=True, text=True, timeout=60)
+
+
+def _one_line(result: subprocess.CompletedProcess[str], named: str) -> None:
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("configuration error:") and named in lines[0], result.stderr
+
+
 @pytest.mark.parametrize(
     ("overrides", "named"),
     [
@@ -26,32 +46,7 @@ REPO = Path(__file__).resolve().parent.parent
     ],
 )
 def test_bad_setting_exits_2_naming_it(tmp_path, overrides, named):
-    env = {k: v for k, v in os.environ.items() if k != "CONFIG_PATH"}
-    env.update({"ZAMMAD_BASE_URL": "https://zammad.example", "ZAMMAD_API_TOKEN": "t0ken-value",
-                "STORAGE_ROOT": str(tmp_path), "STATE_DIR": str(tmp_path / "state"), "SIGNING_ENABLED": "false",
-                "SERVER_PORT": "1"})
-    env.update(overrides)
-    result = subprocess.run([sys.executable, "-m", "app", "serve"], cwd=REPO, env=env, capture_output=True,
-                            text=True, timeout=60)
-    assert result.returncode == 2, result.stderr[-2000:]
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("configuration error:") and named in lines[0], result.stderr
-
-
-def _serve(tmp_path: Path, **overrides: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "CONFIG_PATH"}
-    env.update({"ZAMMAD_BASE_URL": "https://zammad.example", "ZAMMAD_API_TOKEN": "t0ken-value",
-                "STORAGE_ROOT": str(tmp_path), "STATE_DIR": str(tmp_path / "state"), "SIGNING_ENABLED": "false",
-                "SERVER_HOST": "127.0.0.1", "SERVER_PORT": "1"})
-    env.update(overrides)
-    return subprocess.run([sys.executable, "-m", "app", "serve"], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=60)
-
-
-def _one_line(result: subprocess.CompletedProcess[str], named: str) -> None:
-    assert result.returncode == 2, result.stderr[-2000:]
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("configuration error:") and named in lines[0], result.stderr
+    _one_line(_serve(tmp_path, **overrides), named)
 
 
 def test_a_port_in_use_or_a_bad_host_is_one_line(tmp_path):
@@ -81,11 +76,8 @@ def test_sigterm_answers_a_stalled_upload_at_once(tmp_path):
     with socket.socket() as free:
         free.bind(("127.0.0.1", 0))
         port = free.getsockname()[1]
-    env = {k: v for k, v in os.environ.items() if k != "CONFIG_PATH"}
-    env.update({"ZAMMAD_BASE_URL": "https://zammad.example", "ZAMMAD_API_TOKEN": "t0ken-value",
-                "STORAGE_ROOT": str(tmp_path), "STATE_DIR": str(tmp_path / "state"), "SIGNING_ENABLED": "false",
-                "SERVER_HOST": "127.0.0.1", "SERVER_PORT": str(port), "WEBHOOK_HMAC_SECRET": "s3cret-value",
-                "SHUTDOWN_GRACE_SECONDS": "1", "HARDENING_BODY_READ_TIMEOUT_SECONDS": "60"})
+    env = _env(tmp_path, SERVER_PORT=str(port), WEBHOOK_HMAC_SECRET="s3cret-value", SHUTDOWN_GRACE_SECONDS="1",
+               HARDENING_BODY_READ_TIMEOUT_SECONDS="60")
     proc = subprocess.Popen([sys.executable, "-m", "app", "serve"], cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:

@@ -186,6 +186,20 @@ async def test_chunked_50_mib_upload_is_cut_off(archiver):
     assert (rss_after - rss_before) * 1024 < 20 * 1024 * 1024
 
 
+HALF_BODY = (b"POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+             b"X-Hub-Signature: sha1=00\r\nContent-Length: 1000\r\n\r\n" + b"{" * 100)
+"""A webhook request whose body stops after 100 of its 1,000 bytes."""
+
+
+async def assert_tasks_return_to(baseline: int) -> None:
+    """Wait up to 5 s for the loop's task count to fall back to ``baseline``."""
+    for _ in range(100):
+        await asyncio.sleep(0.05)
+        if len(asyncio.all_tasks()) <= baseline:
+            break
+    assert len(asyncio.all_tasks()) <= baseline, [t.get_coro() for t in asyncio.all_tasks()]
+
+
 async def test_half_body_then_disconnect_leaves_no_task(archiver):
     service = await archiver()
     await asyncio.sleep(0.1)
@@ -193,17 +207,12 @@ async def test_half_body_then_disconnect_leaves_no_task(archiver):
     port = int(service.url.rsplit(":", 1)[1])
     for _ in range(5):
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(b"POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                     b"X-Hub-Signature: sha1=00\r\nContent-Length: 1000\r\n\r\n" + b"{" * 100)
+        writer.write(HALF_BODY)
         await writer.drain()
         await asyncio.sleep(0.05)
         writer.close()
         await writer.wait_closed()
-    for _ in range(100):
-        await asyncio.sleep(0.05)
-        if len(asyncio.all_tasks()) <= baseline:
-            break
-    assert len(asyncio.all_tasks()) <= baseline, [t.get_coro() for t in asyncio.all_tasks()]
+    await assert_tasks_return_to(baseline)
 
 
 async def test_stalled_body_gets_408_and_the_connection_closes(archiver):
@@ -214,8 +223,7 @@ async def test_stalled_body_gets_408_and_the_connection_closes(archiver):
     baseline = len(asyncio.all_tasks())
     port = int(service.url.rsplit(":", 1)[1])
     heads = [
-        b"POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-        b"X-Hub-Signature: sha1=00\r\nContent-Length: 1000\r\n\r\n" + b"{" * 100,
+        HALF_BODY,
         b"POST /retry/4711 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"a\":\r\n",
     ]
     for head in heads:
@@ -230,11 +238,7 @@ async def test_stalled_body_gets_408_and_the_connection_closes(archiver):
         assert status_line.startswith(b"HTTP/1.1 408"), answer
         assert_error_shape(json.loads(rest.split(b"\r\n\r\n", 1)[1]), "request_timeout")
         assert 0.9 <= elapsed < 4, elapsed
-    for _ in range(100):
-        await asyncio.sleep(0.05)
-        if len(asyncio.all_tasks()) <= baseline:
-            break
-    assert len(asyncio.all_tasks()) <= baseline, [t.get_coro() for t in asyncio.all_tasks()]
+    await assert_tasks_return_to(baseline)
 
 
 async def test_a_slow_but_moving_body_is_not_cut_while_within_the_timeout(archiver):
@@ -348,23 +352,24 @@ async def test_retry_and_jobs_are_never_anonymous(archiver, simulator):
     assert_error_shape(payload, "invalid_ticket_id")
 
 
-async def test_retry_script_signs_the_request(archiver):
-    service = await archiver()
+async def run_ops_script(service: Any, script: str, *args: str) -> bytes:
+    """Run ``scripts/ops/<script> args…`` against ``service`` with the webhook secret; its stdout."""
     proc = await asyncio.create_subprocess_exec(
-        "bash", str(REPO / "scripts/ops/retry.sh"), "4711",
+        "bash", str(REPO / "scripts/ops" / script), *args,
         env={"ARCHIVER_URL": service.url, "WEBHOOK_HMAC_SECRET": HMAC_SECRET, "PATH": "/usr/bin:/bin"},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     out, err = await proc.communicate()
     assert proc.returncode == 0, err
+    return out
+
+
+async def test_retry_script_signs_the_request(archiver):
+    service = await archiver()
+    out = await run_ops_script(service, "retry.sh", "4711")
     assert json.loads(out) == {"status": "accepted", "ticket_id": 4711}
     await service.wait_idle()
     assert (await service.runtime.pool.status(4711))["result"] == "archived"
-    proc = await asyncio.create_subprocess_exec(
-        "bash", str(REPO / "scripts/ops/jobs.sh"), "4711",
-        env={"ARCHIVER_URL": service.url, "WEBHOOK_HMAC_SECRET": HMAC_SECRET, "PATH": "/usr/bin:/bin"},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await proc.communicate()
-    assert proc.returncode == 0, err
+    out = await run_ops_script(service, "jobs.sh", "4711")
     assert json.loads(out)["result"] == "archived"
 
 
@@ -382,12 +387,7 @@ async def test_a_signed_retry_covers_force(archiver):
                                     headers={"Authorization": "Bearer admin-token-4711"})
     assert status == 422
     assert_error_shape(payload, "invalid_query")
-    proc = await asyncio.create_subprocess_exec(
-        "bash", str(REPO / "scripts/ops/retry.sh"), "4711", "--force",
-        env={"ARCHIVER_URL": service.url, "WEBHOOK_HMAC_SECRET": HMAC_SECRET, "PATH": "/usr/bin:/bin"},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
-    out, err = await proc.communicate()
-    assert proc.returncode == 0, err
+    out = await run_ops_script(service, "retry.sh", "4711", "--force")
     assert json.loads(out) == {"status": "accepted", "ticket_id": 4711}
     await service.wait_idle()
     assert (await service.runtime.pool.status(4711))["force"] is True
