@@ -76,11 +76,15 @@ async def _json_body(request: Request) -> Any:
     return orjson.loads(body)
 
 
-def _delivery_id(request: Request) -> str | None:
-    raw = request.headers.get(DELIVERY_HEADER)
+def _clean_delivery_id(raw: str | None) -> str | None:
+    """``X-Zammad-Delivery`` as recorded: stripped, at most :data:`MAX_DELIVERY_ID_CHARS`, or ``None``."""
     if raw is None:
         return None
     return raw.strip()[:MAX_DELIVERY_ID_CHARS] or None
+
+
+def _delivery_id(request: Request) -> str | None:
+    return _clean_delivery_id(request.headers.get(DELIVERY_HEADER))
 
 
 class IngestEndpoint:
@@ -121,7 +125,7 @@ class IngestEndpoint:
         delivery_id = None
         for name, value in scope["headers"]:
             if name == DELIVERY_HEADER_RAW:
-                delivery_id = value.decode("latin-1").strip()[:MAX_DELIVERY_ID_CHARS] or None
+                delivery_id = _clean_delivery_id(value.decode("latin-1"))
                 break
         admitted = await _admit(runtime, [JobRequest(ticket_id, delivery_id=delivery_id)])
         if isinstance(admitted, Response):

@@ -116,9 +116,8 @@ class _StoreThread:
 
     def call(self, fn: Callable[[], Any]) -> asyncio.Future[Any]:
         """Run ``fn()`` in the thread; a future of the running loop gets its result or exception."""
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        self._queue.put((fn, loop, functools.partial(_resolve, future)))
+        future = asyncio.get_running_loop().create_future()
+        self.submit(fn, functools.partial(_resolve, future))
         return future
 
     def submit(self, fn: Callable[[], Any], done: Callable[[bool, Any], None]) -> None:

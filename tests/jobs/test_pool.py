@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -167,6 +169,13 @@ class FakeRunner:
         self.delivered.append((job.ticket_id, report.subject))
 
 
+async def until(condition: Callable[[], bool], seconds: float) -> None:
+    """Poll ``condition`` every 10 ms until it holds or ``seconds`` pass (the caller asserts)."""
+    deadline = time.monotonic() + seconds
+    while not condition() and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+
+
 async def run_pool(tmp_path, runner, requests, *, max_attempts=3, workers=3) -> tuple[WorkerPool, JobStore]:
     store = store_at(tmp_path / "jobs.sqlite3")
     pool = WorkerPool(store, runner, workers=workers, retry=RetryPolicy(max_attempts, 0.02, 0.05),
@@ -174,10 +183,7 @@ async def run_pool(tmp_path, runner, requests, *, max_attempts=3, workers=3) -> 
     await pool.start()
     for request in requests:
         await pool.submit(request)
-    for _ in range(500):
-        await asyncio.sleep(0.02)
-        if pool.idle:
-            break
+    await until(lambda: pool.idle, 10)
     return pool, store
 
 
@@ -207,10 +213,7 @@ async def test_one_job_per_ticket_across_workers(tmp_path):
     answers = await asyncio.gather(*(pool.submit(JobRequest(5)) for _ in range(10)))
     assert {a.status for a in answers} == {"coalesced"}
     runner.gate.set()
-    for _ in range(200):
-        await asyncio.sleep(0.02)
-        if pool.idle:
-            break
+    await until(lambda: pool.idle, 4)
     assert not runner.overlap
     assert len(runner.runs) == 2  # the job and exactly one follow-up
     assert first.new
@@ -254,33 +257,21 @@ async def test_a_slow_report_frees_the_worker_but_holds_its_ticket(tmp_path):
     pool = WorkerPool(store, runner, workers=1, retry=RetryPolicy(3, 0.01, 0.02))
     await pool.start()
     await pool.submit(JobRequest(1))
-    for _ in range(100):
-        await asyncio.sleep(0.01)
-        if "deliver 1 starts" in events:
-            break
+    await until(lambda: "deliver 1 starts" in events, 1)
     # Ticket 1's report hangs; a follow-up for ticket 1 and a job for ticket 2 arrive.
     await pool.submit(JobRequest(1, reason="retry"))
     await pool.submit(JobRequest(2))
-    for _ in range(100):
-        await asyncio.sleep(0.01)
-        if "deliver 2 starts" in events:
-            break
+    await until(lambda: "deliver 2 starts" in events, 1)
     assert events == ["run 1", "deliver 1 starts", "run 2", "deliver 2 starts"]
     assert not pool.idle
     deliver_gate.set()
-    for _ in range(200):
-        await asyncio.sleep(0.02)
-        if pool.idle:
-            break
+    await until(lambda: pool.idle, 4)
     assert events.index("run 1", 1) > events.index("deliver 1 done")  # the follow-up waited
     assert sorted(runner.delivered) == [(1, "archived"), (1, "archived"), (2, "archived")]
     # A report still being delivered at shutdown stays in the outbox for the next start.
     deliver_gate.clear()
     await pool.submit(JobRequest(3))
-    for _ in range(100):
-        await asyncio.sleep(0.01)
-        if "deliver 3 starts" in events:
-            break
+    await until(lambda: "deliver 3 starts" in events, 1)
     await pool.stop(0)
     assert (await store.latest(3)).reported is False
     await store.close()
