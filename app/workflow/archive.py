@@ -299,7 +299,9 @@ class ArchiveWorkflow:
 
             step = "tag processing"
             started = True
-            await self._apply(ticket_id, start_transition(self.trigger_tag), attempts=1)
+            # Only what changes the tags just read: Zammad's add/remove are idempotent, and a
+            # stale state tag left by a race is removed by the report's transition anyway.
+            await self._apply(ticket_id, start_transition(self.trigger_tag).needed(tags), attempts=1)
 
             step = "fetch ticket"
             ticket, ticket_raw = await self._timed(timings, "fetch_ticket", self.zammad.get_ticket_raw(ticket_id))

@@ -41,6 +41,15 @@ class TagTransition:
                 out.append(tag)
         return out
 
+    def needed(self, tags: list[str] | tuple[str, ...]) -> TagTransition:
+        """This transition without the calls that change nothing on a ticket whose tags are
+        ``tags`` (just read): no add of a tag it has, no removal of one it lacks.
+
+        Zammad's add and remove are idempotent, so the result is the same; a run start
+        saves the round trips (typically two of four)."""
+        return TagTransition(add=tuple(t for t in self.add if t not in tags),
+                             remove=tuple(t for t in self.remove if t in tags))
+
 
 def start_transition(trigger_tag: str) -> TagTransition:
     """Tags when a run starts: ``+pdf:processing``, ``-pdf:signed -pdf:error -<trigger>``."""

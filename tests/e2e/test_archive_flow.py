@@ -64,6 +64,12 @@ async def test_webhook_to_signed_pdf(archiver, simulator, dev_pki, fixture):
     assert len(images.strip().splitlines()) >= 3, images  # two header lines, then one line per image
 
     assert sorted(simulator.tags(4711)) == ["pdf:signed", "rechnung", "reklamation"]
+    # The run's start changes only what the tags just read need; the report removes every
+    # other state tag whatever it read.
+    writes = [(r.method, r.json["item"]) for r in simulator.requests if r.path.startswith("/api/v1/tags/")]
+    assert writes == [("POST", "pdf:processing"), ("DELETE", "pdf:sign"),
+                      ("POST", "pdf:signed"), ("DELETE", "pdf:processing"), ("DELETE", "pdf:error"),
+                      ("DELETE", "pdf:sign")]
     notes = simulator.notes(4711)
     assert len(notes) == 1
     note = notes[0]

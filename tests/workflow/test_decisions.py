@@ -14,7 +14,13 @@ from app.workflow.classify import MAX_CAUSE_CHARS, Classification, classify
 from app.workflow.gate import should_process
 from app.workflow.notes import failure_note, success_note
 from app.workflow.ports import RenderedPdf, SignedPdf, StoredArchive
-from app.workflow.tags import failure_transition, revert_transition, start_transition, success_transition
+from app.workflow.tags import (
+    TagTransition,
+    failure_transition,
+    revert_transition,
+    start_transition,
+    success_transition,
+)
 
 TRIGGER = "pdf:sign"
 
@@ -44,6 +50,15 @@ def test_tag_protocol_end_states():
     assert failure_transition(TRIGGER, transient=True).apply(processing) == ["rechnung", "pdf:error", "pdf:sign"]
     assert failure_transition(TRIGGER, transient=False).apply(processing) == ["rechnung", "pdf:error"]
     assert revert_transition(TRIGGER).apply(processing) == ["rechnung", "pdf:sign"]
+
+
+def test_needed_leaves_out_calls_that_change_nothing():
+    start = start_transition(TRIGGER)
+    assert start.needed(["rechnung", "pdf:sign"]) == TagTransition(add=("pdf:processing",), remove=("pdf:sign",))
+    # A resumed run: pdf:processing is there already, a stale pdf:error goes.
+    assert start.needed(["pdf:processing", "pdf:error"]) == TagTransition(add=(), remove=("pdf:error",))
+    for tags in (["rechnung", "pdf:sign", "pdf:error"], ["pdf:signed"], []):
+        assert start.needed(tags).apply(tags) == start.apply(tags)
 
 
 def test_transitions_add_before_remove_so_a_state_tag_always_exists():
