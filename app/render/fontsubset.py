@@ -43,6 +43,7 @@ glyphs used) go through fpdf2's own code.
 
 from __future__ import annotations
 
+import codecs
 import threading
 import zlib
 from collections import OrderedDict
@@ -107,6 +108,24 @@ class _CodeTable(dict):  # type: ignore[type-arg]
         return value
 
 
+class _EscapedCodeTable(dict):  # type: ignore[type-arg]
+    """``ord(char) -> `` the char's code as it stands in a PDF string: two bytes (UTF-16BE,
+    as latin-1 characters), ``\\``, ``(``, ``)`` and CR escaped as fpdf2's ``escape_parens``
+    does; ``None`` for a glyph the font lacks. Built on a :class:`_CodeTable` (one miss each)."""
+
+    __slots__ = ("codes",)
+
+    def __init__(self, codes: _CodeTable) -> None:
+        super().__init__()
+        self.codes = codes
+
+    def __missing__(self, cp: int) -> str | None:
+        code = self.codes[cp]
+        value = escape_parens(code.encode("utf-16-be").decode("latin-1")) if code is not None else None
+        self[cp] = value
+        return value
+
+
 class TieredSubsetMap(SubsetMap):
     """fpdf2's ``SubsetMap`` that hands out the codes of a whole tier at once.
 
@@ -128,6 +147,23 @@ class TieredSubsetMap(SubsetMap):
             self.tiers = _FONT_TIERS[key] = tuple(tuple(cp for cp in tier if cp in font.glyph_ids) for tier in tiers)
         self.taken = 0
         self.codes = _CodeTable(self)
+        self.escaped = _EscapedCodeTable(self.codes)
+        self._byte_codes: Any = None  # codecs EncodingMap: char -> its code, for codes below 256
+        self._byte_codes_from = -1  # len(self.escaped) when it was built
+
+    def byte_codes(self) -> Any:
+        """A ``codecs`` charmap (``codecs.charmap_build``) from each character whose code
+        :attr:`escaped` knows and is below 256 to that code: those characters encode in C,
+        one byte each. Rebuilt when :attr:`escaped` has grown."""
+        if self._byte_codes_from != len(self.escaped):
+            table = ["\ufffe"] * 256  # undefined
+            for cp in list(self.escaped):
+                code = self.codes.get(cp)
+                if code is not None and ord(code) < 256 and table[ord(code)] == "\ufffe":
+                    table[ord(code)] = chr(cp)
+            self._byte_codes = codecs.charmap_build("".join(table))
+            self._byte_codes_from = len(self.escaped)
+        return self._byte_codes
 
     def pick_glyph(self, glyph: Glyph | None) -> int | None:
         """The glyph's code, taking tiers first while the glyph has none (see the class)."""
@@ -180,8 +216,16 @@ class _TieredTTFFont(TTFFont):
 
     def encode_text(self, text: str) -> str:
         """``(<UTF-16BE codes>) Tj`` for ``text``, as fpdf2's ``TTFFont.encode_text``."""
-        mapped = text.translate(self.subset.codes)  # type: ignore[attr-defined]
-        return f"({escape_parens(mapped.encode('utf-16-be').decode('latin-1'))}) Tj"
+        subset = self.subset
+        try:  # every character has a code below 256: one byte each in C, then widened
+            narrow = codecs.charmap_encode(text, "strict", subset.byte_codes())[0]  # type: ignore[attr-defined]
+        except UnicodeEncodeError:
+            # Escaping each two-byte code on its own gives the same string as escaping them
+            # all at once: every escape replaces one character.
+            return f"({text.translate(subset.escaped)}) Tj"  # type: ignore[attr-defined]
+        wide = narrow.decode("latin-1").encode("utf-16-be")  # code c -> 00 c
+        wide = wide.replace(b"\\", b"\\\\").replace(b")", b"\\)").replace(b"(", b"\\(").replace(b"\r", b"\\r")
+        return f"({wide.decode('latin-1')}) Tj"
 
 
 def use_tiered_codes(font: Any) -> bool:

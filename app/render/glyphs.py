@@ -100,6 +100,8 @@ MONO_FAMILY = "Mono"
 _INVISIBLE = {0x00AD: None}  # soft hyphen: a line-break hint, never drawn mid-word
 # Line separators of every flavour become "\n"; tabs are expanded separately.
 _NEWLINES = {0x0B: "\n", 0x0C: "\n", 0x85: "\n", 0x2028: "\n", 0x2029: "\n"}
+#: Any character of either table: a search is much cheaper than a translate that changes nothing.
+_TRANSLATED = re.compile("[" + "".join(re.escape(chr(cp)) for cp in (*_NEWLINES, *_INVISIBLE)) + "]")
 
 #: Text that needs shaping (joining, reordering) or right-to-left layout: Hebrew, Arabic,
 #: Syriac, Thaana, NKo, Indic scripts, and the Arabic/Hebrew presentation forms.
@@ -214,6 +216,18 @@ class FontChain:
         self.font_of.update(font_of)
         self.fallbacks_loaded = True
 
+    def single_face(self, text: str) -> int | None:
+        """The index of the one font that draws all of ``text`` as :meth:`runs` splits it
+        (so every substring too), or ``None`` when it takes more than one."""
+        if len(self.faces) == 1:
+            return 0
+        if text.isascii():
+            return self.font_of.get("a", 0)
+        if not text.translate(self._first_face):
+            return 0
+        runs = list(self.runs(text))
+        return runs[0][0] if len(runs) == 1 else None
+
     def runs(self, line: str) -> Iterator[tuple[int, str]]:
         """Split ``line`` into maximal runs drawn by one font: ``(font index, text)``."""
         if len(self.faces) == 1:
@@ -310,7 +324,8 @@ class FontSet:
         """
         if "\r" in text:
             text = text.replace("\r\n", "\n").replace("\r", "\n")
-        text = text.translate(_NEWLINES).translate(_INVISIBLE)
+        if _TRANSLATED.search(text):
+            text = text.translate(_NEWLINES).translate(_INVISIBLE)
         if "\t" in text:
             text = text.expandtabs(4)
         missing: Counter[str] = Counter()

@@ -60,7 +60,7 @@ from app.render.images import PREVIEW_TYPES, ArticleImages, PreparedImage, conte
 from app.render.layout import wrap_text
 from app.render.options import LIMIT_MODES, TEMPLATES, RenderOptions
 from app.render.originals import PDFA_LABEL, PDFA_PROFILE, OriginalsIndex, embed_originals, xmp_metadata
-from app.render.streams import ParkedPages, ParkedPagesProducer, write_pdf
+from app.render.streams import ParkedPages, ParkedPagesProducer, install_fast_object_dicts, write_pdf
 from app.render.templates import GREY, TEMPLATES as TEMPLATE_TABLE, Template, TextStyle
 from app.workflow.ports import EmbeddedFile, OmittedFile, RenderedPdf
 
@@ -92,6 +92,8 @@ _TRANSIENT_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errn
 
 #: Largest image height as a share of the text area's height.
 IMAGE_MAX_HEIGHT_SHARE = 0.6
+
+install_fast_object_dicts()  # the same PDF bytes, serialised faster (app.render.streams)
 
 
 class _Rollback:
@@ -212,6 +214,24 @@ class _TicketPdf(ParkedPages, FPDF):
             self._drawn_color = color
             self._drawn_color_object = self.text_color
 
+    def select_face(self, face: FontFace, size: float) -> None:
+        """``set_font(face.family, face.style, size)`` for a registered face (``face.style``
+        one of ``""``, ``"B"``, ``"I"``, ``"BI"``): the same state, without fpdf2's checks of
+        style letters, aliases and core fonts."""
+        family = face.family.lower()
+        key = family + face.style
+        current = self.current_font
+        if (current is not None and current.fontkey == key and self.font_family == family
+                and self.font_style == face.style and self.font_size_pt == size):
+            return  # selected; draw_text puts it on a new page when needed
+        self.font_family = family
+        self.font_style = face.style
+        self.font_size_pt = size
+        self.current_font = self.fonts[key]
+        self.current_font_is_set_on_page = False
+        self.underline = False
+        self.strikethrough = False
+
     def draw_line(self, x: float, top: float, line: str, style: TextStyle) -> None:
         """Draw one line whose box starts at ``top`` (pt from the page top), font run by font run."""
         if not line:
@@ -224,9 +244,7 @@ class _TicketPdf(ParkedPages, FPDF):
             face = chain.faces[index]
             if (face.family, face.style) not in self._registered:
                 self.use_face(face)
-            if (self.font_family != face.family.lower() or self.font_style != face.style
-                    or self.font_size_pt != style.size or not self.current_font_is_set_on_page):
-                self.set_font(face.family, face.style, style.size)
+            self.select_face(face, style.size)
             self.draw_text(x, baseline, run)
             if len(runs) > 1:
                 x += self.glyph_fonts.measures[style.style].width(run) * style.size / 1000
@@ -275,11 +293,63 @@ class _TicketPdf(ParkedPages, FPDF):
             if not stripped.isascii() and COMPLEX.search(stripped):
                 self.write_complex(stripped, paragraph_style, offset)
                 continue
-            x = self.l_margin + offset
-            for line in self.wrap(stripped, paragraph_style, self.epw - offset):
-                self.ensure_space(paragraph_style.leading)
-                self.draw_line(x, self.y, line, paragraph_style)
-                self.y += paragraph_style.leading
+            self.draw_paragraph(self.l_margin + offset, self.wrap(stripped, paragraph_style, self.epw - offset),
+                                paragraph_style, single=self.glyph_fonts.chains[paragraph_style.style]
+                                .single_face(stripped) == 0)
+
+    def draw_paragraph(self, x: float, lines: list[str], style: TextStyle, *, single: bool = False) -> None:
+        """Draw ``lines`` one under the other from ``self.y``, breaking pages as
+        :meth:`ensure_space` does before each line; ``self.y`` ends below the last one.
+
+        With ``single`` (the main font draws every character of every line), the lines of
+        one page go to the content stream in one write (:meth:`_draw_plain_lines`).
+        """
+        leading = style.leading
+        count = len(lines)
+        start = 0
+        while start < count:
+            self.ensure_space(leading)
+            # The lines that fit on this page: ensure_space's rule, with the same additions.
+            y = self.y
+            trigger, top_margin = self.page_break_trigger, self.t_margin
+            tops = [y]
+            y += leading
+            end = start + 1
+            while end < count and not (y + leading > trigger and y > top_margin):
+                tops.append(y)
+                y += leading
+                end += 1
+            if not (single and end - start > 1 and self._draw_plain_lines(x, tops, lines[start:end], style)):
+                for top, line in zip(tops, lines[start:end], strict=True):
+                    self.draw_line(x, top, line, style)
+            self.y = y
+            start = end
+
+    def _draw_plain_lines(self, x: float, tops: list[float], lines: list[str], style: TextStyle) -> bool:
+        """:meth:`draw_line` for each of ``lines`` (at ``tops``), all in the style's main
+        font: the same content-stream bytes, written at once. ``False`` (nothing drawn) when
+        :meth:`draw_text` would not take its own path."""
+        face = self.glyph_fonts.chains[style.style].faces[0]
+        if (face.family, face.style) not in self._registered:
+            self.use_face(face)
+        self._select_color(style.color)
+        self.select_face(face, style.size)
+        font = self.current_font
+        if (not self.page or not isinstance(font, TTFFont) or self.text_mode != TextMode.FILL or self.underline
+                or self.strikethrough or self._record_text_quad_points):
+            return False
+        if not self.current_font_is_set_on_page:
+            self._out(self._set_font_for_page(font, self.font_size_pt))
+        k, h, encode = self.k, self.h, font.encode_text
+        half_leading, rise = 0.5 * style.leading, 0.3 * style.size  # box top to baseline, as in draw_line
+        opening, closing = "BT", "ET"
+        if self.fill_color != self.text_color:
+            opening, closing = f"q {self.text_color.serialize().lower()} BT", "ET Q"
+        drawn = [f"{opening} {x * k:.2f} {(h - (top + half_leading + rise)) * k:.2f} Td {encode(line)} {closing}"
+                 for top, line in zip(tops, lines, strict=True) if line]
+        if drawn:
+            self._out("\n".join(drawn))
+        return True
 
     def write_complex(self, paragraph: str, style: TextStyle, offset: float = 0.0) -> None:
         """One paragraph through ``multi_cell`` with shaping: bidi order, joining, right alignment for RTL."""

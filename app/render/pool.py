@@ -54,6 +54,10 @@ _SPOOL_TRANSIENT_ERRNOS = {errno_codes.ENOSPC, errno_codes.EDQUOT, errno_codes.E
                            errno_codes.EINTR}
 
 
+#: EmbeddedFile's fields in order: how an original travels through the spool (a tuple).
+_EMBEDDED_FIELDS = tuple(field.name for field in dataclasses.fields(EmbeddedFile))
+
+
 def _lower_priority() -> None:
     try:
         os.nice(RENDER_NICENESS)
@@ -153,7 +157,7 @@ class _SpooledOriginals(Sequence[EmbeddedFile]):
             raise RuntimeError("the originals of a render can only be iterated once")
         self._read = True
         for _ in range(self._count):
-            yield pickle.load(self._source)
+            yield EmbeddedFile(*pickle.load(self._source))
 
 
 def _spool_error(what: str, exc: OSError) -> RenderError:
@@ -163,13 +167,14 @@ def _spool_error(what: str, exc: OSError) -> RenderError:
 
 def _write_snapshot(snapshot: TicketSnapshot, path: Path) -> None:
     """Pickle ``snapshot`` straight into a new file (no whole-blob copy in memory): the
-    snapshot without its originals, their count, then each original as its own pickle (so
-    that :func:`_render_file` can read them one at a time)."""
+    snapshot without its originals, their count, then each original as its own pickle of
+    the tuple of its fields (so that :func:`_render_file` can read them one at a time)."""
     with open(path, "xb") as out:
         pickle.dump(dataclasses.replace(snapshot, embedded=()), out, protocol=pickle.HIGHEST_PROTOCOL)
         pickle.dump(len(snapshot.embedded), out, protocol=pickle.HIGHEST_PROTOCOL)
-        for original in snapshot.embedded:
-            pickle.dump(original, out, protocol=pickle.HIGHEST_PROTOCOL)
+        for original in snapshot.embedded:  # as a tuple: a slotted dataclass unpickles slowly
+            pickle.dump(tuple(getattr(original, name) for name in _EMBEDDED_FIELDS), out,
+                        protocol=pickle.HIGHEST_PROTOCOL)
 
 
 class ProcessPoolRenderer:

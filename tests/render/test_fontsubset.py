@@ -123,3 +123,50 @@ def test_lines_are_drawn_with_the_bytes_of_fpdf2s_text(monkeypatch, bodies):
     drawn = render(*bodies)
     monkeypatch.setattr(pdf_module._TicketPdf, "draw_text", pdf_module._TicketPdf.text)
     assert render(*bodies) == drawn
+
+
+def test_encode_text_gives_fpdf2s_bytes_on_both_paths():
+    from fpdf import FPDF
+    from fpdf.fonts import TTFFont
+
+    from app.render.fontcache import add_cached_font
+    from app.render.glyphs import font_set
+
+    pdf = FPDF()
+    add_cached_font(pdf, "NotoSans", "", font_set().main[""].path)
+    font = pdf.fonts["notosans"]
+    assert fontsubset.use_tiered_codes(font)
+    texts = [ASCII, "(parens) and \\ backslash\r", LATIN, EXTRA, "missing: \U0001f600 here", ""]
+    font.encode_text(LATIN)  # both tiers taken
+    # Codes 13, 40, 41 and 92 are CR, "(", ")" and "\\" as bytes: the characters that got
+    # them must come out escaped on the fast path too.
+    by_code = {code: chr(glyph.unicode[0]) for glyph, code in font.subset.items()
+               if glyph is not None and len(glyph.unicode) == 1}
+    escapes = {13: "\\r", 40: "\\(", 41: "\\)", 92: "\\\\"}
+    codes = [code for code in escapes if code in by_code]
+    assert len(codes) >= 3
+    escaping = "".join(by_code[code] for code in codes)
+    texts.append(f"x{escaping}y")
+    for _ in range(3):  # first the translate path (new characters), then the charmap path
+        for text in texts:
+            assert font.encode_text(text) == TTFFont.encode_text(font, text), text
+    assert font.encode_text(escaping) == "(" + "".join("\x00" + escapes[code] for code in codes) + ") Tj"
+
+
+@pytest.mark.parametrize("bodies", [(ASCII,), (LATIN + "\n" + EXTRA,), ("> quoted\n>> deeper\nplain",),
+                                    ((LATIN + " ") * 400,)])
+def test_paragraphs_drawn_at_once_are_the_bytes_of_line_by_line(monkeypatch, bodies):
+    drawn = render(*bodies)
+    monkeypatch.setattr(pdf_module._TicketPdf, "_draw_plain_lines", lambda *args: False)
+    assert render(*bodies) == drawn
+
+
+@pytest.mark.parametrize("bodies", [(ASCII,), (LATIN, EXTRA), (ASCII, "<b>bold</b> <i>ä</i>")])
+def test_select_face_leaves_fpdf2_in_the_state_of_set_font(monkeypatch, bodies):
+    drawn = render(*bodies)
+
+    def set_font(self, face, size):  # noqa: ANN001, ANN202
+        self.set_font(face.family, face.style, size)
+
+    monkeypatch.setattr(pdf_module._TicketPdf, "select_face", set_font)
+    assert render(*bodies) == drawn

@@ -71,6 +71,25 @@ def test_runs_split_by_font():
     assert runs == [("NotoSans", "ab"), ("NotoSansCJK", "中文"), ("NotoSans", "cd")]
 
 
+def test_line_separators_alone_are_normalised():
+    # Each separator on its own (the translate runs only when one is found).
+    for separator in ("\x0b", "\x0c", "\x85", "\u2028", "\u2029"):
+        assert drawable(f"a{separator}b") == ("a\nb", 0)
+    assert drawable("Trenn\u00adung") == ("Trennung", 0)
+    assert drawable("plain ascii, nothing to change") == ("plain ascii, nothing to change", 0)
+
+
+def test_single_face_names_the_one_font_of_a_text():
+    font_set().load_fallbacks()
+    chain = font_set().chains[""]
+    for text in ("ascii only", "Grüße, Жук", ""):
+        assert chain.single_face(text) == 0
+        assert all(index == 0 for index, _ in chain.runs(text))
+    assert chain.single_face("ab中文cd") is None
+    cjk = chain.single_face("中文")
+    assert cjk is not None and cjk > 0 and [index for index, _ in chain.runs("中文")] == [cjk]
+
+
 def test_script_names():
     assert [script_name(c) for c in "中ش😊\ue000"] == ["CJK", "Arabic", "Emoji", "Private use"]
     assert DEFAULT_FONT_DIRS == ("/usr/share/fonts",)

@@ -100,3 +100,51 @@ def test_a_long_ticket_rendered_into_a_file_is_byte_identical(tmp_path: Path):
     assert target.read_bytes() == expected.data
     text, _ = pdftotext(target)
     assert "Nachricht 59" in text and f"of {expected.page_count}" in text
+
+
+def test_fast_object_dicts_serialise_every_object_as_fpdf2_does(monkeypatch):
+    import fpdf.syntax
+    from fpdf.syntax import PDFObject
+
+    from app.render import streams
+    from app.workflow.ports import EmbeddedFile
+
+    articles = [{"id": 1, "ticket_id": 1, "from": "a@example.com", "to": "b@example.com", "subject": "S",
+                 "body": "<p>Some <b>bold</b> text with <a href='https://example.com'>a link</a></p>" + LINE,
+                 "content_type": "text/html", "internal": False, "type": "email", "sender": "Customer",
+                 "created_at": "2025-03-03T09:00:00Z", "attachments": []}]
+    embedded = (EmbeddedFile("note.txt", b"original", "text/plain", "Source", "an original"),)
+
+    def render(pdfa: bool) -> bytes:
+        return render_ticket_pdf({"number": "1", "title": "T"}, articles, ["t"], archived_at=ARCHIVED_AT,
+                                 options=RenderOptions(pdfa=pdfa), embedded=embedded).data
+
+    assert PDFObject._build_obj_dict is not streams.STOCK_BUILD_OBJ_DICT  # installed by app.render.pdf
+    fast = [render(True), render(False)]
+    monkeypatch.setattr(PDFObject, "_build_obj_dict", streams.STOCK_BUILD_OBJ_DICT)
+    monkeypatch.setattr(fpdf.syntax, "camel_case", streams.STOCK_CAMEL_CASE)
+    assert [render(True), render(False)] == fast
+
+
+def test_fast_object_dicts_see_instance_attributes_and_skip_methods():
+    from fpdf.syntax import PDFObject
+
+    from app.render import streams
+
+    class Thing(PDFObject):
+        constant = 7
+
+        def method(self) -> int:
+            return 1
+
+        @property
+        def computed(self) -> str:
+            return "/Computed"
+
+    thing = Thing()
+    thing.id = 3
+    thing.some_value = 5
+    thing.method = "shadowed"  # an instance attribute named like a method is a key
+    thing._private = 1
+    assert streams._fast_build_obj_dict(thing) == streams.STOCK_BUILD_OBJ_DICT(thing) == {
+        "/Computed": "/Computed", "/Constant": 7, "/Method": "shadowed", "/SomeValue": 5}
