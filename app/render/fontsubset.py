@@ -113,16 +113,19 @@ class _EscapedCodeTable(dict):  # type: ignore[type-arg]
     as latin-1 characters), ``\\``, ``(``, ``)`` and CR escaped as fpdf2's ``escape_parens``
     does; ``None`` for a glyph the font lacks. Built on a :class:`_CodeTable` (one miss each)."""
 
-    __slots__ = ("codes",)
+    __slots__ = ("codes", "fresh")
 
     def __init__(self, codes: _CodeTable) -> None:
         super().__init__()
         self.codes = codes
+        self.fresh: list[tuple[int, int]] = []  # (code point, code) added since TieredSubsetMap.byte_codes
 
     def __missing__(self, cp: int) -> str | None:
         code = self.codes[cp]
         value = escape_parens(code.encode("utf-16-be").decode("latin-1")) if code is not None else None
         self[cp] = value
+        if code is not None:
+            self.fresh.append((cp, ord(code)))
         return value
 
 
@@ -148,21 +151,21 @@ class TieredSubsetMap(SubsetMap):
         self.taken = 0
         self.codes = _CodeTable(self)
         self.escaped = _EscapedCodeTable(self.codes)
-        self._byte_codes: Any = None  # codecs EncodingMap: char -> its code, for codes below 256
-        self._byte_codes_from = -1  # len(self.escaped) when it was built
+        self._byte_table = ["\ufffe"] * 256  # code -> character ("\ufffe": none)
+        self._byte_codes: Any = codecs.charmap_build("".join(self._byte_table))
 
     def byte_codes(self) -> Any:
         """A ``codecs`` charmap (``codecs.charmap_build``) from each character whose code
         :attr:`escaped` knows and is below 256 to that code: those characters encode in C,
-        one byte each. Rebuilt when :attr:`escaped` has grown."""
-        if self._byte_codes_from != len(self.escaped):
-            table = ["\ufffe"] * 256  # undefined
-            for cp in list(self.escaped):
-                code = self.codes.get(cp)
-                if code is not None and ord(code) < 256 and table[ord(code)] == "\ufffe":
-                    table[ord(code)] = chr(cp)
+        one byte each. Updated when :attr:`escaped` has learnt new characters."""
+        fresh = self.escaped.fresh
+        if fresh:
+            table = self._byte_table
+            for cp, code in fresh:
+                if code < 256 and table[code] == "\ufffe":
+                    table[code] = chr(cp)
+            fresh.clear()
             self._byte_codes = codecs.charmap_build("".join(table))
-            self._byte_codes_from = len(self.escaped)
         return self._byte_codes
 
     def pick_glyph(self, glyph: Glyph | None) -> int | None:
