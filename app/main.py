@@ -95,9 +95,9 @@ class ArchiveRunner:
         return self.workflow.report(outcome, job_id=job.job_id, delivery_id=job.delivery_id,
                                     attempts=job.attempts, gave_up=gave_up)
 
-    async def deliver(self, job: JobRecord, report: Report) -> None:
-        """Write the report to the ticket (idempotent)."""
-        await self.workflow.deliver(job.ticket_id, report, job_id=job.job_id)
+    async def deliver(self, job: JobRecord, report: Report, *, fresh: bool = False) -> None:
+        """Write the report to the ticket (idempotent; ``fresh``: see :meth:`ArchiveWorkflow.deliver`)."""
+        await self.workflow.deliver(job.ticket_id, report, job_id=job.job_id, fresh=fresh)
 
 
 @dataclass

@@ -62,7 +62,7 @@ class JobRunner(Protocol):
 
     def report(self, job: JobRecord, outcome: ArchiveOutcome, *, gave_up: bool) -> Report | None: ...
 
-    async def deliver(self, job: JobRecord, report: Report) -> None: ...
+    async def deliver(self, job: JobRecord, report: Report, *, fresh: bool = False) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -278,16 +278,21 @@ class WorkerPool:
             sha256=outcome.stored.sha256 if outcome.stored else None)
         if follow_up is not None:
             self._busy[record.ticket_id].append(_Work("run", follow_up, record.ticket_id))
-        return self._deliver(record, report) if report is not None else None
+        return self._deliver(record, report, fresh=True) if report is not None else None
 
-    async def _deliver(self, record: JobRecord, report: Report) -> None:
+    async def _deliver(self, record: JobRecord, report: Report, *, fresh: bool = False) -> None:
         """Deliver until Zammad takes it (backoff doubling up to the maximum); a shutdown
         leaves it undelivered in the store, for the next start. An undeliverable report
-        (ticket gone) is logged and given up."""
+        (ticket gone) is logged and given up.
+
+        ``fresh``: the job has just ended in this process and its report was never
+        delivered (only the first attempt is; a report from the store's outbox never is).
+        """
         delay = 1.0
         while True:
+            first, fresh = fresh, False  # a retry may follow a post that reached Zammad
             try:
-                await self.runner.deliver(record, report)
+                await self.runner.deliver(record, report, fresh=first)
                 await self.store.mark_reported(record.job_id)
                 return
             except UndeliverableReport as exc:

@@ -408,10 +408,15 @@ class ArchiveWorkflow:
                             attempts=attempts, gave_up=gave_up)
         return Report(t.add, t.remove, note.subject, note.body_html)
 
-    async def deliver(self, ticket_id: int, report: Report, *, job_id: str) -> None:
+    async def deliver(self, ticket_id: int, report: Report, *, job_id: str, fresh: bool = False) -> None:
         """Write ``report`` to the ticket: tags first (added before removed), then the note —
         unless the ticket already has this job's note (a delivery that was interrupted after
-        posting).
+        posting, or a post whose answer was lost: checked again before each retry).
+
+        Args:
+            fresh: this is the report's first delivery, by the process that ran the job, so
+                no note of this job can be on the ticket yet: the first check is skipped
+                (one ``GET`` of the ticket's articles fewer per job).
 
         Raises:
             UndeliverableReport: Zammad answered 404 (the ticket is gone) or 422 (it refuses
@@ -419,24 +424,40 @@ class ArchiveWorkflow:
             Exception: the last error when Zammad keeps failing otherwise (the caller retries).
         """
         try:
-            await self._deliver(ticket_id, report, job_id=job_id)
+            await self._deliver(ticket_id, report, job_id=job_id, fresh=fresh)
         except ZammadApiError as exc:
             if exc.status in UNDELIVERABLE_STATUSES:
                 raise UndeliverableReport(self._redact(str(exc))) from exc
             raise
 
-    async def _deliver(self, ticket_id: int, report: Report, *, job_id: str) -> None:
+    async def _deliver(self, ticket_id: int, report: Report, *, job_id: str, fresh: bool) -> None:
         await self._apply(ticket_id, TagTransition(report.add, report.remove), attempts=WRITE_ATTEMPTS)
         marker = f"Job: {job_id}"
-        # Only articles mentioning the marker can be this job's note: a big ticket's articles
-        # are not parsed when none does.
-        articles = await self._retry(lambda: self.zammad.list_articles(ticket_id, containing=marker),
-                                     attempts=WRITE_ATTEMPTS)
-        if any(a.get("subject") == report.subject and marker in (a.get("body") or "") for a in articles):
-            log.info("note already on the ticket", extra={"ticket_id": ticket_id, "job_id": job_id})
+
+        async def posted() -> bool:
+            # Only articles mentioning the marker can be this job's note: a big ticket's
+            # articles are not parsed when none does.
+            articles = await self._retry(lambda: self.zammad.list_articles(ticket_id, containing=marker),
+                                         attempts=WRITE_ATTEMPTS)
+            if any(a.get("subject") == report.subject and marker in (a.get("body") or "") for a in articles):
+                log.info("note already on the ticket", extra={"ticket_id": ticket_id, "job_id": job_id})
+                return True
+            return False
+
+        if not fresh and await posted():
             return
-        await self._retry(lambda: self.zammad.create_internal_note(
-            ticket_id, subject=report.subject, body_html=report.body_html), attempts=WRITE_ATTEMPTS)
+        delay = self._write_backoff
+        for attempt in range(1, WRITE_ATTEMPTS + 1):
+            try:
+                await self.zammad.create_internal_note(ticket_id, subject=report.subject, body_html=report.body_html)
+                return
+            except Exception as exc:
+                if attempt == WRITE_ATTEMPTS or not classify(exc).transient:
+                    raise
+            await asyncio.sleep(delay)
+            delay *= 2
+            if await posted():  # the failed post may have reached Zammad (its answer was lost)
+                return
 
     async def run(self, ticket_id: int, *, job_id: str, delivery_id: str | None = None,
                   force: bool = False) -> ArchiveOutcome:

@@ -136,6 +136,7 @@ class FakeRunner:
         self.overlap = False
         self.deliver_failures = deliver_failures
         self.undeliverable = undeliverable
+        self.fresh: list[bool] = []  # the ``fresh`` flag of each delivery attempt
         self.gate = asyncio.Event()
         self.gate.set()
 
@@ -160,7 +161,8 @@ class FakeRunner:
         return Report(("pdf:signed",) if outcome.status == "archived" else ("pdf:error",), (),
                       "dead" if gave_up else outcome.status, "")
 
-    async def deliver(self, job: JobRecord, report: Report) -> None:
+    async def deliver(self, job: JobRecord, report: Report, *, fresh: bool = False) -> None:
+        self.fresh.append(fresh)
         if self.undeliverable:
             raise UndeliverableReport("ticket gone")
         if self.deliver_failures:
@@ -225,6 +227,8 @@ async def test_report_delivery_is_retried_until_it_succeeds(tmp_path):
     runner = FakeRunner({}, deliver_failures=3)
     pool, store = await run_pool(tmp_path, runner, [JobRequest(9)])
     assert runner.delivered == [(9, "archived")]
+    # Only the first attempt is fresh: a failed post may have reached Zammad.
+    assert runner.fresh == [True, False, False, False]
     assert (await pool.status(9))["reported"] is True
     await pool.stop(0)
     await store.close()
@@ -239,10 +243,10 @@ async def test_a_slow_report_frees_the_worker_but_holds_its_ticket(tmp_path):
     events: list[str] = []
     plain_deliver = runner.deliver
 
-    async def slow_deliver(job: JobRecord, report: Report) -> None:
+    async def slow_deliver(job: JobRecord, report: Report, *, fresh: bool = False) -> None:
         events.append(f"deliver {job.ticket_id} starts")
         await deliver_gate.wait()
-        await plain_deliver(job, report)
+        await plain_deliver(job, report, fresh=fresh)
         events.append(f"deliver {job.ticket_id} done")
 
     runner.deliver = slow_deliver  # type: ignore[method-assign]
