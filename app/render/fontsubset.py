@@ -189,11 +189,34 @@ class TieredSubsetMap(SubsetMap):
             self._char_id_per_glyph = dict(known.after)
             self._next = known.next_code
             self._reserved = list(known.reserved)
-            return
-        before = dict(self._char_id_per_glyph)
-        for cp in self.tiers[number]:
-            SubsetMap.pick_glyph(self, self.get_glyph(unicode=cp))
-        _TIER_STATES[key] = _TierState(before, dict(self._char_id_per_glyph), self._next, tuple(self._reserved))
+        else:
+            before = dict(self._char_id_per_glyph)
+            for cp in self.tiers[number]:
+                SubsetMap.pick_glyph(self, self.get_glyph(unicode=cp))
+            known = _TIER_STATES[key] = _TierState(before, dict(self._char_id_per_glyph), self._next,
+                                                   tuple(self._reserved))
+        self._learn_tier(number, known)
+
+    def _learn_tier(self, number: int, state: _TierState) -> None:
+        """Put the codes of tier ``number``'s characters into :attr:`codes` and :attr:`escaped`
+        at once (what their first lookups would find), from tables built once per process."""
+        key = (str(self.font.ttffile), self.font.collection_font_number, number)
+        known = _TIER_TABLES.get(key)
+        if known is None or known[0] is not state:
+            codes: dict[int, str] = {}
+            for cp in self.tiers[number]:
+                code = self._char_id_per_glyph.get(self.get_glyph(unicode=cp))
+                if code is not None:
+                    codes[cp] = chr(code)
+            escaped = {cp: escape_parens(ch.encode("utf-16-be").decode("latin-1")) for cp, ch in codes.items()}
+            known = _TIER_TABLES[key] = (state, codes, escaped, tuple((cp, ord(ch)) for cp, ch in codes.items()))
+        _, codes, escaped, fresh = known
+        for cp in codes.keys() & self.codes.keys():  # looked up already: must agree
+            if self.codes[cp] != codes[cp]:
+                return
+        self.codes.update(codes)
+        self.escaped.update(escaped)
+        self.escaped.fresh.extend(fresh)
 
 
 @dataclass(frozen=True, slots=True)
@@ -208,6 +231,11 @@ class _TierState:
 
 #: ``(font file, face index, tier number) -> _TierState``, filled by the first document per process.
 _TIER_STATES: dict[tuple[str, int, int], _TierState] = {}
+#: ``(font file, face index, tier number) -> (the _TierState they belong to, code point -> code
+#: character, code point -> escaped code, (code point, code) pairs)``: a tier's characters as
+#: :class:`_CodeTable`, :class:`_EscapedCodeTable` and the byte charmap learn them.
+_TIER_TABLES: dict[tuple[str, int, int], tuple[_TierState, dict[int, str], dict[int, str],
+                                               tuple[tuple[int, int], ...]]] = {}
 #: ``(font file, face index, tiers) -> the tiers' code points the font maps``.
 _FONT_TIERS: dict[tuple[str, int, tuple[tuple[int, ...], ...]], tuple[tuple[int, ...], ...]] = {}
 
@@ -372,6 +400,7 @@ def cache_clear() -> None:
         _cache.clear()
         _stats.update(hits=0, misses=0)
         _TIER_STATES.clear()
+        _TIER_TABLES.clear()
         _FONT_TIERS.clear()
 
 

@@ -170,3 +170,23 @@ def test_select_face_leaves_fpdf2_in_the_state_of_set_font(monkeypatch, bodies):
 
     monkeypatch.setattr(pdf_module._TicketPdf, "select_face", set_font)
     assert render(*bodies) == drawn
+
+
+def test_a_taken_tier_is_learnt_whole_with_the_codes_a_lookup_gives():
+    from fpdf import FPDF
+    from fpdf.fonts import TTFFont
+
+    from app.render.fontcache import add_cached_font
+    from app.render.glyphs import font_set
+
+    fontsubset.cache_clear()
+    for _ in range(2):  # the first document builds the process-wide tables, the second copies them
+        pdf = FPDF()
+        add_cached_font(pdf, "NotoSans", "", font_set().main[""].path)
+        font = pdf.fonts["notosans"]
+        assert fontsubset.use_tiered_codes(font)
+        font.encode_text("a")  # takes tier 1
+        tier_one = font.subset.tiers[0]
+        assert set(tier_one) <= set(font.subset.codes) and set(tier_one) <= set(font.subset.escaped)
+        text = "".join(chr(cp) for cp in tier_one)
+        assert font.encode_text(text) == TTFFont.encode_text(font, text)
