@@ -153,6 +153,9 @@ class _TicketPdf(ParkedPages, FPDF):
         self.footer_text = ""
         self._drawn_color: tuple[int, int, int] | None = None
         self._drawn_color_object: Any = None
+        self._wrapped_fill: Any = None  # the colour objects _text_wrapping last saw
+        self._wrapped_text: Any = None
+        self._wrapping = ("BT", "ET")
         self._html_images: dict[str, PreparedImage] = {}
 
     # -- fonts and text preparation -------------------------------------------------------
@@ -262,10 +265,18 @@ class _TicketPdf(ParkedPages, FPDF):
             return
         if not self.current_font_is_set_on_page:
             self._out(self._set_font_for_page(font, self.font_size_pt))
-        line = f"BT {x * self.k:.2f} {(self.h - y) * self.k:.2f} Td {font.encode_text(text)} ET"
-        if self.fill_color != self.text_color:
-            line = f"q {self.text_color.serialize().lower()} {line} Q"
-        self._out(line)
+        opening, closing = self._text_wrapping()
+        self._out(f"{opening} {x * self.k:.2f} {(self.h - y) * self.k:.2f} Td {font.encode_text(text)} {closing}")
+
+    def _text_wrapping(self) -> tuple[str, str]:
+        """What ``FPDF.text()`` puts around ``BT … ET``: ``q <text colour> … Q`` when the text
+        colour is not the fill colour. Remembered for the colour objects last seen (fpdf2
+        makes a new one on every colour change)."""
+        fill, text = self.fill_color, self.text_color
+        if fill is not self._wrapped_fill or text is not self._wrapped_text:
+            self._wrapped_fill, self._wrapped_text = fill, text
+            self._wrapping = (f"q {text.serialize().lower()} BT", "ET Q") if fill != text else ("BT", "ET")
+        return self._wrapping
 
     def ensure_space(self, height: float) -> None:
         """Start a new page unless ``height`` points still fit above the bottom margin."""
@@ -342,9 +353,7 @@ class _TicketPdf(ParkedPages, FPDF):
             self._out(self._set_font_for_page(font, self.font_size_pt))
         k, h, encode = self.k, self.h, font.encode_text
         half_leading, rise = 0.5 * style.leading, 0.3 * style.size  # box top to baseline, as in draw_line
-        opening, closing = "BT", "ET"
-        if self.fill_color != self.text_color:
-            opening, closing = f"q {self.text_color.serialize().lower()} BT", "ET Q"
+        opening, closing = self._text_wrapping()
         drawn = [f"{opening} {x * k:.2f} {(h - (top + half_leading + rise)) * k:.2f} Td {encode(line)} {closing}"
                  for top, line in zip(tops, lines, strict=True) if line]
         if drawn:
