@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import math
 import weakref
+from collections.abc import Awaitable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -164,11 +165,12 @@ class BodyLimitMiddleware:
                 body_done = True
             return message
 
-        async def tracking_send(message: Message) -> None:
+        def tracking_send(message: Message) -> Awaitable[None]:
+            # A plain function returning send's awaitable: no coroutine of its own per message.
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-            await send(message)
+            return send(message)
 
         try:
             await self.app(scope, bounded_receive, tracking_send)

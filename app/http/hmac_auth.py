@@ -34,7 +34,12 @@ async def read_body(receive: Receive) -> bytes:
     Raises:
         ClientDisconnected: on ``http.disconnect`` before ``more_body`` ended.
     """
-    chunks: list[bytes] = []
+    message = await receive()
+    if message["type"] == "http.disconnect":
+        raise ClientDisconnected()
+    if not message.get("more_body", False):  # the whole body in one message (a small webhook)
+        return message.get("body", b"")
+    chunks: list[bytes] = [message.get("body", b"")]
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":

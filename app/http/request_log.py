@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -58,32 +58,24 @@ class RequestLogMiddleware:
                 request_id_raw = value
             elif name == b"x-zammad-delivery":
                 delivery = value.decode("latin-1")[:200]
-        request_id = _request_id(request_id_raw)
+        request_id = f"{_PROCESS_PREFIX}-{next(_counter)}" if request_id_raw is None else _request_id(request_id_raw)
         scope[REQUEST_ID_KEY] = request_id
         header = (b"x-request-id", request_id.encode("latin-1"))
         status = 0
 
-        async def send_with_id(message: Message) -> None:
+        def send_with_id(message: Message) -> Awaitable[None]:
+            # A plain function returning send's awaitable: no coroutine of its own per message.
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message = {**message, "headers": [*message.get("headers", []), header]}
-            await send(message)
+            return send(message)
 
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            extra = {
-                "request_id": request_id,
-                "method": scope["method"],
-                "path": scope["path"],
-                "status": status or None,
-                "duration_ms": round((time.perf_counter() - started) * 1000, 3),
-            }
-            if TICKET_ID_KEY in scope:
-                extra["ticket_id"] = scope[TICKET_ID_KEY]
-            if delivery:
-                extra["delivery_id"] = delivery
-            ACCESS_LOG.write(extra)
+            ACCESS_LOG.write_request(request_id, scope["method"], scope["path"], status or None,
+                                     round((time.perf_counter() - started) * 1000, 3),
+                                     scope.get(TICKET_ID_KEY), delivery or None)
             if self.on_response is not None and status:
                 self.on_response(scope["path"], status)

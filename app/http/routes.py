@@ -61,9 +61,13 @@ async def _admit(runtime: Any, requests: list[JobRequest]) -> list[Admission] | 
         log.exception("job store refused the job")
         return error_response(503, "job_store_unavailable",
                               "the job could not be recorded (see the service log); retry later", {"Retry-After": "10"})
-    if any(a.status == "full" for a in admissions):
-        return _queue_full()
-    duplicates = sum(a.status == "duplicate" for a in admissions)
+    duplicates = 0
+    for admission in admissions:  # a loop, not any()/sum() over generators: this runs per webhook
+        status = admission.status
+        if status == "full":
+            return _queue_full()
+        if status == "duplicate":
+            duplicates += 1
     if duplicates:
         runtime.metrics.dedupe_hits_total.inc(duplicates)
     return admissions

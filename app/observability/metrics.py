@@ -7,15 +7,57 @@ counters end in ``_total``, durations are ``_seconds`` histograms.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+import time
+from collections.abc import Callable, Iterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, Metric
 
 PREFIX = "zammad_pdf_archiver"
 _JOB_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 _STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 STEPS = ("fetch", "render", "sign", "store")
+
+
+class StatusCounter:
+    """A counter with one label, kept as plain integers and exposed at scrape time.
+
+    For counts taken on the event loop once per request: prometheus-client's ``Counter``
+    takes a lock on every increment (about 1 µs a request). Increments must all come from one
+    thread (the event loop); scrapes may come from anywhere (a dict copy under the GIL). The
+    exposition is the same as a ``Counter``'s: ``<name>_total{label="…"}`` and
+    ``<name>_created{label="…"}`` (Unix seconds of the label value's first count).
+
+    Args:
+        name: the metric name, with or without ``_total``.
+        documentation: the help text.
+        label: the label's name.
+    """
+
+    def __init__(self, name: str, documentation: str, label: str) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.label = label
+        self.counts: dict[str, int] = {}
+        self.created: dict[str, float] = {}
+
+    def inc(self, value: str) -> None:
+        """Add one to the count of label value ``value``."""
+        counts = self.counts
+        if value in counts:
+            counts[value] += 1
+        else:
+            self.created[value] = time.time()
+            counts[value] = 1
+
+    def describe(self) -> Iterator[Metric]:
+        yield CounterMetricFamily(self.name, self.documentation, labels=[self.label])
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(self.name, self.documentation, labels=[self.label])
+        for value, count in dict(self.counts).items():
+            family.add_metric([value], count, created=self.created.get(value))
+        yield family
 
 
 class Metrics:
@@ -50,9 +92,9 @@ class Metrics:
                                                ["step"], buckets=_STEP_BUCKETS, registry=r)
         self.queue_depth = Gauge(f"{PREFIX}_queue_depth", "Jobs waiting in the queue", registry=r)
         self.jobs_in_flight = Gauge(f"{PREFIX}_jobs_in_flight", "Jobs running now", registry=r)
-        self.ingest_responses_total = Counter(f"{PREFIX}_ingest_responses_total",
-                                              "Answers of /ingest and /ingest/batch by HTTP status",
-                                              ["status"], registry=r)
+        self.ingest_responses_total = StatusCounter(f"{PREFIX}_ingest_responses_total",
+                                                    "Answers of /ingest and /ingest/batch by HTTP status", "status")
+        r.register(self.ingest_responses_total)
         self.dedupe_hits_total = Counter(f"{PREFIX}_dedupe_hits_total",
                                          "Webhooks answered as duplicates of an accepted delivery id", registry=r)
         self.rate_limited_total = Counter(f"{PREFIX}_rate_limited_total", "Requests answered 429", registry=r)
@@ -62,7 +104,7 @@ class Metrics:
         self.signing_certificate_expiring = Gauge(
             f"{PREFIX}_signing_certificate_expiring",
             "1 while the signing certificate expires within SIGNING_EXPIRY_WARN_DAYS, else 0", registry=r)
-        self._ingest_children: dict[int, Any] = {}
+        self._status_text: dict[int, str] = {}
         for status in ("archived", "skipped", "failed"):
             self.jobs_processed_total.labels(status)
         for kind in ("Transient", "Permanent"):
@@ -71,11 +113,11 @@ class Metrics:
             self.step_duration_seconds.labels(step)
 
     def count_ingest_response(self, status: int) -> None:
-        """Count one ``/ingest`` answer (labelled children cached: this runs per request)."""
-        child = self._ingest_children.get(status)
-        if child is None:
-            child = self._ingest_children[status] = self.ingest_responses_total.labels(str(status))
-        child.inc()
+        """Count one ``/ingest`` answer (on the event loop; this runs per request)."""
+        text = self._status_text.get(status)
+        if text is None:
+            text = self._status_text[status] = str(status)
+        self.ingest_responses_total.inc(text)
 
     def watch_pool(self, depth: Callable[[], float], in_flight: Callable[[], float]) -> None:
         """Read the queue depth and in-flight count from these callables at scrape time."""
