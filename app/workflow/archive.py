@@ -12,7 +12,8 @@ A run has two halves, so that a durable job store can sit between them (an outbo
    transition and the internal note, plain data that can be stored), and
    :meth:`ArchiveWorkflow.deliver` writes it to the ticket, idempotently: tags are
    idempotent in Zammad, and a note is not posted twice for one job (each note carries the
-   job id, and the ticket's articles are checked for it first).
+   job id, and the ticket's articles are checked for it before a post that may not be the
+   first: a redelivery, or a retry after a post whose answer was lost).
 """
 
 from __future__ import annotations
