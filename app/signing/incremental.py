@@ -212,6 +212,9 @@ class _Source:
         if size is None or not size.isdigit():
             raise UnsupportedLayout("trailer has no /Size")
         self.next_number = int(size)
+        if any(first + count > self.next_number for first, count, _ in self._sections):
+            # New objects numbered from /Size would overwrite listed ones (a broken file).
+            raise UnsupportedLayout("the cross-reference table lists objects beyond /Size")
 
     def offset(self, num: int, gen: int) -> int:
         for first, count, at in self._sections:
@@ -343,6 +346,10 @@ class IncrementalSignature:
         if version >= (2, 0):
             raise UnsupportedLayout("PDF 2.0")
         page = cls._first_page(src, _ref(catalog.data, catalog.entries.get(b"/Pages")))
+        for where, entries in (("trailer", src.trailer.entries), ("catalog", catalog.entries),
+                               ("first page", page.entries)):
+            if any(b"#" in key for key in entries):  # /Acro#46orm is /AcroForm (§7.3.5)
+                raise UnsupportedLayout(f"the {where} has a key written with # escapes")
 
         acroform, field, sig = src.next_number, src.next_number + 1, src.next_number + 2
         catalog_entries = {

@@ -196,10 +196,32 @@ def xref_stream_pdf() -> bytes:
                 3: b"<< /Type /Page /Parent 2 0 R >>"}, 1, trailer_extra=b"/Encrypt 9 0 R "), "/Encrypt"),
     (build_pdf({1: b"<< /Type /Catalog /Pages 2 0 R >>", 2: b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
                 3: content_stream(b"q Q")}, 1), "not a plain dictionary"),
+    # /Acro#46orm is /AcroForm and /Ann#6fts is /Annots (ISO 32000-1 §7.3.5): adding the
+    # plain key would duplicate it.
+    (build_pdf({1: b"<< /Type /Catalog /Pages 2 0 R /Acro#46orm << /Fields [] >> >>",
+                2: b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>", 3: b"<< /Type /Page /Parent 2 0 R >>"}, 1),
+     "catalog has a key written with # escapes"),
+    (build_pdf({1: b"<< /Type /Catalog /Pages 2 0 R >>", 2: b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+                3: b"<< /Type /Page /Parent 2 0 R /Ann#6fts [] >>"}, 1), "first page has a key written with #"),
+    # A trailer /Size below the highest object: new objects would overwrite listed ones.
+    (build_pdf({1: b"<< /Type /Catalog /Pages 2 0 R >>", 2: b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+                3: b"<< /Type /Page /Parent 2 0 R >>"}, 1).replace(b"/Size 4 ", b"/Size 2 "), "beyond /Size"),
 ])  # fmt: skip
 def test_unusual_files_are_left_to_pyhanko(pdf: bytes, why: str) -> None:
     with pytest.raises(UnsupportedLayout, match=why):
         prepare(pdf)
+
+
+async def test_a_key_with_escapes_is_signed_by_pyhanko_without_a_duplicate(signer: ArchiveSigner, root_cert,
+                                                                          tmp_path: Path) -> None:
+    pdf = build_pdf({1: b"<< /Type /Catalog /Pages 2 0 R /Ext#65nsions << >> >>",
+                     2: b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+                     3: b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 10 10] >>"}, 1)
+
+    signed = (await signer.sign(pdf)).data
+
+    status = await status_of(signed, root_cert)  # pyHanko reads it in strict mode: no duplicate key
+    assert status.intact and status.valid and status.trusted
 
 
 async def test_files_it_does_not_handle_are_still_signed(signer: ArchiveSigner, root_cert) -> None:
