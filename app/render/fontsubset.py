@@ -108,6 +108,12 @@ class _CodeTable(dict):  # type: ignore[type-arg]
         return value
 
 
+def _in_string(code: str) -> str:
+    """A glyph code (one character) as it stands in a PDF string of fpdf2's: its two UTF-16BE
+    bytes as latin-1 characters, escaped by ``escape_parens``."""
+    return escape_parens(code.encode("utf-16-be").decode("latin-1"))
+
+
 class _EscapedCodeTable(dict):  # type: ignore[type-arg]
     """``ord(char) -> `` the char's code as it stands in a PDF string: two bytes (UTF-16BE,
     as latin-1 characters), ``\\``, ``(``, ``)`` and CR escaped as fpdf2's ``escape_parens``
@@ -122,7 +128,7 @@ class _EscapedCodeTable(dict):  # type: ignore[type-arg]
 
     def __missing__(self, cp: int) -> str | None:
         code = self.codes[cp]
-        value = escape_parens(code.encode("utf-16-be").decode("latin-1")) if code is not None else None
+        value = _in_string(code) if code is not None else None
         self[cp] = value
         if code is not None:
             self.fresh.append((cp, ord(code)))
@@ -208,7 +214,7 @@ class TieredSubsetMap(SubsetMap):
                 code = self._char_id_per_glyph.get(self.get_glyph(unicode=cp))
                 if code is not None:
                     codes[cp] = chr(code)
-            escaped = {cp: escape_parens(ch.encode("utf-16-be").decode("latin-1")) for cp, ch in codes.items()}
+            escaped = {cp: _in_string(ch) for cp, ch in codes.items()}
             known = _TIER_TABLES[key] = (state, codes, escaped, tuple((cp, ord(ch)) for cp, ch in codes.items()))
         _, codes, escaped, fresh = known
         for cp in codes.keys() & self.codes.keys():  # looked up already: must agree

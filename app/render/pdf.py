@@ -258,15 +258,24 @@ class _TicketPdf(ParkedPages, FPDF):
         Our lines are drawn in a TrueType font in fill mode without underline, strike-through
         or quad points; for anything else fpdf2's own ``text()`` runs.
         """
+        font = self._plain_text_font()
+        if font is None:
+            self.text(x, y, text)
+            return
+        opening, closing = self._text_wrapping()
+        self._out(f"{opening} {x * self.k:.2f} {(self.h - y) * self.k:.2f} Td {font.encode_text(text)} {closing}")
+
+    def _plain_text_font(self) -> TTFFont | None:
+        """The current font when our own text path can draw (a page is open, a TrueType font
+        in fill mode, no underline, strike-through or quad points), put on the page if it is
+        not yet; ``None`` when fpdf2's ``text()`` must draw instead."""
         font = self.current_font
         if (not self.page or not isinstance(font, TTFFont) or self.text_mode != TextMode.FILL or self.underline
                 or self.strikethrough or self._record_text_quad_points):
-            self.text(x, y, text)
-            return
+            return None
         if not self.current_font_is_set_on_page:
             self._out(self._set_font_for_page(font, self.font_size_pt))
-        opening, closing = self._text_wrapping()
-        self._out(f"{opening} {x * self.k:.2f} {(self.h - y) * self.k:.2f} Td {font.encode_text(text)} {closing}")
+        return font
 
     def _text_wrapping(self) -> tuple[str, str]:
         """What ``FPDF.text()`` puts around ``BT … ET``: ``q <text colour> … Q`` when the text
@@ -345,12 +354,9 @@ class _TicketPdf(ParkedPages, FPDF):
             self.use_face(face)
         self._select_color(style.color)
         self.select_face(face, style.size)
-        font = self.current_font
-        if (not self.page or not isinstance(font, TTFFont) or self.text_mode != TextMode.FILL or self.underline
-                or self.strikethrough or self._record_text_quad_points):
+        font = self._plain_text_font()
+        if font is None:
             return False
-        if not self.current_font_is_set_on_page:
-            self._out(self._set_font_for_page(font, self.font_size_pt))
         k, h, encode = self.k, self.h, font.encode_text
         half_leading, rise = 0.5 * style.leading, 0.3 * style.size  # box top to baseline, as in draw_line
         opening, closing = self._text_wrapping()
