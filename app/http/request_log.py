@@ -58,7 +58,7 @@ class RequestLogMiddleware:
                 request_id_raw = value
             elif name == b"x-zammad-delivery":
                 delivery = value.decode("latin-1")[:200]
-        request_id = f"{_PROCESS_PREFIX}-{next(_counter)}" if request_id_raw is None else _request_id(request_id_raw)
+        request_id = _request_id(request_id_raw)
         scope[REQUEST_ID_KEY] = request_id
         header = (b"x-request-id", request_id.encode("latin-1"))
         status = 0

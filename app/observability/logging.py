@@ -100,15 +100,9 @@ class AccessLog:
     def enabled(self) -> bool:
         return self._enabled
 
-    def write(self, fields: dict[str, Any]) -> None:
-        """Write one access line with ``fields`` (request_id, method, path, status, …)."""
-        if self._enabled:
-            self._emit({"ts": _timestamp(time.time()), "level": "info", "logger": "app.access", "msg": "request",
-                        **fields})
-
     def write_request(self, request_id: str, method: str, path: str, status: int | None, duration_ms: float,
                       ticket_id: int | None = None, delivery_id: str | None = None) -> None:
-        """:meth:`write` for the request log's fields, without an intermediate dict (runs per request).
+        """Write one access line with the request log's fields (runs per request).
 
         Args:
             request_id: the request's id.
