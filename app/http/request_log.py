@@ -68,7 +68,8 @@ class RequestLogMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message = {**message, "headers": [*message.get("headers", []), header]}
+                # A new list, but the message itself is the sender's own: no copy of the dict.
+                message["headers"] = [*message.get("headers", ()), header]
             return send(message)
 
         try:

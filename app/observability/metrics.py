@@ -38,11 +38,12 @@ class StatusCounter:
         self.name = name
         self.documentation = documentation
         self.label = label
-        self.counts: dict[str, int] = {}
-        self.created: dict[str, float] = {}
+        self.counts: dict[object, int] = {}
+        self.created: dict[object, float] = {}
 
-    def inc(self, value: str) -> None:
-        """Add one to the count of label value ``value``."""
+    def inc(self, value: object) -> None:
+        """Add one to the count of label value ``value`` (exposed as ``str(value)``; pass one
+        type per label value, e.g. always the ``int`` status)."""
         counts = self.counts
         if value in counts:
             counts[value] += 1
@@ -56,7 +57,7 @@ class StatusCounter:
     def collect(self) -> Iterator[Metric]:
         family = CounterMetricFamily(self.name, self.documentation, labels=[self.label])
         for value, count in dict(self.counts).items():
-            family.add_metric([value], count, created=self.created.get(value))
+            family.add_metric([str(value)], count, created=self.created.get(value))
         yield family
 
 
@@ -104,7 +105,6 @@ class Metrics:
         self.signing_certificate_expiring = Gauge(
             f"{PREFIX}_signing_certificate_expiring",
             "1 while the signing certificate expires within SIGNING_EXPIRY_WARN_DAYS, else 0", registry=r)
-        self._status_text: dict[int, str] = {}
         for status in ("archived", "skipped", "failed"):
             self.jobs_processed_total.labels(status)
         for kind in ("Transient", "Permanent"):
@@ -114,10 +114,7 @@ class Metrics:
 
     def count_ingest_response(self, status: int) -> None:
         """Count one ``/ingest`` answer (on the event loop; this runs per request)."""
-        text = self._status_text.get(status)
-        if text is None:
-            text = self._status_text[status] = str(status)
-        self.ingest_responses_total.inc(text)
+        self.ingest_responses_total.inc(status)
 
     def watch_pool(self, depth: Callable[[], float], in_flight: Callable[[], float]) -> None:
         """Read the queue depth and in-flight count from these callables at scrape time."""
