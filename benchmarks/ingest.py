@@ -7,7 +7,7 @@ body limit, HMAC middleware, dedupe and the job queue. The ratio full / bare of 
 is the result (target: at least 0.9). Rounds alternate bare/full so drift hits both alike.
 
 The full stack runs with its default, durable job store (SQLite in a fresh ``STATE_DIR``,
-WAL, ``synchronous=FULL``, group commits). In the same run a third server per round runs
+WAL, group commits, each batch answered once the WAL sync helper has fdatasync'ed the WAL). In the same run a third server per round runs
 the full stack with ``STATE_DURABLE=false`` (the same store on an in-memory database): the
 ratio durable / in-memory of requests/s is what durability costs (target: at least 0.8).
 A fourth server runs the bare route answering in batches (``--batched``: each request waits

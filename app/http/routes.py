@@ -318,6 +318,8 @@ async def _readiness(runtime: Any) -> dict[str, str]:
     else:
         checks["signer"] = "ok" if error is None else f"fail: {error}"
     checks["queue"] = "fail: the job queue is full" if runtime.pool.saturated else "ok"
+    unavailable = runtime.store.unavailable
+    checks["job_store"] = "ok" if unavailable is None else f"fail: {unavailable}"
     if runtime.pool.shutting_down:
         checks["lifecycle"] = "fail: shutting down"
     return checks

@@ -12,22 +12,38 @@ One ticket has at most one active (pending or running) job. A request for a tick
 pending job is merged into it; one for a running ticket sets ``follow_up`` and a new pending
 job is created when the running one ends, in the same transaction.
 
-Threading: calls from the event loop are queued and written on the loop's next turn;
-whatever queued while the previous batch was being committed goes into the next transaction
-together (group commit), so durability costs one fsync per batch, not per request. A batch's
-statements run on the event loop (they take microseconds and never wait for a lock: the
-store has the only connection); its ``COMMIT``, which fsyncs, runs in the store's own thread
-without holding the GIL, and the batch's callers are answered when it returns.
-``synchronous=FULL`` makes a commit survive power loss, not only a crash.
+Durability and threading: calls from the event loop are queued and written on the loop's
+next turn, as one transaction, on the event loop itself (statements and ``COMMIT`` take
+microseconds and never wait for a lock: the store has the only connection). The database runs
+with ``synchronous=NORMAL``, so the ``COMMIT`` only writes the WAL; before the batch's callers
+are answered, the WAL sync helper (:mod:`app.jobs.walsync`, a separate process) calls
+``fdatasync`` on the WAL file. That is what ``synchronous=FULL`` adds in WAL mode ("an additional sync operation
+of the WAL file happens after each transaction commit",
+https://www.sqlite.org/pragma.html#pragma_synchronous): a 202 survives power loss, not only a
+crash. Whatever queues while a sync is in flight goes into the next transaction together (group
+commit): one sync per batch, not per request. Checkpoints stay SQLite's automatic ones, which
+under ``NORMAL`` sync the WAL before and the database file after copying.
+
+Why a process and not a thread: a thread that fsyncs must take the GIL back afterwards, and the
+busy event loop lets go of the GIL only for moments between system calls; under load the thread
+lost that race dozens of times per commit, each loss a futex wake-up and a context switch, and
+``/ingest`` lost ~5 % of its throughput to it (``docs/performance.md``). The helper is driven
+with one byte each way through pipes that the event loop watches. If a sync fails or the helper
+ends, the store fails every later write with :class:`JobStoreUnavailable` (503 at the edge,
+"job_store" failing in ``/healthz?deep=true``) until the service restarts: what was committed
+but not synced is recovered from the WAL or, after a power loss, retried by Zammad.
 """
 
 from __future__ import annotations
 
 import asyncio
 import functools
+import logging
 import os
 import queue
 import sqlite3
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -36,6 +52,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+log = logging.getLogger("app.jobs.store")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -87,7 +105,7 @@ def _resolve(future: asyncio.Future[Any], ok: bool, value: Any) -> None:
 
 
 class _StoreThread:
-    """One thread that runs the store's blocking calls (connect, ``COMMIT``, close) in order.
+    """One thread that runs the store's blocking calls (connect, close) in order.
 
     Lighter than a ``ThreadPoolExecutor``: the hand-off is a ``SimpleQueue`` put (no
     Python-level lock or condition that the two threads would fight over under load) and the
@@ -130,9 +148,100 @@ class _StoreThread:
         self._thread.join()
 
 
-@dataclass(frozen=True, slots=True)
+WALSYNC_SCRIPT = Path(__file__).with_name("walsync.py")
+"""The WAL sync helper's program (:mod:`app.jobs.walsync`), run with ``python -I -S``."""
+
+
+class JobStoreUnavailable(OSError):
+    """The job store cannot make writes durable any more (its WAL sync failed or its helper
+    ended); every later write fails with this too, until the service restarts."""
+
+
+class _WalSync:
+    """Asks the WAL sync helper process (:mod:`app.jobs.walsync`) for one ``fdatasync`` at a
+    time and hands its answer to a callback on the event loop.
+
+    Nothing here blocks or needs another thread: the request is a one-byte pipe write and the
+    answer arrives through ``loop.add_reader``. After a failure (the sync failed, the helper
+    ended or could not be written to) every request fails with the same
+    :class:`JobStoreUnavailable`.
+
+    Args:
+        database: the database file (the helper syncs its ``-wal`` file).
+        loop: the event loop that calls :meth:`request` and gets the answers.
+    """
+
+    def __init__(self, database: Path, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self._proc = subprocess.Popen([sys.executable, "-I", "-S", str(WALSYNC_SCRIPT), f"{database}-wal"],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        self._stdin = self._proc.stdin
+        self._stdout = self._proc.stdout
+        os.set_blocking(self._stdout.fileno(), False)
+        loop.add_reader(self._stdout.fileno(), self._readable)
+        self._waiting: Callable[[BaseException | None], None] | None = None
+        self.error: JobStoreUnavailable | None = None
+
+    def request(self, done: Callable[[BaseException | None], None]) -> None:
+        """Sync what is committed now; ``done(None)`` once it is on disk, ``done(error)`` if not.
+        One request at a time (the store's batches are sequential)."""
+        assert self._waiting is None, "one WAL sync at a time"
+        if self.error is None:
+            try:
+                self._stdin.write(b"s")
+            except OSError as exc:
+                self._fail(f"the WAL sync helper cannot be reached ({exc})")
+        if self.error is not None:
+            self._loop.call_soon(done, self.error)
+            return
+        self._waiting = done
+
+    def _readable(self) -> None:
+        try:
+            answer = os.read(self._stdout.fileno(), 4096)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            answer = f"E{exc}".encode()
+        if answer == b"k":
+            done, self._waiting = self._waiting, None
+            if done is not None:
+                done(None)
+            return
+        if answer.startswith(b"E"):
+            self._fail("the WAL sync failed: " + answer[1:].decode("utf-8", "replace").strip())
+        else:
+            self._fail("the WAL sync helper ended" if not answer else f"the WAL sync helper answered {answer[:40]!r}")
+
+    def _fail(self, reason: str) -> None:
+        if self.error is None:
+            self.error = JobStoreUnavailable(f"the job store cannot make writes durable: {reason}")
+            log.error("job store unavailable", extra={"reason": reason})
+            self._loop.remove_reader(self._stdout.fileno())
+        done, self._waiting = self._waiting, None
+        if done is not None:
+            done(self.error)
+
+    async def close(self) -> None:
+        """End the helper (it exits when its stdin closes) and wait for it."""
+        if self.error is None:
+            self._loop.remove_reader(self._stdout.fileno())
+        self._stdin.close()
+        try:
+            await asyncio.to_thread(self._proc.wait, 10)
+        except subprocess.TimeoutExpired:
+            self._proc.kill()
+            await asyncio.to_thread(self._proc.wait)
+        self._stdout.close()
+
+
+@dataclass(slots=True)
 class JobRequest:
     """What an ingest or retry asks for: archive ``ticket_id``.
+
+    Not ``frozen``: a frozen dataclass's ``__init__`` sets each field through
+    ``object.__setattr__``, and one is built per webhook. Treat it as immutable all the same.
 
     Attributes:
         ticket_id: Zammad ticket id.
@@ -147,9 +256,10 @@ class JobRequest:
     force: bool = False
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Admission:
-    """The store's answer to a :class:`JobRequest`.
+    """The store's answer to a :class:`JobRequest` (not ``frozen``, for the reason given
+    there; treat it as immutable).
 
     Attributes:
         status: ``"accepted"`` (a new pending job), ``"coalesced"`` (merged into the ticket's
@@ -264,6 +374,7 @@ class JobStore:
         self._ops: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
         self._flushing = False
         self._pending_count = 0
+        self._wal_sync: _WalSync | None = None
         self.commits = 0
 
     # -- plumbing --------------------------------------------------------------------------
@@ -274,7 +385,9 @@ class JobStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=FULL")
+            # NORMAL: COMMIT writes the WAL without waiting for the disk; the WAL sync helper's
+            # fdatasync before each batch is answered makes it FULL's durability (module docstring).
+            conn.execute("PRAGMA synchronous=NORMAL")
         conn.row_factory = sqlite3.Row
         conn.executescript(SCHEMA)
         _add_missing_columns(conn)
@@ -298,11 +411,7 @@ class JobStore:
             raise
 
     def _commit(self) -> None:
-        """``COMMIT`` the open transaction (in the store's thread; raises ``sqlite3.Error`` after
-        rolling back). ``Connection.commit()`` rather than ``execute("COMMIT")``: it prepares,
-        steps and finalizes the statement in one stretch without the GIL, where ``execute`` lets
-        go of the GIL and takes it back around the step and again around the statement's reset —
-        and each time this thread takes the GIL back it waits for the busy event loop to yield it."""
+        """``COMMIT`` the open transaction (raises ``sqlite3.Error`` after rolling back)."""
         conn = self._conn
         assert conn is not None
         try:
@@ -358,40 +467,38 @@ class JobStore:
         return future
 
     def _flush_batch(self) -> None:
-        """Write the queued ops as one transaction (on the event loop). The statements run
-        here (microseconds each; no other connection can hold a lock), the ``COMMIT`` — the
-        fsync — in the store's thread, where it does not hold the GIL. The connection is used
-        by one side at a time: the next batch starts only once the commit returned
-        (:meth:`_committed`)."""
+        """Write the queued ops as one transaction, on the event loop: the statements and the
+        ``COMMIT`` take microseconds (``synchronous=NORMAL``: the commit writes the WAL without
+        waiting for the disk; no other connection can hold a lock). A durable store then asks
+        the WAL sync helper to ``fdatasync`` the WAL and answers the batch once it has
+        (:meth:`_synced`); requests that arrive meanwhile queue for the next batch, so one
+        sync covers a whole batch (group commit)."""
         batch, self._ops = self._ops, []
+        if self._wal_sync is not None and self._wal_sync.error is not None:
+            self._settle(batch, None, self._wal_sync.error)  # nothing more is written that cannot be made durable
+            self._next_batch()
+            return
         fns = [f for f, _ in batch]
         try:
             results = self._run_statements(fns)
-        except Exception as exc:  # noqa: BLE001 - BEGIN itself failed
+            if results is None:  # an op failed: redo the batch op by op, each in a savepoint
+                results = self._execute_isolated(fns)
+            else:
+                self._commit()
+        except Exception as exc:  # noqa: BLE001 - BEGIN or COMMIT failed: handed to every op of the batch
             self._settle(batch, None, exc)
             self._next_batch()
             return
-        if results is None:  # an op failed: redo the batch op by op, in the thread
-            self._thread.submit(functools.partial(self._execute_isolated, fns),
-                                functools.partial(self._committed, batch, None))
-        elif self.path is None:
-            try:
-                self._commit()
-            except Exception as exc:  # noqa: BLE001 - handed to every op of the batch
-                self._settle(batch, None, exc)
-            else:
-                self._settle(batch, results, None)
+        if self._wal_sync is None:
+            self._settle(batch, results, None)
             self._next_batch()
         else:
-            self._thread.submit(self._commit, functools.partial(self._committed, batch, results))
+            self._wal_sync.request(functools.partial(self._synced, batch, results))
 
-    def _committed(self, batch: list[tuple[Any, asyncio.Future[Any]]], results: list[tuple[bool, Any]] | None,
-                   ok: bool, value: Any) -> None:
-        """Back on the event loop after the thread's ``COMMIT`` (or isolated re-run)."""
-        if ok:
-            self._settle(batch, results if results is not None else value, None)
-        else:
-            self._settle(batch, None, value)
+    def _synced(self, batch: list[tuple[Any, asyncio.Future[Any]]], results: list[tuple[bool, Any]],
+                error: BaseException | None) -> None:
+        """The WAL sync for ``batch`` ended: answer its callers, then write the next batch."""
+        self._settle(batch, None if error is not None else results, error)
         self._next_batch()
 
     @staticmethod
@@ -416,6 +523,8 @@ class JobStore:
         back to pending; returns what to resume."""
         self._loop = asyncio.get_running_loop()
         await self._thread.call(self._connect)
+        if self.path is not None:
+            self._wal_sync = _WalSync(self.path, self._loop)
 
         def recover(conn: sqlite3.Connection) -> Recovery:
             now = self._clock()
@@ -439,6 +548,8 @@ class JobStore:
         """Wait for queued writes, then close the database."""
         while self._flushing or self._ops:
             await asyncio.sleep(0.01)
+        if self._wal_sync is not None:
+            await self._wal_sync.close()
         if self._conn is not None:
             conn, self._conn = self._conn, None
             await self._thread.call(conn.close)
@@ -654,6 +765,12 @@ class JobStore:
         """Delete expired delivery ids; returns how many."""
         return await self._run(lambda conn: conn.execute("DELETE FROM deliveries WHERE expires_at<=?",
                                                          (self._clock(),)).rowcount)
+
+    @property
+    def unavailable(self) -> str | None:
+        """Why the store cannot make writes durable any more (see :class:`JobStoreUnavailable`), or ``None``."""
+        error = self._wal_sync.error if self._wal_sync is not None else None
+        return str(error) if error is not None else None
 
     @property
     def pending_count(self) -> int:

@@ -400,7 +400,7 @@ async def test_healthz_liveness_and_readiness(archiver, dev_pki):
     status, _, payload = await call("GET", f"{service.url}/healthz")
     assert status == 200 and payload["status"] == "ok" and payload["service"] == "zammad-pdf-archiver"
     status, _, payload = await call("GET", f"{service.url}/healthz?deep=true")
-    assert status == 200 and payload["checks"] == {"storage": "ok", "signer": "ok", "queue": "ok"}
+    assert status == 200 and payload["checks"] == {"storage": "ok", "signer": "ok", "queue": "ok", "job_store": "ok"}
     service.storage_root.rename(service.storage_root.with_name("moved"))
     status, _, payload = await call("GET", f"{service.url}/healthz?deep=true")
     assert status == 503 and payload["status"] == "fail"
@@ -481,3 +481,20 @@ async def test_a_failing_job_store_answers_503_not_500(archiver):
         store.accept_many = original
     assert status == 503 and headers["Retry-After"]
     assert_error_shape(payload, "job_store_unavailable")
+
+
+async def test_a_dead_wal_sync_helper_answers_503_and_fails_readiness(archiver):
+    # The job store's WAL sync helper is a real process; killing it is the fault. Nothing that
+    # cannot be made durable is answered 202 after that.
+    service = await archiver()
+    helper = service.runtime.store._wal_sync._proc
+    helper.kill()
+    await asyncio.to_thread(helper.wait, 10)
+    body, hdrs = signed({"ticket_id": 4711})
+    for _ in range(2):  # the store sees the helper's pipe close; every write is refused from then on
+        status, headers, payload = await call("POST", f"{service.url}/ingest", body=body, headers=hdrs)
+        assert status == 503 and headers["Retry-After"]
+        assert_error_shape(payload, "job_store_unavailable")
+    status, _, payload = await call("GET", f"{service.url}/healthz?deep=true")
+    assert status == 503 and "job_store" in payload["detail"]
+    assert payload["checks"]["job_store"].startswith("fail: the job store cannot make writes durable")
