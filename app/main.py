@@ -24,7 +24,6 @@ from pathlib import Path
 import aiohttp
 import orjson
 from starlette.applications import Starlette
-from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 
 from app import SERVICE_NAME, __version__
@@ -34,7 +33,8 @@ from app.http.body_limit import BodyLimitMiddleware
 from app.http.hmac_auth import HmacSignatureMiddleware
 from app.http.rate_limit import RateLimitMiddleware
 from app.http.request_log import RequestLogMiddleware
-from app.http.routes import http_exception, routes
+from app.http.errors import ArchiverApp
+from app.http.routes import routes
 from app.jobs.pool import RetryPolicy, WorkerPool
 from app.jobs.store import JobRecord, JobStore
 from app.observability.logging import REDACTOR, configure_logging
@@ -331,7 +331,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         if path in INGEST_PATHS:
             count_ingest_response(status)
 
-    app = Starlette(
+    app = ArchiverApp(
         routes=routes,
         middleware=[
             Middleware(RequestLogMiddleware, on_response=count_response),
@@ -347,7 +347,6 @@ def create_app(settings: Settings | None = None) -> Starlette:
                        paths=INGEST_PATHS,
                        require_delivery_id=settings.hardening_webhook_require_delivery_id),
         ],
-        exception_handlers={HTTPException: http_exception},
         lifespan=lifespan,
     )
     # No 307 to "<path>/": its Location would come from the Host header, and it has no JSON body.

@@ -18,7 +18,6 @@ import uuid
 from typing import Any
 
 import orjson
-from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -367,14 +366,6 @@ async def metrics(request: Request) -> Response:
 async def openapi(request: Request) -> Response:
     """``GET /openapi.json``: the OpenAPI 3.1 description of this service (``docs/openapi.yaml``)."""
     return JSONResponse(OPENAPI)
-
-
-async def http_exception(request: Request, exc: Exception) -> Response:
-    """Starlette's own 404/405 answers, in the common error shape."""
-    assert isinstance(exc, HTTPException)
-    codes = {404: "not_found", 405: "method_not_allowed"}
-    return error_response(exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail),
-                          dict(exc.headers or {}))
 
 
 routes = [

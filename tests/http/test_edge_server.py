@@ -118,8 +118,8 @@ async def test_404_and_405_use_the_error_shape(archiver):
     status, _, payload = await call("GET", f"{service.url}/nope")
     assert status == 404
     assert_error_shape(payload, "not_found")
-    status, _, payload = await call("GET", f"{service.url}/ingest")
-    assert status == 405
+    status, headers, payload = await call("GET", f"{service.url}/ingest")
+    assert status == 405 and headers["Allow"] == "POST"
     assert_error_shape(payload, "method_not_allowed")
     # No redirect to the slash-less path (its Location would come from the Host header).
     body, hdrs = signed({"ticket_id": 4711})
@@ -498,3 +498,20 @@ async def test_a_dead_wal_sync_helper_answers_503_and_fails_readiness(archiver):
     status, _, payload = await call("GET", f"{service.url}/healthz?deep=true")
     assert status == 503 and "job_store" in payload["detail"]
     assert payload["checks"]["job_store"].startswith("fail: the job store cannot make writes durable")
+
+
+async def test_an_unhandled_error_is_a_500_in_the_error_shape(archiver):
+    # A bug is stood in for by a metrics exposition that raises (a mock: no real input makes
+    # the service fail there); what is tested is the answer and that nothing of it leaks.
+    service = await archiver(OBSERVABILITY_METRICS_ENABLED="true")
+
+    def broken() -> tuple[bytes, str]:
+        raise RuntimeError(f"exposition failed near {service.settings.zammad_api_token.reveal()}")
+
+    service.runtime.metrics.exposition = broken
+    status, headers, payload = await call("GET", f"{service.url}/metrics")
+    assert status == 500 and headers["Content-Type"] == "application/json"
+    assert_error_shape(payload, "internal_error")
+    assert service.settings.zammad_api_token.reveal() not in json.dumps(payload)
+    status, _, payload = await call("GET", f"{service.url}/healthz")  # the service goes on
+    assert status == 200 and payload["status"] == "ok"

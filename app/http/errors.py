@@ -1,0 +1,93 @@
+"""Pure-ASGI error handling in the common error shape, in place of Starlette's own two layers.
+
+Starlette wraps every application in ``ServerErrorMiddleware`` (outermost: unhandled
+exceptions become a plain-text 500) and ``ExceptionMiddleware`` (innermost: ``HTTPException``
+becomes a response through registered handlers). Together they cost ``/ingest`` about as much
+as the rate limiter and the body limit together — a ``Request`` object and two ``send``
+wrappers per request — for work that is, here, two ``except`` clauses.
+:class:`ArchiverApp` builds its stack with these two classes instead:
+
+- :class:`UnhandledErrorMiddleware` (outermost): an exception nobody handled is logged with its
+  traceback (redacted, as every log line) and answered 500 ``internal_error`` when no response
+  has started; otherwise it is re-raised and the server closes the connection.
+- :class:`HTTPErrorMiddleware` (innermost, around the router): Starlette's ``HTTPException``
+  (the router's 404 and 405) is answered in the error shape, with its headers (``Allow``).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.http.responses import send_error
+
+log = logging.getLogger("app.http")
+
+HTTP_ERROR_CODES = {404: "not_found", 405: "method_not_allowed"}
+"""The ``error`` code for an ``HTTPException``'s status; others get ``http_error``."""
+
+
+class HTTPErrorMiddleware:
+    """Answer Starlette's ``HTTPException`` as ``{"error", "detail"}`` with the exception's
+    status and headers. Raised before a response starts (the router's 404/405 are)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self.app(scope, receive, send)
+        except HTTPException as exc:
+            if scope["type"] != "http":
+                raise
+            headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (exc.headers or {}).items()]
+            await send_error(send, exc.status_code, HTTP_ERROR_CODES.get(exc.status_code, "http_error"),
+                             str(exc.detail), headers)
+
+
+class UnhandledErrorMiddleware:
+    """Log an exception that escaped every other layer and answer 500 ``internal_error`` in the
+    error shape (or, once the response has started, re-raise it: the server closes the
+    connection). Task cancellation and other ``BaseException``\\ s pass through untouched."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        def tracking_send(message: Message) -> Awaitable[None]:
+            # A plain function returning send's awaitable: no coroutine of its own per message.
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            return send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except Exception:
+            log.exception("unhandled error", extra={"method": scope.get("method"), "path": scope.get("path"),
+                                                    "request_id": scope.get("app.request_id")})
+            if started:
+                raise
+            await send_error(send, 500, "internal_error", "an unexpected error occurred; see the service log")
+
+
+class ArchiverApp(Starlette):
+    """Starlette (its router, routes, state and lifespan) with :class:`UnhandledErrorMiddleware`
+    and :class:`HTTPErrorMiddleware` in place of Starlette's ``ServerErrorMiddleware`` and
+    ``ExceptionMiddleware``; the user middlewares sit between them, as in Starlette.
+    ``exception_handlers`` are not used."""
+
+    def build_middleware_stack(self) -> ASGIApp:
+        app: ASGIApp = HTTPErrorMiddleware(self.router)
+        for cls, args, kwargs in reversed(self.user_middleware):
+            app = cls(app, *args, **kwargs)
+        return UnhandledErrorMiddleware(app)
