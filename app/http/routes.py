@@ -30,7 +30,7 @@ from app.http.request_log import TICKET_ID_KEY
 from app.http.responses import JSONResponse, error_response, send_error, send_json
 from app.http.webhook import InvalidPayload, extract_ticket_id, signature_ok
 from app.jobs.pool import ShuttingDown
-from app.jobs.store import Admission, JobRequest
+from app.jobs.store import Admission, JobRequest, JobStoreUnavailable
 
 log = logging.getLogger("app.http")
 
@@ -49,13 +49,19 @@ def _shutting_down() -> Response:
 
 async def _admit(runtime: Any, requests: list[JobRequest]) -> list[Admission] | Response:
     """Record requests durably; a 503 response when refused (queue full, shutting down, or the
-    job store failing to commit: nothing was accepted, so Zammad's retry is the right answer)."""
+    job store failing to commit or to sync: Zammad's retry is the right answer. Nothing was
+    recorded, except when the WAL sync failed after the commit: then the job is on record and
+    runs after a restart, and the retry is answered as a duplicate)."""
     if runtime.pool.shutting_down:
         return _shutting_down()
     try:
         admissions = await runtime.pool.submit_many(requests)
     except ShuttingDown:
         return _shutting_down()
+    except JobStoreUnavailable as exc:  # logged once, with its reason, by the store
+        log.warning("job store refused the job", extra={"reason": str(exc)})
+        return error_response(503, "job_store_unavailable",
+                              "the job could not be recorded (see the service log); retry later", {"Retry-After": "10"})
     except Exception:  # noqa: BLE001 - e.g. the state disk is full: Zammad retries a 503
         log.exception("job store refused the job")
         return error_response(503, "job_store_unavailable",

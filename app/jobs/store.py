@@ -17,21 +17,26 @@ next turn, as one transaction, on the event loop itself (statements and ``COMMIT
 microseconds and never wait for a lock: the store has the only connection). The database runs
 with ``synchronous=NORMAL``, so the ``COMMIT`` only writes the WAL; before the batch's callers
 are answered, the WAL sync helper (:mod:`app.jobs.walsync`, a separate process) calls
-``fdatasync`` on the WAL file. That is what ``synchronous=FULL`` adds in WAL mode ("an additional sync operation
-of the WAL file happens after each transaction commit",
+``fdatasync`` on the WAL file. That is what ``synchronous=FULL`` adds in WAL mode ("an
+additional sync operation of the WAL file happens after each transaction commit",
 https://www.sqlite.org/pragma.html#pragma_synchronous): a 202 survives power loss, not only a
 crash. Whatever queues while a sync is in flight goes into the next transaction together (group
-commit): one sync per batch, not per request. Checkpoints stay SQLite's automatic ones, which
-under ``NORMAL`` sync the WAL before and the database file after copying.
+commit): one sync per batch, not per request. SQLite's automatic checkpoint is off (it would
+run inside a ``COMMIT`` on the loop, with two fsyncs); every :data:`CHECKPOINT_BATCHES`
+batches a ``PASSIVE`` checkpoint runs in the store's thread while new requests queue.
 
 Why a process and not a thread: a thread that fsyncs must take the GIL back afterwards, and the
 busy event loop lets go of the GIL only for moments between system calls; under load the thread
 lost that race dozens of times per commit, each loss a futex wake-up and a context switch, and
-``/ingest`` lost ~5 % of its throughput to it (``docs/performance.md``). The helper is driven
-with one byte each way through pipes that the event loop watches. If a sync fails or the helper
-ends, the store fails every later write with :class:`JobStoreUnavailable` (503 at the edge,
-"job_store" failing in ``/healthz?deep=true``) until the service restarts: what was committed
-but not synced is recovered from the WAL or, after a power loss, retried by Zammad.
+``/ingest`` lost ~5 % of its throughput to it, ~35 % in a bad round (``docs/performance.md``).
+The helper is driven with one byte each way through pipes that the event loop watches.
+
+Failures: a helper that ends is started again and asked again (at most once a second). A sync
+that fails is final: from then on every write fails with :class:`JobStoreUnavailable` (503 at
+the edge, ``job_store`` failing in ``/healthz?deep=true``) while reads still answer, until the
+service restarts. The batch whose sync failed is committed but was not answered: it is
+recovered from the WAL at the next start (or, after a power loss, Zammad's retry brings it). A
+sync unanswered for :data:`STALL_SECONDS` fails readiness too.
 """
 
 from __future__ import annotations
@@ -153,8 +158,22 @@ WALSYNC_SCRIPT = Path(__file__).with_name("walsync.py")
 
 
 class JobStoreUnavailable(OSError):
-    """The job store cannot make writes durable any more (its WAL sync failed or its helper
-    ended); every later write fails with this too, until the service restarts."""
+    """The job store cannot make writes durable (a WAL sync failed, or the store is closed);
+    after a failed sync every later write fails with this too, until the service restarts."""
+
+
+RESPAWN_SECONDS = 1.0
+"""A WAL sync helper that ends (without reporting a failed sync) is started again, unless the
+previous one was started less than this many seconds before: then the store gives up."""
+STALL_SECONDS = 10.0
+"""A WAL sync unanswered for longer makes :attr:`JobStore.unavailable` say so (readiness fails)."""
+CHECKPOINT_BATCHES = 100
+"""Durable batches between two checkpoints (a few hundred WAL pages at most; SQLite's automatic
+checkpoint, switched off here, would run at 1,000, inside a ``COMMIT`` on the event loop)."""
+CLOSE_WAIT_SECONDS = 30.0
+"""How long :meth:`JobStore.close` waits for batches in flight before it ends the WAL sync helper."""
+HELPER_EXIT_SECONDS = 10.0
+"""How long closing waits for the helper to exit after its stdin closed, before killing it."""
 
 
 class _WalSync:
@@ -162,8 +181,10 @@ class _WalSync:
     time and hands its answer to a callback on the event loop.
 
     Nothing here blocks or needs another thread: the request is a one-byte pipe write and the
-    answer arrives through ``loop.add_reader``. After a failure (the sync failed, the helper
-    ended or could not be written to) every request fails with the same
+    answer arrives through ``loop.add_reader``. A helper that ends is started again and asked
+    again (a new ``fdatasync`` covers what the old one may not have finished), at most once per
+    :data:`RESPAWN_SECONDS`. A sync that fails (``EIO``, ``ENOSPC``: the disk may have dropped
+    the data) is final: that request and every later one fail with
     :class:`JobStoreUnavailable`.
 
     Args:
@@ -173,29 +194,51 @@ class _WalSync:
 
     def __init__(self, database: Path, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
-        self._proc = subprocess.Popen([sys.executable, "-I", "-S", str(WALSYNC_SCRIPT), f"{database}-wal"],
+        self._wal = f"{database}-wal"
+        self._waiting: Callable[[BaseException | None], None] | None = None
+        self._requested_at = 0.0
+        self._closed = False
+        self.error: JobStoreUnavailable | None = None
+        self._start()
+
+    def _start(self) -> None:
+        self._started_at = time.monotonic()
+        self._proc = subprocess.Popen([sys.executable, "-I", "-S", str(WALSYNC_SCRIPT), self._wal],
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
         assert self._proc.stdin is not None and self._proc.stdout is not None
         self._stdin = self._proc.stdin
         self._stdout = self._proc.stdout
         os.set_blocking(self._stdout.fileno(), False)
-        loop.add_reader(self._stdout.fileno(), self._readable)
-        self._waiting: Callable[[BaseException | None], None] | None = None
-        self.error: JobStoreUnavailable | None = None
+        self._loop.add_reader(self._stdout.fileno(), self._readable)
+
+    def _stop_reading(self) -> None:
+        self._loop.remove_reader(self._stdout.fileno())
+        self._stdin.close()
+        self._stdout.close()
 
     def request(self, done: Callable[[BaseException | None], None]) -> None:
         """Sync what is committed now; ``done(None)`` once it is on disk, ``done(error)`` if not.
         One request at a time (the store's batches are sequential)."""
         assert self._waiting is None, "one WAL sync at a time"
-        if self.error is None:
-            try:
-                self._stdin.write(b"s")
-            except OSError as exc:
-                self._fail(f"the WAL sync helper cannot be reached ({exc})")
+        if self.error is None and self._closed:
+            self._loop.call_soon(done, JobStoreUnavailable("the job store is closed"))
+            return
         if self.error is not None:
             self._loop.call_soon(done, self.error)
             return
         self._waiting = done
+        self._requested_at = time.monotonic()
+        self._send()
+
+    def _send(self) -> None:
+        try:
+            self._stdin.write(b"s")
+        except (OSError, ValueError):  # the helper is gone; its end is read in _readable
+            pass
+
+    def stalled_for(self) -> float:
+        """Seconds the current request has waited (0 with none waiting)."""
+        return time.monotonic() - self._requested_at if self._waiting is not None else 0.0
 
     def _readable(self) -> None:
         try:
@@ -208,32 +251,48 @@ class _WalSync:
             done, self._waiting = self._waiting, None
             if done is not None:
                 done(None)
-            return
-        if answer.startswith(b"E"):
+        elif answer.startswith(b"E"):
             self._fail("the WAL sync failed: " + answer[1:].decode("utf-8", "replace").strip())
+        elif answer or self._closed:
+            self._fail(f"the WAL sync helper answered {answer[:40]!r}" if answer else "the job store is closed")
+        elif time.monotonic() - self._started_at < RESPAWN_SECONDS:
+            self._fail(f"the WAL sync helper ended again within {RESPAWN_SECONDS:g} s (exit status "
+                       f"{self._proc.poll()})")
         else:
-            self._fail("the WAL sync helper ended" if not answer else f"the WAL sync helper answered {answer[:40]!r}")
+            log.warning("WAL sync helper ended; starting it again", extra={"exit_status": self._proc.poll()})
+            self._stop_reading()
+            try:
+                self._proc.wait(1)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+            self._start()
+            if self._waiting is not None:
+                self._send()
 
     def _fail(self, reason: str) -> None:
-        if self.error is None:
+        if self.error is None and not self._closed:
             self.error = JobStoreUnavailable(f"the job store cannot make writes durable: {reason}")
             log.error("job store unavailable", extra={"reason": reason})
-            self._loop.remove_reader(self._stdout.fileno())
+            self._stop_reading()
         done, self._waiting = self._waiting, None
         if done is not None:
-            done(self.error)
+            done(self.error or JobStoreUnavailable(reason))
 
     async def close(self) -> None:
-        """End the helper (it exits when its stdin closes) and wait for it."""
+        """End the helper (it exits when its stdin closes) and wait for it; a request still
+        waiting fails. Idempotent."""
+        if self._closed:
+            return
+        self._closed = True
         if self.error is None:
-            self._loop.remove_reader(self._stdout.fileno())
-        self._stdin.close()
+            self._stop_reading()
+        self._fail("the job store was closed before the WAL sync answered")
         try:
-            await asyncio.to_thread(self._proc.wait, 10)
+            await asyncio.to_thread(self._proc.wait, HELPER_EXIT_SECONDS)
         except subprocess.TimeoutExpired:
             self._proc.kill()
             await asyncio.to_thread(self._proc.wait)
-        self._stdout.close()
 
 
 @dataclass(slots=True)
@@ -375,6 +434,7 @@ class JobStore:
         self._flushing = False
         self._pending_count = 0
         self._wal_sync: _WalSync | None = None
+        self._batches_since_checkpoint = 0
         self.commits = 0
 
     # -- plumbing --------------------------------------------------------------------------
@@ -384,10 +444,15 @@ class JobStore:
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             conn = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+            if str(mode).lower() != "wal":  # the helper's sync of the -wal file would protect nothing
+                conn.close()
+                raise sqlite3.OperationalError(f"{self.path}: SQLite refused WAL mode (journal_mode={mode})")
             # NORMAL: COMMIT writes the WAL without waiting for the disk; the WAL sync helper's
             # fdatasync before each batch is answered makes it FULL's durability (module docstring).
             conn.execute("PRAGMA synchronous=NORMAL")
+            # Checkpoints run in the store's thread (see _synced), not inside a COMMIT on the loop.
+            conn.execute("PRAGMA wal_autocheckpoint=0")
         conn.row_factory = sqlite3.Row
         conn.executescript(SCHEMA)
         _add_missing_columns(conn)
@@ -475,7 +540,7 @@ class JobStore:
         sync covers a whole batch (group commit)."""
         batch, self._ops = self._ops, []
         if self._wal_sync is not None and self._wal_sync.error is not None:
-            self._settle(batch, None, self._wal_sync.error)  # nothing more is written that cannot be made durable
+            self._read_only(batch, self._wal_sync.error)
             self._next_batch()
             return
         fns = [f for f, _ in batch]
@@ -495,10 +560,55 @@ class JobStore:
         else:
             self._wal_sync.request(functools.partial(self._synced, batch, results))
 
+    def _read_only(self, batch: list[tuple[Any, asyncio.Future[Any]]], error: JobStoreUnavailable) -> None:
+        """Once writes cannot be made durable: run the batch's ops in a transaction that is rolled
+        back; an op that changed nothing (a read: ``GET /jobs``, recovery's look-ups) gets its
+        result, one that wrote gets ``error``."""
+        conn = self._conn
+        assert conn is not None
+        try:
+            conn.execute("BEGIN")
+        except Exception as exc:  # noqa: BLE001 - handed to every op
+            self._settle(batch, None, exc)
+            return
+        try:
+            for fn, future in batch:
+                before = conn.total_changes
+                try:
+                    value = fn(conn)
+                except Exception as exc:  # noqa: BLE001 - handed to its op
+                    _resolve(future, False, exc)
+                    continue
+                _resolve(future, conn.total_changes == before, value if conn.total_changes == before else error)
+        finally:
+            conn.execute("ROLLBACK")
+            self._recount(conn)
+
     def _synced(self, batch: list[tuple[Any, asyncio.Future[Any]]], results: list[tuple[bool, Any]],
                 error: BaseException | None) -> None:
-        """The WAL sync for ``batch`` ended: answer its callers, then write the next batch."""
+        """The WAL sync for ``batch`` ended: answer its callers, then write the next batch (after
+        a checkpoint every :data:`CHECKPOINT_BATCHES` batches)."""
         self._settle(batch, None if error is not None else results, error)
+        self._batches_since_checkpoint += 1
+        if error is None and self._batches_since_checkpoint >= CHECKPOINT_BATCHES:
+            self._batches_since_checkpoint = 0
+            # The connection goes to the store's thread meanwhile; new ops queue (_flushing stays set).
+            self._thread.submit(self._checkpoint, self._checkpointed)
+            return
+        self._next_batch()
+
+    def _checkpoint(self) -> tuple[int, int, int]:
+        """``PRAGMA wal_checkpoint(PASSIVE)`` (in the store's thread): copies the WAL's pages into
+        the database file, syncing the WAL before and the database after (``synchronous=NORMAL``);
+        returns SQLite's ``(busy, log frames, checkpointed frames)``."""
+        conn = self._conn
+        assert conn is not None
+        busy, frames, done = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return busy, frames, done
+
+    def _checkpointed(self, ok: bool, value: Any) -> None:
+        if not ok:  # the WAL only grows until the next one succeeds; durability is not affected
+            log.warning("job store checkpoint failed", extra={"error": f"{type(value).__name__}: {value}"})
         self._next_batch()
 
     @staticmethod
@@ -546,10 +656,13 @@ class JobStore:
 
     async def close(self) -> None:
         """Wait for queued writes, then close the database."""
-        while self._flushing or self._ops:
+        deadline = time.monotonic() + CLOSE_WAIT_SECONDS
+        while (self._flushing or self._ops) and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         if self._wal_sync is not None:
-            await self._wal_sync.close()
+            await self._wal_sync.close()  # a sync still unanswered (a hung disk) fails its batch
+            while self._flushing or self._ops:  # what queued behind it is answered read-only
+                await asyncio.sleep(0.01)
         if self._conn is not None:
             conn, self._conn = self._conn, None
             await self._thread.call(conn.close)
@@ -615,7 +728,13 @@ class JobStore:
 
         Returns a future (await it) with one :class:`Admission` per request, in order, set once
         the transaction is committed; it raises what the commit raised (e.g. ``sqlite3.Error``,
-        ``OSError`` for a full disk). Queued when called, written on the loop's next turn."""
+        ``OSError`` for a full disk), and :class:`JobStoreUnavailable` once a WAL sync failed —
+        also for a delivery id already on record: what the failed sync left is not known to be
+        on disk. Queued when called, written on the loop's next turn."""
+        if self._wal_sync is not None and self._wal_sync.error is not None:
+            refused: asyncio.Future[list[Admission]] = asyncio.get_running_loop().create_future()
+            refused.set_exception(self._wal_sync.error)
+            return refused
         def op(conn: sqlite3.Connection) -> list[Admission]:
             now = self._clock()
             if len(requests) == 1:
@@ -768,9 +887,15 @@ class JobStore:
 
     @property
     def unavailable(self) -> str | None:
-        """Why the store cannot make writes durable any more (see :class:`JobStoreUnavailable`), or ``None``."""
-        error = self._wal_sync.error if self._wal_sync is not None else None
-        return str(error) if error is not None else None
+        """Why the store cannot make writes durable (see :class:`JobStoreUnavailable`), or why it
+        may not (a WAL sync unanswered for more than :data:`STALL_SECONDS`), else ``None``."""
+        if self._wal_sync is None:
+            return None
+        if self._wal_sync.error is not None:
+            return str(self._wal_sync.error)
+        stalled = self._wal_sync.stalled_for()
+        return f"a WAL sync has not answered for {stalled:.0f} s (is the state disk hung?)" \
+            if stalled > STALL_SECONDS else None
 
     @property
     def pending_count(self) -> int:

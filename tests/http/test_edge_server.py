@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import yaml
 
+import app.jobs.store as store_module
 from app.devtools.webhook import zammad_webhook
 from app.http.openapi import OPENAPI
 from tests.conftest import HMAC_SECRET, REPO
@@ -483,21 +484,41 @@ async def test_a_failing_job_store_answers_503_not_500(archiver):
     assert_error_shape(payload, "job_store_unavailable")
 
 
-async def test_a_dead_wal_sync_helper_answers_503_and_fails_readiness(archiver):
-    # The job store's WAL sync helper is a real process; killing it is the fault. Nothing that
-    # cannot be made durable is answered 202 after that.
+async def test_a_killed_wal_sync_helper_is_started_again(archiver):
     service = await archiver()
-    helper = service.runtime.store._wal_sync._proc
+    store = service.runtime.store
+    await asyncio.sleep(store_module.RESPAWN_SECONDS + 0.1)
+    helper = store._wal_sync._proc
     helper.kill()
     await asyncio.to_thread(helper.wait, 10)
     body, hdrs = signed({"ticket_id": 4711})
-    for _ in range(2):  # the store sees the helper's pipe close; every write is refused from then on
+    status, _, payload = await call("POST", f"{service.url}/ingest", body=body, headers=hdrs)
+    assert status == 202 and payload["status"] == "accepted"
+    assert store._wal_sync._proc.pid != helper.pid
+
+
+async def test_a_failing_wal_sync_answers_503_fails_readiness_and_jobs_still_reads(archiver, monkeypatch, tmp_path):
+    # A disk whose fdatasync fails is stood in for by a helper that reports EIO once the test
+    # says so (the service's start-up syncs succeed); the service around it is real.
+    helper, failing = tmp_path / "failing_walsync.py", tmp_path / "disk-fails"
+    helper.write_text(f"import os\nwhile os.read(0, 1):\n    if os.path.exists({str(failing)!r}):\n"
+                      f"        os.write(1, b'E[Errno 5] Input/output error\\n')\n        break\n"
+                      f"    os.write(1, b'k')\n")
+    monkeypatch.setattr(store_module, "WALSYNC_SCRIPT", helper)
+    service = await archiver(ADMIN_BEARER_TOKEN="admin-token-1")
+    failing.touch()
+    body, hdrs = signed({"ticket_id": 4711})
+    for _ in range(2):  # the sync fails; every later write is refused
         status, headers, payload = await call("POST", f"{service.url}/ingest", body=body, headers=hdrs)
         assert status == 503 and headers["Retry-After"]
         assert_error_shape(payload, "job_store_unavailable")
     status, _, payload = await call("GET", f"{service.url}/healthz?deep=true")
     assert status == 503 and "job_store" in payload["detail"]
     assert payload["checks"]["job_store"].startswith("fail: the job store cannot make writes durable")
+    assert "Input/output error" in payload["checks"]["job_store"]
+    status, _, payload = await call("GET", f"{service.url}/jobs/4711",
+                                    headers={"Authorization": "Bearer admin-token-1"})
+    assert status == 200 and payload["ticket_id"] == 4711  # reads still answer
 
 
 async def test_an_unhandled_error_is_a_500_in_the_error_shape(archiver):

@@ -27,6 +27,20 @@ while os.read(0, 1):
         time.sleep(0.01)
     os.write(1, b"k")
 """
+ENDING_HELPER = """
+import os
+os.read(0, 1)
+os.write(1, b"k")  # the store's opening batch; then it ends without an answer
+os.read(0, 1)
+"""
+HANGING_HELPER = """
+import os, signal, time
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+os.read(0, 1)
+os.write(1, b"k")
+os.read(0, 1)
+time.sleep(3600)  # a hung disk
+"""
 FAILING_HELPER = """
 import os
 os.read(0, 1)
@@ -72,7 +86,7 @@ async def test_a_batch_is_answered_only_after_its_wal_sync(monkeypatch, tmp_path
     assert jobs_in(path) == [7, 8]
 
 
-async def test_a_failed_sync_makes_the_store_refuse_writes(monkeypatch, tmp_path):
+async def test_a_failed_sync_makes_the_store_refuse_writes_but_answer_reads(monkeypatch, tmp_path):
     use_helper(monkeypatch, tmp_path, FAILING_HELPER)
     store = open_store(tmp_path / "jobs.sqlite3")
     await store.open()
@@ -82,20 +96,64 @@ async def test_a_failed_sync_makes_the_store_refuse_writes(monkeypatch, tmp_path
     assert "the WAL sync failed" in (store.unavailable or "")
     with pytest.raises(JobStoreUnavailable):
         await store.accept(JobRequest(2))
+    job = await store.latest(1)  # reads still work (GET /jobs/{id} while the disk is failing)
+    assert job is not None and job.ticket_id == 1
+    assert await store.latest(2) is None
     await asyncio.wait_for(store.close(), 15)
     assert jobs_in(tmp_path / "jobs.sqlite3") == [1]  # committed, never answered; nothing after it
 
 
-async def test_a_killed_helper_makes_the_store_refuse_writes_and_close_still_works(tmp_path):
+async def test_a_killed_helper_is_started_again(tmp_path):
     store = open_store(tmp_path / "jobs.sqlite3")
     await store.open()
-    assert (await store.accept(JobRequest(1))).status == "accepted"
+    await asyncio.sleep(store_module.RESPAWN_SECONDS + 0.1)
     helper = store._wal_sync._proc
     helper.kill()
     await asyncio.to_thread(helper.wait, 10)
-    with pytest.raises(JobStoreUnavailable, match="helper ended"):
-        await asyncio.wait_for(store.accept(JobRequest(2)), 5)
+    assert (await asyncio.wait_for(store.accept(JobRequest(2)), 10)).status == "accepted"
+    assert store._wal_sync._proc.pid != helper.pid and store.unavailable is None
     await asyncio.wait_for(store.close(), 15)
+    assert jobs_in(tmp_path / "jobs.sqlite3") == [2]
+
+
+async def test_a_helper_that_keeps_ending_makes_the_store_refuse_writes(monkeypatch, tmp_path):
+    use_helper(monkeypatch, tmp_path, ENDING_HELPER)
+    store = open_store(tmp_path / "jobs.sqlite3")
+    await store.open()
+    with pytest.raises(JobStoreUnavailable, match="ended again"):
+        await asyncio.wait_for(store.accept(JobRequest(1)), 10)
+    await asyncio.wait_for(store.close(), 15)
+
+
+async def test_a_hung_sync_fails_readiness_and_close_still_ends(monkeypatch, tmp_path):
+    use_helper(monkeypatch, tmp_path, HANGING_HELPER)
+    monkeypatch.setattr(store_module, "STALL_SECONDS", 0.2)
+    monkeypatch.setattr(store_module, "CLOSE_WAIT_SECONDS", 0.5)
+    monkeypatch.setattr(store_module, "HELPER_EXIT_SECONDS", 0.5)
+    store = open_store(tmp_path / "jobs.sqlite3")
+    await store.open()
+    accepting = asyncio.ensure_future(store.accept(JobRequest(1)))
+    await asyncio.sleep(0.4)
+    assert not accepting.done()
+    assert "has not answered" in (store.unavailable or "")
+    await asyncio.wait_for(store.close(), 20)
+    with pytest.raises(JobStoreUnavailable, match="closed"):
+        await accepting
+
+
+async def test_checkpoints_move_the_wal_into_the_database_file(monkeypatch, tmp_path):
+    monkeypatch.setattr(store_module, "CHECKPOINT_BATCHES", 3)
+    path = tmp_path / "jobs.sqlite3"
+    store = open_store(path)
+    await store.open()
+    for ticket in range(1, 6):  # one batch each: the opening batch and these make a checkpoint
+        await store.accept(JobRequest(ticket))
+    # The database file alone (no -wal beside it) already holds what was checkpointed.
+    alone = tmp_path / "alone" / "jobs.sqlite3"
+    alone.parent.mkdir()
+    alone.write_bytes(path.read_bytes())
+    assert jobs_in(alone)[:2] == [1, 2]
+    await store.close()
 
 
 async def test_the_real_helper_survives_close_and_reopen(tmp_path):
