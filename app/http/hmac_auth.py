@@ -83,9 +83,12 @@ class HmacSignatureMiddleware:
             return
         header = None
         has_delivery = False
+        need_delivery = self.require_delivery_id
         for name, value in scope["headers"]:
-            if name == SIGNATURE_HEADER:
+            if name == SIGNATURE_HEADER and header is None:  # the first one counts
                 header = value.decode("latin-1")
+                if not need_delivery:
+                    break
             elif name == DELIVERY_HEADER:
                 has_delivery = bool(value.strip())
         if self.secret is not None:

@@ -44,20 +44,25 @@ class TokenBuckets:
     def take(self, client: str) -> float:
         """Take one token for ``client``; returns 0 when allowed, else the seconds to wait."""
         now = self._clock()
-        bucket = self._buckets.get(client)
+        buckets = self._buckets
+        bucket = buckets.get(client)
         if bucket is None:
             bucket = [self.burst, now]
-            self._buckets[client] = bucket
-            if len(self._buckets) > self.max_clients:
-                self._buckets.popitem(last=False)
+            buckets[client] = bucket
+            if len(buckets) > self.max_clients:
+                buckets.popitem(last=False)
+            tokens = self.burst
         else:
-            self._buckets.move_to_end(client)
-            bucket[0] = min(self.burst, bucket[0] + (now - bucket[1]) * self.rate)
+            buckets.move_to_end(client)
+            tokens = bucket[0] + (now - bucket[1]) * self.rate
+            if tokens > self.burst:
+                tokens = self.burst
             bucket[1] = now
-        if bucket[0] >= 1.0:
-            bucket[0] -= 1.0
+        if tokens >= 1.0:
+            bucket[0] = tokens - 1.0
             return 0.0
-        return (1.0 - bucket[0]) / self.rate
+        bucket[0] = tokens
+        return (1.0 - tokens) / self.rate
 
     def __len__(self) -> int:
         return len(self._buckets)
