@@ -7,7 +7,8 @@ process of the service's tree is sampled every 0.1 s for ``VmHWM`` (the kernel's
 resident set, ``/proc/<pid>/status``), keeping each process's highest value.
 
 Reported: the main process, the largest render child, and the sum over the whole tree
-(main process, forkserver, render processes, resource tracker) — the target (under
+(main process, forkserver, render processes, resource tracker, the job store's WAL sync
+helper, ~9 MiB) — the target (under
 300 MiB) is on the sum. Summing per-process peaks overstates the true peak: the peaks need
 not coincide, and pages the render children share with the forkserver count once per child.
 For information only, the highest summed PSS (``Pss`` of ``/proc/<pid>/smaps_rollup``: shared
@@ -91,7 +92,8 @@ def run(quick: bool = False) -> list[Result]:
         Result("memory", "peak RSS, service main process", round(peaks.get(main_pid, 0.0), 1), "MiB"),
         Result("memory", f"peak RSS, largest of {len(children)} child processes",
                round(max(children.values(), default=0.0), 1), "MiB"),
-        Result("memory", "peak RSS, the other child processes together (forkserver, tracker, idle renderers)",
+        Result("memory", "peak RSS, the other child processes together (forkserver, tracker, idle renderers, "
+               "WAL sync helper)",
                round(sum(children.values()) - max(children.values(), default=0.0), 1), "MiB"),
         Result("memory", f"peak RSS, sum over service tree ({len(peaks)} processes), {articles} articles",
                round(total, 1), "MiB", target, total < TARGET_MIB and not missing),

@@ -28,7 +28,8 @@ batches a ``PASSIVE`` checkpoint runs in the store's thread while new requests q
 Why a process and not a thread: a thread that fsyncs must take the GIL back afterwards, and the
 busy event loop lets go of the GIL only for moments between system calls; under load the thread
 lost that race dozens of times per commit, each loss a futex wake-up and a context switch, and
-``/ingest`` lost ~5 % of its throughput to it, ~35 % in a bad round (``docs/performance.md``).
+``/ingest`` lost ~5 % of its throughput to it, a third in one round of eight
+(``docs/performance.md``, "The webhook edge: no sync thread").
 The helper is driven with one byte each way through pipes that the event loop watches.
 
 Failures: a helper that ends is started again and asked again (at most once a second). A sync
