@@ -58,12 +58,11 @@ async def _admit(runtime: Any, requests: list[JobRequest]) -> list[Admission] | 
         admissions = await runtime.pool.submit_many(requests)
     except ShuttingDown:
         return _shutting_down()
-    except JobStoreUnavailable as exc:  # logged once, with its reason, by the store
-        log.warning("job store refused the job", extra={"reason": str(exc)})
-        return error_response(503, "job_store_unavailable",
-                              "the job could not be recorded (see the service log); retry later", {"Retry-After": "10"})
-    except Exception:  # noqa: BLE001 - e.g. the state disk is full: Zammad retries a 503
-        log.exception("job store refused the job")
+    except Exception as exc:  # noqa: BLE001 - e.g. the state disk is full: Zammad retries a 503
+        if isinstance(exc, JobStoreUnavailable):  # the store logged its reason once, with the cause
+            log.warning("job store refused the job", extra={"reason": str(exc)})
+        else:
+            log.exception("job store refused the job")
         return error_response(503, "job_store_unavailable",
                               "the job could not be recorded (see the service log); retry later", {"Retry-After": "10"})
     duplicates = 0

@@ -221,11 +221,9 @@ class _WalSync:
         """Sync what is committed now; ``done(None)`` once it is on disk, ``done(error)`` if not.
         One request at a time (the store's batches are sequential)."""
         assert self._waiting is None, "one WAL sync at a time"
-        if self.error is None and self._closed:
-            self._loop.call_soon(done, JobStoreUnavailable("the job store is closed"))
-            return
-        if self.error is not None:
-            self._loop.call_soon(done, self.error)
+        refusal = self.refusal()
+        if refusal is not None:
+            self._loop.call_soon(done, refusal)
             return
         self._waiting = done
         self._requested_at = time.monotonic()
@@ -236,6 +234,12 @@ class _WalSync:
             self._stdin.write(b"s")
         except (OSError, ValueError):  # the helper is gone; its end is read in _readable
             pass
+
+    def refusal(self) -> JobStoreUnavailable | None:
+        """Why writes must be refused now (a failed sync, or the store closing), else ``None``."""
+        if self.error is None and self._closed:
+            return JobStoreUnavailable("the job store is closed")
+        return self.error
 
     def stalled_for(self) -> float:
         """Seconds the current request has waited (0 with none waiting)."""
@@ -540,8 +544,9 @@ class JobStore:
         (:meth:`_synced`); requests that arrive meanwhile queue for the next batch, so one
         sync covers a whole batch (group commit)."""
         batch, self._ops = self._ops, []
-        if self._wal_sync is not None and self._wal_sync.error is not None:
-            self._read_only(batch, self._wal_sync.error)
+        refusal = self._wal_sync.refusal() if self._wal_sync is not None else None
+        if refusal is not None:
+            self._read_only(batch, refusal)
             self._next_batch()
             return
         fns = [f for f, _ in batch]
@@ -732,9 +737,10 @@ class JobStore:
         ``OSError`` for a full disk), and :class:`JobStoreUnavailable` once a WAL sync failed —
         also for a delivery id already on record: what the failed sync left is not known to be
         on disk. Queued when called, written on the loop's next turn."""
-        if self._wal_sync is not None and self._wal_sync.error is not None:
+        refusal = self._wal_sync.refusal() if self._wal_sync is not None else None
+        if refusal is not None:
             refused: asyncio.Future[list[Admission]] = asyncio.get_running_loop().create_future()
-            refused.set_exception(self._wal_sync.error)
+            refused.set_exception(refusal)
             return refused
         def op(conn: sqlite3.Connection) -> list[Admission]:
             now = self._clock()

@@ -112,10 +112,6 @@ class Metrics:
         for step in STEPS:
             self.step_duration_seconds.labels(step)
 
-    def count_ingest_response(self, status: int) -> None:
-        """Count one ``/ingest`` answer (on the event loop; this runs per request)."""
-        self.ingest_responses_total.inc(status)
-
     def watch_pool(self, depth: Callable[[], float], in_flight: Callable[[], float]) -> None:
         """Read the queue depth and in-flight count from these callables at scrape time."""
         self.queue_depth.set_function(depth)

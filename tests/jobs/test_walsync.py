@@ -203,3 +203,14 @@ def test_helper_syncs_the_current_wal_file_ignores_sigterm_and_ends_with_stdin(t
     finally:
         proc.kill()
         proc.wait()
+
+
+async def test_a_write_while_the_store_closes_is_refused_not_committed(tmp_path):
+    store = open_store(tmp_path / "jobs.sqlite3")
+    await store.open()
+    closing = asyncio.ensure_future(store.close())
+    await asyncio.sleep(0)  # close() is now waiting for the helper to exit
+    with pytest.raises(JobStoreUnavailable, match="closed"):
+        await asyncio.wait_for(store.accept(JobRequest(9)), 5)
+    await asyncio.wait_for(closing, 15)
+    assert jobs_in(tmp_path / "jobs.sqlite3") == []
