@@ -6,6 +6,9 @@
 #   python3-venv   `python3 -m venv` on Debian
 #   fonts-noto-core, fonts-dejavu-core   fallback fonts: Arabic, Hebrew, symbols (Noto Sans ships in app/render/fonts)
 #   fonts-noto-cjk, fonts-noto-color-emoji   CJK and emoji fallback fonts (the render tests need them)
+#   postgresql     initdb, pg_ctl, psql under /usr/lib/postgresql/N/bin: the tests start their own
+#                  throw-away server (tests/postgres_server.py; own port and socket dir, so the
+#                  cluster "main" that Debian's package may create and start is never used)
 #
 # Runs apt-get only when something is missing and only as root; otherwise prints what to
 # install and exits 1. Nothing to do: exits 0 silently.
@@ -21,6 +24,7 @@ python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 [[ -f /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]] || missing+=(fonts-dejavu-core)
 [[ -f /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc ]] || missing+=(fonts-noto-cjk)
 [[ -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ]] || missing+=(fonts-noto-color-emoji)
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 
 if [[ ${#missing[@]} -eq 0 ]]; then
     exit 0
