@@ -1,17 +1,19 @@
-"""End-to-end fixtures: dev PKI, the Zammad simulator, and the archiver on a real Hypercorn.
+"""End-to-end fixtures: dev PKI, the Zammad simulator, the archiver on a real Hypercorn, and a
+real PostgreSQL.
 
 Everything listens on 127.0.0.1. The archiver runs in the test's event loop (Hypercorn's
 ``serve`` with a shutdown trigger), so a test can look at its runtime as well as at its
-HTTP answers.
+HTTP answers. PostgreSQL is Debian's, started by the test run (``tests/postgres_server.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import socket
 import subprocess
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from hypercorn.config import Config
 from app.config import Settings, load_settings
 from app.devtools.zammad_simulator import ZammadSimulator
 from app.main import create_app
+from tests import postgres_server as pg
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures" / "zammad"
@@ -151,3 +154,39 @@ async def archiver(simulator: ZammadSimulator, dev_pki: DevPki, tmp_path: Path) 
     for stop, task in stops:
         stop.set()
         await asyncio.wait_for(task, 30)
+
+
+
+@pytest.fixture(scope="session")
+def postgres_server(request: pytest.FixtureRequest) -> pg.PostgresServer:
+    """One throw-away PostgreSQL for the whole run (Debian's binaries; see tests/postgres_server.py).
+
+    Stopped and removed at the end of the run, also after Ctrl-C or a failure (finalizer, with
+    an ``atexit`` hook and a watchdog behind it). Fails (does not skip) when PostgreSQL is not
+    installed, naming the install step: a skip would hide it.
+    """
+    try:
+        server = pg.start()
+    except pg.PostgresNotInstalled as exc:
+        missing = str(exc)
+    else:
+        request.addfinalizer(server.stop)
+        return server
+    pytest.fail(missing, pytrace=False)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: pg.PostgresServer) -> Iterator[str]:
+    """A fresh, empty database for this test: ``postgresql://archiver:PW@127.0.0.1:PORT/t_<hex>``.
+
+    The URL carries the superuser's password. After the test the server is brought back if the
+    test left it paused or killed, and the database is dropped, ending the connections still
+    open to it.
+    """
+    name = f"t_{secrets.token_hex(8)}"
+    url = postgres_server.create_database(name)
+    yield url
+    postgres_server.resume()
+    if not postgres_server.running:
+        postgres_server.restart()
+    postgres_server.drop_database(name)
