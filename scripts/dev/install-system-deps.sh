@@ -3,6 +3,7 @@
 #
 #   poppler-utils  pdfsig, pdftotext, pdfinfo, pdffonts (independent PDF verifiers)
 #   openssl        dev certificates, `openssl cms -verify`, `openssl ts` (local TSA)
+#   qpdf           `qpdf --check` and `qpdf --json` (structure checks in the render tests)
 #   python3-venv   `python3 -m venv` on Debian
 #   fonts-noto-core, fonts-dejavu-core   fallback fonts: Arabic, Hebrew, symbols (Noto Sans ships in app/render/fonts)
 #   fonts-noto-cjk, fonts-noto-color-emoji   CJK and emoji fallback fonts (the render tests need them)
@@ -18,6 +19,7 @@ missing=()
 command -v pdfsig >/dev/null 2>&1 || missing+=(poppler-utils)
 command -v pdftotext >/dev/null 2>&1 || missing+=(poppler-utils)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v qpdf >/dev/null 2>&1 || missing+=(qpdf)
 python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 [[ -d /usr/share/fonts/truetype/noto ]] || missing+=(fonts-noto-core)
 [[ -f /usr/share/fonts/truetype/noto/NotoSansArabic-Regular.ttf ]] || missing+=(fonts-noto-core)
