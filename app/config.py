@@ -131,7 +131,7 @@ def setting(env: str, kind: str, default: Any, doc: str, *, toml: str | None = N
     return field(default=default, metadata={"env": env, "kind": kind, "doc": doc, "toml": toml})
 
 
-_TABLES = {"admin", "zammad", "webhook", "hardening", "storage", "signing", "tsa", "server", "workflow", "pdf", "log",
+_TABLES = {"admin", "job", "zammad", "webhook", "hardening", "storage", "signing", "tsa", "server", "workflow", "pdf", "log",
            "shutdown", "render", "healthz", "observability", "metrics", "state"}
 
 _MIB = 1024 * 1024
@@ -230,6 +230,14 @@ class Settings:
                                   "Keep jobs in STATE_DIR; false keeps them in memory only (lost on restart)")
     workflow_delivery_id_ttl_seconds: int = setting("WORKFLOW_DELIVERY_ID_TTL_SECONDS", "int", 3600,
                                                     "How long a X-Zammad-Delivery id is remembered, in seconds")
+    job_store_url: Secret | None = setting(
+        "JOB_STORE_URL", "secret", None,
+        "postgresql://user:password@host:port/database: keep jobs in PostgreSQL, shared by several replicas "
+        "(unset: SQLite in STATE_DIR, one instance)")
+    job_lease_seconds: float = setting(
+        "JOB_LEASE_SECONDS", "float", 60.0,
+        "With JOB_STORE_URL: how long a replica's claim on a job holds without renewal; a dead replica's "
+        "jobs are reclaimed after it")
 
     pdf_template: str = setting("PDF_TEMPLATE", "str", "default", "PDF layout template")
     pdf_timezone: str = setting("PDF_TIMEZONE", "str", "UTC", "Time zone of times shown in the PDF (IANA name)")
@@ -289,6 +297,10 @@ class Settings:
             value = getattr(self, f.name)
             if isinstance(value, Secret) and value:
                 out.append(value.reveal())
+        if self.job_store_url:  # its password alone, wherever a driver's message quotes it
+            password = urlsplit(self.job_store_url.reveal()).password
+            if password:
+                out.append(password)
         return out
 
 
@@ -398,6 +410,12 @@ def _validate(s: Settings, *, require_complete: bool) -> None:
              "the base must be >= 0 and the maximum >= the base")
     if s.state_durable and s.state_dir is None:
         fail("state_dir", "is required when STATE_DURABLE=true")
+    if s.job_store_url is not None:
+        store = urlsplit(s.job_store_url.reveal())
+        if store.scheme not in {"postgresql", "postgres"} or not store.hostname or not store.path.strip("/"):
+            fail("job_store_url", "must be postgresql://user:password@host:port/database (with a database name)")
+    if s.job_lease_seconds < 4:
+        fail("job_lease_seconds", "must be at least 4 (leases are renewed every quarter of it)")
     if s.render_processes < 0:
         fail("render_processes", "must be 0 (one per CPU) or more")
     if not 0 < s.server_port < 65536:

@@ -36,7 +36,8 @@ from app.http.request_log import RequestLogMiddleware
 from app.http.errors import ArchiverApp
 from app.http.routes import routes
 from app.jobs.pool import RetryPolicy, WorkerPool
-from app.jobs.store import JobRecord, JobStore
+from app.jobs.records import JobRecord
+from app.jobs.store import JobStore, create_job_store
 from app.observability.logging import REDACTOR, configure_logging
 from app.observability.metrics import Metrics
 from app.render.images import image_references
@@ -92,11 +93,11 @@ class ArchiveRunner:
     async def execute(self, job: JobRecord) -> ArchiveOutcome:
         """Run the job's archive.
 
-        Every job runs with ``resume=True``: the store keeps one job per ticket at a time and
-        the service runs as a single instance, so a ``pdf:processing`` tag found when a job
-        starts was left by an interrupted run of this service (a crash, or a shutdown whose
-        tag revert did not reach Zammad) — the job takes it over instead of leaving the
-        ticket stuck.
+        Every job runs with ``resume=True``: the store lets one job per ticket run at a time
+        (with several replicas too: a run needs the job's lease), so a ``pdf:processing`` tag
+        found when a job starts was left by an interrupted run (a crash, a replica that died,
+        or a shutdown whose tag revert did not reach Zammad) — the job takes it over instead
+        of leaving the ticket stuck.
         """
         archived_at = datetime.fromisoformat(job.archived_at) if job.archived_at else None
         return await self.workflow.execute(job.ticket_id, job_id=job.job_id, delivery_id=job.delivery_id,
@@ -290,9 +291,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                                    outcome.failure.classification.value if outcome.failure else None,
                                    seconds, outcome.step_seconds)
 
-            db_path = settings.state_dir / "jobs.sqlite3" if settings.state_durable and settings.state_dir else None
-            runtime.store = JobStore(db_path, delivery_ttl_seconds=settings.workflow_delivery_id_ttl_seconds,
-                                     max_pending=settings.workflow_queue_max)
+            runtime.store = create_job_store(settings)
             runtime.pool = WorkerPool(
                 runtime.store, ArchiveRunner(workflow, max_attempts=settings.workflow_max_attempts),
                 workers=settings.workers, on_outcome=on_outcome,

@@ -30,7 +30,7 @@ from app.http.request_log import TICKET_ID_KEY
 from app.http.responses import JSONResponse, error_response, send_error, send_json
 from app.http.webhook import InvalidPayload, extract_ticket_id, signature_ok
 from app.jobs.pool import ShuttingDown
-from app.jobs.store import Admission, JobRequest, JobStoreUnavailable
+from app.jobs.records import Admission, JobRequest, JobStoreUnavailable
 
 log = logging.getLogger("app.http")
 

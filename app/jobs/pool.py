@@ -1,6 +1,6 @@
 """The worker pool: a fixed number of workers fed by an ``asyncio.Queue``, backed by the job store.
 
-Admission goes through :class:`app.jobs.store.JobStore` (committed before ``/ingest``
+Admission goes through the job store (:class:`app.jobs.store.JobStore`) (committed before ``/ingest``
 answers); the queue is only the in-process hand-off of job ids to the workers. A worker
 takes a job, runs it (:meth:`JobRunner.execute`), decides what comes next with the
 :class:`RetryPolicy` — done, retry later (Transient, attempts left), dead (Transient,
@@ -11,11 +11,19 @@ job only once its report is delivered: one job per ticket at a time, across all 
 
 At start the store's recovery is resumed: interrupted jobs run again, scheduled retries
 wait for their time, undelivered reports are delivered.
+
+With a shared store (PostgreSQL, several replicas) a job accepted here is still handed over
+in memory, but the store decides who runs it: a run starts only with a claim (a lease), and a
+claimer task also takes work the other replicas accepted, retried or left behind — when the
+store's ``NOTIFY`` says so, and every :data:`~app.jobs.postgres.POLL_SECONDS` — as long as a
+worker is free. A job whose lease another replica took over is cancelled here and writes
+nothing more (:class:`~app.jobs.records.LeaseLost`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import logging
 import random
@@ -25,12 +33,15 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from app.jobs.store import Admission, JobRecord, JobRequest, JobStore
+from app.jobs.records import Admission, JobRecord, JobRequest, LeaseLost
+from app.jobs.store import JobStore
 from app.workflow.archive import ArchiveOutcome, Report, UndeliverableReport
 
 log = logging.getLogger("app.jobs")
 
 PURGE_INTERVAL_SECONDS = 60.0
+CLAIM_POLL_SECONDS = 1.0
+"""With a shared store: how often the claimer looks for work without a NOTIFY."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +81,7 @@ class _Work:
     kind: str  # "run" or "deliver"
     job_id: str
     ticket_id: int
+    claimed: JobRecord | None = None  # already claimed from a shared store (lease held)
 
 
 class WorkerPool:
@@ -101,6 +113,8 @@ class WorkerPool:
         self._tasks: list[asyncio.Task[None]] = []
         self._deliveries: set[asyncio.Task[None]] = set()
         self._accepting = False
+        self._runs: dict[str, asyncio.Task[ArchiveOutcome]] = {}
+        self._lost: set[str] = set()
         self.shutting_down = False
 
     # -- admission ---------------------------------------------------------------------------
@@ -150,7 +164,9 @@ class WorkerPool:
         ``{"state": "none"}``; plus ``in_flight``."""
         record = await self.store.latest(ticket_id)
         out: dict[str, Any] = record.describe() if record is not None else {"state": "none"}
-        out["in_flight"] = ticket_id in self._running
+        # With a shared store the job may run on another replica: the store's state says it.
+        out["in_flight"] = ticket_id in self._running or (
+            self.store.shared and record is not None and record.state == "running")
         return out
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -170,6 +186,9 @@ class WorkerPool:
         self._accepting = True
         self._tasks = [asyncio.create_task(self._work(), name=f"archive-worker-{i}") for i in range(self._workers)]
         self._tasks.append(asyncio.create_task(self._scheduler(), name="retry-scheduler"))
+        if self.store.shared:
+            self.store.on_lease_lost = self._lease_lost  # type: ignore[attr-defined]  # PostgresJobStore only
+            self._tasks.append(asyncio.create_task(self._claimer(), name="job-claimer"))
 
     async def stop(self, grace_seconds: float) -> None:
         """Stop taking jobs; let running jobs (and their reports) finish for ``grace_seconds``; then cancel.
@@ -201,7 +220,7 @@ class WorkerPool:
             delivery = None
             try:
                 if work.kind == "deliver":
-                    record = await self.store.get(work.job_id)
+                    record = work.claimed or await self.store.get(work.job_id)
                     if record is not None and record.report is not None and not record.reported:
                         await self._deliver(record, Report.from_dict(record.report))
                 else:
@@ -239,18 +258,29 @@ class WorkerPool:
     async def _run(self, work: _Work) -> Coroutine[Any, Any, None] | None:
         """Run one job to its end in the store; the delivery of its report, not yet awaited
         (``None`` when there is nothing to deliver)."""
-        record = await self.store.start(work.job_id, datetime.now(UTC).isoformat())
+        record = work.claimed or await self.store.start(work.job_id, datetime.now(UTC).isoformat())
         if record is None:
             return None
         self._running[record.ticket_id] = record.job_id
         started = time.perf_counter()
         try:
-            outcome = await self.runner.execute(record)
+            if self.store.shared:  # a task of its own, so that a lost lease can cancel the run alone
+                run = self._runs[record.job_id] = asyncio.ensure_future(self.runner.execute(record))
+                outcome = await run
+            else:
+                outcome = await self.runner.execute(record)
         except asyncio.CancelledError:
-            await asyncio.shield(self.store.requeue(record.job_id))
+            if record.job_id in self._lost:  # another replica runs it now: nothing to give back
+                log.warning("run cancelled: the job's lease was taken over by another replica",
+                            extra={"job_id": record.job_id, "ticket_id": record.ticket_id})
+                return None
+            with contextlib.suppress(LeaseLost):
+                await asyncio.shield(self.store.requeue(record.job_id))
             raise
         finally:
             self._running.pop(record.ticket_id, None)
+            self._runs.pop(record.job_id, None)
+            self._lost.discard(record.job_id)
         if self._on_outcome is not None:
             self._on_outcome(record, outcome, time.perf_counter() - started)
 
@@ -258,8 +288,13 @@ class WorkerPool:
         if outcome.status == "failed" and failure is not None and failure.transient \
                 and record.attempts < self.retry.max_attempts:
             at = time.time() + self.retry.delay(record.attempts)
-            await self.store.retry_later(record.job_id, at=at, error=failure.cause, step=outcome.reason,
-                                         classification=failure.classification.value)
+            try:
+                await self.store.retry_later(record.job_id, at=at, error=failure.cause, step=outcome.reason,
+                                             classification=failure.classification.value)
+            except LeaseLost:
+                log.warning("retry not recorded: the job's lease was taken over by another replica",
+                            extra={"job_id": record.job_id, "ticket_id": record.ticket_id})
+                return None
             heapq.heappush(self._schedule, (at, record.job_id, record.ticket_id))
             self._wake.set()
             log.warning("job will be retried", extra={"job_id": record.job_id, "ticket_id": record.ticket_id,
@@ -270,12 +305,17 @@ class WorkerPool:
         report = self.runner.report(record, outcome, gave_up=gave_up)
         state = {"archived": "done", "skipped": "done"}.get(outcome.status, "dead" if gave_up else "failed")
         result = f"skipped: {outcome.reason}" if outcome.status == "skipped" else outcome.status
-        follow_up = await self.store.finish(
-            record.job_id, state=state, result=result, report=report.as_dict() if report else None,
-            error=failure.cause if failure else None, step=outcome.reason if failure else None,
-            classification=failure.classification.value if failure else None,
-            output_path=outcome.stored.relative_path if outcome.stored else None,
-            sha256=outcome.stored.sha256 if outcome.stored else None)
+        try:
+            follow_up = await self.store.finish(
+                record.job_id, state=state, result=result, report=report.as_dict() if report else None,
+                error=failure.cause if failure else None, step=outcome.reason if failure else None,
+                classification=failure.classification.value if failure else None,
+                output_path=outcome.stored.relative_path if outcome.stored else None,
+                sha256=outcome.stored.sha256 if outcome.stored else None)
+        except LeaseLost:
+            log.warning("outcome not recorded: the job's lease was taken over by another replica",
+                        extra={"job_id": record.job_id, "ticket_id": record.ticket_id, "status": outcome.status})
+            return None
         if follow_up is not None:
             self._busy[record.ticket_id].append(_Work("run", follow_up, record.ticket_id))
         return self._deliver(record, report, fresh=True) if report is not None else None
@@ -298,7 +338,12 @@ class WorkerPool:
             except UndeliverableReport as exc:
                 log.error("report given up", extra={"job_id": record.job_id, "ticket_id": record.ticket_id,
                                                     "cause": str(exc)})
-                await self.store.mark_reported(record.job_id, given_up=str(exc))
+                with contextlib.suppress(LeaseLost):
+                    await self.store.mark_reported(record.job_id, given_up=str(exc))
+                return
+            except LeaseLost:  # another replica delivers it now (the note is posted once per job id)
+                log.warning("report handed over: its lease was taken over by another replica",
+                            extra={"job_id": record.job_id, "ticket_id": record.ticket_id})
                 return
             except asyncio.CancelledError:
                 raise
@@ -307,6 +352,39 @@ class WorkerPool:
                             extra={"job_id": record.job_id, "ticket_id": record.ticket_id, "retry_in": delay})
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._deliver_max)
+
+    def _lease_lost(self, job_id: str) -> None:
+        """The store found that another replica took ``job_id`` over: cancel its run here."""
+        run = self._runs.get(job_id)
+        if run is not None and not run.done():
+            self._lost.add(job_id)
+            run.cancel()
+
+    async def _claimer(self) -> None:
+        """With a shared store: claim due work (new, retried, or left by a replica that died
+        or stopped) and undelivered reports whose lease ran out, while workers are free; on
+        the store's NOTIFY, else every :data:`CLAIM_POLL_SECONDS`."""
+        event = self.store.work_available
+        assert event is not None
+        while True:
+            try:
+                await asyncio.wait_for(event.wait(), CLAIM_POLL_SECONDS)
+            except TimeoutError:
+                pass
+            event.clear()
+            if not self._accepting:
+                continue
+            try:
+                free = self._workers - len(self._running) - self._queue.qsize()
+                if free > 0:
+                    for record in await self.store.claim_due(free, datetime.now(UTC).isoformat()):
+                        self._queue.put_nowait(_Work("run", record.job_id, record.ticket_id, record))
+                for record in await self.store.claim_reports(max(self._workers, 1)):
+                    self._queue.put_nowait(_Work("deliver", record.job_id, record.ticket_id, record))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the store logs outages; the next turn tries again
+                log.debug("claiming work failed", extra={"error": f"{type(exc).__name__}: {exc}"})
 
     async def _scheduler(self) -> None:
         next_purge = time.monotonic() + PURGE_INTERVAL_SECONDS

@@ -1,6 +1,6 @@
 """The job store's WAL sync helper: a tiny process that makes committed transactions durable.
 
-Run by :class:`app.jobs.store.JobStore` as ``python -I -S walsync.py DB-WAL-PATH`` (standard
+Run by :class:`app.jobs.sqlite.SqliteJobStore` as ``python -I -S walsync.py DB-WAL-PATH`` (standard
 library only, no imports from ``app``). Protocol on stdin/stdout, one byte each way:
 
 - it reads one byte (any value): "sync what is committed now";

@@ -15,7 +15,7 @@ from typing import Any
 import aiohttp
 import yaml
 
-import app.jobs.store as store_module
+import app.jobs.sqlite as store_module
 from app.devtools.webhook import zammad_webhook
 from app.http.openapi import OPENAPI
 from tests.conftest import HMAC_SECRET, REPO

@@ -1,4 +1,5 @@
-"""Job store (real SQLite files) and worker pool: admission, coalescing, retries, recovery, outbox."""
+"""Job store and worker pool on both backends (real SQLite files, a real PostgreSQL): admission,
+coalescing, retries, recovery, outbox."""
 
 from __future__ import annotations
 
@@ -11,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from app.jobs.pool import RetryPolicy, WorkerPool
-from app.jobs.store import Admission, JobRecord, JobRequest, JobStore
+from app.jobs.records import Admission, JobRecord, JobRequest
+from app.jobs.sqlite import SqliteJobStore as JobStore
 from app.workflow.archive import ArchiveOutcome, Report, UndeliverableReport
 from app.workflow.classify import classify
 from app.errors import ZammadApiError
@@ -21,8 +23,8 @@ def store_at(path: Path | None, **kw) -> JobStore:
     return JobStore(path, delivery_ttl_seconds=kw.pop("ttl", 3600), max_pending=kw.pop("max_pending", 100), **kw)
 
 
-async def test_accept_coalesce_duplicate_and_full(tmp_path):
-    store = store_at(tmp_path / "jobs.sqlite3", max_pending=2)
+async def test_accept_coalesce_duplicate_and_full(make_store):
+    store = make_store(max_pending=2)
     await store.open()
     first = await store.accept(JobRequest(1, delivery_id="d1"))
     assert first.status == "accepted" and first.new
@@ -38,9 +40,9 @@ async def test_accept_coalesce_duplicate_and_full(tmp_path):
     await store.close()
 
 
-async def test_delivery_ids_expire_and_win_over_full(tmp_path):
+async def test_delivery_ids_expire_and_win_over_full(make_store):
     now = [1000.0]
-    store = store_at(tmp_path / "jobs.sqlite3", max_pending=1, ttl=60, clock=lambda: now[0])
+    store = make_store(max_pending=1, ttl=60, clock=lambda: now[0])
     await store.open()
     first = await store.accept(JobRequest(1, delivery_id="d1"))
     assert first.status == "accepted"
@@ -63,8 +65,8 @@ async def test_delivery_ids_expire_and_win_over_full(tmp_path):
     await store.close()
 
 
-async def test_batch_is_all_or_nothing_on_capacity(tmp_path):
-    store = store_at(tmp_path / "jobs.sqlite3", max_pending=2)
+async def test_batch_is_all_or_nothing_on_capacity(make_store):
+    store = make_store(max_pending=2)
     await store.open()
     answers = await store.accept_many([JobRequest(1), JobRequest(2), JobRequest(3)])
     assert [a.status for a in answers] == ["full"] * 3
@@ -74,8 +76,8 @@ async def test_batch_is_all_or_nothing_on_capacity(tmp_path):
     await store.close()
 
 
-async def test_running_job_gets_one_follow_up(tmp_path):
-    store = store_at(tmp_path / "jobs.sqlite3")
+async def test_running_job_gets_one_follow_up(make_store):
+    store = make_store()
     await store.open()
     job = await store.accept(JobRequest(7))
     record = await store.start(job.job_id, "2025-03-06T13:20:11+00:00")
@@ -178,8 +180,8 @@ async def until(condition: Callable[[], bool], seconds: float) -> None:
         await asyncio.sleep(0.01)
 
 
-async def run_pool(tmp_path, runner, requests, *, max_attempts=3, workers=3) -> tuple[WorkerPool, JobStore]:
-    store = store_at(tmp_path / "jobs.sqlite3")
+async def run_pool(make_store, runner, requests, *, max_attempts=3, workers=3) -> tuple[WorkerPool, JobStore]:
+    store = make_store()
     pool = WorkerPool(store, runner, workers=workers, retry=RetryPolicy(max_attempts, 0.02, 0.05),
                       deliver_backoff_max_seconds=0.05)
     await pool.start()
@@ -189,9 +191,9 @@ async def run_pool(tmp_path, runner, requests, *, max_attempts=3, workers=3) -> 
     return pool, store
 
 
-async def test_retries_then_success_dead_and_permanent(tmp_path):
+async def test_retries_then_success_dead_and_permanent(make_store):
     runner = FakeRunner({1: ["transient", "ok"], 2: ["transient"] * 3, 3: ["permanent"]})
-    pool, store = await run_pool(tmp_path, runner, [JobRequest(1), JobRequest(2), JobRequest(3)])
+    pool, store = await run_pool(make_store, runner, [JobRequest(1), JobRequest(2), JobRequest(3)])
     assert sorted(runner.runs) == [(1, 1), (1, 2), (2, 1), (2, 2), (2, 3), (3, 1)]
     states = {t: (await pool.status(t)) for t in (1, 2, 3)}
     assert states[1]["last_error"] is None and states[1]["attempts"] == 2  # done: the retried error is gone
@@ -204,10 +206,10 @@ async def test_retries_then_success_dead_and_permanent(tmp_path):
     await store.close()
 
 
-async def test_one_job_per_ticket_across_workers(tmp_path):
+async def test_one_job_per_ticket_across_workers(make_store):
     runner = FakeRunner({})
     runner.gate.clear()
-    store = store_at(tmp_path / "jobs.sqlite3")
+    store = make_store()
     pool = WorkerPool(store, runner, workers=4, retry=RetryPolicy(3, 0.01, 0.02))
     await pool.start()
     first = await pool.submit(JobRequest(5))
@@ -223,9 +225,9 @@ async def test_one_job_per_ticket_across_workers(tmp_path):
     await store.close()
 
 
-async def test_report_delivery_is_retried_until_it_succeeds(tmp_path):
+async def test_report_delivery_is_retried_until_it_succeeds(make_store):
     runner = FakeRunner({}, deliver_failures=3)
-    pool, store = await run_pool(tmp_path, runner, [JobRequest(9)])
+    pool, store = await run_pool(make_store, runner, [JobRequest(9)])
     assert runner.delivered == [(9, "archived")]
     # Only the first attempt is fresh: a failed post may have reached Zammad.
     assert runner.fresh == [True, False, False, False]
@@ -234,7 +236,7 @@ async def test_report_delivery_is_retried_until_it_succeeds(tmp_path):
     await store.close()
 
 
-async def test_a_slow_report_frees_the_worker_but_holds_its_ticket(tmp_path):
+async def test_a_slow_report_frees_the_worker_but_holds_its_ticket(make_store):
     """With one worker, the next ticket runs while a report is still being delivered; the
     same ticket's follow-up waits for the delivery; stop() leaves an undelivered report in
     the store's outbox."""
@@ -257,7 +259,7 @@ async def test_a_slow_report_frees_the_worker_but_holds_its_ticket(tmp_path):
         return await plain_execute(job)
 
     runner.execute = logged_execute  # type: ignore[method-assign]
-    store = store_at(tmp_path / "jobs.sqlite3")
+    store = make_store()
     pool = WorkerPool(store, runner, workers=1, retry=RetryPolicy(3, 0.01, 0.02))
     await pool.start()
     await pool.submit(JobRequest(1))
@@ -281,9 +283,9 @@ async def test_a_slow_report_frees_the_worker_but_holds_its_ticket(tmp_path):
     await store.close()
 
 
-async def test_undeliverable_report_is_given_up(tmp_path):
+async def test_undeliverable_report_is_given_up(make_store):
     runner = FakeRunner({}, undeliverable=True)
-    pool, store = await run_pool(tmp_path, runner, [JobRequest(9)])
+    pool, store = await run_pool(make_store, runner, [JobRequest(9)])
     assert pool.idle and runner.delivered == []
     status = await pool.status(9)
     assert status["reported"] is True and status["report_error"] == "ticket gone"
@@ -291,24 +293,26 @@ async def test_undeliverable_report_is_given_up(tmp_path):
     await store.close()
 
 
-async def test_shutdown_puts_a_running_job_back_and_a_restart_resumes_it(tmp_path):
+async def test_shutdown_puts_a_running_job_back_and_a_restart_resumes_it(make_store):
     runner = FakeRunner({})
     runner.gate.clear()
-    store = store_at(tmp_path / "jobs.sqlite3")
+    store = make_store()
     pool = WorkerPool(store, runner, workers=1, retry=RetryPolicy(3, 0.01, 0.02))
     await pool.start()
     admission = await pool.submit(JobRequest(11))
-    await asyncio.sleep(0.05)
+    await until(lambda: 11 in runner.active, 2)
     await pool.stop(0.05)
     await store.close()
-    record_store = store_at(tmp_path / "jobs.sqlite3")
+    record_store = make_store()
     recovery = await record_store.open()
-    assert recovery.due == [(admission.job_id, 11)] and recovery.interrupted == 0
-    assert (await record_store.get(admission.job_id)).attempts == 0  # the cancelled run does not count
+    if make_store.backend == "sqlite":
+        assert recovery.due == [(admission.job_id, 11)] and recovery.interrupted == 0
+    record = await record_store.get(admission.job_id)
+    assert (record.state, record.attempts) == ("pending", 0)  # the cancelled run does not count
     await record_store.close()
 
     runner.gate.set()
-    pool, store = await run_pool(tmp_path, runner, [])
+    pool, store = await run_pool(make_store, runner, [])
     assert runner.runs == [(11, 1)] and runner.delivered == [(11, "archived")]
     await pool.stop(0)
     await store.close()
@@ -322,8 +326,8 @@ async def test_in_memory_store_works_the_same(tmp_path):
     await store.close()
 
 
-async def test_concurrent_accepts_are_group_committed(tmp_path):
-    store = store_at(tmp_path / "jobs.sqlite3", max_pending=10_000)
+async def test_concurrent_accepts_are_group_committed(make_store):
+    store = make_store(max_pending=10_000)
     await store.open()
     before = store.commits
     answers = await asyncio.gather(*(store.accept(JobRequest(i, delivery_id=f"d{i}")) for i in range(500)))

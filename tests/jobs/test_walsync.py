@@ -14,8 +14,9 @@ from pathlib import Path
 
 import pytest
 
-import app.jobs.store as store_module
-from app.jobs.store import JobRequest, JobStore, JobStoreUnavailable
+import app.jobs.sqlite as store_module
+from app.jobs.records import JobRequest, JobStoreUnavailable
+from app.jobs.sqlite import SqliteJobStore as JobStore
 
 # Stand-in helpers for faults a real disk does not produce on demand; they speak the same
 # protocol as app/jobs/walsync.py (one byte in, ``k`` or ``E<text>\n`` out).

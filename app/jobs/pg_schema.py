@@ -1,0 +1,207 @@
+"""The PostgreSQL job store's schema: tables, indexes, the admission function, and migrations.
+
+Everything lives in its own schema, :data:`SCHEMA` (``zammad_pdf_archiver``), in the database
+that ``JOB_STORE_URL`` names — a database of its own, never Zammad's (:func:`app.jobs.postgres`
+refuses one that holds Zammad's ``tickets`` table). :data:`MIGRATIONS` are applied in order
+at start under an advisory lock, so replicas that start together apply each one once; the
+version reached is kept in ``schema_version``.
+
+The semantics are those of the SQLite store (:mod:`app.jobs.sqlite`), made safe for several
+writers:
+
+- one active (pending or running) job per ticket is a partial unique index
+  (``jobs_one_active_per_ticket``), not only a rule of the code;
+- :data:`ACCEPT_FUNCTION` records a batch of webhooks in one statement (one round trip): the
+  delivery id is claimed with an upsert that only takes over an expired id, the ticket's
+  active job is locked (``FOR UPDATE``) before it is merged into, and a new job is inserted
+  with ``ON CONFLICT DO NOTHING`` on that index (another replica inserted first: merge into
+  its job instead);
+- running jobs and undelivered reports carry a lease (``lease_owner``, ``lease_expires_at``)
+  and a fencing counter (``fence``, raised by every claim): a replica writes to a job only
+  while ``fence`` is the value its claim returned.
+"""
+
+from __future__ import annotations
+
+SCHEMA = "zammad_pdf_archiver"
+"""The PostgreSQL schema holding the store's tables (created when missing)."""
+
+NOTIFY_CHANNEL = "zammad_pdf_archiver_jobs"
+"""``LISTEN``/``NOTIFY`` channel: a job became claimable (new, requeued, retried, or its
+ticket's report was delivered). Not durable: replicas poll as well."""
+
+MIGRATION_LOCK = 0x7A70_6461_0001
+"""``pg_advisory_lock`` key held while the schema is created or migrated."""
+
+PURGE_LOCK = 0x7A70_6461_0002
+"""``pg_try_advisory_xact_lock`` key: one replica at a time prunes old rows."""
+
+ACCEPT_FUNCTION = f"""
+CREATE OR REPLACE FUNCTION {SCHEMA}.accept_jobs(
+    p_tickets bigint[], p_deliveries text[], p_reasons text[], p_forces boolean[], p_groups integer[],
+    p_job_ids text[], p_now double precision, p_ttl double precision, p_max_pending bigint)
+RETURNS TABLE (o_status text, o_job_id text, o_created boolean)
+LANGUAGE plpgsql AS $fn$
+#variable_conflict use_column
+DECLARE
+    n integer := coalesce(array_length(p_tickets, 1), 0);
+    i integer := 1;
+    j integer;
+    k integer;
+    pending bigint;
+    need bigint;
+    act record;
+    jid text;
+    status text;
+    created boolean;
+BEGIN
+    -- A 202 is answered after this commits: make the commit wait for the WAL flush whatever
+    -- the server's or the role's default (transaction-local, like SET LOCAL).
+    PERFORM set_config('synchronous_commit', 'on', true);
+    SELECT count(*) INTO pending FROM {SCHEMA}.jobs WHERE state = 'pending';
+    WHILE i <= n LOOP
+        j := i;  -- the group [i, j]: one /ingest, or one /ingest/batch (all or nothing on capacity)
+        WHILE j < n AND p_groups[j + 1] = p_groups[i] LOOP
+            j := j + 1;
+        END LOOP;
+        SELECT count(DISTINCT u.t) INTO need
+          FROM unnest(p_tickets[i:j], p_deliveries[i:j]) AS u(t, d)
+         WHERE NOT EXISTS (SELECT 1 FROM {SCHEMA}.jobs a
+                            WHERE a.ticket_id = u.t AND a.state IN ('pending', 'running'))
+           AND NOT EXISTS (SELECT 1 FROM {SCHEMA}.deliveries d
+                            WHERE d.delivery_id = u.d AND d.expires_at > p_now);
+        IF need > 0 AND pending + need > p_max_pending THEN
+            FOR k IN i..j LOOP  -- nothing recorded; a live delivery id still answers duplicate
+                SELECT d.job_id INTO jid FROM {SCHEMA}.deliveries d
+                 WHERE d.delivery_id = p_deliveries[k] AND d.expires_at > p_now;
+                o_status := CASE WHEN jid IS NULL THEN 'full' ELSE 'duplicate' END;
+                o_job_id := jid;
+                o_created := false;
+                RETURN NEXT;
+            END LOOP;
+            i := j + 1;
+            CONTINUE;
+        END IF;
+        FOR k IN i..j LOOP
+            jid := NULL;
+            IF p_deliveries[k] IS NOT NULL THEN
+                -- Claim the delivery id, or take over one whose TTL ran out.
+                INSERT INTO {SCHEMA}.deliveries AS d (delivery_id, job_id, expires_at)
+                VALUES (p_deliveries[k], p_job_ids[k], p_now + p_ttl)
+                ON CONFLICT (delivery_id) DO UPDATE
+                   SET job_id = excluded.job_id, expires_at = excluded.expires_at
+                 WHERE d.expires_at <= p_now
+                RETURNING d.job_id INTO jid;
+                IF jid IS NULL THEN
+                    SELECT d.job_id INTO jid FROM {SCHEMA}.deliveries d WHERE d.delivery_id = p_deliveries[k];
+                    o_status := 'duplicate';
+                    o_job_id := jid;
+                    o_created := false;
+                    RETURN NEXT;
+                    CONTINUE;
+                END IF;
+            END IF;
+            LOOP
+                SELECT a.job_id, a.state, a.force, a.follow_up, a.follow_up_force INTO act
+                  FROM {SCHEMA}.jobs a
+                 WHERE a.ticket_id = p_tickets[k] AND a.state IN ('pending', 'running')
+                   FOR UPDATE;
+                IF FOUND THEN
+                    IF act.state = 'pending' THEN
+                        IF p_forces[k] AND NOT act.force THEN
+                            UPDATE {SCHEMA}.jobs SET force = true, updated_at = p_now WHERE job_id = act.job_id;
+                        END IF;
+                    ELSIF NOT act.follow_up OR (p_forces[k] AND NOT act.follow_up_force) THEN
+                        UPDATE {SCHEMA}.jobs
+                           SET follow_up = true, follow_up_force = follow_up_force OR p_forces[k], updated_at = p_now
+                         WHERE job_id = act.job_id;
+                    END IF;
+                    jid := act.job_id;
+                    status := 'coalesced';
+                    created := false;
+                    EXIT;
+                END IF;
+                INSERT INTO {SCHEMA}.jobs (job_id, ticket_id, state, reason, force, delivery_id, created_at, updated_at)
+                VALUES (p_job_ids[k], p_tickets[k], 'pending', p_reasons[k], p_forces[k], p_deliveries[k], p_now, p_now)
+                ON CONFLICT (ticket_id) WHERE state IN ('pending', 'running') DO NOTHING;
+                IF FOUND THEN
+                    jid := p_job_ids[k];
+                    status := 'accepted';
+                    created := true;
+                    pending := pending + 1;
+                    PERFORM pg_notify('{NOTIFY_CHANNEL}', '');
+                    EXIT;
+                END IF;
+                -- Another writer's job for this ticket committed meanwhile: merge into it.
+            END LOOP;
+            IF p_deliveries[k] IS NOT NULL AND jid <> p_job_ids[k] THEN
+                UPDATE {SCHEMA}.deliveries SET job_id = jid WHERE delivery_id = p_deliveries[k];
+            END IF;
+            o_status := status;
+            o_job_id := jid;
+            o_created := created;
+            RETURN NEXT;
+        END LOOP;
+        i := j + 1;
+    END LOOP;
+END
+$fn$;
+"""
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the first schema.
+    f"""
+    CREATE TABLE {SCHEMA}.jobs (
+        job_id text PRIMARY KEY,
+        ticket_id bigint NOT NULL,
+        state text NOT NULL CHECK (state IN ('pending', 'running', 'done', 'failed', 'dead')),
+        reason text NOT NULL,
+        force boolean NOT NULL DEFAULT false,
+        delivery_id text,
+        attempts integer NOT NULL DEFAULT 0,
+        next_attempt_at double precision,
+        archived_at text,
+        last_error text,
+        last_step text,
+        classification text,
+        output_path text,
+        sha256 text,
+        result text,
+        follow_up boolean NOT NULL DEFAULT false,
+        follow_up_force boolean NOT NULL DEFAULT false,
+        report text,
+        reported boolean NOT NULL DEFAULT true,
+        report_error text,
+        created_at double precision NOT NULL,
+        updated_at double precision NOT NULL,
+        started_at double precision,
+        finished_at double precision,
+        lease_owner text,
+        lease_expires_at double precision,
+        fence bigint NOT NULL DEFAULT 0
+    );
+    CREATE UNIQUE INDEX jobs_one_active_per_ticket ON {SCHEMA}.jobs (ticket_id)
+        WHERE state IN ('pending', 'running');
+    CREATE INDEX jobs_by_ticket ON {SCHEMA}.jobs (ticket_id, created_at);
+    CREATE INDEX jobs_pending ON {SCHEMA}.jobs (created_at) WHERE state = 'pending';
+    CREATE INDEX jobs_running_lease ON {SCHEMA}.jobs (lease_expires_at) WHERE state = 'running';
+    CREATE INDEX jobs_unreported ON {SCHEMA}.jobs (ticket_id) WHERE NOT reported;
+    CREATE INDEX jobs_finished ON {SCHEMA}.jobs (finished_at) WHERE state IN ('done', 'failed', 'dead');
+    CREATE TABLE {SCHEMA}.deliveries (
+        delivery_id text PRIMARY KEY,
+        job_id text NOT NULL,
+        expires_at double precision NOT NULL
+    );
+    CREATE INDEX deliveries_by_expiry ON {SCHEMA}.deliveries (expires_at);
+    """,
+)
+"""Schema migrations, in order: entry ``n`` (0-based) brings the schema to version ``n + 1``.
+Only ever append; :data:`ACCEPT_FUNCTION` is (re)created after them at every start."""
+
+BOOTSTRAP = f"""
+CREATE SCHEMA IF NOT EXISTS {SCHEMA};
+CREATE TABLE IF NOT EXISTS {SCHEMA}.schema_version (
+    version integer NOT NULL,
+    applied_at double precision NOT NULL
+);
+"""

@@ -1,0 +1,161 @@
+"""What the job store takes and gives: requests, admissions, job records, recovery, errors.
+
+Shared by both backends (:mod:`app.jobs.sqlite`, :mod:`app.jobs.postgres`) and by the worker
+pool and the routes. A job moves ``pending → running → done | failed | dead`` (or back to
+``pending`` with a ``next_attempt_at`` when a Transient failure is retried); terminal jobs carry
+their report (tags and note for Zammad) until it is delivered (the outbox).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+ACTIVE_STATES = ("pending", "running")
+"""A ticket has at most one job in one of these states (across all replicas)."""
+TERMINAL_STATES = ("done", "failed", "dead")
+"""States a job ends in; its report may still wait for delivery (``reported`` false)."""
+
+
+class JobStoreUnavailable(OSError):
+    """The job store cannot make writes durable (SQLite: a WAL sync failed, or the store is
+    closed; PostgreSQL: the database cannot be reached). The edge answers 503."""
+
+
+class LeaseLost(Exception):
+    """This replica no longer holds the job's lease: another replica reclaimed it (its
+    fencing counter moved on), so this replica writes nothing more for that job.
+
+    Attributes:
+        job_id: the job.
+    """
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(f"job {job_id}: the lease was taken over by another replica")
+        self.job_id = job_id
+
+
+def new_job_id() -> str:
+    """A new job id: 32 hex digits (128 random bits)."""
+    return os.urandom(16).hex()
+
+
+@dataclass(slots=True)
+class JobRequest:
+    """What an ingest or retry asks for: archive ``ticket_id``.
+
+    Not ``frozen``: a frozen dataclass's ``__init__`` sets each field through
+    ``object.__setattr__``, and one is built per webhook. Treat it as immutable all the same.
+
+    Attributes:
+        ticket_id: Zammad ticket id.
+        delivery_id: ``X-Zammad-Delivery`` (deduped for the TTL), or ``None``.
+        reason: ``"webhook"`` or ``"retry"``.
+        force: re-archive even a ``pdf:signed`` ticket.
+    """
+
+    ticket_id: int
+    delivery_id: str | None = None
+    reason: str = "webhook"
+    force: bool = False
+
+
+@dataclass(slots=True)
+class Admission:
+    """The store's answer to a :class:`JobRequest` (not ``frozen``, for the reason given
+    there; treat it as immutable).
+
+    Attributes:
+        status: ``"accepted"`` (a new pending job), ``"coalesced"`` (merged into the ticket's
+            pending job, or a follow-up of its running job), ``"duplicate"`` (delivery id seen
+            within its TTL) or ``"full"`` (too many pending jobs; nothing recorded).
+        job_id: the job that will do the work (``None`` for ``full``).
+        new: whether ``job_id`` is a new job that must be handed to the workers.
+    """
+
+    status: str
+    job_id: str | None
+    new: bool = False
+
+    @property
+    def accepted(self) -> bool:
+        return self.status in ("accepted", "coalesced", "duplicate")
+
+
+@dataclass(frozen=True, slots=True)
+class JobRecord:
+    """A row of ``jobs`` (times are Unix seconds)."""
+
+    job_id: str
+    ticket_id: int
+    state: str
+    reason: str
+    force: bool
+    delivery_id: str | None
+    attempts: int
+    next_attempt_at: float | None
+    archived_at: str | None
+    last_error: str | None
+    last_step: str | None
+    classification: str | None
+    output_path: str | None
+    sha256: str | None
+    result: str | None
+    follow_up: bool
+    report: dict[str, Any] | None
+    reported: bool
+    report_error: str | None
+    created_at: float
+    updated_at: float
+    started_at: float | None
+    finished_at: float | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> JobRecord:
+        """Build from a database row (``sqlite3.Row`` or ``asyncpg.Record``: looked up by column name)."""
+        return cls(
+            job_id=row["job_id"], ticket_id=row["ticket_id"], state=row["state"], reason=row["reason"],
+            force=bool(row["force"]), delivery_id=row["delivery_id"], attempts=row["attempts"],
+            next_attempt_at=row["next_attempt_at"], archived_at=row["archived_at"], last_error=row["last_error"],
+            last_step=row["last_step"], classification=row["classification"], output_path=row["output_path"],
+            sha256=row["sha256"], result=row["result"], follow_up=bool(row["follow_up"]),
+            report=orjson.loads(row["report"]) if row["report"] else None, reported=bool(row["reported"]),
+            report_error=row["report_error"],
+            created_at=row["created_at"], updated_at=row["updated_at"], started_at=row["started_at"],
+            finished_at=row["finished_at"],
+        )
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready fields for ``/jobs/{ticket_id}``."""
+        return {
+            "job_id": self.job_id, "state": self.state, "reason": self.reason, "force": self.force,
+            "attempts": self.attempts, "next_attempt_at": self.next_attempt_at, "last_error": self.last_error,
+            "last_step": self.last_step, "classification": self.classification, "output_path": self.output_path,
+            "sha256": self.sha256, "result": self.result, "follow_up": self.follow_up, "reported": self.reported,
+            "report_error": self.report_error,
+            "delivery_id": self.delivery_id, "created_at": self.created_at, "updated_at": self.updated_at,
+            "started_at": self.started_at, "finished_at": self.finished_at,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Recovery:
+    """What a store's ``open()`` found to resume.
+
+    Attributes:
+        due: ``(job_id, ticket_id)`` of pending jobs to run now (including jobs that were
+            running at the crash).
+        scheduled: ``(job_id, ticket_id, next_attempt_at)`` of pending jobs waiting for a retry.
+        unreported: terminal jobs whose report (tags, note) was not delivered yet.
+        interrupted: how many jobs were running when the service stopped.
+    """
+
+    due: list[tuple[str, int]]
+    scheduled: list[tuple[str, int, float]]
+    unreported: list[JobRecord]
+    interrupted: int
+
