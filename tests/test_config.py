@@ -74,6 +74,9 @@ def test_unreadable_config_file_is_one_line(tmp_path):
         ("STORAGE_PATH_TEMPLATE", "{nope}.pdf", "STORAGE_PATH_TEMPLATE"),
         ("ZAMMAD_TIMEOUT_SECONDS", "nan", "ZAMMAD_TIMEOUT_SECONDS"),
         ("TSA_TIMEOUT_SECONDS", "inf", "TSA_TIMEOUT_SECONDS"),
+        ("JOB_STORE_URL", "mysql://u:p@db/x", "JOB_STORE_URL / job.store_url"),
+        ("JOB_STORE_URL", "postgresql://u:p@db:5432", "JOB_STORE_URL"),
+        ("JOB_LEASE_SECONDS", "2", "JOB_LEASE_SECONDS / job.lease_seconds"),
     ],
 )
 def test_bad_values_name_the_key(key, value, named):
@@ -111,3 +114,19 @@ def test_bad_secret_value_error_does_not_show_it(tmp_path):
     with pytest.raises(ConfigError) as info:
         load_settings({k: v for k, v in BASE.items() if k != "ZAMMAD_API_TOKEN"} | {"CONFIG_PATH": str(cfg)})
     assert "ZAMMAD_API_TOKEN" in str(info.value) and "[1, 2]" not in str(info.value)
+
+
+def test_job_store_url_selects_postgresql_and_its_password_is_a_secret():
+    from app.jobs.postgres import PostgresJobStore
+    from app.jobs.sqlite import SqliteJobStore
+    from app.jobs.store import create_job_store
+
+    assert isinstance(create_job_store(load_settings(BASE)), SqliteJobStore)
+    s = load_settings({**BASE, "JOB_STORE_URL": "postgresql://archiver:db-pass-4321@db.example:5432/archiver",
+                       "JOB_LEASE_SECONDS": "30"})
+    store = create_job_store(s)
+    assert isinstance(store, PostgresJobStore) and store.lease_seconds == 30
+    assert "db-pass-4321" not in repr(s) and "db-pass-4321" in s.secrets()
+    with pytest.raises(ConfigError) as refused:
+        load_settings({**BASE, "JOB_STORE_URL": "mysql://archiver:db-pass-4321@db/x"})
+    assert "db-pass-4321" not in str(refused.value)

@@ -79,6 +79,13 @@ _NO_OTHER_BUSY_JOB = (f"NOT EXISTS (SELECT 1 FROM {SCHEMA}.jobs o WHERE o.ticket
                       f"(NOT o.reported AND o.state IN {_TERMINAL})))")
 
 
+_UNREACHABLE = (OSError, TimeoutError, asyncpg.exceptions.InterfaceError,
+                asyncpg.exceptions.PostgresConnectionError,  # class 08: connection exceptions
+                asyncpg.exceptions.OperatorInterventionError,  # class 57: shutting down, cannot connect now
+                asyncpg.exceptions.InsufficientResourcesError)  # class 53: disk full, too many connections
+"""What makes the database unreachable for now (not a fault of the statement)."""
+
+
 def redact_url(url: str) -> str:
     """``JOB_STORE_URL`` without its password (for logs and errors)."""
     parts = urlsplit(url)
@@ -159,10 +166,7 @@ class PostgresJobStore:
         try:
             async with self._pool.acquire(timeout=CONNECT_TIMEOUT_SECONDS) as conn:
                 result = await fn(conn)
-        except (OSError, asyncpg.exceptions.ConnectionDoesNotExistError,
-                asyncpg.exceptions.CannotConnectNowError, asyncpg.exceptions.InterfaceError,
-                asyncpg.exceptions.PostgresConnectionError, asyncpg.exceptions.AdminShutdownError,
-                TimeoutError) as exc:
+        except _UNREACHABLE as exc:
             raise self._failed(exc) from exc
         self._ok()
         return result
