@@ -131,7 +131,15 @@ def serve() -> int:
             loop.add_signal_handler(sig, shut_down)
         await hypercorn_serve(app, config, shutdown_trigger=stop.wait)
 
-    asyncio.run(run())
+    from hypercorn.utils import LifespanFailureError
+
+    try:
+        asyncio.run(run())
+    except LifespanFailureError:
+        # The lifespan logged the cause with its traceback; the terminal gets one line.
+        cause = app.state.runtime.startup_error
+        print(f"start failed: {cause or 'see the log'}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -36,7 +36,7 @@ from app.http.request_log import RequestLogMiddleware
 from app.http.errors import ArchiverApp
 from app.http.routes import routes
 from app.jobs.pool import RetryPolicy, WorkerPool
-from app.jobs.records import JobRecord
+from app.jobs.records import JobRecord, JobStoreUnavailable
 from app.jobs.store import JobStore, create_job_store
 from app.observability.logging import REDACTOR, configure_logging
 from app.observability.metrics import Metrics
@@ -123,6 +123,8 @@ class Runtime:
     store: JobStore | None = None
     signer: SignerPort | None = None
     workflow: ArchiveWorkflow | None = None
+    startup_error: str | None = None
+    """Why the lifespan could not start (``serve`` prints it as its one line), else ``None``."""
 
     def signer_error(self) -> str | None:
         """Why the signer is not usable, or ``None`` when it is (or signing is off)."""
@@ -300,7 +302,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
                                   max_seconds=settings.workflow_retry_max_seconds))
             pool = runtime.pool
             metrics.watch_pool(lambda: pool.depth, lambda: pool.in_flight)
-            await runtime.pool.start()
+            try:
+                await runtime.pool.start()
+            except JobStoreUnavailable as exc:  # e.g. PostgreSQL unreachable beyond the start wait
+                runtime.startup_error = str(exc)
+                raise
             # Everything imported and built so far lives as long as the process: move it out of
             # the collector's reach, so a full collection does not walk fpdf2's, pyHanko's and
             # fontTools' objects again and again under load (it stalled /ingest for tens of ms).

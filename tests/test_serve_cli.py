@@ -106,3 +106,18 @@ def test_sigterm_answers_a_stalled_upload_at_once(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_a_job_store_that_cannot_be_used_is_one_line_and_exit_1(tmp_path, postgres_server):
+    """A missing database is final at once (no start wait); the line names the store, never
+    its password."""
+    free = socket.socket()
+    free.bind(("127.0.0.1", 0))
+    port = free.getsockname()[1]
+    free.close()
+    url = postgres_server.url("no_such_db")
+    result = _serve(tmp_path, JOB_STORE_URL=url, SERVER_PORT=str(port))
+    assert result.returncode == 1, result.stderr[-2000:]
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("start failed: cannot use the job store postgresql://") and "no_such_db" in last, last
+    assert postgres_server.password not in result.stderr + result.stdout

@@ -67,6 +67,8 @@ PURGE_BATCH = 1000
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
 """serialization_failure, deadlock_detected: the admission batch is tried again."""
 ACCEPT_TRIES = 5
+START_RETRY_SECONDS = 2.0
+"""Pause between connection attempts while the database is not reachable at start."""
 CONNECT_TIMEOUT_SECONDS = 5.0
 COMMAND_TIMEOUT_SECONDS = 15.0
 
@@ -114,6 +116,8 @@ class PostgresJobStore:
         clock: Unix seconds; injectable for tests.
         owner: this replica's name in ``lease_owner`` (default: host, pid and a random part).
         pool_size: most connections this replica opens.
+        start_wait_seconds: how long :meth:`open` keeps trying while the database is
+            unreachable (it may still be starting) before it gives up.
     """
 
     shared = True
@@ -121,7 +125,7 @@ class PostgresJobStore:
 
     def __init__(self, url: str, *, delivery_ttl_seconds: float, max_pending: int, lease_seconds: float = 60.0,
                  retention_seconds: float = 30 * 86400.0, clock: Callable[[], float] = time.time,
-                 owner: str | None = None, pool_size: int = 10) -> None:
+                 owner: str | None = None, pool_size: int = 10, start_wait_seconds: float = 30.0) -> None:
         self.url = url
         self.delivery_ttl = delivery_ttl_seconds
         self.max_pending = max_pending
@@ -130,6 +134,7 @@ class PostgresJobStore:
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
         self._clock = clock
         self._pool_size = pool_size
+        self.start_wait_seconds = start_wait_seconds
         self._pool: asyncpg.Pool | None = None
         self._fences: dict[str, int] = {}
         self._pending_count = 0
@@ -192,16 +197,26 @@ class PostgresJobStore:
         through :meth:`claim_due` and :meth:`claim_reports` once their leases run out.
 
         Raises:
-            JobStoreUnavailable: the database cannot be reached, or is Zammad's own.
+            JobStoreUnavailable: the database cannot be reached within ``start_wait_seconds``,
+                refuses the login or the database, or is Zammad's own.
         """
-        try:
-            self._pool = await asyncpg.create_pool(
-                self.url, min_size=1, max_size=self._pool_size, timeout=CONNECT_TIMEOUT_SECONDS,
-                command_timeout=COMMAND_TIMEOUT_SECONDS,
-                server_settings={"synchronous_commit": "on", "application_name": "zammad-pdf-archiver"})
-        except (OSError, asyncpg.PostgresError, asyncpg.exceptions.InterfaceError, TimeoutError) as exc:
-            raise JobStoreUnavailable(f"cannot connect to the job store {redact_url(self.url)}: "
-                                      f"{_describe(exc)}") from None
+        deadline = time.monotonic() + self.start_wait_seconds
+        while True:
+            try:
+                self._pool = await asyncpg.create_pool(
+                    self.url, min_size=1, max_size=self._pool_size, timeout=CONNECT_TIMEOUT_SECONDS,
+                    command_timeout=COMMAND_TIMEOUT_SECONDS,
+                    server_settings={"synchronous_commit": "on", "application_name": "zammad-pdf-archiver"})
+                break
+            except _UNREACHABLE as exc:  # the database may still be starting (compose, a failover)
+                cause = f"cannot connect to the job store {redact_url(self.url)}: {_describe(exc)}"
+                if time.monotonic() >= deadline:
+                    raise JobStoreUnavailable(cause) from None
+                log.warning("waiting for the job store", extra={"cause": cause})
+                await asyncio.sleep(START_RETRY_SECONDS)
+            except asyncpg.PostgresError as exc:  # wrong password, no such database: final
+                raise JobStoreUnavailable(f"cannot use the job store {redact_url(self.url)}: "
+                                          f"{_describe(exc)}") from None
         await self._call(self._migrate)
         self._pending_count = await self._call(
             lambda conn: conn.fetchval(f"SELECT count(*) FROM {SCHEMA}.jobs WHERE state = 'pending'"))
