@@ -1,7 +1,7 @@
 """The worker pool: a fixed number of workers fed by an ``asyncio.Queue``, backed by the job store.
 
-Admission goes through the job store (:class:`app.jobs.store.JobStore`) (committed before ``/ingest``
-answers); the queue is only the in-process hand-off of job ids to the workers. A worker
+Admission goes through the job store, :class:`app.jobs.store.JobStore` (committed before
+``/ingest`` answers); the queue is only the in-process hand-off of job ids to the workers. A worker
 takes a job, runs it (:meth:`JobRunner.execute`), decides what comes next with the
 :class:`RetryPolicy` — done, retry later (Transient, attempts left), dead (Transient,
 attempts used up) or failed (Permanent) — records that, and hands the job's report to a
@@ -15,7 +15,7 @@ wait for their time, undelivered reports are delivered.
 With a shared store (PostgreSQL, several replicas) a job accepted here is still handed over
 in memory, but the store decides who runs it: a run starts only with a claim (a lease), and a
 claimer task also takes work the other replicas accepted, retried or left behind — when the
-store's ``NOTIFY`` says so, and every :data:`~app.jobs.postgres.POLL_SECONDS` — as long as a
+store's ``NOTIFY`` says so, and every :data:`CLAIM_POLL_SECONDS` — as long as a
 worker is free. A job whose lease another replica took over is cancelled here and writes
 nothing more (:class:`~app.jobs.records.LeaseLost`).
 """

@@ -18,7 +18,7 @@ Same semantics as the SQLite store (:mod:`app.jobs.sqlite`), made safe for sever
   is delivered by the new owner). Every later write by the old owner names the fence it
   claimed with and changes nothing: it gets :class:`~app.jobs.records.LeaseLost`.
 - **Wake-up**: ``LISTEN``/``NOTIFY`` tells the replicas when a job became claimable; NOTIFY is
-  not durable, so the worker pool also polls (:data:`POLL_SECONDS`).
+  not durable, so the worker pool also polls (:data:`app.jobs.pool.CLAIM_POLL_SECONDS`).
 - **Shutdown**: :meth:`PostgresJobStore.close` gives back what this replica still holds
   (running jobs to pending, undelivered reports to any replica) before it disconnects.
 - **Outages**: a failed statement raises (``/ingest`` answers 503 ``job_store_unavailable``);
@@ -60,8 +60,6 @@ from app.jobs.records import (
 
 log = logging.getLogger("app.jobs.store")
 
-POLL_SECONDS = 1.0
-"""How often the worker pool looks for claimable work without a NOTIFY."""
 PURGE_BATCH = 1000
 """Rows one purge statement deletes at most (short transactions, no long locks)."""
 RETRYABLE_SQLSTATES = frozenset({"40001", "40P01"})
@@ -323,13 +321,14 @@ class PostgresJobStore:
             await self._call(lambda conn: conn.fetchval("SELECT 1"))  # keeps `unavailable` current
             return
         now = self._clock()
+        before = dict(self._fences)  # claims and releases while the UPDATE runs are not judged
         rows = await self._call(lambda conn: conn.fetch(
             f"UPDATE {SCHEMA}.jobs SET lease_expires_at = $2 WHERE lease_owner = $1 "
             f"AND (state = 'running' OR (NOT reported AND state IN {_TERMINAL})) RETURNING job_id, fence",
             self.owner, now + self.lease_seconds))
         held = {row["job_id"]: row["fence"] for row in rows}
-        for job_id, fence in list(self._fences.items()):
-            if held.get(job_id) != fence:
+        for job_id, fence in before.items():
+            if self._fences.get(job_id) == fence and held.get(job_id) != fence:
                 self._fences.pop(job_id, None)
                 log.warning("lease lost: another replica took the job over", extra={"job_id": job_id})
                 if self.on_lease_lost is not None:

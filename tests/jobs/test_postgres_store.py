@@ -249,3 +249,29 @@ async def test_database_down_then_back(postgres_server, postgres_url):
 def test_the_password_never_shows_in_the_url_we_log():
     assert redact_url("postgresql://u:s3cr3t@db:5432/x") == "postgresql://u:***@db:5432/x"
     assert redact_url("postgresql://db/x") == "postgresql://db/x"
+
+
+async def test_a_claim_made_while_leases_are_renewed_is_not_taken_for_lost(postgres_url):
+    a = replica(postgres_url)
+    await opened(a)
+    lost: list[str] = []
+    a.on_lease_lost = lost.append
+    first = await a.accept(JobRequest(1))
+    await a.start(first.job_id, AT)
+    second = await a.accept(JobRequest(2))
+    plain_call = a._call
+    claimed: list[object] = []
+
+    async def claim_in_between(fn):  # the renewal's UPDATE has run; a claim lands before it is judged
+        result = await plain_call(fn)
+        if not claimed:
+            claimed.append(None)
+            claimed.append(await a.start(second.job_id, AT))
+        return result
+
+    a._call = claim_in_between
+    await a.renew_leases()
+    a._call = plain_call
+    assert claimed[1] is not None and lost == []
+    await a.finish(second.job_id, state="done", result="archived")  # its fence is still known
+    await closed(a)
