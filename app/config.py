@@ -225,7 +225,8 @@ class Settings:
     workflow_retry_max_seconds: float = setting("WORKFLOW_RETRY_MAX_SECONDS", "float", 900.0,
                                                 "Longest pause between retries, in seconds")
     state_dir: Path | None = setting("STATE_DIR", "path", Path("var/state"),
-                                     "Folder of the job store (SQLite); local disk, not the CIFS share")
+                                     "This instance's folder: the SQLite job store, the instance lock, the job spool; "
+                                     "local disk, not the CIFS share")
     state_durable: bool = setting("STATE_DURABLE", "bool", True,
                                   "Keep jobs in STATE_DIR; false keeps them in memory only (lost on restart)")
     workflow_delivery_id_ttl_seconds: int = setting("WORKFLOW_DELIVERY_ID_TTL_SECONDS", "int", 3600,

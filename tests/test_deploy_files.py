@@ -87,25 +87,123 @@ def test_containerignore_keeps_the_context_small() -> None:
         assert kept in text
 
 
-def test_compose_service(compose) -> None:
-    service = compose["services"]["archiver"]
-    assert service["env_file"], "env_file is required"
-    assert service["restart"] in {"unless-stopped", "always", "on-failure"}
-    assert service["healthcheck"]["test"][0] in {"CMD", "CMD-SHELL"}
-    for port in service["ports"]:
-        assert str(port).startswith("${ARCHIVER_BIND:-127.0.0.1}:") or str(port).startswith("127.0.0.1:"), (
-            "ports are bound to loopback by default")
-    targets = {}
+def _volumes(service: dict) -> dict[str, tuple[str, list[str]]]:
+    """``{target: (source as written, options)}`` of a service's short-syntax volumes."""
+    out = {}
     for volume in service["volumes"]:
         source = re.match(r"^(\$\{[^}]*\}|[^:]+):", volume)
         assert source, volume
         target, *options = volume[source.end():].split(":")
-        targets[target] = options
+        assert target not in out, f"{target} mounted twice"
+        out[target] = (source.group(1), options)
+    return out
+
+
+def _with_defaults(value: str, **variables: str) -> str:
+    """``${NAME:-default}`` and ``${NAME}`` replaced as compose does, from ``variables`` or the
+    default (an unset variable without a default is empty)."""
+    def sub(match: re.Match) -> str:
+        name, default = match.group(1), match.group(3) or ""
+        return variables.get(name, default)
+    return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}", sub, value)
+
+
+def _check_hardened_archiver(name: str, service: dict) -> None:
+    assert service["env_file"], f"{name}: env_file is required"
+    assert service["restart"] in {"unless-stopped", "always", "on-failure"}
+    assert service["healthcheck"]["test"][0] in {"CMD", "CMD-SHELL"}
+    assert service["read_only"] is True and "ALL" in service["cap_drop"]
+    assert "no-new-privileges:true" in service["security_opt"]
+    assert service["stop_grace_period"] == "45s", "SHUTDOWN_GRACE_SECONDS (30) plus margin"
+    for port in service["ports"]:
+        assert str(port).startswith("${ARCHIVER_BIND:-127.0.0.1}:") or str(port).startswith("127.0.0.1:"), (
+            "ports are bound to loopback by default")
+    targets = _volumes(service)
     assert "/srv/archive" in targets and "/var/lib/zammad-pdf-archiver" in targets
-    assert targets["/etc/zammad-pdf-archiver/certs"] == ["ro"], "certificates are mounted read-only"
+    assert targets["/etc/zammad-pdf-archiver/certs"][1] == ["ro"], "certificates are mounted read-only"
     env = service["environment"]
     assert env["STORAGE_ROOT"] == "/srv/archive"
+    assert env["STATE_DIR"] == "/var/lib/zammad-pdf-archiver"
     assert env["SIGNING_PFX_PATH"].startswith("/etc/zammad-pdf-archiver/certs/")
+
+
+def test_compose_service(compose) -> None:
+    _check_hardened_archiver("archiver", compose["services"]["archiver"])
+
+
+def test_compose_default_is_one_sqlite_archiver(compose) -> None:
+    """Without a profile, `compose up` starts what it always did: `archiver`, on SQLite."""
+    default = {name for name, service in compose["services"].items() if not service.get("profiles")}
+    assert default == {"archiver"}
+    archiver = compose["services"]["archiver"]
+    assert "JOB_STORE_URL" not in archiver["environment"] and "depends_on" not in archiver
+    assert archiver["ports"] == ["${ARCHIVER_BIND:-127.0.0.1}:${ARCHIVER_PORT:-8080}:8080"]
+    assert _volumes(archiver)["/var/lib/zammad-pdf-archiver"][0] == "${ARCHIVER_STATE_DIR:-./state}"
+
+
+def test_compose_ha_profile_postgres(compose) -> None:
+    services = compose["services"]
+    assert {name for name, s in services.items() if "ha" in s.get("profiles", [])} == {
+        "postgres", "archiver-a", "archiver-b"}
+    pg = services["postgres"]
+    image = _with_defaults(pg["image"])
+    match = re.fullmatch(r"docker\.io/library/postgres:(\d+)", image)
+    assert match and 13 <= int(match.group(1)) <= 17, (
+        f"{image}: the official image pinned to a major version 13-17 (18 moved its data folder)")
+    assert "ports" not in pg, "PostgreSQL is not published outside the compose network"
+    assert re.fullmatch(r"\$\{[A-Z_]+:-\}", pg["environment"]["POSTGRES_PASSWORD"]), (
+        "the password comes from a variable (.env), never written here")
+    assert pg["environment"]["POSTGRES_DB"] not in {"zammad_production", "zammad", "postgres"}
+    (source, _), = [v for t, v in _volumes(pg).items() if t == "/var/lib/postgresql/data"]
+    assert source in compose["volumes"], "the data lives in a named volume"
+    test = " ".join(pg["healthcheck"]["test"])
+    assert "pg_isready" in test and "-h 127.0.0.1" in test, "ready over TCP, not during the first-start init"
+    assert pg["restart"] == "unless-stopped"
+
+
+def test_compose_ha_replicas_share_database_and_storage_not_state(compose) -> None:
+    services = compose["services"]
+    archiver, pg = services["archiver"], services["postgres"]
+    replicas = [services["archiver-a"], services["archiver-b"]]
+    for name, replica in zip(("archiver-a", "archiver-b"), replicas, strict=True):
+        _check_hardened_archiver(name, replica)
+        assert replica["image"] == archiver["image"] and replica["env_file"] == archiver["env_file"]
+        assert replica["depends_on"] == {"postgres": {"condition": "service_healthy"}}
+    a, b = replicas
+    # One database for both: the same URL, naming the compose service, its role, database and password.
+    url = a["environment"]["JOB_STORE_URL"]
+    assert b["environment"]["JOB_STORE_URL"] == url
+    password_var = re.fullmatch(r"\$\{([A-Z_]+):-\}", pg["environment"]["POSTGRES_PASSWORD"]).group(1)
+    expected = (f"postgresql://{pg['environment']['POSTGRES_USER']}:${{{password_var}:-}}@postgres:5432/"
+                f"{pg['environment']['POSTGRES_DB']}")
+    assert url == expected
+    # The same storage folder (the share) for both, the one the single archiver uses...
+    assert _volumes(a)["/srv/archive"] == _volumes(b)["/srv/archive"] == _volumes(archiver)["/srv/archive"]
+    # ... but a state folder each (lock and spool), none of them the single archiver's.
+    states = [_volumes(s)["/var/lib/zammad-pdf-archiver"][0] for s in (archiver, a, b)]
+    assert len({_with_defaults(s) for s in states}) == 3, states
+    assert len(set(states)) == 3, "each state folder has its own variable"
+    ports = [_with_defaults(p.rsplit(":", 1)[0]) for s in (archiver, a, b) for p in s["ports"]]
+    assert len(set(ports)) == 3, f"distinct published ports: {ports}"
+
+
+def test_compose_ha_url_is_accepted_by_the_settings(compose) -> None:
+    """What the replicas get in JOB_STORE_URL passes the service's own validation."""
+    from app.config import load_settings
+
+    service = compose["services"]["archiver-a"]
+    url = _with_defaults(service["environment"]["JOB_STORE_URL"], ARCHIVER_DB_PASSWORD="0123abcd")
+    settings = load_settings({"ZAMMAD_BASE_URL": "https://zammad.example.com", "ZAMMAD_API_TOKEN": "t",
+                              "STORAGE_ROOT": "/srv/archive", "SIGNING_ENABLED": "false", "JOB_STORE_URL": url})
+    assert settings.job_store_url is not None and settings.job_store_url.reveal() == url
+    assert "0123abcd" in settings.secrets(), "its password is redacted from logs"
+
+
+def test_compose_header_explains_the_ha_profile() -> None:
+    header = "".join(line for line in COMPOSE.read_text(encoding="utf-8").splitlines(keepends=True)
+                     if line.startswith("#"))
+    assert "--profile ha up -d postgres archiver-a archiver-b" in header
+    assert "ARCHIVER_DB_PASSWORD" in header and "docs/08-high-availability.md" in header
 
 
 def test_systemd_units() -> None:

@@ -174,17 +174,33 @@ class PostgresJobStore:
         self._ok()
         return result
 
-    async def _write(self, job_id: str, sql: str, *args: Any) -> list[asyncpg.Record]:
+    async def _write(self, job_id: str, sql: str, *args: Any, ends_run: bool = False) -> list[asyncpg.Record]:
         """A fenced write: ``sql`` must end in ``WHERE job_id = $1 AND fence = $2``; raises
-        :class:`LeaseLost` when no row matched (another replica holds the job now)."""
+        :class:`LeaseLost` when no row matched (another replica holds the job now).
+
+        ``ends_run``: the write ends this replica's run of the job; when it fails
+        (:class:`JobStoreUnavailable`) the job is let go all the same (:meth:`_let_go`)."""
         fence = self._fences.get(job_id)
         if fence is None:
             raise LeaseLost(job_id)
-        rows: list[asyncpg.Record] = await self._call(lambda conn: conn.fetch(sql, job_id, fence, *args))
+        try:
+            rows: list[asyncpg.Record] = await self._call(lambda conn: conn.fetch(sql, job_id, fence, *args))
+        except JobStoreUnavailable:
+            if ends_run:
+                self._let_go(job_id)
+            raise
         if not rows:
             self._fences.pop(job_id, None)
             raise LeaseLost(job_id)
         return rows
+
+    def _let_go(self, job_id: str) -> None:
+        """Stop renewing ``job_id``'s lease: the run ended here but its end could not be
+        recorded (the database unreachable). The job stays as the database has it; once the
+        lease has run out, any replica claims it again (:meth:`claim_due`, :meth:`claim_reports`)."""
+        if self._fences.pop(job_id, None) is not None:
+            log.warning("job let go: its end could not be recorded; it runs again once its lease runs out",
+                        extra={"job_id": job_id})
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def open(self) -> Recovery:
@@ -321,11 +337,14 @@ class PostgresJobStore:
             await self._call(lambda conn: conn.fetchval("SELECT 1"))  # keeps `unavailable` current
             return
         now = self._clock()
-        before = dict(self._fences)  # claims and releases while the UPDATE runs are not judged
+        # Only what this replica still works on: a row it owns but let go of (or a claim whose
+        # answer was lost) must run out, so that another replica takes it. Claims and releases
+        # made while the UPDATE runs are not judged.
+        before = dict(self._fences)
         rows = await self._call(lambda conn: conn.fetch(
-            f"UPDATE {SCHEMA}.jobs SET lease_expires_at = $2 WHERE lease_owner = $1 "
+            f"UPDATE {SCHEMA}.jobs SET lease_expires_at = $2 WHERE lease_owner = $1 AND job_id = ANY($3::text[]) "
             f"AND (state = 'running' OR (NOT reported AND state IN {_TERMINAL})) RETURNING job_id, fence",
-            self.owner, now + self.lease_seconds))
+            self.owner, now + self.lease_seconds, list(before)))
         held = {row["job_id"]: row["fence"] for row in rows}
         for job_id, fence in before.items():
             if self._fences.get(job_id) == fence and held.get(job_id) != fence:
@@ -493,12 +512,18 @@ class PostgresJobStore:
 
     async def retry_later(self, job_id: str, *, at: float, error: str, step: str, classification: str) -> None:
         """``running → pending`` after a Transient failure, to run again at ``at`` (Unix
-        seconds) on whichever replica claims it then."""
+        seconds) on whichever replica claims it then.
+
+        Raises:
+            LeaseLost: another replica holds the job now; nothing was written.
+            JobStoreUnavailable: the database is unreachable; the job is let go (it runs again,
+                on any replica, once its lease has run out).
+        """
         await self._write(job_id,
                           f"UPDATE {SCHEMA}.jobs SET state = 'pending', next_attempt_at = $3, last_error = $4, "
                           "last_step = $5, classification = $6, updated_at = $7, lease_owner = NULL, "
                           "lease_expires_at = NULL WHERE job_id = $1 AND fence = $2 AND state = 'running' "
-                          "RETURNING job_id", at, error, step, classification, self._clock())
+                          "RETURNING job_id", at, error, step, classification, self._clock(), ends_run=True)
         self._fences.pop(job_id, None)
         self._pending_count += 1
 
@@ -511,6 +536,9 @@ class PostgresJobStore:
 
         Raises:
             LeaseLost: another replica holds the job now; nothing was written.
+            JobStoreUnavailable: the database is unreachable; the job is let go (as the
+                database has it — still running, or ended if the commit's answer was lost —
+                it is claimed again, on any replica, once its lease has run out).
         """
         assert state in TERMINAL_STATES
         fence = self._fences.get(job_id)
@@ -547,7 +575,11 @@ class PostgresJobStore:
                 await conn.execute("SELECT pg_notify($1, '')", pg_schema.NOTIFY_CHANNEL)
                 return follow_id
 
-        outcome = await self._call(op)
+        try:
+            outcome = await self._call(op)
+        except JobStoreUnavailable:
+            self._let_go(job_id)
+            raise
         if outcome is False:
             self._fences.pop(job_id, None)
             raise LeaseLost(job_id)

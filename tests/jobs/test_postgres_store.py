@@ -246,6 +246,42 @@ async def test_database_down_then_back(postgres_server, postgres_url):
     await closed(a)
 
 
+async def _until_reachable(store: PostgresJobStore, clock: Clock) -> None:
+    """Renew ``store``'s leases (at ``clock``'s time) until the database answers again."""
+    for _ in range(100):  # the pool reconnects by itself
+        try:
+            await store.renew_leases()
+            return
+        except JobStoreUnavailable:
+            await asyncio.sleep(0.1)
+    raise AssertionError("the database did not come back")
+
+
+@pytest.mark.parametrize("end", ["finish", "retry_later"])
+async def test_a_run_whose_end_was_not_recorded_is_not_held_forever(postgres_server, postgres_url, end):
+    """The database was unreachable when the run ended: the replica no longer runs the job and
+    must stop renewing its lease, so that the job runs again once the lease has run out."""
+    clock = Clock()
+    a, b = replica(postgres_url, clock, lease=10), replica(postgres_url, clock, lease=10)
+    await opened(a, b)
+    job = await a.accept(JobRequest(1))
+    await a.start(job.job_id, AT)
+    postgres_server.kill()
+    with pytest.raises(JobStoreUnavailable):
+        if end == "finish":
+            await a.finish(job.job_id, state="done", result="archived", report=REPORT)
+        else:
+            await a.retry_later(job.job_id, at=clock.now + 1, error="Zammad 503", step="fetch ticket",
+                                classification="Transient")
+    postgres_server.restart()
+    clock.now += 5
+    await _until_reachable(a, clock)  # a renewal after the outage must not extend the job's lease
+    clock.now += 6
+    claimed = await b.claim_due(5, AT)
+    assert [(r.job_id, r.attempts) for r in claimed] == [(job.job_id, 2)]
+    await closed(a, b)
+
+
 def test_the_password_never_shows_in_the_url_we_log():
     assert redact_url("postgresql://u:s3cr3t@db:5432/x") == "postgresql://u:***@db:5432/x"
     assert redact_url("postgresql://db/x") == "postgresql://db/x"
