@@ -35,7 +35,7 @@ from typing import Any, Protocol
 
 from app.jobs.records import Admission, JobRecord, JobRequest, LeaseLost
 from app.jobs.store import JobStore
-from app.workflow.archive import ArchiveOutcome, Report, UndeliverableReport
+from app.workflow.archive import HANDED_OVER, ArchiveOutcome, Report, UndeliverableReport
 
 log = logging.getLogger("app.jobs")
 
@@ -354,11 +354,12 @@ class WorkerPool:
                 delay = min(delay * 2, self._deliver_max)
 
     def _lease_lost(self, job_id: str) -> None:
-        """The store found that another replica took ``job_id`` over: cancel its run here."""
+        """The store found that another replica took ``job_id`` over: cancel its run here,
+        without putting the ticket's tags back (:data:`~app.workflow.archive.HANDED_OVER`)."""
         run = self._runs.get(job_id)
         if run is not None and not run.done():
             self._lost.add(job_id)
-            run.cancel()
+            run.cancel(HANDED_OVER)  # the workflow leaves the tags to the new run
 
     async def _claimer(self) -> None:
         """With a shared store: claim due work (new, retried, or left by a replica that died

@@ -61,6 +61,10 @@ from app.workflow.tags import (
 
 log = logging.getLogger("app.workflow")
 
+HANDED_OVER = "handed over to another replica"
+"""The message of a cancellation whose job another replica now runs (its lease was taken over):
+the run stops without touching the ticket's tags, which belong to the new run."""
+
 WRITE_ATTEMPTS = 3
 """How often one tag or note write is tried inside one :meth:`ArchiveWorkflow.deliver` call."""
 
@@ -368,8 +372,8 @@ class ArchiveWorkflow:
             note = success_note(stored, signed, rendered, job_id=job_id, delivery_id=delivery_id,
                                 omitted=snapshot.omitted)
             return ArchiveOutcome("archived", started=True, stored=stored, note=note, step_seconds=timings)
-        except asyncio.CancelledError:
-            if started:
+        except asyncio.CancelledError as cancel:
+            if started and HANDED_OVER not in cancel.args:
                 log.warning("job interrupted; putting the trigger tag back", extra={**ctx, "step": step})
                 await asyncio.shield(self._revert(ticket_id, ctx))
             raise
