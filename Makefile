@@ -27,7 +27,10 @@ LOCK_ARGS ?= --upgrade
 COMPILE = $(TOOLS_VENV)/bin/uv pip compile --quiet --universal --generate-hashes --python-version 3.11 \
 	--custom-compile-command 'make lock' $(LOCK_ARGS) pyproject.toml requirements/build.in
 
-.PHONY: demo test bench smoke config-docs image install system-deps lock clean
+# `make test-latest`: the newest versions pyproject.toml allows, in a venv of its own.
+LATEST_VENV ?= .venv-latest
+
+.PHONY: demo test test-latest bench smoke config-docs image install system-deps lock clean
 
 $(STAMP): pyproject.toml $(TEST_LOCK)
 	bash scripts/dev/install-system-deps.sh
@@ -51,6 +54,16 @@ demo: $(STAMP) system-deps
 
 test: $(STAMP) system-deps
 	$(PY) -m pytest -q
+
+test-latest: system-deps
+	$(PYTHON) -m venv $(LATEST_VENV)
+	$(LATEST_VENV)/bin/python -m pip install --quiet --upgrade pip setuptools
+	$(LATEST_VENV)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e '.[test]'
+	$(LATEST_VENV)/bin/python scripts/dev/lock-diff.py $(TEST_LOCK)
+	@$(LATEST_VENV)/bin/python -m pytest -q; status=$$?; \
+	if [ $$status -eq 0 ]; then echo "test-latest: the suite passes with the newest versions (differences from the lock above)"; \
+	else echo "test-latest: pytest exited $$status with the newest versions (differences from the lock above)"; fi; \
+	exit $$status
 
 bench: $(BENCH_STAMP) system-deps
 	bash scripts/dev/install-bench-deps.sh
