@@ -29,6 +29,8 @@ COMPILE = $(TOOLS_VENV)/bin/uv pip compile --quiet --universal --generate-hashes
 
 # `make test-latest`: the newest versions pyproject.toml allows, in a venv of its own.
 LATEST_VENV ?= .venv-latest
+# Passed to pytest by `make test` and `make test-latest`, e.g. PYTEST_ARGS='tests/http -x'.
+PYTEST_ARGS ?=
 
 .PHONY: demo test test-latest bench smoke config-docs image install system-deps lock clean
 
@@ -53,16 +55,16 @@ demo: $(STAMP) system-deps
 	$(PY) -m app.devtools.demo
 
 test: $(STAMP) system-deps
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 test-latest: system-deps
 	$(PYTHON) -m venv $(LATEST_VENV)
 	$(LATEST_VENV)/bin/python -m pip install --quiet --upgrade pip setuptools
 	$(LATEST_VENV)/bin/python -m pip install --quiet --upgrade --upgrade-strategy eager -e '.[test]'
 	$(LATEST_VENV)/bin/python scripts/dev/lock-diff.py $(TEST_LOCK)
-	@$(LATEST_VENV)/bin/python -m pytest -q; status=$$?; \
-	if [ $$status -eq 0 ]; then echo "test-latest: the suite passes with the newest versions (differences from the lock above)"; \
-	else echo "test-latest: pytest exited $$status with the newest versions (differences from the lock above)"; fi; \
+	@$(LATEST_VENV)/bin/python -m pytest -q $(PYTEST_ARGS); status=$$?; \
+	if [ $$status -eq 0 ]; then echo "test-latest: passed with the newest allowed versions (lock-diff above)"; \
+	else echo "test-latest: FAILED (pytest exit status $$status) with the newest allowed versions (lock-diff above)"; fi; \
 	exit $$status
 
 bench: $(BENCH_STAMP) system-deps
