@@ -3,6 +3,10 @@
 ``serve`` reads the settings (``CONFIG_PATH`` and the environment), then runs Hypercorn on
 ``SERVER_HOST:SERVER_PORT`` until SIGTERM or SIGINT, draining running jobs within
 ``SHUTDOWN_GRACE_SECONDS``. A bad setting exits with status 2 and a message naming it.
+
+Python warnings that libraries raise while they load (pyHanko, cryptography) are held back from
+the first line of :func:`main` on and written through the JSON log once logging is configured
+(:mod:`app.observability.warning_capture`): a bad setting stays one line on stderr.
 """
 
 from __future__ import annotations
@@ -103,6 +107,11 @@ def serve() -> int:
         preflight(settings)
         app = create_app(settings)
     except ConfigError as exc:
+        # Logging was not configured: warnings buffered since main() started are dropped,
+        # so this stays the one line on stderr.
+        from app.observability.warning_capture import ROUTER
+
+        ROUTER.discard()
         print(f"configuration error: {exc}", file=sys.stderr)
         return 2
 
@@ -155,13 +164,25 @@ commands:
 
 
 def main(argv: list[str]) -> int:
-    """Dispatch ``argv`` (without the program name) to a command; returns the exit status."""
+    """Dispatch ``argv`` (without the program name) to a command; returns the exit status.
+
+    Python warnings are captured before any command imports its libraries: ``serve`` writes
+    them through the JSON log once it has configured logging from the settings (never on a
+    configuration error); ``render`` and ``extract`` configure the JSON log at WARNING for them.
+    """
+    from app.observability.warning_capture import capture_early
+
+    capture_early()
     if not argv or argv[0] in {"-h", "--help"}:
         print(USAGE, end="")
         return 0 if argv else 2
     command, rest = argv[0], argv[1:]
     if command == "serve":
         return serve()
+    if command in {"render", "extract"}:
+        from app.observability.logging import configure_logging
+
+        configure_logging("WARNING")
     if command == "render":
         from app.render.cli import main as render_main
 

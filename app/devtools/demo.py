@@ -185,6 +185,7 @@ async def run() -> int:
         for label, passed, detail in await verify(pdf):
             say(f"{'OK  ' if passed else 'FAIL'} {label} ({detail})")
             ok = ok and passed
+        say_library_warnings()
         say("done: signed PDF archived" if ok else "FAILED: verification")
         return 0 if ok else 1
     finally:
@@ -199,13 +200,30 @@ async def run() -> int:
         job_store.cleanup()
 
 
+def say_library_warnings() -> None:
+    """One ``[demo] library warning`` line for each Python warning held back since :func:`main`
+    started (pyHanko's imports for the verification), instead of Python's raw two-line display
+    between the demo's lines. The service writes its own to its log (``py.warnings``)."""
+    from app.observability.warning_capture import ROUTER
+
+    for warning in ROUTER.pending():
+        say(f"library warning: {warning.category.__name__}: {warning.message} ({warning.source()})")
+    ROUTER.discard()
+
+
 def main() -> int:
     """Run the demo; returns the exit status."""
+    from app.observability.warning_capture import ROUTER
+
+    ROUTER.capture()
     try:
         return asyncio.run(run())
     except (RuntimeError, subprocess.CalledProcessError) as exc:
+        say_library_warnings()
         say(f"FAILED: {exc}")
         return 1
+    finally:
+        ROUTER.uninstall()
 
 
 if __name__ == "__main__":

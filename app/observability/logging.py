@@ -17,6 +17,8 @@ from typing import Any
 
 import orjson
 
+from app.observability.warning_capture import route_to_logging
+
 _RESERVED = set(logging.LogRecord("", 0, "", 0, "", None, None).__dict__) | {"message", "asctime", "taskName"}
 REDACTED = "***"
 
@@ -144,6 +146,10 @@ ACCESS_LOG = AccessLog()
 def configure_logging(level: str = "INFO", secrets: Iterable[str] = (), stream: Any = None) -> None:
     """Send all logging to ``stream`` (default stderr) as redacted JSON lines.
 
+    Python warnings go there too, from the ``py.warnings`` logger at WARNING, each distinct
+    warning once — those buffered since :func:`~app.observability.warning_capture.capture_early`
+    first (see :mod:`app.observability.warning_capture`).
+
     Args:
         level: root log level name.
         secrets: values to redact everywhere (see :meth:`app.config.Settings.secrets`).
@@ -165,3 +171,4 @@ def configure_logging(level: str = "INFO", secrets: Iterable[str] = (), stream: 
     # fpdf2 and fontTools are chatty at INFO; pyHanko logs at WARNING what matters.
     for noisy in ("fpdf", "fontTools", "hypercorn.access"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    route_to_logging()
