@@ -298,23 +298,37 @@ class PostgresJobStore:
         self.work_available.set()
 
     async def renew_leases(self) -> None:
-        """Extend every lease this replica holds; a job whose lease another replica took over
-        is forgotten (its fence is gone) and reported to :attr:`on_lease_lost`."""
+        """Extend the leases of the jobs this replica works on (those it claimed and has not
+        ended or given back: their fences); a job whose fence moved on (another replica took
+        it over) is forgotten and reported to :attr:`on_lease_lost`.
+
+        Only the claims this replica still tracks are renewed, each by its fence: a job it
+        lost track of (a claim whose answer never came back, a run that ended without its end
+        being recorded) is not kept alive by the renewals, its lease runs out and another
+        replica reclaims it. A job is reported lost only when its fence moved on, not when it
+        was claimed, ended or given back here while the renewal was under way.
+        """
         if not self._fences:
             await self._call(lambda conn: conn.fetchval("SELECT 1"))  # keeps `unavailable` current
             return
+        sent = dict(self._fences)
         now = self._clock()
         rows = await self._call(lambda conn: conn.fetch(
-            f"UPDATE {SCHEMA}.jobs SET lease_expires_at = $2 WHERE lease_owner = $1 "
-            f"AND (state = 'running' OR (NOT reported AND state IN {_TERMINAL})) RETURNING job_id, fence",
-            self.owner, now + self.lease_seconds))
-        held = {row["job_id"]: row["fence"] for row in rows}
-        for job_id, fence in list(self._fences.items()):
-            if held.get(job_id) != fence:
-                self._fences.pop(job_id, None)
-                log.warning("lease lost: another replica took the job over", extra={"job_id": job_id})
-                if self.on_lease_lost is not None:
-                    self.on_lease_lost(job_id)
+            f"WITH mine AS (SELECT * FROM unnest($3::text[], $4::bigint[]) AS m(job_id, fence)), "
+            f"renewed AS (UPDATE {SCHEMA}.jobs j SET lease_expires_at = $2 FROM mine "
+            "WHERE j.job_id = mine.job_id AND j.fence = mine.fence AND j.lease_owner = $1 "
+            f"AND (j.state = 'running' OR (NOT j.reported AND j.state IN {_TERMINAL})) RETURNING j.job_id) "
+            f"SELECT mine.job_id FROM mine LEFT JOIN {SCHEMA}.jobs j ON j.job_id = mine.job_id "
+            "WHERE j.job_id IS NULL OR j.fence <> mine.fence",
+            self.owner, now + self.lease_seconds, list(sent), list(sent.values())))
+        for row in rows:
+            job_id = row["job_id"]
+            if self._fences.get(job_id) != sent[job_id]:
+                continue  # ended or claimed again here meanwhile
+            self._fences.pop(job_id, None)
+            log.warning("lease lost: another replica took the job over", extra={"job_id": job_id})
+            if self.on_lease_lost is not None:
+                self.on_lease_lost(job_id)
 
     # -- admission -------------------------------------------------------------------------------
     async def accept(self, request: JobRequest) -> Admission:
