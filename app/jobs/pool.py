@@ -28,16 +28,17 @@ import heapq
 import logging
 import random
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
-from app.jobs.records import Admission, JobRecord, JobRequest, LeaseLost
+from app.jobs.records import Admission, JobRecord, JobRequest, JobStoreUnavailable, LeaseLost
 from app.jobs.store import JobStore
 from app.workflow.archive import ArchiveOutcome, Report, UndeliverableReport
 
 log = logging.getLogger("app.jobs")
+T = TypeVar("T")
 
 PURGE_INTERVAL_SECONDS = 60.0
 CLAIM_POLL_SECONDS = 1.0
@@ -289,8 +290,9 @@ class WorkerPool:
                 and record.attempts < self.retry.max_attempts:
             at = time.time() + self.retry.delay(record.attempts)
             try:
-                await self.store.retry_later(record.job_id, at=at, error=failure.cause, step=outcome.reason,
-                                             classification=failure.classification.value)
+                await self._recorded(record, lambda: self.store.retry_later(
+                    record.job_id, at=at, error=failure.cause, step=outcome.reason,
+                    classification=failure.classification.value))
             except LeaseLost:
                 log.warning("retry not recorded: the job's lease was taken over by another replica",
                             extra={"job_id": record.job_id, "ticket_id": record.ticket_id})
@@ -306,12 +308,12 @@ class WorkerPool:
         state = {"archived": "done", "skipped": "done"}.get(outcome.status, "dead" if gave_up else "failed")
         result = f"skipped: {outcome.reason}" if outcome.status == "skipped" else outcome.status
         try:
-            follow_up = await self.store.finish(
+            follow_up = await self._recorded(record, lambda: self.store.finish(
                 record.job_id, state=state, result=result, report=report.as_dict() if report else None,
                 error=failure.cause if failure else None, step=outcome.reason if failure else None,
                 classification=failure.classification.value if failure else None,
                 output_path=outcome.stored.relative_path if outcome.stored else None,
-                sha256=outcome.stored.sha256 if outcome.stored else None)
+                sha256=outcome.stored.sha256 if outcome.stored else None))
         except LeaseLost:
             log.warning("outcome not recorded: the job's lease was taken over by another replica",
                         extra={"job_id": record.job_id, "ticket_id": record.ticket_id, "status": outcome.status})
@@ -319,6 +321,30 @@ class WorkerPool:
         if follow_up is not None:
             self._busy[record.ticket_id].append(_Work("run", follow_up, record.ticket_id))
         return self._deliver(record, report, fresh=True) if report is not None else None
+
+    async def _recorded(self, record: JobRecord, write: Callable[[], Awaitable[T]]) -> T:
+        """``write()``, a store write that records where a claimed job stands (its end, its
+        retry), done again while a shared store is unavailable (the database unreachable), with
+        backoff, until it succeeds or raises anything else (:class:`LeaseLost`: another replica
+        holds the job now).
+
+        The outcome waits here meanwhile and the lease is renewed again once the database is
+        back: the job is not left ``running`` under a lease this replica keeps renewing. A
+        shutdown cancels the wait; the lease then runs out and the job is run again elsewhere
+        (its archive is found, not written twice). With a store of one instance (SQLite) the
+        error is raised at once, as before.
+        """
+        delay = 0.5
+        while True:
+            try:
+                return await write()
+            except JobStoreUnavailable:
+                if not self.store.shared:
+                    raise
+                log.warning("job store unavailable; recording the job's outcome again", exc_info=True,
+                            extra={"job_id": record.job_id, "ticket_id": record.ticket_id, "retry_in": delay})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self._deliver_max)
 
     async def _deliver(self, record: JobRecord, report: Report, *, fresh: bool = False) -> None:
         """Deliver until Zammad takes it (backoff doubling up to the maximum); a shutdown

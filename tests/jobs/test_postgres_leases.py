@@ -1,13 +1,18 @@
-"""Lease renewals of the PostgreSQL job store, with several replicas (store
-instances) on one real database and a settable clock. The replica tests of the whole service
-are in ``tests/e2e/test_replicas.py``."""
+"""Leases of the PostgreSQL job store and how the worker pool keeps them: renewals, a database outage
+at the end of a run. Several replicas (store instances) on one real database, mostly with a
+settable clock. The replica tests of the whole service are in ``tests/e2e/test_replicas.py``."""
 
 from __future__ import annotations
+
+import asyncio
 
 import asyncpg
 
 from app.jobs.pg_schema import SCHEMA
+from app.jobs.pool import RetryPolicy, WorkerPool
+from app.jobs.postgres import PostgresJobStore
 from app.jobs.records import JobRequest
+from tests.jobs.test_pool import FakeRunner, until
 from tests.jobs.test_postgres_store import AT, Clock, closed, opened, replica
 
 
@@ -64,3 +69,27 @@ async def test_renewals_keep_only_the_jobs_this_replica_works_on(postgres_url):
     assert [r.job_id for r in claimed] == [orphan.job_id]
     await closed(a, b)
 
+
+async def test_a_run_ending_during_a_database_outage_is_recorded_once_the_database_is_back(
+        postgres_server, postgres_url):
+    """The database goes down while a job runs; its end cannot be recorded. The pool keeps the
+    outcome and records it once the database is back: the job ends ``done`` (run once, report
+    delivered), instead of staying ``running`` under a lease this replica keeps renewing."""
+    store = PostgresJobStore(postgres_url, delivery_ttl_seconds=3600, max_pending=100, lease_seconds=4)
+    runner = FakeRunner({})
+    runner.gate.clear()
+    pool = WorkerPool(store, runner, workers=1, retry=RetryPolicy(3, 0.02, 0.05), deliver_backoff_max_seconds=0.05)
+    await pool.start()
+    await pool.submit(JobRequest(1))
+    await until(lambda: bool(runner.active), 5)
+    await asyncio.to_thread(postgres_server.kill)
+    runner.gate.set()
+    await until(lambda: not runner.active, 5)
+    await asyncio.sleep(1)  # the run is over; recording its end fails meanwhile
+    await asyncio.to_thread(postgres_server.restart)
+    await until(lambda: pool.idle and bool(runner.delivered), 20)
+    job = await store.latest(1)
+    assert (job.state, job.reported, job.attempts) == ("done", True, 1)
+    assert runner.runs == [(1, 1)] and runner.delivered == [(1, "archived")]
+    await pool.stop(1)
+    await store.close()
