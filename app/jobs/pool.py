@@ -17,7 +17,11 @@ in memory, but the store decides who runs it: a run starts only with a claim (a 
 claimer task also takes work the other replicas accepted, retried or left behind — when the
 store's ``NOTIFY`` says so, and every :data:`~app.jobs.postgres.POLL_SECONDS` — as long as a
 worker is free. A job whose lease another replica took over is cancelled here and writes
-nothing more (:class:`~app.jobs.records.LeaseLost`).
+nothing more (:class:`~app.jobs.records.LeaseLost`): not to the store (fenced writes), and
+not to the ticket — runs and deliveries await a lease check (the workflow's guard) before
+their writes to Zammad, so a replica that stalled past its lease and wakes up puts no tag
+back and posts no note a second time. A run's end that meets a database outage is kept and
+recorded once the database is back.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from typing import Any, Protocol, TypeVar
 
 from app.jobs.records import Admission, JobRecord, JobRequest, JobStoreUnavailable, LeaseLost
 from app.jobs.store import JobStore
-from app.workflow.archive import ArchiveOutcome, Report, UndeliverableReport
+from app.workflow.archive import ArchiveOutcome, Guard, Report, UndeliverableReport
 
 log = logging.getLogger("app.jobs")
 T = TypeVar("T")
@@ -68,13 +72,18 @@ class RetryPolicy:
 
 
 class JobRunner(Protocol):
-    """What the pool needs from the workflow (implemented by :class:`app.main.ArchiveRunner`)."""
+    """What the pool needs from the workflow (implemented by :class:`app.main.ArchiveRunner`).
 
-    async def execute(self, job: JobRecord) -> ArchiveOutcome: ...
+    ``guard`` (with a shared store): awaited before each write to the ticket; raises
+    :class:`LeaseLost` once another replica holds the job (see :data:`app.workflow.archive.Guard`).
+    """
+
+    async def execute(self, job: JobRecord, *, guard: Guard | None = None) -> ArchiveOutcome: ...
 
     def report(self, job: JobRecord, outcome: ArchiveOutcome, *, gave_up: bool) -> Report | None: ...
 
-    async def deliver(self, job: JobRecord, report: Report, *, fresh: bool = False) -> None: ...
+    async def deliver(self, job: JobRecord, report: Report, *, fresh: bool = False,
+                      guard: Guard | None = None) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,10 +275,21 @@ class WorkerPool:
         started = time.perf_counter()
         try:
             if self.store.shared:  # a task of its own, so that a lost lease can cancel the run alone
-                run = self._runs[record.job_id] = asyncio.ensure_future(self.runner.execute(record))
+                run = self._runs[record.job_id] = asyncio.ensure_future(
+                    self.runner.execute(record, guard=self._guard(record.job_id)))
                 outcome = await run
             else:
                 outcome = await self.runner.execute(record)
+        except LeaseLost:  # the guard, before the run's first write to the ticket
+            log.warning("run stopped before writing to the ticket: the job's lease was taken over by another "
+                        "replica", extra={"job_id": record.job_id, "ticket_id": record.ticket_id})
+            return None
+        except JobStoreUnavailable:  # the guard could not confirm the lease: nothing written, give it back
+            log.warning("run stopped before writing to the ticket: the job store is unavailable; giving the "
+                        "job back", extra={"job_id": record.job_id, "ticket_id": record.ticket_id})
+            with contextlib.suppress(LeaseLost):
+                await self._recorded(record, lambda: self.store.requeue(record.job_id))
+            return None
         except asyncio.CancelledError:
             if record.job_id in self._lost:  # another replica runs it now: nothing to give back
                 log.warning("run cancelled: the job's lease was taken over by another replica",
@@ -358,7 +378,10 @@ class WorkerPool:
         while True:
             first, fresh = fresh, False  # a retry may follow a post that reached Zammad
             try:
-                await self.runner.deliver(record, report, fresh=first)
+                if self.store.shared:
+                    await self.runner.deliver(record, report, fresh=first, guard=self._guard(record.job_id))
+                else:
+                    await self.runner.deliver(record, report, fresh=first)
                 await self.store.mark_reported(record.job_id)
                 return
             except UndeliverableReport as exc:
@@ -378,6 +401,12 @@ class WorkerPool:
                             extra={"job_id": record.job_id, "ticket_id": record.ticket_id, "retry_in": delay})
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._deliver_max)
+
+    def _guard(self, job_id: str) -> Guard:
+        """The check a run or a delivery awaits before writing to the ticket (shared store
+        only): this replica still holds ``job_id``'s lease (extended by the check); raises
+        :class:`LeaseLost` or :class:`JobStoreUnavailable` otherwise."""
+        return lambda: self.store.confirm_lease(job_id)  # type: ignore[attr-defined]  # PostgresJobStore only
 
     def _lease_lost(self, job_id: str) -> None:
         """The store found that another replica took ``job_id`` over: cancel its run here."""

@@ -330,6 +330,23 @@ class PostgresJobStore:
             if self.on_lease_lost is not None:
                 self.on_lease_lost(job_id)
 
+    async def confirm_lease(self, job_id: str) -> None:
+        """Check that this replica still holds ``job_id`` (its run, or its undelivered report)
+        and extend the lease; awaited right before a write to the ticket in Zammad, so that a
+        replica that stalled past its lease (paused, cut off from the database) and was taken
+        over writes nothing there when it wakes: no note a second time, no tag put back. A
+        lease that ran out without anyone reclaiming the job is taken back.
+
+        Raises:
+            LeaseLost: another replica holds the job now (its fence moved on), or this replica
+                no longer holds it; it is forgotten here.
+            JobStoreUnavailable: the database cannot be reached (whether it is held is unknown).
+        """
+        await self._write(job_id,
+                          f"UPDATE {SCHEMA}.jobs SET lease_expires_at = $3 WHERE job_id = $1 AND fence = $2 "
+                          f"AND lease_owner = $4 AND (state = 'running' OR (NOT reported AND state IN {_TERMINAL})) "
+                          "RETURNING job_id", self._clock() + self.lease_seconds, self.owner)
+
     # -- admission -------------------------------------------------------------------------------
     async def accept(self, request: JobRequest) -> Admission:
         """Record ``request`` durably; returns once committed (see :meth:`accept_many`)."""
