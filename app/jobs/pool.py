@@ -295,9 +295,14 @@ class WorkerPool:
                 log.warning("run cancelled: the job's lease was taken over by another replica",
                             extra={"job_id": record.job_id, "ticket_id": record.ticket_id})
                 return None
-            with contextlib.suppress(LeaseLost):
+            try:
                 await asyncio.shield(self.store.requeue(record.job_id))
-            raise
+            except LeaseLost:
+                pass
+            except JobStoreUnavailable:  # the lease runs out and another replica runs it again
+                log.warning("run interrupted; the job could not be given back: the job store is unavailable",
+                            extra={"job_id": record.job_id, "ticket_id": record.ticket_id})
+            raise  # the cancellation, not the store's error: the worker must end
         finally:
             self._running.pop(record.ticket_id, None)
             self._runs.pop(record.job_id, None)

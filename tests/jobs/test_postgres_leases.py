@@ -185,3 +185,23 @@ async def test_a_replica_that_stalled_past_its_lease_writes_nothing_to_the_ticke
     assert (row.state, row.reported) == (("running", True) if stage == "run" else ("done", False))
     await pool.stop(1)
     await closed(a, b)
+
+
+async def test_a_stop_during_a_database_outage_ends_the_workers(postgres_server, postgres_url):
+    """SIGTERM's ``stop()`` cancels a run while the database is down: giving the job back fails,
+    and that must not swallow the cancellation (the worker went on and ``stop()`` waited for
+    it for ever); the lease runs out and another replica runs the job."""
+    store = PostgresJobStore(postgres_url, delivery_ttl_seconds=3600, max_pending=100, lease_seconds=4)
+    runner = FakeRunner({})
+    runner.gate.clear()
+    pool = WorkerPool(store, runner, workers=1, retry=RetryPolicy(3, 0.02, 0.05))
+    await pool.start()
+    await pool.submit(JobRequest(1))
+    await until(lambda: bool(runner.active), 5)
+    await asyncio.to_thread(postgres_server.kill)
+    try:
+        await asyncio.wait_for(pool.stop(0.1), 10)
+        await asyncio.wait_for(store.close(), 15)
+    finally:
+        await asyncio.to_thread(postgres_server.restart)
+    assert runner.runs == []
