@@ -46,7 +46,7 @@ from app.render.pool import ProcessPoolRenderer
 from app.signing.signer import ArchiveSigner, PadesLevel, SigningOptions, UnsignedPassthrough, build_timestamper
 from app.signing.trust import LongTermValidation, load_certificates
 from app.storage.store import ArchiveStore
-from app.workflow.archive import ArchiveOutcome, ArchiveWorkflow, EmbedPolicy, Report
+from app.workflow.archive import ArchiveOutcome, ArchiveWorkflow, EmbedPolicy, Guard, Report
 from app.workflow.ports import SignedPdf, SignerPort
 from app.zammad.client import ZammadClient
 
@@ -90,7 +90,7 @@ class ArchiveRunner:
         self.workflow = workflow
         self.max_attempts = max_attempts
 
-    async def execute(self, job: JobRecord) -> ArchiveOutcome:
+    async def execute(self, job: JobRecord, *, guard: Guard | None = None) -> ArchiveOutcome:
         """Run the job's archive.
 
         Every job runs with ``resume=True``: the store lets one job per ticket run at a time
@@ -98,19 +98,22 @@ class ArchiveRunner:
         found when a job starts was left by an interrupted run (a crash, a replica that died,
         or a shutdown whose tag revert did not reach Zammad) — the job takes it over instead
         of leaving the ticket stuck.
+
+        ``guard``: see :data:`app.workflow.archive.Guard` (the pool's lease check).
         """
         archived_at = datetime.fromisoformat(job.archived_at) if job.archived_at else None
         return await self.workflow.execute(job.ticket_id, job_id=job.job_id, delivery_id=job.delivery_id,
-                                           force=job.force, resume=True, archived_at=archived_at)
+                                           force=job.force, resume=True, archived_at=archived_at, guard=guard)
 
     def report(self, job: JobRecord, outcome: ArchiveOutcome, *, gave_up: bool) -> Report | None:
         """The job's final tags and note."""
         return self.workflow.report(outcome, job_id=job.job_id, delivery_id=job.delivery_id,
                                     attempts=job.attempts, gave_up=gave_up)
 
-    async def deliver(self, job: JobRecord, report: Report, *, fresh: bool = False) -> None:
-        """Write the report to the ticket (idempotent; ``fresh``: see :meth:`ArchiveWorkflow.deliver`)."""
-        await self.workflow.deliver(job.ticket_id, report, job_id=job.job_id, fresh=fresh)
+    async def deliver(self, job: JobRecord, report: Report, *, fresh: bool = False,
+                      guard: Guard | None = None) -> None:
+        """Write the report to the ticket (idempotent; ``fresh``, ``guard``: see :meth:`ArchiveWorkflow.deliver`)."""
+        await self.workflow.deliver(job.ticket_id, report, job_id=job.job_id, fresh=fresh, guard=guard)
 
 
 @dataclass

@@ -17,7 +17,11 @@ in memory, but the store decides who runs it: a run starts only with a claim (a 
 claimer task also takes work the other replicas accepted, retried or left behind — when the
 store's ``NOTIFY`` says so, and every :data:`CLAIM_POLL_SECONDS` — as long as a
 worker is free. A job whose lease another replica took over is cancelled here and writes
-nothing more (:class:`~app.jobs.records.LeaseLost`).
+nothing more (:class:`~app.jobs.records.LeaseLost`): not to the store (fenced writes), and
+not to the ticket — runs and deliveries await a lease check (the workflow's guard) before
+their writes to Zammad, so a replica that stalled past its lease and wakes up puts no tag
+back and posts no note a second time. A run's end that meets a database outage is kept and
+recorded once the database is back.
 """
 
 from __future__ import annotations
@@ -28,16 +32,17 @@ import heapq
 import logging
 import random
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
-from app.jobs.records import Admission, JobRecord, JobRequest, LeaseLost
+from app.jobs.records import Admission, JobRecord, JobRequest, JobStoreUnavailable, LeaseLost
 from app.jobs.store import JobStore
-from app.workflow.archive import HANDED_OVER, ArchiveOutcome, Report, UndeliverableReport
+from app.workflow.archive import HANDED_OVER, ArchiveOutcome, Guard, Report, UndeliverableReport
 
 log = logging.getLogger("app.jobs")
+T = TypeVar("T")
 
 PURGE_INTERVAL_SECONDS = 60.0
 CLAIM_POLL_SECONDS = 1.0
@@ -67,13 +72,18 @@ class RetryPolicy:
 
 
 class JobRunner(Protocol):
-    """What the pool needs from the workflow (implemented by :class:`app.main.ArchiveRunner`)."""
+    """What the pool needs from the workflow (implemented by :class:`app.main.ArchiveRunner`).
 
-    async def execute(self, job: JobRecord) -> ArchiveOutcome: ...
+    ``guard`` (with a shared store): awaited before each write to the ticket; raises
+    :class:`LeaseLost` once another replica holds the job (see :data:`app.workflow.archive.Guard`).
+    """
+
+    async def execute(self, job: JobRecord, *, guard: Guard | None = None) -> ArchiveOutcome: ...
 
     def report(self, job: JobRecord, outcome: ArchiveOutcome, *, gave_up: bool) -> Report | None: ...
 
-    async def deliver(self, job: JobRecord, report: Report, *, fresh: bool = False) -> None: ...
+    async def deliver(self, job: JobRecord, report: Report, *, fresh: bool = False,
+                      guard: Guard | None = None) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -265,18 +275,34 @@ class WorkerPool:
         started = time.perf_counter()
         try:
             if self.store.shared:  # a task of its own, so that a lost lease can cancel the run alone
-                run = self._runs[record.job_id] = asyncio.ensure_future(self.runner.execute(record))
+                run = self._runs[record.job_id] = asyncio.ensure_future(
+                    self.runner.execute(record, guard=self._guard(record.job_id)))
                 outcome = await run
             else:
                 outcome = await self.runner.execute(record)
+        except LeaseLost:  # the guard, before the run's first write to the ticket
+            log.warning("run stopped before writing to the ticket: the job's lease was taken over by another "
+                        "replica", extra={"job_id": record.job_id, "ticket_id": record.ticket_id})
+            return None
+        except JobStoreUnavailable:  # the guard could not confirm the lease: nothing written, give it back
+            log.warning("run stopped before writing to the ticket: the job store is unavailable; giving the "
+                        "job back", extra={"job_id": record.job_id, "ticket_id": record.ticket_id})
+            with contextlib.suppress(LeaseLost):
+                await self._recorded(record, lambda: self.store.requeue(record.job_id))
+            return None
         except asyncio.CancelledError:
             if record.job_id in self._lost:  # another replica runs it now: nothing to give back
                 log.warning("run cancelled: the job's lease was taken over by another replica",
                             extra={"job_id": record.job_id, "ticket_id": record.ticket_id})
                 return None
-            with contextlib.suppress(LeaseLost):
+            try:
                 await asyncio.shield(self.store.requeue(record.job_id))
-            raise
+            except LeaseLost:
+                pass
+            except JobStoreUnavailable:  # the lease runs out and another replica runs it again
+                log.warning("run interrupted; the job could not be given back: the job store is unavailable",
+                            extra={"job_id": record.job_id, "ticket_id": record.ticket_id})
+            raise  # the cancellation, not the store's error: the worker must end
         finally:
             self._running.pop(record.ticket_id, None)
             self._runs.pop(record.job_id, None)
@@ -289,8 +315,9 @@ class WorkerPool:
                 and record.attempts < self.retry.max_attempts:
             at = time.time() + self.retry.delay(record.attempts)
             try:
-                await self.store.retry_later(record.job_id, at=at, error=failure.cause, step=outcome.reason,
-                                             classification=failure.classification.value)
+                await self._recorded(record, lambda: self.store.retry_later(
+                    record.job_id, at=at, error=failure.cause, step=outcome.reason,
+                    classification=failure.classification.value))
             except LeaseLost:
                 log.warning("retry not recorded: the job's lease was taken over by another replica",
                             extra={"job_id": record.job_id, "ticket_id": record.ticket_id})
@@ -306,12 +333,12 @@ class WorkerPool:
         state = {"archived": "done", "skipped": "done"}.get(outcome.status, "dead" if gave_up else "failed")
         result = f"skipped: {outcome.reason}" if outcome.status == "skipped" else outcome.status
         try:
-            follow_up = await self.store.finish(
+            follow_up = await self._recorded(record, lambda: self.store.finish(
                 record.job_id, state=state, result=result, report=report.as_dict() if report else None,
                 error=failure.cause if failure else None, step=outcome.reason if failure else None,
                 classification=failure.classification.value if failure else None,
                 output_path=outcome.stored.relative_path if outcome.stored else None,
-                sha256=outcome.stored.sha256 if outcome.stored else None)
+                sha256=outcome.stored.sha256 if outcome.stored else None))
         except LeaseLost:
             log.warning("outcome not recorded: the job's lease was taken over by another replica",
                         extra={"job_id": record.job_id, "ticket_id": record.ticket_id, "status": outcome.status})
@@ -319,6 +346,30 @@ class WorkerPool:
         if follow_up is not None:
             self._busy[record.ticket_id].append(_Work("run", follow_up, record.ticket_id))
         return self._deliver(record, report, fresh=True) if report is not None else None
+
+    async def _recorded(self, record: JobRecord, write: Callable[[], Awaitable[T]]) -> T:
+        """``write()``, a store write that records where a claimed job stands (its end, its
+        retry), done again while a shared store is unavailable (the database unreachable), with
+        backoff, until it succeeds or raises anything else (:class:`LeaseLost`: another replica
+        holds the job now).
+
+        The outcome waits here meanwhile and the lease is renewed again once the database is
+        back: the job is not left ``running`` under a lease this replica keeps renewing. A
+        shutdown cancels the wait; the lease then runs out and the job is run again elsewhere
+        (its archive is found, not written twice). With a store of one instance (SQLite) the
+        error is raised at once, as before.
+        """
+        delay = 0.5
+        while True:
+            try:
+                return await write()
+            except JobStoreUnavailable:
+                if not self.store.shared:
+                    raise
+                log.warning("job store unavailable; recording the job's outcome again", exc_info=True,
+                            extra={"job_id": record.job_id, "ticket_id": record.ticket_id, "retry_in": delay})
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, self._deliver_max)
 
     async def _deliver(self, record: JobRecord, report: Report, *, fresh: bool = False) -> None:
         """Deliver until Zammad takes it (backoff doubling up to the maximum); a shutdown
@@ -332,7 +383,10 @@ class WorkerPool:
         while True:
             first, fresh = fresh, False  # a retry may follow a post that reached Zammad
             try:
-                await self.runner.deliver(record, report, fresh=first)
+                if self.store.shared:
+                    await self.runner.deliver(record, report, fresh=first, guard=self._guard(record.job_id))
+                else:
+                    await self.runner.deliver(record, report, fresh=first)
                 await self.store.mark_reported(record.job_id)
                 return
             except UndeliverableReport as exc:
@@ -352,6 +406,12 @@ class WorkerPool:
                             extra={"job_id": record.job_id, "ticket_id": record.ticket_id, "retry_in": delay})
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._deliver_max)
+
+    def _guard(self, job_id: str) -> Guard:
+        """The check a run or a delivery awaits before writing to the ticket (shared store
+        only): this replica still holds ``job_id``'s lease (extended by the check); raises
+        :class:`LeaseLost` or :class:`JobStoreUnavailable` otherwise."""
+        return lambda: self.store.confirm_lease(job_id)  # type: ignore[attr-defined]  # PostgresJobStore only
 
     def _lease_lost(self, job_id: str) -> None:
         """The store found that another replica took ``job_id`` over: cancel its run here,

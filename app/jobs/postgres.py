@@ -174,33 +174,19 @@ class PostgresJobStore:
         self._ok()
         return result
 
-    async def _write(self, job_id: str, sql: str, *args: Any, ends_run: bool = False) -> list[asyncpg.Record]:
+    async def _write(self, job_id: str, sql: str, *args: Any) -> list[asyncpg.Record]:
         """A fenced write: ``sql`` must end in ``WHERE job_id = $1 AND fence = $2``; raises
-        :class:`LeaseLost` when no row matched (another replica holds the job now).
-
-        ``ends_run``: the write ends this replica's run of the job; when it fails
-        (:class:`JobStoreUnavailable`) the job is let go all the same (:meth:`_let_go`)."""
+        :class:`LeaseLost` when no row matched (another replica holds the job now), and
+        :class:`JobStoreUnavailable` when the database cannot be reached (the fence is kept: the
+        worker pool writes again once it is back, see :meth:`app.jobs.pool.WorkerPool._recorded`)."""
         fence = self._fences.get(job_id)
         if fence is None:
             raise LeaseLost(job_id)
-        try:
-            rows: list[asyncpg.Record] = await self._call(lambda conn: conn.fetch(sql, job_id, fence, *args))
-        except JobStoreUnavailable:
-            if ends_run:
-                self._let_go(job_id)
-            raise
+        rows: list[asyncpg.Record] = await self._call(lambda conn: conn.fetch(sql, job_id, fence, *args))
         if not rows:
             self._fences.pop(job_id, None)
             raise LeaseLost(job_id)
         return rows
-
-    def _let_go(self, job_id: str) -> None:
-        """Stop renewing ``job_id``'s lease: the run ended here but its end could not be
-        recorded (the database unreachable). The job stays as the database has it; once the
-        lease has run out, any replica claims it again (:meth:`claim_due`, :meth:`claim_reports`)."""
-        if self._fences.pop(job_id, None) is not None:
-            log.warning("job let go: its end could not be recorded; it runs again once its lease runs out",
-                        extra={"job_id": job_id})
 
     # -- lifecycle -------------------------------------------------------------------------------
     async def open(self) -> Recovery:
@@ -331,27 +317,57 @@ class PostgresJobStore:
         self.work_available.set()
 
     async def renew_leases(self) -> None:
-        """Extend every lease this replica holds; a job whose lease another replica took over
-        is forgotten (its fence is gone) and reported to :attr:`on_lease_lost`."""
+        """Extend the leases of the jobs this replica works on (those it claimed and has not
+        ended or given back: their fences); a job whose fence moved on (another replica took
+        it over) is forgotten and reported to :attr:`on_lease_lost`.
+
+        Only the claims this replica still tracks are renewed, each by its fence: a job it
+        lost track of (a claim whose answer never came back, a run that ended without its end
+        being recorded) is not kept alive by the renewals, its lease runs out and another
+        replica reclaims it. A job is reported lost only when its fence moved on, not when it
+        was claimed, ended or given back here while the renewal was under way.
+        """
         if not self._fences:
             await self._call(lambda conn: conn.fetchval("SELECT 1"))  # keeps `unavailable` current
             return
+        sent = dict(self._fences)
         now = self._clock()
-        # Only what this replica still works on: a row it owns but let go of (or a claim whose
-        # answer was lost) must run out, so that another replica takes it. Claims and releases
-        # made while the UPDATE runs are not judged.
-        before = dict(self._fences)
+        # Only what this replica still works on, each by its fence: a row it owns but let go of
+        # (or a claim whose answer was lost) must run out, so that another replica takes it.
+        # Claims and releases made while the UPDATE runs are not judged.
         rows = await self._call(lambda conn: conn.fetch(
-            f"UPDATE {SCHEMA}.jobs SET lease_expires_at = $2 WHERE lease_owner = $1 AND job_id = ANY($3::text[]) "
-            f"AND (state = 'running' OR (NOT reported AND state IN {_TERMINAL})) RETURNING job_id, fence",
-            self.owner, now + self.lease_seconds, list(before)))
-        held = {row["job_id"]: row["fence"] for row in rows}
-        for job_id, fence in before.items():
-            if self._fences.get(job_id) == fence and held.get(job_id) != fence:
-                self._fences.pop(job_id, None)
-                log.warning("lease lost: another replica took the job over", extra={"job_id": job_id})
-                if self.on_lease_lost is not None:
-                    self.on_lease_lost(job_id)
+            f"WITH mine AS (SELECT * FROM unnest($3::text[], $4::bigint[]) AS m(job_id, fence)), "
+            f"renewed AS (UPDATE {SCHEMA}.jobs j SET lease_expires_at = $2 FROM mine "
+            "WHERE j.job_id = mine.job_id AND j.fence = mine.fence AND j.lease_owner = $1 "
+            f"AND (j.state = 'running' OR (NOT j.reported AND j.state IN {_TERMINAL})) RETURNING j.job_id) "
+            f"SELECT mine.job_id FROM mine LEFT JOIN {SCHEMA}.jobs j ON j.job_id = mine.job_id "
+            "WHERE j.job_id IS NULL OR j.fence <> mine.fence",
+            self.owner, now + self.lease_seconds, list(sent), list(sent.values())))
+        for row in rows:
+            job_id = row["job_id"]
+            if self._fences.get(job_id) != sent[job_id]:
+                continue  # ended or claimed again here meanwhile
+            self._fences.pop(job_id, None)
+            log.warning("lease lost: another replica took the job over", extra={"job_id": job_id})
+            if self.on_lease_lost is not None:
+                self.on_lease_lost(job_id)
+
+    async def confirm_lease(self, job_id: str) -> None:
+        """Check that this replica still holds ``job_id`` (its run, or its undelivered report)
+        and extend the lease; awaited right before a write to the ticket in Zammad, so that a
+        replica that stalled past its lease (paused, cut off from the database) and was taken
+        over writes nothing there when it wakes: no note a second time, no tag put back. A
+        lease that ran out without anyone reclaiming the job is taken back.
+
+        Raises:
+            LeaseLost: another replica holds the job now (its fence moved on), or this replica
+                no longer holds it; it is forgotten here.
+            JobStoreUnavailable: the database cannot be reached (whether it is held is unknown).
+        """
+        await self._write(job_id,
+                          f"UPDATE {SCHEMA}.jobs SET lease_expires_at = $3 WHERE job_id = $1 AND fence = $2 "
+                          f"AND lease_owner = $4 AND (state = 'running' OR (NOT reported AND state IN {_TERMINAL})) "
+                          "RETURNING job_id", self._clock() + self.lease_seconds, self.owner)
 
     # -- admission -------------------------------------------------------------------------------
     async def accept(self, request: JobRequest) -> Admission:
@@ -516,14 +532,13 @@ class PostgresJobStore:
 
         Raises:
             LeaseLost: another replica holds the job now; nothing was written.
-            JobStoreUnavailable: the database is unreachable; the job is let go (it runs again,
-                on any replica, once its lease has run out).
+            JobStoreUnavailable: the database is unreachable; the lease is kept, write again.
         """
         await self._write(job_id,
                           f"UPDATE {SCHEMA}.jobs SET state = 'pending', next_attempt_at = $3, last_error = $4, "
                           "last_step = $5, classification = $6, updated_at = $7, lease_owner = NULL, "
                           "lease_expires_at = NULL WHERE job_id = $1 AND fence = $2 AND state = 'running' "
-                          "RETURNING job_id", at, error, step, classification, self._clock(), ends_run=True)
+                          "RETURNING job_id", at, error, step, classification, self._clock())
         self._fences.pop(job_id, None)
         self._pending_count += 1
 
@@ -536,9 +551,9 @@ class PostgresJobStore:
 
         Raises:
             LeaseLost: another replica holds the job now; nothing was written.
-            JobStoreUnavailable: the database is unreachable; the job is let go (as the
-                database has it — still running, or ended if the commit's answer was lost —
-                it is claimed again, on any replica, once its lease has run out).
+            JobStoreUnavailable: the database is unreachable; the lease is kept, write again
+                (if the commit's answer was lost, the job has ended: the next try finds no
+                running row and raises :class:`LeaseLost`).
         """
         assert state in TERMINAL_STATES
         fence = self._fences.get(job_id)
@@ -575,11 +590,7 @@ class PostgresJobStore:
                 await conn.execute("SELECT pg_notify($1, '')", pg_schema.NOTIFY_CHANNEL)
                 return follow_id
 
-        try:
-            outcome = await self._call(op)
-        except JobStoreUnavailable:
-            self._let_go(job_id)
-            raise
+        outcome = await self._call(op)
         if outcome is False:
             self._fences.pop(job_id, None)
             raise LeaseLost(job_id)

@@ -14,6 +14,10 @@ A run has two halves, so that a durable job store can sit between them (an outbo
    idempotent in Zammad, and a note is not posted twice for one job (each note carries the
    job id, and the ticket's articles are checked for it before a post that may not be the
    first: a redelivery, or a retry after a post whose answer was lost).
+
+With several replicas, the caller passes a :data:`Guard` (a lease check) that is awaited
+before the run's and the delivery's writes to the ticket: a replica that lost the job to
+another one writes nothing there.
 """
 
 from __future__ import annotations
@@ -106,6 +110,14 @@ async def _fetch_all(calls: list[Callable[[], Awaitable[bytes]]], concurrency: i
 
     await asyncio.gather(*(worker() for _ in range(min(concurrency, len(calls)))))
     return results
+
+
+Guard = Callable[[], Awaitable[None]]
+"""A check awaited right before a write to the ticket that only the holder of the job may
+make: it returns when this process may write, and raises when it may not — with several
+replicas on one job store, when another replica has taken the job over (its lease ran out:
+``app.jobs.records.LeaseLost``) or when that cannot be confirmed (the database unreachable).
+The workflow then writes nothing more for the job; the exception reaches the caller."""
 
 
 class UndeliverableReport(ArchiverError):
@@ -274,7 +286,8 @@ class ArchiveWorkflow:
 
     # -- the work ------------------------------------------------------------------------------
     async def execute(self, ticket_id: int, *, job_id: str, delivery_id: str | None = None, force: bool = False,
-                      resume: bool = False, archived_at: datetime | None = None) -> ArchiveOutcome:
+                      resume: bool = False, archived_at: datetime | None = None,
+                      guard: Guard | None = None) -> ArchiveOutcome:
         """Archive ticket ``ticket_id`` once, without the final report.
 
         Args:
@@ -284,15 +297,21 @@ class ArchiveWorkflow:
                 ``pdf:processing`` tag left by it counts as the request to archive.
             archived_at: the archive time (UTC); fixed per job so a resumed job writes the
                 same path. Defaults to now.
+            guard: awaited right before the run's writes to the ticket (the start transition,
+                a revert): it raises when this run may no longer write there (several
+                replicas: another one took the job over). See :data:`Guard`.
 
-        Never raises for a failure of the run itself: it ends as ``status="failed"``.
-        ``asyncio.CancelledError`` (shutdown) is re-raised after the ticket's tags were put
-        back (trigger tag restored, ``pdf:processing`` removed).
+        Never raises for a failure of the run itself: it ends as ``status="failed"``. The
+        guard's exception before the start transition is raised unchanged (nothing was
+        written). ``asyncio.CancelledError`` (shutdown) is re-raised after the ticket's tags
+        were put back (trigger tag restored, ``pdf:processing`` removed) — unless the guard
+        refuses: then the tags are left to the replica that holds the job now.
         """
         ctx = {"ticket_id": ticket_id, "job_id": job_id, "delivery_id": delivery_id}
         timings: dict[str, float] = {}
         step = "fetch tags"
         started = False
+        refused: BaseException | None = None
         try:
             # Tags are read right before the processing transition (no stale decision).
             tags = await self._timed(timings, "fetch_tags", self.zammad.get_tags(ticket_id))
@@ -303,10 +322,17 @@ class ArchiveWorkflow:
                 return ArchiveOutcome("skipped", decision.reason, step_seconds=timings)
 
             step = "tag processing"
-            started = True
             # Only what changes the tags just read: Zammad's add/remove are idempotent, and a
             # stale state tag left by a race is removed by the report's transition anyway.
-            await self._apply(ticket_id, start_transition(self.trigger_tag).needed(tags), attempts=1)
+            needed = start_transition(self.trigger_tag).needed(tags)
+            if guard is not None and (needed.add or needed.remove):
+                try:
+                    await guard()
+                except Exception as exc:
+                    refused = exc
+                    raise
+            started = True
+            await self._apply(ticket_id, needed, attempts=1)
 
             step = "fetch ticket"
             ticket, ticket_raw = await self._timed(timings, "fetch_ticket", self.zammad.get_ticket_raw(ticket_id))
@@ -374,10 +400,11 @@ class ArchiveWorkflow:
             return ArchiveOutcome("archived", started=True, stored=stored, note=note, step_seconds=timings)
         except asyncio.CancelledError as cancel:
             if started and HANDED_OVER not in cancel.args:
-                log.warning("job interrupted; putting the trigger tag back", extra={**ctx, "step": step})
-                await asyncio.shield(self._revert(ticket_id, ctx))
+                await asyncio.shield(self._revert(ticket_id, {**ctx, "step": step}, guard))
             raise
         except Exception as exc:  # noqa: BLE001 - every failure ends as a classified outcome
+            if exc is refused:
+                raise
             failure = classify(exc)
             failure = ClassifiedFailure(failure.classification, failure.code, self._redact(failure.cause))
             log.error("job step failed", exc_info=True,
@@ -413,7 +440,8 @@ class ArchiveWorkflow:
                             attempts=attempts, gave_up=gave_up)
         return Report(t.add, t.remove, note.subject, note.body_html)
 
-    async def deliver(self, ticket_id: int, report: Report, *, job_id: str, fresh: bool = False) -> None:
+    async def deliver(self, ticket_id: int, report: Report, *, job_id: str, fresh: bool = False,
+                      guard: Guard | None = None) -> None:
         """Write ``report`` to the ticket: tags first (added before removed), then the note —
         unless the ticket already has this job's note (a delivery that was interrupted after
         posting, or a post whose answer was lost: checked again before each retry).
@@ -422,20 +450,27 @@ class ArchiveWorkflow:
             fresh: this is the report's first delivery, by the process that ran the job, so
                 no note of this job can be on the ticket yet: the first check is skipped
                 (one ``GET`` of the ticket's articles fewer per job).
+            guard: awaited before the tags are written and before each post of the note (see
+                :data:`Guard`): a delivery that stalled while another replica took the report
+                over stops there instead of posting the note a second time.
 
         Raises:
             UndeliverableReport: Zammad answered 404 (the ticket is gone) or 422 (it refuses
                 the write): retrying cannot help.
-            Exception: the last error when Zammad keeps failing otherwise (the caller retries).
+            Exception: the guard's exception, unchanged; or the last error when Zammad keeps
+                failing otherwise (the caller retries).
         """
         try:
-            await self._deliver(ticket_id, report, job_id=job_id, fresh=fresh)
+            await self._deliver(ticket_id, report, job_id=job_id, fresh=fresh, guard=guard)
         except ZammadApiError as exc:
             if exc.status in UNDELIVERABLE_STATUSES:
                 raise UndeliverableReport(self._redact(str(exc))) from exc
             raise
 
-    async def _deliver(self, ticket_id: int, report: Report, *, job_id: str, fresh: bool) -> None:
+    async def _deliver(self, ticket_id: int, report: Report, *, job_id: str, fresh: bool,
+                       guard: Guard | None) -> None:
+        if guard is not None:
+            await guard()
         await self._apply(ticket_id, TagTransition(report.add, report.remove), attempts=WRITE_ATTEMPTS)
         marker = f"Job: {job_id}"
 
@@ -453,6 +488,8 @@ class ArchiveWorkflow:
             return
         delay = self._write_backoff
         for attempt in range(1, WRITE_ATTEMPTS + 1):
+            if guard is not None:
+                await guard()
             try:
                 await self.zammad.create_internal_note(ticket_id, subject=report.subject, body_html=report.body_html)
                 return
@@ -602,7 +639,15 @@ class ArchiveWorkflow:
         await asyncio.gather(*(fetch(ref) for ref in refs))
         return images
 
-    async def _revert(self, ticket_id: int, ctx: dict[str, Any]) -> None:
+    async def _revert(self, ticket_id: int, ctx: dict[str, Any], guard: Guard | None) -> None:
+        if guard is not None:
+            try:
+                await guard()
+            except Exception as exc:  # noqa: BLE001 - not ours any more, or unknown: leave the tags alone
+                log.warning("job interrupted; the tags are left as they are: the job is no longer held here",
+                            extra={**ctx, "cause": f"{type(exc).__name__}: {exc}"})
+                return
+        log.warning("job interrupted; putting the trigger tag back", extra=ctx)
         try:
             await self._apply(ticket_id, revert_transition(self.trigger_tag), attempts=WRITE_ATTEMPTS)
         except Exception:  # noqa: BLE001

@@ -14,7 +14,7 @@ import pytest
 from app.jobs.pool import RetryPolicy, WorkerPool
 from app.jobs.records import Admission, JobRecord, JobRequest
 from app.jobs.sqlite import SqliteJobStore as JobStore
-from app.workflow.archive import ArchiveOutcome, Report, UndeliverableReport
+from app.workflow.archive import ArchiveOutcome, Guard, Report, UndeliverableReport
 from app.workflow.classify import classify
 from app.errors import ZammadApiError
 
@@ -142,7 +142,7 @@ class FakeRunner:
         self.gate = asyncio.Event()
         self.gate.set()
 
-    async def execute(self, job: JobRecord) -> ArchiveOutcome:
+    async def execute(self, job: JobRecord, *, guard: Guard | None = None) -> ArchiveOutcome:
         if job.ticket_id in self.active:
             self.overlap = True
         self.active.add(job.ticket_id)
@@ -163,7 +163,7 @@ class FakeRunner:
         return Report(("pdf:signed",) if outcome.status == "archived" else ("pdf:error",), (),
                       "dead" if gave_up else outcome.status, "")
 
-    async def deliver(self, job: JobRecord, report: Report, *, fresh: bool = False) -> None:
+    async def deliver(self, job: JobRecord, report: Report, *, fresh: bool = False, guard: Guard | None = None) -> None:
         self.fresh.append(fresh)
         if self.undeliverable:
             raise UndeliverableReport("ticket gone")
@@ -245,18 +245,18 @@ async def test_a_slow_report_frees_the_worker_but_holds_its_ticket(make_store):
     events: list[str] = []
     plain_deliver = runner.deliver
 
-    async def slow_deliver(job: JobRecord, report: Report, *, fresh: bool = False) -> None:
+    async def slow_deliver(job: JobRecord, report: Report, *, fresh: bool = False, guard: Guard | None = None) -> None:
         events.append(f"deliver {job.ticket_id} starts")
         await deliver_gate.wait()
-        await plain_deliver(job, report, fresh=fresh)
+        await plain_deliver(job, report, fresh=fresh, guard=guard)
         events.append(f"deliver {job.ticket_id} done")
 
     runner.deliver = slow_deliver  # type: ignore[method-assign]
     plain_execute = runner.execute
 
-    async def logged_execute(job: JobRecord) -> ArchiveOutcome:
+    async def logged_execute(job: JobRecord, *, guard: Guard | None = None) -> ArchiveOutcome:
         events.append(f"run {job.ticket_id}")
-        return await plain_execute(job)
+        return await plain_execute(job, guard=guard)
 
     runner.execute = logged_execute  # type: ignore[method-assign]
     store = make_store()
