@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 import aiohttp
+import pytest
 import yaml
 
 import app.jobs.sqlite as store_module
@@ -484,6 +485,7 @@ async def test_a_failing_job_store_answers_503_not_500(archiver):
     assert_error_shape(payload, "job_store_unavailable")
 
 
+@pytest.mark.sqlite_only  # the WAL sync helper is the SQLite store's; PostgreSQL: tests/e2e/test_job_store_outage.py
 async def test_a_killed_wal_sync_helper_is_started_again(archiver):
     service = await archiver()
     store = service.runtime.store
@@ -497,6 +499,7 @@ async def test_a_killed_wal_sync_helper_is_started_again(archiver):
     assert store._wal_sync._proc.pid != helper.pid
 
 
+@pytest.mark.sqlite_only  # the WAL sync helper is the SQLite store's; PostgreSQL: tests/e2e/test_job_store_outage.py
 async def test_a_failing_wal_sync_answers_503_fails_readiness_and_jobs_still_reads(archiver, monkeypatch, tmp_path):
     # A disk whose fdatasync fails is stood in for by a helper that reports EIO once the test
     # says so (the service's start-up syncs succeed); the service around it is real.
