@@ -106,10 +106,19 @@ class RunningArchiver:
     app: Any
     settings: Settings
     storage_root: Path
+    stop_event: asyncio.Event
+    task: asyncio.Task[None]
 
     @property
     def runtime(self) -> Any:
         return self.app.state.runtime
+
+    async def stop(self) -> None:
+        """Shut the service down as SIGTERM does (its store closed). A test that starts a
+        second service with other settings stops the first: on PostgreSQL both would share
+        the database like two replicas, and either could run the other's jobs."""
+        self.stop_event.set()
+        await asyncio.wait_for(self.task, 30)
 
     async def wait_idle(self, timeout: float = 60.0) -> None:
         """Wait until no job is queued, running, scheduled or being reported."""
@@ -256,7 +265,7 @@ async def archiver(simulator: ZammadSimulator, dev_pki: DevPki, tmp_path: Path,
                 raise AssertionError("archiver did not start")
         backend = type(app.state.runtime.store).__name__
         assert backend == {"sqlite": "SqliteJobStore", "postgres": "PostgresJobStore"}[job_store.name], backend
-        return RunningArchiver(url, app, settings, storage)
+        return RunningArchiver(url, app, settings, storage, stop, task)
 
     yield start
     for stop, task in stops:

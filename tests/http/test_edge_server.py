@@ -91,6 +91,7 @@ async def test_503_without_secret_and_when_shutting_down(archiver):
     assert status == 503
     assert_error_shape(payload, "webhook_auth_not_configured")
 
+    await service.stop()
     service = await archiver(HARDENING_WEBHOOK_ALLOW_UNSIGNED="true", WEBHOOK_HMAC_SECRET="")
     status, _, payload = await call("POST", f"{service.url}/ingest", body=body, headers=hdrs)
     assert status == 202
@@ -425,6 +426,7 @@ async def test_metrics(archiver):
     assert status == 404
     assert_error_shape(payload, "not_found")
 
+    await service.stop()  # else, on PostgreSQL, its workers could take the job counted below
     service = await archiver(OBSERVABILITY_METRICS_ENABLED="true", METRICS_BEARER_TOKEN="scrape-token-1")
     status, headers, payload = await call("GET", f"{service.url}/metrics")
     assert status == 401 and "Bearer" in headers["WWW-Authenticate"]
