@@ -4,14 +4,22 @@ real PostgreSQL.
 Everything listens on 127.0.0.1. The archiver runs in the test's event loop (Hypercorn's
 ``serve`` with a shutdown trigger), so a test can look at its runtime as well as at its
 HTTP answers. PostgreSQL is Debian's, started by the test run (``tests/postgres_server.py``).
+
+Every test that starts the service (through ``archiver``, a fixture built on ``job_store``,
+or ``job_store`` itself) runs once per job-store backend: ``[sqlite]`` (a file in
+``STATE_DIR``) and ``[postgres]`` (a fresh database on the test run's server). Tests about one
+backend's internals are marked ``@pytest.mark.sqlite_only`` or ``@pytest.mark.postgres_only``
+and run on that backend alone (``pytest_generate_tests`` below).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import re
 import secrets
 import socket
+import sqlite3
 import subprocess
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -19,12 +27,15 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import asyncpg
 import pytest
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
 from app.config import Settings, load_settings
 from app.devtools.zammad_simulator import ZammadSimulator
+from app.jobs.pg_schema import SCHEMA
+from app.jobs.store import SQLITE_FILE
 from app.main import create_app
 from tests import postgres_server as pg
 
@@ -33,6 +44,24 @@ FIXTURES = REPO / "tests" / "fixtures" / "zammad"
 PFX_PASSWORD = "e2e-pfx-pass-7731"
 HMAC_SECRET = "e2e-hmac-secret-5521"
 API_TOKEN = "e2e-api-token-9410"
+JOB_STORE_BACKENDS = ("sqlite", "postgres")
+"""The job-store backends every service test runs on (``JOB_STORE_URL`` unset, or set)."""
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run every test that uses ``job_store`` (directly or through ``archiver``, ``service``,
+    ``make_store``) once per backend, ids ``[sqlite]`` and ``[postgres]``; a test marked
+    ``sqlite_only`` or ``postgres_only`` runs on that backend alone."""
+    if "job_store" not in metafunc.fixturenames:
+        return
+    backends = list(JOB_STORE_BACKENDS)
+    if metafunc.definition.get_closest_marker("sqlite_only"):
+        backends.remove("postgres")
+    if metafunc.definition.get_closest_marker("postgres_only"):
+        backends.remove("sqlite")
+    if not backends:
+        raise pytest.UsageError(f"{metafunc.definition.nodeid} is marked both sqlite_only and postgres_only")
+    metafunc.parametrize("job_store", backends, indirect=True)
 
 
 @dataclass(frozen=True)
@@ -77,10 +106,19 @@ class RunningArchiver:
     app: Any
     settings: Settings
     storage_root: Path
+    stop_event: asyncio.Event
+    task: asyncio.Task[None]
 
     @property
     def runtime(self) -> Any:
         return self.app.state.runtime
+
+    async def stop(self) -> None:
+        """Shut the service down as SIGTERM does (its store closed). A test that starts a
+        second service with other settings stops the first: on PostgreSQL both would share
+        the database like two replicas, and either could run the other's jobs."""
+        self.stop_event.set()
+        await asyncio.wait_for(self.task, 30)
 
     async def wait_idle(self, timeout: float = 60.0) -> None:
         """Wait until no job is queued, running, scheduled or being reported."""
@@ -96,9 +134,85 @@ class RunningArchiver:
 ArchiverFactory = Callable[..., Awaitable[RunningArchiver]]
 
 
+@dataclass(frozen=True)
+class JobStoreBackend:
+    """The job-store backend a service test runs on (the ``job_store`` fixture).
+
+    Attributes:
+        name: ``"sqlite"`` or ``"postgres"``.
+        state_dir: the ``STATE_DIR`` the test's services use (``tmp_path/state``); the SQLite
+            store's file is in it.
+        url: ``JOB_STORE_URL`` (a fresh database of this test), ``None`` for SQLite.
+        server: the test run's PostgreSQL (``kill()``, ``restart()``, ``pause()``…), ``None``
+            for SQLite.
+    """
+
+    name: str
+    state_dir: Path
+    url: str | None = None
+    server: pg.PostgresServer | None = None
+
+    def env(self, lease_seconds: float | None = None) -> dict[str, str]:
+        """The settings that select this backend: ``{}`` for SQLite; ``JOB_STORE_URL`` (and
+        ``JOB_LEASE_SECONDS`` when ``lease_seconds`` is given) for PostgreSQL."""
+        if self.url is None:
+            return {}
+        env = {"JOB_STORE_URL": self.url}
+        if lease_seconds is not None:
+            env["JOB_LEASE_SECONDS"] = str(lease_seconds)
+        return env
+
+    @property
+    def secrets(self) -> tuple[str, ...]:
+        """Secrets of the backend that must never show in logs or answers (the database
+        password)."""
+        return (self.server.password,) if self.server is not None else ()
+
+    async def rows(self, sql: str, *args: Any) -> list[tuple[Any, ...]]:
+        """Run one SQL statement on the store's own data, from outside the service, and
+        return its rows as tuples (a write is committed).
+
+        Written once for both backends: ``?`` placeholders, table names without schema
+        (``jobs``, ``deliveries``), ``TRUE``/``FALSE`` for booleans. A boolean column reads
+        as ``0``/``1`` on SQLite and ``False``/``True`` on PostgreSQL (equal in Python).
+        SQLite: ``STATE_DIR/jobs.sqlite3``; PostgreSQL: a connection of its own with the
+        store's schema on the search path.
+        """
+        if self.url is None:
+            def run() -> list[tuple[Any, ...]]:
+                conn = sqlite3.connect(self.state_dir / SQLITE_FILE)
+                try:
+                    found = [tuple(row) for row in conn.execute(sql, args)]
+                    conn.commit()
+                    return found
+                finally:
+                    conn.close()
+
+            return await asyncio.to_thread(run)
+        numbered = iter(range(1, sql.count("?") + 1))
+        conn = await asyncpg.connect(self.url, server_settings={"search_path": SCHEMA})
+        try:
+            return [tuple(row) for row in await conn.fetch(re.sub(r"\?", lambda _: f"${next(numbered)}", sql), *args)]
+        finally:
+            await conn.close()
+
+
 @pytest.fixture
-async def archiver(simulator: ZammadSimulator, dev_pki: DevPki, tmp_path: Path) -> AsyncIterator[ArchiverFactory]:
-    """A factory: ``await archiver(**env_overrides)`` starts the service and returns it.
+def job_store(request: pytest.FixtureRequest, tmp_path: Path) -> JobStoreBackend:
+    """The job-store backend of this test run (parametrised by ``pytest_generate_tests``:
+    ``[sqlite]`` and ``[postgres]``); PostgreSQL's database is fresh for this test."""
+    name = getattr(request, "param", "sqlite")
+    if name == "postgres":
+        return JobStoreBackend(name, tmp_path / "state", request.getfixturevalue("postgres_url"),
+                               request.getfixturevalue("postgres_server"))
+    return JobStoreBackend(name, tmp_path / "state")
+
+
+@pytest.fixture
+async def archiver(simulator: ZammadSimulator, dev_pki: DevPki, tmp_path: Path,
+                   job_store: JobStoreBackend) -> AsyncIterator[ArchiverFactory]:
+    """A factory: ``await archiver(**env_overrides)`` starts the service and returns it, on
+    this test's job-store backend (``job_store``).
 
     ``wrap`` may wrap the ASGI app (e.g. to count what reaches it) before Hypercorn serves it.
     """
@@ -115,7 +229,7 @@ async def archiver(simulator: ZammadSimulator, dev_pki: DevPki, tmp_path: Path) 
             "ALLOW_INSECURE_HTTP": "true",
             "WEBHOOK_HMAC_SECRET": HMAC_SECRET,
             "STORAGE_ROOT": str(storage),
-            "STATE_DIR": str(tmp_path / "state"),
+            "STATE_DIR": str(job_store.state_dir),
             "SIGNING_ENABLED": "true",
             "SIGNING_PFX_PATH": str(dev_pki.signer_pfx),
             "SIGNING_PFX_PASSWORD": PFX_PASSWORD,
@@ -124,6 +238,7 @@ async def archiver(simulator: ZammadSimulator, dev_pki: DevPki, tmp_path: Path) 
             "SERVER_PORT": str(port),
             "SHUTDOWN_GRACE_SECONDS": "5",
             "HARDENING_RATE_LIMIT_RPS": "0",
+            **job_store.env(),
             **overrides,
         }
         settings = load_settings(env)
@@ -148,7 +263,9 @@ async def archiver(simulator: ZammadSimulator, dev_pki: DevPki, tmp_path: Path) 
                 await asyncio.sleep(0.025)
             else:
                 raise AssertionError("archiver did not start")
-        return RunningArchiver(url, app, settings, storage)
+        backend = type(app.state.runtime.store).__name__
+        assert backend == {"sqlite": "SqliteJobStore", "postgres": "PostgresJobStore"}[job_store.name], backend
+        return RunningArchiver(url, app, settings, storage, stop, task)
 
     yield start
     for stop, task in stops:

@@ -94,7 +94,7 @@ OPENAPI: dict[str, Any] = {
                     "202": _ok("Queued", {"$ref": "#/components/schemas/Accepted"}),
                     "403": _err("No valid bearer token or signature"),
                     "422": _err("The ticket id is not a positive integer, or force is not true or false"),
-                    "503": _err("Queue full or shutting down"),
+                    "503": _err("Queue full, shutting down, or job store failing"),
                     **_COMMON_EDGE,
                 },
             }
@@ -111,6 +111,7 @@ OPENAPI: dict[str, Any] = {
                     "200": _ok("Job state", {"$ref": "#/components/schemas/JobStatus"}),
                     "403": _err("No valid bearer token or signature"),
                     "422": _err("The ticket id is not a positive integer"),
+                    "503": _err("The job store cannot be read (its database is unreachable)"),
                     **_COMMON_EDGE,
                 },
             }

@@ -47,6 +47,11 @@ def _shutting_down() -> Response:
     return error_response(503, "shutting_down", "the service is shutting down", {"Retry-After": "10"})
 
 
+def _job_store_unavailable(what: str) -> Response:
+    return error_response(503, "job_store_unavailable", f"{what} (see the service log); retry later",
+                          {"Retry-After": "10"})
+
+
 async def _admit(runtime: Any, requests: list[JobRequest]) -> list[Admission] | Response:
     """Record requests durably; a 503 response when refused (queue full, shutting down, or the
     job store failing to commit or to sync: Zammad's retry is the right answer. Nothing was
@@ -63,8 +68,7 @@ async def _admit(runtime: Any, requests: list[JobRequest]) -> list[Admission] | 
             log.warning("job store refused the job", extra={"reason": str(exc)})
         else:
             log.exception("job store refused the job")
-        return error_response(503, "job_store_unavailable",
-                              "the job could not be recorded (see the service log); retry later", {"Retry-After": "10"})
+        return _job_store_unavailable("the job could not be recorded")
     duplicates = 0
     for admission in admissions:  # a loop, not any()/sum() over generators: this runs per webhook
         status = admission.status
@@ -281,7 +285,8 @@ async def job_status(request: Request) -> Response:
     """``GET /jobs/{ticket_id}``: the ticket's latest job from the job store — ``state``
     (pending, running, done, failed, dead, or none), ``attempts``, ``next_attempt_at``,
     ``last_error``, ``classification``, ``output_path``, timestamps — plus ``in_flight`` and
-    ``shutting_down``.
+    ``shutting_down``. 503 ``job_store_unavailable`` when the job store cannot be read (the
+    PostgreSQL database unreachable).
 
     Needs ``Authorization: Bearer <ADMIN_BEARER_TOKEN>``, or ``?requested_at=<unix seconds>``
     with an ``X-Hub-Signature`` over the request target ``/jobs/{ticket_id}?requested_at=…``
@@ -295,7 +300,11 @@ async def job_status(request: Request) -> Response:
     if ticket_id is None:
         return error_response(422, "invalid_ticket_id", "the ticket id must be a positive integer")
     pool = request.app.state.runtime.pool
-    status = await pool.status(ticket_id)
+    try:
+        status = await pool.status(ticket_id)
+    except JobStoreUnavailable as exc:  # the store logged its reason once, with the cause
+        log.warning("job store could not be read", extra={"reason": str(exc)})
+        return _job_store_unavailable("the job store cannot be read now")
     return JSONResponse({"ticket_id": ticket_id, "shutting_down": pool.shutting_down, **status})
 
 

@@ -481,7 +481,7 @@ class PostgresJobStore:
             return []
         now = self._clock()
 
-        async def op(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+        async def op(conn: asyncpg.Connection) -> tuple[list[asyncpg.Record], int]:
             rows: list[asyncpg.Record] = await conn.fetch(
                 f"WITH due AS (SELECT job_id, state AS was FROM {SCHEMA}.jobs j "
                 "WHERE ((state = 'pending' AND coalesce(next_attempt_at, 0) <= $2) "
@@ -492,10 +492,13 @@ class PostgresJobStore:
                 "lease_expires_at = $2 + $5, fence = fence + 1 FROM due WHERE j.job_id = due.job_id "
                 "RETURNING j.*, due.was",
                 limit, now, archived_at, self.owner, self.lease_seconds)
-            self._pending_count = await conn.fetchval(f"SELECT count(*) FROM {SCHEMA}.jobs WHERE state = 'pending'")
-            return rows
+            return rows, await conn.fetchval(f"SELECT count(*) FROM {SCHEMA}.jobs WHERE state = 'pending'")
 
-        rows = await self._call(op)
+        rows, pending = await self._call(op)
+        # Set only now, with no await before the caller gets the jobs: a count that dropped
+        # while the claimed jobs were still on their way (the connection's release awaits)
+        # made the pool look idle with work in hand.
+        self._pending_count = pending
         reclaimed = [row["job_id"] for row in rows if row["was"] == "running"]
         if reclaimed:
             log.warning("reclaimed jobs whose lease ran out", extra={"job_ids": reclaimed})

@@ -5,6 +5,11 @@ The crash tests run the service as a subprocess (``python -m app serve``) in its
 group, killed with SIGKILL (the render process with it, as a container kill does) and
 started again on the same ``STATE_DIR``, ``STORAGE_ROOT`` and port. The simulator runs in the
 test's event loop.
+
+Every test runs on both job-store backends (``[sqlite]``, ``[postgres]``: see
+``tests/conftest.py``). On PostgreSQL the restarted service is another replica as far as the
+store knows: it takes over the killed one's jobs and reports once their leases run out, so the
+subprocess runs with ``JOB_LEASE_SECONDS=4`` (the minimum).
 """
 
 from __future__ import annotations
@@ -15,7 +20,6 @@ import json
 import os
 import random
 import signal
-import sqlite3
 import sys
 import time
 from collections.abc import Callable
@@ -28,29 +32,34 @@ import pytest
 from app.devtools.webhook import zammad_webhook
 from app.devtools.zammad_simulator import ZammadSimulator
 from app.workflow.notes import FAILURE_SUBJECT, SUCCESS_SUBJECT
-from tests.conftest import API_TOKEN, HMAC_SECRET, PFX_PASSWORD, REPO, free_port
+from tests.conftest import API_TOKEN, HMAC_SECRET, PFX_PASSWORD, REPO, JobStoreBackend, free_port
 
 ADMIN_TOKEN = "e2e-durability-admin-7120"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 BASE_TAGS = ["rechnung", "reklamation"]
 SIGNED_TAGS = sorted(["pdf:signed", *BASE_TAGS])
+LEASE_SECONDS = 4
+"""``JOB_LEASE_SECONDS`` of the subprocess on PostgreSQL: a killed service's jobs are taken
+over by the next start within 4 s."""
 
 
 # -- the service as a process that can be killed ---------------------------------------------------
 
 
 class Service:
-    """``python -m app serve`` on a fixed port, state folder and storage root.
+    """``python -m app serve`` on a fixed port, state folder and storage root, on the test's
+    job-store backend.
 
     Each start gets its own log file (``tmp_path/service-<n>.log``), shown when a start fails.
     """
 
-    def __init__(self, simulator: ZammadSimulator, tmp_path: Path, dev_pki: Any, **env: str) -> None:
+    def __init__(self, simulator: ZammadSimulator, tmp_path: Path, dev_pki: Any, job_store: JobStoreBackend,
+                 **env: str) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.storage = tmp_path / "archive"
         self.storage.mkdir(exist_ok=True)
-        self.state = tmp_path / "state"
+        self.state = job_store.state_dir
         self.logs = tmp_path
         self.env = {
             **os.environ,
@@ -60,7 +69,8 @@ class Service:
             "SIGNING_ENABLED": "true", "SIGNING_PFX_PATH": str(dev_pki.signer_pfx),
             "SIGNING_PFX_PASSWORD": PFX_PASSWORD, "SERVER_PORT": str(self.port), "WORKERS": "2",
             "RENDER_PROCESSES": "1", "SHUTDOWN_GRACE_SECONDS": "10", "HARDENING_RATE_LIMIT_RPS": "0",
-            "WORKFLOW_RETRY_BASE_SECONDS": "1", "LOG_LEVEL": "WARNING", **env,
+            "WORKFLOW_RETRY_BASE_SECONDS": "1", "LOG_LEVEL": "WARNING",
+            **job_store.env(lease_seconds=LEASE_SECONDS), **env,
         }
         self.env.pop("CONFIG_PATH", None)
         self.proc: asyncio.subprocess.Process | None = None
@@ -123,12 +133,13 @@ class Service:
 
 
 @pytest.fixture
-async def service(simulator, tmp_path, dev_pki):
-    """A factory for :class:`Service`; every service is killed at the end."""
+async def service(simulator, tmp_path, dev_pki, job_store):
+    """A factory for :class:`Service` on the test's job-store backend; every service is
+    killed at the end."""
     made: list[Service] = []
 
     def make(**env: str) -> Service:
-        made.append(Service(simulator, tmp_path, dev_pki, **env))
+        made.append(Service(simulator, tmp_path, dev_pki, job_store, **env))
         return made[-1]
 
     yield make
@@ -206,18 +217,15 @@ def assert_archived_once(simulator: ZammadSimulator, storage: Path, ticket_id: i
     assert f"Job: {facts['job_id']}" in notes[0]["body"]
 
 
-def rewind_to_running(state_dir: Path, job_id: str) -> None:
+async def rewind_to_running(job_store: JobStoreBackend, job_id: str) -> None:
     """Put a finished, unreported job back to the state it had a moment before
-    ``store.finish`` committed: running, no result, no report."""
-    conn = sqlite3.connect(state_dir / "jobs.sqlite3")
-    try:
-        row = conn.execute("SELECT state, reported FROM jobs WHERE job_id=?", (job_id,)).fetchone()
-        assert row == ("done", 0), row
-        conn.execute("UPDATE jobs SET state='running', result=NULL, report=NULL, reported=1, output_path=NULL, "
-                     "sha256=NULL, finished_at=NULL WHERE job_id=?", (job_id,))
-        conn.commit()
-    finally:
-        conn.close()
+    ``store.finish`` committed: running, no result, no report. On PostgreSQL the job keeps
+    the lease (owner, fence, expiry) the killed service held: the next start takes it over
+    once that lease has run out, as after a kill at that moment."""
+    rows = await job_store.rows("SELECT state, reported FROM jobs WHERE job_id=?", job_id)
+    assert rows == [("done", 0)], rows
+    await job_store.rows("UPDATE jobs SET state='running', result=NULL, report=NULL, reported=TRUE, output_path=NULL, "
+                         "sha256=NULL, finished_at=NULL WHERE job_id=?", job_id)
 
 
 # -- crash test --------------------------------------------------------------------------------
@@ -294,7 +302,7 @@ async def test_sigkill_three_times_under_load_leaves_exactly_one_archive_per_tic
 
 
 @pytest.mark.parametrize("sidecar_written", [True, False], ids=["after-sidecar", "before-sidecar"])
-async def test_a_job_killed_after_publishing_rerun_keeps_one_archive(simulator, service, sidecar_written):
+async def test_a_job_killed_after_publishing_rerun_keeps_one_archive(simulator, service, job_store, sidecar_written):
     """The kill lands after the PDF was published (with or without its completion marker)
     but before the job was finished in the store: the resumed job re-runs, and must not
     write ``_v2``."""
@@ -311,7 +319,7 @@ async def test_a_job_killed_after_publishing_rerun_keeps_one_archive(simulator, 
     job_id = sidecar(first[0])["job_id"]
     first_bytes = first[0].read_bytes()
     # The state a moment earlier: the job still running, tags still pdf:processing, no note.
-    rewind_to_running(svc.state, job_id)
+    await rewind_to_running(job_store, job_id)
     if not sidecar_written:
         first[0].with_name(first[0].name + ".json").unlink()
     assert sorted(simulator.tags(4711)) == sorted(["pdf:processing", *BASE_TAGS])
@@ -348,7 +356,7 @@ def _reported(svc: Service, ticket_id: int) -> Callable[[], Any]:
     return check
 
 
-async def test_killed_after_posting_the_note_it_is_not_posted_again(simulator, service):
+async def test_killed_after_posting_the_note_it_is_not_posted_again(simulator, service, job_store):
     """The note reached Zammad but its answer did not reach the service (killed): the
     delivery is redone at the next start, and finds the note by its job id."""
     svc = service()
@@ -358,8 +366,7 @@ async def test_killed_after_posting_the_note_it_is_not_posted_again(simulator, s
     await wait_for(lambda: len(simulator.notes(4711)) == 1, 120, "the note")
     await svc.kill()
     simulator.clear_faults()
-    job_before = sqlite3.connect(svc.state / "jobs.sqlite3").execute(
-        "SELECT job_id, state, reported FROM jobs").fetchall()
+    job_before = await job_store.rows("SELECT job_id, state, reported FROM jobs")
     assert [(s, r) for _, s, r in job_before] == [("done", 0)]  # the outbox still holds the report
 
     await svc.start()
@@ -441,7 +448,7 @@ async def test_the_same_delivery_twice_and_two_deliveries_at_once_give_one_archi
     assert len(runs) == 1  # coalesced into one job, not two runs
 
 
-async def test_webhooks_during_a_run_give_one_follow_up_that_skips(archiver, simulator):
+async def test_webhooks_during_a_run_give_one_follow_up_that_skips(archiver, simulator, job_store):
     """Webhooks for a ticket that is being archived are coalesced into one follow-up run,
     not run in parallel; the follow-up sees ``pdf:signed`` and leaves the ticket alone."""
     simulator.delay("GET", r"^/api/v1/ticket_articles/by_ticket/4711$", 1.0)
@@ -455,17 +462,9 @@ async def test_webhooks_during_a_run_give_one_follow_up_that_skips(archiver, sim
     store = service.runtime.store
     latest = await store.latest(4711)
     assert (latest.reason, latest.state, latest.result) == ("follow_up", "done", "skipped: already_signed")
-    first_job = (await asyncio.to_thread(_jobs, service.settings.state_dir))[0]
-    assert_archived_once(simulator, service.storage_root, 4711, first_job)
-    assert len(await asyncio.to_thread(_jobs, service.settings.state_dir)) == 2
-
-
-def _jobs(state_dir: Path) -> list[str]:
-    conn = sqlite3.connect(state_dir / "jobs.sqlite3")
-    try:
-        return [r[0] for r in conn.execute("SELECT job_id FROM jobs ORDER BY created_at")]
-    finally:
-        conn.close()
+    jobs = await job_store.rows("SELECT job_id FROM jobs ORDER BY created_at")
+    assert len(jobs) == 2
+    assert_archived_once(simulator, service.storage_root, 4711, jobs[0][0])
 
 
 # -- the error path --------------------------------------------------------------------------------

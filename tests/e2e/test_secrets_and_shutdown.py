@@ -1,4 +1,8 @@
-"""Secrets never leave the process; SIGTERM never leaves a ticket in pdf:processing."""
+"""Secrets never leave the process; SIGTERM never leaves a ticket in pdf:processing.
+
+On both job-store backends (``[sqlite]``, ``[postgres]``); on PostgreSQL the database
+password (in ``JOB_STORE_URL``) is one more secret that must not show.
+"""
 
 from __future__ import annotations
 
@@ -23,7 +27,7 @@ async def request(method: str, url: str, **kw) -> tuple[int, str]:
         return resp.status, await resp.text()
 
 
-async def test_no_secret_in_logs_notes_or_responses(archiver, simulator, capsys):
+async def test_no_secret_in_logs_notes_or_responses(archiver, simulator, job_store, capsys):
     service = await archiver(
         ADMIN_BEARER_TOKEN=ADMIN_TOKEN, METRICS_BEARER_TOKEN=METRICS_TOKEN, OBSERVABILITY_METRICS_ENABLED="true",
         TSA_URL=f"http://127.0.0.1:{free_port()}/tsa", TSA_USER="archiver", TSA_PASS=TSA_PASSWORD,
@@ -55,22 +59,24 @@ async def test_no_secret_in_logs_notes_or_responses(archiver, simulator, capsys)
     assert "Transient" in notes[0] and "sign" in notes[0]
     assert "Transient" in notes[1] and "***" in notes[1]  # the echoed secrets were redacted, not dropped
     assert "Traceback" in logs  # the failure was logged with its traceback ...
-    for secret in SECRETS:  # ... and nothing anywhere holds a secret
+    for secret in (*SECRETS, *job_store.secrets):  # ... and nothing anywhere holds a secret
         assert secret not in logs, secret
         assert all(secret not in note for note in notes), secret
         assert all(secret not in answer for answer in answers), secret
 
 
-async def _serve_subprocess(simulator, tmp_path, dev_pki, grace: float) -> tuple[asyncio.subprocess.Process, str]:
+async def _serve_subprocess(simulator, tmp_path, dev_pki, job_store, grace: float,
+                            ) -> tuple[asyncio.subprocess.Process, str]:
     port = free_port()
     storage = tmp_path / f"archive-{port}"
     storage.mkdir()
     env = {
         **os.environ,
         "ZAMMAD_BASE_URL": simulator.base_url, "ZAMMAD_API_TOKEN": API_TOKEN, "ALLOW_INSECURE_HTTP": "true",
-        "WEBHOOK_HMAC_SECRET": HMAC_SECRET, "STORAGE_ROOT": str(storage), "STATE_DIR": str(tmp_path / "state"),
+        "WEBHOOK_HMAC_SECRET": HMAC_SECRET, "STORAGE_ROOT": str(storage), "STATE_DIR": str(job_store.state_dir),
         "SIGNING_PFX_PATH": str(dev_pki.signer_pfx), "SIGNING_PFX_PASSWORD": PFX_PASSWORD,
         "SERVER_PORT": str(port), "SHUTDOWN_GRACE_SECONDS": str(grace), "RENDER_PROCESSES": "1",
+        **job_store.env(),
     }
     env.pop("CONFIG_PATH", None)
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "app", "serve", cwd=REPO, env=env,
@@ -86,9 +92,9 @@ async def _serve_subprocess(simulator, tmp_path, dev_pki, grace: float) -> tuple
     raise AssertionError("service did not start")
 
 
-async def _sigterm_during_job(simulator, tmp_path, dev_pki, *, grace: float, delay: float) -> list[str]:
+async def _sigterm_during_job(simulator, tmp_path, dev_pki, job_store, *, grace: float, delay: float) -> list[str]:
     simulator.delay("GET", r"^/api/v1/ticket_articles/by_ticket/", delay)
-    proc, url = await _serve_subprocess(simulator, tmp_path, dev_pki, grace)
+    proc, url = await _serve_subprocess(simulator, tmp_path, dev_pki, job_store, grace)
     try:
         body, headers = zammad_webhook({"ticket_id": 4711}, HMAC_SECRET)
         assert (await request("POST", f"{url}/ingest", data=body, headers=headers))[0] == 202
@@ -108,13 +114,16 @@ async def _sigterm_during_job(simulator, tmp_path, dev_pki, *, grace: float, del
     return simulator.tags(4711)
 
 
-async def test_sigterm_lets_a_running_job_finish_within_the_grace_time(simulator, tmp_path, dev_pki):
-    tags = await _sigterm_during_job(simulator, tmp_path, dev_pki, grace=20, delay=1.0)
+async def test_sigterm_lets_a_running_job_finish_within_the_grace_time(simulator, tmp_path, dev_pki, job_store):
+    tags = await _sigterm_during_job(simulator, tmp_path, dev_pki, job_store, grace=20, delay=1.0)
     assert sorted(tags) == ["pdf:signed", "rechnung", "reklamation"]
     assert len(simulator.notes(4711)) == 1
 
 
-async def test_sigterm_past_the_grace_time_puts_the_trigger_tag_back(simulator, tmp_path, dev_pki):
-    tags = await _sigterm_during_job(simulator, tmp_path, dev_pki, grace=0.3, delay=30)
+async def test_sigterm_past_the_grace_time_puts_the_trigger_tag_back(simulator, tmp_path, dev_pki, job_store):
+    tags = await _sigterm_during_job(simulator, tmp_path, dev_pki, job_store, grace=0.3, delay=30)
     assert sorted(tags) == ["pdf:sign", "rechnung", "reklamation"]
     assert simulator.notes(4711) == []
+    # The run was given back to the store: pending again for the next start (or replica),
+    # the interrupted attempt not counted.
+    assert await job_store.rows("SELECT state, attempts FROM jobs") == [("pending", 0)]

@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 import aiohttp
+import pytest
 import yaml
 
 import app.jobs.sqlite as store_module
@@ -90,6 +91,7 @@ async def test_503_without_secret_and_when_shutting_down(archiver):
     assert status == 503
     assert_error_shape(payload, "webhook_auth_not_configured")
 
+    await service.stop()
     service = await archiver(HARDENING_WEBHOOK_ALLOW_UNSIGNED="true", WEBHOOK_HMAC_SECRET="")
     status, _, payload = await call("POST", f"{service.url}/ingest", body=body, headers=hdrs)
     assert status == 202
@@ -424,6 +426,7 @@ async def test_metrics(archiver):
     assert status == 404
     assert_error_shape(payload, "not_found")
 
+    await service.stop()  # else, on PostgreSQL, its workers could take the job counted below
     service = await archiver(OBSERVABILITY_METRICS_ENABLED="true", METRICS_BEARER_TOKEN="scrape-token-1")
     status, headers, payload = await call("GET", f"{service.url}/metrics")
     assert status == 401 and "Bearer" in headers["WWW-Authenticate"]
@@ -484,6 +487,7 @@ async def test_a_failing_job_store_answers_503_not_500(archiver):
     assert_error_shape(payload, "job_store_unavailable")
 
 
+@pytest.mark.sqlite_only  # the WAL sync helper is the SQLite store's; PostgreSQL: tests/e2e/test_job_store_outage.py
 async def test_a_killed_wal_sync_helper_is_started_again(archiver):
     service = await archiver()
     store = service.runtime.store
@@ -497,6 +501,7 @@ async def test_a_killed_wal_sync_helper_is_started_again(archiver):
     assert store._wal_sync._proc.pid != helper.pid
 
 
+@pytest.mark.sqlite_only  # the WAL sync helper is the SQLite store's; PostgreSQL: tests/e2e/test_job_store_outage.py
 async def test_a_failing_wal_sync_answers_503_fails_readiness_and_jobs_still_reads(archiver, monkeypatch, tmp_path):
     # A disk whose fdatasync fails is stood in for by a helper that reports EIO once the test
     # says so (the service's start-up syncs succeed); the service around it is real.

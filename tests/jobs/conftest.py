@@ -10,17 +10,19 @@ import pytest
 from app.jobs.postgres import PostgresJobStore
 from app.jobs.sqlite import SqliteJobStore
 from app.jobs.store import JobStore
+from tests.conftest import JobStoreBackend
 
 StoreFactory = Callable[..., JobStore]
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
-def make_store(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[StoreFactory]:
+@pytest.fixture
+def make_store(job_store: JobStoreBackend, tmp_path: Any) -> Iterator[StoreFactory]:
     """``make_store(ttl=3600, max_pending=100, clock=…, lease=60)``: a new, unopened store on
-    this test's database (a SQLite file under ``tmp_path``, or a fresh PostgreSQL database);
-    every call opens another connection to the same data (a restart, or another replica).
-    ``make_store.backend`` names the backend."""
-    url = request.getfixturevalue("postgres_url") if request.param == "postgres" else None
+    this test's database (a SQLite file under ``tmp_path``, or a fresh PostgreSQL database:
+    the ``job_store`` backend, so ids ``[sqlite]``/``[postgres]``); every call opens another
+    connection to the same data (a restart, or another replica). ``make_store.backend`` names
+    the backend."""
+    url = job_store.url
 
     def make(**kw: Any) -> JobStore:
         ttl = kw.pop("ttl", 3600)
@@ -31,5 +33,5 @@ def make_store(request: pytest.FixtureRequest, tmp_path: Any) -> Iterator[StoreF
         return PostgresJobStore(url, delivery_ttl_seconds=ttl, max_pending=max_pending,
                                 lease_seconds=kw.pop("lease", 60), **kw)
 
-    make.backend = request.param  # type: ignore[attr-defined]
+    make.backend = job_store.name  # type: ignore[attr-defined]
     yield make

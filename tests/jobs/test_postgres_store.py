@@ -99,6 +99,25 @@ async def test_a_job_runs_on_one_replica_only_and_a_dead_replicas_job_is_reclaim
     await closed(a, b)
 
 
+async def test_the_pending_count_drops_only_when_the_claimed_jobs_are_handed_over(postgres_url):
+    """The worker pool counts itself idle when the store's pending count is 0 and nothing is
+    queued: the count must not drop while ``claim_due`` still holds the jobs it claimed."""
+    a, b = replica(postgres_url), replica(postgres_url)
+    await opened(a)
+    job = await a.accept(JobRequest(6))
+    await opened(b)
+    assert b.pending_count == 1
+    claim = asyncio.ensure_future(b.claim_due(5, AT))
+    seen = []
+    while not claim.done():
+        seen.append(b.pending_count)
+        await asyncio.sleep(0)
+    assert [r.job_id for r in claim.result()] == [job.job_id]
+    assert seen and 0 not in seen, seen
+    assert b.pending_count == 0
+    await closed(a, b)
+
+
 async def test_a_ticket_waits_for_its_report_and_an_orphaned_report_is_taken_over(postgres_url):
     clock = Clock()
     a, b = replica(postgres_url, clock, lease=10), replica(postgres_url, clock, lease=10)
