@@ -21,6 +21,7 @@ import secrets
 import socket
 import sqlite3
 import subprocess
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,6 +93,22 @@ async def simulator() -> AsyncIterator[ZammadSimulator]:
     await sim.start()
     yield sim
     await sim.stop()
+
+
+async def wait_healthy(url: str, proc: asyncio.subprocess.Process, timeout: float) -> bool:
+    """Poll ``GET {url}/healthz`` every 50 ms until it answers 200 (``True``), or until
+    ``proc`` exits or ``timeout`` seconds pass (``False``)."""
+    deadline = time.monotonic() + timeout
+    async with aiohttp.ClientSession() as session:
+        while time.monotonic() < deadline and proc.returncode is None:
+            try:
+                async with session.get(f"{url}/healthz") as resp:
+                    if resp.status == 200:
+                        return True
+            except aiohttp.ClientConnectionError:
+                pass
+            await asyncio.sleep(0.05)
+    return False
 
 
 def free_port() -> int:

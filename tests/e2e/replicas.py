@@ -37,7 +37,7 @@ from app.devtools.webhook import zammad_webhook
 from app.devtools.zammad_simulator import ZammadSimulator
 from app.jobs.pg_schema import SCHEMA
 from app.workflow.notes import SUCCESS_SUBJECT
-from tests.conftest import API_TOKEN, HMAC_SECRET, PFX_PASSWORD, REPO, free_port
+from tests.conftest import API_TOKEN, HMAC_SECRET, PFX_PASSWORD, REPO, free_port, wait_healthy
 
 ADMIN_TOKEN = "e2e-replicas-admin-4482"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -181,16 +181,8 @@ class Replica:
                 sys.executable, "-m", "app", "serve", cwd=REPO, env=self.env, start_new_session=True,
                 stdout=asyncio.subprocess.DEVNULL, stderr=log)
         self.pids.append(self.proc.pid)
-        deadline = time.monotonic() + timeout
-        async with aiohttp.ClientSession() as session:
-            while time.monotonic() < deadline and self.proc.returncode is None:
-                try:
-                    async with session.get(f"{self.url}/healthz") as resp:
-                        if resp.status == 200:
-                            return
-                except aiohttp.ClientConnectionError:
-                    pass
-                await asyncio.sleep(0.05)
+        if await wait_healthy(self.url, self.proc, timeout):
+            return
         await self.kill()
         raise AssertionError(f"{self.name} did not start:\n{self.log.read_text(errors='replace')[-3000:]}")
 

@@ -32,7 +32,7 @@ import pytest
 from app.devtools.webhook import zammad_webhook
 from app.devtools.zammad_simulator import ZammadSimulator
 from app.workflow.notes import FAILURE_SUBJECT, SUCCESS_SUBJECT
-from tests.conftest import API_TOKEN, HMAC_SECRET, PFX_PASSWORD, REPO, JobStoreBackend, free_port
+from tests.conftest import API_TOKEN, HMAC_SECRET, PFX_PASSWORD, REPO, JobStoreBackend, free_port, wait_healthy
 
 ADMIN_TOKEN = "e2e-durability-admin-7120"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -86,18 +86,8 @@ class Service:
             self.proc = await asyncio.create_subprocess_exec(
                 sys.executable, "-m", "app", "serve", cwd=REPO, env=self.env, start_new_session=True,
                 stdout=asyncio.subprocess.DEVNULL, stderr=log)
-        deadline = time.monotonic() + 60
-        async with aiohttp.ClientSession() as session:
-            while time.monotonic() < deadline:
-                if self.proc.returncode is not None:
-                    break
-                try:
-                    async with session.get(f"{self.url}/healthz") as resp:
-                        if resp.status == 200:
-                            return
-                except aiohttp.ClientConnectionError:
-                    pass
-                await asyncio.sleep(0.05)
+        if await wait_healthy(self.url, self.proc, 60):
+            return
         await self.kill()
         raise AssertionError(f"service did not start:\n{self.log.read_text(errors='replace')[-3000:]}")
 

@@ -7,14 +7,17 @@ import asyncio
 
 import aiohttp
 import asyncpg
+import pytest
 
 from app.devtools.webhook import zammad_webhook
 from app.jobs.pg_schema import SCHEMA
 from tests.conftest import HMAC_SECRET
 
+pytestmark = pytest.mark.postgres_only
 
-async def test_a_run_handed_over_to_another_replica_does_not_touch_the_tags(archiver, simulator, postgres_url):
-    service = await archiver(JOB_STORE_URL=postgres_url)
+
+async def test_a_run_handed_over_to_another_replica_does_not_touch_the_tags(archiver, simulator, job_store):
+    service = await archiver()  # on the job_store fixture's PostgreSQL database
     simulator.delay("GET", r"^/api/v1/ticket_articles/by_ticket/4711$", 30)
     body, headers = zammad_webhook({"ticket_id": 4711}, HMAC_SECRET, delivery_id="handover-1")
     async with aiohttp.ClientSession() as session, session.post(f"{service.url}/ingest", data=body,
@@ -28,7 +31,7 @@ async def test_a_run_handed_over_to_another_replica_does_not_touch_the_tags(arch
     assert "pdf:processing" in tags_while_running and "pdf:sign" not in tags_while_running
 
     # Another replica reclaims the job (its fence moves on); this replica learns it at its renewal.
-    conn = await asyncpg.connect(postgres_url)
+    conn = await asyncpg.connect(job_store.url)
     try:
         taken = await conn.execute(f"UPDATE {SCHEMA}.jobs SET fence = fence + 1, lease_owner = 'replica-b' "
                                    "WHERE ticket_id = 4711 AND state = 'running'")
