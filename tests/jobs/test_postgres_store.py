@@ -249,3 +249,47 @@ async def test_database_down_then_back(postgres_server, postgres_url):
 def test_the_password_never_shows_in_the_url_we_log():
     assert redact_url("postgresql://u:s3cr3t@db:5432/x") == "postgresql://u:***@db:5432/x"
     assert redact_url("postgresql://db/x") == "postgresql://db/x"
+
+
+async def test_admission_reads_a_few_rows_per_webhook_whatever_the_number_of_live_delivery_ids(postgres_url):
+    """``accept_jobs`` looks delivery ids and active jobs up by index, one request at a time: it
+    reads a few rows per webhook, never all live delivery ids. (A join over them, planned once
+    per connection while the table was small, kept reading the whole table for every webhook
+    as it grew: with a TTL of an hour, hundreds of thousands of rows at a busy edge.) Counted
+    with the transaction's own table statistics (``pg_stat_xact_user_tables``)."""
+    a = replica(postgres_url)
+    await opened(a)
+    assert (await a.accept(JobRequest(1, delivery_id="first"))).status == "accepted"
+    await closed(a)
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        async def rows_read(tickets: list[int], deliveries: list[str], groups: list[int], max_pending: int,
+                            ) -> tuple[list[str], int]:
+            async with conn.transaction():
+                answers = await conn.fetch(
+                    f"SELECT o_status FROM {SCHEMA}.accept_jobs($1::bigint[], $2::text[], $3::text[], $4::boolean[], "
+                    "$5::integer[], $6::text[], 1000, 3600, $7)", tickets, deliveries, ["webhook"] * len(tickets),
+                    [False] * len(tickets), groups, [f"job-{d}" for d in deliveries], max_pending)
+                read = await conn.fetchval(
+                    "SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables "
+                    "WHERE schemaname = $1 AND relname = 'deliveries'", SCHEMA)
+                return [r["o_status"] for r in answers], read
+
+        # While the table is small: enough webhooks, each its own /ingest (group), at and
+        # below the limit, for PostgreSQL to settle on generic plans for this connection.
+        for round_ in range(2):
+            statuses, _ = await rows_read([1] * 8, [f"w{round_}-{i}" for i in range(8)], list(range(8)), 2)
+            assert statuses == ["coalesced"] * 8
+        # Then the table grows.
+        await conn.execute(f"INSERT INTO {SCHEMA}.deliveries SELECT 'seed-' || g, 'j', 1e12 "
+                           "FROM generate_series(1, 5000) AS g")
+        # Far from the limit: webhooks for known and new tickets, one a duplicate.
+        statuses, read = await rows_read([1, 1, 2, 3], ["x1", "x2", "first", "x3"], [0, 1, 2, 3], 100)
+        assert statuses == ["coalesced", "coalesced", "duplicate", "accepted"]
+        assert read <= 2 * 4, read
+        # At the limit (two pending jobs, no room): the capacity count runs too.
+        statuses, read = await rows_read([4, 5, 1, 1], ["y1", "y2", "seed-7", "y3"], [0, 0, 1, 2], 2)
+        assert statuses == ["full", "full", "duplicate", "coalesced"]
+        assert read <= 3 * 4, read
+    finally:
+        await conn.close()
