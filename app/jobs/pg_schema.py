@@ -32,7 +32,7 @@ NOTIFY_CHANNEL = "zammad_pdf_archiver_jobs"
 ticket's report was delivered). Not durable: replicas poll as well."""
 
 MIGRATION_LOCK = 0x7A70_6461_0001
-"""``pg_advisory_lock`` key held while the schema is created or migrated."""
+"""``pg_advisory_xact_lock`` key held while the schema is created or migrated."""
 
 PURGE_LOCK = 0x7A70_6461_0002
 """``pg_try_advisory_xact_lock`` key: one replica at a time prunes old rows."""

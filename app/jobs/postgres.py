@@ -92,6 +92,18 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".strip()
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """The pool's reset of a connection given back: nothing to undo.
+
+    The store leaves no session state on a pooled connection: settings are transaction-local
+    (``set_config(..., true)``), advisory locks transaction-level, no cursors outside a
+    transaction, ``LISTEN`` on a connection of its own; asyncpg still rolls back a transaction
+    left open before it calls this. asyncpg's default reset (``pg_advisory_unlock_all(); CLOSE
+    ALL; UNLISTEN *; RESET ALL``) cost one more round trip per statement, and each admission
+    batch waited for it before its webhooks were answered.
+    """
+
+
 class PostgresJobStore:
     """Jobs and delivery ids in PostgreSQL, shared by every replica (see the module docstring).
 
@@ -193,7 +205,7 @@ class PostgresJobStore:
         try:
             self._pool = await asyncpg.create_pool(
                 self.url, min_size=1, max_size=self._pool_size, timeout=CONNECT_TIMEOUT_SECONDS,
-                command_timeout=COMMAND_TIMEOUT_SECONDS,
+                command_timeout=COMMAND_TIMEOUT_SECONDS, reset=_keep_session,
                 server_settings={"synchronous_commit": "on", "application_name": "zammad-pdf-archiver"})
         except (OSError, asyncpg.PostgresError, asyncpg.exceptions.InterfaceError, TimeoutError) as exc:
             raise JobStoreUnavailable(f"cannot connect to the job store {redact_url(self.url)}: "
@@ -210,21 +222,19 @@ class PostgresJobStore:
         if zammads == 2:
             raise JobStoreUnavailable(f"{redact_url(self.url)} is Zammad's own database; give the archiver a "
                                       "database of its own (CREATE DATABASE zammad_pdf_archiver)")
-        await conn.execute("SELECT pg_advisory_lock($1)", pg_schema.MIGRATION_LOCK)
-        try:
-            async with conn.transaction():
-                await conn.execute(pg_schema.BOOTSTRAP)
-                version = await conn.fetchval(f"SELECT coalesce(max(version), 0) FROM {SCHEMA}.schema_version")
-                if version > len(pg_schema.MIGRATIONS):
-                    raise JobStoreUnavailable(f"the job store's schema is version {version}, newer than this "
-                                              f"release knows ({len(pg_schema.MIGRATIONS)}); upgrade the service")
-                for number, migration in enumerate(pg_schema.MIGRATIONS[version:], start=version + 1):
-                    await conn.execute(migration)
-                    await conn.execute(f"INSERT INTO {SCHEMA}.schema_version VALUES ($1, $2)", number, self._clock())
-                    log.info("job store schema migrated", extra={"version": number})
-                await conn.execute(pg_schema.ACCEPT_FUNCTION)
-        finally:
-            await conn.execute("SELECT pg_advisory_unlock($1)", pg_schema.MIGRATION_LOCK)
+        async with conn.transaction():
+            # Held until this transaction ends (also when it fails): replicas migrate one at a time.
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", pg_schema.MIGRATION_LOCK)
+            await conn.execute(pg_schema.BOOTSTRAP)
+            version = await conn.fetchval(f"SELECT coalesce(max(version), 0) FROM {SCHEMA}.schema_version")
+            if version > len(pg_schema.MIGRATIONS):
+                raise JobStoreUnavailable(f"the job store's schema is version {version}, newer than this "
+                                          f"release knows ({len(pg_schema.MIGRATIONS)}); upgrade the service")
+            for number, migration in enumerate(pg_schema.MIGRATIONS[version:], start=version + 1):
+                await conn.execute(migration)
+                await conn.execute(f"INSERT INTO {SCHEMA}.schema_version VALUES ($1, $2)", number, self._clock())
+                log.info("job store schema migrated", extra={"version": number})
+            await conn.execute(pg_schema.ACCEPT_FUNCTION)
 
     async def close(self) -> None:
         """Give back what this replica holds — running jobs to pending (the attempt does not

@@ -293,3 +293,23 @@ async def test_admission_reads_a_few_rows_per_webhook_whatever_the_number_of_liv
         assert read <= 3 * 4, read
     finally:
         await conn.close()
+
+
+async def test_a_pooled_connection_is_given_back_without_a_reset_round_trip_and_holds_no_lock(postgres_url):
+    """The store leaves no session state on its pooled connections, so the pool gives them back
+    without asyncpg's reset statement (one more round trip before each batch was answered);
+    the migration's advisory lock ends with its transaction."""
+    a = replica(postgres_url)
+    await opened(a)
+    await a.accept(JobRequest(1, delivery_id="d1"))
+    admin = await asyncpg.connect(postgres_url)
+    try:
+        last = [r["query"] for r in await admin.fetch(
+            "SELECT query FROM pg_stat_activity WHERE application_name = 'zammad-pdf-archiver' AND pid <> "
+            "pg_backend_pid() AND query NOT LIKE 'LISTEN%'")]
+        assert last and all("RESET ALL" not in q for q in last), last
+        assert any("accept_jobs" in q for q in last), last
+        assert await admin.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
+    finally:
+        await admin.close()
+    await closed(a)
