@@ -139,6 +139,7 @@ class PostgresJobStore:
         self._fences: dict[str, int] = {}
         self._pending_count = 0
         self._error: str | None = None
+        self._failures = 0  # raised by every failed call (see _call)
         self._closed = False
         self._ops: list[tuple[list[JobRequest], asyncio.Future[list[Admission]]]] = []
         self._flushing = False
@@ -158,6 +159,7 @@ class PostgresJobStore:
 
     def _failed(self, exc: BaseException) -> JobStoreUnavailable:
         reason = f"the PostgreSQL job store is unreachable: {_describe(exc)}"
+        self._failures += 1
         if self._error is None:
             log.error("job store unavailable", extra={"reason": reason, "store": redact_url(self.url)})
         self._error = reason
@@ -165,9 +167,12 @@ class PostgresJobStore:
 
     async def _call(self, fn: Callable[[asyncpg.Connection], Awaitable[Any]]) -> Any:
         """Run ``fn(connection)`` on a pooled connection; connection-level failures become
-        :class:`JobStoreUnavailable` (and :attr:`unavailable` says so until a call succeeds)."""
+        :class:`JobStoreUnavailable` (and :attr:`unavailable` says so until a call that began
+        after the last failure succeeds: one already under way when the database went away may
+        still come back with its answer)."""
         if self._closed or self._pool is None:
             raise JobStoreUnavailable("the job store is closed")
+        failures = self._failures
         try:
             async with self._pool.acquire(timeout=CONNECT_TIMEOUT_SECONDS) as conn:
                 result = await fn(conn)
@@ -176,7 +181,8 @@ class PostgresJobStore:
                 asyncpg.exceptions.PostgresConnectionError, asyncpg.exceptions.AdminShutdownError,
                 TimeoutError) as exc:
             raise self._failed(exc) from exc
-        self._ok()
+        if failures == self._failures:
+            self._ok()
         return result
 
     async def _write(self, job_id: str, sql: str, *args: Any) -> list[asyncpg.Record]:

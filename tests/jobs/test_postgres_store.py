@@ -246,6 +246,27 @@ async def test_database_down_then_back(postgres_server, postgres_url):
     await closed(a)
 
 
+async def test_a_call_begun_before_a_failure_does_not_clear_unavailable(postgres_url):
+    """An answer that was on its way when another call found the database gone says nothing
+    about the database now: only a call begun after the failure clears ``unavailable``. (The
+    lease renewal's ``SELECT 1`` answered just after the kill and made the outage vanish.)"""
+    a = replica(postgres_url)
+    await opened(a)
+    slow = asyncio.create_task(a._call(lambda conn: conn.fetchval("SELECT pg_sleep(0.3)")))
+    await asyncio.sleep(0.05)
+
+    async def broken(conn: asyncpg.Connection) -> None:
+        raise ConnectionResetError("connection reset by peer")
+
+    with pytest.raises(JobStoreUnavailable, match="unreachable"):
+        await a._call(broken)
+    await slow
+    assert a.unavailable is not None and "unreachable" in a.unavailable
+    assert await a._call(lambda conn: conn.fetchval("SELECT 1")) == 1
+    assert a.unavailable is None
+    await closed(a)
+
+
 def test_the_password_never_shows_in_the_url_we_log():
     assert redact_url("postgresql://u:s3cr3t@db:5432/x") == "postgresql://u:***@db:5432/x"
     assert redact_url("postgresql://db/x") == "postgresql://db/x"
