@@ -15,6 +15,13 @@ for a future released on the event loop's next turn with the others of that turn
 ``/ingest`` waits for its group commit, but with no work at all): its ratio to the bare route
 is what answering in batches costs on this load generator by itself.
 
+With PostgreSQL installed (Debian's ``postgresql``, as for the tests), a fifth server per round
+runs the full stack on the PostgreSQL job store (``JOB_STORE_URL``, a fresh database per round on
+one throw-away local server configured for durability: fsync, full_page_writes and
+synchronous_commit on, see :mod:`benchmarks.pg`): the ratio PostgreSQL / SQLite (durable) of
+requests/s is what the shared store costs at the edge (target: at least 0.8). Without PostgreSQL
+the other rows are unchanged and one row says it was not measured.
+
 Load generator: ``wrk`` when installed (one thread, 32 connections, a Lua script that gives
 every request its own ``X-Zammad-Delivery``), else a bounded aiohttp client. Every loop is
 bounded in time and count and targets 127.0.0.1 only.
@@ -40,6 +47,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from benchmarks.common import Result, free_port, print_rows, start_python, stop, wait_http
+from benchmarks.pg import PostgresNotInstalled, PostgresServer, start_postgres
 
 SECRET = "bench-secret"
 BODY = b'{"ticket_id":4711,"ticket_number":"25004711"}'
@@ -48,6 +56,7 @@ CONNECTIONS = 32
 MAX_REQUESTS_PER_ROUND = 200_000
 TARGET_RATIO = 0.9
 TARGET_DURABLE_RATIO = 0.8
+TARGET_POSTGRES_RATIO = 0.8
 
 LUA = """
 counter = 0
@@ -133,7 +142,10 @@ def load(url: str, seconds: float) -> Load:
     return asyncio.run(_aiohttp_load(url, seconds))
 
 
-def start_full(port: int, storage: Path, *, durable: bool = True) -> subprocess.Popen[bytes]:
+def start_full(port: int, storage: Path, *, durable: bool = True,
+               job_store_url: str | None = None) -> subprocess.Popen[bytes]:
+    """The full stack (``python -m app serve``) on ``port``: SQLite in a fresh ``STATE_DIR``
+    (in memory unless ``durable``), or the PostgreSQL store at ``job_store_url``."""
     state = Path(tempfile.mkdtemp(prefix="state-", dir=storage))  # a fresh job store per server
     env = {
         # Zammad is a closed port: jobs fail fast and, all for one ticket, coalesce; the
@@ -146,6 +158,8 @@ def start_full(port: int, storage: Path, *, durable: bool = True) -> subprocess.
         "HARDENING_RATE_LIMIT_RPS": "1000000000", "HARDENING_RATE_LIMIT_BURST": "1000000000",
         "LOG_LEVEL": "INFO", "STATE_DIR": str(state), "STATE_DURABLE": "true" if durable else "false",
     }
+    if job_store_url is not None:
+        env["JOB_STORE_URL"] = job_store_url
     return start_python(["-m", "app", "serve"], env)
 
 
@@ -153,13 +167,17 @@ def start_bare(port: int, *, batched: bool = False) -> subprocess.Popen[bytes]:
     return start_python(["-m", "benchmarks.bare_app", str(port), SECRET, *(["--batched"] if batched else [])], {})
 
 
-def measure(kind: str, seconds: float, storage: Path) -> Load:
+def measure(kind: str, seconds: float, storage: Path, job_store_url: str | None = None) -> Load:
     """One round against a fresh server: ``"bare"``, ``"batched"`` (the bare route answering in
-    batches, see :mod:`benchmarks.bare_app`), ``"full"`` (durable job store) or ``"memory"``
-    (full stack, ``STATE_DURABLE=false``)."""
+    batches, see :mod:`benchmarks.bare_app`), ``"full"`` (durable job store), ``"memory"``
+    (full stack, ``STATE_DURABLE=false``) or ``"postgres"`` (full stack, the PostgreSQL store
+    at ``job_store_url``, a fresh database)."""
     port = free_port()
     if kind in ("bare", "batched"):
         proc = start_bare(port, batched=kind == "batched")
+    elif kind == "postgres":
+        assert job_store_url is not None
+        proc = start_full(port, storage, job_store_url=job_store_url)
     else:
         proc = start_full(port, storage, durable=kind == "full")
     try:
@@ -171,19 +189,33 @@ def measure(kind: str, seconds: float, storage: Path) -> Load:
 
 
 def run(quick: bool = False) -> list[Result]:
-    """Alternate bare, full (durable) and full in-memory rounds; report medians, the
-    full/bare ratio and the durable/in-memory ratio."""
+    """Alternate bare, full (durable), full in-memory, batched and full-on-PostgreSQL rounds;
+    report medians, the full/bare ratio, the durable/in-memory ratio and PostgreSQL/SQLite."""
     rounds, seconds = (1, 3.0) if quick else (3, 5.0)
     bare: list[Load] = []
     full: list[Load] = []
     memory: list[Load] = []
     batched: list[Load] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for _ in range(rounds):
-            bare.append(measure("bare", seconds, Path(tmp)))
-            full.append(measure("full", seconds, Path(tmp)))
-            memory.append(measure("memory", seconds, Path(tmp)))
-            batched.append(measure("batched", seconds, Path(tmp)))
+    postgres: list[Load] = []
+    pg_missing = None
+    try:
+        server: PostgresServer | None = start_postgres()
+    except PostgresNotInstalled as exc:
+        server, pg_missing = None, str(exc)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            for number in range(rounds):
+                bare.append(measure("bare", seconds, Path(tmp)))
+                full.append(measure("full", seconds, Path(tmp)))
+                memory.append(measure("memory", seconds, Path(tmp)))
+                batched.append(measure("batched", seconds, Path(tmp)))
+                if server is not None:
+                    url = server.create_database(f"ingest_{number}")  # a fresh store per round
+                    postgres.append(measure("postgres", seconds, Path(tmp), url))
+                    server.drop_database(f"ingest_{number}")
+    finally:
+        if server is not None:
+            server.stop()
     b_rps = statistics.median(x.rps for x in bare)
     f_rps = statistics.median(x.rps for x in full)
     m_rps = statistics.median(x.rps for x in memory)
@@ -192,7 +224,7 @@ def run(quick: bool = False) -> list[Result]:
     batched_ratio = statistics.median(x.rps for x in batched) / b_rps
     errors = sum(x.errors for x in bare + full + memory + batched)
     tool = "wrk" if shutil.which("wrk") else "aiohttp"
-    return [
+    rows = [
         Result("ingest", f"bare route requests/s ({tool}, {CONNECTIONS} conns)", round(b_rps), "req/s"),
         Result("ingest", "full stack requests/s", round(f_rps), "req/s"),
         Result("ingest", "full / bare requests/s", round(ratio, 3), "ratio", f">= {TARGET_RATIO}",
@@ -210,6 +242,23 @@ def run(quick: bool = False) -> list[Result]:
                round(batched_ratio, 3), "ratio"),
         Result("ingest", "non-202 answers (full + in-memory + bare + batched)", errors, "count", "== 0", errors == 0),
     ]
+    if server is None:
+        rows.append(Result("ingest", f"PostgreSQL job store: not measured ({pg_missing})"[:160], float("nan"), "",
+                           "runs", False))
+        return rows
+    p_rps = statistics.median(x.rps for x in postgres)
+    pg_ratio = p_rps / f_rps
+    pg_errors = sum(x.errors for x in postgres)
+    rows += [
+        Result("ingest", "full stack, PostgreSQL job store (local server, fsync on) requests/s", round(p_rps),
+               "req/s"),
+        Result("ingest", "PostgreSQL / SQLite (durable) job store requests/s", round(pg_ratio, 3), "ratio",
+               f">= {TARGET_POSTGRES_RATIO}", pg_ratio >= TARGET_POSTGRES_RATIO),
+        Result("ingest", f"PostgreSQL p50 {statistics.median(x.p50_ms for x in postgres):.2f} ms / p99",
+               round(statistics.median(x.p99_ms for x in postgres), 2), "ms"),
+        Result("ingest", "non-202 answers (PostgreSQL)", pg_errors, "count", "== 0", pg_errors == 0),
+    ]
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:

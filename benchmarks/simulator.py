@@ -1,11 +1,13 @@
 """The Zammad simulator seeded for benchmarks: fixture ticket 4711 plus N generated tickets.
 
-Run: ``python -m benchmarks.simulator --token T --tickets N --articles M [--first-id ID]``.
+Run: ``python -m benchmarks.simulator --token T --tickets N --articles M [--first-id ID]
+[--delay METHOD PATH_REGEX SECONDS]...``.
 Like ``python -m app.devtools.zammad_simulator`` it prints one line
 ``LISTENING http://127.0.0.1:<port>`` once it accepts connections and serves on loopback
 until SIGTERM/SIGINT. Generated tickets are copies of fixture 4711's columns with ids
 ``ID``, ``ID+1``, …, the tag ``pdf:sign`` and ``M`` plain-text articles of ~1,000 characters
-(:func:`benchmarks.tickets.make_articles`).
+(:func:`benchmarks.tickets.make_articles`). ``--delay`` holds matching requests that long
+before they are served (:meth:`ZammadSimulator.delay`), e.g. to keep a job running.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ def seed(simulator: ZammadSimulator, tickets: int, articles: int, first_id: int 
 async def _serve(args: argparse.Namespace) -> None:
     simulator = ZammadSimulator(api_token=args.token)
     seed(simulator, args.tickets, args.articles, args.first_id)
+    for method, path_regex, seconds in args.delay or ():
+        simulator.delay(method, path_regex, float(seconds))
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -64,6 +68,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tickets", type=int, default=0, help="generated tickets besides 4711")
     parser.add_argument("--articles", type=int, default=20, help="articles per generated ticket")
     parser.add_argument("--first-id", type=int, default=FIRST_TICKET_ID, help="id of the first generated ticket")
+    parser.add_argument("--delay", nargs=3, action="append", metavar=("METHOD", "PATH_REGEX", "SECONDS"),
+                        help="hold matching requests SECONDS before serving them (repeatable)")
     args = parser.parse_args(argv)
     asyncio.run(_serve(args))
     return 0

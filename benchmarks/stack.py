@@ -6,6 +6,10 @@ store and, when signing is on, the dev certificates of ``scripts/dev/gen-dev-cer
 (made once per benchmark run, in a temporary folder). It sends signed webhooks, waits for
 tickets to end ``pdf:signed`` (bounded in time), and reads the CPU time and memory of every
 process it started from ``/proc``. Everything listens on and talks to 127.0.0.1 only.
+
+With ``replicas`` > 1 (and ``JOB_STORE_URL`` in ``env``) it starts that many services on one
+shared job store and storage root, each with its own port and ``STATE_DIR``, and spreads the
+webhooks over them in turn, as a load balancer would; :meth:`Stack.kill_replica` SIGKILLs one.
 """
 
 from __future__ import annotations
@@ -16,10 +20,12 @@ import os
 import re
 import select
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -126,20 +132,28 @@ class Stack:
         workers: ``WORKERS`` of the service.
         signing: sign with the dev PFX (``SIGNING_ENABLED``).
         env: further settings for the service.
+        replicas: services on one job store (``env`` must hold ``JOB_STORE_URL`` for more than
+            one); :attr:`service` and :attr:`url` are the first one's.
+        simulator_args: further arguments of ``python -m benchmarks.simulator`` (``--delay``).
     """
 
     def __init__(self, *, tickets: int, articles: int, workers: int = 2, signing: bool = True,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, replicas: int = 1, simulator_args: Sequence[str] = ()) -> None:
         self.tickets, self.articles, self.workers, self.signing = tickets, articles, workers, signing
         self.extra_env = env or {}
+        self.replicas = replicas
+        self.simulator_args = list(simulator_args)
         self.ticket_ids = [100_000 + i for i in range(tickets)]
         self._tmp = tempfile.TemporaryDirectory(prefix="bench-stack-")
         self.root = Path(self._tmp.name)
         self.storage = self.root / "archive"
         self.sim: subprocess.Popen[bytes] | None = None
         self.service: subprocess.Popen[bytes] | None = None
+        self.services: list[subprocess.Popen[bytes]] = []
+        self.killed: set[int] = set()
         self.sim_url = ""
         self.url = ""
+        self.urls: list[str] = []
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -153,14 +167,14 @@ class Stack:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for proc in (self.service, self.sim):
+        for proc in (*self.services, self.sim):
             if proc is not None and proc.poll() is None:
                 stop(proc)
         self._tmp.cleanup()
 
     def _start_simulator(self) -> None:
         args = [sys.executable, "-m", "benchmarks.simulator", "--token", TOKEN, "--tickets", str(self.tickets),
-                "--articles", str(self.articles)]
+                "--articles", str(self.articles), *self.simulator_args]
         with open(self.root / "simulator.log", "wb") as log:
             self.sim = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=log)
         assert self.sim.stdout is not None
@@ -172,11 +186,21 @@ class Stack:
         self.sim_url = match.group(1).decode()
 
     def _start_service(self) -> None:
+        self.storage.mkdir()
+        for index in range(self.replicas):
+            self._start_replica(index)
+        self.service, self.url = self.services[0], self.urls[0]
+
+    def _log_name(self, index: int) -> str:
+        return "service.log" if index == 0 else f"service-{index}.log"
+
+    def _start_replica(self, index: int) -> None:
         port = free_port()
+        state = self.root / ("state" if self.replicas == 1 else f"state-{index}")
         env = {
             **os.environ,
             "ZAMMAD_BASE_URL": self.sim_url, "ZAMMAD_API_TOKEN": TOKEN, "ALLOW_INSECURE_HTTP": "true",
-            "WEBHOOK_HMAC_SECRET": SECRET, "STORAGE_ROOT": str(self.storage), "STATE_DIR": str(self.root / "state"),
+            "WEBHOOK_HMAC_SECRET": SECRET, "STORAGE_ROOT": str(self.storage), "STATE_DIR": str(state),
             "SERVER_HOST": "127.0.0.1", "SERVER_PORT": str(port), "WORKERS": str(self.workers),
             "SIGNING_ENABLED": "true" if self.signing else "false", "OBSERVABILITY_METRICS_ENABLED": "true",
             "SHUTDOWN_GRACE_SECONDS": "0", "LOG_LEVEL": "INFO",
@@ -188,15 +212,31 @@ class Stack:
             certs = dev_certs()
             env.update(SIGNING_PFX_PATH=str(certs / "signer.pfx"), SIGNING_PFX_PASSWORD=PFX_PASSWORD)
         env.pop("CONFIG_PATH", None)
-        self.storage.mkdir()
-        with open(self.root / "service.log", "wb") as log:
-            self.service = subprocess.Popen([sys.executable, "-m", "app", "serve"], cwd=REPO, env=env,
-                                            stdout=log, stderr=subprocess.STDOUT)
-        self.url = f"http://127.0.0.1:{port}"
+        with open(self.root / self._log_name(index), "wb") as log:
+            service = subprocess.Popen([sys.executable, "-m", "app", "serve"], cwd=REPO, env=env,
+                                       stdout=log, stderr=subprocess.STDOUT)
+        self.services.append(service)
+        self.urls.append(f"http://127.0.0.1:{port}")
         try:
-            wait_http(f"{self.url}/healthz", self.service, timeout=60)
+            wait_http(f"{self.urls[-1]}/healthz", service, timeout=60)
         except RuntimeError as exc:
-            raise RuntimeError(f"{exc}: {self.log_tail('service.log')}") from None
+            raise RuntimeError(f"{exc}: {self.log_tail(self._log_name(index))}") from None
+
+    def kill_replica(self, index: int) -> None:
+        """SIGKILL replica ``index`` and every process under it (its render processes), as a
+        container kill or a power cut would; wait until it is gone."""
+        proc = self.services[index]
+        for pid in process_tree(proc.pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        proc.wait()
+        self.killed.add(index)
+
+    def live_urls(self) -> list[str]:
+        """The URLs of the replicas not killed."""
+        return [url for index, url in enumerate(self.urls) if index not in self.killed]
 
     def log_tail(self, name: str, lines: int = 5) -> str:
         """The last lines of ``simulator.log`` or ``service.log``, for error messages."""
@@ -207,18 +247,20 @@ class Stack:
 
     # -- driving ---------------------------------------------------------------------
 
-    async def post(self, ticket_ids: list[int]) -> int:
-        """Send one signed webhook per ticket (:data:`POST_CONCURRENCY` at a time); returns non-202s."""
+    async def post(self, ticket_ids: list[int], replica: int | None = None) -> int:
+        """Send one signed webhook per ticket (:data:`POST_CONCURRENCY` at a time), to the
+        replicas in turn (or all to ``replica``); returns non-202s."""
         bad = 0
-        queue = list(reversed(ticket_ids))
+        urls = self.live_urls() if replica is None else [self.urls[replica]]
+        queue = [(ticket_id, urls[i % len(urls)]) for i, ticket_id in enumerate(ticket_ids)][::-1]
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
 
             async def sender() -> None:
                 nonlocal bad
                 while queue:
-                    ticket_id = queue.pop()
+                    ticket_id, url = queue.pop()
                     body, headers = zammad_webhook({"ticket_id": ticket_id}, SECRET)
-                    async with session.post(f"{self.url}/ingest", data=body, headers=headers) as resp:
+                    async with session.post(f"{url}/ingest", data=body, headers=headers) as resp:
                         await resp.read()
                         bad += resp.status != 202
 
@@ -244,8 +286,9 @@ class Stack:
         next_metrics = 0.0
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
             while pending and time.perf_counter() < deadline:
-                if self.service is not None and self.service.poll() is not None:
-                    raise RuntimeError(f"the service exited: {self.log_tail('service.log')}")
+                for index, service in enumerate(self.services):
+                    if index not in self.killed and service.poll() is not None:
+                        raise RuntimeError(f"the service exited: {self.log_tail(self._log_name(index))}")
                 finished = self.pdf_count() >= len(ticket_ids)
                 if not finished and time.perf_counter() >= next_metrics:
                     next_metrics = time.perf_counter() + 1.0
@@ -259,10 +302,13 @@ class Stack:
         return time.perf_counter(), sorted(pending | failed)
 
     async def _jobs_finished(self, session: aiohttp.ClientSession) -> float:
-        async with session.get(f"{self.url}/metrics") as resp:
-            text = await resp.text()
-        return sum(float(m) for m in re.findall(r"^zammad_pdf_archiver_jobs_processed_total\{[^}]*\} ([\d.e+-]+)$",
-                                                text, re.MULTILINE))
+        finished = 0.0
+        for url in self.live_urls():
+            async with session.get(f"{url}/metrics") as resp:
+                text = await resp.text()
+            finished += sum(float(m) for m in re.findall(
+                r"^zammad_pdf_archiver_jobs_processed_total\{[^}]*\} ([\d.e+-]+)$", text, re.MULTILINE))
+        return finished
 
     async def _check(self, session: aiohttp.ClientSession, ticket_ids: set[int]) -> tuple[set[int], set[int]]:
         """Of ``ticket_ids``, those that ended ``pdf:signed`` and those that ended ``pdf:error``."""
@@ -283,12 +329,17 @@ class Stack:
     # -- measuring -------------------------------------------------------------------
 
     def cpu(self) -> dict[str, float]:
-        """CPU seconds so far: ``service`` (main process), ``render`` (its descendants, also the
-        render processes already replaced), ``simulator``."""
+        """CPU seconds so far: ``service`` (main process; of all live replicas together),
+        ``render`` (its descendants, also the render processes already replaced), ``simulator``."""
         assert self.service is not None and self.sim is not None
-        tree = process_tree(self.service.pid)
-        return {"service": cpu_seconds(tree[0]), "render": sum(cpu_seconds(p, reaped=True) for p in tree[1:]),
-                "simulator": cpu_seconds(self.sim.pid)}
+        service = render = 0.0
+        for index, proc in enumerate(self.services):
+            if index in self.killed:
+                continue
+            tree = process_tree(proc.pid)
+            service += cpu_seconds(tree[0])
+            render += sum(cpu_seconds(p, reaped=True) for p in tree[1:])
+        return {"service": service, "render": render, "simulator": cpu_seconds(self.sim.pid)}
 
     async def profile(self) -> StepProfile:
         """Job and step (``fetch``, ``render``, ``sign``, ``store``) durations so far, from ``/metrics``."""

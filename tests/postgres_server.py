@@ -242,12 +242,21 @@ class PostgresServer:
         """Freeze the server (SIGSTOP to the postmaster and all its children): connections hang
         instead of failing, as with an unreachable or stuck database. ``resume()`` thaws it."""
         for pid in self._pids():
-            os.kill(pid, signal.SIGSTOP)
+            self._signal(pid, signal.SIGSTOP)
 
     def resume(self) -> None:
         """Undo ``pause()``."""
         for pid in reversed(self._pids()):
-            os.kill(pid, signal.SIGCONT)
+            self._signal(pid, signal.SIGCONT)
+
+    @staticmethod
+    def _signal(pid: int, signum: int) -> None:
+        """Send ``signum`` to ``pid`` unless it is gone: a backend whose client just closed its
+        connection exits between ``_pids()`` listing it and the signal."""
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
 
     def stop(self) -> None:
         """Stop the server and remove its folder. Idempotent; never raises for a dead server."""

@@ -93,6 +93,18 @@ def test_pause_makes_connections_hang_until_resume(postgres_server: pg.PostgresS
     assert _psql_url(postgres_server, postgres_url, "select 1").stdout.strip() == "1"
 
 
+def test_pause_and_resume_pass_over_a_backend_that_just_exited(postgres_server: pg.PostgresServer,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A backend whose client has just disconnected exits between ``_pids()`` and the signal:
+    the fixtures' teardown (``resume()``) failed with ProcessLookupError now and then."""
+    gone = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1  # never a process (nor a reused pid)
+    real = postgres_server._pids
+    monkeypatch.setattr(postgres_server, "_pids", lambda: [*real(), gone])
+    postgres_server.pause()
+    postgres_server.resume()
+    assert postgres_server.psql("select 1") == "1"
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="only root hands the cluster to the postgres user")
 def test_under_root_the_cluster_belongs_to_postgres(postgres_server: pg.PostgresServer) -> None:
     import pwd

@@ -12,10 +12,11 @@ writers:
 - one active (pending or running) job per ticket is a partial unique index
   (``jobs_one_active_per_ticket``), not only a rule of the code;
 - :data:`ACCEPT_FUNCTION` records a batch of webhooks in one statement (one round trip): the
-  delivery id is claimed with an upsert that only takes over an expired id, the ticket's
-  active job is locked (``FOR UPDATE``) before it is merged into, and a new job is inserted
-  with ``ON CONFLICT DO NOTHING`` on that index (another replica inserted first: merge into
-  its job instead);
+  ticket's active job is locked (``FOR UPDATE``) first, then the delivery id is claimed for
+  that job (or the new one) with an upsert that only takes over an expired id, and a new job
+  is inserted with ``ON CONFLICT DO NOTHING`` on that index (another replica inserted first:
+  merge into its job instead, and point the delivery id at it). Two or three index look-ups
+  per webhook, whatever the size of the tables;
 - running jobs and undelivered reports carry a lease (``lease_owner``, ``lease_expires_at``)
   and a fencing counter (``fence``, raised by every claim): a replica writes to a job only
   while ``fence`` is the value its claim returned.
@@ -31,7 +32,7 @@ NOTIFY_CHANNEL = "zammad_pdf_archiver_jobs"
 ticket's report was delivered). Not durable: replicas poll as well."""
 
 MIGRATION_LOCK = 0x7A70_6461_0001
-"""``pg_advisory_lock`` key held while the schema is created or migrated."""
+"""``pg_advisory_xact_lock`` key held while the schema is created or migrated."""
 
 PURGE_LOCK = 0x7A70_6461_0002
 """``pg_try_advisory_xact_lock`` key: one replica at a time prunes old rows."""
@@ -50,8 +51,11 @@ DECLARE
     k integer;
     pending bigint;
     need bigint;
+    counted bigint[];
     act record;
+    active boolean;
     jid text;
+    claimed text;
     status text;
     created boolean;
 BEGIN
@@ -64,49 +68,65 @@ BEGIN
         WHILE j < n AND p_groups[j + 1] = p_groups[i] LOOP
             j := j + 1;
         END LOOP;
-        SELECT count(DISTINCT u.t) INTO need
-          FROM unnest(p_tickets[i:j], p_deliveries[i:j]) AS u(t, d)
-         WHERE NOT EXISTS (SELECT 1 FROM {SCHEMA}.jobs a
-                            WHERE a.ticket_id = u.t AND a.state IN ('pending', 'running'))
-           AND NOT EXISTS (SELECT 1 FROM {SCHEMA}.deliveries d
-                            WHERE d.delivery_id = u.d AND d.expires_at > p_now);
-        IF need > 0 AND pending + need > p_max_pending THEN
-            FOR k IN i..j LOOP  -- nothing recorded; a live delivery id still answers duplicate
-                SELECT d.job_id INTO jid FROM {SCHEMA}.deliveries d
-                 WHERE d.delivery_id = p_deliveries[k] AND d.expires_at > p_now;
-                o_status := CASE WHEN jid IS NULL THEN 'full' ELSE 'duplicate' END;
-                o_job_id := jid;
-                o_created := false;
-                RETURN NEXT;
+        -- Capacity: the group needs a new job for each of its tickets that has no active job,
+        -- counting only requests whose delivery id is not live (those answer duplicate). At most
+        -- one per request, so the count is only needed near the limit; it is made with one
+        -- index look-up per request (a join over the live delivery ids would read them all).
+        IF pending + (j - i + 1) > p_max_pending THEN
+            need := 0;
+            counted := '{{}}';
+            FOR k IN i..j LOOP
+                IF NOT (p_tickets[k] = ANY (counted))
+                   AND NOT EXISTS (SELECT 1 FROM {SCHEMA}.jobs a
+                                    WHERE a.ticket_id = p_tickets[k] AND a.state IN ('pending', 'running'))
+                   AND NOT EXISTS (SELECT 1 FROM {SCHEMA}.deliveries d
+                                    WHERE d.delivery_id = p_deliveries[k] AND d.expires_at > p_now) THEN
+                    counted := counted || p_tickets[k];
+                    need := need + 1;
+                END IF;
             END LOOP;
-            i := j + 1;
-            CONTINUE;
-        END IF;
-        FOR k IN i..j LOOP
-            jid := NULL;
-            IF p_deliveries[k] IS NOT NULL THEN
-                -- Claim the delivery id, or take over one whose TTL ran out.
-                INSERT INTO {SCHEMA}.deliveries AS d (delivery_id, job_id, expires_at)
-                VALUES (p_deliveries[k], p_job_ids[k], p_now + p_ttl)
-                ON CONFLICT (delivery_id) DO UPDATE
-                   SET job_id = excluded.job_id, expires_at = excluded.expires_at
-                 WHERE d.expires_at <= p_now
-                RETURNING d.job_id INTO jid;
-                IF jid IS NULL THEN
-                    SELECT d.job_id INTO jid FROM {SCHEMA}.deliveries d WHERE d.delivery_id = p_deliveries[k];
-                    o_status := 'duplicate';
+            IF need > 0 AND pending + need > p_max_pending THEN
+                FOR k IN i..j LOOP  -- nothing recorded; a live delivery id still answers duplicate
+                    SELECT d.job_id INTO jid FROM {SCHEMA}.deliveries d
+                     WHERE d.delivery_id = p_deliveries[k] AND d.expires_at > p_now;
+                    o_status := CASE WHEN jid IS NULL THEN 'full' ELSE 'duplicate' END;
                     o_job_id := jid;
                     o_created := false;
                     RETURN NEXT;
-                    CONTINUE;
-                END IF;
+                END LOOP;
+                i := j + 1;
+                CONTINUE;
             END IF;
+        END IF;
+        <<requests>>
+        FOR k IN i..j LOOP
+            claimed := NULL;  -- the job id the delivery id was recorded with
             LOOP
+                -- The ticket's active job, locked: the webhook is merged into it.
                 SELECT a.job_id, a.state, a.force, a.follow_up, a.follow_up_force INTO act
                   FROM {SCHEMA}.jobs a
                  WHERE a.ticket_id = p_tickets[k] AND a.state IN ('pending', 'running')
                    FOR UPDATE;
-                IF FOUND THEN
+                active := FOUND;
+                jid := CASE WHEN active THEN act.job_id ELSE p_job_ids[k] END;
+                IF p_deliveries[k] IS NOT NULL AND claimed IS NULL THEN
+                    -- Claim the delivery id for that job, or take over one whose TTL ran out.
+                    INSERT INTO {SCHEMA}.deliveries AS d (delivery_id, job_id, expires_at)
+                    VALUES (p_deliveries[k], jid, p_now + p_ttl)
+                    ON CONFLICT (delivery_id) DO UPDATE
+                       SET job_id = excluded.job_id, expires_at = excluded.expires_at
+                     WHERE d.expires_at <= p_now
+                    RETURNING d.job_id INTO claimed;
+                    IF claimed IS NULL THEN  -- a live delivery id: nothing changes
+                        SELECT d.job_id INTO jid FROM {SCHEMA}.deliveries d WHERE d.delivery_id = p_deliveries[k];
+                        o_status := 'duplicate';
+                        o_job_id := jid;
+                        o_created := false;
+                        RETURN NEXT;
+                        CONTINUE requests;
+                    END IF;
+                END IF;
+                IF active THEN
                     IF act.state = 'pending' THEN
                         IF p_forces[k] AND NOT act.force THEN
                             UPDATE {SCHEMA}.jobs SET force = true, updated_at = p_now WHERE job_id = act.job_id;
@@ -116,7 +136,6 @@ BEGIN
                            SET follow_up = true, follow_up_force = follow_up_force OR p_forces[k], updated_at = p_now
                          WHERE job_id = act.job_id;
                     END IF;
-                    jid := act.job_id;
                     status := 'coalesced';
                     created := false;
                     EXIT;
@@ -125,7 +144,6 @@ BEGIN
                 VALUES (p_job_ids[k], p_tickets[k], 'pending', p_reasons[k], p_forces[k], p_deliveries[k], p_now, p_now)
                 ON CONFLICT (ticket_id) WHERE state IN ('pending', 'running') DO NOTHING;
                 IF FOUND THEN
-                    jid := p_job_ids[k];
                     status := 'accepted';
                     created := true;
                     pending := pending + 1;
@@ -134,7 +152,7 @@ BEGIN
                 END IF;
                 -- Another writer's job for this ticket committed meanwhile: merge into it.
             END LOOP;
-            IF p_deliveries[k] IS NOT NULL AND jid <> p_job_ids[k] THEN
+            IF claimed IS NOT NULL AND claimed <> jid THEN
                 UPDATE {SCHEMA}.deliveries SET job_id = jid WHERE delivery_id = p_deliveries[k];
             END IF;
             o_status := status;

@@ -71,6 +71,20 @@ class RetryPolicy:
         return ceiling * (rng or random).uniform(0.5, 1.0)
 
 
+async def _wait(event: asyncio.Event, seconds: float) -> None:
+    """Wait until ``event`` is set or ``seconds`` pass, whichever comes first.
+
+    A cancellation always ends the wait: ``asyncio.wait_for`` of Python 3.11 swallows one that
+    arrives in the same turn as the event is set (a NOTIFY as ``stop()`` cancels the claimer),
+    and the task then lived on, with ``stop()`` waiting for it forever.
+    """
+    try:
+        async with asyncio.timeout(seconds):
+            await event.wait()
+    except TimeoutError:
+        pass
+
+
 class JobRunner(Protocol):
     """What the pool needs from the workflow (implemented by :class:`app.main.ArchiveRunner`).
 
@@ -428,10 +442,7 @@ class WorkerPool:
         event = self.store.work_available
         assert event is not None
         while True:
-            try:
-                await asyncio.wait_for(event.wait(), CLAIM_POLL_SECONDS)
-            except TimeoutError:
-                pass
+            await _wait(event, CLAIM_POLL_SECONDS)
             event.clear()
             if not self._accepting:
                 continue
@@ -456,10 +467,7 @@ class WorkerPool:
                 self._queue.put_nowait(_Work("run", job_id, ticket_id))
             timeout = min(self._schedule[0][0] - now, 30.0) if self._schedule else 30.0
             self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), max(timeout, 0.01))
-            except TimeoutError:
-                pass
+            await _wait(self._wake, max(timeout, 0.01))
             if time.monotonic() >= next_purge:
                 next_purge = time.monotonic() + PURGE_INTERVAL_SECONDS
                 try:

@@ -99,6 +99,18 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".strip()
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """The pool's reset of a connection given back: nothing to undo.
+
+    The store leaves no session state on a pooled connection: settings are transaction-local
+    (``set_config(..., true)``), advisory locks transaction-level, no cursors outside a
+    transaction, ``LISTEN`` on a connection of its own; asyncpg still rolls back a transaction
+    left open before it calls this. asyncpg's default reset (``pg_advisory_unlock_all(); CLOSE
+    ALL; UNLISTEN *; RESET ALL``) cost one more round trip per statement, and each admission
+    batch waited for it before its webhooks were answered.
+    """
+
+
 class PostgresJobStore:
     """Jobs and delivery ids in PostgreSQL, shared by every replica (see the module docstring).
 
@@ -137,6 +149,7 @@ class PostgresJobStore:
         self._fences: dict[str, int] = {}
         self._pending_count = 0
         self._error: str | None = None
+        self._failures = 0  # raised by every failed call (see _call)
         self._closed = False
         self._ops: list[tuple[list[JobRequest], asyncio.Future[list[Admission]]]] = []
         self._flushing = False
@@ -156,6 +169,7 @@ class PostgresJobStore:
 
     def _failed(self, exc: BaseException) -> JobStoreUnavailable:
         reason = f"the PostgreSQL job store is unreachable: {_describe(exc)}"
+        self._failures += 1
         if self._error is None:
             log.error("job store unavailable", extra={"reason": reason, "store": redact_url(self.url)})
         self._error = reason
@@ -163,15 +177,19 @@ class PostgresJobStore:
 
     async def _call(self, fn: Callable[[asyncpg.Connection], Awaitable[Any]]) -> Any:
         """Run ``fn(connection)`` on a pooled connection; connection-level failures become
-        :class:`JobStoreUnavailable` (and :attr:`unavailable` says so until a call succeeds)."""
+        :class:`JobStoreUnavailable` (and :attr:`unavailable` says so until a call that began
+        after the last failure succeeds: one already under way when the database went away may
+        still come back with its answer)."""
         if self._closed or self._pool is None:
             raise JobStoreUnavailable("the job store is closed")
+        failures = self._failures
         try:
             async with self._pool.acquire(timeout=CONNECT_TIMEOUT_SECONDS) as conn:
                 result = await fn(conn)
         except _UNREACHABLE as exc:
             raise self._failed(exc) from exc
-        self._ok()
+        if failures == self._failures:
+            self._ok()
         return result
 
     async def _write(self, job_id: str, sql: str, *args: Any) -> list[asyncpg.Record]:
@@ -205,7 +223,7 @@ class PostgresJobStore:
             try:
                 self._pool = await asyncpg.create_pool(
                     self.url, min_size=1, max_size=self._pool_size, timeout=CONNECT_TIMEOUT_SECONDS,
-                    command_timeout=COMMAND_TIMEOUT_SECONDS,
+                    command_timeout=COMMAND_TIMEOUT_SECONDS, reset=_keep_session,
                     server_settings={"synchronous_commit": "on", "application_name": "zammad-pdf-archiver"})
                 break
             except _UNREACHABLE as exc:  # the database may still be starting (compose, a failover)
@@ -229,21 +247,19 @@ class PostgresJobStore:
         if zammads == 2:
             raise JobStoreUnavailable(f"{redact_url(self.url)} is Zammad's own database; give the archiver a "
                                       "database of its own (CREATE DATABASE zammad_pdf_archiver)")
-        await conn.execute("SELECT pg_advisory_lock($1)", pg_schema.MIGRATION_LOCK)
-        try:
-            async with conn.transaction():
-                await conn.execute(pg_schema.BOOTSTRAP)
-                version = await conn.fetchval(f"SELECT coalesce(max(version), 0) FROM {SCHEMA}.schema_version")
-                if version > len(pg_schema.MIGRATIONS):
-                    raise JobStoreUnavailable(f"the job store's schema is version {version}, newer than this "
-                                              f"release knows ({len(pg_schema.MIGRATIONS)}); upgrade the service")
-                for number, migration in enumerate(pg_schema.MIGRATIONS[version:], start=version + 1):
-                    await conn.execute(migration)
-                    await conn.execute(f"INSERT INTO {SCHEMA}.schema_version VALUES ($1, $2)", number, self._clock())
-                    log.info("job store schema migrated", extra={"version": number})
-                await conn.execute(pg_schema.ACCEPT_FUNCTION)
-        finally:
-            await conn.execute("SELECT pg_advisory_unlock($1)", pg_schema.MIGRATION_LOCK)
+        async with conn.transaction():
+            # Held until this transaction ends (also when it fails): replicas migrate one at a time.
+            await conn.execute("SELECT pg_advisory_xact_lock($1)", pg_schema.MIGRATION_LOCK)
+            await conn.execute(pg_schema.BOOTSTRAP)
+            version = await conn.fetchval(f"SELECT coalesce(max(version), 0) FROM {SCHEMA}.schema_version")
+            if version > len(pg_schema.MIGRATIONS):
+                raise JobStoreUnavailable(f"the job store's schema is version {version}, newer than this "
+                                          f"release knows ({len(pg_schema.MIGRATIONS)}); upgrade the service")
+            for number, migration in enumerate(pg_schema.MIGRATIONS[version:], start=version + 1):
+                await conn.execute(migration)
+                await conn.execute(f"INSERT INTO {SCHEMA}.schema_version VALUES ($1, $2)", number, self._clock())
+                log.info("job store schema migrated", extra={"version": number})
+            await conn.execute(pg_schema.ACCEPT_FUNCTION)
 
     async def close(self) -> None:
         """Give back what this replica holds — running jobs to pending (the attempt does not

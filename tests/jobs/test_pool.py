@@ -326,6 +326,22 @@ async def test_in_memory_store_works_the_same(tmp_path):
     await store.close()
 
 
+async def test_stop_ends_even_when_a_wake_up_arrives_as_it_cancels(make_store):
+    """A wake-up (the store's NOTIFY for the claimer, a retry for the scheduler) in the same turn
+    as stop() cancels the waiting tasks: asyncio.wait_for of Python 3.11 swallowed such a
+    cancellation, the task lived on and stop() waited for it forever."""
+    store = make_store()
+    pool = WorkerPool(store, FakeRunner({}), workers=1, retry=RetryPolicy())
+    await pool.start()
+    await asyncio.sleep(0.05)  # the claimer and the scheduler are waiting now
+    pool._wake.set()
+    if getattr(store, "work_available", None) is not None:
+        store.work_available.set()
+    async with asyncio.timeout(10):
+        await pool.stop(0)
+    await store.close()
+
+
 async def test_concurrent_accepts_are_group_committed(make_store):
     store = make_store(max_pending=10_000)
     await store.open()

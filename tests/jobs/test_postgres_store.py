@@ -307,6 +307,27 @@ async def test_a_run_whose_end_was_not_recorded_keeps_its_lease_until_it_is(post
     await closed(a, b)
 
 
+async def test_a_call_begun_before_a_failure_does_not_clear_unavailable(postgres_url):
+    """An answer that was on its way when another call found the database gone says nothing
+    about the database now: only a call begun after the failure clears ``unavailable``. (The
+    lease renewal's ``SELECT 1`` answered just after the kill and made the outage vanish.)"""
+    a = replica(postgres_url)
+    await opened(a)
+    slow = asyncio.create_task(a._call(lambda conn: conn.fetchval("SELECT pg_sleep(0.3)")))
+    await asyncio.sleep(0.05)
+
+    async def broken(conn: asyncpg.Connection) -> None:
+        raise ConnectionResetError("connection reset by peer")
+
+    with pytest.raises(JobStoreUnavailable, match="unreachable"):
+        await a._call(broken)
+    await slow
+    assert a.unavailable is not None and "unreachable" in a.unavailable
+    assert await a._call(lambda conn: conn.fetchval("SELECT 1")) == 1
+    assert a.unavailable is None
+    await closed(a)
+
+
 def test_the_password_never_shows_in_the_url_we_log():
     assert redact_url("postgresql://u:s3cr3t@db:5432/x") == "postgresql://u:***@db:5432/x"
     assert redact_url("postgresql://db/x") == "postgresql://db/x"
@@ -335,4 +356,68 @@ async def test_a_claim_made_while_leases_are_renewed_is_not_taken_for_lost(postg
     a._call = plain_call
     assert claimed[1] is not None and lost == []
     await a.finish(second.job_id, state="done", result="archived")  # its fence is still known
+    await closed(a)
+
+
+async def test_admission_reads_a_few_rows_per_webhook_whatever_the_number_of_live_delivery_ids(postgres_url):
+    """``accept_jobs`` looks delivery ids and active jobs up by index, one request at a time: it
+    reads a few rows per webhook, never all live delivery ids. (A join over them, planned once
+    per connection while the table was small, kept reading the whole table for every webhook
+    as it grew: with a TTL of an hour, hundreds of thousands of rows at a busy edge.) Counted
+    with the transaction's own table statistics (``pg_stat_xact_user_tables``)."""
+    a = replica(postgres_url)
+    await opened(a)
+    assert (await a.accept(JobRequest(1, delivery_id="first"))).status == "accepted"
+    await closed(a)
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        async def rows_read(tickets: list[int], deliveries: list[str], groups: list[int], max_pending: int,
+                            ) -> tuple[list[str], int]:
+            async with conn.transaction():
+                answers = await conn.fetch(
+                    f"SELECT o_status FROM {SCHEMA}.accept_jobs($1::bigint[], $2::text[], $3::text[], $4::boolean[], "
+                    "$5::integer[], $6::text[], 1000, 3600, $7)", tickets, deliveries, ["webhook"] * len(tickets),
+                    [False] * len(tickets), groups, [f"job-{d}" for d in deliveries], max_pending)
+                read = await conn.fetchval(
+                    "SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables "
+                    "WHERE schemaname = $1 AND relname = 'deliveries'", SCHEMA)
+                return [r["o_status"] for r in answers], read
+
+        # While the table is small: enough webhooks, each its own /ingest (group), at and
+        # below the limit, for PostgreSQL to settle on generic plans for this connection.
+        for round_ in range(2):
+            statuses, _ = await rows_read([1] * 8, [f"w{round_}-{i}" for i in range(8)], list(range(8)), 2)
+            assert statuses == ["coalesced"] * 8
+        # Then the table grows.
+        await conn.execute(f"INSERT INTO {SCHEMA}.deliveries SELECT 'seed-' || g, 'j', 1e12 "
+                           "FROM generate_series(1, 5000) AS g")
+        # Far from the limit: webhooks for known and new tickets, one a duplicate.
+        statuses, read = await rows_read([1, 1, 2, 3], ["x1", "x2", "first", "x3"], [0, 1, 2, 3], 100)
+        assert statuses == ["coalesced", "coalesced", "duplicate", "accepted"]
+        assert read <= 2 * 4, read
+        # At the limit (two pending jobs, no room): the capacity count runs too.
+        statuses, read = await rows_read([4, 5, 1, 1], ["y1", "y2", "seed-7", "y3"], [0, 0, 1, 2], 2)
+        assert statuses == ["full", "full", "duplicate", "coalesced"]
+        assert read <= 3 * 4, read
+    finally:
+        await conn.close()
+
+
+async def test_a_pooled_connection_is_given_back_without_a_reset_round_trip_and_holds_no_lock(postgres_url):
+    """The store leaves no session state on its pooled connections, so the pool gives them back
+    without asyncpg's reset statement (one more round trip before each batch was answered);
+    the migration's advisory lock ends with its transaction."""
+    a = replica(postgres_url)
+    await opened(a)
+    await a.accept(JobRequest(1, delivery_id="d1"))
+    admin = await asyncpg.connect(postgres_url)
+    try:
+        last = [r["query"] for r in await admin.fetch(
+            "SELECT query FROM pg_stat_activity WHERE application_name = 'zammad-pdf-archiver' AND pid <> "
+            "pg_backend_pid() AND query NOT LIKE 'LISTEN%'")]
+        assert last and all("RESET ALL" not in q for q in last), last
+        assert any("accept_jobs" in q for q in last), last
+        assert await admin.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0
+    finally:
+        await admin.close()
     await closed(a)
