@@ -33,6 +33,7 @@ from app.devtools.webhook import zammad_webhook
 from app.devtools.zammad_simulator import ZammadSimulator
 from app.workflow.notes import FAILURE_SUBJECT, SUCCESS_SUBJECT
 from tests.conftest import API_TOKEN, HMAC_SECRET, PFX_PASSWORD, REPO, JobStoreBackend, free_port, wait_healthy
+from tests.e2e.replicas import post_until_accepted
 
 ADMIN_TOKEN = "e2e-durability-admin-7120"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -146,27 +147,6 @@ async def post(url: str, ticket_id: int, delivery_id: str) -> tuple[int, dict[st
         return r.status, await r.json()
 
 
-async def post_until_accepted(session: aiohttp.ClientSession, url: Callable[[], str], ticket_id: int,
-                              delivery_id: str, timeout: float = 120) -> int:
-    """Zammad's behaviour, minus its give-up: resend the same delivery until it is answered
-    2xx; returns how many sends it took."""
-    body, headers = zammad_webhook({"ticket_id": ticket_id}, HMAC_SECRET, delivery_id=delivery_id)
-    deadline = time.monotonic() + timeout
-    sends = 0
-    while time.monotonic() < deadline:
-        sends += 1
-        try:
-            async with session.post(f"{url()}/ingest", data=body, headers=headers,
-                                    timeout=aiohttp.ClientTimeout(total=10)) as resp:
-                await resp.read()
-                if resp.status == 202:
-                    return sends
-        except (aiohttp.ClientError, TimeoutError):
-            pass
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"ticket {ticket_id} never accepted")
-
-
 async def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not await _call(predicate):
@@ -250,7 +230,7 @@ async def test_sigkill_three_times_under_load_leaves_exactly_one_archive_per_tic
             async def one(ticket_id: int) -> None:
                 nonlocal resends
                 async with gate:
-                    resends += await post_until_accepted(session, lambda: svc.url, ticket_id, f"crash-{ticket_id}") - 1
+                    resends += (await post_until_accepted(session, lambda: svc.url, ticket_id, f"crash-{ticket_id}"))[0] - 1
                     accepted.add(ticket_id)
                     await asyncio.sleep(0.05)  # about as fast as the workers archive: load, not a burst
 
