@@ -32,7 +32,7 @@ LATEST_VENV ?= .venv-latest
 # Passed to pytest by `make test` and `make test-latest`, e.g. PYTEST_ARGS='tests/http -x'.
 PYTEST_ARGS ?=
 
-.PHONY: demo test test-latest bench smoke config-docs image install system-deps lock clean
+.PHONY: demo test check format test-latest bench smoke config-docs image install system-deps lock clean
 
 $(STAMP): pyproject.toml $(TEST_LOCK)
 	bash scripts/dev/install-system-deps.sh
@@ -56,6 +56,17 @@ demo: $(STAMP) system-deps
 
 test: $(STAMP) system-deps
 	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+# `make check`: formatting, lint and types, as configured in pyproject.toml. `make format` fixes
+# what ruff can fix by itself (formatting, import order, safe rewrites).
+check: $(STAMP)
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
+
+format: $(STAMP)
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
 
 test-latest: system-deps
 	$(PYTHON) -m venv $(LATEST_VENV)

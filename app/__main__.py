@@ -21,7 +21,6 @@ import socket
 import sys
 from pathlib import Path
 
-
 _STATE_LOCK: list[int] = []
 """The open, locked ``STATE_DIR/.lock`` of this process (held until it exits)."""
 
@@ -35,13 +34,17 @@ def _lock_state_dir(state_dir: Path) -> None:
     try:
         fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
-        raise ConfigError(f"STATE_DIR / state.dir: cannot open {str(lock)!r}: {exc.strerror or exc}") from None
+        raise ConfigError(
+            f"STATE_DIR / state.dir: cannot open {str(lock)!r}: {exc.strerror or exc}"
+        ) from None
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         os.close(fd)
-        raise ConfigError(f"STATE_DIR / state.dir: {str(state_dir)!r} is in use by another running instance "
-                          "(its .lock is held); run one instance per STATE_DIR") from None
+        raise ConfigError(
+            f"STATE_DIR / state.dir: {str(state_dir)!r} is in use by another running instance "
+            "(its .lock is held); run one instance per STATE_DIR"
+        ) from None
     _STATE_LOCK.append(fd)
 
 
@@ -60,9 +63,12 @@ def _check_bind(host: str, port: int) -> None:
             probe.bind(address)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                raise ConfigError(f"SERVER_PORT / server.port: {host}:{port} is in use by another program") from None
-            raise ConfigError(f"SERVER_HOST / server.host: cannot listen on {host}:{port} "
-                              f"({exc.strerror or exc})") from None
+                raise ConfigError(
+                    f"SERVER_PORT / server.port: {host}:{port} is in use by another program"
+                ) from None
+            raise ConfigError(
+                f"SERVER_HOST / server.host: cannot listen on {host}:{port} ({exc.strerror or exc})"
+            ) from None
 
 
 def preflight(settings: object) -> None:
@@ -81,14 +87,17 @@ def preflight(settings: object) -> None:
     assert isinstance(settings, Settings)
     root = settings.storage_root
     if root is not None and not root.is_dir():
-        raise ConfigError(f"STORAGE_ROOT / storage.root: {str(root)!r} is not an existing folder "
-                          "(create it, or mount the share, before starting)")
+        raise ConfigError(
+            f"STORAGE_ROOT / storage.root: {str(root)!r} is not an existing folder "
+            "(create it, or mount the share, before starting)"
+        )
     if settings.state_durable and settings.state_dir is not None:
         try:
             settings.state_dir.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise ConfigError(f"STATE_DIR / state.dir: cannot create {str(settings.state_dir)!r}: "
-                              f"{exc.strerror or exc}") from None
+            raise ConfigError(
+                f"STATE_DIR / state.dir: cannot create {str(settings.state_dir)!r}: {exc.strerror or exc}"
+            ) from None
         _lock_state_dir(settings.state_dir)
     _check_bind(settings.server_host, settings.server_port)
 

@@ -131,8 +131,26 @@ def setting(env: str, kind: str, default: Any, doc: str, *, toml: str | None = N
     return field(default=default, metadata={"env": env, "kind": kind, "doc": doc, "toml": toml})
 
 
-_TABLES = {"admin", "job", "zammad", "webhook", "hardening", "storage", "signing", "tsa", "server", "workflow", "pdf", "log",
-           "shutdown", "render", "healthz", "observability", "metrics", "state"}
+_TABLES = {
+    "admin",
+    "job",
+    "zammad",
+    "webhook",
+    "hardening",
+    "storage",
+    "signing",
+    "tsa",
+    "server",
+    "workflow",
+    "pdf",
+    "log",
+    "shutdown",
+    "render",
+    "healthz",
+    "observability",
+    "metrics",
+    "state",
+}
 
 _MIB = 1024 * 1024
 
@@ -144,132 +162,246 @@ PADES_LEVELS = ("B-B", "B-T", "B-LT", "B-LTA")
 class Settings:
     """All settings of the service, validated (see :func:`load_settings`)."""
 
-    zammad_base_url: str = setting("ZAMMAD_BASE_URL", "str", "", "Base URL of Zammad, e.g. https://zammad.example.com")
-    zammad_api_token: Secret | None = setting("ZAMMAD_API_TOKEN", "secret", None,
-                                              "Zammad API token (ticket.agent) sent as 'Authorization: Token token=…'")
+    zammad_base_url: str = setting(
+        "ZAMMAD_BASE_URL", "str", "", "Base URL of Zammad, e.g. https://zammad.example.com"
+    )
+    zammad_api_token: Secret | None = setting(
+        "ZAMMAD_API_TOKEN",
+        "secret",
+        None,
+        "Zammad API token (ticket.agent) sent as 'Authorization: Token token=…'",
+    )
     zammad_verify_tls: bool = setting("ZAMMAD_VERIFY_TLS", "bool", True, "Verify Zammad's TLS certificate")
-    zammad_timeout_seconds: float = setting("ZAMMAD_TIMEOUT_SECONDS", "float", 30.0,
-                                            "Timeout of one Zammad API request, in seconds")
+    zammad_timeout_seconds: float = setting(
+        "ZAMMAD_TIMEOUT_SECONDS", "float", 30.0, "Timeout of one Zammad API request, in seconds"
+    )
 
-    webhook_hmac_secret: Secret | None = setting("WEBHOOK_HMAC_SECRET", "secret", None,
-                                                 "HMAC token configured on the Zammad webhook (X-Hub-Signature)")
+    webhook_hmac_secret: Secret | None = setting(
+        "WEBHOOK_HMAC_SECRET", "secret", None, "HMAC token configured on the Zammad webhook (X-Hub-Signature)"
+    )
     hardening_webhook_allow_unsigned: bool = setting(
-        "HARDENING_WEBHOOK_ALLOW_UNSIGNED", "bool", False,
-        "Accept unsigned webhooks when no WEBHOOK_HMAC_SECRET is set (never in production)")
+        "HARDENING_WEBHOOK_ALLOW_UNSIGNED",
+        "bool",
+        False,
+        "Accept unsigned webhooks when no WEBHOOK_HMAC_SECRET is set (never in production)",
+    )
     admin_bearer_token: Secret | None = setting(
-        "ADMIN_BEARER_TOKEN", "secret", None,
-        "Bearer token for /retry and /jobs (else those need an HMAC signature like /ingest)")
-    hardening_body_max_bytes: int = setting("HARDENING_BODY_MAX_BYTES", "int", 2 * _MIB,
-                                            "Largest accepted request body, in bytes")
+        "ADMIN_BEARER_TOKEN",
+        "secret",
+        None,
+        "Bearer token for /retry and /jobs (else those need an HMAC signature like /ingest)",
+    )
+    hardening_body_max_bytes: int = setting(
+        "HARDENING_BODY_MAX_BYTES", "int", 2 * _MIB, "Largest accepted request body, in bytes"
+    )
     hardening_body_read_timeout_seconds: float = setting(
-        "HARDENING_BODY_READ_TIMEOUT_SECONDS", "float", 30.0,
-        "Seconds a request body may take to arrive; slower clients get 408 and the connection is closed")
-    hardening_batch_max_items: int = setting("HARDENING_BATCH_MAX_ITEMS", "int", 100,
-                                             "Most payloads in one POST /ingest/batch")
-    hardening_rate_limit_rps: float = setting("HARDENING_RATE_LIMIT_RPS", "float", 50.0,
-                                              "Requests per second per client (token bucket; 0 = off)")
-    hardening_rate_limit_burst: int = setting("HARDENING_RATE_LIMIT_BURST", "int", 200,
-                                              "Token-bucket size per client: requests allowed at once")
+        "HARDENING_BODY_READ_TIMEOUT_SECONDS",
+        "float",
+        30.0,
+        "Seconds a request body may take to arrive; slower clients get 408 and the connection is closed",
+    )
+    hardening_batch_max_items: int = setting(
+        "HARDENING_BATCH_MAX_ITEMS", "int", 100, "Most payloads in one POST /ingest/batch"
+    )
+    hardening_rate_limit_rps: float = setting(
+        "HARDENING_RATE_LIMIT_RPS", "float", 50.0, "Requests per second per client (token bucket; 0 = off)"
+    )
+    hardening_rate_limit_burst: int = setting(
+        "HARDENING_RATE_LIMIT_BURST", "int", 200, "Token-bucket size per client: requests allowed at once"
+    )
     hardening_trusted_proxies: str = setting(
-        "HARDENING_TRUSTED_PROXIES", "str", "",
-        "Comma-separated proxy addresses/CIDRs whose X-Forwarded-For is believed")
+        "HARDENING_TRUSTED_PROXIES",
+        "str",
+        "",
+        "Comma-separated proxy addresses/CIDRs whose X-Forwarded-For is believed",
+    )
     hardening_webhook_require_delivery_id: bool = setting(
-        "HARDENING_WEBHOOK_REQUIRE_DELIVERY_ID", "bool", False,
-        "Refuse webhooks without X-Zammad-Delivery with 400")
+        "HARDENING_WEBHOOK_REQUIRE_DELIVERY_ID",
+        "bool",
+        False,
+        "Refuse webhooks without X-Zammad-Delivery with 400",
+    )
 
-    storage_root: Path | None = setting("STORAGE_ROOT", "path", None, "Folder under which archives are written")
+    storage_root: Path | None = setting(
+        "STORAGE_ROOT", "path", None, "Folder under which archives are written"
+    )
     storage_path_template: str = setting(
-        "STORAGE_PATH_TEMPLATE", "str", "{group}/{created_year}/Ticket-{number}_{archived_at}.pdf",
-        "Archive path below STORAGE_ROOT; placeholders from the ticket and the archive time")
-    storage_fsync: bool = setting("STORAGE_FSYNC", "bool", True, "fsync the file and its folder after each write")
+        "STORAGE_PATH_TEMPLATE",
+        "str",
+        "{group}/{created_year}/Ticket-{number}_{archived_at}.pdf",
+        "Archive path below STORAGE_ROOT; placeholders from the ticket and the archive time",
+    )
+    storage_fsync: bool = setting(
+        "STORAGE_FSYNC", "bool", True, "fsync the file and its folder after each write"
+    )
 
     signing_enabled: bool = setting("SIGNING_ENABLED", "bool", True, "Sign archives with PAdES")
-    signing_pfx_path: Path | None = setting("SIGNING_PFX_PATH", "path", None, "PKCS#12 file with key and certificate")
-    signing_pfx_password: Secret | None = setting("SIGNING_PFX_PASSWORD", "secret", None, "Password of the PFX")
-    signing_reason: str | None = setting("SIGNING_REASON", "optional_str", "Archived from Zammad",
-                                         "Reason written into the signature")
-    signing_location: str | None = setting("SIGNING_LOCATION", "optional_str", None,
-                                           "Location written into the signature")
-    signing_contact: str | None = setting("SIGNING_CONTACT", "optional_str", None,
-                                          "Contact info written into the signature")
+    signing_pfx_path: Path | None = setting(
+        "SIGNING_PFX_PATH", "path", None, "PKCS#12 file with key and certificate"
+    )
+    signing_pfx_password: Secret | None = setting(
+        "SIGNING_PFX_PASSWORD", "secret", None, "Password of the PFX"
+    )
+    signing_reason: str | None = setting(
+        "SIGNING_REASON", "optional_str", "Archived from Zammad", "Reason written into the signature"
+    )
+    signing_location: str | None = setting(
+        "SIGNING_LOCATION", "optional_str", None, "Location written into the signature"
+    )
+    signing_contact: str | None = setting(
+        "SIGNING_CONTACT", "optional_str", None, "Contact info written into the signature"
+    )
 
     signing_pades_level: str | None = setting(
-        "SIGNING_PADES_LEVEL", "optional_str", None,
-        "PAdES level: B-B, B-T, B-LT or B-LTA (default B-T when TSA_URL is set, else B-B)")
+        "SIGNING_PADES_LEVEL",
+        "optional_str",
+        None,
+        "PAdES level: B-B, B-T, B-LT or B-LTA (default B-T when TSA_URL is set, else B-B)",
+    )
     signing_trust_roots_path: Path | None = setting(
-        "SIGNING_TRUST_ROOTS_PATH", "path", None,
-        "PEM bundle of the roots the signer and TSA chains end in (required for B-LT and B-LTA)")
-    signing_expiry_warn_days: int = setting("SIGNING_EXPIRY_WARN_DAYS", "int", 30,
-                                            "Warn when the signing certificate expires within this many days")
+        "SIGNING_TRUST_ROOTS_PATH",
+        "path",
+        None,
+        "PEM bundle of the roots the signer and TSA chains end in (required for B-LT and B-LTA)",
+    )
+    signing_expiry_warn_days: int = setting(
+        "SIGNING_EXPIRY_WARN_DAYS",
+        "int",
+        30,
+        "Warn when the signing certificate expires within this many days",
+    )
 
-    tsa_url: str | None = setting("TSA_URL", "optional_str", None, "RFC 3161 timestamp authority URL (enables PAdES B-T)")
+    tsa_url: str | None = setting(
+        "TSA_URL", "optional_str", None, "RFC 3161 timestamp authority URL (enables PAdES B-T)"
+    )
     tsa_user: str | None = setting("TSA_USER", "optional_str", None, "TSA Basic-auth user")
     tsa_pass: Secret | None = setting("TSA_PASS", "secret", None, "TSA Basic-auth password")
-    tsa_timeout_seconds: float = setting("TSA_TIMEOUT_SECONDS", "float", 10.0, "Timeout of one TSA request, in seconds")
+    tsa_timeout_seconds: float = setting(
+        "TSA_TIMEOUT_SECONDS", "float", 10.0, "Timeout of one TSA request, in seconds"
+    )
     tsa_ca_bundle_path: Path | None = setting(
-        "TSA_CA_BUNDLE_PATH", "path", None,
-        "PEM CA bundle trusted for the TSA's HTTPS (and OCSP/CRL) connections, in addition to the system store")
+        "TSA_CA_BUNDLE_PATH",
+        "path",
+        None,
+        "PEM CA bundle trusted for the TSA's HTTPS (and OCSP/CRL) connections, in addition to the system store",
+    )
 
     workers: int = setting("WORKERS", "int", 2, "Number of concurrent archive workers")
-    render_processes: int = setting("RENDER_PROCESSES", "int", 0,
-                                    "Processes in the render pool (0 = one per CPU)")
-    workflow_queue_max: int = setting("WORKFLOW_QUEUE_MAX", "int", 1000,
-                                      "Most jobs waiting in the queue; beyond it /ingest answers 503")
-    workflow_trigger_tag: str = setting("WORKFLOW_TRIGGER_TAG", "str", "pdf:sign", "Tag that requests archiving")
-    workflow_require_tag: bool = setting("WORKFLOW_REQUIRE_TAG", "bool", True,
-                                         "Skip tickets that do not carry the trigger tag")
-    workflow_max_attempts: int = setting("WORKFLOW_MAX_ATTEMPTS", "int", 5,
-                                         "Runs per job before a Transient failure is final (dead)")
-    workflow_retry_base_seconds: float = setting("WORKFLOW_RETRY_BASE_SECONDS", "float", 30.0,
-                                                 "Pause after the first Transient failure, in seconds (doubles)")
-    workflow_retry_max_seconds: float = setting("WORKFLOW_RETRY_MAX_SECONDS", "float", 900.0,
-                                                "Longest pause between retries, in seconds")
-    state_dir: Path | None = setting("STATE_DIR", "path", Path("var/state"),
-                                     "This instance's folder: the SQLite job store, the instance lock, the job spool; "
-                                     "local disk, not the CIFS share")
-    state_durable: bool = setting("STATE_DURABLE", "bool", True,
-                                  "Keep jobs in STATE_DIR; false keeps them in memory only (lost on restart)")
-    workflow_delivery_id_ttl_seconds: int = setting("WORKFLOW_DELIVERY_ID_TTL_SECONDS", "int", 3600,
-                                                    "How long a X-Zammad-Delivery id is remembered, in seconds")
+    render_processes: int = setting(
+        "RENDER_PROCESSES", "int", 0, "Processes in the render pool (0 = one per CPU)"
+    )
+    workflow_queue_max: int = setting(
+        "WORKFLOW_QUEUE_MAX", "int", 1000, "Most jobs waiting in the queue; beyond it /ingest answers 503"
+    )
+    workflow_trigger_tag: str = setting(
+        "WORKFLOW_TRIGGER_TAG", "str", "pdf:sign", "Tag that requests archiving"
+    )
+    workflow_require_tag: bool = setting(
+        "WORKFLOW_REQUIRE_TAG", "bool", True, "Skip tickets that do not carry the trigger tag"
+    )
+    workflow_max_attempts: int = setting(
+        "WORKFLOW_MAX_ATTEMPTS", "int", 5, "Runs per job before a Transient failure is final (dead)"
+    )
+    workflow_retry_base_seconds: float = setting(
+        "WORKFLOW_RETRY_BASE_SECONDS",
+        "float",
+        30.0,
+        "Pause after the first Transient failure, in seconds (doubles)",
+    )
+    workflow_retry_max_seconds: float = setting(
+        "WORKFLOW_RETRY_MAX_SECONDS", "float", 900.0, "Longest pause between retries, in seconds"
+    )
+    state_dir: Path | None = setting(
+        "STATE_DIR",
+        "path",
+        Path("var/state"),
+        "This instance's folder: the SQLite job store, the instance lock, the job spool; "
+        "local disk, not the CIFS share",
+    )
+    state_durable: bool = setting(
+        "STATE_DURABLE",
+        "bool",
+        True,
+        "Keep jobs in STATE_DIR; false keeps them in memory only (lost on restart)",
+    )
+    workflow_delivery_id_ttl_seconds: int = setting(
+        "WORKFLOW_DELIVERY_ID_TTL_SECONDS",
+        "int",
+        3600,
+        "How long a X-Zammad-Delivery id is remembered, in seconds",
+    )
     job_store_url: Secret | None = setting(
-        "JOB_STORE_URL", "secret", None,
+        "JOB_STORE_URL",
+        "secret",
+        None,
         "postgresql://user:password@host:port/database: keep jobs in PostgreSQL, shared by several replicas "
-        "(unset: SQLite in STATE_DIR, one instance)")
+        "(unset: SQLite in STATE_DIR, one instance)",
+    )
     job_lease_seconds: float = setting(
-        "JOB_LEASE_SECONDS", "float", 60.0,
+        "JOB_LEASE_SECONDS",
+        "float",
+        60.0,
         "With JOB_STORE_URL: how long a replica's claim on a job holds without renewal; a dead replica's "
-        "jobs are reclaimed after it")
+        "jobs are reclaimed after it",
+    )
 
     pdf_template: str = setting("PDF_TEMPLATE", "str", "default", "PDF layout template")
-    pdf_timezone: str = setting("PDF_TIMEZONE", "str", "UTC", "Time zone of times shown in the PDF (IANA name)")
-    pdf_max_articles: int = setting("PDF_MAX_ARTICLES", "int", 0,
-                                    "Most articles one PDF holds (0 = unlimited)")
-    pdf_article_limit_mode: str = setting("PDF_ARTICLE_LIMIT_MODE", "str", "fail",
-                                          "Over PDF_MAX_ARTICLES: fail (permanent error) or cap_and_continue")
-    pdf_font_dirs: str = setting("PDF_FONT_DIRS", "str", "/usr/share/fonts",
-                                 "Directories searched for fallback fonts (CJK, Arabic, Hebrew, emoji), colon-separated")
+    pdf_timezone: str = setting(
+        "PDF_TIMEZONE", "str", "UTC", "Time zone of times shown in the PDF (IANA name)"
+    )
+    pdf_max_articles: int = setting(
+        "PDF_MAX_ARTICLES", "int", 0, "Most articles one PDF holds (0 = unlimited)"
+    )
+    pdf_article_limit_mode: str = setting(
+        "PDF_ARTICLE_LIMIT_MODE",
+        "str",
+        "fail",
+        "Over PDF_MAX_ARTICLES: fail (permanent error) or cap_and_continue",
+    )
+    pdf_font_dirs: str = setting(
+        "PDF_FONT_DIRS",
+        "str",
+        "/usr/share/fonts",
+        "Directories searched for fallback fonts (CJK, Arabic, Hebrew, emoji), colon-separated",
+    )
 
     pdf_pdfa: bool = setting("PDF_PDFA", "bool", True, "Write PDF/A-3B (XMP pdfaid, sRGB output intent)")
     pdf_embed_originals: bool = setting(
-        "PDF_EMBED_ORIGINALS", "bool", True,
-        "Embed the originals (ticket/articles JSON, bodies, .eml, attachments) as PDF/A-3 associated files")
-    pdf_embed_max_bytes: int = setting("PDF_EMBED_MAX_BYTES", "int", 10 * _MIB,
-                                       "Largest attachment embedded, in bytes (larger ones are listed as omitted)")
-    pdf_embed_total_max_bytes: int = setting("PDF_EMBED_TOTAL_MAX_BYTES", "int", 50 * _MIB,
-                                             "Most attachment bytes embedded per ticket")
+        "PDF_EMBED_ORIGINALS",
+        "bool",
+        True,
+        "Embed the originals (ticket/articles JSON, bodies, .eml, attachments) as PDF/A-3 associated files",
+    )
+    pdf_embed_max_bytes: int = setting(
+        "PDF_EMBED_MAX_BYTES",
+        "int",
+        10 * _MIB,
+        "Largest attachment embedded, in bytes (larger ones are listed as omitted)",
+    )
+    pdf_embed_total_max_bytes: int = setting(
+        "PDF_EMBED_TOTAL_MAX_BYTES", "int", 50 * _MIB, "Most attachment bytes embedded per ticket"
+    )
     server_host: str = setting("SERVER_HOST", "str", "127.0.0.1", "Address the HTTP server binds to")
     server_port: int = setting("SERVER_PORT", "int", 8080, "Port the HTTP server binds to")
-    shutdown_grace_seconds: float = setting("SHUTDOWN_GRACE_SECONDS", "float", 30.0,
-                                            "How long running jobs may finish after SIGTERM, in seconds")
-    healthz_omit_version: bool = setting("HEALTHZ_OMIT_VERSION", "bool", False,
-                                         "Leave service name and version out of /healthz")
-    observability_metrics_enabled: bool = setting("OBSERVABILITY_METRICS_ENABLED", "bool", False,
-                                                  "Serve Prometheus metrics on /metrics")
-    metrics_bearer_token: Secret | None = setting("METRICS_BEARER_TOKEN", "secret", None,
-                                                  "Bearer token required on /metrics when set")
+    shutdown_grace_seconds: float = setting(
+        "SHUTDOWN_GRACE_SECONDS", "float", 30.0, "How long running jobs may finish after SIGTERM, in seconds"
+    )
+    healthz_omit_version: bool = setting(
+        "HEALTHZ_OMIT_VERSION", "bool", False, "Leave service name and version out of /healthz"
+    )
+    observability_metrics_enabled: bool = setting(
+        "OBSERVABILITY_METRICS_ENABLED", "bool", False, "Serve Prometheus metrics on /metrics"
+    )
+    metrics_bearer_token: Secret | None = setting(
+        "METRICS_BEARER_TOKEN", "secret", None, "Bearer token required on /metrics when set"
+    )
     log_level: str = setting("LOG_LEVEL", "str", "INFO", "Log level: DEBUG, INFO, WARNING, ERROR")
-    allow_insecure_http: bool = setting("ALLOW_INSECURE_HTTP", "bool", False,
-                                        "Allow http:// URLs for Zammad and the TSA (tests and the demo only)")
+    allow_insecure_http: bool = setting(
+        "ALLOW_INSECURE_HTTP",
+        "bool",
+        False,
+        "Allow http:// URLs for Zammad and the TSA (tests and the demo only)",
+    )
 
     def trusted_proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
         """``HARDENING_TRUSTED_PROXIES`` parsed into networks (a bare address is a /32 or /128).
@@ -372,7 +504,9 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_complete: boo
             values[f.name] = _PARSERS[meta["kind"]](raw)
         except (TypeError, ValueError) as exc:
             shown = "" if meta["kind"] == "secret" else f" (got {str(raw)[:60]!r})"
-            raise ConfigError(f"{meta['env']} / {meta['toml']}: invalid value from {origin}{shown}: {exc}") from None
+            raise ConfigError(
+                f"{meta['env']} / {meta['toml']}: invalid value from {origin}{shown}: {exc}"
+            ) from None
     settings = Settings(**values)
     _validate(settings, require_complete=require_complete)
     return settings
@@ -391,8 +525,10 @@ def _validate(s: Settings, *, require_complete: bool) -> None:
         if getattr(s, name) < 1:
             fail(name, "must be at least 1")
     if s.hardening_batch_max_items < 1 or s.hardening_rate_limit_burst < 1:
-        fail("hardening_batch_max_items" if s.hardening_batch_max_items < 1 else "hardening_rate_limit_burst",
-             "must be at least 1")
+        fail(
+            "hardening_batch_max_items" if s.hardening_batch_max_items < 1 else "hardening_rate_limit_burst",
+            "must be at least 1",
+        )
     if s.hardening_body_read_timeout_seconds <= 0:
         fail("hardening_body_read_timeout_seconds", "must be more than 0")
     if s.hardening_rate_limit_rps < 0:
@@ -402,19 +538,28 @@ def _validate(s: Settings, *, require_complete: bool) -> None:
     except ValueError as exc:
         fail("hardening_trusted_proxies", str(exc))
     if s.pdf_embed_max_bytes < 0 or s.pdf_embed_total_max_bytes < 0:
-        fail("pdf_embed_max_bytes" if s.pdf_embed_max_bytes < 0 else "pdf_embed_total_max_bytes",
-             "must not be negative")
+        fail(
+            "pdf_embed_max_bytes" if s.pdf_embed_max_bytes < 0 else "pdf_embed_total_max_bytes",
+            "must not be negative",
+        )
     if s.workflow_max_attempts < 1:
         fail("workflow_max_attempts", "must be at least 1")
     if s.workflow_retry_base_seconds < 0 or s.workflow_retry_max_seconds < s.workflow_retry_base_seconds:
-        fail("workflow_retry_max_seconds" if s.workflow_retry_base_seconds >= 0 else "workflow_retry_base_seconds",
-             "the base must be >= 0 and the maximum >= the base")
+        fail(
+            "workflow_retry_max_seconds"
+            if s.workflow_retry_base_seconds >= 0
+            else "workflow_retry_base_seconds",
+            "the base must be >= 0 and the maximum >= the base",
+        )
     if s.state_durable and s.state_dir is None:
         fail("state_dir", "is required when STATE_DURABLE=true")
     if s.job_store_url is not None:
         store = urlsplit(s.job_store_url.reveal())
         if store.scheme not in {"postgresql", "postgres"} or not store.hostname or not store.path.strip("/"):
-            fail("job_store_url", "must be postgresql://user:password@host:port/database (with a database name)")
+            fail(
+                "job_store_url",
+                "must be postgresql://user:password@host:port/database (with a database name)",
+            )
     if s.job_lease_seconds < 4:
         fail("job_lease_seconds", "must be at least 4 (leases are renewed every quarter of it)")
     if s.render_processes < 0:
@@ -425,8 +570,10 @@ def _validate(s: Settings, *, require_complete: bool) -> None:
         if getattr(s, name) <= 0:
             fail(name, "must be greater than 0")
     if s.shutdown_grace_seconds < 0 or s.workflow_delivery_id_ttl_seconds < 0:
-        fail("shutdown_grace_seconds" if s.shutdown_grace_seconds < 0 else "workflow_delivery_id_ttl_seconds",
-             "must not be negative")
+        fail(
+            "shutdown_grace_seconds" if s.shutdown_grace_seconds < 0 else "workflow_delivery_id_ttl_seconds",
+            "must not be negative",
+        )
     if not s.workflow_trigger_tag.strip() or "," in s.workflow_trigger_tag:
         fail("workflow_trigger_tag", "must be a non-empty tag without commas (Zammad joins tags with ', ')")
     if s.log_level.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
@@ -442,7 +589,10 @@ def _validate(s: Settings, *, require_complete: bool) -> None:
     if s.pdf_max_articles < 0:
         fail("pdf_max_articles", "must be 0 (unlimited) or more")
     if s.pdf_article_limit_mode not in LIMIT_MODES:
-        fail("pdf_article_limit_mode", f"unknown mode {s.pdf_article_limit_mode!r} (use fail or cap_and_continue)")
+        fail(
+            "pdf_article_limit_mode",
+            f"unknown mode {s.pdf_article_limit_mode!r} (use fail or cap_and_continue)",
+        )
     if not s.pdf_font_directories():
         fail("pdf_font_dirs", "must name at least one directory")
     try:
@@ -459,11 +609,20 @@ def _validate(s: Settings, *, require_complete: bool) -> None:
         fail("signing_expiry_warn_days", "must be 0 (off) or more")
     if s.signing_pades_level is not None:
         if s.signing_pades_level.upper() not in PADES_LEVELS:
-            fail("signing_pades_level", f"must be one of {', '.join(PADES_LEVELS)}, got {s.signing_pades_level[:20]!r}")
+            fail(
+                "signing_pades_level",
+                f"must be one of {', '.join(PADES_LEVELS)}, got {s.signing_pades_level[:20]!r}",
+            )
         if s.signing_pades_level.upper() != "B-B" and not s.tsa_url:
-            fail("signing_pades_level", f"{s.signing_pades_level.upper()} needs a timestamp authority: set TSA_URL")
+            fail(
+                "signing_pades_level",
+                f"{s.signing_pades_level.upper()} needs a timestamp authority: set TSA_URL",
+            )
         if s.signing_pades_level.upper() in {"B-LT", "B-LTA"} and s.signing_trust_roots_path is None:
-            fail("signing_trust_roots_path", f"is required for SIGNING_PADES_LEVEL={s.signing_pades_level.upper()}")
+            fail(
+                "signing_trust_roots_path",
+                f"is required for SIGNING_PADES_LEVEL={s.signing_pades_level.upper()}",
+            )
 
     for name in ("zammad_base_url", "tsa_url"):
         url = getattr(s, name)
@@ -471,13 +630,19 @@ def _validate(s: Settings, *, require_complete: bool) -> None:
             continue
         parts = urlsplit(url)
         if "@" in parts.netloc:  # user:password@host: never echoed, never sent
-            fail(name, "must not carry credentials (user:password@); use "
-                       + ("ZAMMAD_API_TOKEN" if name == "zammad_base_url" else "TSA_USER and TSA_PASSWORD"))
+            fail(
+                name,
+                "must not carry credentials (user:password@); use "
+                + ("ZAMMAD_API_TOKEN" if name == "zammad_base_url" else "TSA_USER and TSA_PASSWORD"),
+            )
         if parts.scheme not in {"http", "https"} or not parts.netloc:
             fail(name, f"must be an http(s) URL, got {url[:80]!r}")
         if parts.scheme == "http" and not s.allow_insecure_http:
-            fail(name, "uses http://, which sends credentials in clear text; use https:// "
-                       "or set ALLOW_INSECURE_HTTP=true for local tests")
+            fail(
+                name,
+                "uses http://, which sends credentials in clear text; use https:// "
+                "or set ALLOW_INSECURE_HTTP=true for local tests",
+            )
 
     if not require_complete:
         return

@@ -17,8 +17,8 @@ import shutil
 import ssl
 import tempfile
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime, timedelta
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -30,10 +30,10 @@ from app import SERVICE_NAME, __version__
 from app.config import Settings, load_settings
 from app.errors import ConfigError, SigningError
 from app.http.body_limit import BodyLimitMiddleware
+from app.http.errors import ArchiverApp
 from app.http.hmac_auth import HmacSignatureMiddleware
 from app.http.rate_limit import RateLimitMiddleware
 from app.http.request_log import RequestLogMiddleware
-from app.http.errors import ArchiverApp
 from app.http.routes import routes
 from app.jobs.pool import RetryPolicy, WorkerPool
 from app.jobs.records import JobRecord, JobStoreUnavailable
@@ -43,7 +43,13 @@ from app.observability.metrics import Metrics
 from app.render.images import image_references
 from app.render.options import RenderOptions
 from app.render.pool import ProcessPoolRenderer
-from app.signing.signer import ArchiveSigner, PadesLevel, SigningOptions, UnsignedPassthrough, build_timestamper
+from app.signing.signer import (
+    ArchiveSigner,
+    PadesLevel,
+    SigningOptions,
+    UnsignedPassthrough,
+    build_timestamper,
+)
 from app.signing.trust import LongTermValidation, load_certificates
 from app.storage.store import ArchiveStore
 from app.workflow.archive import ArchiveOutcome, ArchiveWorkflow, EmbedPolicy, Guard, Report
@@ -102,16 +108,25 @@ class ArchiveRunner:
         ``guard``: see :data:`app.workflow.archive.Guard` (the pool's lease check).
         """
         archived_at = datetime.fromisoformat(job.archived_at) if job.archived_at else None
-        return await self.workflow.execute(job.ticket_id, job_id=job.job_id, delivery_id=job.delivery_id,
-                                           force=job.force, resume=True, archived_at=archived_at, guard=guard)
+        return await self.workflow.execute(
+            job.ticket_id,
+            job_id=job.job_id,
+            delivery_id=job.delivery_id,
+            force=job.force,
+            resume=True,
+            archived_at=archived_at,
+            guard=guard,
+        )
 
     def report(self, job: JobRecord, outcome: ArchiveOutcome, *, gave_up: bool) -> Report | None:
         """The job's final tags and note."""
-        return self.workflow.report(outcome, job_id=job.job_id, delivery_id=job.delivery_id,
-                                    attempts=job.attempts, gave_up=gave_up)
+        return self.workflow.report(
+            outcome, job_id=job.job_id, delivery_id=job.delivery_id, attempts=job.attempts, gave_up=gave_up
+        )
 
-    async def deliver(self, job: JobRecord, report: Report, *, fresh: bool = False,
-                      guard: Guard | None = None) -> None:
+    async def deliver(
+        self, job: JobRecord, report: Report, *, fresh: bool = False, guard: Guard | None = None
+    ) -> None:
         """Write the report to the ticket (idempotent; ``fresh``, ``guard``: see :meth:`ArchiveWorkflow.deliver`)."""
         await self.workflow.deliver(job.ticket_id, report, job_id=job.job_id, fresh=fresh, guard=guard)
 
@@ -156,8 +171,10 @@ def tsa_ssl_context(settings: Settings) -> ssl.SSLContext:
             context.load_verify_locations(cafile=str(settings.tsa_ca_bundle_path))
         except (OSError, ssl.SSLError) as exc:
             reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or type(exc).__name__
-            raise SigningError(f"cannot load TSA_CA_BUNDLE_PATH {str(settings.tsa_ca_bundle_path)!r}: {reason}",
-                               transient=False) from None
+            raise SigningError(
+                f"cannot load TSA_CA_BUNDLE_PATH {str(settings.tsa_ca_bundle_path)!r}: {reason}",
+                transient=False,
+            ) from None
     return context
 
 
@@ -187,33 +204,48 @@ def load_signer(settings: Settings, session: aiohttp.ClientSession) -> SignerPor
     """
     if not settings.signing_enabled:
         return UnsignedPassthrough()
-    options = SigningOptions(reason=settings.signing_reason, location=settings.signing_location,
-                             contact=settings.signing_contact)
+    options = SigningOptions(
+        reason=settings.signing_reason, location=settings.signing_location, contact=settings.signing_contact
+    )
     try:
         assert settings.signing_pfx_path is not None
         try:
             pfx = settings.signing_pfx_path.read_bytes()
         except OSError as exc:
-            raise SigningError(f"cannot read SIGNING_PFX_PATH {str(settings.signing_pfx_path)!r}: {exc.strerror}",
-                               transient=False) from None
+            raise SigningError(
+                f"cannot read SIGNING_PFX_PATH {str(settings.signing_pfx_path)!r}: {exc.strerror}",
+                transient=False,
+            ) from None
         password = settings.signing_pfx_password.reveal().encode() if settings.signing_pfx_password else None
         level = PadesLevel.parse(settings.signing_pades_level, has_timestamper=bool(settings.tsa_url))
         timestamper = None
         if settings.tsa_url and level.needs_timestamper:
             tsa_ssl_context(settings)  # a bad bundle is a clear Permanent error, not a TLS failure per job
             timestamper = build_timestamper(
-                settings.tsa_url, session, user=settings.tsa_user,
+                settings.tsa_url,
+                session,
+                user=settings.tsa_user,
                 password=settings.tsa_pass.reveal() if settings.tsa_pass else None,
-                timeout=settings.tsa_timeout_seconds)
+                timeout=settings.tsa_timeout_seconds,
+            )
         validation = None
         if level.needs_validation_data:
             if settings.signing_trust_roots_path is None:
                 raise ConfigError(f"SIGNING_TRUST_ROOTS_PATH is required for PAdES {level.value}")
-            validation = LongTermValidation(load_certificates(settings.signing_trust_roots_path), session,
-                                            fetch_timeout=settings.tsa_timeout_seconds)
-        return ArchiveSigner.from_pfx(pfx, password, options=options, timestamper=timestamper, level=level,
-                                      validation=validation,
-                                      expiry_warning=timedelta(days=settings.signing_expiry_warn_days))
+            validation = LongTermValidation(
+                load_certificates(settings.signing_trust_roots_path),
+                session,
+                fetch_timeout=settings.tsa_timeout_seconds,
+            )
+        return ArchiveSigner.from_pfx(
+            pfx,
+            password,
+            options=options,
+            timestamper=timestamper,
+            level=level,
+            validation=validation,
+            expiry_warning=timedelta(days=settings.signing_expiry_warn_days),
+        )
     except (SigningError, ConfigError) as exc:
         error = exc if isinstance(exc, SigningError) else SigningError(str(exc), transient=False)
         log.error("signing key not loaded; jobs will fail until it is fixed", extra={"cause": str(error)})
@@ -262,47 +294,79 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         gc_thresholds = gc.get_threshold()
         connector = aiohttp.TCPConnector(ssl=_ssl_context(settings.zammad_verify_tls), limit=32)
-        session = aiohttp.ClientSession(connector=connector, json_serialize=lambda o: orjson.dumps(o).decode())
+        session = aiohttp.ClientSession(
+            connector=connector, json_serialize=lambda o: orjson.dumps(o).decode()
+        )
         pki_session = open_pki_session(settings)
         render_options = RenderOptions(
-            template=settings.pdf_template, timezone=settings.pdf_timezone, service_name=SERVICE_NAME,
-            max_articles=settings.pdf_max_articles, limit_mode=settings.pdf_article_limit_mode,
-            font_dirs=settings.pdf_font_directories(), pdfa=settings.pdf_pdfa)
+            template=settings.pdf_template,
+            timezone=settings.pdf_timezone,
+            service_name=SERVICE_NAME,
+            max_articles=settings.pdf_max_articles,
+            limit_mode=settings.pdf_article_limit_mode,
+            font_dirs=settings.pdf_font_directories(),
+            pdfa=settings.pdf_pdfa,
+        )
         spool, spool_is_temporary = open_spool(settings)
         renderer = ProcessPoolRenderer(render_options, processes=settings.render_processes)
         try:
             assert settings.storage_root is not None and settings.zammad_api_token is not None
-            zammad = ZammadClient(session, settings.zammad_base_url, settings.zammad_api_token.reveal(),
-                                  timeout_seconds=settings.zammad_timeout_seconds)
+            zammad = ZammadClient(
+                session,
+                settings.zammad_base_url,
+                settings.zammad_api_token.reveal(),
+                timeout_seconds=settings.zammad_timeout_seconds,
+            )
             runtime.signer = load_signer(settings, pki_session)
             if isinstance(runtime.signer, ArchiveSigner):
                 signer = runtime.signer
                 runtime.metrics.watch_signing_certificate(
-                    lambda: (signer.not_after - datetime.now(UTC)).total_seconds(), signer.expires_soon)
-            storage = ArchiveStore(settings.storage_root, path_template=settings.storage_path_template,
-                                   fsync=settings.storage_fsync)
+                    lambda: (signer.not_after - datetime.now(UTC)).total_seconds(), signer.expires_soon
+                )
+            storage = ArchiveStore(
+                settings.storage_root,
+                path_template=settings.storage_path_template,
+                fsync=settings.storage_fsync,
+            )
             runtime.workflow = ArchiveWorkflow(
-                zammad=zammad, renderer=renderer, signer=runtime.signer, storage=storage,
-                trigger_tag=settings.workflow_trigger_tag, require_tag=settings.workflow_require_tag,
-                redact=REDACTOR, image_references=image_references, template=settings.pdf_template,
+                zammad=zammad,
+                renderer=renderer,
+                signer=runtime.signer,
+                storage=storage,
+                trigger_tag=settings.workflow_trigger_tag,
+                require_tag=settings.workflow_require_tag,
+                redact=REDACTOR,
+                image_references=image_references,
+                template=settings.pdf_template,
                 embed=EmbedPolicy(settings.pdf_embed_max_bytes, settings.pdf_embed_total_max_bytes)
-                if settings.pdf_embed_originals else None, spool_dir=spool)
+                if settings.pdf_embed_originals
+                else None,
+                spool_dir=spool,
+            )
             workflow = runtime.workflow
 
             metrics = runtime.metrics
 
             def on_outcome(job: JobRecord, outcome: ArchiveOutcome, seconds: float) -> None:
-                metrics.record_job(outcome.status,
-                                   outcome.failure.classification.value if outcome.failure else None,
-                                   seconds, outcome.step_seconds)
+                metrics.record_job(
+                    outcome.status,
+                    outcome.failure.classification.value if outcome.failure else None,
+                    seconds,
+                    outcome.step_seconds,
+                )
 
             runtime.store = create_job_store(settings)
             runtime.pool = WorkerPool(
-                runtime.store, ArchiveRunner(workflow, max_attempts=settings.workflow_max_attempts),
-                workers=settings.workers, on_outcome=on_outcome,
-                retry=RetryPolicy(max_attempts=settings.workflow_max_attempts,
-                                  base_seconds=settings.workflow_retry_base_seconds,
-                                  max_seconds=settings.workflow_retry_max_seconds))
+                runtime.store,
+                ArchiveRunner(workflow, max_attempts=settings.workflow_max_attempts),
+                workers=settings.workers,
+                on_outcome=on_outcome,
+                retry=RetryPolicy(
+                    max_attempts=settings.workflow_max_attempts,
+                    base_seconds=settings.workflow_retry_base_seconds,
+                    max_seconds=settings.workflow_retry_max_seconds,
+                ),
+            )
             pool = runtime.pool
             metrics.watch_pool(lambda: pool.depth, lambda: pool.in_flight)
             try:
@@ -316,8 +380,14 @@ def create_app(settings: Settings | None = None) -> Starlette:
             gc.collect()
             gc.freeze()
             gc.set_threshold(max(GC_GEN0_THRESHOLD, gc_thresholds[0]), *gc_thresholds[1:])
-            log.info("workers started", extra={"version": __version__, "workers": settings.workers,
-                                               "signing": settings.signing_enabled})
+            log.info(
+                "workers started",
+                extra={
+                    "version": __version__,
+                    "workers": settings.workers,
+                    "signing": settings.signing_enabled,
+                },
+            )
             yield
         finally:
             gc.set_threshold(*gc_thresholds)
@@ -343,17 +413,27 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes=routes,
         middleware=[
             Middleware(RequestLogMiddleware, on_response=count_response),
-            Middleware(RateLimitMiddleware, rate=settings.hardening_rate_limit_rps,
-                       burst=settings.hardening_rate_limit_burst,
-                       trusted_proxies=settings.trusted_proxy_networks(),
-                       on_limited=metrics.rate_limited_total.inc),
-            Middleware(BodyLimitMiddleware, max_body_size=settings.hardening_body_max_bytes,
-                       read_timeout=settings.hardening_body_read_timeout_seconds),
-            Middleware(HmacSignatureMiddleware,
-                       secret=settings.webhook_hmac_secret.reveal().encode() if settings.webhook_hmac_secret else None,
-                       allow_unsigned=settings.hardening_webhook_allow_unsigned,
-                       paths=INGEST_PATHS,
-                       require_delivery_id=settings.hardening_webhook_require_delivery_id),
+            Middleware(
+                RateLimitMiddleware,
+                rate=settings.hardening_rate_limit_rps,
+                burst=settings.hardening_rate_limit_burst,
+                trusted_proxies=settings.trusted_proxy_networks(),
+                on_limited=metrics.rate_limited_total.inc,
+            ),
+            Middleware(
+                BodyLimitMiddleware,
+                max_body_size=settings.hardening_body_max_bytes,
+                read_timeout=settings.hardening_body_read_timeout_seconds,
+            ),
+            Middleware(
+                HmacSignatureMiddleware,
+                secret=settings.webhook_hmac_secret.reveal().encode()
+                if settings.webhook_hmac_secret
+                else None,
+                allow_unsigned=settings.hardening_webhook_allow_unsigned,
+                paths=INGEST_PATHS,
+                require_delivery_id=settings.hardening_webhook_require_delivery_id,
+            ),
         ],
         lifespan=lifespan,
     )

@@ -83,8 +83,14 @@ def table(rows: list[Result]) -> str:
     widths = [max(len(c[i]) for c in cells) for i in range(6)]
     lines = []
     for index, cell in enumerate(cells):
-        parts = [cell[0].ljust(widths[0]), cell[1].ljust(widths[1]), cell[2].rjust(widths[2]),
-                 cell[3].ljust(widths[3]), cell[4].ljust(widths[4]), cell[5]]
+        parts = [
+            cell[0].ljust(widths[0]),
+            cell[1].ljust(widths[1]),
+            cell[2].rjust(widths[2]),
+            cell[3].ljust(widths[3]),
+            cell[4].ljust(widths[4]),
+            cell[5],
+        ]
         lines.append("  ".join(parts).rstrip())
         if index == 0:
             lines.append("  ".join("-" * w for w in widths))
@@ -106,9 +112,12 @@ def main(argv: list[str] | None = None) -> int:
 
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
     info = {**machine(), "load_average_start": load_average()}
-    print(f"benchmarks on {info['cpu_count']} CPUs ({info['cpu_model']}), Python {info['python']}, "
-          f"load average {' '.join(map(str, info['load_average_start']))}" + (" — quick run" if args.quick else ""),
-          flush=True)
+    print(
+        f"benchmarks on {info['cpu_count']} CPUs ({info['cpu_model']}), Python {info['python']}, "
+        f"load average {' '.join(map(str, info['load_average_start']))}"
+        + (" — quick run" if args.quick else ""),
+        flush=True,
+    )
     started = time.perf_counter()
     rows: list[Result] = []
     seconds: dict[str, float] = {}
@@ -124,8 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(table(rows))
     targets = [r for r in rows if r.met is not None]
-    print(f"\n{sum(1 for r in targets if r.met)} of {len(targets)} targets met; "
-          f"{total:.0f} s in all ({', '.join(f'{k} {v:.0f} s' for k, v in seconds.items())})")
+    print(
+        f"\n{sum(1 for r in targets if r.met)} of {len(targets)} targets met; "
+        f"{total:.0f} s in all ({', '.join(f'{k} {v:.0f} s' for k, v in seconds.items())})"
+    )
 
     document = {
         "machine": info,

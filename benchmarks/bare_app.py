@@ -56,8 +56,11 @@ def make_app(secret: bytes, *, batched: bool = False) -> Starlette:
         if not signature_ok(body, request.headers.get("x-hub-signature"), secret):
             return Response(b'{"error":"forbidden"}', 403, media_type="application/json")
         payload = orjson.loads(body)
-        return Response(orjson.dumps({"status": "accepted", "ticket_id": payload["ticket_id"]}), 202,
-                        media_type="application/json")
+        return Response(
+            orjson.dumps({"status": "accepted", "ticket_id": payload["ticket_id"]}),
+            202,
+            media_type="application/json",
+        )
 
     async def healthz(request: Request) -> Response:
         return Response(b'{"status":"ok"}', media_type="application/json")

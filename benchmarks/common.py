@@ -47,8 +47,10 @@ class Result:
 def print_rows(rows: list[Result]) -> None:
     """Print result rows for a benchmark run alone (``python -m benchmarks.NAME``)."""
     for row in rows:
-        print(f"{row.metric:70} {row.value:>9} {row.unit:9} {row.target or ''} "
-              f"{'' if row.met is None else ('met' if row.met else 'NOT met')}")
+        print(
+            f"{row.metric:70} {row.value:>9} {row.unit:9} {row.target or ''} "
+            f"{'' if row.met is None else ('met' if row.met else 'NOT met')}"
+        )
 
 
 def free_port() -> int:
@@ -76,8 +78,9 @@ def start_python(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes
     """Start ``python args…`` from the repository root with ``env`` added; output discarded."""
     full_env = {**os.environ, **env}
     full_env.pop("CONFIG_PATH", None)
-    return subprocess.Popen([sys.executable, *args], cwd=REPO, env=full_env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [sys.executable, *args], cwd=REPO, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
 
 
 def stop(proc: subprocess.Popen[bytes]) -> None:

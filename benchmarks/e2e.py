@@ -34,7 +34,9 @@ TARGET_RATE = 20.0
 PROFILED_WORKERS = 2
 
 
-async def measure(workers: int, tickets: int, timeout: float) -> tuple[float, int, dict[str, float], StepProfile]:
+async def measure(
+    workers: int, tickets: int, timeout: float
+) -> tuple[float, int, dict[str, float], StepProfile]:
     """One stack: returns tickets/s, tickets not archived, CPU seconds per ticket, step profile."""
     with Stack(tickets=tickets, articles=ARTICLES, workers=workers) as stack:
         if await stack.post([FIXTURE_TICKET]):
@@ -64,26 +66,60 @@ def run(quick: bool = False) -> list[Result]:
     for workers in WORKER_COUNTS:
         rate, missing, per_ticket, profile = asyncio.run(measure(workers, tickets, timeout))
         missed += missing
-        rows.append(Result("e2e", f"tickets/s, {ARTICLES} articles, signed, WORKERS={workers} ({cpus} CPUs)",
-                           round(rate, 1), "tickets/s", f">= {TARGET_RATE:g}", rate >= TARGET_RATE))
+        rows.append(
+            Result(
+                "e2e",
+                f"tickets/s, {ARTICLES} articles, signed, WORKERS={workers} ({cpus} CPUs)",
+                round(rate, 1),
+                "tickets/s",
+                f">= {TARGET_RATE:g}",
+                rate >= TARGET_RATE,
+            )
+        )
         if workers == PROFILED_WORKERS:
             profiled = (per_ticket, profile)
-    rows.append(Result("e2e", f"tickets not archived in {timeout:.0f} s (of {tickets} per run)", missed, "count",
-                       "== 0", missed == 0))
+    rows.append(
+        Result(
+            "e2e",
+            f"tickets not archived in {timeout:.0f} s (of {tickets} per run)",
+            missed,
+            "count",
+            "== 0",
+            missed == 0,
+        )
+    )
     if profiled is not None:
         per_ticket, profile = profiled
         label = f"WORKERS={PROFILED_WORKERS}"
-        for name, what in (("service", "service main process"), ("render", "render processes"),
-                           ("simulator", "simulator")):
-            rows.append(Result("e2e", f"{label}: CPU per ticket, {what}", round(per_ticket[name] * 1000, 1),
-                               "ms"))
+        for name, what in (
+            ("service", "service main process"),
+            ("render", "render processes"),
+            ("simulator", "simulator"),
+        ):
+            rows.append(
+                Result("e2e", f"{label}: CPU per ticket, {what}", round(per_ticket[name] * 1000, 1), "ms")
+            )
         own = per_ticket["service"] + per_ticket["render"]
-        rows.append(Result("e2e", f"{label}: CPU ceiling, {cpus} CPUs / service CPU per ticket",
-                           round(cpus / own, 1) if own else 0.0, "tickets/s"))
-        rows.append(Result("e2e", f"{label}: wall per job (gate to stored; report not included)",
-                           round(profile.mean_ms(), 1), "ms"))
+        rows.append(
+            Result(
+                "e2e",
+                f"{label}: CPU ceiling, {cpus} CPUs / service CPU per ticket",
+                round(cpus / own, 1) if own else 0.0,
+                "tickets/s",
+            )
+        )
+        rows.append(
+            Result(
+                "e2e",
+                f"{label}: wall per job (gate to stored; report not included)",
+                round(profile.mean_ms(), 1),
+                "ms",
+            )
+        )
         for step in ("fetch", "render", "sign", "store"):
-            rows.append(Result("e2e", f"{label}: wall per job, step {step}", round(profile.mean_ms(step), 1), "ms"))
+            rows.append(
+                Result("e2e", f"{label}: wall per job, step {step}", round(profile.mean_ms(step), 1), "ms")
+            )
     return rows
 
 

@@ -95,8 +95,21 @@ def run_wrk(url: str, seconds: float) -> Load:
         fh.write(LUA % (BODY.decode(), SIGNATURE))
         script = fh.name
     try:
-        out = subprocess.run(["wrk", "-t1", f"-c{CONNECTIONS}", f"-d{max(1, round(seconds))}s", "--latency",
-                              "-s", script, url], capture_output=True, text=True, timeout=seconds + 30).stdout
+        out = subprocess.run(
+            [
+                "wrk",
+                "-t1",
+                f"-c{CONNECTIONS}",
+                f"-d{max(1, round(seconds))}s",
+                "--latency",
+                "-s",
+                script,
+                url,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=seconds + 30,
+        ).stdout
     finally:
         Path(script).unlink(missing_ok=True)
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
@@ -119,7 +132,9 @@ async def _aiohttp_load(url: str, seconds: float) -> Load:
         nonlocal errors
         while time.perf_counter() < deadline and len(latencies) < MAX_REQUESTS_PER_ROUND:
             t0 = time.perf_counter()
-            async with session.post(url, data=BODY, headers={**headers, "X-Zammad-Delivery": uuid.uuid4().hex}) as r:
+            async with session.post(
+                url, data=BODY, headers={**headers, "X-Zammad-Delivery": uuid.uuid4().hex}
+            ) as r:
                 await r.read()
                 if r.status != 202:
                     errors += 1
@@ -131,8 +146,12 @@ async def _aiohttp_load(url: str, seconds: float) -> Load:
         await asyncio.gather(*(worker(session) for _ in range(CONNECTIONS)))
     elapsed = time.perf_counter() - started
     latencies.sort()
-    return Load(len(latencies) / elapsed, latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.99)],
-                errors)
+    return Load(
+        len(latencies) / elapsed,
+        latencies[len(latencies) // 2],
+        latencies[int(len(latencies) * 0.99)],
+        errors,
+    )
 
 
 def load(url: str, seconds: float) -> Load:
@@ -142,21 +161,32 @@ def load(url: str, seconds: float) -> Load:
     return asyncio.run(_aiohttp_load(url, seconds))
 
 
-def start_full(port: int, storage: Path, *, durable: bool = True,
-               job_store_url: str | None = None) -> subprocess.Popen[bytes]:
+def start_full(
+    port: int, storage: Path, *, durable: bool = True, job_store_url: str | None = None
+) -> subprocess.Popen[bytes]:
     """The full stack (``python -m app serve``) on ``port``: SQLite in a fresh ``STATE_DIR``
     (in memory unless ``durable``), or the PostgreSQL store at ``job_store_url``."""
     state = Path(tempfile.mkdtemp(prefix="state-", dir=storage))  # a fresh job store per server
     env = {
         # Zammad is a closed port: jobs fail fast and, all for one ticket, coalesce; the
         # benchmark measures the edge, not the archive run.
-        "ZAMMAD_BASE_URL": f"http://127.0.0.1:{free_port()}", "ZAMMAD_API_TOKEN": "bench-token",
-        "ZAMMAD_TIMEOUT_SECONDS": "1", "ALLOW_INSECURE_HTTP": "true", "WEBHOOK_HMAC_SECRET": SECRET,
-        "STORAGE_ROOT": str(storage), "SIGNING_ENABLED": "false", "SERVER_PORT": str(port),
-        "WORKERS": "2", "RENDER_PROCESSES": "1", "SHUTDOWN_GRACE_SECONDS": "0",
+        "ZAMMAD_BASE_URL": f"http://127.0.0.1:{free_port()}",
+        "ZAMMAD_API_TOKEN": "bench-token",
+        "ZAMMAD_TIMEOUT_SECONDS": "1",
+        "ALLOW_INSECURE_HTTP": "true",
+        "WEBHOOK_HMAC_SECRET": SECRET,
+        "STORAGE_ROOT": str(storage),
+        "SIGNING_ENABLED": "false",
+        "SERVER_PORT": str(port),
+        "WORKERS": "2",
+        "RENDER_PROCESSES": "1",
+        "SHUTDOWN_GRACE_SECONDS": "0",
         # The limiter runs (its cost is measured) but never refuses.
-        "HARDENING_RATE_LIMIT_RPS": "1000000000", "HARDENING_RATE_LIMIT_BURST": "1000000000",
-        "LOG_LEVEL": "INFO", "STATE_DIR": str(state), "STATE_DURABLE": "true" if durable else "false",
+        "HARDENING_RATE_LIMIT_RPS": "1000000000",
+        "HARDENING_RATE_LIMIT_BURST": "1000000000",
+        "LOG_LEVEL": "INFO",
+        "STATE_DIR": str(state),
+        "STATE_DURABLE": "true" if durable else "false",
     }
     if job_store_url is not None:
         env["JOB_STORE_URL"] = job_store_url
@@ -164,7 +194,9 @@ def start_full(port: int, storage: Path, *, durable: bool = True,
 
 
 def start_bare(port: int, *, batched: bool = False) -> subprocess.Popen[bytes]:
-    return start_python(["-m", "benchmarks.bare_app", str(port), SECRET, *(["--batched"] if batched else [])], {})
+    return start_python(
+        ["-m", "benchmarks.bare_app", str(port), SECRET, *(["--batched"] if batched else [])], {}
+    )
 
 
 def measure(kind: str, seconds: float, storage: Path, job_store_url: str | None = None) -> Load:
@@ -227,35 +259,92 @@ def run(quick: bool = False) -> list[Result]:
     rows = [
         Result("ingest", f"bare route requests/s ({tool}, {CONNECTIONS} conns)", round(b_rps), "req/s"),
         Result("ingest", "full stack requests/s", round(f_rps), "req/s"),
-        Result("ingest", "full / bare requests/s", round(ratio, 3), "ratio", f">= {TARGET_RATIO}",
-               ratio >= TARGET_RATIO),
-        Result("ingest", f"bare p50 {statistics.median(x.p50_ms for x in bare):.2f} ms / p99",
-               round(statistics.median(x.p99_ms for x in bare), 2), "ms"),
-        Result("ingest", f"full p50 {statistics.median(x.p50_ms for x in full):.2f} ms / p99",
-               round(statistics.median(x.p99_ms for x in full), 2), "ms"),
+        Result(
+            "ingest",
+            "full / bare requests/s",
+            round(ratio, 3),
+            "ratio",
+            f">= {TARGET_RATIO}",
+            ratio >= TARGET_RATIO,
+        ),
+        Result(
+            "ingest",
+            f"bare p50 {statistics.median(x.p50_ms for x in bare):.2f} ms / p99",
+            round(statistics.median(x.p99_ms for x in bare), 2),
+            "ms",
+        ),
+        Result(
+            "ingest",
+            f"full p50 {statistics.median(x.p50_ms for x in full):.2f} ms / p99",
+            round(statistics.median(x.p99_ms for x in full), 2),
+            "ms",
+        ),
         Result("ingest", "full stack, in-memory job store requests/s", round(m_rps), "req/s"),
-        Result("ingest", "durable / in-memory job store requests/s", round(durable_ratio, 3), "ratio",
-               f">= {TARGET_DURABLE_RATIO}", durable_ratio >= TARGET_DURABLE_RATIO),
-        Result("ingest", f"in-memory p50 {statistics.median(x.p50_ms for x in memory):.2f} ms / p99",
-               round(statistics.median(x.p99_ms for x in memory), 2), "ms"),
-        Result("ingest", "bare route answering in batches (hand-off only, no work) / bare requests/s",
-               round(batched_ratio, 3), "ratio"),
-        Result("ingest", "non-202 answers (full + in-memory + bare + batched)", errors, "count", "== 0", errors == 0),
+        Result(
+            "ingest",
+            "durable / in-memory job store requests/s",
+            round(durable_ratio, 3),
+            "ratio",
+            f">= {TARGET_DURABLE_RATIO}",
+            durable_ratio >= TARGET_DURABLE_RATIO,
+        ),
+        Result(
+            "ingest",
+            f"in-memory p50 {statistics.median(x.p50_ms for x in memory):.2f} ms / p99",
+            round(statistics.median(x.p99_ms for x in memory), 2),
+            "ms",
+        ),
+        Result(
+            "ingest",
+            "bare route answering in batches (hand-off only, no work) / bare requests/s",
+            round(batched_ratio, 3),
+            "ratio",
+        ),
+        Result(
+            "ingest",
+            "non-202 answers (full + in-memory + bare + batched)",
+            errors,
+            "count",
+            "== 0",
+            errors == 0,
+        ),
     ]
     if server is None:
-        rows.append(Result("ingest", f"PostgreSQL job store: not measured ({pg_missing})"[:160], float("nan"), "",
-                           "runs", False))
+        rows.append(
+            Result(
+                "ingest",
+                f"PostgreSQL job store: not measured ({pg_missing})"[:160],
+                float("nan"),
+                "",
+                "runs",
+                False,
+            )
+        )
         return rows
     p_rps = statistics.median(x.rps for x in postgres)
     pg_ratio = p_rps / f_rps
     pg_errors = sum(x.errors for x in postgres)
     rows += [
-        Result("ingest", "full stack, PostgreSQL job store (local server, fsync on) requests/s", round(p_rps),
-               "req/s"),
-        Result("ingest", "PostgreSQL / SQLite (durable) job store requests/s", round(pg_ratio, 3), "ratio",
-               f">= {TARGET_POSTGRES_RATIO}", pg_ratio >= TARGET_POSTGRES_RATIO),
-        Result("ingest", f"PostgreSQL p50 {statistics.median(x.p50_ms for x in postgres):.2f} ms / p99",
-               round(statistics.median(x.p99_ms for x in postgres), 2), "ms"),
+        Result(
+            "ingest",
+            "full stack, PostgreSQL job store (local server, fsync on) requests/s",
+            round(p_rps),
+            "req/s",
+        ),
+        Result(
+            "ingest",
+            "PostgreSQL / SQLite (durable) job store requests/s",
+            round(pg_ratio, 3),
+            "ratio",
+            f">= {TARGET_POSTGRES_RATIO}",
+            pg_ratio >= TARGET_POSTGRES_RATIO,
+        ),
+        Result(
+            "ingest",
+            f"PostgreSQL p50 {statistics.median(x.p50_ms for x in postgres):.2f} ms / p99",
+            round(statistics.median(x.p99_ms for x in postgres), 2),
+            "ms",
+        ),
         Result("ingest", "non-202 answers (PostgreSQL)", pg_errors, "count", "== 0", pg_errors == 0),
     ]
     return rows

@@ -36,10 +36,21 @@ KINDS = ("bare", "full", "memory")
 def _under_callgrind(args: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     full_env = {**os.environ, **env}
     full_env.pop("CONFIG_PATH", None)
-    return subprocess.Popen(["valgrind", "--tool=callgrind", "--instr-atstart=no",
-                             f"--callgrind-out-file={log.with_suffix('.out')}", f"--log-file={log}",
-                             sys.executable, *args],
-                            cwd=REPO, env=full_env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return subprocess.Popen(
+        [
+            "valgrind",
+            "--tool=callgrind",
+            "--instr-atstart=no",
+            f"--callgrind-out-file={log.with_suffix('.out')}",
+            f"--log-file={log}",
+            sys.executable,
+            *args,
+        ],
+        cwd=REPO,
+        env=full_env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
 
 
 def measure(kind: str, seconds: float, tmp: Path) -> tuple[float, int]:
@@ -49,18 +60,28 @@ def measure(kind: str, seconds: float, tmp: Path) -> tuple[float, int]:
     start_python = ingest.start_python
     ingest.start_python = lambda args, env: _under_callgrind(args, env, log)  # type: ignore[assignment]
     try:
-        proc = ingest.start_bare(port) if kind == "bare" else ingest.start_full(port, tmp, durable=kind == "full")
+        proc = (
+            ingest.start_bare(port)
+            if kind == "bare"
+            else ingest.start_full(port, tmp, durable=kind == "full")
+        )
     finally:
         ingest.start_python = start_python  # type: ignore[assignment]
     url = f"http://127.0.0.1:{port}/ingest"
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", proc, timeout=300)
         ingest.load(url, 3.0)  # warm-up, not counted
-        subprocess.run(["callgrind_control", "--instr=on", str(proc.pid)], capture_output=True, check=True, timeout=60)
+        subprocess.run(
+            ["callgrind_control", "--instr=on", str(proc.pid)], capture_output=True, check=True, timeout=60
+        )
         result = ingest.load(url, seconds)
-        subprocess.run(["callgrind_control", "--instr=off", str(proc.pid)], capture_output=True, check=True, timeout=60)
+        subprocess.run(
+            ["callgrind_control", "--instr=off", str(proc.pid)], capture_output=True, check=True, timeout=60
+        )
         # A dump now: the server's own exit (after SIGTERM, slow under valgrind) may be cut short.
-        subprocess.run(["callgrind_control", "--dump", str(proc.pid)], capture_output=True, check=True, timeout=120)
+        subprocess.run(
+            ["callgrind_control", "--dump", str(proc.pid)], capture_output=True, check=True, timeout=120
+        )
     finally:
         stop(proc)
     counted = 0
@@ -88,12 +109,22 @@ def run(quick: bool = False) -> list[Result]:
             errors += bad
     bare, full, memory = (per_request[k] for k in KINDS)
     return [
-        Result("ingest_cpu", "bare route, instructions per request (callgrind)", round(bare / 1000, 1), "k instr"),
+        Result(
+            "ingest_cpu", "bare route, instructions per request (callgrind)", round(bare / 1000, 1), "k instr"
+        ),
         Result("ingest_cpu", "full stack, instructions per request", round(full / 1000, 1), "k instr"),
-        Result("ingest_cpu", "full stack, in-memory job store, instructions per request", round(memory / 1000, 1),
-               "k instr"),
-        Result("ingest_cpu", "bare / full instructions per request (the CPU side of full/bare req/s)",
-               round(bare / full, 3), "ratio"),
+        Result(
+            "ingest_cpu",
+            "full stack, in-memory job store, instructions per request",
+            round(memory / 1000, 1),
+            "k instr",
+        ),
+        Result(
+            "ingest_cpu",
+            "bare / full instructions per request (the CPU side of full/bare req/s)",
+            round(bare / full, 3),
+            "ratio",
+        ),
         Result("ingest_cpu", "non-202 answers", errors, "count", "== 0", errors == 0),
     ]
 

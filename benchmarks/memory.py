@@ -44,7 +44,9 @@ def pss_mib(pid: int) -> float:
     return int(match.group(1)) / 1024 if match else 0.0
 
 
-async def measure(articles: int, timeout: float) -> tuple[dict[int, float], int, float, float, list[int], float]:
+async def measure(
+    articles: int, timeout: float
+) -> tuple[dict[int, float], int, float, float, list[int], float]:
     """Archive one ticket of ``articles`` articles; per-pid peaks, main pid, idle MiB, seconds,
     missing, highest summed PSS (MiB)."""
     with Stack(tickets=1, articles=articles) as stack:
@@ -86,18 +88,40 @@ def run(quick: bool = False) -> list[Result]:
     total = sum(peaks.values())
     target = f"< {TARGET_MIB:g}"
     return [
-        Result("memory", f"{articles}-article ticket archived (signed) in", round(seconds, 1), "s",
-               "archived", not missing),
+        Result(
+            "memory",
+            f"{articles}-article ticket archived (signed) in",
+            round(seconds, 1),
+            "s",
+            "archived",
+            not missing,
+        ),
         Result("memory", "service main process at start, RSS", round(idle, 1), "MiB"),
         Result("memory", "peak RSS, service main process", round(peaks.get(main_pid, 0.0), 1), "MiB"),
-        Result("memory", f"peak RSS, largest of {len(children)} child processes",
-               round(max(children.values(), default=0.0), 1), "MiB"),
-        Result("memory", "peak RSS, the other child processes together (forkserver, tracker, idle renderers, "
-               "WAL sync helper)",
-               round(sum(children.values()) - max(children.values(), default=0.0), 1), "MiB"),
-        Result("memory", f"peak RSS, sum over service tree ({len(peaks)} processes), {articles} articles",
-               round(total, 1), "MiB", target, total < TARGET_MIB and not missing),
-        Result("memory", "highest summed PSS of the tree at one instant (information)", round(pss_peak, 1), "MiB"),
+        Result(
+            "memory",
+            f"peak RSS, largest of {len(children)} child processes",
+            round(max(children.values(), default=0.0), 1),
+            "MiB",
+        ),
+        Result(
+            "memory",
+            "peak RSS, the other child processes together (forkserver, tracker, idle renderers, "
+            "WAL sync helper)",
+            round(sum(children.values()) - max(children.values(), default=0.0), 1),
+            "MiB",
+        ),
+        Result(
+            "memory",
+            f"peak RSS, sum over service tree ({len(peaks)} processes), {articles} articles",
+            round(total, 1),
+            "MiB",
+            target,
+            total < TARGET_MIB and not missing,
+        ),
+        Result(
+            "memory", "highest summed PSS of the tree at one instant (information)", round(pss_peak, 1), "MiB"
+        ),
     ]
 
 

@@ -13,18 +13,18 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.render.glyphs import font_set  # noqa: E402
-from app.render.options import RenderOptions  # noqa: E402
-from app.render.pdf import render_ticket_pdf  # noqa: E402
-from benchmarks.common import Result  # noqa: E402
-from benchmarks.tickets import make_articles  # noqa: E402
+from app.render.glyphs import font_set
+from app.render.options import RenderOptions
+from app.render.pdf import render_ticket_pdf
+from benchmarks.common import Result
+from benchmarks.tickets import make_articles
 
-ARCHIVED_AT = datetime(2025, 3, 7, 12, 0, tzinfo=timezone.utc)
+ARCHIVED_AT = datetime(2025, 3, 7, 12, 0, tzinfo=UTC)
 TICKET = {"number": "25004711", "title": "Benchmark ticket", "created_at": "2025-03-03T08:00:00Z"}
 SIZES = (5, 50, 500, 2000)
 TARGET_SIZE = 500
@@ -32,19 +32,21 @@ TARGET_RATIO = 1.0
 
 
 def render_ours(ticket: dict, articles: list[dict]) -> int:
-    return render_ticket_pdf(ticket, articles, ["bench"], archived_at=ARCHIVED_AT, options=RenderOptions()).page_count
+    return render_ticket_pdf(
+        ticket, articles, ["bench"], archived_at=ARCHIVED_AT, options=RenderOptions()
+    ).page_count
 
 
 def render_reportlab(ticket: dict, articles: list[dict]) -> int:
     """ReportLab platypus setting the same header lines and bodies in one run (same TTF fonts and sizes)."""
     import io
+    from xml.sax.saxutils import escape
 
     from reportlab.lib.pagesizes import A4
     from reportlab.lib.styles import ParagraphStyle
     from reportlab.pdfbase import pdfmetrics
     from reportlab.pdfbase.ttfonts import TTFont
     from reportlab.platypus import Paragraph, SimpleDocTemplate
-    from xml.sax.saxutils import escape
 
     fonts = font_set()
     if "NotoSans" not in pdfmetrics.getRegisteredFontNames():
@@ -53,7 +55,12 @@ def render_reportlab(ticket: dict, articles: list[dict]) -> int:
     heading = ParagraphStyle("h", fontName="NotoSans-Bold", fontSize=10, leading=13)
     field = ParagraphStyle("f", fontName="NotoSans", fontSize=8.5, leading=11.5)
     body = ParagraphStyle("b", fontName="NotoSans", fontSize=9.5, leading=12.6)
-    story = [Paragraph(f"Ticket #{ticket['number']}", ParagraphStyle("t", fontName="NotoSans-Bold", fontSize=16, leading=21))]
+    story = [
+        Paragraph(
+            f"Ticket #{ticket['number']}",
+            ParagraphStyle("t", fontName="NotoSans-Bold", fontSize=16, leading=21),
+        )
+    ]
     for article in articles:
         story.append(Paragraph(escape(f"{article['subject']} · {article['created_at']}"), heading))
         for label in ("from", "to", "subject", "type", "sender"):
@@ -97,9 +104,16 @@ def run(quick: bool = False) -> list[Result]:
         ratio = ours / theirs
         results.append(Result("render", f"{count} articles: ours, {ours_pages} pages", round(ours, 3), "s"))
         on_target = count == TARGET_SIZE
-        results.append(Result("render", f"{count} articles: ours / ReportLab platypus", round(ratio, 2), "ratio",
-                              f"<= {TARGET_RATIO:g}" if on_target else None,
-                              ratio <= TARGET_RATIO if on_target else None))
+        results.append(
+            Result(
+                "render",
+                f"{count} articles: ours / ReportLab platypus",
+                round(ratio, 2),
+                "ratio",
+                f"<= {TARGET_RATIO:g}" if on_target else None,
+                ratio <= TARGET_RATIO if on_target else None,
+            )
+        )
     return results
 
 
@@ -110,8 +124,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     print(f"{'articles':>8} {'ours s':>8} {'pages':>6} {'reportlab s':>12} {'pages':>6} {'ours/RL':>8}")
     worst_500 = None
-    for count, ours, ours_pages, theirs, their_pages in measure(tuple(int(s) for s in args.sizes.split(",")),
-                                                                args.repeat):
+    for count, ours, ours_pages, theirs, their_pages in measure(
+        tuple(int(s) for s in args.sizes.split(",")), args.repeat
+    ):
         ratio = ours / theirs
         if count == TARGET_SIZE:
             worst_500 = ratio

@@ -65,14 +65,20 @@ def _pg_cpu(server: PostgresServer) -> float:
     return cpu_seconds(tree[0], reaped=True) + sum(cpu_seconds(pid) for pid in tree[1:])
 
 
-async def _throughput(server: PostgresServer, database: str, replicas: int, tickets: int,
-                      timeout: float) -> tuple[float, int, float, float]:
+async def _throughput(
+    server: PostgresServer, database: str, replicas: int, tickets: int, timeout: float
+) -> tuple[float, int, float, float]:
     """One stack of ``replicas`` on a fresh database: tickets/s, tickets not archived, CPU
     seconds per ticket of the services (main and render processes) and of PostgreSQL."""
     url = server.create_database(database)
     warm_up = WARM_UP_PER_REPLICA * replicas
-    with Stack(tickets=tickets + warm_up, articles=ARTICLES, workers=WORKERS, replicas=replicas,
-               env={"JOB_STORE_URL": url}) as stack:
+    with Stack(
+        tickets=tickets + warm_up,
+        articles=ARTICLES,
+        workers=WORKERS,
+        replicas=replicas,
+        env={"JOB_STORE_URL": url},
+    ) as stack:
         warm, measured = stack.ticket_ids[:warm_up], stack.ticket_ids[warm_up:]
         if await stack.post(warm):
             raise RuntimeError("a warm-up webhook was refused")
@@ -100,11 +106,14 @@ def _owner_pid(owner: str) -> int:
 async def _job(conn: asyncpg.Connection, ticket_id: int) -> asyncpg.Record | None:
     return await conn.fetchrow(
         f"SELECT job_id, state, lease_owner, lease_expires_at, fence, started_at FROM {SCHEMA}.jobs "
-        "WHERE ticket_id = $1 ORDER BY created_at DESC LIMIT 1", ticket_id)
+        "WHERE ticket_id = $1 ORDER BY created_at DESC LIMIT 1",
+        ticket_id,
+    )
 
 
-async def _wait_job(conn: asyncpg.Connection, ticket_id: int, timeout: float, what: str,
-                    condition: Any) -> asyncpg.Record:
+async def _wait_job(
+    conn: asyncpg.Connection, ticket_id: int, timeout: float, what: str, condition: Any
+) -> asyncpg.Record:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         row = await _job(conn, ticket_id)
@@ -120,14 +129,25 @@ async def _reclaim(server: PostgresServer, database: str) -> tuple[float, float,
     ``pdf:signed`` with exactly one note."""
     url = server.create_database(database)
     hold = ["--delay", "GET", rf"^/api/v1/tickets/{FIXTURE_TICKET}\b", str(HOLD_SECONDS)]
-    with Stack(tickets=0, articles=ARTICLES, workers=WORKERS, replicas=2, simulator_args=hold,
-               env={"JOB_STORE_URL": url, "JOB_LEASE_SECONDS": f"{LEASE_SECONDS:g}"}) as stack:
+    with Stack(
+        tickets=0,
+        articles=ARTICLES,
+        workers=WORKERS,
+        replicas=2,
+        simulator_args=hold,
+        env={"JOB_STORE_URL": url, "JOB_LEASE_SECONDS": f"{LEASE_SECONDS:g}"},
+    ) as stack:
         conn = await asyncpg.connect(url)
         try:
             if await stack.post([FIXTURE_TICKET], replica=0):
                 raise RuntimeError("the webhook was refused")
-            running = await _wait_job(conn, FIXTURE_TICKET, 30, "the job to run",
-                                      lambda row: row["state"] == "running" and row["lease_owner"])
+            running = await _wait_job(
+                conn,
+                FIXTURE_TICKET,
+                30,
+                "the job to run",
+                lambda row: row["state"] == "running" and row["lease_owner"],
+            )
             pids = [proc.pid for proc in stack.services]
             victim = pids.index(_owner_pid(running["lease_owner"]))
             killed_at = time.time()
@@ -136,14 +156,24 @@ async def _reclaim(server: PostgresServer, database: str) -> tuple[float, float,
             assert dead is not None
             lease_left = dead["lease_expires_at"] - killed_at
             reclaimed = await _wait_job(
-                conn, FIXTURE_TICKET, LEASE_SECONDS + 30, "the job's start on the other replica",
-                lambda row: row["fence"] > running["fence"] and row["lease_owner"] != running["lease_owner"]
-                and row["started_at"] is not None and row["started_at"] > killed_at)
+                conn,
+                FIXTURE_TICKET,
+                LEASE_SECONDS + 30,
+                "the job's start on the other replica",
+                lambda row: (
+                    row["fence"] > running["fence"]
+                    and row["lease_owner"] != running["lease_owner"]
+                    and row["started_at"] is not None
+                    and row["started_at"] > killed_at
+                ),
+            )
         finally:
             await conn.close()
         _, missing = await stack.wait_signed([FIXTURE_TICKET], 60)
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session, \
-                session.get(f"{stack.sim_url}/_sim/state/{FIXTURE_TICKET}") as resp:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
+            session.get(f"{stack.sim_url}/_sim/state/{FIXTURE_TICKET}") as resp,
+        ):
             state = await resp.json()
         archived = not missing and "pdf:signed" in state["tags"] and len(state["notes"]) == 1
     server.drop_database(database)
@@ -162,7 +192,8 @@ def run(quick: bool = False) -> list[Result]:
         for number in range(rounds):
             for replicas in (1, 2):
                 rate, missing, own, per_ticket = asyncio.run(
-                    _throughput(server, f"replicas_{replicas}_{number}", replicas, tickets, timeout))
+                    _throughput(server, f"replicas_{replicas}_{number}", replicas, tickets, timeout)
+                )
                 rates[replicas].append(rate)
                 own_cpu[replicas].append(own)
                 pg_cpu[replicas].append(per_ticket)
@@ -176,21 +207,49 @@ def run(quick: bool = False) -> list[Result]:
     label = f"{tickets} tickets, {ARTICLES} articles, signed, WORKERS={WORKERS} each"
     return [
         Result("replicas", f"one replica on PostgreSQL: tickets/s ({label})", round(one, 1), "tickets/s"),
-        Result("replicas", "two replicas on one PostgreSQL, same machine: tickets/s", round(two, 1), "tickets/s"),
+        Result(
+            "replicas", "two replicas on one PostgreSQL, same machine: tickets/s", round(two, 1), "tickets/s"
+        ),
         Result("replicas", "two replicas / one replica tickets/s", round(ratio, 3), "ratio"),
-        Result("replicas", "CPU per ticket, services (main + render processes), one / two replicas "
-               f"{statistics.median(own_cpu[1]) * 1000:.1f} ms / ", round(statistics.median(own_cpu[2]) * 1000, 1),
-               "ms"),
-        Result("replicas", "CPU per ticket, PostgreSQL server, one / two replicas "
-               f"{statistics.median(pg_cpu[1]) * 1000:.1f} ms / ", round(statistics.median(pg_cpu[2]) * 1000, 1),
-               "ms"),
-        Result("replicas", f"tickets not archived in {timeout:.0f} s (of {tickets} per run)", missed, "count", "== 0",
-               missed == 0),
-        Result("replicas", f"SIGKILL of the replica running a job -> its start on the other replica "
-               f"(JOB_LEASE_SECONDS={LEASE_SECONDS:g}; lease left at the kill {lease_left:.1f} s)",
-               round(reclaim, 2), "s", f"<= {target:g}", reclaim <= target),
-        Result("replicas", "the reclaimed job archived (pdf:signed, one note)", int(archived), "bool", "== 1",
-               archived),
+        Result(
+            "replicas",
+            "CPU per ticket, services (main + render processes), one / two replicas "
+            f"{statistics.median(own_cpu[1]) * 1000:.1f} ms / ",
+            round(statistics.median(own_cpu[2]) * 1000, 1),
+            "ms",
+        ),
+        Result(
+            "replicas",
+            "CPU per ticket, PostgreSQL server, one / two replicas "
+            f"{statistics.median(pg_cpu[1]) * 1000:.1f} ms / ",
+            round(statistics.median(pg_cpu[2]) * 1000, 1),
+            "ms",
+        ),
+        Result(
+            "replicas",
+            f"tickets not archived in {timeout:.0f} s (of {tickets} per run)",
+            missed,
+            "count",
+            "== 0",
+            missed == 0,
+        ),
+        Result(
+            "replicas",
+            f"SIGKILL of the replica running a job -> its start on the other replica "
+            f"(JOB_LEASE_SECONDS={LEASE_SECONDS:g}; lease left at the kill {lease_left:.1f} s)",
+            round(reclaim, 2),
+            "s",
+            f"<= {target:g}",
+            reclaim <= target,
+        ),
+        Result(
+            "replicas",
+            "the reclaimed job archived (pdf:signed, one note)",
+            int(archived),
+            "bool",
+            "== 1",
+            archived,
+        ),
     ]
 
 

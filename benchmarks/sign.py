@@ -18,22 +18,22 @@ import io
 import statistics
 import sys
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cryptography import x509  # noqa: E402
-from cryptography.hazmat.primitives import hashes, serialization  # noqa: E402
-from cryptography.hazmat.primitives.asymmetric import rsa  # noqa: E402
-from cryptography.hazmat.primitives.serialization import pkcs12  # noqa: E402
-from cryptography.x509.oid import NameOID  # noqa: E402
-from fpdf import FPDF  # noqa: E402
-from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter  # noqa: E402
-from pyhanko.sign import fields, signers  # noqa: E402
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography.hazmat.primitives.serialization import pkcs12
+from cryptography.x509.oid import NameOID
+from fpdf import FPDF
+from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+from pyhanko.sign import fields, signers
 
-from app.signing.signer import ArchiveSigner, SigningOptions  # noqa: E402
-from benchmarks.common import Result  # noqa: E402
+from app.signing.signer import ArchiveSigner, SigningOptions
+from benchmarks.common import Result
 
 PASSWORD = b"bench"
 KEY_SIZES = (2048, 3072)
@@ -43,7 +43,7 @@ TARGET_SPEEDUP = 1.0
 
 def make_pfx(bits: int) -> bytes:
     """A root (same size) and a signer with digitalSignature + nonRepudiation, as a PFX."""
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     root_key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
     leaf_key = rsa.generate_private_key(public_exponent=65537, key_size=bits)
     root_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, f"Bench Root {bits}")])
@@ -110,7 +110,9 @@ async def measure(sign, pdf: bytes, rounds: int) -> tuple[list[float], float]:
 async def compare(rounds: int) -> tuple[int, list[tuple[int, list[float], float, list[float], float]]]:
     """PDF size and, per key size, ``(bits, ours ms, ours stall ms, stock ms, stock stall ms)``."""
     pdf = make_pdf()
-    meta = signers.PdfSignatureMetadata(field_name="Signature1", md_algorithm="sha256", subfilter=fields.SigSeedSubFilter.PADES)
+    meta = signers.PdfSignatureMetadata(
+        field_name="Signature1", md_algorithm="sha256", subfilter=fields.SigSeedSubFilter.PADES
+    )
     rows = []
     for bits in KEY_SIZES:
         pfx = make_pfx(bits)
@@ -141,19 +143,36 @@ def run(quick: bool = False) -> list[Result]:
         speedup = stock_m / ours_m
         on_target = bits == max(KEY_SIZES)
         results += [
-            Result("sign", f"RSA-{bits} PAdES B-B: ours median, p95 {p95(ours_t):.1f} ms", round(ours_m, 1), "ms"),
+            Result(
+                "sign", f"RSA-{bits} PAdES B-B: ours median, p95 {p95(ours_t):.1f} ms", round(ours_m, 1), "ms"
+            ),
             Result("sign", f"RSA-{bits}: stock pyHanko SimpleSigner median", round(stock_m, 1), "ms"),
-            Result("sign", f"RSA-{bits}: stock / ours", round(speedup, 1), "ratio",
-                   f">= {TARGET_SPEEDUP:g}" if on_target else None, speedup >= TARGET_SPEEDUP if on_target else None),
-            Result("sign", f"RSA-{bits}: longest event-loop stall while signing (ours)", round(ours_stall, 1), "ms"),
+            Result(
+                "sign",
+                f"RSA-{bits}: stock / ours",
+                round(speedup, 1),
+                "ratio",
+                f">= {TARGET_SPEEDUP:g}" if on_target else None,
+                speedup >= TARGET_SPEEDUP if on_target else None,
+            ),
+            Result(
+                "sign",
+                f"RSA-{bits}: longest event-loop stall while signing (ours)",
+                round(ours_stall, 1),
+                "ms",
+            ),
         ]
     return results
 
 
 async def main(rounds: int) -> None:
     size, rows = await compare(rounds)
-    print(f"PAdES B-B, {rounds} signatures each, one-page PDF ({size} bytes), median / p95 ms, max loop stall ms")
-    print(f"{'key':<9}{'ours med':>9}{'p95':>7}{'stall':>7}  {'stock med':>9}{'p95':>7}{'stall':>7}  {'stock/ours':>10}")
+    print(
+        f"PAdES B-B, {rounds} signatures each, one-page PDF ({size} bytes), median / p95 ms, max loop stall ms"
+    )
+    print(
+        f"{'key':<9}{'ours med':>9}{'p95':>7}{'stall':>7}  {'stock med':>9}{'p95':>7}{'stall':>7}  {'stock/ours':>10}"
+    )
     for bits, ours_t, ours_stall, stock_t, stock_stall in rows:
         ours_m, stock_m = statistics.median(ours_t), statistics.median(stock_t)
         print(
@@ -164,5 +183,7 @@ async def main(rounds: int) -> None:
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=30, help="signatures per signer and key size (default 30)")
+    parser.add_argument(
+        "--rounds", type=int, default=30, help="signatures per signer and key size (default 30)"
+    )
     asyncio.run(main(parser.parse_args().rounds))

@@ -27,7 +27,9 @@ FIRST_TICKET_ID = 100_000
 TRIGGER_TAG = "pdf:sign"
 
 
-def seed(simulator: ZammadSimulator, tickets: int, articles: int, first_id: int = FIRST_TICKET_ID) -> list[int]:
+def seed(
+    simulator: ZammadSimulator, tickets: int, articles: int, first_id: int = FIRST_TICKET_ID
+) -> list[int]:
     """Add ``tickets`` generated tickets of ``articles`` articles each; returns their ids."""
     simulator.seed_fixture_ticket(FIXTURES)
     columns = simulator.ticket(FIXTURE_TICKET)
@@ -36,8 +38,12 @@ def seed(simulator: ZammadSimulator, tickets: int, articles: int, first_id: int 
     next_article_id = 10_000_000
     for offset in range(tickets):
         ticket_id = first_id + offset
-        ticket = {**columns, "id": ticket_id, "number": str(25_000_000 + ticket_id),
-                  "title": f"Benchmark ticket {ticket_id} ({articles} articles)"}
+        ticket = {
+            **columns,
+            "id": ticket_id,
+            "number": str(25_000_000 + ticket_id),
+            "title": f"Benchmark ticket {ticket_id} ({articles} articles)",
+        }
         ticket_articles = [{**a, "id": next_article_id + i} for i, a in enumerate(template)]
         next_article_id += len(template)
         ids.append(simulator.add_ticket(ticket, ticket_articles, [TRIGGER_TAG]))
@@ -67,9 +73,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--token", default="bench-token", help="the API token to accept")
     parser.add_argument("--tickets", type=int, default=0, help="generated tickets besides 4711")
     parser.add_argument("--articles", type=int, default=20, help="articles per generated ticket")
-    parser.add_argument("--first-id", type=int, default=FIRST_TICKET_ID, help="id of the first generated ticket")
-    parser.add_argument("--delay", nargs=3, action="append", metavar=("METHOD", "PATH_REGEX", "SECONDS"),
-                        help="hold matching requests SECONDS before serving them (repeatable)")
+    parser.add_argument(
+        "--first-id", type=int, default=FIRST_TICKET_ID, help="id of the first generated ticket"
+    )
+    parser.add_argument(
+        "--delay",
+        nargs=3,
+        action="append",
+        metavar=("METHOD", "PATH_REGEX", "SECONDS"),
+        help="hold matching requests SECONDS before serving them (repeatable)",
+    )
     args = parser.parse_args(argv)
     asyncio.run(_serve(args))
     return 0

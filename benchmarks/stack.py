@@ -49,8 +49,12 @@ def dev_certs() -> Path:
     if _certs is None:
         folder = Path(tempfile.mkdtemp(prefix="bench-certs-"))
         atexit.register(shutil.rmtree, folder, True)
-        subprocess.run(["bash", str(REPO / "scripts/dev/gen-dev-certs.sh"), str(folder)], check=True,
-                       env={**os.environ, "DEV_PFX_PASSWORD": PFX_PASSWORD}, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            ["bash", str(REPO / "scripts/dev/gen-dev-certs.sh"), str(folder)],
+            check=True,
+            env={**os.environ, "DEV_PFX_PASSWORD": PFX_PASSWORD},
+            stdout=subprocess.DEVNULL,
+        )
         _certs = folder
     return _certs
 
@@ -65,7 +69,7 @@ def process_tree(pid: int) -> list[int]:
             stat = Path(f"/proc/{entry}/stat").read_text()
         except OSError:
             continue
-        ppid = int(stat[stat.rindex(")") + 2:].split()[1])
+        ppid = int(stat[stat.rindex(")") + 2 :].split()[1])
         children.setdefault(ppid, []).append(int(entry))
     tree, todo = [], [pid]
     while todo:
@@ -82,7 +86,7 @@ def cpu_seconds(pid: int, *, reaped: bool = False) -> float:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return 0.0
-    fields = stat[stat.rindex(")") + 2:].split()
+    fields = stat[stat.rindex(")") + 2 :].split()
     ticks = int(fields[11]) + int(fields[12])
     if reaped:
         ticks += int(fields[13]) + int(fields[14])
@@ -112,9 +116,12 @@ class StepProfile:
     step_counts: dict[str, float]
 
     def __sub__(self, other: StepProfile) -> StepProfile:
-        return StepProfile(self.jobs - other.jobs, self.job_seconds - other.job_seconds,
-                           {k: v - other.step_seconds.get(k, 0.0) for k, v in self.step_seconds.items()},
-                           {k: v - other.step_counts.get(k, 0.0) for k, v in self.step_counts.items()})
+        return StepProfile(
+            self.jobs - other.jobs,
+            self.job_seconds - other.job_seconds,
+            {k: v - other.step_seconds.get(k, 0.0) for k, v in self.step_seconds.items()},
+            {k: v - other.step_counts.get(k, 0.0) for k, v in self.step_counts.items()},
+        )
 
     def mean_ms(self, step: str | None = None) -> float:
         """Mean milliseconds of one job (``step=None``) or of one step."""
@@ -137,8 +144,17 @@ class Stack:
         simulator_args: further arguments of ``python -m benchmarks.simulator`` (``--delay``).
     """
 
-    def __init__(self, *, tickets: int, articles: int, workers: int = 2, signing: bool = True,
-                 env: dict[str, str] | None = None, replicas: int = 1, simulator_args: Sequence[str] = ()) -> None:
+    def __init__(
+        self,
+        *,
+        tickets: int,
+        articles: int,
+        workers: int = 2,
+        signing: bool = True,
+        env: dict[str, str] | None = None,
+        replicas: int = 1,
+        simulator_args: Sequence[str] = (),
+    ) -> None:
         self.tickets, self.articles, self.workers, self.signing = tickets, articles, workers, signing
         self.extra_env = env or {}
         self.replicas = replicas
@@ -173,8 +189,18 @@ class Stack:
         self._tmp.cleanup()
 
     def _start_simulator(self) -> None:
-        args = [sys.executable, "-m", "benchmarks.simulator", "--token", TOKEN, "--tickets", str(self.tickets),
-                "--articles", str(self.articles), *self.simulator_args]
+        args = [
+            sys.executable,
+            "-m",
+            "benchmarks.simulator",
+            "--token",
+            TOKEN,
+            "--tickets",
+            str(self.tickets),
+            "--articles",
+            str(self.articles),
+            *self.simulator_args,
+        ]
         with open(self.root / "simulator.log", "wb") as log:
             self.sim = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=log)
         assert self.sim.stdout is not None
@@ -199,13 +225,22 @@ class Stack:
         state = self.root / ("state" if self.replicas == 1 else f"state-{index}")
         env = {
             **os.environ,
-            "ZAMMAD_BASE_URL": self.sim_url, "ZAMMAD_API_TOKEN": TOKEN, "ALLOW_INSECURE_HTTP": "true",
-            "WEBHOOK_HMAC_SECRET": SECRET, "STORAGE_ROOT": str(self.storage), "STATE_DIR": str(state),
-            "SERVER_HOST": "127.0.0.1", "SERVER_PORT": str(port), "WORKERS": str(self.workers),
-            "SIGNING_ENABLED": "true" if self.signing else "false", "OBSERVABILITY_METRICS_ENABLED": "true",
-            "SHUTDOWN_GRACE_SECONDS": "0", "LOG_LEVEL": "INFO",
+            "ZAMMAD_BASE_URL": self.sim_url,
+            "ZAMMAD_API_TOKEN": TOKEN,
+            "ALLOW_INSECURE_HTTP": "true",
+            "WEBHOOK_HMAC_SECRET": SECRET,
+            "STORAGE_ROOT": str(self.storage),
+            "STATE_DIR": str(state),
+            "SERVER_HOST": "127.0.0.1",
+            "SERVER_PORT": str(port),
+            "WORKERS": str(self.workers),
+            "SIGNING_ENABLED": "true" if self.signing else "false",
+            "OBSERVABILITY_METRICS_ENABLED": "true",
+            "SHUTDOWN_GRACE_SECONDS": "0",
+            "LOG_LEVEL": "INFO",
             # Webhooks come from one address far faster than Zammad sends them.
-            "HARDENING_RATE_LIMIT_RPS": "1000000000", "HARDENING_RATE_LIMIT_BURST": "1000000000",
+            "HARDENING_RATE_LIMIT_RPS": "1000000000",
+            "HARDENING_RATE_LIMIT_BURST": "1000000000",
             **self.extra_env,
         }
         if self.signing:
@@ -213,8 +248,13 @@ class Stack:
             env.update(SIGNING_PFX_PATH=str(certs / "signer.pfx"), SIGNING_PFX_PASSWORD=PFX_PASSWORD)
         env.pop("CONFIG_PATH", None)
         with open(self.root / self._log_name(index), "wb") as log:
-            service = subprocess.Popen([sys.executable, "-m", "app", "serve"], cwd=REPO, env=env,
-                                       stdout=log, stderr=subprocess.STDOUT)
+            service = subprocess.Popen(
+                [sys.executable, "-m", "app", "serve"],
+                cwd=REPO,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
         self.services.append(service)
         self.urls.append(f"http://127.0.0.1:{port}")
         try:
@@ -306,8 +346,12 @@ class Stack:
         for url in self.live_urls():
             async with session.get(f"{url}/metrics") as resp:
                 text = await resp.text()
-            finished += sum(float(m) for m in re.findall(
-                r"^zammad_pdf_archiver_jobs_processed_total\{[^}]*\} ([\d.e+-]+)$", text, re.MULTILINE))
+            finished += sum(
+                float(m)
+                for m in re.findall(
+                    r"^zammad_pdf_archiver_jobs_processed_total\{[^}]*\} ([\d.e+-]+)$", text, re.MULTILINE
+                )
+            )
         return finished
 
     async def _check(self, session: aiohttp.ClientSession, ticket_ids: set[int]) -> tuple[set[int], set[int]]:
@@ -348,10 +392,15 @@ class Stack:
                 text = await resp.text()
 
         def value(name: str, labels: str = "") -> float:
-            match = re.search(rf"^zammad_pdf_archiver_{name}{re.escape(labels)} ([\d.e+-]+)$", text, re.MULTILINE)
+            match = re.search(
+                rf"^zammad_pdf_archiver_{name}{re.escape(labels)} ([\d.e+-]+)$", text, re.MULTILINE
+            )
             return float(match.group(1)) if match else 0.0
 
         steps = ("fetch", "render", "sign", "store")
-        return StepProfile(value("job_duration_seconds_count"), value("job_duration_seconds_sum"),
-                           {s: value("step_duration_seconds_sum", f'{{step="{s}"}}') for s in steps},
-                           {s: value("step_duration_seconds_count", f'{{step="{s}"}}') for s in steps})
+        return StepProfile(
+            value("job_duration_seconds_count"),
+            value("job_duration_seconds_sum"),
+            {s: value("step_duration_seconds_sum", f'{{step="{s}"}}') for s in steps},
+            {s: value("step_duration_seconds_count", f'{{step="{s}"}}') for s in steps},
+        )

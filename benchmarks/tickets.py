@@ -9,16 +9,14 @@ from __future__ import annotations
 
 import random
 
-WORDS = (
-    "Rechnung Position doppelt berechnet Gutschrift Kundin Mühlenbach Grüßen außerdem Prüfung "
-    "bitte senden korrigierte Wartungspauschale Buchhaltung Ansprechpartner Zahlung zurückgestellt "
-    "the invoice was charged twice please send a corrected credit note as soon as possible"
-).split()
+WORDS = ["Rechnung", "Position", "doppelt", "berechnet", "Gutschrift", "Kundin", "Mühlenbach", "Grüßen", "außerdem", "Prüfung", "bitte", "senden", "korrigierte", "Wartungspauschale", "Buchhaltung", "Ansprechpartner", "Zahlung", "zurückgestellt", "the", "invoice", "was", "charged", "twice", "please", "send", "a", "corrected", "credit", "note", "as", "soon", "as", "possible"]
 ARTICLE_CHARS = 1000
 """Characters of body text per generated article (paragraphs of about 300)."""
 
 
-def make_articles(count: int, chars: int = ARTICLE_CHARS, seed: int = 4711, first_id: int = 1000) -> list[dict]:
+def make_articles(
+    count: int, chars: int = ARTICLE_CHARS, seed: int = 4711, first_id: int = 1000
+) -> list[dict]:
     """``count`` plain-text articles of about ``chars`` characters, in paragraphs of ~300.
 
     Ids run from ``first_id``; every fifth article is internal (the render benchmark's

@@ -81,8 +81,12 @@ class DevPki:
 @pytest.fixture(scope="session")
 def dev_pki(tmp_path_factory: pytest.TempPathFactory) -> DevPki:
     out = tmp_path_factory.mktemp("e2e-pki")
-    subprocess.run(["bash", str(REPO / "scripts/dev/gen-dev-certs.sh"), str(out)], check=True,
-                   env={**os.environ, "DEV_PFX_PASSWORD": PFX_PASSWORD}, capture_output=True)
+    subprocess.run(
+        ["bash", str(REPO / "scripts/dev/gen-dev-certs.sh"), str(out)],
+        check=True,
+        env={**os.environ, "DEV_PFX_PASSWORD": PFX_PASSWORD},
+        capture_output=True,
+    )
     return DevPki(out)
 
 
@@ -196,6 +200,7 @@ class JobStoreBackend:
         store's schema on the search path.
         """
         if self.url is None:
+
             def run() -> list[tuple[Any, ...]]:
                 conn = sqlite3.connect(self.state_dir / SQLITE_FILE)
                 try:
@@ -209,7 +214,10 @@ class JobStoreBackend:
         numbered = iter(range(1, sql.count("?") + 1))
         conn = await asyncpg.connect(self.url, server_settings={"search_path": SCHEMA})
         try:
-            return [tuple(row) for row in await conn.fetch(re.sub(r"\?", lambda _: f"${next(numbered)}", sql), *args)]
+            return [
+                tuple(row)
+                for row in await conn.fetch(re.sub(r"\?", lambda _: f"${next(numbered)}", sql), *args)
+            ]
         finally:
             await conn.close()
 
@@ -220,14 +228,19 @@ def job_store(request: pytest.FixtureRequest, tmp_path: Path) -> JobStoreBackend
     ``[sqlite]`` and ``[postgres]``); PostgreSQL's database is fresh for this test."""
     name = getattr(request, "param", "sqlite")
     if name == "postgres":
-        return JobStoreBackend(name, tmp_path / "state", request.getfixturevalue("postgres_url"),
-                               request.getfixturevalue("postgres_server"))
+        return JobStoreBackend(
+            name,
+            tmp_path / "state",
+            request.getfixturevalue("postgres_url"),
+            request.getfixturevalue("postgres_server"),
+        )
     return JobStoreBackend(name, tmp_path / "state")
 
 
 @pytest.fixture
-async def archiver(simulator: ZammadSimulator, dev_pki: DevPki, tmp_path: Path,
-                   job_store: JobStoreBackend) -> AsyncIterator[ArchiverFactory]:
+async def archiver(
+    simulator: ZammadSimulator, dev_pki: DevPki, tmp_path: Path, job_store: JobStoreBackend
+) -> AsyncIterator[ArchiverFactory]:
     """A factory: ``await archiver(**env_overrides)`` starts the service and returns it, on
     this test's job-store backend (``job_store``).
 
@@ -281,14 +294,15 @@ async def archiver(simulator: ZammadSimulator, dev_pki: DevPki, tmp_path: Path,
             else:
                 raise AssertionError("archiver did not start")
         backend = type(app.state.runtime.store).__name__
-        assert backend == {"sqlite": "SqliteJobStore", "postgres": "PostgresJobStore"}[job_store.name], backend
+        assert backend == {"sqlite": "SqliteJobStore", "postgres": "PostgresJobStore"}[job_store.name], (
+            backend
+        )
         return RunningArchiver(url, app, settings, storage, stop, task)
 
     yield start
     for stop, task in stops:
         stop.set()
         await asyncio.wait_for(task, 30)
-
 
 
 @pytest.fixture(scope="session")

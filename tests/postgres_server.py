@@ -155,7 +155,9 @@ class PostgresServer:
     ``postgres`` under root, else the current user).
     """
 
-    def __init__(self, bindir: Path, base: Path, port: int, password: str, settings: Mapping[str, str]) -> None:
+    def __init__(
+        self, bindir: Path, base: Path, port: int, password: str, settings: Mapping[str, str]
+    ) -> None:
         self.bindir = bindir
         self.base = base
         self.data_dir = base / "data"
@@ -194,16 +196,38 @@ class PostgresServer:
         self._check_name(name)
         self.psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
-    def psql(self, sql: str, dbname: str = "postgres", *, password: str | None = None, timeout: float = 30) -> str:
+    def psql(
+        self, sql: str, dbname: str = "postgres", *, password: str | None = None, timeout: float = 30
+    ) -> str:
         """Run ``sql`` through ``psql`` over TCP; return its unaligned, tuples-only output.
 
         ``password`` overrides the superuser's (to check that a wrong one is refused).
         Raises ``PostgresError`` with psql's message when it fails (exit code ≠ 0).
         """
         env = _clean_env(PGPASSWORD=self.password if password is None else password, PGCONNECT_TIMEOUT="10")
-        cmd = [str(self.bindir / "psql"), "-X", "-w", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
-               "-h", self.host, "-p", str(self.port), "-U", self.user, "-d", dbname, "-c", sql]
-        out = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        cmd = [
+            str(self.bindir / "psql"),
+            "-X",
+            "-w",
+            "-q",
+            "-A",
+            "-t",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-h",
+            self.host,
+            "-p",
+            str(self.port),
+            "-U",
+            self.user,
+            "-d",
+            dbname,
+            "-c",
+            sql,
+        ]
+        out = subprocess.run(
+            cmd, env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        )
         if out.returncode != 0:
             raise PostgresError(f"psql failed ({out.returncode}): {out.stderr.strip()}")
         return out.stdout.strip()
@@ -218,7 +242,9 @@ class PostgresServer:
     @property
     def running(self) -> bool:
         """Whether ``pg_ctl status`` finds the server up."""
-        status = self.run_as_owner([str(self.bindir / "pg_ctl"), "status", "-D", str(self.data_dir)], check=False)
+        status = self.run_as_owner(
+            [str(self.bindir / "pg_ctl"), "status", "-D", str(self.data_dir)], check=False
+        )
         return status.returncode == 0
 
     def kill(self) -> None:
@@ -268,8 +294,20 @@ class PostgresServer:
         except OSError:
             pass
         try:
-            self.run_as_owner([str(self.bindir / "pg_ctl"), "stop", "-D", str(self.data_dir), "-m", "immediate",
-                               "-w", "-t", "30"], check=False)
+            self.run_as_owner(
+                [
+                    str(self.bindir / "pg_ctl"),
+                    "stop",
+                    "-D",
+                    str(self.data_dir),
+                    "-m",
+                    "immediate",
+                    "-w",
+                    "-t",
+                    "30",
+                ],
+                check=False,
+            )
         except (OSError, subprocess.SubprocessError):
             pass
         if self._watchdog is not None:
@@ -294,17 +332,26 @@ class PostgresServer:
             kwargs.update(user=entry.pw_uid, group=entry.pw_gid, extra_groups=[])
         return kwargs
 
-    def run_as_owner(self, argv: Sequence[str], *, check: bool = True,
-                     timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def run_as_owner(
+        self, argv: Sequence[str], *, check: bool = True, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         """Run ``argv`` as the server's owner (e.g. ``pg_controldata``); output captured as text.
 
         Raises ``PostgresError`` with its output when ``check`` and the exit code ≠ 0.
         """
-        out = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
-                             **self.owner_popen_kwargs())
+        out = subprocess.run(
+            list(argv),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            **self.owner_popen_kwargs(),
+        )
         if check and out.returncode != 0:
-            raise PostgresError(f"{Path(argv[0]).name} failed ({out.returncode}): {(out.stdout + out.stderr).strip()}"
-                                f"\n--- server log ---\n{self.log_tail()}")
+            raise PostgresError(
+                f"{Path(argv[0]).name} failed ({out.returncode}): {(out.stdout + out.stderr).strip()}"
+                f"\n--- server log ---\n{self.log_tail()}"
+            )
         return out
 
     def log_tail(self, lines: int = 30) -> str:
@@ -347,8 +394,21 @@ class PostgresServer:
             for path in (self.base, pwfile, self.socket_dir):
                 os.chown(path, entry.pw_uid, entry.pw_gid)
         try:
-            self.run_as_owner([str(self.bindir / "initdb"), "-D", str(self.data_dir), "-U", self.user,
-                               f"--pwfile={pwfile}", "--auth=scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync"])
+            self.run_as_owner(
+                [
+                    str(self.bindir / "initdb"),
+                    "-D",
+                    str(self.data_dir),
+                    "-U",
+                    self.user,
+                    f"--pwfile={pwfile}",
+                    "--auth=scram-sha-256",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                    "--no-sync",
+                ]
+            )
         finally:
             pwfile.unlink(missing_ok=True)
         lines = [f"{key} = '{value}'" for key, value in self.settings.items()]
@@ -364,11 +424,19 @@ class PostgresServer:
     def _start_watchdog(self) -> None:
         self._watchdog = subprocess.Popen(
             [sys.executable, "-c", _WATCHDOG, str(self.base), str(self.data_dir / "postmaster.pid")],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
 
-def start(*, max_connections: int = DEFAULT_MAX_CONNECTIONS, settings: Mapping[str, str] | None = None,
-          bindir: Path | None = None) -> PostgresServer:
+def start(
+    *,
+    max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    settings: Mapping[str, str] | None = None,
+    bindir: Path | None = None,
+) -> PostgresServer:
     """Create, start and return a throw-away server (see the module docstring).
 
     ``settings`` adds or overrides ``postgresql.conf`` entries (``{"log_statement": "all"}``).
@@ -382,7 +450,8 @@ def start(*, max_connections: int = DEFAULT_MAX_CONNECTIONS, settings: Mapping[s
             pwd.getpwnam(OWNER_IF_ROOT)
         except KeyError:
             raise PostgresNotInstalled(
-                f"no '{OWNER_IF_ROOT}' system user to run the server as. {_INSTALL_HINT}") from None
+                f"no '{OWNER_IF_ROOT}' system user to run the server as. {_INSTALL_HINT}"
+            ) from None
     base = Path(tempfile.mkdtemp(prefix="pgtest-", dir=_temp_parent()))
     password = secrets.token_hex(16)
     port = _free_port()

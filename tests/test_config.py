@@ -28,8 +28,10 @@ def test_defaults_and_environment():
 
 def test_toml_file_with_environment_override(tmp_path):
     cfg = tmp_path / "archiver.toml"
-    cfg.write_text('workers = 5\n[server]\nport = 9000\n[zammad]\nbase_url = "https://a.example"\n'
-                   '[workflow]\nrequire_tag = false\n')
+    cfg.write_text(
+        'workers = 5\n[server]\nport = 9000\n[zammad]\nbase_url = "https://a.example"\n'
+        "[workflow]\nrequire_tag = false\n"
+    )
     s = load_settings({**BASE, "CONFIG_PATH": str(cfg), "ZAMMAD_BASE_URL": "https://b.example"})
     assert s.workers == 5 and s.server_port == 9000 and s.workflow_require_tag is False
     assert s.zammad_base_url == "https://b.example"
@@ -102,7 +104,9 @@ def test_pfx_required_when_signing():
 
 
 def test_secrets_never_print():
-    s = load_settings({**BASE, "WEBHOOK_HMAC_SECRET": "hmac-very-secret", "SIGNING_PFX_PASSWORD": "pfx-pass-99"})
+    s = load_settings(
+        {**BASE, "WEBHOOK_HMAC_SECRET": "hmac-very-secret", "SIGNING_PFX_PASSWORD": "pfx-pass-99"}
+    )
     for text in (repr(s), str(s)):
         assert "hmac-very-secret" not in text and "tok-1234567890" not in text and "pfx-pass-99" not in text
     assert sorted(s.secrets()) == sorted(["tok-1234567890", "hmac-very-secret", "pfx-pass-99"])
@@ -122,8 +126,13 @@ def test_job_store_url_selects_postgresql_and_its_password_is_a_secret():
     from app.jobs.store import create_job_store
 
     assert isinstance(create_job_store(load_settings(BASE)), SqliteJobStore)
-    s = load_settings({**BASE, "JOB_STORE_URL": "postgresql://archiver:db-pass-4321@db.example:5432/archiver",
-                       "JOB_LEASE_SECONDS": "30"})
+    s = load_settings(
+        {
+            **BASE,
+            "JOB_STORE_URL": "postgresql://archiver:db-pass-4321@db.example:5432/archiver",
+            "JOB_LEASE_SECONDS": "30",
+        }
+    )
     store = create_job_store(s)
     assert isinstance(store, PostgresJobStore) and store.lease_seconds == 30
     assert "db-pass-4321" not in repr(s) and "db-pass-4321" in s.secrets()

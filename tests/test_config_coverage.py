@@ -71,10 +71,12 @@ def parse_doc_table(text: str) -> dict[str, str]:
 
 
 def test_generated_files_are_up_to_date() -> None:
-    result = subprocess.run([sys.executable, str(GENERATOR), "--check"], capture_output=True, text=True,
-                            cwd=REPO, timeout=60)
+    result = subprocess.run(
+        [sys.executable, str(GENERATOR), "--check"], capture_output=True, text=True, cwd=REPO, timeout=60
+    )
     assert result.returncode == 0, (
-        f"{result.stderr.strip()}\nRegenerate: .venv/bin/python scripts/dev/gen-config-docs.py")
+        f"{result.stderr.strip()}\nRegenerate: .venv/bin/python scripts/dev/gen-config-docs.py"
+    )
 
 
 def test_env_example_lists_exactly_the_declared_settings() -> None:
@@ -120,11 +122,16 @@ def test_only_config_reads_the_environment() -> None:
             code = line.split("#", 1)[0]
             if not ENV_ACCESS.search(code):
                 continue
-            if rel.startswith("app/devtools/") and ENV_PASS_THROUGH.search(code) and not re.search(
-                    r"os\.environ\s*(\[|\.get)", code):
+            if (
+                rel.startswith("app/devtools/")
+                and ENV_PASS_THROUGH.search(code)
+                and not re.search(r"os\.environ\s*(\[|\.get)", code)
+            ):
                 continue
             offenders.append(f"{rel}:{number}: {line.strip()}")
-    assert not offenders, "read the environment only in app/config.py (declare a setting):\n" + "\n".join(offenders)
+    assert not offenders, "read the environment only in app/config.py (declare a setting):\n" + "\n".join(
+        offenders
+    )
 
 
 def test_config_reads_no_variable_by_name_except_config_path() -> None:
@@ -132,14 +139,20 @@ def test_config_reads_no_variable_by_name_except_config_path() -> None:
     names = set()
     for node in ast.walk(tree):
         # env.get("NAME"...) and env["NAME"] with a literal name
-        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in {"get", "getenv"}:
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr in {"get", "getenv"}
+        ):
             if node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
                 if re.fullmatch(r"[A-Z][A-Z0-9_]+", node.args[0].value):
                     names.add(node.args[0].value)
         if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant):
             if isinstance(node.slice.value, str) and re.fullmatch(r"[A-Z][A-Z0-9_]+", node.slice.value):
                 names.add(node.slice.value)
-    assert names <= {"CONFIG_PATH"}, f"app/config.py reads {sorted(names - {'CONFIG_PATH'})} outside SETTING_FIELDS"
+    assert names <= {"CONFIG_PATH"}, (
+        f"app/config.py reads {sorted(names - {'CONFIG_PATH'})} outside SETTING_FIELDS"
+    )
 
 
 def test_code_uses_only_declared_settings() -> None:
@@ -149,11 +162,19 @@ def test_code_uses_only_declared_settings() -> None:
     for path in _app_sources():
         tree = ast.parse(path.read_text(encoding="utf-8"))
         for node in ast.walk(tree):
-            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
-                    and node.value.id == "settings" and node.attr not in known):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id == "settings"
+                and node.attr not in known
+            ):
                 unknown.append(f"{path.relative_to(REPO)}:{node.lineno}: settings.{node.attr}")
-            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Attribute)
-                    and node.value.attr == "settings" and node.attr not in known):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Attribute)
+                and node.value.attr == "settings"
+                and node.attr not in known
+            ):
                 unknown.append(f"{path.relative_to(REPO)}:{node.lineno}: ….settings.{node.attr}")
     assert not unknown, "undeclared settings read (declare them in app/config.py):\n" + "\n".join(unknown)
 
@@ -163,12 +184,18 @@ def test_the_checks_notice_a_missing_line(broken: str) -> None:
     """The parsers above really see a removed line (guards against a parser that matches nothing)."""
     name = SETTING_FIELDS[0].metadata["env"]
     if broken == "drop_env_line":
-        text = "\n".join(line for line in ENV_EXAMPLE.read_text(encoding="utf-8").splitlines()
-                         if not ENV_LINE.match(line) or ENV_LINE.match(line).group(1) != name)
+        text = "\n".join(
+            line
+            for line in ENV_EXAMPLE.read_text(encoding="utf-8").splitlines()
+            if not ENV_LINE.match(line) or ENV_LINE.match(line).group(1) != name
+        )
         assert name not in parse_env_example(text)
         assert len(parse_env_example(text)) == len(DECLARED) - 1
     else:
-        text = "\n".join(line for line in CONFIG_DOC.read_text(encoding="utf-8").splitlines()
-                         if f"| `{name}` |" not in line)
+        text = "\n".join(
+            line
+            for line in CONFIG_DOC.read_text(encoding="utf-8").splitlines()
+            if f"| `{name}` |" not in line
+        )
         assert name not in parse_doc_table(text)
         assert len(parse_doc_table(text)) == len(DECLARED) - 1

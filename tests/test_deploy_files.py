@@ -22,7 +22,11 @@ SCRIPTS = [
     REPO / "scripts" / "ops" / "mount-cifs.sh",
     REPO / "deploy" / "container" / "trust-extra-cas.sh",
 ]
-EXECUTABLES = [*SCRIPTS, REPO / "scripts" / "dev" / "gen-config-docs.py", REPO / "deploy" / "container" / "healthcheck.py"]
+EXECUTABLES = [
+    *SCRIPTS,
+    REPO / "scripts" / "dev" / "gen-config-docs.py",
+    REPO / "deploy" / "container" / "healthcheck.py",
+]
 
 
 def _instructions(text: str) -> list[tuple[str, str]]:
@@ -61,7 +65,7 @@ def test_containerfile_has_mirror_arguments(containerfile) -> None:
 
 
 def test_containerfile_runtime_pieces(containerfile) -> None:
-    runtime = containerfile[max(i for i, (kw, _) in enumerate(containerfile) if kw == "FROM"):]
+    runtime = containerfile[max(i for i, (kw, _) in enumerate(containerfile) if kw == "FROM") :]
     keywords = {kw for kw, _ in runtime}
     assert {"USER", "HEALTHCHECK", "EXPOSE", "VOLUME", "ENTRYPOINT"} <= keywords
     user = [a for kw, a in runtime if kw == "USER"][-1]
@@ -93,7 +97,7 @@ def _volumes(service: dict) -> dict[str, tuple[str, list[str]]]:
     for volume in service["volumes"]:
         source = re.match(r"^(\$\{[^}]*\}|[^:]+):", volume)
         assert source, volume
-        target, *options = volume[source.end():].split(":")
+        target, *options = volume[source.end() :].split(":")
         assert target not in out, f"{target} mounted twice"
         out[target] = (source.group(1), options)
     return out
@@ -102,9 +106,11 @@ def _volumes(service: dict) -> dict[str, tuple[str, list[str]]]:
 def _with_defaults(value: str, **variables: str) -> str:
     """``${NAME:-default}`` and ``${NAME}`` replaced as compose does, from ``variables`` or the
     default (an unset variable without a default is empty)."""
+
     def sub(match: re.Match) -> str:
         name, default = match.group(1), match.group(3) or ""
         return variables.get(name, default)
+
     return re.sub(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(:-([^}]*))?\}", sub, value)
 
 
@@ -117,7 +123,8 @@ def _check_hardened_archiver(name: str, service: dict) -> None:
     assert service["stop_grace_period"] == "45s", "SHUTDOWN_GRACE_SECONDS (30) plus margin"
     for port in service["ports"]:
         assert str(port).startswith("${ARCHIVER_BIND:-127.0.0.1}:") or str(port).startswith("127.0.0.1:"), (
-            "ports are bound to loopback by default")
+            "ports are bound to loopback by default"
+        )
     targets = _volumes(service)
     assert "/srv/archive" in targets and "/var/lib/zammad-pdf-archiver" in targets
     assert targets["/etc/zammad-pdf-archiver/certs"][1] == ["ro"], "certificates are mounted read-only"
@@ -144,17 +151,22 @@ def test_compose_default_is_one_sqlite_archiver(compose) -> None:
 def test_compose_ha_profile_postgres(compose) -> None:
     services = compose["services"]
     assert {name for name, s in services.items() if "ha" in s.get("profiles", [])} == {
-        "postgres", "archiver-a", "archiver-b"}
+        "postgres",
+        "archiver-a",
+        "archiver-b",
+    }
     pg = services["postgres"]
     image = _with_defaults(pg["image"])
     match = re.fullmatch(r"docker\.io/library/postgres:(\d+)", image)
     assert match and 13 <= int(match.group(1)) <= 17, (
-        f"{image}: the official image pinned to a major version 13-17 (18 moved its data folder)")
+        f"{image}: the official image pinned to a major version 13-17 (18 moved its data folder)"
+    )
     assert "ports" not in pg, "PostgreSQL is not published outside the compose network"
     assert re.fullmatch(r"\$\{[A-Z_]+:-\}", pg["environment"]["POSTGRES_PASSWORD"]), (
-        "the password comes from a variable (.env), never written here")
+        "the password comes from a variable (.env), never written here"
+    )
     assert pg["environment"]["POSTGRES_DB"] not in {"zammad_production", "zammad", "postgres"}
-    (source, _), = [v for t, v in _volumes(pg).items() if t == "/var/lib/postgresql/data"]
+    ((source, _),) = [v for t, v in _volumes(pg).items() if t == "/var/lib/postgresql/data"]
     assert source in compose["volumes"], "the data lives in a named volume"
     test = " ".join(pg["healthcheck"]["test"])
     assert "pg_isready" in test and "-h 127.0.0.1" in test, "ready over TCP, not during the first-start init"
@@ -174,8 +186,10 @@ def test_compose_ha_replicas_share_database_and_storage_not_state(compose) -> No
     url = a["environment"]["JOB_STORE_URL"]
     assert b["environment"]["JOB_STORE_URL"] == url
     password_var = re.fullmatch(r"\$\{([A-Z_]+):-\}", pg["environment"]["POSTGRES_PASSWORD"]).group(1)
-    expected = (f"postgresql://{pg['environment']['POSTGRES_USER']}:${{{password_var}:-}}@postgres:5432/"
-                f"{pg['environment']['POSTGRES_DB']}")
+    expected = (
+        f"postgresql://{pg['environment']['POSTGRES_USER']}:${{{password_var}:-}}@postgres:5432/"
+        f"{pg['environment']['POSTGRES_DB']}"
+    )
     assert url == expected
     # The same storage folder (the share) for both, the one the single archiver uses...
     assert _volumes(a)["/srv/archive"] == _volumes(b)["/srv/archive"] == _volumes(archiver)["/srv/archive"]
@@ -193,15 +207,23 @@ def test_compose_ha_url_is_accepted_by_the_settings(compose) -> None:
 
     service = compose["services"]["archiver-a"]
     url = _with_defaults(service["environment"]["JOB_STORE_URL"], ARCHIVER_DB_PASSWORD="0123abcd")
-    settings = load_settings({"ZAMMAD_BASE_URL": "https://zammad.example.com", "ZAMMAD_API_TOKEN": "t",
-                              "STORAGE_ROOT": "/srv/archive", "SIGNING_ENABLED": "false", "JOB_STORE_URL": url})
+    settings = load_settings(
+        {
+            "ZAMMAD_BASE_URL": "https://zammad.example.com",
+            "ZAMMAD_API_TOKEN": "t",
+            "STORAGE_ROOT": "/srv/archive",
+            "SIGNING_ENABLED": "false",
+            "JOB_STORE_URL": url,
+        }
+    )
     assert settings.job_store_url is not None and settings.job_store_url.reveal() == url
     assert "0123abcd" in settings.secrets(), "its password is redacted from logs"
 
 
 def test_compose_header_explains_the_ha_profile() -> None:
-    header = "".join(line for line in COMPOSE.read_text(encoding="utf-8").splitlines(keepends=True)
-                     if line.startswith("#"))
+    header = "".join(
+        line for line in COMPOSE.read_text(encoding="utf-8").splitlines(keepends=True) if line.startswith("#")
+    )
     assert "--profile ha up -d postgres archiver-a archiver-b" in header
     assert "ARCHIVER_DB_PASSWORD" in header and "docs/08-high-availability.md" in header
 
@@ -213,8 +235,14 @@ def test_systemd_units() -> None:
     plain = (UNITS / "zammad-pdf-archiver.service").read_text(encoding="utf-8")
     assert re.search(r"^ExecStart=\S+/python -m app serve$", plain, re.M)
     assert re.search(r"^EnvironmentFile=", plain, re.M)
-    for option in ("NoNewPrivileges=yes", "ProtectSystem=strict", "ProtectHome=yes", "PrivateTmp=yes",
-                   "CapabilityBoundingSet=", "User="):
+    for option in (
+        "NoNewPrivileges=yes",
+        "ProtectSystem=strict",
+        "ProtectHome=yes",
+        "PrivateTmp=yes",
+        "CapabilityBoundingSet=",
+        "User=",
+    ):
         assert re.search(rf"^{re.escape(option)}", plain, re.M), option
     for text in (compose_unit, plain):
         assert "[Unit]" in text and "[Service]" in text and "[Install]" in text
@@ -234,10 +262,23 @@ def test_scripts_parse(path: Path) -> None:
 
 
 def test_mount_cifs_dry_run_prints_the_documented_options() -> None:
-    result = subprocess.run([str(REPO / "scripts/ops/mount-cifs.sh"), "//server/share", "/srv/ticket-archive"],
-                            capture_output=True, text=True, timeout=30)
+    result = subprocess.run(
+        [str(REPO / "scripts/ops/mount-cifs.sh"), "//server/share", "/srv/ticket-archive"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert result.returncode == 0, result.stderr
     line = next(row for row in result.stdout.splitlines() if row.startswith("mount -t cifs"))
-    for option in ("uid=10001", "gid=10001", "file_mode=0640", "dir_mode=0750", "cache=strict",
-                   "credentials=", "nosuid", "nodev", "noexec"):
+    for option in (
+        "uid=10001",
+        "gid=10001",
+        "file_mode=0640",
+        "dir_mode=0750",
+        "cache=strict",
+        "credentials=",
+        "nosuid",
+        "nodev",
+        "noexec",
+    ):
         assert option in line

@@ -21,7 +21,9 @@ PYPROJECT = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))
 def _requirements(path: Path) -> list[str]:
     """The lock's requirement entries (continuation lines joined, comments dropped)."""
     joined = re.sub(r"\\\n", " ", path.read_text(encoding="utf-8"))
-    return [line.strip() for line in joined.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return [
+        line.strip() for line in joined.splitlines() if line.strip() and not line.lstrip().startswith("#")
+    ]
 
 
 def _pins(path: Path) -> dict[str, str]:
@@ -49,7 +51,9 @@ def test_a_package_has_one_version_in_all_locks():
     assert test.items() <= bench.items(), "test.lock must be bench.lock's subset, same versions"
 
 
-@pytest.mark.parametrize(("lock", "groups"), [("runtime", ()), ("test", ("test",)), ("bench", ("test", "bench"))])
+@pytest.mark.parametrize(
+    ("lock", "groups"), [("runtime", ()), ("test", ("test",)), ("bench", ("test", "bench"))]
+)
 def test_the_locks_satisfy_pyproject(lock, groups):
     """A range changed in pyproject.toml without `make lock` fails here."""
     pins = _pins(LOCKS[lock])
@@ -61,7 +65,8 @@ def test_the_locks_satisfy_pyproject(lock, groups):
         name = canonicalize_name(requirement.name)
         assert name in pins, f"{lock}.lock lacks {name}: run make lock"
         assert requirement.specifier.contains(pins[name], prereleases=True), (
-            f"{lock}.lock pins {name}=={pins[name]}, outside {requirement.specifier}: run make lock")
+            f"{lock}.lock pins {name}=={pins[name]}, outside {requirement.specifier}: run make lock"
+        )
 
 
 @pytest.mark.parametrize("lock", sorted(LOCKS))
@@ -97,8 +102,12 @@ def test_the_image_installs_from_the_runtime_lock():
 def test_lock_diff_reports_what_differs(tmp_path):
     """lock-diff.py against this interpreter's environment: a moved pin, a pin of a package that
     is not installed, a pin whose marker does not apply here (left out)."""
-    installed_pytest = subprocess.run([sys.executable, "-c", "import pytest; print(pytest.__version__)"],
-                                      capture_output=True, text=True, check=True).stdout.strip()
+    installed_pytest = subprocess.run(
+        [sys.executable, "-c", "import pytest; print(pytest.__version__)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     lock = tmp_path / "x.lock"
     lock.write_text(
         "# comment\n"
@@ -106,15 +115,24 @@ def test_lock_diff_reports_what_differs(tmp_path):
         "packaging==0.1 \\\n    --hash=sha256:" + "1" * 64 + "\n"
         "not-a-real-package-xyz==1.0 ; python_version >= '3'\n"
         "windows-only-package==2.0 ; sys_platform == 'win32'\n",
-        encoding="utf-8")
-    done = subprocess.run([sys.executable, str(REPO / "scripts" / "dev" / "lock-diff.py"), str(lock)],
-                          capture_output=True, text=True, timeout=60)
+        encoding="utf-8",
+    )
+    done = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "dev" / "lock-diff.py"), str(lock)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert re.search(r"^  packaging\s+0\.1 -> \d", out, re.M), out
     assert re.search(r"^  not-a-real-package-xyz\s+1\.0 -> \(not installed\)", out, re.M), out
     assert re.search(r"^  iniconfig\s+\(not in the lock\) -> \d", out, re.M), out
     assert "  pytest " not in out and "windows-only" not in out and "zammad-pdf-archiver" not in out
-    missing = subprocess.run([sys.executable, str(REPO / "scripts" / "dev" / "lock-diff.py"), str(tmp_path / "no")],
-                             capture_output=True, text=True, timeout=60)
+    missing = subprocess.run(
+        [sys.executable, str(REPO / "scripts" / "dev" / "lock-diff.py"), str(tmp_path / "no")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert missing.returncode == 2 and "cannot read" in missing.stderr

@@ -14,12 +14,20 @@ import pytest
 from tests import postgres_server as pg
 
 
-def _psql_url(server: pg.PostgresServer, url: str, sql: str, timeout: float = 30) -> subprocess.CompletedProcess[str]:
+def _psql_url(
+    server: pg.PostgresServer, url: str, sql: str, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
     """``psql URL -c SQL`` as a client would run it: the password comes from the URL only."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("PG")}
     env["PGCONNECT_TIMEOUT"] = "2"
-    return subprocess.run([str(server.bindir / "psql"), "-X", "-w", "-A", "-t", "-d", url, "-c", sql],
-                          env=env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [str(server.bindir / "psql"), "-X", "-w", "-A", "-t", "-d", url, "-c", sql],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def test_server_answers_through_its_url(postgres_server: pg.PostgresServer, postgres_url: str) -> None:
@@ -28,9 +36,12 @@ def test_server_answers_through_its_url(postgres_server: pg.PostgresServer, post
     out = _psql_url(postgres_server, postgres_url, "select 1")
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "1"
-    settings = _psql_url(postgres_server, postgres_url,
-                         "select current_setting('max_connections'), current_setting('listen_addresses'), "
-                         "current_setting('synchronous_commit'), current_setting('server_encoding')")
+    settings = _psql_url(
+        postgres_server,
+        postgres_url,
+        "select current_setting('max_connections'), current_setting('listen_addresses'), "
+        "current_setting('synchronous_commit'), current_setting('server_encoding')",
+    )
     assert settings.stdout.strip() == "200|127.0.0.1|on|UTF8"
     assert postgres_server.port != 5432
     assert str(postgres_server.socket_dir).startswith(str(postgres_server.base))
@@ -81,7 +92,9 @@ def test_restart_keeps_port_and_data(postgres_server: pg.PostgresServer, postgre
     assert out.stdout.strip() == "42"
 
 
-def test_pause_makes_connections_hang_until_resume(postgres_server: pg.PostgresServer, postgres_url: str) -> None:
+def test_pause_makes_connections_hang_until_resume(
+    postgres_server: pg.PostgresServer, postgres_url: str
+) -> None:
     postgres_server.pause()
     try:
         began = time.monotonic()
@@ -93,8 +106,9 @@ def test_pause_makes_connections_hang_until_resume(postgres_server: pg.PostgresS
     assert _psql_url(postgres_server, postgres_url, "select 1").stdout.strip() == "1"
 
 
-def test_pause_and_resume_pass_over_a_backend_that_just_exited(postgres_server: pg.PostgresServer,
-                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def test_pause_and_resume_pass_over_a_backend_that_just_exited(
+    postgres_server: pg.PostgresServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A backend whose client has just disconnected exits between ``_pids()`` and the signal:
     the fixtures' teardown (``resume()``) failed with ProcessLookupError now and then."""
     gone = int(Path("/proc/sys/kernel/pid_max").read_text()) + 1  # never a process (nor a reused pid)
@@ -116,8 +130,9 @@ def test_under_root_the_cluster_belongs_to_postgres(postgres_server: pg.Postgres
     postmaster = int((postgres_server.data_dir / "postmaster.pid").read_text().split()[0])
     assert Path(f"/proc/{postmaster}").stat().st_uid == uid
     # The owner can run the server's tools on its data folder.
-    control = postgres_server.run_as_owner([str(postgres_server.bindir / "pg_controldata"),
-                                            str(postgres_server.data_dir)])
+    control = postgres_server.run_as_owner(
+        [str(postgres_server.bindir / "pg_controldata"), str(postgres_server.data_dir)]
+    )
     assert "in production" in control.stdout
 
 

@@ -18,22 +18,38 @@ REPO = Path(__file__).resolve().parent.parent
 
 def _env(tmp_path: Path, **overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "CONFIG_PATH"}
-    env.update({"ZAMMAD_BASE_URL": "https://zammad.example", "ZAMMAD_API_TOKEN": "t0ken-value",
-                "STORAGE_ROOT": str(tmp_path), "STATE_DIR": str(tmp_path / "state"), "SIGNING_ENABLED": "false",
-                "SERVER_HOST": "127.0.0.1", "SERVER_PORT": "1"})
+    env.update(
+        {
+            "ZAMMAD_BASE_URL": "https://zammad.example",
+            "ZAMMAD_API_TOKEN": "t0ken-value",
+            "STORAGE_ROOT": str(tmp_path),
+            "STATE_DIR": str(tmp_path / "state"),
+            "SIGNING_ENABLED": "false",
+            "SERVER_HOST": "127.0.0.1",
+            "SERVER_PORT": "1",
+        }
+    )
     env.update(overrides)
     return env
 
 
 def _serve(tmp_path: Path, **overrides: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "app", "serve"], cwd=REPO, env=_env(tmp_path, **overrides),
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        [sys.executable, "-m", "app", "serve"],
+        cwd=REPO,
+        env=_env(tmp_path, **overrides),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 def _one_line(result: subprocess.CompletedProcess[str], named: str) -> None:
     assert result.returncode == 2, result.stderr[-2000:]
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("configuration error:") and named in lines[0], result.stderr
+    assert len(lines) == 1 and lines[0].startswith("configuration error:") and named in lines[0], (
+        result.stderr
+    )
 
 
 @pytest.mark.parametrize(
@@ -76,10 +92,20 @@ def test_sigterm_answers_a_stalled_upload_at_once(tmp_path):
     with socket.socket() as free:
         free.bind(("127.0.0.1", 0))
         port = free.getsockname()[1]
-    env = _env(tmp_path, SERVER_PORT=str(port), WEBHOOK_HMAC_SECRET="s3cret-value", SHUTDOWN_GRACE_SECONDS="1",
-               HARDENING_BODY_READ_TIMEOUT_SECONDS="60")
-    proc = subprocess.Popen([sys.executable, "-m", "app", "serve"], cwd=REPO, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = _env(
+        tmp_path,
+        SERVER_PORT=str(port),
+        WEBHOOK_HMAC_SECRET="s3cret-value",
+        SHUTDOWN_GRACE_SECONDS="1",
+        HARDENING_BODY_READ_TIMEOUT_SECONDS="60",
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app", "serve"],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -90,8 +116,10 @@ def test_sigterm_answers_a_stalled_upload_at_once(tmp_path):
                 assert time.monotonic() < deadline and proc.poll() is None, "the service did not start"
                 time.sleep(0.1)
         with client:
-            client.sendall(b"POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-                           b"X-Hub-Signature: sha1=00\r\nContent-Length: 1000\r\n\r\n{")
+            client.sendall(
+                b"POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                b"X-Hub-Signature: sha1=00\r\nContent-Length: 1000\r\n\r\n{"
+            )
             time.sleep(0.5)
             started = time.monotonic()
             proc.send_signal(signal.SIGTERM)
@@ -119,5 +147,7 @@ def test_a_job_store_that_cannot_be_used_is_one_line_and_exit_1(tmp_path, postgr
     result = _serve(tmp_path, JOB_STORE_URL=url, SERVER_PORT=str(port))
     assert result.returncode == 1, result.stderr[-2000:]
     last = result.stderr.strip().splitlines()[-1]
-    assert last.startswith("start failed: cannot use the job store postgresql://") and "no_such_db" in last, last
+    assert last.startswith("start failed: cannot use the job store postgresql://") and "no_such_db" in last, (
+        last
+    )
     assert postgres_server.password not in result.stderr + result.stdout

@@ -28,6 +28,7 @@ def test_other_modules_deprecations_stay_warnings(module):
 
 def test_a_deprecated_call_in_our_code_fails():
     """What the filter is for: a library's warning with stacklevel=2 names its caller, our module."""
+
     def library_function() -> None:
         warnings.warn("library_function is deprecated", DeprecationWarning, stacklevel=2)
 

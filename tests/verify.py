@@ -35,5 +35,7 @@ async def pyhanko_status(path: Path, root_pem: Path):
     """Validate the first signature against ``root_pem`` only; returns pyHanko's status object."""
     reader = PdfFileReader(io.BytesIO(path.read_bytes()))
     sig = reader.embedded_signatures[0]
-    vc = ValidationContext(trust_roots=[load_root(root_pem)], allow_fetching=False, revocation_mode="soft-fail")
+    vc = ValidationContext(
+        trust_roots=[load_root(root_pem)], allow_fetching=False, revocation_mode="soft-fail"
+    )
     return await async_validate_pdf_signature(sig, vc)

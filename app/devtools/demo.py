@@ -57,8 +57,20 @@ def free_port() -> int:
 
 async def start_simulator() -> tuple[asyncio.subprocess.Process, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "app.devtools.zammad_simulator", "--host", "127.0.0.1", "--port", "0",
-        "--token", DEMO_TOKEN, "--seed", str(FIXTURES), stdout=asyncio.subprocess.PIPE, cwd=REPO)
+        sys.executable,
+        "-m",
+        "app.devtools.zammad_simulator",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--token",
+        DEMO_TOKEN,
+        "--seed",
+        str(FIXTURES),
+        stdout=asyncio.subprocess.PIPE,
+        cwd=REPO,
+    )
     assert proc.stdout is not None
     line = await asyncio.wait_for(proc.stdout.readline(), 30)
     match = re.match(rb"LISTENING (\S+)", line)
@@ -85,8 +97,9 @@ async def start_service(zammad_url: str, port: int, state_dir: Path) -> asyncio.
     }
     env.pop("CONFIG_PATH", None)
     log = open(VAR / "demo-service.log", "wb")  # noqa: SIM115 - closed with the process
-    return await asyncio.create_subprocess_exec(sys.executable, "-m", "app", "serve", env=env, cwd=REPO,
-                                                stdout=log, stderr=subprocess.STDOUT)
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "app", "serve", env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT
+    )
 
 
 async def wait_healthy(session: aiohttp.ClientSession, url: str, proc: asyncio.subprocess.Process) -> None:
@@ -129,12 +142,17 @@ async def verify(pdf: Path) -> list[tuple[str, bool, str]]:
         _, _, der = pem.unarmor(der)
     reader = PdfFileReader(io.BytesIO(pdf.read_bytes()))
     sig = reader.embedded_signatures[0]
-    vc = ValidationContext(trust_roots=[x509.Certificate.load(der)], allow_fetching=False,
-                           revocation_mode="soft-fail")
+    vc = ValidationContext(
+        trust_roots=[x509.Certificate.load(der)], allow_fetching=False, revocation_mode="soft-fail"
+    )
     status = await async_validate_pdf_signature(sig, vc)
-    results.append(("pyHanko: intact, valid, trusted by the dev root", bool(status.intact and status.valid
-                                                                            and status.trusted),
-                    f"signer {status.signing_cert.subject.human_friendly}"))
+    results.append(
+        (
+            "pyHanko: intact, valid, trusted by the dev root",
+            bool(status.intact and status.valid and status.trusted),
+            f"signer {status.signing_cert.subject.human_friendly}",
+        )
+    )
     if shutil.which("pdfsig"):
         out = subprocess.run(["pdfsig", str(pdf)], capture_output=True, text=True).stdout
         ok = "Signature is Valid." in out and "Total document signed" in out
@@ -146,8 +164,12 @@ async def run() -> int:
     VAR.mkdir(exist_ok=True)
     ARCHIVE.mkdir(parents=True, exist_ok=True)
     say("dev certificates → var/dev-certs")
-    subprocess.run(["bash", str(REPO / "scripts/dev/gen-dev-certs.sh"), str(CERTS)], check=True,
-                   env={**os.environ, "DEV_PFX_PASSWORD": DEMO_PFX_PASSWORD}, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        ["bash", str(REPO / "scripts/dev/gen-dev-certs.sh"), str(CERTS)],
+        check=True,
+        env={**os.environ, "DEV_PFX_PASSWORD": DEMO_PFX_PASSWORD},
+        stdout=subprocess.DEVNULL,
+    )
     before = set(ARCHIVE.rglob("*.pdf"))
     sim, sim_url = await start_simulator()
     say(f"Zammad simulator at {sim_url} with ticket {TICKET_ID} (tags rechnung, reklamation, pdf:sign)")
@@ -162,8 +184,10 @@ async def run() -> int:
             payload = json.loads((FIXTURES / "webhook-default.json").read_text())
             body, headers = zammad_webhook(payload, DEMO_SECRET)
             async with session.post(f"{url}/ingest", data=body, headers=headers) as resp:
-                say(f"webhook POST /ingest ({len(body)} bytes, {headers['X-Hub-Signature'][:13]}…) "
-                    f"→ {resp.status} {await resp.text()}")
+                say(
+                    f"webhook POST /ingest ({len(body)} bytes, {headers['X-Hub-Signature'][:13]}…) "
+                    f"→ {resp.status} {await resp.text()}"
+                )
                 if resp.status != 202:
                     return 1
             state = await wait_final_tags(session, sim_url)

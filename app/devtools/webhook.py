@@ -21,8 +21,9 @@ def zammad_json(payload: Any) -> bytes:
     return text.encode("utf-8")
 
 
-def zammad_webhook(payload: Any, secret: str | None, *, delivery_id: str | None = None,
-                   trigger: str = "PDF archive") -> tuple[bytes, dict[str, str]]:
+def zammad_webhook(
+    payload: Any, secret: str | None, *, delivery_id: str | None = None, trigger: str = "PDF archive"
+) -> tuple[bytes, dict[str, str]]:
     """Return ``(body, headers)`` of a Zammad webhook POST for ``payload``.
 
     Args:

@@ -87,7 +87,15 @@ _ARTICLE_NAME_KEYS = ("type", "sender", "created_by", "updated_by", "origin_by",
 _TICKET_EXTRA_KEYS = ("article_ids", "ticket_time_accounting_ids")
 
 # Zammad's seeded lookup tables (db/seeds).
-_STATES = {1: "new", 2: "open", 3: "pending reminder", 4: "closed", 5: "merged", 6: "pending close", 7: "removed"}
+_STATES = {
+    1: "new",
+    2: "open",
+    3: "pending reminder",
+    4: "closed",
+    5: "merged",
+    6: "pending close",
+    7: "removed",
+}
 _PRIORITIES = {1: "1 low", 2: "2 normal", 3: "3 high"}
 _ARTICLE_TYPES = {
     1: "email",
@@ -290,14 +298,25 @@ class ZammadSimulator:
             names = {key: expanded[key] for key in TICKET_NAME_KEYS if key in expanded}
         extras = {
             "assets": {k: v for k, v in everything["assets"].items() if k not in ("Ticket", "TicketArticle")},
-            **{k: everything[k] for k in ("links", "mentions", "time_accountings", "form_meta") if k in everything},
+            **{
+                k: everything[k]
+                for k in ("links", "mentions", "time_accountings", "form_meta")
+                if k in everything
+            },
         }
         return self.add_ticket(
             ticket, load("articles-by-ticket.json"), load("tags.json")["tags"], names=names, all_extras=extras
         )
 
-    def clone_ticket(self, source_id: int, new_id: int, *, number: str | None = None,
-                     tags: list[str] | None = None, article_ids: list[int] | None = None) -> int:
+    def clone_ticket(
+        self,
+        source_id: int,
+        new_id: int,
+        *,
+        number: str | None = None,
+        tags: list[str] | None = None,
+        article_ids: list[int] | None = None,
+    ) -> int:
         """Add a copy of ticket ``source_id`` as ``new_id`` (number ``number``, default
         ``str(new_id)``; tags ``tags``, default the source's), with copies of its articles
         (of those in ``article_ids`` only, when given) under fresh article ids. Inline image
@@ -314,13 +333,20 @@ class ZammadSimulator:
             article = copy.deepcopy(self._articles[old_id])
             article["id"] = next_article
             article["body"] = str(article.get("body") or "").replace(
-                f"/api/v1/ticket_attachment/{source_id}/{old_id}/", f"/api/v1/ticket_attachment/{new_id}/{next_article}/")
+                f"/api/v1/ticket_attachment/{source_id}/{old_id}/",
+                f"/api/v1/ticket_attachment/{new_id}/{next_article}/",
+            )
             article.pop("ticket_id", None)
             articles.append(article)
             next_article += 1
         columns = {**copy.deepcopy(source.columns), "id": new_id, "number": number or str(new_id)}
-        return self.add_ticket(columns, articles, list(source.tags) if tags is None else tags,
-                               names=copy.deepcopy(source.names), all_extras=source.all_extras)
+        return self.add_ticket(
+            columns,
+            articles,
+            list(source.tags) if tags is None else tags,
+            names=copy.deepcopy(source.names),
+            all_extras=source.all_extras,
+        )
 
     # -- inspection --------------------------------------------------------------------
 
@@ -331,7 +357,9 @@ class ZammadSimulator:
     def notes(self, ticket_id: int) -> list[dict[str, Any]]:
         """Articles created through ``POST /api/v1/ticket_articles`` for the ticket, oldest first."""
         ticket = self._ticket(ticket_id)
-        return [copy.deepcopy(self._articles[a]) for a in ticket.article_ids if a in self._created_article_ids]
+        return [
+            copy.deepcopy(self._articles[a]) for a in ticket.article_ids if a in self._created_article_ids
+        ]
 
     def ticket(self, ticket_id: int) -> dict[str, Any]:
         """The stored ticket columns (a copy)."""
@@ -367,11 +395,28 @@ class ZammadSimulator:
             raise ValueError("times must be positive or None")
         if every < 1:
             raise ValueError("every must be at least 1")
-        self._faults.append(_Fault(method.upper(), re.compile(path_regex), status, times, body, text, every=every,
-                                   match_body=re.compile(match_body) if match_body is not None else None))
+        self._faults.append(
+            _Fault(
+                method.upper(),
+                re.compile(path_regex),
+                status,
+                times,
+                body,
+                text,
+                every=every,
+                match_body=re.compile(match_body) if match_body is not None else None,
+            )
+        )
 
-    def delay(self, method: str, path_regex: str, seconds: float, *, after: bool = False,
-              match_body: str | None = None) -> None:
+    def delay(
+        self,
+        method: str,
+        path_regex: str,
+        seconds: float,
+        *,
+        after: bool = False,
+        match_body: str | None = None,
+    ) -> None:
         """Wait ``seconds`` before handling matching requests (until :meth:`clear_faults`).
 
         With ``after=True`` the request is handled first and only its answer is held: the
@@ -379,8 +424,15 @@ class ZammadSimulator:
         of the client in that window is a "written, but not confirmed" case). ``match_body``
         as for :meth:`fail`.
         """
-        self._delays.append(_Delay(method.upper(), re.compile(path_regex), float(seconds), after=after,
-                                   match_body=re.compile(match_body) if match_body is not None else None))
+        self._delays.append(
+            _Delay(
+                method.upper(),
+                re.compile(path_regex),
+                float(seconds),
+                after=after,
+                match_body=re.compile(match_body) if match_body is not None else None,
+            )
+        )
 
     def clear_faults(self) -> None:
         """Remove all injected faults and delays."""
@@ -455,9 +507,15 @@ class ZammadSimulator:
                 body=raw,
             )
         )
-        searchable = raw.decode("utf-8", "replace") + "\n" + request.query_string if self._delays or self._faults else ""
+        searchable = (
+            raw.decode("utf-8", "replace") + "\n" + request.query_string
+            if self._delays or self._faults
+            else ""
+        )
         for delay in list(self._delays):
-            if not delay.after and _matches(delay.method, delay.pattern, request, delay.match_body, searchable):
+            if not delay.after and _matches(
+                delay.method, delay.pattern, request, delay.match_body, searchable
+            ):
                 await self._hold(delay.seconds)
         for fault in list(self._faults):
             if _matches(fault.method, fault.pattern, request, fault.match_body, searchable):
@@ -586,7 +644,8 @@ class ZammadSimulator:
         body = str(body)
         if len(body) > MAX_ARTICLE_BODY_CHARS:
             return _error(
-                422, f"body of article is too large, {len(body)} chars - only {MAX_ARTICLE_BODY_CHARS} allowed"
+                422,
+                f"body of article is too large, {len(body)} chars - only {MAX_ARTICLE_BODY_CHARS} allowed",
             )
         type_name = params.get("type") or "note"
         sender_name = params.get("sender") or "Agent"
@@ -694,7 +753,9 @@ class ZammadSimulator:
         if entry is None:
             return _error(403, "Requested file id is not linked with article_id.")
         preferences = entry.get("preferences") or {}
-        content_type = preferences.get("Content-Type") or preferences.get("Mime-Type") or "application/octet-stream"
+        content_type = (
+            preferences.get("Content-Type") or preferences.get("Mime-Type") or "application/octet-stream"
+        )
         mime = (preferences.get("Mime-Type") or content_type).split(";")[0].strip().lower()
         data = self._attachment_data.get(entry["id"])
         if data is None:
@@ -708,7 +769,9 @@ class ZammadSimulator:
             body=data,
             headers={
                 "Content-Type": content_type,
-                "Content-Disposition": _content_disposition(disposition, str(entry.get("filename") or "file")),
+                "Content-Disposition": _content_disposition(
+                    disposition, str(entry.get("filename") or "file")
+                ),
             },
         )
 
@@ -756,7 +819,11 @@ class ZammadSimulator:
         except ValueError:
             created = datetime.now(UTC)
         msg["Date"] = format_datetime(created)
-        for header, key in (("Message-ID", "message_id"), ("In-Reply-To", "in_reply_to"), ("References", "references")):
+        for header, key in (
+            ("Message-ID", "message_id"),
+            ("In-Reply-To", "in_reply_to"),
+            ("References", "references"),
+        ):
             if article.get(key):
                 msg[header] = str(article[key])
         subtype = "html" if article.get("content_type") == "text/html" else "plain"
@@ -770,7 +837,9 @@ class ZammadSimulator:
             data = self._attachment_data.get(entry["id"]) or _generated_file(
                 mime, entry["id"], _int_or(entry.get("size"), 64)
             )
-            msg.add_attachment(data, maintype=maintype, subtype=subtype or "octet-stream", filename=entry["filename"])
+            msg.add_attachment(
+                data, maintype=maintype, subtype=subtype or "octet-stream", filename=entry["filename"]
+            )
         if msg.is_multipart():
             # Zammad serves the stored mail, the same bytes every time: no random boundary.
             msg.set_boundary(f"=_zammad-simulator-{article.get('id')}")
@@ -875,19 +944,32 @@ def _simple_eml(article: dict[str, Any], created: datetime) -> bytes | None:
         value = article.get(key)
         if value:
             value = str(value)
-            if not _PLAIN_ADDRESS.fullmatch(value) or len(header) + 2 + len(value) > _EML_POLICY.max_line_length:
+            if (
+                not _PLAIN_ADDRESS.fullmatch(value)
+                or len(header) + 2 + len(value) > _EML_POLICY.max_line_length
+            ):
                 return None
             headers.append(f"{header}: {value}")
     subject = str(article.get("subject") or "")
-    if (not _PLAIN_TEXT.fullmatch(subject) or "=?" in subject
-            or len(subject) + 9 > _EML_POLICY.max_line_length):
+    if (
+        not _PLAIN_TEXT.fullmatch(subject)
+        or "=?" in subject
+        or len(subject) + 9 > _EML_POLICY.max_line_length
+    ):
         return None
     headers.append(f"Subject: {subject}")
     headers.append(f"Date: {format_datetime(created)}")
     subtype = "html" if article.get("content_type") == "text/html" else "plain"
-    cte, payload = email.contentmanager._encode_text(str(article.get("body") or ""), "utf-8", None, _EML_POLICY)
-    headers += [f'Content-Type: text/{subtype}; charset="utf-8"', f"Content-Transfer-Encoding: {cte}",
-                "MIME-Version: 1.0", "", ""]
+    cte, payload = email.contentmanager._encode_text(
+        str(article.get("body") or ""), "utf-8", None, _EML_POLICY
+    )
+    headers += [
+        f'Content-Type: text/{subtype}; charset="utf-8"',
+        f"Content-Transfer-Encoding: {cte}",
+        "MIME-Version: 1.0",
+        "",
+        "",
+    ]
     body = payload.encode("ascii", "surrogateescape").replace(b"\n", b"\r\n")
     return "\r\n".join(headers).encode("ascii") + body
 
@@ -896,7 +978,11 @@ def _json(data: Any, *, status: int = 200, headers: dict[str, str] | None = None
     """JSON with ``Content-Type: application/json; charset=utf-8`` and an ``X-Request-Id``."""
     all_headers = {"X-Request-Id": secrets.token_hex(16), **(headers or {})}
     return web.Response(
-        body=orjson.dumps(data), status=status, content_type="application/json", charset="utf-8", headers=all_headers
+        body=orjson.dumps(data),
+        status=status,
+        content_type="application/json",
+        charset="utf-8",
+        headers=all_headers,
     )
 
 
@@ -918,10 +1004,18 @@ def _fault_response(fault: _Fault) -> web.Response:
     return _error(fault.status, _DEFAULT_ERRORS.get(fault.status, f"HTTP {fault.status}"))
 
 
-def _matches(method: str, pattern: re.Pattern[str], request: web.Request,
-             body_pattern: re.Pattern[str] | None = None, searchable: str = "") -> bool:
-    return (method in ("*", request.method) and pattern.search(request.path) is not None
-            and (body_pattern is None or body_pattern.search(searchable) is not None))
+def _matches(
+    method: str,
+    pattern: re.Pattern[str],
+    request: web.Request,
+    body_pattern: re.Pattern[str] | None = None,
+    searchable: str = "",
+) -> bool:
+    return (
+        method in ("*", request.method)
+        and pattern.search(request.path) is not None
+        and (body_pattern is None or body_pattern.search(searchable) is not None)
+    )
 
 
 def _content_disposition(disposition: str, filename: str) -> str:
@@ -1029,15 +1123,31 @@ def tiny_png(seed: int = 0, width: int = 2, height: int = 2) -> bytes:
     raw = b"".join(b"\x00" + rgb * width for _ in range(height))
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
 
     header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
 
 
 def tiny_pdf(text: str = "Simulated attachment") -> bytes:
     """A valid one-page PDF 1.4 (A4) showing ``text`` (ASCII) in Helvetica, with a correct xref."""
-    safe = text.encode("ascii", "replace").decode("ascii").replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
+    safe = (
+        text.encode("ascii", "replace")
+        .decode("ascii")
+        .replace("\\", "\\\\")
+        .replace("(", "\\(")
+        .replace(")", "\\)")
+    )
     stream = f"BT /F1 12 Tf 72 770 Td ({safe}) Tj ET".encode("ascii")
     objects = [
         b"<< /Type /Catalog /Pages 2 0 R >>",

@@ -100,8 +100,13 @@ class BodyLimitMiddleware:
     ``request_timeout`` for bodies that take longer than ``read_timeout`` seconds to arrive
     (``None``: no time limit)."""
 
-    def __init__(self, app: ASGIApp, *, max_body_size: int = DEFAULT_MAX_BODY_BYTES,
-                 read_timeout: float | None = DEFAULT_READ_TIMEOUT_SECONDS) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        max_body_size: int = DEFAULT_MAX_BODY_BYTES,
+        read_timeout: float | None = DEFAULT_READ_TIMEOUT_SECONDS,
+    ) -> None:
         self.app = app
         self.max_body_size = max_body_size
         self.read_timeout = read_timeout if read_timeout is not None and math.isfinite(read_timeout) else None

@@ -44,9 +44,16 @@ class HTTPErrorMiddleware:
         except HTTPException as exc:
             if scope["type"] != "http":
                 raise
-            headers = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (exc.headers or {}).items()]
-            await send_error(send, exc.status_code, HTTP_ERROR_CODES.get(exc.status_code, "http_error"),
-                             str(exc.detail), headers)
+            headers = [
+                (k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in (exc.headers or {}).items()
+            ]
+            await send_error(
+                send,
+                exc.status_code,
+                HTTP_ERROR_CODES.get(exc.status_code, "http_error"),
+                str(exc.detail),
+                headers,
+            )
 
 
 class UnhandledErrorMiddleware:
@@ -73,8 +80,14 @@ class UnhandledErrorMiddleware:
         try:
             await self.app(scope, receive, tracking_send)
         except Exception:
-            log.exception("unhandled error", extra={"method": scope.get("method"), "path": scope.get("path"),
-                                                    "request_id": scope.get("app.request_id")})
+            log.exception(
+                "unhandled error",
+                extra={
+                    "method": scope.get("method"),
+                    "path": scope.get("path"),
+                    "request_id": scope.get("app.request_id"),
+                },
+            )
             if started:
                 raise
             await send_error(send, 500, "internal_error", "an unexpected error occurred; see the service log")

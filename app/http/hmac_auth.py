@@ -60,9 +60,15 @@ class HmacSignatureMiddleware:
         require_delivery_id: refuse requests without ``X-Zammad-Delivery``.
     """
 
-    def __init__(self, app: ASGIApp, *, secret: bytes | None, allow_unsigned: bool = False,
-                 paths: frozenset[str] = frozenset({"/ingest", "/ingest/batch"}),
-                 require_delivery_id: bool = False) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        secret: bytes | None,
+        allow_unsigned: bool = False,
+        paths: frozenset[str] = frozenset({"/ingest", "/ingest/batch"}),
+        require_delivery_id: bool = False,
+    ) -> None:
         self.app = app
         self.secret = secret
         self.allow_unsigned = allow_unsigned
@@ -74,8 +80,12 @@ class HmacSignatureMiddleware:
             await self.app(scope, receive, send)
             return
         if self.secret is None and not self.allow_unsigned:
-            await send_error(send, 503, "webhook_auth_not_configured",
-                             "no WEBHOOK_HMAC_SECRET is set; unsigned webhooks are refused")
+            await send_error(
+                send,
+                503,
+                "webhook_auth_not_configured",
+                "no WEBHOOK_HMAC_SECRET is set; unsigned webhooks are refused",
+            )
             return
         try:
             body = await read_body(receive)
@@ -93,7 +103,9 @@ class HmacSignatureMiddleware:
                 has_delivery = bool(value.strip())
         if self.secret is not None:
             if not signature_ok(body, header, self.secret):
-                detail = "missing X-Hub-Signature" if header is None else "X-Hub-Signature does not match the body"
+                detail = (
+                    "missing X-Hub-Signature" if header is None else "X-Hub-Signature does not match the body"
+                )
                 await send_error(send, 403, "forbidden", detail)
                 return
         if self.require_delivery_id and not has_delivery:

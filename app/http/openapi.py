@@ -22,13 +22,28 @@ def _ok(description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-_TICKET_ID = {"name": "ticket_id", "in": "path", "required": True,
-              "schema": {"type": "string", "pattern": "^[0-9]+$"}, "description": "Zammad ticket id"}
+_TICKET_ID = {
+    "name": "ticket_id",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string", "pattern": "^[0-9]+$"},
+    "description": "Zammad ticket id",
+}
 _WEBHOOK_HEADERS = [
-    {"name": "X-Hub-Signature", "in": "header", "required": False, "schema": {"type": "string"},
-     "description": "`sha1=<hex>` (what Zammad sends) or `sha256=<hex>`: HMAC of the raw body with the webhook secret"},
-    {"name": "X-Zammad-Delivery", "in": "header", "required": False, "schema": {"type": "string"},
-     "description": "Zammad's delivery id; repeats within WORKFLOW_DELIVERY_ID_TTL_SECONDS are answered as duplicates"},
+    {
+        "name": "X-Hub-Signature",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": "`sha1=<hex>` (what Zammad sends) or `sha256=<hex>`: HMAC of the raw body with the webhook secret",
+    },
+    {
+        "name": "X-Zammad-Delivery",
+        "in": "header",
+        "required": False,
+        "schema": {"type": "string"},
+        "description": "Zammad's delivery id; repeats within WORKFLOW_DELIVERY_ID_TTL_SECONDS are answered as duplicates",
+    },
     {"name": "X-Zammad-Trigger", "in": "header", "required": False, "schema": {"type": "string"}},
 ]
 _ADMIN_AUTH = [{"bearerAuth": []}, {"hubSignature": []}]
@@ -44,21 +59,27 @@ OPENAPI: dict[str, Any] = {
         "title": "zammad-pdf-archiver",
         "version": __version__,
         "description": "Archives Zammad tickets as signed PDF files. Every 4xx/5xx answer has the shape "
-                       "`{\"error\": code, \"detail\": text}`.",
+        '`{"error": code, "detail": text}`.',
     },
     "paths": {
         "/ingest": {
             "post": {
                 "summary": "Accept one Zammad webhook",
                 "parameters": _WEBHOOK_HEADERS,
-                "requestBody": {"required": True, "content": {"application/json": {
-                    "schema": {"$ref": "#/components/schemas/WebhookPayload"}}}},
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/WebhookPayload"}}
+                    },
+                },
                 "responses": {
                     "202": _ok("Queued, or a duplicate delivery", {"$ref": "#/components/schemas/Accepted"}),
                     "400": _err("Body is not JSON, or X-Zammad-Delivery missing while required"),
                     "403": _err("Missing or wrong X-Hub-Signature"),
                     "422": _err("No valid ticket id in the payload"),
-                    "503": _err("Queue full, shutting down, job store failing, or no webhook secret configured"),
+                    "503": _err(
+                        "Queue full, shutting down, job store failing, or no webhook secret configured"
+                    ),
                     **_COMMON_EDGE,
                 },
             }
@@ -67,17 +88,41 @@ OPENAPI: dict[str, Any] = {
             "post": {
                 "summary": "Accept several webhook payloads at once",
                 "parameters": _WEBHOOK_HEADERS,
-                "requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": [
-                    {"type": "array", "items": {"$ref": "#/components/schemas/WebhookPayload"}},
-                    {"type": "object", "required": ["payloads"], "properties": {
-                        "payloads": {"type": "array", "items": {"$ref": "#/components/schemas/WebhookPayload"}}}},
-                ]}}}},
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "oneOf": [
+                                    {
+                                        "type": "array",
+                                        "items": {"$ref": "#/components/schemas/WebhookPayload"},
+                                    },
+                                    {
+                                        "type": "object",
+                                        "required": ["payloads"],
+                                        "properties": {
+                                            "payloads": {
+                                                "type": "array",
+                                                "items": {"$ref": "#/components/schemas/WebhookPayload"},
+                                            }
+                                        },
+                                    },
+                                ]
+                            }
+                        }
+                    },
+                },
                 "responses": {
                     "202": _ok("All payloads queued", {"$ref": "#/components/schemas/BatchAccepted"}),
                     "400": _err("Body is not JSON, or X-Zammad-Delivery missing while required"),
                     "403": _err("Missing or wrong X-Hub-Signature"),
-                    "422": _err("A payload without a valid ticket id (its index is named), or too many payloads"),
-                    "503": _err("Queue full, shutting down, job store failing, or no webhook secret configured"),
+                    "422": _err(
+                        "A payload without a valid ticket id (its index is named), or too many payloads"
+                    ),
+                    "503": _err(
+                        "Queue full, shutting down, job store failing, or no webhook secret configured"
+                    ),
                     **_COMMON_EDGE,
                 },
             }
@@ -86,10 +131,17 @@ OPENAPI: dict[str, Any] = {
             "post": {
                 "summary": "Queue one explicit retry (bypasses delivery-id dedupe)",
                 "security": _ADMIN_AUTH,
-                "parameters": [_TICKET_ID, {"name": "force", "in": "query", "required": False,
-                                            "schema": {"type": "string", "enum": ["true", "false"]},
-                                            "description": "re-archive a ticket that is already pdf:signed "
-                                                           "(a signed body must then carry \"force\": true)"}],
+                "parameters": [
+                    _TICKET_ID,
+                    {
+                        "name": "force",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "enum": ["true", "false"]},
+                        "description": "re-archive a ticket that is already pdf:signed "
+                        '(a signed body must then carry "force": true)',
+                    },
+                ],
                 "responses": {
                     "202": _ok("Queued", {"$ref": "#/components/schemas/Accepted"}),
                     "403": _err("No valid bearer token or signature"),
@@ -103,10 +155,17 @@ OPENAPI: dict[str, Any] = {
             "get": {
                 "summary": "The ticket's latest job from the job store",
                 "security": _ADMIN_AUTH,
-                "parameters": [_TICKET_ID, {"name": "requested_at", "in": "query", "required": False,
-                                            "schema": {"type": "string", "pattern": "^[0-9]+$"},
-                                            "description": "Unix seconds; with X-Hub-Signature over "
-                                                           "'/jobs/{ticket_id}?requested_at=…' (5 minutes)"}],
+                "parameters": [
+                    _TICKET_ID,
+                    {
+                        "name": "requested_at",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+                        "description": "Unix seconds; with X-Hub-Signature over "
+                        "'/jobs/{ticket_id}?requested_at=…' (5 minutes)",
+                    },
+                ],
                 "responses": {
                     "200": _ok("Job state", {"$ref": "#/components/schemas/JobStatus"}),
                     "403": _err("No valid bearer token or signature"),
@@ -119,11 +178,19 @@ OPENAPI: dict[str, Any] = {
         "/healthz": {
             "get": {
                 "summary": "Liveness; readiness with deep=true",
-                "parameters": [{"name": "deep", "in": "query", "required": False,
-                                "schema": {"type": "string", "enum": ["true", "false"]}}],
+                "parameters": [
+                    {
+                        "name": "deep",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "enum": ["true", "false"]},
+                    }
+                ],
                 "responses": {
                     "200": _ok("Healthy", {"$ref": "#/components/schemas/Health"}),
-                    "503": _ok("Not ready: the failing checks are named", {"$ref": "#/components/schemas/NotReady"}),
+                    "503": _ok(
+                        "Not ready: the failing checks are named", {"$ref": "#/components/schemas/NotReady"}
+                    ),
                 },
             }
         },
@@ -131,8 +198,10 @@ OPENAPI: dict[str, Any] = {
             "get": {
                 "summary": "Prometheus metrics (OBSERVABILITY_METRICS_ENABLED=true)",
                 "responses": {
-                    "200": {"description": "Prometheus text exposition format",
-                            "content": {"text/plain": {"schema": {"type": "string"}}}},
+                    "200": {
+                        "description": "Prometheus text exposition format",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
                     "401": _err("METRICS_BEARER_TOKEN is set and was not sent"),
                     "404": _err("Metrics are disabled"),
                     "429": _COMMON_EDGE["429"],
@@ -149,54 +218,101 @@ OPENAPI: dict[str, Any] = {
     "components": {
         "securitySchemes": {
             "bearerAuth": {"type": "http", "scheme": "bearer", "description": "ADMIN_BEARER_TOKEN"},
-            "hubSignature": {"type": "apiKey", "in": "header", "name": "X-Hub-Signature",
-                             "description": "sha1=/sha256= HMAC of the request body with WEBHOOK_HMAC_SECRET"},
+            "hubSignature": {
+                "type": "apiKey",
+                "in": "header",
+                "name": "X-Hub-Signature",
+                "description": "sha1=/sha256= HMAC of the request body with WEBHOOK_HMAC_SECRET",
+            },
         },
         "schemas": {
-            "Error": {"type": "object", "required": ["error", "detail"], "properties": {
-                "error": {"type": "string"}, "detail": {"type": "string"}}},
+            "Error": {
+                "type": "object",
+                "required": ["error", "detail"],
+                "properties": {"error": {"type": "string"}, "detail": {"type": "string"}},
+            },
             "WebhookPayload": {
                 "type": "object",
-                "description": "Zammad's default payload ({\"ticket\": {\"id\": N, …}, \"article\": {…}}) or a "
-                               "custom one with a top-level ticket_id (integer or string of digits)",
+                "description": 'Zammad\'s default payload ({"ticket": {"id": N, …}, "article": {…}}) or a '
+                "custom one with a top-level ticket_id (integer or string of digits)",
                 "properties": {
-                    "ticket_id": {"oneOf": [{"type": "integer", "minimum": 1},
-                                            {"type": "string", "pattern": "^[0-9]+$"}]},
+                    "ticket_id": {
+                        "oneOf": [
+                            {"type": "integer", "minimum": 1},
+                            {"type": "string", "pattern": "^[0-9]+$"},
+                        ]
+                    },
                     "ticket": {"type": "object", "properties": {"id": {"type": "integer", "minimum": 1}}},
                 },
             },
-            "Accepted": {"type": "object", "required": ["status", "ticket_id"], "properties": {
-                "status": {"type": "string", "enum": ["accepted", "duplicate"]},
-                "ticket_id": {"type": "integer"}}},
-            "BatchAccepted": {"type": "object", "required": ["status", "count"], "properties": {
-                "status": {"type": "string", "enum": ["accepted", "duplicate"]},
-                "count": {"type": "integer"}}},
-            "JobStatus": {"type": "object", "required": ["ticket_id", "in_flight", "shutting_down", "state"],
-                          "properties": {
-                              "ticket_id": {"type": "integer"}, "in_flight": {"type": "boolean"},
-                              "shutting_down": {"type": "boolean"},
-                              "state": {"type": "string",
-                                        "enum": ["none", "pending", "running", "done", "failed", "dead"]},
-                              "job_id": {"type": "string"}, "reason": {"type": "string"},
-                              "force": {"type": "boolean"}, "attempts": {"type": "integer"},
-                              "next_attempt_at": {"type": ["number", "null"]},
-                              "last_error": {"type": ["string", "null"]},
-                              "last_step": {"type": ["string", "null"]},
-                              "classification": {"type": ["string", "null"]},
-                              "output_path": {"type": ["string", "null"]},
-                              "sha256": {"type": ["string", "null"]}, "result": {"type": ["string", "null"]},
-                              "follow_up": {"type": "boolean"}, "reported": {"type": "boolean"},
-                              "report_error": {"type": ["string", "null"]},
-                              "delivery_id": {"type": ["string", "null"]},
-                              "created_at": {"type": "number"}, "updated_at": {"type": "number"},
-                              "started_at": {"type": ["number", "null"]},
-                              "finished_at": {"type": ["number", "null"]}}},
-            "Health": {"type": "object", "required": ["status"], "properties": {
-                "status": {"type": "string", "enum": ["ok"]}, "service": {"type": "string"},
-                "version": {"type": "string"}, "checks": {"type": "object"}}},
-            "NotReady": {"type": "object", "required": ["error", "detail", "status", "checks"], "properties": {
-                "error": {"type": "string"}, "detail": {"type": "string"},
-                "status": {"type": "string", "enum": ["fail"]}, "checks": {"type": "object"}}},
+            "Accepted": {
+                "type": "object",
+                "required": ["status", "ticket_id"],
+                "properties": {
+                    "status": {"type": "string", "enum": ["accepted", "duplicate"]},
+                    "ticket_id": {"type": "integer"},
+                },
+            },
+            "BatchAccepted": {
+                "type": "object",
+                "required": ["status", "count"],
+                "properties": {
+                    "status": {"type": "string", "enum": ["accepted", "duplicate"]},
+                    "count": {"type": "integer"},
+                },
+            },
+            "JobStatus": {
+                "type": "object",
+                "required": ["ticket_id", "in_flight", "shutting_down", "state"],
+                "properties": {
+                    "ticket_id": {"type": "integer"},
+                    "in_flight": {"type": "boolean"},
+                    "shutting_down": {"type": "boolean"},
+                    "state": {
+                        "type": "string",
+                        "enum": ["none", "pending", "running", "done", "failed", "dead"],
+                    },
+                    "job_id": {"type": "string"},
+                    "reason": {"type": "string"},
+                    "force": {"type": "boolean"},
+                    "attempts": {"type": "integer"},
+                    "next_attempt_at": {"type": ["number", "null"]},
+                    "last_error": {"type": ["string", "null"]},
+                    "last_step": {"type": ["string", "null"]},
+                    "classification": {"type": ["string", "null"]},
+                    "output_path": {"type": ["string", "null"]},
+                    "sha256": {"type": ["string", "null"]},
+                    "result": {"type": ["string", "null"]},
+                    "follow_up": {"type": "boolean"},
+                    "reported": {"type": "boolean"},
+                    "report_error": {"type": ["string", "null"]},
+                    "delivery_id": {"type": ["string", "null"]},
+                    "created_at": {"type": "number"},
+                    "updated_at": {"type": "number"},
+                    "started_at": {"type": ["number", "null"]},
+                    "finished_at": {"type": ["number", "null"]},
+                },
+            },
+            "Health": {
+                "type": "object",
+                "required": ["status"],
+                "properties": {
+                    "status": {"type": "string", "enum": ["ok"]},
+                    "service": {"type": "string"},
+                    "version": {"type": "string"},
+                    "checks": {"type": "object"},
+                },
+            },
+            "NotReady": {
+                "type": "object",
+                "required": ["error", "detail", "status", "checks"],
+                "properties": {
+                    "error": {"type": "string"},
+                    "detail": {"type": "string"},
+                    "status": {"type": "string", "enum": ["fail"]},
+                    "checks": {"type": "object"},
+                },
+            },
         },
     },
 }
@@ -206,8 +322,10 @@ def to_yaml() -> str:
     """The document as YAML (needs PyYAML, a test/dev dependency)."""
     import yaml
 
-    return "# Generated by `python -m app.http.openapi > docs/openapi.yaml`; edit app/http/openapi.py.\n" + \
-        yaml.safe_dump(OPENAPI, sort_keys=False, allow_unicode=True, width=100)
+    return (
+        "# Generated by `python -m app.http.openapi > docs/openapi.yaml`; edit app/http/openapi.py.\n"
+        + yaml.safe_dump(OPENAPI, sort_keys=False, allow_unicode=True, width=100)
+    )
 
 
 if __name__ == "__main__":

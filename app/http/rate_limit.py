@@ -33,8 +33,14 @@ class TokenBuckets:
         clock: monotonic seconds.
     """
 
-    def __init__(self, rate: float, burst: int, *, max_clients: int = 10_000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        rate: float,
+        burst: int,
+        *,
+        max_clients: int = 10_000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.rate = rate
         self.burst = float(burst)
         self.max_clients = max_clients
@@ -103,9 +109,17 @@ class RateLimitMiddleware:
         on_limited: called once per refused request (metrics).
     """
 
-    def __init__(self, app: ASGIApp, *, rate: float, burst: int, trusted_proxies: Iterable[Network] = (),
-                 exempt_paths: frozenset[str] = DEFAULT_EXEMPT_PATHS, max_clients: int = 10_000,
-                 on_limited: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        rate: float,
+        burst: int,
+        trusted_proxies: Iterable[Network] = (),
+        exempt_paths: frozenset[str] = DEFAULT_EXEMPT_PATHS,
+        max_clients: int = 10_000,
+        on_limited: Callable[[], None] | None = None,
+    ) -> None:
         self.app = app
         self.buckets = TokenBuckets(rate, burst, max_clients=max_clients) if rate > 0 else None
         self.trusted = tuple(trusted_proxies)
@@ -120,7 +134,12 @@ class RateLimitMiddleware:
         if wait:
             if self.on_limited is not None:
                 self.on_limited()
-            await send_error(send, 429, "rate_limited", "too many requests; retry after the time in Retry-After",
-                             [(b"retry-after", str(max(1, math.ceil(wait))).encode())])
+            await send_error(
+                send,
+                429,
+                "rate_limited",
+                "too many requests; retry after the time in Retry-After",
+                [(b"retry-after", str(max(1, math.ceil(wait))).encode())],
+            )
             return
         await self.app(scope, receive, send)

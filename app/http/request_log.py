@@ -75,8 +75,14 @@ class RequestLogMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            ACCESS_LOG.write_request(request_id, scope["method"], scope["path"], status or None,
-                                     round((time.perf_counter() - started) * 1000, 3),
-                                     scope.get(TICKET_ID_KEY), delivery or None)
+            ACCESS_LOG.write_request(
+                request_id,
+                scope["method"],
+                scope["path"],
+                status or None,
+                round((time.perf_counter() - started) * 1000, 3),
+                scope.get(TICKET_ID_KEY),
+                delivery or None,
+            )
             if self.on_response is not None and status:
                 self.on_response(scope["path"], status)

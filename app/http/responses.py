@@ -20,7 +20,9 @@ class JSONResponse(Response):
         return orjson.dumps(content)
 
 
-def error_response(status: int, code: str, detail: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(
+    status: int, code: str, detail: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
     """``{"error": code, "detail": detail}`` with ``status``."""
     return JSONResponse({"error": code, "detail": detail}, status_code=status, headers=headers)
 
@@ -29,21 +31,30 @@ async def send_json(send: Send, status: int, content: Any) -> None:
     """Send ``content`` as a JSON response straight on an ASGI ``send`` (no Starlette objects;
     for the hot path)."""
     body = orjson.dumps(content)
-    await send({
-        "type": "http.response.start",
-        "status": status,
-        "headers": [(b"content-type", JSON_TYPE), (b"content-length", str(len(body)).encode())],
-    })
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-type", JSON_TYPE), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
-async def send_error(send: Send, status: int, code: str, detail: str,
-                     headers: list[tuple[bytes, bytes]] | None = None) -> None:
+async def send_error(
+    send: Send, status: int, code: str, detail: str, headers: list[tuple[bytes, bytes]] | None = None
+) -> None:
     """Send the error shape straight on an ASGI ``send`` (for middlewares, no Starlette objects)."""
     body = orjson.dumps({"error": code, "detail": detail})
-    await send({
-        "type": "http.response.start",
-        "status": status,
-        "headers": [(b"content-type", JSON_TYPE), (b"content-length", str(len(body)).encode()), *(headers or [])],
-    })
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", JSON_TYPE),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

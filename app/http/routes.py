@@ -48,8 +48,9 @@ def _shutting_down() -> Response:
 
 
 def _job_store_unavailable(what: str) -> Response:
-    return error_response(503, "job_store_unavailable", f"{what} (see the service log); retry later",
-                          {"Retry-After": "10"})
+    return error_response(
+        503, "job_store_unavailable", f"{what} (see the service log); retry later", {"Retry-After": "10"}
+    )
 
 
 async def _admit(runtime: Any, requests: list[JobRequest]) -> list[Admission] | Response:
@@ -63,7 +64,7 @@ async def _admit(runtime: Any, requests: list[JobRequest]) -> list[Admission] | 
         admissions = await runtime.pool.submit_many(requests)
     except ShuttingDown:
         return _shutting_down()
-    except Exception as exc:  # noqa: BLE001 - e.g. the state disk is full: Zammad retries a 503
+    except Exception as exc:
         if isinstance(exc, JobStoreUnavailable):  # the store logged its reason once, with the cause
             log.warning("job store refused the job", extra={"reason": str(exc)})
         else:
@@ -167,10 +168,14 @@ async def ingest_batch(request: Request) -> Response:
         return error_response(400, "invalid_json", "the body is not valid JSON")
     items = payload.get("payloads") if isinstance(payload, dict) else payload
     if not isinstance(items, list):
-        return error_response(422, "invalid_payload", "expected a JSON array of payloads or {\"payloads\": [...]}")
+        return error_response(
+            422, "invalid_payload", 'expected a JSON array of payloads or {"payloads": [...]}'
+        )
     limit = runtime.settings.hardening_batch_max_items
     if len(items) > limit:
-        return error_response(422, "too_many_items", f"a batch may hold at most {limit} payloads, got {len(items)}")
+        return error_response(
+            422, "too_many_items", f"a batch may hold at most {limit} payloads, got {len(items)}"
+        )
     ticket_ids = []
     for index, item in enumerate(items):
         try:
@@ -192,8 +197,11 @@ def _bearer_ok(request: Request) -> bool:
     """Whether ``Authorization: Bearer`` carries ``ADMIN_BEARER_TOKEN`` (constant-time)."""
     token = request.app.state.runtime.settings.admin_bearer_token
     auth = request.headers.get("authorization", "")
-    return bool(token) and auth.startswith("Bearer ") and \
-        hmac.compare_digest(auth[7:].strip().encode(), token.reveal().encode())
+    return (
+        bool(token)
+        and auth.startswith("Bearer ")
+        and hmac.compare_digest(auth[7:].strip().encode(), token.reveal().encode())
+    )
 
 
 def _authorized(request: Request, body: bytes) -> str | None:
@@ -220,8 +228,11 @@ def _fresh_retry_body(body: bytes, ticket_id: int, *, force: bool) -> bool:
         signed_force = data.get("force") is True
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
         return False
-    return same_ticket and abs(time.time() - requested_at) <= RETRY_SIGNATURE_MAX_AGE_SECONDS \
+    return (
+        same_ticket
+        and abs(time.time() - requested_at) <= RETRY_SIGNATURE_MAX_AGE_SECONDS
         and (signed_force or not force)
+    )
 
 
 FORCE_VALUES = {"": False, "0": False, "false": False, "no": False, "1": True, "true": True, "yes": True}
@@ -232,7 +243,10 @@ def _ticket_id_param(request: Request) -> int | None:
     return int(raw) if raw.isascii() and raw.isdigit() and 0 < int(raw) < 2**63 else None
 
 
-_FORBIDDEN = ("forbidden", "send Authorization: Bearer <ADMIN_BEARER_TOKEN> or an X-Hub-Signature over the body")
+_FORBIDDEN = (
+    "forbidden",
+    "send Authorization: Bearer <ADMIN_BEARER_TOKEN> or an X-Hub-Signature over the body",
+)
 
 
 async def retry(request: Request) -> Response:
@@ -255,9 +269,13 @@ async def retry(request: Request) -> Response:
     if force is None:
         return error_response(422, "invalid_query", "force must be true or false")
     if method == "hmac" and not _fresh_retry_body(body, ticket_id, force=force):
-        return error_response(403, "forbidden", 'a signed retry must sign {"ticket_id": N, "requested_at": '
-                                                '<unix seconds>} for this ticket, at most 5 minutes old, '
-                                                'with "force": true for ?force=true')
+        return error_response(
+            403,
+            "forbidden",
+            'a signed retry must sign {"ticket_id": N, "requested_at": '
+            "<unix seconds>} for this ticket, at most 5 minutes old, "
+            'with "force": true for ?force=true',
+        )
     request.scope[TICKET_ID_KEY] = ticket_id
     admitted = await _admit(request.app.state.runtime, [JobRequest(ticket_id, reason="retry", force=force)])
     if isinstance(admitted, Response):
@@ -278,7 +296,9 @@ def _fresh_jobs_signature(request: Request, ticket_id: int) -> bool:
         return False
     secret = request.app.state.runtime.settings.webhook_hmac_secret
     target = f"/jobs/{ticket_id}?requested_at={raw}".encode()
-    return bool(secret) and signature_ok(target, request.headers.get("x-hub-signature"), secret.reveal().encode())
+    return bool(secret) and signature_ok(
+        target, request.headers.get("x-hub-signature"), secret.reveal().encode()
+    )
 
 
 async def job_status(request: Request) -> Response:
@@ -294,9 +314,13 @@ async def job_status(request: Request) -> Response:
     """
     ticket_id = _ticket_id_param(request)
     if not _bearer_ok(request) and (ticket_id is None or not _fresh_jobs_signature(request, ticket_id)):
-        return error_response(403, "forbidden", "send Authorization: Bearer <ADMIN_BEARER_TOKEN>, or "
-                                                "?requested_at=<unix seconds> with an X-Hub-Signature over the "
-                                                "request target /jobs/{id}?requested_at=…")
+        return error_response(
+            403,
+            "forbidden",
+            "send Authorization: Bearer <ADMIN_BEARER_TOKEN>, or "
+            "?requested_at=<unix seconds> with an X-Hub-Signature over the "
+            "request target /jobs/{id}?requested_at=…",
+        )
     if ticket_id is None:
         return error_response(422, "invalid_ticket_id", "the ticket id must be a positive integer")
     pool = request.app.state.runtime.pool
@@ -324,7 +348,9 @@ async def _readiness(runtime: Any) -> dict[str, str]:
         await asyncio.wait_for(asyncio.to_thread(_probe_storage, str(runtime.settings.storage_root)), 5)
         checks["storage"] = "ok"
     except (OSError, TimeoutError) as exc:
-        checks["storage"] = f"fail: the storage root is not writable ({getattr(exc, 'strerror', None) or exc!r})"
+        checks["storage"] = (
+            f"fail: the storage root is not writable ({getattr(exc, 'strerror', None) or exc!r})"
+        )
     error = runtime.signer_error()
     if not runtime.settings.signing_enabled:
         checks["signer"] = "ok (signing disabled)"
@@ -354,8 +380,15 @@ async def healthz(request: Request) -> Response:
         failing = [name for name, verdict in checks.items() if not verdict.startswith("ok")]
         body["checks"] = checks
         if failing:
-            return JSONResponse({"error": "not_ready", "detail": "failing checks: " + ", ".join(failing),
-                                 **body, "status": "fail"}, status_code=503)
+            return JSONResponse(
+                {
+                    "error": "not_ready",
+                    "detail": "failing checks: " + ", ".join(failing),
+                    **body,
+                    "status": "fail",
+                },
+                status_code=503,
+            )
     return JSONResponse(body)
 
 
@@ -371,8 +404,12 @@ async def metrics(request: Request) -> Response:
         auth = request.headers.get("authorization", "")
         given = auth[7:].strip() if auth.startswith("Bearer ") else ""
         if not hmac.compare_digest(given.encode(), token.reveal().encode()):
-            return error_response(401, "unauthorized", "send Authorization: Bearer <METRICS_BEARER_TOKEN>",
-                                  {"WWW-Authenticate": 'Bearer realm="metrics"'})
+            return error_response(
+                401,
+                "unauthorized",
+                "send Authorization: Bearer <METRICS_BEARER_TOKEN>",
+                {"WWW-Authenticate": 'Bearer realm="metrics"'},
+            )
     payload, content_type = runtime.metrics.exposition()
     return Response(payload, media_type=content_type)
 

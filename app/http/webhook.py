@@ -49,8 +49,10 @@ def _as_ticket_id(value: Any, where: str) -> int:
     elif isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
         number = int(value.strip())
     elif isinstance(value, float):  # orjson reads integers beyond 64 bits as floats
-        raise InvalidPayload(f"{where} must be a positive integer of at most {MAX_TICKET_ID}, got a non-integer "
-                             "or larger number")
+        raise InvalidPayload(
+            f"{where} must be a positive integer of at most {MAX_TICKET_ID}, got a non-integer "
+            "or larger number"
+        )
     else:
         raise InvalidPayload(f"{where} must be a positive integer or a string of digits")
     if not 0 < number <= MAX_TICKET_ID:

@@ -96,8 +96,9 @@ class JobRunner(Protocol):
 
     def report(self, job: JobRecord, outcome: ArchiveOutcome, *, gave_up: bool) -> Report | None: ...
 
-    async def deliver(self, job: JobRecord, report: Report, *, fresh: bool = False,
-                      guard: Guard | None = None) -> None: ...
+    async def deliver(
+        self, job: JobRecord, report: Report, *, fresh: bool = False, guard: Guard | None = None
+    ) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,9 +121,16 @@ class WorkerPool:
         deliver_backoff_max_seconds: longest pause between report deliveries.
     """
 
-    def __init__(self, store: JobStore, runner: JobRunner, *, workers: int, retry: RetryPolicy,
-                 on_outcome: Callable[[JobRecord, ArchiveOutcome, float], None] | None = None,
-                 deliver_backoff_max_seconds: float = 60.0) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        runner: JobRunner,
+        *,
+        workers: int,
+        retry: RetryPolicy,
+        on_outcome: Callable[[JobRecord, ArchiveOutcome, float], None] | None = None,
+        deliver_backoff_max_seconds: float = 60.0,
+    ) -> None:
         self.store = store
         self.runner = runner
         self.retry = retry
@@ -190,7 +198,8 @@ class WorkerPool:
         out: dict[str, Any] = record.describe() if record is not None else {"state": "none"}
         # With a shared store the job may run on another replica: the store's state says it.
         out["in_flight"] = ticket_id in self._running or (
-            self.store.shared and record is not None and record.state == "running")
+            self.store.shared and record is not None and record.state == "running"
+        )
         return out
 
     # -- lifecycle -------------------------------------------------------------------------------
@@ -204,11 +213,19 @@ class WorkerPool:
         for job_id, ticket_id, at in recovery.scheduled:
             heapq.heappush(self._schedule, (at, job_id, ticket_id))
         if recovery.interrupted or recovery.unreported or recovery.due or recovery.scheduled:
-            log.info("resuming jobs", extra={"interrupted": recovery.interrupted, "due": len(recovery.due),
-                                             "scheduled": len(recovery.scheduled),
-                                             "unreported": len(recovery.unreported)})
+            log.info(
+                "resuming jobs",
+                extra={
+                    "interrupted": recovery.interrupted,
+                    "due": len(recovery.due),
+                    "scheduled": len(recovery.scheduled),
+                    "unreported": len(recovery.unreported),
+                },
+            )
         self._accepting = True
-        self._tasks = [asyncio.create_task(self._work(), name=f"archive-worker-{i}") for i in range(self._workers)]
+        self._tasks = [
+            asyncio.create_task(self._work(), name=f"archive-worker-{i}") for i in range(self._workers)
+        ]
         self._tasks.append(asyncio.create_task(self._scheduler(), name="retry-scheduler"))
         if self.store.shared:
             self.store.on_lease_lost = self._lease_lost  # type: ignore[attr-defined]  # PostgresJobStore only
@@ -251,16 +268,19 @@ class WorkerPool:
                     delivery = await self._run(work)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - a worker never dies of one job
-                log.exception("job handling failed", extra={"job_id": work.job_id, "ticket_id": work.ticket_id})
+            except Exception:
+                log.exception(
+                    "job handling failed", extra={"job_id": work.job_id, "ticket_id": work.ticket_id}
+                )
             finally:
                 if delivery is None:
                     self._release(work.ticket_id)
             if delivery is not None:
                 # The report goes to Zammad alongside: the worker takes the next job now, and
                 # the ticket stays busy (its follow-up waits) until the report is delivered.
-                task = asyncio.create_task(self._deliver_then_release(work, delivery),
-                                           name=f"report-{work.job_id}")
+                task = asyncio.create_task(
+                    self._deliver_then_release(work, delivery), name=f"report-{work.job_id}"
+                )
                 self._deliveries.add(task)
                 task.add_done_callback(self._deliveries.discard)
 
@@ -274,8 +294,10 @@ class WorkerPool:
             await delivery
         except asyncio.CancelledError:
             raise
-        except Exception:  # noqa: BLE001 - the report stays in the store's outbox
-            log.exception("report delivery failed", extra={"job_id": work.job_id, "ticket_id": work.ticket_id})
+        except Exception:
+            log.exception(
+                "report delivery failed", extra={"job_id": work.job_id, "ticket_id": work.ticket_id}
+            )
         finally:
             self._release(work.ticket_id)
 
@@ -290,32 +312,41 @@ class WorkerPool:
         try:
             if self.store.shared:  # a task of its own, so that a lost lease can cancel the run alone
                 run = self._runs[record.job_id] = asyncio.ensure_future(
-                    self.runner.execute(record, guard=self._guard(record.job_id)))
+                    self.runner.execute(record, guard=self._guard(record.job_id))
+                )
                 outcome = await run
             else:
                 outcome = await self.runner.execute(record)
         except LeaseLost:  # the guard, before the run's first write to the ticket
-            log.warning("run stopped before writing to the ticket: the job's lease was taken over by another "
-                        "replica", extra={"job_id": record.job_id, "ticket_id": record.ticket_id})
+            log.warning(
+                "run stopped before writing to the ticket: the job's lease was taken over by another replica",
+                extra={"job_id": record.job_id, "ticket_id": record.ticket_id},
+            )
             return None
         except JobStoreUnavailable:  # the guard could not confirm the lease: nothing written, give it back
-            log.warning("run stopped before writing to the ticket: the job store is unavailable; giving the "
-                        "job back", extra={"job_id": record.job_id, "ticket_id": record.ticket_id})
+            log.warning(
+                "run stopped before writing to the ticket: the job store is unavailable; giving the job back",
+                extra={"job_id": record.job_id, "ticket_id": record.ticket_id},
+            )
             with contextlib.suppress(LeaseLost):
                 await self._recorded(record, lambda: self.store.requeue(record.job_id))
             return None
         except asyncio.CancelledError:
             if record.job_id in self._lost:  # another replica runs it now: nothing to give back
-                log.warning("run cancelled: the job's lease was taken over by another replica",
-                            extra={"job_id": record.job_id, "ticket_id": record.ticket_id})
+                log.warning(
+                    "run cancelled: the job's lease was taken over by another replica",
+                    extra={"job_id": record.job_id, "ticket_id": record.ticket_id},
+                )
                 return None
             try:
                 await asyncio.shield(self.store.requeue(record.job_id))
             except LeaseLost:
                 pass
             except JobStoreUnavailable:  # the lease runs out and another replica runs it again
-                log.warning("run interrupted; the job could not be given back: the job store is unavailable",
-                            extra={"job_id": record.job_id, "ticket_id": record.ticket_id})
+                log.warning(
+                    "run interrupted; the job could not be given back: the job store is unavailable",
+                    extra={"job_id": record.job_id, "ticket_id": record.ticket_id},
+                )
             raise  # the cancellation, not the store's error: the worker must end
         finally:
             self._running.pop(record.ticket_id, None)
@@ -325,21 +356,41 @@ class WorkerPool:
             self._on_outcome(record, outcome, time.perf_counter() - started)
 
         failure = outcome.failure
-        if outcome.status == "failed" and failure is not None and failure.transient \
-                and record.attempts < self.retry.max_attempts:
+        if (
+            outcome.status == "failed"
+            and failure is not None
+            and failure.transient
+            and record.attempts < self.retry.max_attempts
+        ):
             at = time.time() + self.retry.delay(record.attempts)
             try:
-                await self._recorded(record, lambda: self.store.retry_later(
-                    record.job_id, at=at, error=failure.cause, step=outcome.reason,
-                    classification=failure.classification.value))
+                await self._recorded(
+                    record,
+                    lambda: self.store.retry_later(
+                        record.job_id,
+                        at=at,
+                        error=failure.cause,
+                        step=outcome.reason,
+                        classification=failure.classification.value,
+                    ),
+                )
             except LeaseLost:
-                log.warning("retry not recorded: the job's lease was taken over by another replica",
-                            extra={"job_id": record.job_id, "ticket_id": record.ticket_id})
+                log.warning(
+                    "retry not recorded: the job's lease was taken over by another replica",
+                    extra={"job_id": record.job_id, "ticket_id": record.ticket_id},
+                )
                 return None
             heapq.heappush(self._schedule, (at, record.job_id, record.ticket_id))
             self._wake.set()
-            log.warning("job will be retried", extra={"job_id": record.job_id, "ticket_id": record.ticket_id,
-                                                      "attempt": record.attempts, "next_attempt_at": at})
+            log.warning(
+                "job will be retried",
+                extra={
+                    "job_id": record.job_id,
+                    "ticket_id": record.ticket_id,
+                    "attempt": record.attempts,
+                    "next_attempt_at": at,
+                },
+            )
             return None
 
         gave_up = outcome.status == "failed" and failure is not None and failure.transient
@@ -347,15 +398,25 @@ class WorkerPool:
         state = {"archived": "done", "skipped": "done"}.get(outcome.status, "dead" if gave_up else "failed")
         result = f"skipped: {outcome.reason}" if outcome.status == "skipped" else outcome.status
         try:
-            follow_up = await self._recorded(record, lambda: self.store.finish(
-                record.job_id, state=state, result=result, report=report.as_dict() if report else None,
-                error=failure.cause if failure else None, step=outcome.reason if failure else None,
-                classification=failure.classification.value if failure else None,
-                output_path=outcome.stored.relative_path if outcome.stored else None,
-                sha256=outcome.stored.sha256 if outcome.stored else None))
+            follow_up = await self._recorded(
+                record,
+                lambda: self.store.finish(
+                    record.job_id,
+                    state=state,
+                    result=result,
+                    report=report.as_dict() if report else None,
+                    error=failure.cause if failure else None,
+                    step=outcome.reason if failure else None,
+                    classification=failure.classification.value if failure else None,
+                    output_path=outcome.stored.relative_path if outcome.stored else None,
+                    sha256=outcome.stored.sha256 if outcome.stored else None,
+                ),
+            )
         except LeaseLost:
-            log.warning("outcome not recorded: the job's lease was taken over by another replica",
-                        extra={"job_id": record.job_id, "ticket_id": record.ticket_id, "status": outcome.status})
+            log.warning(
+                "outcome not recorded: the job's lease was taken over by another replica",
+                extra={"job_id": record.job_id, "ticket_id": record.ticket_id, "status": outcome.status},
+            )
             return None
         if follow_up is not None:
             self._busy[record.ticket_id].append(_Work("run", follow_up, record.ticket_id))
@@ -380,8 +441,11 @@ class WorkerPool:
             except JobStoreUnavailable:
                 if not self.store.shared:
                     raise
-                log.warning("job store unavailable; recording the job's outcome again", exc_info=True,
-                            extra={"job_id": record.job_id, "ticket_id": record.ticket_id, "retry_in": delay})
+                log.warning(
+                    "job store unavailable; recording the job's outcome again",
+                    exc_info=True,
+                    extra={"job_id": record.job_id, "ticket_id": record.ticket_id, "retry_in": delay},
+                )
             await asyncio.sleep(delay)
             delay = min(delay * 2, self._deliver_max)
 
@@ -404,20 +468,27 @@ class WorkerPool:
                 await self.store.mark_reported(record.job_id)
                 return
             except UndeliverableReport as exc:
-                log.error("report given up", extra={"job_id": record.job_id, "ticket_id": record.ticket_id,
-                                                    "cause": str(exc)})
+                log.error(
+                    "report given up",
+                    extra={"job_id": record.job_id, "ticket_id": record.ticket_id, "cause": str(exc)},
+                )
                 with contextlib.suppress(LeaseLost):
                     await self.store.mark_reported(record.job_id, given_up=str(exc))
                 return
             except LeaseLost:  # another replica delivers it now (the note is posted once per job id)
-                log.warning("report handed over: its lease was taken over by another replica",
-                            extra={"job_id": record.job_id, "ticket_id": record.ticket_id})
+                log.warning(
+                    "report handed over: its lease was taken over by another replica",
+                    extra={"job_id": record.job_id, "ticket_id": record.ticket_id},
+                )
                 return
             except asyncio.CancelledError:
                 raise
-            except Exception:  # noqa: BLE001 - retried until it succeeds
-                log.warning("report not delivered; retrying", exc_info=True,
-                            extra={"job_id": record.job_id, "ticket_id": record.ticket_id, "retry_in": delay})
+            except Exception:
+                log.warning(
+                    "report not delivered; retrying",
+                    exc_info=True,
+                    extra={"job_id": record.job_id, "ticket_id": record.ticket_id, "retry_in": delay},
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._deliver_max)
 
@@ -472,7 +543,7 @@ class WorkerPool:
                 next_purge = time.monotonic() + PURGE_INTERVAL_SECONDS
                 try:
                     await self.store.purge_deliveries()
-                except Exception:  # noqa: BLE001
+                except Exception:
                     log.exception("purging expired delivery ids failed")
 
 

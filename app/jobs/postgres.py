@@ -70,19 +70,27 @@ START_RETRY_SECONDS = 2.0
 CONNECT_TIMEOUT_SECONDS = 5.0
 COMMAND_TIMEOUT_SECONDS = 15.0
 
-_ACCEPT_SQL = (f"SELECT o_status, o_job_id, o_created FROM {SCHEMA}.accept_jobs("
-               "$1::bigint[], $2::text[], $3::text[], $4::boolean[], $5::integer[], $6::text[], "
-               "$7::float8, $8::float8, $9::bigint)")
+_ACCEPT_SQL = (
+    f"SELECT o_status, o_job_id, o_created FROM {SCHEMA}.accept_jobs("
+    "$1::bigint[], $2::text[], $3::text[], $4::boolean[], $5::integer[], $6::text[], "
+    "$7::float8, $8::float8, $9::bigint)"
+)
 _TERMINAL = "('done', 'failed', 'dead')"
-_NO_OTHER_BUSY_JOB = (f"NOT EXISTS (SELECT 1 FROM {SCHEMA}.jobs o WHERE o.ticket_id = j.ticket_id "
-                      f"AND o.job_id <> j.job_id AND (o.state = 'running' OR "
-                      f"(NOT o.reported AND o.state IN {_TERMINAL})))")
+_NO_OTHER_BUSY_JOB = (
+    f"NOT EXISTS (SELECT 1 FROM {SCHEMA}.jobs o WHERE o.ticket_id = j.ticket_id "
+    f"AND o.job_id <> j.job_id AND (o.state = 'running' OR "
+    f"(NOT o.reported AND o.state IN {_TERMINAL})))"
+)
 
 
-_UNREACHABLE = (OSError, TimeoutError, asyncpg.exceptions.InterfaceError,
-                asyncpg.exceptions.PostgresConnectionError,  # class 08: connection exceptions
-                asyncpg.exceptions.OperatorInterventionError,  # class 57: shutting down, cannot connect now
-                asyncpg.exceptions.InsufficientResourcesError)  # class 53: disk full, too many connections
+_UNREACHABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.PostgresConnectionError,  # class 08: connection exceptions
+    asyncpg.exceptions.OperatorInterventionError,  # class 57: shutting down, cannot connect now
+    asyncpg.exceptions.InsufficientResourcesError,
+)  # class 53: disk full, too many connections
 """What makes the database unreachable for now (not a fault of the statement)."""
 
 
@@ -133,9 +141,19 @@ class PostgresJobStore:
     shared = True
     """Several replicas may use the database at once (the worker pool claims and polls)."""
 
-    def __init__(self, url: str, *, delivery_ttl_seconds: float, max_pending: int, lease_seconds: float = 60.0,
-                 retention_seconds: float = 30 * 86400.0, clock: Callable[[], float] = time.time,
-                 owner: str | None = None, pool_size: int = 10, start_wait_seconds: float = 30.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        delivery_ttl_seconds: float,
+        max_pending: int,
+        lease_seconds: float = 60.0,
+        retention_seconds: float = 30 * 86400.0,
+        clock: Callable[[], float] = time.time,
+        owner: str | None = None,
+        pool_size: int = 10,
+        start_wait_seconds: float = 30.0,
+    ) -> None:
         self.url = url
         self.delivery_ttl = delivery_ttl_seconds
         self.max_pending = max_pending
@@ -222,9 +240,14 @@ class PostgresJobStore:
         while True:
             try:
                 self._pool = await asyncpg.create_pool(
-                    self.url, min_size=1, max_size=self._pool_size, timeout=CONNECT_TIMEOUT_SECONDS,
-                    command_timeout=COMMAND_TIMEOUT_SECONDS, reset=_keep_session,
-                    server_settings={"synchronous_commit": "on", "application_name": "zammad-pdf-archiver"})
+                    self.url,
+                    min_size=1,
+                    max_size=self._pool_size,
+                    timeout=CONNECT_TIMEOUT_SECONDS,
+                    command_timeout=COMMAND_TIMEOUT_SECONDS,
+                    reset=_keep_session,
+                    server_settings={"synchronous_commit": "on", "application_name": "zammad-pdf-archiver"},
+                )
                 break
             except _UNREACHABLE as exc:  # the database may still be starting (compose, a failover)
                 cause = f"cannot connect to the job store {redact_url(self.url)}: {_describe(exc)}"
@@ -233,31 +256,41 @@ class PostgresJobStore:
                 log.warning("waiting for the job store", extra={"cause": cause})
                 await asyncio.sleep(START_RETRY_SECONDS)
             except asyncpg.PostgresError as exc:  # wrong password, no such database: final
-                raise JobStoreUnavailable(f"cannot use the job store {redact_url(self.url)}: "
-                                          f"{_describe(exc)}") from None
+                raise JobStoreUnavailable(
+                    f"cannot use the job store {redact_url(self.url)}: {_describe(exc)}"
+                ) from None
         await self._call(self._migrate)
         self._pending_count = await self._call(
-            lambda conn: conn.fetchval(f"SELECT count(*) FROM {SCHEMA}.jobs WHERE state = 'pending'"))
+            lambda conn: conn.fetchval(f"SELECT count(*) FROM {SCHEMA}.jobs WHERE state = 'pending'")
+        )
         self._maintainer = asyncio.create_task(self._maintain(), name="job-store-leases")
         return Recovery([], [], [], 0)
 
     async def _migrate(self, conn: asyncpg.Connection) -> None:
-        zammads = await conn.fetchval("SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public' "
-                                      "AND table_name IN ('tickets', 'ticket_articles')")
+        zammads = await conn.fetchval(
+            "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public' "
+            "AND table_name IN ('tickets', 'ticket_articles')"
+        )
         if zammads == 2:
-            raise JobStoreUnavailable(f"{redact_url(self.url)} is Zammad's own database; give the archiver a "
-                                      "database of its own (CREATE DATABASE zammad_pdf_archiver)")
+            raise JobStoreUnavailable(
+                f"{redact_url(self.url)} is Zammad's own database; give the archiver a "
+                "database of its own (CREATE DATABASE zammad_pdf_archiver)"
+            )
         async with conn.transaction():
             # Held until this transaction ends (also when it fails): replicas migrate one at a time.
             await conn.execute("SELECT pg_advisory_xact_lock($1)", pg_schema.MIGRATION_LOCK)
             await conn.execute(pg_schema.BOOTSTRAP)
             version = await conn.fetchval(f"SELECT coalesce(max(version), 0) FROM {SCHEMA}.schema_version")
             if version > len(pg_schema.MIGRATIONS):
-                raise JobStoreUnavailable(f"the job store's schema is version {version}, newer than this "
-                                          f"release knows ({len(pg_schema.MIGRATIONS)}); upgrade the service")
+                raise JobStoreUnavailable(
+                    f"the job store's schema is version {version}, newer than this "
+                    f"release knows ({len(pg_schema.MIGRATIONS)}); upgrade the service"
+                )
             for number, migration in enumerate(pg_schema.MIGRATIONS[version:], start=version + 1):
                 await conn.execute(migration)
-                await conn.execute(f"INSERT INTO {SCHEMA}.schema_version VALUES ($1, $2)", number, self._clock())
+                await conn.execute(
+                    f"INSERT INTO {SCHEMA}.schema_version VALUES ($1, $2)", number, self._clock()
+                )
                 log.info("job store schema migrated", extra={"version": number})
             await conn.execute(pg_schema.ACCEPT_FUNCTION)
 
@@ -295,10 +328,16 @@ class PostgresJobStore:
                 await conn.execute(
                     f"UPDATE {SCHEMA}.jobs SET state = 'pending', attempts = greatest(attempts - 1, 0), "
                     "lease_owner = NULL, lease_expires_at = NULL, updated_at = $2 "
-                    "WHERE lease_owner = $1 AND state = 'running'", self.owner, now)
+                    "WHERE lease_owner = $1 AND state = 'running'",
+                    self.owner,
+                    now,
+                )
                 await conn.execute(
                     f"UPDATE {SCHEMA}.jobs SET lease_owner = NULL, lease_expires_at = 0, updated_at = $2 "
-                    f"WHERE lease_owner = $1 AND NOT reported AND state IN {_TERMINAL}", self.owner, now)
+                    f"WHERE lease_owner = $1 AND NOT reported AND state IN {_TERMINAL}",
+                    self.owner,
+                    now,
+                )
                 await conn.execute("SELECT pg_notify($1, '')", pg_schema.NOTIFY_CHANNEL)
 
         await self._call(op)
@@ -313,7 +352,7 @@ class PostgresJobStore:
                 await self.renew_leases()
             except JobStoreUnavailable:
                 pass
-            except Exception:  # noqa: BLE001 - the renewal loop must outlive one bad turn
+            except Exception:
                 log.exception("job store lease renewal failed")
             await asyncio.sleep(self.lease_seconds / 4)
 
@@ -321,8 +360,11 @@ class PostgresJobStore:
         if self._listener is not None and not self._listener.is_closed():
             return
         try:
-            self._listener = await asyncpg.connect(self.url, timeout=CONNECT_TIMEOUT_SECONDS,
-                                                   server_settings={"application_name": "zammad-pdf-archiver"})
+            self._listener = await asyncpg.connect(
+                self.url,
+                timeout=CONNECT_TIMEOUT_SECONDS,
+                server_settings={"application_name": "zammad-pdf-archiver"},
+            )
             await self._listener.add_listener(pg_schema.NOTIFY_CHANNEL, self._notified)
         except (OSError, asyncpg.PostgresError, asyncpg.exceptions.InterfaceError, TimeoutError) as exc:
             self._listener = None
@@ -351,14 +393,20 @@ class PostgresJobStore:
         # Only what this replica still works on, each by its fence: a row it owns but let go of
         # (or a claim whose answer was lost) must run out, so that another replica takes it.
         # Claims and releases made while the UPDATE runs are not judged.
-        rows = await self._call(lambda conn: conn.fetch(
-            f"WITH mine AS (SELECT * FROM unnest($3::text[], $4::bigint[]) AS m(job_id, fence)), "
-            f"renewed AS (UPDATE {SCHEMA}.jobs j SET lease_expires_at = $2 FROM mine "
-            "WHERE j.job_id = mine.job_id AND j.fence = mine.fence AND j.lease_owner = $1 "
-            f"AND (j.state = 'running' OR (NOT j.reported AND j.state IN {_TERMINAL})) RETURNING j.job_id) "
-            f"SELECT mine.job_id FROM mine LEFT JOIN {SCHEMA}.jobs j ON j.job_id = mine.job_id "
-            "WHERE j.job_id IS NULL OR j.fence <> mine.fence",
-            self.owner, now + self.lease_seconds, list(sent), list(sent.values())))
+        rows = await self._call(
+            lambda conn: conn.fetch(
+                f"WITH mine AS (SELECT * FROM unnest($3::text[], $4::bigint[]) AS m(job_id, fence)), "
+                f"renewed AS (UPDATE {SCHEMA}.jobs j SET lease_expires_at = $2 FROM mine "
+                "WHERE j.job_id = mine.job_id AND j.fence = mine.fence AND j.lease_owner = $1 "
+                f"AND (j.state = 'running' OR (NOT j.reported AND j.state IN {_TERMINAL})) RETURNING j.job_id) "
+                f"SELECT mine.job_id FROM mine LEFT JOIN {SCHEMA}.jobs j ON j.job_id = mine.job_id "
+                "WHERE j.job_id IS NULL OR j.fence <> mine.fence",
+                self.owner,
+                now + self.lease_seconds,
+                list(sent),
+                list(sent.values()),
+            )
+        )
         for row in rows:
             job_id = row["job_id"]
             if self._fences.get(job_id) != sent[job_id]:
@@ -380,10 +428,14 @@ class PostgresJobStore:
                 no longer holds it; it is forgotten here.
             JobStoreUnavailable: the database cannot be reached (whether it is held is unknown).
         """
-        await self._write(job_id,
-                          f"UPDATE {SCHEMA}.jobs SET lease_expires_at = $3 WHERE job_id = $1 AND fence = $2 "
-                          f"AND lease_owner = $4 AND (state = 'running' OR (NOT reported AND state IN {_TERMINAL})) "
-                          "RETURNING job_id", self._clock() + self.lease_seconds, self.owner)
+        await self._write(
+            job_id,
+            f"UPDATE {SCHEMA}.jobs SET lease_expires_at = $3 WHERE job_id = $1 AND fence = $2 "
+            f"AND lease_owner = $4 AND (state = 'running' OR (NOT reported AND state IN {_TERMINAL})) "
+            "RETURNING job_id",
+            self._clock() + self.lease_seconds,
+            self.owner,
+        )
 
     # -- admission -------------------------------------------------------------------------------
     async def accept(self, request: JobRequest) -> Admission:
@@ -421,7 +473,9 @@ class PostgresJobStore:
         finally:
             self._flushing = False
 
-    async def _accept_batch(self, batch: list[tuple[list[JobRequest], asyncio.Future[list[Admission]]]]) -> None:
+    async def _accept_batch(
+        self, batch: list[tuple[list[JobRequest], asyncio.Future[list[Admission]]]]
+    ) -> None:
         tickets: list[int] = []
         deliveries: list[str | None] = []
         reasons: list[str] = []
@@ -436,8 +490,17 @@ class PostgresJobStore:
                 forces.append(req.force)
                 groups.append(group)
                 job_ids.append(new_job_id())
-        args = (tickets, deliveries, reasons, forces, groups, job_ids, self._clock(), float(self.delivery_ttl),
-                self.max_pending)
+        args = (
+            tickets,
+            deliveries,
+            reasons,
+            forces,
+            groups,
+            job_ids,
+            self._clock(),
+            float(self.delivery_ttl),
+            self.max_pending,
+        )
         try:
             for attempt in range(ACCEPT_TRIES):
                 try:
@@ -459,7 +522,7 @@ class PostgresJobStore:
         position = 0
         for requests, future in batch:
             if not future.done():
-                future.set_result(admissions[position:position + len(requests)])
+                future.set_result(admissions[position : position + len(requests)])
             position += len(requests)
 
     # -- claims and transitions --------------------------------------------------------------
@@ -476,13 +539,20 @@ class PostgresJobStore:
         claimable now (another replica took it, it ended, it waits for a retry, or its ticket
         has another job running or a report undelivered)."""
         now = self._clock()
-        rows = await self._call(lambda conn: conn.fetch(
-            f"UPDATE {SCHEMA}.jobs j SET state = 'running', attempts = attempts + 1, started_at = $3, updated_at = $3, "
-            "next_attempt_at = NULL, archived_at = coalesce(archived_at, $2), lease_owner = $4, "
-            "lease_expires_at = $3 + $5, fence = fence + 1 "
-            "WHERE job_id = $1 AND state = 'pending' AND coalesce(next_attempt_at, 0) <= $3 "
-            f"AND {_NO_OTHER_BUSY_JOB} RETURNING *",
-            job_id, archived_at, now, self.owner, self.lease_seconds))
+        rows = await self._call(
+            lambda conn: conn.fetch(
+                f"UPDATE {SCHEMA}.jobs j SET state = 'running', attempts = attempts + 1, started_at = $3, updated_at = $3, "
+                "next_attempt_at = NULL, archived_at = coalesce(archived_at, $2), lease_owner = $4, "
+                "lease_expires_at = $3 + $5, fence = fence + 1 "
+                "WHERE job_id = $1 AND state = 'pending' AND coalesce(next_attempt_at, 0) <= $3 "
+                f"AND {_NO_OTHER_BUSY_JOB} RETURNING *",
+                job_id,
+                archived_at,
+                now,
+                self.owner,
+                self.lease_seconds,
+            )
+        )
         if not rows:
             return None
         self._pending_count = max(0, self._pending_count - 1)
@@ -507,7 +577,12 @@ class PostgresJobStore:
                 "updated_at = $2, next_attempt_at = NULL, archived_at = coalesce(archived_at, $3), lease_owner = $4, "
                 "lease_expires_at = $2 + $5, fence = fence + 1 FROM due WHERE j.job_id = due.job_id "
                 "RETURNING j.*, due.was",
-                limit, now, archived_at, self.owner, self.lease_seconds)
+                limit,
+                now,
+                archived_at,
+                self.owner,
+                self.lease_seconds,
+            )
             return rows, await conn.fetchval(f"SELECT count(*) FROM {SCHEMA}.jobs WHERE state = 'pending'")
 
         rows, pending = await self._call(op)
@@ -526,26 +601,37 @@ class PostgresJobStore:
         if limit <= 0:
             return []
         now = self._clock()
-        rows = await self._call(lambda conn: conn.fetch(
-            f"WITH orphan AS (SELECT job_id FROM {SCHEMA}.jobs WHERE NOT reported AND state IN {_TERMINAL} "
-            "AND coalesce(lease_expires_at, 0) < $2 ORDER BY finished_at LIMIT $1 FOR UPDATE SKIP LOCKED) "
-            f"UPDATE {SCHEMA}.jobs j SET lease_owner = $3, lease_expires_at = $2 + $4, fence = fence + 1 "
-            "FROM orphan WHERE j.job_id = orphan.job_id RETURNING j.*",
-            limit, now, self.owner, self.lease_seconds))
+        rows = await self._call(
+            lambda conn: conn.fetch(
+                f"WITH orphan AS (SELECT job_id FROM {SCHEMA}.jobs WHERE NOT reported AND state IN {_TERMINAL} "
+                "AND coalesce(lease_expires_at, 0) < $2 ORDER BY finished_at LIMIT $1 FOR UPDATE SKIP LOCKED) "
+                f"UPDATE {SCHEMA}.jobs j SET lease_owner = $3, lease_expires_at = $2 + $4, fence = fence + 1 "
+                "FROM orphan WHERE j.job_id = orphan.job_id RETURNING j.*",
+                limit,
+                now,
+                self.owner,
+                self.lease_seconds,
+            )
+        )
         return self._claimed(rows)
 
     async def requeue(self, job_id: str) -> None:
         """``running → pending`` for a run interrupted by shutdown (the attempt does not count);
         the lease is given back and the other replicas are told."""
-        await self._write(job_id,
-                          f"UPDATE {SCHEMA}.jobs SET state = 'pending', attempts = greatest(attempts - 1, 0), "
-                          "updated_at = $3, lease_owner = NULL, lease_expires_at = NULL "
-                          "WHERE job_id = $1 AND fence = $2 AND state = 'running' "
-                          f"RETURNING job_id, pg_notify('{pg_schema.NOTIFY_CHANNEL}', '')", self._clock())
+        await self._write(
+            job_id,
+            f"UPDATE {SCHEMA}.jobs SET state = 'pending', attempts = greatest(attempts - 1, 0), "
+            "updated_at = $3, lease_owner = NULL, lease_expires_at = NULL "
+            "WHERE job_id = $1 AND fence = $2 AND state = 'running' "
+            f"RETURNING job_id, pg_notify('{pg_schema.NOTIFY_CHANNEL}', '')",
+            self._clock(),
+        )
         self._fences.pop(job_id, None)
         self._pending_count += 1
 
-    async def retry_later(self, job_id: str, *, at: float, error: str, step: str, classification: str) -> None:
+    async def retry_later(
+        self, job_id: str, *, at: float, error: str, step: str, classification: str
+    ) -> None:
         """``running → pending`` after a Transient failure, to run again at ``at`` (Unix
         seconds) on whichever replica claims it then.
 
@@ -553,17 +639,34 @@ class PostgresJobStore:
             LeaseLost: another replica holds the job now; nothing was written.
             JobStoreUnavailable: the database is unreachable; the lease is kept, write again.
         """
-        await self._write(job_id,
-                          f"UPDATE {SCHEMA}.jobs SET state = 'pending', next_attempt_at = $3, last_error = $4, "
-                          "last_step = $5, classification = $6, updated_at = $7, lease_owner = NULL, "
-                          "lease_expires_at = NULL WHERE job_id = $1 AND fence = $2 AND state = 'running' "
-                          "RETURNING job_id", at, error, step, classification, self._clock())
+        await self._write(
+            job_id,
+            f"UPDATE {SCHEMA}.jobs SET state = 'pending', next_attempt_at = $3, last_error = $4, "
+            "last_step = $5, classification = $6, updated_at = $7, lease_owner = NULL, "
+            "lease_expires_at = NULL WHERE job_id = $1 AND fence = $2 AND state = 'running' "
+            "RETURNING job_id",
+            at,
+            error,
+            step,
+            classification,
+            self._clock(),
+        )
         self._fences.pop(job_id, None)
         self._pending_count += 1
 
-    async def finish(self, job_id: str, *, state: str, result: str, report: dict[str, Any] | None = None,
-                     error: str | None = None, step: str | None = None, classification: str | None = None,
-                     output_path: str | None = None, sha256: str | None = None) -> str | None:
+    async def finish(
+        self,
+        job_id: str,
+        *,
+        state: str,
+        result: str,
+        report: dict[str, Any] | None = None,
+        error: str | None = None,
+        step: str | None = None,
+        classification: str | None = None,
+        output_path: str | None = None,
+        sha256: str | None = None,
+    ) -> str | None:
         """``running → done | failed | dead`` with ``result`` and the report to deliver
         (``None``: nothing to report, and the lease is given back). Creates the follow-up job
         when one was requested, in the same transaction; returns its id.
@@ -588,7 +691,10 @@ class PostgresJobStore:
                 # replica) is seen, whichever commits first.
                 row = await conn.fetchrow(
                     f"SELECT ticket_id, follow_up, follow_up_force FROM {SCHEMA}.jobs "
-                    "WHERE job_id = $1 AND fence = $2 AND state = 'running' FOR UPDATE", job_id, fence)
+                    "WHERE job_id = $1 AND fence = $2 AND state = 'running' FOR UPDATE",
+                    job_id,
+                    fence,
+                )
                 if row is None:
                     return False
                 await conn.execute(
@@ -598,14 +704,29 @@ class PostgresJobStore:
                     "classification = CASE WHEN $6 THEN coalesce($9, classification) END, "
                     "output_path = $10, sha256 = $11, finished_at = $12, updated_at = $12, follow_up = false, "
                     "lease_owner = CASE WHEN $5 THEN NULL ELSE lease_owner END WHERE job_id = $1",
-                    job_id, state, result, orjson.dumps(report).decode() if report is not None else None,
-                    report is None, keep, error, step, classification, output_path, sha256, now)
+                    job_id,
+                    state,
+                    result,
+                    orjson.dumps(report).decode() if report is not None else None,
+                    report is None,
+                    keep,
+                    error,
+                    step,
+                    classification,
+                    output_path,
+                    sha256,
+                    now,
+                )
                 if not row["follow_up"]:
                     return None
                 await conn.execute(
                     f"INSERT INTO {SCHEMA}.jobs (job_id, ticket_id, state, reason, force, created_at, updated_at) "
                     "VALUES ($1, $2, 'pending', 'follow_up', $3, $4, $4)",
-                    follow_id, row["ticket_id"], row["follow_up_force"], now)
+                    follow_id,
+                    row["ticket_id"],
+                    row["follow_up_force"],
+                    now,
+                )
                 await conn.execute("SELECT pg_notify($1, '')", pg_schema.NOTIFY_CHANNEL)
                 return follow_id
 
@@ -626,23 +747,33 @@ class PostgresJobStore:
         Raises:
             LeaseLost: another replica holds the report now; nothing was written.
         """
-        await self._write(job_id,
-                          f"UPDATE {SCHEMA}.jobs SET reported = true, report_error = $3, updated_at = $4, "
-                          "lease_owner = NULL, lease_expires_at = NULL WHERE job_id = $1 AND fence = $2 "
-                          f"RETURNING job_id, pg_notify('{pg_schema.NOTIFY_CHANNEL}', '')", given_up, self._clock())
+        await self._write(
+            job_id,
+            f"UPDATE {SCHEMA}.jobs SET reported = true, report_error = $3, updated_at = $4, "
+            "lease_owner = NULL, lease_expires_at = NULL WHERE job_id = $1 AND fence = $2 "
+            f"RETURNING job_id, pg_notify('{pg_schema.NOTIFY_CHANNEL}', '')",
+            given_up,
+            self._clock(),
+        )
         self._fences.pop(job_id, None)
 
     # -- queries and housekeeping ---------------------------------------------------------------
     async def get(self, job_id: str) -> JobRecord | None:
         """One job by id."""
-        row = await self._call(lambda conn: conn.fetchrow(f"SELECT * FROM {SCHEMA}.jobs WHERE job_id = $1", job_id))
+        row = await self._call(
+            lambda conn: conn.fetchrow(f"SELECT * FROM {SCHEMA}.jobs WHERE job_id = $1", job_id)
+        )
         return JobRecord.from_row(row) if row is not None else None
 
     async def latest(self, ticket_id: int) -> JobRecord | None:
         """The ticket's most recent job (an active one first)."""
-        row = await self._call(lambda conn: conn.fetchrow(
-            f"SELECT * FROM {SCHEMA}.jobs WHERE ticket_id = $1 "
-            "ORDER BY state IN ('pending', 'running') DESC, created_at DESC LIMIT 1", ticket_id))
+        row = await self._call(
+            lambda conn: conn.fetchrow(
+                f"SELECT * FROM {SCHEMA}.jobs WHERE ticket_id = $1 "
+                "ORDER BY state IN ('pending', 'running') DESC, created_at DESC LIMIT 1",
+                ticket_id,
+            )
+        )
         return JobRecord.from_row(row) if row is not None else None
 
     async def purge_deliveries(self) -> int:
@@ -659,13 +790,19 @@ class PostgresJobStore:
                         return deleted
                     status = await conn.execute(
                         f"DELETE FROM {SCHEMA}.deliveries WHERE delivery_id IN (SELECT delivery_id FROM "
-                        f"{SCHEMA}.deliveries WHERE expires_at <= $1 LIMIT $2)", now, PURGE_BATCH)
+                        f"{SCHEMA}.deliveries WHERE expires_at <= $1 LIMIT $2)",
+                        now,
+                        PURGE_BATCH,
+                    )
                     count = int(status.split()[-1])
                     jobs = await conn.execute(
                         f"DELETE FROM {SCHEMA}.jobs WHERE job_id IN (SELECT j.job_id FROM {SCHEMA}.jobs j "
                         f"WHERE j.state IN {_TERMINAL} AND j.reported AND j.finished_at < $1 AND EXISTS "
                         f"(SELECT 1 FROM {SCHEMA}.jobs n WHERE n.ticket_id = j.ticket_id AND n.created_at > j.created_at) "
-                        "LIMIT $2)", now - self.retention_seconds, PURGE_BATCH)
+                        "LIMIT $2)",
+                        now - self.retention_seconds,
+                        PURGE_BATCH,
+                    )
                 deleted += count
                 if count < PURGE_BATCH and int(jobs.split()[-1]) < PURGE_BATCH:
                     return deleted

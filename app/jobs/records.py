@@ -118,27 +118,54 @@ class JobRecord:
     def from_row(cls, row: Mapping[str, Any]) -> JobRecord:
         """Build from a database row (``sqlite3.Row`` or ``asyncpg.Record``: looked up by column name)."""
         return cls(
-            job_id=row["job_id"], ticket_id=row["ticket_id"], state=row["state"], reason=row["reason"],
-            force=bool(row["force"]), delivery_id=row["delivery_id"], attempts=row["attempts"],
-            next_attempt_at=row["next_attempt_at"], archived_at=row["archived_at"], last_error=row["last_error"],
-            last_step=row["last_step"], classification=row["classification"], output_path=row["output_path"],
-            sha256=row["sha256"], result=row["result"], follow_up=bool(row["follow_up"]),
-            report=orjson.loads(row["report"]) if row["report"] else None, reported=bool(row["reported"]),
+            job_id=row["job_id"],
+            ticket_id=row["ticket_id"],
+            state=row["state"],
+            reason=row["reason"],
+            force=bool(row["force"]),
+            delivery_id=row["delivery_id"],
+            attempts=row["attempts"],
+            next_attempt_at=row["next_attempt_at"],
+            archived_at=row["archived_at"],
+            last_error=row["last_error"],
+            last_step=row["last_step"],
+            classification=row["classification"],
+            output_path=row["output_path"],
+            sha256=row["sha256"],
+            result=row["result"],
+            follow_up=bool(row["follow_up"]),
+            report=orjson.loads(row["report"]) if row["report"] else None,
+            reported=bool(row["reported"]),
             report_error=row["report_error"],
-            created_at=row["created_at"], updated_at=row["updated_at"], started_at=row["started_at"],
+            created_at=row["created_at"],
+            updated_at=row["updated_at"],
+            started_at=row["started_at"],
             finished_at=row["finished_at"],
         )
 
     def describe(self) -> dict[str, Any]:
         """JSON-ready fields for ``/jobs/{ticket_id}``."""
         return {
-            "job_id": self.job_id, "state": self.state, "reason": self.reason, "force": self.force,
-            "attempts": self.attempts, "next_attempt_at": self.next_attempt_at, "last_error": self.last_error,
-            "last_step": self.last_step, "classification": self.classification, "output_path": self.output_path,
-            "sha256": self.sha256, "result": self.result, "follow_up": self.follow_up, "reported": self.reported,
+            "job_id": self.job_id,
+            "state": self.state,
+            "reason": self.reason,
+            "force": self.force,
+            "attempts": self.attempts,
+            "next_attempt_at": self.next_attempt_at,
+            "last_error": self.last_error,
+            "last_step": self.last_step,
+            "classification": self.classification,
+            "output_path": self.output_path,
+            "sha256": self.sha256,
+            "result": self.result,
+            "follow_up": self.follow_up,
+            "reported": self.reported,
             "report_error": self.report_error,
-            "delivery_id": self.delivery_id, "created_at": self.created_at, "updated_at": self.updated_at,
-            "started_at": self.started_at, "finished_at": self.finished_at,
+            "delivery_id": self.delivery_id,
+            "created_at": self.created_at,
+            "updated_at": self.updated_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
         }
 
 
@@ -158,4 +185,3 @@ class Recovery:
     scheduled: list[tuple[str, int, float]]
     unreported: list[JobRecord]
     interrupted: int
-

@@ -126,8 +126,9 @@ class _StoreThread:
     """
 
     def __init__(self, name: str) -> None:
-        self._queue: queue.SimpleQueue[tuple[Callable[[], Any], asyncio.AbstractEventLoop,
-                                             Callable[[bool, Any], None]] | None]
+        self._queue: queue.SimpleQueue[
+            tuple[Callable[[], Any], asyncio.AbstractEventLoop, Callable[[bool, Any], None]] | None
+        ]
         self._queue = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._serve, name=name, daemon=True)
         self._thread.start()
@@ -205,8 +206,12 @@ class _WalSync:
 
     def _start(self) -> None:
         self._started_at = time.monotonic()
-        self._proc = subprocess.Popen([sys.executable, "-I", "-S", str(WALSYNC_SCRIPT), self._wal],
-                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+        self._proc = subprocess.Popen(
+            [sys.executable, "-I", "-S", str(WALSYNC_SCRIPT), self._wal],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            bufsize=0,
+        )
         assert self._proc.stdin is not None and self._proc.stdout is not None
         self._stdin = self._proc.stdin
         self._stdout = self._proc.stdout
@@ -260,10 +265,14 @@ class _WalSync:
         elif answer.startswith(b"E"):
             self._fail("the WAL sync failed: " + answer[1:].decode("utf-8", "replace").strip())
         elif answer or self._closed:
-            self._fail(f"the WAL sync helper answered {answer[:40]!r}" if answer else "the job store is closed")
+            self._fail(
+                f"the WAL sync helper answered {answer[:40]!r}" if answer else "the job store is closed"
+            )
         elif time.monotonic() - self._started_at < RESPAWN_SECONDS:
-            self._fail(f"the WAL sync helper ended again within {RESPAWN_SECONDS:g} s (exit status "
-                       f"{self._proc.poll()})")
+            self._fail(
+                f"the WAL sync helper ended again within {RESPAWN_SECONDS:g} s (exit status "
+                f"{self._proc.poll()})"
+            )
         else:
             log.warning("WAL sync helper ended; starting it again", extra={"exit_status": self._proc.poll()})
             self._stop_reading()
@@ -301,7 +310,6 @@ class _WalSync:
             await asyncio.to_thread(self._proc.wait)
 
 
-
 class SqliteJobStore:
     """Jobs and delivery ids in SQLite (see the module docstring); implements
     :class:`app.jobs.store.JobStore` for one instance (``STATE_DIR`` is locked by ``serve``).
@@ -318,8 +326,14 @@ class SqliteJobStore:
     """One instance only: the worker pool hands jobs over in memory and never claims or polls."""
     work_available = None
 
-    def __init__(self, path: Path | None, *, delivery_ttl_seconds: float, max_pending: int,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        path: Path | None,
+        *,
+        delivery_ttl_seconds: float,
+        max_pending: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.path = path
         self.delivery_ttl = delivery_ttl_seconds
         self.max_pending = max_pending
@@ -355,7 +369,9 @@ class SqliteJobStore:
         _add_missing_columns(conn)
         self._conn = conn
 
-    def _run_statements(self, fns: list[Callable[[sqlite3.Connection], Any]]) -> list[tuple[bool, Any]] | None:
+    def _run_statements(
+        self, fns: list[Callable[[sqlite3.Connection], Any]]
+    ) -> list[tuple[bool, Any]] | None:
         """``BEGIN`` and every op of a batch, without savepoints (the common case); ``None``
         after a rollback when an op raised, so the caller can isolate the bad one."""
         conn = self._conn
@@ -477,13 +493,19 @@ class SqliteJobStore:
                 except Exception as exc:  # noqa: BLE001 - handed to its op
                     _resolve(future, False, exc)
                     continue
-                _resolve(future, conn.total_changes == before, value if conn.total_changes == before else error)
+                _resolve(
+                    future, conn.total_changes == before, value if conn.total_changes == before else error
+                )
         finally:
             conn.execute("ROLLBACK")
             self._recount(conn)
 
-    def _synced(self, batch: list[tuple[Any, asyncio.Future[Any]]], results: list[tuple[bool, Any]],
-                error: BaseException | None) -> None:
+    def _synced(
+        self,
+        batch: list[tuple[Any, asyncio.Future[Any]]],
+        results: list[tuple[bool, Any]],
+        error: BaseException | None,
+    ) -> None:
         """The WAL sync for ``batch`` ended: answer its callers, then write the next batch (after
         a checkpoint every :data:`CHECKPOINT_BATCHES` batches)."""
         self._settle(batch, None if error is not None else results, error)
@@ -510,8 +532,11 @@ class SqliteJobStore:
         self._next_batch()
 
     @staticmethod
-    def _settle(batch: list[tuple[Any, asyncio.Future[Any]]], results: list[tuple[bool, Any]] | None,
-                error: BaseException | None) -> None:
+    def _settle(
+        batch: list[tuple[Any, asyncio.Future[Any]]],
+        results: list[tuple[bool, Any]] | None,
+        error: BaseException | None,
+    ) -> None:
         if results is None:
             for _, future in batch:
                 _resolve(future, False, error)
@@ -536,18 +561,25 @@ class SqliteJobStore:
 
         def recover(conn: sqlite3.Connection) -> Recovery:
             now = self._clock()
-            interrupted = conn.execute("UPDATE jobs SET state='pending', updated_at=? WHERE state='running'",
-                                       (now,)).rowcount
+            interrupted = conn.execute(
+                "UPDATE jobs SET state='pending', updated_at=? WHERE state='running'", (now,)
+            ).rowcount
             due, scheduled = [], []
-            for row in conn.execute("SELECT job_id, ticket_id, next_attempt_at FROM jobs WHERE state='pending' "
-                                    "ORDER BY created_at"):
+            for row in conn.execute(
+                "SELECT job_id, ticket_id, next_attempt_at FROM jobs WHERE state='pending' "
+                "ORDER BY created_at"
+            ):
                 if row["next_attempt_at"] and row["next_attempt_at"] > now:
                     scheduled.append((row["job_id"], row["ticket_id"], row["next_attempt_at"]))
                 else:
                     due.append((row["job_id"], row["ticket_id"]))
             self._pending_count = len(due) + len(scheduled)
-            unreported = [JobRecord.from_row(r) for r in conn.execute(
-                "SELECT * FROM jobs WHERE reported=0 AND state IN ('done','failed','dead') ORDER BY finished_at")]
+            unreported = [
+                JobRecord.from_row(r)
+                for r in conn.execute(
+                    "SELECT * FROM jobs WHERE reported=0 AND state IN ('done','failed','dead') ORDER BY finished_at"
+                )
+            ]
             return Recovery(due, scheduled, unreported, interrupted)
 
         return await self._run(recover)
@@ -575,25 +607,35 @@ class SqliteJobStore:
         """:meth:`accept_many` for one request (every ``/ingest``), in fewer statements: the
         delivery id is claimed with one upsert whose row count says whether it was already
         live, instead of a look-up and an insert."""
-        active = conn.execute("SELECT job_id, state, force, follow_up, follow_up_force FROM jobs "
-                              "WHERE ticket_id=? AND state IN ('pending','running') "
-                              "ORDER BY created_at DESC LIMIT 1", (req.ticket_id,)).fetchone()
+        active = conn.execute(
+            "SELECT job_id, state, force, follow_up, follow_up_force FROM jobs "
+            "WHERE ticket_id=? AND state IN ('pending','running') "
+            "ORDER BY created_at DESC LIMIT 1",
+            (req.ticket_id,),
+        ).fetchone()
         if active is None and self._pending_count + 1 > self.max_pending:
             duplicate = self._live_delivery(conn, req.delivery_id, now)
             return Admission("duplicate", duplicate) if duplicate is not None else Admission("full", None)
         job_id = active["job_id"] if active is not None else new_job_id()
-        if req.delivery_id is not None and conn.execute(
+        if (
+            req.delivery_id is not None
+            and conn.execute(
                 "INSERT INTO deliveries (delivery_id, job_id, expires_at) VALUES (?,?,?) "
                 "ON CONFLICT (delivery_id) DO UPDATE SET job_id=excluded.job_id, expires_at=excluded.expires_at "
                 "WHERE deliveries.expires_at <= ?",
-                (req.delivery_id, job_id, now + self.delivery_ttl, now)).rowcount == 0:
+                (req.delivery_id, job_id, now + self.delivery_ttl, now),
+            ).rowcount
+            == 0
+        ):
             return Admission("duplicate", self._live_delivery(conn, req.delivery_id, now))
         if active is not None:
             self._merge(conn, req, active, now)
             return Admission("coalesced", job_id)
-        conn.execute("INSERT INTO jobs (job_id, ticket_id, state, reason, force, delivery_id, created_at, updated_at) "
-                     "VALUES (?,?,?,?,?,?,?,?)",
-                     (job_id, req.ticket_id, "pending", req.reason, int(req.force), req.delivery_id, now, now))
+        conn.execute(
+            "INSERT INTO jobs (job_id, ticket_id, state, reason, force, delivery_id, created_at, updated_at) "
+            "VALUES (?,?,?,?,?,?,?,?)",
+            (job_id, req.ticket_id, "pending", req.reason, int(req.force), req.delivery_id, now, now),
+        )
         self._pending_count += 1
         return Admission("accepted", job_id, new=True)
 
@@ -602,13 +644,19 @@ class SqliteJobStore:
         """The job id a delivery id was accepted for, while it has not expired."""
         if delivery_id is None:
             return None
-        row = conn.execute("SELECT job_id FROM deliveries WHERE delivery_id=? AND expires_at>?",
-                           (delivery_id, now)).fetchone()
+        row = conn.execute(
+            "SELECT job_id FROM deliveries WHERE delivery_id=? AND expires_at>?", (delivery_id, now)
+        ).fetchone()
         return row["job_id"] if row is not None else None
 
     @staticmethod
-    def _merge(conn: sqlite3.Connection, req: JobRequest, row: sqlite3.Row | None, now: float,
-               job_id: str | None = None) -> None:
+    def _merge(
+        conn: sqlite3.Connection,
+        req: JobRequest,
+        row: sqlite3.Row | None,
+        now: float,
+        job_id: str | None = None,
+    ) -> None:
         """Merge ``req`` into its ticket's active job ``row`` (or, with ``row`` ``None``, into
         ``job_id`` created earlier in the same transaction); writes only what changes (the hot
         path under a burst of webhooks for one ticket writes nothing here)."""
@@ -617,8 +665,11 @@ class SqliteJobStore:
             if req.force and (row is None or not row["force"]):
                 conn.execute("UPDATE jobs SET force=1, updated_at=? WHERE job_id=?", (now, job_id))
         elif not row["follow_up"] or (req.force and not row["follow_up_force"]):
-            conn.execute("UPDATE jobs SET follow_up=1, follow_up_force = follow_up_force OR ?, "
-                         "updated_at=? WHERE job_id=?", (int(req.force), now, job_id))
+            conn.execute(
+                "UPDATE jobs SET follow_up=1, follow_up_force = follow_up_force OR ?, "
+                "updated_at=? WHERE job_id=?",
+                (int(req.force), now, job_id),
+            )
 
     def accept_many(self, requests: list[JobRequest]) -> asyncio.Future[list[Admission]]:
         """Record several requests in one transaction, all or nothing on capacity: when the new
@@ -634,6 +685,7 @@ class SqliteJobStore:
             refused: asyncio.Future[list[Admission]] = asyncio.get_running_loop().create_future()
             refused.set_exception(refusal)
             return refused
+
         def op(conn: sqlite3.Connection) -> list[Admission]:
             now = self._clock()
             if len(requests) == 1:
@@ -642,20 +694,27 @@ class SqliteJobStore:
             new_tickets: set[int] = set()
             for req in requests:
                 if req.delivery_id is not None:
-                    row = conn.execute("SELECT job_id FROM deliveries WHERE delivery_id=? AND expires_at>?",
-                                       (req.delivery_id, now)).fetchone()
+                    row = conn.execute(
+                        "SELECT job_id FROM deliveries WHERE delivery_id=? AND expires_at>?",
+                        (req.delivery_id, now),
+                    ).fetchone()
                     if row is not None:
                         plans.append((req, "duplicate", row))
                         continue
-                active = conn.execute("SELECT job_id, state, force, follow_up, follow_up_force FROM jobs "
-                                      "WHERE ticket_id=? AND state IN ('pending','running') "
-                                      "ORDER BY created_at DESC LIMIT 1", (req.ticket_id,)).fetchone()
+                active = conn.execute(
+                    "SELECT job_id, state, force, follow_up, follow_up_force FROM jobs "
+                    "WHERE ticket_id=? AND state IN ('pending','running') "
+                    "ORDER BY created_at DESC LIMIT 1",
+                    (req.ticket_id,),
+                ).fetchone()
                 if active is None and req.ticket_id not in new_tickets:
                     new_tickets.add(req.ticket_id)
                 plans.append((req, "active" if active is not None else "new", active))
             if new_tickets and self._pending_count + len(new_tickets) > self.max_pending:
-                return [Admission("duplicate", row["job_id"]) if kind == "duplicate" else Admission("full", None)
-                        for req, kind, row in plans]
+                return [
+                    Admission("duplicate", row["job_id"]) if kind == "duplicate" else Admission("full", None)
+                    for req, kind, row in plans
+                ]
             out: list[Admission] = []
             created: dict[int, str] = {}
             for req, kind, row in plans:
@@ -669,16 +728,28 @@ class SqliteJobStore:
                     admission = Admission("coalesced", job_id)
                 else:
                     job_id = new_job_id()
-                    conn.execute("INSERT INTO jobs (job_id, ticket_id, state, reason, force, delivery_id, "
-                                 "created_at, updated_at) VALUES (?,?,?,?,?,?,?,?)",
-                                 (job_id, req.ticket_id, "pending", req.reason, int(req.force), req.delivery_id,
-                                  now, now))
+                    conn.execute(
+                        "INSERT INTO jobs (job_id, ticket_id, state, reason, force, delivery_id, "
+                        "created_at, updated_at) VALUES (?,?,?,?,?,?,?,?)",
+                        (
+                            job_id,
+                            req.ticket_id,
+                            "pending",
+                            req.reason,
+                            int(req.force),
+                            req.delivery_id,
+                            now,
+                            now,
+                        ),
+                    )
                     created[req.ticket_id] = job_id
                     self._pending_count += 1
                     admission = Admission("accepted", job_id, new=True)
                 if req.delivery_id is not None:
-                    conn.execute("INSERT OR REPLACE INTO deliveries (delivery_id, job_id, expires_at) VALUES (?,?,?)",
-                                 (req.delivery_id, admission.job_id, now + self.delivery_ttl))
+                    conn.execute(
+                        "INSERT OR REPLACE INTO deliveries (delivery_id, job_id, expires_at) VALUES (?,?,?)",
+                        (req.delivery_id, admission.job_id, now + self.delivery_ttl),
+                    )
                 out.append(admission)
             return out
 
@@ -689,11 +760,15 @@ class SqliteJobStore:
         """``pending → running``: counts the attempt and fixes the job's archive time on its
         first start (so a resumed job writes to the same path). ``None`` when the job is not
         pending (already started elsewhere, or finished)."""
+
         def op(conn: sqlite3.Connection) -> JobRecord | None:
             now = self._clock()
-            changed = conn.execute("UPDATE jobs SET state='running', attempts=attempts+1, started_at=?, "
-                                   "updated_at=?, next_attempt_at=NULL, archived_at=COALESCE(archived_at, ?) "
-                                   "WHERE job_id=? AND state='pending'", (now, now, archived_at, job_id)).rowcount
+            changed = conn.execute(
+                "UPDATE jobs SET state='running', attempts=attempts+1, started_at=?, "
+                "updated_at=?, next_attempt_at=NULL, archived_at=COALESCE(archived_at, ?) "
+                "WHERE job_id=? AND state='pending'",
+                (now, now, archived_at, job_id),
+            ).rowcount
             if not changed:
                 return None
             self._pending_count -= 1
@@ -703,26 +778,45 @@ class SqliteJobStore:
 
     async def requeue(self, job_id: str) -> None:
         """``running → pending`` for a run interrupted by shutdown; the attempt does not count."""
+
         def op(conn: sqlite3.Connection) -> None:
-            changed = conn.execute("UPDATE jobs SET state='pending', attempts=MAX(attempts-1, 0), updated_at=? "
-                                   "WHERE job_id=? AND state='running'", (self._clock(), job_id)).rowcount
+            changed = conn.execute(
+                "UPDATE jobs SET state='pending', attempts=MAX(attempts-1, 0), updated_at=? "
+                "WHERE job_id=? AND state='running'",
+                (self._clock(), job_id),
+            ).rowcount
             self._pending_count += changed
 
         await self._run(op)
 
-    async def retry_later(self, job_id: str, *, at: float, error: str, step: str, classification: str) -> None:
+    async def retry_later(
+        self, job_id: str, *, at: float, error: str, step: str, classification: str
+    ) -> None:
         """``running → pending`` after a Transient failure, to run again at ``at`` (Unix seconds)."""
+
         def op(conn: sqlite3.Connection) -> None:
-            changed = conn.execute("UPDATE jobs SET state='pending', next_attempt_at=?, last_error=?, last_step=?, "
-                                   "classification=?, updated_at=? WHERE job_id=? AND state='running'",
-                                   (at, error, step, classification, self._clock(), job_id)).rowcount
+            changed = conn.execute(
+                "UPDATE jobs SET state='pending', next_attempt_at=?, last_error=?, last_step=?, "
+                "classification=?, updated_at=? WHERE job_id=? AND state='running'",
+                (at, error, step, classification, self._clock(), job_id),
+            ).rowcount
             self._pending_count += changed
 
         await self._run(op)
 
-    async def finish(self, job_id: str, *, state: str, result: str, report: dict[str, Any] | None = None,
-                     error: str | None = None, step: str | None = None, classification: str | None = None,
-                     output_path: str | None = None, sha256: str | None = None) -> str | None:
+    async def finish(
+        self,
+        job_id: str,
+        *,
+        state: str,
+        result: str,
+        report: dict[str, Any] | None = None,
+        error: str | None = None,
+        step: str | None = None,
+        classification: str | None = None,
+        output_path: str | None = None,
+        sha256: str | None = None,
+    ) -> str | None:
         """``running → done | failed | dead`` with ``result`` (e.g. ``"archived"``,
         ``"skipped: already_signed"``) and the report to deliver (``None``: nothing to report).
         Creates the follow-up job when one was requested; returns its id."""
@@ -730,25 +824,39 @@ class SqliteJobStore:
 
         def op(conn: sqlite3.Connection) -> str | None:
             now = self._clock()
-            row = conn.execute("SELECT ticket_id, follow_up, follow_up_force FROM jobs WHERE job_id=?",
-                               (job_id,)).fetchone()
+            row = conn.execute(
+                "SELECT ticket_id, follow_up, follow_up_force FROM jobs WHERE job_id=?", (job_id,)
+            ).fetchone()
             # A job that ends done carries no error (an earlier attempt's error would mislead);
             # a failed or dead job keeps the newest error it has.
             keep = "NULL" if state == "done" else None
-            conn.execute("UPDATE jobs SET state=?, result=?, report=?, reported=?, "
-                         f"last_error={keep or 'COALESCE(?, last_error)'}, "
-                         f"last_step={keep or 'COALESCE(?, last_step)'}, "
-                         f"classification={keep or 'COALESCE(?, classification)'}, "
-                         "output_path=?, sha256=?, finished_at=?, updated_at=?, follow_up=0 WHERE job_id=?",
-                         (state, result, orjson.dumps(report).decode() if report is not None else None,
-                          0 if report is not None else 1, *(() if keep else (error, step, classification)),
-                          output_path, sha256, now, now, job_id))
+            conn.execute(
+                "UPDATE jobs SET state=?, result=?, report=?, reported=?, "
+                f"last_error={keep or 'COALESCE(?, last_error)'}, "
+                f"last_step={keep or 'COALESCE(?, last_step)'}, "
+                f"classification={keep or 'COALESCE(?, classification)'}, "
+                "output_path=?, sha256=?, finished_at=?, updated_at=?, follow_up=0 WHERE job_id=?",
+                (
+                    state,
+                    result,
+                    orjson.dumps(report).decode() if report is not None else None,
+                    0 if report is not None else 1,
+                    *(() if keep else (error, step, classification)),
+                    output_path,
+                    sha256,
+                    now,
+                    now,
+                    job_id,
+                ),
+            )
             if row is None or not row["follow_up"]:
                 return None
             follow_id = new_job_id()
-            conn.execute("INSERT INTO jobs (job_id, ticket_id, state, reason, force, created_at, updated_at) "
-                         "VALUES (?,?,?,?,?,?,?)",
-                         (follow_id, row["ticket_id"], "pending", "follow_up", row["follow_up_force"], now, now))
+            conn.execute(
+                "INSERT INTO jobs (job_id, ticket_id, state, reason, force, created_at, updated_at) "
+                "VALUES (?,?,?,?,?,?,?)",
+                (follow_id, row["ticket_id"], "pending", "follow_up", row["follow_up_force"], now, now),
+            )
             self._pending_count += 1
             return follow_id
 
@@ -757,9 +865,12 @@ class SqliteJobStore:
     async def mark_reported(self, job_id: str, *, given_up: str | None = None) -> None:
         """The job's report reached Zammad, or was given up (``given_up`` says why; it shows
         in ``/jobs`` as ``report_error``)."""
-        await self._run(lambda conn: conn.execute(
-            "UPDATE jobs SET reported=1, report_error=?, updated_at=? WHERE job_id=?",
-            (given_up, self._clock(), job_id)))
+        await self._run(
+            lambda conn: conn.execute(
+                "UPDATE jobs SET reported=1, report_error=?, updated_at=? WHERE job_id=?",
+                (given_up, self._clock(), job_id),
+            )
+        )
 
     async def claim_due(self, limit: int, archived_at: str) -> list[JobRecord]:
         """Nothing: one instance knows all its jobs (they come from :meth:`open` and admission)."""
@@ -772,6 +883,7 @@ class SqliteJobStore:
     # -- queries and housekeeping --------------------------------------------------------------
     async def get(self, job_id: str) -> JobRecord | None:
         """One job by id."""
+
         def op(conn: sqlite3.Connection) -> JobRecord | None:
             row = conn.execute("SELECT * FROM jobs WHERE job_id=?", (job_id,)).fetchone()
             return JobRecord.from_row(row) if row else None
@@ -780,17 +892,22 @@ class SqliteJobStore:
 
     async def latest(self, ticket_id: int) -> JobRecord | None:
         """The ticket's most recent job (an active one first)."""
+
         def op(conn: sqlite3.Connection) -> JobRecord | None:
-            row = conn.execute("SELECT * FROM jobs WHERE ticket_id=? ORDER BY state IN ('pending','running') DESC, "
-                               "created_at DESC LIMIT 1", (ticket_id,)).fetchone()
+            row = conn.execute(
+                "SELECT * FROM jobs WHERE ticket_id=? ORDER BY state IN ('pending','running') DESC, "
+                "created_at DESC LIMIT 1",
+                (ticket_id,),
+            ).fetchone()
             return JobRecord.from_row(row) if row else None
 
         return await self._run(op)
 
     async def purge_deliveries(self) -> int:
         """Delete expired delivery ids; returns how many."""
-        return await self._run(lambda conn: conn.execute("DELETE FROM deliveries WHERE expires_at<=?",
-                                                         (self._clock(),)).rowcount)
+        return await self._run(
+            lambda conn: conn.execute("DELETE FROM deliveries WHERE expires_at<=?", (self._clock(),)).rowcount
+        )
 
     @property
     def unavailable(self) -> str | None:
@@ -801,8 +918,11 @@ class SqliteJobStore:
         if self._wal_sync.error is not None:
             return str(self._wal_sync.error)
         stalled = self._wal_sync.stalled_for()
-        return f"a WAL sync has not answered for {stalled:.0f} s (is the state disk hung?)" \
-            if stalled > STALL_SECONDS else None
+        return (
+            f"a WAL sync has not answered for {stalled:.0f} s (is the state disk hung?)"
+            if stalled > STALL_SECONDS
+            else None
+        )
 
     @property
     def pending_count(self) -> int:
@@ -818,4 +938,3 @@ def _add_missing_columns(conn: sqlite3.Connection) -> None:
         parts = line.strip().rstrip(",").split()
         if parts and parts[0] not in have and parts[0].isidentifier() and "PRIMARY" not in parts:
             conn.execute(f"ALTER TABLE jobs ADD COLUMN {' '.join(parts)}")
-

@@ -57,11 +57,23 @@ class JobStore(Protocol):
 
     async def requeue(self, job_id: str) -> None: ...
 
-    async def retry_later(self, job_id: str, *, at: float, error: str, step: str, classification: str) -> None: ...
+    async def retry_later(
+        self, job_id: str, *, at: float, error: str, step: str, classification: str
+    ) -> None: ...
 
-    async def finish(self, job_id: str, *, state: str, result: str, report: dict[str, Any] | None = None,
-                     error: str | None = None, step: str | None = None, classification: str | None = None,
-                     output_path: str | None = None, sha256: str | None = None) -> str | None: ...
+    async def finish(
+        self,
+        job_id: str,
+        *,
+        state: str,
+        result: str,
+        report: dict[str, Any] | None = None,
+        error: str | None = None,
+        step: str | None = None,
+        classification: str | None = None,
+        output_path: str | None = None,
+        sha256: str | None = None,
+    ) -> str | None: ...
 
     async def mark_reported(self, job_id: str, *, given_up: str | None = None) -> None: ...
 
@@ -84,11 +96,21 @@ def create_job_store(settings: Settings) -> JobStore:
     if settings.job_store_url is not None:
         from app.jobs.postgres import PostgresJobStore
 
-        return PostgresJobStore(settings.job_store_url.reveal(),
-                                delivery_ttl_seconds=settings.workflow_delivery_id_ttl_seconds,
-                                max_pending=settings.workflow_queue_max, lease_seconds=settings.job_lease_seconds)
+        return PostgresJobStore(
+            settings.job_store_url.reveal(),
+            delivery_ttl_seconds=settings.workflow_delivery_id_ttl_seconds,
+            max_pending=settings.workflow_queue_max,
+            lease_seconds=settings.job_lease_seconds,
+        )
     from app.jobs.sqlite import SqliteJobStore
 
-    path = settings.state_dir / SQLITE_FILE if settings.state_durable and settings.state_dir is not None else None
-    return SqliteJobStore(path, delivery_ttl_seconds=settings.workflow_delivery_id_ttl_seconds,
-                          max_pending=settings.workflow_queue_max)
+    path = (
+        settings.state_dir / SQLITE_FILE
+        if settings.state_durable and settings.state_dir is not None
+        else None
+    )
+    return SqliteJobStore(
+        path,
+        delivery_ttl_seconds=settings.workflow_delivery_id_ttl_seconds,
+        max_pending=settings.workflow_queue_max,
+    )

@@ -102,8 +102,16 @@ class AccessLog:
     def enabled(self) -> bool:
         return self._enabled
 
-    def write_request(self, request_id: str, method: str, path: str, status: int | None, duration_ms: float,
-                      ticket_id: int | None = None, delivery_id: str | None = None) -> None:
+    def write_request(
+        self,
+        request_id: str,
+        method: str,
+        path: str,
+        status: int | None,
+        duration_ms: float,
+        ticket_id: int | None = None,
+        delivery_id: str | None = None,
+    ) -> None:
         """Write one access line with the request log's fields (runs per request).
 
         Args:
@@ -115,9 +123,17 @@ class AccessLog:
         """
         if not self._enabled:
             return
-        entry = {"ts": _timestamp(time.time()), "level": "info", "logger": "app.access", "msg": "request",
-                 "request_id": request_id, "method": method, "path": path, "status": status,
-                 "duration_ms": duration_ms}
+        entry = {
+            "ts": _timestamp(time.time()),
+            "level": "info",
+            "logger": "app.access",
+            "msg": "request",
+            "request_id": request_id,
+            "method": method,
+            "path": path,
+            "status": status,
+            "duration_ms": duration_ms,
+        }
         if ticket_id is not None:
             entry["ticket_id"] = ticket_id
         if delivery_id is not None:

@@ -10,7 +10,14 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from prometheus_client.core import CounterMetricFamily, Metric
 
 PREFIX = "zammad_pdf_archiver"
@@ -82,29 +89,49 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.jobs_processed_total = Counter(f"{PREFIX}_jobs_processed_total", "Finished archive jobs by status",
-                                            ["status"], registry=r)
-        self.jobs_failed_total = Counter(f"{PREFIX}_jobs_failed_total", "Failed archive jobs by classification",
-                                         ["classification"], registry=r)
-        self.job_duration_seconds = Histogram(f"{PREFIX}_job_duration_seconds", "Wall time of one archive job",
-                                              buckets=_JOB_BUCKETS, registry=r)
-        self.step_duration_seconds = Histogram(f"{PREFIX}_step_duration_seconds",
-                                               "Wall time of one job step (fetch, render, sign, store)",
-                                               ["step"], buckets=_STEP_BUCKETS, registry=r)
+        self.jobs_processed_total = Counter(
+            f"{PREFIX}_jobs_processed_total", "Finished archive jobs by status", ["status"], registry=r
+        )
+        self.jobs_failed_total = Counter(
+            f"{PREFIX}_jobs_failed_total",
+            "Failed archive jobs by classification",
+            ["classification"],
+            registry=r,
+        )
+        self.job_duration_seconds = Histogram(
+            f"{PREFIX}_job_duration_seconds", "Wall time of one archive job", buckets=_JOB_BUCKETS, registry=r
+        )
+        self.step_duration_seconds = Histogram(
+            f"{PREFIX}_step_duration_seconds",
+            "Wall time of one job step (fetch, render, sign, store)",
+            ["step"],
+            buckets=_STEP_BUCKETS,
+            registry=r,
+        )
         self.queue_depth = Gauge(f"{PREFIX}_queue_depth", "Jobs waiting in the queue", registry=r)
         self.jobs_in_flight = Gauge(f"{PREFIX}_jobs_in_flight", "Jobs running now", registry=r)
-        self.ingest_responses_total = StatusCounter(f"{PREFIX}_ingest_responses_total",
-                                                    "Answers of /ingest and /ingest/batch by HTTP status", "status")
+        self.ingest_responses_total = StatusCounter(
+            f"{PREFIX}_ingest_responses_total",
+            "Answers of /ingest and /ingest/batch by HTTP status",
+            "status",
+        )
         r.register(self.ingest_responses_total)
-        self.dedupe_hits_total = Counter(f"{PREFIX}_dedupe_hits_total",
-                                         "Webhooks answered as duplicates of an accepted delivery id", registry=r)
+        self.dedupe_hits_total = Counter(
+            f"{PREFIX}_dedupe_hits_total",
+            "Webhooks answered as duplicates of an accepted delivery id",
+            registry=r,
+        )
         self.rate_limited_total = Counter(f"{PREFIX}_rate_limited_total", "Requests answered 429", registry=r)
         self.signing_certificate_expiry_seconds = Gauge(
             f"{PREFIX}_signing_certificate_expiry_seconds",
-            "Seconds until the signing certificate expires (negative once expired)", registry=r)
+            "Seconds until the signing certificate expires (negative once expired)",
+            registry=r,
+        )
         self.signing_certificate_expiring = Gauge(
             f"{PREFIX}_signing_certificate_expiring",
-            "1 while the signing certificate expires within SIGNING_EXPIRY_WARN_DAYS, else 0", registry=r)
+            "1 while the signing certificate expires within SIGNING_EXPIRY_WARN_DAYS, else 0",
+            registry=r,
+        )
         for status in ("archived", "skipped", "failed"):
             self.jobs_processed_total.labels(status)
         for kind in ("Transient", "Permanent"):
@@ -117,13 +144,16 @@ class Metrics:
         self.queue_depth.set_function(depth)
         self.jobs_in_flight.set_function(in_flight)
 
-    def watch_signing_certificate(self, seconds_left: Callable[[], float], expiring: Callable[[], bool]) -> None:
+    def watch_signing_certificate(
+        self, seconds_left: Callable[[], float], expiring: Callable[[], bool]
+    ) -> None:
         """Read the signing certificate's remaining validity and warning state at scrape time."""
         self.signing_certificate_expiry_seconds.set_function(seconds_left)
         self.signing_certificate_expiring.set_function(lambda: float(expiring()))
 
-    def record_job(self, status: str, classification: str | None, seconds: float,
-                   step_seconds: dict[str, float] | None) -> None:
+    def record_job(
+        self, status: str, classification: str | None, seconds: float, step_seconds: dict[str, float] | None
+    ) -> None:
         """Count one finished job and its step durations (``fetch_*`` steps are summed as ``fetch``)."""
         self.jobs_processed_total.labels(status).inc()
         if status == "failed" and classification:

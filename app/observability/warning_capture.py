@@ -75,7 +75,7 @@ class CapturedWarning:
         for entry in sys.path:
             if entry and len(entry) > len(best) and path.startswith(entry.rstrip("/") + "/"):
                 best = entry.rstrip("/") + "/"
-        return f"{path[len(best):]}:{self.lineno}"
+        return f"{path[len(best) :]}:{self.lineno}"
 
 
 def _python_shows_warnings() -> bool:
@@ -86,7 +86,10 @@ def _python_shows_warnings() -> bool:
     if original is not None and warnings.showwarning is not original:
         return False
     implementation = getattr(warnings, "_showwarnmsg_impl", None)
-    return implementation is None or getattr(implementation, "__module__", None) in {"warnings", "_py_warnings"}
+    return implementation is None or getattr(implementation, "__module__", None) in {
+        "warnings",
+        "_py_warnings",
+    }
 
 
 class WarningRouter:
@@ -176,8 +179,15 @@ class WarningRouter:
             self._dropped = 0
             self._dropped_noted = False
 
-    def _show(self, message: Warning | str, category: type[Warning], filename: str, lineno: int,
-              file: TextIO | None = None, line: str | None = None) -> None:
+    def _show(
+        self,
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: TextIO | None = None,
+        line: str | None = None,
+    ) -> None:
         """The :func:`warnings.showwarning` replacement."""
         if file is not None and self._previous is not None:  # an explicit stream: the caller's choice
             self._previous(message, category, filename, lineno, file, line)
@@ -202,12 +212,18 @@ class WarningRouter:
         """Say once, when routing, that new distinct warnings were dropped at the limit."""
         if self._dropped and self._routing and not self._dropped_noted:
             self._dropped_noted = True
-            self._write(logging.WARNING, f"more than {self._limit} distinct Python warnings: "
-                        "further new ones are not logged", {})
+            self._write(
+                logging.WARNING,
+                f"more than {self._limit} distinct Python warnings: further new ones are not logged",
+                {},
+            )
 
     def _log(self, captured: CapturedWarning) -> None:
-        self._write(logging.WARNING, f"{captured.category.__name__}: {captured.message}",
-                    {"category": captured.category_name(), "source": captured.source()})
+        self._write(
+            logging.WARNING,
+            f"{captured.category.__name__}: {captured.message}",
+            {"category": captured.category_name(), "source": captured.source()},
+        )
 
     def _write(self, level: int, text: str, extra: dict[str, Any]) -> None:
         self._emitting = True

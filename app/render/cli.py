@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -93,7 +93,7 @@ def extract_articles(data: Any) -> list[dict[str, Any]]:
             return list(assets["TicketArticle"].values())
         if isinstance(data.get("article"), dict):
             return [data["article"]]
-    raise InputError("no articles found: expected a list, {\"articles\": [...]} or ticket-all output")
+    raise InputError('no articles found: expected a list, {"articles": [...]} or ticket-all output')
 
 
 def extract_tags(data: Any) -> list[str]:
@@ -101,7 +101,10 @@ def extract_tags(data: Any) -> list[str]:
     if isinstance(data, list):
         return [str(tag) for tag in data]
     if isinstance(data, dict):
-        for candidate in (data.get("tags"), (data.get("ticket") or {}).get("tags") if isinstance(data.get("ticket"), dict) else None):
+        for candidate in (
+            data.get("tags"),
+            (data.get("ticket") or {}).get("tags") if isinstance(data.get("ticket"), dict) else None,
+        ):
             if isinstance(candidate, list):
                 return [str(tag) for tag in candidate]
             if isinstance(candidate, str):
@@ -110,14 +113,22 @@ def extract_tags(data: Any) -> list[str]:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m app render", description="Render a Zammad ticket (JSON) as a PDF.")
-    parser.add_argument("ticket", help="ticket JSON: ?expand=true ticket, webhook payload or ticket-all output")
-    parser.add_argument("articles", help="articles JSON: list, {\"articles\": [...]} or ticket-all output")
+    parser = argparse.ArgumentParser(
+        prog="python -m app render", description="Render a Zammad ticket (JSON) as a PDF."
+    )
+    parser.add_argument(
+        "ticket", help="ticket JSON: ?expand=true ticket, webhook payload or ticket-all output"
+    )
+    parser.add_argument("articles", help='articles JSON: list, {"articles": [...]} or ticket-all output')
     parser.add_argument("-o", "--output", help="PDF to write (default: ticket-<number>.pdf)")
-    parser.add_argument("--tags", help="tags JSON: {\"tags\": [...]} or a list (default: tags in the ticket file)")
+    parser.add_argument(
+        "--tags", help='tags JSON: {"tags": [...]} or a list (default: tags in the ticket file)'
+    )
     parser.add_argument("--template", default="default", choices=TEMPLATES)
     parser.add_argument("--timezone", default="UTC", help="IANA time zone for the times shown (default: UTC)")
-    parser.add_argument("--archived-at", help="archive time, ISO 8601 (default: now); fix it for reproducible output")
+    parser.add_argument(
+        "--archived-at", help="archive time, ISO 8601 (default: now); fix it for reproducible output"
+    )
     parser.add_argument("--no-pdfa", action="store_true", help="write plain PDF 1.7 instead of PDF/A-3B")
     return parser
 
@@ -145,7 +156,7 @@ def main(argv: list[str]) -> int:
             print(f"render: --archived-at: not an ISO 8601 time: {args.archived_at!r}", file=sys.stderr)
             return 2
     else:
-        archived_at = datetime.now(timezone.utc).replace(microsecond=0)
+        archived_at = datetime.now(UTC).replace(microsecond=0)
     try:
         ticket_data = _load(args.ticket)
         ticket = extract_ticket(ticket_data)

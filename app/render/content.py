@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-
 _MIME_PARAMS = re.compile(r";.*$", re.DOTALL)
-
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,14 +68,14 @@ def ticket_field(ticket: dict[str, Any], key: str) -> str:
 def parse_time(value: Any) -> datetime | None:
     """A Zammad timestamp (``"2025-03-03T08:12:44.031Z"``) as an aware datetime, or ``None``."""
     if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
     if not isinstance(value, str) or not value:
         return None
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def format_time(value: Any, zone: ZoneInfo) -> str:
@@ -95,7 +93,7 @@ def format_time(value: Any, zone: ZoneInfo) -> str:
 
 def ordered_articles(articles: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Articles oldest first: by ``created_at`` then ``id``; unparseable times keep their place at the end."""
-    far_future = datetime.max.replace(tzinfo=timezone.utc)
+    far_future = datetime.max.replace(tzinfo=UTC)
 
     def key(indexed: tuple[int, dict[str, Any]]) -> tuple[datetime, int, int]:
         index, article = indexed
@@ -157,17 +155,7 @@ def visible_attachments(article: dict[str, Any]) -> list[AttachmentLine]:
 #: Ticket attributes Zammad itself defines; every other key a ticket carries is a custom
 #: attribute (object manager field) and is listed under its own name.
 STANDARD_TICKET_KEYS = frozenset(
-    """
-    id number title state state_id priority priority_id group group_id owner owner_id customer customer_id
-    organization organization_id note type time_unit preferences created_at updated_at created_by created_by_id
-    updated_by updated_by_id article_count article_ids ticket_time_accounting_ids ticket_time_accounting
-    first_response_at first_response_escalation_at first_response_in_min first_response_diff_in_min
-    close_at close_escalation_at close_in_min close_diff_in_min update_escalation_at update_in_min
-    update_diff_in_min last_contact_at last_contact_agent_at last_contact_customer_at last_owner_update_at
-    last_close_at escalation_at pending_time create_article_type create_article_type_id create_article_sender
-    create_article_sender_id tags mentions checklist_id referencing_checklist_ids shared_draft_id article
-    articles escalation_at_in_min overdue_at state_type links
-    """.split()
+    ["id", "number", "title", "state", "state_id", "priority", "priority_id", "group", "group_id", "owner", "owner_id", "customer", "customer_id", "organization", "organization_id", "note", "type", "time_unit", "preferences", "created_at", "updated_at", "created_by", "created_by_id", "updated_by", "updated_by_id", "article_count", "article_ids", "ticket_time_accounting_ids", "ticket_time_accounting", "first_response_at", "first_response_escalation_at", "first_response_in_min", "first_response_diff_in_min", "close_at", "close_escalation_at", "close_in_min", "close_diff_in_min", "update_escalation_at", "update_in_min", "update_diff_in_min", "last_contact_at", "last_contact_agent_at", "last_contact_customer_at", "last_owner_update_at", "last_close_at", "escalation_at", "pending_time", "create_article_type", "create_article_type_id", "create_article_sender", "create_article_sender_id", "tags", "mentions", "checklist_id", "referencing_checklist_ids", "shared_draft_id", "article", "articles", "escalation_at_in_min", "overdue_at", "state_type", "links"]
 )
 
 
@@ -187,7 +175,11 @@ def custom_attributes(ticket: dict[str, Any]) -> list[tuple[str, str]]:
             continue
         if isinstance(value, bool):
             text = "yes" if value else "no"
-        elif isinstance(value, dict) and "name" not in value and not {"firstname", "lastname", "email", "login"} & set(value):
+        elif (
+            isinstance(value, dict)
+            and "name" not in value
+            and not {"firstname", "lastname", "email", "login"} & set(value)
+        ):
             text = json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
         else:
             text = display_name(value)

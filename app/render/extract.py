@@ -222,8 +222,9 @@ def _load_sidecar(path: Path) -> dict[str, Any]:
         raise ExtractError(f"{path}: the sidecar is not a JSON object")
     listed = sidecar.get("embedded_files", [])
     if not isinstance(listed, list) or not all(
-            isinstance(entry, dict) and isinstance(entry.get("name"), str) for entry in listed):
-        raise ExtractError(f"{path}: embedded_files must be a list of {{\"name\", \"sha256\", \"size\"}} objects")
+        isinstance(entry, dict) and isinstance(entry.get("name"), str) for entry in listed
+    ):
+        raise ExtractError(f'{path}: embedded_files must be a list of {{"name", "sha256", "size"}} objects')
     return sidecar
 
 
@@ -259,14 +260,18 @@ def extract(pdf_path: Path, out_dir: Path, *, sidecar_path: Path | None = None) 
         path = _write(folder, safe_name(original.name, taken, number), original.data)
         written.append((original, path))
         if original.declared_size is not None and original.declared_size != len(original.data):
-            problems.append(f"{original.name}: the PDF declares {original.declared_size} bytes, "
-                            f"the stream holds {len(original.data)}")
+            problems.append(
+                f"{original.name}: the PDF declares {original.declared_size} bytes, "
+                f"the stream holds {len(original.data)}"
+            )
 
     if sidecar is not None:
         digest = hashlib.sha256(pdf).hexdigest()
         if sidecar.get("sha256") != digest:
-            problems.append(f"{pdf_path.name}: SHA-256 {digest} differs from the sidecar's {sidecar.get('sha256')} "
-                            "(the PDF is not the file the archive recorded)")
+            problems.append(
+                f"{pdf_path.name}: SHA-256 {digest} differs from the sidecar's {sidecar.get('sha256')} "
+                "(the PDF is not the file the archive recorded)"
+            )
         listed = {entry["name"]: entry for entry in sidecar.get("embedded_files", [])}
         in_pdf: dict[str, EmbeddedOriginal] = {}
         for original in originals:
@@ -278,23 +283,32 @@ def extract(pdf_path: Path, out_dir: Path, *, sidecar_path: Path | None = None) 
             if original is None:
                 problems.append(f"{name}: listed in the sidecar but not embedded in the PDF")
             elif original.sha256 != entry.get("sha256"):
-                problems.append(f"{name}: SHA-256 {original.sha256} differs from the sidecar's {entry.get('sha256')}")
+                problems.append(
+                    f"{name}: SHA-256 {original.sha256} differs from the sidecar's {entry.get('sha256')}"
+                )
             elif entry.get("size") is not None and entry.get("size") != len(original.data):
                 problems.append(f"{name}: {len(original.data)} bytes, the sidecar says {entry.get('size')}")
         for name in in_pdf:
             if name not in listed:
                 problems.append(f"{name}: embedded in the PDF but not listed in the sidecar")
-    return ExtractReport(written=tuple(written), problems=tuple(problems), sidecar_checked=sidecar is not None)
+    return ExtractReport(
+        written=tuple(written), problems=tuple(problems), sidecar_checked=sidecar is not None
+    )
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m app extract",
         description="Write the originals embedded in an archived PDF to a folder and check their SHA-256 "
-                    "against the archive's sidecar (ARCHIVE.pdf.json).")
+        "against the archive's sidecar (ARCHIVE.pdf.json).",
+    )
     parser.add_argument("pdf", help="the archived PDF")
-    parser.add_argument("-o", "--output", required=True, help="folder to write the files to (created if missing)")
-    parser.add_argument("--sidecar", help="sidecar JSON to check against (default: PDF path + .json, if present)")
+    parser.add_argument(
+        "-o", "--output", required=True, help="folder to write the files to (created if missing)"
+    )
+    parser.add_argument(
+        "--sidecar", help="sidecar JSON to check against (default: PDF path + .json, if present)"
+    )
     return parser
 
 
@@ -310,19 +324,25 @@ def main(argv: list[str]) -> int:
     except SystemExit as exc:  # argparse exits on --help and errors; return its code instead
         return int(exc.code or 0)
     try:
-        report = extract(Path(args.pdf), Path(args.output), sidecar_path=Path(args.sidecar) if args.sidecar else None)
+        report = extract(
+            Path(args.pdf), Path(args.output), sidecar_path=Path(args.sidecar) if args.sidecar else None
+        )
     except ExtractError as exc:
         print(f"extract: {exc}", file=sys.stderr)
         return 2
     for original, path in report.written:
-        print(f"{path}  {len(original.data)} bytes  sha256 {original.sha256}  "
-              f"{original.mime_type or '?'}  {original.relationship or '?'}")
+        print(
+            f"{path}  {len(original.data)} bytes  sha256 {original.sha256}  "
+            f"{original.mime_type or '?'}  {original.relationship or '?'}"
+        )
     for problem in report.problems:
         print(f"extract: MISMATCH: {problem}", file=sys.stderr)
     count = len(report.written)
     if report.problems:
-        print(f"extract: {count} files written, {len(report.problems)} problems: do not trust these files",
-              file=sys.stderr)
+        print(
+            f"extract: {count} files written, {len(report.problems)} problems: do not trust these files",
+            file=sys.stderr,
+        )
         return 1
     if report.sidecar_checked:
         print(f"{count} files written; the PDF and every file match the sidecar")

@@ -36,7 +36,7 @@ from __future__ import annotations
 import copy
 import threading
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -125,7 +125,7 @@ def _decoded_tables(path: str, index: int) -> tuple[tuple[str, ...], tuple[tuple
 _lock = threading.Lock()
 
 
-@lru_cache(maxsize=None)
+@cache
 def _prototype(path: str, index: int) -> _Prototype:
     """Parse ``path`` (face ``index``) once with fpdf2's own ``TTFFont`` and keep its derived data."""
     probe = ttLib.TTFont(path, lazy=True, fontNumber=index)
@@ -144,7 +144,9 @@ def _prototype(path: str, index: int) -> _Prototype:
     font.close()
     font.ttfont = None  # type: ignore[assignment]  # no tables kept: each document opens its own
     font.subset = None  # type: ignore[assignment]
-    pre_drop = () if "kern" in tags or not _PRE_DROP else tuple(tag for tag in PRE_DROPPED_TABLES if tag in tags)
+    pre_drop = (
+        () if "kern" in tags or not _PRE_DROP else tuple(tag for tag in PRE_DROPPED_TABLES if tag in tags)
+    )
     order, tables = _decoded_tables(path, index)
     return _Prototype(font, pre_drop, order, tables)
 

@@ -70,14 +70,25 @@ def _chars(*ranges: tuple[int, int]) -> tuple[int, ...]:
 #: Tier 1: printable ASCII after the space (fpdf2 reserves code 0x20 for it) and the
 #: punctuation the layout itself writes (headers, fields, the Originals section).
 TIER_1: tuple[int, ...] = _chars((0x21, 0x7E)) + (
-    0x00B7, 0x2013, 0x2014, 0x2018, 0x2019, 0x201C, 0x201D, 0x2022, 0x2026)
+    0x00B7,
+    0x2013,
+    0x2014,
+    0x2018,
+    0x2019,
+    0x201C,
+    0x201D,
+    0x2022,
+    0x2026,
+)
 
 #: Tier 2: Latin-1 Supplement, Latin Extended-A, general punctuation, euro, trade mark,
 #: minus — what European text beyond ASCII mostly uses. Taken whole on the first
 #: character outside tier 1.
 TIER_2: tuple[int, ...] = tuple(
-    cp for cp in _chars((0x00A0, 0x017F), (0x2010, 0x2027), (0x2030, 0x203A)) + (0x20AC, 0x2122, 0x2212)
-    if cp not in TIER_1)
+    cp
+    for cp in _chars((0x00A0, 0x017F), (0x2010, 0x2027), (0x2030, 0x203A)) + (0x20AC, 0x2122, 0x2212)
+    if cp not in TIER_1
+)
 
 TIERS: tuple[tuple[int, ...], ...] = (TIER_1, TIER_2)
 
@@ -153,7 +164,9 @@ class TieredSubsetMap(SubsetMap):
         key = (str(font.ttffile), font.collection_font_number, tiers)
         self.tiers = _FONT_TIERS.get(key)
         if self.tiers is None:
-            self.tiers = _FONT_TIERS[key] = tuple(tuple(cp for cp in tier if cp in font.glyph_ids) for tier in tiers)
+            self.tiers = _FONT_TIERS[key] = tuple(
+                tuple(cp for cp in tier if cp in font.glyph_ids) for tier in tiers
+            )
         self.taken = 0
         self.codes = _CodeTable(self)
         self.escaped = _EscapedCodeTable(self.codes)
@@ -199,8 +212,9 @@ class TieredSubsetMap(SubsetMap):
             before = dict(self._char_id_per_glyph)
             for cp in self.tiers[number]:
                 SubsetMap.pick_glyph(self, self.get_glyph(unicode=cp))
-            known = _TIER_STATES[key] = _TierState(before, dict(self._char_id_per_glyph), self._next,
-                                                   tuple(self._reserved))
+            known = _TIER_STATES[key] = _TierState(
+                before, dict(self._char_id_per_glyph), self._next, tuple(self._reserved)
+            )
         self._learn_tier(number, known)
 
     def _learn_tier(self, number: int, state: _TierState) -> None:
@@ -215,7 +229,12 @@ class TieredSubsetMap(SubsetMap):
                 if code is not None:
                     codes[cp] = chr(code)
             escaped = {cp: _in_string(ch) for cp, ch in codes.items()}
-            known = _TIER_TABLES[key] = (state, codes, escaped, tuple((cp, ord(ch)) for cp, ch in codes.items()))
+            known = _TIER_TABLES[key] = (
+                state,
+                codes,
+                escaped,
+                tuple((cp, ord(ch)) for cp, ch in codes.items()),
+            )
         _, codes, escaped, fresh = known
         for cp in codes.keys() & self.codes.keys():  # looked up already: must agree
             if self.codes[cp] != codes[cp]:
@@ -240,8 +259,9 @@ _TIER_STATES: dict[tuple[str, int, int], _TierState] = {}
 #: ``(font file, face index, tier number) -> (the _TierState they belong to, code point -> code
 #: character, code point -> escaped code, (code point, code) pairs)``: a tier's characters as
 #: :class:`_CodeTable`, :class:`_EscapedCodeTable` and the byte charmap learn them.
-_TIER_TABLES: dict[tuple[str, int, int], tuple[_TierState, dict[int, str], dict[int, str],
-                                               tuple[tuple[int, int], ...]]] = {}
+_TIER_TABLES: dict[
+    tuple[str, int, int], tuple[_TierState, dict[int, str], dict[int, str], tuple[tuple[int, int], ...]]
+] = {}
 #: ``(font file, face index, tiers) -> the tiers' code points the font maps``.
 _FONT_TIERS: dict[tuple[str, int, tuple[tuple[int, ...], ...]], tuple[tuple[int, ...], ...]] = {}
 
@@ -312,20 +332,41 @@ def _format_code(unicode: int) -> str:
 def _build(font: TTFFont) -> FontOutput:
     """fpdf2 2.8.9's ``_add_fonts`` steps for a TrueType font (subset, widths, maps), as bytes."""
     options = ftsubset.Options(notdef_outline=True, recommended_glyphs=True)
-    options.drop_tables += ["FFTM", "GDEF", "GPOS", "GSUB", "MATH", "hdmx", "meta", "sbix", "CBDT", "CBLC",
-                            "EBDT", "EBLC", "EBSC", "SVG ", "CPAL", "COLR"]
+    options.drop_tables += [
+        "FFTM",
+        "GDEF",
+        "GPOS",
+        "GSUB",
+        "MATH",
+        "hdmx",
+        "meta",
+        "sbix",
+        "CBDT",
+        "CBLC",
+        "EBDT",
+        "EBLC",
+        "EBSC",
+        "SVG ",
+        "CPAL",
+        "COLR",
+    ]
     subsetter = ftsubset.Subsetter(options)
     subsetter.populate(glyphs=font.subset.get_all_glyph_names())
     subsetter.subset(font.ttfont)
-    code_to_glyph = {code: font.ttfont.getGlyphID(glyph.glyph_name)
-                     for glyph, code in font.subset.items() if glyph is not None}
+    code_to_glyph = {
+        code: font.ttfont.getGlyphID(glyph.glyph_name)
+        for glyph, code in font.subset.items()
+        if glyph is not None
+    }
     buffer = BytesIO()
     font.ttfont.save(buffer)
     font_file = buffer.getvalue()
 
-    bf_char = [f'<{code:04X}> <{"".join(_format_code(u) for u in glyph.unicode)}>\n'
-               for glyph, code in font.subset.items()
-               if glyph is not None and isinstance(glyph.unicode, tuple) and glyph.unicode]
+    bf_char = [
+        f"<{code:04X}> <{''.join(_format_code(u) for u in glyph.unicode)}>\n"
+        for glyph, code in font.subset.items()
+        if glyph is not None and isinstance(glyph.unicode, tuple) and glyph.unicode
+    ]
     to_unicode = (
         "/CIDInit /ProcSet findresource begin\n"
         "12 dict begin\n"
@@ -366,8 +407,11 @@ _stats = {"hits": 0, "misses": 0}
 
 
 def _key(font: TTFFont) -> tuple[Any, ...]:
-    glyphs = tuple((code, glyph.glyph_id, glyph.unicode, glyph.glyph_name, glyph.glyph_width)
-                   for glyph, code in font.subset.items() if glyph is not None)
+    glyphs = tuple(
+        (code, glyph.glyph_id, glyph.unicode, glyph.glyph_name, glyph.glyph_width)
+        for glyph, code in font.subset.items()
+        if glyph is not None
+    )
     return str(font.ttffile), font.collection_font_number, glyphs
 
 
@@ -434,8 +478,9 @@ class ArchiveOutputProducer(OutputProducer):
     at a time in the same order, so object numbers follow fpdf2's.
     """
 
-    def _add_fonts(self, image_objects_per_index: Any, gfxstate_objs_per_name: Any,
-                   pattern_objs_per_name: Any) -> dict[int, Any]:
+    def _add_fonts(
+        self, image_objects_per_index: Any, gfxstate_objs_per_name: Any, pattern_objs_per_name: Any
+    ) -> dict[int, Any]:
         fonts = self.fpdf.fonts
         compliance = self.fpdf._compliance
         part_1 = bool(compliance and compliance.profile == "PDFA" and compliance.part == 1)
@@ -449,8 +494,11 @@ class ArchiveOutputProducer(OutputProducer):
                     objects[font.i] = self._add_tiered_font(font)
                 else:  # fpdf2's own code sees this one font only
                     catalog.font_registry = {fontkey: font}
-                    objects.update(super()._add_fonts(image_objects_per_index, gfxstate_objs_per_name,
-                                                      pattern_objs_per_name))
+                    objects.update(
+                        super()._add_fonts(
+                            image_objects_per_index, gfxstate_objs_per_name, pattern_objs_per_name
+                        )
+                    )
                     catalog.font_registry = fonts
         finally:
             catalog.font_registry = fonts
@@ -462,8 +510,9 @@ class ArchiveOutputProducer(OutputProducer):
         fontname = f"MPDFAA+{font.name}"
         composite = PDFFont(subtype="Type0", base_font=fontname, encoding="Identity-H")
         self._add_pdf_obj(composite, "fonts")
-        cid_font = PDFFont(subtype="CIDFontType2", base_font=fontname, d_w=font.desc.missing_width,
-                           w=built.widths)
+        cid_font = PDFFont(
+            subtype="CIDFontType2", base_font=fontname, d_w=font.desc.missing_width, w=built.widths
+        )
         self._add_pdf_obj(cid_font, "fonts")
         composite.descendant_fonts = PDFArray([cid_font])
         to_unicode = _stream(built.to_unicode, compressed=False)

@@ -23,7 +23,7 @@ import unicodedata
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cache, lru_cache
 from pathlib import Path
 
 from app.render.layout import WordMeasure
@@ -39,8 +39,12 @@ MAIN_FAMILY = "NotoSans"
 #: Font styles as fpdf2 names them: regular, bold, italic, bold italic.
 STYLES = ("", "B", "I", "BI")
 
-_MAIN_FILES = {"": "NotoSans-Regular.ttf", "B": "NotoSans-Bold.ttf", "I": "NotoSans-Italic.ttf",
-               "BI": "NotoSans-BoldItalic.ttf"}
+_MAIN_FILES = {
+    "": "NotoSans-Regular.ttf",
+    "B": "NotoSans-Bold.ttf",
+    "I": "NotoSans-Italic.ttf",
+    "BI": "NotoSans-BoldItalic.ttf",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,8 +109,10 @@ _TRANSLATED = re.compile("[" + "".join(re.escape(chr(cp)) for cp in (*_NEWLINES,
 
 #: Text that needs shaping (joining, reordering) or right-to-left layout: Hebrew, Arabic,
 #: Syriac, Thaana, NKo, Indic scripts, and the Arabic/Hebrew presentation forms.
-COMPLEX = re.compile("[\u0590-\u08ff\u0900-\u0dff\u0f00-\u0fff\u1000-\u109f\u1780-\u17ff"
-                     "\ufb1d-\ufdff\ufe70-\ufefe\u200c\u200d\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+COMPLEX = re.compile(
+    "[\u0590-\u08ff\u0900-\u0dff\u0f00-\u0fff\u1000-\u109f\u1780-\u17ff"
+    "\ufb1d-\ufdff\ufe70-\ufefe\u200c\u200d\u200e\u200f\u202a-\u202e\u2066-\u2069]"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,7 +128,7 @@ class FontMetrics:
     advances: dict[str, int]
 
 
-@lru_cache(maxsize=None)
+@cache
 def load_metrics(path: str, index: int = 0) -> FontMetrics:
     """Read a font file (face ``index`` of a collection) once per process.
 
@@ -263,7 +269,9 @@ class FontSet:
     """
 
     def __init__(self, font_dirs: tuple[str, ...]) -> None:
-        self.main = {style: FontFace(MAIN_FAMILY, style, str(FONT_DIR / name)) for style, name in _MAIN_FILES.items()}
+        self.main = {
+            style: FontFace(MAIN_FAMILY, style, str(FONT_DIR / name)) for style, name in _MAIN_FILES.items()
+        }
         fallbacks: list[FontFace] = []
         absent: list[str] = []
         for fallback in FALLBACKS:
@@ -365,11 +373,20 @@ def placeholder(char: str) -> str:
 
 
 _SCRIPT_RANGES = (
-    (0x0590, 0x05FF, "Hebrew"), (0x0600, 0x08FF, "Arabic"), (0x0900, 0x097F, "Devanagari"),
-    (0x0E00, 0x0E7F, "Thai"), (0x1100, 0x11FF, "Hangul"), (0x2E80, 0x9FFF, "CJK"),
-    (0xAC00, 0xD7AF, "Hangul"), (0xF900, 0xFAFF, "CJK"), (0xFB1D, 0xFB4F, "Hebrew"),
-    (0xFB50, 0xFDFF, "Arabic"), (0xFE70, 0xFEFF, "Arabic"), (0xFF00, 0xFFEF, "CJK"),
-    (0x1F000, 0x1FAFF, "Emoji"), (0x20000, 0x3FFFF, "CJK"),
+    (0x0590, 0x05FF, "Hebrew"),
+    (0x0600, 0x08FF, "Arabic"),
+    (0x0900, 0x097F, "Devanagari"),
+    (0x0E00, 0x0E7F, "Thai"),
+    (0x1100, 0x11FF, "Hangul"),
+    (0x2E80, 0x9FFF, "CJK"),
+    (0xAC00, 0xD7AF, "Hangul"),
+    (0xF900, 0xFAFF, "CJK"),
+    (0xFB1D, 0xFB4F, "Hebrew"),
+    (0xFB50, 0xFDFF, "Arabic"),
+    (0xFE70, 0xFEFF, "Arabic"),
+    (0xFF00, 0xFFEF, "CJK"),
+    (0x1F000, 0x1FAFF, "Emoji"),
+    (0x20000, 0x3FFFF, "CJK"),
 )
 
 

@@ -33,21 +33,93 @@ from lxml import etree
 
 #: Tags fpdf2's ``write_html`` renders (and ``div``, turned into ``p`` below).
 ALLOWED_TAGS = {
-    "h1", "h2", "h3", "h4", "h5", "h6", "p", "div", "br", "hr", "b", "strong", "i", "em", "u", "s", "del",
-    "center", "a", "pre", "code", "img", "ol", "ul", "li", "dl", "dt", "dd", "sup", "sub", "blockquote",
-    "table", "thead", "tbody", "tfoot", "tr", "th", "td",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "p",
+    "div",
+    "br",
+    "hr",
+    "b",
+    "strong",
+    "i",
+    "em",
+    "u",
+    "s",
+    "del",
+    "center",
+    "a",
+    "pre",
+    "code",
+    "img",
+    "ol",
+    "ul",
+    "li",
+    "dl",
+    "dt",
+    "dd",
+    "sup",
+    "sub",
+    "blockquote",
+    "table",
+    "thead",
+    "tbody",
+    "tfoot",
+    "tr",
+    "th",
+    "td",
 }
-_ATTRIBUTES = {"a": {"href"}, "img": {"src", "alt", "width", "height"}, "td": {"colspan", "rowspan"},
-               "th": {"colspan", "rowspan"}, "ol": {"start"}}
-_DROP_WITH_CONTENT = {"script", "style", "head", "title", "noscript", "template", "iframe", "object", "svg", "math"}
-_BLOCKS = {"p", "div", "table", "ul", "ol", "dl", "blockquote", "pre", "h1", "h2", "h3", "h4", "h5", "h6", "hr", "center"}
+_ATTRIBUTES = {
+    "a": {"href"},
+    "img": {"src", "alt", "width", "height"},
+    "td": {"colspan", "rowspan"},
+    "th": {"colspan", "rowspan"},
+    "ol": {"start"},
+}
+_DROP_WITH_CONTENT = {
+    "script",
+    "style",
+    "head",
+    "title",
+    "noscript",
+    "template",
+    "iframe",
+    "object",
+    "svg",
+    "math",
+}
+_BLOCKS = {
+    "p",
+    "div",
+    "table",
+    "ul",
+    "ol",
+    "dl",
+    "blockquote",
+    "pre",
+    "h1",
+    "h2",
+    "h3",
+    "h4",
+    "h5",
+    "h6",
+    "hr",
+    "center",
+}
 _LINK_SCHEMES = ("http://", "https://", "mailto:")
 _SPACES = re.compile(r"\s+")
 _BLANK_RUNS = re.compile(r"\n{4,}")
 
-_QUOTE_CLASSES = re.compile(r"\b(gmail_quote|yahoo_quoted|moz-cite-prefix|OutlookMessageHeader)\b", re.IGNORECASE)
+_QUOTE_CLASSES = re.compile(
+    r"\b(gmail_quote|yahoo_quoted|moz-cite-prefix|OutlookMessageHeader)\b", re.IGNORECASE
+)
 _QUOTE_IDS = {"divrplyfwdmsg", "appendonsend"}
-_ORIGINAL_MESSAGE = re.compile(r"^\s*-{2,}\s*(Original Message|Ursprüngliche Nachricht|Originalnachricht)", re.IGNORECASE)
+_ORIGINAL_MESSAGE = re.compile(
+    r"^\s*-{2,}\s*(Original Message|Ursprüngliche Nachricht|Originalnachricht)", re.IGNORECASE
+)
 
 # inscriptis' "strict" profile (no padding around every <div>), with quoted mail indented.
 _CSS = {**CSS_PROFILES["strict"], "blockquote": HtmlElement(display=Display.block, padding_inline=4)}
@@ -103,8 +175,11 @@ def _wrap_rest_in_quote(element: etree._Element) -> None:
 
 def mark_quotes(html: str) -> str:
     """Turn the reply-quote markup of Gmail, Outlook, Yahoo and Thunderbird into ``<blockquote>``."""
-    if not re.search(r"gmail_quote|yahoo_quoted|moz-cite|divRplyFwdMsg|appendonsend|OutlookMessageHeader|Original Message|Ursprüngliche|Originalnachricht",
-                     html, re.IGNORECASE):
+    if not re.search(
+        r"gmail_quote|yahoo_quoted|moz-cite|divRplyFwdMsg|appendonsend|OutlookMessageHeader|Original Message|Ursprüngliche|Originalnachricht",
+        html,
+        re.IGNORECASE,
+    ):
         return html
     root = _parse(html)
     for element in list(root.iter("div", "p", "span")):
@@ -112,9 +187,7 @@ def mark_quotes(html: str) -> str:
             continue
         if _QUOTE_CLASSES.search(element.get("class") or ""):
             element.tag = "blockquote"
-        elif (element.get("id") or "").lower() in _QUOTE_IDS:
-            _wrap_rest_in_quote(element)
-        elif element.tag in ("div", "p") and _ORIGINAL_MESSAGE.match(_text(element)[:80]):
+        elif (element.get("id") or "").lower() in _QUOTE_IDS or element.tag in ("div", "p") and _ORIGINAL_MESSAGE.match(_text(element)[:80]):
             _wrap_rest_in_quote(element)
     return _serialise(root)
 
@@ -208,7 +281,9 @@ def _normalise_tables(root: etree._Element, label: ImageLabeler) -> None:
                     row.remove(child)
 
 
-def normalise(html: str, *, resolve: ImageResolver, label: ImageLabeler, max_width: float, max_height: float) -> str:
+def normalise(
+    html: str, *, resolve: ImageResolver, label: ImageLabeler, max_width: float, max_height: float
+) -> str:
     """Rewrite sanitised HTML into the subset ``write_html`` renders without raising.
 
     Args:
@@ -311,6 +386,10 @@ def first_strong_is_rtl(text: str) -> bool:
     return False
 
 
-def prepare_html(body: str, *, resolve: ImageResolver, label: ImageLabeler, max_width: float, max_height: float) -> str:
+def prepare_html(
+    body: str, *, resolve: ImageResolver, label: ImageLabeler, max_width: float, max_height: float
+) -> str:
     """The whole pipeline: :func:`mark_quotes`, :func:`sanitise`, :func:`normalise`."""
-    return normalise(sanitise(mark_quotes(body)), resolve=resolve, label=label, max_width=max_width, max_height=max_height)
+    return normalise(
+        sanitise(mark_quotes(body)), resolve=resolve, label=label, max_width=max_width, max_height=max_height
+    )

@@ -84,12 +84,16 @@ def content_id_of(attachment: Mapping[str, Any]) -> str:
     preferences = attachment.get("preferences") or {}
     if not isinstance(preferences, Mapping):
         return ""
-    raw = preferences.get("Content-ID") or preferences.get("content_id") or preferences.get("Content-Id") or ""
+    raw = (
+        preferences.get("Content-ID") or preferences.get("content_id") or preferences.get("Content-Id") or ""
+    )
     return str(raw).strip().strip("<>").strip()
 
 
 def _attachments(article: Mapping[str, Any]) -> list[Mapping[str, Any]]:
-    return [a for a in article.get("attachments") or [] if isinstance(a, Mapping) and isinstance(a.get("id"), int)]
+    return [
+        a for a in article.get("attachments") or [] if isinstance(a, Mapping) and isinstance(a.get("id"), int)
+    ]
 
 
 def _int(value: Any) -> int | None:
@@ -100,7 +104,10 @@ def image_sources(body: str) -> list[str]:
     """Every ``<img src>`` value in an HTML body, in order, entity-decoded."""
     from html import unescape
 
-    return [unescape(next(group for group in match.groups() if group is not None)) for match in _IMG_SRC.finditer(body)]
+    return [
+        unescape(next(group for group in match.groups() if group is not None))
+        for match in _IMG_SRC.finditer(body)
+    ]
 
 
 def image_references(ticket_id: int, articles: list[dict[str, Any]]) -> list[ImageRef]:
@@ -126,18 +133,38 @@ def image_references(ticket_id: int, articles: list[dict[str, Any]]) -> list[Ima
                 if match:
                     t_id, a_id, att_id = (int(g) for g in match.groups())
                     known = by_id.get(att_id) or {}
-                    refs.setdefault(att_id, ImageRef(att_id, a_id, t_id, str(known.get("filename") or f"image-{att_id}"),
-                                                     content_type_of(known)))
+                    refs.setdefault(
+                        att_id,
+                        ImageRef(
+                            att_id,
+                            a_id,
+                            t_id,
+                            str(known.get("filename") or f"image-{att_id}"),
+                            content_type_of(known),
+                        ),
+                    )
                 elif src[:4].lower() == "cid:":
                     found = by_cid.get(unquote(src[4:]).strip().strip("<>"))
                     if found is not None:
-                        refs.setdefault(found["id"], ImageRef(found["id"], article_id, ticket_id,
-                                                              str(found.get("filename") or ""), content_type_of(found)))
+                        refs.setdefault(
+                            found["id"],
+                            ImageRef(
+                                found["id"],
+                                article_id,
+                                ticket_id,
+                                str(found.get("filename") or ""),
+                                content_type_of(found),
+                            ),
+                        )
         for attachment in attachments:
             kind = content_type_of(attachment)
             if kind in PREVIEW_TYPES:
-                refs.setdefault(attachment["id"], ImageRef(attachment["id"], article_id, ticket_id,
-                                                           str(attachment.get("filename") or ""), kind))
+                refs.setdefault(
+                    attachment["id"],
+                    ImageRef(
+                        attachment["id"], article_id, ticket_id, str(attachment.get("filename") or ""), kind
+                    ),
+                )
     return list(refs.values())
 
 
@@ -166,8 +193,13 @@ def normalise_image(data: bytes) -> PreparedImage:
     except Exception as exc:  # Pillow raises many types on hostile input
         raise ImageError(f"not a readable image: {exc}") from None
     rotated = image.getexif().get(0x0112, 1) not in (0, 1)
-    plain_jpeg = (image.format == "JPEG" and image.mode in ("RGB", "L") and not rotated
-                  and max(image.size) <= MAX_PIXELS_SIDE and not image.info.get("progressive"))
+    plain_jpeg = (
+        image.format == "JPEG"
+        and image.mode in ("RGB", "L")
+        and not rotated
+        and max(image.size) <= MAX_PIXELS_SIDE
+        and not image.info.get("progressive")
+    )
     if plain_jpeg:
         return PreparedImage(data=data, width=image.width, height=image.height)
     try:
@@ -177,7 +209,11 @@ def normalise_image(data: bytes) -> PreparedImage:
         elif image.mode in ("P", "PA", "LA", "RGBA", "La") or "transparency" in image.info:
             image = image.convert("RGBA")
         elif image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-            image = image.point(lambda value: value / 256).convert("L") if image.mode != "F" else image.convert("L")
+            image = (
+                image.point(lambda value: value / 256).convert("L")
+                if image.mode != "F"
+                else image.convert("L")
+            )
         elif image.mode not in ("RGB", "L"):
             image = image.convert("RGB")
         if max(image.size) > MAX_PIXELS_SIDE:
@@ -221,7 +257,9 @@ class ArticleImages:
         for article in articles:
             article_id = _int(article.get("id")) or 0
             for attachment in _attachments(article):
-                self.filenames[attachment["id"]] = str(attachment.get("filename") or f"image-{attachment['id']}")
+                self.filenames[attachment["id"]] = str(
+                    attachment.get("filename") or f"image-{attachment['id']}"
+                )
                 cid = content_id_of(attachment)
                 if cid:
                     self._cids.setdefault(article_id, {})[cid] = attachment["id"]

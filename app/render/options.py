@@ -50,13 +50,19 @@ class RenderOptions:
 
     def __post_init__(self) -> None:
         if self.template not in TEMPLATES:
-            raise ValueError(f"template: unknown template {self.template!r}, use one of {', '.join(TEMPLATES)}")
+            raise ValueError(
+                f"template: unknown template {self.template!r}, use one of {', '.join(TEMPLATES)}"
+            )
         try:
             ZoneInfo(self.timezone)
         except (ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"timezone: unknown time zone {self.timezone!r}, use an IANA name such as 'Europe/Berlin'") from exc
+            raise ValueError(
+                f"timezone: unknown time zone {self.timezone!r}, use an IANA name such as 'Europe/Berlin'"
+            ) from exc
         if self.max_articles < 0:
             raise ValueError("max_articles: must be 0 (unlimited) or more")
         if self.limit_mode not in LIMIT_MODES:
-            raise ValueError(f"limit_mode: unknown mode {self.limit_mode!r}, use one of {', '.join(LIMIT_MODES)}")
+            raise ValueError(
+                f"limit_mode: unknown mode {self.limit_mode!r}, use one of {', '.join(LIMIT_MODES)}"
+            )
         object.__setattr__(self, "font_dirs", tuple(self.font_dirs))

@@ -15,7 +15,7 @@ import hashlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from html import escape
 from typing import TYPE_CHECKING
 
@@ -61,8 +61,17 @@ def _xml(value: str) -> str:
     return escape(_XML_INVALID.sub("", value), quote=True).replace("'", "&apos;")
 
 
-def xmp_metadata(*, title: str, subject: str, author: str, keywords: str, creator: str, producer: str,
-                 date: datetime, pdfa: bool) -> str:
+def xmp_metadata(
+    *,
+    title: str,
+    subject: str,
+    author: str,
+    keywords: str,
+    creator: str,
+    producer: str,
+    date: datetime,
+    pdfa: bool,
+) -> str:
     """The XMP packet body (``<x:xmpmeta>``, no ``<?xpacket>``) for ``FPDF.set_xmp_metadata``.
 
     The same properties fpdf2 derives from ``set_title`` and friends, but ``xmp:CreateDate``,
@@ -70,7 +79,7 @@ def xmp_metadata(*, title: str, subject: str, author: str, keywords: str, creato
     of the wall clock, and, with ``pdfa``, ``pdfaid:part``/``pdfaid:conformance``
     (ISO 19005-3 §6.6.4), which a user-supplied packet must carry itself.
     """
-    stamp = date.astimezone(timezone.utc).isoformat(timespec="seconds")
+    stamp = date.astimezone(UTC).isoformat(timespec="seconds")
     lines = [
         '<x:xmpmeta xmlns:x="adobe:ns:meta/" x:xmptk="fpdf2">',
         '  <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">',
@@ -89,10 +98,12 @@ def xmp_metadata(*, title: str, subject: str, author: str, keywords: str, creato
         lines.append(f'        pdf:Keywords="{_xml(keywords)}"')
     lines.append("      >")
     if pdfa:
-        lines += [f"      <pdfaid:part>{PDFA_PART}</pdfaid:part>",
-                  f"      <pdfaid:conformance>{PDFA_CONFORMANCE}</pdfaid:conformance>"]
+        lines += [
+            f"      <pdfaid:part>{PDFA_PART}</pdfaid:part>",
+            f"      <pdfaid:conformance>{PDFA_CONFORMANCE}</pdfaid:conformance>",
+        ]
     lines += [
-        '      <dc:format>application/pdf</dc:format>',
+        "      <dc:format>application/pdf</dc:format>",
         f'      <dc:title><rdf:Alt><rdf:li xml:lang="x-default">{_xml(title)}</rdf:li></rdf:Alt></dc:title>',
         f'      <dc:description><rdf:Alt><rdf:li xml:lang="x-default">{_xml(subject)}</rdf:li></rdf:Alt></dc:description>',
         f"      <dc:creator><rdf:Seq><rdf:li>{_xml(author)}</rdf:li></rdf:Seq></dc:creator>",
@@ -129,7 +140,9 @@ def _name_tree_key(fpdf_file: PDFEmbeddedFile) -> bytes:
     return name.encode("ascii") if name.isascii() else b"\xfe\xff" + name.encode("utf-16-be")
 
 
-def embed_originals(pdf: FPDF, files: Sequence[EmbeddedFile], *, modified: datetime) -> tuple[EmbeddedRecord, ...]:
+def embed_originals(
+    pdf: FPDF, files: Sequence[EmbeddedFile], *, modified: datetime
+) -> tuple[EmbeddedRecord, ...]:
     """Embed ``files`` in ``pdf`` as associated files, in order; returns what was written.
 
     Each becomes a compressed embedded file stream with ``/Subtype`` (MIME type),
@@ -148,28 +161,55 @@ def embed_originals(pdf: FPDF, files: Sequence[EmbeddedFile], *, modified: datet
     taken = {fpdf_file.basename() for fpdf_file in pdf.embedded_files}
     for file in files:
         if not isinstance(file.data, (bytes, bytearray, memoryview)):
-            raise RenderError(f"embedded file {file.name!r}: data must be bytes, got {type(file.data).__name__}",
-                              transient=False)
+            raise RenderError(
+                f"embedded file {file.name!r}: data must be bytes, got {type(file.data).__name__}",
+                transient=False,
+            )
         data = bytes(file.data)
         try:
             relationship = AssociatedFileRelationship.coerce(file.relationship)
         except ValueError as exc:
-            raise RenderError(f"embedded file {file.name!r}: unknown AFRelationship {file.relationship!r}",
-                              transient=False) from exc
+            raise RenderError(
+                f"embedded file {file.name!r}: unknown AFRelationship {file.relationship!r}", transient=False
+            ) from exc
         name = _unique(file.name, taken)
         taken.add(name)
         mime = clean_mime_type(file.mime_type)
         description = _XML_INVALID.sub("", file.description or name)
         if data:
-            pdf.embed_file(bytes=data, basename=name, mime_type=mime, modification_date=modified,
-                           associated_file_relationship=relationship.value, desc=description, compress=True)
+            pdf.embed_file(
+                bytes=data,
+                basename=name,
+                mime_type=mime,
+                modification_date=modified,
+                associated_file_relationship=relationship.value,
+                desc=description,
+                compress=True,
+            )
         else:  # embed_file refuses empty bytes; an empty original is still an original
-            pdf.embedded_files.append(PDFEmbeddedFile(basename=name, contents=b"", desc=description,
-                                                      modification_date=modified, mime_type=mime,
-                                                      af_relationship=relationship, compress=True))
-        records.append(EmbeddedRecord(name=name, sha256=hashlib.sha256(data).hexdigest(), size=len(data),
-                                      mime_type=mime, relationship=relationship.value, description=description,
-                                      article_id=file.article_id, attachment_id=file.attachment_id))
+            pdf.embedded_files.append(
+                PDFEmbeddedFile(
+                    basename=name,
+                    contents=b"",
+                    desc=description,
+                    modification_date=modified,
+                    mime_type=mime,
+                    af_relationship=relationship,
+                    compress=True,
+                )
+            )
+        records.append(
+            EmbeddedRecord(
+                name=name,
+                sha256=hashlib.sha256(data).hexdigest(),
+                size=len(data),
+                mime_type=mime,
+                relationship=relationship.value,
+                description=description,
+                article_id=file.article_id,
+                attachment_id=file.attachment_id,
+            )
+        )
     pdf.embedded_files.sort(key=_name_tree_key)
     return tuple(records)
 
@@ -185,7 +225,9 @@ class OriginalsIndex:
     def __init__(self, embedded: Sequence[EmbeddedRecord], omitted: Sequence[OmittedFile]) -> None:
         self.embedded = tuple(embedded)
         self.omitted = tuple(omitted)
-        self._embedded_attachments = {r.attachment_id: r for r in self.embedded if r.attachment_id is not None}
+        self._embedded_attachments = {
+            r.attachment_id: r for r in self.embedded if r.attachment_id is not None
+        }
         self._omitted_attachments = {o.attachment_id: o for o in self.omitted if o.attachment_id is not None}
 
     @property
@@ -209,8 +251,10 @@ class OriginalsIndex:
         parts = []
         if self.embedded:
             total = sum(r.size for r in self.embedded)
-            parts.append(f"{len(self.embedded)} file{'s' if len(self.embedded) != 1 else ''} embedded in this PDF "
-                         f"({total:,} bytes)")
+            parts.append(
+                f"{len(self.embedded)} file{'s' if len(self.embedded) != 1 else ''} embedded in this PDF "
+                f"({total:,} bytes)"
+            )
         if self.omitted:
             parts.append(f"{len(self.omitted)} left out")
         return ", ".join(parts) + " – see “Originals” at the end"

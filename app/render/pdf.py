@@ -28,15 +28,15 @@ import io
 import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fpdf import FPDF, FPDF_VERSION
 from fpdf.enums import TextMode, XPos, YPos
-from fpdf.fonts import TTFFont
 from fpdf.fonts import FontFace as FpdfFontFace
 from fpdf.fonts import TextStyle as FpdfTextStyle
+from fpdf.fonts import TTFFont
 
 from app import __version__
 from app.errors import RenderError
@@ -61,7 +61,8 @@ from app.render.layout import wrap_text
 from app.render.options import LIMIT_MODES, TEMPLATES, RenderOptions
 from app.render.originals import PDFA_LABEL, PDFA_PROFILE, OriginalsIndex, embed_originals, xmp_metadata
 from app.render.streams import ParkedPages, ParkedPagesProducer, install_fast_object_dicts, write_pdf
-from app.render.templates import GREY, TEMPLATES as TEMPLATE_TABLE, Template, TextStyle
+from app.render.templates import GREY, Template, TextStyle
+from app.render.templates import TEMPLATES as TEMPLATE_TABLE
 from app.workflow.ports import EmbeddedFile, OmittedFile, RenderedPdf
 
 try:  # the resource access policy arrived in fpdf2 2.8.8
@@ -113,12 +114,12 @@ class _Rollback:
         for number in [n for n in pdf.pages if n > self.page]:
             del pdf.pages[number]
         pdf.page = self.page
-        del pdf.pages[self.page].contents[self.length:]
+        del pdf.pages[self.page].contents[self.length :]
         annots = pdf.pages[self.page].annots
         if annots is not None:
-            del annots[self.annots:]
+            del annots[self.annots :]
         if self.outline is not None:
-            del pdf._outline[self.outline:]
+            del pdf._outline[self.outline :]
         pdf.l_margin, pdf.r_margin = self.margins
         pdf.set_xy(pdf.l_margin, self.y)
         pdf.in_footer = False
@@ -136,7 +137,9 @@ class _TicketPdf(ParkedPages, FPDF):
     """
 
     def __init__(self, fonts: FontSet, template: Template, *, pdfa: bool = False) -> None:
-        super().__init__(orientation="P", unit="pt", format="A4", enforce_compliance=PDFA_PROFILE if pdfa else None)
+        super().__init__(
+            orientation="P", unit="pt", format="A4", enforce_compliance=PDFA_PROFILE if pdfa else None
+        )
         self.glyph_fonts = fonts
         self.template = template
         self._registered: set[tuple[str, str]] = set()
@@ -166,11 +169,15 @@ class _TicketPdf(ParkedPages, FPDF):
             add_cached_font(self, face.family, face.style, face.path, face.index)
             self._registered.add((face.family, face.style))
             if face.family == MAIN_FAMILY:  # fixed glyph codes: font output cached per process
-                use_tiered_codes(self.fonts.get(f"{face.family.lower()}{''.join(sorted(face.style.upper()))}"))
+                use_tiered_codes(
+                    self.fonts.get(f"{face.family.lower()}{''.join(sorted(face.style.upper()))}")
+                )
 
     def clean(self, value: Any) -> str:
         """``value`` as drawable text (:meth:`FontSet.make_drawable`), counting missing glyphs."""
-        text, missing = self.glyph_fonts.make_drawable(value if isinstance(value, str) else display_name(value))
+        text, missing = self.glyph_fonts.make_drawable(
+            value if isinstance(value, str) else display_name(value)
+        )
         if missing:
             self.missing.update(missing)
         return text
@@ -224,8 +231,13 @@ class _TicketPdf(ParkedPages, FPDF):
         family = face.family.lower()
         key = family + face.style
         current = self.current_font
-        if (current is not None and current.fontkey == key and self.font_family == family
-                and self.font_style == face.style and self.font_size_pt == size):
+        if (
+            current is not None
+            and current.fontkey == key
+            and self.font_family == family
+            and self.font_style == face.style
+            and self.font_size_pt == size
+        ):
             return  # selected; draw_text puts it on a new page when needed
         self.font_family = family
         self.font_style = face.style
@@ -263,15 +275,23 @@ class _TicketPdf(ParkedPages, FPDF):
             self.text(x, y, text)
             return
         opening, closing = self._text_wrapping()
-        self._out(f"{opening} {x * self.k:.2f} {(self.h - y) * self.k:.2f} Td {font.encode_text(text)} {closing}")
+        self._out(
+            f"{opening} {x * self.k:.2f} {(self.h - y) * self.k:.2f} Td {font.encode_text(text)} {closing}"
+        )
 
     def _plain_text_font(self) -> TTFFont | None:
         """The current font when our own text path can draw (a page is open, a TrueType font
         in fill mode, no underline, strike-through or quad points), put on the page if it is
         not yet; ``None`` when fpdf2's ``text()`` must draw instead."""
         font = self.current_font
-        if (not self.page or not isinstance(font, TTFFont) or self.text_mode != TextMode.FILL or self.underline
-                or self.strikethrough or self._record_text_quad_points):
+        if (
+            not self.page
+            or not isinstance(font, TTFFont)
+            or self.text_mode != TextMode.FILL
+            or self.underline
+            or self.strikethrough
+            or self._record_text_quad_points
+        ):
             return None
         if not self.current_font_is_set_on_page:
             self._out(self._set_font_for_page(font, self.font_size_pt))
@@ -313,9 +333,12 @@ class _TicketPdf(ParkedPages, FPDF):
             if not stripped.isascii() and COMPLEX.search(stripped):
                 self.write_complex(stripped, paragraph_style, offset)
                 continue
-            self.draw_paragraph(self.l_margin + offset, self.wrap(stripped, paragraph_style, self.epw - offset),
-                                paragraph_style, single=self.glyph_fonts.chains[paragraph_style.style]
-                                .single_face(stripped) == 0)
+            self.draw_paragraph(
+                self.l_margin + offset,
+                self.wrap(stripped, paragraph_style, self.epw - offset),
+                paragraph_style,
+                single=self.glyph_fonts.chains[paragraph_style.style].single_face(stripped) == 0,
+            )
 
     def draw_paragraph(self, x: float, lines: list[str], style: TextStyle, *, single: bool = False) -> None:
         """Draw ``lines`` one under the other from ``self.y``, breaking pages as
@@ -360,8 +383,11 @@ class _TicketPdf(ParkedPages, FPDF):
         k, h, encode = self.k, self.h, font.encode_text
         half_leading, rise = 0.5 * style.leading, 0.3 * style.size  # box top to baseline, as in draw_line
         opening, closing = self._text_wrapping()
-        drawn = [f"{opening} {x * k:.2f} {(h - (top + half_leading + rise)) * k:.2f} Td {encode(line)} {closing}"
-                 for top, line in zip(tops, lines, strict=True) if line]
+        drawn = [
+            f"{opening} {x * k:.2f} {(h - (top + half_leading + rise)) * k:.2f} Td {encode(line)} {closing}"
+            for top, line in zip(tops, lines, strict=True)
+            if line
+        ]
         if drawn:
             self._out("\n".join(drawn))
         return True
@@ -376,8 +402,14 @@ class _TicketPdf(ParkedPages, FPDF):
         self.set_xy(self.l_margin + offset, self.y)
         rtl = first_strong_is_rtl(paragraph)
         try:
-            self.multi_cell(self.epw - offset, style.leading, paragraph, align="R" if rtl else "L",
-                            new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+            self.multi_cell(
+                self.epw - offset,
+                style.leading,
+                paragraph,
+                align="R" if rtl else "L",
+                new_x=XPos.LMARGIN,
+                new_y=YPos.NEXT,
+            )
         finally:
             self._after_fpdf_text()
 
@@ -478,16 +510,24 @@ class _TicketPdf(ParkedPages, FPDF):
 
         rollback: _Rollback | None = None
         try:
-            prepared = self.clean(prepare_html(html, resolve=resolve, label=label, max_width=self.epw,
-                                               max_height=max_height))
+            prepared = self.clean(
+                prepare_html(html, resolve=resolve, label=label, max_width=self.epw, max_height=max_height)
+            )
             self.set_x(self.l_margin)
             rollback = _Rollback(self)
             self._fallbacks_for(prepared)
             self.set_text_shaping(bool(COMPLEX.search(prepared)))
             self.set_font(MAIN_FAMILY, "", body.size)
             self.set_text_color(*body.color)
-            self.write_html(prepared, font_family=MAIN_FAMILY, tag_styles=self._tag_styles(), image_map=self._image_map,
-                            ul_bullet_char="•", li_prefix_color=(64, 64, 64), warn_on_tags_not_matching=False)
+            self.write_html(
+                prepared,
+                font_family=MAIN_FAMILY,
+                tag_styles=self._tag_styles(),
+                image_map=self._image_map,
+                ul_bullet_char="•",
+                li_prefix_color=(64, 64, 64),
+                warn_on_tags_not_matching=False,
+            )
             self.set_x(self.l_margin)
         except Exception:  # write_html is not a browser: any failure → clean text, never a failed job
             self.html_fallbacks += 1
@@ -537,7 +577,6 @@ class _TicketPdf(ParkedPages, FPDF):
             self.set_text_shaping(True)
 
 
-
 def _check_input(ticket: Any, articles: Any, tags: Any) -> None:
     if not isinstance(ticket, dict):
         raise RenderError(f"ticket must be a JSON object, got {type(ticket).__name__}", transient=False)
@@ -566,8 +605,11 @@ def _draw_ticket_block(
     pdf.write_lines(title, DOC_TITLE)
     pdf.y += 4
     if included < total:
-        pdf.write_lines(f"{included} of {total} articles included: this PDF holds the first {included} "
-                        f"articles only (PDF_MAX_ARTICLES={included}).", LIMIT_WARNING)
+        pdf.write_lines(
+            f"{included} of {total} articles included: this PDF holds the first {included} "
+            f"articles only (PDF_MAX_ARTICLES={included}).",
+            LIMIT_WARNING,
+        )
         pdf.y += 4
 
     def when(key: str) -> str:
@@ -612,7 +654,9 @@ def _draw_ticket_block(
     pdf.rule(6)
 
 
-def _article_images(pdf: _TicketPdf, article: dict[str, Any], images: ArticleImages | None) -> list[tuple[str, PreparedImage | None]]:
+def _article_images(
+    pdf: _TicketPdf, article: dict[str, Any], images: ArticleImages | None
+) -> list[tuple[str, PreparedImage | None]]:
     """Image attachments to preview under the article (inline ones are already in the body)."""
     if not pdf.template.images:
         return []
@@ -637,8 +681,15 @@ def _article_images(pdf: _TicketPdf, article: dict[str, Any], images: ArticleIma
     return previews
 
 
-def _draw_article(pdf: _TicketPdf, article: dict[str, Any], position: int, total: int, zone: ZoneInfo,
-                  images: ArticleImages | None, originals: OriginalsIndex) -> None:
+def _draw_article(
+    pdf: _TicketPdf,
+    article: dict[str, Any],
+    position: int,
+    total: int,
+    zone: ZoneInfo,
+    images: ArticleImages | None,
+    originals: OriginalsIndex,
+) -> None:
     """One article: bookmark, a shaded heading marked Internal/Public, its fields, attachments, body."""
     template = pdf.template
     internal = bool(article.get("internal"))
@@ -652,7 +703,9 @@ def _draw_article(pdf: _TicketPdf, article: dict[str, Any], position: int, total
     pdf.y += template.article_gap
     field_lines = {"table": 9, "inline": 3, "none": 0}[template.article_fields]
     pdf.ensure_space(band + field_lines * template.field_value.leading + 2 * template.body.leading)
-    outline = " ".join(part for part in (f"#{position}", created, f"{sender} {kind}".strip() + ":", sender_line) if part)
+    outline = " ".join(
+        part for part in (f"#{position}", created, f"{sender} {kind}".strip() + ":", sender_line) if part
+    )
     pdf.start_section(outline[:160], level=0)
     pdf.set_fill_color(*(INTERNAL_FILL if internal else PUBLIC_FILL))
     pdf.rect(pdf.l_margin, pdf.y, pdf.epw, band, style="F")
@@ -661,7 +714,9 @@ def _draw_article(pdf: _TicketPdf, article: dict[str, Any], position: int, total
     heading = f"Article {position} of {total}" + (f" · {created}" if created else "")
     if template.article_fields == "none":
         heading += f" · {sender_line or sender}" if (sender_line or sender) else ""
-    pdf.draw_line(pdf.l_margin + 4, pdf.y + 3, pdf.fit(heading, heading_style, pdf.epw - mark_width - 16), heading_style)
+    pdf.draw_line(
+        pdf.l_margin + 4, pdf.y + 3, pdf.fit(heading, heading_style, pdf.epw - mark_width - 16), heading_style
+    )
     pdf.draw_line(pdf.w - pdf.r_margin - 4 - mark_width, pdf.y + 3, mark, mark_style)
     pdf.y += band + 3
 
@@ -687,7 +742,9 @@ def _draw_article(pdf: _TicketPdf, article: dict[str, Any], position: int, total
     if attachments:
         lines = []
         for attachment in attachments:
-            line = f"{attachment.filename} — " + ", ".join(p for p in (attachment.content_type, attachment.size) if p)
+            line = f"{attachment.filename} — " + ", ".join(
+                p for p in (attachment.content_type, attachment.size) if p
+            )
             status = originals.attachment_status(attachment.attachment_id)  # "embedded in this PDF", …
             lines.append(pdf.clean(line + (f" — {status}" if status else "")))
         listing = "\n".join(lines)
@@ -728,21 +785,32 @@ def _draw_originals(pdf: _TicketPdf, originals: OriginalsIndex) -> None:
         pdf.write_lines(f"Not embedded ({len(originals.omitted)})", template.field_label)
         for omitted in originals.omitted:
             size = human_size(omitted.size) if omitted.size is not None else "size unknown"
-            pdf.write_lines(pdf.clean(f"{omitted.name} — {size} — {omitted.reason}"), template.note, indent=12)
+            pdf.write_lines(
+                pdf.clean(f"{omitted.name} — {size} — {omitted.reason}"), template.note, indent=12
+            )
         pdf.y += 6
     if originals.embedded:
         pdf.ensure_space(template.field_label.leading + 4 * template.note.leading)
         pdf.write_lines(f"Embedded ({len(originals.embedded)})", template.field_label)
         pdf.write_lines(
             "PDF/A-3 associated files, byte for byte as fetched from Zammad; python -m app extract FILE.pdf -o DIR "
-            "writes them out and checks them against the archive's sidecar.", template.note)
+            "writes them out and checks them against the archive's sidecar.",
+            template.note,
+        )
         pdf.y += 2
         for record in originals.embedded:
-            pdf.ensure_space(template.field_label.leading + 2 * template.note.leading)  # keep an entry on one page
+            pdf.ensure_space(
+                template.field_label.leading + 2 * template.note.leading
+            )  # keep an entry on one page
             pdf.write_lines(pdf.clean(record.name), template.field_label)
-            pdf.write_lines(pdf.clean(f"{human_size(record.size)} · {record.mime_type} · {record.relationship}"
-                                      + (f" · {record.description}" if record.description != record.name else "")),
-                            template.note, indent=12)
+            pdf.write_lines(
+                pdf.clean(
+                    f"{human_size(record.size)} · {record.mime_type} · {record.relationship}"
+                    + (f" · {record.description}" if record.description != record.name else "")
+                ),
+                template.note,
+                indent=12,
+            )
             pdf.write_lines(f"SHA-256 {record.sha256}", template.note, indent=12)
     pdf.y += 4
 
@@ -809,7 +877,7 @@ def render_ticket_pdf(
     except (ZoneInfoNotFoundError, ValueError) as exc:
         raise RenderError(f"unknown time zone {options.timezone!r}", transient=False) from exc
     if archived_at.tzinfo is None:
-        archived_at = archived_at.replace(tzinfo=timezone.utc)
+        archived_at = archived_at.replace(tzinfo=UTC)
 
     total = len(articles)
     limit = options.max_articles
@@ -834,20 +902,42 @@ def render_ticket_pdf(
         pdf.footer_text = f"Archived {archived} by {service}"
 
         pdf.set_title(f"Ticket #{number}: {title}")
-        pdf.set_subject(f"Zammad ticket #{number} with {total} articles"
-                        + (f" ({len(ordered)} included)" if len(ordered) < total else "") + f", archived {archived}")
+        pdf.set_subject(
+            f"Zammad ticket #{number} with {total} articles"
+            + (f" ({len(ordered)} included)" if len(ordered) < total else "")
+            + f", archived {archived}"
+        )
         pdf.set_author(service)
         pdf.set_keywords(", ".join(pdf.clean(str(tag)) for tag in tags))
         pdf.set_creator(f"{service} {__version__}")
         pdf.set_creation_date(archived_at)
         if options.pdfa:  # fpdf2's own PDF/A XMP dates itself "now" (docs/reference/rendering.md §5.4)
-            pdf.set_xmp_metadata(xmp_metadata(
-                title=pdf.title, subject=pdf.subject, author=pdf.author, keywords=pdf.keywords,
-                creator=pdf.creator, producer=f"fpdf2 {FPDF_VERSION}", date=archived_at, pdfa=True))
+            pdf.set_xmp_metadata(
+                xmp_metadata(
+                    title=pdf.title,
+                    subject=pdf.subject,
+                    author=pdf.author,
+                    keywords=pdf.keywords,
+                    creator=pdf.creator,
+                    producer=f"fpdf2 {FPDF_VERSION}",
+                    date=archived_at,
+                    pdfa=True,
+                )
+            )
 
         pdf.add_page()
-        _draw_ticket_block(pdf, ticket, list(tags), zone=zone, number=number, title=title, archived=archived,
-                           included=len(ordered), total=total, originals=originals)
+        _draw_ticket_block(
+            pdf,
+            ticket,
+            list(tags),
+            zone=zone,
+            number=number,
+            title=title,
+            archived=archived,
+            included=len(ordered),
+            total=total,
+            originals=originals,
+        )
         for position, article in enumerate(ordered, start=1):
             _draw_article(pdf, article, position, len(ordered), zone, article_images, originals)
         included = len(ordered)
@@ -861,13 +951,17 @@ def render_ticket_pdf(
                 with open(target, "xb") as out:
                     write_pdf(pdf, out, _OutputProducer)
             except OSError as exc:  # a full disk heals; the message names no path
-                raise RenderError(f"cannot write the PDF file: {exc.strerror or exc}",
-                                  transient=exc.errno in _TRANSIENT_WRITE_ERRNOS) from None
+                raise RenderError(
+                    f"cannot write the PDF file: {exc.strerror or exc}",
+                    transient=exc.errno in _TRANSIENT_WRITE_ERRNOS,
+                ) from None
             data = b""
     except RenderError:
         raise
     except Exception as exc:  # fpdf2 or font failures: the job ends with a render error, cause attached
-        raise RenderError(f"ticket {ticket.get('number') or ticket.get('id')}: PDF layout failed: {exc}", transient=False) from exc
+        raise RenderError(
+            f"ticket {ticket.get('number') or ticket.get('id')}: PDF layout failed: {exc}", transient=False
+        ) from exc
     return RenderedPdf(
         data=data,
         page_count=pdf.pages_count,

@@ -50,8 +50,13 @@ RENDER_NICENESS = 10
 """Render children run at this lower CPU priority (``nice``): layout is background work, and
 the event loop answering webhooks must get a core first when the pool renders at full load."""
 
-_SPOOL_TRANSIENT_ERRNOS = {errno_codes.ENOSPC, errno_codes.EDQUOT, errno_codes.EIO, errno_codes.EAGAIN,
-                           errno_codes.EINTR}
+_SPOOL_TRANSIENT_ERRNOS = {
+    errno_codes.ENOSPC,
+    errno_codes.EDQUOT,
+    errno_codes.EIO,
+    errno_codes.EAGAIN,
+    errno_codes.EINTR,
+}
 
 
 #: EmbeddedFile's fields in order: how an original travels through the spool (a tuple).
@@ -69,10 +74,16 @@ def _render(snapshot: TicketSnapshot, options: RenderOptions) -> RenderedPdf:
     """Lay ``snapshot`` out (in whichever process calls it); the PDF as bytes."""
     from app.render.pdf import render_ticket_pdf  # the layout stack loads in the render process only
 
-    return render_ticket_pdf(snapshot.ticket, snapshot.articles, snapshot.tags,
-                             archived_at=snapshot.archived_at, options=options,
-                             images=dict(snapshot.images), embedded=tuple(snapshot.embedded),
-                             omitted=tuple(snapshot.omitted))
+    return render_ticket_pdf(
+        snapshot.ticket,
+        snapshot.articles,
+        snapshot.tags,
+        archived_at=snapshot.archived_at,
+        options=options,
+        images=dict(snapshot.images),
+        embedded=tuple(snapshot.embedded),
+        omitted=tuple(snapshot.omitted),
+    )
 
 
 def _render_file(snapshot_path: str, target: str, options: RenderOptions) -> RenderedPdf:
@@ -105,9 +116,17 @@ def _render_file(snapshot_path: str, target: str, options: RenderOptions) -> Ren
         del snapshot
         # The article list is handed over without a reference here, so the layout can let it
         # go before the output.
-        rendered = render_ticket_pdf(ticket, _take_articles(articles), tags, archived_at=archived_at,
-                                     options=options, images=images, embedded=originals, omitted=omitted,
-                                     target=target)
+        rendered = render_ticket_pdf(
+            ticket,
+            _take_articles(articles),
+            tags,
+            archived_at=archived_at,
+            options=options,
+            images=images,
+            embedded=originals,
+            omitted=omitted,
+            target=target,
+        )
     finally:
         source.close()
         # This process lives on for more renders: after a big one, keep it small between them.
@@ -161,8 +180,10 @@ class _SpooledOriginals(Sequence[EmbeddedFile]):
 
 
 def _spool_error(what: str, exc: OSError) -> RenderError:
-    return RenderError(f"cannot {what} in the render spool: {exc.strerror or exc}",
-                       transient=exc.errno in _SPOOL_TRANSIENT_ERRNOS)
+    return RenderError(
+        f"cannot {what} in the render spool: {exc.strerror or exc}",
+        transient=exc.errno in _SPOOL_TRANSIENT_ERRNOS,
+    )
 
 
 def _write_snapshot(snapshot: TicketSnapshot, path: Path) -> None:
@@ -173,8 +194,11 @@ def _write_snapshot(snapshot: TicketSnapshot, path: Path) -> None:
         pickle.dump(dataclasses.replace(snapshot, embedded=()), out, protocol=pickle.HIGHEST_PROTOCOL)
         pickle.dump(len(snapshot.embedded), out, protocol=pickle.HIGHEST_PROTOCOL)
         for original in snapshot.embedded:  # as a tuple: a slotted dataclass unpickles slowly
-            pickle.dump(tuple(getattr(original, name) for name in _EMBEDDED_FIELDS), out,
-                        protocol=pickle.HIGHEST_PROTOCOL)
+            pickle.dump(
+                tuple(getattr(original, name) for name in _EMBEDDED_FIELDS),
+                out,
+                protocol=pickle.HIGHEST_PROTOCOL,
+            )
 
 
 class ProcessPoolRenderer:
@@ -233,7 +257,9 @@ class ProcessPoolRenderer:
         if _size(snapshot_path) >= TRIM_AFTER_BYTES:
             release_free_memory()
         try:
-            return await self._run(functools.partial(_render_file, str(snapshot_path), str(target), self.options))
+            return await self._run(
+                functools.partial(_render_file, str(snapshot_path), str(target), self.options)
+            )
         finally:
             snapshot_path.unlink(missing_ok=True)
 
@@ -258,10 +284,17 @@ class InlineRenderer:
         """Render ``snapshot`` with :func:`asyncio.to_thread`."""
         from app.render.pdf import render_ticket_pdf
 
-        return await asyncio.to_thread(render_ticket_pdf, snapshot.ticket, snapshot.articles, snapshot.tags,
-                                       archived_at=snapshot.archived_at, options=self.options,
-                                       images=snapshot.images, embedded=snapshot.embedded,
-                                       omitted=snapshot.omitted)
+        return await asyncio.to_thread(
+            render_ticket_pdf,
+            snapshot.ticket,
+            snapshot.articles,
+            snapshot.tags,
+            archived_at=snapshot.archived_at,
+            options=self.options,
+            images=snapshot.images,
+            embedded=snapshot.embedded,
+            omitted=snapshot.omitted,
+        )
 
     def close(self) -> None:
         """Nothing to release."""

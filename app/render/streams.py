@@ -74,8 +74,7 @@ class ParkedPages:
 
     def _beginpage(self, *args: Any, **kwargs: Any) -> None:
         # The current page is finished (its footer drawn) when fpdf2 begins the next one.
-        if (not self._park_holds and getattr(self, "compress", False)
-                and self.page > self.park_after_pages):  # type: ignore[attr-defined]
+        if not self._park_holds and getattr(self, "compress", False) and self.page > self.park_after_pages:  # type: ignore[attr-defined]
             for number in range(self._next_to_park, self.page + 1):  # type: ignore[attr-defined]
                 self._park(number)
             self._next_to_park = max(self._next_to_park, self.page + 1)  # type: ignore[attr-defined]
@@ -220,9 +219,14 @@ def _keys_of_class(cls: type) -> tuple[str, ...]:
     keys = _class_keys.get(cls)
     if keys is None:
         keys = _class_keys[cls] = tuple(
-            name for name in dir(cls)
-            if not name.startswith("_") and name not in _NOT_KEYS
-            and not isinstance(inspect.getattr_static(cls, name), (types.FunctionType, staticmethod, classmethod)))
+            name
+            for name in dir(cls)
+            if not name.startswith("_")
+            and name not in _NOT_KEYS
+            and not isinstance(
+                inspect.getattr_static(cls, name), (types.FunctionType, staticmethod, classmethod)
+            )
+        )
     return keys
 
 
@@ -236,8 +240,9 @@ def _fast_build_obj_dict(self: PDFObject, security_handler: Any = None) -> dict[
         extra = [key for key in own if not key.startswith("_") and key not in _NOT_KEYS]
         if extra:
             keys = sorted(set(keys).union(extra))  # type: ignore[assignment]
-    return build_obj_dict({key: getattr(self, key) for key in keys}, _security_handler=security_handler,
-                          _obj_id=self.id)
+    return build_obj_dict(
+        {key: getattr(self, key) for key in keys}, _security_handler=security_handler, _obj_id=self.id
+    )
 
 
 def install_fast_object_dicts() -> None:

@@ -98,9 +98,8 @@ def _value_end(data: bytes, pos: int) -> int:
         return ref.end()
     end = _REGULAR_RUN.match(data, pos).end()
     if end == pos:
-        raise UnsupportedLayout(f"unexpected {data[pos:pos + 1]!r}")
+        raise UnsupportedLayout(f"unexpected {data[pos : pos + 1]!r}")
     return end
-
 
 
 def _escaped(data: bytes, pos: int) -> bool:
@@ -146,7 +145,7 @@ class _Dict:
 
     def raw(self, key: bytes) -> bytes | None:
         span = self.entries.get(key)
-        return None if span is None else self.data[span[0]:span[1]]
+        return None if span is None else self.data[span[0] : span[1]]
 
     def with_entries(self, replace: dict[bytes, bytes]) -> bytes:
         """The dictionary's bytes with values replaced or keys appended (``key → value bytes``)."""
@@ -154,7 +153,7 @@ class _Dict:
         for key, value in replace.items():
             span = self.entries.get(key)
             if span is not None:
-                out += [self.data[last:span[0]], value]
+                out += [self.data[last : span[0]], value]
                 last = span[1]
         kept = self.data[last:-2]
         out.append(kept)
@@ -219,7 +218,7 @@ class _Source:
     def offset(self, num: int, gen: int) -> int:
         for first, count, at in self._sections:
             if first <= num < first + count:
-                entry = self._table[at + 20 * (num - first): at + 20 * (num - first) + 18]
+                entry = self._table[at + 20 * (num - first) : at + 20 * (num - first) + 18]
                 if len(entry) != 18 or entry[17:18] != b"n" or int(entry[11:16]) != gen:
                     raise UnsupportedLayout(f"object {num} {gen} is not in use")
                 return int(entry[:10])
@@ -245,8 +244,9 @@ class _Source:
                 continue
             if not data.startswith(b"endobj", _skip_ws(data, end)):
                 raise UnsupportedLayout(f"object {num} {gen} is not a plain dictionary")
-            return _Dict(num, gen, data[start:end],
-                         {key: (a - start, b - start) for key, (a, b) in entries.items()})
+            return _Dict(
+                num, gen, data[start:end], {key: (a - start, b - start) for key, (a, b) in entries.items()}
+            )
 
 
 # --- the update --------------------------------------------------------------------------
@@ -346,8 +346,11 @@ class IncrementalSignature:
         if version >= (2, 0):
             raise UnsupportedLayout("PDF 2.0")
         page = cls._first_page(src, _ref(catalog.data, catalog.entries.get(b"/Pages")))
-        for where, entries in (("trailer", src.trailer.entries), ("catalog", catalog.entries),
-                               ("first page", page.entries)):
+        for where, entries in (
+            ("trailer", src.trailer.entries),
+            ("catalog", catalog.entries),
+            ("first page", page.entries),
+        ):
             if any(b"#" in key for key in entries):  # /Acro#46orm is /AcroForm (§7.3.5)
                 raise UnsupportedLayout(f"the {where} has a key written with # escapes")
 
@@ -370,11 +373,17 @@ class IncrementalSignature:
             catalog.num: (catalog.gen, catalog.with_entries(catalog_entries)),
             page.num: (page.gen, page.with_entries({b"/Annots": new_annots})),
             acroform: (0, b"<<\n/Fields [%d 0 R]\n/SigFlags 3\n>>" % field),
-            field: (0, b"<<\n/FT /Sig\n/T %s\n/Type /Annot\n/Subtype /Widget\n/F 132\n/Rect [0 0 0 0]\n"
-                       b"/P %d %d R\n/V %d 0 R\n>>" % (_pdf_string(field_name), page.num, page.gen, sig)),
+            field: (
+                0,
+                b"<<\n/FT /Sig\n/T %s\n/Type /Annot\n/Subtype /Widget\n/F 132\n/Rect [0 0 0 0]\n"
+                b"/P %d %d R\n/V %d 0 R\n>>" % (_pdf_string(field_name), page.num, page.gen, sig),
+            ),
         }
-        sig_head = [b"<<\n/Type /Sig\n/Filter /Adobe.PPKLite\n/SubFilter /ETSI.CAdES.detached\n/M ",
-                    _pdf_date(signing_time), b"\n"]
+        sig_head = [
+            b"<<\n/Type /Sig\n/Filter /Adobe.PPKLite\n/SubFilter /ETSI.CAdES.detached\n/M ",
+            _pdf_date(signing_time),
+            b"\n",
+        ]
         for key, text in ((b"/Reason", reason), (b"/Location", location), (b"/ContactInfo", contact)):
             if text:
                 sig_head += [key, b" ", _pdf_string(text), b"\n"]
@@ -415,8 +424,13 @@ class IncrementalSignature:
         info = src.trailer.raw(b"/Info")
         if info is not None:
             trailer.append(b"/Info " + info + b"\n")
-        trailer.append(b"/ID [" + cls._first_id(src.trailer, random_bytes) + b" <"
-                       + random_bytes(16).hex().encode() + b">]\n")
+        trailer.append(
+            b"/ID ["
+            + cls._first_id(src.trailer, random_bytes)
+            + b" <"
+            + random_bytes(16).hex().encode()
+            + b">]\n"
+        )
         trailer.append(b"/Prev %d\n>>\nstartxref\n%d\n%%%%EOF\n" % (src.startxref, xref_at))
         rest = b"".join(xref + trailer)
         total = xref_at + len(rest)
@@ -450,7 +464,7 @@ class IncrementalSignature:
         if ids is not None:
             pos = _skip_ws(ids, 1)
             if ids.startswith(b"<", pos) or ids.startswith(b"(", pos):
-                return ids[pos:_value_end(ids, pos)]
+                return ids[pos : _value_end(ids, pos)]
         return b"<" + random_bytes(16).hex().encode() + b">"
 
     @property
@@ -490,6 +504,8 @@ class IncrementalSignature:
         """
         hex_cms = cms_der.hex().upper().encode()
         if len(hex_cms) > self._reserved:
-            raise ValueError(f"the CMS signature ({len(hex_cms)} hex characters) is larger than "
-                             f"expected: bytes_reserved={self._reserved} is too small")
+            raise ValueError(
+                f"the CMS signature ({len(hex_cms)} hex characters) is larger than "
+                f"expected: bytes_reserved={self._reserved} is too small"
+            )
         return b"".join((self._before, b"<", hex_cms.ljust(self._reserved, b"0"), b">", self._after))

@@ -20,20 +20,22 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import BinaryIO
 
 import aiohttp
-from asn1crypto import cms, core
+from asn1crypto import cms, core, tsp
 from asn1crypto import pkcs12 as asn1_pkcs12
-from asn1crypto import tsp
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
 from cryptography.hazmat.primitives.serialization import Encoding, pkcs12
-from pyhanko.keys.internal import translate_pyca_cryptography_cert_to_asn1, translate_pyca_cryptography_key_to_asn1
+from pyhanko.keys.internal import (
+    translate_pyca_cryptography_cert_to_asn1,
+    translate_pyca_cryptography_key_to_asn1,
+)
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.sign import fields, signers
@@ -185,7 +187,9 @@ def load_signing_key(pfx_bytes: bytes, password: bytes | None) -> SigningKey:
         key, cert, others = pkcs12.load_key_and_certificates(pfx_bytes, password)
     except Exception:
         if not _looks_like_pkcs12(pfx_bytes):
-            raise SigningError("cannot open the PFX: not a PKCS#12 file (corrupt or wrong file)", transient=False) from None
+            raise SigningError(
+                "cannot open the PFX: not a PKCS#12 file (corrupt or wrong file)", transient=False
+            ) from None
         raise SigningError("cannot open the PFX: wrong password or corrupt file", transient=False) from None
     if key is None:
         raise SigningError("the PFX holds no private key", transient=False)
@@ -241,7 +245,10 @@ def check_signing_certificate(cert: x509.Certificate, now: datetime) -> None:
         ) from None
     missing = [
         name
-        for name, present in (("digitalSignature", usage.digital_signature), ("nonRepudiation", usage.content_commitment))
+        for name, present in (
+            ("digitalSignature", usage.digital_signature),
+            ("nonRepudiation", usage.content_commitment),
+        )
         if not present
     ]
     if missing:
@@ -286,7 +293,10 @@ class CachedKeySigner(signers.SimpleSigner):
         provider) and every signature gets it loaded from those bytes.
         """
         for provider in super()._signed_attr_providers(*args, **kwargs):
-            if isinstance(provider, SigningCertificateV2Provider) and provider.signing_cert is self.signing_cert:
+            if (
+                isinstance(provider, SigningCertificateV2Provider)
+                and provider.signing_cert is self.signing_cert
+            ):
                 yield _EncodedAttributeProvider(provider, self._encoded_attributes)
             else:
                 yield provider
@@ -317,7 +327,7 @@ class _EncodedAttributeProvider(CMSAttributeProvider):
         self._provider = provider
         self._cache = cache
 
-    async def build_attr_value(self, dry_run: bool = False):  # noqa: D102 - unused, get_attribute is overridden
+    async def build_attr_value(self, dry_run: bool = False):
         return await self._provider.build_attr_value(dry_run=dry_run)
 
     async def get_attribute(self, dry_run: bool = False) -> cms.CMSAttribute | None:
@@ -451,11 +461,16 @@ def _tsa_error(exc: TimestampRequestError, timeout: float | None) -> SigningErro
     if isinstance(cause, aiohttp.ClientResponseError):
         status = cause.status
         if status in (401, 403):
-            return SigningError(f"TSA refused the credentials (HTTP {status}): check the TSA user and password", transient=False)
+            return SigningError(
+                f"TSA refused the credentials (HTTP {status}): check the TSA user and password",
+                transient=False,
+            )
         transient = status in (408, 429) or status >= 500
         return SigningError(f"TSA answered HTTP {status} {cause.message}".rstrip(), transient=transient)
     if isinstance(cause, aiohttp.ClientSSLError):
-        return SigningError(f"TLS connection to the TSA failed ({type(cause).__name__}): check the CA bundle", transient=False)
+        return SigningError(
+            f"TLS connection to the TSA failed ({type(cause).__name__}): check the CA bundle", transient=False
+        )
     if isinstance(cause, aiohttp.InvalidURL):
         return SigningError("TSA URL is invalid", transient=False)
     if isinstance(cause, aiohttp.ClientConnectorError):
@@ -516,11 +531,17 @@ class ArchiveSigner:
             raise ConfigError(f"PAdES {self._level.value} needs a timestamp authority: set TSA_URL")
         if self._level.needs_validation_data:
             if validation is None:
-                raise ConfigError(f"PAdES {self._level.value} needs trust roots: set SIGNING_TRUST_ROOTS_PATH")
+                raise ConfigError(
+                    f"PAdES {self._level.value} needs trust roots: set SIGNING_TRUST_ROOTS_PATH"
+                )
             roots = {r.dump() for r in validation.trust_roots}
             for cert in (key.certificate, *key.extra_certificates):
                 self_signed = cert.issuer == cert.subject
-                if not self_signed and cert.public_bytes(Encoding.DER) not in roots and not has_revocation_pointers(cert):
+                if (
+                    not self_signed
+                    and cert.public_bytes(Encoding.DER) not in roots
+                    and not has_revocation_pointers(cert)
+                ):
                     raise ConfigError(
                         f"PAdES {self._level.value} needs revocation data, but certificate "
                         f"{cert.subject.rfc4514_string()!r} names no CRL distribution point or OCSP responder"
@@ -528,7 +549,7 @@ class ArchiveSigner:
         self._timestamper = timestamper if self._level.needs_timestamper else None
         self._validation = validation if self._level.needs_validation_data else None
         self._expiry_warning = expiry_warning
-        self._clock = clock or (lambda: datetime.now(timezone.utc))
+        self._clock = clock or (lambda: datetime.now(UTC))
         self._warned_at: datetime | None = None
         now = self._clock()
         check_signing_certificate(key.certificate, now)
@@ -596,9 +617,14 @@ class ArchiveSigner:
             return
         self._warned_at = now
         days = (self.not_after - now).total_seconds() / 86400
-        log.warning("signing certificate expires soon: install a renewed PFX",
-                    extra={"subject": self._key.certificate.subject.rfc4514_string(),
-                           "not_after": self.not_after.isoformat(), "days_left": round(days, 1)})
+        log.warning(
+            "signing certificate expires soon: install a renewed PFX",
+            extra={
+                "subject": self._key.certificate.subject.rfc4514_string(),
+                "not_after": self.not_after.isoformat(),
+                "days_left": round(days, 1),
+            },
+        )
 
     def _metadata(self) -> signers.PdfSignatureMetadata:
         long_term = self._validation is not None
@@ -662,8 +688,10 @@ class ArchiveSigner:
                 timestamp, authority = _signature_timestamp_in(out) if self._timestamper else (None, None)
         except OSError as exc:
             Path(target).unlink(missing_ok=True)
-            raise SigningError(f"cannot read or write the PDF file: {exc.strerror or exc}",
-                               transient=exc.errno in _FILE_TRANSIENT_ERRNOS) from None
+            raise SigningError(
+                f"cannot read or write the PDF file: {exc.strerror or exc}",
+                transient=exc.errno in _FILE_TRANSIENT_ERRNOS,
+            ) from None
         except BaseException:
             Path(target).unlink(missing_ok=True)
             raise
@@ -677,8 +705,9 @@ class ArchiveSigner:
                     gc.collect()
         return self._result(b"", Path(target), timestamp, authority)
 
-    def _result(self, data: bytes, path: Path | None, timestamp: datetime | None,
-                authority: str | None) -> SignedPdf:
+    def _result(
+        self, data: bytes, path: Path | None, timestamp: datetime | None, authority: str | None
+    ) -> SignedPdf:
         return SignedPdf(
             data=data,
             signed=True,
@@ -706,8 +735,9 @@ class ArchiveSigner:
             raise SigningError(f"the input is not a readable PDF: {exc}", transient=False) from exc
         pdf_signer = signers.PdfSigner(self._metadata(), signer=self._signer, timestamper=self._timestamper)
         try:
-            return await pdf_signer.async_sign_pdf(writer, output=output, in_place=output is None,
-                                                   bytes_reserved=self._options.bytes_reserved)
+            return await pdf_signer.async_sign_pdf(
+                writer, output=output, in_place=output is None, bytes_reserved=self._options.bytes_reserved
+            )
         except TimestampRequestError as exc:
             raise _tsa_error(exc, getattr(self._timestamper, "timeout", None)) from exc
         except Exception as exc:
@@ -721,22 +751,22 @@ class ArchiveSigner:
                 message += f" (bytes_reserved={self._options.bytes_reserved} is too small)"
             raise SigningError(f"signing failed: {type(exc).__name__}: {message}", transient=False) from exc
 
-
     def _prepare_update(self, pdf: BinaryIO, now: datetime) -> IncrementalSignature | None:
         """The signature revision written by :mod:`app.signing.incremental`, or ``None`` when
         the file needs pyHanko's general writer (or is not readable by ours)."""
         options = self._options
         try:
             return IncrementalSignature.prepare(
-                pdf, field_name=options.field_name, signing_time=now.astimezone(timezone.utc),
+                pdf, field_name=options.field_name, signing_time=now.astimezone(UTC),
                 bytes_reserved=options.bytes_reserved, md_algorithm=options.md_algorithm,
                 reason=options.reason, location=options.location, contact=options.contact,
             )  # fmt: skip
         except (UnsupportedLayout, ValueError, IndexError, KeyError, TypeError):
             return None  # pyHanko's writer decides (and names the problem if it is not a PDF)
 
-    async def _sign_update(self, update: IncrementalSignature, pdf: BinaryIO, output: BinaryIO | None,
-                           now: datetime) -> BinaryIO:
+    async def _sign_update(
+        self, update: IncrementalSignature, pdf: BinaryIO, output: BinaryIO | None, now: datetime
+    ) -> BinaryIO:
         """B-B/B-T: hash the input and the prepared update, let pyHanko build the CMS
         (``Signer.async_sign`` with PAdES attributes and the signature timestamp, as
         ``PdfSigner`` does), and append the update. Same errors as :meth:`_sign_stream`."""
@@ -766,8 +796,13 @@ GC_AFTER_SIGNING_BYTES = 4 * 1024 * 1024
 """From this PDF size on, :meth:`ArchiveSigner.sign_file` runs the cyclic garbage collector
 after signing (pyHanko's reference cycles grow with the document)."""
 
-_FILE_TRANSIENT_ERRNOS = {errno_codes.ENOSPC, errno_codes.EDQUOT, errno_codes.EIO, errno_codes.EAGAIN,
-                          errno_codes.EINTR}
+_FILE_TRANSIENT_ERRNOS = {
+    errno_codes.ENOSPC,
+    errno_codes.EDQUOT,
+    errno_codes.EIO,
+    errno_codes.EAGAIN,
+    errno_codes.EINTR,
+}
 _TAIL_BYTES = 4 * 1024 * 1024
 """How far from the end of a signed PDF our signature's ``/ByteRange`` is looked for."""
 
@@ -803,9 +838,13 @@ def _signature_timestamp(signed_pdf: bytes, base: int = 0) -> tuple[datetime | N
             if start + length < 0:
                 continue  # a signature before the tail we read
             contents = signed_pdf[start + length : end].strip().strip(b"<>")
-            signed_data = cms.ContentInfo.load(bytes.fromhex(contents.decode("ascii")), strict=False)["content"]
+            signed_data = cms.ContentInfo.load(bytes.fromhex(contents.decode("ascii")), strict=False)[
+                "content"
+            ]
             for signer_info in signed_data["signer_infos"]:
-                for token in find_cms_attribute_iter(signer_info["unsigned_attrs"], "signature_time_stamp_token"):
+                for token in find_cms_attribute_iter(
+                    signer_info["unsigned_attrs"], "signature_time_stamp_token"
+                ):
                     return _token_facts(token)
     except Exception:  # the signature is already made; a failed read-back is not an error
         return None, None

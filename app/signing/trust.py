@@ -39,8 +39,11 @@ def load_certificates(path: Path) -> tuple[asn1_x509.Certificate, ...]:
         raise ConfigError(f"cannot read certificate file {str(path)!r}: {exc.strerror}") from None
     try:
         if pem.detect(data):
-            certs = tuple(asn1_x509.Certificate.load(der) for kind, _, der in pem.unarmor(data, multiple=True)
-                          if kind == "CERTIFICATE")
+            certs = tuple(
+                asn1_x509.Certificate.load(der)
+                for kind, _, der in pem.unarmor(data, multiple=True)
+                if kind == "CERTIFICATE"
+            )
         else:
             certs = (asn1_x509.Certificate.load(data, strict=True),)
         for cert in certs:
@@ -85,7 +88,9 @@ class LongTermValidation:
     fetch_timeout: float = 10.0
 
     @classmethod
-    def from_pyca(cls, roots: Iterable[x509.Certificate], session: aiohttp.ClientSession, **kw) -> LongTermValidation:
+    def from_pyca(
+        cls, roots: Iterable[x509.Certificate], session: aiohttp.ClientSession, **kw
+    ) -> LongTermValidation:
         """Build from ``cryptography`` certificates."""
         return cls(tuple(translate_pyca_cryptography_cert_to_asn1(c) for c in roots), session, **kw)
 
@@ -123,10 +128,14 @@ def validation_data_error(exc: BaseException) -> SigningError | None:
         if isinstance(cause, cv_errors.InsufficientRevinfoError):
             return SigningError(
                 f"validation data for PAdES B-LT could not be gathered (OCSP responder or CRL server "
-                f"unreachable?): {cause}", transient=True)
+                f"unreachable?): {cause}",
+                transient=True,
+            )
         if isinstance(cause, cv_errors.PathBuildingError):
             return SigningError(
-                f"certificate chain does not lead to a root in SIGNING_TRUST_ROOTS_PATH: {cause}", transient=False)
+                f"certificate chain does not lead to a root in SIGNING_TRUST_ROOTS_PATH: {cause}",
+                transient=False,
+            )
         if isinstance(cause, (cv_errors.PathValidationError, cv_errors.InvalidCertificateError)):
             return SigningError(f"certificate could not be validated: {cause}", transient=False)
     return None

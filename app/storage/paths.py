@@ -93,7 +93,9 @@ def _bound_length(value: str, max_bytes: int, *, keep_extension: bool) -> str:
     return _cut_utf8(value, max_bytes)
 
 
-def sanitize_segment(value: str, *, max_bytes: int = DEFAULT_MAX_SEGMENT_BYTES, keep_extension: bool = False) -> str:
+def sanitize_segment(
+    value: str, *, max_bytes: int = DEFAULT_MAX_SEGMENT_BYTES, keep_extension: bool = False
+) -> str:
     """Make ``value`` one file or folder name that is safe on POSIX and SMB/CIFS.
 
     Steps: NFC-normalise; replace ``/ \\ : * ? " < > |``, NUL, control, format (bidi) and
@@ -119,7 +121,8 @@ def sanitize_segment(value: str, *, max_bytes: int = DEFAULT_MAX_SEGMENT_BYTES, 
         raise ValueError(f"max_bytes must be at least 8, got {max_bytes}")
     text = unicodedata.normalize("NFC", value)
     text = "".join(
-        "_" if ch in _FORBIDDEN_CHARS or unicodedata.category(ch) in _REPLACED_CATEGORIES else ch for ch in text
+        "_" if ch in _FORBIDDEN_CHARS or unicodedata.category(ch) in _REPLACED_CATEGORIES else ch
+        for ch in text
     )
     text = _RUN_WITH_UNDERSCORE.sub("_", text)
     text = _RUN_OF_SPACE.sub(" ", text)
@@ -205,7 +208,9 @@ def validate_path_template(template: str) -> None:
                 try:
                     format(sample[field], spec)
                 except ValueError as exc:
-                    raise ValueError(f"path template {template!r}: bad format for {{{field}}}: {exc}") from None
+                    raise ValueError(
+                        f"path template {template!r}: bad format for {{{field}}}: {exc}"
+                    ) from None
 
 
 def _text(value: Any, *keys: str) -> str:
@@ -291,7 +296,9 @@ def build_relative_path(
     values = placeholder_values(ticket, archived_at)
     segments: list[str] = []
     for index, parts in enumerate(parsed):
-        rendered = "".join(literal + (format(values[field], spec) if field else "") for literal, field, spec in parts)
+        rendered = "".join(
+            literal + (format(values[field], spec) if field else "") for literal, field, spec in parts
+        )
         segments.append(
             sanitize_segment(rendered, max_bytes=max_segment_bytes, keep_extension=index == len(parsed) - 1)
         )

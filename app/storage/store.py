@@ -200,8 +200,9 @@ class ArchiveStore:
             self._template, snapshot.ticket, snapshot.archived_at, max_segment_bytes=self._max_segment_bytes
         )
 
-    async def store(self, snapshot: TicketSnapshot, data: bytes, *,
-                    sidecar: Mapping[str, Any] | None = None) -> StoredArchive:
+    async def store(
+        self, snapshot: TicketSnapshot, data: bytes, *, sidecar: Mapping[str, Any] | None = None
+    ) -> StoredArchive:
         """Write ``data`` as the archive of ``snapshot``; never overwrites an earlier archive.
 
         With ``sidecar``, ``<file>.pdf.json`` is written after the PDF (see the module
@@ -229,12 +230,17 @@ class ArchiveStore:
             ValueError: ``snapshot.archived_at`` is naive.
         """
         relative = self.relative_path(snapshot)
-        return await asyncio.to_thread(self._store_blocking, relative, bytes(data),
-                                       dict(sidecar) if sidecar is not None else None,
-                                       snapshot.archived_at.timestamp())
+        return await asyncio.to_thread(
+            self._store_blocking,
+            relative,
+            bytes(data),
+            dict(sidecar) if sidecar is not None else None,
+            snapshot.archived_at.timestamp(),
+        )
 
-    async def store_file(self, snapshot: TicketSnapshot, source: Path, *,
-                         sidecar: Mapping[str, Any] | None = None) -> StoredArchive:
+    async def store_file(
+        self, snapshot: TicketSnapshot, source: Path, *, sidecar: Mapping[str, Any] | None = None
+    ) -> StoredArchive:
         """As :meth:`store`, with the archive's bytes read from the file ``source`` in chunks of
         :data:`COPY_CHUNK_BYTES` (hashed while copied), so a big PDF is never held whole in
         memory. ``source`` is left as it is.
@@ -245,14 +251,23 @@ class ArchiveStore:
             ValueError: ``snapshot.archived_at`` is naive.
         """
         relative = self.relative_path(snapshot)
-        return await asyncio.to_thread(self._store_blocking, relative, Path(source),
-                                       dict(sidecar) if sidecar is not None else None,
-                                       snapshot.archived_at.timestamp())
+        return await asyncio.to_thread(
+            self._store_blocking,
+            relative,
+            Path(source),
+            dict(sidecar) if sidecar is not None else None,
+            snapshot.archived_at.timestamp(),
+        )
 
     # -- blocking part -------------------------------------------------------------------
 
-    def _store_blocking(self, relative: PurePosixPath, data: bytes | Path,
-                        sidecar: dict[str, Any] | None = None, not_before: float | None = None) -> StoredArchive:
+    def _store_blocking(
+        self,
+        relative: PurePosixPath,
+        data: bytes | Path,
+        sidecar: dict[str, Any] | None = None,
+        not_before: float | None = None,
+    ) -> StoredArchive:
         folders, name = relative.parts[:-1], relative.parts[-1]
         opened: list[int] = []
         try:
@@ -277,7 +292,9 @@ class ArchiveStore:
                     if isinstance(found, StoredArchive):
                         return found  # this job's archive is complete: nothing to write
                     replace = found
-                published, digest, size = self._write_and_publish(target_fd, folders, name, data, replace=replace)
+                published, digest, size = self._write_and_publish(
+                    target_fd, folders, name, data, replace=replace
+                )
                 if self._fsync:
                     for fd, here in [(target_fd, "/".join(folders) or "."), *reversed(grown)]:
                         self._sync_folder(fd, here)
@@ -296,8 +313,9 @@ class ArchiveStore:
                 _close_quietly(fd)
         return stored
 
-    def _find_job_archive(self, dir_fd: int, folders: tuple[str, ...], name: str, job_id: str,
-                          not_before: float | None) -> StoredArchive | str | None:
+    def _find_job_archive(
+        self, dir_fd: int, folders: tuple[str, ...], name: str, job_id: str, not_before: float | None
+    ) -> StoredArchive | str | None:
         """Look for ``job_id``'s earlier archive among ``name``, ``<stem>_v2``, ... up to the
         first free name: its :class:`StoredArchive` when complete, the name of its
         interrupted publish (no sidecar) to replace, or ``None`` (see the module docstring)."""
@@ -322,8 +340,9 @@ class ArchiveStore:
             digest, size = self._digest(dir_fd, candidate, here)
             if digest != recorded.get("sha256") or size != recorded.get("size"):
                 continue  # not the file the sidecar describes: leave it alone
-            return StoredArchive(path=self._root.joinpath(*folders, candidate), relative_path=here,
-                                 sha256=digest, size=size)
+            return StoredArchive(
+                path=self._root.joinpath(*folders, candidate), relative_path=here, sha256=digest, size=size
+            )
         return None
 
     @staticmethod
@@ -405,9 +424,13 @@ class ArchiveStore:
         except OSError as exc:
             raise _storage_error("inspect folder", here, exc) from exc
         if stat.S_ISLNK(st.st_mode):
-            raise StorageError(f"refusing to follow symlink '{here}' inside the storage root", errno=errno.ELOOP)
+            raise StorageError(
+                f"refusing to follow symlink '{here}' inside the storage root", errno=errno.ELOOP
+            )
         if not stat.S_ISDIR(st.st_mode):
-            raise StorageError(f"cannot create folder '{here}': a file of that name exists", errno=errno.ENOTDIR)
+            raise StorageError(
+                f"cannot create folder '{here}': a file of that name exists", errno=errno.ENOTDIR
+            )
         try:
             # O_NOFOLLOW closes the race between lstat and open (ELOOP on a swapped-in link).
             return os.open(folder, _DIR_FLAGS, dir_fd=parent_fd)
@@ -423,11 +446,20 @@ class ArchiveStore:
             by_fd = os.fstat(target_fd)
         except OSError as exc:
             raise _storage_error("inspect folder", here, exc) from exc
-        if not resolved.is_relative_to(self._root) or (by_path.st_dev, by_path.st_ino) != (by_fd.st_dev, by_fd.st_ino):
+        if not resolved.is_relative_to(self._root) or (by_path.st_dev, by_path.st_ino) != (
+            by_fd.st_dev,
+            by_fd.st_ino,
+        ):
             raise StorageError(f"folder '{here}' resolves outside the storage root", errno=errno.ELOOP)
 
     def _write_and_publish(
-        self, dir_fd: int, folders: tuple[str, ...], name: str, data: bytes | Path, *, replace: str | None = None
+        self,
+        dir_fd: int,
+        folders: tuple[str, ...],
+        name: str,
+        data: bytes | Path,
+        *,
+        replace: str | None = None,
     ) -> tuple[str, str, int]:
         """Write ``data`` (bytes, or the contents of a file) to a temp file in ``dir_fd`` and
         publish it — under the first free name, or over ``replace`` (an interrupted publish of
@@ -498,7 +530,9 @@ class ArchiveStore:
                 try:
                     count = reader.readinto(buffer)
                 except OSError as exc:
-                    raise StorageError(f"cannot read the PDF to store: {_describe(exc)}", errno=exc.errno) from exc
+                    raise StorageError(
+                        f"cannot read the PDF to store: {_describe(exc)}", errno=exc.errno
+                    ) from exc
                 if not count:
                     break
                 digest.update(view[:count])

@@ -88,7 +88,9 @@ def _safe_name(filename: str) -> str:
     return cleaned[:120] or "file"
 
 
-async def _fetch_all(calls: list[Callable[[], Awaitable[bytes]]], concurrency: int) -> list[bytes | Exception]:
+async def _fetch_all(
+    calls: list[Callable[[], Awaitable[bytes]]], concurrency: int
+) -> list[bytes | Exception]:
     """Run ``calls`` at most ``concurrency`` at a time, started in order; their results in
     order, an exception in place of a failed call's result.
 
@@ -191,16 +193,27 @@ class Report:
     body_html: str
 
     def as_dict(self) -> dict[str, Any]:
-        return {"add": list(self.add), "remove": list(self.remove), "subject": self.subject,
-                "body_html": self.body_html}
+        return {
+            "add": list(self.add),
+            "remove": list(self.remove),
+            "subject": self.subject,
+            "body_html": self.body_html,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Report:
         return cls(tuple(data["add"]), tuple(data["remove"]), data["subject"], data["body_html"])
 
 
-def sidecar_fields(snapshot: TicketSnapshot, rendered: RenderedPdf, signed: SignedPdf, *, job_id: str,
-                   delivery_id: str | None, template: str = "default") -> dict[str, Any]:
+def sidecar_fields(
+    snapshot: TicketSnapshot,
+    rendered: RenderedPdf,
+    signed: SignedPdf,
+    *,
+    job_id: str,
+    delivery_id: str | None,
+    template: str = "default",
+) -> dict[str, Any]:
     """The run's facts for the archive's JSON sidecar (the storage adds path, SHA-256 and size)."""
     ticket = snapshot.ticket
     return {
@@ -216,8 +229,16 @@ def sidecar_fields(snapshot: TicketSnapshot, rendered: RenderedPdf, signed: Sign
         "missing_scripts": list(rendered.missing_scripts),
         "pdfa": rendered.pdfa,
         "embedded_files": [{"name": n, "sha256": h, "size": z} for n, h, z in rendered.embedded],
-        "omitted_files": [{"name": o.name, "size": o.size, "reason": o.reason, "article_id": o.article_id,
-                           "attachment_id": o.attachment_id} for o in snapshot.omitted],
+        "omitted_files": [
+            {
+                "name": o.name,
+                "size": o.size,
+                "reason": o.reason,
+                "article_id": o.article_id,
+                "attachment_id": o.attachment_id,
+            }
+            for o in snapshot.omitted
+        ],
         "signed": signed.signed,
         "pades_level": signed.pades_level,
         "signer_subject": signed.signer_subject,
@@ -280,14 +301,25 @@ class ArchiveWorkflow:
         self._image_references = image_references
         self.template = template
         self.embed = embed
-        files = (hasattr(renderer, "render_file") and hasattr(signer, "sign_file")
-                 and hasattr(storage, "store_file"))
+        files = (
+            hasattr(renderer, "render_file")
+            and hasattr(signer, "sign_file")
+            and hasattr(storage, "store_file")
+        )
         self.spool_dir = spool_dir if files else None
 
     # -- the work ------------------------------------------------------------------------------
-    async def execute(self, ticket_id: int, *, job_id: str, delivery_id: str | None = None, force: bool = False,
-                      resume: bool = False, archived_at: datetime | None = None,
-                      guard: Guard | None = None) -> ArchiveOutcome:
+    async def execute(
+        self,
+        ticket_id: int,
+        *,
+        job_id: str,
+        delivery_id: str | None = None,
+        force: bool = False,
+        resume: bool = False,
+        archived_at: datetime | None = None,
+        guard: Guard | None = None,
+    ) -> ArchiveOutcome:
         """Archive ticket ``ticket_id`` once, without the final report.
 
         Args:
@@ -315,8 +347,9 @@ class ArchiveWorkflow:
         try:
             # Tags are read right before the processing transition (no stale decision).
             tags = await self._timed(timings, "fetch_tags", self.zammad.get_tags(ticket_id))
-            decision = should_process(tags, trigger_tag=self.trigger_tag, require_tag=self.require_tag,
-                                      force=force, resume=resume)
+            decision = should_process(
+                tags, trigger_tag=self.trigger_tag, require_tag=self.require_tag, force=force, resume=resume
+            )
             if not decision.process:
                 log.info("job skipped", extra={**ctx, "reason": decision.reason})
                 return ArchiveOutcome("skipped", decision.reason, step_seconds=timings)
@@ -335,10 +368,13 @@ class ArchiveWorkflow:
             await self._apply(ticket_id, needed, attempts=1)
 
             step = "fetch ticket"
-            ticket, ticket_raw = await self._timed(timings, "fetch_ticket", self.zammad.get_ticket_raw(ticket_id))
+            ticket, ticket_raw = await self._timed(
+                timings, "fetch_ticket", self.zammad.get_ticket_raw(ticket_id)
+            )
             step = "fetch articles"
-            articles, articles_raw = await self._timed(timings, "fetch_articles",
-                                                       self.zammad.list_articles_raw(ticket_id))
+            articles, articles_raw = await self._timed(
+                timings, "fetch_articles", self.zammad.list_articles_raw(ticket_id)
+            )
             step = "fetch images"
             images = await self._timed(timings, "fetch_images", self._fetch_images(ticket_id, articles, ctx))
             embedded: tuple[EmbeddedFile, ...] = ()
@@ -346,17 +382,27 @@ class ArchiveWorkflow:
             if self.embed is not None:
                 step = "fetch originals"
                 embedded, omitted = await self._timed(
-                    timings, "fetch_originals",
-                    self._collect_originals(ticket_id, ticket_raw, articles_raw, articles, images))
+                    timings,
+                    "fetch_originals",
+                    self._collect_originals(ticket_id, ticket_raw, articles_raw, articles, images),
+                )
             shown_tags = [t for t in tags if t not in STATE_TAGS and t != self.trigger_tag]
-            snapshot = TicketSnapshot(ticket=ticket, articles=articles, tags=shown_tags,
-                                      archived_at=archived_at or datetime.now(UTC), images=images,
-                                      embedded=embedded, omitted=omitted, articles_raw=articles_raw)
+            snapshot = TicketSnapshot(
+                ticket=ticket,
+                articles=articles,
+                tags=shown_tags,
+                archived_at=archived_at or datetime.now(UTC),
+                images=images,
+                embedded=embedded,
+                omitted=omitted,
+                articles_raw=articles_raw,
+            )
 
             # What the steps after the layout need of the snapshot; the articles, images and
             # originals are let go as soon as the renderer has them.
-            light = TicketSnapshot(ticket=ticket, articles=[], tags=shown_tags, archived_at=snapshot.archived_at,
-                                   omitted=omitted)
+            light = TicketSnapshot(
+                ticket=ticket, articles=[], tags=shown_tags, archived_at=snapshot.archived_at, omitted=omitted
+            )
             del articles, articles_raw, ticket_raw, images, embedded
             if self.spool_dir is not None:
                 # Through files in a fresh job-* folder of the spool, removed whatever happens:
@@ -373,48 +419,82 @@ class ArchiveWorkflow:
                     rendered = await self._timed(timings, "render", render)
                     assert rendered.path is not None
                     step = "sign"
-                    signed = await self._timed(timings, "sign",
-                                               signer.sign_file(rendered.path, folder / "signed.pdf"))
+                    signed = await self._timed(
+                        timings, "sign", signer.sign_file(rendered.path, folder / "signed.pdf")
+                    )
                     assert signed.path is not None
                     step = "store"
-                    sidecar = sidecar_fields(light, rendered, signed, job_id=job_id, delivery_id=delivery_id,
-                                             template=self.template)
-                    stored = await self._timed(timings, "store",
-                                               storage.store_file(light, signed.path, sidecar=sidecar))
+                    sidecar = sidecar_fields(
+                        light,
+                        rendered,
+                        signed,
+                        job_id=job_id,
+                        delivery_id=delivery_id,
+                        template=self.template,
+                    )
+                    stored = await self._timed(
+                        timings, "store", storage.store_file(light, signed.path, sidecar=sidecar)
+                    )
             else:
                 step = "render"
                 rendered = await self._timed(timings, "render", self.renderer.render(snapshot))
                 step = "sign"
                 signed = await self._timed(timings, "sign", self.signer.sign(rendered.data))
                 step = "store"
-                sidecar = sidecar_fields(light, rendered, signed, job_id=job_id, delivery_id=delivery_id,
-                                         template=self.template)
-                stored = await self._timed(timings, "store",
-                                           self.storage.store(light, signed.data, sidecar=sidecar))
+                sidecar = sidecar_fields(
+                    light, rendered, signed, job_id=job_id, delivery_id=delivery_id, template=self.template
+                )
+                stored = await self._timed(
+                    timings, "store", self.storage.store(light, signed.data, sidecar=sidecar)
+                )
             snapshot = light
-            log.info("archive stored", extra={**ctx, "path": stored.relative_path, "sha256": stored.sha256,
-                                              "size": stored.size, "pages": rendered.page_count,
-                                              "seconds": timings})
-            note = success_note(stored, signed, rendered, job_id=job_id, delivery_id=delivery_id,
-                                omitted=snapshot.omitted)
+            log.info(
+                "archive stored",
+                extra={
+                    **ctx,
+                    "path": stored.relative_path,
+                    "sha256": stored.sha256,
+                    "size": stored.size,
+                    "pages": rendered.page_count,
+                    "seconds": timings,
+                },
+            )
+            note = success_note(
+                stored, signed, rendered, job_id=job_id, delivery_id=delivery_id, omitted=snapshot.omitted
+            )
             return ArchiveOutcome("archived", started=True, stored=stored, note=note, step_seconds=timings)
         except asyncio.CancelledError as cancel:
             if started and HANDED_OVER not in cancel.args:
                 await asyncio.shield(self._revert(ticket_id, {**ctx, "step": step}, guard))
             raise
-        except Exception as exc:  # noqa: BLE001 - every failure ends as a classified outcome
+        except Exception as exc:
             if exc is refused:
                 raise
             failure = classify(exc)
             failure = ClassifiedFailure(failure.classification, failure.code, self._redact(failure.cause))
-            log.error("job step failed", exc_info=True,
-                      extra={**ctx, "step": step, "classification": failure.classification.value,
-                             "code": failure.code, "cause": failure.cause})
+            log.error(
+                "job step failed",
+                exc_info=True,
+                extra={
+                    **ctx,
+                    "step": step,
+                    "classification": failure.classification.value,
+                    "code": failure.code,
+                    "cause": failure.cause,
+                },
+            )
             return ArchiveOutcome("failed", step, started=started, failure=failure, step_seconds=timings)
 
     # -- the report ----------------------------------------------------------------------------
-    def report(self, outcome: ArchiveOutcome, *, job_id: str, delivery_id: str | None, attempts: int = 1,
-               gave_up: bool = False) -> Report | None:
+    def report(
+        self,
+        outcome: ArchiveOutcome,
+        *,
+        job_id: str,
+        delivery_id: str | None,
+        attempts: int = 1,
+        gave_up: bool = False,
+    ) -> Report | None:
         """The final tags and note for ``outcome``; ``None`` when there is nothing to report
         (a skipped run leaves the ticket as it is).
 
@@ -436,12 +516,19 @@ class ArchiveWorkflow:
         else:
             # The tags were never changed, so the trigger tag was not touched: leave it as it is.
             t = TagTransition(add=(TAG_ERROR,))
-        note = failure_note(failure, job_id=job_id, delivery_id=delivery_id, step=outcome.reason,
-                            attempts=attempts, gave_up=gave_up)
+        note = failure_note(
+            failure,
+            job_id=job_id,
+            delivery_id=delivery_id,
+            step=outcome.reason,
+            attempts=attempts,
+            gave_up=gave_up,
+        )
         return Report(t.add, t.remove, note.subject, note.body_html)
 
-    async def deliver(self, ticket_id: int, report: Report, *, job_id: str, fresh: bool = False,
-                      guard: Guard | None = None) -> None:
+    async def deliver(
+        self, ticket_id: int, report: Report, *, job_id: str, fresh: bool = False, guard: Guard | None = None
+    ) -> None:
         """Write ``report`` to the ticket: tags first (added before removed), then the note —
         unless the ticket already has this job's note (a delivery that was interrupted after
         posting, or a post whose answer was lost: checked again before each retry).
@@ -467,8 +554,9 @@ class ArchiveWorkflow:
                 raise UndeliverableReport(self._redact(str(exc))) from exc
             raise
 
-    async def _deliver(self, ticket_id: int, report: Report, *, job_id: str, fresh: bool,
-                       guard: Guard | None) -> None:
+    async def _deliver(
+        self, ticket_id: int, report: Report, *, job_id: str, fresh: bool, guard: Guard | None
+    ) -> None:
         if guard is not None:
             await guard()
         await self._apply(ticket_id, TagTransition(report.add, report.remove), attempts=WRITE_ATTEMPTS)
@@ -477,8 +565,9 @@ class ArchiveWorkflow:
         async def posted() -> bool:
             # Only articles mentioning the marker can be this job's note: a big ticket's
             # articles are not parsed when none does.
-            articles = await self._retry(lambda: self.zammad.list_articles(ticket_id, containing=marker),
-                                         attempts=WRITE_ATTEMPTS)
+            articles = await self._retry(
+                lambda: self.zammad.list_articles(ticket_id, containing=marker), attempts=WRITE_ATTEMPTS
+            )
             if any(a.get("subject") == report.subject and marker in (a.get("body") or "") for a in articles):
                 log.info("note already on the ticket", extra={"ticket_id": ticket_id, "job_id": job_id})
                 return True
@@ -491,7 +580,9 @@ class ArchiveWorkflow:
             if guard is not None:
                 await guard()
             try:
-                await self.zammad.create_internal_note(ticket_id, subject=report.subject, body_html=report.body_html)
+                await self.zammad.create_internal_note(
+                    ticket_id, subject=report.subject, body_html=report.body_html
+                )
                 return
             except Exception as exc:
                 if attempt == WRITE_ATTEMPTS or not classify(exc).transient:
@@ -501,8 +592,9 @@ class ArchiveWorkflow:
             if await posted():  # the failed post may have reached Zammad (its answer was lost)
                 return
 
-    async def run(self, ticket_id: int, *, job_id: str, delivery_id: str | None = None,
-                  force: bool = False) -> ArchiveOutcome:
+    async def run(
+        self, ticket_id: int, *, job_id: str, delivery_id: str | None = None, force: bool = False
+    ) -> ArchiveOutcome:
         """Execute and report in one go, without retries (tools and tests)."""
         outcome = await self.execute(ticket_id, job_id=job_id, delivery_id=delivery_id, force=force)
         report = self.report(outcome, job_id=job_id, delivery_id=delivery_id)
@@ -511,9 +603,14 @@ class ArchiveWorkflow:
         return outcome
 
     # -- helpers ---------------------------------------------------------------------------------
-    async def _collect_originals(self, ticket_id: int, ticket_raw: bytes, articles_raw: bytes,
-                                 articles: list[dict[str, Any]], images: Mapping[int, bytes],
-                                 ) -> tuple[tuple[EmbeddedFile, ...], tuple[OmittedFile, ...]]:
+    async def _collect_originals(
+        self,
+        ticket_id: int,
+        ticket_raw: bytes,
+        articles_raw: bytes,
+        articles: list[dict[str, Any]],
+        images: Mapping[int, bytes],
+    ) -> tuple[tuple[EmbeddedFile, ...], tuple[OmittedFile, ...]]:
         """The originals for the PDF/A-3 associated files, and those left out.
 
         ``ticket.json`` and ``articles.json`` (the API responses byte for byte) and each
@@ -525,10 +622,20 @@ class ArchiveWorkflow:
         assert self.embed is not None
         policy = self.embed
         files: list[EmbeddedFile] = [
-            EmbeddedFile("ticket.json", ticket_raw, "application/json", "Source",
-                         f"GET /api/v1/tickets/{ticket_id}?expand=true as answered by Zammad"),
-            EmbeddedFile("articles.json", articles_raw, "application/json", "Source",
-                         f"GET /api/v1/ticket_articles/by_ticket/{ticket_id} as answered by Zammad"),
+            EmbeddedFile(
+                "ticket.json",
+                ticket_raw,
+                "application/json",
+                "Source",
+                f"GET /api/v1/tickets/{ticket_id}?expand=true as answered by Zammad",
+            ),
+            EmbeddedFile(
+                "articles.json",
+                articles_raw,
+                "application/json",
+                "Source",
+                f"GET /api/v1/ticket_articles/by_ticket/{ticket_id} as answered by Zammad",
+            ),
         ]
         omitted: list[OmittedFile] = []
         for article in articles:
@@ -536,24 +643,46 @@ class ArchiveWorkflow:
             body = article.get("body")
             if isinstance(aid, int) and isinstance(body, str) and body:
                 html = article.get("content_type") == "text/html"
-                files.append(EmbeddedFile(f"article-{aid}-body.{'html' if html else 'txt'}", body.encode("utf-8"),
-                                          "text/html" if html else "text/plain", "Source",
-                                          f"Body of article {aid} as stored by Zammad", article_id=aid))
+                files.append(
+                    EmbeddedFile(
+                        f"article-{aid}-body.{'html' if html else 'txt'}",
+                        body.encode("utf-8"),
+                        "text/html" if html else "text/plain",
+                        "Source",
+                        f"Body of article {aid} as stored by Zammad",
+                        article_id=aid,
+                    )
+                )
 
         emails = [a for a in articles if a.get("type") == "email" and isinstance(a.get("id"), int)]
-        plain = await _fetch_all([lambda a=a: self.zammad.get_article_plain(a["id"]) for a in emails],
-                                 IMAGE_FETCH_CONCURRENCY)
+        plain = await _fetch_all(
+            [lambda a=a: self.zammad.get_article_plain(a["id"]) for a in emails], IMAGE_FETCH_CONCURRENCY
+        )
         for article, result in zip(emails, plain, strict=True):
             name = f"article-{article['id']}.eml"
             if isinstance(result, Exception):
-                omitted.append(OmittedFile(name, None, f"download failed: {self._redact(str(result))}",
-                                           article_id=article["id"]))
+                omitted.append(
+                    OmittedFile(
+                        name, None, f"download failed: {self._redact(str(result))}", article_id=article["id"]
+                    )
+                )
             elif not result:
-                omitted.append(OmittedFile(name, 0, "Zammad holds no raw e-mail for this article",
-                                           article_id=article["id"]))
+                omitted.append(
+                    OmittedFile(
+                        name, 0, "Zammad holds no raw e-mail for this article", article_id=article["id"]
+                    )
+                )
             else:
-                files.append(EmbeddedFile(name, result, "message/rfc822", "Source",
-                                          f"Raw e-mail of article {article['id']}", article_id=article["id"]))
+                files.append(
+                    EmbeddedFile(
+                        name,
+                        result,
+                        "message/rfc822",
+                        "Source",
+                        f"Raw e-mail of article {article['id']}",
+                        article_id=article["id"],
+                    )
+                )
 
         wanted: list[tuple[dict[str, Any], dict[str, Any], str]] = []
         seen: set[int] = set()
@@ -571,12 +700,25 @@ class ArchiveWorkflow:
                 except (TypeError, ValueError):
                     size = None
                 if size is not None and size > policy.max_bytes:
-                    omitted.append(OmittedFile(name, size, f"larger than PDF_EMBED_MAX_BYTES ({policy.max_bytes})",
-                                               article.get("id"), att_id))
+                    omitted.append(
+                        OmittedFile(
+                            name,
+                            size,
+                            f"larger than PDF_EMBED_MAX_BYTES ({policy.max_bytes})",
+                            article.get("id"),
+                            att_id,
+                        )
+                    )
                 elif size is not None and total + size > policy.total_max_bytes:
-                    omitted.append(OmittedFile(name, size, "over PDF_EMBED_TOTAL_MAX_BYTES "
-                                                           f"({policy.total_max_bytes}) for the ticket",
-                                               article.get("id"), att_id))
+                    omitted.append(
+                        OmittedFile(
+                            name,
+                            size,
+                            f"over PDF_EMBED_TOTAL_MAX_BYTES ({policy.total_max_bytes}) for the ticket",
+                            article.get("id"),
+                            att_id,
+                        )
+                    )
                 else:
                     total += size or 0
                     wanted.append((article, att, name))
@@ -586,25 +728,50 @@ class ArchiveWorkflow:
                 return images[att["id"]]
             return await self.zammad.get_attachment(ticket_id, article["id"], att["id"])
 
-        data = await _fetch_all([lambda a=a, t=t: download(a, t) for a, t, _ in wanted], IMAGE_FETCH_CONCURRENCY)
+        data = await _fetch_all(
+            [lambda a=a, t=t: download(a, t) for a, t, _ in wanted], IMAGE_FETCH_CONCURRENCY
+        )
         for (article, att, name), result in zip(wanted, data, strict=True):
             if isinstance(result, Exception):
-                omitted.append(OmittedFile(name, None, f"download failed: {self._redact(str(result))}",
-                                           article.get("id"), att["id"]))
+                omitted.append(
+                    OmittedFile(
+                        name,
+                        None,
+                        f"download failed: {self._redact(str(result))}",
+                        article.get("id"),
+                        att["id"],
+                    )
+                )
                 continue
             if len(result) > policy.max_bytes:  # the declared size was wrong
-                omitted.append(OmittedFile(name, len(result), f"larger than PDF_EMBED_MAX_BYTES ({policy.max_bytes})",
-                                           article.get("id"), att["id"]))
+                omitted.append(
+                    OmittedFile(
+                        name,
+                        len(result),
+                        f"larger than PDF_EMBED_MAX_BYTES ({policy.max_bytes})",
+                        article.get("id"),
+                        att["id"],
+                    )
+                )
                 continue
             prefs = att.get("preferences") or {}
             mime = str(prefs.get("Mime-Type") or prefs.get("Content-Type") or "application/octet-stream")
-            files.append(EmbeddedFile(name, result, mime.split(";")[0].strip() or "application/octet-stream", "Data",
-                                      f"Attachment {att.get('filename')!s} of article {article.get('id')}",
-                                      article_id=article.get("id"), attachment_id=att["id"]))
+            files.append(
+                EmbeddedFile(
+                    name,
+                    result,
+                    mime.split(";")[0].strip() or "application/octet-stream",
+                    "Data",
+                    f"Attachment {att.get('filename')!s} of article {article.get('id')}",
+                    article_id=article.get("id"),
+                    attachment_id=att["id"],
+                )
+            )
         return tuple(files), tuple(omitted)
 
-    async def _fetch_images(self, ticket_id: int, articles: list[dict[str, Any]],
-                            ctx: dict[str, Any]) -> dict[int, bytes]:
+    async def _fetch_images(
+        self, ticket_id: int, articles: list[dict[str, Any]], ctx: dict[str, Any]
+    ) -> dict[int, bytes]:
         """Download the layout's images, at most :data:`IMAGE_FETCH_CONCURRENCY` at a time.
 
         An image that fails to download or is larger than :data:`IMAGE_MAX_BYTES` (or would
@@ -626,12 +793,26 @@ class ArchiveWorkflow:
                 try:
                     data = await self.zammad.get_attachment(ref.ticket_id, ref.article_id, ref.attachment_id)
                 except Exception as exc:  # noqa: BLE001 - a missing image is a placeholder, not a failure
-                    log.warning("image not fetched", extra={**ctx, "attachment_id": ref.attachment_id,
-                                                            "image": ref.filename, "cause": self._redact(str(exc))})
+                    log.warning(
+                        "image not fetched",
+                        extra={
+                            **ctx,
+                            "attachment_id": ref.attachment_id,
+                            "image": ref.filename,
+                            "cause": self._redact(str(exc)),
+                        },
+                    )
                     return
             if len(data) > IMAGE_MAX_BYTES or total + len(data) > IMAGES_TOTAL_MAX_BYTES:
-                log.warning("image too large to embed", extra={**ctx, "attachment_id": ref.attachment_id,
-                                                                "image": ref.filename, "size": len(data)})
+                log.warning(
+                    "image too large to embed",
+                    extra={
+                        **ctx,
+                        "attachment_id": ref.attachment_id,
+                        "image": ref.filename,
+                        "size": len(data),
+                    },
+                )
                 return
             total += len(data)
             images[ref.attachment_id] = data
@@ -644,13 +825,15 @@ class ArchiveWorkflow:
             try:
                 await guard()
             except Exception as exc:  # noqa: BLE001 - not ours any more, or unknown: leave the tags alone
-                log.warning("job interrupted; the tags are left as they are: the job is no longer held here",
-                            extra={**ctx, "cause": f"{type(exc).__name__}: {exc}"})
+                log.warning(
+                    "job interrupted; the tags are left as they are: the job is no longer held here",
+                    extra={**ctx, "cause": f"{type(exc).__name__}: {exc}"},
+                )
                 return
         log.warning("job interrupted; putting the trigger tag back", extra=ctx)
         try:
             await self._apply(ticket_id, revert_transition(self.trigger_tag), attempts=WRITE_ATTEMPTS)
-        except Exception:  # noqa: BLE001
+        except Exception:
             log.error("could not put the trigger tag back", exc_info=True, extra=ctx)
 
     async def _apply(self, ticket_id: int, transition: TagTransition, *, attempts: int) -> None:

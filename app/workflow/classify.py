@@ -21,9 +21,17 @@ from app.errors import ArchiverError, StorageError, ZammadApiError
 MAX_CAUSE_CHARS = 500
 
 _TRANSIENT_STATUSES = {408, 425, 429}
-_TRANSIENT_ERRNOS = {errno_codes.ENOSPC, errno_codes.EIO, errno_codes.EAGAIN, errno_codes.EBUSY,
-                     errno_codes.ETIMEDOUT, errno_codes.ENOLCK, errno_codes.ESTALE, errno_codes.EDQUOT,
-                     errno_codes.EINTR}
+_TRANSIENT_ERRNOS = {
+    errno_codes.ENOSPC,
+    errno_codes.EIO,
+    errno_codes.EAGAIN,
+    errno_codes.EBUSY,
+    errno_codes.ETIMEDOUT,
+    errno_codes.ENOLCK,
+    errno_codes.ESTALE,
+    errno_codes.EDQUOT,
+    errno_codes.EINTR,
+}
 
 
 class Classification(enum.Enum):

@@ -21,8 +21,9 @@ class GateDecision:
     reason: str
 
 
-def should_process(tags: list[str], *, trigger_tag: str, require_tag: bool, force: bool = False,
-                   resume: bool = False) -> GateDecision:
+def should_process(
+    tags: list[str], *, trigger_tag: str, require_tag: bool, force: bool = False, resume: bool = False
+) -> GateDecision:
     """Decide whether a ticket with ``tags`` is archived.
 
     Skips a ticket that already carries ``pdf:signed`` (unless ``force``) and, when

@@ -34,8 +34,15 @@ def _items(rows: list[tuple[str, str]]) -> str:
 MAX_OMISSIONS_LISTED = 10
 
 
-def success_note(stored: StoredArchive, signed: SignedPdf, rendered: RenderedPdf, *, job_id: str,
-                 delivery_id: str | None, omitted: Sequence[OmittedFile] = ()) -> Note:
+def success_note(
+    stored: StoredArchive,
+    signed: SignedPdf,
+    rendered: RenderedPdf,
+    *,
+    job_id: str,
+    delivery_id: str | None,
+    omitted: Sequence[OmittedFile] = (),
+) -> Note:
     """The note after a successful archive.
 
     Starts with "PDF archived"; gives the path relative to the storage root, the SHA-256 of
@@ -60,17 +67,28 @@ def success_note(stored: StoredArchive, signed: SignedPdf, rendered: RenderedPdf
     if signed.signer_cert_sha256:
         rows.append(("Signer certificate SHA-256", signed.signer_cert_sha256))
     if rendered.articles_included < rendered.articles_total:
-        rows.append(("Warning", f"only {rendered.articles_included} of {rendered.articles_total} articles are in "
-                                "the PDF (PDF_MAX_ARTICLES with PDF_ARTICLE_LIMIT_MODE=cap_and_continue)"))
+        rows.append(
+            (
+                "Warning",
+                f"only {rendered.articles_included} of {rendered.articles_total} articles are in "
+                "the PDF (PDF_MAX_ARTICLES with PDF_ARTICLE_LIMIT_MODE=cap_and_continue)",
+            )
+        )
     if rendered.missing_glyphs:
         scripts = f" ({', '.join(rendered.missing_scripts)})" if rendered.missing_scripts else ""
-        rows.append(("Warning", f"{rendered.missing_glyphs} characters{scripts} had no font and are shown as "
-                                "placeholders"))
+        rows.append(
+            (
+                "Warning",
+                f"{rendered.missing_glyphs} characters{scripts} had no font and are shown as placeholders",
+            )
+        )
     if rendered.embedded:
         rows.append(("Originals embedded", f"{len(rendered.embedded)} files (PDF/A-3 associated files)"))
     if omitted:
         listed = "; ".join(f"{o.name} ({o.reason})" for o in omitted[:MAX_OMISSIONS_LISTED])
-        more = f"; and {len(omitted) - MAX_OMISSIONS_LISTED} more" if len(omitted) > MAX_OMISSIONS_LISTED else ""
+        more = (
+            f"; and {len(omitted) - MAX_OMISSIONS_LISTED} more" if len(omitted) > MAX_OMISSIONS_LISTED else ""
+        )
         rows.append(("Originals not embedded", f"{len(omitted)}: {listed}{more}"))
     rows.append(("Job", job_id))
     if delivery_id:
@@ -79,8 +97,15 @@ def success_note(stored: StoredArchive, signed: SignedPdf, rendered: RenderedPdf
     return Note(SUCCESS_SUBJECT, body)
 
 
-def failure_note(failure: ClassifiedFailure, *, job_id: str, delivery_id: str | None, step: str,
-                 attempts: int = 1, gave_up: bool = False) -> Note:
+def failure_note(
+    failure: ClassifiedFailure,
+    *,
+    job_id: str,
+    delivery_id: str | None,
+    step: str,
+    attempts: int = 1,
+    gave_up: bool = False,
+) -> Note:
     """The note after a failed run.
 
     Starts with "PDF archiver error"; gives the classification (Transient: the trigger tag
@@ -89,8 +114,10 @@ def failure_note(failure: ClassifiedFailure, *, job_id: str, delivery_id: str | 
     ``gave_up``: the automatic retries of a Transient failure are used up.
     """
     if gave_up:
-        hint = (f"Transient, gave up after {attempts} attempts: the trigger tag was kept; the ticket is "
-                "archived when it is triggered again or retried (POST /retry/{ticket_id}).")
+        hint = (
+            f"Transient, gave up after {attempts} attempts: the trigger tag was kept; the ticket is "
+            "archived when it is triggered again or retried (POST /retry/{ticket_id})."
+        )
     elif failure.transient:
         hint = "Transient: the trigger tag was kept; the ticket is archived when it is triggered again."
     else:

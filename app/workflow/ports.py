@@ -167,13 +167,17 @@ class ZammadPort(Protocol):
 
     async def get_tags(self, ticket_id: int) -> list[str]: ...
 
-    async def list_articles(self, ticket_id: int, *, containing: str | None = None) -> list[dict[str, Any]]: ...
+    async def list_articles(
+        self, ticket_id: int, *, containing: str | None = None
+    ) -> list[dict[str, Any]]: ...
 
     async def add_tag(self, ticket_id: int, tag: str) -> None: ...
 
     async def remove_tag(self, ticket_id: int, tag: str) -> None: ...
 
-    async def create_internal_note(self, ticket_id: int, *, subject: str, body_html: str) -> dict[str, Any]: ...
+    async def create_internal_note(
+        self, ticket_id: int, *, subject: str, body_html: str
+    ) -> dict[str, Any]: ...
 
     async def get_attachment(self, ticket_id: int, article_id: int, attachment_id: int) -> bytes: ...
 
@@ -213,8 +217,9 @@ class StoragePort(Protocol):
     SHA-256, size).
     """
 
-    async def store(self, snapshot: TicketSnapshot, data: bytes, *,
-                    sidecar: Mapping[str, Any] | None = None) -> StoredArchive: ...
+    async def store(
+        self, snapshot: TicketSnapshot, data: bytes, *, sidecar: Mapping[str, Any] | None = None
+    ) -> StoredArchive: ...
 
 
 class FileRendererPort(RendererPort, Protocol):
@@ -242,5 +247,6 @@ class FileStoragePort(StoragePort, Protocol):
     """A storage that can also take the archive from a file, read in chunks (hashed while
     copied); same guarantees and errors as :meth:`StoragePort.store`."""
 
-    async def store_file(self, snapshot: TicketSnapshot, source: Path, *,
-                         sidecar: Mapping[str, Any] | None = None) -> StoredArchive: ...
+    async def store_file(
+        self, snapshot: TicketSnapshot, source: Path, *, sidecar: Mapping[str, Any] | None = None
+    ) -> StoredArchive: ...

@@ -47,8 +47,9 @@ class TagTransition:
 
         Zammad's add and remove are idempotent, so the result is the same; a run start
         saves the round trips (typically two of four)."""
-        return TagTransition(add=tuple(t for t in self.add if t not in tags),
-                             remove=tuple(t for t in self.remove if t in tags))
+        return TagTransition(
+            add=tuple(t for t in self.add if t not in tags), remove=tuple(t for t in self.remove if t in tags)
+        )
 
 
 def start_transition(trigger_tag: str) -> TagTransition:

@@ -166,13 +166,17 @@ def render_config_doc(current: str) -> str:
     start = current.find(BEGIN_MARKER)
     end = current.find(END_MARKER)
     if start < 0 or end < start:
-        raise ValueError(f"{CONFIG_DOC.relative_to(REPO)}: markers {BEGIN_MARKER!r} … {END_MARKER!r} not found")
-    return current[:start] + render_table() + current[end + len(END_MARKER):]
+        raise ValueError(
+            f"{CONFIG_DOC.relative_to(REPO)}: markers {BEGIN_MARKER!r} … {END_MARKER!r} not found"
+        )
+    return current[:start] + render_table() + current[end + len(END_MARKER) :]
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--check", action="store_true", help="exit 1 when a file is out of date; write nothing")
+    parser.add_argument(
+        "--check", action="store_true", help="exit 1 when a file is out of date; write nothing"
+    )
     args = parser.parse_args(argv)
 
     try:
@@ -192,8 +196,10 @@ def main(argv: list[str]) -> int:
     for path in stale:
         rel = path.relative_to(REPO)
         if args.check:
-            print(f"gen-config-docs: {rel} is out of date; run: .venv/bin/python scripts/dev/gen-config-docs.py",
-                  file=sys.stderr)
+            print(
+                f"gen-config-docs: {rel} is out of date; run: .venv/bin/python scripts/dev/gen-config-docs.py",
+                file=sys.stderr,
+            )
         else:
             print(f"gen-config-docs: wrote {rel}")
     return 1 if (args.check and stale) else 0

@@ -68,8 +68,9 @@ async def check_signatures(pdf: Path, roots: list, others: list, details: bool) 
         return False
     ok = True
     for sig in signatures:
-        vc = ValidationContext(trust_roots=roots, other_certs=others, allow_fetching=True,
-                               revocation_mode="soft-fail")
+        vc = ValidationContext(
+            trust_roots=roots, other_certs=others, allow_fetching=True, revocation_mode="soft-fail"
+        )
         try:
             if sig.sig_object.get("/Type") == "/DocTimeStamp":
                 status = await async_validate_pdf_timestamp(sig, validation_context=vc)
@@ -98,7 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     trust = os.environ.get("VERIFY_PDF_TRUST", "")
     if not trust:
-        print("verify-pdf: set VERIFY_PDF_TRUST to the trust root PEM file(s), colon-separated", file=sys.stderr)
+        print(
+            "verify-pdf: set VERIFY_PDF_TRUST to the trust root PEM file(s), colon-separated", file=sys.stderr
+        )
         return 2
     if not args.file.is_file():
         print(f"verify-pdf: {args.file}: no such file", file=sys.stderr)

@@ -178,8 +178,16 @@ class Replica:
         self.starts += 1
         with self.log.open("wb") as log:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "app", "serve", cwd=REPO, env=self.env, start_new_session=True,
-                stdout=asyncio.subprocess.DEVNULL, stderr=log)
+                sys.executable,
+                "-m",
+                "app",
+                "serve",
+                cwd=REPO,
+                env=self.env,
+                start_new_session=True,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=log,
+            )
         self.pids.append(self.proc.pid)
         if await wait_healthy(self.url, self.proc, timeout):
             return
@@ -242,8 +250,9 @@ class Replica:
             assert resp.status == 200, (self.name, resp.status, await resp.text())
             return await resp.json()
 
-    async def post(self, ticket_id: int, delivery_id: str,
-                   session: aiohttp.ClientSession | None = None) -> tuple[int, dict[str, Any]]:
+    async def post(
+        self, ticket_id: int, delivery_id: str, session: aiohttp.ClientSession | None = None
+    ) -> tuple[int, dict[str, Any]]:
         """One webhook for ``ticket_id`` to this replica; ``(status, JSON answer)``."""
         body, headers = zammad_webhook({"ticket_id": ticket_id}, HMAC_SECRET, delivery_id=delivery_id)
         async with _session(session) as s, s.post(f"{self.url}/ingest", data=body, headers=headers) as r:
@@ -252,8 +261,10 @@ class Replica:
     async def retry(self, ticket_id: int, *, force: bool = False) -> tuple[int, dict[str, Any]]:
         """``POST /retry/{ticket_id}`` on this replica with the admin token."""
         query = "?force=true" if force else ""
-        async with aiohttp.ClientSession() as s, \
-                s.post(f"{self.url}/retry/{ticket_id}{query}", headers=ADMIN) as r:
+        async with (
+            aiohttp.ClientSession() as s,
+            s.post(f"{self.url}/retry/{ticket_id}{query}", headers=ADMIN) as r,
+        ):
             return r.status, await r.json()
 
 
@@ -284,20 +295,39 @@ class Cluster:
     _db: asyncpg.Pool | None = None
 
     @classmethod
-    def create(cls, simulator: ZammadSimulator, dev_pki: Any, database_url: str, tmp_path: Path,
-               count: int, **env: str) -> Cluster:
+    def create(
+        cls,
+        simulator: ZammadSimulator,
+        dev_pki: Any,
+        database_url: str,
+        tmp_path: Path,
+        count: int,
+        **env: str,
+    ) -> Cluster:
         """``count`` replicas (not started); ``env`` overrides the defaults below."""
         storage = tmp_path / "archive"
         storage.mkdir(exist_ok=True)
         base = {
             **os.environ,
-            "ZAMMAD_BASE_URL": simulator.base_url or "", "ZAMMAD_API_TOKEN": API_TOKEN,
-            "ZAMMAD_TIMEOUT_SECONDS": "5", "ALLOW_INSECURE_HTTP": "true", "WEBHOOK_HMAC_SECRET": HMAC_SECRET,
-            "ADMIN_BEARER_TOKEN": ADMIN_TOKEN, "STORAGE_ROOT": str(storage),
-            "SIGNING_ENABLED": "true", "SIGNING_PFX_PATH": str(dev_pki.signer_pfx),
-            "SIGNING_PFX_PASSWORD": PFX_PASSWORD, "WORKERS": "2", "RENDER_PROCESSES": "1",
-            "SHUTDOWN_GRACE_SECONDS": "5", "HARDENING_RATE_LIMIT_RPS": "0", "WORKFLOW_RETRY_BASE_SECONDS": "1",
-            "LOG_LEVEL": "INFO", "JOB_STORE_URL": database_url, "JOB_LEASE_SECONDS": str(LEASE_SECONDS), **env,
+            "ZAMMAD_BASE_URL": simulator.base_url or "",
+            "ZAMMAD_API_TOKEN": API_TOKEN,
+            "ZAMMAD_TIMEOUT_SECONDS": "5",
+            "ALLOW_INSECURE_HTTP": "true",
+            "WEBHOOK_HMAC_SECRET": HMAC_SECRET,
+            "ADMIN_BEARER_TOKEN": ADMIN_TOKEN,
+            "STORAGE_ROOT": str(storage),
+            "SIGNING_ENABLED": "true",
+            "SIGNING_PFX_PATH": str(dev_pki.signer_pfx),
+            "SIGNING_PFX_PASSWORD": PFX_PASSWORD,
+            "WORKERS": "2",
+            "RENDER_PROCESSES": "1",
+            "SHUTDOWN_GRACE_SECONDS": "5",
+            "HARDENING_RATE_LIMIT_RPS": "0",
+            "WORKFLOW_RETRY_BASE_SECONDS": "1",
+            "LOG_LEVEL": "INFO",
+            "JOB_STORE_URL": database_url,
+            "JOB_LEASE_SECONDS": str(LEASE_SECONDS),
+            **env,
         }
         base.pop("CONFIG_PATH", None)
         cluster = cls(simulator, database_url, tmp_path, base)
@@ -350,8 +380,12 @@ class Cluster:
             self._db = await asyncpg.create_pool(self.database_url, min_size=1, max_size=3)
         try:
             return await self._db.fetch(sql, *args)
-        except (OSError, asyncpg.exceptions.ConnectionDoesNotExistError, asyncpg.exceptions.InterfaceError,
-                asyncpg.exceptions.AdminShutdownError):
+        except (
+            OSError,
+            asyncpg.exceptions.ConnectionDoesNotExistError,
+            asyncpg.exceptions.InterfaceError,
+            asyncpg.exceptions.AdminShutdownError,
+        ):
             # The server was restarted under the pool (a test of a database outage): once more.
             await self._db.expire_connections()
             return await self._db.fetch(sql, *args)
@@ -361,8 +395,9 @@ class Cluster:
         if ticket_id is None:
             rows = await self.fetch(f"SELECT * FROM {SCHEMA}.jobs ORDER BY created_at")
         else:
-            rows = await self.fetch(f"SELECT * FROM {SCHEMA}.jobs WHERE ticket_id = $1 ORDER BY created_at",
-                                    ticket_id)
+            rows = await self.fetch(
+                f"SELECT * FROM {SCHEMA}.jobs WHERE ticket_id = $1 ORDER BY created_at", ticket_id
+            )
         return [dict(r) for r in rows]
 
     async def job(self, job_id: str) -> dict[str, Any]:
@@ -374,7 +409,8 @@ class Cluster:
         reports (a released job has no ``lease_owner``)."""
         rows = await self.fetch(
             f"SELECT * FROM {SCHEMA}.jobs WHERE lease_owner IS NOT NULL AND "
-            "(state = 'running' OR (NOT reported AND state IN ('done', 'failed', 'dead')))")
+            "(state = 'running' OR (NOT reported AND state IN ('done', 'failed', 'dead')))"
+        )
         return [dict(r) for r in rows if replica.owns(r["lease_owner"])]
 
     def owner(self, lease_owner: str | None) -> Replica | None:
@@ -391,17 +427,22 @@ class Cluster:
 
     async def unfinished(self) -> list[dict[str, Any]]:
         """Jobs pending or running, or finished with the report not delivered."""
-        rows = await self.fetch(f"SELECT job_id, ticket_id, state, reported, lease_owner, attempts FROM {SCHEMA}.jobs "
-                                "WHERE state IN ('pending', 'running') OR NOT reported")
+        rows = await self.fetch(
+            f"SELECT job_id, ticket_id, state, reported, lease_owner, attempts FROM {SCHEMA}.jobs "
+            "WHERE state IN ('pending', 'running') OR NOT reported"
+        )
         return [dict(r) for r in rows]
 
-    async def statuses(self, ticket_id: int, session: aiohttp.ClientSession | None = None) -> dict[str, dict[str, Any]]:
+    async def statuses(
+        self, ticket_id: int, session: aiohttp.ClientSession | None = None
+    ) -> dict[str, dict[str, Any]]:
         """``/jobs/{ticket_id}`` from every live replica, by replica name."""
         answers = await asyncio.gather(*(r.job(ticket_id, session) for r in self.live))
         return {r.name: a for r, a in zip(self.live, answers, strict=True)}
 
-    async def assert_same_status_everywhere(self, ticket_id: int,
-                                            session: aiohttp.ClientSession | None = None) -> dict[str, Any]:
+    async def assert_same_status_everywhere(
+        self, ticket_id: int, session: aiohttp.ClientSession | None = None
+    ) -> dict[str, Any]:
         """``/jobs/{ticket_id}`` answers the same on every live replica; that answer."""
         answers = await self.statuses(ticket_id, session)
         first = next(iter(answers.values()))
@@ -410,8 +451,13 @@ class Cluster:
 
     def archived_by(self, job_id: str) -> list[str]:
         """Names of the replicas whose logs say they stored ``job_id``'s archive."""
-        return [r.name for r in self.replicas
-                if any(rec.get("msg") == "archive stored" and rec.get("job_id") == job_id for rec in r.log_records())]
+        return [
+            r.name
+            for r in self.replicas
+            if any(
+                rec.get("msg") == "archive stored" and rec.get("job_id") == job_id for rec in r.log_records()
+            )
+        ]
 
     async def wait_reclaimed(self, job_id: str, fence: int, timeout: float) -> dict[str, Any]:
         """Wait until ``job_id``'s fence has moved past ``fence`` (another claim); its row then."""
@@ -428,8 +474,13 @@ class Cluster:
 # -- clients and checks ------------------------------------------------------------------------
 
 
-async def post_until_accepted(session: aiohttp.ClientSession, urls: Callable[[], str], ticket_id: int,
-                              delivery_id: str, timeout: float = 120) -> tuple[int, str]:
+async def post_until_accepted(
+    session: aiohttp.ClientSession,
+    urls: Callable[[], str],
+    ticket_id: int,
+    delivery_id: str,
+    timeout: float = 120,
+) -> tuple[int, str]:
     """Zammad's behaviour behind a load balancer, minus its give-up: send the webhook to
     ``urls()`` and resend the same delivery (to the next ``urls()``) after a 5xx, a connection
     error or a timeout, until it is answered 202. Returns ``(sends, final status string)``."""
@@ -439,8 +490,9 @@ async def post_until_accepted(session: aiohttp.ClientSession, urls: Callable[[],
     while time.monotonic() < deadline:
         sends += 1
         try:
-            async with session.post(f"{urls()}/ingest", data=body, headers=headers,
-                                    timeout=aiohttp.ClientTimeout(total=10)) as resp:
+            async with session.post(
+                f"{urls()}/ingest", data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=10)
+            ) as resp:
                 answer = await resp.read()
                 if resp.status == 202:
                     return sends, json.loads(answer)["status"]
@@ -470,7 +522,9 @@ def archives(storage: Path, number: str) -> list[Path]:
     return sorted(p for p in storage.rglob(f"Ticket-{number}_*.pdf") if not p.name.startswith("."))
 
 
-def assert_archived_once(simulator: ZammadSimulator, storage: Path, ticket_id: int, job_id: str | None = None) -> str:
+def assert_archived_once(
+    simulator: ZammadSimulator, storage: Path, ticket_id: int, job_id: str | None = None
+) -> str:
     """Exactly one archive with its sidecar, ``pdf:signed`` and no other state tag, exactly one
     note — the success note, naming that file, its SHA-256 and its job. Returns the job id."""
     number = simulator.ticket(ticket_id)["number"]
@@ -491,11 +545,15 @@ def assert_archived_once(simulator: ZammadSimulator, storage: Path, ticket_id: i
 
 def signed(simulator: ZammadSimulator, ticket_ids: Iterable[int]) -> int:
     """How many of the tickets carry ``pdf:signed`` and no longer ``pdf:processing``."""
-    return sum(1 for t in ticket_ids if "pdf:signed" in (tags := simulator.tags(t)) and "pdf:processing" not in tags)
+    return sum(
+        1 for t in ticket_ids if "pdf:signed" in (tags := simulator.tags(t)) and "pdf:processing" not in tags
+    )
 
 
 def small_tickets(simulator: ZammadSimulator, count: int, first_id: int, prefix: str) -> list[int]:
     """``count`` copies of the fixture ticket 4711 with one article each (the phone call), ids
     ``first_id…``, numbers ``<prefix><7 digits>``."""
-    return [simulator.clone_ticket(4711, first_id + i, number=f"{prefix}{i:07d}", article_ids=[23052])
-            for i in range(count)]
+    return [
+        simulator.clone_ticket(4711, first_id + i, number=f"{prefix}{i:07d}", article_ids=[23052])
+        for i in range(count)
+    ]

@@ -60,16 +60,23 @@ async def test_webhook_to_signed_pdf(archiver, simulator, dev_pki, fixture):
 
     # The inline screenshot of article 23051 was fetched through the API and placed.
     assert any(r.path == "/api/v1/ticket_attachment/4711/23051/91202" for r in simulator.requests)
-    images = subprocess.run(["pdfimages", "-list", str(pdf)], capture_output=True, text=True, check=True).stdout
+    images = subprocess.run(
+        ["pdfimages", "-list", str(pdf)], capture_output=True, text=True, check=True
+    ).stdout
     assert len(images.strip().splitlines()) >= 3, images  # two header lines, then one line per image
 
     assert sorted(simulator.tags(4711)) == ["pdf:signed", "rechnung", "reklamation"]
     # The run's start changes only what the tags just read need; the report removes every
     # other state tag whatever it read.
     writes = [(r.method, r.json["item"]) for r in simulator.requests if r.path.startswith("/api/v1/tags/")]
-    assert writes == [("POST", "pdf:processing"), ("DELETE", "pdf:sign"),
-                      ("POST", "pdf:signed"), ("DELETE", "pdf:processing"), ("DELETE", "pdf:error"),
-                      ("DELETE", "pdf:sign")]
+    assert writes == [
+        ("POST", "pdf:processing"),
+        ("DELETE", "pdf:sign"),
+        ("POST", "pdf:signed"),
+        ("DELETE", "pdf:processing"),
+        ("DELETE", "pdf:error"),
+        ("DELETE", "pdf:sign"),
+    ]
     notes = simulator.notes(4711)
     assert len(notes) == 1
     note = notes[0]
@@ -139,8 +146,15 @@ async def test_transient_failure_is_retried_automatically(archiver, simulator):
 
 async def test_zammad_404_on_ticket_fetch_is_permanent(archiver, simulator):
     service = await archiver()
-    simulator.fail("GET", r"^/api/v1/tickets/4711$", 404,
-                   body={"error": "Couldn't find Ticket with 'id'=4711", "error_human": "Couldn't find Ticket with 'id'=4711"})
+    simulator.fail(
+        "GET",
+        r"^/api/v1/tickets/4711$",
+        404,
+        body={
+            "error": "Couldn't find Ticket with 'id'=4711",
+            "error_human": "Couldn't find Ticket with 'id'=4711",
+        },
+    )
     body, headers = zammad_webhook({"ticket_id": 4711}, HMAC_SECRET)
     assert (await post(f"{service.url}/ingest", body, headers))[0] == 202
     await service.wait_idle()
@@ -183,7 +197,11 @@ async def test_a_failed_render_leaves_the_spool_empty(archiver, simulator):
     assert (await post(f"{service.url}/ingest", body, headers))[0] == 202
     await service.wait_idle()
     fields = note_fields(simulator.notes(4711)[0])
-    assert (fields["Step"], fields["Code"], fields["Classification"]) == ("render", "render_error", "Permanent")
+    assert (fields["Step"], fields["Code"], fields["Classification"]) == (
+        "render",
+        "render_error",
+        "Permanent",
+    )
     assert "PDF_MAX_ARTICLES=1" in fields["Cause"]
     assert list((service.settings.state_dir / "spool").iterdir()) == []
 
@@ -203,11 +221,12 @@ async def test_ticket_without_trigger_tag_is_skipped(archiver, simulator):
 async def simulator_remove_tag(simulator, ticket_id: int, tag: str) -> None:
     from tests.conftest import API_TOKEN
 
-    async with aiohttp.ClientSession() as session:
-        async with session.delete(f"{simulator.base_url}/api/v1/tags/remove",
-                                  json={"object": "Ticket", "o_id": ticket_id, "item": tag},
-                                  headers={"Authorization": f"Token token={API_TOKEN}"}) as resp:
-            assert resp.status == 200
+    async with aiohttp.ClientSession() as session, session.delete(
+        f"{simulator.base_url}/api/v1/tags/remove",
+        json={"object": "Ticket", "o_id": ticket_id, "item": tag},
+        headers={"Authorization": f"Token token={API_TOKEN}"},
+    ) as resp:
+        assert resp.status == 200
 
 
 async def test_ticket_left_in_processing_is_taken_over(archiver, simulator):
@@ -215,11 +234,12 @@ async def test_ticket_left_in_processing_is_taken_over(archiver, simulator):
     await simulator_remove_tag(simulator, 4711, "pdf:sign")
     from tests.conftest import API_TOKEN
 
-    async with aiohttp.ClientSession() as session:
-        async with session.post(f"{simulator.base_url}/api/v1/tags/add",
-                                json={"object": "Ticket", "o_id": 4711, "item": "pdf:processing"},
-                                headers={"Authorization": f"Token token={API_TOKEN}"}) as resp:
-            assert resp.status == 201
+    async with aiohttp.ClientSession() as session, session.post(
+        f"{simulator.base_url}/api/v1/tags/add",
+        json={"object": "Ticket", "o_id": 4711, "item": "pdf:processing"},
+        headers={"Authorization": f"Token token={API_TOKEN}"},
+    ) as resp:
+        assert resp.status == 201
     service = await archiver()
     body, headers = zammad_webhook({"ticket_id": 4711}, HMAC_SECRET)
     assert (await post(f"{service.url}/ingest", body, headers))[0] == 202

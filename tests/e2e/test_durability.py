@@ -32,7 +32,15 @@ import pytest
 from app.devtools.webhook import zammad_webhook
 from app.devtools.zammad_simulator import ZammadSimulator
 from app.workflow.notes import FAILURE_SUBJECT, SUCCESS_SUBJECT
-from tests.conftest import API_TOKEN, HMAC_SECRET, PFX_PASSWORD, REPO, JobStoreBackend, free_port, wait_healthy
+from tests.conftest import (
+    API_TOKEN,
+    HMAC_SECRET,
+    PFX_PASSWORD,
+    REPO,
+    JobStoreBackend,
+    free_port,
+    wait_healthy,
+)
 from tests.e2e.replicas import post_until_accepted
 
 ADMIN_TOKEN = "e2e-durability-admin-7120"
@@ -54,8 +62,9 @@ class Service:
     Each start gets its own log file (``tmp_path/service-<n>.log``), shown when a start fails.
     """
 
-    def __init__(self, simulator: ZammadSimulator, tmp_path: Path, dev_pki: Any, job_store: JobStoreBackend,
-                 **env: str) -> None:
+    def __init__(
+        self, simulator: ZammadSimulator, tmp_path: Path, dev_pki: Any, job_store: JobStoreBackend, **env: str
+    ) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.storage = tmp_path / "archive"
@@ -64,14 +73,26 @@ class Service:
         self.logs = tmp_path
         self.env = {
             **os.environ,
-            "ZAMMAD_BASE_URL": simulator.base_url or "", "ZAMMAD_API_TOKEN": API_TOKEN,
-            "ZAMMAD_TIMEOUT_SECONDS": "5", "ALLOW_INSECURE_HTTP": "true", "WEBHOOK_HMAC_SECRET": HMAC_SECRET,
-            "ADMIN_BEARER_TOKEN": ADMIN_TOKEN, "STORAGE_ROOT": str(self.storage), "STATE_DIR": str(self.state),
-            "SIGNING_ENABLED": "true", "SIGNING_PFX_PATH": str(dev_pki.signer_pfx),
-            "SIGNING_PFX_PASSWORD": PFX_PASSWORD, "SERVER_PORT": str(self.port), "WORKERS": "2",
-            "RENDER_PROCESSES": "1", "SHUTDOWN_GRACE_SECONDS": "10", "HARDENING_RATE_LIMIT_RPS": "0",
-            "WORKFLOW_RETRY_BASE_SECONDS": "1", "LOG_LEVEL": "WARNING",
-            **job_store.env(lease_seconds=LEASE_SECONDS), **env,
+            "ZAMMAD_BASE_URL": simulator.base_url or "",
+            "ZAMMAD_API_TOKEN": API_TOKEN,
+            "ZAMMAD_TIMEOUT_SECONDS": "5",
+            "ALLOW_INSECURE_HTTP": "true",
+            "WEBHOOK_HMAC_SECRET": HMAC_SECRET,
+            "ADMIN_BEARER_TOKEN": ADMIN_TOKEN,
+            "STORAGE_ROOT": str(self.storage),
+            "STATE_DIR": str(self.state),
+            "SIGNING_ENABLED": "true",
+            "SIGNING_PFX_PATH": str(dev_pki.signer_pfx),
+            "SIGNING_PFX_PASSWORD": PFX_PASSWORD,
+            "SERVER_PORT": str(self.port),
+            "WORKERS": "2",
+            "RENDER_PROCESSES": "1",
+            "SHUTDOWN_GRACE_SECONDS": "10",
+            "HARDENING_RATE_LIMIT_RPS": "0",
+            "WORKFLOW_RETRY_BASE_SECONDS": "1",
+            "LOG_LEVEL": "WARNING",
+            **job_store.env(lease_seconds=LEASE_SECONDS),
+            **env,
         }
         self.env.pop("CONFIG_PATH", None)
         self.proc: asyncio.subprocess.Process | None = None
@@ -85,8 +106,16 @@ class Service:
         self.starts += 1
         with self.log.open("wb") as log:
             self.proc = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "app", "serve", cwd=REPO, env=self.env, start_new_session=True,
-                stdout=asyncio.subprocess.DEVNULL, stderr=log)
+                sys.executable,
+                "-m",
+                "app",
+                "serve",
+                cwd=REPO,
+                env=self.env,
+                start_new_session=True,
+                stdout=asyncio.subprocess.DEVNULL,
+                stderr=log,
+            )
         if await wait_healthy(self.url, self.proc, 60):
             return
         await self.kill()
@@ -117,8 +146,10 @@ class Service:
         return rc
 
     async def job(self, ticket_id: int) -> dict[str, Any]:
-        async with aiohttp.ClientSession() as session, \
-                session.get(f"{self.url}/jobs/{ticket_id}", headers=ADMIN) as resp:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{self.url}/jobs/{ticket_id}", headers=ADMIN) as resp,
+        ):
             assert resp.status == 200, await resp.text()
             return await resp.json()
 
@@ -143,7 +174,10 @@ async def service(simulator, tmp_path, dev_pki, job_store):
 
 async def post(url: str, ticket_id: int, delivery_id: str) -> tuple[int, dict[str, Any]]:
     body, headers = zammad_webhook({"ticket_id": ticket_id}, HMAC_SECRET, delivery_id=delivery_id)
-    async with aiohttp.ClientSession() as session, session.post(f"{url}/ingest", data=body, headers=headers) as r:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{url}/ingest", data=body, headers=headers) as r,
+    ):
         return r.status, await r.json()
 
 
@@ -169,7 +203,9 @@ def sidecar(pdf: Path) -> dict[str, Any]:
     return json.loads(pdf.with_name(pdf.name + ".json").read_text(encoding="utf-8"))
 
 
-def assert_archived_once(simulator: ZammadSimulator, storage: Path, ticket_id: int, job_id: str | None = None) -> None:
+def assert_archived_once(
+    simulator: ZammadSimulator, storage: Path, ticket_id: int, job_id: str | None = None
+) -> None:
     """Exactly one archive with its sidecar, ``pdf:signed`` and no other state tag, exactly one
     note — the success note, naming that file and its SHA-256."""
     number = simulator.ticket(ticket_id)["number"]
@@ -194,8 +230,11 @@ async def rewind_to_running(job_store: JobStoreBackend, job_id: str) -> None:
     once that lease has run out, as after a kill at that moment."""
     rows = await job_store.rows("SELECT state, reported FROM jobs WHERE job_id=?", job_id)
     assert rows == [("done", 0)], rows
-    await job_store.rows("UPDATE jobs SET state='running', result=NULL, report=NULL, reported=TRUE, output_path=NULL, "
-                         "sha256=NULL, finished_at=NULL WHERE job_id=?", job_id)
+    await job_store.rows(
+        "UPDATE jobs SET state='running', result=NULL, report=NULL, reported=TRUE, output_path=NULL, "
+        "sha256=NULL, finished_at=NULL WHERE job_id=?",
+        job_id,
+    )
 
 
 # -- crash test --------------------------------------------------------------------------------
@@ -211,8 +250,10 @@ async def test_sigkill_three_times_under_load_leaves_exactly_one_archive_per_tic
     seed = int.from_bytes(os.urandom(4), "big")
     rng = random.Random(seed)
     # One article per ticket (the fixture's phone call): the run is the same, the layout shorter.
-    ids = [simulator.clone_ticket(4711, 200_000 + i, number=f"9{i:07d}", article_ids=[23052])
-           for i in range(CRASH_TICKETS)]
+    ids = [
+        simulator.clone_ticket(4711, 200_000 + i, number=f"9{i:07d}", article_ids=[23052])
+        for i in range(CRASH_TICKETS)
+    ]
     svc = service()
     await svc.start()
 
@@ -227,10 +268,13 @@ async def test_sigkill_three_times_under_load_leaves_exactly_one_archive_per_tic
     async def poster() -> None:
         gate = asyncio.Semaphore(8)
         async with aiohttp.ClientSession() as session:
+
             async def one(ticket_id: int) -> None:
                 nonlocal resends
                 async with gate:
-                    resends += (await post_until_accepted(session, lambda: svc.url, ticket_id, f"crash-{ticket_id}"))[0] - 1
+                    resends += (
+                        await post_until_accepted(session, lambda: svc.url, ticket_id, f"crash-{ticket_id}")
+                    )[0] - 1
                     accepted.add(ticket_id)
                     await asyncio.sleep(0.05)  # about as fast as the workers archive: load, not a burst
 
@@ -238,7 +282,9 @@ async def test_sigkill_three_times_under_load_leaves_exactly_one_archive_per_tic
 
     async def killer() -> None:
         for moment in moments:
-            await wait_for(lambda moment=moment: len(accepted) + signed() >= moment, 180, f"progress {moment}")
+            await wait_for(
+                lambda moment=moment: len(accepted) + signed() >= moment, 180, f"progress {moment}"
+            )
             await asyncio.sleep(rng.uniform(0, 0.3))
             kills.append((len(accepted), signed()))
             await svc.kill()
@@ -247,8 +293,11 @@ async def test_sigkill_three_times_under_load_leaves_exactly_one_archive_per_tic
 
     started = time.monotonic()
     await asyncio.gather(poster(), killer())
-    await wait_for(lambda: signed() == CRASH_TICKETS and all("pdf:processing" not in simulator.tags(t) for t in ids),
-                   240, "every ticket signed")
+    await wait_for(
+        lambda: signed() == CRASH_TICKETS and all("pdf:processing" not in simulator.tags(t) for t in ids),
+        240,
+        "every ticket signed",
+    )
 
     async def all_reported() -> bool:
         for ticket_id in ids:
@@ -264,7 +313,11 @@ async def test_sigkill_three_times_under_load_leaves_exactly_one_archive_per_tic
     assert accepted == set(ids), context
     for ticket_id in ids:
         assert_archived_once(simulator, svc.storage, ticket_id)
-    stray = [p for p in svc.storage.rglob("*.pdf") if not p.name.startswith(".") and not p.name.startswith("Ticket-9")]
+    stray = [
+        p
+        for p in svc.storage.rglob("*.pdf")
+        if not p.name.startswith(".") and not p.name.startswith("Ticket-9")
+    ]
     assert stray == [], context
 
 
@@ -272,7 +325,9 @@ async def test_sigkill_three_times_under_load_leaves_exactly_one_archive_per_tic
 
 
 @pytest.mark.parametrize("sidecar_written", [True, False], ids=["after-sidecar", "before-sidecar"])
-async def test_a_job_killed_after_publishing_rerun_keeps_one_archive(simulator, service, job_store, sidecar_written):
+async def test_a_job_killed_after_publishing_rerun_keeps_one_archive(
+    simulator, service, job_store, sidecar_written
+):
     """The kill lands after the PDF was published (with or without its completion marker)
     but before the job was finished in the store: the resumed job re-runs, and must not
     write ``_v2``."""
@@ -281,8 +336,11 @@ async def test_a_job_killed_after_publishing_rerun_keeps_one_archive(simulator, 
     simulator.fail("POST", r"^/api/v1/tags/add$", 503, match_body="pdf:signed")
     await svc.start()
     assert (await post(svc.url, 4711, "kill-after-publish"))[0] == 202
-    await wait_for(lambda: any(r.method == "POST" and b"pdf:signed" in r.body for r in simulator.requests), 120,
-                   "the report delivery")
+    await wait_for(
+        lambda: any(r.method == "POST" and b"pdf:signed" in r.body for r in simulator.requests),
+        120,
+        "the report delivery",
+    )
     await svc.kill()
     first = archives(svc.storage, "25004711")
     assert len(first) == 1
@@ -372,8 +430,12 @@ async def test_zammad_flapping_every_ticket_archived_within_the_retry_budget(arc
     backoff whose shortest total (0.5 × (5 + 10 + 20 + 40) s = 37.5 s) outlasts the outage,
     every ticket is archived once Zammad recovers: none dead, one archive, one note."""
     ids = [simulator.clone_ticket(4711, 300_000 + i, number=f"8{i:07d}") for i in range(FLAP_TICKETS)]
-    service = await archiver(ADMIN_BEARER_TOKEN=ADMIN_TOKEN, WORKFLOW_MAX_ATTEMPTS="5",
-                             WORKFLOW_RETRY_BASE_SECONDS="5", WORKFLOW_RETRY_MAX_SECONDS="40")
+    service = await archiver(
+        ADMIN_BEARER_TOKEN=ADMIN_TOKEN,
+        WORKFLOW_MAX_ATTEMPTS="5",
+        WORKFLOW_RETRY_BASE_SECONDS="5",
+        WORKFLOW_RETRY_MAX_SECONDS="40",
+    )
     simulator.fail("*", r"^/api/v1/", 503, every=2)
     flap_started = time.monotonic()
     for ticket_id in ids:
@@ -385,7 +447,9 @@ async def test_zammad_flapping_every_ticket_archived_within_the_retry_budget(arc
 
     pool = service.runtime.pool
     jobs = [await pool.status(t) for t in ids]
-    assert [j["state"] for j in jobs] == ["done"] * FLAP_TICKETS, [(j["state"], j["last_error"]) for j in jobs]
+    assert [j["state"] for j in jobs] == ["done"] * FLAP_TICKETS, [
+        (j["state"], j["last_error"]) for j in jobs
+    ]
     attempts = [j["attempts"] for j in jobs]
     assert max(attempts) >= 2 and all(1 <= a <= 5 for a in attempts), attempts  # retried, within the budget
     assert calls_in_outage >= 4 * FLAP_TICKETS  # every job tried (and failed) during the outage

@@ -28,14 +28,25 @@ ADMIN_TOKEN = "e2e-outage-admin-3307"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 
 
-async def call(method: str, url: str, *, body: bytes | None = None, headers: dict[str, str] | None = None,
-               ) -> tuple[int, dict[str, str], Any]:
-    async with aiohttp.ClientSession() as session, \
-            session.request(method, url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=60)) as resp:
+async def call(
+    method: str,
+    url: str,
+    *,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], Any]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(
+            method, url, data=body, headers=headers, timeout=aiohttp.ClientTimeout(total=60)
+        ) as resp,
+    ):
         return resp.status, dict(resp.headers), await resp.json(content_type=None)
 
 
-async def ingest(service: RunningArchiver, ticket_id: int, delivery_id: str) -> tuple[int, dict[str, str], Any]:
+async def ingest(
+    service: RunningArchiver, ticket_id: int, delivery_id: str
+) -> tuple[int, dict[str, str], Any]:
     body, headers = zammad_webhook({"ticket_id": ticket_id}, HMAC_SECRET, delivery_id=delivery_id)
     return await call("POST", f"{service.url}/ingest", body=body, headers=headers)
 
@@ -52,7 +63,9 @@ async def readiness(service: RunningArchiver) -> tuple[int, Any]:
     return status, payload
 
 
-async def test_database_down_503_not_ready_then_back_by_itself(archiver, simulator, job_store: JobStoreBackend):
+async def test_database_down_503_not_ready_then_back_by_itself(
+    archiver, simulator, job_store: JobStoreBackend
+):
     service = await archiver(ADMIN_BEARER_TOKEN=ADMIN_TOKEN)
     assert (await readiness(service))[0] == 200
     server = job_store.server
@@ -100,13 +113,16 @@ PAUSE_TICKETS = 12
 PAUSE_SECONDS = 2.0
 
 
-async def test_database_paused_while_webhooks_arrive_every_202_is_archived(archiver, simulator,
-                                                                           job_store: JobStoreBackend):
+async def test_database_paused_while_webhooks_arrive_every_202_is_archived(
+    archiver, simulator, job_store: JobStoreBackend
+):
     """The database hangs (SIGSTOP) for 2 s while webhooks keep coming: each is answered 202 or
     503 (never a 500), and every ticket answered 202 ends archived once with ``pdf:signed``;
     a 503'd one is accepted on Zammad's resend."""
-    ids = [simulator.clone_ticket(4711, 400_000 + i, number=f"7{i:07d}", article_ids=[23052])
-           for i in range(PAUSE_TICKETS)]
+    ids = [
+        simulator.clone_ticket(4711, 400_000 + i, number=f"7{i:07d}", article_ids=[23052])
+        for i in range(PAUSE_TICKETS)
+    ]
     service = await archiver(ADMIN_BEARER_TOKEN=ADMIN_TOKEN)
     server = job_store.server
     assert server is not None

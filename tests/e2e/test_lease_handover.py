@@ -20,8 +20,10 @@ async def test_a_run_handed_over_to_another_replica_does_not_touch_the_tags(arch
     service = await archiver()  # on the job_store fixture's PostgreSQL database
     simulator.delay("GET", r"^/api/v1/ticket_articles/by_ticket/4711$", 30)
     body, headers = zammad_webhook({"ticket_id": 4711}, HMAC_SECRET, delivery_id="handover-1")
-    async with aiohttp.ClientSession() as session, session.post(f"{service.url}/ingest", data=body,
-                                                                headers=headers) as resp:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{service.url}/ingest", data=body, headers=headers) as resp,
+    ):
         assert resp.status == 202
     for _ in range(200):  # the run has started: its tags say so
         if "pdf:processing" in simulator.tags(4711):
@@ -33,8 +35,10 @@ async def test_a_run_handed_over_to_another_replica_does_not_touch_the_tags(arch
     # Another replica reclaims the job (its fence moves on); this replica learns it at its renewal.
     conn = await asyncpg.connect(job_store.url)
     try:
-        taken = await conn.execute(f"UPDATE {SCHEMA}.jobs SET fence = fence + 1, lease_owner = 'replica-b' "
-                                   "WHERE ticket_id = 4711 AND state = 'running'")
+        taken = await conn.execute(
+            f"UPDATE {SCHEMA}.jobs SET fence = fence + 1, lease_owner = 'replica-b' "
+            "WHERE ticket_id = 4711 AND state = 'running'"
+        )
         assert taken == "UPDATE 1"
         pool = service.runtime.pool
         await service.runtime.store.renew_leases()
@@ -47,7 +51,10 @@ async def test_a_run_handed_over_to_another_replica_does_not_touch_the_tags(arch
         assert sorted(simulator.tags(4711)) == tags_while_running  # untouched: the new run owns them
         assert simulator.notes(4711) == []
         row = await conn.fetchrow(f"SELECT state, lease_owner FROM {SCHEMA}.jobs WHERE ticket_id = 4711")
-        assert (row["state"], row["lease_owner"]) == ("running", "replica-b")  # nothing written by the old owner
+        assert (row["state"], row["lease_owner"]) == (
+            "running",
+            "replica-b",
+        )  # nothing written by the old owner
     finally:
         await conn.close()
     simulator.clear_faults()

@@ -14,8 +14,10 @@ from tests.conftest import HMAC_SECRET
 
 async def archive_4711(service) -> dict:
     body, headers = zammad_webhook({"ticket_id": 4711}, HMAC_SECRET)
-    async with aiohttp.ClientSession() as session, \
-            session.post(f"{service.url}/ingest", data=body, headers=headers) as resp:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{service.url}/ingest", data=body, headers=headers) as resp,
+    ):
         assert resp.status == 202
     await service.wait_idle()
     sidecars = list(service.storage_root.rglob("*.pdf.json"))
@@ -29,7 +31,10 @@ async def test_caps_leave_attachments_out_and_say_so(archiver, simulator):
     sidecar = await archive_4711(service)
     omitted = {o["name"]: o for o in sidecar["omitted_files"]}
     assert set(omitted) == {"article-23051-91203-Rechnung-2025-0117.pdf"}
-    assert omitted["article-23051-91203-Rechnung-2025-0117.pdf"]["reason"] == "larger than PDF_EMBED_MAX_BYTES (10000)"
+    assert (
+        omitted["article-23051-91203-Rechnung-2025-0117.pdf"]["reason"]
+        == "larger than PDF_EMBED_MAX_BYTES (10000)"
+    )
     assert omitted["article-23051-91203-Rechnung-2025-0117.pdf"]["size"] == 183764
     # The omitted attachment was never downloaded; the raw e-mails of both e-mail articles were.
     paths = [r.path for r in simulator.requests]
@@ -37,15 +42,18 @@ async def test_caps_leave_attachments_out_and_say_so(archiver, simulator):
     assert {"/api/v1/ticket_article_plain/23051", "/api/v1/ticket_article_plain/23054"} <= set(paths)
     note = simulator.notes(4711)[0]["body"]
     fields = {k: unescape(v) for k, v in re.findall(r"<li>([^:<]+): ([^<]*)</li>", note)}
-    assert fields["Originals not embedded"].startswith("1: article-23051-91203-Rechnung-2025-0117.pdf (larger than")
+    assert fields["Originals not embedded"].startswith(
+        "1: article-23051-91203-Rechnung-2025-0117.pdf (larger than"
+    )
 
 
 async def test_total_cap_counts_across_the_ticket(archiver, simulator):
     service = await archiver(PDF_EMBED_TOTAL_MAX_BYTES="7000")
     sidecar = await archive_4711(service)
     reasons = {o["name"]: o["reason"] for o in sidecar["omitted_files"]}
-    assert reasons == {"article-23051-91203-Rechnung-2025-0117.pdf":
-                       "over PDF_EMBED_TOTAL_MAX_BYTES (7000) for the ticket"}
+    assert reasons == {
+        "article-23051-91203-Rechnung-2025-0117.pdf": "over PDF_EMBED_TOTAL_MAX_BYTES (7000) for the ticket"
+    }
 
 
 async def test_failed_download_is_an_omission_not_a_failure(archiver, simulator):
@@ -53,7 +61,9 @@ async def test_failed_download_is_an_omission_not_a_failure(archiver, simulator)
     service = await archiver()
     sidecar = await archive_4711(service)
     reasons = {o["name"]: o["reason"] for o in sidecar["omitted_files"]}
-    assert list(reasons) == ["article-23054.eml"] and reasons["article-23054.eml"].startswith("download failed")
+    assert list(reasons) == ["article-23054.eml"] and reasons["article-23054.eml"].startswith(
+        "download failed"
+    )
     assert "pdf:signed" in simulator.tags(4711)
 
 
@@ -75,22 +85,35 @@ async def test_hybrid_archive_round_trip_through_the_service(archiver, simulator
     sidecar = await archive_4711(service)
     names = [f["name"] for f in sidecar["embedded_files"]]
     assert names[:2] == ["ticket.json", "articles.json"]
-    assert {"article-23051.eml", "article-23054.eml", "article-23051-91203-Rechnung-2025-0117.pdf",
-            "article-23051-91201-message.html", "article-23052-body.txt", "article-23051-body.html"} <= set(names)
+    assert {
+        "article-23051.eml",
+        "article-23054.eml",
+        "article-23051-91203-Rechnung-2025-0117.pdf",
+        "article-23051-91201-message.html",
+        "article-23052-body.txt",
+        "article-23051-body.html",
+    } <= set(names)
     assert sidecar["pdfa"] == "3B" and sidecar["omitted_files"] == []
     pdf = next(service.storage_root.rglob("*.pdf"))
     assert "Signature is Valid." in pdfsig(pdf)
 
     out = tmp_path / "extracted"
-    result = subprocess.run([sys.executable, "-m", "app", "extract", str(pdf), "-o", str(out)], cwd=REPO,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "app", "extract", str(pdf), "-o", str(out)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     headers = {"Authorization": f"Token token={API_TOKEN}"}
     async with aiohttp.ClientSession(headers=headers) as session:
-        for name, path in (("article-23051.eml", "/api/v1/ticket_article_plain/23051"),
-                           ("article-23054.eml", "/api/v1/ticket_article_plain/23054"),
-                           ("article-23051-91203-Rechnung-2025-0117.pdf", "/api/v1/ticket_attachment/4711/23051/91203"),
-                           ("article-23051-91201-message.html", "/api/v1/ticket_attachment/4711/23051/91201")):
+        for name, path in (
+            ("article-23051.eml", "/api/v1/ticket_article_plain/23051"),
+            ("article-23054.eml", "/api/v1/ticket_article_plain/23054"),
+            ("article-23051-91203-Rechnung-2025-0117.pdf", "/api/v1/ticket_attachment/4711/23051/91203"),
+            ("article-23051-91201-message.html", "/api/v1/ticket_attachment/4711/23051/91201"),
+        ):
             async with session.get(simulator.base_url + path) as resp:
                 assert (out / name).read_bytes() == await resp.read(), name
     assert json.loads((out / "ticket.json").read_bytes())["number"] == "25004711"

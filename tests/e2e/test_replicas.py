@@ -77,7 +77,9 @@ def _requested(c: Cluster, method: str, path: str) -> bool:
 # -- webhooks spread over the replicas -----------------------------------------------------------
 
 
-async def test_webhooks_spread_over_three_replicas_give_one_job_archive_and_note_per_ticket(simulator, cluster):
+async def test_webhooks_spread_over_three_replicas_give_one_job_archive_and_note_per_ticket(
+    simulator, cluster
+):
     """Each ticket's webhook reaches two replicas at the same moment with the same delivery id
     (one answers accepted, the other duplicate: one job); every other ticket gets a second
     webhook with another delivery id on a third replica (coalesced, or a follow-up that
@@ -88,21 +90,31 @@ async def test_webhooks_spread_over_three_replicas_give_one_job_archive_and_note
     r = c.replicas
 
     async with aiohttp.ClientSession() as session:
-        pairs = await asyncio.gather(*(
-            asyncio.gather(r[i % 3].post(t, f"spread-{t}", session), r[(i + 1) % 3].post(t, f"spread-{t}", session))
-            for i, t in enumerate(ids)))
-        seconds = await asyncio.gather(*(r[(i + 2) % 3].post(t, f"spread-{t}-b", session)
-                                         for i, t in enumerate(ids) if i % 2 == 0))
+        pairs = await asyncio.gather(
+            *(
+                asyncio.gather(
+                    r[i % 3].post(t, f"spread-{t}", session), r[(i + 1) % 3].post(t, f"spread-{t}", session)
+                )
+                for i, t in enumerate(ids)
+            )
+        )
+        seconds = await asyncio.gather(
+            *(r[(i + 2) % 3].post(t, f"spread-{t}-b", session) for i, t in enumerate(ids) if i % 2 == 0)
+        )
     for t, pair in zip(ids, pairs, strict=True):
         assert [status for status, _ in pair] == [202, 202], (t, pair)
         assert sorted(answer["status"] for _, answer in pair) == ["accepted", "duplicate"], (t, pair)
-    assert all(status == 202 and answer["status"] in ("accepted", "coalesced") for status, answer in seconds), seconds
+    assert all(
+        status == 202 and answer["status"] in ("accepted", "coalesced") for status, answer in seconds
+    ), seconds
 
     await wait_for(lambda: _done(c, ids), 120, "every ticket signed and reported")
 
     archivers: collections.Counter[str] = collections.Counter()
-    delivery_jobs = {row["delivery_id"]: row["job_id"] for row in await c.fetch(
-        "SELECT delivery_id, job_id FROM zammad_pdf_archiver.deliveries")}
+    delivery_jobs = {
+        row["delivery_id"]: row["job_id"]
+        for row in await c.fetch("SELECT delivery_id, job_id FROM zammad_pdf_archiver.deliveries")
+    }
     assert len(delivery_jobs) == len(ids) + len(seconds)
     async with aiohttp.ClientSession() as session:
         for t in ids:
@@ -141,10 +153,14 @@ async def test_sigkill_mid_run_the_job_is_reclaimed_by_another_replica_within_th
 
     reclaimed = await c.wait_reclaimed(job["job_id"], job["fence"], c.lease_seconds + 15)
     reclaim_seconds = reclaimed["started_at"] - killed_at
-    print(f"\n[replicas] SIGKILL mid-run: reclaimed {reclaim_seconds:.2f} s after the kill "
-          f"(lease {c.lease_seconds:g} s)")
+    print(
+        f"\n[replicas] SIGKILL mid-run: reclaimed {reclaim_seconds:.2f} s after the kill "
+        f"(lease {c.lease_seconds:g} s)"
+    )
     assert survivor.owns(reclaimed["lease_owner"]), reclaimed
-    assert 0.7 * c.lease_seconds <= reclaim_seconds <= c.lease_seconds + RECLAIM_SLACK_SECONDS, reclaim_seconds
+    assert 0.7 * c.lease_seconds <= reclaim_seconds <= c.lease_seconds + RECLAIM_SLACK_SECONDS, (
+        reclaim_seconds
+    )
 
     await wait_for(lambda: _done(c, [4711]), 60, "the ticket signed and reported")
     row = await c.job(job["job_id"])
@@ -158,7 +174,9 @@ async def test_sigkill_mid_run_the_job_is_reclaimed_by_another_replica_within_th
     assert (status["job_id"], status["state"], status["attempts"]) == (job["job_id"], "done", 2)
 
 
-async def test_sigkill_mid_report_the_report_is_taken_over_and_the_note_is_not_posted_twice(simulator, cluster):
+async def test_sigkill_mid_report_the_report_is_taken_over_and_the_note_is_not_posted_twice(
+    simulator, cluster
+):
     """The replica is SIGKILLed after its note reached Zammad but before the answer came back
     (the report is undelivered in the store): the other replica takes the report over once the
     lease has run out, finds the note by its job id, and posts no second one."""
@@ -177,10 +195,14 @@ async def test_sigkill_mid_report_the_report_is_taken_over_and_the_note_is_not_p
 
     reclaimed = await c.wait_reclaimed(job["job_id"], job["fence"], c.lease_seconds + 15)
     reclaim_seconds = time.time() - killed_at
-    print(f"\n[replicas] SIGKILL mid-report: report taken over {reclaim_seconds:.2f} s after the kill "
-          f"(lease {c.lease_seconds:g} s)")
+    print(
+        f"\n[replicas] SIGKILL mid-report: report taken over {reclaim_seconds:.2f} s after the kill "
+        f"(lease {c.lease_seconds:g} s)"
+    )
     assert survivor.owns(reclaimed["lease_owner"]) or reclaimed["reported"], reclaimed
-    assert 0.7 * c.lease_seconds <= reclaim_seconds <= c.lease_seconds + RECLAIM_SLACK_SECONDS, reclaim_seconds
+    assert 0.7 * c.lease_seconds <= reclaim_seconds <= c.lease_seconds + RECLAIM_SLACK_SECONDS, (
+        reclaim_seconds
+    )
 
     await wait_for(lambda: _done(c, [4711]), 60, "the report delivered")
     row = await c.job(job["job_id"])
@@ -222,8 +244,14 @@ async def test_a_replica_frozen_mid_run_past_its_lease_writes_nothing_when_it_wa
     await asyncio.sleep(max(0.0, frozen_at + FREEZE_SECONDS - time.time()))
     sleeper.thaw()
     # The sleeper wakes: its renewal finds the lease gone. Give it time to do whatever it does.
-    await wait_for(lambda: any(rec.get("job_id") == job["job_id"] and "lease" in rec.get("msg", "")
-                               for rec in sleeper.log_records()), 30, "the sleeper to notice")
+    await wait_for(
+        lambda: any(
+            rec.get("job_id") == job["job_id"] and "lease" in rec.get("msg", "")
+            for rec in sleeper.log_records()
+        ),
+        30,
+        "the sleeper to notice",
+    )
     await asyncio.sleep(3)
 
     row = await c.job(job["job_id"])
@@ -241,8 +269,11 @@ async def test_a_replica_frozen_mid_report_past_its_lease_posts_no_second_note(s
     await c.start()
     simulator.delay("POST", r"^/api/v1/tags/add$", 2, match_body="pdf:signed")
     assert (await c.replicas[1].post(4711, "freeze-mid-report"))[0] == 202
-    await wait_for(lambda: any(r.method == "POST" and b"pdf:signed" in r.body for r in simulator.requests),
-                   60, "the report delivery")
+    await wait_for(
+        lambda: any(r.method == "POST" and b"pdf:signed" in r.body for r in simulator.requests),
+        60,
+        "the report delivery",
+    )
     (job,) = await c.jobs(4711)
     assert (job["state"], job["reported"]) == ("done", False), job
     sleeper = c.owner(job["lease_owner"])
@@ -256,8 +287,14 @@ async def test_a_replica_frozen_mid_report_past_its_lease_posts_no_second_note(s
     assert len(simulator.notes(4711)) == 1
     await asyncio.sleep(max(0.0, frozen_at + FREEZE_SECONDS - time.time()))
     sleeper.thaw()
-    await wait_for(lambda: any(rec.get("job_id") == job["job_id"] and "lease" in rec.get("msg", "")
-                               for rec in sleeper.log_records()), 30, "the sleeper to notice")
+    await wait_for(
+        lambda: any(
+            rec.get("job_id") == job["job_id"] and "lease" in rec.get("msg", "")
+            for rec in sleeper.log_records()
+        ),
+        30,
+        "the sleeper to notice",
+    )
     await asyncio.sleep(3)
 
     row = await c.job(job["job_id"])
@@ -290,23 +327,37 @@ async def test_a_replica_cut_off_from_the_database_loses_its_job_and_writes_noth
     link.cut()
 
     async def ready(replica: Replica) -> int:
-        async with aiohttp.ClientSession() as session, session.get(f"{replica.url}/healthz?deep=true") as resp:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"{replica.url}/healthz?deep=true") as resp,
+        ):
             return resp.status
 
     await wait_for(lambda: _ready_is(ready, cut_off, 503), 30, "the cut-off replica to fail its readiness")
     reclaimed = await c.wait_reclaimed(job["job_id"], job["fence"], c.lease_seconds + 15)
-    print(f"\n[replicas] network cut: reclaimed by {other.name} {reclaimed['started_at'] - cut_at:.2f} s "
-          f"after the cut (lease {c.lease_seconds:g} s)")
+    print(
+        f"\n[replicas] network cut: reclaimed by {other.name} {reclaimed['started_at'] - cut_at:.2f} s "
+        f"after the cut (lease {c.lease_seconds:g} s)"
+    )
     assert other.owns(reclaimed["lease_owner"]), reclaimed
     await wait_for(lambda: _done(c, [4711]), 60, "the ticket signed and reported by the other replica")
     # The cut-off run ends meanwhile (its fetch was answered after 8 s) and tries to record it.
-    await wait_for(lambda: any(rec.get("msg") == "archive stored" for rec in cut_off.log_records()), 30,
-                   "the cut-off run to reach its end")
+    await wait_for(
+        lambda: any(rec.get("msg") == "archive stored" for rec in cut_off.log_records()),
+        30,
+        "the cut-off run to reach its end",
+    )
     await asyncio.sleep(2)
     link.mend()
     await wait_for(lambda: _ready_is(ready, cut_off, 200), 30, "the replica ready again")
-    await wait_for(lambda: any(rec.get("job_id") == job["job_id"] and "lease" in rec.get("msg", "")
-                               for rec in cut_off.log_records()), 30, "the cut-off replica to learn it lost the job")
+    await wait_for(
+        lambda: any(
+            rec.get("job_id") == job["job_id"] and "lease" in rec.get("msg", "")
+            for rec in cut_off.log_records()
+        ),
+        30,
+        "the cut-off replica to learn it lost the job",
+    )
     await asyncio.sleep(2)
 
     row = await c.job(job["job_id"])
@@ -324,7 +375,9 @@ async def _ready_is(ready: Any, replica: Replica, status: int) -> bool:
 # -- a database outage ------------------------------------------------------------------------
 
 
-async def test_a_database_outage_when_a_run_ends_leaves_no_job_stuck_running(simulator, cluster, postgres_server):
+async def test_a_database_outage_when_a_run_ends_leaves_no_job_stuck_running(
+    simulator, cluster, postgres_server
+):
     """PostgreSQL goes down while a replica runs a job (the run goes on: Zammad, render, sign,
     store) and comes back a few seconds after the run tried to record its end, well within the
     lease (20 s here). The job must not stay ``running`` for ever (its replica renewing the
@@ -339,15 +392,20 @@ async def test_a_database_outage_when_a_run_ends_leaves_no_job_stuck_running(sim
     runner = c.owner(job["lease_owner"])
     assert runner is not None, job
     await asyncio.to_thread(postgres_server.kill)
-    await wait_for(lambda: any(rec.get("msg") == "archive stored" for rec in runner.log_records()), 60,
-                   "the archive stored while the database is down")
+    await wait_for(
+        lambda: any(rec.get("msg") == "archive stored" for rec in runner.log_records()),
+        60,
+        "the archive stored while the database is down",
+    )
     await asyncio.sleep(1)  # the run has tried to record its end by now
     await asyncio.to_thread(postgres_server.restart)
     back = time.monotonic()
 
     await wait_for(lambda: _done(c, [4711]), c.lease_seconds + 10, "the job done and reported")
-    print(f"\n[replicas] database outage at the end of a run: done {time.monotonic() - back:.1f} s after "
-          "the database came back")
+    print(
+        f"\n[replicas] database outage at the end of a run: done {time.monotonic() - back:.1f} s after "
+        "the database came back"
+    )
     row = await c.job(job["job_id"])
     assert (row["state"], row["reported"]) == ("done", True), row
     assert_archived_once(simulator, c.storage, 4711, job["job_id"])
@@ -368,8 +426,10 @@ async def test_sigterm_during_a_database_outage_exits_within_the_grace(simulator
     assert owner is not None, job
     await asyncio.to_thread(postgres_server.kill)
     rc, seconds = await owner.stop()
-    print(f"\n[replicas] SIGTERM during a database outage: exit {rc} after {seconds:.2f} s "
-          f"(grace {c.grace_seconds:g} s)")
+    print(
+        f"\n[replicas] SIGTERM during a database outage: exit {rc} after {seconds:.2f} s "
+        f"(grace {c.grace_seconds:g} s)"
+    )
     await asyncio.to_thread(postgres_server.restart)
     assert rc == 0
     assert seconds <= c.grace_seconds + STOP_MARGIN_SECONDS
@@ -396,8 +456,10 @@ async def test_sigterm_with_a_short_run_finishes_it_before_exiting(simulator, cl
     assert owner is not None, job
     rc, seconds = await owner.stop()
     exited_at = time.time()
-    print(f"\n[replicas] SIGTERM with a 2 s run left: exit {rc} after {seconds:.2f} s "
-          f"(grace {c.grace_seconds:g} s)")
+    print(
+        f"\n[replicas] SIGTERM with a 2 s run left: exit {rc} after {seconds:.2f} s "
+        f"(grace {c.grace_seconds:g} s)"
+    )
     assert rc == 0
     assert seconds <= c.grace_seconds + STOP_MARGIN_SECONDS
 
@@ -425,14 +487,18 @@ async def test_sigterm_with_a_long_run_gives_the_job_back_to_another_replica(sim
     (other,) = [r for r in c.replicas if r is not owner]
     term_at = time.time()
     rc, seconds = await owner.stop()
-    print(f"\n[replicas] SIGTERM with a long run: exit {rc} after {seconds:.2f} s (grace {c.grace_seconds:g} s)")
+    print(
+        f"\n[replicas] SIGTERM with a long run: exit {rc} after {seconds:.2f} s (grace {c.grace_seconds:g} s)"
+    )
     assert rc == 0
     assert seconds <= c.grace_seconds + STOP_MARGIN_SECONDS
 
     reclaimed = await c.wait_reclaimed(job["job_id"], job["fence"], 30)
     handover = reclaimed["started_at"] - term_at
-    print(f"[replicas] given back and claimed by {other.name} {handover:.2f} s after the SIGTERM "
-          f"(lease {c.lease_seconds:g} s)")
+    print(
+        f"[replicas] given back and claimed by {other.name} {handover:.2f} s after the SIGTERM "
+        f"(lease {c.lease_seconds:g} s)"
+    )
     assert other.owns(reclaimed["lease_owner"]), reclaimed
     assert handover < c.lease_seconds / 2, handover  # given back, not left to expire
 
@@ -500,11 +566,17 @@ async def test_a_retry_sent_to_one_replica_and_its_transient_failures_retried_on
 
     await first_replica.start()
     status = await c.assert_same_status_everywhere(4711)
-    assert (status["job_id"], status["state"], status["attempts"], status["reason"]) == \
-        (job["job_id"], "done", 3, "retry")
+    assert (status["job_id"], status["state"], status["attempts"], status["reason"]) == (
+        job["job_id"],
+        "done",
+        3,
+        "retry",
+    )
 
 
-async def test_a_dead_job_reads_the_same_everywhere_and_a_retry_on_another_replica_archives_it(simulator, cluster):
+async def test_a_dead_job_reads_the_same_everywhere_and_a_retry_on_another_replica_archives_it(
+    simulator, cluster
+):
     """Zammad fails a ticket's fetch (503) until the job has used its attempts: the job is
     dead, its error report delivered once, and ``/jobs`` says so on every replica. Zammad
     recovers; an operator's ``/retry`` on another replica archives the ticket: one archive,
@@ -521,8 +593,12 @@ async def test_a_dead_job_reads_the_same_everywhere_and_a_retry_on_another_repli
     await wait_for(dead_and_reported, 60, "the job dead and its report delivered")
     (dead,) = await c.jobs(4711)
     status = await c.assert_same_status_everywhere(4711)
-    assert (status["job_id"], status["state"], status["attempts"], status["classification"]) == \
-        (dead["job_id"], "dead", 2, "Transient")
+    assert (status["job_id"], status["state"], status["attempts"], status["classification"]) == (
+        dead["job_id"],
+        "dead",
+        2,
+        "Transient",
+    )
     assert [n["subject"] for n in simulator.notes(4711)] == [FAILURE_SUBJECT]
     assert "pdf:error" in simulator.tags(4711)
 
@@ -530,8 +606,10 @@ async def test_a_dead_job_reads_the_same_everywhere_and_a_retry_on_another_repli
     assert await c.replicas[2].retry(4711) == (202, {"status": "accepted", "ticket_id": 4711})
     await wait_for(lambda: _done(c, [4711]), 60, "the retry archived and reported")
     jobs = await c.jobs(4711)
-    assert [(j["reason"], j["state"], j["result"]) for j in jobs] == \
-        [("webhook", "dead", "failed"), ("retry", "done", "archived")], jobs
+    assert [(j["reason"], j["state"], j["result"]) for j in jobs] == [
+        ("webhook", "dead", "failed"),
+        ("retry", "done", "archived"),
+    ], jobs
     number = simulator.ticket(4711)["number"]
     (pdf,) = archives(c.storage, number)
     assert sorted(simulator.tags(4711)) == SIGNED_TAGS
@@ -608,6 +686,7 @@ async def test_soak_three_replicas_two_sigkills_and_a_restart_every_ticket_archi
     async def poster() -> None:
         nonlocal accepted, sends
         async with aiohttp.ClientSession() as session:
+
             async def one(ticket_id: int, delivery_id: str) -> None:
                 nonlocal accepted, sends
                 n, status = await post_until_accepted(session, next_url, ticket_id, delivery_id)
@@ -621,7 +700,9 @@ async def test_soak_three_replicas_two_sigkills_and_a_restart_every_ticket_archi
 
             await asyncio.gather(*(event(k, *e) for k, e in enumerate(events)))
 
-    async def reclaim(victim: Replica, killed_at: float, held: dict[str, Any], record: dict[str, Any]) -> None:
+    async def reclaim(
+        victim: Replica, killed_at: float, held: dict[str, Any], record: dict[str, Any]
+    ) -> None:
         row = await c.wait_reclaimed(held["job_id"], held["fence"], c.lease_seconds + 60)
         kind = "run" if held["state"] == "running" else "report"
         when = row["started_at"] if kind == "run" else time.time()
@@ -633,8 +714,13 @@ async def test_soak_three_replicas_two_sigkills_and_a_restart_every_ticket_archi
         holding = [r for r in candidates if await c.held_by(r)]
         victim = rng.choice(holding or candidates)  # a replica with work in hand, when there is one
         restarting.add(victim.name)
-        record: dict[str, Any] = {"action": action, "replica": f"{victim.name}#{victim.starts}", "at": round(moment, 1),
-                                  "progress": (accepted, signed_now()), "reclaims": []}
+        record: dict[str, Any] = {
+            "action": action,
+            "replica": f"{victim.name}#{victim.starts}",
+            "at": round(moment, 1),
+            "progress": (accepted, signed_now()),
+            "reclaims": [],
+        }
         incidents.append(record)
         if action == "kill":
             killed_at = await victim.kill()
@@ -662,23 +748,32 @@ async def test_soak_three_replicas_two_sigkills_and_a_restart_every_ticket_archi
     archive_files = [p for p in c.storage.rglob("*.pdf") if not p.name.startswith(".")]
     notes = sum(len(simulator.notes(t)) for t in ids)
     reclaim_times = [seconds for i in incidents for _, seconds, _ in i["reclaims"]]
-    logged = collections.Counter(rec.get("msg") for r in c.replicas for rec in r.log_records()
-                                 if rec.get("level") in ("warning", "error", "critical"))
-    print(f"\n[replicas] soak (seed {seed}): {SOAK_TICKETS} tickets, {accepted} webhooks accepted "
-          f"({sends} sends, {sends - accepted} resends), answers {dict(statuses)}; "
-          f"start-up {startup:.1f} s, ingest {ingest_seconds:.1f} s ({accepted / ingest_seconds:.1f} webhooks/s), "
-          f"all signed and reported after {done_seconds:.1f} s")
+    logged = collections.Counter(
+        rec.get("msg")
+        for r in c.replicas
+        for rec in r.log_records()
+        if rec.get("level") in ("warning", "error", "critical")
+    )
+    print(
+        f"\n[replicas] soak (seed {seed}): {SOAK_TICKETS} tickets, {accepted} webhooks accepted "
+        f"({sends} sends, {sends - accepted} resends), answers {dict(statuses)}; "
+        f"start-up {startup:.1f} s, ingest {ingest_seconds:.1f} s ({accepted / ingest_seconds:.1f} webhooks/s), "
+        f"all signed and reported after {done_seconds:.1f} s"
+    )
     for i in incidents:
         print(f"[replicas]   {i}")
-    print(f"[replicas]   reclaim times (s): {sorted(reclaim_times)}; jobs {len(jobs)} by reason {dict(reasons)}, "
-          f"results {dict(results)}, attempts {dict(attempts)}; archives {len(archive_files)}, notes {notes}, "
-          f"delivery ids {len(deliveries)}")
+    print(
+        f"[replicas]   reclaim times (s): {sorted(reclaim_times)}; jobs {len(jobs)} by reason {dict(reasons)}, "
+        f"results {dict(results)}, attempts {dict(attempts)}; archives {len(archive_files)}, notes {notes}, "
+        f"delivery ids {len(deliveries)}"
+    )
     print(f"[replicas]   warnings and errors logged: {dict(logged)}")
 
     assert accepted == 2 * SOAK_TICKETS, context
     # No worker met an unexpected error, no report was given up, no run failed.
-    assert not {"job handling failed", "report delivery failed", "report given up", "job step failed"} & set(logged), \
-        (context, logged)
+    assert not {"job handling failed", "report delivery failed", "report given up", "job step failed"} & set(
+        logged
+    ), (context, logged)
     assert [i["action"] for i in incidents].count("kill") == 2, context
     for i in incidents:
         if i["action"] == "restart":

@@ -29,9 +29,15 @@ async def request(method: str, url: str, **kw) -> tuple[int, str]:
 
 async def test_no_secret_in_logs_notes_or_responses(archiver, simulator, job_store, capsys):
     service = await archiver(
-        ADMIN_BEARER_TOKEN=ADMIN_TOKEN, METRICS_BEARER_TOKEN=METRICS_TOKEN, OBSERVABILITY_METRICS_ENABLED="true",
-        TSA_URL=f"http://127.0.0.1:{free_port()}/tsa", TSA_USER="archiver", TSA_PASS=TSA_PASSWORD,
-        LOG_LEVEL="DEBUG", WORKFLOW_MAX_ATTEMPTS="1")
+        ADMIN_BEARER_TOKEN=ADMIN_TOKEN,
+        METRICS_BEARER_TOKEN=METRICS_TOKEN,
+        OBSERVABILITY_METRICS_ENABLED="true",
+        TSA_URL=f"http://127.0.0.1:{free_port()}/tsa",
+        TSA_USER="archiver",
+        TSA_PASS=TSA_PASSWORD,
+        LOG_LEVEL="DEBUG",
+        WORKFLOW_MAX_ATTEMPTS="1",
+    )
     answers: list[str] = []
     # 1. The TSA is down: signing fails (Transient) after the ticket was fetched and rendered.
     body, headers = zammad_webhook({"ticket_id": 4711}, HMAC_SECRET)
@@ -40,17 +46,42 @@ async def test_no_secret_in_logs_notes_or_responses(archiver, simulator, job_sto
     # 2. Zammad answers with an error that echoes every secret (a worst case); traceback logged.
     echo = " ".join(SECRETS)
     simulator.fail("GET", r"^/api/v1/tickets/4711$", 500, body={"error": echo, "error_human": echo})
-    answers.append((await request("POST", f"{service.url}/retry/4711",
-                                  headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}))[1])
+    answers.append(
+        (
+            await request(
+                "POST", f"{service.url}/retry/4711", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+            )
+        )[1]
+    )
     await service.wait_idle()
     # 3. Refused requests of every kind.
-    answers.append((await request("POST", f"{service.url}/ingest", data=body,
-                                  headers={**headers, "X-Hub-Signature": "sha1=" + "0" * 40}))[1])
-    answers.append((await request("GET", f"{service.url}/jobs/4711",
-                                  headers={"Authorization": f"Bearer {ADMIN_TOKEN}x"}))[1])
-    answers.append((await request("GET", f"{service.url}/metrics", headers={"Authorization": "Bearer no"}))[1])
-    answers.append((await request("GET", f"{service.url}/jobs/4711",
-                                  headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}))[1])
+    answers.append(
+        (
+            await request(
+                "POST",
+                f"{service.url}/ingest",
+                data=body,
+                headers={**headers, "X-Hub-Signature": "sha1=" + "0" * 40},
+            )
+        )[1]
+    )
+    answers.append(
+        (
+            await request(
+                "GET", f"{service.url}/jobs/4711", headers={"Authorization": f"Bearer {ADMIN_TOKEN}x"}
+            )
+        )[1]
+    )
+    answers.append(
+        (await request("GET", f"{service.url}/metrics", headers={"Authorization": "Bearer no"}))[1]
+    )
+    answers.append(
+        (
+            await request(
+                "GET", f"{service.url}/jobs/4711", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+            )
+        )[1]
+    )
     answers.append((await request("GET", f"{service.url}/healthz?deep=true"))[1])
 
     logs = capsys.readouterr().err
@@ -65,22 +96,42 @@ async def test_no_secret_in_logs_notes_or_responses(archiver, simulator, job_sto
         assert all(secret not in answer for answer in answers), secret
 
 
-async def _serve_subprocess(simulator, tmp_path, dev_pki, job_store, grace: float,
-                            ) -> tuple[asyncio.subprocess.Process, str]:
+async def _serve_subprocess(
+    simulator,
+    tmp_path,
+    dev_pki,
+    job_store,
+    grace: float,
+) -> tuple[asyncio.subprocess.Process, str]:
     port = free_port()
     storage = tmp_path / f"archive-{port}"
     storage.mkdir()
     env = {
         **os.environ,
-        "ZAMMAD_BASE_URL": simulator.base_url, "ZAMMAD_API_TOKEN": API_TOKEN, "ALLOW_INSECURE_HTTP": "true",
-        "WEBHOOK_HMAC_SECRET": HMAC_SECRET, "STORAGE_ROOT": str(storage), "STATE_DIR": str(job_store.state_dir),
-        "SIGNING_PFX_PATH": str(dev_pki.signer_pfx), "SIGNING_PFX_PASSWORD": PFX_PASSWORD,
-        "SERVER_PORT": str(port), "SHUTDOWN_GRACE_SECONDS": str(grace), "RENDER_PROCESSES": "1",
+        "ZAMMAD_BASE_URL": simulator.base_url,
+        "ZAMMAD_API_TOKEN": API_TOKEN,
+        "ALLOW_INSECURE_HTTP": "true",
+        "WEBHOOK_HMAC_SECRET": HMAC_SECRET,
+        "STORAGE_ROOT": str(storage),
+        "STATE_DIR": str(job_store.state_dir),
+        "SIGNING_PFX_PATH": str(dev_pki.signer_pfx),
+        "SIGNING_PFX_PASSWORD": PFX_PASSWORD,
+        "SERVER_PORT": str(port),
+        "SHUTDOWN_GRACE_SECONDS": str(grace),
+        "RENDER_PROCESSES": "1",
         **job_store.env(),
     }
     env.pop("CONFIG_PATH", None)
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "app", "serve", cwd=REPO, env=env,
-                                                stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "app",
+        "serve",
+        cwd=REPO,
+        env=env,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
     url = f"http://127.0.0.1:{port}"
     for _ in range(300):
         try:
@@ -92,7 +143,9 @@ async def _serve_subprocess(simulator, tmp_path, dev_pki, job_store, grace: floa
     raise AssertionError("service did not start")
 
 
-async def _sigterm_during_job(simulator, tmp_path, dev_pki, job_store, *, grace: float, delay: float) -> list[str]:
+async def _sigterm_during_job(
+    simulator, tmp_path, dev_pki, job_store, *, grace: float, delay: float
+) -> list[str]:
     simulator.delay("GET", r"^/api/v1/ticket_articles/by_ticket/", delay)
     proc, url = await _serve_subprocess(simulator, tmp_path, dev_pki, job_store, grace)
     try:
@@ -114,7 +167,9 @@ async def _sigterm_during_job(simulator, tmp_path, dev_pki, job_store, *, grace:
     return simulator.tags(4711)
 
 
-async def test_sigterm_lets_a_running_job_finish_within_the_grace_time(simulator, tmp_path, dev_pki, job_store):
+async def test_sigterm_lets_a_running_job_finish_within_the_grace_time(
+    simulator, tmp_path, dev_pki, job_store
+):
     tags = await _sigterm_during_job(simulator, tmp_path, dev_pki, job_store, grace=20, delay=1.0)
     assert sorted(tags) == ["pdf:signed", "rechnung", "reklamation"]
     assert len(simulator.notes(4711)) == 1

@@ -34,7 +34,9 @@ async def fake_tsa():
         await request.read()
         if state["mode"] == "401":
             return web.Response(status=401, headers={"WWW-Authenticate": 'Basic realm="tsa"'})
-        return web.Response(body=b"\x30\x82\xff\xffnot a timestamp", content_type="application/timestamp-reply")
+        return web.Response(
+            body=b"\x30\x82\xff\xffnot a timestamp", content_type="application/timestamp-reply"
+        )
 
     app = web.Application()
     app.router.add_post("/tsa", handle)
@@ -81,7 +83,9 @@ async def test_tsa_answering_garbage_is_permanent(archiver, simulator, fake_tsa)
 
 async def test_tsa_answering_401_is_permanent_and_hides_the_password(archiver, simulator, fake_tsa) -> None:
     fake_tsa["mode"] = "401"
-    service = await archiver(TSA_URL=fake_tsa["url"], TSA_USER="archiver", TSA_PASS="Tsa-Pw-Never-Shown", **ONE_ATTEMPT)
+    service = await archiver(
+        TSA_URL=fake_tsa["url"], TSA_USER="archiver", TSA_PASS="Tsa-Pw-Never-Shown", **ONE_ATTEMPT
+    )
     fields = await archive_once(service, simulator)
     assert_failed(simulator, service, fields, transient=False, cause="HTTP 401")
     assert "Tsa-Pw-Never-Shown" not in json.dumps(simulator.notes(4711))
@@ -106,15 +110,59 @@ async def test_expired_certificate_is_permanent(archiver, simulator, dev_pki, tm
     (ca / "index.txt").touch()
     (ca / "ca.cnf").write_text(
         f"[ca]\ndefault_ca = dev\n[dev]\ndatabase = {ca}/index.txt\nnew_certs_dir = {ca}\nserial = {ca}/serial\n"
-        "default_md = sha256\npolicy = any\nunique_subject = no\n[any]\ncommonName = supplied\n")
+        "default_md = sha256\npolicy = any\nunique_subject = no\n[any]\ncommonName = supplied\n"
+    )
     (ca / "serial").write_text("2000\n")
-    (ca / "leaf.ext").write_text("basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,nonRepudiation\n")
+    (ca / "leaf.ext").write_text(
+        "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature,nonRepudiation\n"
+    )
     for args in (
-        ["req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", "leaf.key", "-out", "leaf.csr", "-subj", "/CN=Expired Signer"],
-        ["ca", "-batch", "-config", "ca.cnf", "-cert", str(dev_pki.root_pem), "-keyfile", str(dev_pki.folder / "root.key"),
-         "-in", "leaf.csr", "-out", "leaf.pem", "-extfile", "leaf.ext", "-notext",
-         "-startdate", "20200101000000Z", "-enddate", "20210101000000Z"],
-        ["pkcs12", "-export", "-inkey", "leaf.key", "-in", "leaf.pem", "-passout", f"pass:{PFX_PASSWORD}", "-out", "leaf.pfx"],
+        [
+            "req",
+            "-new",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "leaf.key",
+            "-out",
+            "leaf.csr",
+            "-subj",
+            "/CN=Expired Signer",
+        ],
+        [
+            "ca",
+            "-batch",
+            "-config",
+            "ca.cnf",
+            "-cert",
+            str(dev_pki.root_pem),
+            "-keyfile",
+            str(dev_pki.folder / "root.key"),
+            "-in",
+            "leaf.csr",
+            "-out",
+            "leaf.pem",
+            "-extfile",
+            "leaf.ext",
+            "-notext",
+            "-startdate",
+            "20200101000000Z",
+            "-enddate",
+            "20210101000000Z",
+        ],
+        [
+            "pkcs12",
+            "-export",
+            "-inkey",
+            "leaf.key",
+            "-in",
+            "leaf.pem",
+            "-passout",
+            f"pass:{PFX_PASSWORD}",
+            "-out",
+            "leaf.pfx",
+        ],
     ):
         proc = subprocess.run(["openssl", *args], cwd=ca, capture_output=True, text=True)
         assert proc.returncode == 0, proc.stderr
@@ -126,7 +174,9 @@ async def test_expired_certificate_is_permanent(archiver, simulator, dev_pki, tm
 async def test_read_only_storage_root_is_permanent(archiver, simulator, tmp_path: Path) -> None:
     root = tmp_path / "archive"
     root.mkdir()
-    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs", str(root)], capture_output=True)
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1m,mode=0755", "tmpfs", str(root)], capture_output=True
+    )
     assert mounted.returncode == 0, f"this test needs root to mount a tmpfs: {mounted.stderr!r}"
     try:
         subprocess.run(["mount", "-o", "remount,ro", str(root)], check=True)
@@ -150,10 +200,16 @@ async def test_b_lta_archive_with_sidecar_verifies_offline(archiver, simulator, 
     animator = Animator(cm_pki)
     await animator.start()
     try:
-        service = await archiver(SIGNING_PFX_PATH=str(cm_pki.signer_pfx), SIGNING_PFX_PASSWORD=CM_PFX_PASSWORD.decode(),
-                                 TSA_URL=cm_pki.tsa_url, SIGNING_PADES_LEVEL="B-LTA",
-                                 SIGNING_TRUST_ROOTS_PATH=str(cm_pki.root_pem), SIGNING_REASON="Revisionssichere Ablage",
-                                 SIGNING_LOCATION="Berlin", SIGNING_CONTACT="archiv@example.org")
+        service = await archiver(
+            SIGNING_PFX_PATH=str(cm_pki.signer_pfx),
+            SIGNING_PFX_PASSWORD=CM_PFX_PASSWORD.decode(),
+            TSA_URL=cm_pki.tsa_url,
+            SIGNING_PADES_LEVEL="B-LTA",
+            SIGNING_TRUST_ROOTS_PATH=str(cm_pki.root_pem),
+            SIGNING_REASON="Revisionssichere Ablage",
+            SIGNING_LOCATION="Berlin",
+            SIGNING_CONTACT="archiv@example.org",
+        )
         fields = await archive_once(service, simulator)
     finally:
         await animator.stop()
@@ -162,14 +218,24 @@ async def test_b_lta_archive_with_sidecar_verifies_offline(archiver, simulator, 
     pdf = next(service.storage_root.rglob("*.pdf"))
     sidecar = json.loads(pdf.with_name(pdf.name + ".json").read_text())
     assert sidecar["sha256"] == hashlib.sha256(pdf.read_bytes()).hexdigest() == fields["SHA-256"]
-    assert sidecar["pades_level"] == "B-LTA" and sidecar["timestamp"] and sidecar["delivery_id"] == "e2e-sign-1"
+    assert (
+        sidecar["pades_level"] == "B-LTA" and sidecar["timestamp"] and sidecar["delivery_id"] == "e2e-sign-1"
+    )
     assert sidecar["ticket_id"] == 4711 and sidecar["signer_cert_sha256"]
-    proc = subprocess.run(["bash", str(REPO / "scripts/ops/verify-pdf.sh"), str(pdf)], capture_output=True, text=True,
-                          env={"PATH": "/usr/bin:/bin", "VERIFY_PDF_TRUST": str(cm_pki.root_pem)}, timeout=60)
+    proc = subprocess.run(
+        ["bash", str(REPO / "scripts/ops/verify-pdf.sh"), str(pdf)],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", "VERIFY_PDF_TRUST": str(cm_pki.root_pem)},
+        timeout=60,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "sidecar: OK" in proc.stdout
     reader = PdfFileReader(io.BytesIO(pdf.read_bytes()))
     sig = reader.embedded_signatures[0].sig_object
     assert (sig["/Reason"], sig["/Location"], sig["/ContactInfo"]) == (
-        "Revisionssichere Ablage", "Berlin", "archiv@example.org")
+        "Revisionssichere Ablage",
+        "Berlin",
+        "archiv@example.org",
+    )
     assert [float(x) for x in reader.embedded_signatures[0].sig_field["/Rect"]] == [0, 0, 0, 0]  # invisible

@@ -22,9 +22,17 @@ from app.http.openapi import OPENAPI
 from tests.conftest import HMAC_SECRET, REPO
 
 
-async def call(method: str, url: str, *, body: bytes | None = None, headers: dict[str, str] | None = None,
-               ) -> tuple[int, dict[str, str], Any]:
-    async with aiohttp.ClientSession() as session, session.request(method, url, data=body, headers=headers) as resp:
+async def call(
+    method: str,
+    url: str,
+    *,
+    body: bytes | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], Any]:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.request(method, url, data=body, headers=headers) as resp,
+    ):
         raw = await resp.read()
         try:
             parsed = json.loads(raw)
@@ -45,12 +53,17 @@ def signed(payload: Any, **kw: Any) -> tuple[bytes, dict[str, str]]:
 
 # -- every status code the runbook lists --------------------------------------------------------
 
+
 async def test_400_invalid_json_and_missing_delivery_id(archiver):
     service = await archiver(HARDENING_WEBHOOK_REQUIRE_DELIVERY_ID="true")
     body = b"{not json"
     sig = "sha1=" + hmac.new(HMAC_SECRET.encode(), body, hashlib.sha1).hexdigest()
-    status, headers, payload = await call("POST", f"{service.url}/ingest", body=body,
-                                          headers={"X-Hub-Signature": sig, "X-Zammad-Delivery": "d-1"})
+    status, headers, payload = await call(
+        "POST",
+        f"{service.url}/ingest",
+        body=body,
+        headers={"X-Hub-Signature": sig, "X-Zammad-Delivery": "d-1"},
+    )
     assert status == 400
     assert_error_shape(payload, "invalid_json")
     assert headers["X-Request-ID"]
@@ -126,13 +139,15 @@ async def test_404_and_405_use_the_error_shape(archiver):
     assert_error_shape(payload, "method_not_allowed")
     # No redirect to the slash-less path (its Location would come from the Host header).
     body, hdrs = signed({"ticket_id": 4711})
-    status, headers, payload = await call("POST", f"{service.url}/ingest/", body=body,
-                                          headers={**hdrs, "Host": "evil.example"})
+    status, headers, payload = await call(
+        "POST", f"{service.url}/ingest/", body=body, headers={**hdrs, "Host": "evil.example"}
+    )
     assert status in (403, 404) and "Location" not in headers
     assert_error_shape(payload, "not_found" if status == 404 else "forbidden")
 
 
 # -- body limit while streaming --------------------------------------------------------------------
+
 
 class CountingApp:
     """Counts the request-body bytes that reach the application."""
@@ -173,11 +188,11 @@ async def test_chunked_50_mib_upload_is_cut_off(archiver):
 
     status = None
     try:
-        async with aiohttp.ClientSession() as session:
-            async with session.post(f"{service.url}/ingest", data=body(),
-                                    headers={"X-Hub-Signature": "sha1=00"}) as resp:
-                status = resp.status
-                payload = await resp.json()
+        async with aiohttp.ClientSession() as session, session.post(
+            f"{service.url}/ingest", data=body(), headers={"X-Hub-Signature": "sha1=00"}
+        ) as resp:
+            status = resp.status
+            payload = await resp.json()
     except aiohttp.ClientError:
         pass  # the server may close the connection while the client is still sending
     rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -189,8 +204,10 @@ async def test_chunked_50_mib_upload_is_cut_off(archiver):
     assert (rss_after - rss_before) * 1024 < 20 * 1024 * 1024
 
 
-HALF_BODY = (b"POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
-             b"X-Hub-Signature: sha1=00\r\nContent-Length: 1000\r\n\r\n" + b"{" * 100)
+HALF_BODY = (
+    b"POST /ingest HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+    b"X-Hub-Signature: sha1=00\r\nContent-Length: 1000\r\n\r\n" + b"{" * 100
+)
 """A webhook request whose body stops after 100 of its 1,000 bytes."""
 
 
@@ -227,7 +244,7 @@ async def test_stalled_body_gets_408_and_the_connection_closes(archiver):
     port = int(service.url.rsplit(":", 1)[1])
     heads = [
         HALF_BODY,
-        b"POST /retry/4711 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{\"a\":\r\n",
+        b'POST /retry/4711 HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{"a":\r\n',
     ]
     for head in heads:
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
@@ -250,8 +267,9 @@ async def test_a_slow_but_moving_body_is_not_cut_while_within_the_timeout(archiv
     port = int(service.url.rsplit(":", 1)[1])
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     head = "".join(f"{k}: {v}\r\n" for k, v in hdrs.items())
-    writer.write(f"POST /ingest HTTP/1.1\r\nHost: x\r\n{head}Content-Length: {len(body)}\r\n\r\n".encode()
-                 + body[:5])
+    writer.write(
+        f"POST /ingest HTTP/1.1\r\nHost: x\r\n{head}Content-Length: {len(body)}\r\n\r\n".encode() + body[:5]
+    )
     await writer.drain()
     await asyncio.sleep(1.0)
     writer.write(body[5:])
@@ -263,6 +281,7 @@ async def test_a_slow_but_moving_body_is_not_cut_while_within_the_timeout(archiv
 
 # -- dedupe under concurrency --------------------------------------------------------------------------
 
+
 async def test_1000_concurrent_ingests_200_delivery_ids_make_200_jobs(archiver):
     service = await archiver(WORKERS="4")
     requests = []
@@ -271,6 +290,7 @@ async def test_1000_concurrent_ingests_200_delivery_ids_make_200_jobs(archiver):
         requests.extend([(body, hdrs)] * 5)
     connector = aiohttp.TCPConnector(limit=200)
     async with aiohttp.ClientSession(connector=connector) as session:
+
         async def one(body: bytes, hdrs: dict[str, str]) -> str:
             async with session.post(f"{service.url}/ingest", data=body, headers=hdrs) as resp:
                 assert resp.status == 202
@@ -301,6 +321,7 @@ async def test_rejected_delivery_is_not_claimed(archiver, simulator):
 
 # -- batch ----------------------------------------------------------------------------------------------
 
+
 async def test_batch(archiver):
     service = await archiver(HARDENING_BATCH_MAX_ITEMS="3")
     body, hdrs = signed([{"ticket_id": 11}, {"ticket": {"id": 12}}])
@@ -320,6 +341,7 @@ async def test_batch(archiver):
 
 # -- retry and jobs --------------------------------------------------------------------------------------
 
+
 async def test_retry_and_jobs_are_never_anonymous(archiver, simulator):
     service = await archiver(ADMIN_BEARER_TOKEN="admin-token-4711")
     for method, path in (("POST", "/retry/4711"), ("GET", "/jobs/4711")):
@@ -328,8 +350,9 @@ async def test_retry_and_jobs_are_never_anonymous(archiver, simulator):
         assert_error_shape(payload, "forbidden")
         status, _, _ = await call(method, f"{service.url}{path}", headers={"Authorization": "Bearer wrong"})
         assert status == 403
-    status, _, payload = await call("POST", f"{service.url}/retry/4711",
-                                    headers={"Authorization": "Bearer admin-token-4711"})
+    status, _, payload = await call(
+        "POST", f"{service.url}/retry/4711", headers={"Authorization": "Bearer admin-token-4711"}
+    )
     assert (status, payload) == (202, {"status": "accepted", "ticket_id": 4711})
     await service.wait_idle()
     # The old scheme, a signature over the empty body, never changes: it is refused.
@@ -337,20 +360,29 @@ async def test_retry_and_jobs_are_never_anonymous(archiver, simulator):
     assert (await call("GET", f"{service.url}/jobs/4711", headers={"X-Hub-Signature": empty}))[0] == 403
 
     def signed_target(target: str) -> dict[str, str]:
-        return {"X-Hub-Signature": "sha1=" + hmac.new(HMAC_SECRET.encode(), target.encode(), hashlib.sha1).hexdigest()}
+        return {
+            "X-Hub-Signature": "sha1="
+            + hmac.new(HMAC_SECRET.encode(), target.encode(), hashlib.sha1).hexdigest()
+        }
 
     now = int(time.time())
     target = f"/jobs/4711?requested_at={now}"
     status, _, payload = await call("GET", f"{service.url}{target}", headers=signed_target(target))
     assert status == 200
-    assert payload["ticket_id"] == 4711 and payload["in_flight"] is False and payload["shutting_down"] is False
+    assert (
+        payload["ticket_id"] == 4711 and payload["in_flight"] is False and payload["shutting_down"] is False
+    )
     assert payload["state"] == "done" and payload["result"] == "archived" and payload["attempts"] == 1
     assert payload["output_path"].endswith(".pdf") and len(payload["sha256"]) == 64
     # Another ticket with the same signature, or a stale one, is refused.
-    assert (await call("GET", f"{service.url}/jobs/4712?requested_at={now}", headers=signed_target(target)))[0] == 403
+    assert (await call("GET", f"{service.url}/jobs/4712?requested_at={now}", headers=signed_target(target)))[
+        0
+    ] == 403
     stale = f"/jobs/4711?requested_at={now - 3600}"
     assert (await call("GET", f"{service.url}{stale}", headers=signed_target(stale)))[0] == 403
-    status, _, payload = await call("GET", f"{service.url}/jobs/abc", headers={"Authorization": "Bearer admin-token-4711"})
+    status, _, payload = await call(
+        "GET", f"{service.url}/jobs/abc", headers={"Authorization": "Bearer admin-token-4711"}
+    )
     assert status == 422
     assert_error_shape(payload, "invalid_ticket_id")
 
@@ -358,9 +390,13 @@ async def test_retry_and_jobs_are_never_anonymous(archiver, simulator):
 async def run_ops_script(service: Any, script: str, *args: str) -> bytes:
     """Run ``scripts/ops/<script> args…`` against ``service`` with the webhook secret; its stdout."""
     proc = await asyncio.create_subprocess_exec(
-        "bash", str(REPO / "scripts/ops" / script), *args,
+        "bash",
+        str(REPO / "scripts/ops" / script),
+        *args,
         env={"ARCHIVER_URL": service.url, "WEBHOOK_HMAC_SECRET": HMAC_SECRET, "PATH": "/usr/bin:/bin"},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     out, err = await proc.communicate()
     assert proc.returncode == 0, err
     return out
@@ -386,8 +422,9 @@ async def test_a_signed_retry_covers_force(archiver):
     assert status == 403
     assert_error_shape(payload, "forbidden")
     assert "force" in payload["detail"]
-    status, _, payload = await call("POST", f"{service.url}/retry/4711?force=maybe",
-                                    headers={"Authorization": "Bearer admin-token-4711"})
+    status, _, payload = await call(
+        "POST", f"{service.url}/retry/4711?force=maybe", headers={"Authorization": "Bearer admin-token-4711"}
+    )
     assert status == 422
     assert_error_shape(payload, "invalid_query")
     out = await run_ops_script(service, "retry.sh", "4711", "--force")
@@ -398,12 +435,18 @@ async def test_a_signed_retry_covers_force(archiver):
 
 # -- health and metrics -------------------------------------------------------------------------------
 
+
 async def test_healthz_liveness_and_readiness(archiver, dev_pki):
     service = await archiver()
     status, _, payload = await call("GET", f"{service.url}/healthz")
     assert status == 200 and payload["status"] == "ok" and payload["service"] == "zammad-pdf-archiver"
     status, _, payload = await call("GET", f"{service.url}/healthz?deep=true")
-    assert status == 200 and payload["checks"] == {"storage": "ok", "signer": "ok", "queue": "ok", "job_store": "ok"}
+    assert status == 200 and payload["checks"] == {
+        "storage": "ok",
+        "signer": "ok",
+        "queue": "ok",
+        "job_store": "ok",
+    }
     service.storage_root.rename(service.storage_root.with_name("moved"))
     status, _, payload = await call("GET", f"{service.url}/healthz?deep=true")
     assert status == 503 and payload["status"] == "fail"
@@ -434,8 +477,9 @@ async def test_metrics(archiver):
     body, hdrs = signed({"ticket_id": 4711})
     assert (await call("POST", f"{service.url}/ingest", body=body, headers=hdrs))[0] == 202
     await service.wait_idle()
-    status, headers, text = await call("GET", f"{service.url}/metrics",
-                                       headers={"Authorization": "Bearer scrape-token-1"})
+    status, headers, text = await call(
+        "GET", f"{service.url}/metrics", headers={"Authorization": "Bearer scrape-token-1"}
+    )
     assert status == 200 and headers["Content-Type"].startswith("text/plain")
     assert 'zammad_pdf_archiver_jobs_processed_total{status="archived"} 1.0' in text
     assert 'zammad_pdf_archiver_ingest_responses_total{status="202"} 1.0' in text
@@ -445,6 +489,7 @@ async def test_metrics(archiver):
 
 # -- OpenAPI --------------------------------------------------------------------------------------------
 
+
 def test_openapi_yaml_matches_the_served_document():
     assert yaml.safe_load((REPO / "docs/openapi.yaml").read_text()) == json.loads(json.dumps(OPENAPI))
 
@@ -452,15 +497,31 @@ def test_openapi_yaml_matches_the_served_document():
 async def test_schemathesis_finds_no_5xx_and_no_schema_violation(archiver, tmp_path):
     # Unsigned webhooks allowed and a bearer token given, so every operation is exercised past
     # its authentication (with a secret set, the fuzzer could only ever reach the 403s).
-    service = await archiver(HARDENING_BODY_MAX_BYTES="4096", WEBHOOK_HMAC_SECRET="",
-                             HARDENING_WEBHOOK_ALLOW_UNSIGNED="true", ADMIN_BEARER_TOKEN="fuzz-admin",
-                             OBSERVABILITY_METRICS_ENABLED="true")
+    service = await archiver(
+        HARDENING_BODY_MAX_BYTES="4096",
+        WEBHOOK_HMAC_SECRET="",
+        HARDENING_WEBHOOK_ALLOW_UNSIGNED="true",
+        ADMIN_BEARER_TOKEN="fuzz-admin",
+        OBSERVABILITY_METRICS_ENABLED="true",
+    )
     proc = await asyncio.create_subprocess_exec(
-        str(REPO / ".venv/bin/schemathesis") if (REPO / ".venv/bin/schemathesis").exists() else "schemathesis",
-        "run", f"{service.url}/openapi.json", "--checks",
+        str(REPO / ".venv/bin/schemathesis")
+        if (REPO / ".venv/bin/schemathesis").exists()
+        else "schemathesis",
+        "run",
+        f"{service.url}/openapi.json",
+        "--checks",
         "not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance",
-        "--max-examples", "25", "--phases", "examples,coverage,fuzzing", "-H", "Authorization: Bearer fuzz-admin",
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT, cwd=tmp_path)
+        "--max-examples",
+        "25",
+        "--phases",
+        "examples,coverage,fuzzing",
+        "-H",
+        "Authorization: Bearer fuzz-admin",
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        cwd=tmp_path,
+    )
     out, _ = await asyncio.wait_for(proc.communicate(), 240)
     text = out.decode()
     assert proc.returncode == 0, text[-4000:]
@@ -502,13 +563,17 @@ async def test_a_killed_wal_sync_helper_is_started_again(archiver):
 
 
 @pytest.mark.sqlite_only  # the WAL sync helper is the SQLite store's; PostgreSQL: tests/e2e/test_job_store_outage.py
-async def test_a_failing_wal_sync_answers_503_fails_readiness_and_jobs_still_reads(archiver, monkeypatch, tmp_path):
+async def test_a_failing_wal_sync_answers_503_fails_readiness_and_jobs_still_reads(
+    archiver, monkeypatch, tmp_path
+):
     # A disk whose fdatasync fails is stood in for by a helper that reports EIO once the test
     # says so (the service's start-up syncs succeed); the service around it is real.
     helper, failing = tmp_path / "failing_walsync.py", tmp_path / "disk-fails"
-    helper.write_text(f"import os\nwhile os.read(0, 1):\n    if os.path.exists({str(failing)!r}):\n"
-                      f"        os.write(1, b'E[Errno 5] Input/output error\\n')\n        break\n"
-                      f"    os.write(1, b'k')\n")
+    helper.write_text(
+        f"import os\nwhile os.read(0, 1):\n    if os.path.exists({str(failing)!r}):\n"
+        f"        os.write(1, b'E[Errno 5] Input/output error\\n')\n        break\n"
+        f"    os.write(1, b'k')\n"
+    )
     monkeypatch.setattr(store_module, "WALSYNC_SCRIPT", helper)
     service = await archiver(ADMIN_BEARER_TOKEN="admin-token-1")
     failing.touch()
@@ -521,8 +586,9 @@ async def test_a_failing_wal_sync_answers_503_fails_readiness_and_jobs_still_rea
     assert status == 503 and "job_store" in payload["detail"]
     assert payload["checks"]["job_store"].startswith("fail: the job store cannot make writes durable")
     assert "Input/output error" in payload["checks"]["job_store"]
-    status, _, payload = await call("GET", f"{service.url}/jobs/4711",
-                                    headers={"Authorization": "Bearer admin-token-1"})
+    status, _, payload = await call(
+        "GET", f"{service.url}/jobs/4711", headers={"Authorization": "Bearer admin-token-1"}
+    )
     assert status == 200 and payload["ticket_id"] == 4711  # reads still answer
 
 

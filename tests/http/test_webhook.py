@@ -41,9 +41,22 @@ def test_ticket_id_from_default_and_custom_payloads():
 
 @pytest.mark.parametrize(
     "payload",
-    [[], "4711", {}, {"ticket_id": None}, {"ticket_id": True}, {"ticket_id": 0}, {"ticket_id": -1},
-     {"ticket_id": "47a"}, {"ticket_id": "٤٧"}, {"ticket_id": 4.5}, {"ticket": {"id": "x"}}, {"ticket": []},
-     {"error": "Validation failed"}, {"ticket_id": 2**64}],
+    [
+        [],
+        "4711",
+        {},
+        {"ticket_id": None},
+        {"ticket_id": True},
+        {"ticket_id": 0},
+        {"ticket_id": -1},
+        {"ticket_id": "47a"},
+        {"ticket_id": "٤٧"},
+        {"ticket_id": 4.5},
+        {"ticket": {"id": "x"}},
+        {"ticket": []},
+        {"error": "Validation failed"},
+        {"ticket_id": 2**64},
+    ],
 )
 def test_invalid_payloads(payload):
     with pytest.raises(InvalidPayload):

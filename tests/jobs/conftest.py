@@ -29,9 +29,12 @@ def make_store(job_store: JobStoreBackend, tmp_path: Any) -> Iterator[StoreFacto
         max_pending = kw.pop("max_pending", 100)
         if url is None:
             kw.pop("lease", None)
-            return SqliteJobStore(tmp_path / "jobs.sqlite3", delivery_ttl_seconds=ttl, max_pending=max_pending, **kw)
-        return PostgresJobStore(url, delivery_ttl_seconds=ttl, max_pending=max_pending,
-                                lease_seconds=kw.pop("lease", 60), **kw)
+            return SqliteJobStore(
+                tmp_path / "jobs.sqlite3", delivery_ttl_seconds=ttl, max_pending=max_pending, **kw
+            )
+        return PostgresJobStore(
+            url, delivery_ttl_seconds=ttl, max_pending=max_pending, lease_seconds=kw.pop("lease", 60), **kw
+        )
 
     make.backend = job_store.name  # type: ignore[attr-defined]
     yield make

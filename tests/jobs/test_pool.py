@@ -11,16 +11,18 @@ from pathlib import Path
 
 import pytest
 
+from app.errors import ZammadApiError
 from app.jobs.pool import RetryPolicy, WorkerPool
 from app.jobs.records import Admission, JobRecord, JobRequest
 from app.jobs.sqlite import SqliteJobStore as JobStore
 from app.workflow.archive import ArchiveOutcome, Guard, Report, UndeliverableReport
 from app.workflow.classify import classify
-from app.errors import ZammadApiError
 
 
 def store_at(path: Path | None, **kw) -> JobStore:
-    return JobStore(path, delivery_ttl_seconds=kw.pop("ttl", 3600), max_pending=kw.pop("max_pending", 100), **kw)
+    return JobStore(
+        path, delivery_ttl_seconds=kw.pop("ttl", 3600), max_pending=kw.pop("max_pending", 100), **kw
+    )
 
 
 async def test_accept_coalesce_duplicate_and_full(make_store):
@@ -102,8 +104,12 @@ async def test_recovery_after_a_crash(tmp_path):
     await store.retry_later(later.job_id, at=9e9, error="boom", step="sign", classification="Transient")
     done = await store.accept(JobRequest(4))
     await store.start(done.job_id, "2025-01-01T00:00:00+00:00")
-    await store.finish(done.job_id, state="done", result="archived",
-                       report={"add": ["pdf:signed"], "remove": [], "subject": "s", "body_html": "b"})
+    await store.finish(
+        done.job_id,
+        state="done",
+        result="archived",
+        report={"add": ["pdf:signed"], "remove": [], "subject": "s", "body_html": "b"},
+    )
     # No close(): the process "dies" here; a new store opens the same file.
     again = store_at(path)
     recovery = await again.open()
@@ -130,7 +136,9 @@ def test_backoff_is_exponential_capped_and_jittered(attempt):
 class FakeRunner:
     """Outcomes scripted per ticket; records runs and deliveries."""
 
-    def __init__(self, script: dict[int, list[str]], *, deliver_failures: int = 0, undeliverable: bool = False):
+    def __init__(
+        self, script: dict[int, list[str]], *, deliver_failures: int = 0, undeliverable: bool = False
+    ):
         self.script = script
         self.runs: list[tuple[int, int]] = []
         self.delivered: list[tuple[int, str]] = []
@@ -150,20 +158,29 @@ class FakeRunner:
             await self.gate.wait()
             await asyncio.sleep(0.01)
             self.runs.append((job.ticket_id, job.attempts))
-            kind = self.script.get(job.ticket_id, ["ok"])[min(job.attempts, len(self.script.get(job.ticket_id, ["ok"]))) - 1]
+            kind = self.script.get(job.ticket_id, ["ok"])[
+                min(job.attempts, len(self.script.get(job.ticket_id, ["ok"]))) - 1
+            ]
         finally:
             self.active.discard(job.ticket_id)
         if kind == "ok":
             return ArchiveOutcome("archived", started=True)
         status = 503 if kind == "transient" else 404
-        return ArchiveOutcome("failed", "fetch ticket", started=True,
-                              failure=classify(ZammadApiError("x", status=status)))
+        return ArchiveOutcome(
+            "failed", "fetch ticket", started=True, failure=classify(ZammadApiError("x", status=status))
+        )
 
     def report(self, job: JobRecord, outcome: ArchiveOutcome, *, gave_up: bool) -> Report | None:
-        return Report(("pdf:signed",) if outcome.status == "archived" else ("pdf:error",), (),
-                      "dead" if gave_up else outcome.status, "")
+        return Report(
+            ("pdf:signed",) if outcome.status == "archived" else ("pdf:error",),
+            (),
+            "dead" if gave_up else outcome.status,
+            "",
+        )
 
-    async def deliver(self, job: JobRecord, report: Report, *, fresh: bool = False, guard: Guard | None = None) -> None:
+    async def deliver(
+        self, job: JobRecord, report: Report, *, fresh: bool = False, guard: Guard | None = None
+    ) -> None:
         self.fresh.append(fresh)
         if self.undeliverable:
             raise UndeliverableReport("ticket gone")
@@ -182,8 +199,13 @@ async def until(condition: Callable[[], bool], seconds: float) -> None:
 
 async def run_pool(make_store, runner, requests, *, max_attempts=3, workers=3) -> tuple[WorkerPool, JobStore]:
     store = make_store()
-    pool = WorkerPool(store, runner, workers=workers, retry=RetryPolicy(max_attempts, 0.02, 0.05),
-                      deliver_backoff_max_seconds=0.05)
+    pool = WorkerPool(
+        store,
+        runner,
+        workers=workers,
+        retry=RetryPolicy(max_attempts, 0.02, 0.05),
+        deliver_backoff_max_seconds=0.05,
+    )
     await pool.start()
     for request in requests:
         await pool.submit(request)
@@ -245,7 +267,9 @@ async def test_a_slow_report_frees_the_worker_but_holds_its_ticket(make_store):
     events: list[str] = []
     plain_deliver = runner.deliver
 
-    async def slow_deliver(job: JobRecord, report: Report, *, fresh: bool = False, guard: Guard | None = None) -> None:
+    async def slow_deliver(
+        job: JobRecord, report: Report, *, fresh: bool = False, guard: Guard | None = None
+    ) -> None:
         events.append(f"deliver {job.ticket_id} starts")
         await deliver_gate.wait()
         await plain_deliver(job, report, fresh=fresh, guard=guard)
@@ -360,12 +384,16 @@ async def test_pending_count_follows_the_database(tmp_path):
     await store.open()
     job = await store.accept(JobRequest(1))
     assert store.pending_count == 1
-    await store.retry_later(job.job_id, at=9e9, error="e", step="s", classification="Transient")  # not running
+    await store.retry_later(
+        job.job_id, at=9e9, error="e", step="s", classification="Transient"
+    )  # not running
     assert store.pending_count == 1
 
     def counts_then_fails(conn):
-        conn.execute("INSERT INTO jobs (job_id, ticket_id, state, reason, created_at, updated_at) "
-                     "VALUES ('x', 2, 'pending', 'webhook', 0, 0)")
+        conn.execute(
+            "INSERT INTO jobs (job_id, ticket_id, state, reason, created_at, updated_at) "
+            "VALUES ('x', 2, 'pending', 'webhook', 0, 0)"
+        )
         store._pending_count += 1
         raise RuntimeError("boom")
 
@@ -381,14 +409,18 @@ async def test_older_database_gets_the_new_columns(tmp_path):
 
     path = tmp_path / "jobs.sqlite3"
     conn = sqlite3.connect(path)
-    conn.execute("CREATE TABLE jobs (job_id TEXT PRIMARY KEY, ticket_id INTEGER NOT NULL, state TEXT NOT NULL, "
-                 "reason TEXT NOT NULL, force INTEGER NOT NULL DEFAULT 0, delivery_id TEXT, attempts INTEGER NOT "
-                 "NULL DEFAULT 0, next_attempt_at REAL, archived_at TEXT, last_error TEXT, last_step TEXT, "
-                 "classification TEXT, output_path TEXT, sha256 TEXT, follow_up INTEGER NOT NULL DEFAULT 0, "
-                 "follow_up_force INTEGER NOT NULL DEFAULT 0, report TEXT, reported INTEGER NOT NULL DEFAULT 1, "
-                 "created_at REAL NOT NULL, updated_at REAL NOT NULL, started_at REAL, finished_at REAL)")
-    conn.execute("INSERT INTO jobs (job_id, ticket_id, state, reason, created_at, updated_at) "
-                 "VALUES ('old', 5, 'pending', 'webhook', 1, 1)")
+    conn.execute(
+        "CREATE TABLE jobs (job_id TEXT PRIMARY KEY, ticket_id INTEGER NOT NULL, state TEXT NOT NULL, "
+        "reason TEXT NOT NULL, force INTEGER NOT NULL DEFAULT 0, delivery_id TEXT, attempts INTEGER NOT "
+        "NULL DEFAULT 0, next_attempt_at REAL, archived_at TEXT, last_error TEXT, last_step TEXT, "
+        "classification TEXT, output_path TEXT, sha256 TEXT, follow_up INTEGER NOT NULL DEFAULT 0, "
+        "follow_up_force INTEGER NOT NULL DEFAULT 0, report TEXT, reported INTEGER NOT NULL DEFAULT 1, "
+        "created_at REAL NOT NULL, updated_at REAL NOT NULL, started_at REAL, finished_at REAL)"
+    )
+    conn.execute(
+        "INSERT INTO jobs (job_id, ticket_id, state, reason, created_at, updated_at) "
+        "VALUES ('old', 5, 'pending', 'webhook', 1, 1)"
+    )
     conn.commit()
     conn.close()
     store = store_at(path)

@@ -35,11 +35,14 @@ async def test_a_job_ended_here_while_a_renewal_runs_is_not_reported_lost(postgr
     conn = await asyncpg.connect(postgres_url)
     try:
         # What a's finish commits for a skipped run, before a has seen its answer.
-        await conn.execute(f"UPDATE {SCHEMA}.jobs SET state = 'done', reported = true, lease_owner = NULL "
-                           "WHERE job_id = $1", ended.job_id)
+        await conn.execute(
+            f"UPDATE {SCHEMA}.jobs SET state = 'done', reported = true, lease_owner = NULL WHERE job_id = $1",
+            ended.job_id,
+        )
         # What b's reclaim commits for the other job: the fence moves on.
-        await conn.execute(f"UPDATE {SCHEMA}.jobs SET fence = fence + 1, lease_owner = 'b' WHERE job_id = $1",
-                           taken.job_id)
+        await conn.execute(
+            f"UPDATE {SCHEMA}.jobs SET fence = fence + 1, lease_owner = 'b' WHERE job_id = $1", taken.job_id
+        )
     finally:
         await conn.close()
     await a.renew_leases()
@@ -59,9 +62,14 @@ async def test_renewals_keep_only_the_jobs_this_replica_works_on(postgres_url):
     orphan = await a.accept(JobRequest(2))
     conn = await asyncpg.connect(postgres_url)
     try:
-        await conn.execute(f"UPDATE {SCHEMA}.jobs SET state = 'running', attempts = 1, fence = fence + 1, "
-                           "lease_owner = $2, lease_expires_at = $3, started_at = $4 WHERE job_id = $1",
-                           orphan.job_id, a.owner, clock.now + 10, clock.now)
+        await conn.execute(
+            f"UPDATE {SCHEMA}.jobs SET state = 'running', attempts = 1, fence = fence + 1, "
+            "lease_owner = $2, lease_expires_at = $3, started_at = $4 WHERE job_id = $1",
+            orphan.job_id,
+            a.owner,
+            clock.now + 10,
+            clock.now,
+        )
     finally:
         await conn.close()
     for _ in range(3):  # 15 s of renewals every 5 s
@@ -101,14 +109,17 @@ async def test_confirm_lease_extends_a_held_lease_and_refuses_a_lost_one(postgre
 
 
 async def test_a_run_ending_during_a_database_outage_is_recorded_once_the_database_is_back(
-        postgres_server, postgres_url):
+    postgres_server, postgres_url
+):
     """The database goes down while a job runs; its end cannot be recorded. The pool keeps the
     outcome and records it once the database is back: the job ends ``done`` (run once, report
     delivered), instead of staying ``running`` under a lease this replica keeps renewing."""
     store = PostgresJobStore(postgres_url, delivery_ttl_seconds=3600, max_pending=100, lease_seconds=4)
     runner = FakeRunner({})
     runner.gate.clear()
-    pool = WorkerPool(store, runner, workers=1, retry=RetryPolicy(3, 0.02, 0.05), deliver_backoff_max_seconds=0.05)
+    pool = WorkerPool(
+        store, runner, workers=1, retry=RetryPolicy(3, 0.02, 0.05), deliver_backoff_max_seconds=0.05
+    )
     await pool.start()
     await pool.submit(JobRequest(1))
     await until(lambda: bool(runner.active), 5)
@@ -146,7 +157,9 @@ class GuardedRunner(FakeRunner):
         finally:
             self.active.discard(job.ticket_id)
 
-    async def deliver(self, job: JobRecord, report: Report, *, fresh: bool = False, guard: Guard | None = None) -> None:
+    async def deliver(
+        self, job: JobRecord, report: Report, *, fresh: bool = False, guard: Guard | None = None
+    ) -> None:
         self.delivering = True
         await self.deliver_gate.wait()
         if guard is not None:
@@ -165,7 +178,9 @@ async def test_a_replica_that_stalled_past_its_lease_writes_nothing_to_the_ticke
     runner = GuardedRunner()
     if stage == "run":
         runner.gate.clear()
-    pool = WorkerPool(a, runner, workers=1, retry=RetryPolicy(3, 0.02, 0.05), deliver_backoff_max_seconds=0.05)
+    pool = WorkerPool(
+        a, runner, workers=1, retry=RetryPolicy(3, 0.02, 0.05), deliver_backoff_max_seconds=0.05
+    )
     await pool.start()
     await b.open()
     await pool.submit(JobRequest(1))

@@ -27,8 +27,14 @@ class Clock:
 
 
 def replica(url: str, clock: Clock | None = None, **kw) -> PostgresJobStore:
-    return PostgresJobStore(url, delivery_ttl_seconds=kw.pop("ttl", 3600), max_pending=kw.pop("max_pending", 100),
-                            lease_seconds=kw.pop("lease", 60), clock=clock or Clock(), **kw)
+    return PostgresJobStore(
+        url,
+        delivery_ttl_seconds=kw.pop("ttl", 3600),
+        max_pending=kw.pop("max_pending", 100),
+        lease_seconds=kw.pop("lease", 60),
+        clock=clock or Clock(),
+        **kw,
+    )
 
 
 async def opened(*stores: PostgresJobStore) -> None:
@@ -46,8 +52,10 @@ async def test_two_replicas_starting_together_migrate_once(postgres_url):
     try:
         versions = await conn.fetch(f"SELECT version FROM {SCHEMA}.schema_version")
         assert [r["version"] for r in versions] == [1]
-        indexes = {r["indexname"] for r in await conn.fetch("SELECT indexname FROM pg_indexes WHERE schemaname = $1",
-                                                            SCHEMA)}
+        indexes = {
+            r["indexname"]
+            for r in await conn.fetch("SELECT indexname FROM pg_indexes WHERE schemaname = $1", SCHEMA)
+        }
         assert "jobs_one_active_per_ticket" in indexes
     finally:
         await conn.close()
@@ -58,11 +66,15 @@ async def test_concurrent_webhooks_on_two_replicas_make_one_job_and_dedupe_deliv
     a, b = replica(postgres_url), replica(postgres_url)
     await opened(a, b)
     # The same delivery id at both replicas at once: one accepts, the other answers duplicate.
-    answers = await asyncio.gather(a.accept(JobRequest(1, delivery_id="d1")), b.accept(JobRequest(1, delivery_id="d1")))
+    answers = await asyncio.gather(
+        a.accept(JobRequest(1, delivery_id="d1")), b.accept(JobRequest(1, delivery_id="d1"))
+    )
     assert sorted(x.status for x in answers) == ["accepted", "duplicate"]
     assert answers[0].job_id == answers[1].job_id
     # Many webhooks for one ticket spread over both replicas: still one active job.
-    many = await asyncio.gather(*((a if i % 2 else b).accept(JobRequest(2, delivery_id=f"e{i}")) for i in range(40)))
+    many = await asyncio.gather(
+        *((a if i % 2 else b).accept(JobRequest(2, delivery_id=f"e{i}")) for i in range(40))
+    )
     assert sum(x.new for x in many) == 1 and len({x.job_id for x in many}) == 1
     assert {x.status for x in many} == {"accepted", "coalesced"}
     await closed(a, b)
@@ -168,8 +180,9 @@ async def test_a_retry_runs_on_whichever_replica_claims_it_when_due(postgres_url
     await opened(a, b)
     job = await a.accept(JobRequest(9))
     await a.start(job.job_id, AT)
-    await a.retry_later(job.job_id, at=clock.now + 30, error="Zammad 503", step="fetch ticket",
-                        classification="Transient")
+    await a.retry_later(
+        job.job_id, at=clock.now + 30, error="Zammad 503", step="fetch ticket", classification="Transient"
+    )
     assert await b.claim_due(5, AT) == [] and await b.start(job.job_id, AT) is None
     clock.now += 31
     claimed = await b.claim_due(5, AT)
@@ -189,7 +202,9 @@ async def test_close_gives_back_running_jobs_and_reports(postgres_url):
     await a.close()
     # No lease wait: b takes both at once.
     claimed = await b.claim_due(5, AT)
-    assert [(r.job_id, r.attempts) for r in claimed] == [(running.job_id, 1)]  # the given-back run did not count
+    assert [(r.job_id, r.attempts) for r in claimed] == [
+        (running.job_id, 1)
+    ]  # the given-back run did not count
     assert [r.job_id for r in await b.claim_reports(5)] == [reporting.job_id]
     await closed(b)
 
@@ -226,9 +241,12 @@ async def test_commits_wait_for_the_wal_flush_whatever_the_database_default(post
     a = replica(postgres_url)
     await opened(a)
     assert await a._call(lambda conn: conn.fetchval("SHOW synchronous_commit")) == "on"
-    in_accept = await a._call(lambda conn: conn.fetchval(
-        f"SELECT current_setting('synchronous_commit') FROM {SCHEMA}.accept_jobs('{{1}}', '{{NULL}}', '{{webhook}}', "
-        "'{f}', '{0}', '{x}', 0, 60, 100) LIMIT 1"))
+    in_accept = await a._call(
+        lambda conn: conn.fetchval(
+            f"SELECT current_setting('synchronous_commit') FROM {SCHEMA}.accept_jobs('{{1}}', '{{NULL}}', '{{webhook}}', "
+            "'{f}', '{0}', '{x}', 0, 60, 100) LIMIT 1"
+        )
+    )
     assert in_accept == "on"
     await closed(a)
 
@@ -236,7 +254,9 @@ async def test_commits_wait_for_the_wal_flush_whatever_the_database_default(post
 async def test_zammads_own_database_is_refused(postgres_url):
     admin = await asyncpg.connect(postgres_url)
     try:
-        await admin.execute("CREATE TABLE public.tickets (id int); CREATE TABLE public.ticket_articles (id int)")
+        await admin.execute(
+            "CREATE TABLE public.tickets (id int); CREATE TABLE public.ticket_articles (id int)"
+        )
     finally:
         await admin.close()
     store = replica(postgres_url)
@@ -277,7 +297,9 @@ async def _until_reachable(store: PostgresJobStore, clock: Clock) -> None:
 
 
 @pytest.mark.parametrize("end", ["finish", "retry_later"])
-async def test_a_run_whose_end_was_not_recorded_keeps_its_lease_until_it_is(postgres_server, postgres_url, end):
+async def test_a_run_whose_end_was_not_recorded_keeps_its_lease_until_it_is(
+    postgres_server, postgres_url, end
+):
     """The database was unreachable when the run ended: the store keeps the job's fence, so the
     same write succeeds once the database is back (the pool writes again, ``_recorded``), and no
     other replica takes the job meanwhile."""
@@ -291,8 +313,13 @@ async def test_a_run_whose_end_was_not_recorded_keeps_its_lease_until_it_is(post
         if end == "finish":
             await a.finish(job.job_id, state="done", result="archived", report=REPORT)
         else:
-            await a.retry_later(job.job_id, at=clock.now + 100, error="Zammad 503", step="fetch ticket",
-                                classification="Transient")
+            await a.retry_later(
+                job.job_id,
+                at=clock.now + 100,
+                error="Zammad 503",
+                step="fetch ticket",
+                classification="Transient",
+            )
 
     postgres_server.kill()
     with pytest.raises(JobStoreUnavailable):
@@ -371,16 +398,30 @@ async def test_admission_reads_a_few_rows_per_webhook_whatever_the_number_of_liv
     await closed(a)
     conn = await asyncpg.connect(postgres_url)
     try:
-        async def rows_read(tickets: list[int], deliveries: list[str], groups: list[int], max_pending: int,
-                            ) -> tuple[list[str], int]:
+
+        async def rows_read(
+            tickets: list[int],
+            deliveries: list[str],
+            groups: list[int],
+            max_pending: int,
+        ) -> tuple[list[str], int]:
             async with conn.transaction():
                 answers = await conn.fetch(
                     f"SELECT o_status FROM {SCHEMA}.accept_jobs($1::bigint[], $2::text[], $3::text[], $4::boolean[], "
-                    "$5::integer[], $6::text[], 1000, 3600, $7)", tickets, deliveries, ["webhook"] * len(tickets),
-                    [False] * len(tickets), groups, [f"job-{d}" for d in deliveries], max_pending)
+                    "$5::integer[], $6::text[], 1000, 3600, $7)",
+                    tickets,
+                    deliveries,
+                    ["webhook"] * len(tickets),
+                    [False] * len(tickets),
+                    groups,
+                    [f"job-{d}" for d in deliveries],
+                    max_pending,
+                )
                 read = await conn.fetchval(
                     "SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) FROM pg_stat_xact_user_tables "
-                    "WHERE schemaname = $1 AND relname = 'deliveries'", SCHEMA)
+                    "WHERE schemaname = $1 AND relname = 'deliveries'",
+                    SCHEMA,
+                )
                 return [r["o_status"] for r in answers], read
 
         # While the table is small: enough webhooks, each its own /ingest (group), at and
@@ -389,8 +430,10 @@ async def test_admission_reads_a_few_rows_per_webhook_whatever_the_number_of_liv
             statuses, _ = await rows_read([1] * 8, [f"w{round_}-{i}" for i in range(8)], list(range(8)), 2)
             assert statuses == ["coalesced"] * 8
         # Then the table grows.
-        await conn.execute(f"INSERT INTO {SCHEMA}.deliveries SELECT 'seed-' || g, 'j', 1e12 "
-                           "FROM generate_series(1, 5000) AS g")
+        await conn.execute(
+            f"INSERT INTO {SCHEMA}.deliveries SELECT 'seed-' || g, 'j', 1e12 "
+            "FROM generate_series(1, 5000) AS g"
+        )
         # Far from the limit: webhooks for known and new tickets, one a duplicate.
         statuses, read = await rows_read([1, 1, 2, 3], ["x1", "x2", "first", "x3"], [0, 1, 2, 3], 100)
         assert statuses == ["coalesced", "coalesced", "duplicate", "accepted"]
@@ -412,9 +455,13 @@ async def test_a_pooled_connection_is_given_back_without_a_reset_round_trip_and_
     await a.accept(JobRequest(1, delivery_id="d1"))
     admin = await asyncpg.connect(postgres_url)
     try:
-        last = [r["query"] for r in await admin.fetch(
-            "SELECT query FROM pg_stat_activity WHERE application_name = 'zammad-pdf-archiver' AND pid <> "
-            "pg_backend_pid() AND query NOT LIKE 'LISTEN%'")]
+        last = [
+            r["query"]
+            for r in await admin.fetch(
+                "SELECT query FROM pg_stat_activity WHERE application_name = 'zammad-pdf-archiver' AND pid <> "
+                "pg_backend_pid() AND query NOT LIKE 'LISTEN%'"
+            )
+        ]
         assert last and all("RESET ALL" not in q for q in last), last
         assert any("accept_jobs" in q for q in last), last
         assert await admin.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == 0

@@ -183,8 +183,12 @@ def _fd_inodes(pid: int) -> set[int]:
 def test_helper_syncs_the_current_wal_file_ignores_sigterm_and_ends_with_stdin(tmp_path):
     wal = tmp_path / "db-wal"
     wal.write_bytes(b"first")
-    proc = subprocess.Popen([sys.executable, "-I", "-S", str(store_module.WALSYNC_SCRIPT), str(wal)],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, bufsize=0)
+    proc = subprocess.Popen(
+        [sys.executable, "-I", "-S", str(store_module.WALSYNC_SCRIPT), str(wal)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        bufsize=0,
+    )
     try:
         assert proc.stdin is not None and proc.stdout is not None
         proc.stdin.write(b"s")

@@ -121,7 +121,8 @@ def test_an_explicit_stream_goes_to_the_previous_display(router):
     router, stream = router
     shown = []
     warnings.showwarning = lambda message, category, filename, lineno, file=None, line=None: shown.append(
-        (str(message), file))
+        (str(message), file)
+    )
     router.capture()
     router.route_to_logging()
     out = io.StringIO()
@@ -157,8 +158,14 @@ def test_source_is_relative_to_its_sys_path_entry(monkeypatch):
 
 
 def _run(script: str, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(script), *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=120, env=env)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(script), *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
 
 
 def test_configure_logging_routes_warnings_redacted_outside_a_harness():
@@ -196,9 +203,19 @@ NOISY_MAIN = """
 
 def _serve_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "CONFIG_PATH"}
-    env.update({"ZAMMAD_BASE_URL": "https://zammad.example", "ZAMMAD_API_TOKEN": "t0ken-value",
-                "STORAGE_ROOT": str(tmp_path), "STATE_DIR": str(tmp_path / "state"), "SIGNING_ENABLED": "false",
-                "SERVER_HOST": "127.0.0.1", "SERVER_PORT": "1", "WORKERS": "1", "RENDER_PROCESSES": "1"})
+    env.update(
+        {
+            "ZAMMAD_BASE_URL": "https://zammad.example",
+            "ZAMMAD_API_TOKEN": "t0ken-value",
+            "STORAGE_ROOT": str(tmp_path),
+            "STATE_DIR": str(tmp_path / "state"),
+            "SIGNING_ENABLED": "false",
+            "SERVER_HOST": "127.0.0.1",
+            "SERVER_PORT": "1",
+            "WORKERS": "1",
+            "RENDER_PROCESSES": "1",
+        }
+    )
     env.update(overrides)
     return env
 
@@ -206,7 +223,9 @@ def _serve_env(tmp_path: Path, **overrides: str) -> dict[str, str]:
 def test_a_bad_setting_stays_one_line_whatever_libraries_warn(tmp_path):
     done = _run(NOISY_MAIN, "serve", env=_serve_env(tmp_path, WORKERS="abc"))
     assert done.returncode == 2
-    assert done.stderr.count("\n") == 1 and done.stderr.startswith("configuration error: WORKERS"), done.stderr
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("configuration error: WORKERS"), (
+        done.stderr
+    )
 
 
 def test_serve_writes_warnings_buffered_at_start_as_one_json_line(tmp_path):
@@ -216,8 +235,13 @@ def test_serve_writes_warnings_buffered_at_start_as_one_json_line(tmp_path):
     with socket.socket() as free:
         free.bind(("127.0.0.1", 0))
         port = free.getsockname()[1]
-    proc = subprocess.Popen([sys.executable, "-c", textwrap.dedent(NOISY_MAIN), "serve"], cwd=REPO,
-                            env=_serve_env(tmp_path, SERVER_PORT=str(port)), stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", textwrap.dedent(NOISY_MAIN), "serve"],
+        cwd=REPO,
+        env=_serve_env(tmp_path, SERVER_PORT=str(port)),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     lines = []
     try:
         assert proc.stderr is not None
@@ -243,7 +267,8 @@ def test_extract_writes_library_warnings_as_json(tmp_path):
     line before the command's own plain message."""
     bad = tmp_path / "not.pdf"
     bad.write_text("{}")
-    done = _run("""
+    done = _run(
+        """
         import sys, warnings
         import app.render.extract as extract
         real_main = extract.main
@@ -254,7 +279,12 @@ def test_extract_writes_library_warnings_as_json(tmp_path):
         warnings.simplefilter("always")
         from app.__main__ import main
         sys.exit(main(sys.argv[1:]))
-    """, "extract", str(bad), "-o", str(tmp_path / "out"))
+    """,
+        "extract",
+        str(bad),
+        "-o",
+        str(tmp_path / "out"),
+    )
     assert done.returncode == 2
     lines = done.stderr.splitlines()
     assert len(lines) == 2 and lines[1].startswith("extract: cannot read the PDF"), done.stderr
@@ -265,14 +295,19 @@ def test_extract_writes_library_warnings_as_json(tmp_path):
 def test_create_app_routes_later_warnings_to_the_json_log(tmp_path):
     """Under another ASGI server (``hypercorn --factory app.main:create_app``): warnings raised
     once the factory has configured logging are JSON lines too."""
-    done = _run("""
+    done = _run(
+        """
         import warnings
         warnings.simplefilter("ignore")  # what importing the libraries says is the server's to show
         from app.main import create_app
         warnings.resetwarnings()
         create_app()
         warnings.warn("raised while serving", UserWarning)
-    """, env=_serve_env(tmp_path))
+    """,
+        env=_serve_env(tmp_path),
+    )
     assert done.returncode == 0, done.stderr
     entries = [json.loads(line) for line in done.stderr.splitlines()]
-    assert [e["msg"] for e in entries if e["logger"] == "py.warnings"] == ["UserWarning: raised while serving"]
+    assert [e["msg"] for e in entries if e["logger"] == "py.warnings"] == [
+        "UserWarning: raised while serving"
+    ]

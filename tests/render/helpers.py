@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "zammad"
-ARCHIVED_AT = datetime(2025, 3, 7, 12, 0, 0, tzinfo=timezone.utc)
+ARCHIVED_AT = datetime(2025, 3, 7, 12, 0, 0, tzinfo=UTC)
 
 
 def load(name: str) -> Any:
@@ -31,7 +31,10 @@ def pdftotext(path: Path, *args: str) -> tuple[str, str]:
 
 def pdfinfo(path: Path) -> dict[str, str]:
     done = subprocess.run(["pdfinfo", str(path)], capture_output=True, text=True, check=True)
-    return {key.strip(): value.strip() for key, _, value in (line.partition(":") for line in done.stdout.splitlines())}
+    return {
+        key.strip(): value.strip()
+        for key, _, value in (line.partition(":") for line in done.stdout.splitlines())
+    }
 
 
 def body_stream(path: Path) -> str:

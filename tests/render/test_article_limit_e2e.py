@@ -14,7 +14,10 @@ from tests.verify import pdftotext
 
 async def trigger(service) -> None:
     body, headers = zammad_webhook({"ticket_id": 4711}, HMAC_SECRET)
-    async with aiohttp.ClientSession() as session, session.post(f"{service.url}/ingest", data=body, headers=headers) as resp:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{service.url}/ingest", data=body, headers=headers) as resp,
+    ):
         assert resp.status == 202
     await service.wait_idle()
 
@@ -26,7 +29,11 @@ def note_text(note: dict) -> str:
 async def test_fail_mode_is_a_permanent_error_that_says_what_to_change(archiver, simulator):
     service = await archiver(PDF_MAX_ARTICLES="2")  # PDF_ARTICLE_LIMIT_MODE defaults to fail
     await trigger(service)
-    assert sorted(simulator.tags(4711)) == ["pdf:error", "rechnung", "reklamation"]  # Permanent: no pdf:sign again
+    assert sorted(simulator.tags(4711)) == [
+        "pdf:error",
+        "rechnung",
+        "reklamation",
+    ]  # Permanent: no pdf:sign again
     notes = simulator.notes(4711)
     assert len(notes) == 1 and notes[0]["body"].startswith("<p><b>PDF archiver error</b></p>")
     text = note_text(notes[0])

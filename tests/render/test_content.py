@@ -4,7 +4,14 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo
 
-from app.render.content import body_text, display_name, format_time, ordered_articles, ticket_field, visible_attachments
+from app.render.content import (
+    body_text,
+    display_name,
+    format_time,
+    ordered_articles,
+    ticket_field,
+    visible_attachments,
+)
 
 from .helpers import load
 
@@ -12,7 +19,10 @@ from .helpers import load
 def test_display_name_accepts_strings_and_objects():
     assert display_name("Kundenservice") == "Kundenservice"
     assert display_name({"name": "2 normal", "id": 2}) == "2 normal"
-    assert display_name({"login": "kv", "firstname": "Katrin", "lastname": "Vogelsang", "email": "k@x.example"}) == "Katrin Vogelsang <k@x.example>"
+    assert (
+        display_name({"login": "kv", "firstname": "Katrin", "lastname": "Vogelsang", "email": "k@x.example"})
+        == "Katrin Vogelsang <k@x.example>"
+    )
     assert display_name({"login": "kv", "firstname": "", "lastname": "", "email": ""}) == "kv"
     assert display_name(None) == ""
 
@@ -48,12 +58,18 @@ def test_attachments_skip_the_message_html_pseudo_attachment():
 
 
 def test_html_body_becomes_text_with_links_and_plain_keeps_line_breaks():
-    html = {"content_type": "text/html", "body": '<div>Hallo</div><div><a href="https://x.example/a">Link</a></div>'}
+    html = {
+        "content_type": "text/html",
+        "body": '<div>Hallo</div><div><a href="https://x.example/a">Link</a></div>',
+    }
     assert body_text(html) == "Hallo\n[Link](https://x.example/a)"
     plain = {"content_type": "text/plain", "body": "eins\nzwei\n\ndrei\n"}
     assert body_text(plain) == "eins\nzwei\n\ndrei"
 
 
 def test_quoted_html_is_indented():
-    html = {"content_type": "text/html", "body": "<div>Antwort</div><blockquote type=cite><div>Zitat</div></blockquote>"}
+    html = {
+        "content_type": "text/html",
+        "body": "<div>Antwort</div><blockquote type=cite><div>Zitat</div></blockquote>",
+    }
     assert body_text(html).splitlines() == ["Antwort", "    Zitat"]

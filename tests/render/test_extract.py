@@ -37,7 +37,9 @@ def publish(archive: Archive, folder: Path, *, sidecar: dict | None = None) -> P
 
 
 def run_extract(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "app", "extract", *args], capture_output=True, text=True, cwd=REPO)
+    return subprocess.run(
+        [sys.executable, "-m", "app", "extract", *args], capture_output=True, text=True, cwd=REPO
+    )
 
 
 def test_round_trip_is_byte_identical_to_what_the_simulator_served(archive: Archive, tmp_path: Path):
@@ -67,7 +69,10 @@ def test_a_changed_file_hash_in_the_sidecar_fails(archive: Archive, tmp_path: Pa
     pdf = publish(archive, tmp_path, sidecar={"embedded_files": entries})
     done = run_extract(str(pdf), "-o", str(tmp_path / "out"))
     assert done.returncode == 1
-    assert f"MISMATCH: {entries[0]['name']}: SHA-256" in done.stderr and "differs from the sidecar's 0000" in done.stderr
+    assert (
+        f"MISMATCH: {entries[0]['name']}: SHA-256" in done.stderr
+        and "differs from the sidecar's 0000" in done.stderr
+    )
     assert "do not trust these files" in done.stderr
 
 
@@ -134,23 +139,29 @@ def test_a_pdf_without_embedded_files_gives_none(archive: Archive, tmp_path: Pat
 
     from .helpers import ARCHIVED_AT
 
-    plain = render_ticket_pdf({"number": "1", "title": "x"}, [], [], archived_at=ARCHIVED_AT, options=RenderOptions())
+    plain = render_ticket_pdf(
+        {"number": "1", "title": "x"}, [], [], archived_at=ARCHIVED_AT, options=RenderOptions()
+    )
     assert read_embedded_files(plain.data) == []
     assert [o.name for o in read_embedded_files(archive.signed)] == sorted(
-        (f.name for f in archive.embedded), key=lambda n: (not n.isascii(), n))
+        (f.name for f in archive.embedded), key=lambda n: (not n.isascii(), n)
+    )
 
 
-@pytest.mark.parametrize(("name", "expected"), [
-    ("ticket.json", "ticket.json"),
-    ("../../etc/passwd", "_.._etc_passwd"),
-    ("/abs/path.txt", "_abs_path.txt"),
-    ("a\\b:c.txt", "a_b_c.txt"),
-    ("..", "embedded-7"),
-    ("", "embedded-7"),
-    (".hidden", "hidden"),
-    ("line\nbreak\x00.txt", "line_break_.txt"),
-    (EVIL_NAME, "_.._outside_Prüfbericht_ Q1_final.txt"),
-])
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("ticket.json", "ticket.json"),
+        ("../../etc/passwd", "_.._etc_passwd"),
+        ("/abs/path.txt", "_abs_path.txt"),
+        ("a\\b:c.txt", "a_b_c.txt"),
+        ("..", "embedded-7"),
+        ("", "embedded-7"),
+        (".hidden", "hidden"),
+        ("line\nbreak\x00.txt", "line_break_.txt"),
+        (EVIL_NAME, "_.._outside_Prüfbericht_ Q1_final.txt"),
+    ],
+)
 def test_safe_names(name: str, expected: str):
     assert safe_name(name, set(), 7) == expected
 
@@ -158,7 +169,11 @@ def test_safe_names(name: str, expected: str):
 def test_safe_names_are_unique_and_short():
     taken: set[str] = set()
     assert [safe_name(n, taken, i) for i, n in enumerate(["a.txt", "A.txt", "a.txt", "x/a.txt"])] == [
-        "a.txt", "A-2.txt", "a-3.txt", "x_a.txt"]
+        "a.txt",
+        "A-2.txt",
+        "a-3.txt",
+        "x_a.txt",
+    ]
     long = safe_name("ü" * 300 + ".txt", set(), 1)
     assert len(long.encode()) <= 200
 

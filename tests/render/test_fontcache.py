@@ -7,7 +7,8 @@ import hashlib
 import pytest
 from fpdf import FPDF
 
-from app.render import fontcache, pdf as pdf_module
+from app.render import fontcache
+from app.render import pdf as pdf_module
 from app.render.glyphs import font_set
 from app.render.options import RenderOptions
 from app.render.pdf import render_ticket_pdf
@@ -15,14 +16,26 @@ from app.render.pdf import render_ticket_pdf
 from .helpers import ARCHIVED_AT
 
 TICKET = {"number": "4711", "title": "Font cache", "created_at": "2025-03-03T08:00:00Z"}
-MIXED = ("Grüße ΑΒΓ Привет שלום مرحبا Բարեւ გამარჯობა नमस्ते สวัสดี 你好 😀 ✓★ \U00010000 "
-         "<b>bold</b> <i>italic</i>")
+MIXED = (
+    "Grüße ΑΒΓ Привет שלום مرحبا Բարեւ გამარჯობა नमस्ते สวัสดี 你好 😀 ✓★ \U00010000 <b>bold</b> <i>italic</i>"
+)
 
 
 def article(body: str, index: int, content_type: str = "text/plain") -> dict:
-    return {"id": index, "ticket_id": 1, "from": "a@example.com", "to": "b@example.com", "subject": f"S{index}",
-            "body": body, "content_type": content_type, "internal": False, "type": "email", "sender": "Customer",
-            "created_at": f"2025-03-0{index}T09:00:00Z", "attachments": []}
+    return {
+        "id": index,
+        "ticket_id": 1,
+        "from": "a@example.com",
+        "to": "b@example.com",
+        "subject": f"S{index}",
+        "body": body,
+        "content_type": content_type,
+        "internal": False,
+        "type": "email",
+        "sender": "Customer",
+        "created_at": f"2025-03-0{index}T09:00:00Z",
+        "attachments": [],
+    }
 
 
 CASES = {
@@ -33,7 +46,9 @@ CASES = {
 
 
 def digest(articles: list[dict], pdfa: bool = True) -> str:
-    rendered = render_ticket_pdf(TICKET, articles, ["t"], archived_at=ARCHIVED_AT, options=RenderOptions(pdfa=pdfa))
+    rendered = render_ticket_pdf(
+        TICKET, articles, ["t"], archived_at=ARCHIVED_AT, options=RenderOptions(pdfa=pdfa)
+    )
     return hashlib.sha256(rendered.data).hexdigest()
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from fpdf.output import OutputProducer
 
-from app.render import fontsubset, pdf as pdf_module
+from app.render import fontsubset
+from app.render import pdf as pdf_module
 from app.render.options import RenderOptions
 from app.render.pdf import render_ticket_pdf
 from app.workflow.ports import EmbeddedFile
@@ -23,16 +24,28 @@ EXTRA = "Ωμέγα und Жук: glyphs of Noto Sans outside both tiers."
 
 
 def article(body: str, index: int = 1, content_type: str = "text/plain") -> dict:
-    return {"id": index, "ticket_id": 1, "from": "a@example.com", "to": "b@example.com", "subject": f"S{index}",
-            "body": body, "content_type": content_type, "internal": False, "type": "email", "sender": "Customer",
-            "created_at": f"2025-03-0{index}T09:00:00Z", "attachments": []}
+    return {
+        "id": index,
+        "ticket_id": 1,
+        "from": "a@example.com",
+        "to": "b@example.com",
+        "subject": f"S{index}",
+        "body": body,
+        "content_type": content_type,
+        "internal": False,
+        "type": "email",
+        "sender": "Customer",
+        "created_at": f"2025-03-0{index}T09:00:00Z",
+        "attachments": [],
+    }
 
 
 def render(*bodies: str, pdfa: bool = True) -> bytes:
     articles = [article(body, index) for index, body in enumerate(bodies, start=1)]
     embedded = (EmbeddedFile("note.txt", b"original", "text/plain", "Source", "an original"),)
-    return render_ticket_pdf(TICKET, articles, ["t"], archived_at=ARCHIVED_AT, options=RenderOptions(pdfa=pdfa),
-                             embedded=embedded).data
+    return render_ticket_pdf(
+        TICKET, articles, ["t"], archived_at=ARCHIVED_AT, options=RenderOptions(pdfa=pdfa), embedded=embedded
+    ).data
 
 
 def text_of(data: bytes, tmp_path: Path, name: str) -> str:
@@ -140,8 +153,11 @@ def test_encode_text_gives_fpdf2s_bytes_on_both_paths():
     font.encode_text(LATIN)  # both tiers taken
     # Codes 13, 40, 41 and 92 are CR, "(", ")" and "\\" as bytes: the characters that got
     # them must come out escaped on the fast path too.
-    by_code = {code: chr(glyph.unicode[0]) for glyph, code in font.subset.items()
-               if glyph is not None and len(glyph.unicode) == 1}
+    by_code = {
+        code: chr(glyph.unicode[0])
+        for glyph, code in font.subset.items()
+        if glyph is not None and len(glyph.unicode) == 1
+    }
     escapes = {13: "\\r", 40: "\\(", 41: "\\)", 92: "\\\\"}
     codes = [code for code in escapes if code in by_code]
     assert len(codes) >= 3
@@ -153,8 +169,9 @@ def test_encode_text_gives_fpdf2s_bytes_on_both_paths():
     assert font.encode_text(escaping) == "(" + "".join("\x00" + escapes[code] for code in codes) + ") Tj"
 
 
-@pytest.mark.parametrize("bodies", [(ASCII,), (LATIN + "\n" + EXTRA,), ("> quoted\n>> deeper\nplain",),
-                                    ((LATIN + " ") * 400,)])
+@pytest.mark.parametrize(
+    "bodies", [(ASCII,), (LATIN + "\n" + EXTRA,), ("> quoted\n>> deeper\nplain",), ((LATIN + " ") * 400,)]
+)
 def test_paragraphs_drawn_at_once_are_the_bytes_of_line_by_line(monkeypatch, bodies):
     drawn = render(*bodies)
     monkeypatch.setattr(pdf_module._TicketPdf, "_draw_plain_lines", lambda *args: False)
@@ -165,7 +182,7 @@ def test_paragraphs_drawn_at_once_are_the_bytes_of_line_by_line(monkeypatch, bod
 def test_select_face_leaves_fpdf2_in_the_state_of_set_font(monkeypatch, bodies):
     drawn = render(*bodies)
 
-    def set_font(self, face, size):  # noqa: ANN001, ANN202
+    def set_font(self, face, size):
         self.set_font(face.family, face.style, size)
 
     monkeypatch.setattr(pdf_module._TicketPdf, "select_face", set_font)

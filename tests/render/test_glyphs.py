@@ -24,8 +24,13 @@ def test_fallback_fonts_cover_arabic_hebrew_cjk_emoji():
     assert {"NotoSansArabic", "NotoSansHebrew", "NotoSansCJK", "NotoColorEmoji", "DejaVuSans"} <= families
     fonts.load_fallbacks()
     chain = fonts.chains[""]
-    for char, family in (("ش", "NotoSansArabic"), ("ש", "NotoSansHebrew"), ("中", "NotoSansCJK"),
-                         ("の", "NotoSansCJK"), ("😊", "NotoColorEmoji")):
+    for char, family in (
+        ("ش", "NotoSansArabic"),
+        ("ש", "NotoSansHebrew"),
+        ("中", "NotoSansCJK"),
+        ("の", "NotoSansCJK"),
+        ("😊", "NotoColorEmoji"),
+    ):
         assert chain.faces[chain.font_of[char]].family == family, char
     assert all(char in fonts.covered for char in "ش ש 中 の 😊")
 
@@ -142,7 +147,9 @@ def test_a_latin_ticket_renders_without_the_fallback_fonts(tmp_path):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.split("\n")[:2] == ["False 0", "True 0"]
-    fonts = subprocess.run(["pdffonts", str(tmp_path / "cjk.pdf")], capture_output=True, text=True, check=True)
+    fonts = subprocess.run(
+        ["pdffonts", str(tmp_path / "cjk.pdf")], capture_output=True, text=True, check=True
+    )
     assert "NotoSansCJK" in fonts.stdout
 
 

@@ -28,21 +28,52 @@ def png(mode: str = "RGBA", size=(64, 48)) -> bytes:
 
 ARTICLES = [
     {
-        "id": 11, "content_type": "text/html", "created_at": "2025-03-03T08:00:00Z", "from": "a@example.com",
+        "id": 11,
+        "content_type": "text/html",
+        "created_at": "2025-03-03T08:00:00Z",
+        "from": "a@example.com",
         "body": '<p>Hier der Fehler:</p><img src="/api/v1/ticket_attachment/4711/11/901?view=inline">'
-                '<p>Und noch einer:</p><img src="cid:shot2@mail"><img src="cid:missing@mail"><p>Ende</p>',
+        '<p>Und noch einer:</p><img src="cid:shot2@mail"><img src="cid:missing@mail"><p>Ende</p>',
         "attachments": [
-            {"id": 90, "filename": "message.html", "size": 10,
-             "preferences": {"original-format": True, "content-alternative": True, "Mime-Type": "text/html"}},
-            {"id": 902, "filename": "shot2.png", "size": 300, "preferences": {"Content-ID": "<shot2@mail>", "Mime-Type": "image/png"}},
-            {"id": 903, "filename": "Lageplan-CMYK.jpg", "size": 5000, "preferences": {"Content-Type": "image/jpeg; name=x"}},
-            {"id": 904, "filename": "Vertrag.pdf", "size": 5000, "preferences": {"Mime-Type": "application/pdf"}},
+            {
+                "id": 90,
+                "filename": "message.html",
+                "size": 10,
+                "preferences": {
+                    "original-format": True,
+                    "content-alternative": True,
+                    "Mime-Type": "text/html",
+                },
+            },
+            {
+                "id": 902,
+                "filename": "shot2.png",
+                "size": 300,
+                "preferences": {"Content-ID": "<shot2@mail>", "Mime-Type": "image/png"},
+            },
+            {
+                "id": 903,
+                "filename": "Lageplan-CMYK.jpg",
+                "size": 5000,
+                "preferences": {"Content-Type": "image/jpeg; name=x"},
+            },
+            {
+                "id": 904,
+                "filename": "Vertrag.pdf",
+                "size": 5000,
+                "preferences": {"Mime-Type": "application/pdf"},
+            },
         ],
     },
     {
-        "id": 12, "content_type": "text/plain", "created_at": "2025-03-03T09:00:00Z", "body": "Noch ein Foto.",
-        "attachments": [{"id": 905, "filename": "verloren.webp", "size": 10, "preferences": {"Mime-Type": "image/webp"}},
-                        {"id": 902, "filename": "shot2.png", "size": 300, "preferences": {"Mime-Type": "image/png"}}],
+        "id": 12,
+        "content_type": "text/plain",
+        "created_at": "2025-03-03T09:00:00Z",
+        "body": "Noch ein Foto.",
+        "attachments": [
+            {"id": 905, "filename": "verloren.webp", "size": 10, "preferences": {"Mime-Type": "image/webp"}},
+            {"id": 902, "filename": "shot2.png", "size": 300, "preferences": {"Mime-Type": "image/png"}},
+        ],
     },
 ]
 
@@ -58,8 +89,18 @@ def test_image_references_lists_inline_and_preview_images_once():
 
 
 def test_cid_without_angle_brackets_matches():
-    article = {"id": 1, "content_type": "text/html", "body": '<img src="cid:abc">',
-               "attachments": [{"id": 5, "filename": "a.gif", "preferences": {"Content-ID": "abc", "Mime-Type": "application/octet-stream"}}]}
+    article = {
+        "id": 1,
+        "content_type": "text/html",
+        "body": '<img src="cid:abc">',
+        "attachments": [
+            {
+                "id": 5,
+                "filename": "a.gif",
+                "preferences": {"Content-ID": "abc", "Mime-Type": "application/octet-stream"},
+            }
+        ],
+    }
     assert [ref.attachment_id for ref in image_references(9, [article])] == [5]
 
 
@@ -75,11 +116,24 @@ def test_normalisation_gives_srgb_or_grey():
 
 
 def test_inline_image_and_cmyk_preview_are_placed_and_missing_ones_named(tmp_path):
-    images = {901: png("RGBA", (800, 400)), 902: png("P"), 903: jpeg("CMYK", (300, 200)), 905: b"not an image"}
-    rendered = render_ticket_pdf({"number": "4711", "title": "Bilder"}, ARTICLES, [], archived_at=ARCHIVED_AT,
-                                 options=RenderOptions(), images=images)
+    images = {
+        901: png("RGBA", (800, 400)),
+        902: png("P"),
+        903: jpeg("CMYK", (300, 200)),
+        905: b"not an image",
+    }
+    rendered = render_ticket_pdf(
+        {"number": "4711", "title": "Bilder"},
+        ARTICLES,
+        [],
+        archived_at=ARCHIVED_AT,
+        options=RenderOptions(),
+        images=images,
+    )
     path = write(tmp_path, rendered.data)
-    listing = subprocess.run(["pdfimages", "-list", str(path)], capture_output=True, text=True, check=True).stdout
+    listing = subprocess.run(
+        ["pdfimages", "-list", str(path)], capture_output=True, text=True, check=True
+    ).stdout
     rows = [line.split() for line in listing.splitlines()[2:]]
     sizes = {(int(row[3]), int(row[4])) for row in rows if row[2] == "image"}
     assert {(800, 400), (300, 200)} <= sizes and len(sizes) == 3  # inline, cid, CMYK preview (shot2 once)
@@ -93,8 +147,14 @@ def test_inline_image_and_cmyk_preview_are_placed_and_missing_ones_named(tmp_pat
 
 
 def test_image_not_fetched_leaves_its_filename(tmp_path):
-    rendered = render_ticket_pdf({"number": "4711", "title": "Bilder"}, ARTICLES[:1], [], archived_at=ARCHIVED_AT,
-                                 options=RenderOptions(), images={})
+    rendered = render_ticket_pdf(
+        {"number": "4711", "title": "Bilder"},
+        ARTICLES[:1],
+        [],
+        archived_at=ARCHIVED_AT,
+        options=RenderOptions(),
+        images={},
+    )
     text, _ = pdftotext(write(tmp_path, rendered.data))
     assert "[image: image-901]" in text and "[image: shot2.png]" in text
     assert "[image: Lageplan-CMYK.jpg] (not available)" in text

@@ -42,7 +42,9 @@ def test_random_text_lines_fit_and_keep_every_character_in_order():
 def test_words_that_fit_are_never_split_and_stay_in_order():
     rng = random.Random(7)
     for _ in range(300):
-        words = ["".join(rng.choice("abcWiü") for _ in range(rng.randint(1, 9))) for _ in range(rng.randint(1, 80))]
+        words = [
+            "".join(rng.choice("abcWiü") for _ in range(rng.randint(1, 9))) for _ in range(rng.randint(1, 80))
+        ]
         lines = wrap_paragraph(" ".join(words), 100, WordMeasure(ADVANCES))  # every word is at most 81 wide
         assert [w for line in lines for w in line.split(" ")] == words
         assert all(width(line) <= 100 for line in lines)

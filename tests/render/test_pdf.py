@@ -87,7 +87,10 @@ def test_fixture_ticket_header_and_every_article_body(fixture_pdf):
 def test_articles_are_drawn_oldest_first_even_when_given_newest_first(tmp_path):
     rendered = render(articles=list(reversed(load("articles-by-ticket.json"))))
     text = " ".join(pdftotext(write(tmp_path, rendered.data))[0].split())
-    positions = [text.index(word) for word in ("Wartungspauschale", "Rückruf erbeten", "bitte der Kundin", "versehentlich")]
+    positions = [
+        text.index(word)
+        for word in ("Wartungspauschale", "Rückruf erbeten", "bitte der Kundin", "versehentlich")
+    ]
     assert positions == sorted(positions)
 
 
@@ -118,7 +121,11 @@ def test_metadata_outline_and_page_numbers(fixture_pdf):
     assert f"Page 1 of {rendered.page_count}" in text
     assert f"Page {rendered.page_count} of {rendered.page_count}" in text
     assert "{nb}" not in text
-    outline = json.loads(subprocess.run(["qpdf", "--json", "--json-key=outlines", str(path)], capture_output=True, check=True).stdout)
+    outline = json.loads(
+        subprocess.run(
+            ["qpdf", "--json", "--json-key=outlines", str(path)], capture_output=True, check=True
+        ).stdout
+    )
     titles = [entry["title"] for entry in outline["outlines"]]
     assert len(titles) == 4 and titles[0].startswith("#1 ") and titles[3].startswith("#4 ")
 
@@ -155,7 +162,9 @@ def test_webhook_ticket_with_nested_objects(tmp_path):
 def test_greek_and_cyrillic_round_trip(tmp_path):
     greek = "Καλημέρα σας, το τιμολόγιο χρεώθηκε δύο φορές."
     cyrillic = "Здравствуйте! Счёт выставлен дважды, пожалуйста исправьте."
-    rendered = render(articles=[article(greek, index=1), article(f"<p>{cyrillic}</p>", content_type="text/html", index=2)])
+    rendered = render(
+        articles=[article(greek, index=1), article(f"<p>{cyrillic}</p>", content_type="text/html", index=2)]
+    )
     text, stderr = pdftotext(write(tmp_path, rendered.data))
     assert greek in text and cyrillic in text
     assert rendered.missing_glyphs == 0 and "No font" not in stderr
@@ -183,14 +192,19 @@ def test_same_input_gives_identical_bytes_in_another_process():
         "from tests.render.test_pdf import render\n"
         "print(hashlib.sha256(render().data).hexdigest())\n"
     )
-    done = subprocess.run([sys.executable, "-c", script, str(REPO)], capture_output=True, text=True, check=True, cwd=REPO)
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(REPO)], capture_output=True, text=True, check=True, cwd=REPO
+    )
     assert done.stdout.strip() == expected
 
 
 def test_archive_time_changes_the_bytes():
     other = render_ticket_pdf(
-        load("ticket-expand.json"), load("articles-by-ticket.json"), [],
-        archived_at=ARCHIVED_AT.replace(minute=1), options=BERLIN,
+        load("ticket-expand.json"),
+        load("articles-by-ticket.json"),
+        [],
+        archived_at=ARCHIVED_AT.replace(minute=1),
+        options=BERLIN,
     )
     assert other.data != render(tags=[]).data
 
@@ -248,7 +262,11 @@ def test_odd_bodies_do_not_fail(tmp_path):
     odd = [
         article(None, index=1),
         article("", index=2),
-        article("<table><tr><td><table><tr><td>nested</td></tr></table></td></tr>", content_type="text/html", index=3),
+        article(
+            "<table><tr><td><table><tr><td>nested</td></tr></table></td></tr>",
+            content_type="text/html",
+            index=3,
+        ),
         article("ctrl\x00\x07chars\r\nand\ttabs\u00adsoft", index=4),
         article("lone \ud800 surrogate", index=5),
         article(12345, index=6),
@@ -268,7 +286,12 @@ def test_no_articles_renders_the_header_only(tmp_path):
 
 @pytest.mark.parametrize(
     ("ticket", "articles", "tags"),
-    [(["not", "a", "dict"], [], []), ({"number": "1"}, "nope", []), ({"number": "1"}, [1, 2], []), ({"number": "1"}, [], None)],
+    [
+        (["not", "a", "dict"], [], []),
+        ({"number": "1"}, "nope", []),
+        ({"number": "1"}, [1, 2], []),
+        ({"number": "1"}, [], None),
+    ],
 )
 def test_unrenderable_input_raises_render_error(ticket, articles, tags):
     with pytest.raises(RenderError):

@@ -99,11 +99,18 @@ async def _fetch_from_simulator() -> Served:
                     return resp.status, await resp.read(), resp.headers.get("Content-Type", "")
 
             new_article = {
-                "ticket_id": ticket_id, "type": "email", "sender": "Customer", "content_type": "text/plain",
-                "from": "Katrin Vogelsang <k.vogelsang@example.com>", "to": "billing@example.com",
-                "subject": "Scans und Messwerte", "body": "Anbei die Scans.\n\nGrüße\nK. Vogelsang",
-                "attachments": [{"filename": n, "mime-type": m, "data": base64.b64encode(d).decode()}
-                                for n, m, d in NEW_ATTACHMENTS],
+                "ticket_id": ticket_id,
+                "type": "email",
+                "sender": "Customer",
+                "content_type": "text/plain",
+                "from": "Katrin Vogelsang <k.vogelsang@example.com>",
+                "to": "billing@example.com",
+                "subject": "Scans und Messwerte",
+                "body": "Anbei die Scans.\n\nGrüße\nK. Vogelsang",
+                "attachments": [
+                    {"filename": n, "mime-type": m, "data": base64.b64encode(d).decode()}
+                    for n, m, d in NEW_ATTACHMENTS
+                ],
             }
             async with session.post(base.rstrip("/") + "/api/v1/ticket_articles", json=new_article) as resp:
                 assert resp.status == 201, await resp.text()
@@ -120,13 +127,18 @@ async def _fetch_from_simulator() -> Served:
                     served.emls[article["id"]] = eml
                 for attachment in article.get("attachments") or []:
                     status, data, kind = await get(
-                        f"/api/v1/ticket_attachment/{ticket_id}/{article['id']}/{attachment['id']}")
+                        f"/api/v1/ticket_attachment/{ticket_id}/{article['id']}/{attachment['id']}"
+                    )
                     assert status == 200
                     served.attachments[(article["id"], attachment["id"])] = (
-                        attachment["filename"], kind.split(";")[0].strip(), data)
+                        attachment["filename"],
+                        kind.split(";")[0].strip(),
+                        data,
+                    )
             for ref in image_references(ticket_id, served.articles):
                 status, data, _ = await get(
-                    f"/api/v1/ticket_attachment/{ref.ticket_id}/{ref.article_id}/{ref.attachment_id}")
+                    f"/api/v1/ticket_attachment/{ref.ticket_id}/{ref.article_id}/{ref.attachment_id}"
+                )
                 if status == 200:
                     served.images[ref.attachment_id] = data
             return served
@@ -137,33 +149,74 @@ async def _fetch_from_simulator() -> Served:
 def originals_of(served: Served) -> list[EmbeddedFile]:
     """The originals named as the workflow names them (issue 8)."""
     files = [
-        EmbeddedFile("ticket.json", served.ticket_raw, "application/json", "Source",
-                     "GET /api/v1/tickets/{id}?expand=true as fetched"),
-        EmbeddedFile("articles.json", served.articles_raw, "application/json", "Source",
-                     "GET /api/v1/ticket_articles/by_ticket/{id} as fetched"),
+        EmbeddedFile(
+            "ticket.json",
+            served.ticket_raw,
+            "application/json",
+            "Source",
+            "GET /api/v1/tickets/{id}?expand=true as fetched",
+        ),
+        EmbeddedFile(
+            "articles.json",
+            served.articles_raw,
+            "application/json",
+            "Source",
+            "GET /api/v1/ticket_articles/by_ticket/{id} as fetched",
+        ),
     ]
     for article in served.articles:
         article_id = article["id"]
         html = "html" in str(article.get("content_type"))
-        files.append(EmbeddedFile(f"article-{article_id}-body.{'html' if html else 'txt'}",
-                                  str(article.get("body") or "").encode("utf-8"),
-                                  "text/html" if html else "text/plain", "Source", "Article body",
-                                  article_id=article_id))
+        files.append(
+            EmbeddedFile(
+                f"article-{article_id}-body.{'html' if html else 'txt'}",
+                str(article.get("body") or "").encode("utf-8"),
+                "text/html" if html else "text/plain",
+                "Source",
+                "Article body",
+                article_id=article_id,
+            )
+        )
         if article_id in served.emls:
-            files.append(EmbeddedFile(f"article-{article_id}.eml", served.emls[article_id], "message/rfc822",
-                                      "Source", "Original e-mail", article_id=article_id))
+            files.append(
+                EmbeddedFile(
+                    f"article-{article_id}.eml",
+                    served.emls[article_id],
+                    "message/rfc822",
+                    "Source",
+                    "Original e-mail",
+                    article_id=article_id,
+                )
+            )
         for (owner, attachment_id), (filename, mime, data) in served.attachments.items():
             if owner == article_id:
-                files.append(EmbeddedFile(f"article-{article_id}-{attachment_id}-{filename}", data, mime, "Data",
-                                          "Attachment", article_id=article_id, attachment_id=attachment_id))
+                files.append(
+                    EmbeddedFile(
+                        f"article-{article_id}-{attachment_id}-{filename}",
+                        data,
+                        mime,
+                        "Data",
+                        "Attachment",
+                        article_id=article_id,
+                        attachment_id=attachment_id,
+                    )
+                )
     return files
 
 
-def render_served(served: Served, *, embedded=None, omitted=(), options: RenderOptions | None = None) -> RenderedPdf:
-    return render_ticket_pdf(served.ticket, served.articles, served.tags, archived_at=ARCHIVED_AT,
-                             options=options or RenderOptions(timezone="Europe/Berlin"),
-                             images=served.images, embedded=originals_of(served) if embedded is None else embedded,
-                             omitted=omitted)
+def render_served(
+    served: Served, *, embedded=None, omitted=(), options: RenderOptions | None = None
+) -> RenderedPdf:
+    return render_ticket_pdf(
+        served.ticket,
+        served.articles,
+        served.tags,
+        archived_at=ARCHIVED_AT,
+        options=options or RenderOptions(timezone="Europe/Berlin"),
+        images=served.images,
+        embedded=originals_of(served) if embedded is None else embedded,
+        omitted=omitted,
+    )
 
 
 @dataclass
@@ -230,8 +283,11 @@ def pdfa_problems(data: bytes, folder: Path, name: str = "check.pdf") -> list[st
         profile = deref(profile_ref) or {}
         if intent.get("/S") != "/GTS_PDFA1":
             problems.append(f"output intent /S is {intent.get('/S')}, not /GTS_PDFA1")
-        if not (isinstance(profile_ref, str) and "stream" in objects.get(f"obj:{profile_ref}", {})
-                and profile.get("/N") == 3):
+        if not (
+            isinstance(profile_ref, str)
+            and "stream" in objects.get(f"obj:{profile_ref}", {})
+            and profile.get("/N") == 3
+        ):
             problems.append("output intent has no RGB /DestOutputProfile stream")
 
     reader = PdfFileReader(io.BytesIO(data), strict=False)
@@ -264,7 +320,9 @@ def pdfa_problems(data: bytes, folder: Path, name: str = "check.pdf") -> list[st
             continue
         if value.get("/Subtype") == "/Image" and "/DeviceCMYK" in json.dumps(deref(value.get("/ColorSpace"))):
             problems.append(f"{key}: image in /DeviceCMYK under an sRGB output intent")
-        if value.get("/Type") == "/Annot" or ("/Rect" in value and value.get("/Subtype") in ("/Link", "/Widget")):
+        if value.get("/Type") == "/Annot" or (
+            "/Rect" in value and value.get("/Subtype") in ("/Link", "/Widget")
+        ):
             if value.get("/Subtype") != "/Popup" and not int(value.get("/F", 0)) & 4:
                 problems.append(f"{key}: annotation without the Print flag")
 
@@ -272,7 +330,9 @@ def pdfa_problems(data: bytes, folder: Path, name: str = "check.pdf") -> list[st
     tree = deref(deref(root.get("/Names") or {}).get("/EmbeddedFiles")) or {}
     pairs = deref(tree.get("/Names")) or []
     keys = [pairs[i] for i in range(0, len(pairs), 2)]
-    if keys != sorted(keys, key=lambda k: k.encode() if k.startswith("u:") and k.isascii() else b"\xff" + k.encode()):
+    if keys != sorted(
+        keys, key=lambda k: k.encode() if k.startswith("u:") and k.isascii() else b"\xff" + k.encode()
+    ):
         problems.append("the /EmbeddedFiles name tree is not sorted")
     for index in range(1, len(pairs), 2):
         spec_ref = pairs[index]
@@ -280,7 +340,13 @@ def pdfa_problems(data: bytes, folder: Path, name: str = "check.pdf") -> list[st
         spec = deref(spec_ref)
         stream = deref(deref(spec.get("/EF") or {}).get("/F")) or {}
         label = pairs[index - 1]
-        if spec.get("/AFRelationship") not in ("/Source", "/Data", "/Alternative", "/Supplement", "/Unspecified"):
+        if spec.get("/AFRelationship") not in (
+            "/Source",
+            "/Data",
+            "/Alternative",
+            "/Supplement",
+            "/Unspecified",
+        ):
             problems.append(f"{label}: /AFRelationship is {spec.get('/AFRelationship')}")
         if not spec.get("/UF") or not spec.get("/F"):
             problems.append(f"{label}: file specification lacks /F or /UF")
@@ -292,7 +358,9 @@ def pdfa_problems(data: bytes, folder: Path, name: str = "check.pdf") -> list[st
     if sorted(associated) != sorted(file_specs):
         problems.append(f"catalog /AF {associated} does not list the embedded files {file_specs}")
 
-    fonts = subprocess.run(["pdffonts", str(path)], capture_output=True, text=True, check=True).stdout.splitlines()[2:]
+    fonts = subprocess.run(
+        ["pdffonts", str(path)], capture_output=True, text=True, check=True
+    ).stdout.splitlines()[2:]
     if not fonts:
         problems.append("pdffonts lists no font")
     for line in fonts:
@@ -326,8 +394,11 @@ def test_signed_archive_still_passes_and_the_signature_is_valid(archive: Archive
     status = asyncio.run(pyhanko_status(path, dev_pki.root_pem))
     assert status.intact and status.valid and status.trusted
     xmp = xmp_properties(PdfFileReader(io.BytesIO(archive.signed)).root["/Metadata"].data)
-    assert (xmp["part"], xmp["conformance"], xmp["title"]) == ("3", "B", "Ticket #25004711: Rechnung 2025-0117: "
-                                                                "Position 3 doppelt berechnet")
+    assert (xmp["part"], xmp["conformance"], xmp["title"]) == (
+        "3",
+        "B",
+        "Ticket #25004711: Rechnung 2025-0117: Position 3 doppelt berechnet",
+    )
 
 
 def test_the_checker_catches_what_breaks_pdfa(archive: Archive, tmp_path: Path):
@@ -345,10 +416,12 @@ def test_the_checker_catches_what_breaks_pdfa(archive: Archive, tmp_path: Path):
     assert "/DeviceCMYK" in problems and "font not embedded" in problems and "/Encrypt" in problems
 
     writer = IncrementalPdfFileWriter(io.BytesIO(archive.rendered.data))
-    writer.root["/OpenAction"] = generic.DictionaryObject({
-        generic.NameObject("/S"): generic.NameObject("/JavaScript"),
-        generic.NameObject("/JS"): generic.TextStringObject("app.alert(1)"),
-    })
+    writer.root["/OpenAction"] = generic.DictionaryObject(
+        {
+            generic.NameObject("/S"): generic.NameObject("/JavaScript"),
+            generic.NameObject("/JS"): generic.TextStringObject("app.alert(1)"),
+        }
+    )
     writer.update_root()
     out = io.BytesIO()
     writer.write(out)
@@ -380,7 +453,9 @@ def test_every_original_is_embedded_with_relationship_and_mime_type(archive: Arc
 
 def test_images_are_srgb_including_a_cmyk_jpeg(archive: Archive):
     path = write(archive.folder, archive.rendered.data, "images.pdf")
-    listing = subprocess.run(["pdfimages", "-list", str(path)], capture_output=True, text=True, check=True).stdout
+    listing = subprocess.run(
+        ["pdfimages", "-list", str(path)], capture_output=True, text=True, check=True
+    ).stdout
     rows = [line.split() for line in listing.splitlines()[2:]]
     colours = {row[5] for row in rows if row[2] == "image"}
     assert len([row for row in rows if row[2] == "image"]) >= 2  # the CMYK scan and the 16-bit PNG previews
@@ -391,23 +466,37 @@ def test_pages_say_what_is_embedded_and_what_was_left_out(archive: Archive, tmp_
     served = archive.served
     big = next(key for key, (name, _, _) in served.attachments.items() if name == "every-byte.bin")
     embedded = [f for f in archive.embedded if f.attachment_id != big[1]]
-    omitted = [OmittedFile("every-byte.bin", 16384, "larger than PDF_EMBED_MAX_BYTES (10000)",
-                           article_id=big[0], attachment_id=big[1]),
-               OmittedFile("Rechnung-2025-0117.pdf", 183764,
-                           "over PDF_EMBED_TOTAL_MAX_BYTES (200000) for the ticket", article_id=23051, attachment_id=91203)]
+    omitted = [
+        OmittedFile(
+            "every-byte.bin",
+            16384,
+            "larger than PDF_EMBED_MAX_BYTES (10000)",
+            article_id=big[0],
+            attachment_id=big[1],
+        ),
+        OmittedFile(
+            "Rechnung-2025-0117.pdf",
+            183764,
+            "over PDF_EMBED_TOTAL_MAX_BYTES (200000) for the ticket",
+            article_id=23051,
+            attachment_id=91203,
+        ),
+    ]
     embedded = [f for f in embedded if f.attachment_id != 91203]
     rendered = render_served(served, embedded=embedded, omitted=omitted)
     text, stderr = pdftotext(write(tmp_path, rendered.data))
     flat = " ".join(text.split())
     assert "No font" not in stderr
     assert "scan-cmyk.jpg — image/jpeg, " in flat and "— embedded in this PDF" in flat
-    assert "every-byte.bin — application/octet-stream, 16.0 KiB (16,384 bytes) — not embedded: larger than " \
-           "PDF_EMBED_MAX_BYTES (10000)" in flat
+    assert (
+        "every-byte.bin — application/octet-stream, 16.0 KiB (16,384 bytes) — not embedded: larger than "
+        "PDF_EMBED_MAX_BYTES (10000)" in flat
+    )
     assert "not embedded: over PDF_EMBED_TOTAL_MAX_BYTES (200000) for the ticket" in flat
-    ticket_block = flat[:flat.index("Article 1 of")]
+    ticket_block = flat[: flat.index("Article 1 of")]
     assert "Originals" in ticket_block and f" {len(embedded)} files embedded in this PDF (" in ticket_block
     assert "2 left out – see “Originals” at the end" in ticket_block
-    originals = flat[flat.index("Originals Not embedded (2)"):]
+    originals = flat[flat.index("Originals Not embedded (2)") :]
     for name in ("ticket.json", "articles.json", "article-23051.eml", "article-23054.eml"):
         assert name in originals
     assert f"SHA-256 {hashlib.sha256(served.ticket_raw).hexdigest()}" in originals
@@ -426,11 +515,20 @@ def test_pdfa_output_is_reproducible(archive: Archive):
 
 
 def test_empty_and_duplicate_names_are_embedded_and_made_unique(tmp_path: Path):
-    files = [EmbeddedFile("a.txt", b"one", "text/plain", "Data"), EmbeddedFile("a.txt", b"two", "text/plain", "Data"),
-             EmbeddedFile("empty.bin", b"", "application/octet-stream", "Data"),
-             EmbeddedFile("Zürich.txt", b"\xfc", "text/plain; charset=latin-1", "Source")]
-    rendered = render_ticket_pdf({"number": "9", "title": "Dateien"}, [], [], archived_at=ARCHIVED_AT,
-                                 options=RenderOptions(), embedded=files)
+    files = [
+        EmbeddedFile("a.txt", b"one", "text/plain", "Data"),
+        EmbeddedFile("a.txt", b"two", "text/plain", "Data"),
+        EmbeddedFile("empty.bin", b"", "application/octet-stream", "Data"),
+        EmbeddedFile("Zürich.txt", b"\xfc", "text/plain; charset=latin-1", "Source"),
+    ]
+    rendered = render_ticket_pdf(
+        {"number": "9", "title": "Dateien"},
+        [],
+        [],
+        archived_at=ARCHIVED_AT,
+        options=RenderOptions(),
+        embedded=files,
+    )
     assert [name for name, _, _ in rendered.embedded] == ["a.txt", "a-2.txt", "empty.bin", "Zürich.txt"]
     assert rendered.embedded[2] == ("empty.bin", hashlib.sha256(b"").hexdigest(), 0)
     assert pdfa_problems(rendered.data, tmp_path) == []
@@ -438,8 +536,14 @@ def test_empty_and_duplicate_names_are_embedded_and_made_unique(tmp_path: Path):
 
 def test_unknown_relationship_is_a_permanent_render_error():
     with pytest.raises(RenderError, match="AFRelationship") as info:
-        render_ticket_pdf({"number": "9", "title": "x"}, [], [], archived_at=ARCHIVED_AT, options=RenderOptions(),
-                          embedded=[EmbeddedFile("a.txt", b"a", "text/plain", "Original")])
+        render_ticket_pdf(
+            {"number": "9", "title": "x"},
+            [],
+            [],
+            archived_at=ARCHIVED_AT,
+            options=RenderOptions(),
+            embedded=[EmbeddedFile("a.txt", b"a", "text/plain", "Original")],
+        )
     assert info.value.transient is False
 
 
@@ -448,7 +552,10 @@ async def test_both_renderers_pass_the_originals_through():
     from app.workflow.ports import TicketSnapshot
 
     snapshot = TicketSnapshot(
-        ticket={"number": "7", "title": "Pool"}, articles=[], tags=[], archived_at=ARCHIVED_AT,
+        ticket={"number": "7", "title": "Pool"},
+        articles=[],
+        tags=[],
+        archived_at=ARCHIVED_AT,
         embedded=(EmbeddedFile("ticket.json", b'{"id": 7}', "application/json", "Source"),),
         omitted=(OmittedFile("huge.iso", 10**9, "larger than PDF_EMBED_MAX_BYTES (1000)"),),
     )
@@ -475,14 +582,27 @@ def test_the_email_corpus_in_one_ticket_passes_the_checks(tmp_path: Path):
     from .test_email_corpus import CID_ATTACHMENT
 
     articles = [
-        {"id": index, "type": "email", "sender": "Customer", "content_type": content_type, "body": body,
-         "created_at": f"2025-03-03T08:{index // 60:02d}:{index % 60:02d}Z", "attachments": [CID_ATTACHMENT]}
+        {
+            "id": index,
+            "type": "email",
+            "sender": "Customer",
+            "content_type": content_type,
+            "body": body,
+            "created_at": f"2025-03-03T08:{index // 60:02d}:{index % 60:02d}Z",
+            "attachments": [CID_ATTACHMENT],
+        }
         for index, (name, (body, content_type, _)) in enumerate(sorted(CORPUS.items()), start=1)
         if len(body) < 20_000
     ]
     assert len(articles) >= 35
-    rendered = render_ticket_pdf({"number": "1", "title": "Korpus"}, articles, [], archived_at=ARCHIVED_AT,
-                                 options=RenderOptions(), images={501: PNG_RED})
+    rendered = render_ticket_pdf(
+        {"number": "1", "title": "Korpus"},
+        articles,
+        [],
+        archived_at=ARCHIVED_AT,
+        options=RenderOptions(),
+        images={501: PNG_RED},
+    )
     path = write(tmp_path, rendered.data)
     objects = json.dumps(qpdf_objects(path))
     assert '"/Subtype": "/Link"' in objects  # links became annotations, so the Print-flag check had work

@@ -23,21 +23,41 @@ LAYOUT_STACK = ("fpdf", "fontTools", "PIL", "lxml", "uharfbuzz", "inscriptis", "
 
 
 def article(index: int) -> dict:
-    return {"id": 100 + index, "type": "email", "sender": "Customer", "from": "Kundin <k@example.com>",
-            "subject": f"Nachricht {index}", "content_type": "text/plain", "internal": index % 3 == 0,
-            "created_at": f"2025-03-03T08:{index:02d}:00Z",
-            "body": f"Grüße aus Mühlenbach, Nachricht {index}.\n\n" + "Die Rechnung stimmt nicht. " * 40}
+    return {
+        "id": 100 + index,
+        "type": "email",
+        "sender": "Customer",
+        "from": "Kundin <k@example.com>",
+        "subject": f"Nachricht {index}",
+        "content_type": "text/plain",
+        "internal": index % 3 == 0,
+        "created_at": f"2025-03-03T08:{index:02d}:00Z",
+        "body": f"Grüße aus Mühlenbach, Nachricht {index}.\n\n" + "Die Rechnung stimmt nicht. " * 40,
+    }
 
 
 def snapshot(count: int = 30, *, raw: bool = True) -> TicketSnapshot:
     articles = [article(i) for i in range(count)]
     articles_raw = orjson.dumps(articles)
     return TicketSnapshot(
-        ticket={"id": 7, "number": "25007", "title": "Rechnung doppelt"}, articles=articles, tags=["rechnung"],
-        archived_at=ARCHIVED_AT, articles_raw=articles_raw if raw else None,
-        embedded=(EmbeddedFile("articles.json", articles_raw, "application/json", "Source"),
-                  *(EmbeddedFile(f"article-{a['id']}-body.txt", a["body"].encode(), "text/plain", "Source",
-                                 article_id=a["id"]) for a in articles)),
+        ticket={"id": 7, "number": "25007", "title": "Rechnung doppelt"},
+        articles=articles,
+        tags=["rechnung"],
+        archived_at=ARCHIVED_AT,
+        articles_raw=articles_raw if raw else None,
+        embedded=(
+            EmbeddedFile("articles.json", articles_raw, "application/json", "Source"),
+            *(
+                EmbeddedFile(
+                    f"article-{a['id']}-body.txt",
+                    a["body"].encode(),
+                    "text/plain",
+                    "Source",
+                    article_id=a["id"],
+                )
+                for a in articles
+            ),
+        ),
         omitted=(OmittedFile("huge.iso", 10**9, "larger than PDF_EMBED_MAX_BYTES (1000)"),),
     )
 
@@ -55,9 +75,16 @@ async def test_render_file_writes_the_same_pdf_as_an_inline_render(tmp_path: Pat
     assert rendered.path == target and rendered.data == b""
     assert target.read_bytes() == inline.data  # byte for byte, articles parsed in the render process or not
     assert (rendered.page_count, rendered.articles_included, rendered.embedded, rendered.pdfa) == (
-        inline.page_count, inline.articles_included, inline.embedded, inline.pdfa)
-    assert rendered.embedded[0] == ("articles.json", hashlib.sha256(snap.articles_raw or orjson.dumps(
-        snap.articles)).hexdigest(), len(orjson.dumps(snap.articles)))
+        inline.page_count,
+        inline.articles_included,
+        inline.embedded,
+        inline.pdfa,
+    )
+    assert rendered.embedded[0] == (
+        "articles.json",
+        hashlib.sha256(snap.articles_raw or orjson.dumps(snap.articles)).hexdigest(),
+        len(orjson.dumps(snap.articles)),
+    )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rendered.pdf"]  # the snapshot file is gone
 
 
@@ -118,7 +145,9 @@ def test_the_main_process_never_loads_the_layout_stack(tmp_path: Path):
 
         asyncio.run(main())
     """)
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, cwd=REPO, timeout=120
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.splitlines()[-2:] == ["archived 1 0", "[]"], result.stdout + result.stderr[-2000:]
 
@@ -130,11 +159,25 @@ async def test_a_big_ticket_stays_within_a_generous_memory_bound(tmp_path: Path)
     articles = [article(i % 60) | {"id": 1000 + i} for i in range(2000)]
     raw = orjson.dumps(articles)
     snap = TicketSnapshot(
-        ticket={"id": 8, "number": "25008", "title": "Lang"}, articles=articles, tags=[], archived_at=ARCHIVED_AT,
+        ticket={"id": 8, "number": "25008", "title": "Lang"},
+        articles=articles,
+        tags=[],
+        archived_at=ARCHIVED_AT,
         articles_raw=raw,
-        embedded=(EmbeddedFile("articles.json", raw, "application/json", "Source"),
-                  *(EmbeddedFile(f"article-{a['id']}-body.txt", a["body"].encode(), "text/plain", "Source",
-                                 article_id=a["id"]) for a in articles)))
+        embedded=(
+            EmbeddedFile("articles.json", raw, "application/json", "Source"),
+            *(
+                EmbeddedFile(
+                    f"article-{a['id']}-body.txt",
+                    a["body"].encode(),
+                    "text/plain",
+                    "Source",
+                    article_id=a["id"],
+                )
+                for a in articles
+            ),
+        ),
+    )
     pool = ProcessPoolRenderer(RenderOptions(), processes=1)
     try:
         rendered = await pool.render_file(snap, tmp_path / "big.pdf")

@@ -27,14 +27,26 @@ def ticket() -> dict:
 
 
 def art(index: int, body: str, content_type: str = "text/plain") -> dict:
-    return {"id": index, "from": "x@example.com", "subject": f"S{index}", "type": "email", "sender": "Customer",
-            "internal": False, "content_type": content_type, "created_at": f"2025-03-03T08:00:{index:02d}Z", "body": body}
+    return {
+        "id": index,
+        "from": "x@example.com",
+        "subject": f"S{index}",
+        "type": "email",
+        "sender": "Customer",
+        "internal": False,
+        "content_type": content_type,
+        "created_at": f"2025-03-03T08:00:{index:02d}Z",
+        "body": body,
+    }
 
 
 def body_only(text: str) -> str:
     """pdftotext output without the page header and footer lines."""
-    return "\n".join(line for line in text.splitlines()
-                     if not re.match(r"^\s*(Ticket #31337 – |Archived .* by |Page \d+ of \d+$)", line))
+    return "\n".join(
+        line
+        for line in text.splitlines()
+        if not re.match(r"^\s*(Ticket #31337 – |Archived .* by |Page \d+ of \d+$)", line)
+    )
 
 
 def squash(text: str) -> str:
@@ -51,13 +63,17 @@ def rendered_text(tmp_path, articles, name="out.pdf") -> tuple[str, str, object]
 @pytest.mark.parametrize("content_type", ["text/plain", "text/html"])
 def test_every_script_round_trips(tmp_path, content_type):
     bodies = [sample if content_type == "text/plain" else f"<p>{sample}</p>" for sample in SAMPLES.values()]
-    text, stderr, rendered = rendered_text(tmp_path, [art(i, body, content_type) for i, body in enumerate(bodies, 1)])
+    text, stderr, rendered = rendered_text(
+        tmp_path, [art(i, body, content_type) for i, body in enumerate(bodies, 1)]
+    )
     assert "No font" not in stderr and "Syntax Error" not in stderr
     flat = squash(text)
     for name, sample in SAMPLES.items():
         if name in ("Arabic", "Hebrew"):  # pdftotext orders the words of RTL lines by its own heuristics
             line = next(line for line in text.splitlines() if sample.split()[1] in line)
-            assert set(sample.split()) <= set(line.translate(dict.fromkeys(range(0x202A, 0x202F))).split()), name
+            assert set(sample.split()) <= set(line.translate(dict.fromkeys(range(0x202A, 0x202F))).split()), (
+                name
+            )
         else:
             assert squash(sample) in flat, name
     assert rendered.missing_glyphs == 0 and rendered.missing_scripts == ()
@@ -78,16 +94,27 @@ def test_page_whose_first_line_is_chinese_only_keeps_later_text(tmp_path, conten
     chinese = "中文内容" * 1000  # longer than a page: its continuation starts a page
     body = chinese if content_type == "text/plain" else f"<p>{chinese}</p>"
     emoji = art(3, "😊😊😊\n" + "Nach dem Emoji folgt Latein.")
-    articles = [art(1, filler), art(2, body, content_type), emoji, art(4, "Danach kommt lateinischer Text ÄÖÜ.")]
+    articles = [
+        art(1, filler),
+        art(2, body, content_type),
+        emoji,
+        art(4, "Danach kommt lateinischer Text ÄÖÜ."),
+    ]
     text, stderr, rendered = rendered_text(tmp_path, articles)
     assert "No font" not in stderr and "Syntax Error" not in stderr
     pages = text.split("\f")
-    first_body_lines = [[line for line in page.splitlines() if line.strip()][1] for page in pages[1:] if page.strip()]
+    first_body_lines = [
+        [line for line in page.splitlines() if line.strip()][1] for page in pages[1:] if page.strip()
+    ]
     cjk_top = [line for line in first_body_lines if set(line.strip()) <= set("中文内容")]
     assert cjk_top, "no page starts its body with Chinese"
     flat = squash(body_only(text))
     assert chinese in flat
-    for later in ("NachdemEmojifolgtLatein.", "DanachkommtlateinischerTextÄÖÜ.", "Zeile199mitlateinischemText."):
+    for later in (
+        "NachdemEmojifolgtLatein.",
+        "DanachkommtlateinischerTextÄÖÜ.",
+        "Zeile199mitlateinischemText.",
+    ):
         assert later in flat
     assert f"Page{rendered.page_count}of{rendered.page_count}" in squash(text)
 
@@ -101,8 +128,9 @@ def test_emoji_only_article_at_a_page_top(tmp_path):
 
 def test_missing_fonts_become_placeholders_and_name_the_scripts(tmp_path):
     options = RenderOptions(font_dirs=(str(tmp_path),))
-    rendered = render_ticket_pdf(ticket(), [art(1, f"{SAMPLES['Chinese']} 😊 ok")], [], archived_at=ARCHIVED_AT,
-                                 options=options)
+    rendered = render_ticket_pdf(
+        ticket(), [art(1, f"{SAMPLES['Chinese']} 😊 ok")], [], archived_at=ARCHIVED_AT, options=options
+    )
     text, stderr = pdftotext(write(tmp_path, rendered.data))
     assert "[U+60A8]" in text and "[U+1F60A]" in text and "ok" in text
     assert rendered.missing_scripts == ("CJK", "Emoji")

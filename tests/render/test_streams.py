@@ -85,17 +85,32 @@ def test_a_long_ticket_rendered_into_a_file_is_byte_identical(tmp_path: Path):
     articles = []
     for index in range(60):
         if index % 3 == 0:
-            body, kind = "<p>" + "<b>Hallo</b> Welt, " * 80 + "</p><ul>" + "<li>Punkt</li>" * 30 + "</ul>", "text/html"
+            body, kind = (
+                "<p>" + "<b>Hallo</b> Welt, " * 80 + "</p><ul>" + "<li>Punkt</li>" * 30 + "</ul>",
+                "text/html",
+            )
         else:
             body, kind = (f"> zitiert {index}\n" + LINE + "\n") * 12, "text/plain"
-        articles.append({"id": index + 1, "type": "email", "sender": "Customer", "content_type": kind, "body": body,
-                         "created_at": f"2025-03-03T08:{index:02d}:00Z", "subject": f"Nachricht {index}"})
+        articles.append(
+            {
+                "id": index + 1,
+                "type": "email",
+                "sender": "Customer",
+                "content_type": kind,
+                "body": body,
+                "created_at": f"2025-03-03T08:{index:02d}:00Z",
+                "subject": f"Nachricht {index}",
+            }
+        )
     ticket = {"number": "25004711", "title": "Rechnung"}
-    expected = render_ticket_pdf(ticket, articles, ["rechnung"], archived_at=ARCHIVED_AT, options=RenderOptions())
+    expected = render_ticket_pdf(
+        ticket, articles, ["rechnung"], archived_at=ARCHIVED_AT, options=RenderOptions()
+    )
     assert expected.page_count > 20
     target = tmp_path / "ticket.pdf"
-    rendered = render_ticket_pdf(ticket, articles, ["rechnung"], archived_at=ARCHIVED_AT, options=RenderOptions(),
-                                 target=target)
+    rendered = render_ticket_pdf(
+        ticket, articles, ["rechnung"], archived_at=ARCHIVED_AT, options=RenderOptions(), target=target
+    )
     assert rendered.data == b"" and rendered.page_count == expected.page_count
     assert target.read_bytes() == expected.data
     text, _ = pdftotext(target)
@@ -109,15 +124,33 @@ def test_fast_object_dicts_serialise_every_object_as_fpdf2_does(monkeypatch):
     from app.render import streams
     from app.workflow.ports import EmbeddedFile
 
-    articles = [{"id": 1, "ticket_id": 1, "from": "a@example.com", "to": "b@example.com", "subject": "S",
-                 "body": "<p>Some <b>bold</b> text with <a href='https://example.com'>a link</a></p>" + LINE,
-                 "content_type": "text/html", "internal": False, "type": "email", "sender": "Customer",
-                 "created_at": "2025-03-03T09:00:00Z", "attachments": []}]
+    articles = [
+        {
+            "id": 1,
+            "ticket_id": 1,
+            "from": "a@example.com",
+            "to": "b@example.com",
+            "subject": "S",
+            "body": "<p>Some <b>bold</b> text with <a href='https://example.com'>a link</a></p>" + LINE,
+            "content_type": "text/html",
+            "internal": False,
+            "type": "email",
+            "sender": "Customer",
+            "created_at": "2025-03-03T09:00:00Z",
+            "attachments": [],
+        }
+    ]
     embedded = (EmbeddedFile("note.txt", b"original", "text/plain", "Source", "an original"),)
 
     def render(pdfa: bool) -> bytes:
-        return render_ticket_pdf({"number": "1", "title": "T"}, articles, ["t"], archived_at=ARCHIVED_AT,
-                                 options=RenderOptions(pdfa=pdfa), embedded=embedded).data
+        return render_ticket_pdf(
+            {"number": "1", "title": "T"},
+            articles,
+            ["t"],
+            archived_at=ARCHIVED_AT,
+            options=RenderOptions(pdfa=pdfa),
+            embedded=embedded,
+        ).data
 
     assert PDFObject._build_obj_dict is not streams.STOCK_BUILD_OBJ_DICT  # installed by app.render.pdf
     fast = [render(True), render(False)]
@@ -146,5 +179,8 @@ def test_fast_object_dicts_see_instance_attributes_and_skip_methods():
     thing.some_value = 5
     thing.method = "shadowed"  # an instance attribute named like a method is a key
     thing._private = 1
-    assert streams._fast_build_obj_dict(thing) == streams.STOCK_BUILD_OBJ_DICT(thing) == {
-        "/Computed": "/Computed", "/Constant": 7, "/Method": "shadowed", "/SomeValue": 5}
+    assert (
+        streams._fast_build_obj_dict(thing)
+        == streams.STOCK_BUILD_OBJ_DICT(thing)
+        == {"/Computed": "/Computed", "/Constant": 7, "/Method": "shadowed", "/SomeValue": 5}
+    )

@@ -117,14 +117,16 @@ def build_pki(folder: Path, port: int | None = None) -> CertomancerPki:
     keys.mkdir(parents=True, exist_ok=True)
     for name in KEYS:
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                serialization.NoEncryption())
+        pem = key.private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
         (keys / f"{name}.key.pem").write_bytes(pem)
     entries = "\n".join(f"      {name}: {{path: {name}.key.pem}}" for name in KEYS)
     config = folder / "certomancer.yml"
     config.write_text(_CONFIG.format(prefix=f"http://127.0.0.1:{port}", keys=entries))
-    cfg = CertomancerConfig.from_file(str(config), key_search_dir=str(folder),
-                                      external_url_prefix=f"http://127.0.0.1:{port}")
+    cfg = CertomancerConfig.from_file(
+        str(config), key_search_dir=str(folder), external_url_prefix=f"http://127.0.0.1:{port}"
+    )
     arch = cfg.get_pki_arch(ArchLabel(ARCH))
     (folder / "signer.pfx").write_bytes(arch.package_pkcs12(CertLabel("signer"), password=PFX_PASSWORD))
     root = arch.get_cert(CertLabel("root")).dump()

@@ -14,8 +14,15 @@ import pytest
 from aiohttp import web
 from asn1crypto import x509 as asn1_x509
 from fpdf import FPDF
-
-from signing_helpers import FONT, GEN_DEV_CERTS, PFX_PASSWORD, TSA_PASSWORD, TSA_USER, DevCerts, load_asn1_cert
+from signing_helpers import (
+    FONT,
+    GEN_DEV_CERTS,
+    PFX_PASSWORD,
+    TSA_PASSWORD,
+    TSA_USER,
+    DevCerts,
+    load_asn1_cert,
+)
 
 
 @pytest.fixture(scope="session")
@@ -98,7 +105,9 @@ async def local_tsa(dev_certs: DevCerts, tmp_path: Path):
         if state.mode == "http500":
             return web.Response(status=500, text="TSA backend down")
         if state.mode == "garbage":
-            return web.Response(body=b"\x30\x82\xff\xffnot a timestamp", content_type="application/timestamp-reply")
+            return web.Response(
+                body=b"\x30\x82\xff\xffnot a timestamp", content_type="application/timestamp-reply"
+            )
         if state.mode == "slow":
             await asyncio.sleep(3)
         n = next(counter)

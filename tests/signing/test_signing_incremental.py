@@ -5,7 +5,7 @@ and left to pyHanko for every file it does not handle."""
 from __future__ import annotations
 
 import io
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -13,14 +13,16 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.pdf_utils.writer import PdfFileWriter
 from pyhanko.sign.validation import async_validate_pdf_signature
 from pyhanko_certvalidator import ValidationContext
+from signing_helpers import PFX_PASSWORD, openssl, pdfsig, signed_content
 
 import app.signing.signer as signer_module
 from app.signing.incremental import IncrementalSignature, UnsupportedLayout
 from app.signing.signer import ArchiveSigner, SigningOptions
-from signing_helpers import PFX_PASSWORD, openssl, pdfsig, signed_content
 
-OPTIONS = SigningOptions(reason="Ticket-Archivierung (Test) – ü", location="Berlin", contact="archive@example.org")
-NOW = datetime(2026, 11, 29, 12, 0, tzinfo=timezone.utc)
+OPTIONS = SigningOptions(
+    reason="Ticket-Archivierung (Test) – ü", location="Berlin", contact="archive@example.org"
+)
+NOW = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
 
 @pytest.fixture(scope="module")
@@ -40,10 +42,14 @@ def no_pyhanko_writer(monkeypatch: pytest.MonkeyPatch) -> None:
 
 async def status_of(signed: bytes, root_cert, index: int = 0):
     sig = PdfFileReader(io.BytesIO(signed)).embedded_signatures[index]
-    return await async_validate_pdf_signature(sig, ValidationContext(trust_roots=[root_cert], allow_fetching=False))
+    return await async_validate_pdf_signature(
+        sig, ValidationContext(trust_roots=[root_cert], allow_fetching=False)
+    )
 
 
-def build_pdf(objects: dict[int, bytes], root: int, *, header: bytes = b"%PDF-1.4", trailer_extra: bytes = b"") -> bytes:
+def build_pdf(
+    objects: dict[int, bytes], root: int, *, header: bytes = b"%PDF-1.4", trailer_extra: bytes = b""
+) -> bytes:
     """A single-revision PDF with a classic xref table from raw object bodies."""
     out = bytearray(header + b"\n%\xe2\xe3\xcf\xd3\n")
     offsets = {}
@@ -55,7 +61,12 @@ def build_pdf(objects: dict[int, bytes], root: int, *, header: bytes = b"%PDF-1.
     out += b"xref\n0 %d\n0000000000 65535 f \n" % size
     for num in range(1, size):
         out += b"%010d 00000 n \n" % offsets[num] if num in objects else b"0000000000 65535 f \n"
-    out += b"trailer\n<< /Size %d /Root %d 0 R %s>>\nstartxref\n%d\n%%%%EOF\n" % (size, root, trailer_extra, xref_at)
+    out += b"trailer\n<< /Size %d /Root %d 0 R %s>>\nstartxref\n%d\n%%%%EOF\n" % (
+        size,
+        root,
+        trailer_extra,
+        xref_at,
+    )
     return bytes(out)
 
 
@@ -63,18 +74,22 @@ def content_stream(text: bytes) -> bytes:
     return b"<< /Length %d >>\nstream\n%s\nendstream" % (len(text), text)
 
 
-TRICKY = build_pdf({
-    1: b"<< /Type /Catalog % a comment with >> and ( in it\n /Pages 2 0 R /Lang (de\\)\\\\) "
-       b"/Names << /Dests << /Names [(a\\(b) [3 0 R /XYZ null null null] (c\\)) [3 0 R /Fit]] >> >>"
-       b" /ViewerPreferences << /DisplayDocTitle true >> /PageLabels << /Nums [0 << /S /D >>] >>"
-       b" /Nested (x (y) \\(z\\) w) /Big [" + b" ".join(b"(entry-%04d)" % i for i in range(400)) + b"] >>",
-    2: b"<< /Type /Pages /Kids [5 0 R] /Count 1 >>",
-    5: b"<< /Type /Pages /Parent 2 0 R /Kids [3 0 R] /Count 1 >>",
-    3: b"<< /Type /Page /Parent 5 0 R /MediaBox [0 0 595 842] /Contents 4 0 R /Resources << >>"
-       b" /Annots [6 0 R] >>",
-    4: content_stream(b"0 0 m 10 10 l S"),
-    6: b"<< /Type /Annot /Subtype /Link /Rect [0 0 10 10] /Border [0 0 0] /A << /S /URI /URI (https://x) >> >>",
-}, root=1, trailer_extra=b"/ID [<0102> <0304>] ")
+TRICKY = build_pdf(
+    {
+        1: b"<< /Type /Catalog % a comment with >> and ( in it\n /Pages 2 0 R /Lang (de\\)\\\\) "
+        b"/Names << /Dests << /Names [(a\\(b) [3 0 R /XYZ null null null] (c\\)) [3 0 R /Fit]] >> >>"
+        b" /ViewerPreferences << /DisplayDocTitle true >> /PageLabels << /Nums [0 << /S /D >>] >>"
+        b" /Nested (x (y) \\(z\\) w) /Big [" + b" ".join(b"(entry-%04d)" % i for i in range(400)) + b"] >>",
+        2: b"<< /Type /Pages /Kids [5 0 R] /Count 1 >>",
+        5: b"<< /Type /Pages /Parent 2 0 R /Kids [3 0 R] /Count 1 >>",
+        3: b"<< /Type /Page /Parent 5 0 R /MediaBox [0 0 595 842] /Contents 4 0 R /Resources << >>"
+        b" /Annots [6 0 R] >>",
+        4: content_stream(b"0 0 m 10 10 l S"),
+        6: b"<< /Type /Annot /Subtype /Link /Rect [0 0 10 10] /Border [0 0 0] /A << /S /URI /URI (https://x) >> >>",
+    },
+    root=1,
+    trailer_extra=b"/ID [<0102> <0304>] ",
+)
 
 
 async def test_fpdf2_output_is_signed_without_pyhankos_writer_and_verifies_everywhere(
@@ -93,8 +108,24 @@ async def test_fpdf2_output_is_signed_without_pyhankos_writer_and_verifies_every
     assert "Signature Type: ETSI.CAdES.detached" in text and "Signature Field Name: Signature1" in text
     (tmp_path / "content.bin").write_bytes(signed_content(signed))
     (tmp_path / "sig.der").write_bytes(status_of_cms(signed))
-    verify = openssl("cms", "-verify", "-inform", "DER", "-in", "sig.der", "-binary", "-content", "content.bin",
-                     "-CAfile", str(dev_certs.root_pem), "-purpose", "any", "-out", "/dev/null", cwd=tmp_path)
+    verify = openssl(
+        "cms",
+        "-verify",
+        "-inform",
+        "DER",
+        "-in",
+        "sig.der",
+        "-binary",
+        "-content",
+        "content.bin",
+        "-CAfile",
+        str(dev_certs.root_pem),
+        "-purpose",
+        "any",
+        "-out",
+        "/dev/null",
+        cwd=tmp_path,
+    )
     assert verify.returncode == 0, verify.stderr
 
 
@@ -120,21 +151,27 @@ async def test_the_update_has_the_shape_of_pyhankos_own(
         sig = field["/V"]
         page = reader.root["/Pages"]["/Kids"][0]
         return (
-            str(root.get("/Version")), root["/Extensions"]["/ESIC"],
-            dict(form.items()).keys(), int(form["/SigFlags"]),
-            {k: field[k] for k in ("/FT", "/T", "/Type", "/Subtype", "/F")}, list(field["/Rect"]),
-            field["/P"]["/Type"], field["/P"]["/Contents"] == page["/Contents"],
+            str(root.get("/Version")),
+            root["/Extensions"]["/ESIC"],
+            dict(form.items()).keys(),
+            int(form["/SigFlags"]),
+            {k: field[k] for k in ("/FT", "/T", "/Type", "/Subtype", "/F")},
+            list(field["/Rect"]),
+            field["/P"]["/Type"],
+            field["/P"]["/Contents"] == page["/Contents"],
             [(a.get_object()["/T"], a.get_object()["/Subtype"]) for a in page["/Annots"]],
-            sorted(sig.keys()), {k: sig[k] for k in ("/Type", "/Filter", "/SubFilter", "/Reason", "/Location",
-                                                      "/ContactInfo")},
-            reader.trailer["/ID"][0], len(reader.embedded_signatures),
+            sorted(sig.keys()),
+            {k: sig[k] for k in ("/Type", "/Filter", "/SubFilter", "/Reason", "/Location", "/ContactInfo")},
+            reader.trailer["/ID"][0],
+            len(reader.embedded_signatures),
         )
 
     assert shape(fast) == shape(stock)
 
 
-async def test_tricky_syntax_and_an_existing_annotation(signer: ArchiveSigner, root_cert, tmp_path: Path,
-                                                        no_pyhanko_writer) -> None:
+async def test_tricky_syntax_and_an_existing_annotation(
+    signer: ArchiveSigner, root_cert, tmp_path: Path, no_pyhanko_writer
+) -> None:
     """Comments, escaped and nested parentheses, nested dictionaries and arrays in a catalog
     larger than the first read (4 KiB), a nested page tree and an existing link on the first page: copied as they are, the widget added."""
     signed = (await signer.sign(TRICKY)).data
@@ -155,10 +192,14 @@ async def test_tricky_syntax_and_an_existing_annotation(signer: ArchiveSigner, r
     assert "Signature is Valid." in pdfsig(path)
 
 
-async def test_a_second_signature_goes_through_pyhanko(pfx_bytes: bytes, sample_pdf: bytes, root_cert) -> None:
+async def test_a_second_signature_goes_through_pyhanko(
+    pfx_bytes: bytes, sample_pdf: bytes, root_cert
+) -> None:
     """A signed file has two revisions and an /AcroForm: pyHanko's writer signs it again."""
     first = ArchiveSigner.from_pfx(pfx_bytes, PFX_PASSWORD.encode())
-    second = ArchiveSigner.from_pfx(pfx_bytes, PFX_PASSWORD.encode(), options=SigningOptions(field_name="Signature2"))
+    second = ArchiveSigner.from_pfx(
+        pfx_bytes, PFX_PASSWORD.encode(), options=SigningOptions(field_name="Signature2")
+    )
     once = (await first.sign(sample_pdf)).data
     with pytest.raises(UnsupportedLayout):
         prepare(once)
@@ -172,8 +213,9 @@ async def test_a_second_signature_goes_through_pyhanko(pfx_bytes: bytes, sample_
 
 
 def prepare(pdf: bytes) -> IncrementalSignature:
-    return IncrementalSignature.prepare(io.BytesIO(pdf), field_name="Signature1", signing_time=NOW,
-                                        bytes_reserved=8192)
+    return IncrementalSignature.prepare(
+        io.BytesIO(pdf), field_name="Signature1", signing_time=NOW, bytes_reserved=8192
+    )
 
 
 def xref_stream_pdf() -> bytes:
@@ -212,11 +254,17 @@ def test_unusual_files_are_left_to_pyhanko(pdf: bytes, why: str) -> None:
         prepare(pdf)
 
 
-async def test_a_key_with_escapes_is_signed_by_pyhanko_without_a_duplicate(signer: ArchiveSigner, root_cert,
-                                                                          tmp_path: Path) -> None:
-    pdf = build_pdf({1: b"<< /Type /Catalog /Pages 2 0 R /Ext#65nsions << >> >>",
-                     2: b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-                     3: b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 10 10] >>"}, 1)
+async def test_a_key_with_escapes_is_signed_by_pyhanko_without_a_duplicate(
+    signer: ArchiveSigner, root_cert, tmp_path: Path
+) -> None:
+    pdf = build_pdf(
+        {
+            1: b"<< /Type /Catalog /Pages 2 0 R /Ext#65nsions << >> >>",
+            2: b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            3: b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 10 10] >>",
+        },
+        1,
+    )
 
     signed = (await signer.sign(pdf)).data
 
@@ -225,8 +273,15 @@ async def test_a_key_with_escapes_is_signed_by_pyhanko_without_a_duplicate(signe
 
 
 async def test_files_it_does_not_handle_are_still_signed(signer: ArchiveSigner, root_cert) -> None:
-    pdf = build_pdf({1: b"<< /Type /Catalog /Pages 2 0 R >>", 2: b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-                     3: b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 10 10] /Annots 4 0 R >>", 4: b"[]"}, 1)
+    pdf = build_pdf(
+        {
+            1: b"<< /Type /Catalog /Pages 2 0 R >>",
+            2: b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+            3: b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 10 10] /Annots 4 0 R >>",
+            4: b"[]",
+        },
+        1,
+    )
 
     signed = (await signer.sign(pdf)).data
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 import os
 import subprocess
 import traceback
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from cryptography import x509
+from signing_helpers import GEN_DEV_CERTS, PFX_PASSWORD, issue_test_pfx
 
 from app.errors import ConfigError, SigningError
 from app.signing.signer import ArchiveSigner, SigningOptions, check_signing_certificate, load_signing_key
-from signing_helpers import GEN_DEV_CERTS, PFX_PASSWORD, issue_test_pfx
 
 
 def all_text(exc: BaseException) -> str:
@@ -25,7 +25,9 @@ def test_loads_key_certificate_and_chain(pfx_bytes: bytes) -> None:
     key = load_signing_key(pfx_bytes, PFX_PASSWORD.encode())
 
     assert key.certificate.subject.rfc4514_string() == "CN=Dev Archive Signer,O=zammad-pdf-archiver dev"
-    assert [c.subject.rfc4514_string() for c in key.extra_certificates] == ["CN=Dev Root CA,O=zammad-pdf-archiver dev"]
+    assert [c.subject.rfc4514_string() for c in key.extra_certificates] == [
+        "CN=Dev Root CA,O=zammad-pdf-archiver dev"
+    ]
     assert key.private_key.key_size == 3072  # type: ignore[union-attr]
     assert "private_key" not in repr(key)
 
@@ -66,7 +68,9 @@ def test_truncated_pfx_fails_cleanly(pfx_bytes: bytes) -> None:
 
 
 def test_expired_certificate_is_refused(dev_certs, tmp_path: Path) -> None:
-    pfx = issue_test_pfx(dev_certs, tmp_path, name="Expired Signer", start="20200101000000Z", end="20210101000000Z")
+    pfx = issue_test_pfx(
+        dev_certs, tmp_path, name="Expired Signer", start="20200101000000Z", end="20210101000000Z"
+    )
 
     with pytest.raises(SigningError) as info:
         ArchiveSigner.from_pfx(pfx, PFX_PASSWORD.encode())
@@ -76,7 +80,9 @@ def test_expired_certificate_is_refused(dev_certs, tmp_path: Path) -> None:
 
 
 def test_not_yet_valid_certificate_is_refused(dev_certs, tmp_path: Path) -> None:
-    pfx = issue_test_pfx(dev_certs, tmp_path, name="Future Signer", start="20990101000000Z", end="20991231000000Z")
+    pfx = issue_test_pfx(
+        dev_certs, tmp_path, name="Future Signer", start="20990101000000Z", end="20991231000000Z"
+    )
 
     with pytest.raises(SigningError) as info:
         ArchiveSigner.from_pfx(pfx, PFX_PASSWORD.encode())
@@ -126,7 +132,7 @@ def test_check_is_pure_and_uses_the_given_time(pfx_bytes: bytes) -> None:
 
 async def test_certificate_is_rechecked_before_each_signature(pfx_bytes: bytes, sample_pdf: bytes) -> None:
     key = load_signing_key(pfx_bytes, PFX_PASSWORD.encode())
-    now = [datetime.now(timezone.utc)]
+    now = [datetime.now(UTC)]
     signer = ArchiveSigner(key, clock=lambda: now[0])
     assert (await signer.sign(sample_pdf)).signed
 
@@ -148,12 +154,24 @@ def test_invalid_options_are_config_errors(kwargs: dict) -> None:
 
 def test_gen_dev_certs_is_idempotent_and_keys_are_private(tmp_path: Path) -> None:
     env = {**os.environ, "DEV_PFX_PASSWORD": "idem"}
-    first = subprocess.run(["bash", str(GEN_DEV_CERTS), str(tmp_path)], env=env, capture_output=True, text=True)
+    first = subprocess.run(
+        ["bash", str(GEN_DEV_CERTS), str(tmp_path)], env=env, capture_output=True, text=True
+    )
     before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
-    second = subprocess.run(["bash", str(GEN_DEV_CERTS), str(tmp_path)], env=env, capture_output=True, text=True)
+    second = subprocess.run(
+        ["bash", str(GEN_DEV_CERTS), str(tmp_path)], env=env, capture_output=True, text=True
+    )
 
     assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
-    assert set(before) == {"root.pem", "root.key", "signer.pem", "signer.key", "signer.pfx", "tsa.pem", "tsa.key"}
+    assert set(before) == {
+        "root.pem",
+        "root.key",
+        "signer.pem",
+        "signer.key",
+        "signer.pfx",
+        "tsa.pem",
+        "tsa.key",
+    }
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
     for name in ("root.key", "signer.key", "tsa.key", "signer.pfx"):
         assert (tmp_path / name).stat().st_mode & 0o077 == 0, name

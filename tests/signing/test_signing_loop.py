@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import time
 
-from app.signing.signer import ArchiveSigner, CachedKeySigner, load_signing_key
 from signing_helpers import PFX_PASSWORD
+
+from app.signing.signer import ArchiveSigner, CachedKeySigner, load_signing_key
 
 MAX_STALL_S = 0.050
 
@@ -62,7 +63,9 @@ def test_cached_key_signer_skips_the_key_reparse(pfx_bytes: bytes, monkeypatch) 
     signer = CachedKeySigner.from_signing_key(load_signing_key(pfx_bytes, PFX_PASSWORD.encode()))
     calls = []
     original = pdf_cms.serialization.load_der_private_key
-    monkeypatch.setattr(pdf_cms.serialization, "load_der_private_key", lambda *a, **k: calls.append(1) or original(*a, **k))
+    monkeypatch.setattr(
+        pdf_cms.serialization, "load_der_private_key", lambda *a, **k: calls.append(1) or original(*a, **k)
+    )
 
     raw = signer.sign_raw(b"data", "sha256")
 

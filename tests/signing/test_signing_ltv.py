@@ -15,6 +15,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 from asn1crypto import cms
+from certomancer.registry import CertLabel, KeyLabel
+from certomancer_pki import PFX_PASSWORD
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.general import find_cms_attribute_iter
 from pyhanko.sign.timestamps import DummyTimeStamper
@@ -29,13 +31,12 @@ from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.context import CertValidationPolicySpec
 from pyhanko_certvalidator.policy_decl import REQUIRE_REVINFO, CertRevTrustPolicy
 from pyhanko_certvalidator.registry import SimpleTrustManager
-from certomancer.registry import CertLabel, KeyLabel
+from signing_helpers import PFX_PASSWORD as DEV_PFX_PASSWORD
+from signing_helpers import REPO_ROOT, openssl, signed_content
 
 from app.errors import ConfigError, SigningError
 from app.signing.signer import DEFAULT_BYTES_RESERVED, ArchiveSigner, build_timestamper
 from app.signing.trust import LongTermValidation, load_certificates
-from certomancer_pki import PFX_PASSWORD
-from signing_helpers import PFX_PASSWORD as DEV_PFX_PASSWORD, REPO_ROOT, openssl, signed_content
 
 VERIFY_PDF = REPO_ROOT / "scripts" / "ops" / "verify-pdf.sh"
 TSA_SUBJECT = "CN=Test TSA,O=Helpdesk Test PKI,C=DE"
@@ -50,27 +51,40 @@ async def session():
 def make_signer(pki, session, level: str, *, timestamper=None, pfx: bytes | None = None) -> ArchiveSigner:
     validation = LongTermValidation(load_certificates(pki.root_pem), session, fetch_timeout=5)
     return ArchiveSigner.from_pfx(
-        pfx or pki.signer_pfx.read_bytes(), PFX_PASSWORD, level=level,
+        pfx or pki.signer_pfx.read_bytes(),
+        PFX_PASSWORD,
+        level=level,
         timestamper=timestamper or build_timestamper(pki.tsa_url, session, timeout=5),
-        validation=validation if level in ("B-LT", "B-LTA") else None)
+        validation=validation if level in ("B-LT", "B-LTA") else None,
+    )
 
 
 def lta_spec(pki) -> PdfSignatureValidationSpec:
     root = load_certificates(pki.root_pem)[0]
-    policy = CertValidationPolicySpec(trust_manager=SimpleTrustManager.build(trust_roots=[root]),
-                                      revinfo_policy=CertRevTrustPolicy(REQUIRE_REVINFO))
+    policy = CertValidationPolicySpec(
+        trust_manager=SimpleTrustManager.build(trust_roots=[root]),
+        revinfo_policy=CertRevTrustPolicy(REQUIRE_REVINFO),
+    )
     gathering = RevocationInfoGatheringSpec(online_fetching_rule=RevinfoOnlineFetchingRule.LOCAL_ONLY)
-    return PdfSignatureValidationSpec(SignatureValidationSpec(cert_validation_policy=policy,
-                                                              revinfo_gathering_policy=gathering))
+    return PdfSignatureValidationSpec(
+        SignatureValidationSpec(cert_validation_policy=policy, revinfo_gathering_policy=gathering)
+    )
 
 
 def verify_pdf(path: Path, trust: Path, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["bash", str(VERIFY_PDF), str(path)], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "VERIFY_PDF_TRUST": str(trust), **env})
+    return subprocess.run(
+        ["bash", str(VERIFY_PDF), str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "VERIFY_PDF_TRUST": str(trust), **env},
+    )
 
 
 @pytest.mark.parametrize("level", ["B-T", "B-LT", "B-LTA"])
-async def test_levels_validate_with_trusted_timestamp(cm_pki, animator, session, sample_pdf: bytes, level: str) -> None:
+async def test_levels_validate_with_trusted_timestamp(
+    cm_pki, animator, session, sample_pdf: bytes, level: str
+) -> None:
     result = await make_signer(cm_pki, session, level).sign(sample_pdf)
 
     assert result.pades_level == level and result.timestamp is not None
@@ -78,8 +92,9 @@ async def test_levels_validate_with_trusted_timestamp(cm_pki, animator, session,
     reader = PdfFileReader(io.BytesIO(result.data))
     sig = reader.embedded_signatures[0]
     assert len(sig.sig_object["/Contents"]) * 2 == DEFAULT_BYTES_RESERVED  # reserved once, at the default
-    vc = ValidationContext(trust_roots=[load_certificates(cm_pki.root_pem)[0]], allow_fetching=True,
-                           revocation_mode="hard-fail")
+    vc = ValidationContext(
+        trust_roots=[load_certificates(cm_pki.root_pem)[0]], allow_fetching=True, revocation_mode="hard-fail"
+    )
     status = await async_validate_pdf_signature(sig, vc)
     await vc.aclose()
     assert status.bottom_line and status.timestamp_validity.trusted
@@ -102,8 +117,12 @@ async def test_b_lta_still_validates_with_every_service_stopped(
     lt = (await make_signer(cm_pki, session, "B-LT").sign(sample_pdf)).data
     await animator.stop()  # TSA, OCSP responder and CRL repositories gone
 
-    lta_result = await ades.ades_lta_validation(PdfFileReader(io.BytesIO(lta)).embedded_signatures[0], lta_spec(cm_pki))
-    lt_result = await ades.ades_lta_validation(PdfFileReader(io.BytesIO(lt)).embedded_signatures[0], lta_spec(cm_pki))
+    lta_result = await ades.ades_lta_validation(
+        PdfFileReader(io.BytesIO(lta)).embedded_signatures[0], lta_spec(cm_pki)
+    )
+    lt_result = await ades.ades_lta_validation(
+        PdfFileReader(io.BytesIO(lt)).embedded_signatures[0], lta_spec(cm_pki)
+    )
 
     assert lta_result.ades_subindic.name == "OK" and lta_result.ades_subindic.status.name == "PASSED"
     # The control: B-LT without a document timestamp lacks the proof of existence for offline validation.
@@ -130,26 +149,49 @@ async def test_openssl_alone_verifies_cms_and_both_timestamp_tokens(
     (tmp_path / "lta.bin").write_bytes(signed_content(signed))  # the document timestamp's range
     root = str(cm_pki.root_pem)
 
-    cms_check = openssl("cms", "-verify", "-binary", "-inform", "DER", "-in", str(sig0), "-content", "content.bin",
-                        "-CAfile", root, "-purpose", "any", "-out", "verified.bin", cwd=tmp_path)
-    doc_ts = openssl("ts", "-verify", "-token_in", "-in", str(sig1), "-data", "lta.bin", "-CAfile", root, cwd=tmp_path)
+    cms_check = openssl(
+        "cms",
+        "-verify",
+        "-binary",
+        "-inform",
+        "DER",
+        "-in",
+        str(sig0),
+        "-content",
+        "content.bin",
+        "-CAfile",
+        root,
+        "-purpose",
+        "any",
+        "-out",
+        "verified.bin",
+        cwd=tmp_path,
+    )
+    doc_ts = openssl(
+        "ts", "-verify", "-token_in", "-in", str(sig1), "-data", "lta.bin", "-CAfile", root, cwd=tmp_path
+    )
     signer_info = cms.ContentInfo.load(sig0.read_bytes())["content"]["signer_infos"][0]
     token = next(find_cms_attribute_iter(signer_info["unsigned_attrs"], "signature_time_stamp_token"))
     (tmp_path / "tst.der").write_bytes(token.dump())
     imprint = hashlib.sha256(signer_info["signature"].native).hexdigest()
-    sig_ts = openssl("ts", "-verify", "-token_in", "-in", "tst.der", "-digest", imprint, "-CAfile", root, cwd=tmp_path)
+    sig_ts = openssl(
+        "ts", "-verify", "-token_in", "-in", "tst.der", "-digest", imprint, "-CAfile", root, cwd=tmp_path
+    )
 
     assert cms_check.returncode == 0 and "Verification successful" in cms_check.stderr, cms_check.stderr
     assert doc_ts.returncode == 0 and "Verification: OK" in doc_ts.stdout, doc_ts.stdout + doc_ts.stderr
     assert sig_ts.returncode == 0 and "Verification: OK" in sig_ts.stdout, sig_ts.stdout + sig_ts.stderr
-    wrong = openssl("ts", "-verify", "-token_in", "-in", "tst.der", "-digest", "00" * 32, "-CAfile", root, cwd=tmp_path)
+    wrong = openssl(
+        "ts", "-verify", "-token_in", "-in", "tst.der", "-digest", "00" * 32, "-CAfile", root, cwd=tmp_path
+    )
     assert wrong.returncode != 0  # the check can fail
 
 
 async def test_revocation_services_down_is_transient(cm_pki, animator, session, sample_pdf: bytes) -> None:
     arch = cm_pki.arch
-    tsa = DummyTimeStamper(tsa_cert=arch.get_cert(CertLabel("tsa")),
-                           tsa_key=arch.key_set.get_private_key(KeyLabel("tsa")))
+    tsa = DummyTimeStamper(
+        tsa_cert=arch.get_cert(CertLabel("tsa")), tsa_key=arch.key_set.get_private_key(KeyLabel("tsa"))
+    )
     signer = make_signer(cm_pki, session, "B-LT", timestamper=tsa)
     await animator.stop()  # the in-process TSA still answers; OCSP and CRLs do not
 
@@ -160,8 +202,9 @@ async def test_revocation_services_down_is_transient(cm_pki, animator, session, 
 
 
 async def test_revoked_signer_is_permanent(cm_pki, animator, session, sample_pdf: bytes) -> None:
-    pfx = cm_pki.arch.package_pkcs12(CertLabel("signer-revoked"), key_label=KeyLabel("signer"),
-                                     password=PFX_PASSWORD)
+    pfx = cm_pki.arch.package_pkcs12(
+        CertLabel("signer-revoked"), key_label=KeyLabel("signer"), password=PFX_PASSWORD
+    )
 
     with pytest.raises(SigningError) as info:
         await make_signer(cm_pki, session, "B-LT", pfx=pfx).sign(sample_pdf)
@@ -174,5 +217,6 @@ async def test_b_lt_refuses_a_chain_without_revocation_urls(pfx_bytes: bytes, de
     tsa = build_timestamper("http://127.0.0.1:9/tsa", session)
 
     with pytest.raises(ConfigError, match="names no CRL distribution point or OCSP responder"):
-        ArchiveSigner.from_pfx(pfx_bytes, DEV_PFX_PASSWORD.encode(), level="B-LT", timestamper=tsa,
-                               validation=validation)
+        ArchiveSigner.from_pfx(
+            pfx_bytes, DEV_PFX_PASSWORD.encode(), level="B-LT", timestamper=tsa, validation=validation
+        )

@@ -11,10 +11,10 @@ import pytest
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import async_validate_pdf_signature
 from pyhanko_certvalidator import ValidationContext
+from signing_helpers import PFX_PASSWORD, load_asn1_cert, openssl, pdfsig, signed_content
 
 from app.errors import SigningError
 from app.signing.signer import ArchiveSigner, SigningOptions, UnsignedPassthrough
-from signing_helpers import PFX_PASSWORD, load_asn1_cert, openssl, pdfsig, signed_content
 
 OPTIONS = SigningOptions(reason="Ticket-Archivierung", location="Berlin", contact="archive@example.org")
 
@@ -36,14 +36,18 @@ async def test_signed_pdf_metadata(signer: ArchiveSigner, sample_pdf: bytes, dev
     assert result.signed and result.pades_level == "B-B" and result.timestamp is None
     assert result.data.startswith(sample_pdf)  # one incremental update, input untouched
     assert result.signer_subject == "CN=Dev Archive Signer,O=zammad-pdf-archiver dev"
-    fingerprint = openssl("x509", "-in", str(dev_certs.signer_pem), "-noout", "-fingerprint", "-sha256").stdout
+    fingerprint = openssl(
+        "x509", "-in", str(dev_certs.signer_pem), "-noout", "-fingerprint", "-sha256"
+    ).stdout
     assert result.signer_cert_sha256 == fingerprint.split("=", 1)[1].strip().replace(":", "").lower()
     assert signer.sha256_fingerprint == result.signer_cert_sha256
     assert signer.subject == result.signer_subject
     assert signer.not_before < signer.not_after
 
 
-async def test_pdfsig_reports_valid_total_signature(signer: ArchiveSigner, sample_pdf: bytes, tmp_path: Path) -> None:
+async def test_pdfsig_reports_valid_total_signature(
+    signer: ArchiveSigner, sample_pdf: bytes, tmp_path: Path
+) -> None:
     path = tmp_path / "signed.pdf"
     path.write_bytes((await signer.sign(sample_pdf)).data)
 
@@ -55,7 +59,9 @@ async def test_pdfsig_reports_valid_total_signature(signer: ArchiveSigner, sampl
     assert "Signature Field Name: Signature1" in text
 
 
-async def test_pyhanko_validation_intact_valid_trusted(signer: ArchiveSigner, sample_pdf: bytes, root_cert) -> None:
+async def test_pyhanko_validation_intact_valid_trusted(
+    signer: ArchiveSigner, sample_pdf: bytes, root_cert
+) -> None:
     signed = (await signer.sign(sample_pdf)).data
 
     sig, status = await validate(signed, root_cert)
@@ -90,7 +96,9 @@ async def test_openssl_cms_verifies_the_cms_independently(
     assert "signingTime" not in attrs  # PAdES: the signing time lives in /M, not in the CMS
 
 
-async def test_openssl_cms_rejects_other_content(signer: ArchiveSigner, sample_pdf: bytes, dev_certs, tmp_path: Path) -> None:
+async def test_openssl_cms_rejects_other_content(
+    signer: ArchiveSigner, sample_pdf: bytes, dev_certs, tmp_path: Path
+) -> None:
     signed = (await signer.sign(sample_pdf)).data
     (tmp_path / "signed.pdf").write_bytes(signed)
     dump = pdfsig_dump(tmp_path)
@@ -151,7 +159,9 @@ async def test_input_that_is_not_a_pdf_is_a_permanent_error(signer: ArchiveSigne
 
 
 async def test_too_small_reservation_is_a_permanent_error(pfx_bytes: bytes, sample_pdf: bytes) -> None:
-    tiny = ArchiveSigner.from_pfx(pfx_bytes, PFX_PASSWORD.encode(), options=SigningOptions(bytes_reserved=2048))
+    tiny = ArchiveSigner.from_pfx(
+        pfx_bytes, PFX_PASSWORD.encode(), options=SigningOptions(bytes_reserved=2048)
+    )
 
     with pytest.raises(SigningError) as info:
         await tiny.sign(sample_pdf)
@@ -192,8 +202,9 @@ async def test_signing_certificate_attribute_is_pyhankos_in_every_signature(
     assert set(signer._signer._encoded_attributes) == {"signing_certificate_v2"}
 
 
-async def test_sign_file_signs_file_to_file(signer: ArchiveSigner, sample_pdf: bytes, root_cert,
-                                            tmp_path: Path) -> None:
+async def test_sign_file_signs_file_to_file(
+    signer: ArchiveSigner, sample_pdf: bytes, root_cert, tmp_path: Path
+) -> None:
     """The service's path: the PDF is read from a file and signed into a new one, never held
     whole in memory; same facts and a signature as valid as :meth:`sign`'s."""
     source, target = tmp_path / "rendered.pdf", tmp_path / "signed.pdf"
@@ -202,8 +213,13 @@ async def test_sign_file_signs_file_to_file(signer: ArchiveSigner, sample_pdf: b
     result = await signer.sign_file(source, target)
 
     assert result.data == b"" and result.path == target
-    assert (result.signed, result.pades_level, result.signer_subject, result.signer_cert_sha256, result.timestamp) == (
-        True, "B-B", signer.subject, signer.sha256_fingerprint, None)
+    assert (
+        result.signed,
+        result.pades_level,
+        result.signer_subject,
+        result.signer_cert_sha256,
+        result.timestamp,
+    ) == (True, "B-B", signer.subject, signer.sha256_fingerprint, None)
     signed = target.read_bytes()
     assert signed.startswith(sample_pdf) and source.read_bytes() == sample_pdf  # one update, input untouched
     _, status = await validate(signed, root_cert)

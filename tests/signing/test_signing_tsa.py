@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import re
 import socket
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -13,10 +13,10 @@ import pytest
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import async_validate_pdf_signature
 from pyhanko_certvalidator import ValidationContext
+from signing_helpers import PFX_PASSWORD, TSA_PASSWORD, TSA_USER, pdfsig
 
 from app.errors import ConfigError, SigningError
 from app.signing.signer import DEFAULT_BYTES_RESERVED, ArchiveSigner, SigningOptions, build_timestamper
-from signing_helpers import PFX_PASSWORD, TSA_PASSWORD, TSA_USER, pdfsig
 
 
 @pytest.fixture
@@ -28,23 +28,29 @@ async def session():
 def make_signer(pfx_bytes: bytes, url: str, session: aiohttp.ClientSession, **kwargs) -> ArchiveSigner:
     kwargs = {"user": TSA_USER, "password": TSA_PASSWORD, **kwargs}
     timestamper = build_timestamper(url, session, **kwargs)
-    return ArchiveSigner.from_pfx(pfx_bytes, PFX_PASSWORD.encode(), options=SigningOptions(), timestamper=timestamper)
+    return ArchiveSigner.from_pfx(
+        pfx_bytes, PFX_PASSWORD.encode(), options=SigningOptions(), timestamper=timestamper
+    )
 
 
 async def test_b_t_signature_has_a_trusted_timestamp(
     pfx_bytes: bytes, sample_pdf: bytes, root_cert, local_tsa, session, tmp_path: Path
 ) -> None:
     signer = make_signer(pfx_bytes, local_tsa.url, session)
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
 
     result = await signer.sign(sample_pdf)
 
     assert result.signed and result.pades_level == "B-T"
     assert result.timestamp is not None
-    assert before - timedelta(seconds=2) <= result.timestamp <= datetime.now(timezone.utc) + timedelta(seconds=2)
+    assert (
+        before - timedelta(seconds=2) <= result.timestamp <= datetime.now(UTC) + timedelta(seconds=2)
+    )
     assert local_tsa.requests == 1  # bytes_reserved: no dummy signature, no second TSA call
     sig = PdfFileReader(io.BytesIO(result.data)).embedded_signatures[0]
-    status = await async_validate_pdf_signature(sig, ValidationContext(trust_roots=[root_cert], allow_fetching=False))
+    status = await async_validate_pdf_signature(
+        sig, ValidationContext(trust_roots=[root_cert], allow_fetching=False)
+    )
     assert status.bottom_line and status.intact and status.valid and status.trusted
     assert status.timestamp_validity is not None and status.timestamp_validity.trusted
     assert status.timestamp_validity.timestamp == result.timestamp
@@ -59,15 +65,19 @@ async def test_b_t_sign_file_reads_the_timestamp_back_from_the_file(
 ) -> None:
     source, target = tmp_path / "rendered.pdf", tmp_path / "signed.pdf"
     source.write_bytes(sample_pdf)
-    before = datetime.now(timezone.utc)
+    before = datetime.now(UTC)
 
     result = await make_signer(pfx_bytes, local_tsa.url, session).sign_file(source, target)
 
     assert result.signed and result.pades_level == "B-T" and result.path == target and result.data == b""
     assert result.timestamp is not None and result.timestamp_authority
-    assert before - timedelta(seconds=2) <= result.timestamp <= datetime.now(timezone.utc) + timedelta(seconds=2)
+    assert (
+        before - timedelta(seconds=2) <= result.timestamp <= datetime.now(UTC) + timedelta(seconds=2)
+    )
     sig = PdfFileReader(io.BytesIO(target.read_bytes())).embedded_signatures[0]
-    status = await async_validate_pdf_signature(sig, ValidationContext(trust_roots=[root_cert], allow_fetching=False))
+    status = await async_validate_pdf_signature(
+        sig, ValidationContext(trust_roots=[root_cert], allow_fetching=False)
+    )
     assert status.bottom_line and status.timestamp_validity is not None
     assert status.timestamp_validity.timestamp == result.timestamp
 
@@ -125,7 +135,9 @@ async def test_tsa_garbage_body_is_permanent(pfx_bytes: bytes, sample_pdf: bytes
     assert info.value.transient is False and "not an RFC 3161 TimeStampResp" in str(info.value)
 
 
-async def test_tsa_wrong_content_type_is_permanent(pfx_bytes: bytes, sample_pdf: bytes, local_tsa, session) -> None:
+async def test_tsa_wrong_content_type_is_permanent(
+    pfx_bytes: bytes, sample_pdf: bytes, local_tsa, session
+) -> None:
     local_tsa.mode = "wrong_type"
 
     with pytest.raises(SigningError) as info:

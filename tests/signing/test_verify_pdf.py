@@ -10,9 +10,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from signing_helpers import PFX_PASSWORD, REPO_ROOT
 
 from app.signing.signer import ArchiveSigner
-from signing_helpers import PFX_PASSWORD, REPO_ROOT
 
 VERIFY_PDF = REPO_ROOT / "scripts" / "ops" / "verify-pdf.sh"
 BACKENDS = {"cli": "", "fallback": "none"}  # pyHanko's CLI, or scripts/ops/verify-pdf.py
@@ -20,7 +20,9 @@ BACKENDS = {"cli": "", "fallback": "none"}  # pyHanko's CLI, or scripts/ops/veri
 
 def run(path: Path, backend: str, **env: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "VERIFY_PDF_PYHANKO": BACKENDS[backend], **env}
-    return subprocess.run(["bash", str(VERIFY_PDF), str(path)], capture_output=True, text=True, timeout=60, env=env)
+    return subprocess.run(
+        ["bash", str(VERIFY_PDF), str(path)], capture_output=True, text=True, timeout=60, env=env
+    )
 
 
 @pytest.fixture(scope="module")
@@ -32,12 +34,16 @@ def write(tmp_path: Path, data: bytes, *, sidecar_sha: str | None = None) -> Pat
     path = tmp_path / "Ticket-31001.pdf"
     path.write_bytes(data)
     if sidecar_sha is not None:
-        (tmp_path / "Ticket-31001.pdf.json").write_text(json.dumps({"sha256": sidecar_sha, "size": len(data)}))
+        (tmp_path / "Ticket-31001.pdf.json").write_text(
+            json.dumps({"sha256": sidecar_sha, "size": len(data)})
+        )
     return path
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-async def test_intact_trusted_pdf_with_sidecar_passes(signed: bytes, dev_certs, tmp_path: Path, backend: str) -> None:
+async def test_intact_trusted_pdf_with_sidecar_passes(
+    signed: bytes, dev_certs, tmp_path: Path, backend: str
+) -> None:
     path = write(tmp_path, signed, sidecar_sha=hashlib.sha256(signed).hexdigest())
 
     proc = run(path, backend, VERIFY_PDF_TRUST=f"{dev_certs.tsa_pem}:{dev_certs.root_pem}")
@@ -47,7 +53,9 @@ async def test_intact_trusted_pdf_with_sidecar_passes(signed: bytes, dev_certs, 
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-async def test_one_flipped_byte_in_the_signed_range_fails(signed: bytes, dev_certs, tmp_path: Path, backend: str) -> None:
+async def test_one_flipped_byte_in_the_signed_range_fails(
+    signed: bytes, dev_certs, tmp_path: Path, backend: str
+) -> None:
     tampered = bytearray(signed)
     tampered[tampered.index(b"Ticket #31001")] ^= 0x20  # inside the first signed range; still a valid PDF
     path = write(tmp_path, bytes(tampered))
@@ -65,7 +73,9 @@ async def test_untrusted_root_fails(signed: bytes, dev_certs, tmp_path: Path, ba
     assert proc.returncode == 1, proc.stdout + proc.stderr
 
 
-async def test_sidecar_mismatch_fails_even_with_a_valid_signature(signed: bytes, dev_certs, tmp_path: Path) -> None:
+async def test_sidecar_mismatch_fails_even_with_a_valid_signature(
+    signed: bytes, dev_certs, tmp_path: Path
+) -> None:
     path = write(tmp_path, signed, sidecar_sha="0" * 64)
 
     proc = run(path, "cli", VERIFY_PDF_TRUST=str(dev_certs.root_pem))

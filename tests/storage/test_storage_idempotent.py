@@ -9,7 +9,6 @@ import os
 from datetime import UTC, datetime
 from pathlib import Path
 
-
 from app.storage.store import ArchiveStore
 from app.workflow.ports import TicketSnapshot
 
@@ -29,7 +28,9 @@ def sidecar_of(path: Path) -> dict:
     return json.loads(path.with_name(path.name + ".json").read_text(encoding="utf-8"))
 
 
-async def test_the_same_job_again_gets_its_finished_archive_back(root: Path, snapshot: TicketSnapshot) -> None:
+async def test_the_same_job_again_gets_its_finished_archive_back(
+    root: Path, snapshot: TicketSnapshot
+) -> None:
     store = ArchiveStore(root)
     first = await store.store(snapshot, FIRST, sidecar={"job_id": "job-a"})
     again = await ArchiveStore(root).store(snapshot, AGAIN, sidecar={"job_id": "job-a"})  # a new process
@@ -97,7 +98,9 @@ async def test_a_sidecar_less_file_older_than_the_job_is_never_replaced(
     assert legacy.read_bytes() == b"written by a version without sidecars"
 
 
-async def test_a_file_that_does_not_match_its_sidecar_is_left_alone(root: Path, snapshot: TicketSnapshot) -> None:
+async def test_a_file_that_does_not_match_its_sidecar_is_left_alone(
+    root: Path, snapshot: TicketSnapshot
+) -> None:
     store = ArchiveStore(root)
     first = await store.store(snapshot, FIRST, sidecar={"job_id": "job-a"})
     first.path.write_bytes(b"changed after archiving")

@@ -36,7 +36,9 @@ def assert_safe_segment(segment: str, max_bytes: int = 120) -> None:
     assert segment, "empty segment"
     assert segment not in {".", ".."}
     assert not FORBIDDEN & set(segment), segment
-    assert not any(unicodedata.category(ch) in {"Cc", "Cf", "Cs", "Zl", "Zp"} for ch in segment), repr(segment)
+    assert not any(unicodedata.category(ch) in {"Cc", "Cf", "Cs", "Zl", "Zp"} for ch in segment), repr(
+        segment
+    )
     assert segment[0] not in ". " and segment[-1] not in ". ", repr(segment)
     assert not is_reserved_name(segment), segment
     assert len(segment.encode("utf-8")) <= max_bytes, segment

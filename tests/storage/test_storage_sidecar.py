@@ -18,11 +18,22 @@ from app.workflow.ports import TicketSnapshot
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "zammad" / "ticket-expand.json"
 ARCHIVED_AT = datetime(2025, 3, 6, 13, 20, 5, tzinfo=UTC)
 PDF = b"%PDF-1.7\n" + bytes(range(256)) * 8 + b"\n%%EOF\n"
-RUN = {"ticket_id": 4711, "ticket_number": "25004711", "articles_included": 4, "articles_total": 4,
-       "template": "default", "pades_level": "B-LTA", "signer_subject": "CN=Dev Archive Signer",
-       "signer_cert_sha256": "ab" * 32, "timestamp": datetime(2025, 3, 6, 13, 20, 6, tzinfo=UTC),
-       "timestamp_authority": "CN=Test TSA", "service_version": "1.0", "delivery_id": "d-1",
-       "sha256": "forged", "path": "../forged"}
+RUN = {
+    "ticket_id": 4711,
+    "ticket_number": "25004711",
+    "articles_included": 4,
+    "articles_total": 4,
+    "template": "default",
+    "pades_level": "B-LTA",
+    "signer_subject": "CN=Dev Archive Signer",
+    "signer_cert_sha256": "ab" * 32,
+    "timestamp": datetime(2025, 3, 6, 13, 20, 6, tzinfo=UTC),
+    "timestamp_authority": "CN=Test TSA",
+    "service_version": "1.0",
+    "delivery_id": "d-1",
+    "sha256": "forged",
+    "path": "../forged",
+}
 
 
 async def test_sidecar_holds_run_facts_and_the_file_facts(root: Path, snapshot: TicketSnapshot) -> None:
@@ -34,10 +45,24 @@ async def test_sidecar_holds_run_facts_and_the_file_facts(root: Path, snapshot: 
     assert data["path"] == stored.relative_path and data["size"] == len(PDF)
     assert data["timestamp"] == "2025-03-06T13:20:06+00:00"
     assert data["path_template"] == "{group}/{created_year}/Ticket-{number}_{archived_at}.pdf"
-    for key in ("ticket_id", "ticket_number", "articles_included", "articles_total", "template", "pades_level",
-                "signer_subject", "signer_cert_sha256", "timestamp_authority", "service_version", "delivery_id"):
+    for key in (
+        "ticket_id",
+        "ticket_number",
+        "articles_included",
+        "articles_total",
+        "template",
+        "pades_level",
+        "signer_subject",
+        "signer_cert_sha256",
+        "timestamp_authority",
+        "service_version",
+        "delivery_id",
+    ):
         assert data[key] == RUN[key], key
-    assert sorted(p.name for p in sidecar.parent.iterdir()) == [stored.path.name, sidecar.name]  # no temp left
+    assert sorted(p.name for p in sidecar.parent.iterdir()) == [
+        stored.path.name,
+        sidecar.name,
+    ]  # no temp left
 
 
 async def test_each_version_gets_its_own_sidecar(root: Path, snapshot: TicketSnapshot) -> None:
@@ -56,12 +81,16 @@ async def test_sidecar_is_written_after_the_pdf(root: Path, snapshot: TicketSnap
     order: list[str] = []
     real_link, real_replace = os.link, os.replace
     monkeypatch.setattr(os, "link", lambda src, dst, **kw: (order.append(dst), real_link(src, dst, **kw))[1])
-    monkeypatch.setattr(os, "replace", lambda src, dst, **kw: (order.append(dst), real_replace(src, dst, **kw))[1])
+    monkeypatch.setattr(
+        os, "replace", lambda src, dst, **kw: (order.append(dst), real_replace(src, dst, **kw))[1]
+    )
 
     await ArchiveStore(root).store(snapshot, PDF, sidecar=RUN)
 
-    assert [name.rsplit(".", 2)[-2:] for name in order] == [["Ticket-25004711_20250306T132005Z", "pdf"],
-                                                            ["pdf", "json"]]
+    assert [name.rsplit(".", 2)[-2:] for name in order] == [
+        ["Ticket-25004711_20250306T132005Z", "pdf"],
+        ["pdf", "json"],
+    ]
 
 
 async def test_failed_sidecar_write_leaves_the_pdf_without_marker(

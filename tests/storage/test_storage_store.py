@@ -65,7 +65,9 @@ def tmpfs(tmp_path: Path) -> Iterator:
     def mount(name: str, options: str) -> Path:
         target = tmp_path / name
         if not _mount_tmpfs(target, options):
-            pytest.fail("mounting a tmpfs is not permitted here: run the suite as root (as make test does in CI)")
+            pytest.fail(
+                "mounting a tmpfs is not permitted here: run the suite as root (as make test does in CI)"
+            )
         mounted.append(target)
         return target
 
@@ -210,7 +212,7 @@ def fool_lstat(monkeypatch: pytest.MonkeyPatch, name: str, real_dir: Path) -> No
     """Make the store's lstat report ``name`` as the directory ``real_dir`` (simulates a race)."""
     real_lstat = os.lstat
 
-    def lstat(path, *, dir_fd=None):  # noqa: ANN001, ANN202
+    def lstat(path, *, dir_fd=None):
         return real_lstat(real_dir) if path == name else real_lstat(path, dir_fd=dir_fd)
 
     monkeypatch.setattr(store_module.os, "lstat", lstat)
@@ -408,8 +410,9 @@ async def test_store_file_copies_in_chunks_with_the_same_result_as_bytes(
     assert again == stored and all_files(root) == [f"{FOLDER}/{NAME}.pdf", f"{FOLDER}/{NAME}.pdf.json"]
 
 
-async def test_store_file_with_an_unreadable_source_writes_nothing(root: Path, snapshot: TicketSnapshot,
-                                                                   tmp_path: Path) -> None:
+async def test_store_file_with_an_unreadable_source_writes_nothing(
+    root: Path, snapshot: TicketSnapshot, tmp_path: Path
+) -> None:
     with pytest.raises(StorageError, match="cannot read the PDF to store") as info:
         await ArchiveStore(root).store_file(snapshot, tmp_path / "missing.pdf")
     assert info.value.errno == errno.ENOENT

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import errno
 from datetime import UTC, datetime
 from pathlib import Path
@@ -47,14 +46,20 @@ def test_tag_protocol_end_states():
     processing = start_transition(TRIGGER).apply(tags)
     assert processing == ["rechnung", "pdf:processing"]
     assert success_transition(TRIGGER).apply(processing) == ["rechnung", "pdf:signed"]
-    assert failure_transition(TRIGGER, transient=True).apply(processing) == ["rechnung", "pdf:error", "pdf:sign"]
+    assert failure_transition(TRIGGER, transient=True).apply(processing) == [
+        "rechnung",
+        "pdf:error",
+        "pdf:sign",
+    ]
     assert failure_transition(TRIGGER, transient=False).apply(processing) == ["rechnung", "pdf:error"]
     assert revert_transition(TRIGGER).apply(processing) == ["rechnung", "pdf:sign"]
 
 
 def test_needed_leaves_out_calls_that_change_nothing():
     start = start_transition(TRIGGER)
-    assert start.needed(["rechnung", "pdf:sign"]) == TagTransition(add=("pdf:processing",), remove=("pdf:sign",))
+    assert start.needed(["rechnung", "pdf:sign"]) == TagTransition(
+        add=("pdf:processing",), remove=("pdf:sign",)
+    )
     # A resumed run: pdf:processing is there already, a stale pdf:error goes.
     assert start.needed(["pdf:processing", "pdf:error"]) == TagTransition(add=(), remove=("pdf:error",))
     for tags in (["rechnung", "pdf:sign", "pdf:error"], ["pdf:signed"], []):
@@ -64,8 +69,11 @@ def test_needed_leaves_out_calls_that_change_nothing():
 def test_transitions_add_before_remove_so_a_state_tag_always_exists():
     # Applying the adds first, then each removal one by one, never leaves the ticket without
     # one of pdf:processing/pdf:signed/pdf:error.
-    for transition in (success_transition(TRIGGER), failure_transition(TRIGGER, transient=True),
-                       failure_transition(TRIGGER, transient=False)):
+    for transition in (
+        success_transition(TRIGGER),
+        failure_transition(TRIGGER, transient=True),
+        failure_transition(TRIGGER, transient=False),
+    ):
         tags = ["pdf:processing"]
         for tag in transition.add:
             tags.append(tag)
@@ -92,7 +100,7 @@ def test_transitions_add_before_remove_so_a_state_tag_always_exists():
         (SigningError("tsa down", transient=True), Classification.TRANSIENT),
         (SigningError("bad password", transient=False), Classification.PERMANENT),
         (RenderError("pool died", transient=True), Classification.TRANSIENT),
-        (asyncio.TimeoutError(), Classification.TRANSIENT),
+        (TimeoutError(), Classification.TRANSIENT),
         (KeyError("bug"), Classification.PERMANENT),
     ],
 )
@@ -119,8 +127,13 @@ def test_success_note_names_path_checksum_signer_and_escapes_html():
 
 
 def test_unsigned_success_note_says_so():
-    note = success_note(StoredArchive(Path("/x"), "x", "0" * 64, 1), SignedPdf(b"", False), RenderedPdf(b"", 1, 1, 1),
-                        job_id="j", delivery_id=None)
+    note = success_note(
+        StoredArchive(Path("/x"), "x", "0" * 64, 1),
+        SignedPdf(b"", False),
+        RenderedPdf(b"", 1, 1, 1),
+        job_id="j",
+        delivery_id=None,
+    )
     assert "not signed" in note.body_html
 
 
@@ -128,13 +141,24 @@ def test_failure_note_gives_classification_and_cause():
     failure = classify(ZammadApiError("GET /api/v1/tickets/4711 answered 500", status=500))
     note = failure_note(failure, job_id="j1", delivery_id=None, step="fetch ticket")
     assert note.subject == "PDF archiver error"
-    assert "Transient" in note.body_html and "answered 500" in note.body_html and "fetch ticket" in note.body_html
-    permanent = failure_note(classify(ZammadApiError("gone", status=404)), job_id="j", delivery_id=None, step="s")
+    assert (
+        "Transient" in note.body_html
+        and "answered 500" in note.body_html
+        and "fetch ticket" in note.body_html
+    )
+    permanent = failure_note(
+        classify(ZammadApiError("gone", status=404)), job_id="j", delivery_id=None, step="s"
+    )
     assert "Permanent" in permanent.body_html
 
 
 def test_datetime_in_signed_note():
     ts = datetime(2025, 3, 6, 13, 20, 11, tzinfo=UTC)
-    note = success_note(StoredArchive(Path("/x"), "x", "0" * 64, 1), SignedPdf(b"", True, "B-T", "CN=A", None, ts),
-                        RenderedPdf(b"", 1, 1, 1), job_id="j", delivery_id=None)
+    note = success_note(
+        StoredArchive(Path("/x"), "x", "0" * 64, 1),
+        SignedPdf(b"", True, "B-T", "CN=A", None, ts),
+        RenderedPdf(b"", 1, 1, 1),
+        job_id="j",
+        delivery_id=None,
+    )
     assert "2025-03-06T13:20:11+00:00" in note.body_html and "B-T" in note.body_html

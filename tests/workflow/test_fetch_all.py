@@ -21,6 +21,7 @@ async def test_results_keep_their_order_and_failures_their_place():
             if index % 5 == 0:
                 raise OSError(f"no {index}")
             return str(index).encode()
+
         return run
 
     results = await _fetch_all([call(i) for i in range(40)], 4)

@@ -6,8 +6,8 @@ import json
 import socket
 
 import aiohttp
-from aiohttp import web
 import pytest
+from aiohttp import web
 
 from app.devtools.zammad_simulator import ZammadSimulator
 from app.errors import ZammadApiError
@@ -34,7 +34,11 @@ async def test_get_ticket_returns_expanded_ticket(client: ZammadClient, simulato
 
     assert ticket == _fixture("ticket-expand.json")
     [request] = simulator.requests
-    assert (request.method, request.path, request.query) == ("GET", "/api/v1/tickets/4711", {"expand": "true"})
+    assert (request.method, request.path, request.query) == (
+        "GET",
+        "/api/v1/tickets/4711",
+        {"expand": "true"},
+    )
     assert request.headers["Accept"] == "application/json"
 
 
@@ -121,7 +125,11 @@ async def test_create_internal_note(client: ZammadClient, simulator: ZammadSimul
     assert note["id"] == 23055
     assert note["ticket_id"] == TICKET_ID
     assert (note["type"], note["sender"], note["internal"]) == ("note", "Agent", True)
-    assert (note["content_type"], note["subject"], note["body"]) == ("text/html", "PDF-Archiv erstellt", "<p>ok</p>")
+    assert (note["content_type"], note["subject"], note["body"]) == (
+        "text/html",
+        "PDF-Archiv erstellt",
+        "<p>ok</p>",
+    )
     assert note["created_by"] == "pdf-archiver"
     assert note["attachments"] == []
     assert set(note) == set(_fixture("note-created.json"))
@@ -145,7 +153,9 @@ async def test_note_without_body_is_422(client: ZammadClient, simulator: ZammadS
         await client.create_internal_note(TICKET_ID, subject="x", body_html="")
 
     assert info.value.status == 422
-    assert str(info.value) == "POST /api/v1/ticket_articles answered 422: Need at least an 'article body' field."
+    assert (
+        str(info.value) == "POST /api/v1/ticket_articles answered 422: Need at least an 'article body' field."
+    )
     assert simulator.notes(TICKET_ID) == []
 
 
@@ -158,8 +168,9 @@ async def test_list_articles_containing_parses_only_when_the_text_is_there(clien
     assert await client.list_articles(TICKET_ID, containing='"quoted"') == everything
 
 
-async def test_list_articles_containing_still_refuses_a_non_array(client: ZammadClient,
-                                                                 simulator: ZammadSimulator) -> None:
+async def test_list_articles_containing_still_refuses_a_non_array(
+    client: ZammadClient, simulator: ZammadSimulator
+) -> None:
     simulator.fail("GET", r"^/api/v1/ticket_articles/by_ticket/", 200, times=1)  # a JSON object, not an array
     with pytest.raises(ZammadApiError):
         await client.list_articles(TICKET_ID, containing="Job: 0123456789abcdef")

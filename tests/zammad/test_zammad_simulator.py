@@ -56,7 +56,9 @@ async def test_wrong_token_is_401_like_fixture(simulator, session) -> None:
 
 @pytest.mark.parametrize("header", [f"Token token={TOKEN}", f'Token token="{TOKEN}"', f"Bearer {TOKEN}"])
 async def test_accepted_auth_forms(simulator, session, header) -> None:
-    status, _, _ = await _call(session, simulator, "GET", "/api/v1/tickets/4711", headers={"Authorization": header})
+    status, _, _ = await _call(
+        session, simulator, "GET", "/api/v1/tickets/4711", headers={"Authorization": header}
+    )
     assert status == 200
 
 
@@ -89,7 +91,9 @@ async def test_ticket_all_matches_fixture_and_follows_tags(simulator, session) -
     _, _, body = await _call(session, simulator, "GET", "/api/v1/tickets/4711?all=true")
     assert json.loads(body) == _fixture("ticket-all.json")
 
-    await _call(session, simulator, "POST", "/api/v1/tags/add", json={"object": "Ticket", "o_id": 4711, "item": "x"})
+    await _call(
+        session, simulator, "POST", "/api/v1/tags/add", json={"object": "Ticket", "o_id": 4711, "item": "x"}
+    )
     _, _, body = await _call(session, simulator, "GET", "/api/v1/tickets/4711?all=true")
     assert json.loads(body)["tags"] == ["rechnung", "reklamation", "pdf:sign", "x"]
 
@@ -103,7 +107,15 @@ async def test_missing_ticket_is_404_like_fixture(simulator, session) -> None:
 async def test_add_ticket_derives_names(session) -> None:
     sim = ZammadSimulator(api_token=TOKEN)
     sim.add_ticket(
-        {"id": 9, "number": "9", "group_id": 1, "state_id": 4, "priority_id": 3, "owner_id": 1, "customer_id": 2},
+        {
+            "id": 9,
+            "number": "9",
+            "group_id": 1,
+            "state_id": 4,
+            "priority_id": 3,
+            "owner_id": 1,
+            "customer_id": 2,
+        },
         [{"id": 5, "ticket_id": 9, "type_id": 10, "sender_id": 1, "body": "b", "created_by_id": 3}],
         [" a ", "b", "a"],
         names={"group": "Users"},
@@ -135,10 +147,19 @@ async def test_articles_by_ticket_and_single(simulator, session) -> None:
 
 
 async def test_create_note_201_increasing_ids_and_listed(simulator, session) -> None:
-    note = {"ticket_id": 4711, "type": "note", "internal": True, "sender": "Agent", "content_type": "text/html",
-            "subject": "s", "body": "<p>1</p>"}
+    note = {
+        "ticket_id": 4711,
+        "type": "note",
+        "internal": True,
+        "sender": "Agent",
+        "content_type": "text/html",
+        "subject": "s",
+        "body": "<p>1</p>",
+    }
     s1, _, b1 = await _call(session, simulator, "POST", "/api/v1/ticket_articles", json=note)
-    s2, _, b2 = await _call(session, simulator, "POST", "/api/v1/ticket_articles", json={**note, "body": "<p>2</p>"})
+    s2, _, b2 = await _call(
+        session, simulator, "POST", "/api/v1/ticket_articles", json={**note, "body": "<p>2</p>"}
+    )
     first, second = json.loads(b1), json.loads(b2)
 
     assert (s1, s2) == (201, 201)
@@ -198,7 +219,9 @@ async def test_tag_add_remove_status_and_bodies(simulator, session) -> None:
 
 
 async def test_old_get_tag_routes_do_not_exist(simulator, session) -> None:
-    status, _, body = await _call(session, simulator, "GET", "/api/v1/tags/add?object=Ticket&o_id=4711&item=x")
+    status, _, body = await _call(
+        session, simulator, "GET", "/api/v1/tags/add?object=Ticket&o_id=4711&item=x"
+    )
     assert status == 404 and "No route matches" in json.loads(body)["error"]
     assert simulator.tags(TICKET_ID) == ["rechnung", "reklamation", "pdf:sign"]
 
@@ -219,12 +242,16 @@ async def test_attachment_png_pdf_html(simulator, session) -> None:
     assert status == 200 and headers["Content-Type"] == "image/png"
     assert Image.open(io.BytesIO(png)).format == "PNG"
 
-    status, headers, pdf = await _call(session, simulator, "GET", "/api/v1/ticket_attachment/4711/23051/91203")
+    status, headers, pdf = await _call(
+        session, simulator, "GET", "/api/v1/ticket_attachment/4711/23051/91203"
+    )
     assert status == 200 and headers["Content-Type"].startswith("application/pdf")
     assert 'filename="Rechnung-2025-0117.pdf"' in headers["Content-Disposition"]
     assert pdf == tiny_pdf("Simulated attachment 91203")
 
-    status, headers, html = await _call(session, simulator, "GET", "/api/v1/ticket_attachment/4711/23051/91201")
+    status, headers, html = await _call(
+        session, simulator, "GET", "/api/v1/ticket_attachment/4711/23051/91201"
+    )
     assert status == 200 and headers["Content-Type"] == "text/html" and html.startswith(b"<html>")
 
 
@@ -264,7 +291,10 @@ async def test_article_plain_for_email_and_note(simulator, session) -> None:
     assert "ticket-25004711-23051.eml" in headers["Content-Disposition"]
     msg = email.message_from_bytes(raw, policy=email.policy.default)
     assert msg["Subject"] == "Rechnung 2025-0117: Position 3 doppelt berechnet"
-    assert msg["Message-ID"] == "<AM9PR07MB7731D1C5E2F0A4B6B3E8C2D9A1@AM9PR07MB7731.eurprd07.prod.outlook.example>"
+    assert (
+        msg["Message-ID"]
+        == "<AM9PR07MB7731D1C5E2F0A4B6B3E8C2D9A1@AM9PR07MB7731.eurprd07.prod.outlook.example>"
+    )
     assert "Østergaard" in str(msg["Cc"])
     assert [p.get_filename() for p in msg.iter_attachments()] == ["Rechnung-2025-0117.pdf"]
 
@@ -284,20 +314,37 @@ SIMPLE_BODIES = {
 
 @pytest.mark.parametrize("content_type", ["text/plain", "text/html"])
 @pytest.mark.parametrize("body", list(SIMPLE_BODIES))
-@pytest.mark.parametrize("headers", [
-    {"from": "Katrin Vogelsang <k.vogelsang@example.com>", "to": "support@example.com", "subject": "Message 0"},
-    {"from": "a@b.example", "cc": "Jonas Berg <j.berg@mail.example.org>", "reply_to": "x@y.example",
-     "subject": "Re: [Ticket#1] a (b) c"},
-    {"from": "Dr. No <no@example.com>", "subject": "dots in names are quoted"},   # email package path
-    {"from": "Jörg <j@example.com>", "subject": "=?utf-8?q?encoded?="},             # email package path
-    {"from": "a@b.example", "subject": "x" * 80},                                  # folded: email package path
-    {"from": "a..b@example.com", "subject": "not a dot-atom"},                    # email package path
-    {"from": "a@b.example", "subject": ""},
-])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {
+            "from": "Katrin Vogelsang <k.vogelsang@example.com>",
+            "to": "support@example.com",
+            "subject": "Message 0",
+        },
+        {
+            "from": "a@b.example",
+            "cc": "Jonas Berg <j.berg@mail.example.org>",
+            "reply_to": "x@y.example",
+            "subject": "Re: [Ticket#1] a (b) c",
+        },
+        {"from": "Dr. No <no@example.com>", "subject": "dots in names are quoted"},  # email package path
+        {"from": "Jörg <j@example.com>", "subject": "=?utf-8?q?encoded?="},  # email package path
+        {"from": "a@b.example", "subject": "x" * 80},  # folded: email package path
+        {"from": "a..b@example.com", "subject": "not a dot-atom"},  # email package path
+        {"from": "a@b.example", "subject": ""},
+    ],
+)
 def test_simple_emails_are_the_bytes_the_email_package_writes(headers, body, content_type) -> None:
     sim = ZammadSimulator()
-    article = {"id": 7, "type": "email", "content_type": content_type, "created_at": "2025-03-03T08:12:44Z",
-               "body": SIMPLE_BODIES[body], **headers}
+    article = {
+        "id": 7,
+        "type": "email",
+        "content_type": content_type,
+        "created_at": "2025-03-03T08:12:44Z",
+        "body": SIMPLE_BODIES[body],
+        **headers,
+    }
     raw = sim._eml(article)
     assert raw == sim._make_eml(article)
     fast = _simple_eml(article, datetime(2025, 3, 3, 8, 12, 44, tzinfo=UTC)) is not None
@@ -361,16 +408,29 @@ async def test_delay_and_stop_ends_pending_delay(simulator, session) -> None:
 
 async def test_cli_prints_listening_serves_state_and_stops_on_sigterm(session) -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "app.devtools.zammad_simulator",
-        "--host", "127.0.0.1", "--port", "0", "--token", "T", "--seed", str(FIXTURES),
-        cwd=REPO, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "app.devtools.zammad_simulator",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        "0",
+        "--token",
+        "T",
+        "--seed",
+        str(FIXTURES),
+        cwd=REPO,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     try:
         line = (await asyncio.wait_for(proc.stdout.readline(), 20)).decode()
         match = re.fullmatch(r"LISTENING (http://127\.0\.0\.1:(\d+))\n", line)
         assert match, line
         base = match.group(1)
-        async with session.get(f"{base}/api/v1/tickets/4711", headers={"Authorization": "Token token=T"}) as resp:
+        async with session.get(
+            f"{base}/api/v1/tickets/4711", headers={"Authorization": "Token token=T"}
+        ) as resp:
             assert resp.status == 200
         async with session.post(
             f"{base}/api/v1/tags/add",
