@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from app.workflow.archive import _fetch_all
+from app.workflow.originals import fetch_all
 
 
 async def test_results_keep_their_order_and_failures_their_place():
@@ -24,11 +24,11 @@ async def test_results_keep_their_order_and_failures_their_place():
 
         return run
 
-    results = await _fetch_all([call(i) for i in range(40)], 4)
+    results = await fetch_all([call(i) for i in range(40)], 4)
     assert most == 4
     for index, result in enumerate(results):
         if index % 5 == 0:
             assert isinstance(result, OSError) and str(result) == f"no {index}"
         else:
             assert result == str(index).encode()
-    assert await _fetch_all([], 4) == []
+    assert await fetch_all([], 4) == []
