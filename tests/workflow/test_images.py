@@ -28,7 +28,8 @@ async def test_failed_and_oversized_images_are_left_out(monkeypatch: pytest.Monk
     monkeypatch.setattr(images, "IMAGES_TOTAL_MAX_BYTES", 11)
     zammad = FakeZammad()
     zammad.attachments.update({(TICKET, 1, 1): b"a" * 6, (TICKET, 1, 2): b"b" * 9, (TICKET, 1, 4): b"d" * 6})
-    refs = [Ref(1), Ref(2), Ref(3), Ref(4)]  # 2 is too big, 3 does not exist, 4 would pass the total
+    # 2 is too big on its own (within the total), 3 does not exist, 4 would pass the total.
+    refs = [Ref(2), Ref(1), Ref(3), Ref(4)]
     got = await fetch_images(zammad, refs, log_context={"job_id": "j"}, redact=lambda s: s)
     assert got == {1: b"a" * 6}
     messages = sorted((r.getMessage(), r.attachment_id) for r in caplog.records)
