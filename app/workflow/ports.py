@@ -1,9 +1,11 @@
 """The small interfaces the archive workflow depends on, and the values they return.
 
-The workflow never imports aiohttp, fpdf2, pyHanko or the file system directly: it talks
-to these protocols, so decisions are tested with simple fakes and the adapters
-(:mod:`app.zammad`, :mod:`app.render`, :mod:`app.signing`, :mod:`app.storage`) are tested
-against the real thing.
+The workflow never imports aiohttp, fpdf2, pyHanko or the storage: it talks to these
+protocols, so its decisions are tested with small fakes (``tests/workflow/fakes.py``) and the
+adapters (:mod:`app.zammad`, :mod:`app.render`, :mod:`app.signing`, :mod:`app.storage`) are
+tested against the real thing. The only files the workflow touches itself are its per-job
+folders in the spool, which the renderer, signer and storage read and write: the PDF moves
+from step to step as a file.
 """
 
 from __future__ import annotations
