@@ -23,7 +23,6 @@ avoid fpdf2 2.8.9's fallback-only-first-run defect (``docs/reference/rendering.m
 
 from __future__ import annotations
 
-import errno
 import io
 import os
 from collections import Counter
@@ -39,7 +38,7 @@ from fpdf.fonts import TextStyle as FpdfTextStyle
 from fpdf.fonts import TTFFont
 
 from app import __version__
-from app.errors import RenderError
+from app.errors import TRANSIENT_ERRNOS, RenderError
 from app.render.content import (
     body_text,
     custom_attributes,
@@ -87,9 +86,6 @@ PAGE_FOOTER = TextStyle("", 7.5, 10.0, GREY)
 DOC_NUMBER = TextStyle("B", 16.0, 21.0)
 DOC_TITLE = TextStyle("B", 12.5, 16.0)
 LIMIT_WARNING = TextStyle("B", 9.5, 13.0, (176, 32, 32))
-
-#: ``errno`` values of a failed write of ``target`` that may heal (full disk, I/O hiccup).
-_TRANSIENT_WRITE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EIO, errno.EAGAIN, errno.EINTR})
 
 #: Largest image height as a share of the text area's height.
 IMAGE_MAX_HEIGHT_SHARE = 0.6
@@ -953,7 +949,7 @@ def render_ticket_pdf(
             except OSError as exc:  # a full disk heals; the message names no path
                 raise RenderError(
                     f"cannot write the PDF file: {exc.strerror or exc}",
-                    transient=exc.errno in _TRANSIENT_WRITE_ERRNOS,
+                    transient=exc.errno in TRANSIENT_ERRNOS,
                 ) from None
             data = b""
     except RenderError:

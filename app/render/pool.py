@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import errno as errno_codes
 import functools
 import multiprocessing
 import os
@@ -29,7 +28,7 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from app.errors import RenderError
+from app.errors import TRANSIENT_ERRNOS, RenderError
 from app.memory import release_free_memory
 from app.render.options import RenderOptions
 from app.workflow.ports import EmbeddedFile, RenderedPdf, TicketSnapshot
@@ -49,14 +48,6 @@ together reach this size: a small ticket's few MB are reused by the next one any
 RENDER_NICENESS = 10
 """Render children run at this lower CPU priority (``nice``): layout is background work, and
 the event loop answering webhooks must get a core first when the pool renders at full load."""
-
-_SPOOL_TRANSIENT_ERRNOS = {
-    errno_codes.ENOSPC,
-    errno_codes.EDQUOT,
-    errno_codes.EIO,
-    errno_codes.EAGAIN,
-    errno_codes.EINTR,
-}
 
 
 #: EmbeddedFile's fields in order: how an original travels through the spool (a tuple).
@@ -182,7 +173,7 @@ class _SpooledOriginals(Sequence[EmbeddedFile]):
 def _spool_error(what: str, exc: OSError) -> RenderError:
     return RenderError(
         f"cannot {what} in the render spool: {exc.strerror or exc}",
-        transient=exc.errno in _SPOOL_TRANSIENT_ERRNOS,
+        transient=exc.errno in TRANSIENT_ERRNOS,
     )
 
 

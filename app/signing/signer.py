@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import enum
-import errno as errno_codes
 import gc
 import hashlib
 import io
@@ -47,7 +46,7 @@ from pyhanko.sign.timestamps.common_utils import TimestampRequestError
 from pyhanko_certvalidator.registry import SimpleCertificateStore
 from pyhanko_certvalidator.util import get_pyca_cryptography_hash
 
-from app.errors import ConfigError, SigningError
+from app.errors import TRANSIENT_ERRNOS, ConfigError, SigningError
 from app.signing.incremental import IncrementalSignature, UnsupportedLayout
 from app.signing.trust import LongTermValidation, has_revocation_pointers, validation_data_error
 from app.workflow.ports import SignedPdf
@@ -690,7 +689,7 @@ class ArchiveSigner:
             Path(target).unlink(missing_ok=True)
             raise SigningError(
                 f"cannot read or write the PDF file: {exc.strerror or exc}",
-                transient=exc.errno in _FILE_TRANSIENT_ERRNOS,
+                transient=exc.errno in TRANSIENT_ERRNOS,
             ) from None
         except BaseException:
             Path(target).unlink(missing_ok=True)
@@ -796,13 +795,6 @@ GC_AFTER_SIGNING_BYTES = 4 * 1024 * 1024
 """From this PDF size on, :meth:`ArchiveSigner.sign_file` runs the cyclic garbage collector
 after signing (pyHanko's reference cycles grow with the document)."""
 
-_FILE_TRANSIENT_ERRNOS = {
-    errno_codes.ENOSPC,
-    errno_codes.EDQUOT,
-    errno_codes.EIO,
-    errno_codes.EAGAIN,
-    errno_codes.EINTR,
-}
 _TAIL_BYTES = 4 * 1024 * 1024
 """How far from the end of a signed PDF our signature's ``/ByteRange`` is looked for."""
 

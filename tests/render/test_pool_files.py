@@ -121,7 +121,8 @@ def test_the_main_process_never_loads_the_layout_stack(tmp_path: Path):
         from app.render.pool import ProcessPoolRenderer
         from app.signing.signer import UnsignedPassthrough
         from app.storage.store import ArchiveStore
-        from app.workflow.archive import ArchiveWorkflow, EmbedPolicy
+        from app.workflow.archive import ArchiveWorkflow
+        from app.workflow.originals import EmbedPolicy
         from app.zammad.client import ZammadClient
 
         async def main():
