@@ -18,6 +18,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from app.render import patches
 from app.render.glyphs import font_set
 from app.render.options import RenderOptions
 from app.render.pdf import render_ticket_pdf
@@ -84,6 +85,7 @@ def timed(fn, *args, repeat: int = 1) -> tuple[float, int]:
 
 def measure(sizes: tuple[int, ...], repeat: int) -> list[tuple[int, float, int, float, int]]:
     """``(articles, ours s, pages, ReportLab s, pages)`` per size; best of ``repeat`` up to 500 articles."""
+    patches.install()  # as in the render processes
     render_ours(TICKET, make_articles(2))  # warm the per-process font caches for both paths
     render_reportlab(TICKET, make_articles(2))
     rows = []

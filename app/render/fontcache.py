@@ -126,6 +126,24 @@ _lock = threading.Lock()
 
 
 @cache
+def _fpdf_drops_layout_tables() -> bool:
+    """Whether this fpdf2's ``output()`` drops GDEF/GSUB/GPOS, which the pre-drop relies on.
+
+    Read once, at the first font: if an fpdf2 upgrade stops dropping them, the per-document
+    fonts keep them (slower subsetting, never different bytes).
+    """
+    import inspect
+
+    from fpdf import output
+
+    try:
+        source = inspect.getsource(output.OutputProducer._add_fonts)
+    except (OSError, TypeError, AttributeError):
+        return False
+    return all(f'"{tag}",' in source for tag in _FPDF_DROPS)
+
+
+@cache
 def _prototype(path: str, index: int) -> _Prototype:
     """Parse ``path`` (face ``index``) once with fpdf2's own ``TTFFont`` and keep its derived data."""
     probe = ttLib.TTFont(path, lazy=True, fontNumber=index)
@@ -145,7 +163,9 @@ def _prototype(path: str, index: int) -> _Prototype:
     font.ttfont = None  # type: ignore[assignment]  # no tables kept: each document opens its own
     font.subset = None  # type: ignore[assignment]
     pre_drop = (
-        () if "kern" in tags or not _PRE_DROP else tuple(tag for tag in PRE_DROPPED_TABLES if tag in tags)
+        ()
+        if "kern" in tags or not _fpdf_drops_layout_tables()
+        else tuple(tag for tag in PRE_DROPPED_TABLES if tag in tags)
     )
     order, tables = _decoded_tables(path, index)
     return _Prototype(font, pre_drop, order, tables)
@@ -209,24 +229,6 @@ def add_cached_font(pdf: FPDF, family: str, style: str, path: str, index: int = 
     pdf.fonts[fontkey] = font
     if font.is_cff and font.is_cid_keyed:
         pdf._set_min_pdf_version("1.6")
-
-
-def _fpdf_drops_layout_tables() -> bool:
-    """Whether this fpdf2's ``output()`` drops GDEF/GSUB/GPOS (the pre-drop relies on it)."""
-    import inspect
-
-    from fpdf import output
-
-    try:
-        source = inspect.getsource(output.OutputProducer._add_fonts)
-    except (OSError, TypeError, AttributeError):
-        return False
-    return all(f'"{tag}",' in source for tag in _FPDF_DROPS)
-
-
-#: Off if an fpdf2 upgrade stops dropping the layout tables in ``output()``: then the
-#: per-document fonts keep them (slower subsetting, never different bytes).
-_PRE_DROP = _fpdf_drops_layout_tables()
 
 
 def cache_clear() -> None:

@@ -9,6 +9,9 @@ By default the document is PDF/A-3B (``RenderOptions.pdfa``): fpdf2's compliance
 (sRGB output intent, embedded fonts only, no encryption), our own XMP with fixed dates, and
 the originals the workflow collected embedded as associated files; every article's
 attachment list and the closing section say what is embedded.
+
+A process that renders calls :func:`app.render.patches.install` before its first document
+(the render processes' initialiser does); the PDF bytes are the same without it.
 """
 
 from __future__ import annotations
@@ -31,11 +34,9 @@ from app.render.images import ArticleImages
 from app.render.options import LIMIT_MODES, TEMPLATES, RenderOptions
 from app.render.originals import PDFA_LABEL, OriginalsIndex, embed_originals, xmp_metadata
 from app.render.sections import draw_article, draw_originals, draw_ticket_block
-from app.render.streams import ParkedPagesProducer, install_fast_object_dicts, write_pdf
+from app.render.streams import ParkedPagesProducer, write_pdf
 from app.render.templates import TEMPLATES as TEMPLATE_TABLE
 from app.workflow.ports import EmbeddedFile, OmittedFile, RenderedPdf
-
-install_fast_object_dicts()  # the same PDF bytes, serialised faster (app.render.streams)
 
 
 class _OutputProducer(ParkedPagesProducer, ArchiveOutputProducer):

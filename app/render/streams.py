@@ -21,24 +21,16 @@ count and digest. Same bytes as ``output()``, without the whole PDF in memory.
 
 Pages are not parked while :meth:`ParkedPages.hold_pages` is in effect: whoever may still
 cut back a finished page's content (a ``write_html`` rollback) holds them.
-
-:func:`install_fast_object_dicts` makes fpdf2's serialisation of every PDF object cheaper
-(same bytes): fpdf2 lists an object's keys with ``dir()`` and reads every attribute,
-methods included, for each of the ~170 objects of a typical ticket.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import inspect
-import types
 import zlib
 from typing import Any, BinaryIO
 
-import fpdf.syntax
 from fpdf.output import OutputProducer, _dimensions_to_mediabox
-from fpdf.syntax import PDFContentStream, PDFObject, build_obj_dict
+from fpdf.syntax import PDFContentStream
 from fpdf.syntax import create_dictionary_string as pdf_dict
 
 PARK_LEVEL = 1
@@ -203,56 +195,3 @@ def write_pdf(pdf: Any, out: BinaryIO, producer: type[OutputProducer] = ParkedPa
 
     pdf.output(output_producer_class=producer_into_sink)
     return len(sink)
-
-
-#: fpdf2's own ``PDFObject._build_obj_dict`` and ``camel_case`` (what
-#: :func:`install_fast_object_dicts` replaces; the tests compare against them).
-STOCK_BUILD_OBJ_DICT = PDFObject._build_obj_dict
-STOCK_CAMEL_CASE = fpdf.syntax.camel_case
-_NOT_KEYS = ("id", "ref")  # fpdf2's build_obj_dict leaves these out, as every ``_`` name
-_class_keys: dict[type, tuple[str, ...]] = {}
-
-
-def _keys_of_class(cls: type) -> tuple[str, ...]:
-    """The names ``dir()`` gives for instances of ``cls`` that fpdf2 may serialise: public,
-    not ``id``/``ref``, and not a method (its value would be callable, which fpdf2 skips)."""
-    keys = _class_keys.get(cls)
-    if keys is None:
-        keys = _class_keys[cls] = tuple(
-            name
-            for name in dir(cls)
-            if not name.startswith("_")
-            and name not in _NOT_KEYS
-            and not isinstance(
-                inspect.getattr_static(cls, name), (types.FunctionType, staticmethod, classmethod)
-            )
-        )
-    return keys
-
-
-def _fast_build_obj_dict(self: PDFObject, security_handler: Any = None) -> dict[str, object]:
-    """fpdf2 2.8's ``PDFObject._build_obj_dict``: the same dictionary, in the same (sorted)
-    key order, from the class's candidate keys (computed once per class) and the instance's
-    own public attributes, instead of ``dir()`` and a read of every method."""
-    keys = _keys_of_class(type(self))
-    own = getattr(self, "__dict__", None)
-    if own:
-        extra = [key for key in own if not key.startswith("_") and key not in _NOT_KEYS]
-        if extra:
-            keys = sorted(set(keys).union(extra))  # type: ignore[assignment]
-    return build_obj_dict(
-        {key: getattr(self, key) for key in keys}, _security_handler=security_handler, _obj_id=self.id
-    )
-
-
-def install_fast_object_dicts() -> None:
-    """Replace fpdf2's per-object key listing (``PDFObject._build_obj_dict``) with
-    :func:`_fast_build_obj_dict` and memoise its ``camel_case``, in this process.
-
-    The PDF bytes stay the same (tested against :data:`STOCK_BUILD_OBJ_DICT`); the output
-    step of a 20-article ticket gets about 1 ms cheaper. Relies on fpdf2 2.8.x's
-    ``fpdf.syntax`` internals; idempotent.
-    """
-    PDFObject._build_obj_dict = _fast_build_obj_dict  # type: ignore[method-assign]
-    if fpdf.syntax.camel_case is STOCK_CAMEL_CASE:
-        fpdf.syntax.camel_case = functools.lru_cache(maxsize=1024)(STOCK_CAMEL_CASE)

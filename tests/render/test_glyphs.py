@@ -130,12 +130,14 @@ def test_a_latin_ticket_renders_without_the_fallback_fonts(tmp_path):
 
     code = (
         "from datetime import datetime, timezone\n"
+        "from app.render import patches\n"
         "from app.render.glyphs import font_set\n"
         "from app.render.options import RenderOptions\n"
         "from app.render.pdf import render_ticket_pdf\n"
         "def article(body):\n"
         "    return {'id': 1, 'type': 'email', 'sender': 'Customer', 'content_type': 'text/plain', 'body': body,\n"
         "            'created_at': '2025-03-03T08:00:00Z'}\n"
+        "patches.install()\n"
         "at = datetime(2025, 3, 3, tzinfo=timezone.utc)\n"
         "latin = render_ticket_pdf({'number': '1', 'title': 'Grüße'}, [article('Grüße aus Mühlenbach – 10 €')],\n"
         "                          [], archived_at=at, options=RenderOptions())\n"

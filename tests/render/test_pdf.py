@@ -189,6 +189,8 @@ def test_same_input_gives_identical_bytes_in_another_process():
     script = (
         "import hashlib, sys\n"
         "sys.path.insert(0, sys.argv[1])\n"
+        "from app.render import patches\n"
+        "patches.install()\n"
         "from tests.render.test_pdf import render\n"
         "print(hashlib.sha256(render().data).hexdigest())\n"
     )
