@@ -189,6 +189,7 @@ class TicketPdf(ParkedPages, FPDF):
             if len(runs) > 1:
                 x += self.glyph_fonts.measures[style.style].width(run) * style.size / 1000
 
+    # Kept, with select_face and _draw_plain_lines, for `make bench` render: "fpdf2's text() / ours, CPU".
     def draw_text(self, x: float, y: float, text: str) -> None:
         """``FPDF.text(x, y, text)``: the same content-stream bytes, without its generic checks.
 

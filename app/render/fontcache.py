@@ -18,8 +18,8 @@ parts (``cmap``, ``glyph_ids``, names and metrics) and owns the per-document one
 
 ``output()`` subsets with fontTools and drops ``GDEF``/``GSUB``/``GPOS`` (fpdf2's
 ``drop_tables``), but fontTools' ``Subsetter.subset`` decodes those three tables in full
-before dropping them (``_compact_layout_tables`` inspects their lookup formats): ~40 % of the
-subsetting time for Noto Sans. We delete them from the per-document ``TTFont`` up front. The
+before dropping them (``_compact_layout_tables`` inspects their lookup formats), a large part
+of subsetting a Noto Sans face. We delete them from the per-document ``TTFont`` up front. The
 embedded subset is byte-identical: the subsetter deletes them before its glyph closure, and
 nothing else reads them (text shaping uses HarfBuzz on the file). A font with a legacy
 ``kern`` table keeps them, since fontTools keeps or drops ``kern`` depending on whether
@@ -185,7 +185,7 @@ def _document_font(pdf: FPDF, proto: _Prototype, fontkey: str, style: str, index
     font.biggest_size_pt = 0
     font.collection_font_number = index
     ttfont = ttLib.TTFont(base.ttffile, recalcTimestamp=False, fontNumber=index, lazy=True)
-    for tag in proto.pre_drop:
+    for tag in proto.pre_drop:  # kept for `make bench` render: "fpdf2's layout tables / ours, CPU"
         del ttfont[tag]
     if proto.glyph_order:
         ttfont.setGlyphOrder(list(proto.glyph_order))
@@ -212,6 +212,7 @@ def _document_font(pdf: FPDF, proto: _Prototype, fontkey: str, style: str, index
     return font
 
 
+# Kept for `make bench` render: "fpdf2's add_font / ours, CPU".
 def add_cached_font(pdf: FPDF, family: str, style: str, path: str, index: int = 0) -> None:
     """``pdf.add_font(family, style, path, collection_font_number=index)`` from the process cache.
 

@@ -2,7 +2,7 @@
 
 In ``output()`` fpdf2 subsets each font with fontTools to the glyphs a document used and
 writes the subset (``/FontFile2``), the widths (``/W``), ``/ToUnicode`` and ``/CIDToGIDMap``:
-the largest single cost of a render (~40 %). All of it depends only on the font file and
+the largest single cost of a small ticket's render. All of it depends only on the font file and
 the exact glyph → code map. The main fonts' codes are fixed per tier
 (:mod:`app.render.fontsubset`), so most documents share one map per face, and
 :class:`ArchiveOutputProducer` writes their font objects from :func:`font_output`, an LRU of
@@ -212,6 +212,7 @@ def _stream(data: bytes, *, compressed: bool, font_file_length: int | None = Non
     return stream
 
 
+# Kept for `make bench` render: "fpdf2's subsets / ours, CPU" (with app.render.fontsubset).
 class ArchiveOutputProducer(OutputProducer):
     """fpdf2's ``OutputProducer`` writing :class:`TieredSubsetMap` fonts from :func:`font_output`.
 

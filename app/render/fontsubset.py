@@ -254,6 +254,7 @@ class TieredTTFFont(TTFFont):
         return f"({wide.decode('latin-1')}) Tj"
 
 
+# Kept for `make bench` render: "fpdf2's subsets / ours, CPU" (with app.render.fontoutput).
 def use_tiered_codes(font: Any) -> bool:
     """Give ``font`` (an fpdf2 font just added to a document) a :class:`TieredSubsetMap`.
 

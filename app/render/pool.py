@@ -37,9 +37,9 @@ from app.workflow.ports import EmbeddedFile, RenderedPdf, TicketSnapshot
 MAX_TASKS_PER_CHILD = 200
 """Children are replaced after this many renders, bounding leaks, open font handles and the
 fallback fonts (CJK: tens of MB) a child loaded for one ticket. A new child imports the layout
-stack and fills its font caches on its first render (~0.7 s of CPU): ~3.5 ms per ticket at
-200. The fork server preloads nothing: children forked from a warm fork server would count
-its ~100 MB again in each process's RSS."""
+stack and fills its font caches on its first render, a cost spread over this many tickets.
+The fork server preloads nothing: each child forked from a warm fork server would count its
+memory again in RSS (``docs/performance.md``)."""
 
 TRIM_AFTER_BYTES = 4 * 1024 * 1024
 """Free heap pages are handed back to the OS (:func:`app.memory.release_free_memory`, a few
