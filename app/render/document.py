@@ -22,7 +22,6 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from fpdf import FPDF
 from fpdf.enums import ResourceAccessPolicy, TextMode, XPos, YPos
 from fpdf.fonts import TTFFont
 
@@ -52,7 +51,7 @@ PAGE_FOOTER = TextStyle("", 7.5, 10.0, GREY)
 IMAGE_MAX_HEIGHT_SHARE = 0.6
 
 
-class TicketPdf(ParkedPages, FPDF):
+class TicketPdf(ParkedPages):
     """An FPDF document (A4, points) with our page header/footer and line drawing.
 
     All text handed to the drawing methods must have gone through :meth:`clean`.
@@ -230,6 +229,7 @@ class TicketPdf(ParkedPages, FPDF):
         fill, text = self.fill_color, self.text_color
         if fill is not self._wrapped_fill or text is not self._wrapped_text:
             self._wrapped_fill, self._wrapped_text = fill, text
+            assert text is not None  # fpdf2 starts every document with a text colour
             self._wrapping = (f"q {text.serialize().lower()} BT", "ET Q") if fill != text else ("BT", "ET")
         return self._wrapping
 

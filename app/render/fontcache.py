@@ -158,10 +158,10 @@ def _prototype(path: str, index: int) -> _Prototype:
         probe.close()
     if not cacheable:
         return _Prototype(None)
-    font = TTFFont(_Stub(), Path(path), "prototype", "", None, None, None, index)  # type: ignore[arg-type]
+    font = TTFFont(_Stub(), Path(path), "prototype", "", None, None, None, index)  # type: ignore[arg-type]  # _Stub: what TTFFont reads of an FPDF
     font.close()
-    font.ttfont = None  # type: ignore[assignment]  # no tables kept: each document opens its own
-    font.subset = None  # type: ignore[assignment]
+    font.ttfont = None  # no tables kept: each document opens its own
+    font.subset = None  # type: ignore[assignment]  # the prototype draws nothing: documents get their own
     pre_drop = (
         ()
         if "kern" in tags or not _fpdf_drops_layout_tables()
@@ -205,7 +205,6 @@ def _document_font(pdf: FPDF, proto: _Prototype, fontkey: str, style: str, index
     font.name = base.name
     font.up, font.ut, font.sp, font.ss = base.up, base.ut, base.sp, base.ss
     font.emphasis = TextEmphasis.coerce(style)
-    font.unicode_range = None
     font.palette_index = 0
     font.color_font = None
     font.subset = SubsetMap(font)

@@ -207,8 +207,8 @@ def _stream(data: bytes, *, compressed: bool, font_file_length: int | None = Non
     stream._contents = data
     stream.filter = Name("FlateDecode") if compressed else None
     stream.length = len(data)
-    if font_file_length is not None:
-        stream.length1 = font_file_length  # type: ignore[attr-defined]
+    if isinstance(stream, PDFFontStream) and font_file_length is not None:
+        stream.length1 = font_file_length
     return stream
 
 
@@ -273,7 +273,7 @@ class ArchiveOutputProducer(OutputProducer):
         cid_font.c_i_d_to_g_i_d_map = cid_to_gid
         font_file = _stream(built.font_file, compressed=True, font_file_length=built.font_file_length)
         self._add_pdf_obj(font_file, "fonts")
-        descriptor.font_file2 = font_file  # type: ignore[attr-defined]
+        descriptor.font_file2 = font_file  # type: ignore[attr-defined]  # undeclared; fpdf2 sets it so too
         font.subset.pick.cache_clear()
         font.subset.get_glyph.cache_clear()
         font.close()

@@ -70,7 +70,7 @@ TIER_2: tuple[int, ...] = tuple(
 TIERS: tuple[tuple[int, ...], ...] = (TIER_1, TIER_2)
 
 
-class _CodeTable(dict):  # type: ignore[type-arg]
+class _CodeTable(dict[int, str | None]):
     """``ord(char) -> chr(code)`` for ``str.translate``; a miss asks the subset map (which
     records missing glyphs) and remembers the answer; ``None`` drops the character, as
     fpdf2's ``encode_text`` does for a glyph the font lacks."""
@@ -94,7 +94,7 @@ def _in_string(code: str) -> str:
     return escape_parens(code.encode("utf-16-be").decode("latin-1"))
 
 
-class _EscapedCodeTable(dict):  # type: ignore[type-arg]
+class _EscapedCodeTable(dict[int, str | None]):
     """``ord(char) -> `` the char's code as it stands in a PDF string: two bytes (UTF-16BE,
     as latin-1 characters), ``\\``, ``(``, ``)`` and CR escaped as fpdf2's ``escape_parens``
     does; ``None`` for a glyph the font lacks. Built on a :class:`_CodeTable` (one miss each)."""
@@ -131,11 +131,12 @@ class TieredSubsetMap(SubsetMap):
     def __init__(self, font: TTFFont, tiers: tuple[tuple[int, ...], ...] = TIERS) -> None:
         super().__init__(font)
         key = (str(font.ttffile), font.collection_font_number, tiers)
-        self.tiers = _FONT_TIERS.get(key)
-        if self.tiers is None:
-            self.tiers = _FONT_TIERS[key] = tuple(
+        mapped = _FONT_TIERS.get(key)
+        if mapped is None:
+            mapped = _FONT_TIERS[key] = tuple(
                 tuple(cp for cp in tier if cp in font.glyph_ids) for tier in tiers
             )
+        self.tiers = mapped
         self.taken = 0
         self.codes = _CodeTable(self)
         self.escaped = _EscapedCodeTable(self.codes)
@@ -239,16 +240,17 @@ class TieredTTFFont(TTFFont):
     """``TTFFont`` whose ``encode_text`` maps text with one ``str.translate`` (same output)."""
 
     __slots__ = ()
+    subset: TieredSubsetMap  # use_tiered_codes gives every such font one
 
     def encode_text(self, text: str) -> str:
         """``(<UTF-16BE codes>) Tj`` for ``text``, as fpdf2's ``TTFFont.encode_text``."""
         subset = self.subset
         try:  # every character has a code below 256: one byte each in C, then widened
-            narrow = codecs.charmap_encode(text, "strict", subset.byte_codes())[0]  # type: ignore[attr-defined]
+            narrow = codecs.charmap_encode(text, "strict", subset.byte_codes())[0]
         except UnicodeEncodeError:
             # Escaping each two-byte code on its own gives the same string as escaping them
             # all at once: every escape replaces one character.
-            return f"({text.translate(subset.escaped)}) Tj"  # type: ignore[attr-defined]
+            return f"({text.translate(subset.escaped)}) Tj"
         wide = narrow.decode("latin-1").encode("utf-16-be")  # code c -> 00 c
         wide = wide.replace(b"\\", b"\\\\").replace(b")", b"\\)").replace(b"(", b"\\(").replace(b"\r", b"\\r")
         return f"({wide.decode('latin-1')}) Tj"

@@ -139,24 +139,25 @@ def render_ticket_pdf(
         pdf.header_text = pdf.fit(f"Ticket #{number} – {title}", PAGE_HEADER, pdf.epw)
         pdf.footer_text = f"Archived {archived} by {service}"
 
-        pdf.set_title(f"Ticket #{number}: {title}")
-        pdf.set_subject(
-            f"Zammad ticket #{number} with {total} articles"
+        metadata = {
+            "title": f"Ticket #{number}: {title}",
+            "subject": f"Zammad ticket #{number} with {total} articles"
             + (f" ({len(ordered)} included)" if len(ordered) < total else "")
-            + f", archived {archived}"
-        )
-        pdf.set_author(service)
-        pdf.set_keywords(", ".join(pdf.clean(str(tag)) for tag in tags))
-        pdf.set_creator(f"{service} {__version__}")
+            + f", archived {archived}",
+            "author": service,
+            "keywords": ", ".join(pdf.clean(str(tag)) for tag in tags),
+            "creator": f"{service} {__version__}",
+        }
+        pdf.set_title(metadata["title"])
+        pdf.set_subject(metadata["subject"])
+        pdf.set_author(metadata["author"])
+        pdf.set_keywords(metadata["keywords"])
+        pdf.set_creator(metadata["creator"])
         pdf.set_creation_date(archived_at)
         if options.pdfa:  # fpdf2's own PDF/A XMP dates itself "now" (docs/reference/rendering.md §5.4)
             pdf.set_xmp_metadata(
                 xmp_metadata(
-                    title=pdf.title,
-                    subject=pdf.subject,
-                    author=pdf.author,
-                    keywords=pdf.keywords,
-                    creator=pdf.creator,
+                    **metadata,
                     producer=f"fpdf2 {FPDF_VERSION}",
                     date=archived_at,
                     pdfa=True,

@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NoReturn
 
 import orjson
 
@@ -163,7 +163,7 @@ class _SpooledOriginals(Sequence[EmbeddedFile]):
     def __len__(self) -> int:
         return self._count
 
-    def __getitem__(self, index):  # type: ignore[no-untyped-def]
+    def __getitem__(self, index: Any) -> NoReturn:
         raise TypeError("the originals of a render can only be iterated, once")
 
     def __iter__(self) -> Iterator[EmbeddedFile]:

@@ -136,7 +136,8 @@ def _article_images(
     """Image attachments to preview under the article (inline ones are already in the body)."""
     if not pdf.template.images:
         return []
-    article_id = article.get("id") if isinstance(article.get("id"), int) else 0
+    raw_id = article.get("id")
+    article_id = raw_id if isinstance(raw_id, int) else 0
     inline: set[int] = set()
     body = article.get("body")
     if images is not None and isinstance(body, str) and is_html(article):
@@ -225,7 +226,8 @@ def draw_article(
         pdf.write_field("Attachments", listing)
     pdf.rule(4 if template.article_fields != "none" else 2)
 
-    article_id = article.get("id") if isinstance(article.get("id"), int) else 0
+    raw_id = article.get("id")
+    article_id = raw_id if isinstance(raw_id, int) else 0
     body = article.get("body")
     if isinstance(body, str) and body.strip() and is_html(article) and template.html:
         write_html_body(pdf, body, article_id, images)

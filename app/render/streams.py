@@ -29,6 +29,7 @@ import hashlib
 import zlib
 from typing import Any, BinaryIO
 
+from fpdf import FPDF
 from fpdf.output import OutputProducer, _dimensions_to_mediabox
 from fpdf.syntax import PDFContentStream
 from fpdf.syntax import create_dictionary_string as pdf_dict
@@ -38,8 +39,9 @@ PARK_LEVEL = 1
 
 
 # Kept for `make bench` render: "RSS added, pages unparked / ours".
-class ParkedPages:
-    """Mixin for an ``FPDF`` subclass (put it first among the bases): parks finished pages.
+class ParkedPages(FPDF):
+    """An ``FPDF`` that parks finished pages; with another ``FPDF`` subclass, put it first
+    among the bases.
 
     Only active with fpdf2's ``compress`` on (the default), as then the pages are
     compressed at output anyway, and only once the document has more than
@@ -66,14 +68,14 @@ class ParkedPages:
 
     def _beginpage(self, *args: Any, **kwargs: Any) -> None:
         # The current page is finished (its footer drawn) when fpdf2 begins the next one.
-        if not self._park_holds and getattr(self, "compress", False) and self.page > self.park_after_pages:  # type: ignore[attr-defined]
-            for number in range(self._next_to_park, self.page + 1):  # type: ignore[attr-defined]
+        if not self._park_holds and self.compress and self.page > self.park_after_pages:
+            for number in range(self._next_to_park, self.page + 1):
                 self._park(number)
-            self._next_to_park = max(self._next_to_park, self.page + 1)  # type: ignore[attr-defined]
-        super()._beginpage(*args, **kwargs)  # type: ignore[misc]
+            self._next_to_park = max(self._next_to_park, self.page + 1)
+        super()._beginpage(*args, **kwargs)
 
     def _park(self, number: int) -> None:
-        page = self.pages.get(number)  # type: ignore[attr-defined]
+        page = self.pages.get(number)
         if page is None or number in self._parked:
             return
         contents = page.contents
@@ -102,11 +104,11 @@ class ParkedPages:
     def output(self, *args: Any, **kwargs: Any) -> Any:
         """fpdf2's ``output()``, with :class:`ParkedPagesProducer` as the default producer."""
         kwargs.setdefault("output_producer_class", ParkedPagesProducer)
-        return super().output(*args, **kwargs)  # type: ignore[misc]
+        return super().output(*args, **kwargs)
 
     def _default_file_id(self, buffer: Any) -> str:
         if not isinstance(buffer, FileSink):
-            return super()._default_file_id(buffer)  # type: ignore[misc]
+            return super()._default_file_id(buffer)
         # fpdf2 2.8's own rule (MD5 of the output so far, then the creation date), on the
         # running digest of what went to the file.
         id_hash = buffer.digest()
@@ -191,7 +193,7 @@ def write_pdf(pdf: Any, out: BinaryIO, producer: type[OutputProducer] = ParkedPa
 
     def producer_into_sink(fpdf: Any) -> OutputProducer:
         made = producer(fpdf)
-        made.buffer = sink  # type: ignore[assignment]
+        made.buffer = sink  # type: ignore[assignment]  # all of a bytearray fpdf2 uses (len, +=, bool)
         return made
 
     pdf.output(output_producer_class=producer_into_sink)

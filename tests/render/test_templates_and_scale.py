@@ -90,7 +90,8 @@ def test_two_thousand_articles_stay_under_300_mib():
         "from app.render.options import RenderOptions\n"
         "from app.render.pdf import render_ticket_pdf\n"
         "articles = make_articles(2000)\n"
-        "r = render_ticket_pdf({'number': '1', 'title': 'Big'}, articles, [], archived_at=ARCHIVED_AT, options=RenderOptions())\n"
+        "r = render_ticket_pdf({'number': '1', 'title': 'Big'}, articles, [],\n"
+        "                      archived_at=ARCHIVED_AT, options=RenderOptions())\n"
         "hwm = next(l for l in open('/proc/self/status') if l.startswith('VmHWM:')).split()[1]\n"
         "print(r.page_count, r.articles_included, hwm)\n"
     )
