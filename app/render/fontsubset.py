@@ -237,7 +237,9 @@ _FONT_TIERS: dict[tuple[str, int, tuple[tuple[int, ...], ...]], tuple[tuple[int,
 
 
 class TieredTTFFont(TTFFont):
-    """``TTFFont`` whose ``encode_text`` maps text with one ``str.translate`` (same output)."""
+    """``TTFFont`` with a :class:`TieredSubsetMap`, encoding text in C: one ``codecs`` charmap
+    call for a line whose characters all have codes below 256, else one ``str.translate``
+    (the bytes of fpdf2's ``encode_text``)."""
 
     __slots__ = ()
     subset: TieredSubsetMap  # use_tiered_codes gives every such font one
