@@ -3,13 +3,15 @@
 ``app.main:create_app`` is an ASGI app factory (``hypercorn --factory`` or any ASGI server).
 It reads the settings once and builds the middleware chain (request log → rate limit → body
 limit → HMAC → routes). The lifespan creates the aiohttp sessions (Zammad; TSA and OCSP/CRL),
-the Zammad client, the signer (key loaded once), the storage, the render pool, the job store
-and the worker pool; on shutdown it drains the pool within ``SHUTDOWN_GRACE_SECONDS`` and
+the Zammad client, the signer (key loaded once), the storage with its manifest, the render
+pool, the job store and the worker pool, and starts the manifest timestamps and the scheduled
+audit; on shutdown it drains the pool within ``SHUTDOWN_GRACE_SECONDS`` and
 closes everything.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
@@ -18,7 +20,7 @@ import ssl
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -27,6 +29,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from app import SERVICE_NAME, __version__
+from app.audit.schedule import start_archive_checks
 from app.config import Settings, load_settings
 from app.errors import ConfigError, SigningError
 from app.http.body_limit import BodyLimitMiddleware
@@ -51,6 +54,7 @@ from app.signing.signer import (
     build_timestamper,
 )
 from app.signing.trust import LongTermValidation, load_certificates
+from app.storage.manifest import ArchiveManifest
 from app.storage.store import ArchiveStore
 from app.workflow.archive import ArchiveOutcome, ArchiveWorkflow, EmbedPolicy, Guard, Report
 from app.workflow.ports import SignedPdf, SignerPort
@@ -309,6 +313,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         )
         spool, spool_is_temporary = open_spool(settings)
         renderer = ProcessPoolRenderer(render_options, processes=settings.render_processes)
+        background: list[asyncio.Task[None]] = []
         try:
             assert settings.storage_root is not None and settings.zammad_api_token is not None
             zammad = ZammadClient(
@@ -323,10 +328,23 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 runtime.metrics.watch_signing_certificate(
                     lambda: (signer.not_after - datetime.now(UTC)).total_seconds(), signer.expires_soon
                 )
+            loop = asyncio.get_running_loop()
+            day_closed = asyncio.Event()
+
+            def on_day_closed(_day: date) -> None:  # in a storage thread: wake the timestamper
+                loop.call_soon_threadsafe(day_closed.set)
+
+            manifest = ArchiveManifest(
+                settings.storage_root.resolve(), fsync=settings.storage_fsync, on_day_closed=on_day_closed
+            )
             storage = ArchiveStore(
                 settings.storage_root,
                 path_template=settings.storage_path_template,
                 fsync=settings.storage_fsync,
+                manifest=manifest,
+            )
+            background.extend(
+                start_archive_checks(settings, runtime.metrics.registry, pki_session, day_closed)
             )
             runtime.workflow = ArchiveWorkflow(
                 zammad=zammad,
@@ -390,6 +408,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
             )
             yield
         finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             gc.set_threshold(*gc_thresholds)
             if runtime.pool is not None:
                 await runtime.pool.stop(settings.shutdown_grace_seconds)
