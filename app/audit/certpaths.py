@@ -19,13 +19,16 @@ from __future__ import annotations
 
 import asyncio
 import enum
-from collections.abc import Iterable, Sequence
+from collections.abc import Coroutine, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from asn1crypto import x509
 from pyhanko_certvalidator import CertificateValidator, ValidationContext
 from pyhanko_certvalidator import errors as cv_errors
+from pyhanko_certvalidator.path import ValidationPath
 
 
 class Purpose(enum.Enum):
@@ -68,9 +71,8 @@ class _Valid:
 class CertificatePaths:
     """Validates certificates against ``trust_roots``, caching the verdicts (see the module docstring).
 
-    Not thread-safe; one instance per audit run. Uses its own event loop for
-    pyhanko-certvalidator's async API, so call it from synchronous code only (never from a
-    running event loop).
+    Not thread-safe; one instance per audit run. Runs pyhanko-certvalidator's async API on
+    its own event loop (from a thread with a running loop: in a helper thread).
 
     Args:
         trust_roots: the anchors (``SIGNING_TRUST_ROOTS_PATH``); must not be empty.
@@ -132,10 +134,8 @@ class CertificatePaths:
         )
         key_usage, extended = _USAGES[purpose]
         validator = CertificateValidator(cert, intermediate_certs=helpers, validation_context=context)
-        if self._loop is None:
-            self._loop = asyncio.new_event_loop()
         try:
-            path = self._loop.run_until_complete(validator.async_validate_usage(key_usage, extended))
+            path = self._run(validator.async_validate_usage(key_usage, extended))
         except (cv_errors.ExpiredError, cv_errors.NotYetValidError) as exc:
             return PathVerdict(False, f"{_role(purpose)} certificate path: {exc}", cert.not_valid_after)
         except cv_errors.PathBuildingError:
@@ -149,6 +149,18 @@ class CertificatePaths:
             return PathVerdict(True, None, window.not_after)
         self._failed[failure_key] = problem
         return PathVerdict(False, problem, cert.not_valid_after)
+
+    def _run(self, coroutine: Coroutine[Any, Any, ValidationPath]) -> ValidationPath:
+        """Run pyhanko-certvalidator's coroutine: on this instance's own loop, or — called
+        from a thread whose event loop is running — on a loop in a helper thread."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            if self._loop is None:
+                self._loop = asyncio.new_event_loop()
+            return self._loop.run_until_complete(coroutine)
+        with ThreadPoolExecutor(1) as helper:
+            return helper.submit(asyncio.run, coroutine).result()
 
 
 def _role(purpose: Purpose) -> str:

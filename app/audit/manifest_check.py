@@ -262,8 +262,8 @@ def _check_timestamp(
         status = response["status"]["status"].native
         if status not in ("granted", "granted_with_mods"):
             raise ValueError(f"status {status}")
-        token = response["time_stamp_token"]["content"]
-        imprint = token["encap_content_info"]["content"].parsed["message_imprint"]
+        token = response["time_stamp_token"]
+        imprint = token["content"]["encap_content_info"]["content"].parsed["message_imprint"]
         algorithm = imprint["hash_algorithm"]["algorithm"].native
         stamped = imprint["hashed_message"].native
     except (OSError, ValueError, TypeError, KeyError) as exc:
@@ -271,7 +271,7 @@ def _check_timestamp(
     if algorithm != "sha256":
         return DayTimestamp(day, None, lines, None, f"imprint uses {algorithm}, expected sha256")
     covers = hashes.get(stamped.hex())
-    check = verifier.verify_timestamp(token, lambda _alg: stamped, "manifest timestamp")
+    check = verifier.verify_timestamp(token.dump(), lambda _alg: stamped, "manifest timestamp")
     problem = check.problem
     if covers is None:
         problem = "the timestamp covers none of the day's lines" + (f"; {problem}" if problem else "")

@@ -31,7 +31,7 @@ from app.audit.fixity import (
 from app.audit.manifest_check import ManifestIndex, ManifestReport, verify_manifest
 from app.audit.signatures import SignatureVerifier
 from app.audit.walk import WalkEntry, WalkErrors, count_archives, walk_archives
-from app.audit.workers import CheckSettings, CheckStats, check_all
+from app.audit.workers import CheckSpec, CheckStats, check_all
 
 DEFAULT_EXPIRY_DAYS = 90
 """Default warning window for ``certificate_expiring`` (as ``lta-refresh --within-days``)."""
@@ -173,14 +173,14 @@ def run_audit(
                     continue
                 yield entry
 
-        settings = CheckSettings(
+        spec = CheckSpec(
             root=str(options.root),
             trust_roots=tuple(cert.dump() for cert in options.trust_roots),
             now=now,
             expiry_window=options.expiry_window,
         )
         results: Counter[str] = Counter()
-        for report in check_all(entries(), settings, options.jobs, stats):
+        for report in check_all(entries(), spec, options.jobs, stats):
             if index is not None and report.sha256 is not None:
                 _cross_check(report, index, manifest_start)
             summary.files += 1

@@ -34,7 +34,7 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 @dataclass(frozen=True, slots=True)
-class CheckSettings:
+class CheckSpec:
     """What every checker needs (picklable: sent to each worker once)."""
 
     root: str
@@ -50,12 +50,12 @@ class ArchiveChecker:
     symlinks, keeping the last folder open (entries arrive folder by folder).
     """
 
-    def __init__(self, settings: CheckSettings) -> None:
-        self._settings = settings
-        roots = tuple(x509.Certificate.load(der) for der in settings.trust_roots)
-        self.verifier = SignatureVerifier(roots, clock=lambda: settings.now)
+    def __init__(self, spec: CheckSpec) -> None:
+        self._spec = spec
+        roots = tuple(x509.Certificate.load(der) for der in spec.trust_roots)
+        self.verifier = SignatureVerifier(roots, clock=lambda: spec.now)
         self._buffer = bytearray(CHUNK_BYTES)
-        self._root_fd = os.open(settings.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        self._root_fd = os.open(spec.root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         self._folder: str | None = None
         self._folder_fd = -1
 
@@ -83,8 +83,8 @@ class ArchiveChecker:
             entry.sidecar,
             self.verifier,
             self._buffer,
-            now=self._settings.now,
-            expiry_window=self._settings.expiry_window,
+            now=self._spec.now,
+            expiry_window=self._spec.expiry_window,
         )
 
     def close(self) -> None:
@@ -116,9 +116,9 @@ class ArchiveChecker:
 _WORKER: ArchiveChecker | None = None
 
 
-def _start_worker(settings: CheckSettings) -> None:
+def _start_worker(spec: CheckSpec) -> None:
     global _WORKER
-    _WORKER = ArchiveChecker(settings)
+    _WORKER = ArchiveChecker(spec)
 
 
 def _check_batch(entries: list[WalkEntry]) -> tuple[list[FileReport], int]:
@@ -136,11 +136,11 @@ class CheckStats:
 
 
 def check_all(
-    entries: Iterable[WalkEntry], settings: CheckSettings, jobs: int, stats: CheckStats
+    entries: Iterable[WalkEntry], spec: CheckSpec, jobs: int, stats: CheckStats
 ) -> Iterator[FileReport]:
     """Check ``entries`` with ``jobs`` processes (1: in this one); reports in entry order."""
     if jobs <= 1:
-        checker = ArchiveChecker(settings)
+        checker = ArchiveChecker(spec)
         try:
             for entry in entries:
                 yield checker.check(entry)
@@ -150,7 +150,7 @@ def check_all(
         return
     context = multiprocessing.get_context("fork")
     pending: deque[Future[tuple[list[FileReport], int]]] = deque()
-    pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker, initargs=(settings,))
+    pool = ProcessPoolExecutor(jobs, mp_context=context, initializer=_start_worker, initargs=(spec,))
     with pool:
         try:
             batch: list[WalkEntry] = []
