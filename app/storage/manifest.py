@@ -260,15 +260,19 @@ class ArchiveManifest:
             last, seq = self._last_line(day_file_name(newest))
             if last is not None:
                 return newest, last, seq, None
-            previous = [d for d in manifest_days(self.folder) if d < newest]
-            if not previous:  # an empty day file: start of the chain
-                return newest, None, 0, None
-            prev_line, _ = self._last_line(day_file_name(previous[-1]))
-            return newest, prev_line, 0, None
+            return newest, self._chain_end(newest), 0, None  # an empty day file (a crash after creating it)
         # The newest day is over (or already timestamped): start the next day.
         day = max(today, newest + timedelta(days=1))
         last, _ = self._last_line(day_file_name(newest))
-        return day, last, 0, newest
+        return day, last if last is not None else self._chain_end(newest), 0, newest
+
+    def _chain_end(self, before: date) -> bytes | None:
+        """The last complete line of the newest non-empty day before ``before`` (``None``: none)."""
+        for day in reversed([d for d in manifest_days(self.folder) if d < before]):
+            last, _ = self._last_line(day_file_name(day))
+            if last is not None:
+                return last
+        return None
 
     def _exists(self, name: str) -> bool:
         try:

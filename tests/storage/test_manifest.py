@@ -260,3 +260,19 @@ def test_a_writer_waits_while_another_holds_the_lock(tmp_path: Path) -> None:
 
     holder.release()
     assert manifest.record(entry(2)).seq == 2
+
+
+def test_an_empty_day_file_left_by_a_crash_does_not_break_the_chain(tmp_path: Path) -> None:
+    clock = Clock(DAY1)
+    manifest = ArchiveManifest(tmp_path, fsync=False, clock=clock)
+    manifest.record(entry(1))
+    day2 = DAY1.date() + timedelta(days=1)
+    (tmp_path / "_manifest" / day_file_name(day2)).touch()  # created, then the writer died
+    clock.now = DAY1 + timedelta(days=2)
+
+    manifest.record(entry(2))  # day 3 chains over the empty day 2 to day 1's last line
+
+    assert chain_ok(tmp_path)
+    assert lines(tmp_path, DAY1.date() + timedelta(days=2))[0]["prev"] == line_hash(
+        (tmp_path / "_manifest" / day_file_name(DAY1.date())).read_bytes().rstrip(b"\n")
+    )
