@@ -20,7 +20,7 @@ import ssl
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import aiohttp
@@ -29,7 +29,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from app import SERVICE_NAME, __version__
-from app.audit.schedule import start_archive_checks
+from app.audit.service import open_manifest, start_archive_checks
 from app.config import Settings, load_settings
 from app.errors import ConfigError, SigningError
 from app.http.body_limit import BodyLimitMiddleware
@@ -54,7 +54,6 @@ from app.signing.signer import (
     build_timestamper,
 )
 from app.signing.trust import LongTermValidation, load_certificates
-from app.storage.manifest import ArchiveManifest
 from app.storage.store import ArchiveStore
 from app.workflow.archive import ArchiveOutcome, ArchiveWorkflow, EmbedPolicy, Guard, Report
 from app.workflow.ports import SignedPdf, SignerPort
@@ -328,20 +327,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 runtime.metrics.watch_signing_certificate(
                     lambda: (signer.not_after - datetime.now(UTC)).total_seconds(), signer.expires_soon
                 )
-            loop = asyncio.get_running_loop()
             day_closed = asyncio.Event()
-
-            def on_day_closed(_day: date) -> None:  # in a storage thread: wake the timestamper
-                loop.call_soon_threadsafe(day_closed.set)
-
-            manifest = ArchiveManifest(
-                settings.storage_root.resolve(), fsync=settings.storage_fsync, on_day_closed=on_day_closed
-            )
             storage = ArchiveStore(
                 settings.storage_root,
                 path_template=settings.storage_path_template,
                 fsync=settings.storage_fsync,
-                manifest=manifest,
+                manifest=open_manifest(settings, day_closed),
             )
             background.extend(
                 start_archive_checks(settings, runtime.metrics.registry, pki_session, day_closed)

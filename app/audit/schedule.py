@@ -37,15 +37,9 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-import aiohttp
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from app.audit.fixity import RESULT_ORDER
-from app.config import Settings
-from app.errors import ConfigError
-from app.signing.signer import build_timestamper
-from app.signing.trust import load_certificates
-from app.storage.manifest_timestamp import ManifestTimestamper
 
 log = logging.getLogger("app.audit")
 
@@ -271,50 +265,3 @@ class ScheduledAudit:
             self._state_file.write_text(json.dumps({"ended_at": time.time()}))
         except OSError as exc:
             log.warning("cannot record the audit's last run", extra={"cause": str(exc)})
-
-
-def start_archive_checks(
-    settings: Settings, registry: CollectorRegistry, session: aiohttp.ClientSession, day_closed: asyncio.Event
-) -> list[asyncio.Task[None]]:
-    """Start the background tasks that keep the archive provable: the RFC 3161 timestamp of
-    each closed manifest day (with ``TSA_URL``) and the scheduled audit (with
-    ``AUDIT_INTERVAL_HOURS``). A bad TSA or trust-roots setting is logged and that task left out.
-
-    Args:
-        settings: the service settings.
-        registry: the service's metrics registry (the audit's metrics are added to it).
-        session: the HTTP session for the TSA.
-        day_closed: set (from the storage's threads) when a writer closed a manifest day.
-    """
-    assert settings.storage_root is not None
-    root = settings.storage_root.resolve()
-    tasks: list[asyncio.Task[None]] = []
-    if settings.tsa_url:
-        try:
-            timestamper = build_timestamper(
-                settings.tsa_url,
-                session,
-                user=settings.tsa_user,
-                password=settings.tsa_pass.reveal() if settings.tsa_pass else None,
-                timeout=settings.tsa_timeout_seconds,
-            )
-        except ConfigError as exc:
-            log.error("manifest days will not be timestamped", extra={"cause": str(exc)})
-        else:
-            notary = ManifestTimestamper(root, timestamper)
-            tasks.append(asyncio.create_task(notary.run(day_closed), name="manifest-timestamps"))
-    if settings.audit_interval_hours > 0:
-        roots: tuple[bytes, ...] = ()
-        if settings.signing_trust_roots_path is not None:
-            try:
-                roots = tuple(c.dump() for c in load_certificates(settings.signing_trust_roots_path))
-            except ConfigError as exc:
-                log.error("the scheduled audit checks integrity only", extra={"cause": str(exc)})
-        audit = ScheduledAudit(
-            ScheduledAuditOptions(str(root), roots, settings.audit_expiry_warn_days, settings.audit_manifest),
-            settings.audit_interval_hours * 3600,
-            AuditMetrics(registry),
-            state_dir=settings.state_dir if settings.state_durable else None,
-        )
-        tasks.append(asyncio.create_task(audit.run(), name="scheduled-audit"))
-    return tasks
