@@ -1,4 +1,4 @@
-"""Command line: ``python -m app serve`` runs the service; ``python -m app render`` lays out a ticket.
+"""Command line: ``python -m app serve`` runs the service; ``render``, ``extract`` and ``audit`` are tools.
 
 ``serve`` reads the settings (``CONFIG_PATH`` and the environment), then runs Hypercorn on
 ``SERVER_HOST:SERVER_PORT`` until SIGTERM or SIGINT, draining running jobs within
@@ -169,6 +169,8 @@ commands:
                                           lay a ticket out as an unsigned PDF, without a server
   extract ARCHIVE.pdf -o DIR [--sidecar ARCHIVE.pdf.json]
                                           write the embedded originals out, check them against the sidecar
+  audit [--since DATE] [--json] [--manifest] [--expiry-days N] [--trust PEM] [--root DIR]
+                                          re-read every archive: SHA-256, sidecar, signatures, manifest chain
 """
 
 
@@ -177,7 +179,7 @@ def main(argv: list[str]) -> int:
 
     Python warnings are captured before any command imports its libraries: ``serve`` writes
     them through the JSON log once it has configured logging from the settings (never on a
-    configuration error); ``render`` and ``extract`` configure the JSON log at WARNING for them.
+    configuration error); ``render``, ``extract`` and ``audit`` configure the JSON log at WARNING for them.
     """
     from app.observability.warning_capture import capture_early
 
@@ -188,7 +190,7 @@ def main(argv: list[str]) -> int:
     command, rest = argv[0], argv[1:]
     if command == "serve":
         return serve()
-    if command in {"render", "extract"}:
+    if command in {"render", "extract", "audit"}:
         from app.observability.logging import configure_logging
 
         configure_logging("WARNING")
@@ -200,6 +202,10 @@ def main(argv: list[str]) -> int:
         from app.render.extract import main as extract_main
 
         return extract_main(rest)
+    if command == "audit":
+        from app.audit.cli import main as audit_main
+
+        return audit_main(rest)
     print(f"unknown command {command!r}\n\n{USAGE}", end="", file=sys.stderr)
     return 2
 

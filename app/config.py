@@ -133,6 +133,7 @@ def setting(env: str, kind: str, default: Any, doc: str, *, toml: str | None = N
 
 _TABLES = {
     "admin",
+    "audit",
     "job",
     "zammad",
     "webhook",
@@ -284,6 +285,26 @@ class Settings:
         "path",
         None,
         "PEM CA bundle trusted for the TSA's HTTPS (and OCSP/CRL) connections, in addition to the system store",
+    )
+
+    audit_interval_hours: float = setting(
+        "AUDIT_INTERVAL_HOURS",
+        "float",
+        0.0,
+        "Run the fixity audit (python -m app audit) in the service every this many hours (0 = off)",
+    )
+    audit_expiry_warn_days: int = setting(
+        "AUDIT_EXPIRY_WARN_DAYS",
+        "int",
+        90,
+        "The audit reports certificate_expiring when an archive's newest certificate chain expires "
+        "within this many days",
+    )
+    audit_manifest: bool = setting(
+        "AUDIT_MANIFEST",
+        "bool",
+        True,
+        "The scheduled audit also verifies the manifest's hash chain and checks every archive against it",
     )
 
     workers: int = setting("WORKERS", "int", 2, "Number of concurrent archive workers")
@@ -605,6 +626,10 @@ def _validate(s: Settings, *, require_complete: bool) -> None:
         except ValueError as exc:
             fail("storage_path_template", str(exc))
 
+    if s.audit_interval_hours < 0:
+        fail("audit_interval_hours", "must be 0 (off) or more")
+    if s.audit_expiry_warn_days < 0:
+        fail("audit_expiry_warn_days", "must be 0 or more")
     if s.signing_expiry_warn_days < 0:
         fail("signing_expiry_warn_days", "must be 0 (off) or more")
     if s.signing_pades_level is not None:

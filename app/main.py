@@ -3,13 +3,15 @@
 ``app.main:create_app`` is an ASGI app factory (``hypercorn --factory`` or any ASGI server).
 It reads the settings once and builds the middleware chain (request log → rate limit → body
 limit → HMAC → routes). The lifespan creates the aiohttp sessions (Zammad; TSA and OCSP/CRL),
-the Zammad client, the signer (key loaded once), the storage, the render pool, the job store
-and the worker pool; on shutdown it drains the pool within ``SHUTDOWN_GRACE_SECONDS`` and
+the Zammad client, the signer (key loaded once), the storage with its manifest, the render
+pool, the job store and the worker pool, and starts the manifest timestamps and the scheduled
+audit; on shutdown it drains the pool within ``SHUTDOWN_GRACE_SECONDS`` and
 closes everything.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import gc
 import logging
@@ -27,6 +29,7 @@ from starlette.applications import Starlette
 from starlette.middleware import Middleware
 
 from app import SERVICE_NAME, __version__
+from app.audit.service import open_manifest, start_archive_checks
 from app.config import Settings, load_settings
 from app.errors import ConfigError, SigningError
 from app.http.body_limit import BodyLimitMiddleware
@@ -311,6 +314,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         )
         spool, spool_is_temporary = open_spool(settings)
         renderer = ProcessPoolRenderer(render_options, processes=settings.render_processes)
+        background: list[asyncio.Task[None]] = []
         try:
             assert settings.storage_root is not None and settings.zammad_api_token is not None
             zammad = ZammadClient(
@@ -325,10 +329,15 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 runtime.metrics.watch_signing_certificate(
                     lambda: (signer.not_after - datetime.now(UTC)).total_seconds(), signer.expires_soon
                 )
+            day_closed = asyncio.Event()
             storage = ArchiveStore(
                 settings.storage_root,
                 path_template=settings.storage_path_template,
                 fsync=settings.storage_fsync,
+                manifest=open_manifest(settings, day_closed),
+            )
+            background.extend(
+                start_archive_checks(settings, runtime.metrics.registry, pki_session, day_closed)
             )
             runtime.workflow = ArchiveWorkflow(
                 zammad=zammad,
@@ -392,6 +401,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
             )
             yield
         finally:
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
             gc.set_threshold(*gc_thresholds)
             if runtime.pool is not None:
                 await runtime.pool.stop(settings.shutdown_grace_seconds)

@@ -1,7 +1,8 @@
 """``python -m benchmarks`` (``make bench``): every benchmark, one table, one JSON file.
 
 Runs each module's ``run(quick) -> list[Result]`` in order (ingest, ingest_cpu,
-ingest_under_load, e2e, replicas, memory, render, sign), prints one table (bench, metric, value, unit, target, met) and
+ingest_under_load, e2e, replicas, memory, render, sign, audit), prints one table (bench, metric,
+value, unit, target, met) and
 writes it with the machine's facts to ``benchmarks/results/latest.json``. A benchmark that
 raises shows its error as a row and the others still run; targets not met are reported,
 not fatal. Exit status 0 unless the harness itself broke (2 for bad arguments).
@@ -24,7 +25,17 @@ from pathlib import Path
 
 from benchmarks.common import REPO, Result
 
-BENCHMARKS = ("ingest", "ingest_cpu", "ingest_under_load", "e2e", "replicas", "memory", "render", "sign")
+BENCHMARKS = (
+    "ingest",
+    "ingest_cpu",
+    "ingest_under_load",
+    "e2e",
+    "replicas",
+    "memory",
+    "render",
+    "sign",
+    "audit",
+)
 OUTPUT = REPO / "benchmarks" / "results" / "latest.json"
 
 

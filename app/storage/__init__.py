@@ -1,4 +1,4 @@
-"""Storage adapter: where an archive goes (:mod:`.paths`) and how it is written (:mod:`.store`)."""
+"""Storage adapter: where an archive goes (:mod:`.paths`), how it is written (:mod:`.store`) and recorded (:mod:`.manifest`)."""
 
 from app.storage.paths import (
     DEFAULT_PATH_TEMPLATE,

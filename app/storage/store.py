@@ -43,6 +43,11 @@ one:
 
 Without a ``job_id`` (or without a sidecar) every call publishes a new file.
 
+**Manifest.** With a ``manifest`` (:class:`app.storage.manifest.ArchiveManifest`), every
+archive published gets its line in the tamper-evident manifest after its sidecar; a job that
+finds its own finished archive records it only if the line is missing (a crash between the
+two).
+
 Any failure removes the temp file. Every ``OSError`` becomes :class:`StorageError` with its
 ``errno``; whether that is Transient or Permanent is decided by the workflow's classifier.
 """
@@ -63,6 +68,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from app.errors import StorageError
+from app.storage.manifest import ArchiveManifest
 from app.storage.paths import (
     DEFAULT_MAX_SEGMENT_BYTES,
     DEFAULT_PATH_TEMPLATE,
@@ -144,6 +150,7 @@ class ArchiveStore:
         fsync: ``fsync`` the file and its folder before reporting success (durability
             across power loss; turn off only for tests or throw-away roots).
         max_segment_bytes: upper bound of each path segment in UTF-8 bytes.
+        manifest: where every archive written is recorded (``None``: no manifest).
 
     Raises:
         ValueError: invalid ``path_template`` (message names the placeholder).
@@ -157,6 +164,7 @@ class ArchiveStore:
         path_template: str = DEFAULT_PATH_TEMPLATE,
         fsync: bool = True,
         max_segment_bytes: int = DEFAULT_MAX_SEGMENT_BYTES,
+        manifest: ArchiveManifest | None = None,
     ) -> None:
         validate_path_template(path_template)
         try:
@@ -168,6 +176,7 @@ class ArchiveStore:
         self._fsync = fsync
         self._max_segment_bytes = max_segment_bytes
         self._hardlinks = True
+        self._manifest = manifest
         # Publish + sidecar of one target name never interleave within this process.
         self._name_locks = [threading.Lock() for _ in range(_NAME_LOCKS)]
         self.check()
@@ -290,6 +299,8 @@ class ArchiveStore:
                 if job_id is not None:
                     found = self._find_job_archive(target_fd, folders, name, str(job_id), not_before)
                     if isinstance(found, StoredArchive):
+                        if self._manifest is not None:
+                            self._manifest.record_archive(found, sidecar, resumed=True)
                         return found  # this job's archive is complete: nothing to write
                     replace = found
                 published, digest, size = self._write_and_publish(
@@ -311,6 +322,8 @@ class ArchiveStore:
         finally:
             for fd in opened:
                 _close_quietly(fd)
+        if self._manifest is not None:
+            self._manifest.record_archive(stored, sidecar)
         return stored
 
     def _find_job_archive(

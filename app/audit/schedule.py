@@ -1,0 +1,267 @@
+"""The scheduled audit in the service: ``python -m app audit --manifest`` every ``AUDIT_INTERVAL_HOURS``.
+
+Each run happens in a child process (``spawn``, ``nice`` 10): the audit is CPU-bound Python
+and would otherwise hold the service's GIL and stall its event loop; the child also takes
+the memory of the run with it when it ends. The child sends back the summary and up to
+:data:`~app.audit.run.PROBLEM_SAMPLE` problem files, which are logged (``audit finished``,
+and one ``audit problem`` warning each) and counted in the metrics below. The end of the
+last run is kept in ``STATE_DIR/audit-last-run.json``, so a restart does not start the
+clock again; without one, the first run starts :data:`FIRST_RUN_DELAY_SECONDS` after the
+service (or one interval, if shorter). With several replicas, set the interval on one of
+them: each replica that has it audits the whole share.
+
+Metrics (prefix ``zammad_pdf_archiver_``):
+
+* ``audit_runs_total{outcome}`` — runs by outcome: ``ok``, ``problems``, ``failed`` (the
+  run itself failed: root unreadable, child killed);
+* ``audit_files_total{result}`` — files checked, by result code;
+* ``audit_last_run_timestamp_seconds`` — Unix time the last run ended;
+* ``audit_last_run_duration_seconds`` — how long it took;
+* ``audit_last_run_problems`` — files not ``ok`` in the last run (alert on > 0);
+* ``audit_manifest_intact`` — 1 when the last run found the manifest chain and timestamps
+  intact, 0 when not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import multiprocessing
+import os
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from app.audit.fixity import RESULT_ORDER
+
+log = logging.getLogger("app.audit")
+
+PREFIX = "zammad_pdf_archiver"
+FIRST_RUN_DELAY_SECONDS = 600.0
+"""Delay of the first run after a start without a recorded last run."""
+
+LAST_RUN_FILE = "audit-last-run.json"
+"""Under ``STATE_DIR``: when the last scheduled run ended."""
+
+OUTCOMES = ("ok", "problems", "failed")
+
+
+class AuditMetrics:
+    """The scheduled audit's metrics on ``registry`` (see the module docstring)."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.runs_total = Counter(
+            f"{PREFIX}_audit_runs_total", "Audit runs by outcome", ["outcome"], registry=r
+        )
+        self.files_total = Counter(
+            f"{PREFIX}_audit_files_total",
+            "Files checked by the audit, by result",
+            ["result"],
+            registry=r,
+        )
+        self.last_run_timestamp_seconds = Gauge(
+            f"{PREFIX}_audit_last_run_timestamp_seconds",
+            "Unix time the last audit run ended",
+            registry=r,
+        )
+        self.last_run_duration_seconds = Gauge(
+            f"{PREFIX}_audit_last_run_duration_seconds", "Wall time of the last audit run", registry=r
+        )
+        self.last_run_problems = Gauge(
+            f"{PREFIX}_audit_last_run_problems", "Files not ok in the last audit run", registry=r
+        )
+        self.manifest_intact = Gauge(
+            f"{PREFIX}_audit_manifest_intact",
+            "1 when the last audit found the manifest chain and timestamps intact, else 0",
+            registry=r,
+        )
+        for outcome in OUTCOMES:
+            self.runs_total.labels(outcome)
+        for result in RESULT_ORDER:
+            self.files_total.labels(result)
+
+    def record(self, summary: dict[str, Any] | None, seconds: float) -> None:
+        """Count one run: its summary (``AuditSummary.as_dict()``), or ``None`` when it failed."""
+        self.last_run_timestamp_seconds.set(time.time())
+        self.last_run_duration_seconds.set(seconds)
+        if summary is None:
+            self.runs_total.labels("failed").inc()
+            return
+        self.runs_total.labels("ok" if summary["ok"] else "problems").inc()
+        for result, count in summary["results"].items():
+            if count:
+                self.files_total.labels(result).inc(count)
+        self.last_run_problems.set(summary["problems"])
+        if summary.get("manifest_ok") is not None:
+            self.manifest_intact.set(1 if summary["manifest_ok"] else 0)
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduledAuditOptions:
+    """What the scheduled audit checks (picklable: sent to the child process).
+
+    Attributes:
+        root: the storage root.
+        trust_roots: DER of the trust roots (``SIGNING_TRUST_ROOTS_PATH``).
+        expiry_days: ``AUDIT_EXPIRY_WARN_DAYS``.
+        manifest: ``AUDIT_MANIFEST``.
+    """
+
+    root: str
+    trust_roots: tuple[bytes, ...]
+    expiry_days: int
+    manifest: bool
+
+
+def _child(options: ScheduledAuditOptions, conn: Connection) -> None:
+    """The child process: one audit run, its summary sent through ``conn``."""
+    with contextlib.suppress(OSError):  # lower priority where allowed
+        os.nice(10)
+    from asn1crypto import x509
+
+    from app.audit.run import AuditOptions, run_audit
+
+    try:
+        summary = run_audit(
+            AuditOptions(
+                root=Path(options.root),
+                trust_roots=tuple(x509.Certificate.load(der) for der in options.trust_roots),
+                expiry_window=timedelta(days=options.expiry_days),
+                manifest=options.manifest,
+            )
+        )
+        result: dict[str, Any] = {
+            "summary": summary.as_dict(),
+            "sample": summary.sample,
+            "manifest": summary.manifest.as_dict() if summary.manifest is not None else None,
+        }
+    except Exception as exc:  # noqa: BLE001 - reported to the parent, which logs and counts it
+        result = {"error": f"{type(exc).__name__}: {exc}"}
+    conn.send(result)
+    conn.close()
+
+
+def _receive(conn: Connection) -> dict[str, Any] | None:
+    try:
+        return conn.recv()
+    except (EOFError, OSError):
+        return None
+
+
+class ScheduledAudit:
+    """Runs the audit every ``interval`` seconds until cancelled (see the module docstring).
+
+    Args:
+        options: what to audit.
+        interval: seconds between the end of one run and the start of the next.
+        metrics: where runs are counted.
+        state_dir: where the last run's end is kept (``None``: not kept).
+    """
+
+    def __init__(
+        self,
+        options: ScheduledAuditOptions,
+        interval: float,
+        metrics: AuditMetrics,
+        *,
+        state_dir: Path | None = None,
+    ) -> None:
+        self.options = options
+        self.interval = interval
+        self.metrics = metrics
+        self._state_file = state_dir / LAST_RUN_FILE if state_dir is not None else None
+
+    def first_delay(self) -> float:
+        """Seconds until the first run: one interval after the recorded last run, else
+        :data:`FIRST_RUN_DELAY_SECONDS` (or the interval, if shorter)."""
+        if self._state_file is not None:
+            try:
+                ended = float(json.loads(self._state_file.read_text())["ended_at"])
+                return max(0.0, ended + self.interval - time.time())
+            except (OSError, ValueError, KeyError, TypeError):
+                pass
+        return min(FIRST_RUN_DELAY_SECONDS, self.interval)
+
+    async def run(self) -> None:
+        """Run forever (until cancelled): wait, audit, record, repeat."""
+        await asyncio.sleep(self.first_delay())
+        while True:
+            await self.run_once()
+            await asyncio.sleep(self.interval)
+
+    async def run_once(self) -> dict[str, Any] | None:
+        """One audit in a child process; returns its summary (``None`` when the run failed)."""
+        started = time.monotonic()
+        log.info("audit started", extra={"root": self.options.root, "manifest": self.options.manifest})
+        context = multiprocessing.get_context("spawn")
+        receiver, sender = context.Pipe(duplex=False)
+        process = context.Process(target=_child, args=(self.options, sender), name="archive-audit")
+        process.start()
+        sender.close()
+        try:
+            result = await asyncio.to_thread(_receive, receiver)
+        finally:
+            if process.is_alive():
+                process.terminate()
+            await asyncio.to_thread(process.join, 10)
+            receiver.close()
+        seconds = time.monotonic() - started
+        summary = result.get("summary") if result else None
+        if summary is None:
+            cause = result.get("error") if result else f"audit process ended with status {process.exitcode}"
+            log.error("audit failed", extra={"cause": cause, "seconds": round(seconds, 1)})
+        else:
+            self._log(summary, result or {}, seconds)
+        self.metrics.record(summary, seconds)
+        self._remember()
+        return summary
+
+    def _log(self, summary: dict[str, Any], result: dict[str, Any], seconds: float) -> None:
+        counts = {code: n for code, n in summary["results"].items() if n}
+        log.log(
+            logging.INFO if summary["ok"] else logging.WARNING,
+            "audit finished",
+            extra={
+                "files": summary["files"],
+                "problems": summary["problems"],
+                "results": counts,
+                "manifest_ok": summary.get("manifest_ok"),
+                "seconds": round(seconds, 1),
+            },
+        )
+        for item in result.get("sample") or []:
+            log.warning(
+                "audit problem",
+                extra={
+                    "path": item["path"],
+                    "result": item["result"],
+                    "detail": "; ".join(p["detail"] for p in item["problems"]),
+                },
+            )
+        manifest = result.get("manifest")
+        broken = (manifest or {}).get("first_break")
+        if broken:
+            log.warning(
+                "audit: manifest chain broken",
+                extra={
+                    "manifest_file": broken["file"],
+                    "manifest_line": broken["line"],
+                    "reason": broken["reason"],
+                },
+            )
+
+    def _remember(self) -> None:
+        if self._state_file is None:
+            return
+        try:
+            self._state_file.write_text(json.dumps({"ended_at": time.time()}))
+        except OSError as exc:
+            log.warning("cannot record the audit's last run", extra={"cause": str(exc)})

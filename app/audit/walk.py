@@ -1,0 +1,116 @@
+"""Which files under the storage root are archives and sidecars: a streamed walk, one folder at a time.
+
+An archive is a regular file named ``*.pdf`` (any case); its sidecar is ``<name>.json``
+beside it (:data:`app.storage.store.SIDECAR_SUFFIX`). The walk yields every archive with
+its sidecar's name (or ``None``) and every sidecar whose PDF is missing. It never follows a
+symlink, skips hidden names (temporary files ``.….tmp``, probes, locks) and the manifest's
+folder at the top, and ignores other files (``Thumbs.db``, ``desktop.ini``…).
+
+Only one folder's names are held at a time (plus the stack of folders still to visit), so
+memory follows the largest folder, not the number of archives. Folders and names are visited
+in sorted order, so two runs report in the same order.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from app.storage.manifest_format import MANIFEST_FOLDER
+from app.storage.store import SIDECAR_SUFFIX
+
+ARCHIVE_SUFFIX = ".pdf"
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+@dataclass(frozen=True, slots=True)
+class WalkEntry:
+    """One archive or orphan sidecar.
+
+    Attributes:
+        folder: the folder's path relative to the root (``""`` for the root itself).
+        pdf: the archive's name, ``None`` for an orphan sidecar.
+        sidecar: the sidecar's name, ``None`` for an archive without one.
+        mtime: the newest modification time of the two (Unix seconds).
+    """
+
+    folder: str
+    pdf: str | None
+    sidecar: str | None
+    mtime: float
+
+    @property
+    def relative(self) -> str:
+        """The archive's (or orphan sidecar's) path relative to the root."""
+        name = self.pdf if self.pdf is not None else self.sidecar
+        assert name is not None
+        return f"{self.folder}/{name}" if self.folder else name
+
+
+@dataclass(slots=True)
+class WalkErrors:
+    """Folders that could not be listed during a walk: ``(relative path, reason)``."""
+
+    folders: list[tuple[str, str]]
+
+
+def walk_archives(root_fd: int, errors: WalkErrors | None = None) -> Iterator[tuple[int, WalkEntry]]:
+    """Yield ``(folder fd, entry)`` for every archive and orphan sidecar under the root.
+
+    Args:
+        root_fd: the storage root, opened as a directory. Folder fds yielded are valid until
+            the next item is taken from the iterator.
+        errors: collects folders that cannot be opened or listed (the walk goes on).
+    """
+    stack: list[str] = [""]
+    while stack:
+        folder = stack.pop()
+        try:
+            fd = os.open(folder, _DIR_FLAGS, dir_fd=root_fd) if folder else os.dup(root_fd)
+        except OSError as exc:
+            if errors is not None:
+                errors.folders.append((folder, os.strerror(exc.errno or 0)))
+            continue
+        try:
+            try:
+                names = sorted(os.listdir(fd))
+            except OSError as exc:
+                if errors is not None:
+                    errors.folders.append((folder or ".", os.strerror(exc.errno or 0)))
+                continue
+            files: dict[str, float] = {}
+            subfolders: list[str] = []
+            for name in names:
+                if name.startswith(".") or (not folder and name == MANIFEST_FOLDER):
+                    continue
+                try:
+                    st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                except OSError:
+                    continue  # vanished meanwhile
+                if stat.S_ISDIR(st.st_mode):
+                    subfolders.append(f"{folder}/{name}" if folder else name)
+                elif stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode):
+                    # A symlink is reported (as unreadable) when it has an archive's name.
+                    files[name] = st.st_mtime
+            for name in files:
+                if name.lower().endswith(ARCHIVE_SUFFIX):
+                    sidecar = name + SIDECAR_SUFFIX
+                    has_sidecar = sidecar in files
+                    mtime = max(files[name], files[sidecar]) if has_sidecar else files[name]
+                    yield fd, WalkEntry(folder, name, sidecar if has_sidecar else None, mtime)
+                elif (
+                    name.lower().endswith(ARCHIVE_SUFFIX + SIDECAR_SUFFIX)
+                    and name[: -len(SIDECAR_SUFFIX)] not in files
+                ):
+                    yield fd, WalkEntry(folder, None, name, files[name])
+            stack.extend(reversed(subfolders))
+        finally:
+            os.close(fd)
+
+
+def count_archives(root_fd: int) -> int:
+    """How many entries :func:`walk_archives` will yield (a first pass for the progress bar)."""
+    return sum(1 for _ in walk_archives(root_fd))

@@ -1,0 +1,284 @@
+"""``python -m app audit``: real archives from the real store, tampered with as an attacker or a
+failing share would, each reported with its code; exit statuses; the JSON document's shape."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from app.audit.cli import main
+from tests.audit.conftest import ArchiveRoot
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def audit(*args: str) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    status = main(list(args), stdout=out, stderr=err)
+    return status, out.getvalue(), err.getvalue()
+
+
+def audit_json(archives: ArchiveRoot, *args: str) -> tuple[int, dict]:
+    status, out, _ = audit(
+        "--root", str(archives.root), "--trust", str(archives.trust), "--json", "--jobs", "1", *args
+    )
+    return status, json.loads(out)
+
+
+def signed_ranges(pdf: bytes) -> tuple[int, int, int, int]:
+    *_, match = re.finditer(rb"/ByteRange\s*\[\s*(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s*\]", pdf)
+    a, b, c, d = (int(x) for x in match.groups())
+    return a, b, c, d
+
+
+def results(document: dict) -> dict[str, str]:
+    return {item["path"]: item["result"] for item in document["files"]}
+
+
+def codes(document: dict, path: str) -> set[str]:
+    (item,) = [f for f in document["files"] if f["path"] == path]
+    return {p["code"] for p in item["problems"]}
+
+
+def test_good_archives_are_ok_and_exit_0(archive_root: ArchiveRoot) -> None:
+    status, document = audit_json(archive_root, "--manifest")
+
+    assert status == 0
+    assert set(results(document).values()) == {"ok"} and len(document["files"]) == 3
+    item = document["files"][0]
+    assert item["signature_check"] == "byte_range" and item["pades_level"] == "B-T"
+    assert item["sha256"] == archive_root.stored[0].sha256 and item["size"] == archive_root.stored[0].size
+    assert document["summary"]["ok"] is True and document["summary"]["trust_checked"] is True
+    assert document["manifest"]["ok"] is True and document["manifest"]["lines"] == 3
+
+
+def test_json_document_shape(archive_root: ArchiveRoot) -> None:
+    _, document = audit_json(archive_root)
+
+    assert list(document) == ["audit", "manifest", "files", "summary"]
+    assert document["manifest"] is None  # not asked for
+    assert set(document["audit"]) == {"root", "started_at", "since", "expiry_days", "trust_roots", "manifest"}
+    assert document["audit"]["trust_roots"] == 1 and document["audit"]["expiry_days"] == 90
+    for item in document["files"]:
+        assert set(item) == {
+            "path",
+            "result",
+            "problems",
+            "size",
+            "sha256",
+            "pades_level",
+            "signature_check",
+            "evidence_expires_at",
+        }
+        datetime.fromisoformat(item["evidence_expires_at"])
+    summary = document["summary"]
+    assert summary["files"] == 3 and summary["problems"] == 0
+    assert summary["results"]["ok"] == 3 and set(summary["results"]) >= {
+        "ok",
+        "hash_mismatch",
+        "signature_invalid",
+        "missing_sidecar",
+        "orphan_sidecar",
+        "certificate_expiring",
+    }
+
+
+def test_flipped_byte_is_a_hash_mismatch_and_breaks_the_signature(archive_root: ArchiveRoot) -> None:
+    target = archive_root.stored[1]
+    data = bytearray(target.path.read_bytes())
+    _, before_gap, _, _ = signed_ranges(bytes(data))
+    data[before_gap // 2] ^= 0x01  # inside the signed bytes, before the signature's /Contents
+    target.path.write_bytes(bytes(data))
+
+    status, document = audit_json(archive_root)
+
+    assert status == 1
+    assert results(document)[target.relative_path] == "hash_mismatch"
+    assert codes(document, target.relative_path) == {"hash_mismatch", "signature_invalid"}
+    others = {p: r for p, r in results(document).items() if p != target.relative_path}
+    assert set(others.values()) == {"ok"}
+
+
+def test_replaced_file_is_a_hash_mismatch(archive_root: ArchiveRoot) -> None:
+    # Another archive's bytes: a valid signature of the same signer, but not this file.
+    first, second = archive_root.stored[0], archive_root.stored[1]
+    first.path.write_bytes(second.path.read_bytes())
+
+    status, document = audit_json(archive_root)
+
+    assert status == 1
+    assert codes(document, first.relative_path) == {"hash_mismatch"}
+
+
+def test_replaced_file_with_a_matching_sidecar_is_caught_by_the_manifest(archive_root: ArchiveRoot) -> None:
+    first, second = archive_root.stored[0], archive_root.stored[1]
+    first.path.write_bytes(second.path.read_bytes())
+    sidecar = json.loads(archive_root.sidecar(0).read_text())
+    sidecar.update(sha256=second.sha256, size=second.size)
+    archive_root.sidecar(0).write_text(json.dumps(sidecar))
+
+    status, document = audit_json(archive_root)
+    assert status == 0  # the sidecar alone cannot tell
+
+    status, document = audit_json(archive_root, "--manifest")
+    assert status == 1
+    assert codes(document, first.relative_path) == {"manifest_mismatch"}
+
+
+def test_deleted_sidecar_is_missing_sidecar(archive_root: ArchiveRoot) -> None:
+    archive_root.sidecar(2).unlink()
+
+    status, document = audit_json(archive_root)
+
+    assert status == 1
+    assert codes(document, archive_root.stored[2].relative_path) == {"missing_sidecar"}
+
+
+def test_sidecar_without_its_pdf_is_an_orphan(archive_root: ArchiveRoot) -> None:
+    archive_root.stored[0].path.unlink()
+
+    status, document = audit_json(archive_root)
+
+    assert status == 1
+    orphan = archive_root.stored[0].relative_path + ".json"
+    assert results(document)[orphan] == "orphan_sidecar"
+    assert len(document["files"]) == 3
+
+
+def test_broken_manifest_line_is_reported_with_its_place(archive_root: ArchiveRoot) -> None:
+    (day_file,) = (archive_root.root / "_manifest").glob("*.jsonl")
+    lines = day_file.read_bytes().splitlines(keepends=True)
+    line = json.loads(lines[1])
+    line["size"] += 1  # an edited line: its own content, so the next line's prev no longer matches
+    lines[1] = json.dumps(line, sort_keys=True, separators=(",", ":")).encode() + b"\n"
+    day_file.write_bytes(b"".join(lines))
+
+    status, document = audit_json(archive_root, "--manifest")
+
+    assert status == 1
+    broken = document["manifest"]["first_break"]
+    assert broken["file"] == day_file.name and broken["line"] == 3
+    assert "prev is not the hash of the line before it" in broken["reason"]
+    assert document["summary"]["manifest_ok"] is False
+    assert set(results(document).values()) == {"ok"}  # the archives themselves are fine
+
+
+def test_removed_manifest_line_breaks_the_chain(archive_root: ArchiveRoot) -> None:
+    (day_file,) = (archive_root.root / "_manifest").glob("*.jsonl")
+    lines = day_file.read_bytes().splitlines(keepends=True)
+    day_file.write_bytes(lines[0] + lines[2])
+
+    _, document = audit_json(archive_root, "--manifest")
+
+    assert document["manifest"]["first_break"]["line"] == 2
+
+
+def test_untrusted_signer_is_signature_invalid(archive_root: ArchiveRoot, tmp_path: Path) -> None:
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Someone Else's Root")])
+    now = datetime.now(UTC)
+    other = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(1)
+        .not_valid_before(now - timedelta(days=1))
+        .not_valid_after(now + timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    other_pem = tmp_path / "other-root.pem"
+    other_pem.write_bytes(other.public_bytes(serialization.Encoding.PEM))
+
+    status, out, _ = audit(
+        "--root", str(archive_root.root), "--trust", str(other_pem), "--json", "--jobs", "1"
+    )
+
+    assert status == 1
+    document = json.loads(out)
+    assert set(results(document).values()) == {"signature_invalid"}
+    detail = document["files"][0]["problems"][0]["detail"]
+    assert "does not chain to a trust root" in detail
+
+
+def test_certificate_expiring_within_the_window(archive_root: ArchiveRoot) -> None:
+    # The dev certificates live 825 days (signer) and 10 years (root): within 5,000 days they expire.
+    status, document = audit_json(archive_root, "--expiry-days", "5000")
+
+    assert status == 1
+    assert set(results(document).values()) == {"certificate_expiring"}
+    assert "expires on" in document["files"][0]["problems"][0]["detail"]
+
+    status, document = audit_json(archive_root, "--expiry-days", "30")
+    assert status == 0
+
+
+def test_since_limits_the_audit_to_recent_changes(archive_root: ArchiveRoot) -> None:
+    old = datetime(2020, 1, 1, tzinfo=UTC).timestamp()
+    for index in (0, 1):
+        for path in (archive_root.stored[index].path, archive_root.sidecar(index)):
+            os.utime(path, (old, old))
+
+    _, document = audit_json(archive_root, "--since", "2021-01-01")
+
+    assert [f["path"] for f in document["files"]] == [archive_root.stored[2].relative_path]
+
+
+def test_text_output_lists_problems_and_the_totals(archive_root: ArchiveRoot) -> None:
+    archive_root.sidecar(2).unlink()
+
+    status, out, err = audit(
+        "--root", str(archive_root.root), "--trust", str(archive_root.trust), "--jobs", "1", "--manifest"
+    )
+
+    assert status == 1 and err == ""
+    assert out.startswith(f"missing_sidecar       {archive_root.stored[2].relative_path}")
+    assert "audited 3 file(s)" in out and "2 ok" in out and "1 missing_sidecar" in out
+    assert "chain intact" in out and out.rstrip().endswith("result: PROBLEMS FOUND")
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    assert audit("--root", str(tmp_path / "missing"))[0] == 2
+    assert audit("--bogus")[0] == 2
+    status, _, err = audit("--root", str(tmp_path), "--trust", str(tmp_path / "nope.pem"))
+    assert status == 2 and "nope.pem" in err
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_command_line_in_a_process_of_its_own(archive_root: ArchiveRoot, jobs: str) -> None:
+    """The real ``python -m app audit`` (worker processes with ``--jobs 2``): same report, exit 1."""
+    archive_root.sidecar(1).unlink()
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith(("STORAGE_", "SIGNING_", "AUDIT_", "CONFIG_PATH"))
+    }
+    env["STORAGE_ROOT"] = str(archive_root.root)
+    env["SIGNING_TRUST_ROOTS_PATH"] = str(archive_root.trust)
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "app", "audit", "--json", "--jobs", jobs],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+    assert proc.returncode == 1, proc.stderr
+    document = json.loads(proc.stdout)
+    assert [f["result"] for f in document["files"]] == ["ok", "missing_sidecar", "ok"]
+    assert document["audit"]["trust_roots"] == 1

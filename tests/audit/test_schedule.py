@@ -1,0 +1,99 @@
+"""The scheduled audit: a run in a child process with its metrics; and in the running service,
+every archive in the manifest and the audit's results on ``/metrics``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from pathlib import Path
+
+import aiohttp
+import pytest
+from prometheus_client import CollectorRegistry
+
+from app.audit.schedule import LAST_RUN_FILE, AuditMetrics, ScheduledAudit, ScheduledAuditOptions
+from app.devtools.webhook import zammad_webhook
+from tests.audit.archives import load_cert
+from tests.audit.conftest import ArchiveRoot
+from tests.conftest import FIXTURES, HMAC_SECRET
+
+
+def sample(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
+    return registry.get_sample_value(f"zammad_pdf_archiver_{name}", labels or None)
+
+
+async def test_a_run_counts_files_and_problems(archive_root: ArchiveRoot, tmp_path: Path) -> None:
+    archive_root.sidecar(0).unlink()
+    registry = CollectorRegistry()
+    options = ScheduledAuditOptions(
+        str(archive_root.root), (load_cert(archive_root.trust).dump(),), expiry_days=90, manifest=True
+    )
+    audit = ScheduledAudit(options, 3600, AuditMetrics(registry), state_dir=tmp_path)
+
+    summary = await audit.run_once()
+
+    assert summary is not None and summary["files"] == 3 and summary["problems"] == 1
+    assert sample(registry, "audit_runs_total", outcome="problems") == 1
+    assert sample(registry, "audit_runs_total", outcome="ok") == 0
+    assert sample(registry, "audit_files_total", result="ok") == 2
+    assert sample(registry, "audit_files_total", result="missing_sidecar") == 1
+    assert sample(registry, "audit_last_run_problems") == 1
+    assert sample(registry, "audit_manifest_intact") == 1
+    assert abs((sample(registry, "audit_last_run_timestamp_seconds") or 0) - time.time()) < 60
+    assert json.loads((tmp_path / LAST_RUN_FILE).read_text())["ended_at"] > 0
+    assert 3590 < audit.first_delay() <= 3600  # a restart waits for the rest of the interval
+
+
+async def test_a_failed_run_is_counted_as_failed(tmp_path: Path) -> None:
+    registry = CollectorRegistry()
+    options = ScheduledAuditOptions(str(tmp_path / "gone"), (), expiry_days=90, manifest=False)
+
+    summary = await ScheduledAudit(options, 3600, AuditMetrics(registry)).run_once()
+
+    assert summary is None
+    assert sample(registry, "audit_runs_total", outcome="failed") == 1
+
+
+def test_first_run_without_a_record_waits_the_shorter_of_delay_and_interval() -> None:
+    options = ScheduledAuditOptions("/nowhere", (), 90, False)
+    metrics = AuditMetrics(CollectorRegistry())
+    assert ScheduledAudit(options, 5.0, metrics).first_delay() == 5.0
+    assert ScheduledAudit(options, 86400.0, metrics).first_delay() == 600.0
+
+
+@pytest.mark.sqlite_only
+async def test_service_manifests_archives_and_audits_them(archiver, simulator, dev_pki) -> None:
+    service = await archiver(
+        AUDIT_INTERVAL_HOURS="0.001",  # 3.6 s
+        OBSERVABILITY_METRICS_ENABLED="true",
+        SIGNING_TRUST_ROOTS_PATH=str(dev_pki.root_pem),
+    )
+    payload = json.loads((FIXTURES / "webhook-default.json").read_text())
+    body, headers = zammad_webhook(payload, HMAC_SECRET, delivery_id="audit-e2e-1")
+    async with aiohttp.ClientSession() as session:
+        async with session.post(f"{service.url}/ingest", data=body, headers=headers) as resp:
+            assert resp.status == 202
+        await service.wait_idle()
+
+        (pdf,) = list(service.storage_root.rglob("*.pdf"))
+        (day_file,) = list((service.storage_root / "_manifest").glob("*.jsonl"))
+        (line,) = [json.loads(raw) for raw in day_file.read_text().splitlines()]
+        assert line["path"] == pdf.relative_to(service.storage_root).as_posix()
+        assert line["ticket_id"] == 4711 and line["event"] == "archived" and line["seq"] == 1
+
+        deadline = time.monotonic() + 90
+        text = ""
+        while time.monotonic() < deadline:
+            async with session.get(f"{service.url}/metrics") as resp:
+                text = await resp.text()
+            found = re.search(r'zammad_pdf_archiver_audit_files_total\{result="ok"\} (\d+)', text)
+            if found and int(found[1]) >= 1:
+                break
+            await asyncio.sleep(0.5)
+        else:
+            raise AssertionError(f"no audit run with the archive in it:\n{text[-2000:]}")
+    assert re.search(r'zammad_pdf_archiver_audit_runs_total\{outcome="ok"\} [1-9]', text)
+    assert 'zammad_pdf_archiver_audit_files_total{result="hash_mismatch"} 0.0' in text
+    assert "zammad_pdf_archiver_audit_manifest_intact 1.0" in text

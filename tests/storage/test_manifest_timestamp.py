@@ -1,0 +1,104 @@
+"""RFC 3161 timestamps over closed manifest days: written as ``.tsr``, checked by the audit and by OpenSSL."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from app.audit.manifest_check import verify_manifest
+from app.audit.signatures import SignatureVerifier
+from app.storage.manifest import ArchiveManifest
+from app.storage.manifest_format import ManifestEntry, day_file_name, timestamp_file_name
+from app.storage.manifest_timestamp import ManifestTimestamper, last_line_hash
+from tests.audit.archives import dev_timestamper, load_cert
+from tests.conftest import DevPki
+
+DAY1 = datetime(2026, 12, 6, 15, 0, tzinfo=UTC)
+
+
+def write_two_days(root: Path) -> ArchiveManifest:
+    clock = [DAY1]
+    manifest = ArchiveManifest(root, fsync=False, clock=lambda: clock[0])
+    for n in range(3):
+        manifest.record(ManifestEntry(f"a/{n}.pdf", f"{n:064x}", n))
+    clock[0] = DAY1 + timedelta(days=1)
+    manifest.record(ManifestEntry("a/3.pdf", "3" * 64, 3))
+    return manifest
+
+
+async def test_a_closed_day_gets_a_timestamp_the_audit_and_openssl_accept(
+    tmp_path: Path, dev_pki: DevPki
+) -> None:
+    write_two_days(tmp_path)
+    notary = ManifestTimestamper(
+        tmp_path, dev_timestamper(dev_pki.folder), clock=lambda: DAY1 + timedelta(days=1)
+    )
+
+    stamped = await notary.stamp_closed_days()
+
+    day1 = DAY1.date()
+    assert stamped == [day1]  # day 2 is still open
+    folder = tmp_path / "_manifest"
+    tsr = folder / timestamp_file_name(day1)
+    assert tsr.is_file() and not (folder / timestamp_file_name(day1 + timedelta(days=1))).exists()
+
+    report = verify_manifest(tmp_path, SignatureVerifier([load_cert(dev_pki.root_pem)]))
+    assert report.first_break is None and report.ok
+    (check,) = report.timestamps
+    assert check.problem is None and check.covers_line == check.lines == 3 and check.gen_time is not None
+
+    digest = last_line_hash(folder / day_file_name(day1))
+    verified = await asyncio.to_thread(
+        subprocess.run,
+        ["openssl", "ts", "-verify", "-digest", digest, "-in", str(tsr), "-CAfile", str(dev_pki.root_pem)],
+        capture_output=True,
+        text=True,
+    )
+    assert "Verification: OK" in verified.stdout, verified.stdout + verified.stderr
+
+    assert await notary.stamp_closed_days() == []  # nothing left to stamp
+
+
+async def test_a_day_ends_for_stamping_after_the_grace_period(tmp_path: Path, dev_pki: DevPki) -> None:
+    manifest = ArchiveManifest(tmp_path, fsync=False, clock=lambda: DAY1)
+    manifest.record(ManifestEntry("a/0.pdf", "0" * 64, 0))
+    midnight = datetime(2026, 12, 7, tzinfo=UTC)
+
+    early = ManifestTimestamper(
+        tmp_path, dev_timestamper(dev_pki.folder), clock=lambda: midnight + timedelta(minutes=5)
+    )
+    assert await early.stamp_closed_days() == []
+    late = ManifestTimestamper(
+        tmp_path, dev_timestamper(dev_pki.folder), clock=lambda: midnight + timedelta(hours=2)
+    )
+    assert await late.stamp_closed_days() == [DAY1.date()]
+
+
+async def test_a_tampered_timestamp_or_day_is_reported(tmp_path: Path, dev_pki: DevPki) -> None:
+    write_two_days(tmp_path)
+    notary = ManifestTimestamper(
+        tmp_path, dev_timestamper(dev_pki.folder), clock=lambda: DAY1 + timedelta(days=1)
+    )
+    await notary.stamp_closed_days()
+    folder = tmp_path / "_manifest"
+    verifier = SignatureVerifier([load_cert(dev_pki.root_pem)])
+
+    day_file = folder / day_file_name(DAY1.date())
+    original = day_file.read_bytes()
+    day_file.write_bytes(original.rsplit(b"\n", 2)[0] + b"\n")  # the day's last line removed
+    report = verify_manifest(tmp_path, verifier)
+    assert report.first_break is not None and report.first_break.file == day_file_name(
+        DAY1.date() + timedelta(days=1)
+    )
+    assert report.timestamps[0].problem is not None and "covers none" in report.timestamps[0].problem
+
+    day_file.write_bytes(original)
+    tsr = folder / timestamp_file_name(DAY1.date())
+    data = bytearray(tsr.read_bytes())
+    data[-40] ^= 0x01  # inside the TSA's signature value
+    tsr.write_bytes(bytes(data))
+    report = verify_manifest(tmp_path, verifier)
+    assert report.first_break is None and not report.ok
+    assert "does not verify" in (report.timestamps[0].problem or "")
