@@ -32,7 +32,8 @@ from fpdf import FPDF
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.sign import fields, signers
 
-from app.signing.signer import ArchiveSigner, SigningOptions
+from app.signing.options import SigningOptions
+from app.signing.signer import ArchiveSigner
 from benchmarks.common import Result
 
 PASSWORD = b"bench"

@@ -13,11 +13,12 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.pdf_utils.writer import PdfFileWriter
 from pyhanko.sign.validation import async_validate_pdf_signature
 from pyhanko_certvalidator import ValidationContext
-from signing_helpers import PFX_PASSWORD, openssl, pdfsig, signed_content
 
 import app.signing.signer as signer_module
 from app.signing.incremental import IncrementalSignature, UnsupportedLayout
-from app.signing.signer import ArchiveSigner, SigningOptions
+from app.signing.options import SigningOptions
+from app.signing.signer import ArchiveSigner
+from tests.signing.signing_helpers import PFX_PASSWORD, openssl, pdfsig, signed_content
 
 OPTIONS = SigningOptions(
     reason="Ticket-Archivierung (Test) – ü", location="Berlin", contact="archive@example.org"
@@ -85,7 +86,8 @@ TRICKY = build_pdf(
         3: b"<< /Type /Page /Parent 5 0 R /MediaBox [0 0 595 842] /Contents 4 0 R /Resources << >>"
         b" /Annots [6 0 R] >>",
         4: content_stream(b"0 0 m 10 10 l S"),
-        6: b"<< /Type /Annot /Subtype /Link /Rect [0 0 10 10] /Border [0 0 0] /A << /S /URI /URI (https://x) >> >>",
+        6: b"<< /Type /Annot /Subtype /Link /Rect [0 0 10 10] /Border [0 0 0]"
+        b" /A << /S /URI /URI (https://x) >> >>",
     },
     root=1,
     trailer_extra=b"/ID [<0102> <0304>] ",
@@ -173,7 +175,8 @@ async def test_tricky_syntax_and_an_existing_annotation(
     signer: ArchiveSigner, root_cert, tmp_path: Path, no_pyhanko_writer
 ) -> None:
     """Comments, escaped and nested parentheses, nested dictionaries and arrays in a catalog
-    larger than the first read (4 KiB), a nested page tree and an existing link on the first page: copied as they are, the widget added."""
+    larger than the first read (4 KiB), a nested page tree and an existing link on the first
+    page: copied as they are, the widget added."""
     signed = (await signer.sign(TRICKY)).data
 
     status = await status_of(signed, root_cert)
