@@ -9,9 +9,30 @@ added, and leaves the CMS to pyHanko (``Signer.async_sign``). Its output has the
 pyHanko's own signing produces (same field, widget, ``/AcroForm``, ``/ESIC`` extension and
 signature dictionary) — except that the XMP metadata stream is left as it was.
 
-Anything unusual — cross-reference streams, several revisions, encryption, an existing
-``/AcroForm`` or ``/Extensions``, PDF 2.0, an indirect ``/Annots`` — raises
-:class:`UnsupportedLayout`, and the caller signs with pyHanko instead.
+Kept for `make bench` sign: "incremental writer: pyHanko's writer / ours (CPU, 11 pages, 42
+embedded files)". ``tests/signing/test_incremental_fuzz.py`` checks it against pyHanko's writer
+on a few hundred generated and broken files.
+
+**What it writes an update for** (:meth:`IncrementalSignature.prepare` is the predicate; any
+other file raises :class:`UnsupportedLayout`, and the caller signs it with pyHanko instead):
+
+- a ``%PDF-1.x`` header at offset 0 (PDF 2.0 neither in the header nor in the catalog);
+- one revision: ``startxref`` at the end points to a classic cross-reference table of
+  well-formed 20-byte entries in non-overlapping subsections, every object in use at
+  generation 0 (pyHanko's strict reader refuses higher generations without a preceding free
+  entry), none at or beyond the trailer's ``/Size``, and ``/Size`` leaving room for three
+  new objects below 8,388,607 (ISO 32000-1 Annex C.2);
+- a trailer without ``/Prev``, ``/XRefStm`` or ``/Encrypt``, with an indirect ``/Root``, an
+  ``/ID`` (if any) of two direct strings, an ``/Info`` (if any) that is a readable dictionary;
+- a catalog that is a plain dictionary without ``/AcroForm``, ``/Extensions`` or ``/Perms``,
+  whose ``/Metadata`` (if any) is a well-framed stream with a direct ``/Length``; a page tree
+  of plain dictionaries down to the first page, whose ``/Annots`` is absent or a direct array;
+- in every dictionary it reads: no duplicate keys, no key written with ``#`` escapes, nesting
+  no deeper than :data:`MAX_NESTING`, and syntax it reads to the end.
+
+Those are the objects pyHanko's own writer reads for a signature (so a file one takes, the
+other takes too), except the XMP packet's content, which pyHanko parses and updates and this
+module leaves as is.
 """
 
 from __future__ import annotations
@@ -24,22 +45,48 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import BinaryIO
 
-__all__ = ["IncrementalSignature", "UnsupportedLayout"]
+__all__ = ["MAX_NESTING", "MAX_OBJECT_NUMBER", "IncrementalSignature", "UnsupportedLayout"]
+
+MAX_OBJECT_NUMBER = 8_388_607
+"""The largest object number a PDF 1.x reader must support (ISO 32000-1 Annex C.2)."""
+MAX_NESTING = 32
+"""Arrays and dictionaries nested deeper than this in an object it reads: left to pyHanko."""
+DIGESTS = frozenset({"sha256", "sha384", "sha512"})
+"""Document digests it computes itself (``hashlib``, fixed length)."""
 
 _CHUNK = 256 * 1024
 _TAIL = 4096
 _MAX_OBJECT = 1024 * 1024
-_REGULAR_RUN = re.compile(rb"[^\x00\t\n\x0c\r ()<>\[\]{}/%]*")
+_WS = rb"[\x00\t\n\x0c\r ]"
+_END = rb"(?![^\x00\t\n\x0c\r ()<>\[\]{}/%])"
+"""Lookahead: the token ends here (whitespace, a delimiter or the end follows)."""
+_NAME_CHARS = rb"[\x21-\x24\x26\x27\x2a-\x2e\x30-\x3b\x3d\x3f-\x5a\x5c\x5e-\x7a\x7c\x7e]"
+"""Printable ASCII except delimiters: what a name or keyword is made of here (ISO 32000-1 §7.3.5
+asks for ``#`` escapes for anything else; strict readers refuse it)."""
+_NAME_RUN = re.compile(_NAME_CHARS + rb"*")
+_NUMBER = rb"[+-]?(?:\d+(?:\.\d*)?|\.\d+)"
+_BARE = re.compile(_NUMBER + rb"|true|false|null")
+"""The direct objects written without delimiters: numbers, booleans, null (§7.3.2–7.3.4, §7.3.9)."""
 _WS_RUN = re.compile(rb"(?:[\x00\t\n\x0c\r ]+|%[^\r\n]*)*")
-_REF = re.compile(rb"(\d+)[\x00\t\n\x0c\r ]+(\d+)[\x00\t\n\x0c\r ]+R(?![^\x00\t\n\x0c\r ()<>\[\]{}/%])")
+_REF = re.compile(rb"(\d+)" + _WS + rb"+(\d+)" + _WS + rb"+R" + _END)
 _STRING_TOKENS = re.compile(rb"[()\\]")
 _FLAT_STRING = re.compile(rb"\((?:[^()\\]|\\.)*\)", re.S)
 """A literal string without unescaped parentheses inside (the common case, one regex match)."""
-_FLAT_ARRAY = re.compile(rb"\[[^()<>\[\]{}%]*\]")
-"""An array of numbers, references, names and keywords only (no strings, arrays, dicts, comments)."""
+_HEX_STRING = re.compile(rb"<[0-9A-Fa-f\x00\t\n\x0c\r ]*>")
+_FLAT_ARRAY = re.compile(
+    rb"\[(?:" + _WS + rb"|\d+" + _WS + rb"+\d+" + _WS + rb"+R" + _END + rb"|" + _NUMBER + _END
+    + rb"|/" + _NAME_CHARS + rb"*|(?:true|false|null)" + _END + rb")*\]"
+)  # fmt: skip
+"""An array of numbers, references, names and keywords only (no strings, arrays, dicts, comments),
+each alternative unambiguous so a mismatch fails fast."""
 _STARTXREF = re.compile(rb"startxref[\x00\t\n\x0c\r ]+(\d+)[\x00\t\n\x0c\r ]+%%EOF[\x00\t\n\x0c\r ]*$")
 _SUBSECTION = re.compile(rb"(\d+) (\d+)[ \t]*(?:\r\n|\r|\n)")
+_ENTRIES = re.compile(rb"(?:\d{10} (?:00000 n|\d{5} f)(?: \r| \n|\r\n))*")
+"""Cross-reference entries (ISO 32000-1 §7.5.4), 20 bytes each; in use only at generation 0."""
+_ANY_ENTRIES = re.compile(rb"(?:\d{10} \d{5} [nf](?: \r| \n|\r\n))*")
 _OBJ_HEADER = re.compile(rb"[\x00\t\n\x0c\r ]*(\d+)[\x00\t\n\x0c\r ]+(\d+)[\x00\t\n\x0c\r ]+obj")
+_STREAM_KEYWORD = re.compile(rb"[\x00\t\n\x0c\r ]*stream(?:\r\n|\n)")
+_STREAM_END = re.compile(rb"[\x00\t\n\x0c\r ]*endstream[\x00\t\n\x0c\r ]+endobj")
 _HEADER = re.compile(rb"%PDF-(\d)\.(\d)")
 _BYTE_RANGE_WIDTH = 60
 """Characters reserved for the ``/ByteRange`` array (four numbers, padded with spaces)."""
@@ -53,52 +100,62 @@ class UnsupportedLayout(Exception):
 
 
 def _skip_ws(data: bytes, pos: int) -> int:
-    return _WS_RUN.match(data, pos).end()
+    """Offset of the first byte at or after ``pos`` that is not whitespace or a comment."""
+    match = _WS_RUN.match(data, pos)
+    return match.end() if match else pos
 
 
-def _value_end(data: bytes, pos: int) -> int:
+def _name_end(data: bytes, pos: int) -> int:
+    """End offset of the run of name characters (a name's or keyword's) starting at ``pos``."""
+    match = _NAME_RUN.match(data, pos)
+    return match.end() if match else pos
+
+
+def _value_end(data: bytes, pos: int, depth: int = 0) -> int:
     """End offset of the direct object starting at ``pos`` (whitespace already skipped)."""
     if pos >= len(data):
         raise UnsupportedLayout("object truncated")
+    if depth > MAX_NESTING:
+        raise UnsupportedLayout(f"arrays or dictionaries nested deeper than {MAX_NESTING}")
     c = data[pos]
     if c == 0x2F:  # /Name
-        return _REGULAR_RUN.match(data, pos + 1).end()
+        return _name_end(data, pos + 1)
     if c == 0x28:  # (literal string)
         simple = _FLAT_STRING.match(data, pos)
         if simple:
             return simple.end()
-        depth = 0
+        nesting = 0
         for match in _STRING_TOKENS.finditer(data, pos):
             token = match[0]
             if token == b"\\":
                 continue  # handled by the lookbehind below
             if match.start() > 0 and _escaped(data, match.start()):
                 continue
-            depth += 1 if token == b"(" else -1
-            if depth == 0:
+            nesting += 1 if token == b"(" else -1
+            if nesting == 0:
                 return match.end()
         raise UnsupportedLayout("unterminated string")
     if c == 0x3C:  # <<dict>> or <hex>
         if data.startswith(b"<<", pos):
-            return _dict_entries(data, pos)[1]
-        end = data.find(b">", pos)
-        if end < 0:
-            raise UnsupportedLayout("unterminated hex string")
-        return end + 1
+            return _dict_entries(data, pos, depth + 1)[1]
+        hex_string = _HEX_STRING.match(data, pos)
+        if hex_string is None:
+            raise UnsupportedLayout("malformed hex string")
+        return hex_string.end()
     if c == 0x5B:  # [array]
         flat = _FLAT_ARRAY.match(data, pos)
         if flat:
             return flat.end()
         pos = _skip_ws(data, pos + 1)
         while not data.startswith(b"]", pos):
-            pos = _skip_ws(data, _value_end(data, pos))
+            pos = _skip_ws(data, _value_end(data, pos, depth + 1))
         return pos + 1
     ref = _REF.match(data, pos)
     if ref:
         return ref.end()
-    end = _REGULAR_RUN.match(data, pos).end()
-    if end == pos:
-        raise UnsupportedLayout(f"unexpected {data[pos : pos + 1]!r}")
+    end = _name_end(data, pos)
+    if not _BARE.fullmatch(data, pos, end):
+        raise UnsupportedLayout(f"unexpected {data[pos : max(end, pos + 1)][:20]!r}")
     return end
 
 
@@ -110,17 +167,24 @@ def _escaped(data: bytes, pos: int) -> bool:
     return n % 2 == 1
 
 
-def _dict_entries(data: bytes, pos: int) -> tuple[dict[bytes, tuple[int, int]], int]:
-    """Keys of the dictionary at ``pos`` (``<<``) and each value's span; and the end offset."""
+def _dict_entries(data: bytes, pos: int, depth: int = 0) -> tuple[dict[bytes, tuple[int, int]], int]:
+    """Keys of the dictionary at ``pos`` (``<<``) and each value's span; and the end offset.
+
+    Raises:
+        UnsupportedLayout: malformed, a key twice, or nested too deep.
+    """
     entries: dict[bytes, tuple[int, int]] = {}
     pos = _skip_ws(data, pos + 2)
     while not data.startswith(b">>", pos):
         if pos >= len(data) or data[pos] != 0x2F:
             raise UnsupportedLayout("malformed dictionary")
-        key_end = _REGULAR_RUN.match(data, pos + 1).end()
+        key_end = _name_end(data, pos + 1)
         start = _skip_ws(data, key_end)
-        end = _value_end(data, start)
-        entries[data[pos:key_end]] = (start, end)
+        end = _value_end(data, start, depth)
+        key = data[pos:key_end]
+        if key in entries:
+            raise UnsupportedLayout(f"dictionary has {key.decode('latin-1')} twice")
+        entries[key] = (start, end)
         pos = _skip_ws(data, end)
     return entries, pos + 2
 
@@ -185,6 +249,8 @@ class _Source:
         if not match:
             raise UnsupportedLayout("no startxref at the end")
         self.startxref = int(match[1])
+        if self.startxref >= self.size:
+            raise UnsupportedLayout("startxref beyond the end of the file")
         stream.seek(self.startxref)
         table = stream.read(self.size - self.startxref)
         if not table.startswith(b"xref"):
@@ -197,10 +263,19 @@ class _Source:
             if not sub:
                 break
             first, count = int(sub[1]), int(sub[2])
+            listed = _ENTRIES.match(table, sub.end())
+            if listed is None or listed.end() - sub.end() < 20 * count:
+                listed = _ANY_ENTRIES.match(table, sub.end())
+                if listed is not None and listed.end() - sub.end() >= 20 * count:
+                    raise UnsupportedLayout("an object in use at a generation above 0")
+                raise UnsupportedLayout("cross-reference entries malformed")
             self._sections.append((first, count, sub.end()))
             pos = _skip_ws(table, sub.end() + 20 * count)
         if not table.startswith(b"trailer", pos):
             raise UnsupportedLayout("no trailer after the cross-reference table")
+        ranges = sorted((first, first + count) for first, count, _ in self._sections)
+        if any(end > start for (_, end), (start, _) in zip(ranges, ranges[1:], strict=False)):
+            raise UnsupportedLayout("overlapping cross-reference subsections")
         trailer_at = _skip_ws(table, pos + 7)
         entries, _ = _dict_entries(table, trailer_at)
         self.trailer = _Dict(0, 0, table, entries)
@@ -211,7 +286,9 @@ class _Source:
         if size is None or not size.isdigit():
             raise UnsupportedLayout("trailer has no /Size")
         self.next_number = int(size)
-        if any(first + count > self.next_number for first, count, _ in self._sections):
+        if self.next_number + 3 > MAX_OBJECT_NUMBER + 1:
+            raise UnsupportedLayout(f"trailer /Size leaves no room below object number {MAX_OBJECT_NUMBER}")
+        if any(end > self.next_number for _, end in ranges):
             # New objects numbered from /Size would overwrite listed ones (a broken file).
             raise UnsupportedLayout("the cross-reference table lists objects beyond /Size")
 
@@ -224,8 +301,9 @@ class _Source:
                 return int(entry[:10])
         raise UnsupportedLayout(f"object {num} is not in the cross-reference table")
 
-    def read_dict(self, num: int, gen: int) -> _Dict:
-        """The dictionary object ``num gen``; not a stream."""
+    def _read_object(self, num: int, gen: int) -> tuple[bytes, int, dict[bytes, tuple[int, int]], int]:
+        """The bytes read from the object's offset, where its dictionary starts and ends, and
+        its entries (spans relative to ``data``)."""
         at = self.offset(num, gen)
         want = 4096
         while True:
@@ -235,6 +313,8 @@ class _Source:
             if not header or (int(header[1]), int(header[2])) != (num, gen):
                 raise UnsupportedLayout(f"object {num} {gen} not found at its offset")
             start = _skip_ws(data, header.end())
+            if not data.startswith(b"<<", start):
+                raise UnsupportedLayout(f"object {num} {gen} is not a dictionary")
             try:
                 entries, end = _dict_entries(data, start)
             except UnsupportedLayout:
@@ -242,11 +322,30 @@ class _Source:
                     raise
                 want *= 4
                 continue
-            if not data.startswith(b"endobj", _skip_ws(data, end)):
-                raise UnsupportedLayout(f"object {num} {gen} is not a plain dictionary")
-            return _Dict(
-                num, gen, data[start:end], {key: (a - start, b - start) for key, (a, b) in entries.items()}
-            )
+            return data, start, entries, end
+
+    def read_dict(self, num: int, gen: int) -> _Dict:
+        """The dictionary object ``num gen``; not a stream."""
+        data, start, entries, end = self._read_object(num, gen)
+        if not data.startswith(b"endobj", _skip_ws(data, end)):
+            raise UnsupportedLayout(f"object {num} {gen} is not a plain dictionary")
+        return _Dict(
+            num, gen, data[start:end], {key: (a - start, b - start) for key, (a, b) in entries.items()}
+        )
+
+    def check_stream(self, num: int, gen: int) -> None:
+        """That object ``num gen`` is a stream with a direct ``/Length`` followed by
+        ``endstream`` and ``endobj`` (ISO 32000-1 §7.3.8), as a strict reader needs it."""
+        data, _, entries, end = self._read_object(num, gen)
+        span = entries.get(b"/Length")
+        length = data[span[0] : span[1]] if span else b""
+        keyword = _STREAM_KEYWORD.match(data, end)
+        if not length.isdigit() or keyword is None:
+            raise UnsupportedLayout(f"object {num} {gen} is not a stream with a direct /Length")
+        at = self.offset(num, gen) + keyword.end() + int(length)
+        self._stream.seek(at)
+        if not _STREAM_END.match(self._stream.read(64)):
+            raise UnsupportedLayout(f"stream {num} {gen} does not end where its /Length says")
 
 
 # --- the update --------------------------------------------------------------------------
@@ -323,11 +422,35 @@ class IncrementalSignature:
             reason, location, contact: optional ``/Reason``, ``/Location``, ``/ContactInfo``.
 
         Raises:
-            UnsupportedLayout: the file is not a single-revision PDF 1.x with a classic
-                cross-reference table, a plain catalog without ``/AcroForm`` and
-                ``/Extensions``, and a first page whose ``/Annots`` is absent or a direct array.
+            UnsupportedLayout: the file is not one listed in the module's docstring (also for
+                anything it cannot read), or ``md_algorithm`` is not in :data:`DIGESTS`.
             OSError: reading ``source`` failed.
         """
+        if md_algorithm not in DIGESTS:
+            raise UnsupportedLayout(f"digest {md_algorithm!r} is left to pyHanko")
+        try:
+            return cls._prepare(
+                source, field_name=field_name, signing_time=signing_time, bytes_reserved=bytes_reserved,
+                md_algorithm=md_algorithm, reason=reason, location=location, contact=contact,
+                random_bytes=random_bytes,
+            )  # fmt: skip
+        except (ValueError, IndexError, KeyError, TypeError, OverflowError, RecursionError) as exc:
+            raise UnsupportedLayout(f"unreadable ({type(exc).__name__}: {exc})") from exc
+
+    @classmethod
+    def _prepare(
+        cls,
+        source: BinaryIO,
+        *,
+        field_name: str,
+        signing_time: datetime,
+        bytes_reserved: int,
+        md_algorithm: str,
+        reason: str | None,
+        location: str | None,
+        contact: str | None,
+        random_bytes: Callable[[int], bytes],
+    ) -> IncrementalSignature:
         src = _Source(source)
         root = _ref(src.trailer.data, src.trailer.entries.get(b"/Root"))
         catalog = src.read_dict(*root)
@@ -336,6 +459,11 @@ class IncrementalSignature:
         for key in (b"/AcroForm", b"/Extensions", b"/Perms"):
             if key in catalog.entries:
                 raise UnsupportedLayout(f"catalog has {key.decode()}")
+        # pyHanko's writer reads (and updates) these two; a file it cannot read is left to it.
+        if b"/Info" in src.trailer.entries:
+            src.read_dict(*_ref(src.trailer.data, src.trailer.entries[b"/Info"]))
+        if b"/Metadata" in catalog.entries:
+            src.check_stream(*_ref(catalog.data, catalog.entries[b"/Metadata"]))
         version = src.version
         declared = catalog.raw(b"/Version")
         if declared is not None:
@@ -357,7 +485,8 @@ class IncrementalSignature:
         acroform, field, sig = src.next_number, src.next_number + 1, src.next_number + 2
         catalog_entries = {
             b"/AcroForm": b"%d 0 R" % acroform,
-            b"/Extensions": b"<< /ESIC << /Type /DeveloperExtensions /BaseVersion /1.7 /ExtensionLevel 1 >> >>",
+            b"/Extensions": b"<< /ESIC << /Type /DeveloperExtensions /BaseVersion /1.7 "
+            b"/ExtensionLevel 1 >> >>",
         }
         if version < (1, 7):
             catalog_entries[b"/Version"] = b"/1.7"
@@ -365,7 +494,7 @@ class IncrementalSignature:
         if annots is None:
             new_annots = b"[%d 0 R]" % field
         elif annots.startswith(b"["):
-            new_annots = annots[:-1].rstrip() + b" %d 0 R]" % field
+            new_annots = annots[:-1] + b" %d 0 R]" % field  # not stripped: a comment may end there
         else:
             raise UnsupportedLayout("the first page's /Annots is not a direct array")
 
@@ -460,12 +589,23 @@ class IncrementalSignature:
 
     @staticmethod
     def _first_id(trailer: _Dict, random_bytes: Callable[[int], bytes]) -> bytes:
+        """The first ``/ID`` element, kept (ISO 32000-1 §14.4), or a new one when there is none.
+
+        Raises:
+            UnsupportedLayout: ``/ID`` is not a direct array of two strings.
+        """
         ids = trailer.raw(b"/ID")
-        if ids is not None:
-            pos = _skip_ws(ids, 1)
-            if ids.startswith(b"<", pos) or ids.startswith(b"(", pos):
-                return ids[pos : _value_end(ids, pos)]
-        return b"<" + random_bytes(16).hex().encode() + b">"
+        if ids is None:
+            return b"<" + random_bytes(16).hex().encode() + b">"
+        elements = []
+        pos = _skip_ws(ids, 1) if ids.startswith(b"[") else len(ids)
+        while pos < len(ids) and not ids.startswith(b"]", pos):
+            end = _value_end(ids, pos)
+            elements.append(ids[pos:end])
+            pos = _skip_ws(ids, end)
+        if len(elements) != 2 or not all(e[:1] in b"<(" and e[:2] != b"<<" for e in elements):
+            raise UnsupportedLayout("trailer /ID is not an array of two strings")
+        return elements[0]
 
     @property
     def size(self) -> int:

@@ -29,14 +29,13 @@ from typing import Any, BinaryIO
 
 from cryptography.hazmat.primitives.serialization import Encoding
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
-from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.sign import fields, signers
 from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes
 from pyhanko.sign.timestamps import TimeStamper
 from pyhanko.sign.timestamps.common_utils import TimestampRequestError
 
 from app.errors import ConfigError, SigningError
-from app.signing.incremental import IncrementalSignature, UnsupportedLayout
+from app.signing.incremental import MAX_OBJECT_NUMBER, IncrementalSignature, UnsupportedLayout
 from app.signing.keys import CachedKeySigner, SigningKey, check_signing_certificate, load_signing_key
 from app.signing.options import PadesLevel, SigningOptions
 from app.signing.timestamps import NO_TIMESTAMP, TimestampFacts, signature_timestamp, signature_timestamp_in
@@ -46,7 +45,14 @@ from app.workflow.ports import SignedPdf
 
 log = logging.getLogger("app.signing")
 
-__all__ = ["DEFAULT_EXPIRY_WARNING", "GC_AFTER_SIGNING_BYTES", "ArchiveSigner", "UnsignedPassthrough"]
+__all__ = [
+    "DEFAULT_EXPIRY_WARNING",
+    "GC_AFTER_SIGNING_BYTES",
+    "INCREMENTAL_WRITER",
+    "PYHANKO_WRITER",
+    "ArchiveSigner",
+    "UnsignedPassthrough",
+]
 
 #: How long before expiry the certificate is reported (``SIGNING_EXPIRY_WARN_DAYS``).
 DEFAULT_EXPIRY_WARNING = timedelta(days=30)
@@ -62,6 +68,10 @@ _FILE_TRANSIENT_ERRNOS = {
     errno_codes.EAGAIN,
     errno_codes.EINTR,
 }
+
+_NEW_OBJECTS_MARGIN = 1000
+"""Object numbers kept free above the input's ``/Size`` for what signing adds (B-LTA: the DSS,
+its certificates, OCSP responses and CRLs, the document timestamp)."""
 
 INCREMENTAL_WRITER = "incremental"
 """Key of :attr:`ArchiveSigner.revisions_by_writer`: revisions written by :mod:`app.signing.incremental`."""
@@ -330,8 +340,15 @@ class ArchiveSigner:
         self._writer_counts[PYHANKO_WRITER] += 1
         try:
             writer = IncrementalPdfFileWriter(pdf)
-        except (PdfError, ValueError, KeyError, TypeError) as exc:
+            size = writer.prev.trailer["/Size"]
+        except Exception as exc:
             raise SigningError(f"the input is not a readable PDF: {exc}", transient=False) from exc
+        if not isinstance(size, int) or size + _NEW_OBJECTS_MARGIN > MAX_OBJECT_NUMBER:
+            raise SigningError(
+                f"the input's trailer /Size ({size}) leaves no room for the signature's objects "
+                f"below object number {MAX_OBJECT_NUMBER} (ISO 32000-1 Annex C.2)",
+                transient=False,
+            )
         pdf_signer = signers.PdfSigner(self._metadata(), signer=self._signer, timestamper=self._timestamper)
         try:
             return await pdf_signer.async_sign_pdf(
