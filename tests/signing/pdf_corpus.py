@@ -431,12 +431,32 @@ def _first_page_span(data: bytes) -> tuple[int, int] | None:
     return (start + 3, end) if start >= 0 and end > 0 else None
 
 
+_OFFSETS = re.compile(rb"(?<![0-9])(\d{10}) (\d{5}) n(?=[ \r\n])|(startxref\s+|/Prev\s+)(\d+)")
+
+
+def replace_keeping_offsets(data: bytes, start: int, end: int, new: bytes) -> bytes:
+    """``data[start:end]`` replaced by ``new``, and every cross-reference table offset,
+    ``startxref`` and ``/Prev`` behind ``start`` moved along: the file stays readable, so the
+    change itself is what a reader meets (not broken offsets)."""
+    delta = len(new) - (end - start)
+
+    def moved(match: re.Match[bytes]) -> bytes:
+        if match[1] is not None:
+            offset = int(match[1])
+            return b"%010d %s n" % (offset + delta if offset > start else offset, match[2])
+        offset = int(match[4])
+        return match[3] + b"%d" % (offset + delta if offset > start else offset)
+
+    head, tail = data[:start], data[end:]
+    return _OFFSETS.sub(moved, head) + new + _OFFSETS.sub(moved, tail)
+
+
 def _into_dict(data: bytes, span: tuple[int, int] | None, text: bytes) -> bytes | None:
-    """``text`` inserted right after the ``<<`` that opens the object at ``span``."""
+    """``text`` inserted right after the ``<<`` that opens the object at ``span`` (offsets kept)."""
     if span is None:
         return None
     at = data.find(b"<<", span[0], span[1])
-    return None if at < 0 else data[: at + 2] + text + data[at + 2 :]
+    return None if at < 0 else replace_keeping_offsets(data, at + 2, at + 2, text)
 
 
 def truncate(data: bytes, rng: random.Random) -> bytes:
@@ -586,8 +606,7 @@ def page_tree(data: bytes, rng: random.Random) -> bytes | None:
     if kids is None or own is None:
         return None
     new = rng.choice([b"/Kids []", b"/Kids [%s %s R]" % (own[1], own[2]), b"/Kids [999999 0 R]", b"/Kids 5"])
-    at = node.end() + kids.start()
-    return data[:at] + new + data[node.end() + kids.end() :]
+    return replace_keeping_offsets(data, node.end() + kids.start(), node.end() + kids.end(), new)
 
 
 def flip_bytes(data: bytes, rng: random.Random) -> bytes:
@@ -598,7 +617,7 @@ def flip_bytes(data: bytes, rng: random.Random) -> bytes:
 
 
 def splice(data: bytes, rng: random.Random) -> bytes:
-    """Bytes inserted into or deleted from the body: every later offset is off."""
+    """Bytes inserted into or deleted from the body, offsets not moved: every later one is off."""
     at = rng.randrange(16, max(17, len(data) // 2))
     if rng.random() < 0.5:
         return data[:at] + rng.choice([b" ", b"\n%junk\n", b"\x00" * 7]) + data[at:]
@@ -622,7 +641,9 @@ def catalog_as_stream(data: bytes, rng: random.Random) -> bytes | None:
     if span is None:
         return None
     end = data.rfind(b">>", span[0], span[1])
-    return None if end < 0 else data[: end + 2] + b"\nstream\nxx\nendstream" + data[end + 2 :]
+    if end < 0:
+        return None
+    return replace_keeping_offsets(data, end + 2, end + 2, b"\nstream\nxx\nendstream")
 
 
 def break_object_keyword(data: bytes, rng: random.Random) -> bytes | None:
