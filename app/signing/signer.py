@@ -35,9 +35,10 @@ from pyhanko.sign.timestamps import TimeStamper
 from pyhanko.sign.timestamps.common_utils import TimestampRequestError
 
 from app.errors import ConfigError, SigningError
-from app.signing.incremental import MAX_OBJECT_NUMBER, IncrementalSignature, UnsupportedLayout
+from app.signing.incremental import IncrementalSignature
 from app.signing.keys import CachedKeySigner, SigningKey, check_signing_certificate, load_signing_key
 from app.signing.options import PadesLevel, SigningOptions
+from app.signing.pdf_syntax import MAX_OBJECT_NUMBER, UnsupportedLayout
 from app.signing.timestamps import NO_TIMESTAMP, TimestampFacts, signature_timestamp, signature_timestamp_in
 from app.signing.trust import LongTermValidation, has_revocation_pointers, validation_data_error
 from app.signing.tsa import tsa_error

@@ -33,10 +33,9 @@ from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.writer import PdfFileWriter
 
-__all__ = ["MUTATIONS", "Case", "generate"]
+from app.signing.pdf_syntax import MAX_OBJECT_NUMBER
 
-MAX_OBJECT_NUMBER = 8_388_607
-"""ISO 32000-1 Annex C.2: the largest object number a PDF 1.x reader must support."""
+__all__ = ["MUTATIONS", "Case", "generate"]
 
 
 @dataclass(frozen=True)

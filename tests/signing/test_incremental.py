@@ -17,8 +17,9 @@ from pyhanko.sign.validation import async_validate_pdf_signature
 from pyhanko_certvalidator import ValidationContext
 
 from app.errors import SigningError
-from app.signing.incremental import MAX_NESTING, MAX_OBJECT_NUMBER, IncrementalSignature, UnsupportedLayout
+from app.signing.incremental import IncrementalSignature
 from app.signing.options import SigningOptions
+from app.signing.pdf_syntax import MAX_NESTING, MAX_OBJECT_NUMBER, UnsupportedLayout
 from app.signing.signer import INCREMENTAL_WRITER, PYHANKO_WRITER, ArchiveSigner
 from tests.signing.signing_helpers import PFX_PASSWORD, openssl, pdfsig, signed_content
 
