@@ -137,7 +137,7 @@ async def local_tsa(dev_certs: DevCerts, tmp_path: Path):
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = runner.addresses[0][1]
     state.url = f"http://127.0.0.1:{port}/tsa"
     try:
         yield state

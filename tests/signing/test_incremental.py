@@ -337,7 +337,7 @@ async def test_a_file_left_to_pyhanko_is_logged_and_counted(
 
     assert signer.revisions_by_writer == {INCREMENTAL_WRITER: 1, PYHANKO_WRITER: 1}
     (record,) = [r for r in caplog.records if "left to pyHanko" in r.getMessage()]
-    assert record.reason == "catalog has /Extensions"  # type: ignore[attr-defined]
+    assert vars(record)["reason"] == "catalog has /Extensions"
     status = await status_of(signed, root_cert)
     assert status.intact and status.valid and status.trusted
 

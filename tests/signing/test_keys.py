@@ -12,6 +12,9 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPrivateKey
 
 from app.errors import SigningError
 from app.signing.keys import CachedKeySigner, check_signing_certificate, load_signing_key
@@ -31,7 +34,7 @@ def test_loads_key_certificate_and_chain(pfx_bytes: bytes) -> None:
     assert [c.subject.rfc4514_string() for c in key.extra_certificates] == [
         "CN=Dev Root CA,O=zammad-pdf-archiver dev"
     ]
-    assert key.private_key.key_size == 3072  # type: ignore[union-attr]
+    assert isinstance(key.private_key, RSAPrivateKey) and key.private_key.key_size == 3072
     assert "private_key" not in repr(key)
 
 
@@ -231,7 +234,8 @@ def test_cached_key_signer_skips_the_key_reparse(pfx_bytes: bytes, monkeypatch) 
     """RSA PKCS#1 v1.5 uses the cached key: pyHanko's re-parse (load_der_private_key) is never called."""
     from pyhanko.sign.signers import pdf_cms
 
-    signer = CachedKeySigner.from_signing_key(load_signing_key(pfx_bytes, PFX_PASSWORD.encode()))
+    key = load_signing_key(pfx_bytes, PFX_PASSWORD.encode())
+    signer = CachedKeySigner.from_signing_key(key)
     calls = []
     original = pdf_cms.serialization.load_der_private_key
     monkeypatch.setattr(
@@ -241,7 +245,5 @@ def test_cached_key_signer_skips_the_key_reparse(pfx_bytes: bytes, monkeypatch) 
     raw = signer.sign_raw(b"data", "sha256")
 
     assert calls == [] and len(raw) == 384  # RSA-3072 signature
-    from cryptography.hazmat.primitives import hashes
-    from cryptography.hazmat.primitives.asymmetric.padding import PKCS1v15
-
-    signer._pyca_key.public_key().verify(raw, b"data", PKCS1v15(), hashes.SHA256())  # type: ignore[union-attr]
+    assert isinstance(key.private_key, RSAPrivateKey)
+    key.private_key.public_key().verify(raw, b"data", PKCS1v15(), hashes.SHA256())
