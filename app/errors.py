@@ -3,10 +3,31 @@
 Every error that can end a job derives from :class:`ArchiverError`. Messages never hold
 secrets (tokens, passwords): they are written into Zammad notes and logs as they are.
 Whether a failure is Transient or Permanent is decided in :mod:`app.workflow.classify`;
-an error may pin it with ``transient``.
+an error may pin it with ``transient``. :data:`TRANSIENT_ERRNOS` is the one answer to
+"may this ``OSError`` heal by itself?" for every adapter that pins it.
 """
 
 from __future__ import annotations
+
+import errno
+
+TRANSIENT_ERRNOS = frozenset(
+    {
+        errno.ENOSPC,  # disk full
+        errno.EDQUOT,  # quota exceeded
+        errno.EIO,  # I/O error (a network share's hiccup)
+        errno.EAGAIN,
+        errno.EINTR,
+        errno.EBUSY,
+        errno.ETIMEDOUT,
+        errno.ENOLCK,  # no lock available (NFS)
+        errno.ESTALE,  # stale file handle (NFS)
+    }
+)
+"""``errno`` values of an ``OSError`` that may heal by itself: Transient, the trigger tag is
+kept. Every classifier uses this set: the workflow's (:mod:`app.workflow.classify`, also for
+:class:`StorageError`), the render spool and PDF writes, and the signer's file I/O. Anything
+else (``EACCES``, ``EROFS``, ``ENOENT`` ...) needs a person: Permanent."""
 
 
 class ArchiverError(Exception):

@@ -45,8 +45,10 @@ from app.render.pool import ProcessPoolRenderer
 from app.signing.factory import UnavailableSigner, build_signer, open_pki_session
 from app.signing.signer import ArchiveSigner
 from app.storage.store import ArchiveStore
-from app.workflow.archive import ArchiveOutcome, ArchiveWorkflow, EmbedPolicy, Guard, Report
-from app.workflow.ports import SignerPort
+from app.workflow.archive import ArchiveOutcome, ArchiveWorkflow
+from app.workflow.originals import EmbedPolicy
+from app.workflow.ports import Guard, SignerPort
+from app.workflow.report import Report
 from app.zammad.client import ZammadClient
 
 log = logging.getLogger("app")
@@ -82,7 +84,7 @@ class ArchiveRunner:
         or a shutdown whose tag revert did not reach Zammad) — the job takes it over instead
         of leaving the ticket stuck.
 
-        ``guard``: see :data:`app.workflow.archive.Guard` (the pool's lease check).
+        ``guard``: see :data:`app.workflow.ports.Guard` (the pool's lease check).
         """
         archived_at = datetime.fromisoformat(job.archived_at) if job.archived_at else None
         return await self.workflow.execute(

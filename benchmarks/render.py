@@ -1,4 +1,5 @@
-"""Benchmark: our ticket layout (app.render.pdf) against ReportLab platypus setting the same text.
+"""Benchmark: our ticket layout (app.render.pdf) against ReportLab platypus setting the same text,
+and what each of our replacements of fpdf2 code buys against fpdf2's own.
 
 Run: ``.venv/bin/python benchmarks/render.py [--sizes 5,50,500,2000]`` (ReportLab comes with
 the ``bench`` extra: ``pip install -e '.[bench]'``); ``run(quick)`` gives the rows of
@@ -6,22 +7,47 @@ the ``bench`` extra: ``pip install -e '.[bench]'``); ``run(quick)`` gives the ro
 characters of plain text. Prints seconds per ticket for both and the ratio ours / ReportLab
 (lower is better; the target is at most 1.0× at 500 articles). Each time is the best of
 ``--repeat`` runs. Ratios, not absolute times, are the result: they hold across machines.
+
+The *replacement* rows (``--replacements``) put fpdf2's own code back for one of ours at a
+time (:data:`REPLACEMENTS`) and give the ratio fpdf2's / ours, measured in one run:
+
+* CPU per render of a 20-article ticket with 21 embedded originals (the e2e ticket's
+  shape), medians of renders interleaved round by round, CPU time of this process (waiting
+  for a busy CPU does not count). Each variant must give our bytes where it should
+  (checked), so a row compares implementations of the same output.
+* Peak memory a 2,000-article render (~850 pages) adds to its process (``VmHWM`` after
+  minus ``VmRSS`` before), each variant in a fresh process: what the parked pages and the
+  PDF written straight into its file save (:mod:`app.render.streams`).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
+import json
+import statistics
+import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from app.render import document, fontcache, fontoutput, patches
+from app.render import pdf as pdf_module
 from app.render.glyphs import font_set
 from app.render.options import RenderOptions
 from app.render.pdf import render_ticket_pdf
-from benchmarks.common import Result
+from app.render.streams import ParkedPagesProducer
+from app.workflow.ports import EmbeddedFile
+from benchmarks.common import REPO, Result, print_rows
 from benchmarks.tickets import make_articles
 
 ARCHIVED_AT = datetime(2025, 3, 7, 12, 0, tzinfo=UTC)
@@ -29,6 +55,8 @@ TICKET = {"number": "25004711", "title": "Benchmark ticket", "created_at": "2025
 SIZES = (5, 50, 500, 2000)
 TARGET_SIZE = 500
 TARGET_RATIO = 1.0
+REPLACEMENT_ARTICLES = 20
+MEMORY_ARTICLES = 2000
 
 
 def render_ours(ticket: dict, articles: list[dict]) -> int:
@@ -84,6 +112,7 @@ def timed(fn, *args, repeat: int = 1) -> tuple[float, int]:
 
 def measure(sizes: tuple[int, ...], repeat: int) -> list[tuple[int, float, int, float, int]]:
     """``(articles, ours s, pages, ReportLab s, pages)`` per size; best of ``repeat`` up to 500 articles."""
+    patches.install()  # as in the render processes
     render_ours(TICKET, make_articles(2))  # warm the per-process font caches for both paths
     render_reportlab(TICKET, make_articles(2))
     rows = []
@@ -93,6 +122,246 @@ def measure(sizes: tuple[int, ...], repeat: int) -> list[tuple[int, float, int, 
         ours, ours_pages = timed(render_ours, TICKET, articles, repeat=runs)
         theirs, their_pages = timed(render_reportlab, TICKET, articles, repeat=runs)
         rows.append((count, ours, ours_pages, theirs, their_pages))
+    return rows
+
+
+# -- our replacements of fpdf2 code against fpdf2's own ---------------------------------------
+
+
+@contextlib.contextmanager
+def _stock_object_dicts() -> Iterator[None]:
+    patches.uninstall()
+    try:
+        yield
+    finally:
+        patches.install()
+
+
+def _stock_add_font() -> Any:
+    def add_font(pdf: Any, family: str, style: str, path: str, index: int = 0) -> None:
+        pdf.add_font(family, style, path, collection_font_number=index)
+
+    return mock.patch.object(document, "add_cached_font", add_font)
+
+
+@contextlib.contextmanager
+def _stock_subsets() -> Iterator[None]:
+    with (
+        mock.patch.object(document, "use_tiered_codes", lambda font: False),
+        mock.patch.object(pdf_module, "_OutputProducer", ParkedPagesProducer),
+    ):
+        yield
+
+
+@contextlib.contextmanager
+def _stock_text_path() -> Iterator[None]:
+    def select_face(pdf: Any, face: Any, size: float) -> None:
+        pdf.set_font(face.family, face.style, size)
+
+    with (
+        mock.patch.object(document.TicketPdf, "draw_text", document.TicketPdf.text),
+        mock.patch.object(document.TicketPdf, "select_face", select_face),
+        mock.patch.object(document.TicketPdf, "_draw_plain_lines", lambda *args: False),
+    ):
+        yield
+
+
+def _stock_layout_tables() -> Any:
+    stock = fontcache._prototype
+
+    def without_pre_drop(path: str, index: int) -> Any:
+        return dataclasses.replace(stock(path, index), pre_drop=())
+
+    return mock.patch.object(fontcache, "_prototype", without_pre_drop)
+
+
+@dataclass(frozen=True)
+class Replacement:
+    """One of our replacements of fpdf2 code, and the switch that puts fpdf2's back.
+
+    Attributes:
+        label: the row is ``"20 articles: fpdf2's <label> / ours, CPU"``.
+        what: what fpdf2 does instead, and which code of ours it stands for.
+        same_bytes: whether fpdf2's code gives our PDF bytes (checked before measuring).
+        switch: a context manager factory; fpdf2's code runs while it is entered.
+        new_glyphs: measured on renders that each draw a glyph set new to the process (so the
+            font output cache misses), against ours on the same kind of render.
+    """
+
+    label: str
+    what: str
+    same_bytes: bool
+    switch: Callable[[], Any]
+    new_glyphs: bool = False
+
+
+REPLACEMENTS = (
+    Replacement(
+        "object dictionaries", "PDFObject._build_obj_dict, for app.render.patches", True, _stock_object_dicts
+    ),
+    Replacement("add_font", "add_font for every document, for app.render.fontcache", True, _stock_add_font),
+    Replacement(
+        "layout tables",
+        "GDEF/GSUB/GPOS decoded before they are dropped, for fontcache's pre-drop",
+        True,
+        _stock_layout_tables,
+        new_glyphs=True,
+    ),
+    Replacement(
+        "subsets",
+        "codes by first use, a subset per document, for app.render.fontsubset and fontoutput",
+        False,
+        _stock_subsets,
+    ),
+    Replacement(
+        "text()", "text() and set_font() for each line, for TicketPdf.draw_text", True, _stock_text_path
+    ),
+)
+
+#: Greek letters: outside both font tiers, so each pair of them is a glyph set new to the process.
+_GREEK = [chr(cp) for cp in (*range(0x391, 0x3A2), *range(0x3A3, 0x3AA), *range(0x3B1, 0x3CA))]
+
+
+def _replacement_ticket() -> tuple[list[dict[str, Any]], tuple[EmbeddedFile, ...]]:
+    articles = make_articles(REPLACEMENT_ARTICLES)
+    embedded = (
+        EmbeddedFile("articles.json", json.dumps(articles).encode(), "application/json", "Source"),
+        *(
+            EmbeddedFile(
+                f"article-{a['id']}.txt", a["body"].encode(), "text/plain", "Source", article_id=a["id"]
+            )
+            for a in articles
+        ),
+    )
+    return articles, embedded
+
+
+def measure_replacements(rounds: int) -> dict[str, float]:
+    """Median CPU seconds per render of the 20-article ticket, renders interleaved round by
+    round: ``"ours"``, ``"ours, new glyphs"`` (each render adds a glyph set new to the
+    process) and one entry per :data:`REPLACEMENTS` label.
+
+    Raises:
+        AssertionError: a variant that should give our bytes did not.
+    """
+    patches.install()
+    articles, embedded = _replacement_ticket()
+    pairs = iter(range(len(_GREEK) ** 2))
+
+    def new_glyphs() -> str:
+        first, second = divmod(next(pairs), len(_GREEK))
+        return f" {_GREEK[first]}{_GREEK[second]}"
+
+    def render(glyphs: str = "") -> bytes:
+        drawn = [{**articles[0], "body": articles[0]["body"] + glyphs}, *articles[1:]]
+        return render_ticket_pdf(
+            TICKET, drawn, ["bench"], archived_at=ARCHIVED_AT, options=RenderOptions(), embedded=embedded
+        ).data
+
+    ours = render()  # warms the per-process caches
+    for variant in REPLACEMENTS:
+        glyphs, expected = "", ours
+        if variant.new_glyphs:  # both must miss the font output cache
+            glyphs = new_glyphs()
+            fontoutput.cache_clear()
+            expected = render(glyphs)
+            fontoutput.cache_clear()
+        with variant.switch():
+            data = render(glyphs)  # also warms the variant (fpdf2's own paths have caches too)
+        same = data == expected
+        assert same == variant.same_bytes, (
+            f"{variant.label}: bytes {'differ' if variant.same_bytes else 'same'}"
+        )
+    cpu: dict[str, list[float]] = {"ours": [], "ours, new glyphs": [], **{v.label: [] for v in REPLACEMENTS}}
+    for _ in range(rounds):
+        for label, fresh, switch in (
+            ("ours", False, contextlib.nullcontext),
+            ("ours, new glyphs", True, contextlib.nullcontext),
+            *((v.label, v.new_glyphs, v.switch) for v in REPLACEMENTS),
+        ):
+            glyphs = new_glyphs() if fresh else ""
+            with switch():
+                start = time.process_time()
+                render(glyphs)
+                cpu[label].append(time.process_time() - start)
+    return {label: statistics.median(times) for label, times in cpu.items()}
+
+
+#: Memory variants ``(label, what runs instead)``; "ours" parks pages and writes into a file.
+#: The row is ``"2000 articles: RSS added, <label> / ours"``.
+MEMORY_VARIANTS = (
+    ("pages unparked", "pages kept whole until output(), for ParkedPages"),
+    ("output() in memory", "the PDF built in memory, not written into its file, for write_pdf"),
+)
+
+
+def memory_probe(variant: str, count: int) -> int:
+    """In a fresh process: KiB of peak RSS a ``count``-article render adds (``VmHWM`` after
+    minus ``VmRSS`` before, after a 2-article warm-up render), for ``"ours"`` or a
+    :data:`MEMORY_VARIANTS` label."""
+
+    def status(key: str) -> int:
+        with open("/proc/self/status") as lines:
+            return next(int(line.split()[1]) for line in lines if line.startswith(key + ":"))
+
+    patches.install()
+    if variant == "pages unparked":
+        document.TicketPdf.park_after_pages = 10**9
+    render_ticket_pdf(TICKET, make_articles(2), ["bench"], archived_at=ARCHIVED_AT, options=RenderOptions())
+    articles = make_articles(count)
+    with contextlib.suppress(OSError), open("/proc/self/clear_refs", "w") as refs:
+        refs.write("5")  # resets VmHWM to the current RSS (Linux >= 4.0)
+    before = status("VmRSS")
+    with tempfile.TemporaryDirectory() as folder:
+        target = None if variant == "output() in memory" else Path(folder) / "ticket.pdf"
+        rendered = render_ticket_pdf(
+            TICKET, articles, ["bench"], archived_at=ARCHIVED_AT, options=RenderOptions(), target=target
+        )
+        del rendered
+    return status("VmHWM") - before
+
+
+def measure_memory(count: int) -> dict[str, int]:
+    """KiB of peak RSS added by a ``count``-article render: ``"ours"`` and each memory variant."""
+    added = {}
+    for variant in ("ours", *(label for label, _ in MEMORY_VARIANTS)):
+        done = subprocess.run(
+            [sys.executable, "-m", "benchmarks.render", "--memory-probe", variant, "--sizes", str(count)],
+            capture_output=True,
+            text=True,
+            check=True,
+            cwd=REPO,
+            timeout=600,
+        )
+        added[variant] = int(done.stdout.split()[-1])
+    return added
+
+
+def replacement_rows(quick: bool) -> list[Result]:
+    """The rows of :func:`measure_replacements` and :func:`measure_memory` (see the module docstring)."""
+    cpu = measure_replacements(rounds=5 if quick else 30)
+    n = REPLACEMENT_ARTICLES
+    rows = [
+        Result("render", f"{n} articles: ours, CPU per render", round(cpu["ours"] * 1000, 1), "ms"),
+        Result(
+            "render",
+            f"{n} articles, a glyph set new to the process: ours, CPU per render",
+            round(cpu["ours, new glyphs"] * 1000, 1),
+            "ms",
+        ),
+    ]
+    for variant in REPLACEMENTS:
+        ratio = round(cpu[variant.label] / cpu["ours, new glyphs" if variant.new_glyphs else "ours"], 2)
+        rows.append(Result("render", f"{n} articles: fpdf2's {variant.label} / ours, CPU", ratio, "ratio"))
+    count = 500 if quick else MEMORY_ARTICLES
+    added = measure_memory(count)
+    ours = max(added["ours"], 1)
+    rows.append(
+        Result("render", f"{count} articles: RSS added by the render, ours", round(ours / 1024, 1), "MiB")
+    )
+    for label, _ in MEMORY_VARIANTS:
+        ratio = round(added[label] / ours, 2)
+        rows.append(Result("render", f"{count} articles: RSS added, {label} / ours", ratio, "ratio"))
     return rows
 
 
@@ -114,14 +383,31 @@ def run(quick: bool = False) -> list[Result]:
                 ratio <= TARGET_RATIO if on_target else None,
             )
         )
-    return results
+    return results + replacement_rows(quick)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default=",".join(map(str, SIZES)), help="comma-separated article counts")
     parser.add_argument("--repeat", type=int, default=3, help="runs per measurement (best is kept)")
+    parser.add_argument(
+        "--replacements",
+        action="store_true",
+        help="only the rows of our replacements of fpdf2 code (fpdf2's / ours)",
+    )
+    parser.add_argument(
+        "--quick", action="store_true", help="with --replacements: fewer rounds, 500 articles"
+    )
+    parser.add_argument("--memory-probe", metavar="VARIANT", help=argparse.SUPPRESS)  # measure_memory's child
     args = parser.parse_args(argv)
+    if args.memory_probe:
+        print(memory_probe(args.memory_probe, int(args.sizes)))
+        return 0
+    if args.replacements:
+        print_rows(replacement_rows(args.quick))
+        for label, what in (*((v.label, v.what) for v in REPLACEMENTS), *MEMORY_VARIANTS):
+            print(f"fpdf2's {label}: {what}")
+        return 0
     print(f"{'articles':>8} {'ours s':>8} {'pages':>6} {'reportlab s':>12} {'pages':>6} {'ours/RL':>8}")
     worst_500 = None
     for count, ours, ours_pages, theirs, their_pages in measure(

@@ -39,7 +39,9 @@ from typing import Any, Protocol, TypeVar
 
 from app.jobs.records import Admission, JobRecord, JobRequest, JobStoreUnavailable, LeaseLost
 from app.jobs.store import JobStore
-from app.workflow.archive import HANDED_OVER, ArchiveOutcome, Guard, Report, UndeliverableReport
+from app.workflow.archive import HANDED_OVER, ArchiveOutcome
+from app.workflow.ports import Guard
+from app.workflow.report import Report, UndeliverableReport
 
 log = logging.getLogger("app.jobs")
 T = TypeVar("T")
@@ -89,7 +91,7 @@ class JobRunner(Protocol):
     """What the pool needs from the workflow (implemented by :class:`app.main.ArchiveRunner`).
 
     ``guard`` (with a shared store): awaited before each write to the ticket; raises
-    :class:`LeaseLost` once another replica holds the job (see :data:`app.workflow.archive.Guard`).
+    :class:`LeaseLost` once another replica holds the job (see :data:`app.workflow.ports.Guard`).
     """
 
     async def execute(self, job: JobRecord, *, guard: Guard | None = None) -> ArchiveOutcome: ...

@@ -20,10 +20,12 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, Metric
 
+from app.workflow.steps import FETCH_STEPS, METRIC_STEPS, Step
+
 PREFIX = "zammad_pdf_archiver"
 _JOB_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 _STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
-STEPS = ("fetch", "render", "sign", "store")
+STEPS = METRIC_STEPS
 
 
 class StatusCounter:
@@ -154,16 +156,16 @@ class Metrics:
     def record_job(
         self, status: str, classification: str | None, seconds: float, step_seconds: dict[str, float] | None
     ) -> None:
-        """Count one finished job and its step durations (``fetch_*`` steps are summed as ``fetch``)."""
+        """Count one finished job and its step durations (the fetch steps are summed as ``fetch``)."""
         self.jobs_processed_total.labels(status).inc()
         if status == "failed" and classification:
             self.jobs_failed_total.labels(classification).inc()
         self.job_duration_seconds.observe(seconds)
         if step_seconds:
-            fetch = sum(v for k, v in step_seconds.items() if k.startswith("fetch"))
+            fetch = sum(v for k, v in step_seconds.items() if k in FETCH_STEPS)
             if fetch:
-                self.step_duration_seconds.labels("fetch").observe(fetch)
-            for step in ("render", "sign", "store"):
+                self.step_duration_seconds.labels(Step.FETCH).observe(fetch)
+            for step in (Step.RENDER, Step.SIGN, Step.STORE):
                 if step in step_seconds:
                     self.step_duration_seconds.labels(step).observe(step_seconds[step])
 

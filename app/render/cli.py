@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from app.errors import RenderError
+from app.render import patches
 from app.render.content import parse_time
 from app.render.options import TEMPLATES, RenderOptions
 from app.render.pdf import render_ticket_pdf
@@ -165,6 +166,7 @@ def main(argv: list[str]) -> int:
     except InputError as exc:
         print(f"render: {exc}", file=sys.stderr)
         return 2
+    patches.install()  # as in the render processes (app.render.pool)
     try:
         rendered = render_ticket_pdf(ticket, articles, tags, archived_at=archived_at, options=options)
     except RenderError as exc:
@@ -177,7 +179,8 @@ def main(argv: list[str]) -> int:
         print(f"render: {output}: cannot write: {exc.strerror or exc}", file=sys.stderr)
         return 2
     print(
-        f"{output}: {rendered.page_count} pages, {rendered.articles_included}/{rendered.articles_total} articles, "
+        f"{output}: {rendered.page_count} pages, "
+        f"{rendered.articles_included}/{rendered.articles_total} articles, "
         f"{rendered.missing_glyphs} missing glyphs, {len(rendered.data)} bytes"
     )
     return 0

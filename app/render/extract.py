@@ -279,15 +279,15 @@ def extract(pdf_path: Path, out_dir: Path, *, sidecar_path: Path | None = None) 
                 problems.append(f"{original.name}: embedded twice")
             in_pdf[original.name] = original
         for name, entry in listed.items():
-            original = in_pdf.get(name)
-            if original is None:
+            found = in_pdf.get(name)
+            if found is None:
                 problems.append(f"{name}: listed in the sidecar but not embedded in the PDF")
-            elif original.sha256 != entry.get("sha256"):
+            elif found.sha256 != entry.get("sha256"):
                 problems.append(
-                    f"{name}: SHA-256 {original.sha256} differs from the sidecar's {entry.get('sha256')}"
+                    f"{name}: SHA-256 {found.sha256} differs from the sidecar's {entry.get('sha256')}"
                 )
-            elif entry.get("size") is not None and entry.get("size") != len(original.data):
-                problems.append(f"{name}: {len(original.data)} bytes, the sidecar says {entry.get('size')}")
+            elif entry.get("size") is not None and entry.get("size") != len(found.data):
+                problems.append(f"{name}: {len(found.data)} bytes, the sidecar says {entry.get('size')}")
         for name in in_pdf:
             if name not in listed:
                 problems.append(f"{name}: embedded in the PDF but not listed in the sidecar")

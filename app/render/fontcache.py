@@ -18,8 +18,8 @@ parts (``cmap``, ``glyph_ids``, names and metrics) and owns the per-document one
 
 ``output()`` subsets with fontTools and drops ``GDEF``/``GSUB``/``GPOS`` (fpdf2's
 ``drop_tables``), but fontTools' ``Subsetter.subset`` decodes those three tables in full
-before dropping them (``_compact_layout_tables`` inspects their lookup formats): ~40 % of the
-subsetting time for Noto Sans. We delete them from the per-document ``TTFont`` up front. The
+before dropping them (``_compact_layout_tables`` inspects their lookup formats), a large part
+of subsetting a Noto Sans face. We delete them from the per-document ``TTFont`` up front. The
 embedded subset is byte-identical: the subsetter deletes them before its glyph closure, and
 nothing else reads them (text shaping uses HarfBuzz on the file). A font with a legacy
 ``kern`` table keeps them, since fontTools keeps or drops ``kern`` depending on whether
@@ -126,6 +126,24 @@ _lock = threading.Lock()
 
 
 @cache
+def _fpdf_drops_layout_tables() -> bool:
+    """Whether this fpdf2's ``output()`` drops GDEF/GSUB/GPOS, which the pre-drop relies on.
+
+    Read once, at the first font: if an fpdf2 upgrade stops dropping them, the per-document
+    fonts keep them (slower subsetting, never different bytes).
+    """
+    import inspect
+
+    from fpdf import output
+
+    try:
+        source = inspect.getsource(output.OutputProducer._add_fonts)
+    except (OSError, TypeError, AttributeError):
+        return False
+    return all(f'"{tag}",' in source for tag in _FPDF_DROPS)
+
+
+@cache
 def _prototype(path: str, index: int) -> _Prototype:
     """Parse ``path`` (face ``index``) once with fpdf2's own ``TTFFont`` and keep its derived data."""
     probe = ttLib.TTFont(path, lazy=True, fontNumber=index)
@@ -140,12 +158,14 @@ def _prototype(path: str, index: int) -> _Prototype:
         probe.close()
     if not cacheable:
         return _Prototype(None)
-    font = TTFFont(_Stub(), Path(path), "prototype", "", None, None, None, index)  # type: ignore[arg-type]
+    font = TTFFont(_Stub(), Path(path), "prototype", "", None, None, None, index)  # type: ignore[arg-type]  # _Stub: what TTFFont reads of an FPDF
     font.close()
-    font.ttfont = None  # type: ignore[assignment]  # no tables kept: each document opens its own
-    font.subset = None  # type: ignore[assignment]
+    font.ttfont = None  # no tables kept: each document opens its own
+    font.subset = None  # type: ignore[assignment]  # the prototype draws nothing: documents get their own
     pre_drop = (
-        () if "kern" in tags or not _PRE_DROP else tuple(tag for tag in PRE_DROPPED_TABLES if tag in tags)
+        ()
+        if "kern" in tags or not _fpdf_drops_layout_tables()
+        else tuple(tag for tag in PRE_DROPPED_TABLES if tag in tags)
     )
     order, tables = _decoded_tables(path, index)
     return _Prototype(font, pre_drop, order, tables)
@@ -165,7 +185,7 @@ def _document_font(pdf: FPDF, proto: _Prototype, fontkey: str, style: str, index
     font.biggest_size_pt = 0
     font.collection_font_number = index
     ttfont = ttLib.TTFont(base.ttffile, recalcTimestamp=False, fontNumber=index, lazy=True)
-    for tag in proto.pre_drop:
+    for tag in proto.pre_drop:  # kept for `make bench` render: "fpdf2's layout tables / ours, CPU"
         del ttfont[tag]
     if proto.glyph_order:
         ttfont.setGlyphOrder(list(proto.glyph_order))
@@ -185,13 +205,13 @@ def _document_font(pdf: FPDF, proto: _Prototype, fontkey: str, style: str, index
     font.name = base.name
     font.up, font.ut, font.sp, font.ss = base.up, base.ut, base.sp, base.ss
     font.emphasis = TextEmphasis.coerce(style)
-    font.unicode_range = None
     font.palette_index = 0
     font.color_font = None
     font.subset = SubsetMap(font)
     return font
 
 
+# Kept for `make bench` render: "fpdf2's add_font / ours, CPU".
 def add_cached_font(pdf: FPDF, family: str, style: str, path: str, index: int = 0) -> None:
     """``pdf.add_font(family, style, path, collection_font_number=index)`` from the process cache.
 
@@ -209,24 +229,6 @@ def add_cached_font(pdf: FPDF, family: str, style: str, path: str, index: int = 
     pdf.fonts[fontkey] = font
     if font.is_cff and font.is_cid_keyed:
         pdf._set_min_pdf_version("1.6")
-
-
-def _fpdf_drops_layout_tables() -> bool:
-    """Whether this fpdf2's ``output()`` drops GDEF/GSUB/GPOS (the pre-drop relies on it)."""
-    import inspect
-
-    from fpdf import output
-
-    try:
-        source = inspect.getsource(output.OutputProducer._add_fonts)
-    except (OSError, TypeError, AttributeError):
-        return False
-    return all(f'"{tag}",' in source for tag in _FPDF_DROPS)
-
-
-#: Off if an fpdf2 upgrade stops dropping the layout tables in ``output()``: then the
-#: per-document fonts keep them (slower subsetting, never different bytes).
-_PRE_DROP = _fpdf_drops_layout_tables()
 
 
 def cache_clear() -> None:

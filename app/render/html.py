@@ -137,7 +137,7 @@ def html_to_text(html: str) -> str:
     """
     try:
         text = get_text(html, ParserConfig(css=_CSS, display_links=True, display_images=True))
-    except Exception:  # inscriptis on hostile input: strip tags rather than fail the job
+    except Exception:  # noqa: BLE001 - inscriptis on hostile input: strip tags, never fail the job
         text = re.sub(r"<[^>]*>", " ", html)
     return _BLANK_RUNS.sub("\n\n\n", text).strip("\n")
 
@@ -176,7 +176,8 @@ def _wrap_rest_in_quote(element: etree._Element) -> None:
 def mark_quotes(html: str) -> str:
     """Turn the reply-quote markup of Gmail, Outlook, Yahoo and Thunderbird into ``<blockquote>``."""
     if not re.search(
-        r"gmail_quote|yahoo_quoted|moz-cite|divRplyFwdMsg|appendonsend|OutlookMessageHeader|Original Message|Ursprüngliche|Originalnachricht",
+        r"gmail_quote|yahoo_quoted|moz-cite|divRplyFwdMsg|appendonsend|OutlookMessageHeader"
+        r"|Original Message|Ursprüngliche|Originalnachricht",
         html,
         re.IGNORECASE,
     ):
@@ -187,7 +188,11 @@ def mark_quotes(html: str) -> str:
             continue
         if _QUOTE_CLASSES.search(element.get("class") or ""):
             element.tag = "blockquote"
-        elif (element.get("id") or "").lower() in _QUOTE_IDS or element.tag in ("div", "p") and _ORIGINAL_MESSAGE.match(_text(element)[:80]):
+        elif (
+            (element.get("id") or "").lower() in _QUOTE_IDS
+            or element.tag in ("div", "p")
+            and _ORIGINAL_MESSAGE.match(_text(element)[:80])
+        ):
             _wrap_rest_in_quote(element)
     return _serialise(root)
 

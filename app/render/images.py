@@ -184,13 +184,13 @@ def normalise_image(data: bytes) -> PreparedImage:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            image: Image.Image = Image.open(io.BytesIO(data))
             if image.width * image.height > MAX_IMAGE_PIXELS:
                 raise ImageError(f"image of {image.width}×{image.height} pixels is too large")
             image.load()
     except ImageError:
         raise
-    except Exception as exc:  # Pillow raises many types on hostile input
+    except Exception as exc:  # noqa: BLE001 - Pillow raises many types on hostile input
         raise ImageError(f"not a readable image: {exc}") from None
     rotated = image.getexif().get(0x0112, 1) not in (0, 1)
     plain_jpeg = (
@@ -220,7 +220,7 @@ def normalise_image(data: bytes) -> PreparedImage:
             image.thumbnail((MAX_PIXELS_SIDE, MAX_PIXELS_SIDE))
         out = io.BytesIO()
         image.save(out, format="PNG", optimize=False)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - as above: any Pillow failure is an unusable image
         raise ImageError(f"cannot convert image: {exc}") from None
     return PreparedImage(data=out.getvalue(), width=image.width, height=image.height)
 

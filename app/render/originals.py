@@ -105,7 +105,8 @@ def xmp_metadata(
     lines += [
         "      <dc:format>application/pdf</dc:format>",
         f'      <dc:title><rdf:Alt><rdf:li xml:lang="x-default">{_xml(title)}</rdf:li></rdf:Alt></dc:title>',
-        f'      <dc:description><rdf:Alt><rdf:li xml:lang="x-default">{_xml(subject)}</rdf:li></rdf:Alt></dc:description>',
+        "      <dc:description><rdf:Alt>"
+        f'<rdf:li xml:lang="x-default">{_xml(subject)}</rdf:li></rdf:Alt></dc:description>',
         f"      <dc:creator><rdf:Seq><rdf:li>{_xml(author)}</rdf:li></rdf:Seq></dc:creator>",
         "    </rdf:Description>",
         "  </rdf:RDF>",
@@ -115,7 +116,8 @@ def xmp_metadata(
 
 
 def clean_mime_type(value: str) -> str:
-    """A MIME type fit for ``/Subtype``: lower-case, parameters dropped; ``application/octet-stream`` if malformed."""
+    """A MIME type fit for ``/Subtype``: lower-case, parameters dropped; ``application/octet-stream``
+    if malformed."""
     mime = _MIME_PARAMS.sub("", value or "").strip().lower()
     return mime if _MIME.match(mime) else "application/octet-stream"
 
@@ -241,7 +243,7 @@ class OriginalsIndex:
             return ""
         if attachment_id in self._embedded_attachments:
             return "embedded in this PDF"
-        omitted = self._omitted_attachments.get(attachment_id)
+        omitted = self._omitted_attachments.get(attachment_id) if attachment_id is not None else None
         if omitted is not None:
             return f"not embedded: {omitted.reason}"
         return "not embedded"

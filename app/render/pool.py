@@ -15,8 +15,8 @@ from it) and the PDF comes back as a file, not as bytes through the pool's pipes
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
-import errno as errno_codes
 import functools
 import multiprocessing
 import os
@@ -25,11 +25,11 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, NoReturn
 
 import orjson
 
-from app.errors import RenderError
+from app.errors import TRANSIENT_ERRNOS, RenderError
 from app.memory import release_free_memory
 from app.render.options import RenderOptions
 from app.workflow.ports import EmbeddedFile, RenderedPdf, TicketSnapshot
@@ -37,9 +37,9 @@ from app.workflow.ports import EmbeddedFile, RenderedPdf, TicketSnapshot
 MAX_TASKS_PER_CHILD = 200
 """Children are replaced after this many renders, bounding leaks, open font handles and the
 fallback fonts (CJK: tens of MB) a child loaded for one ticket. A new child imports the layout
-stack and fills its font caches on its first render (~0.7 s of CPU): ~3.5 ms per ticket at
-200. The fork server preloads nothing: children forked from a warm fork server would count
-its ~100 MB again in each process's RSS."""
+stack and fills its font caches on its first render, a cost spread over this many tickets.
+The fork server preloads nothing: each child forked from a warm fork server would count its
+memory again in RSS (``docs/performance.md``)."""
 
 TRIM_AFTER_BYTES = 4 * 1024 * 1024
 """Free heap pages are handed back to the OS (:func:`app.memory.release_free_memory`, a few
@@ -50,24 +50,19 @@ RENDER_NICENESS = 10
 """Render children run at this lower CPU priority (``nice``): layout is background work, and
 the event loop answering webhooks must get a core first when the pool renders at full load."""
 
-_SPOOL_TRANSIENT_ERRNOS = {
-    errno_codes.ENOSPC,
-    errno_codes.EDQUOT,
-    errno_codes.EIO,
-    errno_codes.EAGAIN,
-    errno_codes.EINTR,
-}
-
 
 #: EmbeddedFile's fields in order: how an original travels through the spool (a tuple).
 _EMBEDDED_FIELDS = tuple(field.name for field in dataclasses.fields(EmbeddedFile))
 
 
-def _lower_priority() -> None:
-    try:
+def _start_render_process() -> None:
+    """The render processes' initialiser: a lower CPU priority (:data:`RENDER_NICENESS`) and
+    fpdf2's replaced internals (:func:`app.render.patches.install`)."""
+    from app.render import patches  # imports fpdf2: in the render process only
+
+    with contextlib.suppress(OSError):  # not permitted in some sandboxes: render at normal priority
         os.nice(RENDER_NICENESS)
-    except OSError:  # not permitted in some sandboxes: render at normal priority
-        pass
+    patches.install()
 
 
 def _render(snapshot: TicketSnapshot, options: RenderOptions) -> RenderedPdf:
@@ -168,7 +163,7 @@ class _SpooledOriginals(Sequence[EmbeddedFile]):
     def __len__(self) -> int:
         return self._count
 
-    def __getitem__(self, index):  # type: ignore[no-untyped-def]
+    def __getitem__(self, index: Any) -> NoReturn:
         raise TypeError("the originals of a render can only be iterated, once")
 
     def __iter__(self) -> Iterator[EmbeddedFile]:
@@ -182,7 +177,7 @@ class _SpooledOriginals(Sequence[EmbeddedFile]):
 def _spool_error(what: str, exc: OSError) -> RenderError:
     return RenderError(
         f"cannot {what} in the render spool: {exc.strerror or exc}",
-        transient=exc.errno in _SPOOL_TRANSIENT_ERRNOS,
+        transient=exc.errno in TRANSIENT_ERRNOS,
     )
 
 
@@ -216,7 +211,7 @@ class ProcessPoolRenderer:
             max_workers=self.processes,
             mp_context=multiprocessing.get_context("forkserver"),
             max_tasks_per_child=MAX_TASKS_PER_CHILD,
-            initializer=_lower_priority,
+            initializer=_start_render_process,
         )
 
     async def render(self, snapshot: TicketSnapshot) -> RenderedPdf:
@@ -275,14 +270,20 @@ class ProcessPoolRenderer:
 
 
 class InlineRenderer:
-    """Renders in a worker thread of this process: for tools and tests that need no pool."""
+    """Renders in a worker thread of this process: for tools and tests that need no pool.
+
+    Installs :mod:`app.render.patches` in this process at its first render.
+    """
 
     def __init__(self, options: RenderOptions) -> None:
         self.options = options
 
     async def render(self, snapshot: TicketSnapshot) -> RenderedPdf:
         """Render ``snapshot`` with :func:`asyncio.to_thread`."""
+        from app.render import patches
         from app.render.pdf import render_ticket_pdf
+
+        patches.install()
 
         return await asyncio.to_thread(
             render_ticket_pdf,

@@ -21,38 +21,32 @@ count and digest. Same bytes as ``output()``, without the whole PDF in memory.
 
 Pages are not parked while :meth:`ParkedPages.hold_pages` is in effect: whoever may still
 cut back a finished page's content (a ``write_html`` rollback) holds them.
-
-:func:`install_fast_object_dicts` makes fpdf2's serialisation of every PDF object cheaper
-(same bytes): fpdf2 lists an object's keys with ``dir()`` and reads every attribute,
-methods included, for each of the ~170 objects of a typical ticket.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import inspect
-import types
 import zlib
 from typing import Any, BinaryIO
 
-import fpdf.syntax
+from fpdf import FPDF
 from fpdf.output import OutputProducer, _dimensions_to_mediabox
-from fpdf.syntax import PDFContentStream, PDFObject, build_obj_dict
+from fpdf.syntax import PDFContentStream
 from fpdf.syntax import create_dictionary_string as pdf_dict
 
 PARK_LEVEL = 1
 """zlib level of a parked page (it is unpacked again at output; fast matters, not size)."""
 
 
-class ParkedPages:
-    """Mixin for an ``FPDF`` subclass (put it first among the bases): parks finished pages.
+# Kept for `make bench` render: "RSS added, pages unparked / ours".
+class ParkedPages(FPDF):
+    """An ``FPDF`` that parks finished pages; with another ``FPDF`` subclass, put it first
+    among the bases.
 
     Only active with fpdf2's ``compress`` on (the default), as then the pages are
     compressed at output anyway, and only once the document has more than
     :attr:`park_after_pages` pages: a short document's pages take little memory, and
-    parking costs one fast compression and one decompression of each page's content
-    (~3 % of a long document's render time).
+    parking costs one fast compression and one decompression of each page's content.
     """
 
     park_after_pages = 32
@@ -74,14 +68,14 @@ class ParkedPages:
 
     def _beginpage(self, *args: Any, **kwargs: Any) -> None:
         # The current page is finished (its footer drawn) when fpdf2 begins the next one.
-        if not self._park_holds and getattr(self, "compress", False) and self.page > self.park_after_pages:  # type: ignore[attr-defined]
-            for number in range(self._next_to_park, self.page + 1):  # type: ignore[attr-defined]
+        if not self._park_holds and self.compress and self.page > self.park_after_pages:
+            for number in range(self._next_to_park, self.page + 1):
                 self._park(number)
-            self._next_to_park = max(self._next_to_park, self.page + 1)  # type: ignore[attr-defined]
-        super()._beginpage(*args, **kwargs)  # type: ignore[misc]
+            self._next_to_park = max(self._next_to_park, self.page + 1)
+        super()._beginpage(*args, **kwargs)
 
     def _park(self, number: int) -> None:
-        page = self.pages.get(number)  # type: ignore[attr-defined]
+        page = self.pages.get(number)
         if page is None or number in self._parked:
             return
         contents = page.contents
@@ -110,11 +104,11 @@ class ParkedPages:
     def output(self, *args: Any, **kwargs: Any) -> Any:
         """fpdf2's ``output()``, with :class:`ParkedPagesProducer` as the default producer."""
         kwargs.setdefault("output_producer_class", ParkedPagesProducer)
-        return super().output(*args, **kwargs)  # type: ignore[misc]
+        return super().output(*args, **kwargs)
 
     def _default_file_id(self, buffer: Any) -> str:
         if not isinstance(buffer, FileSink):
-            return super()._default_file_id(buffer)  # type: ignore[misc]
+            return super()._default_file_id(buffer)
         # fpdf2 2.8's own rule (MD5 of the output so far, then the creation date), on the
         # running digest of what went to the file.
         id_hash = buffer.digest()
@@ -179,6 +173,7 @@ class FileSink:
         return self._md5.copy()
 
 
+# Kept for `make bench` render: "RSS added, output() in memory / ours".
 def write_pdf(pdf: Any, out: BinaryIO, producer: type[OutputProducer] = ParkedPagesProducer) -> int:
     """Write ``pdf`` (an ``FPDF`` with :class:`ParkedPages`) into ``out`` as
     ``pdf.output(output_producer_class=producer)`` would produce it, object by object;
@@ -198,61 +193,8 @@ def write_pdf(pdf: Any, out: BinaryIO, producer: type[OutputProducer] = ParkedPa
 
     def producer_into_sink(fpdf: Any) -> OutputProducer:
         made = producer(fpdf)
-        made.buffer = sink  # type: ignore[assignment]
+        made.buffer = sink  # type: ignore[assignment]  # all of a bytearray fpdf2 uses (len, +=, bool)
         return made
 
     pdf.output(output_producer_class=producer_into_sink)
     return len(sink)
-
-
-#: fpdf2's own ``PDFObject._build_obj_dict`` and ``camel_case`` (what
-#: :func:`install_fast_object_dicts` replaces; the tests compare against them).
-STOCK_BUILD_OBJ_DICT = PDFObject._build_obj_dict
-STOCK_CAMEL_CASE = fpdf.syntax.camel_case
-_NOT_KEYS = ("id", "ref")  # fpdf2's build_obj_dict leaves these out, as every ``_`` name
-_class_keys: dict[type, tuple[str, ...]] = {}
-
-
-def _keys_of_class(cls: type) -> tuple[str, ...]:
-    """The names ``dir()`` gives for instances of ``cls`` that fpdf2 may serialise: public,
-    not ``id``/``ref``, and not a method (its value would be callable, which fpdf2 skips)."""
-    keys = _class_keys.get(cls)
-    if keys is None:
-        keys = _class_keys[cls] = tuple(
-            name
-            for name in dir(cls)
-            if not name.startswith("_")
-            and name not in _NOT_KEYS
-            and not isinstance(
-                inspect.getattr_static(cls, name), (types.FunctionType, staticmethod, classmethod)
-            )
-        )
-    return keys
-
-
-def _fast_build_obj_dict(self: PDFObject, security_handler: Any = None) -> dict[str, object]:
-    """fpdf2 2.8's ``PDFObject._build_obj_dict``: the same dictionary, in the same (sorted)
-    key order, from the class's candidate keys (computed once per class) and the instance's
-    own public attributes, instead of ``dir()`` and a read of every method."""
-    keys = _keys_of_class(type(self))
-    own = getattr(self, "__dict__", None)
-    if own:
-        extra = [key for key in own if not key.startswith("_") and key not in _NOT_KEYS]
-        if extra:
-            keys = sorted(set(keys).union(extra))  # type: ignore[assignment]
-    return build_obj_dict(
-        {key: getattr(self, key) for key in keys}, _security_handler=security_handler, _obj_id=self.id
-    )
-
-
-def install_fast_object_dicts() -> None:
-    """Replace fpdf2's per-object key listing (``PDFObject._build_obj_dict``) with
-    :func:`_fast_build_obj_dict` and memoise its ``camel_case``, in this process.
-
-    The PDF bytes stay the same (tested against :data:`STOCK_BUILD_OBJ_DICT`); the output
-    step of a 20-article ticket gets about 1 ms cheaper. Relies on fpdf2 2.8.x's
-    ``fpdf.syntax`` internals; idempotent.
-    """
-    PDFObject._build_obj_dict = _fast_build_obj_dict  # type: ignore[method-assign]
-    if fpdf.syntax.camel_case is STOCK_CAMEL_CASE:
-        fpdf.syntax.camel_case = functools.lru_cache(maxsize=1024)(STOCK_CAMEL_CASE)

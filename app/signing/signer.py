@@ -15,7 +15,6 @@ APIs are used: its sync wrappers run ``asyncio.run()`` and fail inside the servi
 from __future__ import annotations
 
 import contextlib
-import errno as errno_codes
 import gc
 import hashlib
 import io
@@ -34,7 +33,7 @@ from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes
 from pyhanko.sign.timestamps import TimeStamper
 from pyhanko.sign.timestamps.common_utils import TimestampRequestError
 
-from app.errors import ConfigError, SigningError
+from app.errors import TRANSIENT_ERRNOS, ConfigError, SigningError
 from app.signing.incremental import IncrementalSignature
 from app.signing.keys import CachedKeySigner, SigningKey, check_signing_certificate, load_signing_key
 from app.signing.options import PadesLevel, SigningOptions
@@ -62,13 +61,6 @@ GC_AFTER_SIGNING_BYTES = 4 * 1024 * 1024
 """From this PDF size on, :meth:`ArchiveSigner.sign_file` runs the cyclic garbage collector
 after signing (pyHanko's reference cycles grow with the document)."""
 
-_FILE_TRANSIENT_ERRNOS = {
-    errno_codes.ENOSPC,
-    errno_codes.EDQUOT,
-    errno_codes.EIO,
-    errno_codes.EAGAIN,
-    errno_codes.EINTR,
-}
 
 _NEW_OBJECTS_MARGIN = 1000
 """Object numbers kept free above the input's ``/Size`` for what signing adds (B-LTA: the DSS,
@@ -300,7 +292,7 @@ class ArchiveSigner:
             Path(target).unlink(missing_ok=True)  # noqa: ASYNC240 - local spool, see above
             raise SigningError(
                 f"cannot read or write the PDF file: {exc.strerror or exc}",
-                transient=exc.errno in _FILE_TRANSIENT_ERRNOS,
+                transient=exc.errno in TRANSIENT_ERRNOS,
             ) from None
         except BaseException:
             Path(target).unlink(missing_ok=True)  # noqa: ASYNC240 - local spool, see above

@@ -13,25 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import enum
-import errno as errno_codes
 from dataclasses import dataclass
 
-from app.errors import ArchiverError, StorageError, ZammadApiError
+from app.errors import TRANSIENT_ERRNOS, ArchiverError, StorageError, ZammadApiError
 
 MAX_CAUSE_CHARS = 500
 
 _TRANSIENT_STATUSES = {408, 425, 429}
-_TRANSIENT_ERRNOS = {
-    errno_codes.ENOSPC,
-    errno_codes.EIO,
-    errno_codes.EAGAIN,
-    errno_codes.EBUSY,
-    errno_codes.ETIMEDOUT,
-    errno_codes.ENOLCK,
-    errno_codes.ESTALE,
-    errno_codes.EDQUOT,
-    errno_codes.EINTR,
-}
 
 
 class Classification(enum.Enum):
@@ -66,11 +54,11 @@ def _is_transient(exc: BaseException) -> bool:
     if isinstance(exc, ZammadApiError):
         return exc.status is None or exc.status >= 500 or exc.status in _TRANSIENT_STATUSES
     if isinstance(exc, StorageError):
-        return exc.errno in _TRANSIENT_ERRNOS
+        return exc.errno in TRANSIENT_ERRNOS
     if isinstance(exc, (asyncio.TimeoutError, ConnectionError)):
         return True
     if isinstance(exc, OSError):
-        return exc.errno in _TRANSIENT_ERRNOS
+        return exc.errno in TRANSIENT_ERRNOS
     # A defect in our own code does not heal by retrying the same input.
     return False
 

@@ -1,14 +1,16 @@
 """The small interfaces the archive workflow depends on, and the values they return.
 
-The workflow never imports aiohttp, fpdf2, pyHanko or the file system directly: it talks
-to these protocols, so decisions are tested with simple fakes and the adapters
-(:mod:`app.zammad`, :mod:`app.render`, :mod:`app.signing`, :mod:`app.storage`) are tested
-against the real thing.
+The workflow never imports aiohttp, fpdf2, pyHanko or the storage: it talks to these
+protocols, so its decisions are tested with small fakes (``tests/workflow/fakes.py``) and the
+adapters (:mod:`app.zammad`, :mod:`app.render`, :mod:`app.signing`, :mod:`app.storage`) are
+tested against the real thing. The only files the workflow touches itself are its per-job
+folders in the spool, which the renderer, signer and storage read and write: the PDF moves
+from step to step as a file.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -99,7 +101,7 @@ class RenderedPdf:
         embedded: ``(name, sha256 hex, size)`` of every associated file embedded, in order.
         pdfa: the PDF/A conformance written (e.g. ``"3B"``), or ``None``.
         path: the file holding the PDF when it was rendered into a file
-            (:meth:`FileRendererPort.render_file`); ``data`` is then empty.
+            (:meth:`RendererPort.render_file`); ``data`` is then empty.
     """
 
     data: bytes
@@ -127,7 +129,7 @@ class SignedPdf:
         timestamp_authority: subject of the TSA certificate that made the timestamp
             (RFC 4514 string), or ``None``.
         path: the file holding the PDF when it was signed file to file
-            (:meth:`FileSignerPort.sign_file`); ``data`` is then empty.
+            (:meth:`SignerPort.sign_file`); ``data`` is then empty.
     """
 
     data: bytes
@@ -158,95 +160,106 @@ class StoredArchive:
 
 
 class ZammadPort(Protocol):
-    """The Zammad REST calls the workflow makes (see ``docs/reference/zammad.md``, Zammad's API).
+    """The Zammad REST calls the workflow makes (``docs/reference/zammad.md`` §3, implemented by
+    :class:`app.zammad.client.ZammadClient`).
 
     Every method raises :class:`app.errors.ZammadApiError` on failure.
     """
 
-    async def get_ticket(self, ticket_id: int) -> dict[str, Any]: ...
+    async def get_tags(self, ticket_id: int) -> list[str]:
+        """The ticket's tags (``GET /api/v1/tags?object=Ticket&o_id={id}``)."""
+        ...
 
-    async def get_tags(self, ticket_id: int) -> list[str]: ...
+    async def get_ticket_raw(self, ticket_id: int) -> tuple[dict[str, Any], bytes]:
+        """The ticket (``GET /api/v1/tickets/{id}?expand=true``) and the answer's bytes as sent."""
+        ...
 
-    async def list_articles(
-        self, ticket_id: int, *, containing: str | None = None
-    ) -> list[dict[str, Any]]: ...
+    async def list_articles_raw(self, ticket_id: int) -> tuple[list[dict[str, Any]], bytes]:
+        """The ticket's articles, oldest first (``GET /api/v1/ticket_articles/by_ticket/{id}``),
+        and the answer's bytes as sent."""
+        ...
 
-    async def add_tag(self, ticket_id: int, tag: str) -> None: ...
+    async def list_articles(self, ticket_id: int, *, containing: str | None = None) -> list[dict[str, Any]]:
+        """The ticket's articles; with ``containing``, ``[]`` when the answer does not hold that
+        text (a big ticket's articles are then not parsed)."""
+        ...
 
-    async def remove_tag(self, ticket_id: int, tag: str) -> None: ...
+    async def get_attachment(self, ticket_id: int, article_id: int, attachment_id: int) -> bytes:
+        """An attachment's bytes (``GET /api/v1/ticket_attachment/{ticket}/{article}/{attachment}``)."""
+        ...
 
-    async def create_internal_note(
-        self, ticket_id: int, *, subject: str, body_html: str
-    ) -> dict[str, Any]: ...
+    async def get_article_plain(self, article_id: int) -> bytes:
+        """An e-mail article's raw RFC 822 message; ``b""`` when Zammad holds none."""
+        ...
 
-    async def get_attachment(self, ticket_id: int, article_id: int, attachment_id: int) -> bytes: ...
+    async def add_tag(self, ticket_id: int, tag: str) -> None:
+        """Add ``tag`` to the ticket (idempotent in Zammad)."""
+        ...
 
-    async def get_ticket_raw(self, ticket_id: int) -> tuple[dict[str, Any], bytes]: ...
+    async def remove_tag(self, ticket_id: int, tag: str) -> None:
+        """Remove ``tag`` from the ticket (idempotent in Zammad)."""
+        ...
 
-    async def list_articles_raw(self, ticket_id: int) -> tuple[list[dict[str, Any]], bytes]: ...
-
-    async def get_article_plain(self, article_id: int) -> bytes: ...
+    async def create_internal_note(self, ticket_id: int, *, subject: str, body_html: str) -> dict[str, Any]:
+        """Post an internal HTML note; returns the article. Not idempotent."""
+        ...
 
 
 class ImageRefLike(Protocol):
     """An image to download for the layout (:class:`app.render.images.ImageRef`)."""
 
-    attachment_id: int
-    article_id: int
-    ticket_id: int
-    filename: str
+    @property
+    def attachment_id(self) -> int: ...
+
+    @property
+    def article_id(self) -> int: ...
+
+    @property
+    def ticket_id(self) -> int: ...
+
+    @property
+    def filename(self) -> str: ...
 
 
 class RendererPort(Protocol):
-    """Lays a snapshot out as an unsigned PDF; raises :class:`app.errors.RenderError`."""
+    """Lays a snapshot out as an unsigned PDF file; raises :class:`app.errors.RenderError`.
 
-    async def render(self, snapshot: TicketSnapshot) -> RenderedPdf: ...
+    ``render_file`` creates ``target`` (which must not exist) and returns the layout's facts
+    with ``path=target`` and empty ``data``: a big ticket's PDF never sits whole in the
+    caller's memory.
+    """
+
+    async def render_file(self, snapshot: TicketSnapshot, target: Path) -> RenderedPdf: ...
 
 
 class SignerPort(Protocol):
-    """Signs a PDF; raises :class:`app.errors.SigningError`."""
+    """Signs a PDF file to file; raises :class:`app.errors.SigningError`.
 
-    async def sign(self, pdf: bytes) -> SignedPdf: ...
+    ``sign_file`` reads the PDF at ``source`` and creates ``target`` (which must not exist)
+    with the signed PDF (or an unsigned copy when signing is off); it returns the facts with
+    ``path=target`` and empty ``data``.
+    """
+
+    async def sign_file(self, source: Path, target: Path) -> SignedPdf: ...
 
 
 class StoragePort(Protocol):
-    """Writes an archive atomically under the storage root; raises :class:`app.errors.StorageError`.
+    """Writes an archive atomically under the storage root, from a file read in chunks
+    (hashed while copied); raises :class:`app.errors.StorageError`.
 
     ``sidecar`` holds the facts of the run (ticket, signature, job) for the ``<file>.pdf.json``
     completion marker written after the PDF; the storage adds the file's own facts (path,
     SHA-256, size).
     """
 
-    async def store(
-        self, snapshot: TicketSnapshot, data: bytes, *, sidecar: Mapping[str, Any] | None = None
-    ) -> StoredArchive: ...
-
-
-class FileRendererPort(RendererPort, Protocol):
-    """A renderer that can also write the PDF into a file (big tickets never sit whole in the
-    caller's memory); raises :class:`app.errors.RenderError`.
-
-    ``render_file`` creates ``target`` (which must not exist) and returns the layout's facts
-    with ``path=target`` and empty ``data``.
-    """
-
-    async def render_file(self, snapshot: TicketSnapshot, target: Path) -> RenderedPdf: ...
-
-
-class FileSignerPort(SignerPort, Protocol):
-    """A signer that can also sign file to file; raises :class:`app.errors.SigningError`.
-
-    ``sign_file`` reads the PDF at ``source`` and creates ``target`` (which must not exist)
-    with the signed PDF; it returns the facts with ``path=target`` and empty ``data``.
-    """
-
-    async def sign_file(self, source: Path, target: Path) -> SignedPdf: ...
-
-
-class FileStoragePort(StoragePort, Protocol):
-    """A storage that can also take the archive from a file, read in chunks (hashed while
-    copied); same guarantees and errors as :meth:`StoragePort.store`."""
-
     async def store_file(
         self, snapshot: TicketSnapshot, source: Path, *, sidecar: Mapping[str, Any] | None = None
     ) -> StoredArchive: ...
+
+
+Guard = Callable[[], Awaitable[None]]
+"""A check awaited right before a write to the ticket that only the holder of the job may
+make: it returns when this process may write, and raises when it may not — with several
+replicas on one job store, when another replica has taken the job over (its lease ran out:
+``app.jobs.records.LeaseLost``) or when that cannot be confirmed (the database unreachable).
+The workflow then writes nothing more for the job; the exception reaches the caller."""

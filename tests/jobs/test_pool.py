@@ -15,8 +15,10 @@ from app.errors import ZammadApiError
 from app.jobs.pool import RetryPolicy, WorkerPool
 from app.jobs.records import Admission, JobRecord, JobRequest
 from app.jobs.sqlite import SqliteJobStore as JobStore
-from app.workflow.archive import ArchiveOutcome, Guard, Report, UndeliverableReport
+from app.workflow.archive import ArchiveOutcome
 from app.workflow.classify import classify
+from app.workflow.ports import Guard
+from app.workflow.report import Report, UndeliverableReport
 
 
 def store_at(path: Path | None, **kw) -> JobStore:

@@ -13,7 +13,9 @@ from app.jobs.pg_schema import SCHEMA
 from app.jobs.pool import RetryPolicy, WorkerPool
 from app.jobs.postgres import PostgresJobStore
 from app.jobs.records import JobRecord, JobRequest, LeaseLost
-from app.workflow.archive import ArchiveOutcome, Guard, Report
+from app.workflow.archive import ArchiveOutcome
+from app.workflow.ports import Guard
+from app.workflow.report import Report
 from tests.jobs.test_pool import FakeRunner, until
 from tests.jobs.test_postgres_store import AT, REPORT, Clock, closed, opened, replica
 

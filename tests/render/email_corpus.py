@@ -5,6 +5,8 @@ the markup of real mailers (Outlook/MSO, Gmail, Apple Mail, Thunderbird, newslet
 inputs that break fpdf2's ``write_html`` (``rendering.md`` §4.2).
 """
 
+# ruff: noqa: E501 - the bodies keep real mailers' long lines: breaking them would change the markup
+
 from __future__ import annotations
 
 import base64

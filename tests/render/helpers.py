@@ -12,6 +12,11 @@ from typing import Any
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "zammad"
 ARCHIVED_AT = datetime(2025, 3, 7, 12, 0, 0, tzinfo=UTC)
 
+#: Texts of the font tiers (app.render.fontsubset): tier 1, tier 2, and glyphs outside both.
+ASCII = "Plain ASCII text only, nothing else (tier 1)."
+LATIN = "Zwölf Boxkämpfer jagen Viktor quer über den großen Sylter Deich; Łódź, Škoda, œuvre."
+EXTRA = "Ωμέγα und Жук: glyphs of Noto Sans outside both tiers."
+
 
 def load(name: str) -> Any:
     return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
@@ -72,3 +77,35 @@ def pdfinfo_xmp(path: Path) -> dict[str, str]:
     """The XMP metadata of ``path`` (``pdfinfo -meta``) as :func:`xmp_properties`."""
     done = subprocess.run(["pdfinfo", "-meta", str(path)], capture_output=True, check=True)
     return xmp_properties(done.stdout)
+
+
+def body_article(body: str, index: int = 1, content_type: str = "text/plain") -> dict[str, Any]:
+    """An e-mail article with ``body``, dated 2025-03-0``index``."""
+    return {
+        "id": index,
+        "ticket_id": 1,
+        "from": "a@example.com",
+        "to": "b@example.com",
+        "subject": f"S{index}",
+        "body": body,
+        "content_type": content_type,
+        "internal": False,
+        "type": "email",
+        "sender": "Customer",
+        "created_at": f"2025-03-0{index}T09:00:00Z",
+        "attachments": [],
+    }
+
+
+def render_bodies(*bodies: str, pdfa: bool = True) -> bytes:
+    """The PDF of a ticket with one plain-text article per body and one embedded original."""
+    from app.render.options import RenderOptions
+    from app.render.pdf import render_ticket_pdf
+    from app.workflow.ports import EmbeddedFile
+
+    articles = [body_article(body, index) for index, body in enumerate(bodies, start=1)]
+    embedded = (EmbeddedFile("note.txt", b"original", "text/plain", "Source", "an original"),)
+    ticket = {"number": "4711", "title": "Font subsets", "created_at": "2025-03-03T08:00:00Z"}
+    return render_ticket_pdf(
+        ticket, articles, ["t"], archived_at=ARCHIVED_AT, options=RenderOptions(pdfa=pdfa), embedded=embedded
+    ).data

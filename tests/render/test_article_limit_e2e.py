@@ -1,4 +1,5 @@
-"""PDF_MAX_ARTICLES through the whole service: webhook in, tags and note out (fixture ticket 4711 has 4 articles)."""
+"""PDF_MAX_ARTICLES through the whole service: webhook in, tags and note out (fixture ticket 4711:
+4 articles)."""
 
 from __future__ import annotations
 

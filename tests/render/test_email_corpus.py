@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from app.render import pdf as pdf_module
+from app.render import html_body
 from app.render.options import RenderOptions
 from app.render.pdf import render_ticket_pdf
 
@@ -50,8 +50,8 @@ def visible(text: str) -> str:
 def test_body_renders_with_its_words(tmp_path, name, monkeypatch):
     body, content_type, words = CORPUS[name]
     fallbacks = []
-    original = pdf_module.html_to_text
-    monkeypatch.setattr(pdf_module, "html_to_text", lambda html: fallbacks.append(html) or original(html))
+    original = html_body.html_to_text
+    monkeypatch.setattr(html_body, "html_to_text", lambda html: fallbacks.append(html) or original(html))
     rendered = render_ticket_pdf(
         {"number": "1", "title": "Korpus"},
         [article(body, content_type)],

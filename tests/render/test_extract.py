@@ -14,9 +14,15 @@ import pytest
 
 from app.render.extract import ExtractError, extract, read_embedded_files, safe_name
 
-from .test_pdfa import EVIL_NAME, Archive, archive  # noqa: F401  (the module-scoped fixture)
+from .test_pdfa import EVIL_NAME, Archive, build_archive
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture(scope="module")
+def archive(dev_pki, tmp_path_factory) -> Archive:
+    """The signed PDF/A-3B archive of test_pdfa, once for this module."""
+    return build_archive(dev_pki.signer_pfx, tmp_path_factory.mktemp("extract"))
 
 
 def publish(archive: Archive, folder: Path, *, sidecar: dict | None = None) -> Path:

@@ -1,4 +1,4 @@
-"""The per-process font cache (app.render.fontcache): same bytes as fpdf2's add_font, no shared per-document state."""
+"""The per-process font cache (app.render.fontcache): add_font's bytes, no shared per-document state."""
 
 from __future__ import annotations
 
@@ -7,35 +7,18 @@ import hashlib
 import pytest
 from fpdf import FPDF
 
-from app.render import fontcache
-from app.render import pdf as pdf_module
+from app.render import document, fontcache
 from app.render.glyphs import font_set
 from app.render.options import RenderOptions
 from app.render.pdf import render_ticket_pdf
 
 from .helpers import ARCHIVED_AT
+from .helpers import body_article as article
 
 TICKET = {"number": "4711", "title": "Font cache", "created_at": "2025-03-03T08:00:00Z"}
 MIXED = (
     "Grüße ΑΒΓ Привет שלום مرحبا Բարեւ გამარჯობა नमस्ते สวัสดี 你好 😀 ✓★ \U00010000 <b>bold</b> <i>italic</i>"
 )
-
-
-def article(body: str, index: int, content_type: str = "text/plain") -> dict:
-    return {
-        "id": index,
-        "ticket_id": 1,
-        "from": "a@example.com",
-        "to": "b@example.com",
-        "subject": f"S{index}",
-        "body": body,
-        "content_type": content_type,
-        "internal": False,
-        "type": "email",
-        "sender": "Customer",
-        "created_at": f"2025-03-0{index}T09:00:00Z",
-        "attachments": [],
-    }
 
 
 CASES = {
@@ -59,7 +42,7 @@ def plain_add_font(pdf: FPDF, family: str, style: str, path: str, index: int = 0
 def test_cached_fonts_give_the_bytes_of_plain_add_font(monkeypatch):
     cached = {name: digest(articles) for name, articles in CASES.items()}
     cached_again = {name: digest(articles) for name, articles in reversed(CASES.items())}
-    monkeypatch.setattr(pdf_module, "add_cached_font", plain_add_font)
+    monkeypatch.setattr(document, "add_cached_font", plain_add_font)
     plain = {name: digest(articles) for name, articles in CASES.items()}
     assert cached == plain
     assert cached_again == plain  # other documents in between leave nothing behind
@@ -68,7 +51,7 @@ def test_cached_fonts_give_the_bytes_of_plain_add_font(monkeypatch):
 
 def test_cached_fonts_give_the_bytes_of_plain_add_font_without_pdfa(monkeypatch):
     cached = digest(CASES["mixed"], pdfa=False)
-    monkeypatch.setattr(pdf_module, "add_cached_font", plain_add_font)
+    monkeypatch.setattr(document, "add_cached_font", plain_add_font)
     assert cached == digest(CASES["mixed"], pdfa=False)
 
 
@@ -100,7 +83,7 @@ def test_a_font_file_is_parsed_once_per_process(monkeypatch):
 
     monkeypatch.setattr(fontcache.TTFFont, "__init__", no_parse)
     fontcache.add_cached_font(FPDF(), face.family, "B", face.path)
-    monkeypatch.setattr(pdf_module, "add_cached_font", fontcache.add_cached_font)
+    monkeypatch.setattr(document, "add_cached_font", fontcache.add_cached_font)
     assert digest(CASES["latin"])
 
 

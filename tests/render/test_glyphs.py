@@ -130,20 +130,23 @@ def test_a_latin_ticket_renders_without_the_fallback_fonts(tmp_path):
 
     code = (
         "from datetime import datetime, timezone\n"
+        "from app.render import patches\n"
         "from app.render.glyphs import font_set\n"
         "from app.render.options import RenderOptions\n"
         "from app.render.pdf import render_ticket_pdf\n"
         "def article(body):\n"
-        "    return {'id': 1, 'type': 'email', 'sender': 'Customer', 'content_type': 'text/plain', 'body': body,\n"
-        "            'created_at': '2025-03-03T08:00:00Z'}\n"
+        "    return {'id': 1, 'type': 'email', 'sender': 'Customer', 'content_type': 'text/plain',\n"
+        "            'body': body, 'created_at': '2025-03-03T08:00:00Z'}\n"
+        "patches.install()\n"
         "at = datetime(2025, 3, 3, tzinfo=timezone.utc)\n"
-        "latin = render_ticket_pdf({'number': '1', 'title': 'Grüße'}, [article('Grüße aus Mühlenbach – 10 €')],\n"
+        "latin = render_ticket_pdf({'number': '1', 'title': 'Grüße'},\n"
+        "                          [article('Grüße aus Mühlenbach – 10 €')],\n"
         "                          [], archived_at=at, options=RenderOptions())\n"
         "print(font_set(RenderOptions().font_dirs).fallbacks_loaded, latin.missing_glyphs)\n"
         "cjk = render_ticket_pdf({'number': '2', 'title': 'x'}, [article('中文')], [], archived_at=at,\n"
         "                        options=RenderOptions())\n"
         "print(font_set(RenderOptions().font_dirs).fallbacks_loaded, cjk.missing_glyphs)\n"
-        "open(%r, 'wb').write(cjk.data)\n" % str(tmp_path / "cjk.pdf")
+        f"open({str(tmp_path / 'cjk.pdf')!r}, 'wb').write(cjk.data)\n"
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.split("\n")[:2] == ["False 0", "True 0"]
@@ -163,7 +166,8 @@ def test_the_renderers_own_text_needs_no_fallback_font():
     fonts = FontSet(DEFAULT_FONT_DIRS)
     render = Path(__file__).resolve().parents[2] / "app" / "render"
     own = set()
-    for name in ("pdf.py", "content.py", "html.py", "originals.py", "templates.py", "images.py"):
+    drawing = ("pdf.py", "document.py", "sections.py", "html_body.py", "content.py", "html.py")
+    for name in (*drawing, "originals.py", "templates.py", "images.py"):
         tree = ast.parse((render / name).read_text(encoding="utf-8"))
         skipped = set()  # docstrings and regular expressions are not drawn
         for node in ast.walk(tree):

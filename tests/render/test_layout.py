@@ -25,7 +25,7 @@ def random_text(rng: random.Random) -> str:
         length = rng.choice([1, 2, 3, 5, 8, 13, 40]) if rng.random() < 0.9 else rng.randint(50, 400)
         words.append("".join(rng.choice(alphabet) for _ in range(length)))
     separators = [" " * rng.choice([1, 1, 1, 2, 4]) for _ in words]
-    return "".join(w + s for w, s in zip(words, separators)).rstrip(" ")
+    return "".join(w + s for w, s in zip(words, separators, strict=True)).rstrip(" ")
 
 
 def test_random_text_lines_fit_and_keep_every_character_in_order():

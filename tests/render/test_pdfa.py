@@ -228,15 +228,21 @@ class Archive:
     folder: Path
 
 
-@pytest.fixture(scope="module")
-def archive(dev_pki, tmp_path_factory) -> Archive:
-    """The simulator's ticket 4711 plus an e-mail with four attachments, rendered as PDF/A-3B and signed."""
+def build_archive(signer_pfx: Path, folder: Path) -> Archive:
+    """The simulator's ticket 4711 plus an e-mail with four attachments, rendered as PDF/A-3B and
+    signed with ``signer_pfx``; ``folder`` is the archive's scratch folder."""
     served = asyncio.run(_fetch_from_simulator())
     rendered = render_served(served)
-    signer = ArchiveSigner.from_pfx(dev_pki.signer_pfx.read_bytes(), PFX_PASSWORD.encode())
+    signer = ArchiveSigner.from_pfx(signer_pfx.read_bytes(), PFX_PASSWORD.encode())
     signed = asyncio.run(signer.sign(rendered.data))
     assert signed.signed
-    return Archive(served, originals_of(served), rendered, signed.data, tmp_path_factory.mktemp("pdfa"))
+    return Archive(served, originals_of(served), rendered, signed.data, folder)
+
+
+@pytest.fixture(scope="module")
+def archive(dev_pki, tmp_path_factory) -> Archive:
+    """:func:`build_archive` once for this module."""
+    return build_archive(dev_pki.signer_pfx, tmp_path_factory.mktemp("pdfa"))
 
 
 # --- the offline PDF/A checker ------------------------------------------------------------
@@ -320,11 +326,11 @@ def pdfa_problems(data: bytes, folder: Path, name: str = "check.pdf") -> list[st
             continue
         if value.get("/Subtype") == "/Image" and "/DeviceCMYK" in json.dumps(deref(value.get("/ColorSpace"))):
             problems.append(f"{key}: image in /DeviceCMYK under an sRGB output intent")
-        if value.get("/Type") == "/Annot" or (
+        annotation = value.get("/Type") == "/Annot" or (
             "/Rect" in value and value.get("/Subtype") in ("/Link", "/Widget")
-        ):
-            if value.get("/Subtype") != "/Popup" and not int(value.get("/F", 0)) & 4:
-                problems.append(f"{key}: annotation without the Print flag")
+        )
+        if annotation and value.get("/Subtype") != "/Popup" and not int(value.get("/F", 0)) & 4:
+            problems.append(f"{key}: annotation without the Print flag")
 
     file_specs: list[str] = []
     tree = deref(deref(root.get("/Names") or {}).get("/EmbeddedFiles")) or {}
@@ -577,7 +583,8 @@ def read_names(data: bytes) -> list[str]:
 
 
 def test_the_email_corpus_in_one_ticket_passes_the_checks(tmp_path: Path):
-    """Messy HTML (pre/code, links, tables, RTL, CJK, emoji, images): no core font, every annotation printable."""
+    """Messy HTML (pre/code, links, tables, RTL, CJK, emoji, images): no core font, every annotation
+    printable."""
     from .email_corpus import CORPUS, PNG_RED
     from .test_email_corpus import CID_ATTACHMENT
 

@@ -1,4 +1,4 @@
-"""The render pool's file path: snapshot and PDF through files, the layout stack only in the render processes."""
+"""The render pool's file path: snapshot and PDF through files; the layout stack only in render processes."""
 
 from __future__ import annotations
 
@@ -34,6 +34,16 @@ def article(index: int) -> dict:
         "created_at": f"2025-03-03T08:{index:02d}:00Z",
         "body": f"Grüße aus Mühlenbach, Nachricht {index}.\n\n" + "Die Rechnung stimmt nicht. " * 40,
     }
+
+
+def files_in(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+def peak_rss_kib(pid: int) -> int:
+    """``VmHWM`` of process ``pid``, in KiB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(status.split("VmHWM:")[1].split()[0])
 
 
 def snapshot(count: int = 30, *, raw: bool = True) -> TicketSnapshot:
@@ -85,7 +95,7 @@ async def test_render_file_writes_the_same_pdf_as_an_inline_render(tmp_path: Pat
         hashlib.sha256(snap.articles_raw or orjson.dumps(snap.articles)).hexdigest(),
         len(orjson.dumps(snap.articles)),
     )
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["rendered.pdf"]  # the snapshot file is gone
+    assert files_in(tmp_path) == ["rendered.pdf"]  # the snapshot file is gone
 
 
 async def test_render_file_never_overwrites_and_cleans_up(tmp_path: Path):
@@ -101,8 +111,8 @@ async def test_render_file_never_overwrites_and_cleans_up(tmp_path: Path):
         assert missing.value.transient is False
     finally:
         pool.close()
+    assert files_in(tmp_path) == ["rendered.pdf"]
     assert target.read_bytes() == b"someone else's file"
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["rendered.pdf"]
 
 
 def test_the_main_process_never_loads_the_layout_stack(tmp_path: Path):
@@ -121,7 +131,8 @@ def test_the_main_process_never_loads_the_layout_stack(tmp_path: Path):
         from app.render.pool import ProcessPoolRenderer
         from app.signing.signer import UnsignedPassthrough
         from app.storage.store import ArchiveStore
-        from app.workflow.archive import ArchiveWorkflow, EmbedPolicy
+        from app.workflow.archive import ArchiveWorkflow
+        from app.workflow.originals import EmbedPolicy
         from app.zammad.client import ZammadClient
 
         async def main():
@@ -133,9 +144,11 @@ def test_the_main_process_never_loads_the_layout_stack(tmp_path: Path):
             root.mkdir(); spool.mkdir()
             try:
                 async with aiohttp.ClientSession() as session:
-                    workflow = ArchiveWorkflow(zammad=ZammadClient(session, base, "t"), renderer=pool,
-                                               signer=UnsignedPassthrough(), storage=ArchiveStore(root, fsync=False),
-                                               image_references=image_references, embed=EmbedPolicy(), spool_dir=spool)
+                    workflow = ArchiveWorkflow(
+                        zammad=ZammadClient(session, base, "t"), renderer=pool, signer=UnsignedPassthrough(),
+                        storage=ArchiveStore(root, fsync=False), image_references=image_references,
+                        embed=EmbedPolicy(), spool_dir=spool,
+                    )
                     outcome = await workflow.run(4711, job_id="job-1")
             finally:
                 pool.close()
@@ -182,9 +195,8 @@ async def test_a_big_ticket_stays_within_a_generous_memory_bound(tmp_path: Path)
     try:
         rendered = await pool.render_file(snap, tmp_path / "big.pdf")
         (pid,) = pool._pool._processes  # the one render process
-        status = Path(f"/proc/{pid}/status").read_text()
+        peak_mib = peak_rss_kib(pid) / 1024
     finally:
         pool.close()
-    peak_mib = int(status.split("VmHWM:")[1].split()[0]) / 1024
     assert rendered.page_count > 500 and len(rendered.embedded) == 2001
     assert peak_mib < 160, f"render process peak RSS {peak_mib:.0f} MiB"

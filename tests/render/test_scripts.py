@@ -1,4 +1,4 @@
-"""Every script round-trips through pdftotext, including pages whose first text is CJK or emoji only (§3.1)."""
+"""Every script round-trips through pdftotext, also on pages whose first text is CJK or emoji only (§3.1)."""
 
 from __future__ import annotations
 

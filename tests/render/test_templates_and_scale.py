@@ -84,11 +84,14 @@ def test_two_thousand_articles_stay_under_300_mib():
     script = (
         "import sys\n"
         "sys.path.insert(0, sys.argv[1])\n"
+        "from app.render import patches\n"
+        "patches.install()\n"
         "from benchmarks.render import ARCHIVED_AT, make_articles\n"
         "from app.render.options import RenderOptions\n"
         "from app.render.pdf import render_ticket_pdf\n"
         "articles = make_articles(2000)\n"
-        "r = render_ticket_pdf({'number': '1', 'title': 'Big'}, articles, [], archived_at=ARCHIVED_AT, options=RenderOptions())\n"
+        "r = render_ticket_pdf({'number': '1', 'title': 'Big'}, articles, [],\n"
+        "                      archived_at=ARCHIVED_AT, options=RenderOptions())\n"
         "hwm = next(l for l in open('/proc/self/status') if l.startswith('VmHWM:')).split()[1]\n"
         "print(r.page_count, r.articles_included, hwm)\n"
     )
@@ -105,6 +108,8 @@ def test_multiscript_ticket_with_images_is_byte_identical_across_processes():
     script = (
         "import hashlib, sys\n"
         "sys.path.insert(0, sys.argv[1])\n"
+        "from app.render import patches\n"
+        "patches.install()\n"
         "from tests.render.test_templates_and_scale import multiscript\n"
         "print(hashlib.sha256(multiscript()).hexdigest())\n"
     )

@@ -1,0 +1,405 @@
+"""The ticket PDF: fpdf2's ``FPDF`` with our page furniture and our own text path.
+
+fpdf2 stays the PDF writer (fonts, subsetting, images, outline, metadata). Plain text is
+broken into lines by :mod:`app.render.layout` and each line drawn font run by font run with
+the content-stream bytes ``FPDF.text()`` would write (:meth:`TicketPdf.draw_text`), so page
+breaks are ours too. Paragraphs that need shaping or right-to-left order (Arabic, Hebrew,
+Indic) take fpdf2's ``multi_cell`` with text shaping switched on for that paragraph only
+(:meth:`TicketPdf.write_complex`); HTML bodies take ``write_html`` (:mod:`app.render.html_body`).
+
+Fonts are registered when first drawn (:meth:`TicketPdf.use_face`), from the per-process
+font cache (:mod:`app.render.fontcache`); the main family gets fixed glyph codes
+(:mod:`app.render.fontsubset`). Finished pages of a long document are parked
+(:class:`app.render.streams.ParkedPages`).
+
+Every page starts with main-font text in :meth:`TicketPdf.header`, and after every fpdf2
+call that may select a fallback font the next line re-selects its own font: together they
+avoid fpdf2 2.8.9's fallback-only-first-run defect (``docs/reference/rendering.md`` §3.1).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+from fpdf.enums import ResourceAccessPolicy, TextMode, XPos, YPos
+from fpdf.fonts import TTFFont
+
+from app.render.content import display_name, quote_depth
+from app.render.fontcache import add_cached_font
+from app.render.fontsubset import use_tiered_codes
+from app.render.glyphs import COMPLEX, MAIN_FAMILY, STYLES, FontFace, FontSet
+from app.render.html import first_strong_is_rtl
+from app.render.layout import wrap_text
+from app.render.originals import PDFA_PROFILE
+from app.render.streams import ParkedPages
+from app.render.templates import GREY, Template, TextStyle
+
+# Page geometry, in points (A4: 595.28 × 841.89).
+MARGIN = 42.0
+HEADER_BASELINE = 28.0
+BODY_TOP = 50.0
+BOTTOM_MARGIN = 46.0
+FOOTER_BASELINE_FROM_BOTTOM = 24.0
+
+RULE_GREY = (170, 170, 170)
+
+PAGE_HEADER = TextStyle("B", 8.5, 11.0, GREY)
+PAGE_FOOTER = TextStyle("", 7.5, 10.0, GREY)
+
+#: Largest image height as a share of the text area's height.
+IMAGE_MAX_HEIGHT_SHARE = 0.6
+
+
+class TicketPdf(ParkedPages):
+    """An FPDF document (A4, points) with our page header/footer and line drawing.
+
+    All text handed to the drawing methods must have gone through :meth:`clean`.
+
+    Args:
+        fonts: the font chains and metrics (:func:`app.render.glyphs.font_set`).
+        template: what the sections show and in which styles.
+        pdfa: fpdf2's PDF/A-3B compliance mode (:data:`app.render.originals.PDFA_PROFILE`).
+    """
+
+    def __init__(self, fonts: FontSet, template: Template, *, pdfa: bool = False) -> None:
+        super().__init__(
+            orientation="P", unit="pt", format="A4", enforce_compliance=PDFA_PROFILE if pdfa else None
+        )
+        self.glyph_fonts = fonts
+        self.template = template
+        self._registered: set[tuple[str, str]] = set()
+        for style in STYLES:
+            self.use_face(fonts.main[style])
+        self.resource_access_policy = ResourceAccessPolicy.NONE
+        self.oversized_images = None
+        self.set_margins(MARGIN, BODY_TOP, MARGIN)
+        self.set_auto_page_break(True, margin=BOTTOM_MARGIN)
+        self.missing: Counter[str] = Counter()
+        self.header_text = ""
+        self.footer_text = ""
+        self._drawn_color: tuple[int, int, int] | None = None
+        self._drawn_color_object: Any = None
+        self._wrapped_fill: Any = None  # the colour objects _text_wrapping last saw
+        self._wrapped_text: Any = None
+        self._wrapping = ("BT", "ET")
+        self.html_images: dict[str, Any] = {}  # write_html's images by key (app.render.html_body)
+
+    # -- fonts and text preparation -------------------------------------------------------
+
+    def use_face(self, face: FontFace) -> None:
+        """Register a font with fpdf2 on first use (fallbacks are registered only when needed)."""
+        if (face.family, face.style) not in self._registered:
+            add_cached_font(self, face.family, face.style, face.path, face.index)
+            self._registered.add((face.family, face.style))
+            if face.family == MAIN_FAMILY:  # fixed glyph codes: font output cached per process
+                use_tiered_codes(
+                    self.fonts.get(f"{face.family.lower()}{''.join(sorted(face.style.upper()))}")
+                )
+
+    def clean(self, value: Any) -> str:
+        """``value`` as drawable text (:meth:`FontSet.make_drawable`), counting missing glyphs."""
+        text, missing = self.glyph_fonts.make_drawable(
+            value if isinstance(value, str) else display_name(value)
+        )
+        if missing:
+            self.missing.update(missing)
+        return text
+
+    def width(self, text: str, style: TextStyle) -> float:
+        """Width of a line of ``text`` in ``style``, in points."""
+        return self.glyph_fonts.measures[style.style].width(text) * style.size / 1000
+
+    def wrap(self, text: str, style: TextStyle, width: float) -> list[str]:
+        """``text`` broken into lines at most ``width`` points wide."""
+        return wrap_text(text, width * 1000 / style.size, self.glyph_fonts.measures[style.style])
+
+    def fit(self, text: str, style: TextStyle, width: float) -> str:
+        """The first line of ``text``, shortened with ``…`` to fit ``width`` points."""
+        first = text.split("\n", 1)[0]
+        if self.width(first, style) <= width:
+            return first
+        return self.wrap(first, style, width - self.width("…", style))[0].rstrip() + "…"
+
+    def use_fallbacks(self, text: str) -> list[str]:
+        """Register the fallback fonts ``text`` needs and make them fpdf2's fallback list."""
+        chain = self.glyph_fonts.chains[""]
+        used = sorted({chain.font_of.get(char, 0) for char in set(text)} - {0})
+        families = []
+        for index in used:
+            face = chain.faces[index]
+            self.use_face(face)
+            families.append(face.family)
+        self.set_fallback_fonts(families, exact_match=False)
+        return families
+
+    def after_fpdf_text(self) -> None:
+        """Forget fpdf2's font and colour state after its own text paths (the §3.1 workaround)."""
+        self.current_font_is_set_on_page = False
+        self._drawn_color = None
+        if self.text_shaping:
+            self.set_text_shaping(False)
+
+    # -- drawing ------------------------------------------------------------------------
+
+    def _select_color(self, color: tuple[int, int, int]) -> None:
+        if self._drawn_color != color or self.text_color is not self._drawn_color_object:
+            self.set_text_color(*color)
+            self._drawn_color = color
+            self._drawn_color_object = self.text_color
+
+    def select_face(self, face: FontFace, size: float) -> None:
+        """``set_font(face.family, face.style, size)`` for a registered face (``face.style``
+        one of ``""``, ``"B"``, ``"I"``, ``"BI"``): the same state, without fpdf2's checks of
+        style letters, aliases and core fonts."""
+        family = face.family.lower()
+        key = family + face.style
+        current = self.current_font
+        if (
+            current is not None
+            and current.fontkey == key
+            and self.font_family == family
+            and self.font_style == face.style
+            and self.font_size_pt == size
+        ):
+            return  # selected; draw_text puts it on a new page when needed
+        self.font_family = family
+        self.font_style = face.style
+        self.font_size_pt = size
+        self.current_font = self.fonts[key]
+        self.current_font_is_set_on_page = False
+        self.underline = False
+        self.strikethrough = False
+
+    def draw_line(self, x: float, top: float, line: str, style: TextStyle) -> None:
+        """Draw one line whose box starts at ``top`` (pt from the page top), font run by font run."""
+        if not line:
+            return
+        self._select_color(style.color)
+        baseline = top + 0.5 * style.leading + 0.3 * style.size
+        chain = self.glyph_fonts.chains[style.style]
+        runs = list(chain.runs(line))
+        for index, run in runs:
+            face = chain.faces[index]
+            if (face.family, face.style) not in self._registered:
+                self.use_face(face)
+            self.select_face(face, style.size)
+            self.draw_text(x, baseline, run)
+            if len(runs) > 1:
+                x += self.glyph_fonts.measures[style.style].width(run) * style.size / 1000
+
+    # Kept, with select_face and _draw_plain_lines, for `make bench` render: "fpdf2's text() / ours, CPU".
+    def draw_text(self, x: float, y: float, text: str) -> None:
+        """``FPDF.text(x, y, text)``: the same content-stream bytes, without its generic checks.
+
+        Our lines are drawn in a TrueType font in fill mode without underline, strike-through
+        or quad points; for anything else fpdf2's own ``text()`` runs.
+        """
+        font = self._plain_text_font()
+        if font is None:
+            self.text(x, y, text)
+            return
+        opening, closing = self._text_wrapping()
+        self._out(
+            f"{opening} {x * self.k:.2f} {(self.h - y) * self.k:.2f} Td {font.encode_text(text)} {closing}"
+        )
+
+    def _plain_text_font(self) -> TTFFont | None:
+        """The current font when our own text path can draw (a page is open, a TrueType font
+        in fill mode, no underline, strike-through or quad points), put on the page if it is
+        not yet; ``None`` when fpdf2's ``text()`` must draw instead."""
+        font = self.current_font
+        if (
+            not self.page
+            or not isinstance(font, TTFFont)
+            or self.text_mode != TextMode.FILL
+            or self.underline
+            or self.strikethrough
+            or self._record_text_quad_points
+        ):
+            return None
+        if not self.current_font_is_set_on_page:
+            self._out(self._set_font_for_page(font, self.font_size_pt))
+        return font
+
+    def _text_wrapping(self) -> tuple[str, str]:
+        """What ``FPDF.text()`` puts around ``BT … ET``: ``q <text colour> … Q`` when the text
+        colour is not the fill colour. Remembered for the colour objects last seen (fpdf2
+        makes a new one on every colour change)."""
+        fill, text = self.fill_color, self.text_color
+        if fill is not self._wrapped_fill or text is not self._wrapped_text:
+            self._wrapped_fill, self._wrapped_text = fill, text
+            assert text is not None  # fpdf2 starts every document with a text colour
+            self._wrapping = (f"q {text.serialize().lower()} BT", "ET Q") if fill != text else ("BT", "ET")
+        return self._wrapping
+
+    def max_image_height(self) -> float:
+        """The largest height an image is drawn at, in points (a share of the text area's)."""
+        return (self.page_break_trigger - self.t_margin) * IMAGE_MAX_HEIGHT_SHARE
+
+    def ensure_space(self, height: float) -> None:
+        """Start a new page unless ``height`` points still fit above the bottom margin."""
+        if self.y + height > self.page_break_trigger and self.y > self.t_margin:
+            self.add_page()
+
+    def write_lines(self, text: str, style: TextStyle, *, indent: float = 0.0, quotes: bool = False) -> None:
+        """Wrap ``text`` to the text width (minus ``indent``) and draw it, breaking pages as needed.
+
+        A paragraph's leading spaces become a hanging indent (quotes, lists), up to half the
+        width. With ``quotes``, lines starting with ``>`` are drawn in the template's quote
+        style, indented by depth, their ``>`` kept. Paragraphs that need shaping or run
+        right to left go to :meth:`write_complex`.
+        """
+        space = self.width(" ", style)
+        for paragraph in text.split("\n"):
+            paragraph_style = style
+            depth = quote_depth(paragraph) if quotes and paragraph[:1] in (">", " ") else 0
+            if depth:
+                paragraph_style = self.template.quote
+            stripped = paragraph.lstrip(" ")
+            offset = indent + space * (len(paragraph) - len(stripped)) + 6 * min(depth, 8)
+            if offset > self.epw / 2:
+                stripped, offset = paragraph, indent
+            if not stripped.isascii() and COMPLEX.search(stripped):
+                self.write_complex(stripped, paragraph_style, offset)
+                continue
+            self.draw_paragraph(
+                self.l_margin + offset,
+                self.wrap(stripped, paragraph_style, self.epw - offset),
+                paragraph_style,
+                single=self.glyph_fonts.chains[paragraph_style.style].single_face(stripped) == 0,
+            )
+
+    def draw_paragraph(self, x: float, lines: list[str], style: TextStyle, *, single: bool = False) -> None:
+        """Draw ``lines`` one under the other from ``self.y``, breaking pages as
+        :meth:`ensure_space` does before each line; ``self.y`` ends below the last one.
+
+        With ``single`` (the main font draws every character of every line), the lines of
+        one page go to the content stream in one write (:meth:`_draw_plain_lines`).
+        """
+        leading = style.leading
+        count = len(lines)
+        start = 0
+        while start < count:
+            self.ensure_space(leading)
+            # The lines that fit on this page: ensure_space's rule, with the same additions.
+            y = self.y
+            trigger, top_margin = self.page_break_trigger, self.t_margin
+            tops = [y]
+            y += leading
+            end = start + 1
+            while end < count and not (y + leading > trigger and y > top_margin):
+                tops.append(y)
+                y += leading
+                end += 1
+            if not (single and end - start > 1 and self._draw_plain_lines(x, tops, lines[start:end], style)):
+                for top, line in zip(tops, lines[start:end], strict=True):
+                    self.draw_line(x, top, line, style)
+            self.y = y
+            start = end
+
+    def _draw_plain_lines(self, x: float, tops: list[float], lines: list[str], style: TextStyle) -> bool:
+        """:meth:`draw_line` for each of ``lines`` (at ``tops``), all in the style's main
+        font: the same content-stream bytes, written at once. ``False`` (nothing drawn) when
+        :meth:`draw_text` would not take its own path."""
+        face = self.glyph_fonts.chains[style.style].faces[0]
+        if (face.family, face.style) not in self._registered:
+            self.use_face(face)
+        self._select_color(style.color)
+        self.select_face(face, style.size)
+        font = self._plain_text_font()
+        if font is None:
+            return False
+        k, h, encode = self.k, self.h, font.encode_text
+        half_leading, rise = 0.5 * style.leading, 0.3 * style.size  # box top to baseline, as in draw_line
+        opening, closing = self._text_wrapping()
+        drawn = [
+            f"{opening} {x * k:.2f} {(h - (top + half_leading + rise)) * k:.2f} Td {encode(line)} {closing}"
+            for top, line in zip(tops, lines, strict=True)
+            if line
+        ]
+        if drawn:
+            self._out("\n".join(drawn))
+        return True
+
+    def write_complex(self, paragraph: str, style: TextStyle, offset: float = 0.0) -> None:
+        """One paragraph through ``multi_cell`` with shaping: bidi order, joining, right alignment for RTL."""
+        self.ensure_space(style.leading)
+        self.use_fallbacks(paragraph)
+        self.set_text_shaping(True)
+        self.set_font(MAIN_FAMILY, style.style, style.size)
+        self.set_text_color(*style.color)
+        self.set_xy(self.l_margin + offset, self.y)
+        rtl = first_strong_is_rtl(paragraph)
+        try:
+            self.multi_cell(
+                self.epw - offset,
+                style.leading,
+                paragraph,
+                align="R" if rtl else "L",
+                new_x=XPos.LMARGIN,
+                new_y=YPos.NEXT,
+            )
+        finally:
+            self.after_fpdf_text()
+
+    def write_field(self, label: str, value: str) -> None:
+        """A ``label`` in the left column and ``value`` wrapped in the right one."""
+        template = self.template
+        value_style = template.field_value
+        if not value.isascii() and COMPLEX.search(value):
+            self.ensure_space(value_style.leading)
+            self.draw_line(self.l_margin, self.y, label, template.field_label)
+            self.write_complex(value, value_style, template.label_width)
+            return
+        lines = self.wrap(value, value_style, self.epw - template.label_width) or [""]
+        for number, line in enumerate(lines):
+            self.ensure_space(value_style.leading)
+            if number == 0:
+                self.draw_line(self.l_margin, self.y, label, template.field_label)
+            self.draw_line(self.l_margin + template.label_width, self.y, line, value_style)
+            self.y += value_style.leading
+
+    def rule(self, gap: float = 4.0) -> None:
+        """A thin horizontal line across the text width, with ``gap`` points above and below."""
+        self.y += gap
+        self.set_draw_color(*RULE_GREY)
+        self.set_line_width(0.5)
+        self.line(self.l_margin, self.y, self.w - self.r_margin, self.y)
+        self.y += gap
+
+    # -- page furniture -----------------------------------------------------------------
+
+    def header(self) -> None:
+        """Ticket number and title on every page, drawn first in the main font (§3.1)."""
+        top = HEADER_BASELINE - 0.5 * PAGE_HEADER.leading - 0.3 * PAGE_HEADER.size
+        self.current_font_is_set_on_page = False
+        self.draw_line(self.l_margin, top, self.header_text, PAGE_HEADER)
+        self.set_draw_color(*RULE_GREY)
+        self.set_line_width(0.5)
+        self.line(self.l_margin, HEADER_BASELINE + 5, self.w - self.r_margin, HEADER_BASELINE + 5)
+        self.y = self.t_margin
+
+    def footer(self) -> None:
+        """Archive note on the left, ``Page X of Y`` on the right."""
+        shaping = self.text_shaping
+        if shaping:
+            self.set_text_shaping(False)
+        baseline = self.h - FOOTER_BASELINE_FROM_BOTTOM
+        top = baseline - 0.5 * PAGE_FOOTER.leading - 0.3 * PAGE_FOOTER.size
+        self.set_draw_color(*RULE_GREY)
+        self.set_line_width(0.5)
+        self.line(self.l_margin, baseline - 10, self.w - self.r_margin, baseline - 10)
+        page_width = self.width(f"Page {self.page_no()} of {self.page_no()}", PAGE_FOOTER)
+        left = self.fit(self.footer_text, PAGE_FOOTER, self.epw - page_width - 12)
+        self.current_font_is_set_on_page = False
+        self.draw_line(self.l_margin, top, left, PAGE_FOOTER)
+        # cell(), not text(): fpdf2 substitutes the {nb} alias only in cell/multi_cell output.
+        self.set_font(MAIN_FAMILY, PAGE_FOOTER.style, PAGE_FOOTER.size)
+        self.set_text_color(*PAGE_FOOTER.color)
+        self.set_xy(self.l_margin, top)
+        self.cell(self.epw, PAGE_FOOTER.leading, f"Page {self.page_no()} of {{nb}}", align="R")
+        self.current_font_is_set_on_page = False
+        self._drawn_color = None
+        if shaping:
+            self.set_text_shaping(True)

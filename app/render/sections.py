@@ -1,0 +1,292 @@
+"""The sections of a ticket PDF: the ticket block, each article with its image previews, the originals.
+
+Each function draws one section from ``pdf.y`` on, breaking pages as needed, and leaves
+``pdf.y`` below it; :func:`app.render.pdf.render_ticket_pdf` calls them in order. Which
+fields a section shows, and in which styles, comes from the document's template
+(:mod:`app.render.templates`).
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from app.render.content import (
+    body_text,
+    custom_attributes,
+    format_time,
+    human_size,
+    is_html,
+    ticket_field,
+    visible_attachments,
+)
+from app.render.document import TicketPdf
+from app.render.html_body import write_html_body
+from app.render.images import PREVIEW_TYPES, ArticleImages, PreparedImage, content_type_of, image_sources
+from app.render.originals import OriginalsIndex
+from app.render.templates import TextStyle
+
+INTERNAL_FILL = (253, 232, 214)
+PUBLIC_FILL = (230, 236, 242)
+PLACEHOLDER_FILL = (244, 244, 244)
+
+DOC_NUMBER = TextStyle("B", 16.0, 21.0)
+DOC_TITLE = TextStyle("B", 12.5, 16.0)
+LIMIT_WARNING = TextStyle("B", 9.5, 13.0, (176, 32, 32))
+
+
+def draw_ticket_block(
+    pdf: TicketPdf,
+    ticket: dict[str, Any],
+    tags: list[str],
+    *,
+    zone: ZoneInfo,
+    number: str,
+    title: str,
+    archived: str,
+    included: int,
+    total: int,
+    originals: OriginalsIndex,
+) -> None:
+    """The first-page block: ticket number, title, the article-limit notice and the ticket's fields."""
+    pdf.draw_line(pdf.l_margin, pdf.y, pdf.fit(f"Ticket #{number}", DOC_NUMBER, pdf.epw), DOC_NUMBER)
+    pdf.y += DOC_NUMBER.leading
+    pdf.write_lines(title, DOC_TITLE)
+    pdf.y += 4
+    if included < total:
+        pdf.write_lines(
+            f"{included} of {total} articles included: this PDF holds the first {included} "
+            f"articles only (PDF_MAX_ARTICLES={included}).",
+            LIMIT_WARNING,
+        )
+        pdf.y += 4
+
+    def when(key: str) -> str:
+        return pdf.clean(format_time(ticket.get(key), zone))
+
+    articles = f"{total}" if included == total else f"{included} of {total} included"
+    core = [
+        ("Ticket number", number),
+        ("Title", title),
+        ("State", pdf.clean(ticket_field(ticket, "state"))),
+        ("Customer", pdf.clean(ticket_field(ticket, "customer"))),
+        ("Group", pdf.clean(ticket_field(ticket, "group"))),
+        ("Created", when("created_at")),
+    ]
+    if pdf.template.ticket_fields == "full":
+        fields = [
+            *core[:3],
+            ("Priority", pdf.clean(ticket_field(ticket, "priority"))),
+            ("Group", pdf.clean(ticket_field(ticket, "group"))),
+            ("Owner", pdf.clean(ticket_field(ticket, "owner"))),
+            ("Customer", pdf.clean(ticket_field(ticket, "customer"))),
+            ("Organisation", pdf.clean(ticket_field(ticket, "organization"))),
+            ("Created", when("created_at")),
+            ("Updated", when("updated_at")),
+            ("First response", when("first_response_at") or "—"),
+            ("Closed", when("close_at") or "—"),
+        ]
+        if ticket.get("pending_time"):
+            fields.append(("Pending until", when("pending_time")))
+        fields += [(pdf.clean(label), pdf.clean(value)) for label, value in custom_attributes(ticket)]
+    else:
+        fields = core
+    fields += [
+        ("Tags", pdf.clean(", ".join(str(tag) for tag in tags)) or "—"),
+        ("Articles", articles),
+        ("Archived", archived),
+    ]
+    if originals.active:
+        fields.append(("Originals", originals.summary()))
+    for label, value in fields:
+        pdf.write_field(label, value)
+    pdf.rule(6)
+
+
+def _image_box(pdf: TicketPdf, image: PreparedImage) -> tuple[float, float]:
+    """The size, in points, an image is drawn at: CSS pixels (96 dpi), shrunk to fit the text area."""
+    max_height = pdf.max_image_height()
+    width, height = image.width * 0.75, image.height * 0.75
+    scale = min(1.0, pdf.epw / width if width else 1.0, max_height / height if height else 1.0)
+    return max(1.0, width * scale), max(1.0, height * scale)
+
+
+def _draw_image(pdf: TicketPdf, image: PreparedImage) -> None:
+    """Place an image at the left margin below the current line, breaking the page if needed."""
+    width, height = _image_box(pdf, image)
+    pdf.ensure_space(height)
+    pdf.image(io.BytesIO(image.data), x=pdf.l_margin, y=pdf.y, w=width, h=height)
+    pdf.y += height + 2
+
+
+def _draw_placeholder(pdf: TicketPdf, text: str, style: TextStyle) -> None:
+    """A shaded one-line box saying what could not be shown (a missing image)."""
+    line = pdf.fit(text, style, pdf.epw - 8)
+    pdf.ensure_space(style.leading + 4)
+    pdf.set_fill_color(*PLACEHOLDER_FILL)
+    pdf.rect(pdf.l_margin, pdf.y, pdf.epw, style.leading + 4, style="F")
+    pdf.draw_line(pdf.l_margin + 4, pdf.y + 2, line, style)
+    pdf.y += style.leading + 6
+
+
+def _article_images(
+    pdf: TicketPdf, article: dict[str, Any], images: ArticleImages | None
+) -> list[tuple[str, PreparedImage | None]]:
+    """Image attachments to preview under the article (inline ones are already in the body)."""
+    if not pdf.template.images:
+        return []
+    raw_id = article.get("id")
+    article_id = raw_id if isinstance(raw_id, int) else 0
+    inline: set[int] = set()
+    body = article.get("body")
+    if images is not None and isinstance(body, str) and is_html(article):
+        for src in image_sources(body):
+            found = images.attachment_id(article_id, src)
+            if found is not None:
+                inline.add(found)
+    previews = []
+    for attachment in article.get("attachments") or []:
+        if not isinstance(attachment, dict) or not isinstance(attachment.get("id"), int):
+            continue
+        if attachment["id"] in inline or content_type_of(attachment) not in PREVIEW_TYPES:
+            continue
+        prepared = images.by_attachment(attachment["id"]) if images is not None else None
+        previews.append((pdf.clean(str(attachment.get("filename") or f"image-{attachment['id']}")), prepared))
+    return previews
+
+
+def draw_article(
+    pdf: TicketPdf,
+    article: dict[str, Any],
+    position: int,
+    total: int,
+    zone: ZoneInfo,
+    images: ArticleImages | None,
+    originals: OriginalsIndex,
+) -> None:
+    """One article: bookmark, a shaded heading marked Internal/Public, its fields, attachments, body."""
+    template = pdf.template
+    internal = bool(article.get("internal"))
+    created = pdf.clean(format_time(article.get("created_at"), zone))
+    sender = pdf.clean(article.get("sender") or "")
+    kind = pdf.clean(article.get("type") or "")
+    sender_line = pdf.clean(article.get("from") or "")
+    heading_style = template.heading
+    band = heading_style.leading + 6
+
+    pdf.y += template.article_gap
+    field_lines = {"table": 9, "inline": 3, "none": 0}[template.article_fields]
+    pdf.ensure_space(band + field_lines * template.field_value.leading + 2 * template.body.leading)
+    outline = " ".join(
+        part for part in (f"#{position}", created, f"{sender} {kind}".strip() + ":", sender_line) if part
+    )
+    pdf.start_section(outline[:160], level=0)
+    pdf.set_fill_color(*(INTERNAL_FILL if internal else PUBLIC_FILL))
+    pdf.rect(pdf.l_margin, pdf.y, pdf.epw, band, style="F")
+    mark, mark_style = ("Internal", template.internal_mark) if internal else ("Public", heading_style)
+    mark_width = pdf.width(mark, mark_style)
+    heading = f"Article {position} of {total}" + (f" · {created}" if created else "")
+    if template.article_fields == "none":
+        heading += f" · {sender_line or sender}" if (sender_line or sender) else ""
+    pdf.draw_line(
+        pdf.l_margin + 4, pdf.y + 3, pdf.fit(heading, heading_style, pdf.epw - mark_width - 16), heading_style
+    )
+    pdf.draw_line(pdf.w - pdf.r_margin - 4 - mark_width, pdf.y + 3, mark, mark_style)
+    pdf.y += band + 3
+
+    to = pdf.clean(article.get("to") or "")
+    cc = pdf.clean(article.get("cc") or "")
+    subject = pdf.clean(article.get("subject") or "")
+    visibility = "Internal (not visible to the customer)" if internal else "Public"
+    if template.article_fields == "table":
+        pdf.write_field("From", sender_line or "—")
+        pdf.write_field("To", to or "—")
+        if cc:
+            pdf.write_field("Cc", cc)
+        pdf.write_field("Subject", subject or "—")
+        pdf.write_field("Time", created)
+        pdf.write_field("Type", kind)
+        pdf.write_field("Sender", sender)
+        pdf.write_field("Visibility", visibility)
+    elif template.article_fields == "inline":
+        parts = [f"From: {sender_line or '—'}", f"To: {to or '—'}"] + ([f"Cc: {cc}"] if cc else [])
+        parts += [f"Subject: {subject or '—'}", f"Type: {kind}", f"Sender: {sender}", visibility]
+        pdf.write_lines(" · ".join(parts), template.field_value)
+    attachments = visible_attachments(article) if template.attachments else []
+    if attachments:
+        lines = []
+        for attachment in attachments:
+            line = f"{attachment.filename} — " + ", ".join(
+                p for p in (attachment.content_type, attachment.size) if p
+            )
+            status = originals.attachment_status(attachment.attachment_id)  # "embedded in this PDF", …
+            lines.append(pdf.clean(line + (f" — {status}" if status else "")))
+        listing = "\n".join(lines)
+        pdf.write_field("Attachments", listing)
+    pdf.rule(4 if template.article_fields != "none" else 2)
+
+    raw_id = article.get("id")
+    article_id = raw_id if isinstance(raw_id, int) else 0
+    body = article.get("body")
+    if isinstance(body, str) and body.strip() and is_html(article) and template.html:
+        write_html_body(pdf, body, article_id, images)
+    else:
+        text = pdf.clean(body_text(article))
+        if text.strip():
+            pdf.write_lines(text, template.body, quotes=not is_html(article))
+        else:
+            pdf.write_lines("(no text)", template.note)
+    for filename, prepared in _article_images(pdf, article, images):
+        pdf.y += 4
+        if prepared is None:
+            _draw_placeholder(pdf, f"[image: {filename}] (not available)", template.note)
+        else:
+            pdf.write_lines(f"Preview: {filename}", template.note)
+            _draw_image(pdf, prepared)
+    pdf.y += 4
+
+
+def draw_originals(pdf: TicketPdf, originals: OriginalsIndex) -> None:
+    """The closing section: the originals left out (name, size, reason), then every embedded one
+    (name, size, type, relationship, SHA-256)."""
+    template = pdf.template
+    pdf.y += template.article_gap
+    pdf.ensure_space(DOC_TITLE.leading + 4 * template.body.leading)
+    pdf.start_section("Originals", level=0)
+    pdf.draw_line(pdf.l_margin, pdf.y, "Originals", DOC_TITLE)
+    pdf.y += DOC_TITLE.leading
+    if originals.omitted:
+        pdf.ensure_space(template.field_label.leading + 2 * template.note.leading)
+        pdf.write_lines(f"Not embedded ({len(originals.omitted)})", template.field_label)
+        for omitted in originals.omitted:
+            size = human_size(omitted.size) if omitted.size is not None else "size unknown"
+            pdf.write_lines(
+                pdf.clean(f"{omitted.name} — {size} — {omitted.reason}"), template.note, indent=12
+            )
+        pdf.y += 6
+    if originals.embedded:
+        pdf.ensure_space(template.field_label.leading + 4 * template.note.leading)
+        pdf.write_lines(f"Embedded ({len(originals.embedded)})", template.field_label)
+        pdf.write_lines(
+            "PDF/A-3 associated files, byte for byte as fetched from Zammad; "
+            "python -m app extract FILE.pdf -o DIR "
+            "writes them out and checks them against the archive's sidecar.",
+            template.note,
+        )
+        pdf.y += 2
+        for record in originals.embedded:
+            pdf.ensure_space(
+                template.field_label.leading + 2 * template.note.leading
+            )  # keep an entry on one page
+            pdf.write_lines(pdf.clean(record.name), template.field_label)
+            pdf.write_lines(
+                pdf.clean(
+                    f"{human_size(record.size)} · {record.mime_type} · {record.relationship}"
+                    + (f" · {record.description}" if record.description != record.name else "")
+                ),
+                template.note,
+                indent=12,
+            )
+            pdf.write_lines(f"SHA-256 {record.sha256}", template.note, indent=12)
+    pdf.y += 4

@@ -1,0 +1,231 @@
+"""Which originals go into the PDF as PDF/A-3 associated files, fetched from Zammad, and which not.
+
+The pages are a rendering; the originals are the evidence: the API answers byte for byte,
+each article's stored body, each e-mail article's raw message and the attachments, within
+the caps of :class:`EmbedPolicy`. What is left out is listed with the reason (on the pages,
+in the sidecar and in the note); a failed download is an omission, never a failed job.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
+from typing import Any
+
+from app.workflow.ports import EmbeddedFile, OmittedFile, ZammadPort
+
+FETCH_CONCURRENCY = 4
+"""How many downloads of originals (raw e-mails, attachments) run at once."""
+
+
+@dataclass(frozen=True, slots=True)
+class EmbedPolicy:
+    """Which originals go into the PDF (``PDF_EMBED_*``).
+
+    Attributes:
+        max_bytes: largest attachment embedded (``PDF_EMBED_MAX_BYTES``).
+        total_max_bytes: most attachment bytes per ticket (``PDF_EMBED_TOTAL_MAX_BYTES``).
+    """
+
+    max_bytes: int = 10 * 1024 * 1024
+    total_max_bytes: int = 50 * 1024 * 1024
+
+
+def safe_name(filename: str) -> str:
+    """A file name usable inside the PDF and when extracted: no path parts or control
+    characters, at most 120 characters, ``"file"`` when nothing is left."""
+    cleaned = "".join("_" if ch in '/\\:*?"<>|' or ord(ch) < 32 else ch for ch in filename).strip(" .")
+    return cleaned[:120] or "file"
+
+
+async def fetch_all(calls: list[Callable[[], Awaitable[bytes]]], concurrency: int) -> list[bytes | Exception]:
+    """Run ``calls`` at most ``concurrency`` at a time, started in order; their results in
+    order, an exception in place of a failed call's result.
+
+    A few worker tasks take the calls one after the other, so a ticket with thousands of
+    e-mail articles does not hold thousands of pending tasks (and their frames) at once.
+    """
+    results: list[bytes | Exception] = [b""] * len(calls)
+    position = 0
+
+    async def worker() -> None:
+        nonlocal position
+        while position < len(calls):
+            index = position
+            position += 1
+            try:
+                results[index] = await calls[index]()
+            except Exception as exc:  # noqa: BLE001 - becomes an omission with its cause
+                results[index] = exc
+
+    await asyncio.gather(*(worker() for _ in range(min(concurrency, len(calls)))))
+    return results
+
+
+async def collect_originals(
+    zammad: ZammadPort,
+    ticket_id: int,
+    *,
+    ticket_raw: bytes,
+    articles_raw: bytes,
+    articles: list[dict[str, Any]],
+    images: Mapping[int, bytes],
+    policy: EmbedPolicy,
+    redact: Callable[[str], str] = lambda s: s,
+) -> tuple[tuple[EmbeddedFile, ...], tuple[OmittedFile, ...]]:
+    """The originals for the PDF/A-3 associated files, and those left out.
+
+    ``ticket.json`` and ``articles.json`` (the API responses byte for byte) and each
+    article's body are ``Source``; each e-mail article's raw message
+    (``GET /api/v1/ticket_article_plain/{id}``) is ``Source``; attachments are ``Data``,
+    within the :class:`EmbedPolicy` caps (in article order; a file that does not fit is
+    listed as omitted with the reason). A download that fails is omitted, never fatal.
+
+    Args:
+        ticket_raw, articles_raw: the API answers exactly as Zammad sent them.
+        articles: the parsed articles, oldest first.
+        images: attachment bytes already downloaded for the layout (by attachment id):
+            reused instead of a second download.
+        redact: applied to a failed download's error text before it names the omission.
+    """
+    files: list[EmbeddedFile] = [
+        EmbeddedFile(
+            "ticket.json",
+            ticket_raw,
+            "application/json",
+            "Source",
+            f"GET /api/v1/tickets/{ticket_id}?expand=true as answered by Zammad",
+        ),
+        EmbeddedFile(
+            "articles.json",
+            articles_raw,
+            "application/json",
+            "Source",
+            f"GET /api/v1/ticket_articles/by_ticket/{ticket_id} as answered by Zammad",
+        ),
+    ]
+    files.extend(_bodies(articles))
+    omitted: list[OmittedFile] = []
+
+    emails = [a for a in articles if a.get("type") == "email" and isinstance(a.get("id"), int)]
+    plain = await fetch_all([partial(zammad.get_article_plain, a["id"]) for a in emails], FETCH_CONCURRENCY)
+    for article, result in zip(emails, plain, strict=True):
+        name = f"article-{article['id']}.eml"
+        if isinstance(result, Exception):
+            omitted.append(
+                OmittedFile(name, None, f"download failed: {redact(str(result))}", article_id=article["id"])
+            )
+        elif not result:
+            omitted.append(
+                OmittedFile(name, 0, "Zammad holds no raw e-mail for this article", article_id=article["id"])
+            )
+        else:
+            files.append(
+                EmbeddedFile(
+                    name,
+                    result,
+                    "message/rfc822",
+                    "Source",
+                    f"Raw e-mail of article {article['id']}",
+                    article_id=article["id"],
+                )
+            )
+
+    wanted, too_big = _attachments_within(articles, policy)
+    omitted.extend(too_big)
+
+    async def download(article: dict[str, Any], att: dict[str, Any]) -> bytes:
+        if att["id"] in images:
+            return images[att["id"]]
+        return await zammad.get_attachment(ticket_id, article["id"], att["id"])
+
+    data = await fetch_all([partial(download, a, t) for a, t, _ in wanted], FETCH_CONCURRENCY)
+    for (article, att, name), result in zip(wanted, data, strict=True):
+        if isinstance(result, Exception):
+            omitted.append(
+                OmittedFile(
+                    name, None, f"download failed: {redact(str(result))}", article.get("id"), att["id"]
+                )
+            )
+            continue
+        if len(result) > policy.max_bytes:  # the declared size was wrong
+            omitted.append(
+                OmittedFile(
+                    name,
+                    len(result),
+                    f"larger than PDF_EMBED_MAX_BYTES ({policy.max_bytes})",
+                    article.get("id"),
+                    att["id"],
+                )
+            )
+            continue
+        prefs = att.get("preferences") or {}
+        mime = str(prefs.get("Mime-Type") or prefs.get("Content-Type") or "application/octet-stream")
+        files.append(
+            EmbeddedFile(
+                name,
+                result,
+                mime.split(";")[0].strip() or "application/octet-stream",
+                "Data",
+                f"Attachment {att.get('filename')!s} of article {article.get('id')}",
+                article_id=article.get("id"),
+                attachment_id=att["id"],
+            )
+        )
+    return tuple(files), tuple(omitted)
+
+
+def _bodies(articles: list[dict[str, Any]]) -> list[EmbeddedFile]:
+    """Each article's stored body (``text/html`` or ``text/plain``) as a ``Source`` file."""
+    files: list[EmbeddedFile] = []
+    for article in articles:
+        aid = article.get("id")
+        body = article.get("body")
+        if isinstance(aid, int) and isinstance(body, str) and body:
+            html = article.get("content_type") == "text/html"
+            files.append(
+                EmbeddedFile(
+                    f"article-{aid}-body.{'html' if html else 'txt'}",
+                    body.encode("utf-8"),
+                    "text/html" if html else "text/plain",
+                    "Source",
+                    f"Body of article {aid} as stored by Zammad",
+                    article_id=aid,
+                )
+            )
+    return files
+
+
+def _attachments_within(
+    articles: list[dict[str, Any]], policy: EmbedPolicy
+) -> tuple[list[tuple[dict[str, Any], dict[str, Any], str]], list[OmittedFile]]:
+    """The attachments to download, ``(article, attachment, name)`` in article order (each
+    attachment id once), and those whose declared size breaks a cap of ``policy``."""
+    wanted: list[tuple[dict[str, Any], dict[str, Any], str]] = []
+    omitted: list[OmittedFile] = []
+    seen: set[int] = set()
+    total = 0
+    for article in articles:
+        for att in article.get("attachments") or []:
+            att_id = att.get("id")
+            if not isinstance(att_id, int) or att_id in seen:
+                continue
+            seen.add(att_id)
+            filename = str(att.get("filename") or f"attachment-{att_id}")
+            name = f"article-{article.get('id')}-{att_id}-{safe_name(filename)}"
+            try:
+                size: int | None = int(att.get("size"))  # a string in Zammad's JSON
+            except (TypeError, ValueError):
+                size = None
+            if size is not None and size > policy.max_bytes:
+                reason = f"larger than PDF_EMBED_MAX_BYTES ({policy.max_bytes})"
+                omitted.append(OmittedFile(name, size, reason, article.get("id"), att_id))
+            elif size is not None and total + size > policy.total_max_bytes:
+                reason = f"over PDF_EMBED_TOTAL_MAX_BYTES ({policy.total_max_bytes}) for the ticket"
+                omitted.append(OmittedFile(name, size, reason, article.get("id"), att_id))
+            else:
+                total += size or 0
+                wanted.append((article, att, name))
+    return wanted, omitted

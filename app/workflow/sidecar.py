@@ -1,0 +1,70 @@
+"""What the archive's JSON sidecar (``<file>.pdf.json``) records about the run that made it.
+
+The storage writes the sidecar after the PDF as its completion marker and adds the file's own
+facts (path, SHA-256, size); everything else comes from here: the ticket, the layout, the
+signature, the originals left out, the service and the job.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app import SERVICE_NAME, __version__
+from app.workflow.ports import RenderedPdf, SignedPdf, TicketSnapshot
+
+
+def sidecar_fields(
+    snapshot: TicketSnapshot,
+    rendered: RenderedPdf,
+    signed: SignedPdf,
+    *,
+    job_id: str,
+    delivery_id: str | None,
+    template: str = "default",
+) -> dict[str, Any]:
+    """The run's facts for the archive's JSON sidecar (the storage adds path, SHA-256 and size).
+
+    Args:
+        snapshot: the ticket and its omitted originals (the articles are not needed).
+        rendered, signed: the layout's and the signature's facts.
+        job_id, delivery_id: the job and the webhook delivery (``X-Zammad-Delivery``) behind it.
+        template: the layout template's name.
+
+    Returns:
+        A JSON-ready dict; times are ISO 8601 strings in UTC.
+    """
+    ticket = snapshot.ticket
+    return {
+        "ticket_id": ticket.get("id"),
+        "ticket_number": ticket.get("number"),
+        "title": ticket.get("title"),
+        "archived_at": snapshot.archived_at.isoformat(),
+        "articles_included": rendered.articles_included,
+        "articles_total": rendered.articles_total,
+        "pages": rendered.page_count,
+        "template": template,
+        "missing_glyphs": rendered.missing_glyphs,
+        "missing_scripts": list(rendered.missing_scripts),
+        "pdfa": rendered.pdfa,
+        "embedded_files": [{"name": n, "sha256": h, "size": z} for n, h, z in rendered.embedded],
+        "omitted_files": [
+            {
+                "name": o.name,
+                "size": o.size,
+                "reason": o.reason,
+                "article_id": o.article_id,
+                "attachment_id": o.attachment_id,
+            }
+            for o in snapshot.omitted
+        ],
+        "signed": signed.signed,
+        "pades_level": signed.pades_level,
+        "signer_subject": signed.signer_subject,
+        "signer_cert_sha256": signed.signer_cert_sha256,
+        "timestamp": signed.timestamp.isoformat() if signed.timestamp else None,
+        "timestamp_authority": signed.timestamp_authority,
+        "service": SERVICE_NAME,
+        "service_version": __version__,
+        "job_id": job_id,
+        "delivery_id": delivery_id,
+    }

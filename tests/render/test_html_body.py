@@ -1,0 +1,47 @@
+"""HTML bodies (app.render.html_body): a failing write_html is rolled back and the body drawn as text."""
+
+from __future__ import annotations
+
+from app.render.options import RenderOptions
+from app.render.pdf import render_ticket_pdf
+from app.workflow.ports import RenderedPdf
+
+from .helpers import ARCHIVED_AT, body_article, pdftotext, write
+
+
+def render_html(body: str) -> RenderedPdf:
+    articles = [body_article(body, content_type="text/html")]
+    return render_ticket_pdf(
+        {"number": "1", "title": "HTML"}, articles, [], archived_at=ARCHIVED_AT, options=RenderOptions()
+    )
+
+
+def test_write_html_failure_is_rolled_back_and_the_body_drawn_as_text(tmp_path, monkeypatch):
+    from app.render.document import TicketPdf
+
+    def half_then_broken(self, html, **kwargs):
+        self.set_font("NotoSans", "", 9)
+        self.text(60, 300, "PARTIALOUTPUT")
+        self.add_page()
+        self.text(60, 300, "PARTIALOUTPUT")
+        raise AssertionError("write_html exploded")
+
+    monkeypatch.setattr(TicketPdf, "write_html", half_then_broken)
+    rendered = render_html("<p>Hallo <b>Welt</b></p>")
+    text, stderr = pdftotext(write(tmp_path, rendered.data))
+    assert "Hallo Welt" in text and "PARTIALOUTPUT" not in text and "<p>" not in text
+    assert rendered.page_count == 1 and "No font" not in stderr
+
+
+def test_both_converters_failing_still_shows_the_words(tmp_path, monkeypatch):
+    from app.render import html as html_module
+    from app.render import html_body
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("converter exploded")
+
+    monkeypatch.setattr(html_module, "get_text", broken)
+    monkeypatch.setattr(html_body, "prepare_html", broken)
+    rendered = render_html("<p>Hallo <b>Welt</b></p>")
+    text, _ = pdftotext(write(tmp_path, rendered.data))
+    assert "Hallo" in text and "Welt" in text and "<b>" not in text

@@ -1,0 +1,228 @@
+"""One archive run with small fakes behind the ports: the gate, the tag transitions, the
+error path (Transient/Permanent and the pdf:error note), cancellation and the spool."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+from pathlib import Path
+
+import pytest
+
+from app.errors import RenderError, SigningError, StorageError, ZammadApiError
+from app.workflow.archive import HANDED_OVER
+from app.workflow.originals import EmbedPolicy
+from app.workflow.steps import Step
+from tests.workflow.fakes import TICKET, TRIGGER, Rig
+
+
+@pytest.fixture
+def rig(tmp_path: Path) -> Rig:
+    return Rig(tmp_path)
+
+
+async def test_an_archived_run_ends_signed_with_one_note(rig: Rig):
+    outcome = await rig.workflow.run(TICKET, job_id="job-1", delivery_id="d-1")
+
+    assert outcome.status == "archived" and outcome.started
+    assert rig.tags() == ["pdf:signed", "rechnung"]
+    # The start writes only what the tags just read need; the report removes every other state tag.
+    assert rig.zammad.writes() == [
+        ("add_tag", TICKET, "pdf:processing"),
+        ("remove_tag", TICKET, TRIGGER),
+        ("add_tag", TICKET, "pdf:signed"),
+        ("remove_tag", TICKET, "pdf:processing"),
+        ("remove_tag", TICKET, "pdf:error"),
+        ("remove_tag", TICKET, TRIGGER),
+        ("create_internal_note", TICKET, "PDF archived"),
+    ]
+    fields = rig.note_fields()
+    assert (fields["Job"], fields["Delivery"], fields["Path"]) == ("job-1", "d-1", "25004711.pdf")
+    ((data, sidecar),) = rig.storage.stored
+    assert data == b"signed:%PDF-fake ticket 4711"
+    assert sidecar["job_id"] == "job-1" and sidecar["delivery_id"] == "d-1" and sidecar["signed"] is True
+    # The layout shows the ticket's own tags, not the archiver's.
+    assert rig.renderer.snapshots[0].tags == ["rechnung"]
+    assert list(rig.spool.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("tags", "force", "resume", "status", "reason"),
+    [
+        (["rechnung"], False, False, "skipped", "trigger_tag_absent"),
+        (["pdf:signed", TRIGGER], False, False, "skipped", "already_signed"),
+        (["pdf:signed"], True, False, "archived", ""),
+        (["pdf:processing"], False, False, "skipped", "trigger_tag_absent"),
+        (["pdf:processing"], False, True, "archived", ""),
+    ],
+)
+async def test_the_gate_decides_before_any_write(tmp_path: Path, tags, force, resume, status, reason):
+    rig = Rig(tmp_path, tags=tags)
+    outcome = await rig.workflow.execute(TICKET, job_id="j", force=force, resume=resume)
+    assert (outcome.status, outcome.reason) == (status, reason)
+    if status == "skipped":
+        assert rig.zammad.writes() == [] and rig.renderer.snapshots == []
+        assert rig.workflow.report(outcome, job_id="j", delivery_id=None) is None
+    else:
+        assert rig.zammad.tags[TICKET] == ["pdf:processing"]  # until the report
+
+
+@pytest.mark.parametrize(
+    ("break_it", "step", "classification", "code", "tags"),
+    [
+        (
+            lambda r: r.zammad.fail("get_ticket_raw", ZammadApiError("GET answered 503", status=503)),
+            "fetch ticket",
+            "Transient",
+            "zammad_api_error",
+            ["pdf:error", TRIGGER, "rechnung"],
+        ),
+        (
+            lambda r: r.zammad.fail("list_articles_raw", ZammadApiError("GET answered 403", status=403)),
+            "fetch articles",
+            "Permanent",
+            "zammad_api_error",
+            ["pdf:error", "rechnung"],
+        ),
+        (
+            lambda r: setattr(r.renderer, "error", RenderError("4 articles over PDF_MAX_ARTICLES=1")),
+            "render",
+            "Permanent",
+            "render_error",
+            ["pdf:error", "rechnung"],
+        ),
+        (
+            lambda r: setattr(r.signer, "error", SigningError("TSA unreachable", transient=True)),
+            "sign",
+            "Transient",
+            "signing_error",
+            ["pdf:error", TRIGGER, "rechnung"],
+        ),
+        (
+            lambda r: setattr(r.storage, "error", StorageError("disk full", errno=errno.ENOSPC)),
+            "store",
+            "Transient",
+            "storage_error",
+            ["pdf:error", TRIGGER, "rechnung"],
+        ),
+        (
+            lambda r: setattr(r.storage, "error", StorageError("read-only", errno=errno.EROFS)),
+            "store",
+            "Permanent",
+            "storage_error",
+            ["pdf:error", "rechnung"],
+        ),
+        (
+            lambda r: setattr(r.renderer, "error", KeyError("a bug of ours")),
+            "render",
+            "Permanent",
+            "internal_error",
+            ["pdf:error", "rechnung"],
+        ),
+    ],
+)
+async def test_a_failed_step_ends_in_a_classified_pdf_error_note(
+    rig: Rig, break_it, step, classification, code, tags
+):
+    break_it(rig)
+    outcome = await rig.workflow.run(TICKET, job_id="job-9")
+
+    assert (outcome.status, outcome.reason, outcome.started) == ("failed", step, True)
+    assert rig.tags() == tags  # Transient keeps the trigger tag, Permanent removes it
+    fields = rig.note_fields()
+    assert (fields["Step"], fields["Classification"], fields["Code"], fields["Job"]) == (
+        step,
+        classification,
+        code,
+        "job-9",
+    )
+    assert list(rig.spool.iterdir()) == []
+
+
+async def test_a_failure_before_the_start_only_adds_pdf_error(rig: Rig):
+    rig.zammad.fail("get_tags", ZammadApiError("GET answered 502", status=502))
+    outcome = await rig.workflow.run(TICKET, job_id="j")
+    assert (outcome.status, outcome.reason, outcome.started) == ("failed", "fetch tags", False)
+    # The trigger tag was never touched, so it stays whatever the classification.
+    assert rig.tags() == ["pdf:error", TRIGGER, "rechnung"]
+    assert rig.note_fields()["Step"] == "fetch tags"
+
+
+async def test_the_cause_is_redacted_before_note_and_outcome(tmp_path: Path):
+    rig = Rig(tmp_path, redact=lambda s: s.replace("tok-123", "[REDACTED]"))
+    rig.renderer.error = RenderError("font server said tok-123 is wrong")
+    outcome = await rig.workflow.run(TICKET, job_id="j")
+    assert outcome.failure is not None and "tok-123" not in outcome.failure.cause
+    assert "[REDACTED]" in rig.note_fields()["Cause"]
+    assert "tok-123" not in rig.zammad.notes(TICKET)[0]["body"]
+
+
+async def test_a_guard_that_refuses_the_start_is_raised_and_nothing_is_written(rig: Rig):
+    class LeaseLost(Exception):
+        pass
+
+    async def guard() -> None:
+        raise LeaseLost("another replica holds the job")
+
+    with pytest.raises(LeaseLost):
+        await rig.workflow.execute(TICKET, job_id="j", guard=guard)
+    assert rig.zammad.writes() == [] and rig.tags() == [TRIGGER, "rechnung"]
+
+
+async def test_a_cancelled_run_puts_the_trigger_tag_back(rig: Rig):
+    rig.renderer.hold = asyncio.Event()
+    run = asyncio.create_task(rig.workflow.execute(TICKET, job_id="j"))
+    await rig.renderer.started.wait()
+    assert rig.zammad.tags[TICKET] == ["rechnung", "pdf:processing"]
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    assert rig.tags() == [TRIGGER, "rechnung"]
+    assert list(rig.spool.iterdir()) == []
+
+
+async def test_a_run_handed_over_to_another_replica_leaves_the_tags_alone(rig: Rig):
+    rig.renderer.hold = asyncio.Event()
+    run = asyncio.create_task(rig.workflow.execute(TICKET, job_id="j"))
+    await rig.renderer.started.wait()
+    run.cancel(HANDED_OVER)
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    assert rig.tags() == ["pdf:processing", "rechnung"]  # the new run owns them
+
+
+async def test_images_and_originals_reach_the_renderer(tmp_path: Path):
+    class Ref:
+        ticket_id, article_id, attachment_id, filename = TICKET, 2, 77, "screen.png"
+
+    rig = Rig(tmp_path, image_references=lambda ticket_id, articles: [Ref()], embed=EmbedPolicy())
+    rig.zammad.attachments[(TICKET, 2, 77)] = b"PNG"
+    rig.zammad.plain[1] = b"From: a@example.org\r\n\r\nGuten Tag"
+    outcome = await rig.workflow.execute(TICKET, job_id="j")
+    assert outcome.status == "archived"
+    (snapshot,) = rig.renderer.snapshots
+    assert dict(snapshot.images) == {77: b"PNG"}
+    assert [f.name for f in snapshot.embedded] == [
+        "ticket.json",
+        "articles.json",
+        "article-1-body.txt",
+        "article-2-body.html",
+        "article-1.eml",
+    ]
+    assert set(outcome.step_seconds or {}) == {
+        Step.FETCH_TAGS,
+        Step.FETCH_TICKET,
+        Step.FETCH_ARTICLES,
+        Step.FETCH_IMAGES,
+        Step.FETCH_ORIGINALS,
+        Step.RENDER,
+        Step.SIGN,
+        Step.STORE,
+    }
+
+
+async def test_the_spool_file_is_gone_after_the_run_but_was_there_to_store(rig: Rig):
+    await rig.workflow.execute(TICKET, job_id="j")
+    (source,) = rig.storage.sources
+    assert source.parent.parent == rig.spool and source.parent.name.startswith("job-")
+    assert not source.parent.exists()

@@ -1,0 +1,60 @@
+"""The internal notes: what they say, escaped."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+from app.errors import ZammadApiError
+from app.workflow.classify import classify
+from app.workflow.notes import failure_note, success_note
+from app.workflow.ports import RenderedPdf, SignedPdf, StoredArchive
+
+
+def test_success_note_names_path_checksum_signer_and_escapes_html():
+    stored = StoredArchive(Path("/srv/a/<b>.pdf"), "a/<b>.pdf", "ab" * 32, 1234)
+    signed = SignedPdf(b"", True, "B-B", "CN=Archiver", "cd" * 32)
+    rendered = RenderedPdf(b"", 3, 4, 4)
+    note = success_note(stored, signed, rendered, job_id="job1", delivery_id="d1")
+    assert note.subject == "PDF archived"
+    assert note.body_html.startswith("<p><b>PDF archived</b></p>")
+    assert "a/&lt;b&gt;.pdf" in note.body_html and "<b>.pdf" not in note.body_html
+    assert "ab" * 32 in note.body_html and "CN=Archiver" in note.body_html and "job1" in note.body_html
+
+
+def test_unsigned_success_note_says_so():
+    note = success_note(
+        StoredArchive(Path("/x"), "x", "0" * 64, 1),
+        SignedPdf(b"", False),
+        RenderedPdf(b"", 1, 1, 1),
+        job_id="j",
+        delivery_id=None,
+    )
+    assert "not signed" in note.body_html
+
+
+def test_failure_note_gives_classification_and_cause():
+    failure = classify(ZammadApiError("GET /api/v1/tickets/4711 answered 500", status=500))
+    note = failure_note(failure, job_id="j1", delivery_id=None, step="fetch ticket")
+    assert note.subject == "PDF archiver error"
+    assert (
+        "Transient" in note.body_html
+        and "answered 500" in note.body_html
+        and "fetch ticket" in note.body_html
+    )
+    permanent = failure_note(
+        classify(ZammadApiError("gone", status=404)), job_id="j", delivery_id=None, step="s"
+    )
+    assert "Permanent" in permanent.body_html
+
+
+def test_datetime_in_signed_note():
+    ts = datetime(2025, 3, 6, 13, 20, 11, tzinfo=UTC)
+    note = success_note(
+        StoredArchive(Path("/x"), "x", "0" * 64, 1),
+        SignedPdf(b"", True, "B-T", "CN=A", None, ts),
+        RenderedPdf(b"", 1, 1, 1),
+        job_id="j",
+        delivery_id=None,
+    )
+    assert "2025-03-06T13:20:11+00:00" in note.body_html and "B-T" in note.body_html
