@@ -20,7 +20,7 @@ import ssl
 import tempfile
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import aiohttp
@@ -31,7 +31,6 @@ from starlette.middleware import Middleware
 from app import SERVICE_NAME, __version__
 from app.audit.service import open_manifest, start_archive_checks
 from app.config import Settings, load_settings
-from app.errors import ConfigError, SigningError
 from app.http.body_limit import BodyLimitMiddleware
 from app.http.errors import ArchiverApp
 from app.http.hmac_auth import HmacSignatureMiddleware
@@ -46,18 +45,12 @@ from app.observability.metrics import Metrics
 from app.render.images import image_references
 from app.render.options import RenderOptions
 from app.render.pool import ProcessPoolRenderer
-from app.signing.signer import (
-    ArchiveSigner,
-    PadesLevel,
-    SigningOptions,
-    UnsignedPassthrough,
-    build_timestamper,
-)
-from app.signing.trust import LongTermValidation, load_certificates
+from app.signing.factory import UnavailableSigner, build_signer, open_pki_session
+from app.signing.signer import ArchiveSigner
 from app.storage.store import ArchiveStore
 from app.workflow.archive import ArchiveOutcome, ArchiveWorkflow
 from app.workflow.originals import EmbedPolicy
-from app.workflow.ports import Guard, SignedPdf, SignerPort
+from app.workflow.ports import Guard, SignerPort
 from app.workflow.report import Report
 from app.zammad.client import ZammadClient
 
@@ -76,22 +69,6 @@ time — ~100 µs a pass, ~9 µs a webhook on the ingest benchmark (measured wit
 With 10,000 the count stays below it on that load: what a request allocates is freed by reference
 counting when it ends, and only cyclic garbage waits longer (at most ~10,000 objects, a few MB).
 The older generations keep their defaults; a higher threshold set before the start is kept."""
-
-
-class UnavailableSigner:
-    """Stands in when the signing key could not be loaded: every job fails Permanent with
-    the load error, and ``/healthz?deep=true`` reports the signer as not ready."""
-
-    def __init__(self, error: SigningError) -> None:
-        self.error = error
-
-    async def sign(self, pdf: bytes) -> SignedPdf:
-        """Raise the load error (:class:`~app.errors.SigningError`, Permanent)."""
-        raise self.error
-
-    async def sign_file(self, source: Path, target: Path) -> SignedPdf:
-        """Raise the load error, as :meth:`sign`."""
-        raise self.error
 
 
 class ArchiveRunner:
@@ -162,101 +139,6 @@ def _ssl_context(verify: bool) -> ssl.SSLContext | bool:
     return ssl.create_default_context() if verify else False
 
 
-def tsa_ssl_context(settings: Settings) -> ssl.SSLContext:
-    """TLS trust for the TSA and for OCSP/CRL fetches: the system store plus ``TSA_CA_BUNDLE_PATH``.
-
-    Independent of ``ZAMMAD_VERIFY_TLS``: timestamp and revocation connections are always verified.
-
-    Raises:
-        SigningError: ``transient=False`` when the bundle cannot be read or holds no certificate.
-    """
-    context = ssl.create_default_context()
-    if settings.tsa_ca_bundle_path is not None:
-        try:
-            context.load_verify_locations(cafile=str(settings.tsa_ca_bundle_path))
-        except (OSError, ssl.SSLError) as exc:
-            reason = getattr(exc, "strerror", None) or getattr(exc, "reason", None) or type(exc).__name__
-            raise SigningError(
-                f"cannot load TSA_CA_BUNDLE_PATH {str(settings.tsa_ca_bundle_path)!r}: {reason}",
-                transient=False,
-            ) from None
-    return context
-
-
-def open_pki_session(settings: Settings) -> aiohttp.ClientSession:
-    """The HTTP session for the TSA and OCSP/CRL requests (see :func:`tsa_ssl_context`).
-
-    A bundle that cannot be loaded falls back to the system store here; :func:`load_signer`
-    reports it and keeps the signer unavailable, so the fallback is never used for signing.
-    """
-    try:
-        context = tsa_ssl_context(settings)
-    except SigningError:
-        context = ssl.create_default_context()
-    return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=context, limit=16))
-
-
-def load_signer(settings: Settings, session: aiohttp.ClientSession) -> SignerPort:
-    """Build the signer from the settings: the PFX is read and its key parsed once.
-
-    Args:
-        settings: the service settings.
-        session: the session for TSA and OCSP/CRL requests (:func:`open_pki_session`).
-
-    Returns an :class:`UnsignedPassthrough` when signing is off and an
-    :class:`UnavailableSigner` (logged) when the key, the certificate, the trust roots or the
-    TSA CA bundle cannot be used.
-    """
-    if not settings.signing_enabled:
-        return UnsignedPassthrough()
-    options = SigningOptions(
-        reason=settings.signing_reason, location=settings.signing_location, contact=settings.signing_contact
-    )
-    try:
-        assert settings.signing_pfx_path is not None
-        try:
-            pfx = settings.signing_pfx_path.read_bytes()
-        except OSError as exc:
-            raise SigningError(
-                f"cannot read SIGNING_PFX_PATH {str(settings.signing_pfx_path)!r}: {exc.strerror}",
-                transient=False,
-            ) from None
-        password = settings.signing_pfx_password.reveal().encode() if settings.signing_pfx_password else None
-        level = PadesLevel.parse(settings.signing_pades_level, has_timestamper=bool(settings.tsa_url))
-        timestamper = None
-        if settings.tsa_url and level.needs_timestamper:
-            tsa_ssl_context(settings)  # a bad bundle is a clear Permanent error, not a TLS failure per job
-            timestamper = build_timestamper(
-                settings.tsa_url,
-                session,
-                user=settings.tsa_user,
-                password=settings.tsa_pass.reveal() if settings.tsa_pass else None,
-                timeout=settings.tsa_timeout_seconds,
-            )
-        validation = None
-        if level.needs_validation_data:
-            if settings.signing_trust_roots_path is None:
-                raise ConfigError(f"SIGNING_TRUST_ROOTS_PATH is required for PAdES {level.value}")
-            validation = LongTermValidation(
-                load_certificates(settings.signing_trust_roots_path),
-                session,
-                fetch_timeout=settings.tsa_timeout_seconds,
-            )
-        return ArchiveSigner.from_pfx(
-            pfx,
-            password,
-            options=options,
-            timestamper=timestamper,
-            level=level,
-            validation=validation,
-            expiry_warning=timedelta(days=settings.signing_expiry_warn_days),
-        )
-    except (SigningError, ConfigError) as exc:
-        error = exc if isinstance(exc, SigningError) else SigningError(str(exc), transient=False)
-        log.error("signing key not loaded; jobs will fail until it is fixed", extra={"cause": str(error)})
-        return UnavailableSigner(error)
-
-
 SPOOL_FOLDER = "spool"
 """The folder under ``STATE_DIR`` for per-job working files (snapshot, rendered and signed PDF)."""
 
@@ -323,7 +205,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 settings.zammad_api_token.reveal(),
                 timeout_seconds=settings.zammad_timeout_seconds,
             )
-            runtime.signer = load_signer(settings, pki_session)
+            runtime.signer = build_signer(settings, pki_session)
             if isinstance(runtime.signer, ArchiveSigner):
                 signer = runtime.signer
                 runtime.metrics.watch_signing_certificate(
@@ -457,4 +339,4 @@ def create_app(settings: Settings | None = None) -> Starlette:
     return app
 
 
-__all__ = ["Runtime", "UnavailableSigner", "create_app", "load_signer", "open_pki_session", "tsa_ssl_context"]
+__all__ = ["Runtime", "create_app"]

@@ -9,9 +9,31 @@ added, and leaves the CMS to pyHanko (``Signer.async_sign``). Its output has the
 pyHanko's own signing produces (same field, widget, ``/AcroForm``, ``/ESIC`` extension and
 signature dictionary) — except that the XMP metadata stream is left as it was.
 
-Anything unusual — cross-reference streams, several revisions, encryption, an existing
-``/AcroForm`` or ``/Extensions``, PDF 2.0, an indirect ``/Annots`` — raises
-:class:`UnsupportedLayout`, and the caller signs with pyHanko instead.
+Kept for `make bench` sign: "incremental writer: pyHanko's writer / ours (CPU, 11 pages, 42
+embedded files)". ``tests/signing/test_incremental_fuzz.py`` checks it against pyHanko's writer
+on a few hundred generated and broken files.
+
+**What it writes an update for** (:meth:`IncrementalSignature.prepare` is the predicate; any
+other file raises :class:`UnsupportedLayout`, and the caller signs it with pyHanko instead):
+
+- a ``%PDF-1.x`` header at offset 0 (PDF 2.0 neither in the header nor in the catalog);
+- one revision: ``startxref`` at the end points to a classic cross-reference table of
+  well-formed 20-byte entries in non-overlapping subsections, every object in use at
+  generation 0 (pyHanko's strict reader refuses higher generations without a preceding free
+  entry), none at or beyond the trailer's ``/Size``, and ``/Size`` leaving room for three
+  new objects below 8,388,607 (ISO 32000-1 Annex C.2);
+- a trailer without ``/Prev``, ``/XRefStm`` or ``/Encrypt``, with an indirect ``/Root``, an
+  ``/ID`` (if any) of two direct strings, an ``/Info`` (if any) that is a readable dictionary;
+- a catalog that is a plain dictionary without ``/AcroForm``, ``/Extensions`` or ``/Perms``,
+  whose ``/Metadata`` (if any) is a well-framed stream with a direct ``/Length``; a page tree
+  of plain dictionaries down to the first page, whose ``/Annots`` is absent or a direct array;
+- in every dictionary it reads: no duplicate keys, no key written with ``#`` escapes, nesting
+  no deeper than :data:`~app.signing.pdf_syntax.MAX_NESTING`, and syntax it reads to the end
+  (the reading is :mod:`app.signing.pdf_syntax`).
+
+Those are the objects pyHanko's own writer reads for a signature (so a file one takes, the
+other takes too), except the XMP packet's content, which pyHanko parses and updates and this
+module leaves as is.
 """
 
 from __future__ import annotations
@@ -20,233 +42,27 @@ import hashlib
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 from typing import BinaryIO
 
-__all__ = ["IncrementalSignature", "UnsupportedLayout"]
+from app.signing.pdf_syntax import (
+    REF,
+    PdfDict,
+    PdfSource,
+    UnsupportedLayout,
+    indirect_ref,
+    skip_ws,
+    value_end,
+)
+
+__all__ = ["DIGESTS", "IncrementalSignature", "UnsupportedLayout"]
+
+DIGESTS = frozenset({"sha256", "sha384", "sha512"})
+"""Document digests it computes itself (``hashlib``, fixed length)."""
 
 _CHUNK = 256 * 1024
-_TAIL = 4096
-_MAX_OBJECT = 1024 * 1024
-_REGULAR_RUN = re.compile(rb"[^\x00\t\n\x0c\r ()<>\[\]{}/%]*")
-_WS_RUN = re.compile(rb"(?:[\x00\t\n\x0c\r ]+|%[^\r\n]*)*")
-_REF = re.compile(rb"(\d+)[\x00\t\n\x0c\r ]+(\d+)[\x00\t\n\x0c\r ]+R(?![^\x00\t\n\x0c\r ()<>\[\]{}/%])")
-_STRING_TOKENS = re.compile(rb"[()\\]")
-_FLAT_STRING = re.compile(rb"\((?:[^()\\]|\\.)*\)", re.S)
-"""A literal string without unescaped parentheses inside (the common case, one regex match)."""
-_FLAT_ARRAY = re.compile(rb"\[[^()<>\[\]{}%]*\]")
-"""An array of numbers, references, names and keywords only (no strings, arrays, dicts, comments)."""
-_STARTXREF = re.compile(rb"startxref[\x00\t\n\x0c\r ]+(\d+)[\x00\t\n\x0c\r ]+%%EOF[\x00\t\n\x0c\r ]*$")
-_SUBSECTION = re.compile(rb"(\d+) (\d+)[ \t]*(?:\r\n|\r|\n)")
-_OBJ_HEADER = re.compile(rb"[\x00\t\n\x0c\r ]*(\d+)[\x00\t\n\x0c\r ]+(\d+)[\x00\t\n\x0c\r ]+obj")
-_HEADER = re.compile(rb"%PDF-(\d)\.(\d)")
 _BYTE_RANGE_WIDTH = 60
 """Characters reserved for the ``/ByteRange`` array (four numbers, padded with spaces)."""
-
-
-class UnsupportedLayout(Exception):
-    """The file is not one this module writes an update for; sign it with pyHanko instead."""
-
-
-# --- a minimal reader of PDF syntax (ISO 32000-1 §7.2, §7.3) --------------------------------
-
-
-def _skip_ws(data: bytes, pos: int) -> int:
-    return _WS_RUN.match(data, pos).end()
-
-
-def _value_end(data: bytes, pos: int) -> int:
-    """End offset of the direct object starting at ``pos`` (whitespace already skipped)."""
-    if pos >= len(data):
-        raise UnsupportedLayout("object truncated")
-    c = data[pos]
-    if c == 0x2F:  # /Name
-        return _REGULAR_RUN.match(data, pos + 1).end()
-    if c == 0x28:  # (literal string)
-        simple = _FLAT_STRING.match(data, pos)
-        if simple:
-            return simple.end()
-        depth = 0
-        for match in _STRING_TOKENS.finditer(data, pos):
-            token = match[0]
-            if token == b"\\":
-                continue  # handled by the lookbehind below
-            if match.start() > 0 and _escaped(data, match.start()):
-                continue
-            depth += 1 if token == b"(" else -1
-            if depth == 0:
-                return match.end()
-        raise UnsupportedLayout("unterminated string")
-    if c == 0x3C:  # <<dict>> or <hex>
-        if data.startswith(b"<<", pos):
-            return _dict_entries(data, pos)[1]
-        end = data.find(b">", pos)
-        if end < 0:
-            raise UnsupportedLayout("unterminated hex string")
-        return end + 1
-    if c == 0x5B:  # [array]
-        flat = _FLAT_ARRAY.match(data, pos)
-        if flat:
-            return flat.end()
-        pos = _skip_ws(data, pos + 1)
-        while not data.startswith(b"]", pos):
-            pos = _skip_ws(data, _value_end(data, pos))
-        return pos + 1
-    ref = _REF.match(data, pos)
-    if ref:
-        return ref.end()
-    end = _REGULAR_RUN.match(data, pos).end()
-    if end == pos:
-        raise UnsupportedLayout(f"unexpected {data[pos : pos + 1]!r}")
-    return end
-
-
-def _escaped(data: bytes, pos: int) -> bool:
-    """Whether the byte at ``pos`` is escaped by an odd number of backslashes before it."""
-    n = 0
-    while pos - n - 1 >= 0 and data[pos - n - 1] == 0x5C:
-        n += 1
-    return n % 2 == 1
-
-
-def _dict_entries(data: bytes, pos: int) -> tuple[dict[bytes, tuple[int, int]], int]:
-    """Keys of the dictionary at ``pos`` (``<<``) and each value's span; and the end offset."""
-    entries: dict[bytes, tuple[int, int]] = {}
-    pos = _skip_ws(data, pos + 2)
-    while not data.startswith(b">>", pos):
-        if pos >= len(data) or data[pos] != 0x2F:
-            raise UnsupportedLayout("malformed dictionary")
-        key_end = _REGULAR_RUN.match(data, pos + 1).end()
-        start = _skip_ws(data, key_end)
-        end = _value_end(data, start)
-        entries[data[pos:key_end]] = (start, end)
-        pos = _skip_ws(data, end)
-    return entries, pos + 2
-
-
-def _ref(data: bytes, span: tuple[int, int] | None) -> tuple[int, int]:
-    if span is None:
-        raise UnsupportedLayout("missing reference")
-    match = _REF.fullmatch(data, *span)
-    if not match:
-        raise UnsupportedLayout("expected an indirect reference")
-    return int(match[1]), int(match[2])
-
-
-@dataclass(frozen=True, slots=True)
-class _Dict:
-    """An indirect dictionary object as read: its number, generation, bytes and entries."""
-
-    num: int
-    gen: int
-    data: bytes
-    entries: dict[bytes, tuple[int, int]]
-
-    def raw(self, key: bytes) -> bytes | None:
-        span = self.entries.get(key)
-        return None if span is None else self.data[span[0] : span[1]]
-
-    def with_entries(self, replace: dict[bytes, bytes]) -> bytes:
-        """The dictionary's bytes with values replaced or keys appended (``key → value bytes``)."""
-        out, last = [], 0
-        for key, value in replace.items():
-            span = self.entries.get(key)
-            if span is not None:
-                out += [self.data[last : span[0]], value]
-                last = span[1]
-        kept = self.data[last:-2]
-        out.append(kept)
-        sep = b"" if kept.endswith((b"\n", b"\r")) else b"\n"
-        for key, value in replace.items():
-            if key not in self.entries:
-                out += [sep, key, b" ", value]
-                sep = b"\n"
-        out.append(sep + b">>")
-        return b"".join(out)
-
-
-class _Source:
-    """Random access to the input: the classic cross-reference table of its only revision."""
-
-    def __init__(self, stream: BinaryIO) -> None:
-        self._stream = stream
-        self.size = stream.seek(0, os.SEEK_END)
-        stream.seek(0)
-        head = stream.read(1024)
-        header = _HEADER.match(head)
-        if not header:
-            raise UnsupportedLayout("no %PDF- header at offset 0")
-        self.version = (int(header[1]), int(header[2]))
-        stream.seek(max(0, self.size - _TAIL))
-        tail = stream.read()
-        self.ends_with_eol = tail[-1:] in (b"\n", b"\r")
-        match = _STARTXREF.search(tail)
-        if not match:
-            raise UnsupportedLayout("no startxref at the end")
-        self.startxref = int(match[1])
-        stream.seek(self.startxref)
-        table = stream.read(self.size - self.startxref)
-        if not table.startswith(b"xref"):
-            raise UnsupportedLayout("cross-reference stream, not table")
-        self._table = table
-        self._sections: list[tuple[int, int, int]] = []  # first object, count, offset of entries
-        pos = _skip_ws(table, 4)
-        while True:
-            sub = _SUBSECTION.match(table, pos)
-            if not sub:
-                break
-            first, count = int(sub[1]), int(sub[2])
-            self._sections.append((first, count, sub.end()))
-            pos = _skip_ws(table, sub.end() + 20 * count)
-        if not table.startswith(b"trailer", pos):
-            raise UnsupportedLayout("no trailer after the cross-reference table")
-        trailer_at = _skip_ws(table, pos + 7)
-        entries, _ = _dict_entries(table, trailer_at)
-        self.trailer = _Dict(0, 0, table, entries)
-        for key in (b"/Prev", b"/XRefStm", b"/Encrypt"):
-            if key in entries:
-                raise UnsupportedLayout(f"trailer has {key.decode()}")
-        size = self.trailer.raw(b"/Size")
-        if size is None or not size.isdigit():
-            raise UnsupportedLayout("trailer has no /Size")
-        self.next_number = int(size)
-        if any(first + count > self.next_number for first, count, _ in self._sections):
-            # New objects numbered from /Size would overwrite listed ones (a broken file).
-            raise UnsupportedLayout("the cross-reference table lists objects beyond /Size")
-
-    def offset(self, num: int, gen: int) -> int:
-        for first, count, at in self._sections:
-            if first <= num < first + count:
-                entry = self._table[at + 20 * (num - first) : at + 20 * (num - first) + 18]
-                if len(entry) != 18 or entry[17:18] != b"n" or int(entry[11:16]) != gen:
-                    raise UnsupportedLayout(f"object {num} {gen} is not in use")
-                return int(entry[:10])
-        raise UnsupportedLayout(f"object {num} is not in the cross-reference table")
-
-    def read_dict(self, num: int, gen: int) -> _Dict:
-        """The dictionary object ``num gen``; not a stream."""
-        at = self.offset(num, gen)
-        want = 4096
-        while True:
-            self._stream.seek(at)
-            data = self._stream.read(want)
-            header = _OBJ_HEADER.match(data)
-            if not header or (int(header[1]), int(header[2])) != (num, gen):
-                raise UnsupportedLayout(f"object {num} {gen} not found at its offset")
-            start = _skip_ws(data, header.end())
-            try:
-                entries, end = _dict_entries(data, start)
-            except UnsupportedLayout:
-                if len(data) < want or want >= _MAX_OBJECT:
-                    raise
-                want *= 4
-                continue
-            if not data.startswith(b"endobj", _skip_ws(data, end)):
-                raise UnsupportedLayout(f"object {num} {gen} is not a plain dictionary")
-            return _Dict(
-                num, gen, data[start:end], {key: (a - start, b - start) for key, (a, b) in entries.items()}
-            )
 
 
 # --- the update --------------------------------------------------------------------------
@@ -323,19 +139,48 @@ class IncrementalSignature:
             reason, location, contact: optional ``/Reason``, ``/Location``, ``/ContactInfo``.
 
         Raises:
-            UnsupportedLayout: the file is not a single-revision PDF 1.x with a classic
-                cross-reference table, a plain catalog without ``/AcroForm`` and
-                ``/Extensions``, and a first page whose ``/Annots`` is absent or a direct array.
+            UnsupportedLayout: the file is not one listed in the module's docstring (also for
+                anything it cannot read), or ``md_algorithm`` is not in :data:`DIGESTS`.
             OSError: reading ``source`` failed.
         """
-        src = _Source(source)
-        root = _ref(src.trailer.data, src.trailer.entries.get(b"/Root"))
+        if md_algorithm not in DIGESTS:
+            raise UnsupportedLayout(f"digest {md_algorithm!r} is left to pyHanko")
+        try:
+            return cls._prepare(
+                source, field_name=field_name, signing_time=signing_time, bytes_reserved=bytes_reserved,
+                md_algorithm=md_algorithm, reason=reason, location=location, contact=contact,
+                random_bytes=random_bytes,
+            )  # fmt: skip
+        except (ValueError, IndexError, KeyError, TypeError, OverflowError, RecursionError) as exc:
+            raise UnsupportedLayout(f"unreadable ({type(exc).__name__}: {exc})") from exc
+
+    @classmethod
+    def _prepare(
+        cls,
+        source: BinaryIO,
+        *,
+        field_name: str,
+        signing_time: datetime,
+        bytes_reserved: int,
+        md_algorithm: str,
+        reason: str | None,
+        location: str | None,
+        contact: str | None,
+        random_bytes: Callable[[int], bytes],
+    ) -> IncrementalSignature:
+        src = PdfSource(source)
+        root = indirect_ref(src.trailer.data, src.trailer.entries.get(b"/Root"))
         catalog = src.read_dict(*root)
         if catalog.raw(b"/Type") not in (None, b"/Catalog"):
             raise UnsupportedLayout("/Root is not a catalog")
         for key in (b"/AcroForm", b"/Extensions", b"/Perms"):
             if key in catalog.entries:
                 raise UnsupportedLayout(f"catalog has {key.decode()}")
+        # pyHanko's writer reads (and updates) these two; a file it cannot read is left to it.
+        if b"/Info" in src.trailer.entries:
+            src.read_dict(*indirect_ref(src.trailer.data, src.trailer.entries[b"/Info"]))
+        if b"/Metadata" in catalog.entries:
+            src.check_stream(*indirect_ref(catalog.data, catalog.entries[b"/Metadata"]))
         version = src.version
         declared = catalog.raw(b"/Version")
         if declared is not None:
@@ -345,7 +190,7 @@ class IncrementalSignature:
             version = max(version, (int(match[1]), int(match[2])))
         if version >= (2, 0):
             raise UnsupportedLayout("PDF 2.0")
-        page = cls._first_page(src, _ref(catalog.data, catalog.entries.get(b"/Pages")))
+        page = cls._first_page(src, indirect_ref(catalog.data, catalog.entries.get(b"/Pages")))
         for where, entries in (
             ("trailer", src.trailer.entries),
             ("catalog", catalog.entries),
@@ -357,7 +202,8 @@ class IncrementalSignature:
         acroform, field, sig = src.next_number, src.next_number + 1, src.next_number + 2
         catalog_entries = {
             b"/AcroForm": b"%d 0 R" % acroform,
-            b"/Extensions": b"<< /ESIC << /Type /DeveloperExtensions /BaseVersion /1.7 /ExtensionLevel 1 >> >>",
+            b"/Extensions": b"<< /ESIC << /Type /DeveloperExtensions /BaseVersion /1.7 "
+            b"/ExtensionLevel 1 >> >>",
         }
         if version < (1, 7):
             catalog_entries[b"/Version"] = b"/1.7"
@@ -365,7 +211,7 @@ class IncrementalSignature:
         if annots is None:
             new_annots = b"[%d 0 R]" % field
         elif annots.startswith(b"["):
-            new_annots = annots[:-1].rstrip() + b" %d 0 R]" % field
+            new_annots = annots[:-1] + b" %d 0 R]" % field  # not stripped: a comment may end there
         else:
             raise UnsupportedLayout("the first page's /Annots is not a direct array")
 
@@ -441,7 +287,7 @@ class IncrementalSignature:
         return cls(base, before, after, bytes_reserved, md_algorithm)
 
     @staticmethod
-    def _first_page(src: _Source, ref: tuple[int, int]) -> _Dict:
+    def _first_page(src: PdfSource, ref: tuple[int, int]) -> PdfDict:
         for _ in range(64):
             node = src.read_dict(*ref)
             kind = node.raw(b"/Type")
@@ -452,20 +298,31 @@ class IncrementalSignature:
             kids = node.raw(b"/Kids")
             if kids is None or not kids.startswith(b"["):
                 raise UnsupportedLayout("page tree /Kids is not a direct array")
-            first = _REF.match(kids, _skip_ws(kids, 1))
+            first = REF.match(kids, skip_ws(kids, 1))
             if not first:
                 raise UnsupportedLayout("empty page tree")
             ref = (int(first[1]), int(first[2]))
         raise UnsupportedLayout("page tree too deep")
 
     @staticmethod
-    def _first_id(trailer: _Dict, random_bytes: Callable[[int], bytes]) -> bytes:
+    def _first_id(trailer: PdfDict, random_bytes: Callable[[int], bytes]) -> bytes:
+        """The first ``/ID`` element, kept (ISO 32000-1 §14.4), or a new one when there is none.
+
+        Raises:
+            UnsupportedLayout: ``/ID`` is not a direct array of two strings.
+        """
         ids = trailer.raw(b"/ID")
-        if ids is not None:
-            pos = _skip_ws(ids, 1)
-            if ids.startswith(b"<", pos) or ids.startswith(b"(", pos):
-                return ids[pos : _value_end(ids, pos)]
-        return b"<" + random_bytes(16).hex().encode() + b">"
+        if ids is None:
+            return b"<" + random_bytes(16).hex().encode() + b">"
+        elements = []
+        pos = skip_ws(ids, 1) if ids.startswith(b"[") else len(ids)
+        while pos < len(ids) and not ids.startswith(b"]", pos):
+            end = value_end(ids, pos)
+            elements.append(ids[pos:end])
+            pos = skip_ws(ids, end)
+        if len(elements) != 2 or not all(e[:1] in b"<(" and e[:2] != b"<<" for e in elements):
+            raise UnsupportedLayout("trailer /ID is not an array of two strings")
+        return elements[0]
 
     @property
     def size(self) -> int:

@@ -115,7 +115,7 @@ def validation_data_error(exc: BaseException) -> SigningError | None:
     Permanent: revoked, expired, untrusted (no path to ``SIGNING_TRUST_ROOTS_PATH``),
     unsuitable certificate.
     """
-    chain = []
+    chain: list[BaseException] = []
     cur: BaseException | None = exc
     while cur is not None and len(chain) < 8:
         chain.append(cur)

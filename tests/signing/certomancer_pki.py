@@ -58,7 +58,8 @@ pki-architectures:
         extensions:
           - {{id: key_usage, critical: true, smart-value: {{schema: key-usage, params: [digital_signature]}}}}
           - {{id: extended_key_usage, critical: true, value: [time_stamping]}}
-          - {{id: crl_distribution_points, smart-value: {{schema: crl-dist-url, params: {{crl-repo-names: [root]}}}}}}
+          - id: crl_distribution_points
+            smart-value: {{schema: crl-dist-url, params: {{crl-repo-names: [root]}}}}
       signer: {{issuer: interm, validity: *long, profiles: [digsig-commitment]}}
       signer-revoked:
         template: signer

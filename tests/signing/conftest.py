@@ -14,7 +14,8 @@ import pytest
 from aiohttp import web
 from asn1crypto import x509 as asn1_x509
 from fpdf import FPDF
-from signing_helpers import (
+
+from tests.signing.signing_helpers import (
     FONT,
     GEN_DEV_CERTS,
     PFX_PASSWORD,
@@ -117,7 +118,8 @@ async def local_tsa(dev_certs: DevCerts, tmp_path: Path):
         async with serial_lock:
             proc = await asyncio.create_subprocess_exec(
                 "openssl", "ts", "-reply", "-config", str(cnf), "-queryfile", str(query),
-                "-signer", str(dev_certs.tsa_pem), "-inkey", str(dev_certs.tsa_key), "-chain", str(dev_certs.root_pem),
+                "-signer", str(dev_certs.tsa_pem), "-inkey", str(dev_certs.tsa_key),
+                "-chain", str(dev_certs.root_pem),
                 "-out", str(reply),
                 stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
             )  # fmt: skip
@@ -135,7 +137,7 @@ async def local_tsa(dev_certs: DevCerts, tmp_path: Path):
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = runner.addresses[0][1]
     state.url = f"http://127.0.0.1:{port}/tsa"
     try:
         yield state
@@ -148,7 +150,7 @@ async def local_tsa(dev_certs: DevCerts, tmp_path: Path):
 
 @pytest.fixture(scope="session")
 def cm_pki(tmp_path_factory: pytest.TempPathFactory):
-    from certomancer_pki import build_pki
+    from tests.signing.certomancer_pki import build_pki
 
     return build_pki(tmp_path_factory.mktemp("certomancer"))
 
@@ -156,7 +158,7 @@ def cm_pki(tmp_path_factory: pytest.TempPathFactory):
 @pytest.fixture
 async def animator(cm_pki):
     """The certomancer PKI's TSA, OCSP responder and CRLs on 127.0.0.1 (stop it to go offline)."""
-    from certomancer_pki import Animator
+    from tests.signing.certomancer_pki import Animator
 
     running = Animator(cm_pki)
     await running.start()

@@ -78,9 +78,13 @@ def issue_test_pfx(
     )
     (ca / "leaf.ext").write_text(f"basicConstraints=critical,CA:FALSE\nkeyUsage={key_usage}\n")
     run = [
-        ("req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", "leaf.key", "-out", "leaf.csr", "-subj", f"/CN={name}"),
         (
-            "ca", "-batch", "-config", "ca.cnf", "-cert", str(certs.root_pem), "-keyfile", str(certs.root_key),
+            "req", "-new", "-newkey", "rsa:2048", "-nodes", "-keyout", "leaf.key", "-out", "leaf.csr",
+            "-subj", f"/CN={name}",
+        ),
+        (
+            "ca", "-batch", "-config", "ca.cnf", "-cert", str(certs.root_pem),
+            "-keyfile", str(certs.root_key),
             "-in", "leaf.csr", "-out", "leaf.pem", "-extfile", "leaf.ext", "-notext",
             *(("-startdate", start) if start else ()), *(("-enddate", end) if end else ()),
         ),

@@ -10,9 +10,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from signing_helpers import PFX_PASSWORD, REPO_ROOT
 
 from app.signing.signer import ArchiveSigner
+from tests.signing.signing_helpers import PFX_PASSWORD, REPO_ROOT
 
 VERIFY_PDF = REPO_ROOT / "scripts" / "ops" / "verify-pdf.sh"
 BACKENDS = {"cli": "", "fallback": "none"}  # pyHanko's CLI, or scripts/ops/verify-pdf.py

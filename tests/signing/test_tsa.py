@@ -13,10 +13,12 @@ import pytest
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import async_validate_pdf_signature
 from pyhanko_certvalidator import ValidationContext
-from signing_helpers import PFX_PASSWORD, TSA_PASSWORD, TSA_USER, pdfsig
 
 from app.errors import ConfigError, SigningError
-from app.signing.signer import DEFAULT_BYTES_RESERVED, ArchiveSigner, SigningOptions, build_timestamper
+from app.signing.options import DEFAULT_BYTES_RESERVED, SigningOptions
+from app.signing.signer import ArchiveSigner
+from app.signing.tsa import build_timestamper
+from tests.signing.signing_helpers import PFX_PASSWORD, TSA_PASSWORD, TSA_USER, pdfsig
 
 
 @pytest.fixture
@@ -43,9 +45,7 @@ async def test_b_t_signature_has_a_trusted_timestamp(
 
     assert result.signed and result.pades_level == "B-T"
     assert result.timestamp is not None
-    assert (
-        before - timedelta(seconds=2) <= result.timestamp <= datetime.now(UTC) + timedelta(seconds=2)
-    )
+    assert before - timedelta(seconds=2) <= result.timestamp <= datetime.now(UTC) + timedelta(seconds=2)
     assert local_tsa.requests == 1  # bytes_reserved: no dummy signature, no second TSA call
     sig = PdfFileReader(io.BytesIO(result.data)).embedded_signatures[0]
     status = await async_validate_pdf_signature(
@@ -58,50 +58,6 @@ async def test_b_t_signature_has_a_trusted_timestamp(
     path.write_bytes(result.data)
     text = pdfsig(path)
     assert "Signature is Valid." in text and "Total document signed" in text
-
-
-async def test_b_t_sign_file_reads_the_timestamp_back_from_the_file(
-    pfx_bytes: bytes, sample_pdf: bytes, root_cert, local_tsa, session, tmp_path: Path
-) -> None:
-    source, target = tmp_path / "rendered.pdf", tmp_path / "signed.pdf"
-    source.write_bytes(sample_pdf)
-    before = datetime.now(UTC)
-
-    result = await make_signer(pfx_bytes, local_tsa.url, session).sign_file(source, target)
-
-    assert result.signed and result.pades_level == "B-T" and result.path == target and result.data == b""
-    assert result.timestamp is not None and result.timestamp_authority
-    assert (
-        before - timedelta(seconds=2) <= result.timestamp <= datetime.now(UTC) + timedelta(seconds=2)
-    )
-    sig = PdfFileReader(io.BytesIO(target.read_bytes())).embedded_signatures[0]
-    status = await async_validate_pdf_signature(
-        sig, ValidationContext(trust_roots=[root_cert], allow_fetching=False)
-    )
-    assert status.bottom_line and status.timestamp_validity is not None
-    assert status.timestamp_validity.timestamp == result.timestamp
-
-
-async def test_b_t_sign_file_finds_the_timestamp_in_the_tail_of_a_big_pdf(
-    pfx_bytes: bytes, local_tsa, session, tmp_path: Path
-) -> None:
-    """Beyond 4 MiB only the file's tail is read back: the /ByteRange offsets are absolute."""
-    import os
-
-    from fpdf import FPDF
-
-    pdf = FPDF()
-    pdf.add_page()
-    pdf.embed_file(bytes=os.urandom(6 * 1024 * 1024), basename="noise.bin")  # incompressible
-    source, target = tmp_path / "big.pdf", tmp_path / "signed.pdf"
-    source.write_bytes(bytes(pdf.output()))
-    assert source.stat().st_size > 6 * 1024 * 1024
-
-    result = await make_signer(pfx_bytes, local_tsa.url, session).sign_file(source, target)
-
-    assert result.timestamp is not None and result.timestamp_authority
-    from_bytes = await make_signer(pfx_bytes, local_tsa.url, session).sign(source.read_bytes())
-    assert result.timestamp_authority == from_bytes.timestamp_authority
 
 
 async def test_b_t_cms_fits_the_default_reservation_with_margin(

@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import subprocess
+from datetime import timedelta
 from pathlib import Path
 
+import aiohttp
 import pytest
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.validation import async_validate_pdf_signature
 from pyhanko_certvalidator import ValidationContext
-from signing_helpers import PFX_PASSWORD, load_asn1_cert, openssl, pdfsig, signed_content
 
-from app.errors import SigningError
-from app.signing.signer import ArchiveSigner, SigningOptions, UnsignedPassthrough
+from app.errors import ConfigError, SigningError
+from app.observability.metrics import Metrics
+from app.signing.options import SigningOptions
+from app.signing.signer import ArchiveSigner, UnsignedPassthrough
+from app.signing.tsa import build_timestamper
+from tests.signing.signing_helpers import PFX_PASSWORD, load_asn1_cert, openssl, pdfsig, signed_content
 
 OPTIONS = SigningOptions(reason="Ticket-Archivierung", location="Berlin", contact="archive@example.org")
 
@@ -244,3 +250,39 @@ async def test_unsigned_passthrough_sign_file_keeps_the_file(tmp_path: Path) -> 
     result = await UnsignedPassthrough().sign_file(source, tmp_path / "signed.pdf")
     assert (result.signed, result.path, result.data) == (False, source, b"")
     assert not (tmp_path / "signed.pdf").exists()
+
+
+async def test_level_without_its_inputs_is_refused(pfx_bytes: bytes) -> None:
+    with pytest.raises(ConfigError, match="TSA_URL"):
+        ArchiveSigner.from_pfx(pfx_bytes, PFX_PASSWORD.encode(), level="B-T")
+    async with aiohttp.ClientSession() as session:
+        with pytest.raises(ConfigError, match="SIGNING_TRUST_ROOTS_PATH"):
+            ArchiveSigner.from_pfx(
+                pfx_bytes,
+                PFX_PASSWORD.encode(),
+                level="B-LT",
+                timestamper=build_timestamper("http://127.0.0.1:9/", session),
+            )
+
+
+def test_expiry_warning_log_and_metric(pfx_bytes: bytes, caplog: pytest.LogCaptureFixture) -> None:
+    probe = ArchiveSigner.from_pfx(pfx_bytes, PFX_PASSWORD.encode())
+    near = probe.not_after - timedelta(days=10)
+    caplog.set_level(logging.WARNING, logger="app.signing")
+
+    quiet = ArchiveSigner.from_pfx(
+        pfx_bytes, PFX_PASSWORD.encode(), expiry_warning=timedelta(days=5), clock=lambda: near
+    )
+    assert not quiet.expires_soon() and not caplog.records
+    loud = ArchiveSigner.from_pfx(
+        pfx_bytes, PFX_PASSWORD.encode(), expiry_warning=timedelta(days=30), clock=lambda: near
+    )
+
+    assert loud.expires_soon()
+    (record,) = caplog.records
+    assert "expires soon" in record.getMessage() and record.days_left == 10.0
+    metrics = Metrics()
+    metrics.watch_signing_certificate(lambda: (loud.not_after - near).total_seconds(), loud.expires_soon)
+    text = metrics.exposition()[0].decode()
+    assert "zammad_pdf_archiver_signing_certificate_expiry_seconds 864000.0" in text
+    assert "zammad_pdf_archiver_signing_certificate_expiring 1.0" in text

@@ -1,10 +1,12 @@
 """The signature revision written without pyHanko's PDF writer (``app.signing.incremental``):
 taken for fpdf2 output, checked by pdfsig, openssl and pyHanko, shaped like pyHanko's own update,
-and left to pyHanko for every file it does not handle."""
+and left to pyHanko (logged) for every file it does not handle. The fuzzing is in
+``test_incremental_fuzz.py``."""
 
 from __future__ import annotations
 
 import io
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,11 +15,13 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.pdf_utils.writer import PdfFileWriter
 from pyhanko.sign.validation import async_validate_pdf_signature
 from pyhanko_certvalidator import ValidationContext
-from signing_helpers import PFX_PASSWORD, openssl, pdfsig, signed_content
 
-import app.signing.signer as signer_module
-from app.signing.incremental import IncrementalSignature, UnsupportedLayout
-from app.signing.signer import ArchiveSigner, SigningOptions
+from app.errors import SigningError
+from app.signing.incremental import IncrementalSignature
+from app.signing.options import SigningOptions
+from app.signing.pdf_syntax import MAX_NESTING, MAX_OBJECT_NUMBER, UnsupportedLayout
+from app.signing.signer import INCREMENTAL_WRITER, PYHANKO_WRITER, ArchiveSigner
+from tests.signing.signing_helpers import PFX_PASSWORD, openssl, pdfsig, signed_content
 
 OPTIONS = SigningOptions(
     reason="Ticket-Archivierung (Test) – ü", location="Berlin", contact="archive@example.org"
@@ -30,14 +34,16 @@ def signer(pfx_bytes: bytes) -> ArchiveSigner:
     return ArchiveSigner.from_pfx(pfx_bytes, PFX_PASSWORD.encode(), options=OPTIONS)
 
 
-@pytest.fixture
-def no_pyhanko_writer(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fail if pyHanko's general signing flow is used (the fast path must take the file)."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("pyHanko's IncrementalPdfFileWriter was used")
-
-    monkeypatch.setattr(signer_module, "IncrementalPdfFileWriter", refuse)
+async def sign_directly(signer: ArchiveSigner, pdf: bytes) -> bytes:
+    """Sign ``pdf`` and check that the direct writer, not pyHanko's, wrote the revision."""
+    before = signer.revisions_by_writer
+    signed = (await signer.sign(pdf)).data
+    after = signer.revisions_by_writer
+    assert after.get(INCREMENTAL_WRITER, 0) == before.get(INCREMENTAL_WRITER, 0) + 1, (
+        "pyHanko's writer was used"
+    )
+    assert after.get(PYHANKO_WRITER, 0) == before.get(PYHANKO_WRITER, 0)
+    return signed
 
 
 async def status_of(signed: bytes, root_cert, index: int = 0):
@@ -48,26 +54,48 @@ async def status_of(signed: bytes, root_cert, index: int = 0):
 
 
 def build_pdf(
-    objects: dict[int, bytes], root: int, *, header: bytes = b"%PDF-1.4", trailer_extra: bytes = b""
+    objects: dict[int, bytes],
+    root: int,
+    *,
+    header: bytes = b"%PDF-1.4",
+    trailer_extra: bytes = b"",
+    generations: dict[int, int] | None = None,
 ) -> bytes:
     """A single-revision PDF with a classic xref table from raw object bodies."""
+    generations = generations or {}
     out = bytearray(header + b"\n%\xe2\xe3\xcf\xd3\n")
     offsets = {}
     for num in sorted(objects):
         offsets[num] = len(out)
-        out += b"%d 0 obj\n%s\nendobj\n" % (num, objects[num])
+        out += b"%d %d obj\n%s\nendobj\n" % (num, generations.get(num, 0), objects[num])
     size = max(objects) + 1
     xref_at = len(out)
     out += b"xref\n0 %d\n0000000000 65535 f \n" % size
     for num in range(1, size):
-        out += b"%010d 00000 n \n" % offsets[num] if num in objects else b"0000000000 65535 f \n"
-    out += b"trailer\n<< /Size %d /Root %d 0 R %s>>\nstartxref\n%d\n%%%%EOF\n" % (
+        if num in objects:
+            out += b"%010d %05d n \n" % (offsets[num], generations.get(num, 0))
+        else:
+            out += b"0000000000 65535 f \n"
+    out += b"trailer\n<< /Size %d /Root %d %d R %s>>\nstartxref\n%d\n%%%%EOF\n" % (
         size,
         root,
+        generations.get(root, 0),
         trailer_extra,
         xref_at,
     )
     return bytes(out)
+
+
+def simple_pdf(catalog: bytes = b"", page: bytes = b"", **kwargs) -> bytes:
+    """Catalog (1), page tree (2), one page (3), with ``catalog``/``page`` added to their
+    dictionaries and ``kwargs`` (``extra`` objects by number, others) passed to :func:`build_pdf`."""
+    objects = {
+        1: b"<< /Type /Catalog /Pages 2 0 R " + catalog + b" >>",
+        2: b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        3: b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 10 10] " + page + b" >>",
+        **kwargs.pop("extra", {}),
+    }
+    return build_pdf(objects, 1, **kwargs)
 
 
 def content_stream(text: bytes) -> bytes:
@@ -85,7 +113,8 @@ TRICKY = build_pdf(
         3: b"<< /Type /Page /Parent 5 0 R /MediaBox [0 0 595 842] /Contents 4 0 R /Resources << >>"
         b" /Annots [6 0 R] >>",
         4: content_stream(b"0 0 m 10 10 l S"),
-        6: b"<< /Type /Annot /Subtype /Link /Rect [0 0 10 10] /Border [0 0 0] /A << /S /URI /URI (https://x) >> >>",
+        6: b"<< /Type /Annot /Subtype /Link /Rect [0 0 10 10] /Border [0 0 0]"
+        b" /A << /S /URI /URI (https://x) >> >>",
     },
     root=1,
     trailer_extra=b"/ID [<0102> <0304>] ",
@@ -93,9 +122,9 @@ TRICKY = build_pdf(
 
 
 async def test_fpdf2_output_is_signed_without_pyhankos_writer_and_verifies_everywhere(
-    signer: ArchiveSigner, sample_pdf: bytes, root_cert, dev_certs, tmp_path: Path, no_pyhanko_writer
+    signer: ArchiveSigner, sample_pdf: bytes, root_cert, dev_certs, tmp_path: Path
 ) -> None:
-    signed = (await signer.sign(sample_pdf)).data
+    signed = await sign_directly(signer, sample_pdf)
 
     assert signed.startswith(sample_pdf)
     status = await status_of(signed, root_cert)
@@ -134,13 +163,16 @@ def status_of_cms(signed: bytes) -> bytes:
 
 
 async def test_the_update_has_the_shape_of_pyhankos_own(
-    signer: ArchiveSigner, sample_pdf: bytes, monkeypatch: pytest.MonkeyPatch
+    signer: ArchiveSigner, pfx_bytes: bytes, sample_pdf: bytes
 ) -> None:
     """Same catalog entries, field, widget and signature dictionary keys as pyHanko's
     ``PdfSigner`` writes (the XMP metadata stream is the one difference: left as it was)."""
-    fast = (await signer.sign(sample_pdf)).data
-    monkeypatch.setattr(ArchiveSigner, "_prepare_update", lambda self, pdf, now: None)
-    stock = (await signer.sign(sample_pdf)).data
+    stock_signer = ArchiveSigner.from_pfx(
+        pfx_bytes, PFX_PASSWORD.encode(), options=OPTIONS, incremental_writer=False
+    )
+    fast = await sign_directly(signer, sample_pdf)
+    stock = (await stock_signer.sign(sample_pdf)).data
+    assert stock_signer.revisions_by_writer == {PYHANKO_WRITER: 1}
 
     def shape(data: bytes):
         reader = PdfFileReader(io.BytesIO(data))
@@ -170,11 +202,12 @@ async def test_the_update_has_the_shape_of_pyhankos_own(
 
 
 async def test_tricky_syntax_and_an_existing_annotation(
-    signer: ArchiveSigner, root_cert, tmp_path: Path, no_pyhanko_writer
+    signer: ArchiveSigner, root_cert, tmp_path: Path
 ) -> None:
     """Comments, escaped and nested parentheses, nested dictionaries and arrays in a catalog
-    larger than the first read (4 KiB), a nested page tree and an existing link on the first page: copied as they are, the widget added."""
-    signed = (await signer.sign(TRICKY)).data
+    larger than the first read (4 KiB), a nested page tree and an existing link on the first
+    page: copied as they are, the widget added."""
+    signed = await sign_directly(signer, TRICKY)
 
     status = await status_of(signed, root_cert)
     assert status.bottom_line and status.intact and status.valid and status.trusted
@@ -225,33 +258,112 @@ def xref_stream_pdf() -> bytes:
     return out.getvalue()
 
 
-@pytest.mark.parametrize("pdf, why", [
-    (b"<html>not a pdf</html>", "header"),
-    (xref_stream_pdf(), "cross-reference stream"),
-    (build_pdf({1: b"<< /Type /Catalog /Pages 2 0 R /AcroForm << /Fields [] >> >>",
-                2: b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>", 3: b"<< /Type /Page /Parent 2 0 R >>"}, 1), "/AcroForm"),
-    (build_pdf({1: b"<< /Type /Catalog /Pages 2 0 R >>", 2: b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-                3: b"<< /Type /Page /Parent 2 0 R /Annots 4 0 R >>", 4: b"[]"}, 1), "/Annots"),
-    (build_pdf({1: b"<< /Type /Catalog /Pages 2 0 R >>", 2: b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-                3: b"<< /Type /Page /Parent 2 0 R >>"}, 1, header=b"%PDF-2.0"), "PDF 2.0"),
-    (build_pdf({1: b"<< /Type /Catalog /Pages 2 0 R >>", 2: b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-                3: b"<< /Type /Page /Parent 2 0 R >>"}, 1, trailer_extra=b"/Encrypt 9 0 R "), "/Encrypt"),
-    (build_pdf({1: b"<< /Type /Catalog /Pages 2 0 R >>", 2: b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-                3: content_stream(b"q Q")}, 1), "not a plain dictionary"),
+UNUSUAL = {
+    "header": b"<html>not a pdf</html>",
+    "cross-reference stream": xref_stream_pdf(),
+    "catalog has /AcroForm": simple_pdf(b"/AcroForm << /Fields [] >>"),
+    "catalog has /Extensions": simple_pdf(b"/Extensions << >>"),
+    "catalog has /Perms": simple_pdf(b"/Perms << >>"),
+    "/Annots is not a direct array": simple_pdf(page=b"/Annots 4 0 R", extra={4: b"[]"}),
+    "PDF 2.0": simple_pdf(header=b"%PDF-2.0"),
+    "trailer has /Encrypt": simple_pdf(trailer_extra=b"/Encrypt 9 0 R "),
+    "trailer has /Prev": simple_pdf(trailer_extra=b"/Prev 9 "),
+    "trailer has /XRefStm": simple_pdf(trailer_extra=b"/XRefStm 9 "),
+    "not a plain dictionary": build_pdf(
+        {1: b"<< /Type /Catalog /Pages 2 0 R >>", 2: b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+         3: content_stream(b"q Q")}, 1),
     # /Acro#46orm is /AcroForm and /Ann#6fts is /Annots (ISO 32000-1 §7.3.5): adding the
     # plain key would duplicate it.
-    (build_pdf({1: b"<< /Type /Catalog /Pages 2 0 R /Acro#46orm << /Fields [] >> >>",
-                2: b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>", 3: b"<< /Type /Page /Parent 2 0 R >>"}, 1),
-     "catalog has a key written with # escapes"),
-    (build_pdf({1: b"<< /Type /Catalog /Pages 2 0 R >>", 2: b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-                3: b"<< /Type /Page /Parent 2 0 R /Ann#6fts [] >>"}, 1), "first page has a key written with #"),
+    "catalog has a key written with # escapes": simple_pdf(b"/Acro#46orm << /Fields [] >>"),
+    "first page has a key written with #": simple_pdf(page=b"/Ann#6fts []"),
     # A trailer /Size below the highest object: new objects would overwrite listed ones.
-    (build_pdf({1: b"<< /Type /Catalog /Pages 2 0 R >>", 2: b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-                3: b"<< /Type /Page /Parent 2 0 R >>"}, 1).replace(b"/Size 4 ", b"/Size 2 "), "beyond /Size"),
-])  # fmt: skip
-def test_unusual_files_are_left_to_pyhanko(pdf: bytes, why: str) -> None:
+    "beyond /Size": simple_pdf().replace(b"/Size 4 ", b"/Size 2 "),
+    "no room below object number": simple_pdf().replace(b"/Size 4 ", b"/Size %d " % (MAX_OBJECT_NUMBER - 1)),
+    # pyHanko's strict reader refuses an object in use at a higher generation in one revision.
+    "in use at a generation above 0": simple_pdf(generations={3: 1}).replace(b"[3 0 R]", b"[3 1 R]"),
+    "entries malformed": simple_pdf().replace(b" n \n", b" n\n"),
+    "/ID is not an array of two strings": simple_pdf(trailer_extra=b"/ID [<01>] "),
+    "/ID is not an array": simple_pdf(trailer_extra=b"/ID 1 0 R "),
+    "/Type twice": simple_pdf(b"/Type /Catalog"),
+    "nested deeper than": simple_pdf(b"/Deep " + b"[" * (MAX_NESTING + 2) + b"]" * (MAX_NESTING + 2)),
+    "unexpected": simple_pdf(b"/Odd [1 \xc4 2]"),
+    "unexpected b'1x'": simple_pdf(b"/Odd 1x"),
+    "malformed hex string": simple_pdf(b"/Odd <0g>"),
+    "not found at its offset": simple_pdf(extra={4: b"<< /Title (x) >>"}, trailer_extra=b"/Info 4 0 R ")
+    .replace(b"4 0 obj\n<< /Title", b"4 0 ob \n<< /Title"),
+    "not a stream with a direct /Length": simple_pdf(
+        b"/Metadata 4 0 R", extra={4: b"<< /Length 5 0 R >>\nstream\nxx\nendstream", 5: b"2"}),
+    "does not end where its /Length says": simple_pdf(
+        b"/Metadata 4 0 R", extra={4: b"<< /Length 9 >>\nstream\nxx\nendstream"}),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("why", list(UNUSUAL))
+def test_unusual_files_are_left_to_pyhanko(why: str) -> None:
     with pytest.raises(UnsupportedLayout, match=why):
-        prepare(pdf)
+        prepare(UNUSUAL[why])
+
+
+def test_the_writer_accepts_the_simple_file_the_unusual_ones_are_made_from() -> None:
+    """Control: each case above differs from an accepted file only in what its name says."""
+    prepare(simple_pdf())
+    prepare(simple_pdf(extra={4: b"<< /Title (x) >>"}, trailer_extra=b"/Info 4 0 R /ID [<01> (x)] "))
+    prepare(simple_pdf(b"/Metadata 4 0 R", extra={4: b"<< /Length 2 >>\nstream\nxx\nendstream"}))
+    prepare(
+        simple_pdf(b"/Deep " + b"[" * MAX_NESTING + b"]" * MAX_NESTING + b" /Odd [1 2.5 -.5 true null /N]")
+    )
+
+
+@pytest.mark.parametrize("digest", ["sha1", "shake256", "md5"])
+def test_digests_it_does_not_compute_are_left_to_pyhanko(digest: str) -> None:
+    with pytest.raises(UnsupportedLayout, match="left to pyHanko"):
+        IncrementalSignature.prepare(
+            io.BytesIO(simple_pdf()),
+            field_name="S",
+            signing_time=NOW,
+            bytes_reserved=8192,
+            md_algorithm=digest,
+        )
+
+
+async def test_a_file_left_to_pyhanko_is_logged_and_counted(
+    pfx_bytes: bytes, root_cert, caplog: pytest.LogCaptureFixture
+) -> None:
+    signer = ArchiveSigner.from_pfx(pfx_bytes, PFX_PASSWORD.encode())
+    caplog.set_level(logging.INFO, logger="app.signing")
+
+    await sign_directly(signer, simple_pdf())
+    signed = (await signer.sign(UNUSUAL["catalog has /Extensions"])).data
+
+    assert signer.revisions_by_writer == {INCREMENTAL_WRITER: 1, PYHANKO_WRITER: 1}
+    (record,) = [r for r in caplog.records if "left to pyHanko" in r.getMessage()]
+    assert vars(record)["reason"] == "catalog has /Extensions"
+    status = await status_of(signed, root_cert)
+    assert status.intact and status.valid and status.trusted
+
+
+async def test_an_annots_array_ending_in_a_comment_gets_the_widget(signer: ArchiveSigner, root_cert) -> None:
+    """The widget goes after the comment's end of line, not into the comment."""
+    pdf = simple_pdf(page=b"/Annots [% no annotations yet ]\n]")
+
+    signed = await sign_directly(signer, pdf)
+
+    status = await status_of(signed, root_cert)
+    assert status.intact and status.valid and status.trusted
+    page = PdfFileReader(io.BytesIO(signed)).root["/Pages"]["/Kids"][0]
+    assert [a.get_object()["/Subtype"] for a in page["/Annots"]] == ["/Widget"]
+
+
+async def test_a_size_beyond_the_object_number_limit_is_refused_by_either_writer(
+    signer: ArchiveSigner,
+) -> None:
+    """pyHanko's writer would number the new objects past what readers support (qpdf: 2^31)."""
+    pdf = simple_pdf().replace(b"/Size 4 ", b"/Size 1000000000000 ")
+
+    with pytest.raises(SigningError, match="Annex C.2") as info:
+        await signer.sign(pdf)
+
+    assert info.value.transient is False
 
 
 async def test_a_key_with_escapes_is_signed_by_pyhanko_without_a_duplicate(

@@ -6,6 +6,7 @@ both timestamp tokens are also checked with openssl alone.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import io
 import os
@@ -16,7 +17,6 @@ import aiohttp
 import pytest
 from asn1crypto import cms
 from certomancer.registry import CertLabel, KeyLabel
-from certomancer_pki import PFX_PASSWORD
 from pyhanko.pdf_utils.reader import PdfFileReader
 from pyhanko.sign.general import find_cms_attribute_iter
 from pyhanko.sign.timestamps import DummyTimeStamper
@@ -31,12 +31,15 @@ from pyhanko_certvalidator import ValidationContext
 from pyhanko_certvalidator.context import CertValidationPolicySpec
 from pyhanko_certvalidator.policy_decl import REQUIRE_REVINFO, CertRevTrustPolicy
 from pyhanko_certvalidator.registry import SimpleTrustManager
-from signing_helpers import PFX_PASSWORD as DEV_PFX_PASSWORD
-from signing_helpers import REPO_ROOT, openssl, signed_content
 
 from app.errors import ConfigError, SigningError
-from app.signing.signer import DEFAULT_BYTES_RESERVED, ArchiveSigner, build_timestamper
+from app.signing.options import DEFAULT_BYTES_RESERVED
+from app.signing.signer import ArchiveSigner
 from app.signing.trust import LongTermValidation, load_certificates
+from app.signing.tsa import build_timestamper
+from tests.signing.certomancer_pki import PFX_PASSWORD
+from tests.signing.signing_helpers import PFX_PASSWORD as DEV_PFX_PASSWORD
+from tests.signing.signing_helpers import REPO_ROOT, openssl, signed_content
 
 VERIFY_PDF = REPO_ROOT / "scripts" / "ops" / "verify-pdf.sh"
 TSA_SUBJECT = "CN=Test TSA,O=Helpdesk Test PKI,C=DE"
@@ -98,11 +101,11 @@ async def test_levels_validate_with_trusted_timestamp(
     status = await async_validate_pdf_signature(sig, vc)
     await vc.aclose()
     assert status.bottom_line and status.timestamp_validity.trusted
-    dss = reader.root["/DSS"] if "/DSS" in reader.root else None
     if level == "B-T":
-        assert dss is None and len(reader.embedded_signatures) == 1
+        assert "/DSS" not in reader.root and len(reader.embedded_signatures) == 1
     else:
-        assert dss is not None and "/Certs" in dss and ("/OCSPs" in dss or "/CRLs" in dss)
+        dss = reader.root["/DSS"]  # pyHanko's __getitem__ resolves the reference; .get() would not
+        assert "/Certs" in dss and ("/OCSPs" in dss or "/CRLs" in dss)
         assert len(dss["/Certs"]) >= 4  # signer, issuing CA, root, TSA (+ OCSP responder)
     if level == "B-LTA":
         assert [s.sig_object["/Type"] for s in reader.embedded_signatures] == ["/Sig", "/DocTimeStamp"]
@@ -139,7 +142,9 @@ async def test_openssl_alone_verifies_cms_and_both_timestamp_tokens(
 ) -> None:
     signed = (await make_signer(cm_pki, session, "B-LTA").sign(sample_pdf)).data
     (tmp_path / "signed.pdf").write_bytes(signed)
-    subprocess.run(["pdfsig", "-dump", "signed.pdf"], cwd=tmp_path, capture_output=True)
+    await asyncio.to_thread(
+        subprocess.run, ["pdfsig", "-dump", "signed.pdf"], cwd=tmp_path, capture_output=True
+    )
     sig0, sig1 = tmp_path / "signed.pdf.sig0", tmp_path / "signed.pdf.sig1"
     assert sig0.exists() and sig1.exists(), "pdfsig -dump wrote no CMS"
     reader = PdfFileReader(io.BytesIO(signed))
