@@ -1,4 +1,4 @@
-"""Command line: ``python -m app serve`` runs the service; ``python -m app render`` lays out a ticket.
+"""Command line: ``python -m app serve`` runs the service; ``render``, ``extract``, ``lta-refresh`` are tools.
 
 ``serve`` reads the settings (``CONFIG_PATH`` and the environment), then runs Hypercorn on
 ``SERVER_HOST:SERVER_PORT`` until SIGTERM or SIGINT, draining running jobs within
@@ -169,6 +169,9 @@ commands:
                                           lay a ticket out as an unsigned PDF, without a server
   extract ARCHIVE.pdf -o DIR [--sidecar ARCHIVE.pdf.json]
                                           write the embedded originals out, check them against the sidecar
+  lta-refresh [--within-days N] [--dry-run]
+                                          add validation data and a document timestamp (PAdES B-LTA) to
+                                          archives whose timestamp or signing chain expires within N days
 """
 
 
@@ -200,6 +203,10 @@ def main(argv: list[str]) -> int:
         from app.render.extract import main as extract_main
 
         return extract_main(rest)
+    if command == "lta-refresh":
+        from app.signing.lta_cli import main as lta_refresh_main
+
+        return lta_refresh_main(rest)
     print(f"unknown command {command!r}\n\n{USAGE}", end="", file=sys.stderr)
     return 2
 
