@@ -1,4 +1,4 @@
-"""Command line: ``python -m app serve`` runs the service; ``render``, ``extract`` and ``audit`` are tools.
+"""Command line: ``python -m app serve`` runs the service; ``render``, ``extract``, ``audit``, ``lta-refresh`` are tools.
 
 ``serve`` reads the settings (``CONFIG_PATH`` and the environment), then runs Hypercorn on
 ``SERVER_HOST:SERVER_PORT`` until SIGTERM or SIGINT, draining running jobs within
@@ -171,6 +171,9 @@ commands:
                                           write the embedded originals out, check them against the sidecar
   audit [--since DATE] [--json] [--manifest] [--expiry-days N] [--trust PEM] [--root DIR]
                                           re-read every archive: SHA-256, sidecar, signatures, manifest chain
+  lta-refresh [--within-days N] [--dry-run]
+                                          add validation data and a document timestamp (PAdES B-LTA) to
+                                          archives whose timestamp or signing chain expires within N days
 """
 
 
@@ -206,6 +209,10 @@ def main(argv: list[str]) -> int:
         from app.audit.cli import main as audit_main
 
         return audit_main(rest)
+    if command == "lta-refresh":
+        from app.signing.lta_cli import main as lta_refresh_main
+
+        return lta_refresh_main(rest)
     print(f"unknown command {command!r}\n\n{USAGE}", end="", file=sys.stderr)
     return 2
 

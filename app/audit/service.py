@@ -16,8 +16,8 @@ from prometheus_client import CollectorRegistry
 from app.audit.schedule import AuditMetrics, ScheduledAudit, ScheduledAuditOptions
 from app.config import Settings
 from app.errors import ConfigError
-from app.signing.signer import build_timestamper
 from app.signing.trust import load_certificates
+from app.signing.tsa import build_timestamper
 from app.storage.manifest import ArchiveManifest
 from app.storage.manifest_timestamp import ManifestTimestamper
 

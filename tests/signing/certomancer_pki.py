@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import socket
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from aiohttp import web
@@ -22,6 +23,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 ARCH = "helpdesk"
 PFX_PASSWORD = b"certomancer-pfx-pw"
+EXPIRING_IN = timedelta(days=40)
+"""``signer-expiring`` (the signer's key) is valid from a day before :func:`build_pki` to this after it."""
 KEYS = ("root", "interm", "ocsp", "tsa", "signer")
 
 _CONFIG = """\
@@ -65,6 +68,10 @@ pki-architectures:
         template: signer
         subject: signer
         revocation: {{revoked-since: "2024-01-01T00:00:00+0000", reason: key_compromise}}
+      signer-expiring:
+        template: signer
+        subject: signer
+        validity: {{valid-from: "{expiring_from}", valid-to: "{expiring_to}"}}
     services:
       ocsp:
         interm: {{for-issuer: interm, responder-cert: ocsp, signing-key: ocsp}}
@@ -124,7 +131,15 @@ def build_pki(folder: Path, port: int | None = None) -> CertomancerPki:
         (keys / f"{name}.key.pem").write_bytes(pem)
     entries = "\n".join(f"      {name}: {{path: {name}.key.pem}}" for name in KEYS)
     config = folder / "certomancer.yml"
-    config.write_text(_CONFIG.format(prefix=f"http://127.0.0.1:{port}", keys=entries))
+    now = datetime.now(UTC).replace(microsecond=0)
+    config.write_text(
+        _CONFIG.format(
+            prefix=f"http://127.0.0.1:{port}",
+            keys=entries,
+            expiring_from=f"{now - timedelta(days=1):%Y-%m-%dT%H:%M:%S}+0000",
+            expiring_to=f"{now + EXPIRING_IN:%Y-%m-%dT%H:%M:%S}+0000",
+        )
+    )
     cfg = CertomancerConfig.from_file(
         str(config), key_search_dir=str(folder), external_url_prefix=f"http://127.0.0.1:{port}"
     )
