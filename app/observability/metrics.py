@@ -20,6 +20,8 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, Metric
 
+from app.jobs.records import OutcomeStatus
+
 PREFIX = "zammad_pdf_archiver"
 _JOB_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 _STEP_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
@@ -132,7 +134,7 @@ class Metrics:
             "1 while the signing certificate expires within SIGNING_EXPIRY_WARN_DAYS, else 0",
             registry=r,
         )
-        for status in ("archived", "skipped", "failed"):
+        for status in OutcomeStatus:
             self.jobs_processed_total.labels(status)
         for kind in ("Transient", "Permanent"):
             self.jobs_failed_total.labels(kind)
@@ -156,7 +158,7 @@ class Metrics:
     ) -> None:
         """Count one finished job and its step durations (``fetch_*`` steps are summed as ``fetch``)."""
         self.jobs_processed_total.labels(status).inc()
-        if status == "failed" and classification:
+        if status == OutcomeStatus.FAILED and classification:
             self.jobs_failed_total.labels(classification).inc()
         self.job_duration_seconds.observe(seconds)
         if step_seconds:

@@ -34,6 +34,7 @@ from typing import Any, cast
 
 from app import SERVICE_NAME, __version__
 from app.errors import ArchiverError, ZammadApiError
+from app.jobs.records import OutcomeStatus
 from app.workflow.classify import ClassifiedFailure, classify
 from app.workflow.gate import should_process
 from app.workflow.notes import Note, failure_note, success_note
@@ -143,7 +144,7 @@ class ArchiveOutcome:
         step_seconds: wall time per step, seconds.
     """
 
-    status: str
+    status: OutcomeStatus
     reason: str = ""
     started: bool = False
     stored: StoredArchive | None = None
@@ -352,7 +353,7 @@ class ArchiveWorkflow:
             )
             if not decision.process:
                 log.info("job skipped", extra={**ctx, "reason": decision.reason})
-                return ArchiveOutcome("skipped", decision.reason, step_seconds=timings)
+                return ArchiveOutcome(OutcomeStatus.SKIPPED, decision.reason, step_seconds=timings)
 
             step = "tag processing"
             # Only what changes the tags just read: Zammad's add/remove are idempotent, and a
@@ -462,7 +463,9 @@ class ArchiveWorkflow:
             note = success_note(
                 stored, signed, rendered, job_id=job_id, delivery_id=delivery_id, omitted=snapshot.omitted
             )
-            return ArchiveOutcome("archived", started=True, stored=stored, note=note, step_seconds=timings)
+            return ArchiveOutcome(
+                OutcomeStatus.ARCHIVED, started=True, stored=stored, note=note, step_seconds=timings
+            )
         except asyncio.CancelledError as cancel:
             if started and HANDED_OVER not in cancel.args:
                 await asyncio.shield(self._revert(ticket_id, {**ctx, "step": step}, guard))
@@ -483,7 +486,9 @@ class ArchiveWorkflow:
                     "cause": failure.cause,
                 },
             )
-            return ArchiveOutcome("failed", step, started=started, failure=failure, step_seconds=timings)
+            return ArchiveOutcome(
+                OutcomeStatus.FAILED, step, started=started, failure=failure, step_seconds=timings
+            )
 
     # -- the report ----------------------------------------------------------------------------
     def report(
@@ -503,11 +508,11 @@ class ArchiveWorkflow:
             gave_up: a Transient failure that used up its attempts (the job is dead): the
                 note says so; the trigger tag is kept, as for every Transient failure.
         """
-        if outcome.status == "archived":
+        if outcome.status == OutcomeStatus.ARCHIVED:
             assert outcome.note is not None
             t = success_transition(self.trigger_tag)
             return Report(t.add, t.remove, outcome.note.subject, outcome.note.body_html)
-        if outcome.status != "failed":
+        if outcome.status != OutcomeStatus.FAILED:
             return None
         failure = outcome.failure
         assert failure is not None

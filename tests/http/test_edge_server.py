@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 import yaml
 
-import app.jobs.sqlite as store_module
+import app.jobs.sqlite_walsync as store_module
 from app.devtools.webhook import zammad_webhook
 from app.http.openapi import OPENAPI
 from tests.conftest import HMAC_SECRET, REPO

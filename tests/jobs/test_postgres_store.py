@@ -9,7 +9,8 @@ import asyncpg
 import pytest
 
 from app.jobs.pg_schema import SCHEMA
-from app.jobs.postgres import PostgresJobStore, redact_url
+from app.jobs.pg_database import redact_url
+from app.jobs.postgres import PostgresJobStore
 from app.jobs.records import JobRequest, JobStoreUnavailable, LeaseLost
 
 REPORT = {"add": ["pdf:signed"], "remove": [], "subject": "PDF archived", "body_html": "b"}
@@ -240,8 +241,8 @@ async def test_commits_wait_for_the_wal_flush_whatever_the_database_default(post
         await admin.close()
     a = replica(postgres_url)
     await opened(a)
-    assert await a._call(lambda conn: conn.fetchval("SHOW synchronous_commit")) == "on"
-    in_accept = await a._call(
+    assert await a.database.call(lambda conn: conn.fetchval("SHOW synchronous_commit")) == "on"
+    in_accept = await a.database.call(
         lambda conn: conn.fetchval(
             f"SELECT current_setting('synchronous_commit') FROM {SCHEMA}.accept_jobs('{{1}}', '{{NULL}}', '{{webhook}}', "
             "'{f}', '{0}', '{x}', 0, 60, 100) LIMIT 1"
@@ -340,17 +341,17 @@ async def test_a_call_begun_before_a_failure_does_not_clear_unavailable(postgres
     lease renewal's ``SELECT 1`` answered just after the kill and made the outage vanish.)"""
     a = replica(postgres_url)
     await opened(a)
-    slow = asyncio.create_task(a._call(lambda conn: conn.fetchval("SELECT pg_sleep(0.3)")))
+    slow = asyncio.create_task(a.database.call(lambda conn: conn.fetchval("SELECT pg_sleep(0.3)")))
     await asyncio.sleep(0.05)
 
     async def broken(conn: asyncpg.Connection) -> None:
         raise ConnectionResetError("connection reset by peer")
 
     with pytest.raises(JobStoreUnavailable, match="unreachable"):
-        await a._call(broken)
+        await a.database.call(broken)
     await slow
     assert a.unavailable is not None and "unreachable" in a.unavailable
-    assert await a._call(lambda conn: conn.fetchval("SELECT 1")) == 1
+    assert await a.database.call(lambda conn: conn.fetchval("SELECT 1")) == 1
     assert a.unavailable is None
     await closed(a)
 
@@ -368,7 +369,7 @@ async def test_a_claim_made_while_leases_are_renewed_is_not_taken_for_lost(postg
     first = await a.accept(JobRequest(1))
     await a.start(first.job_id, AT)
     second = await a.accept(JobRequest(2))
-    plain_call = a._call
+    plain_call = a.database.call
     claimed: list[object] = []
 
     async def claim_in_between(fn):  # the renewal's UPDATE has run; a claim lands before it is judged
@@ -378,9 +379,9 @@ async def test_a_claim_made_while_leases_are_renewed_is_not_taken_for_lost(postg
             claimed.append(await a.start(second.job_id, AT))
         return result
 
-    a._call = claim_in_between
+    a.database.call = claim_in_between
     await a.renew_leases()
-    a._call = plain_call
+    a.database.call = plain_call
     assert claimed[1] is not None and lost == []
     await a.finish(second.job_id, state="done", result="archived")  # its fence is still known
     await closed(a)

@@ -15,6 +15,8 @@ from pathlib import Path
 import pytest
 
 import app.jobs.sqlite as store_module
+import app.jobs.sqlite_batches as batches_module
+import app.jobs.sqlite_walsync as walsync_module
 from app.jobs.records import JobRequest, JobStoreUnavailable
 from app.jobs.sqlite import SqliteJobStore as JobStore
 
@@ -58,7 +60,7 @@ def open_store(path: Path) -> JobStore:
 def use_helper(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, code: str) -> None:
     script = tmp_path / "helper.py"
     script.write_text(textwrap.dedent(code))
-    monkeypatch.setattr(store_module, "WALSYNC_SCRIPT", script)
+    monkeypatch.setattr(walsync_module, "WALSYNC_SCRIPT", script)
 
 
 def jobs_in(path: Path) -> list[int]:
@@ -107,7 +109,7 @@ async def test_a_failed_sync_makes_the_store_refuse_writes_but_answer_reads(monk
 async def test_a_killed_helper_is_started_again(tmp_path):
     store = open_store(tmp_path / "jobs.sqlite3")
     await store.open()
-    await asyncio.sleep(store_module.RESPAWN_SECONDS + 0.1)
+    await asyncio.sleep(walsync_module.RESPAWN_SECONDS + 0.1)
     helper = store._wal_sync._proc
     helper.kill()
     await asyncio.to_thread(helper.wait, 10)
@@ -128,9 +130,9 @@ async def test_a_helper_that_keeps_ending_makes_the_store_refuse_writes(monkeypa
 
 async def test_a_hung_sync_fails_readiness_and_close_still_ends(monkeypatch, tmp_path):
     use_helper(monkeypatch, tmp_path, HANGING_HELPER)
-    monkeypatch.setattr(store_module, "STALL_SECONDS", 0.2)
+    monkeypatch.setattr(walsync_module, "STALL_SECONDS", 0.2)
     monkeypatch.setattr(store_module, "CLOSE_WAIT_SECONDS", 0.5)
-    monkeypatch.setattr(store_module, "HELPER_EXIT_SECONDS", 0.5)
+    monkeypatch.setattr(walsync_module, "HELPER_EXIT_SECONDS", 0.5)
     store = open_store(tmp_path / "jobs.sqlite3")
     await store.open()
     accepting = asyncio.ensure_future(store.accept(JobRequest(1)))
@@ -143,7 +145,7 @@ async def test_a_hung_sync_fails_readiness_and_close_still_ends(monkeypatch, tmp
 
 
 async def test_checkpoints_move_the_wal_into_the_database_file(monkeypatch, tmp_path):
-    monkeypatch.setattr(store_module, "CHECKPOINT_BATCHES", 3)
+    monkeypatch.setattr(batches_module, "CHECKPOINT_BATCHES", 3)
     path = tmp_path / "jobs.sqlite3"
     store = open_store(path)
     await store.open()
@@ -184,7 +186,7 @@ def test_helper_syncs_the_current_wal_file_ignores_sigterm_and_ends_with_stdin(t
     wal = tmp_path / "db-wal"
     wal.write_bytes(b"first")
     proc = subprocess.Popen(
-        [sys.executable, "-I", "-S", str(store_module.WALSYNC_SCRIPT), str(wal)],
+        [sys.executable, "-I", "-S", str(walsync_module.WALSYNC_SCRIPT), str(wal)],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         bufsize=0,
