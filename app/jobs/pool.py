@@ -2,9 +2,9 @@
 
 Admission goes through the job store, :class:`app.jobs.store.JobStore` (committed before
 ``/ingest`` answers); the queue is only the in-process hand-off of job ids to the workers. A worker
-takes a job, runs it (:meth:`JobRunner.execute`), decides what comes next with the
-:class:`RetryPolicy` — done, retry later (Transient, attempts left), dead (Transient,
-attempts used up) or failed (Permanent) — records that, and hands the job's report to a
+takes a job, runs it (:meth:`JobRunner.execute`), decides what comes next
+(:mod:`app.jobs.outcomes`: done, retry later (Transient, attempts left), dead (Transient,
+attempts used up) or failed (Permanent)), records that, and hands the job's report to a
 delivery task that retries until Zammad takes it. The worker takes its next job at once
 (``WORKERS`` bounds archive runs, not report deliveries); the ticket is free for its next
 job only once its report is delivered: one job per ticket at a time, across all workers.
@@ -22,6 +22,11 @@ not to the ticket — runs and deliveries await a lease check (the workflow's gu
 their writes to Zammad, so a replica that stalled past its lease and wakes up puts no tag
 back and posts no note a second time. A run's end that meets a database outage is kept and
 recorded once the database is back.
+
+This module stays one class of about 500 lines on purpose: the workers,
+the report deliveries, the claimer and the retry scheduler share the per-ticket bookkeeping
+(the busy tickets and what waits for them, the running jobs and their tasks); split, each part
+would reach into the others' state.
 """
 
 from __future__ import annotations

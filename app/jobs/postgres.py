@@ -12,13 +12,9 @@ made safe for several writers. The parts, one module each:
 - :mod:`app.jobs.pg_leases`: claims, leases, fencing, renewals — which jobs this replica holds.
 
 This module ties them together and has the transitions of a claimed job (each a fenced
-write) and the queries. Besides:
-
-- **Wake-up**: ``LISTEN``/``NOTIFY`` tells the replicas when a job became claimable
-  (:attr:`PostgresJobStore.work_available`); NOTIFY is not durable, so the worker pool also
-  polls (:data:`app.jobs.pool.CLAIM_POLL_SECONDS`).
-- **Shutdown**: :meth:`PostgresJobStore.close` gives back what this replica still holds
-  (running jobs to pending, undelivered reports to any replica) before it disconnects.
+write) and the queries. ``LISTEN``/``NOTIFY`` tells the replicas when a job became claimable
+(:attr:`PostgresJobStore.work_available`; not durable, so the worker pool also polls).
+:meth:`PostgresJobStore.close` gives back what this replica still holds before it disconnects.
 
 Times are Unix seconds from the store's clock (NTP-synchronised hosts: a lease of 60 s
 tolerates skew of seconds).
@@ -122,11 +118,6 @@ class PostgresJobStore:
         self._maintainer: asyncio.Task[None] | None = None
         self.work_available = asyncio.Event()
         """Set when a NOTIFY says a job may be claimable (the pool clears it)."""
-
-    @property
-    def owner(self) -> str:
-        """This replica's name in ``lease_owner``."""
-        return self.leases.owner
 
     @property
     def on_lease_lost(self) -> Callable[[str], None] | None:

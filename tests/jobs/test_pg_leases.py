@@ -193,7 +193,7 @@ async def test_renewals_keep_only_the_jobs_this_replica_works_on(postgres_url: s
             f"UPDATE {SCHEMA}.jobs SET state = 'running', attempts = 1, fence = fence + 1, "
             "lease_owner = $2, lease_expires_at = $3, started_at = $4 WHERE job_id = $1",
             orphan,
-            a.owner,
+            a.leases.owner,
             clock.now + 10,
             clock.now,
         )
