@@ -116,14 +116,14 @@ async def test_a_slow_report_frees_the_worker_but_holds_its_ticket(make_store: S
         await plain_deliver(job, report, fresh=fresh, guard=guard)
         events.append(f"deliver {job.ticket_id} done")
 
-    runner.deliver = slow_deliver  # type: ignore[method-assign]
+    runner.deliver = slow_deliver  # type: ignore[method-assign]  # this test wraps the fake's method
     plain_execute = runner.execute
 
     async def logged_execute(job: JobRecord, *, guard: Guard | None = None) -> ArchiveOutcome:
         events.append(f"run {job.ticket_id}")
         return await plain_execute(job, guard=guard)
 
-    runner.execute = logged_execute  # type: ignore[method-assign]
+    runner.execute = logged_execute  # type: ignore[method-assign]  # this test wraps the fake's method
     store = make_store()
     pool = WorkerPool(store, runner, workers=1, retry=RetryPolicy(3, 0.01, 0.02))
     await pool.start()
