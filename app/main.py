@@ -37,7 +37,8 @@ from app.http.hmac_auth import HmacSignatureMiddleware
 from app.http.rate_limit import RateLimitMiddleware
 from app.http.request_log import RequestLogMiddleware
 from app.http.routes import routes
-from app.jobs.pool import RetryPolicy, WorkerPool
+from app.jobs.outcomes import RetryPolicy
+from app.jobs.pool import WorkerPool
 from app.jobs.records import JobRecord, JobStoreUnavailable
 from app.jobs.store import JobStore, create_job_store
 from app.observability.logging import REDACTOR, configure_logging

@@ -7,9 +7,14 @@ body limit, HMAC middleware, dedupe and the job queue. The ratio full / bare of 
 is the result (target: at least 0.9). Rounds alternate bare/full so drift hits both alike.
 
 The full stack runs with its default, durable job store (SQLite in a fresh ``STATE_DIR``,
-WAL, group commits, each batch answered once the WAL sync helper has fdatasync'ed the WAL). In the same run a third server per round runs
-the full stack with ``STATE_DURABLE=false`` (the same store on an in-memory database): the
-ratio durable / in-memory of requests/s is what durability costs (target: at least 0.8).
+WAL, group commits, each batch answered once the WAL sync helper has fdatasync'ed the WAL). In
+the same run a third server per round runs the full stack with ``STATE_DURABLE=false`` (the
+same store on an in-memory database): the ratio durable / in-memory of requests/s is what
+durability costs (target: at least 0.8). Another server per round runs the durable store
+without the helper, on SQLite's own ``synchronous=FULL`` with each batch committed in the
+store's thread (``benchmarks/serve_sqlite_full_sync.py``, the design the helper replaced): the
+ratio helper / SQLite FULL of requests/s (the median of the rounds' ratios), and that of the
+worst rounds, are what the helper buys.
 A fourth server runs the bare route answering in batches (``--batched``: each request waits
 for a future released on the event loop's next turn with the others of that turn, as
 ``/ingest`` waits for its group commit, but with no work at all): its ratio to the bare route
@@ -161,11 +166,11 @@ def load(url: str, seconds: float) -> Load:
     return asyncio.run(_aiohttp_load(url, seconds))
 
 
-def start_full(
+def full_env(
     port: int, storage: Path, *, durable: bool = True, job_store_url: str | None = None
-) -> subprocess.Popen[bytes]:
-    """The full stack (``python -m app serve``) on ``port``: SQLite in a fresh ``STATE_DIR``
-    (in memory unless ``durable``), or the PostgreSQL store at ``job_store_url``."""
+) -> dict[str, str]:
+    """The environment of the full stack on ``port``: SQLite in a fresh ``STATE_DIR`` (in memory
+    unless ``durable``), or the PostgreSQL store at ``job_store_url``."""
     state = Path(tempfile.mkdtemp(prefix="state-", dir=storage))  # a fresh job store per server
     env = {
         # Zammad is a closed port: jobs fail fast and, all for one ticket, coalesce; the
@@ -190,7 +195,22 @@ def start_full(
     }
     if job_store_url is not None:
         env["JOB_STORE_URL"] = job_store_url
-    return start_python(["-m", "app", "serve"], env)
+    return env
+
+
+def start_full(
+    port: int, storage: Path, *, durable: bool = True, job_store_url: str | None = None
+) -> subprocess.Popen[bytes]:
+    """The full stack (``python -m app serve``) on ``port`` (see :func:`full_env`)."""
+    return start_python(
+        ["-m", "app", "serve"], full_env(port, storage, durable=durable, job_store_url=job_store_url)
+    )
+
+
+def start_full_sync(port: int, storage: Path) -> subprocess.Popen[bytes]:
+    """The full stack on a durable SQLite store without the WAL sync helper (SQLite's own
+    ``synchronous=FULL``, batches committed in the store's thread)."""
+    return start_python(["-m", "benchmarks.serve_sqlite_full_sync"], full_env(port, storage))
 
 
 def start_bare(port: int, *, batched: bool = False) -> subprocess.Popen[bytes]:
@@ -199,9 +219,31 @@ def start_bare(port: int, *, batched: bool = False) -> subprocess.Popen[bytes]:
     )
 
 
+def walsync_helpers(pid: int) -> int:
+    """How many WAL sync helper processes (``…/walsync.py``) process ``pid`` has as children;
+    -1 where ``/proc`` cannot tell (not Linux)."""
+    proc = Path("/proc")
+    if not (proc / str(pid)).exists():
+        return -1
+    count = 0
+    for entry in proc.iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == pid and b"walsync.py" in cmdline:
+            count += 1
+    return count
+
+
 def measure(kind: str, seconds: float, storage: Path, job_store_url: str | None = None) -> Load:
     """One round against a fresh server: ``"bare"``, ``"batched"`` (the bare route answering in
-    batches, see :mod:`benchmarks.bare_app`), ``"full"`` (durable job store), ``"memory"``
+    batches, see :mod:`benchmarks.bare_app`), ``"full"`` (durable job store), ``"full_sync"``
+    (durable, SQLite's ``synchronous=FULL`` instead of the WAL sync helper), ``"memory"``
     (full stack, ``STATE_DURABLE=false``) or ``"postgres"`` (full stack, the PostgreSQL store
     at ``job_store_url``, a fresh database)."""
     port = free_port()
@@ -210,10 +252,16 @@ def measure(kind: str, seconds: float, storage: Path, job_store_url: str | None 
     elif kind == "postgres":
         assert job_store_url is not None
         proc = start_full(port, storage, job_store_url=job_store_url)
+    elif kind == "full_sync":
+        proc = start_full_sync(port, storage)
     else:
         proc = start_full(port, storage, durable=kind == "full")
     try:
         wait_http(f"http://127.0.0.1:{port}/healthz", proc)
+        if kind in ("full", "full_sync"):  # the variant really is what it says
+            expected, helpers = (1 if kind == "full" else 0), walsync_helpers(proc.pid)
+            if helpers not in (expected, -1):
+                raise RuntimeError(f"{kind}: {helpers} WAL sync helper processes, expected {expected}")
         load(f"http://127.0.0.1:{port}/ingest", 1.0)  # warm-up
         return load(f"http://127.0.0.1:{port}/ingest", seconds)
     finally:
@@ -221,11 +269,13 @@ def measure(kind: str, seconds: float, storage: Path, job_store_url: str | None 
 
 
 def run(quick: bool = False) -> list[Result]:
-    """Alternate bare, full (durable), full in-memory, batched and full-on-PostgreSQL rounds;
-    report medians, the full/bare ratio, the durable/in-memory ratio and PostgreSQL/SQLite."""
+    """Alternate bare, full (durable), full without the WAL sync helper, full in-memory, batched
+    and full-on-PostgreSQL rounds; report medians, the full/bare ratio, the helper/SQLite FULL
+    ratio, the durable/in-memory ratio and PostgreSQL/SQLite."""
     rounds, seconds = (1, 3.0) if quick else (3, 5.0)
     bare: list[Load] = []
     full: list[Load] = []
+    full_sync: list[Load] = []
     memory: list[Load] = []
     batched: list[Load] = []
     postgres: list[Load] = []
@@ -239,6 +289,7 @@ def run(quick: bool = False) -> list[Result]:
             for number in range(rounds):
                 bare.append(measure("bare", seconds, Path(tmp)))
                 full.append(measure("full", seconds, Path(tmp)))
+                full_sync.append(measure("full_sync", seconds, Path(tmp)))
                 memory.append(measure("memory", seconds, Path(tmp)))
                 batched.append(measure("batched", seconds, Path(tmp)))
                 if server is not None:
@@ -254,7 +305,12 @@ def run(quick: bool = False) -> list[Result]:
     ratio = f_rps / b_rps
     durable_ratio = f_rps / m_rps
     batched_ratio = statistics.median(x.rps for x in batched) / b_rps
-    errors = sum(x.errors for x in bare + full + memory + batched)
+    s_rps = statistics.median(x.rps for x in full_sync)
+    # Each round measures the two back to back: the median of the rounds' ratios is less moved by
+    # the machine's load drifting between rounds than the ratio of the medians.
+    helper_ratio = statistics.median(f.rps / s.rps for f, s in zip(full, full_sync, strict=True))
+    worst_helper_ratio = min(x.rps for x in full) / min(x.rps for x in full_sync)
+    errors = sum(x.errors for x in bare + full + full_sync + memory + batched)
     tool = "wrk" if shutil.which("wrk") else "aiohttp"
     rows = [
         Result("ingest", f"bare route requests/s ({tool}, {CONNECTIONS} conns)", round(b_rps), "req/s"),
@@ -277,6 +333,30 @@ def run(quick: bool = False) -> list[Result]:
             "ingest",
             f"full p50 {statistics.median(x.p50_ms for x in full):.2f} ms / p99",
             round(statistics.median(x.p99_ms for x in full), 2),
+            "ms",
+        ),
+        Result(
+            "ingest",
+            "full stack, SQLite synchronous=FULL in a thread (no WAL sync helper) requests/s",
+            round(s_rps),
+            "req/s",
+        ),
+        Result(
+            "ingest",
+            "WAL sync helper / SQLite synchronous=FULL in a thread requests/s (median of rounds)",
+            round(helper_ratio, 3),
+            "ratio",
+        ),
+        Result(
+            "ingest",
+            "WAL sync helper / SQLite synchronous=FULL in a thread, worst rounds' requests/s",
+            round(worst_helper_ratio, 3),
+            "ratio",
+        ),
+        Result(
+            "ingest",
+            f"SQLite FULL in a thread p50 {statistics.median(x.p50_ms for x in full_sync):.2f} ms / p99",
+            round(statistics.median(x.p99_ms for x in full_sync), 2),
             "ms",
         ),
         Result("ingest", "full stack, in-memory job store requests/s", round(m_rps), "req/s"),
@@ -302,7 +382,7 @@ def run(quick: bool = False) -> list[Result]:
         ),
         Result(
             "ingest",
-            "non-202 answers (full + in-memory + bare + batched)",
+            "non-202 answers (full + full without helper + in-memory + bare + batched)",
             errors,
             "count",
             "== 0",

@@ -30,7 +30,7 @@ from app.http.request_log import TICKET_ID_KEY
 from app.http.responses import JSONResponse, error_response, send_error, send_json
 from app.http.webhook import InvalidPayload, extract_ticket_id, signature_ok
 from app.jobs.pool import ShuttingDown
-from app.jobs.records import Admission, JobRequest, JobStoreUnavailable
+from app.jobs.records import Admission, AdmissionStatus, JobRequest, JobStoreUnavailable
 
 log = logging.getLogger("app.http")
 
@@ -73,9 +73,9 @@ async def _admit(runtime: Any, requests: list[JobRequest]) -> list[Admission] | 
     duplicates = 0
     for admission in admissions:  # a loop, not any()/sum() over generators: this runs per webhook
         status = admission.status
-        if status == "full":
+        if status == AdmissionStatus.FULL:
             return _queue_full()
-        if status == "duplicate":
+        if status == AdmissionStatus.DUPLICATE:
             duplicates += 1
     if duplicates:
         runtime.metrics.dedupe_hits_total.inc(duplicates)
@@ -144,7 +144,7 @@ class IngestEndpoint:
         if isinstance(admitted, Response):
             await admitted(scope, receive, send)
             return
-        status = "duplicate" if admitted[0].status == "duplicate" else "accepted"
+        status = "duplicate" if admitted[0].status == AdmissionStatus.DUPLICATE else "accepted"
         await send_json(send, 202, {"status": status, "ticket_id": ticket_id})
 
 
@@ -186,7 +186,11 @@ async def ingest_batch(request: Request) -> Response:
     admitted = await _admit(runtime, [JobRequest(t, delivery_id=delivery_id) for t in ticket_ids])
     if isinstance(admitted, Response):
         return admitted
-    status = "duplicate" if admitted and all(a.status == "duplicate" for a in admitted) else "accepted"
+    status = (
+        "duplicate"
+        if admitted and all(a.status == AdmissionStatus.DUPLICATE for a in admitted)
+        else "accepted"
+    )
     return JSONResponse({"status": status, "count": len(ticket_ids)}, status_code=202)
 
 

@@ -1,7 +1,7 @@
 """The PostgreSQL job store's schema: tables, indexes, the admission function, and migrations.
 
 Everything lives in its own schema, :data:`SCHEMA` (``zammad_pdf_archiver``), in the database
-that ``JOB_STORE_URL`` names — a database of its own, never Zammad's (:func:`app.jobs.postgres`
+that ``JOB_STORE_URL`` names — a database of its own, never Zammad's (:func:`migrate`
 refuses one that holds Zammad's ``tickets`` table). :data:`MIGRATIONS` are applied in order
 at start under an advisory lock, so replicas that start together apply each one once; the
 version reached is kept in ``schema_version``.
@@ -23,6 +23,14 @@ writers:
 """
 
 from __future__ import annotations
+
+import logging
+
+import asyncpg
+
+from app.jobs.records import JobStoreUnavailable
+
+log = logging.getLogger("app.jobs.store")
 
 SCHEMA = "zammad_pdf_archiver"
 """The PostgreSQL schema holding the store's tables (created when missing)."""
@@ -118,7 +126,8 @@ BEGIN
                      WHERE d.expires_at <= p_now
                     RETURNING d.job_id INTO claimed;
                     IF claimed IS NULL THEN  -- a live delivery id: nothing changes
-                        SELECT d.job_id INTO jid FROM {SCHEMA}.deliveries d WHERE d.delivery_id = p_deliveries[k];
+                        SELECT d.job_id INTO jid FROM {SCHEMA}.deliveries d
+                         WHERE d.delivery_id = p_deliveries[k];
                         o_status := 'duplicate';
                         o_job_id := jid;
                         o_created := false;
@@ -129,19 +138,23 @@ BEGIN
                 IF active THEN
                     IF act.state = 'pending' THEN
                         IF p_forces[k] AND NOT act.force THEN
-                            UPDATE {SCHEMA}.jobs SET force = true, updated_at = p_now WHERE job_id = act.job_id;
+                            UPDATE {SCHEMA}.jobs SET force = true, updated_at = p_now
+                             WHERE job_id = act.job_id;
                         END IF;
                     ELSIF NOT act.follow_up OR (p_forces[k] AND NOT act.follow_up_force) THEN
                         UPDATE {SCHEMA}.jobs
-                           SET follow_up = true, follow_up_force = follow_up_force OR p_forces[k], updated_at = p_now
+                           SET follow_up = true, follow_up_force = follow_up_force OR p_forces[k],
+                               updated_at = p_now
                          WHERE job_id = act.job_id;
                     END IF;
                     status := 'coalesced';
                     created := false;
                     EXIT;
                 END IF;
-                INSERT INTO {SCHEMA}.jobs (job_id, ticket_id, state, reason, force, delivery_id, created_at, updated_at)
-                VALUES (p_job_ids[k], p_tickets[k], 'pending', p_reasons[k], p_forces[k], p_deliveries[k], p_now, p_now)
+                INSERT INTO {SCHEMA}.jobs
+                       (job_id, ticket_id, state, reason, force, delivery_id, created_at, updated_at)
+                VALUES (p_job_ids[k], p_tickets[k], 'pending', p_reasons[k], p_forces[k], p_deliveries[k],
+                        p_now, p_now)
                 ON CONFLICT (ticket_id) WHERE state IN ('pending', 'running') DO NOTHING;
                 IF FOUND THEN
                     status := 'accepted';
@@ -223,3 +236,41 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.schema_version (
     applied_at double precision NOT NULL
 );
 """
+
+
+async def migrate(conn: asyncpg.Connection, *, now: float, database: str) -> None:
+    """Create or migrate the schema on ``conn``, one replica at a time (an advisory lock held
+    for the transaction), and (re)create :data:`ACCEPT_FUNCTION`.
+
+    Args:
+        now: Unix seconds, recorded with each migration applied.
+        database: the database's name for messages (``JOB_STORE_URL`` without its password).
+
+    Raises:
+        JobStoreUnavailable: the database is Zammad's own (it holds ``tickets`` and
+            ``ticket_articles``), or its schema is newer than this release knows.
+    """
+    zammads = await conn.fetchval(
+        "SELECT count(*) FROM information_schema.tables WHERE table_schema = 'public' "
+        "AND table_name IN ('tickets', 'ticket_articles')"
+    )
+    if zammads == 2:
+        raise JobStoreUnavailable(
+            f"{database} is Zammad's own database; give the archiver a "
+            "database of its own (CREATE DATABASE zammad_pdf_archiver)"
+        )
+    async with conn.transaction():
+        # Held until this transaction ends (also when it fails): replicas migrate one at a time.
+        await conn.execute("SELECT pg_advisory_xact_lock($1)", MIGRATION_LOCK)
+        await conn.execute(BOOTSTRAP)
+        version = await conn.fetchval(f"SELECT coalesce(max(version), 0) FROM {SCHEMA}.schema_version")
+        if version > len(MIGRATIONS):
+            raise JobStoreUnavailable(
+                f"the job store's schema is version {version}, newer than this "
+                f"release knows ({len(MIGRATIONS)}); upgrade the service"
+            )
+        for number, migration in enumerate(MIGRATIONS[version:], start=version + 1):
+            await conn.execute(migration)
+            await conn.execute(f"INSERT INTO {SCHEMA}.schema_version VALUES ($1, $2)", number, now)
+            log.info("job store schema migrated", extra={"version": number})
+        await conn.execute(ACCEPT_FUNCTION)

@@ -2,9 +2,9 @@
 
 Admission goes through the job store, :class:`app.jobs.store.JobStore` (committed before
 ``/ingest`` answers); the queue is only the in-process hand-off of job ids to the workers. A worker
-takes a job, runs it (:meth:`JobRunner.execute`), decides what comes next with the
-:class:`RetryPolicy` — done, retry later (Transient, attempts left), dead (Transient,
-attempts used up) or failed (Permanent) — records that, and hands the job's report to a
+takes a job, runs it (:meth:`JobRunner.execute`), decides what comes next
+(:mod:`app.jobs.outcomes`: done, retry later (Transient, attempts left), dead (Transient,
+attempts used up) or failed (Permanent)), records that, and hands the job's report to a
 delivery task that retries until Zammad takes it. The worker takes its next job at once
 (``WORKERS`` bounds archive runs, not report deliveries); the ticket is free for its next
 job only once its report is delivered: one job per ticket at a time, across all workers.
@@ -22,6 +22,11 @@ not to the ticket — runs and deliveries await a lease check (the workflow's gu
 their writes to Zammad, so a replica that stalled past its lease and wakes up puts no tag
 back and posts no note a second time. A run's end that meets a database outage is kept and
 recorded once the database is back.
+
+This module stays one class of about 500 lines on purpose: the workers,
+the report deliveries, the claimer and the retry scheduler share the per-ticket bookkeeping
+(the busy tickets and what waits for them, the running jobs and their tasks); split, each part
+would reach into the others' state.
 """
 
 from __future__ import annotations
@@ -30,14 +35,14 @@ import asyncio
 import contextlib
 import heapq
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
-from app.jobs.records import Admission, JobRecord, JobRequest, JobStoreUnavailable, LeaseLost
+from app.jobs.outcomes import RetryPolicy, job_end
+from app.jobs.records import Admission, JobRecord, JobRequest, JobState, JobStoreUnavailable, LeaseLost
 from app.jobs.store import JobStore
 from app.workflow.archive import HANDED_OVER, ArchiveOutcome
 from app.workflow.ports import Guard
@@ -49,28 +54,6 @@ T = TypeVar("T")
 PURGE_INTERVAL_SECONDS = 60.0
 CLAIM_POLL_SECONDS = 1.0
 """With a shared store: how often the claimer looks for work without a NOTIFY."""
-
-
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
-    """Exponential backoff with jitter for Transient failures.
-
-    Attributes:
-        max_attempts: runs per job before it is dead (``WORKFLOW_MAX_ATTEMPTS``).
-        base_seconds: the pause after the first failure (``WORKFLOW_RETRY_BASE_SECONDS``).
-        max_seconds: the longest pause (``WORKFLOW_RETRY_MAX_SECONDS``).
-    """
-
-    max_attempts: int = 5
-    base_seconds: float = 30.0
-    max_seconds: float = 900.0
-
-    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
-        """Seconds to wait after failed attempt number ``attempt`` (1-based):
-        ``min(max, base * 2**(attempt-1))``, scaled by a random factor in [0.5, 1.0] so that
-        jobs failing together do not retry together."""
-        ceiling = min(self.max_seconds, self.base_seconds * 2 ** (attempt - 1))
-        return ceiling * (rng or random).uniform(0.5, 1.0)
 
 
 async def _wait(event: asyncio.Event, seconds: float) -> None:
@@ -141,6 +124,8 @@ class WorkerPool:
         self._deliver_max = deliver_backoff_max_seconds
         self._queue: asyncio.Queue[_Work] = asyncio.Queue()
         self._busy: dict[int, list[_Work]] = {}
+        self._none_busy = asyncio.Event()  # set while no ticket is busy (_busy is empty)
+        self._none_busy.set()
         self._running: dict[int, str] = {}
         self._schedule: list[tuple[float, str, int]] = []
         self._wake = asyncio.Event()
@@ -200,7 +185,7 @@ class WorkerPool:
         out: dict[str, Any] = record.describe() if record is not None else {"state": "none"}
         # With a shared store the job may run on another replica: the store's state says it.
         out["in_flight"] = ticket_id in self._running or (
-            self.store.shared and record is not None and record.state == "running"
+            self.store.shared and record is not None and record.state == JobState.RUNNING
         )
         return out
 
@@ -230,7 +215,7 @@ class WorkerPool:
         ]
         self._tasks.append(asyncio.create_task(self._scheduler(), name="retry-scheduler"))
         if self.store.shared:
-            self.store.on_lease_lost = self._lease_lost  # type: ignore[attr-defined]  # PostgresJobStore only
+            self.store.on_lease_lost = self._lease_lost
             self._tasks.append(asyncio.create_task(self._claimer(), name="job-claimer"))
 
     async def stop(self, grace_seconds: float) -> None:
@@ -241,9 +226,9 @@ class WorkerPool:
         """
         self._accepting = False
         self.shutting_down = True
-        deadline = time.monotonic() + grace_seconds
-        while self._busy and time.monotonic() < deadline:  # runs and their report deliveries
-            await asyncio.sleep(0.05)
+        with contextlib.suppress(TimeoutError):  # runs and their report deliveries
+            async with asyncio.timeout(grace_seconds):
+                await self._none_busy.wait()
         tasks = [*self._tasks, *self._deliveries]
         for task in tasks:
             task.cancel()
@@ -260,6 +245,7 @@ class WorkerPool:
                 self._busy[work.ticket_id].append(work)  # one job per ticket at a time
                 continue
             self._busy[work.ticket_id] = []
+            self._none_busy.clear()
             delivery = None
             try:
                 if work.kind == "deliver":
@@ -290,6 +276,8 @@ class WorkerPool:
         """The ticket is free: queue what waited for it."""
         for waiting in self._busy.pop(ticket_id, []):
             self._queue.put_nowait(waiting)
+        if not self._busy:
+            self._none_busy.set()
 
     async def _deliver_then_release(self, work: _Work, delivery: Coroutine[Any, Any, None]) -> None:
         try:
@@ -358,12 +346,9 @@ class WorkerPool:
             self._on_outcome(record, outcome, time.perf_counter() - started)
 
         failure = outcome.failure
-        if (
-            outcome.status == "failed"
-            and failure is not None
-            and failure.transient
-            and record.attempts < self.retry.max_attempts
-        ):
+        end = job_end(outcome, attempts=record.attempts, max_attempts=self.retry.max_attempts)
+        if end is None:  # a Transient failure with attempts left
+            assert failure is not None
             at = time.time() + self.retry.delay(record.attempts)
             try:
                 await self._recorded(
@@ -395,17 +380,14 @@ class WorkerPool:
             )
             return None
 
-        gave_up = outcome.status == "failed" and failure is not None and failure.transient
-        report = self.runner.report(record, outcome, gave_up=gave_up)
-        state = {"archived": "done", "skipped": "done"}.get(outcome.status, "dead" if gave_up else "failed")
-        result = f"skipped: {outcome.reason}" if outcome.status == "skipped" else outcome.status
+        report = self.runner.report(record, outcome, gave_up=end.gave_up)
         try:
             follow_up = await self._recorded(
                 record,
                 lambda: self.store.finish(
                     record.job_id,
-                    state=state,
-                    result=result,
+                    state=end.state,
+                    result=end.result,
                     report=report.as_dict() if report else None,
                     error=failure.cause if failure else None,
                     step=outcome.reason if failure else None,
@@ -498,7 +480,7 @@ class WorkerPool:
         """The check a run or a delivery awaits before writing to the ticket (shared store
         only): this replica still holds ``job_id``'s lease (extended by the check); raises
         :class:`LeaseLost` or :class:`JobStoreUnavailable` otherwise."""
-        return lambda: self.store.confirm_lease(job_id)  # type: ignore[attr-defined]  # PostgresJobStore only
+        return lambda: self.store.confirm_lease(job_id)
 
     def _lease_lost(self, job_id: str) -> None:
         """The store found that another replica took ``job_id`` over: cancel its run here,

@@ -11,14 +11,67 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from typing import Any
 
 import orjson
 
-ACTIVE_STATES = ("pending", "running")
+
+class JobState(StrEnum):
+    """Where a job stands: ``jobs.state`` in both stores and ``state`` in ``/jobs/{ticket_id}``
+    (the values are what is stored and answered)."""
+
+    PENDING = "pending"
+    """Waiting to run: new, coalesced into, put back by a shutdown, or waiting for a retry
+    (``next_attempt_at``)."""
+    RUNNING = "running"
+    """A worker runs it (with a shared store: under this replica's lease)."""
+    DONE = "done"
+    """Ended well: archived, or skipped by the gate (``result`` says which)."""
+    FAILED = "failed"
+    """Ended with a Permanent failure."""
+    DEAD = "dead"
+    """Ended with a Transient failure after its last attempt (``WORKFLOW_MAX_ATTEMPTS``)."""
+
+
+ACTIVE_STATES = (JobState.PENDING, JobState.RUNNING)
 """A ticket has at most one job in one of these states (across all replicas)."""
-TERMINAL_STATES = ("done", "failed", "dead")
+TERMINAL_STATES = (JobState.DONE, JobState.FAILED, JobState.DEAD)
 """States a job ends in; its report may still wait for delivery (``reported`` false)."""
+
+
+class OutcomeStatus(StrEnum):
+    """How one run of a job ended (:attr:`app.workflow.archive.ArchiveOutcome.status`; the label
+    of ``jobs_processed_total``). Not a :class:`JobState`: a ``failed`` run ends its job
+    ``failed`` (Permanent) or ``dead`` (Transient, attempts used up), or the job runs again."""
+
+    ARCHIVED = "archived"
+    SKIPPED = "skipped"
+    FAILED = "failed"
+
+
+class AdmissionStatus(StrEnum):
+    """The job store's answer to a :class:`JobRequest` (:attr:`Admission.status`; the values are
+    what the PostgreSQL function ``accept_jobs`` returns)."""
+
+    ACCEPTED = "accepted"
+    """A new pending job."""
+    COALESCED = "coalesced"
+    """Merged into the ticket's pending job, or a follow-up of its running job."""
+    DUPLICATE = "duplicate"
+    """The delivery id was accepted within its TTL; nothing changes."""
+    FULL = "full"
+    """Too many pending jobs (``WORKFLOW_QUEUE_MAX``); nothing recorded."""
+
+
+_JOB_STATES = {state.value: state for state in JobState}
+_ADMISSION_STATUSES = {status.value: status for status in AdmissionStatus}
+
+
+def admission_status(value: str) -> AdmissionStatus:
+    """The :class:`AdmissionStatus` named ``value`` as stored or returned by SQL (a dictionary
+    look-up: ``AdmissionStatus(value)`` costs ten times more, once per webhook)."""
+    return _ADMISSION_STATUSES[value]
 
 
 class JobStoreUnavailable(OSError):
@@ -70,20 +123,19 @@ class Admission:
     there; treat it as immutable).
 
     Attributes:
-        status: ``"accepted"`` (a new pending job), ``"coalesced"`` (merged into the ticket's
-            pending job, or a follow-up of its running job), ``"duplicate"`` (delivery id seen
-            within its TTL) or ``"full"`` (too many pending jobs; nothing recorded).
+        status: what became of the request (see :class:`AdmissionStatus`).
         job_id: the job that will do the work (``None`` for ``full``).
         new: whether ``job_id`` is a new job that must be handed to the workers.
     """
 
-    status: str
+    status: AdmissionStatus
     job_id: str | None
     new: bool = False
 
     @property
     def accepted(self) -> bool:
-        return self.status in ("accepted", "coalesced", "duplicate")
+        """Whether a job will do the work (every status but ``full``)."""
+        return self.status != AdmissionStatus.FULL
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,7 +144,7 @@ class JobRecord:
 
     job_id: str
     ticket_id: int
-    state: str
+    state: JobState
     reason: str
     force: bool
     delivery_id: str | None
@@ -120,7 +172,7 @@ class JobRecord:
         return cls(
             job_id=row["job_id"],
             ticket_id=row["ticket_id"],
-            state=row["state"],
+            state=_JOB_STATES[row["state"]],
             reason=row["reason"],
             force=bool(row["force"]),
             delivery_id=row["delivery_id"],

@@ -19,11 +19,11 @@ Two backends implement :class:`JobStore`, chosen by ``JOB_STORE_URL``
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 from app.config import Settings
-from app.jobs.records import Admission, JobRecord, JobRequest, Recovery
+from app.jobs.records import Admission, JobRecord, JobRequest, JobState, Recovery
 
 SQLITE_FILE = "jobs.sqlite3"
 """The SQLite store's file name in ``STATE_DIR``."""
@@ -34,12 +34,21 @@ class JobStore(Protocol):
 
     ``shared`` says whether several replicas use it: then the pool also claims work that
     other replicas accepted or left behind (:meth:`claim_due`, :meth:`claim_reports`) when
-    :attr:`work_available` is set or every poll interval.
+    :attr:`work_available` is set or every poll interval, awaits :meth:`confirm_lease` before
+    each write to a ticket, and sets :attr:`on_lease_lost` to cancel a run another replica took
+    over. A store of one instance (SQLite) holds every job it runs: there those members do
+    nothing.
     """
 
     shared: bool
     max_pending: int
-    work_available: asyncio.Event | None
+    on_lease_lost: Callable[[str], None] | None
+    """Called with a job id when the store finds that another replica took the job over."""
+
+    @property
+    def work_available(self) -> asyncio.Event | None:
+        """Set when work may be claimable (a shared store's ``NOTIFY``); ``None``: never."""
+        ...
 
     async def open(self) -> Recovery: ...
 
@@ -55,6 +64,11 @@ class JobStore(Protocol):
 
     async def claim_reports(self, limit: int) -> list[JobRecord]: ...
 
+    async def confirm_lease(self, job_id: str) -> None:
+        """Raise :class:`~app.jobs.records.LeaseLost` unless this replica still holds ``job_id``
+        (and extend its lease)."""
+        ...
+
     async def requeue(self, job_id: str) -> None: ...
 
     async def retry_later(
@@ -65,7 +79,7 @@ class JobStore(Protocol):
         self,
         job_id: str,
         *,
-        state: str,
+        state: JobState,
         result: str,
         report: dict[str, Any] | None = None,
         error: str | None = None,

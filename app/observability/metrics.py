@@ -20,6 +20,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, Metric
 
+from app.jobs.records import OutcomeStatus
 from app.workflow.steps import FETCH_STEPS, METRIC_STEPS, Step
 
 PREFIX = "zammad_pdf_archiver"
@@ -134,7 +135,7 @@ class Metrics:
             "1 while the signing certificate expires within SIGNING_EXPIRY_WARN_DAYS, else 0",
             registry=r,
         )
-        for status in ("archived", "skipped", "failed"):
+        for status in OutcomeStatus:
             self.jobs_processed_total.labels(status)
         for kind in ("Transient", "Permanent"):
             self.jobs_failed_total.labels(kind)
@@ -158,7 +159,7 @@ class Metrics:
     ) -> None:
         """Count one finished job and its step durations (the fetch steps are summed as ``fetch``)."""
         self.jobs_processed_total.labels(status).inc()
-        if status == "failed" and classification:
+        if status == OutcomeStatus.FAILED and classification:
             self.jobs_failed_total.labels(classification).inc()
         self.job_duration_seconds.observe(seconds)
         if step_seconds:

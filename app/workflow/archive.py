@@ -32,6 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from app.jobs.records import OutcomeStatus
 from app.workflow.classify import ClassifiedFailure, classify
 from app.workflow.gate import should_process
 from app.workflow.images import fetch_images
@@ -70,7 +71,7 @@ class ArchiveOutcome:
     """How :meth:`ArchiveWorkflow.execute` ended.
 
     Attributes:
-        status: ``"archived"``, ``"skipped"`` or ``"failed"``.
+        status: :class:`~app.jobs.records.OutcomeStatus` (``archived``, ``skipped`` or ``failed``).
         reason: for ``skipped`` the gate's reason; for ``failed`` the failing :class:`Step`.
         started: whether the processing tags were set (the run got past the gate).
         stored: where the archive landed (``archived`` only).
@@ -79,7 +80,7 @@ class ArchiveOutcome:
         step_seconds: wall time per timed :class:`Step`, seconds.
     """
 
-    status: str
+    status: OutcomeStatus
     reason: str = ""
     started: bool = False
     stored: StoredArchive | None = None
@@ -212,7 +213,7 @@ class ArchiveWorkflow:
             )
             if not decision.process:
                 log.info("job skipped", extra={**ctx, "reason": decision.reason})
-                return ArchiveOutcome("skipped", decision.reason, step_seconds=clock.seconds)
+                return ArchiveOutcome(OutcomeStatus.SKIPPED, decision.reason, step_seconds=clock.seconds)
 
             clock.current = Step.START
             # Only what changes the tags just read: Zammad's add/remove are idempotent, and a
@@ -248,7 +249,7 @@ class ArchiveWorkflow:
                 stored, signed, rendered, job_id=job_id, delivery_id=delivery_id, omitted=omitted
             )
             return ArchiveOutcome(
-                "archived", started=True, stored=stored, note=note, step_seconds=clock.seconds
+                OutcomeStatus.ARCHIVED, started=True, stored=stored, note=note, step_seconds=clock.seconds
             )
         except asyncio.CancelledError as cancel:
             if started and HANDED_OVER not in cancel.args:
@@ -271,7 +272,11 @@ class ArchiveWorkflow:
                 },
             )
             return ArchiveOutcome(
-                "failed", clock.current.value, started=started, failure=failure, step_seconds=clock.seconds
+                OutcomeStatus.FAILED,
+                clock.current.value,
+                started=started,
+                failure=failure,
+                step_seconds=clock.seconds,
             )
 
     async def _snapshot(

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from app.errors import ArchiverError, ZammadApiError
+from app.jobs.records import OutcomeStatus
 from app.workflow.classify import classify
 from app.workflow.notes import failure_note
 from app.workflow.ports import Guard, ZammadPort
@@ -89,11 +90,11 @@ def final_report(
         gave_up: a Transient failure that used up its attempts (the job is dead): the
             note says so; the trigger tag is kept, as for every Transient failure.
     """
-    if outcome.status == "archived":
+    if outcome.status == OutcomeStatus.ARCHIVED:
         assert outcome.note is not None
         t = success_transition(trigger_tag)
         return Report(t.add, t.remove, outcome.note.subject, outcome.note.body_html)
-    if outcome.status != "failed":
+    if outcome.status != OutcomeStatus.FAILED:
         return None
     failure = outcome.failure
     assert failure is not None

@@ -221,11 +221,14 @@ async def test_ticket_without_trigger_tag_is_skipped(archiver, simulator):
 async def simulator_remove_tag(simulator, ticket_id: int, tag: str) -> None:
     from tests.conftest import API_TOKEN
 
-    async with aiohttp.ClientSession() as session, session.delete(
-        f"{simulator.base_url}/api/v1/tags/remove",
-        json={"object": "Ticket", "o_id": ticket_id, "item": tag},
-        headers={"Authorization": f"Token token={API_TOKEN}"},
-    ) as resp:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.delete(
+            f"{simulator.base_url}/api/v1/tags/remove",
+            json={"object": "Ticket", "o_id": ticket_id, "item": tag},
+            headers={"Authorization": f"Token token={API_TOKEN}"},
+        ) as resp,
+    ):
         assert resp.status == 200
 
 
@@ -234,11 +237,14 @@ async def test_ticket_left_in_processing_is_taken_over(archiver, simulator):
     await simulator_remove_tag(simulator, 4711, "pdf:sign")
     from tests.conftest import API_TOKEN
 
-    async with aiohttp.ClientSession() as session, session.post(
-        f"{simulator.base_url}/api/v1/tags/add",
-        json={"object": "Ticket", "o_id": 4711, "item": "pdf:processing"},
-        headers={"Authorization": f"Token token={API_TOKEN}"},
-    ) as resp:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{simulator.base_url}/api/v1/tags/add",
+            json={"object": "Ticket", "o_id": 4711, "item": "pdf:processing"},
+            headers={"Authorization": f"Token token={API_TOKEN}"},
+        ) as resp,
+    ):
         assert resp.status == 201
     service = await archiver()
     body, headers = zammad_webhook({"ticket_id": 4711}, HMAC_SECRET)

@@ -16,7 +16,7 @@ import aiohttp
 import pytest
 import yaml
 
-import app.jobs.sqlite as store_module
+import app.jobs.sqlite_walsync as store_module
 from app.devtools.webhook import zammad_webhook
 from app.http.openapi import OPENAPI
 from tests.conftest import HMAC_SECRET, REPO
@@ -188,9 +188,12 @@ async def test_chunked_50_mib_upload_is_cut_off(archiver):
 
     status = None
     try:
-        async with aiohttp.ClientSession() as session, session.post(
-            f"{service.url}/ingest", data=body(), headers={"X-Hub-Signature": "sha1=00"}
-        ) as resp:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(
+                f"{service.url}/ingest", data=body(), headers={"X-Hub-Signature": "sha1=00"}
+            ) as resp,
+        ):
             status = resp.status
             payload = await resp.json()
     except aiohttp.ClientError:

@@ -1,205 +1,46 @@
-"""Job store and worker pool on both backends (real SQLite files, a real PostgreSQL): admission,
-coalescing, retries, recovery, outbox."""
+"""The worker pool (:mod:`app.jobs.pool`) on both backends (a SQLite file, a real PostgreSQL):
+retries, one job per ticket, report delivery, shutdown; and with the shared store, what a lost
+lease or a database outage does to a run."""
 
 from __future__ import annotations
 
 import asyncio
-import random
 import time
-from collections.abc import Callable
-from pathlib import Path
 
 import pytest
 
-from app.errors import ZammadApiError
-from app.jobs.pool import RetryPolicy, WorkerPool
-from app.jobs.records import Admission, JobRecord, JobRequest
-from app.jobs.sqlite import SqliteJobStore as JobStore
+from app.jobs.outcomes import RetryPolicy
+from app.jobs.pool import WorkerPool
+from app.jobs.records import JobRecord, JobRequest, JobState
+from app.jobs.store import JobStore
 from app.workflow.archive import ArchiveOutcome
-from app.workflow.classify import classify
 from app.workflow.ports import Guard
-from app.workflow.report import Report, UndeliverableReport
+from app.workflow.report import Report
+from tests.jobs.conftest import StoreFactory
+from tests.jobs.support import (
+    AT,
+    Clock,
+    FakeRunner,
+    GuardedRunner,
+    closed,
+    job_of,
+    record_of,
+    replica,
+    stall,
+    until,
+)
+from tests.postgres_server import PostgresServer
 
 
-def store_at(path: Path | None, **kw) -> JobStore:
-    return JobStore(
-        path, delivery_ttl_seconds=kw.pop("ttl", 3600), max_pending=kw.pop("max_pending", 100), **kw
-    )
-
-
-async def test_accept_coalesce_duplicate_and_full(make_store):
-    store = make_store(max_pending=2)
-    await store.open()
-    first = await store.accept(JobRequest(1, delivery_id="d1"))
-    assert first.status == "accepted" and first.new
-    assert (await store.accept(JobRequest(1, delivery_id="d1"))).status == "duplicate"
-    merged = await store.accept(JobRequest(1, delivery_id="d2", force=True))
-    assert (merged.status, merged.job_id, merged.new) == ("coalesced", first.job_id, False)
-    assert (await store.get(first.job_id)).force is True
-    assert (await store.accept(JobRequest(2))).status == "accepted"
-    full = await store.accept(JobRequest(3, delivery_id="d3"))
-    assert full.status == "full" and full.job_id is None
-    # A refused delivery is not remembered: Zammad's retry gets through once there is room.
-    assert (await store.accept(JobRequest(3, delivery_id="d3"))).status == "full"
-    await store.close()
-
-
-async def test_delivery_ids_expire_and_win_over_full(make_store):
-    now = [1000.0]
-    store = make_store(max_pending=1, ttl=60, clock=lambda: now[0])
-    await store.open()
-    first = await store.accept(JobRequest(1, delivery_id="d1"))
-    assert first.status == "accepted"
-    # A delivery for a coalesced request is remembered with the job it was merged into.
-    merged = await store.accept(JobRequest(1, delivery_id="d2"))
-    assert (merged.status, merged.job_id) == ("coalesced", first.job_id)
-    assert (await store.accept(JobRequest(1, delivery_id="d2"))) == Admission("duplicate", first.job_id)
-    # The queue is full for another ticket, but a live delivery id is still a duplicate, not full.
-    assert (await store.accept(JobRequest(2, delivery_id="d1"))).status == "duplicate"
-    assert (await store.accept(JobRequest(2, delivery_id="d9"))).status == "full"
-    await store.start(first.job_id, "2025-03-06T13:20:11+00:00")
-    await store.finish(first.job_id, state="done", result="archived")
-    # Within the TTL the id stays a duplicate after its job ended; after it, it is new again.
-    now[0] += 59
-    assert (await store.accept(JobRequest(1, delivery_id="d1"))).status == "duplicate"
-    now[0] += 2
-    again = await store.accept(JobRequest(1, delivery_id="d1"))
-    assert again.status == "accepted" and again.job_id != first.job_id
-    assert (await store.accept(JobRequest(1, delivery_id="d1"))) == Admission("duplicate", again.job_id)
-    await store.close()
-
-
-async def test_batch_is_all_or_nothing_on_capacity(make_store):
-    store = make_store(max_pending=2)
-    await store.open()
-    answers = await store.accept_many([JobRequest(1), JobRequest(2), JobRequest(3)])
-    assert [a.status for a in answers] == ["full"] * 3
-    answers = await store.accept_many([JobRequest(1), JobRequest(1), JobRequest(2)])
-    assert [a.status for a in answers] == ["accepted", "coalesced", "accepted"]
-    assert answers[0].job_id == answers[1].job_id
-    await store.close()
-
-
-async def test_running_job_gets_one_follow_up(make_store):
-    store = make_store()
-    await store.open()
-    job = await store.accept(JobRequest(7))
-    record = await store.start(job.job_id, "2025-03-06T13:20:11+00:00")
-    assert record.state == "running" and record.attempts == 1
-    for _ in range(3):
-        assert (await store.accept(JobRequest(7))).status == "coalesced"
-    follow = await store.finish(job.job_id, state="done", result="archived")
-    assert follow is not None and follow != job.job_id
-    assert (await store.get(follow)).state == "pending"
-    await store.close()
-
-
-async def test_recovery_after_a_crash(tmp_path):
-    path = tmp_path / "jobs.sqlite3"
-    store = store_at(path)
-    await store.open()
-    running = await store.accept(JobRequest(1))
-    await store.start(running.job_id, "2025-01-01T00:00:00+00:00")
-    pending = await store.accept(JobRequest(2))
-    later = await store.accept(JobRequest(3))
-    await store.start(later.job_id, "2025-01-01T00:00:00+00:00")
-    await store.retry_later(later.job_id, at=9e9, error="boom", step="sign", classification="Transient")
-    done = await store.accept(JobRequest(4))
-    await store.start(done.job_id, "2025-01-01T00:00:00+00:00")
-    await store.finish(
-        done.job_id,
-        state="done",
-        result="archived",
-        report={"add": ["pdf:signed"], "remove": [], "subject": "s", "body_html": "b"},
-    )
-    # No close(): the process "dies" here; a new store opens the same file.
-    again = store_at(path)
-    recovery = await again.open()
-    assert recovery.interrupted == 1
-    assert sorted(recovery.due) == sorted([(running.job_id, 1), (pending.job_id, 2)])
-    assert recovery.scheduled == [(later.job_id, 3, 9e9)]
-    assert [r.job_id for r in recovery.unreported] == [done.job_id]
-    assert (await again.get(running.job_id)).archived_at == "2025-01-01T00:00:00+00:00"
-    assert again.pending_count == 3
-    await again.close()
-    await store.close()
-
-
-@pytest.mark.parametrize("attempt", [1, 2, 3, 8])
-def test_backoff_is_exponential_capped_and_jittered(attempt):
-    policy = RetryPolicy(max_attempts=5, base_seconds=10, max_seconds=60)
-    rng = random.Random(attempt)
-    ceiling = min(60, 10 * 2 ** (attempt - 1))
-    delays = [policy.delay(attempt, rng) for _ in range(200)]
-    assert all(ceiling / 2 <= d <= ceiling for d in delays)
-    assert max(delays) - min(delays) > ceiling / 10  # jitter spreads them
-
-
-class FakeRunner:
-    """Outcomes scripted per ticket; records runs and deliveries."""
-
-    def __init__(
-        self, script: dict[int, list[str]], *, deliver_failures: int = 0, undeliverable: bool = False
-    ):
-        self.script = script
-        self.runs: list[tuple[int, int]] = []
-        self.delivered: list[tuple[int, str]] = []
-        self.active: set[int] = set()
-        self.overlap = False
-        self.deliver_failures = deliver_failures
-        self.undeliverable = undeliverable
-        self.fresh: list[bool] = []  # the ``fresh`` flag of each delivery attempt
-        self.gate = asyncio.Event()
-        self.gate.set()
-
-    async def execute(self, job: JobRecord, *, guard: Guard | None = None) -> ArchiveOutcome:
-        if job.ticket_id in self.active:
-            self.overlap = True
-        self.active.add(job.ticket_id)
-        try:
-            await self.gate.wait()
-            await asyncio.sleep(0.01)
-            self.runs.append((job.ticket_id, job.attempts))
-            kind = self.script.get(job.ticket_id, ["ok"])[
-                min(job.attempts, len(self.script.get(job.ticket_id, ["ok"]))) - 1
-            ]
-        finally:
-            self.active.discard(job.ticket_id)
-        if kind == "ok":
-            return ArchiveOutcome("archived", started=True)
-        status = 503 if kind == "transient" else 404
-        return ArchiveOutcome(
-            "failed", "fetch ticket", started=True, failure=classify(ZammadApiError("x", status=status))
-        )
-
-    def report(self, job: JobRecord, outcome: ArchiveOutcome, *, gave_up: bool) -> Report | None:
-        return Report(
-            ("pdf:signed",) if outcome.status == "archived" else ("pdf:error",),
-            (),
-            "dead" if gave_up else outcome.status,
-            "",
-        )
-
-    async def deliver(
-        self, job: JobRecord, report: Report, *, fresh: bool = False, guard: Guard | None = None
-    ) -> None:
-        self.fresh.append(fresh)
-        if self.undeliverable:
-            raise UndeliverableReport("ticket gone")
-        if self.deliver_failures:
-            self.deliver_failures -= 1
-            raise ZammadApiError("down", status=503)
-        self.delivered.append((job.ticket_id, report.subject))
-
-
-async def until(condition: Callable[[], bool], seconds: float) -> None:
-    """Poll ``condition`` every 10 ms until it holds or ``seconds`` pass (the caller asserts)."""
-    deadline = time.monotonic() + seconds
-    while not condition() and time.monotonic() < deadline:
-        await asyncio.sleep(0.01)
-
-
-async def run_pool(make_store, runner, requests, *, max_attempts=3, workers=3) -> tuple[WorkerPool, JobStore]:
+async def run_pool(
+    make_store: StoreFactory,
+    runner: FakeRunner,
+    requests: list[JobRequest],
+    *,
+    max_attempts: int = 3,
+    workers: int = 3,
+) -> tuple[WorkerPool, JobStore]:
+    """A pool of ``workers`` on a new store, fed ``requests``; returns once it is idle."""
     store = make_store()
     pool = WorkerPool(
         store,
@@ -215,7 +56,7 @@ async def run_pool(make_store, runner, requests, *, max_attempts=3, workers=3) -
     return pool, store
 
 
-async def test_retries_then_success_dead_and_permanent(make_store):
+async def test_retries_then_success_dead_and_permanent(make_store: StoreFactory) -> None:
     runner = FakeRunner({1: ["transient", "ok"], 2: ["transient"] * 3, 3: ["permanent"]})
     pool, store = await run_pool(make_store, runner, [JobRequest(1), JobRequest(2), JobRequest(3)])
     assert sorted(runner.runs) == [(1, 1), (1, 2), (2, 1), (2, 2), (2, 3), (3, 1)]
@@ -230,7 +71,7 @@ async def test_retries_then_success_dead_and_permanent(make_store):
     await store.close()
 
 
-async def test_one_job_per_ticket_across_workers(make_store):
+async def test_one_job_per_ticket_across_workers(make_store: StoreFactory) -> None:
     runner = FakeRunner({})
     runner.gate.clear()
     store = make_store()
@@ -249,7 +90,7 @@ async def test_one_job_per_ticket_across_workers(make_store):
     await store.close()
 
 
-async def test_report_delivery_is_retried_until_it_succeeds(make_store):
+async def test_report_delivery_is_retried_until_it_succeeds(make_store: StoreFactory) -> None:
     runner = FakeRunner({}, deliver_failures=3)
     pool, store = await run_pool(make_store, runner, [JobRequest(9)])
     assert runner.delivered == [(9, "archived")]
@@ -260,7 +101,7 @@ async def test_report_delivery_is_retried_until_it_succeeds(make_store):
     await store.close()
 
 
-async def test_a_slow_report_frees_the_worker_but_holds_its_ticket(make_store):
+async def test_a_slow_report_frees_the_worker_but_holds_its_ticket(make_store: StoreFactory) -> None:
     """With one worker, the next ticket runs while a report is still being delivered; the
     same ticket's follow-up waits for the delivery; stop() leaves an undelivered report in
     the store's outbox."""
@@ -277,14 +118,14 @@ async def test_a_slow_report_frees_the_worker_but_holds_its_ticket(make_store):
         await plain_deliver(job, report, fresh=fresh, guard=guard)
         events.append(f"deliver {job.ticket_id} done")
 
-    runner.deliver = slow_deliver  # type: ignore[method-assign]
+    runner.deliver = slow_deliver  # type: ignore[method-assign]  # this test wraps the fake's method
     plain_execute = runner.execute
 
     async def logged_execute(job: JobRecord, *, guard: Guard | None = None) -> ArchiveOutcome:
         events.append(f"run {job.ticket_id}")
         return await plain_execute(job, guard=guard)
 
-    runner.execute = logged_execute  # type: ignore[method-assign]
+    runner.execute = logged_execute  # type: ignore[method-assign]  # this test wraps the fake's method
     store = make_store()
     pool = WorkerPool(store, runner, workers=1, retry=RetryPolicy(3, 0.01, 0.02))
     await pool.start()
@@ -305,11 +146,12 @@ async def test_a_slow_report_frees_the_worker_but_holds_its_ticket(make_store):
     await pool.submit(JobRequest(3))
     await until(lambda: "deliver 3 starts" in events, 1)
     await pool.stop(0)
-    assert (await store.latest(3)).reported is False
+    latest = await store.latest(3)
+    assert latest is not None and latest.reported is False
     await store.close()
 
 
-async def test_undeliverable_report_is_given_up(make_store):
+async def test_undeliverable_report_is_given_up(make_store: StoreFactory) -> None:
     runner = FakeRunner({}, undeliverable=True)
     pool, store = await run_pool(make_store, runner, [JobRequest(9)])
     assert pool.idle and runner.delivered == []
@@ -319,21 +161,21 @@ async def test_undeliverable_report_is_given_up(make_store):
     await store.close()
 
 
-async def test_shutdown_puts_a_running_job_back_and_a_restart_resumes_it(make_store):
+async def test_shutdown_puts_a_running_job_back_and_a_restart_resumes_it(make_store: StoreFactory) -> None:
     runner = FakeRunner({})
     runner.gate.clear()
     store = make_store()
     pool = WorkerPool(store, runner, workers=1, retry=RetryPolicy(3, 0.01, 0.02))
     await pool.start()
-    admission = await pool.submit(JobRequest(11))
+    job = job_of(await pool.submit(JobRequest(11)))
     await until(lambda: 11 in runner.active, 2)
     await pool.stop(0.05)
     await store.close()
     record_store = make_store()
     recovery = await record_store.open()
     if make_store.backend == "sqlite":
-        assert recovery.due == [(admission.job_id, 11)] and recovery.interrupted == 0
-    record = await record_store.get(admission.job_id)
+        assert recovery.due == [(job, 11)] and recovery.interrupted == 0
+    record = await record_of(record_store, job)
     assert (record.state, record.attempts) == ("pending", 0)  # the cancelled run does not count
     await record_store.close()
 
@@ -344,15 +186,26 @@ async def test_shutdown_puts_a_running_job_back_and_a_restart_resumes_it(make_st
     await store.close()
 
 
-async def test_in_memory_store_works_the_same(tmp_path):
-    store = store_at(None)
-    await store.open()
-    assert (await store.accept(JobRequest(1, delivery_id="a"))).status == "accepted"
-    assert (await store.accept(JobRequest(1, delivery_id="a"))).status == "duplicate"
+async def test_stop_lets_a_running_job_finish_and_returns_as_soon_as_it_has(make_store: StoreFactory) -> None:
+    runner = FakeRunner({})
+    runner.gate.clear()
+    store = make_store()
+    pool = WorkerPool(store, runner, workers=1, retry=RetryPolicy(3, 0.01, 0.02))
+    await pool.start()
+    await pool.submit(JobRequest(1))
+    await until(lambda: 1 in runner.active, 2)
+    stopping = asyncio.ensure_future(pool.stop(30))
+    await asyncio.sleep(0.1)
+    assert not stopping.done()  # within the grace: the run goes on
+    runner.gate.set()
+    await asyncio.wait_for(stopping, 5)  # not the whole grace
+    assert runner.runs == [(1, 1)] and runner.delivered == [(1, "archived")]
+    latest = await store.latest(1)
+    assert latest is not None and (latest.state, latest.reported) == (JobState.DONE, True)
     await store.close()
 
 
-async def test_stop_ends_even_when_a_wake_up_arrives_as_it_cancels(make_store):
+async def test_stop_ends_even_when_a_wake_up_arrives_as_it_cancels(make_store: StoreFactory) -> None:
     """A wake-up (the store's NOTIFY for the claimer, a retry for the scheduler) in the same turn
     as stop() cancels the waiting tasks: asyncio.wait_for of Python 3.11 swallowed such a
     cancellation, the task lived on and stop() waited for it forever."""
@@ -361,73 +214,95 @@ async def test_stop_ends_even_when_a_wake_up_arrives_as_it_cancels(make_store):
     await pool.start()
     await asyncio.sleep(0.05)  # the claimer and the scheduler are waiting now
     pool._wake.set()
-    if getattr(store, "work_available", None) is not None:
+    if store.work_available is not None:
         store.work_available.set()
     async with asyncio.timeout(10):
         await pool.stop(0)
     await store.close()
 
 
-async def test_concurrent_accepts_are_group_committed(make_store):
-    store = make_store(max_pending=10_000)
-    await store.open()
-    before = store.commits
-    answers = await asyncio.gather(*(store.accept(JobRequest(i, delivery_id=f"d{i}")) for i in range(500)))
-    assert all(a.status == "accepted" for a in answers)
-    assert store.commits - before < 100  # far fewer transactions than requests
-    await store.close()
-
-
-async def test_pending_count_follows_the_database(tmp_path):
-    """The counter behind ``full`` and ``/healthz`` never counts a change that did not happen:
-    a retry of a job that is not running changes nothing, and an op that fails after
-    counting is rolled back together with its count."""
-    store = store_at(tmp_path / "jobs.sqlite3")
-    await store.open()
-    job = await store.accept(JobRequest(1))
-    assert store.pending_count == 1
-    await store.retry_later(
-        job.job_id, at=9e9, error="e", step="s", classification="Transient"
-    )  # not running
-    assert store.pending_count == 1
-
-    def counts_then_fails(conn):
-        conn.execute(
-            "INSERT INTO jobs (job_id, ticket_id, state, reason, created_at, updated_at) "
-            "VALUES ('x', 2, 'pending', 'webhook', 0, 0)"
-        )
-        store._pending_count += 1
-        raise RuntimeError("boom")
-
-    with pytest.raises(RuntimeError):
-        await store._run(counts_then_fails)
-    assert store.pending_count == 1
-    assert (await store.get("x")) is None
-    await store.close()
-
-
-async def test_older_database_gets_the_new_columns(tmp_path):
-    import sqlite3
-
-    path = tmp_path / "jobs.sqlite3"
-    conn = sqlite3.connect(path)
-    conn.execute(
-        "CREATE TABLE jobs (job_id TEXT PRIMARY KEY, ticket_id INTEGER NOT NULL, state TEXT NOT NULL, "
-        "reason TEXT NOT NULL, force INTEGER NOT NULL DEFAULT 0, delivery_id TEXT, attempts INTEGER NOT "
-        "NULL DEFAULT 0, next_attempt_at REAL, archived_at TEXT, last_error TEXT, last_step TEXT, "
-        "classification TEXT, output_path TEXT, sha256 TEXT, follow_up INTEGER NOT NULL DEFAULT 0, "
-        "follow_up_force INTEGER NOT NULL DEFAULT 0, report TEXT, reported INTEGER NOT NULL DEFAULT 1, "
-        "created_at REAL NOT NULL, updated_at REAL NOT NULL, started_at REAL, finished_at REAL)"
+async def test_a_run_ending_during_a_database_outage_is_recorded_once_the_database_is_back(
+    postgres_server: PostgresServer, postgres_url: str
+) -> None:
+    """The database goes down while a job runs; its end cannot be recorded. The pool keeps the
+    outcome and records it once the database is back: the job ends ``done`` (run once, report
+    delivered), instead of staying ``running`` under a lease this replica keeps renewing."""
+    store = replica(postgres_url, time.time, lease=4)
+    runner = FakeRunner({})
+    runner.gate.clear()
+    pool = WorkerPool(
+        store, runner, workers=1, retry=RetryPolicy(3, 0.02, 0.05), deliver_backoff_max_seconds=0.05
     )
-    conn.execute(
-        "INSERT INTO jobs (job_id, ticket_id, state, reason, created_at, updated_at) "
-        "VALUES ('old', 5, 'pending', 'webhook', 1, 1)"
-    )
-    conn.commit()
-    conn.close()
-    store = store_at(path)
-    recovery = await store.open()
-    assert recovery.due == [("old", 5)]
-    record = await store.get("old")
-    assert record.result is None and record.report_error is None
+    await pool.start()
+    await pool.submit(JobRequest(1))
+    await until(lambda: bool(runner.active), 5)
+    await asyncio.to_thread(postgres_server.kill)
+    runner.gate.set()
+    await until(lambda: not runner.active, 5)
+    await asyncio.sleep(1)  # the run is over; recording its end fails meanwhile
+    await asyncio.to_thread(postgres_server.restart)
+    await until(lambda: pool.idle and bool(runner.delivered), 20)
+    job = await store.latest(1)
+    assert job is not None and (job.state, job.reported, job.attempts) == ("done", True, 1)
+    assert runner.runs == [(1, 1)] and runner.delivered == [(1, "archived")]
+    await pool.stop(1)
     await store.close()
+
+
+@pytest.mark.parametrize("stage", ["run", "report"])
+async def test_a_replica_that_stalled_past_its_lease_writes_nothing_to_the_ticket(
+    postgres_url: str, stage: str
+) -> None:
+    """Replica a stalls (no renewals) while it runs a job, or while it delivers the report;
+    b takes the job over once the lease ran out. When a goes on, the guard it awaits before
+    writing to the ticket raises ``LeaseLost``: no start transition, no note; the pool ends
+    that work without recording anything, and b holds the job."""
+    clock = Clock()
+    a, b = replica(postgres_url, clock, lease=10), replica(postgres_url, clock, lease=10)
+    runner = GuardedRunner()
+    if stage == "run":
+        runner.gate.clear()
+    pool = WorkerPool(
+        a, runner, workers=1, retry=RetryPolicy(3, 0.02, 0.05), deliver_backoff_max_seconds=0.05
+    )
+    await pool.start()
+    await b.open()
+    await pool.submit(JobRequest(1))
+    if stage == "run":
+        await until(lambda: bool(runner.active), 5)
+    else:
+        await until(lambda: runner.delivering, 5)
+    stall(a)  # a stalls: no renewals
+    clock.now += 11
+    taken = await (b.claim_due(5, AT) if stage == "run" else b.claim_reports(5))
+    assert len(taken) == 1
+    runner.gate.set()
+    runner.deliver_gate.set()
+    await until(lambda: pool.idle, 5)
+    assert runner.writes == ([] if stage == "run" else ["start 1"])
+    row = await record_of(b, taken[0].job_id)
+    assert (row.state, row.reported) == (("running", True) if stage == "run" else ("done", False))
+    await pool.stop(1)
+    await closed(a, b)
+
+
+async def test_a_stop_during_a_database_outage_ends_the_workers(
+    postgres_server: PostgresServer, postgres_url: str
+) -> None:
+    """SIGTERM's ``stop()`` cancels a run while the database is down: giving the job back fails,
+    and that must not swallow the cancellation (the worker went on and ``stop()`` waited for
+    it for ever); the lease runs out and another replica runs the job."""
+    store = replica(postgres_url, time.time, lease=4)
+    runner = FakeRunner({})
+    runner.gate.clear()
+    pool = WorkerPool(store, runner, workers=1, retry=RetryPolicy(3, 0.02, 0.05))
+    await pool.start()
+    await pool.submit(JobRequest(1))
+    await until(lambda: bool(runner.active), 5)
+    await asyncio.to_thread(postgres_server.kill)
+    try:
+        await asyncio.wait_for(pool.stop(0.1), 10)
+        await asyncio.wait_for(store.close(), 15)
+    finally:
+        await asyncio.to_thread(postgres_server.restart)
+    assert runner.runs == []

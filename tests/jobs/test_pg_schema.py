@@ -1,0 +1,75 @@
+"""The PostgreSQL store's schema (:mod:`app.jobs.pg_schema`) on a real PostgreSQL: created and
+migrated once by replicas starting together, refused on Zammad's database or a newer schema,
+and written in the words of :mod:`app.jobs.records`."""
+
+from __future__ import annotations
+
+import re
+
+import asyncpg
+import pytest
+
+from app.jobs.pg_schema import ACCEPT_FUNCTION, MIGRATIONS, SCHEMA
+from app.jobs.records import AdmissionStatus, JobState, JobStoreUnavailable
+from tests.jobs.support import (
+    closed,
+    opened,
+    replica,
+)
+
+
+async def test_two_replicas_starting_together_migrate_once(postgres_url: str) -> None:
+    stores = [replica(postgres_url) for _ in range(3)]
+    await opened(*stores)
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        versions = await conn.fetch(f"SELECT version FROM {SCHEMA}.schema_version")
+        assert [r["version"] for r in versions] == [1]
+        indexes = {
+            r["indexname"]
+            for r in await conn.fetch("SELECT indexname FROM pg_indexes WHERE schemaname = $1", SCHEMA)
+        }
+        assert "jobs_one_active_per_ticket" in indexes
+    finally:
+        await conn.close()
+    await closed(*stores)
+
+
+async def test_zammads_own_database_is_refused(postgres_url: str) -> None:
+    admin = await asyncpg.connect(postgres_url)
+    try:
+        await admin.execute(
+            "CREATE TABLE public.tickets (id int); CREATE TABLE public.ticket_articles (id int)"
+        )
+    finally:
+        await admin.close()
+    store = replica(postgres_url)
+    with pytest.raises(JobStoreUnavailable, match="Zammad's own database"):
+        await store.open()
+    await store.close()
+
+
+async def test_a_schema_newer_than_this_release_is_refused(postgres_url: str) -> None:
+    store = replica(postgres_url)
+    await opened(store)
+    await closed(store)
+    admin = await asyncpg.connect(postgres_url)
+    try:
+        await admin.execute(f"INSERT INTO {SCHEMA}.schema_version VALUES ($1, 0)", len(MIGRATIONS) + 1)
+    finally:
+        await admin.close()
+    newer = replica(postgres_url)
+    with pytest.raises(JobStoreUnavailable, match=f"version {len(MIGRATIONS) + 1}, newer than this release"):
+        await newer.open()
+    await newer.close()
+
+
+def test_the_schema_speaks_the_records_vocabulary() -> None:
+    """The states the table allows are :class:`JobState`'s values, and ``accept_jobs`` answers
+    with :class:`AdmissionStatus`'s values: one vocabulary in the code and the database."""
+    check = re.search(r"state text NOT NULL CHECK \(state IN \(([^)]*)\)\)", MIGRATIONS[0])
+    assert check is not None
+    assert re.findall(r"'(\w+)'", check.group(1)) == [s.value for s in JobState]
+    answered = set(re.findall(r"(?:o_status|status) := '(\w+)'", ACCEPT_FUNCTION))
+    answered |= set(re.findall(r"THEN '(\w+)' ELSE '(\w+)'", ACCEPT_FUNCTION)[0])
+    assert answered == {s.value for s in AdmissionStatus}
