@@ -148,7 +148,7 @@ async def test_an_altered_archive_is_not_refreshed(cm_pki, animator, session) ->
 
 
 async def test_an_unreachable_tsa_is_a_transient_error(cm_pki, animator, session) -> None:
-    from certomancer_pki import free_port
+    from tests.signing.certomancer_pki import free_port
 
     data = await sign(cm_pki, session, cert="signer-expiring")
 
@@ -159,7 +159,7 @@ async def test_an_unreachable_tsa_is_a_transient_error(cm_pki, animator, session
 
 
 async def test_an_unsigned_pdf_has_no_evidence_and_is_refused(cm_pki, session) -> None:
-    from lta_archives import ticket_pdf
+    from tests.signing.lta_archives import ticket_pdf
 
     assert not evidence(ticket_pdf(), cm_pki).signed
     assert refresh_reasons(evidence(ticket_pdf(), cm_pki), now=datetime.now(UTC), within=WINDOW) == ()
