@@ -169,6 +169,7 @@ commands:
                                           lay a ticket out as an unsigned PDF, without a server
   extract ARCHIVE.pdf -o DIR [--sidecar ARCHIVE.pdf.json]
                                           write the embedded originals out, check them against the sidecar
+  reconcile [--dry-run]                   one reconciliation sweep: queue tickets whose webhook was lost
 """
 
 
@@ -200,6 +201,10 @@ def main(argv: list[str]) -> int:
         from app.render.extract import main as extract_main
 
         return extract_main(rest)
+    if command == "reconcile":
+        from app.reconcile.cli import main as reconcile_main
+
+        return reconcile_main(rest)
     print(f"unknown command {command!r}\n\n{USAGE}", end="", file=sys.stderr)
     return 2
 

@@ -38,7 +38,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -808,6 +808,72 @@ class PostgresJobStore:
                     return deleted
 
         return int(await self._call(op))
+
+    # -- reconciliation (app.reconcile) ---------------------------------------------------------
+    async def latest_jobs(self, ticket_ids: Sequence[int]) -> dict[int, JobRecord]:
+        """The latest job (an active one first, as :meth:`latest`) of each ticket in
+        ``ticket_ids`` that has one, in one statement."""
+        ids = sorted(set(ticket_ids))
+        if not ids:
+            return {}
+        rows = await self._call(
+            lambda conn: conn.fetch(
+                f"SELECT DISTINCT ON (ticket_id) * FROM {SCHEMA}.jobs WHERE ticket_id = ANY($1::bigint[]) "
+                "ORDER BY ticket_id, state IN ('pending', 'running') DESC, created_at DESC",
+                ids,
+            )
+        )
+        return {row["ticket_id"]: JobRecord.from_row(row) for row in rows}
+
+    @contextlib.asynccontextmanager
+    async def sweep_turn(self, name: str, *, min_interval_seconds: float) -> AsyncIterator[bool]:
+        """Whether this replica runs sweep ``name`` now (``async with … as mine``): only while it
+        holds the sweep's advisory lock, and only when no sweep of that name ended, on any
+        replica, within ``min_interval_seconds`` (the ``sweeps`` table). The lock is
+        session-level on one pooled connection, kept for the ``async with`` body and released
+        after it — or with the connection, should the replica die. The end is recorded
+        however the body ends.
+
+        Raises:
+            JobStoreUnavailable: the database cannot be reached.
+        """
+        if self._closed or self._pool is None:
+            raise JobStoreUnavailable("the job store is closed")
+        lock = "SELECT pg_{}advisory_{}($1::integer, hashtext($2))"
+        try:
+            conn = await self._pool.acquire(timeout=CONNECT_TIMEOUT_SECONDS)
+        except _UNREACHABLE as exc:
+            raise self._failed(exc) from exc
+        locked = mine = False
+        try:
+            try:
+                locked = await conn.fetchval(lock.format("try_", "lock"), pg_schema.SWEEP_LOCK_CLASS, name)
+                last = (
+                    await conn.fetchval(f"SELECT finished_at FROM {SCHEMA}.sweeps WHERE name = $1", name)
+                    if locked
+                    else None
+                )
+            except _UNREACHABLE as exc:
+                raise self._failed(exc) from exc
+            mine = bool(locked) and (last is None or last <= self._clock() - min_interval_seconds)
+            try:
+                yield mine
+            finally:
+                if mine:
+                    with contextlib.suppress(*_UNREACHABLE):
+                        await conn.execute(
+                            f"INSERT INTO {SCHEMA}.sweeps (name, finished_at, owner) VALUES ($1, $2, $3) "
+                            "ON CONFLICT (name) DO UPDATE SET finished_at = excluded.finished_at, "
+                            "owner = excluded.owner",
+                            name,
+                            self._clock(),
+                            self.owner,
+                        )
+        finally:
+            if locked:
+                with contextlib.suppress(*_UNREACHABLE):
+                    await conn.execute(lock.format("", "unlock"), pg_schema.SWEEP_LOCK_CLASS, name)
+            await self._pool.release(conn)
 
     @property
     def unavailable(self) -> str | None:
