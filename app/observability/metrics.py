@@ -89,8 +89,8 @@ class Metrics:
         reconcile_runs_total{status}: reconciliation turns of this replica: ``completed``,
             ``failed`` (Zammad's search or the job store failed), ``skipped`` (another
             replica's turn).
-        reconcile_tickets_total{reason}: tickets a sweep queued a job for, by ``trigger_tag``
-            and ``stale_processing``.
+        reconcile_tickets_total{reason}: tickets a sweep gave a new job, by ``trigger_tag``
+            and ``stale_processing`` (a request merged into a pending job is not counted).
         reconcile_last_run_timestamp_seconds: Unix time this replica last completed a sweep (0: none yet).
     """
 
@@ -148,7 +148,7 @@ class Metrics:
         )
         self.reconcile_tickets_total = Counter(
             f"{PREFIX}_reconcile_tickets_total",
-            "Tickets the reconciliation sweep queued a job for, by reason",
+            "Tickets the reconciliation sweep gave a new job, by reason",
             ["reason"],
             registry=r,
         )

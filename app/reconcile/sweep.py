@@ -91,11 +91,12 @@ class SweepReport:
     store_consulted: bool = True
 
     def queued(self) -> dict[ReconcileReason, int]:
-        """Tickets queued (a new job, or merged into the ticket's pending one), by reason."""
+        """Tickets given a new job, by reason (a request merged into the ticket's pending job,
+        or answered as a duplicate, is not counted: it added no job)."""
         counts = dict.fromkeys(ReconcileReason, 0)
         for finding in self.queue:
             admission = self.admissions.get(finding.ticket_id)
-            if admission is not None and admission.accepted:
+            if admission is not None and admission.status == "accepted":
                 counts[finding.reason] += 1
         return counts
 
@@ -117,10 +118,9 @@ class SweepReport:
             out.append(f"{action:<12} ticket {finding.ticket_id:<8} {finding.reason:<17} {detail}".rstrip())
         for skip in self.skipped:
             out.append(f"{'skipped':<12} ticket {skip.ticket_id:<8} {skip.reason:<17} {skip.why}")
-        queued = sum(self.queued().values())
+        done = "dry run: none queued" if self.dry_run else f"{sum(self.queued().values())} new jobs"
         out.append(
-            f"{len(self.queue)} to queue ({'dry run: none queued' if self.dry_run else f'{queued} queued'}), "
-            f"{len(self.deferred)} deferred, {len(self.skipped)} skipped"
+            f"{len(self.queue)} to queue ({done}), {len(self.deferred)} deferred, {len(self.skipped)} skipped"
         )
         return out
 

@@ -107,7 +107,10 @@ async def test_postgres_one_replica_sweeps_at_a_time_and_once_per_interval(postg
                 ("other", 1_000_000.0, b.owner),
                 ("reconcile", clock.now, a.owner),
             ]
-            held = await conn.fetchval("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+            held = await conn.fetchval(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = "
+                "(SELECT oid FROM pg_database WHERE datname = current_database())"
+            )
             assert held == 0  # every turn gave its lock back
         finally:
             await conn.close()
@@ -125,12 +128,13 @@ async def test_postgres_a_replica_that_dies_mid_sweep_frees_the_turn(postgres_ur
             assert mine_a
             # a's connection dies (its host lost power): the session lock goes with it.
             killed = await admin.fetchval(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_locks "
-                "WHERE locktype = 'advisory' AND classid = $1::oid",
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory' "
+                "AND classid = $1::oid AND database = (SELECT oid FROM pg_database "
+                "WHERE datname = current_database())",
                 SWEEP_LOCK_CLASS,
             )
             assert killed == 1
-            for _ in range(100):
+            for _ in range(200):
                 async with b.sweep_turn("reconcile", min_interval_seconds=0) as mine_b:
                     if mine_b:
                         break

@@ -90,6 +90,8 @@ async def test_a_pass_queues_lost_tickets_as_a_webhook_would(simulator, zammad, 
         again = await reconciler(zammad, store, clock=lambda: later + 0.1).run_once()
         assert [f.ticket_id for f in again.queue] == [5001]
         assert (again.admissions[5001].status, again.admissions[5001].new) == ("coalesced", False)
+        assert again.queued() == {TAG: 0, STALE: 0}  # no new job: not counted
+        assert again.lines()[-1] == "1 to queue (0 new jobs), 0 deferred, 2 skipped"  # 4711, 5003
         # A pass in the same second as another (two replicas, the command line) brings the same
         # delivery ids: the store answers them as duplicates.
         twin = await reconciler(zammad, store, clock=lambda: later + 0.6).run_once()
