@@ -174,6 +174,7 @@ commands:
   lta-refresh [--within-days N] [--dry-run]
                                           add validation data and a document timestamp (PAdES B-LTA) to
                                           archives whose timestamp or signing chain expires within N days
+  reconcile [--dry-run]                   one reconciliation sweep: queue tickets whose webhook was lost
 """
 
 
@@ -213,6 +214,10 @@ def main(argv: list[str]) -> int:
         from app.signing.lta_cli import main as lta_refresh_main
 
         return lta_refresh_main(rest)
+    if command == "reconcile":
+        from app.reconcile.cli import main as reconcile_main
+
+        return reconcile_main(rest)
     print(f"unknown command {command!r}\n\n{USAGE}", end="", file=sys.stderr)
     return 2
 

@@ -151,6 +151,7 @@ _TABLES = {
     "observability",
     "metrics",
     "state",
+    "reconcile",
 }
 
 _MIB = 1024 * 1024
@@ -364,6 +365,21 @@ class Settings:
         60.0,
         "With JOB_STORE_URL: how long a replica's claim on a job holds without renewal; a dead replica's "
         "jobs are reclaimed after it",
+    )
+
+    reconcile_interval_seconds: float = setting(
+        "RECONCILE_INTERVAL_SECONDS",
+        "float",
+        300.0,
+        "Seconds between reconciliation sweeps, which queue tickets whose webhook was lost "
+        "(trigger tag, or pdf:processing left stale) through Zammad's ticket search; 0 = off",
+    )
+    reconcile_stale_seconds: float = setting(
+        "RECONCILE_STALE_SECONDS",
+        "float",
+        900.0,
+        "A ticket in pdf:processing unchanged for longer, with no running job here, is queued again "
+        "by the sweep (also the pause before a job that gave up is retried)",
     )
 
     pdf_template: str = setting("PDF_TEMPLATE", "str", "default", "PDF layout template")
@@ -583,6 +599,10 @@ def _validate(s: Settings, *, require_complete: bool) -> None:
             )
     if s.job_lease_seconds < 4:
         fail("job_lease_seconds", "must be at least 4 (leases are renewed every quarter of it)")
+    if s.reconcile_interval_seconds < 0:
+        fail("reconcile_interval_seconds", "must be 0 (off) or more")
+    if s.reconcile_stale_seconds <= 0:
+        fail("reconcile_stale_seconds", "must be more than 0")
     if s.render_processes < 0:
         fail("render_processes", "must be 0 (one per CPU) or more")
     if not 0 < s.server_port < 65536:

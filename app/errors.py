@@ -55,15 +55,26 @@ class ZammadApiError(ArchiverError):
         status: the HTTP status code, or ``None`` when no response arrived (connection
             error, timeout).
         method, path: the request that failed (path without query secrets).
+        retry_after: seconds a 429 or 503 answer asked the client to wait (its ``Retry-After``
+            header, RFC 9110 §10.2.3), else ``None``.
     """
 
     code = "zammad_api_error"
 
-    def __init__(self, message: str, *, status: int | None, method: str = "", path: str = "") -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None,
+        method: str = "",
+        path: str = "",
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.method = method
         self.path = path
+        self.retry_after = retry_after
 
 
 class RenderError(ArchiverError):

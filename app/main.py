@@ -43,6 +43,7 @@ from app.jobs.records import JobRecord, JobStoreUnavailable
 from app.jobs.store import JobStore, create_job_store
 from app.observability.logging import REDACTOR, configure_logging
 from app.observability.metrics import Metrics
+from app.reconcile.sweep import Reconciler
 from app.render.images import image_references
 from app.render.options import RenderOptions
 from app.render.pool import ProcessPoolRenderer
@@ -198,6 +199,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         spool, spool_is_temporary = open_spool(settings)
         renderer = ProcessPoolRenderer(render_options, processes=settings.render_processes)
         background: list[asyncio.Task[None]] = []
+        reconciler: Reconciler | None = None
         try:
             assert settings.storage_root is not None and settings.zammad_api_token is not None
             zammad = ZammadClient(
@@ -268,6 +270,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
             except JobStoreUnavailable as exc:  # e.g. PostgreSQL unreachable beyond the start wait
                 runtime.startup_error = str(exc)
                 raise
+            reconciler = Reconciler.from_settings(settings, zammad, runtime.store, pool.submit_many, metrics)
+            app.state.reconciler = reconciler  # sweeps every RECONCILE_INTERVAL_SECONDS (0: never)
+            reconciler.start()
             # Everything imported and built so far lives as long as the process: move it out of
             # the collector's reach, so a full collection does not walk fpdf2's, pyHanko's and
             # fontTools' objects again and again under load (it stalled /ingest for tens of ms).
@@ -288,6 +293,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 task.cancel()
             await asyncio.gather(*background, return_exceptions=True)
             gc.set_threshold(*gc_thresholds)
+            if reconciler is not None:
+                await reconciler.stop()
             if runtime.pool is not None:
                 await runtime.pool.stop(settings.shutdown_grace_seconds)
             if runtime.store is not None:

@@ -268,6 +268,7 @@ async def archiver(
             "SERVER_PORT": str(port),
             "SHUTDOWN_GRACE_SECONDS": "5",
             "HARDENING_RATE_LIMIT_RPS": "0",
+            "RECONCILE_INTERVAL_SECONDS": "0",  # no sweep unless a test asks: tests count jobs
             **job_store.env(),
             **overrides,
         }

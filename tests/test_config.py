@@ -79,6 +79,8 @@ def test_unreadable_config_file_is_one_line(tmp_path):
         ("JOB_STORE_URL", "mysql://u:p@db/x", "JOB_STORE_URL / job.store_url"),
         ("JOB_STORE_URL", "postgresql://u:p@db:5432", "JOB_STORE_URL"),
         ("JOB_LEASE_SECONDS", "2", "JOB_LEASE_SECONDS / job.lease_seconds"),
+        ("RECONCILE_INTERVAL_SECONDS", "-1", "RECONCILE_INTERVAL_SECONDS / reconcile.interval_seconds"),
+        ("RECONCILE_STALE_SECONDS", "0", "RECONCILE_STALE_SECONDS / reconcile.stale_seconds"),
     ],
 )
 def test_bad_values_name_the_key(key, value, named):

@@ -61,6 +61,8 @@ from urllib.parse import quote
 import orjson
 from aiohttp import web
 
+from app.devtools.simulator_search import register_search
+
 __all__ = ["RecordedRequest", "ZammadSimulator", "main"]
 
 #: Longest article body Zammad accepts through the API (``Ticket::Article#check_body``).
@@ -445,6 +447,7 @@ class ZammadSimulator:
         """The aiohttp application (routes + auth/recording/fault middleware)."""
         app = web.Application(middlewares=[self._middleware], client_max_size=8 * 1024 * 1024)
         r = app.router
+        register_search(self, r)  # GET /api/v1/tickets/search (app.devtools.simulator_search)
         r.add_get("/api/v1/tickets/{id}", self._get_ticket)
         r.add_get("/api/v1/ticket_articles/by_ticket/{id}", self._articles_by_ticket)
         r.add_get("/api/v1/ticket_articles/{id}", self._get_article)

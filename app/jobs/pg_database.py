@@ -14,7 +14,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -142,6 +142,25 @@ class PgDatabase:
             log.info("job store reachable again", extra={"store": redact_url(self.url)})
             self._error = None
         return result
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """One pooled connection held for the ``async with`` body, for session-level state
+        (an advisory lock); given back to the pool after it.
+
+        Raises:
+            JobStoreUnavailable: closed, or no connection within the connect timeout.
+        """
+        if self.closed or self._pool is None:
+            raise JobStoreUnavailable("the job store is closed")
+        try:
+            conn = await self._pool.acquire(timeout=CONNECT_TIMEOUT_SECONDS)
+        except UNREACHABLE as exc:
+            raise self.failed(exc) from exc
+        try:
+            yield conn
+        finally:
+            await self._pool.release(conn)
 
     def failed(self, exc: BaseException) -> JobStoreUnavailable:
         """Record that the database could not be reached (logged once per outage); returns the

@@ -45,6 +45,10 @@ MIGRATION_LOCK = 0x7A70_6461_0001
 PURGE_LOCK = 0x7A70_6461_0002
 """``pg_try_advisory_xact_lock`` key: one replica at a time prunes old rows."""
 
+SWEEP_LOCK_CLASS = 0x7A70_6461
+"""First key of ``pg_try_advisory_lock(int, int)`` held while a replica runs a sweep (the
+second is ``hashtext(<sweep name>)``; the two-key space is apart from the one-key locks above)."""
+
 ACCEPT_FUNCTION = f"""
 CREATE OR REPLACE FUNCTION {SCHEMA}.accept_jobs(
     p_tickets bigint[], p_deliveries text[], p_reasons text[], p_forces boolean[], p_groups integer[],
@@ -224,6 +228,14 @@ MIGRATIONS: tuple[str, ...] = (
         expires_at double precision NOT NULL
     );
     CREATE INDEX deliveries_by_expiry ON {SCHEMA}.deliveries (expires_at);
+    """,
+    # 2: when each sweep (the reconciliation, app.reconcile) last ended, on any replica.
+    f"""
+    CREATE TABLE {SCHEMA}.sweeps (
+        name text PRIMARY KEY,
+        finished_at double precision NOT NULL,
+        owner text
+    );
     """,
 )
 """Schema migrations, in order: entry ``n`` (0-based) brings the schema to version ``n + 1``.

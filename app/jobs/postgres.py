@@ -28,13 +28,14 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import asyncpg
 import orjson
 
-from app.jobs import pg_schema
+from app.jobs import pg_schema, pg_sweeps
 from app.jobs.pg_admission import AdmissionQueue
 from app.jobs.pg_database import PgDatabase, redact_url
 from app.jobs.pg_leases import TERMINAL, Leases
@@ -443,6 +444,27 @@ class PostgresJobStore:
                     return deleted
 
         return int(await self.database.call(op))
+
+    # -- reconciliation (app.reconcile; the SQL in pg_sweeps) ---------------------------------
+    async def latest_jobs(self, ticket_ids: Sequence[int]) -> dict[int, JobRecord]:
+        """The latest job (an active one first, as :meth:`latest`) of each ticket in
+        ``ticket_ids`` that has one, in one statement."""
+        return await pg_sweeps.latest_jobs(self.database, ticket_ids)
+
+    def sweep_turn(self, name: str, *, min_interval_seconds: float) -> AbstractAsyncContextManager[bool]:
+        """Whether this replica runs sweep ``name`` now (``async with … as mine``): see
+        :func:`app.jobs.pg_sweeps.sweep_turn`.
+
+        Raises:
+            JobStoreUnavailable: the database cannot be reached.
+        """
+        return pg_sweeps.sweep_turn(
+            self.database,
+            name,
+            min_interval_seconds=min_interval_seconds,
+            clock=self._clock,
+            owner=self.leases.owner,
+        )
 
     @property
     def unavailable(self) -> str | None:

@@ -107,7 +107,7 @@ class JobRequest:
     Attributes:
         ticket_id: Zammad ticket id.
         delivery_id: ``X-Zammad-Delivery`` (deduped for the TTL), or ``None``.
-        reason: ``"webhook"`` or ``"retry"``.
+        reason: ``"webhook"``, ``"retry"`` or ``"reconcile"`` (queued by the sweep, :mod:`app.reconcile`).
         force: re-archive even a ``pdf:signed`` ticket.
     """
 

@@ -25,7 +25,7 @@ import contextlib
 import functools
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -360,6 +360,32 @@ class SqliteJobStore:
         return await self._run(
             lambda conn: conn.execute("DELETE FROM deliveries WHERE expires_at<=?", (self._clock(),)).rowcount
         )
+
+    # -- reconciliation (app.reconcile) --------------------------------------------------------
+    async def latest_jobs(self, ticket_ids: Sequence[int]) -> dict[int, JobRecord]:
+        """The latest job (an active one first, as :meth:`latest`) of each ticket in
+        ``ticket_ids`` that has one, read in one turn (in chunks of 500 ids)."""
+        ids = sorted(set(ticket_ids))
+
+        def op(conn: sqlite3.Connection) -> dict[int, JobRecord]:
+            out: dict[int, JobRecord] = {}
+            for start in range(0, len(ids), 500):
+                chunk = ids[start : start + 500]
+                for row in conn.execute(
+                    "SELECT * FROM (SELECT *, ROW_NUMBER() OVER (PARTITION BY ticket_id ORDER BY "
+                    "state IN ('pending','running') DESC, created_at DESC) AS newest FROM jobs "
+                    f"WHERE ticket_id IN ({','.join('?' * len(chunk))})) WHERE newest = 1",
+                    chunk,
+                ):
+                    out[row["ticket_id"]] = JobRecord.from_row(row)
+            return out
+
+        return await self._run(op) if ids else {}
+
+    @contextlib.asynccontextmanager
+    async def sweep_turn(self, name: str, *, min_interval_seconds: float) -> AsyncIterator[bool]:
+        """Always this instance's turn: it is the store's only user (``STATE_DIR`` is locked)."""
+        yield True
 
     @property
     def unavailable(self) -> str | None:

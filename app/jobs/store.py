@@ -19,7 +19,8 @@ Two backends implement :class:`JobStore`, chosen by ``JOB_STORE_URL``
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
 from app.config import Settings
@@ -96,6 +97,11 @@ class JobStore(Protocol):
     async def latest(self, ticket_id: int) -> JobRecord | None: ...
 
     async def purge_deliveries(self) -> int: ...
+
+    # The reconciliation sweep (app.reconcile): each ticket's latest job, and whose turn it is.
+    async def latest_jobs(self, ticket_ids: Sequence[int]) -> dict[int, JobRecord]: ...
+
+    def sweep_turn(self, name: str, *, min_interval_seconds: float) -> AbstractAsyncContextManager[bool]: ...
 
     @property
     def unavailable(self) -> str | None: ...

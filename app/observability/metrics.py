@@ -8,7 +8,7 @@ counters end in ``_total``, durations are ``_seconds`` histograms.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -21,6 +21,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, Metric
 
 from app.jobs.records import OutcomeStatus
+from app.reconcile.decisions import ReconcileReason
 from app.workflow.steps import FETCH_STEPS, METRIC_STEPS, Step
 
 PREFIX = "zammad_pdf_archiver"
@@ -87,6 +88,12 @@ class Metrics:
             (negative once expired; 0 while no certificate is loaded).
         signing_certificate_expiring: 1 while the certificate expires within
             ``SIGNING_EXPIRY_WARN_DAYS``, else 0.
+        reconcile_runs_total{status}: reconciliation turns of this replica: ``completed``,
+            ``failed`` (Zammad's search or the job store failed), ``skipped`` (another
+            replica's turn).
+        reconcile_tickets_total{reason}: tickets a sweep gave a new job, by ``trigger_tag``
+            and ``stale_processing`` (a request merged into a pending job is not counted).
+        reconcile_last_run_timestamp_seconds: Unix time this replica last completed a sweep (0: none yet).
     """
 
     def __init__(self) -> None:
@@ -135,6 +142,27 @@ class Metrics:
             "1 while the signing certificate expires within SIGNING_EXPIRY_WARN_DAYS, else 0",
             registry=r,
         )
+        self.reconcile_runs_total = Counter(
+            f"{PREFIX}_reconcile_runs_total",
+            "Reconciliation sweeps of this replica by status (completed, failed, skipped)",
+            ["status"],
+            registry=r,
+        )
+        self.reconcile_tickets_total = Counter(
+            f"{PREFIX}_reconcile_tickets_total",
+            "Tickets the reconciliation sweep gave a new job, by reason",
+            ["reason"],
+            registry=r,
+        )
+        self.reconcile_last_run_timestamp_seconds = Gauge(
+            f"{PREFIX}_reconcile_last_run_timestamp_seconds",
+            "Unix time this replica last completed a reconciliation sweep (0: none yet)",
+            registry=r,
+        )
+        for status in ("completed", "failed", "skipped"):
+            self.reconcile_runs_total.labels(status)
+        for reason in ReconcileReason:
+            self.reconcile_tickets_total.labels(str(reason))
         for status in OutcomeStatus:
             self.jobs_processed_total.labels(status)
         for kind in ("Transient", "Permanent"):
@@ -169,6 +197,16 @@ class Metrics:
             for step in (Step.RENDER, Step.SIGN, Step.STORE):
                 if step in step_seconds:
                     self.step_duration_seconds.labels(step).observe(step_seconds[step])
+
+    def record_reconcile(self, status: str, queued: Mapping[str, int], finished_at: float | None) -> None:
+        """Count one reconciliation turn (``completed``, ``failed``, ``skipped``), the tickets it
+        queued by reason, and, for a completed one, its end (Unix seconds)."""
+        self.reconcile_runs_total.labels(status).inc()
+        for reason, count in queued.items():
+            if count:
+                self.reconcile_tickets_total.labels(reason).inc(count)
+        if finished_at is not None:
+            self.reconcile_last_run_timestamp_seconds.set(finished_at)
 
     def exposition(self) -> tuple[bytes, str]:
         """The Prometheus text exposition and its content type."""

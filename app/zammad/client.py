@@ -18,6 +18,9 @@ Every failure surfaces as :class:`app.errors.ZammadApiError`:
 The API token is sent only in the ``Authorization`` header. It never appears in a message,
 in ``repr()`` or in a log line: text that comes from outside (response bodies, exception
 strings) is scrubbed of it before use.
+
+One module for all endpoints (over 450 lines): they share one request path, one error mapping
+and one token scrubber, which a split would scatter.
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import aiohttp
@@ -43,6 +49,13 @@ _REDACTED = "[redacted]"
 _WHITESPACE = re.compile(r"\s+")
 _HTML_TAG = re.compile(r"<[^>]*>")
 _PLAIN_TEXT = re.compile(r"[A-Za-z0-9 :._-]+")
+
+#: Ticket search (:meth:`ZammadClient.search_tickets`): tickets per page (Zammad's default; at
+#: most 200), pause between pages, most pages per search, asks per page after a 429/503, and the
+#: longest wait for one ``Retry-After``.
+SEARCH_PAGE_SIZE, SEARCH_PAGE_PAUSE_SECONDS, SEARCH_MAX_PAGES = 50, 1.0, 200
+SEARCH_MAX_WAITS, SEARCH_MAX_WAIT_SECONDS = 3, 60.0
+_THROTTLED = (429, 503)
 
 
 class ZammadClient:
@@ -203,6 +216,71 @@ class ZammadClient:
 
     # -- beyond the port ---------------------------------------------------------------
 
+    async def search_tickets(
+        self,
+        query: str,
+        *,
+        per_page: int = SEARCH_PAGE_SIZE,
+        pause_seconds: float = SEARCH_PAGE_PAUSE_SECONDS,
+        max_pages: int = SEARCH_MAX_PAGES,
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Every ticket Zammad's search finds for ``query`` (Elasticsearch ``query_string``, e.g.
+        ``tags:"pdf:sign"``), as expanded tickets (like ``GET /tickets/{id}?expand=true``, no tags).
+
+        ``GET /api/v1/tickets/search?query=…&expand=true&page=N&per_page=M&sort_by=id&order_by=asc``
+        (``TicketsController#search``; ``docs/reference/zammad.md`` §3.2), page by page, sorted by
+        id so pages do not overlap while tickets change; stops at the first short page or after
+        ``max_pages`` (logged). ``per_page`` 1-200, ``pause_seconds`` between pages; a page
+        answered 429/503 is asked again after its ``Retry-After`` (else a doubling pause), at
+        most :data:`SEARCH_MAX_WAITS` times. Without Elasticsearch Zammad searches title, number
+        and article text with SQL ``LIKE``, which knows no fields: ``tags:`` then finds nothing.
+
+        Raises:
+            ZammadApiError: a page failed (see the module docstring), or stayed throttled.
+            ValueError: for an out-of-range argument.
+        """
+        if not 1 <= per_page <= 200:
+            raise ValueError(f"per_page must be 1-200, got {per_page!r}")
+        if pause_seconds < 0 or max_pages < 1:
+            raise ValueError("pause_seconds must be >= 0 and max_pages >= 1")
+        path = "/api/v1/tickets/search"
+        for page in range(1, max_pages + 1):
+            if page > 1:
+                await asyncio.sleep(pause_seconds)
+            params = {
+                "query": query,
+                "expand": "true",
+                "page": str(page),
+                "per_page": str(per_page),
+                "sort_by": "id",
+                "order_by": "asc",
+            }
+            data = await self._throttled_json(path, params, pause_seconds)
+            tickets = self._expect(data, list, "GET", path, "an array of tickets")
+            for ticket in tickets:
+                if isinstance(ticket, dict):
+                    yield ticket
+            if len(tickets) < per_page:
+                return
+        log.warning(
+            "zammad ticket search stopped after %d pages; the rest waits for the next search", max_pages
+        )
+
+    async def _throttled_json(self, path: str, params: dict[str, str], pause_seconds: float) -> Any:
+        """``GET path`` as JSON, asked again after a 429/503 (see :meth:`search_tickets`)."""
+        waits = 0
+        while True:
+            try:
+                return await self._json("GET", path, params=params)
+            except ZammadApiError as exc:
+                if exc.status not in _THROTTLED or waits >= SEARCH_MAX_WAITS:
+                    raise
+                waits += 1
+                delay = exc.retry_after if exc.retry_after is not None else max(pause_seconds, 1.0) * 2**waits
+                delay = min(delay, SEARCH_MAX_WAIT_SECONDS)
+                log.info("zammad GET %s answered %s; asking again in %.1f s", path, exc.status, delay)
+                await asyncio.sleep(delay)
+
     async def get_attachment(self, ticket_id: int, article_id: int, attachment_id: int) -> bytes:
         """``GET /api/v1/ticket_attachment/{ticket}/{article}/{attachment}``: the raw bytes.
 
@@ -298,6 +376,9 @@ class ZammadClient:
                         status=status,
                         method=method,
                         path=path,
+                        retry_after=_retry_after(response.headers.get("Retry-After"))
+                        if status in _THROTTLED
+                        else None,
                     )
         except TimeoutError:  # asyncio.TimeoutError and aiohttp's Server/Socket/ConnectionTimeoutError
             raise ZammadApiError(
@@ -363,6 +444,23 @@ class ZammadClient:
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._token, _REDACTED) if self._token in text else text
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Seconds from a ``Retry-After`` header: delta-seconds or an HTTP-date (RFC 9110 §10.2.3);
+    ``None`` when absent or unreadable; never negative."""
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    if text.isdigit():
+        return float(text)
+    try:
+        when = parsedate_to_datetime(text)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _clip(text: str) -> str:

@@ -327,6 +327,7 @@ class Cluster:
             "LOG_LEVEL": "INFO",
             "JOB_STORE_URL": database_url,
             "JOB_LEASE_SECONDS": str(LEASE_SECONDS),
+            "RECONCILE_INTERVAL_SECONDS": "0",  # no sweep of its own: the tests count jobs
             **env,
         }
         base.pop("CONFIG_PATH", None)

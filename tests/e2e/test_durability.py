@@ -91,6 +91,7 @@ class Service:
             "HARDENING_RATE_LIMIT_RPS": "0",
             "WORKFLOW_RETRY_BASE_SECONDS": "1",
             "LOG_LEVEL": "WARNING",
+            "RECONCILE_INTERVAL_SECONDS": "0",  # no sweep of its own: the tests count jobs
             **job_store.env(lease_seconds=LEASE_SECONDS),
             **env,
         }
