@@ -23,6 +23,7 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from app.errors import ConfigError
+from app.http.names import DEFAULT_BODY_READ_TIMEOUT_SECONDS, DEFAULT_MAX_BODY_BYTES
 
 
 class Secret:
@@ -192,12 +193,12 @@ class Settings:
         "Bearer token for /retry and /jobs (else those need an HMAC signature like /ingest)",
     )
     hardening_body_max_bytes: int = setting(
-        "HARDENING_BODY_MAX_BYTES", "int", 2 * _MIB, "Largest accepted request body, in bytes"
+        "HARDENING_BODY_MAX_BYTES", "int", DEFAULT_MAX_BODY_BYTES, "Largest accepted request body, in bytes"
     )
     hardening_body_read_timeout_seconds: float = setting(
         "HARDENING_BODY_READ_TIMEOUT_SECONDS",
         "float",
-        30.0,
+        DEFAULT_BODY_READ_TIMEOUT_SECONDS,
         "Seconds a request body may take to arrive; slower clients get 408 and the connection is closed",
     )
     hardening_batch_max_items: int = setting(
@@ -283,7 +284,8 @@ class Settings:
         "TSA_CA_BUNDLE_PATH",
         "path",
         None,
-        "PEM CA bundle trusted for the TSA's HTTPS (and OCSP/CRL) connections, in addition to the system store",
+        "PEM CA bundle trusted for the TSA's HTTPS (and OCSP/CRL) connections, "
+        "in addition to the system store",
     )
 
     workers: int = setting("WORKERS", "int", 2, "Number of concurrent archive workers")
@@ -595,15 +597,12 @@ def _validate(s: Settings, *, require_complete: bool) -> None:
         )
     if not s.pdf_font_directories():
         fail("pdf_font_dirs", "must name at least one directory")
+    from app.storage.paths import validate_path_template
+
     try:
-        from app.storage.paths import validate_path_template
-    except ImportError:  # pragma: no cover - storage module is part of the package
-        validate_path_template = None
-    if validate_path_template is not None:
-        try:
-            validate_path_template(s.storage_path_template)
-        except ValueError as exc:
-            fail("storage_path_template", str(exc))
+        validate_path_template(s.storage_path_template)
+    except ValueError as exc:
+        fail("storage_path_template", str(exc))
 
     if s.signing_expiry_warn_days < 0:
         fail("signing_expiry_warn_days", "must be 0 (off) or more")

@@ -187,7 +187,11 @@ def mark_quotes(html: str) -> str:
             continue
         if _QUOTE_CLASSES.search(element.get("class") or ""):
             element.tag = "blockquote"
-        elif (element.get("id") or "").lower() in _QUOTE_IDS or element.tag in ("div", "p") and _ORIGINAL_MESSAGE.match(_text(element)[:80]):
+        elif (
+            (element.get("id") or "").lower() in _QUOTE_IDS
+            or element.tag in ("div", "p")
+            and _ORIGINAL_MESSAGE.match(_text(element)[:80])
+        ):
             _wrap_rest_in_quote(element)
     return _serialise(root)
 
