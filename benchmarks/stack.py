@@ -31,8 +31,8 @@ from pathlib import Path
 
 import aiohttp
 
-from app.devtools.webhook import zammad_webhook
 from benchmarks.common import REPO, free_port, stop, wait_http
+from devtools.webhook import zammad_webhook
 
 TOKEN = "bench-token"
 SECRET = "bench-secret"

@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 import app.jobs.sqlite as store_module
-from app.devtools.webhook import zammad_webhook
 from app.http.openapi import OPENAPI
+from devtools.webhook import zammad_webhook
 from tests.conftest import HMAC_SECRET, REPO
 
 
