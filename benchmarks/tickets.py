@@ -9,7 +9,41 @@ from __future__ import annotations
 
 import random
 
-WORDS = ["Rechnung", "Position", "doppelt", "berechnet", "Gutschrift", "Kundin", "Mühlenbach", "Grüßen", "außerdem", "Prüfung", "bitte", "senden", "korrigierte", "Wartungspauschale", "Buchhaltung", "Ansprechpartner", "Zahlung", "zurückgestellt", "the", "invoice", "was", "charged", "twice", "please", "send", "a", "corrected", "credit", "note", "as", "soon", "as", "possible"]
+WORDS = [
+    "Rechnung",
+    "Position",
+    "doppelt",
+    "berechnet",
+    "Gutschrift",
+    "Kundin",
+    "Mühlenbach",
+    "Grüßen",
+    "außerdem",
+    "Prüfung",
+    "bitte",
+    "senden",
+    "korrigierte",
+    "Wartungspauschale",
+    "Buchhaltung",
+    "Ansprechpartner",
+    "Zahlung",
+    "zurückgestellt",
+    "the",
+    "invoice",
+    "was",
+    "charged",
+    "twice",
+    "please",
+    "send",
+    "a",
+    "corrected",
+    "credit",
+    "note",
+    "as",
+    "soon",
+    "as",
+    "possible",
+]
 ARTICLE_CHARS = 1000
 """Characters of body text per generated article (paragraphs of about 300)."""
 
