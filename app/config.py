@@ -7,6 +7,11 @@ converted, validated, and frozen in :class:`Settings`, which is passed down; no 
 reads ``os.environ``.
 
 Secrets are held in :class:`Secret`, whose ``repr``/``str`` never show the value.
+
+The module is longer than most (about 650 lines) for one reason: :class:`Settings` declares
+every setting, with its environment name, TOML key, default and help text, in one table that
+``docs/03-configuration.md`` and ``env.example`` are generated from; its parsing and its
+checks stay beside it.
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """``python -m benchmarks`` (``make bench``): every benchmark, one table, one JSON file.
 
 Runs each module's ``run(quick) -> list[Result]`` in order (ingest, ingest_cpu,
-ingest_under_load, e2e, replicas, memory, render, sign), prints one table (bench, metric, value, unit, target, met) and
-writes it with the machine's facts to ``benchmarks/results/latest.json``. A benchmark that
+ingest_under_load, e2e, replicas, memory, render, sign), prints one table (bench, metric,
+value, unit, target, met) and writes it with the machine's facts to
+``benchmarks/results/latest.json``. A benchmark that
 raises shows its error as a row and the others still run; targets not met are reported,
 not fatal. Exit status 0 unless the harness itself broke (2 for bad arguments).
 
@@ -111,11 +112,11 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
 
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
-    info = {**machine(), "load_average_start": load_average()}
+    load_start = load_average()
+    info = {**machine(), "load_average_start": load_start}
     print(
         f"benchmarks on {info['cpu_count']} CPUs ({info['cpu_model']}), Python {info['python']}, "
-        f"load average {' '.join(map(str, info['load_average_start']))}"
-        + (" — quick run" if args.quick else ""),
+        f"load average {' '.join(map(str, load_start))}" + (" — quick run" if args.quick else ""),
         flush=True,
     )
     started = time.perf_counter()

@@ -6,10 +6,11 @@ the JSON (``benchmarks/bare_app.py``); the full stack adds the request log, rate
 body limit, HMAC middleware, dedupe and the job queue. The ratio full / bare of requests/s
 is the result (target: at least 0.9). Rounds alternate bare/full so drift hits both alike.
 
-The full stack runs with its default, durable job store (SQLite in a fresh ``STATE_DIR``,
-WAL, group commits, each batch answered once the WAL sync helper has fdatasync'ed the WAL). In the same run a third server per round runs
-the full stack with ``STATE_DURABLE=false`` (the same store on an in-memory database): the
-ratio durable / in-memory of requests/s is what durability costs (target: at least 0.8).
+The full stack runs with its default, durable job store (SQLite in a fresh ``STATE_DIR``, WAL,
+group commits, each batch answered once the WAL sync helper has fdatasync'ed the WAL). In the
+same run a third server per round runs the full stack with ``STATE_DURABLE=false`` (the same
+store on an in-memory database): the ratio durable / in-memory of requests/s is what durability
+costs (target: at least 0.8).
 A fourth server runs the bare route answering in batches (``--batched``: each request waits
 for a future released on the event loop's next turn with the others of that turn, as
 ``/ingest`` waits for its group commit, but with no work at all): its ratio to the bare route
@@ -90,6 +91,13 @@ def _ms(text: str) -> float:
     return value * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
+def _wrk_field(pattern: str, out: str) -> str:
+    match = re.search(pattern, out)
+    if match is None:
+        raise RuntimeError(f"wrk printed no {pattern!r}: {out[-500:]!r}")
+    return match.group(1)
+
+
 def run_wrk(url: str, seconds: float) -> Load:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
         fh.write(LUA % (BODY.decode(), SIGNATURE))
@@ -112,9 +120,9 @@ def run_wrk(url: str, seconds: float) -> Load:
         ).stdout
     finally:
         Path(script).unlink(missing_ok=True)
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))
-    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))
+    rps = float(_wrk_field(r"Requests/sec:\s+([\d.]+)", out))
+    p50 = _ms(_wrk_field(r"\s50%\s+(\S+)", out))
+    p99 = _ms(_wrk_field(r"\s99%\s+(\S+)", out))
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors = re.search(r"Socket errors:.*", out)
     return Load(rps, p50, p99, (int(bad.group(1)) if bad else 0) + (1 if errors else 0))
@@ -162,10 +170,16 @@ def load(url: str, seconds: float) -> Load:
 
 
 def start_full(
-    port: int, storage: Path, *, durable: bool = True, job_store_url: str | None = None
+    port: int,
+    storage: Path,
+    *,
+    durable: bool = True,
+    job_store_url: str | None = None,
+    variant: str | None = None,
 ) -> subprocess.Popen[bytes]:
     """The full stack (``python -m app serve``) on ``port``: SQLite in a fresh ``STATE_DIR``
-    (in memory unless ``durable``), or the PostgreSQL store at ``job_store_url``."""
+    (in memory unless ``durable``), or the PostgreSQL store at ``job_store_url``; with
+    ``variant``, one hand-written piece swapped for the library's (:mod:`benchmarks.library_variants`)."""
     state = Path(tempfile.mkdtemp(prefix="state-", dir=storage))  # a fresh job store per server
     env = {
         # Zammad is a closed port: jobs fail fast and, all for one ticket, coalesce; the
@@ -190,7 +204,8 @@ def start_full(
     }
     if job_store_url is not None:
         env["JOB_STORE_URL"] = job_store_url
-    return start_python(["-m", "app", "serve"], env)
+    command = ["-m", "benchmarks.library_variants", variant] if variant else ["-m", "app", "serve"]
+    return start_python(command, env)
 
 
 def start_bare(port: int, *, batched: bool = False) -> subprocess.Popen[bytes]:

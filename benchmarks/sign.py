@@ -168,10 +168,12 @@ def run(quick: bool = False) -> list[Result]:
 async def main(rounds: int) -> None:
     size, rows = await compare(rounds)
     print(
-        f"PAdES B-B, {rounds} signatures each, one-page PDF ({size} bytes), median / p95 ms, max loop stall ms"
+        f"PAdES B-B, {rounds} signatures each, one-page PDF ({size} bytes), "
+        "median / p95 ms, max loop stall ms"
     )
     print(
-        f"{'key':<9}{'ours med':>9}{'p95':>7}{'stall':>7}  {'stock med':>9}{'p95':>7}{'stall':>7}  {'stock/ours':>10}"
+        f"{'key':<9}{'ours med':>9}{'p95':>7}{'stall':>7}  "
+        f"{'stock med':>9}{'p95':>7}{'stall':>7}  {'stock/ours':>10}"
     )
     for bits, ours_t, ours_stall, stock_t, stock_stall in rows:
         ours_m, stock_m = statistics.median(ours_t), statistics.median(stock_t)

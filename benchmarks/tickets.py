@@ -53,9 +53,10 @@ def make_articles(
 ) -> list[dict]:
     """``count`` plain-text articles of about ``chars`` characters, in paragraphs of ~300.
 
-    Ids run from ``first_id``; every fifth article is internal (the render benchmark's
-    figures depend on this content: change it and old figures are no longer comparable). The dicts carry the keys the
-    layout reads and Zammad's ``by_ticket`` answer has (``type``/``sender`` names and ids).
+    Ids run from ``first_id``; every fifth article is internal (the render benchmark's figures
+    depend on this content: change it and old figures are no longer comparable). The dicts
+    carry the keys the layout reads and Zammad's ``by_ticket`` answer has (``type``/``sender``
+    names and ids).
     """
     rng = random.Random(seed)
     articles = []

@@ -134,13 +134,19 @@ def test_config_reads_no_variable_by_name_except_config_path() -> None:
             isinstance(node, ast.Call)
             and isinstance(node.func, ast.Attribute)
             and node.func.attr in {"get", "getenv"}
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+            and re.fullmatch(r"[A-Z][A-Z0-9_]+", node.args[0].value)
         ):
-            if node.args and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
-                if re.fullmatch(r"[A-Z][A-Z0-9_]+", node.args[0].value):
-                    names.add(node.args[0].value)
-        if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant):
-            if isinstance(node.slice.value, str) and re.fullmatch(r"[A-Z][A-Z0-9_]+", node.slice.value):
-                names.add(node.slice.value)
+            names.add(node.args[0].value)
+        if (
+            isinstance(node, ast.Subscript)
+            and isinstance(node.slice, ast.Constant)
+            and isinstance(node.slice.value, str)
+            and re.fullmatch(r"[A-Z][A-Z0-9_]+", node.slice.value)
+        ):
+            names.add(node.slice.value)
     assert names <= {"CONFIG_PATH"}, (
         f"app/config.py reads {sorted(names - {'CONFIG_PATH'})} outside SETTING_FIELDS"
     )
