@@ -163,8 +163,8 @@ def serve() -> int:
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")  # through our JSON handler
     config.graceful_timeout = settings.shutdown_grace_seconds + 5
-    # No config.read_timeout: it wraps every socket read in asyncio.wait_for (~11 µs a request).
-    # A client that stalls mid-body gets 408 from the body-limit middleware instead
+    # No config.read_timeout: it wraps every socket read in asyncio.wait_for. A client that
+    # stalls mid-body gets 408 from the body-limit middleware instead
     # (HARDENING_BODY_READ_TIMEOUT_SECONDS); one that stalls before its headers are complete
     # is dropped by Hypercorn's keep_alive_timeout.
 

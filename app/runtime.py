@@ -48,8 +48,8 @@ class Runtime:
     def signer_error(self) -> str | None:
         """Why the signer is not usable, or ``None`` when it is (or signing is off).
 
-        A signer that could not be loaded stands in as one that carries its load error
-        (``error``, a :class:`~app.errors.SigningError`; :class:`app.main.UnavailableSigner`).
+        A signer whose key could not be loaded is replaced by a stand-in that carries the load
+        error as ``error`` (a :class:`~app.errors.SigningError`) and raises it on every job.
         """
         if self.signer is None:
             return "not loaded yet"

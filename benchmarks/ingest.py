@@ -170,16 +170,10 @@ def load(url: str, seconds: float) -> Load:
 
 
 def start_full(
-    port: int,
-    storage: Path,
-    *,
-    durable: bool = True,
-    job_store_url: str | None = None,
-    variant: str | None = None,
+    port: int, storage: Path, *, durable: bool = True, job_store_url: str | None = None
 ) -> subprocess.Popen[bytes]:
     """The full stack (``python -m app serve``) on ``port``: SQLite in a fresh ``STATE_DIR``
-    (in memory unless ``durable``), or the PostgreSQL store at ``job_store_url``; with
-    ``variant``, one hand-written piece swapped for the library's (:mod:`benchmarks.library_variants`)."""
+    (in memory unless ``durable``), or the PostgreSQL store at ``job_store_url``."""
     state = Path(tempfile.mkdtemp(prefix="state-", dir=storage))  # a fresh job store per server
     env = {
         # Zammad is a closed port: jobs fail fast and, all for one ticket, coalesce; the
@@ -204,8 +198,7 @@ def start_full(
     }
     if job_store_url is not None:
         env["JOB_STORE_URL"] = job_store_url
-    command = ["-m", "benchmarks.library_variants", variant] if variant else ["-m", "app", "serve"]
-    return start_python(command, env)
+    return start_python(["-m", "app", "serve"], env)
 
 
 def start_bare(port: int, *, batched: bool = False) -> subprocess.Popen[bytes]:

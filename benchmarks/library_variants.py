@@ -1,8 +1,10 @@
 """The service with one of our hand-written pieces swapped back for the library's own.
 
+:data:`VARIANTS` undo one replacement each, on the imported modules, before the application
+is built, so a benchmark can measure what the piece buys in the same run as the real service
+(:mod:`benchmarks.app_instructions`, counted by ``benchmarks/ingest_cpu.py``).
 ``python -m benchmarks.library_variants VARIANT`` runs ``python -m app serve`` (same settings,
-same environment) with one replacement undone, so a benchmark can measure what the piece
-buys in the same run as the real service (``benchmarks/ingest_cpu.py``):
+same environment) with it, to look at by hand:
 
 - ``starlette_errors``: Starlette's own error layers (``ServerErrorMiddleware``,
   ``ExceptionMiddleware``, with handlers that answer in our error shape) instead of

@@ -9,9 +9,9 @@ Time: a body that has not fully arrived ``read_timeout`` seconds after the appli
 asked for it is answered 408 ``request_timeout`` (RFC 9110 §15.5.9) and the connection is
 closed, so a client that stalls mid-body cannot hold a connection and a task forever.
 Hypercorn's own ``read_timeout`` would do the same with an ``asyncio.wait_for`` around every
-socket read — about 11 µs per request on the hot path. Here a body read only registers its
-task in a dict, and one sweeper task per process looks once a second for reads past their
-deadline; stalls before the request line and headers are complete are Hypercorn's
+socket read. Here a body read only registers its task in a dict, and one sweeper task per
+process looks once a second for reads past their deadline; stalls before the request line
+and headers are complete are Hypercorn's
 ``keep_alive_timeout``'s business (the connection still counts as idle then).
 """
 

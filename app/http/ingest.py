@@ -22,6 +22,7 @@ from app.http.names import (
     DELIVERY_HEADER_RAW,
     MAX_DELIVERY_ID_CHARS,
     RAW_BODY_KEY,
+    RETRY_AFTER_HEADER,
     TICKET_ID_KEY,
 )
 from app.http.responses import JSONResponse, error_response, send_error, send_json
@@ -32,23 +33,28 @@ from app.runtime import Runtime
 
 log = logging.getLogger("app.http")
 
+RETRY_SOON = {RETRY_AFTER_HEADER: "5"}
+"""``Retry-After`` of a 503 that a moment may cure (the queue full, the workers not started)."""
+RETRY_LATER = {RETRY_AFTER_HEADER: "10"}
+"""``Retry-After`` of a 503 that takes longer (shutting down, the job store unavailable)."""
+
 
 def _not_started() -> Response:
-    return error_response(503, "not_started", "the service has not started its workers", {"Retry-After": "5"})
+    return error_response(503, "not_started", "the service has not started its workers", RETRY_SOON)
 
 
 def _queue_full() -> Response:
-    return error_response(503, "queue_full", "the job queue is full; retry later", {"Retry-After": "5"})
+    return error_response(503, "queue_full", "the job queue is full; retry later", RETRY_SOON)
 
 
 def _shutting_down() -> Response:
-    return error_response(503, "shutting_down", "the service is shutting down", {"Retry-After": "10"})
+    return error_response(503, "shutting_down", "the service is shutting down", RETRY_LATER)
 
 
 def job_store_unavailable(what: str) -> Response:
     """503 ``job_store_unavailable``: ``what`` could not be done (the store logged why)."""
     return error_response(
-        503, "job_store_unavailable", f"{what} (see the service log); retry later", {"Retry-After": "10"}
+        503, "job_store_unavailable", f"{what} (see the service log); retry later", RETRY_LATER
     )
 
 

@@ -20,8 +20,10 @@ REQUEST_ID_HEADER_RAW = b"x-request-id"
 FORWARDED_FOR_HEADER_RAW = b"x-forwarded-for"
 CONTENT_LENGTH_HEADER_RAW = b"content-length"
 AUTHORIZATION_HEADER = "authorization"
-RETRY_AFTER_HEADER_RAW = b"retry-after"
+RETRY_AFTER_HEADER = "retry-after"
+RETRY_AFTER_HEADER_RAW = RETRY_AFTER_HEADER.encode()
 CONNECTION_HEADER_RAW = b"connection"
+CONTENT_TYPE_HEADER_RAW = b"content-type"
 
 # -- scope keys (set by one layer, read by another) -------------------------------------------
 

@@ -2,32 +2,35 @@
 
 Every request (except the simulator's own ``/_sim/…``) is recorded, then held by matching
 delays, answered by a matching fault, authenticated (§3.1), and only then routed. The routes
-of every route module in :data:`ROUTE_MODULES` are served; a new module (one more part of
-Zammad's API) is one more entry there: a module with
-``add_routes(router: web.UrlDispatcher, state: SimulatorState) -> None``.
+of every module named in :data:`ROUTE_MODULES` are served: one more part of Zammad's API is a
+module of this package with ``add_routes(router: web.UrlDispatcher, state: SimulatorState)
+-> None`` and one more line there.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import re
 import secrets
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from types import ModuleType
 from typing import Any
 
 import orjson
 from aiohttp import web
 
-from devtools.zammad_simulator import attachments, tags, tickets
 from devtools.zammad_simulator.faults import FaultPlan
 from devtools.zammad_simulator.responses import JSON_KEY, json_response, zammad_error
 from devtools.zammad_simulator.state import SimulatorState
 
-ROUTE_MODULES: tuple[ModuleType, ...] = (tickets, attachments, tags)
-"""The route modules served, each with ``add_routes(router, state)``."""
+ROUTE_MODULES = (
+    "tickets",  # tickets and articles, creating the note
+    "attachments",  # attachment bytes and raw e-mails
+    "tags",  # list, add, remove
+)
+"""The route modules of this package that are served, each with ``add_routes(router, state)``."""
 
 MAX_REQUEST_BYTES = 8 * 1024 * 1024
 """Largest request body the simulator reads (aiohttp's ``client_max_size``)."""
@@ -129,7 +132,8 @@ class ZammadSimulator(SimulatorState):
         """The aiohttp application: every route module's routes, the simulator's own
         ``/_sim/state/{id}``, and the request pipeline around them."""
         app = web.Application(middlewares=[self._middleware], client_max_size=MAX_REQUEST_BYTES)
-        for module in ROUTE_MODULES:
+        for name in ROUTE_MODULES:
+            module = importlib.import_module(f"{__package__}.{name}")
             module.add_routes(app.router, self)
         app.router.add_get("/_sim/state/{id}", self._sim_state)
         return app
