@@ -52,7 +52,7 @@ system-deps:
 	bash scripts/dev/install-system-deps.sh
 
 demo: $(STAMP) system-deps
-	$(PY) -m app.devtools.demo
+	$(PY) -m devtools.demo
 
 test: $(STAMP) system-deps
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -122,11 +122,11 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
 
     started_at = datetime.now(UTC).isoformat(timespec="seconds")
-    info = {**machine(), "load_average_start": load_average()}
+    load_start = load_average()
+    info = {**machine(), "load_average_start": load_start}
     print(
         f"benchmarks on {info['cpu_count']} CPUs ({info['cpu_model']}), Python {info['python']}, "
-        f"load average {' '.join(map(str, info['load_average_start']))}"
-        + (" — quick run" if args.quick else ""),
+        f"load average {' '.join(map(str, load_start))}" + (" — quick run" if args.quick else ""),
         flush=True,
     )
     started = time.perf_counter()

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
+from typing import TYPE_CHECKING, cast
 
 import orjson
 from hypercorn.asyncio import serve
@@ -24,6 +25,9 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from app.http.webhook import signature_ok
+
+if TYPE_CHECKING:
+    from hypercorn.typing import ASGIFramework
 
 
 class _Batch:
@@ -80,7 +84,9 @@ def main() -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
-        await serve(make_app(secret, batched=batched), config, shutdown_trigger=stop.wait)
+        # Starlette types ASGI messages as plain mappings, Hypercorn as TypedDicts: the same protocol.
+        app = cast("ASGIFramework", make_app(secret, batched=batched))
+        await serve(app, config, shutdown_trigger=stop.wait)
 
     asyncio.run(run())
 

@@ -35,9 +35,10 @@ PROFILED_WORKERS = 2
 
 
 async def measure(
-    workers: int, tickets: int, timeout: float
+    workers: int, tickets: int, budget_seconds: float
 ) -> tuple[float, int, dict[str, float], StepProfile]:
-    """One stack: returns tickets/s, tickets not archived, CPU seconds per ticket, step profile."""
+    """One stack: returns tickets/s, tickets not archived within ``budget_seconds``, CPU
+    seconds per ticket, step profile."""
     with Stack(tickets=tickets, articles=ARTICLES, workers=workers) as stack:
         if await stack.post([FIXTURE_TICKET]):
             raise RuntimeError("the warm-up webhook was refused")
@@ -49,7 +50,7 @@ async def measure(
         refused = await stack.post(stack.ticket_ids)
         if refused:
             raise RuntimeError(f"{refused} webhooks were refused")
-        ended, missing = await stack.wait_signed(stack.ticket_ids, timeout)
+        ended, missing = await stack.wait_signed(stack.ticket_ids, budget_seconds)
         cpu_after, profile = stack.cpu(), await stack.profile() - profile_before
         archived = tickets - len(missing)
         per_ticket = {k: (cpu_after[k] - cpu_before[k]) / max(archived, 1) for k in cpu_after}

@@ -95,6 +95,13 @@ def _ms(text: str) -> float:
     return value * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
+def _wrk_field(pattern: str, out: str) -> str:
+    match = re.search(pattern, out)
+    if match is None:
+        raise RuntimeError(f"wrk printed no {pattern!r}: {out[-500:]!r}")
+    return match.group(1)
+
+
 def run_wrk(url: str, seconds: float) -> Load:
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as fh:
         fh.write(LUA % (BODY.decode(), SIGNATURE))
@@ -117,9 +124,9 @@ def run_wrk(url: str, seconds: float) -> Load:
         ).stdout
     finally:
         Path(script).unlink(missing_ok=True)
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    p50 = _ms(re.search(r"\s50%\s+(\S+)", out).group(1))
-    p99 = _ms(re.search(r"\s99%\s+(\S+)", out).group(1))
+    rps = float(_wrk_field(r"Requests/sec:\s+([\d.]+)", out))
+    p50 = _ms(_wrk_field(r"\s50%\s+(\S+)", out))
+    p99 = _ms(_wrk_field(r"\s99%\s+(\S+)", out))
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors = re.search(r"Socket errors:.*", out)
     return Load(rps, p50, p99, (int(bad.group(1)) if bad else 0) + (1 if errors else 0))

@@ -106,8 +106,9 @@ async def measure(tickets: int, paced_seconds: float, wrk_seconds: float) -> dic
             raise RuntimeError("webhooks of the backlog were refused")
         # Let every worker take a job and the render processes start.
         deadline = time.monotonic() + 30
-        while stack.pdf_count() == 0 and time.monotonic() < deadline:
+        while stack.pdf_count() == 0 and time.monotonic() < deadline:  # noqa: ASYNC110 - files of another process
             await asyncio.sleep(0.1)
+        assert stack.service is not None  # started by Stack.__enter__
         processes = max(1, len(process_tree(stack.service.pid)) - 3)  # minus main, forkserver, tracker
         cpu0, t0, pdfs0 = render_busy(stack), time.perf_counter(), stack.pdf_count()
         busy, busy_errors = await paced(ingest, PACED_RPS, paced_seconds)

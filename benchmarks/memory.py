@@ -45,10 +45,10 @@ def pss_mib(pid: int) -> float:
 
 
 async def measure(
-    articles: int, timeout: float
+    articles: int, budget_seconds: float
 ) -> tuple[dict[int, float], int, float, float, list[int], float]:
     """Archive one ticket of ``articles`` articles; per-pid peaks, main pid, idle MiB, seconds,
-    missing, highest summed PSS (MiB)."""
+    missing (not archived within ``budget_seconds``), highest summed PSS (MiB)."""
     with Stack(tickets=1, articles=articles) as stack:
         assert stack.service is not None
         main_pid = stack.service.pid
@@ -71,7 +71,7 @@ async def measure(
         try:
             if await stack.post(stack.ticket_ids):
                 raise RuntimeError("the webhook was refused")
-            ended, missing = await stack.wait_signed(stack.ticket_ids, timeout)
+            ended, missing = await stack.wait_signed(stack.ticket_ids, budget_seconds)
         finally:
             done.set()
             await sampler

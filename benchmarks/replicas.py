@@ -66,9 +66,10 @@ def _pg_cpu(server: PostgresServer) -> float:
 
 
 async def _throughput(
-    server: PostgresServer, database: str, replicas: int, tickets: int, timeout: float
+    server: PostgresServer, database: str, replicas: int, tickets: int, budget_seconds: float
 ) -> tuple[float, int, float, float]:
-    """One stack of ``replicas`` on a fresh database: tickets/s, tickets not archived, CPU
+    """One stack of ``replicas`` on a fresh database: tickets/s, tickets not archived (within
+    ``budget_seconds``), CPU
     seconds per ticket of the services (main and render processes) and of PostgreSQL."""
     url = server.create_database(database)
     warm_up = WARM_UP_PER_REPLICA * replicas
@@ -89,7 +90,7 @@ async def _throughput(
         refused = await stack.post(measured)
         if refused:
             raise RuntimeError(f"{refused} webhooks were refused")
-        ended, missing = await stack.wait_signed(measured, timeout)
+        ended, missing = await stack.wait_signed(measured, budget_seconds)
         archived = len(measured) - len(missing)
         pg_per_ticket = (_pg_cpu(server) - pg_before) / max(archived, 1)
         cpu_after = stack.cpu()
@@ -112,15 +113,18 @@ async def _job(conn: asyncpg.Connection, ticket_id: int) -> asyncpg.Record | Non
 
 
 async def _wait_job(
-    conn: asyncpg.Connection, ticket_id: int, timeout: float, what: str, condition: Any
+    conn: asyncpg.Connection, ticket_id: int, within_seconds: float, what: str, condition: Any
 ) -> asyncpg.Record:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        row = await _job(conn, ticket_id)
-        if row is not None and condition(row):
-            return row
-        await asyncio.sleep(POLL_SECONDS)
-    raise RuntimeError(f"timed out after {timeout:.0f} s waiting for {what}")
+    """The ticket's latest job once ``condition(row)`` holds; RuntimeError after ``within_seconds``."""
+    try:
+        async with asyncio.timeout(within_seconds):
+            while True:
+                row = await _job(conn, ticket_id)
+                if row is not None and condition(row):
+                    return row
+                await asyncio.sleep(POLL_SECONDS)
+    except TimeoutError:
+        raise RuntimeError(f"timed out after {within_seconds:.0f} s waiting for {what}") from None
 
 
 async def _reclaim(server: PostgresServer, database: str) -> tuple[float, float, bool]:

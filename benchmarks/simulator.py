@@ -2,7 +2,7 @@
 
 Run: ``python -m benchmarks.simulator --token T --tickets N --articles M [--first-id ID]
 [--delay METHOD PATH_REGEX SECONDS]...``.
-Like ``python -m app.devtools.zammad_simulator`` it prints one line
+Like ``python -m devtools.zammad_simulator`` it prints one line
 ``LISTENING http://127.0.0.1:<port>`` once it accepts connections and serves on loopback
 until SIGTERM/SIGINT. Generated tickets are copies of fixture 4711's columns with ids
 ``ID``, ``ID+1``, …, the tag ``pdf:sign`` and ``M`` plain-text articles of ~1,000 characters
@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import signal
-import sys
 from pathlib import Path
 
-from app.devtools.zammad_simulator import ZammadSimulator
 from benchmarks.tickets import make_articles
+from devtools.zammad_simulator import ZammadSimulator
+from devtools.zammad_simulator.cli import serve_until_signalled
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "zammad"
 FIXTURE_TICKET = 4711
@@ -55,17 +54,7 @@ async def _serve(args: argparse.Namespace) -> None:
     seed(simulator, args.tickets, args.articles, args.first_id)
     for method, path_regex, seconds in args.delay or ():
         simulator.delay(method, path_regex, float(seconds))
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    base_url = await simulator.start("127.0.0.1", 0)
-    sys.stdout.write(f"LISTENING {base_url}\n")
-    sys.stdout.flush()
-    try:
-        await stop.wait()
-    finally:
-        await simulator.stop()
+    await serve_until_signalled(simulator)
 
 
 def main(argv: list[str] | None = None) -> int:

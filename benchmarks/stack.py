@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import contextlib
 import os
 import re
 import select
@@ -31,8 +32,8 @@ from pathlib import Path
 
 import aiohttp
 
-from app.devtools.webhook import zammad_webhook
 from benchmarks.common import REPO, free_port, stop, wait_http
+from devtools.webhook import zammad_webhook
 
 TOKEN = "bench-token"
 SECRET = "bench-secret"
@@ -267,10 +268,8 @@ class Stack:
         container kill or a power cut would; wait until it is gone."""
         proc = self.services[index]
         for pid in process_tree(proc.pid):
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         proc.wait()
         self.killed.add(index)
 
@@ -311,8 +310,8 @@ class Stack:
         """Published PDFs under the storage root (temporary files excluded)."""
         return sum(1 for p in self.storage.rglob("*.pdf") if not p.name.startswith("."))
 
-    async def wait_signed(self, ticket_ids: list[int], timeout: float) -> tuple[float, list[int]]:
-        """Wait until every ticket ends ``pdf:signed`` with its note, or ``timeout`` seconds pass.
+    async def wait_signed(self, ticket_ids: list[int], within_seconds: float) -> tuple[float, list[int]]:
+        """Wait until every ticket ends ``pdf:signed`` with its note, or ``within_seconds`` pass.
 
         Watches the storage root (cheap, every :data:`POLL_SECONDS`) and, once a second, the
         count of finished jobs in ``/metrics``; when all PDFs are there or all jobs finished,
@@ -320,7 +319,7 @@ class Stack:
         ``time.perf_counter()`` when the last one was seen done, and the tickets that were
         not done in time or ended ``pdf:error``.
         """
-        deadline = time.perf_counter() + timeout
+        deadline = time.perf_counter() + within_seconds
         pending = set(ticket_ids)
         failed: set[int] = set()
         next_metrics = 0.0
@@ -387,9 +386,11 @@ class Stack:
 
     async def profile(self) -> StepProfile:
         """Job and step (``fetch``, ``render``, ``sign``, ``store``) durations so far, from ``/metrics``."""
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
-            async with session.get(f"{self.url}/metrics") as resp:
-                text = await resp.text()
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
+            session.get(f"{self.url}/metrics") as resp,
+        ):
+            text = await resp.text()
 
         def value(name: str, labels: str = "") -> float:
             match = re.search(

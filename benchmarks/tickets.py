@@ -9,7 +9,41 @@ from __future__ import annotations
 
 import random
 
-WORDS = ["Rechnung", "Position", "doppelt", "berechnet", "Gutschrift", "Kundin", "Mühlenbach", "Grüßen", "außerdem", "Prüfung", "bitte", "senden", "korrigierte", "Wartungspauschale", "Buchhaltung", "Ansprechpartner", "Zahlung", "zurückgestellt", "the", "invoice", "was", "charged", "twice", "please", "send", "a", "corrected", "credit", "note", "as", "soon", "as", "possible"]
+WORDS = [
+    "Rechnung",
+    "Position",
+    "doppelt",
+    "berechnet",
+    "Gutschrift",
+    "Kundin",
+    "Mühlenbach",
+    "Grüßen",
+    "außerdem",
+    "Prüfung",
+    "bitte",
+    "senden",
+    "korrigierte",
+    "Wartungspauschale",
+    "Buchhaltung",
+    "Ansprechpartner",
+    "Zahlung",
+    "zurückgestellt",
+    "the",
+    "invoice",
+    "was",
+    "charged",
+    "twice",
+    "please",
+    "send",
+    "a",
+    "corrected",
+    "credit",
+    "note",
+    "as",
+    "soon",
+    "as",
+    "possible",
+]
 ARTICLE_CHARS = 1000
 """Characters of body text per generated article (paragraphs of about 300)."""
 
@@ -19,9 +53,10 @@ def make_articles(
 ) -> list[dict]:
     """``count`` plain-text articles of about ``chars`` characters, in paragraphs of ~300.
 
-    Ids run from ``first_id``; every fifth article is internal (the render benchmark's
-    figures depend on this content: change it and old figures are no longer comparable). The dicts carry the keys the
-    layout reads and Zammad's ``by_ticket`` answer has (``type``/``sender`` names and ids).
+    Ids run from ``first_id``; every fifth article is internal (the render benchmark's figures
+    depend on this content: change it and old figures are no longer comparable). The dicts
+    carry the keys the layout reads and Zammad's ``by_ticket`` answer has (``type``/``sender``
+    names and ids).
     """
     rng = random.Random(seed)
     articles = []

@@ -34,10 +34,10 @@ from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
 from app.config import Settings, load_settings
-from app.devtools.zammad_simulator import ZammadSimulator
 from app.jobs.pg_schema import SCHEMA
 from app.jobs.store import SQLITE_FILE
 from app.main import create_app
+from devtools.zammad_simulator import ZammadSimulator
 from tests import postgres_server as pg
 
 REPO = Path(__file__).resolve().parents[1]

@@ -16,12 +16,9 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.http.names import DELIVERY_HEADER_RAW, INGEST_PATHS, RAW_BODY_KEY, SIGNATURE_HEADER_RAW
 from app.http.responses import send_error
 from app.http.webhook import signature_ok
-
-RAW_BODY_KEY = "app.raw_body"
-SIGNATURE_HEADER = b"x-hub-signature"
-DELIVERY_HEADER = b"x-zammad-delivery"
 
 
 class ClientDisconnected(Exception):
@@ -56,7 +53,8 @@ class HmacSignatureMiddleware:
         app: the wrapped application.
         secret: the webhook HMAC token (UTF-8 bytes) or ``None`` when none is configured.
         allow_unsigned: with no secret, let unsigned requests through (tests only).
-        paths: exact request paths to protect, e.g. ``{"/ingest", "/ingest/batch"}``.
+        paths: exact request paths to protect (default: the webhook paths, ``/ingest`` and
+            ``/ingest/batch``).
         require_delivery_id: refuse requests without ``X-Zammad-Delivery``.
     """
 
@@ -66,7 +64,7 @@ class HmacSignatureMiddleware:
         *,
         secret: bytes | None,
         allow_unsigned: bool = False,
-        paths: frozenset[str] = frozenset({"/ingest", "/ingest/batch"}),
+        paths: frozenset[str] = INGEST_PATHS,
         require_delivery_id: bool = False,
     ) -> None:
         self.app = app
@@ -95,19 +93,18 @@ class HmacSignatureMiddleware:
         has_delivery = False
         need_delivery = self.require_delivery_id
         for name, value in scope["headers"]:
-            if name == SIGNATURE_HEADER and header is None:  # the first one counts
+            if name == SIGNATURE_HEADER_RAW and header is None:  # the first one counts
                 header = value.decode("latin-1")
                 if not need_delivery:
                     break
-            elif name == DELIVERY_HEADER:
+            elif name == DELIVERY_HEADER_RAW:
                 has_delivery = bool(value.strip())
-        if self.secret is not None:
-            if not signature_ok(body, header, self.secret):
-                detail = (
-                    "missing X-Hub-Signature" if header is None else "X-Hub-Signature does not match the body"
-                )
-                await send_error(send, 403, "forbidden", detail)
-                return
+        if self.secret is not None and not signature_ok(body, header, self.secret):
+            detail = (
+                "missing X-Hub-Signature" if header is None else "X-Hub-Signature does not match the body"
+            )
+            await send_error(send, 403, "forbidden", detail)
+            return
         if self.require_delivery_id and not has_delivery:
             await send_error(send, 400, "missing_delivery_id", "the X-Zammad-Delivery header is required")
             return

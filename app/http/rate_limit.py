@@ -17,10 +17,13 @@ from collections.abc import Callable, Iterable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.http.names import FORWARDED_FOR_HEADER_RAW, RETRY_AFTER_HEADER_RAW
 from app.http.responses import send_error
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 DEFAULT_EXEMPT_PATHS = frozenset({"/healthz", "/metrics"})
+DEFAULT_MAX_CLIENTS = 10_000
+"""Most clients whose buckets are kept (least recently seen forgotten first)."""
 
 
 class TokenBuckets:
@@ -38,7 +41,7 @@ class TokenBuckets:
         rate: float,
         burst: int,
         *,
-        max_clients: int = 10_000,
+        max_clients: int = DEFAULT_MAX_CLIENTS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.rate = rate
@@ -81,7 +84,7 @@ def client_address(scope: Scope, trusted: tuple[Network, ...]) -> str:
     if not trusted or not _is_trusted(peer, trusted):
         return peer
     for name, value in scope["headers"]:
-        if name == b"x-forwarded-for":
+        if name == FORWARDED_FOR_HEADER_RAW:
             hops = [h.strip() for h in value.decode("latin-1").split(",") if h.strip()]
             for hop in reversed(hops):
                 if not _is_trusted(hop, trusted):
@@ -117,7 +120,7 @@ class RateLimitMiddleware:
         burst: int,
         trusted_proxies: Iterable[Network] = (),
         exempt_paths: frozenset[str] = DEFAULT_EXEMPT_PATHS,
-        max_clients: int = 10_000,
+        max_clients: int = DEFAULT_MAX_CLIENTS,
         on_limited: Callable[[], None] | None = None,
     ) -> None:
         self.app = app
@@ -139,7 +142,7 @@ class RateLimitMiddleware:
                 429,
                 "rate_limited",
                 "too many requests; retry after the time in Retry-After",
-                [(b"retry-after", str(max(1, math.ceil(wait))).encode())],
+                [(RETRY_AFTER_HEADER_RAW, str(max(1, math.ceil(wait))).encode())],
             )
             return
         await self.app(scope, receive, send)

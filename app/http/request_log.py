@@ -15,12 +15,15 @@ from collections.abc import Awaitable, Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.http.names import (
+    DELIVERY_HEADER_RAW,
+    MAX_DELIVERY_ID_CHARS,
+    MAX_REQUEST_ID_CHARS,
+    REQUEST_ID_HEADER_RAW,
+    REQUEST_ID_KEY,
+    TICKET_ID_KEY,
+)
 from app.observability.logging import ACCESS_LOG
-
-REQUEST_ID_KEY = "app.request_id"
-TICKET_ID_KEY = "app.ticket_id"
-MAX_REQUEST_ID_CHARS = 128
-
 
 _PROCESS_PREFIX = os.urandom(6).hex()
 _counter = itertools.count(1)
@@ -54,13 +57,13 @@ class RequestLogMiddleware:
         started = time.perf_counter()
         request_id_raw = delivery = None
         for name, value in scope["headers"]:
-            if name == b"x-request-id":
+            if name == REQUEST_ID_HEADER_RAW:
                 request_id_raw = value
-            elif name == b"x-zammad-delivery":
-                delivery = value.decode("latin-1")[:200]
+            elif name == DELIVERY_HEADER_RAW:
+                delivery = value.decode("latin-1")[:MAX_DELIVERY_ID_CHARS]
         request_id = _request_id(request_id_raw)
         scope[REQUEST_ID_KEY] = request_id
-        header = (b"x-request-id", request_id.encode("latin-1"))
+        header = (REQUEST_ID_HEADER_RAW, request_id.encode("latin-1"))
         status = 0
 
         def send_with_id(message: Message) -> Awaitable[None]:

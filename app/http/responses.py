@@ -8,6 +8,8 @@ import orjson
 from starlette.responses import Response
 from starlette.types import Send
 
+from app.http.names import CONTENT_LENGTH_HEADER_RAW, CONTENT_TYPE_HEADER_RAW
+
 JSON_TYPE = b"application/json"
 
 
@@ -35,7 +37,10 @@ async def send_json(send: Send, status: int, content: Any) -> None:
         {
             "type": "http.response.start",
             "status": status,
-            "headers": [(b"content-type", JSON_TYPE), (b"content-length", str(len(body)).encode())],
+            "headers": [
+                (CONTENT_TYPE_HEADER_RAW, JSON_TYPE),
+                (CONTENT_LENGTH_HEADER_RAW, str(len(body)).encode()),
+            ],
         }
     )
     await send({"type": "http.response.body", "body": body})
@@ -51,8 +56,8 @@ async def send_error(
             "type": "http.response.start",
             "status": status,
             "headers": [
-                (b"content-type", JSON_TYPE),
-                (b"content-length", str(len(body)).encode()),
+                (CONTENT_TYPE_HEADER_RAW, JSON_TYPE),
+                (CONTENT_LENGTH_HEADER_RAW, str(len(body)).encode()),
                 *(headers or []),
             ],
         }

@@ -71,7 +71,7 @@ async def _wait(event: asyncio.Event, seconds: float) -> None:
 
 
 class JobRunner(Protocol):
-    """What the pool needs from the workflow (implemented by :class:`app.main.ArchiveRunner`).
+    """What the pool needs from the workflow (implemented by :class:`app.runtime.ArchiveRunner`).
 
     ``guard`` (with a shared store): awaited before each write to the ticket; raises
     :class:`LeaseLost` once another replica holds the job (see :data:`app.workflow.ports.Guard`).

@@ -183,7 +183,7 @@ def configure_logging(level: str = "INFO", secrets: Iterable[str] = (), stream: 
     ACCESS_LOG.bind(handler, logging.getLogger("app.access").isEnabledFor(logging.INFO))
     # Our JSON lines carry no caller: skip the stack walk that finds it (the logging HOWTO's
     # "Optimization" section). Thread and process ids stay: other formatters use them.
-    logging._srcfile = None  # type: ignore[attr-defined]
+    logging._srcfile = None
     # fpdf2 and fontTools are chatty at INFO; pyHanko logs at WARNING what matters.
     for noisy in ("fpdf", "fontTools", "hypercorn.access"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

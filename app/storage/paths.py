@@ -152,7 +152,7 @@ def versioned_name(name: str, version: int, *, max_bytes: int = DEFAULT_MAX_SEGM
     return _cut_utf8(stem, budget) + suffix + extension
 
 
-def _segment_fields(segment: str) -> list[tuple[str, str, str | None, str | None]]:
+def _segment_fields(segment: str) -> list[tuple[str, str | None, str | None, str | None]]:
     try:
         return list(string.Formatter().parse(segment))
     except ValueError as exc:

@@ -55,6 +55,7 @@ Any failure removes the temp file. Every ``OSError`` becomes :class:`StorageErro
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import hashlib
 import json
@@ -133,10 +134,8 @@ def _json_default(value: Any) -> Any:
 
 
 def _close_quietly(fd: int) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.close(fd)
-    except OSError:
-        pass
 
 
 class ArchiveStore:
@@ -517,10 +516,8 @@ class ArchiveStore:
             return final, digest, size
         finally:
             if not published:
-                try:
+                with contextlib.suppress(OSError):
                     os.unlink(tmp_name, dir_fd=dir_fd)
-                except OSError:
-                    pass
 
     @staticmethod
     def _copy_file(fd: int, source: Path) -> tuple[str, int]:
@@ -575,10 +572,10 @@ class ArchiveStore:
                         raise _storage_error("publish", here, exc) from exc
                     self._hardlinks = False  # e.g. CIFS without hard-link support
                 else:
-                    try:
+                    with contextlib.suppress(
+                        OSError
+                    ):  # a stray temp file is harmless; the archive is in place
                         os.unlink(tmp_name, dir_fd=dir_fd)
-                    except OSError:
-                        pass  # a stray temp file is harmless; the archive is in place
                     return candidate
             # Fallback without hard links: check, then rename. Not atomic against a second
             # writer publishing the same name in between (see the module docstring).

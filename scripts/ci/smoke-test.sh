@@ -53,7 +53,7 @@ mkdir -p "$work/archive"
 DEV_PFX_PASSWORD=changeit bash "$repo/scripts/dev/gen-dev-certs.sh" "$work/certs" >/dev/null
 
 # 2. The simulator; it prints "LISTENING <url>" once it accepts connections.
-(cd "$repo" && exec "$py" -m app.devtools.zammad_simulator --host 127.0.0.1 --port 0 --token "$token" \
+(cd "$repo" && exec "$py" -m devtools.zammad_simulator --host 127.0.0.1 --port 0 --token "$token" \
     --seed tests/fixtures/zammad >"$work/simulator.out" 2>"$work/simulator.log") &
 sim_pid=$!
 sim_url=""
@@ -100,7 +100,7 @@ from pathlib import Path
 
 repo, url, sim_url, secret, ticket, timeout_s, archive = sys.argv[1:]
 sys.path.insert(0, repo)
-from app.devtools.webhook import zammad_webhook
+from devtools.webhook import zammad_webhook
 
 payload = json.loads(Path(repo, "tests/fixtures/zammad/webhook-default.json").read_text())
 body, headers = zammad_webhook(payload, secret)

@@ -80,8 +80,8 @@ def table_of(field: Field) -> str:
 def default_of(field: Field) -> Any:
     if field.default is not MISSING:
         return field.default
-    if field.default_factory is not MISSING:  # type: ignore[misc]
-        return field.default_factory()  # type: ignore[misc]
+    if field.default_factory is not MISSING:
+        return field.default_factory()
     return None
 
 
@@ -197,7 +197,8 @@ def main(argv: list[str]) -> int:
         rel = path.relative_to(REPO)
         if args.check:
             print(
-                f"gen-config-docs: {rel} is out of date; run: .venv/bin/python scripts/dev/gen-config-docs.py",
+                f"gen-config-docs: {rel} is out of date; "
+                "run: .venv/bin/python scripts/dev/gen-config-docs.py",
                 file=sys.stderr,
             )
         else:

@@ -36,7 +36,7 @@ trap 'exit 130' INT TERM
 mkdir -p "$var/local-archive"
 DEV_PFX_PASSWORD=changeit bash "$repo/scripts/dev/gen-dev-certs.sh" "$var/dev-certs" >/dev/null
 
-(cd "$repo" && exec "$py" -m app.devtools.zammad_simulator --host 127.0.0.1 --port "$sim_port" \
+(cd "$repo" && exec "$py" -m devtools.zammad_simulator --host 127.0.0.1 --port "$sim_port" \
     --token "$token" --seed tests/fixtures/zammad >"$var/local-simulator.out" 2>"$var/local-simulator.log") &
 sim_pid=$!
 for _ in $(seq 1 300); do
@@ -70,7 +70,7 @@ cat <<EOF
 [run-local] service    http://127.0.0.1:$port  (log: var/local-service.log)
 [run-local] archive    var/local-archive
 [run-local] send the fixture webhook (HMAC secret $secret):
-    $py -c 'import json,sys,urllib.request; sys.path.insert(0,"$repo"); from app.devtools.webhook import zammad_webhook; b,h=zammad_webhook(json.load(open("$repo/tests/fixtures/zammad/webhook-default.json")),"$secret"); print(urllib.request.urlopen(urllib.request.Request("http://127.0.0.1:$port/ingest",data=b,headers=h,method="POST")).read().decode())'
+    $py -c 'import json,sys,urllib.request; sys.path.insert(0,"$repo"); from devtools.webhook import zammad_webhook; b,h=zammad_webhook(json.load(open("$repo/tests/fixtures/zammad/webhook-default.json")),"$secret"); print(urllib.request.urlopen(urllib.request.Request("http://127.0.0.1:$port/ingest",data=b,headers=h,method="POST")).read().decode())'
 [run-local] job status:  curl -s -H 'Authorization: Bearer local-admin-token' http://127.0.0.1:$port/jobs/4711
 [run-local] re-archive:  curl -s -X POST -H 'Authorization: Bearer local-admin-token' 'http://127.0.0.1:$port/retry/4711?force=true'
 [run-local] Ctrl-C stops both.

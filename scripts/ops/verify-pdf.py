@@ -59,9 +59,10 @@ def check_sidecar(pdf: Path) -> bool | None:
 async def check_signatures(pdf: Path, roots: list, others: list, details: bool) -> bool:
     from pyhanko.pdf_utils.reader import PdfFileReader
     from pyhanko.sign.validation import async_validate_pdf_signature, async_validate_pdf_timestamp
+    from pyhanko.sign.validation.status import DocumentTimestampStatus, PdfSignatureStatus
     from pyhanko_certvalidator import ValidationContext
 
-    reader = PdfFileReader(io.BytesIO(pdf.read_bytes()), strict=False)
+    reader = PdfFileReader(io.BytesIO(await asyncio.to_thread(pdf.read_bytes)), strict=False)
     signatures = reader.embedded_signatures
     if not signatures:
         print(f"{pdf}: no signatures")
@@ -72,13 +73,14 @@ async def check_signatures(pdf: Path, roots: list, others: list, details: bool) 
             trust_roots=roots, other_certs=others, allow_fetching=True, revocation_mode="soft-fail"
         )
         try:
+            status: DocumentTimestampStatus | PdfSignatureStatus
             if sig.sig_object.get("/Type") == "/DocTimeStamp":
                 status = await async_validate_pdf_timestamp(sig, validation_context=vc)
                 good = status.intact and status.valid and status.trusted
             else:
-                status = await async_validate_pdf_signature(sig, vc)
-                ts = status.timestamp_validity
-                good = status.bottom_line and (ts is None or (ts.intact and ts.valid and ts.trusted))
+                status = signature = await async_validate_pdf_signature(sig, vc)
+                ts = signature.timestamp_validity
+                good = signature.bottom_line and (ts is None or (ts.intact and ts.valid and ts.trusted))
         except Exception as exc:  # noqa: BLE001 - a broken signature is a verdict, not a crash
             print(f"{sig.field_name}: INVALID ({type(exc).__name__}: {exc})")
             ok = False
@@ -86,8 +88,11 @@ async def check_signatures(pdf: Path, roots: list, others: list, details: bool) 
         finally:
             await vc.aclose()
         print(f"{sig.field_name}:{'VALID' if good else 'INVALID'}")
-        if details:
-            print(status.pretty_print_details())
+        if details:  # a document timestamp has no detail report of its own: its trust, and a summary
+            if isinstance(status, PdfSignatureStatus):
+                print(status.pretty_print_details())
+            else:
+                print(f"{status.describe_timestamp_trust()}; {status.summary()}")
         ok = ok and good
     return ok
 

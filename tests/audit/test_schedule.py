@@ -14,7 +14,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from app.audit.schedule import LAST_RUN_FILE, AuditMetrics, ScheduledAudit, ScheduledAuditOptions
-from app.devtools.webhook import zammad_webhook
+from devtools.webhook import zammad_webhook
 from tests.audit.archives import load_cert
 from tests.audit.conftest import ArchiveRoot
 from tests.conftest import FIXTURES, HMAC_SECRET

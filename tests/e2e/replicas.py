@@ -33,10 +33,10 @@ from typing import Any
 import aiohttp
 import asyncpg
 
-from app.devtools.webhook import zammad_webhook
-from app.devtools.zammad_simulator import ZammadSimulator
 from app.jobs.pg_schema import SCHEMA
 from app.workflow.notes import SUCCESS_SUBJECT
+from devtools.webhook import zammad_webhook
+from devtools.zammad_simulator import ZammadSimulator
 from tests.conftest import API_TOKEN, HMAC_SECRET, PFX_PASSWORD, REPO, free_port, wait_healthy
 
 ADMIN_TOKEN = "e2e-replicas-admin-4482"

@@ -11,7 +11,7 @@ from html import unescape
 import aiohttp
 import pytest
 
-from app.devtools.webhook import zammad_webhook
+from devtools.webhook import zammad_webhook
 from tests.conftest import FIXTURES, HMAC_SECRET
 from tests.verify import pdfsig, pdftotext, pyhanko_status
 

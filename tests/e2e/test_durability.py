@@ -29,9 +29,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from app.devtools.webhook import zammad_webhook
-from app.devtools.zammad_simulator import ZammadSimulator
 from app.workflow.notes import FAILURE_SUBJECT, SUCCESS_SUBJECT
+from devtools.webhook import zammad_webhook
+from devtools.zammad_simulator import ZammadSimulator
 from tests.conftest import (
     API_TOKEN,
     HMAC_SECRET,

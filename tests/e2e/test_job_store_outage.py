@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from app.devtools.webhook import zammad_webhook
+from devtools.webhook import zammad_webhook
 from tests.conftest import HMAC_SECRET, JobStoreBackend, RunningArchiver
 from tests.e2e.test_durability import assert_archived_once, wait_for
 

@@ -9,8 +9,8 @@ import aiohttp
 import asyncpg
 import pytest
 
-from app.devtools.webhook import zammad_webhook
 from app.jobs.pg_schema import SCHEMA
+from devtools.webhook import zammad_webhook
 from tests.conftest import HMAC_SECRET
 
 pytestmark = pytest.mark.postgres_only

@@ -8,7 +8,7 @@ from html import unescape
 
 import aiohttp
 
-from app.devtools.webhook import zammad_webhook
+from devtools.webhook import zammad_webhook
 from tests.conftest import HMAC_SECRET
 
 

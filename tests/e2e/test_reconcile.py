@@ -12,8 +12,8 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 import pytest
 
-from app.devtools.webhook import zammad_webhook
 from app.reconcile.decisions import Finding, ReconcileReason
+from devtools.webhook import zammad_webhook
 from tests.conftest import API_TOKEN, HMAC_SECRET, REPO, JobStoreBackend
 
 TAG = ReconcileReason.TRIGGER_TAG

@@ -13,7 +13,7 @@ import sys
 
 import aiohttp
 
-from app.devtools.webhook import zammad_webhook
+from devtools.webhook import zammad_webhook
 from tests.conftest import API_TOKEN, HMAC_SECRET, PFX_PASSWORD, REPO, free_port
 
 ADMIN_TOKEN = "e2e-admin-token-6604"

@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 from pyhanko.pdf_utils.reader import PdfFileReader
 
-from app.devtools.webhook import zammad_webhook
+from devtools.webhook import zammad_webhook
 from tests.conftest import HMAC_SECRET, PFX_PASSWORD, free_port
 from tests.e2e.test_archive_flow import note_fields, post
 from tests.signing.certomancer_pki import PFX_PASSWORD as CM_PFX_PASSWORD

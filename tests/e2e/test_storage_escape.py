@@ -7,7 +7,7 @@ import json
 import os
 from pathlib import Path
 
-from app.devtools.webhook import zammad_webhook
+from devtools.webhook import zammad_webhook
 from tests.conftest import FIXTURES, HMAC_SECRET
 from tests.e2e.test_archive_flow import note_fields, post
 

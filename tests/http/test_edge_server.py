@@ -17,8 +17,8 @@ import pytest
 import yaml
 
 import app.jobs.sqlite_walsync as store_module
-from app.devtools.webhook import zammad_webhook
 from app.http.openapi import OPENAPI
+from devtools.webhook import zammad_webhook
 from tests.conftest import HMAC_SECRET, REPO
 
 
@@ -551,7 +551,8 @@ async def test_a_failing_job_store_answers_503_not_500(archiver):
     assert_error_shape(payload, "job_store_unavailable")
 
 
-@pytest.mark.sqlite_only  # the WAL sync helper is the SQLite store's; PostgreSQL: tests/e2e/test_job_store_outage.py
+# The WAL sync helper is the SQLite store's; PostgreSQL: tests/e2e/test_job_store_outage.py.
+@pytest.mark.sqlite_only
 async def test_a_killed_wal_sync_helper_is_started_again(archiver):
     service = await archiver()
     store = service.runtime.store
@@ -565,7 +566,8 @@ async def test_a_killed_wal_sync_helper_is_started_again(archiver):
     assert store._wal_sync._proc.pid != helper.pid
 
 
-@pytest.mark.sqlite_only  # the WAL sync helper is the SQLite store's; PostgreSQL: tests/e2e/test_job_store_outage.py
+# The WAL sync helper is the SQLite store's; PostgreSQL: tests/e2e/test_job_store_outage.py.
+@pytest.mark.sqlite_only
 async def test_a_failing_wal_sync_answers_503_fails_readiness_and_jobs_still_reads(
     archiver, monkeypatch, tmp_path
 ):

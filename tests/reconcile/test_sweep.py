@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from app.devtools.zammad_simulator import ZammadSimulator
 from app.errors import ZammadApiError
 from app.jobs.postgres import PostgresJobStore
 from app.jobs.records import JobRequest
@@ -19,6 +18,7 @@ from app.observability.metrics import Metrics
 from app.reconcile.decisions import Finding, ReconcileReason
 from app.reconcile.sweep import Reconciler, tag_query
 from app.zammad.client import ZammadClient
+from devtools.zammad_simulator import ZammadSimulator
 from tests.conftest import API_TOKEN, JobStoreBackend
 
 TAG = ReconcileReason.TRIGGER_TAG

@@ -27,13 +27,13 @@ from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.pdf_utils.reader import PdfFileReader
 
-from app.devtools.zammad_simulator import ZammadSimulator
 from app.errors import RenderError
 from app.render.images import image_references
 from app.render.options import RenderOptions
 from app.render.pdf import render_ticket_pdf
 from app.signing.signer import ArchiveSigner
 from app.workflow.ports import EmbeddedFile, OmittedFile, RenderedPdf
+from devtools.zammad_simulator import ZammadSimulator
 from tests.conftest import FIXTURES, PFX_PASSWORD
 from tests.verify import pdfsig, pyhanko_status
 

@@ -125,7 +125,7 @@ def test_the_main_process_never_loads_the_layout_stack(tmp_path: Path):
         from pathlib import Path
         import aiohttp
         import app.__main__, app.main  # everything the service imports at start
-        from app.devtools.zammad_simulator import ZammadSimulator
+        from devtools.zammad_simulator import ZammadSimulator
         from app.render.images import image_references
         from app.render.options import RenderOptions
         from app.render.pool import ProcessPoolRenderer

@@ -9,8 +9,8 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from app.devtools.zammad_simulator import ZammadSimulator
 from app.zammad.client import ZammadClient
+from devtools.zammad_simulator import ZammadSimulator
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "zammad"
 #: Distinctive enough that finding it in a message is never a coincidence.

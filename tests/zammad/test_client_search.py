@@ -9,11 +9,11 @@ from email.utils import format_datetime
 
 import pytest
 
-from app.devtools.simulator_search import search_behaviour
-from app.devtools.zammad_simulator import ZammadSimulator
 from app.errors import ZammadApiError
 from app.zammad import client as client_module
 from app.zammad.client import SEARCH_MAX_WAITS, ZammadClient, _retry_after
+from devtools.zammad_simulator import ZammadSimulator
+from devtools.zammad_simulator.search import search_behaviour
 
 from .conftest import TOKEN
 

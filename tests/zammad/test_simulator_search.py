@@ -8,8 +8,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from app.devtools.simulator_search import search_behaviour
-from app.devtools.zammad_simulator import MASKED_ERROR, ZammadSimulator
+from devtools.zammad_simulator import MASKED_ERROR, ZammadSimulator
+from devtools.zammad_simulator.search import search_behaviour
 
 from .conftest import TOKEN
 

@@ -9,9 +9,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from app.devtools.zammad_simulator import ZammadSimulator
 from app.errors import ZammadApiError
 from app.zammad.client import ZammadClient
+from devtools.zammad_simulator import ZammadSimulator
 
 from .conftest import FIXTURES, TICKET_ID, TOKEN
 

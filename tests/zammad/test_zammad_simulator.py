@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from app.devtools.zammad_simulator import MASKED_ERROR, ZammadSimulator, _simple_eml, tiny_pdf, tiny_png
+from devtools.zammad_simulator import MASKED_ERROR, ZammadSimulator, tiny_pdf, tiny_png
+from devtools.zammad_simulator.mail import article_eml, email_package_eml, simple_eml
 
 from .conftest import FIXTURES, TICKET_ID, TOKEN
 
@@ -345,9 +346,9 @@ def test_simple_emails_are_the_bytes_the_email_package_writes(headers, body, con
         "body": SIMPLE_BODIES[body],
         **headers,
     }
-    raw = sim._eml(article)
-    assert raw == sim._make_eml(article)
-    fast = _simple_eml(article, datetime(2025, 3, 3, 8, 12, 44, tzinfo=UTC)) is not None
+    raw = article_eml(article, sim.attachment_data)
+    assert raw == email_package_eml(article, sim.attachment_data)
+    fast = simple_eml(article, datetime(2025, 3, 3, 8, 12, 44, tzinfo=UTC)) is not None
     assert fast == (headers["subject"] in ("Message 0", "Re: [Ticket#1] a (b) c"))
     msg = email.message_from_bytes(raw, policy=email.policy.default)
     text = SIMPLE_BODIES[body].replace("\r\n", "\n").replace("\r", "\n")
@@ -359,9 +360,9 @@ def test_the_fast_path_takes_the_benchmark_articles_and_not_attachments() -> Non
     from benchmarks.tickets import make_articles
 
     when = datetime(2025, 3, 3, tzinfo=UTC)
-    assert all(_simple_eml(a, when) is not None for a in make_articles(5))
+    assert all(simple_eml(a, when) is not None for a in make_articles(5))
     with_file = {**make_articles(1)[0], "attachments": [{"id": 1, "filename": "a.pdf", "size": 10}]}
-    assert _simple_eml(with_file, when) is None
+    assert simple_eml(with_file, when) is None
 
 
 # -- faults --------------------------------------------------------------------------------
@@ -410,7 +411,7 @@ async def test_cli_prints_listening_serves_state_and_stops_on_sigterm(session) -
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "app.devtools.zammad_simulator",
+        "devtools.zammad_simulator",
         "--host",
         "127.0.0.1",
         "--port",

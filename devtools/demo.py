@@ -1,7 +1,7 @@
 """``make demo``: one real archive run on embedded defaults, start to finish.
 
 1. Dev certificates (``scripts/dev/gen-dev-certs.sh`` into ``var/dev-certs``).
-2. The Zammad simulator (``python -m app.devtools.zammad_simulator``) seeded with ticket 4711.
+2. The Zammad simulator (``python -m devtools.zammad_simulator``) seeded with ticket 4711.
 3. The service (``python -m app serve``) on a free loopback port, local storage in
    ``var/demo-archive``.
 4. The fixture's default webhook, sent byte for byte as Zammad sends it (headers, ``sha1=``
@@ -31,9 +31,9 @@ from pathlib import Path
 
 import aiohttp
 
-from app.devtools.webhook import zammad_webhook
+from devtools.webhook import zammad_webhook
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures" / "zammad"
 VAR = REPO / "var"
 CERTS = VAR / "dev-certs"
@@ -59,7 +59,7 @@ async def start_simulator() -> tuple[asyncio.subprocess.Process, str]:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "app.devtools.zammad_simulator",
+        "devtools.zammad_simulator",
         "--host",
         "127.0.0.1",
         "--port",
@@ -96,10 +96,13 @@ async def start_service(zammad_url: str, port: int, state_dir: Path) -> asyncio.
         "LOG_LEVEL": "INFO",
     }
     env.pop("CONFIG_PATH", None)
-    log = open(VAR / "demo-service.log", "wb")  # noqa: SIM115 - closed with the process
-    return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "app", "serve", env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT
-    )
+    log = os.open(VAR / "demo-service.log", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        return await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "app", "serve", env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT
+        )
+    finally:
+        os.close(log)  # the service writes to its own copy
 
 
 async def wait_healthy(session: aiohttp.ClientSession, url: str, proc: asyncio.subprocess.Process) -> None:
@@ -140,7 +143,7 @@ async def verify(pdf: Path) -> list[tuple[str, bool, str]]:
     der = (CERTS / "root.pem").read_bytes()
     if pem.detect(der):
         _, _, der = pem.unarmor(der)
-    reader = PdfFileReader(io.BytesIO(pdf.read_bytes()))
+    reader = PdfFileReader(io.BytesIO(await asyncio.to_thread(pdf.read_bytes)))
     sig = reader.embedded_signatures[0]
     vc = ValidationContext(
         trust_roots=[x509.Certificate.load(der)], allow_fetching=False, revocation_mode="soft-fail"
@@ -154,7 +157,10 @@ async def verify(pdf: Path) -> list[tuple[str, bool, str]]:
         )
     )
     if shutil.which("pdfsig"):
-        out = subprocess.run(["pdfsig", str(pdf)], capture_output=True, text=True).stdout
+        pdfsig = await asyncio.create_subprocess_exec(
+            "pdfsig", str(pdf), stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+        )
+        out = (await pdfsig.communicate())[0].decode(errors="replace")
         ok = "Signature is Valid." in out and "Total document signed" in out
         results.append(("pdfsig: Signature is Valid, total document signed", ok, "poppler"))
     return results
@@ -164,12 +170,15 @@ async def run() -> int:
     VAR.mkdir(exist_ok=True)
     ARCHIVE.mkdir(parents=True, exist_ok=True)
     say("dev certificates → var/dev-certs")
-    subprocess.run(
-        ["bash", str(REPO / "scripts/dev/gen-dev-certs.sh"), str(CERTS)],
-        check=True,
+    certs = await asyncio.create_subprocess_exec(
+        "bash",
+        str(REPO / "scripts/dev/gen-dev-certs.sh"),
+        str(CERTS),
         env={**os.environ, "DEV_PFX_PASSWORD": DEMO_PFX_PASSWORD},
-        stdout=subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
     )
+    if await certs.wait() != 0:
+        raise RuntimeError(f"scripts/dev/gen-dev-certs.sh exited with {certs.returncode}")
     before = set(ARCHIVE.rglob("*.pdf"))
     sim, sim_url = await start_simulator()
     say(f"Zammad simulator at {sim_url} with ticket {TICKET_ID} (tags rechnung, reklamation, pdf:sign)")
@@ -242,7 +251,7 @@ def main() -> int:
     ROUTER.capture()
     try:
         return asyncio.run(run())
-    except (RuntimeError, subprocess.CalledProcessError) as exc:
+    except RuntimeError as exc:
         say_library_warnings()
         say(f"FAILED: {exc}")
         return 1

@@ -24,8 +24,8 @@ Zammad's ``TicketsController#search`` (6.x; ``docs/reference/zammad.md`` §3.2, 
 :meth:`SearchBehaviour.throttle` answers the next searches 429 (or 503) with ``Retry-After``, as
 a rate-limiting proxy in front of Zammad would (Zammad itself has no API rate limit).
 
-Use :func:`register_search` from the simulator's ``make_app`` (before ``/tickets/{id}``), and
-:func:`search_behaviour` in tests.
+Served through ``ROUTE_MODULES`` (before ``tickets``, whose ``/tickets/{id}`` would take
+``/tickets/search``); tests reach the behaviour with :func:`search_behaviour`.
 """
 
 from __future__ import annotations
@@ -38,8 +38,11 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from devtools.zammad_simulator.responses import MASKED_ERROR, json_response, zammad_error
+from devtools.zammad_simulator.tickets import expanded
+
 if TYPE_CHECKING:
-    from app.devtools.zammad_simulator import ZammadSimulator, _Ticket
+    from devtools.zammad_simulator.state import SimulatorState, TicketRecord
 
 MAX_PER_PAGE = 200
 DEFAULT_PER_PAGE = 50
@@ -71,7 +74,7 @@ class SearchBehaviour:
 _BEHAVIOURS: weakref.WeakKeyDictionary[Any, SearchBehaviour] = weakref.WeakKeyDictionary()
 
 
-def search_behaviour(simulator: ZammadSimulator) -> SearchBehaviour:
+def search_behaviour(simulator: SimulatorState) -> SearchBehaviour:
     """The search behaviour of ``simulator`` (created on first use)."""
     behaviour = _BEHAVIOURS.get(simulator)
     if behaviour is None:
@@ -90,10 +93,10 @@ class _Term:
     negated: bool
 
 
-def register_search(simulator: ZammadSimulator, router: web.UrlDispatcher) -> None:
-    """Add ``GET /api/v1/tickets/search`` to the simulator's routes (call it before the
-    ``/api/v1/tickets/{id}`` route); the handler reads the simulator's tickets and articles."""
-    from app.devtools.zammad_simulator import MASKED_ERROR, _error, _json
+def add_routes(router: web.UrlDispatcher, state: SimulatorState) -> None:
+    """Serve ``GET /api/v1/tickets/search`` from ``state`` (registered before the
+    ``/api/v1/tickets/{id}`` route: see ``ROUTE_MODULES``)."""
+    simulator = state
 
     async def search(request: web.Request) -> web.Response:
         behaviour = search_behaviour(simulator)
@@ -112,8 +115,8 @@ def register_search(simulator: ZammadSimulator, router: web.UrlDispatcher) -> No
         page = _ruby_int(params["page"]) if "page" in params else 1
         offset = (page - 1) * limit
         if limit < 0 or offset < 0:
-            return _json({"error": MASKED_ERROR}, status=500)
-        tickets = list(simulator._tickets.values())
+            return json_response({"error": MASKED_ERROR}, status=500)
+        tickets = list(simulator.tickets.values())
         query = params.get("query")
         try:
             if query is not None and behaviour.search_index:
@@ -122,15 +125,15 @@ def register_search(simulator: ZammadSimulator, router: web.UrlDispatcher) -> No
             elif query is not None:
                 tickets = [t for t in tickets if _like(simulator, t, query.replace("*", ""))]
         except UnsupportedQuery as exc:
-            return _error(400, f"zammad simulator: {exc}")
+            return zammad_error(400, f"zammad simulator: {exc}")
         sort_by = params.get("sort_by", "updated_at")
         sort_by = sort_by if sort_by in SORTABLE else "updated_at"
         descending = params.get("order_by", "desc").lower() != "asc"
         tickets.sort(key=lambda t: _sort_key(t, sort_by), reverse=descending)
         window = tickets[offset : offset + limit] if limit else []
         if params.get("expand", "").lower() in ("true", "1"):
-            return _json([simulator._expanded(t) for t in window])
-        return _json(
+            return json_response([expanded(t) for t in window])
+        return json_response(
             {
                 "tickets": [t.columns["id"] for t in window],
                 "tickets_count": len(tickets),
@@ -147,14 +150,14 @@ def _ruby_int(text: str) -> int:
     return int(match.group(1)) if match else 0
 
 
-def _sort_key(ticket: _Ticket, column: str) -> tuple[int, Any]:
+def _sort_key(ticket: TicketRecord, column: str) -> tuple[int, Any]:
     value = ticket.columns.get(column)
     if value is None:
         return (0, "")
     return (1, int(value) if column == "id" else str(value))
 
 
-def _asset(ticket: _Ticket) -> dict[str, Any]:
+def _asset(ticket: TicketRecord) -> dict[str, Any]:
     return {
         **ticket.columns,
         "article_ids": list(ticket.article_ids),
@@ -244,11 +247,11 @@ def _split_field(token: str) -> tuple[str | None, str]:
     return field, re.sub(r"\\(.)", r"\1", value)
 
 
-def _matches(simulator: ZammadSimulator, ticket: _Ticket, groups: list[list[_Term]]) -> bool:
+def _matches(simulator: SimulatorState, ticket: TicketRecord, groups: list[list[_Term]]) -> bool:
     return any(all(_term(simulator, ticket, term) != term.negated for term in group) for group in groups)
 
 
-def _term(simulator: ZammadSimulator, ticket: _Ticket, term: _Term) -> bool:
+def _term(simulator: SimulatorState, ticket: TicketRecord, term: _Term) -> bool:
     want = term.value.lower()
     if term.field is None:
         if want.strip("*") == "":
@@ -264,15 +267,15 @@ def _term(simulator: ZammadSimulator, ticket: _Ticket, term: _Term) -> bool:
     return any(fnmatch.fnmatchcase(value.lower(), want) for value in values)
 
 
-def _texts(simulator: ZammadSimulator, ticket: _Ticket) -> list[str]:
+def _texts(simulator: SimulatorState, ticket: TicketRecord) -> list[str]:
     texts = [str(ticket.columns.get("title") or ""), str(ticket.columns.get("number") or "")]
     for article_id in ticket.article_ids:
-        article = simulator._articles.get(article_id, {})
+        article = simulator.articles.get(article_id, {})
         texts += [str(article.get(key) or "") for key in ("subject", "body", "from", "to")]
     return texts
 
 
-def _like(simulator: ZammadSimulator, ticket: _Ticket, needle: str) -> bool:
+def _like(simulator: SimulatorState, ticket: TicketRecord, needle: str) -> bool:
     """Zammad's SQL fallback: ``LIKE '%needle%'`` over title, number and the articles' fields."""
     if not ticket.article_ids:
         return False

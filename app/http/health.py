@@ -1,0 +1,116 @@
+"""The probe routes: ``GET /healthz`` (liveness; ``?deep=true`` readiness), ``GET /metrics``
+(Prometheus) and ``GET /openapi.json`` (this service's OpenAPI document)."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import os
+import uuid
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from app import SERVICE_NAME, __version__
+from app.http.names import AUTHORIZATION_HEADER
+from app.http.openapi import OPENAPI
+from app.http.responses import JSONResponse, error_response
+from app.runtime import Runtime
+
+STORAGE_PROBE_TIMEOUT_SECONDS = 5
+"""How long the readiness check waits for its test write under the storage root."""
+
+
+def _probe_storage(root: str) -> None:
+    probe = os.path.join(root, f".healthz-{uuid.uuid4().hex}")
+    fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        os.write(fd, b"ok")
+    finally:
+        os.close(fd)
+        os.unlink(probe)
+
+
+async def readiness(runtime: Runtime) -> dict[str, str]:
+    """The readiness checks by name: ``"ok…"`` or ``"fail: <why>"`` each (storage root
+    writable, signer loaded, queue not full, job store usable, not shutting down)."""
+    checks: dict[str, str] = {}
+    try:
+        await asyncio.wait_for(
+            asyncio.to_thread(_probe_storage, str(runtime.settings.storage_root)),
+            STORAGE_PROBE_TIMEOUT_SECONDS,
+        )
+        checks["storage"] = "ok"
+    except (OSError, TimeoutError) as exc:
+        checks["storage"] = (
+            f"fail: the storage root is not writable ({getattr(exc, 'strerror', None) or exc!r})"
+        )
+    error = runtime.signer_error()
+    if not runtime.settings.signing_enabled:
+        checks["signer"] = "ok (signing disabled)"
+    else:
+        checks["signer"] = "ok" if error is None else f"fail: {error}"
+    pool, store = runtime.pool, runtime.store
+    if pool is None or store is None:
+        checks["lifecycle"] = "fail: not started"
+        return checks
+    checks["queue"] = "fail: the job queue is full" if pool.saturated else "ok"
+    unavailable = store.unavailable
+    checks["job_store"] = "ok" if unavailable is None else f"fail: {unavailable}"
+    if pool.shutting_down:
+        checks["lifecycle"] = "fail: shutting down"
+    return checks
+
+
+async def healthz(runtime: Runtime, request: Request) -> Response:
+    """``GET /healthz``: liveness ``{"status": "ok", "service", "version"}``.
+
+    ``?deep=true`` (readiness) also checks that the storage root is writable, the signer is
+    loaded and the queue is not saturated; it answers 503 ``not_ready`` naming the failing
+    checks. ``HEALTHZ_OMIT_VERSION=true`` leaves out ``service`` and ``version``.
+    """
+    body: dict[str, Any] = {"status": "ok"}
+    if not runtime.settings.healthz_omit_version:
+        body.update(service=SERVICE_NAME, version=__version__)
+    if request.query_params.get("deep", "").lower() in {"1", "true", "yes"}:
+        checks = await readiness(runtime)
+        failing = [name for name, verdict in checks.items() if not verdict.startswith("ok")]
+        body["checks"] = checks
+        if failing:
+            return JSONResponse(
+                {
+                    "error": "not_ready",
+                    "detail": "failing checks: " + ", ".join(failing),
+                    **body,
+                    "status": "fail",
+                },
+                status_code=503,
+            )
+    return JSONResponse(body)
+
+
+async def metrics(runtime: Runtime, request: Request) -> Response:
+    """``GET /metrics``: Prometheus text format, only with ``OBSERVABILITY_METRICS_ENABLED=true``
+    (404 otherwise); with ``METRICS_BEARER_TOKEN`` set, 401 without ``Authorization: Bearer …``."""
+    settings = runtime.settings
+    if not settings.observability_metrics_enabled:
+        return error_response(404, "not_found", "metrics are disabled (OBSERVABILITY_METRICS_ENABLED=false)")
+    token = settings.metrics_bearer_token
+    if token:
+        auth = request.headers.get(AUTHORIZATION_HEADER, "")
+        given = auth[7:].strip() if auth.startswith("Bearer ") else ""
+        if not hmac.compare_digest(given.encode(), token.reveal().encode()):
+            return error_response(
+                401,
+                "unauthorized",
+                "send Authorization: Bearer <METRICS_BEARER_TOKEN>",
+                {"WWW-Authenticate": 'Bearer realm="metrics"'},
+            )
+    payload, content_type = runtime.metrics.exposition()
+    return Response(payload, media_type=content_type)
+
+
+async def openapi(request: Request) -> Response:
+    """``GET /openapi.json``: the OpenAPI 3.1 description of this service (``docs/openapi.yaml``)."""
+    return JSONResponse(OPENAPI)

@@ -1,0 +1,122 @@
+"""The running service: the parts the lifespan builds and the routes reach.
+
+:func:`app.main.create_app` makes one :class:`Runtime` per application; its lifespan fills in
+the worker pool, the job store, the signer and the workflow, and the routes
+(:func:`app.http.routes.build_routes`) are given the same object, typed. The other pieces here
+join those parts: :class:`ArchiveRunner` lets the worker pool run the archive workflow, and
+:func:`open_spool` makes the folder for the per-job working files.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from app.config import Settings
+from app.errors import SigningError
+from app.jobs.pool import WorkerPool
+from app.jobs.records import JobRecord
+from app.jobs.store import JobStore
+from app.observability.metrics import Metrics
+from app.workflow.archive import ArchiveOutcome, ArchiveWorkflow, Guard, Report
+from app.workflow.ports import SignerPort
+
+SPOOL_FOLDER = "spool"
+"""The folder under ``STATE_DIR`` for per-job working files (snapshot, rendered and signed PDF)."""
+
+
+@dataclass
+class Runtime:
+    """What the routes and the lifespan share: settings, metrics and live components.
+
+    ``pool``, ``store``, ``signer`` and ``workflow`` are ``None`` until the lifespan has
+    started them (a request that arrives before is answered 503 ``not_started``).
+    """
+
+    settings: Settings
+    metrics: Metrics = field(default_factory=Metrics)
+    pool: WorkerPool | None = None
+    store: JobStore | None = None
+    signer: SignerPort | None = None
+    workflow: ArchiveWorkflow | None = None
+    startup_error: str | None = None
+    """Why the lifespan could not start (``serve`` prints it as its one line), else ``None``."""
+
+    def signer_error(self) -> str | None:
+        """Why the signer is not usable, or ``None`` when it is (or signing is off).
+
+        A signer whose key could not be loaded is replaced by a stand-in that carries the load
+        error as ``error`` (a :class:`~app.errors.SigningError`) and raises it on every job.
+        """
+        if self.signer is None:
+            return "not loaded yet"
+        error = getattr(self.signer, "error", None)
+        return str(error) if isinstance(error, SigningError) else None
+
+
+class ArchiveRunner:
+    """Adapts :class:`ArchiveWorkflow` to the worker pool's :class:`~app.jobs.pool.JobRunner`."""
+
+    def __init__(self, workflow: ArchiveWorkflow, *, max_attempts: int) -> None:
+        self.workflow = workflow
+        self.max_attempts = max_attempts
+
+    async def execute(self, job: JobRecord, *, guard: Guard | None = None) -> ArchiveOutcome:
+        """Run the job's archive.
+
+        Every job runs with ``resume=True``: the store lets one job per ticket run at a time
+        (with several replicas too: a run needs the job's lease), so a ``pdf:processing`` tag
+        found when a job starts was left by an interrupted run (a crash, a replica that died,
+        or a shutdown whose tag revert did not reach Zammad) — the job takes it over instead
+        of leaving the ticket stuck.
+
+        ``guard``: see :data:`app.workflow.archive.Guard` (the pool's lease check).
+        """
+        archived_at = datetime.fromisoformat(job.archived_at) if job.archived_at else None
+        return await self.workflow.execute(
+            job.ticket_id,
+            job_id=job.job_id,
+            delivery_id=job.delivery_id,
+            force=job.force,
+            resume=True,
+            archived_at=archived_at,
+            guard=guard,
+        )
+
+    def report(self, job: JobRecord, outcome: ArchiveOutcome, *, gave_up: bool) -> Report | None:
+        """The job's final tags and note."""
+        return self.workflow.report(
+            outcome, job_id=job.job_id, delivery_id=job.delivery_id, attempts=job.attempts, gave_up=gave_up
+        )
+
+    async def deliver(
+        self, job: JobRecord, report: Report, *, fresh: bool = False, guard: Guard | None = None
+    ) -> None:
+        """Write the report to the ticket (idempotent; ``fresh`` and ``guard`` as for
+        :meth:`ArchiveWorkflow.deliver`)."""
+        await self.workflow.deliver(job.ticket_id, report, job_id=job.job_id, fresh=fresh, guard=guard)
+
+
+def open_spool(settings: Settings) -> tuple[Path, bool]:
+    """The folder for per-job working files, emptied: ``STATE_DIR/spool`` with a durable state
+    (local disk, see the runbook), else a new temporary folder. Returns it and whether it is
+    temporary (remove it at shutdown).
+
+    Leftovers in ``STATE_DIR/spool`` are from jobs a crash interrupted; the job store runs
+    those jobs again from the start, so they are removed.
+
+    Raises:
+        OSError: the folder cannot be created.
+    """
+    if settings.state_durable and settings.state_dir is not None:
+        spool = settings.state_dir / SPOOL_FOLDER
+        shutil.rmtree(spool, ignore_errors=True)
+        spool.mkdir(parents=True, exist_ok=True)
+        return spool, False
+    return Path(tempfile.mkdtemp(prefix="zammad-pdf-archiver-spool-")), True
+
+
+__all__ = ["SPOOL_FOLDER", "ArchiveRunner", "Runtime", "open_spool"]

@@ -1,0 +1,70 @@
+"""The app factory (app/main.py) and ``serve``'s collector tuning (app/__main__.py).
+
+An application factory that other ASGI servers import must leave the process's garbage
+collector alone; ``python -m app serve`` tunes it once everything is built.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from app.__main__ import GC_GEN0_THRESHOLD, tune_gc
+from app.config import load_settings
+from app.main import create_app
+from app.runtime import Runtime
+
+
+@pytest.fixture
+def collector() -> Iterator[None]:
+    """Put the collector back as it was (thresholds, frozen objects) after the test."""
+    threshold = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*threshold)
+
+
+def settings(tmp_path: Path):
+    (tmp_path / "archive").mkdir()
+    return load_settings(
+        {
+            "ZAMMAD_BASE_URL": "http://127.0.0.1:9",  # never called: no job runs
+            "ZAMMAD_API_TOKEN": "unit-token",
+            "ALLOW_INSECURE_HTTP": "true",
+            "STORAGE_ROOT": str(tmp_path / "archive"),
+            "STATE_DIR": str(tmp_path / "state"),
+            "SIGNING_ENABLED": "false",
+            "RENDER_PROCESSES": "1",
+            "SHUTDOWN_GRACE_SECONDS": "0",
+        }
+    )
+
+
+async def test_the_factory_leaves_the_collector_alone_and_calls_on_started_once_up(
+    tmp_path: Path, collector: None
+) -> None:
+    seen: list[tuple[bool, bool]] = []
+    app = create_app(settings(tmp_path), on_started=lambda: seen.append((runtime.pool is not None, True)))
+    runtime = app.state.runtime
+    assert isinstance(runtime, Runtime) and runtime.pool is None
+    before = gc.get_threshold(), gc.get_freeze_count()
+    async with app.router.lifespan_context(app):
+        assert seen == [(True, True)]  # once, with the workers started
+        assert (gc.get_threshold(), gc.get_freeze_count()) == before
+    assert (gc.get_threshold(), gc.get_freeze_count()) == before
+
+
+def test_tune_gc_freezes_what_exists_and_raises_the_young_threshold(collector: None) -> None:
+    gc.set_threshold(700, 10, 10)
+    tune_gc()
+    assert gc.get_threshold() == (GC_GEN0_THRESHOLD, 10, 10)
+    assert gc.get_freeze_count() > 0
+
+
+def test_tune_gc_keeps_a_higher_threshold_set_before(collector: None) -> None:
+    gc.set_threshold(GC_GEN0_THRESHOLD * 2, 20, 30)
+    tune_gc()
+    assert gc.get_threshold() == (GC_GEN0_THRESHOLD * 2, 20, 30)
