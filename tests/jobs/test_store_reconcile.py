@@ -104,8 +104,8 @@ async def test_postgres_one_replica_sweeps_at_a_time_and_once_per_interval(postg
         try:
             rows = await conn.fetch(f"SELECT name, finished_at, owner FROM {SCHEMA}.sweeps ORDER BY name")
             assert [(r["name"], r["finished_at"], r["owner"]) for r in rows] == [
-                ("other", 1_000_000.0, b.owner),
-                ("reconcile", clock.now, a.owner),
+                ("other", 1_000_000.0, b.leases.owner),
+                ("reconcile", clock.now, a.leases.owner),
             ]
             held = await conn.fetchval(
                 "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = "
