@@ -1,4 +1,5 @@
-"""Command line: ``python -m app serve`` runs the service; ``render``, ``extract``, ``audit``, ``lta-refresh`` are tools.
+"""Command line: ``python -m app serve`` runs the service; ``reconcile``, ``render``, ``extract``,
+``audit`` and ``lta-refresh`` are tools.
 
 ``serve`` reads the settings (``CONFIG_PATH`` and the environment), then runs Hypercorn on
 ``SERVER_HOST:SERVER_PORT`` until SIGTERM or SIGINT, draining running jobs within

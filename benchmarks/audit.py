@@ -30,6 +30,7 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -77,7 +78,13 @@ def timestamper(pki: Path):
     der = key.private_bytes(
         serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
-    return DummyTimeStamper(cert("tsa.pem"), keys.PrivateKeyInfo.load(der), certs_to_embed=[cert("root.pem")])
+    from pyhanko_certvalidator.registry import SimpleCertificateStore
+
+    return DummyTimeStamper(
+        cert("tsa.pem"),
+        keys.PrivateKeyInfo.load(der),
+        certs_to_embed=SimpleCertificateStore.from_certs([cert("root.pem")]),
+    )
 
 
 async def build_archives(root: Path, pki: Path, count: int) -> int:
@@ -87,7 +94,7 @@ async def build_archives(root: Path, pki: Path, count: int) -> int:
     )
     signed = []
     for index, articles in enumerate(ARTICLE_COUNTS):
-        ticket = {
+        ticket: dict[str, Any] = {
             "number": f"2500{index:04d}",
             "title": f"Benchmark ticket {index}",
             "created_at": "2025-03-03T08:00:00Z",

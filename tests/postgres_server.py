@@ -28,6 +28,7 @@ This module needs no Python database driver. Run it directly to time a start:
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import pwd
 import re
@@ -279,21 +280,17 @@ class PostgresServer:
     def _signal(pid: int, signum: int) -> None:
         """Send ``signum`` to ``pid`` unless it is gone: a backend whose client just closed its
         connection exits between ``_pids()`` listing it and the signal."""
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signum)
-        except ProcessLookupError:
-            pass
 
     def stop(self) -> None:
         """Stop the server and remove its folder. Idempotent; never raises for a dead server."""
         if self._stopped:
             return
         self._stopped = True
-        try:
+        with contextlib.suppress(OSError):
             self.resume()
-        except OSError:
-            pass
-        try:
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
             self.run_as_owner(
                 [
                     str(self.bindir / "pg_ctl"),
@@ -308,8 +305,6 @@ class PostgresServer:
                 ],
                 check=False,
             )
-        except (OSError, subprocess.SubprocessError):
-            pass
         if self._watchdog is not None:
             self._watchdog.stdin.close()  # type: ignore[union-attr]  # it finds the server down and exits
             try:

@@ -1,4 +1,5 @@
-"""Storage adapter: where an archive goes (:mod:`.paths`), how it is written (:mod:`.store`) and recorded (:mod:`.manifest`)."""
+"""Storage adapter: where an archive goes (:mod:`.paths`), how it is written (:mod:`.store`) and
+recorded (:mod:`.manifest`)."""
 
 from app.storage.paths import (
     DEFAULT_PATH_TEMPLATE,

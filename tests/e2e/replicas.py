@@ -158,10 +158,8 @@ class Replica:
                 continue
             for line in path.read_text(errors="replace").splitlines():
                 if line.startswith("{"):
-                    try:
+                    with contextlib.suppress(ValueError):
                         records.append(json.loads(line))
-                    except ValueError:
-                        pass
         return records
 
     def owns(self, lease_owner: str | None) -> bool:
@@ -201,10 +199,8 @@ class Replica:
         if not self.alive:
             return at
         assert self.proc is not None
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         await self.proc.wait()  # `alive` is False from now on; pid and returncode (-9) stay
         return at
 
@@ -237,10 +233,9 @@ class Replica:
         except TimeoutError:
             rc = None
         seconds = time.monotonic() - started
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)  # a render process left behind would be a bug too
-        except ProcessLookupError:
-            pass
+        # A render process left behind would be a bug too.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         await proc.wait()
         return rc, seconds
 

@@ -15,6 +15,7 @@ subprocess runs with ``JOB_LEASE_SECONDS=4`` (the minimum).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import os
@@ -127,10 +128,8 @@ class Service:
         if self.proc is None:
             return
         proc, self.proc = self.proc, None
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         await proc.wait()
 
     async def stop(self) -> int | None:
@@ -309,7 +308,10 @@ async def test_sigkill_three_times_under_load_leaves_exactly_one_archive_per_tic
 
     await wait_for(all_reported, 120, "every job done and reported")
     assert await svc.stop() == 0
-    context = f"seed {seed}, kills at (accepted, signed) {kills}, resends {resends}, {time.monotonic() - started:.1f} s"
+    context = (
+        f"seed {seed}, kills at (accepted, signed) {kills}, resends {resends}, "
+        f"{time.monotonic() - started:.1f} s"
+    )
     assert len(kills) == CRASH_KILLS, context
     assert accepted == set(ids), context
     for ticket_id in ids:

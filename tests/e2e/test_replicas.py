@@ -757,13 +757,15 @@ async def test_soak_three_replicas_two_sigkills_and_a_restart_every_ticket_archi
     print(
         f"\n[replicas] soak (seed {seed}): {SOAK_TICKETS} tickets, {accepted} webhooks accepted "
         f"({sends} sends, {sends - accepted} resends), answers {dict(statuses)}; "
-        f"start-up {startup:.1f} s, ingest {ingest_seconds:.1f} s ({accepted / ingest_seconds:.1f} webhooks/s), "
+        f"start-up {startup:.1f} s, ingest {ingest_seconds:.1f} s "
+        f"({accepted / ingest_seconds:.1f} webhooks/s), "
         f"all signed and reported after {done_seconds:.1f} s"
     )
     for i in incidents:
         print(f"[replicas]   {i}")
     print(
-        f"[replicas]   reclaim times (s): {sorted(reclaim_times)}; jobs {len(jobs)} by reason {dict(reasons)}, "
+        f"[replicas]   reclaim times (s): {sorted(reclaim_times)}; "
+        f"jobs {len(jobs)} by reason {dict(reasons)}, "
         f"results {dict(results)}, attempts {dict(attempts)}; archives {len(archive_files)}, notes {notes}, "
         f"delivery ids {len(deliveries)}"
     )

@@ -109,7 +109,8 @@ async def test_expired_certificate_is_permanent(archiver, simulator, dev_pki, tm
     ca.mkdir()
     (ca / "index.txt").touch()
     (ca / "ca.cnf").write_text(
-        f"[ca]\ndefault_ca = dev\n[dev]\ndatabase = {ca}/index.txt\nnew_certs_dir = {ca}\nserial = {ca}/serial\n"
+        f"[ca]\ndefault_ca = dev\n[dev]\ndatabase = {ca}/index.txt\nnew_certs_dir = {ca}\n"
+        f"serial = {ca}/serial\n"
         "default_md = sha256\npolicy = any\nunique_subject = no\n[any]\ncommonName = supplied\n"
     )
     (ca / "serial").write_text("2000\n")

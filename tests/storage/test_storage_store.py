@@ -348,10 +348,7 @@ def test_permission_denied(snapshot: TicketSnapshot) -> None:
     try:
         os.chmod(root, 0o555)
         store = ArchiveStore(root, fsync=False)
-        if os.geteuid() != 0:
-            outcome = _attempt(store, snapshot)
-        else:
-            outcome = _attempt_as_nobody(store, snapshot)
+        outcome = _attempt(store, snapshot) if os.geteuid() != 0 else _attempt_as_nobody(store, snapshot)
         assert outcome.get("errno") == errno.EACCES, outcome
         assert outcome["message"] == "cannot create folder 'Kundenservice': Permission denied (EACCES)"
         assert all_files(root) == []
