@@ -9,12 +9,15 @@ made safe for several writers. The parts, one module each:
   ``LISTEN``;
 - :mod:`app.jobs.pg_admission`: webhooks recorded, one ``accept_jobs`` call per loop turn,
   committed and flushed before the 202;
-- :mod:`app.jobs.pg_leases`: claims, leases, fencing, renewals — which jobs this replica holds.
+- :mod:`app.jobs.pg_leases`: claims, leases, fencing, renewals — which jobs this replica holds;
+- :mod:`app.jobs.pg_sweeps`: the reconciliation sweep's queries and its one-replica turn.
 
 This module ties them together and has the transitions of a claimed job (each a fenced
 write) and the queries. ``LISTEN``/``NOTIFY`` tells the replicas when a job became claimable
 (:attr:`PostgresJobStore.work_available`; not durable, so the worker pool also polls).
 :meth:`PostgresJobStore.close` gives back what this replica still holds before it disconnects.
+It is a little over 450 lines because it implements every member of the ``JobStore``
+protocol, most of them a docstring and one delegated call.
 
 Times are Unix seconds from the store's clock (NTP-synchronised hosts: a lease of 60 s
 tolerates skew of seconds).

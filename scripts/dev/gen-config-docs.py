@@ -32,7 +32,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO))
 
-from app.config import SETTING_FIELDS  # noqa: E402
+from app.config import SETTING_FIELDS  # noqa: E402 - after the sys.path line above, so the checkout is imported
 
 ENV_EXAMPLE = REPO / "env.example"
 CONFIG_DOC = REPO / "docs" / "03-configuration.md"

@@ -259,7 +259,7 @@ async def test_sigkill_three_times_under_load_leaves_exactly_one_archive_per_tic
 
     accepted: set[int] = set()
     resends = 0
-    signed = lambda: sum("pdf:signed" in simulator.tags(t) for t in ids)  # noqa: E731
+    signed = lambda: sum("pdf:signed" in simulator.tags(t) for t in ids)  # noqa: E731 - a one-line probe for wait_for
     # A moment is a point of progress (webhooks accepted + tickets signed, 0..600) plus a
     # random pause: kills land during ingest, archive runs and report delivery alike.
     moments = sorted(rng.sample(range(20, 2 * CRASH_TICKETS - 20), CRASH_KILLS))

@@ -667,7 +667,7 @@ async def test_soak_three_replicas_two_sigkills_and_a_restart_every_ticket_archi
     accepted = 0
     sends = 0
     statuses: collections.Counter[str] = collections.Counter()
-    signed_now = lambda: signed(simulator, ids)  # noqa: E731
+    signed_now = lambda: signed(simulator, ids)  # noqa: E731 - a one-line probe for wait_for
     actions = ["kill", "kill", "restart"]
     rng.shuffle(actions)
     while True:  # seconds into the load, far enough apart for a replica to come back in between

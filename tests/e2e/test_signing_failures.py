@@ -44,7 +44,7 @@ async def fake_tsa():
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]  # the site is started: it has a server
     state["url"] = f"http://127.0.0.1:{port}/tsa"
     yield state
     await runner.cleanup()

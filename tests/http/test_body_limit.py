@@ -15,7 +15,7 @@ LIMIT = 100
 
 def middleware(app: object | None = None, **options: object) -> tuple[BodyLimitMiddleware, BodyApp]:
     inner = app if app is not None else BodyApp()
-    return BodyLimitMiddleware(inner, max_body_size=LIMIT, **options), inner  # type: ignore[arg-type]
+    return BodyLimitMiddleware(inner, max_body_size=LIMIT, **options), inner  # type: ignore[arg-type]  # options are the test's keyword arguments
 
 
 @pytest.fixture

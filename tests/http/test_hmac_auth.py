@@ -19,7 +19,7 @@ def sign(body: bytes, algorithm: str = "sha1", secret: bytes = SECRET) -> str:
 
 def guarded(**options: object) -> tuple[HmacSignatureMiddleware, BodyApp]:
     app = BodyApp()
-    return HmacSignatureMiddleware(app, **{"secret": SECRET, **options}), app  # type: ignore[arg-type]
+    return HmacSignatureMiddleware(app, **{"secret": SECRET, **options}), app  # type: ignore[arg-type]  # options are the test's keyword arguments
 
 
 async def test_a_signed_webhook_reaches_the_route_with_its_body_once() -> None:

@@ -49,7 +49,7 @@ def environment(pki, root: Path, **overrides: str | None) -> dict[str, str]:
         "SIGNING_TRUST_ROOTS_PATH": str(pki.root_pem),
         "ALLOW_INSECURE_HTTP": "true",
     }
-    env.update(overrides)  # type: ignore[arg-type]
+    env.update(overrides)  # type: ignore[arg-type]  # None values are removed below
     return {k: v for k, v in env.items() if v is not None}
 
 

@@ -340,11 +340,11 @@ async def test_rejects_non_id_arguments(client: ZammadClient, simulator: ZammadS
 
 def test_constructor_rejects_bad_settings() -> None:
     with pytest.raises(ValueError):
-        ZammadClient(None, "http://z", "", timeout_seconds=1)  # type: ignore[arg-type]
+        ZammadClient(None, "http://z", "", timeout_seconds=1)  # type: ignore[arg-type]  # a bad argument on purpose
     with pytest.raises(ValueError):
-        ZammadClient(None, "http://z", TOKEN, timeout_seconds=0)  # type: ignore[arg-type]
+        ZammadClient(None, "http://z", TOKEN, timeout_seconds=0)  # type: ignore[arg-type]  # a bad argument on purpose
     with pytest.raises(ValueError) as info:
-        ZammadClient(None, "", TOKEN)  # type: ignore[arg-type]
+        ZammadClient(None, "", TOKEN)  # type: ignore[arg-type]  # a bad argument on purpose
     assert TOKEN not in str(info.value)
 
 
