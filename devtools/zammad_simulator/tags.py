@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from devtools.zammad_simulator.responses import json_response, request_json, zammad_error
-from devtools.zammad_simulator.state import SimulatorState, TicketRecord
+from devtools.zammad_simulator.state import SimulatorState, TicketRecord, now
 
 
 def add_routes(router: web.UrlDispatcher, state: SimulatorState) -> None:
@@ -39,6 +39,7 @@ async def add_tag(state: SimulatorState, request: web.Request) -> web.Response:
     ticket, item = target
     if item not in ticket.tags:
         ticket.tags.append(item)
+        ticket.columns["updated_at"] = now()  # Zammad touches the ticket on every tag change
     return json_response(True, status=201)
 
 
@@ -50,6 +51,7 @@ async def remove_tag(state: SimulatorState, request: web.Request) -> web.Respons
     ticket, item = target
     if item in ticket.tags:
         ticket.tags.remove(item)
+        ticket.columns["updated_at"] = now()
     return json_response(True, status=200)
 
 

@@ -219,6 +219,21 @@ async def test_tag_add_remove_status_and_bodies(simulator, session) -> None:
     assert json.loads(body) == {"tags": ["rechnung", "reklamation", "pdf:processing"]}
 
 
+async def test_a_tag_change_touches_updated_at_and_a_repeated_one_does_not(simulator, session) -> None:
+    # Zammad's ticket touches updated_at on every tag change; the reconciliation sweep's stale
+    # rule for pdf:processing reads it.
+    before = simulator.ticket(TICKET_ID)["updated_at"]
+    add = {"object": "Ticket", "o_id": 4711, "item": "pdf:processing"}
+    await _call(session, simulator, "POST", "/api/v1/tags/add", json=add)
+    touched = simulator.ticket(TICKET_ID)["updated_at"]
+    assert touched > before
+    simulator.ticket_record(TICKET_ID).columns["updated_at"] = before
+    await _call(session, simulator, "POST", "/api/v1/tags/add", json=add)  # already there: no change
+    assert simulator.ticket(TICKET_ID)["updated_at"] == before
+    await _call(session, simulator, "DELETE", "/api/v1/tags/remove", json=add)
+    assert simulator.ticket(TICKET_ID)["updated_at"] > before
+
+
 async def test_old_get_tag_routes_do_not_exist(simulator, session) -> None:
     status, _, body = await _call(
         session, simulator, "GET", "/api/v1/tags/add?object=Ticket&o_id=4711&item=x"
