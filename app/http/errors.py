@@ -5,7 +5,8 @@ exceptions become a plain-text 500) and ``ExceptionMiddleware`` (innermost: ``HT
 becomes a response through registered handlers): a ``Request`` object and two ``send``
 wrappers per request, for work that is, here, two ``except`` clauses.
 :class:`ArchiverApp` builds its stack with these two classes instead (kept for ``make bench``
-ingest_cpu: "ours instead of Starlette's error layers: instructions saved per webhook"):
+ingest_cpu: "ours instead of Starlette's error layers: instructions saved per webhook / full
+stack's"):
 
 - :class:`UnhandledErrorMiddleware` (outermost): an exception nobody handled is logged with its
   traceback (redacted, as every log line) and answered 500 ``internal_error`` when no response

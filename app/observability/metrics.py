@@ -35,7 +35,7 @@ class StatusCounter:
 
     For counts taken on the event loop once per request, where prometheus-client's labelled
     ``Counter`` takes two locks (kept for ``make bench`` ingest_cpu: "ours instead of
-    prometheus-client's Counter for ingest statuses: instructions saved per webhook").
+    prometheus-client's Counter for ingest statuses: instructions saved per webhook / full stack's").
     Increments must all come from one thread (the event loop); scrapes may come from anywhere
     (a dict copy under the GIL). The exposition is the same as a ``Counter``'s:
     ``<name>_total{label="…"}`` and ``<name>_created{label="…"}`` (Unix seconds of the label
