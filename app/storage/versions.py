@@ -12,10 +12,10 @@ never a change to it:
 Every version has its own sidecar ``<name>.json`` (:data:`~app.storage.store.SIDECAR_SUFFIX`).
 The newest version of an archive is the one with the latest date (then the highest ``_vN``).
 
-Publishing follows :mod:`app.storage.store`: the folder is opened relative to the root without
-following symlinks; the new PDF is written to ``.<name>.<random>.tmp`` (``O_EXCL``, mode
-``0o640``), ``fsync``-ed and published with ``link()`` under the first free name (``EEXIST``
-moves on to ``_v2``, …; without hard links, check-then-``rename``), the folder is
+Publishing uses the same steps as the archive store (:mod:`app.storage.atomic`): the folder
+is opened relative to the root without following symlinks; the new PDF is written to
+``.<name>.<random>.tmp`` (``O_EXCL``, mode ``0o640``), ``fsync``-ed and published under the
+first free name (``name``, ``_v2``, …; never over an existing file), the folder is
 ``fsync``-ed, then the sidecar is written the same way and replaces ``<name>.json``. Nothing
 that exists is ever changed.
 """
@@ -23,12 +23,10 @@ that exists is ever changed.
 from __future__ import annotations
 
 import contextlib
-import errno
 import hashlib
 import json
 import os
 import re
-import secrets
 import stat
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -37,7 +35,18 @@ from pathlib import Path, PurePosixPath
 from typing import Any, BinaryIO
 
 from app.errors import StorageError
-from app.storage.store import FILE_MODE, SIDECAR_MAX_BYTES, SIDECAR_SCHEMA, SIDECAR_SUFFIX
+from app.storage.atomic import (
+    READ_FLAGS,
+    FirstFreeName,
+    close_quietly,
+    create_temp,
+    open_under_root,
+    remove_quietly,
+    replace_file,
+    storage_error,
+    sync_folder,
+)
+from app.storage.store import SIDECAR_MAX_BYTES, SIDECAR_SCHEMA, SIDECAR_SUFFIX
 from app.workflow.ports import StoredArchive
 
 __all__ = [
@@ -58,21 +67,6 @@ SKIPPED_TOP_FOLDERS = frozenset({"_manifest"})
 """Folders directly under the storage root that hold no archives."""
 
 _VERSION = re.compile(r"^(?P<base>.+?)(?:\.lta-(?P<day>\d{8})(?:_v(?P<n>\d+))?)?(?P<ext>\.pdf)$", re.I)
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_TMP_FLAGS = os.O_RDWR | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-_READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
-_NO_HARDLINK_ERRNOS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.ENOSYS})
-_DIR_FSYNC_UNSUPPORTED = frozenset({errno.EINVAL, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EBADF})
-
-
-def _describe(exc: OSError) -> str:
-    if exc.errno is None:
-        return str(exc)
-    return f"{os.strerror(exc.errno)} ({errno.errorcode.get(exc.errno, exc.errno)})"
-
-
-def _error(operation: str, relative: str, exc: OSError) -> StorageError:
-    return StorageError(f"cannot {operation} '{relative}': {_describe(exc)}", errno=exc.errno)
 
 
 def _version_key(name: str) -> tuple[str, int] | None:
@@ -145,7 +139,7 @@ def archive_families(root: Path) -> Iterator[ArchiveFamily]:
     try:
         os.stat(root)
     except OSError as exc:
-        raise _error("open storage root", str(root), exc) from exc
+        raise storage_error("open storage root", str(root), exc) from exc
     for here, folders, files in os.walk(root, followlinks=False):
         folder = PurePosixPath(Path(here).relative_to(root).as_posix())
         folders[:] = sorted(
@@ -179,11 +173,11 @@ def read_sidecar(path: Path) -> dict[str, Any] | None:
     """
     sidecar = Path(str(path) + SIDECAR_SUFFIX)
     try:
-        fd = os.open(sidecar, _READ_FLAGS)
+        fd = os.open(sidecar, READ_FLAGS)
     except FileNotFoundError:
         return None
     except OSError as exc:
-        raise _error("read", sidecar.name, exc) from exc
+        raise storage_error("read", sidecar.name, exc) from exc
     with os.fdopen(fd, "rb") as fh:
         raw = fh.read(SIDECAR_MAX_BYTES + 1)
     try:
@@ -218,13 +212,18 @@ class NewVersion:
         self._folders = tuple(part for part in folder.parts if part != ".")
         self._name = name
         self._fsync = fsync
-        self._dir_fd = self._open_folder()
-        self._tmp_name = f".{name}.{secrets.token_hex(8)}.tmp"
         try:
-            fd = os.open(self._tmp_name, _TMP_FLAGS, FILE_MODE, dir_fd=self._dir_fd)
+            resolved = self._root.resolve(strict=True)
         except OSError as exc:
-            os.close(self._dir_fd)
-            raise _error("create temporary file", self._here(self._tmp_name), exc) from exc
+            raise storage_error("open storage root", str(self._root), exc) from exc
+        opened = open_under_root(resolved, self._folders, create=False)
+        opened.close(keep_target=True)
+        self._dir_fd = opened.target
+        try:
+            self._tmp_name, fd = create_temp(self._dir_fd, self._folders, name, readable=True)
+        except StorageError:
+            close_quietly(self._dir_fd)
+            raise
         self.file: BinaryIO = os.fdopen(fd, "r+b")
         self._done = False
 
@@ -236,21 +235,6 @@ class NewVersion:
 
     def _here(self, name: str) -> str:
         return "/".join((*self._folders, name))
-
-    def _open_folder(self) -> int:
-        try:
-            fd = os.open(self._root, _DIR_FLAGS)
-        except OSError as exc:
-            raise _error("open storage root", str(self._root), exc) from exc
-        for depth, part in enumerate(self._folders):
-            try:
-                child = os.open(part, _DIR_FLAGS, dir_fd=fd)
-            except OSError as exc:
-                os.close(fd)
-                raise _error("open folder", "/".join(self._folders[: depth + 1]), exc) from exc
-            os.close(fd)
-            fd = child
-        return fd
 
     def publish(self, sidecar: Mapping[str, Any]) -> StoredArchive:
         """Publish the written file under the first free name, then its sidecar.
@@ -269,7 +253,9 @@ class NewVersion:
             raise RuntimeError("this version was published or discarded already")
         try:
             digest, size = self._finish_file()
-            published = self._publish_pdf()
+            names = FirstFreeName(_numbered, MAX_VERSIONS_PER_DAY)
+            published = names.publish(self._dir_fd, self._folders, self._tmp_name, self._name)
+            self._sync_folder()
             stored = StoredArchive(
                 path=self._root.joinpath(*self._folders, published),
                 relative_path=self._here(published),
@@ -287,7 +273,14 @@ class NewVersion:
                 text = json.dumps(content, ensure_ascii=False, indent=2, sort_keys=True)
             except (TypeError, ValueError) as exc:
                 raise StorageError(f"cannot write the sidecar of '{stored.relative_path}': {exc}") from exc
-            self._write_sidecar(published + SIDECAR_SUFFIX, (text + "\n").encode("utf-8"))
+            replace_file(
+                self._dir_fd,
+                self._folders,
+                published + SIDECAR_SUFFIX,
+                (text + "\n").encode("utf-8"),
+                fsync=self._fsync,
+            )
+            self._sync_folder()
             return stored
         finally:
             self.discard()
@@ -299,8 +292,7 @@ class NewVersion:
         self._done = True
         with contextlib.suppress(OSError):
             self.file.close()
-        with contextlib.suppress(OSError):
-            os.unlink(self._tmp_name, dir_fd=self._dir_fd)
+        remove_quietly(self._dir_fd, self._tmp_name)
         os.close(self._dir_fd)
 
     def _finish_file(self) -> tuple[str, int]:
@@ -318,76 +310,9 @@ class NewVersion:
                 size += len(chunk)
             self.file.close()  # network file systems may report deferred write errors here
         except OSError as exc:
-            raise _error("write", here, exc) from exc
+            raise storage_error("write", here, exc) from exc
         return digest.hexdigest(), size
 
-    def _publish_pdf(self) -> str:
-        hardlinks = True
-        for n in range(1, MAX_VERSIONS_PER_DAY + 1):
-            candidate = _numbered(self._name, n)
-            if hardlinks:
-                try:
-                    os.link(
-                        self._tmp_name,
-                        candidate,
-                        src_dir_fd=self._dir_fd,
-                        dst_dir_fd=self._dir_fd,
-                        follow_symlinks=False,
-                    )
-                except FileExistsError:
-                    continue
-                except OSError as exc:
-                    if exc.errno not in _NO_HARDLINK_ERRNOS:
-                        raise _error("publish", self._here(candidate), exc) from exc
-                    hardlinks = False  # e.g. CIFS without hard links: check, then rename
-                else:
-                    self._sync_folder()
-                    return candidate
-            try:
-                os.lstat(candidate, dir_fd=self._dir_fd)
-                continue
-            except FileNotFoundError:
-                pass
-            except OSError as exc:
-                raise _error("publish", self._here(candidate), exc) from exc
-            try:
-                os.rename(self._tmp_name, candidate, src_dir_fd=self._dir_fd, dst_dir_fd=self._dir_fd)
-            except OSError as exc:
-                raise _error("publish", self._here(candidate), exc) from exc
-            self._sync_folder()
-            return candidate
-        raise StorageError(
-            f"cannot publish '{self._here(self._name)}': {MAX_VERSIONS_PER_DAY} versions exist already",
-            errno=errno.EEXIST,
-        )
-
-    def _write_sidecar(self, name: str, payload: bytes) -> None:
-        tmp = f".{name}.{secrets.token_hex(8)}.tmp"
-        try:
-            fd = os.open(tmp, _TMP_FLAGS, FILE_MODE, dir_fd=self._dir_fd)
-        except OSError as exc:
-            raise _error("create temporary file", self._here(tmp), exc) from exc
-        try:
-            try:
-                view = memoryview(payload)
-                while view:
-                    view = view[os.write(fd, view) :]
-                if self._fsync:
-                    os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, name, src_dir_fd=self._dir_fd, dst_dir_fd=self._dir_fd)
-        except OSError as exc:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp, dir_fd=self._dir_fd)
-            raise _error("write", self._here(name), exc) from exc
-        self._sync_folder()
-
     def _sync_folder(self) -> None:
-        if not self._fsync:
-            return
-        try:
-            os.fsync(self._dir_fd)
-        except OSError as exc:
-            if exc.errno not in _DIR_FSYNC_UNSUPPORTED:
-                raise _error("sync folder", "/".join(self._folders) or ".", exc) from exc
+        if self._fsync:
+            sync_folder(self._dir_fd, "/".join(self._folders) or ".")

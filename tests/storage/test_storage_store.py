@@ -28,7 +28,7 @@ from pathlib import Path
 
 import pytest
 
-import app.storage.store as store_module
+import app.storage.atomic as atomic_module
 from app.errors import StorageError
 from app.storage.store import ArchiveStore
 from app.workflow.ports import TicketSnapshot
@@ -135,7 +135,7 @@ async def test_symlinked_root_is_resolved_once(tmp_path: Path, root: Path, snaps
 async def test_fsync_flag(root: Path, snapshot: TicketSnapshot, monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[int] = []
     real_fsync = os.fsync
-    monkeypatch.setattr(store_module.os, "fsync", lambda fd: (calls.append(fd), real_fsync(fd))[1])
+    monkeypatch.setattr(atomic_module.os, "fsync", lambda fd: (calls.append(fd), real_fsync(fd))[1])
 
     await ArchiveStore(root, fsync=False).store(snapshot, PDF)
     assert calls == []
@@ -215,7 +215,7 @@ def fool_lstat(monkeypatch: pytest.MonkeyPatch, name: str, real_dir: Path) -> No
     def lstat(path, *, dir_fd=None):
         return real_lstat(real_dir) if path == name else real_lstat(path, dir_fd=dir_fd)
 
-    monkeypatch.setattr(store_module.os, "lstat", lstat)
+    monkeypatch.setattr(atomic_module.os, "lstat", lstat)
 
 
 async def test_symlink_swapped_in_after_lstat_is_not_followed(
@@ -238,7 +238,7 @@ async def test_resolved_folder_outside_root_is_refused(
     """Third layer: with lstat fooled and O_NOFOLLOW gone, the resolve check still refuses."""
     (root / "Kundenservice").symlink_to(outside)
     fool_lstat(monkeypatch, "Kundenservice", outside)
-    monkeypatch.setattr(store_module, "_DIR_FLAGS", os.O_RDONLY | os.O_DIRECTORY)
+    monkeypatch.setattr(atomic_module, "DIR_FLAGS", os.O_RDONLY | os.O_DIRECTORY)
     with pytest.raises(StorageError, match="outside the storage root"):
         await ArchiveStore(root).store(snapshot, PDF)
     assert all_files(outside) == []  # the folder 2025 may exist there, but no file
@@ -277,7 +277,7 @@ async def test_fallback_without_hard_links(
     def no_link(*args: object, **kwargs: object) -> None:
         raise OSError(errno.EPERM, "Operation not permitted")
 
-    monkeypatch.setattr(store_module.os, "link", no_link)
+    monkeypatch.setattr(atomic_module.os, "link", no_link)
     store = ArchiveStore(root)
     first = await store.store(snapshot, b"first")
     second = await store.store(snapshot, b"second")
@@ -295,7 +295,7 @@ async def test_publish_failure_removes_temp_file(
     def broken_link(*args: object, **kwargs: object) -> None:
         raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr(store_module.os, "link", broken_link)
+    monkeypatch.setattr(atomic_module.os, "link", broken_link)
     with pytest.raises(StorageError) as info:
         await ArchiveStore(root).store(snapshot, PDF)
     assert info.value.errno == errno.EIO
@@ -312,7 +312,7 @@ async def test_write_failure_removes_temp_file(
         os.write(fd, data[:10])
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(ArchiveStore, "_write_all", staticmethod(full))
+    monkeypatch.setattr(atomic_module, "write_all", full)
     with pytest.raises(StorageError) as info:
         await ArchiveStore(root).store(snapshot, PDF)
     assert info.value.errno == errno.ENOSPC
@@ -393,7 +393,7 @@ def _attempt_as_nobody(store: ArchiveStore, snapshot: TicketSnapshot) -> dict:
 async def test_store_file_copies_in_chunks_with_the_same_result_as_bytes(
     root: Path, snapshot: TicketSnapshot, tmp_path: Path
 ) -> None:
-    data = os.urandom(3 * store_module.COPY_CHUNK_BYTES + 12345)  # several chunks and a short one
+    data = os.urandom(3 * atomic_module.COPY_CHUNK_BYTES + 12345)  # several chunks and a short one
     source = tmp_path / "signed.pdf"
     source.write_bytes(data)
     stored = await ArchiveStore(root).store_file(snapshot, source, sidecar={"job_id": "j1"})

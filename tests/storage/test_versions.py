@@ -134,3 +134,25 @@ def test_read_sidecar_refuses_a_sidecar_that_is_no_json_object(root: Path) -> No
     (root / "A.pdf.json").write_text("[1, 2]")
     with pytest.raises(StorageError, match="not a JSON object"):
         read_sidecar(root / "A.pdf")
+
+
+def test_a_version_is_published_without_hard_links_and_never_over_a_file(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Some CIFS mounts refuse link(2): check, then rename, still never over an existing name."""
+
+    def no_link(*args: object, **kwargs: object) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_link)
+    taken = touch(root / "K" / "A.lta-20261207.pdf", b"taken")
+    with NewVersion(root, PurePosixPath("K"), "A.lta-20261207.pdf") as version:
+        version.file.write(b"new")
+        stored = version.publish({})
+    assert stored.relative_path == "K/A.lta-20261207_v2.pdf" and stored.path.read_bytes() == b"new"
+    assert taken.read_bytes() == b"taken"
+    assert sorted(p.name for p in (root / "K").iterdir()) == [
+        "A.lta-20261207.pdf",
+        "A.lta-20261207_v2.pdf",
+        "A.lta-20261207_v2.pdf.json",
+    ]
