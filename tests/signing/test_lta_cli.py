@@ -107,7 +107,12 @@ async def test_refresh_writes_a_valid_b_lta_version_beside_the_original(
     new = original.with_name(original.name.removesuffix(".pdf") + f".lta-{day}.pdf")
     rel, new_rel = (str(p.relative_to(archive_root)) for p in (original, new))
     after = tree(archive_root)
-    assert set(after) - set(before) == {new_rel, new_rel + ".json"}
+    manifest_rel = f"_manifest/{datetime.now(UTC):%Y-%m-%d}.jsonl"
+    assert set(after) - set(before) == {new_rel, new_rel + ".json", manifest_rel}
+    # The new version is recorded in the tamper-evident manifest, naming what it was made from.
+    (line,) = (json.loads(raw) for raw in after[manifest_rel].decode().splitlines())
+    assert (line["event"], line["path"], line["source_path"]) == ("lta_refresh", new_rel, rel)
+    assert (line["sha256"], line["size"]) == (sha256(new), new.stat().st_size)
     assert {k: after[k] for k in before} == before, "the original, its sidecar and the other archive stay"
     assert f"refreshed {rel} -> {new_rel}: signer certificate" in out
     assert (
