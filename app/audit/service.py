@@ -17,7 +17,7 @@ from app.audit.schedule import AuditMetrics, ScheduledAudit, ScheduledAuditOptio
 from app.config import Settings
 from app.errors import ConfigError
 from app.signing.trust import load_certificates
-from app.signing.tsa import build_timestamper
+from app.signing.tsa import timestamper_from_settings
 from app.storage.manifest import ArchiveManifest
 from app.storage.manifest_timestamp import ManifestTimestamper
 
@@ -56,13 +56,7 @@ def start_archive_checks(
     tasks: list[asyncio.Task[None]] = []
     if settings.tsa_url:
         try:
-            timestamper = build_timestamper(
-                settings.tsa_url,
-                session,
-                user=settings.tsa_user,
-                password=settings.tsa_pass.reveal() if settings.tsa_pass else None,
-                timeout=settings.tsa_timeout_seconds,
-            )
+            timestamper = timestamper_from_settings(settings, session)
         except ConfigError as exc:
             log.error("manifest days will not be timestamped", extra={"cause": str(exc)})
         else:

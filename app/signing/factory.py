@@ -20,7 +20,7 @@ from app.errors import ConfigError, SigningError
 from app.signing.options import PadesLevel, SigningOptions
 from app.signing.signer import ArchiveSigner, UnsignedPassthrough
 from app.signing.trust import LongTermValidation, load_certificates
-from app.signing.tsa import build_timestamper
+from app.signing.tsa import timestamper_from_settings
 from app.workflow.ports import SignedPdf, SignerPort
 
 log = logging.getLogger("app")
@@ -109,13 +109,7 @@ def build_signer(settings: Settings, session: aiohttp.ClientSession) -> SignerPo
         timestamper = None
         if settings.tsa_url and level.needs_timestamper:
             tsa_ssl_context(settings)  # a bad bundle is a clear Permanent error, not a TLS failure per job
-            timestamper = build_timestamper(
-                settings.tsa_url,
-                session,
-                user=settings.tsa_user,
-                password=settings.tsa_pass.reveal() if settings.tsa_pass else None,
-                timeout=settings.tsa_timeout_seconds,
-            )
+            timestamper = timestamper_from_settings(settings, session)
         validation = None
         if level.needs_validation_data:
             if settings.signing_trust_roots_path is None:

@@ -45,7 +45,7 @@ from app.signing.lta import (
     refresh_reasons,
 )
 from app.signing.trust import LongTermValidation, load_certificates
-from app.signing.tsa import build_timestamper
+from app.signing.tsa import timestamper_from_settings
 from app.storage.manifest import ArchiveManifest
 from app.storage.manifest_format import EVENT_LTA_REFRESH
 from app.storage.versions import ArchiveFamily, NewVersion, archive_families, lta_version_name, read_sidecar
@@ -278,13 +278,7 @@ async def run(
     tally = _Tally()
     connector = aiohttp.TCPConnector(ssl=ssl_context, limit=16)
     async with aiohttp.ClientSession(connector=connector) as session:
-        timestamper = build_timestamper(
-            config.tsa_url,
-            session,
-            user=settings.tsa_user,
-            password=settings.tsa_pass.reveal() if settings.tsa_pass else None,
-            timeout=settings.tsa_timeout_seconds,
-        )
+        timestamper = timestamper_from_settings(settings, session)
         validation = LongTermValidation(roots, session, fetch_timeout=settings.tsa_timeout_seconds)
         refresher = LtaRefresher(timestamper, validation, clock=lambda: now)
         for family in archive_families(config.root):

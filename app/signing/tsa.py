@@ -9,6 +9,7 @@ builds the request and embeds the token.
 from __future__ import annotations
 
 import base64
+from typing import TYPE_CHECKING
 
 import aiohttp
 from asn1crypto import cms, core, tsp
@@ -17,7 +18,10 @@ from pyhanko.sign.timestamps.common_utils import TimestampRequestError
 
 from app.errors import ConfigError, SigningError
 
-__all__ = ["build_timestamper", "tsa_error"]
+if TYPE_CHECKING:
+    from app.config import Settings
+
+__all__ = ["build_timestamper", "timestamper_from_settings", "tsa_error"]
 
 #: RFC 3161 ``PKIFailureInfo`` values that describe a TSA-side outage rather than a bad request.
 _TRANSIENT_TSA_FAILURES = ("time_not_available", "system_failure")
@@ -60,6 +64,24 @@ def build_timestamper(
     elif password is not None:
         raise ConfigError("TSA password given without a TSA user")
     return _CheckedHTTPTimeStamper(url, session, timeout=timeout, headers=headers)
+
+
+def timestamper_from_settings(settings: Settings, session: aiohttp.ClientSession) -> HTTPTimeStamper:
+    """:func:`build_timestamper` for ``TSA_URL`` with ``TSA_USER``, ``TSA_PASS`` and
+    ``TSA_TIMEOUT_SECONDS`` (the signer, the manifest's day timestamps and ``lta-refresh``).
+
+    Raises:
+        ConfigError: ``TSA_URL`` is not set, or as :func:`build_timestamper`.
+    """
+    if not settings.tsa_url:
+        raise ConfigError("TSA_URL is not set")
+    return build_timestamper(
+        settings.tsa_url,
+        session,
+        user=settings.tsa_user,
+        password=settings.tsa_pass.reveal() if settings.tsa_pass else None,
+        timeout=settings.tsa_timeout_seconds,
+    )
 
 
 class _LenientTimeStampResp(core.Sequence):
