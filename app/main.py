@@ -34,7 +34,7 @@ from app.http.names import INGEST_PATHS
 from app.http.rate_limit import RateLimitMiddleware
 from app.http.request_log import RequestLogMiddleware
 from app.http.routes import build_routes
-from app.jobs.outcomes import RetryPolicy
+from app.jobs.outcomes import RetryPolicy, job_end
 from app.jobs.pool import WorkerPool
 from app.jobs.records import JobRecord, JobStoreUnavailable
 from app.jobs.store import create_job_store
@@ -146,8 +146,10 @@ def create_app(
                     seconds,
                     outcome.step_seconds,
                 )
+                end = job_end(outcome, attempts=job.attempts, max_attempts=settings.workflow_max_attempts)
+                metrics.record_job_end(end.state if end is not None else None)
 
-            runtime.store = create_job_store(settings)
+            job_store = runtime.store = create_job_store(settings)
             pool = runtime.pool = WorkerPool(
                 runtime.store,
                 ArchiveRunner(workflow, max_attempts=settings.workflow_max_attempts),
@@ -160,6 +162,7 @@ def create_app(
                 ),
             )
             metrics.watch_pool(lambda: pool.depth, lambda: pool.in_flight)
+            metrics.watch_job_store(lambda: job_store.unavailable)
             try:
                 await pool.start()
             except JobStoreUnavailable as exc:  # e.g. PostgreSQL unreachable beyond the start wait

@@ -20,7 +20,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, Metric
 
-from app.jobs.records import OutcomeStatus
+from app.jobs.records import TERMINAL_STATES, OutcomeStatus
 from app.reconcile.decisions import ReconcileReason
 from app.workflow.steps import FETCH_STEPS, METRIC_STEPS, Step
 
@@ -80,9 +80,14 @@ class Metrics:
     Attributes (all prefixed ``zammad_pdf_archiver_``):
         jobs_processed_total{status}: finished jobs by status (``archived``, ``skipped``, ``failed``).
         jobs_failed_total{classification}: failed jobs by ``Transient``/``Permanent``.
+        jobs_ended_total{state}: jobs that ended after a run, by ``done``, ``failed`` (Permanent) and
+            ``dead`` (Transient, ``WORKFLOW_MAX_ATTEMPTS`` used up).
+        job_retries_total: runs that ended Transient with attempts left (the job runs again).
         job_duration_seconds: wall time of a whole job.
         step_duration_seconds{step}: wall time of ``fetch``, ``render``, ``sign``, ``store``.
         queue_depth, jobs_in_flight: gauges read from the worker pool at scrape time.
+        job_store_available: 1 while the job store answers, 0 while it is unavailable (PostgreSQL
+            unreachable, SQLite's WAL sync stuck; also 0 before the store is open), read at scrape time.
         ingest_responses_total{status}: answers of ``/ingest`` and ``/ingest/batch`` by HTTP status.
         dedupe_hits_total: webhooks answered ``duplicate`` by delivery id.
         rate_limited_total: requests answered 429.
@@ -110,6 +115,17 @@ class Metrics:
             ["classification"],
             registry=r,
         )
+        self.jobs_ended_total = Counter(
+            f"{PREFIX}_jobs_ended_total",
+            "Archive jobs that ended by state (done, failed, dead)",
+            ["state"],
+            registry=r,
+        )
+        self.job_retries_total = Counter(
+            f"{PREFIX}_job_retries_total",
+            "Runs that ended with a Transient failure and attempts left (the job runs again)",
+            registry=r,
+        )
         self.job_duration_seconds = Histogram(
             f"{PREFIX}_job_duration_seconds", "Wall time of one archive job", buckets=_JOB_BUCKETS, registry=r
         )
@@ -122,6 +138,11 @@ class Metrics:
         )
         self.queue_depth = Gauge(f"{PREFIX}_queue_depth", "Jobs waiting in the queue", registry=r)
         self.jobs_in_flight = Gauge(f"{PREFIX}_jobs_in_flight", "Jobs running now", registry=r)
+        self.job_store_available = Gauge(
+            f"{PREFIX}_job_store_available",
+            "1 while the job store answers, 0 while it is unavailable",
+            registry=r,
+        )
         self.ingest_responses_total = StatusCounter(
             f"{PREFIX}_ingest_responses_total",
             "Answers of /ingest and /ingest/batch by HTTP status",
@@ -167,6 +188,8 @@ class Metrics:
             self.reconcile_tickets_total.labels(str(reason))
         for status in OutcomeStatus:
             self.jobs_processed_total.labels(status)
+        for state in TERMINAL_STATES:
+            self.jobs_ended_total.labels(state)
         for kind in ("Transient", "Permanent"):
             self.jobs_failed_total.labels(kind)
         for step in STEPS:
@@ -176,6 +199,11 @@ class Metrics:
         """Read the queue depth and in-flight count from these callables at scrape time."""
         self.queue_depth.set_function(depth)
         self.jobs_in_flight.set_function(in_flight)
+
+    def watch_job_store(self, unavailable: Callable[[], str | None]) -> None:
+        """Read the job store's availability at scrape time: ``unavailable()`` returns why the
+        store cannot be used (exposed as 0), or ``None`` (exposed as 1)."""
+        self.job_store_available.set_function(lambda: 0.0 if unavailable() else 1.0)
 
     def watch_signing_certificate(
         self, seconds_left: Callable[[], float], expiring: Callable[[], bool]
@@ -199,6 +227,14 @@ class Metrics:
             for step in (Step.RENDER, Step.SIGN, Step.STORE):
                 if step in step_seconds:
                     self.step_duration_seconds.labels(step).observe(step_seconds[step])
+
+    def record_job_end(self, state: str | None) -> None:
+        """Count how a job went on after a run: ended in ``state`` (``done``, ``failed``,
+        ``dead``), or ``None``: it runs again (a retry)."""
+        if state is None:
+            self.job_retries_total.inc()
+        else:
+            self.jobs_ended_total.labels(state).inc()
 
     def record_reconcile(self, status: str, queued: Mapping[str, int], finished_at: float | None) -> None:
         """Count one reconciliation turn (``completed``, ``failed``, ``skipped``), the tickets it
