@@ -10,6 +10,7 @@ import pytest
 
 from devtools.zammad_simulator import MASKED_ERROR, ZammadSimulator
 from devtools.zammad_simulator.search import search_behaviour
+from devtools.zammad_simulator.tickets import expanded as expanded_ticket
 
 from .conftest import TOKEN
 
@@ -47,7 +48,7 @@ async def test_expand_answers_an_array_of_expanded_tickets(tickets, session):
     status, body, headers = await search(tickets, session, query='tags:"pdf:sign"', expand="true")
     assert status == 200 and headers["Content-Type"] == "application/json; charset=utf-8"
     assert sorted(t["id"] for t in body) == [4711, 5002]
-    expanded = tickets._expanded(tickets._tickets[4711])
+    expanded = expanded_ticket(tickets.ticket_record(4711))
     assert next(t for t in body if t["id"] == 4711) == expanded  # the shape of GET /tickets/{id}?expand
     assert {"state", "group", "owner", "article_ids", "updated_at"} <= set(body[0])
     assert "tags" not in body[0]
