@@ -408,6 +408,13 @@ class Settings:
         "/usr/share/fonts",
         "Directories searched for fallback fonts (CJK, Arabic, Hebrew, emoji), colon-separated",
     )
+    strict_fonts: bool = setting(
+        "STRICT_FONTS",
+        "bool",
+        False,
+        "A character no font can draw fails the job (Permanent, the note names the script and the "
+        "font package) instead of archiving a visible [U+XXXX] placeholder",
+    )
 
     pdf_pdfa: bool = setting("PDF_PDFA", "bool", True, "Write PDF/A-3B (XMP pdfaid, sRGB output intent)")
     pdf_embed_originals: bool = setting(

@@ -9,6 +9,7 @@ join those parts: :class:`ArchiveRunner` lets the worker pool run the archive wo
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import tempfile
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from app.jobs.pool import WorkerPool
 from app.jobs.records import JobRecord
 from app.jobs.store import JobStore
 from app.observability.metrics import Metrics
+from app.render.coverage import FontCoverage
 from app.workflow.archive import ArchiveOutcome, ArchiveWorkflow, Guard, Report
 from app.workflow.ports import SignerPort
 
@@ -44,6 +46,9 @@ class Runtime:
     workflow: ArchiveWorkflow | None = None
     startup_error: str | None = None
     """Why the lifespan could not start (``serve`` prints it as its one line), else ``None``."""
+    font_check: asyncio.Task[FontCoverage] | None = None
+    """The start check of which scripts the fonts cover (:mod:`app.render.coverage`), run in a
+    render process; ``/healthz?deep=true`` reports its result."""
 
     def signer_error(self) -> str | None:
         """Why the signer is not usable, or ``None`` when it is (or signing is off).

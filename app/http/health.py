@@ -21,6 +21,33 @@ from app.runtime import Runtime
 STORAGE_PROBE_TIMEOUT_SECONDS = 5
 """How long the readiness check waits for its test write under the storage root."""
 
+FONT_CHECK_WAIT_SECONDS = 10
+"""How long the readiness check waits for the start's font check (:mod:`app.render.coverage`)
+when it has not finished yet (a render process starting under load)."""
+
+
+async def font_coverage(runtime: Runtime) -> tuple[str, list[dict[str, str]]]:
+    """The font check's verdict (always ``"ok…"``: missing fonts degrade, they do not make the
+    service unready) and the ``degraded`` entries: ``{"script", "package", "font"}`` per
+    script without a font."""
+    task = runtime.font_check
+    if task is None:
+        return "ok (not checked)", []
+    try:
+        coverage = await asyncio.wait_for(asyncio.shield(task), FONT_CHECK_WAIT_SECONDS)
+    except TimeoutError:
+        return "ok (font check still running)", []
+    except asyncio.CancelledError:
+        if task.cancelled():  # the service is stopping
+            return "ok (font check cancelled)", []
+        raise
+    except Exception as exc:  # noqa: BLE001 - a failed font check is reported, never a 500
+        return f"ok (font check failed: {exc})", []
+    if not coverage.missing:
+        return "ok", []
+    scripts = ", ".join(script for script, _ in coverage.missing)
+    return f"ok (degraded: no font for {scripts})", coverage.describe()
+
 
 def _probe_storage(root: str) -> None:
     probe = os.path.join(root, f".healthz-{uuid.uuid4().hex}")
@@ -68,15 +95,21 @@ async def healthz(runtime: Runtime, request: Request) -> Response:
 
     ``?deep=true`` (readiness) also checks that the storage root is writable, the signer is
     loaded and the queue is not saturated; it answers 503 ``not_ready`` naming the failing
-    checks. ``HEALTHZ_OMIT_VERSION=true`` leaves out ``service`` and ``version``.
+    checks. Scripts the fonts do not cover keep it 200: ``checks.fonts`` says so and
+    ``degraded`` lists them, ``{"script", "package", "font"}`` each (the Debian package to
+    install and the font file it brings). ``HEALTHZ_OMIT_VERSION=true`` leaves out ``service``
+    and ``version``.
     """
     body: dict[str, Any] = {"status": "ok"}
     if not runtime.settings.healthz_omit_version:
         body.update(service=SERVICE_NAME, version=__version__)
     if request.query_params.get("deep", "").lower() in {"1", "true", "yes"}:
         checks = await readiness(runtime)
+        checks["fonts"], degraded = await font_coverage(runtime)
         failing = [name for name, verdict in checks.items() if not verdict.startswith("ok")]
         body["checks"] = checks
+        if degraded:
+            body["degraded"] = degraded
         if failing:
             return JSONResponse(
                 {

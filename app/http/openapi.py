@@ -303,6 +303,20 @@ OPENAPI: dict[str, Any] = {
                     "service": {"type": "string"},
                     "version": {"type": "string"},
                     "checks": {"type": "object"},
+                    "degraded": {
+                        "type": "array",
+                        "description": "deep=true: scripts no font covers (still ready); "
+                        "install the Debian package to fix",
+                        "items": {
+                            "type": "object",
+                            "required": ["script", "package", "font"],
+                            "properties": {
+                                "script": {"type": "string"},
+                                "package": {"type": "string"},
+                                "font": {"type": "string"},
+                            },
+                        },
+                    },
                 },
             },
             "NotReady": {

@@ -101,6 +101,10 @@ class Metrics:
         reconcile_tickets_total{reason}: tickets a sweep gave a new job, by ``trigger_tag``
             and ``stale_processing`` (a request merged into a pending job is not counted).
         reconcile_last_run_timestamp_seconds: Unix time this replica last completed a sweep (0: none yet).
+        missing_glyphs_total{script}: characters drawn as ``[U+XXXX]`` placeholders because no
+            font had them, by script (``CJK``, ``Emoji``, … as
+            :func:`app.render.glyphs.script_name` names them); counted in the render
+            processes, added here from each render's result.
     """
 
     def __init__(self) -> None:
@@ -182,6 +186,12 @@ class Metrics:
             "Unix time this replica last completed a reconciliation sweep (0: none yet)",
             registry=r,
         )
+        self.missing_glyphs_total = Counter(
+            f"{PREFIX}_missing_glyphs_total",
+            "Characters drawn as placeholders because no font had them, by script",
+            ["script"],
+            registry=r,
+        )
         for status in ("completed", "failed", "skipped"):
             self.reconcile_runs_total.labels(status)
         for reason in ReconcileReason:
@@ -245,6 +255,12 @@ class Metrics:
                 self.reconcile_tickets_total.labels(reason).inc(count)
         if finished_at is not None:
             self.reconcile_last_run_timestamp_seconds.set(finished_at)
+
+    def count_missing_glyphs(self, by_script: tuple[tuple[str, int], ...]) -> None:
+        """Add one render's characters drawn without a font, ``(script, count)`` pairs."""
+        for script, count in by_script:
+            if count > 0:
+                self.missing_glyphs_total.labels(script).inc(count)
 
     def exposition(self) -> tuple[bytes, str]:
         """The Prometheus text exposition and its content type."""

@@ -34,6 +34,10 @@ class RenderOptions:
         pdfa: write PDF/A-3B (ISO 19005-3, fpdf2's ``enforce_compliance="PDFA_3B"``): XMP
             with ``pdfaid``, the sRGB output intent, embedded fonts only, no encryption.
             Off, the same layout is written as plain PDF 1.7 with an Info dictionary.
+        strict_fonts: a character no font can draw fails the render (a permanent
+            :class:`~app.errors.RenderError` naming the script, package and font file) instead
+            of becoming a visible placeholder; unassigned, private-use and control characters
+            stay placeholders (no font package draws them).
 
     Raises:
         ValueError: on an unknown template, time zone or limit mode, or a negative limit
@@ -47,6 +51,7 @@ class RenderOptions:
     limit_mode: str = "fail"
     font_dirs: tuple[str, ...] = DEFAULT_FONT_DIRS
     pdfa: bool = True
+    strict_fonts: bool = False
 
     def __post_init__(self) -> None:
         if self.template not in TEMPLATES:

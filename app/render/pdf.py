@@ -27,6 +27,7 @@ from fpdf import FPDF_VERSION
 from app import __version__
 from app.errors import TRANSIENT_ERRNOS, RenderError
 from app.render.content import format_time, ordered_articles
+from app.render.coverage import strict_fonts_error
 from app.render.document import PAGE_HEADER, TicketPdf
 from app.render.fontoutput import ArchiveOutputProducer
 from app.render.glyphs import font_set
@@ -102,8 +103,10 @@ def render_ticket_pdf(
         RenderError: the input is not a ticket object with a list of article objects; the
             options name an unknown template or time zone; the ticket has more than
             ``options.max_articles`` articles in ``fail`` mode (permanent, the message says
-            what to change); an embedded file has an unknown relationship; or fpdf2 fails on
-            the layout. Odd bodies never raise.
+            what to change); with ``options.strict_fonts``, a character had no font (permanent,
+            :func:`app.render.coverage.strict_fonts_error` names script, package and font);
+            an embedded file has an unknown relationship; or fpdf2 fails on the layout. Odd
+            bodies never raise.
     """
     _check_input(ticket, articles, tags)
     if options.template not in TEMPLATES:
@@ -183,6 +186,8 @@ def render_ticket_pdf(
         del articles, ordered  # laid out: a big ticket's articles need not outlive the output below
         if originals.active:
             draw_originals(pdf, originals)
+        if options.strict_fonts and (cause := strict_fonts_error(pdf.missing)):
+            raise RenderError(cause, transient=False)
         if target is None:
             data = bytes(pdf.output(output_producer_class=_OutputProducer))
         else:  # object by object into the file, never the whole PDF in memory (app.render.streams)
@@ -208,6 +213,7 @@ def render_ticket_pdf(
         articles_total=total,
         missing_glyphs=sum(pdf.missing.values()),
         missing_scripts=tuple(sorted(pdf.missing)),
+        missing_by_script=tuple(sorted(pdf.missing.items())),
         embedded=tuple(record.as_tuple() for record in originals.embedded),
         pdfa=PDFA_LABEL if options.pdfa else None,
     )

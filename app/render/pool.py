@@ -21,17 +21,20 @@ import functools
 import multiprocessing
 import os
 import pickle
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
-from typing import Any, BinaryIO, NoReturn
+from typing import TYPE_CHECKING, Any, BinaryIO, NoReturn
 
 import orjson
 
 from app.errors import TRANSIENT_ERRNOS, RenderError
 from app.memory import release_free_memory
 from app.render.options import RenderOptions
+
+if TYPE_CHECKING:
+    from app.render.coverage import FontCoverage
 from app.workflow.ports import EmbeddedFile, RenderedPdf, TicketSnapshot
 
 MAX_TASKS_PER_CHILD = 200
@@ -79,6 +82,13 @@ def _render(snapshot: TicketSnapshot, options: RenderOptions) -> RenderedPdf:
         embedded=tuple(snapshot.embedded),
         omitted=tuple(snapshot.omitted),
     )
+
+
+def _check_fonts(font_dirs: tuple[str, ...]) -> FontCoverage:
+    """In a render process: :func:`app.render.coverage.check_fonts` (fontTools loads there only)."""
+    from app.render.coverage import check_fonts
+
+    return check_fonts(font_dirs)
 
 
 def _render_file(snapshot_path: str, target: str, options: RenderOptions) -> RenderedPdf:
@@ -202,10 +212,20 @@ class ProcessPoolRenderer:
     Args:
         options: layout options passed to every render.
         processes: pool size; 0 means one per CPU.
+        on_missing_glyphs: called in this process with each render's
+            :attr:`~app.workflow.ports.RenderedPdf.missing_by_script` when it is not empty
+            (the render processes count, the count comes back with the result).
     """
 
-    def __init__(self, options: RenderOptions, *, processes: int = 0) -> None:
+    def __init__(
+        self,
+        options: RenderOptions,
+        *,
+        processes: int = 0,
+        on_missing_glyphs: Callable[[tuple[tuple[str, int], ...]], None] | None = None,
+    ) -> None:
         self.options = options
+        self.on_missing_glyphs = on_missing_glyphs
         self.processes = processes or os.cpu_count() or 1
         self._pool = ProcessPoolExecutor(
             max_workers=self.processes,
@@ -258,11 +278,28 @@ class ProcessPoolRenderer:
         finally:
             snapshot_path.unlink(missing_ok=True)
 
-    async def _run(self, call: functools.partial[RenderedPdf]) -> RenderedPdf:
+    async def font_coverage(self) -> FontCoverage:
+        """Which scripts the fonts for ``options.font_dirs`` cover, checked in a render process
+        (:func:`app.render.coverage.check_fonts`).
+
+        Raises:
+            RenderError: the pool broke (a child died; Transient).
+        """
         try:
-            return await asyncio.get_running_loop().run_in_executor(self._pool, call)
+            return await asyncio.get_running_loop().run_in_executor(
+                self._pool, _check_fonts, self.options.font_dirs
+            )
         except BrokenProcessPool as exc:
             raise RenderError(f"the render process died ({exc})", transient=True) from None
+
+    async def _run(self, call: functools.partial[RenderedPdf]) -> RenderedPdf:
+        try:
+            rendered = await asyncio.get_running_loop().run_in_executor(self._pool, call)
+        except BrokenProcessPool as exc:
+            raise RenderError(f"the render process died ({exc})", transient=True) from None
+        if rendered.missing_by_script and self.on_missing_glyphs is not None:
+            self.on_missing_glyphs(rendered.missing_by_script)
+        return rendered
 
     def close(self) -> None:
         """Shut the pool down without waiting for running renders."""

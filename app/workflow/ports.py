@@ -98,6 +98,9 @@ class RenderedPdf:
         missing_glyphs: characters no font could show (drawn as visible placeholders).
         missing_scripts: the scripts of those characters, sorted (e.g. ``("CJK", "Emoji")``):
             say in the note which fonts to install.
+        missing_by_script: ``(script, count)`` of those characters, sorted by script: the
+            render process's count travels back with the result (the
+            ``missing_glyphs_total{script}`` metric).
         embedded: ``(name, sha256 hex, size)`` of every associated file embedded, in order.
         pdfa: the PDF/A conformance written (e.g. ``"3B"``), or ``None``.
         path: the file holding the PDF when it was rendered into a file
@@ -110,6 +113,7 @@ class RenderedPdf:
     articles_total: int
     missing_glyphs: int = 0
     missing_scripts: tuple[str, ...] = ()
+    missing_by_script: tuple[tuple[str, int], ...] = ()
     embedded: tuple[tuple[str, str, int], ...] = ()
     pdfa: str | None = None
     path: Path | None = None

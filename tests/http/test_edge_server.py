@@ -449,7 +449,9 @@ async def test_healthz_liveness_and_readiness(archiver, dev_pki):
         "signer": "ok",
         "queue": "ok",
         "job_store": "ok",
+        "fonts": payload["checks"]["fonts"],  # "ok" or "ok (degraded: …)": tests/e2e/test_fonts.py
     }
+    assert payload["checks"]["fonts"].startswith("ok")
     service.storage_root.rename(service.storage_root.with_name("moved"))
     status, _, payload = await call("GET", f"{service.url}/healthz?deep=true")
     assert status == 503 and payload["status"] == "fail"
