@@ -391,7 +391,24 @@ class Settings:
 
     pdf_template: str = setting("PDF_TEMPLATE", "str", "default", "PDF layout template")
     pdf_timezone: str = setting(
-        "PDF_TIMEZONE", "str", "UTC", "Time zone of times shown in the PDF (IANA name)"
+        "PDF_TIMEZONE",
+        "str",
+        "Europe/Berlin",
+        "Time zone of times shown in the PDF (IANA name); English archives print the UTC offset, "
+        "German ones the zone's abbreviation (MEZ/MESZ)",
+    )
+    pdf_language: str = setting(
+        "PDF_LANGUAGE",
+        "str",
+        "en",
+        "Language of the archive's labels, headings and dates and of the notes posted to Zammad: en or de",
+    )
+    pdf_language_by_group: str = setting(
+        "PDF_LANGUAGE_BY_GROUP",
+        "str",
+        "",
+        "Language per Zammad group, overriding PDF_LANGUAGE for the PDF and its success note, "
+        "e.g. Buchhaltung=de,Support=en (group names as in Zammad)",
     )
     pdf_max_articles: int = setting(
         "PDF_MAX_ARTICLES", "int", 0, "Most articles one PDF holds (0 = unlimited)"
@@ -637,7 +654,15 @@ def _validate(s: Settings, *, require_complete: bool) -> None:
         ZoneInfo(s.pdf_timezone)
     except (ZoneInfoNotFoundError, ValueError):
         fail("pdf_timezone", f"unknown time zone {s.pdf_timezone!r} (use an IANA name such as Europe/Berlin)")
+    from app.i18n import LANGUAGES, parse_language_by_group
     from app.render.options import LIMIT_MODES, TEMPLATES
+
+    if s.pdf_language not in LANGUAGES:
+        fail("pdf_language", f"unknown language {s.pdf_language!r} (use one of {', '.join(LANGUAGES)})")
+    try:
+        parse_language_by_group(s.pdf_language_by_group)
+    except ValueError as exc:
+        fail("pdf_language_by_group", str(exc))
 
     if s.pdf_template not in TEMPLATES:
         fail("pdf_template", f"unknown template {s.pdf_template!r} (use one of {', '.join(TEMPLATES)})")

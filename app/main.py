@@ -35,6 +35,7 @@ from app.http.names import INGEST_PATHS
 from app.http.rate_limit import RateLimitMiddleware
 from app.http.request_log import RequestLogMiddleware
 from app.http.routes import build_routes
+from app.i18n import parse_language_by_group
 from app.jobs.outcomes import RetryPolicy, job_end
 from app.jobs.pool import WorkerPool
 from app.jobs.records import JobRecord, JobStoreUnavailable
@@ -126,6 +127,8 @@ def create_app(
             font_dirs=settings.pdf_font_directories(),
             pdfa=settings.pdf_pdfa,
             strict_fonts=settings.strict_fonts,
+            language=settings.pdf_language,
+            language_by_group=parse_language_by_group(settings.pdf_language_by_group),
         )
         spool, spool_is_temporary = open_spool(settings)
         renderer = ProcessPoolRenderer(
@@ -174,6 +177,7 @@ def create_app(
                 if settings.pdf_embed_originals
                 else None,
                 spool_dir=spool,
+                language=settings.pdf_language,
             )
             metrics = runtime.metrics
 

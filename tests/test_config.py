@@ -72,6 +72,9 @@ def test_unreadable_config_file_is_one_line(tmp_path):
         ("ZAMMAD_BASE_URL", "ftp://x", "ZAMMAD_BASE_URL"),
         ("TSA_URL", "http://tsa.example", "TSA_URL"),
         ("PDF_TIMEZONE", "Mars/Olympus", "PDF_TIMEZONE"),
+        ("PDF_LANGUAGE", "fr", "PDF_LANGUAGE / pdf.language"),
+        ("PDF_LANGUAGE_BY_GROUP", "Buchhaltung", "PDF_LANGUAGE_BY_GROUP / pdf.language_by_group"),
+        ("PDF_LANGUAGE_BY_GROUP", "Buchhaltung=fr", "PDF_LANGUAGE_BY_GROUP"),
         ("WORKFLOW_TRIGGER_TAG", "a,b", "WORKFLOW_TRIGGER_TAG"),
         ("STORAGE_PATH_TEMPLATE", "{nope}.pdf", "STORAGE_PATH_TEMPLATE"),
         ("ZAMMAD_TIMEOUT_SECONDS", "nan", "ZAMMAD_TIMEOUT_SECONDS"),
@@ -141,3 +144,10 @@ def test_job_store_url_selects_postgresql_and_its_password_is_a_secret():
     with pytest.raises(ConfigError) as refused:
         load_settings({**BASE, "JOB_STORE_URL": "mysql://archiver:db-pass-4321@db/x"})
     assert "db-pass-4321" not in str(refused.value)
+
+
+def test_language_settings_default_to_english_in_berlin_time():
+    s = load_settings(BASE)
+    assert (s.pdf_language, s.pdf_language_by_group, s.pdf_timezone) == ("en", "", "Europe/Berlin")
+    s = load_settings({**BASE, "PDF_LANGUAGE": "de", "PDF_LANGUAGE_BY_GROUP": "Support=en"})
+    assert (s.pdf_language, s.pdf_language_by_group) == ("de", "Support=en")

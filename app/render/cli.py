@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from app.errors import RenderError
+from app.i18n import DEFAULT_LANGUAGE, LANGUAGES
 from app.render import patches
 from app.render.content import parse_time
 from app.render.options import TEMPLATES, RenderOptions
@@ -131,6 +132,9 @@ def _parser() -> argparse.ArgumentParser:
         "--archived-at", help="archive time, ISO 8601 (default: now); fix it for reproducible output"
     )
     parser.add_argument("--no-pdfa", action="store_true", help="write plain PDF 1.7 instead of PDF/A-3B")
+    parser.add_argument(
+        "--language", default=DEFAULT_LANGUAGE, choices=LANGUAGES, help="labels and dates (default: en)"
+    )
     return parser
 
 
@@ -147,7 +151,9 @@ def main(argv: list[str]) -> int:
     except SystemExit as exc:  # argparse exits on --help and errors; return its code instead
         return int(exc.code or 0)
     try:
-        options = RenderOptions(template=args.template, timezone=args.timezone, pdfa=not args.no_pdfa)
+        options = RenderOptions(
+            template=args.template, timezone=args.timezone, pdfa=not args.no_pdfa, language=args.language
+        )
     except ValueError as exc:
         print(f"render: {exc}", file=sys.stderr)
         return 2

@@ -14,6 +14,8 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from app.i18n import zone_name
+
 _MIME_PARAMS = re.compile(r";.*$", re.DOTALL)
 
 
@@ -78,9 +80,11 @@ def parse_time(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
-def format_time(value: Any, zone: ZoneInfo) -> str:
-    """A timestamp in ``zone`` with its UTC offset: ``"2025-03-03 09:12:44 +01:00"``.
+def format_time(value: Any, zone: ZoneInfo, language: str = "en") -> str:
+    """A timestamp in ``zone``, in the form of ``language`` (:mod:`app.i18n`).
 
+    ``en``: with its UTC offset, ``"2025-03-03 09:12:44 +01:00"``; ``de``: day first and
+    the zone named, ``"03.03.2025 09:12:44 MEZ"`` (:func:`app.i18n.zone_name`).
     Unparseable values are shown as they are; ``None`` becomes ``""``.
     """
     parsed = parse_time(value)
@@ -88,7 +92,10 @@ def format_time(value: Any, zone: ZoneInfo) -> str:
         return "" if value is None else str(value)
     local = parsed.astimezone(zone)
     offset = local.strftime("%z")
-    return f"{local:%Y-%m-%d %H:%M:%S} {offset[:3]}:{offset[3:]}"
+    offset = f"{offset[:3]}:{offset[3:]}"
+    if language == "en":
+        return f"{local:%Y-%m-%d %H:%M:%S} {offset}"
+    return f"{local:%d.%m.%Y %H:%M:%S} {zone_name(local, language, offset)}"
 
 
 def ordered_articles(articles: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -107,28 +114,37 @@ def ordered_articles(articles: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [article for _, article in sorted(enumerate(articles), key=key)]
 
 
-def human_size(value: Any) -> str:
-    """A byte count as text: ``"512 bytes"``, ``"179.5 KiB (183,764 bytes)"``; ``""`` for ``None``."""
+def human_size(value: Any, language: str = "en") -> str:
+    """A byte count as text: ``"512 bytes"``, ``"179.5 KiB (183,764 bytes)"``; ``""`` for ``None``.
+
+    ``de``: German separators and unit, ``"179,5 KiB (183.764 Bytes)"``.
+    """
     try:
         size = int(value)
     except (TypeError, ValueError):
         return "" if value is None else str(value)
     if size < 1024:
-        return f"{size} byte" if size == 1 else f"{size} bytes"
-    scaled = size / 1024
-    for unit in ("KiB", "MiB"):
-        if scaled < 1024:
-            return f"{scaled:.1f} {unit} ({size:,} bytes)"
-        scaled /= 1024
-    return f"{scaled:.1f} GiB ({size:,} bytes)"
+        text = f"{size} byte" if size == 1 else f"{size} bytes"
+    else:
+        scaled = size / 1024
+        unit = "GiB"
+        for candidate in ("KiB", "MiB"):
+            if scaled < 1024:
+                unit = candidate
+                break
+            scaled /= 1024
+        text = f"{scaled:.1f} {unit} ({size:,} bytes)"
+    if language == "de":
+        text = text.replace(",", "\0").replace(".", ",").replace("\0", ".").replace("byte", "Byte")
+    return text
 
 
-def visible_attachments(article: dict[str, Any]) -> list[AttachmentLine]:
+def visible_attachments(article: dict[str, Any], language: str = "en") -> list[AttachmentLine]:
     """The article's attachments worth listing, in order.
 
     Leaves out Zammad's ``message.html`` pseudo-attachment (preferences ``original-format``
     or ``content-alternative`` true): it is the HTML body again, not something the sender
-    attached.
+    attached. Sizes are written in ``language`` (:func:`human_size`).
     """
     lines: list[AttachmentLine] = []
     for attachment in article.get("attachments") or []:
@@ -145,7 +161,7 @@ def visible_attachments(article: dict[str, Any]) -> list[AttachmentLine]:
             AttachmentLine(
                 filename=str(attachment.get("filename") or "(no name)"),
                 content_type=content_type,
-                size=human_size(attachment.get("size")),
+                size=human_size(attachment.get("size"), language),
                 attachment_id=attachment["id"] if isinstance(attachment.get("id"), int) else None,
             )
         )

@@ -25,6 +25,7 @@ from typing import Any
 from fpdf.enums import ResourceAccessPolicy, TextMode, XPos, YPos
 from fpdf.fonts import TTFFont
 
+from app.i18n import translation
 from app.render.content import display_name, quote_depth
 from app.render.fontcache import add_cached_font
 from app.render.fontsubset import use_tiered_codes
@@ -60,14 +61,20 @@ class TicketPdf(ParkedPages):
         fonts: the font chains and metrics (:func:`app.render.glyphs.font_set`).
         template: what the sections show and in which styles.
         pdfa: fpdf2's PDF/A-3B compliance mode (:data:`app.render.originals.PDFA_PROFILE`).
+        language: the language of every label (:data:`app.i18n.LANGUAGES`); its catalogue
+            is :attr:`tr` (``gettext``/``ngettext``).
     """
 
-    def __init__(self, fonts: FontSet, template: Template, *, pdfa: bool = False) -> None:
+    def __init__(
+        self, fonts: FontSet, template: Template, *, pdfa: bool = False, language: str = "en"
+    ) -> None:
         super().__init__(
             orientation="P", unit="pt", format="A4", enforce_compliance=PDFA_PROFILE if pdfa else None
         )
         self.glyph_fonts = fonts
         self.template = template
+        self.language = language
+        self.tr = translation(language)
         self._registered: set[tuple[str, str]] = set()
         for style in STYLES:
             self.use_face(fonts.main[style])
@@ -381,7 +388,7 @@ class TicketPdf(ParkedPages):
         self.y = self.t_margin
 
     def footer(self) -> None:
-        """Archive note on the left, ``Page X of Y`` on the right."""
+        """Archive note on the left, ``Page X of Y`` (in the document's language) on the right."""
         shaping = self.text_shaping
         if shaping:
             self.set_text_shaping(False)
@@ -390,7 +397,8 @@ class TicketPdf(ParkedPages):
         self.set_draw_color(*RULE_GREY)
         self.set_line_width(0.5)
         self.line(self.l_margin, baseline - 10, self.w - self.r_margin, baseline - 10)
-        page_width = self.width(f"Page {self.page_no()} of {self.page_no()}", PAGE_FOOTER)
+        page_label = self.tr.gettext("Page {page} of {pages}")
+        page_width = self.width(page_label.format(page=self.page_no(), pages=self.page_no()), PAGE_FOOTER)
         left = self.fit(self.footer_text, PAGE_FOOTER, self.epw - page_width - 12)
         self.current_font_is_set_on_page = False
         self.draw_line(self.l_margin, top, left, PAGE_FOOTER)
@@ -398,7 +406,9 @@ class TicketPdf(ParkedPages):
         self.set_font(MAIN_FAMILY, PAGE_FOOTER.style, PAGE_FOOTER.size)
         self.set_text_color(*PAGE_FOOTER.color)
         self.set_xy(self.l_margin, top)
-        self.cell(self.epw, PAGE_FOOTER.leading, f"Page {self.page_no()} of {{nb}}", align="R")
+        self.cell(
+            self.epw, PAGE_FOOTER.leading, page_label.format(page=self.page_no(), pages="{nb}"), align="R"
+        )
         self.current_font_is_set_on_page = False
         self._drawn_color = None
         if shaping:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from app.i18n import LANGUAGES, language_for_group
 from app.render.glyphs import DEFAULT_FONT_DIRS
 from app.render.templates import TEMPLATES as _TEMPLATE_TABLE
 
@@ -38,10 +39,14 @@ class RenderOptions:
             :class:`~app.errors.RenderError` naming the script, package and font file) instead
             of becoming a visible placeholder; unassigned, private-use and control characters
             stay placeholders (no font package draws them).
+        language: the archive's language (:data:`app.i18n.LANGUAGES`): labels, headings,
+            dates, the PDF's ``/Lang`` and XMP ``dc:language``.
+        language_by_group: ``(Zammad group name, language)`` pairs that override
+            ``language`` for tickets of that group (:meth:`language_of`).
 
     Raises:
-        ValueError: on an unknown template, time zone or limit mode, or a negative limit
-            (the message names the field).
+        ValueError: on an unknown template, time zone, language or limit mode, or a negative
+            limit (the message names the field).
     """
 
     template: str = "default"
@@ -52,6 +57,8 @@ class RenderOptions:
     font_dirs: tuple[str, ...] = DEFAULT_FONT_DIRS
     pdfa: bool = True
     strict_fonts: bool = False
+    language: str = "en"
+    language_by_group: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
         if self.template not in TEMPLATES:
@@ -71,3 +78,13 @@ class RenderOptions:
                 f"limit_mode: unknown mode {self.limit_mode!r}, use one of {', '.join(LIMIT_MODES)}"
             )
         object.__setattr__(self, "font_dirs", tuple(self.font_dirs))
+        object.__setattr__(self, "language_by_group", tuple(tuple(p) for p in self.language_by_group))
+        for language in (self.language, *(language for _, language in self.language_by_group)):
+            if language not in LANGUAGES:
+                raise ValueError(
+                    f"language: unknown language {language!r}, use one of {', '.join(LANGUAGES)}"
+                )
+
+    def language_of(self, group: str) -> str:
+        """The language of a ticket in Zammad group ``group`` (its name, ``""`` when unknown)."""
+        return language_for_group(group, self.language, self.language_by_group)

@@ -23,6 +23,7 @@ from fpdf.annotations import PDFEmbeddedFile
 from fpdf.enums import AssociatedFileRelationship
 
 from app.errors import RenderError
+from app.i18n import translation
 from app.workflow.ports import EmbeddedFile, OmittedFile
 
 if TYPE_CHECKING:
@@ -71,13 +72,15 @@ def xmp_metadata(
     producer: str,
     date: datetime,
     pdfa: bool,
+    language: str = "",
 ) -> str:
     """The XMP packet body (``<x:xmpmeta>``, no ``<?xpacket>``) for ``FPDF.set_xmp_metadata``.
 
     The same properties fpdf2 derives from ``set_title`` and friends, but ``xmp:CreateDate``,
     ``xmp:ModifyDate`` and ``xmp:MetadataDate`` are all ``date`` (the archive time) instead
     of the wall clock, and, with ``pdfa``, ``pdfaid:part``/``pdfaid:conformance``
-    (ISO 19005-3 §6.6.4), which a user-supplied packet must carry itself.
+    (ISO 19005-3 §6.6.4), which a user-supplied packet must carry itself. ``language``, a
+    BCP 47 tag, becomes ``dc:language`` (an XMP bag of locales), matching the catalog's ``/Lang``.
     """
     stamp = date.astimezone(UTC).isoformat(timespec="seconds")
     lines = [
@@ -108,6 +111,10 @@ def xmp_metadata(
         "      <dc:description><rdf:Alt>"
         f'<rdf:li xml:lang="x-default">{_xml(subject)}</rdf:li></rdf:Alt></dc:description>',
         f"      <dc:creator><rdf:Seq><rdf:li>{_xml(author)}</rdf:li></rdf:Seq></dc:creator>",
+    ]
+    if language:
+        lines.append(f"      <dc:language><rdf:Bag><rdf:li>{_xml(language)}</rdf:li></rdf:Bag></dc:language>")
+    lines += [
         "    </rdf:Description>",
         "  </rdf:RDF>",
         "</x:xmpmeta>",
@@ -222,9 +229,17 @@ class OriginalsIndex:
     Args:
         embedded: the files as written by :func:`embed_originals`.
         omitted: the originals the workflow left out.
+        language: the language of what the pages say (:data:`app.i18n.LANGUAGES`).
     """
 
-    def __init__(self, embedded: Sequence[EmbeddedRecord], omitted: Sequence[OmittedFile]) -> None:
+    def __init__(
+        self,
+        embedded: Sequence[EmbeddedRecord],
+        omitted: Sequence[OmittedFile],
+        language: str = "en",
+    ) -> None:
+        self.language = language
+        self.tr = translation(language)
         self.embedded = tuple(embedded)
         self.omitted = tuple(omitted)
         self._embedded_attachments = {
@@ -241,22 +256,28 @@ class OriginalsIndex:
         """``"embedded in this PDF"``, ``"not embedded: <reason>"``, or ``""`` when originals are off."""
         if not self.active:
             return ""
+        _ = self.tr.gettext
         if attachment_id in self._embedded_attachments:
-            return "embedded in this PDF"
+            return _("embedded in this PDF")
         omitted = self._omitted_attachments.get(attachment_id) if attachment_id is not None else None
         if omitted is not None:
-            return f"not embedded: {omitted.reason}"
-        return "not embedded"
+            return _("not embedded: {reason}").format(reason=omitted.reason)
+        return _("not embedded")
 
     def summary(self) -> str:
         """One line for the ticket block: how many files are embedded and left out."""
+        tr = self.tr
         parts = []
         if self.embedded:
             total = sum(r.size for r in self.embedded)
+            count = len(self.embedded)
             parts.append(
-                f"{len(self.embedded)} file{'s' if len(self.embedded) != 1 else ''} embedded in this PDF "
-                f"({total:,} bytes)"
+                tr.ngettext(
+                    "{count} file embedded in this PDF ({total} bytes)",
+                    "{count} files embedded in this PDF ({total} bytes)",
+                    count,
+                ).format(count=count, total=f"{total:,}".replace(",", "." if self.language == "de" else ","))
             )
         if self.omitted:
-            parts.append(f"{len(self.omitted)} left out")
-        return ", ".join(parts) + " – see “Originals” at the end"
+            parts.append(tr.gettext("{count} left out").format(count=len(self.omitted)))
+        return ", ".join(parts) + tr.gettext(" – see “Originals” at the end")

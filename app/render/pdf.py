@@ -26,7 +26,8 @@ from fpdf import FPDF_VERSION
 
 from app import __version__
 from app.errors import TRANSIENT_ERRNOS, RenderError
-from app.render.content import format_time, ordered_articles
+from app.i18n import LANGUAGE_TAGS
+from app.render.content import format_time, ordered_articles, ticket_field
 from app.render.coverage import strict_fonts_error
 from app.render.document import PAGE_HEADER, TicketPdf
 from app.render.fontoutput import ArchiveOutputProducer
@@ -80,7 +81,7 @@ def render_ticket_pdf(
         tags: the ticket's tags, in Zammad's order.
         archived_at: the archive time; becomes the PDF creation date and is printed. A naive
             value is taken as UTC.
-        options: template, time zone, service name, article limit, font directories.
+        options: template, time zone, language, service name, article limit, font directories.
         images: attachment id → bytes of the images listed by
             :func:`app.render.images.image_references`; an image not in it is drawn as a
             placeholder naming its file.
@@ -97,7 +98,8 @@ def render_ticket_pdf(
         included, ``missing_glyphs`` = characters drawn as ``[U+XXXX]`` placeholders,
         ``missing_scripts`` naming their scripts, ``embedded`` = ``(name, sha256, size)`` of
         each embedded file in the order given (names made unique) and ``pdfa`` = ``"3B"``
-        with ``options.pdfa``.
+        with ``options.pdfa``, ``language`` = the language used (``options.language``, or the
+        one ``options.language_by_group`` names for the ticket's group).
 
     Raises:
         RenderError: the input is not a ticket object with a list of article objects; the
@@ -132,21 +134,28 @@ def render_ticket_pdf(
     if limit and total > limit:
         ordered = ordered[:limit]
     try:
-        pdf = TicketPdf(font_set(options.font_dirs), TEMPLATE_TABLE[options.template], pdfa=options.pdfa)
-        originals = OriginalsIndex(embed_originals(pdf, embedded, modified=archived_at), omitted)
+        language = options.language_of(ticket_field(ticket, "group"))
+        pdf = TicketPdf(
+            font_set(options.font_dirs),
+            TEMPLATE_TABLE[options.template],
+            pdfa=options.pdfa,
+            language=language,
+        )
+        _ = pdf.tr.gettext
+        originals = OriginalsIndex(embed_originals(pdf, embedded, modified=archived_at), omitted, language)
         article_images = ArticleImages(ordered, images or {})
         number = pdf.clean(str(ticket.get("number") or ticket.get("id") or "?"))
         title = pdf.clean(ticket.get("title") or "")
         service = pdf.clean(options.service_name)
-        archived = pdf.clean(format_time(archived_at, zone))
+        archived = pdf.clean(format_time(archived_at, zone, language))
         pdf.header_text = pdf.fit(f"Ticket #{number} – {title}", PAGE_HEADER, pdf.epw)
-        pdf.footer_text = f"Archived {archived} by {service}"
+        pdf.footer_text = _("Archived {archived} by {service}").format(archived=archived, service=service)
 
         metadata = {
             "title": f"Ticket #{number}: {title}",
-            "subject": f"Zammad ticket #{number} with {total} articles"
-            + (f" ({len(ordered)} included)" if len(ordered) < total else "")
-            + f", archived {archived}",
+            "subject": _("Zammad ticket #{number} with {total} articles").format(number=number, total=total)
+            + (_(" ({included} included)").format(included=len(ordered)) if len(ordered) < total else "")
+            + _(", archived {archived}").format(archived=archived),
             "author": service,
             "keywords": ", ".join(pdf.clean(str(tag)) for tag in tags),
             "creator": f"{service} {__version__}",
@@ -157,6 +166,7 @@ def render_ticket_pdf(
         pdf.set_keywords(metadata["keywords"])
         pdf.set_creator(metadata["creator"])
         pdf.set_creation_date(archived_at)
+        pdf.set_lang(LANGUAGE_TAGS[language])  # the catalog's /Lang (ISO 32000-1 §14.9.2)
         if options.pdfa:  # fpdf2's own PDF/A XMP dates itself "now" (docs/reference/rendering.md §5.4)
             pdf.set_xmp_metadata(
                 xmp_metadata(
@@ -164,6 +174,7 @@ def render_ticket_pdf(
                     producer=f"fpdf2 {FPDF_VERSION}",
                     date=archived_at,
                     pdfa=True,
+                    language=LANGUAGE_TAGS[language],
                 )
             )
 
@@ -216,4 +227,5 @@ def render_ticket_pdf(
         missing_by_script=tuple(sorted(pdf.missing.items())),
         embedded=tuple(record.as_tuple() for record in originals.embedded),
         pdfa=PDFA_LABEL if options.pdfa else None,
+        language=language,
     )

@@ -50,55 +50,67 @@ def draw_ticket_block(
     originals: OriginalsIndex,
 ) -> None:
     """The first-page block: ticket number, title, the article-limit notice and the ticket's fields."""
-    pdf.draw_line(pdf.l_margin, pdf.y, pdf.fit(f"Ticket #{number}", DOC_NUMBER, pdf.epw), DOC_NUMBER)
+    _ = pdf.tr.gettext
+    pdf.draw_line(
+        pdf.l_margin,
+        pdf.y,
+        pdf.fit(_("Ticket #{number}").format(number=number), DOC_NUMBER, pdf.epw),
+        DOC_NUMBER,
+    )
     pdf.y += DOC_NUMBER.leading
     pdf.write_lines(title, DOC_TITLE)
     pdf.y += 4
     if included < total:
         pdf.write_lines(
-            f"{included} of {total} articles included: this PDF holds the first {included} "
-            f"articles only (PDF_MAX_ARTICLES={included}).",
+            _(
+                "{included} of {total} articles included: this PDF holds the first {included} "
+                "articles only (PDF_MAX_ARTICLES={included})."
+            ).format(included=included, total=total),
             LIMIT_WARNING,
         )
         pdf.y += 4
 
     def when(key: str) -> str:
-        return pdf.clean(format_time(ticket.get(key), zone))
+        return pdf.clean(format_time(ticket.get(key), zone, pdf.language))
 
-    articles = f"{total}" if included == total else f"{included} of {total} included"
+    articles = (
+        f"{total}"
+        if included == total
+        else _("{included} of {total} included").format(included=included, total=total)
+    )
     core = [
-        ("Ticket number", number),
-        ("Title", title),
-        ("State", pdf.clean(ticket_field(ticket, "state"))),
-        ("Customer", pdf.clean(ticket_field(ticket, "customer"))),
-        ("Group", pdf.clean(ticket_field(ticket, "group"))),
-        ("Created", when("created_at")),
+        (_("Ticket number"), number),
+        (_("Title"), title),
+        (_("State"), pdf.clean(ticket_field(ticket, "state"))),
+        (_("Customer"), pdf.clean(ticket_field(ticket, "customer"))),
+        (_("Group"), pdf.clean(ticket_field(ticket, "group"))),
+        (_("Created"), when("created_at")),
     ]
     if pdf.template.ticket_fields == "full":
         fields = [
             *core[:3],
-            ("Priority", pdf.clean(ticket_field(ticket, "priority"))),
-            ("Group", pdf.clean(ticket_field(ticket, "group"))),
-            ("Owner", pdf.clean(ticket_field(ticket, "owner"))),
-            ("Customer", pdf.clean(ticket_field(ticket, "customer"))),
-            ("Organisation", pdf.clean(ticket_field(ticket, "organization"))),
-            ("Created", when("created_at")),
-            ("Updated", when("updated_at")),
-            ("First response", when("first_response_at") or "—"),
-            ("Closed", when("close_at") or "—"),
+            (_("Priority"), pdf.clean(ticket_field(ticket, "priority"))),
+            (_("Group"), pdf.clean(ticket_field(ticket, "group"))),
+            (_("Owner"), pdf.clean(ticket_field(ticket, "owner"))),
+            (_("Customer"), pdf.clean(ticket_field(ticket, "customer"))),
+            (_("Organisation"), pdf.clean(ticket_field(ticket, "organization"))),
+            (_("Created"), when("created_at")),
+            (_("Updated"), when("updated_at")),
+            (_("First response"), when("first_response_at") or "—"),
+            (_("Closed"), when("close_at") or "—"),
         ]
         if ticket.get("pending_time"):
-            fields.append(("Pending until", when("pending_time")))
+            fields.append((_("Pending until"), when("pending_time")))
         fields += [(pdf.clean(label), pdf.clean(value)) for label, value in custom_attributes(ticket)]
     else:
         fields = core
     fields += [
-        ("Tags", pdf.clean(", ".join(str(tag) for tag in tags)) or "—"),
-        ("Articles", articles),
-        ("Archived", archived),
+        (_("Tags"), pdf.clean(", ".join(str(tag) for tag in tags)) or "—"),
+        (_("Articles"), articles),
+        (_("Archived"), archived),
     ]
     if originals.active:
-        fields.append(("Originals", originals.summary()))
+        fields.append((_("Originals"), originals.summary()))
     for label, value in fields:
         pdf.write_field(label, value)
     pdf.rule(6)
@@ -166,9 +178,10 @@ def draw_article(
     originals: OriginalsIndex,
 ) -> None:
     """One article: bookmark, a shaded heading marked Internal/Public, its fields, attachments, body."""
+    _ = pdf.tr.gettext
     template = pdf.template
     internal = bool(article.get("internal"))
-    created = pdf.clean(format_time(article.get("created_at"), zone))
+    created = pdf.clean(format_time(article.get("created_at"), zone, pdf.language))
     sender = pdf.clean(article.get("sender") or "")
     kind = pdf.clean(article.get("type") or "")
     sender_line = pdf.clean(article.get("from") or "")
@@ -184,9 +197,10 @@ def draw_article(
     pdf.start_section(outline[:160], level=0)
     pdf.set_fill_color(*(INTERNAL_FILL if internal else PUBLIC_FILL))
     pdf.rect(pdf.l_margin, pdf.y, pdf.epw, band, style="F")
-    mark, mark_style = ("Internal", template.internal_mark) if internal else ("Public", heading_style)
+    mark, mark_style = (_("Internal"), template.internal_mark) if internal else (_("Public"), heading_style)
     mark_width = pdf.width(mark, mark_style)
-    heading = f"Article {position} of {total}" + (f" · {created}" if created else "")
+    heading = _("Article {position} of {total}").format(position=position, total=total)
+    heading += f" · {created}" if created else ""
     if template.article_fields == "none":
         heading += f" · {sender_line or sender}" if (sender_line or sender) else ""
     pdf.draw_line(
@@ -198,22 +212,24 @@ def draw_article(
     to = pdf.clean(article.get("to") or "")
     cc = pdf.clean(article.get("cc") or "")
     subject = pdf.clean(article.get("subject") or "")
-    visibility = "Internal (not visible to the customer)" if internal else "Public"
+    visibility = _("Internal (not visible to the customer)") if internal else _("Public")
     if template.article_fields == "table":
-        pdf.write_field("From", sender_line or "—")
-        pdf.write_field("To", to or "—")
+        pdf.write_field(_("From"), sender_line or "—")
+        pdf.write_field(_("To"), to or "—")
         if cc:
-            pdf.write_field("Cc", cc)
-        pdf.write_field("Subject", subject or "—")
-        pdf.write_field("Time", created)
-        pdf.write_field("Type", kind)
-        pdf.write_field("Sender", sender)
-        pdf.write_field("Visibility", visibility)
+            pdf.write_field(_("Cc"), cc)
+        pdf.write_field(_("Subject"), subject or "—")
+        pdf.write_field(_("Time"), created)
+        pdf.write_field(_("Type"), kind)
+        pdf.write_field(_("Sender"), sender)
+        pdf.write_field(_("Visibility"), visibility)
     elif template.article_fields == "inline":
-        parts = [f"From: {sender_line or '—'}", f"To: {to or '—'}"] + ([f"Cc: {cc}"] if cc else [])
-        parts += [f"Subject: {subject or '—'}", f"Type: {kind}", f"Sender: {sender}", visibility]
+        parts = [f"{_('From')}: {sender_line or '—'}", f"{_('To')}: {to or '—'}"]
+        parts += [f"{_('Cc')}: {cc}"] if cc else []
+        parts += [f"{_('Subject')}: {subject or '—'}", f"{_('Type')}: {kind}", f"{_('Sender')}: {sender}"]
+        parts.append(visibility)
         pdf.write_lines(" · ".join(parts), template.field_value)
-    attachments = visible_attachments(article) if template.attachments else []
+    attachments = visible_attachments(article, pdf.language) if template.attachments else []
     if attachments:
         lines = []
         for attachment in attachments:
@@ -223,7 +239,7 @@ def draw_article(
             status = originals.attachment_status(attachment.attachment_id)  # "embedded in this PDF", …
             lines.append(pdf.clean(line + (f" — {status}" if status else "")))
         listing = "\n".join(lines)
-        pdf.write_field("Attachments", listing)
+        pdf.write_field(_("Attachments"), listing)
     pdf.rule(4 if template.article_fields != "none" else 2)
 
     raw_id = article.get("id")
@@ -236,13 +252,15 @@ def draw_article(
         if text.strip():
             pdf.write_lines(text, template.body, quotes=not is_html(article))
         else:
-            pdf.write_lines("(no text)", template.note)
+            pdf.write_lines(_("(no text)"), template.note)
     for filename, prepared in _article_images(pdf, article, images):
         pdf.y += 4
         if prepared is None:
-            _draw_placeholder(pdf, f"[image: {filename}] (not available)", template.note)
+            _draw_placeholder(
+                pdf, _("[image: {filename}] (not available)").format(filename=filename), template.note
+            )
         else:
-            pdf.write_lines(f"Preview: {filename}", template.note)
+            pdf.write_lines(_("Preview: {filename}").format(filename=filename), template.note)
             _draw_image(pdf, prepared)
     pdf.y += 4
 
@@ -250,28 +268,33 @@ def draw_article(
 def draw_originals(pdf: TicketPdf, originals: OriginalsIndex) -> None:
     """The closing section: the originals left out (name, size, reason), then every embedded one
     (name, size, type, relationship, SHA-256)."""
+    _ = pdf.tr.gettext
     template = pdf.template
     pdf.y += template.article_gap
     pdf.ensure_space(DOC_TITLE.leading + 4 * template.body.leading)
-    pdf.start_section("Originals", level=0)
-    pdf.draw_line(pdf.l_margin, pdf.y, "Originals", DOC_TITLE)
+    pdf.start_section(_("Originals"), level=0)
+    pdf.draw_line(pdf.l_margin, pdf.y, _("Originals"), DOC_TITLE)
     pdf.y += DOC_TITLE.leading
     if originals.omitted:
         pdf.ensure_space(template.field_label.leading + 2 * template.note.leading)
-        pdf.write_lines(f"Not embedded ({len(originals.omitted)})", template.field_label)
+        pdf.write_lines(
+            _("Not embedded ({count})").format(count=len(originals.omitted)), template.field_label
+        )
         for omitted in originals.omitted:
-            size = human_size(omitted.size) if omitted.size is not None else "size unknown"
+            size = human_size(omitted.size, pdf.language) if omitted.size is not None else _("size unknown")
             pdf.write_lines(
                 pdf.clean(f"{omitted.name} — {size} — {omitted.reason}"), template.note, indent=12
             )
         pdf.y += 6
     if originals.embedded:
         pdf.ensure_space(template.field_label.leading + 4 * template.note.leading)
-        pdf.write_lines(f"Embedded ({len(originals.embedded)})", template.field_label)
+        pdf.write_lines(_("Embedded ({count})").format(count=len(originals.embedded)), template.field_label)
         pdf.write_lines(
-            "PDF/A-3 associated files, byte for byte as fetched from Zammad; "
-            "python -m app extract FILE.pdf -o DIR "
-            "writes them out and checks them against the archive's sidecar.",
+            _(
+                "PDF/A-3 associated files, byte for byte as fetched from Zammad; "
+                "python -m app extract FILE.pdf -o DIR "
+                "writes them out and checks them against the archive's sidecar."
+            ),
             template.note,
         )
         pdf.y += 2
@@ -282,7 +305,7 @@ def draw_originals(pdf: TicketPdf, originals: OriginalsIndex) -> None:
             pdf.write_lines(pdf.clean(record.name), template.field_label)
             pdf.write_lines(
                 pdf.clean(
-                    f"{human_size(record.size)} · {record.mime_type} · {record.relationship}"
+                    f"{human_size(record.size, pdf.language)} · {record.mime_type} · {record.relationship}"
                     + (f" · {record.description}" if record.description != record.name else "")
                 ),
                 template.note,

@@ -138,6 +138,8 @@ class ArchiveWorkflow:
             ``None`` downloads none.
         template: the layout template's name, recorded in the sidecar.
         embed: which originals to embed as PDF/A-3 associated files (``None``: none).
+        language: the language of failure notes (``PDF_LANGUAGE``); a success note takes
+            its archive's language (:attr:`~app.workflow.ports.RenderedPdf.language`).
     """
 
     def __init__(
@@ -155,6 +157,7 @@ class ArchiveWorkflow:
         image_references: Callable[[int, list[dict[str, Any]]], Sequence[ImageRefLike]] | None = None,
         template: str = "default",
         embed: EmbedPolicy | None = None,
+        language: str = "en",
     ) -> None:
         self.zammad = zammad
         self.renderer = renderer
@@ -168,6 +171,7 @@ class ArchiveWorkflow:
         self._image_references = image_references
         self.template = template
         self.embed = embed
+        self.language = language
 
     # -- the work ------------------------------------------------------------------------------
     async def execute(
@@ -406,6 +410,7 @@ class ArchiveWorkflow:
             delivery_id=delivery_id,
             attempts=attempts,
             gave_up=gave_up,
+            language=self.language,
         )
 
     async def deliver(

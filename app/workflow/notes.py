@@ -4,6 +4,11 @@ Notes are HTML (Zammad stores article bodies as HTML) and always internal ``note
 articles (``docs/reference/zammad.md`` §3.4: ``type: email`` would mail the customer). Every value is
 HTML-escaped; every note carries the job id, so a person (and later the archiver itself)
 can match a note to a run.
+
+Notes are written in the archive's language (:mod:`app.i18n`, ``PDF_LANGUAGE``): the
+success note in the language its PDF was rendered in, a failure note in ``PDF_LANGUAGE``
+(the ticket's group, which ``PDF_LANGUAGE_BY_GROUP`` looks at, may not be known yet).
+:data:`SUCCESS_SUBJECT` and :data:`FAILURE_SUBJECT` are the English subjects.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from html import escape
 
+from app.i18n import translation
 from app.workflow.classify import ClassifiedFailure
 from app.workflow.ports import OmittedFile, RenderedPdf, SignedPdf, StoredArchive
 
@@ -43,58 +49,74 @@ def success_note(
     delivery_id: str | None,
     omitted: Sequence[OmittedFile] = (),
 ) -> Note:
-    """The note after a successful archive.
+    """The note after a successful archive, in ``rendered.language``.
 
-    Starts with "PDF archived"; gives the path relative to the storage root, the SHA-256 of
-    the stored file, its size, the signer (or that the file is unsigned), the articles
-    included, the job id and the webhook delivery id.
+    Starts with "PDF archived" ("PDF archiviert"); gives the path relative to the storage
+    root, the SHA-256 of the stored file, its size, the signer (or that the file is
+    unsigned), the articles included, the job id and the webhook delivery id.
     """
+    _ = translation(rendered.language).gettext
     if signed.signed:
-        signature = f"PAdES {signed.pades_level} by {signed.signer_subject}"
+        signature = _("PAdES {level} by {signer}").format(
+            level=signed.pades_level, signer=signed.signer_subject
+        )
         if signed.timestamp is not None:
-            signature += f", timestamp {signed.timestamp.isoformat()}"
+            signature += _(", timestamp {time}").format(time=signed.timestamp.isoformat())
             if signed.timestamp_authority:
-                signature += f" from {signed.timestamp_authority}"
+                signature += _(" from {authority}").format(authority=signed.timestamp_authority)
     else:
-        signature = "not signed (SIGNING_ENABLED=false)"
+        signature = _("not signed (SIGNING_ENABLED=false)")
+    included, total = rendered.articles_included, rendered.articles_total
     rows = [
-        ("Path", stored.relative_path),
+        (_("Path"), stored.relative_path),
         ("SHA-256", stored.sha256),
-        ("Size", f"{stored.size} bytes, {rendered.page_count} pages"),
-        ("Signature", signature),
-        ("Articles", f"{rendered.articles_included} of {rendered.articles_total}"),
+        (_("Size"), _("{size} bytes, {pages} pages").format(size=stored.size, pages=rendered.page_count)),
+        (_("Signature"), signature),
+        (_("Articles"), _("{included} of {total}").format(included=included, total=total)),
     ]
     if signed.signer_cert_sha256:
-        rows.append(("Signer certificate SHA-256", signed.signer_cert_sha256))
-    if rendered.articles_included < rendered.articles_total:
+        rows.append((_("Signer certificate SHA-256"), signed.signer_cert_sha256))
+    if included < total:
         rows.append(
             (
-                "Warning",
-                f"only {rendered.articles_included} of {rendered.articles_total} articles are in "
-                "the PDF (PDF_MAX_ARTICLES with PDF_ARTICLE_LIMIT_MODE=cap_and_continue)",
+                _("Warning"),
+                _(
+                    "only {included} of {total} articles are in "
+                    "the PDF (PDF_MAX_ARTICLES with PDF_ARTICLE_LIMIT_MODE=cap_and_continue)"
+                ).format(included=included, total=total),
             )
         )
     if rendered.missing_glyphs:
         scripts = f" ({', '.join(rendered.missing_scripts)})" if rendered.missing_scripts else ""
         rows.append(
             (
-                "Warning",
-                f"{rendered.missing_glyphs} characters{scripts} had no font and are shown as placeholders",
+                _("Warning"),
+                _("{count} characters{scripts} had no font and are shown as placeholders").format(
+                    count=rendered.missing_glyphs, scripts=scripts
+                ),
             )
         )
     if rendered.embedded:
-        rows.append(("Originals embedded", f"{len(rendered.embedded)} files (PDF/A-3 associated files)"))
+        rows.append(
+            (
+                _("Originals embedded"),
+                _("{count} files (PDF/A-3 associated files)").format(count=len(rendered.embedded)),
+            )
+        )
     if omitted:
         listed = "; ".join(f"{o.name} ({o.reason})" for o in omitted[:MAX_OMISSIONS_LISTED])
         more = (
-            f"; and {len(omitted) - MAX_OMISSIONS_LISTED} more" if len(omitted) > MAX_OMISSIONS_LISTED else ""
+            _("; and {count} more").format(count=len(omitted) - MAX_OMISSIONS_LISTED)
+            if len(omitted) > MAX_OMISSIONS_LISTED
+            else ""
         )
-        rows.append(("Originals not embedded", f"{len(omitted)}: {listed}{more}"))
-    rows.append(("Job", job_id))
+        rows.append((_("Originals not embedded"), f"{len(omitted)}: {listed}{more}"))
+    rows.append((_("Job"), job_id))
     if delivery_id:
-        rows.append(("Delivery", delivery_id))
-    body = f"<p><b>{escape(SUCCESS_SUBJECT)}</b></p><ul>{_items(rows)}</ul>"
-    return Note(SUCCESS_SUBJECT, body)
+        rows.append((_("Delivery"), delivery_id))
+    subject = _("PDF archived")  # SUCCESS_SUBJECT
+    body = f"<p><b>{escape(subject)}</b></p><ul>{_items(rows)}</ul>"
+    return Note(subject, body)
 
 
 def failure_note(
@@ -105,32 +127,37 @@ def failure_note(
     step: str,
     attempts: int = 1,
     gave_up: bool = False,
+    language: str = "en",
 ) -> Note:
-    """The note after a failed run.
+    """The note after a failed run, in ``language`` (:data:`app.i18n.LANGUAGES`).
 
     Starts with "PDF archiver error"; gives the classification (Transient: the trigger tag
     was kept and the ticket will be tried again; Permanent: it was removed), the failing
     step, the error code, the cause (already free of secrets), the attempts and the job id.
-    ``gave_up``: the automatic retries of a Transient failure are used up.
+    ``gave_up``: the automatic retries of a Transient failure are used up. The
+    classification value, step name, error code and cause stay as they are (they are what
+    logs, metrics and the runbook name).
     """
+    _ = translation(language).gettext
     if gave_up:
-        hint = (
-            f"Transient, gave up after {attempts} attempts: the trigger tag was kept; the ticket is "
-            "archived when it is triggered again or retried (POST /retry/{ticket_id})."
-        )
+        hint = _(
+            "Transient, gave up after {attempts} attempts: the trigger tag was kept; the ticket is "
+            "archived when it is triggered again or retried (POST /retry/{{ticket_id}})."
+        ).format(attempts=attempts)
     elif failure.transient:
-        hint = "Transient: the trigger tag was kept; the ticket is archived when it is triggered again."
+        hint = _("Transient: the trigger tag was kept; the ticket is archived when it is triggered again.")
     else:
-        hint = "Permanent: the trigger tag was removed; fix the cause, then add the trigger tag again."
+        hint = _("Permanent: the trigger tag was removed; fix the cause, then add the trigger tag again.")
     rows = [
-        ("Classification", failure.classification.value),
-        ("Step", step),
-        ("Code", failure.code),
-        ("Cause", failure.cause),
-        ("Attempts", str(attempts)),
-        ("Job", job_id),
+        (_("Classification"), failure.classification.value),
+        (_("Step"), step),
+        (_("Code"), failure.code),
+        (_("Cause"), failure.cause),
+        (_("Attempts"), str(attempts)),
+        (_("Job"), job_id),
     ]
     if delivery_id:
-        rows.append(("Delivery", delivery_id))
-    body = f"<p><b>{escape(FAILURE_SUBJECT)}</b></p><p>{escape(hint)}</p><ul>{_items(rows)}</ul>"
-    return Note(FAILURE_SUBJECT, body)
+        rows.append((_("Delivery"), delivery_id))
+    subject = _("PDF archiver error")  # FAILURE_SUBJECT
+    body = f"<p><b>{escape(subject)}</b></p><p>{escape(hint)}</p><ul>{_items(rows)}</ul>"
+    return Note(subject, body)

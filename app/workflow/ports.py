@@ -105,6 +105,8 @@ class RenderedPdf:
         pdfa: the PDF/A conformance written (e.g. ``"3B"``), or ``None``.
         path: the file holding the PDF when it was rendered into a file
             (:meth:`RendererPort.render_file`); ``data`` is then empty.
+        language: the archive's language (:data:`app.i18n.LANGUAGES`); the success note is
+            written in it.
     """
 
     data: bytes
@@ -117,6 +119,7 @@ class RenderedPdf:
     embedded: tuple[tuple[str, str, int], ...] = ()
     pdfa: str | None = None
     path: Path | None = None
+    language: str = "en"
 
 
 @dataclass(frozen=True, slots=True)

@@ -80,6 +80,7 @@ def final_report(
     delivery_id: str | None,
     attempts: int = 1,
     gave_up: bool = False,
+    language: str = "en",
 ) -> Report | None:
     """The final tags and note for ``outcome``; ``None`` when there is nothing to report
     (a skipped run leaves the ticket as it is).
@@ -89,6 +90,8 @@ def final_report(
         attempts: how many runs the job took (named in the note of a failure).
         gave_up: a Transient failure that used up its attempts (the job is dead): the
             note says so; the trigger tag is kept, as for every Transient failure.
+        language: the language of a failure note (``PDF_LANGUAGE``); a success note was
+            written in its archive's language already.
     """
     if outcome.status == OutcomeStatus.ARCHIVED:
         assert outcome.note is not None
@@ -110,6 +113,7 @@ def final_report(
         step=outcome.reason,
         attempts=attempts,
         gave_up=gave_up,
+        language=language,
     )
     return Report(t.add, t.remove, note.subject, note.body_html)
 

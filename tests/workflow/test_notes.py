@@ -58,3 +58,52 @@ def test_datetime_in_signed_note():
         delivery_id=None,
     )
     assert "2025-03-06T13:20:11+00:00" in note.body_html and "B-T" in note.body_html
+
+
+def test_success_note_is_written_in_the_archives_language():
+    stored = StoredArchive(Path("/x"), "x", "0" * 64, 2048)
+    signed = SignedPdf(b"", True, "B-T", "CN=A", None, datetime(2025, 3, 6, 13, 20, 11, tzinfo=UTC), "TSA")
+    rendered = RenderedPdf(b"", 5, 3, 4, missing_glyphs=2, missing_scripts=("CJK",), language="de")
+    note = success_note(stored, signed, rendered, job_id="j", delivery_id="d")
+    assert note.subject == "PDF archiviert"
+    assert note.body_html.startswith("<p><b>PDF archiviert</b></p>")
+    for german in (
+        "Pfad: x",
+        "Größe: 2048 Bytes, 5 Seiten",
+        "Signatur: PAdES B-T von CN=A, Zeitstempel 2025-03-06T13:20:11+00:00 von TSA",
+        "Artikel: 3 von 4",
+        "Warnung: nur 3 von 4 Artikeln sind im PDF",
+        "2 Zeichen (CJK) hatten keine Schrift",
+        "Job: j",
+        "Zustellung: d",
+    ):
+        assert german in note.body_html, german
+    for english in ("Path", "Size", "bytes", "Signature", "Warning", "Delivery", " of "):
+        assert english not in note.body_html, english
+    unsigned = success_note(stored, SignedPdf(b"", False), rendered, job_id="j", delivery_id=None)
+    assert "nicht signiert (SIGNING_ENABLED=false)" in unsigned.body_html
+
+
+def test_failure_note_in_german():
+    failure = classify(ZammadApiError("GET /api/v1/tickets/4711 answered 500", status=500))
+    note = failure_note(failure, job_id="j1", delivery_id="d1", step="fetch ticket", language="de")
+    assert note.subject == "PDF-Archivierungsfehler"
+    assert "Vorübergehend: der Auslöser-Tag wurde behalten" in note.body_html
+    assert (
+        "Schritt: fetch ticket" in note.body_html
+        and "Ursache: GET /api/v1/tickets/4711 answered 500" in note.body_html
+    )
+    assert "Versuche: 1" in note.body_html and "Zustellung: d1" in note.body_html
+    assert "Transient" not in note.body_html.replace(failure.classification.value, "")
+    gave_up = failure_note(
+        failure, job_id="j", delivery_id=None, step="s", attempts=5, gave_up=True, language="de"
+    )
+    assert (
+        "nach 5 Versuchen aufgegeben" in gave_up.body_html and "POST /retry/{ticket_id}" in gave_up.body_html
+    )
+    permanent = failure_note(
+        classify(ZammadApiError("gone", status=404)), job_id="j", delivery_id=None, step="s", language="de"
+    )
+    assert "Dauerhaft: der Auslöser-Tag wurde entfernt" in permanent.body_html
+    english = failure_note(failure, job_id="j", delivery_id=None, step="s", attempts=5, gave_up=True)
+    assert "gave up after 5 attempts" in english.body_html and "POST /retry/{ticket_id}" in english.body_html

@@ -175,3 +175,13 @@ async def test_a_guard_that_refuses_stops_the_delivery_before_the_note(zammad: F
     with pytest.raises(LeaseLost):
         await deliver(zammad, TICKET, REPORT, job_id="job-1", fresh=True, guard=guard, backoff_seconds=0)
     assert posts(zammad) == 0
+
+
+def test_a_failure_note_is_written_in_the_workflows_language(tmp_path):
+    from tests.workflow.fakes import Rig
+
+    german = Rig(tmp_path, language="de").workflow.report(failed(False), job_id="j", delivery_id=None)
+    assert german is not None and german.subject == "PDF-Archivierungsfehler"
+    assert "Dauerhaft: der Auslöser-Tag wurde entfernt" in german.body_html
+    english = Rig(tmp_path).workflow.report(failed(False), job_id="j", delivery_id=None)
+    assert english is not None and english.subject == "PDF archiver error"
