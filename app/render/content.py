@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from app.i18n import zone_name
+from app.i18n import translation, zone_name
 
 _MIME_PARAMS = re.compile(r";.*$", re.DOTALL)
 
@@ -159,7 +159,7 @@ def visible_attachments(article: dict[str, Any], language: str = "en") -> list[A
         content_type = _MIME_PARAMS.sub("", content_type).strip()
         lines.append(
             AttachmentLine(
-                filename=str(attachment.get("filename") or "(no name)"),
+                filename=str(attachment.get("filename") or translation(language).gettext("(no name)")),
                 content_type=content_type,
                 size=human_size(attachment.get("size"), language),
                 attachment_id=attachment["id"] if isinstance(attachment.get("id"), int) else None,
@@ -238,12 +238,12 @@ STANDARD_TICKET_KEYS = frozenset(
 )
 
 
-def custom_attributes(ticket: dict[str, Any]) -> list[tuple[str, str]]:
+def custom_attributes(ticket: dict[str, Any], language: str = "en") -> list[tuple[str, str]]:
     """The ticket's custom attributes as ``(label, value)``, sorted by name, empty ones left out.
 
     Labels are the attribute names made readable (``contract_number`` → ``Contract number``);
-    values go through :func:`display_name` (booleans as ``yes``/``no``, lists joined, objects by
-    name or as compact JSON).
+    values go through :func:`display_name` (booleans as ``yes``/``no`` in ``language``, lists
+    joined, objects by name or as compact JSON).
     """
     import json
 
@@ -253,7 +253,7 @@ def custom_attributes(ticket: dict[str, Any]) -> list[tuple[str, str]]:
         if value is None or value == "" or value == [] or value == {}:
             continue
         if isinstance(value, bool):
-            text = "yes" if value else "no"
+            text = translation(language).gettext("yes" if value else "no")
         elif (
             isinstance(value, dict)
             and "name" not in value

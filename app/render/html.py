@@ -130,6 +130,10 @@ ImageResolver = Callable[[str], "tuple[str, int, int] | None"]
 ImageLabeler = Callable[[str], str]
 
 
+IMAGE_TEXT = "[image: {name}]"
+"""The placeholder of an image that is not drawn (English; the archive's language is passed in)."""
+
+
 def html_to_text(html: str) -> str:
     """HTML as plain text (inscriptis): links as ``[text](url)``, images as ``[alt]``, quotes indented.
 
@@ -234,15 +238,15 @@ def _replace_with_text(element: etree._Element, text: str) -> None:
     parent.remove(element)
 
 
-def _cell_text(cell: etree._Element, label: ImageLabeler) -> str:
+def _cell_text(cell: etree._Element, label: ImageLabeler, image_text: str) -> str:
     for image in list(cell.iter("img")):
-        _replace_with_text(image, f" [image: {label(image.get('src') or '')}] ")
+        _replace_with_text(image, " " + image_text.format(name=label(image.get("src") or "")) + " ")
     for br in list(cell.iter("br")):
         _replace_with_text(br, " ")
     return _SPACES.sub(" ", _text(cell)).strip()
 
 
-def _normalise_tables(root: etree._Element, label: ImageLabeler) -> None:
+def _normalise_tables(root: etree._Element, label: ImageLabeler, image_text: str) -> None:
     # innermost tables first, so a layout table around content tables unwraps cleanly
     tables = sorted(root.iter("table"), key=lambda t: -sum(1 for _ in t.iterancestors()))
     for table in tables:
@@ -273,7 +277,7 @@ def _normalise_tables(root: etree._Element, label: ImageLabeler) -> None:
                         cell.attrib.pop(attribute, None)
                     else:
                         cell.set(attribute, value)
-                text = _cell_text(cell, label)
+                text = _cell_text(cell, label, image_text)
                 for child in list(cell):
                     cell.remove(child)
                 cell.text = text[:2000] + ("…" if len(text) > 2000 else "")
@@ -287,7 +291,14 @@ def _normalise_tables(root: etree._Element, label: ImageLabeler) -> None:
 
 
 def normalise(
-    html: str, *, resolve: ImageResolver, label: ImageLabeler, max_width: float, max_height: float
+    html: str,
+    *,
+    resolve: ImageResolver,
+    label: ImageLabeler,
+    max_width: float,
+    max_height: float,
+    image_text: str = IMAGE_TEXT,
+    no_source: str = "no source",
 ) -> str:
     """Rewrite sanitised HTML into the subset ``write_html`` renders without raising.
 
@@ -308,7 +319,7 @@ def normalise(
         heading.append(bold)
     for center in list(root.iter("center")):
         center.tag = "div"
-    _normalise_tables(root, label)
+    _normalise_tables(root, label, image_text)
     # div → p; divs that hold blocks are unwrapped (their blocks break lines themselves)
     for div in reversed(list(root.iter("div"))):
         if div is root:
@@ -357,7 +368,8 @@ def normalise(
         src = (image.get("src") or "").strip()
         found = resolve(src) if src else None
         if found is None:
-            _replace_with_text(image, f" [image: {label(src) if src else image.get('alt') or 'no source'}] ")
+            name = label(src) if src else image.get("alt") or no_source
+            _replace_with_text(image, " " + image_text.format(name=name) + " ")
             continue
         key, width_px, height_px = found
         width, height = width_px * 0.75, height_px * 0.75  # CSS pixels at 96 dpi → points
@@ -392,9 +404,26 @@ def first_strong_is_rtl(text: str) -> bool:
 
 
 def prepare_html(
-    body: str, *, resolve: ImageResolver, label: ImageLabeler, max_width: float, max_height: float
+    body: str,
+    *,
+    resolve: ImageResolver,
+    label: ImageLabeler,
+    max_width: float,
+    max_height: float,
+    image_text: str = IMAGE_TEXT,
+    no_source: str = "no source",
 ) -> str:
-    """The whole pipeline: :func:`mark_quotes`, :func:`sanitise`, :func:`normalise`."""
+    """The whole pipeline: :func:`mark_quotes`, :func:`sanitise`, :func:`normalise`.
+
+    ``image_text`` (a ``str.format`` pattern with ``{name}``) and ``no_source`` are the
+    placeholder words of an image that is not drawn, in the archive's language.
+    """
     return normalise(
-        sanitise(mark_quotes(body)), resolve=resolve, label=label, max_width=max_width, max_height=max_height
+        sanitise(mark_quotes(body)),
+        resolve=resolve,
+        label=label,
+        max_width=max_width,
+        max_height=max_height,
+        image_text=image_text,
+        no_source=no_source,
     )

@@ -117,7 +117,15 @@ def write_html_body(pdf: TicketPdf, html: str, article_id: int, images: ArticleI
     rollback: _Rollback | None = None
     try:
         prepared = pdf.clean(
-            prepare_html(html, resolve=resolve, label=label, max_width=pdf.epw, max_height=max_height)
+            prepare_html(
+                html,
+                resolve=resolve,
+                label=label,
+                max_width=pdf.epw,
+                max_height=max_height,
+                image_text=pdf.tr.gettext("[image: {name}]"),
+                no_source=pdf.tr.gettext("no source"),
+            )
         )
         pdf.set_x(pdf.l_margin)
         rollback = _Rollback(pdf)

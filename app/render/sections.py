@@ -101,7 +101,9 @@ def draw_ticket_block(
         ]
         if ticket.get("pending_time"):
             fields.append((_("Pending until"), when("pending_time")))
-        fields += [(pdf.clean(label), pdf.clean(value)) for label, value in custom_attributes(ticket)]
+        fields += [
+            (pdf.clean(label), pdf.clean(value)) for label, value in custom_attributes(ticket, pdf.language)
+        ]
     else:
         fields = core
     fields += [

@@ -162,3 +162,39 @@ async def test_one_render_process_serves_both_languages(tmp_path: Path):
     assert [r.language for r in results] == ["de", "en", "de"]
     texts = [words(write(tmp_path, r.data, f"{n}.pdf")) for n, r in enumerate(results)]
     assert "Ticketnummer 7" in texts[0] and "Ticket number 7" in texts[1] and "Ticketnummer 7" in texts[2]
+
+
+def _with_placeholders() -> tuple[dict, list[dict]]:
+    """The fixture ticket with a boolean custom attribute, an attachment without a file name and
+    an HTML body whose image cannot be drawn (no source)."""
+    ticket = {**load("ticket-expand.json"), "vip_customer": True}
+    articles = load("articles-by-ticket.json")
+    first = {**articles[0], "body": "<p>Siehe Bild: <img alt=''></p>", "content_type": "text/html"}
+    first["attachments"] = [
+        {**first["attachments"][1], "filename": ""},
+        *first["attachments"][:1],
+    ]
+    return ticket, [first, *articles[1:]]
+
+
+@pytest.mark.parametrize(
+    ("language", "shown", "absent"),
+    [
+        ("de", ["[Bild: ohne Quelle]", "Vip customer ja", "(ohne Namen)"], ["[image:", "(no name)"]),
+        ("en", ["[image: no source]", "Vip customer yes", "(no name)"], ["[Bild:", "(ohne Namen)"]),
+    ],
+)
+def test_placeholders_and_yes_no_follow_the_language(tmp_path: Path, language, shown, absent):
+    ticket, articles = _with_placeholders()
+    rendered = render_ticket_pdf(
+        ticket,
+        articles,
+        [],
+        archived_at=ARCHIVED_AT,
+        options=RenderOptions(timezone="Europe/Berlin", language=language),
+    )
+    text = words(write(tmp_path, rendered.data, f"{language}.pdf"))
+    for phrase in shown:
+        assert phrase in text, (phrase, text[:2000])
+    for phrase in absent:
+        assert phrase not in text, phrase
