@@ -27,7 +27,6 @@ from starlette.middleware import Middleware
 from app import SERVICE_NAME, __version__
 from app.audit.service import open_manifest, start_archive_checks
 from app.config import Settings, load_settings
-from app.errors import RenderError
 from app.http.body_limit import BodyLimitMiddleware
 from app.http.errors import ArchiverApp
 from app.http.hmac_auth import HmacSignatureMiddleware
@@ -42,7 +41,7 @@ from app.jobs.records import JobRecord, JobStoreUnavailable
 from app.jobs.store import create_job_store
 from app.observability.logging import REDACTOR, configure_logging
 from app.reconcile.sweep import Reconciler
-from app.render.coverage import FontCoverage
+from app.render.font_check import log_font_coverage
 from app.render.images import image_references
 from app.render.options import RenderOptions
 from app.render.pool import ProcessPoolRenderer
@@ -59,36 +58,6 @@ log = logging.getLogger("app")
 
 def _ssl_context(verify: bool) -> ssl.SSLContext | bool:
     return ssl.create_default_context() if verify else False
-
-
-async def check_fonts(renderer: ProcessPoolRenderer, settings: Settings) -> FontCoverage:
-    """Check once, in a render process, which scripts the fonts cover, and log the result: one
-    ``warning`` line naming the scripts without a font and the Debian packages to install, or
-    one ``info`` line when every checked script is covered.
-
-    Raises:
-        RenderError: the render process died (logged too; ``/healthz?deep=true`` says so).
-    """
-    try:
-        coverage = await renderer.font_coverage()
-    except RenderError as exc:
-        log.error("font check failed", extra={"error": str(exc)})
-        raise
-    fields = {"font_dirs": list(settings.pdf_font_directories()), "strict_fonts": settings.strict_fonts}
-    if coverage.missing:
-        log.warning(
-            "fonts missing for some scripts: their characters become [U+XXXX] placeholders"
-            + (" and fail the job (STRICT_FONTS=true)" if settings.strict_fonts else ""),
-            extra={
-                "scripts": [script for script, _ in coverage.missing],
-                "packages": list(coverage.packages),
-                "missing": coverage.describe(),
-                **fields,
-            },
-        )
-    else:
-        log.info("fonts cover every checked script", extra={"scripts": list(coverage.covered), **fields})
-    return coverage
 
 
 def create_app(
@@ -136,7 +105,9 @@ def create_app(
             processes=settings.render_processes,
             on_missing_glyphs=runtime.metrics.count_missing_glyphs,
         )
-        font_check = runtime.font_check = asyncio.create_task(check_fonts(renderer, settings))
+        font_check = runtime.font_check = asyncio.create_task(
+            log_font_coverage(renderer, settings.pdf_font_directories(), strict=settings.strict_fonts)
+        )
         background: list[asyncio.Task[None]] = []
         reconciler: Reconciler | None = None
         try:
