@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 import subprocess
 from pathlib import Path
 
@@ -17,6 +18,28 @@ def pdftotext(path: Path) -> str:
     out = subprocess.run(["pdftotext", "-enc", "UTF-8", str(path), "-"], check=True, capture_output=True)
     assert b"No font" not in out.stderr, out.stderr
     return " ".join(out.stdout.decode("utf-8").split())
+
+
+def verapdf_script() -> Path:
+    """The shared veraPDF wrapper (``../shared/tools/verapdf/validate.sh FILE.pdf 3b``, the
+    reference PDF/A validator): ``$VERAPDF_VALIDATE``, else ``shared/`` beside the checkout,
+    else ``/work/shared``. A test that needs it fails (never skips) when none exists."""
+    repo = Path(__file__).resolve().parents[1]
+    candidates = [Path(p) for p in (os.environ.get("VERAPDF_VALIDATE"),) if p] + [
+        repo.parent / "shared" / "tools" / "verapdf" / "validate.sh",
+        Path("/work/shared/tools/verapdf/validate.sh"),
+    ]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise AssertionError(f"veraPDF's validate.sh not found (set VERAPDF_VALIDATE); looked at {candidates}")
+
+
+def verapdf(path: Path, flavour: str = "3b") -> subprocess.CompletedProcess[str]:
+    """Run veraPDF on ``path``; ``returncode == 0`` and ``stdout`` starting ``PASS`` mean valid."""
+    return subprocess.run(
+        ["bash", str(verapdf_script()), str(path), flavour], capture_output=True, text=True, timeout=300
+    )
 
 
 def pdfsig(path: Path) -> str:

@@ -7,6 +7,7 @@
 #   python3-venv   `python3 -m venv` on Debian
 #   fonts-noto-core, fonts-dejavu-core   fallback fonts: Arabic, Hebrew, symbols (Noto Sans ships in app/render/fonts)
 #   fonts-noto-cjk, fonts-noto-color-emoji   CJK and emoji fallback fonts (the render tests need them)
+#   gettext        msgfmt: the tests compare the in-memory catalogue compiler (app/i18n.py) with it
 #   prometheus     promtool: `promtool check rules deploy/prometheus/alerts.yml` in the tests (the
 #                  tests do not use its server; on a systemd host Debian starts it on :9090:
 #                  `systemctl disable --now prometheus` if unwanted)
@@ -31,6 +32,7 @@ python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 [[ -f /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ]] || missing+=(fonts-noto-color-emoji)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v msgfmt >/dev/null 2>&1 || missing+=(gettext)
 
 if [[ ${#missing[@]} -eq 0 ]]; then
     exit 0

@@ -132,8 +132,12 @@ async def test_missing_glyphs_are_counted_by_script_on_metrics(archiver, simulat
 
 
 async def test_with_every_font_installed_deep_healthz_is_not_degraded(archiver, simulator, capsys) -> None:
-    if any(find_font((s.font,), DEFAULT_FONT_DIRS) is None for s in SCRIPTS if s.package != "bundled"):
-        pytest.skip("not every fallback font is installed (scripts/dev/install-system-deps.sh)")
+    missing = [
+        s.package
+        for s in SCRIPTS
+        if s.package != "bundled" and find_font((s.font,), DEFAULT_FONT_DIRS) is None
+    ]
+    assert not missing, f"fonts missing: {missing} (scripts/dev/install-system-deps.sh installs them)"
     service = await archiver()
 
     status, health = await get_json(f"{service.url}/healthz?deep=true")

@@ -82,7 +82,14 @@ async def test_a_ticket_with_a_running_job_is_not_queued_again(archiver, simulat
         assert resp.status == 202
     async with asyncio.timeout(30):
         await eventually(lambda: "pdf:processing" in simulator.tags(4711))
-
+    # The tag change touched updated_at, as Zammad does: that alone keeps the ticket out.
+    report = await service.app.state.reconciler.run_once()
+    assert report.queue == []
+    [skip] = report.skipped
+    assert (skip.ticket_id, skip.reason) == (4711, ReconcileReason.STALE_PROCESSING)
+    assert skip.why.startswith("changed ") and skip.why.endswith("(stale after 900 s)"), skip.why
+    # Long ago, as if the run had stalled past the stale time: only the running job stands in the way.
+    simulator.ticket_record(4711).columns["updated_at"] = "2025-03-03T08:12:44.000Z"
     report = await service.app.state.reconciler.run_once()
     assert report.queue == []
     [skip] = report.skipped

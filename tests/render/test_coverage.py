@@ -17,7 +17,6 @@ from .helpers import ARCHIVED_AT, pdftotext, write
 from .test_scripts import SAMPLES, art, ticket
 
 CJK_FILE = find_font(("NotoSansCJK-Regular.ttc",), DEFAULT_FONT_DIRS)
-needs_cjk = pytest.mark.skipif(CJK_FILE is None, reason="fonts-noto-cjk is not installed")
 
 
 def test_without_fallback_fonts_only_the_bundled_scripts_are_covered(tmp_path: Path) -> None:
@@ -32,7 +31,6 @@ def test_without_fallback_fonts_only_the_bundled_scripts_are_covered(tmp_path: P
     )
 
 
-@needs_cjk
 def test_a_folder_with_the_cjk_font_covers_han_kana_and_hangul(tmp_path: Path) -> None:
     assert CJK_FILE is not None
     (tmp_path / "NotoSansCJK-Regular.ttc").symlink_to(CJK_FILE)
@@ -44,8 +42,7 @@ def test_a_folder_with_the_cjk_font_covers_han_kana_and_hangul(tmp_path: Path) -
 def test_a_file_by_the_right_name_without_the_glyphs_does_not_count(tmp_path: Path) -> None:
     # The check reads the cmap: DejaVu Sans under the CJK font's name draws no Han.
     dejavu = find_font(("DejaVuSans.ttf",), DEFAULT_FONT_DIRS)
-    if dejavu is None:
-        pytest.skip("fonts-dejavu-core is not installed")
+    assert dejavu is not None, "fonts-dejavu-core is missing: scripts/dev/install-system-deps.sh installs it"
     (tmp_path / "NotoSansCJK-Regular.ttc").symlink_to(dejavu)
     (tmp_path / "NotoColorEmoji.ttf").write_bytes(b"not a font")
     coverage = check_fonts((str(tmp_path),))
@@ -53,8 +50,12 @@ def test_a_file_by_the_right_name_without_the_glyphs_does_not_count(tmp_path: Pa
 
 
 def test_the_installed_fonts_cover_every_checked_script() -> None:
-    if any(find_font((s.font,), DEFAULT_FONT_DIRS) is None for s in SCRIPTS if s.package != "bundled"):
-        pytest.skip("not every fallback font is installed (scripts/dev/install-system-deps.sh)")
+    missing = [
+        s.package
+        for s in SCRIPTS
+        if s.package != "bundled" and find_font((s.font,), DEFAULT_FONT_DIRS) is None
+    ]
+    assert not missing, f"fonts missing: {missing} (scripts/dev/install-system-deps.sh installs them)"
     coverage = check_fonts(DEFAULT_FONT_DIRS)
     assert coverage.missing == () and coverage.covered == tuple(s.script for s in SCRIPTS)
 
@@ -99,7 +100,6 @@ def test_strict_fonts_keeps_placeholders_for_what_no_font_package_draws(tmp_path
     assert "[U+E000]" in text
 
 
-@needs_cjk
 def test_strict_fonts_passes_when_the_font_is_there(tmp_path: Path) -> None:
     assert CJK_FILE is not None
     (tmp_path / "NotoSansCJK-Regular.ttc").symlink_to(CJK_FILE)

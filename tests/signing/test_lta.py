@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import io
 import re
-import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -23,9 +22,9 @@ from app.signing.trust import LongTermValidation, load_certificates
 from app.signing.tsa import build_timestamper
 from tests.signing.certomancer_pki import EXPIRING_IN
 from tests.signing.lta_archives import ades_lta, sign
-from tests.signing.signing_helpers import REPO_ROOT, pdfsig
+from tests.signing.signing_helpers import pdfsig
+from tests.verify import verapdf
 
-VERAPDF = REPO_ROOT.parent / "shared" / "tools" / "verapdf" / "validate.sh"
 WINDOW = timedelta(days=90)
 
 
@@ -106,9 +105,7 @@ async def test_refresh_gives_a_b_lta_archive_that_outlives_its_signer_certificat
     # The /Sig is valid; pdfsig cannot check the RFC 3161 document timestamp ("not yet verified").
     assert text.count("Signature Validation: Signature is Valid.") == 1, text
     assert "Signature Type: ETSI.CAdES.detached" in text and "Signature #2:" in text
-    pdfa = await asyncio.to_thread(
-        subprocess.run, ["bash", str(VERAPDF), str(path), "3b"], capture_output=True, text=True, timeout=300
-    )
+    pdfa = await asyncio.to_thread(verapdf, path)
     assert pdfa.returncode == 0 and pdfa.stdout.startswith("PASS"), pdfa.stdout + pdfa.stderr
 
 
