@@ -28,12 +28,8 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
-
 from app.audit import cms_general
 from app.audit.cms_types import (
-    HASHES,
     OID_ALGORITHM_PROTECTION,
     OID_CONTENT_TIMESTAMP,
     OID_CONTENT_TYPE,
@@ -47,6 +43,7 @@ from app.audit.cms_types import (
     CmsError,
     CmsVerdict,
     KnownCertificate,
+    verify_raw,
 )
 from app.audit.der import (
     CONTEXT_0,
@@ -239,19 +236,10 @@ def _check_ess(fields: SignerFields, signer: KnownCertificate) -> None:
 
 
 def _verify_value(key: Any, signature: bytes, data: bytes, mechanism: str, hash_name: str) -> bool:
-    hash_class = HASHES.get(hash_name)
-    try:
-        if mechanism == "rsa" and isinstance(key, rsa.RSAPublicKey) and hash_class is not None:
-            key.verify(signature, data, padding.PKCS1v15(), hash_class())
-        elif mechanism == "ecdsa" and isinstance(key, ec.EllipticCurvePublicKey) and hash_class is not None:
-            key.verify(signature, data, ec.ECDSA(hash_class()))
-        elif mechanism == "eddsa" and isinstance(key, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
-            key.verify(signature, data)
-        else:
-            raise Unsupported("key and mechanism do not fit")
-    except InvalidSignature:
-        return False
-    return True
+    valid = verify_raw(key, signature, data, mechanism, hash_name)
+    if valid is None:
+        raise Unsupported("key and mechanism do not fit")
+    return valid
 
 
 def _verify_fast(

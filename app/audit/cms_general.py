@@ -14,7 +14,7 @@ from typing import Any
 
 from asn1crypto import algos, cms, core, tsp
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from app.audit.cms_types import (
     HASHES,
@@ -29,6 +29,7 @@ from app.audit.cms_types import (
     CmsError,
     CmsVerdict,
     KnownCertificate,
+    verify_raw,
 )
 
 
@@ -130,6 +131,10 @@ def _check_algorithm_protection(attrs: dict[str, list[Any]], signer_info: cms.Si
         raise CmsError("the signature algorithm differs from the CMS algorithm protection attribute")
 
 
+#: asn1crypto's signature algorithm names → :func:`~app.audit.cms_types.verify_raw`'s mechanisms.
+_MECHANISMS = {"rsassa_pkcs1v15": "rsa", "ecdsa": "ecdsa", "ed25519": "eddsa", "ed448": "eddsa"}
+
+
 def _verify_value(
     public_key: Any,
     signature: bytes,
@@ -144,27 +149,19 @@ def _verify_value(
         hash_name = mechanism.hash_algo
     except ValueError:  # e.g. plain rsaEncryption: the digest algorithm decides
         hash_name = digest_algorithm
-    hash_class = HASHES.get(hash_name)
+    if algo != "rsassa_pss":
+        return verify_raw(public_key, signature, data, _MECHANISMS.get(algo, ""), hash_name)
+    if not isinstance(public_key, rsa.RSAPublicKey):
+        return None
+    params = mechanism["parameters"]
+    pss_hash = HASHES.get(params["hash_algorithm"]["algorithm"].native)
+    mgf = params["mask_gen_algorithm"]
+    mgf_hash = HASHES.get(mgf["parameters"]["algorithm"].native)
+    if mgf["algorithm"].native != "mgf1" or pss_hash is None or mgf_hash is None:
+        return None
+    pss = padding.PSS(mgf=padding.MGF1(mgf_hash()), salt_length=params["salt_length"].native)
     try:
-        if algo == "rsassa_pkcs1v15" and isinstance(public_key, rsa.RSAPublicKey) and hash_class:
-            public_key.verify(signature, data, padding.PKCS1v15(), hash_class())
-        elif algo == "rsassa_pss" and isinstance(public_key, rsa.RSAPublicKey):
-            params = mechanism["parameters"]
-            pss_hash = HASHES.get(params["hash_algorithm"]["algorithm"].native)
-            mgf = params["mask_gen_algorithm"]
-            mgf_hash = HASHES.get(mgf["parameters"]["algorithm"].native)
-            if mgf["algorithm"].native != "mgf1" or pss_hash is None or mgf_hash is None:
-                return None
-            pss = padding.PSS(mgf=padding.MGF1(mgf_hash()), salt_length=params["salt_length"].native)
-            public_key.verify(signature, data, pss, pss_hash())
-        elif algo == "ecdsa" and isinstance(public_key, ec.EllipticCurvePublicKey) and hash_class:
-            public_key.verify(signature, data, ec.ECDSA(hash_class()))
-        elif algo in ("ed25519", "ed448") and isinstance(
-            public_key, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)
-        ):
-            public_key.verify(signature, data)
-        else:
-            return None
+        public_key.verify(signature, data, pss, pss_hash())
     except InvalidSignature:
         return False
     return True

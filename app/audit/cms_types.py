@@ -8,8 +8,9 @@ from datetime import datetime
 from typing import Any
 
 from asn1crypto import x509
-from cryptography.exceptions import UnsupportedAlgorithm
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, ed448, ed25519, padding, rsa
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
 OID_CONTENT_TYPE = "1.2.840.113549.1.9.3"
@@ -138,3 +139,28 @@ class CmsVerdict:
     content_timestamps: tuple[bytes, ...]
     content: bytes | None
     general: bool = False
+
+
+def verify_raw(key: Any, signature: bytes, data: bytes, mechanism: str, hash_name: str) -> bool | None:
+    """Check a raw signature value with ``cryptography``: ``True`` or ``False``, or ``None``
+    when ``key`` and ``mechanism`` do not fit or the hash is not one of :data:`HASHES`.
+
+    Args:
+        key: the signer's public key (a ``cryptography`` key object).
+        mechanism: ``"rsa"`` (PKCS #1 v1.5, RFC 8017 §8.2), ``"ecdsa"`` or ``"eddsa"``
+            (RFC 8032; no separate hash).
+        hash_name: the digest algorithm's name (``"sha256"``, …) for RSA and ECDSA.
+    """
+    hash_class = HASHES.get(hash_name)
+    try:
+        if mechanism == "rsa" and isinstance(key, rsa.RSAPublicKey) and hash_class is not None:
+            key.verify(signature, data, padding.PKCS1v15(), hash_class())
+        elif mechanism == "ecdsa" and isinstance(key, ec.EllipticCurvePublicKey) and hash_class is not None:
+            key.verify(signature, data, ec.ECDSA(hash_class()))
+        elif mechanism == "eddsa" and isinstance(key, (ed25519.Ed25519PublicKey, ed448.Ed448PublicKey)):
+            key.verify(signature, data)
+        else:
+            return None
+    except InvalidSignature:
+        return False
+    return True
