@@ -21,6 +21,7 @@ import secrets
 import socket
 import sqlite3
 import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
@@ -97,6 +98,23 @@ async def simulator() -> AsyncIterator[ZammadSimulator]:
     await sim.start()
     yield sim
     await sim.stop()
+
+
+async def spawn_service(env: dict[str, str], log: Path) -> asyncio.subprocess.Process:
+    """Start ``python -m app serve`` from the checkout with ``env``, in a session of its own (so a
+    test can signal it with its render processes), stderr into the file ``log``."""
+    with log.open("wb") as stderr:
+        return await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "app",
+            "serve",
+            cwd=REPO,
+            env=env,
+            start_new_session=True,
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=stderr,
+        )
 
 
 async def wait_healthy(url: str, proc: asyncio.subprocess.Process, timeout: float) -> bool:

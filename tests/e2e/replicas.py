@@ -23,7 +23,6 @@ import json
 import os
 import signal
 import socket
-import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass, field
@@ -37,7 +36,7 @@ from app.jobs.pg_schema import SCHEMA
 from app.workflow.notes import SUCCESS_SUBJECT
 from devtools.webhook import zammad_webhook
 from devtools.zammad_simulator import ZammadSimulator
-from tests.conftest import API_TOKEN, HMAC_SECRET, PFX_PASSWORD, REPO, free_port, wait_healthy
+from tests.conftest import API_TOKEN, HMAC_SECRET, PFX_PASSWORD, free_port, spawn_service, wait_healthy
 
 ADMIN_TOKEN = "e2e-replicas-admin-4482"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -174,18 +173,7 @@ class Replica:
         """
         assert not self.alive, f"{self.name} is running already"
         self.starts += 1
-        with self.log.open("wb") as log:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "app",
-                "serve",
-                cwd=REPO,
-                env=self.env,
-                start_new_session=True,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=log,
-            )
+        self.proc = await spawn_service(self.env, self.log)
         self.pids.append(self.proc.pid)
         if await wait_healthy(self.url, self.proc, timeout):
             return

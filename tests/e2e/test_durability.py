@@ -21,7 +21,6 @@ import json
 import os
 import random
 import signal
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -37,9 +36,9 @@ from tests.conftest import (
     API_TOKEN,
     HMAC_SECRET,
     PFX_PASSWORD,
-    REPO,
     JobStoreBackend,
     free_port,
+    spawn_service,
     wait_healthy,
 )
 from tests.e2e.replicas import post_until_accepted
@@ -106,18 +105,7 @@ class Service:
 
     async def start(self) -> None:
         self.starts += 1
-        with self.log.open("wb") as log:
-            self.proc = await asyncio.create_subprocess_exec(
-                sys.executable,
-                "-m",
-                "app",
-                "serve",
-                cwd=REPO,
-                env=self.env,
-                start_new_session=True,
-                stdout=asyncio.subprocess.DEVNULL,
-                stderr=log,
-            )
+        self.proc = await spawn_service(self.env, self.log)
         if await wait_healthy(self.url, self.proc, 60):
             return
         await self.kill()

@@ -220,6 +220,23 @@ FREEZE_SECONDS = 10.0
 """How long a replica is SIGSTOPped: twice the lease, time for another replica to take over."""
 
 
+async def _wake_after_the_freeze(sleeper, job: dict, frozen_at: float) -> None:
+    """Thaw ``sleeper`` once its freeze of :data:`FREEZE_SECONDS` is over and wait until it has
+    logged about ``job``'s lease (its renewal finds the lease gone), then give it 3 s to do
+    whatever it does next."""
+    await asyncio.sleep(max(0.0, frozen_at + FREEZE_SECONDS - time.time()))
+    sleeper.thaw()
+    await wait_for(
+        lambda: any(
+            rec.get("job_id") == job["job_id"] and "lease" in rec.get("msg", "")
+            for rec in sleeper.log_records()
+        ),
+        30,
+        "the sleeper to notice",
+    )
+    await asyncio.sleep(3)
+
+
 async def test_a_replica_frozen_mid_run_past_its_lease_writes_nothing_when_it_wakes(simulator, cluster):
     """The replica running a ticket's job is frozen (SIGSTOP: a VM pause, or to the others a
     network cut) while Zammad answers its article fetch; the other replica reclaims the job
@@ -241,18 +258,7 @@ async def test_a_replica_frozen_mid_run_past_its_lease_writes_nothing_when_it_wa
     reclaimed = await c.wait_reclaimed(job["job_id"], job["fence"], c.lease_seconds + 15)
     assert other.owns(reclaimed["lease_owner"]), reclaimed
     await wait_for(lambda: _done(c, [4711]), 60, "the ticket signed and reported by the other replica")
-    await asyncio.sleep(max(0.0, frozen_at + FREEZE_SECONDS - time.time()))
-    sleeper.thaw()
-    # The sleeper wakes: its renewal finds the lease gone. Give it time to do whatever it does.
-    await wait_for(
-        lambda: any(
-            rec.get("job_id") == job["job_id"] and "lease" in rec.get("msg", "")
-            for rec in sleeper.log_records()
-        ),
-        30,
-        "the sleeper to notice",
-    )
-    await asyncio.sleep(3)
+    await _wake_after_the_freeze(sleeper, job, frozen_at)
 
     row = await c.job(job["job_id"])
     assert (row["state"], row["reported"], row["attempts"]) == ("done", True, 2), row
@@ -285,17 +291,7 @@ async def test_a_replica_frozen_mid_report_past_its_lease_posts_no_second_note(s
     await c.wait_reclaimed(job["job_id"], job["fence"], c.lease_seconds + 15)
     await wait_for(lambda: _done(c, [4711]), 60, "the report delivered by the other replica")
     assert len(simulator.notes(4711)) == 1
-    await asyncio.sleep(max(0.0, frozen_at + FREEZE_SECONDS - time.time()))
-    sleeper.thaw()
-    await wait_for(
-        lambda: any(
-            rec.get("job_id") == job["job_id"] and "lease" in rec.get("msg", "")
-            for rec in sleeper.log_records()
-        ),
-        30,
-        "the sleeper to notice",
-    )
-    await asyncio.sleep(3)
+    await _wake_after_the_freeze(sleeper, job, frozen_at)
 
     row = await c.job(job["job_id"])
     assert (row["state"], row["reported"], row["attempts"]) == ("done", True, 1), row
