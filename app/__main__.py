@@ -202,6 +202,7 @@ USAGE = """usage: python -m app COMMAND
 commands:
   serve                                   run the service (settings from CONFIG_PATH and the environment)
   render TICKET.json ARTICLES.json [-o OUT.pdf] [--tags TAGS.json] [--template NAME] [--timezone TZ]
+         [--language en|de]
                                           lay a ticket out as an unsigned PDF, without a server
   extract ARCHIVE.pdf -o DIR [--sidecar ARCHIVE.pdf.json]
                                           write the embedded originals out, check them against the sidecar
