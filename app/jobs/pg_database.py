@@ -40,8 +40,15 @@ UNREACHABLE = (
     asyncpg.exceptions.PostgresConnectionError,  # class 08: connection exceptions
     asyncpg.exceptions.OperatorInterventionError,  # class 57: shutting down, cannot connect now
     asyncpg.exceptions.InsufficientResourcesError,  # class 53: disk full, too many connections
+    asyncpg.exceptions.InternalClientError,  # a session the server ended between statements
 )
-"""What makes the database unreachable for now (not a fault of the statement)."""
+"""What makes the database unreachable for now (not a fault of the statement).
+
+``InternalClientError`` is here because a server that ends an idle session
+(``pg_terminate_backend``, a failover, ``idle_session_timeout``) sends its ``FATAL`` message
+before it closes the socket: asyncpg reads the message, and until it sees the close it
+refuses every statement on that connection with ``InternalClientError`` ("another operation
+is in progress"). Such a connection is terminated, never given back to the pool."""
 
 
 def redact_url(url: str) -> str:
@@ -135,7 +142,11 @@ class PgDatabase:
         failures = self._failures
         try:
             async with self._pool.acquire(timeout=CONNECT_TIMEOUT_SECONDS) as conn:
-                result = await fn(conn)
+                try:
+                    result = await fn(conn)
+                except asyncpg.exceptions.InternalClientError:
+                    conn.terminate()  # see UNREACHABLE: the pool opens a new connection instead
+                    raise
         except UNREACHABLE as exc:
             raise self.failed(exc) from exc
         if failures == self._failures and self._error is not None:

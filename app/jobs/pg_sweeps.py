@@ -71,6 +71,7 @@ async def sweep_turn(
                     else None
                 )
             except UNREACHABLE as exc:
+                conn.terminate()  # a session in doubt is not given back to the pool
                 raise database.failed(exc) from exc
             mine = bool(locked) and (last is None or last <= clock() - min_interval_seconds)
             try:
@@ -88,5 +89,9 @@ async def sweep_turn(
                         )
         finally:
             if locked:
-                with contextlib.suppress(*UNREACHABLE):
+                try:
                     await conn.execute(_LOCK.format("", "unlock"), pg_schema.SWEEP_LOCK_CLASS, name)
+                except UNREACHABLE:
+                    # The lock may still be held by this session: end the session rather than
+                    # give it back to the pool (the server releases the lock with it).
+                    conn.terminate()

@@ -7,6 +7,7 @@ import asyncio
 import time
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 from app.errors import ZammadApiError
 from app.jobs.postgres import PostgresJobStore
@@ -175,3 +176,66 @@ def stall(store: PostgresJobStore) -> None:
     """The replica stops renewing its leases, as if it died or froze."""
     assert store._maintainer is not None
     store._maintainer.cancel()
+
+
+class HeldCloseProxy:
+    """A TCP proxy on 127.0.0.1 in front of PostgreSQL that passes bytes both ways but holds
+    back the server's close until :meth:`release_close`.
+
+    It stretches a real window to a test's length: a server that ends a session sends its
+    ``FATAL`` message before it closes the socket, and until the client sees the close its
+    connection looks open. ``url`` is ``server_url`` with the proxy's port.
+    """
+
+    def __init__(self, server_url: str) -> None:
+        self.server_url = server_url
+        self._closes = asyncio.Event()
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.url = ""
+
+    async def __aenter__(self) -> HeldCloseProxy:
+        target = urlsplit(self.server_url)
+        self._server = await asyncio.start_server(self._client, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        self._target = (target.hostname or "127.0.0.1", target.port or 5432)
+        self.url = target._replace(netloc=target.netloc.replace(f":{target.port}", f":{port}")).geturl()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.release_close()
+        assert self._server is not None
+        self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def release_close(self) -> None:
+        """Let the server's closes through (now and from now on)."""
+        self._closes.set()
+
+    async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self._target)
+        except OSError:  # the server is down: the client sees its connection refused as a close
+            writer.close()
+            return
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, hold: bool) -> None:
+            try:
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+                if hold:
+                    await self._closes.wait()
+            except (ConnectionError, asyncio.CancelledError):
+                pass
+            finally:
+                dst.close()
+
+        for task in (
+            asyncio.create_task(pump(reader, up_writer, hold=False)),
+            asyncio.create_task(pump(up_reader, writer, hold=True)),
+        ):
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)

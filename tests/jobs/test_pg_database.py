@@ -14,7 +14,7 @@ import pytest
 from app.jobs import pg_schema
 from app.jobs.pg_database import PgDatabase, redact_url
 from app.jobs.records import JobRequest, JobStoreUnavailable
-from tests.jobs.support import closed, opened, replica
+from tests.jobs.support import HeldCloseProxy, closed, opened, replica
 from tests.postgres_server import PostgresServer
 
 
@@ -88,6 +88,48 @@ async def test_a_pooled_connection_is_given_back_without_a_reset_round_trip_and_
     finally:
         await admin.close()
     await closed(a)
+
+
+async def test_a_session_the_server_ends_is_a_transient_failure_and_its_connection_is_not_reused(
+    postgres_url: str,
+) -> None:
+    """A server that ends a session (``pg_terminate_backend``, a failover) sends ``FATAL``
+    before it closes the socket; until asyncpg sees the close it refuses every statement on
+    that connection with ``InternalClientError``. The proxy holds the close back: the store
+    says unavailable (not an unclassified error) and takes a new connection for the next call."""
+    async with HeldCloseProxy(postgres_url) as proxy:
+        a = replica(proxy.url)
+        await opened(a)
+        assert await a.database.call(lambda conn: conn.fetchval("SELECT 1")) == 1
+        admin = await asyncpg.connect(postgres_url)
+        try:
+            ended = await admin.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE application_name = 'zammad-pdf-archiver' AND query NOT LIKE 'LISTEN%'"
+            )
+            assert ended >= 1
+            for _ in range(100):  # the sessions are gone on the server; their FATAL is on its way
+                left = await admin.fetchval(
+                    "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'zammad-pdf-archiver' "
+                    "AND query NOT LIKE 'LISTEN%'"
+                )
+                if left == 0:
+                    break
+                await asyncio.sleep(0.02)
+            await asyncio.sleep(0.1)
+        finally:
+            await admin.close()
+        failures = 0
+        for _ in range(ended + 1):
+            try:
+                assert await a.database.call(lambda conn: conn.fetchval("SELECT 1")) == 1
+                break
+            except JobStoreUnavailable as exc:
+                assert "unreachable" in str(exc)
+                failures += 1
+        assert 1 <= failures <= ended  # each ended session failed once, then a new one answered
+        assert a.unavailable is None
+        await closed(a)
 
 
 async def test_at_start_an_unreachable_database_is_waited_for_then_given_up(caplog: Any) -> None:

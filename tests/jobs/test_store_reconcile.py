@@ -12,6 +12,7 @@ from app.jobs.pg_schema import SCHEMA, SWEEP_LOCK_CLASS
 from app.jobs.postgres import PostgresJobStore
 from app.jobs.records import JobRequest, JobStoreUnavailable
 from app.jobs.sqlite import SqliteJobStore
+from tests.jobs.support import HeldCloseProxy
 
 AT = "2026-12-07T10:00:00+00:00"
 
@@ -119,31 +120,37 @@ async def test_postgres_one_replica_sweeps_at_a_time_and_once_per_interval(postg
 
 
 async def test_postgres_a_replica_that_dies_mid_sweep_frees_the_turn(postgres_url):
+    """The server ends a's session mid-sweep. Its lock goes with it, so b gets the turn; a's
+    ``FATAL`` arrives before the close (the proxy holds the close back, as a slow network
+    would), and a's end of the sweep raises nothing, gives the session up and sweeps again."""
     clock = Clock()
-    a, b = replica(postgres_url, clock), replica(postgres_url, clock)
-    await asyncio.gather(a.open(), b.open())
-    admin = await asyncpg.connect(postgres_url)
-    try:
-        async with a.sweep_turn("reconcile", min_interval_seconds=0) as mine_a:
-            assert mine_a
-            # a's connection dies (its host lost power): the session lock goes with it.
-            killed = await admin.fetchval(
-                "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory' "
-                "AND classid = $1::oid AND database = (SELECT oid FROM pg_database "
-                "WHERE datname = current_database())",
-                SWEEP_LOCK_CLASS,
-            )
-            assert killed == 1
-            for _ in range(200):
-                async with b.sweep_turn("reconcile", min_interval_seconds=0) as mine_b:
-                    if mine_b:
-                        break
-                await asyncio.sleep(0.05)
-            assert mine_b
-        # a's end could not be written (its connection is gone) and raised nothing.
-    finally:
-        await admin.close()
-        await asyncio.gather(a.close(), b.close())
+    async with HeldCloseProxy(postgres_url) as proxy:
+        a, b = replica(proxy.url, clock), replica(postgres_url, clock)
+        await asyncio.gather(a.open(), b.open())
+        admin = await asyncpg.connect(postgres_url)
+        try:
+            async with a.sweep_turn("reconcile", min_interval_seconds=0) as mine_a:
+                assert mine_a
+                killed = await admin.fetchval(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_locks WHERE locktype = 'advisory' "
+                    "AND classid = $1::oid AND database = (SELECT oid FROM pg_database "
+                    "WHERE datname = current_database())",
+                    SWEEP_LOCK_CLASS,
+                )
+                assert killed == 1
+                for _ in range(200):
+                    async with b.sweep_turn("reconcile", min_interval_seconds=0) as mine_b:
+                        if mine_b:
+                            break
+                    await asyncio.sleep(0.05)
+                assert mine_b
+                await asyncio.sleep(0.1)  # a's protocol has read the FATAL; the close is held
+            # a's end could not be written (its session is gone) and raised nothing.
+            async with a.sweep_turn("reconcile", min_interval_seconds=0) as again:
+                assert again
+        finally:
+            await admin.close()
+            await asyncio.gather(a.close(), b.close())
 
 
 async def test_postgres_sweep_turn_when_closed(postgres_url):
