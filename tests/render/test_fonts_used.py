@@ -19,8 +19,12 @@ from typing import Any
 import pytest
 
 from app.render import fontoutput, fontsubset
+from app.render.document import TicketPdf
+from app.render.fontsubset import TieredTTFFont
+from app.render.glyphs import font_set
 from app.render.options import RenderOptions
 from app.render.pdf import render_ticket_pdf
+from app.render.templates import TEMPLATES
 
 from .helpers import ARCHIVED_AT, body_article, write
 
@@ -162,3 +166,29 @@ def test_the_drawn_main_and_mono_faces_come_from_the_font_output_cache(tmp_path:
     render(tmp_path, "second", body, content_type)
     second = fontoutput.cache_info()
     assert second["misses"] == first["misses"] and second["hits"] == first["hits"] + 3
+
+
+def ticket_pdf() -> TicketPdf:
+    return TicketPdf(font_set(), TEMPLATES["default"])
+
+
+def test_set_font_registers_a_face_on_demand_and_no_face_comes_up_front():
+    pdf = ticket_pdf()
+    assert pdf.fonts == {}
+    pdf.set_font("NotoSans", "IU", 9)  # fpdf2's style letters: U is underline, not a face
+    pdf.set_font("Mono", "B", 9)
+    assert set(pdf.fonts) == {"notosansI", "monoB"}
+    assert all(isinstance(font, TieredTTFFont) for font in pdf.fonts.values())  # cached font output
+
+
+def test_a_face_selected_but_never_drawn_with_is_not_written(tmp_path: Path):
+    pdf = ticket_pdf()
+    pdf.header_text = "Ticket #20 – Fonts"
+    pdf.add_page()  # the header draws in bold, the footer in regular
+    pdf.set_font("NotoSans", "BI", 12)
+    pdf.set_font("Mono", "", 12)
+    pdf.write_lines("Nur normaler Text.", pdf.template.body)
+    assert {"notosansBI", "mono"} <= set(pdf.fonts)
+    use = font_use(write(tmp_path, bytes(pdf.output()), "selected.pdf"))
+    assert use.unused == {} and use.unknown == []
+    assert use.faces == {"NotoSans", "NotoSansBold"}
