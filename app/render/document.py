@@ -25,13 +25,14 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from fpdf.enums import PDFResourceType, ResourceAccessPolicy, TextEmphasis, TextMode, XPos, YPos
+from fpdf.enums import ResourceAccessPolicy, TextEmphasis, TextMode, XPos, YPos
 from fpdf.fonts import TTFFont
 from fpdf.output import OutputProducer
 
 from app.i18n import translation
 from app.render.content import display_name, quote_depth
 from app.render.fontcache import add_cached_font
+from app.render.fontoutput import drop_undrawn_fonts
 from app.render.fontsubset import use_tiered_codes
 from app.render.glyphs import COMPLEX, MAIN_FAMILY, MONO_FAMILY, FontFace, FontSet
 from app.render.html import first_strong_is_rtl
@@ -125,32 +126,15 @@ class TicketPdf(ParkedPages):
         super().set_font(family, style, size)
 
     def output(self, *args: Any, **kwargs: Any) -> Any:
-        """fpdf2's ``output()`` without the fonts no page draws with: a face selected by a
-        ``set_font`` that drew nothing (an empty ``<b></b>``, a paragraph all in fallback
-        fonts) is registered, and fpdf2 would write and subset it all the same."""
+        """fpdf2's ``output()`` without the fonts no page draws with (:func:`drop_undrawn_fonts`:
+        a ``set_font`` that drew nothing, e.g. an empty ``<b></b>``, registered a face)."""
         producer = kwargs.pop("output_producer_class", ParkedPagesProducer)
 
-        def without_undrawn_fonts(fpdf: Any) -> OutputProducer:
-            # Called after fpdf2 drew the last footer, just before it writes the objects.
-            self._drop_undrawn_fonts()
+        def without_undrawn_fonts(fpdf: Any) -> OutputProducer:  # after the last footer, before writing
+            drop_undrawn_fonts(fpdf)
             return producer(fpdf)
 
         return super().output(*args, output_producer_class=without_undrawn_fonts, **kwargs)
-
-    def _drop_undrawn_fonts(self) -> None:
-        """Forget every registered font that no page puts in its resources (``/F<i> … Tf``)."""
-        catalog = self._resource_catalog
-        if catalog.form_xobjects or catalog.soft_mask_xobjects:
-            return  # their resource dictionaries may name fonts no page does
-        drawn = {  # font numbers: ints, or strings where fpdf2 found them by scanning a stream
-            str(index)
-            for (_, kind), indexes in catalog.resources_per_page.items()
-            if kind == PDFResourceType.FONT
-            for index in indexes
-        }
-        catalog.font_registry = {
-            key: font for key, font in catalog.font_registry.items() if str(font.i) in drawn
-        }
 
     def clean(self, value: Any) -> str:
         """``value`` as drawable text (:meth:`FontSet.make_drawable`), counting missing glyphs."""
