@@ -7,9 +7,12 @@ breaks are ours too. Paragraphs that need shaping or right-to-left order (Arabic
 Indic) take fpdf2's ``multi_cell`` with text shaping switched on for that paragraph only
 (:meth:`TicketPdf.write_complex`); HTML bodies take ``write_html`` (:mod:`app.render.html_body`).
 
-Fonts are registered when first drawn (:meth:`TicketPdf.use_face`), from the per-process
-font cache (:mod:`app.render.fontcache`); the main family gets fixed glyph codes
-(:mod:`app.render.fontsubset`). Finished pages of a long document are parked
+A face is registered when first drawn or selected (:meth:`TicketPdf.use_face`, and
+:meth:`TicketPdf.set_font` for fpdf2's own text paths), from the per-process font cache
+(:mod:`app.render.fontcache`); the main and mono families get fixed glyph codes
+(:mod:`app.render.fontsubset`), so their font objects come from the per-process output cache
+(:mod:`app.render.fontoutput`). A face selected but never drawn with is left out of the file
+(:meth:`TicketPdf.output`). Finished pages of a long document are parked
 (:class:`app.render.streams.ParkedPages`).
 
 Every page starts with main-font text in :meth:`TicketPdf.header`, and after every fpdf2
@@ -22,18 +25,20 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from fpdf.enums import ResourceAccessPolicy, TextMode, XPos, YPos
+from fpdf.enums import ResourceAccessPolicy, TextEmphasis, TextMode, XPos, YPos
 from fpdf.fonts import TTFFont
+from fpdf.output import OutputProducer
 
 from app.i18n import translation
 from app.render.content import display_name, quote_depth
 from app.render.fontcache import add_cached_font
+from app.render.fontoutput import drop_undrawn_fonts
 from app.render.fontsubset import use_tiered_codes
-from app.render.glyphs import COMPLEX, MAIN_FAMILY, STYLES, FontFace, FontSet
+from app.render.glyphs import COMPLEX, MAIN_FAMILY, MONO_FAMILY, FontFace, FontSet
 from app.render.html import first_strong_is_rtl
 from app.render.layout import wrap_text
 from app.render.originals import PDFA_PROFILE
-from app.render.streams import ParkedPages
+from app.render.streams import ParkedPages, ParkedPagesProducer
 from app.render.templates import GREY, Template, TextStyle
 
 # Page geometry, in points (A4: 595.28 × 841.89).
@@ -75,9 +80,7 @@ class TicketPdf(ParkedPages):
         self.template = template
         self.language = language
         self.tr = translation(language)
-        self._registered: set[tuple[str, str]] = set()
-        for style in STYLES:
-            self.use_face(fonts.main[style])
+        self._registered: set[tuple[str, str]] = set()  # no face yet: each comes with its first use
         self.resource_access_policy = ResourceAccessPolicy.NONE
         self.oversized_images = None
         self.set_margins(MARGIN, BODY_TOP, MARGIN)
@@ -95,14 +98,43 @@ class TicketPdf(ParkedPages):
     # -- fonts and text preparation -------------------------------------------------------
 
     def use_face(self, face: FontFace) -> None:
-        """Register a font with fpdf2 on first use (fallbacks are registered only when needed)."""
+        """Register a font with fpdf2 on first use (fallbacks are registered only when needed).
+
+        The main and mono families get fixed glyph codes (:func:`use_tiered_codes`): their
+        font objects are written from the per-process cache of :mod:`app.render.fontoutput`.
+        """
         if (face.family, face.style) not in self._registered:
             add_cached_font(self, face.family, face.style, face.path, face.index)
             self._registered.add((face.family, face.style))
-            if face.family == MAIN_FAMILY:  # fixed glyph codes: font output cached per process
+            if face.family in (MAIN_FAMILY, MONO_FAMILY):  # fixed glyph codes: output cached per process
                 use_tiered_codes(
                     self.fonts.get(f"{face.family.lower()}{''.join(sorted(face.style.upper()))}")
                 )
+
+    def set_font(self, family: str | None = None, style: str | TextEmphasis = "", size: float = 0) -> None:
+        """fpdf2's ``set_font``, registering a face of the main or mono family on first use
+        (:meth:`use_face`): fpdf2's own text paths (``cell``, ``multi_cell``, ``write_html``)
+        select faces by name. Other families must be registered already, as in fpdf2."""
+        name = (family or self.font_family or "").lower()
+        letters = style.style if isinstance(style, TextEmphasis) else style
+        face_style = "".join(sorted(letters.upper().replace("U", "").replace("S", "")))
+        if name == MAIN_FAMILY.lower() and face_style in self.glyph_fonts.main:
+            self.use_face(self.glyph_fonts.main[face_style])
+        elif name == MONO_FAMILY.lower() and self.glyph_fonts.mono is not None:
+            mono = self.glyph_fonts.mono  # one file serves every style
+            self.use_face(FontFace(mono.family, face_style, mono.path, mono.index))
+        super().set_font(family, style, size)
+
+    def output(self, *args: Any, **kwargs: Any) -> Any:
+        """fpdf2's ``output()`` without the fonts no page draws with (:func:`drop_undrawn_fonts`:
+        a ``set_font`` that drew nothing, e.g. an empty ``<b></b>``, registered a face)."""
+        producer = kwargs.pop("output_producer_class", ParkedPagesProducer)
+
+        def without_undrawn_fonts(fpdf: Any) -> OutputProducer:  # after the last footer, before writing
+            drop_undrawn_fonts(fpdf)
+            return producer(fpdf)
+
+        return super().output(*args, output_producer_class=without_undrawn_fonts, **kwargs)
 
     def clean(self, value: Any) -> str:
         """``value`` as drawable text (:meth:`FontSet.make_drawable`), counting missing glyphs."""

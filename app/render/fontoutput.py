@@ -15,6 +15,9 @@ dictionaries, same compressed bytes): a document is byte-identical to one writte
 fpdf2's own ``OutputProducer`` from the same ``SubsetMap``. Fonts without fixed codes (the
 fallbacks), and all fonts of a PDF/A-1 document (which wants a ``/CIDSet`` of the glyphs
 used), go through fpdf2's own code.
+
+Which fonts are written at all: only those a page draws with (:func:`drop_undrawn_fonts`,
+run by :meth:`app.render.document.TicketPdf.output` before either producer).
 """
 
 from __future__ import annotations
@@ -27,6 +30,8 @@ from io import BytesIO
 from typing import Any
 
 from fontTools import subset as ftsubset
+from fpdf import FPDF
+from fpdf.enums import PDFResourceType
 from fpdf.fonts import TTFFont
 from fpdf.output import (  # the last two are private helpers of fpdf2 2.8's output
     CIDSystemInfo,
@@ -194,6 +199,27 @@ def cache_clear() -> None:
     with _lock:
         _cache.clear()
         _stats.update(hits=0, misses=0)
+
+
+def drop_undrawn_fonts(pdf: FPDF) -> None:
+    """Forget every font of ``pdf`` that no page puts in its resources (no ``/F<i> … Tf``), so
+    ``output()`` writes only fonts drawn with. Call it once the last page is finished.
+
+    A face is registered by ``set_font`` even when nothing is drawn with it (an empty
+    ``<b></b>`` in ``write_html``, a paragraph all in fallback fonts); fpdf2 would write and
+    subset it all the same. Nothing is dropped from a document with form XObjects or soft
+    masks, whose resource dictionaries may name fonts no page does.
+    """
+    catalog = pdf._resource_catalog
+    if catalog.form_xobjects or catalog.soft_mask_xobjects:
+        return
+    drawn = {  # font numbers: ints, or strings where fpdf2 found them by scanning a stream
+        str(index)
+        for (_, kind), indexes in catalog.resources_per_page.items()
+        if kind == PDFResourceType.FONT
+        for index in indexes
+    }
+    catalog.font_registry = {key: font for key, font in catalog.font_registry.items() if str(font.i) in drawn}
 
 
 def _stream(data: bytes, *, compressed: bool, font_file_length: int | None = None) -> PDFContentStream:

@@ -16,9 +16,10 @@ codes to a whole tier of characters at once, in a fixed order —
 and any other glyph gets the next free code after them. A document that draws only
 characters of the tiers thus has one of two subset maps per font, the same in every
 document, which lets :mod:`app.render.fontoutput` write its font objects from bytes
-computed once per process. Unused fonts stay as small as before (no tier is taken). The
-cost of fixed tiers is size: a used font embeds its whole tier (Noto Sans: ~11 KB
-compressed for tier 1, ~23 KB with tier 2, instead of ~5–10 KB for the glyphs drawn).
+computed once per process. A font registered but never drawn takes no tier (and
+:class:`app.render.document.TicketPdf` does not write it at all). The cost of fixed tiers
+is size: a used font embeds its whole tier (Noto Sans: ~11 KB compressed for tier 1, ~23 KB
+with tier 2, instead of ~5–10 KB for the glyphs drawn).
 
 Two smaller per-document costs go too: the codes of a tier are copied from the state the
 first document of the process computed (:meth:`TieredSubsetMap._take_tier`), and text is
@@ -26,8 +27,9 @@ encoded in C through a ``codecs`` charmap, or one ``str.translate``, per line in
 fpdf2's loop per character (:class:`TieredTTFFont`, same bytes).
 
 :class:`app.render.document.TicketPdf` uses this for the main family (Noto Sans, four
-faces); fallback fonts keep fpdf2's per-document codes. Only TrueType (``glyf``) fonts that
-are neither symbol, colour nor CFF take part.
+faces) and the mono face of ``<pre>``/``<code>``; fallback fonts keep fpdf2's per-document
+codes (their glyphs are mostly outside the tiers, so fixed codes would only add size).
+Only TrueType (``glyf``) fonts that are neither symbol, colour nor CFF take part.
 """
 
 from __future__ import annotations
