@@ -4,9 +4,9 @@ Two tickets, each in a fresh stack (:class:`benchmarks.stack.Stack`, signing on,
 settings: ``WORKERS=2``, one render process per CPU) that gets one webhook for it:
 
 * **HTML**: 5,000 articles of the Zammad mix (:func:`benchmarks.tickets.make_mixed_ticket`,
-  the 20-article pattern 250 times: 85 % ``text/html``, ~15 MB of article JSON, 1,500 inline
-  images fetched and drawn, every raw e-mail and attachment fetched as an original);
-* **plain**: 5,000 plain-text articles of ~1,000 characters (~5 MB of article JSON).
+  the 20-article pattern 250 times: 85 % ``text/html``, 18 MB of article JSON, 1,500 inline
+  images of 51 MB fetched and drawn, every raw e-mail and attachment fetched as an original);
+* **plain**: 5,000 plain-text articles of ~1,000 characters (7.2 MB of article JSON).
 
 While it runs, every process of the service's tree is sampled every 0.1 s for ``VmHWM`` (the
 kernel's peak resident set, ``/proc/<pid>/status``), keeping each process's highest value.

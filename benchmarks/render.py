@@ -15,7 +15,9 @@ realistic mix (:func:`benchmarks.tickets.make_mixed_ticket`: mostly ``text/html`
 Outlook, Gmail, Apple Mail and Thunderbird write them, with its 6 inline images handed over
 as the workflow does) and of its plain twin (the same visible words as ``text/plain``, no
 images), and the ratio HTML / plain (target at most 1.3): medians of renders interleaved
-round by round, CPU time of this process, no embedded originals.
+round by round, CPU time of this process, no embedded originals. For information, the same
+ratio for the articles of each client alone (:data:`MIX_CLIENTS`; a ticket of only those
+articles, so the ticket's fixed costs weigh more).
 
 The *replacement* rows (``--replacements``) put fpdf2's own code back for one of ours at a
 time (:data:`REPLACEMENTS`) and give the ratio fpdf2's / ours, measured in one run:
@@ -57,7 +59,7 @@ from app.render.pdf import render_ticket_pdf
 from app.render.streams import ParkedPagesProducer
 from app.workflow.ports import EmbeddedFile
 from benchmarks.common import REPO, Result, print_rows
-from benchmarks.tickets import MIX_ARTICLES, make_articles, make_mixed_ticket
+from benchmarks.tickets import MIX_ARTICLES, MIX_PATTERN, make_articles, make_mixed_ticket
 
 ARCHIVED_AT = datetime(2025, 3, 7, 12, 0, tzinfo=UTC)
 TICKET = {"number": "25004711", "title": "Benchmark ticket", "created_at": "2025-03-03T08:00:00Z"}
@@ -138,27 +140,36 @@ def measure(sizes: tuple[int, ...], repeat: int) -> list[tuple[int, float, int, 
 # -- the Zammad mix against its plain twin ----------------------------------------------------
 
 
+#: The clients of the mix with a row of their own: row label → kinds of :data:`MIX_PATTERN`.
+MIX_CLIENTS = {
+    "Outlook": ("outlook", "outlook-web"),
+    "Gmail": ("gmail",),
+    "Apple Mail": ("apple",),
+    "Thunderbird": ("thunderbird",),
+}
+
+
 def measure_mix(rounds: int) -> dict[str, float]:
     """Median CPU seconds per render of the 20-article Zammad mix ticket (``"html"``, with its
-    images) and of its plain twin (``"plain"``), renders interleaved round by round after one
-    warm-up render of each."""
+    images) and of its plain twin (``"plain"``), and of the articles of each client of
+    :data:`MIX_CLIENTS` alone (``"<client> html"``, ``"<client> plain"``); renders interleaved
+    round by round after one warm-up render of each."""
     patches.install()
     ticket = make_mixed_ticket(MIX_ARTICLES)
 
-    def html() -> None:
-        render_ticket_pdf(
-            TICKET,
-            ticket.articles,
-            ["bench"],
-            archived_at=ARCHIVED_AT,
-            options=RenderOptions(),
-            images=ticket.images,
-        )
+    def renderer(articles: list[dict[str, Any]], images: dict[int, bytes]) -> Callable[[], None]:
+        def render() -> None:
+            render_ticket_pdf(
+                TICKET, articles, ["bench"], archived_at=ARCHIVED_AT, options=RenderOptions(), images=images
+            )
 
-    def plain() -> None:
-        render_ticket_pdf(TICKET, ticket.plain, ["bench"], archived_at=ARCHIVED_AT, options=RenderOptions())
+        return render
 
-    variants: dict[str, Callable[[], None]] = {"html": html, "plain": plain}
+    variants = {"html": renderer(ticket.articles, ticket.images), "plain": renderer(ticket.plain, {})}
+    for client, kinds in MIX_CLIENTS.items():
+        chosen = [i for i in range(MIX_ARTICLES) if MIX_PATTERN[i % len(MIX_PATTERN)] in kinds]
+        variants[f"{client} html"] = renderer([ticket.articles[i] for i in chosen], ticket.images)
+        variants[f"{client} plain"] = renderer([ticket.plain[i] for i in chosen], {})
     for render in variants.values():
         render()
     cpu: dict[str, list[float]] = {name: [] for name in variants}
@@ -175,7 +186,7 @@ def mix_rows(quick: bool) -> list[Result]:
     cpu = measure_mix(rounds=3 if quick else 15)
     n = MIX_ARTICLES
     ratio = round(cpu["html"] / cpu["plain"], 2)
-    return [
+    rows = [
         Result(
             "render",
             f"Zammad mix, {n} articles: HTML (6 images), CPU per render",
@@ -197,6 +208,17 @@ def mix_rows(quick: bool) -> list[Result]:
             ratio <= TARGET_MIX_RATIO,
         ),
     ]
+    for client, kinds in MIX_CLIENTS.items():
+        count = sum(MIX_PATTERN[i % len(MIX_PATTERN)] in kinds for i in range(n))
+        rows.append(
+            Result(
+                "render",
+                f"Zammad mix, its {count} {client} articles alone: HTML / plain twin, render CPU",
+                round(cpu[f"{client} html"] / cpu[f"{client} plain"], 2),
+                "ratio",
+            )
+        )
+    return rows
 
 
 # -- our replacements of fpdf2 code against fpdf2's own ---------------------------------------
@@ -254,7 +276,7 @@ class Replacement:
     """One of our replacements of fpdf2 code, and the switch that puts fpdf2's back.
 
     Attributes:
-        label: the row is ``"20 articles: fpdf2's <label> / ours, CPU"``.
+        label: the row is ``"20 plain articles: fpdf2's <label> / ours, CPU"``.
         what: what fpdf2 does instead, and which code of ours it stands for.
         same_bytes: whether fpdf2's code gives our PDF bytes (checked before measuring).
         switch: a context manager factory; fpdf2's code runs while it is entered.
@@ -362,7 +384,7 @@ def measure_replacements(rounds: int) -> dict[str, float]:
 
 
 #: Memory variants ``(label, what runs instead)``; "ours" parks pages and writes into a file.
-#: The row is ``"2000 articles: RSS added, <label> / ours"``.
+#: The row is ``"2000 plain articles: RSS added, <label> / ours"``.
 MEMORY_VARIANTS = (
     ("pages unparked", "pages kept whole until output(), for ParkedPages"),
     ("output() in memory", "the PDF built in memory, not written into its file, for write_pdf"),
@@ -416,26 +438,30 @@ def replacement_rows(quick: bool) -> list[Result]:
     cpu = measure_replacements(rounds=5 if quick else 30)
     n = REPLACEMENT_ARTICLES
     rows = [
-        Result("render", f"{n} articles: ours, CPU per render", round(cpu["ours"] * 1000, 1), "ms"),
+        Result("render", f"{n} plain articles: ours, CPU per render", round(cpu["ours"] * 1000, 1), "ms"),
         Result(
             "render",
-            f"{n} articles, a glyph set new to the process: ours, CPU per render",
+            f"{n} plain articles, a glyph set new to the process: ours, CPU per render",
             round(cpu["ours, new glyphs"] * 1000, 1),
             "ms",
         ),
     ]
     for variant in REPLACEMENTS:
         ratio = round(cpu[variant.label] / cpu["ours, new glyphs" if variant.new_glyphs else "ours"], 2)
-        rows.append(Result("render", f"{n} articles: fpdf2's {variant.label} / ours, CPU", ratio, "ratio"))
+        rows.append(
+            Result("render", f"{n} plain articles: fpdf2's {variant.label} / ours, CPU", ratio, "ratio")
+        )
     count = 500 if quick else MEMORY_ARTICLES
     added = measure_memory(count)
     ours = max(added["ours"], 1)
     rows.append(
-        Result("render", f"{count} articles: RSS added by the render, ours", round(ours / 1024, 1), "MiB")
+        Result(
+            "render", f"{count} plain articles: RSS added by the render, ours", round(ours / 1024, 1), "MiB"
+        )
     )
     for label, _ in MEMORY_VARIANTS:
         ratio = round(added[label] / ours, 2)
-        rows.append(Result("render", f"{count} articles: RSS added, {label} / ours", ratio, "ratio"))
+        rows.append(Result("render", f"{count} plain articles: RSS added, {label} / ours", ratio, "ratio"))
     return rows
 
 
