@@ -39,7 +39,8 @@ FIRST_ATTACHMENT_ID = 50_000_000
 
 class StoredMail(Mapping[int, bytes]):
     """The raw e-mails of generated tickets, each written on first request for one article of
-    its kind and then served for every copy of that article.
+    its kind and then served for every copy of that article (the mails of the first ticket's own
+    requests are not kept: a single ticket of 5,000 articles would hold ~85 MB of them).
 
     Copies differ from their template only in ids, which the mail does not show except in its
     MIME boundary; the boundary of the template's mail is just as valid for the copy.
@@ -58,7 +59,8 @@ class StoredMail(Mapping[int, bytes]):
         mail = self._written.get(template)
         if mail is None:
             mail = article_eml(self._simulator.articles[template], self._simulator.attachment_data)
-            self._written[template] = mail
+            if template != article_id:  # kept for the copies; a ticket alone is not held twice
+                self._written[template] = mail
         return mail
 
     def __iter__(self) -> Iterator[int]:
