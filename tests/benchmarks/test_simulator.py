@@ -63,7 +63,7 @@ async def test_the_second_ticket_serves_its_images_and_mails(mixed: ZammadSimula
         assert message["Subject"] == first_mail["subject"]
         assert "image001.png" in [p.get_filename() for p in message.iter_attachments()]
         status, template = await _get(session, mixed, f"/api/v1/ticket_article_plain/{first_mail['id'] - 20}")
-        assert status == 200 and template == raw  # written once, served for every copy
+        assert status == 200 and template == raw  # the template's stored mail, served for every copy
         note = next(a for a in articles if a["type"] == "note")
         status, raw = await _get(session, mixed, f"/api/v1/ticket_article_plain/{note['id']}")
         assert (status, raw) == (204, b"")
