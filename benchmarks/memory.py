@@ -1,10 +1,15 @@
 """Benchmark: peak memory of the service while it archives one 5,000-article ticket.
 
-A fresh stack (:class:`benchmarks.stack.Stack`, signing on, default settings: ``WORKERS=2``,
-one render process per CPU) gets one webhook for a generated ticket of 5,000 plain-text
-articles of ~1,000 characters (~5 MB of article JSON from Zammad). While it runs, every
-process of the service's tree is sampled every 0.1 s for ``VmHWM`` (the kernel's peak
-resident set, ``/proc/<pid>/status``), keeping each process's highest value.
+Two tickets, each in a fresh stack (:class:`benchmarks.stack.Stack`, signing on, default
+settings: ``WORKERS=2``, one render process per CPU) that gets one webhook for it:
+
+* **HTML**: 5,000 articles of the Zammad mix (:func:`benchmarks.tickets.make_mixed_ticket`,
+  the 20-article pattern 250 times: 85 % ``text/html``, 18 MB of article JSON, 1,500 inline
+  images of 51 MB fetched and drawn, every raw e-mail and attachment fetched as an original);
+* **plain**: 5,000 plain-text articles of ~1,000 characters (7.2 MB of article JSON).
+
+While it runs, every process of the service's tree is sampled every 0.1 s for ``VmHWM`` (the
+kernel's peak resident set, ``/proc/<pid>/status``), keeping each process's highest value.
 
 Reported: the main process, the largest render child, and the sum over the whole tree
 (main process, forkserver, render processes, resource tracker, the job store's WAL sync
@@ -32,6 +37,7 @@ from benchmarks.stack import Stack, peak_rss_mib, process_tree
 ARTICLES = 5000
 TARGET_MIB = 300.0
 SAMPLE_SECONDS = 0.1
+MIXES = (("zammad", "HTML (Zammad mix)"), ("plain", "plain text"))
 
 
 def pss_mib(pid: int) -> float:
@@ -45,11 +51,11 @@ def pss_mib(pid: int) -> float:
 
 
 async def measure(
-    articles: int, budget_seconds: float
+    articles: int, budget_seconds: float, mix: str = "plain"
 ) -> tuple[dict[int, float], int, float, float, list[int], float]:
-    """Archive one ticket of ``articles`` articles; per-pid peaks, main pid, idle MiB, seconds,
-    missing (not archived within ``budget_seconds``), highest summed PSS (MiB)."""
-    with Stack(tickets=1, articles=articles) as stack:
+    """Archive one ticket of ``articles`` articles of ``mix``; per-pid peaks, main pid, idle MiB,
+    seconds, missing (not archived within ``budget_seconds``), highest summed PSS (MiB)."""
+    with Stack(tickets=1, articles=articles, mix=mix) as stack:
         assert stack.service is not None
         main_pid = stack.service.pid
         idle = peak_rss_mib(main_pid)
@@ -80,49 +86,62 @@ async def measure(
         return peaks, main_pid, idle, ended - started, missing, pss_peak
 
 
-def run(quick: bool = False) -> list[Result]:
-    """One archive run of a 5,000-article ticket (1,000 with ``quick``); peak RSS figures."""
-    articles, timeout = (1000, 90.0) if quick else (ARTICLES, 240.0)
-    peaks, main_pid, idle, seconds, missing, pss_peak = asyncio.run(measure(articles, timeout))
+def rows_of(mix: str, label: str, articles: int, timeout: float) -> list[Result]:
+    """The rows of one archive run of an ``articles``-article ticket of ``mix``."""
+    peaks, main_pid, idle, seconds, missing, pss_peak = asyncio.run(measure(articles, timeout, mix))
     children = {pid: mib for pid, mib in peaks.items() if pid != main_pid}
     total = sum(peaks.values())
-    target = f"< {TARGET_MIB:g}"
     return [
         Result(
             "memory",
-            f"{articles}-article ticket archived (signed) in",
+            f"{label}: {articles}-article ticket archived (signed) in",
             round(seconds, 1),
             "s",
             "archived",
             not missing,
         ),
-        Result("memory", "service main process at start, RSS", round(idle, 1), "MiB"),
-        Result("memory", "peak RSS, service main process", round(peaks.get(main_pid, 0.0), 1), "MiB"),
+        Result("memory", f"{label}: service main process at start, RSS", round(idle, 1), "MiB"),
+        Result(
+            "memory", f"{label}: peak RSS, service main process", round(peaks.get(main_pid, 0.0), 1), "MiB"
+        ),
         Result(
             "memory",
-            f"peak RSS, largest of {len(children)} child processes",
+            f"{label}: peak RSS, largest of {len(children)} child processes",
             round(max(children.values(), default=0.0), 1),
             "MiB",
         ),
         Result(
             "memory",
-            "peak RSS, the other child processes together (forkserver, tracker, idle renderers, "
-            "WAL sync helper)",
+            f"{label}: peak RSS, the other child processes together (forkserver, tracker, idle "
+            "renderers, WAL sync helper)",
             round(sum(children.values()) - max(children.values(), default=0.0), 1),
             "MiB",
         ),
         Result(
             "memory",
-            f"peak RSS, sum over service tree ({len(peaks)} processes), {articles} articles",
+            f"{label}: peak RSS, sum over service tree ({len(peaks)} processes), {articles} articles",
             round(total, 1),
             "MiB",
-            target,
+            f"< {TARGET_MIB:g}",
             total < TARGET_MIB and not missing,
         ),
         Result(
-            "memory", "highest summed PSS of the tree at one instant (information)", round(pss_peak, 1), "MiB"
+            "memory",
+            f"{label}: highest summed PSS of the tree at one instant (information)",
+            round(pss_peak, 1),
+            "MiB",
         ),
     ]
+
+
+def run(quick: bool = False) -> list[Result]:
+    """One archive run of a 5,000-article ticket (1,000 with ``quick``) of each of :data:`MIXES`;
+    peak RSS figures."""
+    articles, timeout = (1000, 90.0) if quick else (ARTICLES, 240.0)
+    rows: list[Result] = []
+    for mix, label in MIXES:
+        rows += rows_of(mix, label, articles, timeout)
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -137,6 +137,8 @@ class Stack:
 
     Args:
         tickets, articles: generated tickets in the simulator and articles per ticket.
+        mix: their articles: ``"plain"`` or ``"zammad"`` (the realistic mix;
+            :func:`benchmarks.simulator.seed`).
         workers: ``WORKERS`` of the service.
         signing: sign with the dev PFX (``SIGNING_ENABLED``).
         env: further settings for the service.
@@ -150,6 +152,7 @@ class Stack:
         *,
         tickets: int,
         articles: int,
+        mix: str = "plain",
         workers: int = 2,
         signing: bool = True,
         env: dict[str, str] | None = None,
@@ -157,6 +160,7 @@ class Stack:
         simulator_args: Sequence[str] = (),
     ) -> None:
         self.tickets, self.articles, self.workers, self.signing = tickets, articles, workers, signing
+        self.mix = mix
         self.extra_env = env or {}
         self.replicas = replicas
         self.simulator_args = list(simulator_args)
@@ -200,6 +204,8 @@ class Stack:
             str(self.tickets),
             "--articles",
             str(self.articles),
+            "--mix",
+            self.mix,
             *self.simulator_args,
         ]
         with open(self.root / "simulator.log", "wb") as log:

@@ -58,9 +58,10 @@ async def get_attachment(state: SimulatorState, request: web.Request) -> web.Res
 
 
 async def article_plain(state: SimulatorState, request: web.Request) -> web.Response:
-    """``GET /api/v1/ticket_article_plain/{id}``: a generated RFC 822 message for e-mail
-    articles (:func:`~devtools.zammad_simulator.mail.article_eml`); other articles have no
-    stored mail and get an empty 204 ([inferred] §3.2)."""
+    """``GET /api/v1/ticket_article_plain/{id}``: the e-mail article's stored message
+    (:attr:`SimulatorState.stored_mail`) or one generated from it
+    (:func:`~devtools.zammad_simulator.mail.article_eml`); other articles have no stored mail
+    and get an empty 204 ([inferred] §3.2)."""
     article = state.lookup_article(request.match_info["id"])
     if isinstance(article, web.Response):
         return article
@@ -68,8 +69,9 @@ async def article_plain(state: SimulatorState, request: web.Request) -> web.Resp
         return web.Response(status=204)
     ticket = state.tickets[article["ticket_id"]]
     filename = f"ticket-{ticket.columns.get('number', ticket.columns['id'])}-{article['id']}.eml"
+    stored = state.stored_mail.get(article["id"])
     return web.Response(
-        body=article_eml(article, state.attachment_data),
+        body=stored if stored is not None else article_eml(article, state.attachment_data),
         headers={
             "Content-Type": "message/rfc822",
             "Content-Disposition": content_disposition("inline", filename),

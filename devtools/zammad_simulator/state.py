@@ -111,6 +111,11 @@ class SimulatorState:
         """Per article, the inline images its body references but ``attachments`` leaves out (§4)."""
         self.attachment_data: dict[int, bytes] = {}
         """Contents of attachments posted through the API; others are :func:`generated_file`\\ s."""
+        self.stored_mail: Mapping[int, bytes] = {}
+        """Raw e-mails by article id, served as they are by ``ticket_article_plain`` (Zammad serves
+        the file it stored); an e-mail article not in it gets one written by
+        :func:`~devtools.zammad_simulator.mail.article_eml`. The benchmarks fill it so that a
+        generated ticket's mails are written once, not on every request."""
 
     # -- set-up --------------------------------------------------------------------------------
 

@@ -318,6 +318,19 @@ async def test_article_plain_for_email_and_note(simulator, session) -> None:
     assert (status, raw) == (204, b"")
 
 
+async def test_article_plain_serves_a_stored_mail_as_it_is_and_writes_the_others(simulator, session) -> None:
+    stored = b"From: a@example.com\r\nSubject: stored\r\n\r\nas Zammad keeps it\r\n"
+    simulator.stored_mail = {23051: stored}
+    status, headers, raw = await _call(session, simulator, "GET", "/api/v1/ticket_article_plain/23051")
+    assert (status, raw) == (200, stored) and headers["Content-Type"] == "message/rfc822"
+    simulator.stored_mail = {99: stored}
+    status, _, raw = await _call(session, simulator, "GET", "/api/v1/ticket_article_plain/23051")
+    assert status == 200 and raw == article_eml(simulator.articles[23051], simulator.attachment_data)
+    simulator.stored_mail = {23053: stored}  # a note has no mail, stored or not
+    status, _, raw = await _call(session, simulator, "GET", "/api/v1/ticket_article_plain/23053")
+    assert (status, raw) == (204, b"")
+
+
 SIMPLE_BODIES = {
     "7bit": "Short ASCII lines.\nSecond line.",
     "8bit": "Grüße aus Köln.\nKurze Zeilen, äöü ß.",
