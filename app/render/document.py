@@ -5,7 +5,8 @@ broken into lines by :mod:`app.render.layout` and each line drawn font run by fo
 the content-stream bytes ``FPDF.text()`` would write (:meth:`TicketPdf.draw_text`), so page
 breaks are ours too. Paragraphs that need shaping or right-to-left order (Arabic, Hebrew,
 Indic) take fpdf2's ``multi_cell`` with text shaping switched on for that paragraph only
-(:meth:`TicketPdf.write_complex`); HTML bodies take ``write_html`` (:mod:`app.render.html_body`).
+(:meth:`TicketPdf.write_complex`); HTML bodies are laid out on the same path
+(:mod:`app.render.html_layout`).
 
 Fonts are registered when first drawn (:meth:`TicketPdf.use_face`), from the per-process
 font cache (:mod:`app.render.fontcache`); the main family gets fixed glyph codes
@@ -194,6 +195,17 @@ class TicketPdf(ParkedPages):
             self.draw_text(x, baseline, run)
             if len(runs) > 1:
                 x += self.glyph_fonts.measures[style.style].width(run) * style.size / 1000
+
+    def draw_in_face(self, x: float, top: float, text: str, face: FontFace, style: TextStyle) -> None:
+        """Draw ``text`` whose box starts at ``top`` in ``face`` itself, not the style's font chain
+        (the monospace face of HTML ``<code>``/``<pre>``), in ``style``'s size and colour. The
+        face is registered here, on its first drawn glyph; every character must be in it."""
+        if not text:
+            return
+        self.use_face(face)
+        self._select_color(style.color)
+        self.select_face(face, style.size)
+        self.draw_text(x, top + 0.5 * style.leading + 0.3 * style.size, text)
 
     # Kept, with select_face and _draw_plain_lines, for `make bench` render: "fpdf2's text() / ours, CPU".
     def draw_text(self, x: float, y: float, text: str) -> None:

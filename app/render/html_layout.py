@@ -1,0 +1,527 @@
+"""HTML body blocks (:mod:`app.render.html_blocks`) on the page, through our word-cached text path.
+
+Every paragraph is broken into lines with the cached word widths of
+:class:`app.render.layout.WordMeasure` — one measure per font style, the widths of a
+paragraph's spans in 1/1000 em of its size — and drawn with :class:`TicketPdf`'s own text
+primitives (``draw_line`` per font run, ``draw_paragraph`` for a paragraph in one look), so
+an HTML body costs what the same text costs as plain text. fpdf2's ``write_html`` is not
+used: its line breaking re-measures the line for every character (``make bench`` render:
+"HTML body / the same text as plain").
+
+Where this differs from a browser:
+
+- paragraphs that need shaping or run right to left (:data:`app.render.glyphs.COMPLEX`) go
+  to fpdf2's ``multi_cell`` (:meth:`TicketPdf.write_complex`) as one string: their inline
+  styles (bold, links, underline) are not drawn, their words all are;
+- ``<sup>``/``<sub>`` are normal text on the line;
+- table cells hold one line of text in one style (the normaliser flattened their markup); a
+  table with text that needs shaping is drawn cell by cell as paragraphs;
+- the monospace face has one style: ``<b>`` inside ``<code>`` is not bold.
+"""
+
+from __future__ import annotations
+
+import io
+from collections import ChainMap
+from collections.abc import Callable, Sequence
+
+from app.render.document import RULE_GREY, TicketPdf
+from app.render.glyphs import COMPLEX, FontSet, load_metrics
+from app.render.html_blocks import (
+    BULLET,
+    HEADING_SCALE,
+    Block,
+    Cell,
+    Gap,
+    Image,
+    Paragraph,
+    Rule,
+    Span,
+    Table,
+)
+from app.render.layout import WordMeasure, split_word, wrap_paragraph
+from app.render.templates import TextStyle
+
+#: Colour of link text and its underline (RGB).
+LINK_COLOR = (26, 79, 139)
+#: Colour of list markers.
+MARKER_COLOR = (64, 64, 64)
+#: Colour and width (pt) of quote bars.
+BAR_COLOR = (190, 190, 190)
+BAR_WIDTH = 1.5
+#: Colour and width (pt) of table rules.
+GRID_COLOR = (200, 200, 200)
+GRID_WIDTH = 0.5
+#: Space between a cell's border and its text, in points (left/right, top/bottom).
+CELL_PAD_X = 3.0
+CELL_PAD_Y = 1.5
+
+#: One drawn piece of a line: the span whose look it has and its text.
+Segment = tuple[Span, str]
+
+_mono_measures: dict[int, WordMeasure] = {}
+
+
+def draw_blocks(pdf: TicketPdf, blocks: Sequence[Block]) -> None:
+    """Draw ``blocks`` from ``pdf.y`` down, breaking pages as needed; ``pdf.y`` ends below them.
+
+    The text must have gone through :meth:`TicketPdf.clean` (:func:`app.render.html.prepare_tree`
+    does). Images are looked up in ``pdf.html_images`` by key.
+
+    Raises:
+        KeyError: an image key is not in ``pdf.html_images``.
+        Exception: whatever fpdf2 raises; the caller rolls the body back and draws it as text.
+    """
+    for block in blocks:
+        if isinstance(block, Paragraph):
+            _draw_paragraph(pdf, block)
+        elif isinstance(block, Gap):
+            _draw_gap(pdf, block)
+        elif isinstance(block, Table):
+            _draw_table(pdf, block)
+        elif isinstance(block, Image):
+            _draw_image(pdf, block)
+        elif isinstance(block, Rule):
+            _draw_rule(pdf, block)
+    pdf.set_x(pdf.l_margin)
+
+
+# -- shared pieces ----------------------------------------------------------------------------
+
+
+def _bars(pdf: TicketPdf, bars: tuple[float, ...], top: float, bottom: float) -> None:
+    """The quote bars beside the band from ``top`` to ``bottom`` (points from the page top)."""
+    if not bars or bottom <= top:
+        return
+    pdf.set_draw_color(*BAR_COLOR)
+    pdf.set_line_width(BAR_WIDTH)
+    for offset in bars:
+        x = pdf.l_margin + offset
+        pdf.line(x, top, x, bottom)
+
+
+def _page_lines(pdf: TicketPdf, count: int, start: int, leading: float) -> tuple[int, float]:
+    """Start a page if the next line does not fit; then how many of the ``count - start`` lines
+    left fit on this page (at least one) and where the last one ends: ``draw_paragraph``'s rule."""
+    pdf.ensure_space(leading)
+    y = pdf.y + leading
+    end = start + 1
+    trigger, top_margin = pdf.page_break_trigger, pdf.t_margin
+    while end < count and not (y + leading > trigger and y > top_margin):
+        y += leading
+        end += 1
+    return end, y
+
+
+def mono_measure(fonts: FontSet) -> WordMeasure | None:
+    """Widths in the monospace face, characters it lacks in the regular chain's (``None``: no mono face)."""
+    mono = fonts.mono
+    if mono is None:
+        return None
+    measure = _mono_measures.get(id(fonts))
+    if measure is None:
+        advances = ChainMap(load_metrics(mono.path, mono.index).advances, fonts.chains[""].advances)
+        measure = _mono_measures[id(fonts)] = WordMeasure(advances)
+    return measure
+
+
+def _measure(pdf: TicketPdf, span: Span) -> WordMeasure:
+    if span.mono:
+        measure = mono_measure(pdf.glyph_fonts)
+        if measure is not None:
+            return measure
+    return pdf.glyph_fonts.measures[span.style]
+
+
+# -- paragraphs -------------------------------------------------------------------------------
+
+
+def _draw_paragraph(pdf: TicketPdf, paragraph: Paragraph) -> None:
+    body = pdf.template.body
+    scale = HEADING_SCALE.get(paragraph.heading, 1.0)
+    size, leading = body.size * scale, body.leading * scale
+    if paragraph.pre:
+        size, leading = size - 1, leading * (size - 1) / size
+    color = pdf.template.quote.color if paragraph.quoted else body.color
+    width = pdf.epw - paragraph.indent
+    x = pdf.l_margin + paragraph.indent
+    spans = paragraph.spans
+    text = paragraph.text if len(spans) > 1 else spans[0].text
+    if not text.isascii() and COMPLEX.search(text):
+        # Shaping and right-to-left order need fpdf2's multi_cell: one string, one style.
+        bold = all(span.bold for span in spans)
+        marker = f"{paragraph.marker} " if paragraph.marker else ""
+        page, top = pdf.page, pdf.y
+        pdf.write_complex(
+            marker + text, TextStyle("B" if bold else "", size, leading, color), paragraph.indent
+        )
+        if pdf.page == page:
+            _bars(pdf, paragraph.bars, top, pdf.y)
+        return
+    first = spans[0]
+    if not paragraph.pre and first.plain and all(span.plain and span.style == first.style for span in spans):
+        style = TextStyle(first.style, size, leading, color)
+        _draw_plain(pdf, paragraph, x, pdf.wrap(text, style, width), style)
+        return
+    if paragraph.pre:
+        measure = _measure(pdf, first)
+        limit = width * 1000 / size
+        lines: list[list[Segment]] = [
+            [(first, line)] for source in text.split("\n") for line in wrap_paragraph(source, limit, measure)
+        ]
+    else:
+        lines = break_spans(spans, width * 1000 / size, lambda span: _measure(pdf, span))
+    _draw_styled(pdf, paragraph, x, lines, size, leading, color)
+
+
+def _draw_plain(pdf: TicketPdf, paragraph: Paragraph, x: float, lines: list[str], style: TextStyle) -> None:
+    """A paragraph in one look: page by page through ``draw_paragraph`` (one write per page)."""
+    single = pdf.glyph_fonts.chains[style.style].single_face(paragraph.text) == 0
+    count, start = len(lines), 0
+    while start < count:
+        end, bottom = _page_lines(pdf, count, start, style.leading)
+        top = pdf.y
+        pdf.draw_paragraph(x, lines[start:end], style, single=single)
+        if start == 0 and paragraph.marker:
+            _draw_marker(pdf, x, top, paragraph.marker, style)
+        _bars(pdf, paragraph.bars, top, bottom)
+        pdf.y = bottom
+        start = end
+
+
+def _draw_marker(pdf: TicketPdf, x: float, top: float, marker: str, style: TextStyle) -> None:
+    marker_style = TextStyle("", style.size, style.leading, MARKER_COLOR)
+    pdf.draw_line(x - pdf.width(marker, marker_style) - 4, top, marker, marker_style)
+
+
+def _draw_styled(
+    pdf: TicketPdf,
+    paragraph: Paragraph,
+    x: float,
+    lines: list[list[Segment]],
+    size: float,
+    leading: float,
+    color: tuple[int, int, int],
+) -> None:
+    """Lines of segments in mixed looks, segment by segment at their x offsets."""
+    styles: dict[tuple[str, tuple[int, int, int]], TextStyle] = {}
+    mono = pdf.glyph_fonts.mono
+    mono_advances = load_metrics(mono.path, mono.index).advances if mono is not None else {}
+    count, start = len(lines), 0
+    while start < count:
+        end, bottom = _page_lines(pdf, count, start, leading)
+        page_top = top = pdf.y
+        for line in lines[start:end]:
+            left = x
+            baseline = top + 0.5 * leading + 0.3 * size
+            for span, text in line:
+                span_color = LINK_COLOR if span.link else color
+                key = (span.style, span_color)
+                style = styles.get(key)
+                if style is None:
+                    style = styles[key] = TextStyle(span.style, size, leading, span_color)
+                advance = _measure(pdf, span).width(text) * size / 1000
+                if span.mono and mono is not None:
+                    _draw_mono(pdf, left, top, text, style, mono_advances)
+                else:
+                    pdf.draw_line(left, top, text, style)
+                if span.underline or span.strike:
+                    pdf.set_draw_color(*span_color)
+                    pdf.set_line_width(max(0.4, size / 20))
+                    rise = -0.12 * size if span.underline else 0.28 * size
+                    pdf.line(left, baseline - rise, left + advance, baseline - rise)
+                if span.link:
+                    pdf.link(left, top, advance, leading, span.link)
+                left += advance
+            top += leading
+        if start == 0 and paragraph.marker:
+            _draw_marker(pdf, x, page_top, paragraph.marker, TextStyle("", size, leading, color))
+        _bars(pdf, paragraph.bars, page_top, bottom)
+        pdf.y = bottom
+        start = end
+
+
+def _draw_mono(
+    pdf: TicketPdf, x: float, top: float, text: str, style: TextStyle, mono: dict[str, int]
+) -> None:
+    """``text`` in the monospace face; characters it lacks in the regular chain (CJK, emoji …)."""
+    face = pdf.glyph_fonts.mono
+    assert face is not None
+    start = 0
+    length = len(text)
+    while start < length:
+        inside = text[start] in mono
+        end = start + 1
+        while end < length and (text[end] in mono) == inside:
+            end += 1
+        part = text[start:end]
+        if inside:
+            pdf.draw_in_face(x, top, part, face, style)
+            x += sum(mono.get(char, 0) for char in part) * style.size / 1000
+        else:
+            regular = TextStyle("", style.size, style.leading, style.color)
+            pdf.draw_line(x, top, part, regular)
+            x += pdf.width(part, regular)
+        start = end
+
+
+def break_spans(
+    spans: Sequence[Span], max_width: float, measure_of: Callable[[Span], WordMeasure]
+) -> list[list[Segment]]:
+    """Greedy line breaking over styled spans: words (which may cross spans, as ``H<sub>2</sub>O``)
+    are measured with their spans' measures and fill each line; ``"\\n"`` ends a line.
+
+    Breaks happen only at spaces (a no-break space is part of a word); a word wider than
+    ``max_width`` is cut (:func:`app.render.layout.split_word`), never a word that fits a line.
+
+    Args:
+        spans: the paragraph's text, whitespace already collapsed.
+        max_width: the line width, in the measures' unit (1/1000 em of the paragraph's size).
+        measure_of: the measure of a span's look.
+
+    Returns:
+        The lines, each a list of ``(span, text)`` segments in order; adjacent segments of one
+        span are joined; the space at a break is dropped.
+    """
+    lines: list[list[Segment]] = []
+    line: list[Segment] = []
+    line_width = 0.0
+    pending: Span | None = None  # the span of the space before the next word, if any
+    pending_width = 0.0
+    word: list[Segment] = []
+
+    def push(segment: Segment) -> None:
+        if line and line[-1][0] is segment[0]:
+            line[-1] = (segment[0], line[-1][1] + segment[1])
+        else:
+            line.append(segment)
+
+    def end_line() -> None:
+        nonlocal line, line_width, pending
+        lines.append(line)
+        line, line_width, pending = [], 0.0, None
+
+    def place_word() -> None:
+        nonlocal line_width, pending
+        if not word:
+            return
+        widths = [measure_of(span).width(text) for span, text in word]
+        total = sum(widths)
+        if line and line_width + pending_width + total <= max_width:
+            if pending is not None:
+                push((pending, " "))
+                line_width += pending_width
+            pending = None
+            for segment in word:
+                push(segment)
+            line_width += total
+            word.clear()
+            return
+        if line:
+            end_line()
+        if total <= max_width:
+            for segment in word:
+                push(segment)
+            line_width = total
+            word.clear()
+            return
+        # wider than a line: piece by piece, each cut where it must be
+        for (span, text), width in zip(word, widths, strict=True):
+            if line_width + width <= max_width:
+                push((span, text))
+                line_width += width
+                continue
+            measure = measure_of(span)
+            if line:  # the rest of this line takes what fits of the piece
+                room = max_width - line_width
+                head = split_word(text, room, measure)[0] if room > 0 else ""
+                if head and measure.width(head) <= room:
+                    push((span, head))
+                    text = text[len(head) :]
+                end_line()
+            pieces = split_word(text, max_width, measure) if text else []
+            for piece in pieces[:-1]:
+                push((span, piece))
+                end_line()
+            if pieces:
+                push((span, pieces[-1]))
+                line_width = measure.width(pieces[-1])
+        word.clear()
+
+    broken = False  # the last thing was a "\n": the line after it exists, even empty
+    for span in spans:
+        for number, segment in enumerate(span.text.split("\n")):
+            if number:
+                place_word()
+                end_line()
+                broken = True
+            for index, piece in enumerate(segment.split(" ")):
+                if index:
+                    place_word()
+                    if line:
+                        pending, pending_width = span, measure_of(span).space
+                if piece:
+                    word.append((span, piece))
+                    broken = False
+    place_word()
+    if line or not lines or broken:
+        lines.append(line)
+    return lines
+
+
+# -- other blocks -----------------------------------------------------------------------------
+
+
+def _draw_gap(pdf: TicketPdf, gap: Gap) -> None:
+    height = gap.lines * pdf.template.body.leading
+    if pdf.y + height <= pdf.page_break_trigger:
+        _bars(pdf, gap.bars, pdf.y, pdf.y + height)
+    pdf.y += height
+
+
+def _draw_rule(pdf: TicketPdf, rule: Rule) -> None:
+    pdf.ensure_space(8)
+    _bars(pdf, rule.bars, pdf.y, pdf.y + 8)
+    pdf.set_draw_color(*RULE_GREY)
+    pdf.set_line_width(0.5)
+    pdf.line(pdf.l_margin + rule.indent, pdf.y + 4, pdf.w - pdf.r_margin, pdf.y + 4)
+    pdf.y += 8
+
+
+def _draw_image(pdf: TicketPdf, block: Image) -> None:
+    room = pdf.epw - block.indent
+    scale = min(1.0, room / block.width)
+    width, height = block.width * scale, block.height * scale
+    image = pdf.html_images[block.key]
+    pdf.ensure_space(height)
+    top = pdf.y
+    pdf.image(io.BytesIO(image.data), x=pdf.l_margin + block.indent, y=top, w=width, h=height)
+    _bars(pdf, block.bars, top, top + height + 2)
+    pdf.y = top + height + 2
+
+
+def column_widths(natural: list[float], minimum: list[float], room: float) -> list[float]:
+    """Column widths from content, as a browser's automatic table layout does (CSS 2.1 §17.5.2.2):
+    each column as wide as its longest cell line when all fit in ``room``; else every column
+    its widest word and the rest of ``room`` shared by how much wider each would like to be;
+    else the widest words scaled down to ``room`` (their words get cut).
+
+    Args:
+        natural: per column, the width of its widest cell on one line (points, padding included).
+        minimum: per column, the width of its widest word (points, padding included).
+        room: the width available.
+    """
+    if sum(natural) <= room:
+        return natural
+    least = sum(minimum)
+    if least <= room:
+        wish = [max(0.0, n - m) for n, m in zip(natural, minimum, strict=True)]
+        total = sum(wish) or 1.0
+        return [m + w * (room - least) / total for m, w in zip(minimum, wish, strict=True)]
+    return [m * room / least for m in minimum]
+
+
+def _draw_table(pdf: TicketPdf, table: Table) -> None:
+    rows = table.rows
+    if not rows:
+        return
+    body = pdf.template.body
+    color = pdf.template.quote.color if table.quoted else body.color
+    if any(not cell.text.isascii() and COMPLEX.search(cell.text) for row in rows for cell in row):
+        # Shaped text cannot be put into a column by write_complex: every cell its own paragraph.
+        for row in rows:
+            for cell in row:
+                if cell.text:
+                    _draw_paragraph(
+                        pdf,
+                        Paragraph(
+                            [Span(cell.text, bold=cell.header)], table.indent, table.bars, quoted=table.quoted
+                        ),
+                    )
+        return
+    regular = TextStyle("", body.size, body.leading, color)
+    bold = TextStyle("B", body.size, body.leading, color)
+    columns = max(sum(cell.colspan for cell in row) for row in rows)
+    room = pdf.epw - table.indent
+    floor = 2 * CELL_PAD_X + 2 * body.size
+    natural = [floor] * columns
+    minimum = [floor] * columns
+    for row in rows:
+        column = 0
+        for cell in row:
+            if cell.colspan == 1 and cell.text:
+                style = bold if cell.header else regular
+                measure = pdf.glyph_fonts.measures[style.style]
+                words = max((measure.width(word) for word in cell.text.split(" ")), default=0.0)
+                natural[column] = max(
+                    natural[column], min(room, pdf.width(cell.text, style) + 0.01) + 2 * CELL_PAD_X
+                )
+                minimum[column] = max(
+                    minimum[column], min(room, words * style.size / 1000 + 0.01) + 2 * CELL_PAD_X
+                )
+            column += cell.colspan
+    widths = column_widths(natural, minimum, room)
+    edges = [pdf.l_margin + table.indent]
+    for width in widths:
+        edges.append(edges[-1] + width)
+    for row in rows:
+        placed: list[tuple[float, float, list[str], TextStyle]] = []
+        column = 0
+        for cell in row:
+            left, right = edges[column], edges[min(column + cell.colspan, columns)]
+            style = bold if cell.header else regular
+            lines = pdf.wrap(cell.text, style, right - left - 2 * CELL_PAD_X) if cell.text else []
+            placed.append((left, right, lines, style))
+            column += cell.colspan
+        _draw_row(pdf, table, placed, edges[0], edges[-1])
+
+
+def _draw_row(
+    pdf: TicketPdf,
+    table: Table,
+    cells: list[tuple[float, float, list[str], TextStyle]],
+    left: float,
+    right: float,
+) -> None:
+    """One table row; a row taller than the room left on a page continues on the next one."""
+    leading = pdf.template.body.leading
+    done = 0
+    while True:
+        rest = max(1, max(len(lines) for _, _, lines, _ in cells) - done)
+        height = rest * leading + 2 * CELL_PAD_Y
+        room = pdf.page_break_trigger - pdf.y
+        if (
+            height > room
+            and done == 0
+            and pdf.y > pdf.t_margin
+            and height <= pdf.page_break_trigger - pdf.t_margin
+        ):
+            pdf.add_page()  # the whole row fits on a fresh page: keep it together
+            continue
+        fit = rest if height <= room else int((room - 2 * CELL_PAD_Y) // leading)
+        if fit < 1:
+            pdf.add_page()
+            continue
+        height = fit * leading + 2 * CELL_PAD_Y
+        top = pdf.y
+        _bars(pdf, table.bars, top, top + height)
+        for cell_left, _, lines, style in cells:
+            y = top + CELL_PAD_Y
+            for line in lines[done : done + fit]:
+                pdf.draw_line(cell_left + CELL_PAD_X, y, line, style)
+                y += leading
+        pdf.set_draw_color(*GRID_COLOR)
+        pdf.set_line_width(GRID_WIDTH)
+        pdf.line(left, top, right, top)
+        pdf.line(left, top + height, right, top + height)
+        for cell_left, _, _, _ in cells:
+            pdf.line(cell_left, top, cell_left, top + height)
+        pdf.line(right, top, right, top + height)
+        pdf.y = top + height
+        done += fit
+        if done >= max(len(lines) for _, _, lines, _ in cells):
+            return
+        pdf.add_page()
+
+
+__all__ = ["BULLET", "Cell", "break_spans", "column_widths", "draw_blocks", "mono_measure"]
