@@ -341,6 +341,32 @@ class TicketPdf(ParkedPages):
             self._out("\n".join(drawn))
         return True
 
+    def draw_lines_at(self, placed: list[tuple[float, float, str]], style: TextStyle) -> bool:
+        """Draw lines, each ``(x, top, text)`` (points; ``top`` the line box's top from the page
+        top), all in the style's main font, on the current page: the content-stream bytes
+        :meth:`draw_line` would write, in one write. ``False`` (nothing drawn) when
+        :meth:`draw_text` would not take its own path. The caller checks that the main font
+        draws every character (:meth:`FontChain.single_face` ``== 0``) and that each line fits."""
+        face = self.glyph_fonts.chains[style.style].faces[0]
+        if (face.family, face.style) not in self._registered:
+            self.use_face(face)
+        self._select_color(style.color)
+        self.select_face(face, style.size)
+        font = self._plain_text_font()
+        if font is None:
+            return False
+        k, h, encode = self.k, self.h, font.encode_text
+        drop = 0.5 * style.leading + 0.3 * style.size  # box top to baseline, as in draw_line
+        opening, closing = self._text_wrapping()
+        drawn = [
+            f"{opening} {x * k:.2f} {(h - (top + drop)) * k:.2f} Td {encode(text)} {closing}"
+            for x, top, text in placed
+            if text
+        ]
+        if drawn:
+            self._out("\n".join(drawn))
+        return True
+
     def write_complex(self, paragraph: str, style: TextStyle, offset: float = 0.0) -> None:
         """One paragraph through ``multi_cell`` with shaping: bidi order, joining, right alignment for RTL."""
         self.ensure_space(style.leading)

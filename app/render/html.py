@@ -2,11 +2,11 @@
 
 The pipeline (``docs/reference/rendering.md`` §4.3):
 
-1. quotes are marked before sanitising strips the classes that identify them (Gmail
-   ``gmail_quote``, Outlook ``divRplyFwdMsg``/``appendonsend``, "-----Original Message-----");
-2. nh3 keeps only the tags the layout knows, drops ``<script>``/``<style>``/``<head>`` with
-   their content and every attribute but a few, and repairs the tree;
-3. lxml normalises (:func:`normalise_tree`): layout tables become blocks, real tables one
+1. nh3 keeps only the tags the layout knows, drops ``<script>``/``<style>``/``<head>`` with
+   their content and every attribute but a few (``class``/``id`` for step 2), and repairs the tree;
+2. lxml parses it once and quotes are marked (:func:`mark_quotes`: Gmail ``gmail_quote``,
+   Outlook ``divRplyFwdMsg``/``appendonsend``, "-----Original Message-----" → ``<blockquote>``);
+3. it is normalised (:func:`normalise_tree`): layout tables become blocks, real tables one
    line of text per cell, links show their target, images become sized ``<img>`` (resolved)
    or a visible ``[image: name]`` (not).
 
@@ -62,6 +62,7 @@ ALLOWED_TAGS = {
     "sup",
     "sub",
     "blockquote",
+    "span",
     "table",
     "thead",
     "tbody",
@@ -71,6 +72,10 @@ ALLOWED_TAGS = {
     "td",
 }
 _ATTRIBUTES = {
+    "div": {"class", "id"},  # read by mark_quotes, ignored by the layout
+    "p": {"class", "id"},
+    "span": {"class", "id"},
+    "blockquote": {"class", "id"},
     "a": {"href"},
     "img": {"src", "alt", "width", "height"},
     "td": {"colspan", "rowspan"},
@@ -154,15 +159,6 @@ def _parse(html: str) -> etree._Element:
     return lxml.html.fragment_fromstring(html or "", create_parent="div")
 
 
-def _serialise(root: etree._Element) -> str:
-    inner = (root.text or "") and _escape(root.text or "")
-    return inner + "".join(etree.tostring(child, encoding="unicode", method="html") for child in root)
-
-
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
 def _wrap_rest_in_quote(element: etree._Element) -> None:
     """Move ``element`` and its following siblings into a new ``<blockquote>`` in its place."""
     parent = element.getparent()
@@ -175,16 +171,24 @@ def _wrap_rest_in_quote(element: etree._Element) -> None:
     parent.insert(index, quote)
 
 
-def mark_quotes(html: str) -> str:
-    """Turn the reply-quote markup of Gmail, Outlook, Yahoo and Thunderbird into ``<blockquote>``."""
-    if not re.search(
-        r"gmail_quote|yahoo_quoted|moz-cite|divRplyFwdMsg|appendonsend|OutlookMessageHeader"
-        r"|Original Message|Ursprüngliche|Originalnachricht",
-        html,
-        re.IGNORECASE,
-    ):
-        return html
-    root = _parse(html)
+def _leading_text(element: etree._Element, length: int) -> str:
+    """The first ``length`` or so characters of ``element``'s text (stops reading early)."""
+    parts: list[str] = []
+    size = 0
+    for text in element.itertext():
+        parts.append(text)
+        size += len(text)
+        if size >= length:
+            break
+    return "".join(parts)[:length]
+
+
+def mark_quotes(root: etree._Element) -> None:
+    """Turn the reply-quote markup of Gmail, Outlook, Yahoo and Thunderbird into ``<blockquote>``
+    in place: elements with their quote classes, Outlook's ``divRplyFwdMsg``/``appendonsend``
+    and a "-----Original Message-----" paragraph with everything after it. Run on
+    :func:`sanitise`'s output, which keeps ``class`` and ``id`` on ``div``/``p``/``span``/``blockquote``
+    for this."""
     for element in list(root.iter("div", "p", "span")):
         if element.getparent() is None:
             continue
@@ -193,10 +197,9 @@ def mark_quotes(html: str) -> str:
         elif (
             (element.get("id") or "").lower() in _QUOTE_IDS
             or element.tag in ("div", "p")
-            and _ORIGINAL_MESSAGE.match(_text(element)[:80])
+            and _ORIGINAL_MESSAGE.match(_leading_text(element, 80))
         ):
             _wrap_rest_in_quote(element)
-    return _serialise(root)
 
 
 def sanitise(html: str) -> str:
@@ -424,7 +427,7 @@ def prepare_tree(
     no_source: str = "no source",
     clean: Callable[[str], str] = str,
 ) -> etree._Element:
-    """The whole pipeline: :func:`mark_quotes`, :func:`sanitise`, ``clean``, :func:`normalise_tree`.
+    """The whole pipeline: :func:`sanitise`, ``clean``, parse, :func:`mark_quotes`, :func:`normalise_tree`.
 
     ``clean`` makes the sanitised markup's text drawable (the renderer passes
     :meth:`app.render.document.TicketPdf.clean`; character references are already decoded
@@ -435,8 +438,10 @@ def prepare_tree(
     Returns:
         A ``<div>`` element holding the body.
     """
+    root = _parse(clean(sanitise(body)))
+    mark_quotes(root)
     return normalise_tree(
-        _parse(clean(sanitise(mark_quotes(body)))),
+        root,
         resolve=resolve,
         label=lambda src: clean(label(src)),
         max_width=max_width,

@@ -170,13 +170,22 @@ class _Context:
     heading: int = 0
     look: Span = field(default_factory=lambda: Span(""))
 
+    def with_look(self, look: Span) -> _Context:
+        """This context with another inline look (cheaper than ``dataclasses.replace``)."""
+        return _Context(self.indent, self.bars, self.quotes, self.lists, self.heading, look)
+
 
 class _Builder:
-    """Collects blocks while :func:`body_blocks` walks the tree."""
+    """Collects blocks while :func:`body_blocks` walks the tree.
+
+    The paragraph being collected is kept as parallel lists of looks (spans without text) and
+    text pieces, joined into :class:`Span` objects when it ends.
+    """
 
     def __init__(self) -> None:
         self.blocks: list[Block] = []
-        self.spans: list[Span] = []
+        self.looks: list[Span] = []
+        self.texts: list[list[str]] = []
         self.at_line_start = True  # a space here would start a line: collapse it away
         self.context = _Context()
         self.marker: str | None = None
@@ -190,45 +199,55 @@ class _Builder:
             text = text.lstrip(" ")
             if not text:
                 return
-        self.at_line_start = text.endswith(" ")
-        self._add(replace(look, text=text))
+        self.at_line_start = text[-1] == " "
+        self._add(look, text)
 
     def line_break(self, look: Span) -> None:
         """``<br>``: end the line (a trailing space before it vanishes)."""
         self._strip_trailing_space()
-        self._add(replace(look, text="\n"))
+        self._add(look, "\n")
         self.at_line_start = True
 
-    def _add(self, span: Span) -> None:
-        spans = self.spans
-        if spans:
-            last = spans[-1]
-            if _same_look(last, span):
-                spans[-1] = replace(last, text=last.text + span.text)
-                return
-        spans.append(span)
+    def _add(self, look: Span, text: str) -> None:
+        looks = self.looks
+        if looks and (looks[-1] is look or _same_look(looks[-1], look)):
+            self.texts[-1].append(text)
+            return
+        looks.append(look)
+        self.texts.append([text])
 
     def _strip_trailing_space(self) -> None:
-        while self.spans and self.spans[-1].text.endswith(" "):
-            last = self.spans[-1]
-            stripped = last.text.rstrip(" ")
-            if stripped:
-                self.spans[-1] = replace(last, text=stripped)
+        texts = self.texts
+        while texts:
+            pieces = texts[-1]
+            while pieces and pieces[-1].endswith(" "):
+                stripped = pieces[-1].rstrip(" ")
+                if stripped:
+                    pieces[-1] = stripped
+                    return
+                pieces.pop()
+            if pieces:
                 return
-            self.spans.pop()
+            texts.pop()
+            self.looks.pop()
 
     def flush(self) -> None:
         """End the paragraph being collected (if it has anything to show)."""
         self._strip_trailing_space()
-        spans = self.spans
-        if spans and spans[-1].text.endswith("\n"):  # a last <br> ends the line, it adds none
-            last = spans[-1]
-            if len(spans) > 1 and last.text == "\n":
-                spans.pop()
+        texts = ["".join(pieces) for pieces in self.texts]
+        looks = self.looks
+        if texts and texts[-1].endswith("\n"):  # a last <br> ends the line, it adds none
+            if len(texts) > 1 and texts[-1] == "\n":
+                texts.pop()
+                looks.pop()
             else:  # <div><br></div> alone: one empty line
-                spans[-1] = replace(last, text=last.text[:-1])
-        if spans:
+                texts[-1] = texts[-1][:-1]
+        if texts:
             context = self.context
+            spans = [
+                Span(text, look.bold, look.italic, look.underline, look.strike, look.mono, look.link)
+                for look, text in zip(looks, texts, strict=True)
+            ]
             self.blocks.append(
                 Paragraph(
                     spans=spans,
@@ -240,7 +259,8 @@ class _Builder:
                 )
             )
             self.marker = None
-        self.spans = []
+        self.looks = []
+        self.texts = []
         self.at_line_start = True
 
     def add(self, block: Block) -> None:
@@ -297,12 +317,14 @@ def _walk(element: etree._Element, builder: _Builder) -> None:
     look = context.look
     style = _INLINE_STYLE.get(tag)
     if style is not None:
-        builder.context = replace(context, look=_styled(look, style))
+        builder.context = context.with_look(_styled(look, style))
         _walk_children(element, builder)
         builder.context = context
     elif tag == "a":
         href = element.get("href")
-        builder.context = replace(context, look=replace(look, link=href, underline=bool(href)))
+        builder.context = context.with_look(
+            Span("", look.bold, look.italic, look.underline or bool(href), look.strike, look.mono, href)
+        )
         _walk_children(element, builder)
         builder.context = context
     elif tag == "br":
