@@ -321,7 +321,7 @@ def _normalise_tables(root: etree._Element, label: ImageLabeler, image_text: str
                 text = _cell_text(cell, label, image_text)
                 for child in list(cell):
                     cell.remove(child)
-                cell.text = text[:2000] + ("…" if len(text) > 2000 else "")
+                cell.text = text
         replacement = etree.Element("table")
         for row in cells:
             tr = etree.SubElement(replacement, "tr")
@@ -367,7 +367,6 @@ def normalise_tree(
     """
     for center in list(root.iter("center")):
         center.tag = "div"
-    _normalise_tables(root, label, image_text)
     for link in list(root.iter("a")):
         href = (link.get("href") or "").strip()
         if not href.lower().startswith(_LINK_SCHEMES) or link.getparent() is None:
@@ -377,6 +376,7 @@ def normalise_tree(
         shown = href[7:] if href.lower().startswith("mailto:") else href
         if shown and shown not in text and text not in (href, shown):
             link.tail = f" ({shown})" + (link.tail or "")
+    _normalise_tables(root, label, image_text)  # after the links: a cell's text keeps their targets
     for ordered in root.iter("ol"):
         start = _positive_int(ordered.get("start"), 100000)
         ordered.attrib.clear()
