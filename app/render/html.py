@@ -120,6 +120,19 @@ _QUOTE_CLASSES = re.compile(
     r"\b(gmail_quote|yahoo_quoted|moz-cite-prefix|OutlookMessageHeader)\b", re.IGNORECASE
 )
 _QUOTE_IDS = {"divrplyfwdmsg", "appendonsend"}
+#: Signs of a quote :func:`mark_quotes` knows, lower case (a cheap test before walking the tree:
+#: substring search beats a case-insensitive alternation by far).
+_QUOTE_SIGNS = (
+    "gmail_quote",
+    "yahoo_quoted",
+    "moz-cite",
+    "divrplyfwdmsg",
+    "appendonsend",
+    "outlookmessageheader",
+    "original message",
+    "ursprüngliche",
+    "originalnachricht",
+)
 _ORIGINAL_MESSAGE = re.compile(
     r"^\s*-{2,}\s*(Original Message|Ursprüngliche Nachricht|Originalnachricht)", re.IGNORECASE
 )
@@ -439,7 +452,9 @@ def prepare_tree(
         A ``<div>`` element holding the body.
     """
     root = _parse(clean(sanitise(body)))
-    mark_quotes(root)
+    lowered = body.lower()
+    if any(sign in lowered for sign in _QUOTE_SIGNS):
+        mark_quotes(root)
     return normalise_tree(
         root,
         resolve=resolve,

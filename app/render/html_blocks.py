@@ -17,7 +17,7 @@ line break, so the words of two cells never run together.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 
 from lxml import etree
 
@@ -159,20 +159,45 @@ class Gap:
 Block = Paragraph | Table | Image | Rule | Gap
 
 
-@dataclass(frozen=True, slots=True)
 class _Context:
-    """Where the walk is: indent, quote bars, quote/list depth, heading, the inline look."""
+    """Where the walk is: indent, quote bars, quote/list depth, heading, the inline look.
 
-    indent: float = 0.0
-    bars: tuple[float, ...] = ()
-    quotes: int = 0
-    lists: int = 0
-    heading: int = 0
-    look: Span = field(default_factory=lambda: Span(""))
+    Treated as immutable: :meth:`but` makes a changed copy (cheaper than ``dataclasses.replace``).
+    """
+
+    __slots__ = ("bars", "heading", "indent", "lists", "look", "quotes")
+
+    def __init__(self) -> None:
+        self.indent = 0.0
+        self.bars: tuple[float, ...] = ()
+        self.quotes = 0
+        self.lists = 0
+        self.heading = 0
+        self.look = Span("")
+
+    def but(
+        self,
+        *,
+        look: Span | None = None,
+        indent: float | None = None,
+        bars: tuple[float, ...] | None = None,
+        quotes: int | None = None,
+        lists: int | None = None,
+        heading: int | None = None,
+    ) -> _Context:
+        """A copy with the given fields changed."""
+        copy = _Context.__new__(_Context)
+        copy.indent = self.indent if indent is None else indent
+        copy.bars = self.bars if bars is None else bars
+        copy.quotes = self.quotes if quotes is None else quotes
+        copy.lists = self.lists if lists is None else lists
+        copy.heading = self.heading if heading is None else heading
+        copy.look = self.look if look is None else look
+        return copy
 
     def with_look(self, look: Span) -> _Context:
-        """This context with another inline look (cheaper than ``dataclasses.replace``)."""
-        return _Context(self.indent, self.bars, self.quotes, self.lists, self.heading, look)
+        """This context with another inline look."""
+        return self.but(look=look)
 
 
 class _Builder:
@@ -233,6 +258,9 @@ class _Builder:
 
     def flush(self) -> None:
         """End the paragraph being collected (if it has anything to show)."""
+        if not self.texts:
+            self.at_line_start = True
+            return
         self._strip_trailing_space()
         texts = ["".join(pieces) for pieces in self.texts]
         looks = self.looks
@@ -383,22 +411,21 @@ def _walk_block(element: etree._Element, builder: _Builder) -> None:
     inner = context
     if tag in ("h1", "h2", "h3", "h4", "h5", "h6"):
         builder.add(Gap(BLOCK_GAP, context.bars))
-        inner = replace(context, heading=int(tag[1]), look=replace(context.look, bold=True))
+        inner = context.but(heading=int(tag[1]), look=_styled(context.look, "bold"))
     elif tag == "dt":
-        inner = replace(context, look=replace(context.look, bold=True))
+        inner = context.but(look=_styled(context.look, "bold"))
     elif tag == "dd":
         inner = _deeper_list(context)
     elif tag == "blockquote":
         builder.add(Gap(BLOCK_GAP, context.bars))
         if context.quotes < MAX_QUOTE_LEVELS:
-            inner = replace(
-                context,
+            inner = context.but(
                 indent=context.indent + QUOTE_INDENT,
                 bars=(*context.bars, context.indent + 1.5),
                 quotes=context.quotes + 1,
             )
         else:
-            inner = replace(context, quotes=context.quotes + 1)
+            inner = context.but(quotes=context.quotes + 1)
     builder.context = inner
     if tag in ("ul", "ol"):
         _walk_list(element, builder)
@@ -412,8 +439,8 @@ def _walk_block(element: etree._Element, builder: _Builder) -> None:
 
 def _deeper_list(context: _Context) -> _Context:
     if context.lists >= MAX_LIST_LEVELS:
-        return replace(context, lists=context.lists + 1)
-    return replace(context, indent=context.indent + LIST_INDENT, lists=context.lists + 1)
+        return context.but(lists=context.lists + 1)
+    return context.but(indent=context.indent + LIST_INDENT, lists=context.lists + 1)
 
 
 def _walk_list(element: etree._Element, builder: _Builder) -> None:
