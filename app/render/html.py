@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable
+from html import unescape
 
 import lxml.html
 import nh3
@@ -154,12 +155,17 @@ IMAGE_TEXT = "[image: {name}]"
 def html_to_text(html: str) -> str:
     """HTML as plain text (inscriptis): links as ``[text](url)``, images as ``[alt]``, quotes indented.
 
-    On inscriptis failure the tags are stripped with a regular expression instead.
+    On inscriptis failure, and when its parser dropped text nested deeper than libxml2's
+    limit (:func:`_parse`), the tags of the sanitised body are stripped instead.
     """
     try:
         text = get_text(html, ParserConfig(css=_CSS, display_links=True, display_images=True))
     except Exception:  # noqa: BLE001 - inscriptis on hostile input: strip tags, never fail the job
-        text = re.sub(r"<[^>]*>", " ", html)
+        text = _strip_tags(sanitise(html))
+    if html.count("<") > 512:  # deep enough to hit the limit: check that no words were lost
+        stripped = _strip_tags(sanitise(html))
+        if len(text.split()) < len(stripped.split()):
+            text = stripped
     return _BLANK_RUNS.sub("\n\n\n", text).strip("\n")
 
 
@@ -169,8 +175,23 @@ def _text(element: etree._Element) -> str:
 
 
 def _parse(html: str) -> etree._Element:
-    """A ``<div>`` wrapping the parsed fragment (lxml never sees an empty document)."""
-    return lxml.html.fragment_fromstring(html or "", create_parent="div")
+    """A ``<div>`` wrapping the parsed fragment (lxml never sees an empty document).
+
+    libxml2 drops whatever is nested deeper than 256 elements (its ``XML_PARSE_HUGE`` limit,
+    reported as ``ERR_RESOURCE_LIMIT``); such a body becomes one paragraph of its words
+    (:func:`_strip_tags`) rather than losing them.
+    """
+    parser = lxml.html.HTMLParser()
+    root = lxml.html.fragment_fromstring(html or "", create_parent="div", parser=parser)
+    if any(entry.type_name == "ERR_RESOURCE_LIMIT" for entry in parser.error_log):
+        root = etree.Element("div")
+        etree.SubElement(root, "p").text = _strip_tags(html)
+    return root
+
+
+def _strip_tags(html: str) -> str:
+    """The text of (sanitised) HTML with every tag a space and character references decoded."""
+    return unescape(re.sub(r"<[^>]*>", " ", html))
 
 
 def _wrap_rest_in_quote(element: etree._Element) -> None:

@@ -86,3 +86,19 @@ def test_lists_quotes_and_headings_draw_every_word(tmp_path):
     flat = " ".join(text.split())
     for words in ("Titel", "7. sieben", "8. acht", "• innen", "zitiert", "tiefer", "unter weg"):
         assert words in flat, words
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        "<b>" * 3000 + "Tiefer Text" + "</b>" * 3000,
+        "<div>" * 600 + "<script>alert(1)</script>Tiefer Text" + "</div>" * 600,
+        "<blockquote>" * 250 + "Tiefer Text" + "</blockquote>" * 250,
+    ],
+    ids=["bold-3000", "div-600-script", "quote-250"],
+)
+def test_nesting_deeper_than_the_parser_takes_keeps_the_words(tmp_path, html):
+    text, _ = pdftotext(write(tmp_path, render_html(html).data))
+    assert "Tiefer Text" in " ".join(text.split()) and "alert" not in text
+    fallback = " ".join(html_to_text(html).split())
+    assert "Tiefer Text" in fallback and "alert" not in fallback
