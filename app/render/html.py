@@ -410,7 +410,9 @@ def normalise_tree(
         text = _SPACES.sub(" ", _text(link)).strip()
         shown = href[7:] if href.lower().startswith("mailto:") else href
         if shown and shown not in text and text not in (href, shown):
-            link.tail = f" ({shown})" + (link.tail or "")
+            tail = link.tail or ""
+            glued = tail[:1] and not tail[0].isspace() and tail[0] not in ".,;:!?)]»\"'"
+            link.tail = f" ({shown})" + (" " if glued else "") + tail
     _normalise_tables(root, label, image_text)  # after the links: a cell's text keeps their targets
     for ordered in root.iter("ol"):
         start = _positive_int(ordered.get("start"), 100000)

@@ -177,3 +177,9 @@ def test_scripts_styles_and_comments_leave_no_text():
 def test_deep_quotes_stop_indenting():
     (paragraph,) = paragraphs("<blockquote>" * 20 + "tief" + "</blockquote>" * 20)
     assert paragraph.indent == 8 * QUOTE_INDENT and len(paragraph.bars) == 8
+
+
+def test_a_link_target_shown_after_the_text_is_a_word_of_its_own():
+    assert texts(
+        '<p><a href="https://x.example/">Mail</a>. und <a href="https://y.example/"></a>text</p>'
+    ) == ["Mail (https://x.example/). und (https://y.example/) text"]
