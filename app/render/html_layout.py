@@ -242,7 +242,7 @@ class _Painter:
     def plain(self, paragraph: Paragraph, x: float, lines: list[str], style: TextStyle) -> None:
         """A paragraph in one look, line under line."""
         pdf = self.pdf
-        single = self.fonts.chains[style.style].single_face(paragraph.text) == 0
+        single = self.fonts.chains[style.style].single_face("".join(lines)) == 0
         leading = style.leading
         count, start = len(lines), 0
         while start < count:
