@@ -222,10 +222,10 @@ class _Painter:
         if (
             not paragraph.pre
             and first.plain
-            and all(span.plain and span.style == first.style for span in spans)
+            and (len(spans) == 1 or all(span.plain and span.style == first.style for span in spans))
         ):
             style = self.style(first.style, size, leading, color)
-            self.plain(paragraph, x, pdf.wrap(text, style, width), style)
+            self.plain(paragraph, x, text, pdf.wrap(text, style, width), style)
             return
         if paragraph.pre:
             measure = self.measure(first)
@@ -239,10 +239,10 @@ class _Painter:
             lines = break_spans(spans, width * 1000 / size, self.measure)
         self.styled(paragraph, x, lines, size, leading, color)
 
-    def plain(self, paragraph: Paragraph, x: float, lines: list[str], style: TextStyle) -> None:
-        """A paragraph in one look, line under line."""
+    def plain(self, paragraph: Paragraph, x: float, text: str, lines: list[str], style: TextStyle) -> None:
+        """A paragraph in one look (``text``, broken into ``lines``), line under line."""
         pdf = self.pdf
-        single = self.fonts.chains[style.style].single_face("".join(lines)) == 0
+        single = self.fonts.chains[style.style].single_face(text) == 0
         leading = style.leading
         count, start = len(lines), 0
         while start < count:
