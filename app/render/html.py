@@ -21,7 +21,6 @@ import unicodedata
 from collections.abc import Callable
 from html import unescape
 
-import lxml.html
 import nh3
 from inscriptis import get_text
 from inscriptis.css_profiles import CSS_PROFILES
@@ -170,23 +169,60 @@ def html_to_text(html: str) -> str:
 
 
 def _text(element: etree._Element) -> str:
-    """All text inside ``element`` (works for lxml.html and plain etree elements alike)."""
+    """All text inside ``element``."""
     return "".join(element.itertext())
 
 
 def _parse(html: str) -> etree._Element:
-    """A ``<div>`` wrapping the parsed fragment (lxml never sees an empty document).
+    """A ``<div>`` wrapping the parsed fragment.
 
-    libxml2 drops whatever is nested deeper than 256 elements (its ``XML_PARSE_HUGE`` limit,
-    reported as ``ERR_RESOURCE_LIMIT``); such a body becomes one paragraph of its words
-    (:func:`_strip_tags`) rather than losing them.
+    Plain ``etree`` elements, not ``lxml.html``'s: their class lookup costs a Python call for
+    every element touched, and the walk touches them all. libxml2 drops whatever is nested
+    deeper than 256 elements (its ``XML_PARSE_HUGE`` limit, reported as ``ERR_RESOURCE_LIMIT``);
+    such a body becomes one paragraph of its words (:func:`_strip_tags`) rather than losing them.
     """
-    parser = lxml.html.HTMLParser()
-    root = lxml.html.fragment_fromstring(html or "", create_parent="div", parser=parser)
+    parser = etree.HTMLParser()
+    document = etree.fromstring(f"<div>{html}</div>", parser)
     if any(entry.type_name == "ERR_RESOURCE_LIMIT" for entry in parser.error_log):
         root = etree.Element("div")
         etree.SubElement(root, "p").text = _strip_tags(html)
+        return root
+    body = document.find("body") if document is not None else None
+    if body is None:
+        return etree.Element("div")
+    if (
+        len(body) == 1
+        and body[0].tag == "div"
+        and not (body.text or "").strip()
+        and not (body[0].tail or "").strip()
+    ):
+        return body[0]
+    root = etree.Element("div")  # markup that closed the wrapper early: keep everything in order
+    root.text = body.text
+    root.extend(body)
     return root
+
+
+def _unwrap(element: etree._Element) -> None:
+    """Replace ``element`` by its content (text, children, tail kept in order): ``drop_tag``."""
+    parent = element.getparent()
+    if parent is None:
+        return
+    previous = element.getprevious()
+    children = list(element)
+    before = element.text or ""
+    tail = element.tail or ""
+    if children:
+        last = children[-1]
+        last.tail = (last.tail or "") + tail
+    else:
+        before += tail
+    if previous is not None:
+        previous.tail = (previous.tail or "") + before
+    else:
+        parent.text = (parent.text or "") + before
+    index = parent.index(element)
+    parent[index : index + 1] = children
 
 
 def _strip_tags(html: str) -> str:
@@ -405,7 +441,7 @@ def normalise_tree(
     for link in list(root.iter("a")):
         href = (link.get("href") or "").strip()
         if not href.lower().startswith(_LINK_SCHEMES) or link.getparent() is None:
-            link.drop_tag()
+            _unwrap(link)
             continue
         text = _SPACES.sub(" ", _text(link)).strip()
         shown = href[7:] if href.lower().startswith("mailto:") else href
