@@ -134,6 +134,8 @@ _QUOTE_SIGNS = (
     "ursprüngliche",
     "originalnachricht",
 )
+#: The words :data:`_ORIGINAL_MESSAGE` looks for, lower case.
+_HEADER_SIGNS = ("original message", "ursprüngliche nachricht", "originalnachricht")
 _ORIGINAL_MESSAGE = re.compile(
     r"^\s*-{2,}\s*(Original Message|Ursprüngliche Nachricht|Originalnachricht)", re.IGNORECASE
 )
@@ -254,12 +256,12 @@ def _leading_text(element: etree._Element, length: int) -> str:
     return "".join(parts)[:length]
 
 
-def mark_quotes(root: etree._Element) -> None:
+def mark_quotes(root: etree._Element, *, headers: bool = True) -> None:
     """Turn the reply-quote markup of Gmail, Outlook, Yahoo and Thunderbird into ``<blockquote>``
     in place: elements with their quote classes, Outlook's ``divRplyFwdMsg``/``appendonsend``
     and a "-----Original Message-----" paragraph with everything after it. Run on
     :func:`sanitise`'s output, which keeps ``class`` and ``id`` on ``div``/``p``/``span``/``blockquote``
-    for this."""
+    for this. ``headers=False`` skips the "Original Message" text test (the body has no such words)."""
     for element in list(root.iter("div", "p", "span")):
         if element.getparent() is None:
             continue
@@ -267,7 +269,8 @@ def mark_quotes(root: etree._Element) -> None:
             element.tag = "blockquote"
         elif (
             (element.get("id") or "").lower() in _QUOTE_IDS
-            or element.tag in ("div", "p")
+            or headers
+            and element.tag in ("div", "p")
             and _ORIGINAL_MESSAGE.match(_leading_text(element, 80))
         ):
             _wrap_rest_in_quote(element)
@@ -514,7 +517,7 @@ def prepare_tree(
     root = _parse(clean(sanitise(body)))
     lowered = body.lower()
     if any(sign in lowered for sign in _QUOTE_SIGNS):
-        mark_quotes(root)
+        mark_quotes(root, headers=any(sign in lowered for sign in _HEADER_SIGNS))
     return normalise_tree(
         root,
         resolve=resolve,
