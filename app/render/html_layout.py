@@ -3,11 +3,11 @@
 Every paragraph is broken into lines with the cached word widths of
 :class:`app.render.layout.WordMeasure` — one measure per font style, the widths of a
 paragraph's spans in 1/1000 em of its size — and drawn with :class:`TicketPdf`'s own text
-primitives (``draw_line`` per font run, ``draw_paragraph`` for a paragraph in one look), so
-an HTML body costs what the same text costs as plain text. fpdf2's ``write_html`` is not
-used: its line breaking re-measures the line for every character (``make bench``: the render
-row of the realistic HTML mix against plain-text tickets of the same text volume). Line
-breaking over styled spans and column sizing are :mod:`app.render.html_lines`.
+primitives (``draw_line`` per font run; lines the main font draws alone collected and
+written per page with :meth:`TicketPdf.draw_lines_at`). fpdf2's ``write_html`` is not used:
+its line breaking re-measures the line for every character (``make bench`` render row
+"Zammad mix, 20 articles: HTML / plain twin, render CPU"). Line breaking over styled spans
+and column sizing are :mod:`app.render.html_lines`.
 
 Where this differs from a browser:
 
