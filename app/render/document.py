@@ -5,7 +5,8 @@ broken into lines by :mod:`app.render.layout` and each line drawn font run by fo
 the content-stream bytes ``FPDF.text()`` would write (:meth:`TicketPdf.draw_text`), so page
 breaks are ours too. Paragraphs that need shaping or right-to-left order (Arabic, Hebrew,
 Indic) take fpdf2's ``multi_cell`` with text shaping switched on for that paragraph only
-(:meth:`TicketPdf.write_complex`); HTML bodies take ``write_html`` (:mod:`app.render.html_body`).
+(:meth:`TicketPdf.write_complex`); HTML bodies are laid out on the same path
+(:mod:`app.render.html_layout`).
 
 A face is registered when first drawn or selected (:meth:`TicketPdf.use_face`, and
 :meth:`TicketPdf.set_font` for fpdf2's own text paths), from the per-process font cache
@@ -227,6 +228,17 @@ class TicketPdf(ParkedPages):
             if len(runs) > 1:
                 x += self.glyph_fonts.measures[style.style].width(run) * style.size / 1000
 
+    def draw_in_face(self, x: float, top: float, text: str, face: FontFace, style: TextStyle) -> None:
+        """Draw ``text`` whose box starts at ``top`` in ``face`` itself, not the style's font chain
+        (the monospace face of HTML ``<code>``/``<pre>``), in ``style``'s size and colour. The
+        face is registered here, on its first drawn glyph; every character must be in it."""
+        if not text:
+            return
+        self.use_face(face)
+        self._select_color(style.color)
+        self.select_face(face, style.size)
+        self.draw_text(x, top + 0.5 * style.leading + 0.3 * style.size, text)
+
     # Kept, with select_face and _draw_plain_lines, for `make bench` render: "fpdf2's text() / ours, CPU".
     def draw_text(self, x: float, y: float, text: str) -> None:
         """``FPDF.text(x, y, text)``: the same content-stream bytes, without its generic checks.
@@ -356,6 +368,32 @@ class TicketPdf(ParkedPages):
             f"{opening} {x * k:.2f} {(h - (top + half_leading + rise)) * k:.2f} Td {encode(line)} {closing}"
             for top, line in zip(tops, lines, strict=True)
             if line
+        ]
+        if drawn:
+            self._out("\n".join(drawn))
+        return True
+
+    def draw_lines_at(self, placed: list[tuple[float, float, str]], style: TextStyle) -> bool:
+        """Draw lines, each ``(x, top, text)`` (points; ``top`` the line box's top from the page
+        top), all in the style's main font, on the current page: the content-stream bytes
+        :meth:`draw_line` would write, in one write. ``False`` (nothing drawn) when
+        :meth:`draw_text` would not take its own path. The caller checks that the main font
+        draws every character (:meth:`FontChain.single_face` ``== 0``) and that each line fits."""
+        face = self.glyph_fonts.chains[style.style].faces[0]
+        if (face.family, face.style) not in self._registered:
+            self.use_face(face)
+        self._select_color(style.color)
+        self.select_face(face, style.size)
+        font = self._plain_text_font()
+        if font is None:
+            return False
+        k, h, encode = self.k, self.h, font.encode_text
+        drop = 0.5 * style.leading + 0.3 * style.size  # box top to baseline, as in draw_line
+        opening, closing = self._text_wrapping()
+        drawn = [
+            f"{opening} {x * k:.2f} {(h - (top + drop)) * k:.2f} Td {encode(text)} {closing}"
+            for x, top, text in placed
+            if text
         ]
         if drawn:
             self._out("\n".join(drawn))

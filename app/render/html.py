@@ -1,19 +1,17 @@
-"""E-mail HTML made safe for fpdf2's ``write_html``: quotes marked, sanitised, normalised.
+"""E-mail HTML made safe and simple for our layout: quotes marked, sanitised, normalised.
 
-``write_html`` is not a browser (``docs/reference/rendering.md`` §4.2): nested tables, mixed markup in
-cells, unknown fonts, odd attribute values and unmapped images raise. The pipeline here
-(§4.3) removes every construct on that list:
+The pipeline (``docs/reference/rendering.md`` §4.3):
 
-1. quotes are marked before sanitising strips the classes that identify them (Gmail
-   ``gmail_quote``, Outlook ``divRplyFwdMsg``/``appendonsend``, "-----Original Message-----");
-2. nh3 keeps only tags fpdf2 supports, drops ``<script>``/``<style>``/``<head>`` with their
-   content and every attribute but a few, and repairs the tree;
-3. lxml normalises: headings become bold paragraphs (no outline entries from e-mail
-   ``<h1>``), ``<div>`` becomes ``<p>``, cells with markup become plain text, one-column
-   layout tables become paragraphs, numbers are checked, links show their target, and
-   images become sized ``<img>`` (resolved) or a visible ``[image: name]`` (not).
+1. nh3 keeps only the tags the layout knows, drops ``<script>``/``<style>``/``<head>`` with
+   their content and every attribute but a few (``class``/``id`` for step 2), and repairs the tree;
+2. lxml parses it once and quotes are marked (:func:`mark_quotes`: Gmail ``gmail_quote``,
+   Outlook ``divRplyFwdMsg``/``appendonsend``, "-----Original Message-----" → ``<blockquote>``);
+3. it is normalised (:func:`normalise_tree`): layout tables become blocks, real tables one
+   line of text per cell, links show their target, images become sized ``<img>`` (resolved)
+   or a visible ``[image: name]`` (not).
 
-The caller still wraps ``write_html`` in ``try`` and falls back to :func:`html_to_text`.
+:func:`html_to_text` (inscriptis) is the text the renderer falls back to when the layout fails.
+Over 450 lines: the tag and attribute allow-lists, one entry a line, are most of the excess.
 """
 
 from __future__ import annotations
@@ -21,8 +19,8 @@ from __future__ import annotations
 import re
 import unicodedata
 from collections.abc import Callable
+from html import unescape
 
-import lxml.html
 import nh3
 from inscriptis import get_text
 from inscriptis.css_profiles import CSS_PROFILES
@@ -31,7 +29,8 @@ from inscriptis.model.config import ParserConfig
 from inscriptis.model.html_element import HtmlElement
 from lxml import etree
 
-#: Tags fpdf2's ``write_html`` renders (and ``div``, turned into ``p`` below).
+#: Tags the layout draws (:mod:`app.render.html_blocks`); nh3 unwraps the others (``span``,
+#: ``font``), keeping their text.
 ALLOWED_TAGS = {
     "h1",
     "h2",
@@ -64,6 +63,7 @@ ALLOWED_TAGS = {
     "sup",
     "sub",
     "blockquote",
+    "span",
     "table",
     "thead",
     "tbody",
@@ -73,6 +73,10 @@ ALLOWED_TAGS = {
     "td",
 }
 _ATTRIBUTES = {
+    "div": {"class", "id"},  # read by mark_quotes, ignored by the layout
+    "p": {"class", "id"},
+    "span": {"class", "id"},
+    "blockquote": {"class", "id"},
     "a": {"href"},
     "img": {"src", "alt", "width", "height"},
     "td": {"colspan", "rowspan"},
@@ -117,6 +121,21 @@ _QUOTE_CLASSES = re.compile(
     r"\b(gmail_quote|yahoo_quoted|moz-cite-prefix|OutlookMessageHeader)\b", re.IGNORECASE
 )
 _QUOTE_IDS = {"divrplyfwdmsg", "appendonsend"}
+#: Signs of a quote :func:`mark_quotes` knows, lower case (a cheap test before walking the tree:
+#: substring search beats a case-insensitive alternation by far).
+_QUOTE_SIGNS = (
+    "gmail_quote",
+    "yahoo_quoted",
+    "moz-cite",
+    "divrplyfwdmsg",
+    "appendonsend",
+    "outlookmessageheader",
+    "original message",
+    "ursprüngliche",
+    "originalnachricht",
+)
+#: The words :data:`_ORIGINAL_MESSAGE` looks for, lower case.
+_HEADER_SIGNS = ("original message", "ursprüngliche nachricht", "originalnachricht")
 _ORIGINAL_MESSAGE = re.compile(
     r"^\s*-{2,}\s*(Original Message|Ursprüngliche Nachricht|Originalnachricht)", re.IGNORECASE
 )
@@ -137,32 +156,80 @@ IMAGE_TEXT = "[image: {name}]"
 def html_to_text(html: str) -> str:
     """HTML as plain text (inscriptis): links as ``[text](url)``, images as ``[alt]``, quotes indented.
 
-    On inscriptis failure the tags are stripped with a regular expression instead.
+    On inscriptis failure, and when its parser dropped text nested deeper than libxml2's
+    limit (:func:`_parse`), the tags of the sanitised body are stripped instead.
     """
     try:
         text = get_text(html, ParserConfig(css=_CSS, display_links=True, display_images=True))
     except Exception:  # noqa: BLE001 - inscriptis on hostile input: strip tags, never fail the job
-        text = re.sub(r"<[^>]*>", " ", html)
+        text = _strip_tags(sanitise(html))
+    if html.count("<") > 512:  # deep enough to hit the limit: check that no words were lost
+        stripped = _strip_tags(sanitise(html))
+        if len(text.split()) < len(stripped.split()):
+            text = stripped
     return _BLANK_RUNS.sub("\n\n\n", text).strip("\n")
 
 
 def _text(element: etree._Element) -> str:
-    """All text inside ``element`` (works for lxml.html and plain etree elements alike)."""
+    """All text inside ``element``."""
     return "".join(element.itertext())
 
 
 def _parse(html: str) -> etree._Element:
-    """A ``<div>`` wrapping the parsed fragment (lxml never sees an empty document)."""
-    return lxml.html.fragment_fromstring(html or "", create_parent="div")
+    """A ``<div>`` wrapping the parsed fragment.
+
+    Plain ``etree`` elements, not ``lxml.html``'s: their class lookup costs a Python call for
+    every element touched, and the walk touches them all. libxml2 drops whatever is nested
+    deeper than 256 elements (its ``XML_PARSE_HUGE`` limit, reported as ``ERR_RESOURCE_LIMIT``);
+    such a body becomes one paragraph of its words (:func:`_strip_tags`) rather than losing them.
+    """
+    parser = etree.HTMLParser()
+    document = etree.fromstring(f"<div>{html}</div>", parser)
+    if any(entry.type_name == "ERR_RESOURCE_LIMIT" for entry in parser.error_log):
+        root = etree.Element("div")
+        etree.SubElement(root, "p").text = _strip_tags(html)
+        return root
+    body = document.find("body") if document is not None else None
+    if body is None:
+        return etree.Element("div")
+    if (
+        len(body) == 1
+        and body[0].tag == "div"
+        and not (body.text or "").strip()
+        and not (body[0].tail or "").strip()
+    ):
+        return body[0]
+    root = etree.Element("div")  # markup that closed the wrapper early: keep everything in order
+    root.text = body.text
+    root.extend(body)
+    return root
 
 
-def _serialise(root: etree._Element) -> str:
-    inner = (root.text or "") and _escape(root.text or "")
-    return inner + "".join(etree.tostring(child, encoding="unicode", method="html") for child in root)
+def _unwrap(element: etree._Element) -> None:
+    """Replace ``element`` by its content (text, children, tail kept in order): ``drop_tag``."""
+    parent = element.getparent()
+    if parent is None:
+        return
+    previous = element.getprevious()
+    children = list(element)
+    before = element.text or ""
+    tail = element.tail or ""
+    if children:
+        last = children[-1]
+        last.tail = (last.tail or "") + tail
+    else:
+        before += tail
+    if previous is not None:
+        previous.tail = (previous.tail or "") + before
+    else:
+        parent.text = (parent.text or "") + before
+    index = parent.index(element)
+    parent[index : index + 1] = children
 
 
-def _escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+def _strip_tags(html: str) -> str:
+    """The text of (sanitised) HTML with every tag a space and character references decoded."""
+    return unescape(re.sub(r"<[^>]*>", " ", html))
 
 
 def _wrap_rest_in_quote(element: etree._Element) -> None:
@@ -177,16 +244,24 @@ def _wrap_rest_in_quote(element: etree._Element) -> None:
     parent.insert(index, quote)
 
 
-def mark_quotes(html: str) -> str:
-    """Turn the reply-quote markup of Gmail, Outlook, Yahoo and Thunderbird into ``<blockquote>``."""
-    if not re.search(
-        r"gmail_quote|yahoo_quoted|moz-cite|divRplyFwdMsg|appendonsend|OutlookMessageHeader"
-        r"|Original Message|Ursprüngliche|Originalnachricht",
-        html,
-        re.IGNORECASE,
-    ):
-        return html
-    root = _parse(html)
+def _leading_text(element: etree._Element, length: int) -> str:
+    """The first ``length`` or so characters of ``element``'s text (stops reading early)."""
+    parts: list[str] = []
+    size = 0
+    for text in element.itertext():
+        parts.append(text)
+        size += len(text)
+        if size >= length:
+            break
+    return "".join(parts)[:length]
+
+
+def mark_quotes(root: etree._Element, *, headers: bool = True) -> None:
+    """Turn the reply-quote markup of Gmail, Outlook, Yahoo and Thunderbird into ``<blockquote>``
+    in place: elements with their quote classes, Outlook's ``divRplyFwdMsg``/``appendonsend``
+    and a "-----Original Message-----" paragraph with everything after it. Run on
+    :func:`sanitise`'s output, which keeps ``class`` and ``id`` on ``div``/``p``/``span``/``blockquote``
+    for this. ``headers=False`` skips the "Original Message" text test (the body has no such words)."""
     for element in list(root.iter("div", "p", "span")):
         if element.getparent() is None:
             continue
@@ -194,15 +269,16 @@ def mark_quotes(html: str) -> str:
             element.tag = "blockquote"
         elif (
             (element.get("id") or "").lower() in _QUOTE_IDS
-            or element.tag in ("div", "p")
-            and _ORIGINAL_MESSAGE.match(_text(element)[:80])
+            or headers
+            and element.tag in ("div", "p")
+            and _ORIGINAL_MESSAGE.match(_leading_text(element, 80))
         ):
             _wrap_rest_in_quote(element)
-    return _serialise(root)
 
 
 def sanitise(html: str) -> str:
-    """nh3 with fpdf2's tag set; scripts, styles and heads removed with their content."""
+    """nh3 with the layout's tag set (:data:`ALLOWED_TAGS`); scripts, styles and heads removed
+    with their content; only ``http``/``https``/``mailto``/``cid``/``data`` URLs kept."""
     return nh3.clean(
         html,
         tags=ALLOWED_TAGS,
@@ -238,21 +314,64 @@ def _replace_with_text(element: etree._Element, text: str) -> None:
     parent.remove(element)
 
 
+#: Elements whose start and end are a word boundary in a cell's text (a browser lays them
+#: out as boxes of their own: their words never run into their neighbours').
+_BOUNDARY_TAGS = _BLOCKS | {
+    "td",
+    "th",
+    "tr",
+    "li",
+    "dt",
+    "dd",
+    "br",
+    "img",
+    "thead",
+    "tbody",
+    "tfoot",
+    "blockquote",
+}
+
+
+def _boundary_text(element: etree._Element) -> str:
+    """All text inside ``element``, with a space wherever a block, cell or line break starts or
+    ends: ``<td><p>Block</p><p>zwei</p></td>`` gives ``" Block  zwei "``, never ``"Blockzwei"``."""
+    parts: list[str] = []
+
+    def visit(node: etree._Element) -> None:
+        boundary = node.tag in _BOUNDARY_TAGS
+        if boundary:
+            parts.append(" ")
+        parts.append(node.text or "")
+        for child in node:
+            if isinstance(child.tag, str):
+                visit(child)
+            parts.append(child.tail or "")
+        if boundary:
+            parts.append(" ")
+
+    visit(element)
+    return "".join(parts)
+
+
 def _cell_text(cell: etree._Element, label: ImageLabeler, image_text: str) -> str:
+    """A cell's text on one line: images named, every block and nested cell a word of its own."""
     for image in list(cell.iter("img")):
         _replace_with_text(image, " " + image_text.format(name=label(image.get("src") or "")) + " ")
-    for br in list(cell.iter("br")):
-        _replace_with_text(br, " ")
-    return _SPACES.sub(" ", _text(cell)).strip()
+    return _SPACES.sub(" ", _boundary_text(cell)).strip()
 
 
 def _normalise_tables(root: etree._Element, label: ImageLabeler, image_text: str) -> None:
+    """Layout tables (one column, or no text) become their cells as ``<div>`` blocks in order;
+    the other tables keep rows of ``<td>``/``<th>`` holding one line of text each."""
     # innermost tables first, so a layout table around content tables unwraps cleanly
     tables = sorted(root.iter("table"), key=lambda t: -sum(1 for _ in t.iterancestors()))
     for table in tables:
         rows = [row for row in table.iter("tr") if next(row.iterancestors("table"), None) is table]
         cells = [[cell for cell in row if cell.tag in ("td", "th")] for row in rows]
         widest = max((len(row) for row in cells), default=0)
+        parent = table.getparent()
+        if parent is None:
+            continue
         if widest <= 1 or not any(_text(c).strip() for row in cells for c in row):
             # layout table (or empty): its cells become plain blocks in order
             replacement = etree.Element("div")
@@ -263,12 +382,8 @@ def _normalise_tables(root: etree._Element, label: ImageLabeler, image_text: str
                         del cell.attrib[attribute]
                     replacement.append(cell)
             replacement.tail = table.tail
-            table.getparent().replace(table, replacement)
+            parent.replace(table, replacement)
             continue
-        for element in list(table):  # stray text or elements directly inside <table>
-            if element.tag not in ("thead", "tbody", "tfoot", "tr"):
-                table.remove(element)
-        table.text = None
         for row in cells:
             for cell in row:
                 for attribute in ("colspan", "rowspan"):
@@ -280,18 +395,19 @@ def _normalise_tables(root: etree._Element, label: ImageLabeler, image_text: str
                 text = _cell_text(cell, label, image_text)
                 for child in list(cell):
                     cell.remove(child)
-                cell.text = text[:2000] + ("…" if len(text) > 2000 else "")
-        for row in rows:  # text between cells is not rendered by fpdf2 and may confuse it
-            row.text = None
+                cell.text = text
+        replacement = etree.Element("table")
+        for row in cells:
+            tr = etree.SubElement(replacement, "tr")
             for cell in row:
                 cell.tail = None
-            for child in list(row):
-                if child.tag not in ("td", "th"):
-                    row.remove(child)
+                tr.append(cell)
+        replacement.tail = table.tail
+        parent.replace(table, replacement)
 
 
-def normalise(
-    html: str,
+def normalise_tree(
+    root: etree._Element,
     *,
     resolve: ImageResolver,
     label: ImageLabeler,
@@ -299,61 +415,44 @@ def normalise(
     max_height: float,
     image_text: str = IMAGE_TEXT,
     no_source: str = "no source",
-) -> str:
-    """Rewrite sanitised HTML into the subset ``write_html`` renders without raising.
+) -> etree._Element:
+    """Rewrite a parsed, sanitised body in place into what :mod:`app.render.html_blocks` lays out.
+
+    - tables: layout tables (one column, or without text) become their cells as ``<div>``
+      blocks; other tables become ``<table>`` of ``<tr>`` of ``<td>``/``<th>`` with one line of
+      text each (nested tables, markup and images in a cell become words of that text, each
+      block or cell a word of its own), ``colspan``/``rowspan`` checked (1–50) or dropped;
+    - links keep only ``http(s):``/``mailto:`` targets (others become plain text) and show
+      their target after the text when the text does not already say it;
+    - ``<ol start>`` is checked (1–100000) or dropped; ``<li>`` outside a list becomes ``<p>``;
+      ``<center>`` becomes ``<div>``;
+    - images: those ``resolve`` finds become ``<img src=key width height>`` (points, shrunk to
+      ``max_width`` × ``max_height``); the others become the visible text ``image_text``.
 
     Args:
-        html: output of :func:`sanitise`.
-        resolve: image source → ``(image_map key, width px, height px)``, or ``None`` when the
+        root: the body as parsed by :func:`_parse` from :func:`sanitise`'s output.
+        resolve: image source → ``(image key, width px, height px)``, or ``None`` when the
             image cannot be drawn (it becomes ``[image: label]``).
         label: image source → name for the placeholder.
         max_width, max_height: the largest image box, in document units (points).
+
+    Returns:
+        ``root``.
     """
-    root = _parse(html)
-    for heading in list(root.iter("h1", "h2", "h3", "h4", "h5", "h6")):
-        heading.tag = "p"
-        bold = etree.Element("b")
-        bold.text, heading.text = heading.text, None
-        for child in list(heading):
-            bold.append(child)
-        heading.append(bold)
     for center in list(root.iter("center")):
         center.tag = "div"
-    _normalise_tables(root, label, image_text)
-    # div → p; divs that hold blocks are unwrapped (their blocks break lines themselves)
-    for div in reversed(list(root.iter("div"))):
-        if div is root:
-            continue
-        if any(child.tag in _BLOCKS for child in div):
-            if div.getparent() is not None and div.getparent().tag in ("td", "th", "li", "dd", "dt"):
-                div.tag = "span"
-                div.drop_tag()
-                continue
-            # text before the first block becomes its own paragraph
-            if (div.text or "").strip():
-                lead = etree.Element("p")
-                lead.text, div.text = div.text, None
-                div.insert(0, lead)
-            div.drop_tag()
-        else:
-            div.tag = "p"
-    # a <p> inside a <p> (from divs in paragraphs) is not valid: unwrap the outer one
-    for paragraph in reversed(list(root.iter("p"))):
-        if any(child.tag in _BLOCKS for child in paragraph):
-            if (paragraph.text or "").strip():
-                lead = etree.Element("p")
-                lead.text, paragraph.text = paragraph.text, None
-                paragraph.insert(0, lead)
-            paragraph.drop_tag()
     for link in list(root.iter("a")):
         href = (link.get("href") or "").strip()
         if not href.lower().startswith(_LINK_SCHEMES) or link.getparent() is None:
-            link.drop_tag()
+            _unwrap(link)
             continue
         text = _SPACES.sub(" ", _text(link)).strip()
         shown = href[7:] if href.lower().startswith("mailto:") else href
         if shown and shown not in text and text not in (href, shown):
-            link.tail = f" ({shown})" + (link.tail or "")
+            tail = link.tail or ""
+            glued = tail[:1] and not tail[0].isspace() and tail[0] not in ".,;:!?)]»\"'"
+            link.tail = f" ({shown})" + (" " if glued else "") + tail
+    _normalise_tables(root, label, image_text)  # after the links: a cell's text keeps their targets
     for ordered in root.iter("ol"):
         start = _positive_int(ordered.get("start"), 100000)
         ordered.attrib.clear()
@@ -378,17 +477,7 @@ def normalise(
         image.set("src", key)
         image.set("width", f"{max(1.0, width * scale):.2f}")
         image.set("height", f"{max(1.0, height * scale):.2f}")
-        # on a line of its own, so it starts at the left edge and cannot overrun the line
-        image.addprevious(etree.Element("br"))
-    for paragraph in root.iter("p"):  # right-to-left paragraphs are right-aligned, as mail clients show them
-        if first_strong_is_rtl(_text(paragraph)[:200]):
-            paragraph.set("align", "right")
-    for pre in root.iter("pre"):  # fpdf2's <pre> wants text only
-        text = _text(pre)
-        for child in list(pre):
-            pre.remove(child)
-        pre.text = text
-    return _serialise(root)
+    return root
 
 
 def first_strong_is_rtl(text: str) -> bool:
@@ -403,7 +492,7 @@ def first_strong_is_rtl(text: str) -> bool:
     return False
 
 
-def prepare_html(
+def prepare_tree(
     body: str,
     *,
     resolve: ImageResolver,
@@ -412,18 +501,29 @@ def prepare_html(
     max_height: float,
     image_text: str = IMAGE_TEXT,
     no_source: str = "no source",
-) -> str:
-    """The whole pipeline: :func:`mark_quotes`, :func:`sanitise`, :func:`normalise`.
+    clean: Callable[[str], str] = str,
+) -> etree._Element:
+    """The whole pipeline: :func:`sanitise`, ``clean``, parse, :func:`mark_quotes`, :func:`normalise_tree`.
 
-    ``image_text`` (a ``str.format`` pattern with ``{name}``) and ``no_source`` are the
-    placeholder words of an image that is not drawn, in the archive's language.
+    ``clean`` makes the sanitised markup's text drawable (the renderer passes
+    :meth:`app.render.document.TicketPdf.clean`; character references are already decoded
+    by then, and the markup itself is ASCII). ``image_text`` (a ``str.format`` pattern with
+    ``{name}``) and ``no_source`` are the placeholder words of an image that is not drawn,
+    in the archive's language.
+
+    Returns:
+        A ``<div>`` element holding the body.
     """
-    return normalise(
-        sanitise(mark_quotes(body)),
+    root = _parse(clean(sanitise(body)))
+    lowered = body.lower()
+    if any(sign in lowered for sign in _QUOTE_SIGNS):
+        mark_quotes(root, headers=any(sign in lowered for sign in _HEADER_SIGNS))
+    return normalise_tree(
+        root,
         resolve=resolve,
-        label=label,
+        label=lambda src: clean(label(src)),
         max_width=max_width,
         max_height=max_height,
         image_text=image_text,
-        no_source=no_source,
+        no_source=clean(no_source),
     )

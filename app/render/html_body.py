@@ -1,29 +1,26 @@
-"""An article's ``text/html`` body on the page: fpdf2's ``write_html``, rolled back to text on failure.
+"""An article's ``text/html`` body on the page: our own layout, rolled back to text on failure.
 
-The body goes through :func:`app.render.html.prepare_html` (sanitised, tables flattened,
-images resolved to normalised attachments) and then ``write_html`` with resource access
-switched off (:class:`app.render.document.TicketPdf`). ``write_html`` is not a browser: when
-fpdf2 raises half-way, whatever it drew (content, pages, links, outline entries) is cut back
-(:class:`_Rollback`) and the body is drawn as clean text (:func:`app.render.html.html_to_text`)
-instead, so an odd e-mail never fails a job (``docs/reference/rendering.md`` §4.2–4.3).
+The body goes through :func:`app.render.html.prepare_tree` (quotes marked, sanitised,
+normalised, images resolved to normalised attachments), :func:`app.render.html_blocks.body_blocks`
+and :func:`app.render.html_layout.draw_blocks`. fpdf2's ``write_html`` is not used for any
+construct: everything the sanitiser lets through is drawn by our layout (what it draws
+differently from a browser is listed in :mod:`app.render.html_layout`). When anything raises
+half-way, whatever was drawn (content, pages, links) is cut back (:class:`_Rollback`) and the
+body is drawn as clean text (:func:`app.render.html.html_to_text`) instead, so an odd e-mail
+never fails a job (``docs/reference/rendering.md`` §4.3).
 """
 
 from __future__ import annotations
 
-import io
-from typing import Any
-
-from fpdf.fonts import FontFace as FpdfFontFace
-from fpdf.fonts import TextStyle as FpdfTextStyle
-
 from app.render.document import TicketPdf
-from app.render.glyphs import COMPLEX, MAIN_FAMILY, STYLES, FontFace
-from app.render.html import html_to_text, prepare_html
+from app.render.html import html_to_text, prepare_tree
+from app.render.html_blocks import body_blocks
+from app.render.html_layout import draw_blocks
 from app.render.images import ArticleImages
 
 
 class _Rollback:
-    """What is needed to undo a half-rendered ``write_html``: page, content length, state.
+    """What is needed to undo a half-drawn body: page, content length, links, state.
 
     Holds the document's pages unparked from its creation on (pages finished from then on
     may be cut back); the caller releases them.
@@ -59,27 +56,8 @@ class _Rollback:
         pdf.in_footer = False
 
 
-def _tag_styles(pdf: TicketPdf) -> dict[str, Any]:
-    """``write_html``'s ``tag_styles``: links, quotes, ``pre``/``code`` in the mono font."""
-    body = pdf.template.body
-    mono = pdf.glyph_fonts.mono
-    if mono is not None:
-        for style in STYLES:  # one file serves every style: <pre><b> must not raise
-            pdf.use_face(FontFace(mono.family, style, mono.path, mono.index))
-    mono_family = mono.family if mono is not None else MAIN_FAMILY
-    return {
-        "a": FpdfFontFace(color="#1a4f8b", emphasis="UNDERLINE"),
-        "blockquote": FpdfTextStyle(color="#5a5a5a", l_margin=10, t_margin=2, b_margin=2),
-        "pre": FpdfTextStyle(font_family=mono_family, font_size_pt=body.size - 1, t_margin=2, b_margin=2),
-        "code": FpdfFontFace(family=mono_family),
-        "p": FpdfTextStyle(t_margin=0, b_margin=2),
-        "li": FpdfTextStyle(l_margin=8, t_margin=1),
-        "dt": FpdfTextStyle(font_style="B", t_margin=2),
-    }
-
-
 def write_html_body(pdf: TicketPdf, html: str, article_id: int, images: ArticleImages | None) -> None:
-    """Draw an HTML body from ``pdf.y`` through the sanitising pipeline and ``write_html``.
+    """Draw an HTML body from ``pdf.y`` through the sanitising pipeline and our layout.
 
     On any failure the partial output is rolled back first, so nothing is drawn twice, and
     the body appears as inscriptis text through :meth:`TicketPdf.write_lines`. Images the
@@ -87,13 +65,12 @@ def write_html_body(pdf: TicketPdf, html: str, article_id: int, images: ArticleI
     else named by :meth:`ArticleImages.label`.
 
     Args:
-        pdf: the document; its text must be drawable (:meth:`TicketPdf.clean` is applied here).
+        pdf: the document; the body's text is made drawable here (:meth:`TicketPdf.clean`).
         html: the article's body as Zammad stores it.
         article_id: the article's id (0 if unknown), for resolving ``cid:`` and attachment URLs.
         images: the ticket's prepared images, or ``None``.
     """
     body = pdf.template.body
-    max_height = pdf.max_image_height()
 
     def resolve(src: str) -> tuple[str, int, int] | None:
         if images is None or not pdf.template.images:
@@ -108,47 +85,28 @@ def write_html_body(pdf: TicketPdf, html: str, article_id: int, images: ArticleI
     def label(src: str) -> str:
         return images.label(article_id, src) if images is not None else (src[:80] or "image")
 
-    def image_map(key: str) -> io.BytesIO:
-        image = pdf.html_images.get(key)
-        if image is None:  # the normaliser only lets resolved keys through
-            raise FileNotFoundError(key)
-        return io.BytesIO(image.data)
-
     rollback: _Rollback | None = None
     try:
-        prepared = pdf.clean(
-            prepare_html(
+        blocks = body_blocks(
+            prepare_tree(
                 html,
                 resolve=resolve,
                 label=label,
                 max_width=pdf.epw,
-                max_height=max_height,
+                max_height=pdf.max_image_height(),
                 image_text=pdf.tr.gettext("[image: {name}]"),
                 no_source=pdf.tr.gettext("no source"),
+                clean=pdf.clean,
             )
         )
         pdf.set_x(pdf.l_margin)
         rollback = _Rollback(pdf)
-        pdf.use_fallbacks(prepared)
-        pdf.set_text_shaping(bool(COMPLEX.search(prepared)))
-        pdf.set_font(MAIN_FAMILY, "", body.size)
-        pdf.set_text_color(*body.color)
-        pdf.write_html(
-            prepared,
-            font_family=MAIN_FAMILY,
-            tag_styles=_tag_styles(pdf),
-            image_map=image_map,
-            ul_bullet_char="•",
-            li_prefix_color=(64, 64, 64),
-            warn_on_tags_not_matching=False,
-        )
-        pdf.set_x(pdf.l_margin)
-    except Exception:  # noqa: BLE001 - write_html is not a browser: any failure → text, no failed job
+        draw_blocks(pdf, blocks)
+    except Exception:  # noqa: BLE001 - an e-mail the layout cannot take → text, no failed job
         if rollback is not None:
             rollback.restore(pdf)
         pdf.after_fpdf_text()
         pdf.write_lines(pdf.clean(html_to_text(html)), body)
     finally:
-        pdf.after_fpdf_text()
         if rollback is not None:
             pdf.release_pages()

@@ -230,6 +230,16 @@ CORPUS: dict[str, tuple[str, str, list[str]]] = {
     ),
     "cjk-emoji-html": ("<p>您好 世界</p><p>😀 Emoji im HTML</p>", "text/html", ["您好", "Emoji"]),
     "li-outside-list": ("<li>Einzelner Punkt</li><p>Rest</p>", "text/html", ["Einzelner", "Rest"]),
+    "newsletter-menu-ru": (
+        '<table width="100%" bgcolor="#f0f0f0"><tr><td><table><tr>'
+        '<td><table><tr><td><a href="https://news.example.ru/profile">Профиль</a></td> '
+        '<td><a href="https://news.example.ru/messages">Сообщения</a></td>'
+        '<td><a href="https://news.example.ru/contacts">Контакты</a></td></tr></table></td>'
+        "<td>Новости недели</td></tr></table></td></tr></table>"
+        "<h2>Главное</h2><ul><li>Первый пункт</li><li>Второй пункт</li></ul>",
+        "text/html",
+        ["Профиль", "Сообщения", "Контакты", "Новости", "Главное", "Второй"],
+    ),
     "plain-quoted-reply": (
         "Danke, erledigt.\n\n> Am Montag schrieb Kunde:\n> Bitte prüfen.\n>> Ältere Nachricht\n",
         "text/plain",

@@ -166,7 +166,16 @@ def test_the_renderers_own_text_needs_no_fallback_font():
     fonts = FontSet(DEFAULT_FONT_DIRS)
     render = Path(__file__).resolve().parents[2] / "app" / "render"
     own = set()
-    drawing = ("pdf.py", "document.py", "sections.py", "html_body.py", "content.py", "html.py")
+    drawing = (
+        "pdf.py",
+        "document.py",
+        "sections.py",
+        "html_body.py",
+        "content.py",
+        "html.py",
+        "html_blocks.py",
+    )
+    drawing += ("html_layout.py", "html_lines.py")
     for name in (*drawing, "originals.py", "templates.py", "images.py"):
         tree = ast.parse((render / name).read_text(encoding="utf-8"))
         skipped = set()  # docstrings and regular expressions are not drawn

@@ -1,4 +1,4 @@
-"""HTML bodies (app.render.html_body): a failing write_html is rolled back and the body drawn as text."""
+"""HTML bodies (app.render.html_body): a failing layout is rolled back and the body drawn as text."""
 
 from __future__ import annotations
 
@@ -16,21 +16,24 @@ def render_html(body: str) -> RenderedPdf:
     )
 
 
-def test_write_html_failure_is_rolled_back_and_the_body_drawn_as_text(tmp_path, monkeypatch):
-    from app.render.document import TicketPdf
+def test_a_layout_failure_is_rolled_back_and_the_body_drawn_as_text(tmp_path, monkeypatch):
+    from app.render import html_body
 
-    def half_then_broken(self, html, **kwargs):
-        self.set_font("NotoSans", "", 9)
-        self.text(60, 300, "PARTIALOUTPUT")
-        self.add_page()
-        self.text(60, 300, "PARTIALOUTPUT")
-        raise AssertionError("write_html exploded")
+    def half_then_broken(pdf, blocks):
+        pdf.set_font("NotoSans", "", 9)
+        pdf.text(60, 300, "PARTIALOUTPUT")
+        pdf.link(60, 300, 50, 10, "https://partial.example/")
+        pdf.add_page()
+        pdf.text(60, 300, "PARTIALOUTPUT")
+        raise AssertionError("layout exploded")
 
-    monkeypatch.setattr(TicketPdf, "write_html", half_then_broken)
+    monkeypatch.setattr(html_body, "draw_blocks", half_then_broken)
     rendered = render_html("<p>Hallo <b>Welt</b></p>")
-    text, stderr = pdftotext(write(tmp_path, rendered.data))
+    path = write(tmp_path, rendered.data)
+    text, stderr = pdftotext(path)
     assert "Hallo Welt" in text and "PARTIALOUTPUT" not in text and "<p>" not in text
     assert rendered.page_count == 1 and "No font" not in stderr
+    assert b"partial.example" not in rendered.data
 
 
 def test_both_converters_failing_still_shows_the_words(tmp_path, monkeypatch):
@@ -41,7 +44,7 @@ def test_both_converters_failing_still_shows_the_words(tmp_path, monkeypatch):
         raise RuntimeError("converter exploded")
 
     monkeypatch.setattr(html_module, "get_text", broken)
-    monkeypatch.setattr(html_body, "prepare_html", broken)
+    monkeypatch.setattr(html_body, "prepare_tree", broken)
     rendered = render_html("<p>Hallo <b>Welt</b></p>")
     text, _ = pdftotext(write(tmp_path, rendered.data))
     assert "Hallo" in text and "Welt" in text and "<b>" not in text

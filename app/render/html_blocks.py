@@ -1,0 +1,504 @@
+"""A normalised HTML body as a flat list of blocks of styled text: what the page layout draws.
+
+Pure: no PDF, no fonts. :func:`body_blocks` walks the tree :func:`app.render.html.prepare_tree`
+returns and gives :class:`Paragraph`, :class:`Table`, :class:`Image`, :class:`Rule` and
+:class:`Gap` blocks in reading order, each with its left indent (points) and the quote bars
+beside it; :mod:`app.render.html_layout` draws them.
+
+Whitespace follows the HTML rendering rules (WHATWG HTML §15 "Rendering", CSS Text 3
+``white-space: normal``): runs of ASCII whitespace collapse to one space, spaces at the
+start and end of a line vanish, ``<br>`` ends a line, ``<pre>`` keeps its spaces and line
+breaks. Every block boundary — a paragraph, a list item, a cell of a layout table — is a
+line break, so the words of two cells never run together.
+
+``<sup>``/``<sub>`` are drawn as normal text on the line (no raised or lowered baseline).
+
+Over 450 lines: the block types are the walker's output format and stay beside it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from lxml import etree
+
+#: Left indent per list or description level, in points.
+LIST_INDENT = 14.0
+#: Left indent per quote level (the bar sits at its start), in points.
+QUOTE_INDENT = 10.0
+#: Quote levels that still indent; deeper quotes draw at the deepest indent.
+MAX_QUOTE_LEVELS = 8
+#: List levels that still indent.
+MAX_LIST_LEVELS = 8
+#: Space after a paragraph-like block (``p``, list, quote, table, ``pre``), as a share of the line height.
+BLOCK_GAP = 0.35
+#: Size of headings ``h1``…``h6`` relative to the body text.
+HEADING_SCALE = {1: 1.3, 2: 1.2, 3: 1.1, 4: 1.0, 5: 1.0, 6: 1.0}
+#: The marker of an unordered list item.
+BULLET = "•"
+
+_HTML_SPACE = re.compile(r"[ \t\n\r\f]+")
+_NOT_HTML_SPACE = re.compile(r"[^ \t\n\r\f]")
+_INLINE_STYLE = {
+    "b": "bold",
+    "strong": "bold",
+    "i": "italic",
+    "em": "italic",
+    "u": "underline",
+    "s": "strike",
+    "del": "strike",
+    "code": "mono",
+}
+_PARAGRAPHS = {"p", "div", "center", "h1", "h2", "h3", "h4", "h5", "h6", "dt", "dd", "li"}
+_GAP_AFTER = {"p", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "dl", "blockquote", "pre", "table"}
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A piece of a paragraph's text in one look.
+
+    Attributes:
+        text: the text (``"\\n"`` is a line break; already whitespace-collapsed unless in ``<pre>``).
+        bold, italic, underline, strike: the font style and the lines drawn with the text.
+        mono: drawn in the monospace face (``<code>``, ``<pre>``).
+        link: the target of a link (``http(s):``/``mailto:``), drawn as a link annotation.
+    """
+
+    text: str
+    bold: bool = False
+    italic: bool = False
+    underline: bool = False
+    strike: bool = False
+    mono: bool = False
+    link: str | None = None
+
+    @property
+    def style(self) -> str:
+        """The fpdf2 font style: ``""``, ``"B"``, ``"I"`` or ``"BI"``."""
+        return ("B" if self.bold else "") + ("I" if self.italic else "")
+
+    @property
+    def plain(self) -> bool:
+        """No lines, no link, no mono face: drawn exactly like plain text in its style."""
+        return not (self.underline or self.strike or self.mono or self.link)
+
+
+@dataclass(slots=True)
+class Paragraph:
+    """Lines of styled text.
+
+    Attributes:
+        spans: the text, in reading order (never empty).
+        indent: left indent from the text area's edge, in points.
+        bars: x offsets (points from the text area's edge) of the quote bars beside it.
+        marker: the list marker (``•``, ``3.``) drawn in the indent before the first line.
+        heading: 1–6 for ``<h1>``…``<h6>`` (drawn bold, larger), else 0.
+        pre: preformatted: spaces and line breaks kept, drawn in the monospace face.
+        quoted: inside a ``<blockquote>`` (drawn in the quote colour).
+    """
+
+    spans: list[Span]
+    indent: float = 0.0
+    bars: tuple[float, ...] = ()
+    marker: str | None = None
+    heading: int = 0
+    pre: bool = False
+    quoted: bool = False
+
+    @property
+    def text(self) -> str:
+        """All the paragraph's text."""
+        return "".join(span.text for span in self.spans)
+
+
+@dataclass(frozen=True, slots=True)
+class Cell:
+    """One table cell: one line of text (the normaliser flattened its markup), a header or data cell."""
+
+    text: str
+    header: bool = False
+    colspan: int = 1
+
+
+@dataclass(slots=True)
+class Table:
+    """A table of :class:`Cell` rows (``rowspan`` is not kept: each cell sits in its own row)."""
+
+    rows: list[list[Cell]]
+    indent: float = 0.0
+    bars: tuple[float, ...] = ()
+    quoted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Image:
+    """An inline image on a line of its own: its key in ``TicketPdf.html_images`` and size in points."""
+
+    key: str
+    width: float
+    height: float
+    indent: float = 0.0
+    bars: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    """A horizontal rule (``<hr>``) across the text width from ``indent``."""
+
+    indent: float = 0.0
+    bars: tuple[float, ...] = ()
+
+
+@dataclass(slots=True)
+class Gap:
+    """Vertical space between blocks, as a share of the body's line height; the quote bars continue."""
+
+    lines: float
+    bars: tuple[float, ...] = ()
+
+
+Block = Paragraph | Table | Image | Rule | Gap
+
+
+class _Context:
+    """Where the walk is: indent, quote bars, quote/list depth, heading, the inline look.
+
+    Treated as immutable: :meth:`but` makes a changed copy (cheaper than ``dataclasses.replace``).
+    """
+
+    __slots__ = ("bars", "heading", "indent", "lists", "look", "quotes")
+
+    def __init__(self) -> None:
+        self.indent = 0.0
+        self.bars: tuple[float, ...] = ()
+        self.quotes = 0
+        self.lists = 0
+        self.heading = 0
+        self.look = Span("")
+
+    def but(
+        self,
+        *,
+        look: Span | None = None,
+        indent: float | None = None,
+        bars: tuple[float, ...] | None = None,
+        quotes: int | None = None,
+        lists: int | None = None,
+        heading: int | None = None,
+    ) -> _Context:
+        """A copy with the given fields changed."""
+        copy = _Context.__new__(_Context)
+        copy.indent = self.indent if indent is None else indent
+        copy.bars = self.bars if bars is None else bars
+        copy.quotes = self.quotes if quotes is None else quotes
+        copy.lists = self.lists if lists is None else lists
+        copy.heading = self.heading if heading is None else heading
+        copy.look = self.look if look is None else look
+        return copy
+
+    def with_look(self, look: Span) -> _Context:
+        """This context with another inline look."""
+        return self.but(look=look)
+
+
+class _Builder:
+    """Collects blocks while :func:`body_blocks` walks the tree.
+
+    The paragraph being collected is kept as parallel lists of looks (spans without text) and
+    text pieces, joined into :class:`Span` objects when it ends.
+    """
+
+    def __init__(self) -> None:
+        self.blocks: list[Block] = []
+        self.looks: list[Span] = []
+        self.texts: list[list[str]] = []
+        self.at_line_start = True  # a space here would start a line: collapse it away
+        self.context = _Context()
+        self.marker: str | None = None
+
+    def text(self, text: str | None, look: Span) -> None:
+        """Add inline text in ``look``, collapsing whitespace."""
+        if not text:
+            return
+        text = _HTML_SPACE.sub(" ", text)
+        if self.at_line_start:
+            text = text.lstrip(" ")
+            if not text:
+                return
+        self.at_line_start = text[-1] == " "
+        self._add(look, text)
+
+    def line_break(self, look: Span) -> None:
+        """``<br>``: end the line (a trailing space before it vanishes)."""
+        self._strip_trailing_space()
+        self._add(look, "\n")
+        self.at_line_start = True
+
+    def _add(self, look: Span, text: str) -> None:
+        looks = self.looks
+        if looks and (looks[-1] is look or _same_look(looks[-1], look)):
+            self.texts[-1].append(text)
+            return
+        looks.append(look)
+        self.texts.append([text])
+
+    def _strip_trailing_space(self) -> None:
+        texts = self.texts
+        while texts:
+            pieces = texts[-1]
+            while pieces and pieces[-1].endswith(" "):
+                stripped = pieces[-1].rstrip(" ")
+                if stripped:
+                    pieces[-1] = stripped
+                    return
+                pieces.pop()
+            if pieces:
+                return
+            texts.pop()
+            self.looks.pop()
+
+    def flush(self) -> None:
+        """End the paragraph being collected (if it has anything to show)."""
+        if not self.texts:
+            self.at_line_start = True
+            return
+        self._strip_trailing_space()
+        texts = ["".join(pieces) for pieces in self.texts]
+        looks = self.looks
+        if texts and texts[-1].endswith("\n"):  # a last <br> ends the line, it adds none
+            if len(texts) > 1 and texts[-1] == "\n":
+                texts.pop()
+                looks.pop()
+            else:  # <div><br></div> alone: one empty line
+                texts[-1] = texts[-1][:-1]
+        if texts:
+            context = self.context
+            spans = [
+                Span(text, look.bold, look.italic, look.underline, look.strike, look.mono, look.link)
+                for look, text in zip(looks, texts, strict=True)
+            ]
+            self.blocks.append(
+                Paragraph(
+                    spans=spans,
+                    indent=context.indent,
+                    bars=context.bars,
+                    marker=self.marker,
+                    heading=context.heading,
+                    quoted=context.quotes > 0,
+                )
+            )
+            self.marker = None
+        self.looks = []
+        self.texts = []
+        self.at_line_start = True
+
+    def add(self, block: Block) -> None:
+        """Add a block that is not a paragraph (ending the paragraph being collected first)."""
+        self.flush()
+        if isinstance(block, Gap):
+            if not self.blocks:
+                return  # no space before the first block
+            last = self.blocks[-1]
+            if isinstance(last, Gap):
+                last.lines = max(last.lines, block.lines)
+                return
+        self.blocks.append(block)
+
+
+def _same_look(a: Span, b: Span) -> bool:
+    return (
+        a.bold == b.bold
+        and a.italic == b.italic
+        and a.underline == b.underline
+        and a.strike == b.strike
+        and a.mono == b.mono
+        and a.link == b.link
+    )
+
+
+def body_blocks(root: etree._Element) -> list[Block]:
+    """The blocks of a normalised body (:func:`app.render.html.normalise_tree`), in reading order.
+
+    Raises:
+        RecursionError: the tree is nested deeper than Python's recursion limit allows
+        (the caller falls back to text).
+    """
+    builder = _Builder()
+    _walk_children(root, builder)
+    builder.flush()
+    while builder.blocks and isinstance(builder.blocks[-1], Gap):
+        builder.blocks.pop()
+    return builder.blocks
+
+
+def _walk_children(element: etree._Element, builder: _Builder) -> None:
+    look = builder.context.look
+    builder.text(element.text, look)
+    for child in element:
+        if isinstance(child.tag, str):  # comments and processing instructions are not text
+            _walk(child, builder)
+        builder.text(child.tail, look)
+
+
+def _walk(element: etree._Element, builder: _Builder) -> None:
+    tag = element.tag
+    context = builder.context
+    look = context.look
+    style = _INLINE_STYLE.get(tag)
+    if style is not None:
+        builder.context = context.with_look(_styled(look, style))
+        _walk_children(element, builder)
+        builder.context = context
+    elif tag == "a":
+        href = element.get("href")
+        builder.context = context.with_look(
+            Span("", look.bold, look.italic, look.underline or bool(href), look.strike, look.mono, href)
+        )
+        _walk_children(element, builder)
+        builder.context = context
+    elif tag == "br":
+        builder.line_break(look)
+    elif tag in _PARAGRAPHS or tag in ("blockquote", "ul", "ol", "dl"):
+        _walk_block(element, builder)
+    elif tag == "pre":
+        builder.flush()
+        text = "".join(element.itertext())
+        text = text[1:] if text.startswith("\n") else text  # HTML: a newline right after <pre> is not shown
+        text = text.rstrip("\n")
+        if text.strip():
+            builder.blocks.append(
+                Paragraph(
+                    [Span(text, mono=True)],
+                    indent=context.indent,
+                    bars=context.bars,
+                    marker=builder.marker,
+                    pre=True,
+                    quoted=context.quotes > 0,
+                )
+            )
+            builder.marker = None
+        builder.add(Gap(BLOCK_GAP, context.bars))
+    elif tag == "hr":
+        builder.add(Rule(context.indent, context.bars))
+    elif tag == "img":
+        image = _image(element, context)
+        if image is not None:
+            builder.add(image)
+    elif tag == "table":
+        builder.add(_table(element, context))
+        builder.add(Gap(BLOCK_GAP, context.bars))
+    else:  # sup, sub and anything unknown: inline, as normal text
+        _walk_children(element, builder)
+
+
+def _styled(look: Span, style: str) -> Span:
+    """``look`` with one of its flags (``bold``, ``italic``, ``underline``, ``strike``, ``mono``) set."""
+    return Span(
+        "",
+        bold=look.bold or style == "bold",
+        italic=look.italic or style == "italic",
+        underline=look.underline or style == "underline",
+        strike=look.strike or style == "strike",
+        mono=look.mono or style == "mono",
+        link=look.link,
+    )
+
+
+def _walk_block(element: etree._Element, builder: _Builder) -> None:
+    """A paragraph-like or container block: ends the line before and after it."""
+    tag = element.tag
+    context = builder.context
+    builder.flush()
+    inner = context
+    if tag in ("h1", "h2", "h3", "h4", "h5", "h6"):
+        builder.add(Gap(BLOCK_GAP, context.bars))
+        inner = context.but(heading=int(tag[1]), look=_styled(context.look, "bold"))
+    elif tag == "dt":
+        inner = context.but(look=_styled(context.look, "bold"))
+    elif tag == "dd":
+        inner = _deeper_list(context)
+    elif tag == "blockquote":
+        builder.add(Gap(BLOCK_GAP, context.bars))
+        if context.quotes < MAX_QUOTE_LEVELS:
+            inner = context.but(
+                indent=context.indent + QUOTE_INDENT,
+                bars=(*context.bars, context.indent + 1.5),
+                quotes=context.quotes + 1,
+            )
+        else:
+            inner = context.but(quotes=context.quotes + 1)
+    builder.context = inner
+    if tag in ("ul", "ol"):
+        _walk_list(element, builder)
+    else:
+        _walk_children(element, builder)
+    builder.flush()
+    builder.context = context
+    if tag in _GAP_AFTER and not (tag in ("ul", "ol") and context.lists):  # nested lists: no gap
+        builder.add(Gap(BLOCK_GAP, context.bars))
+
+
+def _deeper_list(context: _Context) -> _Context:
+    if context.lists >= MAX_LIST_LEVELS:
+        return context.but(lists=context.lists + 1)
+    return context.but(indent=context.indent + LIST_INDENT, lists=context.lists + 1)
+
+
+def _walk_list(element: etree._Element, builder: _Builder) -> None:
+    """The items of ``<ul>``/``<ol>`` (the context is the list's own), each with its marker."""
+    context = builder.context
+    number = int(element.get("start") or 1) if element.tag == "ol" else 0
+    item_context = _deeper_list(context)
+    builder.text(element.text, context.look)
+    for child in element:
+        if not isinstance(child.tag, str):
+            builder.text(child.tail, context.look)
+            continue
+        if child.tag == "li":
+            builder.flush()
+            builder.marker = f"{number}." if element.tag == "ol" else BULLET
+            number += 1
+            builder.context = item_context
+            _walk_children(child, builder)
+            builder.flush()
+            builder.marker = None
+            builder.context = context
+        else:
+            _walk(child, builder)
+        builder.text(child.tail, context.look)
+
+
+def _image(element: etree._Element, context: _Context) -> Image | None:
+    try:
+        width = float(element.get("width") or 0)
+        height = float(element.get("height") or 0)
+    except ValueError:
+        return None
+    key = element.get("src")
+    if not key or width <= 0 or height <= 0:
+        return None
+    return Image(key, width, height, context.indent, context.bars)
+
+
+def _table(element: etree._Element, context: _Context) -> Table:
+    """A normalised table: rows of cells holding one line of text each."""
+    rows = []
+    for row in element.iter("tr"):
+        cells = [
+            Cell(
+                _HTML_SPACE.sub(" ", "".join(cell.itertext())).strip(),
+                header=cell.tag == "th",
+                colspan=int(cell.get("colspan") or 1),
+            )
+            for cell in row
+            if cell.tag in ("td", "th")
+        ]
+        if cells:
+            rows.append(cells)
+    return Table(rows, context.indent, context.bars, context.quotes > 0)
+
+
+def has_text(text: str) -> bool:
+    """Whether ``text`` has anything but HTML whitespace (a no-break space counts as text)."""
+    return _NOT_HTML_SPACE.search(text) is not None

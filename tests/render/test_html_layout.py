@@ -1,0 +1,104 @@
+"""HTML bodies on the page (app.render.html_layout): line breaking over styled spans, tables,
+fonts only when drawn, links as annotations, nothing past the margin; checked with poppler."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+
+from app.render.document import MARGIN
+from app.render.html import html_to_text
+
+from .helpers import pdftotext, write
+from .test_html_blocks import MENU_LAYOUTS, MENU_WORDS
+from .test_html_body import render_html
+
+A4_WIDTH = 595.28
+
+
+@pytest.mark.parametrize("layout", sorted(MENU_LAYOUTS))
+def test_adjacent_cells_never_run_together(tmp_path, layout):
+    html = MENU_LAYOUTS[layout]
+    text, _ = pdftotext(write(tmp_path, render_html(html).data))
+    words = text.split()
+    for word in MENU_WORDS:
+        assert word in words, (layout, words)
+    assert "ПрофильСообщения" not in text and "СообщенияКонтакты" not in text
+    fallback = html_to_text(html).split()  # the text the body falls back to
+    assert all(any(word in token for token in fallback) for word in MENU_WORDS)
+    assert not any("ПрофильСообщения" in token or "СообщенияКонтакты" in token for token in fallback)
+
+
+def fonts_of(path) -> str:
+    return subprocess.run(["pdffonts", str(path)], capture_output=True, text=True, check=True).stdout
+
+
+def test_the_mono_face_is_added_only_when_a_mono_glyph_is_drawn(tmp_path):
+    without = fonts_of(write(tmp_path, render_html("<p>Kein <b>Code</b> hier</p>").data, "without.pdf"))
+    assert "Mono" not in without
+    with_code = fonts_of(write(tmp_path, render_html("<p>Mit <code>var = 1</code></p>").data, "with.pdf"))
+    assert "Mono" in with_code
+
+
+def test_pre_keeps_its_spaces_and_long_lines_stay_inside_the_margin(tmp_path):
+    long = "x" * 400
+    path = write(tmp_path, render_html(f"<pre>a    b\n  c\n{long}</pre><p>{'y' * 3000}</p>").data)
+    text, _ = pdftotext(path, "-layout")
+    assert "a    b" in text
+    assert "".join(text.split()).count("x") >= 400 and "".join(text.split()).count("y") >= 3000
+    bbox, _ = pdftotext(path, "-bbox")
+    right_edges = [float(x) for x in re.findall(r'xMax="([\d.]+)"', bbox)]
+    assert right_edges and max(right_edges) <= A4_WIDTH - MARGIN + 1
+
+
+def test_links_become_printable_uri_annotations_and_keep_their_target_visible(tmp_path):
+    rendered = render_html('<p>Siehe <a href="https://example.com/docs">Dokumentation</a> dort.</p>')
+    path = write(tmp_path, rendered.data)
+    text, _ = pdftotext(path)
+    assert "Dokumentation (https://example.com/docs) dort." in " ".join(text.split())
+    objects = subprocess.run(
+        ["qpdf", "--qdf", "--object-streams=disable", str(path), "-"], capture_output=True, check=True
+    ).stdout
+    annotation = re.search(rb"/Subtype /Link.*?>>", objects, re.S) or re.search(
+        rb"<<[^<]*?/URI[^>]*>>", objects
+    )
+    assert b"/URI (https://example.com/docs)" in objects and annotation is not None
+    assert re.search(rb"/F 4\b", objects)  # the Print flag (PDF/A)
+
+
+def test_a_table_row_taller_than_a_page_continues_on_the_next(tmp_path):
+    rendered = render_html(
+        "<table><tr><td>" + "Riesenzelle " * 4000 + "</td><td>klein</td></tr></table><p>Ende</p>"
+    )
+    text, _ = pdftotext(write(tmp_path, rendered.data))
+    assert rendered.page_count > 2
+    assert text.count("Riesenzelle") == 4000 and "klein" in text and "Ende" in text
+
+
+def test_lists_quotes_and_headings_draw_every_word(tmp_path):
+    html = (
+        "<h1>Titel</h1><ol start='7'><li>sieben</li><li>acht<ul><li>innen</li></ul></li></ol>"
+        "<blockquote>zitiert<blockquote>tiefer</blockquote></blockquote><hr><p><u>unter</u> <s>weg</s></p>"
+    )
+    text, _ = pdftotext(write(tmp_path, render_html(html).data))
+    flat = " ".join(text.split())
+    for words in ("Titel", "7. sieben", "8. acht", "• innen", "zitiert", "tiefer", "unter weg"):
+        assert words in flat, words
+
+
+@pytest.mark.parametrize(
+    "html",
+    [
+        "<b>" * 3000 + "Tiefer Text" + "</b>" * 3000,
+        "<div>" * 600 + "<script>alert(1)</script>Tiefer Text" + "</div>" * 600,
+        "<blockquote>" * 250 + "Tiefer Text" + "</blockquote>" * 250,
+    ],
+    ids=["bold-3000", "div-600-script", "quote-250"],
+)
+def test_nesting_deeper_than_the_parser_takes_keeps_the_words(tmp_path, html):
+    text, _ = pdftotext(write(tmp_path, render_html(html).data))
+    assert "Tiefer Text" in " ".join(text.split()) and "alert" not in text
+    fallback = " ".join(html_to_text(html).split())
+    assert "Tiefer Text" in fallback and "alert" not in fallback
