@@ -171,8 +171,10 @@ def image_references(ticket_id: int, articles: list[dict[str, Any]]) -> list[Ima
 def normalise_image(data: bytes) -> PreparedImage:
     """Decode ``data`` and re-encode it as an sRGB (or grey) image fpdf2 embeds faithfully.
 
-    Plain RGB/greyscale baseline JPEGs pass unchanged; everything else (CMYK or YCCK JPEGs,
-    16-bit, palette, alpha, GIF, WebP, TIFF…) becomes PNG in RGB, RGBA or L. EXIF rotation
+    Plain RGB/greyscale baseline JPEGs pass unchanged, and so do PNGs whose image data the
+    PDF can hold as it is (:func:`app.render.png_passthrough.png_raster_info`); everything
+    else (CMYK or YCCK JPEGs, 16-bit, palette, alpha, GIF, WebP, TIFF…) becomes PNG in RGB,
+    RGBA or L. EXIF rotation
     is applied, animated images keep their first frame, and sides above
     :data:`MAX_PIXELS_SIDE` are downscaled.
 
@@ -180,6 +182,8 @@ def normalise_image(data: bytes) -> PreparedImage:
         ImageError: not an image, truncated, or larger than :data:`MAX_IMAGE_PIXELS`.
     """
     from PIL import Image, ImageOps  # here: the service's main process only lists images, never decodes them
+
+    from app.render.png_passthrough import png_raster_info  # likewise (it imports fpdf2)
 
     try:
         with warnings.catch_warnings():
@@ -200,7 +204,13 @@ def normalise_image(data: bytes) -> PreparedImage:
         and max(image.size) <= MAX_PIXELS_SIDE
         and not image.info.get("progressive")
     )
-    if plain_jpeg:
+    plain_png = (
+        image.format == "PNG"
+        and not rotated
+        and max(image.size) <= MAX_PIXELS_SIDE
+        and png_raster_info(data) is not None
+    )
+    if plain_jpeg or plain_png:
         return PreparedImage(data=data, width=image.width, height=image.height)
     try:
         image = ImageOps.exif_transpose(image)
