@@ -174,9 +174,8 @@ def normalise_image(data: bytes) -> PreparedImage:
     Plain RGB/greyscale baseline JPEGs pass unchanged, and so do PNGs whose image data the
     PDF can hold as it is (:func:`app.render.png_passthrough.png_raster_info`); everything
     else (CMYK or YCCK JPEGs, 16-bit, palette, alpha, GIF, WebP, TIFF…) becomes PNG in RGB,
-    RGBA or L. EXIF rotation
-    is applied, animated images keep their first frame, and sides above
-    :data:`MAX_PIXELS_SIDE` are downscaled.
+    RGBA or L. EXIF rotation is applied, animated images keep their first frame, and sides
+    above :data:`MAX_PIXELS_SIDE` are downscaled.
 
     Raises:
         ImageError: not an image, truncated, or larger than :data:`MAX_IMAGE_PIXELS`.
