@@ -1,7 +1,7 @@
 """The Zammad simulator seeded for benchmarks: fixture ticket 4711 plus N generated tickets.
 
 Run: ``python -m benchmarks.simulator --token T --tickets N --articles M [--first-id ID]
-[--mix plain|zammad] [--delay METHOD PATH_REGEX SECONDS]...``.
+[--mix plain|zammad|zammad-text] [--delay METHOD PATH_REGEX SECONDS]...``.
 Like ``python -m devtools.zammad_simulator`` it prints one line
 ``LISTENING http://127.0.0.1:<port>`` once it accepts connections and serves on loopback
 until SIGTERM/SIGINT. Generated tickets are copies of fixture 4711's columns with ids
@@ -11,7 +11,8 @@ with ``--mix zammad`` the realistic mix (:func:`benchmarks.tickets.make_mixed_ti
 inline images are served as the attachments they are listed as (seeded bytes, PNG and JPEG)
 and whose raw e-mails are written once per article of the pattern and then served as stored
 (:attr:`~devtools.zammad_simulator.state.SimulatorState.stored_mail`; Zammad serves the file it
-stored). ``--delay`` holds matching requests that long before they are served
+stored). ``--mix zammad-text`` is the same mix without its images (no ``<img>``, no image
+attachments; :func:`~benchmarks.tickets.make_mixed_ticket`). ``--delay`` holds matching requests that long before they are served
 (:meth:`ZammadSimulator.delay`), e.g. to keep a job running.
 """
 
@@ -32,7 +33,7 @@ FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures" / "zamm
 FIXTURE_TICKET = 4711
 FIRST_TICKET_ID = 100_000
 TRIGGER_TAG = "pdf:sign"
-MIXES = ("plain", "zammad")
+MIXES = ("plain", "zammad", "zammad-text")
 FIRST_ARTICLE_ID = 10_000_000
 FIRST_ATTACHMENT_ID = 50_000_000
 
@@ -108,6 +109,7 @@ def seed(
                 ticket_id=ticket_id,
                 first_id=first_article,
                 first_attachment_id=FIRST_ATTACHMENT_ID + offset * articles * 8,
+                images=mix == "zammad",
             )
             ticket_articles = mixed.articles
             simulator.attachment_data.update(mixed.images)

@@ -137,8 +137,8 @@ class Stack:
 
     Args:
         tickets, articles: generated tickets in the simulator and articles per ticket.
-        mix: their articles: ``"plain"`` or ``"zammad"`` (the realistic mix;
-            :func:`benchmarks.simulator.seed`).
+        mix: their articles: ``"plain"``, ``"zammad"`` (the realistic mix) or
+            ``"zammad-text"`` (the mix without its images; :func:`benchmarks.simulator.seed`).
         workers: ``WORKERS`` of the service.
         signing: sign with the dev PFX (``SIGNING_ENABLED``).
         env: further settings for the service.

@@ -458,8 +458,11 @@ def _forward_header(address: str) -> tuple[str, ...]:
 class _MixBuilder:
     """Builds the articles of one mixed ticket in order (see :func:`make_mixed_ticket`)."""
 
-    def __init__(self, ticket_id: int, first_id: int, first_attachment_id: int, seed: int) -> None:
+    def __init__(
+        self, ticket_id: int, first_id: int, first_attachment_id: int, seed: int, with_images: bool = True
+    ) -> None:
         self.rng = random.Random(seed)
+        self.with_images = with_images
         self.ticket_id, self.first_id, self.first_attachment_id = ticket_id, first_id, first_attachment_id
         self.images: dict[int, bytes] = {}
         self.previous: tuple[Message, tuple[str, ...], int, bool] | None = None
@@ -519,8 +522,10 @@ class _MixBuilder:
         attachments: list[dict] = []
         next_id = self.first_attachment_id + 8 * index
 
-        def inline(image_kind: str, by_cid: bool, filename: str) -> InlineImage:
+        def inline(image_kind: str, by_cid: bool, filename: str) -> InlineImage | None:
             nonlocal next_id
+            if not self.with_images:
+                return None
             data = _image_bytes(image_kind)
             mime = "image/jpeg" if image_kind == "photo" else "image/png"
             cid = f"{filename}@01DB8C3A.{article_id:08X}" if by_cid else f"ii_{article_id:x}{next_id:x}"
@@ -622,15 +627,17 @@ def make_mixed_ticket(
     first_id: int = 1000,
     first_attachment_id: int = 500_000,
     seed: int = 4711,
+    images: bool = True,
 ) -> MixedTicket:
     """A ticket of ``count`` articles of the realistic mix (:data:`MIX_PATTERN`, cycled).
 
     Article ids run from ``first_id``; attachment ids from ``first_attachment_id``, 8 reserved
     per article (tickets whose ``first_attachment_id`` lie ``count * 8`` apart share none);
     image URLs name ``ticket_id``. The same ``seed`` gives the same words and markup whatever
-    the ids.
+    the ids. Without ``images`` the e-mails hold no ``<img>`` and list no image attachments
+    (the text and every other attachment unchanged): the ``zammad-text`` mix of the memory row.
     """
-    builder = _MixBuilder(ticket_id, first_id, first_attachment_id, seed)
+    builder = _MixBuilder(ticket_id, first_id, first_attachment_id, seed, images)
     articles, plain = [], []
     for index in range(count):
         article, message = builder.article(index)
