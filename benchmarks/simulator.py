@@ -12,8 +12,9 @@ inline images are served as the attachments they are listed as (seeded bytes, PN
 and whose raw e-mails are written once per article of the pattern and then served as stored
 (:attr:`~devtools.zammad_simulator.state.SimulatorState.stored_mail`; Zammad serves the file it
 stored). ``--mix zammad-text`` is the same mix without its images (no ``<img>``, no image
-attachments; :func:`~benchmarks.tickets.make_mixed_ticket`). ``--delay`` holds matching requests that long before they are served
-(:meth:`ZammadSimulator.delay`), e.g. to keep a job running.
+attachments; :func:`~benchmarks.tickets.make_mixed_ticket`). ``--delay`` holds matching
+requests that long before they are served (:meth:`ZammadSimulator.delay`), e.g. to keep a job
+running.
 """
 
 from __future__ import annotations
