@@ -94,7 +94,7 @@ class TicketPdf(ParkedPages):
         self._wrapped_fill: Any = None  # the colour objects _text_wrapping last saw
         self._wrapped_text: Any = None
         self._wrapping = ("BT", "ET")
-        self.html_images: dict[str, Any] = {}  # write_html's images by key (app.render.html_body)
+        self.html_images: dict[str, Any] = {}  # an HTML body's images by key (app.render.html_body)
 
     # -- fonts and text preparation -------------------------------------------------------
 
@@ -114,7 +114,7 @@ class TicketPdf(ParkedPages):
 
     def set_font(self, family: str | None = None, style: str | TextEmphasis = "", size: float = 0) -> None:
         """fpdf2's ``set_font``, registering a face of the main or mono family on first use
-        (:meth:`use_face`): fpdf2's own text paths (``cell``, ``multi_cell``, ``write_html``)
+        (:meth:`use_face`): fpdf2's own text paths (``cell``, ``multi_cell``)
         select faces by name. Other families must be registered already, as in fpdf2."""
         name = (family or self.font_family or "").lower()
         letters = style.style if isinstance(style, TextEmphasis) else style

@@ -206,7 +206,7 @@ def drop_undrawn_fonts(pdf: FPDF) -> None:
     ``output()`` writes only fonts drawn with. Call it once the last page is finished.
 
     A face is registered by ``set_font`` even when nothing is drawn with it (an empty
-    ``<b></b>`` in ``write_html``, a paragraph all in fallback fonts); fpdf2 would write and
+    ``<b></b>`` through fpdf2's ``set_font``, a paragraph all in fallback fonts); fpdf2 would write and
     subset it all the same. Nothing is dropped from a document with form XObjects or soft
     masks, whose resource dictionaries may name fonts no page does.
     """

@@ -20,7 +20,8 @@ identifier (an MD5 of everything before the cross-reference table) come from a r
 count and digest. Same bytes as ``output()``, without the whole PDF in memory.
 
 Pages are not parked while :meth:`ParkedPages.hold_pages` is in effect: whoever may still
-cut back a finished page's content (a ``write_html`` rollback) holds them.
+cut back a finished page's content (an HTML body's rollback, :mod:`app.render.html_body`)
+holds them.
 """
 
 from __future__ import annotations

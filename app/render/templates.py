@@ -41,7 +41,8 @@ class Template:
             ``"none"`` (the heading only).
         attachments: list each article's attachments.
         images: draw inline images and image-attachment previews (else placeholders name them).
-        html: lay ``text/html`` bodies out with ``write_html`` (else as converted text).
+        html: lay ``text/html`` bodies out as HTML (:mod:`app.render.html_layout`; else as
+            converted text).
         article_gap: space before each article, in points.
     """
 
