@@ -149,12 +149,50 @@ def _name_tree_key(fpdf_file: PDFEmbeddedFile) -> bytes:
     return name.encode("ascii") if name.isascii() else b"\xfe\xff" + name.encode("utf-16-be")
 
 
+#: MIME types whose bytes are compressed already: their embedded file streams are stored as
+#: they are, since deflating them again costs CPU and saves next to nothing (ZIP containers —
+#: Office documents, archives —, PDF, JPEG, PNG, GIF, WebP, audio and video).
+PRECOMPRESSED_TYPES = frozenset(
+    {
+        "application/pdf",
+        "application/zip",
+        "application/gzip",
+        "application/x-gzip",
+        "application/x-7z-compressed",
+        "application/x-rar-compressed",
+        "application/vnd.rar",
+        "application/x-bzip2",
+        "application/x-xz",
+        "application/zstd",
+        "image/jpeg",
+        "image/png",
+        "image/gif",
+        "image/webp",
+        "image/heic",
+        "image/avif",
+    }
+)
+PRECOMPRESSED_PREFIXES = (
+    "audio/",
+    "video/",
+    "application/vnd.openxmlformats-",
+    "application/vnd.oasis.opendocument.",
+)
+
+
+def worth_compressing(mime_type: str) -> bool:
+    """Whether an original of ``mime_type`` (lower case, no parameters) is deflated in the PDF:
+    everything but :data:`PRECOMPRESSED_TYPES` and :data:`PRECOMPRESSED_PREFIXES`."""
+    return mime_type not in PRECOMPRESSED_TYPES and not mime_type.startswith(PRECOMPRESSED_PREFIXES)
+
+
 def embed_originals(
     pdf: FPDF, files: Sequence[EmbeddedFile], *, modified: datetime
 ) -> tuple[EmbeddedRecord, ...]:
     """Embed ``files`` in ``pdf`` as associated files, in order; returns what was written.
 
-    Each becomes a compressed embedded file stream with ``/Subtype`` (MIME type),
+    Each becomes an embedded file stream (deflated unless its type is compressed already,
+    :func:`worth_compressing`) with ``/Subtype`` (MIME type),
     ``/Params /Size /ModDate`` (``modified``: the archive time, so output stays
     reproducible) and a file specification with ``/F``, ``/UF``, ``/Desc`` and
     ``/AFRelationship`` (ISO 19005-3 §6.8, ISO 32000-2 §14.13). Names are kept unique
@@ -193,7 +231,7 @@ def embed_originals(
                 modification_date=modified,
                 associated_file_relationship=relationship.value,
                 desc=description,
-                compress=True,
+                compress=worth_compressing(mime),
             )
         else:  # embed_file refuses empty bytes; an empty original is still an original
             pdf.embedded_files.append(

@@ -452,6 +452,15 @@ def test_every_original_is_embedded_with_relationship_and_mime_type(archive: Arc
         assert relationship == "/" + expected[name].relationship
         assert subtype == "/" + expected[name].mime_type
         assert data == expected[name].data
+    filters = {
+        str(pairs[i + 1]["/UF"]): pairs[i + 1]["/EF"]["/F"].get("/Filter") for i in range(0, len(pairs), 2)
+    }
+    # compressed formats are stored as they are, everything else deflated
+    stored = {name for name, kind in filters.items() if kind is None}
+    assert stored == {
+        n for n, f in expected.items() if f.mime_type in ("application/pdf", "image/jpeg", "image/png")
+    }
+    assert stored and all(filters[n] == "/FlateDecode" for n in set(filters) - stored)
     kinds = {name.rsplit(".", 1)[-1] for name in seen}
     assert {"json", "eml", "html", "txt", "jpg", "png", "bin", "pdf"} <= kinds
     assert len(archive.served.emls) == 3  # two fixture e-mails and the added one
