@@ -54,8 +54,10 @@ average (1.7–6.9 KB); the 20 articles are 71 KB of ``by_ticket`` JSON (plain: 
 5,000-article ticket 18 MB (plain: 7.2 MB) with 1,500 images (51 MB).
 
 **The plain twin** (:attr:`MixedTicket.plain`): the same articles with the same visible words,
-as ``text/plain`` (:func:`benchmarks.mailers.plain`), no images: the denominator of the render
-benchmark's HTML / plain ratio.
+as ``text/plain`` (:func:`benchmarks.mailers.plain`), and the same attachments but Zammad's
+``message.html`` (which only HTML e-mails have): its images are drawn as attachment previews
+under the text where the HTML draws them inline. The denominator of the render benchmark's
+HTML / plain ratio: the same ticket, once as HTML and once as plain text.
 """
 
 from __future__ import annotations
@@ -643,7 +645,12 @@ def make_mixed_ticket(
         article, message = builder.article(index)
         articles.append(article)
         plain.append(
-            {**article, "content_type": "text/plain", "body": mailers.plain(message), "attachments": []}
+            {
+                **article,
+                "content_type": "text/plain",
+                "body": mailers.plain(message),
+                "attachments": [a for a in article["attachments"] if a["filename"] != "message.html"],
+            }
         )
     return MixedTicket(articles, plain, builder.images)
 
