@@ -190,6 +190,15 @@ def normalise_image(data: bytes) -> PreparedImage:
             image: Image.Image = Image.open(io.BytesIO(data))
             if image.width * image.height > MAX_IMAGE_PIXELS:
                 raise ImageError(f"image of {image.width}×{image.height} pixels is too large")
+            if (
+                image.format == "PNG"
+                and max(image.size) <= MAX_PIXELS_SIDE
+                and png_raster_info(data) is not None
+            ):
+                # Goes into the PDF as it is: every chunk's CRC checked (PNG §5.3), the pixels
+                # not inflated here.
+                image.verify()
+                return PreparedImage(data=data, width=image.width, height=image.height)
             image.load()
     except ImageError:
         raise
@@ -203,13 +212,7 @@ def normalise_image(data: bytes) -> PreparedImage:
         and max(image.size) <= MAX_PIXELS_SIDE
         and not image.info.get("progressive")
     )
-    plain_png = (
-        image.format == "PNG"
-        and not rotated
-        and max(image.size) <= MAX_PIXELS_SIDE
-        and png_raster_info(data) is not None
-    )
-    if plain_jpeg or plain_png:
+    if plain_jpeg:
         return PreparedImage(data=data, width=image.width, height=image.height)
     try:
         image = ImageOps.exif_transpose(image)

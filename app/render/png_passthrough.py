@@ -26,8 +26,9 @@ __all__ = ["png_raster_info", "preload_png"]
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
 #: PNG colour type → (PDF colour space, components): 0 greyscale, 2 truecolour.
 _COLOUR_TYPES = {0: ("DeviceGray", 1), 2: ("DeviceRGB", 3)}
-#: Chunks that change what the pixels mean: transparency, an ICC profile (fpdf2 handles those).
-_DECLINED = {b"tRNS", b"iCCP"}
+#: Chunks that change what the pixels mean: transparency, an ICC profile (fpdf2 handles those),
+#: EXIF (it may rotate the image; the decoding path applies it).
+_DECLINED = {b"tRNS", b"iCCP", b"eXIf"}
 
 
 def png_raster_info(data: bytes) -> dict[str, Any] | None:
@@ -35,8 +36,9 @@ def png_raster_info(data: bytes) -> dict[str, Any] | None:
 
     Qualifies: a well-formed chunk sequence with ``IHDR`` first and ``IEND`` last, bit depth 8,
     colour type 0 (grey) or 2 (RGB), compression and filter method 0, no interlacing, at least
-    one ``IDAT``, and no ``tRNS`` or ``iCCP`` chunk. Chunk CRCs and the zlib stream are not
-    checked here: :func:`app.render.images.normalise_image` has decoded the image already.
+    one ``IDAT``, and no ``tRNS``, ``iCCP`` or ``eXIf`` chunk. Chunk CRCs are not checked here
+    (:func:`app.render.images.normalise_image` has Pillow verify them); the zlib stream carries
+    its own Adler-32, which the PDF reader checks.
 
     Returns:
         ``{"data", "w", "h", "cs", "dpn", "bpc", "f", "dp", "iccp", "inverted"}`` as fpdf2's

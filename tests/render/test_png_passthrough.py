@@ -10,9 +10,10 @@ import subprocess
 import zlib
 from pathlib import Path
 
+import pytest
 from PIL import Image
 
-from app.render.images import normalise_image
+from app.render.images import ImageError, normalise_image
 from app.render.options import RenderOptions
 from app.render.pdf import render_ticket_pdf
 from app.render.png_passthrough import png_raster_info
@@ -67,6 +68,7 @@ def test_what_the_pdf_cannot_hold_as_is_is_declined():
         "interlaced": interlaced(noisy("RGB")),
         "transparency": noisy("RGB", transparency=(1, 2, 3)),
         "ICC profile": noisy("RGB", icc_profile=b"\0" * 128),
+        "EXIF": noisy("RGB", exif=b"Exif\0\0MM\0*\0\0\0\x08\0\0"),
         "not a PNG": b"GIF89a" + b"\0" * 40,
     }
     for name, data in declined.items():
@@ -83,6 +85,10 @@ def test_what_the_pdf_cannot_hold_as_is_is_declined():
 def test_a_qualifying_png_passes_normalisation_unchanged_and_others_are_converted():
     good = noisy("RGB")
     assert normalise_image(good).data == good
+    broken = bytearray(good)
+    broken[60] ^= 0xFF  # inside the IDAT: its CRC no longer matches
+    with pytest.raises(ImageError):
+        normalise_image(bytes(broken))
     palette = noisy("P")
     converted = normalise_image(palette)
     assert converted.data != palette and Image.open(io.BytesIO(converted.data)).mode == "RGBA"
