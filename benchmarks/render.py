@@ -52,7 +52,7 @@ from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from app.render import document, fontcache, fontoutput, patches
+from app.render import document, fontcache, fontoutput, patches, png_passthrough
 from app.render import pdf as pdf_module
 from app.render.glyphs import font_set
 from app.render.options import RenderOptions
@@ -155,7 +155,9 @@ def measure_mix(rounds: int) -> dict[str, float]:
     plain twin (``"plain"``), both with the ticket's images; of both without any image
     (``"html text"``, ``"plain text"``: the image bytes not handed over, so placeholders); and
     of the articles of each client of :data:`MIX_CLIENTS` alone (``"<client> html"``,
-    ``"<client> plain"``); renders interleaved round by round after one warm-up render of each."""
+    ``"<client> plain"``); and of the HTML ticket with every PNG re-encoded and decoded as
+    before :mod:`app.render.png_passthrough` (``"html, PNGs decoded"``); renders interleaved
+    round by round after one warm-up render of each."""
     patches.install()
     ticket = make_mixed_ticket(MIX_ARTICLES)
 
@@ -173,6 +175,13 @@ def measure_mix(rounds: int) -> dict[str, float]:
         "html text": renderer(ticket.articles, {}),
         "plain text": renderer(ticket.plain, {}),
     }
+    html = variants["html"]
+
+    def html_pngs_decoded() -> None:  # every PNG re-encoded by Pillow and decoded by fpdf2, as before
+        with mock.patch.object(png_passthrough, "png_raster_info", lambda data: None):
+            html()
+
+    variants["html, PNGs decoded"] = html_pngs_decoded
     for client, kinds in MIX_CLIENTS.items():
         chosen = [i for i in range(MIX_ARTICLES) if MIX_PATTERN[i % len(MIX_PATTERN)] in kinds]
         variants[f"{client} html"] = renderer([ticket.articles[i] for i in chosen], ticket.images)
@@ -218,6 +227,13 @@ def mix_rows(quick: bool) -> list[Result]:
             "render",
             f"Zammad mix, {n} articles, text alone (no image drawn on either side): HTML / plain twin",
             round(cpu["html text"] / cpu["plain text"], 2),
+            "ratio",
+        ),
+        Result(
+            "render",
+            f"Zammad mix, {n} articles: PNGs re-encoded and decoded by fpdf2 / passed through "
+            "(app.render.png_passthrough), render CPU",
+            round(cpu["html, PNGs decoded"] / cpu["html"], 2),
             "ratio",
         ),
     ]
