@@ -3,9 +3,10 @@
 Every paragraph is broken into lines with the cached word widths of
 :class:`app.render.layout.WordMeasure` — one measure per font style, the widths of a
 paragraph's spans in 1/1000 em of its size — and drawn with :class:`TicketPdf`'s own text
-primitives (``draw_line`` per font run; lines the main font draws alone collected and
-written per page with :meth:`TicketPdf.draw_lines_at`). fpdf2's ``write_html`` is not used:
-its line breaking re-measures the line for every character (``make bench`` render row
+primitives (text collected in reading order and written per page: what the main font draws
+alone with :meth:`TicketPdf.draw_styled_lines_at`, the rest with ``draw_line`` per font run).
+fpdf2's ``write_html`` is not used: its line breaking re-measures the line for every
+character (``make bench`` render row
 "Zammad mix, 20 articles: HTML / plain twin, render CPU"). Line breaking over styled spans
 and column sizing are :mod:`app.render.html_lines`.
 
@@ -100,9 +101,11 @@ def mono_measure(fonts: FontSet) -> WordMeasure | None:
 
 
 class _Painter:
-    """Draws blocks on one document. Lines the main font draws alone are not written one by
-    one but collected per style (:meth:`batch`) and written per page in one go
-    (:meth:`TicketPdf.draw_lines_at`): :meth:`flush` runs before anything that may start a page."""
+    """Draws blocks on one document. Text is not written piece by piece but collected in
+    reading order (:meth:`text`) and written per page in one go (:meth:`flush`:
+    :meth:`TicketPdf.draw_styled_lines_at` for what the main font draws alone, ``draw_line``
+    for the rest); quote bars that continue one another are drawn as one line per page
+    (:meth:`bars`). :meth:`flush` runs before anything that may start a page."""
 
     def __init__(self, pdf: TicketPdf) -> None:
         self.pdf = pdf
@@ -110,43 +113,56 @@ class _Painter:
         self.body = pdf.template.body
         self.quote_color = pdf.template.quote.color
         self.styles: dict[tuple[str, float, float, tuple[int, int, int]], TextStyle] = {}
-        self.batch_style: TextStyle | None = None
-        self.batched: list[tuple[float, float, str]] = []
+        self.batched: list[tuple[float, float, str, TextStyle]] = []  # main font only: drawn in one go
+        self.batched_single: list[bool] = []  # per batched piece: the main font draws all of it
+        self.open_bars: dict[float, list[float]] = {}  # x (pt) → [top, bottom] not drawn yet
         mono = self.fonts.mono
         self.mono_advances = load_metrics(mono.path, mono.index).advances if mono is not None else {}
 
     # -- shared pieces ---------------------------------------------------------------------
 
     def style(self, style: str, size: float, leading: float, color: tuple[int, int, int]) -> TextStyle:
-        """One :class:`TextStyle` object per look (batches compare styles by identity)."""
+        """One :class:`TextStyle` object per look (:meth:`TicketPdf.draw_styled_lines_at`
+        compares styles by identity)."""
         key = (style, size, leading, color)
         found = self.styles.get(key)
         if found is None:
             found = self.styles[key] = TextStyle(style, size, leading, color)
         return found
 
-    def batch(self, x: float, top: float, line: str, style: TextStyle) -> None:
-        """Draw ``line`` (all of it in the style's main font) with the next :meth:`flush`."""
-        if style is not self.batch_style:
-            self.flush()
-            self.batch_style = style
-        self.batched.append((x, top, line))
+    def batch(self, x: float, top: float, line: str, style: TextStyle, single: bool = True) -> None:
+        """Draw ``line`` with the next :meth:`flush`; ``single``: the style's main font draws all of it."""
+        self.batched.append((x, top, line, style))
+        self.batched_single.append(single)
 
     def flush(self) -> None:
-        """Write the collected lines to the current page."""
-        style, batched = self.batch_style, self.batched
-        if batched and style is not None:
-            if not self.pdf.draw_lines_at(batched, style):
-                for x, top, line in batched:
-                    self.pdf.draw_line(x, top, line, style)
+        """Write the collected text, in the order it came, and the quote bars to the current page."""
+        batched = self.batched
+        if batched:
+            pdf, singles = self.pdf, self.batched_single
+            if all(singles):
+                pdf.draw_styled_lines_at(batched)
+            else:
+                start, count = 0, len(batched)
+                while start < count:
+                    end = start
+                    while end < count and singles[end]:
+                        end += 1
+                    if end > start:
+                        pdf.draw_styled_lines_at(batched[start:end])
+                    if end < count:
+                        x, top, line, style = batched[end]
+                        pdf.draw_line(x, top, line, style)
+                        end += 1
+                    start = end
             self.batched = []
+            self.batched_single = []
+        if self.open_bars:
+            self.draw_bars()
 
     def text(self, x: float, top: float, text: str, style: TextStyle) -> None:
-        """One piece of text: batched when the main font draws all of it, else drawn now."""
-        if self.fonts.chains[style.style].single_face(text) == 0:
-            self.batch(x, top, text, style)
-        else:
-            self.pdf.draw_line(x, top, text, style)
+        """One piece of text, drawn with the next :meth:`flush`."""
+        self.batch(x, top, text, style, self.fonts.chains[style.style].single_face(text) == 0)
 
     def ensure_space(self, height: float) -> None:
         """:meth:`TicketPdf.ensure_space`, writing the collected lines first when a page starts."""
@@ -169,15 +185,33 @@ class _Painter:
         return end, y
 
     def bars(self, bars: tuple[float, ...], top: float, bottom: float) -> None:
-        """The quote bars beside the band from ``top`` to ``bottom`` (points from the page top)."""
+        """The quote bars beside the band from ``top`` to ``bottom`` (points from the page top),
+        drawn with the next :meth:`flush`: a bar that continues one not drawn yet extends it."""
         if not bars or bottom <= top:
             return
+        left, pending = self.pdf.l_margin, self.open_bars
+        for offset in bars:
+            x = left + offset
+            band = pending.get(x)
+            if band is not None and band[0] <= top <= band[1] + 0.01:
+                if bottom > band[1]:
+                    band[1] = bottom
+                continue
+            if band is not None:
+                self.draw_bar(x, band)
+            pending[x] = [top, bottom]
+
+    def draw_bars(self) -> None:
+        """Draw the quote bars :meth:`bars` collected."""
+        for x, band in self.open_bars.items():
+            self.draw_bar(x, band)
+        self.open_bars = {}
+
+    def draw_bar(self, x: float, band: list[float]) -> None:
         pdf = self.pdf
         pdf.set_draw_color(*BAR_COLOR)
         pdf.set_line_width(BAR_WIDTH)
-        for offset in bars:
-            x = pdf.l_margin + offset
-            pdf.line(x, top, x, bottom)
+        pdf.line(x, band[0], x, band[1])
 
     def measure(self, span: Span) -> WordMeasure:
         """The word measure of a span's look (1/1000 em)."""
@@ -249,14 +283,11 @@ class _Painter:
         while start < count:
             end, bottom = self.page_lines(count, start, leading)
             top = pdf.y
-            for line in lines[start:end]:
-                if single:
-                    self.batch(x, top, line, style)
-                else:
-                    pdf.draw_line(x, top, line, style)
-                top += leading
             if start == 0 and paragraph.marker:
-                self.marker(x, pdf.y, paragraph.marker, style)
+                self.marker(x, top, paragraph.marker, style)
+            for line in lines[start:end]:
+                self.batch(x, top, line, style, single)
+                top += leading
             self.bars(paragraph.bars, pdf.y, bottom)
             pdf.y = bottom
             start = end
@@ -276,6 +307,8 @@ class _Painter:
         while start < count:
             end, bottom = self.page_lines(count, start, leading)
             page_top = top = pdf.y
+            if start == 0 and paragraph.marker:
+                self.marker(x, page_top, paragraph.marker, self.style("", size, leading, color))
             for line in lines[start:end]:
                 left = x
                 baseline = top + 0.5 * leading + 0.3 * size
@@ -296,8 +329,6 @@ class _Painter:
                         pdf.link(left, top, advance, leading, span.link)
                     left += advance
                 top += leading
-            if start == 0 and paragraph.marker:
-                self.marker(x, page_top, paragraph.marker, self.style("", size, leading, color))
             self.bars(paragraph.bars, page_top, bottom)
             pdf.y = bottom
             start = end
