@@ -263,8 +263,9 @@ class _Builder:
         if not self.texts:
             self.at_line_start = True
             return
-        self._strip_trailing_space()
-        texts = ["".join(pieces) for pieces in self.texts]
+        if self.texts[-1][-1].endswith(" "):
+            self._strip_trailing_space()
+        texts = [pieces[0] if len(pieces) == 1 else "".join(pieces) for pieces in self.texts]
         looks = self.looks
         if texts and texts[-1].endswith("\n"):  # a last <br> ends the line, it adds none
             if len(texts) > 1 and texts[-1] == "\n":
@@ -334,11 +335,15 @@ def body_blocks(root: etree._Element) -> list[Block]:
 
 def _walk_children(element: etree._Element, builder: _Builder) -> None:
     look = builder.context.look
-    builder.text(element.text, look)
+    text = element.text
+    if text:
+        builder.text(text, look)
     for child in element:
         if isinstance(child.tag, str):  # comments and processing instructions are not text
             _walk(child, builder)
-        builder.text(child.tail, look)
+        tail = child.tail
+        if tail:
+            builder.text(tail, look)
 
 
 def _walk(element: etree._Element, builder: _Builder) -> None:
