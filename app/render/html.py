@@ -341,8 +341,8 @@ def _boundary_text(element: etree._Element) -> str:
 
     Marks the boundaries in the tree itself (a space before the text and before the tail of
     each such descendant): the caller replaces the element's content with the result."""
-    for node in element.iter(*_BOUNDARY_TAGS):
-        if node is not element:
+    for node in element.iterdescendants():
+        if node.tag in _BOUNDARY_TAGS:
             node.text = " " + (node.text or "")
             node.tail = " " + (node.tail or "")
     return " " + "".join(element.itertext()) + " "
@@ -350,6 +350,8 @@ def _boundary_text(element: etree._Element) -> str:
 
 def _cell_text(cell: etree._Element, label: ImageLabeler, image_text: str) -> str:
     """A cell's text on one line: images named, every block and nested cell a word of its own."""
+    if not len(cell):  # text alone
+        return _SPACES.sub(" ", cell.text or "").strip()
     for image in list(cell.iter("img")):
         _replace_with_text(image, " " + image_text.format(name=label(image.get("src") or "")) + " ")
     return _SPACES.sub(" ", _boundary_text(cell)).strip()

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from lxml import etree
 
@@ -54,9 +55,9 @@ _PARAGRAPHS = {"p", "div", "center", "h1", "h2", "h3", "h4", "h5", "h6", "dt", "
 _GAP_AFTER = {"p", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "dl", "blockquote", "pre", "table"}
 
 
-@dataclass(frozen=True, slots=True)
-class Span:
-    """A piece of a paragraph's text in one look.
+class Span(NamedTuple):
+    """A piece of a paragraph's text in one look (a named tuple: immutable and cheap to make,
+    one per piece of every paragraph).
 
     Attributes:
         text: the text (``"\\n"`` is a line break; already whitespace-collapsed unless in ``<pre>``).
@@ -221,7 +222,8 @@ class _Builder:
         """Add inline text in ``look``, collapsing whitespace."""
         if not text:
             return
-        text = _HTML_SPACE.sub(" ", text)
+        if "  " in text or not text.isprintable():  # else no space to collapse: at most single " "
+            text = _HTML_SPACE.sub(" ", text)
         if self.at_line_start:
             text = text.lstrip(" ")
             if not text:
@@ -281,12 +283,13 @@ class _Builder:
             ]
             self.blocks.append(
                 Paragraph(
-                    spans=spans,
-                    indent=context.indent,
-                    bars=context.bars,
-                    marker=self.marker,
-                    heading=context.heading,
-                    quoted=context.quotes > 0,
+                    spans,
+                    context.indent,
+                    context.bars,
+                    self.marker,
+                    context.heading,
+                    False,
+                    context.quotes > 0,
                 )
             )
             self.marker = None
