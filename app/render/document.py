@@ -411,6 +411,18 @@ class TicketPdf(ParkedPages):
         if drawn:
             self._out("\n".join(drawn))
 
+    def draw_segments(self, segments: list[tuple[float, float, float, float]]) -> None:
+        """Stroke straight lines ``(x1, y1, x2, y2)`` (points from the page's top left) in the
+        current draw colour and line width: the bytes of ``line()`` for each, in one write."""
+        k, h = self.k, self.h
+        if segments:
+            self._out(
+                "\n".join(
+                    f"{x1 * k:.2f} {(h - y1) * k:.2f} m {x2 * k:.2f} {(h - y2) * k:.2f} l S"
+                    for x1, y1, x2, y2 in segments
+                )
+            )
+
     def write_complex(self, paragraph: str, style: TextStyle, offset: float = 0.0) -> None:
         """One paragraph through ``multi_cell`` with shaping: bidi order, joining, right alignment for RTL."""
         self.ensure_space(style.leading)

@@ -105,7 +105,8 @@ class _Painter:
     reading order (:meth:`text`) and written per page in one go (:meth:`flush`:
     :meth:`TicketPdf.draw_styled_lines_at` for what the main font draws alone, ``draw_line``
     for the rest); quote bars that continue one another are drawn as one line per page
-    (:meth:`bars`). :meth:`flush` runs before anything that may start a page."""
+    (:meth:`bars`), table rules in one write (:meth:`row`). :meth:`flush` writes all three;
+    it runs before anything that may start a page."""
 
     def __init__(self, pdf: TicketPdf) -> None:
         self.pdf = pdf
@@ -116,6 +117,8 @@ class _Painter:
         self.batched: list[tuple[float, float, str, TextStyle]] = []  # main font only: drawn in one go
         self.batched_single: list[bool] = []  # per batched piece: the main font draws all of it
         self.open_bars: dict[float, list[float]] = {}  # x (pt) → [top, bottom] not drawn yet
+        self.grid: list[tuple[float, float, float, float]] = []  # table rules not drawn yet
+        self.grid_bottom: tuple[float, float, float] | None = None  # the last row's (bottom, left, right)
         mono = self.fonts.mono
         self.mono_advances = load_metrics(mono.path, mono.index).advances if mono is not None else {}
 
@@ -136,7 +139,7 @@ class _Painter:
         self.batched_single.append(single)
 
     def flush(self) -> None:
-        """Write the collected text, in the order it came, and the quote bars to the current page."""
+        """Write the collected text (in the order it came), quote bars and table rules to the current page."""
         batched = self.batched
         if batched:
             pdf, singles = self.pdf, self.batched_single
@@ -159,6 +162,10 @@ class _Painter:
             self.batched_single = []
         if self.open_bars:
             self.draw_bars()
+        if self.grid:
+            self.draw_lines(self.grid, GRID_COLOR, GRID_WIDTH)
+            self.grid = []
+            self.grid_bottom = None
 
     def text(self, x: float, top: float, text: str, style: TextStyle) -> None:
         """One piece of text, drawn with the next :meth:`flush`."""
@@ -203,15 +210,22 @@ class _Painter:
 
     def draw_bars(self) -> None:
         """Draw the quote bars :meth:`bars` collected."""
-        for x, band in self.open_bars.items():
-            self.draw_bar(x, band)
+        self.draw_lines(
+            [(x, band[0], x, band[1]) for x, band in self.open_bars.items()], BAR_COLOR, BAR_WIDTH
+        )
         self.open_bars = {}
 
     def draw_bar(self, x: float, band: list[float]) -> None:
+        self.draw_lines([(x, band[0], x, band[1])], BAR_COLOR, BAR_WIDTH)
+
+    def draw_lines(
+        self, segments: list[tuple[float, float, float, float]], color: tuple[int, int, int], width: float
+    ) -> None:
+        """Straight lines ``(x1, y1, x2, y2)`` (points) in one colour and width."""
         pdf = self.pdf
-        pdf.set_draw_color(*BAR_COLOR)
-        pdf.set_line_width(BAR_WIDTH)
-        pdf.line(x, band[0], x, band[1])
+        pdf.set_draw_color(*color)
+        pdf.set_line_width(width)
+        pdf.draw_segments(segments)
 
     def measure(self, span: Span) -> WordMeasure:
         """The word measure of a span's look (1/1000 em)."""
@@ -474,13 +488,15 @@ class _Painter:
                 for line in lines[done : done + fit]:
                     self.text(cell_left + CELL_PAD_X, y, line, style)
                     y += leading
-            pdf.set_draw_color(*GRID_COLOR)
-            pdf.set_line_width(GRID_WIDTH)
-            pdf.line(left, top, right, top)
-            pdf.line(left, top + height, right, top + height)
+            bottom = top + height
+            grid = self.grid
+            if self.grid_bottom != (top, left, right):  # else the row above drew this line
+                grid.append((left, top, right, top))
+            grid.append((left, bottom, right, bottom))
             for cell_left, _, _ in cells:
-                pdf.line(cell_left, top, cell_left, top + height)
-            pdf.line(right, top, right, top + height)
+                grid.append((cell_left, top, cell_left, bottom))
+            grid.append((right, top, right, bottom))
+            self.grid_bottom = (bottom, left, right)
             pdf.y = top + height
             done += fit
             if done >= tallest:
