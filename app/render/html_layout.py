@@ -28,7 +28,7 @@ from collections import ChainMap
 from collections.abc import Sequence
 
 from app.render.document import RULE_GREY, TicketPdf
-from app.render.glyphs import COMPLEX, FontSet, load_metrics
+from app.render.glyphs import COMPLEX, FontFace, FontSet, load_metrics
 from app.render.html_blocks import (
     HEADING_SCALE,
     Block,
@@ -115,7 +115,7 @@ class _Painter:
         self.quote_color = pdf.template.quote.color
         self.styles: dict[tuple[str, float, float, tuple[int, int, int]], TextStyle] = {}
         self.batched: list[tuple[float, float, str, TextStyle]] = []  # main font only: drawn in one go
-        self.batched_single: list[bool] = []  # per batched piece: the main font draws all of it
+        self.batched_by: list[FontFace | bool | None] = []  # per batched piece: what draws it (batch)
         self.open_bars: dict[float, list[float]] = {}  # x (pt) → [top, bottom] not drawn yet
         self.grid: list[tuple[float, float, float, float]] = []  # table rules not drawn yet
         self.grid_bottom: tuple[float, float, float] | None = None  # the last row's (bottom, left, right)
@@ -133,33 +133,42 @@ class _Painter:
             found = self.styles[key] = TextStyle(style, size, leading, color)
         return found
 
-    def batch(self, x: float, top: float, line: str, style: TextStyle, single: bool = True) -> None:
-        """Draw ``line`` with the next :meth:`flush`; ``single``: the style's main font draws all of it."""
+    def batch(
+        self, x: float, top: float, line: str, style: TextStyle, by: FontFace | bool | None = None
+    ) -> None:
+        """Draw ``line`` with the next :meth:`flush`, ``by`` the style's main font (``None``), its
+        font chain run by run (``False``) or one face (the monospace face)."""
         self.batched.append((x, top, line, style))
-        self.batched_single.append(single)
+        self.batched_by.append(by)
 
     def flush(self) -> None:
         """Write the collected text (in the order it came), quote bars and table rules to the current page."""
         batched = self.batched
         if batched:
-            pdf, singles = self.pdf, self.batched_single
-            if all(singles):
+            pdf, drawn_by = self.pdf, self.batched_by
+            count = len(batched)
+            if drawn_by.count(None) == count:
                 pdf.draw_styled_lines_at(batched)
             else:
-                start, count = 0, len(batched)
+                start = 0
                 while start < count:
                     end = start
-                    while end < count and singles[end]:
+                    while end < count and drawn_by[end] is None:
                         end += 1
                     if end > start:
                         pdf.draw_styled_lines_at(batched[start:end])
                     if end < count:
                         x, top, line, style = batched[end]
-                        pdf.draw_line(x, top, line, style)
+                        by = drawn_by[end]
+                        if by is False:
+                            pdf.draw_line(x, top, line, style)
+                        else:
+                            assert isinstance(by, FontFace)
+                            pdf.draw_in_face(x, top, line, by, style)
                         end += 1
                     start = end
             self.batched = []
-            self.batched_single = []
+            self.batched_by = []
         if self.open_bars:
             self.draw_bars()
         if self.grid:
@@ -169,7 +178,9 @@ class _Painter:
 
     def text(self, x: float, top: float, text: str, style: TextStyle) -> None:
         """One piece of text, drawn with the next :meth:`flush`."""
-        self.batch(x, top, text, style, self.fonts.chains[style.style].single_face(text) == 0)
+        self.batch(
+            x, top, text, style, None if self.fonts.chains[style.style].single_face(text) == 0 else False
+        )
 
     def ensure_space(self, height: float) -> None:
         """:meth:`TicketPdf.ensure_space`, writing the collected lines first when a page starts."""
@@ -291,7 +302,7 @@ class _Painter:
     def plain(self, paragraph: Paragraph, x: float, text: str, lines: list[str], style: TextStyle) -> None:
         """A paragraph in one look (``text``, broken into ``lines``), line under line."""
         pdf = self.pdf
-        single = self.fonts.chains[style.style].single_face(text) == 0
+        by = None if self.fonts.chains[style.style].single_face(text) == 0 else False
         leading = style.leading
         count, start = len(lines), 0
         while start < count:
@@ -300,7 +311,7 @@ class _Painter:
             if start == 0 and paragraph.marker:
                 self.marker(x, top, paragraph.marker, style)
             for line in lines[start:end]:
-                self.batch(x, top, line, style, single)
+                self.batch(x, top, line, style, by)
                 top += leading
             self.bars(paragraph.bars, pdf.y, bottom)
             pdf.y = bottom
@@ -361,7 +372,7 @@ class _Painter:
                 end += 1
             part = text[start:end]
             if inside:
-                pdf.draw_in_face(x, top, part, face, style)
+                self.batch(x, top, part, style, face)
                 x += sum(mono.get(char, 0) for char in part) * style.size / 1000
             else:
                 self.text(x, top, part, regular)

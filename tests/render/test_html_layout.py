@@ -108,11 +108,12 @@ def test_text_is_written_in_reading_order_across_styles_and_list_markers(tmp_pat
     html = (
         '<p>Siehe <a href="https://example.com/x">Verweis</a> und <b>fett</b> <i>schräg</i> Ende</p>'
         "<ul><li>erster Punkt</li><li>zweiter Punkt</li></ul><blockquote>Zitat</blockquote><p>Schluss</p>"
+        "<p>Aufruf <code>run(1)</code> fertig</p>"
     )
     raw, _ = pdftotext(write(tmp_path, render_html(html).data), "-raw")  # content-stream order
     flat = " ".join(raw.split())
     assert "Siehe Verweis (https://example.com/x) und fett schräg Ende" in flat
-    assert "• erster Punkt • zweiter Punkt Zitat Schluss" in flat
+    assert "• erster Punkt • zweiter Punkt Zitat Schluss Aufruf run(1) fertig" in flat
 
 
 def test_a_quote_bar_is_one_line_per_page_beside_all_its_blocks():
