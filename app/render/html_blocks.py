@@ -352,6 +352,16 @@ def _walk_children(element: etree._Element, builder: _Builder) -> None:
 def _walk(element: etree._Element, builder: _Builder) -> None:
     tag = element.tag
     context = builder.context
+    if tag == "div" or tag == "p":  # most elements of an e-mail: a block in the same context
+        if builder.texts:
+            builder.flush()
+        else:
+            builder.at_line_start = True
+        _walk_children(element, builder)
+        builder.flush()
+        if tag == "p":
+            builder.add(Gap(BLOCK_GAP, context.bars))
+        return
     look = context.look
     style = _INLINE_STYLE.get(tag)
     if style is not None:
