@@ -227,6 +227,7 @@ class _Painter:
         self.open_bars = {}
 
     def draw_bar(self, x: float, band: list[float]) -> None:
+        """One quote bar at ``x`` from ``band[0]`` to ``band[1]`` (points from the page top)."""
         self.draw_lines([(x, band[0], x, band[1])], BAR_COLOR, BAR_WIDTH)
 
     def draw_lines(
