@@ -19,6 +19,9 @@ Where this differs from a browser:
 - table cells hold one line of text in one style (the normaliser flattened their markup); a
   table with text that needs shaping is drawn cell by cell as paragraphs;
 - the monospace face has one style: ``<b>`` inside ``<code>`` is not bold.
+
+Over 450 lines: the painter's page writing (text batched in reading order, quote bars and
+table rules collected per page) belongs to the blocks it draws and shares their page breaks.
 """
 
 from __future__ import annotations
