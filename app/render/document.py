@@ -373,31 +373,55 @@ class TicketPdf(ParkedPages):
             self._out("\n".join(drawn))
         return True
 
-    def draw_lines_at(self, placed: list[tuple[float, float, str]], style: TextStyle) -> bool:
-        """Draw lines, each ``(x, top, text)`` (points; ``top`` the line box's top from the page
-        top), all in the style's main font, on the current page: the content-stream bytes
-        :meth:`draw_line` would write, in one write. ``False`` (nothing drawn) when
-        :meth:`draw_text` would not take its own path. The caller checks that the main font
-        draws every character (:meth:`FontChain.single_face` ``== 0``) and that each line fits."""
-        face = self.glyph_fonts.chains[style.style].faces[0]
-        if (face.family, face.style) not in self._registered:
-            self.use_face(face)
-        self._select_color(style.color)
-        self.select_face(face, style.size)
-        font = self._plain_text_font()
-        if font is None:
-            return False
-        k, h, encode = self.k, self.h, font.encode_text
-        drop = 0.5 * style.leading + 0.3 * style.size  # box top to baseline, as in draw_line
-        opening, closing = self._text_wrapping()
-        drawn = [
-            f"{opening} {x * k:.2f} {(h - (top + drop)) * k:.2f} Td {encode(text)} {closing}"
-            for x, top, text in placed
-            if text
-        ]
+    def draw_styled_lines_at(self, placed: list[tuple[float, float, str, TextStyle]]) -> None:
+        """Draw pieces of lines, each ``(x, top, text, style)`` (points; ``top`` the line box's
+        top from the page top) and each in its style's main font, on the current page in the
+        order given (the content stream keeps the reading order): the bytes :meth:`draw_line`
+        would write, in one write per change of style. The caller checks that the main font
+        draws every character (:meth:`FontChain.single_face` ``== 0``)."""
+        chains, registered = self.glyph_fonts.chains, self._registered
+        k, h = self.k, self.h
+        drawn: list[str] = []
+        current: TextStyle | None = None
+        encode: Any = None
+        opening = closing = ""
+        drop = 0.0
+        for index, (x, top, text, style) in enumerate(placed):
+            if style is not current:
+                if drawn:
+                    self._out("\n".join(drawn))
+                    drawn = []
+                face = chains[style.style].faces[0]
+                if (face.family, face.style) not in registered:
+                    self.use_face(face)
+                self._select_color(style.color)
+                self.select_face(face, style.size)
+                font = self._plain_text_font()
+                if font is None:  # fpdf2's own text() must draw: line by line
+                    for x, top, text, style in placed[index:]:
+                        self.draw_line(x, top, text, style)
+                    return
+                current, encode = style, font.encode_text
+                drop = 0.5 * style.leading + 0.3 * style.size  # box top to baseline, as in draw_line
+                opening, closing = self._text_wrapping()
+            if text:
+                drawn.append(
+                    f"{opening} {x * k:.2f} {(h - (top + drop)) * k:.2f} Td {encode(text)} {closing}"
+                )
         if drawn:
             self._out("\n".join(drawn))
-        return True
+
+    def draw_segments(self, segments: list[tuple[float, float, float, float]]) -> None:
+        """Stroke straight lines ``(x1, y1, x2, y2)`` (points from the page's top left) in the
+        current draw colour and line width: the bytes of ``line()`` for each, in one write."""
+        k, h = self.k, self.h
+        if segments:
+            self._out(
+                "\n".join(
+                    f"{x1 * k:.2f} {(h - y1) * k:.2f} m {x2 * k:.2f} {(h - y2) * k:.2f} l S"
+                    for x1, y1, x2, y2 in segments
+                )
+            )
 
     def write_complex(self, paragraph: str, style: TextStyle, offset: float = 0.0) -> None:
         """One paragraph through ``multi_cell`` with shaping: bidi order, joining, right alignment for RTL."""

@@ -276,18 +276,21 @@ def mark_quotes(root: etree._Element, *, headers: bool = True) -> None:
             _wrap_rest_in_quote(element)
 
 
+#: nh3's sanitiser, built once: :func:`nh3.clean` rebuilds it from the lists on every call.
+_CLEANER = nh3.Cleaner(
+    tags=ALLOWED_TAGS,
+    clean_content_tags=_DROP_WITH_CONTENT,
+    attributes=_ATTRIBUTES,
+    url_schemes={"http", "https", "mailto", "cid", "data"},
+    link_rel=None,
+    strip_comments=True,
+)
+
+
 def sanitise(html: str) -> str:
     """nh3 with the layout's tag set (:data:`ALLOWED_TAGS`); scripts, styles and heads removed
     with their content; only ``http``/``https``/``mailto``/``cid``/``data`` URLs kept."""
-    return nh3.clean(
-        html,
-        tags=ALLOWED_TAGS,
-        clean_content_tags=_DROP_WITH_CONTENT,
-        attributes=_ATTRIBUTES,
-        url_schemes={"http", "https", "mailto", "cid", "data"},
-        link_rel=None,
-        strip_comments=True,
-    )
+    return _CLEANER.clean(html)
 
 
 def _positive_int(value: str | None, high: int) -> str | None:
@@ -334,27 +337,21 @@ _BOUNDARY_TAGS = _BLOCKS | {
 
 def _boundary_text(element: etree._Element) -> str:
     """All text inside ``element``, with a space wherever a block, cell or line break starts or
-    ends: ``<td><p>Block</p><p>zwei</p></td>`` gives ``" Block  zwei "``, never ``"Blockzwei"``."""
-    parts: list[str] = []
+    ends: ``<td><p>Block</p><p>zwei</p></td>`` gives ``" Block  zwei "``, never ``"Blockzwei"``.
 
-    def visit(node: etree._Element) -> None:
-        boundary = node.tag in _BOUNDARY_TAGS
-        if boundary:
-            parts.append(" ")
-        parts.append(node.text or "")
-        for child in node:
-            if isinstance(child.tag, str):
-                visit(child)
-            parts.append(child.tail or "")
-        if boundary:
-            parts.append(" ")
-
-    visit(element)
-    return "".join(parts)
+    Marks the boundaries in the tree itself (a space before the text and before the tail of
+    each such descendant): the caller replaces the element's content with the result."""
+    for node in element.iterdescendants():
+        if node.tag in _BOUNDARY_TAGS:
+            node.text = " " + (node.text or "")
+            node.tail = " " + (node.tail or "")
+    return " " + "".join(element.itertext()) + " "
 
 
 def _cell_text(cell: etree._Element, label: ImageLabeler, image_text: str) -> str:
     """A cell's text on one line: images named, every block and nested cell a word of its own."""
+    if not len(cell):  # text alone
+        return _SPACES.sub(" ", cell.text or "").strip()
     for image in list(cell.iter("img")):
         _replace_with_text(image, " " + image_text.format(name=label(image.get("src") or "")) + " ")
     return _SPACES.sub(" ", _boundary_text(cell)).strip()

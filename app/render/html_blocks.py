@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from lxml import etree
 
@@ -54,9 +55,9 @@ _PARAGRAPHS = {"p", "div", "center", "h1", "h2", "h3", "h4", "h5", "h6", "dt", "
 _GAP_AFTER = {"p", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "dl", "blockquote", "pre", "table"}
 
 
-@dataclass(frozen=True, slots=True)
-class Span:
-    """A piece of a paragraph's text in one look.
+class Span(NamedTuple):
+    """A piece of a paragraph's text in one look (a named tuple: immutable and cheap to make,
+    one per piece of every paragraph).
 
     Attributes:
         text: the text (``"\\n"`` is a line break; already whitespace-collapsed unless in ``<pre>``).
@@ -221,7 +222,8 @@ class _Builder:
         """Add inline text in ``look``, collapsing whitespace."""
         if not text:
             return
-        text = _HTML_SPACE.sub(" ", text)
+        if "  " in text or not text.isprintable():  # else no space to collapse: at most single " "
+            text = _HTML_SPACE.sub(" ", text)
         if self.at_line_start:
             text = text.lstrip(" ")
             if not text:
@@ -263,8 +265,9 @@ class _Builder:
         if not self.texts:
             self.at_line_start = True
             return
-        self._strip_trailing_space()
-        texts = ["".join(pieces) for pieces in self.texts]
+        if self.texts[-1][-1].endswith(" "):
+            self._strip_trailing_space()
+        texts = [pieces[0] if len(pieces) == 1 else "".join(pieces) for pieces in self.texts]
         looks = self.looks
         if texts and texts[-1].endswith("\n"):  # a last <br> ends the line, it adds none
             if len(texts) > 1 and texts[-1] == "\n":
@@ -280,12 +283,13 @@ class _Builder:
             ]
             self.blocks.append(
                 Paragraph(
-                    spans=spans,
-                    indent=context.indent,
-                    bars=context.bars,
-                    marker=self.marker,
-                    heading=context.heading,
-                    quoted=context.quotes > 0,
+                    spans,
+                    context.indent,
+                    context.bars,
+                    self.marker,
+                    context.heading,
+                    False,
+                    context.quotes > 0,
                 )
             )
             self.marker = None
@@ -334,16 +338,30 @@ def body_blocks(root: etree._Element) -> list[Block]:
 
 def _walk_children(element: etree._Element, builder: _Builder) -> None:
     look = builder.context.look
-    builder.text(element.text, look)
+    text = element.text
+    if text:
+        builder.text(text, look)
     for child in element:
         if isinstance(child.tag, str):  # comments and processing instructions are not text
             _walk(child, builder)
-        builder.text(child.tail, look)
+        tail = child.tail
+        if tail:
+            builder.text(tail, look)
 
 
 def _walk(element: etree._Element, builder: _Builder) -> None:
     tag = element.tag
     context = builder.context
+    if tag == "div" or tag == "p":  # most elements of an e-mail: a block in the same context
+        if builder.texts:
+            builder.flush()
+        else:
+            builder.at_line_start = True
+        _walk_children(element, builder)
+        builder.flush()
+        if tag == "p":
+            builder.add(Gap(BLOCK_GAP, context.bars))
+        return
     look = context.look
     style = _INLINE_STYLE.get(tag)
     if style is not None:

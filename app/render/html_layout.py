@@ -3,9 +3,10 @@
 Every paragraph is broken into lines with the cached word widths of
 :class:`app.render.layout.WordMeasure` — one measure per font style, the widths of a
 paragraph's spans in 1/1000 em of its size — and drawn with :class:`TicketPdf`'s own text
-primitives (``draw_line`` per font run; lines the main font draws alone collected and
-written per page with :meth:`TicketPdf.draw_lines_at`). fpdf2's ``write_html`` is not used:
-its line breaking re-measures the line for every character (``make bench`` render row
+primitives (text collected in reading order and written per page: what the main font draws
+alone with :meth:`TicketPdf.draw_styled_lines_at`, the rest with ``draw_line`` per font run).
+fpdf2's ``write_html`` is not used: its line breaking re-measures the line for every
+character (``make bench`` render row
 "Zammad mix, 20 articles: HTML / plain twin, render CPU"). Line breaking over styled spans
 and column sizing are :mod:`app.render.html_lines`.
 
@@ -18,6 +19,9 @@ Where this differs from a browser:
 - table cells hold one line of text in one style (the normaliser flattened their markup); a
   table with text that needs shaping is drawn cell by cell as paragraphs;
 - the monospace face has one style: ``<b>`` inside ``<code>`` is not bold.
+
+Over 450 lines: the painter's page writing (text batched in reading order, quote bars and
+table rules collected per page) belongs to the blocks it draws and shares their page breaks.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from collections import ChainMap
 from collections.abc import Sequence
 
 from app.render.document import RULE_GREY, TicketPdf
-from app.render.glyphs import COMPLEX, FontSet, load_metrics
+from app.render.glyphs import COMPLEX, FontFace, FontSet, load_metrics
 from app.render.html_blocks import (
     HEADING_SCALE,
     Block,
@@ -100,9 +104,12 @@ def mono_measure(fonts: FontSet) -> WordMeasure | None:
 
 
 class _Painter:
-    """Draws blocks on one document. Lines the main font draws alone are not written one by
-    one but collected per style (:meth:`batch`) and written per page in one go
-    (:meth:`TicketPdf.draw_lines_at`): :meth:`flush` runs before anything that may start a page."""
+    """Draws blocks on one document. Text is not written piece by piece but collected in
+    reading order (:meth:`text`) and written per page in one go (:meth:`flush`:
+    :meth:`TicketPdf.draw_styled_lines_at` for what the main font draws alone, ``draw_line``
+    for the rest); quote bars that continue one another are drawn as one line per page
+    (:meth:`bars`), table rules in one write (:meth:`row`). :meth:`flush` writes all three;
+    it runs before anything that may start a page."""
 
     def __init__(self, pdf: TicketPdf) -> None:
         self.pdf = pdf
@@ -110,43 +117,73 @@ class _Painter:
         self.body = pdf.template.body
         self.quote_color = pdf.template.quote.color
         self.styles: dict[tuple[str, float, float, tuple[int, int, int]], TextStyle] = {}
-        self.batch_style: TextStyle | None = None
-        self.batched: list[tuple[float, float, str]] = []
+        self.batched: list[tuple[float, float, str, TextStyle]] = []  # main font only: drawn in one go
+        self.batched_by: list[FontFace | bool | None] = []  # per batched piece: what draws it (batch)
+        self.open_bars: dict[float, list[float]] = {}  # x (pt) → [top, bottom] not drawn yet
+        self.grid: list[tuple[float, float, float, float]] = []  # table rules not drawn yet
+        self.grid_bottom: tuple[float, float, float] | None = None  # the last row's (bottom, left, right)
         mono = self.fonts.mono
         self.mono_advances = load_metrics(mono.path, mono.index).advances if mono is not None else {}
 
     # -- shared pieces ---------------------------------------------------------------------
 
     def style(self, style: str, size: float, leading: float, color: tuple[int, int, int]) -> TextStyle:
-        """One :class:`TextStyle` object per look (batches compare styles by identity)."""
+        """One :class:`TextStyle` object per look (:meth:`TicketPdf.draw_styled_lines_at`
+        compares styles by identity)."""
         key = (style, size, leading, color)
         found = self.styles.get(key)
         if found is None:
             found = self.styles[key] = TextStyle(style, size, leading, color)
         return found
 
-    def batch(self, x: float, top: float, line: str, style: TextStyle) -> None:
-        """Draw ``line`` (all of it in the style's main font) with the next :meth:`flush`."""
-        if style is not self.batch_style:
-            self.flush()
-            self.batch_style = style
-        self.batched.append((x, top, line))
+    def batch(
+        self, x: float, top: float, line: str, style: TextStyle, by: FontFace | bool | None = None
+    ) -> None:
+        """Draw ``line`` with the next :meth:`flush`, ``by`` the style's main font (``None``), its
+        font chain run by run (``False``) or one face (the monospace face)."""
+        self.batched.append((x, top, line, style))
+        self.batched_by.append(by)
 
     def flush(self) -> None:
-        """Write the collected lines to the current page."""
-        style, batched = self.batch_style, self.batched
-        if batched and style is not None:
-            if not self.pdf.draw_lines_at(batched, style):
-                for x, top, line in batched:
-                    self.pdf.draw_line(x, top, line, style)
+        """Write the collected text (in the order it came), quote bars and table rules to the current page."""
+        batched = self.batched
+        if batched:
+            pdf, drawn_by = self.pdf, self.batched_by
+            count = len(batched)
+            if drawn_by.count(None) == count:
+                pdf.draw_styled_lines_at(batched)
+            else:
+                start = 0
+                while start < count:
+                    end = start
+                    while end < count and drawn_by[end] is None:
+                        end += 1
+                    if end > start:
+                        pdf.draw_styled_lines_at(batched[start:end])
+                    if end < count:
+                        x, top, line, style = batched[end]
+                        by = drawn_by[end]
+                        if by is False:
+                            pdf.draw_line(x, top, line, style)
+                        else:
+                            assert isinstance(by, FontFace)
+                            pdf.draw_in_face(x, top, line, by, style)
+                        end += 1
+                    start = end
             self.batched = []
+            self.batched_by = []
+        if self.open_bars:
+            self.draw_bars()
+        if self.grid:
+            self.draw_lines(self.grid, GRID_COLOR, GRID_WIDTH)
+            self.grid = []
+            self.grid_bottom = None
 
     def text(self, x: float, top: float, text: str, style: TextStyle) -> None:
-        """One piece of text: batched when the main font draws all of it, else drawn now."""
-        if self.fonts.chains[style.style].single_face(text) == 0:
-            self.batch(x, top, text, style)
-        else:
-            self.pdf.draw_line(x, top, text, style)
+        """One piece of text, drawn with the next :meth:`flush`."""
+        self.batch(
+            x, top, text, style, None if self.fonts.chains[style.style].single_face(text) == 0 else False
+        )
 
     def ensure_space(self, height: float) -> None:
         """:meth:`TicketPdf.ensure_space`, writing the collected lines first when a page starts."""
@@ -169,15 +206,41 @@ class _Painter:
         return end, y
 
     def bars(self, bars: tuple[float, ...], top: float, bottom: float) -> None:
-        """The quote bars beside the band from ``top`` to ``bottom`` (points from the page top)."""
+        """The quote bars beside the band from ``top`` to ``bottom`` (points from the page top),
+        drawn with the next :meth:`flush`: a bar that continues one not drawn yet extends it."""
         if not bars or bottom <= top:
             return
-        pdf = self.pdf
-        pdf.set_draw_color(*BAR_COLOR)
-        pdf.set_line_width(BAR_WIDTH)
+        left, pending = self.pdf.l_margin, self.open_bars
         for offset in bars:
-            x = pdf.l_margin + offset
-            pdf.line(x, top, x, bottom)
+            x = left + offset
+            band = pending.get(x)
+            if band is not None and band[0] <= top <= band[1] + 0.01:
+                if bottom > band[1]:
+                    band[1] = bottom
+                continue
+            if band is not None:
+                self.draw_bar(x, band)
+            pending[x] = [top, bottom]
+
+    def draw_bars(self) -> None:
+        """Draw the quote bars :meth:`bars` collected."""
+        self.draw_lines(
+            [(x, band[0], x, band[1]) for x, band in self.open_bars.items()], BAR_COLOR, BAR_WIDTH
+        )
+        self.open_bars = {}
+
+    def draw_bar(self, x: float, band: list[float]) -> None:
+        """One quote bar at ``x`` from ``band[0]`` to ``band[1]`` (points from the page top)."""
+        self.draw_lines([(x, band[0], x, band[1])], BAR_COLOR, BAR_WIDTH)
+
+    def draw_lines(
+        self, segments: list[tuple[float, float, float, float]], color: tuple[int, int, int], width: float
+    ) -> None:
+        """Straight lines ``(x1, y1, x2, y2)`` (points) in one colour and width."""
+        pdf = self.pdf
+        pdf.set_draw_color(*color)
+        pdf.set_line_width(width)
+        pdf.draw_segments(segments)
 
     def measure(self, span: Span) -> WordMeasure:
         """The word measure of a span's look (1/1000 em)."""
@@ -243,20 +306,17 @@ class _Painter:
     def plain(self, paragraph: Paragraph, x: float, text: str, lines: list[str], style: TextStyle) -> None:
         """A paragraph in one look (``text``, broken into ``lines``), line under line."""
         pdf = self.pdf
-        single = self.fonts.chains[style.style].single_face(text) == 0
+        by = None if self.fonts.chains[style.style].single_face(text) == 0 else False
         leading = style.leading
         count, start = len(lines), 0
         while start < count:
             end, bottom = self.page_lines(count, start, leading)
             top = pdf.y
-            for line in lines[start:end]:
-                if single:
-                    self.batch(x, top, line, style)
-                else:
-                    pdf.draw_line(x, top, line, style)
-                top += leading
             if start == 0 and paragraph.marker:
-                self.marker(x, pdf.y, paragraph.marker, style)
+                self.marker(x, top, paragraph.marker, style)
+            for line in lines[start:end]:
+                self.batch(x, top, line, style, by)
+                top += leading
             self.bars(paragraph.bars, pdf.y, bottom)
             pdf.y = bottom
             start = end
@@ -276,6 +336,8 @@ class _Painter:
         while start < count:
             end, bottom = self.page_lines(count, start, leading)
             page_top = top = pdf.y
+            if start == 0 and paragraph.marker:
+                self.marker(x, page_top, paragraph.marker, self.style("", size, leading, color))
             for line in lines[start:end]:
                 left = x
                 baseline = top + 0.5 * leading + 0.3 * size
@@ -296,8 +358,6 @@ class _Painter:
                         pdf.link(left, top, advance, leading, span.link)
                     left += advance
                 top += leading
-            if start == 0 and paragraph.marker:
-                self.marker(x, page_top, paragraph.marker, self.style("", size, leading, color))
             self.bars(paragraph.bars, page_top, bottom)
             pdf.y = bottom
             start = end
@@ -316,7 +376,7 @@ class _Painter:
                 end += 1
             part = text[start:end]
             if inside:
-                pdf.draw_in_face(x, top, part, face, style)
+                self.batch(x, top, part, style, face)
                 x += sum(mono.get(char, 0) for char in part) * style.size / 1000
             else:
                 self.text(x, top, part, regular)
@@ -443,13 +503,15 @@ class _Painter:
                 for line in lines[done : done + fit]:
                     self.text(cell_left + CELL_PAD_X, y, line, style)
                     y += leading
-            pdf.set_draw_color(*GRID_COLOR)
-            pdf.set_line_width(GRID_WIDTH)
-            pdf.line(left, top, right, top)
-            pdf.line(left, top + height, right, top + height)
+            bottom = top + height
+            grid = self.grid
+            if self.grid_bottom != (top, left, right):  # else the row above drew this line
+                grid.append((left, top, right, top))
+            grid.append((left, bottom, right, bottom))
             for cell_left, _, _ in cells:
-                pdf.line(cell_left, top, cell_left, top + height)
-            pdf.line(right, top, right, top + height)
+                grid.append((cell_left, top, cell_left, bottom))
+            grid.append((right, top, right, bottom))
+            self.grid_bottom = (bottom, left, right)
             pdf.y = top + height
             done += fit
             if done >= tallest:

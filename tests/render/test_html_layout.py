@@ -102,3 +102,38 @@ def test_nesting_deeper_than_the_parser_takes_keeps_the_words(tmp_path, html):
     assert "Tiefer Text" in " ".join(text.split()) and "alert" not in text
     fallback = " ".join(html_to_text(html).split())
     assert "Tiefer Text" in fallback and "alert" not in fallback
+
+
+def test_text_is_written_in_reading_order_across_styles_and_list_markers(tmp_path):
+    html = (
+        '<p>Siehe <a href="https://example.com/x">Verweis</a> und <b>fett</b> <i>schräg</i> Ende</p>'
+        "<ul><li>erster Punkt</li><li>zweiter Punkt</li></ul><blockquote>Zitat</blockquote><p>Schluss</p>"
+        "<p>Aufruf <code>run(1)</code> fertig</p>"
+    )
+    raw, _ = pdftotext(write(tmp_path, render_html(html).data), "-raw")  # content-stream order
+    flat = " ".join(raw.split())
+    assert "Siehe Verweis (https://example.com/x) und fett schräg Ende" in flat
+    assert "• erster Punkt • zweiter Punkt Zitat Schluss Aufruf run(1) fertig" in flat
+
+
+def test_a_quote_bar_is_one_line_per_page_beside_all_its_blocks():
+    from app.render.document import TicketPdf
+    from app.render.glyphs import font_set
+    from app.render.html import prepare_tree
+    from app.render.html_blocks import body_blocks
+    from app.render.html_layout import draw_blocks
+    from app.render.templates import TEMPLATES
+
+    pdf = TicketPdf(font_set(), TEMPLATES["default"])
+    pdf.add_page()
+    body = "<p>davor</p><blockquote><p>eins</p><p>zwei</p><ul><li>drei</li></ul><p>vier</p></blockquote>"
+    tree = prepare_tree(body, resolve=lambda src: None, label=str, max_width=pdf.epw, max_height=500)
+    top = pdf.y
+    draw_blocks(pdf, body_blocks(tree))
+    contents = bytes(pdf.pages[1].contents).decode("latin-1")
+    x = f"{(MARGIN + 1.5) * pdf.k:.2f}"  # the first quote level's bar
+    bars = re.findall(rf"^{x} ([\d.]+) m {x} ([\d.]+) l S$", contents, re.M)
+    assert len(bars) == 1, bars
+    (start, end), leading = bars[0], TEMPLATES["default"].body.leading
+    assert float(start) - float(end) >= 4 * leading  # beside the four paragraphs and the gaps
+    assert float(start) < (pdf.h - top) * pdf.k - leading  # not beside "davor"
