@@ -468,6 +468,7 @@ def normalise_tree(
             _replace_with_text(image, " " + image_text.format(name=name) + " ")
             continue
         key, width_px, height_px = found
+        width_px, height_px = declared_size(image.get("width"), image.get("height"), width_px, height_px)
         width, height = width_px * 0.75, height_px * 0.75  # CSS pixels at 96 dpi → points
         scale = min(1.0, max_width / width if width else 1.0, max_height / height if height else 1.0)
         image.attrib.clear()
@@ -475,6 +476,36 @@ def normalise_tree(
         image.set("width", f"{max(1.0, width * scale):.2f}")
         image.set("height", f"{max(1.0, height * scale):.2f}")
     return root
+
+
+_PIXELS = re.compile(r"\s*(\d{1,5})(?:\.\d*)?\s*(?:px)?\s*", re.IGNORECASE)
+
+
+def _pixels(value: str | None) -> int | None:
+    """``"640"``, ``"640px"``, ``"639.5"`` → pixels (1–10,000); anything else → ``None``."""
+    match = _PIXELS.fullmatch(value) if value else None
+    number = int(match.group(1)) if match else 0
+    return number if 1 <= number <= 10000 else None
+
+
+def declared_size(
+    width: str | None, height: str | None, natural_width: int, natural_height: int
+) -> tuple[float, float]:
+    """An ``<img>``'s size in CSS pixels as a browser lays it out: its ``width``/``height``
+    attributes (pixels; the other side from the image's aspect ratio when only one is given),
+    else the image's own size (HTML Living Standard §4.8.4.3.21, "dimension attributes";
+    a value that is not a number of pixels from 1 to 10,000, e.g. ``"100%"``, is ignored).
+
+    Mail clients scale images this way: a signature logo stored at twice its shown size
+    carries the size it is shown at.
+    """
+    declared_w, declared_h = _pixels(width), _pixels(height)
+    if declared_w is None and declared_h is None:
+        return float(natural_width), float(natural_height)
+    ratio = natural_height / natural_width if natural_width and natural_height else 1.0
+    w = float(declared_w) if declared_w is not None else (declared_h or 0) / ratio
+    h = float(declared_h) if declared_h is not None else (declared_w or 0) * ratio
+    return w, h
 
 
 def first_strong_is_rtl(text: str) -> bool:

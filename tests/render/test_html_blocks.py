@@ -140,6 +140,26 @@ def test_rules_images_and_gaps():
     assert (image.key, image.width, image.height) == ("key-1", 30.0, 15.0)  # CSS px → pt
 
 
+def test_an_image_takes_the_size_its_attributes_declare():
+    """Mail clients show an image at its ``width``/``height`` (a signature logo stored at twice
+    its size); one attribute keeps the aspect ratio; percentages and junk are ignored."""
+
+    def size(attributes: str) -> tuple[float, float]:
+        (image,) = [
+            b
+            for b in blocks(f'<img src="cid:x" {attributes}>', resolve=lambda src: ("k", 400, 200))
+            if isinstance(b, Image)
+        ]
+        return image.width, image.height
+
+    assert size('width="200" height="100"') == (150.0, 75.0)  # CSS px → pt
+    assert size('width="200px"') == (150.0, 75.0)
+    assert size('height="50"') == (75.0, 37.5)
+    assert size('width="100%"') == (300.0, 150.0)  # the image's own 400 × 200 px
+    assert size('width="abc" height="0"') == (300.0, 150.0)
+    assert size('width="4000" height="2000"')[0] < 600  # still shrunk to the text width
+
+
 def test_unresolved_images_are_named_in_the_text():
     assert texts('<p>Bild <img src="cid:weg@x"> da</p>') == ["Bild [image: cid:weg@x] da"]
 
