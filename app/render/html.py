@@ -78,7 +78,7 @@ _ATTRIBUTES = {
     "span": {"class", "id"},
     "blockquote": {"class", "id"},
     "a": {"href"},
-    "img": {"src", "alt", "width", "height"},
+    "img": {"src", "alt", "width", "height", "style"},  # style: only width/height kept (below)
     "td": {"colspan", "rowspan"},
     "th": {"colspan", "rowspan"},
     "ol": {"start"},
@@ -284,6 +284,7 @@ _CLEANER = nh3.Cleaner(
     url_schemes={"http", "https", "mailto", "cid", "data"},
     link_rel=None,
     strip_comments=True,
+    filter_style_properties={"width", "height"},  # an <img>'s displayed size (Zammad's editor sets it)
 )
 
 
@@ -468,7 +469,13 @@ def normalise_tree(
             _replace_with_text(image, " " + image_text.format(name=name) + " ")
             continue
         key, width_px, height_px = found
-        width_px, height_px = declared_size(image.get("width"), image.get("height"), width_px, height_px)
+        style = image.get("style") or ""
+        width_px, height_px = declared_size(
+            _css_pixels(style, "width") or image.get("width"),
+            _css_pixels(style, "height") or image.get("height"),
+            width_px,
+            height_px,
+        )
         width, height = width_px * 0.75, height_px * 0.75  # CSS pixels at 96 dpi → points
         scale = min(1.0, max_width / width if width else 1.0, max_height / height if height else 1.0)
         image.attrib.clear()
@@ -488,11 +495,18 @@ def _pixels(value: str | None) -> int | None:
     return number if 1 <= number <= 10000 else None
 
 
+def _css_pixels(style: str, name: str) -> str | None:
+    """The ``name`` property of an inline ``style`` when given in pixels (``"640px"``), else ``None``."""
+    match = re.search(rf"(?:^|;)\s*{name}\s*:\s*([\d.]+)\s*px\b", style, re.IGNORECASE)
+    return match.group(1) if match else None
+
+
 def declared_size(
     width: str | None, height: str | None, natural_width: int, natural_height: int
 ) -> tuple[float, float]:
     """An ``<img>``'s size in CSS pixels as a browser lays it out: its ``width``/``height``
-    attributes (pixels; the other side from the image's aspect ratio when only one is given),
+    (the caller passes an inline style's pixel value before the attribute's; the other side
+    from the image's aspect ratio when only one is given),
     else the image's own size (HTML Living Standard §4.8.4.3.21, "dimension attributes";
     a value that is not a number of pixels from 1 to 10,000, e.g. ``"100%"``, is ignored).
 

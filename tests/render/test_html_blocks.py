@@ -158,6 +158,10 @@ def test_an_image_takes_the_size_its_attributes_declare():
     assert size('width="100%"') == (300.0, 150.0)  # the image's own 400 × 200 px
     assert size('width="abc" height="0"') == (300.0, 150.0)
     assert size('width="4000" height="2000"')[0] < 600  # still shrunk to the text width
+    # Zammad's editor: an inline style in pixels, which wins over the attributes
+    assert size('style="width: 240px; max-width: 100%;" width="400"') == (180.0, 90.0)
+    assert size('style="height:20PX"') == (30.0, 15.0)
+    assert size('style="width: 50%"') == (300.0, 150.0)
 
 
 def test_unresolved_images_are_named_in_the_text():
