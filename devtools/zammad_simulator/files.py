@@ -40,10 +40,17 @@ def generated_file(mime: str, attachment_id: int, size: int) -> bytes:
     return bytes(out[:size])
 
 
-def tiny_png(seed: int = 0, width: int = 2, height: int = 2) -> bytes:
-    """A valid RGB PNG of ``width`` x ``height`` pixels, its colour derived from ``seed``."""
-    rgb = hashlib.sha256(str(seed).encode()).digest()[:3]
-    raw = b"".join(b"\x00" + rgb * width for _ in range(height))
+def tiny_png(seed: int = 0, width: int = 320, height: int = 180) -> bytes:
+    """A valid RGB PNG of ``width`` x ``height`` pixels that looks like a screenshot: a window
+    with a title bar in a colour derived from ``seed``, a light body and a frame (a few KB)."""
+    accent = hashlib.sha256(str(seed).encode()).digest()[:3]
+    frame, body = b"\x60\x60\x60", b"\xf4\xf5\xf7"
+    bar = min(height, max(1, height // 8))
+    top = b"\x00" + (frame + accent * max(0, width - 2) + frame)[: 3 * width]
+    middle = b"\x00" + (frame + body * max(0, width - 2) + frame)[: 3 * width]
+    edge = b"\x00" + frame * width
+    rows = [edge] + [top] * (bar - 1) + [middle] * max(0, height - bar - 1) + [edge]
+    raw = b"".join(rows[:height]) if height > 1 else edge
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return (

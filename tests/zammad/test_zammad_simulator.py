@@ -276,7 +276,11 @@ def test_tiny_files_are_valid() -> None:
 
     image = Image.open(io.BytesIO(tiny_png(7)))
     image.load()
-    assert image.size == (2, 2)
+    assert image.size == (320, 180) and image.mode == "RGB"
+    assert image.getpixel((100, 5)) != image.getpixel((100, 100))  # a title bar over a body
+    small = Image.open(io.BytesIO(tiny_png(7, 2, 1)))
+    small.load()
+    assert small.size == (2, 1)
     reader = PdfFileReader(io.BytesIO(tiny_pdf("hello (world)")), strict=True)
     assert int(reader.root["/Pages"]["/Count"]) == 1
 
