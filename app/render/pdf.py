@@ -17,9 +17,10 @@ A process that renders calls :func:`app.render.patches.install` before its first
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, BinaryIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fpdf import FPDF_VERSION
@@ -53,6 +54,24 @@ def _check_input(ticket: Any, articles: Any, tags: Any) -> None:
         raise RenderError("articles must be a list of JSON objects", transient=False)
     if not isinstance(tags, (list, tuple)):
         raise RenderError(f"tags must be a list of strings, got {type(tags).__name__}", transient=False)
+
+
+def _open_spool(target: str | os.PathLike[str] | None) -> BinaryIO | None:
+    """The anonymous temporary file for the embedded files' streams, beside ``target``
+    (``None`` without a target: they stay in memory).
+
+    Raises:
+        RenderError: it cannot be created (transient for a full disk).
+    """
+    if target is None:
+        return None
+    try:
+        return tempfile.TemporaryFile(prefix="embedded-", dir=os.path.dirname(os.fspath(target)) or None)
+    except OSError as exc:
+        raise RenderError(
+            f"cannot create the spool of embedded files: {exc.strerror or exc}",
+            transient=exc.errno in TRANSIENT_ERRNOS,
+        ) from None
 
 
 def render_ticket_pdf(
@@ -91,7 +110,9 @@ def render_ticket_pdf(
         omitted: originals the workflow left out, listed with size and reason there and
             beside their attachment.
         target: write the PDF into this new file instead of returning it (``data`` is then
-            ``b""``): saves a copy of the whole PDF in memory.
+            ``b""``): saves a copy of the whole PDF in memory. The embedded files' compressed
+            streams then wait for the output in an anonymous temporary file in the same
+            folder (:mod:`app.render.embedded`), gone when the call returns or raises.
 
     Returns:
         :class:`~app.workflow.ports.RenderedPdf` with ``page_count``, how many articles are
@@ -133,6 +154,7 @@ def render_ticket_pdf(
     ordered = ordered_articles(articles)
     if limit and total > limit:
         ordered = ordered[:limit]
+    spool = _open_spool(target)
     try:
         language = options.language_of(ticket_field(ticket, "group"))
         pdf = TicketPdf(
@@ -142,7 +164,9 @@ def render_ticket_pdf(
             language=language,
         )
         _ = pdf.tr.gettext
-        originals = OriginalsIndex(embed_originals(pdf, embedded, modified=archived_at), omitted, language)
+        originals = OriginalsIndex(
+            embed_originals(pdf, embedded, modified=archived_at, spool=spool), omitted, language
+        )
         article_images = ArticleImages(ordered, images or {})
         number = pdf.clean(str(ticket.get("number") or ticket.get("id") or "?"))
         title = pdf.clean(ticket.get("title") or "")
@@ -213,10 +237,17 @@ def render_ticket_pdf(
             data = b""
     except RenderError:
         raise
+    except OSError as exc:  # the spool of embedded files (a full disk heals); the message names no path
+        raise RenderError(
+            f"cannot spool the embedded files: {exc.strerror or exc}", transient=exc.errno in TRANSIENT_ERRNOS
+        ) from None
     except Exception as exc:  # fpdf2 or font failures: the job ends with a render error, cause attached
         raise RenderError(
             f"ticket {ticket.get('number') or ticket.get('id')}: PDF layout failed: {exc}", transient=False
         ) from exc
+    finally:
+        if spool is not None:
+            spool.close()
     return RenderedPdf(
         data=data,
         page_count=pdf.pages_count,
