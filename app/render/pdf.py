@@ -28,6 +28,7 @@ from fpdf import FPDF_VERSION
 from app import __version__
 from app.errors import TRANSIENT_ERRNOS, RenderError
 from app.i18n import LANGUAGE_TAGS
+from app.memory import release_free_memory
 from app.render.content import format_time, ordered_articles, ticket_field
 from app.render.coverage import strict_fonts_error
 from app.render.document import PAGE_HEADER, TicketPdf
@@ -40,6 +41,12 @@ from app.render.sections import draw_article, draw_originals, draw_ticket_block
 from app.render.streams import ParkedPagesProducer, write_pdf
 from app.render.templates import TEMPLATES as TEMPLATE_TABLE
 from app.workflow.ports import EmbeddedFile, OmittedFile, RenderedPdf
+
+TRIM_AFTER_ARTICLES = 500
+"""From this many articles drawn on, free heap pages go back to the operating system
+(:func:`app.memory.release_free_memory`, a few ms) after the originals are embedded and after
+the articles are drawn: what the next phase allocates then does not stack on pages that only
+freed objects held (CPython's small-object arenas do not reuse them)."""
 
 
 class _OutputProducer(ParkedPagesProducer, ArchiveOutputProducer):
@@ -154,6 +161,7 @@ def render_ticket_pdf(
     ordered = ordered_articles(articles)
     if limit and total > limit:
         ordered = ordered[:limit]
+    included = len(ordered)
     spool = _open_spool(target)
     try:
         language = options.language_of(ticket_field(ticket, "group"))
@@ -167,6 +175,9 @@ def render_ticket_pdf(
         originals = OriginalsIndex(
             embed_originals(pdf, embedded, modified=archived_at, spool=spool), omitted, language
         )
+        big = included >= TRIM_AFTER_ARTICLES
+        if big:  # the originals' (and the snapshot's) bytes are gone: hand their pages back
+            release_free_memory()
         article_images = ArticleImages(ordered, images or {})
         number = pdf.clean(str(ticket.get("number") or ticket.get("id") or "?"))
         title = pdf.clean(ticket.get("title") or "")
@@ -215,10 +226,12 @@ def render_ticket_pdf(
             total=total,
             originals=originals,
         )
-        for position, article in enumerate(ordered, start=1):
-            draw_article(pdf, article, position, len(ordered), zone, article_images, originals)
-        included = len(ordered)
-        del articles, ordered  # laid out: a big ticket's articles need not outlive the output below
+        del articles  # from here on, each article is let go as soon as it is drawn
+        ordered.reverse()
+        for position in range(1, included + 1):
+            draw_article(pdf, ordered.pop(), position, included, zone, article_images, originals)
+        if big:  # the articles are gone: the output's objects need not stack on their pages
+            release_free_memory()
         if originals.active:
             draw_originals(pdf, originals)
         if options.strict_fonts and (cause := strict_fonts_error(pdf.missing)):

@@ -145,3 +145,24 @@ def test_fpdf2_documents_embed_through_the_spool_too(tmp_path: Path):
         )
         data = bytes(pdf.output())
     assert [(o.name, o.data) for o in read_embedded_files(data)] == [("b.txt", b"hello " * 100)]
+
+
+def test_a_big_ticket_hands_freed_memory_back_twice_and_leaves_the_callers_articles(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """From ``TRIM_AFTER_ARTICLES`` articles on, free pages go back after the originals and after
+    the articles (the real ``malloc_trim``, counted); the caller's list is left as it was."""
+    import app.render.pdf as pdf_module
+
+    calls: list[bool] = []
+    real = pdf_module.release_free_memory
+    monkeypatch.setattr(pdf_module, "release_free_memory", lambda: calls.append(real()) or True)
+    articles = [dict(article) for article in ARTICLES]
+    before = [dict(article) for article in articles]
+    monkeypatch.setattr(pdf_module, "TRIM_AFTER_ARTICLES", 4)
+    render_ticket_pdf(TICKET, articles, ["t"], archived_at=ARCHIVED_AT, options=RenderOptions())
+    assert calls == []  # 3 articles: a small ticket is not trimmed
+    monkeypatch.setattr(pdf_module, "TRIM_AFTER_ARTICLES", 3)
+    render_ticket_pdf(TICKET, articles, ["t"], archived_at=ARCHIVED_AT, options=RenderOptions())
+    assert len(calls) == 2
+    assert articles == before
