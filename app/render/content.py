@@ -9,6 +9,7 @@ Pure functions over Zammad's JSON. Ticket fields come either as name strings
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -98,7 +99,7 @@ def format_time(value: Any, zone: ZoneInfo, language: str = "en") -> str:
     return f"{local:%d.%m.%Y %H:%M:%S} {zone_name(local, language, offset)}"
 
 
-def ordered_articles(articles: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def ordered_articles(articles: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Articles oldest first: by ``created_at`` then ``id``; unparseable times keep their place at the end."""
     far_future = datetime.max.replace(tzinfo=UTC)
 

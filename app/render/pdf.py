@@ -57,7 +57,9 @@ class _OutputProducer(ParkedPagesProducer, ArchiveOutputProducer):
 def _check_input(ticket: Any, articles: Any, tags: Any) -> None:
     if not isinstance(ticket, dict):
         raise RenderError(f"ticket must be a JSON object, got {type(ticket).__name__}", transient=False)
-    if not isinstance(articles, list) or not all(isinstance(a, dict) for a in articles):
+    if not isinstance(articles, Sequence) or isinstance(articles, (str, bytes)):
+        raise RenderError("articles must be a list of JSON objects", transient=False)
+    if not all(isinstance(a, dict) for a in articles):
         raise RenderError("articles must be a list of JSON objects", transient=False)
     if not isinstance(tags, (list, tuple)):
         raise RenderError(f"tags must be a list of strings, got {type(tags).__name__}", transient=False)
@@ -83,7 +85,7 @@ def _open_spool(target: str | os.PathLike[str] | None) -> BinaryIO | None:
 
 def render_ticket_pdf(
     ticket: dict[str, Any],
-    articles: list[dict[str, Any]],
+    articles: Sequence[dict[str, Any]],
     tags: list[str],
     *,
     archived_at: datetime,
@@ -103,7 +105,8 @@ def render_ticket_pdf(
         ticket: ``GET /api/v1/tickets/{id}?expand=true`` (field names as strings) or the
             webhook's ``ticket`` object (group/priority/organization/state as ``{"name"}``,
             users as ``{"login", "firstname", "lastname", "email"}``).
-        articles: ``GET /api/v1/ticket_articles/by_ticket/{id}``; drawn oldest first.
+        articles: ``GET /api/v1/ticket_articles/by_ticket/{id}``; drawn oldest first (any
+            sequence; read twice: checked, then ordered).
         tags: the ticket's tags, in Zammad's order.
         archived_at: the archive time; becomes the PDF creation date and is printed. A naive
             value is taken as UTC.

@@ -154,7 +154,7 @@ class ArchiveWorkflow:
         require_tag: bool = True,
         redact: Callable[[str], str] = lambda s: s,
         write_backoff_seconds: float = 0.5,
-        image_references: Callable[[int, list[dict[str, Any]]], Sequence[ImageRefLike]] | None = None,
+        image_references: Callable[[int, Sequence[dict[str, Any]]], Sequence[ImageRefLike]] | None = None,
         template: str = "default",
         embed: EmbedPolicy | None = None,
         language: str = "en",
@@ -320,7 +320,7 @@ class ArchiveWorkflow:
         )
 
     async def _images(
-        self, ticket_id: int, articles: list[dict[str, Any]], ctx: dict[str, Any]
+        self, ticket_id: int, articles: Sequence[dict[str, Any]], ctx: dict[str, Any]
     ) -> dict[int, bytes]:
         """The layout's images (:func:`app.workflow.images.fetch_images`); none without
         ``image_references``."""

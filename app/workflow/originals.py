@@ -9,7 +9,7 @@ in the sidecar and in the note); a failed download is an omission, never a faile
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -70,7 +70,7 @@ async def collect_originals(
     *,
     ticket_raw: bytes,
     articles_raw: bytes,
-    articles: list[dict[str, Any]],
+    articles: Sequence[dict[str, Any]],
     images: Mapping[int, bytes],
     policy: EmbedPolicy,
     redact: Callable[[str], str] = lambda s: s,
@@ -109,17 +109,18 @@ async def collect_originals(
     files.extend(_bodies(articles))
     omitted: list[OmittedFile] = []
 
-    emails = [a for a in articles if a.get("type") == "email" and isinstance(a.get("id"), int)]
-    plain = await fetch_all([partial(zammad.get_article_plain, a["id"]) for a in emails], FETCH_CONCURRENCY)
-    for article, result in zip(emails, plain, strict=True):
-        name = f"article-{article['id']}.eml"
+    # Ids and attachment entries only: ``articles`` may parse each article when read.
+    emails = [a["id"] for a in articles if a.get("type") == "email" and isinstance(a.get("id"), int)]
+    plain = await fetch_all([partial(zammad.get_article_plain, aid) for aid in emails], FETCH_CONCURRENCY)
+    for article_id, result in zip(emails, plain, strict=True):
+        name = f"article-{article_id}.eml"
         if isinstance(result, Exception):
             omitted.append(
-                OmittedFile(name, None, f"download failed: {redact(str(result))}", article_id=article["id"])
+                OmittedFile(name, None, f"download failed: {redact(str(result))}", article_id=article_id)
             )
         elif not result:
             omitted.append(
-                OmittedFile(name, 0, "Zammad holds no raw e-mail for this article", article_id=article["id"])
+                OmittedFile(name, 0, "Zammad holds no raw e-mail for this article", article_id=article_id)
             )
         else:
             files.append(
@@ -128,26 +129,24 @@ async def collect_originals(
                     result,
                     "message/rfc822",
                     "Source",
-                    f"Raw e-mail of article {article['id']}",
-                    article_id=article["id"],
+                    f"Raw e-mail of article {article_id}",
+                    article_id=article_id,
                 )
             )
 
     wanted, too_big = _attachments_within(articles, policy)
     omitted.extend(too_big)
 
-    async def download(article: dict[str, Any], att: dict[str, Any]) -> bytes:
+    async def download(article_id: Any, att: dict[str, Any]) -> bytes:
         if att["id"] in images:
             return images[att["id"]]
-        return await zammad.get_attachment(ticket_id, article["id"], att["id"])
+        return await zammad.get_attachment(ticket_id, article_id, att["id"])
 
     data = await fetch_all([partial(download, a, t) for a, t, _ in wanted], FETCH_CONCURRENCY)
-    for (article, att, name), result in zip(wanted, data, strict=True):
+    for (article_id, att, name), result in zip(wanted, data, strict=True):
         if isinstance(result, Exception):
             omitted.append(
-                OmittedFile(
-                    name, None, f"download failed: {redact(str(result))}", article.get("id"), att["id"]
-                )
+                OmittedFile(name, None, f"download failed: {redact(str(result))}", article_id, att["id"])
             )
             continue
         if len(result) > policy.max_bytes:  # the declared size was wrong
@@ -156,7 +155,7 @@ async def collect_originals(
                     name,
                     len(result),
                     f"larger than PDF_EMBED_MAX_BYTES ({policy.max_bytes})",
-                    article.get("id"),
+                    article_id,
                     att["id"],
                 )
             )
@@ -169,15 +168,15 @@ async def collect_originals(
                 result,
                 mime.split(";")[0].strip() or "application/octet-stream",
                 "Data",
-                f"Attachment {att.get('filename')!s} of article {article.get('id')}",
-                article_id=article.get("id"),
+                f"Attachment {att.get('filename')!s} of article {article_id}",
+                article_id=article_id,
                 attachment_id=att["id"],
             )
         )
     return tuple(files), tuple(omitted)
 
 
-def _bodies(articles: list[dict[str, Any]]) -> list[EmbeddedFile]:
+def _bodies(articles: Iterable[dict[str, Any]]) -> list[EmbeddedFile]:
     """Each article's stored body (``text/html`` or ``text/plain``) as a ``Source`` file."""
     files: list[EmbeddedFile] = []
     for article in articles:
@@ -199,11 +198,11 @@ def _bodies(articles: list[dict[str, Any]]) -> list[EmbeddedFile]:
 
 
 def _attachments_within(
-    articles: list[dict[str, Any]], policy: EmbedPolicy
-) -> tuple[list[tuple[dict[str, Any], dict[str, Any], str]], list[OmittedFile]]:
-    """The attachments to download, ``(article, attachment, name)`` in article order (each
+    articles: Iterable[dict[str, Any]], policy: EmbedPolicy
+) -> tuple[list[tuple[Any, dict[str, Any], str]], list[OmittedFile]]:
+    """The attachments to download, ``(article id, attachment, name)`` in article order (each
     attachment id once), and those whose declared size breaks a cap of ``policy``."""
-    wanted: list[tuple[dict[str, Any], dict[str, Any], str]] = []
+    wanted: list[tuple[Any, dict[str, Any], str]] = []
     omitted: list[OmittedFile] = []
     seen: set[int] = set()
     total = 0
@@ -227,5 +226,5 @@ def _attachments_within(
                 omitted.append(OmittedFile(name, size, reason, article.get("id"), att_id))
             else:
                 total += size or 0
-                wanted.append((article, att, name))
+                wanted.append((article.get("id"), att, name))
     return wanted, omitted

@@ -10,7 +10,7 @@ from step to step as a file.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -65,7 +65,8 @@ class TicketSnapshot:
     Attributes:
         ticket: ``GET /api/v1/tickets/{id}?expand=true`` as returned (names as strings:
             ``group``, ``state``, ``priority``, ``owner``, ``customer``, ``organization``).
-        articles: ``GET /api/v1/ticket_articles/by_ticket/{id}``, oldest first.
+        articles: ``GET /api/v1/ticket_articles/by_ticket/{id}``, oldest first (a list, or a
+            sequence that parses each article when read).
         tags: ``GET /api/v1/tags?object=Ticket&o_id={id}`` → ``tags``.
         archived_at: the archive time (UTC, timezone-aware); used in the PDF and the path.
         images: attachment id → bytes of the inline images and image attachments that were
@@ -78,7 +79,7 @@ class TicketSnapshot:
     """
 
     ticket: dict[str, Any]
-    articles: list[dict[str, Any]]
+    articles: Sequence[dict[str, Any]]
     tags: list[str]
     archived_at: datetime
     images: Mapping[int, bytes] = field(default_factory=dict)
@@ -181,9 +182,10 @@ class ZammadPort(Protocol):
         """The ticket (``GET /api/v1/tickets/{id}?expand=true``) and the answer's bytes as sent."""
         ...
 
-    async def list_articles_raw(self, ticket_id: int) -> tuple[list[dict[str, Any]], bytes]:
+    async def list_articles_raw(self, ticket_id: int) -> tuple[Sequence[dict[str, Any]], bytes]:
         """The ticket's articles, oldest first (``GET /api/v1/ticket_articles/by_ticket/{id}``),
-        and the answer's bytes as sent."""
+        and the answer's bytes as sent. The sequence may parse each article when it is read
+        (:class:`app.zammad.articles.LazyArticles`): read it in passes, keep only what is needed."""
         ...
 
     async def list_articles(self, ticket_id: int, *, containing: str | None = None) -> list[dict[str, Any]]:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -37,6 +37,7 @@ import aiohttp
 import orjson
 
 from app.errors import ZammadApiError
+from app.zammad.articles import split_articles
 
 __all__ = ["ZammadClient"]
 
@@ -150,17 +151,22 @@ class ZammadClient:
         a full parse.
         """
         if containing is None or not _PLAIN_TEXT.fullmatch(containing):
-            return (await self.list_articles_raw(ticket_id))[0]
+            return list((await self.list_articles_raw(ticket_id))[0])
         path = f"/api/v1/ticket_articles/by_ticket/{_positive_id(ticket_id, 'ticket_id')}"
         _, raw = await self._request("GET", path)
         if containing.encode() not in raw and raw.lstrip()[:1] == b"[":
             return []
         return await self._articles_from(raw, path)
 
-    async def list_articles_raw(self, ticket_id: int) -> tuple[list[dict[str, Any]], bytes]:
-        """As :meth:`list_articles`, plus the response body exactly as Zammad sent it."""
+    async def list_articles_raw(self, ticket_id: int) -> tuple[Sequence[dict[str, Any]], bytes]:
+        """As :meth:`list_articles`, plus the response body exactly as Zammad sent it; the
+        articles are parsed one at a time when read (:class:`app.zammad.articles.LazyArticles`),
+        so a big ticket's articles are never all in memory as objects."""
         path = f"/api/v1/ticket_articles/by_ticket/{_positive_id(ticket_id, 'ticket_id')}"
         _, raw = await self._request("GET", path)
+        lazy = split_articles(raw)
+        if lazy is not None:
+            return lazy, raw
         return await self._articles_from(raw, path), raw
 
     async def _articles_from(self, raw: bytes, path: str) -> list[dict[str, Any]]:
