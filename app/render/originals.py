@@ -171,7 +171,7 @@ def embed_originals(
         RenderError: a relationship that is none of ``Source``, ``Data``, ``Alternative``,
             ``Supplement``, ``EncryptedPayload``, ``FormData``, ``Schema``, ``Unspecified``
             (permanent), or data that is not bytes.
-        OSError: ``spool`` cannot be written.
+        OSError: ``spool`` cannot be written, or a file's ``path`` cannot be read.
     """
     records: list[EmbeddedRecord] = []
     taken = {fpdf_file.basename() for fpdf_file in pdf.embedded_files}
@@ -181,7 +181,7 @@ def embed_originals(
                 f"embedded file {file.name!r}: data must be bytes, got {type(file.data).__name__}",
                 transient=False,
             )
-        data = bytes(file.data)
+        data = bytes(file.content())
         try:
             relationship = AssociatedFileRelationship.coerce(file.relationship)
         except ValueError as exc:

@@ -253,9 +253,10 @@ def render_ticket_pdf(
             data = b""
     except RenderError:
         raise
-    except OSError as exc:  # the spool of embedded files (a full disk heals); the message names no path
+    except OSError as exc:  # reading or spooling embedded files (a full disk heals); names no path
         raise RenderError(
-            f"cannot spool the embedded files: {exc.strerror or exc}", transient=exc.errno in TRANSIENT_ERRNOS
+            f"cannot read or spool the embedded files: {exc.strerror or exc}",
+            transient=exc.errno in TRANSIENT_ERRNOS,
         ) from None
     except Exception as exc:  # fpdf2 or font failures: the job ends with a render error, cause attached
         raise RenderError(

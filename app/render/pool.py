@@ -194,16 +194,24 @@ def _spool_error(what: str, exc: OSError) -> RenderError:
 def _write_snapshot(snapshot: TicketSnapshot, path: Path) -> None:
     """Pickle ``snapshot`` straight into a new file (no whole-blob copy in memory): the
     snapshot without its originals, their count, then each original as its own pickle of
-    the tuple of its fields (so that :func:`_render_file` can read them one at a time)."""
+    the tuple of its fields (so that :func:`_render_file` can read them one at a time); an
+    original spooled to a file (``path``) is read from it one at a time and goes in as bytes.
+
+    Raises:
+        OSError: the file cannot be written, or a spooled original cannot be read.
+    """
     with open(path, "xb") as out:
         pickle.dump(dataclasses.replace(snapshot, embedded=()), out, protocol=pickle.HIGHEST_PROTOCOL)
         pickle.dump(len(snapshot.embedded), out, protocol=pickle.HIGHEST_PROTOCOL)
         for original in snapshot.embedded:  # as a tuple: a slotted dataclass unpickles slowly
+            if original.path is not None:  # spooled by the workflow: its bytes go into the snapshot
+                original = dataclasses.replace(original, data=original.content(), path=None)
             pickle.dump(
                 tuple(getattr(original, name) for name in _EMBEDDED_FIELDS),
                 out,
                 protocol=pickle.HIGHEST_PROTOCOL,
             )
+            del original
 
 
 class ProcessPoolRenderer:

@@ -284,9 +284,16 @@ class ArchiveWorkflow:
             )
 
     async def _snapshot(
-        self, ticket_id: int, tags: list[str], archived_at: datetime, clock: _StepClock, ctx: dict[str, Any]
+        self,
+        ticket_id: int,
+        tags: list[str],
+        archived_at: datetime,
+        clock: _StepClock,
+        ctx: dict[str, Any],
+        spool: Path,
     ) -> TicketSnapshot:
-        """Fetch everything the layout needs: ticket, articles, images and originals."""
+        """Fetch everything the layout needs: ticket, articles, images and originals (the
+        originals' bytes written into the new folder ``spool`` as they arrive)."""
         ticket, ticket_raw = await clock.time(Step.FETCH_TICKET, self.zammad.get_ticket_raw(ticket_id))
         articles, articles_raw = await clock.time(
             Step.FETCH_ARTICLES, self.zammad.list_articles_raw(ticket_id)
@@ -306,6 +313,7 @@ class ArchiveWorkflow:
                     images=images,
                     policy=self.embed,
                     redact=self._redact,
+                    spool=spool,
                 ),
             )
         return TicketSnapshot(
@@ -341,17 +349,23 @@ class ArchiveWorkflow:
         ctx: dict[str, Any],
     ) -> tuple[StoredArchive, RenderedPdf, SignedPdf, tuple[OmittedFile, ...]]:
         """Fetch, render, sign and store, through files in a fresh ``job-*`` folder of the
-        spool that is removed whatever happens: the snapshot is pickled to disk for the render
-        process, the PDF written, signed and copied file to file."""
-        snapshot = await self._snapshot(ticket_id, tags, archived_at, clock, ctx)
-        # What the steps after the layout need of the snapshot; the articles, images and
-        # originals are let go as soon as the renderer has them.
-        light = TicketSnapshot(
-            ticket=snapshot.ticket, articles=[], tags=tags, archived_at=archived_at, omitted=snapshot.omitted
-        )
-        clock.current = Step.RENDER
+        spool that is removed whatever happens: the originals are written there as they are
+        fetched, the snapshot is pickled to disk for the render process, the PDF written,
+        signed and copied file to file."""
         with tempfile.TemporaryDirectory(prefix="job-", dir=self.spool_dir) as work:
             folder = Path(work)
+            (folder / "originals").mkdir()
+            snapshot = await self._snapshot(ticket_id, tags, archived_at, clock, ctx, folder / "originals")
+            # What the steps after the layout need of the snapshot; the articles, images and
+            # originals are let go as soon as the renderer has them.
+            light = TicketSnapshot(
+                ticket=snapshot.ticket,
+                articles=[],
+                tags=tags,
+                archived_at=archived_at,
+                omitted=snapshot.omitted,
+            )
+            clock.current = Step.RENDER
             render = self.renderer.render_file(snapshot, folder / "rendered.pdf")
             del snapshot  # the render coroutine holds the full snapshot until it is on disk
             rendered = await clock.time(Step.RENDER, render)

@@ -30,6 +30,8 @@ class EmbeddedFile:
         description: a short human description.
         article_id: the article it belongs to, or ``None`` for ticket-level files.
         attachment_id: the Zammad attachment id, when it is one.
+        path: the file holding the bytes instead, when the workflow spooled them to disk as
+            they were fetched (``data`` is then ``b""``); read with :meth:`content`.
     """
 
     name: str
@@ -39,6 +41,15 @@ class EmbeddedFile:
     description: str = ""
     article_id: int | None = None
     attachment_id: int | None = None
+    path: Path | None = None
+
+    def content(self) -> bytes:
+        """The bytes: ``data``, or the whole file at ``path``.
+
+        Raises:
+            OSError: the file at ``path`` cannot be read.
+        """
+        return self.path.read_bytes() if self.path is not None else self.data
 
 
 @dataclass(frozen=True, slots=True)
