@@ -20,7 +20,7 @@ from typing import Any, BinaryIO
 
 from fpdf.annotations import FileSpec, PDFEmbeddedFile
 from fpdf.enums import AssociatedFileRelationship
-from fpdf.syntax import Name, PDFObject, PDFString
+from fpdf.syntax import PDFObject
 
 from app.errors import RenderError
 
@@ -35,21 +35,11 @@ class LazyFileSpec(FileSpec):
         self._embedded_file = embedded_file
 
     def serialize(self, obj_dict: dict[str, object] | None = None, _security_handler: Any = None) -> str:
-        """The ``N 0 obj … endobj`` block, as ``FileSpec.serialize`` writes it."""
+        """The ``N 0 obj … endobj`` block, written by a ``FileSpec`` made for the moment."""
         file = self._embedded_file
-        self.type = Name("Filespec")
-        self.f = PDFString(file.basename())
-        self.u_f = PDFString(file.basename())
-        desc, relationship = file._desc, file._af_relationship
-        if desc:
-            self.desc = PDFString(desc)
-        if relationship:
-            self.a_f_relationship = Name(relationship.value)
-        try:
-            return super().serialize(obj_dict, _security_handler)
-        finally:  # back to a bare object: only the id and the embedded file stay
-            for name in ("type", "f", "u_f", "desc", "a_f_relationship"):
-                self.__dict__.pop(name, None)
+        spec = FileSpec(file, file.basename(), file._desc, file._af_relationship)
+        spec.id = self.id
+        return spec.serialize(obj_dict, _security_handler)
 
 
 class SpooledEmbeddedFile(PDFEmbeddedFile):
