@@ -258,7 +258,7 @@ class ArticleImages:
     (and fpdf2 embeds it once).
     """
 
-    def __init__(self, articles: list[dict[str, Any]], images: Mapping[int, bytes]) -> None:
+    def __init__(self, articles: Iterable[dict[str, Any]], images: Mapping[int, bytes]) -> None:
         self._images = images
         self._prepared: dict[str, PreparedImage | None] = {}
         self.filenames: dict[int, str] = {}

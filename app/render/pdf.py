@@ -29,7 +29,7 @@ from app import __version__
 from app.errors import TRANSIENT_ERRNOS, RenderError
 from app.i18n import LANGUAGE_TAGS
 from app.memory import release_free_memory
-from app.render.content import format_time, ordered_articles, ticket_field
+from app.render.content import article_order, format_time, ticket_field
 from app.render.coverage import strict_fonts_error
 from app.render.document import PAGE_HEADER, TicketPdf
 from app.render.fontoutput import ArchiveOutputProducer
@@ -58,8 +58,6 @@ def _check_input(ticket: Any, articles: Any, tags: Any) -> None:
     if not isinstance(ticket, dict):
         raise RenderError(f"ticket must be a JSON object, got {type(ticket).__name__}", transient=False)
     if not isinstance(articles, Sequence) or isinstance(articles, (str, bytes)):
-        raise RenderError("articles must be a list of JSON objects", transient=False)
-    if not all(isinstance(a, dict) for a in articles):
         raise RenderError("articles must be a list of JSON objects", transient=False)
     if not isinstance(tags, (list, tuple)):
         raise RenderError(f"tags must be a list of strings, got {type(tags).__name__}", transient=False)
@@ -105,8 +103,10 @@ def render_ticket_pdf(
         ticket: ``GET /api/v1/tickets/{id}?expand=true`` (field names as strings) or the
             webhook's ``ticket`` object (group/priority/organization/state as ``{"name"}``,
             users as ``{"login", "firstname", "lastname", "email"}``).
-        articles: ``GET /api/v1/ticket_articles/by_ticket/{id}``; drawn oldest first (any
-            sequence; read twice: checked, then ordered).
+        articles: ``GET /api/v1/ticket_articles/by_ticket/{id}``; drawn oldest first. Any
+            sequence: it is read in passes by position (ordered, images, drawn), each article
+            let go once used, so one that parses an article when read
+            (:class:`app.zammad.articles.LazyArticles`) never has them all in memory.
         tags: the ticket's tags, in Zammad's order.
         archived_at: the archive time; becomes the PDF creation date and is printed. A naive
             value is taken as UTC.
@@ -161,10 +161,13 @@ def render_ticket_pdf(
             "raise PDF_MAX_ARTICLES (0 = unlimited) or set PDF_ARTICLE_LIMIT_MODE=cap_and_continue",
             transient=False,
         )
-    ordered = ordered_articles(articles)
+    try:  # positions only: a sequence that parses each article when read keeps none here
+        order = article_order(articles)
+    except TypeError:
+        raise RenderError("articles must be a list of JSON objects", transient=False) from None
     if limit and total > limit:
-        ordered = ordered[:limit]
-    included = len(ordered)
+        order = order[:limit]
+    included = len(order)
     spool = _open_spool(target)
     try:
         language = options.language_of(ticket_field(ticket, "group"))
@@ -181,7 +184,7 @@ def render_ticket_pdf(
         big = included >= TRIM_AFTER_ARTICLES
         if big:  # the originals' (and the snapshot's) bytes are gone: hand their pages back
             release_free_memory()
-        article_images = ArticleImages(ordered, images or {})
+        article_images = ArticleImages((articles[index] for index in order), images or {})
         number = pdf.clean(str(ticket.get("number") or ticket.get("id") or "?"))
         title = pdf.clean(ticket.get("title") or "")
         service = pdf.clean(options.service_name)
@@ -192,7 +195,7 @@ def render_ticket_pdf(
         metadata = {
             "title": f"Ticket #{number}: {title}",
             "subject": _("Zammad ticket #{number} with {total} articles").format(number=number, total=total)
-            + (_(" ({included} included)").format(included=len(ordered)) if len(ordered) < total else "")
+            + (_(" ({included} included)").format(included=included) if included < total else "")
             + _(", archived {archived}").format(archived=archived),
             "author": service,
             "keywords": ", ".join(pdf.clean(str(tag)) for tag in tags),
@@ -225,15 +228,14 @@ def render_ticket_pdf(
             number=number,
             title=title,
             archived=archived,
-            included=len(ordered),
+            included=included,
             total=total,
             originals=originals,
         )
-        del articles  # from here on, each article is let go as soon as it is drawn
-        ordered.reverse()
-        for position in range(1, included + 1):
-            draw_article(pdf, ordered.pop(), position, included, zone, article_images, originals)
-        if big:  # the articles are gone: the output's objects need not stack on their pages
+        for position, index in enumerate(order, start=1):  # one article at a time, read when drawn
+            draw_article(pdf, articles[index], position, included, zone, article_images, originals)
+        del articles, order  # laid out: a big ticket's articles need not outlive the output below
+        if big:  # what the layout freed: the output's objects need not stack on its pages
             release_free_memory()
         if originals.active:
             draw_originals(pdf, originals)

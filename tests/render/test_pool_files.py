@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -15,7 +16,7 @@ import pytest
 
 from app.errors import RenderError
 from app.render.options import RenderOptions
-from app.render.pool import InlineRenderer, ProcessPoolRenderer
+from app.render.pool import InlineRenderer, ProcessPoolRenderer, _SpooledOriginals, _write_snapshot
 from app.workflow.ports import EmbeddedFile, OmittedFile, TicketSnapshot
 
 REPO = Path(__file__).resolve().parents[2]
@@ -128,6 +129,18 @@ async def test_originals_spooled_by_the_workflow_are_embedded_byte_for_byte(tmp_
             await pool.render_file(on_disk, tmp_path / "again.pdf")
     finally:
         pool.close()
+
+
+def test_the_articles_answer_goes_into_the_snapshot_once(tmp_path: Path):
+    """``articles.json`` is the snapshot's ``articles_raw``: written once, read back as both."""
+    snap = snapshot(5)
+    path = tmp_path / "s.snapshot"
+    _write_snapshot(snap, path)
+    assert snap.articles_raw is not None and path.read_bytes().count(snap.articles_raw) == 1
+    with open(path, "rb") as source:
+        pickle.load(source)
+        originals = list(_SpooledOriginals(source, pickle.load(source), snap.articles_raw))
+    assert originals == list(snap.embedded)
 
 
 async def test_render_file_never_overwrites_and_cleans_up(tmp_path: Path):
