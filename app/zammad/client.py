@@ -57,6 +57,8 @@ _PLAIN_TEXT = re.compile(r"[A-Za-z0-9 :._-]+")
 SEARCH_PAGE_SIZE, SEARCH_PAGE_PAUSE_SECONDS, SEARCH_MAX_PAGES = 50, 1.0, 200
 SEARCH_MAX_WAITS, SEARCH_MAX_WAIT_SECONDS = 3, 60.0
 _THROTTLED = (429, 503)
+PREALLOCATE_FROM_BYTES = 1024 * 1024
+"""Answers of at least this many bytes are read into one buffer of their declared size."""
 
 
 class ZammadClient:
@@ -372,7 +374,7 @@ class ZammadClient:
                 timeout=self._timeout,
                 allow_redirects=False,  # a redirect could carry the token elsewhere
             ) as response:
-                raw = await response.read()
+                raw = await _read_body(response)
                 status = response.status
                 if not 200 <= status < 300:
                     detail = self._error_detail(raw, response.headers.get("X-Failure"), response.reason)
@@ -450,6 +452,33 @@ class ZammadClient:
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._token, _REDACTED) if self._token in text else text
+
+
+async def _read_body(response: aiohttp.ClientResponse) -> bytes:
+    """The whole body of ``response``. A big one (:data:`PREALLOCATE_FROM_BYTES` or more, its
+    ``Content-Length`` given, no ``Content-Encoding``) is copied chunk by chunk into one
+    ``bytearray`` of that size as it arrives (returned as it is: bytes-like), instead of
+    ``read()``'s list of chunks joined into a second copy: a 16 MB ``by_ticket`` answer then
+    takes 16 MB, not 32 MB, at its peak.
+
+    Raises:
+        aiohttp.ClientPayloadError: the body is longer or shorter than its ``Content-Length``.
+    """
+    length = response.content_length
+    if length is None or length < PREALLOCATE_FROM_BYTES or response.headers.get("Content-Encoding"):
+        return await response.read()
+    body = bytearray(length)
+    view, position = memoryview(body), 0
+    async for chunk in response.content.iter_any():
+        end = position + len(chunk)
+        if end > length:
+            raise aiohttp.ClientPayloadError(f"body longer than its Content-Length ({length})")
+        view[position:end] = chunk
+        position = end
+    if position != length:
+        raise aiohttp.ClientPayloadError(f"body of {position} bytes, Content-Length said {length}")
+    view.release()
+    return body
 
 
 def _retry_after(value: str | None) -> float | None:
