@@ -126,9 +126,9 @@ class ArchiveWorkflow:
     Args:
         zammad, renderer, signer, storage: the adapters.
         spool_dir: a folder (on disk, writable by the render processes) for per-job working
-            files: the snapshot and the PDF travel through files in a ``job-*`` folder below
-            it, removed when the run ends, so a big ticket's PDF is never held whole in this
-            process's memory.
+            files: the originals (as they are fetched), the snapshot and the PDF travel through
+            files in a ``job-*`` folder below it, removed when the run ends, so neither a big
+            ticket's originals nor its PDF are ever held whole in this process's memory.
         trigger_tag: the tag that requests archiving (``WORKFLOW_TRIGGER_TAG``).
         require_tag: skip tickets without it (``WORKFLOW_REQUIRE_TAG``).
         redact: applied to every failure cause before it is written into a note or log.
