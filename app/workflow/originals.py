@@ -9,6 +9,7 @@ in the sidecar and in the note); a failed download is an omission, never a faile
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -196,7 +197,7 @@ async def collect_originals(
 class _Stashed:
     """Fetched bytes written to a spool file: where, and how many (``len()``)."""
 
-    path: Path
+    path: str
     size: int
 
     def __len__(self) -> int:
@@ -216,7 +217,7 @@ class _Keeper:
         if self._spool is None:
             return data
         self._count += 1
-        path = self._spool / f"{self._count:06d}"
+        path = os.path.join(self._spool, f"{self._count:06d}")
         with open(path, "xb") as out:
             out.write(data)
         return _Stashed(path, len(data))

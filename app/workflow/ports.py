@@ -30,8 +30,9 @@ class EmbeddedFile:
         description: a short human description.
         article_id: the article it belongs to, or ``None`` for ticket-level files.
         attachment_id: the Zammad attachment id, when it is one.
-        path: the file holding the bytes instead, when the workflow spooled them to disk as
-            they were fetched (``data`` is then ``b""``); read with :meth:`content`.
+        path: the file name (a ``str``: thousands of ``Path`` objects cost MBs) holding the
+            bytes instead, when the workflow spooled them to disk as they were fetched
+            (``data`` is then ``b""``); read with :meth:`content`.
     """
 
     name: str
@@ -41,7 +42,7 @@ class EmbeddedFile:
     description: str = ""
     article_id: int | None = None
     attachment_id: int | None = None
-    path: Path | None = None
+    path: str | None = None
 
     def content(self) -> bytes:
         """The bytes: ``data``, or the whole file at ``path``.
@@ -49,7 +50,10 @@ class EmbeddedFile:
         Raises:
             OSError: the file at ``path`` cannot be read.
         """
-        return self.path.read_bytes() if self.path is not None else self.data
+        if self.path is None:
+            return self.data
+        with open(self.path, "rb") as spooled:
+            return spooled.read()
 
 
 @dataclass(frozen=True, slots=True)

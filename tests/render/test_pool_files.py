@@ -110,7 +110,7 @@ async def test_originals_spooled_by_the_workflow_are_embedded_byte_for_byte(tmp_
     for number, original in enumerate(snap.embedded):
         path = spool / f"{number:06d}"
         path.write_bytes(original.data)
-        spooled.append(dataclasses.replace(original, data=b"", path=path))
+        spooled.append(dataclasses.replace(original, data=b"", path=str(path)))
     expected = await InlineRenderer(RenderOptions()).render(snap)
     on_disk = dataclasses.replace(snap, embedded=tuple(spooled))
     assert (await InlineRenderer(RenderOptions()).render(on_disk)).data == expected.data

@@ -243,6 +243,6 @@ async def test_originals_wait_in_the_job_folder_and_go_with_it(tmp_path: Path, f
         ("article-1-body.txt", b"Guten Tag"),
         ("article-2-body.html", "<p>Rückruf</p>".encode()),
     ]
-    folder = spooled[0][1].parent.parent
+    folder = Path(spooled[0][1]).parent.parent
     assert folder.parent == tmp_path and folder.name.startswith("job-")
     assert not folder.exists() and list(tmp_path.iterdir()) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
@@ -92,7 +93,7 @@ async def test_with_a_spool_every_fetched_original_waits_in_a_file(tmp_path):
         ("article-1-10-r.pdf", True),
     ]
     spooled = [f for f in files if f.path is not None]
-    assert all(f.data == b"" and f.path is not None and f.path.parent == tmp_path for f in spooled)
+    assert all(f.data == b"" and f.path is not None and Path(f.path).parent == tmp_path for f in spooled)
     assert [f.content() for f in spooled] == [
         "<p>Grüße</p>".encode(),
         b"leer",
