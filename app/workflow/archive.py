@@ -18,6 +18,9 @@ the job to another one writes nothing there.
 
 The originals embedded in the PDF are chosen in :mod:`app.workflow.originals`, the layout's
 images in :mod:`app.workflow.images`.
+
+Over 450 lines: the order of the steps, how each one's failure ends the run and the job's
+spool folder they share are one question, and read best in one place.
 """
 
 from __future__ import annotations
@@ -60,6 +63,10 @@ from app.workflow.writes import WRITE_ATTEMPTS, apply_transition
 
 log = logging.getLogger("app.workflow")
 T = TypeVar("T")
+
+SPOOL_ORIGINALS_FROM = 100
+"""Articles from which a ticket's originals wait in files, not in memory (``ArchiveWorkflow``'s
+``spool_originals_from``)."""
 
 HANDED_OVER = "handed over to another replica"
 """The message of a cancellation whose job another replica now runs (its lease was taken over):
@@ -138,6 +145,9 @@ class ArchiveWorkflow:
             ``None`` downloads none.
         template: the layout template's name, recorded in the sidecar.
         embed: which originals to embed as PDF/A-3 associated files (``None``: none).
+        spool_originals_from: a ticket of this many articles or more has its originals
+            written into the job's folder as they are fetched; a smaller one keeps them in
+            memory (no file per original for an everyday ticket).
         language: the language of failure notes (``PDF_LANGUAGE``); a success note takes
             its archive's language (:attr:`~app.workflow.ports.RenderedPdf.language`).
     """
@@ -157,6 +167,7 @@ class ArchiveWorkflow:
         image_references: Callable[[int, Sequence[dict[str, Any]]], Sequence[ImageRefLike]] | None = None,
         template: str = "default",
         embed: EmbedPolicy | None = None,
+        spool_originals_from: int = SPOOL_ORIGINALS_FROM,
         language: str = "en",
     ) -> None:
         self.zammad = zammad
@@ -171,6 +182,7 @@ class ArchiveWorkflow:
         self._image_references = image_references
         self.template = template
         self.embed = embed
+        self.spool_originals_from = spool_originals_from
         self.language = language
 
     # -- the work ------------------------------------------------------------------------------
@@ -313,7 +325,7 @@ class ArchiveWorkflow:
                     images=images,
                     policy=self.embed,
                     redact=self._redact,
-                    spool=spool,
+                    spool=spool if len(articles) >= self.spool_originals_from else None,
                 ),
             )
         return TicketSnapshot(
