@@ -9,6 +9,7 @@ Pure functions over Zammad's JSON. Ticket fields come either as name strings
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -98,20 +99,37 @@ def format_time(value: Any, zone: ZoneInfo, language: str = "en") -> str:
     return f"{local:%d.%m.%Y %H:%M:%S} {zone_name(local, language, offset)}"
 
 
-def ordered_articles(articles: list[dict[str, Any]]) -> list[dict[str, Any]]:
+_FAR_FUTURE = datetime.max.replace(tzinfo=UTC)
+
+
+def _order_key(index: int, article: dict[str, Any]) -> tuple[datetime, int, int]:
+    article_id = article.get("id")
+    return (
+        parse_time(article.get("created_at")) or _FAR_FUTURE,
+        article_id if isinstance(article_id, int) else 0,
+        index,
+    )
+
+
+def ordered_articles(articles: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     """Articles oldest first: by ``created_at`` then ``id``; unparseable times keep their place at the end."""
-    far_future = datetime.max.replace(tzinfo=UTC)
+    return [article for _, article in sorted(enumerate(articles), key=lambda pair: _order_key(*pair))]
 
-    def key(indexed: tuple[int, dict[str, Any]]) -> tuple[datetime, int, int]:
-        index, article = indexed
-        article_id = article.get("id")
-        return (
-            parse_time(article.get("created_at")) or far_future,
-            article_id if isinstance(article_id, int) else 0,
-            index,
-        )
 
-    return [article for _, article in sorted(enumerate(articles), key=key)]
+def article_order(articles: Iterable[Any]) -> list[int]:
+    """The positions of ``articles`` in :func:`ordered_articles`'s order, reading each article
+    once and keeping none (for a sequence that parses each article when read).
+
+    Raises:
+        TypeError: an article is not a ``dict``.
+    """
+    keys = []
+    for index, article in enumerate(articles):
+        if not isinstance(article, dict):
+            raise TypeError(f"article {index} is a {type(article).__name__}, not an object")
+        keys.append(_order_key(index, article))
+    keys.sort()
+    return [key[2] for key in keys]
 
 
 def human_size(value: Any, language: str = "en") -> str:

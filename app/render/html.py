@@ -470,13 +470,13 @@ def normalise_tree(
             continue
         key, width_px, height_px = found
         style = image.get("style") or ""
-        width_px, height_px = declared_size(
+        shown_width, shown_height = declared_size(
             _css_pixels(style, "width") or image.get("width"),
             _css_pixels(style, "height") or image.get("height"),
             width_px,
             height_px,
         )
-        width, height = width_px * 0.75, height_px * 0.75  # CSS pixels at 96 dpi → points
+        width, height = shown_width * 0.75, shown_height * 0.75  # CSS pixels at 96 dpi → points
         scale = min(1.0, max_width / width if width else 1.0, max_height / height if height else 1.0)
         image.attrib.clear()
         image.set("src", key)

@@ -15,7 +15,7 @@ import binascii
 import io
 import re
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
@@ -110,7 +110,7 @@ def image_sources(body: str) -> list[str]:
     ]
 
 
-def image_references(ticket_id: int, articles: list[dict[str, Any]]) -> list[ImageRef]:
+def image_references(ticket_id: int, articles: Iterable[dict[str, Any]]) -> list[ImageRef]:
     """What the workflow must download so the PDF shows every image it can.
 
     Inline images referenced by HTML bodies, as ``/api/v1/ticket_attachment/T/A/ATT`` URLs
@@ -261,7 +261,7 @@ class ArticleImages:
     (and fpdf2 embeds it once).
     """
 
-    def __init__(self, articles: list[dict[str, Any]], images: Mapping[int, bytes]) -> None:
+    def __init__(self, articles: Iterable[dict[str, Any]], images: Mapping[int, bytes]) -> None:
         self._images = images
         self._prepared: dict[str, PreparedImage | None] = {}
         self.filenames: dict[int, str] = {}

@@ -13,17 +13,18 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from html import escape
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 from fpdf.annotations import PDFEmbeddedFile
 from fpdf.enums import AssociatedFileRelationship
 
 from app.errors import RenderError
 from app.i18n import translation
+from app.render.embedded import SpooledEmbeddedFile
 from app.workflow.ports import EmbeddedFile, OmittedFile
 
 if TYPE_CHECKING:
@@ -187,7 +188,7 @@ def worth_compressing(mime_type: str) -> bool:
 
 
 def embed_originals(
-    pdf: FPDF, files: Sequence[EmbeddedFile], *, modified: datetime
+    pdf: FPDF, files: Iterable[EmbeddedFile], *, modified: datetime, spool: BinaryIO | None = None
 ) -> tuple[EmbeddedRecord, ...]:
     """Embed ``files`` in ``pdf`` as associated files, in order; returns what was written.
 
@@ -199,10 +200,16 @@ def embed_originals(
     (``-2`` before the extension). The ``/EmbeddedFiles`` name tree is sorted by key, as
     ISO 32000-1 §7.9.6 requires (fpdf2 writes it in insertion order).
 
+    ``files`` is iterated once, and each file's bytes are let go once embedded: the streams
+    are :class:`~app.render.embedded.SpooledEmbeddedFile` objects, their compressed bytes in
+    ``spool`` (a temporary file open for reading and writing that must stay open until the
+    PDF is written) or, without one, in memory; the PDF is the same either way.
+
     Raises:
         RenderError: a relationship that is none of ``Source``, ``Data``, ``Alternative``,
             ``Supplement``, ``EncryptedPayload``, ``FormData``, ``Schema``, ``Unspecified``
             (permanent), or data that is not bytes.
+        OSError: ``spool`` cannot be written, or a file's ``path`` cannot be read.
     """
     records: list[EmbeddedRecord] = []
     taken = {fpdf_file.basename() for fpdf_file in pdf.embedded_files}
@@ -212,7 +219,7 @@ def embed_originals(
                 f"embedded file {file.name!r}: data must be bytes, got {type(file.data).__name__}",
                 transient=False,
             )
-        data = bytes(file.data)
+        data = bytes(file.content())
         try:
             relationship = AssociatedFileRelationship.coerce(file.relationship)
         except ValueError as exc:
@@ -223,28 +230,21 @@ def embed_originals(
         taken.add(name)
         mime = clean_mime_type(file.mime_type)
         description = _XML_INVALID.sub("", file.description or name)
-        if data:
-            pdf.embed_file(
-                bytes=data,
+        # What fpdf2's embed_file adds for PDF/A-3 or no PDF/A (the names are unique here), also
+        # for empty bytes, which embed_file refuses: an empty original is still an original.
+        pdf.embedded_files.append(
+            SpooledEmbeddedFile(
+                spool=spool,
                 basename=name,
-                mime_type=mime,
-                modification_date=modified,
-                associated_file_relationship=relationship.value,
+                contents=data,
                 desc=description,
+                modification_date=modified,
+                mime_type=mime,
+                af_relationship=relationship,
                 compress=worth_compressing(mime),
             )
-        else:  # embed_file refuses empty bytes; an empty original is still an original
-            pdf.embedded_files.append(
-                PDFEmbeddedFile(
-                    basename=name,
-                    contents=b"",
-                    desc=description,
-                    modification_date=modified,
-                    mime_type=mime,
-                    af_relationship=relationship,
-                    compress=True,
-                )
-            )
+        )
+        pdf._set_min_pdf_version("1.4")
         records.append(
             EmbeddedRecord(
                 name=name,

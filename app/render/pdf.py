@@ -17,9 +17,10 @@ A process that renders calls :func:`app.render.patches.install` before its first
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, BinaryIO
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from fpdf import FPDF_VERSION
@@ -27,7 +28,8 @@ from fpdf import FPDF_VERSION
 from app import __version__
 from app.errors import TRANSIENT_ERRNOS, RenderError
 from app.i18n import LANGUAGE_TAGS
-from app.render.content import format_time, ordered_articles, ticket_field
+from app.memory import release_free_memory
+from app.render.content import article_order, format_time, ticket_field
 from app.render.coverage import strict_fonts_error
 from app.render.document import PAGE_HEADER, TicketPdf
 from app.render.fontoutput import ArchiveOutputProducer
@@ -40,6 +42,12 @@ from app.render.streams import ParkedPagesProducer, write_pdf
 from app.render.templates import TEMPLATES as TEMPLATE_TABLE
 from app.workflow.ports import EmbeddedFile, OmittedFile, RenderedPdf
 
+TRIM_AFTER_ARTICLES = 500
+"""From this many articles drawn on, free heap pages go back to the operating system
+(:func:`app.memory.release_free_memory`, a few ms) after the originals are embedded and after
+the articles are drawn: what the next phase allocates then does not stack on pages that only
+freed objects held (CPython's small-object arenas do not reuse them)."""
+
 
 class _OutputProducer(ParkedPagesProducer, ArchiveOutputProducer):
     """fpdf2's output with both of ours: parked pages put back one at a time
@@ -49,15 +57,33 @@ class _OutputProducer(ParkedPagesProducer, ArchiveOutputProducer):
 def _check_input(ticket: Any, articles: Any, tags: Any) -> None:
     if not isinstance(ticket, dict):
         raise RenderError(f"ticket must be a JSON object, got {type(ticket).__name__}", transient=False)
-    if not isinstance(articles, list) or not all(isinstance(a, dict) for a in articles):
+    if not isinstance(articles, Sequence) or isinstance(articles, (str, bytes)):
         raise RenderError("articles must be a list of JSON objects", transient=False)
     if not isinstance(tags, (list, tuple)):
         raise RenderError(f"tags must be a list of strings, got {type(tags).__name__}", transient=False)
 
 
+def _open_spool(target: str | os.PathLike[str] | None) -> BinaryIO | None:
+    """The anonymous temporary file for the embedded files' streams, beside ``target``
+    (``None`` without a target: they stay in memory).
+
+    Raises:
+        RenderError: it cannot be created (transient for a full disk).
+    """
+    if target is None:
+        return None
+    try:
+        return tempfile.TemporaryFile(prefix="embedded-", dir=os.path.dirname(os.fspath(target)) or None)
+    except OSError as exc:
+        raise RenderError(
+            f"cannot create the spool of embedded files: {exc.strerror or exc}",
+            transient=exc.errno in TRANSIENT_ERRNOS,
+        ) from None
+
+
 def render_ticket_pdf(
     ticket: dict[str, Any],
-    articles: list[dict[str, Any]],
+    articles: Sequence[dict[str, Any]],
     tags: list[str],
     *,
     archived_at: datetime,
@@ -77,7 +103,10 @@ def render_ticket_pdf(
         ticket: ``GET /api/v1/tickets/{id}?expand=true`` (field names as strings) or the
             webhook's ``ticket`` object (group/priority/organization/state as ``{"name"}``,
             users as ``{"login", "firstname", "lastname", "email"}``).
-        articles: ``GET /api/v1/ticket_articles/by_ticket/{id}``; drawn oldest first.
+        articles: ``GET /api/v1/ticket_articles/by_ticket/{id}``; drawn oldest first. Any
+            sequence: it is read in passes by position (ordered, images, drawn), each article
+            let go once used, so one that parses an article when read
+            (:class:`app.zammad.articles.LazyArticles`) never has them all in memory.
         tags: the ticket's tags, in Zammad's order.
         archived_at: the archive time; becomes the PDF creation date and is printed. A naive
             value is taken as UTC.
@@ -91,7 +120,9 @@ def render_ticket_pdf(
         omitted: originals the workflow left out, listed with size and reason there and
             beside their attachment.
         target: write the PDF into this new file instead of returning it (``data`` is then
-            ``b""``): saves a copy of the whole PDF in memory.
+            ``b""``): saves a copy of the whole PDF in memory. The embedded files' compressed
+            streams then wait for the output in an anonymous temporary file in the same
+            folder (:mod:`app.render.embedded`), gone when the call returns or raises.
 
     Returns:
         :class:`~app.workflow.ports.RenderedPdf` with ``page_count``, how many articles are
@@ -130,9 +161,14 @@ def render_ticket_pdf(
             "raise PDF_MAX_ARTICLES (0 = unlimited) or set PDF_ARTICLE_LIMIT_MODE=cap_and_continue",
             transient=False,
         )
-    ordered = ordered_articles(articles)
+    try:  # positions only: a sequence that parses each article when read keeps none here
+        order = article_order(articles)
+    except TypeError:
+        raise RenderError("articles must be a list of JSON objects", transient=False) from None
     if limit and total > limit:
-        ordered = ordered[:limit]
+        order = order[:limit]
+    included = len(order)
+    spool = _open_spool(target)
     try:
         language = options.language_of(ticket_field(ticket, "group"))
         pdf = TicketPdf(
@@ -142,8 +178,13 @@ def render_ticket_pdf(
             language=language,
         )
         _ = pdf.tr.gettext
-        originals = OriginalsIndex(embed_originals(pdf, embedded, modified=archived_at), omitted, language)
-        article_images = ArticleImages(ordered, images or {})
+        originals = OriginalsIndex(
+            embed_originals(pdf, embedded, modified=archived_at, spool=spool), omitted, language
+        )
+        big = included >= TRIM_AFTER_ARTICLES
+        if big:  # the originals' (and the snapshot's) bytes are gone: hand their pages back
+            release_free_memory()
+        article_images = ArticleImages((articles[index] for index in order), images or {})
         number = pdf.clean(str(ticket.get("number") or ticket.get("id") or "?"))
         title = pdf.clean(ticket.get("title") or "")
         service = pdf.clean(options.service_name)
@@ -154,7 +195,7 @@ def render_ticket_pdf(
         metadata = {
             "title": f"Ticket #{number}: {title}",
             "subject": _("Zammad ticket #{number} with {total} articles").format(number=number, total=total)
-            + (_(" ({included} included)").format(included=len(ordered)) if len(ordered) < total else "")
+            + (_(" ({included} included)").format(included=included) if included < total else "")
             + _(", archived {archived}").format(archived=archived),
             "author": service,
             "keywords": ", ".join(pdf.clean(str(tag)) for tag in tags),
@@ -187,14 +228,15 @@ def render_ticket_pdf(
             number=number,
             title=title,
             archived=archived,
-            included=len(ordered),
+            included=included,
             total=total,
             originals=originals,
         )
-        for position, article in enumerate(ordered, start=1):
-            draw_article(pdf, article, position, len(ordered), zone, article_images, originals)
-        included = len(ordered)
-        del articles, ordered  # laid out: a big ticket's articles need not outlive the output below
+        for position, index in enumerate(order, start=1):  # one article at a time, read when drawn
+            draw_article(pdf, articles[index], position, included, zone, article_images, originals)
+        del articles, order  # laid out: a big ticket's articles need not outlive the output below
+        if big:  # what the layout freed: the output's objects need not stack on its pages
+            release_free_memory()
         if originals.active:
             draw_originals(pdf, originals)
         if options.strict_fonts and (cause := strict_fonts_error(pdf.missing)):
@@ -213,10 +255,18 @@ def render_ticket_pdf(
             data = b""
     except RenderError:
         raise
+    except OSError as exc:  # reading or spooling embedded files (a full disk heals); names no path
+        raise RenderError(
+            f"cannot read or spool the embedded files: {exc.strerror or exc}",
+            transient=exc.errno in TRANSIENT_ERRNOS,
+        ) from None
     except Exception as exc:  # fpdf2 or font failures: the job ends with a render error, cause attached
         raise RenderError(
             f"ticket {ticket.get('number') or ticket.get('id')}: PDF layout failed: {exc}", transient=False
         ) from exc
+    finally:
+        if spool is not None:
+            spool.close()
     return RenderedPdf(
         data=data,
         page_count=pdf.pages_count,

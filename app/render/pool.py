@@ -32,6 +32,7 @@ import orjson
 from app.errors import TRANSIENT_ERRNOS, RenderError
 from app.memory import release_free_memory
 from app.render.options import RenderOptions
+from app.zammad.articles import split_articles
 
 if TYPE_CHECKING:
     from app.render.coverage import FontCoverage
@@ -112,18 +113,18 @@ def _render_file(snapshot_path: str, target: str, options: RenderOptions) -> Ren
     try:
         try:
             snapshot: TicketSnapshot = pickle.load(source)
-            originals = _SpooledOriginals(source, pickle.load(source))
+            originals = _SpooledOriginals(source, pickle.load(source), snapshot.articles_raw)
         except OSError as exc:
             raise _spool_error("read the snapshot", exc) from None
         ticket, tags, archived_at = snapshot.ticket, snapshot.tags, snapshot.archived_at
         images, omitted = dict(snapshot.images), tuple(snapshot.omitted)
-        articles = {"raw": snapshot.articles_raw, "parsed": snapshot.articles}
+        articles = [_articles_of(snapshot)]
         del snapshot
-        # The article list is handed over without a reference here, so the layout can let it
-        # go before the output.
+        # The articles (and the answer they are read from) are handed over without a reference
+        # here, so the layout can let them go before the output.
         rendered = render_ticket_pdf(
             ticket,
-            _take_articles(articles),
+            articles.pop(),
             tags,
             archived_at=archived_at,
             options=options,
@@ -147,11 +148,15 @@ def _size(path: str | Path) -> int:
         return 0
 
 
-def _take_articles(holder: dict[str, Any]) -> list[dict[str, Any]]:
-    """The articles from ``{"raw": bytes | None, "parsed": list}`` (parsed from ``raw`` when
-    given), emptying ``holder`` so that the caller keeps no reference to them."""
-    raw, parsed = holder.pop("raw"), holder.pop("parsed")
-    return orjson.loads(raw) if raw is not None else parsed
+def _articles_of(snapshot: TicketSnapshot) -> Sequence[dict[str, Any]]:
+    """The snapshot's articles: from ``articles_raw`` when it has them, parsed one at a time
+    when read (:class:`app.zammad.articles.LazyArticles`; a whole parse for an answer that
+    does not split), else ``articles`` as they are."""
+    raw = snapshot.articles_raw
+    if raw is None:
+        return snapshot.articles
+    lazy = split_articles(raw)
+    return lazy if lazy is not None else orjson.loads(raw)
 
 
 class _SpooledOriginals(Sequence[EmbeddedFile]):
@@ -163,11 +168,14 @@ class _SpooledOriginals(Sequence[EmbeddedFile]):
     Args:
         source: the snapshot file, positioned at the first original.
         count: how many originals follow (each its own pickle).
+        articles_raw: the snapshot's ``articles_raw``: an original pickled with ``data`` of
+            ``None`` is that answer (:func:`_write_snapshot` writes those bytes once).
     """
 
-    def __init__(self, source: BinaryIO, count: int) -> None:
+    def __init__(self, source: BinaryIO, count: int, articles_raw: bytes | None = None) -> None:
         self._source = source
         self._count = count
+        self._articles_raw = articles_raw
         self._read = False
 
     def __len__(self) -> int:
@@ -181,7 +189,11 @@ class _SpooledOriginals(Sequence[EmbeddedFile]):
             raise RuntimeError("the originals of a render can only be iterated once")
         self._read = True
         for _ in range(self._count):
-            yield EmbeddedFile(*pickle.load(self._source))
+            fields = pickle.load(self._source)
+            if fields[1] is None:
+                fields = (fields[0], self._articles_raw, *fields[2:])
+            yield EmbeddedFile(*fields)
+        self._articles_raw = None  # all read: the answer is the articles' business now
 
 
 def _spool_error(what: str, exc: OSError) -> RenderError:
@@ -194,16 +206,28 @@ def _spool_error(what: str, exc: OSError) -> RenderError:
 def _write_snapshot(snapshot: TicketSnapshot, path: Path) -> None:
     """Pickle ``snapshot`` straight into a new file (no whole-blob copy in memory): the
     snapshot without its originals, their count, then each original as its own pickle of
-    the tuple of its fields (so that :func:`_render_file` can read them one at a time)."""
+    the tuple of its fields (so that :func:`_render_file` can read them one at a time); an
+    original spooled to a file (``path``) is read from it one at a time and goes in as bytes;
+    one whose bytes are the snapshot's ``articles_raw`` (``articles.json``) goes in with
+    ``data`` of ``None``, as those bytes are in the snapshot already.
+
+    Raises:
+        OSError: the file cannot be written, or a spooled original cannot be read.
+    """
     with open(path, "xb") as out:
         pickle.dump(dataclasses.replace(snapshot, embedded=()), out, protocol=pickle.HIGHEST_PROTOCOL)
         pickle.dump(len(snapshot.embedded), out, protocol=pickle.HIGHEST_PROTOCOL)
         for original in snapshot.embedded:  # as a tuple: a slotted dataclass unpickles slowly
+            if original.path is not None:  # spooled by the workflow: its bytes go into the snapshot
+                original = dataclasses.replace(original, data=original.content(), path=None)
+            elif snapshot.articles_raw is not None and original.data is snapshot.articles_raw:
+                original = dataclasses.replace(original, data=None)  # type: ignore[arg-type]  # "= articles_raw"
             pickle.dump(
                 tuple(getattr(original, name) for name in _EMBEDDED_FIELDS),
                 out,
                 protocol=pickle.HIGHEST_PROTOCOL,
             )
+            del original
 
 
 class ProcessPoolRenderer:

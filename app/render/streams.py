@@ -9,10 +9,13 @@ tens of MB of page text plus a second copy of the finished PDF in the render pro
 the next page starts, the page's content up to its first text-substitution placeholder
 (fpdf2's ``{nb}`` alias for the page count, which only ``output()`` can fill in) is
 compressed with zlib at level 1; the short rest stays as it is. At ``output()`` fpdf2
-fills in the placeholders in those rests, and :class:`ParkedPagesProducer` puts each page
-back together just before fpdf2 compresses it as always, one page at a time. The content
-fpdf2 compresses is therefore exactly the content it would have had, and the PDF is
-byte-for-byte the one fpdf2 writes without parking.
+fills in the placeholders in those rests, and :class:`ParkedPagesProducer` adds each page's
+content stream as a :class:`DeferredPageContents`: the page is put back together and
+compressed as fpdf2 compresses it only when that object is serialised, and the compressed
+stream is let go once written, so at no time are all pages' final streams in memory (fpdf2
+builds every object of the document before it serialises the first one). The content
+compressed is exactly the content fpdf2 would have compressed, and the PDF is byte-for-byte
+the one fpdf2 writes without parking.
 
 :func:`write_pdf` runs ``output()`` with a producer whose "buffer" is the file: every object
 goes to the file as it is serialised; offsets, the ``startxref`` and the default file
@@ -32,8 +35,16 @@ from typing import Any, BinaryIO
 
 from fpdf import FPDF
 from fpdf.output import OutputProducer, _dimensions_to_mediabox
-from fpdf.syntax import PDFContentStream
+from fpdf.syntax import Name, PDFContentStream, PDFObject
 from fpdf.syntax import create_dictionary_string as pdf_dict
+
+from app.memory import release_free_memory
+
+RELEASE_AFTER_PAGES = 200
+"""From this many pages on, free heap pages go back to the OS once the last parked page is
+written (:func:`app.memory.release_free_memory`): the parked and final page streams freed
+while the pages were written are malloc'd memory the small objects written after them do not
+reuse."""
 
 PARK_LEVEL = 1
 """zlib level of a parked page (it is unpacked again at output; fast matters, not size)."""
@@ -120,15 +131,58 @@ class ParkedPages(FPDF):
         return f"<{hash_hex}><{hash_hex}>"
 
 
+class DeferredPageContents(PDFContentStream):
+    """The content stream of a parked page: put back together (:meth:`ParkedPages.unpark`)
+    and compressed as fpdf2's ``PDFContentStream`` compresses it when serialised, not before;
+    the compressed bytes are dropped once serialised (the object is never serialised twice:
+    ``output()`` finalises the document).
+
+    Args:
+        pdf: the document holding the parked head of the page.
+        number: the page number (1-based).
+        rest: the page's unparked rest, its placeholders filled in.
+    """
+
+    def __init__(self, pdf: ParkedPages, number: int, rest: bytearray) -> None:
+        PDFObject.__init__(self)  # not PDFContentStream's: it would compress now
+        self._pdf: ParkedPages | None = pdf
+        self._number = number
+        self._rest = rest
+        self._contents = b""
+        self.filter = Name("FlateDecode")
+        self.length = 0
+
+    _release_after = False
+    """Hand free heap pages back to the OS once this object is serialised (the last parked page)."""
+
+    def serialize(self, obj_dict: dict[str, object] | None = None, _security_handler: Any = None) -> str:
+        """The ``N 0 obj … endobj`` block of the page's compressed content."""
+        if self._pdf is not None:
+            whole = self._pdf.unpark(self._number, self._rest)
+            self._pdf, self._rest = None, bytearray()
+            self._contents = zlib.compress(whole, level=self._COMPRESSION_LEVEL)
+            self.length = len(self._contents)
+            del whole
+        try:
+            return super().serialize(obj_dict, _security_handler)
+        finally:
+            self._contents = b""
+            if self._release_after:  # the last parked page is out: its memory is not reused in place
+                release_free_memory()
+
+
 class ParkedPagesProducer(OutputProducer):
-    """fpdf2's producer, putting parked pages back together one at a time as it adds them."""
+    """fpdf2's producer, putting parked pages back together one at a time as they are
+    serialised (:class:`DeferredPageContents`)."""
 
     def _add_pages(self, _slice: slice = slice(0, None)) -> list[Any]:
         fpdf = self.fpdf
         if not isinstance(fpdf, ParkedPages) or not fpdf._parked:
             return super()._add_pages(_slice)
-        # fpdf2 2.8.9's OutputProducer._add_pages, with the content unparked just in time.
+        # fpdf2 2.8.9's OutputProducer._add_pages, with the content unparked and compressed
+        # only when serialised.
         page_objs = []
+        last: DeferredPageContents | None = None
         for page_obj in list(self._iter_pages_in_order())[_slice]:
             if fpdf.pdf_version > "1.3" and fpdf.allow_images_transparency:
                 page_obj.group = pdf_dict(
@@ -140,11 +194,18 @@ class ParkedPagesProducer(OutputProducer):
             self._add_pdf_obj(page_obj, "pages")
             page_objs.append(page_obj)
             assert isinstance(page_obj.contents, bytearray)
-            contents = fpdf.unpark(page_obj.index(), page_obj.contents)
-            cs_obj = PDFContentStream(contents=contents, compress=fpdf.compress)
-            del contents
+            number = page_obj.index()
+            cs_obj: PDFContentStream
+            if number in fpdf._parked:
+                cs_obj = DeferredPageContents(fpdf, number, page_obj.contents)
+            else:
+                cs_obj = PDFContentStream(contents=page_obj.contents, compress=fpdf.compress)
             self._add_pdf_obj(cs_obj, "pages")
             page_obj.contents = cs_obj
+            if isinstance(cs_obj, DeferredPageContents):
+                last = cs_obj
+        if last is not None and len(page_objs) >= RELEASE_AFTER_PAGES:
+            last._release_after = True
         return page_objs
 
 

@@ -52,15 +52,18 @@ _FLAT_STRING = re.compile(rb"\((?:[^()\\]|\\.)*\)", re.S)
 _HEX_STRING = re.compile(rb"<[0-9A-Fa-f\x00\t\n\x0c\r ]*>")
 _FLAT_ARRAY = re.compile(
     rb"\[(?:" + _WS + rb"|\d+" + _WS + rb"+\d+" + _WS + rb"+R" + _END + rb"|" + _NUMBER + _END
-    + rb"|/" + _NAME_CHARS + rb"*|(?:true|false|null)" + _END + rb")*\]"
+    + rb"|/" + _NAME_CHARS + rb"*|(?:true|false|null)" + _END + rb")*+\]"
 )  # fmt: skip
 """An array of numbers, references, names and keywords only (no strings, arrays, dicts, comments),
-each alternative unambiguous so a mismatch fails fast."""
+each alternative unambiguous so a mismatch fails fast. The repetitions here and in the
+cross-reference patterns are possessive (``*+``): giving back an item can never let the rest
+match, and a greedy ``*`` would keep backtracking state for every item (MBs for an array or
+table of tens of thousands)."""
 _STARTXREF = re.compile(rb"startxref[\x00\t\n\x0c\r ]+(\d+)[\x00\t\n\x0c\r ]+%%EOF[\x00\t\n\x0c\r ]*$")
 _SUBSECTION = re.compile(rb"(\d+) (\d+)[ \t]*(?:\r\n|\r|\n)")
-_ENTRIES = re.compile(rb"(?:\d{10} (?:00000 n|\d{5} f)(?: \r| \n|\r\n))*")
+_ENTRIES = re.compile(rb"(?:\d{10} (?:00000 n|\d{5} f)(?: \r| \n|\r\n))*+")
 """Cross-reference entries (ISO 32000-1 §7.5.4), 20 bytes each; in use only at generation 0."""
-_ANY_ENTRIES = re.compile(rb"(?:\d{10} \d{5} [nf](?: \r| \n|\r\n))*")
+_ANY_ENTRIES = re.compile(rb"(?:\d{10} \d{5} [nf](?: \r| \n|\r\n))*+")
 _OBJ_HEADER = re.compile(rb"[\x00\t\n\x0c\r ]*(\d+)[\x00\t\n\x0c\r ]+(\d+)[\x00\t\n\x0c\r ]+obj")
 _STREAM_KEYWORD = re.compile(rb"[\x00\t\n\x0c\r ]*stream(?:\r\n|\n)")
 _STREAM_END = re.compile(rb"[\x00\t\n\x0c\r ]*endstream[\x00\t\n\x0c\r ]+endobj")

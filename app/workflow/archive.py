@@ -18,6 +18,9 @@ the job to another one writes nothing there.
 
 The originals embedded in the PDF are chosen in :mod:`app.workflow.originals`, the layout's
 images in :mod:`app.workflow.images`.
+
+Over 450 lines: the order of the steps, how each one's failure ends the run and the job's
+spool folder they share are one question, and read best in one place.
 """
 
 from __future__ import annotations
@@ -60,6 +63,10 @@ from app.workflow.writes import WRITE_ATTEMPTS, apply_transition
 
 log = logging.getLogger("app.workflow")
 T = TypeVar("T")
+
+SPOOL_ORIGINALS_FROM = 100
+"""Articles from which a ticket's originals wait in files, not in memory (``ArchiveWorkflow``'s
+``spool_originals_from``)."""
 
 HANDED_OVER = "handed over to another replica"
 """The message of a cancellation whose job another replica now runs (its lease was taken over):
@@ -126,9 +133,9 @@ class ArchiveWorkflow:
     Args:
         zammad, renderer, signer, storage: the adapters.
         spool_dir: a folder (on disk, writable by the render processes) for per-job working
-            files: the snapshot and the PDF travel through files in a ``job-*`` folder below
-            it, removed when the run ends, so a big ticket's PDF is never held whole in this
-            process's memory.
+            files: the originals (as they are fetched), the snapshot and the PDF travel through
+            files in a ``job-*`` folder below it, removed when the run ends, so neither a big
+            ticket's originals nor its PDF are ever held whole in this process's memory.
         trigger_tag: the tag that requests archiving (``WORKFLOW_TRIGGER_TAG``).
         require_tag: skip tickets without it (``WORKFLOW_REQUIRE_TAG``).
         redact: applied to every failure cause before it is written into a note or log.
@@ -138,6 +145,9 @@ class ArchiveWorkflow:
             ``None`` downloads none.
         template: the layout template's name, recorded in the sidecar.
         embed: which originals to embed as PDF/A-3 associated files (``None``: none).
+        spool_originals_from: a ticket of this many articles or more has its originals
+            written into the job's folder as they are fetched; a smaller one keeps them in
+            memory (no file per original for an everyday ticket).
         language: the language of failure notes (``PDF_LANGUAGE``); a success note takes
             its archive's language (:attr:`~app.workflow.ports.RenderedPdf.language`).
     """
@@ -154,9 +164,10 @@ class ArchiveWorkflow:
         require_tag: bool = True,
         redact: Callable[[str], str] = lambda s: s,
         write_backoff_seconds: float = 0.5,
-        image_references: Callable[[int, list[dict[str, Any]]], Sequence[ImageRefLike]] | None = None,
+        image_references: Callable[[int, Sequence[dict[str, Any]]], Sequence[ImageRefLike]] | None = None,
         template: str = "default",
         embed: EmbedPolicy | None = None,
+        spool_originals_from: int = SPOOL_ORIGINALS_FROM,
         language: str = "en",
     ) -> None:
         self.zammad = zammad
@@ -171,6 +182,7 @@ class ArchiveWorkflow:
         self._image_references = image_references
         self.template = template
         self.embed = embed
+        self.spool_originals_from = spool_originals_from
         self.language = language
 
     # -- the work ------------------------------------------------------------------------------
@@ -284,9 +296,16 @@ class ArchiveWorkflow:
             )
 
     async def _snapshot(
-        self, ticket_id: int, tags: list[str], archived_at: datetime, clock: _StepClock, ctx: dict[str, Any]
+        self,
+        ticket_id: int,
+        tags: list[str],
+        archived_at: datetime,
+        clock: _StepClock,
+        ctx: dict[str, Any],
+        spool: Path,
     ) -> TicketSnapshot:
-        """Fetch everything the layout needs: ticket, articles, images and originals."""
+        """Fetch everything the layout needs: ticket, articles, images and originals (the
+        originals' bytes written into the new folder ``spool`` as they arrive)."""
         ticket, ticket_raw = await clock.time(Step.FETCH_TICKET, self.zammad.get_ticket_raw(ticket_id))
         articles, articles_raw = await clock.time(
             Step.FETCH_ARTICLES, self.zammad.list_articles_raw(ticket_id)
@@ -306,6 +325,7 @@ class ArchiveWorkflow:
                     images=images,
                     policy=self.embed,
                     redact=self._redact,
+                    spool=spool if len(articles) >= self.spool_originals_from else None,
                 ),
             )
         return TicketSnapshot(
@@ -320,7 +340,7 @@ class ArchiveWorkflow:
         )
 
     async def _images(
-        self, ticket_id: int, articles: list[dict[str, Any]], ctx: dict[str, Any]
+        self, ticket_id: int, articles: Sequence[dict[str, Any]], ctx: dict[str, Any]
     ) -> dict[int, bytes]:
         """The layout's images (:func:`app.workflow.images.fetch_images`); none without
         ``image_references``."""
@@ -341,17 +361,23 @@ class ArchiveWorkflow:
         ctx: dict[str, Any],
     ) -> tuple[StoredArchive, RenderedPdf, SignedPdf, tuple[OmittedFile, ...]]:
         """Fetch, render, sign and store, through files in a fresh ``job-*`` folder of the
-        spool that is removed whatever happens: the snapshot is pickled to disk for the render
-        process, the PDF written, signed and copied file to file."""
-        snapshot = await self._snapshot(ticket_id, tags, archived_at, clock, ctx)
-        # What the steps after the layout need of the snapshot; the articles, images and
-        # originals are let go as soon as the renderer has them.
-        light = TicketSnapshot(
-            ticket=snapshot.ticket, articles=[], tags=tags, archived_at=archived_at, omitted=snapshot.omitted
-        )
-        clock.current = Step.RENDER
+        spool that is removed whatever happens: the originals are written there as they are
+        fetched, the snapshot is pickled to disk for the render process, the PDF written,
+        signed and copied file to file."""
         with tempfile.TemporaryDirectory(prefix="job-", dir=self.spool_dir) as work:
             folder = Path(work)
+            (folder / "originals").mkdir()
+            snapshot = await self._snapshot(ticket_id, tags, archived_at, clock, ctx, folder / "originals")
+            # What the steps after the layout need of the snapshot; the articles, images and
+            # originals are let go as soon as the renderer has them.
+            light = TicketSnapshot(
+                ticket=snapshot.ticket,
+                articles=[],
+                tags=tags,
+                archived_at=archived_at,
+                omitted=snapshot.omitted,
+            )
+            clock.current = Step.RENDER
             render = self.renderer.render_file(snapshot, folder / "rendered.pdf")
             del snapshot  # the render coroutine holds the full snapshot until it is on disk
             rendered = await clock.time(Step.RENDER, render)

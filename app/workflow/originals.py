@@ -9,12 +9,16 @@ in the sidecar and in the note); a failed download is an omission, never a faile
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+import os
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from pathlib import Path
+from typing import Any, TypeVar
 
 from app.workflow.ports import EmbeddedFile, OmittedFile, ZammadPort
+
+T = TypeVar("T")
 
 FETCH_CONCURRENCY = 4
 """How many downloads of originals (raw e-mails, attachments) run at once."""
@@ -40,14 +44,14 @@ def safe_name(filename: str) -> str:
     return cleaned[:120] or "file"
 
 
-async def fetch_all(calls: list[Callable[[], Awaitable[bytes]]], concurrency: int) -> list[bytes | Exception]:
+async def fetch_all(calls: list[Callable[[], Awaitable[T]]], concurrency: int) -> list[T | Exception]:
     """Run ``calls`` at most ``concurrency`` at a time, started in order; their results in
     order, an exception in place of a failed call's result.
 
     A few worker tasks take the calls one after the other, so a ticket with thousands of
     e-mail articles does not hold thousands of pending tasks (and their frames) at once.
     """
-    results: list[bytes | Exception] = [b""] * len(calls)
+    results: list[T | Exception] = [ValueError("not run")] * len(calls)
     position = 0
 
     async def worker() -> None:
@@ -70,10 +74,11 @@ async def collect_originals(
     *,
     ticket_raw: bytes,
     articles_raw: bytes,
-    articles: list[dict[str, Any]],
+    articles: Sequence[dict[str, Any]],
     images: Mapping[int, bytes],
     policy: EmbedPolicy,
     redact: Callable[[str], str] = lambda s: s,
+    spool: Path | None = None,
 ) -> tuple[tuple[EmbeddedFile, ...], tuple[OmittedFile, ...]]:
     """The originals for the PDF/A-3 associated files, and those left out.
 
@@ -89,7 +94,15 @@ async def collect_originals(
         images: attachment bytes already downloaded for the layout (by attachment id):
             reused instead of a second download.
         redact: applied to a failed download's error text before it names the omission.
+        spool: an existing, empty folder: every body, raw e-mail and attachment is written
+            there as a file when it is fetched (:attr:`EmbeddedFile.path`, ``data`` empty),
+            so this process never holds them all; the caller removes the folder. ``None``
+            keeps the bytes in the values.
+
+    Raises:
+        OSError: a file cannot be written into ``spool``.
     """
+    keep = _Keeper(spool)
     files: list[EmbeddedFile] = [
         EmbeddedFile(
             "ticket.json",
@@ -106,48 +119,51 @@ async def collect_originals(
             f"GET /api/v1/ticket_articles/by_ticket/{ticket_id} as answered by Zammad",
         ),
     ]
-    files.extend(_bodies(articles))
+    files.extend(_bodies(articles, keep))
     omitted: list[OmittedFile] = []
 
-    emails = [a for a in articles if a.get("type") == "email" and isinstance(a.get("id"), int)]
-    plain = await fetch_all([partial(zammad.get_article_plain, a["id"]) for a in emails], FETCH_CONCURRENCY)
-    for article, result in zip(emails, plain, strict=True):
-        name = f"article-{article['id']}.eml"
+    # Ids and attachment entries only: ``articles`` may parse each article when read.
+    emails = [a["id"] for a in articles if a.get("type") == "email" and isinstance(a.get("id"), int)]
+    plain = await fetch_all(
+        [partial(keep.fetch, partial(zammad.get_article_plain, aid)) for aid in emails], FETCH_CONCURRENCY
+    )
+    for article_id, result in zip(emails, plain, strict=True):
+        name = f"article-{article_id}.eml"
         if isinstance(result, Exception):
             omitted.append(
-                OmittedFile(name, None, f"download failed: {redact(str(result))}", article_id=article["id"])
+                OmittedFile(name, None, f"download failed: {redact(str(result))}", article_id=article_id)
             )
         elif not result:
             omitted.append(
-                OmittedFile(name, 0, "Zammad holds no raw e-mail for this article", article_id=article["id"])
+                OmittedFile(name, 0, "Zammad holds no raw e-mail for this article", article_id=article_id)
             )
         else:
             files.append(
-                EmbeddedFile(
-                    name,
+                keep.original(
                     result,
+                    name,
                     "message/rfc822",
                     "Source",
-                    f"Raw e-mail of article {article['id']}",
-                    article_id=article["id"],
+                    f"Raw e-mail of article {article_id}",
+                    article_id=article_id,
                 )
             )
 
     wanted, too_big = _attachments_within(articles, policy)
     omitted.extend(too_big)
 
-    async def download(article: dict[str, Any], att: dict[str, Any]) -> bytes:
+    async def download(article_id: Any, att: dict[str, Any]) -> bytes:
         if att["id"] in images:
             return images[att["id"]]
-        return await zammad.get_attachment(ticket_id, article["id"], att["id"])
+        return await zammad.get_attachment(ticket_id, article_id, att["id"])
 
-    data = await fetch_all([partial(download, a, t) for a, t, _ in wanted], FETCH_CONCURRENCY)
-    for (article, att, name), result in zip(wanted, data, strict=True):
+    data = await fetch_all(
+        [partial(keep.fetch, partial(download, a, t)) for a, t, _ in wanted], FETCH_CONCURRENCY
+    )
+    for (article_id, att, name), result in zip(wanted, data, strict=True):
         if isinstance(result, Exception):
             omitted.append(
-                OmittedFile(
-                    name, None, f"download failed: {redact(str(result))}", article.get("id"), att["id"]
-                )
+                OmittedFile(name, None, f"download failed: {redact(str(result))}", article_id, att["id"])
             )
             continue
         if len(result) > policy.max_bytes:  # the declared size was wrong
@@ -156,7 +172,7 @@ async def collect_originals(
                     name,
                     len(result),
                     f"larger than PDF_EMBED_MAX_BYTES ({policy.max_bytes})",
-                    article.get("id"),
+                    article_id,
                     att["id"],
                 )
             )
@@ -164,20 +180,72 @@ async def collect_originals(
         prefs = att.get("preferences") or {}
         mime = str(prefs.get("Mime-Type") or prefs.get("Content-Type") or "application/octet-stream")
         files.append(
-            EmbeddedFile(
-                name,
+            keep.original(
                 result,
+                name,
                 mime.split(";")[0].strip() or "application/octet-stream",
                 "Data",
-                f"Attachment {att.get('filename')!s} of article {article.get('id')}",
-                article_id=article.get("id"),
+                f"Attachment {att.get('filename')!s} of article {article_id}",
+                article_id=article_id,
                 attachment_id=att["id"],
             )
         )
     return tuple(files), tuple(omitted)
 
 
-def _bodies(articles: list[dict[str, Any]]) -> list[EmbeddedFile]:
+@dataclass(frozen=True, slots=True)
+class _Stashed:
+    """Fetched bytes written to a spool file: where, and how many (``len()``)."""
+
+    path: str
+    size: int
+
+    def __len__(self) -> int:
+        return self.size
+
+
+class _Keeper:
+    """Keeps fetched originals as they are, or, with a spool folder, writes each to a new file
+    there (numbered in the order fetched) as soon as it arrives."""
+
+    def __init__(self, spool: Path | None) -> None:
+        self._spool = spool
+        self._count = 0
+
+    def stash(self, data: bytes) -> bytes | _Stashed:
+        """``data`` itself without a spool; else written to a new file there."""
+        if self._spool is None:
+            return data
+        self._count += 1
+        path = os.path.join(self._spool, f"{self._count:06d}")
+        with open(path, "xb") as out:
+            out.write(data)
+        return _Stashed(path, len(data))
+
+    async def fetch(self, call: Callable[[], Awaitable[bytes]]) -> bytes | _Stashed:
+        """Await ``call`` and :meth:`stash` what it returns."""
+        return self.stash(await call())
+
+    def original(
+        self,
+        kept: bytes | _Stashed,
+        name: str,
+        mime_type: str,
+        relationship: str,
+        description: str,
+        *,
+        article_id: int | None = None,
+        attachment_id: int | None = None,
+    ) -> EmbeddedFile:
+        """The :class:`EmbeddedFile` of ``kept`` (bytes, or a file: ``path`` set, ``data`` empty)."""
+        if isinstance(kept, _Stashed):
+            return EmbeddedFile(
+                name, b"", mime_type, relationship, description, article_id, attachment_id, path=kept.path
+            )
+        return EmbeddedFile(name, kept, mime_type, relationship, description, article_id, attachment_id)
+
+
+def _bodies(articles: Iterable[dict[str, Any]], keep: _Keeper) -> list[EmbeddedFile]:
     """Each article's stored body (``text/html`` or ``text/plain``) as a ``Source`` file."""
     files: list[EmbeddedFile] = []
     for article in articles:
@@ -186,9 +254,9 @@ def _bodies(articles: list[dict[str, Any]]) -> list[EmbeddedFile]:
         if isinstance(aid, int) and isinstance(body, str) and body:
             html = article.get("content_type") == "text/html"
             files.append(
-                EmbeddedFile(
+                keep.original(
+                    keep.stash(body.encode("utf-8")),
                     f"article-{aid}-body.{'html' if html else 'txt'}",
-                    body.encode("utf-8"),
                     "text/html" if html else "text/plain",
                     "Source",
                     f"Body of article {aid} as stored by Zammad",
@@ -199,11 +267,11 @@ def _bodies(articles: list[dict[str, Any]]) -> list[EmbeddedFile]:
 
 
 def _attachments_within(
-    articles: list[dict[str, Any]], policy: EmbedPolicy
-) -> tuple[list[tuple[dict[str, Any], dict[str, Any], str]], list[OmittedFile]]:
-    """The attachments to download, ``(article, attachment, name)`` in article order (each
+    articles: Iterable[dict[str, Any]], policy: EmbedPolicy
+) -> tuple[list[tuple[Any, dict[str, Any], str]], list[OmittedFile]]:
+    """The attachments to download, ``(article id, attachment, name)`` in article order (each
     attachment id once), and those whose declared size breaks a cap of ``policy``."""
-    wanted: list[tuple[dict[str, Any], dict[str, Any], str]] = []
+    wanted: list[tuple[Any, dict[str, Any], str]] = []
     omitted: list[OmittedFile] = []
     seen: set[int] = set()
     total = 0
@@ -227,5 +295,5 @@ def _attachments_within(
                 omitted.append(OmittedFile(name, size, reason, article.get("id"), att_id))
             else:
                 total += size or 0
-                wanted.append((article, att, name))
+                wanted.append((article.get("id"), att, name))
     return wanted, omitted

@@ -10,7 +10,7 @@ from step to step as a file.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -30,6 +30,9 @@ class EmbeddedFile:
         description: a short human description.
         article_id: the article it belongs to, or ``None`` for ticket-level files.
         attachment_id: the Zammad attachment id, when it is one.
+        path: the file name (a ``str``: thousands of ``Path`` objects cost MBs) holding the
+            bytes instead, when the workflow spooled them to disk as they were fetched
+            (``data`` is then ``b""``); read with :meth:`content`.
     """
 
     name: str
@@ -39,6 +42,18 @@ class EmbeddedFile:
     description: str = ""
     article_id: int | None = None
     attachment_id: int | None = None
+    path: str | None = None
+
+    def content(self) -> bytes:
+        """The bytes: ``data``, or the whole file at ``path``.
+
+        Raises:
+            OSError: the file at ``path`` cannot be read.
+        """
+        if self.path is None:
+            return self.data
+        with open(self.path, "rb") as spooled:
+            return spooled.read()
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,7 +80,8 @@ class TicketSnapshot:
     Attributes:
         ticket: ``GET /api/v1/tickets/{id}?expand=true`` as returned (names as strings:
             ``group``, ``state``, ``priority``, ``owner``, ``customer``, ``organization``).
-        articles: ``GET /api/v1/ticket_articles/by_ticket/{id}``, oldest first.
+        articles: ``GET /api/v1/ticket_articles/by_ticket/{id}``, oldest first (a list, or a
+            sequence that parses each article when read).
         tags: ``GET /api/v1/tags?object=Ticket&o_id={id}`` → ``tags``.
         archived_at: the archive time (UTC, timezone-aware); used in the PDF and the path.
         images: attachment id → bytes of the inline images and image attachments that were
@@ -78,7 +94,7 @@ class TicketSnapshot:
     """
 
     ticket: dict[str, Any]
-    articles: list[dict[str, Any]]
+    articles: Sequence[dict[str, Any]]
     tags: list[str]
     archived_at: datetime
     images: Mapping[int, bytes] = field(default_factory=dict)
@@ -181,9 +197,10 @@ class ZammadPort(Protocol):
         """The ticket (``GET /api/v1/tickets/{id}?expand=true``) and the answer's bytes as sent."""
         ...
 
-    async def list_articles_raw(self, ticket_id: int) -> tuple[list[dict[str, Any]], bytes]:
+    async def list_articles_raw(self, ticket_id: int) -> tuple[Sequence[dict[str, Any]], bytes]:
         """The ticket's articles, oldest first (``GET /api/v1/ticket_articles/by_ticket/{id}``),
-        and the answer's bytes as sent."""
+        and the answer's bytes as sent. The sequence may parse each article when it is read
+        (:class:`app.zammad.articles.LazyArticles`): read it in passes, keep only what is needed."""
         ...
 
     async def list_articles(self, ticket_id: int, *, containing: str | None = None) -> list[dict[str, Any]]:

@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -37,6 +37,7 @@ import aiohttp
 import orjson
 
 from app.errors import ZammadApiError
+from app.zammad.articles import split_articles
 
 __all__ = ["ZammadClient"]
 
@@ -56,6 +57,8 @@ _PLAIN_TEXT = re.compile(r"[A-Za-z0-9 :._-]+")
 SEARCH_PAGE_SIZE, SEARCH_PAGE_PAUSE_SECONDS, SEARCH_MAX_PAGES = 50, 1.0, 200
 SEARCH_MAX_WAITS, SEARCH_MAX_WAIT_SECONDS = 3, 60.0
 _THROTTLED = (429, 503)
+PREALLOCATE_FROM_BYTES = 1024 * 1024
+"""Answers of at least this many bytes are read into one buffer of their declared size."""
 
 
 class ZammadClient:
@@ -150,17 +153,22 @@ class ZammadClient:
         a full parse.
         """
         if containing is None or not _PLAIN_TEXT.fullmatch(containing):
-            return (await self.list_articles_raw(ticket_id))[0]
+            return list((await self.list_articles_raw(ticket_id))[0])
         path = f"/api/v1/ticket_articles/by_ticket/{_positive_id(ticket_id, 'ticket_id')}"
         _, raw = await self._request("GET", path)
         if containing.encode() not in raw and raw.lstrip()[:1] == b"[":
             return []
         return await self._articles_from(raw, path)
 
-    async def list_articles_raw(self, ticket_id: int) -> tuple[list[dict[str, Any]], bytes]:
-        """As :meth:`list_articles`, plus the response body exactly as Zammad sent it."""
+    async def list_articles_raw(self, ticket_id: int) -> tuple[Sequence[dict[str, Any]], bytes]:
+        """As :meth:`list_articles`, plus the response body exactly as Zammad sent it; the
+        articles are parsed one at a time when read (:class:`app.zammad.articles.LazyArticles`),
+        so a big ticket's articles are never all in memory as objects."""
         path = f"/api/v1/ticket_articles/by_ticket/{_positive_id(ticket_id, 'ticket_id')}"
         _, raw = await self._request("GET", path)
+        lazy = split_articles(raw)
+        if lazy is not None:
+            return lazy, raw
         return await self._articles_from(raw, path), raw
 
     async def _articles_from(self, raw: bytes, path: str) -> list[dict[str, Any]]:
@@ -366,7 +374,7 @@ class ZammadClient:
                 timeout=self._timeout,
                 allow_redirects=False,  # a redirect could carry the token elsewhere
             ) as response:
-                raw = await response.read()
+                raw = await _read_body(response)
                 status = response.status
                 if not 200 <= status < 300:
                     detail = self._error_detail(raw, response.headers.get("X-Failure"), response.reason)
@@ -444,6 +452,33 @@ class ZammadClient:
 
     def _scrub(self, text: str) -> str:
         return text.replace(self._token, _REDACTED) if self._token in text else text
+
+
+async def _read_body(response: aiohttp.ClientResponse) -> bytes:
+    """The whole body of ``response``. A big one (:data:`PREALLOCATE_FROM_BYTES` or more, its
+    ``Content-Length`` given, no ``Content-Encoding``) is copied chunk by chunk into one
+    ``bytearray`` of that size as it arrives (returned as it is: bytes-like), instead of
+    ``read()``'s list of chunks joined into a second copy: a 16 MB ``by_ticket`` answer then
+    takes 16 MB, not 32 MB, at its peak.
+
+    Raises:
+        aiohttp.ClientPayloadError: the body is longer or shorter than its ``Content-Length``.
+    """
+    length = response.content_length
+    if length is None or length < PREALLOCATE_FROM_BYTES or response.headers.get("Content-Encoding"):
+        return await response.read()
+    body = bytearray(length)
+    view, position = memoryview(body), 0
+    async for chunk in response.content.iter_any():
+        end = position + len(chunk)
+        if end > length:
+            raise aiohttp.ClientPayloadError(f"body longer than its Content-Length ({length})")
+        view[position:end] = chunk
+        position = end
+    if position != length:
+        raise aiohttp.ClientPayloadError(f"body of {position} bytes, Content-Length said {length}")
+    view.release()
+    return body
 
 
 def _retry_after(value: str | None) -> float | None:

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from zoneinfo import ZoneInfo
 
+import pytest
+
 from app.render.content import (
+    article_order,
     body_text,
     display_name,
     format_time,
@@ -47,6 +50,9 @@ def test_articles_sorted_by_creation_then_id():
         {"id": 4, "created_at": None},
     ]
     assert [a["id"] for a in ordered_articles(articles)] == [1, 2, 3, 4]
+    assert article_order(articles) == [2, 1, 0, 3]  # the same order, as positions
+    with pytest.raises(TypeError, match="article 1 is a list"):
+        article_order([{"id": 1}, []])
 
 
 def test_attachments_skip_the_message_html_pseudo_attachment():

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import pickle
 import subprocess
 import sys
 import textwrap
@@ -14,7 +16,7 @@ import pytest
 
 from app.errors import RenderError
 from app.render.options import RenderOptions
-from app.render.pool import InlineRenderer, ProcessPoolRenderer
+from app.render.pool import InlineRenderer, ProcessPoolRenderer, _SpooledOriginals, _write_snapshot
 from app.workflow.ports import EmbeddedFile, OmittedFile, TicketSnapshot
 
 REPO = Path(__file__).resolve().parents[2]
@@ -96,6 +98,49 @@ async def test_render_file_writes_the_same_pdf_as_an_inline_render(tmp_path: Pat
         len(orjson.dumps(snap.articles)),
     )
     assert files_in(tmp_path) == ["rendered.pdf"]  # the snapshot file is gone
+
+
+async def test_originals_spooled_by_the_workflow_are_embedded_byte_for_byte(tmp_path: Path):
+    """Originals whose bytes wait in files (``EmbeddedFile.path``) give the same PDF as
+    the same originals in memory, through the pool's file path and inline."""
+    snap = snapshot(5)
+    spool = tmp_path / "originals"
+    spool.mkdir()
+    spooled = []
+    for number, original in enumerate(snap.embedded):
+        path = spool / f"{number:06d}"
+        path.write_bytes(original.data)
+        spooled.append(dataclasses.replace(original, data=b"", path=str(path)))
+    expected = await InlineRenderer(RenderOptions()).render(snap)
+    on_disk = dataclasses.replace(snap, embedded=tuple(spooled))
+    assert (await InlineRenderer(RenderOptions()).render(on_disk)).data == expected.data
+    pool = ProcessPoolRenderer(RenderOptions(), processes=1)
+    try:
+        rendered = await pool.render_file(on_disk, tmp_path / "rendered.pdf")
+    finally:
+        pool.close()
+    assert (tmp_path / "rendered.pdf").read_bytes() == expected.data
+    assert rendered.embedded == expected.embedded
+    assert [size for _, _, size in rendered.embedded] == [len(o.data) for o in snap.embedded]
+    (spool / "000002").unlink()  # a spooled original gone: a render error, not a crash
+    pool = ProcessPoolRenderer(RenderOptions(), processes=1)
+    try:
+        with pytest.raises(RenderError, match="render spool"):
+            await pool.render_file(on_disk, tmp_path / "again.pdf")
+    finally:
+        pool.close()
+
+
+def test_the_articles_answer_goes_into_the_snapshot_once(tmp_path: Path):
+    """``articles.json`` is the snapshot's ``articles_raw``: written once, read back as both."""
+    snap = snapshot(5)
+    path = tmp_path / "s.snapshot"
+    _write_snapshot(snap, path)
+    assert snap.articles_raw is not None and path.read_bytes().count(snap.articles_raw) == 1
+    with open(path, "rb") as source:
+        pickle.load(source)
+        originals = list(_SpooledOriginals(source, pickle.load(source), snap.articles_raw))
+    assert originals == list(snap.embedded)
 
 
 async def test_render_file_never_overwrites_and_cleans_up(tmp_path: Path):

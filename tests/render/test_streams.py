@@ -115,3 +115,29 @@ def test_a_long_ticket_rendered_into_a_file_is_byte_identical(tmp_path: Path):
     assert target.read_bytes() == expected.data
     text, _ = pdftotext(target)
     assert "Nachricht 59" in text and f"of {expected.page_count}" in text
+
+
+def test_parked_pages_are_compressed_when_written_and_memory_goes_back_after_the_last(monkeypatch):
+    """A parked page's final stream exists only while it is serialised (DeferredPageContents);
+    from RELEASE_AFTER_PAGES pages on, free heap pages go back once the last one is written
+    (the real malloc_trim, counted). The bytes stay fpdf2's."""
+    import app.render.streams as streams
+
+    calls: list[bool] = []
+    real = streams.release_free_memory
+    monkeypatch.setattr(streams, "release_free_memory", lambda: calls.append(real()) or True)
+    expected = bytes(draw(Plain()).output())
+    parked = draw(Parked())
+    assert bytes(parked.output()) == expected and calls == []  # 12 pages: nothing handed back
+    monkeypatch.setattr(streams, "RELEASE_AFTER_PAGES", 12)
+    producers: list[streams.ParkedPagesProducer] = []
+
+    class Watching(streams.ParkedPagesProducer):
+        def __init__(self, fpdf):
+            super().__init__(fpdf)
+            producers.append(self)
+
+    assert bytes(draw(Parked()).output(output_producer_class=Watching)) == expected
+    assert len(calls) == 1
+    deferred = [o for o in producers[0].pdf_objs if isinstance(o, streams.DeferredPageContents)]
+    assert len(deferred) == 11 and all(o._contents == b"" for o in deferred)  # written, let go

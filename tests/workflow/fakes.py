@@ -147,9 +147,12 @@ class FakeRenderer:
     hold: asyncio.Event | None = None
     """When set, a render waits for it (so a test can cancel a run in the middle)."""
     started: asyncio.Event = field(default_factory=asyncio.Event)
+    originals: list[list[tuple[str, str | None, bytes]]] = field(default_factory=list)
+    """Per render: each original's name, spool file (or ``None``) and bytes, read at render time."""
 
     async def render_file(self, snapshot: TicketSnapshot, target: Path) -> RenderedPdf:
         self.snapshots.append(snapshot)
+        self.originals.append([(o.name, o.path, o.content()) for o in snapshot.embedded])
         self.started.set()
         if self.hold is not None:
             await self.hold.wait()

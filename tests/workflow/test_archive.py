@@ -226,3 +226,31 @@ async def test_the_spool_file_is_gone_after_the_run_but_was_there_to_store(rig: 
     (source,) = rig.storage.sources
     assert source.parent.parent == rig.spool and source.parent.name.startswith("job-")
     assert not source.parent.exists()
+
+
+@pytest.mark.parametrize("fails", [False, True])
+async def test_originals_wait_in_the_job_folder_and_go_with_it(tmp_path: Path, fails: bool):
+    """The bodies (and raw e-mails, attachments) are spooled into the job's folder as they are
+    fetched; the renderer reads them there; the folder is gone after the run, archived or failed."""
+    rig = Rig(tmp_path, embed=EmbedPolicy(), spool_originals_from=2)  # the ticket has 2 articles
+    if fails:
+        rig.signer.error = SigningError("the HSM is away")
+    outcome = await rig.workflow.execute(TICKET, job_id="j")
+    assert outcome.status == ("failed" if fails else "archived")
+    (originals,) = rig.renderer.originals
+    spooled = [(name, path, data) for name, path, data in originals if path is not None]
+    assert [(name, data) for name, _, data in spooled] == [
+        ("article-1-body.txt", b"Guten Tag"),
+        ("article-2-body.html", "<p>Rückruf</p>".encode()),
+    ]
+    folder = Path(spooled[0][1]).parent.parent
+    assert folder.parent == tmp_path and folder.name.startswith("job-")
+    assert not folder.exists() and list(tmp_path.iterdir()) == []
+
+
+async def test_a_small_tickets_originals_stay_in_memory(tmp_path: Path):
+    rig = Rig(tmp_path, embed=EmbedPolicy(), spool_originals_from=3)
+    assert (await rig.workflow.execute(TICKET, job_id="j")).status == "archived"
+    (originals,) = rig.renderer.originals
+    assert [path for _, path, _ in originals] == [None] * len(originals)
+    assert [data for name, _, data in originals if name == "article-1-body.txt"] == [b"Guten Tag"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
@@ -60,6 +61,46 @@ async def test_api_answers_bodies_mails_and_attachments_in_order():
     ]
     assert files[-1].data == b"%PDF-1.7 invoice" and files[-1].attachment_id == 10
     assert omitted == ()
+
+
+async def test_with_a_spool_every_fetched_original_waits_in_a_file(tmp_path):
+    """Bodies, raw e-mails and attachments go to files in the spool as they arrive (``data``
+    empty, ``path`` set, the bytes exactly as fetched); the API answers stay in memory."""
+    zammad = FakeZammad()
+    zammad.plain[1] = b"From: kunde@example.org\r\n\r\nHallo"
+    zammad.attachments[(TICKET, 1, 10)] = b"%PDF-1.7 invoice"
+    articles = [
+        {"id": 1, "type": "email", "content_type": "text/html", "body": "<p>Grüße</p>"},
+        {"id": 2, "type": "email", "body": "leer"},  # no raw e-mail: omitted, no file kept
+    ]
+    articles[0]["attachments"] = [attachment(10, "16", "r.pdf", "application/pdf")]
+    files, omitted = await collect_originals(
+        zammad,
+        TICKET,
+        ticket_raw=b'{"id": 4711}',
+        articles_raw=b"[]",
+        articles=articles,
+        images={},
+        policy=EmbedPolicy(),
+        spool=tmp_path,
+    )
+    assert [(f.name, f.path is not None) for f in files] == [
+        ("ticket.json", False),
+        ("articles.json", False),
+        ("article-1-body.html", True),
+        ("article-2-body.txt", True),
+        ("article-1.eml", True),
+        ("article-1-10-r.pdf", True),
+    ]
+    spooled = [f for f in files if f.path is not None]
+    assert all(f.data == b"" and f.path is not None and Path(f.path).parent == tmp_path for f in spooled)
+    assert [f.content() for f in spooled] == [
+        "<p>Grüße</p>".encode(),
+        b"leer",
+        b"From: kunde@example.org\r\n\r\nHallo",
+        b"%PDF-1.7 invoice",
+    ]
+    assert [o.name for o in omitted] == ["article-2.eml"]
 
 
 async def test_caps_leave_files_out_with_the_reason():

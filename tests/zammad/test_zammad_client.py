@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import json
+import os
 import socket
 
 import aiohttp
@@ -10,7 +12,7 @@ import pytest
 from aiohttp import web
 
 from app.errors import ZammadApiError
-from app.zammad.client import ZammadClient
+from app.zammad.client import PREALLOCATE_FROM_BYTES, ZammadClient
 from devtools.zammad_simulator import ZammadSimulator
 
 from .conftest import FIXTURES, TICKET_ID, TOKEN
@@ -365,3 +367,44 @@ async def test_redirect_is_not_followed(simulator: ZammadSimulator, session) -> 
         await runner.cleanup()
     assert info.value.status == 302
     assert simulator.requests == []  # the token never travelled to the redirect target
+
+
+async def test_big_answers_arrive_whole_declared_compressed_or_cut_short(
+    session: aiohttp.ClientSession,
+) -> None:
+    """An answer of PREALLOCATE_FROM_BYTES or more is read into one buffer of its declared
+    size; a compressed one (decoded size unknown) as before; one cut short is a ZammadApiError."""
+    big = os.urandom(PREALLOCATE_FROM_BYTES + 12345)
+
+    async def plain(request: web.Request) -> web.StreamResponse:
+        return web.Response(body=big, content_type="message/rfc822")
+
+    async def packed(request: web.Request) -> web.StreamResponse:
+        text = b"Received: from mx.example.org\r\n" * 60_000  # 1.8 MB, compresses well
+        return web.Response(body=gzip.compress(text), headers={"Content-Encoding": "gzip"})
+
+    async def short(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Length": str(len(big))})
+        await response.prepare(request)
+        await response.write(big[: len(big) // 2])
+        request.transport.close()  # the connection drops halfway
+        return response
+
+    app = web.Application()
+    app.router.add_get("/api/v1/ticket_article_plain/1", plain)
+    app.router.add_get("/api/v1/ticket_article_plain/2", packed)
+    app.router.add_get("/api/v1/ticket_article_plain/3", short)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        host, port = runner.addresses[0][:2]
+        client = ZammadClient(session, f"http://{host}:{port}/", TOKEN)
+        assert await client.get_article_plain(1) == big
+        assert await client.get_article_plain(2) == b"Received: from mx.example.org\r\n" * 60_000
+        with pytest.raises(ZammadApiError, match="failed") as cut:
+            await client.get_article_plain(3)
+        assert cut.value.status is None
+    finally:
+        await runner.cleanup()
