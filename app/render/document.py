@@ -19,6 +19,10 @@ A face is registered when first drawn or selected (:meth:`TicketPdf.use_face`, a
 Every page starts with main-font text in :meth:`TicketPdf.header`, and after every fpdf2
 call that may select a fallback font the next line re-selects its own font: together they
 avoid fpdf2 2.8.9's fallback-only-first-run defect (``docs/reference/rendering.md`` §3.1).
+
+Over 450 lines: every method here reads or sets fpdf2's per-document drawing state (current
+font and colour, the page's font resources, page breaks), which the plain-text and HTML
+layouts share; split off, that state would be reached into from outside the class.
 """
 
 from __future__ import annotations
