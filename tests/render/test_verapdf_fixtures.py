@@ -26,7 +26,7 @@ from app.workflow.images import fetch_images
 from app.workflow.originals import EmbedPolicy, collect_originals
 from app.workflow.ports import EmbeddedFile, OmittedFile
 from app.zammad.client import ZammadClient
-from benchmarks.tickets import make_articles
+from benchmarks.tickets import make_articles, make_mixed_ticket
 from devtools.zammad_simulator import ZammadSimulator
 from tests.verify import verapdf_many
 
@@ -124,6 +124,10 @@ def renders() -> dict[str, Render]:
     jobs["benchmark-plain"] = plain(
         {"number": "25000001", "title": "Benchmark: plain-text articles"}, make_articles(20), ["bench"]
     )
+    mixed = make_mixed_ticket(20)
+    jobs["benchmark-zammad-mix"] = plain(
+        {"number": "25004711", "title": "Benchmark: the Zammad mix"}, mixed.articles, ["bench"], mixed.images
+    )
     return jobs
 
 
@@ -135,7 +139,7 @@ def rendered(tmp_path_factory) -> dict[str, Path]:
 
 
 def test_every_fixture_ticket_is_pdfa_3b_under_verapdf(rendered: dict[str, Path]):
-    assert len(rendered) >= len(CORPUS) + 6
+    assert len(rendered) >= len(CORPUS) + 7
     verdicts = verapdf_many(list(rendered.values()), "3b")
     failed = {name: verdicts[path].report for name, path in rendered.items() if not verdicts[path].compliant}
     assert failed == {}, "\n".join(f"{name}: {report}" for name, report in failed.items())
