@@ -159,6 +159,18 @@ class RunningArchiver:
         self.stop_event.set()
         await asyncio.wait_for(self.task, 30)
 
+    async def ingest(self, payload: dict[str, Any], delivery_id: str | None = None) -> None:
+        """POST ``payload`` to ``/ingest`` as Zammad's trigger would (signed with the test HMAC
+        secret, ``delivery_id`` as ``X-Zammad-Delivery`` when given); fails unless 202."""
+        from devtools.webhook import zammad_webhook
+
+        body, headers = zammad_webhook(payload, HMAC_SECRET, delivery_id=delivery_id)
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(f"{self.url}/ingest", data=body, headers=headers) as resp,
+        ):
+            assert resp.status == 202, await resp.text()
+
     async def wait_idle(self, timeout: float = 60.0) -> None:
         """Wait until no job is queued, running, scheduled or being reported."""
         pool = self.runtime.pool

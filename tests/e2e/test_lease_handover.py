@@ -5,13 +5,10 @@ from __future__ import annotations
 
 import asyncio
 
-import aiohttp
 import asyncpg
 import pytest
 
 from app.jobs.pg_schema import SCHEMA
-from devtools.webhook import zammad_webhook
-from tests.conftest import HMAC_SECRET
 
 pytestmark = pytest.mark.postgres_only
 
@@ -19,12 +16,7 @@ pytestmark = pytest.mark.postgres_only
 async def test_a_run_handed_over_to_another_replica_does_not_touch_the_tags(archiver, simulator, job_store):
     service = await archiver()  # on the job_store fixture's PostgreSQL database
     simulator.delay("GET", r"^/api/v1/ticket_articles/by_ticket/4711$", 30)
-    body, headers = zammad_webhook({"ticket_id": 4711}, HMAC_SECRET, delivery_id="handover-1")
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(f"{service.url}/ingest", data=body, headers=headers) as resp,
-    ):
-        assert resp.status == 202
+    await service.ingest({"ticket_id": 4711}, delivery_id="handover-1")
     for _ in range(200):  # the run has started: its tags say so
         if "pdf:processing" in simulator.tags(4711):
             break

@@ -8,17 +8,9 @@ from html import unescape
 
 import aiohttp
 
-from devtools.webhook import zammad_webhook
-from tests.conftest import HMAC_SECRET
-
 
 async def archive_4711(service) -> dict:
-    body, headers = zammad_webhook({"ticket_id": 4711}, HMAC_SECRET)
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(f"{service.url}/ingest", data=body, headers=headers) as resp,
-    ):
-        assert resp.status == 202
+    await service.ingest({"ticket_id": 4711})
     await service.wait_idle()
     sidecars = list(service.storage_root.rglob("*.pdf.json"))
     assert len(sidecars) == 1

@@ -5,9 +5,6 @@ from __future__ import annotations
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from devtools.webhook import zammad_webhook
-from tests.conftest import HMAC_SECRET
-
 PREFIX = "zammad_pdf_archiver_"
 
 
@@ -28,12 +25,7 @@ async def test_a_retry_and_a_dead_job_are_counted(archiver, simulator) -> None:
         OBSERVABILITY_METRICS_ENABLED="true", WORKFLOW_MAX_ATTEMPTS="2", WORKFLOW_RETRY_BASE_SECONDS="0.2"
     )
     simulator.fail("GET", r"^/api/v1/tickets/4711$", 500)
-    body, headers = zammad_webhook({"ticket_id": 4711}, HMAC_SECRET)
-    async with (
-        aiohttp.ClientSession() as session,
-        session.post(f"{service.url}/ingest", data=body, headers=headers) as resp,
-    ):
-        assert resp.status == 202
+    await service.ingest({"ticket_id": 4711})
     await service.wait_idle()
     assert (await service.runtime.pool.status(4711))["state"] == "dead"
     samples = await scrape(service.url)
