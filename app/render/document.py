@@ -27,6 +27,7 @@ layouts share; split off, that state would be reached into from outside the clas
 
 from __future__ import annotations
 
+import io
 from collections import Counter
 from typing import Any
 
@@ -43,6 +44,7 @@ from app.render.glyphs import COMPLEX, MAIN_FAMILY, MONO_FAMILY, FontFace, FontS
 from app.render.html import first_strong_is_rtl
 from app.render.layout import wrap_text
 from app.render.originals import PDFA_PROFILE
+from app.render.png_passthrough import preload_png
 from app.render.streams import ParkedPages, ParkedPagesProducer
 from app.render.templates import GREY, Template, TextStyle
 
@@ -129,6 +131,13 @@ class TicketPdf(ParkedPages):
             mono = self.glyph_fonts.mono  # one file serves every style
             self.use_face(FontFace(mono.family, face_style, mono.path, mono.index))
         super().set_font(family, style, size)
+
+    def image(self, name: Any, *args: Any, **kwargs: Any) -> Any:
+        """fpdf2's ``image()``; a PNG given as ``io.BytesIO`` that qualifies goes in undecoded
+        (:func:`app.render.png_passthrough.preload_png`)."""
+        if isinstance(name, io.BytesIO):
+            preload_png(self.image_cache, name.getvalue())
+        return super().image(name, *args, **kwargs)
 
     def output(self, *args: Any, **kwargs: Any) -> Any:
         """fpdf2's ``output()`` without the fonts no page draws with (:func:`drop_undrawn_fonts`:

@@ -44,7 +44,6 @@ from app.render.html_blocks import (
 )
 from app.render.html_lines import Segment, break_spans, column_widths
 from app.render.layout import WordMeasure, wrap_paragraph
-from app.render.png_passthrough import preload_png
 from app.render.templates import TextStyle
 
 #: Colour of link text and its underline (RGB).
@@ -412,7 +411,6 @@ class _Painter:
         image = pdf.html_images[block.key]
         pdf.ensure_space(height)
         top = pdf.y
-        preload_png(pdf.image_cache, image.data)  # a plain PNG goes in undecoded
         pdf.image(io.BytesIO(image.data), x=pdf.l_margin + block.indent, y=top, w=width, h=height)
         self.bars(block.bars, top, top + height + 2)
         pdf.y = top + height + 2

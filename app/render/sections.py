@@ -25,7 +25,6 @@ from app.render.document import TicketPdf
 from app.render.html_body import write_html_body
 from app.render.images import PREVIEW_TYPES, ArticleImages, PreparedImage, content_type_of, image_sources
 from app.render.originals import OriginalsIndex
-from app.render.png_passthrough import preload_png
 from app.render.templates import TextStyle
 
 INTERNAL_FILL = (253, 232, 214)
@@ -131,7 +130,6 @@ def _draw_image(pdf: TicketPdf, image: PreparedImage) -> None:
     """Place an image at the left margin below the current line, breaking the page if needed."""
     width, height = _image_box(pdf, image)
     pdf.ensure_space(height)
-    preload_png(pdf.image_cache, image.data)  # a plain PNG goes in undecoded
     pdf.image(io.BytesIO(image.data), x=pdf.l_margin, y=pdf.y, w=width, h=height)
     pdf.y += height + 2
 
