@@ -18,7 +18,9 @@ same attachments, its images drawn as previews), and the ratio HTML / plain (tar
 1.3); for information the same ratio with no image drawn on either side: medians of renders interleaved
 round by round, CPU time of this process, no embedded originals. For information, the same
 ratio for the articles of each client alone (:data:`MIX_CLIENTS`; a ticket of only those
-articles, so the ticket's fixed costs weigh more).
+articles, so the ticket's fixed costs weigh more), and what compressing with ISA-L buys
+(:mod:`app.render.deflate`): the mix ticket with its originals (:func:`mix_originals`: raw
+e-mails, bodies, the ``by_ticket`` answer, as the e2e job embeds them), zlib / ISA-L.
 
 The *replacement* rows (``--replacements``) put fpdf2's own code back for one of ours at a
 time (:data:`REPLACEMENTS`) and give the ratio fpdf2's / ours, measured in one run:
@@ -50,6 +52,8 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+import orjson
+
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.render import document, fontcache, fontoutput, patches, png_passthrough
@@ -60,7 +64,8 @@ from app.render.pdf import render_ticket_pdf
 from app.render.streams import ParkedPagesProducer
 from app.workflow.ports import EmbeddedFile
 from benchmarks.common import REPO, Result, print_rows
-from benchmarks.tickets import MIX_ARTICLES, MIX_PATTERN, make_articles, make_mixed_ticket
+from benchmarks.tickets import MIX_ARTICLES, MIX_PATTERN, MixedTicket, make_articles, make_mixed_ticket
+from devtools.zammad_simulator.mail import article_eml
 
 ARCHIVED_AT = datetime(2025, 3, 7, 12, 0, tzinfo=UTC)
 TICKET = {"number": "25004711", "title": "Benchmark ticket", "created_at": "2025-03-03T08:00:00Z"}
@@ -161,10 +166,18 @@ def measure_mix(rounds: int) -> dict[str, float]:
     patches.install()
     ticket = make_mixed_ticket(MIX_ARTICLES)
 
-    def renderer(articles: list[dict[str, Any]], images: dict[int, bytes]) -> Callable[[], None]:
+    def renderer(
+        articles: list[dict[str, Any]], images: dict[int, bytes], embedded: tuple[EmbeddedFile, ...] = ()
+    ) -> Callable[[], None]:
         def render() -> None:
             render_ticket_pdf(
-                TICKET, articles, ["bench"], archived_at=ARCHIVED_AT, options=RenderOptions(), images=images
+                TICKET,
+                articles,
+                ["bench"],
+                archived_at=ARCHIVED_AT,
+                options=RenderOptions(),
+                images=images,
+                embedded=embedded,
             )
 
         return render
@@ -182,6 +195,14 @@ def measure_mix(rounds: int) -> dict[str, float]:
             html()
 
     variants["html, PNGs decoded"] = html_pngs_decoded
+    with_originals = renderer(ticket.articles, ticket.images, mix_originals(ticket))
+
+    def with_originals_zlib() -> None:
+        with _stock_deflate():
+            with_originals()
+
+    variants["html, originals"] = with_originals
+    variants["html, originals, zlib"] = with_originals_zlib
     for client, kinds in MIX_CLIENTS.items():
         chosen = [i for i in range(MIX_ARTICLES) if MIX_PATTERN[i % len(MIX_PATTERN)] in kinds]
         variants[f"{client} html"] = renderer([ticket.articles[i] for i in chosen], ticket.images)
@@ -195,6 +216,32 @@ def measure_mix(rounds: int) -> dict[str, float]:
             render()
             cpu[name].append(time.process_time() - start)
     return {name: statistics.median(times) for name, times in cpu.items()}
+
+
+def mix_originals(ticket: MixedTicket) -> tuple[EmbeddedFile, ...]:
+    """What the workflow embeds as originals for the mix ticket, images aside (they are stored
+    undeflated): the ``by_ticket`` answer, every body, every e-mail's raw message as the
+    simulator serves it (base64 parts and all)."""
+    files = [EmbeddedFile("articles.json", orjson.dumps(ticket.articles), "application/json", "Source")]
+    for article in ticket.articles:
+        html = article["content_type"] == "text/html"
+        files.append(
+            EmbeddedFile(
+                f"{article['id']}-body.{'html' if html else 'txt'}",
+                article["body"].encode(),
+                article["content_type"],
+                "Source",
+                article_id=article["id"],
+            )
+        )
+        if article.get("type") == "email":
+            raw = article_eml(article, ticket.images)
+            files.append(
+                EmbeddedFile(
+                    f"{article['id']}.eml", raw, "message/rfc822", "Source", article_id=article["id"]
+                )
+            )
+    return tuple(files)
 
 
 def mix_rows(quick: bool) -> list[Result]:
@@ -231,6 +278,13 @@ def mix_rows(quick: bool) -> list[Result]:
         ),
         Result(
             "render",
+            f"Zammad mix, {n} articles with its originals (raw e-mails, bodies, articles.json): "
+            "zlib / ISA-L deflate (app.render.deflate), render CPU",
+            round(cpu["html, originals, zlib"] / cpu["html, originals"], 2),
+            "ratio",
+        ),
+        Result(
+            "render",
             f"Zammad mix, {n} articles: PNGs re-encoded and decoded by fpdf2 / passed through "
             "(app.render.png_passthrough), render CPU",
             round(cpu["html, PNGs decoded"] / cpu["html"], 2),
@@ -255,11 +309,20 @@ def mix_rows(quick: bool) -> list[Result]:
 
 @contextlib.contextmanager
 def _stock_object_dicts() -> Iterator[None]:
-    patches.uninstall()
+    patches.uninstall_object_dicts()
     try:
         yield
     finally:
-        patches.install()
+        patches.install_object_dicts()
+
+
+@contextlib.contextmanager
+def _stock_deflate() -> Iterator[None]:
+    patches.uninstall_deflate()
+    try:
+        yield
+    finally:
+        patches.install_deflate()
 
 
 def _stock_add_font() -> Any:
@@ -323,6 +386,12 @@ class Replacement:
 REPLACEMENTS = (
     Replacement(
         "object dictionaries", "PDFObject._build_obj_dict, for app.render.patches", True, _stock_object_dicts
+    ),
+    Replacement(
+        "zlib",
+        "zlib's deflate at level 6 for every stream, for app.render.deflate (ISA-L)",
+        False,
+        _stock_deflate,
     ),
     Replacement("add_font", "add_font for every document, for app.render.fontcache", True, _stock_add_font),
     Replacement(

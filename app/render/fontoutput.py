@@ -23,12 +23,12 @@ run by :meth:`app.render.document.TicketPdf.output` before either producer).
 from __future__ import annotations
 
 import threading
-import zlib
 from collections import OrderedDict
 from dataclasses import dataclass
 from io import BytesIO
 from typing import Any
 
+import fpdf.syntax
 from fontTools import subset as ftsubset
 from fpdf import FPDF
 from fpdf.enums import PDFResourceType
@@ -48,7 +48,8 @@ from app.render.fontsubset import TieredTTFFont
 #: Font outputs kept per process (each a few tens of KB: the compressed subset and maps).
 CACHE_SIZE = 32
 
-#: Compression level fpdf2 uses for streams (``PDFContentStream._COMPRESSION_LEVEL``).
+#: Compression level fpdf2 uses for streams (``PDFContentStream._COMPRESSION_LEVEL``); they are
+#: compressed as fpdf2's are, by its ``fpdf.syntax.zlib`` (ISA-L's with app.render.patches).
 _LEVEL = PDFContentStream._COMPRESSION_LEVEL
 
 
@@ -143,11 +144,11 @@ def _build(font: TTFFont) -> FontOutput:
         cid_to_gid[code * 2] = glyph_id >> 8
         cid_to_gid[code * 2 + 1] = glyph_id & 0xFF
     return FontOutput(
-        font_file=zlib.compress(font_file, level=_LEVEL),
+        font_file=fpdf.syntax.zlib.compress(font_file, level=_LEVEL),
         font_file_length=len(font_file),
         widths=_tt_font_widths(font),
         to_unicode=to_unicode,
-        cid_to_gid=zlib.compress(bytes(cid_to_gid), level=_LEVEL),
+        cid_to_gid=fpdf.syntax.zlib.compress(bytes(cid_to_gid), level=_LEVEL),
     )
 
 

@@ -13,7 +13,10 @@ What is replaced (fpdf2 2.8.x's ``fpdf.syntax``):
   a 20-article ticket): fpdf2 lists the object's names with ``dir()`` and reads each,
   methods included, to skip the callables. :func:`_fast_build_obj_dict` lists a class's
   candidate keys once and reads only those and the instance's own attributes;
-* ``camel_case``, called for every key of every object, is memoised.
+* ``camel_case``, called for every key of every object, is memoised;
+* the ``zlib`` module that ``fpdf.syntax`` and ``fpdf.image_parsing`` compress every stream
+  with is :data:`app.render.deflate.FPDF_ZLIB`: ISA-L's deflate in place of zlib's. Unlike
+  the two above, this changes the compressed bytes (not what they decompress to).
 """
 
 from __future__ import annotations
@@ -21,10 +24,14 @@ from __future__ import annotations
 import functools
 import inspect
 import types
+import zlib
 from typing import TYPE_CHECKING
 
+import fpdf.image_parsing
 import fpdf.syntax
 from fpdf.syntax import PDFObject, build_obj_dict
+
+from app.render.deflate import FPDF_ZLIB
 
 if TYPE_CHECKING:
     from fpdf.encryption import StandardSecurityHandler
@@ -72,24 +79,53 @@ def _fast_build_obj_dict(
     )
 
 
-# Kept for `make bench` render: "fpdf2's object dictionaries / ours, CPU".
 def install() -> None:
-    """Replace ``PDFObject._build_obj_dict`` with :func:`_fast_build_obj_dict` and memoise
-    ``fpdf.syntax.camel_case``, in this process; idempotent. Relies on fpdf2 2.8.x internals
+    """Every replacement of this module, in this process (:func:`install_object_dicts`,
+    :func:`install_deflate`); idempotent. Relies on fpdf2 2.8.x internals
     (``fpdf2>=2.8.9,<2.9`` is pinned)."""
+    install_object_dicts()
+    install_deflate()
+
+
+def uninstall() -> None:
+    """fpdf2's own code back for every replacement (benchmarks, tests)."""
+    uninstall_object_dicts()
+    uninstall_deflate()
+
+
+# Kept for `make bench` render: "fpdf2's object dictionaries / ours, CPU".
+def install_object_dicts() -> None:
+    """Replace ``PDFObject._build_obj_dict`` with :func:`_fast_build_obj_dict` and memoise
+    ``fpdf.syntax.camel_case``; idempotent. Same PDF bytes."""
     PDFObject._build_obj_dict = _fast_build_obj_dict  # type: ignore[method-assign]  # the patch itself
     if fpdf.syntax.camel_case is STOCK_CAMEL_CASE:
         fpdf.syntax.camel_case = functools.lru_cache(maxsize=1024)(STOCK_CAMEL_CASE)
 
 
-def uninstall() -> None:
-    """Put fpdf2's own ``_build_obj_dict`` and ``camel_case`` back (benchmarks, tests)."""
+def uninstall_object_dicts() -> None:
+    """Put fpdf2's own ``_build_obj_dict`` and ``camel_case`` back."""
     PDFObject._build_obj_dict = STOCK_BUILD_OBJ_DICT  # type: ignore[method-assign]  # fpdf2's own back
     fpdf.syntax.camel_case = STOCK_CAMEL_CASE
+
+
+# Kept for `make bench` render: "20 plain articles: fpdf2's zlib / ours, CPU".
+def install_deflate() -> None:
+    """fpdf2's streams compressed by ISA-L: ``fpdf.syntax.zlib`` and
+    ``fpdf.image_parsing.zlib`` become :data:`app.render.deflate.FPDF_ZLIB`."""
+    fpdf.syntax.zlib = FPDF_ZLIB
+    fpdf.image_parsing.zlib = FPDF_ZLIB
+
+
+def uninstall_deflate() -> None:
+    """fpdf2's streams compressed by the standard library's ``zlib`` again."""
+    fpdf.syntax.zlib = zlib
+    fpdf.image_parsing.zlib = zlib
 
 
 def installed() -> bool:
     """Whether :func:`install` is in effect in this process."""
     return (
-        PDFObject._build_obj_dict is _fast_build_obj_dict and fpdf.syntax.camel_case is not STOCK_CAMEL_CASE
+        PDFObject._build_obj_dict is _fast_build_obj_dict
+        and fpdf.syntax.camel_case is not STOCK_CAMEL_CASE
+        and fpdf.syntax.zlib is FPDF_ZLIB
     )

@@ -33,6 +33,7 @@ import hashlib
 import zlib
 from typing import Any, BinaryIO
 
+import fpdf.syntax
 from fpdf import FPDF
 from fpdf.output import OutputProducer, _dimensions_to_mediabox
 from fpdf.syntax import Name, PDFContentStream, PDFObject
@@ -160,7 +161,8 @@ class DeferredPageContents(PDFContentStream):
         if self._pdf is not None:
             whole = self._pdf.unpark(self._number, self._rest)
             self._pdf, self._rest = None, bytearray()
-            self._contents = zlib.compress(whole, level=self._COMPRESSION_LEVEL)
+            # As fpdf2's PDFContentStream compresses (patched: app.render.deflate), for the same bytes.
+            self._contents = fpdf.syntax.zlib.compress(whole, level=self._COMPRESSION_LEVEL)
             self.length = len(self._contents)
             del whole
         try:

@@ -29,12 +29,12 @@ def test_importing_app_render_patches_nothing_and_the_render_process_initialiser
         import importlib, pkgutil, sys
         sys.path.insert(0, sys.argv[1])
         import fpdf.syntax
-        stock = (fpdf.syntax.PDFObject._build_obj_dict, fpdf.syntax.camel_case)
+        stock = (fpdf.syntax.PDFObject._build_obj_dict, fpdf.syntax.camel_case, fpdf.syntax.zlib)
         import app.render
         for module in pkgutil.iter_modules(app.render.__path__, "app.render."):
             importlib.import_module(module.name)
         from app.render import patches, pool
-        untouched = (fpdf.syntax.PDFObject._build_obj_dict, fpdf.syntax.camel_case) == stock
+        untouched = (fpdf.syntax.PDFObject._build_obj_dict, fpdf.syntax.camel_case, fpdf.syntax.zlib) == stock
         print(untouched, patches.installed())
         pool._start_render_process()
         pool._start_render_process()  # idempotent
@@ -75,14 +75,15 @@ def test_fast_object_dicts_serialise_every_object_as_fpdf2_does():
 
     assert patches.installed()  # tests/render/conftest.py
     fast = [render(True), render(False)]
-    patches.uninstall()
+    patches.uninstall_object_dicts()
     try:
         assert not patches.installed()
         assert PDFObject._build_obj_dict is patches.STOCK_BUILD_OBJ_DICT
         assert fpdf.syntax.camel_case is patches.STOCK_CAMEL_CASE
         assert [render(True), render(False)] == fast
     finally:
-        patches.install()
+        patches.install_object_dicts()
+    assert patches.installed()
 
 
 def test_fast_object_dicts_see_instance_attributes_and_skip_methods():
