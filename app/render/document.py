@@ -148,6 +148,8 @@ class TicketPdf(ParkedPages):
             drop_undrawn_fonts(fpdf)
             return producer(fpdf)
 
+        if not self.buffer:  # fpdf2 writes the document once
+            self.draw_footers()
         return super().output(*args, output_producer_class=without_undrawn_fonts, **kwargs)
 
     def clean(self, value: Any) -> str:
@@ -495,28 +497,47 @@ class TicketPdf(ParkedPages):
         self.y = self.t_margin
 
     def footer(self) -> None:
-        """Archive note on the left, ``Page X of Y`` (in the document's language) on the right."""
-        shaping = self.text_shaping
-        if shaping:
-            self.set_text_shaping(False)
+        """Nothing while a page ends: every page's footer is drawn by :meth:`draw_footers`
+        once the page count is known (at :meth:`output`)."""
+
+    def draw_footers(self) -> None:
+        """On every page, the archive note on the left and ``Page X of Y`` (in the document's
+        language) on the right, above a thin rule.
+
+        Drawn at the end of each page's content once the page count is known, instead of
+        fpdf2's ``{nb}`` alias that only ``cell()`` substitutes: each footer sets every
+        graphics state it uses inside ``q … Q`` (the text colour as the fill colour), since
+        the state fpdf2 tracks is that of the document's last page by now.
+        """
+        pages = len(self.pages)
+        if not pages:
+            return
+        page_label = self.tr.gettext("Page {page} of {pages}")
         baseline = self.h - FOOTER_BASELINE_FROM_BOTTOM
         top = baseline - 0.5 * PAGE_FOOTER.leading - 0.3 * PAGE_FOOTER.size
-        self.set_draw_color(*RULE_GREY)
-        self.set_line_width(0.5)
-        self.line(self.l_margin, baseline - 10, self.w - self.r_margin, baseline - 10)
-        page_label = self.tr.gettext("Page {page} of {pages}")
-        page_width = self.width(page_label.format(page=self.page_no(), pages=self.page_no()), PAGE_FOOTER)
-        left = self.fit(self.footer_text, PAGE_FOOTER, self.epw - page_width - 12)
-        self.current_font_is_set_on_page = False
-        self.draw_line(self.l_margin, top, left, PAGE_FOOTER)
-        # cell(), not text(): fpdf2 substitutes the {nb} alias only in cell/multi_cell output.
-        self.set_font(MAIN_FAMILY, PAGE_FOOTER.style, PAGE_FOOTER.size)
-        self.set_text_color(*PAGE_FOOTER.color)
-        self.set_xy(self.l_margin, top)
-        self.cell(
-            self.epw, PAGE_FOOTER.leading, page_label.format(page=self.page_no(), pages="{nb}"), align="R"
+        rule_y = (self.h - baseline + 10) * self.k
+        rule = (
+            f"{RULE_GREY[0] / 255:.3f} {RULE_GREY[1] / 255:.3f} {RULE_GREY[2] / 255:.3f} RG "
+            f"{0.5 * self.k:.2f} w {self.l_margin * self.k:.2f} {rule_y:.2f} m "
+            f"{(self.w - self.r_margin) * self.k:.2f} {rule_y:.2f} l S"
         )
-        self.current_font_is_set_on_page = False
-        self._drawn_color = None
-        if shaping:
-            self.set_text_shaping(True)
+        text_color = " ".join(f"{c / 255:.3f}" for c in PAGE_FOOTER.color) + " rg"
+        widest = self.width(page_label.format(page=pages, pages=pages), PAGE_FOOTER)
+        left = self.fit(self.footer_text, PAGE_FOOTER, self.epw - widest - 12)
+        current = self.page
+        try:
+            for number in range(1, pages + 1):
+                self.page = number
+                self._out(f"q {rule} {text_color}")
+                self._drawn_color = None
+                self.current_font_is_set_on_page = False
+                self.draw_line(self.l_margin, top, left, PAGE_FOOTER)
+                label = page_label.format(page=number, pages=pages)
+                self.draw_line(
+                    self.w - self.r_margin - self.width(label, PAGE_FOOTER), top, label, PAGE_FOOTER
+                )
+                self._out("Q")
+        finally:
+            self.page = current
+            self.current_font_is_set_on_page = False
+            self._drawn_color = None

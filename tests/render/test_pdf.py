@@ -14,9 +14,11 @@ from pathlib import Path
 import pytest
 
 from app.errors import RenderError
+from app.render.document import MARGIN
 from app.render.options import RenderOptions
 from app.render.pdf import render_ticket_pdf
 from app.workflow.ports import RenderedPdf
+from benchmarks.tickets import make_articles
 
 from .helpers import ARCHIVED_AT, body_stream, load, pdfinfo, pdfinfo_xmp, pdftotext, write
 
@@ -279,3 +281,33 @@ def test_options_and_result_are_picklable():
 def test_bad_options_are_refused(field):
     with pytest.raises(ValueError, match=next(iter(field))):
         RenderOptions(**field)
+
+
+def test_every_page_of_a_long_ticket_ends_with_its_footer_right_aligned(tmp_path):
+    """Footers are drawn once the page count is known, also on parked pages (over 32)."""
+    articles = make_articles(120)
+    rendered = render_ticket_pdf(
+        {"number": "25004711", "title": "Lang"},
+        articles,
+        [],
+        archived_at=ARCHIVED_AT,
+        options=RenderOptions(),
+    )
+    pages = rendered.page_count
+    assert pages > 40  # pages parked (app.render.streams) from the 33rd on
+    path = tmp_path / "long.pdf"
+    path.write_bytes(rendered.data)
+    text, _ = pdftotext(path)
+    for number, page in enumerate(text.split("\f")[:pages], start=1):
+        lines = [line for line in page.splitlines() if line.strip()]
+        assert lines[-1] == f"Page {number} of {pages}", (number, lines[-3:])
+        assert lines[-2].startswith("Archived ") and "by zammad-pdf-archiver" in lines[-2]
+    boxes, _ = pdftotext(path, "-bbox")
+    width = float(pdfinfo(path)["Page size"].split()[0])
+    page_blocks = boxes.split("<page ")[1:]
+    assert len(page_blocks) == pages
+    for block in page_blocks:  # the last word drawn on a page: the page count, at the rule's right end
+        *_, (right, word) = re.findall(
+            r'<word xMin="[\d.]+" yMin="[\d.]+" xMax="([\d.]+)"[^>]*>([^<]*)</word>', block
+        )
+        assert word == str(pages) and abs(float(right) - (width - MARGIN)) < 0.5, (word, right)
