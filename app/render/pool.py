@@ -326,8 +326,22 @@ class ProcessPoolRenderer:
         return rendered
 
     def close(self) -> None:
-        """Shut the pool down without waiting for running renders."""
+        """Shut the pool down and end the renders still running.
+
+        By the time the service closes its renderer, the worker pool has stopped: a render
+        still running belongs to a run that was cancelled and will be resumed (here or by
+        another replica), and its PDF would be thrown away. Its process is terminated rather
+        than waited for, so the service exits within ``SHUTDOWN_GRACE_SECONDS`` and its
+        margin, not after the slowest render (``concurrent.futures`` joins its workers at
+        interpreter exit even after ``shutdown(wait=False)``).
+        """
+        # The executor's own processes: Python 3.11's ProcessPoolExecutor has no public way
+        # to end them (terminate_workers() came in 3.14).
+        processes = list((self._pool._processes or {}).values())
         self._pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            with contextlib.suppress(OSError, ValueError):  # exited meanwhile, or closed
+                process.terminate()
 
 
 class InlineRenderer:

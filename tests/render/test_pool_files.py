@@ -8,6 +8,7 @@ import pickle
 import subprocess
 import sys
 import textwrap
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -245,3 +246,42 @@ async def test_a_big_ticket_stays_within_a_generous_memory_bound(tmp_path: Path)
         pool.close()
     assert rendered.page_count > 500 and len(rendered.embedded) == 2001
     assert peak_mib < 160, f"render process peak RSS {peak_mib:.0f} MiB"
+
+
+def test_close_ends_a_running_render_and_the_process_exits_at_once():
+    """The service closes its renderer on shutdown, after the worker pool stopped: a render
+    still running (a cancelled run's) is ended, not waited for at interpreter exit."""
+    script = textwrap.dedent("""
+        import asyncio, os
+        from datetime import UTC, datetime
+        from app.render.options import RenderOptions
+        from app.render.pool import ProcessPoolRenderer
+        from app.workflow.ports import TicketSnapshot
+        from benchmarks.tickets import make_articles
+
+        async def main():
+            pool = ProcessPoolRenderer(RenderOptions(), processes=1)
+            await pool.font_coverage()  # the render process is up
+            ticket, articles = {"number": "1", "title": "long"}, make_articles(6000)
+            long = TicketSnapshot(ticket, articles, [], datetime.now(UTC))
+            render = asyncio.ensure_future(pool.render(long))
+            await asyncio.sleep(1.0)
+            print("running" if not render.done() else "done", flush=True)
+            pool.close()
+            render.cancel()
+            print("closed", flush=True)
+
+        if __name__ == "__main__":
+            asyncio.run(main())
+    """)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.readline().strip() == "running"  # a render of 6,000 articles takes many seconds
+    assert proc.stdout.readline().strip() == "closed"
+    closed = time.monotonic()
+    proc.wait(timeout=120)
+    exit_seconds = time.monotonic() - closed
+    assert proc.returncode == 0, proc.stderr.read()[-2000:] if proc.stderr else ""
+    assert exit_seconds < 3.0
