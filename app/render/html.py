@@ -17,6 +17,7 @@ Over 450 lines: the tag and attribute allow-lists, one entry a line, are most of
 from __future__ import annotations
 
 import re
+import threading
 import unicodedata
 from collections.abc import Callable
 from html import unescape
@@ -175,6 +176,18 @@ def _text(element: etree._Element) -> str:
     return "".join(element.itertext())
 
 
+_parsers = threading.local()
+
+
+def _parser() -> etree.HTMLParser:
+    """This thread's HTML parser (lxml parsers may not be shared between threads; one kept
+    per thread saves setting one up for every body, and its error log is the last parse's)."""
+    parser: etree.HTMLParser | None = getattr(_parsers, "parser", None)
+    if parser is None:
+        parser = _parsers.parser = etree.HTMLParser()
+    return parser
+
+
 def _parse(html: str) -> etree._Element:
     """A ``<div>`` wrapping the parsed fragment.
 
@@ -183,7 +196,7 @@ def _parse(html: str) -> etree._Element:
     deeper than 256 elements (its ``XML_PARSE_HUGE`` limit, reported as ``ERR_RESOURCE_LIMIT``);
     such a body becomes one paragraph of its words (:func:`_strip_tags`) rather than losing them.
     """
-    parser = etree.HTMLParser()
+    parser = _parser()
     document = etree.fromstring(f"<div>{html}</div>", parser)
     if any(entry.type_name == "ERR_RESOURCE_LIMIT" for entry in parser.error_log):
         root = etree.Element("div")
