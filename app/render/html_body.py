@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from app.render.document import TicketPdf
 from app.render.html import html_to_text, prepare_tree
-from app.render.html_blocks import body_blocks
+from app.render.html_blocks import Block, body_blocks
 from app.render.html_layout import draw_blocks
 from app.render.images import ArticleImages
 
@@ -56,21 +56,35 @@ class _Rollback:
         pdf.in_footer = False
 
 
-def write_html_body(pdf: TicketPdf, html: str, article_id: int, images: ArticleImages | None) -> None:
-    """Draw an HTML body from ``pdf.y`` through the sanitising pipeline and our layout.
+class PreparedBody:
+    """An HTML body made ready to draw before its turn (:func:`prepare_html_body`).
 
-    On any failure the partial output is rolled back first, so nothing is drawn twice, and
-    the body appears as inscriptis text through :meth:`TicketPdf.write_lines`. Images the
-    body references are drawn when ``images`` resolves them (and the template shows images),
-    else named by :meth:`ArticleImages.label`.
-
-    Args:
-        pdf: the document; the body's text is made drawable here (:meth:`TicketPdf.clean`).
-        html: the article's body as Zammad stores it.
-        article_id: the article's id (0 if unknown), for resolving ``cid:`` and attachment URLs.
-        images: the ticket's prepared images, or ``None``.
+    Attributes:
+        blocks: its blocks (:func:`app.render.html_blocks.body_blocks`), or ``None`` when the
+            pipeline raised: the body is then drawn as text.
     """
-    body = pdf.template.body
+
+    __slots__ = ("blocks",)
+
+    def __init__(self, blocks: list[Block] | None) -> None:
+        self.blocks = blocks
+
+
+def prepare_html_body(
+    pdf: TicketPdf, html: str, article_id: int, images: ArticleImages | None
+) -> PreparedBody:
+    """An HTML body sanitised, parsed, normalised and turned into blocks, not yet drawn.
+
+    The renderer prepares the bodies of a run of articles together before drawing them
+    (:func:`app.render.sections.draw_articles`): nh3, libxml2 and the walk then run back to back
+    with their caches warm, not once between every two articles' drawing (``make bench``
+    render row "Zammad mix, 20 articles: HTML / plain twin, render CPU"). Images the body
+    references are resolved now (:attr:`TicketPdf.html_images`), their text made drawable
+    (:meth:`TicketPdf.clean`, missing glyphs counted now). Never raises: a failure is kept
+    for :func:`write_html_body`, which draws the body as text.
+
+    Args: as :func:`write_html_body`.
+    """
 
     def resolve(src: str) -> tuple[str, int, int] | None:
         if images is None or not pdf.template.images:
@@ -85,28 +99,68 @@ def write_html_body(pdf: TicketPdf, html: str, article_id: int, images: ArticleI
     def label(src: str) -> str:
         return images.label(article_id, src) if images is not None else (src[:80] or "image")
 
-    rollback: _Rollback | None = None
     try:
-        blocks = body_blocks(
-            prepare_tree(
-                html,
-                resolve=resolve,
-                label=label,
-                max_width=pdf.epw,
-                max_height=pdf.max_image_height(),
-                image_text=pdf.tr.gettext("[image: {name}]"),
-                no_source=pdf.tr.gettext("no source"),
-                clean=pdf.clean,
+        return PreparedBody(
+            body_blocks(
+                prepare_tree(
+                    html,
+                    resolve=resolve,
+                    label=label,
+                    max_width=pdf.epw,
+                    max_height=pdf.max_image_height(),
+                    image_text=pdf.tr.gettext("[image: {name}]"),
+                    no_source=pdf.tr.gettext("no source"),
+                    clean=pdf.clean,
+                )
             )
         )
+    except Exception:  # noqa: BLE001 - an e-mail the pipeline cannot take → text, no failed job
+        return PreparedBody(None)
+
+
+def write_html_body(
+    pdf: TicketPdf,
+    html: str,
+    article_id: int,
+    images: ArticleImages | None,
+    prepared: PreparedBody | None = None,
+) -> None:
+    """Draw an HTML body from ``pdf.y`` through the sanitising pipeline and our layout.
+
+    On any failure the partial output is rolled back first, so nothing is drawn twice, and
+    the body appears as inscriptis text through :meth:`TicketPdf.write_lines`. Images the
+    body references are drawn when ``images`` resolves them (and the template shows images),
+    else named by :meth:`ArticleImages.label`.
+
+    Args:
+        pdf: the document; the body's text is made drawable here (:meth:`TicketPdf.clean`).
+        html: the article's body as Zammad stores it.
+        article_id: the article's id (0 if unknown), for resolving ``cid:`` and attachment URLs.
+        images: the ticket's prepared images, or ``None``.
+        prepared: this body from :func:`prepare_html_body` on the same document, or ``None``
+            to prepare it now.
+    """
+    if prepared is None:
+        prepared = prepare_html_body(pdf, html, article_id, images)
+    blocks = prepared.blocks
+    if blocks is None:
+        _draw_as_text(pdf, html)
+        return
+    rollback: _Rollback | None = None
+    try:
         pdf.set_x(pdf.l_margin)
         rollback = _Rollback(pdf)
         draw_blocks(pdf, blocks)
     except Exception:  # noqa: BLE001 - an e-mail the layout cannot take → text, no failed job
         if rollback is not None:
             rollback.restore(pdf)
-        pdf.after_fpdf_text()
-        pdf.write_lines(pdf.clean(html_to_text(html)), body)
+        _draw_as_text(pdf, html)
     finally:
         if rollback is not None:
             pdf.release_pages()
+
+
+def _draw_as_text(pdf: TicketPdf, html: str) -> None:
+    """The body as inscriptis text (:func:`app.render.html.html_to_text`), after fpdf2's state is reset."""
+    pdf.after_fpdf_text()
+    pdf.write_lines(pdf.clean(html_to_text(html)), pdf.template.body)
