@@ -105,8 +105,9 @@ def render_ticket_pdf(
             users as ``{"login", "firstname", "lastname", "email"}``).
         articles: ``GET /api/v1/ticket_articles/by_ticket/{id}``; drawn oldest first. Any
             sequence: it is read in passes by position (ordered, images, drawn), each article
-            let go once used, so one that parses an article when read
-            (:class:`app.zammad.articles.LazyArticles`) never has them all in memory.
+            let go once used (drawn: in runs of :data:`app.render.sections.PREPARE_AHEAD`), so
+            one that parses an article when read (:class:`app.zammad.articles.LazyArticles`)
+            never has them all in memory.
         tags: the ticket's tags, in Zammad's order.
         archived_at: the archive time; becomes the PDF creation date and is printed. A naive
             value is taken as UTC.
