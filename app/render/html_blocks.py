@@ -39,7 +39,8 @@ HEADING_SCALE = {1: 1.3, 2: 1.2, 3: 1.1, 4: 1.0, 5: 1.0, 6: 1.0}
 #: The marker of an unordered list item.
 BULLET = "•"
 
-_HTML_SPACE = re.compile(r"[ \t\n\r\f]+")
+_HTML_SPACES = " \t\n\r\f"
+_HTML_SPACE = re.compile(f"[{_HTML_SPACES}]+")
 _NOT_HTML_SPACE = re.compile(r"[^ \t\n\r\f]")
 _INLINE_STYLE = {
     "b": "bold",
@@ -222,12 +223,12 @@ class _Builder:
         """Add inline text in ``look``, collapsing whitespace."""
         if not text:
             return
-        if "  " in text or not text.isprintable():  # else no space to collapse: at most single " "
-            text = _HTML_SPACE.sub(" ", text)
-        if self.at_line_start:
-            text = text.lstrip(" ")
+        if self.at_line_start:  # leading whitespace vanishes (often all of it: markup between blocks)
+            text = text.lstrip(_HTML_SPACES)
             if not text:
                 return
+        if "  " in text or not text.isprintable():  # else no space to collapse: at most single " "
+            text = _HTML_SPACE.sub(" ", text)
         self.at_line_start = text[-1] == " "
         self._add(look, text)
 
