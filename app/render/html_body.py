@@ -12,8 +12,11 @@ never fails a job (``docs/reference/rendering.md`` §4.3).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from app.render.document import TicketPdf
-from app.render.html import html_to_text, prepare_tree
+from app.render.html import ImageLabeler, ImageResolver, html_to_text, prepare_trees
 from app.render.html_blocks import Block, body_blocks
 from app.render.html_layout import draw_blocks
 from app.render.images import ArticleImages
@@ -57,7 +60,7 @@ class _Rollback:
 
 
 class PreparedBody:
-    """An HTML body made ready to draw before its turn (:func:`prepare_html_body`).
+    """An HTML body made ready to draw before its turn (:func:`prepare_html_bodies`).
 
     Attributes:
         blocks: its blocks (:func:`app.render.html_blocks.body_blocks`), or ``None`` when the
@@ -73,49 +76,71 @@ class PreparedBody:
 def prepare_html_body(
     pdf: TicketPdf, html: str, article_id: int, images: ArticleImages | None
 ) -> PreparedBody:
-    """An HTML body sanitised, parsed, normalised and turned into blocks, not yet drawn.
+    """One HTML body made ready to draw: :func:`prepare_html_bodies` of it alone."""
+    return prepare_html_bodies(pdf, [(html, article_id)], images)[0]
+
+
+def prepare_html_bodies(
+    pdf: TicketPdf, bodies: Sequence[tuple[str, int]], images: ArticleImages | None
+) -> list[PreparedBody]:
+    """HTML bodies, each ``(body, article id)``, sanitised, parsed, normalised and turned into
+    blocks, not yet drawn; in order.
 
     The renderer prepares the bodies of a run of articles together before drawing them
-    (:func:`app.render.sections.draw_articles`): nh3, libxml2 and the walk then run back to back
-    with their caches warm, not once between every two articles' drawing (``make bench``
-    render row "Zammad mix, 20 articles: HTML / plain twin, render CPU"). Images the body
-    references are resolved now (:attr:`TicketPdf.html_images`), their text made drawable
-    (:meth:`TicketPdf.clean`, missing glyphs counted now). Never raises: a failure is kept
-    for :func:`write_html_body`, which draws the body as text.
+    (:func:`app.render.sections.draw_articles`), step by step (:func:`app.render.html.prepare_trees`,
+    then the blocks walk for all): nh3, libxml2 and the walk then run back to back with their
+    caches warm, not once between every two articles' drawing (``make bench`` render row
+    "Zammad mix, 20 articles: HTML / plain twin, render CPU"). Images the bodies reference
+    are resolved now (:attr:`TicketPdf.html_images`), their text made drawable
+    (:meth:`TicketPdf.clean`, missing glyphs counted now). Never raises: a body whose
+    pipeline failed is kept as such for :func:`write_html_body`, which draws it as text.
 
-    Args: as :func:`write_html_body`.
+    Args:
+        pdf: the document the bodies will be drawn on.
+        bodies: each article's body as Zammad stores it and the article's id (0 if unknown).
+        images: the ticket's prepared images, or ``None``.
     """
 
-    def resolve(src: str) -> tuple[str, int, int] | None:
-        if images is None or not pdf.template.images:
-            return None
-        found = images.resolve(article_id, src)
-        if found is None:
-            return None
-        key, image = found
-        pdf.html_images[key] = image
-        return key, image.width, image.height
+    def resolver(article_id: int) -> ImageResolver:
+        def resolve(src: str) -> tuple[str, int, int] | None:
+            if images is None or not pdf.template.images:
+                return None
+            found = images.resolve(article_id, src)
+            if found is None:
+                return None
+            key, image = found
+            pdf.html_images[key] = image
+            return key, image.width, image.height
 
-    def label(src: str) -> str:
-        return images.label(article_id, src) if images is not None else (src[:80] or "image")
+        return resolve
+
+    def labeler(article_id: int) -> ImageLabeler:
+        def label(src: str) -> str:
+            return images.label(article_id, src) if images is not None else (src[:80] or "image")
+
+        return label
 
     try:
-        return PreparedBody(
-            body_blocks(
-                prepare_tree(
-                    html,
-                    resolve=resolve,
-                    label=label,
-                    max_width=pdf.epw,
-                    max_height=pdf.max_image_height(),
-                    image_text=pdf.tr.gettext("[image: {name}]"),
-                    no_source=pdf.tr.gettext("no source"),
-                    clean=pdf.clean,
-                )
-            )
+        trees: list[Any] = prepare_trees(
+            [(html, resolver(article_id), labeler(article_id)) for html, article_id in bodies],
+            max_width=pdf.epw,
+            max_height=pdf.max_image_height(),
+            image_text=pdf.tr.gettext("[image: {name}]"),
+            no_source=pdf.tr.gettext("no source"),
+            clean=pdf.clean,
         )
-    except Exception:  # noqa: BLE001 - an e-mail the pipeline cannot take → text, no failed job
-        return PreparedBody(None)
+    except Exception:  # noqa: BLE001 - the pipeline itself cannot start → every body as text, no failed job
+        trees = [None] * len(bodies)
+    prepared = []
+    for tree in trees:
+        blocks: list[Block] | None = None
+        if tree is not None and not isinstance(tree, Exception):
+            try:
+                blocks = body_blocks(tree)
+            except Exception:  # noqa: BLE001 - e.g. RecursionError on a deep body → text, no failed job
+                blocks = None
+        prepared.append(PreparedBody(blocks))
+    return prepared
 
 
 def write_html_body(
@@ -137,7 +162,7 @@ def write_html_body(
         html: the article's body as Zammad stores it.
         article_id: the article's id (0 if unknown), for resolving ``cid:`` and attachment URLs.
         images: the ticket's prepared images, or ``None``.
-        prepared: this body from :func:`prepare_html_body` on the same document, or ``None``
+        prepared: this body from :func:`prepare_html_bodies` on the same document, or ``None``
             to prepare it now.
     """
     if prepared is None:

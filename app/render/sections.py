@@ -23,7 +23,7 @@ from app.render.content import (
     visible_attachments,
 )
 from app.render.document import TicketPdf
-from app.render.html_body import PreparedBody, prepare_html_body, write_html_body
+from app.render.html_body import PreparedBody, prepare_html_bodies, write_html_body
 from app.render.images import PREVIEW_TYPES, ArticleImages, PreparedImage, content_type_of, image_sources
 from app.render.originals import OriginalsIndex
 from app.render.templates import TextStyle
@@ -186,7 +186,7 @@ def draw_articles(
     """The articles in the order given, numbered from 1 of ``total`` (:func:`draw_article`).
 
     They are read in runs of :data:`PREPARE_AHEAD`: the HTML bodies of a run are prepared
-    together (:func:`app.render.html_body.prepare_html_body`), then its articles drawn, and
+    together (:func:`app.render.html_body.prepare_html_bodies`), then its articles drawn, and
     let go before the next run is read.
     """
     run: list[dict[str, Any]] = []
@@ -211,10 +211,12 @@ def _draw_run(
     originals: OriginalsIndex,
 ) -> None:
     """Prepare the HTML bodies of ``run``, then draw its articles (numbered from ``first``)."""
-    prepared: list[PreparedBody | None] = []
-    for article in run:
-        body = _html_body(pdf, article)
-        prepared.append(None if body is None else prepare_html_body(pdf, body, _article_id(article), images))
+    html = [(index, _html_body(pdf, article)) for index, article in enumerate(run)]
+    wanted = [(index, body) for index, body in html if body is not None]
+    prepared: list[PreparedBody | None] = [None] * len(run)
+    bodies = prepare_html_bodies(pdf, [(body, _article_id(run[index])) for index, body in wanted], images)
+    for (index, _), body in zip(wanted, bodies, strict=True):
+        prepared[index] = body
     for offset, article in enumerate(run):
         draw_article(pdf, article, first + offset, total, zone, images, originals, prepared[offset])
 
@@ -244,7 +246,7 @@ def draw_article(
 ) -> None:
     """One article: bookmark, a shaded heading marked Internal/Public, its fields, attachments, body.
 
-    ``html_body``: its HTML body from :func:`app.render.html_body.prepare_html_body`, if done already.
+    ``html_body``: its HTML body from :func:`app.render.html_body.prepare_html_bodies`, if done already.
     """
     _ = pdf.tr.gettext
     template = pdf.template
