@@ -11,7 +11,9 @@ The pipeline (``docs/reference/rendering.md`` §4.3):
    or a visible ``[image: name]`` (not).
 
 :func:`html_to_text` (inscriptis) is the text the renderer falls back to when the layout fails.
-Over 450 lines: the tag and attribute allow-lists, one entry a line, are most of the excess.
+Over 450 lines: the tag and attribute allow-lists, one entry a line, are most of the excess;
+the rest is the pipeline run step by step over several bodies (:func:`prepare_trees`), which
+belongs beside its steps.
 """
 
 from __future__ import annotations
