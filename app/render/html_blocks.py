@@ -39,7 +39,8 @@ HEADING_SCALE = {1: 1.3, 2: 1.2, 3: 1.1, 4: 1.0, 5: 1.0, 6: 1.0}
 #: The marker of an unordered list item.
 BULLET = "•"
 
-_HTML_SPACE = re.compile(r"[ \t\n\r\f]+")
+_HTML_SPACES = " \t\n\r\f"
+_HTML_SPACE = re.compile(f"[{_HTML_SPACES}]+")
 _NOT_HTML_SPACE = re.compile(r"[^ \t\n\r\f]")
 _INLINE_STYLE = {
     "b": "bold",
@@ -222,12 +223,12 @@ class _Builder:
         """Add inline text in ``look``, collapsing whitespace."""
         if not text:
             return
-        if "  " in text or not text.isprintable():  # else no space to collapse: at most single " "
-            text = _HTML_SPACE.sub(" ", text)
-        if self.at_line_start:
-            text = text.lstrip(" ")
+        if self.at_line_start:  # leading whitespace vanishes (often all of it: markup between blocks)
+            text = text.lstrip(_HTML_SPACES)
             if not text:
                 return
+        if "  " in text or not text.isprintable():  # else no space to collapse: at most single " "
+            text = _HTML_SPACE.sub(" ", text)
         self.at_line_start = text[-1] == " "
         self._add(look, text)
 
@@ -262,25 +263,28 @@ class _Builder:
 
     def flush(self) -> None:
         """End the paragraph being collected (if it has anything to show)."""
-        if not self.texts:
+        texts = self.texts
+        if not texts:
             self.at_line_start = True
             return
-        if self.texts[-1][-1].endswith(" "):
+        if texts[-1][-1].endswith(" "):
             self._strip_trailing_space()
-        texts = [pieces[0] if len(pieces) == 1 else "".join(pieces) for pieces in self.texts]
         looks = self.looks
-        if texts and texts[-1].endswith("\n"):  # a last <br> ends the line, it adds none
-            if len(texts) > 1 and texts[-1] == "\n":
-                texts.pop()
+        joined = [pieces[0] if len(pieces) == 1 else "".join(pieces) for pieces in texts]
+        last = joined[-1] if joined else ""
+        if last.endswith("\n"):  # a last <br> ends the line, it adds none
+            if len(joined) > 1 and last == "\n":
+                joined.pop()
                 looks.pop()
             else:  # <div><br></div> alone: one empty line
-                texts[-1] = texts[-1][:-1]
-        if texts:
+                joined[-1] = last[:-1]
+        if joined:
             context = self.context
-            spans = [
-                Span(text, look.bold, look.italic, look.underline, look.strike, look.mono, look.link)
-                for look, text in zip(looks, texts, strict=True)
-            ]
+            if len(joined) == 1:
+                look = looks[0]
+                spans = [_new_span(Span, (joined[0], *look[1:]))]
+            else:
+                spans = [_new_span(Span, (text, *look[1:])) for look, text in zip(looks, joined, strict=True)]
             self.blocks.append(
                 Paragraph(
                     spans,
@@ -301,13 +305,30 @@ class _Builder:
         """Add a block that is not a paragraph (ending the paragraph being collected first)."""
         self.flush()
         if isinstance(block, Gap):
-            if not self.blocks:
-                return  # no space before the first block
-            last = self.blocks[-1]
-            if isinstance(last, Gap):
-                last.lines = max(last.lines, block.lines)
-                return
+            self.gap(block.bars, block.lines)
+            return
         self.blocks.append(block)
+
+    def gap(self, bars: tuple[float, ...], lines: float = BLOCK_GAP) -> None:
+        """Add a :class:`Gap` after what came before (ending the paragraph being collected
+        first): none before the first block, and gaps in a row merge into the largest."""
+        if self.texts:
+            self.flush()
+        else:
+            self.at_line_start = True
+        blocks = self.blocks
+        if not blocks:
+            return  # no space before the first block
+        last = blocks[-1]
+        if type(last) is Gap:
+            if lines > last.lines:
+                last.lines = lines
+            return
+        blocks.append(Gap(lines, bars))
+
+
+#: Makes a :class:`Span` from a tuple of its fields without the named tuple's Python ``__new__``.
+_new_span = tuple.__new__
 
 
 def _same_look(a: Span, b: Span) -> bool:
@@ -360,7 +381,7 @@ def _walk(element: etree._Element, builder: _Builder) -> None:
         _walk_children(element, builder)
         builder.flush()
         if tag == "p":
-            builder.add(Gap(BLOCK_GAP, context.bars))
+            builder.gap(context.bars)
         return
     look = context.look
     style = _INLINE_STYLE.get(tag)
@@ -396,7 +417,7 @@ def _walk(element: etree._Element, builder: _Builder) -> None:
                 )
             )
             builder.marker = None
-        builder.add(Gap(BLOCK_GAP, context.bars))
+        builder.gap(context.bars)
     elif tag == "hr":
         builder.add(Rule(context.indent, context.bars))
     elif tag == "img":
@@ -405,7 +426,7 @@ def _walk(element: etree._Element, builder: _Builder) -> None:
             builder.add(image)
     elif tag == "table":
         builder.add(_table(element, context))
-        builder.add(Gap(BLOCK_GAP, context.bars))
+        builder.gap(context.bars)
     else:  # sup, sub and anything unknown: inline, as normal text
         _walk_children(element, builder)
 
@@ -430,14 +451,14 @@ def _walk_block(element: etree._Element, builder: _Builder) -> None:
     builder.flush()
     inner = context
     if tag in ("h1", "h2", "h3", "h4", "h5", "h6"):
-        builder.add(Gap(BLOCK_GAP, context.bars))
+        builder.gap(context.bars)
         inner = context.but(heading=int(tag[1]), look=_styled(context.look, "bold"))
     elif tag == "dt":
         inner = context.but(look=_styled(context.look, "bold"))
     elif tag == "dd":
         inner = _deeper_list(context)
     elif tag == "blockquote":
-        builder.add(Gap(BLOCK_GAP, context.bars))
+        builder.gap(context.bars)
         if context.quotes < MAX_QUOTE_LEVELS:
             inner = context.but(
                 indent=context.indent + QUOTE_INDENT,
@@ -454,7 +475,7 @@ def _walk_block(element: etree._Element, builder: _Builder) -> None:
     builder.flush()
     builder.context = context
     if tag in _GAP_AFTER and not (tag in ("ul", "ol") and context.lists):  # nested lists: no gap
-        builder.add(Gap(BLOCK_GAP, context.bars))
+        builder.gap(context.bars)
 
 
 def _deeper_list(context: _Context) -> _Context:

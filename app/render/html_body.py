@@ -12,9 +12,12 @@ never fails a job (``docs/reference/rendering.md`` §4.3).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from app.render.document import TicketPdf
-from app.render.html import html_to_text, prepare_tree
-from app.render.html_blocks import body_blocks
+from app.render.html import ImageLabeler, ImageResolver, html_to_text, prepare_trees
+from app.render.html_blocks import Block, body_blocks
 from app.render.html_layout import draw_blocks
 from app.render.images import ArticleImages
 
@@ -56,7 +59,97 @@ class _Rollback:
         pdf.in_footer = False
 
 
-def write_html_body(pdf: TicketPdf, html: str, article_id: int, images: ArticleImages | None) -> None:
+class PreparedBody:
+    """An HTML body made ready to draw before its turn (:func:`prepare_html_bodies`).
+
+    Attributes:
+        blocks: its blocks (:func:`app.render.html_blocks.body_blocks`), or ``None`` when the
+            pipeline raised: the body is then drawn as text.
+    """
+
+    __slots__ = ("blocks",)
+
+    def __init__(self, blocks: list[Block] | None) -> None:
+        self.blocks = blocks
+
+
+def prepare_html_body(
+    pdf: TicketPdf, html: str, article_id: int, images: ArticleImages | None
+) -> PreparedBody:
+    """One HTML body made ready to draw: :func:`prepare_html_bodies` of it alone."""
+    return prepare_html_bodies(pdf, [(html, article_id)], images)[0]
+
+
+def prepare_html_bodies(
+    pdf: TicketPdf, bodies: Sequence[tuple[str, int]], images: ArticleImages | None
+) -> list[PreparedBody]:
+    """HTML bodies, each ``(body, article id)``, sanitised, parsed, normalised and turned into
+    blocks, not yet drawn; in order.
+
+    The renderer prepares the bodies of a run of articles together before drawing them
+    (:func:`app.render.sections.draw_articles`), step by step (:func:`app.render.html.prepare_trees`,
+    then the blocks walk for all): nh3, libxml2 and the walk then run back to back with their
+    caches warm, not once between every two articles' drawing (``make bench`` render row
+    "Zammad mix, 20 articles: HTML / plain twin, render CPU"). Images the bodies reference
+    are resolved now (:attr:`TicketPdf.html_images`), their text made drawable
+    (:meth:`TicketPdf.clean`, missing glyphs counted now). Never raises: a body whose
+    pipeline failed is kept as such for :func:`write_html_body`, which draws it as text.
+
+    Args:
+        pdf: the document the bodies will be drawn on.
+        bodies: each article's body as Zammad stores it and the article's id (0 if unknown).
+        images: the ticket's prepared images, or ``None``.
+    """
+
+    def resolver(article_id: int) -> ImageResolver:
+        def resolve(src: str) -> tuple[str, int, int] | None:
+            if images is None or not pdf.template.images:
+                return None
+            found = images.resolve(article_id, src)
+            if found is None:
+                return None
+            key, image = found
+            pdf.html_images[key] = image
+            return key, image.width, image.height
+
+        return resolve
+
+    def labeler(article_id: int) -> ImageLabeler:
+        def label(src: str) -> str:
+            return images.label(article_id, src) if images is not None else (src[:80] or "image")
+
+        return label
+
+    try:
+        trees: list[Any] = prepare_trees(
+            [(html, resolver(article_id), labeler(article_id)) for html, article_id in bodies],
+            max_width=pdf.epw,
+            max_height=pdf.max_image_height(),
+            image_text=pdf.tr.gettext("[image: {name}]"),
+            no_source=pdf.tr.gettext("no source"),
+            clean=pdf.clean,
+        )
+    except Exception:  # noqa: BLE001 - the pipeline itself cannot start → every body as text, no failed job
+        trees = [None] * len(bodies)
+    prepared = []
+    for tree in trees:
+        blocks: list[Block] | None = None
+        if tree is not None and not isinstance(tree, Exception):
+            try:
+                blocks = body_blocks(tree)
+            except Exception:  # noqa: BLE001 - e.g. RecursionError on a deep body → text, no failed job
+                blocks = None
+        prepared.append(PreparedBody(blocks))
+    return prepared
+
+
+def write_html_body(
+    pdf: TicketPdf,
+    html: str,
+    article_id: int,
+    images: ArticleImages | None,
+    prepared: PreparedBody | None = None,
+) -> None:
     """Draw an HTML body from ``pdf.y`` through the sanitising pipeline and our layout.
 
     On any failure the partial output is rolled back first, so nothing is drawn twice, and
@@ -69,44 +162,30 @@ def write_html_body(pdf: TicketPdf, html: str, article_id: int, images: ArticleI
         html: the article's body as Zammad stores it.
         article_id: the article's id (0 if unknown), for resolving ``cid:`` and attachment URLs.
         images: the ticket's prepared images, or ``None``.
+        prepared: this body from :func:`prepare_html_bodies` on the same document, or ``None``
+            to prepare it now.
     """
-    body = pdf.template.body
-
-    def resolve(src: str) -> tuple[str, int, int] | None:
-        if images is None or not pdf.template.images:
-            return None
-        found = images.resolve(article_id, src)
-        if found is None:
-            return None
-        key, image = found
-        pdf.html_images[key] = image
-        return key, image.width, image.height
-
-    def label(src: str) -> str:
-        return images.label(article_id, src) if images is not None else (src[:80] or "image")
-
+    if prepared is None:
+        prepared = prepare_html_body(pdf, html, article_id, images)
+    blocks = prepared.blocks
+    if blocks is None:
+        _draw_as_text(pdf, html)
+        return
     rollback: _Rollback | None = None
     try:
-        blocks = body_blocks(
-            prepare_tree(
-                html,
-                resolve=resolve,
-                label=label,
-                max_width=pdf.epw,
-                max_height=pdf.max_image_height(),
-                image_text=pdf.tr.gettext("[image: {name}]"),
-                no_source=pdf.tr.gettext("no source"),
-                clean=pdf.clean,
-            )
-        )
         pdf.set_x(pdf.l_margin)
         rollback = _Rollback(pdf)
         draw_blocks(pdf, blocks)
     except Exception:  # noqa: BLE001 - an e-mail the layout cannot take → text, no failed job
         if rollback is not None:
             rollback.restore(pdf)
-        pdf.after_fpdf_text()
-        pdf.write_lines(pdf.clean(html_to_text(html)), body)
+        _draw_as_text(pdf, html)
     finally:
         if rollback is not None:
             pdf.release_pages()
+
+
+def _draw_as_text(pdf: TicketPdf, html: str) -> None:
+    """The body as inscriptis text (:func:`app.render.html.html_to_text`), after fpdf2's state is reset."""
+    pdf.after_fpdf_text()
+    pdf.write_lines(pdf.clean(html_to_text(html)), pdf.template.body)

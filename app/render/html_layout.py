@@ -27,7 +27,6 @@ table rules collected per page) belongs to the blocks it draws and shares their 
 from __future__ import annotations
 
 import io
-from collections import ChainMap
 from collections.abc import Sequence
 
 from app.render.document import RULE_GREY, TicketPdf
@@ -58,7 +57,8 @@ GRID_WIDTH = 0.5
 CELL_PAD_X = 3.0
 CELL_PAD_Y = 1.5
 
-_mono_measures: dict[int, WordMeasure] = {}
+#: ``(id of the FontSet, whether its fallbacks were loaded) -> measure`` (:func:`mono_measure`).
+_mono_measures: dict[tuple[int, bool], WordMeasure] = {}
 
 
 def draw_blocks(pdf: TicketPdf, blocks: Sequence[Block]) -> None:
@@ -95,10 +95,12 @@ def mono_measure(fonts: FontSet) -> WordMeasure | None:
     mono = fonts.mono
     if mono is None:
         return None
-    measure = _mono_measures.get(id(fonts))
+    key = (id(fonts), fonts.fallbacks_loaded)  # the regular chain grows when the fallbacks load
+    measure = _mono_measures.get(key)
     if measure is None:
-        advances = ChainMap(load_metrics(mono.path, mono.index).advances, fonts.chains[""].advances)
-        measure = _mono_measures[id(fonts)] = WordMeasure(advances)
+        # one dict, not a ChainMap: a <pre> line is measured character by character
+        advances = {**fonts.chains[""].advances, **load_metrics(mono.path, mono.index).advances}
+        measure = _mono_measures[key] = WordMeasure(advances)
     return measure
 
 
@@ -366,6 +368,9 @@ class _Painter:
         pdf, mono = self.pdf, self.mono_advances
         face = self.fonts.mono
         assert face is not None
+        if mono.keys() >= set(text):  # the monospace face draws all of it (typical): one piece
+            self.batch(x, top, text, style, face)
+            return
         regular = self.style("", style.size, style.leading, style.color)
         start, length = 0, len(text)
         while start < length:

@@ -37,7 +37,7 @@ from app.render.glyphs import font_set
 from app.render.images import ArticleImages
 from app.render.options import LIMIT_MODES, TEMPLATES, RenderOptions
 from app.render.originals import PDFA_LABEL, OriginalsIndex, embed_originals, xmp_metadata
-from app.render.sections import draw_article, draw_originals, draw_ticket_block
+from app.render.sections import draw_articles, draw_originals, draw_ticket_block
 from app.render.streams import ParkedPagesProducer, write_pdf
 from app.render.templates import TEMPLATES as TEMPLATE_TABLE
 from app.workflow.ports import EmbeddedFile, OmittedFile, RenderedPdf
@@ -105,8 +105,9 @@ def render_ticket_pdf(
             users as ``{"login", "firstname", "lastname", "email"}``).
         articles: ``GET /api/v1/ticket_articles/by_ticket/{id}``; drawn oldest first. Any
             sequence: it is read in passes by position (ordered, images, drawn), each article
-            let go once used, so one that parses an article when read
-            (:class:`app.zammad.articles.LazyArticles`) never has them all in memory.
+            let go once used (drawn: in runs of :data:`app.render.sections.PREPARE_AHEAD`), so
+            one that parses an article when read (:class:`app.zammad.articles.LazyArticles`)
+            never has them all in memory.
         tags: the ticket's tags, in Zammad's order.
         archived_at: the archive time; becomes the PDF creation date and is printed. A naive
             value is taken as UTC.
@@ -232,8 +233,8 @@ def render_ticket_pdf(
             total=total,
             originals=originals,
         )
-        for position, index in enumerate(order, start=1):  # one article at a time, read when drawn
-            draw_article(pdf, articles[index], position, included, zone, article_images, originals)
+        # a run of articles at a time, read when drawn
+        draw_articles(pdf, (articles[index] for index in order), included, zone, article_images, originals)
         del articles, order  # laid out: a big ticket's articles need not outlive the output below
         if big:  # what the layout freed: the output's objects need not stack on its pages
             release_free_memory()

@@ -9,6 +9,7 @@ fields a section shows, and in which styles, comes from the document's template
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -22,7 +23,7 @@ from app.render.content import (
     visible_attachments,
 )
 from app.render.document import TicketPdf
-from app.render.html_body import write_html_body
+from app.render.html_body import PreparedBody, prepare_html_bodies, write_html_body
 from app.render.images import PREVIEW_TYPES, ArticleImages, PreparedImage, content_type_of, image_sources
 from app.render.originals import OriginalsIndex
 from app.render.templates import TextStyle
@@ -30,6 +31,10 @@ from app.render.templates import TextStyle
 INTERNAL_FILL = (253, 232, 214)
 PUBLIC_FILL = (230, 236, 242)
 PLACEHOLDER_FILL = (244, 244, 244)
+
+#: How many articles' HTML bodies are prepared together before those articles are drawn
+#: (:func:`draw_articles`); their blocks are held meanwhile.
+PREPARE_AHEAD = 20
 
 DOC_NUMBER = TextStyle("B", 16.0, 21.0)
 DOC_TITLE = TextStyle("B", 12.5, 16.0)
@@ -170,6 +175,65 @@ def _article_images(
     return previews
 
 
+def draw_articles(
+    pdf: TicketPdf,
+    articles: Iterable[dict[str, Any]],
+    total: int,
+    zone: ZoneInfo,
+    images: ArticleImages | None,
+    originals: OriginalsIndex,
+) -> None:
+    """The articles in the order given, numbered from 1 of ``total`` (:func:`draw_article`).
+
+    They are read in runs of :data:`PREPARE_AHEAD`: the HTML bodies of a run are prepared
+    together (:func:`app.render.html_body.prepare_html_bodies`), then its articles drawn, and
+    let go before the next run is read.
+    """
+    run: list[dict[str, Any]] = []
+    position = 1
+    for article in articles:
+        run.append(article)
+        if len(run) == PREPARE_AHEAD:
+            _draw_run(pdf, run, position, total, zone, images, originals)
+            position += len(run)
+            run = []
+    if run:
+        _draw_run(pdf, run, position, total, zone, images, originals)
+
+
+def _draw_run(
+    pdf: TicketPdf,
+    run: list[dict[str, Any]],
+    first: int,
+    total: int,
+    zone: ZoneInfo,
+    images: ArticleImages | None,
+    originals: OriginalsIndex,
+) -> None:
+    """Prepare the HTML bodies of ``run``, then draw its articles (numbered from ``first``)."""
+    html = [(index, _html_body(pdf, article)) for index, article in enumerate(run)]
+    wanted = [(index, body) for index, body in html if body is not None]
+    prepared: list[PreparedBody | None] = [None] * len(run)
+    bodies = prepare_html_bodies(pdf, [(body, _article_id(run[index])) for index, body in wanted], images)
+    for (index, _), body in zip(wanted, bodies, strict=True):
+        prepared[index] = body
+    for offset, article in enumerate(run):
+        draw_article(pdf, article, first + offset, total, zone, images, originals, prepared[offset])
+
+
+def _article_id(article: dict[str, Any]) -> int:
+    raw_id = article.get("id")
+    return raw_id if isinstance(raw_id, int) else 0
+
+
+def _html_body(pdf: TicketPdf, article: dict[str, Any]) -> str | None:
+    """The article's body when it is drawn through the HTML layout, else ``None``."""
+    body = article.get("body")
+    if isinstance(body, str) and body.strip() and is_html(article) and pdf.template.html:
+        return body
+    return None
+
+
 def draw_article(
     pdf: TicketPdf,
     article: dict[str, Any],
@@ -178,8 +242,12 @@ def draw_article(
     zone: ZoneInfo,
     images: ArticleImages | None,
     originals: OriginalsIndex,
+    html_body: PreparedBody | None = None,
 ) -> None:
-    """One article: bookmark, a shaded heading marked Internal/Public, its fields, attachments, body."""
+    """One article: bookmark, a shaded heading marked Internal/Public, its fields, attachments, body.
+
+    ``html_body``: its HTML body from :func:`app.render.html_body.prepare_html_bodies`, if done already.
+    """
     _ = pdf.tr.gettext
     template = pdf.template
     internal = bool(article.get("internal"))
@@ -244,11 +312,9 @@ def draw_article(
         pdf.write_field(_("Attachments"), listing)
     pdf.rule(4 if template.article_fields != "none" else 2)
 
-    raw_id = article.get("id")
-    article_id = raw_id if isinstance(raw_id, int) else 0
-    body = article.get("body")
-    if isinstance(body, str) and body.strip() and is_html(article) and template.html:
-        write_html_body(pdf, body, article_id, images)
+    html = _html_body(pdf, article)
+    if html is not None:
+        write_html_body(pdf, html, _article_id(article), images, html_body)
     else:
         text = pdf.clean(body_text(article))
         if text.strip():
