@@ -35,6 +35,7 @@ from typing import Any
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from app.errors import ZammadApiError
 from app.zammad.articles import split_articles
@@ -59,6 +60,11 @@ SEARCH_MAX_WAITS, SEARCH_MAX_WAIT_SECONDS = 3, 60.0
 _THROTTLED = (429, 503)
 PREALLOCATE_FROM_BYTES = 1024 * 1024
 """Answers of at least this many bytes are read into one buffer of their declared size."""
+LAZY_ARTICLES_FROM_BYTES = 1024 * 1024
+"""A ``by_ticket`` answer of at least this many bytes is parsed one article at a time when
+read (:class:`app.zammad.articles.LazyArticles`); a smaller one is parsed whole, once: the
+workflow walks a ticket's articles several times, and an everyday ticket's few hundred KB of
+objects are not worth a parse per article per walk."""
 
 
 class ZammadClient:
@@ -88,6 +94,10 @@ class ZammadClient:
             raise ValueError(f"timeout_seconds must be > 0, got {timeout_seconds!r}")
         self._session = session
         self._base_url = base_url.rstrip("/")
+        # Parsed once; each request's URL is this one with its path (an ASCII path of ids
+        # needs no quoting), not a string parsed anew.
+        self._base = URL(self._base_url)
+        self._base_path = self._base.raw_path.rstrip("/")
         self._token = api_token
         self._timeout_seconds = float(timeout_seconds)
         self._timeout = aiohttp.ClientTimeout(total=self._timeout_seconds)
@@ -161,11 +171,14 @@ class ZammadClient:
         return await self._articles_from(raw, path)
 
     async def list_articles_raw(self, ticket_id: int) -> tuple[Sequence[dict[str, Any]], bytes]:
-        """As :meth:`list_articles`, plus the response body exactly as Zammad sent it; the
-        articles are parsed one at a time when read (:class:`app.zammad.articles.LazyArticles`),
-        so a big ticket's articles are never all in memory as objects."""
+        """As :meth:`list_articles`, plus the response body exactly as Zammad sent it. An
+        answer of :data:`LAZY_ARTICLES_FROM_BYTES` or more has its articles parsed one at a
+        time when read (:class:`app.zammad.articles.LazyArticles`), so a big ticket's articles
+        are never all in memory as objects; a smaller one comes as a list."""
         path = f"/api/v1/ticket_articles/by_ticket/{_positive_id(ticket_id, 'ticket_id')}"
         _, raw = await self._request("GET", path)
+        if len(raw) < LAZY_ARTICLES_FROM_BYTES:
+            return await self._articles_from(raw, path), raw
         lazy = split_articles(raw)
         if lazy is not None:
             return lazy, raw
@@ -367,7 +380,7 @@ class ZammadClient:
         try:
             async with self._session.request(
                 method,
-                self._base_url + path,
+                self._base.with_path(self._base_path + path, encoded=True),
                 params=params,
                 data=data,
                 headers=headers,

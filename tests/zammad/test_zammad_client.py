@@ -12,6 +12,8 @@ import pytest
 from aiohttp import web
 
 from app.errors import ZammadApiError
+from app.zammad import client as client_module
+from app.zammad.articles import LazyArticles
 from app.zammad.client import PREALLOCATE_FROM_BYTES, ZammadClient
 from devtools.zammad_simulator import ZammadSimulator
 
@@ -408,3 +410,50 @@ async def test_big_answers_arrive_whole_declared_compressed_or_cut_short(
         assert cut.value.status is None
     finally:
         await runner.cleanup()
+
+
+async def test_a_small_by_ticket_answer_is_parsed_whole_a_big_one_one_article_at_a_time(
+    client: ZammadClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    articles, raw = await client.list_articles_raw(TICKET_ID)
+    assert type(articles) is list and articles == json.loads(raw) and len(raw) < 1024 * 1024
+    monkeypatch.setattr(client_module, "LAZY_ARTICLES_FROM_BYTES", len(raw))
+    lazy, raw_again = await client.list_articles_raw(TICKET_ID)
+    assert isinstance(lazy, LazyArticles) and list(lazy) == articles and raw_again == raw
+
+
+@pytest.mark.parametrize("prefix", ["", "/", "/zammad", "/zammad/", "/help%20desk"])
+async def test_every_request_goes_below_the_base_urls_path(
+    session: aiohttp.ClientSession, prefix: str
+) -> None:
+    """The base URL's own path (Zammad behind a reverse proxy's sub-path) stays in front of
+    every API path, query strings encoded as before."""
+    seen: list[str] = []
+
+    async def record(request: web.Request) -> web.StreamResponse:
+        seen.append(request.raw_path)
+        return web.json_response({"tags": []} if "/tags" in request.path else [])
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", record)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        host, port = runner.addresses[0][:2]
+        client = ZammadClient(session, f"http://{host}:{port}{prefix}", TOKEN)
+        await client.get_tags(7)
+        await client.get_attachment(7, 8, 9)
+        await client.add_tag(7, "pdf:sign")
+        async for _ in client.search_tickets('tags:"pdf:sign" ä', per_page=5):
+            pass
+    finally:
+        await runner.cleanup()
+    base = prefix.rstrip("/")
+    assert seen == [
+        f"{base}/api/v1/tags?object=Ticket&o_id=7",
+        f"{base}/api/v1/ticket_attachment/7/8/9",
+        f"{base}/api/v1/tags/add",
+        f"{base}/api/v1/tickets/search?query=tags:%22pdf:sign%22+%C3%A4&expand=true&page=1"
+        "&per_page=5&sort_by=id&order_by=asc",
+    ]
