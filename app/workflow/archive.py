@@ -26,10 +26,11 @@ spool folder they share are one question, and read best in one place.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import tempfile
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,6 +68,10 @@ T = TypeVar("T")
 SPOOL_ORIGINALS_FROM = 100
 """Articles from which a ticket's originals wait in files, not in memory (``ArchiveWorkflow``'s
 ``spool_originals_from``)."""
+
+FETCH_CONCURRENCY = 4
+"""How many downloads (images, raw e-mails, attachments) one run has in flight at once; it
+bounds the answers held in memory at a time to this many."""
 
 HANDED_OVER = "handed over to another replica"
 """The message of a cancellation whose job another replica now runs (its lease was taken over):
@@ -108,6 +113,24 @@ class ArchiveOutcome:
             out["code"] = self.failure.code
             out["cause"] = self.failure.cause
         return out
+
+
+@contextlib.asynccontextmanager
+async def _reaped(*tasks: asyncio.Future[Any]) -> AsyncIterator[None]:
+    """On leaving, cancel those of ``tasks`` still running and wait for them to end, and
+    retrieve every task's exception, so that a fetch left behind by a failed step neither
+    runs on nor is logged as an exception never retrieved."""
+    try:
+        yield
+    finally:
+        left = [task for task in tasks if not task.done()]
+        for task in left:
+            task.cancel()
+        if left:
+            await asyncio.wait(left)
+        for task in tasks:
+            if not task.cancelled():
+                task.exception()
 
 
 class _StepClock:
@@ -305,29 +328,43 @@ class ArchiveWorkflow:
         spool: Path,
     ) -> TicketSnapshot:
         """Fetch everything the layout needs: ticket, articles, images and originals (the
-        originals' bytes written into the new folder ``spool`` as they arrive)."""
-        ticket, ticket_raw = await clock.time(Step.FETCH_TICKET, self.zammad.get_ticket_raw(ticket_id))
-        articles, articles_raw = await clock.time(
-            Step.FETCH_ARTICLES, self.zammad.list_articles_raw(ticket_id)
-        )
-        images = await clock.time(Step.FETCH_IMAGES, self._images(ticket_id, articles, ctx))
+        originals' bytes written into the new folder ``spool`` as they arrive).
+
+        The ticket and its articles are asked for at once; then the images and the originals
+        are downloaded side by side, at most :data:`FETCH_CONCURRENCY` requests in flight
+        (the originals' attachments wait for the images, whose bytes they reuse). Each step's
+        time runs from the end of the one before, so the steps add up to the fetch's wall
+        time, and a failure is named after the first step, in this order, that failed.
+        """
+        ticket_task = asyncio.ensure_future(self.zammad.get_ticket_raw(ticket_id))
+        articles_task = asyncio.ensure_future(self.zammad.list_articles_raw(ticket_id))
+        async with _reaped(ticket_task, articles_task):
+            ticket, ticket_raw = await clock.time(Step.FETCH_TICKET, ticket_task)
+            articles, articles_raw = await clock.time(Step.FETCH_ARTICLES, articles_task)
+        limit = asyncio.Semaphore(FETCH_CONCURRENCY)
+        images_task = asyncio.ensure_future(self._images(ticket_id, articles, ctx, limit))
         embedded: tuple[EmbeddedFile, ...] = ()
         omitted: tuple[OmittedFile, ...] = ()
-        if self.embed is not None:
-            embedded, omitted = await clock.time(
-                Step.FETCH_ORIGINALS,
+        if self.embed is None:
+            images = await clock.time(Step.FETCH_IMAGES, images_task)
+        else:
+            originals_task = asyncio.ensure_future(
                 collect_originals(
                     self.zammad,
                     ticket_id,
                     ticket_raw=ticket_raw,
                     articles_raw=articles_raw,
                     articles=articles,
-                    images=images,
+                    images=images_task,
                     policy=self.embed,
                     redact=self._redact,
                     spool=spool if len(articles) >= self.spool_originals_from else None,
-                ),
+                    limit=limit,
+                )
             )
+            async with _reaped(images_task, originals_task):
+                images = await clock.time(Step.FETCH_IMAGES, images_task)
+                embedded, omitted = await clock.time(Step.FETCH_ORIGINALS, originals_task)
         return TicketSnapshot(
             ticket=ticket,
             articles=articles,
@@ -340,14 +377,18 @@ class ArchiveWorkflow:
         )
 
     async def _images(
-        self, ticket_id: int, articles: Sequence[dict[str, Any]], ctx: dict[str, Any]
+        self,
+        ticket_id: int,
+        articles: Sequence[dict[str, Any]],
+        ctx: dict[str, Any],
+        limit: asyncio.Semaphore | None = None,
     ) -> dict[int, bytes]:
-        """The layout's images (:func:`app.workflow.images.fetch_images`); none without
-        ``image_references``."""
+        """The layout's images (:func:`app.workflow.images.fetch_images`, within ``limit``);
+        none without ``image_references``."""
         if self._image_references is None:
             return {}
         refs = self._image_references(ticket_id, articles)
-        return await fetch_images(self.zammad, refs, log_context=ctx, redact=self._redact)
+        return await fetch_images(self.zammad, refs, log_context=ctx, redact=self._redact, limit=limit)
 
     async def _archive(
         self,

@@ -30,8 +30,10 @@ async def fetch_images(
     *,
     log_context: dict[str, Any],
     redact: Callable[[str], str] = lambda s: s,
+    limit: asyncio.Semaphore | None = None,
 ) -> dict[int, bytes]:
-    """Download the images ``refs``, at most :data:`FETCH_CONCURRENCY` at a time; returns
+    """Download the images ``refs``, at most :data:`FETCH_CONCURRENCY` at a time, or as many
+    as ``limit`` (a bound shared with the caller's other downloads) lets; returns
     attachment id → bytes.
 
     An image that fails to download or is larger than :data:`IMAGE_MAX_BYTES` (or would
@@ -40,7 +42,7 @@ async def fetch_images(
     """
     if not refs:
         return {}
-    semaphore = asyncio.Semaphore(FETCH_CONCURRENCY)
+    semaphore = limit if limit is not None else asyncio.Semaphore(FETCH_CONCURRENCY)
     images: dict[int, bytes] = {}
     total = 0
 

@@ -44,12 +44,16 @@ def safe_name(filename: str) -> str:
     return cleaned[:120] or "file"
 
 
-async def fetch_all(calls: list[Callable[[], Awaitable[T]]], concurrency: int) -> list[T | Exception]:
+async def fetch_all(
+    calls: list[Callable[[], Awaitable[T]]], concurrency: int, *, limit: asyncio.Semaphore | None = None
+) -> list[T | Exception]:
     """Run ``calls`` at most ``concurrency`` at a time, started in order; their results in
     order, an exception in place of a failed call's result.
 
     A few worker tasks take the calls one after the other, so a ticket with thousands of
     e-mail articles does not hold thousands of pending tasks (and their frames) at once.
+    With ``limit``, each call also holds one of its permits while it runs (a bound shared
+    with the run's other downloads).
     """
     results: list[T | Exception] = [ValueError("not run")] * len(calls)
     position = 0
@@ -60,7 +64,11 @@ async def fetch_all(calls: list[Callable[[], Awaitable[T]]], concurrency: int) -
             index = position
             position += 1
             try:
-                results[index] = await calls[index]()
+                if limit is None:
+                    results[index] = await calls[index]()
+                else:
+                    async with limit:
+                        results[index] = await calls[index]()
             except Exception as exc:  # noqa: BLE001 - becomes an omission with its cause
                 results[index] = exc
 
@@ -75,10 +83,11 @@ async def collect_originals(
     ticket_raw: bytes,
     articles_raw: bytes,
     articles: Sequence[dict[str, Any]],
-    images: Mapping[int, bytes],
+    images: Mapping[int, bytes] | Awaitable[Mapping[int, bytes]],
     policy: EmbedPolicy,
     redact: Callable[[str], str] = lambda s: s,
     spool: Path | None = None,
+    limit: asyncio.Semaphore | None = None,
 ) -> tuple[tuple[EmbeddedFile, ...], tuple[OmittedFile, ...]]:
     """The originals for the PDF/A-3 associated files, and those left out.
 
@@ -91,13 +100,18 @@ async def collect_originals(
     Args:
         ticket_raw, articles_raw: the API answers exactly as Zammad sent them.
         articles: the parsed articles, oldest first.
-        images: attachment bytes already downloaded for the layout (by attachment id):
-            reused instead of a second download.
+        images: attachment bytes downloaded for the layout (by attachment id): reused
+            instead of a second download. It may be an awaitable (the layout's download
+            still under way): it is awaited once the raw e-mails are in, before the
+            attachments are downloaded; an exception it raises is raised here.
         redact: applied to a failed download's error text before it names the omission.
         spool: an existing, empty folder: every body, raw e-mail and attachment is written
             there as a file when it is fetched (:attr:`EmbeddedFile.path`, ``data`` empty),
             so this process never holds them all; the caller removes the folder. ``None``
             keeps the bytes in the values.
+        limit: a bound on downloads in flight shared with the caller's other downloads
+            (each download holds a permit); with or without it, at most
+            :data:`FETCH_CONCURRENCY` run at once here.
 
     Raises:
         OSError: a file cannot be written into ``spool``.
@@ -125,7 +139,9 @@ async def collect_originals(
     # Ids and attachment entries only: ``articles`` may parse each article when read.
     emails = [a["id"] for a in articles if a.get("type") == "email" and isinstance(a.get("id"), int)]
     plain = await fetch_all(
-        [partial(keep.fetch, partial(zammad.get_article_plain, aid)) for aid in emails], FETCH_CONCURRENCY
+        [partial(keep.fetch, partial(zammad.get_article_plain, aid)) for aid in emails],
+        FETCH_CONCURRENCY,
+        limit=limit,
     )
     for article_id, result in zip(emails, plain, strict=True):
         name = f"article-{article_id}.eml"
@@ -151,14 +167,17 @@ async def collect_originals(
 
     wanted, too_big = _attachments_within(articles, policy)
     omitted.extend(too_big)
+    if not isinstance(images, Mapping):
+        images = await images
+    reused: Mapping[int, bytes] = images
 
     async def download(article_id: Any, att: dict[str, Any]) -> bytes:
-        if att["id"] in images:
-            return images[att["id"]]
+        if att["id"] in reused:
+            return reused[att["id"]]
         return await zammad.get_attachment(ticket_id, article_id, att["id"])
 
     data = await fetch_all(
-        [partial(keep.fetch, partial(download, a, t)) for a, t, _ in wanted], FETCH_CONCURRENCY
+        [partial(keep.fetch, partial(download, a, t)) for a, t, _ in wanted], FETCH_CONCURRENCY, limit=limit
     )
     for (article_id, att, name), result in zip(wanted, data, strict=True):
         if isinstance(result, Exception):

@@ -1,0 +1,232 @@
+"""A run's fetch: the ticket and its articles asked for at once, the images and the originals
+downloaded side by side within one bound, and a failed request named and classified as
+before, also against the Zammad simulator's own error answers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+
+from app.render.images import image_references
+from app.workflow import archive
+from app.workflow.archive import ArchiveWorkflow
+from app.workflow.originals import EmbedPolicy
+from app.zammad.client import ZammadClient
+from devtools.zammad_simulator import ZammadSimulator
+from tests.workflow.fakes import TICKET, TRIGGER, FakeRenderer, FakeSigner, FakeStorage, FakeZammad, Rig
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "zammad"
+TOKEN = "fetch-test-token-4711"
+
+
+async def test_the_ticket_and_its_articles_are_asked_for_at_once(tmp_path: Path):
+    rig = Rig(tmp_path)
+    asked = asyncio.Event()
+    get_ticket_raw, list_articles_raw = rig.zammad.get_ticket_raw, rig.zammad.list_articles_raw
+
+    async def ticket_once_the_articles_are_asked_for(ticket_id: int) -> tuple[dict[str, Any], bytes]:
+        await asyncio.wait_for(asked.wait(), 2)  # asked one after the other: a timeout
+        return await get_ticket_raw(ticket_id)
+
+    async def articles(ticket_id: int) -> tuple[list[dict[str, Any]], bytes]:
+        asked.set()
+        return await list_articles_raw(ticket_id)
+
+    rig.zammad.get_ticket_raw = ticket_once_the_articles_are_asked_for  # type: ignore[method-assign]
+    rig.zammad.list_articles_raw = articles  # type: ignore[method-assign]
+    outcome = await rig.workflow.execute(TICKET, job_id="j")
+    assert outcome.status == "archived", outcome.describe()
+
+
+@dataclass(frozen=True)
+class Ref:
+    ticket_id: int
+    article_id: int
+    attachment_id: int
+    filename: str
+
+
+class Slow(FakeZammad):
+    """Downloads take a little while; records how many run at once and when each began and ended."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.running = self.most = 0
+        self.events: list[tuple[str, str, int]] = []
+
+    async def _slowly(self, kind: str, key: int) -> None:
+        self.running += 1
+        self.most = max(self.most, self.running)
+        self.events.append(("start", kind, key))
+        await asyncio.sleep(0.001 * (1 + key % 3))  # some take longer
+        self.events.append(("end", kind, key))
+        self.running -= 1
+
+    async def get_attachment(self, ticket_id: int, article_id: int, attachment_id: int) -> bytes:
+        await self._slowly("attachment", attachment_id)
+        return await super().get_attachment(ticket_id, article_id, attachment_id)
+
+    async def get_article_plain(self, article_id: int) -> bytes:
+        await self._slowly("plain", article_id)
+        return await super().get_article_plain(article_id)
+
+
+async def test_images_and_originals_come_side_by_side_within_one_bound(tmp_path: Path):
+    articles = [
+        {
+            "id": i,
+            "type": "email",
+            "content_type": "text/plain",
+            "body": f"Mail {i}",
+            "attachments": [
+                {
+                    "id": 100 + i,
+                    "filename": f"{i}.png",
+                    "size": "3",
+                    "preferences": {"Mime-Type": "image/png"},
+                },
+                {"id": 200 + i, "filename": f"{i}.pdf", "size": "4", "preferences": {}},
+            ],
+        }
+        for i in range(1, 13)
+    ]
+    zammad = Slow()
+    zammad.ticket(TICKET, [TRIGGER], articles)
+    for i in range(1, 13):
+        zammad.plain[i] = f"From: a@example.org\r\n\r\nMail {i}".encode()
+        zammad.attachments[(TICKET, i, 100 + i)] = b"PNG"
+        zammad.attachments[(TICKET, i, 200 + i)] = b"%PDF"
+
+    def refs(ticket_id: int, articles: Any) -> list[Ref]:
+        return [Ref(ticket_id, a["id"], a["attachments"][0]["id"], "x.png") for a in articles]
+
+    renderer = FakeRenderer()
+    workflow = ArchiveWorkflow(
+        zammad=zammad,
+        renderer=renderer,
+        signer=FakeSigner(),
+        storage=FakeStorage(),
+        spool_dir=tmp_path,
+        image_references=refs,
+        embed=EmbedPolicy(),
+    )
+    assert (await workflow.execute(TICKET, job_id="j")).status == "archived"
+
+    assert zammad.most == archive.FETCH_CONCURRENCY  # images and originals share one bound
+    last_image_end = max(
+        n for n, e in enumerate(zammad.events) if e[0] == "end" and e[2] < 200 and e[1] != "plain"
+    )
+    first_mail_start = min(n for n, e in enumerate(zammad.events) if e == ("start", "plain", e[2]))
+    assert first_mail_start < last_image_end  # the raw e-mails did not wait for every image
+    downloaded = [c[3] for c in zammad.calls if c[0] == "get_attachment"]
+    assert sorted(downloaded) == [*range(101, 113), *range(201, 213)]  # each once: images reused
+    (snapshot,) = renderer.snapshots
+    assert [f.name for f in snapshot.embedded][2 + 12 :] == [
+        *(f"article-{i}.eml" for i in range(1, 13)),
+        *(
+            f"article-{i}-{a}-{i}.{ext}"
+            for i in range(1, 13)
+            for a, ext in ((100 + i, "png"), (200 + i, "pdf"))
+        ),
+    ]
+
+
+# -- against the simulator ------------------------------------------------------------------
+
+
+@pytest.fixture
+async def simulator() -> AsyncIterator[ZammadSimulator]:
+    sim = ZammadSimulator(api_token=TOKEN)
+    sim.seed_fixture_ticket(FIXTURES)
+    await sim.start("127.0.0.1", 0)
+    try:
+        yield sim
+    finally:
+        await sim.stop()
+
+
+@pytest.fixture
+async def workflow(simulator: ZammadSimulator, tmp_path: Path) -> AsyncIterator[ArchiveWorkflow]:
+    assert simulator.base_url is not None
+    async with aiohttp.ClientSession() as session:
+        yield ArchiveWorkflow(
+            zammad=ZammadClient(session, simulator.base_url, TOKEN, timeout_seconds=10),
+            renderer=FakeRenderer(),
+            signer=FakeSigner(),
+            storage=FakeStorage(),
+            spool_dir=tmp_path,
+            image_references=image_references,
+            embed=EmbedPolicy(),
+        )
+
+
+FIRST_TICKET, ARTICLES = r"^/api/v1/tickets/4711$", r"^/api/v1/ticket_articles/by_ticket/4711$"
+
+
+@pytest.mark.parametrize(
+    ("ticket_status", "articles_status", "step", "classification"),
+    [
+        (503, 403, "fetch ticket", "Transient"),  # both failed: the first step's error, not the first answer
+        (404, None, "fetch ticket", "Permanent"),
+        (None, 403, "fetch articles", "Permanent"),
+        (None, 500, "fetch articles", "Transient"),
+    ],
+)
+async def test_a_failed_fetch_is_named_and_classified_by_its_step(
+    simulator: ZammadSimulator,
+    workflow: ArchiveWorkflow,
+    ticket_status: int | None,
+    articles_status: int | None,
+    step: str,
+    classification: str,
+):
+    simulator.delay("GET", FIRST_TICKET, 0.2)  # the articles' answer comes first
+    if ticket_status is not None:
+        simulator.fail("GET", FIRST_TICKET, ticket_status)
+    if articles_status is not None:
+        simulator.fail("GET", ARTICLES, articles_status)
+    outcome = await workflow.execute(TICKET, job_id="j")
+    assert outcome.failure is not None
+    assert (outcome.status, outcome.reason, outcome.failure.classification.value) == (
+        "failed",
+        step,
+        classification,
+    )
+    status = ticket_status if step == "fetch ticket" else articles_status
+    assert f"answered {status}" in outcome.failure.cause
+
+
+async def test_a_failed_ticket_fetch_leaves_no_request_running(
+    simulator: ZammadSimulator, workflow: ArchiveWorkflow
+):
+    simulator.fail("GET", FIRST_TICKET, 404)
+    simulator.delay("GET", ARTICLES, 30)
+    outcome = await asyncio.wait_for(workflow.execute(TICKET, job_id="j"), 10)
+    assert (outcome.status, outcome.reason) == ("failed", "fetch ticket")
+    ours = [t for t in asyncio.all_tasks() if t.get_coro().__qualname__.startswith("ZammadClient.")]
+    assert ours == []  # the articles' request was cancelled, not left waiting for its answer
+
+
+async def test_failed_downloads_fetched_side_by_side_are_omissions_in_article_order(
+    simulator: ZammadSimulator, workflow: ArchiveWorkflow
+):
+    simulator.fail("GET", r"^/api/v1/ticket_article_plain/23051$", 500)
+    simulator.fail("GET", r"^/api/v1/ticket_attachment/4711/23051/91203$", 403)
+    simulator.delay("GET", r"^/api/v1/ticket_article_plain/23051$", 0.2)  # its answer comes last
+    outcome = await workflow.execute(TICKET, job_id="j")
+    assert outcome.status == "archived", outcome.describe()
+    (snapshot,) = workflow.renderer.snapshots  # type: ignore[attr-defined]
+    assert [(o.name, o.reason.split(":")[0]) for o in snapshot.omitted] == [
+        ("article-23051.eml", "download failed"),
+        ("article-23051-91203-Rechnung-2025-0117.pdf", "download failed"),
+    ]
+    assert "answered 500" in snapshot.omitted[0].reason and "answered 403" in snapshot.omitted[1].reason
+    assert TOKEN not in repr(snapshot.omitted)
+    names = [f.name for f in snapshot.embedded]
+    assert "article-23054.eml" in names and "article-23051-91201-message.html" in names
