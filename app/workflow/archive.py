@@ -402,11 +402,12 @@ class ArchiveWorkflow:
         ctx: dict[str, Any],
     ) -> tuple[StoredArchive, RenderedPdf, SignedPdf, tuple[OmittedFile, ...]]:
         """Fetch, render, sign and store, through files in a fresh ``job-*`` folder of the
-        spool that is removed whatever happens: the originals are written there as they are
-        fetched, the snapshot is pickled to disk for the render process, the PDF written,
-        signed and copied file to file."""
-        with tempfile.TemporaryDirectory(prefix="job-", dir=self.spool_dir) as work:
-            folder = Path(work)
+        spool that is removed (in a thread) whatever happens: the originals are written there
+        as they are fetched, the snapshot is pickled to disk for the render process, the PDF
+        written, signed and copied file to file."""
+        job = tempfile.TemporaryDirectory(prefix="job-", dir=self.spool_dir)
+        try:
+            folder = Path(job.name)
             (folder / "originals").mkdir()
             snapshot = await self._snapshot(ticket_id, tags, archived_at, clock, ctx, folder / "originals")
             # What the steps after the layout need of the snapshot; the articles, images and
@@ -432,6 +433,10 @@ class ArchiveWorkflow:
             stored = await clock.time(
                 Step.STORE, self.storage.store_file(light, signed.path, sidecar=sidecar)
             )
+        finally:
+            # In a thread: removing files and folders waits for the file system's journal,
+            # which the archives' fsyncs keep busy, and the event loop serves other jobs.
+            await asyncio.to_thread(job.cleanup)
         return stored, rendered, signed, light.omitted
 
     async def _revert(self, ticket_id: int, ctx: dict[str, Any], guard: Guard | None) -> None:

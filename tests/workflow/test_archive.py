@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -254,3 +256,24 @@ async def test_a_small_tickets_originals_stay_in_memory(tmp_path: Path):
     (originals,) = rig.renderer.originals
     assert [path for _, path, _ in originals] == [None] * len(originals)
     assert [data for name, _, data in originals if name == "article-1-body.txt"] == [b"Guten Tag"]
+
+
+@pytest.mark.parametrize("fails", [False, True])
+async def test_the_job_folder_is_removed_off_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fails: bool
+):
+    """Removing files waits for the file system; the event loop meanwhile serves other jobs."""
+    removed_in: list[str] = []
+    cleanup = tempfile.TemporaryDirectory.cleanup
+
+    def recorded(self: tempfile.TemporaryDirectory[str]) -> None:
+        removed_in.append(threading.current_thread().name)
+        cleanup(self)
+
+    monkeypatch.setattr(tempfile.TemporaryDirectory, "cleanup", recorded)
+    rig = Rig(tmp_path)
+    if fails:
+        rig.signer.error = SigningError("the HSM is away")
+    await rig.workflow.execute(TICKET, job_id="j")
+    assert len(removed_in) == 1 and removed_in[0] != threading.main_thread().name
+    assert list(tmp_path.iterdir()) == []
