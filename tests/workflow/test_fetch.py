@@ -230,3 +230,30 @@ async def test_failed_downloads_fetched_side_by_side_are_omissions_in_article_or
     assert TOKEN not in repr(snapshot.omitted)
     names = [f.name for f in snapshot.embedded]
     assert "article-23054.eml" in names and "article-23051-91201-message.html" in names
+
+
+async def test_a_run_cancelled_while_fetching_cancels_its_requests_and_puts_the_tags_back(tmp_path: Path):
+    rig = Rig(tmp_path)
+    held, started = asyncio.Event(), asyncio.Event()
+    get_ticket_raw, list_articles_raw = rig.zammad.get_ticket_raw, rig.zammad.list_articles_raw
+
+    async def ticket(ticket_id: int) -> tuple[dict[str, Any], bytes]:
+        await held.wait()
+        return await get_ticket_raw(ticket_id)
+
+    async def articles(ticket_id: int) -> tuple[list[dict[str, Any]], bytes]:
+        started.set()
+        await held.wait()
+        return await list_articles_raw(ticket_id)
+
+    rig.zammad.get_ticket_raw = ticket  # type: ignore[method-assign]
+    rig.zammad.list_articles_raw = articles  # type: ignore[method-assign]
+    run = asyncio.create_task(rig.workflow.execute(TICKET, job_id="j"))
+    await started.wait()
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await run
+    assert rig.tags() == [TRIGGER, "rechnung"]
+    left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+    assert left == []  # both held requests were cancelled with the run
+    assert list(tmp_path.iterdir()) == []
