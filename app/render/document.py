@@ -31,6 +31,7 @@ import io
 from collections import Counter
 from typing import Any
 
+from fpdf.drawing_primitives import convert_to_device_color
 from fpdf.enums import ResourceAccessPolicy, TextEmphasis, TextMode, XPos, YPos
 from fpdf.fonts import TTFFont
 from fpdf.output import OutputProducer
@@ -100,6 +101,8 @@ class TicketPdf(ParkedPages):
         self._wrapped_fill: Any = None  # the colour objects _text_wrapping last saw
         self._wrapped_text: Any = None
         self._wrapping = ("BT", "ET")
+        self._wrappings: dict[tuple[Any, Any], tuple[str, str]] = {}  # by (fill, text) colour value
+        self._device_colors: dict[tuple[int, int, int], Any] = {}  # _select_color's colour objects
         self.html_images: dict[str, Any] = {}  # an HTML body's images by key (app.render.html_body)
 
     # -- fonts and text preparation -------------------------------------------------------
@@ -198,10 +201,15 @@ class TicketPdf(ParkedPages):
     # -- drawing ------------------------------------------------------------------------
 
     def _select_color(self, color: tuple[int, int, int]) -> None:
+        """``set_text_color(*color)``, with one colour object per colour for the document
+        (fpdf2's are immutable; it makes a new one on every call)."""
         if self._drawn_color != color or self.text_color is not self._drawn_color_object:
-            self.set_text_color(*color)
+            device = self._device_colors.get(color)
+            if device is None:
+                device = self._device_colors[color] = convert_to_device_color(*color)
+            self.text_color = device
             self._drawn_color = color
-            self._drawn_color_object = self.text_color
+            self._drawn_color_object = device
 
     def select_face(self, face: FontFace, size: float) -> None:
         """``set_font(face.family, face.style, size)`` for a registered face (``face.style``
@@ -295,8 +303,12 @@ class TicketPdf(ParkedPages):
         fill, text = self.fill_color, self.text_color
         if fill is not self._wrapped_fill or text is not self._wrapped_text:
             self._wrapped_fill, self._wrapped_text = fill, text
-            assert text is not None  # fpdf2 starts every document with a text colour
-            self._wrapping = (f"q {text.serialize().lower()} BT", "ET Q") if fill != text else ("BT", "ET")
+            wrapping = self._wrappings.get((fill, text))
+            if wrapping is None:
+                assert text is not None  # fpdf2 starts every document with a text colour
+                wrapping = (f"q {text.serialize().lower()} BT", "ET Q") if fill != text else ("BT", "ET")
+                self._wrappings[(fill, text)] = wrapping
+            self._wrapping = wrapping
         return self._wrapping
 
     def max_image_height(self) -> float:
