@@ -199,21 +199,18 @@ def normalise_image(data: bytes) -> PreparedImage:
                 # not inflated here.
                 image.verify()
                 return PreparedImage(data=data, width=image.width, height=image.height)
+            if _plain_jpeg(image):
+                # Goes into the PDF as it is (DCTDecode): decoded at an eighth of its size only
+                # to find a truncated or corrupt file (every scan is still read).
+                width, height = image.size
+                image.draft(image.mode, (max(1, width // 8), max(1, height // 8)))
+                image.load()
+                return PreparedImage(data=data, width=width, height=height)
             image.load()
     except ImageError:
         raise
     except Exception as exc:  # noqa: BLE001 - Pillow raises many types on hostile input
         raise ImageError(f"not a readable image: {exc}") from None
-    rotated = image.getexif().get(0x0112, 1) not in (0, 1)
-    plain_jpeg = (
-        image.format == "JPEG"
-        and image.mode in ("RGB", "L")
-        and not rotated
-        and max(image.size) <= MAX_PIXELS_SIDE
-        and not image.info.get("progressive")
-    )
-    if plain_jpeg:
-        return PreparedImage(data=data, width=image.width, height=image.height)
     try:
         image = ImageOps.exif_transpose(image)
         if image.mode in ("CMYK", "YCbCr", "LAB", "HSV"):
@@ -235,6 +232,18 @@ def normalise_image(data: bytes) -> PreparedImage:
     except Exception as exc:  # noqa: BLE001 - as above: any Pillow failure is an unusable image
         raise ImageError(f"cannot convert image: {exc}") from None
     return PreparedImage(data=out.getvalue(), width=image.width, height=image.height)
+
+
+def _plain_jpeg(image: Any) -> bool:
+    """Whether a Pillow image just opened is a JPEG the PDF holds as it is: baseline, RGB or
+    grey, upright (no EXIF rotation), at most :data:`MAX_PIXELS_SIDE` on each side."""
+    return bool(
+        image.format == "JPEG"
+        and image.mode in ("RGB", "L")
+        and max(image.size) <= MAX_PIXELS_SIDE
+        and not image.info.get("progressive")
+        and image.getexif().get(0x0112, 1) in (0, 1)
+    )
 
 
 def decode_data_uri(src: str) -> bytes | None:

@@ -5,9 +5,10 @@ from __future__ import annotations
 import io
 import subprocess
 
+import pytest
 from PIL import Image
 
-from app.render.images import ImageRef, image_references, normalise_image
+from app.render.images import ImageError, ImageRef, image_references, normalise_image
 from app.render.options import RenderOptions
 from app.render.pdf import render_ticket_pdf
 
@@ -113,6 +114,26 @@ def test_normalisation_gives_srgb_or_grey():
     assert Image.open(io.BytesIO(normalise_image(sixteen.getvalue()).data)).mode == "L"
     plain = jpeg("RGB")
     assert normalise_image(plain).data == plain  # plain RGB JPEGs pass unchanged
+
+
+def test_a_plain_jpeg_passes_unchanged_only_when_whole_and_upright():
+    photo = io.BytesIO()
+    noise = Image.effect_noise((640, 480), 60).convert("RGB")  # detail: a real scan to decode
+    noise.save(photo, format="JPEG", quality=90)
+    whole = photo.getvalue()
+    prepared = normalise_image(whole)
+    assert (prepared.data, prepared.width, prepared.height) == (whole, 640, 480)
+    for broken in (whole[: len(whole) * 2 // 3], whole[: len(whole) // 3]):
+        with pytest.raises(ImageError, match="truncated"):  # cut short: found by the small decode too
+            normalise_image(broken)
+    rotated, progressive = io.BytesIO(), io.BytesIO()
+    exif = Image.Exif()
+    exif[0x0112] = 6  # EXIF orientation: rotate 90° clockwise to view
+    noise.save(rotated, format="JPEG", exif=exif)
+    noise.save(progressive, format="JPEG", progressive=True)
+    upright = normalise_image(rotated.getvalue())
+    assert (upright.width, upright.height) == (480, 640) and upright.data[:4] == b"\x89PNG"
+    assert normalise_image(progressive.getvalue()).data[:4] == b"\x89PNG"
 
 
 def test_inline_image_and_cmyk_preview_are_placed_and_missing_ones_named(tmp_path):
