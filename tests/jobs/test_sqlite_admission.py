@@ -98,3 +98,26 @@ def test_a_batch_is_all_or_nothing_on_capacity(conn: sqlite3.Connection) -> None
         conn.execute("SELECT job_id FROM deliveries WHERE delivery_id = 'd9'").fetchone()[0]
         == admitted[1].job_id
     )
+
+
+def test_a_batch_merges_force_and_follow_ups_as_single_requests_do(conn: sqlite3.Connection) -> None:
+    pending = one(conn, JobRequest(1))
+    running = one(conn, JobRequest(2))
+    conn.execute("UPDATE jobs SET state = 'running' WHERE job_id = ?", (running.job_id,))
+    batch = [
+        JobRequest(1, force=True),  # into the pending job: force
+        JobRequest(2),  # into the running job: a follow-up
+        JobRequest(2, force=True),  # … a forced one
+        JobRequest(3),  # a new job
+        JobRequest(3, force=True),  # into the job the batch just created: force
+    ]
+    admitted = admit_many(conn, batch, NOW, pending=1, max_pending=10, ttl=60)
+    assert [a.status for a in admitted] == ["coalesced", "coalesced", "coalesced", "accepted", "coalesced"]
+    assert row(conn, pending.job_id)["force"] == 1
+    job = row(conn, running.job_id)
+    assert (job["follow_up"], job["follow_up_force"], job["force"]) == (1, 1, 0)
+    assert admitted[4].job_id == admitted[3].job_id and row(conn, admitted[3].job_id)["force"] == 1
+    # Nothing left to write: a repeat of the batch changes no row.
+    changes = conn.total_changes
+    admit_many(conn, batch[:3], NOW, pending=2, max_pending=10, ttl=60)
+    assert conn.total_changes == changes
