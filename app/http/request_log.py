@@ -78,12 +78,14 @@ class RequestLogMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
+            # Whole microseconds, as milliseconds: round(…, 3) costs more than the rest of this line.
+            duration_us = round((time.perf_counter() - started) * 1_000_000)
             ACCESS_LOG.write_request(
                 request_id,
                 scope["method"],
                 scope["path"],
                 status or None,
-                round((time.perf_counter() - started) * 1000, 3),
+                duration_us / 1000,
                 scope.get(TICKET_ID_KEY),
                 delivery or None,
             )

@@ -9,6 +9,7 @@ exception text still never reaches the log.
 
 from __future__ import annotations
 
+import io
 import logging
 import sys
 import time
@@ -50,6 +51,8 @@ REDACTOR = Redactor()
 
 
 _ts_cache: tuple[int, str] = (-1, "")
+_MILLISECONDS = tuple(f".{ms:03d}Z" for ms in range(1000))
+"""``".000Z"`` … ``".999Z"``: the end of a timestamp, looked up instead of formatted (hot path)."""
 
 
 def _timestamp(created: float) -> str:
@@ -58,7 +61,7 @@ def _timestamp(created: float) -> str:
     second = int(created)
     if _ts_cache[0] != second:
         _ts_cache = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
-    return f"{_ts_cache[1]}.{int((created - second) * 1000):03d}Z"
+    return _ts_cache[1] + _MILLISECONDS[int((created - second) * 1000)]
 
 
 class JsonFormatter(logging.Formatter):
@@ -80,6 +83,17 @@ class JsonFormatter(logging.Formatter):
         return REDACTOR(line)
 
 
+def _writes_lines_out(stream: Any) -> bool:
+    """Whether a line written to ``stream`` is out of its buffers at once: a line-buffered text
+    stream, or one that writes through to an unbuffered file (``sys.stderr`` when it is not a
+    terminal, since Python 3.9)."""
+    if getattr(stream, "line_buffering", False) is True:
+        return True
+    return getattr(stream, "write_through", False) is True and isinstance(
+        getattr(stream, "buffer", None), io.RawIOBase
+    )
+
+
 class AccessLog:
     """A fast path for the one-line-per-request access log.
 
@@ -92,11 +106,16 @@ class AccessLog:
     def __init__(self) -> None:
         self._handler: logging.StreamHandler[Any] | None = None
         self._enabled = False
+        self._self_flushing: Any = None
 
     def bind(self, handler: logging.StreamHandler[Any] | None, enabled: bool) -> None:
         """Write through ``handler`` (its stream and lock) when ``enabled``."""
         self._handler = handler
         self._enabled = enabled and handler is not None
+        stream = handler.stream if handler is not None else None
+        # A stream that has each line out of its buffers once written needs no flush of ours
+        # (while the handler keeps that stream).
+        self._self_flushing = stream if _writes_lines_out(stream) else None
 
     @property
     def enabled(self) -> bool:
@@ -144,15 +163,18 @@ class AccessLog:
         handler = self._handler
         if handler is None:
             return
-        line = REDACTOR(orjson.dumps(entry, default=str).decode()) + "\n"
-        handler.acquire()
+        line = REDACTOR(orjson.dumps(entry, default=str, option=orjson.OPT_APPEND_NEWLINE).decode())
+        lock = handler.lock  # the handler's own lock, without its acquire()/release() frames
+        if lock is not None:
+            lock.acquire()
         try:
             stream = handler.stream
             stream.write(line)
-            if hasattr(stream, "flush"):  # as StreamHandler.flush, without taking the lock twice
-                stream.flush()
+            if stream is not self._self_flushing and hasattr(stream, "flush"):
+                stream.flush()  # as StreamHandler.flush, without taking the lock twice
         finally:
-            handler.release()
+            if lock is not None:
+                lock.release()
 
 
 ACCESS_LOG = AccessLog()
