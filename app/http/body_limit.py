@@ -60,6 +60,8 @@ class _Sweeper:
         self.reading: dict[asyncio.Task[object], float] = {}
         self.expired: set[asyncio.Task[object]] = set()
         self._task: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        """The loop the sweeper runs on (``None`` while none runs)."""
         _SWEEPERS.add(self)
 
     def expire_all(self) -> None:
@@ -69,21 +71,26 @@ class _Sweeper:
                 self.expired.add(task)
                 task.cancel()
 
-    def register(self, task: asyncio.Task[object], deadline: float) -> None:
+    def register(self, task: asyncio.Task[object], loop: asyncio.AbstractEventLoop, deadline: float) -> None:
+        """Time ``task``'s body read (on ``loop``, its loop) until ``deadline`` (``loop.time()``)."""
         self.reading[task] = deadline
-        sweeping = self._task
-        if sweeping is None or sweeping.done() or sweeping.get_loop() is not task.get_loop():
-            self._task = task.get_loop().create_task(self._sweep(), name="body-read-sweeper")
+        if self._loop is not loop:  # no sweeper runs on this loop (none at all, or it ended)
+            self._loop = loop
+            self._task = loop.create_task(self._sweep(), name="body-read-sweeper")
 
     async def _sweep(self) -> None:
         loop = asyncio.get_running_loop()
-        while self.reading:
-            await asyncio.sleep(SWEEP_SECONDS)
-            now = loop.time()
-            for task, deadline in list(self.reading.items()):
-                if deadline <= now and task not in self.expired:
-                    self.expired.add(task)
-                    task.cancel()
+        try:
+            while self.reading:
+                await asyncio.sleep(SWEEP_SECONDS)
+                now = loop.time()
+                for task, deadline in list(self.reading.items()):
+                    if deadline <= now and task not in self.expired:
+                        self.expired.add(task)
+                        task.cancel()
+        finally:
+            if self._loop is loop:  # the next read starts a sweeper again
+                self._loop = None
 
 
 _SWEEPERS: weakref.WeakSet[_Sweeper] = weakref.WeakSet()
@@ -154,9 +161,10 @@ class BodyLimitMiddleware:
             if body_done or task is None:
                 message = await receive()
             else:
+                loop = task.get_loop()
                 if not deadline:
-                    deadline = task.get_loop().time() + timeout
-                sweeper.register(task, deadline)
+                    deadline = loop.time() + timeout
+                sweeper.register(task, loop, deadline)
                 try:
                     message = await receive()
                 except asyncio.CancelledError:
@@ -196,5 +204,5 @@ class BodyLimitMiddleware:
                 raise
             await send_error(send, 408, "request_timeout", str(exc), [(CONNECTION_HEADER_RAW, b"close")])
         finally:
-            if task is not None:
+            if task is not None and sweeper.expired:
                 sweeper.expired.discard(task)

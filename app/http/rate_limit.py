@@ -13,7 +13,7 @@ import ipaddress
 import math
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -129,20 +129,21 @@ class RateLimitMiddleware:
         self.exempt_paths = exempt_paths
         self.on_limited = on_limited
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+    def __call__(self, scope: Scope, receive: Receive, send: Send) -> Awaitable[None]:
+        # A plain function returning the awaitable of the next layer (or of the 429): no
+        # coroutine of its own, so a request that waits (for its group commit) has one frame
+        # fewer to suspend and resume.
         if self.buckets is None or scope["type"] != "http" or scope["path"] in self.exempt_paths:
-            await self.app(scope, receive, send)
-            return
+            return self.app(scope, receive, send)
         wait = self.buckets.take(client_address(scope, self.trusted))
         if wait:
             if self.on_limited is not None:
                 self.on_limited()
-            await send_error(
+            return send_error(
                 send,
                 429,
                 "rate_limited",
                 "too many requests; retry after the time in Retry-After",
                 [(RETRY_AFTER_HEADER_RAW, str(max(1, math.ceil(wait))).encode())],
             )
-            return
-        await self.app(scope, receive, send)
+        return self.app(scope, receive, send)
