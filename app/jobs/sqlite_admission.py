@@ -121,7 +121,7 @@ def admit_many(
             if kind == "active":
                 assert found is not None
                 job_id = found
-            else:  # created by an earlier request of this batch: pending, without force
+            else:  # created (pending) by an earlier request of this batch: force it when asked
                 job_id, write = created[req.ticket_id], SET_FORCE if req.force else NOTHING_TO_WRITE
             if write:
                 merge(conn, req, job_id, write, now)
