@@ -53,13 +53,11 @@ from typing import Any
 from unittest import mock
 
 import orjson
-from fpdf.annotations import FileSpec, PDFEmbeddedFile
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.render import document, fontcache, fontoutput, patches, png_passthrough
 from app.render import pdf as pdf_module
-from app.render.embedded import LazyFileSpec, SpooledEmbeddedFile
 from app.render.glyphs import font_set
 from app.render.options import RenderOptions
 from app.render.pdf import render_ticket_pdf
@@ -327,24 +325,6 @@ def _stock_deflate() -> Iterator[None]:
         patches.install_deflate()
 
 
-@contextlib.contextmanager
-def _stock_embedded_objects() -> Iterator[None]:
-    def file_serialize(self: Any, obj_dict: Any = None, _security_handler: Any = None) -> str:
-        return PDFEmbeddedFile.serialize(self, obj_dict, _security_handler)
-
-    def spec_serialize(self: Any, obj_dict: Any = None, _security_handler: Any = None) -> str:
-        file = self._embedded_file
-        spec = FileSpec(file, file.basename(), file._desc, file._af_relationship)
-        spec.id = self.id
-        return spec.serialize(obj_dict, _security_handler)
-
-    with (
-        mock.patch.object(SpooledEmbeddedFile, "serialize", file_serialize),
-        mock.patch.object(LazyFileSpec, "serialize", spec_serialize),
-    ):
-        yield
-
-
 def _stock_add_font() -> Any:
     def add_font(pdf: Any, family: str, style: str, path: str, index: int = 0) -> None:
         pdf.add_font(family, style, path, collection_font_number=index)
@@ -412,12 +392,6 @@ REPLACEMENTS = (
         "zlib's deflate at level 6 for every stream, for app.render.deflate (ISA-L)",
         False,
         _stock_deflate,
-    ),
-    Replacement(
-        "embedded file objects",
-        "PDFEmbeddedFile and FileSpec serialised by fpdf2, for app.render.embedded",
-        True,
-        _stock_embedded_objects,
     ),
     Replacement("add_font", "add_font for every document, for app.render.fontcache", True, _stock_add_font),
     Replacement(

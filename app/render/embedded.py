@@ -20,7 +20,7 @@ from typing import Any, BinaryIO
 
 from fpdf.annotations import FileSpec, PDFEmbeddedFile
 from fpdf.enums import AssociatedFileRelationship
-from fpdf.syntax import PDFObject, PDFString
+from fpdf.syntax import PDFObject
 
 from app.errors import RenderError
 
@@ -34,26 +34,12 @@ class LazyFileSpec(FileSpec):
         PDFObject.__init__(self)  # not FileSpec's: it would build the strings now
         self._embedded_file = embedded_file
 
-    # Kept, with SpooledEmbeddedFile.serialize, for `make bench` render:
-    # "20 plain articles: fpdf2's embedded file objects / ours, CPU".
     def serialize(self, obj_dict: dict[str, object] | None = None, _security_handler: Any = None) -> str:
-        """The ``N 0 obj … endobj`` block: written directly, in the bytes and key order of
-        fpdf2's ``FileSpec``; by a ``FileSpec`` made for the moment when encrypting."""
+        """The ``N 0 obj … endobj`` block, written by a ``FileSpec`` made for the moment."""
         file = self._embedded_file
-        if obj_dict is not None or _security_handler is not None:
-            spec = FileSpec(file, file.basename(), file._desc, file._af_relationship)
-            spec.id = self.id
-            return spec.serialize(obj_dict, _security_handler)
-        name = PDFString(file.basename()).serialize()
-        relationship = file._af_relationship
-        return "".join(
-            (
-                f"{self.id} 0 obj\n<<\n",
-                f"/AFRelationship /{relationship.value}\n" if relationship else "",
-                f"/Desc {PDFString(file._desc).serialize()}\n" if file._desc else "",
-                f"/EF <</F {file.id} 0 R>>\n/F {name}\n/Type /Filespec\n/UF {name}\n>>\nendobj",
-            )
-        )
+        spec = FileSpec(file, file.basename(), file._desc, file._af_relationship)
+        spec.id = self.id
+        return spec.serialize(obj_dict, _security_handler)
 
 
 class SpooledEmbeddedFile(PDFEmbeddedFile):
@@ -118,22 +104,7 @@ class SpooledEmbeddedFile(PDFEmbeddedFile):
         return data
 
     def serialize(self, obj_dict: dict[str, object] | None = None, _security_handler: Any = None) -> str:
-        """The ``N 0 obj … endobj`` block with the stream: written directly, in the bytes and
-        key order of fpdf2's ``PDFEmbeddedFile``; by fpdf2 when encrypting (the stream read
-        back first)."""
-        if obj_dict is not None or _security_handler is not None:
-            if _security_handler is not None and self._offset >= 0:
-                self._contents, self._offset = self.content_stream(), -1
-            return super().serialize(obj_dict, _security_handler)
-        subtype = getattr(self, "subtype", None)
-        return "".join(
-            (
-                f"{self.id} 0 obj\n<<\n",
-                "/Filter /FlateDecode\n" if self.filter else "",
-                f"/Length {self.length}\n/Params {self.params}\n",
-                f"/Subtype {subtype.serialize()}\n" if subtype else "",
-                "/Type /EmbeddedFile\n>>\nstream\n",
-                str(self.content_stream(), "latin-1"),
-                "\nendstream\nendobj",
-            )
-        )
+        """The ``N 0 obj … endobj`` block with the stream (encrypted documents: read back first)."""
+        if _security_handler is not None and self._offset >= 0:
+            self._contents, self._offset = self.content_stream(), -1
+        return super().serialize(obj_dict, _security_handler)

@@ -110,52 +110,6 @@ def test_a_spooled_file_keeps_no_stream_in_memory_and_serialises_like_fpdf2(tmp_
         assert "f" not in vars(spooled.file_spec())  # its strings are let go again
 
 
-@pytest.mark.parametrize(
-    ("name", "desc", "mime", "relationship", "compress", "spooled"),
-    [
-        ("a.bin", "Anhang ä", "application/octet-stream", AssociatedFileRelationship.DATA, True, True),
-        (
-            "Prüfbericht (1).pdf",
-            "Größe \\ (x)",
-            "application/pdf",
-            AssociatedFileRelationship.SOURCE,
-            False,
-            True,
-        ),
-        ("ascii (paren) \\ name.eml", "", "message/rfc822", AssociatedFileRelationship.SOURCE, True, False),
-        ("日本語.txt", "説明", "", AssociatedFileRelationship.SUPPLEMENT, True, True),
-        (
-            "empty.txt",
-            "an empty attachment",
-            "text/plain",
-            AssociatedFileRelationship.UNSPECIFIED,
-            True,
-            True,
-        ),
-    ],
-)
-def test_our_embedded_file_objects_are_fpdf2s_bytes(
-    tmp_path: Path, name: str, desc: str, mime: str, relationship: Any, compress: bool, spooled: bool
-):
-    data = b"" if name == "empty.txt" else os.urandom(300) + "Grüße ".encode() * 300
-    common: dict[str, Any] = dict(
-        basename=name,
-        contents=data,
-        desc=desc,
-        modification_date=ARCHIVED_AT,
-        mime_type=mime,
-        af_relationship=relationship,
-        compress=compress,
-    )
-    stock = PDFEmbeddedFile(**common)
-    with tempfile.TemporaryFile(dir=tmp_path) as spool:
-        ours = SpooledEmbeddedFile(spool=spool if spooled else None, **common)
-        stock.id, ours.id = 41, 41
-        stock.file_spec().id, ours.file_spec().id = 42, 42
-        assert ours.serialize() == stock.serialize()
-        assert ours.file_spec().serialize() == stock.file_spec().serialize()
-
-
 def test_a_spool_cut_short_is_a_render_error(tmp_path: Path):
     with tempfile.TemporaryFile(dir=tmp_path) as spool:
         spooled = SpooledEmbeddedFile(
