@@ -15,6 +15,7 @@ and run on that backend alone (``pytest_generate_tests`` below).
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import re
 import secrets
@@ -38,6 +39,7 @@ from app.config import Settings, load_settings
 from app.jobs.pg_schema import SCHEMA
 from app.jobs.store import SQLITE_FILE
 from app.main import create_app
+from app.observability.logging import JsonFormatter
 from devtools.zammad_simulator import ZammadSimulator
 from tests import postgres_server as pg
 
@@ -89,6 +91,22 @@ def dev_pki(tmp_path_factory: pytest.TempPathFactory) -> DevPki:
         capture_output=True,
     )
     return DevPki(out)
+
+
+@pytest.fixture
+def logging_restored() -> Iterator[None]:
+    """The root logger's handlers and level as they were before the test: the JSON handlers
+    a test's ``configure_logging`` added are removed, the ones it replaced put back."""
+    root = logging.getLogger()
+    kept, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if isinstance(handler.formatter, JsonFormatter):
+            root.removeHandler(handler)
+    for handler in kept:
+        if handler not in root.handlers:
+            root.addHandler(handler)
+    root.setLevel(level)
 
 
 @pytest.fixture

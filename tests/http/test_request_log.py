@@ -4,33 +4,22 @@ request id in the scope and echoed in the response."""
 from __future__ import annotations
 
 import io
-import logging
 import re
-from collections.abc import Iterator
 from typing import Any
 
 import orjson
 import pytest
 
 from app.http.request_log import RequestLogMiddleware
-from app.observability.logging import JsonFormatter, configure_logging
+from app.observability.logging import configure_logging
 from tests.http.fake_asgi import BodyApp, Receiver, call, http_scope
 
 
 @pytest.fixture
-def log_stream() -> Iterator[io.StringIO]:
+def log_stream(logging_restored: None) -> io.StringIO:
     stream = io.StringIO()
-    root = logging.getLogger()
-    kept = list(root.handlers), root.level
     configure_logging("INFO", ["s3cret-token"], stream=stream)
-    yield stream
-    for handler in list(root.handlers):
-        if isinstance(handler.formatter, JsonFormatter):
-            root.removeHandler(handler)
-    for handler in kept[0]:
-        if handler not in root.handlers:
-            root.addHandler(handler)
-    root.setLevel(kept[1])
+    return stream
 
 
 def access_lines(stream: io.StringIO) -> list[dict[str, Any]]:

@@ -5,28 +5,15 @@ from __future__ import annotations
 
 import io
 import logging
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
 import pytest
 
-from app.observability.logging import ACCESS_LOG, JsonFormatter, _timestamp, configure_logging
+from app.observability.logging import ACCESS_LOG, _timestamp, configure_logging
 
-
-@pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    kept = list(root.handlers), root.level
-    yield
-    for handler in list(root.handlers):
-        if isinstance(handler.formatter, JsonFormatter):
-            root.removeHandler(handler)
-    for handler in kept[0]:
-        if handler not in root.handlers:
-            root.addHandler(handler)
-    root.setLevel(kept[1])
+pytestmark = pytest.mark.usefixtures("logging_restored")  # tests/conftest.py
 
 
 def test_timestamps_are_utc_with_milliseconds() -> None:

@@ -19,10 +19,10 @@ from app.workflow.archive import ArchiveWorkflow
 from app.workflow.originals import EmbedPolicy
 from app.zammad.client import ZammadClient
 from devtools.zammad_simulator import ZammadSimulator
+from tests.conftest import API_TOKEN
 from tests.workflow.fakes import TICKET, TRIGGER, FakeRenderer, FakeSigner, FakeStorage, FakeZammad, Rig
 
-FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "zammad"
-TOKEN = "fetch-test-token-4711"
+TOKEN = API_TOKEN  # the token of the simulator fixture (tests/conftest.py)
 
 
 async def test_the_ticket_and_its_articles_are_asked_for_at_once(tmp_path: Path):
@@ -138,17 +138,6 @@ async def test_images_and_originals_come_side_by_side_within_one_bound(tmp_path:
 
 
 # -- against the simulator ------------------------------------------------------------------
-
-
-@pytest.fixture
-async def simulator() -> AsyncIterator[ZammadSimulator]:
-    sim = ZammadSimulator(api_token=TOKEN)
-    sim.seed_fixture_ticket(FIXTURES)
-    await sim.start("127.0.0.1", 0)
-    try:
-        yield sim
-    finally:
-        await sim.stop()
 
 
 @pytest.fixture
