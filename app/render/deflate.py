@@ -47,7 +47,7 @@ def _compress_for_fpdf2(data: Buffer, level: int = -1) -> bytes:
     """``zlib.compress`` as fpdf2 calls it; fpdf2's ``level`` (-1, zlib's default) is
     zlib's scale, so :data:`LEVEL` is used in its place."""
     del level
-    return isal_zlib.compress(data, LEVEL)
+    return compress(data)
 
 
 FPDF_ZLIB = types.ModuleType("zlib", "The standard library's zlib with compress() by ISA-L.")
