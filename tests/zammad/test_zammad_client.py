@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
 import socket
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
@@ -22,6 +24,20 @@ from .conftest import FIXTURES, TICKET_ID, TOKEN
 
 def _fixture(name: str):
     return json.loads((FIXTURES / name).read_text(encoding="utf-8"))
+
+
+@contextlib.asynccontextmanager
+async def served(app: web.Application) -> AsyncIterator[str]:
+    """``app`` served on 127.0.0.1 (a free port) while the block runs: its base URL,
+    ``http://127.0.0.1:PORT`` (no trailing slash)."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    try:
+        host, port = runner.addresses[0][:2]
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()
 
 
 def _assert_no_token(*texts: object) -> None:
@@ -59,15 +75,8 @@ async def test_requests_carry_token_auth_header(session: aiohttp.ClientSession) 
         return await handler(request)
 
     app.middlewares.insert(0, spy)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        host, port = runner.addresses[0][:2]
-        await ZammadClient(session, f"http://{host}:{port}/", TOKEN).get_tags(TICKET_ID)
-    finally:
-        await runner.cleanup()
+    async with served(app) as base_url:
+        await ZammadClient(session, f"{base_url}/", TOKEN).get_tags(TICKET_ID)
     assert seen == [f"Token token={TOKEN}"]
 
 
@@ -358,15 +367,9 @@ async def test_redirect_is_not_followed(simulator: ZammadSimulator, session) -> 
 
     app = web.Application()
     app.router.add_get("/{tail:.*}", moved)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        host, port = runner.addresses[0][:2]
+    async with served(app) as base_url:
         with pytest.raises(ZammadApiError) as info:
-            await ZammadClient(session, f"http://{host}:{port}", TOKEN).get_ticket(TICKET_ID)
-    finally:
-        await runner.cleanup()
+            await ZammadClient(session, base_url, TOKEN).get_ticket(TICKET_ID)
     assert info.value.status == 302
     assert simulator.requests == []  # the token never travelled to the redirect target
 
@@ -396,20 +399,13 @@ async def test_big_answers_arrive_whole_declared_compressed_or_cut_short(
     app.router.add_get("/api/v1/ticket_article_plain/1", plain)
     app.router.add_get("/api/v1/ticket_article_plain/2", packed)
     app.router.add_get("/api/v1/ticket_article_plain/3", short)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        host, port = runner.addresses[0][:2]
-        client = ZammadClient(session, f"http://{host}:{port}/", TOKEN)
+    async with served(app) as base_url:
+        client = ZammadClient(session, f"{base_url}/", TOKEN)
         assert await client.get_article_plain(1) == big
         assert await client.get_article_plain(2) == b"Received: from mx.example.org\r\n" * 60_000
         with pytest.raises(ZammadApiError, match="failed") as cut:
             await client.get_article_plain(3)
         assert cut.value.status is None
-    finally:
-        await runner.cleanup()
 
 
 async def test_a_small_by_ticket_answer_is_parsed_whole_a_big_one_one_article_at_a_time(
@@ -436,19 +432,13 @@ async def test_every_request_goes_below_the_base_urls_path(
 
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", record)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", 0).start()
-    try:
-        host, port = runner.addresses[0][:2]
-        client = ZammadClient(session, f"http://{host}:{port}{prefix}", TOKEN)
+    async with served(app) as base_url:
+        client = ZammadClient(session, f"{base_url}{prefix}", TOKEN)
         await client.get_tags(7)
         await client.get_attachment(7, 8, 9)
         await client.add_tag(7, "pdf:sign")
         async for _ in client.search_tickets('tags:"pdf:sign" ä', per_page=5):
             pass
-    finally:
-        await runner.cleanup()
     base = prefix.rstrip("/")
     assert seen == [
         f"{base}/api/v1/tags?object=Ticket&o_id=7",
