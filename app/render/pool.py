@@ -32,7 +32,7 @@ import orjson
 from app.errors import TRANSIENT_ERRNOS, RenderError
 from app.memory import release_free_memory
 from app.render.options import RenderOptions
-from app.zammad.articles import split_articles
+from app.zammad.articles import lazy_articles
 
 if TYPE_CHECKING:
     from app.render.coverage import FontCoverage
@@ -149,13 +149,13 @@ def _size(path: str | Path) -> int:
 
 
 def _articles_of(snapshot: TicketSnapshot) -> Sequence[dict[str, Any]]:
-    """The snapshot's articles: from ``articles_raw`` when it has them, parsed one at a time
-    when read (:class:`app.zammad.articles.LazyArticles`; a whole parse for an answer that
-    does not split), else ``articles`` as they are."""
+    """The snapshot's articles: from ``articles_raw`` when it has them, as the Zammad client
+    reads them (:func:`app.zammad.articles.lazy_articles`: a big answer one article at a time,
+    a smaller one parsed whole), else ``articles`` as they are."""
     raw = snapshot.articles_raw
     if raw is None:
         return snapshot.articles
-    lazy = split_articles(raw)
+    lazy = lazy_articles(raw)
     return lazy if lazy is not None else orjson.loads(raw)
 
 

@@ -27,6 +27,12 @@ from typing import Any, overload
 
 import orjson
 
+LAZY_ARTICLES_FROM_BYTES = 1024 * 1024
+"""A ``by_ticket`` answer of at least this many bytes is read one article at a time
+(:func:`lazy_articles`); a smaller one is parsed whole, once: the service walks a ticket's
+articles several times (the workflow five, the layout three), and an everyday ticket's few
+hundred KB of objects are not worth a parse per article per walk."""
+
 MAX_PARSE_FACTOR = 4
 """The search gives up (the caller parses the whole answer) once it has parsed this many
 times the answer's size in candidate slices (bodies full of ``},{``)."""
@@ -77,6 +83,13 @@ class LazyArticles(Sequence[dict[str, Any]]):
     def __reduce__(self) -> tuple[type[list[dict[str, Any]]], tuple[list[dict[str, Any]]]]:
         """Pickled as the plain list of its articles (a process pool's arguments)."""
         return list, (list(self),)
+
+
+def lazy_articles(raw: bytes) -> LazyArticles | None:
+    """The articles of a big ``by_ticket`` answer (:data:`LAZY_ARTICLES_FROM_BYTES` or more)
+    as a :class:`LazyArticles`; ``None`` for a smaller one, or one :func:`split_articles`
+    cannot split: the caller parses it whole then (and reports its error)."""
+    return split_articles(raw) if len(raw) >= LAZY_ARTICLES_FROM_BYTES else None
 
 
 def split_articles(raw: bytes) -> LazyArticles | None:

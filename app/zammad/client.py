@@ -38,7 +38,7 @@ import orjson
 from yarl import URL
 
 from app.errors import ZammadApiError
-from app.zammad.articles import split_articles
+from app.zammad.articles import lazy_articles
 
 __all__ = ["ZammadClient"]
 
@@ -60,11 +60,6 @@ SEARCH_MAX_WAITS, SEARCH_MAX_WAIT_SECONDS = 3, 60.0
 _THROTTLED = (429, 503)
 PREALLOCATE_FROM_BYTES = 1024 * 1024
 """Answers of at least this many bytes are read into one buffer of their declared size."""
-LAZY_ARTICLES_FROM_BYTES = 1024 * 1024
-"""A ``by_ticket`` answer of at least this many bytes is parsed one article at a time when
-read (:class:`app.zammad.articles.LazyArticles`); a smaller one is parsed whole, once: the
-workflow walks a ticket's articles several times, and an everyday ticket's few hundred KB of
-objects are not worth a parse per article per walk."""
 
 
 class ZammadClient:
@@ -171,15 +166,13 @@ class ZammadClient:
         return await self._articles_from(raw, path)
 
     async def list_articles_raw(self, ticket_id: int) -> tuple[Sequence[dict[str, Any]], bytes]:
-        """As :meth:`list_articles`, plus the response body exactly as Zammad sent it. An
-        answer of :data:`LAZY_ARTICLES_FROM_BYTES` or more has its articles parsed one at a
-        time when read (:class:`app.zammad.articles.LazyArticles`), so a big ticket's articles
-        are never all in memory as objects; a smaller one comes as a list."""
+        """As :meth:`list_articles`, plus the response body exactly as Zammad sent it. A big
+        answer has its articles parsed one at a time when read
+        (:func:`app.zammad.articles.lazy_articles`), so a big ticket's articles are never all
+        in memory as objects; a smaller one comes as a list."""
         path = f"/api/v1/ticket_articles/by_ticket/{_positive_id(ticket_id, 'ticket_id')}"
         _, raw = await self._request("GET", path)
-        if len(raw) < LAZY_ARTICLES_FROM_BYTES:
-            return await self._articles_from(raw, path), raw
-        lazy = split_articles(raw)
+        lazy = lazy_articles(raw)
         if lazy is not None:
             return lazy, raw
         return await self._articles_from(raw, path), raw

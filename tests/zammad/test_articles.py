@@ -8,7 +8,8 @@ import pickle
 import orjson
 import pytest
 
-from app.zammad.articles import LazyArticles, split_articles
+from app.zammad import articles as articles_module
+from app.zammad.articles import LazyArticles, lazy_articles, split_articles
 
 ARTICLES = [
     {
@@ -85,3 +86,12 @@ def test_a_body_full_of_brace_commas_gives_up_instead_of_searching_forever():
     assert split_articles(raw) is None
     fine = orjson.dumps([{"id": 1, "body": '{"a": 1}, ' * 3}, {"id": 2}])
     assert split_articles(fine) is not None
+
+
+def test_only_a_big_answer_is_read_one_article_at_a_time(monkeypatch: pytest.MonkeyPatch):
+    raw = orjson.dumps(ARTICLES)
+    assert lazy_articles(raw) is None  # parsed whole by the caller, once
+    monkeypatch.setattr(articles_module, "LAZY_ARTICLES_FROM_BYTES", len(raw))
+    lazy = lazy_articles(raw)
+    assert isinstance(lazy, LazyArticles) and list(lazy) == ARTICLES
+    assert lazy_articles(b'{"not": "a list"}' + b" " * len(raw)) is None  # does not split: whole parse

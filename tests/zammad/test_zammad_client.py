@@ -14,7 +14,7 @@ import pytest
 from aiohttp import web
 
 from app.errors import ZammadApiError
-from app.zammad import client as client_module
+from app.zammad import articles as articles_module
 from app.zammad.articles import LazyArticles
 from app.zammad.client import PREALLOCATE_FROM_BYTES, ZammadClient
 from devtools.zammad_simulator import ZammadSimulator
@@ -413,7 +413,7 @@ async def test_a_small_by_ticket_answer_is_parsed_whole_a_big_one_one_article_at
 ) -> None:
     articles, raw = await client.list_articles_raw(TICKET_ID)
     assert type(articles) is list and articles == json.loads(raw) and len(raw) < 1024 * 1024
-    monkeypatch.setattr(client_module, "LAZY_ARTICLES_FROM_BYTES", len(raw))
+    monkeypatch.setattr(articles_module, "LAZY_ARTICLES_FROM_BYTES", len(raw))
     lazy, raw_again = await client.list_articles_raw(TICKET_ID)
     assert isinstance(lazy, LazyArticles) and list(lazy) == articles and raw_again == raw
 
