@@ -102,23 +102,10 @@ def format_time(value: Any, zone: ZoneInfo, language: str = "en") -> str:
 _FAR_FUTURE = datetime.max.replace(tzinfo=UTC)
 
 
-def _order_key(index: int, article: dict[str, Any]) -> tuple[datetime, int, int]:
-    article_id = article.get("id")
-    return (
-        parse_time(article.get("created_at")) or _FAR_FUTURE,
-        article_id if isinstance(article_id, int) else 0,
-        index,
-    )
-
-
-def ordered_articles(articles: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Articles oldest first: by ``created_at`` then ``id``; unparseable times keep their place at the end."""
-    return [article for _, article in sorted(enumerate(articles), key=lambda pair: _order_key(*pair))]
-
-
 def article_order(articles: Iterable[Any]) -> list[int]:
-    """The positions of ``articles`` in :func:`ordered_articles`'s order, reading each article
-    once and keeping none (for a sequence that parses each article when read).
+    """The positions of ``articles`` oldest first: by ``created_at`` then ``id``; unparseable
+    times keep their place at the end. Each article is read once and none is kept (for a
+    sequence that parses each article when read).
 
     Raises:
         TypeError: an article is not a ``dict``.
@@ -127,7 +114,14 @@ def article_order(articles: Iterable[Any]) -> list[int]:
     for index, article in enumerate(articles):
         if not isinstance(article, dict):
             raise TypeError(f"article {index} is a {type(article).__name__}, not an object")
-        keys.append(_order_key(index, article))
+        article_id = article.get("id")
+        keys.append(
+            (
+                parse_time(article.get("created_at")) or _FAR_FUTURE,
+                article_id if isinstance(article_id, int) else 0,
+                index,
+            )
+        )
     keys.sort()
     return [key[2] for key in keys]
 
