@@ -527,20 +527,20 @@ class TicketPdf(ParkedPages):
         page_label = self.tr.gettext("Page {page} of {pages}")
         baseline = self.h - FOOTER_BASELINE_FROM_BOTTOM
         top = baseline - 0.5 * PAGE_FOOTER.leading - 0.3 * PAGE_FOOTER.size
-        rule_y = (self.h - baseline + 10) * self.k
-        rule = (
-            f"{RULE_GREY[0] / 255:.3f} {RULE_GREY[1] / 255:.3f} {RULE_GREY[2] / 255:.3f} RG "
-            f"{0.5 * self.k:.2f} w {self.l_margin * self.k:.2f} {rule_y:.2f} m "
-            f"{(self.w - self.r_margin) * self.k:.2f} {rule_y:.2f} l S"
+        # The rule's stroke colour and width, and the text colour as the fill colour (fpdf2's serialisation).
+        state = (
+            f"q {convert_to_device_color(*RULE_GREY).serialize().upper()} {0.5 * self.k:.2f} w "
+            f"{convert_to_device_color(*PAGE_FOOTER.color).serialize().lower()}"
         )
-        text_color = " ".join(f"{c / 255:.3f}" for c in PAGE_FOOTER.color) + " rg"
+        rule = [(self.l_margin, baseline - 10, self.w - self.r_margin, baseline - 10)]
         widest = self.width(page_label.format(page=pages, pages=pages), PAGE_FOOTER)
         left = self.fit(self.footer_text, PAGE_FOOTER, self.epw - widest - 12)
         current = self.page
         try:
             for number in range(1, pages + 1):
                 self.page = number
-                self._out(f"q {rule} {text_color}")
+                self._out(state)
+                self.draw_segments(rule)
                 self._drawn_color = None
                 self.current_font_is_set_on_page = False
                 self.draw_line(self.l_margin, top, left, PAGE_FOOTER)
