@@ -90,6 +90,9 @@ class TicketPdf(ParkedPages):
         self.tr = translation(language)
         self._registered: set[tuple[str, str]] = set()  # no face yet: each comes with its first use
         self.resource_access_policy = ResourceAccessPolicy.NONE
+        # No page-count alias: the footers know the count (draw_footers), and with fpdf2's
+        # "{nb}" on, its own text paths (multi_cell for shaped text) replaced that text in a body.
+        self.alias_nb_pages(None)  # type: ignore[arg-type]  # fpdf2 documents None as "off"
         self.oversized_images = None
         self.set_margins(MARGIN, BODY_TOP, MARGIN)
         self.set_auto_page_break(True, margin=BOTTOM_MARGIN)

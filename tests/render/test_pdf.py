@@ -20,7 +20,7 @@ from app.render.pdf import render_ticket_pdf
 from app.workflow.ports import RenderedPdf
 from benchmarks.tickets import make_articles
 
-from .helpers import ARCHIVED_AT, body_stream, load, pdfinfo, pdfinfo_xmp, pdftotext, write
+from .helpers import ARCHIVED_AT, body_stream, load, pdfinfo, pdfinfo_xmp, pdftotext, render_bodies, write
 
 REPO = Path(__file__).resolve().parents[2]
 BERLIN = RenderOptions(timezone="Europe/Berlin")
@@ -311,3 +311,13 @@ def test_every_page_of_a_long_ticket_ends_with_its_footer_right_aligned(tmp_path
             r'<word xMin="[\d.]+" yMin="[\d.]+" xMax="([\d.]+)"[^>]*>([^<]*)</word>', block
         )
         assert word == str(pages) and abs(float(right) - (width - MARGIN)) < 0.5, (word, right)
+
+
+def test_a_body_keeps_the_text_nb_in_braces_also_where_fpdf2_draws_it(tmp_path):
+    """fpdf2 replaces its page-count alias "{nb}" in the text it draws (here: a shaped
+    right-to-left paragraph); the footers need no alias, so a body's "{nb}" stays text."""
+    path = write(tmp_path, render_bodies("مرحبا {nb} بالعالم", "Plain {nb} text"))
+    text, _ = pdftotext(path)
+    assert "Plain {nb} text" in text
+    rtl = next(line for line in text.splitlines() if "بالعالم" in line)
+    assert "nb" in rtl and "1" not in rtl, rtl  # pdftotext gives it in visual order: "}nb{"
