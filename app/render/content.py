@@ -16,6 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from app.i18n import translation, zone_name
+from app.zammad.attachments import is_body_copy
 
 _MIME_PARAMS = re.compile(r";.*$", re.DOTALL)
 
@@ -154,19 +155,19 @@ def human_size(value: Any, language: str = "en") -> str:
 def visible_attachments(article: dict[str, Any], language: str = "en") -> list[AttachmentLine]:
     """The article's attachments worth listing, in order.
 
-    Leaves out Zammad's ``message.html`` pseudo-attachment (preferences ``original-format``
-    or ``content-alternative`` true): it is the HTML body again, not something the sender
-    attached. Sizes are written in ``language`` (:func:`human_size`).
+    Leaves out Zammad's ``message.html`` pseudo-attachment
+    (:func:`app.zammad.attachments.is_body_copy`): it is the HTML body again, not something
+    the sender attached. Sizes are written in ``language`` (:func:`human_size`).
     """
     lines: list[AttachmentLine] = []
     for attachment in article.get("attachments") or []:
         if not isinstance(attachment, dict):
             continue
+        if is_body_copy(attachment):
+            continue
         preferences = attachment.get("preferences") or {}
         if not isinstance(preferences, dict):
             preferences = {}
-        if preferences.get("original-format") is True or preferences.get("content-alternative") is True:
-            continue
         content_type = str(preferences.get("Mime-Type") or preferences.get("Content-Type") or "")
         content_type = _MIME_PARAMS.sub("", content_type).strip()
         lines.append(

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from app.workflow.ports import EmbeddedFile, OmittedFile, ZammadPort
+from app.zammad.attachments import is_body_copy
 
 T = TypeVar("T")
 
@@ -97,6 +98,11 @@ async def collect_originals(
     within the :class:`EmbedPolicy` caps (in article order; a file that does not fit is
     listed as omitted with the reason). A download that fails is omitted, never fatal.
 
+    Zammad's ``message.html`` copy of a mail's HTML part (:func:`app.zammad.attachments.is_body_copy`)
+    is embedded only when that article's raw e-mail is not: the raw e-mail holds the part
+    as received, so the copy would be the same evidence twice (one more download, and its
+    bytes in every PDF). It is not listed as omitted either: nothing is missing.
+
     Args:
         ticket_raw, articles_raw: the API answers exactly as Zammad sent them.
         articles: the parsed articles, oldest first.
@@ -138,6 +144,7 @@ async def collect_originals(
 
     # Ids and attachment entries only: ``articles`` may parse each article when read.
     emails = [a["id"] for a in articles if a.get("type") == "email" and isinstance(a.get("id"), int)]
+    mailed: set[int] = set()  # articles whose raw e-mail is embedded
     plain = await fetch_all(
         [partial(keep.fetch, partial(zammad.get_article_plain, aid)) for aid in emails],
         FETCH_CONCURRENCY,
@@ -154,6 +161,7 @@ async def collect_originals(
                 OmittedFile(name, 0, "Zammad holds no raw e-mail for this article", article_id=article_id)
             )
         else:
+            mailed.add(article_id)
             files.append(
                 keep.original(
                     result,
@@ -165,7 +173,7 @@ async def collect_originals(
                 )
             )
 
-    wanted, too_big = _attachments_within(articles, policy)
+    wanted, too_big = _attachments_within(articles, policy, mailed)
     omitted.extend(too_big)
     if not isinstance(images, Mapping):
         images = await images
@@ -286,18 +294,20 @@ def _bodies(articles: Iterable[dict[str, Any]], keep: _Keeper) -> list[EmbeddedF
 
 
 def _attachments_within(
-    articles: Iterable[dict[str, Any]], policy: EmbedPolicy
+    articles: Iterable[dict[str, Any]], policy: EmbedPolicy, mailed: set[int]
 ) -> tuple[list[tuple[Any, dict[str, Any], str]], list[OmittedFile]]:
     """The attachments to download, ``(article id, attachment, name)`` in article order (each
-    attachment id once), and those whose declared size breaks a cap of ``policy``."""
+    attachment id once), and those whose declared size breaks a cap of ``policy``; Zammad's
+    copies of an HTML part are left out for the articles in ``mailed`` (raw e-mail embedded)."""
     wanted: list[tuple[Any, dict[str, Any], str]] = []
     omitted: list[OmittedFile] = []
     seen: set[int] = set()
     total = 0
     for article in articles:
+        copies_in_mail = article.get("id") in mailed
         for att in article.get("attachments") or []:
             att_id = att.get("id")
-            if not isinstance(att_id, int) or att_id in seen:
+            if not isinstance(att_id, int) or att_id in seen or copies_in_mail and is_body_copy(att):
                 continue
             seen.add(att_id)
             filename = str(att.get("filename") or f"attachment-{att_id}")

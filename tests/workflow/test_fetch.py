@@ -218,6 +218,7 @@ async def test_failed_downloads_fetched_side_by_side_are_omissions_in_article_or
     assert "answered 500" in snapshot.omitted[0].reason and "answered 403" in snapshot.omitted[1].reason
     assert TOKEN not in repr(snapshot.omitted)
     names = [f.name for f in snapshot.embedded]
+    # 23051's raw e-mail failed: Zammad's copy of its HTML part is then the only original HTML.
     assert "article-23054.eml" in names and "article-23051-91201-message.html" in names
 
 

@@ -148,6 +148,52 @@ async def test_a_failed_download_is_an_omission_with_a_redacted_cause():
     ]
 
 
+def body_copy(att_id: int) -> dict:
+    """Zammad's ``message.html`` copy of a mail's HTML part, as its e-mail parser lists it."""
+    return {
+        "id": att_id,
+        "filename": "message.html",
+        "size": "21",
+        "preferences": {"content-alternative": True, "original-format": True, "Mime-Type": "text/html"},
+    }
+
+
+async def test_zammads_copy_of_the_html_part_is_embedded_only_when_the_raw_mail_is_not():
+    """The raw e-mail holds the HTML part as received: its copy is not downloaded again for
+    an article whose raw e-mail is embedded, and is kept (the only original HTML) for one whose
+    raw e-mail failed or does not exist. Neither is an omission."""
+    zammad = FakeZammad()
+    zammad.plain[1] = b"From: kunde@example.org\r\n\r\n<p>Hallo</p>"
+    for aid in (1, 2, 3):
+        zammad.attachments[(TICKET, aid, aid * 10)] = b"<html><p>Hallo</p></html>"
+        zammad.attachments[(TICKET, aid, aid * 10 + 1)] = b"%PDF-1.7"
+    articles = [
+        {"id": aid, "type": "email", "attachments": [body_copy(aid * 10), attachment(aid * 10 + 1, "8")]}
+        for aid in (1, 2, 3)
+    ]
+    zammad.plain[3] = b""  # Zammad holds no raw e-mail for article 3; article 2's download fails
+    real = zammad.get_article_plain
+
+    async def plain(article_id: int) -> bytes:
+        if article_id == 2:
+            raise ZammadApiError("GET answered 500", status=500)
+        return await real(article_id)
+
+    zammad.get_article_plain = plain  # type: ignore[method-assign]
+    files, omitted = await collect(zammad, articles)
+    assert [f.name for f in files if f.name.endswith((".eml", ".html", ".bin"))] == [
+        "article-1.eml",
+        "article-1-11-f.bin",
+        "article-2-20-message.html",
+        "article-2-21-f.bin",
+        "article-3-30-message.html",
+        "article-3-31-f.bin",
+    ]
+    assert [o.name for o in omitted] == ["article-2.eml", "article-3.eml"]
+    downloaded = [c[1:] for c in zammad.calls if c[0] == "get_attachment"]
+    assert (TICKET, 1, 10) not in downloaded and (TICKET, 2, 20) in downloaded
+
+
 async def test_an_image_fetched_for_the_layout_is_not_downloaded_again():
     zammad = FakeZammad()
     articles = [{"id": 1, "type": "note", "attachments": [attachment(10, "3", "a.png", "image/png")]}]
