@@ -43,6 +43,7 @@ from app.workflow.images import fetch_images
 from app.workflow.notes import Note, success_note
 from app.workflow.originals import EmbedPolicy, collect_originals
 from app.workflow.ports import (
+    FETCH_CONCURRENCY,
     EmbeddedFile,
     Guard,
     ImageRefLike,
@@ -68,10 +69,6 @@ T = TypeVar("T")
 SPOOL_ORIGINALS_FROM = 100
 """Articles from which a ticket's originals wait in files, not in memory (``ArchiveWorkflow``'s
 ``spool_originals_from``)."""
-
-FETCH_CONCURRENCY = 4
-"""How many downloads (images, raw e-mails, attachments) one run has in flight at once; it
-bounds the answers held in memory at a time to this many."""
 
 HANDED_OVER = "handed over to another replica"
 """The message of a cancellation whose job another replica now runs (its lease was taken over):
@@ -331,10 +328,11 @@ class ArchiveWorkflow:
         originals' bytes written into the new folder ``spool`` as they arrive).
 
         The ticket and its articles are asked for at once; then the images and the originals
-        are downloaded side by side, at most :data:`FETCH_CONCURRENCY` requests in flight
-        (the originals' attachments wait for the images, whose bytes they reuse). Each step's
-        time runs from the end of the one before, so the steps add up to the fetch's wall
-        time, and a failure is named after the first step, in this order, that failed.
+        are downloaded side by side, at most :data:`~app.workflow.ports.FETCH_CONCURRENCY`
+        requests in flight (the originals' attachments wait for the images, whose bytes they
+        reuse). Each step's time runs from the end of the one before, so the steps add up to
+        the fetch's wall time, and a failure is named after the first step, in this order,
+        that failed.
         """
         ticket_task = asyncio.ensure_future(self.zammad.get_ticket_raw(ticket_id))
         articles_task = asyncio.ensure_future(self.zammad.list_articles_raw(ticket_id))

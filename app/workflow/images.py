@@ -12,12 +12,10 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from app.workflow.ports import ImageRefLike, ZammadPort
+from app.workflow.ports import FETCH_CONCURRENCY, ImageRefLike, ZammadPort
 
 log = logging.getLogger("app.workflow")
 
-FETCH_CONCURRENCY = 4
-"""How many image downloads of one run go on at once."""
 IMAGE_MAX_BYTES = 10 * 1024 * 1024
 """Largest image downloaded for the layout, in bytes."""
 IMAGES_TOTAL_MAX_BYTES = 50 * 1024 * 1024
@@ -32,9 +30,9 @@ async def fetch_images(
     redact: Callable[[str], str] = lambda s: s,
     limit: asyncio.Semaphore | None = None,
 ) -> dict[int, bytes]:
-    """Download the images ``refs``, at most :data:`FETCH_CONCURRENCY` at a time, or as many
-    as ``limit`` (a bound shared with the caller's other downloads) lets; returns
-    attachment id → bytes.
+    """Download the images ``refs``, at most :data:`~app.workflow.ports.FETCH_CONCURRENCY` at a
+    time, or as many as ``limit`` (a bound shared with the caller's other downloads) lets;
+    returns attachment id → bytes.
 
     An image that fails to download or is larger than :data:`IMAGE_MAX_BYTES` (or would
     pass :data:`IMAGES_TOTAL_MAX_BYTES`) is left out and logged (with ``log_context`` and the

@@ -16,13 +16,10 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from app.workflow.ports import EmbeddedFile, OmittedFile, ZammadPort
+from app.workflow.ports import FETCH_CONCURRENCY, EmbeddedFile, OmittedFile, ZammadPort
 from app.zammad.attachments import is_body_copy
 
 T = TypeVar("T")
-
-FETCH_CONCURRENCY = 4
-"""How many downloads of originals (raw e-mails, attachments) run at once."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,7 +114,7 @@ async def collect_originals(
             keeps the bytes in the values.
         limit: a bound on downloads in flight shared with the caller's other downloads
             (each download holds a permit); with or without it, at most
-            :data:`FETCH_CONCURRENCY` run at once here.
+            :data:`~app.workflow.ports.FETCH_CONCURRENCY` run at once here.
 
     Raises:
         OSError: a file cannot be written into ``spool``.

@@ -16,6 +16,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Protocol
 
+FETCH_CONCURRENCY = 4
+"""How many downloads from Zammad (images, raw e-mails, attachments: :class:`ZammadPort`
+calls) are in flight at once; it bounds the answers held in memory at a time to this many.
+
+A run shares one bound of this size between its images and its originals
+(:mod:`app.workflow.archive`); :func:`~app.workflow.images.fetch_images` without such a
+shared ``limit`` bounds itself to it, :func:`~app.workflow.originals.collect_originals` always.
+"""
+
 
 @dataclass(frozen=True, slots=True)
 class EmbeddedFile:

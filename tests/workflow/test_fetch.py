@@ -14,9 +14,9 @@ import aiohttp
 import pytest
 
 from app.render.images import image_references
-from app.workflow import archive
 from app.workflow.archive import ArchiveWorkflow
 from app.workflow.originals import EmbedPolicy
+from app.workflow.ports import FETCH_CONCURRENCY
 from app.zammad.client import ZammadClient
 from devtools.zammad_simulator import ZammadSimulator
 from tests.conftest import API_TOKEN
@@ -118,7 +118,7 @@ async def test_images_and_originals_come_side_by_side_within_one_bound(tmp_path:
     )
     assert (await workflow.execute(TICKET, job_id="j")).status == "archived"
 
-    assert zammad.most == archive.FETCH_CONCURRENCY  # images and originals share one bound
+    assert zammad.most == FETCH_CONCURRENCY  # images and originals share one bound
     last_image_end = max(
         n for n, e in enumerate(zammad.events) if e[0] == "end" and e[2] < 200 and e[1] != "plain"
     )

@@ -10,6 +10,7 @@ import pytest
 from app.errors import ZammadApiError
 from app.workflow import images
 from app.workflow.images import fetch_images
+from app.workflow.ports import FETCH_CONCURRENCY
 from tests.workflow.fakes import FakeZammad
 
 TICKET = 4711
@@ -63,7 +64,7 @@ async def test_at_most_a_few_downloads_run_at_once():
             return b"x"
 
     got = await fetch_images(Slow(), [Ref(i) for i in range(20)], log_context={})
-    assert len(got) == 20 and most == images.FETCH_CONCURRENCY
+    assert len(got) == 20 and most == FETCH_CONCURRENCY
 
 
 async def test_no_references_no_calls():
