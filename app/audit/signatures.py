@@ -45,6 +45,7 @@ from app.audit.certpaths import CertificatePaths, Purpose
 from app.audit.cms_check import read_signer, timestamp_facts, verify_cms
 from app.audit.cms_types import OID_DATA, OID_TST_INFO, CertificateCache, CmsError, KnownCertificate
 from app.audit.der import SignerFields
+from app.signing.lta import evidence_in_force
 
 BYTE_RANGE = re.compile(rb"/ByteRange\s*\[\s*(\d+)\s+(\d+)\s+(\d+)\s+(\d+)\s*\]")
 BYTE_RANGE_TOKEN = b"/ByteRange"
@@ -106,14 +107,15 @@ class PdfVerdict:
 
     @property
     def evidence_expires_at(self) -> datetime | None:
-        """When the archive's newest evidence stops being checkable: the expiry of the newest
-        document timestamp's chain when there is one, else the earliest expiry of the
-        signature's chains (signer and signature timestamp)."""
+        """When the archive's newest evidence stops being checkable
+        (:func:`app.signing.lta.evidence_in_force`): the expiry of the newest document
+        timestamp's chain when there is one, else the earliest expiry of the signatures'
+        chains (signer and signature timestamp). A document timestamp whose token could not
+        be read (no expiry) is passed over."""
         stamps = [f for f in self.findings if f.kind == "document_timestamp" and f.expires_at]
-        if stamps:
-            return stamps[-1].expires_at
-        dates = [f.expires_at for f in self.findings if f.expires_at is not None]
-        return min(dates) if dates else None
+        signatures = [f for f in self.findings if f.kind == "signature"]
+        dates = [f.expires_at for f in evidence_in_force(signatures, stamps) if f.expires_at is not None]
+        return min(dates, default=None)
 
     @property
     def signer_cert_sha256(self) -> str | None:

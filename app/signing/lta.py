@@ -10,6 +10,9 @@ of validation material: ETSI EN 319 102-1 §5.6.3). That is
   the chain of the TSA that made the signature timestamp: revocation data for them can only
   be gathered while they are valid.
 
+:func:`evidence_in_force` is that rule; the audit's
+:attr:`app.audit.signatures.PdfVerdict.evidence_expires_at` follows it too.
+
 :func:`read_evidence` finds those certificates in the PDF (offline: the CMS objects, the
 timestamp tokens and the document security store); :func:`refresh_reasons` says whether one
 of them expires within a window. :class:`LtaRefresher` then appends, as incremental updates
@@ -25,10 +28,10 @@ PDF/A-3B file stays PDF/A-3B (checked with veraPDF in the tests).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import BinaryIO
+from typing import BinaryIO, TypeVar
 
 import aiohttp
 from asn1crypto import cms
@@ -61,6 +64,7 @@ __all__ = [
     "LtaEvidence",
     "LtaRefresher",
     "LtaResult",
+    "evidence_in_force",
     "read_evidence",
     "refresh_reasons",
 ]
@@ -69,6 +73,22 @@ DEFAULT_REFRESH_WINDOW = timedelta(days=90)
 """Refresh an archive whose evidence expires within this time (``lta-refresh --within-days``)."""
 
 _STRONG_DIGESTS = ("sha256", "sha384", "sha512")
+
+T = TypeVar("T")
+
+
+def evidence_in_force(signatures: Sequence[T], document_timestamps: Sequence[T]) -> Sequence[T]:
+    """What an archive's long-term validity rests on, of its signatures and its document
+    timestamps (each in file order): the newest document timestamp when there is one, as it
+    covers everything before it (PAdES B-LTA, ETSI EN 319 142-1 §6; ETSI EN 319 102-1
+    §5.6.3), else every signature with its signature timestamps (B-B, B-T, B-LT).
+
+    The evidence expires at the earliest ``notAfter`` on the certificate chains of what this
+    returns (:attr:`LtaEvidence.expires_at`). Pure: the items are whatever the caller reads
+    those chains from (pyHanko's signatures here, the audit's findings in
+    :attr:`app.audit.signatures.PdfVerdict.evidence_expires_at`).
+    """
+    return document_timestamps[-1:] if document_timestamps else signatures
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,9 +126,10 @@ class LtaEvidence:
         document_timestamps: how many document timestamps (``/DocTimeStamp``) it holds.
         latest_timestamp: ``genTime`` of the newest document timestamp, else of the newest
             signature timestamp, else ``None`` (B-B).
-        certificates: the certificates whose expiry ends the evidence: the newest document
-            timestamp's TSA chain when there is one, else every signer's chain and the
-            chains of the TSAs of their signature timestamps.
+        certificates: the certificates whose expiry ends the evidence
+            (:func:`evidence_in_force`): the newest document timestamp's TSA chain when there
+            is one, else every signer's chain and the chains of the TSAs of their signature
+            timestamps.
     """
 
     signatures: int
@@ -247,35 +268,34 @@ def read_evidence(pdf: BinaryIO, *, extra_certificates: Iterable[asn1_x509.Certi
             pool.extend(DocumentSecurityStore.read_dss(reader).load_certs())
         certificates: list[CertificateExpiry] = []
         latest: datetime | None = None
-        if doc_timestamps:
-            newest = doc_timestamps[-1]
-            latest = _gen_time(newest.signed_data)
-            certificates.extend(
-                _chain(
-                    newest.signer_cert,
-                    pool,
-                    "TSA certificate of the document timestamp",
-                    "issuer of the document timestamp's TSA certificate",
-                )
-            )
-        else:
-            for sig in regular:
+        for sig in evidence_in_force(regular, doc_timestamps):
+            if sig.sig_object_type == "/DocTimeStamp":
+                latest = _gen_time(sig.signed_data)
                 certificates.extend(
-                    _chain(sig.signer_cert, pool, "signer certificate", "issuer of the signer certificate")
+                    _chain(
+                        sig.signer_cert,
+                        pool,
+                        "TSA certificate of the document timestamp",
+                        "issuer of the document timestamp's TSA certificate",
+                    )
                 )
-                for token in _signature_timestamp_tokens(sig):
-                    generated = _gen_time(token)
-                    latest = generated if latest is None else max(latest, generated)
-                    tsa = _token_signer(token, pool)
-                    if tsa is not None:
-                        certificates.extend(
-                            _chain(
-                                tsa,
-                                pool,
-                                "TSA certificate of the signature timestamp",
-                                "issuer of the signature timestamp's TSA certificate",
-                            )
+                continue
+            certificates.extend(
+                _chain(sig.signer_cert, pool, "signer certificate", "issuer of the signer certificate")
+            )
+            for token in _signature_timestamp_tokens(sig):
+                generated = _gen_time(token)
+                latest = generated if latest is None else max(latest, generated)
+                tsa = _token_signer(token, pool)
+                if tsa is not None:
+                    certificates.extend(
+                        _chain(
+                            tsa,
+                            pool,
+                            "TSA certificate of the signature timestamp",
+                            "issuer of the signature timestamp's TSA certificate",
                         )
+                    )
     except SigningError:
         raise
     except (PdfError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:

@@ -22,7 +22,7 @@ from pyhanko_certvalidator import ValidationContext
 from app.audit import cms_general
 from app.audit.cms_check import verify_cms
 from app.audit.cms_types import OID_DATA, CertificateCache
-from app.audit.signatures import SignatureVerifier
+from app.audit.signatures import PdfVerdict, SignatureFinding, SignatureVerifier
 from tests.audit.archives import dev_timestamper, load_cert, ticket_pdf
 from tests.conftest import DevPki
 
@@ -216,3 +216,24 @@ def test_der_reader_and_asn1crypto_agree(tamper: str, signed_pdfs: list[bytes]) 
     }[tamper]
     assert fast.signer.sha256 == general.signer.sha256
     assert fast.signature_timestamps == general.signature_timestamps
+
+
+def finding(kind: str, expires: int | None) -> SignatureFinding:
+    return SignatureFinding(
+        kind, None, None, None, None, None if expires is None else datetime(expires, 1, 1, tzinfo=UTC)
+    )
+
+
+def test_evidence_expires_with_the_newest_readable_document_timestamp_else_the_earliest_chain() -> None:
+    def expires(*findings: SignatureFinding) -> int | None:
+        at = PdfVerdict(findings, "pyhanko").evidence_expires_at
+        return None if at is None else at.year
+
+    assert expires(finding("signature", 2030), finding("signature", 2028)) == 2028
+    assert expires(finding("signature", 2028), finding("document_timestamp", 2040)) == 2040
+    two_stamps = (finding("document_timestamp", 2040), finding("document_timestamp", 2035))
+    assert expires(finding("signature", 2028), *two_stamps) == 2035  # the newest, not the latest date
+    unreadable = finding("document_timestamp", None)
+    assert expires(finding("signature", 2028), finding("document_timestamp", 2040), unreadable) == 2040
+    assert expires(finding("signature", 2028), unreadable) == 2028
+    assert expires(finding("signature", None)) is None

@@ -17,7 +17,7 @@ import pytest
 from pyhanko.pdf_utils.reader import PdfFileReader
 
 from app.errors import SigningError
-from app.signing.lta import LtaRefresher, read_evidence, refresh_reasons
+from app.signing.lta import LtaRefresher, evidence_in_force, read_evidence, refresh_reasons
 from app.signing.trust import LongTermValidation, load_certificates
 from app.signing.tsa import build_timestamper
 from tests.signing.certomancer_pki import EXPIRING_IN
@@ -50,6 +50,12 @@ async def refreshed(pki, session, data: bytes) -> bytes:
     buffer = io.BytesIO(data)
     await refresher(pki, session).refresh(buffer)
     return buffer.getvalue()
+
+
+def test_the_newest_document_timestamp_is_the_evidence_else_every_signature() -> None:
+    assert evidence_in_force(["sig 1", "sig 2"], ["stamp 1", "stamp 2"]) == ["stamp 2"]
+    assert evidence_in_force(["sig 1", "sig 2"], []) == ["sig 1", "sig 2"]
+    assert evidence_in_force([], []) == []
 
 
 async def test_a_signer_certificate_expiring_soon_makes_the_archive_due(cm_pki, animator, session) -> None:
