@@ -2,8 +2,9 @@
 
 Reads ``STORAGE_ROOT``, ``SIGNING_TRUST_ROOTS_PATH`` and ``AUDIT_EXPIRY_WARN_DAYS`` from the
 settings (``CONFIG_PATH`` and the environment; nothing else is required), each overridable
-by an option. Exit status: 0 when every archive is ok (and the manifest, with ``--manifest``,
-is intact), 1 when anything is wrong, 2 for a usage or configuration error.
+by an option. Exit status: 0 when every archive is ok (and, with ``--manifest``, the manifest
+is intact and every archive it records is there), 1 when anything is wrong, 2 for a usage or
+configuration error.
 """
 
 from __future__ import annotations
@@ -55,7 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--manifest",
         action="store_true",
-        help="also verify the manifest's hash chain and timestamps, and every archive against it",
+        help="also verify the manifest's hash chain and timestamps, every archive against it, "
+        "and that every archive it records is there",
     )
     parser.add_argument(
         "--expiry-days",

@@ -41,8 +41,10 @@ CERTIFICATE_EXPIRING = "certificate_expiring"
 UNREADABLE = "unreadable"
 MANIFEST_MISMATCH = "manifest_mismatch"
 NOT_IN_MANIFEST = "not_in_manifest"
+MISSING_ARCHIVE = "missing_archive"
 
 RESULT_ORDER = (
+    MISSING_ARCHIVE,
     UNREADABLE,
     HASH_MISMATCH,
     MANIFEST_MISMATCH,
@@ -55,7 +57,9 @@ RESULT_ORDER = (
 )
 """Every per-file result code, most severe first.
 
-``unreadable``: the file (or its sidecar) cannot be read or is not a regular file.
+``missing_archive``: the manifest records an archive whose PDF is not there (``--manifest``:
+deleted, renamed or moved, or a folder on its path replaced by a symlink). ``unreadable``: the
+file (or its sidecar) cannot be read or is not a regular file.
 ``hash_mismatch``: SHA-256 or size differ from the sidecar's. ``manifest_mismatch``: the
 SHA-256 differs from the manifest's line for the path (``--manifest``). ``signature_invalid``:
 a signature, timestamp or certificate path does not verify, the file changed after signing,

@@ -13,7 +13,9 @@ hash of one of the day's lines (normally the last) and its TSA must chain to the
 A closed day without one is listed, not failed (no TSA may be configured).
 
 Optionally builds a :class:`ManifestIndex` (path → SHA-256 of the newest line for it) for the
-file audit's cross-check: about 100 bytes per line, ~10 MB for 100,000 archives.
+file audit's cross-check: about 100 bytes per line, ~10 MB for 100,000 archives. The audit
+takes each path it walks out of the index; :func:`recorded_archives` then reads the lines of
+the paths left (the archives the walk did not find) back from the day files.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import re
+from collections.abc import Set
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -85,20 +88,78 @@ class ManifestIndex:
         self._sha256: dict[int, bytes] = {}
 
     @staticmethod
-    def _key(path: str) -> int:
+    def key(path: str) -> int:
+        """The index's key of ``path``: 8 bytes of its BLAKE2b hash."""
         return int.from_bytes(hashlib.blake2b(path.encode("utf-8"), digest_size=8).digest(), "big")
 
     def add(self, path: str, sha256: str) -> None:
         with contextlib.suppress(ValueError):  # not hex: the chain check reports the line
-            self._sha256[self._key(path)] = bytes.fromhex(sha256)
+            self._sha256[self.key(path)] = bytes.fromhex(sha256)
 
     def get(self, path: str) -> str | None:
-        """The recorded SHA-256 (hex), or ``None`` when the path has no line."""
-        found = self._sha256.get(self._key(path))
+        """The recorded SHA-256 (hex), or ``None`` when the path has no line (or was taken)."""
+        found = self._sha256.get(self.key(path))
         return found.hex() if found is not None else None
+
+    def take(self, path: str) -> str | None:
+        """As :meth:`get`, and removes the path: what is left after the walk are the recorded
+        archives it did not find (:meth:`keys`)."""
+        found = self._sha256.pop(self.key(path), None)
+        return found.hex() if found is not None else None
+
+    def keys(self) -> Set[int]:
+        """The keys (:meth:`key`) of the paths still in the index."""
+        return self._sha256.keys()
 
     def __len__(self) -> int:
         return len(self._sha256)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedArchive:
+    """An archive as the manifest's newest line for its path records it.
+
+    Attributes:
+        path: relative to the storage root, ``/``-separated, as recorded.
+        sha256: the recorded SHA-256 (hex).
+        file, line: the day file's name and the line's number in it (from 1).
+    """
+
+    path: str
+    sha256: str
+    file: str
+    line: int
+
+
+def recorded_archives(root: Path, keys: Set[int]) -> list[RecordedArchive]:
+    """The newest complete line of every path whose :meth:`ManifestIndex.key` is in ``keys``,
+    read from the day files under ``root/_manifest``, sorted by path. Lines appended since the
+    index was built count only for paths in ``keys``; memory grows with those, not the manifest.
+
+    Raises:
+        OSError: the manifest folder or a day file cannot be read.
+    """
+    found: dict[int, RecordedArchive] = {}
+    if not keys:
+        return []
+    folder = root / MANIFEST_FOLDER
+    for day in manifest_days(folder):
+        name = day_file_name(day)
+        for number, (raw, complete) in enumerate(iter_lines(folder / name), 1):
+            if not complete:
+                break
+            try:
+                fields = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                continue
+            if not isinstance(fields, dict):
+                continue
+            path, sha = fields.get("path"), fields.get("sha256")
+            if isinstance(path, str) and isinstance(sha, str):
+                key = ManifestIndex.key(path)
+                if key in keys:
+                    found[key] = RecordedArchive(path, sha, name, number)
+    return sorted(found.values(), key=lambda recorded: recorded.path)
 
 
 @dataclass(slots=True)

@@ -3,14 +3,20 @@
 :func:`run_audit` walks the root (:mod:`app.audit.walk`), checks each archive
 (:mod:`app.audit.fixity`) and hands each :class:`~app.audit.fixity.FileReport` to a callback
 as soon as it is made, keeping only counts: memory does not grow with the number of
-archives (the manifest cross-check's index aside, ~100 bytes per manifest line). The command
+archives (the manifest cross-check's index aside, ~100 bytes per manifest line). With the
+manifest, every archive it records is accounted for after the walk: one the walk did not find
+is looked up at its recorded path — ``missing_archive`` when it is not there (also with
+``since``: a deletion leaves no time behind), checked like any archive when it is (a folder
+the walk skips, such as the top-level ``_manifest``). The command
 line (:mod:`app.audit.cli`) and the service's scheduled audit (:mod:`app.audit.schedule`)
 both run it.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -23,15 +29,26 @@ from asn1crypto import x509
 
 from app.audit.fixity import (
     MANIFEST_MISMATCH,
+    MISSING_ARCHIVE,
     NOT_IN_MANIFEST,
     OK,
+    ORPHAN_SIDECAR,
     RESULT_ORDER,
+    UNREADABLE,
     FileReport,
+    Problem,
 )
-from app.audit.manifest_check import ManifestIndex, ManifestReport, verify_manifest
+from app.audit.manifest_check import (
+    ManifestIndex,
+    ManifestReport,
+    RecordedArchive,
+    recorded_archives,
+    verify_manifest,
+)
 from app.audit.signatures import SignatureVerifier
 from app.audit.walk import WalkEntry, WalkErrors, count_archives, walk_archives
 from app.audit.workers import CheckSpec, CheckStats, check_all
+from app.storage.store import SIDECAR_SUFFIX
 
 DEFAULT_EXPIRY_DAYS = 90
 """Default warning window for ``certificate_expiring`` (as ``lta-refresh --within-days``)."""
@@ -170,6 +187,8 @@ def run_audit(
             for _, entry in walk_archives(root_fd, errors):
                 if since is not None and entry.mtime < since:
                     skipped += 1
+                    if index is not None and entry.pdf is not None:
+                        index.take(entry.relative)  # there, unchanged since: accounted for
                     continue
                 yield entry
 
@@ -180,9 +199,8 @@ def run_audit(
             expiry_window=options.expiry_window,
         )
         results: Counter[str] = Counter()
-        for report in check_all(entries(), spec, options.jobs, stats):
-            if index is not None and report.sha256 is not None:
-                _cross_check(report, index, manifest_start)
+
+        def count(report: FileReport) -> None:
             summary.files += 1
             summary.bytes += report.size or 0
             result = report.result
@@ -193,6 +211,24 @@ def run_audit(
                 on_file(report)
             if progress is not None:
                 progress(summary.files, None if total is None else total - skipped, summary.bytes)
+
+        for report in check_all(entries(), spec, options.jobs, stats):
+            if index is not None:
+                _cross_check(report, index, manifest_start)
+            count(report)
+        if index is not None and len(index):
+            unwalked: list[WalkEntry] = []
+            for recorded in recorded_archives(options.root, index.keys()):
+                found = _locate(root_fd, recorded)
+                if isinstance(found, Problem):
+                    report = FileReport(recorded.path, [found])
+                    index.take(recorded.path)
+                    count(report)
+                elif since is None or found.mtime >= since:
+                    unwalked.append(found)
+            for report in check_all(unwalked, spec, 1, stats):
+                _cross_check(report, index, manifest_start)
+                count(report)
         summary.results.update(results)
         summary.folder_errors = errors.folders
     finally:
@@ -202,10 +238,59 @@ def run_audit(
     return summary
 
 
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def _locate(root_fd: int, recorded: RecordedArchive) -> WalkEntry | Problem:
+    """The walk entry of an archive the manifest records and the walk did not find, or the
+    problem (``missing_archive``, ``unreadable``) when it is not there. Folders are opened one
+    at a time without following symlinks, as the walk does."""
+    *folders, name = recorded.path.split("/")
+    where = f"{recorded.file} line {recorded.line}, SHA-256 {recorded.sha256}"
+    if any(part in ("", ".", "..") or "\0" in part for part in (*folders, name)):
+        return Problem(MISSING_ARCHIVE, f"the manifest records it ({where}) at a path outside the root")
+    fd = os.dup(root_fd)
+    try:
+        for part in folders:
+            child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = child
+        pdf = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        try:
+            sidecar: os.stat_result | None = os.stat(name + SIDECAR_SUFFIX, dir_fd=fd, follow_symlinks=False)
+        except FileNotFoundError:
+            sidecar = None
+    except OSError as exc:
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
+            return Problem(
+                MISSING_ARCHIVE,
+                f"the manifest records it ({where}), but it is not there"
+                + (" (a folder on its path is a symlink)" if exc.errno == errno.ELOOP else ""),
+            )
+        return Problem(UNREADABLE, f"cannot be looked up: {os.strerror(exc.errno or 0)}")
+    finally:
+        os.close(fd)
+    if sidecar is not None and not (stat.S_ISREG(sidecar.st_mode) or stat.S_ISLNK(sidecar.st_mode)):
+        sidecar = None
+    mtime = max(pdf.st_mtime, sidecar.st_mtime) if sidecar is not None else pdf.st_mtime
+    return WalkEntry("/".join(folders), name, name + SIDECAR_SUFFIX if sidecar else None, mtime)
+
+
 def _cross_check(report: FileReport, index: ManifestIndex, manifest_start: datetime | None) -> None:
-    """``manifest_mismatch`` when the manifest recorded another SHA-256 for the path;
-    ``not_in_manifest`` when it has no line for an archive written after it began."""
-    recorded = index.get(report.path)
+    """Takes the report's archive out of the index. ``missing_archive`` for an orphan sidecar
+    whose PDF the manifest records; ``manifest_mismatch`` when the manifest recorded another
+    SHA-256 for the path; ``not_in_manifest`` when it has no line for an archive written after
+    it began. A file that could not be read is taken out and left as it is."""
+    if report.sha256 is None:
+        orphan = any(p.code == ORPHAN_SIDECAR for p in report.problems)
+        pdf = report.path.removesuffix(SIDECAR_SUFFIX) if orphan else report.path
+        sha256 = index.take(pdf)
+        if orphan and sha256 is not None:
+            report.add(
+                MISSING_ARCHIVE, f"the manifest records its PDF (SHA-256 {sha256}), but it is not there"
+            )
+        return
+    recorded = index.take(report.path)
     if recorded is not None:
         if recorded != report.sha256:
             report.add(MANIFEST_MISMATCH, f"the manifest recorded SHA-256 {recorded} for this path")

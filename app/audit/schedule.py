@@ -14,10 +14,12 @@ Metrics (prefix ``zammad_pdf_archiver_``):
 
 * ``audit_runs_total{outcome}`` — runs by outcome: ``ok``, ``problems``, ``failed`` (the
   run itself failed: root unreadable, child killed);
-* ``audit_files_total{result}`` — files checked, by result code;
+* ``audit_files_total{result}`` — files checked, by result code (``missing_archive``: an
+  archive the manifest records that is not there);
 * ``audit_last_run_timestamp_seconds`` — Unix time the last run ended;
 * ``audit_last_run_duration_seconds`` — how long it took;
-* ``audit_last_run_problems`` — files not ``ok`` in the last run (alert on > 0);
+* ``audit_last_run_problems`` — files not ``ok`` in the last run, missing ones included
+  (alert on > 0);
 * ``audit_manifest_intact`` — 1 when the last run found the manifest chain and timestamps
   intact, 0 when not.
 """

@@ -9,8 +9,8 @@ import os
 import re
 import subprocess
 import sys
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path, PurePosixPath
 
 import pytest
 from cryptography import x509
@@ -19,6 +19,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from app.audit.cli import main
+from app.storage.manifest import ArchiveManifest
+from app.storage.manifest_format import EVENT_LTA_REFRESH, ManifestEntry
+from app.storage.versions import NewVersion, lta_version_name
 from tests.audit.conftest import ArchiveRoot
 
 REPO = Path(__file__).resolve().parents[2]
@@ -155,6 +158,99 @@ def test_sidecar_without_its_pdf_is_an_orphan(archive_root: ArchiveRoot) -> None
     orphan = archive_root.stored[0].relative_path + ".json"
     assert results(document)[orphan] == "orphan_sidecar"
     assert len(document["files"]) == 3
+
+
+def test_deleted_archive_is_missing_against_the_manifest(archive_root: ArchiveRoot) -> None:
+    gone = archive_root.stored[1]
+    gone.path.unlink()
+    archive_root.sidecar(1).unlink()
+
+    status, document = audit_json(archive_root)
+    assert status == 0  # without the manifest nothing says it was there
+
+    status, document = audit_json(archive_root, "--manifest")
+    assert status == 1
+    assert codes(document, gone.relative_path) == {"missing_archive"}
+    (item,) = [f for f in document["files"] if f["path"] == gone.relative_path]
+    assert gone.sha256 in item["problems"][0]["detail"]
+    assert document["summary"]["results"]["missing_archive"] == 1
+    assert document["summary"]["problems"] == 1 and document["summary"]["ok"] is False
+    assert document["manifest"]["ok"] is True  # the chain itself is intact
+
+
+def test_deleted_archive_is_reported_in_text_and_despite_since(archive_root: ArchiveRoot) -> None:
+    archive_root.stored[0].path.unlink()
+    archive_root.sidecar(0).unlink()
+    args = ("--root", str(archive_root.root), "--trust", str(archive_root.trust), "--jobs", "1", "--manifest")
+
+    status, out, _ = audit(*args)
+    assert status == 1
+    assert out.startswith(f"missing_archive       {archive_root.stored[0].relative_path}")
+    assert "audited 3 file(s)" in out and "2 ok" in out and "1 missing_archive" in out
+    assert out.rstrip().endswith("result: PROBLEMS FOUND")
+
+    status, out, _ = audit(*args, "--since", "2999-01-01")  # a deletion leaves no mtime behind
+    assert status == 1 and "audited 1 file(s)" in out and "1 missing_archive" in out
+
+
+def test_deleted_pdf_beside_its_sidecar_is_one_missing_archive(archive_root: ArchiveRoot) -> None:
+    archive_root.stored[0].path.unlink()
+
+    status, document = audit_json(archive_root, "--manifest")
+
+    assert status == 1
+    orphan = archive_root.stored[0].relative_path + ".json"
+    assert codes(document, orphan) == {"orphan_sidecar", "missing_archive"}
+    assert results(document)[orphan] == "missing_archive"
+    assert len(document["files"]) == 3
+
+
+def test_versions_of_an_archive_are_all_kept_by_the_manifest(archive_root: ArchiveRoot) -> None:
+    """A newer version (an LTA refresh) is a new file beside the old one; neither stands in for
+    the other, so both are ok when present and the old one is missing when deleted."""
+    old = archive_root.stored[2]
+    sidecar = json.loads(archive_root.sidecar(2).read_text())
+    folder = PurePosixPath(old.relative_path).parent
+    with NewVersion(archive_root.root, folder, lta_version_name(old.path.name, date(2026, 12, 7))) as version:
+        version.file.write(old.path.read_bytes())
+        newer = version.publish(sidecar)
+    ArchiveManifest(archive_root.root, fsync=False).record_archive(
+        newer, sidecar, event=EVENT_LTA_REFRESH, source_path=old.relative_path
+    )
+
+    status, document = audit_json(archive_root, "--manifest")
+    assert status == 0 and len(document["files"]) == 4
+
+    old.path.unlink()
+    archive_root.sidecar(2).unlink()
+    status, document = audit_json(archive_root, "--manifest")
+    assert status == 1
+    assert results(document)[old.relative_path] == "missing_archive"
+    assert results(document)[newer.relative_path] == "ok"
+
+
+def test_archive_the_manifest_records_in_a_skipped_folder_is_checked(archive_root: ArchiveRoot) -> None:
+    """An archive under the top-level ``_manifest`` folder (where a group named ``_manifest``
+    put them before its name was remapped) is not walked, but the manifest leads to it."""
+    source = archive_root.stored[0]
+    hidden = archive_root.root / "_manifest" / "2026" / source.path.name
+    hidden.parent.mkdir()
+    hidden.write_bytes(source.path.read_bytes())
+    relative = f"_manifest/2026/{source.path.name}"
+    sidecar = json.loads(archive_root.sidecar(0).read_text())
+    Path(str(hidden) + ".json").write_text(json.dumps({**sidecar, "path": relative}))
+    ArchiveManifest(archive_root.root, fsync=False).record(
+        ManifestEntry(path=relative, sha256=source.sha256, size=source.size)
+    )
+
+    status, document = audit_json(archive_root, "--manifest")
+    assert status == 0 and results(document)[relative] == "ok"
+
+    data = bytearray(hidden.read_bytes())
+    data[100] ^= 1
+    hidden.write_bytes(bytes(data))
+    status, document = audit_json(archive_root, "--manifest")
+    assert status == 1 and results(document)[relative] == "hash_mismatch"
 
 
 def test_broken_manifest_line_is_reported_with_its_place(archive_root: ArchiveRoot) -> None:

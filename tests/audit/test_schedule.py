@@ -46,6 +46,23 @@ async def test_a_run_counts_files_and_problems(archive_root: ArchiveRoot, tmp_pa
     assert 3590 < audit.first_delay() <= 3600  # a restart waits for the rest of the interval
 
 
+async def test_a_deleted_archive_is_a_problem_of_the_run(archive_root: ArchiveRoot) -> None:
+    archive_root.stored[1].path.unlink()
+    archive_root.sidecar(1).unlink()
+    registry = CollectorRegistry()
+    options = ScheduledAuditOptions(
+        str(archive_root.root), (load_cert(archive_root.trust).dump(),), expiry_days=90, manifest=True
+    )
+
+    summary = await ScheduledAudit(options, 3600, AuditMetrics(registry)).run_once()
+
+    assert summary is not None and summary["ok"] is False and summary["problems"] == 1
+    assert sample(registry, "audit_runs_total", outcome="problems") == 1
+    assert sample(registry, "audit_files_total", result="missing_archive") == 1
+    assert sample(registry, "audit_last_run_problems") == 1
+    assert sample(registry, "audit_manifest_intact") == 1
+
+
 async def test_a_failed_run_is_counted_as_failed(tmp_path: Path) -> None:
     registry = CollectorRegistry()
     options = ScheduledAuditOptions(str(tmp_path / "gone"), (), expiry_days=90, manifest=False)
