@@ -3,8 +3,9 @@
 An archive is a regular file named ``*.pdf`` (any case); its sidecar is ``<name>.json``
 beside it (:data:`app.storage.store.SIDECAR_SUFFIX`). The walk yields every archive with
 its sidecar's name (or ``None``) and every sidecar whose PDF is missing. It never follows a
-symlink, skips hidden names (temporary files ``.….tmp``, probes, locks) and the manifest's
-folder at the top, and ignores other files (``Thumbs.db``, ``desktop.ini``…).
+symlink, skips hidden names (temporary files ``.….tmp``, probes, locks) and the storage's own
+folders at the top (:data:`app.storage.paths.STORAGE_NAMES`: the manifest's; no archive
+path can be one), and ignores other files (``Thumbs.db``, ``desktop.ini``…).
 
 Only one folder's names are held at a time (plus the stack of folders still to visit), so
 memory follows the largest folder, not the number of archives. Folders and names are visited
@@ -18,7 +19,7 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from app.storage.manifest_format import MANIFEST_FOLDER
+from app.storage.paths import STORAGE_NAMES
 from app.storage.store import SIDECAR_SUFFIX
 
 ARCHIVE_SUFFIX = ".pdf"
@@ -84,7 +85,7 @@ def walk_archives(root_fd: int, errors: WalkErrors | None = None) -> Iterator[tu
             files: dict[str, float] = {}
             subfolders: list[str] = []
             for name in names:
-                if name.startswith(".") or (not folder and name == MANIFEST_FOLDER):
+                if name.startswith(".") or (not folder and name in STORAGE_NAMES):
                     continue
                 try:
                     st = os.stat(name, dir_fd=fd, follow_symlinks=False)

@@ -5,7 +5,8 @@ Pure functions only (no file-system access). A path is built from a template suc
 ``/`` *first* and then rendering and sanitising each segment on its own, so a ticket value
 can never add, remove or climb a folder level, whatever it contains (``/``, ``..``,
 ``C:\\``, NUL, ...). Every segment produced is safe on POSIX file systems and on SMB/CIFS
-shares served by Windows or Samba.
+shares served by Windows or Samba, and is never a name the storage keeps for itself
+(:data:`STORAGE_NAMES`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import PurePosixPath
 from typing import Any
+
+from app.storage.manifest_format import MANIFEST_FOLDER
 
 DEFAULT_PATH_TEMPLATE = "{group}/{created_year}/Ticket-{number}_{archived_at}.pdf"
 """Template used when none is configured."""
@@ -61,6 +64,15 @@ _RESERVED_NAMES = frozenset(
     {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"}
     | {f"{dev}{n}" for dev in ("COM", "LPT") for n in [*"0123456789", "¹", "²", "³"]}
 )
+STORAGE_NAMES: frozenset[str] = frozenset({MANIFEST_FOLDER})
+"""Names the storage keeps for itself directly under the root: the manifest's folder
+(:mod:`app.storage.manifest`), which the audit's walk and ``lta-refresh`` skip. Every other
+name the storage makes itself is hidden (temporary files ``.….tmp``, the readiness probe
+``.healthz-…``, the manifest's ``.lock`` inside its folder), and sanitising never gives one."""
+
+STORAGE_NAME_PREFIX = "zammad"
+"""Put before a segment that would be a storage name: ``_manifest`` → ``zammad_manifest``."""
+
 _EXTENSION = re.compile(r"\.[0-9A-Za-z]{1,10}\Z")
 _SAMPLE_TIME = datetime(2000, 1, 1, tzinfo=UTC)
 
@@ -72,6 +84,14 @@ def is_reserved_name(segment: str) -> bool:
     """
     base = segment.split(".", 1)[0].rstrip(" ")
     return base.upper() in _RESERVED_NAMES
+
+
+def is_storage_name(segment: str) -> bool:
+    """Whether ``segment`` names the same file as one of :data:`STORAGE_NAMES` would, on a
+    case-sensitive or a case-insensitive (SMB/NTFS) file system: ``_manifest``, ``_MANIFEST``,
+    ``_manıfest`` (dotless ı, which Windows upper-cases to ``I``)."""
+    upper, folded = segment.upper(), segment.casefold()
+    return any(upper == name.upper() or folded == name.casefold() for name in STORAGE_NAMES)
 
 
 def _cut_utf8(value: str, max_bytes: int) -> str:
@@ -102,9 +122,13 @@ def sanitize_segment(
     line-separator characters with ``_``; collapse runs of ``_``/whitespace (to ``_`` when
     the run holds an ``_``, else to one space); strip leading and trailing dots and spaces
     (so ``.``/``..`` and hidden names cannot occur); prefix Windows device names (``CON``,
-    ``lpt1.txt``, ...) with ``_``; cut to ``max_bytes`` UTF-8 bytes at a character
-    boundary, keeping a short extension such as ``.pdf`` when ``keep_extension``; an empty
-    result becomes ``_``. Unicode letters and digits (umlauts, CJK, ...) are kept.
+    ``lpt1.txt``, ...) with ``_``; prefix a name the storage keeps for itself
+    (:func:`is_storage_name`: ``_manifest`` in any case) with :data:`STORAGE_NAME_PREFIX`
+    (``zammad_manifest``), so a Zammad group named ``_manifest`` cannot write into the
+    manifest's folder; cut to ``max_bytes`` UTF-8 bytes at a character boundary, keeping a
+    short extension such as ``.pdf`` when ``keep_extension`` (a cut that leaves a storage name
+    is prefixed and cut again); an empty result becomes ``_``. Unicode letters and digits
+    (umlauts, CJK, ...) are kept. Every segment is treated alike, whatever its level.
 
     Args:
         value: any text, e.g. a ticket title.
@@ -129,11 +153,15 @@ def sanitize_segment(
     text = text.strip(". ")
     if is_reserved_name(text):
         text = "_" + text
+    if is_storage_name(text):
+        text = STORAGE_NAME_PREFIX + text
     text = _bound_length(text, max_bytes, keep_extension=keep_extension)
-    # Cutting may expose a trailing dot/space or leave a device name ("CON" + cut).
+    # Cutting may expose a trailing dot/space or leave a device or storage name ("CON" + cut).
     text = text.rstrip(". ")
     if is_reserved_name(text):
         text = _cut_utf8("_" + text, max_bytes).rstrip(". ")
+    if is_storage_name(text):
+        text = _cut_utf8(STORAGE_NAME_PREFIX + text, max_bytes).rstrip(". ")
     return text or "_"
 
 

@@ -46,6 +46,7 @@ from app.storage.atomic import (
     storage_error,
     sync_folder,
 )
+from app.storage.paths import STORAGE_NAMES
 from app.storage.store import SIDECAR_MAX_BYTES, SIDECAR_SCHEMA, SIDECAR_SUFFIX
 from app.workflow.ports import StoredArchive
 
@@ -63,8 +64,8 @@ LTA_MARK = ".lta-"
 MAX_VERSIONS_PER_DAY = 100
 """How many ``_vN`` names of one day are tried before giving up with ``EEXIST``."""
 
-SKIPPED_TOP_FOLDERS = frozenset({"_manifest"})
-"""Folders directly under the storage root that hold no archives."""
+SKIPPED_TOP_FOLDERS = STORAGE_NAMES
+"""Folders directly under the storage root that hold no archives (the storage's own)."""
 
 _VERSION = re.compile(r"^(?P<base>.+?)(?:\.lta-(?P<day>\d{8})(?:_v(?P<n>\d+))?)?(?P<ext>\.pdf)$", re.I)
 

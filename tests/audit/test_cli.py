@@ -3,6 +3,7 @@ failing share would, each reported with its code; exit statuses; the JSON docume
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import os
@@ -21,7 +22,10 @@ from cryptography.x509.oid import NameOID
 from app.audit.cli import main
 from app.storage.manifest import ArchiveManifest
 from app.storage.manifest_format import EVENT_LTA_REFRESH, ManifestEntry
-from app.storage.versions import NewVersion, lta_version_name
+from app.storage.store import ArchiveStore
+from app.storage.versions import NewVersion, archive_families, lta_version_name
+from app.workflow.ports import TicketSnapshot
+from tests.audit.archives import ARCHIVED_AT
 from tests.audit.conftest import ArchiveRoot
 
 REPO = Path(__file__).resolve().parents[2]
@@ -251,6 +255,27 @@ def test_archive_the_manifest_records_in_a_skipped_folder_is_checked(archive_roo
     hidden.write_bytes(bytes(data))
     status, document = audit_json(archive_root, "--manifest")
     assert status == 1 and results(document)[relative] == "hash_mismatch"
+
+
+def test_group_named_like_the_manifest_folder_is_archived_beside_it_and_audited(
+    archive_root: ArchiveRoot, signed_pdfs: list[bytes]
+) -> None:
+    root = archive_root.root
+    store = ArchiveStore(root, fsync=False, manifest=ArchiveManifest(root, fsync=False))
+    ticket = {"id": 31999, "number": "31999", "group": "_manifest", "created_at": "2026-01-05T10:00:00Z"}
+    sidecar = {"ticket_id": 31999, "ticket_number": "31999", "job_id": "job-31999", "signed": True}
+    stored = asyncio.run(
+        store.store(TicketSnapshot(ticket, [], [], ARCHIVED_AT), signed_pdfs[0], sidecar=sidecar)
+    )
+
+    assert stored.relative_path.split("/")[0] == "zammad_manifest"
+    assert stored.relative_path in {family.newest_relative for family in archive_families(root)}
+    status, document = audit_json(archive_root, "--manifest")
+    assert status == 0 and results(document)[stored.relative_path] == "ok"
+
+    stored.path.unlink()  # the walk finds it: a deletion is seen without the manifest too
+    status, document = audit_json(archive_root)
+    assert status == 1 and results(document)[stored.relative_path + ".json"] == "orphan_sidecar"
 
 
 def test_broken_manifest_line_is_reported_with_its_place(archive_root: ArchiveRoot) -> None:

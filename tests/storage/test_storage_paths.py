@@ -16,6 +16,7 @@ from app.storage.paths import (
     PLACEHOLDERS,
     build_relative_path,
     is_reserved_name,
+    is_storage_name,
     placeholder_values,
     sanitize_segment,
     validate_path_template,
@@ -41,6 +42,7 @@ def assert_safe_segment(segment: str, max_bytes: int = 120) -> None:
     )
     assert segment[0] not in ". " and segment[-1] not in ". ", repr(segment)
     assert not is_reserved_name(segment), segment
+    assert not is_storage_name(segment), segment
     assert len(segment.encode("utf-8")) <= max_bytes, segment
     assert unicodedata.normalize("NFC", segment) == segment
 
@@ -78,6 +80,13 @@ def assert_safe_segment(segment: str, max_bytes: int = 120) -> None:
         ("Mu\u0308hle", "Mühle"),  # NFD input becomes NFC
         ("工单 №7", "工单 №7"),
         ('a*b?c"d<e>f|g', "a_b_c_d_e_f_g"),
+        ("_manifest", "zammad_manifest"),  # the manifest's folder is the storage's
+        ("_MANIFEST", "zammad_MANIFEST"),  # the same folder on a case-insensitive share
+        ("_manıfest", "zammad_manıfest"),  # dotless ı: Windows upper-cases it to I
+        (" _manifest. ", "zammad_manifest"),
+        ("__manifest", "zammad_manifest"),
+        ("_manifest_2025", "_manifest_2025"),  # only the exact name is the storage's
+        ("zammad_manifest", "zammad_manifest"),
     ],
 )
 def test_sanitize_segment_table(value: str, expected: str) -> None:
@@ -106,6 +115,12 @@ def test_sanitize_segment_cut_does_not_leave_trailing_dot() -> None:
     result = sanitize_segment("a" * 119 + ".b" * 10, max_bytes=120)
     assert not result.endswith(".")
     assert_safe_segment(result)
+
+
+def test_sanitize_segment_cut_does_not_leave_a_storage_name() -> None:
+    result = sanitize_segment("_manifestABC", max_bytes=9)
+    assert result == "zammad_ma"
+    assert sanitize_segment(result, max_bytes=9) == result
 
 
 def test_sanitize_segment_rejects_tiny_bound() -> None:
@@ -236,6 +251,11 @@ def test_build_relative_path_with_crafted_fields(ticket: dict, tmp_path: Path) -
     assert len(landed.relative_to(root).parts) == 5
 
 
+def test_build_relative_path_group_named_like_the_manifest_folder(ticket: dict) -> None:
+    path = build_relative_path(DEFAULT_PATH_TEMPLATE, {**ticket, "group": {"name": "_manifest"}}, ARCHIVED_AT)
+    assert path == PurePosixPath("zammad_manifest/2025/Ticket-25004711_20250306T132005Z.pdf")
+
+
 def test_build_relative_path_long_title_keeps_pdf_extension(ticket: dict) -> None:
     path = build_relative_path("{group}/{title}.pdf", {**ticket, "title": "ü" * 500}, ARCHIVED_AT)
     assert path.name.endswith(".pdf")
@@ -248,6 +268,7 @@ ALPHABET = [
     "a", "Z", "0", "ü", "ß", "€", "𝄞", "工", "e\u0301", " ", "\u00a0", "\u3000", "\t", "\n", "\x00", "\x1b",
     "\x7f", "\u202e", "\u200b", "\u2028", "\ud800", ".", "..", "/", "\\", ":", "*", "?", '"', "<", ">", "|",
     "_", "-", "CON", "con", "nul", "LPT1", "com9", "AUX", "prn", "C:\\", "../", "/..", "~",
+    "_manifest", "_MANIFEST", "zammad",
 ]  # fmt: skip
 
 
