@@ -8,7 +8,7 @@ reads ``os.environ``.
 
 Secrets are held in :class:`Secret`, whose ``repr``/``str`` never show the value.
 
-The module is longer than most (about 650 lines) for one reason: :class:`Settings` declares
+The module is longer than most (about 800 lines) for one reason: :class:`Settings` declares
 every setting, with its environment name, TOML key, default and help text, in one table that
 ``docs/03-configuration.md`` and ``env.example`` are generated from; its parsing and its
 checks stay beside it.
@@ -580,6 +580,49 @@ def load_settings(env: Mapping[str, str] | None = None, *, require_complete: boo
     return settings
 
 
+_HTTP_SCHEMES = frozenset({"http", "https"})
+"""Schemes of ``ZAMMAD_BASE_URL`` and ``TSA_URL``."""
+_JOB_STORE_SCHEMES = frozenset({"postgresql", "postgres"})
+"""Schemes of ``JOB_STORE_URL`` (libpq's connection URIs)."""
+
+
+def _url_problem(url: str, schemes: frozenset[str]) -> str | None:
+    """Why ``url`` cannot be used as a server's URL, or ``None`` when it can.
+
+    Checked here so that a bad URL is a :class:`ConfigError` at start rather than a
+    ``ValueError`` where a client first reads it (``urllib.parse``, aiohttp's ``yarl``):
+    a scheme in ``schemes``, a host, and a port of 1-65535 when one is given.
+
+    Returns:
+        A reason that never quotes the URL (it may carry a password), e.g.
+        ``"its port is not a number from 1 to 65535"``.
+    """
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # "[" without "]", or not an IPv6 address between them
+        return "its host cannot be read (an IPv6 address goes in brackets: [2001:db8::1])"
+    if parts.scheme not in schemes:
+        return "its scheme is not " + " or ".join(sorted(schemes))
+    try:
+        port = parts.port
+    except ValueError:  # not a number, or beyond 65535
+        port = 0
+    if port == 0:
+        return "its port is not a number from 1 to 65535"
+    if not parts.hostname:
+        return "it names no host"
+    return None
+
+
+def _redacted_url(url: str) -> str:
+    """``url`` with everything between ``//`` and its last ``@`` (the user and password) as
+    ``***``: safe to echo even when the URL cannot be parsed."""
+    head, sep, rest = url.partition("//")
+    if not sep or "@" not in rest:
+        return url
+    return f"{head}//***@{rest.rpartition('@')[2]}"
+
+
 def _meta(name: str) -> str:
     f = next(f for f in SETTING_FIELDS if f.name == name)
     return f"{f.metadata['env']} / {f.metadata['toml']}"
@@ -622,11 +665,13 @@ def _validate(s: Settings, *, require_complete: bool) -> None:
     if s.state_durable and s.state_dir is None:
         fail("state_dir", "is required when STATE_DURABLE=true")
     if s.job_store_url is not None:
-        store = urlsplit(s.job_store_url.reveal())
-        if store.scheme not in {"postgresql", "postgres"} or not store.hostname or not store.path.strip("/"):
+        problem = _url_problem(s.job_store_url.reveal(), _JOB_STORE_SCHEMES)
+        if problem is None and not urlsplit(s.job_store_url.reveal()).path.strip("/"):
+            problem = "names no database"
+        if problem is not None:
             fail(
                 "job_store_url",
-                "must be postgresql://user:password@host:port/database (with a database name)",
+                f"{problem}; expected postgresql://user:password@host:port/database",
             )
     if s.job_lease_seconds < 4:
         fail("job_lease_seconds", "must be at least 4 (leases are renewed every quarter of it)")
@@ -709,16 +754,20 @@ def _validate(s: Settings, *, require_complete: bool) -> None:
         url = getattr(s, name)
         if not url:
             continue
-        parts = urlsplit(url)
-        if "@" in parts.netloc:  # user:password@host: never echoed, never sent
+        try:
+            credentials = "@" in urlsplit(url).netloc
+        except ValueError:  # _url_problem says why
+            credentials = False
+        if credentials:  # user:password@host: never echoed, never sent
             fail(
                 name,
                 "must not carry credentials (user:password@); use "
                 + ("ZAMMAD_API_TOKEN" if name == "zammad_base_url" else "TSA_USER and TSA_PASSWORD"),
             )
-        if parts.scheme not in {"http", "https"} or not parts.netloc:
-            fail(name, f"must be an http(s) URL, got {url[:80]!r}")
-        if parts.scheme == "http" and not s.allow_insecure_http:
+        problem = _url_problem(url, _HTTP_SCHEMES)
+        if problem is not None:
+            fail(name, f"{problem} (got {_redacted_url(url)[:80]!r})")
+        if urlsplit(url).scheme == "http" and not s.allow_insecure_http:
             fail(
                 name,
                 "uses http://, which sends credentials in clear text; use https:// "

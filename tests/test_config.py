@@ -91,6 +91,32 @@ def test_bad_values_name_the_key(key, value, named):
         load_settings({**BASE, key: value})
 
 
+@pytest.mark.parametrize(
+    ("key", "url", "why"),
+    [
+        ("ZAMMAD_BASE_URL", "http://[bad", "host cannot be read"),
+        ("ZAMMAD_BASE_URL", "http://[zz]/", "host cannot be read"),
+        ("ZAMMAD_BASE_URL", "http://127.0.0.1:abc/", "port is not a number"),
+        ("ZAMMAD_BASE_URL", "https://zammad.example:70000/", "port is not a number"),
+        ("ZAMMAD_BASE_URL", "https://zammad.example:0/", "port is not a number"),
+        ("ZAMMAD_BASE_URL", "https://:443/", "names no host"),
+        ("TSA_URL", "http://[bad", "host cannot be read"),
+        ("TSA_URL", "https://u:S3cretPW@[bad/", "host cannot be read"),
+        ("TSA_URL", "https://tsa.example:abc/", "port is not a number"),
+        ("JOB_STORE_URL", "postgresql://u:S3cretPW@[bad/db", "host cannot be read"),
+        ("JOB_STORE_URL", "postgresql://u:S3cretPW@127.0.0.1:abc/db", "port is not a number"),
+        ("JOB_STORE_URL", "postgresql://u:S3cretPW@db:99999/db", "port is not a number"),
+    ],
+)
+def test_an_unreadable_url_names_the_setting_and_never_the_password(key, url, why):
+    """A bad host or port is a ConfigError at load, for every command (not a ValueError where a
+    client first reads the URL); the password in it is never echoed."""
+    env = {**BASE, "ALLOW_INSECURE_HTTP": "true", key: url}
+    with pytest.raises(ConfigError, match=f"^{key} / .*{why}") as info:
+        load_settings(env, require_complete=False)
+    assert "S3cretPW" not in str(info.value)
+
+
 def test_insecure_http_only_when_allowed():
     s = load_settings({**BASE, "ZAMMAD_BASE_URL": "http://127.0.0.1:1", "ALLOW_INSECURE_HTTP": "true"})
     assert s.zammad_base_url == "http://127.0.0.1:1"

@@ -1,4 +1,4 @@
-"""``python -m app serve`` refuses bad settings with one line naming them and exit status 2."""
+"""``python -m app serve`` and the other commands refuse bad settings: one line naming them, exit 2."""
 
 from __future__ import annotations
 
@@ -34,8 +34,12 @@ def _env(tmp_path: Path, **overrides: str) -> dict[str, str]:
 
 
 def _serve(tmp_path: Path, **overrides: str) -> subprocess.CompletedProcess[str]:
+    return _command(tmp_path, ["serve"], **overrides)
+
+
+def _command(tmp_path: Path, argv: list[str], **overrides: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "app", "serve"],
+        [sys.executable, "-m", "app", *argv],
         cwd=REPO,
         env=_env(tmp_path, **overrides),
         capture_output=True,
@@ -59,10 +63,33 @@ def _one_line(result: subprocess.CompletedProcess[str], named: str) -> None:
         ({"ZAMMAD_BASE_URL": "http://zammad.example"}, "ZAMMAD_BASE_URL"),
         ({"STORAGE_ROOT": "/nonexistent/archive"}, "STORAGE_ROOT"),
         ({"STATE_DIR": "/proc/forbidden/state"}, "STATE_DIR"),
+        ({"ZAMMAD_BASE_URL": "https://[bad"}, "ZAMMAD_BASE_URL"),
+        ({"ZAMMAD_BASE_URL": "https://127.0.0.1:abc/"}, "ZAMMAD_BASE_URL"),
+        ({"TSA_URL": "https://[bad"}, "TSA_URL"),
+        ({"JOB_STORE_URL": "postgresql://u:S3cretPW@[bad/db"}, "JOB_STORE_URL"),
+        ({"JOB_STORE_URL": "postgresql://u:S3cretPW@127.0.0.1:abc/db"}, "JOB_STORE_URL"),
     ],
 )
 def test_bad_setting_exits_2_naming_it(tmp_path, overrides, named):
-    _one_line(_serve(tmp_path, **overrides), named)
+    result = _serve(tmp_path, **overrides)
+    _one_line(result, named)
+    assert "S3cretPW" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize("argv", [["reconcile", "--dry-run"], ["lta-refresh", "--dry-run"], ["audit"]])
+@pytest.mark.parametrize(
+    ("key", "url"),
+    [("ZAMMAD_BASE_URL", "https://127.0.0.1:abc/"), ("JOB_STORE_URL", "postgresql://u:S3cretPW@[bad/db")],
+)
+def test_every_command_refuses_an_unreadable_url_with_exit_2(tmp_path, argv, key, url):
+    result = _command(tmp_path, argv, **{key: url})
+    if argv[0] == "audit":  # its JSON log starts before the settings are read: the last line
+        assert result.returncode == 2, result.stderr[-2000:]
+        last = result.stderr.strip().splitlines()[-1]
+        assert last.startswith("audit:") and key in last, result.stderr
+    else:
+        _one_line(result, key)
+    assert "S3cretPW" not in result.stderr + result.stdout
 
 
 def test_a_port_in_use_or_a_bad_host_is_one_line(tmp_path):
