@@ -762,7 +762,7 @@ def _validate(s: Settings, *, require_complete: bool) -> None:
             fail(
                 name,
                 "must not carry credentials (user:password@); use "
-                + ("ZAMMAD_API_TOKEN" if name == "zammad_base_url" else "TSA_USER and TSA_PASSWORD"),
+                + ("ZAMMAD_API_TOKEN" if name == "zammad_base_url" else "TSA_USER and TSA_PASS"),
             )
         problem = _url_problem(url, _HTTP_SCHEMES)
         if problem is not None:

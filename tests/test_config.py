@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
 
-from app.config import Secret, load_settings
+from app.config import SETTING_FIELDS, Secret, load_settings
 from app.errors import ConfigError
 
 BASE = {
@@ -15,6 +16,15 @@ BASE = {
     "STORAGE_ROOT": "/srv/archive",
     "SIGNING_ENABLED": "false",
 }
+
+
+DECLARED = {f.metadata["env"] for f in SETTING_FIELDS} | {"CONFIG_PATH"}
+
+
+def assert_names_declared_settings(message: str) -> None:
+    """Every setting-like name (``TSA_USER``) in an error message is one that exists."""
+    named = set(re.findall(r"\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b", message))
+    assert named <= DECLARED, (named - DECLARED, message)
 
 
 def test_defaults_and_environment():
@@ -50,6 +60,8 @@ def test_credentials_in_a_url_are_refused_and_never_echoed(url_key, url):
     with pytest.raises(ConfigError, match=f"{url_key}.*must not carry credentials") as info:
         load_settings({**BASE, url_key: url})
     assert "S3cretPW" not in str(info.value)
+    assert ("ZAMMAD_API_TOKEN" if url_key == "ZAMMAD_BASE_URL" else "TSA_PASS") in str(info.value)
+    assert_names_declared_settings(str(info.value))  # TSA_PASS, not TSA_PASSWORD
 
 
 def test_unreadable_config_file_is_one_line(tmp_path):
@@ -87,8 +99,9 @@ def test_unreadable_config_file_is_one_line(tmp_path):
     ],
 )
 def test_bad_values_name_the_key(key, value, named):
-    with pytest.raises(ConfigError, match=named.replace("/", "/")):
+    with pytest.raises(ConfigError, match=named.replace("/", "/")) as info:
         load_settings({**BASE, key: value})
+    assert_names_declared_settings(str(info.value))
 
 
 @pytest.mark.parametrize(
