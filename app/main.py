@@ -2,7 +2,8 @@
 
 ``app.main:create_app`` is an ASGI app factory (``hypercorn --factory`` or any ASGI server).
 It reads the settings once and builds the middleware chain (request log → rate limit → body
-limit → HMAC → routes). The lifespan creates the aiohttp sessions (Zammad; TSA and OCSP/CRL),
+limit → HMAC → routes). The lifespan logs which requests the settings refuse (no webhook
+secret, no admin token), creates the aiohttp sessions (Zammad; TSA and OCSP/CRL),
 the Zammad client, the signer (key loaded once), the storage with its manifest, the render
 pool, the job store and the worker pool, and starts the font check (which scripts the fonts
 cover, logged once), the manifest timestamps, the scheduled audit and the reconciliation
@@ -60,6 +61,40 @@ def _ssl_context(verify: bool) -> ssl.SSLContext | bool:
     return ssl.create_default_context() if verify else False
 
 
+def log_request_auth(settings: Settings) -> None:
+    """Log, once at start, the requests the settings make the service refuse (or let through).
+
+    Without ``WEBHOOK_HMAC_SECRET`` the service starts (docs/03-configuration.md) but answers
+    every webhook 503 ``webhook_auth_not_configured``: a warning says so, or, with
+    ``HARDENING_WEBHOOK_ALLOW_UNSIGNED=true``, that unsigned webhooks are accepted. Without
+    ``ADMIN_BEARER_TOKEN``, ``/retry`` and ``/jobs`` take HMAC-signed requests only (info),
+    or none at all when the webhook secret is missing too (warning: every one is 403).
+    """
+    if not settings.webhook_hmac_secret:
+        if settings.hardening_webhook_allow_unsigned:
+            log.warning(
+                "unsigned webhooks are accepted (HARDENING_WEBHOOK_ALLOW_UNSIGNED=true): "
+                "for tests only, set WEBHOOK_HMAC_SECRET",
+                extra={"paths": sorted(INGEST_PATHS)},
+            )
+        else:
+            log.warning(
+                "webhooks are refused until WEBHOOK_HMAC_SECRET is set",
+                extra={"paths": sorted(INGEST_PATHS), "status": 503, "error": "webhook_auth_not_configured"},
+            )
+    if not settings.admin_bearer_token:
+        if settings.webhook_hmac_secret:
+            log.info(
+                "no ADMIN_BEARER_TOKEN: /retry and /jobs take HMAC-signed requests only",
+                extra={"paths": ["/retry", "/jobs"]},
+            )
+        else:
+            log.warning(
+                "/retry and /jobs are refused until ADMIN_BEARER_TOKEN or WEBHOOK_HMAC_SECRET is set",
+                extra={"paths": ["/retry", "/jobs"], "status": 403, "error": "forbidden"},
+            )
+
+
 def create_app(
     settings: Settings | None = None, *, on_started: Callable[[], None] | None = None
 ) -> Starlette:
@@ -82,6 +117,7 @@ def create_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        log_request_auth(settings)
         connector = aiohttp.TCPConnector(ssl=_ssl_context(settings.zammad_verify_tls), limit=32)
         session = aiohttp.ClientSession(
             connector=connector, json_serialize=lambda o: orjson.dumps(o).decode()
@@ -254,4 +290,4 @@ def create_app(
     return app
 
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "log_request_auth"]

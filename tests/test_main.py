@@ -1,20 +1,23 @@
 """The app factory (app/main.py) and ``serve``'s collector tuning (app/__main__.py).
 
 An application factory that other ASGI servers import must leave the process's garbage
-collector alone; ``python -m app serve`` tunes it once everything is built.
+collector alone; ``python -m app serve`` tunes it once everything is built. The start logs
+which requests the settings make the service refuse.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import gc
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from app.__main__ import GC_GEN0_THRESHOLD, tune_gc
-from app.config import load_settings
-from app.main import create_app
+from app.config import Secret, load_settings
+from app.main import create_app, log_request_auth
 from app.runtime import Runtime
 
 
@@ -44,7 +47,7 @@ def settings(tmp_path: Path):
 
 
 async def test_the_factory_leaves_the_collector_alone_and_calls_on_started_once_up(
-    tmp_path: Path, collector: None
+    tmp_path: Path, collector: None, caplog: pytest.LogCaptureFixture
 ) -> None:
     seen: list[tuple[bool, bool]] = []
     app = create_app(settings(tmp_path), on_started=lambda: seen.append((runtime.pool is not None, True)))
@@ -53,6 +56,10 @@ async def test_the_factory_leaves_the_collector_alone_and_calls_on_started_once_
     before = gc.get_threshold(), gc.get_freeze_count()
     async with app.router.lifespan_context(app):
         assert seen == [(True, True)]  # once, with the workers started
+        # No WEBHOOK_HMAC_SECRET in these settings: the start says every webhook is refused.
+        assert [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING].count(
+            "webhooks are refused until WEBHOOK_HMAC_SECRET is set"
+        ) == 1
         assert (gc.get_threshold(), gc.get_freeze_count()) == before
     assert (gc.get_threshold(), gc.get_freeze_count()) == before
 
@@ -68,3 +75,44 @@ def test_tune_gc_keeps_a_higher_threshold_set_before(collector: None) -> None:
     gc.set_threshold(GC_GEN0_THRESHOLD * 2, 20, 30)
     tune_gc()
     assert gc.get_threshold() == (GC_GEN0_THRESHOLD * 2, 20, 30)
+
+
+@pytest.mark.parametrize(
+    ("hmac_secret", "allow_unsigned", "admin_token", "expected"),
+    [
+        (None, False, "admin-token", [(logging.WARNING, "webhooks are refused until WEBHOOK_HMAC_SECRET")]),
+        (None, True, "admin-token", [(logging.WARNING, "unsigned webhooks are accepted")]),
+        ("hmac-secret", False, "admin-token", []),
+        ("hmac-secret", False, None, [(logging.INFO, "no ADMIN_BEARER_TOKEN: /retry and /jobs take HMAC")]),
+        (
+            None,
+            False,
+            None,
+            [
+                (logging.WARNING, "webhooks are refused until WEBHOOK_HMAC_SECRET"),
+                (logging.WARNING, "/retry and /jobs are refused until ADMIN_BEARER_TOKEN or WEBHOOK_HMAC"),
+            ],
+        ),
+    ],
+)
+def test_the_start_logs_which_requests_are_refused(
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    hmac_secret: str | None,
+    allow_unsigned: bool,
+    admin_token: str | None,
+    expected: list[tuple[int, str]],
+) -> None:
+    s = dataclasses.replace(
+        settings(tmp_path),
+        webhook_hmac_secret=Secret(hmac_secret) if hmac_secret else None,
+        hardening_webhook_allow_unsigned=allow_unsigned,
+        admin_bearer_token=Secret(admin_token) if admin_token else None,
+    )
+    caplog.set_level(logging.INFO, logger="app")
+    log_request_auth(s)
+    logged = [(r.levelno, r.getMessage()) for r in caplog.records if r.name == "app"]
+    assert len(logged) == len(expected), logged
+    for (level, message), (want_level, start) in zip(logged, expected, strict=True):
+        assert level == want_level and message.startswith(start), logged
+    assert all("hmac-secret" not in m and "admin-token" not in m for _, m in logged)
