@@ -90,11 +90,30 @@ async def admit(runtime: Runtime, requests: list[JobRequest]) -> list[Admission]
     return admissions
 
 
+class DeliveryIdTooLong(ValueError):
+    """``X-Zammad-Delivery`` is longer than :data:`MAX_DELIVERY_ID_CHARS` (``length`` characters)."""
+
+    def __init__(self, length: int) -> None:
+        super().__init__(
+            f"X-Zammad-Delivery is {length} characters long; at most {MAX_DELIVERY_ID_CHARS} are accepted "
+            "(Zammad sends a 36-character UUID)"
+        )
+        self.length = length
+
+
 def clean_delivery_id(raw: str | None) -> str | None:
-    """``X-Zammad-Delivery`` as recorded: stripped, at most :data:`MAX_DELIVERY_ID_CHARS`, or ``None``."""
+    """``X-Zammad-Delivery`` as recorded: stripped, or ``None`` when absent or blank.
+
+    Raises:
+        DeliveryIdTooLong: longer than :data:`MAX_DELIVERY_ID_CHARS` once stripped. It is the
+            duplicate key: cut short, two different ids would be one.
+    """
     if raw is None:
         return None
-    return raw.strip()[:MAX_DELIVERY_ID_CHARS] or None
+    delivery_id = raw.strip()
+    if len(delivery_id) > MAX_DELIVERY_ID_CHARS:
+        raise DeliveryIdTooLong(len(delivery_id))
+    return delivery_id or None
 
 
 class IngestEndpoint:
@@ -103,9 +122,10 @@ class IngestEndpoint:
     Answers 202 ``{"status": "accepted", "ticket_id": N}`` once the job is committed to the
     job store (a request for a ticket that already has a job is merged into it), or
     ``{"status": "duplicate", …}`` for a delivery id accepted within its TTL; 400 for a body
-    that is not JSON; 422 for a payload without a valid ticket id; 503 when the queue is full
-    or the service is shutting down. The delivery id is recorded in the same transaction as
-    the job, so a refused request can be retried by Zammad.
+    that is not JSON (``invalid_json``) or an ``X-Zammad-Delivery`` longer than
+    :data:`MAX_DELIVERY_ID_CHARS` (``invalid_delivery_id``); 422 for a payload without a valid
+    ticket id; 503 when the queue is full or the service is shutting down. The delivery id is
+    recorded in the same transaction as the job, so a refused request can be retried by Zammad.
 
     A pure-ASGI endpoint (Starlette routes to it like to any ASGI app): the webhook is the
     hot path, and Starlette's ``Request``/``Response`` wrapping cost as much as the rest of
@@ -137,7 +157,11 @@ class IngestEndpoint:
         delivery_id = None
         for name, value in scope["headers"]:
             if name == DELIVERY_HEADER_RAW:
-                delivery_id = clean_delivery_id(value.decode("latin-1"))
+                try:
+                    delivery_id = clean_delivery_id(value.decode("latin-1"))
+                except DeliveryIdTooLong as exc:
+                    await send_error(send, 400, "invalid_delivery_id", str(exc))
+                    return
                 break
         admitted = await admit(self.runtime, [JobRequest(ticket_id, delivery_id=delivery_id)])
         if isinstance(admitted, Response):
@@ -162,7 +186,8 @@ async def ingest_batch(runtime: Runtime, request: Request) -> Response:
     elements (422 ``too_many_items`` beyond). The whole batch is recorded in one transaction
     (503 for all when it does not fit). Answers 202 ``{"status": "accepted", "count": N}``
     with one job per payload (jobs for the same ticket coalesce, see :mod:`app.jobs.store`).
-    The batch's ``X-Zammad-Delivery`` id, if any, dedupes the batch as a whole.
+    The batch's ``X-Zammad-Delivery`` id, if any, dedupes the batch as a whole (400
+    ``invalid_delivery_id`` when longer than :data:`MAX_DELIVERY_ID_CHARS`).
     """
     try:
         payload = await _json_body(request)
@@ -184,7 +209,10 @@ async def ingest_batch(runtime: Runtime, request: Request) -> Response:
             ticket_ids.append(extract_ticket_id(item))
         except InvalidPayload as exc:
             return error_response(422, "invalid_payload", f"payload at index {index}: {exc}")
-    delivery_id = clean_delivery_id(request.headers.get(DELIVERY_HEADER))
+    try:
+        delivery_id = clean_delivery_id(request.headers.get(DELIVERY_HEADER))
+    except DeliveryIdTooLong as exc:
+        return error_response(400, "invalid_delivery_id", str(exc))
     admitted = await admit(runtime, [JobRequest(t, delivery_id=delivery_id) for t in ticket_ids])
     if isinstance(admitted, Response):
         return admitted

@@ -42,7 +42,9 @@ INGEST_PATHS = frozenset({"/ingest", "/ingest/batch"})
 # -- limits -----------------------------------------------------------------------------------
 
 MAX_DELIVERY_ID_CHARS = 200
-"""Longest ``X-Zammad-Delivery`` kept (recorded and logged); a longer one is cut."""
+"""Longest ``X-Zammad-Delivery`` accepted (Zammad's is a 36-character UUID): a longer one is
+refused with 400 ``invalid_delivery_id``, never cut, as it is the duplicate key (the request's
+log line shows this much of it)."""
 MAX_REQUEST_ID_CHARS = 128
 """Longest client ``X-Request-ID`` echoed; a longer (or unprintable) one is replaced."""
 DEFAULT_MAX_BODY_BYTES = 2 * 1024 * 1024

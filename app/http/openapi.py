@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 from app import __version__
+from app.http.names import MAX_DELIVERY_ID_CHARS
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -42,9 +43,9 @@ _WEBHOOK_HEADERS = [
         "name": "X-Zammad-Delivery",
         "in": "header",
         "required": False,
-        "schema": {"type": "string"},
-        "description": "Zammad's delivery id; repeats within WORKFLOW_DELIVERY_ID_TTL_SECONDS "
-        "are answered as duplicates",
+        "schema": {"type": "string", "maxLength": MAX_DELIVERY_ID_CHARS},
+        "description": "Zammad's delivery id (a UUID); repeats within WORKFLOW_DELIVERY_ID_TTL_SECONDS "
+        "are answered as duplicates; a longer one than maxLength is 400 invalid_delivery_id",
     },
     {"name": "X-Zammad-Trigger", "in": "header", "required": False, "schema": {"type": "string"}},
 ]
@@ -76,7 +77,10 @@ OPENAPI: dict[str, Any] = {
                 },
                 "responses": {
                     "202": _ok("Queued, or a duplicate delivery", {"$ref": "#/components/schemas/Accepted"}),
-                    "400": _err("Body is not JSON, or X-Zammad-Delivery missing while required"),
+                    "400": _err(
+                        "Body is not JSON, X-Zammad-Delivery longer than its maxLength, "
+                        "or X-Zammad-Delivery missing while required"
+                    ),
                     "403": _err("Missing or wrong X-Hub-Signature"),
                     "422": _err("No valid ticket id in the payload"),
                     "503": _err(
@@ -117,7 +121,10 @@ OPENAPI: dict[str, Any] = {
                 },
                 "responses": {
                     "202": _ok("All payloads queued", {"$ref": "#/components/schemas/BatchAccepted"}),
-                    "400": _err("Body is not JSON, or X-Zammad-Delivery missing while required"),
+                    "400": _err(
+                        "Body is not JSON, X-Zammad-Delivery longer than its maxLength, "
+                        "or X-Zammad-Delivery missing while required"
+                    ),
                     "403": _err("Missing or wrong X-Hub-Signature"),
                     "422": _err(
                         "A payload without a valid ticket id (its index is named), or too many payloads"

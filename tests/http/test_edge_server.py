@@ -75,6 +75,23 @@ async def test_400_invalid_json_and_missing_delivery_id(archiver):
     assert (await service.runtime.pool.status(4711))["state"] == "none"
 
 
+async def test_400_invalid_delivery_id_instead_of_cutting_it_to_a_duplicate_key(archiver):
+    """Two different ids longer than 200 characters used to be cut to the same key: the second
+    was answered "duplicate" and its job dropped. Now each is refused; 200 characters pass."""
+    service = await archiver()
+    for path, payload in (("/ingest", {"ticket_id": 4711}), ("/ingest/batch", [{"ticket_id": 4711}])):
+        for last in "ab":
+            body, hdrs = signed(payload, delivery_id="d" * 200 + last)
+            status, _, answer = await call("POST", f"{service.url}{path}", body=body, headers=hdrs)
+            assert status == 400, answer
+            assert_error_shape(answer, "invalid_delivery_id")
+            assert "201 characters" in answer["detail"]
+    assert (await service.runtime.pool.status(4711))["state"] == "none"
+    body, hdrs = signed({"ticket_id": 4712}, delivery_id="d" * 200)
+    status, _, answer = await call("POST", f"{service.url}/ingest", body=body, headers=hdrs)
+    assert (status, answer["status"]) == (202, "accepted")
+
+
 async def test_413_by_content_length(archiver):
     service = await archiver(HARDENING_BODY_MAX_BYTES="1000")
     body, hdrs = signed({"ticket_id": 4711, "pad": "x" * 2000})
