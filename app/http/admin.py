@@ -20,6 +20,7 @@ from starlette.responses import Response
 from app.http.ingest import admit, job_store_unavailable
 from app.http.names import (
     AUTHORIZATION_HEADER,
+    QUERY_FLAG_VALUES,
     SIGNATURE_HEADER,
     SIGNED_REQUEST_MAX_AGE_SECONDS,
     TICKET_ID_KEY,
@@ -32,9 +33,6 @@ from app.runtime import Runtime
 log = logging.getLogger("app.http")
 
 _MAX_AGE_TEXT = f"at most {SIGNED_REQUEST_MAX_AGE_SECONDS // 60} minutes old"
-
-FORCE_VALUES = {"": False, "0": False, "false": False, "no": False, "1": True, "true": True, "yes": True}
-"""The accepted spellings of ``?force=``; any other value is 422."""
 
 
 def _bearer_ok(runtime: Runtime, request: Request) -> bool:
@@ -107,7 +105,7 @@ async def retry(runtime: Runtime, request: Request) -> Response:
     ticket_id = _ticket_id_param(request)
     if ticket_id is None:
         return error_response(422, "invalid_ticket_id", "the ticket id must be a positive integer")
-    force = FORCE_VALUES.get(request.query_params.get("force", "").lower())
+    force = QUERY_FLAG_VALUES.get(request.query_params.get("force", "").lower())
     if force is None:
         return error_response(422, "invalid_query", "force must be true or false")
     if method == "hmac" and not _fresh_retry_body(body, ticket_id, force=force):

@@ -13,7 +13,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app import SERVICE_NAME, __version__
-from app.http.names import AUTHORIZATION_HEADER
+from app.http.names import AUTHORIZATION_HEADER, QUERY_FLAG_VALUES
 from app.http.openapi import OPENAPI
 from app.http.responses import JSONResponse, error_response
 from app.runtime import Runtime
@@ -98,12 +98,16 @@ async def healthz(runtime: Runtime, request: Request) -> Response:
     checks. Scripts the fonts do not cover keep it 200: ``checks.fonts`` says so and
     ``degraded`` lists them, ``{"script", "package", "font"}`` each (the Debian package to
     install and the font file it brings). ``HEALTHZ_OMIT_VERSION=true`` leaves out ``service``
-    and ``version``.
+    and ``version``. Another ``deep`` value than true/false/1/0/yes/no is 422 ``invalid_query``,
+    as ``?force=`` of ``/retry``.
     """
+    deep = QUERY_FLAG_VALUES.get(request.query_params.get("deep", "").lower())
+    if deep is None:
+        return error_response(422, "invalid_query", "deep must be true or false")
     body: dict[str, Any] = {"status": "ok"}
     if not runtime.settings.healthz_omit_version:
         body.update(service=SERVICE_NAME, version=__version__)
-    if request.query_params.get("deep", "").lower() in {"1", "true", "yes"}:
+    if deep:
         checks = await readiness(runtime)
         checks["fonts"], degraded = await font_coverage(runtime)
         failing = [name for name, verdict in checks.items() if not verdict.startswith("ok")]

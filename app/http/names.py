@@ -39,6 +39,12 @@ TICKET_ID_KEY = "app.ticket_id"
 INGEST_PATHS = frozenset({"/ingest", "/ingest/batch"})
 """The webhook paths: signature-checked by the HMAC middleware, counted by status in the metrics."""
 
+# -- query parameters ---------------------------------------------------------------------------
+
+QUERY_FLAG_VALUES = {"": False, "0": False, "false": False, "no": False, "1": True, "true": True, "yes": True}
+"""The accepted spellings (lower-cased) of a yes/no query parameter, ``?force=`` of ``/retry``
+and ``?deep=`` of ``/healthz``; any other value is 422 ``invalid_query``."""
+
 # -- limits -----------------------------------------------------------------------------------
 
 MAX_DELIVERY_ID_CHARS = 200

@@ -193,10 +193,12 @@ OPENAPI: dict[str, Any] = {
                         "in": "query",
                         "required": False,
                         "schema": {"type": "string", "enum": ["true", "false"]},
+                        "description": "true: readiness checks (storage, signer, queue, job store, fonts)",
                     }
                 ],
                 "responses": {
                     "200": _ok("Healthy", {"$ref": "#/components/schemas/Health"}),
+                    "422": _err("deep is not true or false"),
                     "503": _ok(
                         "Not ready: the failing checks are named", {"$ref": "#/components/schemas/NotReady"}
                     ),
