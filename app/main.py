@@ -146,6 +146,7 @@ def create_app(
         )
         background: list[asyncio.Task[None]] = []
         reconciler: Reconciler | None = None
+        started = False
         try:
             assert settings.storage_root is not None and settings.zammad_api_token is not None
             zammad = ZammadClient(
@@ -230,7 +231,15 @@ def create_app(
                     "signing": settings.signing_enabled,
                 },
             )
+            started = True
             yield
+        except Exception as exc:
+            if not started:  # Hypercorn and Starlette log nothing of it: the cause, with its traceback
+                log.exception("start failed")
+                if runtime.startup_error is None:  # serve's one line on the terminal
+                    cause = " ".join(f"{type(exc).__name__}: {exc}".split())
+                    runtime.startup_error = REDACTOR(cause)[:300]
+            raise
         finally:
             font_check.cancel()
             for task in background:

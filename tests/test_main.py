@@ -116,3 +116,22 @@ def test_the_start_logs_which_requests_are_refused(
     for (level, message), (want_level, start) in zip(logged, expected, strict=True):
         assert level == want_level and message.startswith(start), logged
     assert all("hmac-secret" not in m and "admin-token" not in m for _, m in logged)
+
+
+async def test_a_failing_start_is_logged_with_its_cause(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Hypercorn and Starlette log nothing of an exception the lifespan raises while starting:
+    the lifespan logs it (traceback included) and keeps a redacted line for ``serve``."""
+
+    def broken_store(settings: object) -> None:
+        raise RuntimeError("cannot open the store\nwith unit-token")
+
+    monkeypatch.setattr("app.main.create_job_store", broken_store)
+    app = create_app(settings(tmp_path))
+    with pytest.raises(RuntimeError):
+        async with app.router.lifespan_context(app):
+            pass
+    failed = [r for r in caplog.records if r.getMessage() == "start failed"]
+    assert len(failed) == 1 and failed[0].levelno == logging.ERROR and failed[0].exc_info is not None
+    assert app.state.runtime.startup_error == "RuntimeError: cannot open the store with ***"
