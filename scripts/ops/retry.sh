@@ -2,6 +2,7 @@
 # Queue an explicit archive retry for one ticket: POST /retry/TICKET_ID, signed.
 #
 # Usage: scripts/ops/retry.sh TICKET_ID [--force]
+# One ticket per call; anything else on the command line is a usage error (exit 2).
 #
 # Environment:
 #   ARCHIVER_URL          base URL of the service (default http://127.0.0.1:8080)
@@ -13,14 +14,26 @@
 # Secrets are read from the environment and never put on a command line.
 set -euo pipefail
 
-ticket_id="${1:-}"
-if [[ ! "$ticket_id" =~ ^[0-9]+$ ]]; then
+usage_error() {
+    echo "$0: $1" >&2
     echo "usage: $0 TICKET_ID [--force]" >&2
     exit 2
-fi
+}
+ticket_id=""
 query=""
 force=0
-if [[ "${2:-}" == "--force" ]]; then query="?force=true"; force=1; fi
+for arg in "$@"; do
+    if [[ "$arg" == "--force" ]]; then
+        query="?force=true"; force=1
+    elif [[ "$arg" =~ ^[0-9]+$ && -z "$ticket_id" ]]; then
+        ticket_id="$arg"
+    elif [[ "$arg" =~ ^[0-9]+$ ]]; then
+        usage_error "one ticket per call: $ticket_id and $arg given"
+    else
+        usage_error "not a ticket id or --force: $arg"
+    fi
+done
+[[ -n "$ticket_id" ]] || usage_error "no ticket id given"
 url="${ARCHIVER_URL:-http://127.0.0.1:8080}/retry/${ticket_id}${query}"
 
 exec python3 - "$url" "$ticket_id" "$force" <<'PY'

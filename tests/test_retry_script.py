@@ -1,0 +1,42 @@
+"""scripts/ops/retry.sh: a command line it does not understand is a usage error, never a retry."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def closed_port_url() -> str:
+    """A base URL on 127.0.0.1 where nothing listens: a request the script sends fails there."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+@pytest.mark.parametrize(
+    ("args", "named"),
+    [
+        (["4711", "--forse"], "--forse"),
+        (["12348", "4711"], "4711"),
+        (["4711", "--force", "extra"], "extra"),
+        (["--force"], "no ticket id"),
+        ([], "no ticket id"),
+        (["abc"], "abc"),
+    ],
+)
+def test_retry_script_refuses_what_it_does_not_understand(args, named):
+    result = subprocess.run(
+        ["bash", str(REPO / "scripts/ops/retry.sh"), *args],
+        env={"ARCHIVER_URL": closed_port_url(), "WEBHOOK_HMAC_SECRET": "s", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "usage:" in result.stderr and named in result.stderr
+    assert result.stdout == ""
