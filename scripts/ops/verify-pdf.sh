@@ -80,10 +80,21 @@ if [[ -n "$pyhanko" && "$pyhanko" != "none" ]]; then
     if [[ $details -eq 1 ]]; then args+=(--pretty-print); else args+=(--executive-summary); fi
     if [[ $details -eq 1 ]]; then
         "$pyhanko" "${args[@]}" "$file"
+        rc=$?
     else
-        "$pyhanko" "${args[@]}" "$file" 2>/dev/null
+        # The summary (one line per signature) goes to stdout; pyHanko's stderr (warnings, log
+        # lines, "Error: …") is kept to name the cause when it gave no verdict, e.g. on a PDF it
+        # cannot parse.
+        errors="$(mktemp)"
+        "$pyhanko" "${args[@]}" "$file" 2>"$errors" | tee "$errors.out"
+        rc=${PIPESTATUS[0]}
+        if [[ $rc -ne 0 ]] && ! grep -q ':INVALID$' "$errors.out"; then
+            reason="$(sed -n 's/^Error: //p' "$errors" | tail -n 1)"
+            [[ -n "$reason" ]] || reason="$(grep -v '^[[:space:]]' "$errors" | tail -n 1)"
+            echo "signatures: NOT VERIFIED (pyHanko: ${reason:-exit status $rc, no message})"
+        fi
+        rm -f -- "$errors" "$errors.out"
     fi
-    rc=$?
 else
     "$python" "$here/verify-pdf.py" --signatures-only "$file"
     rc=$?

@@ -67,6 +67,22 @@ async def test_one_flipped_byte_in_the_signed_range_fails(
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+async def test_a_pdf_pyhanko_cannot_parse_fails_with_the_reason(
+    signed: bytes, dev_certs, tmp_path: Path, backend: str
+) -> None:
+    """A damaged object (here the signature field's /Widget name) leaves pyHanko's CLI without a
+    per-signature verdict; the script still says on stdout which check failed and why."""
+    damaged = bytearray(signed)
+    damaged[damaged.index(b"/Widget") + 1] ^= 0xFF  # /Widget -> a name with an unescaped 0xA8 byte
+    path = write(tmp_path, bytes(damaged))
+
+    proc = run(path, backend, VERIFY_PDF_TRUST=str(dev_certs.root_pem))
+
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "must be escaped in a PDF name" in proc.stdout, proc.stdout + proc.stderr
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 async def test_untrusted_root_fails(signed: bytes, dev_certs, tmp_path: Path, backend: str) -> None:
     proc = run(write(tmp_path, signed), backend, VERIFY_PDF_TRUST=str(dev_certs.tsa_pem))
 
