@@ -36,6 +36,9 @@ trap 'exit 130' INT TERM
 mkdir -p "$var/local-archive"
 DEV_PFX_PASSWORD=changeit bash "$repo/scripts/dev/gen-dev-certs.sh" "$var/dev-certs" >/dev/null
 
+# Emptied here, before the simulator starts: its own redirection may come after the first read
+# below, which would then find the previous run's LISTENING line.
+: >"$var/local-simulator.out"
 (cd "$repo" && exec "$py" -m devtools.zammad_simulator --host 127.0.0.1 --port "$sim_port" \
     --token "$token" --seed tests/fixtures/zammad >"$var/local-simulator.out" 2>"$var/local-simulator.log") &
 sim_pid=$!
