@@ -2,12 +2,13 @@
 
 One :class:`Metrics` object per application, on its own ``CollectorRegistry`` (so two apps
 in one process, as in tests, do not share counters). Names follow Prometheus conventions:
-counters end in ``_total``, durations are ``_seconds`` histograms.
+counters end in ``_total``, durations are ``_seconds`` histograms. No ``*_created`` series:
+prometheus-client's default of one per counter and histogram child is turned off
+(``disable_created_metrics``, process-wide), which halves the series to scrape and store.
 """
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator, Mapping
 
 from prometheus_client import (
@@ -16,6 +17,7 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    disable_created_metrics,
     generate_latest,
 )
 from prometheus_client.core import CounterMetricFamily, Metric
@@ -37,9 +39,8 @@ class StatusCounter:
     ``Counter`` takes two locks (kept for ``make bench`` ingest_cpu: "ours instead of
     prometheus-client's Counter for ingest statuses: instructions saved per webhook / full stack's").
     Increments must all come from one thread (the event loop); scrapes may come from anywhere
-    (a dict copy under the GIL). The exposition is the same as a ``Counter``'s:
-    ``<name>_total{label="…"}`` and ``<name>_created{label="…"}`` (Unix seconds of the label
-    value's first count).
+    (a dict copy under the GIL). The exposition is the same as a ``Counter``'s with created
+    series off: ``<name>_total{label="…"}``.
 
     Args:
         name: the metric name, with or without ``_total``.
@@ -52,7 +53,6 @@ class StatusCounter:
         self.documentation = documentation
         self.label = label
         self.counts: dict[object, int] = {}
-        self.created: dict[object, float] = {}
 
     def inc(self, value: object) -> None:
         """Add one to the count of label value ``value`` (exposed as ``str(value)``; pass one
@@ -61,7 +61,6 @@ class StatusCounter:
         if value in counts:
             counts[value] += 1
         else:
-            self.created[value] = time.time()
             counts[value] = 1
 
     def describe(self) -> Iterator[Metric]:
@@ -70,7 +69,7 @@ class StatusCounter:
     def collect(self) -> Iterator[Metric]:
         family = CounterMetricFamily(self.name, self.documentation, labels=[self.label])
         for value, count in dict(self.counts).items():
-            family.add_metric([str(value)], count, created=self.created.get(value))
+            family.add_metric([str(value)], count)
         yield family
 
 
@@ -108,6 +107,9 @@ class Metrics:
     """
 
     def __init__(self) -> None:
+        # A global switch in prometheus-client, read at scrape time; the audit's counters
+        # (app/audit/schedule.py) follow it too.
+        disable_created_metrics()
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
         self.jobs_processed_total = Counter(

@@ -36,3 +36,14 @@ async def test_a_retry_and_a_dead_job_are_counted(archiver, simulator) -> None:
     }
     assert ended == {"done": 0, "failed": 0, "dead": 1}
     assert samples[(PREFIX + "jobs_failed_total", (("classification", "Transient"),))] == 2
+
+
+async def test_no_created_series(archiver) -> None:
+    """prometheus-client's ``*_created`` series (one per counter and histogram child) are off."""
+    service = await archiver(OBSERVABILITY_METRICS_ENABLED="true")
+    await service.ingest({"ticket_id": 4711})  # counts an ingest status, a job and its steps
+    await service.wait_idle()
+    samples = await scrape(service.url)
+    assert samples[(PREFIX + "jobs_processed_total", (("status", "archived"),))] == 1
+    assert samples[(PREFIX + "ingest_responses_total", (("status", "202"),))] == 1
+    assert [name for name, _ in samples if name.endswith("_created")] == []
