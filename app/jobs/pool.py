@@ -41,10 +41,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol, TypeVar
 
+from app.errors import ArchiverError
 from app.jobs.outcomes import RetryPolicy, job_end
 from app.jobs.records import Admission, JobRecord, JobRequest, JobState, JobStoreUnavailable, LeaseLost
 from app.jobs.store import JobStore
 from app.workflow.archive import HANDED_OVER, ArchiveOutcome
+from app.workflow.classify import classify
 from app.workflow.ports import Guard
 from app.workflow.report import Report, UndeliverableReport
 
@@ -436,7 +438,9 @@ class WorkerPool:
     async def _deliver(self, record: JobRecord, report: Report, *, fresh: bool = False) -> None:
         """Deliver until Zammad takes it (backoff doubling up to the maximum); a shutdown
         leaves it undelivered in the store, for the next start. An undeliverable report
-        (ticket gone) is logged and given up.
+        (ticket gone) is logged and given up. Each failed attempt is logged as one line with
+        its classification, code and cause; a traceback only for an error that is not an
+        :class:`~app.errors.ArchiverError` (a defect, not Zammad's answer).
 
         ``fresh``: the job has just ended in this process and its report was never
         delivered (only the first attempt is; a report from the store's outbox never is).
@@ -467,11 +471,21 @@ class WorkerPool:
                 return
             except asyncio.CancelledError:
                 raise
-            except Exception:
+            except Exception as exc:
+                # An ArchiverError (Zammad's 401, a 5xx, a timeout) is an expected, classified
+                # failure: one line with its cause. Anything else is a defect: its traceback too.
+                failure = classify(exc)
                 log.warning(
                     "report not delivered; retrying",
-                    exc_info=True,
-                    extra={"job_id": record.job_id, "ticket_id": record.ticket_id, "retry_in": delay},
+                    exc_info=not isinstance(exc, ArchiverError),
+                    extra={
+                        "job_id": record.job_id,
+                        "ticket_id": record.ticket_id,
+                        "retry_in": delay,
+                        "classification": failure.classification.value,
+                        "code": failure.code,
+                        "cause": failure.cause,
+                    },
                 )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._deliver_max)

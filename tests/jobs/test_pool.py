@@ -5,6 +5,7 @@ lease or a database outage does to a run."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 
 import pytest
@@ -97,6 +98,36 @@ async def test_report_delivery_is_retried_until_it_succeeds(make_store: StoreFac
     # Only the first attempt is fresh: a failed post may have reached Zammad.
     assert runner.fresh == [True, False, False, False]
     assert (await pool.status(9))["reported"] is True
+    await pool.stop(0)
+    await store.close()
+
+
+async def test_a_failed_delivery_logs_its_cause_and_a_traceback_only_for_a_defect(
+    make_store: StoreFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Zammad's error (here a 503) is a classified failure: one line with its cause, no
+    traceback on every retry. An error that is not an ArchiverError keeps its traceback."""
+    runner = FakeRunner({}, deliver_failures=1)
+    plain_deliver = runner.deliver
+    defects = [RuntimeError("bug")]
+
+    async def deliver(
+        job: JobRecord, report: Report, *, fresh: bool = False, guard: Guard | None = None
+    ) -> None:
+        if defects:
+            raise defects.pop()
+        await plain_deliver(job, report, fresh=fresh, guard=guard)
+
+    runner.deliver = deliver  # type: ignore[method-assign]  # this test wraps the fake's method
+    with caplog.at_level(logging.WARNING, logger="app.jobs"):
+        pool, store = await run_pool(make_store, runner, [JobRequest(9)])
+    retries = [r for r in caplog.records if r.getMessage() == "report not delivered; retrying"]
+    assert [(r.code, r.cause, bool(r.exc_info)) for r in retries] == [  # type: ignore[attr-defined]
+        ("internal_error", "RuntimeError: bug", True),
+        ("zammad_api_error", "down", False),
+    ]
+    assert retries[1].classification == "Transient"  # type: ignore[attr-defined]
+    assert runner.delivered == [(9, "archived")]
     await pool.stop(0)
     await store.close()
 
