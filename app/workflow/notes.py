@@ -55,7 +55,8 @@ def success_note(
     root, the SHA-256 of the stored file, its size, the signer (or that the file is
     unsigned), the articles included, the job id and the webhook delivery id.
     """
-    _ = translation(rendered.language).gettext
+    tr = translation(rendered.language)
+    _ = tr.gettext
     if signed.signed:
         signature = _("PAdES {level} by {signer}").format(
             level=signed.pades_level, signer=signed.signer_subject
@@ -91,9 +92,11 @@ def success_note(
         rows.append(
             (
                 _("Warning"),
-                _("{count} characters{scripts} had no font and are shown as placeholders").format(
-                    count=rendered.missing_glyphs, scripts=scripts
-                ),
+                tr.ngettext(
+                    "{count} character{scripts} had no font and is shown as a placeholder",
+                    "{count} characters{scripts} had no font and are shown as placeholders",
+                    rendered.missing_glyphs,
+                ).format(count=rendered.missing_glyphs, scripts=scripts),
             )
         )
     if rendered.embedded:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -107,3 +108,20 @@ def test_failure_note_in_german():
     assert "Dauerhaft: der Auslöser-Tag wurde entfernt" in permanent.body_html
     english = failure_note(failure, job_id="j", delivery_id=None, step="s", attempts=5, gave_up=True)
     assert "gave up after 5 attempts" in english.body_html and "POST /retry/{ticket_id}" in english.body_html
+
+
+def test_missing_glyphs_warning_agrees_with_its_count():
+    stored = StoredArchive(Path("/x"), "x", "0" * 64, 1)
+    one = RenderedPdf(b"", 1, 1, 1, missing_glyphs=1, missing_scripts=("Unassigned",))
+    two = RenderedPdf(b"", 1, 1, 1, missing_glyphs=2, missing_scripts=("Unassigned",))
+    notes = {
+        (rendered.missing_glyphs, language): success_note(
+            stored, SignedPdf(b"", False), replace(rendered, language=language), job_id="j", delivery_id=None
+        ).body_html
+        for rendered in (one, two)
+        for language in ("en", "de")
+    }
+    assert "1 character (Unassigned) had no font and is shown as a placeholder" in notes[1, "en"]
+    assert "2 characters (Unassigned) had no font and are shown as placeholders" in notes[2, "en"]
+    assert "1 Zeichen (Unassigned) hatte keine Schrift und ist als Platzhalter" in notes[1, "de"]
+    assert "2 Zeichen (Unassigned) hatten keine Schrift und sind als Platzhalter" in notes[2, "de"]
