@@ -7,7 +7,9 @@
 
 Python warnings that libraries raise while they load (pyHanko, cryptography) are held back from
 the first line of :func:`main` on and written through the JSON log once logging is configured
-(:mod:`app.observability.warning_capture`): a bad setting stays one line on stderr.
+(:mod:`app.observability.warning_capture`): a bad setting stays one line on stderr. Known ones
+that ask nothing of an operator (cryptography's DSA deprecation on pyHanko's import) are not
+shown at all.
 """
 
 from __future__ import annotations
@@ -222,8 +224,9 @@ def main(argv: list[str]) -> int:
     them through the JSON log once it has configured logging from the settings (never on a
     configuration error); ``render``, ``extract`` and ``audit`` configure the JSON log at WARNING for them.
     """
-    from app.observability.warning_capture import capture_early
+    from app.observability.warning_capture import capture_early, ignore_known_library_warnings
 
+    ignore_known_library_warnings()
     capture_early()
     if not argv or argv[0] in {"-h", "--help"}:
         print(USAGE, end="")

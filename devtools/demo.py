@@ -246,8 +246,9 @@ def say_library_warnings() -> None:
 
 def main() -> int:
     """Run the demo; returns the exit status."""
-    from app.observability.warning_capture import ROUTER
+    from app.observability.warning_capture import ROUTER, ignore_known_library_warnings
 
+    ignore_known_library_warnings()
     ROUTER.capture()
     try:
         return asyncio.run(run())

@@ -21,10 +21,12 @@ written: the operator sees the one ``configuration error:`` line.
 
 Which warnings are shown at all is still decided by Python's filters (``-W``,
 ``PYTHONWARNINGS``, :func:`warnings.filterwarnings`); this module only changes where a shown
-warning goes. A harness that records warnings itself — pytest, ``warnings.catch_warnings(record=True)``
-— or a program that installed its own :func:`warnings.showwarning` keeps them:
-:func:`route_to_logging` then leaves the display alone (an ASGI server importing
-:func:`app.main.create_app` inside such a harness changes nothing in it).
+warning goes — and adds one filter, :func:`ignore_known_library_warnings`, for a library
+warning that is known and asks nothing of an operator. A harness that records warnings
+itself — pytest, ``warnings.catch_warnings(record=True)`` — or a program that installed its
+own :func:`warnings.showwarning` keeps them: :func:`route_to_logging` then leaves the display
+alone (an ASGI server importing :func:`app.main.create_app` inside such a harness changes
+nothing in it).
 """
 
 from __future__ import annotations
@@ -231,6 +233,27 @@ class WarningRouter:
             self._logger.log(level, "%s", text, extra=extra)
         finally:
             self._emitting = False
+
+
+def ignore_known_library_warnings() -> None:
+    """Hide the library warnings known to need no action, each by category, text and the
+    module it names (idempotent; later ``warnings.filterwarnings`` calls still win):
+
+    - cryptography's ``CryptographyDeprecationWarning`` "DSA is deprecated …", raised when
+      pyHanko's ``pyhanko.sign.signers.pdf_cms`` imports ``DSAPrivateKey`` (seen with
+      pyHanko 0.38 and cryptography 51): raised by the import alone, whether a DSA key is
+      ever used or not, on every start of the service, the tools and ``make demo``.
+
+    The same category from any other module, or another text, is still shown.
+    """
+    from cryptography.utils import CryptographyDeprecationWarning
+
+    warnings.filterwarnings(
+        "ignore",
+        message=r"DSA is deprecated",
+        category=CryptographyDeprecationWarning,
+        module=r"pyhanko\.sign\.signers\.pdf_cms$",
+    )
 
 
 ROUTER = WarningRouter()

@@ -311,3 +311,33 @@ def test_create_app_routes_later_warnings_to_the_json_log(tmp_path):
     assert [e["msg"] for e in entries if e["logger"] == "py.warnings"] == [
         "UserWarning: raised while serving"
     ]
+
+
+def test_cryptography_s_dsa_deprecation_on_pyhanko_s_import_is_not_shown():
+    """``python -m app audit`` imports pyHanko and writes library warnings as JSON lines: the
+    DSA deprecation cryptography raises on pyHanko's import is not among them."""
+    done = _run("import sys; from app.__main__ import main; sys.exit(main(sys.argv[1:]))", "audit", "--help")
+    assert done.returncode == 0, done.stderr
+    assert "DSA is deprecated" not in done.stderr, done.stderr
+
+
+def test_only_that_dsa_warning_is_ignored():
+    from cryptography.utils import CryptographyDeprecationWarning
+
+    from app.observability.warning_capture import ignore_known_library_warnings
+
+    def warn(text: str, module: str) -> None:
+        warnings.warn_explicit(
+            text, CryptographyDeprecationWarning, f"{module.replace('.', '/')}.py", 20, module=module
+        )
+
+    with warnings.catch_warnings(record=True) as recorded:
+        warnings.simplefilter("always")
+        ignore_known_library_warnings()
+        warn("DSA is deprecated and support will be removed", "pyhanko.sign.signers.pdf_cms")
+        warn("DSA is deprecated and support will be removed", "app.signing.keys")
+        warn("TripleDES is deprecated", "pyhanko.sign.signers.pdf_cms")
+    assert [(str(w.message), w.filename) for w in recorded] == [
+        ("DSA is deprecated and support will be removed", "app/signing/keys.py"),
+        ("TripleDES is deprecated", "pyhanko/sign/signers/pdf_cms.py"),
+    ]
