@@ -1,4 +1,4 @@
-"""scripts/ops/retry.sh: a command line it does not understand is a usage error, never a retry."""
+"""scripts/ops/retry.sh and jobs.sh: a command line they do not understand is a usage error."""
 
 from __future__ import annotations
 
@@ -40,3 +40,16 @@ def test_retry_script_refuses_what_it_does_not_understand(args, named):
     assert result.returncode == 2, result.stderr
     assert "usage:" in result.stderr and named in result.stderr
     assert result.stdout == ""
+
+
+@pytest.mark.parametrize("args", [["4711", "junk"], ["4711", "4712"], [], ["abc"]])
+def test_jobs_script_refuses_anything_but_one_ticket_id(args):
+    result = subprocess.run(
+        ["bash", str(REPO / "scripts/ops/jobs.sh"), *args],
+        env={"ARCHIVER_URL": closed_port_url(), "WEBHOOK_HMAC_SECRET": "s", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "usage:" in result.stderr and result.stdout == ""

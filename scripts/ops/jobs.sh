@@ -12,7 +12,7 @@
 set -euo pipefail
 
 ticket_id="${1:-}"
-if [[ ! "$ticket_id" =~ ^[0-9]+$ ]]; then
+if [[ $# -ne 1 || ! "$ticket_id" =~ ^[0-9]+$ ]]; then
     echo "usage: $0 TICKET_ID" >&2
     exit 2
 fi
