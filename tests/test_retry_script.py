@@ -18,6 +18,17 @@ def closed_port_url() -> str:
         return f"http://127.0.0.1:{sock.getsockname()[1]}"
 
 
+def run_script(name: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """``scripts/ops/NAME ARGS`` against a closed port, with a webhook secret set."""
+    return subprocess.run(
+        ["bash", str(REPO / "scripts/ops" / name), *args],
+        env={"ARCHIVER_URL": closed_port_url(), "WEBHOOK_HMAC_SECRET": "s", "PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
 @pytest.mark.parametrize(
     ("args", "named"),
     [
@@ -30,13 +41,7 @@ def closed_port_url() -> str:
     ],
 )
 def test_retry_script_refuses_what_it_does_not_understand(args, named):
-    result = subprocess.run(
-        ["bash", str(REPO / "scripts/ops/retry.sh"), *args],
-        env={"ARCHIVER_URL": closed_port_url(), "WEBHOOK_HMAC_SECRET": "s", "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = run_script("retry.sh", *args)
     assert result.returncode == 2, result.stderr
     assert "usage:" in result.stderr and named in result.stderr
     assert result.stdout == ""
@@ -44,12 +49,6 @@ def test_retry_script_refuses_what_it_does_not_understand(args, named):
 
 @pytest.mark.parametrize("args", [["4711", "junk"], ["4711", "4712"], [], ["abc"]])
 def test_jobs_script_refuses_anything_but_one_ticket_id(args):
-    result = subprocess.run(
-        ["bash", str(REPO / "scripts/ops/jobs.sh"), *args],
-        env={"ARCHIVER_URL": closed_port_url(), "WEBHOOK_HMAC_SECRET": "s", "PATH": "/usr/bin:/bin"},
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    result = run_script("jobs.sh", *args)
     assert result.returncode == 2, result.stderr
     assert "usage:" in result.stderr and result.stdout == ""
