@@ -12,7 +12,7 @@ import pytest
 
 from app.jobs.outcomes import RetryPolicy
 from app.jobs.pool import WorkerPool
-from app.jobs.records import JobRecord, JobRequest, JobState
+from app.jobs.records import JobRecord, JobRequest, JobState, JobStoreUnavailable
 from app.jobs.store import JobStore
 from app.workflow.archive import ArchiveOutcome
 from app.workflow.ports import Guard
@@ -105,11 +105,11 @@ async def test_report_delivery_is_retried_until_it_succeeds(make_store: StoreFac
 async def test_a_failed_delivery_logs_its_cause_and_a_traceback_only_for_a_defect(
     make_store: StoreFactory, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Zammad's error (here a 503) is a classified failure: one line with its cause, no
-    traceback on every retry. An error that is not an ArchiverError keeps its traceback."""
+    """Zammad's error (here a 503) and a shared store's outage are expected failures: one line
+    with the cause, no traceback on every retry. An error that is neither keeps its traceback."""
     runner = FakeRunner({}, deliver_failures=1)
     plain_deliver = runner.deliver
-    defects = [RuntimeError("bug")]
+    defects = [JobStoreUnavailable("the PostgreSQL job store is unreachable"), RuntimeError("bug")]
 
     async def deliver(
         job: JobRecord, report: Report, *, fresh: bool = False, guard: Guard | None = None
@@ -124,9 +124,10 @@ async def test_a_failed_delivery_logs_its_cause_and_a_traceback_only_for_a_defec
     retries = [r for r in caplog.records if r.getMessage() == "report not delivered; retrying"]
     assert [(r.code, r.cause, bool(r.exc_info)) for r in retries] == [  # type: ignore[attr-defined]
         ("internal_error", "RuntimeError: bug", True),
+        ("job_store_unavailable", "the PostgreSQL job store is unreachable", False),
         ("zammad_api_error", "down", False),
     ]
-    assert retries[1].classification == "Transient"  # type: ignore[attr-defined]
+    assert [r.classification for r in retries[1:]] == ["Transient", "Transient"]  # type: ignore[attr-defined]
     assert runner.delivered == [(9, "archived")]
     await pool.stop(0)
     await store.close()
