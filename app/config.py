@@ -591,7 +591,8 @@ def _url_problem(url: str, schemes: frozenset[str]) -> str | None:
 
     Checked here so that a bad URL is a :class:`ConfigError` at start rather than a
     ``ValueError`` where a client first reads it (``urllib.parse``, aiohttp's ``yarl``):
-    a scheme in ``schemes``, a host, and a port of 1-65535 when one is given.
+    a scheme in ``schemes``, a host, a port of 1-65535 when one is given, and no space or
+    control character anywhere.
 
     Returns:
         A reason that never quotes the URL (it may carry a password), e.g.
@@ -611,6 +612,8 @@ def _url_problem(url: str, schemes: frozenset[str]) -> str | None:
         return "its port is not a number from 1 to 65535"
     if not parts.hostname:
         return "it names no host"
+    if any(ch.isspace() or ord(ch) < 32 or ord(ch) == 127 for ch in url):  # urlsplit drops tabs
+        return "it has a space or control character in it (write a space as %20)"
     return None
 
 

@@ -113,6 +113,8 @@ def test_bad_values_name_the_key(key, value, named):
         ("ZAMMAD_BASE_URL", "https://zammad.example:70000/", "port is not a number"),
         ("ZAMMAD_BASE_URL", "https://zammad.example:0/", "port is not a number"),
         ("ZAMMAD_BASE_URL", "https://:443/", "names no host"),
+        ("ZAMMAD_BASE_URL", "http://zammad example/", "space or control character"),
+        ("JOB_STORE_URL", "postgresql://u:S3cretPW@db\thost/db", "space or control character"),
         ("TSA_URL", "http://[bad", "host cannot be read"),
         ("TSA_URL", "https://u:S3cretPW@[bad/", "host cannot be read"),
         ("TSA_URL", "https://tsa.example:abc/", "port is not a number"),
