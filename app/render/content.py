@@ -16,7 +16,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from app.i18n import translation, zone_name
-from app.zammad.attachments import is_body_copy
+from app.zammad.attachments import is_body_alternative
 
 _MIME_PARAMS = re.compile(r";.*$", re.DOTALL)
 
@@ -156,14 +156,14 @@ def visible_attachments(article: dict[str, Any], language: str = "en") -> list[A
     """The article's attachments worth listing, in order.
 
     Leaves out Zammad's ``message.html`` pseudo-attachment
-    (:func:`app.zammad.attachments.is_body_copy`): it is the HTML body again, not something
+    (:func:`app.zammad.attachments.is_body_alternative`): it is the body again, not something
     the sender attached. Sizes are written in ``language`` (:func:`human_size`).
     """
     lines: list[AttachmentLine] = []
     for attachment in article.get("attachments") or []:
         if not isinstance(attachment, dict):
             continue
-        if is_body_copy(attachment):
+        if is_body_alternative(attachment):
             continue
         preferences = attachment.get("preferences") or {}
         if not isinstance(preferences, dict):

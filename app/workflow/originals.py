@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from app.workflow.ports import FETCH_CONCURRENCY, EmbeddedFile, OmittedFile, ZammadPort
-from app.zammad.attachments import is_body_copy
+from app.zammad.attachments import is_html_part_copy
 
 T = TypeVar("T")
 
@@ -95,7 +95,7 @@ async def collect_originals(
     within the :class:`EmbedPolicy` caps (in article order; a file that does not fit is
     listed as omitted with the reason). A download that fails is omitted, never fatal.
 
-    Zammad's ``message.html`` copy of a mail's HTML part (:func:`app.zammad.attachments.is_body_copy`)
+    Zammad's ``message.html`` copy of a mail's HTML part (:func:`app.zammad.attachments.is_html_part_copy`)
     is embedded only when that article's raw e-mail is not: the raw e-mail holds the part
     as received, so the copy would be the same evidence twice (one more download, and its
     bytes in every PDF). It is not listed as omitted either: nothing is missing.
@@ -304,7 +304,7 @@ def _attachments_within(
         copies_in_mail = article.get("id") in mailed
         for att in article.get("attachments") or []:
             att_id = att.get("id")
-            if not isinstance(att_id, int) or att_id in seen or copies_in_mail and is_body_copy(att):
+            if not isinstance(att_id, int) or att_id in seen or copies_in_mail and is_html_part_copy(att):
                 continue
             seen.add(att_id)
             filename = str(att.get("filename") or f"attachment-{att_id}")

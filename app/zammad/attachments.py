@@ -1,6 +1,6 @@
-"""Which of an article's attachments are Zammad's own copy of its body, not something sent.
+"""Which of an article's attachments are Zammad's own copies of the mail's body, not something sent.
 
-Zammad's e-mail parser stores the HTML part of every incoming mail a second time, as an
+Zammad's e-mail parser stores the HTML part of an incoming mail a second time, as an
 attachment named ``message.html`` (or the part's file name) with the preferences
 ``"original-format": true`` and ``"content-alternative": true``: the raw, unsanitised HTML of
 the part, beside the sanitised ``body`` (``app/models/channel/email_parser/content_parser.rb``;
@@ -15,11 +15,20 @@ from collections.abc import Mapping
 from typing import Any
 
 
-def is_body_copy(attachment: Mapping[str, Any]) -> bool:
-    """Whether ``attachment`` (one entry of an article's ``attachments``) is Zammad's copy of
-    the mail's HTML part: its ``preferences`` say ``original-format`` or
-    ``content-alternative`` (JSON ``true``). A malformed entry is not."""
+def _preference(attachment: Mapping[str, Any], name: str) -> bool:
     preferences = attachment.get("preferences")
-    if not isinstance(preferences, Mapping):
-        return False
-    return preferences.get("original-format") is True or preferences.get("content-alternative") is True
+    return isinstance(preferences, Mapping) and preferences.get(name) is True
+
+
+def is_html_part_copy(attachment: Mapping[str, Any]) -> bool:
+    """Whether ``attachment`` (one entry of an article's ``attachments``) is Zammad's copy of
+    the mail's original HTML part (``message.html``): its ``preferences`` say
+    ``original-format`` (JSON ``true``). A malformed entry is not."""
+    return _preference(attachment, "original-format")
+
+
+def is_body_alternative(attachment: Mapping[str, Any]) -> bool:
+    """Whether ``attachment`` is another form of the mail's body rather than a file the sender
+    attached: :func:`is_html_part_copy`, or ``preferences`` saying ``content-alternative``
+    (JSON ``true``). A malformed entry is not."""
+    return _preference(attachment, "original-format") or _preference(attachment, "content-alternative")

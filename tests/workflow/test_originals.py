@@ -194,6 +194,23 @@ async def test_zammads_copy_of_the_html_part_is_embedded_only_when_the_raw_mail_
     assert (TICKET, 1, 10) not in downloaded and (TICKET, 2, 20) in downloaded
 
 
+async def test_another_alternative_of_the_body_is_embedded_beside_the_raw_mail():
+    """Only the copy of the original HTML part (``original-format``) is left to the raw e-mail;
+    another ``content-alternative`` part (a calendar invitation) is embedded as before."""
+    zammad = FakeZammad()
+    zammad.plain[1] = b"From: kunde@example.org\r\n\r\nTermin"
+    zammad.attachments[(TICKET, 1, 10)] = b"BEGIN:VCALENDAR"
+    invite = {
+        "id": 10,
+        "filename": "invite.ics",
+        "size": "15",
+        "preferences": {"content-alternative": True, "Mime-Type": "text/calendar"},
+    }
+    files, omitted = await collect(zammad, [{"id": 1, "type": "email", "attachments": [invite]}])
+    assert [f.name for f in files][-2:] == ["article-1.eml", "article-1-10-invite.ics"]
+    assert omitted == ()
+
+
 async def test_an_image_fetched_for_the_layout_is_not_downloaded_again():
     zammad = FakeZammad()
     articles = [{"id": 1, "type": "note", "attachments": [attachment(10, "3", "a.png", "image/png")]}]
