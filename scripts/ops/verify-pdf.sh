@@ -11,7 +11,8 @@
 #   VERIFY_PDF_PYHANKO        the pyhanko CLI to use (default: `pyhanko` on PATH, else the one in
 #                             the repository's .venv); set to "none" to use verify-pdf.py instead
 #
-# Uses pyHanko's CLI (`pyhanko sign validate`) when installed, else scripts/ops/verify-pdf.py.
+# Uses pyHanko's CLI (`pyhanko sign validate`) when installed, else scripts/ops/verify-pdf.py;
+# always verify-pdf.py for a file with a document timestamp (B-LTA), which the CLI passes over.
 # Revocation is checked online where the certificates name OCSP/CRL services; an unreachable
 # service does not fail the check (soft-fail), a "revoked" answer does.
 #
@@ -66,6 +67,13 @@ fi
 
 details=0
 case "${VERIFY_PDF_SHOW_DETAILS:-false}" in 1|true|yes|on|TRUE|True) details=1 ;; esac
+
+# pyHanko's CLI validates signature fields only and passes over document timestamps (PAdES
+# B-LTA, ETSI EN 319 142-1): a file that holds one is checked by verify-pdf.py, which checks
+# every signature and every document timestamp.
+if grep -aq '/DocTimeStamp' -- "$file"; then
+    pyhanko=none
+fi
 
 if [[ -n "$pyhanko" && "$pyhanko" != "none" ]]; then
     args=(sign validate --trust-replace --soft-revocation-check)

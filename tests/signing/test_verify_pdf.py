@@ -109,3 +109,42 @@ async def test_details_and_usage_errors(signed: bytes, dev_certs, tmp_path: Path
     assert details.returncode == 0 and "Dev Archive Signer" in details.stdout
     assert no_trust.returncode == 2 and "VERIFY_PDF_TRUST" in no_trust.stderr
     assert missing.returncode == 2
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_a_b_lta_document_timestamp_is_checked_too(
+    cm_pki, animator, tmp_path: Path, backend: str
+) -> None:
+    """pyHanko's CLI passes over document timestamps: a B-LTA archive whose document timestamp
+    was altered must still fail, whichever backend is asked for (the script hands such a file
+    to verify-pdf.py), and the intact archive must pass."""
+    import io
+
+    import aiohttp
+
+    from app.signing.lta import LtaRefresher
+    from app.signing.trust import LongTermValidation, load_certificates
+    from app.signing.tsa import build_timestamper
+    from tests.signing.lta_archives import sign
+
+    async with aiohttp.ClientSession() as session:
+        buffer = io.BytesIO(await sign(cm_pki, session))
+        roots = load_certificates(cm_pki.root_pem)
+        await LtaRefresher(
+            build_timestamper(cm_pki.tsa_url, session, timeout=5),
+            LongTermValidation(roots, session, fetch_timeout=5),
+        ).refresh(buffer)
+    data = buffer.getvalue()
+    # In a thread: certomancer's OCSP responder and CRLs are served by this test's event loop.
+    intact = await asyncio.to_thread(
+        run, write(tmp_path, data), backend, VERIFY_PDF_TRUST=str(cm_pki.root_pem)
+    )
+    assert intact.returncode == 0, intact.stdout + intact.stderr
+    tampered = bytearray(data)
+    digit = data.rindex(b"/Contents <") + len(b"/Contents <") + 600  # inside the timestamp token
+    tampered[digit] = ord("0") if tampered[digit] != ord("0") else ord("1")
+    proc = await asyncio.to_thread(
+        run, write(tmp_path, bytes(tampered)), backend, VERIFY_PDF_TRUST=str(cm_pki.root_pem)
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "INVALID" in proc.stdout or "NOT" in proc.stdout, proc.stdout
