@@ -21,6 +21,8 @@ import functools
 import multiprocessing
 import os
 import pickle
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -54,19 +56,65 @@ RENDER_NICENESS = 10
 """Render children run at this lower CPU priority (``nice``): layout is background work, and
 the event loop answering webhooks must get a core first when the pool renders at full load."""
 
+SERVICE_CHECK_SECONDS = 1.0
+"""How often a render process checks that the service that started it still runs. A service
+killed with SIGKILL cannot stop its pool: its render processes would run on (orphans of PID 1,
+~100 MB each), and with them the pool's fork server and resource tracker, which exit only
+after their last child; a process manager that does not kill the whole process group keeps
+them forever."""
+
 
 #: EmbeddedFile's fields in order: how an original travels through the spool (a tuple).
 _EMBEDDED_FIELDS = tuple(field.name for field in dataclasses.fields(EmbeddedFile))
 
 
-def _start_render_process() -> None:
-    """The render processes' initialiser: a lower CPU priority (:data:`RENDER_NICENESS`) and
-    fpdf2's replaced internals (:func:`app.render.patches.install`)."""
+def _start_render_process(service_pid: int) -> None:
+    """The render processes' initialiser: a lower CPU priority (:data:`RENDER_NICENESS`),
+    fpdf2's replaced internals (:func:`app.render.patches.install`), and an exit as soon as
+    the service ``service_pid`` is gone (:func:`_exit_with`)."""
     from app.render import patches  # imports fpdf2: in the render process only
 
     with contextlib.suppress(OSError):  # not permitted in some sandboxes: render at normal priority
         os.nice(RENDER_NICENESS)
+    _exit_with(service_pid)
     patches.install()
+
+
+def _process_start(pid: int) -> bytes | None:
+    """When process ``pid`` started (``starttime``, field 22 of ``/proc/PID/stat``, proc(5)),
+    or ``None`` when it does not exist or there is no ``/proc``."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as stat:
+            fields = stat.read().rsplit(b")", 1)[1].split()  # after the command name: field 3 on
+    except (OSError, IndexError):
+        return None
+    return fields[19] if len(fields) > 19 else None
+
+
+def _exit_with(service_pid: int) -> None:
+    """Start a daemon thread that ends this process (``os._exit``) once ``service_pid`` has
+    ended, checked every :data:`SERVICE_CHECK_SECONDS`: by its start time in ``/proc`` (a
+    new process given the same pid is not the service), else by ``os.kill(pid, 0)``. The
+    render under way is lost with it; its service is gone."""
+    started = _process_start(service_pid)
+
+    def running() -> bool:
+        if started is not None:
+            return _process_start(service_pid) == started
+        try:
+            os.kill(service_pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # exists, another user's: not ours, but not proof of our service's end
+            return True
+        return True
+
+    def watch() -> None:
+        while running():
+            time.sleep(SERVICE_CHECK_SECONDS)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="service-watch", daemon=True).start()
 
 
 def _render(snapshot: TicketSnapshot, options: RenderOptions) -> RenderedPdf:
@@ -256,6 +304,7 @@ class ProcessPoolRenderer:
             mp_context=multiprocessing.get_context("forkserver"),
             max_tasks_per_child=MAX_TASKS_PER_CHILD,
             initializer=_start_render_process,
+            initargs=(os.getpid(),),
         )
 
     async def render(self, snapshot: TicketSnapshot) -> RenderedPdf:

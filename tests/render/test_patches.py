@@ -26,7 +26,7 @@ LINE = "Grüße aus Mühlenbach: die Rechnung 2025-0117 enthält Position 3 dopp
 def test_importing_app_render_patches_nothing_and_the_render_process_initialiser_does():
     script = textwrap.dedent(
         """
-        import importlib, pkgutil, sys
+        import importlib, os, pkgutil, sys
         sys.path.insert(0, sys.argv[1])
         import fpdf.syntax
         stock = (fpdf.syntax.PDFObject._build_obj_dict, fpdf.syntax.camel_case, fpdf.syntax.zlib)
@@ -36,8 +36,8 @@ def test_importing_app_render_patches_nothing_and_the_render_process_initialiser
         from app.render import patches, pool
         untouched = (fpdf.syntax.PDFObject._build_obj_dict, fpdf.syntax.camel_case, fpdf.syntax.zlib) == stock
         print(untouched, patches.installed())
-        pool._start_render_process()
-        pool._start_render_process()  # idempotent
+        pool._start_render_process(os.getpid())
+        pool._start_render_process(os.getpid())  # idempotent
         print(patches.installed(), fpdf.syntax.camel_case.__wrapped__ is stock[1])
         """
     )

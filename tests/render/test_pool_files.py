@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import os
 import pickle
+import signal
 import subprocess
 import sys
 import textwrap
@@ -285,3 +287,54 @@ def test_close_ends_a_running_render_and_the_process_exits_at_once():
     exit_seconds = time.monotonic() - closed
     assert proc.returncode == 0, proc.stderr.read()[-2000:] if proc.stderr else ""
     assert exit_seconds < 3.0
+
+
+def test_render_processes_end_with_a_service_killed_by_sigkill():
+    """A service killed with SIGKILL cannot stop its pool: its render processes notice and exit
+    within SERVICE_CHECK_SECONDS, and the pool's fork server and resource tracker follow (they
+    ran on as orphans before: ~100 MB per render process, kept by process managers that do
+    not kill the whole process group)."""
+    script = textwrap.dedent("""
+        import asyncio, os, time
+        from app.render.options import RenderOptions
+        from app.render.pool import ProcessPoolRenderer
+
+        async def main():
+            pool = ProcessPoolRenderer(RenderOptions(), processes=2)
+            await asyncio.gather(pool.font_coverage(), pool.font_coverage())  # render processes up
+            print(" ".join(str(pid) for pid in pool._pool._processes), flush=True)
+            time.sleep(600)
+
+        if __name__ == "__main__":
+            asyncio.run(main())
+    """)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO
+    )
+    assert proc.stdout is not None
+    children = [int(pid) for pid in proc.stdout.readline().split()]
+    helpers = [
+        int(pid)
+        for pid in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        if int(pid) not in children
+    ]  # the fork server and the resource tracker
+    assert children and helpers
+    proc.kill()
+    proc.wait(timeout=10)
+    deadline = time.monotonic() + 10
+    left = children + helpers
+    while left and time.monotonic() < deadline:
+        time.sleep(0.2)
+        left = [pid for pid in left if _running(pid)]
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert left == [], "processes left behind by the killed service"
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` is a live process (not a zombie waiting for PID 1)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
