@@ -453,6 +453,23 @@ class TicketPdf(ParkedPages):
                 )
             )
 
+    def draw_shaped_line(self, x: float, top: float, text: str, style: TextStyle, width: float) -> None:
+        """One line whose box starts at ``top`` (pt from the page top) through fpdf2's ``cell``
+        with shaping: joining, bidi order (Unicode UAX #9), right-aligned in ``width`` points
+        when its first strong character is right to left. ``self.y`` is left as it was."""
+        y = self.y
+        self.use_face(self.glyph_fonts.chains[style.style].faces[0])
+        self.use_fallbacks(text)
+        self.set_text_shaping(True)
+        self.set_font(MAIN_FAMILY, style.style, style.size)
+        self.set_text_color(*style.color)
+        self.set_xy(x, top)
+        try:
+            self.cell(width, style.leading, text, align="R" if first_strong_is_rtl(text) else "L")
+        finally:
+            self.after_fpdf_text()
+            self.y = y
+
     def write_complex(self, paragraph: str, style: TextStyle, offset: float = 0.0) -> None:
         """One paragraph through ``multi_cell`` with shaping: bidi order, joining, right alignment for RTL."""
         self.ensure_space(style.leading)
@@ -502,10 +519,15 @@ class TicketPdf(ParkedPages):
     # -- page furniture -----------------------------------------------------------------
 
     def header(self) -> None:
-        """Ticket number and title on every page, drawn first in the main font (§3.1)."""
+        """Ticket number and title on every page, drawn first in the main font (§3.1); a title
+        that needs shaping or runs right to left through fpdf2's shaping (:meth:`draw_shaped_line`)."""
         top = HEADER_BASELINE - 0.5 * PAGE_HEADER.leading - 0.3 * PAGE_HEADER.size
         self.current_font_is_set_on_page = False
-        self.draw_line(self.l_margin, top, self.header_text, PAGE_HEADER)
+        text = self.header_text
+        if not text.isascii() and COMPLEX.search(text):
+            self.draw_shaped_line(self.l_margin, top, text, PAGE_HEADER, self.epw)
+        else:
+            self.draw_line(self.l_margin, top, text, PAGE_HEADER)
         self.set_draw_color(*RULE_GREY)
         self.set_line_width(0.5)
         self.line(self.l_margin, HEADER_BASELINE + 5, self.w - self.r_margin, HEADER_BASELINE + 5)

@@ -135,3 +135,24 @@ def test_missing_fonts_become_placeholders_and_name_the_scripts(tmp_path):
     assert "[U+60A8]" in text and "[U+1F60A]" in text and "ok" in text
     assert rendered.missing_scripts == ("CJK", "Emoji")
     assert rendered.missing_glyphs == len(SAMPLES["Chinese"]) + 1
+
+
+def test_a_right_to_left_title_is_shaped_in_every_page_header(tmp_path):
+    """The running header draws the ticket title through fpdf2's shaping when it needs it:
+    letters joined and in reading order, as in the body (before, on our own text path, each
+    word came out letter by letter in reverse)."""
+    title = f"{SAMPLES['Hebrew']} {SAMPLES['Arabic']}"
+    rendered = render_ticket_pdf(
+        {**ticket(), "title": title},
+        [art(i, "Hallo " * 400) for i in range(1, 4)],
+        [],
+        archived_at=ARCHIVED_AT,
+        options=RenderOptions(),
+    )
+    assert rendered.page_count > 1
+    text, _ = pdftotext(write(tmp_path, rendered.data, "rtl-title.pdf"))
+    headers = [line for line in text.splitlines() if line.startswith("Ticket #31337 – ")]
+    assert len(headers) == rendered.page_count, headers
+    for line in headers:
+        words = set(line.translate(dict.fromkeys(range(0x202A, 0x202F))).split())
+        assert set(title.split()) <= words, line
