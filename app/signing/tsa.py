@@ -24,7 +24,9 @@ if TYPE_CHECKING:
 __all__ = ["build_timestamper", "timestamper_from_settings", "tsa_error"]
 
 #: RFC 3161 ``PKIFailureInfo`` values that describe a TSA-side outage rather than a bad request.
-_TRANSIENT_TSA_FAILURES = ("time_not_available", "system_failure")
+_OTHER_NONCE = "its token's nonce is not the one asked for"
+"""A reply to another request (a mixed-up proxy or cache): asking again may get ours."""
+_TRANSIENT_TSA_FAILURES = ("time_not_available", "system_failure", _OTHER_NONCE)
 
 
 def build_timestamper(
@@ -149,15 +151,21 @@ class _CheckedHTTPTimeStamper(HTTPTimeStamper):
                     )
         except (aiohttp.ClientError, OSError) as exc:
             raise TimestampRequestError("Error while contacting timestamp service") from exc
-        return _parse_tsa_response(data)
+        response = _parse_tsa_response(data)
+        sent = req["nonce"].native
+        info = response["time_stamp_token"]["content"]["encap_content_info"]["content"].parsed
+        if sent is not None and info["nonce"].native != sent:  # pyHanko's own check crashes on it
+            raise TimestampRequestError(f"TSA answered another request: {_OTHER_NONCE} (RFC 3161 §2.4.2)")
+        return response
 
 
 def tsa_error(exc: TimestampRequestError, timeout: float | None) -> SigningError:
     """Map a pyHanko TSA failure to a :class:`SigningError` with ``transient`` pinned.
 
     Transient: timeouts, connection failures, HTTP 408/429/5xx, RFC 3161 failInfo
-    timeNotAvailable/systemFailure. Permanent: HTTP 401/403 and other 4xx, a wrong
-    Content-Type, TLS trust failures, refusals, a body that is not a TimeStampResp.
+    timeNotAvailable/systemFailure, a token with another request's nonce. Permanent: HTTP
+    401/403 and other 4xx, a wrong Content-Type, TLS trust failures, refusals, a body that is
+    not a TimeStampResp.
 
     Args:
         exc: what pyHanko raised; its ``__cause__`` says what went wrong underneath.

@@ -78,12 +78,14 @@ ess_cert_id_alg = sha256
 @dataclass
 class LocalTsa:
     """A TSA on 127.0.0.1. ``mode`` picks the answer: ``ok``, ``http500``, ``garbage``,
-    ``wrong_type``, ``refuse`` (PKIStatus rejection, badAlg), ``slow`` (sleeps 3 s)."""
+    ``wrong_type``, ``refuse`` (PKIStatus rejection, badAlg), ``slow`` (sleeps 3 s), ``replay``
+    (the last reply served again: another request's nonce, as a mixed-up proxy would send)."""
 
     url: str
     mode: str = "ok"
     requests: int = 0
     served_sizes: list[int] = field(default_factory=list)
+    last_reply: bytes = b""
 
 
 @pytest.fixture
@@ -111,6 +113,8 @@ async def local_tsa(dev_certs: DevCerts, tmp_path: Path):
             )
         if state.mode == "slow":
             await asyncio.sleep(3)
+        if state.mode == "replay" and state.last_reply:
+            return web.Response(body=state.last_reply, content_type="application/timestamp-reply")
         n = next(counter)
         query, reply = workdir / f"q{n}.tsq", workdir / f"r{n}.tsr"
         query.write_bytes(body)
@@ -128,6 +132,7 @@ async def local_tsa(dev_certs: DevCerts, tmp_path: Path):
             return web.Response(status=500, text=err.decode(errors="replace"))
         data = reply.read_bytes()
         state.served_sizes.append(len(data))
+        state.last_reply = data
         content_type = "text/plain" if state.mode == "wrong_type" else "application/timestamp-reply"
         return web.Response(body=data, headers={"Content-Type": content_type})
 

@@ -91,6 +91,22 @@ async def test_tsa_garbage_body_is_permanent(pfx_bytes: bytes, sample_pdf: bytes
     assert info.value.transient is False and "not an RFC 3161 TimeStampResp" in str(info.value)
 
 
+async def test_a_reply_to_another_request_is_transient_and_named(
+    pfx_bytes: bytes, sample_pdf: bytes, local_tsa, session
+) -> None:
+    """A token whose nonce is not the one asked for (a mixed-up proxy, a cache) is refused by
+    name and may be asked for again; pyHanko's own check crashed on it (AttributeError:
+    'int' object has no attribute 'hex'), a Permanent failure without a cause."""
+    signer = make_signer(pfx_bytes, local_tsa.url, session)
+    await signer.sign(sample_pdf)
+    local_tsa.mode = "replay"
+
+    with pytest.raises(SigningError) as info:
+        await signer.sign(sample_pdf)
+
+    assert info.value.transient is True and "nonce" in str(info.value), str(info.value)
+
+
 async def test_tsa_wrong_content_type_is_permanent(
     pfx_bytes: bytes, sample_pdf: bytes, local_tsa, session
 ) -> None:
