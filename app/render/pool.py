@@ -82,13 +82,16 @@ def _start_render_process(service_pid: int) -> None:
 
 def _process_start(pid: int) -> bytes | None:
     """When process ``pid`` started (``starttime``, field 22 of ``/proc/PID/stat``, proc(5)),
-    or ``None`` when it does not exist or there is no ``/proc``."""
+    or ``None`` when it does not exist, has ended (a zombie its parent has not reaped yet) or
+    there is no ``/proc``."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as stat:
             fields = stat.read().rsplit(b")", 1)[1].split()  # after the command name: field 3 on
     except (OSError, IndexError):
         return None
-    return fields[19] if len(fields) > 19 else None
+    if len(fields) <= 19 or fields[0] in (b"Z", b"X"):
+        return None
+    return fields[19]
 
 
 def _exit_with(service_pid: int) -> None:

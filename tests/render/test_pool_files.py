@@ -302,7 +302,12 @@ def test_render_processes_end_with_a_service_killed_by_sigkill():
         async def main():
             pool = ProcessPoolRenderer(RenderOptions(), processes=2)
             await asyncio.gather(pool.font_coverage(), pool.font_coverage())  # render processes up
-            print(" ".join(str(pid) for pid in pool._pool._processes), flush=True)
+            pids = list(pool._pool._processes)
+            for _ in range(300):  # each one's initialiser has run: its service-watch thread is up
+                if all(len(os.listdir(f"/proc/{pid}/task")) > 1 for pid in pids):
+                    break
+                time.sleep(0.1)
+            print(" ".join(str(pid) for pid in pids), flush=True)
             time.sleep(600)
 
         if __name__ == "__main__":
@@ -319,8 +324,7 @@ def test_render_processes_end_with_a_service_killed_by_sigkill():
         if int(pid) not in children
     ]  # the fork server and the resource tracker
     assert children and helpers
-    proc.kill()
-    proc.wait(timeout=10)
+    proc.kill()  # and not reaped until the end: a zombie service counts as ended
     deadline = time.monotonic() + 10
     left = children + helpers
     while left and time.monotonic() < deadline:
@@ -328,6 +332,7 @@ def test_render_processes_end_with_a_service_killed_by_sigkill():
         left = [pid for pid in left if _running(pid)]
     for pid in left:
         os.kill(pid, signal.SIGKILL)
+    proc.wait(timeout=10)
     assert left == [], "processes left behind by the killed service"
 
 
