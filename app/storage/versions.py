@@ -64,9 +64,6 @@ LTA_MARK = ".lta-"
 MAX_VERSIONS_PER_DAY = 100
 """How many ``_vN`` names of one day are tried before giving up with ``EEXIST``."""
 
-SKIPPED_TOP_FOLDERS = STORAGE_NAMES
-"""Folders directly under the storage root that hold no archives (the storage's own)."""
-
 _VERSION = re.compile(r"^(?P<base>.+?)(?:\.lta-(?P<day>\d{8})(?:_v(?P<n>\d+))?)?(?P<ext>\.pdf)$", re.I)
 
 
@@ -146,7 +143,7 @@ def archive_families(root: Path) -> Iterator[ArchiveFamily]:
         folders[:] = sorted(
             name
             for name in folders
-            if not name.startswith(".") and not (folder == PurePosixPath(".") and name in SKIPPED_TOP_FOLDERS)
+            if not name.startswith(".") and not (folder == PurePosixPath(".") and name in STORAGE_NAMES)
         )
         groups: dict[str, list[tuple[tuple[str, int], str]]] = {}
         for name in files:
