@@ -27,8 +27,10 @@ layouts share; split off, that state would be reached into from outside the clas
 
 from __future__ import annotations
 
+import contextlib
 import io
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 from fpdf.drawing_primitives import convert_to_device_color
@@ -453,43 +455,47 @@ class TicketPdf(ParkedPages):
                 )
             )
 
-    def draw_shaped_line(self, x: float, top: float, text: str, style: TextStyle, width: float) -> None:
-        """One line whose box starts at ``top`` (pt from the page top) through fpdf2's ``cell``
-        with shaping: joining, bidi order (Unicode UAX #9), right-aligned in ``width`` points
-        when its first strong character is right to left. ``self.y`` is left as it was."""
-        y = self.y
+    @contextlib.contextmanager
+    def _shaping(self, text: str, style: TextStyle, x: float, y: float) -> Iterator[str]:
+        """fpdf2's own text path set up for ``text`` in ``style`` at ``(x, y)`` with shaping
+        (joining, bidi order by Unicode UAX #9; the fallback fonts it needs registered); yields
+        the alignment, ``"R"`` when its first strong character is right to left, else ``"L"``.
+        fpdf2's font and colour state is forgotten afterwards (:meth:`after_fpdf_text`)."""
         self.use_face(self.glyph_fonts.chains[style.style].faces[0])
         self.use_fallbacks(text)
         self.set_text_shaping(True)
         self.set_font(MAIN_FAMILY, style.style, style.size)
         self.set_text_color(*style.color)
-        self.set_xy(x, top)
+        self.set_xy(x, y)
         try:
-            self.cell(width, style.leading, text, align="R" if first_strong_is_rtl(text) else "L")
+            yield "R" if first_strong_is_rtl(text) else "L"
         finally:
             self.after_fpdf_text()
+
+    def draw_shaped_line(self, x: float, top: float, text: str, style: TextStyle, width: float) -> None:
+        """One line whose box starts at ``top`` (pt from the page top) through fpdf2's ``cell``
+        with shaping (:meth:`_shaping`), right-aligned in ``width`` points when it runs right
+        to left. ``self.y`` is left as it was."""
+        y = self.y
+        try:
+            with self._shaping(text, style, x, top) as align:
+                self.cell(width, style.leading, text, align=align)
+        finally:
             self.y = y
 
     def write_complex(self, paragraph: str, style: TextStyle, offset: float = 0.0) -> None:
-        """One paragraph through ``multi_cell`` with shaping: bidi order, joining, right alignment for RTL."""
+        """One paragraph through ``multi_cell`` with shaping (:meth:`_shaping`): bidi order,
+        joining, right alignment for RTL."""
         self.ensure_space(style.leading)
-        self.use_fallbacks(paragraph)
-        self.set_text_shaping(True)
-        self.set_font(MAIN_FAMILY, style.style, style.size)
-        self.set_text_color(*style.color)
-        self.set_xy(self.l_margin + offset, self.y)
-        rtl = first_strong_is_rtl(paragraph)
-        try:
+        with self._shaping(paragraph, style, self.l_margin + offset, self.y) as align:
             self.multi_cell(
                 self.epw - offset,
                 style.leading,
                 paragraph,
-                align="R" if rtl else "L",
+                align=align,
                 new_x=XPos.LMARGIN,
                 new_y=YPos.NEXT,
             )
-        finally:
-            self.after_fpdf_text()
 
     def write_field(self, label: str, value: str) -> None:
         """A ``label`` in the left column and ``value`` wrapped in the right one."""
