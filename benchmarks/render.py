@@ -161,8 +161,11 @@ def measure_mix(rounds: int) -> dict[str, float]:
     (``"html text"``, ``"plain text"``: the image bytes not handed over, so placeholders); and
     of the articles of each client of :data:`MIX_CLIENTS` alone (``"<client> html"``,
     ``"<client> plain"``); and of the HTML ticket with every PNG re-encoded and decoded as
-    before :mod:`app.render.png_passthrough` (``"html, PNGs decoded"``); renders interleaved
-    round by round after one warm-up render of each."""
+    before :mod:`app.render.png_passthrough` (``"html, PNGs decoded"``) and with fpdf2's own
+    object dictionaries and annotation serialising, not :mod:`app.render.patches`'
+    (``"html, fpdf2's object dictionaries"``); with its originals, deflated by ISA-L and by zlib
+    (``"html, originals"``, ``"html, originals, zlib"``); renders interleaved round by round
+    after one warm-up render of each."""
     patches.install()
     ticket = make_mixed_ticket(MIX_ARTICLES)
 
@@ -195,6 +198,12 @@ def measure_mix(rounds: int) -> dict[str, float]:
             html()
 
     variants["html, PNGs decoded"] = html_pngs_decoded
+
+    def html_stock_object_dicts() -> None:  # fpdf2's dir() walk for every object and annotation
+        with _stock_object_dicts():
+            html()
+
+    variants["html, fpdf2's object dictionaries"] = html_stock_object_dicts
     with_originals = renderer(ticket.articles, ticket.images, mix_originals(ticket))
 
     def with_originals_zlib() -> None:
@@ -281,6 +290,13 @@ def mix_rows(quick: bool) -> list[Result]:
             f"Zammad mix, {n} articles with its originals (raw e-mails, bodies, articles.json): "
             "zlib / ISA-L deflate (app.render.deflate), render CPU",
             round(cpu["html, originals, zlib"] / cpu["html, originals"], 2),
+            "ratio",
+        ),
+        Result(
+            "render",
+            f"Zammad mix, {n} articles: fpdf2's object dictionaries and annotations / ours "
+            "(app.render.patches), render CPU",
+            round(cpu["html, fpdf2's object dictionaries"] / cpu["html"], 2),
             "ratio",
         ),
         Result(

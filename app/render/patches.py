@@ -13,6 +13,9 @@ What is replaced (fpdf2 2.8.x's ``fpdf.syntax``):
   a 20-article ticket): fpdf2 lists the object's names with ``dir()`` and reads each,
   methods included, to skip the callables. :func:`_fast_build_obj_dict` lists a class's
   candidate keys once and reads only those and the instance's own attributes;
+* ``AnnotationDict.serialize`` (``fpdf.annotations``), the same ``dir()`` walk for every
+  annotation, e.g. each link of an HTML body: :func:`_fast_annotation_serialize` reads the
+  class's candidate keys only;
 * ``camel_case``, called for every key of every object, is memoised;
 * the ``zlib`` module that ``fpdf.syntax`` and ``fpdf.image_parsing`` compress every stream
   with is :data:`app.render.deflate.FPDF_ZLIB`: ISA-L's deflate in place of zlib's. Unlike
@@ -29,7 +32,8 @@ from typing import TYPE_CHECKING
 
 import fpdf.image_parsing
 import fpdf.syntax
-from fpdf.syntax import PDFObject, build_obj_dict
+from fpdf.annotations import AnnotationDict
+from fpdf.syntax import PDFObject, build_obj_dict, create_dictionary_string
 
 from app.render.deflate import FPDF_ZLIB
 
@@ -40,6 +44,8 @@ if TYPE_CHECKING:
 #: :func:`install` replaces and :func:`uninstall` restores; the tests compare against them).
 STOCK_BUILD_OBJ_DICT = PDFObject._build_obj_dict
 STOCK_CAMEL_CASE = fpdf.syntax.camel_case
+#: fpdf2's own ``AnnotationDict.serialize``, likewise.
+STOCK_ANNOTATION_SERIALIZE = AnnotationDict.serialize
 
 _NOT_KEYS = ("id", "ref")  # fpdf2's build_obj_dict leaves these out, as every ``_`` name
 _class_keys: dict[type, tuple[str, ...]] = {}
@@ -79,6 +85,22 @@ def _fast_build_obj_dict(
     )
 
 
+def _fast_annotation_serialize(
+    self: AnnotationDict,
+    _security_handler: StandardSecurityHandler | None = None,
+    _obj_id: int | None = None,
+) -> str:
+    """fpdf2 2.8's ``AnnotationDict.serialize``: the same ``<< … >>`` string, from the class's
+    candidate keys (``__slots__``: no instance attributes of its own) instead of ``dir()``."""
+    return create_dictionary_string(
+        build_obj_dict(
+            {key: getattr(self, key) for key in _keys_of_class(type(self))},
+            _security_handler=_security_handler,
+            _obj_id=_obj_id,
+        )
+    )
+
+
 def install() -> None:
     """Every replacement of this module, in this process (:func:`install_object_dicts`,
     :func:`install_deflate`); idempotent. Relies on fpdf2 2.8.x internals
@@ -93,18 +115,22 @@ def uninstall() -> None:
     uninstall_deflate()
 
 
-# Kept for `make bench` render: "fpdf2's object dictionaries / ours, CPU".
+# Kept for `make bench` render: "fpdf2's object dictionaries / ours, CPU" (20 plain articles)
+# and "Zammad mix, 20 articles: fpdf2's object dictionaries and annotations / ours".
 def install_object_dicts() -> None:
-    """Replace ``PDFObject._build_obj_dict`` with :func:`_fast_build_obj_dict` and memoise
+    """Replace ``PDFObject._build_obj_dict`` with :func:`_fast_build_obj_dict` and
+    ``AnnotationDict.serialize`` with :func:`_fast_annotation_serialize`, and memoise
     ``fpdf.syntax.camel_case``; idempotent. Same PDF bytes."""
     PDFObject._build_obj_dict = _fast_build_obj_dict  # type: ignore[method-assign]  # the patch itself
+    AnnotationDict.serialize = _fast_annotation_serialize  # type: ignore[method-assign]  # likewise
     if fpdf.syntax.camel_case is STOCK_CAMEL_CASE:
         fpdf.syntax.camel_case = functools.lru_cache(maxsize=1024)(STOCK_CAMEL_CASE)
 
 
 def uninstall_object_dicts() -> None:
-    """Put fpdf2's own ``_build_obj_dict`` and ``camel_case`` back."""
+    """Put fpdf2's own ``_build_obj_dict``, ``AnnotationDict.serialize`` and ``camel_case`` back."""
     PDFObject._build_obj_dict = STOCK_BUILD_OBJ_DICT  # type: ignore[method-assign]  # fpdf2's own back
+    AnnotationDict.serialize = STOCK_ANNOTATION_SERIALIZE  # type: ignore[method-assign]  # likewise
     fpdf.syntax.camel_case = STOCK_CAMEL_CASE
 
 
@@ -126,6 +152,7 @@ def installed() -> bool:
     """Whether :func:`install` is in effect in this process."""
     return (
         PDFObject._build_obj_dict is _fast_build_obj_dict
+        and AnnotationDict.serialize is _fast_annotation_serialize
         and fpdf.syntax.camel_case is not STOCK_CAMEL_CASE
         and fpdf.syntax.zlib is FPDF_ZLIB
     )

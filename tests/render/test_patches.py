@@ -9,7 +9,9 @@ import textwrap
 from pathlib import Path
 
 import fpdf.syntax
-from fpdf.syntax import PDFObject
+from fpdf.actions import URIAction
+from fpdf.annotations import AnnotationDict
+from fpdf.syntax import PDFObject, PDFString
 
 from app.render import patches
 from app.render.options import RenderOptions
@@ -28,17 +30,24 @@ def test_importing_app_render_patches_nothing_and_the_render_process_initialiser
         """
         import importlib, os, pkgutil, sys
         sys.path.insert(0, sys.argv[1])
-        import fpdf.syntax
-        stock = (fpdf.syntax.PDFObject._build_obj_dict, fpdf.syntax.camel_case, fpdf.syntax.zlib)
+        import fpdf.annotations, fpdf.syntax
+        def current():
+            return (
+                fpdf.syntax.PDFObject._build_obj_dict,
+                fpdf.annotations.AnnotationDict.serialize,
+                fpdf.syntax.camel_case,
+                fpdf.syntax.zlib,
+            )
+        stock = current()
         import app.render
         for module in pkgutil.iter_modules(app.render.__path__, "app.render."):
             importlib.import_module(module.name)
         from app.render import patches, pool
-        untouched = (fpdf.syntax.PDFObject._build_obj_dict, fpdf.syntax.camel_case, fpdf.syntax.zlib) == stock
+        untouched = current() == stock
         print(untouched, patches.installed())
         pool._start_render_process(os.getpid())
         pool._start_render_process(os.getpid())  # idempotent
-        print(patches.installed(), fpdf.syntax.camel_case.__wrapped__ is stock[1])
+        print(patches.installed(), fpdf.syntax.camel_case.__wrapped__ is stock[2])
         """
     )
     done = subprocess.run(
@@ -79,6 +88,7 @@ def test_fast_object_dicts_serialise_every_object_as_fpdf2_does():
     try:
         assert not patches.installed()
         assert PDFObject._build_obj_dict is patches.STOCK_BUILD_OBJ_DICT
+        assert AnnotationDict.serialize is patches.STOCK_ANNOTATION_SERIALIZE
         assert fpdf.syntax.camel_case is patches.STOCK_CAMEL_CASE
         assert [render(True), render(False)] == fast
     finally:
@@ -107,3 +117,27 @@ def test_fast_object_dicts_see_instance_attributes_and_skip_methods():
         == patches.STOCK_BUILD_OBJ_DICT(thing)
         == {"/Computed": "/Computed", "/Constant": 7, "/Method": "shadowed", "/SomeValue": 5}
     )
+
+
+def test_fast_annotation_dicts_serialise_as_fpdf2_does():
+    every_field = AnnotationDict(
+        "Text",
+        x=10.5,
+        y=700.25,
+        width=80,
+        height=12,
+        contents="Grüße (a note)",
+        action=URIAction("https://example.com/a?b=(c)"),
+        color=(0.1, 0.2, 0.3),
+        title="Zammad",
+        quad_points=(1, 2, 3, 4, 5, 6, 7, 8),
+        border_width=1,
+        ink_list=(1.0, 2.0),
+        default_appearance="/Helv 0 Tf",
+    )
+    link = AnnotationDict("Link", x=1, y=2, width=3, height=4, dest=PDFString("chapter", encrypt=True))
+    for annotation in (every_field, link):
+        fast = patches._fast_annotation_serialize(annotation)
+        assert fast == patches.STOCK_ANNOTATION_SERIALIZE(annotation)
+        assert fast.startswith("<<") and "/Type /Annot" in fast
+    assert "/Contents" in patches._fast_annotation_serialize(every_field)
