@@ -56,6 +56,7 @@ from pyhanko.sign.validation.errors import NoDSSFoundError
 from pyhanko_certvalidator import ValidationContext
 
 from app.errors import SigningError
+from app.signing.options import PadesLevel
 from app.signing.trust import LongTermValidation, validation_data_error
 
 __all__ = [
@@ -388,7 +389,7 @@ class LtaRefresher:
         except PdfError as exc:
             raise SigningError(f"cannot update the PDF: {exc}", transient=False) from exc
         except Exception as exc:
-            mapped = validation_data_error(exc)
+            mapped = validation_data_error(exc, level=PadesLevel.B_LTA)
             if mapped is not None:
                 raise mapped from exc
             raise SigningError(f"LTA refresh failed: {type(exc).__name__}: {exc}", transient=False) from exc

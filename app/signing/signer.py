@@ -350,7 +350,7 @@ class ArchiveSigner:
         except TimestampRequestError as exc:
             raise tsa_error(exc, getattr(self._timestamper, "timeout", None)) from exc
         except Exception as exc:
-            mapped = validation_data_error(exc) if self._validation is not None else None
+            mapped = validation_data_error(exc, level=self._level) if self._validation is not None else None
             if mapped is not None:
                 raise mapped from exc
             if isinstance(exc, SigningError):

@@ -23,6 +23,7 @@ from pyhanko_certvalidator import errors as cv_errors
 from pyhanko_certvalidator.fetchers.aiohttp_fetchers import AIOHttpFetcherBackend
 
 from app.errors import ConfigError, SigningError
+from app.signing.options import PadesLevel
 
 __all__ = ["LongTermValidation", "has_revocation_pointers", "load_certificates", "validation_data_error"]
 
@@ -96,8 +97,8 @@ class LongTermValidation:
 
     def context(self) -> ValidationContext:
         """A fresh ``ValidationContext`` (they cache per-validation state) that fetches
-        revocation data and requires it for every certificate (``hard-fail``): a B-LT
-        signature whose validation data could not be gathered is not made."""
+        revocation data and requires it for every certificate (``hard-fail``): a B-LT or
+        B-LTA signature, or an LTA refresh, whose validation data could not be gathered is not made."""
         return ValidationContext(
             trust_roots=list(self.trust_roots),
             other_certs=list(self.other_certs),
@@ -107,13 +108,14 @@ class LongTermValidation:
         )
 
 
-def validation_data_error(exc: BaseException) -> SigningError | None:
-    """Map pyHanko's failure to validate the signer (or TSA) certificate before a B-LT
-    signature to a :class:`SigningError`, or ``None`` when ``exc`` is something else.
+def validation_data_error(exc: BaseException, *, level: PadesLevel) -> SigningError | None:
+    """Map pyHanko's failure to validate the signer (or TSA) certificate while making a
+    signature or a refresh at ``level`` (B-LT or B-LTA) to a :class:`SigningError`, or
+    ``None`` when ``exc`` is something else.
 
-    Transient: revocation data could not be fetched (OCSP responder or CRL server down).
-    Permanent: revoked, expired, untrusted (no path to ``SIGNING_TRUST_ROOTS_PATH``),
-    unsuitable certificate.
+    Transient: revocation data could not be fetched (OCSP responder or CRL server down); the
+    message names ``level``. Permanent: revoked, expired, untrusted (no path to
+    ``SIGNING_TRUST_ROOTS_PATH``), unsuitable certificate.
     """
     chain: list[BaseException] = []
     cur: BaseException | None = exc
@@ -127,8 +129,8 @@ def validation_data_error(exc: BaseException) -> SigningError | None:
             return SigningError(f"certificate is outside its validity period: {cause}", transient=False)
         if isinstance(cause, cv_errors.InsufficientRevinfoError):
             return SigningError(
-                f"validation data for PAdES B-LT could not be gathered (OCSP responder or CRL server "
-                f"unreachable?): {cause}",
+                f"validation data for PAdES {level.value} could not be gathered (OCSP responder or "
+                f"CRL server unreachable?): {cause}",
                 transient=True,
             )
         if isinstance(cause, cv_errors.PathBuildingError):

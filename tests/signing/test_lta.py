@@ -161,6 +161,21 @@ async def test_an_unreachable_tsa_is_a_transient_error(cm_pki, animator, session
     assert info.value.transient is True
 
 
+async def test_unreachable_revocation_services_are_transient_and_name_b_lta(
+    cm_pki, animator, session
+) -> None:
+    data = await sign(cm_pki, session, cert="signer-expiring")
+    await animator.stop()  # OCSP responder and CRLs gone (and the TSA, which is not reached)
+    buffer = io.BytesIO(data)
+
+    with pytest.raises(SigningError) as info:
+        await refresher(cm_pki, session).refresh(buffer)
+
+    assert info.value.transient is True
+    assert "validation data for PAdES B-LTA could not be gathered" in str(info.value), info.value
+    assert buffer.getvalue() == data
+
+
 async def test_an_unsigned_pdf_has_no_evidence_and_is_refused(cm_pki, session) -> None:
     from tests.signing.lta_archives import ticket_pdf
 

@@ -192,18 +192,22 @@ async def test_openssl_alone_verifies_cms_and_both_timestamp_tokens(
     assert wrong.returncode != 0  # the check can fail
 
 
-async def test_revocation_services_down_is_transient(cm_pki, animator, session, sample_pdf: bytes) -> None:
+@pytest.mark.parametrize("level", ["B-LT", "B-LTA"])
+async def test_revocation_services_down_is_transient(
+    cm_pki, animator, session, sample_pdf: bytes, level: str
+) -> None:
     arch = cm_pki.arch
     tsa = DummyTimeStamper(
         tsa_cert=arch.get_cert(CertLabel("tsa")), tsa_key=arch.key_set.get_private_key(KeyLabel("tsa"))
     )
-    signer = make_signer(cm_pki, session, "B-LT", timestamper=tsa)
+    signer = make_signer(cm_pki, session, level, timestamper=tsa)
     await animator.stop()  # the in-process TSA still answers; OCSP and CRLs do not
 
     with pytest.raises(SigningError) as info:
         await signer.sign(sample_pdf)
 
-    assert info.value.transient is True and "validation data" in str(info.value)
+    assert info.value.transient is True
+    assert f"validation data for PAdES {level} could not be gathered" in str(info.value), info.value
 
 
 async def test_revoked_signer_is_permanent(cm_pki, animator, session, sample_pdf: bytes) -> None:
