@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from html import escape
 
 from app.i18n import translation
@@ -31,6 +32,12 @@ class Note:
 
     subject: str
     body_html: str
+
+
+def _utc_seconds(when: datetime) -> str:
+    """``2025-03-06T13:20:11+00:00``: ISO 8601 in UTC, to the second, whatever the TSA's
+    ``genTime`` carries (RFC 3161 allows fractions of a second; a note is read by people)."""
+    return when.astimezone(UTC).isoformat(timespec="seconds")
 
 
 def _items(rows: list[tuple[str, str]]) -> str:
@@ -53,7 +60,9 @@ def success_note(
 
     Starts with "PDF archived" ("PDF archiviert"); gives the path relative to the storage
     root, the SHA-256 of the stored file, its size, the signer (or that the file is
-    unsigned), the articles included, the job id and the webhook delivery id.
+    unsigned), the articles included, the job id and the webhook delivery id. The signature
+    timestamp is given in UTC to the second (ISO 8601), the same at every PAdES level and for
+    every TSA.
     """
     tr = translation(rendered.language)
     _ = tr.gettext
@@ -62,7 +71,7 @@ def success_note(
             level=signed.pades_level, signer=signed.signer_subject
         )
         if signed.timestamp is not None:
-            signature += _(", timestamp {time}").format(time=signed.timestamp.isoformat())
+            signature += _(", timestamp {time}").format(time=_utc_seconds(signed.timestamp))
             if signed.timestamp_authority:
                 signature += _(" from {authority}").format(authority=signed.timestamp_authority)
     else:

@@ -61,6 +61,8 @@ def sidecar_fields(
         "pades_level": signed.pades_level,
         "signer_subject": signed.signer_subject,
         "signer_cert_sha256": signed.signer_cert_sha256,
+        # The TSA's genTime as its token has it (fractions of a second included, when it gives
+        # them): read by programs, which may compare it with the token; the note cuts it to the second.
         "timestamp": signed.timestamp.isoformat() if signed.timestamp else None,
         "timestamp_authority": signed.timestamp_authority,
         "service": SERVICE_NAME,

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+
+import pytest
 
 from app.errors import ZammadApiError
 from app.workflow.classify import classify
@@ -59,6 +61,31 @@ def test_datetime_in_signed_note():
         delivery_id=None,
     )
     assert "2025-03-06T13:20:11+00:00" in note.body_html and "B-T" in note.body_html
+
+
+@pytest.mark.parametrize("language", ["en", "de"])
+def test_signature_timestamp_is_utc_to_the_second_whatever_the_tsa_gives(language: str):
+    # openssl's TSA gives whole seconds, others (certomancer's, many public ones) microseconds;
+    # a genTime in another offset is the same instant.
+    given = (
+        datetime(2025, 3, 6, 13, 20, 11, tzinfo=UTC),
+        datetime(2025, 3, 6, 13, 20, 11, 984610, tzinfo=UTC),
+        datetime(2025, 3, 6, 14, 20, 11, 500000, tzinfo=timezone(timedelta(hours=1))),
+    )
+    bodies = [
+        success_note(
+            StoredArchive(Path("/x"), "x", "0" * 64, 1),
+            SignedPdf(b"", True, level, "CN=A", None, ts, "CN=TSA"),
+            RenderedPdf(b"", 1, 1, 1, language=language),
+            job_id="j",
+            delivery_id=None,
+        ).body_html
+        for ts, level in zip(given, ("B-T", "B-LTA", "B-LTA"), strict=True)
+    ]
+
+    word = {"en": "timestamp", "de": "Zeitstempel"}[language]
+    for body in bodies:
+        assert f", {word} 2025-03-06T13:20:11+00:00 " in body, body
 
 
 def test_success_note_is_written_in_the_archives_language():
