@@ -53,7 +53,7 @@ from pyhanko.sign.validation import (
 )
 from pyhanko.sign.validation.dss import async_add_validation_info
 from pyhanko.sign.validation.errors import NoDSSFoundError
-from pyhanko_certvalidator import ValidationContext
+from pyhanko_certvalidator import CertificateValidator, ValidationContext
 
 from app.errors import SigningError
 from app.signing.options import PadesLevel
@@ -459,4 +459,37 @@ class LtaRefresher:
 
     async def _renew_chain(self, reader: PdfFileReader, context: ValidationContext) -> None:
         stamper = PdfTimeStamper(self._timestamper, field_name=self._field_name(reader))
-        await stamper.async_update_archival_timestamp_chain(reader, context, in_place=True)
+        try:
+            await stamper.async_update_archival_timestamp_chain(reader, context, in_place=True)
+        except TypeError as exc:
+            # pyHanko validates the newest document timestamp without raising: when its TSA's
+            # chain does not validate, the status has no validation path, and the DSS update
+            # that follows fails on it ("'NoneType' object is not iterable", pyHanko 0.38,
+            # pyhanko.sign.validation.dss) before anything is written. Say why instead.
+            problem = await self._newest_timestamp_problem(reader, context)
+            if problem is None:
+                raise
+            raise problem from exc
+
+    async def _newest_timestamp_problem(
+        self, reader: PdfFileReader, context: ValidationContext
+    ) -> SigningError | None:
+        """Why the TSA certificate of the newest document timestamp does not validate now with
+        ``context`` (no path to ``SIGNING_TRUST_ROOTS_PATH``, expired, revoked, no revocation
+        data: see :func:`~app.signing.trust.validation_data_error`), or ``None`` when it does."""
+        newest = reader.embedded_timestamp_signatures[-1]
+        validator = CertificateValidator(
+            newest.signer_cert,
+            intermediate_certs=list(_cms_certificates(newest.signed_data)),
+            validation_context=context,
+        )
+        try:
+            await validator.async_validate_usage(key_usage=set(), extended_key_usage={"time_stamping"})
+        except Exception as exc:  # noqa: BLE001 - whatever pyhanko_certvalidator raises is mapped or dropped
+            mapped = validation_data_error(exc, level=PadesLevel.B_LTA)
+            if mapped is not None:
+                return SigningError(
+                    f"newest document timestamp (TSA {_subject(newest.signer_cert)!r}): {mapped}",
+                    transient=mapped.transient,
+                )
+        return None

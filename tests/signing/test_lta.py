@@ -20,7 +20,7 @@ from app.errors import SigningError
 from app.signing.lta import LtaRefresher, evidence_in_force, read_evidence, refresh_reasons
 from app.signing.trust import LongTermValidation, load_certificates
 from app.signing.tsa import build_timestamper
-from tests.signing.certomancer_pki import EXPIRING_IN
+from tests.signing.certomancer_pki import EXPIRING_IN, build_pki
 from tests.signing.lta_archives import ades_lta, sign
 from tests.signing.signing_helpers import pdfsig
 from tests.verify import verapdf
@@ -173,6 +173,28 @@ async def test_unreachable_revocation_services_are_transient_and_name_b_lta(
 
     assert info.value.transient is True
     assert "validation data for PAdES B-LTA could not be gathered" in str(info.value), info.value
+    assert buffer.getvalue() == data
+
+
+@pytest.mark.parametrize("level", ["B-T", "B-LTA"])
+async def test_an_archive_whose_chains_do_not_end_in_the_trust_roots_is_refused_with_the_reason(
+    cm_pki, animator, session, tmp_path: Path, level: str
+) -> None:
+    # Another PKI built like the archive's, its root named the same but with another key.
+    elsewhere = build_pki(tmp_path / "elsewhere")
+    data = await sign(cm_pki, session, level=level)
+    buffer = io.BytesIO(data)
+    untrusting = LtaRefresher(
+        build_timestamper(cm_pki.tsa_url, session, timeout=5),
+        LongTermValidation(load_certificates(elsewhere.root_pem), session, fetch_timeout=5),
+    )
+
+    with pytest.raises(SigningError) as info:
+        await untrusting.refresh(buffer)
+
+    # B-T: the signer's chain; B-LTA: the newest document timestamp's TSA chain.
+    assert "does not lead to a root in SIGNING_TRUST_ROOTS_PATH" in str(info.value), info.value
+    assert info.value.transient is False
     assert buffer.getvalue() == data
 
 
