@@ -335,7 +335,8 @@ def draw_article(
 
 def draw_originals(pdf: TicketPdf, originals: OriginalsIndex) -> None:
     """The closing section: the originals left out (name, size, reason), then every embedded one
-    (name, size, type, relationship, SHA-256)."""
+    (name, size, type, relationship, SHA-256). A size never counted is marked as Zammad's
+    declared size (:attr:`app.workflow.ports.OmittedFile.size_declared`)."""
     _ = pdf.tr.gettext
     template = pdf.template
     pdf.y += template.article_gap
@@ -349,7 +350,12 @@ def draw_originals(pdf: TicketPdf, originals: OriginalsIndex) -> None:
             _("Not embedded ({count})").format(count=len(originals.omitted)), template.field_label
         )
         for omitted in originals.omitted:
-            size = human_size(omitted.size, pdf.language) if omitted.size is not None else _("size unknown")
+            if omitted.size is None:
+                size = _("size unknown")
+            elif omitted.size_declared:  # the same size the article's attachment list gives
+                size = _("{size} as declared by Zammad").format(size=human_size(omitted.size, pdf.language))
+            else:
+                size = human_size(omitted.size, pdf.language)
             pdf.write_lines(
                 pdf.clean(f"{omitted.name} — {size} — {omitted.reason}"), template.note, indent=12
             )

@@ -186,8 +186,10 @@ async def collect_originals(
     )
     for (article_id, att, name), result in zip(wanted, data, strict=True):
         if isinstance(result, Exception):
+            reason = f"download failed: {redact(str(result))}"
+            declared = _declared_size(att)
             omitted.append(
-                OmittedFile(name, None, f"download failed: {redact(str(result))}", article_id, att["id"])
+                OmittedFile(name, declared, reason, article_id, att["id"], size_declared=declared is not None)
             )
             continue
         if len(result) > policy.max_bytes:  # the declared size was wrong
@@ -309,17 +311,23 @@ def _attachments_within(
             seen.add(att_id)
             filename = str(att.get("filename") or f"attachment-{att_id}")
             name = f"article-{article.get('id')}-{att_id}-{safe_name(filename)}"
-            try:
-                size: int | None = int(att.get("size"))  # a string in Zammad's JSON
-            except (TypeError, ValueError):
-                size = None
+            size = _declared_size(att)
             if size is not None and size > policy.max_bytes:
                 reason = f"larger than PDF_EMBED_MAX_BYTES ({policy.max_bytes})"
-                omitted.append(OmittedFile(name, size, reason, article.get("id"), att_id))
+                omitted.append(OmittedFile(name, size, reason, article.get("id"), att_id, size_declared=True))
             elif size is not None and total + size > policy.total_max_bytes:
                 reason = f"over PDF_EMBED_TOTAL_MAX_BYTES ({policy.total_max_bytes}) for the ticket"
-                omitted.append(OmittedFile(name, size, reason, article.get("id"), att_id))
+                omitted.append(OmittedFile(name, size, reason, article.get("id"), att_id, size_declared=True))
             else:
                 total += size or 0
                 wanted.append((article.get("id"), att, name))
     return wanted, omitted
+
+
+def _declared_size(att: dict[str, Any]) -> int | None:
+    """The size in bytes Zammad's article JSON declares for attachment ``att`` (a string
+    there), or ``None`` when it is missing or not a number."""
+    try:
+        return int(att["size"])
+    except (KeyError, TypeError, ValueError):
+        return None

@@ -73,6 +73,8 @@ class OmittedFile:
         name, size: the file's name and size in bytes (``None`` when unknown).
         reason: e.g. ``"larger than PDF_EMBED_MAX_BYTES (10485760)"``.
         article_id, attachment_id: where it belongs.
+        size_declared: ``size`` is what Zammad's article JSON declares for an attachment that
+            was not downloaded (left out by a cap, or its download failed), not bytes counted.
     """
 
     name: str
@@ -80,6 +82,7 @@ class OmittedFile:
     reason: str
     article_id: int | None = None
     attachment_id: int | None = None
+    size_declared: bool = False
 
 
 @dataclass(frozen=True, slots=True)

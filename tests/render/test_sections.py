@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
+
+import pytest
 
 from app.render import sections
 from app.render.pdf import render_ticket_pdf
+from app.workflow.ports import OmittedFile
 
-from .helpers import ARCHIVED_AT, body_stream, load, write
+from .helpers import ARCHIVED_AT, body_stream, load, pdftotext, write
 from .test_pdf import BERLIN, article
 
 
@@ -27,3 +31,53 @@ def test_articles_past_one_prepared_run_keep_their_order_numbers_and_bodies(tmp_
     assert headings == list(range(1, count + 1))
     words = re.findall(r"Body (?:html|plain)(\d+) words", stream)
     assert [int(n) for n in words] == list(range(1, count + 1))
+
+
+@pytest.mark.parametrize(
+    ("language", "listed", "originals"),
+    [
+        (
+            "en",
+            "scan.pdf — application/pdf, 16.0 KiB (16,384 bytes) — not embedded: download failed: "
+            "GET answered 404 for ***",
+            "article-1-10-scan.pdf — 16.0 KiB (16,384 bytes) as declared by Zammad — download failed: "
+            "GET answered 404 for ***",
+        ),
+        (
+            "de",
+            "scan.pdf — application/pdf, 16,0 KiB (16.384 Bytes) — nicht eingebettet: download failed: "
+            "GET answered 404 for ***",
+            "article-1-10-scan.pdf — 16,0 KiB (16.384 Bytes) laut Zammad — download failed: "
+            "GET answered 404 for ***",
+        ),
+    ],
+)
+def test_an_attachment_whose_download_failed_has_zammads_declared_size_in_both_lists(
+    tmp_path, language, listed, originals
+):
+    scan = {
+        "id": 10,
+        "filename": "scan.pdf",
+        "size": "16384",
+        "preferences": {"Mime-Type": "application/pdf"},
+    }
+    failed = OmittedFile(
+        "article-1-10-scan.pdf",
+        16384,
+        "download failed: GET answered 404 for ***",
+        article_id=1,
+        attachment_id=10,
+        size_declared=True,
+    )
+    rendered = render_ticket_pdf(
+        load("ticket-expand.json"),
+        [article("With a scan", attachments=[scan])],
+        [],
+        archived_at=ARCHIVED_AT,
+        options=replace(BERLIN, language=language),
+        omitted=[failed],
+    )
+    text, _ = pdftotext(write(tmp_path, rendered.data))
+    flat = " ".join(text.split())
+    assert listed in flat
+    assert originals in flat

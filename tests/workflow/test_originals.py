@@ -124,10 +124,10 @@ async def test_caps_leave_files_out_with_the_reason():
     ]
     files, omitted = await collect(zammad, articles, policy=EmbedPolicy(max_bytes=10, total_max_bytes=13))
     assert [f.attachment_id for f in files if f.attachment_id] == [10, 12]
-    assert [(o.attachment_id, o.size, o.reason) for o in omitted] == [
-        (11, 20, "larger than PDF_EMBED_MAX_BYTES (10)"),
-        (13, 6, "over PDF_EMBED_TOTAL_MAX_BYTES (13) for the ticket"),
-        (14, 50, "larger than PDF_EMBED_MAX_BYTES (10)"),
+    assert [(o.attachment_id, o.size, o.size_declared, o.reason) for o in omitted] == [
+        (11, 20, True, "larger than PDF_EMBED_MAX_BYTES (10)"),
+        (13, 6, True, "over PDF_EMBED_TOTAL_MAX_BYTES (13) for the ticket"),
+        (14, 50, False, "larger than PDF_EMBED_MAX_BYTES (10)"),  # counted: it was downloaded
     ]
 
 
@@ -141,10 +141,12 @@ async def test_a_failed_download_is_an_omission_with_a_redacted_cause():
     ]
     files, omitted = await collect(zammad, articles, redact=lambda s: s.replace("tok-1", "***"))
     assert [f.name for f in files] == ["ticket.json", "articles.json"]
-    assert [(o.name, o.size, o.reason) for o in omitted] == [
-        ("article-1.eml", None, "download failed: GET answered 500 for ***"),
-        ("article-2.eml", 0, "Zammad holds no raw e-mail for this article"),
-        ("article-1-10-f.bin", None, "download failed: GET answered 403 for ***"),
+    # The attachment's size is the one Zammad declares (as in the article's attachment list);
+    # the raw e-mail has no declared size.
+    assert [(o.name, o.size, o.size_declared, o.reason) for o in omitted] == [
+        ("article-1.eml", None, False, "download failed: GET answered 500 for ***"),
+        ("article-2.eml", 0, False, "Zammad holds no raw e-mail for this article"),
+        ("article-1-10-f.bin", 3, True, "download failed: GET answered 403 for ***"),
     ]
 
 
