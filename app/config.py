@@ -19,6 +19,7 @@ from __future__ import annotations
 import ipaddress
 import math
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -617,13 +618,27 @@ def _url_problem(url: str, schemes: frozenset[str]) -> str | None:
     return None
 
 
-def _redacted_url(url: str) -> str:
-    """``url`` with everything between ``//`` and its last ``@`` (the user and password) as
-    ``***``: safe to echo even when the URL cannot be parsed."""
+_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*")
+"""A ``password`` query parameter's value (``postgresql://db/x?password=...``)."""
+
+
+def redact_url(url: str) -> str:
+    """``url`` (``JOB_STORE_URL``, ``ZAMMAD_BASE_URL`` ...) with its password as ``***``, for
+    logs and errors; the user is kept: ``postgresql://u:***@db:5432/x``.
+
+    The password is everything between the user's first ``:`` and the URL's last ``@``, read
+    without :func:`urllib.parse.urlsplit`: so it is hidden whole even when it holds a raw
+    ``@``, ``/``, ``?`` or ``#``, and in a URL that cannot be parsed at all (an unclosed IPv6
+    ``[``, a port that is no number). A ``password=`` query parameter (libpq's other place for
+    it) is hidden too. A URL without either comes back unchanged. Never raises.
+    """
+    url = _QUERY_PASSWORD.sub(r"\1***", url)
     head, sep, rest = url.partition("//")
-    if not sep or "@" not in rest:
+    userinfo, at, host = rest.rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    if not sep or not at or not colon:
         return url
-    return f"{head}//***@{rest.rpartition('@')[2]}"
+    return f"{head}//{user}:***@{host}"
 
 
 def _meta(name: str) -> str:
@@ -769,7 +784,7 @@ def _validate(s: Settings, *, require_complete: bool) -> None:
             )
         problem = _url_problem(url, _HTTP_SCHEMES)
         if problem is not None:
-            fail(name, f"{problem} (got {_redacted_url(url)[:80]!r})")
+            fail(name, f"{problem} (got {redact_url(url)[:80]!r})")
         if urlsplit(url).scheme == "http" and not s.allow_insecure_http:
             fail(
                 name,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from app.config import SETTING_FIELDS, Secret, load_settings
+from app.config import SETTING_FIELDS, Secret, load_settings, redact_url
 from app.errors import ConfigError
 
 BASE = {
@@ -62,6 +62,29 @@ def test_credentials_in_a_url_are_refused_and_never_echoed(url_key, url):
     assert "S3cretPW" not in str(info.value)
     assert ("ZAMMAD_API_TOKEN" if url_key == "ZAMMAD_BASE_URL" else "TSA_PASS") in str(info.value)
     assert_names_declared_settings(str(info.value))  # TSA_PASS, not TSA_PASSWORD
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://u:s3cr3t@db:5432/x", "postgresql://u:***@db:5432/x"),
+        ("postgresql://db/x", "postgresql://db/x"),  # no userinfo
+        ("postgresql://u@db/x", "postgresql://u@db/x"),  # a user, no password
+        ("postgresql://:s3cr3t@db/x", "postgresql://:***@db/x"),  # a password, no user
+        ("postgresql://u:s3@cr:3t@db/x", "postgresql://u:***@db/x"),  # raw "@" and ":" in it
+        ("postgresql://u:s3/cr#3t@db/x", "postgresql://u:***@db/x"),  # raw "/" and "#" in it
+        ("postgresql://u:s3cr3t@[2001:db8::1]:5432/x", "postgresql://u:***@[2001:db8::1]:5432/x"),
+        ("postgresql://u:s3cr3t@[2001:db8::1/x", "postgresql://u:***@[2001:db8::1/x"),  # unparseable
+        ("postgresql://u:s3cr3t@db:port/x", "postgresql://u:***@db:port/x"),  # port no number
+        (
+            "postgresql://u@db/x?sslmode=require&password=s3cr3t",
+            "postgresql://u@db/x?sslmode=require&password=***",
+        ),
+        ("u:s3cr3t@db", "u:s3cr3t@db"),  # no "//": not a URL with an authority
+    ],
+)
+def test_redact_url_hides_the_password_and_keeps_the_user(url, shown):
+    assert redact_url(url) == shown
 
 
 def test_unreadable_config_file_is_one_line(tmp_path):

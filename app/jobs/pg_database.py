@@ -5,7 +5,7 @@ runs each statement on a pooled connection, and turns connection-level failures 
 :class:`~app.jobs.records.JobStoreUnavailable` while remembering the cause for readiness
 (:attr:`PgDatabase.unavailable`) until the database answers again. asyncpg's pool opens new
 connections by itself, so the store recovers when the database returns. ``JOB_STORE_URL`` is a
-secret: it is only ever logged or raised through :func:`redact_url`.
+secret: it is only ever logged or raised through :func:`app.config.redact_url`.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
-from urllib.parse import urlsplit
 
 import asyncpg
 
+from app.config import redact_url
 from app.jobs.records import JobStoreUnavailable
 
 log = logging.getLogger("app.jobs.store")
@@ -49,15 +49,6 @@ UNREACHABLE = (
 before it closes the socket: asyncpg reads the message, and until it sees the close it
 refuses every statement on that connection with ``InternalClientError`` ("another operation
 is in progress"). Such a connection is terminated, never given back to the pool."""
-
-
-def redact_url(url: str) -> str:
-    """``JOB_STORE_URL`` without its password (for logs and errors)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
-    return parts._replace(netloc=netloc).geturl()
 
 
 def describe_error(exc: BaseException) -> str:

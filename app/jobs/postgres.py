@@ -38,9 +38,10 @@ from typing import Any
 import asyncpg
 import orjson
 
+from app.config import redact_url
 from app.jobs import pg_schema, pg_sweeps
 from app.jobs.pg_admission import AdmissionQueue
-from app.jobs.pg_database import PgDatabase, redact_url
+from app.jobs.pg_database import PgDatabase
 from app.jobs.pg_leases import TERMINAL, Leases
 from app.jobs.pg_schema import SCHEMA
 from app.jobs.records import (
