@@ -46,7 +46,7 @@ from app.jobs.outcomes import RetryPolicy, job_end
 from app.jobs.records import Admission, JobRecord, JobRequest, JobState, JobStoreUnavailable, LeaseLost
 from app.jobs.store import JobStore
 from app.workflow.archive import HANDED_OVER, ArchiveOutcome
-from app.workflow.classify import Classification, classify
+from app.workflow.classify import classify
 from app.workflow.ports import Guard
 from app.workflow.report import Report, UndeliverableReport
 
@@ -439,9 +439,9 @@ class WorkerPool:
         """Deliver until Zammad takes it (backoff doubling up to the maximum); a shutdown
         leaves it undelivered in the store, for the next start. An undeliverable report
         (ticket gone) is logged and given up. Each failed attempt is logged as one line with
-        its classification, code and cause; a traceback only for an error that is neither an
-        :class:`~app.errors.ArchiverError` nor :class:`JobStoreUnavailable` (a defect, not
-        Zammad's answer or the store's outage, which is Transient ``job_store_unavailable``).
+        its classification, code and cause; a traceback only for an error that is not an
+        :class:`~app.errors.ArchiverError` (a defect, not Zammad's answer or the store's
+        outage, :class:`JobStoreUnavailable`: Transient ``job_store_unavailable``).
 
         ``fresh``: the job has just ended in this process and its report was never
         delivered (only the first attempt is; a report from the store's outbox never is).
@@ -473,25 +473,21 @@ class WorkerPool:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                # An ArchiverError (Zammad's 401, a 5xx, a timeout) is an expected, classified
-                # failure, and so is an outage of a shared job store (the lease check, marking
-                # the report delivered; the store logs the outage itself): one line with its
-                # cause. Anything else is a defect: its traceback too.
-                if isinstance(exc, JobStoreUnavailable):
-                    kind, code, cause = Classification.TRANSIENT, "job_store_unavailable", str(exc)
-                else:
-                    failure = classify(exc)
-                    kind, code, cause = failure.classification, failure.code, failure.cause
+                # An ArchiverError (Zammad's 401, a 5xx, a timeout; a shared job store's outage
+                # in the lease check or marking the report delivered, which the store logs
+                # itself) is an expected, classified failure: one line with its cause. Anything
+                # else is a defect: its traceback too.
+                failure = classify(exc)
                 log.warning(
                     "report not delivered; retrying",
-                    exc_info=not isinstance(exc, (ArchiverError, JobStoreUnavailable)),
+                    exc_info=not isinstance(exc, ArchiverError),
                     extra={
                         "job_id": record.job_id,
                         "ticket_id": record.ticket_id,
                         "retry_in": delay,
-                        "classification": kind.value,
-                        "code": code,
-                        "cause": cause,
+                        "classification": failure.classification.value,
+                        "code": failure.code,
+                        "cause": failure.cause,
                     },
                 )
                 await asyncio.sleep(delay)

@@ -16,6 +16,8 @@ from typing import Any
 
 import orjson
 
+from app.errors import ArchiverError
+
 
 class JobState(StrEnum):
     """Where a job stands: ``jobs.state`` in both stores and ``state`` in ``/jobs/{ticket_id}``
@@ -74,9 +76,18 @@ def admission_status(value: str) -> AdmissionStatus:
     return _ADMISSION_STATUSES[value]
 
 
-class JobStoreUnavailable(OSError):
+class JobStoreUnavailable(ArchiverError, OSError):
     """The job store cannot make writes durable (SQLite: a WAL sync failed, or the store is
-    closed; PostgreSQL: the database cannot be reached). The edge answers 503."""
+    closed; PostgreSQL: the database cannot be reached). The edge answers 503.
+
+    An :class:`~app.errors.ArchiverError` pinned Transient with code ``job_store_unavailable``,
+    so :func:`app.workflow.classify.classify` knows it wherever it ends an attempt (a lease
+    check before a write to the ticket, marking a report delivered): the database may come
+    back. Still an ``OSError``, as the stores and the edge catch it.
+    """
+
+    code = "job_store_unavailable"
+    transient = True
 
 
 class LeaseLost(Exception):

@@ -7,6 +7,7 @@ import errno
 import pytest
 
 from app.errors import RenderError, SigningError, StorageError, ZammadApiError
+from app.jobs.records import JobStoreUnavailable
 from app.workflow.classify import MAX_CAUSE_CHARS, Classification, classify
 
 
@@ -41,3 +42,12 @@ def test_cause_is_bounded_and_one_line():
     assert "\n" not in failure.cause
     assert len(failure.cause) == MAX_CAUSE_CHARS
     assert failure.cause.startswith("line one line two")
+
+
+def test_a_job_store_outage_is_transient_job_store_unavailable():
+    """Wherever it meets a classification (a lease check before a write to the ticket, marking
+    a report delivered): the database may come back, so the trigger tag is kept."""
+    failure = classify(JobStoreUnavailable("cannot connect to the job store postgresql://u:***@db/x"))
+    assert failure.classification is Classification.TRANSIENT
+    assert failure.code == "job_store_unavailable"
+    assert failure.cause == "cannot connect to the job store postgresql://u:***@db/x"
