@@ -46,7 +46,7 @@ from app.render.fontsubset import use_tiered_codes
 from app.render.glyphs import COMPLEX, MAIN_FAMILY, MONO_FAMILY, FontFace, FontSet
 from app.render.html import first_strong_is_rtl
 from app.render.layout import wrap_text
-from app.render.originals import PDFA_PROFILE
+from app.render.metadata import PDFA_PROFILE
 from app.render.png_passthrough import preload_png
 from app.render.streams import ParkedPages, ParkedPagesProducer
 from app.render.templates import GREY, Template, TextStyle
@@ -75,7 +75,7 @@ class TicketPdf(ParkedPages):
     Args:
         fonts: the font chains and metrics (:func:`app.render.glyphs.font_set`).
         template: what the sections show and in which styles.
-        pdfa: fpdf2's PDF/A-3B compliance mode (:data:`app.render.originals.PDFA_PROFILE`).
+        pdfa: fpdf2's PDF/A-3B compliance mode (:data:`app.render.metadata.PDFA_PROFILE`).
         language: the language of every label (:data:`app.i18n.LANGUAGES`); its catalogue
             is :attr:`tr` (``gettext``/``ngettext``).
     """

@@ -1,12 +1,11 @@
-"""The originals inside a PDF/A-3 archive: associated files, the XMP packet, what the pages say.
+"""The originals inside a PDF/A-3 archive: associated files, and what the pages say about them.
 
 ISO 19005-3 lets a PDF/A-3 document carry any file as an *associated file*: an embedded
 file stream with a MIME ``/Subtype`` and ``/Params /ModDate``, referenced from a file
 specification with ``/AFRelationship`` and listed in the catalog's ``/AF`` array and the
 ``/Names /EmbeddedFiles`` name tree. fpdf2's ``embed_file`` writes all of that
 (``docs/reference/rendering.md`` §5.3); this module feeds it the workflow's :class:`EmbeddedFile` values
-with a fixed modification date, and writes our own XMP so identical input still gives
-identical bytes (fpdf2's own PDF/A XMP dates itself "now", §5.4).
+with a fixed modification date, so identical input still gives identical bytes.
 """
 
 from __future__ import annotations
@@ -15,8 +14,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
-from html import escape
+from datetime import datetime
 from typing import TYPE_CHECKING, BinaryIO
 
 from fpdf.annotations import PDFEmbeddedFile
@@ -25,18 +23,12 @@ from fpdf.enums import AssociatedFileRelationship
 from app.errors import RenderError
 from app.i18n import translation
 from app.render.embedded import SpooledEmbeddedFile
+from app.render.metadata import XML_INVALID
 from app.workflow.ports import EmbeddedFile, OmittedFile
 
 if TYPE_CHECKING:
     from fpdf import FPDF
 
-#: fpdf2's compliance profile, and the part and conformance it writes into ``pdfaid``.
-PDFA_PROFILE = "PDFA_3B"
-PDFA_PART, PDFA_CONFORMANCE = 3, "B"
-PDFA_LABEL = f"{PDFA_PART}{PDFA_CONFORMANCE}"
-
-#: Characters XML 1.0 forbids (an XMP packet with them is not well-formed).
-_XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 _MIME_PARAMS = re.compile(r";.*$", re.DOTALL)
 _MIME = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]*/[a-z0-9][a-z0-9!#$&^_.+-]*$")
 
@@ -59,70 +51,6 @@ class EmbeddedRecord:
         return self.name, self.sha256, self.size
 
 
-def _xml(value: str) -> str:
-    return escape(_XML_INVALID.sub("", value), quote=True).replace("'", "&apos;")
-
-
-def xmp_metadata(
-    *,
-    title: str,
-    subject: str,
-    author: str,
-    keywords: str,
-    creator: str,
-    producer: str,
-    date: datetime,
-    pdfa: bool,
-    language: str = "",
-) -> str:
-    """The XMP packet body (``<x:xmpmeta>``, no ``<?xpacket>``) for ``FPDF.set_xmp_metadata``.
-
-    The same properties fpdf2 derives from ``set_title`` and friends, but ``xmp:CreateDate``,
-    ``xmp:ModifyDate`` and ``xmp:MetadataDate`` are all ``date`` (the archive time) instead
-    of the wall clock, and, with ``pdfa``, ``pdfaid:part``/``pdfaid:conformance``
-    (ISO 19005-3 §6.6.4), which a user-supplied packet must carry itself. ``language``, a
-    BCP 47 tag, becomes ``dc:language`` (an XMP bag of locales), matching the catalog's ``/Lang``.
-    """
-    stamp = date.astimezone(UTC).isoformat(timespec="seconds")
-    lines = [
-        '<x:xmpmeta xmlns:x="adobe:ns:meta/" x:xmptk="fpdf2">',
-        '  <rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">',
-        '    <rdf:Description rdf:about=""',
-        '        xmlns:dc="http://purl.org/dc/elements/1.1/"',
-        '        xmlns:xmp="http://ns.adobe.com/xap/1.0/"',
-        '        xmlns:pdf="http://ns.adobe.com/pdf/1.3/"',
-        '        xmlns:pdfaid="http://www.aiim.org/pdfa/ns/id/"',
-        f'        xmp:CreatorTool="{_xml(creator)}"',
-        f'        xmp:CreateDate="{stamp}"',
-        f'        xmp:ModifyDate="{stamp}"',
-        f'        xmp:MetadataDate="{stamp}"',
-        f'        pdf:Producer="{_xml(producer)}"',
-    ]
-    if keywords:
-        lines.append(f'        pdf:Keywords="{_xml(keywords)}"')
-    lines.append("      >")
-    if pdfa:
-        lines += [
-            f"      <pdfaid:part>{PDFA_PART}</pdfaid:part>",
-            f"      <pdfaid:conformance>{PDFA_CONFORMANCE}</pdfaid:conformance>",
-        ]
-    lines += [
-        "      <dc:format>application/pdf</dc:format>",
-        f'      <dc:title><rdf:Alt><rdf:li xml:lang="x-default">{_xml(title)}</rdf:li></rdf:Alt></dc:title>',
-        "      <dc:description><rdf:Alt>"
-        f'<rdf:li xml:lang="x-default">{_xml(subject)}</rdf:li></rdf:Alt></dc:description>',
-        f"      <dc:creator><rdf:Seq><rdf:li>{_xml(author)}</rdf:li></rdf:Seq></dc:creator>",
-    ]
-    if language:
-        lines.append(f"      <dc:language><rdf:Bag><rdf:li>{_xml(language)}</rdf:li></rdf:Bag></dc:language>")
-    lines += [
-        "    </rdf:Description>",
-        "  </rdf:RDF>",
-        "</x:xmpmeta>",
-    ]
-    return "\n".join(lines)
-
-
 def clean_mime_type(value: str) -> str:
     """A MIME type fit for ``/Subtype``: lower-case, parameters dropped; ``application/octet-stream``
     if malformed."""
@@ -132,7 +60,7 @@ def clean_mime_type(value: str) -> str:
 
 def _unique(name: str, taken: set[str]) -> str:
     """``name``, or ``stem-2.ext``, ``stem-3.ext``… when a file of that name is already embedded."""
-    name = _XML_INVALID.sub("", name).strip() or "unnamed"
+    name = XML_INVALID.sub("", name).strip() or "unnamed"
     if name not in taken:
         return name
     stem, dot, ext = name.rpartition(".")
@@ -229,7 +157,7 @@ def embed_originals(
         name = _unique(file.name, taken)
         taken.add(name)
         mime = clean_mime_type(file.mime_type)
-        description = _XML_INVALID.sub("", file.description or name)
+        description = XML_INVALID.sub("", file.description or name)
         # What fpdf2's embed_file adds for PDF/A-3 or no PDF/A (the names are unique here), also
         # for empty bytes, which embed_file refuses: an empty original is still an original.
         pdf.embedded_files.append(

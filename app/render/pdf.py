@@ -35,8 +35,9 @@ from app.render.document import PAGE_HEADER, TicketPdf
 from app.render.fontoutput import ArchiveOutputProducer
 from app.render.glyphs import font_set
 from app.render.images import ArticleImages
+from app.render.metadata import PDFA_LABEL, DocumentMetadata
 from app.render.options import LIMIT_MODES, TEMPLATES, RenderOptions
-from app.render.originals import PDFA_LABEL, OriginalsIndex, embed_originals, xmp_metadata
+from app.render.originals import OriginalsIndex, embed_originals
 from app.render.sections import draw_articles, draw_originals, draw_ticket_block
 from app.render.streams import ParkedPagesProducer, write_pdf
 from app.render.templates import TEMPLATES as TEMPLATE_TABLE
@@ -193,32 +194,27 @@ def render_ticket_pdf(
         pdf.header_text = pdf.fit(f"Ticket #{number} – {title}", PAGE_HEADER, pdf.epw)
         pdf.footer_text = _("Archived {archived} by {service}").format(archived=archived, service=service)
 
-        metadata = {
-            "title": f"Ticket #{number}: {title}",
-            "subject": _("Zammad ticket #{number} with {total} articles").format(number=number, total=total)
+        metadata = DocumentMetadata(
+            title=f"Ticket #{number}: {title}",
+            subject=_("Zammad ticket #{number} with {total} articles").format(number=number, total=total)
             + (_(" ({included} included)").format(included=included) if included < total else "")
             + _(", archived {archived}").format(archived=archived),
-            "author": service,
-            "keywords": ", ".join(pdf.clean(str(tag)) for tag in tags),
-            "creator": f"{service} {__version__}",
-        }
-        pdf.set_title(metadata["title"])
-        pdf.set_subject(metadata["subject"])
-        pdf.set_author(metadata["author"])
-        pdf.set_keywords(metadata["keywords"])
-        pdf.set_creator(metadata["creator"])
+            author=service,
+            keywords=", ".join(pdf.clean(str(tag)) for tag in tags),
+            creator=f"{service} {__version__}",
+            producer=f"fpdf2 {FPDF_VERSION}",
+            date=archived_at,
+            language=LANGUAGE_TAGS[language],
+        )
+        pdf.set_title(metadata.title)
+        pdf.set_subject(metadata.subject)
+        pdf.set_author(metadata.author)
+        pdf.set_keywords(metadata.keywords)
+        pdf.set_creator(metadata.creator)
         pdf.set_creation_date(archived_at)
         pdf.set_lang(LANGUAGE_TAGS[language])  # the catalog's /Lang (ISO 32000-1 §14.9.2)
         if options.pdfa:  # fpdf2's own PDF/A XMP dates itself "now" (docs/reference/rendering.md §5.4)
-            pdf.set_xmp_metadata(
-                xmp_metadata(
-                    **metadata,
-                    producer=f"fpdf2 {FPDF_VERSION}",
-                    date=archived_at,
-                    pdfa=True,
-                    language=LANGUAGE_TAGS[language],
-                )
-            )
+            pdf.set_xmp_metadata(metadata.xmp(pdfa=True))
 
         pdf.add_page()
         draw_ticket_block(
