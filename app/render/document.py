@@ -46,7 +46,7 @@ from app.render.fontsubset import use_tiered_codes
 from app.render.glyphs import COMPLEX, MAIN_FAMILY, MONO_FAMILY, FontFace, FontSet
 from app.render.html import first_strong_is_rtl
 from app.render.layout import wrap_text
-from app.render.metadata import PDFA_PROFILE
+from app.render.metadata import PDFA_PROFILE, DocumentMetadata
 from app.render.png_passthrough import preload_png
 from app.render.streams import ParkedPages, ParkedPagesProducer
 from app.render.templates import GREY, Template, TextStyle
@@ -109,6 +109,22 @@ class TicketPdf(ParkedPages):
         self._wrappings: dict[tuple[Any, Any], tuple[str, str]] = {}  # by (fill, text) colour value
         self._device_colors: dict[tuple[int, int, int], Any] = {}  # _select_color's colour objects
         self.html_images: dict[str, Any] = {}  # an HTML body's images by key (app.render.html_body)
+        self.archive_metadata: DocumentMetadata | None = None
+
+    def set_archive_metadata(self, metadata: DocumentMetadata) -> None:
+        """Title, subject, author, keywords, creator and creation date for fpdf2's own ``/Info``
+        (without PDF/A); with PDF/A, :meth:`DocumentMetadata.xmp` as the XMP packet and
+        :attr:`archive_metadata` for the equal ``/Info``
+        (:class:`app.render.metadata.ArchiveInfoProducer`)."""
+        self.set_title(metadata.title)
+        self.set_subject(metadata.subject)
+        self.set_author(metadata.author)
+        self.set_keywords(metadata.keywords)
+        self.set_creator(metadata.creator)
+        self.set_creation_date(metadata.date)
+        if self._compliance:  # fpdf2's own PDF/A XMP dates itself "now" (docs/reference/rendering.md §5.4)
+            self.set_xmp_metadata(metadata.xmp(pdfa=True))
+            self.archive_metadata = metadata
 
     # -- fonts and text preparation -------------------------------------------------------
 

@@ -6,7 +6,8 @@ the sections in order (:mod:`app.render.sections`: ticket block, articles with t
 previews, the closing "Originals" list) and writes the PDF as bytes or into a file.
 
 By default the document is PDF/A-3B (``RenderOptions.pdfa``): fpdf2's compliance mode
-(sRGB output intent, embedded fonts only, no encryption), our own XMP with fixed dates, and
+(sRGB output intent, embedded fonts only, no encryption), our own XMP with fixed dates and a
+document information dictionary equal to it (:mod:`app.render.metadata`), and
 the originals the workflow collected embedded as associated files; every article's
 attachment list and the closing section say what is embedded.
 
@@ -35,7 +36,7 @@ from app.render.document import PAGE_HEADER, TicketPdf
 from app.render.fontoutput import ArchiveOutputProducer
 from app.render.glyphs import font_set
 from app.render.images import ArticleImages
-from app.render.metadata import PDFA_LABEL, DocumentMetadata
+from app.render.metadata import PDFA_LABEL, ArchiveInfoProducer, DocumentMetadata
 from app.render.options import LIMIT_MODES, TEMPLATES, RenderOptions
 from app.render.originals import OriginalsIndex, embed_originals
 from app.render.sections import draw_articles, draw_originals, draw_ticket_block
@@ -50,9 +51,10 @@ the articles are drawn: what the next phase allocates then does not stack on pag
 freed objects held (CPython's small-object arenas do not reuse them)."""
 
 
-class _OutputProducer(ParkedPagesProducer, ArchiveOutputProducer):
-    """fpdf2's output with both of ours: parked pages put back one at a time
-    (:mod:`app.render.streams`) and cached font objects (:mod:`app.render.fontoutput`)."""
+class _OutputProducer(ParkedPagesProducer, ArchiveOutputProducer, ArchiveInfoProducer):
+    """fpdf2's output with all of ours: parked pages put back one at a time
+    (:mod:`app.render.streams`), cached font objects (:mod:`app.render.fontoutput`) and, in
+    PDF/A mode, the document information dictionary (:mod:`app.render.metadata`)."""
 
 
 def _check_input(ticket: Any, articles: Any, tags: Any) -> None:
@@ -206,15 +208,8 @@ def render_ticket_pdf(
             date=archived_at,
             language=LANGUAGE_TAGS[language],
         )
-        pdf.set_title(metadata.title)
-        pdf.set_subject(metadata.subject)
-        pdf.set_author(metadata.author)
-        pdf.set_keywords(metadata.keywords)
-        pdf.set_creator(metadata.creator)
-        pdf.set_creation_date(archived_at)
+        pdf.set_archive_metadata(metadata)  # with PDF/A: XMP and an /Info equal to it
         pdf.set_lang(LANGUAGE_TAGS[language])  # the catalog's /Lang (ISO 32000-1 §14.9.2)
-        if options.pdfa:  # fpdf2's own PDF/A XMP dates itself "now" (docs/reference/rendering.md §5.4)
-            pdf.set_xmp_metadata(metadata.xmp(pdfa=True))
 
         pdf.add_page()
         draw_ticket_block(

@@ -114,7 +114,9 @@ def test_attachments_listed_without_message_html(fixture_pdf):
 def test_metadata_outline_and_page_numbers(fixture_pdf):
     rendered, path, text = fixture_pdf
     assert int(pdfinfo(path)["Pages"]) == rendered.page_count
-    meta = pdfinfo_xmp(path)  # PDF/A: the metadata lives in XMP only (fpdf2 writes no Info dictionary)
+    meta = pdfinfo_xmp(
+        path
+    )  # PDF/A: the XMP (the Info dictionary equal to it: tests/render/test_metadata.py)
     assert meta["title"] == "Ticket #25004711: Rechnung 2025-0117: Position 3 doppelt berechnet"
     assert meta["creator"] == "zammad-pdf-archiver"
     assert meta["Keywords"] == "rechnung, reklamation, pdf:sign"
