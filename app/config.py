@@ -25,7 +25,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, unquote_plus, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from app.errors import ConfigError
@@ -493,16 +493,20 @@ class Settings:
         return tuple(part.strip() for part in s_split(self.pdf_font_dirs) if part.strip())
 
     def secrets(self) -> list[str]:
-        """Return the revealed values of every secret that is set (for log redaction)."""
+        """Return the revealed values of every secret that is set (for log redaction).
+
+        Besides each :class:`Secret` whole, the passwords inside ``JOB_STORE_URL`` alone,
+        wherever a driver's message quotes them (see :func:`_job_store_passwords`).
+        ``ZAMMAD_BASE_URL`` and ``TSA_URL`` carry none: a ``user:password@`` in them is
+        refused at load.
+        """
         out = []
         for f in fields(self):
             value = getattr(self, f.name)
             if isinstance(value, Secret) and value:
                 out.append(value.reveal())
-        if self.job_store_url:  # its password alone, wherever a driver's message quotes it
-            password = urlsplit(self.job_store_url.reveal()).password
-            if password:
-                out.append(password)
+        if self.job_store_url:
+            out.extend(_job_store_passwords(self.job_store_url.reveal()))
         return out
 
 
@@ -620,6 +624,34 @@ def _url_problem(url: str, schemes: frozenset[str]) -> str | None:
 
 _QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*")
 """A ``password`` query parameter's value (``postgresql://db/x?password=...``)."""
+
+
+_JOB_STORE_PASSWORD_PARAMETERS = ("password", "sslpassword")
+"""Query parameters of a PostgreSQL URL that hold a password (libpq's and asyncpg's: the
+user's, and the one of the client's TLS key)."""
+
+
+def _job_store_passwords(url: str) -> list[str]:
+    """The passwords in ``JOB_STORE_URL``: the one after ``user:`` and the values of its
+    ``password=`` and ``sslpassword=`` query parameters, each as written and decoded
+    (asyncpg decodes ``%XX`` and a query's ``+``, libpq ``%XX``; a driver's message would
+    quote the decoded text).
+
+    Returns:
+        The distinct non-empty values, ``[]`` for a URL without any. Never raises (a URL
+        that cannot be parsed is refused by :func:`load_settings` anyway).
+    """
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return []
+    found = [password, unquote(password)] if password else []
+    for parameter in parts.query.split("&"):
+        name, _, value = parameter.partition("=")
+        if unquote_plus(name) in _JOB_STORE_PASSWORD_PARAMETERS:
+            found += [value, unquote(value), unquote_plus(value)]
+    return list(dict.fromkeys(v for v in found if v))
 
 
 def redact_url(url: str) -> str:

@@ -210,6 +210,29 @@ def test_job_store_url_selects_postgresql_and_its_password_is_a_secret():
     assert "db-pass-4321" not in str(refused.value)
 
 
+@pytest.mark.usefixtures("logging_restored")  # tests/conftest.py
+@pytest.mark.parametrize(
+    ("url", "quoted"),
+    [
+        ("postgresql://archiver@db/x?password=qry-pass-8765", "qry-pass-8765"),
+        ("postgresql://archiver:p%40ss-8765@db/x", "p@ss-8765"),  # asyncpg decodes it
+        ("postgresql://archiver@db/x?sslmode=require&sslpassword=key-pass%2B1", "key-pass+1"),
+    ],
+)
+def test_a_job_store_password_a_driver_quotes_is_masked_in_the_log(url: str, quoted: str) -> None:
+    import io
+    import logging
+
+    from app.observability.logging import configure_logging
+
+    settings = load_settings({**BASE, "JOB_STORE_URL": url})
+    stream = io.StringIO()
+    configure_logging("INFO", settings.secrets(), stream=stream)
+    logging.getLogger("app.jobs.test").error("connect failed: password %r rejected", quoted)
+    line = stream.getvalue()
+    assert "connect failed" in line and quoted not in line and "***" in line
+
+
 def test_language_settings_default_to_english_in_berlin_time():
     s = load_settings(BASE)
     assert (s.pdf_language, s.pdf_language_by_group, s.pdf_timezone) == ("en", "", "Europe/Berlin")
