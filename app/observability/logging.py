@@ -64,8 +64,34 @@ def _timestamp(created: float) -> str:
     return _ts_cache[1] + _MILLISECONDS[int((created - second) * 1000)]
 
 
+_CLASSIFYING_LIBRARIES = ("pyhanko", "pyhanko_certvalidator")
+"""Libraries that log a validation failure they have caught and classified (a chain that
+ends in no trusted root, a revoked or expired certificate) as a WARNING with its traceback,
+e.g. pyHanko's ``Failed to build path for …`` (``pyhanko.sign.validation.generic_cms``)."""
+
+
+def _classified_library_error(record: logging.LogRecord) -> BaseException | None:
+    """The exception of ``record`` when it is one of :data:`_CLASSIFYING_LIBRARIES`' own
+    errors, logged by that library below ERROR: an expected outcome, whose traceback says
+    nothing to an operator (our own error line states the reason). ``None`` otherwise — our
+    records, a library's ERROR, or a library's warning about an exception of another kind
+    (a defect) keep their traceback."""
+    if record.levelno >= logging.ERROR or not record.exc_info:
+        return None
+    exc = record.exc_info[1]
+    if exc is None or record.name.split(".", 1)[0] not in _CLASSIFYING_LIBRARIES:
+        return None
+    return exc if type(exc).__module__.split(".", 1)[0] in _CLASSIFYING_LIBRARIES else None
+
+
 class JsonFormatter(logging.Formatter):
-    """Formats a record as one JSON line, redacted by :data:`REDACTOR`."""
+    """Formats a record as one JSON line, redacted by :data:`REDACTOR`.
+
+    A record with an exception gets its traceback as ``exc``; except pyHanko's warnings
+    about a validation failure of its own kind, which get the exception's one line as
+    ``error`` (``"PathBuildingError: Unable to build a validation path …"``), as our own
+    lines do for an expected failure.
+    """
 
     def format(self, record: logging.LogRecord) -> str:
         entry: dict[str, Any] = {
@@ -77,7 +103,10 @@ class JsonFormatter(logging.Formatter):
         for key, value in record.__dict__.items():
             if key not in _RESERVED and not key.startswith("_"):
                 entry[key] = value
-        if record.exc_info:
+        classified = _classified_library_error(record)
+        if classified is not None:
+            entry["error"] = f"{type(classified).__name__}: {classified}"
+        elif record.exc_info:
             entry["exc"] = self.formatException(record.exc_info)
         line = orjson.dumps(entry, default=str).decode()
         return REDACTOR(line)

@@ -61,3 +61,28 @@ def test_lines_to_an_unbuffered_file_as_stderr_writes_them(tmp_path: Path) -> No
         configure_logging("INFO", stream=stream)
         ACCESS_LOG.write_request("r-4", "POST", "/ingest", 202, 2.0)
         assert orjson.loads(path.read_bytes())["request_id"] == "r-4"
+
+
+def test_a_validation_failure_pyhanko_logs_as_a_warning_is_one_line_without_its_traceback() -> None:
+    from pyhanko_certvalidator.errors import PathBuildingError
+
+    stream = io.StringIO()
+    configure_logging("INFO", stream=stream)
+
+    def logged(logger: str, exc: Exception, level: int = logging.WARNING) -> dict[str, str]:
+        try:
+            raise exc
+        except Exception:
+            logging.getLogger(logger).log(level, "Failed to build path for Test TSA", exc_info=True)
+        return orjson.loads(stream.getvalue().splitlines()[-1])
+
+    no_path = PathBuildingError("no issuer matching Test Root CA was found")
+    line = logged("pyhanko.sign.validation.generic_cms", no_path)
+    assert (
+        "exc" not in line and line["error"] == "PathBuildingError: no issuer matching Test Root CA was found"
+    )
+    assert line["msg"] == "Failed to build path for Test TSA"
+    # A defect inside the library, its ERROR, and our own lines keep their traceback.
+    assert "Traceback" in logged("pyhanko.sign.validation.generic_cms", KeyError("bug"))["exc"]
+    assert "Traceback" in logged("pyhanko_certvalidator", no_path, logging.ERROR)["exc"]
+    assert "Traceback" in logged("app.signing.lta_cli", no_path)["exc"]

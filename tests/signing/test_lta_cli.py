@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from pyhanko.pdf_utils.reader import PdfFileReader
 
-from tests.signing.certomancer_pki import free_port
+from tests.signing.certomancer_pki import build_pki, free_port
 from tests.signing.lta_archives import ades_lta, sha256, sign, store
 from tests.signing.signing_helpers import REPO_ROOT, pdfsig
 
@@ -191,4 +191,23 @@ async def test_an_archive_that_no_longer_matches_its_sidecar_is_not_refreshed(
 
     assert code == 1
     assert f"failed {path.relative_to(archive_root)}: the file does not match its sidecar" in err
+    assert tree(archive_root) == before
+
+
+async def test_an_archive_whose_chain_is_not_trusted_fails_in_one_line_without_a_traceback(
+    cm_pki, archive_root: Path, tmp_path: Path
+) -> None:
+    elsewhere = build_pki(tmp_path / "elsewhere")  # its root named as cm_pki's, another key
+    before = tree(archive_root)
+
+    code, out, err = await lta_refresh(
+        environment(cm_pki, archive_root, SIGNING_TRUST_ROOTS_PATH=str(elsewhere.root_pem))
+    )
+
+    assert code == 1 and "refreshed 0, 1 failed" in out
+    soon = archive(archive_root, SOON).relative_to(archive_root)
+    assert f"failed {soon}: " in err and "does not lead to a root in SIGNING_TRUST_ROOTS_PATH" in err
+    assert "Traceback" not in err, err
+    logged = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    assert logged and all("exc" not in line and line["logger"].startswith("pyhanko") for line in logged)
     assert tree(archive_root) == before
