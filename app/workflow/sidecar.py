@@ -31,7 +31,10 @@ def sidecar_fields(
         template: the layout template's name.
 
     Returns:
-        A JSON-ready dict; times are ISO 8601 strings in UTC.
+        A JSON-ready dict; times are ISO 8601 strings in UTC. Each of ``omitted_files`` has
+        ``name``, ``size`` (bytes, ``None`` when unknown), ``reason``, ``article_id``,
+        ``attachment_id`` and ``size_declared``: ``size`` is Zammad's declared size, not
+        bytes counted (see :class:`~app.workflow.ports.OmittedFile`).
     """
     ticket = snapshot.ticket
     return {
@@ -54,6 +57,7 @@ def sidecar_fields(
                 "reason": o.reason,
                 "article_id": o.article_id,
                 "attachment_id": o.attachment_id,
+                "size_declared": o.size_declared,
             }
             for o in snapshot.omitted
         ],

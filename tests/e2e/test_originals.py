@@ -29,6 +29,7 @@ async def test_caps_leave_attachments_out_and_say_so(archiver, simulator):
         == "larger than PDF_EMBED_MAX_BYTES (10000)"
     )
     assert omitted["article-23051-91203-Rechnung-2025-0117.pdf"]["size"] == 183764
+    assert omitted["article-23051-91203-Rechnung-2025-0117.pdf"]["size_declared"] is True  # never downloaded
     # The omitted attachment and the copy were never downloaded; the raw e-mails of both
     # e-mail articles were.
     paths = [r.path for r in simulator.requests]
