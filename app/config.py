@@ -622,13 +622,13 @@ def _url_problem(url: str, schemes: frozenset[str]) -> str | None:
     return None
 
 
-_QUERY_PASSWORD = re.compile(r"([?&]password=)[^&#]*")
-"""A ``password`` query parameter's value (``postgresql://db/x?password=...``)."""
-
-
 _JOB_STORE_PASSWORD_PARAMETERS = ("password", "sslpassword")
 """Query parameters of a PostgreSQL URL that hold a password (libpq's and asyncpg's: the
 user's, and the one of the client's TLS key)."""
+
+_QUERY_PASSWORD = re.compile(rf"([?&](?:{'|'.join(_JOB_STORE_PASSWORD_PARAMETERS)})=)[^&#]*")
+"""The value of a query parameter of :data:`_JOB_STORE_PASSWORD_PARAMETERS`
+(``postgresql://db/x?password=...``)."""
 
 
 def _job_store_passwords(url: str) -> list[str]:
@@ -662,7 +662,8 @@ def redact_url(url: str) -> str:
     without :func:`urllib.parse.urlsplit`: so it is hidden whole even when it holds a raw
     ``@``, ``/``, ``?`` or ``#``, and in a URL that cannot be parsed at all (an unclosed IPv6
     ``[``, a port that is no number). A ``password=`` query parameter (libpq's other place for
-    it) is hidden too. A URL without either comes back unchanged. Never raises.
+    it, and ``sslpassword=``, the client key's) is hidden too. A URL without either comes back
+    unchanged. Never raises.
     """
     url = _QUERY_PASSWORD.sub(r"\1***", url)
     head, sep, rest = url.partition("//")

@@ -80,6 +80,10 @@ def test_credentials_in_a_url_are_refused_and_never_echoed(url_key, url):
             "postgresql://u@db/x?sslmode=require&password=s3cr3t",
             "postgresql://u@db/x?sslmode=require&password=***",
         ),
+        (
+            "postgresql://u@db/x?sslmode=require&sslpassword=k3y-pass&application_name=a",
+            "postgresql://u@db/x?sslmode=require&sslpassword=***&application_name=a",
+        ),
         ("u:s3cr3t@db", "u:s3cr3t@db"),  # no "//": not a URL with an authority
     ],
 )
