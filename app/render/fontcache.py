@@ -4,17 +4,26 @@
 decodes ``cmap``, ``hmtx``, ``post`` (glyph names), ``glyf``, ``name``, ``OS/2`` to derive the
 cmap, the glyph widths and ids and the PDF font descriptor. None of that depends on the
 document, so :func:`add_cached_font` derives it once per font file and process
-(:func:`_prototype`) and gives each document a new ``TTFFont`` that *shares* the read-only
-parts (``cmap``, ``glyph_ids``, names and metrics) and owns the per-document ones:
+(:func:`_prototype`) and gives each document a :class:`DocumentTTFFont` that *shares* the
+read-only parts (``cmap``, ``glyph_ids``, names and metrics, and ``cw``, the widths, whose
+lookups of unknown characters give the missing width without inserting anything) and owns
+the per-document ones:
 
 * ``desc``, the font descriptor: a PDF object ``output()`` numbers and fills in (a copy of
   the prototype's, which is never output);
 * ``subset`` (a fresh ``SubsetMap``: which glyphs this document used, their codes),
-  ``missing_glyphs``, ``biggest_size_pt``, the font number ``i``, and a copy of ``cw``
-  (a ``defaultdict`` that grows on lookups of unknown characters);
-* ``ttfont``: a fresh lazy fontTools ``TTFont`` of the file. fpdf2's ``output()`` subsets it
-  *in place*, so it can never be shared between documents. Opening it lazily reads only the
-  table directory; the subsetter decodes the tables it keeps.
+  ``missing_glyphs``, ``biggest_size_pt``, the font number ``i``;
+* ``ttfont``: a fresh lazy fontTools ``TTFont`` of the file, with the glyph order and
+  shallow copies of the decoded ``cmap``/``hmtx``/``post`` of the prototype. fpdf2's
+  ``output()`` subsets it *in place*, so it can never be shared between documents.
+
+What is built when: ``add_cached_font`` builds the ``TTFFont`` object, its ``desc`` copy and
+its ``SubsetMap``; the fontTools ``TTFont`` only when something first reads ``ttfont``:
+subsetting on output (fpdf2's ``output()`` for fallback fonts, a miss of
+:func:`app.render.fontoutput.font_output` for fonts with fixed codes), text shaping (glyph
+names and widths of HarfBuzz's glyphs). A font with fixed glyph codes whose output comes
+from the per-process cache, the common case, never opens it. Opening it lazily reads only
+the table directory; the subsetter decodes the tables it keeps.
 
 ``output()`` subsets with fontTools and drops ``GDEF``/``GSUB``/``GPOS`` (fpdf2's
 ``drop_tables``), but fontTools' ``Subsetter.subset`` decodes those three tables in full
@@ -72,8 +81,10 @@ class _Prototype:
     """One font file's document-independent ``TTFFont`` state, or ``font=None``: not cacheable.
 
     Attributes:
-        font: fpdf2's ``TTFFont`` as ``add_font`` builds it, its ``ttfont`` closed and dropped.
+        font: fpdf2's ``TTFFont`` as ``add_font`` builds it, its ``ttfont`` closed and dropped,
+            its ``cw`` a :class:`_Widths`.
         pre_drop: tables to delete from each document's ``TTFont`` before ``output()``.
+        tags: the tables of the font file (``pre_drop`` included).
         glyph_order: the font's glyph names (from ``post``), or ``()`` if not shared.
         tables: decoded ``cmap``, ``hmtx`` and ``post`` tables each document gets a shallow
             copy of (see :func:`_clone_table`), or empty if not shared.
@@ -81,8 +92,71 @@ class _Prototype:
 
     font: TTFFont | None
     pre_drop: tuple[str, ...] = ()
+    tags: frozenset[str] = frozenset()
     glyph_order: tuple[str, ...] = ()
     tables: tuple[tuple[str, Any], ...] = ()
+
+
+class _Widths(dict[int, float]):
+    """``TTFFont.cw`` shared by every document of a font: character -> width (1/1000 em).
+
+    fpdf2's is a ``defaultdict`` giving ``missing`` (the descriptor's ``MissingWidth``) for a
+    character the font lacks, and inserting it; this one gives it without inserting, so
+    documents can share it (fpdf2 reads ``cw`` only by ``cw[char]``, and never writes it
+    after ``TTFFont.__init__``).
+    """
+
+    __slots__ = ("missing",)
+
+    def __init__(self, widths: dict[int, float], missing: float) -> None:
+        super().__init__(widths)
+        self.missing = missing
+
+    def __missing__(self, char: int) -> float:
+        return self.missing
+
+
+#: fpdf2's ``TTFFont.ttfont`` slot; a :class:`DocumentTTFFont` keeps its :class:`_Prototype`
+#: there until the fontTools ``TTFont`` is opened.
+_TTFONT_SLOT: Any = TTFFont.__dict__["ttfont"]
+
+
+class DocumentTTFFont(TTFFont):
+    """fpdf2's ``TTFFont`` as :func:`add_cached_font` gives it to a document: its fontTools
+    ``TTFont`` (:func:`_open_ttfont`) is opened when ``ttfont`` is first read, not before.
+
+    :func:`app.render.fontsubset.use_tiered_codes` turns it into a subclass that keeps this
+    behaviour (same slots: ``__class__`` can be swapped).
+    """
+
+    __slots__ = ()
+
+    @property
+    def ttfont(self) -> ttLib.TTFont:
+        """The document's own fontTools ``TTFont`` of the font file, opened on first read."""
+        value = _TTFONT_SLOT.__get__(self, TTFFont)
+        if isinstance(value, _Prototype):
+            value = _open_ttfont(value, self.collection_font_number)
+            _TTFONT_SLOT.__set__(self, value)
+        return value
+
+    @ttfont.setter
+    def ttfont(self, value: ttLib.TTFont) -> None:
+        _TTFONT_SLOT.__set__(self, value)
+
+    def has_table(self, tag: str) -> bool:
+        """Whether ``ttfont`` has (or will have, once opened) table ``tag``; does not open it."""
+        value = _TTFONT_SLOT.__get__(self, TTFFont)
+        if isinstance(value, _Prototype):
+            return tag in value.tags and tag not in value.pre_drop
+        return tag in value
+
+    def close(self) -> None:
+        """fpdf2's ``close()`` (close the ``TTFont``, drop the HarfBuzz font), opening nothing."""
+        value = _TTFONT_SLOT.__get__(self, TTFFont)
+        if not isinstance(value, _Prototype):
+            value.close()
+        self._hbfont = None
 
 
 def _clone_table(tag: str, table: Any) -> Any:
@@ -161,6 +235,7 @@ def _prototype(path: str, index: int) -> _Prototype:
     font = TTFFont(_Stub(), Path(path), "prototype", "", None, None, None, index)  # type: ignore[arg-type]  # _Stub: what TTFFont reads of an FPDF
     font.close()
     font.ttfont = None  # no tables kept: each document opens its own
+    font.cw = _Widths(font.cw, font.cw.default_factory())  # type: ignore[attr-defined]  # fpdf2's defaultdict
     font.subset = None  # type: ignore[assignment]  # the prototype draws nothing: documents get their own
     pre_drop = (
         ()
@@ -168,14 +243,29 @@ def _prototype(path: str, index: int) -> _Prototype:
         else tuple(tag for tag in PRE_DROPPED_TABLES if tag in tags)
     )
     order, tables = _decoded_tables(path, index)
-    return _Prototype(font, pre_drop, order, tables)
+    return _Prototype(font, pre_drop, frozenset(tags), order, tables)
 
 
-def _document_font(pdf: FPDF, proto: _Prototype, fontkey: str, style: str, index: int) -> TTFFont:
-    """A ``TTFFont`` for one document: shared read-only data, fresh per-document state."""
+def _open_ttfont(proto: _Prototype, index: int) -> ttLib.TTFont:
+    """A document's own lazy fontTools ``TTFont`` of ``proto``'s file (face ``index``): the
+    ``pre_drop`` tables deleted, the prototype's glyph order and decoded tables (copies) in."""
+    assert proto.font is not None
+    ttfont = ttLib.TTFont(proto.font.ttffile, recalcTimestamp=False, fontNumber=index, lazy=True)
+    for tag in proto.pre_drop:  # kept for `make bench` render: "fpdf2's layout tables / ours, CPU"
+        del ttfont[tag]
+    if proto.glyph_order:
+        ttfont.setGlyphOrder(list(proto.glyph_order))
+        for tag, table in proto.tables:
+            ttfont.tables[tag] = _clone_table(tag, table)
+    return ttfont
+
+
+def _document_font(pdf: FPDF, proto: _Prototype, fontkey: str, style: str, index: int) -> DocumentTTFFont:
+    """A font for one document: shared read-only data, fresh per-document state, its
+    fontTools ``TTFont`` opened on first use (:class:`DocumentTTFFont`)."""
     base = proto.font
     assert base is not None
-    font = TTFFont.__new__(TTFFont)
+    font = DocumentTTFFont.__new__(DocumentTTFFont)
     font.i = len(pdf.fonts) + 1
     font.type = "TTF"
     font.ttffile = base.ttffile
@@ -184,21 +274,14 @@ def _document_font(pdf: FPDF, proto: _Prototype, fontkey: str, style: str, index
     font.fontkey = fontkey
     font.biggest_size_pt = 0
     font.collection_font_number = index
-    ttfont = ttLib.TTFont(base.ttffile, recalcTimestamp=False, fontNumber=index, lazy=True)
-    for tag in proto.pre_drop:  # kept for `make bench` render: "fpdf2's layout tables / ours, CPU"
-        del ttfont[tag]
-    if proto.glyph_order:
-        ttfont.setGlyphOrder(list(proto.glyph_order))
-        for tag, table in proto.tables:
-            ttfont.tables[tag] = _clone_table(tag, table)
-    font.ttfont = ttfont
+    _TTFONT_SLOT.__set__(font, proto)  # opened by DocumentTTFFont.ttfont
     font.is_cff = base.is_cff
     font.is_cid_keyed = base.is_cid_keyed
     font.is_symbol = base.is_symbol
     font.cff_ros = base.cff_ros
     font.scale = base.scale
     font.desc = copy.copy(base.desc)  # a PDF object: output() gives it an id, name and font file
-    font.cw = copy.copy(base.cw)  # defaultdict: lookups of unknown characters insert entries
+    font.cw = base.cw  # a _Widths: lookups insert nothing
     font.cmap = base.cmap
     font.glyph_ids = base.glyph_ids
     font.missing_glyphs = []

@@ -41,6 +41,8 @@ from typing import Any
 from fpdf.fonts import Glyph, SubsetMap, TTFFont
 from fpdf.util import escape_parens
 
+from app.render.fontcache import DocumentTTFFont
+
 
 def _chars(*ranges: tuple[int, int]) -> tuple[int, ...]:
     return tuple(cp for first, last in ranges for cp in range(first, last + 1))
@@ -260,6 +262,20 @@ class TieredTTFFont(TTFFont):
         return f"({wide.decode('latin-1')}) Tj"
 
 
+class _TieredDocumentTTFFont(DocumentTTFFont, TieredTTFFont):
+    """A :class:`TieredTTFFont` from :func:`app.render.fontcache.add_cached_font`: its
+    fontTools ``TTFont`` is still opened only when read (:class:`DocumentTTFFont`)."""
+
+    __slots__ = ()
+
+
+#: The class :func:`use_tiered_codes` gives a font of each class it takes (same slots).
+_TIERED_CLASSES: dict[type, type[TieredTTFFont]] = {
+    TTFFont: TieredTTFFont,
+    DocumentTTFFont: _TieredDocumentTTFFont,
+}
+
+
 # Kept for `make bench` render: "fpdf2's subsets / ours, CPU" (with app.render.fontoutput).
 def use_tiered_codes(font: Any) -> bool:
     """Give ``font`` (an fpdf2 font just added to a document) a :class:`TieredSubsetMap`.
@@ -267,14 +283,18 @@ def use_tiered_codes(font: Any) -> bool:
     Returns whether it did: only for TrueType (``glyf``) fonts that are neither symbol
     nor colour fonts and have drawn nothing yet; other fonts are left as they are.
     """
-    if type(font) is not TTFFont or font.color_font or font.is_symbol or font.is_cff:
+    tiered = _TIERED_CLASSES.get(type(font))
+    if tiered is None or font.color_font or font.is_symbol or font.is_cff:
         return False
     if len(font.subset) > 2 or font.subset._next:  # something drawn already (only .notdef/space are preset)
         return False
-    if font.ttfont is None or "glyf" not in font.ttfont:
+    if isinstance(font, DocumentTTFFont):
+        if not font.has_table("glyf"):  # asked without opening its TTFont
+            return False
+    elif font.ttfont is None or "glyf" not in font.ttfont:
         return False
     font.subset = TieredSubsetMap(font)
-    font.__class__ = TieredTTFFont
+    font.__class__ = tiered
     return True
 
 

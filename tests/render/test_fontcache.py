@@ -63,7 +63,9 @@ def test_documents_share_parsed_data_but_not_their_state():
     a, b = first.fonts["notosans"], second.fonts["notosans"]
     assert a.cmap is b.cmap and a.glyph_ids is b.glyph_ids  # parsed once
     assert a.ttfont is not b.ttfont and a.subset is not b.subset and a.desc is not b.desc
-    assert a.cw is not b.cw and a.missing_glyphs is not b.missing_glyphs
+    assert a.missing_glyphs is not b.missing_glyphs
+    assert a.cw is b.cw  # read-only: a lookup of a character the font lacks inserts nothing
+    assert a.cw[0x10FFFF] == a.desc.missing_width and 0x10FFFF not in b.cw
     assert "GSUB" not in a.ttfont and "glyf" in a.ttfont
     assert a.ttfont["cmap"] is not b.ttfont["cmap"] and a.ttfont["hmtx"] is not b.ttfont["hmtx"]
     first.add_page()
@@ -72,6 +74,38 @@ def test_documents_share_parsed_data_but_not_their_state():
     assert len(a.subset) > len(b.subset)
     first.output()  # subsets a's own TTFont in place
     assert len(b.ttfont.getGlyphOrder()) > 1000 and "Q" in b.ttfont["hmtx"].metrics
+
+
+def test_a_document_opens_a_fonttools_font_only_when_it_reads_one(monkeypatch):
+    from fontTools import ttLib
+
+    from app.render import fontsubset
+
+    opened: list[object] = []
+    stock = ttLib.TTFont
+
+    def counting(*args, **kwargs):
+        opened.append(args[0] if args else kwargs.get("file"))
+        return stock(*args, **kwargs)
+
+    articles = [article("<p>Text <b>bold</b> <i>italic</i></p><pre>mono()</pre>", 1, "text/html")]
+    digest(articles)  # the process's fonts and font outputs cached
+    monkeypatch.setattr(fontcache.ttLib, "TTFont", counting)
+    rendered = digest(articles)
+    assert opened == []  # tiered fonts written from fontoutput's cache: no TTFont per document
+    monkeypatch.undo()
+    assert rendered == digest(articles)
+
+    face = font_set().main[""]
+    pdf = FPDF()
+    fontcache.add_cached_font(pdf, face.family, "", face.path)
+    font = pdf.fonts["notosans"]
+    monkeypatch.setattr(fontcache.ttLib, "TTFont", counting)
+    assert fontsubset.use_tiered_codes(font) and isinstance(font, fontsubset.TieredTTFFont)
+    font.close()
+    assert opened == []
+    assert "glyf" in font.ttfont and "GSUB" not in font.ttfont and len(opened) == 1  # opened on first read
+    assert font.ttfont is font.ttfont and len(opened) == 1
 
 
 def test_a_font_file_is_parsed_once_per_process(monkeypatch):
