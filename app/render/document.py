@@ -30,11 +30,12 @@ from __future__ import annotations
 import contextlib
 import io
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 from fpdf.drawing_primitives import convert_to_device_color
-from fpdf.enums import ResourceAccessPolicy, TextEmphasis, TextMode, XPos, YPos
+from fpdf.enums import PDFResourceType, ResourceAccessPolicy, TextEmphasis, TextMode, XPos, YPos
 from fpdf.fonts import TTFFont
 from fpdf.output import OutputProducer
 
@@ -65,6 +66,26 @@ PAGE_FOOTER = TextStyle("", 7.5, 10.0, GREY)
 
 #: Largest image height as a share of the text area's height.
 IMAGE_MAX_HEIGHT_SHARE = 0.6
+
+
+@dataclass(frozen=True, slots=True)
+class _Look:
+    """What :meth:`TicketPdf.draw_styled_lines_at` writes for one style on one page: its main
+    ``face``, the ``selection`` :meth:`TicketPdf.select_face` compares (font key, family, style
+    letters, size in pt), the ``font`` and its operator, the text ``color`` object and the
+    ``wrapping`` around ``BT … ET`` (``opening``, ``closing``), the line box's top to the
+    baseline (``half_leading + rise``, points, added in :meth:`TicketPdf.draw_line`'s order)."""
+
+    face: FontFace
+    selection: tuple[str, str, str, float]
+    font: TTFFont
+    font_operator: str
+    color: Any
+    wrapping: tuple[str, str]
+    opening: str
+    closing: str
+    half_leading: float
+    rise: float
 
 
 class TicketPdf(ParkedPages):
@@ -425,39 +446,111 @@ class TicketPdf(ParkedPages):
         """Draw pieces of lines, each ``(x, top, text, style)`` (points; ``top`` the line box's
         top from the page top) and each in its style's main font, on the current page in the
         order given (the content stream keeps the reading order): the bytes :meth:`draw_line`
-        would write, in one write per change of style. The caller checks that the main font
-        draws every character (:meth:`FontChain.single_face` ``== 0``)."""
-        chains, registered = self.glyph_fonts.chains, self._registered
-        k, h = self.k, self.h
+        would write for each, in one write. The caller checks that the main font draws every
+        character (:meth:`FontChain.single_face` ``== 0``).
+
+        A change of style costs a look-up (:meth:`_look`): the font operator is written when
+        the face or size changes, as :meth:`select_face` and :meth:`_plain_text_font` would;
+        the text colour, face and wrapping are left as :meth:`draw_line` leaves them. When
+        :meth:`draw_text` would not take its own path, the pieces go to :meth:`draw_line`.
+        """
+        if (
+            not self.page
+            or self.text_mode != TextMode.FILL
+            or self.underline
+            or self.strikethrough
+            or self._record_text_quad_points
+        ):
+            for x, top, text, style in placed:
+                self.draw_line(x, top, text, style)
+            return
+        k, h, page = self.k, self.h, self.page
+        add_resource, font_resource = self._resource_catalog.add, PDFResourceType.FONT
+        current_font = self.current_font
+        selected: tuple[str, str, str, float] | None = (
+            None
+            if current_font is None
+            else (current_font.fontkey, self.font_family, self.font_style, self.font_size_pt)
+        )
+        on_page = self.current_font_is_set_on_page
+        looks: dict[int, _Look | None] = {}
         drawn: list[str] = []
-        current: TextStyle | None = None
-        encode: Any = None
-        opening = closing = ""
-        drop = 0.0
+        look: _Look | None = None
+        look_style: TextStyle | None = None
+        operator, opening, closing, half_leading, rise, font_number = "", "", "", 0.0, 0.0, 0
+        encode: Callable[[str], str] = str
         for index, (x, top, text, style) in enumerate(placed):
-            if style is not current:
-                if drawn:
-                    self._out("\n".join(drawn))
-                    drawn = []
-                face = chains[style.style].faces[0]
-                if (face.family, face.style) not in registered:
-                    self.use_face(face)
-                self._select_color(style.color)
-                self.select_face(face, style.size)
-                font = self._plain_text_font()
-                if font is None:  # fpdf2's own text() must draw: line by line
+            if not text:
+                continue
+            if style is not look_style:
+                key = id(style)
+                found = looks[key] if key in looks else looks.setdefault(key, self._look(style))
+                if found is None:  # not a TrueType face: fpdf2's own text() draws the rest
+                    if drawn:
+                        self._out("\n".join(drawn))
+                    if look is not None and look_style is not None:
+                        self._leave_look(look, look_style)
                     for x, top, text, style in placed[index:]:
                         self.draw_line(x, top, text, style)
                     return
-                current, encode = style, font.encode_text
-                drop = 0.5 * style.leading + 0.3 * style.size  # box top to baseline, as in draw_line
-                opening, closing = self._text_wrapping()
-            if text:
-                drawn.append(
-                    f"{opening} {x * k:.2f} {(h - (top + drop)) * k:.2f} Td {encode(text)} {closing}"
-                )
-        if drawn:
-            self._out("\n".join(drawn))
+                look, look_style = found, style
+                if found.selection != selected:
+                    selected, on_page = found.selection, False
+                operator, opening, closing = found.font_operator, found.opening, found.closing
+                half_leading, rise, font_number = found.half_leading, found.rise, found.font.i
+                encode = found.font.encode_text
+            if not on_page:
+                drawn.append(operator)
+                add_resource(font_resource, font_number, page)
+                on_page = True
+            baseline = top + half_leading + rise  # draw_line's sum, in its order
+            drawn.append(f"{opening} {x * k:.2f} {(h - baseline) * k:.2f} Td {encode(text)} {closing}")
+        if look is None or look_style is None:
+            return
+        self._out("\n".join(drawn))
+        self._leave_look(look, look_style)
+
+    def _look(self, style: TextStyle) -> _Look | None:
+        """What :meth:`draw_styled_lines_at` writes for ``style`` on this page (its main face
+        registered, as :meth:`draw_line` does on first use); ``None`` for a face that is not
+        TrueType."""
+        face = self.glyph_fonts.chains[style.style].faces[0]
+        if (face.family, face.style) not in self._registered:
+            self.use_face(face)
+        family = face.family.lower()
+        font = self.fonts[family + face.style]
+        if not isinstance(font, TTFFont):
+            return None
+        color = self._device_colors.get(style.color)
+        if color is None:
+            color = self._device_colors[style.color] = convert_to_device_color(*style.color)
+        fill = self.fill_color
+        wrapping = self._wrappings.get((fill, color))
+        if wrapping is None:
+            wrapping = (f"q {color.serialize().lower()} BT", "ET Q") if fill != color else ("BT", "ET")
+            self._wrappings[(fill, color)] = wrapping
+        return _Look(
+            face=face,
+            selection=(family + face.style, family, face.style, style.size),
+            font=font,
+            font_operator=f"BT /F{font.i} {style.size:.2f} Tf ET",  # FPDF._set_font_for_page
+            color=color,
+            wrapping=wrapping,
+            opening=wrapping[0],
+            closing=wrapping[1],
+            half_leading=0.5 * style.leading,
+            rise=0.3 * style.size,
+        )
+
+    def _leave_look(self, look: _Look, style: TextStyle) -> None:
+        """The state :meth:`draw_line` leaves after drawing in ``style``: text colour, face
+        and size (put on the page), the text wrapping."""
+        self.text_color = look.color
+        self._drawn_color = style.color
+        self._drawn_color_object = look.color
+        self.select_face(look.face, style.size)
+        self.current_font_is_set_on_page = True
+        self._wrapped_fill, self._wrapped_text, self._wrapping = self.fill_color, look.color, look.wrapping
 
     def draw_segments(self, segments: list[tuple[float, float, float, float]]) -> None:
         """Stroke straight lines ``(x1, y1, x2, y2)`` (points from the page's top left) in the

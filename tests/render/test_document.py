@@ -34,3 +34,41 @@ def test_select_face_leaves_fpdf2_in_the_state_of_set_font(monkeypatch, bodies):
 
     monkeypatch.setattr(TicketPdf, "select_face", set_font)
     assert render_bodies(*bodies) == drawn
+
+
+def test_styled_pieces_leave_the_state_draw_line_leaves():
+    from app.render.glyphs import font_set
+    from app.render.templates import TEMPLATES
+
+    template = TEMPLATES["default"]
+    body, quote, label, value = template.body, template.quote, template.field_label, template.field_value
+    # Batches ending in another face, size or colour than they started in, each followed by
+    # a line drawn alone in the style before the batch; an empty piece draws nothing.
+    steps = [
+        [(body, "a")],
+        [(body, "b"), (label, "c")],
+        [(body, "d")],
+        [(quote, "e"), (body, ""), (value, "f")],
+        [(quote, "g")],
+        [(label, "h"), (value, "i"), (label, "")],
+        [(value, "j")],
+        [(value, "")],
+        [(label, "k")],
+    ]
+
+    def page(batched: bool) -> bytes:
+        pdf = TicketPdf(font_set(), template)
+        pdf.add_page()
+        for number, step in enumerate(steps):
+            placed = [
+                (40.0 + 30 * index, 100.0 + 14 * number, text, style)
+                for index, (style, text) in enumerate(step)
+            ]
+            if batched and len(step) > 1:
+                pdf.draw_styled_lines_at(placed)
+            else:
+                for x, top, text, style in placed:
+                    pdf.draw_line(x, top, text, style)
+        return bytes(pdf.pages[pdf.page].contents)
+
+    assert page(batched=True) == page(batched=False)
