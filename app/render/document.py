@@ -30,7 +30,7 @@ from __future__ import annotations
 import contextlib
 import io
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -607,21 +607,69 @@ class TicketPdf(ParkedPages):
             )
 
     def write_field(self, label: str, value: str) -> None:
-        """A ``label`` in the left column and ``value`` wrapped in the right one."""
+        """A ``label`` in the left column and ``value`` wrapped in the right one (:meth:`write_fields`)."""
+        self.write_fields(((label, value),))
+
+    def write_fields(self, fields: Iterable[tuple[str, str]]) -> None:
+        """A table of fields, each ``(label, value)``: the label in the left column, the value
+        wrapped in the right one, from ``self.y`` down, breaking pages as :meth:`ensure_space`
+        does before each line of a value; ``self.y`` ends below the last line.
+
+        The pieces of one page go to the content stream in reading order (each label, then
+        its value's lines) through :meth:`draw_styled_lines_at` when the main font draws
+        them, else through :meth:`draw_line`: the bytes :meth:`draw_line` alone would write.
+        A value that needs shaping or runs right to left goes to :meth:`write_complex`.
+        """
         template = self.template
-        value_style = template.field_value
-        if not value.isascii() and COMPLEX.search(value):
-            self.ensure_space(value_style.leading)
-            self.draw_line(self.l_margin, self.y, label, template.field_label)
-            self.write_complex(value, value_style, template.label_width)
-            return
-        lines = self.wrap(value, value_style, self.epw - template.label_width) or [""]
-        for number, line in enumerate(lines):
-            self.ensure_space(value_style.leading)
-            if number == 0:
-                self.draw_line(self.l_margin, self.y, label, template.field_label)
-            self.draw_line(self.l_margin + template.label_width, self.y, line, value_style)
-            self.y += value_style.leading
+        label_style, value_style = template.field_label, template.field_value
+        label_chain = self.glyph_fonts.chains[label_style.style]
+        value_chain = self.glyph_fonts.chains[value_style.style]
+        leading = value_style.leading
+        label_x = self.l_margin
+        value_x = label_x + template.label_width
+        value_width = self.epw - template.label_width
+        placed: list[tuple[float, float, str, TextStyle]] = []
+        plain: list[bool] = []  # per piece: the style's main font draws it
+        for label, value in fields:
+            if not value.isascii() and COMPLEX.search(value):
+                self._draw_pieces(placed, plain)
+                placed, plain = [], []
+                self.ensure_space(leading)
+                self.draw_line(label_x, self.y, label, label_style)
+                self.write_complex(value, value_style, template.label_width)
+                continue
+            lines = self.wrap(value, value_style, value_width) or [""]
+            for number, line in enumerate(lines):
+                if self.y + leading > self.page_break_trigger and self.y > self.t_margin:  # ensure_space
+                    self._draw_pieces(placed, plain)
+                    placed, plain = [], []
+                    self.add_page()
+                top = self.y
+                if number == 0 and label:
+                    placed.append((label_x, top, label, label_style))
+                    plain.append(label_chain.single_face(label) == 0)
+                if line:
+                    placed.append((value_x, top, line, value_style))
+                    plain.append(value_chain.single_face(line) == 0)
+                self.y = top + leading
+        self._draw_pieces(placed, plain)
+
+    def _draw_pieces(self, placed: list[tuple[float, float, str, TextStyle]], plain: list[bool]) -> None:
+        """Draw ``placed`` in order: runs of pieces the main font draws (``plain``) through
+        :meth:`draw_styled_lines_at`, the others through :meth:`draw_line`."""
+        count = len(placed)
+        start = 0
+        while start < count:
+            end = start
+            while end < count and plain[end]:
+                end += 1
+            if end > start:
+                self.draw_styled_lines_at(placed[start:end] if start or end < count else placed)
+            if end < count:
+                x, top, text, style = placed[end]
+                self.draw_line(x, top, text, style)
+                end += 1
+            start = end
 
     def rule(self, gap: float = 4.0) -> None:
         """A thin horizontal line across the text width, with ``gap`` points above and below."""

@@ -118,8 +118,7 @@ def draw_ticket_block(
     ]
     if originals.active:
         fields.append((_("Originals"), originals.summary()))
-    for label, value in fields:
-        pdf.write_field(label, value)
+    pdf.write_fields(fields)
     pdf.rule(6)
 
 
@@ -283,16 +282,17 @@ def draw_article(
     cc = pdf.clean(article.get("cc") or "")
     subject = pdf.clean(article.get("subject") or "")
     visibility = _("Internal (not visible to the customer)") if internal else _("Public")
+    fields: list[tuple[str, str]] = []
     if template.article_fields == "table":
-        pdf.write_field(_("From"), sender_line or "—")
-        pdf.write_field(_("To"), to or "—")
-        if cc:
-            pdf.write_field(_("Cc"), cc)
-        pdf.write_field(_("Subject"), subject or "—")
-        pdf.write_field(_("Time"), created)
-        pdf.write_field(_("Type"), kind)
-        pdf.write_field(_("Sender"), sender)
-        pdf.write_field(_("Visibility"), visibility)
+        fields += [(_("From"), sender_line or "—"), (_("To"), to or "—")]
+        fields += [(_("Cc"), cc)] if cc else []
+        fields += [
+            (_("Subject"), subject or "—"),
+            (_("Time"), created),
+            (_("Type"), kind),
+            (_("Sender"), sender),
+            (_("Visibility"), visibility),
+        ]
     elif template.article_fields == "inline":
         parts = [f"{_('From')}: {sender_line or '—'}", f"{_('To')}: {to or '—'}"]
         parts += [f"{_('Cc')}: {cc}"] if cc else []
@@ -308,8 +308,8 @@ def draw_article(
             )
             status = originals.attachment_status(attachment.attachment_id)  # "embedded in this PDF", …
             lines.append(pdf.clean(line + (f" — {status}" if status else "")))
-        listing = "\n".join(lines)
-        pdf.write_field(_("Attachments"), listing)
+        fields.append((_("Attachments"), "\n".join(lines)))
+    pdf.write_fields(fields)
     pdf.rule(4 if template.article_fields != "none" else 2)
 
     html = _html_body(pdf, article)

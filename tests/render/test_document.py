@@ -36,6 +36,38 @@ def test_select_face_leaves_fpdf2_in_the_state_of_set_font(monkeypatch, bodies):
     assert render_bodies(*bodies) == drawn
 
 
+def _fields_and_styles_ticket() -> bytes:
+    """A ticket whose article field tables break pages (a long Cc), with a value that needs
+    shaping, one in fallback fonts, and an HTML body that changes style within lines."""
+    from app.render.options import RenderOptions
+    from app.render.pdf import render_ticket_pdf
+
+    from .helpers import ARCHIVED_AT, body_article
+
+    articles = [body_article(f"Body {index}", index) for index in range(1, 5)]
+    articles[0]["cc"] = ", ".join(f"cc{n:03d}@example.com" for n in range(300))
+    articles[1]["subject"] = "שלום עולם: shaped right to left"
+    articles[2]["subject"] = EXTRA
+    articles[3].update(
+        content_type="text/html",
+        body="<p>plain <b>bold</b> <i>italic ä</i> <a href='https://example.com'>link</a> <code>c</code></p>"
+        "<blockquote>quoted <b>bold</b></blockquote><ul><li>one</li><li><b>two</b></li></ul>",
+    )
+    ticket = {"number": "4711", "title": "Fields", "created_at": "2025-03-03T08:00:00Z"}
+    return render_ticket_pdf(ticket, articles, ["t"], archived_at=ARCHIVED_AT, options=RenderOptions()).data
+
+
+def test_styled_pieces_drawn_at_once_are_the_bytes_of_draw_line(monkeypatch):
+    drawn = _fields_and_styles_ticket()
+
+    def one_by_one(self, placed):
+        for x, top, text, style in placed:
+            self.draw_line(x, top, text, style)
+
+    monkeypatch.setattr(TicketPdf, "draw_styled_lines_at", one_by_one)
+    assert _fields_and_styles_ticket() == drawn
+
+
 def test_styled_pieces_leave_the_state_draw_line_leaves():
     from app.render.glyphs import font_set
     from app.render.templates import TEMPLATES

@@ -81,3 +81,43 @@ def test_an_attachment_whose_download_failed_has_zammads_declared_size_in_both_l
     flat = " ".join(text.split())
     assert listed in flat
     assert originals in flat
+
+
+def test_article_fields_keep_their_order_across_a_page_break_inside_the_table(tmp_path):
+    cc = [f"cc{n:03d}@example.com" for n in range(300)]  # more lines than the rest of page 1 holds
+    scan = {
+        "id": 10,
+        "filename": "scan.pdf",
+        "size": "16384",
+        "preferences": {"Mime-Type": "application/pdf"},
+    }
+    rendered = render_ticket_pdf(
+        load("ticket-expand.json"),
+        [article("First body", cc=", ".join(cc), attachments=[scan])],
+        [],
+        archived_at=ARCHIVED_AT,
+        options=BERLIN,
+    )
+    text, _ = pdftotext(write(tmp_path, rendered.data), "-raw")  # content-stream order
+    pages = [
+        " ".join(
+            line
+            for line in page.splitlines()
+            if not re.match(r"^Ticket #\S+ – |^Archived .* by |^Page \d+ of \d+$", line)
+        )
+        for page in text.split("\f")
+    ]
+    fields = (
+        "From Tester <t@example.com> To support@example.com Cc "
+        + ", ".join(cc)
+        + " Subject Subject 1 Time 2025-03-03 09:00:01 +01:00 Type note Sender Agent Visibility Public"
+        " Attachments scan.pdf — application/pdf, 16.0 KiB (16,384 bytes) First body"
+    )
+    assert fields in " ".join(pages)  # each label, then its value, nothing lost or repeated
+
+    def page_of(piece: str) -> int:
+        return next(number for number, page in enumerate(pages) if piece in page)
+
+    # The table starts on the article's page and goes on, inside the Cc value, on the next.
+    assert page_of("Article 1 of 1") == page_of("From Tester") == page_of("Cc cc000@") == 0
+    assert page_of("cc299@") == page_of("Subject Subject 1") == page_of("Attachments scan.pdf") == 1
