@@ -606,10 +606,6 @@ class TicketPdf(ParkedPages):
                 new_y=YPos.NEXT,
             )
 
-    def write_field(self, label: str, value: str) -> None:
-        """A ``label`` in the left column and ``value`` wrapped in the right one (:meth:`write_fields`)."""
-        self.write_fields(((label, value),))
-
     def write_fields(self, fields: Iterable[tuple[str, str]]) -> None:
         """A table of fields, each ``(label, value)``: the label in the left column, the value
         wrapped in the right one, from ``self.y`` down, breaking pages as :meth:`ensure_space`
