@@ -362,10 +362,15 @@ def _stock_text_path() -> Iterator[None]:
     def select_face(pdf: Any, face: Any, size: float) -> None:
         pdf.set_font(face.family, face.style, size)
 
+    def draw_styled_lines_at(pdf: Any, placed: list[tuple[float, float, str, Any]]) -> None:
+        for x, top, text, style in placed:
+            pdf.draw_line(x, top, text, style)
+
     with (
         mock.patch.object(document.TicketPdf, "draw_text", document.TicketPdf.text),
         mock.patch.object(document.TicketPdf, "select_face", select_face),
         mock.patch.object(document.TicketPdf, "_draw_plain_lines", lambda *args: False),
+        mock.patch.object(document.TicketPdf, "draw_styled_lines_at", draw_styled_lines_at),
     ):
         yield
 
@@ -424,7 +429,11 @@ REPLACEMENTS = (
         _stock_subsets,
     ),
     Replacement(
-        "text()", "text() and set_font() for each line, for TicketPdf.draw_text", True, _stock_text_path
+        "text()",
+        "text() and set_font() for each line, for TicketPdf.draw_text and the batched writes "
+        "(_draw_plain_lines, draw_styled_lines_at)",
+        True,
+        _stock_text_path,
     ),
 )
 
