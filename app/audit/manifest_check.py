@@ -20,9 +20,10 @@ the paths left (the archives the walk did not find) back from the day files.
 
 from __future__ import annotations
 
-import contextlib
+import bisect
 import hashlib
 import re
+from array import array
 from collections.abc import Set
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -81,38 +82,85 @@ class DayTimestamp:
     problem: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class IndexedLine:
+    """What the index keeps of the newest manifest line for a path.
+
+    Attributes:
+        sha256: the recorded SHA-256 (hex).
+        ticket_id: the recorded ``ticket_id`` (``None`` when the line has none).
+    """
+
+    sha256: str
+    ticket_id: int | None
+
+
 class ManifestIndex:
-    """Path → SHA-256 of the newest manifest line for that path (compact: 8-byte path keys)."""
+    """Path → SHA-256 and ticket id of the newest manifest line for that path (compact: 8-byte
+    path keys), and the first 8 bytes of every SHA-256 the manifest records, for "is this file
+    recorded at another path?"."""
 
     def __init__(self) -> None:
-        self._sha256: dict[int, bytes] = {}
+        self._lines: dict[int, bytes] = {}
+        self._digests = array("Q")
+        self._sorted = True
 
     @staticmethod
     def key(path: str) -> int:
         """The index's key of ``path``: 8 bytes of its BLAKE2b hash."""
         return int.from_bytes(hashlib.blake2b(path.encode("utf-8"), digest_size=8).digest(), "big")
 
-    def add(self, path: str, sha256: str) -> None:
-        with contextlib.suppress(ValueError):  # not hex: the chain check reports the line
-            self._sha256[self.key(path)] = bytes.fromhex(sha256)
+    def add(self, path: str, sha256: str, ticket_id: int | None = None) -> None:
+        """Record a line (a later line for the same path replaces an earlier one)."""
+        try:
+            digest = bytes.fromhex(sha256)
+        except ValueError:  # not hex: the chain check reports the line
+            return
+        if len(digest) != 32:
+            return
+        ticket = b""
+        if isinstance(ticket_id, int) and not isinstance(ticket_id, bool) and -(2**63) <= ticket_id < 2**63:
+            ticket = ticket_id.to_bytes(8, "big", signed=True)
+        self._lines[self.key(path)] = digest + ticket
+        self._digests.append(int.from_bytes(digest[:8], "big"))
+        self._sorted = False
 
-    def get(self, path: str) -> str | None:
-        """The recorded SHA-256 (hex), or ``None`` when the path has no line (or was taken)."""
-        found = self._sha256.get(self.key(path))
-        return found.hex() if found is not None else None
+    @staticmethod
+    def _line(value: bytes | None) -> IndexedLine | None:
+        if value is None:
+            return None
+        ticket = int.from_bytes(value[32:], "big", signed=True) if len(value) > 32 else None
+        return IndexedLine(value[:32].hex(), ticket)
 
-    def take(self, path: str) -> str | None:
+    def get(self, path: str) -> IndexedLine | None:
+        """The newest line for ``path``, or ``None`` when the path has none (or was taken)."""
+        return self._line(self._lines.get(self.key(path)))
+
+    def take(self, path: str) -> IndexedLine | None:
         """As :meth:`get`, and removes the path: what is left after the walk are the recorded
         archives it did not find (:meth:`keys`)."""
-        found = self._sha256.pop(self.key(path), None)
-        return found.hex() if found is not None else None
+        return self._line(self._lines.pop(self.key(path), None))
+
+    def records_sha256(self, sha256: str) -> bool:
+        """Whether any line (for any path, taken or not) records a SHA-256 starting with the
+        same 8 bytes as ``sha256`` (hex): a file found at a path without a line is then
+        almost surely a copy of a recorded archive."""
+        if not self._sorted:
+            self._digests = array("Q", sorted(self._digests))
+            self._sorted = True
+        try:
+            wanted = int(sha256[:16], 16)
+        except ValueError:
+            return False
+        at = bisect.bisect_left(self._digests, wanted)
+        return at < len(self._digests) and self._digests[at] == wanted
 
     def keys(self) -> Set[int]:
         """The keys (:meth:`key`) of the paths still in the index."""
-        return self._sha256.keys()
+        return self._lines.keys()
 
     def __len__(self) -> int:
-        return len(self._sha256)
+        return len(self._lines)
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,7 +332,7 @@ def verify_manifest(
             if index is not None and isinstance(fields, dict):
                 path, sha = fields.get("path"), fields.get("sha256")
                 if isinstance(path, str) and isinstance(sha, str):
-                    index.add(path, sha)
+                    index.add(path, sha, fields.get("ticket_id"))
             if report.first_break is None:
                 problem = _line_problem(fields)
                 if problem is None:
