@@ -3,7 +3,7 @@
 :func:`run_audit` walks the root (:mod:`app.audit.walk`), checks each archive
 (:mod:`app.audit.fixity`) and hands each :class:`~app.audit.fixity.FileReport` to a callback
 as soon as it is made, keeping only counts: memory does not grow with the number of
-archives (the manifest cross-check's index aside, ~100 bytes per manifest line). With the
+archives (the manifest cross-check's index aside, ~170 bytes per manifest line). With the
 manifest, every archive it records is accounted for after the walk: one the walk did not find
 is looked up at its recorded path — ``missing_archive`` when it is not there (also with
 ``since``: a deletion leaves no time behind), checked like any archive when it is (a folder

@@ -29,6 +29,10 @@ writer (it was never part of the chain) and logged. Writers never append to a da
 the newest day file (a replica whose clock is behind appends to the newest day) nor to a day
 that has its ``.tsr`` already (it starts the next day).
 
+**A new chain** (a first line with ``prev`` :data:`GENESIS`) over a root that holds archives
+whose sidecars say ``"manifest": true`` (the archive store writes that) means the manifest
+they were entered in is gone: the writer logs an error (:meth:`ArchiveManifest.record`).
+
 **What it relies on** (see ``docs/06-runbook.md``): atomic exclusive create (the lock), and
 close-to-open consistency — a file opened after another host closed it shows that host's
 writes (NFS; CIFS with ``cache=strict``, as ``scripts/ops/mount-cifs.sh`` mounts).
@@ -41,6 +45,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -127,6 +132,8 @@ class ArchiveManifest:
             self._make_folder()
             with self._lock:
                 line, closed = self._append(entry)
+        if line.seq == 1 and json.loads(line.raw)["prev"] == GENESIS:
+            self._check_new_chain(entry.path)
         if closed is not None and self.on_day_closed is not None:
             try:
                 self.on_day_closed(closed)
@@ -192,6 +199,30 @@ class ArchiveManifest:
         return None
 
     # -- internals ------------------------------------------------------------------------
+
+    def _check_new_chain(self, recorded: str) -> None:
+        """After a line started a new chain: log an error when the root holds an archive whose
+        sidecar says it was entered in a manifest (``"manifest": true``) and that is older
+        than :data:`NEW_CHAIN_SLACK_SECONDS` — the manifest it was entered in has been
+        removed, moved aside or cut off. Walks the root (hidden names and the top-level
+        ``_manifest`` skipped, no symlinks followed) up to the first such sidecar: once per
+        new chain; on a root without such sidecars (a first start, archives from before the
+        manifest) it reads every sidecar. Never raises."""
+        before = time.time() - NEW_CHAIN_SLACK_SECONDS  # file times: the file system's clock
+        try:
+            found = _entered_archive(self.root, before, skip=recorded + ".json")
+        except OSError as exc:
+            log.warning(
+                "manifest: cannot look for archives entered before the new chain", extra={"cause": str(exc)}
+            )
+            return
+        if found is not None:
+            log.error(
+                "manifest: a new chain was started although archives under the storage root were "
+                "entered in a manifest that is gone (removed, moved aside or cut off): stop archiving "
+                "and restore it (runbook 6.13)",
+                extra={"archive": found},
+            )
 
     @staticmethod
     def _since(sidecar: Mapping[str, Any] | None) -> date | None:
@@ -360,6 +391,55 @@ class ArchiveManifest:
             pass  # not supported on some network file systems; the file's own fsync happened
         finally:
             os.close(fd)
+
+
+NEW_CHAIN_SLACK_SECONDS = 300.0
+"""Sidecars written this recently before a new chain began are not taken for archives of a
+lost manifest (archives being written at the same moment get their lines right after)."""
+
+_SIDECAR_TAIL = ".pdf.json"
+
+
+def _entered_archive(root: Path, before: float, *, skip: str) -> str | None:
+    """The path of the first sidecar under ``root`` (other than ``skip``) last changed before
+    ``before`` (Unix seconds) that says ``"manifest": true``, or ``None``.
+
+    Raises:
+        OSError: the root cannot be listed.
+    """
+    stack = [""]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(root / folder if folder else root) as listing:
+                items = sorted(listing, key=lambda item: item.name)
+        except OSError:
+            if not folder:
+                raise
+            continue
+        for item in items:
+            if item.name.startswith(".") or (not folder and item.name == MANIFEST_FOLDER):
+                continue
+            relative = f"{folder}/{item.name}" if folder else item.name
+            try:
+                if item.is_dir(follow_symlinks=False):
+                    stack.append(relative)
+                    continue
+                if not item.name.lower().endswith(_SIDECAR_TAIL) or relative == skip:
+                    continue
+                if (
+                    not item.is_file(follow_symlinks=False)
+                    or item.stat(follow_symlinks=False).st_mtime >= before
+                ):
+                    continue
+                fd = os.open(item.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                with os.fdopen(fd, "rb") as fh:
+                    fields = json.loads(fh.read(1 << 20))
+            except (OSError, ValueError):
+                continue
+            if isinstance(fields, dict) and fields.get("manifest") is True:
+                return relative.removesuffix(".json")
+    return None
 
 
 def _error(operation: str, exc: OSError) -> StorageError:

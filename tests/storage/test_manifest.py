@@ -276,3 +276,38 @@ def test_an_empty_day_file_left_by_a_crash_does_not_break_the_chain(tmp_path: Pa
     assert lines(tmp_path, DAY1.date() + timedelta(days=2))[0]["prev"] == line_hash(
         (tmp_path / "_manifest" / day_file_name(DAY1.date())).read_bytes().rstrip(b"\n")
     )
+
+
+def _old(path: Path) -> None:
+    then = time.time() - 3600
+    os.utime(path, (then, then))
+
+
+async def test_a_new_chain_over_archives_of_a_lost_manifest_is_logged_as_an_error(
+    tmp_path: Path, snapshot: TicketSnapshot, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = ArchiveStore(tmp_path, fsync=False, manifest=ArchiveManifest(tmp_path, fsync=False))
+    first = await store.store(snapshot, b"%PDF-1.7\nfirst\n%%EOF\n", sidecar={"job_id": "job-1"})
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]  # a first start: nothing to say
+    _old(Path(f"{first.path}.json"))
+    (tmp_path / "_manifest").rename(tmp_path / "manifest.aside")  # the manifest moved aside
+
+    await store.store(snapshot, b"%PDF-1.7\nsecond\n%%EOF\n", sidecar={"job_id": "job-2"})
+
+    (error,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert "new chain" in error.getMessage() and error.archive == first.relative_path
+
+
+async def test_a_new_chain_over_archives_from_before_the_manifest_is_not_an_error(
+    tmp_path: Path, snapshot: TicketSnapshot, caplog: pytest.LogCaptureFixture
+) -> None:
+    old = await ArchiveStore(tmp_path, fsync=False).store(  # no manifest: no "manifest" key
+        snapshot, b"%PDF-1.7\nold\n%%EOF\n", sidecar={"job_id": "job-1"}
+    )
+    _old(Path(f"{old.path}.json"))
+    store = ArchiveStore(tmp_path, fsync=False, manifest=ArchiveManifest(tmp_path, fsync=False))
+
+    await store.store(snapshot, b"%PDF-1.7\nnew\n%%EOF\n", sidecar={"job_id": "job-2"})
+
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    assert (tmp_path / "_manifest").is_dir()
