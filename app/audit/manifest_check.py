@@ -10,7 +10,11 @@ day is a write in progress, not a break.
 Each ``.tsr`` is checked as a timestamp token
 (:meth:`app.audit.signatures.SignatureVerifier.verify_timestamp`): its imprint must be the
 hash of one of the day's lines (normally the last) and its TSA must chain to the trust roots.
-A closed day without one is listed, not failed (no TSA may be configured).
+A closed day without one is listed, not failed (no TSA may be configured) — unless it has lines
+and a later day has a ``.tsr``: the service stamps every closed day it finds unstamped, so that
+one was removed (:attr:`ManifestReport.missing_timestamps`, failed). A line whose ``time`` is
+after its day file's day, or more than :data:`CLOCK_SLACK` before it, is in the wrong day file
+(a day file renamed; :attr:`ManifestReport.misdated`, failed).
 
 Optionally builds a :class:`ManifestIndex` (path → SHA-256 and ticket id of the newest line
 for it) for the file audit's cross-check: about 170 bytes per line, ~17 MB for 100,000
@@ -27,7 +31,7 @@ import re
 from array import array
 from collections.abc import Set
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +51,13 @@ from app.storage.manifest_format import (
 )
 
 _HEX64 = re.compile(r"\A[0-9a-f]{64}\Z")
+
+CLOCK_SLACK = timedelta(hours=1)
+"""How far before its day file's day a line's ``time`` may be: a writer whose clock is behind
+appends to the newest day file (the runbook asks for clocks within an hour or so)."""
+
+MISDATED_SAMPLE = 20
+"""How many misdated lines a :class:`ManifestReport` lists (all are counted)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -221,6 +232,10 @@ class ManifestReport:
         timestamps: one entry per ``.tsr``.
         unstamped_days: closed days (all but the newest) without a ``.tsr``.
         incomplete_tail: the day file whose last line is incomplete (a write in progress), if any.
+        missing_timestamps: closed days with lines and no ``.tsr`` although a later day has one
+            (its ``.tsr`` was removed).
+        misdated: lines whose ``time`` does not fall on their day file's day, as ``(file, line,
+            time)`` (the first :data:`MISDATED_SAMPLE`); misdated_lines: how many there are.
         first_time: the first line's ``time`` (the manifest's start).
         head: the hash of the last line (what the next line will chain to).
     """
@@ -231,13 +246,22 @@ class ManifestReport:
     timestamps: list[DayTimestamp] = field(default_factory=list)
     unstamped_days: list[date] = field(default_factory=list)
     incomplete_tail: str | None = None
+    missing_timestamps: list[date] = field(default_factory=list)
+    misdated: list[tuple[str, int, str]] = field(default_factory=list)
+    misdated_lines: int = 0
     first_time: datetime | None = None
     head: str | None = None
 
     @property
     def ok(self) -> bool:
-        """The chain holds and every timestamp does."""
-        return self.first_break is None and all(t.problem is None for t in self.timestamps)
+        """The chain holds, every timestamp does, no closed day lost its timestamp and every line
+        is in its day's file."""
+        return (
+            self.first_break is None
+            and all(t.problem is None for t in self.timestamps)
+            and not self.missing_timestamps
+            and not self.misdated_lines
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON form (``manifest`` of ``python -m app audit --json``)."""
@@ -260,6 +284,9 @@ class ManifestReport:
                 for t in self.timestamps
             ],
             "unstamped_days": [d.isoformat() for d in self.unstamped_days],
+            "missing_timestamps": [d.isoformat() for d in self.missing_timestamps],
+            "misdated_lines": self.misdated_lines,
+            "misdated": [{"file": f, "line": n, "time": t} for f, n, t in self.misdated],
             "incomplete_tail": self.incomplete_tail,
             "first_time": self.first_time.isoformat() if self.first_time else None,
             "head": self.head,
@@ -310,8 +337,11 @@ def verify_manifest(
     days = manifest_days(folder)
     report.days = len(days)
     expected_prev = GENESIS
+    lines_of: dict[date, int] = {}
     for position, day in enumerate(days):
         name = day_file_name(day)
+        day_start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        earliest, end = day_start - CLOCK_SLACK, day_start + timedelta(days=1)
         hashes: dict[str, int] = {}
         seq = 0
         for number, (raw, complete) in enumerate(iter_lines(folder / name), 1):
@@ -330,6 +360,12 @@ def verify_manifest(
                 fields = orjson.loads(raw)
             except orjson.JSONDecodeError:
                 fields = None
+            if isinstance(fields, dict):
+                moment = _parse_time(fields.get("time"))
+                if moment is not None and not earliest <= moment < end:
+                    report.misdated_lines += 1
+                    if len(report.misdated) < MISDATED_SAMPLE:
+                        report.misdated.append((name, number, str(fields.get("time"))))
             if index is not None and isinstance(fields, dict):
                 path, sha = fields.get("path"), fields.get("sha256")
                 if isinstance(path, str) and isinstance(sha, str):
@@ -356,11 +392,15 @@ def verify_manifest(
             )
             expected_prev = digest
         report.head = expected_prev if report.lines else None
+        lines_of[day] = len(hashes)
         tsr = folder / timestamp_file_name(day)
         if tsr.exists():
             report.timestamps.append(_check_timestamp(tsr, day, hashes, seq, verifier))
         elif position < len(days) - 1:
             report.unstamped_days.append(day)
+    if report.timestamps:
+        newest_stamped = max(t.day for t in report.timestamps)
+        report.missing_timestamps = [d for d in report.unstamped_days if d < newest_stamped and lines_of[d]]
     return report
 
 
