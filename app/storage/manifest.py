@@ -353,8 +353,9 @@ class ArchiveManifest:
             seq = None
         if not isinstance(seq, int) or isinstance(seq, bool):
             raise StorageError(
-                f"manifest day file '{name}' ends in a line that is not a manifest line; "
-                "run 'python -m app audit --manifest' and repair it before archiving resumes",
+                f"manifest day file '{name}' ends in a line that is not a manifest line; archiving "
+                "stops until it is removed: run 'python -m app audit --manifest', keep a copy of the "
+                "file outside _manifest/ and remove only that last line (runbook 6.13)",
                 errno=errno.EBADMSG,
                 transient=False,
             )

@@ -123,6 +123,14 @@ def test_a_day_file_ending_in_garbage_stops_writers(tmp_path: Path) -> None:
 
     assert getattr(caught.value, "errno", None) == errno.EBADMSG and caught.value.transient is False
     assert "audit --manifest" in str(caught.value)
+    # What the runbook (6.13) says, too: keep a copy, remove only the last line; no "repair".
+    assert "remove only that last line" in str(caught.value) and "runbook 6.13" in str(caught.value)
+    assert "repair" not in str(caught.value)
+
+    day_file = tmp_path / "_manifest" / day_file_name(DAY1.date())
+    day_file.write_bytes(day_file.read_bytes().removesuffix(b"not a manifest line\n"))  # the runbook's cut
+    manifest.record(entry(2))
+    assert [line["seq"] for line in lines(tmp_path, DAY1.date())] == [1, 2] and chain_ok(tmp_path)
 
 
 def _append_many(root: str, start: int, count: int, go: Any) -> None:
