@@ -16,6 +16,13 @@ one was removed (:attr:`ManifestReport.missing_timestamps`, failed). A line whos
 after its day file's day, or more than :data:`CLOCK_SLACK` before it, is in the wrong day file
 (a day file renamed; :attr:`ManifestReport.misdated`, failed).
 
+``_manifest/`` is the service's own folder: any name in it the service did not make —
+anything but day files, the ``.tsr`` of a day file there, hidden names (the lock, temporary
+files) and, in subfolders, archives the manifest records there (with their sidecars; a group
+named ``_manifest`` put them there before its name was remapped) — is listed as stray
+(:attr:`ManifestReport.stray`, failed): a day file renamed to a name that is no date, a ``.tsr``
+whose day file is gone, a copy of the manifest, an archive hidden where the walk does not look.
+
 Optionally builds a :class:`ManifestIndex` (path → SHA-256 and ticket id of the newest line
 for it) for the file audit's cross-check: about 170 bytes per line, ~17 MB for 100,000
 archives (measured). The audit
@@ -27,9 +34,10 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import os
 import re
 from array import array
-from collections.abc import Set
+from collections.abc import Iterator, Set
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -43,18 +51,24 @@ from app.storage.manifest_format import (
     GENESIS,
     MANIFEST_FOLDER,
     REQUIRED_FIELDS,
+    TIMESTAMP_SUFFIX,
     day_file_name,
+    day_of,
     iter_lines,
     line_hash,
     manifest_days,
     timestamp_file_name,
 )
+from app.storage.store import SIDECAR_SUFFIX
 
 _HEX64 = re.compile(r"\A[0-9a-f]{64}\Z")
 
 CLOCK_SLACK = timedelta(hours=1)
 """How far before its day file's day a line's ``time`` may be: a writer whose clock is behind
 appends to the newest day file (the runbook asks for clocks within an hour or so)."""
+
+STRAY_SAMPLE = 20
+"""How many stray names a :class:`ManifestReport` lists (all are counted)."""
 
 MISDATED_SAMPLE = 20
 """How many misdated lines a :class:`ManifestReport` lists (all are counted)."""
@@ -236,6 +250,8 @@ class ManifestReport:
             (its ``.tsr`` was removed).
         misdated: lines whose ``time`` does not fall on their day file's day, as ``(file, line,
             time)`` (the first :data:`MISDATED_SAMPLE`); misdated_lines: how many there are.
+        stray: names under ``_manifest/`` that are not the manifest's (relative to the root,
+            the first :data:`STRAY_SAMPLE`); stray_count: how many there are.
         first_time: the first line's ``time`` (the manifest's start).
         head: the hash of the last line (what the next line will chain to).
     """
@@ -249,6 +265,8 @@ class ManifestReport:
     missing_timestamps: list[date] = field(default_factory=list)
     misdated: list[tuple[str, int, str]] = field(default_factory=list)
     misdated_lines: int = 0
+    stray: list[str] = field(default_factory=list)
+    stray_count: int = 0
     first_time: datetime | None = None
     head: str | None = None
 
@@ -261,6 +279,7 @@ class ManifestReport:
             and all(t.problem is None for t in self.timestamps)
             and not self.missing_timestamps
             and not self.misdated_lines
+            and not self.stray_count
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -287,6 +306,8 @@ class ManifestReport:
             "missing_timestamps": [d.isoformat() for d in self.missing_timestamps],
             "misdated_lines": self.misdated_lines,
             "misdated": [{"file": f, "line": n, "time": t} for f, n, t in self.misdated],
+            "stray": list(self.stray),
+            "stray_count": self.stray_count,
             "incomplete_tail": self.incomplete_tail,
             "first_time": self.first_time.isoformat() if self.first_time else None,
             "head": self.head,
@@ -338,6 +359,7 @@ def verify_manifest(
     report.days = len(days)
     expected_prev = GENESIS
     lines_of: dict[date, int] = {}
+    inside_prefix, inside = MANIFEST_FOLDER + "/", set[str]()
     for position, day in enumerate(days):
         name = day_file_name(day)
         day_start = datetime(day.year, day.month, day.day, tzinfo=UTC)
@@ -366,10 +388,13 @@ def verify_manifest(
                     report.misdated_lines += 1
                     if len(report.misdated) < MISDATED_SAMPLE:
                         report.misdated.append((name, number, str(fields.get("time"))))
-            if index is not None and isinstance(fields, dict):
+            if isinstance(fields, dict):
                 path, sha = fields.get("path"), fields.get("sha256")
                 if isinstance(path, str) and isinstance(sha, str):
-                    index.add(path, sha, fields.get("ticket_id"))
+                    if index is not None:
+                        index.add(path, sha, fields.get("ticket_id"))
+                    if path.startswith(inside_prefix):
+                        inside.add(path)
             if report.first_break is None:
                 problem = _line_problem(fields)
                 if problem is None:
@@ -401,7 +426,49 @@ def verify_manifest(
     if report.timestamps:
         newest_stamped = max(t.day for t in report.timestamps)
         report.missing_timestamps = [d for d in report.unstamped_days if d < newest_stamped and lines_of[d]]
+    for number, name in enumerate(_stray_names(folder, set(days), inside)):
+        if number < STRAY_SAMPLE:
+            report.stray.append(name)
+        report.stray_count += 1
     return report
+
+
+def _stray_names(folder: Path, days: set[date], recorded: set[str]) -> Iterator[str]:
+    """Names under ``folder`` (``_manifest``) that are not the manifest's (see the module
+    docstring), relative to the storage root, sorted; folders are walked without following
+    symlinks. ``recorded``: the archive paths under the folder that manifest lines record.
+
+    Raises:
+        OSError: the folder exists but cannot be listed.
+    """
+    try:
+        top = sorted(os.scandir(folder), key=lambda item: item.name)
+    except FileNotFoundError:
+        return
+    stack: list[tuple[str, list[os.DirEntry[str]]]] = [(MANIFEST_FOLDER, top)]
+    while stack:
+        where, items = stack.pop()
+        subfolders = []
+        for item in items:
+            relative = f"{where}/{item.name}"
+            if item.name.startswith("."):
+                continue  # the lock, temporary files: the service's, hidden
+            if item.is_dir(follow_symlinks=False):
+                try:
+                    subfolders.append((relative, sorted(os.scandir(item.path), key=lambda i: i.name)))
+                except OSError:
+                    yield relative + "/"
+                continue
+            if where == MANIFEST_FOLDER:
+                day = day_of(item.name.removesuffix(TIMESTAMP_SUFFIX))
+                if day in days and item.is_file(follow_symlinks=False):
+                    continue
+            elif item.is_file(follow_symlinks=False) and (
+                relative in recorded or relative.removesuffix(SIDECAR_SUFFIX) in recorded
+            ):
+                continue
+            yield relative
+        stack.extend(reversed(subfolders))
 
 
 def _check_timestamp(

@@ -143,6 +143,13 @@ def _manifest_text(report: ManifestReport) -> str:
         )
     if report.misdated_lines > len(report.misdated):
         lines.append(f"manifest: {report.misdated_lines - len(report.misdated)} more misdated line(s)")
+    if report.stray_count:
+        more = report.stray_count - len(report.stray)
+        lines.append(
+            "manifest: not the manifest's (remove or explain): "
+            + ", ".join(report.stray)
+            + (f" and {more} more" if more else "")
+        )
     if report.incomplete_tail:
         lines.append(
             f"manifest: the last line of {report.incomplete_tail} is incomplete (a write in progress?)"

@@ -173,3 +173,38 @@ def test_the_audit_text_names_misdated_lines(tmp_path: Path) -> None:
         in out.getvalue()
     )
     assert out.getvalue().rstrip().endswith("result: PROBLEMS FOUND")
+
+
+def test_names_in_the_manifest_folder_that_are_not_the_manifests_fail_the_audit(tmp_path: Path) -> None:
+    manifest = write_two_days(tmp_path)
+    manifest.record(ManifestEntry("_manifest/2025/Ticket-1.pdf", "4" * 64, 4))  # a group once named so
+    folder = tmp_path / "_manifest"
+    (folder / "2025").mkdir()
+    (folder / "2025" / "Ticket-1.pdf").write_bytes(b"%PDF")
+    (folder / "2025" / "Ticket-1.pdf.json").write_text("{}")
+    (folder / ".lock.stale-0123").write_text("")  # a broken lock: hidden, the service's
+    assert verify_manifest(tmp_path, SignatureVerifier()).ok
+
+    (folder / "2026-13-45.jsonl").write_text("")
+    (folder / "2026-12-06.jsonl.bak").write_text("")
+    (folder / "README").write_text("")
+    (folder / "2020-01-01.jsonl.tsr").write_bytes(b"")  # a timestamp whose day file is gone
+    (folder / "sub").mkdir()
+    (folder / "sub" / "x.pdf").write_bytes(b"%PDF")
+    report = verify_manifest(tmp_path, SignatureVerifier())
+
+    assert report.first_break is None and not report.ok
+    assert report.stray == [
+        "_manifest/2020-01-01.jsonl.tsr",
+        "_manifest/2026-12-06.jsonl.bak",
+        "_manifest/2026-13-45.jsonl",
+        "_manifest/README",
+        "_manifest/sub/x.pdf",
+    ]
+    out = io.StringIO()
+    assert (
+        main(["--root", str(tmp_path), "--manifest", "--no-progress"], stdout=out, stderr=io.StringIO()) == 1
+    )
+    assert (
+        "manifest: not the manifest's (remove or explain): _manifest/2020-01-01.jsonl.tsr, " in out.getvalue()
+    )
