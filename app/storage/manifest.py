@@ -25,7 +25,8 @@ chain at the next line; the day's last hash is fixed by its timestamp.
 (explicit offsets, not ``O_APPEND``: the Linux CIFS client emulates ``O_APPEND`` from its own
 idea of the file's size), writes one line with one ``pwrite`` and ``fsync``\\s it. A line left
 incomplete by a writer that crashed mid-write (no ``\\n`` at the end) is cut off by the next
-writer (it was never part of the chain) and logged. Writers never append to a day older than
+writer (it was never part of the chain) and logged; its bytes are kept in a hidden file beside
+the day file, ``.<day file>.cut-<Unix ms>``. Writers never append to a day older than
 the newest day file (a replica whose clock is behind appends to the newest day) nor to a day
 that has its ``.tsr`` already (it starts the next day).
 
@@ -334,9 +335,10 @@ class ArchiveManifest:
             if not tail.endswith(b"\n"):
                 cut = tail.rfind(b"\n") + 1
                 keep = size - (len(tail) - cut)
+                kept = self._keep_cut(name, tail[cut:])
                 log.warning(
                     "manifest: cutting off an incomplete last line (a writer crashed mid-write)",
-                    extra={"file": name, "bytes": size - keep},
+                    extra={"file": name, "bytes": size - keep, "kept_in": kept},
                 )
                 os.ftruncate(fd, keep)
                 if self._fsync:
@@ -360,6 +362,32 @@ class ArchiveManifest:
                 transient=False,
             )
         return last, seq
+
+    def _keep_cut(self, name: str, data: bytes) -> str | None:
+        """Write the bytes of an incomplete last line about to be cut off to a new hidden file
+        beside the day file, ``.<day file>.cut-<Unix ms>`` (and ``fsync``), so nothing is lost
+        unseen; returns its name, ``None`` when it cannot be written (logged)."""
+        aside = f".{name}.cut-{int(time.time() * 1000)}"
+        try:
+            fd = os.open(
+                self.folder / aside,
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                0o640,
+            )
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                if self._fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            log.warning(
+                "manifest: cannot keep the incomplete line's bytes", extra={"file": name, "cause": str(exc)}
+            )
+            return None
+        return aside
 
     def _write_line(self, name: str, raw: bytes, *, new_file: bool) -> None:
         path = self.folder / name

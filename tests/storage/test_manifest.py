@@ -110,6 +110,8 @@ def test_an_incomplete_last_line_is_cut_off_and_the_chain_goes_on(tmp_path: Path
     assert [line["seq"] for line in lines(tmp_path, DAY1.date())] == [1, 2]
     assert lines(tmp_path, DAY1.date())[1]["path"] == "Support/2026/Ticket-3.pdf"
     assert chain_ok(tmp_path)
+    (kept,) = (tmp_path / "_manifest").glob(f".{day_file.name}.cut-*")  # nothing lost unseen
+    assert kept.read_bytes() == b'{"event":"archived","job_id":"job-2","pa'
 
 
 def test_a_day_file_ending_in_garbage_stops_writers(tmp_path: Path) -> None:
