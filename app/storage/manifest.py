@@ -120,6 +120,8 @@ class ArchiveManifest:
         self.on_day_closed = on_day_closed
         self._lock = ShareLock(self.folder / LOCK_NAME, stale_after=lock_stale_after, timeout=lock_timeout)
         self._thread_lock = threading.Lock()
+        self.chain_check: threading.Thread | None = None
+        """The check run after this writer started a new chain (a daemon thread), if any."""
 
     def record(self, entry: ManifestEntry) -> ManifestLine:
         """Append one line for ``entry``; returns it once it is written (and ``fsync``\\ed).
@@ -134,7 +136,11 @@ class ArchiveManifest:
             with self._lock:
                 line, closed = self._append(entry)
         if line.seq == 1 and json.loads(line.raw)["prev"] == GENESIS:
-            self._check_new_chain(entry.path)
+            # A walk of the root: in the background, so the archive being recorded does not wait.
+            self.chain_check = threading.Thread(
+                target=self._check_new_chain, args=(entry.path,), name="manifest-chain-check", daemon=True
+            )
+            self.chain_check.start()
         if closed is not None and self.on_day_closed is not None:
             try:
                 self.on_day_closed(closed)
@@ -206,9 +212,9 @@ class ArchiveManifest:
         sidecar says it was entered in a manifest (``"manifest": true``) and that is older
         than :data:`NEW_CHAIN_SLACK_SECONDS` — the manifest it was entered in has been
         removed, moved aside or cut off. Walks the root (hidden names and the top-level
-        ``_manifest`` skipped, no symlinks followed) up to the first such sidecar: once per
-        new chain; on a root without such sidecars (a first start, archives from before the
-        manifest) it reads every sidecar. Never raises."""
+        ``_manifest`` skipped, no symlinks followed) up to the first such sidecar, in a thread
+        of its own (:attr:`chain_check`), once per new chain; on a root without such sidecars
+        (a first start, archives from before the manifest) it reads every sidecar. Never raises."""
         before = time.time() - NEW_CHAIN_SLACK_SECONDS  # file times: the file system's clock
         try:
             found = _entered_archive(self.root, before, skip=recorded + ".json")

@@ -296,13 +296,18 @@ def _old(path: Path) -> None:
 async def test_a_new_chain_over_archives_of_a_lost_manifest_is_logged_as_an_error(
     tmp_path: Path, snapshot: TicketSnapshot, caplog: pytest.LogCaptureFixture
 ) -> None:
-    store = ArchiveStore(tmp_path, fsync=False, manifest=ArchiveManifest(tmp_path, fsync=False))
+    manifest = ArchiveManifest(tmp_path, fsync=False)
+    store = ArchiveStore(tmp_path, fsync=False, manifest=manifest)
     first = await store.store(snapshot, b"%PDF-1.7\nfirst\n%%EOF\n", sidecar={"job_id": "job-1"})
+    assert manifest.chain_check is not None
+    manifest.chain_check.join(10)
     assert not [r for r in caplog.records if r.levelname == "ERROR"]  # a first start: nothing to say
     _old(Path(f"{first.path}.json"))
     (tmp_path / "_manifest").rename(tmp_path / "manifest.aside")  # the manifest moved aside
 
     await store.store(snapshot, b"%PDF-1.7\nsecond\n%%EOF\n", sidecar={"job_id": "job-2"})
+    assert manifest.chain_check is not None
+    manifest.chain_check.join(10)
 
     (error,) = [r for r in caplog.records if r.levelname == "ERROR"]
     assert "new chain" in error.getMessage() and error.archive == first.relative_path
@@ -315,9 +320,12 @@ async def test_a_new_chain_over_archives_from_before_the_manifest_is_not_an_erro
         snapshot, b"%PDF-1.7\nold\n%%EOF\n", sidecar={"job_id": "job-1"}
     )
     _old(Path(f"{old.path}.json"))
-    store = ArchiveStore(tmp_path, fsync=False, manifest=ArchiveManifest(tmp_path, fsync=False))
+    manifest = ArchiveManifest(tmp_path, fsync=False)
+    store = ArchiveStore(tmp_path, fsync=False, manifest=manifest)
 
     await store.store(snapshot, b"%PDF-1.7\nnew\n%%EOF\n", sidecar={"job_id": "job-2"})
+    assert manifest.chain_check is not None
+    manifest.chain_check.join(10)
 
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
     assert (tmp_path / "_manifest").is_dir()
