@@ -47,8 +47,6 @@ from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from app.audit.fixity import RESULT_ORDER
-
 log = logging.getLogger("app.audit")
 
 PREFIX = "zammad_pdf_archiver"
@@ -65,6 +63,10 @@ class AuditMetrics:
     """The scheduled audit's metrics on ``registry`` (see the module docstring)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        # Imported here, not with the module: the spawned child imports this module to find
+        # _child, and fixity imports pyHanko, whose import-time warning _child filters first.
+        from app.audit.fixity import RESULT_ORDER
+
         r = registry
         self.runs_total = Counter(
             f"{PREFIX}_audit_runs_total", "Audit runs by outcome", ["outcome"], registry=r
@@ -137,7 +139,19 @@ class ScheduledAuditOptions:
 
 
 def _child(options: ScheduledAuditOptions, conn: Connection) -> None:
-    """The child process: one audit run, its summary sent through ``conn``."""
+    """The child process: one audit run, its summary sent through ``conn``.
+
+    A ``spawn`` child is a fresh interpreter that shares the service's stderr: it filters the
+    known library warnings as ``python -m app`` does, and writes what it still shows or logs
+    (at WARNING) as JSON lines, never as raw text in the service's log.
+    """
+    from app.observability.warning_capture import capture_early, ignore_known_library_warnings
+
+    ignore_known_library_warnings()
+    capture_early()
+    from app.observability.logging import configure_logging
+
+    configure_logging("WARNING")
     with contextlib.suppress(OSError):  # lower priority where allowed
         os.nice(10)
     from asn1crypto import x509

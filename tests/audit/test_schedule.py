@@ -110,6 +110,24 @@ def test_a_restart_keeps_the_recorded_last_run_and_exposes_the_interval(tmp_path
     assert sample(fresh, "audit_last_run_timestamp_seconds") == 0  # none recorded: the stale alert skips 0
 
 
+async def test_the_child_writes_no_raw_warning_lines(
+    archive_root: ArchiveRoot, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The spawned child imports pyHanko afresh: its known import-time warning is filtered there
+    too, and anything else it shows or logs is a JSON line, like the service's own log."""
+    options = ScheduledAuditOptions(
+        str(archive_root.root), (load_cert(archive_root.trust).dump(),), expiry_days=90, manifest=True
+    )
+    capfd.readouterr()
+
+    assert await ScheduledAudit(options, 3600, AuditMetrics(CollectorRegistry())).run_once() is not None
+
+    err = capfd.readouterr().err
+    assert "CryptographyDeprecationWarning" not in err
+    for line in err.splitlines():
+        assert isinstance(json.loads(line), dict), line
+
+
 def test_first_run_without_a_record_waits_the_shorter_of_delay_and_interval() -> None:
     options = ScheduledAuditOptions("/nowhere", (), 90, False)
     metrics = AuditMetrics(CollectorRegistry())
