@@ -39,6 +39,25 @@ def test_times_are_shown_in_the_zone_with_offset():
     assert format_time("2025-07-03T08:12:44Z", ZoneInfo("Europe/Berlin")) == "2025-07-03 10:12:44 +02:00"
     assert format_time("2025-03-03T08:12:44Z", ZoneInfo("UTC")) == "2025-03-03 08:12:44 +00:00"
     assert format_time("yesterday", ZoneInfo("UTC")) == "yesterday"
+    assert format_time("2025-03-03T08:12:44Z", ZoneInfo("Asia/Kolkata")) == "2025-03-03 13:42:44 +05:30"
+
+
+@pytest.mark.parametrize(
+    ("zone", "when", "german"),
+    [
+        ("Europe/Berlin", "2025-03-03T08:12:44Z", "03.03.2025 09:12:44 MEZ"),
+        ("Europe/Berlin", "2025-07-03T08:12:44Z", "03.07.2025 10:12:44 MESZ"),
+        ("UTC", "2025-03-03T08:12:44Z", "03.03.2025 08:12:44 UTC"),
+        # "IST" would be India's, Ireland's or Israel's: every zone but MEZ/MESZ/UTC by its offset.
+        ("Asia/Kolkata", "2025-03-03T08:12:44Z", "03.03.2025 13:42:44 UTC+05:30"),
+        ("Europe/Dublin", "2025-07-03T08:12:44Z", "03.07.2025 09:12:44 UTC+01:00"),
+        ("Asia/Jerusalem", "2025-03-03T08:12:44Z", "03.03.2025 10:12:44 UTC+02:00"),
+        ("America/New_York", "2025-03-03T08:12:44Z", "03.03.2025 03:12:44 UTC-05:00"),
+        ("Asia/Dubai", "2025-03-03T08:12:44Z", "03.03.2025 12:12:44 UTC+04:00"),  # tzname "+04"
+    ],
+)
+def test_german_times_name_only_unambiguous_zones(zone: str, when: str, german: str) -> None:
+    assert format_time(when, ZoneInfo(zone), "de") == german
 
 
 def test_articles_sorted_by_creation_then_id():
