@@ -11,6 +11,8 @@ from app.render.content import (
     body_text,
     display_name,
     format_time,
+    kept_articles,
+    kept_positions,
     ticket_field,
     visible_attachments,
 )
@@ -71,6 +73,21 @@ def test_articles_sorted_by_creation_then_id():
     assert article_order(articles) == [2, 1, 0, 3]  # the order as positions
     with pytest.raises(TypeError, match="article 1 is a list"):
         article_order([{"id": 1}, []])
+
+
+def test_a_capped_archive_keeps_the_oldest_articles_oldest_first():
+    articles = [
+        {"id": 3, "created_at": "2025-03-03T10:00:00Z"},
+        {"id": 2, "created_at": "2025-03-03T09:00:00Z"},
+        {"id": 1, "created_at": "2025-03-03T09:00:00Z"},
+        {"id": 4, "created_at": None},
+    ]
+    assert kept_positions(articles, 2) == [2, 1]
+    assert kept_positions(articles, 0) == kept_positions(articles, 4) == [2, 1, 0, 3]
+    kept = kept_articles(articles, 3)
+    assert [a["id"] for a in kept] == [1, 2, 3] and len(kept) == 3
+    assert kept[0] is articles[2] and [a["id"] for a in kept[1:]] == [2, 3]
+    assert kept_articles(articles, 0) is articles and kept_articles(articles, 4) is articles
 
 
 def test_attachments_skip_the_message_html_pseudo_attachment():
