@@ -46,6 +46,7 @@ from app.signing.lta import (
     LtaResult,
     read_evidence,
     refresh_reasons,
+    require_revocation_sources,
 )
 from app.signing.lta_record import check_manifest, withdraw_version
 from app.signing.trust import LongTermValidation, load_certificates
@@ -350,6 +351,7 @@ async def run(
                 if not reasons:
                     continue
                 tally.due += 1
+                require_revocation_sources(evidence, roots)  # before the TSA, and for --dry-run
                 if config.dry_run:
                     output.say(f"would refresh {relative}: {'; '.join(reasons)}")
                     continue

@@ -272,3 +272,43 @@ async def test_a_version_whose_manifest_line_cannot_be_written_is_taken_back(
     else:
         assert "the new version was removed, nothing refreshed" in err.getvalue()
         assert after == before, "no version, sidecar or temp file left behind"
+
+
+async def test_archives_on_certificates_without_revocation_services_are_not_refreshed(
+    pfx_bytes: bytes, sample_pdf: bytes, dev_certs, local_tsa, session, tmp_path: Path
+) -> None:
+    # The newcomer's case: archives signed with the dev PKI (no OCSP responder, no CRL). Before,
+    # a version labelled pades_level "B-LTA" with no OCSP response and no CRL was written.
+    from app.signing.signer import ArchiveSigner
+    from app.signing.tsa import build_timestamper
+    from tests.signing.signing_helpers import PFX_PASSWORD, TSA_PASSWORD, TSA_USER
+
+    timestamper = build_timestamper(local_tsa.url, session, user=TSA_USER, password=TSA_PASSWORD)
+    signed = await ArchiveSigner.from_pfx(pfx_bytes, PFX_PASSWORD.encode(), timestamper=timestamper).sign(
+        sample_pdf
+    )
+    root = tmp_path / "archive"
+    root.mkdir()
+    stored = await store(root, signed.data, number=SOON, job_id="job-dev")
+    env = {
+        "PATH": os.environ["PATH"],
+        "LANG": "C.UTF-8",
+        "STORAGE_ROOT": str(root),
+        "TSA_URL": local_tsa.url,
+        "TSA_USER": TSA_USER,
+        "TSA_PASS": TSA_PASSWORD,
+        "SIGNING_TRUST_ROOTS_PATH": str(dev_certs.root_pem),
+        "ALLOW_INSECURE_HTTP": "true",
+    }
+    before = tree(root)
+    asked = local_tsa.requests
+
+    for args in (("--dry-run",), ()):
+        code, out, err = await lta_refresh(env, "--within-days", "1000", *args)
+
+        assert code == 1, out + err
+        assert f"failed {stored.relative_path}: PAdES B-LTA needs revocation data" in err, err
+        assert "signer certificate 'CN=Dev Archive Signer,O=zammad-pdf-archiver dev' names no OCSP" in err
+        assert "1 due within 1000 days" in out and ", 1 failed" in out
+        assert TSA_PASSWORD not in out + err
+    assert tree(root) == before and local_tsa.requests == asked
