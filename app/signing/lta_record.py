@@ -73,7 +73,7 @@ def _check_line(name: str, raw: bytes) -> None:
         raise StorageError(
             f"manifest day file '{name}' ends in a line that is not a manifest line, so no new "
             "version could be recorded: nothing refreshed; run 'python -m app audit --manifest' "
-            "and move that day file aside (keep it), runbook §6.13",
+            "and repair it as runbook §6.13 says",
             errno=errno.EBADMSG,
             transient=False,
         )
