@@ -412,13 +412,19 @@ class Settings:
         "e.g. Buchhaltung=de,Support=en (group names as in Zammad)",
     )
     pdf_max_articles: int = setting(
-        "PDF_MAX_ARTICLES", "int", 0, "Most articles one PDF holds (0 = unlimited)"
+        "PDF_MAX_ARTICLES",
+        "int",
+        0,
+        "Most articles one PDF holds (0 = unlimited); over it only the oldest this many "
+        "(by created_at, then id) have their images and originals fetched",
     )
     pdf_article_limit_mode: str = setting(
         "PDF_ARTICLE_LIMIT_MODE",
         "str",
         "fail",
-        "Over PDF_MAX_ARTICLES: fail (permanent error) or cap_and_continue",
+        "Over PDF_MAX_ARTICLES: fail (permanent error) or cap_and_continue (the PDF holds the "
+        "oldest PDF_MAX_ARTICLES articles and their originals only, articles.json lists all; "
+        "page 1 and the note say so)",
     )
     pdf_font_dirs: str = setting(
         "PDF_FONT_DIRS",

@@ -15,8 +15,9 @@ Dates and times (:func:`app.render.content.format_time`):
 
 - ``en``: ``2025-03-03 09:12:44 +01:00`` (ISO 8601 order, the zone as its UTC offset);
 - ``de``: ``03.03.2025 09:12:44 MEZ`` (DIN 5008 day.month.year, 24-hour clock, the zone's
-  abbreviation, translated through the catalogue: CET → MEZ, CEST → MESZ; a zone without a
-  letter abbreviation is named by its offset, ``UTC+03:00``).
+  abbreviation, translated through the catalogue: CET → MEZ, CEST → MESZ, UTC; every other
+  zone is named by its offset, ``UTC+05:30``, as abbreviations are ambiguous — ``IST`` is
+  India's, Ireland's and Israel's — see :data:`NAMED_ZONES`).
 """
 
 from __future__ import annotations
@@ -146,11 +147,25 @@ def translation(language: str) -> gettext.GNUTranslations:
     return gettext.GNUTranslations(io.BytesIO(compile_po(text)))
 
 
+#: The zone abbreviations (zoneinfo's ``tzname()``) printed by name, each with the one UTC
+#: offset it stands for: names that mean one offset wherever they are read. Any other
+#: abbreviation is printed as its offset (``IST`` is +05:30 in Asia/Kolkata, +01:00 in
+#: Europe/Dublin, +02:00 in Asia/Jerusalem; ``CST`` is China's and the US's).
+NAMED_ZONES = {"CET": "+01:00", "CEST": "+02:00", "UTC": "+00:00"}
+
+
 def zone_name(local: datetime, language: str, offset: str) -> str:
-    """The zone of ``local`` as a reader of ``language`` names it: its abbreviation through
-    the catalogue (``CET`` → ``MEZ``), or ``UTC+03:00`` when it has no letter abbreviation."""
+    """The zone of ``local`` as a reader of ``language`` names it: a name of
+    :data:`NAMED_ZONES` through the catalogue (``CET`` → ``MEZ``), else its UTC offset,
+    ``UTC+05:30``.
+
+    Args:
+        local: an aware datetime in the archive's zone.
+        language: one of :data:`LANGUAGES`.
+        offset: its UTC offset as ``±HH:MM``.
+    """
     abbreviation = local.tzname() or ""
-    if not abbreviation.isalpha():
+    if NAMED_ZONES.get(abbreviation) != offset:
         return f"UTC{offset}"
     return translation(language).gettext(abbreviation)
 

@@ -186,6 +186,7 @@ def create_app(
                 else None,
                 spool_dir=spool,
                 language=settings.pdf_language,
+                max_articles=settings.pdf_max_articles,
             )
             metrics = runtime.metrics
 

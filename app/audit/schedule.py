@@ -16,12 +16,17 @@ Metrics (prefix ``zammad_pdf_archiver_``):
   run itself failed: root unreadable, child killed);
 * ``audit_files_total{result}`` — files checked, by result code (``missing_archive``: an
   archive the manifest records that is not there);
-* ``audit_last_run_timestamp_seconds`` — Unix time the last run ended;
+* ``audit_last_run_timestamp_seconds`` — Unix time the last run ended (read back from
+  ``STATE_DIR/audit-last-run.json`` at start; 0 while no run is recorded);
+* ``audit_interval_seconds`` — ``AUDIT_INTERVAL_HOURS`` in seconds (alert when the last run
+  is older than twice this);
 * ``audit_last_run_duration_seconds`` — how long it took;
 * ``audit_last_run_problems`` — files not ``ok`` in the last run, missing ones included
-  (alert on > 0);
-* ``audit_manifest_intact`` — 1 when the last run found the manifest chain and timestamps
-  intact, 0 when not.
+  (alert on > 0); a broken manifest chain is not a file and is not counted here;
+* ``audit_manifest_intact`` — 1 when the last run that checked the manifest found its chain
+  and day timestamps intact, 0 when not (alert on == 0); NaN until a run has checked it
+  (after a start, and always with ``AUDIT_MANIFEST=false``), so it never reads 0 for
+  "not checked".
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import multiprocessing
 import os
 import time
@@ -40,8 +46,6 @@ from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
-
-from app.audit.fixity import RESULT_ORDER
 
 log = logging.getLogger("app.audit")
 
@@ -59,6 +63,10 @@ class AuditMetrics:
     """The scheduled audit's metrics on ``registry`` (see the module docstring)."""
 
     def __init__(self, registry: CollectorRegistry) -> None:
+        # Imported here, not with the module: the spawned child imports this module to find
+        # _child, and fixity imports pyHanko, whose import-time warning _child filters first.
+        from app.audit.fixity import RESULT_ORDER
+
         r = registry
         self.runs_total = Counter(
             f"{PREFIX}_audit_runs_total", "Audit runs by outcome", ["outcome"], registry=r
@@ -71,7 +79,12 @@ class AuditMetrics:
         )
         self.last_run_timestamp_seconds = Gauge(
             f"{PREFIX}_audit_last_run_timestamp_seconds",
-            "Unix time the last audit run ended",
+            "Unix time the last audit run ended (0: none recorded)",
+            registry=r,
+        )
+        self.interval_seconds = Gauge(
+            f"{PREFIX}_audit_interval_seconds",
+            "Seconds between scheduled audit runs (AUDIT_INTERVAL_HOURS)",
             registry=r,
         )
         self.last_run_duration_seconds = Gauge(
@@ -82,9 +95,11 @@ class AuditMetrics:
         )
         self.manifest_intact = Gauge(
             f"{PREFIX}_audit_manifest_intact",
-            "1 when the last audit found the manifest chain and timestamps intact, else 0",
+            "1 when the last audit run that checked the manifest found its chain and day "
+            "timestamps intact, 0 when not, NaN until a run checked it",
             registry=r,
         )
+        self.manifest_intact.set(math.nan)
         for outcome in OUTCOMES:
             self.runs_total.labels(outcome)
         for result in RESULT_ORDER:
@@ -124,7 +139,19 @@ class ScheduledAuditOptions:
 
 
 def _child(options: ScheduledAuditOptions, conn: Connection) -> None:
-    """The child process: one audit run, its summary sent through ``conn``."""
+    """The child process: one audit run, its summary sent through ``conn``.
+
+    A ``spawn`` child is a fresh interpreter that shares the service's stderr: it filters the
+    known library warnings as ``python -m app`` does, and writes what it still shows or logs
+    (at WARNING) as JSON lines, never as raw text in the service's log.
+    """
+    from app.observability.warning_capture import capture_early, ignore_known_library_warnings
+
+    ignore_known_library_warnings()
+    capture_early()
+    from app.observability.logging import configure_logging
+
+    configure_logging("WARNING")
     with contextlib.suppress(OSError):  # lower priority where allowed
         os.nice(10)
     from asn1crypto import x509
@@ -180,16 +207,26 @@ class ScheduledAudit:
         self.interval = interval
         self.metrics = metrics
         self._state_file = state_dir / LAST_RUN_FILE if state_dir is not None else None
+        metrics.interval_seconds.set(interval)
+        ended = self._recorded_end()
+        if ended is not None:  # a restart does not reset the age of the last run
+            metrics.last_run_timestamp_seconds.set(ended)
+
+    def _recorded_end(self) -> float | None:
+        """Unix time the last run recorded in the state file ended (``None``: no record)."""
+        if self._state_file is None:
+            return None
+        try:
+            return float(json.loads(self._state_file.read_text())["ended_at"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
 
     def first_delay(self) -> float:
         """Seconds until the first run: one interval after the recorded last run, else
         :data:`FIRST_RUN_DELAY_SECONDS` (or the interval, if shorter)."""
-        if self._state_file is not None:
-            try:
-                ended = float(json.loads(self._state_file.read_text())["ended_at"])
-                return max(0.0, ended + self.interval - time.time())
-            except (OSError, ValueError, KeyError, TypeError):
-                pass
+        ended = self._recorded_end()
+        if ended is not None:
+            return max(0.0, ended + self.interval - time.time())
         return min(FIRST_RUN_DELAY_SECONDS, self.interval)
 
     async def run(self) -> None:

@@ -10,7 +10,8 @@ Where the jobs go depends on the job store:
   replica sweeps); the running replicas take them at once.
 - SQLite (``STATE_DIR``): the store belongs to one process. While the service runs it holds
   ``STATE_DIR/.lock``: a pass that would queue is refused (the service sweeps itself every
-  ``RECONCILE_INTERVAL_SECONDS``), a dry run lists what Zammad shows without reading the store.
+  ``RECONCILE_INTERVAL_SECONDS``, unless that is 0), a dry run lists what Zammad shows without
+  reading the store.
   With the service stopped the jobs are recorded and run when it starts.
 
 Exit status: 0 after a pass, 1 when Zammad or the job store failed or another replica was
@@ -124,18 +125,29 @@ def _claim_sqlite(settings: Settings, *, dry_run: bool) -> tuple[str | None, int
             return None, None
         return (
             "STATE_DURABLE=false keeps the jobs in the running service's memory: only its own "
-            "sweep (RECONCILE_INTERVAL_SECONDS) can queue them; --dry-run lists what it would find",
+            f"sweep can queue them ({_service_sweep(settings)}); --dry-run lists what it would find",
             None,
         )
     fd = _try_lock(state_dir)
     if fd is not None or dry_run:
         return None, fd
     return (
-        f"the service is running on STATE_DIR {str(state_dir)!r} and holds its SQLite job store: it "
-        f"sweeps itself every RECONCILE_INTERVAL_SECONDS ({settings.reconcile_interval_seconds:g} s). "
+        f"the service is running on STATE_DIR {str(state_dir)!r} and holds its SQLite job store "
+        f"({_service_sweep(settings)}). "
         "Run this with the service stopped, use --dry-run, or use PostgreSQL (JOB_STORE_URL)",
         None,
     )
+
+
+def _service_sweep(settings: Settings) -> str:
+    """What the running service's own sweep does, as far as these settings tell (the service
+    may have been started with others)."""
+    seconds = settings.reconcile_interval_seconds
+    if seconds <= 0:
+        return (
+            "its sweep is off with these settings: RECONCILE_INTERVAL_SECONDS=0; set it and restart for one"
+        )
+    return f"it sweeps itself every RECONCILE_INTERVAL_SECONDS, {seconds:g} s with these settings"
 
 
 def _try_lock(state_dir: Path) -> int | None:

@@ -9,10 +9,10 @@ Pure functions over Zammad's JSON. Ticket fields come either as name strings
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, overload
 from zoneinfo import ZoneInfo
 
 from app.i18n import translation, zone_name
@@ -125,6 +125,66 @@ def article_order(articles: Iterable[Any]) -> list[int]:
         )
     keys.sort()
     return [key[2] for key in keys]
+
+
+def kept_positions(articles: Iterable[Any], max_articles: int) -> list[int]:
+    """The positions of the articles an archive holds under ``PDF_MAX_ARTICLES``
+    (``max_articles``, 0 = no limit): :func:`article_order` (oldest first, by ``created_at``
+    then ``id``), cut to its first ``max_articles``. The renderer draws these and the
+    workflow fetches the images and originals of these only, so both always mean the same
+    articles.
+
+    Raises:
+        TypeError: an article is not a ``dict``.
+    """
+    order = article_order(articles)
+    return order[:max_articles] if max_articles and len(order) > max_articles else order
+
+
+class KeptArticles(Sequence[dict[str, Any]]):
+    """The articles of ``articles`` at ``positions``, in that order, read from ``articles``
+    when read (so a sequence that parses each article when read,
+    :class:`app.zammad.articles.LazyArticles`, still parses one at a time).
+
+    Args:
+        articles: the ticket's articles (``by_ticket``).
+        positions: indexes into ``articles`` (:func:`kept_positions`).
+    """
+
+    def __init__(self, articles: Sequence[dict[str, Any]], positions: Sequence[int]) -> None:
+        self._articles = articles
+        self._positions = tuple(positions)
+
+    def __len__(self) -> int:
+        return len(self._positions)
+
+    @overload
+    def __getitem__(self, index: int) -> dict[str, Any]: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[dict[str, Any]]: ...
+
+    def __getitem__(self, index: int | slice) -> dict[str, Any] | list[dict[str, Any]]:
+        if isinstance(index, slice):
+            return [self._articles[position] for position in self._positions[index]]
+        return self._articles[self._positions[index]]
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for position in self._positions:
+            yield self._articles[position]
+
+
+def kept_articles(articles: Sequence[dict[str, Any]], max_articles: int) -> Sequence[dict[str, Any]]:
+    """The articles an archive holds under ``PDF_MAX_ARTICLES`` (``max_articles``, 0 = no
+    limit): ``articles`` itself when within the limit, else a :class:`KeptArticles` of
+    :func:`kept_positions` (the oldest ``max_articles``, oldest first).
+
+    Raises:
+        TypeError: over the limit, an article is not a ``dict``.
+    """
+    if not max_articles or len(articles) <= max_articles:
+        return articles
+    return KeptArticles(articles, kept_positions(articles, max_articles))
 
 
 def human_size(value: Any, language: str = "en") -> str:

@@ -214,6 +214,13 @@ class OriginalsIndex:
         self._omitted_attachments = {o.attachment_id: o for o in self.omitted if o.attachment_id is not None}
 
     @property
+    def has_articles_json(self) -> bool:
+        """Whether Zammad's whole ``by_ticket`` answer is embedded (``articles.json``,
+        :func:`app.workflow.originals.collect_originals`): it lists every article, also
+        those a capped PDF leaves out."""
+        return any(record.name == "articles.json" for record in self.embedded)
+
+    @property
     def active(self) -> bool:
         """Whether originals were collected at all (something embedded or left out)."""
         return bool(self.embedded or self.omitted)

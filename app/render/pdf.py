@@ -30,7 +30,7 @@ from app import __version__
 from app.errors import TRANSIENT_ERRNOS, RenderError
 from app.i18n import LANGUAGE_TAGS
 from app.memory import release_free_memory
-from app.render.content import article_order, format_time, ticket_field
+from app.render.content import format_time, kept_positions, ticket_field
 from app.render.coverage import strict_fonts_error
 from app.render.document import PAGE_HEADER, TicketPdf
 from app.render.fontoutput import ArchiveOutputProducer
@@ -106,7 +106,9 @@ def render_ticket_pdf(
         ticket: ``GET /api/v1/tickets/{id}?expand=true`` (field names as strings) or the
             webhook's ``ticket`` object (group/priority/organization/state as ``{"name"}``,
             users as ``{"login", "firstname", "lastname", "email"}``).
-        articles: ``GET /api/v1/ticket_articles/by_ticket/{id}``; drawn oldest first. Any
+        articles: ``GET /api/v1/ticket_articles/by_ticket/{id}``, all of them; drawn oldest
+            first, over ``options.max_articles`` in ``cap_and_continue`` mode only the oldest
+            that many (:func:`app.render.content.kept_positions`). Any
             sequence: it is read in passes by position (ordered, images, drawn), each article
             let go once used (drawn: in runs of :data:`app.render.sections.PREPARE_AHEAD`), so
             one that parses an article when read (:class:`app.zammad.articles.LazyArticles`)
@@ -120,7 +122,10 @@ def render_ticket_pdf(
             placeholder naming its file.
         embedded: originals to embed as associated files (``/AF``, ``/EmbeddedFiles``),
             dated ``archived_at``; attachments among them are marked "embedded in this PDF"
-            and all are listed, with SHA-256, in a closing "Originals" section.
+            and all are listed, with SHA-256, in a closing "Originals" section. Over the
+            article limit, page 1 and that section say they are the drawn articles'
+            originals only and that ``articles.json`` lists all of them: the workflow
+            (:mod:`app.workflow.originals`) collects them so.
         omitted: originals the workflow left out, listed with size and reason there and
             beside their attachment.
         target: write the PDF into this new file instead of returning it (``data`` is then
@@ -166,11 +171,9 @@ def render_ticket_pdf(
             transient=False,
         )
     try:  # positions only: a sequence that parses each article when read keeps none here
-        order = article_order(articles)
+        order = kept_positions(articles, limit)  # the oldest ``limit``: those the workflow fetched for
     except TypeError:
         raise RenderError("articles must be a list of JSON objects", transient=False) from None
-    if limit and total > limit:
-        order = order[:limit]
     included = len(order)
     spool = _open_spool(target)
     try:
@@ -230,7 +233,7 @@ def render_ticket_pdf(
         if big:  # what the layout freed: the output's objects need not stack on its pages
             release_free_memory()
         if originals.active:
-            draw_originals(pdf, originals)
+            draw_originals(pdf, originals, included=included, total=total)
         if options.strict_fonts and (cause := strict_fonts_error(pdf.missing)):
             raise RenderError(cause, transient=False)
         if target is None:

@@ -66,13 +66,20 @@ def draw_ticket_block(
     pdf.write_lines(title, DOC_TITLE)
     pdf.y += 4
     if included < total:
-        pdf.write_lines(
-            _(
-                "{included} of {total} articles included: this PDF holds the first {included} "
-                "articles only (PDF_MAX_ARTICLES={included})."
-            ).format(included=included, total=total),
-            LIMIT_WARNING,
-        )
+        notice = _(
+            "{included} of {total} articles included: this PDF holds the oldest {included} "
+            "articles only (PDF_MAX_ARTICLES={included})."
+        ).format(included=included, total=total)
+        if originals.embedded:
+            notice += " " + (
+                _(
+                    "The originals embedded are those of these {included} articles; "
+                    "articles.json lists all {total}."
+                )
+                if originals.has_articles_json
+                else _("The originals embedded are those of these {included} articles.")
+            ).format(included=included, total=total)
+        pdf.write_lines(notice, LIMIT_WARNING)
         pdf.y += 4
 
     def when(key: str) -> str:
@@ -333,10 +340,12 @@ def draw_article(
     pdf.y += 4
 
 
-def draw_originals(pdf: TicketPdf, originals: OriginalsIndex) -> None:
+def draw_originals(pdf: TicketPdf, originals: OriginalsIndex, *, included: int, total: int) -> None:
     """The closing section: the originals left out (name, size, reason), then every embedded one
     (name, size, type, relationship, SHA-256). A size never counted is marked as Zammad's
-    declared size (:attr:`app.workflow.ports.OmittedFile.size_declared`)."""
+    declared size (:attr:`app.workflow.ports.OmittedFile.size_declared`). With fewer articles
+    ``included`` than the ticket's ``total`` (``PDF_MAX_ARTICLES``), it says whose originals
+    these are."""
     _ = pdf.tr.gettext
     template = pdf.template
     pdf.y += template.article_gap
@@ -371,6 +380,21 @@ def draw_originals(pdf: TicketPdf, originals: OriginalsIndex) -> None:
             ),
             template.note,
         )
+        if included < total:
+            pdf.write_lines(
+                (
+                    _(
+                        "Article originals of the {included} articles in this PDF only (the oldest; "
+                        "PDF_MAX_ARTICLES={included}); articles.json is Zammad's answer for all {total}."
+                    )
+                    if originals.has_articles_json
+                    else _(
+                        "Article originals of the {included} articles in this PDF only (the oldest; "
+                        "PDF_MAX_ARTICLES={included})."
+                    )
+                ).format(included=included, total=total),
+                template.note,
+            )
         pdf.y += 2
         for record in originals.embedded:
             pdf.ensure_space(

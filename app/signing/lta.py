@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import BinaryIO, TypeVar
 
@@ -57,7 +57,7 @@ from pyhanko_certvalidator import CertificateValidator, ValidationContext
 
 from app.errors import SigningError
 from app.signing.options import PadesLevel
-from app.signing.trust import LongTermValidation, validation_data_error
+from app.signing.trust import LongTermValidation, has_revocation_pointers, validation_data_error
 
 __all__ = [
     "DEFAULT_REFRESH_WINDOW",
@@ -68,6 +68,7 @@ __all__ = [
     "evidence_in_force",
     "read_evidence",
     "refresh_reasons",
+    "require_revocation_sources",
 ]
 
 DEFAULT_REFRESH_WINDOW = timedelta(days=90)
@@ -101,11 +102,13 @@ class CertificateExpiry:
             certificate"``, ``"TSA certificate of the document timestamp"``.
         subject: its subject, RFC 4514.
         not_after: the end of its validity (aware UTC).
+        certificate: the certificate itself (not compared).
     """
 
     role: str
     subject: str
     not_after: datetime
+    certificate: asn1_x509.Certificate | None = field(default=None, compare=False, repr=False)
 
     def describe(self, now: datetime) -> str:
         """``"signer certificate 'CN=…' expires 2027-01-16 (in 40 days)"`` (or ``expired on``)."""
@@ -163,6 +166,40 @@ class LtaResult:
     timestamp: datetime
     timestamp_authority: str
     evidence: LtaEvidence
+
+
+def require_revocation_sources(
+    evidence: LtaEvidence, trust_roots: Iterable[asn1_x509.Certificate] = ()
+) -> None:
+    """Refuse ``evidence`` with a certificate no revocation data can be gathered for: one that
+    names neither an OCSP responder nor a CRL distribution point (RFC 5280 §4.2.2.1,
+    §4.2.1.13; :func:`~app.signing.trust.has_revocation_pointers`), other than self-signed
+    ones and ``trust_roots``, which need none.
+
+    B-LTA holds revocation data for every other certificate of its chains (ETSI EN 319 142-1
+    §5.4), so that it validates from what it holds once the CAs' services are gone (ETSI EN
+    319 102-1 §5.6.3); without it a validator can only answer *indeterminate*. A refresh is
+    refused instead of labelled B-LTA without it.
+
+    Raises:
+        SigningError: ``transient=False``, naming each such certificate's role and subject.
+    """
+    anchors = {root.dump() for root in trust_roots}
+    lacking = []
+    for expiry in evidence.certificates:
+        cert = expiry.certificate
+        if cert is None or cert.self_signed != "no" or cert.dump() in anchors:
+            continue
+        if not has_revocation_pointers(x509.load_der_x509_certificate(cert.dump())):
+            lacking.append(
+                f"{expiry.role} {expiry.subject!r} names no OCSP responder or CRL distribution point"
+            )
+    if lacking:
+        raise SigningError(
+            "PAdES B-LTA needs revocation data for every certificate below the trust roots, "
+            f"but {'; '.join(lacking)}: not refreshed",
+            transient=False,
+        )
 
 
 def refresh_reasons(evidence: LtaEvidence, *, now: datetime, within: timedelta) -> tuple[str, ...]:
@@ -225,7 +262,7 @@ def _chain(
     role = leaf_role
     while cert is not None and cert.issuer_serial not in seen:
         seen.add(cert.issuer_serial)
-        yield CertificateExpiry(role, _subject(cert), cert.not_valid_after)
+        yield CertificateExpiry(role, _subject(cert), cert.not_valid_after, cert)
         if cert.self_signed != "no":
             return
         role = issuer_role
@@ -358,19 +395,24 @@ class LtaRefresher:
         """Refresh the signed PDF in ``pdf`` in place (readable, writable, seekable).
 
         1. Every signature and document timestamp must be intact, and nothing but LTA
-           updates (DSS, document timestamps) may follow the first signature; otherwise
-           nothing is written.
+           updates (DSS, document timestamps) may follow the first signature, and every
+           certificate of the evidence (:func:`read_evidence`) must name an OCSP responder
+           or CRL (:func:`require_revocation_sources`); otherwise nothing is written and the
+           TSA is not asked.
         2. Without a document timestamp: validation data for each signature (its signer
            chain and its signature timestamp's TSA chain) goes into the DSS. With one:
            validation data for the newest document timestamp's TSA chain.
-        3. A new document timestamp over the whole file, then the DSS entries for its TSA.
+        3. A new document timestamp over the whole file, then the DSS entries for its TSA;
+           the new TSA's certificates must name an OCSP responder or CRL too (else the
+           result, which only that timestamp could keep valid, is refused).
 
         Returns:
             The new timestamp's time and TSA, and the evidence of the result.
 
         Raises:
             SigningError: ``transient=False`` when the file is unreadable, unsigned, altered
-                or a certificate is expired, revoked or untrusted; ``transient=True`` when the
+                or a certificate is expired, revoked, untrusted or names no OCSP responder
+                or CRL (the message names it and its role); ``transient=True`` when the
                 TSA or an OCSP responder/CRL server cannot be reached. ``pdf`` may then hold
                 a partial update: discard it.
         """
@@ -378,6 +420,9 @@ class LtaRefresher:
         try:
             reader = PdfFileReader(pdf)
             await self._check_integrity(reader)
+            pdf.seek(0)
+            roots = self._validation.trust_roots
+            require_revocation_sources(read_evidence(pdf, extra_certificates=roots), roots)
             if reader.embedded_timestamp_signatures:
                 await self._renew_chain(reader, context)
             else:
@@ -397,6 +442,7 @@ class LtaRefresher:
         newest = PdfFileReader(pdf).embedded_timestamp_signatures[-1]
         pdf.seek(0)
         evidence = read_evidence(pdf, extra_certificates=self._validation.trust_roots)
+        require_revocation_sources(evidence, self._validation.trust_roots)
         return LtaResult(
             timestamp=_gen_time(newest.signed_data),
             timestamp_authority=_subject(newest.signer_cert),

@@ -9,8 +9,11 @@ version of every archive. One whose newest timestamp or signing chain expires wi
 (default 90; see :mod:`app.signing.lta`) gets a new version next to it,
 ``<name>.lta-YYYYMMDD.pdf`` with its own sidecar: the bytes of the version it came from (checked
 against that version's sidecar first), plus validation data and a document timestamp from
-``TSA_URL``. Nothing that exists is changed. ``--dry-run`` lists what would be refreshed and
-why, and writes nothing.
+``TSA_URL``. Nothing that exists is changed. Each new version is recorded in the manifest
+(``lta_refresh`` line); a run that could not record one leaves none behind
+(:mod:`app.signing.lta_record`): it checks the manifest before anything else, and takes back a
+version whose line could not be written, then stops. ``--dry-run`` lists what would be
+refreshed and why, and writes nothing.
 
 Needs ``STORAGE_ROOT``, ``TSA_URL`` (with ``TSA_USER``/``TSA_PASS``/``TSA_CA_BUNDLE_PATH`` as
 the service uses them) and ``SIGNING_TRUST_ROOTS_PATH``; the PFX is not used. Exit status: 0
@@ -43,7 +46,9 @@ from app.signing.lta import (
     LtaResult,
     read_evidence,
     refresh_reasons,
+    require_revocation_sources,
 )
+from app.signing.lta_record import check_manifest, withdraw_version
 from app.signing.trust import LongTermValidation, load_certificates
 from app.signing.tsa import timestamper_from_settings
 from app.storage.manifest import ArchiveManifest
@@ -120,12 +125,16 @@ def record_new_version(
     version it was made from (``source``, relative to the root).
 
     Raises:
-        StorageError: the manifest cannot be written (the version itself stays published;
-            ``python -m app audit --manifest`` reports it as ``not_in_manifest``).
+        StorageError: the manifest cannot be written (the version itself stays published:
+            the caller withdraws it, see :mod:`app.signing.lta_record`).
     """
     ArchiveManifest(root, fsync=fsync).record_archive(
         stored, sidecar, event=EVENT_LTA_REFRESH, source_path=source
     )
+
+
+class _NotRecorded(StorageError):
+    """A version was made but its manifest line could not be written; the run stops."""
 
 
 @dataclass
@@ -242,10 +251,47 @@ async def _refresh(
             valid_until=result.evidence.expires_at,
         )
         stored = version.publish(content)
-    record_new_version(
-        config.root, stored, content, source=family.newest_relative, fsync=config.settings.storage_fsync
-    )
+    try:
+        record_new_version(
+            config.root, stored, content, source=family.newest_relative, fsync=config.settings.storage_fsync
+        )
+    except StorageError as exc:
+        raise _not_recorded(config, stored, exc) from exc
     return stored, result
+
+
+def _not_recorded(config: LtaRefreshConfig, stored: StoredArchive, exc: StorageError) -> _NotRecorded:
+    """Take back ``stored``, whose manifest line could not be written (``exc``); what to say.
+
+    The line may have landed all the same (e.g. ``fsync`` failed after the write): a version
+    whose line is found is kept. One that cannot be looked up is kept too, and named."""
+    where = stored.relative_path
+    try:
+        # The line went to today's day file (real clock, UTC) or a later one; a day back
+        # for a run that crossed midnight.
+        since = datetime.now(UTC).date() - timedelta(days=1)
+        found = ArchiveManifest(config.root).find(where, stored.sha256, since=since)
+    except StorageError as lookup:
+        return _NotRecorded(
+            f"{exc}; the manifest cannot be read back either ({lookup}): the new version {where} "
+            "stays and may be unrecorded: run 'python -m app audit --manifest'",
+            errno=exc.errno,
+        )
+    if found is not None:
+        return _NotRecorded(
+            f"{exc}; the manifest holds the line of the new version {where} all the same "
+            f"({found.day:%Y-%m-%d} #{found.seq}): kept; check the manifest's storage",
+            errno=exc.errno,
+        )
+    try:
+        withdraw_version(config.root, stored, fsync=config.settings.storage_fsync)
+    except StorageError as undo:
+        return _NotRecorded(
+            f"{exc}; the new version {where} could not be removed ({undo}): remove it and its "
+            "sidecar by hand, it is in no manifest",
+            errno=exc.errno,
+        )
+    return _NotRecorded(f"{exc}; the new version was removed, nothing refreshed", errno=exc.errno)
 
 
 async def run(
@@ -261,14 +307,21 @@ async def run(
     skipped, then a summary. Blocking file work runs on the event loop: this is a command,
     not the service.
 
+    Before anything else the manifest must be able to take a line
+    (:func:`~app.signing.lta_record.check_manifest`), also with ``--dry-run``. A version whose
+    manifest line cannot be written is taken back, and the run stops there (the other
+    archives would fail alike, each after a TSA request).
+
     Raises:
         ConfigError: the trust roots or the TSA CA bundle cannot be loaded, or a TSA setting
             is invalid.
+        StorageError: the manifest cannot be extended or read; nothing was written.
     """
     settings = config.settings
     now = now or datetime.now(UTC)
     output = _Output(out, err, settings.secrets())
     roots = load_certificates(config.trust_roots_path)
+    check_manifest(config.root)
     from app.signing.factory import tsa_ssl_context
 
     try:
@@ -298,10 +351,19 @@ async def run(
                 if not reasons:
                     continue
                 tally.due += 1
+                require_revocation_sources(evidence, roots)  # before the TSA, and for --dry-run
                 if config.dry_run:
                     output.say(f"would refresh {relative}: {'; '.join(reasons)}")
                     continue
                 stored, result = await _refresh(config, refresher, family, sidecar, reasons, now)
+            except _NotRecorded as exc:
+                tally.failed += 1
+                output.warn(f"failed {relative}: {exc}")
+                output.warn(
+                    "lta-refresh: stopped, as the manifest cannot be written; "
+                    "the archives after it were not looked at"
+                )
+                break
             except (ArchiverError, OSError) as exc:
                 tally.failed += 1
                 message = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)

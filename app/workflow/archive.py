@@ -17,7 +17,8 @@ that is awaited before the run's and the delivery's writes to the ticket: a repl
 the job to another one writes nothing there.
 
 The originals embedded in the PDF are chosen in :mod:`app.workflow.originals`, the layout's
-images in :mod:`app.workflow.images`.
+images in :mod:`app.workflow.images`; both only for the articles the PDF holds
+(``PDF_MAX_ARTICLES``: :func:`app.render.content.kept_articles`).
 
 Over 450 lines: the order of the steps, how each one's failure ends the run and the job's
 spool folder they share are one question, and read best in one place.
@@ -37,6 +38,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from app.jobs.records import OutcomeStatus
+from app.render.content import kept_articles
 from app.workflow.classify import ClassifiedFailure, classify
 from app.workflow.gate import should_process
 from app.workflow.images import fetch_images
@@ -170,6 +172,11 @@ class ArchiveWorkflow:
             memory (no file per original for an everyday ticket).
         language: the language of failure notes (``PDF_LANGUAGE``); a success note takes
             its archive's language (:attr:`~app.workflow.ports.RenderedPdf.language`).
+        max_articles: ``PDF_MAX_ARTICLES`` (0 = no limit), the renderer's limit: over it,
+            images and originals are fetched for the oldest this many articles only, those
+            a ``cap_and_continue`` PDF holds (:func:`app.render.content.kept_articles`); in
+            ``fail`` mode the renderer refuses the ticket without the rest downloaded. The
+            snapshot still carries every article and the whole ``articles.json``.
     """
 
     def __init__(
@@ -189,6 +196,7 @@ class ArchiveWorkflow:
         embed: EmbedPolicy | None = None,
         spool_originals_from: int = SPOOL_ORIGINALS_FROM,
         language: str = "en",
+        max_articles: int = 0,
     ) -> None:
         self.zammad = zammad
         self.renderer = renderer
@@ -204,6 +212,7 @@ class ArchiveWorkflow:
         self.embed = embed
         self.spool_originals_from = spool_originals_from
         self.language = language
+        self.max_articles = max_articles
 
     # -- the work ------------------------------------------------------------------------------
     async def execute(
@@ -332,15 +341,20 @@ class ArchiveWorkflow:
         requests in flight (the originals' attachments wait for the images, whose bytes they
         reuse). Each step's time runs from the end of the one before, so the steps add up to
         the fetch's wall time, and a failure is named after the first step, in this order,
-        that failed.
+        that failed. Images and originals are those of the articles the PDF holds
+        (``max_articles``); the snapshot has every article, for the renderer's count.
         """
         ticket_task = asyncio.ensure_future(self.zammad.get_ticket_raw(ticket_id))
         articles_task = asyncio.ensure_future(self.zammad.list_articles_raw(ticket_id))
         async with _reaped(ticket_task, articles_task):
             ticket, ticket_raw = await clock.time(Step.FETCH_TICKET, ticket_task)
             articles, articles_raw = await clock.time(Step.FETCH_ARTICLES, articles_task)
+        try:
+            kept = kept_articles(articles, self.max_articles)
+        except TypeError:  # not article objects: the renderer refuses them with its own error
+            kept = articles
         limit = asyncio.Semaphore(FETCH_CONCURRENCY)
-        images_task = asyncio.ensure_future(self._images(ticket_id, articles, ctx, limit))
+        images_task = asyncio.ensure_future(self._images(ticket_id, kept, ctx, limit))
         embedded: tuple[EmbeddedFile, ...] = ()
         omitted: tuple[OmittedFile, ...] = ()
         if self.embed is None:
@@ -352,11 +366,11 @@ class ArchiveWorkflow:
                     ticket_id,
                     ticket_raw=ticket_raw,
                     articles_raw=articles_raw,
-                    articles=articles,
+                    articles=kept,
                     images=images_task,
                     policy=self.embed,
                     redact=self._redact,
-                    spool=spool if len(articles) >= self.spool_originals_from else None,
+                    spool=spool if len(kept) >= self.spool_originals_from else None,
                     limit=limit,
                 )
             )

@@ -109,12 +109,14 @@ def success_note(
             )
         )
     if rendered.embedded:
-        rows.append(
-            (
-                _("Originals embedded"),
-                _("{count} files (PDF/A-3 associated files)").format(count=len(rendered.embedded)),
-            )
-        )
+        embedded = _("{count} files (PDF/A-3 associated files)").format(count=len(rendered.embedded))
+        if included < total:
+            embedded += (
+                _(", of the {included} articles in the PDF; articles.json lists all {total}")
+                if any(name == "articles.json" for name, _sha256, _size in rendered.embedded)
+                else _(", of the {included} articles in the PDF")
+            ).format(included=included, total=total)
+        rows.append((_("Originals embedded"), embedded))
     if omitted:
         listed = "; ".join(f"{o.name} ({o.reason})" for o in omitted[:MAX_OMISSIONS_LISTED])
         more = (

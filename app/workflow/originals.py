@@ -4,6 +4,11 @@ The pages are a rendering; the originals are the evidence: the API answers byte 
 each article's stored body, each e-mail article's raw message and the attachments, within
 the caps of :class:`EmbedPolicy`. What is left out is listed with the reason (on the pages,
 in the sidecar and in the note); a failed download is an omission, never a failed job.
+
+Over ``PDF_MAX_ARTICLES`` (``cap_and_continue``) the articles are those the PDF holds, the
+oldest (:func:`app.render.content.kept_articles`): the others' bodies, raw e-mails and
+attachments are neither downloaded nor listed as omitted, which keeps a huge ticket's
+downloads bounded; ``articles.json`` stays Zammad's answer byte for byte, every article in it.
 """
 
 from __future__ import annotations
@@ -101,8 +106,10 @@ async def collect_originals(
     bytes in every PDF). It is not listed as omitted either: nothing is missing.
 
     Args:
-        ticket_raw, articles_raw: the API answers exactly as Zammad sent them.
-        articles: the parsed articles, oldest first.
+        ticket_raw, articles_raw: the API answers exactly as Zammad sent them (all articles,
+            whatever ``articles`` holds).
+        articles: the parsed articles whose originals are wanted, oldest first: all of them,
+            or over ``PDF_MAX_ARTICLES`` those the PDF holds.
         images: attachment bytes downloaded for the layout (by attachment id): reused
             instead of a second download. It may be an awaitable (the layout's download
             still under way): it is awaited once the raw e-mails are in, before the

@@ -11,6 +11,10 @@ reachable, a "revoked" answer fails. Unless ``--signatures-only``, the sidecar `
 (when present) must give the file's SHA-256 and size. ``VERIFY_PDF_SHOW_DETAILS=true``
 prints pyHanko's full report per signature.
 
+Prints one line per signature and document timestamp, as pyHanko's CLI does with
+``--executive-summary``: ``Signature1:<SHA-256 of the signer's (a document timestamp: the
+TSA's) certificate>:VALID`` (or ``INVALID``, with the cause when validation raised).
+
 Exit status: 0 all good; 1 invalid, untrusted or mismatching; 2 usage or set-up error.
 """
 
@@ -24,6 +28,7 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def _certs(paths: str) -> list:
@@ -56,6 +61,17 @@ def check_sidecar(pdf: Path) -> bool | None:
     return False
 
 
+def _fingerprint(sig: Any) -> str:
+    """The SHA-256 (hex) of the certificate that signed ``sig`` (an ``EmbeddedPdfSignature``):
+    the signer's, or for a document timestamp the TSA's; ``?`` when the CMS names none that it
+    carries. The same field as in pyHanko CLI's ``--executive-summary`` line
+    (``name:fingerprint:VALID``)."""
+    try:
+        return str(sig.signer_cert.sha256.hex())
+    except Exception:  # noqa: BLE001 - a broken CMS still gets its verdict line
+        return "?"
+
+
 async def check_signatures(pdf: Path, roots: list, others: list, details: bool) -> bool:
     from pyhanko.pdf_utils.reader import PdfFileReader
     from pyhanko.sign.validation import async_validate_pdf_signature, async_validate_pdf_timestamp
@@ -82,12 +98,12 @@ async def check_signatures(pdf: Path, roots: list, others: list, details: bool) 
                 ts = signature.timestamp_validity
                 good = signature.bottom_line and (ts is None or (ts.intact and ts.valid and ts.trusted))
         except Exception as exc:  # noqa: BLE001 - a broken signature is a verdict, not a crash
-            print(f"{sig.field_name}: INVALID ({type(exc).__name__}: {exc})")
+            print(f"{sig.field_name}:{_fingerprint(sig)}:INVALID ({type(exc).__name__}: {exc})")
             ok = False
             continue
         finally:
             await vc.aclose()
-        print(f"{sig.field_name}:{'VALID' if good else 'INVALID'}")
+        print(f"{sig.field_name}:{_fingerprint(sig)}:{'VALID' if good else 'INVALID'}")
         if details:  # a document timestamp has no detail report of its own: its trust, and a summary
             if isinstance(status, PdfSignatureStatus):
                 print(status.pretty_print_details())

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import re
 import time
 from pathlib import Path
@@ -71,6 +72,60 @@ async def test_a_failed_run_is_counted_as_failed(tmp_path: Path) -> None:
 
     assert summary is None
     assert sample(registry, "audit_runs_total", outcome="failed") == 1
+
+
+async def test_a_broken_manifest_chain_reads_0_and_no_check_reads_nan(archive_root: ArchiveRoot) -> None:
+    registry = CollectorRegistry()
+    metrics = AuditMetrics(registry)
+    assert math.isnan(sample(registry, "audit_manifest_intact") or 0.0)  # not checked yet: not 0
+    trust = (load_cert(archive_root.trust).dump(),)
+    unchecked = ScheduledAuditOptions(str(archive_root.root), trust, expiry_days=90, manifest=False)
+    assert await ScheduledAudit(unchecked, 3600, metrics).run_once() is not None
+    assert math.isnan(sample(registry, "audit_manifest_intact") or 0.0)  # AUDIT_MANIFEST=false
+
+    (day_file,) = (archive_root.root / "_manifest").glob("*.jsonl")
+    lines = day_file.read_text().splitlines(keepends=True)
+    edited = json.loads(lines[1])
+    edited["ticket_id"] += 1000  # the archive's SHA-256 unchanged: no file problem, only the chain
+    lines[1] = json.dumps(edited, separators=(",", ":")) + "\n"
+    day_file.write_text("".join(lines))
+    checked = ScheduledAuditOptions(str(archive_root.root), trust, expiry_days=90, manifest=True)
+    summary = await ScheduledAudit(checked, 3600, metrics).run_once()
+
+    assert summary is not None and summary["problems"] == 0 and summary["manifest_ok"] is False
+    assert sample(registry, "audit_manifest_intact") == 0
+
+
+def test_a_restart_keeps_the_recorded_last_run_and_exposes_the_interval(tmp_path: Path) -> None:
+    (tmp_path / LAST_RUN_FILE).write_text(json.dumps({"ended_at": 1_765_000_000.5}))
+    registry = CollectorRegistry()
+    options = ScheduledAuditOptions("/nowhere", (), 90, True)
+
+    ScheduledAudit(options, 7200.0, AuditMetrics(registry), state_dir=tmp_path)
+
+    assert sample(registry, "audit_last_run_timestamp_seconds") == 1_765_000_000.5
+    assert sample(registry, "audit_interval_seconds") == 7200.0
+    fresh = CollectorRegistry()
+    ScheduledAudit(options, 7200.0, AuditMetrics(fresh), state_dir=tmp_path / "empty")
+    assert sample(fresh, "audit_last_run_timestamp_seconds") == 0  # none recorded: the stale alert skips 0
+
+
+async def test_the_child_writes_no_raw_warning_lines(
+    archive_root: ArchiveRoot, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """The spawned child imports pyHanko afresh: its known import-time warning is filtered there
+    too, and anything else it shows or logs is a JSON line, like the service's own log."""
+    options = ScheduledAuditOptions(
+        str(archive_root.root), (load_cert(archive_root.trust).dump(),), expiry_days=90, manifest=True
+    )
+    capfd.readouterr()
+
+    assert await ScheduledAudit(options, 3600, AuditMetrics(CollectorRegistry())).run_once() is not None
+
+    err = capfd.readouterr().err
+    assert "CryptographyDeprecationWarning" not in err
+    for line in err.splitlines():
+        assert isinstance(json.loads(line), dict), line
 
 
 def test_first_run_without_a_record_waits_the_shorter_of_delay_and_interval() -> None:

@@ -25,6 +25,7 @@ from tests.conftest import HMAC_SECRET, REPO
 
 DASHBOARD = REPO / "deploy" / "grafana" / "zammad-pdf-archiver.json"
 ALERTS = REPO / "deploy" / "prometheus" / "alerts.yml"
+ALERT_TESTS = REPO / "deploy" / "prometheus" / "alerts.test.yml"
 RUNBOOK = REPO / "docs" / "06-runbook.md"
 PREFIX = "zammad_pdf_archiver_"
 
@@ -258,6 +259,17 @@ def test_alert_rules_have_a_duration_severity_annotations_and_a_runbook_section(
         assert done.returncode == 0, done.stdout + done.stderr
 
 
+@pytest.mark.skipif(
+    not shutil.which("promtool"), reason="promtool (Debian's prometheus package) not installed"
+)
+def test_audit_alerts_fire_on_a_broken_manifest_and_a_stale_audit_but_not_after_a_start() -> None:
+    """``deploy/prometheus/alerts.test.yml``: the rules evaluated by promtool on made-up series."""
+    done = subprocess.run(
+        ["promtool", "test", "rules", str(ALERT_TESTS)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+
+
 def test_alert_rules_cover_each_failure() -> None:
     alerted = set().union(*_names_by_query(_alert_queries()).values())
     failures = {
@@ -268,6 +280,8 @@ def test_alert_rules_cover_each_failure() -> None:
         "job store unavailable": "job_store_available",
         "reconciliation failing": "reconcile_runs_total",
         "audit problems": "audit_last_run_problems",
+        "manifest chain broken": "audit_manifest_intact",
+        "audit stale": "audit_last_run_timestamp_seconds",
     }
     missing = {failure for failure, name in failures.items() if PREFIX + name not in alerted}
     assert not missing, f"no alert on: {sorted(missing)}"

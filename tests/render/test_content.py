@@ -11,6 +11,8 @@ from app.render.content import (
     body_text,
     display_name,
     format_time,
+    kept_articles,
+    kept_positions,
     ticket_field,
     visible_attachments,
 )
@@ -39,6 +41,25 @@ def test_times_are_shown_in_the_zone_with_offset():
     assert format_time("2025-07-03T08:12:44Z", ZoneInfo("Europe/Berlin")) == "2025-07-03 10:12:44 +02:00"
     assert format_time("2025-03-03T08:12:44Z", ZoneInfo("UTC")) == "2025-03-03 08:12:44 +00:00"
     assert format_time("yesterday", ZoneInfo("UTC")) == "yesterday"
+    assert format_time("2025-03-03T08:12:44Z", ZoneInfo("Asia/Kolkata")) == "2025-03-03 13:42:44 +05:30"
+
+
+@pytest.mark.parametrize(
+    ("zone", "when", "german"),
+    [
+        ("Europe/Berlin", "2025-03-03T08:12:44Z", "03.03.2025 09:12:44 MEZ"),
+        ("Europe/Berlin", "2025-07-03T08:12:44Z", "03.07.2025 10:12:44 MESZ"),
+        ("UTC", "2025-03-03T08:12:44Z", "03.03.2025 08:12:44 UTC"),
+        # "IST" would be India's, Ireland's or Israel's: every zone but MEZ/MESZ/UTC by its offset.
+        ("Asia/Kolkata", "2025-03-03T08:12:44Z", "03.03.2025 13:42:44 UTC+05:30"),
+        ("Europe/Dublin", "2025-07-03T08:12:44Z", "03.07.2025 09:12:44 UTC+01:00"),
+        ("Asia/Jerusalem", "2025-03-03T08:12:44Z", "03.03.2025 10:12:44 UTC+02:00"),
+        ("America/New_York", "2025-03-03T08:12:44Z", "03.03.2025 03:12:44 UTC-05:00"),
+        ("Asia/Dubai", "2025-03-03T08:12:44Z", "03.03.2025 12:12:44 UTC+04:00"),  # tzname "+04"
+    ],
+)
+def test_german_times_name_only_unambiguous_zones(zone: str, when: str, german: str) -> None:
+    assert format_time(when, ZoneInfo(zone), "de") == german
 
 
 def test_articles_sorted_by_creation_then_id():
@@ -52,6 +73,21 @@ def test_articles_sorted_by_creation_then_id():
     assert article_order(articles) == [2, 1, 0, 3]  # the order as positions
     with pytest.raises(TypeError, match="article 1 is a list"):
         article_order([{"id": 1}, []])
+
+
+def test_a_capped_archive_keeps_the_oldest_articles_oldest_first():
+    articles = [
+        {"id": 3, "created_at": "2025-03-03T10:00:00Z"},
+        {"id": 2, "created_at": "2025-03-03T09:00:00Z"},
+        {"id": 1, "created_at": "2025-03-03T09:00:00Z"},
+        {"id": 4, "created_at": None},
+    ]
+    assert kept_positions(articles, 2) == [2, 1]
+    assert kept_positions(articles, 0) == kept_positions(articles, 4) == [2, 1, 0, 3]
+    kept = kept_articles(articles, 3)
+    assert [a["id"] for a in kept] == [1, 2, 3] and len(kept) == 3
+    assert kept[0] is articles[2] and [a["id"] for a in kept[1:]] == [2, 3]
+    assert kept_articles(articles, 0) is articles and kept_articles(articles, 4) is articles
 
 
 def test_attachments_skip_the_message_html_pseudo_attachment():

@@ -224,3 +224,52 @@ async def test_an_archive_changed_after_signing_is_not_refreshed(cm_pki, animato
         await refresher(cm_pki, session).refresh(buffer)
 
     assert buffer.getvalue() == changed.getvalue()
+
+
+async def test_an_archive_whose_certificates_name_no_revocation_service_is_refused_before_the_tsa(
+    pfx_bytes: bytes, sample_pdf: bytes, dev_certs, local_tsa, session
+) -> None:
+    # The dev PKI (scripts/dev/gen-dev-certs.sh): its signer and TSA name no OCSP responder and no
+    # CRL, so no revocation data can go into the DSS. A version labelled B-LTA without it would
+    # not validate once the PKI is gone; the signer refuses B-LT/B-LTA with them at start too.
+    from app.signing.signer import ArchiveSigner
+    from tests.signing.signing_helpers import PFX_PASSWORD, TSA_PASSWORD, TSA_USER
+
+    timestamper = build_timestamper(local_tsa.url, session, user=TSA_USER, password=TSA_PASSWORD)
+    signer = ArchiveSigner.from_pfx(pfx_bytes, PFX_PASSWORD.encode(), timestamper=timestamper)
+    data = (await signer.sign(sample_pdf)).data
+    lta = LtaRefresher(timestamper, LongTermValidation(load_certificates(dev_certs.root_pem), session))
+    buffer = io.BytesIO(data)
+    asked = local_tsa.requests
+
+    with pytest.raises(SigningError) as info:
+        await lta.refresh(buffer)
+
+    message = str(info.value)
+    assert info.value.transient is False
+    assert "signer certificate 'CN=Dev Archive Signer,O=zammad-pdf-archiver dev'" in message, message
+    assert "names no OCSP responder or CRL distribution point" in message
+    assert buffer.getvalue() == data and local_tsa.requests == asked, "refused before the TSA is asked"
+
+
+async def test_a_tsa_whose_certificate_names_no_revocation_service_gives_no_b_lta_version(
+    cm_pki, animator, dev_certs, local_tsa, session
+) -> None:
+    # The archive's evidence names its OCSP responder and CRLs, but the TSA now at TSA_URL signs
+    # with a certificate that names neither: the new document timestamp could never be renewed.
+    from tests.signing.signing_helpers import TSA_PASSWORD, TSA_USER
+
+    data = await sign(cm_pki, session, cert="signer-expiring")
+    roots = (*load_certificates(cm_pki.root_pem), *load_certificates(dev_certs.root_pem))
+    lta = LtaRefresher(
+        build_timestamper(local_tsa.url, session, user=TSA_USER, password=TSA_PASSWORD),
+        LongTermValidation(roots, session, fetch_timeout=5),
+    )
+
+    with pytest.raises(SigningError) as info:
+        await lta.refresh(io.BytesIO(data))
+
+    message = str(info.value)
+    assert info.value.transient is False
+    assert "TSA certificate of the document timestamp 'CN=Dev TSA,O=zammad-pdf-archiver dev'" in message
+    assert "names no OCSP responder or CRL distribution point" in message, message

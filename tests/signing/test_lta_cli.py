@@ -211,3 +211,104 @@ async def test_an_archive_whose_chain_is_not_trusted_fails_in_one_line_without_a
     logged = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     assert logged and all("exc" not in line and line["logger"].startswith("pyhanko") for line in logged)
     assert tree(archive_root) == before
+
+
+async def test_a_manifest_that_cannot_be_extended_stops_the_run_before_anything_is_written(
+    cm_pki, archive_root: Path
+) -> None:
+    # The newcomer's case: the newest day file ends in a line that is not a manifest line.
+    # The manifest's writers refuse to chain to it, so a version made now could not be recorded.
+    day_file = archive_root / "_manifest" / f"{datetime.now(UTC):%Y-%m-%d}.jsonl"
+    day_file.parent.mkdir()
+    day_file.write_bytes(b"this is not a manifest line\n")
+    before = tree(archive_root)
+
+    for args in ((), ("--dry-run",), ("--within-days", "1000")):
+        code, out, err = await lta_refresh(environment(cm_pki, archive_root), *args)
+
+        assert code == 1, out + err
+        assert "ends in a line that is not a manifest line" in err and "Traceback" not in err
+        assert "refreshed" not in out and "would refresh" not in out
+        assert tree(archive_root) == before, "no new version, no temp file, nothing asked of the TSA"
+
+
+@pytest.mark.parametrize("line_landed", [False, True])
+async def test_a_version_whose_manifest_line_cannot_be_written_is_taken_back(
+    cm_pki, archive_root: Path, monkeypatch: pytest.MonkeyPatch, line_landed: bool
+) -> None:
+    # A failure the check before the run cannot foresee (disk full, lock held too long). When the
+    # line was written all the same (fsync failed after the write) the version is kept.
+    from datetime import timedelta
+
+    from app.config import load_settings
+    from app.errors import StorageError
+    from app.signing import lta_cli
+
+    recorded = lta_cli.record_new_version
+
+    def failing(*args, **kwargs) -> None:
+        if line_landed:
+            recorded(*args, **kwargs)
+        raise StorageError("cannot write the archive manifest (_manifest): No space left on device", errno=28)
+
+    monkeypatch.setattr(lta_cli, "record_new_version", failing)
+    settings = load_settings(environment(cm_pki, archive_root), require_complete=False)
+    config = lta_cli.LtaRefreshConfig.from_settings(settings, within=timedelta(days=90), dry_run=False)
+    before = tree(archive_root)
+    out, err = io.StringIO(), io.StringIO()
+
+    code = await lta_cli.run(config, out=out, err=err)
+
+    assert code == 1
+    assert "refreshed 0, 1 failed" in out.getvalue()
+    soon = archive(archive_root, SOON).relative_to(archive_root)
+    assert f"failed {soon}: cannot write the archive manifest" in err.getvalue()
+    assert "lta-refresh: stopped, as the manifest cannot be written" in err.getvalue()
+    after = tree(archive_root)
+    if line_landed:
+        assert "all the same" in err.getvalue() and "kept" in err.getvalue()
+        new = {k for k in set(after) - set(before) if not k.startswith("_manifest/")}
+        assert len(new) == 2 and all(".lta-" in k for k in new)
+    else:
+        assert "the new version was removed, nothing refreshed" in err.getvalue()
+        assert after == before, "no version, sidecar or temp file left behind"
+
+
+async def test_archives_on_certificates_without_revocation_services_are_not_refreshed(
+    pfx_bytes: bytes, sample_pdf: bytes, dev_certs, local_tsa, session, tmp_path: Path
+) -> None:
+    # The newcomer's case: archives signed with the dev PKI (no OCSP responder, no CRL). Before,
+    # a version labelled pades_level "B-LTA" with no OCSP response and no CRL was written.
+    from app.signing.signer import ArchiveSigner
+    from app.signing.tsa import build_timestamper
+    from tests.signing.signing_helpers import PFX_PASSWORD, TSA_PASSWORD, TSA_USER
+
+    timestamper = build_timestamper(local_tsa.url, session, user=TSA_USER, password=TSA_PASSWORD)
+    signed = await ArchiveSigner.from_pfx(pfx_bytes, PFX_PASSWORD.encode(), timestamper=timestamper).sign(
+        sample_pdf
+    )
+    root = tmp_path / "archive"
+    root.mkdir()
+    stored = await store(root, signed.data, number=SOON, job_id="job-dev")
+    env = {
+        "PATH": os.environ["PATH"],
+        "LANG": "C.UTF-8",
+        "STORAGE_ROOT": str(root),
+        "TSA_URL": local_tsa.url,
+        "TSA_USER": TSA_USER,
+        "TSA_PASS": TSA_PASSWORD,
+        "SIGNING_TRUST_ROOTS_PATH": str(dev_certs.root_pem),
+        "ALLOW_INSECURE_HTTP": "true",
+    }
+    before = tree(root)
+    asked = local_tsa.requests
+
+    for args in (("--dry-run",), ()):
+        code, out, err = await lta_refresh(env, "--within-days", "1000", *args)
+
+        assert code == 1, out + err
+        assert f"failed {stored.relative_path}: PAdES B-LTA needs revocation data" in err, err
+        assert "signer certificate 'CN=Dev Archive Signer,O=zammad-pdf-archiver dev' names no OCSP" in err
+        assert "1 due within 1000 days" in out and ", 1 failed" in out
+        assert TSA_PASSWORD not in out + err
+    assert tree(root) == before and local_tsa.requests == asked

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -49,7 +50,17 @@ async def test_intact_trusted_pdf_with_sidecar_passes(
     proc = run(path, backend, VERIFY_PDF_TRUST=f"{dev_certs.tsa_pem}:{dev_certs.root_pem}")
 
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "sidecar: OK" in proc.stdout and "VALID" in proc.stdout
+    assert "sidecar: OK" in proc.stdout
+    assert signature_lines(proc.stdout) == [("Signature1", "VALID")], proc.stdout
+
+
+def signature_lines(stdout: str) -> list[tuple[str, str]]:
+    """``(field, verdict)`` of each ``field:<certificate SHA-256>:VALID`` line (pyHanko CLI's
+    executive summary; verify-pdf.py prints the same); a line without the fingerprint fails."""
+    lines = [line for line in stdout.splitlines() if not line.startswith("sidecar:")]
+    found = [re.fullmatch(r"([^:]+):([0-9a-f]{64}):(VALID|INVALID)", line) for line in lines]
+    assert all(found), f"not field:fingerprint:verdict: {stdout!r}"
+    return [(m[1], m[3]) for m in found if m]
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -140,6 +151,8 @@ async def test_a_b_lta_document_timestamp_is_checked_too(
         run, write(tmp_path, data), backend, VERIFY_PDF_TRUST=str(cm_pki.root_pem)
     )
     assert intact.returncode == 0, intact.stdout + intact.stderr
+    verdicts = signature_lines(intact.stdout)  # the signature and the document timestamp(s)
+    assert len(verdicts) >= 2 and {v for _, v in verdicts} == {"VALID"}, intact.stdout
     tampered = bytearray(data)
     digit = data.rindex(b"/Contents <") + len(b"/Contents <") + 600  # inside the timestamp token
     tampered[digit] = ord("0") if tampered[digit] != ord("0") else ord("1")

@@ -247,3 +247,93 @@ async def test_a_run_cancelled_while_fetching_cancels_its_requests_and_puts_the_
     left = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
     assert left == []  # both held requests were cancelled with the run
     assert list(tmp_path.iterdir()) == []
+
+
+async def test_over_pdf_max_articles_only_the_oldest_articles_originals_and_images_are_fetched(
+    tmp_path: Path,
+):
+    # Listed out of time order: the oldest two by created_at are 7 and 5 (id breaks the tie
+    # 5 < 6), which are neither the first two listed nor the two lowest ids.
+    times = {
+        9: "2025-03-01T08:00:00Z",
+        6: "2025-03-01T07:00:00Z",
+        7: "2025-03-01T06:00:00Z",
+        5: "2025-03-01T07:00:00Z",
+    }
+    articles = [
+        {
+            "id": i,
+            "type": "email",
+            "created_at": created,
+            "content_type": "text/plain",
+            "body": f"Mail {i}",
+            "attachments": [
+                {
+                    "id": 100 + i,
+                    "filename": f"{i}.png",
+                    "size": "3",
+                    "preferences": {"Mime-Type": "image/png"},
+                },
+                {"id": 200 + i, "filename": f"{i}.pdf", "size": "4", "preferences": {}},
+            ],
+        }
+        for i, created in times.items()
+    ]
+    zammad = FakeZammad()
+    zammad.ticket(TICKET, [TRIGGER], articles)
+    for i in times:
+        zammad.plain[i] = f"From: a@example.org\r\n\r\nMail {i}".encode()
+        zammad.attachments[(TICKET, i, 100 + i)] = b"PNG"
+        zammad.attachments[(TICKET, i, 200 + i)] = b"%PDF"
+    imaged: list[int] = []
+
+    def refs(ticket_id: int, articles: Any) -> list[Ref]:
+        imaged.extend(a["id"] for a in articles)
+        return [Ref(ticket_id, a["id"], a["attachments"][0]["id"], "x.png") for a in articles]
+
+    renderer = FakeRenderer()
+    workflow = ArchiveWorkflow(
+        zammad=zammad,
+        renderer=renderer,
+        signer=FakeSigner(),
+        storage=FakeStorage(),
+        spool_dir=tmp_path,
+        image_references=refs,
+        embed=EmbedPolicy(),
+        max_articles=2,
+    )
+    assert (await workflow.execute(TICKET, job_id="j")).status == "archived"
+
+    assert imaged == [7, 5]
+    assert sorted(c[1] for c in zammad.calls if c[0] == "get_article_plain") == [5, 7]
+    assert sorted(c[3] for c in zammad.calls if c[0] == "get_attachment") == [105, 107, 205, 207]
+    (snapshot,) = renderer.snapshots
+    assert [a["id"] for a in snapshot.articles] == [9, 6, 7, 5]  # the renderer still counts them all
+    assert [f.name for f in snapshot.embedded] == [
+        "ticket.json",
+        "articles.json",
+        "article-7-body.txt",
+        "article-5-body.txt",
+        "article-7.eml",
+        "article-5.eml",
+        "article-7-107-7.png",
+        "article-7-207-7.pdf",
+        "article-5-105-5.png",
+        "article-5-205-5.pdf",
+    ]
+    assert snapshot.embedded[1].content() == repr(articles).encode()  # the whole answer, every article
+    assert snapshot.omitted == ()  # the other articles' originals are not "omitted": not wanted
+
+
+async def test_within_pdf_max_articles_every_articles_originals_are_fetched(tmp_path: Path):
+    rig = Rig(tmp_path, embed=EmbedPolicy(), max_articles=2)
+    rig.zammad.plain[1] = b"From: a@example.org\r\n\r\nGuten Tag"
+    assert (await rig.workflow.execute(TICKET, job_id="j")).status == "archived"
+    (snapshot,) = rig.renderer.snapshots
+    assert [f.name for f in snapshot.embedded] == [
+        "ticket.json",
+        "articles.json",
+        "article-1-body.txt",
+        "article-2-body.html",
+        "article-1.eml",
+    ]

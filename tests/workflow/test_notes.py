@@ -152,3 +152,23 @@ def test_missing_glyphs_warning_agrees_with_its_count():
     assert "2 characters (Unassigned) had no font and are shown as placeholders" in notes[2, "en"]
     assert "1 Zeichen (Unassigned) hatte keine Schrift und ist als Platzhalter" in notes[1, "de"]
     assert "2 Zeichen (Unassigned) hatten keine Schrift und sind als Platzhalter" in notes[2, "de"]
+
+
+def test_a_capped_archives_note_says_whose_originals_are_embedded():
+    stored = StoredArchive(Path("/x"), "x", "0" * 64, 1)
+    whole = (("ticket.json", "a" * 64, 2), ("articles.json", "b" * 64, 9), ("article-1.eml", "c" * 64, 5))
+    capped = RenderedPdf(b"", 1, 2, 8, embedded=whole)
+
+    def body(rendered: RenderedPdf, language: str = "en") -> str:
+        return success_note(
+            stored, SignedPdf(b"", False), replace(rendered, language=language), job_id="j", delivery_id=None
+        ).body_html
+
+    assert (
+        "Originals embedded: 3 files (PDF/A-3 associated files), of the 2 articles in the PDF; "
+        "articles.json lists all 8" in body(capped)
+    )
+    assert "der 2 Artikel im PDF; articles.json listet alle 8" in body(capped, "de")
+    without_json = replace(capped, embedded=(whole[0], whole[2]))
+    assert "2 files (PDF/A-3 associated files), of the 2 articles in the PDF<" in body(without_json)
+    assert "of the" not in body(replace(capped, articles_included=8))  # not capped: no such words
