@@ -60,13 +60,16 @@ RESULT_ORDER = (
 ``missing_archive``: the manifest records an archive whose PDF is not there (``--manifest``:
 deleted, renamed or moved, or a folder on its path replaced by a symlink). ``unreadable``: the
 file (or its sidecar) cannot be read or is not a regular file.
-``hash_mismatch``: SHA-256 or size differ from the sidecar's. ``manifest_mismatch``: the
+``hash_mismatch``: SHA-256 or size differ from the sidecar's, the sidecar is unusable, or it
+describes an archive at another path (a copy, or a renamed or moved archive). ``manifest_mismatch``: the
 SHA-256 differs from the manifest's line for the path (``--manifest``). ``signature_invalid``:
 a signature, timestamp or certificate path does not verify, the file changed after signing,
 a signed archive has no signature, or the signer is not the sidecar's. ``missing_sidecar``:
 a PDF without ``<name>.pdf.json`` (an interrupted publish, or a sidecar deleted).
-``orphan_sidecar``: a sidecar without its PDF. ``not_in_manifest``: an archive written after
-the manifest began that has no line (``--manifest``). ``certificate_expiring``: the chain of
+``orphan_sidecar``: a sidecar without its PDF. ``not_in_manifest`` (``--manifest``): no line for
+the archive at its path although its sidecar says it was entered (``"manifest": true``), or,
+for a sidecar without that key, although it was written after the manifest began, or the
+manifest records its SHA-256 for another path (a copy). ``certificate_expiring``: the chain of
 the archive's newest evidence expires within the warning window (or has expired)."""
 
 CHUNK_BYTES = 1 << 20
@@ -98,6 +101,11 @@ class FileReport:
         signature_check: ``"byte_range"``, ``"pyhanko"``, ``"none"`` or ``None`` (not checked).
         evidence_expires_at: see :attr:`app.audit.signatures.PdfVerdict.evidence_expires_at`.
         archived_at: the sidecar's ``archived_at`` (ISO 8601), if any.
+        sidecar_read: whether a sidecar was read and parsed.
+        ticket_id: the sidecar's ``ticket_id``, if it is a number.
+        manifested: the sidecar says the archive was entered in the manifest (``"manifest":
+            true``, written by the archive store since the manifest's entries became checkable;
+            older sidecars lack it).
     """
 
     path: str
@@ -108,6 +116,9 @@ class FileReport:
     signature_check: str | None = None
     evidence_expires_at: datetime | None = None
     archived_at: str | None = None
+    sidecar_read: bool = False
+    ticket_id: int | None = None
+    manifested: bool = False
 
     @property
     def result(self) -> str:
@@ -285,10 +296,16 @@ def check_archive(
         except ValueError as exc:
             report.add(HASH_MISMATCH, f"sidecar is not usable: {exc}")
     if sidecar is not None:
+        report.sidecar_read = True
         level = sidecar.get("pades_level")
         report.pades_level = str(level) if level is not None else None
         archived_at = sidecar.get("archived_at")
         report.archived_at = str(archived_at) if archived_at else None
+        ticket_id = sidecar.get("ticket_id")
+        report.ticket_id = (
+            ticket_id if isinstance(ticket_id, int) and not isinstance(ticket_id, bool) else None
+        )
+        report.manifested = sidecar.get("manifest") is True
     try:
         result = read_archive(dir_fd, pdf_name, verifier, buffer)
     except OSError as exc:
@@ -304,6 +321,14 @@ def check_archive(
             report.add(HASH_MISMATCH, f"SHA-256 is {result.sha256}, the sidecar says {expected_sha}")
         elif expected_size != result.size:
             report.add(HASH_MISMATCH, f"size is {result.size} bytes, the sidecar says {expected_size}")
+        described = sidecar.get("path")
+        # A root that is a folder of the storage root (an audit of one group) sees the tail of it.
+        if described is not None and described != relative and not str(described).endswith("/" + relative):
+            report.add(
+                HASH_MISMATCH,
+                f"the sidecar describes the archive at {described!r}, not this place "
+                "(a copied, renamed or moved archive)",
+            )
     _judge_signatures(report, result.verdict, sidecar, now, expiry_window)
     return report
 

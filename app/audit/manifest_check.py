@@ -10,22 +10,36 @@ day is a write in progress, not a break.
 Each ``.tsr`` is checked as a timestamp token
 (:meth:`app.audit.signatures.SignatureVerifier.verify_timestamp`): its imprint must be the
 hash of one of the day's lines (normally the last) and its TSA must chain to the trust roots.
-A closed day without one is listed, not failed (no TSA may be configured).
+A closed day without one is listed, not failed (no TSA may be configured) — unless it has lines
+and a later day has a ``.tsr``: the service stamps every closed day it finds unstamped, so that
+one was removed (:attr:`ManifestReport.missing_timestamps`, failed). A line whose ``time`` is
+after its day file's day, or more than :data:`CLOCK_SLACK` before it, is in the wrong day file
+(a day file renamed; :attr:`ManifestReport.misdated`, failed).
 
-Optionally builds a :class:`ManifestIndex` (path → SHA-256 of the newest line for it) for the
-file audit's cross-check: about 100 bytes per line, ~10 MB for 100,000 archives. The audit
+``_manifest/`` is the service's own folder: any name in it the service did not make —
+anything but day files, the ``.tsr`` of a day file there, hidden names (the lock, temporary
+files) and, in subfolders, archives the manifest records there (with their sidecars; a group
+named ``_manifest`` put them there before its name was remapped) — is listed as stray
+(:attr:`ManifestReport.stray`, failed): a day file renamed to a name that is no date, a ``.tsr``
+whose day file is gone, a copy of the manifest, an archive hidden where the walk does not look.
+
+Optionally builds a :class:`ManifestIndex` (path → SHA-256 and ticket id of the newest line
+for it) for the file audit's cross-check: about 170 bytes per line, ~17 MB for 100,000
+archives (measured). The audit
 takes each path it walks out of the index; :func:`recorded_archives` then reads the lines of
 the paths left (the archives the walk did not find) back from the day files.
 """
 
 from __future__ import annotations
 
-import contextlib
+import bisect
 import hashlib
+import os
 import re
-from collections.abc import Set
+from array import array
+from collections.abc import Iterator, Set
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,14 +51,27 @@ from app.storage.manifest_format import (
     GENESIS,
     MANIFEST_FOLDER,
     REQUIRED_FIELDS,
+    TIMESTAMP_SUFFIX,
     day_file_name,
+    day_of,
     iter_lines,
     line_hash,
     manifest_days,
     timestamp_file_name,
 )
+from app.storage.store import SIDECAR_SUFFIX
 
 _HEX64 = re.compile(r"\A[0-9a-f]{64}\Z")
+
+CLOCK_SLACK = timedelta(hours=1)
+"""How far before its day file's day a line's ``time`` may be: a writer whose clock is behind
+appends to the newest day file (the runbook asks for clocks within an hour or so)."""
+
+STRAY_SAMPLE = 20
+"""How many stray names a :class:`ManifestReport` lists (all are counted)."""
+
+MISDATED_SAMPLE = 20
+"""How many misdated lines a :class:`ManifestReport` lists (all are counted)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -81,38 +108,85 @@ class DayTimestamp:
     problem: str | None
 
 
+@dataclass(frozen=True, slots=True)
+class IndexedLine:
+    """What the index keeps of the newest manifest line for a path.
+
+    Attributes:
+        sha256: the recorded SHA-256 (hex).
+        ticket_id: the recorded ``ticket_id`` (``None`` when the line has none).
+    """
+
+    sha256: str
+    ticket_id: int | None
+
+
 class ManifestIndex:
-    """Path → SHA-256 of the newest manifest line for that path (compact: 8-byte path keys)."""
+    """Path → SHA-256 and ticket id of the newest manifest line for that path (compact: 8-byte
+    path keys), and the first 8 bytes of every SHA-256 the manifest records, for "is this file
+    recorded at another path?"."""
 
     def __init__(self) -> None:
-        self._sha256: dict[int, bytes] = {}
+        self._lines: dict[int, bytes] = {}
+        self._digests = array("Q")
+        self._sorted = True
 
     @staticmethod
     def key(path: str) -> int:
         """The index's key of ``path``: 8 bytes of its BLAKE2b hash."""
         return int.from_bytes(hashlib.blake2b(path.encode("utf-8"), digest_size=8).digest(), "big")
 
-    def add(self, path: str, sha256: str) -> None:
-        with contextlib.suppress(ValueError):  # not hex: the chain check reports the line
-            self._sha256[self.key(path)] = bytes.fromhex(sha256)
+    def add(self, path: str, sha256: str, ticket_id: int | None = None) -> None:
+        """Record a line (a later line for the same path replaces an earlier one)."""
+        try:
+            digest = bytes.fromhex(sha256)
+        except ValueError:  # not hex: the chain check reports the line
+            return
+        if len(digest) != 32:
+            return
+        ticket = b""
+        if isinstance(ticket_id, int) and not isinstance(ticket_id, bool) and -(2**63) <= ticket_id < 2**63:
+            ticket = ticket_id.to_bytes(8, "big", signed=True)
+        self._lines[self.key(path)] = digest + ticket
+        self._digests.append(int.from_bytes(digest[:8], "big"))
+        self._sorted = False
 
-    def get(self, path: str) -> str | None:
-        """The recorded SHA-256 (hex), or ``None`` when the path has no line (or was taken)."""
-        found = self._sha256.get(self.key(path))
-        return found.hex() if found is not None else None
+    @staticmethod
+    def _line(value: bytes | None) -> IndexedLine | None:
+        if value is None:
+            return None
+        ticket = int.from_bytes(value[32:], "big", signed=True) if len(value) > 32 else None
+        return IndexedLine(value[:32].hex(), ticket)
 
-    def take(self, path: str) -> str | None:
+    def get(self, path: str) -> IndexedLine | None:
+        """The newest line for ``path``, or ``None`` when the path has none (or was taken)."""
+        return self._line(self._lines.get(self.key(path)))
+
+    def take(self, path: str) -> IndexedLine | None:
         """As :meth:`get`, and removes the path: what is left after the walk are the recorded
         archives it did not find (:meth:`keys`)."""
-        found = self._sha256.pop(self.key(path), None)
-        return found.hex() if found is not None else None
+        return self._line(self._lines.pop(self.key(path), None))
+
+    def records_sha256(self, sha256: str) -> bool:
+        """Whether any line (for any path, taken or not) records a SHA-256 starting with the
+        same 8 bytes as ``sha256`` (hex): a file found at a path without a line is then
+        almost surely a copy of a recorded archive."""
+        if not self._sorted:
+            self._digests = array("Q", sorted(self._digests))
+            self._sorted = True
+        try:
+            wanted = int(sha256[:16], 16)
+        except ValueError:
+            return False
+        at = bisect.bisect_left(self._digests, wanted)
+        return at < len(self._digests) and self._digests[at] == wanted
 
     def keys(self) -> Set[int]:
         """The keys (:meth:`key`) of the paths still in the index."""
-        return self._sha256.keys()
+        return self._lines.keys()
 
     def __len__(self) -> int:
-        return len(self._sha256)
+        return len(self._lines)
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,6 +246,12 @@ class ManifestReport:
         timestamps: one entry per ``.tsr``.
         unstamped_days: closed days (all but the newest) without a ``.tsr``.
         incomplete_tail: the day file whose last line is incomplete (a write in progress), if any.
+        missing_timestamps: closed days with lines and no ``.tsr`` although a later day has one
+            (its ``.tsr`` was removed).
+        misdated: lines whose ``time`` does not fall on their day file's day, as ``(file, line,
+            time)`` (the first :data:`MISDATED_SAMPLE`); misdated_lines: how many there are.
+        stray: names under ``_manifest/`` that are not the manifest's (relative to the root,
+            the first :data:`STRAY_SAMPLE`); stray_count: how many there are.
         first_time: the first line's ``time`` (the manifest's start).
         head: the hash of the last line (what the next line will chain to).
     """
@@ -182,13 +262,25 @@ class ManifestReport:
     timestamps: list[DayTimestamp] = field(default_factory=list)
     unstamped_days: list[date] = field(default_factory=list)
     incomplete_tail: str | None = None
+    missing_timestamps: list[date] = field(default_factory=list)
+    misdated: list[tuple[str, int, str]] = field(default_factory=list)
+    misdated_lines: int = 0
+    stray: list[str] = field(default_factory=list)
+    stray_count: int = 0
     first_time: datetime | None = None
     head: str | None = None
 
     @property
     def ok(self) -> bool:
-        """The chain holds and every timestamp does."""
-        return self.first_break is None and all(t.problem is None for t in self.timestamps)
+        """The chain holds, every timestamp does, no closed day lost its timestamp and every line
+        is in its day's file."""
+        return (
+            self.first_break is None
+            and all(t.problem is None for t in self.timestamps)
+            and not self.missing_timestamps
+            and not self.misdated_lines
+            and not self.stray_count
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """The JSON form (``manifest`` of ``python -m app audit --json``)."""
@@ -211,6 +303,11 @@ class ManifestReport:
                 for t in self.timestamps
             ],
             "unstamped_days": [d.isoformat() for d in self.unstamped_days],
+            "missing_timestamps": [d.isoformat() for d in self.missing_timestamps],
+            "misdated_lines": self.misdated_lines,
+            "misdated": [{"file": f, "line": n, "time": t} for f, n, t in self.misdated],
+            "stray": list(self.stray),
+            "stray_count": self.stray_count,
             "incomplete_tail": self.incomplete_tail,
             "first_time": self.first_time.isoformat() if self.first_time else None,
             "head": self.head,
@@ -261,8 +358,12 @@ def verify_manifest(
     days = manifest_days(folder)
     report.days = len(days)
     expected_prev = GENESIS
+    lines_of: dict[date, int] = {}
+    inside_prefix, inside = MANIFEST_FOLDER + "/", set[str]()
     for position, day in enumerate(days):
         name = day_file_name(day)
+        day_start = datetime(day.year, day.month, day.day, tzinfo=UTC)
+        earliest, end = day_start - CLOCK_SLACK, day_start + timedelta(days=1)
         hashes: dict[str, int] = {}
         seq = 0
         for number, (raw, complete) in enumerate(iter_lines(folder / name), 1):
@@ -281,10 +382,19 @@ def verify_manifest(
                 fields = orjson.loads(raw)
             except orjson.JSONDecodeError:
                 fields = None
-            if index is not None and isinstance(fields, dict):
+            if isinstance(fields, dict):
+                moment = _parse_time(fields.get("time"))
+                if moment is not None and not earliest <= moment < end:
+                    report.misdated_lines += 1
+                    if len(report.misdated) < MISDATED_SAMPLE:
+                        report.misdated.append((name, number, str(fields.get("time"))))
+            if isinstance(fields, dict):
                 path, sha = fields.get("path"), fields.get("sha256")
                 if isinstance(path, str) and isinstance(sha, str):
-                    index.add(path, sha)
+                    if index is not None:
+                        index.add(path, sha, fields.get("ticket_id"))
+                    if path.startswith(inside_prefix):
+                        inside.add(path)
             if report.first_break is None:
                 problem = _line_problem(fields)
                 if problem is None:
@@ -307,12 +417,58 @@ def verify_manifest(
             )
             expected_prev = digest
         report.head = expected_prev if report.lines else None
+        lines_of[day] = len(hashes)
         tsr = folder / timestamp_file_name(day)
         if tsr.exists():
             report.timestamps.append(_check_timestamp(tsr, day, hashes, seq, verifier))
         elif position < len(days) - 1:
             report.unstamped_days.append(day)
+    if report.timestamps:
+        newest_stamped = max(t.day for t in report.timestamps)
+        report.missing_timestamps = [d for d in report.unstamped_days if d < newest_stamped and lines_of[d]]
+    for number, name in enumerate(_stray_names(folder, set(days), inside)):
+        if number < STRAY_SAMPLE:
+            report.stray.append(name)
+        report.stray_count += 1
     return report
+
+
+def _stray_names(folder: Path, days: set[date], recorded: set[str]) -> Iterator[str]:
+    """Names under ``folder`` (``_manifest``) that are not the manifest's (see the module
+    docstring), relative to the storage root, sorted; folders are walked without following
+    symlinks. ``recorded``: the archive paths under the folder that manifest lines record.
+
+    Raises:
+        OSError: the folder exists but cannot be listed.
+    """
+    try:
+        top = sorted(os.scandir(folder), key=lambda item: item.name)
+    except FileNotFoundError:
+        return
+    stack: list[tuple[str, list[os.DirEntry[str]]]] = [(MANIFEST_FOLDER, top)]
+    while stack:
+        where, items = stack.pop()
+        subfolders = []
+        for item in items:
+            relative = f"{where}/{item.name}"
+            if item.name.startswith("."):
+                continue  # the lock, temporary files: the service's, hidden
+            if item.is_dir(follow_symlinks=False):
+                try:
+                    subfolders.append((relative, sorted(os.scandir(item.path), key=lambda i: i.name)))
+                except OSError:
+                    yield relative + "/"
+                continue
+            if where == MANIFEST_FOLDER:
+                day = day_of(item.name.removesuffix(TIMESTAMP_SUFFIX))
+                if day in days and item.is_file(follow_symlinks=False):
+                    continue
+            elif item.is_file(follow_symlinks=False) and (
+                relative in recorded or relative.removesuffix(SIDECAR_SUFFIX) in recorded
+            ):
+                continue
+            yield relative
+        stack.extend(reversed(subfolders))
 
 
 def _check_timestamp(

@@ -135,6 +135,21 @@ def _manifest_text(report: ManifestReport) -> str:
             else ""
         )
     )
+    for day in report.missing_timestamps:
+        lines.append(f"manifest timestamp {day}: MISSING although a later day has one (removed?)")
+    for name, number, moment in report.misdated:
+        lines.append(
+            f"manifest: {name} line {number} is timed {moment}, not on that file's day (a day file renamed?)"
+        )
+    if report.misdated_lines > len(report.misdated):
+        lines.append(f"manifest: {report.misdated_lines - len(report.misdated)} more misdated line(s)")
+    if report.stray_count:
+        more = report.stray_count - len(report.stray)
+        lines.append(
+            "manifest: not the manifest's (remove or explain): "
+            + ", ".join(report.stray)
+            + (f" and {more} more" if more else "")
+        )
     if report.incomplete_tail:
         lines.append(
             f"manifest: the last line of {report.incomplete_tail} is incomplete (a write in progress?)"

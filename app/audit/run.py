@@ -3,7 +3,7 @@
 :func:`run_audit` walks the root (:mod:`app.audit.walk`), checks each archive
 (:mod:`app.audit.fixity`) and hands each :class:`~app.audit.fixity.FileReport` to a callback
 as soon as it is made, keeping only counts: memory does not grow with the number of
-archives (the manifest cross-check's index aside, ~100 bytes per manifest line). With the
+archives (the manifest cross-check's index aside, ~170 bytes per manifest line). With the
 manifest, every archive it records is accounted for after the walk: one the walk did not find
 is looked up at its recorded path — ``missing_archive`` when it is not there (also with
 ``since``: a deletion leaves no time behind), checked like any archive when it is (a folder
@@ -278,22 +278,45 @@ def _locate(root_fd: int, recorded: RecordedArchive) -> WalkEntry | Problem:
 
 def _cross_check(report: FileReport, index: ManifestIndex, manifest_start: datetime | None) -> None:
     """Takes the report's archive out of the index. ``missing_archive`` for an orphan sidecar
-    whose PDF the manifest records; ``manifest_mismatch`` when the manifest recorded another
-    SHA-256 for the path; ``not_in_manifest`` when it has no line for an archive written after
-    it began. A file that could not be read is taken out and left as it is."""
+    whose PDF the manifest records; ``manifest_mismatch`` when the manifest's line for the path
+    records another SHA-256, or another ticket than the sidecar names; ``not_in_manifest`` when
+    it has no line for the path although the sidecar says the archive was entered
+    (``"manifest": true``, whatever its date), or the manifest records the file's SHA-256 for
+    another path (a copy), or — for a sidecar without that key — it was archived after the
+    manifest began. A file that could not be read is taken out and left as it is."""
     if report.sha256 is None:
         orphan = any(p.code == ORPHAN_SIDECAR for p in report.problems)
         pdf = report.path.removesuffix(SIDECAR_SUFFIX) if orphan else report.path
-        sha256 = index.take(pdf)
-        if orphan and sha256 is not None:
+        line = index.take(pdf)
+        if orphan and line is not None:
             report.add(
-                MISSING_ARCHIVE, f"the manifest records its PDF (SHA-256 {sha256}), but it is not there"
+                MISSING_ARCHIVE, f"the manifest records its PDF (SHA-256 {line.sha256}), but it is not there"
             )
         return
     recorded = index.take(report.path)
     if recorded is not None:
-        if recorded != report.sha256:
-            report.add(MANIFEST_MISMATCH, f"the manifest recorded SHA-256 {recorded} for this path")
+        if recorded.sha256 != report.sha256:
+            report.add(MANIFEST_MISMATCH, f"the manifest recorded SHA-256 {recorded.sha256} for this path")
+        elif (
+            report.sidecar_read and recorded.ticket_id is not None and recorded.ticket_id != report.ticket_id
+        ):
+            report.add(
+                MANIFEST_MISMATCH,
+                f"the manifest recorded ticket id {recorded.ticket_id} for this path, "
+                f"the sidecar says {report.ticket_id}",
+            )
+        return
+    copy = index.records_sha256(report.sha256)
+    elsewhere = "; the manifest records this SHA-256 for another path (a copy, or a renamed archive)"
+    if report.manifested:
+        report.add(
+            NOT_IN_MANIFEST,
+            "its sidecar says it was entered in the manifest, but the manifest has no line for this path"
+            + (elsewhere if copy else ""),
+        )
+        return
+    if copy:
+        report.add(NOT_IN_MANIFEST, "the manifest has no line for this path" + elsewhere)
         return
     if manifest_start is None or report.archived_at is None:
         return

@@ -25,9 +25,14 @@ chain at the next line; the day's last hash is fixed by its timestamp.
 (explicit offsets, not ``O_APPEND``: the Linux CIFS client emulates ``O_APPEND`` from its own
 idea of the file's size), writes one line with one ``pwrite`` and ``fsync``\\s it. A line left
 incomplete by a writer that crashed mid-write (no ``\\n`` at the end) is cut off by the next
-writer (it was never part of the chain) and logged. Writers never append to a day older than
+writer (it was never part of the chain) and logged; its bytes are kept in a hidden file beside
+the day file, ``.<day file>.cut-<Unix ms>``. Writers never append to a day older than
 the newest day file (a replica whose clock is behind appends to the newest day) nor to a day
 that has its ``.tsr`` already (it starts the next day).
+
+**A new chain** (a first line with ``prev`` :data:`GENESIS`) over a root that holds archives
+whose sidecars say ``"manifest": true`` (the archive store writes that) means the manifest
+they were entered in is gone: the writer logs an error (:meth:`ArchiveManifest.record`).
 
 **What it relies on** (see ``docs/06-runbook.md``): atomic exclusive create (the lock), and
 close-to-open consistency — a file opened after another host closed it shows that host's
@@ -41,6 +46,7 @@ import json
 import logging
 import os
 import threading
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -114,6 +120,8 @@ class ArchiveManifest:
         self.on_day_closed = on_day_closed
         self._lock = ShareLock(self.folder / LOCK_NAME, stale_after=lock_stale_after, timeout=lock_timeout)
         self._thread_lock = threading.Lock()
+        self.chain_check: threading.Thread | None = None
+        """The check run after this writer started a new chain (a daemon thread), if any."""
 
     def record(self, entry: ManifestEntry) -> ManifestLine:
         """Append one line for ``entry``; returns it once it is written (and ``fsync``\\ed).
@@ -127,6 +135,12 @@ class ArchiveManifest:
             self._make_folder()
             with self._lock:
                 line, closed = self._append(entry)
+        if line.seq == 1 and json.loads(line.raw)["prev"] == GENESIS:
+            # A walk of the root: in the background, so the archive being recorded does not wait.
+            self.chain_check = threading.Thread(
+                target=self._check_new_chain, args=(entry.path,), name="manifest-chain-check", daemon=True
+            )
+            self.chain_check.start()
         if closed is not None and self.on_day_closed is not None:
             try:
                 self.on_day_closed(closed)
@@ -192,6 +206,30 @@ class ArchiveManifest:
         return None
 
     # -- internals ------------------------------------------------------------------------
+
+    def _check_new_chain(self, recorded: str) -> None:
+        """After a line started a new chain: log an error when the root holds an archive whose
+        sidecar says it was entered in a manifest (``"manifest": true``) and that is older
+        than :data:`NEW_CHAIN_SLACK_SECONDS` — the manifest it was entered in has been
+        removed, moved aside or cut off. Walks the root (hidden names and the top-level
+        ``_manifest`` skipped, no symlinks followed) up to the first such sidecar, in a thread
+        of its own (:attr:`chain_check`), once per new chain; on a root without such sidecars
+        (a first start, archives from before the manifest) it reads every sidecar. Never raises."""
+        before = time.time() - NEW_CHAIN_SLACK_SECONDS  # file times: the file system's clock
+        try:
+            found = _entered_archive(self.root, before, skip=recorded + ".json")
+        except OSError as exc:
+            log.warning(
+                "manifest: cannot look for archives entered before the new chain", extra={"cause": str(exc)}
+            )
+            return
+        if found is not None:
+            log.error(
+                "manifest: a new chain was started although archives under the storage root were "
+                "entered in a manifest that is gone (removed, moved aside or cut off): stop archiving "
+                "and restore it (runbook 6.13)",
+                extra={"archive": found},
+            )
 
     @staticmethod
     def _since(sidecar: Mapping[str, Any] | None) -> date | None:
@@ -303,9 +341,10 @@ class ArchiveManifest:
             if not tail.endswith(b"\n"):
                 cut = tail.rfind(b"\n") + 1
                 keep = size - (len(tail) - cut)
+                kept = self._keep_cut(name, tail[cut:])
                 log.warning(
                     "manifest: cutting off an incomplete last line (a writer crashed mid-write)",
-                    extra={"file": name, "bytes": size - keep},
+                    extra={"file": name, "bytes": size - keep, "kept_in": kept},
                 )
                 os.ftruncate(fd, keep)
                 if self._fsync:
@@ -322,12 +361,39 @@ class ArchiveManifest:
             seq = None
         if not isinstance(seq, int) or isinstance(seq, bool):
             raise StorageError(
-                f"manifest day file '{name}' ends in a line that is not a manifest line; "
-                "run 'python -m app audit --manifest' and repair it before archiving resumes",
+                f"manifest day file '{name}' ends in a line that is not a manifest line; archiving "
+                "stops until it is removed: run 'python -m app audit --manifest', keep a copy of the "
+                "file outside _manifest/ and remove only that last line (runbook 6.13)",
                 errno=errno.EBADMSG,
                 transient=False,
             )
         return last, seq
+
+    def _keep_cut(self, name: str, data: bytes) -> str | None:
+        """Write the bytes of an incomplete last line about to be cut off to a new hidden file
+        beside the day file, ``.<day file>.cut-<Unix ms>`` (and ``fsync``), so nothing is lost
+        unseen; returns its name, ``None`` when it cannot be written (logged)."""
+        aside = f".{name}.cut-{int(time.time() * 1000)}"
+        try:
+            fd = os.open(
+                self.folder / aside,
+                os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                0o640,
+            )
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                if self._fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            log.warning(
+                "manifest: cannot keep the incomplete line's bytes", extra={"file": name, "cause": str(exc)}
+            )
+            return None
+        return aside
 
     def _write_line(self, name: str, raw: bytes, *, new_file: bool) -> None:
         path = self.folder / name
@@ -360,6 +426,55 @@ class ArchiveManifest:
             pass  # not supported on some network file systems; the file's own fsync happened
         finally:
             os.close(fd)
+
+
+NEW_CHAIN_SLACK_SECONDS = 300.0
+"""Sidecars written this recently before a new chain began are not taken for archives of a
+lost manifest (archives being written at the same moment get their lines right after)."""
+
+_SIDECAR_TAIL = ".pdf.json"
+
+
+def _entered_archive(root: Path, before: float, *, skip: str) -> str | None:
+    """The path of the first sidecar under ``root`` (other than ``skip``) last changed before
+    ``before`` (Unix seconds) that says ``"manifest": true``, or ``None``.
+
+    Raises:
+        OSError: the root cannot be listed.
+    """
+    stack = [""]
+    while stack:
+        folder = stack.pop()
+        try:
+            with os.scandir(root / folder if folder else root) as listing:
+                items = sorted(listing, key=lambda item: item.name)
+        except OSError:
+            if not folder:
+                raise
+            continue
+        for item in items:
+            if item.name.startswith(".") or (not folder and item.name == MANIFEST_FOLDER):
+                continue
+            relative = f"{folder}/{item.name}" if folder else item.name
+            try:
+                if item.is_dir(follow_symlinks=False):
+                    stack.append(relative)
+                    continue
+                if not item.name.lower().endswith(_SIDECAR_TAIL) or relative == skip:
+                    continue
+                if (
+                    not item.is_file(follow_symlinks=False)
+                    or item.stat(follow_symlinks=False).st_mtime >= before
+                ):
+                    continue
+                fd = os.open(item.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                with os.fdopen(fd, "rb") as fh:
+                    fields = json.loads(fh.read(1 << 20))
+            except (OSError, ValueError):
+                continue
+            if isinstance(fields, dict) and fields.get("manifest") is True:
+                return relative.removesuffix(".json")
+    return None
 
 
 def _error(operation: str, exc: OSError) -> StorageError:

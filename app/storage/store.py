@@ -42,7 +42,8 @@ one:
 Without a ``job_id`` (or without a sidecar) every call publishes a new file.
 
 **Manifest.** With a ``manifest`` (:class:`app.storage.manifest.ArchiveManifest`), every
-archive published gets its line in the tamper-evident manifest after its sidecar; a job that
+archive published gets its line in the tamper-evident manifest after its sidecar, which says
+so (``"manifest": true``: ``python -m app audit --manifest`` then requires the line); a job that
 finds its own finished archive records it only if the line is missing (a crash between the
 two).
 
@@ -377,6 +378,10 @@ class ArchiveStore:
             "size": stored.size,
             "path_template": self._template,
         }
+        if self._manifest is not None:
+            # The archive is entered in the manifest right after this: the audit then requires
+            # its line, whatever its date (a removed or restarted manifest shows).
+            content["manifest"] = True
         try:
             text = json.dumps(content, ensure_ascii=False, indent=2, sort_keys=True, default=_json_default)
         except (TypeError, ValueError) as exc:

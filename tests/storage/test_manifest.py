@@ -110,6 +110,8 @@ def test_an_incomplete_last_line_is_cut_off_and_the_chain_goes_on(tmp_path: Path
     assert [line["seq"] for line in lines(tmp_path, DAY1.date())] == [1, 2]
     assert lines(tmp_path, DAY1.date())[1]["path"] == "Support/2026/Ticket-3.pdf"
     assert chain_ok(tmp_path)
+    (kept,) = (tmp_path / "_manifest").glob(f".{day_file.name}.cut-*")  # nothing lost unseen
+    assert kept.read_bytes() == b'{"event":"archived","job_id":"job-2","pa'
 
 
 def test_a_day_file_ending_in_garbage_stops_writers(tmp_path: Path) -> None:
@@ -123,6 +125,14 @@ def test_a_day_file_ending_in_garbage_stops_writers(tmp_path: Path) -> None:
 
     assert getattr(caught.value, "errno", None) == errno.EBADMSG and caught.value.transient is False
     assert "audit --manifest" in str(caught.value)
+    # What the runbook (6.13) says, too: keep a copy, remove only the last line; no "repair".
+    assert "remove only that last line" in str(caught.value) and "runbook 6.13" in str(caught.value)
+    assert "repair" not in str(caught.value)
+
+    day_file = tmp_path / "_manifest" / day_file_name(DAY1.date())
+    day_file.write_bytes(day_file.read_bytes().removesuffix(b"not a manifest line\n"))  # the runbook's cut
+    manifest.record(entry(2))
+    assert [line["seq"] for line in lines(tmp_path, DAY1.date())] == [1, 2] and chain_ok(tmp_path)
 
 
 def _append_many(root: str, start: int, count: int, go: Any) -> None:
@@ -276,3 +286,46 @@ def test_an_empty_day_file_left_by_a_crash_does_not_break_the_chain(tmp_path: Pa
     assert lines(tmp_path, DAY1.date() + timedelta(days=2))[0]["prev"] == line_hash(
         (tmp_path / "_manifest" / day_file_name(DAY1.date())).read_bytes().rstrip(b"\n")
     )
+
+
+def _old(path: Path) -> None:
+    then = time.time() - 3600
+    os.utime(path, (then, then))
+
+
+async def test_a_new_chain_over_archives_of_a_lost_manifest_is_logged_as_an_error(
+    tmp_path: Path, snapshot: TicketSnapshot, caplog: pytest.LogCaptureFixture
+) -> None:
+    manifest = ArchiveManifest(tmp_path, fsync=False)
+    store = ArchiveStore(tmp_path, fsync=False, manifest=manifest)
+    first = await store.store(snapshot, b"%PDF-1.7\nfirst\n%%EOF\n", sidecar={"job_id": "job-1"})
+    assert manifest.chain_check is not None
+    manifest.chain_check.join(10)
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]  # a first start: nothing to say
+    _old(Path(f"{first.path}.json"))
+    (tmp_path / "_manifest").rename(tmp_path / "manifest.aside")  # the manifest moved aside
+
+    await store.store(snapshot, b"%PDF-1.7\nsecond\n%%EOF\n", sidecar={"job_id": "job-2"})
+    assert manifest.chain_check is not None
+    manifest.chain_check.join(10)
+
+    (error,) = [r for r in caplog.records if r.levelname == "ERROR"]
+    assert "new chain" in error.getMessage() and error.archive == first.relative_path
+
+
+async def test_a_new_chain_over_archives_from_before_the_manifest_is_not_an_error(
+    tmp_path: Path, snapshot: TicketSnapshot, caplog: pytest.LogCaptureFixture
+) -> None:
+    old = await ArchiveStore(tmp_path, fsync=False).store(  # no manifest: no "manifest" key
+        snapshot, b"%PDF-1.7\nold\n%%EOF\n", sidecar={"job_id": "job-1"}
+    )
+    _old(Path(f"{old.path}.json"))
+    manifest = ArchiveManifest(tmp_path, fsync=False)
+    store = ArchiveStore(tmp_path, fsync=False, manifest=manifest)
+
+    await store.store(snapshot, b"%PDF-1.7\nnew\n%%EOF\n", sidecar={"job_id": "job-2"})
+    assert manifest.chain_check is not None
+    manifest.chain_check.join(10)
+
+    assert not [r for r in caplog.records if r.levelname == "ERROR"]
+    assert (tmp_path / "_manifest").is_dir()

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from app.audit.cli import main
 from app.audit.manifest_check import verify_manifest
 from app.audit.signatures import SignatureVerifier
 from app.storage.manifest import ArchiveManifest
@@ -102,3 +104,107 @@ async def test_a_tampered_timestamp_or_day_is_reported(tmp_path: Path, dev_pki: 
     report = verify_manifest(tmp_path, verifier)
     assert report.first_break is None and not report.ok
     assert "does not verify" in (report.timestamps[0].problem or "")
+
+
+async def test_a_removed_timestamp_before_a_stamped_day_fails_the_audit(
+    tmp_path: Path, dev_pki: DevPki
+) -> None:
+    clock = [DAY1]
+    manifest = ArchiveManifest(tmp_path, fsync=False, clock=lambda: clock[0])
+    for n in range(3):  # three days, one line each
+        clock[0] = DAY1 + timedelta(days=n)
+        manifest.record(ManifestEntry(f"a/{n}.pdf", f"{n:064x}", n))
+    notary = ManifestTimestamper(tmp_path, dev_timestamper(dev_pki.folder), clock=lambda: clock[0])
+    assert len(await notary.stamp_closed_days()) == 2
+    verifier = SignatureVerifier([load_cert(dev_pki.root_pem)])
+    folder = tmp_path / "_manifest"
+
+    (folder / timestamp_file_name(DAY1.date() + timedelta(days=1))).unlink()  # the newest stamp
+    report = verify_manifest(tmp_path, verifier)
+    assert report.ok and report.unstamped_days and not report.missing_timestamps  # a TSA outage looks so
+
+    (folder / timestamp_file_name(DAY1.date())).rename(folder / "kept.tsr")
+    await notary.stamp_day(DAY1.date() + timedelta(days=1))  # the TSA is back: day 2 stamped
+    report = verify_manifest(tmp_path, verifier)
+    assert not report.ok and report.missing_timestamps == [DAY1.date()]
+    assert report.as_dict()["missing_timestamps"] == [DAY1.date().isoformat()]
+
+
+def test_a_renamed_day_file_fails_the_audit(tmp_path: Path) -> None:
+    write_two_days(tmp_path)
+    folder = tmp_path / "_manifest"
+    day2 = DAY1.date() + timedelta(days=1)
+    report = verify_manifest(tmp_path, SignatureVerifier())
+    assert report.ok and report.misdated_lines == 0
+
+    (folder / day_file_name(day2)).rename(folder / day_file_name(day2 + timedelta(days=3)))
+    report = verify_manifest(tmp_path, SignatureVerifier())
+    assert report.first_break is None and not report.ok  # the chain holds, the dates do not
+    assert report.misdated == [(day_file_name(day2 + timedelta(days=3)), 1, report.misdated[0][2])]
+
+    (folder / day_file_name(day2 + timedelta(days=3))).rename(folder / day_file_name(day2))
+    (folder / day_file_name(DAY1.date())).rename(folder / day_file_name(DAY1.date() - timedelta(days=1)))
+    report = verify_manifest(tmp_path, SignatureVerifier())
+    assert report.misdated_lines == 3  # lines after their file's day
+
+
+def test_a_writer_whose_clock_is_a_little_behind_is_not_misdated(tmp_path: Path) -> None:
+    clock = [datetime(2026, 12, 7, 0, 10, tzinfo=UTC)]
+    manifest = ArchiveManifest(tmp_path, fsync=False, clock=lambda: clock[0])
+    manifest.record(ManifestEntry("a/0.pdf", "0" * 64, 0))
+    clock[0] = datetime(2026, 12, 6, 23, 40, tzinfo=UTC)  # another replica, 30 min behind
+    manifest.record(ManifestEntry("a/1.pdf", "1" * 64, 1))
+
+    assert verify_manifest(tmp_path, SignatureVerifier()).ok
+
+
+def test_the_audit_text_names_misdated_lines(tmp_path: Path) -> None:
+    write_two_days(tmp_path)
+    folder = tmp_path / "_manifest"
+    day2 = DAY1.date() + timedelta(days=1)
+    (folder / day_file_name(day2)).rename(folder / day_file_name(day2 + timedelta(days=3)))
+    out = io.StringIO()
+
+    status = main(["--root", str(tmp_path), "--manifest", "--no-progress"], stdout=out, stderr=io.StringIO())
+
+    assert status == 1
+    assert (
+        f"manifest: {day_file_name(day2 + timedelta(days=3))} line 1 is timed 2026-12-07T15:00"
+        in out.getvalue()
+    )
+    assert out.getvalue().rstrip().endswith("result: PROBLEMS FOUND")
+
+
+def test_names_in_the_manifest_folder_that_are_not_the_manifests_fail_the_audit(tmp_path: Path) -> None:
+    manifest = write_two_days(tmp_path)
+    manifest.record(ManifestEntry("_manifest/2025/Ticket-1.pdf", "4" * 64, 4))  # a group once named so
+    folder = tmp_path / "_manifest"
+    (folder / "2025").mkdir()
+    (folder / "2025" / "Ticket-1.pdf").write_bytes(b"%PDF")
+    (folder / "2025" / "Ticket-1.pdf.json").write_text("{}")
+    (folder / ".lock.stale-0123").write_text("")  # a broken lock: hidden, the service's
+    assert verify_manifest(tmp_path, SignatureVerifier()).ok
+
+    (folder / "2026-13-45.jsonl").write_text("")
+    (folder / "2026-12-06.jsonl.bak").write_text("")
+    (folder / "README").write_text("")
+    (folder / "2020-01-01.jsonl.tsr").write_bytes(b"")  # a timestamp whose day file is gone
+    (folder / "sub").mkdir()
+    (folder / "sub" / "x.pdf").write_bytes(b"%PDF")
+    report = verify_manifest(tmp_path, SignatureVerifier())
+
+    assert report.first_break is None and not report.ok
+    assert report.stray == [
+        "_manifest/2020-01-01.jsonl.tsr",
+        "_manifest/2026-12-06.jsonl.bak",
+        "_manifest/2026-13-45.jsonl",
+        "_manifest/README",
+        "_manifest/sub/x.pdf",
+    ]
+    out = io.StringIO()
+    assert (
+        main(["--root", str(tmp_path), "--manifest", "--no-progress"], stdout=out, stderr=io.StringIO()) == 1
+    )
+    assert (
+        "manifest: not the manifest's (remove or explain): _manifest/2020-01-01.jsonl.tsr, " in out.getvalue()
+    )

@@ -1,0 +1,137 @@
+"""``python -m app audit --manifest`` against tampering that the archives alone do not show: the
+manifest removed, cut short or restarted, archives copied or renamed, sidecars edited."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from datetime import timedelta
+from pathlib import Path
+
+from app.storage.manifest import ArchiveManifest
+from app.storage.store import ArchiveStore
+from tests.audit.archives import ARCHIVED_AT, snapshot
+from tests.audit.conftest import ArchiveRoot
+from tests.audit.test_cli import audit_json, codes, results
+
+
+def edit_sidecar(sidecar: Path, /, **changes: object) -> None:
+    fields = json.loads(sidecar.read_text())
+    for key, value in changes.items():
+        if value is None:
+            fields.pop(key, None)
+        else:
+            fields[key] = value
+    sidecar.write_text(json.dumps(fields))
+
+
+def test_the_store_says_in_the_sidecar_that_the_archive_is_in_the_manifest(archive_root: ArchiveRoot) -> None:
+    assert json.loads(archive_root.sidecar(0).read_text())["manifest"] is True
+
+
+def test_a_removed_manifest_fails_the_archives_entered_in_it(archive_root: ArchiveRoot) -> None:
+    shutil.rmtree(archive_root.root / "_manifest")
+
+    status, document = audit_json(archive_root, "--manifest")
+
+    assert status == 1
+    assert set(results(document).values()) == {"not_in_manifest"}
+    assert len(document["files"]) == 3
+
+
+def test_a_manifest_cut_to_a_few_bytes_fails_the_archives_entered_in_it(archive_root: ArchiveRoot) -> None:
+    (day_file,) = (archive_root.root / "_manifest").glob("*.jsonl")
+    day_file.write_bytes(day_file.read_bytes()[:5])
+
+    status, document = audit_json(archive_root, "--manifest")
+
+    assert status == 1
+    assert set(results(document).values()) == {"not_in_manifest"}
+
+
+def test_a_manifest_restarted_after_archives_were_entered_fails_them(
+    archive_root: ArchiveRoot, signed_pdfs: list[bytes]
+) -> None:
+    """The manifest moved aside; the service archives one more ticket and starts a new chain."""
+    (archive_root.root / "_manifest").rename(archive_root.root.parent / "manifest.aside")
+    store = ArchiveStore(
+        archive_root.root, fsync=False, manifest=ArchiveManifest(archive_root.root, fsync=False)
+    )
+    when = ARCHIVED_AT + timedelta(days=30)
+    sidecar = {"ticket_id": 31900, "job_id": "job-31900", "archived_at": when.isoformat(), "signed": True}
+    new = asyncio.run(store.store(snapshot(31900, when), signed_pdfs[0], sidecar=sidecar))
+
+    status, document = audit_json(archive_root, "--manifest")
+
+    assert status == 1 and document["manifest"]["ok"] is True  # the new chain holds
+    found = results(document)
+    assert found.pop(new.relative_path) == "ok"
+    assert set(found.values()) == {"not_in_manifest"} and len(found) == 3
+
+
+def test_archives_from_before_the_manifest_stay_ok_without_one(archive_root: ArchiveRoot) -> None:
+    shutil.rmtree(archive_root.root / "_manifest")
+    for index in range(3):
+        edit_sidecar(archive_root.sidecar(index), manifest=None)  # written before the key existed
+
+    status, document = audit_json(archive_root, "--manifest")
+
+    assert status == 0 and set(results(document).values()) == {"ok"}
+
+
+def test_a_copied_archive_with_an_edited_sidecar_is_reported(archive_root: ArchiveRoot) -> None:
+    source = archive_root.stored[0]
+    copy = archive_root.root / "Elsewhere" / "Ticket-9999_20200101T000000Z.pdf"
+    copy.parent.mkdir()
+    shutil.copy(source.path, copy)
+    shutil.copy(archive_root.sidecar(0), f"{copy}.json")
+    edit_sidecar(Path(f"{copy}.json"), archived_at="2020-01-01T00:00:00+00:00", ticket_id=9999)
+    relative = "Elsewhere/Ticket-9999_20200101T000000Z.pdf"
+
+    status, document = audit_json(archive_root)
+    assert status == 1 and codes(document, relative) == {"hash_mismatch"}  # not where its sidecar says
+
+    status, document = audit_json(archive_root, "--manifest")
+    assert status == 1 and codes(document, relative) == {"hash_mismatch", "not_in_manifest"}
+    assert results(document)[source.relative_path] == "ok"
+
+
+def test_a_copy_whose_sidecar_hides_everything_is_found_by_its_sha256(archive_root: ArchiveRoot) -> None:
+    """Path, date and the manifest key edited: the manifest still records the bytes elsewhere."""
+    source = archive_root.stored[1]
+    copy = archive_root.root / "Old" / "Ticket-9999.pdf"
+    copy.parent.mkdir()
+    shutil.copy(source.path, copy)
+    shutil.copy(archive_root.sidecar(1), f"{copy}.json")
+    edit_sidecar(
+        Path(f"{copy}.json"),
+        archived_at="2020-01-01T00:00:00+00:00",
+        path="Old/Ticket-9999.pdf",
+        manifest=None,
+    )
+
+    status, document = audit_json(archive_root, "--manifest")
+
+    assert status == 1
+    assert codes(document, "Old/Ticket-9999.pdf") == {"not_in_manifest"}
+    (item,) = [f for f in document["files"] if f["path"] == "Old/Ticket-9999.pdf"]
+    assert "another path" in item["problems"][0]["detail"]
+
+
+def test_an_edited_ticket_id_in_a_sidecar_is_a_manifest_mismatch(archive_root: ArchiveRoot) -> None:
+    edit_sidecar(archive_root.sidecar(2), ticket_id=9999)
+
+    status, document = audit_json(archive_root, "--manifest")
+
+    assert status == 1
+    assert codes(document, archive_root.stored[2].relative_path) == {"manifest_mismatch"}
+
+
+def test_a_folder_of_the_root_audited_as_its_own_root_is_ok(archive_root: ArchiveRoot) -> None:
+    group = archive_root.root / archive_root.stored[0].relative_path.split("/")[0]
+    part = ArchiveRoot(group, archive_root.stored, archive_root.trust)
+
+    status, document = audit_json(part)
+
+    assert status == 0 and len(document["files"]) == 3
