@@ -59,6 +59,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from app.render import document, fontcache, fontoutput, patches, png_passthrough
 from app.render import pdf as pdf_module
 from app.render.glyphs import font_set
+from app.render.metadata import ArchiveInfoProducer
 from app.render.options import RenderOptions
 from app.render.pdf import render_ticket_pdf
 from app.render.streams import ParkedPagesProducer
@@ -348,11 +349,15 @@ def _stock_add_font() -> Any:
     return mock.patch.object(document, "add_cached_font", add_font)
 
 
+class _Fpdf2FontOutput(ParkedPagesProducer, ArchiveInfoProducer):
+    """The render's output producer with fpdf2's own font objects (no ``ArchiveOutputProducer``)."""
+
+
 @contextlib.contextmanager
 def _stock_subsets() -> Iterator[None]:
     with (
         mock.patch.object(document, "use_tiered_codes", lambda font: False),
-        mock.patch.object(pdf_module, "_OutputProducer", ParkedPagesProducer),
+        mock.patch.object(pdf_module, "_OutputProducer", _Fpdf2FontOutput),
     ):
         yield
 

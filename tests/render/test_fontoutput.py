@@ -8,10 +8,16 @@ import pytest
 
 from app.render import fontoutput, fontsubset
 from app.render import pdf as pdf_module
+from app.render.metadata import ArchiveInfoProducer
 from app.render.streams import ParkedPagesProducer
 
 from .helpers import ASCII, EXTRA, LATIN, pdftotext, render_bodies, write
 from .test_pdfa import pdfa_problems
+
+
+class Fpdf2FontOutput(ParkedPagesProducer, ArchiveInfoProducer):
+    """The render's output producer without :class:`app.render.fontoutput.ArchiveOutputProducer`:
+    fpdf2's own font objects, everything else as the render writes it."""
 
 
 def clear_caches() -> None:
@@ -48,7 +54,7 @@ def test_cached_font_objects_are_the_bytes_fpdf2_writes(monkeypatch, bodies, pdf
     clear_caches()
     render_bodies(ASCII)  # the tier entries come from the cache below, not from this document
     cached = render_bodies(*bodies, pdfa=pdfa)
-    monkeypatch.setattr(pdf_module, "_OutputProducer", ParkedPagesProducer)  # fpdf2's own font output
+    monkeypatch.setattr(pdf_module, "_OutputProducer", Fpdf2FontOutput)
     assert render_bodies(*bodies, pdfa=pdfa) == cached
 
 
