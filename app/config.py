@@ -396,7 +396,7 @@ class Settings:
         "str",
         "Europe/Berlin",
         "Time zone of times shown in the PDF (IANA name); English archives print the UTC offset, "
-        "German ones the zone's abbreviation (MEZ/MESZ)",
+        "German ones the zone's abbreviation for MEZ/MESZ/UTC, else the offset (`UTC+05:30`)",
     )
     pdf_language: str = setting(
         "PDF_LANGUAGE",
