@@ -57,7 +57,7 @@ from pyhanko_certvalidator import CertificateValidator, ValidationContext
 
 from app.errors import SigningError
 from app.signing.options import PadesLevel
-from app.signing.trust import LongTermValidation, has_revocation_pointers, validation_data_error
+from app.signing.trust import LongTermValidation, revocation_source_gaps, validation_data_error
 
 __all__ = [
     "DEFAULT_REFRESH_WINDOW",
@@ -169,35 +169,34 @@ class LtaResult:
 
 
 def require_revocation_sources(
-    evidence: LtaEvidence, trust_roots: Iterable[asn1_x509.Certificate] = ()
+    evidence: LtaEvidence,
+    trust_roots: Iterable[asn1_x509.Certificate] = (),
+    *,
+    level: PadesLevel = PadesLevel.B_LTA,
+    outcome: str = "not refreshed",
 ) -> None:
     """Refuse ``evidence`` with a certificate no revocation data can be gathered for: one that
     names neither an OCSP responder nor a CRL distribution point (RFC 5280 §4.2.2.1,
-    §4.2.1.13; :func:`~app.signing.trust.has_revocation_pointers`), other than self-signed
-    ones and ``trust_roots``, which need none.
+    §4.2.1.13), other than self-signed ones and ``trust_roots``, which need none (the rule:
+    :func:`~app.signing.trust.revocation_source_gaps`).
 
-    B-LTA holds revocation data for every other certificate of its chains (ETSI EN 319 142-1
-    §5.4), so that it validates from what it holds once the CAs' services are gone (ETSI EN
-    319 102-1 §5.6.3); without it a validator can only answer *indeterminate*. A refresh is
-    refused instead of labelled B-LTA without it.
+    B-LT and B-LTA hold revocation data for every other certificate of their chains (ETSI EN
+    319 142-1 §5.4), so that they validate from what they hold once the CAs' services are gone
+    (ETSI EN 319 102-1 §5.6.3); without it a validator can only answer *indeterminate*. A
+    refresh (``lta-refresh``) or a signature (the signer, ``level`` B-LT or B-LTA,
+    ``outcome`` ``"not signed"``) is refused instead of labelled ``level`` without it.
 
     Raises:
-        SigningError: ``transient=False``, naming each such certificate's role and subject.
+        SigningError: ``transient=False``, naming ``level``, each such certificate's role and
+            subject, and ``outcome``.
     """
-    anchors = {root.dump() for root in trust_roots}
-    lacking = []
-    for expiry in evidence.certificates:
-        cert = expiry.certificate
-        if cert is None or cert.self_signed != "no" or cert.dump() in anchors:
-            continue
-        if not has_revocation_pointers(x509.load_der_x509_certificate(cert.dump())):
-            lacking.append(
-                f"{expiry.role} {expiry.subject!r} names no OCSP responder or CRL distribution point"
-            )
+    lacking = revocation_source_gaps(
+        ((c.role, c.certificate) for c in evidence.certificates if c.certificate is not None), trust_roots
+    )
     if lacking:
         raise SigningError(
-            "PAdES B-LTA needs revocation data for every certificate below the trust roots, "
-            f"but {'; '.join(lacking)}: not refreshed",
+            f"PAdES {level.value} needs revocation data for every certificate below the trust roots, "
+            f"but {'; '.join(lacking)}: {outcome}",
             transient=False,
         )
 
@@ -281,8 +280,15 @@ def _chain(
         )
 
 
-def read_evidence(pdf: BinaryIO, *, extra_certificates: Iterable[asn1_x509.Certificate] = ()) -> LtaEvidence:
+def read_evidence(
+    pdf: BinaryIO, *, extra_certificates: Iterable[asn1_x509.Certificate] = (), every_layer: bool = False
+) -> LtaEvidence:
     """Read what the archive's long-term validity rests on (see the module docstring).
+
+    With ``every_layer``, :attr:`LtaEvidence.certificates` holds the chains of every
+    signature, signature timestamp and document timestamp instead of those
+    :func:`evidence_in_force` picks (what a B-LT/B-LTA signature just made must hold
+    revocation data for).
 
     Offline and read-only. Issuers are looked up among the certificates of the signatures,
     of their timestamp tokens, of the DSS and ``extra_certificates`` (e.g. the trust roots);
@@ -306,7 +312,7 @@ def read_evidence(pdf: BinaryIO, *, extra_certificates: Iterable[asn1_x509.Certi
             pool.extend(DocumentSecurityStore.read_dss(reader).load_certs())
         certificates: list[CertificateExpiry] = []
         latest: datetime | None = None
-        for sig in evidence_in_force(regular, doc_timestamps):
+        for sig in [*regular, *doc_timestamps] if every_layer else evidence_in_force(regular, doc_timestamps):
             if sig.sig_object_type == "/DocTimeStamp":
                 latest = _gen_time(sig.signed_data)
                 certificates.extend(

@@ -26,6 +26,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from asn1crypto import x509 as asn1_x509
 from cryptography.hazmat.primitives.serialization import Encoding
 from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
 from pyhanko.sign import fields, signers
@@ -36,10 +37,11 @@ from pyhanko.sign.timestamps.common_utils import TimestampRequestError
 from app.errors import TRANSIENT_ERRNOS, ConfigError, SigningError
 from app.signing.incremental import IncrementalSignature
 from app.signing.keys import CachedKeySigner, SigningKey, check_signing_certificate, load_signing_key
+from app.signing.lta import read_evidence, require_revocation_sources
 from app.signing.options import PadesLevel, SigningOptions
 from app.signing.pdf_syntax import MAX_OBJECT_NUMBER, UnsupportedLayout
 from app.signing.timestamps import NO_TIMESTAMP, TimestampFacts, signature_timestamp, signature_timestamp_in
-from app.signing.trust import LongTermValidation, has_revocation_pointers, validation_data_error
+from app.signing.trust import LongTermValidation, revocation_source_gaps, validation_data_error
 from app.signing.tsa import tsa_error
 from app.workflow.ports import SignedPdf
 
@@ -112,7 +114,9 @@ class ArchiveSigner:
 
         Raises:
             ConfigError: a level without what it needs (timestamper, validation data), or
-                B-LT/B-LTA with a signing certificate chain that names no CRL or OCSP URL.
+                B-LT/B-LTA with a signing certificate chain that names no CRL or OCSP URL
+                (:func:`~app.signing.trust.revocation_source_gaps`; the TSA's chain is only
+                known from its answers and checked after each signature).
             SigningError: ``transient=False`` when
                 :func:`~app.signing.keys.check_signing_certificate` fails.
         """
@@ -126,18 +130,17 @@ class ArchiveSigner:
                 raise ConfigError(
                     f"PAdES {self._level.value} needs trust roots: set SIGNING_TRUST_ROOTS_PATH"
                 )
-            roots = {r.dump() for r in validation.trust_roots}
-            for cert in (key.certificate, *key.extra_certificates):
-                self_signed = cert.issuer == cert.subject
-                if (
-                    not self_signed
-                    and cert.public_bytes(Encoding.DER) not in roots
-                    and not has_revocation_pointers(cert)
-                ):
-                    raise ConfigError(
-                        f"PAdES {self._level.value} needs revocation data, but certificate "
-                        f"{cert.subject.rfc4514_string()!r} names no CRL distribution point or OCSP responder"
-                    )
+            chain = [("signer certificate", key.certificate)]
+            chain += [("certificate from the PFX", cert) for cert in key.extra_certificates]
+            gaps = revocation_source_gaps(
+                ((role, asn1_x509.Certificate.load(cert.public_bytes(Encoding.DER))) for role, cert in chain),
+                validation.trust_roots,
+            )
+            if gaps:
+                raise ConfigError(
+                    f"PAdES {self._level.value} needs revocation data for every certificate below "
+                    f"the trust roots, but {'; '.join(gaps)}"
+                )
         self._timestamper = timestamper if self._level.needs_timestamper else None
         self._validation = validation if self._level.needs_validation_data else None
         self._expiry_warning = expiry_warning
@@ -254,7 +257,9 @@ class ArchiveSigner:
 
         Raises:
             SigningError: ``transient=False`` when the certificate is no longer valid (or
-                revoked, or untrusted for B-LT), the input is not a readable PDF,
+                revoked, or untrusted for B-LT), a certificate of the signer's or the TSA's chain
+                below the trust roots names no OCSP responder or CRL (B-LT/B-LTA: "… names no
+                OCSP responder or CRL distribution point: not signed"), the input is not a readable PDF,
                 ``bytes_reserved`` is too small, or the TSA refuses (401/403, content type,
                 garbage, PKI refusal); ``transient=True`` for TSA timeouts, connection errors,
                 HTTP 5xx and unreachable OCSP/CRL services.
@@ -344,7 +349,7 @@ class ArchiveSigner:
             )
         pdf_signer = signers.PdfSigner(self._metadata(), signer=self._signer, timestamper=self._timestamper)
         try:
-            return await pdf_signer.async_sign_pdf(
+            signed = await pdf_signer.async_sign_pdf(
                 writer, output=output, in_place=output is None, bytes_reserved=self._options.bytes_reserved
             )
         except TimestampRequestError as exc:
@@ -359,6 +364,24 @@ class ArchiveSigner:
             if "ByteRange" in message or "larger than expected" in message:
                 message += f" (bytes_reserved={self._options.bytes_reserved} is too small)"
             raise SigningError(f"signing failed: {type(exc).__name__}: {message}", transient=False) from exc
+        if self._validation is not None:
+            self._require_revocation_sources(signed, self._validation)
+        return signed
+
+    def _require_revocation_sources(self, signed: BinaryIO, validation: LongTermValidation) -> None:
+        """Refuse a B-LT/B-LTA result that lacks revocation data for a certificate below the
+        trust roots because it names no OCSP responder or CRL: pyHanko's ``hard-fail`` does not
+        ask for data such a certificate cannot have. The signer's chain is checked at start; the
+        TSA's is seen only in its tokens (the signature timestamp, at B-LTA also the document
+        timestamp), so it is checked here, in the signed PDF.
+
+        Raises:
+            SigningError: ``transient=False`` naming the certificate and its role
+                (:func:`~app.signing.lta.require_revocation_sources`).
+        """
+        signed.seek(0)
+        evidence = read_evidence(signed, extra_certificates=validation.trust_roots, every_layer=True)
+        require_revocation_sources(evidence, validation.trust_roots, level=self._level, outcome="not signed")
 
     def _prepare_update(self, pdf: BinaryIO, now: datetime) -> IncrementalSignature | None:
         """The signature revision written by :mod:`app.signing.incremental`, or ``None`` when

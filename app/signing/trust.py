@@ -25,7 +25,13 @@ from pyhanko_certvalidator.fetchers.aiohttp_fetchers import AIOHttpFetcherBacken
 from app.errors import ConfigError, SigningError
 from app.signing.options import PadesLevel
 
-__all__ = ["LongTermValidation", "has_revocation_pointers", "load_certificates", "validation_data_error"]
+__all__ = [
+    "LongTermValidation",
+    "has_revocation_pointers",
+    "load_certificates",
+    "revocation_source_gaps",
+    "validation_data_error",
+]
 
 
 def load_certificates(path: Path) -> tuple[asn1_x509.Certificate, ...]:
@@ -69,6 +75,38 @@ def has_revocation_pointers(cert: x509.Certificate) -> bool:
     except x509.ExtensionNotFound:
         return False
     return any(d.access_method == x509.AuthorityInformationAccessOID.OCSP for d in aia)
+
+
+def revocation_source_gaps(
+    certificates: Iterable[tuple[str, asn1_x509.Certificate]],
+    trust_roots: Iterable[asn1_x509.Certificate] = (),
+) -> list[str]:
+    """The certificates no revocation data can be gathered for, of ``certificates`` (pairs of
+    a role such as ``"TSA certificate of the signature timestamp"`` and the certificate): those
+    naming neither an OCSP responder nor a CRL distribution point (:func:`has_revocation_pointers`),
+    other than self-signed ones and ``trust_roots``, which need none.
+
+    This is the rule for B-LT and B-LTA (the signer and ``lta-refresh``): their DSS must hold
+    revocation data for every other certificate of the signer's and the TSAs' chains (ETSI EN
+    319 142-1 §5.4) for them to validate once the CAs' services are gone (ETSI EN 319 102-1
+    §5.6.3). pyHanko's ``hard-fail`` mode does not enforce it: it asks for revocation data
+    only for certificates that name a source.
+
+    Returns:
+        One text per such certificate, in the given order:
+        ``"<role> '<subject, RFC 4514>' names no OCSP responder or CRL distribution point"``.
+    """
+    anchors = {root.dump() for root in trust_roots}
+    gaps = []
+    for role, cert in certificates:
+        if cert.self_signed != "no" or cert.dump() in anchors:
+            continue
+        pyca = x509.load_der_x509_certificate(cert.dump())
+        if not has_revocation_pointers(pyca):
+            gaps.append(
+                f"{role} {pyca.subject.rfc4514_string()!r} names no OCSP responder or CRL distribution point"
+            )
+    return gaps
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ from app.signing.trust import LongTermValidation, load_certificates
 from app.signing.tsa import build_timestamper
 from tests.signing.certomancer_pki import PFX_PASSWORD
 from tests.signing.signing_helpers import PFX_PASSWORD as DEV_PFX_PASSWORD
-from tests.signing.signing_helpers import REPO_ROOT, openssl, signed_content
+from tests.signing.signing_helpers import REPO_ROOT, TSA_PASSWORD, TSA_USER, openssl, signed_content
 
 VERIFY_PDF = REPO_ROOT / "scripts" / "ops" / "verify-pdf.sh"
 TSA_SUBJECT = "CN=Test TSA,O=Helpdesk Test PKI,C=DE"
@@ -225,7 +225,50 @@ async def test_b_lt_refuses_a_chain_without_revocation_urls(pfx_bytes: bytes, de
     validation = LongTermValidation(load_certificates(dev_certs.root_pem), session)
     tsa = build_timestamper("http://127.0.0.1:9/tsa", session)
 
-    with pytest.raises(ConfigError, match="names no CRL distribution point or OCSP responder"):
+    with pytest.raises(ConfigError, match="names no OCSP responder or CRL distribution point"):
         ArchiveSigner.from_pfx(
             pfx_bytes, DEV_PFX_PASSWORD.encode(), level="B-LT", timestamper=tsa, validation=validation
         )
+
+
+@pytest.mark.parametrize("level", ["B-T", "B-LT", "B-LTA"])
+async def test_a_tsa_whose_certificate_names_no_revocation_service_gives_no_b_lt_signature(
+    cm_pki, animator, dev_certs, local_tsa, session, sample_pdf: bytes, tmp_path: Path, level: str
+) -> None:
+    # The signer's chain names its OCSP responder and CRLs, but the TSA (the dev PKI's, roots of
+    # both trusted) signs with a certificate that names neither. pyHanko's hard-fail asks for no
+    # revocation data for it, so the DSS had none for the TSA, yet the archive was labelled
+    # B-LT/B-LTA. B-T embeds no validation data and is unaffected.
+    roots = (*load_certificates(cm_pki.root_pem), *load_certificates(dev_certs.root_pem))
+    signer = ArchiveSigner.from_pfx(
+        cm_pki.signer_pfx.read_bytes(),
+        PFX_PASSWORD,
+        level=level,
+        timestamper=build_timestamper(
+            local_tsa.url, session, user=TSA_USER, password=TSA_PASSWORD, timeout=5
+        ),
+        validation=LongTermValidation(roots, session, fetch_timeout=5) if level != "B-T" else None,
+    )
+    source, target = tmp_path / "in.pdf", tmp_path / "out.pdf"
+    source.write_bytes(sample_pdf)
+
+    if level == "B-T":
+        result = await signer.sign_file(source, target)
+        assert result.timestamp_authority == "CN=Dev TSA,O=zammad-pdf-archiver dev"
+        return
+    with pytest.raises(SigningError) as info:
+        await signer.sign_file(source, target)
+    with pytest.raises(SigningError) as in_memory:
+        await signer.sign(sample_pdf)
+
+    message = str(info.value)
+    assert info.value.transient is False and str(in_memory.value) == message
+    assert message.startswith(
+        f"PAdES {level} needs revocation data for every certificate below the trust roots"
+    )
+    assert (
+        "TSA certificate of the signature timestamp 'CN=Dev TSA,O=zammad-pdf-archiver dev' "
+        "names no OCSP responder or CRL distribution point" in message
+    ), message
+    assert message.endswith(": not signed") and "Helpdesk Signer" not in message
+    assert not target.exists()
