@@ -178,6 +178,29 @@ def _child(options: ScheduledAuditOptions, conn: Connection) -> None:
     conn.close()
 
 
+def _manifest_problems(manifest: dict[str, Any]) -> list[str]:
+    """What fails the manifest (``manifest`` of the audit's JSON) besides a chain break (its
+    own log line): day timestamps that do not verify or were removed, misdated lines, stray
+    names in ``_manifest/`` (the samples the report keeps, and how many in all)."""
+    out = [
+        f"timestamp {t.get('day')}: {t['problem']}"
+        for t in manifest.get("timestamps") or []
+        if t.get("problem")
+    ]
+    out += [
+        f"timestamp {day}: missing although a later day has one"
+        for day in manifest.get("missing_timestamps") or []
+    ]
+    if manifest.get("misdated_lines"):
+        sample = ", ".join(f"{m['file']} line {m['line']}" for m in manifest.get("misdated") or [])
+        out.append(f"{manifest['misdated_lines']} line(s) not on their day file's day: {sample}")
+    if manifest.get("stray_count"):
+        out.append(
+            f"{manifest['stray_count']} name(s) not the manifest's: {', '.join(manifest.get('stray') or [])}"
+        )
+    return out
+
+
 def _receive(conn: Connection) -> dict[str, Any] | None:
     try:
         return conn.recv()
@@ -296,6 +319,9 @@ class ScheduledAudit:
                     "reason": broken["reason"],
                 },
             )
+        others = _manifest_problems(manifest or {})
+        if others:  # what else makes manifest_ok false: without it, a 0 with no line to say why
+            log.warning("audit: manifest not intact", extra={"manifest_problems": others})
 
     def _remember(self) -> None:
         if self._state_file is None:

@@ -96,6 +96,22 @@ async def test_a_broken_manifest_chain_reads_0_and_no_check_reads_nan(archive_ro
     assert sample(registry, "audit_manifest_intact") == 0
 
 
+async def test_a_manifest_failed_without_a_chain_break_says_why_in_the_log(
+    archive_root: ArchiveRoot, caplog: pytest.LogCaptureFixture
+) -> None:
+    (archive_root.root / "_manifest" / "README").write_text("notes\n")  # a stray name: not intact
+    registry = CollectorRegistry()
+    trust = (load_cert(archive_root.trust).dump(),)
+    options = ScheduledAuditOptions(str(archive_root.root), trust, expiry_days=90, manifest=True)
+
+    summary = await ScheduledAudit(options, 3600, AuditMetrics(registry)).run_once()
+
+    assert summary is not None and summary["problems"] == 0 and summary["manifest_ok"] is False
+    assert sample(registry, "audit_manifest_intact") == 0
+    (record,) = [r for r in caplog.records if r.getMessage() == "audit: manifest not intact"]
+    assert record.manifest_problems == ["1 name(s) not the manifest's: _manifest/README"]
+
+
 def test_a_restart_keeps_the_recorded_last_run_and_exposes_the_interval(tmp_path: Path) -> None:
     (tmp_path / LAST_RUN_FILE).write_text(json.dumps({"ended_at": 1_765_000_000.5}))
     registry = CollectorRegistry()
