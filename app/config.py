@@ -632,9 +632,16 @@ _JOB_STORE_PASSWORD_PARAMETERS = ("password", "sslpassword")
 """Query parameters of a PostgreSQL URL that hold a password (libpq's and asyncpg's: the
 user's, and the one of the client's TLS key)."""
 
-_QUERY_PASSWORD = re.compile(rf"([?&](?:{'|'.join(_JOB_STORE_PASSWORD_PARAMETERS)})=)[^&#]*")
-"""The value of a query parameter of :data:`_JOB_STORE_PASSWORD_PARAMETERS`
-(``postgresql://db/x?password=...``)."""
+_QUERY_PARAMETER = re.compile(r"([?&][^=&#]*=)[^&#]*")
+"""A query parameter with its value (``?password=...``); :func:`redact_url` hides those of
+:data:`_JOB_STORE_PASSWORD_PARAMETERS`."""
+
+
+def _hide_password_parameter(match: re.Match[str]) -> str:
+    """``match`` (:data:`_QUERY_PARAMETER`) with its value as ``***`` when its name, decoded as
+    asyncpg decodes it (``parse_qs``: ``%XX`` and ``+``), is a password's (``pass%77ord=``)."""
+    head = match[1]
+    return f"{head}***" if unquote_plus(head[1:-1]) in _JOB_STORE_PASSWORD_PARAMETERS else match[0]
 
 
 def _job_store_passwords(url: str) -> list[str]:
@@ -668,10 +675,11 @@ def redact_url(url: str) -> str:
     without :func:`urllib.parse.urlsplit`: so it is hidden whole even when it holds a raw
     ``@``, ``/``, ``?`` or ``#``, and in a URL that cannot be parsed at all (an unclosed IPv6
     ``[``, a port that is no number). A ``password=`` query parameter (libpq's other place for
-    it, and ``sslpassword=``, the client key's) is hidden too. A URL without either comes back
+    it, and ``sslpassword=``, the client key's; its name decoded as asyncpg decodes it, as
+    :meth:`Settings.secrets` finds it) is hidden too. A URL without either comes back
     unchanged. Never raises.
     """
-    url = _QUERY_PASSWORD.sub(r"\1***", url)
+    url = _QUERY_PARAMETER.sub(_hide_password_parameter, url)
     head, sep, rest = url.partition("//")
     userinfo, at, host = rest.rpartition("@")
     user, colon, _ = userinfo.partition(":")

@@ -85,6 +85,11 @@ def test_credentials_in_a_url_are_refused_and_never_echoed(url_key, url):
             "postgresql://u@db/x?sslmode=require&sslpassword=***&application_name=a",
         ),
         ("u:s3cr3t@db", "u:s3cr3t@db"),  # no "//": not a URL with an authority
+        (
+            "postgresql://u@db/x?pass%77ord=s3cr3t",
+            "postgresql://u@db/x?pass%77ord=***",
+        ),  # asyncpg decodes names
+        ("postgresql://u@db/x?passwords=a&xpassword=b", "postgresql://u@db/x?passwords=a&xpassword=b"),
     ],
 )
 def test_redact_url_hides_the_password_and_keeps_the_user(url, shown):
