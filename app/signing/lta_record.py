@@ -67,7 +67,7 @@ def check_manifest(root: Path) -> None:
 def _check_line(name: str, raw: bytes) -> None:
     try:
         seq = json.loads(raw)["seq"]
-    except (ValueError, KeyError, TypeError):
+    except (ValueError, KeyError, TypeError, RecursionError):  # as ArchiveManifest._last_line
         seq = None
     if not isinstance(seq, int) or isinstance(seq, bool):
         raise StorageError(

@@ -191,7 +191,7 @@ class ArchiveManifest:
                         break
                     try:
                         fields = json.loads(raw)
-                    except ValueError:
+                    except (ValueError, RecursionError):  # nested too deep for json: no line of ours
                         continue
                     if (
                         isinstance(fields, dict)
@@ -357,7 +357,7 @@ class ArchiveManifest:
             os.close(fd)
         try:
             seq = json.loads(last)["seq"]
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):  # RecursionError: nested too deep
             seq = None
         if not isinstance(seq, int) or isinstance(seq, bool):
             raise StorageError(
@@ -470,7 +470,7 @@ def _entered_archive(root: Path, before: float, *, skip: str) -> str | None:
                 fd = os.open(item.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
                 with os.fdopen(fd, "rb") as fh:
                     fields = json.loads(fh.read(1 << 20))
-            except (OSError, ValueError):
+            except (OSError, ValueError, RecursionError):  # RecursionError: JSON nested too deep
                 continue
             if isinstance(fields, dict) and fields.get("manifest") is True:
                 return relative.removesuffix(".json")

@@ -16,6 +16,7 @@ import pytest
 
 from app.audit.manifest_check import verify_manifest
 from app.audit.signatures import SignatureVerifier
+from app.errors import StorageError
 from app.storage.manifest import ArchiveManifest
 from app.storage.manifest_format import (
     GENESIS,
@@ -133,6 +134,25 @@ def test_a_day_file_ending_in_garbage_stops_writers(tmp_path: Path) -> None:
     day_file.write_bytes(day_file.read_bytes().removesuffix(b"not a manifest line\n"))  # the runbook's cut
     manifest.record(entry(2))
     assert [line["seq"] for line in lines(tmp_path, DAY1.date())] == [1, 2] and chain_ok(tmp_path)
+
+
+@pytest.mark.parametrize("last", [b"not a manifest line", b"[" * 100_000])  # the second: too deep for json
+def test_a_day_file_ending_in_no_manifest_line_is_refused_alike_by_writers_and_lta_refresh(
+    tmp_path: Path, last: bytes
+) -> None:
+    from app.signing.lta_record import check_manifest
+
+    manifest = ArchiveManifest(tmp_path, fsync=False, clock=Clock(DAY1))
+    manifest.record(entry(1))
+    day_file = tmp_path / "_manifest" / day_file_name(DAY1.date())
+    with open(day_file, "ab") as fh:
+        fh.write(last + b"\n")
+
+    for attempt in (lambda: manifest.record(entry(2)), lambda: check_manifest(tmp_path)):
+        with pytest.raises(StorageError) as caught:
+            attempt()
+        assert caught.value.errno == errno.EBADMSG and caught.value.transient is False
+    assert manifest.find("Support/2026/Ticket-1.pdf", entry(1).sha256) is not None  # read past it
 
 
 def _append_many(root: str, start: int, count: int, go: Any) -> None:
@@ -329,3 +349,16 @@ async def test_a_new_chain_over_archives_from_before_the_manifest_is_not_an_erro
 
     assert not [r for r in caplog.records if r.levelname == "ERROR"]
     assert (tmp_path / "_manifest").is_dir()
+
+
+def test_the_look_for_archives_of_a_lost_manifest_reads_past_a_sidecar_nested_too_deep(
+    tmp_path: Path,
+) -> None:
+    from app.storage.manifest import _entered_archive
+
+    (tmp_path / "A.pdf.json").write_bytes(b"[" * 100_000)  # json: RecursionError, not ValueError
+    (tmp_path / "B.pdf.json").write_text(json.dumps({"manifest": True}))
+    for name in ("A.pdf.json", "B.pdf.json"):
+        _old(tmp_path / name)
+
+    assert _entered_archive(tmp_path, time.time() - 60, skip="") == "B.pdf"
