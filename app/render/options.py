@@ -29,7 +29,8 @@ class RenderOptions:
         service_name: written as the PDF author and creator and in the page footer.
         max_articles: most articles a PDF holds; 0 means no limit.
         limit_mode: ``"fail"`` (a ticket over the limit is a permanent render error) or
-            ``"cap_and_continue"`` (the first ``max_articles`` are rendered and page 1 says so).
+            ``"cap_and_continue"`` (the oldest ``max_articles`` are rendered, by ``created_at``
+            then ``id``: :func:`app.render.content.kept_positions`; page 1 says so).
         font_dirs: directories searched (recursively) for fallback fonts: Arabic, Hebrew,
             CJK, emoji, symbols. Scripts without a font become visible placeholders.
         pdfa: write PDF/A-3B (ISO 19005-3, fpdf2's ``enforce_compliance="PDFA_3B"``): XMP
