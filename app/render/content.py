@@ -93,8 +93,8 @@ def format_time(value: Any, zone: ZoneInfo, language: str = "en") -> str:
     if parsed is None:
         return "" if value is None else str(value)
     local = parsed.astimezone(zone)
-    offset = local.strftime("%z")
-    offset = f"{offset[:3]}:{offset[3:]}"
+    offset = local.strftime("%z")  # ±HHMM, or ±HHMMSS for a local mean time (before ~1900)
+    offset = ":".join((offset[:3], *(offset[i : i + 2] for i in range(3, len(offset), 2))))
     if language == "en":
         return f"{local:%Y-%m-%d %H:%M:%S} {offset}"
     return f"{local:%d.%m.%Y %H:%M:%S} {zone_name(local, language, offset)}"

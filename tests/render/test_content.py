@@ -114,3 +114,12 @@ def test_quoted_html_is_indented():
         "body": "<div>Antwort</div><blockquote type=cite><div>Zitat</div></blockquote>",
     }
     assert body_text(html).splitlines() == ["Antwort", "    Zitat"]
+
+
+@pytest.mark.parametrize(
+    ("language", "shown"),
+    [("en", "1880-01-01 00:53:28 +00:53:28"), ("de", "01.01.1880 00:53:28 UTC+00:53:28")],
+)
+def test_a_local_mean_time_offset_keeps_its_seconds_apart(language: str, shown: str) -> None:
+    # Berlin's zone before 1893 is LMT, +00:53:28: %z gives +005328, which printed as +00:5328.
+    assert format_time("1880-01-01T00:00:00Z", ZoneInfo("Europe/Berlin"), language) == shown
