@@ -162,7 +162,7 @@ def zone_name(local: datetime, language: str, offset: str) -> str:
     Args:
         local: an aware datetime in the archive's zone.
         language: one of :data:`LANGUAGES`.
-        offset: its UTC offset as ``±HH:MM``.
+        offset: its UTC offset as ``±HH:MM``, or ``±HH:MM:SS`` for an offset with seconds (a local mean time).
     """
     abbreviation = local.tzname() or ""
     if NAMED_ZONES.get(abbreviation) != offset:
