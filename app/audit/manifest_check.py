@@ -11,10 +11,11 @@ Each ``.tsr`` is checked as a timestamp token
 (:meth:`app.audit.signatures.SignatureVerifier.verify_timestamp`): its imprint must be the
 hash of one of the day's lines (normally the last) and its TSA must chain to the trust roots.
 A closed day without one is listed, not failed (no TSA may be configured) — unless it has lines
-and a later day has a ``.tsr``: the service stamps every closed day it finds unstamped, so that
-one was removed (:attr:`ManifestReport.missing_timestamps`, failed). A line whose ``time`` is
-after its day file's day, or more than :data:`CLOCK_SLACK` before it, is in the wrong day file
-(a day file renamed; :attr:`ManifestReport.misdated`, failed).
+and a later day has a ``.tsr``: the service stamps the closed days it finds unstamped oldest
+first and stops at the first it cannot stamp, so that one was removed
+(:attr:`ManifestReport.missing_timestamps`, failed). A line whose ``time`` is after its day
+file's day, or more than :data:`CLOCK_SLACK` before it, is in the wrong day file (a day file
+renamed; :attr:`ManifestReport.misdated`, failed).
 
 ``_manifest/`` is the service's own folder: any name in it the service did not make —
 anything but day files, the ``.tsr`` of a day file there, hidden names (the lock, temporary

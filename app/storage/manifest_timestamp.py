@@ -108,8 +108,14 @@ class ManifestTimestamper:
         self._clock = clock
 
     async def stamp_closed_days(self) -> list[date]:
-        """Timestamp every closed day that has no ``.tsr`` yet; returns the days stamped by
-        this call. A TSA or file-system failure of one day is logged and the others still go.
+        """Timestamp the closed days that have no ``.tsr`` yet, oldest first; returns the days
+        stamped by this call.
+
+        A TSA or file-system failure of one day is logged and stops the call there: the later
+        days wait for the next check (the hourly one, or the next day closed), so a day without
+        a ``.tsr`` is never older than one with it unless its ``.tsr`` was removed, which is
+        what the audit infers (:attr:`app.audit.manifest_check.ManifestReport.missing_timestamps`).
+        A day without lines has nothing to stamp and is passed over.
         """
         try:
             days = await asyncio.to_thread(closed_days_without_timestamp, self.folder, self._clock())
@@ -117,15 +123,20 @@ class ManifestTimestamper:
             log.warning("manifest: cannot list the manifest folder", extra={"cause": str(exc)})
             return []
         stamped = []
-        for day in days:
+        for index, day in enumerate(days):
             try:
                 if await self.stamp_day(day):
                     stamped.append(day)
             except Exception as exc:  # noqa: BLE001 - TSA errors are many; the next check retries
                 log.warning(
                     "manifest: day not timestamped, will retry",
-                    extra={"day": day.isoformat(), "cause": f"{type(exc).__name__}: {exc}"},
+                    extra={
+                        "day": day.isoformat(),
+                        "later_days_waiting": len(days) - index - 1,
+                        "cause": f"{type(exc).__name__}: {exc}",
+                    },
                 )
+                break
         return stamped
 
     async def stamp_day(self, day: date) -> bool:

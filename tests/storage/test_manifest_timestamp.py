@@ -208,3 +208,50 @@ def test_names_in_the_manifest_folder_that_are_not_the_manifests_fail_the_audit(
     assert (
         "manifest: not the manifest's (remove or explain): _manifest/2020-01-01.jsonl.tsr, " in out.getvalue()
     )
+
+
+class FlakyTimeStamper:
+    """A TSA that refuses its first ``failures`` requests (a rate limit, a blip), then answers."""
+
+    def __init__(self, inner: object, failures: int) -> None:
+        self.inner, self.failures, self.asked = inner, failures, 0
+
+    async def async_timestamp(self, message_digest: bytes, md_algorithm: str) -> object:
+        self.asked += 1
+        if self.asked <= self.failures:
+            raise OSError("429 Too Many Requests")
+        return await self.inner.async_timestamp(message_digest, md_algorithm)  # type: ignore[attr-defined]
+
+
+async def test_a_day_the_tsa_refuses_stops_the_stamping_so_the_audit_does_not_cry_removed(
+    tmp_path: Path, dev_pki: DevPki
+) -> None:
+    clock = [DAY1]
+    manifest = ArchiveManifest(tmp_path, fsync=False, clock=lambda: clock[0])
+    for n in range(3):  # three days, one line each: day 1 and 2 closed
+        clock[0] = DAY1 + timedelta(days=n)
+        manifest.record(ManifestEntry(f"a/{n}.pdf", f"{n:064x}", n))
+    flaky = FlakyTimeStamper(dev_timestamper(dev_pki.folder), failures=1)
+    notary = ManifestTimestamper(tmp_path, flaky, clock=lambda: clock[0])  # type: ignore[arg-type]
+    verifier = SignatureVerifier([load_cert(dev_pki.root_pem)])
+
+    assert await notary.stamp_closed_days() == []  # day 1 refused: day 2 waits for it
+    assert flaky.asked == 1
+    report = verify_manifest(tmp_path, verifier)
+    assert report.ok and not report.missing_timestamps and len(report.unstamped_days) == 2
+
+    day1, day2 = DAY1.date(), DAY1.date() + timedelta(days=1)
+    assert await notary.stamp_closed_days() == [day1, day2]  # the next check: oldest first
+    assert verify_manifest(tmp_path, verifier).ok
+
+
+async def test_a_day_without_lines_does_not_stop_the_stamping(tmp_path: Path, dev_pki: DevPki) -> None:
+    write_two_days(tmp_path)
+    folder = tmp_path / "_manifest"
+    empty = DAY1.date() - timedelta(days=1)
+    (folder / day_file_name(empty)).write_bytes(b"")  # a writer crashed after creating it
+    notary = ManifestTimestamper(
+        tmp_path, dev_timestamper(dev_pki.folder), clock=lambda: DAY1 + timedelta(days=1)
+    )
+
+    assert await notary.stamp_closed_days() == [DAY1.date()]
