@@ -64,6 +64,7 @@ from app.storage.manifest_format import (
     day_file_name,
     iter_lines,
     line_hash,
+    line_seq,
     manifest_days,
     timestamp_file_name,
 )
@@ -355,11 +356,8 @@ class ArchiveManifest:
             last = tail[:-1].rsplit(b"\n", 1)[-1]
         finally:
             os.close(fd)
-        try:
-            seq = json.loads(last)["seq"]
-        except (ValueError, KeyError, TypeError, RecursionError):  # RecursionError: nested too deep
-            seq = None
-        if not isinstance(seq, int) or isinstance(seq, bool):
+        seq = line_seq(last)
+        if seq is None:
             raise StorageError(
                 f"manifest day file '{name}' ends in a line that is not a manifest line; archiving "
                 "stops until it is removed: run 'python -m app audit --manifest', keep a copy of the "

@@ -8,6 +8,7 @@ The format is described in :mod:`app.storage.manifest` (which writes it); the au
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 from collections.abc import Iterator, Mapping
@@ -97,6 +98,18 @@ def iter_lines(path: Path) -> Iterator[tuple[bytes, bool]]:
                 yield raw[:-1], True
             else:
                 yield raw, False
+
+
+def line_seq(raw: bytes) -> int | None:
+    """The ``seq`` of a manifest line (bytes without ``\\n``), ``None`` when it is not a
+    manifest line: not JSON, nested too deep for it, not an object, or without an integer
+    ``seq``. The writers (:mod:`app.storage.manifest`) do not chain to, and the timestamper
+    (:mod:`app.storage.manifest_timestamp`) does not stamp, a day file whose last line is none."""
+    try:
+        seq = json.loads(raw)["seq"]
+    except (ValueError, KeyError, TypeError, RecursionError):  # RecursionError: nested too deep
+        return None
+    return seq if isinstance(seq, int) and not isinstance(seq, bool) else None
 
 
 @dataclass(frozen=True, slots=True)

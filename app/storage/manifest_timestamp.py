@@ -36,6 +36,7 @@ from app.storage.manifest_format import (
     day_file_name,
     iter_lines,
     line_hash,
+    line_seq,
     manifest_days,
     timestamp_file_name,
 )
@@ -50,17 +51,28 @@ CHECK_INTERVAL_SECONDS = 3600.0
 writer closes a day)."""
 
 
+class NotAManifestLine(ValueError):
+    """A day file's last line is not a manifest line (:func:`app.storage.manifest_format.line_seq`):
+    the day is not stamped until that line is repaired (runbook 6.13), since a timestamp over
+    it would cover none of the day's lines once it is."""
+
+
 def last_line_hash(path: Path) -> str | None:
     """SHA-256 of the last complete line of a day file, ``None`` when it has none.
 
     Raises:
+        NotAManifestLine: that line is not a manifest line.
         OSError: the file cannot be read.
     """
     last = None
     for raw, complete in iter_lines(path):
         if complete:
             last = raw
-    return line_hash(last) if last is not None else None
+    if last is None:
+        return None
+    if line_seq(last) is None:
+        raise NotAManifestLine(f"{path.name} ends in a line that is not a manifest line")
+    return line_hash(last)
 
 
 def closed_days_without_timestamp(folder: Path, now: datetime) -> list[date]:
@@ -115,7 +127,9 @@ class ManifestTimestamper:
         days wait for the next check (the hourly one, or the next day closed), so a day without
         a ``.tsr`` is never older than one with it unless its ``.tsr`` was removed, which is
         what the audit infers (:attr:`app.audit.manifest_check.ManifestReport.missing_timestamps`).
-        A day without lines has nothing to stamp and is passed over.
+        A day without lines has nothing to stamp and is passed over; a day whose last line is
+        not a manifest line is not stamped (logged as an error) and stops the call like a
+        failure, until the line is repaired.
         """
         try:
             days = await asyncio.to_thread(closed_days_without_timestamp, self.folder, self._clock())
@@ -127,6 +141,17 @@ class ManifestTimestamper:
             try:
                 if await self.stamp_day(day):
                     stamped.append(day)
+            except NotAManifestLine as exc:
+                log.error(
+                    "manifest: day not timestamped: its day file ends in a line that is not a "
+                    "manifest line; remove only that line (runbook 6.13)",
+                    extra={
+                        "day": day.isoformat(),
+                        "later_days_waiting": len(days) - index - 1,
+                        "cause": str(exc),
+                    },
+                )
+                break
             except Exception as exc:  # noqa: BLE001 - TSA errors are many; the next check retries
                 log.warning(
                     "manifest: day not timestamped, will retry",
@@ -144,6 +169,7 @@ class ManifestTimestamper:
         writer stored a ``.tsr`` first.
 
         Raises:
+            NotAManifestLine: the day file's last line is not a manifest line.
             pyhanko TimestampRequestError, ValueError: the TSA failed or answered garbage.
             OSError: the day file cannot be read or the ``.tsr`` written.
         """

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import io
+import logging
 import subprocess
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+import pytest
 
 from app.audit.cli import main
 from app.audit.manifest_check import verify_manifest
@@ -255,3 +258,27 @@ async def test_a_day_without_lines_does_not_stop_the_stamping(tmp_path: Path, de
     )
 
     assert await notary.stamp_closed_days() == [DAY1.date()]
+
+
+async def test_a_day_ending_in_a_line_that_is_not_a_manifest_line_waits_for_its_repair(
+    tmp_path: Path, dev_pki: DevPki, caplog: pytest.LogCaptureFixture
+) -> None:
+    manifest = ArchiveManifest(tmp_path, fsync=False, clock=lambda: DAY1)
+    manifest.record(ManifestEntry("a/0.pdf", "0" * 64, 0))
+    day_file = tmp_path / "_manifest" / day_file_name(DAY1.date())
+    good = day_file.read_bytes()
+    day_file.write_bytes(good + b'{"note": "pasted here by hand"}\n')  # stops the writers too
+    notary = ManifestTimestamper(
+        tmp_path, dev_timestamper(dev_pki.folder), clock=lambda: DAY1 + timedelta(days=1)
+    )
+    verifier = SignatureVerifier([load_cert(dev_pki.root_pem)])
+
+    with caplog.at_level(logging.ERROR, logger="app.storage"):
+        assert await notary.stamp_closed_days() == []
+    assert not (tmp_path / "_manifest" / timestamp_file_name(DAY1.date())).exists()
+    assert "is not a manifest line" in caplog.text
+
+    day_file.write_bytes(good)  # runbook 6.13: only that last line removed
+    assert await notary.stamp_closed_days() == [DAY1.date()]
+    report = verify_manifest(tmp_path, verifier)
+    assert report.ok and report.timestamps[0].covers_line == 1
