@@ -9,6 +9,10 @@ import shutil
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+
+from app.errors import StorageError
+from app.storage import manifest_repair
 from app.storage.manifest import ArchiveManifest
 from app.storage.store import ArchiveStore
 from tests.audit.archives import ARCHIVED_AT, snapshot
@@ -135,3 +139,45 @@ def test_a_folder_of_the_root_audited_as_its_own_root_is_ok(archive_root: Archiv
     status, document = audit_json(part)
 
     assert status == 0 and len(document["files"]) == 3
+
+
+def test_an_archive_whose_line_failed_gets_it_recorded_after_the_repair(
+    archive_root: ArchiveRoot, signed_pdfs: list[bytes]
+) -> None:
+    """Runbook 6.13: a day file ending in a line that is not a manifest line stops the writers
+    after the archive was published; once that line is removed, manifest_repair records it."""
+    (day_file,) = (archive_root.root / "_manifest").glob("*.jsonl")
+    good = day_file.read_bytes()
+    day_file.write_bytes(good + b"not a manifest line\n")
+    store = ArchiveStore(
+        archive_root.root, fsync=False, manifest=ArchiveManifest(archive_root.root, fsync=False)
+    )
+    sidecar = {
+        "ticket_id": 31901,
+        "job_id": "job-31901",
+        "archived_at": ARCHIVED_AT.isoformat(),
+        "signed": True,
+    }
+    with pytest.raises(StorageError):
+        asyncio.run(store.store(snapshot(31901), signed_pdfs[0], sidecar=sidecar))
+    (published,) = archive_root.root.glob("Support/*/Ticket-31901_*.pdf")
+    relative = published.relative_to(archive_root.root).as_posix()
+    day_file.write_bytes(good)  # the runbook's cut
+    status, document = audit_json(archive_root, "--manifest")
+    assert status == 1 and results(document)[relative] == "not_in_manifest"
+
+    assert manifest_repair.main([str(archive_root.root), relative]) == 0
+    assert manifest_repair.main([str(archive_root.root), relative]) == 0  # found, not recorded twice
+
+    status, document = audit_json(archive_root, "--manifest")
+    assert status == 0 and set(results(document).values()) == {"ok"}
+    assert len(day_file.read_bytes().splitlines()) == 4
+
+
+def test_manifest_repair_records_no_archive_its_sidecar_does_not_describe(archive_root: ArchiveRoot) -> None:
+    shutil.rmtree(archive_root.root / "_manifest")
+    relative = archive_root.stored[0].relative_path
+    archive_root.stored[0].path.write_bytes(b"%PDF-1.7 replaced")
+
+    assert manifest_repair.main([str(archive_root.root), relative]) == 1
+    assert not (archive_root.root / "_manifest").exists()
