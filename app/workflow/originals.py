@@ -333,8 +333,10 @@ def _attachments_within(
 
 def _declared_size(att: dict[str, Any]) -> int | None:
     """The size in bytes Zammad's article JSON declares for attachment ``att`` (a string
-    there), or ``None`` when it is missing or not a number."""
+    there), or ``None`` when it is missing, not a number or negative (which would lower the
+    ticket's running total against ``PDF_EMBED_TOTAL_MAX_BYTES``)."""
     try:
-        return int(att["size"])
+        size = int(att["size"])
     except (KeyError, TypeError, ValueError):
         return None
+    return size if size >= 0 else None

@@ -131,6 +131,22 @@ async def test_caps_leave_files_out_with_the_reason():
     ]
 
 
+async def test_a_negative_declared_size_is_unknown_and_does_not_lower_the_total():
+    zammad = FakeZammad()
+    for att_id in (10, 11, 12, 13):
+        zammad.attachments[(TICKET, 1, att_id)] = b"x" * 6
+    articles = [
+        {
+            "id": 1,
+            "type": "note",
+            "attachments": [attachment(10, "-100"), attachment(11, 6), attachment(12, 6), attachment(13, 6)],
+        }
+    ]
+    files, omitted = await collect(zammad, articles, policy=EmbedPolicy(max_bytes=10, total_max_bytes=13))
+    assert [f.attachment_id for f in files if f.attachment_id] == [10, 11, 12]
+    assert [(o.attachment_id, o.size, o.size_declared) for o in omitted] == [(13, 6, True)]
+
+
 async def test_a_failed_download_is_an_omission_with_a_redacted_cause():
     zammad = FakeZammad()
     zammad.fail("get_article_plain", ZammadApiError("GET answered 500 for tok-1", status=500))
