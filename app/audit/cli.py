@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TextIO
 
 from app.audit.report import JsonReport, ProgressBar, TextReport
+from app.audit.root_position import root_prefix
 from app.audit.run import DEFAULT_EXPIRY_DAYS, AuditOptions, run_audit
 
 EXIT_OK = 0
@@ -115,6 +116,7 @@ def main(argv: list[str], *, stdout: TextIO | None = None, stderr: TextIO | None
             raise ConfigError("--expiry-days must be 0 or more")
         if args.jobs < 1:
             raise ConfigError("--jobs must be 1 or more")
+        prefix = root_prefix(root, settings.storage_root)
     except ConfigError as exc:
         print(f"audit: {exc}", file=err)
         return EXIT_USAGE
@@ -127,6 +129,7 @@ def main(argv: list[str], *, stdout: TextIO | None = None, stderr: TextIO | None
         manifest=args.manifest,
         count_first=not args.no_progress and err.isatty(),
         jobs=args.jobs,
+        root_prefix=prefix,
     )
     if args.json:
         writer: JsonReport | TextReport = JsonReport(

@@ -23,6 +23,7 @@ from typing import Any
 
 import orjson
 
+from app.audit.root_position import described_here
 from app.audit.signatures import (
     BYTE_RANGE_TOKEN,
     TAIL_BYTES,
@@ -272,6 +273,7 @@ def check_archive(
     *,
     now: datetime,
     expiry_window: timedelta,
+    root_prefix: str = "",
 ) -> FileReport:
     """The full check of one archive (see :data:`RESULT_ORDER` for the codes).
 
@@ -283,6 +285,9 @@ def check_archive(
         buffer: a reusable buffer of :data:`CHUNK_BYTES`.
         now: the audit's time (aware).
         expiry_window: evidence expiring within this time of ``now`` is ``certificate_expiring``.
+        root_prefix: the root's position under the storage root (``""``: it is the storage
+            root), :func:`app.audit.root_position.root_prefix`; a sidecar's ``path`` must be
+            it joined with ``relative``.
     """
     report = FileReport(relative)
     sidecar: dict[str, Any] | None = None
@@ -322,8 +327,9 @@ def check_archive(
         elif expected_size != result.size:
             report.add(HASH_MISMATCH, f"size is {result.size} bytes, the sidecar says {expected_size}")
         described = sidecar.get("path")
-        # A root that is a folder of the storage root (an audit of one group) sees the tail of it.
-        if described is not None and described != relative and not str(described).endswith("/" + relative):
+        # A root that is a folder of the storage root (an audit of one group) sees the tail of
+        # it, behind that folder's own position (root_prefix), never behind another one.
+        if described is not None and not described_here(described, relative, root_prefix):
             report.add(
                 HASH_MISMATCH,
                 f"the sidecar describes the archive at {described!r}, not this place "

@@ -69,6 +69,8 @@ class AuditOptions:
         manifest: verify the manifest's chain and cross-check every archive against it.
         count_first: count the archives before checking them (for a progress bar's total).
         jobs: processes that check archives (1: this one; see :mod:`app.audit.workers`).
+        root_prefix: the root's position under the storage root, ``""`` when it is the storage
+            root (:func:`app.audit.root_position.root_prefix`).
     """
 
     root: Path
@@ -78,6 +80,7 @@ class AuditOptions:
     manifest: bool = False
     count_first: bool = False
     jobs: int = 1
+    root_prefix: str = ""
 
 
 @dataclass(slots=True)
@@ -197,6 +200,7 @@ def run_audit(
             trust_roots=tuple(cert.dump() for cert in options.trust_roots),
             now=now,
             expiry_window=options.expiry_window,
+            root_prefix=options.root_prefix,
         )
         results: Counter[str] = Counter()
 

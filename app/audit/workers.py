@@ -41,6 +41,8 @@ class CheckSpec:
     trust_roots: tuple[bytes, ...]
     now: datetime
     expiry_window: timedelta
+    root_prefix: str = ""
+    """The root's position under the storage root (:func:`app.audit.root_position.root_prefix`)."""
 
 
 class ArchiveChecker:
@@ -85,6 +87,7 @@ class ArchiveChecker:
             self._buffer,
             now=self._spec.now,
             expiry_window=self._spec.expiry_window,
+            root_prefix=self._spec.root_prefix,
         )
 
     def close(self) -> None:

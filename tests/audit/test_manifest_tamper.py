@@ -17,7 +17,7 @@ from app.storage.manifest import ArchiveManifest
 from app.storage.store import ArchiveStore
 from tests.audit.archives import ARCHIVED_AT, snapshot
 from tests.audit.conftest import ArchiveRoot
-from tests.audit.test_cli import audit_json, codes, results
+from tests.audit.test_cli import audit, audit_json, codes, results
 
 
 def edit_sidecar(sidecar: Path, /, **changes: object) -> None:
@@ -181,3 +181,33 @@ def test_manifest_repair_records_no_archive_its_sidecar_does_not_describe(archiv
 
     assert manifest_repair.main([str(archive_root.root), relative]) == 1
     assert not (archive_root.root / "_manifest").exists()
+
+
+def test_an_archive_moved_with_its_sidecar_fails_without_the_manifest_too(archive_root: ArchiveRoot) -> None:
+    source = archive_root.stored[0]  # Support/2026/Ticket-…pdf
+    assert source.relative_path.startswith("Support/2026/")
+    moved = archive_root.root / "2026" / source.path.name
+    moved.parent.mkdir()
+    source.path.rename(moved)
+    archive_root.sidecar(0).rename(f"{moved}.json")
+    relative = f"2026/{source.path.name}"
+
+    status, document = audit_json(archive_root)
+
+    assert status == 1 and results(document)[relative] == "hash_mismatch"
+    assert "a copied, renamed or moved archive" in json.dumps(document)
+
+
+def test_a_group_folder_audited_as_root_is_ok_and_a_move_inside_it_is_not(
+    archive_root: ArchiveRoot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("STORAGE_ROOT", raising=False)
+    group = archive_root.root / "Support"
+    status, out, _ = audit("--root", str(group), "--trust", str(archive_root.trust), "--json", "--jobs", "2")
+    assert status == 0 and set(results(json.loads(out)).values()) == {"ok"}
+
+    source = archive_root.stored[1]
+    source.path.rename(group / source.path.name)  # Support/2026/T.pdf -> Support/T.pdf
+    archive_root.sidecar(1).rename(group / f"{source.path.name}.json")
+    status, out, _ = audit("--root", str(group), "--trust", str(archive_root.trust), "--json", "--jobs", "1")
+    assert status == 1 and results(json.loads(out))[source.path.name] == "hash_mismatch"
