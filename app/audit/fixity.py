@@ -273,7 +273,7 @@ def check_archive(
     *,
     now: datetime,
     expiry_window: timedelta,
-    root_prefix: str = "",
+    root_prefix: str | None = "",
 ) -> FileReport:
     """The full check of one archive (see :data:`RESULT_ORDER` for the codes).
 
@@ -286,8 +286,8 @@ def check_archive(
         now: the audit's time (aware).
         expiry_window: evidence expiring within this time of ``now`` is ``certificate_expiring``.
         root_prefix: the root's position under the storage root (``""``: it is the storage
-            root), :func:`app.audit.root_position.root_prefix`; a sidecar's ``path`` must be
-            it joined with ``relative``.
+            root; ``None``: unknown), :func:`app.audit.root_position.root_prefix`; a sidecar's
+            ``path`` must be it joined with ``relative`` (unknown: end in ``relative``).
     """
     report = FileReport(relative)
     sidecar: dict[str, Any] | None = None

@@ -4,7 +4,9 @@ An audit may be given a folder of the storage root as ``--root`` (one group, e.g
 ``/srv/archive/Support``): a sidecar there names ``Support/2026/T.pdf`` where the walk sees
 ``2026/T.pdf``. The audit accepts that path only with the folder's own position, ``Support``,
 in front of it, so an archive moved (with its sidecar) to another folder is still
-``hash_mismatch``.
+``hash_mismatch``. Where the storage root is unknown (no ``STORAGE_ROOT`` around the folder and
+no ``_manifest`` above it: a copy of part of a storage root, audited elsewhere), the position
+cannot be known, and a sidecar's path is accepted when it ends in the walked path.
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ from pathlib import Path
 from app.storage.manifest_format import MANIFEST_FOLDER
 
 
-def root_prefix(root: Path, storage_root: Path | None = None) -> str:
+def root_prefix(root: Path, storage_root: Path | None = None) -> str | None:
     """The position of ``root`` under the storage root, ``/``-separated (``""`` when ``root``
-    is the storage root itself).
+    is the storage root itself), or ``None`` when no storage root is known around it.
 
     The storage root is ``storage_root`` (``STORAGE_ROOT``) when ``root`` lies within it,
     else the nearest folder from ``root`` upwards (``root`` included) that holds a
-    ``_manifest`` folder (not a symlink), else ``root`` itself. Paths are compared resolved.
+    ``_manifest`` folder (not a symlink); without either the position is unknown (``None``).
+    Paths are compared resolved.
 
     Raises:
         OSError: ``root`` cannot be resolved.
@@ -42,7 +45,7 @@ def root_prefix(root: Path, storage_root: Path | None = None) -> str:
             continue
         if stat.S_ISDIR(mode):
             return _position(here, folder)
-    return ""
+    return None
 
 
 def _position(folder: Path, base: Path) -> str:
@@ -50,7 +53,10 @@ def _position(folder: Path, base: Path) -> str:
     return "" if relative == "." else relative
 
 
-def described_here(described: object, relative: str, prefix: str) -> bool:
+def described_here(described: object, relative: str, prefix: str | None) -> bool:
     """Whether a sidecar's ``path`` (``described``, relative to the storage root) names the
-    archive the walk found at ``relative`` (relative to the audited folder at ``prefix``)."""
+    archive the walk found at ``relative`` (relative to the audited folder at ``prefix``;
+    ``None``: its position is unknown, so any path ending in ``relative`` is accepted)."""
+    if prefix is None:
+        return isinstance(described, str) and (described == relative or described.endswith(f"/{relative}"))
     return described == (f"{prefix}/{relative}" if prefix else relative)

@@ -70,7 +70,7 @@ class AuditOptions:
         count_first: count the archives before checking them (for a progress bar's total).
         jobs: processes that check archives (1: this one; see :mod:`app.audit.workers`).
         root_prefix: the root's position under the storage root, ``""`` when it is the storage
-            root (:func:`app.audit.root_position.root_prefix`).
+            root, ``None`` when unknown (:func:`app.audit.root_position.root_prefix`).
     """
 
     root: Path
@@ -80,7 +80,7 @@ class AuditOptions:
     manifest: bool = False
     count_first: bool = False
     jobs: int = 1
-    root_prefix: str = ""
+    root_prefix: str | None = ""
 
 
 @dataclass(slots=True)

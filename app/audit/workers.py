@@ -41,7 +41,7 @@ class CheckSpec:
     trust_roots: tuple[bytes, ...]
     now: datetime
     expiry_window: timedelta
-    root_prefix: str = ""
+    root_prefix: str | None = ""
     """The root's position under the storage root (:func:`app.audit.root_position.root_prefix`)."""
 
 
