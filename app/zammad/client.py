@@ -12,8 +12,15 @@ Every failure surfaces as :class:`app.errors.ZammadApiError`:
   ``"<METHOD> <path> answered <status>: <Zammad's error_human/error or a text excerpt>"``;
 * no answer (connection refused, DNS, TLS, reset, timeout) → ``status=None``, message
   naming the cause, e.g. ``"GET /api/v1/tickets/4711 failed: timed out after 30 s"``;
-* a 2xx answer that is not the JSON shape the endpoint documents → ``status`` = the HTTP
-  status, message ``"... answered 200 with ..."``.
+* a 2xx answer that is not JSON at all (a body cut short on the way, a proxy's page) →
+  Transient (``transient=True``): the job is tried again. Its message gives the body's length,
+  ``Content-Type`` and where parsing stopped, never the body: a 2xx body is ticket data
+  (customer names, article text);
+* a 2xx answer that is JSON of another shape than the endpoint documents → ``status`` = the
+  HTTP status, message ``"... answered 200 with ..."``.
+
+Only a non-2xx body is quoted (clipped to :data:`EXCERPT_CHARS`): Zammad's ``error_human`` or a
+proxy's error page.
 
 The API token is sent only in the ``Authorization`` header. It never appears in a message,
 in ``repr()`` or in a log line: text that comes from outside (response bodies, exception
@@ -155,15 +162,16 @@ class ZammadClient:
         JSON encoder escapes), the answer is parsed only if its body holds that text;
         otherwise ``[]`` is returned: no article can contain it. A big ticket's articles
         are then never parsed just to look for a marker. Other text is looked for after
-        a full parse.
+        a full parse. A body that does not end as an array does (cut short on the way) is
+        parsed too, for its error: the text may have been in the part that was cut off.
         """
         if containing is None or not _PLAIN_TEXT.fullmatch(containing):
             return list((await self.list_articles_raw(ticket_id))[0])
         path = f"/api/v1/ticket_articles/by_ticket/{_positive_id(ticket_id, 'ticket_id')}"
-        _, raw = await self._request("GET", path)
-        if containing.encode() not in raw and raw.lstrip()[:1] == b"[":
+        _, raw, content_type = await self._request("GET", path)
+        if containing.encode() not in raw and raw.lstrip()[:1] == b"[" and raw.rstrip()[-1:] == b"]":
             return []
-        return await self._articles_from(raw, path)
+        return await self._articles_from(raw, path, content_type)
 
     async def list_articles_raw(self, ticket_id: int) -> tuple[Sequence[dict[str, Any]], bytes]:
         """As :meth:`list_articles`, plus the response body exactly as Zammad sent it. A big
@@ -171,14 +179,14 @@ class ZammadClient:
         (:func:`app.zammad.articles.lazy_articles`), so a big ticket's articles are never all
         in memory as objects; a smaller one comes as a list."""
         path = f"/api/v1/ticket_articles/by_ticket/{_positive_id(ticket_id, 'ticket_id')}"
-        _, raw = await self._request("GET", path)
+        _, raw, content_type = await self._request("GET", path)
         lazy = lazy_articles(raw)
         if lazy is not None:
             return lazy, raw
-        return await self._articles_from(raw, path), raw
+        return await self._articles_from(raw, path, content_type), raw
 
-    async def _articles_from(self, raw: bytes, path: str) -> list[dict[str, Any]]:
-        data = self._parse(raw, "GET", path, 200)
+    async def _articles_from(self, raw: bytes, path: str, content_type: str | None) -> list[dict[str, Any]]:
+        data = self._parse(raw, "GET", path, 200, content_type)
         data = self._expect(data, list, "GET", path, "an array of articles")
         if not all(isinstance(a, dict) for a in data):
             raise ZammadApiError(
@@ -305,7 +313,7 @@ class ZammadClient:
             f"/api/v1/ticket_attachment/{_positive_id(ticket_id, 'ticket_id')}"
             f"/{_positive_id(article_id, 'article_id')}/{_positive_id(attachment_id, 'attachment_id')}"
         )
-        _, raw = await self._request("GET", path)
+        _, raw, _ = await self._request("GET", path)
         return raw
 
     async def get_article_plain(self, article_id: int) -> bytes:
@@ -313,7 +321,7 @@ class ZammadClient:
         article (``message/rfc822``; ``docs/reference/zammad.md`` §3.2, §4). Articles without a stored
         mail answer with an empty body: ``b""`` is returned then."""
         path = f"/api/v1/ticket_article_plain/{_positive_id(article_id, 'article_id')}"
-        _, raw = await self._request("GET", path)
+        _, raw, _ = await self._request("GET", path)
         return raw
 
     # -- plumbing ----------------------------------------------------------------------
@@ -327,22 +335,35 @@ class ZammadClient:
         json_body: dict[str, Any] | None = None,
     ) -> tuple[Any, bytes]:
         """Send one request; return the parsed JSON (``None`` for an empty body) and the raw body."""
-        status, raw = await self._request(method, path, params=params, json_body=json_body)
-        return self._parse(raw, method, path, status), raw
+        status, raw, content_type = await self._request(method, path, params=params, json_body=json_body)
+        return self._parse(raw, method, path, status, content_type), raw
 
-    def _parse(self, raw: bytes, method: str, path: str, status: int) -> Any:
-        """The JSON in ``raw`` (``None`` for an empty body); :class:`ZammadApiError` if it is not JSON."""
+    def _parse(self, raw: bytes, method: str, path: str, status: int, content_type: str | None) -> Any:
+        """The JSON in the 2xx body ``raw`` (``None`` for an empty body).
+
+        Raises:
+            ZammadApiError: Transient (``transient=True``) if ``raw`` is not JSON: a 2xx body
+                that does not parse was cut short on the way or replaced by a proxy, which a
+                later try may not meet. The message names the length, ``Content-Type``
+                (``content_type``, the header as sent) and where parsing stopped, and quotes
+                nothing of the body: it is ticket data, and the message goes into logs and notes.
+        """
         if not raw.strip():
             return None
         try:
             return orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            raise ZammadApiError(
-                f"{method} {path} answered {status} with a body that is not JSON: {self._excerpt(raw)!r}",
+        except orjson.JSONDecodeError as exc:
+            error = ZammadApiError(
+                f"{method} {path} answered {status} with a body that is not JSON "
+                f"({len(raw)} bytes, Content-Type {self._scrub(_clip(content_type or 'not given'))}; "
+                f"parsing stopped at byte {exc.pos}: {self._scrub(_clip(exc.msg))}); "
+                "the body is not quoted, it is ticket data",
                 status=status,
                 method=method,
                 path=path,
-            ) from None
+            )
+            error.transient = True
+            raise error from None
 
     async def _json(
         self,
@@ -361,8 +382,9 @@ class ZammadClient:
         *,
         params: dict[str, str] | None = None,
         json_body: dict[str, Any] | None = None,
-    ) -> tuple[int, bytes]:
-        """Send one request; return ``(status, body)`` for a 2xx answer, raise otherwise."""
+    ) -> tuple[int, bytes, str | None]:
+        """Send one request; return ``(status, body, Content-Type header or None)`` for a 2xx
+        answer, raise otherwise."""
         headers = self._headers
         data: bytes | None = None
         if json_body is not None:
@@ -382,6 +404,7 @@ class ZammadClient:
             ) as response:
                 raw = await _read_body(response)
                 status = response.status
+                content_type = response.headers.get("Content-Type")
                 if not 200 <= status < 300:
                     detail = self._error_detail(raw, response.headers.get("X-Failure"), response.reason)
                     log.info("zammad %s %s -> %s", method, path, status)
@@ -409,7 +432,7 @@ class ZammadClient:
                 path=path,
             ) from None
         log.debug("zammad %s %s -> %s in %.3f s", method, path, status, loop.time() - started)
-        return status, raw
+        return status, raw, content_type
 
     def _expect(self, data: Any, kind: type, method: str, path: str, what: str) -> Any:
         if not isinstance(data, kind):
@@ -439,6 +462,8 @@ class ZammadClient:
         return self._scrub(reason or "no error message")
 
     def _excerpt(self, raw: bytes) -> str:
+        """A clipped, tag-stripped, token-scrubbed excerpt of a non-2xx body (a proxy's error
+        page); never used for a 2xx body, which is ticket data."""
         text = raw.decode("utf-8", errors="replace")
         text = _HTML_TAG.sub(" ", text)
         return self._scrub(_clip(text))

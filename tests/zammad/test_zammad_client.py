@@ -8,12 +8,14 @@ import json
 import os
 import socket
 from collections.abc import AsyncIterator
+from functools import partial
 
 import aiohttp
 import pytest
 from aiohttp import web
 
 from app.errors import ZammadApiError
+from app.workflow.classify import classify
 from app.zammad import articles as articles_module
 from app.zammad.articles import LazyArticles
 from app.zammad.client import PREALLOCATE_FROM_BYTES, ZammadClient
@@ -264,6 +266,37 @@ async def test_2xx_that_is_not_json_is_an_error(client: ZammadClient, simulator:
         await client.get_ticket(TICKET_ID)
     assert info.value.status == 200
     assert "not JSON" in str(info.value)
+
+
+async def test_2xx_cut_short_is_transient_and_quotes_no_ticket_data(session: aiohttp.ClientSession) -> None:
+    """A 200 ``by_ticket`` body cut in half (its Content-Length matching the cut body) is a
+    transfer glitch: Transient, and the message (which goes into logs and notes) names length,
+    Content-Type and where parsing stopped, but quotes nothing of the body (customer names)."""
+    whole = (FIXTURES / "articles-by-ticket.json").read_bytes()
+    cut = whole[: len(whole) // 2]
+
+    async def by_ticket(request: web.Request) -> web.Response:
+        return web.Response(body=cut, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/api/v1/ticket_articles/by_ticket/{id}", by_ticket)
+    async with served(app) as base_url:
+        client = ZammadClient(session, base_url, TOKEN)
+        calls = (
+            client.list_articles,
+            client.list_articles_raw,
+            partial(client.list_articles, containing="Job: j-1"),
+        )
+        for call in calls:
+            with pytest.raises(ZammadApiError) as info:
+                await call(TICKET_ID)
+            message = str(info.value)
+            assert info.value.status == 200
+            assert classify(info.value).transient
+            assert "Vogelsang" not in message and "muehlenbach" not in message and "23051" not in message
+            assert f"({len(cut)} bytes, Content-Type application/json" in message
+            assert "parsing stopped at byte" in message and "unexpected end of data" in message
+            _assert_no_token(message)
 
 
 async def test_2xx_with_wrong_shape_is_an_error(client: ZammadClient, simulator: ZammadSimulator) -> None:
