@@ -142,18 +142,41 @@ def failure_note(
     attempts: int = 1,
     gave_up: bool = False,
     language: str = "en",
+    tags_changed: bool = True,
 ) -> Note:
     """The note after a failed run, in ``language`` (:data:`app.i18n.LANGUAGES`).
 
-    Starts with "PDF archiver error"; gives the classification (Transient: the trigger tag
-    was kept and the ticket will be tried again; Permanent: it was removed), the failing
-    step, the error code, the cause (already free of secrets), the attempts and the job id.
-    ``gave_up``: the automatic retries of a Transient failure are used up. The
-    classification value, step name, error code and cause stay as they are (they are what
+    Starts with "PDF archiver error"; gives the classification and what happened to the
+    ticket's tags (Transient: the trigger tag was kept and the ticket will be tried again;
+    Permanent: it was removed), the failing step, the error code, the cause (already free of
+    secrets), the attempts and the job id. ``gave_up``: the automatic retries of a Transient
+    failure are used up. ``tags_changed=False``: the run failed before its start step changed
+    any tag (e.g. Zammad answered 401 to reading the tags), so the report adds ``pdf:error``
+    only and the trigger tag is still there if the ticket had it: the note says so instead.
+    The classification value, step name, error code and cause stay as they are (they are what
     logs, metrics and the runbook name).
     """
     _ = translation(language).gettext
-    if gave_up:
+    if not tags_changed:
+        if gave_up:
+            hint = _(
+                "Transient, gave up after {attempts} attempts before the run changed any tag: the tags "
+                "were left as they were, so the trigger tag is still there if the ticket had it; the "
+                "ticket is archived when it is triggered again or retried (POST /retry/{{ticket_id}})."
+            ).format(attempts=attempts)
+        elif failure.transient:
+            hint = _(
+                "Transient, before the run changed any tag: the tags were left as they were, so the "
+                "trigger tag is still there if the ticket had it; the ticket is archived when it is "
+                "triggered again."
+            )
+        else:
+            hint = _(
+                "Permanent, before the run changed any tag: the tags were left as they were, so the "
+                "trigger tag is still there if the ticket had it; fix the cause, then trigger the "
+                "ticket again or retry it (POST /retry/{{ticket_id}})."
+            ).format()
+    elif gave_up:
         hint = _(
             "Transient, gave up after {attempts} attempts: the trigger tag was kept; the ticket is "
             "archived when it is triggered again or retried (POST /retry/{{ticket_id}})."

@@ -114,6 +114,7 @@ def final_report(
         attempts=attempts,
         gave_up=gave_up,
         language=language,
+        tags_changed=outcome.started,
     )
     return Report(t.add, t.remove, note.subject, note.body_html)
 

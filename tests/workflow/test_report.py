@@ -73,6 +73,48 @@ def test_a_failure_note_names_step_attempts_and_giving_up():
     )
 
 
+@pytest.mark.parametrize(
+    ("language", "removed", "untouched"),
+    [
+        (
+            "en",
+            "Permanent: the trigger tag was removed",
+            "Permanent, before the run changed any tag: the tags were left",
+        ),
+        (
+            "de",
+            "Dauerhaft: der Auslöser-Tag wurde entfernt",
+            "Dauerhaft, bevor der Lauf einen Tag geändert hat",
+        ),
+    ],
+)
+def test_a_permanent_failure_note_says_what_happened_to_the_tags(language, removed, untouched):
+    """A run that failed Permanent before its start step (Zammad answered 401 to reading the
+    tags) removed no tag: its note must not say the trigger tag was removed. After the start
+    step it was removed, and the note says so."""
+    before = ArchiveOutcome(
+        "failed",
+        "fetch tags",
+        started=False,
+        failure=classify(ZammadApiError("GET answered 401", status=401)),
+    )
+    after = failed(False)
+    early = final_report(before, trigger_tag=TRIGGER, job_id="j", delivery_id=None, language=language)
+    late = final_report(after, trigger_tag=TRIGGER, job_id="j", delivery_id=None, language=language)
+    assert early is not None and late is not None
+    assert TRIGGER not in early.remove and untouched in early.body_html and removed not in early.body_html
+    assert "POST /retry/{ticket_id}" in early.body_html
+    assert TRIGGER in late.remove and removed in late.body_html and untouched not in late.body_html
+
+
+def test_a_transient_failure_before_the_start_step_says_the_tags_were_left():
+    outcome = failed(True, started=False)
+    dead = final_report(outcome, trigger_tag=TRIGGER, job_id="j", delivery_id=None, attempts=5, gave_up=True)
+    assert dead is not None and TRIGGER not in dead.add
+    assert "gave up after 5 attempts before the run changed any tag" in dead.body_html
+    assert "the trigger tag was kept" not in dead.body_html
+
+
 def test_a_report_survives_the_job_store_as_plain_data():
     assert Report.from_dict(REPORT.as_dict()) == REPORT
 
