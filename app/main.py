@@ -39,7 +39,7 @@ from app.i18n import parse_language_by_group
 from app.jobs.outcomes import RetryPolicy, job_end
 from app.jobs.pool import WorkerPool
 from app.jobs.records import JobRecord, JobStoreUnavailable
-from app.jobs.store import create_job_store
+from app.jobs.store import SQLITE_FILE, JobStore, create_job_store
 from app.observability.logging import REDACTOR, configure_logging
 from app.reconcile.sweep import Reconciler
 from app.render.font_check import log_font_coverage
@@ -93,6 +93,34 @@ def log_request_auth(settings: Settings) -> None:
                 "/retry and /jobs are refused until ADMIN_BEARER_TOKEN or WEBHOOK_HMAC_SECRET is set",
                 extra={"paths": ["/retry", "/jobs"], "status": 403, "error": "forbidden"},
             )
+
+
+def log_new_job_store(settings: Settings, store: JobStore) -> None:
+    """Warn, once at start, when the SQLite job store was created empty
+    (:attr:`app.jobs.sqlite.SqliteJobStore.created`: no ``jobs.sqlite3`` was in ``STATE_DIR``).
+
+    On a first start that is expected; after ``STATE_DIR`` was deleted or changed while the
+    service was stopped, the jobs it had answered 202 for are gone without a trace. Only the
+    reconciliation sweep (``RECONCILE_INTERVAL_SECONDS``, 0 = off) finds their tickets again
+    (by the trigger tag or a stale ``pdf:processing``): the warning says whether it runs.
+    """
+    if not getattr(store, "created", False):
+        return
+    interval = settings.reconcile_interval_seconds
+    sweep = (
+        f"the sweep runs every {interval:g} s (RECONCILE_INTERVAL_SECONDS)"
+        if interval > 0
+        else "RECONCILE_INTERVAL_SECONDS=0: the sweep is off, so nothing finds them"
+    )
+    log.warning(
+        "new empty job store created in STATE_DIR %s (no %s was there: a first start, or STATE_DIR "
+        "was deleted or changed while stopped); jobs accepted before were lost unless the "
+        "reconcile sweep finds their tickets; %s",
+        settings.state_dir,
+        SQLITE_FILE,
+        sweep,
+        extra={"state_dir": str(settings.state_dir), "reconcile_interval_seconds": interval},
+    )
 
 
 def create_app(
@@ -219,6 +247,7 @@ def create_app(
             except JobStoreUnavailable as exc:  # e.g. PostgreSQL unreachable beyond the start wait
                 runtime.startup_error = str(exc)
                 raise
+            log_new_job_store(settings, job_store)
             reconciler = Reconciler.from_settings(settings, zammad, runtime.store, pool.submit_many, metrics)
             app.state.reconciler = reconciler  # sweeps every RECONCILE_INTERVAL_SECONDS (0: never)
             reconciler.start()

@@ -135,3 +135,35 @@ async def test_a_failing_start_is_logged_with_its_cause(
     failed = [r for r in caplog.records if r.getMessage() == "start failed"]
     assert len(failed) == 1 and failed[0].levelno == logging.ERROR and failed[0].exc_info is not None
     assert app.state.runtime.startup_error == "RuntimeError: cannot open the store with ***"
+
+
+@pytest.mark.parametrize(
+    ("interval", "sweep"), [("300", "the sweep runs every 300 s"), ("0", "the sweep is off")]
+)
+async def test_a_new_empty_job_store_is_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, interval: str, sweep: str
+) -> None:
+    """No ``jobs.sqlite3`` in STATE_DIR at start (a first start, or STATE_DIR deleted while
+    stopped: the 202-accepted jobs are gone): the start warns, naming the reconcile sweep;
+    the next start, with the file there, does not."""
+    config = dataclasses.replace(settings(tmp_path), reconcile_interval_seconds=float(interval))
+
+    def new_store_warnings() -> list[str]:
+        return [
+            r.getMessage()
+            for r in caplog.records
+            if r.levelno == logging.WARNING and "new empty job store" in r.getMessage()
+        ]
+
+    app = create_app(config)
+    async with app.router.lifespan_context(app):
+        pass
+    [warning] = new_store_warnings()
+    assert str(tmp_path / "state") in warning and "jobs.sqlite3" in warning and sweep in warning
+    assert "jobs accepted before were lost unless the reconcile sweep finds their tickets" in warning
+
+    caplog.clear()
+    app = create_app(config)
+    async with app.router.lifespan_context(app):
+        pass
+    assert new_store_warnings() == []

@@ -70,6 +70,10 @@ class SqliteJobStore:
     work_available = None
     on_lease_lost: Callable[[str], None] | None = None
     """Never called: no other replica takes a job over."""
+    created = False
+    """``True`` once :meth:`open` created the database file: none was at :attr:`path` (a first
+    start, or ``STATE_DIR`` was deleted or changed while the service was stopped, losing the
+    jobs it held). Always ``False`` in memory."""
 
     def __init__(
         self,
@@ -103,7 +107,7 @@ class SqliteJobStore:
     # -- lifecycle -------------------------------------------------------------------------
     async def open(self) -> Recovery:
         """Open (creating the schema) and prepare recovery: jobs that were running are put
-        back to pending; returns what to resume.
+        back to pending; returns what to resume. Sets :attr:`created`.
 
         Raises:
             sqlite3.Error: the database cannot be opened (or refuses WAL mode).
@@ -111,7 +115,9 @@ class SqliteJobStore:
         """
         loop = asyncio.get_running_loop()
         durable, helper = self.path is not None, self.path is not None and self.wal_sync_helper
-        conn = await self._thread.call(functools.partial(connect, self.path, wal_sync_helper=helper))
+        path = self.path
+        self.created = path is not None and not await self._thread.call(path.exists)
+        conn = await self._thread.call(functools.partial(connect, path, wal_sync_helper=helper))
         if helper:
             assert self.path is not None
             self._wal_sync = WalSyncProcess(self.path, loop)
