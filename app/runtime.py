@@ -89,6 +89,7 @@ class ArchiveRunner:
             resume=True,
             archived_at=archived_at,
             guard=guard,
+            last_attempt=job.attempts >= self.max_attempts,
         )
 
     def report(self, job: JobRecord, outcome: ArchiveOutcome, *, gave_up: bool) -> Report | None:

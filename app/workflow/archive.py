@@ -37,6 +37,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from app.errors import ArchiverError
 from app.jobs.records import OutcomeStatus
 from app.render.content import kept_articles
 from app.workflow.classify import ClassifiedFailure, classify
@@ -225,6 +226,7 @@ class ArchiveWorkflow:
         resume: bool = False,
         archived_at: datetime | None = None,
         guard: Guard | None = None,
+        last_attempt: bool = True,
     ) -> ArchiveOutcome:
         """Archive ticket ``ticket_id`` once, without the final report.
 
@@ -238,6 +240,13 @@ class ArchiveWorkflow:
             guard: awaited right before the run's writes to the ticket (the start transition,
                 a revert): it raises when this run may no longer write there (several
                 replicas: another one took the job over). See :data:`~app.workflow.ports.Guard`.
+            last_attempt: no run follows this one whatever its outcome (the job's attempts
+                are used up); only the level of the ``job step failed`` line depends on it.
+
+        A failed step is logged as one line, ``job step failed``, with its classification,
+        code and cause: at WARNING when the job will run again (a Transient failure, not the
+        last attempt), else at ERROR; with a traceback only for a defect (an exception that
+        is not an :class:`~app.errors.ArchiverError`).
 
         Never raises for a failure of the run itself: it ends as ``status="failed"``. The
         guard's exception before the start transition is raised unchanged (nothing was
@@ -305,9 +314,13 @@ class ArchiveWorkflow:
                 raise
             failure = classify(exc)
             failure = ClassifiedFailure(failure.classification, failure.code, self._redact(failure.cause))
-            log.error(
+            # Zammad's answers, timeouts, render/sign/storage errors are expected outcomes: one
+            # line (the pool's "job will be retried" follows a Transient one). A traceback only
+            # for a defect.
+            log.log(
+                logging.WARNING if failure.transient and not last_attempt else logging.ERROR,
                 "job step failed",
-                exc_info=True,
+                exc_info=not isinstance(exc, ArchiverError),
                 extra={
                     **ctx,
                     "step": clock.current.value,

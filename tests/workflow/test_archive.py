@@ -13,6 +13,7 @@ import pytest
 
 from app.errors import RenderError, SigningError, StorageError, ZammadApiError
 from app.workflow.archive import HANDED_OVER
+from app.workflow.classify import classify
 from app.workflow.originals import EmbedPolicy
 from app.workflow.steps import Step
 from tests.workflow.fakes import TICKET, TRIGGER, Rig
@@ -139,6 +140,28 @@ async def test_a_failed_step_ends_in_a_classified_pdf_error_note(
         "job-9",
     )
     assert list(rig.spool.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("error", "last_attempt", "level", "traceback"),
+    [
+        # Zammad's answers are expected outcomes: one line, WARNING while the job runs again.
+        (ZammadApiError("GET answered 429", status=429), False, "WARNING", False),
+        (ZammadApiError("GET answered 429", status=429), True, "ERROR", False),
+        (ZammadApiError("GET answered 404", status=404), False, "ERROR", False),  # Permanent: ends
+        (KeyError("a bug of ours"), False, "ERROR", True),  # a defect: its traceback too
+    ],
+)
+async def test_a_failed_step_is_one_line_with_a_traceback_only_for_a_defect(
+    rig: Rig, caplog: pytest.LogCaptureFixture, error, last_attempt, level, traceback
+):
+    rig.zammad.fail("get_ticket_raw", error)
+    with caplog.at_level("INFO", logger="app.workflow"):
+        await rig.workflow.execute(TICKET, job_id="j", last_attempt=last_attempt)
+    (line,) = [r for r in caplog.records if r.getMessage() == "job step failed"]
+    assert line.levelname == level
+    assert bool(line.exc_info) is traceback
+    assert (line.step, line.code) == ("fetch ticket", classify(error).code)
 
 
 async def test_a_failure_before_the_start_only_adds_pdf_error(rig: Rig):
