@@ -27,12 +27,24 @@ class RetryPolicy:
     base_seconds: float = 30.0
     max_seconds: float = 900.0
 
-    def delay(self, attempt: int, rng: random.Random | None = None) -> float:
+    def delay(
+        self, attempt: int, rng: random.Random | None = None, *, retry_after: float | None = None
+    ) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based):
         ``min(max, base * 2**(attempt-1))``, scaled by a random factor in [0.5, 1.0] so that
-        jobs failing together do not retry together."""
+        jobs failing together do not retry together.
+
+        ``retry_after``: seconds Zammad asked us to wait (the ``Retry-After`` of a 429 or 503,
+        :attr:`~app.workflow.classify.ClassifiedFailure.retry_after`); the delay is at least
+        that, capped at ``max_seconds`` (a huge or hostile header does not park the job for
+        hours: the job runs again after ``max_seconds`` at the latest, and a second 429 asks
+        again).
+        """
         ceiling = min(self.max_seconds, self.base_seconds * 2 ** (attempt - 1))
-        return ceiling * (rng or random).uniform(0.5, 1.0)
+        backoff = ceiling * (rng or random).uniform(0.5, 1.0)
+        if retry_after is None:
+            return backoff
+        return max(backoff, min(retry_after, self.max_seconds))
 
 
 @dataclass(frozen=True, slots=True)

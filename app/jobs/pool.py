@@ -351,7 +351,7 @@ class WorkerPool:
         end = job_end(outcome, attempts=record.attempts, max_attempts=self.retry.max_attempts)
         if end is None:  # a Transient failure with attempts left
             assert failure is not None
-            at = time.time() + self.retry.delay(record.attempts)
+            at = time.time() + self.retry.delay(record.attempts, retry_after=failure.retry_after)
             try:
                 await self._recorded(
                     record,

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import tempfile
 import time
@@ -313,7 +314,7 @@ class ArchiveWorkflow:
             if exc is refused:
                 raise
             failure = classify(exc)
-            failure = ClassifiedFailure(failure.classification, failure.code, self._redact(failure.cause))
+            failure = dataclasses.replace(failure, cause=self._redact(failure.cause))
             # Zammad's answers, timeouts, render/sign/storage errors are expected outcomes: one
             # line (the pool's "job will be retried" follows a Transient one). A traceback only
             # for a defect.

@@ -37,11 +37,16 @@ class ClassifiedFailure:
         classification: Transient or Permanent.
         code: the error's stable code (e.g. ``zammad_api_error``, ``internal_error``).
         cause: a human sentence without secrets, at most :data:`MAX_CAUSE_CHARS` characters.
+        retry_after: seconds Zammad asked us to wait before the next request (the
+            ``Retry-After`` of its 429 or 503 answer, :attr:`ZammadApiError.retry_after`),
+            else ``None``; the job's retry waits at least this long
+            (:meth:`app.jobs.outcomes.RetryPolicy.delay`).
     """
 
     classification: Classification
     code: str
     cause: str
+    retry_after: float | None = None
 
     @property
     def transient(self) -> bool:
@@ -82,4 +87,5 @@ def classify(exc: BaseException) -> ClassifiedFailure:
     if len(cause) > MAX_CAUSE_CHARS:
         cause = cause[: MAX_CAUSE_CHARS - 1] + "…"
     kind = Classification.TRANSIENT if _is_transient(exc) else Classification.PERMANENT
-    return ClassifiedFailure(kind, code, cause)
+    retry_after = exc.retry_after if isinstance(exc, ZammadApiError) else None
+    return ClassifiedFailure(kind, code, cause, retry_after)

@@ -24,6 +24,28 @@ def test_backoff_is_exponential_capped_and_jittered(attempt: int) -> None:
     assert max(delays) - min(delays) > ceiling / 10  # jitter spreads them
 
 
+@pytest.mark.parametrize(
+    ("retry_after", "low", "high"),
+    [
+        (None, 5, 10),  # the backoff alone
+        (2, 5, 10),  # asked for less than the backoff: the backoff
+        (120, 120, 120),  # Zammad's Retry-After: at least that
+        (86400, 600, 600),  # capped at max_seconds
+    ],
+)
+def test_the_delay_is_at_least_zammads_retry_after_up_to_the_maximum(retry_after, low, high) -> None:
+    policy = RetryPolicy(max_attempts=5, base_seconds=10, max_seconds=600)
+    rng = random.Random(7)
+    delays = [policy.delay(1, rng, retry_after=retry_after) for _ in range(50)]
+    assert all(low <= d <= high for d in delays)
+
+
+def test_a_429s_retry_after_reaches_the_failure() -> None:
+    throttled = classify(ZammadApiError("GET answered 429", status=429, retry_after=120.0))
+    assert throttled.transient and throttled.retry_after == 120.0
+    assert classify(ZammadApiError("GET answered 502", status=502)).retry_after is None
+
+
 def failed(status: int) -> ArchiveOutcome:
     """A run that failed fetching the ticket: Zammad answered ``status`` (503 Transient, 404 Permanent)."""
     return ArchiveOutcome(

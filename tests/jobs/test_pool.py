@@ -10,11 +10,13 @@ import time
 
 import pytest
 
+from app.errors import ZammadApiError
 from app.jobs.outcomes import RetryPolicy
 from app.jobs.pool import WorkerPool
-from app.jobs.records import JobRecord, JobRequest, JobState, JobStoreUnavailable
+from app.jobs.records import JobRecord, JobRequest, JobState, JobStoreUnavailable, OutcomeStatus
 from app.jobs.store import JobStore
 from app.workflow.archive import ArchiveOutcome
+from app.workflow.classify import classify
 from app.workflow.ports import Guard
 from app.workflow.report import Report
 from tests.jobs.conftest import StoreFactory
@@ -68,6 +70,32 @@ async def test_retries_then_success_dead_and_permanent(make_store: StoreFactory)
     assert states[2]["attempts"] == 3 and states[2]["classification"] == "Transient"
     assert sorted(runner.delivered) == [(1, "archived"), (2, "dead"), (3, "failed")]
     assert all(s["reported"] for s in states.values())
+    await pool.stop(0)
+    await store.close()
+
+
+class ThrottledRunner(FakeRunner):
+    """Every run fails: Zammad answered 429 with ``Retry-After: 120``."""
+
+    async def execute(self, job: JobRecord, *, guard: Guard | None = None) -> ArchiveOutcome:
+        self.runs.append((job.ticket_id, job.attempts))
+        failure = classify(ZammadApiError("GET answered 429", status=429, retry_after=120.0))
+        return ArchiveOutcome(OutcomeStatus.FAILED, "fetch ticket", started=True, failure=failure)
+
+
+async def test_a_retry_waits_for_zammads_retry_after(make_store: StoreFactory) -> None:
+    """The backoff would be a few hundredths of a second; Zammad asked for 120 s."""
+    store = make_store()
+    runner = ThrottledRunner({})
+    pool = WorkerPool(store, runner, workers=1, retry=RetryPolicy(3, 0.02, 900))
+    await pool.start()
+    await pool.submit(JobRequest(7))
+    await until(lambda: runner.runs == [(7, 1)] and pool.in_flight == 0, 5)
+    await asyncio.sleep(0.2)  # past the 0.01-0.02 s the backoff alone would wait
+    assert runner.runs == [(7, 1)]
+    status = await pool.status(7)
+    assert status["state"] == "pending" and status["attempts"] == 1
+    assert status["next_attempt_at"] - time.time() > 110
     await pool.stop(0)
     await store.close()
 

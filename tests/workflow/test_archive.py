@@ -164,6 +164,12 @@ async def test_a_failed_step_is_one_line_with_a_traceback_only_for_a_defect(
     assert (line.step, line.code) == ("fetch ticket", classify(error).code)
 
 
+async def test_zammads_retry_after_reaches_the_outcome(rig: Rig):
+    rig.zammad.fail("get_ticket_raw", ZammadApiError("GET answered 429", status=429, retry_after=120.0))
+    outcome = await rig.workflow.execute(TICKET, job_id="j")
+    assert outcome.failure is not None and outcome.failure.retry_after == 120.0
+
+
 async def test_a_failure_before_the_start_only_adds_pdf_error(rig: Rig):
     rig.zammad.fail("get_tags", ZammadApiError("GET answered 502", status=502))
     outcome = await rig.workflow.run(TICKET, job_id="j")
