@@ -10,7 +10,12 @@ which of them need a job, given the latest job of each in our job store:
   job is pending or running, or finished with its report (tags, note) still on its way to
   Zammad. A job that gave up (``dead``) puts the trigger tag back on the ticket; such a ticket
   is queued again only once ``RECONCILE_STALE_SECONDS`` have passed since the job ended, so a
-  ticket that keeps failing is retried at that pace instead of on every sweep.
+  ticket that keeps failing is retried at that pace instead of on every sweep. A ticket that
+  carries ``pdf:signed`` as well (added by hand next to the trigger tag) is skipped by the gate
+  without a write, so it keeps the trigger tag: once its latest job ended skipped as
+  ``already_signed``, it is queued again only after Zammad changed the ticket (``updated_at``
+  later than that job's end: e.g. ``pdf:signed`` removed, to archive it again), not on every
+  sweep. ``/retry?force=true`` archives it again at once.
 - **stale** ``pdf:processing``: a run started and neither finished nor was retried — its
   replica died before the store learnt of it, or the tag revert at a shutdown did not reach
   Zammad. Queued when Zammad last changed the ticket (``updated_at``; every tag change touches
@@ -27,6 +32,10 @@ from enum import StrEnum
 from typing import Any, Protocol
 
 from app.jobs.records import ACTIVE_STATES, TERMINAL_STATES
+from app.workflow.gate import ALREADY_SIGNED
+
+SKIPPED_AS_SIGNED = f"skipped: {ALREADY_SIGNED}"
+"""``jobs.result`` of a job the gate skipped because the ticket carries ``pdf:signed``."""
 
 
 class ReconcileReason(StrEnum):
@@ -69,6 +78,9 @@ class LatestJob(Protocol):
 
     @property
     def finished_at(self) -> float | None: ...
+
+    @property
+    def result(self) -> str | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +152,9 @@ def decide(
         place(
             hit,
             ReconcileReason.TRIGGER_TAG,
-            _busy(job, pending_blocks=True) or _cooling_down(job, now, stale_seconds),
+            _busy(job, pending_blocks=True)
+            or _cooling_down(job, now, stale_seconds)
+            or _still_signed(job, hit),
         )
     for hit in processing:
         if hit.ticket_id in queue or hit.ticket_id in skipped:
@@ -177,6 +191,20 @@ def _cooling_down(job: LatestJob | None, now: float, stale_seconds: float) -> st
     if waited >= stale_seconds:
         return None
     return f"its last job gave up {max(0.0, waited):.0f} s ago (tried again after {stale_seconds:g} s)"
+
+
+def _still_signed(job: LatestJob | None, hit: TicketHit) -> str | None:
+    """Why a ticket whose last job was skipped as ``already_signed`` waits (Zammad has not
+    changed it since: the gate would skip it again), else ``None``. Without ``updated_at``
+    it is queued, as before."""
+    if job is None or job.state != "done" or job.result != SKIPPED_AS_SIGNED or job.finished_at is None:
+        return None
+    if hit.updated_at is None or hit.updated_at > job.finished_at:
+        return None
+    return (
+        "already signed: pdf:signed next to the trigger tag, unchanged since its last job skipped it "
+        "(remove the trigger tag; /retry?force=true archives it again)"
+    )
 
 
 def parse_zammad_time(value: object) -> float | None:

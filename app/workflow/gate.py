@@ -6,6 +6,10 @@ from dataclasses import dataclass
 
 from app.workflow.tags import TAG_PROCESSING, TAG_SIGNED
 
+ALREADY_SIGNED = "already_signed"
+"""The gate's reason for a ticket that carries ``pdf:signed`` (a job ends as ``"skipped: already_signed"``;
+the reconciliation sweep reads it, :mod:`app.reconcile.decisions`)."""
+
 
 @dataclass(frozen=True, slots=True)
 class GateDecision:
@@ -39,7 +43,7 @@ def should_process(
     if force:
         return GateDecision(True, "forced")
     if TAG_SIGNED in tags:
-        return GateDecision(False, "already_signed")
+        return GateDecision(False, ALREADY_SIGNED)
     if trigger_tag in tags:
         return GateDecision(True, "trigger_tag_present")
     if resume and TAG_PROCESSING in tags:

@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 
 from app.reconcile.decisions import Finding, ReconcileReason
+from app.zammad.client import ZammadClient
 from tests.conftest import API_TOKEN, REPO, JobStoreBackend
 
 TAG = ReconcileReason.TRIGGER_TAG
@@ -68,6 +69,31 @@ async def test_lost_webhooks_and_stale_processing_are_archived_by_the_sweep(arch
     assert 'zammad_pdf_archiver_reconcile_tickets_total{reason="stale_processing"} 1.0' in metrics
     assert 'zammad_pdf_archiver_reconcile_runs_total{status="completed"}' in metrics
     assert "zammad_pdf_archiver_reconcile_last_run_timestamp_seconds 0.0" not in metrics
+
+
+async def test_a_signed_ticket_with_the_trigger_tag_is_not_queued_on_every_sweep(
+    archiver, simulator, job_store
+):
+    # pdf:signed added by hand next to pdf:sign: the gate skips it without a write, so the
+    # trigger tag stays and every sweep finds it again.
+    simulator.clone_ticket(4711, 5002, tags=["pdf:signed", "pdf:sign"])
+    await archiver(RECONCILE_INTERVAL_SECONDS="0.3")
+    async with asyncio.timeout(30):
+        await eventually(lambda: len(searches(simulator)) >= 2 * 6)  # six sweeps
+    [(state, reason, _)] = await jobs_of(job_store, 5002)
+    assert (state, reason) == ("done", "reconcile")
+    [(result,)] = await job_store.rows("SELECT result FROM jobs WHERE ticket_id = ?", 5002)
+    assert result == "skipped: already_signed"
+    assert simulator.tags(5002) == ["pdf:signed", "pdf:sign"] and simulator.notes(5002) == []
+
+    # Removing pdf:signed (to archive it again) changes the ticket: the next sweep queues it.
+    async with aiohttp.ClientSession() as session:
+        await ZammadClient(session, simulator.base_url, API_TOKEN, timeout_seconds=5).remove_tag(
+            5002, "pdf:signed"
+        )
+    async with asyncio.timeout(60):
+        await eventually(lambda: "pdf:signed" in simulator.tags(5002))
+    assert len(await jobs_of(job_store, 5002)) == 2
 
 
 async def test_a_ticket_with_a_running_job_is_not_queued_again(archiver, simulator, job_store):

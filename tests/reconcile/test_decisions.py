@@ -27,11 +27,12 @@ class Job:
     state: str
     reported: bool = True
     finished_at: float | None = None
+    result: str | None = None
 
 
 def run(tagged=(), processing=(), latest=None):
     return decide(
-        [TicketHit(t) for t in tagged],
+        [t if isinstance(t, TicketHit) else TicketHit(t) for t in tagged],
         [TicketHit(t, u) for t, u in processing],
         latest or {},
         now=NOW,
@@ -75,6 +76,21 @@ def test_a_job_that_gave_up_is_retried_only_after_the_stale_time():
     assert "gave up 890 s ago" in recent.skipped[0].why
     later = run(tagged=[4711], latest={4711: Job("dead", finished_at=NOW - STALE - 1)})
     assert later.queue == [Finding(4711, TAG)]
+
+
+def test_a_signed_ticket_with_the_trigger_tag_is_not_queued_again_until_it_changes():
+    # pdf:signed added by hand next to pdf:sign: the gate skips without a write, the tag stays.
+    skipped = Job("done", finished_at=NOW - 60, result="skipped: already_signed")
+    unchanged = run(tagged=[TicketHit(4711, NOW - 3600)], latest={4711: skipped})
+    assert unchanged.queue == []
+    assert unchanged.skipped[0].why.startswith("already signed")
+    # Changed since (pdf:signed removed to archive again, a reply): the gate decides again.
+    changed = run(tagged=[TicketHit(4711, NOW - 30)], latest={4711: skipped})
+    assert changed.queue == [Finding(4711, TAG)]
+    # Without updated_at, or after another end, as before.
+    assert run(tagged=[TicketHit(4711)], latest={4711: skipped}).queue == [Finding(4711, TAG)]
+    other = Job("done", finished_at=NOW - 60, result="skipped: trigger_tag_absent")
+    assert run(tagged=[TicketHit(4711, NOW - 3600)], latest={4711: other}).queue == [Finding(4711, TAG)]
 
 
 def test_a_processing_ticket_is_queued_only_once_stale_and_not_running():
