@@ -4,6 +4,7 @@ error path (Transient/Permanent and the pdf:error note), cancellation and the sp
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import errno
 import tempfile
 import threading
@@ -12,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from app.errors import RenderError, SigningError, StorageError, ZammadApiError
+from app.jobs.records import JobRecord
+from app.runtime import ArchiveRunner
 from app.workflow.archive import HANDED_OVER
 from app.workflow.classify import classify
 from app.workflow.originals import EmbedPolicy
@@ -162,6 +165,22 @@ async def test_a_failed_step_is_one_line_with_a_traceback_only_for_a_defect(
     assert line.levelname == level
     assert bool(line.exc_info) is traceback
     assert (line.step, line.code) == ("fetch ticket", classify(error).code)
+
+
+@pytest.mark.parametrize(("attempts", "level"), [(1, "WARNING"), (2, "WARNING"), (3, "ERROR")])
+async def test_the_runner_says_which_attempt_is_the_last(
+    rig: Rig, caplog: pytest.LogCaptureFixture, attempts: int, level: str
+):
+    # WORKFLOW_MAX_ATTEMPTS=3: a Transient failure of the third run ends the job (dead).
+    rig.zammad.fail("get_ticket_raw", ZammadApiError("GET answered 503", status=503))
+    job = JobRecord(
+        **{f.name: None for f in dataclasses.fields(JobRecord)}
+        | {"job_id": "j", "ticket_id": TICKET, "force": False, "attempts": attempts}
+    )
+    with caplog.at_level("INFO", logger="app.workflow"):
+        await ArchiveRunner(rig.workflow, max_attempts=3).execute(job)
+    (line,) = [r for r in caplog.records if r.getMessage() == "job step failed"]
+    assert line.levelname == level
 
 
 async def test_zammads_retry_after_reaches_the_outcome(rig: Rig):
