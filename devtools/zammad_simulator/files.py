@@ -22,22 +22,49 @@ def declared_size(entry: Mapping[str, Any], default: int = 64) -> int:
 
 
 def generated_file(mime: str, attachment_id: int, size: int) -> bytes:
-    """Deterministic stand-in content: a valid PNG/PDF, an HTML/text page, else pseudo-random bytes."""
-    if mime == "image/png":
-        return tiny_png(attachment_id)
-    if mime == "application/pdf":
-        return tiny_pdf(f"Simulated attachment {attachment_id}")
-    if mime == "text/html":
-        return f"<html><body><p>Simulated attachment {attachment_id}</p></body></html>".encode()
-    if mime.startswith("text/"):
-        return f"Simulated attachment {attachment_id}\n".encode()
+    """Deterministic stand-in content: a valid PNG/PDF, an HTML/text page, else pseudo-random
+    bytes; ``size`` bytes long, as Zammad's ``size`` says of the stored file, whenever the
+    type's smallest stand-in fits in it and ``size`` is at most :data:`MAX_GENERATED_BYTES`
+    (a PNG is padded with an ancillary ``tEXt`` chunk, a PDF after ``%%EOF``, HTML and text
+    with trailing spaces)."""
     size = max(1, min(size, MAX_GENERATED_BYTES))
+    if mime == "image/png":
+        return _padded_png(tiny_png(attachment_id), size)
+    if mime == "application/pdf":
+        return _padded(tiny_pdf(f"Simulated attachment {attachment_id}"), size)
+    if mime == "text/html":
+        return _padded(
+            f"<html><body><p>Simulated attachment {attachment_id}</p></body></html>".encode(), size
+        )
+    if mime.startswith("text/"):
+        return _padded(f"Simulated attachment {attachment_id}\n".encode(), size)
     out = bytearray()
     counter = 0
     while len(out) < size:
         out += hashlib.sha256(f"{attachment_id}:{counter}".encode()).digest()
         counter += 1
     return bytes(out[:size])
+
+
+def _padded(data: bytes, size: int) -> bytes:
+    """``data`` followed by spaces up to ``size`` bytes (unchanged when it is that long already)."""
+    return data + b" " * max(0, size - len(data))
+
+
+def _padded_png(data: bytes, size: int) -> bytes:
+    """The PNG ``data`` with a ``tEXt`` chunk before ``IEND`` that makes it ``size`` bytes long,
+    when there is room for one (12 bytes of chunk frame and ``Comment\\0``)."""
+    room = size - len(data) - 12 - len(b"Comment\0")
+    if room < 0:
+        return data
+    text = b"Comment\0" + b" " * room
+    chunk = (
+        struct.pack(">I", len(text))
+        + b"tEXt"
+        + text
+        + struct.pack(">I", zlib.crc32(b"tEXt" + text) & 0xFFFFFFFF)
+    )
+    return data[:-12] + chunk + data[-12:]
 
 
 def tiny_png(seed: int = 0, width: int = 320, height: int = 180) -> bytes:
