@@ -24,6 +24,7 @@ from app.jobs.store import JobStore
 from app.observability.metrics import Metrics
 from app.render.coverage import FontCoverage
 from app.workflow.archive import ArchiveOutcome, ArchiveWorkflow, Guard, Report
+from app.workflow.originals import Attempt
 from app.workflow.ports import SignerPort
 
 SPOOL_FOLDER = "spool"
@@ -89,7 +90,7 @@ class ArchiveRunner:
             resume=True,
             archived_at=archived_at,
             guard=guard,
-            last_attempt=job.attempts >= self.max_attempts,
+            attempt=Attempt(job.attempts, self.max_attempts),
         )
 
     def report(self, job: JobRecord, outcome: ArchiveOutcome, *, gave_up: bool) -> Report | None:

@@ -43,6 +43,8 @@ class ImageRef:
             (``GET /api/v1/ticket_attachment/{ticket_id}/{article_id}/{attachment_id}``).
         filename: the attachment's file name (shown in the placeholder when it is missing).
         content_type: its MIME type without parameters, or ``""``.
+        size: the bytes Zammad's article JSON declares for it (``size``, a string there), or
+            ``None`` when unknown: a download of another length is a failed one.
     """
 
     attachment_id: int
@@ -50,6 +52,7 @@ class ImageRef:
     ticket_id: int
     filename: str
     content_type: str
+    size: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +103,14 @@ def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def _size(attachment: Mapping[str, Any]) -> int | None:
+    """The size Zammad declares for ``attachment`` (a string of digits), or ``None``."""
+    try:
+        return int(attachment["size"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def image_sources(body: str) -> list[str]:
     """Every ``<img src>`` value in an HTML body, in order, entity-decoded."""
     from html import unescape
@@ -141,6 +152,7 @@ def image_references(ticket_id: int, articles: Iterable[dict[str, Any]]) -> list
                             t_id,
                             str(known.get("filename") or f"image-{att_id}"),
                             content_type_of(known),
+                            _size(known),
                         ),
                     )
                 elif src[:4].lower() == "cid:":
@@ -154,6 +166,7 @@ def image_references(ticket_id: int, articles: Iterable[dict[str, Any]]) -> list
                                 ticket_id,
                                 str(found.get("filename") or ""),
                                 content_type_of(found),
+                                _size(found),
                             ),
                         )
         for attachment in attachments:
@@ -162,7 +175,12 @@ def image_references(ticket_id: int, articles: Iterable[dict[str, Any]]) -> list
                 refs.setdefault(
                     attachment["id"],
                     ImageRef(
-                        attachment["id"], article_id, ticket_id, str(attachment.get("filename") or ""), kind
+                        attachment["id"],
+                        article_id,
+                        ticket_id,
+                        str(attachment.get("filename") or ""),
+                        kind,
+                        _size(attachment),
                     ),
                 )
     return list(refs.values())

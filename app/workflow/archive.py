@@ -45,7 +45,7 @@ from app.workflow.classify import ClassifiedFailure, classify
 from app.workflow.gate import should_process
 from app.workflow.images import fetch_images
 from app.workflow.notes import Note, success_note
-from app.workflow.originals import EmbedPolicy, collect_originals
+from app.workflow.originals import ONLY_ATTEMPT, Attempt, EmbedPolicy, collect_originals
 from app.workflow.ports import (
     FETCH_CONCURRENCY,
     EmbeddedFile,
@@ -227,7 +227,7 @@ class ArchiveWorkflow:
         resume: bool = False,
         archived_at: datetime | None = None,
         guard: Guard | None = None,
-        last_attempt: bool = True,
+        attempt: Attempt = ONLY_ATTEMPT,
     ) -> ArchiveOutcome:
         """Archive ticket ``ticket_id`` once, without the final report.
 
@@ -241,12 +241,13 @@ class ArchiveWorkflow:
             guard: awaited right before the run's writes to the ticket (the start transition,
                 a revert): it raises when this run may no longer write there (several
                 replicas: another one took the job over). See :data:`~app.workflow.ports.Guard`.
-            last_attempt: no run follows this one whatever its outcome (the job's attempts
-                are used up); only the level of the ``job step failed`` line depends on it.
+            attempt: the job's run of ``WORKFLOW_MAX_ATTEMPTS``: an original's download that
+                may heal fails the run (Transient) on all but the last
+                (:func:`app.workflow.originals.collect_originals`).
 
         A failed step is logged as one line, ``job step failed``, with its classification,
         code and cause: at WARNING when the job will run again (a Transient failure, not the
-        last attempt), else at ERROR; with a traceback only for a defect (an exception that
+        last ``attempt``), else at ERROR; with a traceback only for a defect (an exception that
         is not an :class:`~app.errors.ArchiverError`).
 
         Never raises for a failure of the run itself: it ends as ``status="failed"``. The
@@ -287,7 +288,14 @@ class ArchiveWorkflow:
             shown_tags = [t for t in tags if t not in STATE_TAGS and t != self.trigger_tag]
             at = archived_at or datetime.now(UTC)
             stored, rendered, signed, omitted = await self._archive(
-                ticket_id, shown_tags, at, clock, job_id=job_id, delivery_id=delivery_id, ctx=ctx
+                ticket_id,
+                shown_tags,
+                at,
+                clock,
+                job_id=job_id,
+                delivery_id=delivery_id,
+                ctx=ctx,
+                attempt=attempt,
             )
             log.info(
                 "archive stored",
@@ -319,7 +327,7 @@ class ArchiveWorkflow:
             # line (the pool's "job will be retried" follows a Transient one). A traceback only
             # for a defect.
             log.log(
-                logging.WARNING if failure.transient and not last_attempt else logging.ERROR,
+                logging.WARNING if failure.transient and not attempt.last else logging.ERROR,
                 "job step failed",
                 exc_info=not isinstance(exc, ArchiverError),
                 extra={
@@ -346,6 +354,7 @@ class ArchiveWorkflow:
         clock: _StepClock,
         ctx: dict[str, Any],
         spool: Path,
+        attempt: Attempt = ONLY_ATTEMPT,
     ) -> TicketSnapshot:
         """Fetch everything the layout needs: ticket, articles, images and originals (the
         originals' bytes written into the new folder ``spool`` as they arrive).
@@ -386,6 +395,7 @@ class ArchiveWorkflow:
                     redact=self._redact,
                     spool=spool if len(kept) >= self.spool_originals_from else None,
                     limit=limit,
+                    attempt=attempt,
                 )
             )
             async with _reaped(images_task, originals_task):
@@ -426,6 +436,7 @@ class ArchiveWorkflow:
         job_id: str,
         delivery_id: str | None,
         ctx: dict[str, Any],
+        attempt: Attempt = ONLY_ATTEMPT,
     ) -> tuple[StoredArchive, RenderedPdf, SignedPdf, tuple[OmittedFile, ...]]:
         """Fetch, render, sign and store, through files in a fresh ``job-*`` folder of the
         spool that is removed (in a thread) whatever happens: the originals are written there
@@ -435,7 +446,9 @@ class ArchiveWorkflow:
         try:
             folder = Path(job.name)
             (folder / "originals").mkdir()
-            snapshot = await self._snapshot(ticket_id, tags, archived_at, clock, ctx, folder / "originals")
+            snapshot = await self._snapshot(
+                ticket_id, tags, archived_at, clock, ctx, folder / "originals", attempt
+            )
             # What the steps after the layout need of the snapshot; the articles, images and
             # originals are let go as soon as the renderer has them.
             light = TicketSnapshot(

@@ -34,9 +34,11 @@ async def fetch_images(
     time, or as many as ``limit`` (a bound shared with the caller's other downloads) lets;
     returns attachment id → bytes.
 
-    An image that fails to download or is larger than :data:`IMAGE_MAX_BYTES` (or would
-    pass :data:`IMAGES_TOTAL_MAX_BYTES`) is left out and logged (with ``log_context`` and the
-    ``redact``-ed cause): the layout draws a placeholder. Never raises for a download.
+    An image that fails to download, or whose length is not the size Zammad declares for it
+    (the ref's ``size``, when it has one: a cut connection's half file), or is larger than
+    :data:`IMAGE_MAX_BYTES` (or would pass :data:`IMAGES_TOTAL_MAX_BYTES`) is left out and
+    logged (with ``log_context`` and the ``redact``-ed cause): the layout draws a placeholder.
+    Never raises for a download.
     """
     if not refs:
         return {}
@@ -60,6 +62,18 @@ async def fetch_images(
                     },
                 )
                 return
+        declared = getattr(ref, "size", None)
+        if declared is not None and len(data) != declared:
+            log.warning(
+                "image not fetched",
+                extra={
+                    **log_context,
+                    "attachment_id": ref.attachment_id,
+                    "image": ref.filename,
+                    "cause": f"got {len(data)} bytes, Zammad declares {declared}",
+                },
+            )
+            return
         if len(data) > IMAGE_MAX_BYTES or total + len(data) > IMAGES_TOTAL_MAX_BYTES:
             log.warning(
                 "image too large to embed",

@@ -3,7 +3,11 @@
 The pages are a rendering; the originals are the evidence: the API answers byte for byte,
 each article's stored body, each e-mail article's raw message and the attachments, within
 the caps of :class:`EmbedPolicy`. What is left out is listed with the reason (on the pages,
-in the sidecar and in the note); a failed download is an omission, never a failed job.
+in the sidecar and in the note). A download that fails for good (Zammad answers 4xx: the
+file is gone) is an omission at once; one that may heal (5xx, timeout, connection cut, or
+fewer or more bytes than Zammad declares for the attachment) fails the attempt as Transient
+(:class:`DownloadFailed`) so the job is retried, and is an omission only on the job's last
+attempt, "download failed after N attempts".
 
 Over ``PDF_MAX_ARTICLES`` (``cap_and_continue``) the articles are those the PDF holds, the
 oldest (:func:`app.render.content.kept_articles`): the others' bodies, raw e-mails and
@@ -21,10 +25,65 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
+from app.errors import ArchiverError
+from app.workflow.classify import classify
 from app.workflow.ports import FETCH_CONCURRENCY, EmbeddedFile, OmittedFile, ZammadPort
 from app.zammad.attachments import is_html_part_copy
 
 T = TypeVar("T")
+
+
+class DownloadFailed(ArchiverError):
+    """An original's download failed in a way that may heal (Zammad 5xx, timeout, connection
+    error, a length other than the declared size) on an attempt that is not the job's last:
+    the attempt fails as Transient and the job's retry policy runs it again."""
+
+    code = "download_failed"
+    transient = True
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """Which run of the job this is: ``number`` (1-based) of ``maximum``
+    (``WORKFLOW_MAX_ATTEMPTS``). The default, 1 of 1, is a last attempt."""
+
+    number: int = 1
+    maximum: int = 1
+
+    @property
+    def last(self) -> bool:
+        """No run follows this one if it fails."""
+        return self.number >= self.maximum
+
+    def omission(self, cause: str) -> str:
+        """The reason a failed download is listed with on the last attempt."""
+        if self.number > 1:
+            return f"download failed after {self.number} attempts: {cause}"
+        return f"download failed: {cause}"
+
+
+ONLY_ATTEMPT = Attempt()
+"""A run of a job that runs once (tools, tests): its Transient download failures are omissions."""
+
+
+def _failed(exc: Exception, name: str, attempt: Attempt, redact: Callable[[str], str]) -> str:
+    """The omission reason for ``exc``, the failed download of ``name``.
+
+    Raises:
+        DownloadFailed: ``exc`` may heal (Transient) and ``attempt`` is not the last.
+    """
+    cause = redact(str(exc))
+    if not attempt.last and classify(exc).transient:
+        raise DownloadFailed(f"download of {name} failed: {cause}") from exc
+    return attempt.omission(cause)
+
+
+def _check_size(data: bytes, att: dict[str, Any]) -> None:
+    """Raise :class:`DownloadFailed` when ``data`` is not as long as
+    the size Zammad declares for ``att``; nothing when it declares none."""
+    declared = _declared_size(att)
+    if declared is not None and len(data) != declared:
+        raise DownloadFailed(f"got {len(data)} bytes, Zammad declares {declared}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,6 +150,7 @@ async def collect_originals(
     redact: Callable[[str], str] = lambda s: s,
     spool: Path | None = None,
     limit: asyncio.Semaphore | None = None,
+    attempt: Attempt = ONLY_ATTEMPT,
 ) -> tuple[tuple[EmbeddedFile, ...], tuple[OmittedFile, ...]]:
     """The originals for the PDF/A-3 associated files, and those left out.
 
@@ -98,7 +158,8 @@ async def collect_originals(
     article's body are ``Source``; each e-mail article's raw message
     (``GET /api/v1/ticket_article_plain/{id}``) is ``Source``; attachments are ``Data``,
     within the :class:`EmbedPolicy` caps (in article order; a file that does not fit is
-    listed as omitted with the reason). A download that fails is omitted, never fatal.
+    listed as omitted with the reason). A download that fails with a 4xx answer is omitted;
+    one that may heal (see the module) raises on all but the job's last ``attempt``.
 
     Zammad's ``message.html`` copy of a mail's HTML part (:func:`app.zammad.attachments.is_html_part_copy`)
     is embedded only when that article's raw e-mail is not: the raw e-mail holds the part
@@ -111,9 +172,10 @@ async def collect_originals(
         articles: the parsed articles whose originals are wanted, oldest first: all of them,
             or over ``PDF_MAX_ARTICLES`` those the PDF holds.
         images: attachment bytes downloaded for the layout (by attachment id): reused
-            instead of a second download. It may be an awaitable (the layout's download
-            still under way): it is awaited once the raw e-mails are in, before the
-            attachments are downloaded; an exception it raises is raised here.
+            instead of a second download when as long as the attachment's declared size.
+            It may be an awaitable (the layout's download still under way): it is awaited
+            once the raw e-mails are in, before the attachments are downloaded; an
+            exception it raises is raised here.
         redact: applied to a failed download's error text before it names the omission.
         spool: an existing, empty folder: every body, raw e-mail and attachment is written
             there as a file when it is fetched (:attr:`EmbeddedFile.path`, ``data`` empty),
@@ -122,8 +184,11 @@ async def collect_originals(
         limit: a bound on downloads in flight shared with the caller's other downloads
             (each download holds a permit); with or without it, at most
             :data:`~app.workflow.ports.FETCH_CONCURRENCY` run at once here.
+        attempt: the job's run; a Transient download failure omits only on its last.
 
     Raises:
+        DownloadFailed: a download failed in a way that may heal, and ``attempt`` is not
+            the last (Transient).
         OSError: a file cannot be written into ``spool``.
     """
     keep = _Keeper(spool)
@@ -158,7 +223,7 @@ async def collect_originals(
         name = f"article-{article_id}.eml"
         if isinstance(result, Exception):
             omitted.append(
-                OmittedFile(name, None, f"download failed: {redact(str(result))}", article_id=article_id)
+                OmittedFile(name, None, _failed(result, name, attempt, redact), article_id=article_id)
             )
         elif not result:
             omitted.append(
@@ -184,16 +249,19 @@ async def collect_originals(
     reused: Mapping[int, bytes] = images
 
     async def download(article_id: Any, att: dict[str, Any]) -> bytes:
-        if att["id"] in reused:
+        declared = _declared_size(att)
+        if att["id"] in reused and declared in (None, len(reused[att["id"]])):
             return reused[att["id"]]
-        return await zammad.get_attachment(ticket_id, article_id, att["id"])
+        data = await zammad.get_attachment(ticket_id, article_id, att["id"])
+        _check_size(data, att)
+        return data
 
     data = await fetch_all(
         [partial(keep.fetch, partial(download, a, t)) for a, t, _ in wanted], FETCH_CONCURRENCY, limit=limit
     )
     for (article_id, att, name), result in zip(wanted, data, strict=True):
         if isinstance(result, Exception):
-            reason = f"download failed: {redact(str(result))}"
+            reason = _failed(result, name, attempt, redact)
             declared = _declared_size(att)
             omitted.append(
                 OmittedFile(name, declared, reason, article_id, att["id"], size_declared=declared is not None)

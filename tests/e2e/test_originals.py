@@ -52,15 +52,44 @@ async def test_total_cap_counts_across_the_ticket(archiver, simulator):
     }
 
 
-async def test_failed_download_is_an_omission_not_a_failure(archiver, simulator):
+NO_PAUSE = {"WORKFLOW_RETRY_BASE_SECONDS": "0", "WORKFLOW_RETRY_MAX_SECONDS": "0"}
+
+
+async def test_a_download_that_fails_on_every_attempt_is_an_omission_after_the_last(archiver, simulator):
     simulator.fail("GET", r"^/api/v1/ticket_article_plain/23054$", 500)
-    service = await archiver()
+    service = await archiver(WORKFLOW_MAX_ATTEMPTS="2", **NO_PAUSE)
     sidecar = await archive_4711(service)
     reasons = {o["name"]: o["reason"] for o in sidecar["omitted_files"]}
     assert list(reasons) == ["article-23054.eml"] and reasons["article-23054.eml"].startswith(
-        "download failed"
+        "download failed after 2 attempts: "
     )
+    plain = [r for r in simulator.requests if r.path == "/api/v1/ticket_article_plain/23054"]
+    assert len(plain) == 2  # the first attempt failed (Transient) and was retried
     assert "pdf:signed" in simulator.tags(4711)
+
+
+async def test_a_transient_download_failure_is_retried_not_a_hole_in_the_archive(archiver, simulator):
+    simulator.fail("GET", r"^/api/v1/ticket_attachment/4711/23051/91203$", 503, times=1)
+    service = await archiver(WORKFLOW_MAX_ATTEMPTS="3", **NO_PAUSE)
+    sidecar = await archive_4711(service)
+    assert sidecar["omitted_files"] == []
+    embedded = {f["name"]: f["size"] for f in sidecar["embedded_files"]}
+    assert embedded["article-23051-91203-Rechnung-2025-0117.pdf"] == 183764
+    assert "pdf:signed" in simulator.tags(4711)
+
+
+async def test_a_truncated_attachment_is_never_embedded_as_the_original(archiver, simulator):
+    # A server that under-states Content-Length and closes: the client reads half the file.
+    entry = {"id": 91203, "size": "183764", "preferences": {"Mime-Type": "application/pdf"}}
+    simulator.attachment_data[91203] = simulator.attachment_bytes(entry)[:303]
+    service = await archiver(WORKFLOW_MAX_ATTEMPTS="2", **NO_PAUSE)
+    sidecar = await archive_4711(service)
+    assert "article-23051-91203-Rechnung-2025-0117.pdf" not in {f["name"] for f in sidecar["embedded_files"]}
+    reasons = {o["name"]: o["reason"] for o in sidecar["omitted_files"]}
+    assert reasons == {
+        "article-23051-91203-Rechnung-2025-0117.pdf": "download failed after 2 attempts: "
+        "got 303 bytes, Zammad declares 183764"
+    }
 
 
 async def test_embedding_off_collects_nothing(archiver, simulator):

@@ -83,9 +83,9 @@ def test_image_references_lists_inline_and_preview_images_once():
     refs = image_references(4711, ARTICLES)
     assert refs == [
         ImageRef(901, 11, 4711, "image-901", ""),
-        ImageRef(902, 11, 4711, "shot2.png", "image/png"),
-        ImageRef(903, 11, 4711, "Lageplan-CMYK.jpg", "image/jpeg"),
-        ImageRef(905, 12, 4711, "verloren.webp", "image/webp"),
+        ImageRef(902, 11, 4711, "shot2.png", "image/png", 300),  # the sizes the attachments declare
+        ImageRef(903, 11, 4711, "Lageplan-CMYK.jpg", "image/jpeg", 5000),
+        ImageRef(905, 12, 4711, "verloren.webp", "image/webp", 10),
     ]
 
 

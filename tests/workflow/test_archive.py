@@ -17,7 +17,7 @@ from app.jobs.records import JobRecord
 from app.runtime import ArchiveRunner
 from app.workflow.archive import HANDED_OVER
 from app.workflow.classify import classify
-from app.workflow.originals import EmbedPolicy
+from app.workflow.originals import Attempt, EmbedPolicy
 from app.workflow.steps import Step
 from tests.workflow.fakes import TICKET, TRIGGER, Rig
 
@@ -160,7 +160,7 @@ async def test_a_failed_step_is_one_line_with_a_traceback_only_for_a_defect(
 ):
     rig.zammad.fail("get_ticket_raw", error)
     with caplog.at_level("INFO", logger="app.workflow"):
-        await rig.workflow.execute(TICKET, job_id="j", last_attempt=last_attempt)
+        await rig.workflow.execute(TICKET, job_id="j", attempt=Attempt(1 if last_attempt else 0, 1))
     (line,) = [r for r in caplog.records if r.getMessage() == "job step failed"]
     assert line.levelname == level
     assert bool(line.exc_info) is traceback

@@ -15,7 +15,7 @@ import pytest
 
 from app.render.images import image_references
 from app.workflow.archive import ArchiveWorkflow
-from app.workflow.originals import EmbedPolicy
+from app.workflow.originals import Attempt, EmbedPolicy
 from app.workflow.ports import FETCH_CONCURRENCY
 from app.zammad.client import ZammadClient
 from devtools.zammad_simulator import ZammadSimulator
@@ -220,6 +220,77 @@ async def test_failed_downloads_fetched_side_by_side_are_omissions_in_article_or
     names = [f.name for f in snapshot.embedded]
     # 23051's raw e-mail failed: Zammad's copy of its HTML part is then the only original HTML.
     assert "article-23054.eml" in names and "article-23051-91201-message.html" in names
+
+
+INVOICE = 91203  # Rechnung-2025-0117.pdf of article 23051, "size": "183764" in the article JSON
+INVOICE_NAME = "article-23051-91203-Rechnung-2025-0117.pdf"
+INVOICE_PATH = r"^/api/v1/ticket_attachment/4711/23051/91203$"
+
+
+async def test_an_attachment_shorter_than_its_declared_size_is_a_failed_download(
+    simulator: ZammadSimulator, workflow: ArchiveWorkflow
+):
+    # What the client gets from a server that under-states Content-Length and closes: half the file.
+    full = simulator.attachment_bytes(
+        {"id": INVOICE, "preferences": {"Mime-Type": "application/pdf"}, "size": "183764"}
+    )
+    simulator.attachment_data[INVOICE] = full[: len(full) // 2]
+    outcome = await workflow.execute(TICKET, job_id="j")  # a job's only attempt: omitted, listed
+    assert outcome.status == "archived", outcome.describe()
+    (snapshot,) = workflow.renderer.snapshots  # type: ignore[attr-defined]
+    assert INVOICE_NAME not in [f.name for f in snapshot.embedded]
+    (omitted,) = [o for o in snapshot.omitted if o.name == INVOICE_NAME]
+    assert omitted.reason == "download failed: got 91882 bytes, Zammad declares 183764"
+    assert (omitted.size, omitted.size_declared) == (183764, True)
+
+
+async def test_a_transient_download_failure_fails_the_attempt_while_attempts_remain(
+    simulator: ZammadSimulator, workflow: ArchiveWorkflow
+):
+    simulator.fail("GET", INVOICE_PATH, 503)
+    outcome = await workflow.execute(TICKET, job_id="j", attempt=Attempt(1, 3))
+    assert outcome.failure is not None, outcome.describe()
+    assert (outcome.status, outcome.reason, outcome.failure.classification.value, outcome.failure.code) == (
+        "failed",
+        "fetch originals",
+        "Transient",
+        "download_failed",
+    )
+    assert INVOICE_NAME in outcome.failure.cause and "answered 503" in outcome.failure.cause
+    assert workflow.renderer.snapshots == []  # type: ignore[attr-defined]
+
+
+async def test_a_short_raw_email_or_cut_connection_fails_the_attempt_too(
+    simulator: ZammadSimulator, workflow: ArchiveWorkflow
+):
+    simulator.attachment_data[INVOICE] = b"%PDF-1.4 cut"
+    outcome = await workflow.execute(TICKET, job_id="j", attempt=Attempt(2, 5))
+    assert outcome.failure is not None and outcome.failure.transient, outcome.describe()
+    assert "got 12 bytes, Zammad declares 183764" in outcome.failure.cause
+
+
+async def test_on_the_last_attempt_a_transient_download_failure_is_listed_with_the_attempts(
+    simulator: ZammadSimulator, workflow: ArchiveWorkflow
+):
+    simulator.fail("GET", r"^/api/v1/ticket_article_plain/23054$", 500)
+    outcome = await workflow.execute(TICKET, job_id="j", attempt=Attempt(3, 3))
+    assert outcome.status == "archived", outcome.describe()
+    (snapshot,) = workflow.renderer.snapshots  # type: ignore[attr-defined]
+    (omitted,) = snapshot.omitted
+    assert omitted.name == "article-23054.eml"
+    assert (
+        omitted.reason.startswith("download failed after 3 attempts: ") and "answered 500" in omitted.reason
+    )
+
+
+async def test_a_file_zammad_refuses_is_omitted_at_once_whatever_attempts_remain(
+    simulator: ZammadSimulator, workflow: ArchiveWorkflow
+):
+    simulator.fail("GET", INVOICE_PATH, 404)
+    outcome = await workflow.execute(TICKET, job_id="j", attempt=Attempt(1, 5))
+    assert outcome.status == "archived", outcome.describe()
+    (snapshot,) = workflow.renderer.snapshots  # type: ignore[attr-defined]
+    assert [(o.name, o.reason.split(":")[0]) for o in snapshot.omitted] == [(INVOICE_NAME, "download failed")]
 
 
 async def test_a_run_cancelled_while_fetching_cancels_its_requests_and_puts_the_tags_back(tmp_path: Path):

@@ -107,7 +107,8 @@ async def test_caps_leave_files_out_with_the_reason():
     zammad = FakeZammad()
     for att_id in (10, 11, 12, 13):
         zammad.attachments[(TICKET, 1, att_id)] = b"x" * 6
-    zammad.attachments[(TICKET, 1, 14)] = b"x" * 50  # declared small, is big
+    zammad.attachments[(TICKET, 1, 14)] = b"x" * 50  # declares no size, is big
+    zammad.attachments[(TICKET, 1, 15)] = b"x" * 50  # declared small: not what was stored
     articles = [
         {
             "id": 1,
@@ -118,7 +119,8 @@ async def test_caps_leave_files_out_with_the_reason():
                 attachment(12, "6"),
                 attachment(13, 6),  # 6 + 6 + 6 > total_max_bytes
                 attachment(10, "6"),  # the same attachment again
-                attachment(14, "1"),
+                attachment(14, None),
+                attachment(15, "1"),
             ],
         }
     ]
@@ -128,6 +130,7 @@ async def test_caps_leave_files_out_with_the_reason():
         (11, 20, True, "larger than PDF_EMBED_MAX_BYTES (10)"),
         (13, 6, True, "over PDF_EMBED_TOTAL_MAX_BYTES (13) for the ticket"),
         (14, 50, False, "larger than PDF_EMBED_MAX_BYTES (10)"),  # counted: it was downloaded
+        (15, 1, True, "download failed: got 50 bytes, Zammad declares 1"),
     ]
 
 
@@ -171,7 +174,7 @@ def body_copy(att_id: int) -> dict:
     return {
         "id": att_id,
         "filename": "message.html",
-        "size": "21",
+        "size": "25",
         "preferences": {"content-alternative": True, "original-format": True, "Mime-Type": "text/html"},
     }
 
