@@ -23,27 +23,37 @@ def declared_size(entry: Mapping[str, Any], default: int = 64) -> int:
 
 def generated_file(mime: str, attachment_id: int, size: int) -> bytes:
     """Deterministic stand-in content: a valid PNG/PDF, an HTML/text page, else pseudo-random
-    bytes; ``size`` bytes long, as Zammad's ``size`` says of the stored file, whenever the
-    type's smallest stand-in fits in it and ``size`` is at most :data:`MAX_GENERATED_BYTES`
-    (a PNG is padded with an ancillary ``tEXt`` chunk, a PDF after ``%%EOF``, HTML and text
-    with trailing spaces)."""
-    size = max(1, min(size, MAX_GENERATED_BYTES))
+    bytes (``size`` of them, at most :data:`MAX_GENERATED_BYTES`)."""
     if mime == "image/png":
-        return _padded_png(tiny_png(attachment_id), size)
+        return tiny_png(attachment_id)
     if mime == "application/pdf":
-        return _padded(tiny_pdf(f"Simulated attachment {attachment_id}"), size)
+        return tiny_pdf(f"Simulated attachment {attachment_id}")
     if mime == "text/html":
-        return _padded(
-            f"<html><body><p>Simulated attachment {attachment_id}</p></body></html>".encode(), size
-        )
+        return f"<html><body><p>Simulated attachment {attachment_id}</p></body></html>".encode()
     if mime.startswith("text/"):
-        return _padded(f"Simulated attachment {attachment_id}\n".encode(), size)
+        return f"Simulated attachment {attachment_id}\n".encode()
+    size = max(1, min(size, MAX_GENERATED_BYTES))
     out = bytearray()
     counter = 0
     while len(out) < size:
         out += hashlib.sha256(f"{attachment_id}:{counter}".encode()).digest()
         counter += 1
     return bytes(out[:size])
+
+
+def sized_file(mime: str, attachment_id: int, size: int) -> bytes:
+    """:func:`generated_file` made ``size`` bytes long, as Zammad's ``size`` says of the
+    stored file (what ``GET /api/v1/ticket_attachment`` serves), whenever the type's stand-in
+    fits in it and ``size`` is at most :data:`MAX_GENERATED_BYTES`: a PNG is padded with an
+    ancillary ``tEXt`` chunk, a PDF after ``%%EOF``, HTML and text with trailing spaces. Raw
+    e-mails keep the short stand-ins (:mod:`devtools.zammad_simulator.mail`)."""
+    data = generated_file(mime, attachment_id, size)
+    size = min(size, MAX_GENERATED_BYTES)
+    if mime == "image/png":
+        return _padded_png(data, size)
+    if mime == "application/pdf" or mime.startswith("text/"):
+        return _padded(data, size)
+    return data
 
 
 def _padded(data: bytes, size: int) -> bytes:

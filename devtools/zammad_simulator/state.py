@@ -18,7 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
-from devtools.zammad_simulator.files import declared_size, generated_file
+from devtools.zammad_simulator.files import declared_size, sized_file
 from devtools.zammad_simulator.responses import zammad_error
 
 TICKET_NAME_KEYS = (
@@ -297,7 +297,8 @@ class SimulatorState:
         return article
 
     def attachment_bytes(self, entry: Mapping[str, Any]) -> bytes:
-        """An attachment's contents: what was posted for it, else a stand-in of its type and size."""
+        """An attachment's contents: what was posted for it, else a stand-in of its type and
+        declared size (:func:`~devtools.zammad_simulator.files.sized_file`)."""
         data = self.attachment_data.get(entry["id"])
         if data is not None:
             return data
@@ -306,7 +307,7 @@ class SimulatorState:
             preferences.get("Content-Type") or preferences.get("Mime-Type") or "application/octet-stream"
         )
         mime = (preferences.get("Mime-Type") or content_type).split(";")[0].strip().lower()
-        return generated_file(mime, entry["id"], declared_size(entry))
+        return sized_file(mime, entry["id"], declared_size(entry))
 
     def all_attachment_ids(self) -> list[int]:
         """Every attachment id in use (listed and hidden)."""
