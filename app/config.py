@@ -339,7 +339,10 @@ class Settings:
         "Pause after the first Transient failure, in seconds (doubles)",
     )
     workflow_retry_max_seconds: float = setting(
-        "WORKFLOW_RETRY_MAX_SECONDS", "float", 900.0, "Longest pause between retries, in seconds"
+        "WORKFLOW_RETRY_MAX_SECONDS",
+        "float",
+        900.0,
+        "Longest pause between retries, in seconds (also caps a Zammad `Retry-After`)",
     )
     state_dir: Path | None = setting(
         "STATE_DIR",
