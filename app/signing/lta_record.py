@@ -14,20 +14,19 @@ So a run that cannot record leaves no version behind:
   first, then its sidecar (a sidecar without its PDF is no version). It removes only a file
   whose SHA-256 and size are those it published.
 
-The check repeats the rule of ``ArchiveManifest._last_line`` (app/storage/manifest.py), which
-has no read-only form to call; keep the two alike.
+The check asks :func:`app.storage.manifest_format.line_seq`, the test ``ArchiveManifest``'s
+writers apply to the line they chain to (app/storage/manifest.py).
 """
 
 from __future__ import annotations
 
 import errno
-import json
 import os
 from pathlib import Path, PurePosixPath
 
 from app.errors import StorageError
 from app.storage.atomic import hash_file, open_under_root, storage_error, sync_folder
-from app.storage.manifest_format import MANIFEST_FOLDER, day_file_name, iter_lines, manifest_days
+from app.storage.manifest_format import MANIFEST_FOLDER, day_file_name, iter_lines, line_seq, manifest_days
 from app.storage.store import SIDECAR_SUFFIX
 from app.workflow.ports import StoredArchive
 
@@ -65,11 +64,7 @@ def check_manifest(root: Path) -> None:
 
 
 def _check_line(name: str, raw: bytes) -> None:
-    try:
-        seq = json.loads(raw)["seq"]
-    except (ValueError, KeyError, TypeError, RecursionError):  # as ArchiveManifest._last_line
-        seq = None
-    if not isinstance(seq, int) or isinstance(seq, bool):
+    if line_seq(raw) is None:  # the writers' own test (ArchiveManifest._last_line)
         raise StorageError(
             f"manifest day file '{name}' ends in a line that is not a manifest line, so no new "
             "version could be recorded: nothing refreshed; run 'python -m app audit --manifest' "
