@@ -625,11 +625,11 @@ class TicketPdf(ParkedPages):
         value_x = label_x + template.label_width
         value_width = self.epw - template.label_width
         placed: list[tuple[float, float, str, TextStyle]] = []
-        plain: list[bool] = []  # per piece: the style's main font draws it
+        drawn_by: list[FontFace | bool | None] = []  # per piece: None when the main font draws it
         for label, value in fields:
             if not value.isascii() and COMPLEX.search(value):
-                self._draw_pieces(placed, plain)
-                placed, plain = [], []
+                self.draw_pieces(placed, drawn_by)
+                placed, drawn_by = [], []
                 self.ensure_space(leading)
                 self.draw_line(label_x, self.y, label, label_style)
                 self.write_complex(value, value_style, template.label_width)
@@ -637,33 +637,43 @@ class TicketPdf(ParkedPages):
             lines = self.wrap(value, value_style, value_width) or [""]
             for number, line in enumerate(lines):
                 if self.y + leading > self.page_break_trigger and self.y > self.t_margin:  # ensure_space
-                    self._draw_pieces(placed, plain)
-                    placed, plain = [], []
+                    self.draw_pieces(placed, drawn_by)
+                    placed, drawn_by = [], []
                     self.add_page()
                 top = self.y
                 if number == 0 and label:
                     placed.append((label_x, top, label, label_style))
-                    plain.append(label_chain.single_face(label) == 0)
+                    drawn_by.append(None if label_chain.single_face(label) == 0 else False)
                 if line:
                     placed.append((value_x, top, line, value_style))
-                    plain.append(value_chain.single_face(line) == 0)
+                    drawn_by.append(None if value_chain.single_face(line) == 0 else False)
                 self.y = top + leading
-        self._draw_pieces(placed, plain)
+        self.draw_pieces(placed, drawn_by)
 
-    def _draw_pieces(self, placed: list[tuple[float, float, str, TextStyle]], plain: list[bool]) -> None:
-        """Draw ``placed`` in order: runs of pieces the main font draws (``plain``) through
-        :meth:`draw_styled_lines_at`, the others through :meth:`draw_line`."""
+    def draw_pieces(
+        self, placed: list[tuple[float, float, str, TextStyle]], drawn_by: list[FontFace | bool | None]
+    ) -> None:
+        """Draw pieces of lines ``(x, top, text, style)`` in the order given, each as ``drawn_by``
+        says: ``None``, its style's main font draws all of it (runs of such pieces go to
+        :meth:`draw_styled_lines_at` in one write); ``False``, its style's font chain, run by
+        run (:meth:`draw_line`); a :class:`FontFace`, that face itself (:meth:`draw_in_face`,
+        the monospace face)."""
         count = len(placed)
         start = 0
         while start < count:
             end = start
-            while end < count and plain[end]:
+            while end < count and drawn_by[end] is None:
                 end += 1
             if end > start:
                 self.draw_styled_lines_at(placed[start:end] if start or end < count else placed)
             if end < count:
                 x, top, text, style = placed[end]
-                self.draw_line(x, top, text, style)
+                by = drawn_by[end]
+                if by is False:
+                    self.draw_line(x, top, text, style)
+                else:
+                    assert isinstance(by, FontFace)
+                    self.draw_in_face(x, top, text, by, style)
                 end += 1
             start = end
 

@@ -147,30 +147,8 @@ class _Painter:
 
     def flush(self) -> None:
         """Write the collected text (in the order it came), quote bars and table rules to the current page."""
-        batched = self.batched
-        if batched:
-            pdf, drawn_by = self.pdf, self.batched_by
-            count = len(batched)
-            if drawn_by.count(None) == count:
-                pdf.draw_styled_lines_at(batched)
-            else:
-                start = 0
-                while start < count:
-                    end = start
-                    while end < count and drawn_by[end] is None:
-                        end += 1
-                    if end > start:
-                        pdf.draw_styled_lines_at(batched[start:end])
-                    if end < count:
-                        x, top, line, style = batched[end]
-                        by = drawn_by[end]
-                        if by is False:
-                            pdf.draw_line(x, top, line, style)
-                        else:
-                            assert isinstance(by, FontFace)
-                            pdf.draw_in_face(x, top, line, by, style)
-                        end += 1
-                    start = end
+        if self.batched:
+            self.pdf.draw_pieces(self.batched, self.batched_by)
             self.batched = []
             self.batched_by = []
         if self.open_bars:
