@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote
 
+from app.zammad.attachments import declared_size
+
 #: Content types shown as previews under their article.
 PREVIEW_TYPES = frozenset({"image/jpeg", "image/png", "image/gif", "image/webp"})
 
@@ -103,14 +105,6 @@ def _int(value: Any) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
-def _size(attachment: Mapping[str, Any]) -> int | None:
-    """The size Zammad declares for ``attachment`` (a string of digits), or ``None``."""
-    try:
-        return int(attachment["size"])
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
 def image_sources(body: str) -> list[str]:
     """Every ``<img src>`` value in an HTML body, in order, entity-decoded."""
     from html import unescape
@@ -152,7 +146,7 @@ def image_references(ticket_id: int, articles: Iterable[dict[str, Any]]) -> list
                             t_id,
                             str(known.get("filename") or f"image-{att_id}"),
                             content_type_of(known),
-                            _size(known),
+                            declared_size(known),
                         ),
                     )
                 elif src[:4].lower() == "cid:":
@@ -166,7 +160,7 @@ def image_references(ticket_id: int, articles: Iterable[dict[str, Any]]) -> list
                                 ticket_id,
                                 str(found.get("filename") or ""),
                                 content_type_of(found),
-                                _size(found),
+                                declared_size(found),
                             ),
                         )
         for attachment in attachments:
@@ -180,7 +174,7 @@ def image_references(ticket_id: int, articles: Iterable[dict[str, Any]]) -> list
                         ticket_id,
                         str(attachment.get("filename") or ""),
                         kind,
-                        _size(attachment),
+                        declared_size(attachment),
                     ),
                 )
     return list(refs.values())

@@ -28,7 +28,7 @@ from typing import Any, TypeVar
 from app.errors import ArchiverError
 from app.workflow.classify import classify
 from app.workflow.ports import FETCH_CONCURRENCY, EmbeddedFile, OmittedFile, ZammadPort
-from app.zammad.attachments import is_html_part_copy
+from app.zammad.attachments import declared_size, is_html_part_copy
 
 T = TypeVar("T")
 
@@ -81,7 +81,7 @@ def _failed(exc: Exception, name: str, attempt: Attempt, redact: Callable[[str],
 def _check_size(data: bytes, att: dict[str, Any]) -> None:
     """Raise :class:`DownloadFailed` when ``data`` is not as long as
     the size Zammad declares for ``att``; nothing when it declares none."""
-    declared = _declared_size(att)
+    declared = declared_size(att)
     if declared is not None and len(data) != declared:
         raise DownloadFailed(f"got {len(data)} bytes, Zammad declares {declared}")
 
@@ -249,7 +249,7 @@ async def collect_originals(
     reused: Mapping[int, bytes] = images
 
     async def download(article_id: Any, att: dict[str, Any]) -> bytes:
-        declared = _declared_size(att)
+        declared = declared_size(att)
         if att["id"] in reused and declared in (None, len(reused[att["id"]])):
             return reused[att["id"]]
         data = await zammad.get_attachment(ticket_id, article_id, att["id"])
@@ -262,7 +262,7 @@ async def collect_originals(
     for (article_id, att, name), result in zip(wanted, data, strict=True):
         if isinstance(result, Exception):
             reason = _failed(result, name, attempt, redact)
-            declared = _declared_size(att)
+            declared = declared_size(att)
             omitted.append(
                 OmittedFile(name, declared, reason, article_id, att["id"], size_declared=declared is not None)
             )
@@ -386,7 +386,7 @@ def _attachments_within(
             seen.add(att_id)
             filename = str(att.get("filename") or f"attachment-{att_id}")
             name = f"article-{article.get('id')}-{att_id}-{safe_name(filename)}"
-            size = _declared_size(att)
+            size = declared_size(att)
             if size is not None and size > policy.max_bytes:
                 reason = f"larger than PDF_EMBED_MAX_BYTES ({policy.max_bytes})"
                 omitted.append(OmittedFile(name, size, reason, article.get("id"), att_id, size_declared=True))
@@ -397,14 +397,3 @@ def _attachments_within(
                 total += size or 0
                 wanted.append((article.get("id"), att, name))
     return wanted, omitted
-
-
-def _declared_size(att: dict[str, Any]) -> int | None:
-    """The size in bytes Zammad's article JSON declares for attachment ``att`` (a string
-    there), or ``None`` when it is missing, not a number or negative (which would lower the
-    ticket's running total against ``PDF_EMBED_TOTAL_MAX_BYTES``)."""
-    try:
-        size = int(att["size"])
-    except (KeyError, TypeError, ValueError):
-        return None
-    return size if size >= 0 else None

@@ -32,3 +32,14 @@ def is_body_alternative(attachment: Mapping[str, Any]) -> bool:
     attached: :func:`is_html_part_copy`, or ``preferences`` saying ``content-alternative``
     (JSON ``true``). A malformed entry is not."""
     return _preference(attachment, "original-format") or _preference(attachment, "content-alternative")
+
+
+def declared_size(attachment: Mapping[str, Any]) -> int | None:
+    """The size in bytes Zammad's article JSON declares for ``attachment`` (a string of
+    digits there: the stored file's bytes), or ``None`` when it is missing, not a number or
+    negative."""
+    try:
+        size = int(attachment["size"])
+    except (KeyError, TypeError, ValueError):
+        return None
+    return size if size >= 0 else None
