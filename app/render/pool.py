@@ -40,12 +40,14 @@ if TYPE_CHECKING:
     from app.render.coverage import FontCoverage
 from app.workflow.ports import EmbeddedFile, RenderedPdf, TicketSnapshot
 
-MAX_TASKS_PER_CHILD = 200
+MAX_TASKS_PER_CHILD = 1000
 """Children are replaced after this many renders, bounding leaks, open font handles and the
-fallback fonts (CJK: tens of MB) a child loaded for one ticket. A new child imports the layout
-stack and fills its font caches on its first render, a cost spread over this many tickets.
-The fork server preloads nothing: each child forked from a warm fork server would count its
-memory again in RSS (``docs/performance.md``)."""
+fallback fonts (CJK, emoji and others: ~125 MiB) a child loaded for one ticket. A new child
+imports the layout stack and fills its font caches on its first render (~1 s of CPU), a cost
+spread over this many tickets; a child's memory and open files stay flat from its 200th to its
+1,000th render. The fork server preloads nothing: each child forked from a warm fork server
+would count its memory again in RSS (``docs/performance.md``, "Render: tuning without a row
+of its own")."""
 
 TRIM_AFTER_BYTES = 4 * 1024 * 1024
 """Free heap pages are handed back to the OS (:func:`app.memory.release_free_memory`, a few
