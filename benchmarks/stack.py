@@ -316,15 +316,25 @@ class Stack:
         """Published PDFs under the storage root (temporary files excluded)."""
         return sum(1 for p in self.storage.rglob("*.pdf") if not p.name.startswith("."))
 
-    async def wait_signed(self, ticket_ids: list[int], within_seconds: float) -> tuple[float, list[int]]:
+    async def done_so_far(self) -> tuple[int, float]:
+        """PDFs under the storage root and jobs finished (``/metrics``) now: what
+        :meth:`wait_signed` subtracts when tickets were archived before (a warm-up)."""
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+            return self.pdf_count(), await self._jobs_finished(session)
+
+    async def wait_signed(
+        self, ticket_ids: list[int], within_seconds: float, *, before: tuple[int, float] = (0, 0.0)
+    ) -> tuple[float, list[int]]:
         """Wait until every ticket ends ``pdf:signed`` with its note, or ``within_seconds`` pass.
 
         Watches the storage root (cheap, every :data:`POLL_SECONDS`) and, once a second, the
-        count of finished jobs in ``/metrics``; when all PDFs are there or all jobs finished,
+        count of finished jobs in ``/metrics``; when all PDFs are there or all jobs finished
+        (counted from ``before``, :meth:`done_so_far` read before the tickets were posted),
         asks the simulator's ``/_sim/state`` for the tickets not yet done. Returns the
         ``time.perf_counter()`` when the last one was seen done, and the tickets that were
         not done in time or ended ``pdf:error``.
         """
+        stored_before, finished_before = before
         deadline = time.perf_counter() + within_seconds
         pending = set(ticket_ids)
         failed: set[int] = set()
@@ -334,10 +344,10 @@ class Stack:
                 for index, service in enumerate(self.services):
                     if index not in self.killed and service.poll() is not None:
                         raise RuntimeError(f"the service exited: {self.log_tail(self._log_name(index))}")
-                finished = self.pdf_count() >= len(ticket_ids)
+                finished = self.pdf_count() - stored_before >= len(ticket_ids)
                 if not finished and time.perf_counter() >= next_metrics:
                     next_metrics = time.perf_counter() + 1.0
-                    finished = await self._jobs_finished(session) >= len(ticket_ids)
+                    finished = await self._jobs_finished(session) - finished_before >= len(ticket_ids)
                 if finished:
                     done, errored = await self._check(session, pending)
                     pending -= done | errored
