@@ -15,7 +15,17 @@ which of them need a job, given the latest job of each in our job store:
   without a write, so it keeps the trigger tag: once its latest job ended skipped as
   ``already_signed``, it is queued again only after Zammad changed the ticket (``updated_at``
   later than that job's end: e.g. ``pdf:signed`` removed, to archive it again), not on every
-  sweep. ``/retry?force=true`` archives it again at once.
+  sweep. ``/retry?force=true`` archives it again at once. A job that failed (Permanent) removes
+  the trigger tag, except when it failed before its run changed any tag (e.g. Zammad answered
+  403 to reading the tags): then the tag stays, next to ``pdf:error`` and the failure note.
+  After a ``failed`` job whose report reached Zammad the ticket is queued again only once
+  Zammad changed it more than :data:`OWN_WRITES_SECONDS` (60 s) after that delivery
+  (``updated_at``; the report's own ``pdf:error`` and note touch it), so a ticket that fails
+  the same way gets one note per change, not one per sweep: fixing the cause and then removing
+  ``pdf:error``, adding the trigger tag back, or any other edit asks again;
+  ``/retry/{ticket_id}`` runs it at once. Without ``updated_at`` in the search result it is
+  queued once ``RECONCILE_STALE_SECONDS`` have passed since the delivery, as after a ``dead``
+  job: never lost, never on every sweep.
 - **stale** ``pdf:processing``: a run started and neither finished nor was retried — its
   replica died before the store learnt of it, or the tag revert at a shutdown did not reach
   Zammad. Queued when Zammad last changed the ticket (``updated_at``; every tag change touches
@@ -36,6 +46,11 @@ from app.workflow.gate import ALREADY_SIGNED
 
 SKIPPED_AS_SIGNED = f"skipped: {ALREADY_SIGNED}"
 """``jobs.result`` of a job the gate skipped because the ticket carries ``pdf:signed``."""
+OWN_WRITES_SECONDS = 60.0
+"""Seconds after a failed job's report reached Zammad within which a change of the ticket
+(``updated_at``) is taken for the report's own writes, not for a new request: its ``pdf:error``
+and note touch the ticket just before the delivery is recorded, Zammad's clock may run a little
+ahead of ours, and a trigger may react to the note."""
 
 
 class ReconcileReason(StrEnum):
@@ -81,6 +96,12 @@ class LatestJob(Protocol):
 
     @property
     def result(self) -> str | None: ...
+
+    @property
+    def updated_at(self) -> float:
+        """Unix seconds of the job's last change in the store: for an ended job whose report was
+        delivered (``reported``), when the delivery was recorded."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +175,8 @@ def decide(
             ReconcileReason.TRIGGER_TAG,
             _busy(job, pending_blocks=True)
             or _cooling_down(job, now, stale_seconds)
-            or _still_signed(job, hit),
+            or _still_signed(job, hit)
+            or _failed_unchanged(job, hit, now, stale_seconds),
         )
     for hit in processing:
         if hit.ticket_id in queue or hit.ticket_id in skipped:
@@ -204,6 +226,29 @@ def _still_signed(job: LatestJob | None, hit: TicketHit) -> str | None:
     return (
         "already signed: pdf:signed next to the trigger tag, unchanged since its last job skipped it "
         "(remove the trigger tag; /retry?force=true archives it again)"
+    )
+
+
+def _failed_unchanged(job: LatestJob | None, hit: TicketHit, now: float, stale_seconds: float) -> str | None:
+    """Why a ticket whose last job failed (Permanent) waits, else ``None``: Zammad has not
+    changed it since that job's report was delivered (more than :data:`OWN_WRITES_SECONDS`
+    later), so a new job would fail the same way and post the same note. Without
+    ``updated_at`` it waits ``stale_seconds`` from the delivery instead."""
+    if job is None or job.state != "failed" or not job.reported:
+        return None
+    if hit.updated_at is None:
+        waited = now - job.updated_at
+        if waited >= stale_seconds:
+            return None
+        return (
+            f"its last job failed, reported {max(0.0, waited):.0f} s ago, and the search gave no "
+            f"updated_at (tried again after {stale_seconds:g} s; /retry runs it now)"
+        )
+    if hit.updated_at > job.updated_at + OWN_WRITES_SECONDS:
+        return None
+    return (
+        "failed: unchanged in Zammad since its last job's failure note (fix the cause, then change "
+        "the ticket, e.g. remove pdf:error; /retry runs it now)"
     )
 
 

@@ -96,6 +96,37 @@ async def test_a_signed_ticket_with_the_trigger_tag_is_not_queued_on_every_sweep
     assert len(await jobs_of(job_store, 5002)) == 2
 
 
+async def test_a_ticket_that_failed_before_its_run_started_is_not_queued_on_every_sweep(
+    archiver, simulator, job_store
+):
+    # Zammad refuses to read 5004's tags (403: Permanent) before the run changed any tag: the
+    # report adds pdf:error and a note and leaves pdf:sign, so every sweep finds the ticket again.
+    simulator.clone_ticket(4711, 5004, tags=["pdf:sign"])
+    simulator.fail("GET", r"^/api/v1/tags$", 403, match_body=r"o_id=5004(&|$)")
+    await archiver(RECONCILE_INTERVAL_SECONDS="0.3")
+    async with asyncio.timeout(30):
+        await eventually(lambda: len(searches(simulator)) >= 2 * 6)  # six sweeps
+    jobs = [row[:2] for row in await jobs_of(job_store, 5004)]
+    assert (jobs, len(simulator.notes(5004))) == ([("failed", "reconcile")], 1)
+    assert simulator.tags(5004) == ["pdf:sign", "pdf:error"]
+
+    # An agent fixed the cause and removed pdf:error, two minutes after the note (the store's
+    # delivery time is moved back: the sweep takes a change within a minute of the report for
+    # the report's own writes). That change is a request: the next sweep queues the ticket once.
+    await job_store.rows("UPDATE jobs SET updated_at = updated_at - 120 WHERE ticket_id = ?", 5004)
+    async with aiohttp.ClientSession() as session:
+        await ZammadClient(session, simulator.base_url, API_TOKEN, timeout_seconds=5).remove_tag(
+            5004, "pdf:error"
+        )
+    async with asyncio.timeout(60):
+        await eventually(lambda: len(simulator.notes(5004)) == 2)
+    passes = len(searches(simulator))
+    async with asyncio.timeout(30):
+        await eventually(lambda: len(searches(simulator)) >= passes + 2 * 6)  # six more sweeps
+    jobs = [row[:2] for row in await jobs_of(job_store, 5004)]
+    assert (jobs, len(simulator.notes(5004))) == ([("failed", "reconcile")] * 2, 2)
+
+
 async def test_a_ticket_with_a_running_job_is_not_queued_again(archiver, simulator, job_store):
     service = await archiver(RECONCILE_INTERVAL_SECONDS="0")  # passes only when the test asks
     simulator.delay("GET", r"^/api/v1/tickets/4711$", 3.0)  # the run holds after tagging pdf:processing

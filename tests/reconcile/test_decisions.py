@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import pytest
 
 from app.reconcile.decisions import (
+    OWN_WRITES_SECONDS,
     Finding,
     ReconcileReason,
     TicketHit,
@@ -28,6 +29,7 @@ class Job:
     reported: bool = True
     finished_at: float | None = None
     result: str | None = None
+    updated_at: float = NOW - 3600  # for an ended, reported job: when its report was delivered
 
 
 def run(tagged=(), processing=(), latest=None):
@@ -64,8 +66,10 @@ def test_a_tagged_ticket_whose_job_is_active_or_reporting_is_skipped(job, why):
 
 @pytest.mark.parametrize("state", ["done", "failed"])
 def test_a_tagged_ticket_whose_last_job_ended_and_reported_is_queued(state):
-    # The tag came back after the job ended: someone asked again (a finished job removes it).
-    decision = run(tagged=[4711], latest={4711: Job(state, finished_at=NOW - 1)})
+    # The tag came back after the job ended: someone asked again (a finished job removes it),
+    # which changed the ticket after the job's report.
+    job = Job(state, finished_at=NOW - 300, updated_at=NOW - 300)
+    decision = run(tagged=[TicketHit(4711, NOW - 1)], latest={4711: job})
     assert decision.queue == [Finding(4711, TAG)]
 
 
@@ -91,6 +95,37 @@ def test_a_signed_ticket_with_the_trigger_tag_is_not_queued_again_until_it_chang
     assert run(tagged=[TicketHit(4711)], latest={4711: skipped}).queue == [Finding(4711, TAG)]
     other = Job("done", finished_at=NOW - 60, result="skipped: trigger_tag_absent")
     assert run(tagged=[TicketHit(4711, NOW - 3600)], latest={4711: other}).queue == [Finding(4711, TAG)]
+
+
+def test_a_failed_ticket_with_the_trigger_tag_is_not_queued_again_until_it_changes():
+    # Failed (Permanent) before its run changed a tag: pdf:sign stays next to pdf:error and the
+    # note, whose writes touched updated_at just before the delivery was recorded.
+    failed = Job("failed", finished_at=NOW - 600, updated_at=NOW - 599)
+    for touched in (NOW - 600, NOW - 599 + OWN_WRITES_SECONDS):  # the report's own writes
+        unchanged = run(tagged=[TicketHit(4711, touched)], latest={4711: failed})
+        assert unchanged.queue == []
+        [skip] = unchanged.skipped
+        assert (skip.ticket_id, skip.reason) == (4711, TAG)
+        assert skip.why == (
+            "failed: unchanged in Zammad since its last job's failure note (fix the cause, then change "
+            "the ticket, e.g. remove pdf:error; /retry runs it now)"
+        )
+    # Changed later (pdf:error removed once the cause is fixed, the trigger tag added back): asked again.
+    changed = run(tagged=[TicketHit(4711, NOW - 599 + OWN_WRITES_SECONDS + 1)], latest={4711: failed})
+    assert changed.queue == [Finding(4711, TAG)]
+
+
+def test_a_failed_ticket_without_updated_at_waits_the_stale_time_from_its_report():
+    # Zammad's search always gives updated_at; without it the ticket is neither lost nor queued on
+    # every sweep: it waits as after a dead job, counted from the report's delivery.
+    recent = run(tagged=[4711], latest={4711: Job("failed", finished_at=NOW - 900, updated_at=NOW - 890)})
+    assert recent.queue == []
+    assert recent.skipped[0].why == (
+        "its last job failed, reported 890 s ago, and the search gave no updated_at "
+        "(tried again after 900 s; /retry runs it now)"
+    )
+    later = run(tagged=[4711], latest={4711: Job("failed", finished_at=NOW - 910, updated_at=NOW - STALE)})
+    assert later.queue == [Finding(4711, TAG)]
 
 
 def test_a_processing_ticket_is_queued_only_once_stale_and_not_running():
