@@ -77,6 +77,22 @@ class ZammadApiError(ArchiverError):
         self.retry_after = retry_after
 
 
+class ZammadUnauthorized(ZammadApiError):
+    """Zammad refused the service's API token, not the request for this ticket: 401 (``Can't
+    find User for Token``: a wrong or deleted token; ``Not authorized (token expired)!``; an
+    inactive user), or 403 ``API token access disabled!`` (Zammad's setting ``api_token_access``
+    off). Which answers count is decided by :func:`app.zammad.client.refuses_credentials`.
+
+    Transient: every ticket fails alike until the operator fixes the token, and each job is
+    retried (``WORKFLOW_*`` backoff, then ``dead`` with the trigger tag back), so the tickets
+    are archived once Zammad takes the token again. The message quotes Zammad's error text,
+    never the token.
+    """
+
+    code = "zammad_unauthorized"
+    transient = True
+
+
 class RenderError(ArchiverError):
     """The ticket could not be laid out as a PDF."""
 

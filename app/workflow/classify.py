@@ -2,11 +2,17 @@
 
 Transient failures may heal by themselves (network, timeouts, Zammad 5xx, a full disk):
 the trigger tag is kept so the ticket is tried again. Permanent failures need a person
-(bad credentials, a deleted ticket, invalid data, a read-only share): the trigger tag is
-removed so the ticket is not retried in a loop.
+(a deleted ticket, no access to its group, invalid data, a read-only share): the trigger tag
+is removed so the ticket is not retried in a loop.
 
-Policy for Zammad's statuses follows ``docs/reference/zammad.md`` §3.6: 401/403/404/422 permanent,
-408/425/429 and 5xx transient, no response (connection error, timeout) transient.
+Policy for Zammad's statuses, after ``docs/reference/zammad.md`` §3.6: 408/425/429 and 5xx
+transient, no response (connection error, timeout) transient; 403/404/422 permanent. A refusal
+of the service's API token (every 401, and a 403 ``API token access disabled!``;
+:func:`app.zammad.client.refuses_credentials`) is Transient, code ``zammad_unauthorized``
+(:class:`~app.errors.ZammadUnauthorized`): it is no fault of the ticket, every ticket fails
+alike until the operator fixes the token, and then the retries (or, once a job is ``dead``,
+the reconciliation sweep) archive them without anyone retrying each by hand. §3.6 calls
+401 a config error without retry; a retry that meets the same refusal only costs one request.
 """
 
 from __future__ import annotations
@@ -19,7 +25,9 @@ from app.errors import TRANSIENT_ERRNOS, ArchiverError, StorageError, ZammadApiE
 
 MAX_CAUSE_CHARS = 500
 
-_TRANSIENT_STATUSES = {408, 425, 429}
+_TRANSIENT_STATUSES = {401, 408, 425, 429}
+"""401: the token refused; the client raises it as :class:`~app.errors.ZammadUnauthorized`
+(pinned Transient), a hand-made :class:`~app.errors.ZammadApiError` of 401 is Transient too."""
 
 
 class Classification(enum.Enum):

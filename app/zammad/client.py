@@ -10,6 +10,9 @@ Every failure surfaces as :class:`app.errors.ZammadApiError`:
 
 * a non-2xx answer → ``status`` = the HTTP status, message
   ``"<METHOD> <path> answered <status>: <Zammad's error_human/error or a text excerpt>"``;
+  a refusal of the API token itself (:func:`refuses_credentials`: every 401, and a 403
+  ``API token access disabled!``) as :class:`app.errors.ZammadUnauthorized` (Transient,
+  ``zammad_unauthorized``), anything else as a plain :class:`~app.errors.ZammadApiError`;
 * no answer (connection refused, DNS, TLS, reset, timeout) → ``status=None``, message
   naming the cause, e.g. ``"GET /api/v1/tickets/4711 failed: timed out after 30 s"``;
 * a 2xx answer that is not JSON at all (a body cut short on the way, a proxy's page) →
@@ -44,10 +47,10 @@ import aiohttp
 import orjson
 from yarl import URL
 
-from app.errors import ZammadApiError
+from app.errors import ZammadApiError, ZammadUnauthorized
 from app.zammad.articles import lazy_articles
 
-__all__ = ["ZammadClient"]
+__all__ = ["ZammadClient", "refuses_credentials"]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +70,27 @@ SEARCH_MAX_WAITS, SEARCH_MAX_WAIT_SECONDS = 3, 60.0
 _THROTTLED = (429, 503)
 PREALLOCATE_FROM_BYTES = 1024 * 1024
 """Answers of at least this many bytes are read into one buffer of their declared size."""
+TOKEN_ACCESS_DISABLED = "api token access disabled"
+"""Zammad's 403 when its setting ``api_token_access`` is off (``API token access disabled!``,
+``app/controllers/application_controller/authenticates.rb``; older versions answered 401), lower case."""
+
+
+def refuses_credentials(status: int, detail: str) -> bool:
+    """Does a non-2xx answer refuse the service's API token, rather than this one request?
+
+    Args:
+        status: the HTTP status.
+        detail: Zammad's error text (``error_human``/``error``, else ``X-Failure``, else an
+            excerpt of the body), as :class:`ZammadClient` quotes it.
+
+    Returns:
+        ``True`` for every 401 (Zammad 6.x/7.x: ``Can't find User for Token``, ``Not authorized
+        (token expired)!``, an inactive user; ``docs/reference/zammad.md`` §3.1, §3.6), and for a
+        403 whose text says ``API token access disabled`` (case-insensitive). ``False`` for any
+        other 403 (``Not authorized``: no access to this ticket's group or article; a tag the
+        user may not create; ``Maintenance mode enabled!``) and every other status.
+    """
+    return status == 401 or (status == 403 and TOKEN_ACCESS_DISABLED in detail.lower())
 
 
 class ZammadClient:
@@ -107,6 +131,7 @@ class ZammadClient:
             "Authorization": f"Token token={api_token}",
             "Accept": "application/json",
         }
+        self._refused: str | None = None
 
     def __repr__(self) -> str:
         return (
@@ -118,6 +143,14 @@ class ZammadClient:
     def base_url(self) -> str:
         """Zammad's root URL without a trailing slash."""
         return self._base_url
+
+    @property
+    def credentials_refused(self) -> str | None:
+        """The message of Zammad's last refusal of the API token (:func:`refuses_credentials`;
+        e.g. ``"GET /api/v1/tags answered 401: Can't find User for Token"``, no secret in it),
+        or ``None`` when none came since the last 2xx answer (or no answer came yet). Read at
+        scrape time for the metric ``zammad_credentials_refused``."""
+        return self._refused
 
     # -- ZammadPort --------------------------------------------------------------------
 
@@ -408,8 +441,12 @@ class ZammadClient:
                 if not 200 <= status < 300:
                     detail = self._error_detail(raw, response.headers.get("X-Failure"), response.reason)
                     log.info("zammad %s %s -> %s", method, path, status)
+                    message = f"{method} {path} answered {status}: {detail}"
+                    if refuses_credentials(status, detail):
+                        self._refused = message
+                        raise ZammadUnauthorized(message, status=status, method=method, path=path)
                     raise ZammadApiError(
-                        f"{method} {path} answered {status}: {detail}",
+                        message,
                         status=status,
                         method=method,
                         path=path,
@@ -417,6 +454,7 @@ class ZammadClient:
                         if status in _THROTTLED
                         else None,
                     )
+                self._refused = None
         except TimeoutError:  # asyncio.TimeoutError and aiohttp's Server/Socket/ConnectionTimeoutError
             raise ZammadApiError(
                 f"{method} {path} failed: timed out after {self._timeout_seconds:g} s",

@@ -18,6 +18,8 @@ Python API (tests)::
     sim.delay("GET", r"^/api/v1/tickets/", 5.0)
     sim.delay("POST", r"^/api/v1/ticket_articles$", 5.0, after=True)  # handled, answer held
     sim.clone_ticket(4711, 5001)                           # a copy with new ids and number
+    sim.api_token = "rotated"                              # the client's token: 401 from now on
+    sim.api_token_access = False                           # 403 API token access disabled!
     await sim.stop()
 
 CLI (demo, scripts)::

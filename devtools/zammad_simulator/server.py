@@ -72,7 +72,13 @@ class ZammadSimulator(SimulatorState):
 
     Args:
         api_token: the one token accepted (``Authorization: Token token=…`` or ``Bearer …``).
+            Tests may change :attr:`api_token` while it runs: the client's token is then
+            unknown (a deleted or rotated token: 401 ``Can't find User for Token``).
         user_login, user_id, user_name: the API user (see :class:`SimulatorState`).
+
+    Attributes:
+        api_token_access: Zammad's setting ``api_token_access`` (Settings → System → API);
+            ``False``: every token request is answered 403 ``API token access disabled!``.
     """
 
     def __init__(
@@ -85,6 +91,7 @@ class ZammadSimulator(SimulatorState):
     ) -> None:
         super().__init__(user_login=user_login, user_id=user_id, user_name=user_name)
         self.api_token = api_token
+        self.api_token_access = True
         self.requests: list[RecordedRequest] = []
         """Every request received, oldest first (tests may clear it)."""
         self.faults = FaultPlan()
@@ -223,10 +230,13 @@ class ZammadSimulator(SimulatorState):
         return await handler(request)
 
     def _check_auth(self, header: str | None) -> web.Response | None:
-        """§3.1: no credentials → 403; an unknown token → 401; both with ``X-Failure``."""
+        """§3.1: no credentials → 403; token access switched off → 403; an unknown token →
+        401; each with ``X-Failure`` (Zammad's ``authenticates.rb``)."""
         if not header or not header.strip():
             return zammad_error(403, "Authentication required")
         match = _TOKEN_AUTH.match(header.strip()) or _BEARER_AUTH.match(header.strip())
+        if match is not None and not self.api_token_access:
+            return zammad_error(403, "API token access disabled!")
         if match is None:
             if header.strip().lower().startswith("basic "):
                 return zammad_error(401, "Invalid BasicAuth credentials")

@@ -6,7 +6,7 @@ import errno
 
 import pytest
 
-from app.errors import RenderError, SigningError, StorageError, ZammadApiError
+from app.errors import RenderError, SigningError, StorageError, ZammadApiError, ZammadUnauthorized
 from app.jobs.records import JobStoreUnavailable
 from app.workflow.classify import MAX_CAUSE_CHARS, Classification, classify
 
@@ -18,7 +18,9 @@ from app.workflow.classify import MAX_CAUSE_CHARS, Classification, classify
         (ZammadApiError("boom", status=503), Classification.TRANSIENT),
         (ZammadApiError("slow", status=None), Classification.TRANSIENT),
         (ZammadApiError("rate", status=429), Classification.TRANSIENT),
-        (ZammadApiError("auth", status=401), Classification.PERMANENT),
+        (ZammadApiError("auth", status=401), Classification.TRANSIENT),
+        (ZammadUnauthorized("token", status=401), Classification.TRANSIENT),
+        (ZammadUnauthorized("token access disabled", status=403), Classification.TRANSIENT),
         (ZammadApiError("forbidden", status=403), Classification.PERMANENT),
         (ZammadApiError("gone", status=404), Classification.PERMANENT),
         (ZammadApiError("invalid", status=422), Classification.PERMANENT),
@@ -51,3 +53,18 @@ def test_a_job_store_outage_is_transient_job_store_unavailable():
     assert failure.classification is Classification.TRANSIENT
     assert failure.code == "job_store_unavailable"
     assert failure.cause == "cannot connect to the job store postgresql://u:***@db/x"
+
+
+def test_a_refused_token_is_transient_zammad_unauthorized():
+    """The token, not the ticket: retried like an outage, under its own code; the cause is the
+    client's message as it is (Zammad's text, no token)."""
+    message = "GET /api/v1/tags answered 401: Can't find User for Token"
+    failure = classify(ZammadUnauthorized(message, status=401, method="GET", path="/api/v1/tags"))
+    assert (failure.classification, failure.code, failure.cause) == (
+        Classification.TRANSIENT,
+        "zammad_unauthorized",
+        message,
+    )
+    assert failure.retry_after is None
+    group_refused = ZammadApiError("GET /api/v1/tickets/4711 answered 403: Not authorized", status=403)
+    assert classify(group_refused).code == "zammad_api_error"

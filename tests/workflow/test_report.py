@@ -89,14 +89,14 @@ def test_a_failure_note_names_step_attempts_and_giving_up():
     ],
 )
 def test_a_permanent_failure_note_says_what_happened_to_the_tags(language, removed, untouched):
-    """A run that failed Permanent before its start step (Zammad answered 401 to reading the
+    """A run that failed Permanent before its start step (Zammad answered 403 to reading the
     tags) removed no tag: its note must not say the trigger tag was removed. After the start
     step it was removed, and the note says so."""
     before = ArchiveOutcome(
         "failed",
         "fetch tags",
         started=False,
-        failure=classify(ZammadApiError("GET answered 401", status=401)),
+        failure=classify(ZammadApiError("GET answered 403: Not authorized", status=403)),
     )
     after = failed(False)
     early = final_report(before, trigger_tag=TRIGGER, job_id="j", delivery_id=None, language=language)

@@ -44,7 +44,7 @@ async def test_a_transient_failure_is_retried_with_a_doubling_pause(pauses: list
 
 
 async def test_a_permanent_failure_is_not_retried(pauses: list[float]):
-    call = Flaky(ZammadApiError("401", status=401))
+    call = Flaky(ZammadApiError("403", status=403))
     with pytest.raises(ZammadApiError):
         await retry(call, attempts=3, backoff_seconds=0.5)
     assert call.calls == 1 and pauses == []

@@ -14,11 +14,11 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from app.errors import ZammadApiError
-from app.workflow.classify import classify
+from app.errors import ZammadApiError, ZammadUnauthorized
+from app.workflow.classify import Classification, classify
 from app.zammad import articles as articles_module
 from app.zammad.articles import LazyArticles
-from app.zammad.client import PREALLOCATE_FROM_BYTES, ZammadClient
+from app.zammad.client import PREALLOCATE_FROM_BYTES, ZammadClient, refuses_credentials
 from devtools.zammad_simulator import ZammadSimulator
 
 from .conftest import FIXTURES, TICKET_ID, TOKEN
@@ -224,6 +224,118 @@ async def test_wrong_token_is_401_without_leaking_it(simulator: ZammadSimulator,
     assert (err.method, err.path) == ("GET", "/api/v1/tickets/4711")
     assert "Can't find User for Token" in str(err)
     assert wrong not in str(err) and wrong not in repr(err) and wrong not in repr(client)
+
+
+# Zammad 6.x/7.x (app/controllers/application_controller/authenticates.rb): what it answers
+# when the token is refused, and 403s that are about one ticket, not the token.
+_EXPIRED = {"error": "Not authorized (token expired)!", "error_human": "Not authorized (token expired)!"}
+
+
+async def test_every_refusal_of_the_token_is_transient_zammad_unauthorized(
+    simulator: ZammadSimulator, session
+) -> None:
+    """A wrong or deleted token (the simulator's own check: 401), an expired one (Zammad's body,
+    injected), token access switched off in Zammad (the simulator's setting: 403): each raises
+    ZammadUnauthorized, Transient ``zammad_unauthorized``, quoting Zammad's text, not the token."""
+    wrong = "wr0ng-" + TOKEN[::-1]
+    refused: list[ZammadApiError] = []
+
+    async def refusal(call) -> None:
+        with pytest.raises(ZammadUnauthorized) as info:
+            await call
+        refused.append(info.value)
+
+    await refusal(ZammadClient(session, simulator.base_url, wrong).get_tags(TICKET_ID))
+    client = ZammadClient(session, simulator.base_url, TOKEN)
+    simulator.fail("GET", r"^/api/v1/tickets/4711$", 401, body=_EXPIRED, times=1)
+    await refusal(client.get_ticket(TICKET_ID))
+    simulator.api_token_access = False
+    await refusal(client.create_internal_note(TICKET_ID, subject="s", body_html="<p>b</p>"))
+
+    assert [(e.status, e.method, e.path) for e in refused] == [
+        (401, "GET", "/api/v1/tags"),
+        (401, "GET", "/api/v1/tickets/4711"),
+        (403, "POST", "/api/v1/ticket_articles"),
+    ]
+    assert [str(e).split(": ", 1)[1] for e in refused] == [
+        "Can't find User for Token",
+        "Not authorized (token expired)!",
+        "API token access disabled!",
+    ]
+    for err in refused:
+        failure = classify(err)
+        assert (failure.classification, failure.code) == (Classification.TRANSIENT, "zammad_unauthorized")
+        assert failure.cause == str(err)
+        assert wrong not in str(err) and TOKEN not in str(err) and TOKEN not in repr(err)
+    assert simulator.notes(TICKET_ID) == []
+
+
+async def test_a_403_about_one_ticket_stays_permanent(
+    client: ZammadClient, simulator: ZammadSimulator
+) -> None:
+    """No access to the ticket's group (Pundit's ``Not authorized``), an attachment not in its
+    article, a tag the user may not create: a plain ZammadApiError, Permanent."""
+    not_authorized = {"error": "Not authorized", "error_human": "Not authorized"}
+    simulator.fail("GET", r"^/api/v1/tickets/4711$", 403, body=not_authorized, times=1)
+    simulator.fail("POST", r"^/api/v1/tags/add$", 403, body=not_authorized)
+    errors = []
+    for call in (
+        client.get_ticket(TICKET_ID),
+        client.get_attachment(TICKET_ID, 23052, 91203),
+        client.add_tag(TICKET_ID, "pdf:new"),
+    ):
+        with pytest.raises(ZammadApiError) as info:
+            await call
+        errors.append(info.value)
+    assert [(e.status, type(e)) for e in errors] == [(403, ZammadApiError)] * 3
+    assert {classify(e).classification for e in errors} == {Classification.PERMANENT}
+    assert {classify(e).code for e in errors} == {"zammad_api_error"}
+    assert client.credentials_refused is None
+
+
+@pytest.mark.parametrize(
+    ("status", "detail", "refused"),
+    [
+        (401, "Can't find User for Token", True),
+        (401, "Not authorized (token expired)!", True),
+        (401, "Invalid BasicAuth credentials", True),  # an inactive user
+        (401, "'<html>401 Authorization Required</html>'", True),  # a proxy's page
+        (401, "API token access disabled!", True),  # older Zammad versions answered 401
+        (403, "API token access disabled!", True),
+        (403, "api token access disabled", True),
+        (403, "Not authorized", False),
+        (403, "Authentication required", False),
+        (403, "Maintenance mode enabled!", False),
+        (403, "No access, article_id/ticket_id is not matching.", False),
+        (404, "Couldn't find Ticket with 'id'=4711", False),
+        (422, "API token access disabled!", False),  # creating a token, not using one
+        (500, "Error ID AbC123xy: Please contact your administrator.", False),
+    ],
+)
+def test_which_answers_refuse_the_token(status: int, detail: str, refused: bool) -> None:
+    assert refuses_credentials(status, detail) is refused
+
+
+async def test_credentials_refused_is_set_by_a_refusal_and_cleared_by_the_next_2xx(
+    client: ZammadClient, simulator: ZammadSimulator
+) -> None:
+    assert client.credentials_refused is None
+    await client.get_tags(TICKET_ID)
+    assert client.credentials_refused is None
+
+    simulator.api_token = "rotated-" + TOKEN  # the token was deleted and a new one made
+    with pytest.raises(ZammadUnauthorized):
+        await client.get_tags(TICKET_ID)
+    assert client.credentials_refused == "GET /api/v1/tags answered 401: Can't find User for Token"
+    # Other failures say nothing about the token: the refusal stands.
+    simulator.fail("GET", r"^/api/v1/tickets/4711$", 503, times=1)
+    with pytest.raises(ZammadApiError):
+        await client.get_ticket(TICKET_ID)
+    assert client.credentials_refused is not None
+
+    simulator.api_token = TOKEN
+    await client.get_tags(TICKET_ID)
+    assert client.credentials_refused is None
 
 
 async def test_missing_ticket_is_404(client: ZammadClient) -> None:
