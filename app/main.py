@@ -183,6 +183,7 @@ def create_app(
                 settings.zammad_api_token.reveal(),
                 timeout_seconds=settings.zammad_timeout_seconds,
             )
+            runtime.metrics.watch_zammad(lambda: zammad.credentials_refused)
             runtime.signer = build_signer(settings, pki_session)
             if isinstance(runtime.signer, ArchiveSigner):
                 signer = runtime.signer

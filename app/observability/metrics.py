@@ -87,6 +87,10 @@ class Metrics:
         queue_depth, jobs_in_flight: gauges read from the worker pool at scrape time.
         job_store_available: 1 while the job store answers, 0 while it is unavailable (PostgreSQL
             unreachable, SQLite's WAL sync stuck; also 0 before the store is open), read at scrape time.
+        zammad_credentials_refused: 1 while Zammad's last answer to the service refused its API
+            token (401, or 403 ``API token access disabled!``: jobs fail Transient
+            ``zammad_unauthorized`` and are retried), 0 since an answer accepted it (or before
+            any answer), read at scrape time.
         ingest_responses_total{status}: answers of ``/ingest`` and ``/ingest/batch`` by HTTP status.
         dedupe_hits_total: webhooks answered ``duplicate`` by delivery id.
         rate_limited_total: requests answered 429.
@@ -147,6 +151,11 @@ class Metrics:
         self.job_store_available = Gauge(
             f"{PREFIX}_job_store_available",
             "1 while the job store answers, 0 while it is unavailable",
+            registry=r,
+        )
+        self.zammad_credentials_refused = Gauge(
+            f"{PREFIX}_zammad_credentials_refused",
+            "1 while Zammad's last answer refused the API token (401, or 403 token access disabled), else 0",
             registry=r,
         )
         self.ingest_responses_total = StatusCounter(
@@ -216,6 +225,12 @@ class Metrics:
         """Read the job store's availability at scrape time: ``unavailable()`` returns why the
         store cannot be used (exposed as 0), or ``None`` (exposed as 1)."""
         self.job_store_available.set_function(lambda: 0.0 if unavailable() else 1.0)
+
+    def watch_zammad(self, refused: Callable[[], str | None]) -> None:
+        """Read at scrape time whether Zammad refuses the API token: ``refused()`` returns the
+        last refusal's message (exposed as 1) or ``None`` (exposed as 0); e.g.
+        :attr:`app.zammad.client.ZammadClient.credentials_refused`."""
+        self.zammad_credentials_refused.set_function(lambda: 0.0 if refused() is None else 1.0)
 
     def watch_signing_certificate(
         self, seconds_left: Callable[[], float], expiring: Callable[[], bool]
