@@ -93,6 +93,15 @@ class ZammadUnauthorized(ZammadApiError):
     transient = True
 
 
+class ZammadMaintenance(ZammadApiError):
+    """Zammad is in maintenance mode: 403 ``Maintenance mode enabled!`` to every user but
+    admins (``docs/reference/zammad.md`` §3.6: transient). Transient, like a 503: the job is
+    retried, and the tickets are archived once the maintenance ends."""
+
+    code = "zammad_maintenance"
+    transient = True
+
+
 class RenderError(ArchiverError):
     """The ticket could not be laid out as a PDF."""
 

@@ -11,8 +11,10 @@ Every failure surfaces as :class:`app.errors.ZammadApiError`:
 * a non-2xx answer → ``status`` = the HTTP status, message
   ``"<METHOD> <path> answered <status>: <Zammad's error_human/error or a text excerpt>"``;
   a refusal of the API token itself (:func:`refuses_credentials`: every 401, and a 403
-  ``API token access disabled!``) as :class:`app.errors.ZammadUnauthorized` (Transient,
-  ``zammad_unauthorized``), anything else as a plain :class:`~app.errors.ZammadApiError`;
+  ``API token access disabled!`` or ``Authentication required``) as
+  :class:`app.errors.ZammadUnauthorized` (Transient, ``zammad_unauthorized``), a 403
+  ``Maintenance mode enabled!`` as :class:`app.errors.ZammadMaintenance` (Transient,
+  ``zammad_maintenance``), anything else as a plain :class:`~app.errors.ZammadApiError`;
 * no answer (connection refused, DNS, TLS, reset, timeout) → ``status=None``, message
   naming the cause, e.g. ``"GET /api/v1/tickets/4711 failed: timed out after 30 s"``;
 * a 2xx answer that is not JSON at all (a body cut short on the way, a proxy's page) →
@@ -47,7 +49,7 @@ import aiohttp
 import orjson
 from yarl import URL
 
-from app.errors import ZammadApiError, ZammadUnauthorized
+from app.errors import ZammadApiError, ZammadMaintenance, ZammadUnauthorized
 from app.zammad.articles import lazy_articles
 
 __all__ = ["ZammadClient", "refuses_credentials"]
@@ -73,6 +75,12 @@ PREALLOCATE_FROM_BYTES = 1024 * 1024
 TOKEN_ACCESS_DISABLED = "api token access disabled"
 """Zammad's 403 when its setting ``api_token_access`` is off (``API token access disabled!``,
 ``app/controllers/application_controller/authenticates.rb``; older versions answered 401), lower case."""
+NO_CREDENTIALS = "authentication required"
+"""Zammad's 403 when a request carries no credentials at all (``Authentication required``,
+``docs/reference/zammad.md`` §2): ours always do, so a proxy between us dropped the
+``Authorization`` header, for every request alike. Lower case."""
+MAINTENANCE_MODE = "maintenance mode"
+"""In Zammad's 403 ``Maintenance mode enabled!`` (to every user but admins), lower case."""
 
 
 def refuses_credentials(status: int, detail: str) -> bool:
@@ -86,11 +94,15 @@ def refuses_credentials(status: int, detail: str) -> bool:
     Returns:
         ``True`` for every 401 (Zammad 6.x/7.x: ``Can't find User for Token``, ``Not authorized
         (token expired)!``, an inactive user; ``docs/reference/zammad.md`` §3.1, §3.6), and for a
-        403 whose text says ``API token access disabled`` (case-insensitive). ``False`` for any
-        other 403 (``Not authorized``: no access to this ticket's group or article; a tag the
+        403 whose text says ``API token access disabled`` or ``Authentication required`` (no
+        credentials reached Zammad: a proxy dropped the header; case-insensitive). ``False`` for
+        any other 403 (``Not authorized``: no access to this ticket's group or article; a tag the
         user may not create; ``Maintenance mode enabled!``) and every other status.
     """
-    return status == 401 or (status == 403 and TOKEN_ACCESS_DISABLED in detail.lower())
+    if status == 401:
+        return True
+    lowered = detail.lower()
+    return status == 403 and (TOKEN_ACCESS_DISABLED in lowered or NO_CREDENTIALS in lowered)
 
 
 class ZammadClient:
@@ -445,6 +457,8 @@ class ZammadClient:
                     if refuses_credentials(status, detail):
                         self._refused = message
                         raise ZammadUnauthorized(message, status=status, method=method, path=path)
+                    if status == 403 and MAINTENANCE_MODE in detail.lower():
+                        raise ZammadMaintenance(message, status=status, method=method, path=path)
                     raise ZammadApiError(
                         message,
                         status=status,

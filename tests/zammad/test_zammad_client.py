@@ -14,7 +14,7 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from app.errors import ZammadApiError, ZammadUnauthorized
+from app.errors import ZammadApiError, ZammadMaintenance, ZammadUnauthorized
 from app.workflow.classify import Classification, classify
 from app.zammad import articles as articles_module
 from app.zammad.articles import LazyArticles
@@ -293,6 +293,22 @@ async def test_a_403_about_one_ticket_stays_permanent(
     assert client.credentials_refused is None
 
 
+async def test_maintenance_mode_is_transient_zammad_maintenance(
+    client: ZammadClient, simulator: ZammadSimulator
+) -> None:
+    """Zammad in maintenance mode answers every non-admin 403 ``Maintenance mode enabled!``
+    (reference §3.6: transient): ZammadMaintenance, Transient, not a refusal of the token."""
+    maintenance = {"error": "Maintenance mode enabled!", "error_human": "Maintenance mode enabled!"}
+    simulator.fail("GET", r"^/api/v1/tickets/4711$", 403, body=maintenance, times=1)
+    with pytest.raises(ZammadMaintenance) as info:
+        await client.get_ticket(TICKET_ID)
+    failure = classify(info.value)
+    assert (failure.classification, failure.code) == (Classification.TRANSIENT, "zammad_maintenance")
+    assert str(info.value) == "GET /api/v1/tickets/4711 answered 403: Maintenance mode enabled!"
+    assert client.credentials_refused is None
+    assert (await client.get_ticket(TICKET_ID))["id"] == TICKET_ID  # the maintenance ended
+
+
 @pytest.mark.parametrize(
     ("status", "detail", "refused"),
     [
@@ -304,7 +320,7 @@ async def test_a_403_about_one_ticket_stays_permanent(
         (403, "API token access disabled!", True),
         (403, "api token access disabled", True),
         (403, "Not authorized", False),
-        (403, "Authentication required", False),
+        (403, "Authentication required", True),  # no credentials arrived: a proxy dropped them
         (403, "Maintenance mode enabled!", False),
         (403, "No access, article_id/ticket_id is not matching.", False),
         (404, "Couldn't find Ticket with 'id'=4711", False),
