@@ -56,6 +56,12 @@ T = TypeVar("T")
 PURGE_INTERVAL_SECONDS = 60.0
 CLAIM_POLL_SECONDS = 1.0
 """With a shared store: how often the claimer looks for work without a NOTIFY."""
+RECORD_RETRY_MAX_SECONDS = 2.0
+"""With a shared store: longest pause between two attempts to record a claimed job's end, retry
+or give-back while the database is unreachable — so it is recorded within this many seconds of
+the database answering again (a longer backoff kept the job ``running`` and the ticket
+``pdf:processing`` that much longer, with the database up). One connection attempt per held
+job every 2 s costs the database nothing."""
 
 
 async def _wait(event: asyncio.Event, seconds: float) -> None:
@@ -411,8 +417,10 @@ class WorkerPool:
     async def _recorded(self, record: JobRecord, write: Callable[[], Awaitable[T]]) -> T:
         """``write()``, a store write that records where a claimed job stands (its end, its
         retry), done again while a shared store is unavailable (the database unreachable), with
-        backoff, until it succeeds or raises anything else (:class:`LeaseLost`: another replica
-        holds the job now).
+        backoff (0.5 s doubling up to :data:`RECORD_RETRY_MAX_SECONDS`), until it succeeds or
+        raises anything else (:class:`LeaseLost`: another replica holds the job now). The
+        first failed attempt is one warning line naming the cause (no traceback: the outage is
+        the store's, which logs it once), the later ones are DEBUG lines.
 
         The outcome waits here meanwhile and the lease is renewed again once the database is
         back: the job is not left ``running`` under a lease this replica keeps renewing. A
@@ -421,19 +429,26 @@ class WorkerPool:
         error is raised at once, as before.
         """
         delay = 0.5
+        level = logging.WARNING
         while True:
             try:
                 return await write()
-            except JobStoreUnavailable:
+            except JobStoreUnavailable as exc:
                 if not self.store.shared:
                     raise
-                log.warning(
+                log.log(
+                    level,
                     "job store unavailable; recording the job's outcome again",
-                    exc_info=True,
-                    extra={"job_id": record.job_id, "ticket_id": record.ticket_id, "retry_in": delay},
+                    extra={
+                        "job_id": record.job_id,
+                        "ticket_id": record.ticket_id,
+                        "retry_in": delay,
+                        "cause": str(exc),
+                    },
                 )
+            level = logging.DEBUG  # once per job and outage is enough at WARNING
             await asyncio.sleep(delay)
-            delay = min(delay * 2, self._deliver_max)
+            delay = min(delay * 2, RECORD_RETRY_MAX_SECONDS)
 
     async def _deliver(self, record: JobRecord, report: Report, *, fresh: bool = False) -> None:
         """Deliver until Zammad takes it (backoff doubling up to the maximum); a shutdown

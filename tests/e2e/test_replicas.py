@@ -407,6 +407,44 @@ async def test_a_database_outage_when_a_run_ends_leaves_no_job_stuck_running(
     assert_archived_once(simulator, c.storage, 4711, job["job_id"])
 
 
+async def test_a_run_end_held_through_a_longer_outage_is_recorded_within_seconds_of_the_database(
+    simulator, cluster, postgres_server
+):
+    """PostgreSQL goes down mid-run and stays down for 8 s after the replica first tried to
+    record where the job stands (its end, or giving it back: the lease, 60 s, holds throughout
+    and nobody reclaims the job). Once the database is back that is recorded within
+    :data:`app.jobs.pool.RECORD_RETRY_MAX_SECONDS` plus slack, and the job ends — not after the
+    next step of a backoff that doubled through the outage (8 s here, then 16 s, up to 60 s:
+    the job stayed ``running`` that long with the database up; old code: 7.4 s)."""
+    c = cluster(1, JOB_LEASE_SECONDS="60")
+    await c.start()
+    (replica,) = c.replicas
+    simulator.delay("GET", r"^/api/v1/ticket_articles/by_ticket/4711$", 1)
+    assert (await replica.post(4711, "long-outage-at-finish"))[0] == 202
+    await wait_for(lambda: _requested(c, "GET", "/api/v1/ticket_articles/by_ticket/4711"), 60, "the run")
+    job = await _running_job(c, 4711)
+    await asyncio.to_thread(postgres_server.kill)
+    await wait_for(
+        lambda: any(
+            rec.get("msg") == "job store unavailable; recording the job's outcome again"
+            for rec in replica.log_records()
+        ),
+        60,
+        "the run's end held back by the outage",
+    )
+    await asyncio.sleep(8)
+    await asyncio.to_thread(postgres_server.restart)
+    back = time.monotonic()
+
+    await wait_for(lambda: _done(c, [4711]), 60, "the job done and reported")
+    seconds = time.monotonic() - back
+    print(
+        f"\n[replicas] run end held through an 8 s outage: done {seconds:.1f} s after the database came back"
+    )
+    assert seconds < 4.0, seconds
+    assert_archived_once(simulator, c.storage, 4711, job["job_id"])
+
+
 async def test_sigterm_during_a_database_outage_exits_within_the_grace(simulator, cluster, postgres_server):
     """PostgreSQL is down when a replica with a running job gets SIGTERM: the job cannot be
     given back, but the replica still exits (0) within the grace; once the database is back,
