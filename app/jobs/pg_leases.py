@@ -71,6 +71,13 @@ _RENEW = (
     "WHERE j.job_id IS NULL OR j.fence <> mine.fence"
 )
 _PENDING_COUNT = f"SELECT count(*) FROM {SCHEMA}.jobs WHERE state = 'pending'"
+_SERVER_CLOCK = "SELECT extract(epoch FROM clock_timestamp())::float8"
+CLOCK_SKEW_SHARE = 0.25
+"""The most a replica's clock may be off the database server's, as a share of the lease (15 s
+of the default 60 s) before :meth:`Leases.check_clock` warns. Lease times are written and
+compared with each replica's own clock: two replicas each within a quarter lease of the server
+are within half a lease of each other, less than the three quarters a lease has left after its
+renewal (every quarter lease), so no replica takes a live job over."""
 
 
 class Leases:
@@ -94,6 +101,8 @@ class Leases:
         """The fence of each job this replica works on (claimed, not yet ended or given back)."""
         self.on_lease_lost: Callable[[str], None] | None = None
         """Called with a job id when a renewal finds that another replica took the job over."""
+        self.clock_skewed = False
+        """Whether :meth:`check_clock` found this replica's clock too far off the server's."""
 
     def _claimed(self, rows: Sequence[asyncpg.Record]) -> list[JobRecord]:
         records = []
@@ -225,6 +234,46 @@ class Leases:
             log.warning("lease lost: another replica took the job over", extra={"job_id": job_id})
             if self.on_lease_lost is not None:
                 self.on_lease_lost(job_id)
+
+    async def check_clock(self) -> float:
+        """Compare this replica's clock with the database server's and warn when they differ
+        by more than :data:`CLOCK_SKEW_SHARE` of the lease (once, until they agree again; then
+        an info line). A replica whose clock is ahead by more than the time a lease has left
+        takes the other replicas' live jobs over at once (their leases look run out to it), and
+        its own jobs are reclaimed late; nothing else would tell.
+
+        Returns:
+            The skew in seconds: this replica's clock minus the server's (positive: ahead),
+            the request's round trip taken into account.
+
+        Raises:
+            JobStoreUnavailable: the database cannot be reached.
+        """
+        before = self._clock()
+        server: float = await self._db.call(lambda conn: conn.fetchval(_SERVER_CLOCK))
+        after = self._clock()
+        skew = (before + after) / 2 - server
+        limit = self.lease_seconds * CLOCK_SKEW_SHARE
+        if abs(skew) > limit + (after - before) / 2:
+            if not self.clock_skewed:
+                log.warning(
+                    "this replica's clock is %.1f s %s the database server's; leases (JOB_LEASE_SECONDS "
+                    "%g s) need the replicas' clocks within %g s of each other: synchronise every "
+                    "replica host and the database server with NTP",
+                    abs(skew),
+                    "ahead of" if skew > 0 else "behind",
+                    self.lease_seconds,
+                    limit,
+                    extra={"skew_seconds": round(skew, 3), "limit_seconds": limit},
+                )
+            self.clock_skewed = True
+        elif self.clock_skewed:
+            log.info(
+                "this replica's clock agrees with the database server's again",
+                extra={"skew_seconds": round(skew, 3), "limit_seconds": limit},
+            )
+            self.clock_skewed = False
+        return skew
 
     async def release_all(self) -> None:
         """Give back everything this replica holds, at once rather than after the lease:

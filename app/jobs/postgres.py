@@ -19,8 +19,9 @@ write) and the queries. ``LISTEN``/``NOTIFY`` tells the replicas when a job beca
 It is a little over 450 lines because it implements every member of the ``JobStore``
 protocol, most of them a docstring and one delegated call.
 
-Times are Unix seconds from the store's clock (NTP-synchronised hosts: a lease of 60 s
-tolerates skew of seconds).
+Times are Unix seconds from the store's clock, each replica's own (NTP-synchronised hosts: a
+lease of 60 s tolerates a skew of 15 s; the store warns when this replica's clock is further
+off the database server's, :meth:`app.jobs.pg_leases.Leases.check_clock`).
 """
 
 from __future__ import annotations
@@ -180,12 +181,15 @@ class PostgresJobStore:
 
     async def _maintain(self) -> None:
         """Renew this replica's leases every ``lease / 4`` s, keep the ``LISTEN`` connection up,
-        and keep :attr:`unavailable` current."""
+        keep :attr:`unavailable` current, and compare this replica's clock with the database
+        server's (:meth:`app.jobs.pg_leases.Leases.check_clock`: a warning when they differ by
+        more than a quarter lease)."""
         while True:
             try:
                 if await self.database.listen(pg_schema.NOTIFY_CHANNEL, self._notified):
                     self.work_available.set()  # a NOTIFY may have been missed while it was down
                 await self.leases.renew()
+                await self.leases.check_clock()
             except JobStoreUnavailable:
                 pass
             except Exception:

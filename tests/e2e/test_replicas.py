@@ -21,6 +21,7 @@ import itertools
 import os
 import random
 import time
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -472,6 +473,39 @@ async def test_sigterm_during_a_database_outage_exits_within_the_grace(simulator
     row = await c.job(job["job_id"])
     assert (row["state"], row["reported"]) == ("done", True), row
     assert_archived_once(simulator, c.storage, 4711, job["job_id"])
+
+
+# -- clocks ------------------------------------------------------------------------------------
+
+SKEWED_CLOCK = Path(__file__).resolve().parent / "skewed_clock"
+"""A folder whose ``sitecustomize`` moves ``time.time()`` of a replica (see its docstring)."""
+
+
+async def test_a_replica_whose_clock_is_off_by_more_than_a_quarter_lease_warns_at_start(simulator, cluster):
+    """Leases are written and compared with each replica's own clock: a replica 90 s ahead
+    (lease 5 s) sees every other replica's lease as run out and takes their live jobs over.
+    It says so in a warning at start, naming the skew; the replica whose clock is right does
+    not warn."""
+    c = cluster(2)
+    skewed, right = c.replicas
+    skewed.env["PYTHONPATH"] = os.pathsep.join(
+        [str(SKEWED_CLOCK), *filter(None, [skewed.env.get("PYTHONPATH")])]
+    )
+    skewed.env["FAKE_CLOCK_SKEW_SECONDS"] = "90"
+    await c.start()
+
+    def clock_warnings(replica: Replica) -> list[dict[str, Any]]:
+        return [
+            r for r in replica.log_records() if "clock is" in r.get("msg", "") and r["level"] == "warning"
+        ]
+
+    await wait_for(lambda: clock_warnings(skewed), 10, "the skewed replica's clock warning")
+    (warning,) = clock_warnings(skewed)
+    assert 89 < warning["skew_seconds"] < 91, warning
+    assert "ahead of the database server's" in warning["msg"] and "NTP" in warning["msg"], warning
+    await asyncio.sleep(c.lease_seconds / 4 + 0.5)  # a second check: still one warning
+    assert len(clock_warnings(skewed)) == 1
+    assert clock_warnings(right) == []
 
 
 # -- SIGTERM: finish or give back within the grace ----------------------------------------------

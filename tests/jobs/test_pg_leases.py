@@ -4,6 +4,7 @@ replica tests of the whole service are in ``tests/e2e/test_replicas.py``."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -272,4 +273,27 @@ async def test_claims_take_at_most_the_limit_oldest_first(postgres_url: str) -> 
     assert a.pending_count == 1
     assert [r.job_id for r in await a.claim_due(2, AT)] == jobs[2:]
     assert set(a.leases.fences) == set(jobs)
+    await closed(a)
+
+
+async def test_check_clock_warns_once_while_the_replica_is_off_the_servers_clock(
+    postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Within a quarter lease of the server's clock: quiet. 20 s behind (lease 60 s): one
+    warning, however often it is checked; back in range: one info line."""
+    clock = Clock()
+    clock.now = time.time()
+    a = replica(postgres_url, clock, lease=60)
+    await opened(a)
+    caplog.set_level("INFO", logger="app.jobs.store")
+    caplog.clear()
+    assert abs(await a.leases.check_clock()) < 1
+    clock.now -= 20
+    for _ in range(3):
+        assert -21 < await a.leases.check_clock() < -19
+    clock.now += 20
+    await a.leases.check_clock()
+    lines = [(r.levelname, r.getMessage()) for r in caplog.records if "clock" in r.getMessage()]
+    assert [level for level, _ in lines] == ["WARNING", "INFO"], lines
+    assert "20.0 s behind the database server's" in lines[0][1] and "within 15 s" in lines[0][1], lines
     await closed(a)
