@@ -71,7 +71,9 @@ _RENEW = (
     "WHERE j.job_id IS NULL OR j.fence <> mine.fence"
 )
 _PENDING_COUNT = f"SELECT count(*) FROM {SCHEMA}.jobs WHERE state = 'pending'"
-_SERVER_CLOCK = "SELECT extract(epoch FROM clock_timestamp())::float8"
+SERVER_CLOCK = "SELECT extract(epoch FROM clock_timestamp())::float8"
+"""The database server's clock, Unix seconds: the last statement of each round of the store's
+lease maintenance (:meth:`Leases.check_clock`)."""
 CLOCK_SKEW_SHARE = 0.25
 """The most a replica's clock may be off the database server's, as a share of the lease (15 s
 of the default 60 s) before :meth:`Leases.check_clock` warns. Lease times are written and
@@ -250,7 +252,7 @@ class Leases:
             JobStoreUnavailable: the database cannot be reached.
         """
         before = self._clock()
-        server: float = await self._db.call(lambda conn: conn.fetchval(_SERVER_CLOCK))
+        server: float = await self._db.call(lambda conn: conn.fetchval(SERVER_CLOCK))
         after = self._clock()
         skew = (before + after) / 2 - server
         limit = self.lease_seconds * CLOCK_SKEW_SHARE

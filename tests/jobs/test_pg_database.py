@@ -13,6 +13,7 @@ import pytest
 
 from app.jobs import pg_schema
 from app.jobs.pg_database import PgDatabase
+from app.jobs.pg_leases import SERVER_CLOCK
 from app.jobs.records import JobRequest, JobStoreUnavailable
 from tests.jobs.support import HeldCloseProxy, closed, opened, replica
 from tests.postgres_server import PostgresServer
@@ -69,10 +70,11 @@ async def test_a_pooled_connection_is_given_back_without_a_reset_round_trip_and_
     await opened(a)
     admin = await asyncpg.connect(postgres_url)
     try:
-        for _ in range(250):  # the lease renewal's first round (a SELECT 1) is over; the next is in 15 s
-            if await admin.fetchval(
+        for _ in range(250):  # the lease maintenance's first round (ending with the clock check) is
+            if await admin.fetchval(  # over; the next is in 15 s
                 "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'zammad-pdf-archiver' "
-                "AND datname = current_database() AND query = 'SELECT 1' AND state = 'idle'"
+                "AND datname = current_database() AND query = $1 AND state = 'idle'",
+                SERVER_CLOCK,
             ):
                 break
             await asyncio.sleep(0.02)
