@@ -88,7 +88,8 @@ class Metrics:
         job_store_available: 1 while the job store answers, 0 while it is unavailable (PostgreSQL
             unreachable, SQLite's WAL sync stuck; also 0 before the store is open), read at scrape time.
         zammad_credentials_refused: 1 while Zammad's last answer to the service refused its API
-            token (401, or 403 ``API token access disabled!``: jobs fail Transient
+            token (401, or 403 ``API token access disabled!`` or ``Authentication required``:
+            :func:`app.zammad.client.refuses_credentials`; jobs fail Transient
             ``zammad_unauthorized`` and are retried), 0 since an answer accepted it (or before
             any answer), read at scrape time.
         ingest_responses_total{status}: answers of ``/ingest`` and ``/ingest/batch`` by HTTP status.
@@ -155,7 +156,7 @@ class Metrics:
         )
         self.zammad_credentials_refused = Gauge(
             f"{PREFIX}_zammad_credentials_refused",
-            "1 while Zammad's last answer refused the API token (401, or 403 token access disabled), else 0",
+            "1 while Zammad's last answer refused the API token (a 401 or its 403s), else 0",
             registry=r,
         )
         self.ingest_responses_total = StatusCounter(
