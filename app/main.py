@@ -28,6 +28,7 @@ from starlette.middleware import Middleware
 from app import SERVICE_NAME, __version__
 from app.audit.service import open_manifest, start_archive_checks
 from app.config import Settings, load_settings
+from app.config_fingerprint import settings_fingerprint
 from app.http.body_limit import BodyLimitMiddleware
 from app.http.errors import ArchiverApp
 from app.http.hmac_auth import HmacSignatureMiddleware
@@ -229,7 +230,11 @@ def create_app(
                 end = job_end(outcome, attempts=job.attempts, max_attempts=settings.workflow_max_attempts)
                 metrics.record_job_end(end.state if end is not None else None)
 
-            job_store = runtime.store = create_job_store(settings)
+            certificate = runtime.signer if isinstance(runtime.signer, ArchiveSigner) else None
+            fingerprint = settings_fingerprint(  # in the store's application_name, compared with the others'
+                settings, certificate_sha256=certificate.sha256_fingerprint if certificate else None
+            )
+            job_store = runtime.store = create_job_store(settings, settings_fingerprint=fingerprint)
             pool = runtime.pool = WorkerPool(
                 runtime.store,
                 ArchiveRunner(workflow, max_attempts=settings.workflow_max_attempts),

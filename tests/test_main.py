@@ -124,7 +124,7 @@ async def test_a_failing_start_is_logged_with_its_cause(
     """Hypercorn and Starlette log nothing of an exception the lifespan raises while starting:
     the lifespan logs it (traceback included) and keeps a redacted line for ``serve``."""
 
-    def broken_store(settings: object) -> None:
+    def broken_store(settings: object, **_: object) -> None:
         raise RuntimeError("cannot open the store\nwith unit-token")
 
     monkeypatch.setattr("app.main.create_job_store", broken_store)

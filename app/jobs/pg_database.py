@@ -31,7 +31,8 @@ CONNECT_TIMEOUT_SECONDS = 5.0
 COMMAND_TIMEOUT_SECONDS = 15.0
 """Longest wait for one statement's answer."""
 APPLICATION_NAME = "zammad-pdf-archiver"
-"""``application_name`` of the store's connections (``pg_stat_activity``)."""
+"""``application_name`` of the store's connections (``pg_stat_activity``) when it is given no
+other (a store without a settings fingerprint, :func:`app.config_fingerprint.application_name`)."""
 
 UNREACHABLE = (
     OSError,
@@ -76,10 +77,21 @@ class PgDatabase:
         pool_size: most pooled connections (``LISTEN`` takes one more).
         start_wait_seconds: how long :meth:`connect` keeps trying while the database is
             unreachable (it may still be starting) before it gives up.
+        application_name: the ``application_name`` of every connection (at most 63 bytes).
     """
 
-    def __init__(self, url: str, *, pool_size: int = 10, start_wait_seconds: float = 30.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        pool_size: int = 10,
+        start_wait_seconds: float = 30.0,
+        application_name: str = APPLICATION_NAME,
+    ) -> None:
+        if len(application_name.encode()) > 63:  # PostgreSQL would cut it short silently
+            raise ValueError("application_name is longer than 63 bytes")
         self.url = url
+        self.application_name = application_name
         self.pool_size = pool_size
         self.start_wait_seconds = start_wait_seconds
         self._pool: asyncpg.Pool | None = None
@@ -106,7 +118,7 @@ class PgDatabase:
                     timeout=CONNECT_TIMEOUT_SECONDS,
                     command_timeout=COMMAND_TIMEOUT_SECONDS,
                     reset=_keep_session,
-                    server_settings={"synchronous_commit": "on", "application_name": APPLICATION_NAME},
+                    server_settings={"synchronous_commit": "on", "application_name": self.application_name},
                 )
                 return
             except UNREACHABLE as exc:  # the database may still be starting (compose, a failover)
@@ -196,7 +208,7 @@ class PgDatabase:
             self._listener = await asyncpg.connect(
                 self.url,
                 timeout=CONNECT_TIMEOUT_SECONDS,
-                server_settings={"application_name": APPLICATION_NAME},
+                server_settings={"application_name": self.application_name},
             )
             await self._listener.add_listener(channel, callback)
         except (OSError, asyncpg.PostgresError, asyncpg.exceptions.InterfaceError, TimeoutError) as exc:

@@ -21,7 +21,9 @@ protocol, most of them a docstring and one delegated call.
 
 Times are Unix seconds from the store's clock, each replica's own (NTP-synchronised hosts: a
 lease of 60 s tolerates a skew of 15 s; the store warns when this replica's clock is further
-off the database server's, :meth:`app.jobs.pg_leases.Leases.check_clock`).
+off the database server's, :meth:`app.jobs.pg_leases.Leases.check_clock`). Given the
+fingerprint of the settings every replica must share, the store names its connections with it
+and warns when another replica's differs (:mod:`app.jobs.pg_replicas`).
 """
 
 from __future__ import annotations
@@ -40,10 +42,12 @@ import asyncpg
 import orjson
 
 from app.config import redact_url
+from app.config_fingerprint import application_name
 from app.jobs import pg_schema, pg_sweeps
 from app.jobs.pg_admission import AdmissionQueue
 from app.jobs.pg_database import PgDatabase
 from app.jobs.pg_leases import TERMINAL, Leases
+from app.jobs.pg_replicas import SettingsCheck
 from app.jobs.pg_schema import SCHEMA
 from app.jobs.records import (
     TERMINAL_STATES,
@@ -82,6 +86,11 @@ class PostgresJobStore:
         pool_size: most connections this replica opens.
         start_wait_seconds: how long :meth:`open` keeps trying while the database is
             unreachable (it may still be starting) before it gives up.
+        settings_fingerprint: this replica's
+            :func:`app.config_fingerprint.settings_fingerprint`, put into its connections'
+            ``application_name`` and compared with the other replicas' every quarter lease;
+            ``None`` (tools, tests): the connections are named ``zammad-pdf-archiver`` and
+            nothing is compared.
     """
 
     shared = True
@@ -99,6 +108,7 @@ class PostgresJobStore:
         owner: str | None = None,
         pool_size: int = 10,
         start_wait_seconds: float = 30.0,
+        settings_fingerprint: str | None = None,
     ) -> None:
         self.url = url
         self.delivery_ttl = delivery_ttl_seconds
@@ -106,7 +116,16 @@ class PostgresJobStore:
         self.lease_seconds = lease_seconds
         self.retention_seconds = retention_seconds
         self._clock = clock
-        self.database = PgDatabase(url, pool_size=pool_size, start_wait_seconds=start_wait_seconds)
+        self.database = PgDatabase(
+            url,
+            pool_size=pool_size,
+            start_wait_seconds=start_wait_seconds,
+            application_name=application_name(settings_fingerprint),
+        )
+        self.settings_check = (
+            SettingsCheck(self.database, settings_fingerprint) if settings_fingerprint else None
+        )
+        """Compares this replica's settings with the other replicas' (``None``: no fingerprint)."""
         self.leases = Leases(
             self.database,
             owner=owner or f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}",
@@ -181,15 +200,18 @@ class PostgresJobStore:
 
     async def _maintain(self) -> None:
         """Renew this replica's leases every ``lease / 4`` s, keep the ``LISTEN`` connection up,
-        keep :attr:`unavailable` current, and compare this replica's clock with the database
+        keep :attr:`unavailable` current, compare this replica's clock with the database
         server's (:meth:`app.jobs.pg_leases.Leases.check_clock`: a warning when they differ by
-        more than a quarter lease)."""
+        more than a quarter lease) and its settings with the other replicas'
+        (:meth:`app.jobs.pg_replicas.SettingsCheck.check`: a warning when one differs)."""
         while True:
             try:
                 if await self.database.listen(pg_schema.NOTIFY_CHANNEL, self._notified):
                     self.work_available.set()  # a NOTIFY may have been missed while it was down
                 await self.leases.renew()
                 await self.leases.check_clock()
+                if self.settings_check is not None:
+                    await self.settings_check.check()
             except JobStoreUnavailable:
                 pass
             except Exception:

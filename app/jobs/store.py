@@ -110,9 +110,12 @@ class JobStore(Protocol):
     def pending_count(self) -> int: ...
 
 
-def create_job_store(settings: Settings) -> JobStore:
+def create_job_store(settings: Settings, *, settings_fingerprint: str | None = None) -> JobStore:
     """The job store the settings ask for: PostgreSQL when ``JOB_STORE_URL`` is set, else
-    SQLite in ``STATE_DIR`` (in memory with ``STATE_DURABLE=false``). Not opened yet."""
+    SQLite in ``STATE_DIR`` (in memory with ``STATE_DURABLE=false``). Not opened yet.
+
+    ``settings_fingerprint`` (:func:`app.config_fingerprint.settings_fingerprint`) is given to
+    the PostgreSQL store, which compares it with the other replicas'; SQLite ignores it."""
     if settings.job_store_url is not None:
         from app.jobs.postgres import PostgresJobStore
 
@@ -121,6 +124,7 @@ def create_job_store(settings: Settings) -> JobStore:
             delivery_ttl_seconds=settings.workflow_delivery_id_ttl_seconds,
             max_pending=settings.workflow_queue_max,
             lease_seconds=settings.job_lease_seconds,
+            settings_fingerprint=settings_fingerprint,
         )
     from app.jobs.sqlite import SqliteJobStore
 

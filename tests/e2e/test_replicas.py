@@ -27,6 +27,8 @@ from typing import Any
 import aiohttp
 import pytest
 
+from app.config_fingerprint import APPLICATION_PREFIX
+from app.jobs.pg_replicas import REPLICA_CONNECTIONS
 from app.workflow.notes import FAILURE_SUBJECT, SUCCESS_SUBJECT
 from tests.e2e.replicas import (
     SIGNED_TAGS,
@@ -506,6 +508,52 @@ async def test_a_replica_whose_clock_is_off_by_more_than_a_quarter_lease_warns_a
     await asyncio.sleep(c.lease_seconds / 4 + 0.5)  # a second check: still one warning
     assert len(clock_warnings(skewed)) == 1
     assert clock_warnings(right) == []
+
+
+# -- settings that must agree -------------------------------------------------------------------
+
+
+async def test_replicas_whose_shared_settings_differ_warn_naming_the_settings(simulator, cluster, tmp_path):
+    """The tester's case: one replica with another ``WORKFLOW_TRIGGER_TAG`` (it would end the
+    others' jobs ``skipped: trigger_tag_absent``), one with another ``STORAGE_ROOT`` (it would
+    write their archives elsewhere). Every replica warns within seconds, naming the groups of
+    settings that differ and never their values; the two of the third replica's kind agree
+    with each other (same settings, same signing certificate)."""
+    c = cluster(4)
+    usual, same, other_tag, other_root = c.replicas
+    other_tag.env["WORKFLOW_TRIGGER_TAG"] = "pdf:other"
+    (tmp_path / "other-root").mkdir()
+    other_root.env["STORAGE_ROOT"] = str(tmp_path / "other-root")
+    await c.start()
+
+    def settings_warnings(replica: Replica) -> list[dict[str, Any]]:
+        return [
+            r
+            for r in replica.log_records()
+            if "run with settings that differ" in r.get("msg", "") and r["level"] == "warning"
+        ]
+
+    def latest(replica: Replica) -> dict[str, Any]:
+        """The replica's last warning, once it has seen both other kinds (a replica that started
+        before some others warned about those it saw then, and warns again when more appear)."""
+        found = settings_warnings(replica)
+        return found[-1] if found and len(found[-1]["other_fingerprints"]) == 2 else {}
+
+    await wait_for(lambda: all(latest(r) for r in c.replicas), 3 * c.lease_seconds, "every replica's warning")
+    counts = [len(settings_warnings(r)) for r in c.replicas]
+    warning = latest(usual)
+    assert warning["groups"] == ["workflow", "storage"], warning
+    assert len(warning["other_fingerprints"]) == 2 and warning["addresses"] == ["127.0.0.1"], warning
+    assert "WORKFLOW_TRIGGER_TAG" in warning["msg"] and "STORAGE_ROOT" in warning["msg"], warning
+    assert "pdf:other" not in warning["msg"] and "other-root" not in warning["msg"], warning
+    assert latest(same)["settings_fingerprint"] == warning["settings_fingerprint"]
+    assert warning["settings_fingerprint"] in latest(other_tag)["other_fingerprints"]
+    assert latest(other_tag)["groups"] == ["workflow", "storage"]
+    assert latest(other_root)["groups"] == ["workflow", "storage"]
+    await asyncio.sleep(c.lease_seconds / 4 + 0.5)  # another round: no new warning
+    assert [len(settings_warnings(r)) for r in c.replicas] == counts
+    names = {r["application_name"] for r in await c.fetch(REPLICA_CONNECTIONS, APPLICATION_PREFIX + "%")}
+    assert len(names) == 3 and all(n.startswith("zammad-pdf-archiver/1/") for n in names), names
 
 
 # -- SIGTERM: finish or give back within the grace ----------------------------------------------
