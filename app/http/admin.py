@@ -26,7 +26,7 @@ from app.http.names import (
     TICKET_ID_KEY,
 )
 from app.http.responses import JSONResponse, error_response
-from app.http.webhook import signature_ok
+from app.http.webhook import signature_ok, ticket_id_from_digits
 from app.jobs.records import JobRequest, JobStoreUnavailable
 from app.runtime import Runtime
 
@@ -79,8 +79,7 @@ def _fresh_retry_body(body: bytes, ticket_id: int, *, force: bool) -> bool:
 
 
 def _ticket_id_param(request: Request) -> int | None:
-    raw = request.path_params["ticket_id"]
-    return int(raw) if raw.isascii() and raw.isdigit() and 0 < int(raw) < 2**63 else None
+    return ticket_id_from_digits(request.path_params["ticket_id"])
 
 
 _FORBIDDEN = (

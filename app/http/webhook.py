@@ -41,13 +41,36 @@ def signature_ok(body: bytes, header: str | None, secret: bytes) -> bool:
     return hmac.compare_digest(want.encode(), given.strip().lower().encode())
 
 
+_MAX_TICKET_ID_DIGITS = len(str(MAX_TICKET_ID))
+
+
+def ticket_id_from_digits(text: str) -> int | None:
+    """A ticket id written as ASCII digits (``"4711"``, ``"004711"``), or ``None``.
+
+    ``None`` when ``text`` is not all ASCII digits, or is 0, or is above
+    :data:`MAX_TICKET_ID`. The digits are counted before they are converted: Python refuses
+    to convert more than 4,300 digits (``ValueError``, its guard against quadratic-time
+    conversion), and a request path or payload may carry any number of them.
+    """
+    if not (text.isascii() and text.isdigit()):
+        return None
+    significant = text.lstrip("0")
+    if not significant or len(significant) > _MAX_TICKET_ID_DIGITS:
+        return None
+    number = int(significant)
+    return number if number <= MAX_TICKET_ID else None
+
+
 def _as_ticket_id(value: Any, where: str) -> int:
     if isinstance(value, bool):
         raise InvalidPayload(f"{where} must be a positive integer, got a boolean")
     if isinstance(value, int):
         number = value
     elif isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
-        number = int(value.strip())
+        parsed = ticket_id_from_digits(value.strip())
+        if parsed is None:
+            raise InvalidPayload(f"{where} must be a positive integer of at most {MAX_TICKET_ID}")
+        number = parsed
     elif isinstance(value, float):  # orjson reads integers beyond 64 bits as floats
         raise InvalidPayload(
             f"{where} must be a positive integer of at most {MAX_TICKET_ID}, got a non-integer "

@@ -407,6 +407,34 @@ async def test_retry_and_jobs_are_never_anonymous(archiver, simulator):
     assert_error_shape(payload, "invalid_ticket_id")
 
 
+async def test_a_ticket_id_of_thousands_of_digits_is_a_422_not_a_500(archiver):
+    """Python refuses to convert a string of more than 4,300 digits to an int (ValueError):
+    such a ticket id in a webhook or in the path of /jobs and /retry was answered 500, and
+    /jobs did so before its authentication (a traceback in the log per anonymous request)."""
+    service = await archiver(ADMIN_BEARER_TOKEN="admin-token-4711")
+    digits = "1" * 5000
+    for path, payload in (
+        ("/ingest", {"ticket_id": digits}),
+        ("/ingest", {"ticket": {"id": digits}}),
+        ("/ingest/batch", [{"ticket_id": 4711}, {"ticket_id": digits}]),
+    ):
+        body, hdrs = signed(payload)
+        status, _, answer = await call("POST", f"{service.url}{path}", body=body, headers=hdrs)
+        assert status == 422, (path, answer)
+        assert_error_shape(answer, "invalid_payload")
+    assert (await service.runtime.pool.status(4711))["state"] == "none"  # the batch recorded nothing
+    admin = {"Authorization": "Bearer admin-token-4711"}
+    for method, path in (("GET", f"/jobs/{digits}"), ("POST", f"/retry/{digits}")):
+        status, _, answer = await call(method, f"{service.url}{path}")
+        assert status == 403, (method, answer)
+        assert_error_shape(answer, "forbidden")
+        status, _, answer = await call(method, f"{service.url}{path}", headers=admin)
+        assert status == 422, (method, answer)
+        assert_error_shape(answer, "invalid_ticket_id")
+    status, _, answer = await call("GET", f"{service.url}/jobs/{'0' * 5000}4711", headers=admin)
+    assert (status, answer["ticket_id"]) == (200, 4711)
+
+
 async def run_ops_script(service: Any, script: str, *args: str) -> bytes:
     """Run ``scripts/ops/<script> args…`` against ``service`` with the webhook secret; its stdout."""
     proc = await asyncio.create_subprocess_exec(

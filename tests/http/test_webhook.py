@@ -37,6 +37,8 @@ def test_ticket_id_from_default_and_custom_payloads():
     assert extract_ticket_id(json.loads((FIXTURES / "webhook-custom.json").read_text())) == 4711
     assert extract_ticket_id({"ticket_id": "4711"}) == 4711
     assert extract_ticket_id({"ticket_id": " 12 "}) == 12
+    assert extract_ticket_id({"ticket_id": "9223372036854775807"}) == 2**63 - 1
+    assert extract_ticket_id({"ticket_id": "0" * 5000 + "4711"}) == 4711
 
 
 @pytest.mark.parametrize(
@@ -56,6 +58,9 @@ def test_ticket_id_from_default_and_custom_payloads():
         {"ticket": []},
         {"error": "Validation failed"},
         {"ticket_id": 2**64},
+        {"ticket_id": "9223372036854775808"},
+        {"ticket_id": "1" * 5000},
+        {"ticket": {"id": "0" * 4999 + "1" * 5000}},
     ],
 )
 def test_invalid_payloads(payload):
