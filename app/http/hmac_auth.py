@@ -8,7 +8,8 @@ then calls the application, with the body replayed and also placed in
 Answers, all in the common error shape:
 - 503 ``webhook_auth_not_configured``: no secret set and unsigned webhooks not allowed;
 - 403 ``forbidden``: a missing or wrong signature;
-- 400 ``missing_delivery_id``: no ``X-Zammad-Delivery`` while ``require_delivery_id`` is set;
+- 400 ``missing_delivery_id``: no ``X-Zammad-Delivery`` (or a blank first one: the route records
+  the first) while ``require_delivery_id`` is set;
 - nothing at all when the client disconnects mid-body (there is no one to answer).
 """
 
@@ -90,15 +91,17 @@ class HmacSignatureMiddleware:
         except ClientDisconnected:
             return
         header = None
-        has_delivery = False
+        delivery: bytes | None = None
         need_delivery = self.require_delivery_id
         for name, value in scope["headers"]:
-            if name == SIGNATURE_HEADER_RAW and header is None:  # the first one counts
+            # The first of each counts, as for the route, which records the first delivery id.
+            if name == SIGNATURE_HEADER_RAW and header is None:
                 header = value.decode("latin-1")
                 if not need_delivery:
                     break
-            elif name == DELIVERY_HEADER_RAW:
-                has_delivery = bool(value.strip())
+            elif name == DELIVERY_HEADER_RAW and delivery is None:
+                delivery = value
+        has_delivery = delivery is not None and bool(delivery.strip())
         if self.secret is not None and not signature_ok(body, header, self.secret):
             detail = (
                 "missing X-Hub-Signature" if header is None else "X-Hub-Signature does not match the body"

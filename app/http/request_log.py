@@ -59,7 +59,7 @@ class RequestLogMiddleware:
         for name, value in scope["headers"]:
             if name == REQUEST_ID_HEADER_RAW:
                 request_id_raw = value
-            elif name == DELIVERY_HEADER_RAW:
+            elif name == DELIVERY_HEADER_RAW and delivery is None:  # the first: the one recorded
                 delivery = value.decode("latin-1")[:MAX_DELIVERY_ID_CHARS]
         request_id = _request_id(request_id_raw)
         scope[REQUEST_ID_KEY] = request_id

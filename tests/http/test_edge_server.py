@@ -15,6 +15,7 @@ from typing import Any
 import aiohttp
 import pytest
 import yaml
+from multidict import CIMultiDict
 
 import app.jobs.sqlite_walsync as store_module
 from app.http.openapi import OPENAPI
@@ -71,6 +72,25 @@ async def test_400_invalid_json_and_missing_delivery_id(archiver):
     del hdrs["X-Zammad-Delivery"]
     status, _, payload = await call("POST", f"{service.url}/ingest", body=body, headers=hdrs)
     assert status == 400
+    assert_error_shape(payload, "missing_delivery_id")
+    assert (await service.runtime.pool.status(4711))["state"] == "none"
+
+
+async def test_two_delivery_headers_the_first_counts_everywhere(archiver):
+    """The route records the first X-Zammad-Delivery; the check of HARDENING_WEBHOOK_REQUIRE_
+    DELIVERY_ID looked at the last, so a blank first one and a real second one got past the
+    check and the job was recorded without a delivery id (no dedupe of Zammad's retries)."""
+    service = await archiver(HARDENING_WEBHOOK_REQUIRE_DELIVERY_ID="true")
+    body, hdrs = signed({"ticket_id": 4711})
+    headers = CIMultiDict({k: v for k, v in hdrs.items() if k != "X-Zammad-Delivery"})
+    headers.add("X-Zammad-Delivery", "")
+    headers.add("X-Zammad-Delivery", "d-second")
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{service.url}/ingest", data=body, headers=headers) as resp,
+    ):
+        status, payload = resp.status, await resp.json()
+    assert status == 400, payload
     assert_error_shape(payload, "missing_delivery_id")
     assert (await service.runtime.pool.status(4711))["state"] == "none"
 

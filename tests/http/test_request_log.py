@@ -74,3 +74,12 @@ async def test_a_request_without_an_id_gets_a_new_one_and_secrets_are_redacted(
     assert [line["request_id"] for line in lines] == ids
     assert lines[0]["path"] == "/ingest/***" and "s3cret" not in log_stream.getvalue()
     assert "ticket_id" not in lines[1] and "delivery_id" not in lines[1]
+
+
+async def test_two_delivery_headers_the_line_shows_the_first(log_stream: io.StringIO) -> None:
+    """The route records the first X-Zammad-Delivery; the line showed the last."""
+    middleware = RequestLogMiddleware(TicketApp())
+    scope = http_scope(headers=[("X-Zammad-Delivery", "d-first"), ("X-Zammad-Delivery", "d-second")])
+    await call(middleware, scope, Receiver(b"{}"))
+    [line] = access_lines(log_stream)
+    assert line["delivery_id"] == "d-first"
