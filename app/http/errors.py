@@ -10,7 +10,8 @@ stack's"):
 
 - :class:`UnhandledErrorMiddleware` (outermost): an exception nobody handled is logged with its
   traceback (redacted, as every log line) and answered 500 ``internal_error`` when no response
-  has started; otherwise it is re-raised and the server closes the connection.
+  has started; otherwise it is re-raised and the server closes the connection. Starlette's
+  ``ClientDisconnect`` (the client left mid-body) is no error: nothing is logged or sent.
 - :class:`HTTPErrorMiddleware` (innermost, around the router): Starlette's ``HTTPException``
   (the router's 404 and 405) is answered in the error shape, with its headers (``Allow``).
 """
@@ -22,6 +23,7 @@ from collections.abc import Awaitable
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.http.responses import send_error
@@ -60,7 +62,8 @@ class HTTPErrorMiddleware:
 class UnhandledErrorMiddleware:
     """Log an exception that escaped every other layer and answer 500 ``internal_error`` in the
     error shape (or, once the response has started, re-raise it: the server closes the
-    connection). Task cancellation and other ``BaseException``\\ s pass through untouched."""
+    connection). Task cancellation and other ``BaseException``\\ s pass through untouched; a
+    ``ClientDisconnect`` ends the request quietly (no one is left to answer)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -80,6 +83,10 @@ class UnhandledErrorMiddleware:
 
         try:
             await self.app(scope, receive, tracking_send)
+        except ClientDisconnect:
+            # Starlette's Request.body() found the client gone mid-body (POST /retry): there is
+            # no one to answer and nothing went wrong here; the access line shows no status.
+            return
         except Exception:
             log.exception(
                 "unhandled error",

@@ -7,6 +7,7 @@ import gc
 import hashlib
 import hmac
 import json
+import logging
 import re
 import resource
 import time
@@ -273,6 +274,39 @@ async def test_half_body_then_disconnect_leaves_no_task(archiver):
         writer.close()
         await writer.wait_closed()
     await assert_tasks_return_to(baseline)
+
+
+async def test_a_retry_whose_client_leaves_mid_body_logs_no_error(archiver, caplog):
+    """POST /retry reads its body with Starlette's Request.body(), which raises ClientDisconnect
+    when the client leaves mid-body: it reached the unhandled-error layer, an error line with a
+    traceback per request (and a 500 sent to no one)."""
+    finished = asyncio.Event()
+
+    def wrap(app: Any) -> Any:
+        async def noting_the_end(scope, receive, send):
+            try:
+                await app(scope, receive, send)
+            finally:
+                if scope["type"] == "http" and scope["path"] == "/retry/4711":
+                    finished.set()
+
+        return noting_the_end
+
+    service = await archiver(wrap, ADMIN_BEARER_TOKEN="admin-token-4711")
+    port = int(service.url.rsplit(":", 1)[1])
+    caplog.set_level(logging.INFO, logger="app")
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        b"POST /retry/4711 HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer admin-token-4711\r\n"
+        b"Content-Length: 100\r\n\r\n0123456789"
+    )
+    await writer.drain()
+    await asyncio.sleep(0.1)
+    writer.close()
+    await writer.wait_closed()
+    await asyncio.wait_for(finished.wait(), 5)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+    assert (await service.runtime.pool.status(4711))["state"] == "none"  # no retry was queued
 
 
 async def test_stalled_body_gets_408_and_the_connection_closes(archiver):
