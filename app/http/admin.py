@@ -17,6 +17,7 @@ import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 
+from app.config import Secret
 from app.http.ingest import admit, job_store_unavailable
 from app.http.names import (
     AUTHORIZATION_HEADER,
@@ -35,15 +36,26 @@ log = logging.getLogger("app.http")
 _MAX_AGE_TEXT = f"at most {SIGNED_REQUEST_MAX_AGE_SECONDS // 60} minutes old"
 
 
-def _bearer_ok(runtime: Runtime, request: Request) -> bool:
-    """Whether ``Authorization: Bearer`` carries ``ADMIN_BEARER_TOKEN`` (constant-time)."""
-    token = runtime.settings.admin_bearer_token
+def bearer_token_ok(authorization: str, token: Secret | None) -> bool:
+    """Whether an ``Authorization`` header value is ``Bearer <token>`` (constant-time).
+
+    Both sides are compared without surrounding whitespace: HTTP takes it off a header value
+    (RFC 9110 §5.5), so a configured token ending in a newline (a secret file's last line)
+    could otherwise never be sent. ``False`` when no token (or only whitespace) is configured.
+    """
     if not token:
         return False
-    auth = request.headers.get(AUTHORIZATION_HEADER, "")
-    return auth.startswith("Bearer ") and hmac.compare_digest(
-        auth[7:].strip().encode(), token.reveal().encode()
+    want = token.reveal().strip()
+    return (
+        bool(want)
+        and authorization.startswith("Bearer ")
+        and hmac.compare_digest(authorization[7:].strip().encode(), want.encode())
     )
+
+
+def _bearer_ok(runtime: Runtime, request: Request) -> bool:
+    """Whether ``Authorization: Bearer`` carries ``ADMIN_BEARER_TOKEN`` (constant-time)."""
+    return bearer_token_ok(request.headers.get(AUTHORIZATION_HEADER, ""), runtime.settings.admin_bearer_token)
 
 
 def _authorized(runtime: Runtime, request: Request, body: bytes) -> str | None:

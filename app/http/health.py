@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import hmac
 import os
 import uuid
 from typing import Any
@@ -13,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from app import SERVICE_NAME, __version__
+from app.http.admin import bearer_token_ok
 from app.http.names import AUTHORIZATION_HEADER, QUERY_FLAG_VALUES
 from app.http.openapi import OPENAPI
 from app.http.responses import JSONResponse, error_response
@@ -134,16 +134,13 @@ async def metrics(runtime: Runtime, request: Request) -> Response:
     if not settings.observability_metrics_enabled:
         return error_response(404, "not_found", "metrics are disabled (OBSERVABILITY_METRICS_ENABLED=false)")
     token = settings.metrics_bearer_token
-    if token:
-        auth = request.headers.get(AUTHORIZATION_HEADER, "")
-        given = auth[7:].strip() if auth.startswith("Bearer ") else ""
-        if not hmac.compare_digest(given.encode(), token.reveal().encode()):
-            return error_response(
-                401,
-                "unauthorized",
-                "send Authorization: Bearer <METRICS_BEARER_TOKEN>",
-                {"WWW-Authenticate": 'Bearer realm="metrics"'},
-            )
+    if token and not bearer_token_ok(request.headers.get(AUTHORIZATION_HEADER, ""), token):
+        return error_response(
+            401,
+            "unauthorized",
+            "send Authorization: Bearer <METRICS_BEARER_TOKEN>",
+            {"WWW-Authenticate": 'Bearer realm="metrics"'},
+        )
     payload, content_type = runtime.metrics.exposition()
     return Response(payload, media_type=content_type)
 

@@ -591,6 +591,33 @@ async def test_metrics(archiver):
     assert "zammad_pdf_archiver_queue_depth 0.0" in text
 
 
+async def test_a_bearer_token_configured_with_a_trailing_newline_still_works(archiver):
+    """HTTP takes surrounding whitespace off a header value, so a token read with its file's
+    last newline (ADMIN_BEARER_TOKEN, METRICS_BEARER_TOKEN) could never be sent: every /jobs,
+    /retry and /metrics request was refused. A token of only whitespace still opens nothing."""
+    service = await archiver(
+        ADMIN_BEARER_TOKEN="admin-token-4711\n",
+        OBSERVABILITY_METRICS_ENABLED="true",
+        METRICS_BEARER_TOKEN=" scrape-token-1\n",
+    )
+    status, _, payload = await call(
+        "GET", f"{service.url}/jobs/4711", headers={"Authorization": "Bearer admin-token-4711"}
+    )
+    assert (status, payload.get("state")) == (200, "none"), payload
+    status, _, _ = await call(
+        "GET", f"{service.url}/metrics", headers={"Authorization": "Bearer scrape-token-1"}
+    )
+    assert status == 200
+    assert (await call("GET", f"{service.url}/metrics", headers={"Authorization": "Bearer x"}))[0] == 401
+    await service.stop()
+    service = await archiver(
+        ADMIN_BEARER_TOKEN="  ", OBSERVABILITY_METRICS_ENABLED="true", METRICS_BEARER_TOKEN=" "
+    )
+    for auth in ("Bearer ", "Bearer", "Bearer  \t"):
+        assert (await call("GET", f"{service.url}/jobs/4711", headers={"Authorization": auth}))[0] == 403
+        assert (await call("GET", f"{service.url}/metrics", headers={"Authorization": auth}))[0] == 401
+
+
 # -- OpenAPI --------------------------------------------------------------------------------------------
 
 
