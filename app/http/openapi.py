@@ -11,6 +11,7 @@ from typing import Any
 
 from app import __version__
 from app.http.names import MAX_DELIVERY_ID_CHARS
+from app.http.webhook import MAX_TICKET_ID
 
 _ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -23,12 +24,15 @@ def _ok(description: str, schema: dict[str, Any]) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+_TICKET_ID_DIGITS = "^0*[1-9][0-9]{0,18}$"
+"""A ticket id as digits: 1 to 9223372036854775807 (the 19-digit numbers above it match too,
+and are refused with 422: no pattern of reasonable size tells them apart)."""
 _TICKET_ID = {
     "name": "ticket_id",
     "in": "path",
     "required": True,
-    "schema": {"type": "string", "pattern": "^[0-9]+$"},
-    "description": "Zammad ticket id",
+    "schema": {"type": "string", "pattern": _TICKET_ID_DIGITS},
+    "description": "Zammad ticket id (1 to 9223372036854775807)",
 }
 _WEBHOOK_HEADERS = [
     {
@@ -249,11 +253,14 @@ OPENAPI: dict[str, Any] = {
                 "properties": {
                     "ticket_id": {
                         "oneOf": [
-                            {"type": "integer", "minimum": 1},
-                            {"type": "string", "pattern": "^[0-9]+$"},
+                            {"type": "integer", "minimum": 1, "maximum": MAX_TICKET_ID},
+                            {"type": "string", "pattern": _TICKET_ID_DIGITS},
                         ]
                     },
-                    "ticket": {"type": "object", "properties": {"id": {"type": "integer", "minimum": 1}}},
+                    "ticket": {
+                        "type": "object",
+                        "properties": {"id": {"type": "integer", "minimum": 1, "maximum": MAX_TICKET_ID}},
+                    },
                 },
             },
             "Accepted": {

@@ -625,6 +625,19 @@ def test_openapi_yaml_matches_the_served_document():
     assert yaml.safe_load((REPO / "docs/openapi.yaml").read_text()) == json.loads(json.dumps(OPENAPI))
 
 
+def test_openapi_ticket_ids_are_those_the_service_accepts():
+    """The spec allowed 0 and ids of any length ("^[0-9]+$"), which the service refuses (422):
+    a fuzzer's "valid" requests were mostly refused."""
+    [param] = [p for p in OPENAPI["paths"]["/jobs/{ticket_id}"]["get"]["parameters"] if p["in"] == "path"]
+    pattern = re.compile(param["schema"]["pattern"])
+    for good in ("1", "4711", "0004711", str(2**63 - 1)):
+        assert pattern.search(good), good
+    for bad in ("0", "000", "-1", "abc", "1" * 20, ""):
+        assert not pattern.search(bad), bad
+    ticket_id = OPENAPI["components"]["schemas"]["WebhookPayload"]["properties"]["ticket_id"]["oneOf"]
+    assert ticket_id[0]["maximum"] == 2**63 - 1 and ticket_id[1]["pattern"] == param["schema"]["pattern"]
+
+
 async def test_schemathesis_finds_no_5xx_and_no_schema_violation(archiver, tmp_path):
     # Unsigned webhooks allowed and a bearer token given, so every operation is exercised past
     # its authentication (with a secret set, the fuzzer could only ever reach the 403s).
