@@ -696,6 +696,11 @@ def _meta(name: str) -> str:
     return f"{f.metadata['env']} / {f.metadata['toml']}"
 
 
+_HEADER_TOKEN = re.compile(r"[!-~]+")
+"""A token that goes into an HTTP header as it is: visible ASCII, no space (RFC 9110 §5.5)."""
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
 def _validate(s: Settings, *, require_complete: bool) -> None:
     def fail(name: str, why: str) -> None:
         raise ConfigError(f"{_meta(name)}: {why}")
@@ -841,6 +846,20 @@ def _validate(s: Settings, *, require_complete: bool) -> None:
                 "uses http://, which sends credentials in clear text; use https:// "
                 "or set ALLOW_INSECURE_HTTP=true for local tests",
             )
+
+    token = s.zammad_api_token.reveal() if s.zammad_api_token else ""
+    if token and not _HEADER_TOKEN.fullmatch(token):
+        fail(
+            "zammad_api_token",
+            "holds whitespace or a character an HTTP header cannot carry (a secret file's last "
+            "newline?); Zammad's tokens have none: remove it",
+        )
+    if s.webhook_hmac_secret and _CONTROL.search(s.webhook_hmac_secret.reveal()):
+        fail(
+            "webhook_hmac_secret",
+            "holds a line break or another control character (a secret file's last newline?), "
+            "which Zammad's HMAC token field cannot hold: every signature would differ; remove it",
+        )
 
     if not require_complete:
         return

@@ -190,6 +190,24 @@ def test_secrets_never_print():
     assert sorted(s.secrets()) == sorted(["tok-1234567890", "hmac-very-secret", "pfx-pass-99"])
 
 
+@pytest.mark.parametrize(
+    "token", ["tok-1234567890\n", " tok-1234567890", "tok 1234567890", "tok-\u00e91234567890"]
+)
+def test_an_api_token_an_http_header_cannot_carry_is_refused_at_start(token):
+    """A secret file's last newline used to pass: every job then failed in aiohttp ("Forbidden
+    control character detected in headers"), Permanent, one traceback per ticket."""
+    with pytest.raises(ConfigError, match="ZAMMAD_API_TOKEN.*newline") as info:
+        load_settings({**BASE, "ZAMMAD_API_TOKEN": token})
+    assert "1234567890" not in str(info.value)
+
+
+def test_an_hmac_secret_with_a_line_break_is_refused_at_start():
+    with pytest.raises(ConfigError, match="WEBHOOK_HMAC_SECRET.*line break") as info:
+        load_settings({**BASE, "WEBHOOK_HMAC_SECRET": "hmac-very-secret\n"})
+    assert "hmac-very-secret" not in str(info.value)
+    assert load_settings({**BASE, "WEBHOOK_HMAC_SECRET": "hmac with spaces"}).webhook_hmac_secret
+
+
 def test_bad_secret_value_error_does_not_show_it(tmp_path):
     cfg = tmp_path / "a.toml"
     cfg.write_text("[zammad]\napi_token = [1, 2]\n")
