@@ -23,6 +23,7 @@ from app.jobs.records import JobRecord
 from app.jobs.store import JobStore
 from app.observability.metrics import Metrics
 from app.render.coverage import FontCoverage
+from app.storage.probe import StorageProbe
 from app.workflow.archive import ArchiveOutcome, ArchiveWorkflow, Guard, Report
 from app.workflow.originals import Attempt
 from app.workflow.ports import SignerPort
@@ -50,6 +51,9 @@ class Runtime:
     font_check: asyncio.Task[FontCoverage] | None = None
     """The start check of which scripts the fonts cover (:mod:`app.render.coverage`), run in a
     render process; ``/healthz?deep=true`` reports its result."""
+    storage_probe: StorageProbe = field(default_factory=StorageProbe)
+    """The readiness check's test write under the storage root, shared by concurrent probes
+    and reused for a second (:mod:`app.storage.probe`)."""
 
     def signer_error(self) -> str | None:
         """Why the signer is not usable, or ``None`` when it is (or signing is off).

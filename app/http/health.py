@@ -4,8 +4,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import uuid
 from typing import Any
 
 from starlette.requests import Request
@@ -49,30 +47,15 @@ async def font_coverage(runtime: Runtime) -> tuple[str, list[dict[str, str]]]:
     return f"ok (degraded: no font for {scripts})", coverage.describe()
 
 
-def _probe_storage(root: str) -> None:
-    probe = os.path.join(root, f".healthz-{uuid.uuid4().hex}")
-    fd = os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        os.write(fd, b"ok")
-    finally:
-        os.close(fd)
-        os.unlink(probe)
-
-
 async def readiness(runtime: Runtime) -> dict[str, str]:
     """The readiness checks by name: ``"ok…"`` or ``"fail: <why>"`` each (storage root
-    writable, signer loaded, queue not full, job store usable, not shutting down)."""
+    writable, from a test write at most a second old shared by concurrent callers,
+    :class:`app.storage.probe.StorageProbe`; signer loaded, queue not full, job store usable,
+    not shutting down)."""
     checks: dict[str, str] = {}
-    try:
-        await asyncio.wait_for(
-            asyncio.to_thread(_probe_storage, str(runtime.settings.storage_root)),
-            STORAGE_PROBE_TIMEOUT_SECONDS,
-        )
-        checks["storage"] = "ok"
-    except (OSError, TimeoutError) as exc:
-        checks["storage"] = (
-            f"fail: the storage root is not writable ({getattr(exc, 'strerror', None) or exc!r})"
-        )
+    root = str(runtime.settings.storage_root)
+    failure = await runtime.storage_probe.check(root, STORAGE_PROBE_TIMEOUT_SECONDS)
+    checks["storage"] = "ok" if failure is None else f"fail: the storage root is not writable ({failure})"
     error = runtime.signer_error()
     if not runtime.settings.signing_enabled:
         checks["signer"] = "ok (signing disabled)"

@@ -20,6 +20,7 @@ from multidict import CIMultiDict
 
 import app.jobs.sqlite_walsync as store_module
 from app.http.openapi import OPENAPI
+from app.storage import probe
 from devtools.webhook import zammad_webhook
 from tests.conftest import HMAC_SECRET, REPO
 
@@ -552,10 +553,34 @@ async def test_healthz_liveness_and_readiness(archiver, dev_pki):
     }
     assert payload["checks"]["fonts"].startswith("ok")
     service.storage_root.rename(service.storage_root.with_name("moved"))
+    await asyncio.sleep(probe.REUSE_SECONDS)  # the last test write's result answers for a second
     status, _, payload = await call("GET", f"{service.url}/healthz?deep=true")
     assert status == 503 and payload["status"] == "fail"
     assert_error_shape(payload, "not_ready")
     assert "storage" in payload["detail"] and payload["checks"]["storage"].startswith("fail")
+
+
+async def test_concurrent_readiness_probes_share_one_test_write_a_second(archiver, monkeypatch):
+    """20 callers polling /healthz?deep=true in a loop made ~1,100 test files a second under the
+    storage root (often a CIFS share): now one test write at a time, its result kept a second."""
+    service = await archiver()
+    writes: list[str] = []
+    real = probe.write_test_file
+
+    def counted(root: str) -> None:
+        writes.append(root)
+        real(root)
+
+    monkeypatch.setattr(probe, "write_test_file", counted)
+    await asyncio.sleep(probe.REUSE_SECONDS)  # the start's own probes are over
+    answers = await asyncio.gather(*(call("GET", f"{service.url}/healthz?deep=true") for _ in range(20)))
+    assert [status for status, _, _ in answers] == [200] * 20
+    for _ in range(3):  # a second caller, right after
+        assert (await call("GET", f"{service.url}/healthz?deep=true"))[0] == 200
+    assert writes == [str(service.storage_root)]
+    await asyncio.sleep(probe.REUSE_SECONDS)
+    assert (await call("GET", f"{service.url}/healthz?deep=true"))[0] == 200
+    assert len(writes) == 2
 
 
 async def test_healthz_deep_names_an_unloaded_signer_and_omits_version(archiver):
