@@ -52,6 +52,55 @@ class Ref:
     filename: str
 
 
+def mail_article(i: int, **fields: Any) -> dict[str, Any]:
+    """E-mail article ``i`` with an image ``100 + i`` and a PDF ``200 + i`` attached."""
+    return {
+        "id": i,
+        "type": "email",
+        **fields,
+        "content_type": "text/plain",
+        "body": f"Mail {i}",
+        "attachments": [
+            {
+                "id": 100 + i,
+                "filename": f"{i}.png",
+                "size": "3",
+                "preferences": {"Mime-Type": "image/png"},
+            },
+            {"id": 200 + i, "filename": f"{i}.pdf", "size": "4", "preferences": {}},
+        ],
+    }
+
+
+def serve_mails(zammad: FakeZammad, articles: list[dict[str, Any]]) -> None:
+    """Ticket 4711 with ``articles`` (:func:`mail_article`), each one's raw e-mail and attachments."""
+    zammad.ticket(TICKET, [TRIGGER], articles)
+    for article in articles:
+        i = article["id"]
+        zammad.plain[i] = f"From: a@example.org\r\n\r\nMail {i}".encode()
+        zammad.attachments[(TICKET, i, 100 + i)] = b"PNG"
+        zammad.attachments[(TICKET, i, 200 + i)] = b"%PDF"
+
+
+def first_attachment_refs(ticket_id: int, articles: Any) -> list[Ref]:
+    """Each article's first attachment as its layout image."""
+    return [Ref(ticket_id, a["id"], a["attachments"][0]["id"], "x.png") for a in articles]
+
+
+def mail_workflow(zammad: FakeZammad, renderer: FakeRenderer, spool: Path, **options: Any) -> ArchiveWorkflow:
+    """The workflow over ``zammad`` embedding originals, images by :func:`first_attachment_refs`."""
+    return ArchiveWorkflow(
+        zammad=zammad,
+        renderer=renderer,
+        signer=FakeSigner(),
+        storage=FakeStorage(),
+        spool_dir=spool,
+        image_references=options.pop("image_references", first_attachment_refs),
+        embed=EmbedPolicy(),
+        **options,
+    )
+
+
 class Slow(FakeZammad):
     """Downloads take a little while; records how many run at once and when each began and ended."""
 
@@ -78,44 +127,10 @@ class Slow(FakeZammad):
 
 
 async def test_images_and_originals_come_side_by_side_within_one_bound(tmp_path: Path):
-    articles = [
-        {
-            "id": i,
-            "type": "email",
-            "content_type": "text/plain",
-            "body": f"Mail {i}",
-            "attachments": [
-                {
-                    "id": 100 + i,
-                    "filename": f"{i}.png",
-                    "size": "3",
-                    "preferences": {"Mime-Type": "image/png"},
-                },
-                {"id": 200 + i, "filename": f"{i}.pdf", "size": "4", "preferences": {}},
-            ],
-        }
-        for i in range(1, 13)
-    ]
     zammad = Slow()
-    zammad.ticket(TICKET, [TRIGGER], articles)
-    for i in range(1, 13):
-        zammad.plain[i] = f"From: a@example.org\r\n\r\nMail {i}".encode()
-        zammad.attachments[(TICKET, i, 100 + i)] = b"PNG"
-        zammad.attachments[(TICKET, i, 200 + i)] = b"%PDF"
-
-    def refs(ticket_id: int, articles: Any) -> list[Ref]:
-        return [Ref(ticket_id, a["id"], a["attachments"][0]["id"], "x.png") for a in articles]
-
+    serve_mails(zammad, [mail_article(i) for i in range(1, 13)])
     renderer = FakeRenderer()
-    workflow = ArchiveWorkflow(
-        zammad=zammad,
-        renderer=renderer,
-        signer=FakeSigner(),
-        storage=FakeStorage(),
-        spool_dir=tmp_path,
-        image_references=refs,
-        embed=EmbedPolicy(),
-    )
+    workflow = mail_workflow(zammad, renderer, tmp_path)
     assert (await workflow.execute(TICKET, job_id="j")).status == "archived"
 
     assert zammad.most == FETCH_CONCURRENCY  # images and originals share one bound
@@ -331,48 +346,17 @@ async def test_over_pdf_max_articles_only_the_oldest_articles_originals_and_imag
         7: "2025-03-01T06:00:00Z",
         5: "2025-03-01T07:00:00Z",
     }
-    articles = [
-        {
-            "id": i,
-            "type": "email",
-            "created_at": created,
-            "content_type": "text/plain",
-            "body": f"Mail {i}",
-            "attachments": [
-                {
-                    "id": 100 + i,
-                    "filename": f"{i}.png",
-                    "size": "3",
-                    "preferences": {"Mime-Type": "image/png"},
-                },
-                {"id": 200 + i, "filename": f"{i}.pdf", "size": "4", "preferences": {}},
-            ],
-        }
-        for i, created in times.items()
-    ]
+    articles = [mail_article(i, created_at=created) for i, created in times.items()]
     zammad = FakeZammad()
-    zammad.ticket(TICKET, [TRIGGER], articles)
-    for i in times:
-        zammad.plain[i] = f"From: a@example.org\r\n\r\nMail {i}".encode()
-        zammad.attachments[(TICKET, i, 100 + i)] = b"PNG"
-        zammad.attachments[(TICKET, i, 200 + i)] = b"%PDF"
+    serve_mails(zammad, articles)
     imaged: list[int] = []
 
     def refs(ticket_id: int, articles: Any) -> list[Ref]:
         imaged.extend(a["id"] for a in articles)
-        return [Ref(ticket_id, a["id"], a["attachments"][0]["id"], "x.png") for a in articles]
+        return first_attachment_refs(ticket_id, articles)
 
     renderer = FakeRenderer()
-    workflow = ArchiveWorkflow(
-        zammad=zammad,
-        renderer=renderer,
-        signer=FakeSigner(),
-        storage=FakeStorage(),
-        spool_dir=tmp_path,
-        image_references=refs,
-        embed=EmbedPolicy(),
-        max_articles=2,
-    )
+    workflow = mail_workflow(zammad, renderer, tmp_path, image_references=refs, max_articles=2)
     assert (await workflow.execute(TICKET, job_id="j")).status == "archived"
 
     assert imaged == [7, 5]
