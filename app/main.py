@@ -186,8 +186,10 @@ def create_app(
             )
             runtime.metrics.watch_zammad(lambda: zammad.credentials_refused)
             runtime.signer = build_signer(settings, pki_session)
+            certificate_sha256 = None  # of a loaded key: in the settings fingerprint below
             if isinstance(runtime.signer, ArchiveSigner):
                 signer = runtime.signer
+                certificate_sha256 = signer.sha256_fingerprint
                 runtime.metrics.watch_signing_certificate(
                     lambda: (signer.not_after - datetime.now(UTC)).total_seconds(), signer.expires_soon
                 )
@@ -230,10 +232,8 @@ def create_app(
                 end = job_end(outcome, attempts=job.attempts, max_attempts=settings.workflow_max_attempts)
                 metrics.record_job_end(end.state if end is not None else None)
 
-            certificate = runtime.signer if isinstance(runtime.signer, ArchiveSigner) else None
-            fingerprint = settings_fingerprint(  # in the store's application_name, compared with the others'
-                settings, certificate_sha256=certificate.sha256_fingerprint if certificate else None
-            )
+            # in the store's application_name, compared with the other replicas'
+            fingerprint = settings_fingerprint(settings, certificate_sha256=certificate_sha256)
             job_store = runtime.store = create_job_store(settings, settings_fingerprint=fingerprint)
             pool = runtime.pool = WorkerPool(
                 runtime.store,
