@@ -60,5 +60,7 @@ class StorageProbe:
             result = None
         except (OSError, TimeoutError) as exc:
             result = getattr(exc, "strerror", None) or repr(exc)
-        self._result, self._tested_at, self._running = result, self._clock(), None
+        finally:
+            self._running = None  # anything else raised reaches this test's callers only
+        self._result, self._tested_at = result, self._clock()
         return result
