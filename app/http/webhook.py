@@ -87,17 +87,32 @@ def extract_ticket_id(payload: Any) -> int:
     """Find the ticket id in a webhook payload (``docs/reference/zammad.md`` §2).
 
     Looks, in order, at the top-level ``ticket_id`` (a custom payload; an integer or a string
-    of digits) and at ``ticket.id`` (Zammad's default payload).
+    of digits) and at ``ticket.id`` (Zammad's default payload). A payload with both must name
+    the same ticket: a custom template that adds ``ticket_id`` beside Zammad's ``ticket`` object
+    and puts another number there is a mistake, and archiving either ticket would be a guess.
+    A ``ticket.id`` that is not a ticket id at all is ignored when ``ticket_id`` is valid.
 
     Raises:
         InvalidPayload: not a JSON object, an ``{"error": …}`` body (Zammad sends one when a
-            custom payload template failed to render), or no valid ticket id.
+            custom payload template failed to render), no valid ticket id, or ``ticket_id`` and
+            ``ticket.id`` naming different tickets.
     """
     if not isinstance(payload, dict):
         raise InvalidPayload("the body must be a JSON object")
-    if "ticket_id" in payload:
-        return _as_ticket_id(payload["ticket_id"], "ticket_id")
     ticket = payload.get("ticket")
+    if "ticket_id" in payload:
+        number = _as_ticket_id(payload["ticket_id"], "ticket_id")
+        if isinstance(ticket, dict) and "id" in ticket:
+            try:
+                other = _as_ticket_id(ticket["id"], "ticket.id")
+            except InvalidPayload:
+                return number
+            if other != number:
+                raise InvalidPayload(
+                    f"ticket_id ({number}) and ticket.id ({other}) name different tickets; "
+                    "check the webhook's custom payload"
+                )
+        return number
     if isinstance(ticket, dict) and "id" in ticket:
         return _as_ticket_id(ticket["id"], "ticket.id")
     if "error" in payload:

@@ -39,6 +39,14 @@ def test_ticket_id_from_default_and_custom_payloads():
     assert extract_ticket_id({"ticket_id": " 12 "}) == 12
     assert extract_ticket_id({"ticket_id": "9223372036854775807"}) == 2**63 - 1
     assert extract_ticket_id({"ticket_id": "0" * 5000 + "4711"}) == 4711
+    # Both present: they must agree; a ticket.id that is no ticket id is ignored.
+    assert extract_ticket_id({"ticket_id": "4711", "ticket": {"id": 4711}}) == 4711
+    assert extract_ticket_id({"ticket_id": 4711, "ticket": {"id": "#{ticket.id}"}}) == 4711
+
+
+def test_conflicting_ticket_ids_are_refused_and_named():
+    with pytest.raises(InvalidPayload, match=r"ticket_id \(4711\) and ticket.id \(4712\)"):
+        extract_ticket_id({"ticket_id": 4711, "ticket": {"id": 4712}})
 
 
 @pytest.mark.parametrize(
