@@ -33,12 +33,16 @@ recorded) returns ``{"tags": [...], "notes": [...]}``.
 
 The modules, by concern: :mod:`.server` (the application, its request pipeline and the
 route registry), :mod:`.state` (tickets, articles, tags, seeding), :mod:`.tickets`,
-:mod:`.attachments`, :mod:`.tags` and :mod:`.search` (the routes), :mod:`.mail` (raw e-mails),
+:mod:`.attachments`, :mod:`.tags`, :mod:`.search` and :mod:`.links` (the routes), :mod:`.mail` (raw e-mails),
 :mod:`.files` (stand-in attachment contents), :mod:`.faults` (fault injection),
 :mod:`.responses` (Zammad's answer shapes), :mod:`.cli`.
 
-Not simulated: users, groups and permissions (one token, full access), merged tickets,
-``PUT /tickets``, ticket history, pagination (except the ticket search's), gzip, ``ETag``.
+Merged tickets: ``sim.merge_ticket(4711, 4712)`` does what Zammad's ``Ticket#merge_to`` does
+(articles moved, a ``merged`` article, state ``merged``, a ``parent`` link from the target),
+and ``GET /api/v1/links`` lists the links (:mod:`.links`); ``sim.add_link("normal", a, b)``.
+
+Not simulated: users, groups and permissions (one token, full access), ``PUT /tickets`` and
+``PUT /ticket_merge``, ticket history, pagination (except the ticket search's), gzip, ``ETag``.
 """
 
 from devtools.zammad_simulator.files import tiny_pdf, tiny_png

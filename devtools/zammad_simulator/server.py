@@ -30,6 +30,7 @@ ROUTE_MODULES = (
     "tickets",  # tickets and articles, creating the note
     "attachments",  # attachment bytes and raw e-mails
     "tags",  # list, add, remove
+    "links",  # a ticket's links (merged tickets: the parent link to their target)
 )
 """The route modules of this package that are served, each with ``add_routes(router, state)``."""
 

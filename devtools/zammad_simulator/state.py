@@ -44,6 +44,7 @@ STATES = {
     6: "pending close",
     7: "removed",
 }
+MERGED_STATE_ID = 5
 PRIORITIES = {1: "1 low", 2: "2 normal", 3: "3 high"}
 ARTICLE_TYPES = {
     1: "email",
@@ -64,6 +65,20 @@ SENDERS = {1: "Agent", 2: "Customer", 3: "System"}
 SENDER_IDS = {name: sender_id for sender_id, name in SENDERS.items()}
 
 _INLINE_URL = re.compile(r"/api/v1/ticket_attachment/(\d+)/(\d+)/(\d+)")
+
+
+@dataclass(frozen=True, slots=True)
+class LinkRecord:
+    """One stored link between two tickets, as Zammad's ``links`` table holds it (``Link.add``):
+    ``link_type`` (``normal``, ``parent``, ``child``) from ticket ``source`` to ticket ``target``."""
+
+    link_type: str
+    source: int
+    target: int
+
+
+LINK_TYPE_SEEN_FROM_SOURCE = {"normal": "normal", "parent": "child", "child": "parent"}
+"""``Link.list``'s ``@map``: the type a link is listed with for its source object."""
 
 
 @dataclass(slots=True)
@@ -116,6 +131,8 @@ class SimulatorState:
         the file it stored); an e-mail article not in it gets one written by
         :func:`~devtools.zammad_simulator.mail.article_eml`. The benchmarks fill it so that a
         generated ticket's mails are written once, not on every request."""
+        self.links: list[LinkRecord] = []
+        """Links between tickets, oldest first (``GET /api/v1/links``; :meth:`merge_ticket`)."""
 
     # -- set-up --------------------------------------------------------------------------------
 
@@ -253,6 +270,114 @@ class SimulatorState:
             names=copy.deepcopy(source.names),
             all_extras=source.all_extras,
         )
+
+    def add_link(self, link_type: str, source: int, target: int) -> None:
+        """Link ticket ``source`` to ticket ``target`` as Zammad's ``Link.add`` does (``parent``:
+        ``source`` is the parent of ``target``).
+
+        Raises:
+            ValueError: an unknown ``link_type``.
+        """
+        if link_type not in LINK_TYPE_SEEN_FROM_SOURCE:
+            raise ValueError(f"unknown link type {link_type!r}")
+        self.links.append(LinkRecord(link_type, source, target))
+
+    def merge_ticket(self, source_id: int, target_id: int, *, user_id: int = 1) -> None:
+        """Merge ticket ``source_id`` into ``target_id`` as Zammad's ``Ticket#merge_to`` does
+        (``docs/reference/zammad.md`` §3.8): the source's articles move to the target (kept in
+        date order there), the source gets one article ``merged`` (a public note by an agent),
+        its links move to the target, a ``parent`` link from the target to the source is added,
+        its state becomes ``merged`` (id 5) and its owner ``-`` (id 1).
+
+        Raises:
+            KeyError: a ticket does not exist.
+            ValueError: the target is merged itself, or is the source (Zammad's 422s).
+        """
+        source, target = self.ticket_record(source_id), self.ticket_record(target_id)
+        if target.columns.get("state_id") == MERGED_STATE_ID:
+            raise ValueError("It is not possible to merge into an already merged ticket.")
+        if source_id == target_id:
+            raise ValueError("A ticket cannot be merged into itself.")
+        moved = list(source.article_ids)  # all of them, the notes posted through the API too
+        for article_id in moved:
+            self.articles[article_id]["ticket_id"] = target_id
+        target.article_ids = sorted(
+            [*target.article_ids, *moved],
+            key=lambda a: (str(self.articles[a].get("created_at") or ""), a),
+        )
+        source.article_ids = []
+        created = now()
+        article_id = max(self.articles, default=0) + 1
+        self.articles[article_id] = {
+            "id": article_id,
+            "ticket_id": source_id,
+            "type_id": ARTICLE_TYPE_IDS["note"],
+            "sender_id": SENDER_IDS["Agent"],
+            "from": None,
+            "to": None,
+            "cc": None,
+            "subject": None,
+            "reply_to": None,
+            "message_id": None,
+            "message_id_md5": None,
+            "in_reply_to": None,
+            "content_type": "text/plain",
+            "references": None,
+            "body": "merged",
+            "internal": False,
+            "preferences": {},
+            "updated_by_id": user_id,
+            "created_by_id": user_id,
+            "origin_by_id": None,
+            "created_at": created,
+            "updated_at": created,
+            "detected_language": None,
+            "type": "note",
+            "sender": "Agent",
+            "created_by": user_name(user_id),
+            "updated_by": user_name(user_id),
+            "attachments": [],
+            "time_unit": None,
+        }
+        self.hidden_attachments[article_id] = []
+        source.article_ids.append(article_id)
+        # The source's links move to the target; one that would then exist twice is dropped.
+        self.links = list(
+            dict.fromkeys(
+                LinkRecord(
+                    link.link_type,
+                    target_id if link.source == source_id else link.source,
+                    target_id if link.target == source_id else link.target,
+                )
+                for link in self.links
+            )
+        )
+        self.add_link("parent", target_id, source_id)
+        for record in (source, target):
+            record.columns["article_count"] = len(record.article_ids)
+            record.columns["updated_at"] = created
+        source.columns.update(state_id=MERGED_STATE_ID, owner_id=1)
+        source.names.update(state=STATES[MERGED_STATE_ID], owner=user_name(1))
+
+    def links_of(self, ticket_id: int) -> list[dict[str, Any]]:
+        """The ticket's links as ``Link.list`` gives them: first those it is the source of (type
+        mapped, :data:`LINK_TYPE_SEEN_FROM_SOURCE`; the target named), then those it is the
+        target of (type as stored; the source named)."""
+        seen_from_source = [
+            {
+                "link_type": LINK_TYPE_SEEN_FROM_SOURCE[link.link_type],
+                "link_object": "Ticket",
+                "link_object_value": link.target,
+            }
+            for link in self.links
+            if link.source == ticket_id
+        ]
+        seen_from_target = [
+            {"link_type": link.link_type, "link_object": "Ticket", "link_object_value": link.source}
+            for link in self.links
+            if link.target == ticket_id
+        ]
+        return seen_from_source + seen_from_target
 
     # -- inspection ----------------------------------------------------------------------------
 
