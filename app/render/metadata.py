@@ -67,6 +67,9 @@ class DocumentMetadata:
             ``xmp:MetadataDate``, ``/CreationDate`` and ``/ModDate``, in UTC to the second.
         language: a BCP 47 tag for ``dc:language``, matching the catalog's ``/Lang``; ``""``
             writes none.
+        relation: ``dc:relation`` (Dublin Core "a related resource"; one entry of its bag):
+            for a merged ticket, the ticket it was merged into; ``""`` writes none. ``/Info``
+            has no such entry.
     """
 
     title: str
@@ -77,6 +80,7 @@ class DocumentMetadata:
     producer: str
     date: datetime
     language: str = ""
+    relation: str = ""
 
     def _instant(self) -> datetime:
         """:attr:`date` in UTC, to the second (both the XMP and ``/Info`` dates)."""
@@ -124,6 +128,10 @@ class DocumentMetadata:
         if self.language:
             lines.append(
                 f"      <dc:language><rdf:Bag><rdf:li>{_xml(self.language)}</rdf:li></rdf:Bag></dc:language>"
+            )
+        if self.relation:
+            lines.append(
+                f"      <dc:relation><rdf:Bag><rdf:li>{_xml(self.relation)}</rdf:li></rdf:Bag></dc:relation>"
             )
         lines += [
             "    </rdf:Description>",

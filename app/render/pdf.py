@@ -42,7 +42,8 @@ from app.render.originals import OriginalsIndex, embed_originals
 from app.render.sections import draw_articles, draw_originals, draw_ticket_block
 from app.render.streams import ParkedPagesProducer, write_pdf
 from app.render.templates import TEMPLATES as TEMPLATE_TABLE
-from app.workflow.ports import EmbeddedFile, OmittedFile, RenderedPdf
+from app.workflow.merged import merged_into_text
+from app.workflow.ports import EmbeddedFile, MergedInto, OmittedFile, RenderedPdf
 
 TRIM_AFTER_ARTICLES = 500
 """From this many articles drawn on, free heap pages go back to the operating system
@@ -95,6 +96,7 @@ def render_ticket_pdf(
     embedded: Sequence[EmbeddedFile] = (),
     omitted: Sequence[OmittedFile] = (),
     target: str | os.PathLike[str] | None = None,
+    merged_into: MergedInto | None = None,
 ) -> RenderedPdf:
     """Render one ticket and its articles as an unsigned PDF (A4, Noto Sans and fallbacks).
 
@@ -132,6 +134,9 @@ def render_ticket_pdf(
             ``b""``): saves a copy of the whole PDF in memory. The embedded files' compressed
             streams then wait for the output in an anonymous temporary file in the same
             folder (:mod:`app.render.embedded`), gone when the call returns or raises.
+        merged_into: for a ticket in state ``merged``, the ticket its articles went to: said
+            under the title and in the ticket's fields on page 1, at the end of the
+            document's subject (``dc:description``) and, when known, as ``dc:relation``.
 
     Returns:
         :class:`~app.workflow.ports.RenderedPdf` with ``page_count``, how many articles are
@@ -199,17 +204,24 @@ def render_ticket_pdf(
         pdf.header_text = pdf.fit(f"Ticket #{number} – {title}", PAGE_HEADER, pdf.epw)
         pdf.footer_text = _("Archived {archived} by {service}").format(archived=archived, service=service)
 
+        merged = pdf.clean(merged_into_text(merged_into, _)) if merged_into is not None else ""
         metadata = DocumentMetadata(
             title=f"Ticket #{number}: {title}",
             subject=_("Zammad ticket #{number} with {total} articles").format(number=number, total=total)
             + (_(" ({included} included)").format(included=included) if included < total else "")
-            + _(", archived {archived}").format(archived=archived),
+            + _(", archived {archived}").format(archived=archived)
+            + (_(", merged into {target}").format(target=merged) if merged_into is not None else ""),
             author=service,
             keywords=", ".join(pdf.clean(str(tag)) for tag in tags),
             creator=f"{service} {__version__}",
             producer=f"fpdf2 {FPDF_VERSION}",
             date=archived_at,
             language=LANGUAGE_TAGS[language],
+            relation=(
+                _("Zammad ticket {target}").format(target=merged)
+                if merged_into is not None and merged_into.known
+                else ""
+            ),
         )
         pdf.set_archive_metadata(metadata)  # with PDF/A: XMP and an /Info equal to it
         pdf.set_lang(LANGUAGE_TAGS[language])  # the catalog's /Lang (ISO 32000-1 §14.9.2)
@@ -226,6 +238,7 @@ def render_ticket_pdf(
             included=included,
             total=total,
             originals=originals,
+            merged_into=merged_into,
         )
         # a run of articles at a time, read when drawn
         draw_articles(pdf, (articles[index] for index in order), included, zone, article_images, originals)

@@ -135,6 +135,7 @@ def _render(snapshot: TicketSnapshot, options: RenderOptions) -> RenderedPdf:
         images=dict(snapshot.images),
         embedded=tuple(snapshot.embedded),
         omitted=tuple(snapshot.omitted),
+        merged_into=snapshot.merged_into,
     )
 
 
@@ -171,6 +172,7 @@ def _render_file(snapshot_path: str, target: str, options: RenderOptions) -> Ren
             raise _spool_error("read the snapshot", exc) from None
         ticket, tags, archived_at = snapshot.ticket, snapshot.tags, snapshot.archived_at
         images, omitted = dict(snapshot.images), tuple(snapshot.omitted)
+        merged_into = snapshot.merged_into
         articles = [_articles_of(snapshot)]
         del snapshot
         # The articles (and the answer they are read from) are handed over without a reference
@@ -185,6 +187,7 @@ def _render_file(snapshot_path: str, target: str, options: RenderOptions) -> Ren
             embedded=originals,
             omitted=omitted,
             target=target,
+            merged_into=merged_into,
         )
     finally:
         source.close()

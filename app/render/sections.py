@@ -27,6 +27,8 @@ from app.render.html_body import PreparedBody, prepare_html_bodies, write_html_b
 from app.render.images import PREVIEW_TYPES, ArticleImages, PreparedImage, content_type_of, image_sources
 from app.render.originals import OriginalsIndex
 from app.render.templates import TextStyle
+from app.workflow.merged import merged_into_text
+from app.workflow.ports import MergedInto
 
 INTERNAL_FILL = (253, 232, 214)
 PUBLIC_FILL = (230, 236, 242)
@@ -53,8 +55,11 @@ def draw_ticket_block(
     included: int,
     total: int,
     originals: OriginalsIndex,
+    merged_into: MergedInto | None = None,
 ) -> None:
-    """The first-page block: ticket number, title, the article-limit notice and the ticket's fields."""
+    """The first-page block: ticket number, title, the merge and article-limit notices and the
+    ticket's fields. ``merged_into``: for a merged ticket, where its articles went (a notice
+    under the title and a "Merged into" field)."""
     _ = pdf.tr.gettext
     pdf.draw_line(
         pdf.l_margin,
@@ -65,6 +70,18 @@ def draw_ticket_block(
     pdf.y += DOC_NUMBER.leading
     pdf.write_lines(title, DOC_TITLE)
     pdf.y += 4
+    merged = pdf.clean(merged_into_text(merged_into, _)) if merged_into is not None else ""
+    if merged_into is not None:
+        notice = (
+            _("This ticket was merged into {target}: Zammad moved its articles there.").format(target=merged)
+            if merged_into.known
+            else _(
+                "This ticket was merged; target unknown: "
+                "Zammad moved its articles to the ticket it was merged into."
+            )
+        )
+        pdf.write_lines(notice, LIMIT_WARNING)
+        pdf.y += 4
     if included < total:
         notice = _(
             "{included} of {total} articles included: this PDF holds the oldest {included} "
@@ -118,6 +135,8 @@ def draw_ticket_block(
         ]
     else:
         fields = core
+    if merged_into is not None:
+        fields.append((_("Merged into"), merged))
     fields += [
         (_("Tags"), pdf.clean(", ".join(str(tag) for tag in tags)) or "—"),
         (_("Articles"), articles),

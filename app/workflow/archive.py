@@ -44,6 +44,7 @@ from app.render.content import kept_articles
 from app.workflow.classify import ClassifiedFailure, classify
 from app.workflow.gate import should_process
 from app.workflow.images import fetch_images
+from app.workflow.merged import find_merge_target, is_merged
 from app.workflow.notes import Note, success_note
 from app.workflow.originals import ONLY_ATTEMPT, Attempt, EmbedPolicy, collect_originals
 from app.workflow.ports import (
@@ -287,7 +288,7 @@ class ArchiveWorkflow:
             )
             shown_tags = [t for t in tags if t not in STATE_TAGS and t != self.trigger_tag]
             at = archived_at or datetime.now(UTC)
-            stored, rendered, signed, omitted = await self._archive(
+            stored, rendered, signed, light = await self._archive(
                 ticket_id,
                 shown_tags,
                 at,
@@ -309,7 +310,13 @@ class ArchiveWorkflow:
                 },
             )
             note = success_note(
-                stored, signed, rendered, job_id=job_id, delivery_id=delivery_id, omitted=omitted
+                stored,
+                signed,
+                rendered,
+                job_id=job_id,
+                delivery_id=delivery_id,
+                omitted=light.omitted,
+                merged_into=light.merged_into,
             )
             return ArchiveOutcome(
                 OutcomeStatus.ARCHIVED, started=True, stored=stored, note=note, step_seconds=clock.seconds
@@ -359,7 +366,8 @@ class ArchiveWorkflow:
         """Fetch everything the layout needs: ticket, articles, images and originals (the
         originals' bytes written into the new folder ``spool`` as they arrive).
 
-        The ticket and its articles are asked for at once; then the images and the originals
+        The ticket and its articles are asked for at once; for a merged ticket then its links,
+        for the ticket it was merged into (:mod:`app.workflow.merged`); then the images and the originals
         are downloaded side by side, at most :data:`~app.workflow.ports.FETCH_CONCURRENCY`
         requests in flight (the originals' attachments wait for the images, whose bytes they
         reuse). Each step's time runs from the end of the one before, so the steps add up to
@@ -372,6 +380,16 @@ class ArchiveWorkflow:
         async with _reaped(ticket_task, articles_task):
             ticket, ticket_raw = await clock.time(Step.FETCH_TICKET, ticket_task)
             articles, articles_raw = await clock.time(Step.FETCH_ARTICLES, articles_task)
+        merged_into = None
+        if is_merged(ticket):  # only then: no other ticket's run asks for its links
+            merged_into = await clock.time(
+                Step.FETCH_LINKS, find_merge_target(self.zammad, ticket_id, redact=self._redact)
+            )
+            if not merged_into.known:
+                log.warning(
+                    "merged ticket: the ticket it was merged into is unknown",
+                    extra={**ctx, "cause": merged_into.reason},
+                )
         try:
             kept = kept_articles(articles, self.max_articles)
         except TypeError:  # not article objects: the renderer refuses them with its own error
@@ -410,6 +428,7 @@ class ArchiveWorkflow:
             embedded=embedded,
             omitted=omitted,
             articles_raw=articles_raw,
+            merged_into=merged_into,
         )
 
     async def _images(
@@ -437,11 +456,12 @@ class ArchiveWorkflow:
         delivery_id: str | None,
         ctx: dict[str, Any],
         attempt: Attempt = ONLY_ATTEMPT,
-    ) -> tuple[StoredArchive, RenderedPdf, SignedPdf, tuple[OmittedFile, ...]]:
+    ) -> tuple[StoredArchive, RenderedPdf, SignedPdf, TicketSnapshot]:
         """Fetch, render, sign and store, through files in a fresh ``job-*`` folder of the
         spool that is removed (in a thread) whatever happens: the originals are written there
         as they are fetched, the snapshot is pickled to disk for the render process, the PDF
-        written, signed and copied file to file."""
+        written, signed and copied file to file. Returns the snapshot without its articles,
+        images and originals (the ticket, the originals left out, the merge target)."""
         job = tempfile.TemporaryDirectory(prefix="job-", dir=self.spool_dir)
         try:
             folder = Path(job.name)
@@ -457,6 +477,7 @@ class ArchiveWorkflow:
                 tags=tags,
                 archived_at=archived_at,
                 omitted=snapshot.omitted,
+                merged_into=snapshot.merged_into,
             )
             clock.current = Step.RENDER
             render = self.renderer.render_file(snapshot, folder / "rendered.pdf")
@@ -476,7 +497,7 @@ class ArchiveWorkflow:
             # In a thread: removing files and folders waits for the file system's journal,
             # which the archives' fsyncs keep busy, and the event loop serves other jobs.
             await asyncio.to_thread(job.cleanup)
-        return stored, rendered, signed, light.omitted
+        return stored, rendered, signed, light
 
     async def _revert(self, ticket_id: int, ctx: dict[str, Any], guard: Guard | None) -> None:
         """Put the trigger tag back and take ``pdf:processing`` off (a run cut off by a

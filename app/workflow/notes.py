@@ -20,7 +20,8 @@ from html import escape
 
 from app.i18n import translation
 from app.workflow.classify import ClassifiedFailure
-from app.workflow.ports import OmittedFile, RenderedPdf, SignedPdf, StoredArchive
+from app.workflow.merged import merged_into_text
+from app.workflow.ports import MergedInto, OmittedFile, RenderedPdf, SignedPdf, StoredArchive
 
 SUCCESS_SUBJECT = "PDF archived"
 FAILURE_SUBJECT = "PDF archiver error"
@@ -55,12 +56,14 @@ def success_note(
     job_id: str,
     delivery_id: str | None,
     omitted: Sequence[OmittedFile] = (),
+    merged_into: MergedInto | None = None,
 ) -> Note:
     """The note after a successful archive, in ``rendered.language``.
 
     Starts with "PDF archived" ("PDF archiviert"); gives the path relative to the storage
     root, the SHA-256 of the stored file, its size, the signer (or that the file is
-    unsigned), the articles included, the job id and the webhook delivery id. The signature
+    unsigned), the articles included, for a merged ticket the ticket it was merged into
+    (:func:`merged_into_text`), the job id and the webhook delivery id. The signature
     timestamp is given in UTC to the second (ISO 8601), the same at every PAdES level and for
     every TSA.
     """
@@ -84,6 +87,11 @@ def success_note(
         (_("Signature"), signature),
         (_("Articles"), _("{included} of {total}").format(included=included, total=total)),
     ]
+    if merged_into is not None:
+        text = merged_into_text(merged_into, _)
+        if not merged_into.known and merged_into.reason:
+            text += f" ({merged_into.reason})"
+        rows.append((_("Merged into"), text))
     if signed.signer_cert_sha256:
         rows.append((_("Signer certificate SHA-256"), signed.signer_cert_sha256))
     if included < total:

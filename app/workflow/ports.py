@@ -86,6 +86,36 @@ class OmittedFile:
 
 
 @dataclass(frozen=True, slots=True)
+class MergedInto:
+    """Where a merged ticket's articles went: the ticket Zammad merged it into
+    (``Ticket#merge_to``, ``docs/reference/zammad.md`` §3.8), found through its ``parent`` link.
+
+    Attributes:
+        ticket_id: the target ticket's id, or ``None`` when it could not be found.
+        number: the target ticket's number (Zammad's ``number``, a string), or ``None`` when
+            unknown (not found, or the links answer's ``assets`` do not hold it).
+        reason: why the target is unknown (``""`` when it is known), a sentence without
+            secrets, e.g. ``"GET /api/v1/links answered 403: Not authorized"``.
+    """
+
+    ticket_id: int | None
+    number: str | None = None
+    reason: str = ""
+
+    @property
+    def known(self) -> bool:
+        """Whether the target ticket was found."""
+        return self.ticket_id is not None
+
+    def as_json(self) -> dict[str, Any]:
+        """``{"ticket_id", "ticket_number"}``, plus ``"reason"`` when the target is unknown."""
+        out: dict[str, Any] = {"ticket_id": self.ticket_id, "ticket_number": self.number}
+        if not self.known:
+            out["reason"] = self.reason
+        return out
+
+
+@dataclass(frozen=True, slots=True)
 class TicketSnapshot:
     """Everything fetched from Zammad for one archive run.
 
@@ -103,6 +133,8 @@ class TicketSnapshot:
         articles_raw: the ``by_ticket`` answer exactly as Zammad sent it (the JSON
             ``articles`` was parsed from), or ``None``. A renderer in another process may
             send these bytes instead of ``articles`` and parse them there.
+        merged_into: for a ticket in state ``merged``, the ticket its articles went to
+            (:class:`MergedInto`, perhaps unknown); ``None`` for any other ticket.
     """
 
     ticket: dict[str, Any]
@@ -113,6 +145,7 @@ class TicketSnapshot:
     embedded: tuple[EmbeddedFile, ...] = ()
     omitted: tuple[OmittedFile, ...] = ()
     articles_raw: bytes | None = None
+    merged_into: MergedInto | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,6 +251,11 @@ class ZammadPort(Protocol):
     async def list_articles(self, ticket_id: int, *, containing: str | None = None) -> list[dict[str, Any]]:
         """The ticket's articles; with ``containing``, ``[]`` when the answer does not hold that
         text (a big ticket's articles are then not parsed)."""
+        ...
+
+    async def get_links(self, ticket_id: int) -> dict[str, Any]:
+        """The ticket's links (``GET /api/v1/links?link_object=Ticket&link_object_value={id}``):
+        ``{"links": [...], "assets": {...}}`` (``docs/reference/zammad.md`` §3.8)."""
         ...
 
     async def get_attachment(self, ticket_id: int, article_id: int, attachment_id: int) -> bytes:

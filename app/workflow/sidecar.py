@@ -34,13 +34,17 @@ def sidecar_fields(
         A JSON-ready dict; times are ISO 8601 strings in UTC. Each of ``omitted_files`` has
         ``name``, ``size`` (bytes, ``None`` when unknown), ``reason``, ``article_id``,
         ``attachment_id`` and ``size_declared``: ``size`` is Zammad's declared size, not
-        bytes counted (see :class:`~app.workflow.ports.OmittedFile`).
+        bytes counted (see :class:`~app.workflow.ports.OmittedFile`). ``merged_into`` is
+        ``None`` for a ticket that is not merged, else the ticket it was merged into:
+        ``{"ticket_id", "ticket_number"}``, both ``None`` and a ``reason`` when unknown
+        (:meth:`~app.workflow.ports.MergedInto.as_json`).
     """
     ticket = snapshot.ticket
     return {
         "ticket_id": ticket.get("id"),
         "ticket_number": ticket.get("number"),
         "title": ticket.get("title"),
+        "merged_into": snapshot.merged_into.as_json() if snapshot.merged_into is not None else None,
         "archived_at": snapshot.archived_at.isoformat(),
         "articles_included": rendered.articles_included,
         "articles_total": rendered.articles_total,

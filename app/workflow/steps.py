@@ -20,6 +20,9 @@ class Step(enum.StrEnum):
     """The start transition (``+pdf:processing``); not timed."""
     FETCH_TICKET = "fetch ticket"
     FETCH_ARTICLES = "fetch articles"
+    FETCH_LINKS = "fetch links"
+    """A merged ticket's links, for the ticket it was merged into (:mod:`app.workflow.merged`);
+    no other ticket's run takes this step."""
     FETCH_IMAGES = "fetch images"
     FETCH_ORIGINALS = "fetch originals"
     RENDER = "render"
@@ -30,7 +33,14 @@ class Step(enum.StrEnum):
 
 
 FETCH_STEPS = frozenset(
-    {Step.FETCH_TAGS, Step.FETCH_TICKET, Step.FETCH_ARTICLES, Step.FETCH_IMAGES, Step.FETCH_ORIGINALS}
+    {
+        Step.FETCH_TAGS,
+        Step.FETCH_TICKET,
+        Step.FETCH_ARTICLES,
+        Step.FETCH_LINKS,
+        Step.FETCH_IMAGES,
+        Step.FETCH_ORIGINALS,
+    }
 )
 """The steps that read from Zammad; their time is summed as :attr:`Step.FETCH` in the metric."""
 

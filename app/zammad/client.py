@@ -348,6 +348,20 @@ class ZammadClient:
                 log.info("zammad GET %s answered %s; asking again in %.1f s", path, exc.status, delay)
                 await asyncio.sleep(delay)
 
+    async def get_links(self, ticket_id: int) -> dict[str, Any]:
+        """``GET /api/v1/links?link_object=Ticket&link_object_value={id}`` →
+        ``{"links": [{"link_type", "link_object", "link_object_value"}], "assets": {...}}``
+        (``LinksController#index``, ``docs/reference/zammad.md`` §3.8): each link as seen from
+        this ticket (``parent``: the other ticket is its parent), ``assets`` the linked objects
+        (``Ticket`` by id string, with ``number``). A ticket without links answers
+        ``{"links": [], "assets": {}}``; linked tickets the token's user may not see are left
+        out. Only the answer's being an object is checked here; its parts are read by the caller.
+        """
+        tid = _positive_id(ticket_id, "ticket_id")
+        path = "/api/v1/links"
+        data = await self._json("GET", path, params={"link_object": "Ticket", "link_object_value": str(tid)})
+        return self._expect(data, dict, "GET", path, '{"links": [...], "assets": {...}}')
+
     async def get_attachment(self, ticket_id: int, article_id: int, attachment_id: int) -> bytes:
         """``GET /api/v1/ticket_attachment/{ticket}/{article}/{attachment}``: the raw bytes.
 

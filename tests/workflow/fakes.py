@@ -103,6 +103,10 @@ class FakeZammad:
             return []
         return articles
 
+    async def get_links(self, ticket_id: int) -> dict[str, Any]:
+        self._call("get_links", ticket_id)
+        return {"links": [], "assets": {}}
+
     async def get_attachment(self, ticket_id: int, article_id: int, attachment_id: int) -> bytes:
         self._call("get_attachment", ticket_id, article_id, attachment_id)
         return self.attachments[(ticket_id, article_id, attachment_id)]
