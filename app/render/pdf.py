@@ -42,7 +42,6 @@ from app.render.originals import OriginalsIndex, embed_originals
 from app.render.sections import draw_articles, draw_originals, draw_ticket_block
 from app.render.streams import ParkedPagesProducer, write_pdf
 from app.render.templates import TEMPLATES as TEMPLATE_TABLE
-from app.workflow.merged import merged_into_text
 from app.workflow.ports import EmbeddedFile, MergedInto, OmittedFile, RenderedPdf
 
 TRIM_AFTER_ARTICLES = 500
@@ -204,7 +203,7 @@ def render_ticket_pdf(
         pdf.header_text = pdf.fit(f"Ticket #{number} – {title}", PAGE_HEADER, pdf.epw)
         pdf.footer_text = _("Archived {archived} by {service}").format(archived=archived, service=service)
 
-        merged = pdf.clean(merged_into_text(merged_into, _)) if merged_into is not None else ""
+        merged = pdf.clean(merged_into.text(_)) if merged_into is not None else ""
         metadata = DocumentMetadata(
             title=f"Ticket #{number}: {title}",
             subject=_("Zammad ticket #{number} with {total} articles").format(number=number, total=total)

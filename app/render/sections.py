@@ -27,7 +27,6 @@ from app.render.html_body import PreparedBody, prepare_html_bodies, write_html_b
 from app.render.images import PREVIEW_TYPES, ArticleImages, PreparedImage, content_type_of, image_sources
 from app.render.originals import OriginalsIndex
 from app.render.templates import TextStyle
-from app.workflow.merged import merged_into_text
 from app.workflow.ports import MergedInto
 
 INTERNAL_FILL = (253, 232, 214)
@@ -70,7 +69,7 @@ def draw_ticket_block(
     pdf.y += DOC_NUMBER.leading
     pdf.write_lines(title, DOC_TITLE)
     pdf.y += 4
-    merged = pdf.clean(merged_into_text(merged_into, _)) if merged_into is not None else ""
+    merged = pdf.clean(merged_into.text(_)) if merged_into is not None else ""
     if merged_into is not None:
         notice = (
             _("This ticket was merged into {target}: Zammad moved its articles there.").format(target=merged)

@@ -104,16 +104,3 @@ async def find_merge_target(
             raise
         return MergedInto(None, reason=redact(failure.cause))
     return merge_target(answer)
-
-
-def merged_into_text(merged_into: MergedInto, gettext: Callable[[str], str]) -> str:
-    """What the PDF and the note say a merged ticket went into, through ``gettext`` (a
-    catalogue's :meth:`~gettext.GNUTranslations.gettext`): ``"#25004712 (ticket id 4712)"``,
-    ``"ticket id 4712"`` when the number is unknown, ``"merged; target unknown"`` when the
-    ticket is."""
-    _ = gettext
-    if merged_into.ticket_id is None:
-        return _("merged; target unknown")
-    if merged_into.number is None:
-        return _("ticket id {id}").format(id=merged_into.ticket_id)
-    return _("#{number} (ticket id {id})").format(number=merged_into.number, id=merged_into.ticket_id)

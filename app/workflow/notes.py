@@ -20,7 +20,6 @@ from html import escape
 
 from app.i18n import translation
 from app.workflow.classify import ClassifiedFailure
-from app.workflow.merged import merged_into_text
 from app.workflow.ports import MergedInto, OmittedFile, RenderedPdf, SignedPdf, StoredArchive
 
 SUCCESS_SUBJECT = "PDF archived"
@@ -63,7 +62,7 @@ def success_note(
     Starts with "PDF archived" ("PDF archiviert"); gives the path relative to the storage
     root, the SHA-256 of the stored file, its size, the signer (or that the file is
     unsigned), the articles included, for a merged ticket the ticket it was merged into
-    (:func:`merged_into_text`), the job id and the webhook delivery id. The signature
+    (:meth:`~app.workflow.ports.MergedInto.text`), the job id and the webhook delivery id. The signature
     timestamp is given in UTC to the second (ISO 8601), the same at every PAdES level and for
     every TSA.
     """
@@ -88,7 +87,7 @@ def success_note(
         (_("Articles"), _("{included} of {total}").format(included=included, total=total)),
     ]
     if merged_into is not None:
-        text = merged_into_text(merged_into, _)
+        text = merged_into.text(_)
         if not merged_into.known and merged_into.reason:
             text += f" ({merged_into.reason})"
         rows.append((_("Merged into"), text))

@@ -107,6 +107,18 @@ class MergedInto:
         """Whether the target ticket was found."""
         return self.ticket_id is not None
 
+    def text(self, gettext: Callable[[str], str]) -> str:
+        """What the PDF and the note say the ticket went into, through ``gettext`` (a
+        catalogue's :meth:`~gettext.GNUTranslations.gettext`): ``"#25004712 (ticket id 4712)"``,
+        ``"ticket id 4712"`` when the number is unknown, ``"merged; target unknown"`` when the
+        ticket is."""
+        _ = gettext
+        if self.ticket_id is None:
+            return _("merged; target unknown")
+        if self.number is None:
+            return _("ticket id {id}").format(id=self.ticket_id)
+        return _("#{number} (ticket id {id})").format(number=self.number, id=self.ticket_id)
+
     def as_json(self) -> dict[str, Any]:
         """``{"ticket_id", "ticket_number"}``, plus ``"reason"`` when the target is unknown."""
         out: dict[str, Any] = {"ticket_id": self.ticket_id, "ticket_number": self.number}
