@@ -43,7 +43,7 @@ from app.jobs.records import OutcomeStatus
 from app.render.content import kept_articles
 from app.workflow.classify import ClassifiedFailure, classify
 from app.workflow.gate import should_process
-from app.workflow.images import fetch_images
+from app.workflow.images import LayoutImages, fetch_images
 from app.workflow.merged import find_merge_target, is_merged
 from app.workflow.notes import Note, success_note
 from app.workflow.originals import ONLY_ATTEMPT, Attempt, EmbedPolicy, collect_originals
@@ -115,6 +115,11 @@ class ArchiveOutcome:
             out["code"] = self.failure.code
             out["cause"] = self.failure.cause
         return out
+
+
+async def _bytes_of(images: Awaitable[LayoutImages]) -> dict[int, bytes]:
+    """The downloaded bytes of the layout's images, for the originals to reuse."""
+    return (await images).images
 
 
 @contextlib.asynccontextmanager
@@ -317,6 +322,7 @@ class ArchiveWorkflow:
                 delivery_id=delivery_id,
                 omitted=light.omitted,
                 merged_into=light.merged_into,
+                placeholders=light.placeholders,
             )
             return ArchiveOutcome(
                 OutcomeStatus.ARCHIVED, started=True, stored=stored, note=note, step_seconds=clock.seconds
@@ -373,7 +379,9 @@ class ArchiveWorkflow:
         reuse). Each step's time runs from the end of the one before, so the steps add up to
         the fetch's wall time, and a failure is named after the first step, in this order,
         that failed. Images and originals are those of the articles the PDF holds
-        (``max_articles``); the snapshot has every article, for the renderer's count.
+        (``max_articles``); the snapshot has every article, for the renderer's count. An image
+        whose download may heal fails the fetch on every ``attempt``
+        (:func:`app.workflow.images.fetch_images`), an original's on all but the last.
         """
         ticket_task = asyncio.ensure_future(self.zammad.get_ticket_raw(ticket_id))
         articles_task = asyncio.ensure_future(self.zammad.list_articles_raw(ticket_id))
@@ -395,12 +403,15 @@ class ArchiveWorkflow:
         except TypeError:  # not article objects: the renderer refuses them with its own error
             kept = articles
         limit = asyncio.Semaphore(FETCH_CONCURRENCY)
-        images_task = asyncio.ensure_future(self._images(ticket_id, kept, ctx, limit))
+        images_task = asyncio.ensure_future(self._images(ticket_id, kept, ctx, limit, attempt))
         embedded: tuple[EmbeddedFile, ...] = ()
         omitted: tuple[OmittedFile, ...] = ()
         if self.embed is None:
-            images = await clock.time(Step.FETCH_IMAGES, images_task)
+            layout = await clock.time(Step.FETCH_IMAGES, images_task)
         else:
+            # The originals reuse the images' bytes: a task of its own, so that it is cancelled
+            # (never left un-awaited) when the originals fail before they need it.
+            reused = asyncio.ensure_future(_bytes_of(images_task))
             originals_task = asyncio.ensure_future(
                 collect_originals(
                     self.zammad,
@@ -408,7 +419,7 @@ class ArchiveWorkflow:
                     ticket_raw=ticket_raw,
                     articles_raw=articles_raw,
                     articles=kept,
-                    images=images_task,
+                    images=reused,
                     policy=self.embed,
                     redact=self._redact,
                     spool=spool if len(kept) >= self.spool_originals_from else None,
@@ -416,19 +427,20 @@ class ArchiveWorkflow:
                     attempt=attempt,
                 )
             )
-            async with _reaped(images_task, originals_task):
-                images = await clock.time(Step.FETCH_IMAGES, images_task)
+            async with _reaped(images_task, reused, originals_task):
+                layout = await clock.time(Step.FETCH_IMAGES, images_task)
                 embedded, omitted = await clock.time(Step.FETCH_ORIGINALS, originals_task)
         return TicketSnapshot(
             ticket=ticket,
             articles=articles,
             tags=tags,
             archived_at=archived_at,
-            images=images,
+            images=layout.images,
             embedded=embedded,
             omitted=omitted,
             articles_raw=articles_raw,
             merged_into=merged_into,
+            placeholders=layout.placeholders,
         )
 
     async def _images(
@@ -437,13 +449,16 @@ class ArchiveWorkflow:
         articles: Sequence[dict[str, Any]],
         ctx: dict[str, Any],
         limit: asyncio.Semaphore | None = None,
-    ) -> dict[int, bytes]:
+        attempt: Attempt = ONLY_ATTEMPT,
+    ) -> LayoutImages:
         """The layout's images (:func:`app.workflow.images.fetch_images`, within ``limit``);
         none without ``image_references``."""
         if self._image_references is None:
-            return {}
+            return LayoutImages({})
         refs = self._image_references(ticket_id, articles)
-        return await fetch_images(self.zammad, refs, log_context=ctx, redact=self._redact, limit=limit)
+        return await fetch_images(
+            self.zammad, refs, log_context=ctx, redact=self._redact, limit=limit, attempt=attempt
+        )
 
     async def _archive(
         self,
@@ -460,8 +475,9 @@ class ArchiveWorkflow:
         """Fetch, render, sign and store, through files in a fresh ``job-*`` folder of the
         spool that is removed (in a thread) whatever happens: the originals are written there
         as they are fetched, the snapshot is pickled to disk for the render process, the PDF
-        written, signed and copied file to file. Returns the snapshot without its articles,
-        images and originals (the ticket, the originals left out, the merge target)."""
+        written, signed and copied file to file. The last value is the snapshot without its
+        articles, images and originals: the originals left out, the images shown as
+        placeholders and the merge target, for the note."""
         job = tempfile.TemporaryDirectory(prefix="job-", dir=self.spool_dir)
         try:
             folder = Path(job.name)
@@ -478,6 +494,7 @@ class ArchiveWorkflow:
                 archived_at=archived_at,
                 omitted=snapshot.omitted,
                 merged_into=snapshot.merged_into,
+                placeholders=snapshot.placeholders,
             )
             clock.current = Step.RENDER
             render = self.renderer.render_file(snapshot, folder / "rendered.pdf")

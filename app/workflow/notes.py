@@ -20,7 +20,14 @@ from html import escape
 
 from app.i18n import translation
 from app.workflow.classify import ClassifiedFailure
-from app.workflow.ports import MergedInto, OmittedFile, RenderedPdf, SignedPdf, StoredArchive
+from app.workflow.ports import (
+    ImagePlaceholder,
+    MergedInto,
+    OmittedFile,
+    RenderedPdf,
+    SignedPdf,
+    StoredArchive,
+)
 
 SUCCESS_SUBJECT = "PDF archived"
 FAILURE_SUBJECT = "PDF archiver error"
@@ -56,6 +63,7 @@ def success_note(
     delivery_id: str | None,
     omitted: Sequence[OmittedFile] = (),
     merged_into: MergedInto | None = None,
+    placeholders: Sequence[ImagePlaceholder] = (),
 ) -> Note:
     """The note after a successful archive, in ``rendered.language``.
 
@@ -64,7 +72,9 @@ def success_note(
     unsigned), the articles included, for a merged ticket the ticket it was merged into
     (:meth:`~app.workflow.ports.MergedInto.text`), the job id and the webhook delivery id. The signature
     timestamp is given in UTC to the second (ISO 8601), the same at every PAdES level and for
-    every TSA.
+    every TSA. The originals ``omitted`` and the layout images shown as ``placeholders`` are
+    listed (at most :data:`MAX_OMISSIONS_LISTED` of each, by name, with the reason: for an
+    image its classification and cause, which stay in English as in a failure note).
     """
     tr = translation(rendered.language)
     _ = tr.gettext
@@ -132,6 +142,16 @@ def success_note(
             else ""
         )
         rows.append((_("Originals not embedded"), f"{len(omitted)}: {listed}{more}"))
+    if placeholders:
+        listed = "; ".join(
+            f"{p.name} ({p.classification}: {p.cause})" for p in placeholders[:MAX_OMISSIONS_LISTED]
+        )
+        more = (
+            _("; and {count} more").format(count=len(placeholders) - MAX_OMISSIONS_LISTED)
+            if len(placeholders) > MAX_OMISSIONS_LISTED
+            else ""
+        )
+        rows.append((_("Images shown as placeholders"), f"{len(placeholders)}: {listed}{more}"))
     rows.append((_("Job"), job_id))
     if delivery_id:
         rows.append((_("Delivery"), delivery_id))

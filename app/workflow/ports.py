@@ -128,6 +128,35 @@ class MergedInto:
 
 
 @dataclass(frozen=True, slots=True)
+class ImagePlaceholder:
+    """A layout image (an inline image of an HTML body, or an image attachment's preview) that
+    the PDF shows as a placeholder with its file name, and why (listed in the note and the
+    sidecar, so an archivist knows the pages are incomplete).
+
+    Attributes:
+        name: the attachment's file name (``image-<attachment id>`` when Zammad gives none).
+        article_id, attachment_id: where it belongs.
+        classification: ``"Permanent"`` (Zammad refused the download for good, e.g. 403/404,
+            or the image is over a size cap) or ``"Transient"`` (a length other than Zammad's
+            declared size on every attempt of the job): the
+            :class:`~app.workflow.classify.Classification` value. A download that fails
+            Transient otherwise never becomes a placeholder: it fails the run
+            (:func:`app.workflow.images.fetch_images`).
+        code: a stable code: the download error's (``zammad_api_error``, ...),
+            ``download_failed`` (the length), ``image_too_large``.
+        cause: a sentence without secrets, e.g. ``"GET /api/v1/ticket_attachment/4711/23051/91202
+            answered 404: Couldn't find the requested record"``.
+    """
+
+    name: str
+    article_id: int
+    attachment_id: int
+    classification: str
+    code: str
+    cause: str
+
+
+@dataclass(frozen=True, slots=True)
 class TicketSnapshot:
     """Everything fetched from Zammad for one archive run.
 
@@ -140,6 +169,8 @@ class TicketSnapshot:
         archived_at: the archive time (UTC, timezone-aware); used in the PDF and the path.
         images: attachment id → bytes of the inline images and image attachments that were
             fetched for the layout (a missing id is drawn as a placeholder).
+        placeholders: the layout images left out of ``images`` and why (the note and the
+            sidecar list them; the renderer does not need them).
         embedded: originals to embed as associated files (empty when PDF_EMBED_ORIGINALS is off).
         omitted: originals left out (caps, fetch failures), listed on the pages.
         articles_raw: the ``by_ticket`` answer exactly as Zammad sent it (the JSON
@@ -158,6 +189,7 @@ class TicketSnapshot:
     omitted: tuple[OmittedFile, ...] = ()
     articles_raw: bytes | None = None
     merged_into: MergedInto | None = None
+    placeholders: tuple[ImagePlaceholder, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,7 @@
 
 The storage writes the sidecar after the PDF as its completion marker and adds the file's own
 facts (path, SHA-256, size); everything else comes from here: the ticket, the layout, the
-signature, the originals left out, the service and the job.
+signature, the originals left out, the images shown as placeholders, the service and the job.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ def sidecar_fields(
     """The run's facts for the archive's JSON sidecar (the storage adds path, SHA-256 and size).
 
     Args:
-        snapshot: the ticket and its omitted originals (the articles are not needed).
+        snapshot: the ticket, its omitted originals and its images shown as placeholders (the
+            articles are not needed).
         rendered, signed: the layout's and the signature's facts.
         job_id, delivery_id: the job and the webhook delivery (``X-Zammad-Delivery``) behind it.
         template: the layout template's name.
@@ -37,7 +38,10 @@ def sidecar_fields(
         bytes counted (see :class:`~app.workflow.ports.OmittedFile`). ``merged_into`` is
         ``None`` for a ticket that is not merged, else the ticket it was merged into:
         ``{"ticket_id", "ticket_number"}``, both ``None`` and a ``reason`` when unknown
-        (:meth:`~app.workflow.ports.MergedInto.as_json`).
+        (:meth:`~app.workflow.ports.MergedInto.as_json`). Each of ``placeholder_images``
+        (layout images the PDF shows as a placeholder) has ``name``, ``article_id``,
+        ``attachment_id``, ``classification``, ``code`` and ``cause`` (see
+        :class:`~app.workflow.ports.ImagePlaceholder`).
     """
     ticket = snapshot.ticket
     return {
@@ -64,6 +68,17 @@ def sidecar_fields(
                 "size_declared": o.size_declared,
             }
             for o in snapshot.omitted
+        ],
+        "placeholder_images": [
+            {
+                "name": p.name,
+                "article_id": p.article_id,
+                "attachment_id": p.attachment_id,
+                "classification": p.classification,
+                "code": p.code,
+                "cause": p.cause,
+            }
+            for p in snapshot.placeholders
         ],
         "signed": signed.signed,
         "pades_level": signed.pades_level,

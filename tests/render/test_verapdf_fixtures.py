@@ -66,7 +66,9 @@ async def demo_ticket() -> tuple[dict[str, Any], list[dict[str, Any]], list[str]
             ticket, ticket_raw = await zammad.get_ticket_raw(ticket_id)
             articles, articles_raw = await zammad.list_articles_raw(ticket_id)
             tags = await zammad.get_tags(ticket_id)
-            images = await fetch_images(zammad, image_references(ticket_id, articles), log_context={})
+            images = (
+                await fetch_images(zammad, image_references(ticket_id, articles), log_context={})
+            ).images
             originals = await collect_originals(
                 zammad,
                 ticket_id,

@@ -5,8 +5,10 @@ before, also against the Zammad simulator's own error answers."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from html import unescape
 from pathlib import Path
 from typing import Any
 
@@ -306,6 +308,200 @@ async def test_a_file_zammad_refuses_is_omitted_at_once_whatever_attempts_remain
     assert outcome.status == "archived", outcome.describe()
     (snapshot,) = workflow.renderer.snapshots  # type: ignore[attr-defined]
     assert [(o.name, o.reason.split(":")[0]) for o in snapshot.omitted] == [(INVOICE_NAME, "download failed")]
+
+
+# -- the layout's images against the simulator ----------------------------------------------
+
+INLINE = 91202  # the screenshot article 23051's HTML body shows (/api/v1/ticket_attachment/4711/23051/91202)
+INLINE_PATH = r"^/api/v1/ticket_attachment/4711/23051/91202$"
+EXPIRED = "Not authorized (token expired)!"
+MAINTENANCE = "Maintenance mode enabled!"
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+def image_workflow(
+    simulator: ZammadSimulator,
+    session: aiohttp.ClientSession,
+    spool: Path,
+    *,
+    embed: bool,
+    timeout: float = 10,
+) -> ArchiveWorkflow:
+    """The workflow over the simulator with the real inline-image references; originals
+    embedded or not (``PDF_EMBED_ORIGINALS``)."""
+    assert simulator.base_url is not None
+    return ArchiveWorkflow(
+        zammad=ZammadClient(session, simulator.base_url, TOKEN, timeout_seconds=timeout),
+        renderer=FakeRenderer(),
+        signer=FakeSigner(),
+        storage=FakeStorage(),
+        spool_dir=spool,
+        image_references=image_references,
+        embed=EmbedPolicy() if embed else None,
+        write_backoff_seconds=0,
+    )
+
+
+def image_requests(simulator: ZammadSimulator) -> int:
+    return sum(r.path == f"/api/v1/ticket_attachment/4711/23051/{INLINE}" for r in simulator.requests)
+
+
+@pytest.mark.parametrize("embed", [False, True], ids=["originals-off", "originals-on"])
+@pytest.mark.parametrize(
+    ("fault", "code", "said"),
+    [
+        ("503", "zammad_api_error", "answered 503"),
+        ("502", "zammad_api_error", "answered 502"),
+        ("401", "zammad_unauthorized", f"answered 401: {EXPIRED}"),
+        ("maintenance", "zammad_maintenance", f"answered 403: {MAINTENANCE}"),
+        ("timeout", "zammad_api_error", "timed out after 0.5 s"),
+    ],
+)
+async def test_an_inline_image_whose_download_may_heal_fails_the_run_then_the_next_attempt_shows_it(
+    simulator: ZammadSimulator,
+    session: aiohttp.ClientSession,
+    tmp_path: Path,
+    embed: bool,
+    fault: str,
+    code: str,
+    said: str,
+):
+    if fault == "timeout":
+        simulator.delay("GET", INLINE_PATH, 2)
+    elif fault == "401":
+        simulator.fail("GET", INLINE_PATH, 401, body={"error": EXPIRED, "error_human": EXPIRED})
+    elif fault == "maintenance":
+        simulator.fail("GET", INLINE_PATH, 403, body={"error": MAINTENANCE, "error_human": MAINTENANCE})
+    else:
+        simulator.fail("GET", INLINE_PATH, int(fault))
+    workflow = image_workflow(simulator, session, tmp_path, embed=embed, timeout=0.5)
+    outcome = await workflow.execute(TICKET, job_id="j", attempt=Attempt(1, 3))
+    assert outcome.failure is not None, outcome.describe()
+    assert (outcome.status, outcome.reason, outcome.failure.classification.value, outcome.failure.code) == (
+        "failed",
+        "fetch images",
+        "Transient",
+        code,
+    )
+    assert f"/api/v1/ticket_attachment/4711/23051/{INLINE}" in outcome.failure.cause
+    assert said in outcome.failure.cause and TOKEN not in outcome.failure.cause
+    assert workflow.renderer.snapshots == []  # type: ignore[attr-defined]
+    assert "pdf:signed" not in simulator.tags(TICKET)
+
+    simulator.clear_faults()  # Zammad is back: the job's next attempt
+    outcome = await workflow.execute(TICKET, job_id="j", attempt=Attempt(2, 3), resume=True)
+    assert outcome.status == "archived", outcome.describe()
+    (snapshot,) = workflow.renderer.snapshots  # type: ignore[attr-defined]
+    assert snapshot.images[INLINE][:8] == b"\x89PNG\r\n\x1a\n" and snapshot.placeholders == ()
+    (_, sidecar) = workflow.storage.stored[0]  # type: ignore[attr-defined]
+    assert sidecar["placeholder_images"] == []
+    assert outcome.note is not None and "placeholder" not in outcome.note.body_html
+
+
+async def test_on_the_last_attempt_an_image_whose_download_may_heal_still_fails_the_run(
+    simulator: ZammadSimulator, session: aiohttp.ClientSession, tmp_path: Path
+):
+    # Unlike an original, which is listed "download failed after N attempts" then: the job ends
+    # dead with the trigger tag back, and is archived whole once Zammad serves the image.
+    simulator.fail("GET", INLINE_PATH, 503)
+    workflow = image_workflow(simulator, session, tmp_path, embed=True)
+    outcome = await workflow.execute(TICKET, job_id="j", attempt=Attempt(3, 3))
+    assert outcome.failure is not None and outcome.failure.transient, outcome.describe()
+    assert outcome.reason == "fetch images" and workflow.renderer.snapshots == []  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("embed", [False, True], ids=["originals-off", "originals-on"])
+@pytest.mark.parametrize(
+    ("status", "said"),
+    [
+        (404, "Couldn't find the requested record"),
+        (403, "No access, article_id/ticket_id is not matching."),  # Zammad's own text for a wrong ticket
+    ],
+)
+async def test_an_inline_image_zammad_refuses_for_good_is_a_placeholder_named_in_the_note_and_sidecar(
+    simulator: ZammadSimulator,
+    session: aiohttp.ClientSession,
+    tmp_path: Path,
+    embed: bool,
+    status: int,
+    said: str,
+):
+    simulator.fail("GET", INLINE_PATH, status, body={"error": said, "error_human": said})
+    workflow = image_workflow(simulator, session, tmp_path, embed=embed)
+    outcome = await workflow.execute(TICKET, job_id="j", attempt=Attempt(1, 5))  # at once, attempts left
+    assert outcome.status == "archived", outcome.describe()
+    assert image_requests(simulator) == 1
+    (snapshot,) = workflow.renderer.snapshots  # type: ignore[attr-defined]
+    assert INLINE not in snapshot.images
+    cause = f"GET /api/v1/ticket_attachment/4711/23051/{INLINE} answered {status}: {said}"
+    (_, sidecar) = workflow.storage.stored[0]  # type: ignore[attr-defined]
+    assert sidecar["placeholder_images"] == [
+        {
+            "name": f"image-{INLINE}",  # Zammad's API hides the inline image from the attachment list
+            "article_id": 23051,
+            "attachment_id": INLINE,
+            "classification": "Permanent",
+            "code": "zammad_api_error",
+            "cause": cause,
+        }
+    ]
+    assert outcome.note is not None
+    fields = {k: unescape(v) for k, v in re.findall(r"<li>([^:<]+): ([^<]*)</li>", outcome.note.body_html)}
+    assert fields["Images shown as placeholders"] == f"1: image-{INLINE} (Permanent: {cause})"
+    assert TOKEN not in outcome.note.body_html and TOKEN not in repr(sidecar)
+
+
+SHOT = 91299  # an image attachment added to article 23052, shown as a preview
+SHOT_PNG = b"\x89PNG\r\n\x1a\n" + b"\0" * 200
+
+
+def add_preview(simulator: ZammadSimulator, served: bytes) -> None:
+    """Article 23052 gets ``foto.png`` (:data:`SHOT`, 208 bytes declared); Zammad serves ``served``."""
+    simulator.articles[23052].setdefault("attachments", []).append(
+        {
+            "id": SHOT,
+            "filename": "foto.png",
+            "size": str(len(SHOT_PNG)),
+            "preferences": {"Mime-Type": "image/png"},
+        }
+    )
+    simulator.attachment_data[SHOT] = served
+
+
+async def test_a_cut_image_fails_the_run_while_attempts_remain_and_is_a_placeholder_after_the_last(
+    simulator: ZammadSimulator, session: aiohttp.ClientSession, tmp_path: Path
+):
+    # What the client gets from a server that under-states Content-Length and closes: half the file.
+    add_preview(simulator, SHOT_PNG[:104])
+    workflow = image_workflow(simulator, session, tmp_path, embed=False)
+    outcome = await workflow.execute(TICKET, job_id="j", attempt=Attempt(1, 2))
+    assert outcome.failure is not None, outcome.describe()
+    assert (outcome.reason, outcome.failure.classification.value, outcome.failure.code) == (
+        "fetch images",
+        "Transient",
+        "download_failed",
+    )
+    assert outcome.failure.cause == "download of image foto.png failed: got 104 bytes, Zammad declares 208"
+
+    # The same length on the last attempt: Zammad's declared size, not the connection, is off.
+    outcome = await workflow.execute(TICKET, job_id="j", attempt=Attempt(2, 2), resume=True)
+    assert outcome.status == "archived", outcome.describe()
+    (_, sidecar) = workflow.storage.stored[0]  # type: ignore[attr-defined]
+    assert sidecar["placeholder_images"] == [
+        {
+            "name": "foto.png",
+            "article_id": 23052,
+            "attachment_id": SHOT,
+            "classification": "Transient",
+            "code": "download_failed",
+            "cause": "download failed after 2 attempts: got 104 bytes, Zammad declares 208",
+        }
+    ]
 
 
 async def test_a_run_cancelled_while_fetching_cancels_its_requests_and_puts_the_tags_back(tmp_path: Path):

@@ -10,8 +10,8 @@ import pytest
 
 from app.errors import ZammadApiError
 from app.workflow.classify import classify
-from app.workflow.notes import failure_note, success_note
-from app.workflow.ports import RenderedPdf, SignedPdf, StoredArchive
+from app.workflow.notes import MAX_OMISSIONS_LISTED, failure_note, success_note
+from app.workflow.ports import ImagePlaceholder, RenderedPdf, SignedPdf, StoredArchive
 
 
 def test_success_note_names_path_checksum_signer_and_escapes_html():
@@ -172,3 +172,40 @@ def test_a_capped_archives_note_says_whose_originals_are_embedded():
     without_json = replace(capped, embedded=(whole[0], whole[2]))
     assert "2 files (PDF/A-3 associated files), of the 2 articles in the PDF<" in body(without_json)
     assert "of the" not in body(replace(capped, articles_included=8))  # not capped: no such words
+
+
+@pytest.mark.parametrize(
+    ("language", "label", "more"),
+    [
+        ("en", "Images shown as placeholders", "and 2 more"),
+        ("de", "Bilder als Platzhalter gezeigt", "und 2 weitere"),
+    ],
+)
+def test_images_shown_as_placeholders_are_named_with_their_cause_escaped(
+    language: str, label: str, more: str
+):
+    placeholders = [
+        ImagePlaceholder(f"<bild-{i}>.png", 1, 100 + i, "Permanent", "zammad_api_error", f"answered 404 #{i}")
+        for i in range(MAX_OMISSIONS_LISTED + 2)
+    ]
+    note = success_note(
+        StoredArchive(Path("/x"), "x", "0" * 64, 1),
+        SignedPdf(b"", False),
+        RenderedPdf(b"", 1, 1, 1, language=language),
+        job_id="j",
+        delivery_id=None,
+        placeholders=placeholders,
+    )
+    (row,) = [line for line in note.body_html.split("<li>") if line.startswith(f"{label}: ")]
+    assert row.startswith(f"{label}: 12: &lt;bild-0&gt;.png (Permanent: answered 404 #0); &lt;bild-1&gt;.png")
+    assert "bild-9" in row and "bild-10" not in row and row.endswith(f"; {more}</li>")
+    assert (
+        "placeholder"
+        not in success_note(
+            StoredArchive(Path("/x"), "x", "0" * 64, 1),
+            SignedPdf(b"", False),
+            RenderedPdf(b"", 1, 1, 1),
+            job_id="j",
+            delivery_id=None,
+        ).body_html.lower()
+    )
