@@ -28,7 +28,7 @@ from app.http.names import (
 )
 from app.http.responses import JSONResponse, error_response
 from app.http.webhook import signature_ok, ticket_id_from_digits
-from app.jobs.records import JobRequest, JobStoreUnavailable
+from app.jobs.records import RETRY_REASON, JobRequest, JobStoreUnavailable
 from app.runtime import Runtime
 
 log = logging.getLogger("app.http")
@@ -106,8 +106,11 @@ async def retry(runtime: Runtime, request: Request) -> Response:
     Needs ``Authorization: Bearer <ADMIN_BEARER_TOKEN>``, or an ``X-Hub-Signature`` made with
     the webhook secret over the body ``{"ticket_id": N, "requested_at": <unix seconds>}``
     (at most 5 minutes old; ``scripts/ops/retry.sh`` builds and signs it).
-    ``?force=true`` re-archives a ticket that is already ``pdf:signed``; a signed body must
-    then carry ``"force": true`` too. Another ``force`` value than true/false/1/0/yes/no is 422.
+    Merged into the ticket's pending job, the retry makes it a fresh request that is due now
+    (a wait for its next attempt ends, its attempts count from zero: see
+    :data:`~app.jobs.records.RETRY_REASON`). ``?force=true`` re-archives a ticket that is
+    already ``pdf:signed``; a signed body must then carry ``"force": true`` too. Another
+    ``force`` value than true/false/1/0/yes/no is 422.
     """
     body = await request.body()
     method = _authorized(runtime, request, body)
@@ -128,7 +131,7 @@ async def retry(runtime: Runtime, request: Request) -> Response:
             'with "force": true for ?force=true',
         )
     request.scope[TICKET_ID_KEY] = ticket_id
-    admitted = await admit(runtime, [JobRequest(ticket_id, reason="retry", force=force)])
+    admitted = await admit(runtime, [JobRequest(ticket_id, reason=RETRY_REASON, force=force)])
     if isinstance(admitted, Response):
         return admitted
     return JSONResponse({"status": "accepted", "ticket_id": ticket_id}, status_code=202)

@@ -16,7 +16,9 @@ writers:
   that job (or the new one) with an upsert that only takes over an expired id, and a new job
   is inserted with ``ON CONFLICT DO NOTHING`` on that index (another replica inserted first:
   merge into its job instead, and point the delivery id at it). Two or three index look-ups
-  per webhook, whatever the size of the tables;
+  per webhook, whatever the size of the tables. An operator's retry merged into a pending job
+  that ran before restarts it (:data:`~app.jobs.records.RETRY_REASON`: attempts from zero, and a
+  wait for its next attempt ended, with a ``NOTIFY`` so that a replica's claimer takes it now);
 - running jobs and undelivered reports carry a lease (``lease_owner``, ``lease_expires_at``)
   and a fencing counter (``fence``, raised by every claim): a replica writes to a job only
   while ``fence`` is the value its claim returned.
@@ -28,7 +30,7 @@ import logging
 
 import asyncpg
 
-from app.jobs.records import JobStoreUnavailable
+from app.jobs.records import RETRY_REASON, JobStoreUnavailable
 
 log = logging.getLogger("app.jobs.store")
 
@@ -36,8 +38,9 @@ SCHEMA = "zammad_pdf_archiver"
 """The PostgreSQL schema holding the store's tables (created when missing)."""
 
 NOTIFY_CHANNEL = "zammad_pdf_archiver_jobs"
-"""``LISTEN``/``NOTIFY`` channel: a job became claimable (new, requeued, retried, or its
-ticket's report was delivered). Not durable: replicas poll as well."""
+"""``LISTEN``/``NOTIFY`` channel: a job became claimable (new, requeued, retried, its wait for
+a next attempt ended by an operator's retry, or its ticket's report was delivered). Not
+durable: replicas poll as well."""
 
 MIGRATION_LOCK = 0x7A70_6461_0001
 """``pg_advisory_xact_lock`` key held while the schema is created or migrated."""
@@ -115,7 +118,8 @@ BEGIN
             claimed := NULL;  -- the job id the delivery id was recorded with
             LOOP
                 -- The ticket's active job, locked: the webhook is merged into it.
-                SELECT a.job_id, a.state, a.force, a.follow_up, a.follow_up_force INTO act
+                SELECT a.job_id, a.state, a.force, a.follow_up, a.follow_up_force, a.attempts,
+                       a.next_attempt_at INTO act
                   FROM {SCHEMA}.jobs a
                  WHERE a.ticket_id = p_tickets[k] AND a.state IN ('pending', 'running')
                    FOR UPDATE;
@@ -141,7 +145,17 @@ BEGIN
                 END IF;
                 IF active THEN
                     IF act.state = 'pending' THEN
-                        IF p_forces[k] AND NOT act.force THEN
+                        IF p_reasons[k] = '{RETRY_REASON}'
+                           AND (act.next_attempt_at IS NOT NULL OR act.attempts > 0) THEN
+                            -- An operator's retry: a fresh request, due now (records.RETRY_REASON).
+                            UPDATE {SCHEMA}.jobs
+                               SET next_attempt_at = NULL, attempts = 0, force = force OR p_forces[k],
+                                   updated_at = p_now
+                             WHERE job_id = act.job_id;
+                            IF act.next_attempt_at IS NOT NULL THEN
+                                PERFORM pg_notify('{NOTIFY_CHANNEL}', '');
+                            END IF;
+                        ELSIF p_forces[k] AND NOT act.force THEN
                             UPDATE {SCHEMA}.jobs SET force = true, updated_at = p_now
                              WHERE job_id = act.job_id;
                         END IF;

@@ -10,7 +10,9 @@ delivery task that retries until Zammad takes it. The worker takes its next job 
 job only once its report is delivered: one job per ticket at a time, across all workers.
 
 At start the store's recovery is resumed: interrupted jobs run again, scheduled retries
-wait for their time, undelivered reports are delivered.
+wait for their time, undelivered reports are delivered. An operator's ``/retry`` merged into a
+job waiting for its retry ends the wait: the job runs now (with a shared store, the claimer
+takes it on the store's ``NOTIFY``).
 
 With a shared store (PostgreSQL, several replicas) a job accepted here is still handed over
 in memory, but the store decides who runs it: a run starts only with a claim (a lease), and a
@@ -157,7 +159,21 @@ class WorkerPool:
         for request, admission in zip(requests, admissions, strict=True):
             if admission.new and admission.job_id is not None:
                 self._queue.put_nowait(_Work("run", admission.job_id, request.ticket_id))
+            elif admission.due_now and admission.job_id is not None:
+                # An operator's retry ended the job's wait for its next attempt (RETRY_REASON).
+                self._unschedule(admission.job_id)
+                self._queue.put_nowait(_Work("run", admission.job_id, request.ticket_id))
         return admissions
+
+    def _unschedule(self, job_id: str) -> None:
+        """Drop ``job_id``'s time from the retry schedule: the job runs now (an operator's
+        retry ended its wait, or a claim took it), so that time is stale. A stale time left
+        behind would run nothing (the store starts no job before its ``next_attempt_at``), but
+        would keep the pool from looking :attr:`idle` until it passed."""
+        kept = [entry for entry in self._schedule if entry[1] != job_id]
+        if len(kept) != len(self._schedule):
+            heapq.heapify(kept)
+            self._schedule = kept
 
     # -- introspection ---------------------------------------------------------------------------
     @property
@@ -537,6 +553,8 @@ class WorkerPool:
                 free = self._workers - len(self._running) - self._queue.qsize()
                 if free > 0:
                     for record in await self.store.claim_due(free, datetime.now(UTC).isoformat()):
+                        if self._schedule:  # e.g. a retry's time here, cut short by an operator's /retry
+                            self._unschedule(record.job_id)
                         self._queue.put_nowait(_Work("run", record.job_id, record.ticket_id, record))
                 for record in await self.store.claim_reports(max(self._workers, 1)):
                     self._queue.put_nowait(_Work("deliver", record.job_id, record.ticket_id, record))

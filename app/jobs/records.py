@@ -25,7 +25,7 @@ class JobState(StrEnum):
 
     PENDING = "pending"
     """Waiting to run: new, coalesced into, put back by a shutdown, or waiting for a retry
-    (``next_attempt_at``)."""
+    (``next_attempt_at``; an operator's ``/retry`` ends the wait, see :data:`RETRY_REASON`)."""
     RUNNING = "running"
     """A worker runs it (with a shared store: under this replica's lease)."""
     DONE = "done"
@@ -90,6 +90,19 @@ class JobStoreUnavailable(ArchiverError, OSError):
     transient = True
 
 
+RETRY_REASON = "retry"
+""":attr:`JobRequest.reason` of an operator's ``POST /retry/{ticket_id}`` (:mod:`app.http.admin`).
+
+Merged into the ticket's pending job, it makes that job a fresh operator request: a job waiting
+for its next attempt (``next_attempt_at``, after a Transient failure) is due now instead, and its
+``attempts`` count from zero again. The operator retries because the cause was fixed (the share
+is back, the token was corrected): the run should not wait out a backoff of up to
+``WORKFLOW_RETRY_MAX_SECONDS``, and it gets the ``WORKFLOW_MAX_ATTEMPTS`` runs a ``/retry`` of a
+dead job gets (a new job), rather than being the job's last attempt. The job's archive time
+(``archived_at``) stays, so it still writes to the first run's path. A webhook or the
+reconciliation sweep merged into a waiting job changes neither: Zammad may still be down."""
+
+
 class LeaseLost(Exception):
     """This replica no longer holds the job's lease: another replica reclaimed it (its
     fencing counter moved on), so this replica writes nothing more for that job.
@@ -137,11 +150,15 @@ class Admission:
         status: what became of the request (see :class:`AdmissionStatus`).
         job_id: the job that will do the work (``None`` for ``full``).
         new: whether ``job_id`` is a new job that must be handed to the workers.
+        due_now: whether the request (a :data:`RETRY_REASON`) was merged into a job that waited
+            for its next attempt and made it due now: the workers must be told. Only the SQLite
+            store sets it; with PostgreSQL the store's ``NOTIFY`` tells every replica's claimer.
     """
 
     status: AdmissionStatus
     job_id: str | None
     new: bool = False
+    due_now: bool = False
 
     @property
     def accepted(self) -> bool:

@@ -213,15 +213,17 @@ class SqliteJobStore:
     async def start(self, job_id: str, archived_at: str) -> JobRecord | None:
         """``pending → running``: counts the attempt and fixes the job's archive time on its
         first start (so a resumed job writes to the same path). ``None`` when the job is not
-        pending (already started elsewhere, or finished)."""
+        pending (already started elsewhere, or finished) or waits for a retry that is not due
+        yet (``next_attempt_at`` later than now: the worker pool's schedule may still hold the
+        time of a wait an operator's ``/retry`` ended, and the job may wait again since)."""
 
         def op(conn: sqlite3.Connection) -> JobRecord | None:
             now = self._clock()
             changed = conn.execute(
                 "UPDATE jobs SET state='running', attempts=attempts+1, started_at=?, "
                 "updated_at=?, next_attempt_at=NULL, archived_at=COALESCE(archived_at, ?) "
-                "WHERE job_id=? AND state='pending'",
-                (now, now, archived_at, job_id),
+                "WHERE job_id=? AND state='pending' AND COALESCE(next_attempt_at, 0) <= ?",
+                (now, now, archived_at, job_id, now),
             ).rowcount
             if not changed:
                 return None

@@ -9,6 +9,10 @@ Functions of the connection, run inside the store's batch transaction
 - a request for a ticket with a pending job is merged into it (``coalesced``; ``force`` is
   kept if either asked for it); one for a ticket with a running job sets ``follow_up`` on it
   (the follow-up job is created when the running one ends);
+- an operator's retry (:data:`~app.jobs.records.RETRY_REASON`) merged into a pending job that
+  ran before makes it a fresh request: ``attempts`` back to 0 and, when it waited for its next
+  attempt, ``next_attempt_at`` cleared (:attr:`~app.jobs.records.Admission.due_now`: the worker
+  pool runs it now). A webhook or the reconciliation sweep leaves the wait alone;
 - a new job is refused (``full``) when ``max_pending`` jobs are pending; a batch
   (``/ingest/batch``) is all or nothing on capacity.
 """
@@ -17,14 +21,22 @@ from __future__ import annotations
 
 import sqlite3
 
-from app.jobs.records import Admission, AdmissionStatus, JobRequest, new_job_id
+from app.jobs.records import RETRY_REASON, Admission, AdmissionStatus, JobRequest, new_job_id
 
-NOTHING_TO_WRITE, SET_FORCE, SET_FOLLOW_UP = 0, 1, 2
+NOTHING_TO_WRITE, SET_FORCE, SET_FOLLOW_UP, RESTART, RESTART_NOW = 0, 1, 2, 3, 4
 """What merging a request into its ticket's active job writes (see :func:`merge`)."""
 _ACTIVE_JOB = (
     # The job id and what a merge must write, decided here: one column instead of the four
     # flags it is decided from (each column read costs about as much as the comparisons).
     "SELECT job_id, CASE WHEN state='pending' THEN (?2 AND NOT force) "
+    "WHEN NOT follow_up OR (?2 AND NOT follow_up_force) THEN 2 ELSE 0 END FROM jobs "
+    "WHERE ticket_id=?1 AND state IN ('pending','running') ORDER BY created_at DESC LIMIT 1"
+)
+_ACTIVE_JOB_FOR_RETRY = (
+    # As _ACTIVE_JOB, for an operator's retry (rare: the webhooks' query stays as it was): a
+    # pending job that waits for its next attempt (4) or ran before (3) is restarted.
+    "SELECT job_id, CASE WHEN state='pending' THEN CASE WHEN next_attempt_at IS NOT NULL THEN 4 "
+    "WHEN attempts > 0 THEN 3 ELSE (?2 AND NOT force) END "
     "WHEN NOT follow_up OR (?2 AND NOT follow_up_force) THEN 2 ELSE 0 END FROM jobs "
     "WHERE ticket_id=?1 AND state IN ('pending','running') ORDER BY created_at DESC LIMIT 1"
 )
@@ -52,7 +64,9 @@ def admit_one(
         max_pending: most pending jobs.
         ttl: seconds a delivery id counts as seen.
     """
-    active = conn.execute(_ACTIVE_JOB, (req.ticket_id, req.force)).fetchone()
+    active = conn.execute(
+        _ACTIVE_JOB_FOR_RETRY if req.reason == RETRY_REASON else _ACTIVE_JOB, (req.ticket_id, req.force)
+    ).fetchone()
     if active is None and pending + 1 > max_pending:
         duplicate = live_delivery(conn, req.delivery_id, now)
         if duplicate is not None:
@@ -67,6 +81,8 @@ def admit_one(
     if active is not None:
         if active[1]:
             merge(conn, req, job_id, active[1], now)
+            if active[1] == RESTART_NOW:
+                return Admission(AdmissionStatus.COALESCED, job_id, due_now=True)
         return Admission(AdmissionStatus.COALESCED, job_id)
     conn.execute(
         _INSERT_JOB,
@@ -98,7 +114,9 @@ def admit_many(
             if row is not None:
                 plans.append((req, "duplicate", row[0], NOTHING_TO_WRITE))
                 continue
-        active = conn.execute(_ACTIVE_JOB, (req.ticket_id, req.force)).fetchone()
+        active = conn.execute(
+            _ACTIVE_JOB_FOR_RETRY if req.reason == RETRY_REASON else _ACTIVE_JOB, (req.ticket_id, req.force)
+        ).fetchone()
         if active is None:
             new_tickets.add(req.ticket_id)
             plans.append((req, "new", None, NOTHING_TO_WRITE))
@@ -125,7 +143,7 @@ def admit_many(
                 job_id, write = created[req.ticket_id], SET_FORCE if req.force else NOTHING_TO_WRITE
             if write:
                 merge(conn, req, job_id, write, now)
-            admission = Admission(AdmissionStatus.COALESCED, job_id)
+            admission = Admission(AdmissionStatus.COALESCED, job_id, due_now=write == RESTART_NOW)
         else:
             job_id = new_job_id()
             conn.execute(
@@ -152,14 +170,23 @@ def live_delivery(conn: sqlite3.Connection, delivery_id: str | None, now: float)
 
 def merge(conn: sqlite3.Connection, req: JobRequest, job_id: str, write: int, now: float) -> None:
     """Merge ``req`` into its ticket's active job ``job_id``, writing what the active-job query
-    decided: :data:`SET_FORCE` (a pending job without ``force``, asked for with it) or
+    decided: :data:`SET_FORCE` (a pending job without ``force``, asked for with it),
     :data:`SET_FOLLOW_UP` (a running job without a follow-up, or without a forced one asked for
-    now). Nothing is written otherwise (the hot path under a burst of webhooks for one ticket)."""
+    now), :data:`RESTART` or :data:`RESTART_NOW` (an operator's retry into a pending job that
+    ran before, or also waits for its next attempt: attempts from zero, due now, ``force`` if
+    asked for). Nothing is written otherwise (the hot path under a burst of webhooks for one
+    ticket)."""
     if write == SET_FORCE:
         conn.execute("UPDATE jobs SET force=1, updated_at=? WHERE job_id=?", (now, job_id))
     elif write == SET_FOLLOW_UP:
         conn.execute(
             "UPDATE jobs SET follow_up=1, follow_up_force = follow_up_force OR ?, updated_at=? "
+            "WHERE job_id=?",
+            (int(req.force), now, job_id),
+        )
+    elif write in (RESTART, RESTART_NOW):
+        conn.execute(
+            "UPDATE jobs SET next_attempt_at=NULL, attempts=0, force = force OR ?, updated_at=? "
             "WHERE job_id=?",
             (int(req.force), now, job_id),
         )

@@ -2,9 +2,10 @@
 
 Every accepted webhook is a job in the store before ``/ingest`` answers 202; its delivery id
 is recorded in the same transaction. One ticket has at most one active (pending or running)
-job: a request for a ticket with a pending job is merged into it, one for a running ticket
-sets ``follow_up`` and a new pending job is created when the running one ends, in the same
-transaction. Terminal jobs carry their report (tags and note) until it is delivered: the
+job: a request for a ticket with a pending job is merged into it (an operator's retry also
+ends its wait for a next attempt, :data:`~app.jobs.records.RETRY_REASON`), one for a running
+ticket sets ``follow_up`` and a new pending job is created when the running one ends, in the
+same transaction. Terminal jobs carry their report (tags and note) until it is delivered: the
 outbox. The records are in :mod:`app.jobs.records`.
 
 Two backends implement :class:`JobStore`, chosen by ``JOB_STORE_URL``

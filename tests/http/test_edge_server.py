@@ -11,6 +11,7 @@ import logging
 import re
 import resource
 import time
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
@@ -460,6 +461,52 @@ async def test_retry_and_jobs_are_never_anonymous(archiver, simulator):
     )
     assert status == 422
     assert_error_shape(payload, "invalid_ticket_id")
+
+
+async def test_a_retry_runs_a_job_waiting_for_its_next_attempt_now_a_webhook_does_not(archiver, simulator):
+    """Zammad answers 503: the job waits minutes for its next attempt. A webhook meanwhile is
+    merged and leaves the wait (Zammad may still be down). The operator fixes the cause and
+    retries: /jobs shows the job due now at once, and it is archived in its first attempt of a
+    fresh count, without waiting out the backoff."""
+    service = await archiver(
+        ADMIN_BEARER_TOKEN="admin-token-4711",
+        WORKFLOW_RETRY_BASE_SECONDS="300",
+        WORKFLOW_RETRY_MAX_SECONDS="600",
+    )
+    auth = {"Authorization": "Bearer admin-token-4711"}
+
+    async def job() -> dict[str, Any]:
+        status, _, payload = await call("GET", f"{service.url}/jobs/4711", headers=auth)
+        assert status == 200, payload
+        return payload
+
+    async def job_when(condition: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
+        async with asyncio.timeout(30):
+            while not condition(payload := await job()):  # noqa: ASYNC110 - read through the route
+                await asyncio.sleep(0.05)
+        return payload
+
+    simulator.fail("*", r"^/api/v1/", 503)
+    await service.ingest({"ticket_id": 4711})
+    waiting = await job_when(lambda j: j["state"] == "pending" and j["next_attempt_at"] is not None)
+    assert waiting["attempts"] == 1 and waiting["next_attempt_at"] > time.time() + 100
+    await service.ingest({"ticket_id": 4711})
+    await asyncio.sleep(1.5)  # past the claimer's poll (PostgreSQL)
+    still = await job()
+    assert (still["job_id"], still["state"], still["attempts"], still["next_attempt_at"]) == (
+        waiting["job_id"],
+        "pending",
+        1,
+        waiting["next_attempt_at"],
+    )
+    simulator.clear_faults()  # the operator fixed the cause
+    status, _, payload = await call("POST", f"{service.url}/retry/4711", headers=auth)
+    assert (status, payload) == (202, {"status": "accepted", "ticket_id": 4711})
+    due = await job()
+    assert (due["job_id"], due["next_attempt_at"]) == (waiting["job_id"], None)
+    done = await job_when(lambda j: j["state"] == "done")
+    assert (done["job_id"], done["result"], done["attempts"]) == (waiting["job_id"], "archived", 1)
+    assert "pdf:signed" in simulator.tags(4711)
 
 
 async def test_a_ticket_id_of_thousands_of_digits_is_a_422_not_a_500(archiver):

@@ -4,6 +4,7 @@ replica tests of the whole service are in ``tests/e2e/test_replicas.py``."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -115,6 +116,34 @@ async def test_a_retry_runs_on_whichever_replica_claims_it_when_due(postgres_url
     clock.now += 31
     claimed = await b.claim_due(5, AT)
     assert [(r.job_id, r.attempts, r.last_error) for r in claimed] == [(job, 2, "Zammad 503")]
+    await closed(a, b)
+
+
+async def test_an_operators_retry_wakes_the_claimers_for_a_waiting_job_and_a_webhook_does_not(
+    postgres_url: str,
+) -> None:
+    """The job waits 600 s for its next attempt. A webhook merged into it sends no NOTIFY and
+    leaves it unclaimable; an operator's retry through replica a makes it due now and wakes
+    replica b's claimer (``work_available``), which claims it as attempt 1 of a fresh count."""
+    clock = Clock()
+    a, b = replica(postgres_url, clock), replica(postgres_url, clock)
+    await opened(a, b)
+    job = await new_job(a, 9)
+    await a.start(job, AT)
+    await a.retry_later(
+        job, at=clock.now + 600, error="Zammad 503", step="fetch ticket", classification="Transient"
+    )
+    await asyncio.wait_for(b.work_available.wait(), 5)  # the new job's NOTIFY (or the LISTEN's start)
+    await asyncio.sleep(0.3)
+    b.work_available.clear()
+    await a.accept(JobRequest(9))
+    await asyncio.sleep(0.5)
+    assert not b.work_available.is_set()
+    assert await b.claim_due(5, AT) == []
+    await a.accept(JobRequest(9, reason="retry"))
+    await asyncio.wait_for(b.work_available.wait(), 5)
+    claimed = await b.claim_due(5, AT)
+    assert [(r.job_id, r.attempts, r.next_attempt_at, r.archived_at) for r in claimed] == [(job, 1, None, AT)]
     await closed(a, b)
 
 

@@ -100,6 +100,36 @@ async def test_a_retry_waits_for_zammads_retry_after(make_store: StoreFactory) -
     await store.close()
 
 
+async def test_an_operators_retry_runs_a_job_waiting_for_its_next_attempt_at_once(
+    make_store: StoreFactory,
+) -> None:
+    """The backoff is 50-100 s. A webhook merged into the waiting job leaves it waiting; the
+    operator fixes the cause and retries: it runs at once (SQLite: handed to the workers;
+    PostgreSQL: the claimer, woken by the store's NOTIFY), as attempt 1 of a fresh count."""
+    store = make_store()
+    runner = FakeRunner({7: ["transient"]})
+    pool = WorkerPool(store, runner, workers=2, retry=RetryPolicy(3, 100.0, 200.0))
+    await pool.start()
+    await pool.submit(JobRequest(7))
+    await until(lambda: runner.runs == [(7, 1)] and pool.in_flight == 0, 5)
+    waiting = await pool.status(7)
+    assert waiting["state"] == "pending" and waiting["next_attempt_at"] > time.time() + 40
+    assert (await pool.submit(JobRequest(7))).status == "coalesced"  # a webhook
+    await asyncio.sleep(1.5)  # past the claimer's poll (PostgreSQL)
+    assert runner.runs == [(7, 1)]
+    status = await pool.status(7)
+    assert (status["state"], status["next_attempt_at"]) == ("pending", waiting["next_attempt_at"])
+    runner.script[7] = ["ok"]  # the operator fixed the cause
+    assert (await pool.submit(JobRequest(7, reason="retry"))).status == "coalesced"
+    await until(lambda: len(runner.runs) == 2 and pool.idle, 5)
+    assert runner.runs == [(7, 1), (7, 1)] and runner.delivered == [(7, "archived")]
+    status = await pool.status(7)
+    assert (status["state"], status["attempts"], status["next_attempt_at"]) == ("done", 1, None)
+    assert pool.idle  # no stale retry time left in the schedule
+    await pool.stop(0)
+    await store.close()
+
+
 async def test_one_job_per_ticket_across_workers(make_store: StoreFactory) -> None:
     runner = FakeRunner({})
     runner.gate.clear()

@@ -121,3 +121,29 @@ def test_a_batch_merges_force_and_follow_ups_as_single_requests_do(conn: sqlite3
     changes = conn.total_changes
     admit_many(conn, batch[:3], NOW, pending=2, max_pending=10, ttl=60)
     assert conn.total_changes == changes
+
+
+def test_an_operators_retry_restarts_a_pending_job_that_ran_before(conn: sqlite3.Connection) -> None:
+    """A retry merged into a pending job that waits for its next attempt makes it due now
+    (``due_now``: the pool runs it), into one that ran before (recovered after a crash) counts
+    its attempts afresh; a webhook, the sweep or a batch's webhook into a waiting job leave it
+    waiting; a second retry finds nothing left to write."""
+    waiting = one(conn, JobRequest(1))
+    ran = one(conn, JobRequest(2))
+    conn.execute("UPDATE jobs SET attempts = 2, next_attempt_at = ? WHERE ticket_id = 1", (NOW + 600,))
+    conn.execute("UPDATE jobs SET attempts = 1 WHERE ticket_id = 2")
+    changes = conn.total_changes
+    for reason in ("webhook", "reconcile"):
+        assert one(conn, JobRequest(1, reason=reason)) == Admission(AdmissionStatus.COALESCED, waiting.job_id)
+    admitted = admit_many(conn, [JobRequest(1), JobRequest(2)], NOW, pending=2, max_pending=10, ttl=60)
+    assert [(a.status, a.due_now) for a in admitted] == [("coalesced", False)] * 2
+    assert conn.total_changes == changes
+    retried = one(conn, JobRequest(1, reason="retry"))
+    assert retried == Admission(AdmissionStatus.COALESCED, waiting.job_id, due_now=True)
+    assert (row(conn, waiting.job_id)["next_attempt_at"], row(conn, waiting.job_id)["attempts"]) == (None, 0)
+    [batched] = admit_many(conn, [JobRequest(2, reason="retry")], NOW, pending=2, max_pending=10, ttl=60)
+    assert batched == Admission(AdmissionStatus.COALESCED, ran.job_id, due_now=False)
+    assert row(conn, ran.job_id)["attempts"] == 0
+    changes = conn.total_changes
+    assert one(conn, JobRequest(1, reason="retry")).due_now is False
+    assert conn.total_changes == changes

@@ -154,6 +154,55 @@ async def test_a_run_and_its_retry_and_end_as_the_store_records_them(make_store:
     await store.close()
 
 
+async def test_an_operators_retry_ends_a_wait_for_the_next_attempt_and_a_webhook_does_not(
+    make_store: StoreFactory,
+) -> None:
+    """A job waits for its next attempt after a Transient failure. A webhook or the sweep merged
+    into it keep the wait (Zammad may still be down), and no job starts before its time; an
+    operator's ``/retry`` (``RETRY_REASON``) makes it due now, its attempts counted afresh,
+    keeping its archive time and the error it waited on."""
+    now = [1000.0]
+    store = make_store(clock=lambda: now[0])
+    await store.open()
+    job = await new_job(store, 1)
+    await store.start(job, AT)
+    await store.retry_later(
+        job, at=1600.0, error="Zammad 503", step="fetch ticket", classification="Transient"
+    )
+    assert await store.start(job, AT) is None  # not due before 1600
+    for reason in ("webhook", "reconcile"):
+        merged = await store.accept(JobRequest(1, reason=reason))
+        assert (merged.status, merged.job_id, merged.due_now) == ("coalesced", job, False)
+        record = await record_of(store, job)
+        assert (record.state, record.next_attempt_at, record.attempts) == (JobState.PENDING, 1600.0, 1)
+    assert await store.start(job, AT) is None
+    retried = await store.accept(JobRequest(1, reason="retry", force=True))
+    assert (retried.status, retried.job_id, retried.new) == ("coalesced", job, False)
+    # SQLite tells the worker pool; PostgreSQL's replicas learn it from the store's NOTIFY.
+    assert retried.due_now is isinstance(store, SqliteJobStore)
+    record = await record_of(store, job)
+    assert (record.state, record.next_attempt_at, record.attempts, record.force) == (
+        JobState.PENDING,
+        None,
+        0,
+        True,
+    )
+    assert (record.last_error, record.updated_at) == ("Zammad 503", 1000.0)
+    assert store.pending_count == 1
+    started = await store.start(job, "2030-01-01T00:00:00+00:00")
+    assert started is not None and (started.attempts, started.archived_at) == (1, AT)
+    # A retry merged into a job that has not run yet, or into a running job, is what it was.
+    fresh = await new_job(store, 2)
+    again = await store.accept(JobRequest(2, reason="retry"))
+    assert (again.status, again.due_now) == ("coalesced", False)
+    assert (await record_of(store, fresh)).attempts == 0
+    follow = await store.accept(JobRequest(1, reason="retry"))
+    assert (follow.status, follow.job_id, follow.due_now) == ("coalesced", job, False)
+    record = await record_of(store, job)
+    assert (record.state, record.attempts, record.follow_up) == (JobState.RUNNING, 1, True)
+    await store.close()
+
+
 async def test_latest_shows_a_tickets_active_job_first(make_store: StoreFactory) -> None:
     now = [1000.0]
     store = make_store(clock=lambda: now[0])
