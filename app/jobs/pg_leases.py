@@ -25,7 +25,7 @@ import asyncpg
 from app.jobs import pg_schema
 from app.jobs.pg_database import PgDatabase
 from app.jobs.pg_schema import SCHEMA
-from app.jobs.records import JobRecord, LeaseLost
+from app.jobs.records import JobRecord, JobStoreUnavailable, LeaseLost
 
 log = logging.getLogger("app.jobs.store")
 
@@ -67,8 +67,14 @@ _RENEW = (
     "WHERE j.job_id = mine.job_id AND j.fence = mine.fence AND j.lease_owner = $1 "
     f"AND (j.state = 'running' OR (NOT j.reported AND j.state IN {TERMINAL})) "
     "RETURNING j.job_id) "
-    f"SELECT mine.job_id FROM mine LEFT JOIN {SCHEMA}.jobs j ON j.job_id = mine.job_id "
+    f"SELECT mine.job_id, coalesce(j.lease_owner <> $1 AND (j.state = 'running' OR "
+    f"(NOT j.reported AND j.state IN {TERMINAL})), false) AS taken_over "
+    f"FROM mine LEFT JOIN {SCHEMA}.jobs j ON j.job_id = mine.job_id "
     "WHERE j.job_id IS NULL OR j.fence <> mine.fence"
+)
+_HOLDER = (
+    f"SELECT lease_owner FROM {SCHEMA}.jobs WHERE job_id = $1 AND lease_owner IS NOT NULL "
+    f"AND (state = 'running' OR (NOT reported AND state IN {TERMINAL}))"
 )
 _PENDING_COUNT = f"SELECT count(*) FROM {SCHEMA}.jobs WHERE state = 'pending'"
 SERVER_CLOCK = "SELECT extract(epoch FROM clock_timestamp())::float8"
@@ -101,8 +107,9 @@ class Leases:
         self._clock = clock
         self.fences: dict[str, int] = {}
         """The fence of each job this replica works on (claimed, not yet ended or given back)."""
-        self.on_lease_lost: Callable[[str], None] | None = None
-        """Called with a job id when a renewal finds that another replica took the job over."""
+        self.on_lease_lost: Callable[[LeaseLost], None] | None = None
+        """Called when a renewal finds that a job's fence moved on (another replica took the
+        job over, or it is not known who: :attr:`LeaseLost.taken_over`)."""
         self.clock_skewed = False
         """Whether :meth:`check_clock` found this replica's clock too far off the server's."""
 
@@ -114,8 +121,8 @@ class Leases:
         return records
 
     def fence(self, job_id: str) -> int:
-        """The fence this replica claimed ``job_id`` with; raises :class:`LeaseLost` when it
-        holds no claim on it."""
+        """The fence this replica claimed ``job_id`` with; raises :class:`LeaseLost` (not
+        saying who holds it: see :meth:`lost` for that) when it holds no claim on it."""
         fence = self.fences.get(job_id)
         if fence is None:
             raise LeaseLost(job_id)
@@ -124,6 +131,20 @@ class Leases:
     def forget(self, job_id: str) -> None:
         """This replica no longer works on ``job_id`` (ended, given back, or lost)."""
         self.fences.pop(job_id, None)
+
+    async def lost(self, job_id: str) -> LeaseLost:
+        """Forget ``job_id`` here and return the :class:`LeaseLost` to raise for it, saying
+        whether another replica holds it now (its lease names another replica): the one
+        statement this costs runs only once a write found the lease gone. Another replica is
+        not the only cause — after an outage longer than the lease this replica's own claimer
+        may have reclaimed the job, and its first run ended it — so it is named only when the
+        database says so; when the database cannot be asked, it is not known."""
+        self.forget(job_id)
+        try:
+            owner = await self._db.call(lambda conn: conn.fetchval(_HOLDER, job_id))
+        except (JobStoreUnavailable, asyncpg.PostgresError):
+            owner = None
+        return LeaseLost(job_id, taken_over=owner is not None and owner != self.owner)
 
     # -- claims --------------------------------------------------------------------------------
     async def claim(self, job_id: str, archived_at: str) -> JobRecord | None:
@@ -171,15 +192,17 @@ class Leases:
         rows; its further parameters are ``args``.
 
         Raises:
-            LeaseLost: no row matched (another replica holds the job now); it is forgotten here.
+            LeaseLost: this replica holds no claim on the job, or no row matched (another
+                replica holds the job now, or it moved on since); it is forgotten here.
             JobStoreUnavailable: the database cannot be reached. The fence is kept: the worker
                 pool writes again once it is back (:meth:`app.jobs.pool.WorkerPool._recorded`).
         """
-        fence = self.fence(job_id)
+        fence = self.fences.get(job_id)
+        if fence is None:
+            raise await self.lost(job_id)
         rows: list[asyncpg.Record] = await self._db.call(lambda conn: conn.fetch(sql, job_id, fence, *args))
         if not rows:
-            self.forget(job_id)
-            raise LeaseLost(job_id)
+            raise await self.lost(job_id)
         return rows
 
     async def confirm(self, job_id: str) -> None:
@@ -191,7 +214,8 @@ class Leases:
 
         Raises:
             LeaseLost: another replica holds the job now (its fence moved on), or this replica
-                no longer holds it; it is forgotten here.
+                no longer holds it (it ended here, e.g. by a first run of a job this replica
+                reclaimed after an outage); it is forgotten here.
             JobStoreUnavailable: the database cannot be reached (whether it is held is unknown).
         """
         await self.write(
@@ -207,7 +231,8 @@ class Leases:
     async def renew(self) -> None:
         """Extend the leases of the jobs this replica works on (those it claimed and has not
         ended or given back: their fences); a job whose fence moved on (another replica took
-        it over) is forgotten and reported to :attr:`on_lease_lost`.
+        it over, or it is not known who: a claim of this replica's whose answer was lost) is
+        forgotten, logged (``lease lost: …``) and reported to :attr:`on_lease_lost`.
 
         Only the claims this replica still tracks are renewed, each by its fence: a job it
         lost track of (a claim whose answer never came back, a run that ended without its end
@@ -233,9 +258,10 @@ class Leases:
             if self.fences.get(job_id) != sent[job_id]:
                 continue  # ended or claimed again here meanwhile
             self.forget(job_id)
-            log.warning("lease lost: another replica took the job over", extra={"job_id": job_id})
+            lost = LeaseLost(job_id, taken_over=row["taken_over"])
+            log.warning("lease lost: %s", lost.what, extra={"job_id": job_id})
             if self.on_lease_lost is not None:
-                self.on_lease_lost(job_id)
+                self.on_lease_lost(lost)
 
     async def check_clock(self) -> float:
         """Compare this replica's clock with the database server's and warn when they differ

@@ -143,7 +143,7 @@ class WorkerPool:
         self._deliveries: set[asyncio.Task[None]] = set()
         self._accepting = False
         self._runs: dict[str, asyncio.Task[ArchiveOutcome]] = {}
-        self._lost: set[str] = set()
+        self._lost: dict[str, LeaseLost] = {}
         self.shutting_down = False
 
     # -- admission ---------------------------------------------------------------------------
@@ -331,9 +331,10 @@ class WorkerPool:
                 outcome = await run
             else:
                 outcome = await self.runner.execute(record)
-        except LeaseLost:  # the guard, before the run's first write to the ticket
+        except LeaseLost as lost:  # the guard, before the run's first write to the ticket
             log.warning(
-                "run stopped before writing to the ticket: the job's lease was taken over by another replica",
+                "run stopped before writing to the ticket: %s",
+                lost.what,
                 extra={"job_id": record.job_id, "ticket_id": record.ticket_id},
             )
             return None
@@ -346,9 +347,11 @@ class WorkerPool:
                 await self._recorded(record, lambda: self.store.requeue(record.job_id))
             return None
         except asyncio.CancelledError:
-            if record.job_id in self._lost:  # another replica runs it now: nothing to give back
+            taken = self._lost.get(record.job_id)
+            if taken is not None:  # this replica's lease is gone: nothing to give back
                 log.warning(
-                    "run cancelled: the job's lease was taken over by another replica",
+                    "run cancelled: %s",
+                    taken.what,
                     extra={"job_id": record.job_id, "ticket_id": record.ticket_id},
                 )
                 return None
@@ -365,7 +368,7 @@ class WorkerPool:
         finally:
             self._running.pop(record.ticket_id, None)
             self._runs.pop(record.job_id, None)
-            self._lost.discard(record.job_id)
+            self._lost.pop(record.job_id, None)
         if self._on_outcome is not None:
             self._on_outcome(record, outcome, time.perf_counter() - started)
 
@@ -385,9 +388,10 @@ class WorkerPool:
                         classification=failure.classification.value,
                     ),
                 )
-            except LeaseLost:
+            except LeaseLost as lost:
                 log.warning(
-                    "retry not recorded: the job's lease was taken over by another replica",
+                    "retry not recorded: %s",
+                    lost.what,
                     extra={"job_id": record.job_id, "ticket_id": record.ticket_id},
                 )
                 return None
@@ -420,9 +424,10 @@ class WorkerPool:
                     sha256=outcome.stored.sha256 if outcome.stored else None,
                 ),
             )
-        except LeaseLost:
+        except LeaseLost as lost:
             log.warning(
-                "outcome not recorded: the job's lease was taken over by another replica",
+                "outcome not recorded: %s",
+                lost.what,
                 extra={"job_id": record.job_id, "ticket_id": record.ticket_id, "status": outcome.status},
             )
             return None
@@ -495,9 +500,10 @@ class WorkerPool:
                 with contextlib.suppress(LeaseLost):
                     await self.store.mark_reported(record.job_id, given_up=str(exc))
                 return
-            except LeaseLost:  # another replica delivers it now (the note is posted once per job id)
+            except LeaseLost as lost:  # its lease holder delivers it (the note is posted once per job id)
                 log.warning(
-                    "report handed over: its lease was taken over by another replica",
+                    "report not delivered here: %s",
+                    lost.what,
                     extra={"job_id": record.job_id, "ticket_id": record.ticket_id},
                 )
                 return
@@ -530,12 +536,13 @@ class WorkerPool:
         :class:`LeaseLost` or :class:`JobStoreUnavailable` otherwise."""
         return lambda: self.store.confirm_lease(job_id)
 
-    def _lease_lost(self, job_id: str) -> None:
-        """The store found that another replica took ``job_id`` over: cancel its run here,
-        without putting the ticket's tags back (:data:`~app.workflow.archive.HANDED_OVER`)."""
-        run = self._runs.get(job_id)
+    def _lease_lost(self, lost: LeaseLost) -> None:
+        """The store found that this replica lost ``lost.job_id``'s lease (another replica took
+        it over, as a rule): cancel its run here, without putting the ticket's tags back
+        (:data:`~app.workflow.archive.HANDED_OVER`)."""
+        run = self._runs.get(lost.job_id)
         if run is not None and not run.done():
-            self._lost.add(job_id)
+            self._lost[lost.job_id] = lost
             run.cancel(HANDED_OVER)  # the workflow leaves the tags to the new run
 
     async def _claimer(self) -> None:

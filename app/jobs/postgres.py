@@ -145,12 +145,13 @@ class PostgresJobStore:
         """Set when a NOTIFY says a job may be claimable (the pool clears it)."""
 
     @property
-    def on_lease_lost(self) -> Callable[[str], None] | None:
-        """Called with a job id when a renewal finds that another replica took the job over."""
+    def on_lease_lost(self) -> Callable[[LeaseLost], None] | None:
+        """Called when a renewal finds that a job's fence moved on (see
+        :attr:`app.jobs.pg_leases.Leases.on_lease_lost`)."""
         return self.leases.on_lease_lost
 
     @on_lease_lost.setter
-    def on_lease_lost(self, callback: Callable[[str], None] | None) -> None:
+    def on_lease_lost(self, callback: Callable[[LeaseLost], None] | None) -> None:
         self.leases.on_lease_lost = callback
 
     @property
@@ -345,7 +346,9 @@ class PostgresJobStore:
                 running row and raises :class:`LeaseLost`).
         """
         assert state in TERMINAL_STATES
-        fence = self.leases.fence(job_id)
+        fence = self.leases.fences.get(job_id)
+        if fence is None:
+            raise await self.leases.lost(job_id)
         now = self._clock()
         keep = state != JobState.DONE
         follow_id = new_job_id()
@@ -398,8 +401,7 @@ class PostgresJobStore:
 
         outcome = await self.database.call(op)
         if outcome is False:
-            self.leases.forget(job_id)
-            raise LeaseLost(job_id)
+            raise await self.leases.lost(job_id)
         if report is None:
             self.leases.forget(job_id)
         if outcome is not None:

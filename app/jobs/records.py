@@ -104,16 +104,35 @@ reconciliation sweep merged into a waiting job changes neither: Zammad may still
 
 
 class LeaseLost(Exception):
-    """This replica no longer holds the job's lease: another replica reclaimed it (its
-    fencing counter moved on), so this replica writes nothing more for that job.
+    """This replica no longer holds the job's lease (its fencing counter moved on, or this
+    replica holds no claim on the job any more), so it writes nothing more for that job.
+
+    Another replica taking the job over is one cause, not the only one: after an outage longer
+    than the lease, a replica's own claimer may reclaim its own job, whose first run then ends
+    it, and the second run finds no claim left. The message (:attr:`what`) blames another
+    replica only when the store saw one hold the job (:attr:`taken_over`).
 
     Attributes:
         job_id: the job.
+        taken_over: the job's lease names another replica now. ``False`` when that is not
+            known: no replica holds it now (it ended or was given back since), it names this
+            replica, or the database could not be asked.
     """
 
-    def __init__(self, job_id: str) -> None:
-        super().__init__(f"job {job_id}: the lease was taken over by another replica")
+    def __init__(self, job_id: str, *, taken_over: bool = False) -> None:
         self.job_id = job_id
+        self.taken_over = taken_over
+        super().__init__(f"job {job_id}: {self.what}")
+
+    @property
+    def what(self) -> str:
+        """What became of the lease, for the log (without the job id)."""
+        if self.taken_over:
+            return "the job's lease was taken over by another replica"
+        return (
+            "the job's lease was lost (it may have been taken over by another replica or "
+            "reclaimed after an outage)"
+        )
 
 
 def new_job_id() -> str:

@@ -37,6 +37,7 @@ from app.jobs.records import (
     JobRecord,
     JobRequest,
     JobState,
+    LeaseLost,
     Recovery,
     new_job_id,
 )
@@ -68,7 +69,7 @@ class SqliteJobStore:
     shared = False
     """One instance only: the worker pool hands jobs over in memory and never claims or polls."""
     work_available = None
-    on_lease_lost: Callable[[str], None] | None = None
+    on_lease_lost: Callable[[LeaseLost], None] | None = None
     """Never called: no other replica takes a job over."""
     created = False
     """``True`` once :meth:`open` created the database file: none was at :attr:`path` (a first

@@ -25,7 +25,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
 from app.config import Settings
-from app.jobs.records import Admission, JobRecord, JobRequest, JobState, Recovery
+from app.jobs.records import Admission, JobRecord, JobRequest, JobState, LeaseLost, Recovery
 
 SQLITE_FILE = "jobs.sqlite3"
 """The SQLite store's file name in ``STATE_DIR``."""
@@ -44,8 +44,9 @@ class JobStore(Protocol):
 
     shared: bool
     max_pending: int
-    on_lease_lost: Callable[[str], None] | None
-    """Called with a job id when the store finds that another replica took the job over."""
+    on_lease_lost: Callable[[LeaseLost], None] | None
+    """Called when the store finds that a job's lease was lost (taken over by another replica,
+    or it is not known who: :attr:`~app.jobs.records.LeaseLost.taken_over`)."""
 
     @property
     def work_available(self) -> asyncio.Event | None:

@@ -87,7 +87,7 @@ async def test_renewals_keep_a_lease_and_a_lost_lease_is_reported(postgres_url: 
     clock = Clock()
     a, b = replica(postgres_url, clock, lease=10), replica(postgres_url, clock, lease=10)
     await opened(a, b)
-    lost: list[str] = []
+    lost: list[LeaseLost] = []
     a.on_lease_lost = lost.append
     job = await new_job(a, 8)
     await a.start(job, AT)
@@ -99,7 +99,7 @@ async def test_renewals_keep_a_lease_and_a_lost_lease_is_reported(postgres_url: 
     clock.now += 11  # a missed its renewals: b takes over, and a learns it at its next renewal
     assert len(await b.claim_due(5, AT)) == 1
     await a.renew_leases()
-    assert lost == [job]
+    assert [(e.job_id, e.taken_over) for e in lost] == [(job, True)]
     await closed(a, b)
 
 
@@ -152,7 +152,7 @@ async def test_a_claim_made_while_leases_are_renewed_is_not_taken_for_lost(
 ) -> None:
     a = replica(postgres_url)
     await opened(a)
-    lost: list[str] = []
+    lost: list[LeaseLost] = []
     a.on_lease_lost = lost.append
     first = await new_job(a, 1)
     await a.start(first, AT)
@@ -183,7 +183,7 @@ async def test_a_job_ended_here_while_a_renewal_runs_is_not_reported_lost(postgr
     clock = Clock()
     a, b = replica(postgres_url, clock, lease=10), replica(postgres_url, clock, lease=10)
     await opened(a, b)
-    lost: list[str] = []
+    lost: list[LeaseLost] = []
     a.on_lease_lost = lost.append
     ended = await new_job(a, 1)
     await a.start(ended, AT)
@@ -203,7 +203,47 @@ async def test_a_job_ended_here_while_a_renewal_runs_is_not_reported_lost(postgr
     finally:
         await conn.close()
     await a.renew_leases()
-    assert lost == [taken]
+    assert [(e.job_id, e.taken_over) for e in lost] == [(taken, True)]
+    await closed(a, b)
+
+
+async def test_a_lost_lease_blames_another_replica_only_when_one_holds_the_job(postgres_url: str) -> None:
+    """Replica a is cut off for longer than the lease while it runs a job; nobody else takes
+    the job, and a's own claimer reclaims it. One of its two runs ends it; the other then finds
+    no claim: ``LeaseLost``, but not another replica's doing, and its message does not say so.
+    When another replica holds the job, it does (also once this replica has forgotten it)."""
+    generic = (
+        "the job's lease was lost (it may have been taken over by another replica or "
+        "reclaimed after an outage)"
+    )
+    clock = Clock()
+    a, b = replica(postgres_url, clock, lease=10), replica(postgres_url, clock, lease=10)
+    await opened(a, b)
+    stall(a)
+    own = await new_job(a, 1)
+    await a.start(own, AT)
+    clock.now += 11
+    assert [(r.job_id, r.attempts) for r in await a.claim_due(5, AT)] == [(own, 2)]
+    await a.finish(own, state=JobState.DONE, result="archived")  # one run ends it, nothing to report
+    writes: list[Callable[[str], Awaitable[Any]]] = [
+        a.confirm_lease,
+        lambda job: a.finish(job, state=JobState.DONE, result="archived"),
+        lambda job: a.retry_later(job, at=0, error="e", step="s", classification="Transient"),
+    ]
+    for write in writes:
+        with pytest.raises(LeaseLost) as caught:
+            await write(own)
+        assert str(caught.value) == f"job {own}: {generic}"
+        assert not caught.value.taken_over
+    taken = await new_job(a, 2)
+    await a.start(taken, AT)
+    clock.now += 11
+    assert [r.job_id for r in await b.claim_due(5, AT)] == [taken]
+    for write in writes:
+        with pytest.raises(LeaseLost) as caught:
+            await write(taken)
+        assert str(caught.value) == f"job {taken}: the job's lease was taken over by another replica"
+        assert caught.value.taken_over
     await closed(a, b)
 
 

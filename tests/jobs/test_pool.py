@@ -376,6 +376,43 @@ async def test_a_replica_that_stalled_past_its_lease_writes_nothing_to_the_ticke
     await closed(a, b)
 
 
+async def test_a_replica_that_reclaimed_its_own_job_after_an_outage_blames_no_other_replica(
+    postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Replica a's renewals stop for longer than the lease while it runs a job (an outage);
+    nobody else takes the job, and a's own claimer reclaims it: a second run waits for the
+    ticket. The first run ends the job; the second finds no claim at its lease check and writes
+    nothing. Its warning says the lease was lost, not that another replica took the job over
+    (which was logged before, and was false)."""
+    clock = Clock()
+    a = replica(postgres_url, clock, lease=10)
+    runner = GuardedRunner()
+    runner.gate.clear()
+    runner.deliver_gate.set()
+    pool = WorkerPool(
+        a, runner, workers=2, retry=RetryPolicy(3, 0.02, 0.05), deliver_backoff_max_seconds=0.05
+    )
+    await pool.start()
+    job = job_of(await pool.submit(JobRequest(1)))
+    await until(lambda: bool(runner.active), 5)
+    stall(a)
+    clock.now += 11
+    await until(lambda: a.leases.fences.get(job) == 2, 5)  # reclaimed by a's own claimer
+    caplog.set_level(logging.WARNING, logger="app.jobs")
+    runner.gate.set()
+    await until(lambda: pool.idle, 5)
+    assert runner.writes == ["start 1", "note 1"]
+    row = await record_of(a, job)
+    assert (row.state, row.reported) == ("done", True)
+    warnings = [r.getMessage() for r in caplog.records if r.name == "app.jobs"]
+    assert warnings == [
+        "run stopped before writing to the ticket: the job's lease was lost "
+        "(it may have been taken over by another replica or reclaimed after an outage)"
+    ]
+    await pool.stop(1)
+    await closed(a)
+
+
 async def test_a_stop_during_a_database_outage_ends_the_workers(
     postgres_server: PostgresServer, postgres_url: str
 ) -> None:
