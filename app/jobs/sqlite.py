@@ -49,6 +49,10 @@ from app.jobs.sqlite_walsync import WalSyncProcess
 
 CLOSE_WAIT_SECONDS = 30.0
 """How long :meth:`SqliteJobStore.close` waits for batches in flight before it ends the WAL sync helper."""
+START_EARLY_SECONDS = 1.0
+"""How far ahead of now a job's ``next_attempt_at`` may be for :meth:`SqliteJobStore.start` to
+start it anyway (see there). A job's retry can thus start up to this much before its time:
+far less than the default retry waits (``WORKFLOW_RETRY_BASE_SECONDS``, 30 s and doubling)."""
 
 
 class SqliteJobStore:
@@ -216,7 +220,10 @@ class SqliteJobStore:
         first start (so a resumed job writes to the same path). ``None`` when the job is not
         pending (already started elsewhere, or finished) or waits for a retry that is not due
         yet (``next_attempt_at`` later than now: the worker pool's schedule may still hold the
-        time of a wait an operator's ``/retry`` ended, and the job may wait again since)."""
+        time of a wait an operator's ``/retry`` ended, and the job may wait again since).
+        A time up to :data:`START_EARLY_SECONDS` ahead counts as due: the pool's schedule
+        hands a job over once ``time.time()`` reached it, and a wall clock stepped back a
+        moment later must not leave that job pending with nothing scheduled."""
 
         def op(conn: sqlite3.Connection) -> JobRecord | None:
             now = self._clock()
@@ -224,7 +231,7 @@ class SqliteJobStore:
                 "UPDATE jobs SET state='running', attempts=attempts+1, started_at=?, "
                 "updated_at=?, next_attempt_at=NULL, archived_at=COALESCE(archived_at, ?) "
                 "WHERE job_id=? AND state='pending' AND COALESCE(next_attempt_at, 0) <= ?",
-                (now, now, archived_at, job_id, now),
+                (now, now, archived_at, job_id, now + START_EARLY_SECONDS),
             ).rowcount
             if not changed:
                 return None
