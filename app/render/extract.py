@@ -12,6 +12,14 @@ written by :mod:`app.storage.store`), the PDF's SHA-256 must equal the sidecar's
 ``sha256``, and the files must be exactly those in its ``embedded_files`` list
 (``[{"name", "sha256", "size"}]``) with the same SHA-256 and size. Reading uses pyHanko's
 PDF reader, which the signer already needs: no further dependency.
+
+The sidecar is not signed: whoever can change the PDF can change it too. So the PDF's
+signatures are checked as the fixity audit checks them (:class:`app.audit.signatures.SignatureVerifier`:
+the CMS over the byte range, timestamps, and pyHanko's difference analysis, which lets only
+validation data and document timestamps follow a signature, ISO 32000-2 §12.8.4.3): the files
+of the newest revision are then the ones the signer signed. A file changed after signing (an
+embedded original replaced in an incremental update, say) is a problem even when the sidecar
+was edited to match; with ``--trust`` the signer's and TSA's chains are validated too.
 """
 
 from __future__ import annotations
@@ -23,14 +31,18 @@ import json
 import os
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from asn1crypto import x509
 from pyhanko.pdf_utils import generic
 from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.pdf_utils.reader import PdfFileReader
+
+if TYPE_CHECKING:
+    from app.audit.signatures import PdfVerdict
 
 #: Longest file name written, in UTF-8 bytes (most file systems allow 255).
 MAX_NAME_BYTES = 200
@@ -204,11 +216,44 @@ def _write(folder: Path, name: str, data: bytes) -> Path:
 
 @dataclass(frozen=True, slots=True)
 class ExtractReport:
-    """What :func:`extract` did: the files written and every problem found (empty = all checked and equal)."""
+    """What :func:`extract` did: the files written and every problem found (empty = all checked and equal).
+
+    Attributes:
+        written: each file and the path it was written to.
+        problems: every mismatch, the signature's included.
+        sidecar_checked: whether a sidecar was compared.
+        signature: one line on the PDF's signatures, e.g. ``"signature by CN=… intact; its
+            certificates not checked (no trust roots)"`` or ``"not signed"``.
+    """
 
     written: tuple[tuple[EmbeddedOriginal, Path], ...]
     problems: tuple[str, ...]
     sidecar_checked: bool
+    signature: str
+
+
+def _judge_signature(
+    verdict: PdfVerdict, sidecar: dict[str, Any] | None, trusted: bool
+) -> tuple[str, list[str]]:
+    """The one-line summary of ``verdict`` and its problems; a sidecar that says signed
+    (``"signed"`` absent or true) requires a signature, and its ``signer_cert_sha256`` the signer."""
+    problems = [f"signature: {problem}" for problem in verdict.problems]
+    if not verdict.signed:
+        if sidecar is not None and sidecar.get("signed", True) is not False and not verdict.problem:
+            problems.append("signature: no signature in the PDF, the sidecar says signed")
+        return "not signed", problems
+    recorded = sidecar.get("signer_cert_sha256") if sidecar else None
+    actual = verdict.signer_cert_sha256
+    if recorded and actual and str(recorded).lower() != actual:
+        problems.append(f"signature: signed by certificate {actual}, the sidecar names {recorded}")
+    signers = ", ".join(sorted({f.signer or "?" for f in verdict.findings if f.kind == "signature"}))
+    stamps = sum(1 for f in verdict.findings if f.kind == "document_timestamp")
+    what = f"signature by {signers or '?'}" + (f" and {stamps} document timestamp(s)" if stamps else "")
+    if problems:
+        return f"{what}: NOT VALID", problems
+    if trusted:
+        return f"{what} intact and trusted", problems
+    return f"{what} intact; its certificates not checked (no trust roots: give --trust)", problems
 
 
 def _load_sidecar(path: Path) -> dict[str, Any]:
@@ -228,13 +273,21 @@ def _load_sidecar(path: Path) -> dict[str, Any]:
     return sidecar
 
 
-def extract(pdf_path: Path, out_dir: Path, *, sidecar_path: Path | None = None) -> ExtractReport:
-    """Write every file embedded in ``pdf_path`` into ``out_dir`` and check them against the sidecar.
+def extract(
+    pdf_path: Path,
+    out_dir: Path,
+    *,
+    sidecar_path: Path | None = None,
+    trust_roots: Sequence[x509.Certificate] = (),
+) -> ExtractReport:
+    """Write every file embedded in ``pdf_path`` into ``out_dir``, check them against the
+    sidecar and the PDF's signatures (see the module docstring).
 
     Args:
         pdf_path: the archived PDF (signed or not).
         out_dir: created if missing; files in it with the same names are overwritten.
         sidecar_path: the sidecar to check against; ``None`` means ``<pdf_path>.json`` if it exists.
+        trust_roots: roots the signer's and TSA's chains must end in; empty: integrity only.
 
     Raises:
         ExtractError: the PDF or sidecar cannot be read, or a file cannot be written.
@@ -291,16 +344,31 @@ def extract(pdf_path: Path, out_dir: Path, *, sidecar_path: Path | None = None) 
         for name in in_pdf:
             if name not in listed:
                 problems.append(f"{name}: embedded in the PDF but not listed in the sidecar")
+    # Imported here: it loads pyHanko's signing modules, whose import-time warnings must reach
+    # the JSON log that ``python -m app`` configures after importing this module.
+    from app.audit.signatures import SignatureVerifier
+
+    verifier = SignatureVerifier(trust_roots)
+    try:
+        verdict = verifier.verify_bytes(pdf)
+    finally:
+        verifier.close()
+    signature, signature_problems = _judge_signature(verdict, sidecar, verifier.checks_trust)
+    problems.extend(signature_problems)
     return ExtractReport(
-        written=tuple(written), problems=tuple(problems), sidecar_checked=sidecar is not None
+        written=tuple(written),
+        problems=tuple(problems),
+        sidecar_checked=sidecar is not None,
+        signature=signature,
     )
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m app extract",
-        description="Write the originals embedded in an archived PDF to a folder and check their SHA-256 "
-        "against the archive's sidecar (ARCHIVE.pdf.json).",
+        description="Write the originals embedded in an archived PDF to a folder, check their SHA-256 "
+        "against the archive's sidecar (ARCHIVE.pdf.json) and the PDF's signatures (that nothing but "
+        "validation data and document timestamps was added after signing).",
     )
     parser.add_argument("pdf", help="the archived PDF")
     parser.add_argument(
@@ -309,6 +377,14 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--sidecar", help="sidecar JSON to check against (default: PDF path + .json, if present)"
     )
+    parser.add_argument(
+        "--trust",
+        type=Path,
+        action="append",
+        metavar="PEM",
+        help="trust roots for the signer's and TSA's chains (repeatable); without it the signatures' "
+        "integrity is checked, not whom they chain to",
+    )
     return parser
 
 
@@ -316,18 +392,26 @@ def main(argv: list[str]) -> int:
     """Run the ``extract`` command; ``argv`` excludes the program and command names.
 
     Returns:
-        0 when every file was written and (with a sidecar) every hash matches; 1 when a
-        check failed; 2 on bad arguments or an unreadable PDF, sidecar or folder.
+        0 when every file was written, (with a sidecar) every hash matches and every
+        signature holds; 1 when a check failed; 2 on bad arguments or an unreadable PDF,
+        sidecar, trust-root file or folder.
     """
     try:
         args = _parser().parse_args(argv)
     except SystemExit as exc:  # argparse exits on --help and errors; return its code instead
         return int(exc.code or 0)
+    from app.errors import ConfigError
+    from app.signing.trust import load_certificates
+
     try:
+        roots = tuple(cert for path in args.trust or () for cert in load_certificates(path))
         report = extract(
-            Path(args.pdf), Path(args.output), sidecar_path=Path(args.sidecar) if args.sidecar else None
+            Path(args.pdf),
+            Path(args.output),
+            sidecar_path=Path(args.sidecar) if args.sidecar else None,
+            trust_roots=roots,
         )
-    except ExtractError as exc:
+    except (ExtractError, ConfigError) as exc:
         print(f"extract: {exc}", file=sys.stderr)
         return 2
     for original, path in report.written:
@@ -337,6 +421,7 @@ def main(argv: list[str]) -> int:
         )
     for problem in report.problems:
         print(f"extract: MISMATCH: {problem}", file=sys.stderr)
+    print(report.signature, file=sys.stderr if report.problems else sys.stdout)
     count = len(report.written)
     if report.problems:
         print(

@@ -4,6 +4,7 @@ checked against the sidecar; names never leave the output folder."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import subprocess
@@ -67,6 +68,93 @@ def test_round_trip_is_byte_identical_to_what_the_simulator_served(archive: Arch
     assert all(p.parent == out and p.is_file() for p in out.iterdir())
     assert not (tmp_path / "outside").exists()  # EVIL_NAME stayed inside
     assert any(name.endswith("Prüfbericht_ Q1_final.txt") for name in written), written
+
+
+def replace_embedded_file(signed: bytes, name: str, data: bytes) -> bytes:
+    """``signed`` with an incremental update after its signature that swaps the stream of the
+    embedded file ``name`` for ``data``: what someone with write access to the share could do."""
+    from pyhanko.pdf_utils import generic
+    from pyhanko.pdf_utils.incremental_writer import IncrementalPdfFileWriter
+
+    writer = IncrementalPdfFileWriter(io.BytesIO(signed))
+    names = writer.root["/Names"]["/EmbeddedFiles"]["/Names"]
+    for index in range(0, len(names), 2):
+        if str(names[index]) == name:
+            ref = names[index + 1].get_object()["/EF"].raw_get("/F")
+            old = ref.get_object()
+            stream = generic.StreamObject(
+                {
+                    generic.NameObject("/Type"): generic.NameObject("/EmbeddedFile"),
+                    generic.NameObject("/Subtype"): old["/Subtype"],
+                    generic.NameObject("/Params"): generic.DictionaryObject(
+                        {generic.NameObject("/Size"): generic.NumberObject(len(data))}
+                    ),
+                },
+                stream_data=data,
+            )
+            writer.mark_update(ref)
+            writer.objects[(ref.generation, ref.idnum)] = stream
+            out = io.BytesIO()
+            writer.write(out)
+            return out.getvalue()
+    raise AssertionError(f"{name} is not embedded")
+
+
+def test_the_signature_is_checked_and_trusted_with_trust_roots(archive: Archive, dev_pki, tmp_path: Path):
+    pdf = publish(archive, tmp_path / "store")
+    done = run_extract(str(pdf), "-o", str(tmp_path / "out"), "--trust", str(dev_pki.root_pem))
+    assert done.returncode == 0, done.stderr
+    assert "intact and trusted" in done.stdout
+    done = run_extract(str(pdf), "-o", str(tmp_path / "out"))
+    assert done.returncode == 0 and "its certificates not checked (no trust roots" in done.stdout
+    done = run_extract(str(pdf), "-o", str(tmp_path / "out"), "--trust", str(tmp_path / "nope.pem"))
+    assert done.returncode == 2 and "cannot read certificate file" in done.stderr
+
+
+def test_an_original_replaced_after_signing_fails_although_the_sidecar_was_edited_to_match(
+    archive: Archive, tmp_path: Path
+):
+    forged = b'{"id": 4711, "title": "Gutschrift statt Rechnung"}'
+    tampered = replace_embedded_file(archive.signed, "ticket.json", forged)
+    entries = [
+        {
+            "name": n,
+            "sha256": hashlib.sha256(forged).hexdigest() if n == "ticket.json" else d,
+            "size": len(forged) if n == "ticket.json" else s,
+        }
+        for n, d, s in archive.rendered.embedded
+    ]
+    folder = tmp_path / "store"
+    pdf = publish(
+        archive,
+        folder,
+        sidecar={
+            "sha256": hashlib.sha256(tampered).hexdigest(),
+            "size": len(tampered),
+            "embedded_files": entries,
+        },
+    )
+    pdf.write_bytes(tampered)
+    done = run_extract(str(pdf), "-o", str(tmp_path / "out"))
+    assert (tmp_path / "out" / "ticket.json").read_bytes() == forged  # what the newest revision holds
+    assert done.returncode == 1, done.stdout
+    assert "MISMATCH: signature: the file was changed after signature 'Signature1' was made" in done.stderr
+    assert "do not trust these files" in done.stderr
+    assert "match the sidecar" not in done.stdout
+
+
+def test_an_unsigned_pdf_whose_sidecar_says_signed_fails(archive: Archive, tmp_path: Path):
+    unsigned = archive.rendered.data
+    pdf = publish(archive, tmp_path, sidecar={"sha256": hashlib.sha256(unsigned).hexdigest()})
+    pdf.write_bytes(unsigned)
+    done = run_extract(str(pdf), "-o", str(tmp_path / "out"))
+    assert done.returncode == 1
+    assert "no signature in the PDF, the sidecar says signed" in done.stderr
+    publish(archive, tmp_path, sidecar={"sha256": hashlib.sha256(unsigned).hexdigest(), "signed": False})
+    pdf.write_bytes(unsigned)
+    done = run_extract(str(pdf), "-o", str(tmp_path / "again"))
+    assert done.returncode == 0, done.stderr
+    assert "not signed" in done.stdout
 
 
 def test_a_changed_file_hash_in_the_sidecar_fails(archive: Archive, tmp_path: Path):
