@@ -81,7 +81,7 @@ async def check_signatures(pdf: Path, roots: list, others: list, details: bool) 
     reader = PdfFileReader(io.BytesIO(await asyncio.to_thread(pdf.read_bytes)), strict=False)
     signatures = reader.embedded_signatures
     if not signatures:
-        print(f"{pdf}: no signatures")
+        print("signatures: NONE (the PDF holds no signature)")
         return False
     ok = True
     for sig in signatures:

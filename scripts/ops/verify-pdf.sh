@@ -56,6 +56,8 @@ if [[ -f "$sidecar" ]]; then
         echo "sidecar: MISMATCH (sidecar: $expected, file: $actual)"
         status=1
     fi
+else
+    echo "sidecar: none ($sidecar not found: the signatures are checked, not the recorded SHA-256)"
 fi
 
 # 2. Signatures.
@@ -86,14 +88,16 @@ if [[ -n "$pyhanko" && "$pyhanko" != "none" ]]; then
         [[ -n "$other" ]] && args+=(--other-certs "$other")
     done
     if [[ $details -eq 1 ]]; then args+=(--pretty-print); else args+=(--executive-summary); fi
+    # pyHanko's report goes to stdout (and a copy to a temporary file); its stderr (warnings, log
+    # lines, "Error: …") is kept to name the cause when it gave no verdict, e.g. on a PDF it
+    # cannot parse. A PDF without a signature gets no report at all and exit status 0 from
+    # pyHanko's CLI: that is a failure here.
+    errors="$(mktemp)"
     if [[ $details -eq 1 ]]; then
-        "$pyhanko" "${args[@]}" "$file"
-        rc=$?
+        "$pyhanko" "${args[@]}" "$file" 2>"$errors" | tee "$errors.out"
+        rc=${PIPESTATUS[0]}
+        cat -- "$errors" >&2
     else
-        # The summary (one line per signature) goes to stdout; pyHanko's stderr (warnings, log
-        # lines, "Error: …") is kept to name the cause when it gave no verdict, e.g. on a PDF it
-        # cannot parse.
-        errors="$(mktemp)"
         "$pyhanko" "${args[@]}" "$file" 2>"$errors" | tee "$errors.out"
         rc=${PIPESTATUS[0]}
         if [[ $rc -ne 0 ]] && ! grep -q ':INVALID$' "$errors.out"; then
@@ -101,8 +105,12 @@ if [[ -n "$pyhanko" && "$pyhanko" != "none" ]]; then
             [[ -n "$reason" ]] || reason="$(grep -v '^[[:space:]]' "$errors" | tail -n 1)"
             echo "signatures: NOT VERIFIED (pyHanko: ${reason:-exit status $rc, no message})"
         fi
-        rm -f -- "$errors" "$errors.out"
     fi
+    if [[ $rc -eq 0 ]] && ! grep -q '[^[:space:]]' "$errors.out"; then
+        echo "signatures: NONE (the PDF holds no signature)"
+        rc=1
+    fi
+    rm -f -- "$errors" "$errors.out"
 else
     "$python" "$here/verify-pdf.py" --signatures-only "$file"
     rc=$?

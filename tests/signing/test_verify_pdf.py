@@ -94,6 +94,25 @@ async def test_a_pdf_pyhanko_cannot_parse_fails_with_the_reason(
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("with_sidecar", [True, False])
+async def test_an_unsigned_pdf_fails(
+    sample_pdf: bytes, dev_certs, tmp_path: Path, backend: str, with_sidecar: bool
+) -> None:
+    """pyHanko's CLI reports nothing and exits 0 for a PDF without signatures: an archive
+    replaced by an unsigned file (and its sidecar edited to match) must still fail, and say so."""
+    sidecar_sha = hashlib.sha256(sample_pdf).hexdigest() if with_sidecar else None
+    path = write(tmp_path, sample_pdf, sidecar_sha=sidecar_sha)
+
+    proc = run(path, backend, VERIFY_PDF_TRUST=str(dev_certs.root_pem))
+    details = run(path, backend, VERIFY_PDF_TRUST=str(dev_certs.root_pem), VERIFY_PDF_SHOW_DETAILS="true")
+
+    for done in (proc, details):
+        assert done.returncode == 1, done.stdout + done.stderr
+        assert "signatures: NONE (the PDF holds no signature)" in done.stdout, done.stdout
+    assert ("sidecar: OK" if with_sidecar else "sidecar: none (") in proc.stdout, proc.stdout
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 async def test_untrusted_root_fails(signed: bytes, dev_certs, tmp_path: Path, backend: str) -> None:
     proc = run(write(tmp_path, signed), backend, VERIFY_PDF_TRUST=str(dev_certs.tsa_pem))
 
