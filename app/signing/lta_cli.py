@@ -142,7 +142,7 @@ class _Tally:
     archives: int = 0
     unsigned: int = 0
     due: int = 0
-    refreshed: int = 0
+    refreshed: int = 0  # with --dry-run: the archives it would refresh (due and not refused)
     failed: int = 0
     skipped: int = 0
 
@@ -353,6 +353,7 @@ async def run(
                 tally.due += 1
                 require_revocation_sources(evidence, roots)  # before the TSA, and for --dry-run
                 if config.dry_run:
+                    tally.refreshed += 1
                     output.say(f"would refresh {relative}: {'; '.join(reasons)}")
                     continue
                 stored, result = await _refresh(config, refresher, family, sidecar, reasons, now)
@@ -377,7 +378,7 @@ async def run(
                 f"by {result.timestamp_authority!r}; "
                 f"next refresh due before {f'{expires:%Y-%m-%d}' if expires else 'an unknown date'}"
             )
-    done = f"would refresh {tally.due}" if config.dry_run else f"refreshed {tally.refreshed}"
+    done = f"{'would refresh' if config.dry_run else 'refreshed'} {tally.refreshed}"
     output.say(
         f"lta-refresh: {tally.archives} archives, {tally.unsigned} unsigned, "
         f"{tally.due} due within {config.within.days} days, {done}, "

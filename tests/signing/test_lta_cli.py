@@ -310,5 +310,6 @@ async def test_archives_on_certificates_without_revocation_services_are_not_refr
         assert f"failed {stored.relative_path}: PAdES B-LTA needs revocation data" in err, err
         assert "signer certificate 'CN=Dev Archive Signer,O=zammad-pdf-archiver dev' names no OCSP" in err
         assert "1 due within 1000 days" in out and ", 1 failed" in out
+        assert ("would refresh 0, " if args else "refreshed 0, ") in out, out
         assert TSA_PASSWORD not in out + err
     assert tree(root) == before and local_tsa.requests == asked
