@@ -104,6 +104,7 @@ class FileReport:
         archived_at: the sidecar's ``archived_at`` (ISO 8601), if any.
         sidecar_read: whether a sidecar was read and parsed.
         ticket_id: the sidecar's ``ticket_id``, if it is a number.
+        ticket_number, job_id: the sidecar's ``ticket_number`` and ``job_id`` as it has them.
         manifested: the sidecar says the archive was entered in the manifest (``"manifest":
             true``, written by the archive store since the manifest's entries became checkable;
             older sidecars lack it).
@@ -119,6 +120,8 @@ class FileReport:
     archived_at: str | None = None
     sidecar_read: bool = False
     ticket_id: int | None = None
+    ticket_number: object = None
+    job_id: object = None
     manifested: bool = False
 
     @property
@@ -310,6 +313,8 @@ def check_archive(
         report.ticket_id = (
             ticket_id if isinstance(ticket_id, int) and not isinstance(ticket_id, bool) else None
         )
+        report.ticket_number = sidecar.get("ticket_number")
+        report.job_id = sidecar.get("job_id")
         report.manifested = sidecar.get("manifest") is True
     try:
         result = read_archive(dir_fd, pdf_name, verifier, buffer)

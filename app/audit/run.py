@@ -3,7 +3,7 @@
 :func:`run_audit` walks the root (:mod:`app.audit.walk`), checks each archive
 (:mod:`app.audit.fixity`) and hands each :class:`~app.audit.fixity.FileReport` to a callback
 as soon as it is made, keeping only counts: memory does not grow with the number of
-archives (the manifest cross-check's index aside, ~170 bytes per manifest line). With the
+archives (the manifest cross-check's index aside, ~180 bytes per manifest line). With the
 manifest, every archive it records is accounted for after the walk: one the walk did not find
 is looked up at its recorded path — ``missing_archive`` when it is not there (also with
 ``since``: a deletion leaves no time behind), checked like any archive when it is (a folder
@@ -283,11 +283,12 @@ def _locate(root_fd: int, recorded: RecordedArchive) -> WalkEntry | Problem:
 def _cross_check(report: FileReport, index: ManifestIndex, manifest_start: datetime | None) -> None:
     """Takes the report's archive out of the index. ``missing_archive`` for an orphan sidecar
     whose PDF the manifest records; ``manifest_mismatch`` when the manifest's line for the path
-    records another SHA-256, or another ticket than the sidecar names; ``not_in_manifest`` when
-    it has no line for the path although the sidecar says the archive was entered
-    (``"manifest": true``, whatever its date), or the manifest records the file's SHA-256 for
-    another path (a copy), or — for a sidecar without that key — it was archived after the
-    manifest began. A file that could not be read is taken out and left as it is."""
+    records another SHA-256, or another ticket id, ticket number or job id than the sidecar
+    names; ``not_in_manifest`` when it has no line for the path although the sidecar says the
+    archive was entered (``"manifest": true``, whatever its date), or the manifest records the
+    file's SHA-256 for another path (a copy), or — for a sidecar without that key — it was
+    archived after the manifest began. A file that could not be read is taken out and left as
+    it is."""
     if report.sha256 is None:
         orphan = any(p.code == ORPHAN_SIDECAR for p in report.problems)
         pdf = report.path.removesuffix(SIDECAR_SUFFIX) if orphan else report.path
@@ -308,6 +309,12 @@ def _cross_check(report: FileReport, index: ManifestIndex, manifest_start: datet
                 MANIFEST_MISMATCH,
                 f"the manifest recorded ticket id {recorded.ticket_id} for this path, "
                 f"the sidecar says {report.ticket_id}",
+            )
+        elif report.sidecar_read and not recorded.records(report.ticket_number, report.job_id):
+            report.add(
+                MANIFEST_MISMATCH,
+                "the manifest recorded another ticket number or job id for this path than the sidecar's "
+                f"(ticket_number {report.ticket_number!r}, job_id {report.job_id!r})",
             )
         return
     copy = index.records_sha256(report.sha256)

@@ -132,6 +132,23 @@ def test_an_edited_ticket_id_in_a_sidecar_is_a_manifest_mismatch(archive_root: A
     assert codes(document, archive_root.stored[2].relative_path) == {"manifest_mismatch"}
 
 
+@pytest.mark.parametrize(
+    "changes", [{"ticket_number": "99999999"}, {"job_id": "0" * 32}, {"ticket_number": None}]
+)
+def test_an_edited_ticket_number_or_job_id_in_a_sidecar_is_a_manifest_mismatch(
+    archive_root: ArchiveRoot, changes: dict[str, object]
+) -> None:
+    """The runbook tells operators to look archives up by the sidecar's job id and ticket
+    number; the manifest line records both, so an edit of either is found like one of ticket_id."""
+    edit_sidecar(archive_root.sidecar(2), **changes)
+
+    status, document = audit_json(archive_root, "--manifest")
+
+    assert status == 1
+    assert codes(document, archive_root.stored[2].relative_path) == {"manifest_mismatch"}
+    assert set(results(document).values()) == {"ok", "manifest_mismatch"}
+
+
 def test_a_folder_of_the_root_audited_as_its_own_root_is_ok(archive_root: ArchiveRoot) -> None:
     group = archive_root.root / archive_root.stored[0].relative_path.split("/")[0]
     part = ArchiveRoot(group, archive_root.stored, archive_root.trust)

@@ -86,7 +86,9 @@ async def test_a_broken_manifest_chain_reads_0_and_no_check_reads_nan(archive_ro
     (day_file,) = (archive_root.root / "_manifest").glob("*.jsonl")
     lines = day_file.read_text().splitlines(keepends=True)
     edited = json.loads(lines[1])
-    edited["job_id"] = "job-edited"  # compared with no file (the ticket id now is): only the chain breaks
+    # A millisecond later, still on its day: compared with no file (ticket and job now are), so
+    # only the chain breaks.
+    edited["time"] = edited["time"][:-2] + ("1Z" if edited["time"][-2] != "1" else "2Z")
     lines[1] = json.dumps(edited, separators=(",", ":")) + "\n"
     day_file.write_text("".join(lines))
     checked = ScheduledAuditOptions(str(archive_root.root), trust, expiry_days=90, manifest=True)
