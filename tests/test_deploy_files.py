@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -259,6 +261,38 @@ def test_scripts_parse(path: Path) -> None:
     shell = "sh" if path.read_text(encoding="utf-8").startswith("#!/bin/sh") else "bash"
     result = subprocess.run([shell, "-n", str(path)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_mount_cifs_keeps_a_share_and_mount_point_with_spaces_whole(tmp_path: Path) -> None:
+    """A share path with spaces: the fstab line has them as ``\\040`` (fstab(5); util-linux's
+    own parser reads it back), the dry run's commands quote them for the shell."""
+    share, mountpoint = "//fileserver/Ticket Archiv", "/srv/ticket archive"
+    script = str(REPO / "scripts/ops/mount-cifs.sh")
+    fstab = subprocess.run([script, "--fstab", share, mountpoint], capture_output=True, text=True, timeout=30)
+    assert fstab.returncode == 0, fstab.stderr
+    table = tmp_path / "fstab"
+    table.write_text(fstab.stdout)
+    parsed = subprocess.run(
+        ["findmnt", "--tab-file", str(table), "-J", "-o", "SOURCE,TARGET,FSTYPE,OPTIONS"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert parsed.returncode == 0, parsed.stderr
+    (entry,) = json.loads(parsed.stdout)["filesystems"]
+    assert (entry["source"], entry["target"], entry["fstype"]) == (share, mountpoint, "cifs")
+    assert "x-systemd.automount" in entry["options"]
+
+    dry = subprocess.run([script, share, mountpoint], capture_output=True, text=True, timeout=30)
+    assert dry.returncode == 0, dry.stderr
+    lines = dry.stdout.splitlines()
+    assert shlex.split(next(row for row in lines if row.startswith("mkdir")))[2:] == [mountpoint]
+    mount = shlex.split(next(row for row in lines if row.startswith("mount -t cifs")))
+    assert mount[3:5] == [share, mountpoint] and mount[5] == "-o"
+    check = shlex.split(
+        next(row for row in lines if row.startswith("# then check: ")).removeprefix("# then check: ")
+    )
+    assert check[:2] == ["findmnt", mountpoint] and f"{mountpoint}/.probe" in check
 
 
 def test_mount_cifs_dry_run_prints_the_documented_options() -> None:

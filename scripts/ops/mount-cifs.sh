@@ -50,15 +50,26 @@ options="vers=$vers,credentials=$credentials,uid=$uid,gid=$gid,forceuid,forcegid
 options+=",file_mode=0640,dir_mode=0750,cache=strict,nosuid,nodev,noexec"
 [[ -n ${CIFS_EXTRA:-} ]] && options+=",${CIFS_EXTRA}"
 
+# An /etc/fstab field: space, tab, newline and backslash as octal escapes (fstab(5)), so a share
+# or mount point with spaces ("//fileserver/Ticket Archiv") stays one field.
+fstab_field() {
+    local value="${1//\\/\\134}"
+    value="${value// /\\040}"
+    value="${value//$'\t'/\\011}"
+    printf '%s' "${value//$'\n'/\\012}"
+}
+
 case "$mode" in
     fstab)
-        printf '%s %s cifs %s,_netdev,nofail,x-systemd.automount 0 0\n' "$share" "$mountpoint" "$options"
+        printf '%s %s cifs %s 0 0\n' "$(fstab_field "$share")" "$(fstab_field "$mountpoint")" \
+            "$(fstab_field "$options,_netdev,nofail,x-systemd.automount")"
         ;;
     dry-run)
         echo "# dry run; add --apply to mount (as root, needs cifs-utils):"
         printf 'mkdir -p %q\n' "$mountpoint"
-        printf "mount -t cifs %s %s -o '%s'\n" "$share" "$mountpoint" "$options"
-        echo "# then check: findmnt $mountpoint && sudo -u '#$uid' touch $mountpoint/.probe && rm $mountpoint/.probe"
+        printf "mount -t cifs %q %q -o '%s'\n" "$share" "$mountpoint" "$options"
+        printf '# then check: findmnt %q && sudo -u %q touch %q && rm %q\n' \
+            "$mountpoint" "#$uid" "$mountpoint/.probe" "$mountpoint/.probe"
         ;;
     apply)
         [[ $(id -u) -eq 0 ]] || { echo "--apply needs root" >&2; exit 1; }
