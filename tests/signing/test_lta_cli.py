@@ -53,14 +53,18 @@ def environment(pki, root: Path, **overrides: str | None) -> dict[str, str]:
     return {k: v for k, v in env.items() if v is not None}
 
 
-async def lta_refresh(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+async def run_app(env: dict[str, str], *args: str) -> tuple[int, str, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "app", "lta-refresh", *args,
+        sys.executable, "-m", "app", *args,
         env=env, cwd=REPO_ROOT, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip
     out, err = await asyncio.wait_for(proc.communicate(), timeout=180)
     assert proc.returncode is not None
     return proc.returncode, out.decode(), err.decode()
+
+
+async def lta_refresh(env: dict[str, str], *args: str) -> tuple[int, str, str]:
+    return await run_app(env, "lta-refresh", *args)
 
 
 def tree(root: Path) -> dict[str, bytes]:
@@ -133,6 +137,15 @@ async def test_refresh_writes_a_valid_b_lta_version_beside_the_original(
         "/DocTimeStamp",
     ]
     assert "Signature Validation: Signature is Valid." in pdfsig(new)
+    # What follows the signature is validation data and a document timestamp: an archivist's
+    # extract and audit take it as such (the manifest line's ticket and job match the sidecar).
+    root_pem = str(cm_pki.root_pem)
+    code, out, err = await run_app(env, "extract", str(new), "-o", str(new.parent / "x"), "--trust", root_pem)
+    assert code == 0 and "and 1 document timestamp(s) intact and trusted" in out, out + err
+    code, out, err = await run_app(
+        env, "audit", "--root", str(archive_root), "--trust", root_pem, "--manifest", "--expiry-days", "0"
+    )
+    assert code == 0 and "result: OK" in out, out + err
 
     again, again_out, again_err = await lta_refresh(env)  # the newest version is far from expiry now
 
