@@ -371,9 +371,18 @@ def _judge_signatures(
     expires = verdict.evidence_expires_at
     report.evidence_expires_at = expires
     if expires is not None and expires <= now + expiry_window and not verdict.problems:
-        newest = "timestamp" if any(f.timestamp for f in verdict.findings) else "signature"
         state = "expired" if expires <= now else "expires"
         report.add(
-            CERTIFICATE_EXPIRING,
-            f"the certificate chain of its newest {newest} {state} on {expires.date().isoformat()}",
+            CERTIFICATE_EXPIRING, f"{_evidence_chains(verdict)} {state} on {expires.date().isoformat()}"
         )
+
+
+def _evidence_chains(verdict: PdfVerdict) -> str:
+    """Which chains :attr:`~app.audit.signatures.PdfVerdict.evidence_expires_at` is the expiry
+    of, as the ``certificate_expiring`` detail names them: the newest document timestamp's TSA
+    chain, else the signer's chain and, with a signature timestamp, its TSA's (the earlier)."""
+    if any(f.kind == "document_timestamp" and f.expires_at for f in verdict.findings):
+        return "the certificate chain of its newest document timestamp"
+    if any(f.kind == "signature" and f.timestamp for f in verdict.findings):
+        return "a certificate chain of its signature (the signer's, or its signature timestamp's TSA's)"
+    return "the signer's certificate chain"
