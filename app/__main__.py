@@ -206,8 +206,9 @@ commands:
   render TICKET.json ARTICLES.json [-o OUT.pdf] [--tags TAGS.json] [--template NAME] [--timezone TZ]
          [--language en|de]
                                           lay a ticket out as an unsigned PDF, without a server
-  extract ARCHIVE.pdf -o DIR [--sidecar ARCHIVE.pdf.json]
+  extract ARCHIVE.pdf -o DIR [--sidecar ARCHIVE.pdf.json] [--trust PEM]
                                           write the embedded originals out, check them against the sidecar
+                                          and the PDF's signatures
   audit [--since DATE] [--json] [--manifest] [--expiry-days N] [--trust PEM] [--root DIR]
                                           re-read every archive: SHA-256, sidecar, signatures, manifest chain
   lta-refresh [--within-days N] [--dry-run]
