@@ -148,9 +148,8 @@ def main(argv: list[str], *, stdout: TextIO | None = None, stderr: TextIO | None
     bar = ProgressBar(err) if options.count_first else None
     try:
         summary = run_audit(options, on_manifest=writer.manifest, on_file=writer.file, progress=bar)
-    except BrokenPipeError:  # e.g. `| head`: the reader is gone, nobody to report to
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_PROBLEMS
+    except BrokenPipeError:
+        return _reader_gone()
     except OSError as exc:
         if bar is not None:
             bar.close()
@@ -158,5 +157,16 @@ def main(argv: list[str], *, stdout: TextIO | None = None, stderr: TextIO | None
         return EXIT_USAGE
     if bar is not None:
         bar.close()
-    writer.finish(summary)
+    try:
+        writer.finish(summary)
+        out.flush()  # here, not at exit, where a closed pipe would print a traceback
+    except BrokenPipeError:
+        return _reader_gone()
     return EXIT_OK if summary.ok else EXIT_PROBLEMS
+
+
+def _reader_gone() -> int:
+    """stdout's reader is gone (``audit | head``): nobody to report to; exit 1 without a
+    traceback (stdout pointed at /dev/null, so Python's own flush at exit writes nowhere)."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_PROBLEMS

@@ -335,6 +335,24 @@ def test_untrusted_signer_is_signature_invalid(archive_root: ArchiveRoot, tmp_pa
     assert "does not chain to a trust root" in detail
 
 
+@pytest.mark.parametrize("listing", [[], ["--all"]])
+def test_a_reader_that_goes_away_gets_no_traceback(archive_root: ArchiveRoot, listing: list[str]) -> None:
+    """``python -m app audit | head -1``: the pipe is closed before the report is written, the
+    files' lines (``--all``) or only the summary at the end: exit 1, as for any report not made."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app", "audit", "--root", str(archive_root.root), "--manifest", *listing],
+        cwd=Path(__file__).resolve().parents[2],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    proc.stdout.close()
+    _, err = proc.communicate(timeout=120)
+
+    assert proc.returncode == 1, err.decode()
+    assert b"Traceback" not in err and b"BrokenPipeError" not in err, err.decode()
+
+
 def test_certificate_expiring_within_the_window(archive_root: ArchiveRoot) -> None:
     # The dev certificates live 825 days (signer) and 10 years (root): within 5,000 days they expire.
     status, document = audit_json(archive_root, "--expiry-days", "5000")
