@@ -97,7 +97,11 @@ class PgDatabase:
         self._pool: asyncpg.Pool | None = None
         self._listener: asyncpg.Connection | None = None
         self._error: str | None = None
-        self._failures = 0  # raised by every failed call (see call)
+        # Calls are numbered as they begin; the newest-begun call that failed, and that
+        # succeeded, decide what ``unavailable`` says (see call and failed).
+        self._begun = 0
+        self._newest_failed = -1
+        self._newest_ok = -1
         self.closed = False
 
     async def connect(self) -> None:
@@ -136,13 +140,16 @@ class PgDatabase:
         """Run ``fn(connection)`` on a pooled connection and return its result.
 
         Connection-level failures (:data:`UNREACHABLE`) become :class:`JobStoreUnavailable`, and
-        :attr:`unavailable` says so until a call that began after the last failure succeeds
+        :attr:`unavailable` says so until a call that began after the failed one succeeds
         (one already under way when the database went away may still come back with its
-        answer). Errors of the statement itself (``asyncpg.PostgresError``) pass through.
+        answer). Likewise a failure of a call that began before one that has since succeeded
+        (a connection attempt from before the database came back, failing late) raises but
+        leaves :attr:`unavailable` as that newer call left it. Errors of the statement itself
+        (``asyncpg.PostgresError``) pass through.
         """
         if self.closed or self._pool is None:
             raise JobStoreUnavailable("the job store is closed")
-        failures = self._failures
+        began = self.begin()
         try:
             async with self._pool.acquire(timeout=CONNECT_TIMEOUT_SECONDS) as conn:
                 try:
@@ -151,11 +158,21 @@ class PgDatabase:
                     conn.terminate()  # see UNREACHABLE: the pool opens a new connection instead
                     raise
         except UNREACHABLE as exc:
-            raise self.failed(exc) from exc
-        if failures == self._failures and self._error is not None:
+            raise self.failed(exc, began) from exc
+        self._succeeded(began)
+        return result
+
+    def begin(self) -> int:
+        """Number a call as it begins (for :meth:`failed`)."""
+        began = self._begun
+        self._begun += 1
+        return began
+
+    def _succeeded(self, began: int) -> None:
+        self._newest_ok = max(self._newest_ok, began)
+        if began > self._newest_failed and self._error is not None:
             log.info("job store reachable again", extra={"store": redact_url(self.url)})
             self._error = None
-        return result
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[asyncpg.Connection]:
@@ -167,20 +184,30 @@ class PgDatabase:
         """
         if self.closed or self._pool is None:
             raise JobStoreUnavailable("the job store is closed")
+        began = self.begin()
         try:
             conn = await self._pool.acquire(timeout=CONNECT_TIMEOUT_SECONDS)
         except UNREACHABLE as exc:
-            raise self.failed(exc) from exc
+            raise self.failed(exc, began) from exc
         try:
             yield conn
         finally:
             await self._pool.release(conn)
 
-    def failed(self, exc: BaseException) -> JobStoreUnavailable:
+    def failed(self, exc: BaseException, began: int | None = None) -> JobStoreUnavailable:
         """Record that the database could not be reached (logged once per outage); returns the
-        error to raise."""
+        error to raise.
+
+        Args:
+            began: the failed call's number (:meth:`begin`); ``None``: it began just now. A
+                call older than the newest that succeeded does not make the store unavailable.
+        """
         reason = f"the PostgreSQL job store is unreachable: {describe_error(exc)}"
-        self._failures += 1
+        if began is None:
+            began = self.begin()
+        if began < self._newest_ok:  # the database answered a call begun after this one
+            return JobStoreUnavailable(reason)
+        self._newest_failed = max(self._newest_failed, began)
         if self._error is None:
             log.error("job store unavailable", extra={"reason": reason, "store": redact_url(self.url)})
         self._error = reason
@@ -204,6 +231,7 @@ class PgDatabase:
         """
         if self._listener is not None and not self._listener.is_closed():
             return False
+        began = self.begin()
         try:
             self._listener = await asyncpg.connect(
                 self.url,
@@ -213,7 +241,7 @@ class PgDatabase:
             await self._listener.add_listener(channel, callback)
         except (OSError, asyncpg.PostgresError, asyncpg.exceptions.InterfaceError, TimeoutError) as exc:
             self._listener = None
-            raise self.failed(exc) from exc
+            raise self.failed(exc, began) from exc
         return True
 
     async def close(self) -> None:

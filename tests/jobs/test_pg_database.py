@@ -39,6 +39,38 @@ async def test_database_down_then_back(postgres_server: PostgresServer, postgres
     await closed(a)
 
 
+async def test_a_late_failure_of_a_call_begun_before_a_success_leaves_the_store_available(
+    postgres_url: str,
+) -> None:
+    """A call already under way when a newer call succeeded, failing afterwards (a connection
+    attempt begun while the database restarted, refused late), says nothing about the database
+    now: ``unavailable`` stays clear. (After a restart the LISTEN reconnect's refusal came in
+    after the first accepted webhook and left the store "unreachable" with the database up.)"""
+    a = replica(postgres_url)
+    await opened(a)
+    slow = asyncio.create_task(a.database.call(lambda conn: conn.fetchval("SELECT pg_sleep(5)")))
+    await asyncio.sleep(0.2)
+    assert await a.database.call(lambda conn: conn.fetchval("SELECT 1")) == 1  # begun later, answered
+    other = await asyncpg.connect(postgres_url)
+    try:  # the slow call's session ends under it: a connection-level failure
+        killed = await other.fetchval(
+            "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+            "WHERE query LIKE '%pg_sleep(5)%' AND pid <> pg_backend_pid()"
+        )
+        assert killed == 1
+    finally:
+        await other.close()
+    with pytest.raises(JobStoreUnavailable, match="unreachable"):
+        await slow
+    assert a.unavailable is None
+    with pytest.raises(JobStoreUnavailable):  # a failure of a call begun now still counts
+        raise a.database.failed(ConnectionRefusedError("refused"))
+    assert a.unavailable is not None and "refused" in a.unavailable
+    assert await a.database.call(lambda conn: conn.fetchval("SELECT 1")) == 1
+    assert a.unavailable is None
+    await closed(a)
+
+
 async def test_a_call_begun_before_a_failure_does_not_clear_unavailable(postgres_url: str) -> None:
     """An answer that was on its way when another call found the database gone says nothing
     about the database now: only a call begun after the failure clears ``unavailable``. (The
