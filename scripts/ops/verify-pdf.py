@@ -1,21 +1,34 @@
 #!/usr/bin/env python3
-"""Verify an archived PDF with pyHanko's library: the fallback of verify-pdf.sh without pyHanko's CLI.
+"""Verify an archived PDF with pyHanko's library and its AdES validation engine.
 
 Usage: verify-pdf.py [--signatures-only] FILE.pdf
 
 Every signature and document timestamp must be intact (the signed byte ranges hash to the
 signed digest), cryptographically valid and chain to a root in ``VERIFY_PDF_TRUST``
-(colon-separated PEM files; ``VERIFY_PDF_OTHER_CERTS`` adds intermediates); a signature
-timestamp, when present, must be trusted too. Revocation is soft-fail: checked online where
-reachable, a "revoked" answer fails. Unless ``--signatures-only``, the sidecar ``FILE.pdf.json``
-(when present) must give the file's SHA-256 and size. ``VERIFY_PDF_SHOW_DETAILS=true``
-prints pyHanko's full report per signature.
+(colon-separated PEM files; ``VERIFY_PDF_OTHER_CERTS`` adds intermediates). Signatures are
+judged by the AdES validation model (ETSI EN 319 102-1; PAdES: ETSI EN 319 142-1) with
+pyHanko's AdES engine (:func:`check_signature`): a signature with a signature timestamp
+(B-T, B-LT, B-LTA) is valid when the signer's certificate was valid at the time the timestamp
+proves and the TSA's chain is valid now (B-LTA: at the time a later document timestamp proves),
+so an archive stays valid after its signer certificate expired; a signature without one (B-B)
+is validated at the present time, and once its signer certificate has expired it is
+INDETERMINATE (nothing proves it was made while the certificate was valid). Revocation is
+soft-fail: checked online where the certificates name a service; an unreachable service does
+not fail the check, a "revoked" answer does (for a timestamped signature: a revocation dated
+before the time the timestamp proves; ETSI EN 319 102-1 §5.5.4). Unless ``--signatures-only``,
+the sidecar ``FILE.pdf.json`` (when present) must give the file's SHA-256 and size.
+``VERIFY_PDF_SHOW_DETAILS=true`` prints pyHanko's full report per signature.
 
 Prints one line per signature and document timestamp, as pyHanko's CLI does with
 ``--executive-summary``: ``Signature1:<SHA-256 of the signer's (a document timestamp: the
-TSA's) certificate>:VALID`` (or ``INVALID``, with the cause when validation raised).
+TSA's) certificate>:VALID``, ``INVALID`` or ``INDETERMINATE``, followed by a note in
+parentheses where there is one: ``(valid at 2026-12-07T21:36:57Z, proven by the signature
+timestamp; signer certificate expired on …)``, ``(cannot be proven: no timestamp, signer
+certificate expired on …)``, or the cause of a failure.
 
-Exit status: 0 all good; 1 invalid, untrusted or mismatching; 2 usage or set-up error.
+Exit status: 0 all valid (and the sidecar matches); 1 invalid, untrusted or mismatching;
+2 usage or set-up error; 3 (:data:`EXIT_INDETERMINATE`) nothing invalid, but a signature
+cannot be proven valid.
 """
 
 from __future__ import annotations
@@ -25,10 +38,15 @@ import asyncio
 import hashlib
 import io
 import json
+import logging
 import os
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+EXIT_INDETERMINATE = 3
+"""Exit status when no check failed but a signature cannot be proven valid (INDETERMINATE)."""
 
 
 def _certs(paths: str) -> list:
@@ -72,9 +90,133 @@ def _fingerprint(sig: Any) -> str:
         return "?"
 
 
-async def check_signatures(pdf: Path, roots: list, others: list, details: bool) -> bool:
+_EXPIRY_INDICATIONS = frozenset({"OUT_OF_BOUNDS_NO_POE", "OUT_OF_BOUNDS_NOT_REVOKED", "NO_POE", "EXPIRED"})
+"""AdES sub-indications (ETSI EN 319 102-1 Table 5) that say "the certificate is outside its
+validity period and nothing proves the signature existed before": INDETERMINATE, not INVALID."""
+
+
+def _spec(roots: list, others: list) -> Any:
+    """The AdES validation settings: ``roots`` as the only trust anchors, ``others`` as helper
+    certificates, revocation soft-fail (checked online where the certificates name a service; an
+    unreachable service does not fail, a "revoked" answer does; pyHanko-certvalidator's legacy
+    ``soft-fail`` policy)."""
+    from pyhanko.sign.validation.policy_decl import LocalKnowledge, SignatureValidationSpec
+    from pyhanko_certvalidator.context import CertValidationPolicySpec
+    from pyhanko_certvalidator.policy_decl import CertRevTrustPolicy, RevocationCheckingPolicy
+    from pyhanko_certvalidator.registry import SimpleTrustManager
+
+    policy = CertValidationPolicySpec(
+        trust_manager=SimpleTrustManager.build(trust_roots=roots),
+        revinfo_policy=CertRevTrustPolicy(RevocationCheckingPolicy.from_legacy("soft-fail")),
+    )
+    return SignatureValidationSpec(
+        cert_validation_policy=policy, local_knowledge=LocalKnowledge(known_certs=others)
+    )
+
+
+def _utc(moment: Any) -> str:
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+async def check_signature(sig: Any, roots: list, others: list) -> tuple[str, str | None, Any]:
+    """Validate one signature field by the AdES validation model (ETSI EN 319 102-1) with
+    pyHanko's AdES engine (``pyhanko.sign.validation.ades``).
+
+    * With a signature timestamp (PAdES B-T, B-LT, B-LTA): validation with time (§5.5,
+      ``ades_with_time_validation``): the signer's certificate must be valid at the time the
+      timestamp proves, the TSA's chain now. When that fails and the file holds document
+      timestamps (B-LTA), validation with long-term availability (§5.6.3,
+      ``ades_lta_validation``), whose past validation uses them and the DSS's data.
+    * Without one (B-B): basic validation at the present time (§5.3, pyHanko's
+      ``async_validate_pdf_signature``); a signer certificate that has expired makes it
+      INDETERMINATE: nothing proves that the signature existed while it was valid.
+
+    Returns:
+        ``(verdict, note, status)``: ``"VALID"``, ``"INVALID"`` or ``"INDETERMINATE"``; a note
+        for the summary line (the time a timestamp proves, or the cause), or ``None``; pyHanko's
+        status object (for the details report), or ``None``.
+    """
+    from pyhanko.sign.ades.report import AdESPassed
+    from pyhanko.sign.general import find_unique_cms_attribute
+    from pyhanko.sign.validation import async_validate_pdf_signature
+    from pyhanko.sign.validation.ades import ades_lta_validation, ades_with_time_validation
+    from pyhanko.sign.validation.policy_decl import PdfSignatureValidationSpec
+    from pyhanko.sign.validation.status import PdfSignatureStatus
+    from pyhanko_certvalidator import ValidationContext
+
+    now = datetime.now(UTC)
+    signer_expiry = sig.signer_cert.not_valid_after
+    try:
+        find_unique_cms_attribute(sig.signer_info["unsigned_attrs"], "signature_time_stamp_token")
+        timestamped = True
+    except Exception:  # noqa: BLE001 - NonexistentAttributeError, or no unsigned attributes at all
+        timestamped = False
+    spec = _spec(roots, others)
+    if timestamped:
+        sig.compute_integrity_info()
+        result = await ades_with_time_validation(
+            sig.signed_data,
+            spec,
+            raw_digest=sig.compute_digest(),
+            extra_status_kwargs=sig.summarise_integrity_info(),
+            status_cls=PdfSignatureStatus,
+        )
+        proof = "the signature timestamp"
+        if result.ades_subindic != AdESPassed.OK and sig.reader.embedded_timestamp_signatures:
+            result = await ades_lta_validation(sig, PdfSignatureValidationSpec(spec))
+            proof = "the document timestamps"
+        status = result.api_status
+        ok = result.ades_subindic == AdESPassed.OK and status is not None and status.bottom_line
+        if ok:
+            if signer_expiry <= now:
+                return (
+                    "VALID",
+                    f"valid at {_utc(result.best_signature_time)}, proven by {proof}; "
+                    f"signer certificate expired on {_utc(signer_expiry)}",
+                    status,
+                )
+            return "VALID", None, status
+        indication = getattr(result.ades_subindic, "name", str(result.ades_subindic))
+        cause = f"AdES {type(result.ades_subindic).__name__}/{indication}"
+        if result.failure_msg:
+            cause += f": {result.failure_msg}"
+        if indication in _EXPIRY_INDICATIONS and (status is None or (status.intact and status.valid)):
+            return "INDETERMINATE", f"cannot be proven: {cause}", status
+        return "INVALID", cause, status
+    vc = ValidationContext(
+        trust_roots=roots, other_certs=others, allow_fetching=True, revocation_mode="soft-fail"
+    )
+    try:
+        status = await async_validate_pdf_signature(sig, vc)
+    finally:
+        await vc.aclose()
+    if status.bottom_line:
+        return "VALID", None, status
+    indication = getattr(status.trust_problem_indic, "name", None)
+    if (
+        indication in _EXPIRY_INDICATIONS
+        and status.intact
+        and status.valid
+        and status.docmdp_ok is not False
+        and signer_expiry <= now
+    ):
+        return (
+            "INDETERMINATE",
+            f"cannot be proven: no timestamp, signer certificate expired on {_utc(signer_expiry)}",
+            status,
+        )
+    return "INVALID", None, status
+
+
+async def check_signatures(pdf: Path, roots: list, others: list, details: bool) -> str:
+    """Check every signature and document timestamp of ``pdf``; print one line each.
+
+    Returns:
+        ``"VALID"`` when all are valid, ``"INDETERMINATE"`` when none is invalid but one cannot
+        be proven (:func:`check_signature`), else ``"INVALID"`` (also for a PDF without any).
+    """
     from pyhanko.pdf_utils.reader import PdfFileReader
-    from pyhanko.sign.validation import async_validate_pdf_signature, async_validate_pdf_timestamp
+    from pyhanko.sign.validation import async_validate_pdf_timestamp
     from pyhanko.sign.validation.status import DocumentTimestampStatus, PdfSignatureStatus
     from pyhanko_certvalidator import ValidationContext
 
@@ -82,35 +224,38 @@ async def check_signatures(pdf: Path, roots: list, others: list, details: bool) 
     signatures = reader.embedded_signatures
     if not signatures:
         print("signatures: NONE (the PDF holds no signature)")
-        return False
-    ok = True
+        return "INVALID"
+    verdicts = set()
     for sig in signatures:
-        vc = ValidationContext(
-            trust_roots=roots, other_certs=others, allow_fetching=True, revocation_mode="soft-fail"
-        )
+        note: str | None = None
+        status: DocumentTimestampStatus | PdfSignatureStatus | None
         try:
-            status: DocumentTimestampStatus | PdfSignatureStatus
             if sig.sig_object.get("/Type") == "/DocTimeStamp":
-                status = await async_validate_pdf_timestamp(sig, validation_context=vc)
-                good = status.intact and status.valid and status.trusted
+                vc = ValidationContext(
+                    trust_roots=roots, other_certs=others, allow_fetching=True, revocation_mode="soft-fail"
+                )
+                try:
+                    status = await async_validate_pdf_timestamp(sig, validation_context=vc)
+                finally:
+                    await vc.aclose()
+                verdict = "VALID" if status.intact and status.valid and status.trusted else "INVALID"
             else:
-                status = signature = await async_validate_pdf_signature(sig, vc)
-                ts = signature.timestamp_validity
-                good = signature.bottom_line and (ts is None or (ts.intact and ts.valid and ts.trusted))
+                verdict, note, status = await check_signature(sig, roots, others)
         except Exception as exc:  # noqa: BLE001 - a broken signature is a verdict, not a crash
             print(f"{sig.field_name}:{_fingerprint(sig)}:INVALID ({type(exc).__name__}: {exc})")
-            ok = False
+            verdicts.add("INVALID")
             continue
-        finally:
-            await vc.aclose()
-        print(f"{sig.field_name}:{_fingerprint(sig)}:{'VALID' if good else 'INVALID'}")
+        print(f"{sig.field_name}:{_fingerprint(sig)}:{verdict}" + (f" ({note})" if note else ""))
+        verdicts.add(verdict)
         if details:  # a document timestamp has no detail report of its own: its trust, and a summary
             if isinstance(status, PdfSignatureStatus):
                 print(status.pretty_print_details())
-            else:
+            elif isinstance(status, DocumentTimestampStatus):
                 print(f"{status.describe_timestamp_trust()}; {status.summary()}")
-        ok = ok and good
-    return ok
+    for verdict in ("INVALID", "INDETERMINATE"):
+        if verdict in verdicts:
+            return verdict
+    return "VALID"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -134,13 +279,17 @@ def main(argv: list[str] | None = None) -> int:
         print(f"verify-pdf: cannot read certificates: {exc}", file=sys.stderr)
         return 2
     details = os.environ.get("VERIFY_PDF_SHOW_DETAILS", "").strip().lower() in {"1", "true", "yes", "on"}
+    if not details:  # pyHanko logs each failed path validation with a traceback; the line says it
+        logging.getLogger("pyhanko").setLevel(logging.ERROR)
     sidecar_ok = None if args.signatures_only else check_sidecar(args.file)
     try:
-        signatures_ok = asyncio.run(check_signatures(args.file, roots, others, details))
+        signatures = asyncio.run(check_signatures(args.file, roots, others, details))
     except Exception as exc:  # noqa: BLE001 - unreadable PDF
         print(f"{args.file}: cannot read signatures: {type(exc).__name__}: {exc}")
-        signatures_ok = False
-    return 0 if signatures_ok and sidecar_ok is not False else 1
+        signatures = "INVALID"
+    if signatures == "INVALID" or sidecar_ok is False:
+        return 1
+    return EXIT_INDETERMINATE if signatures == "INDETERMINATE" else 0
 
 
 if __name__ == "__main__":

@@ -11,13 +11,27 @@
 #   VERIFY_PDF_PYHANKO        the pyhanko CLI to use (default: `pyhanko` on PATH, else the one in
 #                             the repository's .venv); set to "none" to use verify-pdf.py instead
 #
-# Uses pyHanko's CLI (`pyhanko sign validate`) when installed, else scripts/ops/verify-pdf.py;
-# always verify-pdf.py for a file with a document timestamp (B-LTA), which the CLI passes over.
-# Revocation is checked online where the certificates name OCSP/CRL services; an unreachable
-# service does not fail the check (soft-fail), a "revoked" answer does.
+# Signatures are judged by the AdES validation model (ETSI EN 319 102-1; PAdES ETSI EN 319 142-1):
+# a timestamped signature (B-T, B-LT, B-LTA) is valid when the signer's certificate was valid at
+# the time its signature timestamp proves and the TSA's chain is valid now (B-LTA: at the time a
+# later document timestamp proves), so an archive stays valid after its signer certificate
+# expired: "Signature1:<fp>:VALID (valid at <time>, proven by the signature timestamp; signer
+# certificate expired on <date>)". A signature without a timestamp (B-B) whose signer
+# certificate has expired cannot be proven either way: "Signature1:<fp>:INDETERMINATE (cannot be
+# proven: no timestamp, signer certificate expired on <date>)", exit status 3.
 #
-# Exit status: 0 intact + trusted (+ sidecar matches); 1 invalid, untrusted, or sidecar mismatch;
-# 2 usage or set-up error.
+# Uses pyHanko's CLI (`pyhanko sign validate`, which validates at the present time) when
+# installed, else scripts/ops/verify-pdf.py (pyHanko's AdES engine, pyhanko.sign.validation.ades).
+# When the CLI judges a signature INVALID, verify-pdf.py re-checks the file by the AdES model and
+# its verdict counts: the CLI's own AdES command (`pyhanko sign adesverify`) either requires
+# revocation data for every certificate or checks none, and neither is the soft-fail below.
+# Always verify-pdf.py for a file with a document timestamp (B-LTA), which the CLI passes over.
+# Revocation is checked online where the certificates name OCSP/CRL services; an unreachable
+# service does not fail the check (soft-fail), a "revoked" answer does (for a timestamped
+# signature: one dated before the time its timestamp proves).
+#
+# Exit status: 0 intact + valid + trusted (+ sidecar matches); 1 invalid, untrusted, or sidecar
+# mismatch; 2 usage or set-up error; 3 nothing invalid, but a signature is INDETERMINATE.
 set -uo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -88,35 +102,43 @@ if [[ -n "$pyhanko" && "$pyhanko" != "none" ]]; then
         [[ -n "$other" ]] && args+=(--other-certs "$other")
     done
     if [[ $details -eq 1 ]]; then args+=(--pretty-print); else args+=(--executive-summary); fi
-    # pyHanko's report goes to stdout (and a copy to a temporary file); its stderr (warnings, log
-    # lines, "Error: …") is kept to name the cause when it gave no verdict, e.g. on a PDF it
-    # cannot parse. A PDF without a signature gets no report at all and exit status 0 from
-    # pyHanko's CLI: that is a failure here.
+    # pyHanko's report is kept in a temporary file and printed unless a signature is judged INVALID
+    # (then verify-pdf.py's lines replace it); its stderr (warnings, log lines, "Error: …") is kept
+    # to name the cause when it gave no verdict, e.g. on a PDF it cannot parse. A PDF without a
+    # signature gets no report at all and exit status 0 from pyHanko's CLI: that is a failure here.
     errors="$(mktemp)"
-    if [[ $details -eq 1 ]]; then
-        "$pyhanko" "${args[@]}" "$file" 2>"$errors" | tee "$errors.out"
-        rc=${PIPESTATUS[0]}
-        cat -- "$errors" >&2
+    "$pyhanko" "${args[@]}" "$file" 2>"$errors" >"$errors.out"
+    rc=$?
+    invalid=':INVALID$|is judged INVALID'  # --executive-summary, --pretty-print
+    if [[ $rc -ne 0 ]] && grep -qE "$invalid" "$errors.out"; then
+        # Not valid at the present time: the AdES validation model decides (see the header).
+        [[ $details -eq 1 ]] && { cat -- "$errors.out"; cat -- "$errors" >&2; }
+        echo "signatures: pyHanko's CLI judges at the present time: $(grep -cE "$invalid" "$errors.out") INVALID; re-checked by the AdES validation model (verify-pdf.py):"
+        "$python" "$here/verify-pdf.py" --signatures-only "$file"
+        rc=$?
+        rm -f -- "$errors" "$errors.out"
+        pyhanko=none
     else
-        "$pyhanko" "${args[@]}" "$file" 2>"$errors" | tee "$errors.out"
-        rc=${PIPESTATUS[0]}
-        if [[ $rc -ne 0 ]] && ! grep -q ':INVALID$' "$errors.out"; then
+        cat -- "$errors.out"
+        if [[ $details -eq 1 ]]; then
+            cat -- "$errors" >&2
+        elif [[ $rc -ne 0 ]]; then
             reason="$(sed -n 's/^Error: //p' "$errors" | tail -n 1)"
             [[ -n "$reason" ]] || reason="$(grep -v '^[[:space:]]' "$errors" | tail -n 1)"
             echo "signatures: NOT VERIFIED (pyHanko: ${reason:-exit status $rc, no message})"
         fi
+        if [[ $rc -eq 0 ]] && ! grep -q '[^[:space:]]' "$errors.out"; then
+            echo "signatures: NONE (the PDF holds no signature)"
+            rc=1
+        fi
+        rm -f -- "$errors" "$errors.out"
     fi
-    if [[ $rc -eq 0 ]] && ! grep -q '[^[:space:]]' "$errors.out"; then
-        echo "signatures: NONE (the PDF holds no signature)"
-        rc=1
-    fi
-    rm -f -- "$errors" "$errors.out"
 else
     "$python" "$here/verify-pdf.py" --signatures-only "$file"
     rc=$?
 fi
 if [[ $rc -ne 0 ]]; then
     [[ $rc -eq 2 && ( -z "$pyhanko" || "$pyhanko" == "none" ) ]] && exit 2
-    status=1
+    if [[ $rc -eq 3 && $status -eq 0 ]]; then status=3; else status=1; fi
 fi
 exit $status
