@@ -36,6 +36,7 @@ from app.audit.signatures import (
 OK = "ok"
 HASH_MISMATCH = "hash_mismatch"
 SIGNATURE_INVALID = "signature_invalid"
+SIGNATURE_INDETERMINATE = "signature_indeterminate"
 MISSING_SIDECAR = "missing_sidecar"
 ORPHAN_SIDECAR = "orphan_sidecar"
 CERTIFICATE_EXPIRING = "certificate_expiring"
@@ -50,6 +51,7 @@ RESULT_ORDER = (
     HASH_MISMATCH,
     MANIFEST_MISMATCH,
     SIGNATURE_INVALID,
+    SIGNATURE_INDETERMINATE,
     MISSING_SIDECAR,
     ORPHAN_SIDECAR,
     NOT_IN_MANIFEST,
@@ -65,7 +67,10 @@ file (or its sidecar) cannot be read or is not a regular file.
 describes an archive at another path (a copy, or a renamed or moved archive). ``manifest_mismatch``: the
 SHA-256 differs from the manifest's line for the path (``--manifest``). ``signature_invalid``:
 a signature, timestamp or certificate path does not verify, the file changed after signing,
-a signed archive has no signature, or the signer is not the sidecar's. ``missing_sidecar``:
+a signed archive has no signature, or the signer is not the sidecar's.
+``signature_indeterminate``: a signature without a timestamp (PAdES B-B) whose signer
+certificate chained to the trust roots but has expired since: it can be proven neither valid
+nor invalid (ETSI EN 319 102-1 INDETERMINATE); nothing changed. ``missing_sidecar``:
 a PDF without ``<name>.pdf.json`` (an interrupted publish, or a sidecar deleted).
 ``orphan_sidecar``: a sidecar without its PDF. ``not_in_manifest`` (``--manifest``): no line for
 the archive at its path although its sidecar says it was entered (``"manifest": true``), or,
@@ -362,8 +367,13 @@ def _judge_signatures(
                 "no signature in the PDF" + (" (the sidecar says signed)" if sidecar else ""),
             )
         return
-    for problem in verdict.problems:
-        report.add(SIGNATURE_INVALID, problem)
+    if verdict.problem:
+        report.add(SIGNATURE_INVALID, verdict.problem)
+    for finding in verdict.findings:
+        if finding.problem:
+            report.add(
+                SIGNATURE_INDETERMINATE if finding.indeterminate else SIGNATURE_INVALID, finding.problem
+            )
     recorded = sidecar.get("signer_cert_sha256") if sidecar else None
     actual = verdict.signer_cert_sha256
     if recorded and actual and str(recorded).lower() != actual:

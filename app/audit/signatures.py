@@ -20,8 +20,13 @@ messageDigest against the byte range's digest, signature value); each signature-
 token (RFC 3161) likewise, with a message imprint equal to the digest of the signature value
 (RFC 3161 Appendix A); a document timestamp's imprint equal to the digest of its byte range.
 Certificate paths come from :class:`~app.audit.certpaths.CertificatePaths`, the signer's at
-the time its valid timestamp proves (else now), the TSA's at the timestamp's own time.
-Without trust roots, integrity is checked and trust is not.
+the time its valid timestamp proves (else now), the TSA's at the timestamp's own time: a
+timestamped signature (PAdES B-T and up) stays valid after its signer's certificate expired
+(ETSI EN 319 102-1 §5.5, validation with time; what ``scripts/ops/verify-pdf.py`` asks of
+pyHanko's AdES engine). A signature without a timestamp (B-B) whose signer certificate has
+expired, but chained to a trust root while valid, is INDETERMINATE
+(:attr:`SignatureFinding.indeterminate`): nothing proves it was made while the certificate
+was valid. Without trust roots, integrity is checked and trust is not.
 """
 
 from __future__ import annotations
@@ -69,7 +74,14 @@ class SignatureFinding:
         signer_cert_sha256: SHA-256 (hex) of that certificate.
         timestamp: the RFC 3161 ``genTime`` (signature timestamp, or the document timestamp's).
         problem: why it is not valid, ``None`` when intact, verified and (with trust roots) trusted.
-        expires_at: the earliest notAfter on the chains checked (signer and TSA).
+        expires_at: when the chains it rests on expire: the earliest notAfter of the signer's
+            and the signature timestamp's TSA's; once the signer's chain has expired after the
+            time a valid signature timestamp proves, the TSA's alone (ETSI EN 319 102-1 §5.5:
+            the timestamp proves the signature existed while the signer's chain was valid).
+        indeterminate: ``problem`` says that the signature cannot be proven valid, not that it
+            is invalid (ETSI EN 319 102-1 INDETERMINATE): no timestamp, and the signer's
+            certificate, which chains to a trust root, has expired since.
+        signer_not_after: the signer's (a document timestamp: the TSA's) certificate's notAfter.
     """
 
     kind: str
@@ -78,6 +90,8 @@ class SignatureFinding:
     timestamp: datetime | None
     problem: str | None
     expires_at: datetime | None
+    indeterminate: bool = False
+    signer_not_after: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,12 +364,32 @@ class SignatureVerifier:
             if content.problem:
                 problems.append(content.problem)
         expiry = [stamp.expires_at] if stamp is not None and stamp.expires_at else []
+        indeterminate = False
         if self.paths is not None and verdict.intact and verdict.valid:
             good_time = stamp.gen_time if stamp is not None and stamp.problem is None else None
-            path = self.paths.check(signer.cert, verdict.others, Purpose.SIGNER, good_time or self._clock())
-            if path.problem:
-                problems.append(path.problem)
-            expiry.append(path.expires_at)
+            now = self._clock()
+            if good_time is None and stamp is None and signer.not_after < now:
+                # B-B after the signer's certificate expired: nothing proves the signature was made
+                # while it was valid. Its chain is checked at its last valid moment: one that does
+                # not chain to a trust root is still invalid; one that does is INDETERMINATE.
+                path = self.paths.check(signer.cert, verdict.others, Purpose.SIGNER, signer.not_after)
+                if path.problem:
+                    problems.append(path.problem)
+                elif not problems:
+                    indeterminate = True
+                    problems.append(
+                        "cannot be proven: no timestamp, signer certificate expired on "
+                        f"{signer.not_after.date().isoformat()}"
+                    )
+                expiry.append(path.expires_at)
+            else:
+                path = self.paths.check(signer.cert, verdict.others, Purpose.SIGNER, good_time or now)
+                if path.problem:
+                    problems.append(path.problem)
+                if good_time is None or path.problem is not None or path.expires_at > now or not expiry:
+                    expiry.append(path.expires_at)
+                # else: the signer's chain expired after the time the timestamp proves; the
+                # signature now rests on its timestamp, whose TSA chain is in ``expiry``.
         else:
             expiry.append(signer.not_after)
         return SignatureFinding(
@@ -365,6 +399,8 @@ class SignatureVerifier:
             stamp.gen_time if stamp is not None else None,
             "; ".join(problems) or None,
             min(expiry),
+            indeterminate,
+            signer.not_after,
         )
 
     def _document_timestamp(self, contents: bytes, digest_of: Callable[[str], bytes]) -> SignatureFinding:
@@ -378,6 +414,7 @@ class SignatureVerifier:
             stamp.gen_time,
             stamp.problem,
             stamp.expires_at,
+            signer_not_after=tsa.not_after if tsa is not None else None,
         )
 
     def verify_timestamp(

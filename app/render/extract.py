@@ -33,6 +33,7 @@ import re
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +43,7 @@ from pyhanko.pdf_utils.misc import PdfError
 from pyhanko.pdf_utils.reader import PdfFileReader
 
 if TYPE_CHECKING:
-    from app.audit.signatures import PdfVerdict
+    from app.audit.signatures import PdfVerdict, SignatureFinding
 
 #: Longest file name written, in UTF-8 bytes (most file systems allow 255).
 MAX_NAME_BYTES = 200
@@ -250,10 +251,26 @@ def _judge_signature(
     stamps = sum(1 for f in verdict.findings if f.kind == "document_timestamp")
     what = f"signature by {signers or '?'}" + (f" and {stamps} document timestamp(s)" if stamps else "")
     if problems:
+        unproven = [f"signature: {f.problem}" for f in verdict.findings if f.indeterminate]
+        if unproven and problems == unproven:
+            return f"{what}: NOT PROVEN (INDETERMINATE: no timestamp, signer certificate expired)", problems
         return f"{what}: NOT VALID", problems
     if trusted:
-        return f"{what} intact and trusted", problems
+        return f"{what} intact and trusted" + _proven_by_timestamp(verdict.findings), problems
     return f"{what} intact; its certificates not checked (no trust roots: give --trust)", problems
+
+
+def _proven_by_timestamp(findings: Sequence[SignatureFinding]) -> str:
+    """``"; valid at <time>, proven by the signature timestamp (signer certificate expired on
+    <date>)"`` for each signature whose signer certificate has expired since the time its
+    signature timestamp proves (ETSI EN 319 102-1 §5.5), else ``""``."""
+    now = datetime.now(UTC)
+    return "".join(
+        f"; valid at {f.timestamp.isoformat(timespec='seconds')}, proven by the signature timestamp "
+        f"(signer certificate expired on {f.signer_not_after.date().isoformat()})"
+        for f in findings
+        if f.kind == "signature" and f.timestamp and f.signer_not_after and f.signer_not_after <= now
+    )
 
 
 def _load_sidecar(path: Path) -> dict[str, Any]:
