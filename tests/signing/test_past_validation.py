@@ -221,3 +221,29 @@ async def test_b_lt_and_b_lta_stay_valid_after_the_signer_certificate_expired(
     if level == "B-LTA":
         stamps = [x for x in proc.stdout.splitlines() if x.startswith("Timestamp-")]  # the document timestamp
         assert stamps and all(x.endswith(":VALID") for x in stamps), proc.stdout
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+async def test_a_revoked_signer_still_fails(cm_pki, animator, tmp_path: Path, backend: str) -> None:
+    """Revocation stays soft-fail but binding under the AdES model: certomancer's
+    ``signer-revoked`` (revoked since 2024, before any timestamp the TSA gives now) signs B-T;
+    its OCSP responder says "revoked": INVALID, exit 1, by either backend."""
+    import aiohttp
+
+    from tests.signing.lta_archives import sign
+
+    async with aiohttp.ClientSession() as session:
+        data = await sign(cm_pki, session, cert="signer-revoked")
+    env = {**os.environ, "VERIFY_PDF_PYHANKO": BACKENDS[backend], "VERIFY_PDF_TRUST": str(cm_pki.root_pem)}
+    proc = await asyncio.to_thread(
+        subprocess.run,
+        ["bash", str(VERIFY_PDF), str(write(tmp_path, data))],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    (line,) = summary_lines(proc.stdout)
+    assert ":INVALID (AdES AdESIndeterminate/REVOKED_NO_POE)" in line, proc.stdout
