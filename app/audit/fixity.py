@@ -69,8 +69,9 @@ SHA-256 differs from the manifest's line for the path (``--manifest``). ``signat
 a signature, timestamp or certificate path does not verify, the file changed after signing,
 a signed archive has no signature, or the signer is not the sidecar's.
 ``signature_indeterminate``: a signature without a timestamp (PAdES B-B) whose signer
-certificate chained to the trust roots but has expired since: it can be proven neither valid
-nor invalid (ETSI EN 319 102-1 INDETERMINATE); nothing changed. ``missing_sidecar``:
+certificate chained to the trust roots but has expired since, or a signature timestamp whose
+TSA chain has expired since with no document timestamp after it: it can be proven neither
+valid nor invalid (ETSI EN 319 102-1 INDETERMINATE); nothing changed. ``missing_sidecar``:
 a PDF without ``<name>.pdf.json`` (an interrupted publish, or a sidecar deleted).
 ``orphan_sidecar``: a sidecar without its PDF. ``not_in_manifest`` (``--manifest``): no line for
 the archive at its path although its sidecar says it was entered (``"manifest": true``), or,

@@ -26,7 +26,8 @@ timestamped signature (PAdES B-T and up) stays valid after its signer's certific
 pyHanko's AdES engine). A signature without a timestamp (B-B) whose signer certificate has
 expired, but chained to a trust root while valid, is INDETERMINATE
 (:attr:`SignatureFinding.indeterminate`): nothing proves it was made while the certificate
-was valid. Without trust roots, integrity is checked and trust is not.
+was valid; so is a timestamped one once its TSA's chain has expired, unless a document
+timestamp follows (B-LTA). Without trust roots, integrity is checked and trust is not.
 """
 
 from __future__ import annotations
@@ -80,7 +81,8 @@ class SignatureFinding:
             the timestamp proves the signature existed while the signer's chain was valid).
         indeterminate: ``problem`` says that the signature cannot be proven valid, not that it
             is invalid (ETSI EN 319 102-1 INDETERMINATE): no timestamp, and the signer's
-            certificate, which chains to a trust root, has expired since.
+            certificate, which chains to a trust root, has expired since; or a valid signature
+            timestamp whose TSA's chain has expired since, with no document timestamp after it.
         signer_not_after: the signer's (a document timestamp: the TSA's) certificate's notAfter.
     """
 
@@ -298,7 +300,8 @@ class SignatureVerifier:
             return PdfVerdict((), "none")
         findings = []
         problem = None
-        for sig in embedded:
+        stamp_indices = [i for i, sig in enumerate(embedded) if sig.sig_object_type == "/DocTimeStamp"]
+        for index, sig in enumerate(embedded):
             try:
                 sig.compute_integrity_info()
                 integrity = sig.summarise_integrity_info()
@@ -316,7 +319,8 @@ class SignatureVerifier:
             if sig.sig_object_type == "/DocTimeStamp":
                 findings.append(self._document_timestamp(sig.pkcs7_content, sig.compute_digest))
             else:
-                findings.append(self._signature(sig.pkcs7_content, sig.compute_digest))
+                covered = any(i > index for i in stamp_indices)
+                findings.append(self._signature(sig.pkcs7_content, sig.compute_digest, covered=covered))
         return PdfVerdict(tuple(findings), "pyhanko", problem)
 
     def verify_bytes(self, pdf: bytes) -> PdfVerdict:
@@ -336,9 +340,16 @@ class SignatureVerifier:
     # -- one signature ------------------------------------------------------------------------
 
     def _signature(
-        self, contents: bytes, digest_of: Callable[[str], bytes], fields: SignerFields | None = None
+        self,
+        contents: bytes,
+        digest_of: Callable[[str], bytes],
+        fields: SignerFields | None = None,
+        *,
+        covered: bool = False,
     ) -> SignatureFinding:
-        """A CAdES/PKCS#7 detached signature (DER) over what ``digest_of(algorithm)`` hashes."""
+        """A CAdES/PKCS#7 detached signature (DER) over what ``digest_of(algorithm)`` hashes;
+        ``covered``: a document timestamp follows it (B-LTA), which proves the signature
+        timestamp's existence while its TSA's chain was valid."""
         try:
             verdict = verify_cms(contents, digest_of, OID_DATA, self.certificates, fields)
         except (CmsError, ValueError, TypeError, KeyError, IndexError) as exc:
@@ -390,6 +401,15 @@ class SignatureVerifier:
                     expiry.append(path.expires_at)
                 # else: the signer's chain expired after the time the timestamp proves; the
                 # signature now rests on its timestamp, whose TSA chain is in ``expiry``.
+                tsa_expiry = stamp.expires_at if stamp is not None else None
+                if good_time and tsa_expiry and tsa_expiry < now and not covered and not problems:
+                    # Validation with time needs the TSA's chain valid now (ETSI EN 319 102-1
+                    # §5.5); without a later document timestamp nothing proves more.
+                    indeterminate = True
+                    problems.append(
+                        "cannot be proven: the signature timestamp's TSA certificate chain expired on "
+                        f"{tsa_expiry.date().isoformat()}"
+                    )
         else:
             expiry.append(signer.not_after)
         return SignatureFinding(

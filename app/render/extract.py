@@ -253,7 +253,7 @@ def _judge_signature(
     if problems:
         unproven = [f"signature: {f.problem}" for f in verdict.findings if f.indeterminate]
         if unproven and problems == unproven:
-            return f"{what}: NOT PROVEN (INDETERMINATE: no timestamp, signer certificate expired)", problems
+            return f"{what}: NOT PROVEN (INDETERMINATE: a certificate expired since)", problems
         return f"{what}: NOT VALID", problems
     if trusted:
         return f"{what} intact and trusted" + _proven_by_timestamp(verdict.findings), problems

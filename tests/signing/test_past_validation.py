@@ -26,11 +26,15 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from asn1crypto import keys
+from cryptography.hazmat.primitives import serialization
+from pyhanko.sign.timestamps import DummyTimeStamper
+from pyhanko_certvalidator.registry import SimpleCertificateStore
 
 from app.signing.signer import ArchiveSigner
 from tests.audit.archives import dev_timestamper, store_archives, ticket_pdf
 from tests.signing.certomancer_pki import EXPIRING_IN
-from tests.signing.signing_helpers import PFX_PASSWORD, REPO_ROOT, DevCerts, issue_test_pfx
+from tests.signing.signing_helpers import PFX_PASSWORD, REPO_ROOT, DevCerts, issue_test_pfx, load_asn1_cert
 from tests.signing.test_verify_pdf import BACKENDS, VERIFY_PDF, write
 
 LIFETIME = timedelta(seconds=4)
@@ -47,6 +51,8 @@ class Expired:
 
     b_t: bytes
     b_b: bytes
+    tsa_expired: bytes
+    """B-T by the dev signer (valid for years) with a TSA certificate as short-lived."""
     not_after: datetime
 
 
@@ -62,16 +68,41 @@ def expired(dev_certs: DevCerts, tmp_path_factory: pytest.TempPathFactory) -> Ex
         end=f"{not_after:%Y%m%d%H%M%SZ}",
     )
 
-    async def sign() -> tuple[bytes, bytes]:
+    tsa_dir = tmp_path_factory.mktemp("short-lived-tsa")
+    issue_test_pfx(
+        dev_certs,
+        tsa_dir,
+        name="Short-lived TSA",
+        key_usage="critical,digitalSignature\nextendedKeyUsage=critical,timeStamping",
+        start=f"{start - timedelta(hours=1):%Y%m%d%H%M%SZ}",
+        end=f"{not_after:%Y%m%d%H%M%SZ}",
+    )
+    tsa_cert = load_asn1_cert(tsa_dir / "ca-Short-lived TSA" / "leaf.pem")
+    tsa_key = serialization.load_pem_private_key(
+        (tsa_dir / "ca-Short-lived TSA" / "leaf.key").read_bytes(), None
+    )
+    short_tsa = DummyTimeStamper(
+        tsa_cert,
+        keys.PrivateKeyInfo.load(
+            tsa_key.private_bytes(
+                serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+            )
+        ),
+        certs_to_embed=SimpleCertificateStore.from_certs([load_asn1_cert(dev_certs.root_pem)]),
+    )
+
+    async def sign() -> tuple[bytes, bytes, bytes]:
         pdf = ticket_pdf("Ticket 31000: printer on floor 2 jams.")
         b_t = ArchiveSigner.from_pfx(pfx, PFX_PASSWORD.encode(), timestamper=dev_timestamper(dev_certs.dir))
         b_b = ArchiveSigner.from_pfx(pfx, PFX_PASSWORD.encode())
-        return (await b_t.sign(pdf)).data, (await b_b.sign(pdf)).data
+        long_lived = dev_certs.signer_pfx.read_bytes()
+        tsa_expired = ArchiveSigner.from_pfx(long_lived, PFX_PASSWORD.encode(), timestamper=short_tsa)
+        return (await b_t.sign(pdf)).data, (await b_b.sign(pdf)).data, (await tsa_expired.sign(pdf)).data
 
-    b_t, b_b = asyncio.run(sign())
+    b_t, b_b, tsa_expired = asyncio.run(sign())
     assert datetime.now(UTC) < not_after, "signed after the certificate expired: make LIFETIME longer"
     time.sleep(max(0.0, (not_after - datetime.now(UTC)).total_seconds()) + 2)  # expired for real, too
-    return Expired(b_t, b_b, not_after)
+    return Expired(b_t, b_b, tsa_expired, not_after)
 
 
 def run(path: Path, backend: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -114,6 +145,21 @@ def test_b_b_after_the_signer_certificate_expired_is_indeterminate(
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+def test_b_t_after_the_tsa_certificate_expired_is_indeterminate(
+    expired: Expired, dev_certs: DevCerts, tmp_path: Path, backend: str
+) -> None:
+    """Validation with time needs the TSA's chain valid now: without a document timestamp after
+    it, nothing proves the timestamp once its TSA's certificate expired."""
+    proc = run(write(tmp_path, expired.tsa_expired), backend, VERIFY_PDF_TRUST=str(dev_certs.root_pem))
+
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    (line,) = summary_lines(proc.stdout)
+    assert line.endswith(":INDETERMINATE (cannot be proven: AdES AdESIndeterminate/OUT_OF_BOUNDS_NO_POE)"), (
+        line
+    )
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("level", ["b_t", "b_b"])
 def test_tampered_or_untrusted_stays_invalid_after_the_expiry(
     expired: Expired, dev_certs: DevCerts, tmp_path: Path, backend: str, level: str
@@ -143,10 +189,11 @@ def app_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 def test_the_audit_agrees(expired: Expired, dev_certs: DevCerts, tmp_path: Path) -> None:
     """B-T: ``ok`` (not ``certificate_expiring``: its evidence is now the TSA's chain, valid for
-    years); B-B: ``signature_indeterminate``, with the expiry date, exit 1."""
+    years); B-B, and B-T whose TSA certificate expired: ``signature_indeterminate``, with the
+    expiry date, exit 1."""
     root = tmp_path / "archive"
     root.mkdir()
-    b_t, b_b = store_archives(root, [expired.b_t, expired.b_b])
+    b_t, b_b, tsa_expired = store_archives(root, [expired.b_t, expired.b_b, expired.tsa_expired])
 
     proc = app_cli(
         "audit", "--root", str(root), "--trust", str(dev_certs.root_pem), "--json", "--no-progress"
@@ -154,7 +201,7 @@ def test_the_audit_agrees(expired: Expired, dev_certs: DevCerts, tmp_path: Path)
 
     assert proc.returncode == 1, proc.stdout + proc.stderr
     files = {item["path"]: item for item in json.loads(proc.stdout)["files"]}
-    found_b_t, found_b_b = (files[str(s.path.relative_to(root))] for s in (b_t, b_b))
+    found_b_t, found_b_b, found_tsa = (files[str(s.path.relative_to(root))] for s in (b_t, b_b, tsa_expired))
     assert found_b_t["result"] == "ok", found_b_t
     tsa_expiry = datetime.fromisoformat(found_b_t["evidence_expires_at"])
     assert tsa_expiry > datetime.now(UTC) + timedelta(days=365)  # the dev TSA's chain, not the signer's
@@ -166,6 +213,11 @@ def test_the_audit_agrees(expired: Expired, dev_certs: DevCerts, tmp_path: Path)
             f"{expired.not_after.date().isoformat()}",
         }
     ]
+    assert found_tsa["result"] == "signature_indeterminate", found_tsa
+    assert found_tsa["problems"][0]["detail"] == (
+        "cannot be proven: the signature timestamp's TSA certificate chain expired on "
+        f"{expired.not_after.date().isoformat()}"
+    )
 
 
 @pytest.mark.parametrize("level", ["b_t", "b_b"])
