@@ -11,6 +11,8 @@
 #   prometheus     promtool: `promtool check rules deploy/prometheus/alerts.yml` in the tests (the
 #                  tests do not use its server; on a systemd host Debian starts it on :9090:
 #                  `systemctl disable --now prometheus` if unwanted)
+#   faketime       libfaketime: the signature-validation tests run the verifiers days after a
+#                  test certificate expired (tests/signing/test_past_validation.py)
 #   postgresql     initdb, pg_ctl, psql under /usr/lib/postgresql/N/bin: the tests start their own
 #                  throw-away server (tests/postgres_server.py; own port and socket dir, so the
 #                  cluster "main" that Debian's package may create and start is never used)
@@ -33,6 +35,7 @@ python3 -c 'import ensurepip, venv' >/dev/null 2>&1 || missing+=(python3-venv)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v msgfmt >/dev/null 2>&1 || missing+=(gettext)
+command -v faketime >/dev/null 2>&1 || missing+=(faketime)
 
 if [[ ${#missing[@]} -eq 0 ]]; then
     exit 0
