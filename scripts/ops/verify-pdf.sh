@@ -50,6 +50,16 @@ if [[ -z "${VERIFY_PDF_TRUST:-}" ]]; then
     echo "verify-pdf: set VERIFY_PDF_TRUST to the trust root PEM file(s), colon-separated" >&2
     exit 2
 fi
+# A certificate file that cannot be read is a set-up error (2), not a verdict on the archive (1).
+for setting in VERIFY_PDF_TRUST VERIFY_PDF_OTHER_CERTS; do
+    IFS=: read -r -a pems <<<"${!setting:-}"
+    for pem in "${pems[@]}"; do
+        if [[ -n "$pem" && ! ( -f "$pem" && -r "$pem" ) ]]; then
+            echo "verify-pdf: $setting names $pem, which is not a readable file" >&2
+            exit 2
+        fi
+    done
+done
 
 python="$repo_root/.venv/bin/python"
 [[ -x "$python" ]] || python="$(command -v python3)"

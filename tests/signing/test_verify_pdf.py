@@ -180,3 +180,23 @@ async def test_a_b_lta_document_timestamp_is_checked_too(
     )
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "INVALID" in proc.stdout or "NOT" in proc.stdout, proc.stdout
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("setting", ["VERIFY_PDF_TRUST", "VERIFY_PDF_OTHER_CERTS"])
+async def test_a_certificate_file_that_is_not_there_is_a_set_up_error(
+    signed: bytes, dev_certs, tmp_path: Path, backend: str, setting: str
+) -> None:
+    """A mistyped trust root path is exit 2 (set-up), never exit 1, which says the archive
+    is invalid or untrusted."""
+    path = write(tmp_path, signed, sidecar_sha=hashlib.sha256(signed).hexdigest())
+    env = {
+        "VERIFY_PDF_TRUST": str(dev_certs.root_pem),
+        setting: f"{dev_certs.root_pem}:{tmp_path / 'roots.pem'}",
+    }
+
+    proc = run(path, backend, **env)
+
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert f"{setting} names {tmp_path / 'roots.pem'}, which is not a readable file" in proc.stderr
+    assert "sidecar:" not in proc.stdout
