@@ -12,7 +12,9 @@ Where the jobs go depends on the job store:
   ``STATE_DIR/.lock``: a pass that would queue is refused (the service sweeps itself every
   ``RECONCILE_INTERVAL_SECONDS``, unless that is 0), a dry run lists what Zammad shows without
   reading the store.
-  With the service stopped the jobs are recorded and run when it starts.
+  With the service stopped the jobs are recorded and run when it starts. A dry run never
+  creates the store: without ``STATE_DIR/jobs.sqlite3`` it lists what Zammad shows, as while the
+  service runs; a pass that creates it says so on stderr, as ``serve`` warns when it does.
 
 Exit status: 0 after a pass, 1 when Zammad or the job store failed or another replica was
 sweeping, 2 for a configuration error (a setting, or the SQLite store in use).
@@ -33,7 +35,7 @@ import orjson
 from app.config import Settings, load_settings
 from app.errors import ConfigError, ZammadApiError
 from app.jobs.records import JobStoreUnavailable
-from app.jobs.store import JobStore, create_job_store
+from app.jobs.store import SQLITE_FILE, JobStore, create_job_store
 from app.observability.logging import configure_logging
 from app.reconcile.sweep import Reconciler, SweepReport
 from app.zammad.client import ZammadClient
@@ -69,9 +71,26 @@ async def _run(settings: Settings, *, dry_run: bool) -> int:
                 return 2
             if lock_fd is None:
                 print("note: the service holds the job store; it filters tickets with active jobs itself")
+            elif dry_run and not _sqlite_file(settings).exists():
+                # Creating the store here would write in a dry run, and take the warning of the
+                # next `serve` (it warns when it creates the store) from the operator.
+                print(
+                    f"note: no {SQLITE_FILE} in STATE_DIR {str(settings.state_dir)!r} (a first start, or "
+                    "STATE_DIR was deleted or changed while the service was stopped): no job store to "
+                    "compare with; this dry run creates none"
+                )
+                os.close(lock_fd)
+                lock_fd = None
         if settings.job_store_url is not None or lock_fd is not None:
             store = create_job_store(settings)
             await store.open()
+            if getattr(store, "created", False):
+                print(
+                    f"warning: new empty job store created in STATE_DIR {str(settings.state_dir)!r} "
+                    f"(no {SQLITE_FILE} was there): jobs the service accepted before are lost; this "
+                    "pass queues the tickets Zammad's search shows",
+                    file=sys.stderr,
+                )
         return await _pass(settings, store, dry_run=dry_run)
     except ConfigError as exc:
         print(f"configuration error: {exc}", file=sys.stderr)
@@ -137,6 +156,12 @@ def _claim_sqlite(settings: Settings, *, dry_run: bool) -> tuple[str | None, int
         "Run this with the service stopped, use --dry-run, or use PostgreSQL (JOB_STORE_URL)",
         None,
     )
+
+
+def _sqlite_file(settings: Settings) -> Path:
+    """``STATE_DIR/jobs.sqlite3``, the SQLite job store's file (``STATE_DIR`` is set)."""
+    assert settings.state_dir is not None
+    return settings.state_dir / SQLITE_FILE
 
 
 def _service_sweep(settings: Settings) -> str:
