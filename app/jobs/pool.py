@@ -433,7 +433,12 @@ class WorkerPool:
             return None
         if follow_up is not None:
             self._busy[record.ticket_id].append(_Work("run", follow_up, record.ticket_id))
-        return self._deliver(record, report, fresh=True) if report is not None else None
+        if report is None:
+            return None
+        # An archive an earlier run of this job stored (a restored job store) may have its note
+        # on the ticket already: its delivery looks first, as a repeated one does.
+        already_stored = outcome.stored is not None and outcome.stored.already_stored
+        return self._deliver(record, report, fresh=not already_stored)
 
     async def _recorded(self, record: JobRecord, write: Callable[[], Awaitable[T]]) -> T:
         """``write()``, a store write that records where a claimed job stands (its end, its

@@ -342,7 +342,11 @@ class ArchiveStore:
             if digest != recorded.get("sha256") or size != recorded.get("size"):
                 continue  # not the file the sidecar describes: leave it alone
             return StoredArchive(
-                path=self._root.joinpath(*folders, candidate), relative_path=here, sha256=digest, size=size
+                path=self._root.joinpath(*folders, candidate),
+                relative_path=here,
+                sha256=digest,
+                size=size,
+                already_stored=True,
             )
         return None
 

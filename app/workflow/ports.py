@@ -263,12 +263,17 @@ class StoredArchive:
         relative_path: the path relative to the storage root, ``/``-separated.
         sha256: SHA-256 of the stored bytes (lowercase hex).
         size: size in bytes.
+        already_stored: this job's complete archive was there already, written by an earlier
+            run of the same job (a restart after its publish, or a job store restored from an
+            older backup), and nothing was written: its note may be on the ticket already.
+            Not compared: two values naming the same file are equal.
     """
 
     path: Path
     relative_path: str
     sha256: str
     size: int
+    already_stored: bool = field(default=False, compare=False)
 
 
 class ZammadPort(Protocol):

@@ -397,6 +397,47 @@ async def test_killed_after_posting_the_note_it_is_not_posted_again(simulator, s
     assert len(articles_listed) >= 2
 
 
+async def test_a_job_store_restored_from_an_older_backup_posts_no_second_note(simulator, service, job_store):
+    """The operator restores a backup of the job store taken while a forced re-archive waited
+    for its retry; the job had finished since (its archive and note are there). The restored
+    job runs again, finds its archive by its job id and writes none, and must find its note
+    too: its report is not the first delivery of that note."""
+    svc = service()
+    await svc.start()
+    assert (await post(svc.url, 4711, "before-the-backup"))[0] == 202
+    await wait_for(_reported(svc, 4711), 120, "the first archive")
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{svc.url}/retry/4711?force=true", headers=ADMIN) as resp,
+    ):
+        assert resp.status == 202, await resp.text()
+    await wait_for(lambda: len(simulator.notes(4711)) == 2, 120, "the forced archive's note")
+    await wait_for(_reported(svc, 4711), 60, "its report")
+    forced = (await svc.job(4711))["job_id"]
+    assert await svc.stop() == 0
+    files = archives(svc.storage, "25004711")
+    assert len(files) == 2
+    # What the backup holds: the forced job waiting for its second attempt, due by now.
+    await job_store.rows(
+        "UPDATE jobs SET state='pending', next_attempt_at=?, result=NULL, report=NULL, reported=TRUE, "
+        "output_path=NULL, sha256=NULL, started_at=NULL, finished_at=NULL WHERE job_id=?",
+        time.time(),
+        forced,
+    )
+
+    await svc.start()
+    await wait_for(_reported(svc, 4711), 120, "the restored job's report")
+    job = await svc.job(4711)
+    assert await svc.stop() == 0
+
+    assert (job["job_id"], job["state"], job["result"]) == (forced, "done", "archived")
+    assert archives(svc.storage, "25004711") == files
+    notes = simulator.notes(4711)
+    assert [n["subject"] for n in notes] == [SUCCESS_SUBJECT, SUCCESS_SUBJECT]
+    assert sum(f"Job: {forced}" in n["body"] for n in notes) == 1
+    assert sorted(simulator.tags(4711)) == SIGNED_TAGS
+
+
 async def test_a_note_whose_answer_was_lost_is_not_posted_again(archiver, simulator):
     """The note's post reached Zammad but its answer timed out: before posting again, the
     delivery looks for the note by its job id, finds it and stops (one note, not one per try)."""

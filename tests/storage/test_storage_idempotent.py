@@ -36,6 +36,7 @@ async def test_the_same_job_again_gets_its_finished_archive_back(
     again = await ArchiveStore(root).store(snapshot, AGAIN, sidecar={"job_id": "job-a"})  # a new process
 
     assert again == first
+    assert again.already_stored and not first.already_stored  # its note may be on the ticket
     assert first.relative_path == f"{FOLDER}/{NAME}.pdf"
     assert first.path.read_bytes() == FIRST  # untouched; the note names these bytes
     assert again.sha256 == hashlib.sha256(FIRST).hexdigest() and again.size == len(FIRST)
