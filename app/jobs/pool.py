@@ -47,6 +47,7 @@ from app.errors import ArchiverError
 from app.jobs.outcomes import RetryPolicy, job_end
 from app.jobs.records import Admission, JobRecord, JobRequest, JobState, JobStoreUnavailable, LeaseLost
 from app.jobs.store import JobStore
+from app.observability.logging import job_log_context
 from app.workflow.archive import HANDED_OVER, ArchiveOutcome
 from app.workflow.classify import classify
 from app.workflow.ports import Guard
@@ -270,31 +271,35 @@ class WorkerPool:
                 continue
             self._busy[work.ticket_id] = []
             self._none_busy.clear()
-            delivery = None
-            try:
-                if work.kind == "deliver":
-                    record = work.claimed or await self.store.get(work.job_id)
-                    if record is not None and record.report is not None and not record.reported:
-                        await self._deliver(record, Report.from_dict(record.report))
-                else:
-                    delivery = await self._run(work)
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                log.exception(
-                    "job handling failed", extra={"job_id": work.job_id, "ticket_id": work.ticket_id}
-                )
-            finally:
-                if delivery is None:
-                    self._release(work.ticket_id)
-            if delivery is not None:
-                # The report goes to Zammad alongside: the worker takes the next job now, and
-                # the ticket stays busy (its follow-up waits) until the report is delivered.
-                task = asyncio.create_task(
-                    self._deliver_then_release(work, delivery), name=f"report-{work.job_id}"
-                )
-                self._deliveries.add(task)
-                task.add_done_callback(self._deliveries.discard)
+            with job_log_context(job_id=work.job_id, ticket_id=work.ticket_id):
+                await self._handle(work)
+
+    async def _handle(self, work: _Work) -> None:
+        """Run or deliver ``work``; a run's report is delivered by a task of its own (which
+        copies the job's log context)."""
+        delivery = None
+        try:
+            if work.kind == "deliver":
+                record = work.claimed or await self.store.get(work.job_id)
+                if record is not None and record.report is not None and not record.reported:
+                    await self._deliver(record, Report.from_dict(record.report))
+            else:
+                delivery = await self._run(work)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("job handling failed", extra={"job_id": work.job_id, "ticket_id": work.ticket_id})
+        finally:
+            if delivery is None:
+                self._release(work.ticket_id)
+        if delivery is not None:
+            # The report goes to Zammad alongside: the worker takes the next job now, and
+            # the ticket stays busy (its follow-up waits) until the report is delivered.
+            task = asyncio.create_task(
+                self._deliver_then_release(work, delivery), name=f"report-{work.job_id}"
+            )
+            self._deliveries.add(task)
+            task.add_done_callback(self._deliveries.discard)
 
     def _release(self, ticket_id: int) -> None:
         """The ticket is free: queue what waited for it."""

@@ -1,7 +1,9 @@
 """Structured JSON logs, one object per line, with secrets redacted.
 
 Every record becomes ``{"ts", "level", "logger", "msg", ...extra}``; fields passed as
-``logger.info("...", extra={"ticket_id": 4711})`` are merged in. Tracebacks are included as
+``logger.info("...", extra={"ticket_id": 4711})`` are merged in, and so are the job's
+``job_id`` and ``ticket_id`` on every line logged while a worker handles it
+(:func:`job_log_context`). Tracebacks are included as
 ``exc``. Before a line is written, every configured secret value is replaced by ``***`` —
 in the message, the extra fields and the traceback alike — so a secret that slipped into an
 exception text still never reaches the log.
@@ -9,11 +11,13 @@ exception text still never reaches the log.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import sys
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextvars import ContextVar
 from typing import Any
 
 import orjson
@@ -48,6 +52,23 @@ class Redactor:
 
 REDACTOR = Redactor()
 """The process-wide redactor used by :class:`JsonFormatter`; filled by :func:`configure_logging`."""
+
+
+_JOB_FIELDS: ContextVar[dict[str, Any] | None] = ContextVar("job_log_fields", default=None)
+"""The fields of the job the current task works on (see :func:`job_log_context`)."""
+
+
+@contextlib.contextmanager
+def job_log_context(**fields: Any) -> Iterator[None]:
+    """Within the block (and in the tasks and threads started from it, which copy the
+    context), every line :class:`JsonFormatter` writes carries ``fields`` — e.g. ``job_id``
+    and ``ticket_id`` — unless the record names them itself: so a line logged while a job runs
+    (a Zammad client's answer, a library's warning) can be told to its job."""
+    token = _JOB_FIELDS.set(fields)
+    try:
+        yield
+    finally:
+        _JOB_FIELDS.reset(token)
 
 
 _ts_cache: tuple[int, str] = (-1, "")
@@ -103,6 +124,10 @@ class JsonFormatter(logging.Formatter):
         for key, value in record.__dict__.items():
             if key not in _RESERVED and not key.startswith("_"):
                 entry[key] = value
+        job_fields = _JOB_FIELDS.get()
+        if job_fields:
+            for key, value in job_fields.items():
+                entry.setdefault(key, value)
         classified = _classified_library_error(record)
         if classified is not None:
             entry["error"] = f"{type(classified).__name__}: {classified}"
