@@ -9,6 +9,10 @@
 #   WEBHOOK_HMAC_SECRET   otherwise the request target /jobs/N?requested_at=<now> is signed with it
 #                         (X-Hub-Signature: sha1=…); valid for 5 minutes
 # Secrets are read from the environment and never put on a command line.
+#
+# Exit status: 0 answered (the job as JSON on stdout); 1 the service answered an HTTP error
+# (its answer on stderr) or could not be reached; 2 usage or set-up error (the command line, no
+# ADMIN_BEARER_TOKEN and no WEBHOOK_HMAC_SECRET, an ARCHIVER_URL that is no http(s) URL).
 set -euo pipefail
 
 ticket_id="${1:-}"
@@ -17,7 +21,17 @@ if [[ $# -ne 1 || ! "$ticket_id" =~ ^[0-9]+$ ]]; then
     exit 2
 fi
 
-exec python3 - "${ARCHIVER_URL:-http://127.0.0.1:8080}" "$ticket_id" <<'PY'
+base_url="${ARCHIVER_URL:-http://127.0.0.1:8080}"
+if [[ ! "$base_url" =~ ^https?://[^/] ]]; then
+    echo "$0: ARCHIVER_URL must start with http:// or https:// (got '$base_url')" >&2
+    exit 2
+fi
+if [[ -z "${ADMIN_BEARER_TOKEN:-}" && -z "${WEBHOOK_HMAC_SECRET:-}" ]]; then
+    echo "$0: set ADMIN_BEARER_TOKEN or WEBHOOK_HMAC_SECRET" >&2
+    exit 2
+fi
+
+exec python3 - "$base_url" "$ticket_id" <<'PY'
 import hashlib, hmac, os, sys, time, urllib.error, urllib.request
 
 base, ticket_id = sys.argv[1], sys.argv[2]

@@ -12,6 +12,10 @@
 #                         sha1=…); valid for 5 minutes
 # --force re-archives a ticket that is already pdf:signed.
 # Secrets are read from the environment and never put on a command line.
+#
+# Exit status: 0 accepted (the answer on stdout); 1 the service answered an HTTP error (its
+# answer on stderr) or could not be reached; 2 usage or set-up error (the command line, no
+# ADMIN_BEARER_TOKEN and no WEBHOOK_HMAC_SECRET, an ARCHIVER_URL that is no http(s) URL).
 set -euo pipefail
 
 usage_error() {
@@ -34,7 +38,16 @@ for arg in "$@"; do
     fi
 done
 [[ -n "$ticket_id" ]] || usage_error "no ticket id given"
-url="${ARCHIVER_URL:-http://127.0.0.1:8080}/retry/${ticket_id}${query}"
+base_url="${ARCHIVER_URL:-http://127.0.0.1:8080}"
+if [[ ! "$base_url" =~ ^https?://[^/] ]]; then
+    echo "$0: ARCHIVER_URL must start with http:// or https:// (got '$base_url')" >&2
+    exit 2
+fi
+if [[ -z "${ADMIN_BEARER_TOKEN:-}" && -z "${WEBHOOK_HMAC_SECRET:-}" ]]; then
+    echo "$0: set ADMIN_BEARER_TOKEN or WEBHOOK_HMAC_SECRET" >&2
+    exit 2
+fi
+url="$base_url/retry/${ticket_id}${query}"
 
 exec python3 - "$url" "$ticket_id" "$force" <<'PY'
 import hashlib, hmac, json, os, sys, time, urllib.error, urllib.request
