@@ -32,6 +32,7 @@ from app.audit.signatures import (
     SignatureVerifier,
     locate_signature,
 )
+from app.storage.store import SIDECAR_MAX_BYTES
 
 OK = "ok"
 HASH_MISMATCH = "hash_mismatch"
@@ -82,8 +83,6 @@ the archive's newest evidence expires within the warning window (or has expired)
 CHUNK_BYTES = 1 << 20
 """Read size when streaming an archive."""
 
-SIDECAR_MAX_BYTES = 1 << 20
-"""Largest sidecar read (as the archive store's own limit)."""
 
 _READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 

@@ -110,8 +110,11 @@ INCOMPLETE_MTIME_SLACK_SECONDS = 2.0
 """How much older than the job's ``archived_at`` a sidecar-less PDF may look and still be
 taken for the job's own interrupted publish (file systems with coarse or skewed times)."""
 
-SIDECAR_MAX_BYTES = 1 << 20
-"""Largest sidecar read back when looking for a job's earlier archive."""
+SIDECAR_MAX_BYTES = 64 << 20
+"""Largest sidecar written, and read back (when looking for a job's earlier archive, by
+``lta-refresh`` and by the audit). Its ``embedded_files`` list takes ~130 bytes per embedded
+original, one or more per article: ~2.5 MB for a ticket of 16,500 articles, so 64 MiB holds
+about 500,000 originals. A sidecar over it is refused when written, never written unreadable."""
 
 _NAME_LOCKS = 64
 
@@ -390,4 +393,10 @@ class ArchiveStore:
             text = json.dumps(content, ensure_ascii=False, indent=2, sort_keys=True, default=_json_default)
         except (TypeError, ValueError) as exc:
             raise StorageError(f"cannot write the sidecar of '{stored.relative_path}': {exc}") from exc
-        return (text + "\n").encode("utf-8")
+        data = (text + "\n").encode("utf-8")
+        if len(data) > SIDECAR_MAX_BYTES:  # it could not be read back: the archive would look foreign
+            raise StorageError(
+                f"cannot write the sidecar of '{stored.relative_path}': {len(data)} bytes, over the "
+                f"{SIDECAR_MAX_BYTES} bytes it may have"
+            )
+        return data

@@ -167,7 +167,8 @@ def read_sidecar(path: Path) -> dict[str, Any] | None:
     """The parsed sidecar ``<path>.json`` of an archive, or ``None`` when there is none.
 
     Raises:
-        StorageError: it cannot be read, is a symlink, is larger than 1 MiB or is no JSON object.
+        StorageError: it cannot be read, is a symlink, is larger than :data:`SIDECAR_MAX_BYTES`
+            or is no JSON object.
     """
     sidecar = Path(str(path) + SIDECAR_SUFFIX)
     try:
@@ -183,7 +184,9 @@ def read_sidecar(path: Path) -> dict[str, Any] | None:
     except ValueError:
         parsed = None
     if not isinstance(parsed, dict):
-        raise StorageError(f"sidecar '{sidecar.name}' is not a JSON object of at most 1 MiB")
+        raise StorageError(
+            f"sidecar '{sidecar.name}' is not a JSON object of at most {SIDECAR_MAX_BYTES} bytes"
+        )
     return parsed
 
 

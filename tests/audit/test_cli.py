@@ -71,6 +71,36 @@ def test_good_archives_are_ok_and_exit_0(archive_root: ArchiveRoot) -> None:
     assert document["manifest"]["ok"] is True and document["manifest"]["lines"] == 3
 
 
+def test_an_archive_with_a_sidecar_over_one_mib_is_ok(
+    tmp_path: Path, signed_pdfs: list[bytes], dev_pki
+) -> None:
+    """A ticket of 10,000 embedded originals has a sidecar over 1 MiB (its embedded_files):
+    the store writes it, so the audit must read it (it reported hash_mismatch, "sidecar is not
+    usable: larger than 1048576 bytes", for a valid archive)."""
+    root = tmp_path / "archive"
+    root.mkdir()
+    store = ArchiveStore(root, fsync=False, manifest=ArchiveManifest(root, fsync=False))
+    embedded = [{"name": f"article-{n}/body.txt", "sha256": "0" * 64, "size": 2280} for n in range(10_000)]
+    ticket = {"id": 31000, "number": "31000", "group": "Support", "created_at": "2026-01-05T10:00:00Z"}
+    sidecar = {
+        "ticket_id": 31000,
+        "ticket_number": "31000",
+        "job_id": "job-31000",
+        "archived_at": ARCHIVED_AT.isoformat(),
+        "signed": True,
+        "pades_level": "B-T",
+        "embedded_files": embedded,
+    }
+    stored = asyncio.run(
+        store.store(TicketSnapshot(ticket, [], [], ARCHIVED_AT), signed_pdfs[0], sidecar=sidecar)
+    )
+    assert stored.path.with_name(stored.path.name + ".json").stat().st_size > 1 << 20
+
+    status, document = audit_json(ArchiveRoot(root, [stored], dev_pki.root_pem), "--manifest")
+
+    assert (status, results(document)) == (0, {stored.relative_path: "ok"}), document["files"]
+
+
 def test_json_document_shape(archive_root: ArchiveRoot) -> None:
     _, document = audit_json(archive_root)
 

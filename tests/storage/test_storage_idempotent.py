@@ -131,3 +131,27 @@ async def test_without_a_job_id_every_call_is_a_new_version(root: Path, snapshot
     one = await store.store(snapshot, FIRST, sidecar={"ticket_id": 4711})
     two = await store.store(snapshot, FIRST, sidecar={"ticket_id": 4711})
     assert (one.relative_path, two.relative_path) == (f"{FOLDER}/{NAME}.pdf", f"{FOLDER}/{NAME}_v2.pdf")
+
+
+def big_sidecar(job_id: str, originals: int) -> dict:
+    """A sidecar as the service writes it for a ticket of ``originals`` embedded originals
+    (one line of ``embedded_files`` each: ~130 bytes; 10,000 of them are over 1 MiB)."""
+    embedded = [
+        {"name": f"article-{n}/body.txt", "sha256": hashlib.sha256(str(n).encode()).hexdigest(), "size": 2280}
+        for n in range(originals)
+    ]
+    return {"job_id": job_id, "embedded_files": embedded}
+
+
+async def test_a_ticket_with_ten_thousand_originals_finds_its_archive_again(
+    root: Path, snapshot: TicketSnapshot
+) -> None:
+    """Its sidecar is over 1 MiB: the store wrote it, and must read it back, or the job run
+    again after a crash takes its own archive for another's and writes ``_v2``."""
+    first = await ArchiveStore(root).store(snapshot, FIRST, sidecar=big_sidecar("job-big", 10_000))
+    assert first.path.with_name(first.path.name + ".json").stat().st_size > 1 << 20
+
+    again = await ArchiveStore(root).store(snapshot, AGAIN, sidecar=big_sidecar("job-big", 10_000))
+
+    assert again == first and again.already_stored
+    assert visible(root) == [f"{FOLDER}/{NAME}.pdf", f"{FOLDER}/{NAME}.pdf.json"]
