@@ -104,7 +104,9 @@ class SweepReport:
         """The report for a terminal: one line per ticket, then a summary."""
         out = [f"searched {query}: {count} ticket(s)" for query, count in self.searched.items()]
         if not self.store_consulted:
-            out.append("job store not read (the running service holds it): every ticket found is listed")
+            out.append(
+                "job store not read: every ticket found is listed (tickets with a job are not told apart)"
+            )
         deferred = {f.ticket_id for f in self.deferred}
         for finding in self.queue:
             if self.dry_run:
