@@ -295,6 +295,10 @@ class ProcessPoolRenderer:
         on_missing_glyphs: called in this process with each render's
             :attr:`~app.workflow.ports.RenderedPdf.missing_by_script` when it is not empty
             (the render processes count, the count comes back with the result).
+
+    A render process that dies (the kernel's OOM killer, a crash in a C library) fails the
+    calls it was running with a Transient :class:`~app.errors.RenderError`, and the pool is
+    replaced: later renders run in fresh processes.
     """
 
     def __init__(
@@ -307,13 +311,28 @@ class ProcessPoolRenderer:
         self.options = options
         self.on_missing_glyphs = on_missing_glyphs
         self.processes = processes or os.cpu_count() or 1
-        self._pool = ProcessPoolExecutor(
+        self._closed = False
+        self._pool = self._new_pool()
+
+    def _new_pool(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(
             max_workers=self.processes,
             mp_context=multiprocessing.get_context("forkserver"),
             max_tasks_per_child=MAX_TASKS_PER_CHILD,
             initializer=_start_render_process,
             initargs=(os.getpid(),),
         )
+
+    def _died(self, pool: ProcessPoolExecutor, exc: BrokenProcessPool) -> RenderError:
+        """The error of a call that ``pool`` lost because a render process died (killed by
+        the kernel's OOM killer, a crash in a C library on hostile input); ``pool`` is
+        replaced by a fresh one first, unless that happened already or the renderer is
+        closed: ``concurrent.futures`` marks a pool whose process died as broken for good, so
+        every later render would fail too."""
+        if pool is self._pool and not self._closed:
+            self._pool = self._new_pool()
+            pool.shutdown(wait=False, cancel_futures=True)
+        return RenderError(f"the render process died ({exc})", transient=True)
 
     async def render(self, snapshot: TicketSnapshot) -> RenderedPdf:
         """Render ``snapshot`` in a child process; the PDF comes back as bytes.
@@ -366,18 +385,20 @@ class ProcessPoolRenderer:
         Raises:
             RenderError: the pool broke (a child died; Transient).
         """
+        pool = self._pool
         try:
             return await asyncio.get_running_loop().run_in_executor(
-                self._pool, _check_fonts, self.options.font_dirs
+                pool, _check_fonts, self.options.font_dirs
             )
         except BrokenProcessPool as exc:
-            raise RenderError(f"the render process died ({exc})", transient=True) from None
+            raise self._died(pool, exc) from None
 
     async def _run(self, call: functools.partial[RenderedPdf]) -> RenderedPdf:
+        pool = self._pool
         try:
-            rendered = await asyncio.get_running_loop().run_in_executor(self._pool, call)
+            rendered = await asyncio.get_running_loop().run_in_executor(pool, call)
         except BrokenProcessPool as exc:
-            raise RenderError(f"the render process died ({exc})", transient=True) from None
+            raise self._died(pool, exc) from None
         if rendered.missing_by_script and self.on_missing_glyphs is not None:
             self.on_missing_glyphs(rendered.missing_by_script)
         return rendered
@@ -394,6 +415,7 @@ class ProcessPoolRenderer:
         """
         # The executor's own processes: Python 3.11's ProcessPoolExecutor has no public way
         # to end them (terminate_workers() came in 3.14).
+        self._closed = True
         processes = list((self._pool._processes or {}).values())
         self._pool.shutdown(wait=False, cancel_futures=True)
         for process in processes:

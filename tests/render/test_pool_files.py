@@ -343,3 +343,23 @@ def _running(pid: int) -> bool:
     except (OSError, IndexError):
         return False
     return state != "Z"
+
+
+async def test_a_render_process_killed_fails_its_render_transient_and_the_next_render_works(tmp_path: Path):
+    """A render process the kernel kills (OOM killer on a hostile ticket) or that crashes fails
+    the render it ran as Transient; the renders after it run in a fresh pool (a broken
+    ``ProcessPoolExecutor`` refused every later call: no ticket could be archived until the
+    service restarted)."""
+    pool = ProcessPoolRenderer(RenderOptions(), processes=1)
+    try:
+        await pool.font_coverage()  # the render process is up
+        (pid,) = list(pool._pool._processes)
+        os.kill(pid, signal.SIGKILL)
+        with pytest.raises(RenderError, match="the render process died") as died:
+            await pool.render_file(snapshot(3), tmp_path / "first.pdf")
+        assert died.value.transient is True
+        rendered = await pool.render_file(snapshot(3), tmp_path / "second.pdf")
+        assert rendered.page_count >= 1 and (tmp_path / "second.pdf").read_bytes().startswith(b"%PDF-")
+        assert (await pool.font_coverage()) is not None
+    finally:
+        pool.close()
