@@ -320,6 +320,13 @@ class Settings:
     render_processes: int = setting(
         "RENDER_PROCESSES", "int", 0, "Processes in the render pool (0 = one per CPU)"
     )
+    render_timeout_seconds: float = setting(
+        "RENDER_TIMEOUT_SECONDS",
+        "float",
+        600.0,
+        "Longest layout of one ticket, in seconds, from its start in a render process; a longer one "
+        "is ended and fails Permanent (0 = no limit)",
+    )
     workflow_queue_max: int = setting(
         "WORKFLOW_QUEUE_MAX", "int", 1000, "Most jobs waiting in the queue; beyond it /ingest answers 503"
     )
@@ -754,6 +761,8 @@ def _validate(s: Settings, *, require_complete: bool) -> None:
         fail("reconcile_stale_seconds", "must be more than 0")
     if s.render_processes < 0:
         fail("render_processes", "must be 0 (one per CPU) or more")
+    if s.render_timeout_seconds < 0:
+        fail("render_timeout_seconds", "must be 0 (no limit) or more")
     if not 0 < s.server_port < 65536:
         fail("server_port", "must be a TCP port, 1-65535")
     for name in ("zammad_timeout_seconds", "tsa_timeout_seconds"):

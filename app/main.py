@@ -168,6 +168,7 @@ def create_app(
         renderer = ProcessPoolRenderer(
             render_options,
             processes=settings.render_processes,
+            timeout_seconds=settings.render_timeout_seconds,
             on_missing_glyphs=runtime.metrics.count_missing_glyphs,
         )
         font_check = runtime.font_check = asyncio.create_task(

@@ -128,6 +128,8 @@ def test_unreadable_config_file_is_one_line(tmp_path):
         ("JOB_LEASE_SECONDS", "2", "JOB_LEASE_SECONDS / job.lease_seconds"),
         ("RECONCILE_INTERVAL_SECONDS", "-1", "RECONCILE_INTERVAL_SECONDS / reconcile.interval_seconds"),
         ("RECONCILE_STALE_SECONDS", "0", "RECONCILE_STALE_SECONDS / reconcile.stale_seconds"),
+        ("RENDER_TIMEOUT_SECONDS", "-1", "RENDER_TIMEOUT_SECONDS / render.timeout_seconds"),
+        ("RENDER_TIMEOUT_SECONDS", "nan", "RENDER_TIMEOUT_SECONDS"),
     ],
 )
 def test_bad_values_name_the_key(key, value, named):

@@ -15,6 +15,7 @@ from it) and the PDF comes back as a file, not as bytes through the pool's pipes
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
 import functools
@@ -64,6 +65,15 @@ killed with SIGKILL cannot stop its pool: its render processes would run on (orp
 ~100 MB each), and with them the pool's fork server and resource tracker, which exit only
 after their last child; a process manager that does not kill the whole process group keeps
 them forever."""
+
+
+TIMEOUT_CHECK_SECONDS = 0.5
+"""How often a render waiting in the pool's queue is checked for having started (its time
+limit, ``RENDER_TIMEOUT_SECONDS``, runs from then)."""
+
+
+class _RenderTimeout(Exception):
+    """A render ran for longer than its pool's ``timeout_seconds``."""
 
 
 #: EmbeddedFile's fields in order: how an original travels through the spool (a tuple).
@@ -296,6 +306,12 @@ class ProcessPoolRenderer:
             :attr:`~app.workflow.ports.RenderedPdf.missing_by_script` when it is not empty
             (the render processes count, the count comes back with the result).
 
+        timeout_seconds: the longest render (:meth:`render`, :meth:`render_file`), from when
+            the pool hands it to a render process; 0 = no limit. A longer one fails Permanent
+            and the pool's processes are ended (the others' renders under way fail Transient):
+            hostile text can keep fpdf2's line breaking busy for hours (a paragraph with an
+            RTL mark and 8,000 combining marks on one letter: 15 s, growing with the square).
+
     A render process that dies (the kernel's OOM killer, a crash in a C library) fails the
     calls it was running with a Transient :class:`~app.errors.RenderError`, and the pool is
     replaced: later renders run in fresh processes.
@@ -307,8 +323,10 @@ class ProcessPoolRenderer:
         *,
         processes: int = 0,
         on_missing_glyphs: Callable[[tuple[tuple[str, int], ...]], None] | None = None,
+        timeout_seconds: float = 0.0,
     ) -> None:
         self.options = options
+        self.timeout_seconds = timeout_seconds
         self.on_missing_glyphs = on_missing_glyphs
         self.processes = processes or os.cpu_count() or 1
         self._closed = False
@@ -329,16 +347,28 @@ class ProcessPoolRenderer:
         replaced by a fresh one first, unless that happened already or the renderer is
         closed: ``concurrent.futures`` marks a pool whose process died as broken for good, so
         every later render would fail too."""
-        if pool is self._pool and not self._closed:
-            self._pool = self._new_pool()
-            pool.shutdown(wait=False, cancel_futures=True)
+        self._replace(pool)
         return RenderError(f"the render process died ({exc})", transient=True)
+
+    def _replace(self, pool: ProcessPoolExecutor, *, terminate: bool = False) -> None:
+        """A fresh pool in place of ``pool`` (unless replaced already or closed); ``pool``
+        shut down, its processes ended with ``terminate``."""
+        if pool is not self._pool or self._closed:
+            return
+        self._pool = self._new_pool()
+        processes = list((pool._processes or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        if terminate:
+            for process in processes:
+                with contextlib.suppress(OSError, ValueError):  # exited meanwhile, or closed
+                    process.terminate()
 
     async def render(self, snapshot: TicketSnapshot) -> RenderedPdf:
         """Render ``snapshot`` in a child process; the PDF comes back as bytes.
 
         Raises:
-            RenderError: the layout failed, or the pool broke (a child died; Transient).
+            RenderError: the layout failed or took longer than ``timeout_seconds``
+                (Permanent), or the pool broke (a child died; Transient).
         """
         return await self._run(functools.partial(_render, snapshot, self.options))
 
@@ -357,8 +387,9 @@ class ProcessPoolRenderer:
             ``target`` when done with it.
 
         Raises:
-            RenderError: the layout failed, the pool broke (a child died; Transient), or a
-                spool file could not be written (Transient for a full disk).
+            RenderError: the layout failed or took longer than ``timeout_seconds``
+                (Permanent), the pool broke (a child died; Transient), or a spool file
+                could not be written (Transient for a full disk).
         """
         snapshot_path = target.with_name(target.name + ".snapshot")
         if snapshot.articles_raw is not None:  # the render process parses the articles itself
@@ -396,12 +427,41 @@ class ProcessPoolRenderer:
     async def _run(self, call: functools.partial[RenderedPdf]) -> RenderedPdf:
         pool = self._pool
         try:
-            rendered = await asyncio.get_running_loop().run_in_executor(pool, call)
+            submitted = pool.submit(call)
+            rendered = await self._result(submitted)
         except BrokenProcessPool as exc:
             raise self._died(pool, exc) from None
+        except _RenderTimeout:
+            self._replace(pool, terminate=True)
+            raise RenderError(
+                f"the layout took longer than RENDER_TIMEOUT_SECONDS={self.timeout_seconds:g} s and was "
+                "ended: a body the layout cannot handle (the originals hold it), or raise the limit",
+                transient=False,
+            ) from None
         if rendered.missing_by_script and self.on_missing_glyphs is not None:
             self.on_missing_glyphs(rendered.missing_by_script)
         return rendered
+
+    async def _result(self, submitted: concurrent.futures.Future[RenderedPdf]) -> RenderedPdf:
+        """The result of ``submitted``; :class:`_RenderTimeout` once it has run for longer than
+        :attr:`timeout_seconds` (counted from when the pool marks it running: handed to a
+        render process's queue, which holds at most one call more than there are processes)."""
+        waiting = asyncio.wrap_future(submitted)
+        if not self.timeout_seconds:
+            return await waiting
+        loop = asyncio.get_running_loop()
+        deadline: float | None = None
+        while True:
+            pause = TIMEOUT_CHECK_SECONDS if deadline is None else max(0.0, deadline - loop.time())
+            done, _ = await asyncio.wait((waiting,), timeout=pause)
+            if done:
+                return waiting.result()
+            if deadline is None:
+                if submitted.running():
+                    deadline = loop.time() + self.timeout_seconds
+            elif loop.time() >= deadline:
+                waiting.cancel()
+                raise _RenderTimeout
 
     def close(self) -> None:
         """Shut the pool down and end the renders still running.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import os
@@ -363,3 +364,38 @@ async def test_a_render_process_killed_fails_its_render_transient_and_the_next_r
         assert (await pool.font_coverage()) is not None
     finally:
         pool.close()
+
+
+async def test_a_render_over_the_time_limit_fails_permanent_and_the_next_render_works(tmp_path: Path):
+    """Hostile text that keeps fpdf2's line breaking busy (a right-to-left override, then one
+    letter with 8,000 combining marks: every mark re-shapes the whole line, ~15 s here and four
+    times that for twice the marks) is ended at ``timeout_seconds`` and fails Permanent; its
+    render process is gone and later renders run in a fresh pool. Without a limit, a render
+    process ran such a ticket for hours."""
+    hostile = dataclasses.replace(
+        snapshot(1, raw=False),
+        articles=[{**article(0), "content_type": "text/html", "body": "<p>\u202ea" + "\u0301" * 8000}],
+        embedded=(),
+    )
+    pool = ProcessPoolRenderer(RenderOptions(), processes=1, timeout_seconds=2.0)
+    try:
+        await pool.font_coverage()  # the render process is up
+        (pid,) = list(pool._pool._processes)
+        started = time.monotonic()
+        with pytest.raises(RenderError, match="RENDER_TIMEOUT_SECONDS=2") as slow:
+            await pool.render_file(hostile, tmp_path / "hostile.pdf")
+        assert slow.value.transient is False
+        assert time.monotonic() - started < 6
+        await asyncio.to_thread(_wait_gone, pid, 5.0)
+        assert not _running(pid), "the render process still runs the hostile layout"
+        rendered = await pool.render_file(snapshot(3), tmp_path / "next.pdf")
+        assert rendered.page_count >= 1
+    finally:
+        pool.close()
+
+
+def _wait_gone(pid: int, seconds: float) -> None:
+    """Wait up to ``seconds`` for process ``pid`` to end."""
+    deadline = time.monotonic() + seconds
+    while _running(pid) and time.monotonic() < deadline:
+        time.sleep(0.1)
