@@ -44,9 +44,18 @@ XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]"
 _XML_WHITESPACE = str.maketrans({"\t": "&#9;", "\n": "&#10;", "\r": "&#13;"})
 
 
+MAX_TEXT_CHARS = 4000
+"""Longest metadata text, in characters; a longer one is cut and ends with ``…``. As UTF-16BE
+in hexadecimal (:class:`InfoText`) it stays under the 32,767 bytes a PDF/A string may hold
+(ISO 19005-3 §6.1.13, veraPDF rule 6.1.13-3): a ticket title of 100 KB made the archive fail
+PDF/A-3B."""
+
+
 def _text(value: str) -> str:
-    """``value`` as both the XMP and ``/Info`` carry it: without the characters XML 1.0 forbids."""
-    return XML_INVALID.sub("", value)
+    """``value`` as both the XMP and ``/Info`` carry it: without the characters XML 1.0 forbids,
+    at most :data:`MAX_TEXT_CHARS` long."""
+    text = XML_INVALID.sub("", value)
+    return text if len(text) <= MAX_TEXT_CHARS else text[: MAX_TEXT_CHARS - 1] + "…"
 
 
 def _xml(value: str) -> str:

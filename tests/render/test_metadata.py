@@ -110,3 +110,16 @@ def test_verapdf_finds_info_and_xmp_equivalent(tmp_path: Path):
     assert " 6.7.3-" not in as_pdfa_1.stdout, as_pdfa_1.stdout
     as_pdfa_3 = verapdf(path, "3b")
     assert as_pdfa_3.returncode == 0 and as_pdfa_3.stdout.startswith("PASS"), as_pdfa_3.stdout
+
+
+def test_a_huge_title_and_many_tags_are_cut_and_the_archive_stays_pdfa(tmp_path: Path):
+    """A 100 KB ticket title (or 10,000 tags) made a /Title (/Keywords) of 200 KB: longer than
+    the 32,767 bytes a PDF/A string may hold (ISO 19005-3 §6.1.13), so veraPDF failed the
+    archive. The metadata texts are cut to MAX_TEXT_CHARS, equal in /Info and XMP; the pages
+    still show the whole title."""
+    path = render(tmp_path, title="Ü" * 100_000, tags=[f"tag-{i}" for i in range(10_000)])
+    info = assert_info_equals_xmp(path)
+    assert len(str(info["/Title"])) == len(str(info["/Keywords"])) == 4000
+    assert str(info["/Title"]).startswith("Ticket #25004711: ÜÜÜ") and str(info["/Title"]).endswith("Ü…")
+    as_pdfa_3 = verapdf(path, "3b")
+    assert as_pdfa_3.returncode == 0 and as_pdfa_3.stdout.startswith("PASS"), as_pdfa_3.stdout
