@@ -46,6 +46,11 @@ from app.render.layout import WordMeasure, wrap_paragraph
 from app.render.templates import TextStyle
 
 #: Colour of link text and its underline (RGB).
+MAX_LINK_CHARS = 4000
+"""Longest link target that becomes a link annotation (``/URI``); a longer one stays visible
+as text beside the link's words only: as a PDF string it could pass the 32,767 bytes PDF/A
+allows (ISO 19005-3 §6.1.13)."""
+
 LINK_COLOR = (26, 79, 139)
 #: Colour and width (pt) of quote bars.
 BAR_COLOR = (190, 190, 190)
@@ -333,7 +338,7 @@ class _Painter:
                         pdf.set_line_width(max(0.4, size / 20))
                         rise = -0.12 * size if span.underline else 0.28 * size
                         pdf.line(left, baseline - rise, left + advance, baseline - rise)
-                    if span.link:
+                    if span.link and len(span.link) <= MAX_LINK_CHARS:
                         pdf.link(left, top, advance, leading, span.link)
                     left += advance
                 top += leading

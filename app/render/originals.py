@@ -58,9 +58,30 @@ def clean_mime_type(value: str) -> str:
     return mime if _MIME.match(mime) else "application/octet-stream"
 
 
+MAX_NAME_CHARS = 255
+"""Longest name of an embedded file (``/F``, ``/UF`` and its key in the name tree), in
+characters; a longer one keeps its first characters and its extension."""
+MAX_DESCRIPTION_CHARS = 1000
+"""Longest description (``/Desc``) of an embedded file, in characters; a longer one is cut and
+ends with ``…``. Both keep every string of the file under the 32,767 bytes PDF/A allows (ISO
+19005-3 §6.1.13): an attachment named with 40,000 characters failed veraPDF."""
+
+
+def _cut(text: str, limit: int) -> str:
+    """``text``, or its first ``limit - 1`` characters and ``…``."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _unique(name: str, taken: set[str]) -> str:
-    """``name``, or ``stem-2.ext``, ``stem-3.ext``… when a file of that name is already embedded."""
+    """``name`` (at most :data:`MAX_NAME_CHARS`), or ``stem-2.ext``, ``stem-3.ext``… when a file
+    of that name is already embedded."""
     name = XML_INVALID.sub("", name).strip() or "unnamed"
+    if len(name) > MAX_NAME_CHARS:
+        stem, dot, ext = name.rpartition(".")
+        if dot and stem and len(ext) <= 16:
+            name = _cut(stem, MAX_NAME_CHARS - len(ext) - 1) + "." + ext
+        else:
+            name = _cut(name, MAX_NAME_CHARS)
     if name not in taken:
         return name
     stem, dot, ext = name.rpartition(".")
@@ -157,7 +178,7 @@ def embed_originals(
         name = _unique(file.name, taken)
         taken.add(name)
         mime = clean_mime_type(file.mime_type)
-        description = XML_INVALID.sub("", file.description or name)
+        description = _cut(XML_INVALID.sub("", file.description or name), MAX_DESCRIPTION_CHARS)
         # What fpdf2's embed_file adds for PDF/A-3 or no PDF/A (the names are unique here), also
         # for empty bytes, which embed_file refuses: an empty original is still an original.
         pdf.embedded_files.append(

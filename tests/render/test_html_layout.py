@@ -10,6 +10,7 @@ import pytest
 
 from app.render.document import MARGIN
 from app.render.html import html_to_text
+from tests.verify import verapdf
 
 from .helpers import pdftotext, write
 from .test_html_blocks import MENU_LAYOUTS, MENU_WORDS
@@ -66,6 +67,22 @@ def test_links_become_printable_uri_annotations_and_keep_their_target_visible(tm
     )
     assert b"/URI (https://example.com/docs)" in objects and annotation is not None
     assert re.search(rb"/F 4\b", objects)  # the Print flag (PDF/A)
+
+
+def test_a_link_target_too_long_for_pdfa_stays_visible_text_without_an_annotation(tmp_path):
+    """A link of 40,000 characters became a /URI string over the 32,767 bytes PDF/A allows
+    (ISO 19005-3 §6.1.13): veraPDF failed the archive. It stays visible beside its words; only
+    the annotation is left out, links of ordinary length keep theirs."""
+    target = "https://example.com/" + "q" * 40_000
+    rendered = render_html(f'<p><a href="{target}">lang</a> und <a href="https://example.com/k">kurz</a></p>')
+    path = write(tmp_path, rendered.data)
+    assert "".join(pdftotext(path, "-raw")[0].split()).count("q" * 1000) >= 1
+    objects = subprocess.run(
+        ["qpdf", "--qdf", "--object-streams=disable", str(path), "-"], capture_output=True, check=True
+    ).stdout
+    assert re.findall(rb"/URI \((.{0,40})", objects) == [b"https://example.com/k)"]
+    verdict = verapdf(path, "3b")
+    assert verdict.returncode == 0 and verdict.stdout.startswith("PASS"), verdict.stdout
 
 
 def test_a_table_row_taller_than_a_page_continues_on_the_next(tmp_path):

@@ -35,7 +35,7 @@ from app.signing.signer import ArchiveSigner
 from app.workflow.ports import EmbeddedFile, OmittedFile, RenderedPdf
 from devtools.zammad_simulator import ZammadSimulator
 from tests.conftest import FIXTURES, PFX_PASSWORD
-from tests.verify import pdfsig, pyhanko_status
+from tests.verify import pdfsig, pyhanko_status, verapdf
 
 from .helpers import ARCHIVED_AT, pdfinfo, pdftotext, write, xmp_properties
 
@@ -547,6 +547,29 @@ def test_empty_and_duplicate_names_are_embedded_and_made_unique(tmp_path: Path):
     assert [name for name, _, _ in rendered.embedded] == ["a.txt", "a-2.txt", "empty.bin", "Zürich.txt"]
     assert rendered.embedded[2] == ("empty.bin", hashlib.sha256(b"").hexdigest(), 0)
     assert pdfa_problems(rendered.data, tmp_path) == []
+
+
+def test_an_attachment_with_a_huge_name_and_description_keeps_the_archive_pdfa(tmp_path: Path):
+    """The workflow describes an attachment as "Attachment {file name} of article N": a file name
+    of 40,000 characters made a /Desc over the 32,767 bytes a PDF/A string may hold (ISO 19005-3
+    §6.1.13), and veraPDF failed the archive. Names and descriptions are cut (the extension kept)."""
+    files = [
+        EmbeddedFile("n" * 40_000 + ".txt", b"one", "text/plain", "Data", "Attachment " + "ü" * 40_000),
+        EmbeddedFile("n" * 40_000 + ".txt", b"two", "text/plain", "Data"),
+    ]
+    rendered = render_ticket_pdf(
+        {"number": "9", "title": "Dateien"},
+        [],
+        [],
+        archived_at=ARCHIVED_AT,
+        options=RenderOptions(),
+        embedded=files,
+    )
+    first, second = (name for name, _, _ in rendered.embedded)
+    assert len(first) == 255 and first.endswith("n….txt") and second == first[:-4] + "-2.txt"
+    path = write(tmp_path, rendered.data)
+    verdict = verapdf(path, "3b")
+    assert verdict.returncode == 0 and verdict.stdout.startswith("PASS"), verdict.stdout
 
 
 def test_unknown_relationship_is_a_permanent_render_error():
