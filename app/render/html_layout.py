@@ -46,6 +46,9 @@ from app.render.layout import WordMeasure, wrap_paragraph
 from app.render.templates import TextStyle
 
 #: Colour of link text and its underline (RGB).
+CELL_SEPARATOR = " | "
+"""Between the cells of a row of a table too wide to draw as a grid."""
+
 MAX_LINK_CHARS = 4000
 """Longest link target that becomes a link annotation (``/URI``); a longer one stays visible
 as text beside the link's words only: as a PDF string it could pass the 32,767 bytes PDF/A
@@ -445,6 +448,11 @@ class _Painter:
                     minimum[column] = max(minimum[column], word)
                 column += cell.colspan
         widths = column_widths(natural, minimum, room)
+        if min(widths) - 2 * CELL_PAD_X < body.size:
+            # Too many columns for the page (a column narrower than one character: the cells'
+            # characters would be drawn over each other): every row one paragraph, cells apart.
+            self.rows_as_paragraphs(table)
+            return
         edges = [pdf.l_margin + table.indent]
         for width in widths:
             edges.append(edges[-1] + width)
@@ -458,6 +466,20 @@ class _Painter:
                 placed.append((left, lines, style))
                 column += cell.colspan
             self.row(table, placed, edges[0], edges[-1])
+
+    def rows_as_paragraphs(self, table: Table) -> None:
+        """A table too wide for the page: each row one paragraph of its cells' texts, separated
+        by :data:`CELL_SEPARATOR` (header cells bold)."""
+        for row in table.rows:
+            spans: list[Span] = []
+            for cell in row:
+                if cell.text:
+                    if spans:
+                        spans.append(Span(CELL_SEPARATOR))
+                    spans.append(Span(cell.text, bold=cell.header))
+            if spans:
+                self.paragraph(Paragraph(spans, table.indent, table.bars, quoted=table.quoted))
+        self.flush()
 
     def row(
         self, table: Table, cells: list[tuple[float, list[str], TextStyle]], left: float, right: float

@@ -85,6 +85,18 @@ def test_a_link_target_too_long_for_pdfa_stays_visible_text_without_an_annotatio
     assert verdict.returncode == 0 and verdict.stdout.startswith("PASS"), verdict.stdout
 
 
+def test_a_table_too_wide_for_the_page_draws_each_row_as_a_readable_line(tmp_path):
+    """300 columns (50,000 in a hostile mail) gave each column less than a character's width:
+    the cells' characters were drawn over each other, and poppler read 549 of 50,000. Each row
+    becomes a paragraph of its cells, apart; a table that fits keeps its grid."""
+    header = "".join(f"<th>h{i}</th>" for i in range(300))
+    cells = "".join(f"<td>c{i}</td>" for i in range(300))
+    rendered = render_html(f"<table><tr>{header}</tr><tr>{cells}</tr></table><p>Ende</p>")
+    text = " ".join(pdftotext(write(tmp_path, rendered.data))[0].split())
+    assert "h0 | h1 | h2 |" in text and "c0 | c1 | c2 |" in text
+    assert all(f"c{i} |" in text for i in range(299)) and "c299 Ende" in text
+
+
 def test_a_table_row_taller_than_a_page_continues_on_the_next(tmp_path):
     rendered = render_html(
         "<table><tr><td>" + "Riesenzelle " * 4000 + "</td><td>klein</td></tr></table><p>Ende</p>"
