@@ -10,10 +10,12 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Mapping
-from itertools import accumulate
+from itertools import accumulate, repeat
 
 # Words longer than this are not cached (a 50,000-character token would only waste memory).
 _CACHE_WORD_MAX = 64
+# Characters measured at a time when a word is cut into pieces (split_word).
+_SPLIT_WINDOW = 8192
 # Cache entries kept per measure before it is emptied (bounds memory in long-lived workers).
 _CACHE_SIZE_MAX = 200_000
 
@@ -42,7 +44,7 @@ class WordMeasure:
         cached = self._cache.get(word)
         if cached is not None:
             return cached
-        value = sum(self.char_widths(word))
+        value = sum(map(self._advances.get, word, repeat(self._default)))  # no list: words may be huge
         if len(word) <= _CACHE_WORD_MAX:
             if len(self._cache) >= _CACHE_SIZE_MAX:
                 self._cache.clear()
@@ -53,19 +55,30 @@ class WordMeasure:
 def split_word(word: str, max_width: float, measure: WordMeasure) -> list[str]:
     """Cut a word into pieces no wider than ``max_width`` (each piece holds at least one character).
 
-    Linear in the word's length: cumulative widths once, then one binary search per piece.
+    Linear in the word's length: cumulative widths of a window of :data:`_SPLIT_WINDOW`
+    characters at a time, one binary search per piece, so a word of millions of characters
+    never has a number per character in memory (a 5 MB word took ~200 MiB more that way). A
+    piece of more than :data:`_SPLIT_WINDOW` characters (zero-width marks only) ends at the
+    window's end.
     """
-    cumulative = list(accumulate(measure.char_widths(word)))
     pieces: list[str] = []
-    start, base = 0, 0.0
-    length = len(word)
+    start, length = 0, len(word)
     while start < length:
-        end = bisect_right(cumulative, base + max_width, lo=start)
-        if end == start:  # a single character wider than the line: it gets a line of its own
-            end = start + 1
-        pieces.append(word[start:end])
-        base = cumulative[end - 1]
-        start = end
+        window = word[start : start + _SPLIT_WINDOW]
+        size = len(window)
+        last = start + size >= length
+        cumulative = list(accumulate(measure.char_widths(window)))
+        offset, base = 0, 0.0
+        while offset < size:
+            end = bisect_right(cumulative, base + max_width, lo=offset)
+            if end == offset:  # a single character wider than the line: it gets a line of its own
+                end = offset + 1
+            if end == size and not last and offset > 0:
+                break  # this piece may go on past the window: measure it in the next one
+            pieces.append(window[offset:end])
+            base = cumulative[end - 1]
+            offset = end
+        start += offset
     return pieces
 
 
