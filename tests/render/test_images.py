@@ -179,3 +179,31 @@ def test_image_not_fetched_leaves_its_filename(tmp_path):
     text, _ = pdftotext(write(tmp_path, rendered.data))
     assert "[image: image-901]" in text and "[image: shot2.png]" in text
     assert "[image: Lageplan-CMYK.jpg] (not available)" in text
+
+
+def test_a_huge_jpeg_is_decoded_at_a_reduced_scale(tmp_path):
+    """A 7,700 × 7,700 px CMYK JPEG (59 Mpx, under MAX_IMAGE_PIXELS) was decoded whole, then
+    converted: the render process peaked at 536 MiB for one image (measured 2026-12-07). It is
+    decoded at the smallest DCT scale still at least MAX_PIXELS_SIDE on its longer side."""
+    import sys
+    import textwrap
+
+    source = tmp_path / "huge.jpg"
+    subprocess.run(  # made in a process of its own: its pixels never count in the one measured
+        [
+            sys.executable,
+            "-c",
+            f"from PIL import Image; Image.new('CMYK', (7700, 7700), (10, 20, 30, 40)).save({str(source)!r})",
+        ],
+        check=True,
+    )
+    script = textwrap.dedent(f"""
+        import resource
+        from app.render.images import normalise_image
+        prepared = normalise_image(open({str(source)!r}, "rb").read())
+        print(prepared.width, prepared.height, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    width, height, peak_mib = (int(value) for value in done.stdout.split())
+    assert (width, height) == (2000, 2000)
+    assert peak_mib < 250, f"peak RSS {peak_mib} MiB normalising one JPEG"
