@@ -107,6 +107,33 @@ _NEWLINES = {0x0B: "\n", 0x0C: "\n", 0x85: "\n", 0x2028: "\n", 0x2029: "\n"}
 #: Any character of either table: a search is much cheaper than a translate that changes nothing.
 _TRANSLATED = re.compile("[" + "".join(re.escape(chr(cp)) for cp in (*_NEWLINES, *_INVISIBLE)) + "]")
 
+MAX_ZERO_WIDTH_RUN = 30
+"""Most characters without an advance of their own kept in a row: combining marks (Unicode
+general category Mn, Me) and format characters (Cf); the rest of a longer run is dropped. No
+language needs more than 30 (the limit of Unicode's Stream-Safe Text Format, UAX #15 §13);
+thousands of them ("Zalgo" text) pile onto one glyph, and with a right-to-left mark in the
+paragraph every one of them made fpdf2 re-shape the whole line: 8,000 marks took 15 s, 50,000
+would take hours (the originals keep the text as it was)."""
+
+
+@cache
+def _zero_width() -> frozenset[str]:
+    """Every Mn, Me and Cf character (built once per process from the planes that hold them:
+    0, 1 and 14; ~40 ms)."""
+    return frozenset(
+        chr(code)
+        for code in (*range(0x20000), *range(0xE0000, 0xE1000))
+        if unicodedata.category(chr(code)) in ("Mn", "Me", "Cf")
+    )
+
+
+def _cut_zero_width_runs(text: str, marks: set[str]) -> str:
+    """``text`` with every run of more than :data:`MAX_ZERO_WIDTH_RUN` characters of ``marks``
+    (the Mn/Me/Cf characters it holds) cut to its first ones."""
+    chars = "".join(re.escape(mark) for mark in sorted(marks))
+    return re.sub(f"([{chars}]{{{MAX_ZERO_WIDTH_RUN}}})[{chars}]+", r"\1", text)
+
+
 #: Text that needs shaping (joining, reordering) or right-to-left layout: Hebrew, Arabic,
 #: Syriac, Thaana, NKo, Indic scripts, and the Arabic/Hebrew presentation forms.
 COMPLEX = re.compile(
@@ -324,7 +351,8 @@ class FontSet:
 
         Returns:
             ``(text, missing)``: the text with ``\\r\\n``/``\\r`` and other line separators
-            as ``\\n``, tabs expanded to 4-column stops, soft hyphens removed, invisible
+            as ``\\n``, tabs expanded to 4-column stops, soft hyphens removed, runs of
+            combining marks and format characters cut to :data:`MAX_ZERO_WIDTH_RUN`, invisible
             format characters no font has (variation selectors, joiners, bidi marks)
             removed, and every other character no font can draw (including control
             characters and lone surrogates) replaced by :func:`placeholder`; ``missing``
@@ -339,7 +367,10 @@ class FontSet:
         missing: Counter[str] = Counter()
         if text.isascii() and text.isprintable():
             return text, missing
-        absent = set(text) - self.covered
+        chars = set(text)
+        if len(text) > MAX_ZERO_WIDTH_RUN and (marks := chars & _zero_width()):
+            text = _cut_zero_width_runs(text, marks)  # keeps every character, so ``chars`` holds
+        absent = chars - self.covered
         absent.discard("\n")
         if absent and not self.fallbacks_loaded:
             self.load_fallbacks()

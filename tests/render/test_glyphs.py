@@ -190,3 +190,35 @@ def test_the_renderers_own_text_needs_no_fallback_font():
     assert {"–", "·", "…", "•"} <= own, "the scan missed the renderer's own separators"
     assert sorted(own - fonts.covered) == []
     assert not fonts.fallbacks_loaded
+
+
+def test_runs_of_more_than_thirty_combining_or_format_characters_are_cut():
+    """Thousands of combining marks on one letter ("Zalgo" text) are cut to MAX_ZERO_WIDTH_RUN,
+    runs of zero-width joiners likewise; what any language needs (Hebrew points and
+    cantillation, Vietnamese stacked accents, emoji joined by ZWJ) is kept as it is."""
+    from app.render.glyphs import MAX_ZERO_WIDTH_RUN
+
+    fonts = font_set(DEFAULT_FONT_DIRS)
+    zalgo, _ = fonts.make_drawable("\u202ea" + "\u0301" * 50_000 + " b" + "\u200d" * 100 + "c")
+    assert zalgo == "\u202ea" + "\u0301" * MAX_ZERO_WIDTH_RUN + " b" + "\u200d" * MAX_ZERO_WIDTH_RUN + "c"
+    kept = "בְּרֵאשִׁ֖ית Tiếng Việt ệ̃ 👩\u200d👩\u200d👧 a" + "\u0301" * MAX_ZERO_WIDTH_RUN
+    assert fonts.make_drawable(kept)[0] == kept
+
+
+def test_a_right_to_left_paragraph_with_a_combining_mark_flood_renders_in_seconds(tmp_path):
+    """With a right-to-left override in the paragraph, fpdf2 re-shaped the whole line for every
+    mark: 8,000 marks on one letter took ~15 s, 50,000 would take hours."""
+    import time
+
+    from app.render.options import RenderOptions
+    from app.render.pdf import render_ticket_pdf
+
+    from .helpers import ARCHIVED_AT, pdftotext, write
+
+    article = {"id": 1, "content_type": "text/html", "body": "<p>\u202ea" + "\u0301" * 8000 + " Ende</p>"}
+    started = time.monotonic()
+    rendered = render_ticket_pdf(
+        {"number": "1", "title": "Zalgo"}, [article], [], archived_at=ARCHIVED_AT, options=RenderOptions()
+    )
+    assert time.monotonic() - started < 5
+    assert "ednE" in pdftotext(write(tmp_path, rendered.data))[0]  # the override reverses it

@@ -367,14 +367,14 @@ async def test_a_render_process_killed_fails_its_render_transient_and_the_next_r
 
 
 async def test_a_render_over_the_time_limit_fails_permanent_and_the_next_render_works(tmp_path: Path):
-    """Hostile text that keeps fpdf2's line breaking busy (a right-to-left override, then one
-    letter with 8,000 combining marks: every mark re-shapes the whole line, ~15 s here and four
-    times that for twice the marks) is ended at ``timeout_seconds`` and fails Permanent; its
-    render process is gone and later renders run in a fresh pool. Without a limit, a render
-    process ran such a ticket for hours."""
+    """A layout that runs too long (here 40,000 characters of Hebrew: fpdf2 shapes right-to-left
+    text at a few thousand characters a second, ~14 s; a 5 MB body would take half an hour) is
+    ended at ``timeout_seconds`` and fails Permanent; its render process is gone and later
+    renders run in a fresh pool. Without a limit, a render process ran such a ticket to its end,
+    however long that took."""
     hostile = dataclasses.replace(
         snapshot(1, raw=False),
-        articles=[{**article(0), "content_type": "text/html", "body": "<p>\u202ea" + "\u0301" * 8000}],
+        articles=[{**article(0), "content_type": "text/plain", "body": "שלום עולם " * 4000}],
         embedded=(),
     )
     pool = ProcessPoolRenderer(RenderOptions(), processes=1, timeout_seconds=2.0)
