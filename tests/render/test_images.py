@@ -181,6 +181,47 @@ def test_image_not_fetched_leaves_its_filename(tmp_path):
     assert "[image: Lageplan-CMYK.jpg] (not available)" in text
 
 
+def normalised_peak_mib(tmp_path, make: str) -> tuple[int, int, int]:
+    """``(width, height, peak RSS MiB)`` of :func:`normalise_image` on the image that the Python
+    expression ``make`` (a Pillow ``Image``) saves, measured in a process of its own (the image is
+    made in another one: its pixels never count in the one measured)."""
+    import sys
+    import textwrap
+
+    source = tmp_path / "huge.png"
+    subprocess.run(
+        [sys.executable, "-c", f"from PIL import Image; ({make}).save({str(source)!r}, compress_level=1)"],
+        check=True,
+    )
+    script = textwrap.dedent(f"""
+        import resource
+        from app.render.images import normalise_image
+        prepared = normalise_image(open({str(source)!r}, "rb").read())
+        print(prepared.width, prepared.height, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024)
+    """)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    width, height, peak = (int(value) for value in done.stdout.split())
+    return width, height, peak
+
+
+@pytest.mark.parametrize(
+    ("make", "limit_mib"),
+    [
+        # decoded 240 MB; converted to RGBA (a copy), then resized through a premultiplied copy of
+        # all of it: 589 MiB. Reduced in strips now: 406 MiB.
+        ("Image.new('RGBA', (7700, 7700), (10, 20, 30, 40))", 480),
+        # 1 bit per pixel, converted to RGB (180 MB) before shrinking: 362 MiB; as grey: 174 MiB.
+        ("Image.new('1', (7700, 7700), 1)", 250),
+    ],
+)
+def test_a_huge_png_is_shrunk_without_copies_of_all_its_pixels(tmp_path, make, limit_mib):
+    """A 7,700 × 7,700 px PNG (59 Mpx, under MAX_IMAGE_PIXELS; a file of ~1 MB) is shrunk to
+    MAX_PIXELS_SIDE without a second copy of its decoded pixels (measured 2026-12-07)."""
+    width, height, peak = normalised_peak_mib(tmp_path, make)
+    assert (width, height) == (2000, 2000)
+    assert peak < limit_mib, f"peak RSS {peak} MiB normalising one PNG"
+
+
 def test_a_huge_jpeg_is_decoded_at_a_reduced_scale(tmp_path):
     """A 7,700 × 7,700 px CMYK JPEG (59 Mpx, under MAX_IMAGE_PIXELS) was decoded whole, then
     converted: the render process peaked at 536 MiB for one image (measured 2026-12-07). It is
