@@ -206,6 +206,30 @@ async def test_a_failed_render_leaves_the_spool_empty(archiver, simulator):
     assert list((service.settings.state_dir / "spool").iterdir()) == []
 
 
+@pytest.mark.sqlite_only
+async def test_a_layout_over_the_time_limit_fails_permanent_and_the_next_ticket_archives(archiver, simulator):
+    """A ticket whose layout runs past RENDER_TIMEOUT_SECONDS (40,000 characters of Hebrew: fpdf2
+    shapes them for ~14 s) ends pdf:error, Permanent, at the render step, with the limit named;
+    the render pool is replaced, and the next ticket is archived. Without a limit the render
+    process worked on, however long the layout took."""
+    simulator.add_ticket(
+        {"id": 4712, "number": "25004712", "title": "Lang", "group_id": 1, "state_id": 2, "priority_id": 2},
+        [{"id": 47121, "content_type": "text/plain", "body": "שלום עולם " * 4000, "internal": False}],
+        ["pdf:sign"],
+    )
+    service = await archiver(RENDER_TIMEOUT_SECONDS="1", PDF_EMBED_ORIGINALS="false")
+    for ticket_id in (4712, 4711):
+        body, headers = zammad_webhook({"ticket_id": ticket_id}, HMAC_SECRET)
+        assert (await post(f"{service.url}/ingest", body, headers))[0] == 202
+        await service.wait_idle()
+    assert simulator.tags(4712) == ["pdf:error"]
+    fields = note_fields(simulator.notes(4712)[0])
+    step = (fields["Step"], fields["Code"], fields["Classification"])
+    assert step == ("render", "render_error", "Permanent")
+    assert "RENDER_TIMEOUT_SECONDS=1 s" in fields["Cause"]
+    assert "pdf:signed" in simulator.tags(4711)
+
+
 async def test_ticket_without_trigger_tag_is_skipped(archiver, simulator):
     service = await archiver()
     await simulator_remove_tag(simulator, 4711, "pdf:sign")
