@@ -114,6 +114,17 @@ class SigningError(ArchiverError):
     code = "signing_error"
 
 
+class SignerUnavailable(SigningError):
+    """The signing key, its certificate, the trust roots or the TSA CA bundle could not be
+    loaded at start (:class:`app.signing.factory.UnavailableSigner`): every job fails at its
+    signing step until the operator fixes the setting and restarts. Transient: the jobs retry,
+    end ``dead`` keeping the trigger tag, and the reconciliation sweep archives them after the
+    fix, as for a refused Zammad token; nothing has to be re-tagged by hand."""
+
+    code = "signer_unavailable"
+    transient = True
+
+
 class StorageError(ArchiverError):
     """The archive could not be written under the storage root.
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import aiohttp
 
 from app.config import Settings
-from app.errors import ConfigError, SigningError
+from app.errors import ConfigError, SignerUnavailable, SigningError
 from app.signing.options import PadesLevel, SigningOptions
 from app.signing.signer import ArchiveSigner, UnsignedPassthrough
 from app.signing.trust import LongTermValidation, load_certificates
@@ -29,19 +29,25 @@ __all__ = ["UnavailableSigner", "build_signer", "open_pki_session", "tsa_ssl_con
 
 
 class UnavailableSigner:
-    """Stands in when the signing key could not be loaded: every job fails Permanent with
-    the load error, and ``/healthz?deep=true`` reports the signer as not ready."""
+    """Stands in when the signing key could not be loaded: every job fails at its signing
+    step with the load error as :class:`~app.errors.SignerUnavailable` (Transient: the ticket
+    keeps its trigger tag once the job is ``dead``, and the reconciliation sweep archives it
+    after the fix and a restart), and ``/healthz?deep=true`` reports the signer as not ready.
+
+    Attributes:
+        error: the load error (Permanent in itself: it does not heal without the operator).
+    """
 
     def __init__(self, error: SigningError) -> None:
         self.error = error
 
     async def sign(self, pdf: bytes) -> SignedPdf:
-        """Raise the load error (:class:`~app.errors.SigningError`, Permanent)."""
-        raise self.error
+        """Raise :class:`~app.errors.SignerUnavailable` with the load error's message."""
+        raise SignerUnavailable(f"the signing key is not loaded (fix it, then restart): {self.error}")
 
     async def sign_file(self, source: Path, target: Path) -> SignedPdf:
-        """Raise the load error, as :meth:`sign`."""
-        raise self.error
+        """Raise :class:`~app.errors.SignerUnavailable`, as :meth:`sign`."""
+        return await self.sign(b"")
 
 
 def tsa_ssl_context(settings: Settings) -> ssl.SSLContext:

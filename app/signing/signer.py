@@ -34,7 +34,7 @@ from pyhanko.sign.signers.pdf_cms import PdfCMSSignedAttributes
 from pyhanko.sign.timestamps import TimeStamper
 from pyhanko.sign.timestamps.common_utils import TimestampRequestError
 
-from app.errors import TRANSIENT_ERRNOS, ConfigError, SigningError
+from app.errors import TRANSIENT_ERRNOS, ConfigError, SignerUnavailable, SigningError
 from app.signing.incremental import IncrementalSignature
 from app.signing.keys import CachedKeySigner, SigningKey, check_signing_certificate, load_signing_key
 from app.signing.lta import read_evidence, require_revocation_sources
@@ -256,8 +256,10 @@ class ArchiveSigner:
             subject read back from the signature-timestamp token.
 
         Raises:
-            SigningError: ``transient=False`` when the certificate is no longer valid (or
-                revoked, or untrusted for B-LT), a certificate of the signer's or the TSA's chain
+            SignerUnavailable: the signing certificate has expired since the start
+                (Transient: jobs wait for a renewed PFX and a restart, keeping the trigger tag).
+            SigningError: ``transient=False`` when the certificate is revoked (or untrusted
+                for B-LT), a certificate of the signer's or the TSA's chain
                 below the trust roots names no OCSP responder or CRL (B-LT/B-LTA: "… names no
                 OCSP responder or CRL distribution point: not signed"), the input is not a readable PDF,
                 ``bytes_reserved`` is too small, or the TSA refuses (401/403, content type,
@@ -328,7 +330,10 @@ class ArchiveSigner:
         """Sign the PDF read from ``pdf``; in place (``output=None``, ``pdf`` must be writable)
         or into ``output`` (readable, writable, seekable). Returns the stream with the result."""
         now = self._clock()
-        check_signing_certificate(self._key.certificate, now)
+        try:
+            check_signing_certificate(self._key.certificate, now)
+        except SigningError as exc:  # expired since the start: the operator installs a renewed PFX
+            raise SignerUnavailable(str(exc)) from None
         self._warn_if_expiring(now)
         if self._validation is None and self._incremental_writer:
             update = self._prepare_update(pdf, now)

@@ -91,20 +91,24 @@ async def test_tsa_answering_401_is_permanent_and_hides_the_password(archiver, s
     assert "Tsa-Pw-Never-Shown" not in json.dumps(simulator.notes(4711))
 
 
-async def test_wrong_pfx_password_is_permanent(archiver, simulator) -> None:
+async def test_wrong_pfx_password_is_transient_and_keeps_the_trigger_tag(archiver, simulator) -> None:
+    """A signer that could not be loaded fails each job Transient (``signer_unavailable``): once
+    the job is dead the ticket keeps ``pdf:sign``, so the sweep archives it after the fix and a
+    restart, with nothing re-tagged by hand."""
     service = await archiver(SIGNING_PFX_PASSWORD="not-the-password", **ONE_ATTEMPT)
     fields = await archive_once(service, simulator)
-    assert_failed(simulator, service, fields, transient=False, cause="wrong password")
+    assert_failed(simulator, service, fields, transient=True, cause="wrong password")
+    assert fields["Code"] == "signer_unavailable", fields
     assert "not-the-password" not in json.dumps(simulator.notes(4711)) and PFX_PASSWORD not in fields["Cause"]
 
 
-async def test_missing_pfx_is_permanent(archiver, simulator, tmp_path: Path) -> None:
+async def test_missing_pfx_is_transient(archiver, simulator, tmp_path: Path) -> None:
     service = await archiver(SIGNING_PFX_PATH=str(tmp_path / "absent.pfx"), **ONE_ATTEMPT)
     fields = await archive_once(service, simulator)
-    assert_failed(simulator, service, fields, transient=False, cause="cannot read SIGNING_PFX_PATH")
+    assert_failed(simulator, service, fields, transient=True, cause="cannot read SIGNING_PFX_PATH")
 
 
-async def test_expired_certificate_is_permanent(archiver, simulator, dev_pki, tmp_path: Path) -> None:
+async def test_expired_certificate_is_transient(archiver, simulator, dev_pki, tmp_path: Path) -> None:
     ca = tmp_path / "ca"
     ca.mkdir()
     (ca / "index.txt").touch()
@@ -169,7 +173,7 @@ async def test_expired_certificate_is_permanent(archiver, simulator, dev_pki, tm
         assert proc.returncode == 0, proc.stderr
     service = await archiver(SIGNING_PFX_PATH=str(ca / "leaf.pfx"), **ONE_ATTEMPT)
     fields = await archive_once(service, simulator)
-    assert_failed(simulator, service, fields, transient=False, cause="expired on 2021-01-01")
+    assert_failed(simulator, service, fields, transient=True, cause="expired on 2021-01-01")
 
 
 async def test_read_only_storage_root_is_permanent(archiver, simulator, tmp_path: Path) -> None:

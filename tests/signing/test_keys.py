@@ -146,7 +146,9 @@ async def test_certificate_is_rechecked_before_each_signature(pfx_bytes: bytes, 
 
     with pytest.raises(SigningError) as info:
         await signer.sign(sample_pdf)
-    assert info.value.transient is False and "expired" in str(info.value)
+    # Transient (signer_unavailable): the jobs wait for a renewed PFX, keeping the trigger tag.
+    assert info.value.transient is True and info.value.code == "signer_unavailable"
+    assert "expired" in str(info.value)
 
 
 def test_gen_dev_certs_is_idempotent_and_keys_are_private(tmp_path: Path) -> None:
