@@ -37,7 +37,7 @@ import hashlib
 import io
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import BinaryIO
 
@@ -84,6 +84,9 @@ class SignatureFinding:
             certificate, which chains to a trust root, has expired since; or a valid signature
             timestamp whose TSA's chain has expired since, with no document timestamp after it.
         signer_not_after: the signer's (a document timestamp: the TSA's) certificate's notAfter.
+        proven_by: for a document timestamp whose TSA's chain has expired since, the
+            ``genTime`` of the newer, valid document timestamp that proves it existed while
+            that chain was valid (ETSI EN 319 102-1 §5.6.3); else ``None``.
     """
 
     kind: str
@@ -94,6 +97,7 @@ class SignatureFinding:
     expires_at: datetime | None
     indeterminate: bool = False
     signer_not_after: datetime | None = None
+    proven_by: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,7 +325,7 @@ class SignatureVerifier:
             else:
                 covered = any(i > index for i in stamp_indices)
                 findings.append(self._signature(sig.pkcs7_content, sig.compute_digest, covered=covered))
-        return PdfVerdict(tuple(findings), "pyhanko", problem)
+        return PdfVerdict(tuple(self._judge_document_timestamps(findings)), "pyhanko", problem)
 
     def verify_bytes(self, pdf: bytes) -> PdfVerdict:
         """Check a PDF held in memory: the byte-range way when it applies, else pyHanko's
@@ -436,6 +440,45 @@ class SignatureVerifier:
             stamp.expires_at,
             signer_not_after=tsa.not_after if tsa is not None else None,
         )
+
+    def _judge_document_timestamps(self, findings: list[SignatureFinding]) -> list[SignatureFinding]:
+        """Judge the chain of document timestamps (PAdES B-LTA) as validation with long-term
+        availability does (ETSI EN 319 102-1 §5.6.3; ``scripts/ops/verify-pdf.py`` asks
+        pyHanko's AdES engine): the newest at the present time, INDETERMINATE once its TSA's
+        chain has expired; an older one whose TSA's chain has expired is valid when the next
+        newer one is valid and was made while that chain was still valid (it covers the older
+        token: a document timestamp is over all revisions before it), else INDETERMINATE.
+        Without trust roots nothing is changed: each was checked at its own time."""
+        if self.paths is None:
+            return findings
+        now = self._clock()
+        out = list(findings)
+        newer: SignatureFinding | None = None
+        for index in reversed(range(len(out))):
+            finding = out[index]
+            if finding.kind != "document_timestamp":
+                continue
+            expiry = finding.expires_at
+            if finding.problem is None and expiry is not None and expiry <= now:
+                if (
+                    newer is not None
+                    and newer.problem is None
+                    and newer.timestamp is not None
+                    and newer.timestamp <= expiry
+                ):
+                    finding = replace(finding, proven_by=newer.timestamp)
+                else:
+                    # Validation with time needs the TSA's chain valid now, or a valid later
+                    # document timestamp made while it was.
+                    finding = replace(
+                        finding,
+                        problem="cannot be proven: the document timestamp's TSA certificate chain "
+                        f"expired on {expiry.date().isoformat()}",
+                        indeterminate=True,
+                    )
+            out[index] = finding
+            newer = finding
+        return out
 
     def verify_timestamp(
         self, token: bytes, imprint_of: Callable[[str], bytes], what: str = "timestamp"

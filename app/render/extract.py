@@ -263,14 +263,25 @@ def _judge_signature(
 def _proven_by_timestamp(findings: Sequence[SignatureFinding]) -> str:
     """``"; valid at <time>, proven by the signature timestamp (signer certificate expired on
     <date>)"`` for each signature whose signer certificate has expired since the time its
-    signature timestamp proves (ETSI EN 319 102-1 §5.5), else ``""``."""
+    signature timestamp proves (ETSI EN 319 102-1 §5.5), and ``"; document timestamp valid at
+    <time>, proven by the document timestamp of <time> (TSA certificate expired on <date>)"``
+    for each document timestamp whose TSA's chain has expired since the time a newer one
+    proves (§5.6.3); else ``""``."""
     now = datetime.now(UTC)
-    return "".join(
-        f"; valid at {f.timestamp.isoformat(timespec='seconds')}, proven by the signature timestamp "
-        f"(signer certificate expired on {f.signer_not_after.date().isoformat()})"
-        for f in findings
-        if f.kind == "signature" and f.timestamp and f.signer_not_after and f.signer_not_after <= now
-    )
+    notes = []
+    for f in findings:
+        if f.kind == "signature" and f.timestamp and f.signer_not_after and f.signer_not_after <= now:
+            notes.append(
+                f"; valid at {f.timestamp.isoformat(timespec='seconds')}, proven by the signature timestamp "
+                f"(signer certificate expired on {f.signer_not_after.date().isoformat()})"
+            )
+        elif f.kind == "document_timestamp" and f.timestamp and f.proven_by and f.signer_not_after:
+            notes.append(
+                f"; document timestamp valid at {f.timestamp.isoformat(timespec='seconds')}, proven by "
+                f"the document timestamp of {f.proven_by.isoformat(timespec='seconds')} "
+                f"(TSA certificate expired on {f.signer_not_after.date().isoformat()})"
+            )
+    return "".join(notes)
 
 
 def _load_sidecar(path: Path) -> dict[str, Any]:

@@ -35,12 +35,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import copy
+import dataclasses
 import hashlib
 import io
 import json
 import logging
 import os
 import sys
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -112,6 +115,11 @@ def _spec(roots: list, others: list) -> Any:
     return SignatureValidationSpec(
         cert_validation_policy=policy, local_knowledge=LocalKnowledge(known_certs=others)
     )
+
+
+def _imprint(digest: bytes) -> Callable[[str], bytes]:
+    """The expected message imprint of a document timestamp: the digest of its byte range."""
+    return lambda _algorithm: digest
 
 
 def _utc(moment: Any) -> str:
@@ -208,6 +216,127 @@ async def check_signature(sig: Any, roots: list, others: list) -> tuple[str, str
     return "INVALID", None, status
 
 
+async def check_document_timestamps(
+    reader: Any, roots: list, others: list
+) -> dict[int, tuple[str, str | None, Any]]:
+    """Validate the chain of document timestamps of ``reader`` (a ``PdfFileReader``) by the AdES
+    model for evidence records (ETSI EN 319 102-1 §5.6.3, as pyHanko's ``ades_lta_validation``
+    processes the document timestamps of a PAdES B-LTA file, ETSI EN 319 142-1), one verdict each.
+
+    Oldest first, each timestamp token is validated at the present time
+    (``ades_timestamp_validation``, §5.4); when that is INDETERMINATE because its TSA's chain has
+    expired (or a CA's was revoked since), past validation (``ades_past_signature_validation``,
+    §5.6.2.4) at the time the next newer document timestamp proves, with the validation data of
+    the DSS. Such a timestamp is VALID only when that newer one is VALID in turn: the newest is
+    judged at the present time alone, INDETERMINATE once its TSA's chain has expired.
+
+    Returns:
+        ``{index in reader.embedded_signatures: (verdict, note, status)}`` for each document
+        timestamp, as :func:`check_signature` returns them.
+    """
+    from pyhanko.sign.ades.report import AdESPassed, AdESStatus
+    from pyhanko.sign.validation import ades
+    from pyhanko.sign.validation.policy_decl import LocalKnowledge
+    from pyhanko.sign.validation.status import DocumentTimestampStatus
+    from pyhanko_certvalidator.ltv.poe import POEManager
+    from pyhanko_certvalidator.ltv.types import ValidationTimingInfo
+
+    signatures = reader.embedded_signatures
+    stamps = [i for i, sig in enumerate(signatures) if sig.sig_object_type == "/DocTimeStamp"]
+    now = datetime.now(UTC)
+    timing = ValidationTimingInfo(
+        validation_time=now, best_signature_time=now, point_in_time_validation=False
+    )
+    spec = _spec(roots, others)
+    # The DSS's certificates, CRLs and OCSP responses, and which objects each document timestamp
+    # proves to have existed at its time (pyHanko's own evidence-record index; private API of
+    # pyHanko 0.38, pinned in pyproject.toml).
+    dss = ades._dss_to_local_knowledge(reader)
+    spec = dataclasses.replace(
+        spec,
+        local_knowledge=LocalKnowledge(
+            known_certs=list(spec.local_knowledge.known_certs) + list(dss.known_certs),
+            known_crls=dss.known_crls,
+            known_ocsps=dss.known_ocsps,
+        ),
+    )
+    proofs = {
+        p.pdf_revision: p
+        for p in ades._build_prima_facie_poe_index_from_pdf_timestamps(
+            reader, include_content_ts=False, diff_policy=None
+        )
+    }
+    # verdict, note, status, and the index of the newer timestamp it rests on (past validation)
+    results: dict[int, tuple[str, str | None, Any, int | None]] = {}
+    async with ades._operation_scoped_spec(spec) as scoped:
+        proven = POEManager()
+        scoped.local_knowledge.add_to_poe_manager(proven)
+        for position, index in enumerate(stamps):
+            sig = signatures[index]
+            newer = stamps[position + 1] if position + 1 < len(stamps) else None
+            this = proofs.get(sig.signed_revision)
+            following = proofs.get(signatures[newer].signed_revision) if newer is not None else None
+            poes = copy.copy(proven)
+            if following is not None:
+                following.add_to_poe_manager(poes)  # prima facie: holds once ``newer`` is valid
+            sig.compute_integrity_info()
+            result = await ades.ades_timestamp_validation(
+                sig.signed_data,
+                scoped,
+                expected_tst_imprint=_imprint(sig.compute_digest()),
+                timing_info=timing,
+                validation_data_handlers=ades.bootstrap_validation_data_handlers(
+                    scoped, timing_info=timing, poe_manager_override=poes
+                ),
+                extra_status_kwargs=sig.summarise_integrity_info(),
+                status_cls=DocumentTimestampStatus,
+            )
+            status = result.api_status
+            subindic = result.ades_subindic
+            cause = f"AdES {type(subindic).__name__}/{getattr(subindic, 'name', subindic)}"
+            if result.failure_msg:
+                cause += f": {result.failure_msg}"
+            intact = status is not None and status.intact and status.valid
+            if subindic == AdESPassed.OK and intact and getattr(status, "docmdp_ok", None) is not False:
+                results[index] = ("VALID", None, status, None)
+                if this is not None:
+                    this.add_to_poe_manager(proven)
+            elif (
+                subindic.status == AdESStatus.INDETERMINATE
+                and subindic in ades._LTA_TS_FURTHER_PROC
+                and intact
+                and following is not None
+                and await ades.ades_past_signature_validation(
+                    sig.signed_data, scoped, poes, subindic, init_control_time=now
+                )
+                == AdESPassed.OK
+            ):
+                results[index] = ("VALID", None, status, newer)
+                if this is not None:
+                    this.add_to_poe_manager(proven)
+            elif getattr(subindic, "name", None) in _EXPIRY_INDICATIONS and intact:
+                results[index] = ("INDETERMINATE", f"cannot be proven: {cause}", status, None)
+            else:
+                results[index] = ("INVALID", cause, status, None)
+    # Newest first: a timestamp past-validated at the time a newer one proves is valid only if
+    # that one is.
+    out: dict[int, tuple[str, str | None, Any]] = {}
+    for index in reversed(stamps):
+        verdict, note, status, rests_on = results[index]
+        if rests_on is not None:
+            sig = signatures[index]
+            gen_time = _utc(ades._get_tst_timestamp(sig.signed_data))
+            proof = _utc(ades._get_tst_timestamp(signatures[rests_on].signed_data))
+            expired = f"TSA certificate expired on {_utc(sig.signer_cert.not_valid_after)}"
+            if out[rests_on][0] == "VALID":
+                note = f"valid at {gen_time}, proven by the document timestamp of {proof}; {expired}"
+            else:
+                verdict = "INDETERMINATE"
+                note = f"cannot be proven: {expired}, and the document timestamp of {proof} is not valid"
+        out[index] = (verdict, note, status)
+    return out
+
+
 async def check_signatures(pdf: Path, roots: list, others: list, details: bool) -> str:
     """Check every signature and document timestamp of ``pdf``; print one line each.
 
@@ -216,9 +345,7 @@ async def check_signatures(pdf: Path, roots: list, others: list, details: bool) 
         be proven (:func:`check_signature`), else ``"INVALID"`` (also for a PDF without any).
     """
     from pyhanko.pdf_utils.reader import PdfFileReader
-    from pyhanko.sign.validation import async_validate_pdf_timestamp
     from pyhanko.sign.validation.status import DocumentTimestampStatus, PdfSignatureStatus
-    from pyhanko_certvalidator import ValidationContext
 
     reader = PdfFileReader(io.BytesIO(await asyncio.to_thread(pdf.read_bytes)), strict=False)
     signatures = reader.embedded_signatures
@@ -226,19 +353,15 @@ async def check_signatures(pdf: Path, roots: list, others: list, details: bool) 
         print("signatures: NONE (the PDF holds no signature)")
         return "INVALID"
     verdicts = set()
-    for sig in signatures:
+    stamps: dict[int, tuple[str, str | None, Any]] | None = None
+    for index, sig in enumerate(signatures):
         note: str | None = None
         status: DocumentTimestampStatus | PdfSignatureStatus | None
         try:
             if sig.sig_object.get("/Type") == "/DocTimeStamp":
-                vc = ValidationContext(
-                    trust_roots=roots, other_certs=others, allow_fetching=True, revocation_mode="soft-fail"
-                )
-                try:
-                    status = await async_validate_pdf_timestamp(sig, validation_context=vc)
-                finally:
-                    await vc.aclose()
-                verdict = "VALID" if status.intact and status.valid and status.trusted else "INVALID"
+                if stamps is None:
+                    stamps = await check_document_timestamps(reader, roots, others)
+                verdict, note, status = stamps[index]
             else:
                 verdict, note, status = await check_signature(sig, roots, others)
         except Exception as exc:  # noqa: BLE001 - a broken signature is a verdict, not a crash

@@ -25,6 +25,9 @@ ARCH = "helpdesk"
 PFX_PASSWORD = b"certomancer-pfx-pw"
 EXPIRING_IN = timedelta(days=40)
 """``signer-expiring`` (the signer's key) is valid from a day before :func:`build_pki` to this after it."""
+FAST_CRL_PERIOD = timedelta(seconds=10)
+"""The update schedule of ``root-fast``, the CRL of ``tsa-expiring``: its nextUpdate, until which
+pyHanko's past validation counts it fresh, is at most this after it was fetched."""
 KEYS = ("root", "interm", "ocsp", "tsa", "signer")
 
 _CONFIG = """\
@@ -72,11 +75,21 @@ pki-architectures:
         template: signer
         subject: signer
         validity: {{valid-from: "{expiring_from}", valid-to: "{expiring_to}"}}
+      tsa-expiring:
+        subject: tsa
+        issuer: root
+        validity: {{valid-from: "{expiring_from}", valid-to: "{tsa_expiring_to}"}}
+        extensions:
+          - {{id: key_usage, critical: true, smart-value: {{schema: key-usage, params: [digital_signature]}}}}
+          - {{id: extended_key_usage, critical: true, value: [time_stamping]}}
+          - id: crl_distribution_points
+            smart-value: {{schema: crl-dist-url, params: {{crl-repo-names: [root-fast]}}}}
     services:
       ocsp:
         interm: {{for-issuer: interm, responder-cert: ocsp, signing-key: ocsp}}
       crl-repo:
         root: {{for-issuer: root, signing-key: root, simulated-update-schedule: "P90D"}}
+        root-fast: {{for-issuer: root, signing-key: root, simulated-update-schedule: "PT{fast_crl_seconds}S"}}
         interm: {{for-issuer: interm, signing-key: interm, simulated-update-schedule: "P30D"}}
       cert-repo:
         root: {{for-issuer: root, publish-issued-certs: yes}}
@@ -117,9 +130,14 @@ class CertomancerPki:
         return self.folder / "signer.pfx"
 
 
-def build_pki(folder: Path, port: int | None = None) -> CertomancerPki:
+def build_pki(
+    folder: Path, port: int | None = None, *, tsa_expiring_to: datetime | None = None
+) -> CertomancerPki:
     """Generate keys (RSA-2048, unencrypted, test only), the configuration, a signer PFX
-    (password :data:`PFX_PASSWORD`) and ``root.pem``; services will answer on ``port``."""
+    (password :data:`PFX_PASSWORD`) and ``root.pem``; services will answer on ``port``.
+    ``tsa-expiring`` (the TSA's key; not served as a TSA) is valid from a day before this call
+    to ``tsa_expiring_to`` (default: :data:`EXPIRING_IN` after it); its CRL, ``root-fast``,
+    is issued anew every :data:`FAST_CRL_PERIOD` (from the root's notBefore, 2020-01-01)."""
     port = port or free_port()
     keys = folder / "keys"
     keys.mkdir(parents=True, exist_ok=True)
@@ -138,6 +156,8 @@ def build_pki(folder: Path, port: int | None = None) -> CertomancerPki:
             keys=entries,
             expiring_from=f"{now - timedelta(days=1):%Y-%m-%dT%H:%M:%S}+0000",
             expiring_to=f"{now + EXPIRING_IN:%Y-%m-%dT%H:%M:%S}+0000",
+            tsa_expiring_to=f"{tsa_expiring_to or now + EXPIRING_IN:%Y-%m-%dT%H:%M:%S}+0000",
+            fast_crl_seconds=int(FAST_CRL_PERIOD.total_seconds()),
         )
     )
     cfg = CertomancerConfig.from_file(
