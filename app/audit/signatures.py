@@ -27,7 +27,12 @@ pyHanko's AdES engine). A signature without a timestamp (B-B) whose signer certi
 expired, but chained to a trust root while valid, is INDETERMINATE
 (:attr:`SignatureFinding.indeterminate`): nothing proves it was made while the certificate
 was valid; so is a timestamped one once its TSA's chain has expired, unless a document
-timestamp follows (B-LTA). Without trust roots, integrity is checked and trust is not.
+timestamp follows (B-LTA). Document timestamps form a chain (ETSI EN 319 102-1 §5.6.3,
+validation with long-term availability): the newest must have its TSA's chain valid now, else
+it is INDETERMINATE; an older one whose TSA's chain has expired is valid when the next newer one
+is valid and was made before that expiry, else INDETERMINATE
+(:meth:`SignatureVerifier._judge_document_timestamps`). Without trust roots, integrity is
+checked and trust is not.
 """
 
 from __future__ import annotations

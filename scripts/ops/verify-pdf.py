@@ -12,7 +12,10 @@ pyHanko's AdES engine (:func:`check_signature`): a signature with a signature ti
 proves and the TSA's chain is valid now (B-LTA: at the time a later document timestamp proves),
 so an archive stays valid after its signer certificate expired; a signature without one (B-B)
 is validated at the present time, and once its signer certificate has expired it is
-INDETERMINATE (nothing proves it was made while the certificate was valid). Revocation is
+INDETERMINATE (nothing proves it was made while the certificate was valid). Document
+timestamps (B-LTA) are judged as a chain (§5.6.3, :func:`check_document_timestamps`): the newest
+at the present time, INDETERMINATE once its TSA's chain has expired; an older one whose TSA's
+chain has expired is valid at the time the next newer, valid one proves. Revocation is
 soft-fail: checked online where the certificates name a service; an unreachable service does
 not fail the check, a "revoked" answer does (for a timestamped signature: a revocation dated
 before the time the timestamp proves; ETSI EN 319 102-1 §5.5.4). Unless ``--signatures-only``,
@@ -24,6 +27,7 @@ Prints one line per signature and document timestamp, as pyHanko's CLI does with
 TSA's) certificate>:VALID``, ``INVALID`` or ``INDETERMINATE``, followed by a note in
 parentheses where there is one: ``(valid at 2026-12-07T21:36:57Z, proven by the signature
 timestamp; signer certificate expired on …)``, ``(cannot be proven: no timestamp, signer
+certificate expired on …)``, ``(valid at …, proven by the document timestamp of …; TSA
 certificate expired on …)``, or the cause of a failure.
 
 Exit status: 0 all valid (and the sidecar matches); 1 invalid, untrusted or mismatching;
@@ -250,7 +254,7 @@ async def check_document_timestamps(
     spec = _spec(roots, others)
     # The DSS's certificates, CRLs and OCSP responses, and which objects each document timestamp
     # proves to have existed at its time (pyHanko's own evidence-record index; private API of
-    # pyHanko 0.38, pinned in pyproject.toml).
+    # pyHanko 0.38; pyproject.toml allows 0.38.x only).
     dss = ades._dss_to_local_knowledge(reader)
     spec = dataclasses.replace(
         spec,
@@ -301,20 +305,27 @@ async def check_document_timestamps(
                 results[index] = ("VALID", None, status, None)
                 if this is not None:
                     this.add_to_poe_manager(proven)
-            elif (
+                continue
+            if (
                 subindic.status == AdESStatus.INDETERMINATE
                 and subindic in ades._LTA_TS_FURTHER_PROC
                 and intact
                 and following is not None
-                and await ades.ades_past_signature_validation(
+            ):
+                past = await ades.ades_past_signature_validation(
                     sig.signed_data, scoped, poes, subindic, init_control_time=now
                 )
-                == AdESPassed.OK
-            ):
-                results[index] = ("VALID", None, status, newer)
-                if this is not None:
-                    this.add_to_poe_manager(proven)
-            elif getattr(subindic, "name", None) in _EXPIRY_INDICATIONS and intact:
+                if past == AdESPassed.OK:
+                    results[index] = ("VALID", None, status, newer)
+                    if this is not None:
+                        this.add_to_poe_manager(proven)
+                    continue
+                # e.g. REVOCATION_OUT_OF_BOUNDS_NO_POE: no revocation data for the TSA in the DSS
+                cause += (
+                    "; past validation at the time the newer document timestamp proves: "
+                    f"{type(past).__name__}/{getattr(past, 'name', past)}"
+                )
+            if getattr(subindic, "name", None) in _EXPIRY_INDICATIONS and intact:
                 results[index] = ("INDETERMINATE", f"cannot be proven: {cause}", status, None)
             else:
                 results[index] = ("INVALID", cause, status, None)

@@ -18,7 +18,10 @@
 # expired: "Signature1:<fp>:VALID (valid at <time>, proven by the signature timestamp; signer
 # certificate expired on <date>)". A signature without a timestamp (B-B) whose signer
 # certificate has expired cannot be proven either way: "Signature1:<fp>:INDETERMINATE (cannot be
-# proven: no timestamp, signer certificate expired on <date>)", exit status 3.
+# proven: no timestamp, signer certificate expired on <date>)", exit status 3. Document timestamps
+# (B-LTA) form a chain: the newest is judged at the present time, an older one whose TSA
+# certificate expired at the time the next newer, valid one proves: "DocTimeStamp-…:<fp>:VALID
+# (valid at <time>, proven by the document timestamp of <time>; TSA certificate expired on …)".
 #
 # Uses pyHanko's CLI (`pyhanko sign validate`, which validates at the present time) when
 # installed, else scripts/ops/verify-pdf.py (pyHanko's AdES engine, pyhanko.sign.validation.ades).
