@@ -27,12 +27,11 @@ spool folder they share are one question, and read best in one place.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -66,6 +65,7 @@ from app.workflow.report import Report, deliver, final_report
 from app.workflow.sidecar import sidecar_fields
 from app.workflow.steps import Step
 from app.workflow.tags import STATE_TAGS, revert_transition, start_transition
+from app.workflow.tasks import reaped
 from app.workflow.writes import WRITE_ATTEMPTS, apply_transition
 
 log = logging.getLogger("app.workflow")
@@ -120,24 +120,6 @@ class ArchiveOutcome:
 async def _bytes_of(images: Awaitable[LayoutImages]) -> dict[int, bytes]:
     """The downloaded bytes of the layout's images, for the originals to reuse."""
     return (await images).images
-
-
-@contextlib.asynccontextmanager
-async def _reaped(*tasks: asyncio.Future[Any]) -> AsyncIterator[None]:
-    """On leaving, cancel those of ``tasks`` still running and wait for them to end, and
-    retrieve every task's exception, so that a fetch left behind by a failed step neither
-    runs on nor is logged as an exception never retrieved."""
-    try:
-        yield
-    finally:
-        left = [task for task in tasks if not task.done()]
-        for task in left:
-            task.cancel()
-        if left:
-            await asyncio.wait(left)
-        for task in tasks:
-            if not task.cancelled():
-                task.exception()
 
 
 class _StepClock:
@@ -385,7 +367,7 @@ class ArchiveWorkflow:
         """
         ticket_task = asyncio.ensure_future(self.zammad.get_ticket_raw(ticket_id))
         articles_task = asyncio.ensure_future(self.zammad.list_articles_raw(ticket_id))
-        async with _reaped(ticket_task, articles_task):
+        async with reaped(ticket_task, articles_task):
             ticket, ticket_raw = await clock.time(Step.FETCH_TICKET, ticket_task)
             articles, articles_raw = await clock.time(Step.FETCH_ARTICLES, articles_task)
         merged_into = None
@@ -427,7 +409,7 @@ class ArchiveWorkflow:
                     attempt=attempt,
                 )
             )
-            async with _reaped(images_task, reused, originals_task):
+            async with reaped(images_task, reused, originals_task):
                 layout = await clock.time(Step.FETCH_IMAGES, images_task)
                 embedded, omitted = await clock.time(Step.FETCH_ORIGINALS, originals_task)
         return TicketSnapshot(

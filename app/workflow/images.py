@@ -25,6 +25,7 @@ from typing import Any
 from app.workflow.classify import Classification, classify
 from app.workflow.originals import ONLY_ATTEMPT, Attempt, DownloadFailed
 from app.workflow.ports import FETCH_CONCURRENCY, ImagePlaceholder, ImageRefLike, ZammadPort
+from app.workflow.tasks import reaped
 
 log = logging.getLogger("app.workflow")
 
@@ -131,17 +132,7 @@ async def fetch_images(
         images[ref.attachment_id] = data
 
     tasks = [asyncio.ensure_future(fetch(ref)) for ref in refs]
-    try:
+    async with reaped(*tasks):  # the first failure ends the wait: the others are of no use now
         await asyncio.gather(*tasks)
-    finally:
-        # The first failure ends the wait: the downloads still running are of no use now.
-        running = [task for task in tasks if not task.done()]
-        for task in running:
-            task.cancel()
-        if running:
-            await asyncio.wait(running)
-        for task in tasks:
-            if not task.cancelled():
-                task.exception()  # retrieved: a second failure is not "never retrieved"
     order = {ref.attachment_id: index for index, ref in enumerate(refs)}
     return LayoutImages(images, tuple(sorted(left_out.values(), key=lambda p: order[p.attachment_id])))
