@@ -51,11 +51,16 @@ in hexadecimal (:class:`InfoText`) it stays under the 32,767 bytes a PDF/A strin
 PDF/A-3B."""
 
 
+def cut_text(text: str, limit: int) -> str:
+    """``text``, or its first ``limit - 1`` characters and ``…`` when it is longer than ``limit``
+    characters (PDF/A strings stay under 32,767 bytes, ISO 19005-3 §6.1.13)."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _text(value: str) -> str:
     """``value`` as both the XMP and ``/Info`` carry it: without the characters XML 1.0 forbids,
     at most :data:`MAX_TEXT_CHARS` long."""
-    text = XML_INVALID.sub("", value)
-    return text if len(text) <= MAX_TEXT_CHARS else text[: MAX_TEXT_CHARS - 1] + "…"
+    return cut_text(XML_INVALID.sub("", value), MAX_TEXT_CHARS)
 
 
 def _xml(value: str) -> str:

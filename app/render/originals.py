@@ -23,7 +23,7 @@ from fpdf.enums import AssociatedFileRelationship
 from app.errors import RenderError
 from app.i18n import translation
 from app.render.embedded import SpooledEmbeddedFile
-from app.render.metadata import XML_INVALID
+from app.render.metadata import XML_INVALID, cut_text
 from app.workflow.ports import EmbeddedFile, OmittedFile
 
 if TYPE_CHECKING:
@@ -67,11 +67,6 @@ ends with ``…``. Both keep every string of the file under the 32,767 bytes PDF
 19005-3 §6.1.13): an attachment named with 40,000 characters failed veraPDF."""
 
 
-def _cut(text: str, limit: int) -> str:
-    """``text``, or its first ``limit - 1`` characters and ``…``."""
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
 def _unique(name: str, taken: set[str]) -> str:
     """``name`` (at most :data:`MAX_NAME_CHARS`), or ``stem-2.ext``, ``stem-3.ext``… when a file
     of that name is already embedded."""
@@ -79,9 +74,9 @@ def _unique(name: str, taken: set[str]) -> str:
     if len(name) > MAX_NAME_CHARS:
         stem, dot, ext = name.rpartition(".")
         if dot and stem and len(ext) <= 16:
-            name = _cut(stem, MAX_NAME_CHARS - len(ext) - 1) + "." + ext
+            name = cut_text(stem, MAX_NAME_CHARS - len(ext) - 1) + "." + ext
         else:
-            name = _cut(name, MAX_NAME_CHARS)
+            name = cut_text(name, MAX_NAME_CHARS)
     if name not in taken:
         return name
     stem, dot, ext = name.rpartition(".")
@@ -178,7 +173,7 @@ def embed_originals(
         name = _unique(file.name, taken)
         taken.add(name)
         mime = clean_mime_type(file.mime_type)
-        description = _cut(XML_INVALID.sub("", file.description or name), MAX_DESCRIPTION_CHARS)
+        description = cut_text(XML_INVALID.sub("", file.description or name), MAX_DESCRIPTION_CHARS)
         # What fpdf2's embed_file adds for PDF/A-3 or no PDF/A (the names are unique here), also
         # for empty bytes, which embed_file refuses: an empty original is still an original.
         pdf.embedded_files.append(
