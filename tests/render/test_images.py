@@ -181,16 +181,19 @@ def test_image_not_fetched_leaves_its_filename(tmp_path):
     assert "[image: Lageplan-CMYK.jpg] (not available)" in text
 
 
-def normalised_peak_mib(tmp_path, make: str) -> tuple[int, int, int]:
+def normalised_peak_mib(
+    tmp_path, make: str, name: str = "huge.png", save: str = "compress_level=1"
+) -> tuple[int, int, int]:
     """``(width, height, peak RSS MiB)`` of :func:`normalise_image` on the image that the Python
-    expression ``make`` (a Pillow ``Image``) saves, measured in a process of its own (the image is
-    made in another one: its pixels never count in the one measured)."""
+    expression ``make`` (a Pillow ``Image``) saves as ``name`` (with the ``save`` arguments),
+    measured in a process of its own (the image is made in another one: its pixels never count
+    in the one measured)."""
     import sys
     import textwrap
 
-    source = tmp_path / "huge.png"
+    source = tmp_path / name
     subprocess.run(
-        [sys.executable, "-c", f"from PIL import Image; ({make}).save({str(source)!r}, compress_level=1)"],
+        [sys.executable, "-c", f"from PIL import Image; ({make}).save({str(source)!r}, {save})"],
         check=True,
     )
     script = textwrap.dedent(f"""
@@ -228,25 +231,8 @@ def test_a_huge_jpeg_is_decoded_at_a_reduced_scale(tmp_path):
     """A 7,700 × 7,700 px CMYK JPEG (59 Mpx, under MAX_IMAGE_PIXELS) was decoded whole, then
     converted: the render process peaked at 536 MiB for one image (measured 2026-12-07). It is
     decoded at the smallest DCT scale still at least MAX_PIXELS_SIDE on its longer side."""
-    import sys
-    import textwrap
-
-    source = tmp_path / "huge.jpg"
-    subprocess.run(  # made in a process of its own: its pixels never count in the one measured
-        [
-            sys.executable,
-            "-c",
-            f"from PIL import Image; Image.new('CMYK', (7700, 7700), (10, 20, 30, 40)).save({str(source)!r})",
-        ],
-        check=True,
+    width, height, peak_mib = normalised_peak_mib(
+        tmp_path, "Image.new('CMYK', (7700, 7700), (10, 20, 30, 40))", name="huge.jpg", save=""
     )
-    script = textwrap.dedent(f"""
-        from app.render.images import normalise_image
-        prepared = normalise_image(open({str(source)!r}, "rb").read())
-        hwm = next(line for line in open("/proc/self/status") if line.startswith("VmHWM:")).split()[1]
-        print(prepared.width, prepared.height, int(hwm) // 1024)
-    """)
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
-    width, height, peak_mib = (int(value) for value in done.stdout.split())
     assert (width, height) == (2000, 2000)
     assert peak_mib < 250, f"peak RSS {peak_mib} MiB normalising one JPEG"
