@@ -3,8 +3,9 @@
 Reads ``STORAGE_ROOT``, ``SIGNING_TRUST_ROOTS_PATH`` and ``AUDIT_EXPIRY_WARN_DAYS`` from the
 settings (``CONFIG_PATH`` and the environment; nothing else is required), each overridable
 by an option. Exit status: 0 when every archive is ok (and, with ``--manifest``, the manifest
-is intact and every archive it records is there), 1 when anything is wrong, 2 for a usage or
-configuration error.
+is intact and every archive it records is there) and no temporary file of a killed write older
+than ``--temp-file-minutes`` is left (one removed with ``--remove-temp-files`` is not a
+problem), 1 when anything is wrong, 2 for a usage or configuration error.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import TextIO
 from app.audit.report import JsonReport, ProgressBar, TextReport
 from app.audit.root_position import root_prefix
 from app.audit.run import DEFAULT_EXPIRY_DAYS, AuditOptions, run_audit
+from app.audit.temp_files import DEFAULT_MIN_AGE
 
 EXIT_OK = 0
 EXIT_PROBLEMS = 1
@@ -68,6 +70,19 @@ def build_parser() -> argparse.ArgumentParser:
         f"(default AUDIT_EXPIRY_WARN_DAYS, {DEFAULT_EXPIRY_DAYS})",
     )
     parser.add_argument(
+        "--temp-file-minutes",
+        type=int,
+        metavar="N",
+        default=int(DEFAULT_MIN_AGE.total_seconds() // 60),
+        help="report temp_file_left for temporary files (.NAME.HEX.tmp) of killed writes last written "
+        "N or more minutes ago; younger ones may be a running replica's (default %(default)s)",
+    )
+    parser.add_argument(
+        "--remove-temp-files",
+        action="store_true",
+        help="remove those temporary files (each reported as temp_file_removed); nothing else is removed",
+    )
+    parser.add_argument(
         "--trust",
         type=Path,
         action="append",
@@ -114,6 +129,8 @@ def main(argv: list[str], *, stdout: TextIO | None = None, stderr: TextIO | None
         days = settings.audit_expiry_warn_days if args.expiry_days is None else args.expiry_days
         if days < 0:
             raise ConfigError("--expiry-days must be 0 or more")
+        if args.temp_file_minutes < 1:
+            raise ConfigError("--temp-file-minutes must be 1 or more")
         if args.jobs < 1:
             raise ConfigError("--jobs must be 1 or more")
         prefix = root_prefix(root, settings.storage_root)
@@ -130,6 +147,8 @@ def main(argv: list[str], *, stdout: TextIO | None = None, stderr: TextIO | None
         count_first=not args.no_progress and err.isatty(),
         jobs=args.jobs,
         root_prefix=prefix,
+        temp_min_age=timedelta(minutes=args.temp_file_minutes),
+        remove_temp_files=args.remove_temp_files,
     )
     if args.json:
         writer: JsonReport | TextReport = JsonReport(
@@ -141,6 +160,8 @@ def main(argv: list[str], *, stdout: TextIO | None = None, stderr: TextIO | None
                 "expiry_days": days,
                 "trust_roots": len(roots),
                 "manifest": args.manifest,
+                "temp_file_minutes": args.temp_file_minutes,
+                "remove_temp_files": args.remove_temp_files,
             },
         )
     else:

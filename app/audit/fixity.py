@@ -45,6 +45,8 @@ UNREADABLE = "unreadable"
 MANIFEST_MISMATCH = "manifest_mismatch"
 NOT_IN_MANIFEST = "not_in_manifest"
 MISSING_ARCHIVE = "missing_archive"
+TEMP_FILE_LEFT = "temp_file_left"
+TEMP_FILE_REMOVED = "temp_file_removed"
 
 RESULT_ORDER = (
     MISSING_ARCHIVE,
@@ -57,6 +59,8 @@ RESULT_ORDER = (
     ORPHAN_SIDECAR,
     NOT_IN_MANIFEST,
     CERTIFICATE_EXPIRING,
+    TEMP_FILE_LEFT,
+    TEMP_FILE_REMOVED,
     OK,
 )
 """Every per-file result code, most severe first.
@@ -78,7 +82,14 @@ a PDF without ``<name>.pdf.json`` (an interrupted publish, or a sidecar deleted)
 the archive at its path although its sidecar says it was entered (``"manifest": true``), or,
 for a sidecar without that key, although it was written after the manifest began, or the
 manifest records its SHA-256 for another path (a copy). ``certificate_expiring``: the chain of
-the archive's newest evidence expires within the warning window (or has expired)."""
+the archive's newest evidence expires within the warning window (or has expired).
+``temp_file_left``: not an archive but a storage temporary file ``.<name>.<16 hex>.tmp`` older
+than the audit's threshold, left by a write that was killed (:mod:`app.audit.temp_files`).
+``temp_file_removed``: such a file, removed on request; like ``ok``, not a problem
+(:data:`PASSING_RESULTS`)."""
+
+PASSING_RESULTS = frozenset({OK, TEMP_FILE_REMOVED})
+"""Result codes that are not problems: they fail no audit and count in no ``problems``."""
 
 CHUNK_BYTES = 1 << 20
 """Read size when streaming an archive."""
@@ -102,7 +113,8 @@ class FileReport:
     Attributes:
         path: relative to the storage root, ``/``-separated.
         problems: every problem found; empty means ``ok``.
-        size, sha256: what was read (``None`` when the file could not be read).
+        size, sha256: what was read (``None`` when the file could not be read); for a
+            temporary file (``temp_file_left``, ``temp_file_removed``) its size, not read.
         pades_level: the sidecar's ``pades_level``.
         signature_check: ``"byte_range"``, ``"pyhanko"``, ``"none"`` or ``None`` (not checked).
         evidence_expires_at: see :attr:`app.audit.signatures.PdfVerdict.evidence_expires_at`.

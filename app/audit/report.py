@@ -4,7 +4,8 @@ The JSON document (``--json``) is written as the audit goes, so it never has to 
 memory::
 
     {"audit": {"root": "...", "started_at": "...", "since": null, "expiry_days": 90,
-               "trust_roots": 2, "manifest": true},
+               "trust_roots": 2, "manifest": true, "temp_file_minutes": 60,
+               "remove_temp_files": false},
      "manifest": {"ok": true, "days": 12, "lines": 2000, "first_break": null, ...} | null,
      "files": [{"path": "...", "result": "ok", "problems": [], "size": 48213,
                 "sha256": "...", "pades_level": "B-T", "signature_check": "byte_range",

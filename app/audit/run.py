@@ -7,7 +7,8 @@ archives (the manifest cross-check's index aside, ~180 bytes per manifest line).
 manifest, every archive it records is accounted for after the walk: one the walk did not find
 is looked up at its recorded path — ``missing_archive`` when it is not there (also with
 ``since``: a deletion leaves no time behind), checked like any archive when it is (a folder
-the walk skips, such as the top-level ``_manifest``). The command
+the walk skips, such as the top-level ``_manifest``). Temporary files the walk found that a
+killed write left behind are reported after its archives (:mod:`app.audit.temp_files`). The command
 line (:mod:`app.audit.cli`) and the service's scheduled audit (:mod:`app.audit.schedule`)
 both run it.
 """
@@ -31,8 +32,8 @@ from app.audit.fixity import (
     MANIFEST_MISMATCH,
     MISSING_ARCHIVE,
     NOT_IN_MANIFEST,
-    OK,
     ORPHAN_SIDECAR,
+    PASSING_RESULTS,
     RESULT_ORDER,
     UNREADABLE,
     FileReport,
@@ -46,7 +47,8 @@ from app.audit.manifest_check import (
     verify_manifest,
 )
 from app.audit.signatures import SignatureVerifier
-from app.audit.walk import WalkEntry, WalkErrors, count_archives, walk_archives
+from app.audit.temp_files import DEFAULT_MIN_AGE, temp_file_report
+from app.audit.walk import TempFile, WalkEntry, WalkErrors, count_archives, walk_archives
 from app.audit.workers import CheckSpec, CheckStats, check_all
 from app.storage.store import SIDECAR_SUFFIX
 
@@ -71,6 +73,9 @@ class AuditOptions:
         jobs: processes that check archives (1: this one; see :mod:`app.audit.workers`).
         root_prefix: the root's position under the storage root, ``""`` when it is the storage
             root, ``None`` when unknown (:func:`app.audit.root_position.root_prefix`).
+        temp_min_age: report temporary files left by killed writes once last written this
+            long ago (``temp_file_left``; whatever ``since`` says).
+        remove_temp_files: remove those files (``temp_file_removed``).
     """
 
     root: Path
@@ -81,6 +86,8 @@ class AuditOptions:
     count_first: bool = False
     jobs: int = 1
     root_prefix: str | None = ""
+    temp_min_age: timedelta = DEFAULT_MIN_AGE
+    remove_temp_files: bool = False
 
 
 @dataclass(slots=True)
@@ -90,7 +97,7 @@ class AuditSummary:
     Attributes:
         started_at: when the run began (aware UTC).
         seconds: wall time.
-        files: archives and orphan sidecars checked.
+        files: archives, orphan sidecars and old temporary files reported.
         bytes: archive bytes read.
         results: count per result code (every code of :data:`~app.audit.fixity.RESULT_ORDER`).
         manifest: the manifest check, when asked for.
@@ -113,8 +120,8 @@ class AuditSummary:
 
     @property
     def problems(self) -> int:
-        """Files whose result is not ``ok``."""
-        return self.files - self.results.get(OK, 0)
+        """Files whose result is a problem (not one of :data:`~app.audit.fixity.PASSING_RESULTS`)."""
+        return self.files - sum(self.results.get(code, 0) for code in PASSING_RESULTS)
 
     @property
     def ok(self) -> bool:
@@ -182,12 +189,13 @@ def run_audit(
         manifest_start = summary.manifest.first_time if summary.manifest is not None else None
         total = count_archives(root_fd) if options.count_first else None
         errors = WalkErrors([])
+        temp_files: list[TempFile] = []
         since = options.since.timestamp() if options.since is not None else None
         skipped = 0
 
         def entries() -> Iterator[WalkEntry]:
             nonlocal skipped
-            for _, entry in walk_archives(root_fd, errors):
+            for _, entry in walk_archives(root_fd, errors, temp_files):
                 if since is not None and entry.mtime < since:
                     skipped += 1
                     if index is not None and entry.pdf is not None:
@@ -206,10 +214,11 @@ def run_audit(
 
         def count(report: FileReport) -> None:
             summary.files += 1
-            summary.bytes += report.size or 0
+            if report.sha256 is not None:  # read (a temporary file's size is not)
+                summary.bytes += report.size or 0
             result = report.result
             results[result] += 1
-            if result != OK and len(summary.sample) < PROBLEM_SAMPLE:
+            if result not in PASSING_RESULTS and len(summary.sample) < PROBLEM_SAMPLE:
                 summary.sample.append(report.as_dict())
             if on_file is not None:
                 on_file(report)
@@ -220,6 +229,12 @@ def run_audit(
             if index is not None:
                 _cross_check(report, index, manifest_start)
             count(report)
+        for left in temp_files:
+            temp_report = temp_file_report(
+                root_fd, left, now, options.temp_min_age, remove=options.remove_temp_files
+            )
+            if temp_report is not None:
+                count(temp_report)
         if index is not None and len(index):
             unwalked: list[WalkEntry] = []
             for recorded in recorded_archives(options.root, index.keys()):

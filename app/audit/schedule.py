@@ -15,7 +15,8 @@ Metrics (prefix ``zammad_pdf_archiver_``):
 * ``audit_runs_total{outcome}`` — runs by outcome: ``ok``, ``problems``, ``failed`` (the
   run itself failed: root unreadable, child killed);
 * ``audit_files_total{result}`` — files checked, by result code (``missing_archive``: an
-  archive the manifest records that is not there);
+  archive the manifest records that is not there; ``temp_file_left``: a temporary file of a
+  killed write, over an hour old, which the scheduled audit never removes);
 * ``audit_last_run_timestamp_seconds`` — Unix time the last run ended (read back from
   ``STATE_DIR/audit-last-run.json`` at start; 0 while no run is recorded);
 * ``audit_interval_seconds`` — ``AUDIT_INTERVAL_HOURS`` in seconds (alert when the last run

@@ -5,10 +5,14 @@ beside it (:data:`app.storage.store.SIDECAR_SUFFIX`). The walk yields every arch
 its sidecar's name (or ``None``) and every sidecar whose PDF is missing. It never follows a
 symlink, skips hidden names (temporary files ``.….tmp``, probes, locks) and the storage's own
 folders at the top (:data:`app.storage.paths.STORAGE_NAMES`: the manifest's; no archive
-path can be one), and ignores other files (``Thumbs.db``, ``desktop.ini``…).
+path can be one), and ignores other files (``Thumbs.db``, ``desktop.ini``…). Of the hidden
+names, regular files named exactly as the storage's temporary files
+(:data:`app.storage.atomic.TEMP_NAME`) are collected on request (:class:`TempFile`): left by a
+write that was killed, they are the audit's ``temp_file_left`` (:mod:`app.audit.temp_files`).
 
 Only one folder's names are held at a time (plus the stack of folders still to visit), so
-memory follows the largest folder, not the number of archives. Folders and names are visited
+memory follows the largest folder (and the number of temporary files collected), not the number
+of archives. Folders and names are visited
 in sorted order, so two runs report in the same order.
 """
 
@@ -19,6 +23,7 @@ import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+from app.storage.atomic import TEMP_NAME
 from app.storage.paths import STORAGE_NAMES
 from app.storage.store import SIDECAR_SUFFIX
 
@@ -51,6 +56,31 @@ class WalkEntry:
         return f"{self.folder}/{name}" if self.folder else name
 
 
+@dataclass(frozen=True, slots=True)
+class TempFile:
+    """A regular file named as the storage's temporary files (``.<name>.<16 hex>.tmp``).
+
+    Attributes:
+        folder: the folder's path relative to the root (``""`` for the root itself).
+        name: the file's name.
+        size: its size in bytes.
+        mtime: its modification time (Unix seconds).
+        device, inode: which file it was (a removal checks it is still the same).
+    """
+
+    folder: str
+    name: str
+    size: int
+    mtime: float
+    device: int
+    inode: int
+
+    @property
+    def relative(self) -> str:
+        """The file's path relative to the root."""
+        return f"{self.folder}/{self.name}" if self.folder else self.name
+
+
 @dataclass(slots=True)
 class WalkErrors:
     """Folders that could not be listed during a walk: ``(relative path, reason)``."""
@@ -58,13 +88,17 @@ class WalkErrors:
     folders: list[tuple[str, str]]
 
 
-def walk_archives(root_fd: int, errors: WalkErrors | None = None) -> Iterator[tuple[int, WalkEntry]]:
+def walk_archives(
+    root_fd: int, errors: WalkErrors | None = None, temp_files: list[TempFile] | None = None
+) -> Iterator[tuple[int, WalkEntry]]:
     """Yield ``(folder fd, entry)`` for every archive and orphan sidecar under the root.
 
     Args:
         root_fd: the storage root, opened as a directory. Folder fds yielded are valid until
             the next item is taken from the iterator.
         errors: collects folders that cannot be opened or listed (the walk goes on).
+        temp_files: collects the temporary files (regular files only, whatever their age) of
+            the folders walked; complete once the iterator is exhausted.
     """
     stack: list[str] = [""]
     while stack:
@@ -85,7 +119,11 @@ def walk_archives(root_fd: int, errors: WalkErrors | None = None) -> Iterator[tu
             files: dict[str, float] = {}
             subfolders: list[str] = []
             for name in names:
-                if name.startswith(".") or (not folder and name in STORAGE_NAMES):
+                if name.startswith("."):
+                    if temp_files is not None and TEMP_NAME.fullmatch(name):
+                        _collect_temp(fd, folder, name, temp_files)
+                    continue
+                if not folder and name in STORAGE_NAMES:
                     continue
                 try:
                     st = os.stat(name, dir_fd=fd, follow_symlinks=False)
@@ -110,6 +148,15 @@ def walk_archives(root_fd: int, errors: WalkErrors | None = None) -> Iterator[tu
             stack.extend(reversed(subfolders))
         finally:
             os.close(fd)
+
+
+def _collect_temp(fd: int, folder: str, name: str, temp_files: list[TempFile]) -> None:
+    try:
+        st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+    except OSError:
+        return  # vanished meanwhile (published or removed by its writer)
+    if stat.S_ISREG(st.st_mode):  # a symlink or folder of that name is not the storage's
+        temp_files.append(TempFile(folder, name, st.st_size, st.st_mtime, st.st_dev, st.st_ino))
 
 
 def count_archives(root_fd: int) -> int:

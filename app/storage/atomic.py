@@ -30,6 +30,7 @@ import contextlib
 import errno
 import hashlib
 import os
+import re
 import secrets
 import stat
 from collections.abc import Callable
@@ -52,6 +53,11 @@ DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 READ_FLAGS = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
 """``open`` flags of a file read under the root (no symlink followed)."""
+
+TEMP_NAME = re.compile(r"\..+\.[0-9a-f]{16}\.tmp")
+"""The names :func:`create_temp` gives, ``.<name>.<16 lowercase hex>.tmp`` (match with
+``fullmatch``): what a write killed before its publish (``kill -9``, OOM, power loss) leaves
+behind. The audit reports (and on request removes) old ones (:mod:`app.audit.temp_files`)."""
 
 _TMP_FLAGS = os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 _NO_HARDLINK_ERRNOS = frozenset({errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.ENOSYS})

@@ -106,7 +106,16 @@ def test_json_document_shape(archive_root: ArchiveRoot) -> None:
 
     assert list(document) == ["audit", "manifest", "files", "summary"]
     assert document["manifest"] is None  # not asked for
-    assert set(document["audit"]) == {"root", "started_at", "since", "expiry_days", "trust_roots", "manifest"}
+    assert set(document["audit"]) == {
+        "root",
+        "started_at",
+        "since",
+        "expiry_days",
+        "trust_roots",
+        "manifest",
+        "temp_file_minutes",
+        "remove_temp_files",
+    }
     assert document["audit"]["trust_roots"] == 1 and document["audit"]["expiry_days"] == 90
     for item in document["files"]:
         assert set(item) == {

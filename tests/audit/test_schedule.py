@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import os
 import re
 import time
 from pathlib import Path
@@ -62,6 +63,26 @@ async def test_a_deleted_archive_is_a_problem_of_the_run(archive_root: ArchiveRo
     assert sample(registry, "audit_files_total", result="missing_archive") == 1
     assert sample(registry, "audit_last_run_problems") == 1
     assert sample(registry, "audit_manifest_intact") == 1
+
+
+async def test_an_old_temp_file_of_a_killed_write_is_a_problem_of_the_run(archive_root: ArchiveRoot) -> None:
+    """Counted in ``audit_last_run_problems`` (the shipped alert), never removed by the service."""
+    left = archive_root.stored[0].path.with_name(".Ticket-new.pdf.0123456789abcdef.tmp")
+    left.write_bytes(b"%PDF-1.7 half")
+    then = time.time() - 7200
+    os.utime(left, (then, then))
+    registry = CollectorRegistry()
+    options = ScheduledAuditOptions(
+        str(archive_root.root), (load_cert(archive_root.trust).dump(),), expiry_days=90, manifest=True
+    )
+
+    summary = await ScheduledAudit(options, 3600, AuditMetrics(registry)).run_once()
+
+    assert summary is not None and summary["ok"] is False and summary["problems"] == 1
+    assert sample(registry, "audit_files_total", result="temp_file_left") == 1
+    assert sample(registry, "audit_files_total", result="ok") == 3
+    assert sample(registry, "audit_last_run_problems") == 1
+    assert left.exists()
 
 
 async def test_a_failed_run_is_counted_as_failed(tmp_path: Path) -> None:
