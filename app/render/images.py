@@ -21,6 +21,8 @@ from math import ceil
 from typing import Any
 from urllib.parse import unquote
 
+from app.workflow.classify import Classification
+from app.workflow.ports import ImagePlaceholder
 from app.zammad.attachments import declared_size
 
 #: Content types shown as previews under their article.
@@ -35,6 +37,10 @@ MAX_IMAGE_PIXELS = 60_000_000
 _INLINE_URL = re.compile(r"/api/v1/ticket_attachment/(\d+)/(\d+)/(\d+)")
 _IMG_SRC = re.compile(r"""<img\b[^>]*?\bsrc\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s>]+))""", re.IGNORECASE)
 _MIME_PARAMS = re.compile(r";.*$", re.DOTALL)
+
+UNDECODABLE = "image_undecodable"
+"""The :attr:`~app.workflow.ports.ImagePlaceholder.code` of an image that was downloaded but
+cannot be drawn (:class:`ImageError`: not an image, truncated, too many pixels)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,7 +206,10 @@ def normalise_image(data: bytes) -> PreparedImage:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image: Image.Image = Image.open(io.BytesIO(data))
+            try:
+                image: Image.Image = Image.open(io.BytesIO(data))
+            except Image.UnidentifiedImageError:  # its message names a BytesIO's address
+                raise ImageError("not a readable image: no image format Pillow knows") from None
             if image.width * image.height > MAX_IMAGE_PIXELS:
                 raise ImageError(f"image of {image.width}×{image.height} pixels is too large")
             if (
@@ -320,7 +329,15 @@ class ArticleImages:
         images: attachment id → bytes, as fetched by the workflow.
 
     Normalised images are kept per attachment id, so an image shown twice is converted once
-    (and fpdf2 embeds it once).
+    (and fpdf2 embeds it once). An attachment whose bytes were fetched but cannot be decoded
+    is drawn as a placeholder and listed in :attr:`undecodable`.
+
+    Attributes:
+        undecodable: attachment id → :class:`~app.workflow.ports.ImagePlaceholder` (code
+            :data:`UNDECODABLE`, Permanent) of each fetched image looked up
+            (:meth:`by_attachment`, :meth:`resolve`) that :func:`normalise_image` refused, in
+            the order they were first looked up: the render hands them back to the workflow,
+            whose download placeholders do not know them.
     """
 
     def __init__(self, articles: Iterable[dict[str, Any]], images: Mapping[int, bytes]) -> None:
@@ -328,6 +345,7 @@ class ArticleImages:
         self._prepared: dict[str, PreparedImage | None] = {}
         self.filenames: dict[int, str] = {}
         self._cids: dict[int, dict[str, int]] = {}
+        self.undecodable: dict[int, ImagePlaceholder] = {}
         for article in articles:
             article_id = _int(article.get("id")) or 0
             for attachment in _attachments(article):
@@ -367,15 +385,33 @@ class ArticleImages:
                 self._prepared[key] = None
         return self._prepared[key]
 
-    def by_attachment(self, attachment_id: int) -> PreparedImage | None:
-        """The normalised image of an attachment, or ``None`` when not fetched or unreadable."""
-        return self.prepared(f"att:{attachment_id}", self._images.get(attachment_id))
+    def by_attachment(self, attachment_id: int, article_id: int) -> PreparedImage | None:
+        """The normalised image of an attachment of article ``article_id``, or ``None`` when
+        not fetched or unreadable (then listed in :attr:`undecodable`)."""
+        key = f"att:{attachment_id}"
+        data = self._images.get(attachment_id)
+        if key in self._prepared or data is None:
+            return self.prepared(key, data)
+        try:
+            self._prepared[key] = normalise_image(data)
+        except ImageError as exc:
+            self._prepared[key] = None
+            self.undecodable[attachment_id] = ImagePlaceholder(
+                self.filenames.get(attachment_id, f"image-{attachment_id}"),
+                article_id,
+                attachment_id,
+                Classification.PERMANENT.value,  # the same bytes on every attempt
+                UNDECODABLE,
+                f"downloaded ({len(data)} bytes) but cannot be drawn: {exc}",
+            )
+        return self._prepared[key]
 
     def resolve(self, article_id: int, src: str) -> tuple[str, PreparedImage] | None:
         """``(key, image)`` for an ``<img src>``: inline URLs, ``cid:`` and ``data:`` URIs; else ``None``."""
         found = self.attachment_id(article_id, src)
         if found is not None:
-            image = self.by_attachment(found)
+            match = _INLINE_URL.search(src)  # the article the URL names, as image_references has it
+            image = self.by_attachment(found, int(match.group(2)) if match else article_id)
             return (f"att:{found}", image) if image is not None else None
         data = decode_data_uri(src)
         if data is not None:

@@ -143,7 +143,8 @@ def render_ticket_pdf(
         ``missing_scripts`` naming their scripts, ``embedded`` = ``(name, sha256, size)`` of
         each embedded file in the order given (names made unique) and ``pdfa`` = ``"3B"``
         with ``options.pdfa``, ``language`` = the language used (``options.language``, or the
-        one ``options.language_by_group`` names for the ticket's group).
+        one ``options.language_by_group`` names for the ticket's group), ``undecodable`` = the
+        fetched ``images`` drawn as placeholders because they cannot be decoded.
 
     Raises:
         RenderError: the input is not a ticket object with a list of article objects; the
@@ -285,4 +286,5 @@ def render_ticket_pdf(
         embedded=tuple(record.as_tuple() for record in originals.embedded),
         pdfa=PDFA_LABEL if options.pdfa else None,
         language=language,
+        undecodable=tuple(article_images.undecodable.values()),
     )

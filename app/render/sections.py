@@ -194,7 +194,7 @@ def _article_images(
             continue
         if attachment["id"] in inline or content_type_of(attachment) not in PREVIEW_TYPES:
             continue
-        prepared = images.by_attachment(attachment["id"]) if images is not None else None
+        prepared = images.by_attachment(attachment["id"], article_id) if images is not None else None
         previews.append((pdf.clean(str(attachment.get("filename") or f"image-{attachment['id']}")), prepared))
     return previews
 

@@ -459,7 +459,8 @@ class ArchiveWorkflow:
         as they are fetched, the snapshot is pickled to disk for the render process, the PDF
         written, signed and copied file to file. The last value is the snapshot without its
         articles, images and originals: the originals left out, the images shown as
-        placeholders and the merge target, for the note."""
+        placeholders (those not downloaded, then those the render could not decode) and the
+        merge target, for the note."""
         job = tempfile.TemporaryDirectory(prefix="job-", dir=self.spool_dir)
         try:
             folder = Path(job.name)
@@ -483,6 +484,19 @@ class ArchiveWorkflow:
             del snapshot  # the render coroutine holds the full snapshot until it is on disk
             rendered = await clock.time(Step.RENDER, render)
             assert rendered.path is not None
+            if rendered.undecodable:  # placeholders too: the note and the sidecar name them
+                for image in rendered.undecodable:
+                    log.warning(
+                        "image not decodable",
+                        extra={
+                            **ctx,
+                            "attachment_id": image.attachment_id,
+                            "image": image.name,
+                            "code": image.code,
+                            "cause": image.cause,
+                        },
+                    )
+                light = dataclasses.replace(light, placeholders=light.placeholders + rendered.undecodable)
             signed = await clock.time(Step.SIGN, self.signer.sign_file(rendered.path, folder / "signed.pdf"))
             assert signed.path is not None
             clock.current = Step.STORE

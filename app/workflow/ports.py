@@ -137,13 +137,15 @@ class ImagePlaceholder:
         name: the attachment's file name (``image-<attachment id>`` when Zammad gives none).
         article_id, attachment_id: where it belongs.
         classification: ``"Permanent"`` (Zammad refused the download for good, e.g. 403/404,
-            or the image is over a size cap) or ``"Transient"`` (a length other than Zammad's
-            declared size on every attempt of the job): the
-            :class:`~app.workflow.classify.Classification` value. A download that fails
+            the image is over a size cap, or its bytes are no image the layout can decode) or
+            ``"Transient"`` (a length other than Zammad's declared size on every attempt of the
+            job): the :class:`~app.workflow.classify.Classification` value. A download that fails
             Transient otherwise never becomes a placeholder: it fails the run
             (:func:`app.workflow.images.fetch_images`).
         code: a stable code: the download error's (``zammad_api_error``, ...),
-            ``download_failed`` (the length), ``image_too_large``.
+            ``download_failed`` (the length), ``image_too_large``; ``image_undecodable`` for
+            an image downloaded whole that the layout cannot decode
+            (:attr:`RenderedPdf.undecodable`).
         cause: a sentence without secrets, e.g. ``"GET /api/v1/ticket_attachment/4711/23051/91202
             answered 404: Couldn't find the requested record"``.
     """
@@ -212,6 +214,11 @@ class RenderedPdf:
             (:meth:`RendererPort.render_file`); ``data`` is then empty.
         language: the archive's language (:data:`app.i18n.LANGUAGES`); the success note is
             written in it.
+        undecodable: the layout images that were downloaded but could not be decoded (a cut
+            JPEG, an HTML page or SVG served as ``image/png``, no bytes), drawn as placeholders,
+            in the order the layout met them (code ``image_undecodable``, Permanent): the render
+            process sends them back with the result, and the workflow lists them with the
+            download's :attr:`TicketSnapshot.placeholders` in the note and the sidecar.
     """
 
     data: bytes
@@ -225,6 +232,7 @@ class RenderedPdf:
     pdfa: str | None = None
     path: Path | None = None
     language: str = "en"
+    undecodable: tuple[ImagePlaceholder, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

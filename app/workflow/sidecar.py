@@ -39,7 +39,8 @@ def sidecar_fields(
         ``None`` for a ticket that is not merged, else the ticket it was merged into:
         ``{"ticket_id", "ticket_number"}``, both ``None`` and a ``reason`` when unknown
         (:meth:`~app.workflow.ports.MergedInto.as_json`). Each of ``placeholder_images``
-        (layout images the PDF shows as a placeholder) has ``name``, ``article_id``,
+        (layout images the PDF shows as a placeholder: not downloaded, then downloaded but
+        undecodable, code ``image_undecodable``) has ``name``, ``article_id``,
         ``attachment_id``, ``classification``, ``code`` and ``cause`` (see
         :class:`~app.workflow.ports.ImagePlaceholder`).
     """

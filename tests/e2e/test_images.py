@@ -1,6 +1,6 @@
 """The layout's images through the service: a passing fault while downloading an inline image is
-retried, never a placeholder in a signed archive; an image Zammad refuses for good is a
-placeholder that the note and the sidecar name.
+retried, never a placeholder in a signed archive; an image Zammad refuses for good, or serves
+as bytes the layout cannot decode, is a placeholder that the note and the sidecar name.
 
 Ticket 4711's article 23051 shows a screenshot in its HTML body
 (``/api/v1/ticket_attachment/4711/23051/91202``), which Zammad's API hides from the article's
@@ -10,6 +10,7 @@ downloads it).
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import subprocess
@@ -89,3 +90,74 @@ async def test_a_404_on_an_inline_image_is_a_placeholder_named_in_the_note_and_s
     assert images_in(pdf) == 0 and PLACEHOLDER in pdftotext(pdf)
     assert "pdf:signed" in simulator.tags(4711)
     assert note_fields(simulator)["Images shown as placeholders"] == f"1: image-91202 (Permanent: {cause})"
+
+
+def cut_jpeg() -> bytes:
+    """A real 320×180 baseline JPEG cut after half its bytes (a broken upload)."""
+    from PIL import Image
+
+    out = io.BytesIO()
+    Image.radial_gradient("L").resize((320, 180)).convert("RGB").save(out, format="JPEG", quality=90)
+    return out.getvalue()[: out.tell() // 2]
+
+
+SVG = b'<svg xmlns="http://www.w3.org/2000/svg" width="64" height="64"><rect width="64" height="64"/></svg>'
+LOGIN_PAGE = b"<!DOCTYPE html><html><head><title>Sign in</title></head><body>Session expired</body></html>"
+
+
+def add_image(simulator, attachment_id: int, filename: str, data: bytes, mime: str = "image/png") -> None:
+    """Article 23052 gets the image attachment ``filename`` (previewed under it), served as ``data``."""
+    simulator.articles[23052].setdefault("attachments", []).append(
+        {
+            "id": attachment_id,
+            "filename": filename,
+            "size": str(len(data)),
+            "preferences": {"Mime-Type": mime},
+        }
+    )
+    simulator.attachment_data[attachment_id] = data
+
+
+async def test_images_served_as_undecodable_bytes_are_placeholders_named_in_the_note_and_sidecar(
+    archiver, simulator
+):
+    # Downloaded whole, but no image: a cut JPEG inline in the body; an SVG, a login page and an
+    # empty file served as image/png under the next article; beside them one Zammad refuses (404).
+    jpeg = cut_jpeg()
+    simulator.attachment_data[91202] = jpeg
+    add_image(simulator, 91301, "diagramm.png", SVG)
+    add_image(simulator, 91302, "portal.png", LOGIN_PAGE)
+    add_image(simulator, 91303, "leer.png", b"")
+    add_image(simulator, 91304, "weg.png", b"gone")
+    simulator.fail("GET", r"^/api/v1/ticket_attachment/4711/23052/91304$", 404)
+    service = await archiver(PDF_EMBED_ORIGINALS="false", **NO_PAUSE)
+    pdf, sidecar = await archive_4711(service)
+    assert "pdf:signed" in simulator.tags(4711)
+    entries = sidecar["placeholder_images"]
+    keys = ("name", "article_id", "attachment_id", "classification", "code")
+    facts = [tuple(e[k] for k in keys) for e in entries]
+    assert facts == [
+        ("weg.png", 23052, 91304, "Permanent", "zammad_api_error"),  # the downloads' first
+        ("image-91202", 23051, 91202, "Permanent", "image_undecodable"),  # then as the layout met them
+        ("diagramm.png", 23052, 91301, "Permanent", "image_undecodable"),
+        ("portal.png", 23052, 91302, "Permanent", "image_undecodable"),
+        ("leer.png", 23052, 91303, "Permanent", "image_undecodable"),
+    ]
+    causes = [e["cause"] for e in entries[1:]]
+    assert causes[0].startswith(f"downloaded ({len(jpeg)} bytes) but cannot be drawn: not a readable image: ")
+    assert "truncated" in causes[0]
+    unknown = "but cannot be drawn: not a readable image: no image format Pillow knows"
+    assert causes[1:] == [
+        f"downloaded ({len(SVG)} bytes) {unknown}",
+        f"downloaded ({len(LOGIN_PAGE)} bytes) {unknown}",
+        f"downloaded (0 bytes) {unknown}",
+    ]
+    listed = note_fields(simulator)["Images shown as placeholders"]
+    gone = "GET /api/v1/ticket_attachment/4711/23052/91304 answered 404"
+    assert listed.startswith(f"5: weg.png (Permanent: {gone}")
+    for entry in entries[1:]:
+        assert f"{entry['name']} (Permanent: {entry['cause']})" in listed
+    text = pdftotext(pdf)
+    assert images_in(pdf) == 0 and PLACEHOLDER in text
+    for name in ("diagramm.png", "portal.png", "leer.png"):
+        assert f"[image: {name}] (not available)" in text
