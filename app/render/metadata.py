@@ -38,6 +38,14 @@ PDFA_LABEL = f"{PDFA_PART}{PDFA_CONFORMANCE}"
 #: Characters XML 1.0 forbids (an XMP packet with them is not well-formed).
 XML_INVALID = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 
+#: The bidi controls (Unicode's Bidi_Control property, PropList.txt): ALM U+061C, LRM/RLM
+#: U+200E/U+200F, the embeddings and overrides U+202A–U+202E and the isolates U+2066–U+2069.
+#: Unseen, they reorder what a viewer shows of a text: ``"invoice\u202efdp.exe"`` reads
+#: "invoiceexe.pdf". The archive path drops them with every format character
+#: (:func:`app.storage.paths.sanitize_segment`, category ``Cf``); the metadata keeps the other
+#: format characters (ZWJ in emoji, ZWNJ in Persian words).
+BIDI_CONTROLS = re.compile("[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+
 
 #: Tab, line feed and carriage return as character references: an XML parser reads them raw as
 #: a space in an attribute value and a line feed for a carriage return (XML 1.0 §3.3.3, §2.11).
@@ -57,10 +65,18 @@ def cut_text(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def metadata_text(text: str) -> str:
+    """``text`` as the file's metadata carries it (the XMP and ``/Info`` texts, the embedded
+    files' names and descriptions): without the characters XML 1.0 forbids
+    (:data:`XML_INVALID`) and without bidi controls (:data:`BIDI_CONTROLS`), so that no viewer
+    shows a reordered, spoofed title or file name. The pages draw the texts as they are."""
+    return BIDI_CONTROLS.sub("", XML_INVALID.sub("", text))
+
+
 def _text(value: str) -> str:
-    """``value`` as both the XMP and ``/Info`` carry it: without the characters XML 1.0 forbids,
-    at most :data:`MAX_TEXT_CHARS` long."""
-    return cut_text(XML_INVALID.sub("", value), MAX_TEXT_CHARS)
+    """``value`` as both the XMP and ``/Info`` carry it (:func:`metadata_text`), at most
+    :data:`MAX_TEXT_CHARS` long."""
+    return cut_text(metadata_text(value), MAX_TEXT_CHARS)
 
 
 def _xml(value: str) -> str:

@@ -23,7 +23,7 @@ from fpdf.enums import AssociatedFileRelationship
 from app.errors import RenderError
 from app.i18n import translation
 from app.render.embedded import SpooledEmbeddedFile
-from app.render.metadata import XML_INVALID, cut_text
+from app.render.metadata import cut_text, metadata_text
 from app.workflow.ports import EmbeddedFile, OmittedFile
 
 if TYPE_CHECKING:
@@ -68,9 +68,10 @@ ends with ``…``. Both keep every string of the file under the 32,767 bytes PDF
 
 
 def _unique(name: str, taken: set[str]) -> str:
-    """``name`` (at most :data:`MAX_NAME_CHARS`), or ``stem-2.ext``, ``stem-3.ext``… when a file
-    of that name is already embedded."""
-    name = XML_INVALID.sub("", name).strip() or "unnamed"
+    """``name`` (:func:`~app.render.metadata.metadata_text`: no bidi control reorders it in a
+    viewer's list of attachments; at most :data:`MAX_NAME_CHARS`), or ``stem-2.ext``,
+    ``stem-3.ext``… when a file of that name is already embedded."""
+    name = metadata_text(name).strip() or "unnamed"
     if len(name) > MAX_NAME_CHARS:
         stem, dot, ext = name.rpartition(".")
         if dot and stem and len(ext) <= 16:
@@ -173,7 +174,7 @@ def embed_originals(
         name = _unique(file.name, taken)
         taken.add(name)
         mime = clean_mime_type(file.mime_type)
-        description = cut_text(XML_INVALID.sub("", file.description or name), MAX_DESCRIPTION_CHARS)
+        description = cut_text(metadata_text(file.description or name), MAX_DESCRIPTION_CHARS)
         # What fpdf2's embed_file adds for PDF/A-3 or no PDF/A (the names are unique here), also
         # for empty bytes, which embed_file refuses: an empty original is still an original.
         pdf.embedded_files.append(

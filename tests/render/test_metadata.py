@@ -4,6 +4,7 @@ is what the XMP packet says, entry for entry (app.render.metadata)."""
 from __future__ import annotations
 
 import io
+import re
 from datetime import datetime
 from pathlib import Path
 
@@ -12,7 +13,8 @@ from pyhanko.pdf_utils.reader import PdfFileReader
 
 from app.render.options import RenderOptions
 from app.render.pdf import render_ticket_pdf
-from tests.verify import verapdf
+from app.workflow.ports import EmbeddedFile
+from tests.verify import pdftotext, verapdf
 
 from .helpers import ARCHIVED_AT, load, pdfinfo, write, xmp_properties
 
@@ -121,5 +123,46 @@ def test_a_huge_title_and_many_tags_are_cut_and_the_archive_stays_pdfa(tmp_path:
     info = assert_info_equals_xmp(path)
     assert len(str(info["/Title"])) == len(str(info["/Keywords"])) == 4000
     assert str(info["/Title"]).startswith("Ticket #25004711: ÜÜÜ") and str(info["/Title"]).endswith("Ü…")
+    as_pdfa_3 = verapdf(path, "3b")
+    assert as_pdfa_3.returncode == 0 and as_pdfa_3.stdout.startswith("PASS"), as_pdfa_3.stdout
+
+
+#: Every bidi control (Unicode's Bidi_Control property): ALM, LRM, RLM, LRE, RLE, PDF, LRO,
+#: RLO, LRI, RLI, FSI, PDI.
+EVERY_BIDI_CONTROL = "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
+BIDI_CONTROL = re.compile(f"[{EVERY_BIDI_CONTROL}]")
+
+
+def test_bidi_controls_never_reach_the_metadata_and_the_pages_still_show_the_title(tmp_path: Path):
+    """A title ``invoice<U+202E>fdp.exe`` went into /Info /Title and dc:title as it was: a viewer
+    showed "invoiceexe.pdf". No bidi control reaches the metadata texts, the embedded files'
+    names or descriptions; the pages draw the title as before; the archive stays PDF/A-3B."""
+    spoofed = "invoice\u202efdp.exe"
+    ticket = load("ticket-expand.json")
+    ticket["title"] = f"{spoofed} {EVERY_BIDI_CONTROL}Ende"
+    described = f"Anhang \u2067{spoofed}\u2069"
+    original = EmbeddedFile(spoofed, b"MZ", "application/octet-stream", "Data", described)
+    rendered = render_ticket_pdf(
+        ticket,
+        load("articles-by-ticket.json"),
+        ["\u202bwichtig\u202c", "rechnung"],
+        archived_at=ARCHIVED_AT,
+        options=RenderOptions(timezone="Europe/Berlin"),
+        embedded=[original],
+    )
+    path = write(tmp_path, rendered.data)
+    info = assert_info_equals_xmp(path)
+    assert str(info["/Title"]) == "Ticket #25004711: invoicefdp.exe Ende"
+    assert str(info["/Keywords"]) == "wichtig, rechnung"
+    reader = PdfFileReader(io.BytesIO(rendered.data))
+    xmp = reader.root["/Metadata"].data.decode("utf-8")
+    assert xmp_properties(xmp)["title"] == "Ticket #25004711: invoicefdp.exe Ende"
+    assert not BIDI_CONTROL.search(xmp) and not any(BIDI_CONTROL.search(str(v)) for v in info.values())
+    pairs = reader.root["/Names"]["/EmbeddedFiles"]["/Names"]
+    (key, spec) = (str(pairs[0]), pairs[1])
+    assert key == str(spec["/UF"]) == str(spec["/F"]) == "invoicefdp.exe"
+    assert str(spec["/Desc"]) == "Anhang invoicefdp.exe"
+    assert [name for name, _sha256, _size in rendered.embedded] == ["invoicefdp.exe"]
+    assert "Ende" in pdftotext(path) and "invoice" in pdftotext(path)  # the words are drawn
     as_pdfa_3 = verapdf(path, "3b")
     assert as_pdfa_3.returncode == 0 and as_pdfa_3.stdout.startswith("PASS"), as_pdfa_3.stdout
