@@ -21,7 +21,6 @@ from math import ceil
 from typing import Any
 from urllib.parse import unquote
 
-from app.workflow.classify import Classification
 from app.workflow.ports import ImagePlaceholder
 from app.zammad.attachments import declared_size
 
@@ -400,7 +399,7 @@ class ArticleImages:
                 self.filenames.get(attachment_id, f"image-{attachment_id}"),
                 article_id,
                 attachment_id,
-                Classification.PERMANENT.value,  # the same bytes on every attempt
+                "Permanent",  # the same bytes on every attempt (Classification.PERMANENT)
                 UNDECODABLE,
                 f"downloaded ({len(data)} bytes) but cannot be drawn: {exc}",
             )
