@@ -47,6 +47,17 @@ async def read_body(receive: Receive) -> bytes:
             return b"".join(chunks)
 
 
+def route_path(scope: Scope) -> str:
+    """The path the router matches: ``scope["path"]`` without ``scope["root_path"]``, as
+    Starlette's router takes it off (an ASGI server run with ``--root-path /archiver`` puts
+    ``/archiver/ingest`` in ``path``; Starlette then routes ``/ingest``)."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root) and len(path) > len(root) and path[len(root)] == "/":
+        return path[len(root) :]
+    return path
+
+
 class HmacSignatureMiddleware:
     """Verify ``X-Hub-Signature`` on ``POST`` requests to ``paths``.
 
@@ -54,8 +65,10 @@ class HmacSignatureMiddleware:
         app: the wrapped application.
         secret: the webhook HMAC token (UTF-8 bytes) or ``None`` when none is configured.
         allow_unsigned: with no secret, let unsigned requests through (tests only).
-        paths: exact request paths to protect (default: the webhook paths, ``/ingest`` and
-            ``/ingest/batch``).
+        paths: exact request paths to protect, as the router sees them (:func:`route_path`;
+            default: the webhook paths, ``/ingest`` and ``/ingest/batch``). The webhook routes
+            refuse a request that did not pass here (:data:`~app.http.names.RAW_BODY_KEY`
+            unset), so a path this test and the router see differently fails closed.
         require_delivery_id: refuse requests without ``X-Zammad-Delivery``.
     """
 
@@ -75,7 +88,7 @@ class HmacSignatureMiddleware:
         self.require_delivery_id = require_delivery_id
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] != "POST" or scope["path"] not in self.paths:
+        if scope["type"] != "http" or scope["method"] != "POST" or route_path(scope) not in self.paths:
             await self.app(scope, receive, send)
             return
         if self.secret is None and not self.allow_unsigned:

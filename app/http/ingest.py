@@ -9,14 +9,12 @@ from being recorded is a 503 Zammad retries.
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from app.http.hmac_auth import ClientDisconnected, read_body
 from app.http.names import (
     DELIVERY_HEADER,
     DELIVERY_HEADER_RAW,
@@ -116,6 +114,22 @@ def clean_delivery_id(raw: str | None) -> str | None:
     return delivery_id or None
 
 
+NOT_CHECKED = (
+    "forbidden",
+    "the request did not pass the webhook signature check",
+)
+"""403 of a webhook route reached without the HMAC middleware's check (no
+:data:`~app.http.names.RAW_BODY_KEY`): a path the middleware and the router read differently.
+Refused, never read unchecked."""
+
+
+def _log_not_checked(scope: Scope) -> None:
+    log.error(
+        "webhook route reached without the signature check; refused",
+        extra={"path": scope.get("path"), "root_path": scope.get("root_path")},
+    )
+
+
 class IngestEndpoint:
     """``POST /ingest``: accept one Zammad webhook.
 
@@ -137,11 +151,10 @@ class IngestEndpoint:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = scope.get(RAW_BODY_KEY)
-        if body is None:
-            try:
-                body = await read_body(receive)
-            except ClientDisconnected:
-                return
+        if body is None:  # fail closed: only a body the HMAC middleware checked is read
+            _log_not_checked(scope)
+            await send_error(send, 403, *NOT_CHECKED)
+            return
         try:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -171,13 +184,6 @@ class IngestEndpoint:
         await send_json(send, 202, {"status": status, "ticket_id": ticket_id})
 
 
-async def _json_body(request: Request) -> Any:
-    body = request.scope.get(RAW_BODY_KEY)
-    if body is None:
-        body = await request.body()
-    return orjson.loads(body)
-
-
 async def ingest_batch(runtime: Runtime, request: Request) -> Response:
     """``POST /ingest/batch``: a JSON array of webhook payloads, or ``{"payloads": [...]}``.
 
@@ -189,8 +195,12 @@ async def ingest_batch(runtime: Runtime, request: Request) -> Response:
     The batch's ``X-Zammad-Delivery`` id, if any, dedupes the batch as a whole (400
     ``invalid_delivery_id`` when longer than :data:`MAX_DELIVERY_ID_CHARS`).
     """
+    body = request.scope.get(RAW_BODY_KEY)
+    if body is None:  # fail closed, as IngestEndpoint
+        _log_not_checked(request.scope)
+        return error_response(403, *NOT_CHECKED)
     try:
-        payload = await _json_body(request)
+        payload = orjson.loads(body)
     except orjson.JSONDecodeError:
         return error_response(400, "invalid_json", "the body is not valid JSON")
     items = payload.get("payloads") if isinstance(payload, dict) else payload

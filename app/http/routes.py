@@ -12,6 +12,7 @@ once per application (Starlette calls a ``functools.partial`` like the function 
 
 from __future__ import annotations
 
+import re
 from functools import partial
 
 from starlette.routing import Route
@@ -20,9 +21,23 @@ from app.http import admin, health, ingest
 from app.runtime import Runtime
 
 
+def exact(route: Route) -> Route:
+    """``route`` matching its path and nothing else: its pattern ends in ``\\Z``, not ``$``.
+
+    Starlette compiles ``"/ingest"`` to ``^/ingest$``, and Python's ``$`` also matches before a
+    final newline: ``POST /ingest%0A`` (the path ``"/ingest\\n"``) reached the webhook route
+    while the HMAC middleware, which protects the exact paths, let it through unsigned.
+    """
+    pattern = route.path_regex.pattern
+    if pattern.endswith("$"):
+        route.path_regex = re.compile(pattern[:-1] + r"\Z")
+    return route
+
+
 def build_routes(runtime: Runtime) -> list[Route]:
-    """The routes of one application, each endpoint bound to ``runtime``."""
-    return [
+    """The routes of one application, each endpoint bound to ``runtime``; every route matches
+    its path exactly (:func:`exact`)."""
+    routes = [
         Route("/ingest", ingest.IngestEndpoint(runtime), methods=["POST"]),
         Route("/ingest/batch", partial(ingest.ingest_batch, runtime), methods=["POST"]),
         Route("/retry/{ticket_id}", partial(admin.retry, runtime), methods=["POST"]),
@@ -31,3 +46,4 @@ def build_routes(runtime: Runtime) -> list[Route]:
         Route("/metrics", partial(health.metrics, runtime), methods=["GET"]),
         Route("/openapi.json", health.openapi, methods=["GET"]),
     ]
+    return [exact(route) for route in routes]

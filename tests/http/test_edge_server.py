@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import hashlib
 import hmac
@@ -15,15 +16,21 @@ from collections.abc import Callable
 from typing import Any
 
 import aiohttp
+import orjson
 import pytest
 import yaml
+import yarl
 from multidict import CIMultiDict
+from starlette.routing import Route
 
 import app.jobs.sqlite_walsync as store_module
+from app.http import ingest
 from app.http.openapi import OPENAPI
 from app.storage import probe
 from devtools.webhook import zammad_webhook
 from tests.conftest import HMAC_SECRET, REPO
+from tests.http.fake_asgi import Receiver, http_scope
+from tests.http.fake_asgi import call as fake_call
 
 
 async def call(
@@ -184,6 +191,63 @@ async def test_404_and_405_use_the_error_shape(archiver):
     )
     assert status in (403, 404) and "Location" not in headers
     assert_error_shape(payload, "not_found" if status == 404 else "forbidden")
+
+
+async def test_a_newline_after_a_webhook_path_does_not_skip_the_signature_check(archiver):
+    """``POST /ingest%0A`` (the path ``"/ingest\\n"``) matched Starlette's ``^/ingest$`` (Python's
+    ``$`` matches before a final newline) while the HMAC middleware protects the exact paths:
+    an unsigned webhook was answered 202 and the ticket archived; with no
+    WEBHOOK_HMAC_SECRET set at all, the same request got past the 503 too."""
+    service = await archiver()
+    unsigned = orjson.dumps({"ticket_id": 4711})
+    for path in ("/ingest%0A", "/ingest/batch%0a", "/healthz%0A"):
+        body = b"[" + unsigned + b"]" if "batch" in path else unsigned
+        async with (
+            aiohttp.ClientSession() as session,
+            session.post(yarl.URL(f"{service.url}{path}", encoded=True), data=body) as resp,
+        ):
+            status, payload = resp.status, await resp.json()
+        assert status == 404, (path, status, payload)
+        assert_error_shape(payload, "not_found")
+    assert (await service.runtime.pool.status(4711))["state"] == "none"
+
+
+async def test_a_root_path_does_not_skip_the_signature_check(archiver):
+    """Under an ASGI server run with a root path (``uvicorn --root-path /archiver``), ``path`` is
+    ``/archiver/ingest`` and Starlette routes ``/ingest``: the HMAC middleware compared the
+    whole path with ``/ingest``, let the request through, and an unsigned webhook was 202."""
+
+    def under_root(app: Any) -> Any:
+        async def with_root(scope, receive, send):
+            if scope["type"] == "http":
+                scope = {**scope, "root_path": "/archiver", "path": "/archiver" + scope["path"]}
+            await app(scope, receive, send)
+
+        return with_root
+
+    service = await archiver(wrap=under_root)
+    status, _, payload = await call("POST", f"{service.url}/ingest", body=orjson.dumps({"ticket_id": 4711}))
+    assert status == 403, payload
+    assert_error_shape(payload, "forbidden")
+    assert (await service.runtime.pool.status(4711))["state"] == "none"
+    body, hdrs = signed({"ticket_id": 4711})
+    status, _, payload = await call("POST", f"{service.url}/ingest", body=body, headers=hdrs)
+    assert (status, payload) == (202, {"status": "accepted", "ticket_id": 4711})
+
+
+async def test_the_webhook_routes_refuse_a_body_the_signature_check_did_not_see(archiver, caplog):
+    """The webhook routes read the body themselves when the HMAC middleware had not handed it
+    over: any path the middleware and the router read differently was an unsigned way in.
+    Called straight, as the router would after such a mismatch, they now refuse (fail closed)."""
+    service = await archiver()
+    body = orjson.dumps({"ticket_id": 4711})
+    sent = await fake_call(ingest.IngestEndpoint(service.runtime), http_scope("/ingest"), Receiver(body))
+    assert sent.status == 403 and sent.json["error"] == "forbidden", sent.messages
+    batch = Route("/ingest/batch", functools.partial(ingest.ingest_batch, service.runtime), methods=["POST"])
+    sent = await fake_call(batch, http_scope("/ingest/batch"), Receiver(b"[" + body + b"]"))
+    assert sent.status == 403 and sent.json["error"] == "forbidden", sent.messages
+    assert (await service.runtime.pool.status(4711))["state"] == "none"
+    assert any("without the signature check" in r.getMessage() for r in caplog.records)
 
 
 # -- body limit while streaming --------------------------------------------------------------------
