@@ -1,10 +1,10 @@
 """Pure-ASGI middleware: a token bucket per client, 429 with ``Retry-After`` when empty.
 
 The client is the peer address, or the first untrusted address in ``X-Forwarded-For``
-when the peer is one of the trusted proxies (walking the header right to left, so a client
-cannot spoof its way past the proxy). Buckets live in a bounded LRU: at most
-``max_clients`` are kept, the least recently seen are forgotten (a forgotten client starts
-with a full bucket, which errs on the side of letting Zammad through).
+when the peer is one of the trusted proxies (walking all the header's lines right to left, so
+a client cannot spoof its way past the proxy; see :func:`client_address`). Buckets live in a
+bounded LRU: at most ``max_clients`` are kept, the least recently seen are forgotten (a
+forgotten client starts with a full bucket, which errs on the side of letting Zammad through).
 """
 
 from __future__ import annotations
@@ -78,19 +78,35 @@ class TokenBuckets:
 
 
 def client_address(scope: Scope, trusted: tuple[Network, ...]) -> str:
-    """The client's address: the peer, or via ``X-Forwarded-For`` when the peer is trusted."""
+    """The client's address: the peer, or via ``X-Forwarded-For`` when the peer is trusted.
+
+    Every ``X-Forwarded-For`` line counts, in order, as one list (RFC 9110 §5.3): a proxy may
+    add a line of its own instead of appending to the client's (HAProxy's ``option
+    forwardfor`` does), and reading only the first line took the client's forged one. The
+    list is walked right to left past trusted addresses; the first untrusted one is the
+    client. A hop that is no IP address (``203.0.113.9:4711`` and ``[2001:db8::1]:4711`` are
+    read without their port) was not written by a proxy: the trusted address to its right,
+    which received it, is the client then, so a bucket's key is always an address.
+    """
     client = scope.get("client")
     peer = client[0] if client else "unknown"
     if not trusted or not _is_trusted(peer, trusted):
         return peer
-    for name, value in scope["headers"]:
-        if name == FORWARDED_FOR_HEADER_RAW:
-            hops = [h.strip() for h in value.decode("latin-1").split(",") if h.strip()]
-            for hop in reversed(hops):
-                if not _is_trusted(hop, trusted):
-                    return hop
-            return hops[0] if hops else peer
-    return peer
+    values = [value for name, value in scope["headers"] if name == FORWARDED_FOR_HEADER_RAW]
+    if not values:
+        return peer
+    closest = peer
+    for hop in reversed(b",".join(values).decode("latin-1").split(",")):
+        hop = hop.strip()
+        if not hop:
+            continue
+        ip = _hop_address(hop)
+        if ip is None:
+            return closest
+        if not any(ip in net for net in trusted):
+            return str(ip)
+        closest = str(ip)
+    return closest
 
 
 def _is_trusted(address: str, trusted: tuple[Network, ...]) -> bool:
@@ -99,6 +115,18 @@ def _is_trusted(address: str, trusted: tuple[Network, ...]) -> bool:
     except ValueError:
         return False
     return any(ip in net for net in trusted)
+
+
+def _hop_address(hop: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    """An ``X-Forwarded-For`` entry as an address (a port after it dropped), or ``None``."""
+    if hop.startswith("["):  # [v6] or [v6]:port
+        hop = hop[1:].partition("]")[0]
+    elif hop.count(":") == 1:  # v4:port
+        hop = hop.partition(":")[0]
+    try:
+        return ipaddress.ip_address(hop)
+    except ValueError:
+        return None
 
 
 class RateLimitMiddleware:

@@ -31,6 +31,33 @@ def test_forwarded_for_walked_right_to_left_past_trusted_hops():
     assert client_address(scope("10.1.1.1"), TRUSTED) == "10.1.1.1"
 
 
+def test_every_forwarded_for_line_counts_not_only_the_clients_first_one():
+    """A proxy that adds its own X-Forwarded-For line (HAProxy's ``option forwardfor``) after
+    the client's: only the first line was read, so the client's forged address was the key
+    and a new one per request got past the limit."""
+    forged_first = {
+        "client": ("10.1.1.1", 1234),
+        "headers": [(b"x-forwarded-for", b"6.6.6.6"), (b"x-forwarded-for", b"203.0.113.9")],
+    }
+    assert client_address(forged_first, TRUSTED) == "203.0.113.9"
+    two_proxies = {
+        "client": ("10.1.1.1", 1234),
+        "headers": [(b"x-forwarded-for", b"6.6.6.6, 203.0.113.9"), (b"x-forwarded-for", b"10.2.2.2")],
+    }
+    assert client_address(two_proxies, TRUSTED) == "203.0.113.9"
+
+
+def test_a_forwarded_hop_that_is_no_address_is_never_a_key():
+    """Garbage left of trusted hops was the bucket's key as sent (up to a whole header line per
+    client, 10,000 of them kept); the trusted address that received it is the key instead.
+    A port after an address is dropped."""
+    assert client_address(scope("10.1.1.1", "x" * 8000 + ", 10.2.2.2"), TRUSTED) == "10.2.2.2"
+    assert client_address(scope("10.1.1.1", "not-an-ip"), TRUSTED) == "10.1.1.1"
+    assert client_address(scope("10.1.1.1", "203.0.113.9:4711"), TRUSTED) == "203.0.113.9"
+    assert client_address(scope("10.1.1.1", "[2001:db8::5]:4711"), TRUSTED) == "2001:db8::5"
+    assert client_address(scope("10.1.1.1", "2001:DB8:0::5"), TRUSTED) == "2001:db8::5"
+
+
 def test_bucket_refills_at_the_rate():
     now = [0.0]
     buckets = TokenBuckets(2.0, 3, clock=lambda: now[0])
