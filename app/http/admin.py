@@ -36,8 +36,19 @@ log = logging.getLogger("app.http")
 _MAX_AGE_TEXT = f"at most {SIGNED_REQUEST_MAX_AGE_SECONDS // 60} minutes old"
 
 
+def bearer_credentials(authorization: str) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header value (stripped), or ``None``
+    for another scheme. The scheme is matched case-insensitively (RFC 9110 §11.1:
+    ``bearer``, ``BEARER`` and ``Bearer`` are one scheme)."""
+    scheme, sep, token = authorization.strip().partition(" ")
+    if not sep or scheme.lower() != "bearer":
+        return None
+    return token.strip()
+
+
 def bearer_token_ok(authorization: str, token: Secret | None) -> bool:
-    """Whether an ``Authorization`` header value is ``Bearer <token>`` (constant-time).
+    """Whether an ``Authorization`` header value is ``Bearer <token>`` (constant-time; the
+    scheme in any case, :func:`bearer_credentials`).
 
     Both sides are compared without surrounding whitespace: HTTP takes it off a header value
     (RFC 9110 §5.5), so a configured token ending in a newline (a secret file's last line)
@@ -46,11 +57,8 @@ def bearer_token_ok(authorization: str, token: Secret | None) -> bool:
     if not token:
         return False
     want = token.reveal().strip()
-    return (
-        bool(want)
-        and authorization.startswith("Bearer ")
-        and hmac.compare_digest(authorization[7:].strip().encode(), want.encode())
-    )
+    given = bearer_credentials(authorization)
+    return bool(want) and given is not None and hmac.compare_digest(given.encode(), want.encode())
 
 
 def _bearer_ok(runtime: Runtime, request: Request) -> bool:
@@ -61,9 +69,8 @@ def _bearer_ok(runtime: Runtime, request: Request) -> bool:
 def _authorized(runtime: Runtime, request: Request, body: bytes) -> str | None:
     """``"bearer"`` or ``"hmac"`` (a signature over ``body``) for an authorised request, else
     ``None``. A bearer token that is sent but wrong is refused outright."""
-    if runtime.settings.admin_bearer_token and request.headers.get(AUTHORIZATION_HEADER, "").startswith(
-        "Bearer "
-    ):
+    authorization = request.headers.get(AUTHORIZATION_HEADER, "")
+    if runtime.settings.admin_bearer_token and bearer_credentials(authorization) is not None:
         return "bearer" if _bearer_ok(runtime, request) else None
     secret = runtime.settings.webhook_hmac_secret
     if secret and signature_ok(body, request.headers.get(SIGNATURE_HEADER), secret.reveal().encode()):

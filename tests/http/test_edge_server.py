@@ -754,6 +754,28 @@ async def test_a_bearer_token_configured_with_a_trailing_newline_still_works(arc
         assert (await call("GET", f"{service.url}/metrics", headers={"Authorization": auth}))[0] == 401
 
 
+async def test_the_bearer_scheme_is_case_insensitive(archiver):
+    """RFC 9110 §11.1: the auth scheme is case-insensitive. ``Authorization: bearer <token>``
+    (as typed by hand, or sent by a client that lower-cases it) was refused on /jobs and /retry
+    (403) and /metrics (401)."""
+    service = await archiver(
+        ADMIN_BEARER_TOKEN="admin-token-4711",
+        OBSERVABILITY_METRICS_ENABLED="true",
+        METRICS_BEARER_TOKEN="scrape-token-1",
+    )
+    for scheme in ("bearer", "BEARER"):
+        admin = {"Authorization": f"{scheme} admin-token-4711"}
+        status, _, payload = await call("GET", f"{service.url}/jobs/4711", headers=admin)
+        assert (status, payload.get("ticket_id")) == (200, 4711), payload
+        status, _, payload = await call("POST", f"{service.url}/retry/4711", headers=admin)
+        assert status == 202, payload
+        scrape = {"Authorization": f"{scheme} scrape-token-1"}
+        assert (await call("GET", f"{service.url}/metrics", headers=scrape))[0] == 200
+        wrong = {"Authorization": f"{scheme} admin-token-4712"}
+        assert (await call("GET", f"{service.url}/jobs/4711", headers=wrong))[0] == 403
+        assert (await call("POST", f"{service.url}/retry/4711", headers=wrong))[0] == 403
+
+
 # -- OpenAPI --------------------------------------------------------------------------------------------
 
 
