@@ -647,6 +647,30 @@ async def test_a_signed_retry_covers_force(archiver):
     assert (await service.runtime.pool.status(4711))["force"] is True
 
 
+async def test_a_signed_retry_names_its_ticket_exactly(archiver):
+    """The signed body's ticket id went through int(): ``{"ticket_id": 4711.9}`` was a retry of
+    ticket 4711 and ``{"ticket_id": true}`` one of ticket 1. An integer or a string of digits
+    is the ticket, as in a webhook; anything else is refused."""
+    service = await archiver()
+    now = int(time.time())
+
+    async def signed_retry(ticket: int, signed_id: Any) -> int:
+        body = json.dumps({"ticket_id": signed_id, "requested_at": now}).encode()
+        sig = "sha1=" + hmac.new(HMAC_SECRET.encode(), body, hashlib.sha1).hexdigest()
+        status, _, _ = await call(
+            "POST", f"{service.url}/retry/{ticket}", body=body, headers={"X-Hub-Signature": sig}
+        )
+        return status
+
+    assert await signed_retry(4711, 4711.9) == 403
+    assert await signed_retry(1, True) == 403
+    assert await signed_retry(4711, [4711]) == 403
+    assert (await service.runtime.pool.status(4711))["state"] == "none"
+    assert (await service.runtime.pool.status(1))["state"] == "none"
+    assert await signed_retry(4711, " 004711 ") == 202
+    assert await signed_retry(4712, 4712) == 202
+
+
 # -- health and metrics -------------------------------------------------------------------------------
 
 
