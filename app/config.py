@@ -869,6 +869,12 @@ def _validate(s: Settings, *, require_complete: bool) -> None:
             "holds a line break or another control character (a secret file's last newline?), "
             "which Zammad's HMAC token field cannot hold: every signature would differ; remove it",
         )
+    if s.webhook_hmac_secret and not s.webhook_hmac_secret.reveal().strip():
+        fail(
+            "webhook_hmac_secret",
+            "is only spaces: anyone could sign webhooks, retries and job queries with it; "
+            "set Zammad's HMAC token, or leave it empty to refuse webhooks",
+        )
 
     if not require_complete:
         return

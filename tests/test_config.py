@@ -210,6 +210,15 @@ def test_an_hmac_secret_with_a_line_break_is_refused_at_start():
     assert load_settings({**BASE, "WEBHOOK_HMAC_SECRET": "hmac with spaces"}).webhook_hmac_secret
 
 
+@pytest.mark.parametrize("secret", [" ", "   "])
+def test_an_hmac_secret_of_only_spaces_is_refused_at_start(secret):
+    """``WEBHOOK_HMAC_SECRET=" "`` was taken as a key: anyone who tried it could sign webhooks
+    and, without ADMIN_BEARER_TOKEN, retries and job queries (a bearer token of only spaces
+    opens nothing, test_a_bearer_token_configured_with_a_trailing_newline_still_works)."""
+    with pytest.raises(ConfigError, match="WEBHOOK_HMAC_SECRET.*only spaces"):
+        load_settings({**BASE, "WEBHOOK_HMAC_SECRET": secret})
+
+
 def test_bad_secret_value_error_does_not_show_it(tmp_path):
     cfg = tmp_path / "a.toml"
     cfg.write_text("[zammad]\napi_token = [1, 2]\n")
