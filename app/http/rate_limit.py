@@ -17,6 +17,7 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.http.hmac_auth import route_path
 from app.http.names import FORWARDED_FOR_HEADER_RAW, RETRY_AFTER_HEADER_RAW
 from app.http.responses import send_error
 
@@ -136,7 +137,8 @@ class RateLimitMiddleware:
         rate: requests per second per client; 0 switches the middleware off.
         burst: requests a client may make at once.
         trusted_proxies: networks whose ``X-Forwarded-For`` is believed.
-        exempt_paths: paths never limited (health probes, metrics scrapes).
+        exempt_paths: paths never limited (health probes, metrics scrapes), as the router sees
+            them (:func:`~app.http.hmac_auth.route_path`: under a root path too).
         on_limited: called once per refused request (metrics).
     """
 
@@ -161,7 +163,7 @@ class RateLimitMiddleware:
         # A plain function returning the awaitable of the next layer (or of the 429): no
         # coroutine of its own, so a request that waits (for its group commit) has one frame
         # fewer to suspend and resume.
-        if self.buckets is None or scope["type"] != "http" or scope["path"] in self.exempt_paths:
+        if self.buckets is None or scope["type"] != "http" or route_path(scope) in self.exempt_paths:
             return self.app(scope, receive, send)
         wait = self.buckets.take(client_address(scope, self.trusted))
         if wait:

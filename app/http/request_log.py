@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.http.hmac_auth import route_path
 from app.http.names import (
     DELIVERY_HEADER_RAW,
     MAX_DELIVERY_ID_CHARS,
@@ -43,7 +44,8 @@ class RequestLogMiddleware:
     """Log each HTTP request once it is answered.
 
     Args:
-        on_response: ``callback(path, status)`` after each response (metrics).
+        on_response: ``callback(path, status)`` after each response (metrics), ``path`` as the
+            router sees it (:func:`~app.http.hmac_auth.route_path`: without a root path).
     """
 
     def __init__(self, app: ASGIApp, *, on_response: Callable[[str, int], None] | None = None) -> None:
@@ -90,4 +92,4 @@ class RequestLogMiddleware:
                 delivery or None,
             )
             if self.on_response is not None and status:
-                self.on_response(scope["path"], status)
+                self.on_response(route_path(scope), status)

@@ -137,6 +137,16 @@ async def test_probes_are_never_limited() -> None:
     assert app.calls == 3 and not limited
 
 
+async def test_probes_under_a_root_path_are_never_limited() -> None:
+    """Under an ASGI server run with a root path, ``path`` is ``/archiver/healthz``: compared
+    whole with the exempt paths, the probes were limited like any client (429 on the second)."""
+    middleware, app, limited = limiter(burst=1)
+    for _ in range(3):
+        scope = {**http_scope("/archiver/healthz", method="GET"), "root_path": "/archiver"}
+        assert (await call(middleware, scope, Receiver())).status == 202
+    assert app.calls == 3 and not limited
+
+
 async def test_rate_zero_switches_the_limiter_off() -> None:
     middleware, app, limited = limiter(rate=0, burst=1)
     statuses = [(await call(middleware, http_scope(), Receiver(b"{}"))).status for _ in range(5)]

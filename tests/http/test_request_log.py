@@ -83,3 +83,14 @@ async def test_two_delivery_headers_the_line_shows_the_first(log_stream: io.Stri
     await call(middleware, scope, Receiver(b"{}"))
     [line] = access_lines(log_stream)
     assert line["delivery_id"] == "d-first"
+
+
+async def test_the_response_callback_gets_the_path_the_router_sees() -> None:
+    """Under a root path the ingest responses were counted against ``/archiver/ingest``, which
+    the metrics callback does not know: none was counted."""
+    seen: list[tuple[str, int]] = []
+    app = TicketApp()
+    middleware = RequestLogMiddleware(app, on_response=lambda path, status: seen.append((path, status)))
+    scope = {**http_scope("/archiver/ingest"), "root_path": "/archiver"}
+    assert (await call(middleware, scope, Receiver(b"{}"))).status == 202
+    assert seen == [("/ingest", 202)]
