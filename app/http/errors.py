@@ -11,7 +11,8 @@ stack's"):
 - :class:`UnhandledErrorMiddleware` (outermost): an exception nobody handled is logged with its
   traceback (redacted, as every log line) and answered 500 ``internal_error`` when no response
   has started; otherwise it is re-raised and the server closes the connection. Starlette's
-  ``ClientDisconnect`` (the client left mid-body) is no error: nothing is logged or sent.
+  ``ClientDisconnect`` (the client left mid-body) is no error: nothing is logged or sent. A
+  WebSocket handshake is refused here in the error shape (:func:`refuse_websocket`).
 - :class:`HTTPErrorMiddleware` (innermost, around the router): Starlette's ``HTTPException``
   (the router's 404 and 405) is answered in the error shape, with its headers (``Allow``).
 """
@@ -21,12 +22,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable
 
+import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.http.responses import send_error
+from app.http.names import CONTENT_LENGTH_HEADER_RAW, CONTENT_TYPE_HEADER_RAW
+from app.http.responses import JSON_TYPE, send_error
 
 log = logging.getLogger("app.http")
 
@@ -63,13 +66,17 @@ class UnhandledErrorMiddleware:
     """Log an exception that escaped every other layer and answer 500 ``internal_error`` in the
     error shape (or, once the response has started, re-raise it: the server closes the
     connection). Task cancellation and other ``BaseException``\\ s pass through untouched; a
-    ``ClientDisconnect`` ends the request quietly (no one is left to answer)."""
+    ``ClientDisconnect`` ends the request quietly (no one is left to answer). A ``websocket``
+    scope is refused (:func:`refuse_websocket`); ``lifespan`` passes through."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
+            if scope["type"] == "websocket":
+                await refuse_websocket(scope, send)
+                return
             await self.app(scope, receive, send)
             return
         started = False
@@ -112,3 +119,33 @@ class ArchiverApp(Starlette):
         for cls, args, kwargs in reversed(self.user_middleware):
             app = cls(app, *args, **kwargs)
         return UnhandledErrorMiddleware(app)
+
+
+WEBSOCKET_REFUSED = (400, "websocket_not_supported", "this service has no WebSocket endpoints")
+"""The answer to a WebSocket handshake (``Upgrade: websocket``) on any path."""
+
+
+async def refuse_websocket(scope: Scope, send: Send) -> None:
+    """Refuse a WebSocket handshake in the error shape: 400 ``websocket_not_supported``.
+
+    Sent as an HTTP response through the ASGI ``websocket.http.response`` extension
+    (Hypercorn offers it); a server without it gets ``websocket.close`` before the handshake
+    is accepted, which it answers 403 with no body (ASGI spec, "WebSocket", "Close - send
+    event"). Starlette's router closed every handshake that way, so a peer got an empty 403.
+    """
+    status, code, detail = WEBSOCKET_REFUSED
+    if "websocket.http.response" not in (scope.get("extensions") or {}):
+        await send({"type": "websocket.close", "code": 1000})
+        return
+    body = orjson.dumps({"error": code, "detail": detail})
+    await send(
+        {
+            "type": "websocket.http.response.start",
+            "status": status,
+            "headers": [
+                (CONTENT_TYPE_HEADER_RAW, JSON_TYPE),
+                (CONTENT_LENGTH_HEADER_RAW, str(len(body)).encode()),
+            ],
+        }
+    )
+    await send({"type": "websocket.http.response.body", "body": body})

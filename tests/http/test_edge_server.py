@@ -193,6 +193,27 @@ async def test_404_and_405_use_the_error_shape(archiver):
     assert_error_shape(payload, "not_found" if status == 404 else "forbidden")
 
 
+async def test_a_websocket_handshake_is_refused_in_the_error_shape(archiver):
+    """Starlette's router closed a WebSocket handshake before accepting it, which Hypercorn
+    answers 403 with an empty body: the one error that was not JSON."""
+    service = await archiver()
+    port = int(service.url.rsplit(":", 1)[1])
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        b"GET /ingest HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+        b"Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    )
+    await writer.drain()
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 10)
+    length = int(re.search(rb"(?i)\r\ncontent-length: *(\d+)", head).group(1))
+    body = await asyncio.wait_for(reader.readexactly(length), 10)
+    writer.close()
+    await writer.wait_closed()
+    assert head.startswith(b"HTTP/1.1 400 "), head
+    assert re.search(rb"(?i)\r\ncontent-type: application/json\r\n", head), head
+    assert_error_shape(orjson.loads(body), "websocket_not_supported")
+
+
 async def test_a_newline_after_a_webhook_path_does_not_skip_the_signature_check(archiver):
     """``POST /ingest%0A`` (the path ``"/ingest\\n"``) matched Starlette's ``^/ingest$`` (Python's
     ``$`` matches before a final newline) while the HMAC middleware protects the exact paths:
