@@ -52,12 +52,14 @@ from app.jobs.pg_schema import SCHEMA
 from app.jobs.records import (
     TERMINAL_STATES,
     Admission,
+    FailingStreak,
     JobRecord,
     JobRequest,
     JobState,
     JobStoreUnavailable,
     LeaseLost,
     Recovery,
+    failing_streak_sql,
     new_job_id,
 )
 
@@ -443,6 +445,19 @@ class PostgresJobStore:
             )
         )
         return JobRecord.from_row(row) if row is not None else None
+
+    async def failing_streak(self, job_id: str) -> FailingStreak | None:
+        """Since when the job's ticket has been failing to archive (see
+        :class:`~app.jobs.records.FailingStreak`); ``None`` for an unknown job.
+
+        Raises:
+            JobStoreUnavailable: the database cannot be reached.
+        """
+        sql = failing_streak_sql(f"{SCHEMA}.jobs", "$1")
+        row = await self.database.call(lambda conn: conn.fetchrow(sql, job_id))
+        if row is None or row[0] is None:
+            return None
+        return FailingStreak(float(row[0]), int(row[1]), int(row[2]))
 
     async def purge_deliveries(self) -> int:
         """Delete expired delivery ids, and finished, reported jobs older than the retention

@@ -269,6 +269,44 @@ class JobRecord:
 
 
 @dataclass(frozen=True, slots=True)
+class FailingStreak:
+    """How long a ticket has been failing to archive, as of one of its jobs
+    (:meth:`app.jobs.store.JobStore.failing_streak`).
+
+    The streak is that job and the ticket's jobs before it back to (not including) the latest
+    one that ended ``done`` or ``failed``: the ``dead`` jobs a Transient failure ended, each
+    queued again by a webhook, an operator's ``/retry`` or the reconciliation sweep (a new job
+    row each time). Both stores answer from the ``jobs`` rows they already keep (``created_at``,
+    ``attempts``); the PostgreSQL store's pruning of reported jobs older than its retention
+    (30 days) could only make the streak look shorter.
+
+    Attributes:
+        since: Unix seconds: ``created_at`` of the streak's first job (when the store clock
+            recorded the request that started it).
+        attempts: runs of the streak's jobs (their ``attempts`` summed, the asking job's own
+            included; an operator's ``/retry`` merged into a waiting job restarts that job's count).
+        jobs: how many jobs the streak holds (1: the asking job alone).
+    """
+
+    since: float
+    attempts: int
+    jobs: int
+
+
+def failing_streak_sql(table: str, param: str) -> str:
+    """The one statement both stores run for :class:`FailingStreak` (``table``: the ``jobs``
+    table's name, ``param``: the placeholder of the job id): one row of ``MIN(created_at)``,
+    ``SUM(attempts)``, ``COUNT(*)``, the first ``NULL`` when the job is unknown."""
+    return (
+        f"SELECT MIN(j.created_at), SUM(j.attempts), COUNT(*) FROM {table} c "
+        f"JOIN {table} j ON j.ticket_id = c.ticket_id "
+        f"WHERE c.job_id = {param} AND j.created_at <= c.created_at AND j.created_at > COALESCE(("
+        f"SELECT MAX(b.created_at) FROM {table} b WHERE b.ticket_id = c.ticket_id "
+        "AND b.created_at < c.created_at AND b.state IN ('done', 'failed')), -1)"
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class Recovery:
     """What a store's ``open()`` found to resume.
 

@@ -34,11 +34,13 @@ import orjson
 from app.jobs.records import (
     TERMINAL_STATES,
     Admission,
+    FailingStreak,
     JobRecord,
     JobRequest,
     JobState,
     LeaseLost,
     Recovery,
+    failing_streak_sql,
     new_job_id,
 )
 from app.jobs.sqlite_admission import admit_many, admit_one
@@ -368,6 +370,17 @@ class SqliteJobStore:
                 (ticket_id,),
             ).fetchone()
             return JobRecord.from_row(row) if row else None
+
+        return await self._run(op)
+
+    async def failing_streak(self, job_id: str) -> FailingStreak | None:
+        """Since when the job's ticket has been failing to archive (see
+        :class:`~app.jobs.records.FailingStreak`); ``None`` for an unknown job."""
+        sql = failing_streak_sql("jobs", "?")
+
+        def op(conn: sqlite3.Connection) -> FailingStreak | None:
+            since, attempts, jobs = conn.execute(sql, (job_id,)).fetchone()
+            return None if since is None else FailingStreak(float(since), int(attempts), int(jobs))
 
         return await self._run(op)
 

@@ -25,7 +25,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
 from app.config import Settings
-from app.jobs.records import Admission, JobRecord, JobRequest, JobState, LeaseLost, Recovery
+from app.jobs.records import Admission, FailingStreak, JobRecord, JobRequest, JobState, LeaseLost, Recovery
 
 SQLITE_FILE = "jobs.sqlite3"
 """The SQLite store's file name in ``STATE_DIR``."""
@@ -97,6 +97,15 @@ class JobStore(Protocol):
     async def get(self, job_id: str) -> JobRecord | None: ...
 
     async def latest(self, ticket_id: int) -> JobRecord | None: ...
+
+    async def failing_streak(self, job_id: str) -> FailingStreak | None:
+        """Since when the job's ticket has been failing to archive (:class:`FailingStreak`),
+        ``None`` for an unknown job. Read-only.
+
+        Raises:
+            JobStoreUnavailable: the store cannot be read.
+        """
+        ...
 
     async def purge_deliveries(self) -> int: ...
 

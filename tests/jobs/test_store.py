@@ -10,7 +10,7 @@ import json
 import orjson
 
 from app.jobs.postgres import PostgresJobStore
-from app.jobs.records import Admission, AdmissionStatus, JobRequest, JobState
+from app.jobs.records import Admission, AdmissionStatus, FailingStreak, JobRequest, JobState
 from app.jobs.sqlite import SqliteJobStore
 from tests.conftest import JobStoreBackend
 from tests.jobs.conftest import StoreFactory
@@ -258,4 +258,52 @@ async def test_confirm_lease_passes_for_a_job_this_store_runs(make_store: StoreF
     await store.start(job, AT)
     await store.confirm_lease(job)  # SQLite: one instance holds every job; PostgreSQL: its lease
     assert (await record_of(store, job)).state == JobState.RUNNING
+    await store.close()
+
+
+async def test_a_tickets_failing_streak_runs_back_over_dead_jobs_to_its_last_ending(
+    make_store: StoreFactory,
+) -> None:
+    """``failing_streak`` (the download give-up's clock, WORKFLOW_DOWNLOAD_GIVE_UP_HOURS): a dead
+    job queued again (a new job row: the sweep, a webhook, a /retry) keeps the streak's start and
+    adds its runs; a job that ended ``done`` or ``failed`` ends the streak; other tickets count not."""
+    now = [1000.0]
+    store = make_store(clock=lambda: now[0])
+    await store.open()
+    assert await store.failing_streak("0" * 32) is None
+
+    async def dies(ticket: int, runs: int, state: JobState = JobState.DEAD) -> str:
+        job = await new_job(store, ticket, reason="reconcile")
+        for run in range(runs):
+            await store.start(job, AT)
+            if run < runs - 1:
+                await store.retry_later(
+                    job, at=now[0], error="503", step="fetch images", classification="Transient"
+                )
+        now[0] += 100.0
+        await store.finish(job, state=state, result="failed", error="503", classification="Transient")
+        now[0] += 3600.0
+        return job
+
+    archived = await dies(7, 1, JobState.DONE)
+    assert await store.failing_streak(archived) == FailingStreak(1000.0, 1, 1)
+    first = await dies(7, 3)
+    await dies(8, 2)  # another ticket's dead job, in between
+    second = await dies(7, 2)
+    start = now[0]
+    running = await new_job(store, 7, reason="reconcile")
+    await store.start(running, AT)
+    first_at = (await record_of(store, first)).created_at
+    assert first_at == 1000.0 + 3700.0
+    assert await store.failing_streak(first) == FailingStreak(first_at, 3, 1)
+    assert await store.failing_streak(second) == FailingStreak(first_at, 5, 2)
+    assert await store.failing_streak(running) == FailingStreak(first_at, 6, 3)
+    assert (await record_of(store, running)).created_at == start
+    await store.finish(
+        running, state=JobState.FAILED, result="failed", error="404", classification="Permanent"
+    )
+    now[0] += 10.0
+    after = await new_job(store, 7, reason="retry")
+    await store.start(after, AT)
+    assert await store.failing_streak(after) == FailingStreak(now[0], 1, 1)  # a new streak
     await store.close()
