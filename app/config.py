@@ -165,6 +165,9 @@ _MIB = 1024 * 1024
 
 PADES_LEVELS = ("B-B", "B-T", "B-LT", "B-LTA")
 """Values of ``SIGNING_PADES_LEVEL`` (ETSI EN 319 142-1 baseline levels)."""
+MAX_GIVE_UP_HOURS = 720.0
+"""Largest ``WORKFLOW_DOWNLOAD_GIVE_UP_HOURS``: 30 days, the PostgreSQL store's retention of a
+ticket's older finished jobs, which hold the start of its failing streak."""
 
 
 @dataclass(frozen=True)
@@ -350,6 +353,14 @@ class Settings:
         "float",
         900.0,
         "Longest pause between retries, in seconds (also caps a Zammad `Retry-After`)",
+    )
+    workflow_download_give_up_hours: float = setting(
+        "WORKFLOW_DOWNLOAD_GIVE_UP_HOURS",
+        "float",
+        24.0,
+        "Hours a ticket may fail to archive on an inline image or original whose download fails "
+        "Transient (Zammad 5xx, timeout) before the job's last attempt archives without it, "
+        "listed as left out; 0 = on the first job's last attempt (at most 720)",
     )
     state_dir: Path | None = setting(
         "STATE_DIR",
@@ -741,6 +752,11 @@ def _validate(s: Settings, *, require_complete: bool) -> None:
             if s.workflow_retry_base_seconds >= 0
             else "workflow_retry_base_seconds",
             "the base must be >= 0 and the maximum >= the base",
+        )
+    if not 0 <= s.workflow_download_give_up_hours <= MAX_GIVE_UP_HOURS:
+        fail(
+            "workflow_download_give_up_hours",
+            f"must be 0 to {MAX_GIVE_UP_HOURS:g} (the job store keeps a ticket's failed jobs 30 days)",
         )
     if s.state_durable and s.state_dir is None:
         fail("state_dir", "is required when STATE_DURABLE=true")

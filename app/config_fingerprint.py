@@ -69,6 +69,7 @@ def _workflow(s: Settings, _: str | None) -> dict[str, Any]:
         "WORKFLOW_TRIGGER_TAG": s.workflow_trigger_tag,
         "WORKFLOW_REQUIRE_TAG": s.workflow_require_tag,
         "WORKFLOW_MAX_ATTEMPTS": s.workflow_max_attempts,
+        "WORKFLOW_DOWNLOAD_GIVE_UP_HOURS": s.workflow_download_give_up_hours,
         "RECONCILE_INTERVAL_SECONDS": s.reconcile_interval_seconds > 0,  # on or off, not how often
     }
 
@@ -103,6 +104,7 @@ GROUPS: dict[str, tuple[tuple[str, ...], Callable[[Settings, str | None], dict[s
             "WORKFLOW_TRIGGER_TAG",
             "WORKFLOW_REQUIRE_TAG",
             "WORKFLOW_MAX_ATTEMPTS",
+            "WORKFLOW_DOWNLOAD_GIVE_UP_HOURS",
             "RECONCILE_INTERVAL_SECONDS (on or off)",
         ),
         _workflow,

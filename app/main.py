@@ -238,7 +238,12 @@ def create_app(
             job_store = runtime.store = create_job_store(settings, settings_fingerprint=fingerprint)
             pool = runtime.pool = WorkerPool(
                 runtime.store,
-                ArchiveRunner(workflow, max_attempts=settings.workflow_max_attempts),
+                ArchiveRunner(
+                    workflow,
+                    max_attempts=settings.workflow_max_attempts,
+                    give_up_seconds=settings.workflow_download_give_up_hours * 3600.0,
+                    failing_streak=job_store.failing_streak,
+                ),
                 workers=settings.workers,
                 on_outcome=on_outcome,
                 retry=RetryPolicy(

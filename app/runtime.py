@@ -10,16 +10,19 @@ join those parts: :class:`ArchiveRunner` lets the worker pool run the archive wo
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
 import tempfile
-from dataclasses import dataclass, field
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
 from app.config import Settings
 from app.errors import SigningError
 from app.jobs.pool import WorkerPool
-from app.jobs.records import JobRecord
+from app.jobs.records import FailingStreak, JobRecord, JobStoreUnavailable
 from app.jobs.store import JobStore
 from app.observability.metrics import Metrics
 from app.render.coverage import FontCoverage
@@ -27,6 +30,8 @@ from app.storage.probe import StorageProbe
 from app.workflow.archive import ArchiveOutcome, ArchiveWorkflow, Guard, Report
 from app.workflow.originals import Attempt
 from app.workflow.ports import SignerPort
+
+log = logging.getLogger("app.workflow")
 
 SPOOL_FOLDER = "spool"
 """The folder under ``STATE_DIR`` for per-job working files (snapshot, rendered and signed PDF)."""
@@ -67,12 +72,62 @@ class Runtime:
         return str(error) if isinstance(error, SigningError) else None
 
 
-class ArchiveRunner:
-    """Adapts :class:`ArchiveWorkflow` to the worker pool's :class:`~app.jobs.pool.JobRunner`."""
+FailingStreakOf = Callable[[str], Awaitable[FailingStreak | None]]
+"""The job store's :meth:`~app.jobs.store.JobStore.failing_streak`: a job id → since when its
+ticket has been failing to archive."""
 
-    def __init__(self, workflow: ArchiveWorkflow, *, max_attempts: int) -> None:
+
+class ArchiveRunner:
+    """Adapts :class:`ArchiveWorkflow` to the worker pool's :class:`~app.jobs.pool.JobRunner`.
+
+    Args:
+        workflow: the archive workflow.
+        max_attempts: ``WORKFLOW_MAX_ATTEMPTS``.
+        give_up_seconds: ``WORKFLOW_DOWNLOAD_GIVE_UP_HOURS`` in seconds (see
+            :class:`~app.workflow.originals.Attempt`).
+        failing_streak: the store's :meth:`~app.jobs.store.JobStore.failing_streak`, asked on a
+            job's last attempt only; ``None``: the job's own ``created_at`` is the streak's start.
+        clock: Unix seconds (the stores' clock).
+    """
+
+    def __init__(
+        self,
+        workflow: ArchiveWorkflow,
+        *,
+        max_attempts: int,
+        give_up_seconds: float = 0.0,
+        failing_streak: FailingStreakOf | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.workflow = workflow
         self.max_attempts = max_attempts
+        self.give_up_seconds = give_up_seconds
+        self.failing_streak = failing_streak
+        self.clock = clock
+
+    async def attempt(self, job: JobRecord) -> Attempt:
+        """The job's run as the downloads see it (:class:`~app.workflow.originals.Attempt`).
+
+        Only a last attempt with a waiting time asks the store how long the ticket has been
+        failing: before its last attempt a job never gives up. A store that cannot answer
+        (``JobStoreUnavailable``) leaves the job's own age, which gives up later, never sooner.
+        """
+        attempt = Attempt(job.attempts, self.max_attempts, self.give_up_seconds)
+        if not attempt.last or self.give_up_seconds <= 0:
+            return attempt
+        since, runs = job.created_at, job.attempts
+        if self.failing_streak is not None:
+            try:
+                streak = await self.failing_streak(job.job_id)
+            except JobStoreUnavailable as exc:
+                log.warning(
+                    "failing streak not read; the job's own age counts",
+                    extra={"job_id": job.job_id, "ticket_id": job.ticket_id, "error": str(exc)},
+                )
+                streak = None
+            if streak is not None:
+                since, runs = min(since, streak.since), max(runs, streak.attempts)
+        return replace(attempt, failing_seconds=max(0.0, self.clock() - since), runs=runs)
 
     async def execute(self, job: JobRecord, *, guard: Guard | None = None) -> ArchiveOutcome:
         """Run the job's archive.
@@ -94,7 +149,7 @@ class ArchiveRunner:
             resume=True,
             archived_at=archived_at,
             guard=guard,
-            attempt=Attempt(job.attempts, self.max_attempts),
+            attempt=await self.attempt(job),
         )
 
     def report(self, job: JobRecord, outcome: ArchiveOutcome, *, gave_up: bool) -> Report | None:

@@ -130,6 +130,13 @@ def test_unreadable_config_file_is_one_line(tmp_path):
         ("RECONCILE_STALE_SECONDS", "0", "RECONCILE_STALE_SECONDS / reconcile.stale_seconds"),
         ("RENDER_TIMEOUT_SECONDS", "-1", "RENDER_TIMEOUT_SECONDS / render.timeout_seconds"),
         ("RENDER_TIMEOUT_SECONDS", "nan", "RENDER_TIMEOUT_SECONDS"),
+        (
+            "WORKFLOW_DOWNLOAD_GIVE_UP_HOURS",
+            "-1",
+            "WORKFLOW_DOWNLOAD_GIVE_UP_HOURS / workflow.download_give_up_hours",
+        ),
+        ("WORKFLOW_DOWNLOAD_GIVE_UP_HOURS", "721", "WORKFLOW_DOWNLOAD_GIVE_UP_HOURS"),
+        ("WORKFLOW_DOWNLOAD_GIVE_UP_HOURS", "nan", "WORKFLOW_DOWNLOAD_GIVE_UP_HOURS"),
     ],
 )
 def test_bad_values_name_the_key(key, value, named):

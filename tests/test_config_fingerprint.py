@@ -57,6 +57,7 @@ SHARED = [
     ("workflow", "WORKFLOW_TRIGGER_TAG", {"workflow_trigger_tag": "pdf:other"}),
     ("workflow", "WORKFLOW_REQUIRE_TAG", {"workflow_require_tag": False}),
     ("workflow", "WORKFLOW_MAX_ATTEMPTS", {"workflow_max_attempts": 3}),
+    ("workflow", "WORKFLOW_DOWNLOAD_GIVE_UP_HOURS", {"workflow_download_give_up_hours": 1.0}),
     ("workflow", "RECONCILE_INTERVAL_SECONDS", {"reconcile_interval_seconds": 0.0}),
     ("storage", "STORAGE_ROOT", {"storage_root": Path("/srv/other")}),
     ("storage", "STORAGE_PATH_TEMPLATE", {"storage_path_template": "{group}/Ticket-{number}.pdf"}),

@@ -229,9 +229,10 @@ class ArchiveWorkflow:
             guard: awaited right before the run's writes to the ticket (the start transition,
                 a revert): it raises when this run may no longer write there (several
                 replicas: another one took the job over). See :data:`~app.workflow.ports.Guard`.
-            attempt: the job's run of ``WORKFLOW_MAX_ATTEMPTS``: an original's download that
-                may heal fails the run (Transient) on all but the last
-                (:func:`app.workflow.originals.collect_originals`).
+            attempt: the job's run of ``WORKFLOW_MAX_ATTEMPTS``: a layout image's or an
+                original's download that may heal fails the run (Transient) unless the attempt
+                gives up on it (:attr:`~app.workflow.originals.Attempt.gives_up`: the job's last,
+                once the ticket has been failing for ``WORKFLOW_DOWNLOAD_GIVE_UP_HOURS``).
 
         A failed step is logged as one line, ``job step failed``, with its classification,
         code and cause: at WARNING when the job will run again (a Transient failure, not the
@@ -362,8 +363,9 @@ class ArchiveWorkflow:
         the fetch's wall time, and a failure is named after the first step, in this order,
         that failed. Images and originals are those of the articles the PDF holds
         (``max_articles``); the snapshot has every article, for the renderer's count. An image
-        whose download may heal fails the fetch on every ``attempt``
-        (:func:`app.workflow.images.fetch_images`), an original's on all but the last.
+        whose or an original's download may heal fails the fetch unless the ``attempt`` gives up
+        on it (:attr:`~app.workflow.originals.Attempt.gives_up`; :func:`app.workflow.images.fetch_images`,
+        :func:`app.workflow.originals.collect_originals`).
         """
         ticket_task = asyncio.ensure_future(self.zammad.get_ticket_raw(ticket_id))
         articles_task = asyncio.ensure_future(self.zammad.list_articles_raw(ticket_id))

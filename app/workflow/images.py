@@ -5,13 +5,19 @@ Zammad's inline images are relative, authenticated attachment URLs (``docs/refer
 to the layout. An image that is not fetched is drawn as a placeholder with its file name; the
 note and the sidecar list it with the cause (:class:`~app.workflow.ports.ImagePlaceholder`).
 
-A signed archive is never degraded for good by a passing fault: a download that may heal
-(Zammad 5xx, 408/425/429, a refused API token, maintenance mode, a timeout, a connection error:
-:func:`app.workflow.classify.classify`) fails the run Transient, on every attempt, and the job
-is retried like any other fetch failure (``dead`` when it persists, then the reconciliation
-sweep). Only a refusal for good (403/404/422: the file is gone or not in that article), an
-image over a size cap, or a length other than Zammad's declared size on the job's last attempt
-is a placeholder.
+A signed archive is not degraded by a passing fault: a download that may heal (Zammad 5xx,
+408/425/429, a refused API token, maintenance mode, a timeout, a connection error:
+:func:`app.workflow.classify.classify`; or a length other than Zammad's declared size) fails the
+run Transient and the job is retried like any other fetch failure (``dead`` when it persists,
+then queued again by the reconciliation sweep, a new job each time). It is never stuck for good
+either: once the ticket has been failing to archive for ``WORKFLOW_DOWNLOAD_GIVE_UP_HOURS``
+(:class:`~app.jobs.records.FailingStreak`: since its first failing job, across retries and sweeps),
+the job's last attempt gives up on the image (:attr:`~app.workflow.originals.Attempt.gives_up`):
+a placeholder, classification ``Transient``, whose cause says how long and over how many
+attempts it failed and that it was given up on after the waiting time; the archive is made and
+signed. The originals follow the same rule (:mod:`app.workflow.originals`). A refusal for good
+(403/404/422: the file is gone or not in that article), an image over a size cap or one the
+layout cannot decode is a placeholder at once.
 """
 
 from __future__ import annotations
@@ -68,14 +74,17 @@ async def fetch_images(
     it for good (a failure :func:`~app.workflow.classify.classify` calls Permanent: 403, 404,
     422, a defect), when it is larger than :data:`IMAGE_MAX_BYTES` (or would pass
     :data:`IMAGES_TOTAL_MAX_BYTES`), or when its length is not the size Zammad declares for it
-    (the ref's ``size``, when it has one) on the job's last ``attempt``.
+    (the ref's ``size``, when it has one), and when its download failed in a way that may heal
+    (Transient) and ``attempt`` gives up on it (:attr:`~app.workflow.originals.Attempt.gives_up`:
+    the job's last attempt, once the ticket has been failing for ``WORKFLOW_DOWNLOAD_GIVE_UP_HOURS``;
+    the cause is :meth:`~app.workflow.originals.Attempt.omission`).
 
     Raises:
         ZammadApiError: (or whatever the download raised) a download failed in a way that may
-            heal (Transient), on any attempt: the run fails Transient and is retried; the
-            other downloads still running are cancelled first.
+            heal (Transient) and ``attempt`` does not give up: the run fails Transient and is
+            retried; the other downloads still running are cancelled first.
         DownloadFailed: an image's length is not the size Zammad declares (a cut connection's
-            half file) and ``attempt`` is not the last (Transient).
+            half file) and ``attempt`` does not give up (Transient).
     """
     if not refs:
         return LayoutImages({})
@@ -109,14 +118,20 @@ async def fetch_images(
                 data = await zammad.get_attachment(ref.ticket_id, ref.article_id, ref.attachment_id)
             except Exception as exc:
                 failure = classify(exc)
-                if failure.transient:
+                if failure.transient and not attempt.gives_up:
                     raise  # may heal: the run is retried, no placeholder in a signed archive
-                placeholder(ref, failure.classification, failure.code, redact(failure.cause))
+                cause = redact(failure.cause)
+                placeholder(
+                    ref,
+                    failure.classification,
+                    failure.code,
+                    attempt.omission(cause) if failure.transient else cause,
+                )
                 return
         declared = getattr(ref, "size", None)
         if declared is not None and len(data) != declared:
             cause = f"got {len(data)} bytes, Zammad declares {declared}"
-            if not attempt.last:
+            if not attempt.gives_up:
                 raise DownloadFailed(f"download of image {ref.filename or ref.attachment_id} failed: {cause}")
             placeholder(ref, Classification.TRANSIENT, DownloadFailed.code, attempt.omission(cause))
             return

@@ -6,8 +6,13 @@ the caps of :class:`EmbedPolicy`. What is left out is listed with the reason (on
 in the sidecar and in the note). A download that fails for good (Zammad answers 4xx: the
 file is gone) is an omission at once; one that may heal (5xx, timeout, connection cut, or
 fewer or more bytes than Zammad declares for the attachment) fails the attempt as Transient
-(:class:`DownloadFailed`) so the job is retried, and is an omission only on the job's last
-attempt, "download failed after N attempts".
+(:class:`DownloadFailed`) so the job is retried (``dead`` when it persists, then queued again
+by the reconciliation sweep). It is an omission only once the ticket has been failing to archive
+for ``WORKFLOW_DOWNLOAD_GIVE_UP_HOURS`` (across retries and sweeps:
+:class:`~app.jobs.records.FailingStreak`), on the job's last attempt (:attr:`Attempt.gives_up`):
+"download failed for 26 h over 9 attempts, given up after 24 h (WORKFLOW_DOWNLOAD_GIVE_UP_HOURS):
+…". With 0 hours that is the first job's last attempt, "download failed after N attempts: …".
+The layout's images follow the same rule (:mod:`app.workflow.images`).
 
 Over ``PDF_MAX_ARTICLES`` (``cap_and_continue``) the articles are those the PDF holds, the
 oldest (:func:`app.render.content.kept_articles`): the others' bodies, raw e-mails and
@@ -35,7 +40,7 @@ T = TypeVar("T")
 
 class DownloadFailed(ArchiverError):
     """An original's download failed in a way that may heal (Zammad 5xx, timeout, connection
-    error, a length other than the declared size) on an attempt that is not the job's last:
+    error, a length other than the declared size) on an attempt that does not give up on it:
     the attempt fails as Transient and the job's retry policy runs it again."""
 
     code = "download_failed"
@@ -44,22 +49,65 @@ class DownloadFailed(ArchiverError):
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
-    """Which run of the job this is: ``number`` (1-based) of ``maximum``
-    (``WORKFLOW_MAX_ATTEMPTS``). The default, 1 of 1, is a last attempt."""
+    """Which run of the job this is, and whether a download that may heal is given up on now.
+
+    Attributes:
+        number: this run of the job, 1-based.
+        maximum: the job's runs at most (``WORKFLOW_MAX_ATTEMPTS``).
+        give_up_seconds: ``WORKFLOW_DOWNLOAD_GIVE_UP_HOURS`` in seconds: how long the ticket
+            may fail to archive before a Transient download failure is left out of the archive
+            instead of failing the run.
+        failing_seconds: how long the ticket has been failing to archive when this run
+            started (:class:`~app.jobs.records.FailingStreak`: its dead jobs, queued again by
+            the sweep or a webhook, count), in seconds; 0 when not known.
+        runs: the runs of that streak, this one included (0: not known, ``number`` is shown).
+
+    The default, 1 of 1 with no waiting time, is a last attempt that gives up.
+    """
 
     number: int = 1
     maximum: int = 1
+    give_up_seconds: float = 0.0
+    failing_seconds: float = 0.0
+    runs: int = 0
 
     @property
     def last(self) -> bool:
-        """No run follows this one if it fails."""
+        """No run of this job follows this one if it fails."""
         return self.number >= self.maximum
 
+    @property
+    def gives_up(self) -> bool:
+        """A download that failed Transient is left out (a listed placeholder or omission)
+        instead of failing the run: on the job's :attr:`last` attempt, once the ticket has been
+        failing for :attr:`give_up_seconds` (at once when that is 0)."""
+        return self.last and self.failing_seconds >= self.give_up_seconds
+
     def omission(self, cause: str) -> str:
-        """The reason a failed download is listed with on the last attempt."""
+        """The reason a download that failed Transient is listed with when it is given up on
+        (:attr:`gives_up`): how long and over how many runs it failed, and the waiting time
+        (``cause`` is redacted by the caller: no secrets)."""
+        if self.give_up_seconds > 0:
+            return (
+                f"download failed for {_duration(self.failing_seconds)} over {max(self.runs, self.number)} "
+                f"attempts, given up after {_duration(self.give_up_seconds)} "
+                f"(WORKFLOW_DOWNLOAD_GIVE_UP_HOURS): {cause}"
+            )
+        return self.failure(cause)
+
+    def failure(self, cause: str) -> str:
+        """The reason a failed download is listed with when it is not waited for: refused for
+        good (4xx), or given up on with no waiting time (``WORKFLOW_DOWNLOAD_GIVE_UP_HOURS=0``)."""
         if self.number > 1:
             return f"download failed after {self.number} attempts: {cause}"
         return f"download failed: {cause}"
+
+
+def _duration(seconds: float) -> str:
+    """``seconds`` for a note: whole hours (``"26 h"``) from one hour on, else minutes."""
+    if seconds >= 3600:
+        return f"{seconds / 3600:.0f} h"
+    return f"{seconds / 60:.0f} min"
 
 
 ONLY_ATTEMPT = Attempt()
@@ -70,10 +118,13 @@ def _failed(exc: Exception, name: str, attempt: Attempt, redact: Callable[[str],
     """The omission reason for ``exc``, the failed download of ``name``.
 
     Raises:
-        DownloadFailed: ``exc`` may heal (Transient) and ``attempt`` is not the last.
+        DownloadFailed: ``exc`` may heal (Transient) and ``attempt`` does not give up
+            (:attr:`Attempt.gives_up`).
     """
     cause = redact(str(exc))
-    if not attempt.last and classify(exc).transient:
+    if not classify(exc).transient:
+        return attempt.failure(cause)
+    if not attempt.gives_up:
         raise DownloadFailed(f"download of {name} failed: {cause}") from exc
     return attempt.omission(cause)
 
@@ -159,7 +210,8 @@ async def collect_originals(
     (``GET /api/v1/ticket_article_plain/{id}``) is ``Source``; attachments are ``Data``,
     within the :class:`EmbedPolicy` caps (in article order; a file that does not fit is
     listed as omitted with the reason). A download that fails with a 4xx answer is omitted;
-    one that may heal (see the module) raises on all but the job's last ``attempt``.
+    one that may heal (see the module) raises unless ``attempt`` gives up on it
+    (:attr:`Attempt.gives_up`).
 
     Zammad's ``message.html`` copy of a mail's HTML part (:func:`app.zammad.attachments.is_html_part_copy`)
     is embedded only when that article's raw e-mail is not: the raw e-mail holds the part
@@ -184,11 +236,11 @@ async def collect_originals(
         limit: a bound on downloads in flight shared with the caller's other downloads
             (each download holds a permit); with or without it, at most
             :data:`~app.workflow.ports.FETCH_CONCURRENCY` run at once here.
-        attempt: the job's run; a Transient download failure omits only on its last.
+        attempt: the job's run; a Transient download failure omits only when it gives up.
 
     Raises:
-        DownloadFailed: a download failed in a way that may heal, and ``attempt`` is not
-            the last (Transient).
+        DownloadFailed: a download failed in a way that may heal, and ``attempt`` does not
+            give up (Transient).
         OSError: a file cannot be written into ``spool``.
     """
     keep = _Keeper(spool)

@@ -286,9 +286,25 @@ async def test_a_short_raw_email_or_cut_connection_fails_the_attempt_too(
     assert "got 12 bytes, Zammad declares 183764" in outcome.failure.cause
 
 
+async def test_on_a_last_attempt_within_the_give_up_time_an_original_fails_the_run_too(
+    simulator: ZammadSimulator, workflow: ArchiveWorkflow
+):
+    simulator.fail("GET", r"^/api/v1/ticket_article_plain/23054$", 500)
+    attempt = Attempt(3, 3, 24 * 3600.0, failing_seconds=23 * 3600.0, runs=7)
+    outcome = await workflow.execute(TICKET, job_id="j", attempt=attempt)
+    assert outcome.failure is not None, outcome.describe()
+    assert (outcome.reason, outcome.failure.classification.value, outcome.failure.code) == (
+        "fetch originals",
+        "Transient",
+        "download_failed",
+    )
+    assert workflow.renderer.snapshots == []  # type: ignore[attr-defined]
+
+
 async def test_on_the_last_attempt_a_transient_download_failure_is_listed_with_the_attempts(
     simulator: ZammadSimulator, workflow: ArchiveWorkflow
 ):
+    # WORKFLOW_DOWNLOAD_GIVE_UP_HOURS=0: the first job's last attempt gives up.
     simulator.fail("GET", r"^/api/v1/ticket_article_plain/23054$", 500)
     outcome = await workflow.execute(TICKET, job_id="j", attempt=Attempt(3, 3))
     assert outcome.status == "archived", outcome.describe()
@@ -403,16 +419,44 @@ async def test_an_inline_image_whose_download_may_heal_fails_the_run_then_the_ne
     assert outcome.note is not None and "placeholder" not in outcome.note.body_html
 
 
-async def test_on_the_last_attempt_an_image_whose_download_may_heal_still_fails_the_run(
+WAIT = 24 * 3600.0  # WORKFLOW_DOWNLOAD_GIVE_UP_HOURS=24
+
+
+async def test_on_a_last_attempt_within_the_give_up_time_an_image_whose_download_may_heal_fails_the_run(
     simulator: ZammadSimulator, session: aiohttp.ClientSession, tmp_path: Path
 ):
-    # Unlike an original, which is listed "download failed after N attempts" then: the job ends
-    # dead with the trigger tag back, and is archived whole once Zammad serves the image.
+    # The job ends dead with the trigger tag back, and is archived whole once Zammad serves the
+    # image (the sweep queues it again), or with a placeholder once the ticket failed for 24 h.
     simulator.fail("GET", INLINE_PATH, 503)
     workflow = image_workflow(simulator, session, tmp_path, embed=True)
-    outcome = await workflow.execute(TICKET, job_id="j", attempt=Attempt(3, 3))
+    outcome = await workflow.execute(
+        TICKET, job_id="j", attempt=Attempt(3, 3, WAIT, failing_seconds=WAIT - 60)
+    )
     assert outcome.failure is not None and outcome.failure.transient, outcome.describe()
     assert outcome.reason == "fetch images" and workflow.renderer.snapshots == []  # type: ignore[attr-defined]
+
+
+async def test_on_a_last_attempt_after_the_give_up_time_an_image_and_an_original_are_listed_and_archived(
+    simulator: ZammadSimulator, session: aiohttp.ClientSession, tmp_path: Path
+):
+    simulator.fail("GET", INLINE_PATH, 500)
+    simulator.fail("GET", r"^/api/v1/ticket_article_plain/23054$", 500)
+    workflow = image_workflow(simulator, session, tmp_path, embed=True)
+    attempt = Attempt(3, 3, WAIT, failing_seconds=26 * 3600.0, runs=9)
+    outcome = await workflow.execute(TICKET, job_id="j", attempt=attempt)
+    assert outcome.status == "archived", outcome.describe()
+    given_up = (
+        "download failed for 26 h over 9 attempts, given up after 24 h (WORKFLOW_DOWNLOAD_GIVE_UP_HOURS): "
+    )
+    (_, sidecar) = workflow.storage.stored[0]  # type: ignore[attr-defined]
+    (image,) = sidecar["placeholder_images"]
+    assert (image["attachment_id"], image["classification"]) == (INLINE, "Transient")
+    assert image["cause"].startswith(given_up) and "answered 500" in image["cause"], image
+    (omitted,) = sidecar["omitted_files"]
+    assert omitted["name"] == "article-23054.eml"
+    assert omitted["reason"].startswith(given_up) and "answered 500" in omitted["reason"], omitted
+    assert outcome.note is not None
+    assert outcome.note.body_html.count("given up after 24 h") == 2, outcome.note.body_html
 
 
 @pytest.mark.parametrize("embed", [False, True], ids=["originals-off", "originals-on"])

@@ -1,5 +1,6 @@
 """The layout's images: downloaded a few at a time, within caps; one Zammad refuses for good is a
-placeholder, listed with its cause; one whose download may heal fails the run (Transient)."""
+placeholder, listed with its cause; one whose download may heal fails the run (Transient) until
+the job's last attempt after WORKFLOW_DOWNLOAD_GIVE_UP_HOURS, which gives up on it (a placeholder)."""
 
 from __future__ import annotations
 
@@ -127,6 +128,7 @@ async def test_an_image_of_another_length_than_declared_fails_the_run_while_atte
         await fetch_images(zammad, [SizedRef(1, size=6)], log_context={}, attempt=Attempt(1, 2))
 
 
+WAIT = 24 * 3600.0  # WORKFLOW_DOWNLOAD_GIVE_UP_HOURS=24
 MAINTENANCE = ZammadMaintenance("GET ... answered 403: Maintenance mode enabled!", status=403)
 
 
@@ -144,8 +146,12 @@ MAINTENANCE = ZammadMaintenance("GET ... answered 403: Maintenance mode enabled!
     ],
     ids=["503", "502", "timeout", "no-answer", "429", "401", "maintenance", "reset"],
 )
-@pytest.mark.parametrize("attempt", [Attempt(1, 3), Attempt(3, 3)], ids=["first", "last"])
-async def test_a_download_that_may_heal_fails_on_every_attempt_and_stops_the_others(
+@pytest.mark.parametrize(
+    "attempt",
+    [Attempt(1, 3, WAIT, failing_seconds=WAIT + 1), Attempt(3, 3, WAIT, failing_seconds=WAIT - 1)],
+    ids=["first", "last-within-the-wait"],
+)
+async def test_a_download_that_may_heal_fails_until_the_give_up_time_and_stops_the_others(
     error: Exception, attempt: Attempt, caplog
 ):
     assert classify(error).transient  # the project's own classification decides
@@ -170,3 +176,40 @@ async def test_a_download_that_may_heal_fails_on_every_attempt_and_stops_the_oth
     assert raised.value is error  # unchanged: its code and Retry-After reach the job's retry
     assert sorted(started) == sorted(cancelled + [1]) == [1, 2, 3]  # the others were cancelled
     assert [r for r in caplog.records if r.getMessage() == "image not fetched"] == []
+
+
+@pytest.mark.parametrize(
+    ("attempt", "cause"),
+    [
+        (
+            Attempt(3, 3, WAIT, failing_seconds=26 * 3600.0, runs=9),
+            "download failed for 26 h over 9 attempts, given up after 24 h "
+            "(WORKFLOW_DOWNLOAD_GIVE_UP_HOURS): GET ... answered 500: [redacted]",
+        ),
+        # WORKFLOW_DOWNLOAD_GIVE_UP_HOURS=0: the first job's last attempt gives up (the originals' old rule).
+        (Attempt(3, 3), "download failed after 3 attempts: GET ... answered 500: [redacted]"),
+    ],
+    ids=["after-the-wait", "no-wait"],
+)
+async def test_the_last_attempt_after_the_give_up_time_makes_a_placeholder_and_fetches_the_others(
+    attempt: Attempt, cause: str, caplog
+):
+    zammad = FakeZammad()
+    zammad.attachments.update({(TICKET, 1, 2): b"b" * 6, (TICKET, 1, 3): b"c" * 6})
+
+    class Failing(FakeZammad):
+        async def get_attachment(self, ticket_id: int, article_id: int, attachment_id: int) -> bytes:
+            if attachment_id == 1:
+                raise ZammadApiError("GET ... answered 500: token-secret", status=500)
+            return await zammad.get_attachment(ticket_id, article_id, attachment_id)
+
+    got = await fetch_images(
+        Failing(),
+        [Ref(2), Ref(1), Ref(3)],
+        log_context={},
+        redact=lambda s: s.replace("token-secret", "[redacted]"),
+        attempt=attempt,
+    )
+    assert got.images == {2: b"b" * 6, 3: b"c" * 6}
+    assert got.placeholders == (ImagePlaceholder("bild.png", 1, 1, "Transient", "zammad_api_error", cause),)
+    assert "token-secret" not in caplog.text
