@@ -1,6 +1,8 @@
 """The layout's images through the service: a passing fault while downloading an inline image is
-retried, never a placeholder in a signed archive; an image Zammad refuses for good, or serves
-as bytes the layout cannot decode, is a placeholder that the note and the sidecar name.
+retried, not a placeholder in a signed archive, until the ticket has been failing to archive for
+WORKFLOW_DOWNLOAD_GIVE_UP_HOURS (across the sweep's new jobs): then the job's last attempt gives
+up on it, a placeholder; an image Zammad refuses for good, or serves as bytes the layout cannot
+decode, is a placeholder at once. The note and the sidecar name every placeholder.
 
 Ticket 4711's article 23051 shows a screenshot in its HTML body
 (``/api/v1/ticket_attachment/4711/23051/91202``), which Zammad's API hides from the article's
@@ -10,10 +12,12 @@ downloads it).
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import re
 import subprocess
+import time
 from html import unescape
 from pathlib import Path
 
@@ -69,6 +73,79 @@ async def test_an_inline_image_that_stays_unavailable_ends_the_job_dead_not_sign
     fields = note_fields(simulator)
     assert (fields["Classification"], fields["Step"]) == ("Transient", "fetch images")
     assert "answered 503" in fields["Cause"]
+
+
+DAY_AND_AN_HOUR = 25 * 3600
+
+
+async def jobs_of_4711(job_store) -> list[tuple]:
+    return await job_store.rows(
+        "SELECT state, reason FROM jobs WHERE ticket_id = ? ORDER BY created_at", 4711
+    )
+
+
+async def sweep(service) -> None:
+    """One pass of the reconciliation sweep (as every RECONCILE_INTERVAL_SECONDS), then the jobs it queued."""
+    # RECONCILE_STALE_SECONDS (0.01 s) since the dead job ended, and a new second: the pass's
+    # delivery id, reconcile:<ticket>:<unix seconds>, would be a duplicate of the last pass's.
+    await asyncio.sleep(1.05 - time.time() % 1)
+    report = await service.app.state.reconciler.run_once()
+    assert [finding.ticket_id for finding in report.queue] == [4711], report.lines()
+    await service.wait_idle()
+
+
+async def test_an_inline_image_zammad_never_serves_again_is_a_placeholder_after_the_give_up_time(
+    archiver, simulator, job_store
+):
+    # Zammad answers 500 for good: the image's file is missing from its storage backend.
+    simulator.fail("GET", INLINE_PATH, 500)
+    service = await archiver(
+        PDF_EMBED_ORIGINALS="false", WORKFLOW_MAX_ATTEMPTS="2", RECONCILE_STALE_SECONDS="0.01", **NO_PAUSE
+    )
+    await service.ingest({"ticket_id": 4711})
+    await service.wait_idle()
+    # Within WORKFLOW_DOWNLOAD_GIVE_UP_HOURS (24 h by default): the job and the one the sweep queues
+    # again (a new job) end dead, nothing archived, the trigger tag back each time.
+    await sweep(service)
+    assert await jobs_of_4711(job_store) == [("dead", "webhook"), ("dead", "reconcile")]
+    assert list(service.storage_root.rglob("*.pdf")) == [] and image_requests(simulator) == 4
+    assert {"pdf:error", "pdf:sign"} <= set(simulator.tags(4711))
+
+    # The ticket's first failing job was queued 25 h ago (the later job is recent): the next job
+    # the sweep queues fails its first attempt and gives up on the image on its last.
+    await job_store.rows(
+        "UPDATE jobs SET created_at = created_at - ? WHERE ticket_id = ? AND reason = 'webhook'",
+        DAY_AND_AN_HOUR,
+        4711,
+    )
+    await sweep(service)
+    assert await jobs_of_4711(job_store) == [
+        ("dead", "webhook"),
+        ("dead", "reconcile"),
+        ("done", "reconcile"),
+    ]
+    assert image_requests(simulator) == 6
+    (sidecar_path,) = service.storage_root.rglob("*.pdf.json")
+    pdf = Path(str(sidecar_path).removesuffix(".json"))
+    (placeholder,) = json.loads(sidecar_path.read_text())["placeholder_images"]
+    given_up = (
+        "download failed for 25 h over 6 attempts, given up after 24 h (WORKFLOW_DOWNLOAD_GIVE_UP_HOURS): "
+    )
+    cause = placeholder.pop("cause")
+    assert placeholder == {
+        "name": "image-91202",
+        "article_id": 23051,
+        "attachment_id": 91202,
+        "classification": "Transient",
+        "code": "zammad_api_error",
+    }
+    assert cause.startswith(given_up + "GET /api/v1/ticket_attachment/4711/23051/91202 answered 500"), cause
+    assert images_in(pdf) == 0 and PLACEHOLDER in pdftotext(pdf)
+    tags = simulator.tags(4711)
+    assert "pdf:signed" in tags and "pdf:sign" not in tags and "pdf:error" not in tags
+    note = simulator.notes(4711)[-1]["body"]
+    fields = {k: unescape(v) for k, v in re.findall(r"<li>([^:<]+): ([^<]*)</li>", note)}
+    assert fields["Images shown as placeholders"] == f"1: image-91202 (Transient: {cause})"
 
 
 async def test_a_404_on_an_inline_image_is_a_placeholder_named_in_the_note_and_sidecar(archiver, simulator):

@@ -8,6 +8,8 @@ from html import unescape
 
 import aiohttp
 
+from tests.e2e.test_images import DAY_AND_AN_HOUR, jobs_of_4711, sweep
+
 
 async def archive_4711(service) -> dict:
     await service.ingest({"ticket_id": 4711})
@@ -55,9 +57,11 @@ async def test_total_cap_counts_across_the_ticket(archiver, simulator):
 NO_PAUSE = {"WORKFLOW_RETRY_BASE_SECONDS": "0", "WORKFLOW_RETRY_MAX_SECONDS": "0"}
 
 
-async def test_a_download_that_fails_on_every_attempt_is_an_omission_after_the_last(archiver, simulator):
+async def test_with_no_waiting_time_a_download_that_fails_on_every_attempt_is_an_omission_after_the_last(
+    archiver, simulator
+):
     simulator.fail("GET", r"^/api/v1/ticket_article_plain/23054$", 500)
-    service = await archiver(WORKFLOW_MAX_ATTEMPTS="2", **NO_PAUSE)
+    service = await archiver(WORKFLOW_MAX_ATTEMPTS="2", WORKFLOW_DOWNLOAD_GIVE_UP_HOURS="0", **NO_PAUSE)
     sidecar = await archive_4711(service)
     reasons = {o["name"]: o["reason"] for o in sidecar["omitted_files"]}
     assert list(reasons) == ["article-23054.eml"] and reasons["article-23054.eml"].startswith(
@@ -66,6 +70,47 @@ async def test_a_download_that_fails_on_every_attempt_is_an_omission_after_the_l
     plain = [r for r in simulator.requests if r.path == "/api/v1/ticket_article_plain/23054"]
     assert len(plain) == 2  # the first attempt failed (Transient) and was retried
     assert "pdf:signed" in simulator.tags(4711)
+
+
+async def test_an_original_zammad_never_serves_again_waits_for_the_give_up_time_then_is_omitted(
+    archiver, simulator, job_store
+):
+    # Zammad answers 500 for good for article 23054's raw e-mail (its file is gone from storage).
+    simulator.fail("GET", r"^/api/v1/ticket_article_plain/23054$", 500)
+    service = await archiver(WORKFLOW_MAX_ATTEMPTS="2", RECONCILE_STALE_SECONDS="0.01", **NO_PAUSE)
+    await service.ingest({"ticket_id": 4711})
+    await service.wait_idle()
+    # Within WORKFLOW_DOWNLOAD_GIVE_UP_HOURS (24 h by default) the job's last attempt no longer
+    # omits it: the job ends dead, nothing archived, the trigger tag back for the sweep.
+    assert await jobs_of_4711(job_store) == [("dead", "webhook")]
+    assert list(service.storage_root.rglob("*.pdf")) == []
+    (note,) = simulator.notes(4711)
+    fields = {k: unescape(v) for k, v in re.findall(r"<li>([^:<]+): ([^<]*)</li>", note["body"])}
+    assert (fields["Classification"], fields["Step"]) == ("Transient", "fetch originals")
+    assert {"pdf:error", "pdf:sign"} <= set(simulator.tags(4711))
+
+    # The ticket has been failing for 25 h: the job the sweep queues omits it on its last attempt.
+    await job_store.rows(
+        "UPDATE jobs SET created_at = created_at - ? WHERE ticket_id = ?", DAY_AND_AN_HOUR, 4711
+    )
+    await sweep(service)
+    assert await jobs_of_4711(job_store) == [("dead", "webhook"), ("done", "reconcile")]
+    (sidecar_path,) = service.storage_root.rglob("*.pdf.json")
+    reasons = {o["name"]: o["reason"] for o in json.loads(sidecar_path.read_text())["omitted_files"]}
+    given_up = (
+        "download failed for 25 h over 4 attempts, given up after 24 h (WORKFLOW_DOWNLOAD_GIVE_UP_HOURS): "
+    )
+    assert list(reasons) == ["article-23054.eml"]
+    assert reasons["article-23054.eml"].startswith(
+        given_up + "GET /api/v1/ticket_article_plain/23054 answered 500"
+    )
+    assert sum(r.path == "/api/v1/ticket_article_plain/23054" for r in simulator.requests) == 4
+    assert "pdf:signed" in simulator.tags(4711)
+    fields = {
+        k: unescape(v)
+        for k, v in re.findall(r"<li>([^:<]+): ([^<]*)</li>", simulator.notes(4711)[-1]["body"])
+    }
+    assert fields["Originals not embedded"] == f"1: article-23054.eml ({reasons['article-23054.eml']})"
 
 
 async def test_a_transient_download_failure_is_retried_not_a_hole_in_the_archive(archiver, simulator):
@@ -82,7 +127,7 @@ async def test_a_truncated_attachment_is_never_embedded_as_the_original(archiver
     # A server that under-states Content-Length and closes: the client reads half the file.
     entry = {"id": 91203, "size": "183764", "preferences": {"Mime-Type": "application/pdf"}}
     simulator.attachment_data[91203] = simulator.attachment_bytes(entry)[:303]
-    service = await archiver(WORKFLOW_MAX_ATTEMPTS="2", **NO_PAUSE)
+    service = await archiver(WORKFLOW_MAX_ATTEMPTS="2", WORKFLOW_DOWNLOAD_GIVE_UP_HOURS="0", **NO_PAUSE)
     sidecar = await archive_4711(service)
     assert "article-23051-91203-Rechnung-2025-0117.pdf" not in {f["name"] for f in sidecar["embedded_files"]}
     reasons = {o["name"]: o["reason"] for o in sidecar["omitted_files"]}
