@@ -183,6 +183,47 @@ async def test_the_runner_says_which_attempt_is_the_last(
     assert line.levelname == level
 
 
+async def test_the_runner_asks_the_store_since_when_the_ticket_fails_on_a_last_attempt_only(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+):
+    """WORKFLOW_DOWNLOAD_GIVE_UP_HOURS: a real SQLite store's failing streak (a dead job and the
+    one queued after it) makes the attempt's age; a store that cannot answer leaves the job's own
+    age (gives up later, never sooner)."""
+    from app.jobs.records import JobRequest, JobState
+    from app.jobs.sqlite import SqliteJobStore
+
+    now = [1000.0]
+    store = SqliteJobStore(
+        tmp_path / "jobs.sqlite3", delivery_ttl_seconds=60, max_pending=10, clock=lambda: now[0]
+    )
+    await store.open()
+    dead = (await store.accept(JobRequest(TICKET))).job_id
+    assert dead is not None
+    await store.start(dead, "2026-12-07T10:00:00+00:00")
+    await store.finish(dead, state=JobState.DEAD, result="failed", error="503", classification="Transient")
+    now[0] = 1000.0 + 20 * 3600
+    again = (await store.accept(JobRequest(TICKET, reason="reconcile"))).job_id
+    assert again is not None
+    job = await store.start(again, "2026-12-07T10:00:00+00:00")
+    assert job is not None and job.attempts == 1
+    runner = ArchiveRunner(
+        None,  # type: ignore[arg-type]  # attempt() does not run the workflow
+        max_attempts=1,
+        give_up_seconds=24 * 3600.0,
+        failing_streak=store.failing_streak,
+        clock=lambda: 1000.0 + 25 * 3600,
+    )
+    attempt = await runner.attempt(job)
+    assert (attempt.failing_seconds, attempt.runs, attempt.gives_up) == (25 * 3600.0, 2, True)
+    early = ArchiveRunner(None, max_attempts=2, give_up_seconds=3600.0, failing_streak=store.failing_streak)  # type: ignore[arg-type]
+    assert (await early.attempt(job)).failing_seconds == 0.0  # not the last: the store is not asked
+    await store.close()
+    with caplog.at_level("WARNING", logger="app.workflow"):
+        attempt = await runner.attempt(job)
+    assert (attempt.failing_seconds, attempt.runs, attempt.gives_up) == (5 * 3600.0, 1, False)
+    assert "failing streak not read" in caplog.text
+
+
 async def test_zammads_retry_after_reaches_the_outcome(rig: Rig):
     rig.zammad.fail("get_ticket_raw", ZammadApiError("GET answered 429", status=429, retry_after=120.0))
     outcome = await rig.workflow.execute(TICKET, job_id="j")
