@@ -567,18 +567,21 @@ class TicketPdf(ParkedPages):
     @contextlib.contextmanager
     def _shaping(self, text: str, style: TextStyle, x: float, y: float) -> Iterator[str]:
         """fpdf2's own text path set up for ``text`` in ``style`` at ``(x, y)`` with shaping
-        (joining, bidi order by Unicode UAX #9; the fallback fonts it needs registered); yields
-        the alignment, ``"R"`` when its first strong character is right to left, else ``"L"``.
-        fpdf2's font and colour state is forgotten afterwards (:meth:`after_fpdf_text`)."""
+        (joining, bidi order by Unicode UAX #9; the fallback fonts it needs registered) and no
+        cell margin (the text starts at ``x`` and ends at the right margin, as our own text
+        does); yields the alignment, ``"R"`` when its first strong character is right to left,
+        else ``"L"``. fpdf2's font and colour state is forgotten afterwards (:meth:`after_fpdf_text`)."""
         self.use_face(self.glyph_fonts.chains[style.style].faces[0])
         self.use_fallbacks(text)
         self.set_text_shaping(True)
         self.set_font(MAIN_FAMILY, style.style, style.size)
         self.set_text_color(*style.color)
         self.set_xy(x, y)
+        cell_margin, self.c_margin = self.c_margin, 0.0  # flush with our own text, as drawn at x
         try:
             yield "R" if first_strong_is_rtl(text) else "L"
         finally:
+            self.c_margin = cell_margin
             self.after_fpdf_text()
 
     def draw_shaped_line(self, x: float, top: float, text: str, style: TextStyle, width: float) -> None:

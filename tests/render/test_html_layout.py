@@ -166,3 +166,30 @@ def test_a_quote_bar_is_one_line_per_page_beside_all_its_blocks():
     (start, end), leading = bars[0], TEMPLATES["default"].body.leading
     assert float(start) - float(end) >= 4 * leading  # beside the four paragraphs and the gaps
     assert float(start) < (pdf.h - top) * pdf.k - leading  # not beside "davor"
+
+
+def word_boxes(path) -> list[tuple[float, float, float, str]]:
+    """``(xMin, yMin, xMax, word)`` of every word poppler finds, in its order."""
+    bbox, _ = pdftotext(path, "-bbox")
+    return [
+        (float(x0), float(y0), float(x1), word)
+        for x0, y0, x1, word in re.findall(
+            r'<word xMin="([\d.]+)" yMin="([\d.]+)" xMax="([\d.]+)" yMax="[\d.]+">([^<]*)</word>', bbox
+        )
+    ]
+
+
+def test_a_shaped_paragraph_starts_at_the_same_edge_as_the_others(tmp_path):
+    # Devanagari and an emoji ZWJ sequence take fpdf2's multi_cell, whose cell margin (a tenth of
+    # the page margin) pushed them 2.83 pt right of every other paragraph.
+    html = "<p>Gewöhnlich links</p><p>Namaste नमस्ते friend</p><p>Familie 👨\u200d👩\u200d👧 hier</p>"
+    starts = {word: x0 for x0, _, _, word in word_boxes(write(tmp_path, render_html(html).data))}
+    assert starts["Gewöhnlich"] == pytest.approx(MARGIN, abs=0.05)
+    assert starts["Namaste"] == pytest.approx(MARGIN, abs=0.05)
+    assert starts["Familie"] == pytest.approx(MARGIN, abs=0.05)
+
+
+def test_a_shaped_right_to_left_paragraph_ends_at_the_right_margin(tmp_path):
+    boxes = word_boxes(write(tmp_path, render_html("<p>שלום עולם</p>").data))
+    body = [x1 for _, y0, x1, _ in boxes if y0 > 300 and y0 < 780]
+    assert max(body) == pytest.approx(A4_WIDTH - MARGIN, abs=0.6)
