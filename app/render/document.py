@@ -131,6 +131,7 @@ class TicketPdf(ParkedPages):
         self._device_colors: dict[tuple[int, int, int], Any] = {}  # _select_color's colour objects
         self.html_images: dict[str, Any] = {}  # an HTML body's images by key (app.render.html_body)
         self.archive_metadata: DocumentMetadata | None = None
+        self._before_page_break: Callable[[], None] | None = None  # write_complex's, while it runs
 
     def set_archive_metadata(self, metadata: DocumentMetadata) -> None:
         """Title, subject, author, keywords, creator and creation date for fpdf2's own ``/Info``
@@ -595,19 +596,38 @@ class TicketPdf(ParkedPages):
         finally:
             self.y = y
 
-    def write_complex(self, paragraph: str, style: TextStyle, offset: float = 0.0) -> None:
+    def write_complex(
+        self,
+        paragraph: str,
+        style: TextStyle,
+        offset: float = 0.0,
+        before_page_break: Callable[[], None] | None = None,
+    ) -> None:
         """One paragraph through ``multi_cell`` with shaping (:meth:`_shaping`): bidi order,
-        joining, right alignment for RTL."""
+        joining, right alignment for RTL. ``before_page_break`` runs when ``multi_cell`` is
+        about to start a page, ``self.y`` below the page's last line (the quote bars beside
+        them are drawn then: :mod:`app.render.html_layout`)."""
         self.ensure_space(style.leading)
-        with self._shaping(paragraph, style, self.l_margin + offset, self.y) as align:
-            self.multi_cell(
-                self.epw - offset,
-                style.leading,
-                paragraph,
-                align=align,
-                new_x=XPos.LMARGIN,
-                new_y=YPos.NEXT,
-            )
+        self._before_page_break = before_page_break
+        try:
+            with self._shaping(paragraph, style, self.l_margin + offset, self.y) as align:
+                self.multi_cell(
+                    self.epw - offset,
+                    style.leading,
+                    paragraph,
+                    align=align,
+                    new_x=XPos.LMARGIN,
+                    new_y=YPos.NEXT,
+                )
+        finally:
+            self._before_page_break = None
+
+    def _perform_page_break(self) -> None:
+        """fpdf2's page break inside its own text paths (``multi_cell``), after
+        :meth:`write_complex`'s ``before_page_break``."""
+        if self._before_page_break is not None:
+            self._before_page_break()
+        super()._perform_page_break()
 
     def write_fields(self, fields: Iterable[tuple[str, str]]) -> None:
         """A table of fields, each ``(label, value)``: the label in the left column, the value

@@ -31,6 +31,7 @@ from collections.abc import Sequence
 
 from app.render.document import RULE_GREY, TicketPdf
 from app.render.glyphs import COMPLEX, FontFace, FontSet, load_metrics
+from app.render.html import first_strong_is_rtl
 from app.render.html_blocks import (
     HEADING_SCALE,
     Block,
@@ -153,13 +154,14 @@ class _Painter:
         self.batched.append((x, top, line, style))
         self.batched_by.append(by)
 
-    def flush(self) -> None:
-        """Write the collected text (in the order it came), quote bars and table rules to the current page."""
+    def flush(self, bars: bool = True) -> None:
+        """Write the collected text (in the order it came), quote bars (unless not ``bars``:
+        they may still grow) and table rules to the current page."""
         if self.batched:
             self.pdf.draw_pieces(self.batched, self.batched_by)
             self.batched = []
             self.batched_by = []
-        if self.open_bars:
+        if bars and self.open_bars:
             self.draw_bars()
         if self.grid:
             self.draw_lines(self.grid, GRID_COLOR, GRID_WIDTH)
@@ -258,16 +260,7 @@ class _Painter:
         spans = paragraph.spans
         text = paragraph.text if len(spans) > 1 else spans[0].text
         if not text.isascii() and COMPLEX.search(text):
-            # Shaping and right-to-left order need fpdf2's multi_cell: one string, one style.
-            self.flush()
-            bold = all(span.bold for span in spans)
-            marker = f"{paragraph.marker} " if paragraph.marker else ""
-            page, top = pdf.page, pdf.y
-            pdf.write_complex(
-                marker + text, TextStyle("B" if bold else "", size, leading, color), paragraph.indent
-            )
-            if pdf.page == page:
-                self.bars(paragraph.bars, top, pdf.y)
+            self.complex(paragraph, text, size, leading, color)
             return
         first = spans[0]
         if (
@@ -289,6 +282,33 @@ class _Painter:
         else:
             lines = break_spans(spans, width * 1000 / size, self.measure)
         self.styled(paragraph, x, lines, size, leading, color)
+
+    def complex(
+        self, paragraph: Paragraph, text: str, size: float, leading: float, color: tuple[int, int, int]
+    ) -> None:
+        """A paragraph that needs shaping or runs right to left: fpdf2's multi_cell
+        (:meth:`TicketPdf.write_complex`), one string in one style. A left-to-right list item's
+        marker goes in the indent as for any item; a right-to-left one's leads its text (bidi
+        order puts it at the right). The quote bars run beside its lines on every page."""
+        pdf = self.pdf
+        self.ensure_space(leading)
+        top = [pdf.y]
+        bold = all(span.bold for span in paragraph.spans)
+        style = TextStyle("B" if bold else "", size, leading, color)
+        marker = paragraph.marker
+        if marker and not first_strong_is_rtl(text):
+            self.marker(pdf.l_margin + paragraph.indent, top[0], marker, style)
+        elif marker:
+            text = f"{marker} {text}"
+        self.flush(bars=False)  # text before it in reading order; bars above it may go on beside it
+
+        def page_ends() -> None:  # multi_cell is about to start a page: the bars beside this one
+            self.bars(paragraph.bars, top[0], pdf.y)
+            self.flush()
+            top[0] = pdf.t_margin
+
+        pdf.write_complex(text, style, paragraph.indent, before_page_break=page_ends)
+        self.bars(paragraph.bars, top[0], pdf.y)
 
     def plain(self, paragraph: Paragraph, x: float, text: str, lines: list[str], style: TextStyle) -> None:
         """A paragraph in one look (``text``, broken into ``lines``), line under line."""

@@ -193,3 +193,48 @@ def test_a_shaped_right_to_left_paragraph_ends_at_the_right_margin(tmp_path):
     boxes = word_boxes(write(tmp_path, render_html("<p>שלום עולם</p>").data))
     body = [x1 for _, y0, x1, _ in boxes if y0 > 300 and y0 < 780]
     assert max(body) == pytest.approx(A4_WIDTH - MARGIN, abs=0.6)
+
+
+def test_a_list_item_with_shaped_text_keeps_its_marker_in_the_hanging_indent(tmp_path):
+    # The marker went into the item's text: drawn where the other items' text starts, the text
+    # pushed right of theirs.
+    html = (
+        "<ul><li>Erster Punkt</li><li>Zweiter नमस्ते Punkt</li></ul>"
+        "<ol><li>eins</li><li>zwei 👨\u200d👩\u200d👧</li></ol>"
+    )
+    boxes = word_boxes(write(tmp_path, render_html(html).data))
+    starts = {word: x0 for x0, _, _, word in boxes}
+    bullets = [x0 for x0, _, _, word in boxes if word == "•"]
+    assert len(bullets) == 2 and bullets[0] == pytest.approx(bullets[1], abs=0.05)
+    assert starts["Zweiter"] == pytest.approx(starts["Erster"], abs=0.05)
+    assert starts["2."] == pytest.approx(starts["1."], abs=0.05)
+    assert starts["zwei"] == pytest.approx(starts["eins"], abs=0.05)
+
+
+def test_a_quoted_shaped_paragraph_across_a_page_break_has_its_bar_on_both_pages():
+    # write_complex breaks pages inside fpdf2's multi_cell; the bar was drawn only when the
+    # paragraph ended on the page it started on, so a long quoted Arabic paragraph had none.
+    from app.render.document import TicketPdf
+    from app.render.glyphs import font_set
+    from app.render.html import prepare_tree
+    from app.render.html_blocks import body_blocks
+    from app.render.html_layout import draw_blocks
+    from app.render.templates import TEMPLATES
+
+    pdf = TicketPdf(font_set(), TEMPLATES["default"])
+    pdf.add_page()
+    arabic = "هذا نص عربي طويل للاختبار يتكرر عدة مرات حتى يلتف عبر عدة أسطر. " * 120
+    body = f"<p>davor</p><blockquote><p>eins</p><p>{arabic}</p><p>Ende</p></blockquote>"
+    tree = prepare_tree(body, resolve=lambda src: None, label=str, max_width=pdf.epw, max_height=500)
+    draw_blocks(pdf, body_blocks(tree))
+    assert pdf.page == 2
+    x = f"{(MARGIN + 1.5) * pdf.k:.2f}"
+    leading = TEMPLATES["default"].body.leading
+    first, second = (
+        re.findall(rf"^{x} ([\d.]+) m {x} ([\d.]+) l S$", pdf.pages[n].contents.decode("latin-1"), re.M)
+        for n in (1, 2)
+    )
+    assert len(first) == 1 and len(second) == 1, (first, second)
+    assert float(first[0][1]) < (pdf.h - pdf.page_break_trigger) * pdf.k + 2 * leading  # down to the page end
+    assert float(second[0][0]) >= (pdf.h - pdf.t_margin) * pdf.k - 1  # from the page's top
+    assert float(second[0][1]) <= (pdf.h - pdf.y) * pdf.k + 1  # beside "Ende" too
