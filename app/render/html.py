@@ -85,7 +85,8 @@ _ATTRIBUTES = {
     "img": {"src", "alt", "width", "height", "style"},  # style: only width/height kept (below)
     "td": {"colspan", "rowspan"},
     "th": {"colspan", "rowspan"},
-    "ol": {"start"},
+    "ol": {"start", "type", "reversed"},
+    "li": {"value"},
 }
 _DROP_WITH_CONTENT = {
     "script",
@@ -117,6 +118,8 @@ _BLOCKS = {
     "hr",
     "center",
 }
+#: The ``<ol type>`` values (HTML §4.4.8): decimal, lower/upper alpha, lower/upper roman.
+LIST_TYPES = ("1", "a", "A", "i", "I")
 _LINK_SCHEMES = ("http://", "https://", "mailto:")
 _SPACES = re.compile(r"\s+")
 _BLANK_RUNS = re.compile(r"\n{4,}")
@@ -313,7 +316,7 @@ def sanitise(html: str) -> str:
 def _positive_int(value: str | None, high: int) -> str | None:
     if value is None:
         return None
-    match = re.match(r"^\s*(\d{1,4})", value)
+    match = re.match(r"^\s*(\d{1,7})(?!\d)", value)
     if not match:
         return None
     number = int(match.group(1))
@@ -438,7 +441,8 @@ def normalise_tree(
       block or cell a word of its own), ``colspan``/``rowspan`` checked (1–50) or dropped;
     - links keep only ``http(s):``/``mailto:`` targets (others become plain text) and show
       their target after the text when the text does not already say it;
-    - ``<ol start>`` is checked (1–100000) or dropped; ``<li>`` outside a list becomes ``<p>``;
+    - ``<ol start>`` and ``<li value>`` are checked (1–100000) or dropped, ``<ol type>`` kept
+      when one of :data:`LIST_TYPES`, ``<ol reversed>`` kept; ``<li>`` outside a list becomes ``<p>``;
       ``<center>`` becomes ``<div>``;
     - images: those ``resolve`` finds become ``<img src=key width height>`` (points, shrunk to
       ``max_width`` × ``max_height``); the others become the visible text ``image_text``.
@@ -469,9 +473,20 @@ def normalise_tree(
     _normalise_tables(root, label, image_text)  # after the links: a cell's text keeps their targets
     for ordered in root.iter("ol"):
         start = _positive_int(ordered.get("start"), 100000)
+        kind = (ordered.get("type") or "").strip()
+        reversed_ = ordered.get("reversed") is not None
         ordered.attrib.clear()
         if start is not None:
             ordered.set("start", start)
+        if kind in LIST_TYPES:
+            ordered.set("type", kind)
+        if reversed_:
+            ordered.set("reversed", "reversed")
+    for item in root.iter("li"):
+        value = _positive_int(item.get("value"), 100000)
+        item.attrib.clear()
+        if value is not None:
+            item.set("value", value)
     for item in list(root.iter("li")):  # a list item outside a list: a paragraph
         if item.getparent() is not None and item.getparent().tag not in ("ul", "ol"):
             item.tag = "p"

@@ -484,10 +484,55 @@ def _deeper_list(context: _Context) -> _Context:
     return context.but(indent=context.indent + LIST_INDENT, lists=context.lists + 1)
 
 
+def list_marker(number: int, kind: str = "1") -> str:
+    """The marker of item ``number`` of an ``<ol type=kind>`` (CSS Counter Styles 3 §6.1:
+    ``decimal``, ``lower-alpha``/``upper-alpha`` for ``a``/``A``, ``lower-roman``/``upper-roman``
+    for ``i``/``I``, decimal outside their ranges: alpha from 1, roman 1–3999), with its dot."""
+    text = str(number)
+    if kind in ("a", "A") and number >= 1:
+        letters = ""
+        while number:
+            number, digit = divmod(number - 1, 26)
+            letters = chr(ord("a") + digit) + letters
+        text = letters
+    elif kind in ("i", "I") and 1 <= number <= 3999:
+        text = ""
+        for value, numeral in _ROMAN:
+            count, number = divmod(number, value)
+            text += numeral * count
+    return f"{text.upper() if kind in ('A', 'I') else text}."
+
+
+_ROMAN = (
+    (1000, "m"),
+    (900, "cm"),
+    (500, "d"),
+    (400, "cd"),
+    (100, "c"),
+    (90, "xc"),
+    (50, "l"),
+    (40, "xl"),
+    (10, "x"),
+    (9, "ix"),
+    (5, "v"),
+    (4, "iv"),
+    (1, "i"),
+)
+
+
 def _walk_list(element: etree._Element, builder: _Builder) -> None:
-    """The items of ``<ul>``/``<ol>`` (the context is the list's own), each with its marker."""
+    """The items of ``<ul>``/``<ol>`` (the context is the list's own), each with its marker:
+    an ``<ol>`` counts from ``start`` (else 1, or its number of items when ``reversed``) up
+    (down when ``reversed``), an item's ``value`` resets the count (HTML §4.4.8, §4.4.10)."""
     context = builder.context
-    number = int(element.get("start") or 1) if element.tag == "ol" else 0
+    ordered = element.tag == "ol"
+    step = -1 if ordered and element.get("reversed") is not None else 1
+    start = element.get("start")
+    if start is not None:
+        number = int(start)
+    else:
+        number = sum(1 for child in element if child.tag == "li") if step < 0 else 1
+    kind = element.get("type") or "1"
     item_context = _deeper_list(context)
     builder.text(element.text, context.look)
     for child in element:
@@ -496,8 +541,11 @@ def _walk_list(element: etree._Element, builder: _Builder) -> None:
             continue
         if child.tag == "li":
             builder.flush()
-            builder.marker = f"{number}." if element.tag == "ol" else BULLET
-            number += 1
+            value = child.get("value")
+            if value is not None:
+                number = int(value)
+            builder.marker = list_marker(number, kind) if ordered else BULLET
+            number += step
             builder.context = item_context
             _walk_children(child, builder)
             builder.flush()

@@ -207,3 +207,40 @@ def test_a_link_target_shown_after_the_text_is_a_word_of_its_own():
     assert texts(
         '<p><a href="https://x.example/">Mail</a>. und <a href="https://y.example/"></a>text</p>'
     ) == ["Mail (https://x.example/). und (https://y.example/) text"]
+
+
+def test_ordered_lists_number_as_their_type_value_and_reversed_say():
+    # HTML §4.4.8 (ol: start, reversed, type), §4.4.10 (li value): "a./b." items were drawn as
+    # "1./2.", a <li value> and reversed were ignored, and a start of 5 digits lost its last one.
+    found = paragraphs(
+        "<ol type='a'><li>alpha</li><li>beta</li></ol>"
+        "<ol type='A' start='26'><li>zett</li><li>nach zett</li></ol>"
+        "<ol type='i' start='4'><li>vier</li><li>fünf</li></ol>"
+        "<ol type='I'><li>eins</li><li value='1999'>neunundneunzig</li><li>zweitausend</li></ol>"
+        "<ol><li>eins</li><li value='10'>zehn</li><li>elf</li></ol>"
+        "<ol reversed><li>drei</li><li>zwei</li><li>eins</li></ol>"
+        "<ol reversed start='10'><li>zehn</li><li>neun</li></ol>"
+        "<ol start='12345'><li>lang</li></ol>"
+        "<ol type='bogus'><li>unbekannt</li></ol>"
+    )
+    assert [(p.text, p.marker) for p in found] == [
+        ("alpha", "a."),
+        ("beta", "b."),
+        ("zett", "Z."),
+        ("nach zett", "AA."),
+        ("vier", "iv."),
+        ("fünf", "v."),
+        ("eins", "I."),
+        ("neunundneunzig", "MCMXCIX."),
+        ("zweitausend", "MM."),
+        ("eins", "1."),
+        ("zehn", "10."),
+        ("elf", "11."),
+        ("drei", "3."),
+        ("zwei", "2."),
+        ("eins", "1."),
+        ("zehn", "10."),
+        ("neun", "9."),
+        ("lang", "12345."),
+        ("unbekannt", "1."),
+    ]
