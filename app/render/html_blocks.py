@@ -218,6 +218,7 @@ class _Builder:
         self.at_line_start = True  # a space here would start a line: collapse it away
         self.context = _Context()
         self.marker: str | None = None
+        self.image_line = False  # an <img> was the last thing added: a <br> next ends its line
 
     def text(self, text: str | None, look: Span) -> None:
         """Add inline text in ``look``, collapsing whitespace."""
@@ -230,10 +231,15 @@ class _Builder:
         if "  " in text or not text.isprintable():  # else no space to collapse: at most single " "
             text = _HTML_SPACE.sub(" ", text)
         self.at_line_start = text[-1] == " "
+        self.image_line = False
         self._add(look, text)
 
     def line_break(self, look: Span) -> None:
-        """``<br>``: end the line (a trailing space before it vanishes)."""
+        """``<br>``: end the line (a trailing space before it vanishes); right after an image
+        (inline in the mail, a block here) it ends the image's line and adds none."""
+        if self.image_line:
+            self.image_line = False
+            return
         self._strip_trailing_space()
         self._add(look, "\n")
         self.at_line_start = True
@@ -263,6 +269,7 @@ class _Builder:
 
     def flush(self) -> None:
         """End the paragraph being collected (if it has anything to show)."""
+        self.image_line = False
         texts = self.texts
         if not texts:
             self.at_line_start = True
@@ -424,6 +431,7 @@ def _walk(element: etree._Element, builder: _Builder) -> None:
         image = _image(element, context)
         if image is not None:
             builder.add(image)
+            builder.image_line = True
     elif tag == "table":
         builder.add(_table(element, context))
         builder.gap(context.bars)

@@ -244,3 +244,15 @@ def test_ordered_lists_number_as_their_type_value_and_reversed_say():
         ("lang", "12345."),
         ("unbekannt", "1."),
     ]
+
+
+def test_a_line_break_right_after_an_image_ends_the_image_line_and_adds_no_empty_one():
+    # A signature "Jane<br><img logo><br>ACME": the image is inline in the mail, so the <br>
+    # after it ends the image's line; drawn as a block, the <br> left an empty line under it.
+    found = blocks(
+        '<div>Jane Doe<br><img src="cid:logo" width="120" height="30"><br>ACME GmbH<br><br>Tel. 1</div>'
+        '<p>Vor<br><br><img src="cid:logo" width="120" height="30"></p><br><p>Nach</p>',
+        resolve=lambda src: ("key-1", 120, 30),
+    )
+    shown = [block.text if isinstance(block, Paragraph) else type(block).__name__ for block in found]
+    assert shown == ["Jane Doe", "Image", "ACME GmbH\n\nTel. 1", "Vor\n", "Image", "Gap", "", "Nach"]
