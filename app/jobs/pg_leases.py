@@ -177,6 +177,15 @@ class Leases:
             log.warning("reclaimed jobs whose lease ran out", extra={"job_ids": reclaimed})
         return self._claimed(rows), pending
 
+    async def pending_count(self) -> int:
+        """The number of pending jobs of all replicas, read now.
+
+        Raises:
+            JobStoreUnavailable: the database cannot be reached.
+        """
+        count: int = await self._db.call(lambda conn: conn.fetchval(_PENDING_COUNT))
+        return count
+
     async def claim_reports(self, limit: int) -> list[JobRecord]:
         """Take over up to ``limit`` undelivered reports whose lease ran out (their replica died
         or shut down), for this replica to deliver."""

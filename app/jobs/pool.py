@@ -568,11 +568,12 @@ class WorkerPool:
                 continue
             try:
                 free = self._workers - len(self._running) - self._queue.qsize()
-                if free > 0:
-                    for record in await self.store.claim_due(free, datetime.now(UTC).isoformat()):
-                        if self._schedule:  # e.g. a retry's time here, cut short by an operator's /retry
-                            self._unschedule(record.job_id)
-                        self._queue.put_nowait(_Work("run", record.job_id, record.ticket_id, record))
+                # Called with no free worker too (it claims nothing then): it refreshes the
+                # shared pending count, which readiness (`saturated`) and `queue_depth` show.
+                for record in await self.store.claim_due(max(free, 0), datetime.now(UTC).isoformat()):
+                    if self._schedule:  # e.g. a retry's time here, cut short by an operator's /retry
+                        self._unschedule(record.job_id)
+                    self._queue.put_nowait(_Work("run", record.job_id, record.ticket_id, record))
                 for record in await self.store.claim_reports(max(self._workers, 1)):
                     self._queue.put_nowait(_Work("deliver", record.job_id, record.ticket_id, record))
             except asyncio.CancelledError:

@@ -268,8 +268,11 @@ class PostgresJobStore:
 
     async def claim_due(self, limit: int, archived_at: str) -> list[JobRecord]:
         """Claim up to ``limit`` jobs that are due, oldest first (see
-        :meth:`app.jobs.pg_leases.Leases.claim_due`); refreshes :attr:`pending_count`."""
+        :meth:`app.jobs.pg_leases.Leases.claim_due`); refreshes :attr:`pending_count`, also
+        with ``limit`` 0 (no free worker: nothing is claimed, the count is still read, so that
+        a busy replica's readiness and ``queue_depth`` follow the other replicas' admissions)."""
         if limit <= 0:
+            self._pending_count = await self.leases.pending_count()
             return []
         records, pending = await self.leases.claim_due(limit, archived_at)
         # Set only now, with no await before the caller gets the jobs: a count that dropped

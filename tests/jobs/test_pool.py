@@ -433,3 +433,33 @@ async def test_a_stop_during_a_database_outage_ends_the_workers(
     finally:
         await asyncio.to_thread(postgres_server.restart)
     assert runner.runs == []
+
+
+async def test_a_busy_replica_sees_the_shared_queue_fill_up(postgres_url: str) -> None:
+    """Replica b's only worker is busy while replica a accepts jobs up to the shared limit: b's
+    claimer, though it claims nothing, reads the pending count, so b's readiness (``saturated``,
+    the ``queue`` check of ``/healthz?deep=true``) fails as a's does, and ``queue_depth`` is
+    the store's. Found with two replicas (``WORKERS=1``, ``WORKFLOW_QUEUE_MAX=4``): ``/ingest``
+    answered 503 ``queue_full`` while both replicas' ``queue`` check said ``ok`` and their
+    ``queue_depth`` was 2 and 3."""
+    a = replica(postgres_url, time.time, max_pending=3)
+    b = replica(postgres_url, time.time, max_pending=3)
+    runner = FakeRunner({})
+    runner.gate.clear()  # b's run of ticket 1 holds its only worker
+    pool = WorkerPool(
+        b, runner, workers=1, retry=RetryPolicy(3, 0.02, 0.05), deliver_backoff_max_seconds=0.05
+    )
+    await pool.start()
+    await a.open()
+    await pool.submit(JobRequest(1))
+    await until(lambda: bool(runner.active), 5)
+    for ticket_id in (2, 3, 4):
+        job_of(await a.accept(JobRequest(ticket_id)))
+    assert a.pending_count == 3
+    await until(lambda: pool.saturated, 5)  # the claimer polls every second
+    assert pool.saturated and pool.depth == 3
+    runner.gate.set()
+    await until(lambda: pool.idle, 10)
+    assert not pool.saturated
+    await pool.stop(1)
+    await closed(a, b)
