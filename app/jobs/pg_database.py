@@ -145,7 +145,8 @@ class PgDatabase:
         answer). Likewise a failure of a call that began before one that has since succeeded
         (a connection attempt from before the database came back, failing late) raises but
         leaves :attr:`unavailable` as that newer call left it. Errors of the statement itself
-        (``asyncpg.PostgresError``) pass through.
+        (``asyncpg.PostgresError``) pass through, and so does a :class:`JobStoreUnavailable`
+        that ``fn`` raises itself (a refusal, not an outage).
         """
         if self.closed or self._pool is None:
             raise JobStoreUnavailable("the job store is closed")
@@ -157,6 +158,11 @@ class PgDatabase:
                 except asyncpg.exceptions.InternalClientError:
                     conn.terminate()  # see UNREACHABLE: the pool opens a new connection instead
                     raise
+        except JobStoreUnavailable:
+            # ``fn``'s own verdict (the schema's refusals: Zammad's database, a newer schema),
+            # with the database answering: passed on as it is, not as an outage. It is an
+            # OSError, so UNREACHABLE below would take it for one.
+            raise
         except UNREACHABLE as exc:
             raise self.failed(exc, began) from exc
         self._succeeded(began)

@@ -10,6 +10,7 @@ import asyncpg
 import pytest
 
 from app.jobs.pg_schema import ACCEPT_FUNCTION, MIGRATIONS, SCHEMA
+from app.jobs.postgres import PostgresJobStore
 from app.jobs.records import AdmissionStatus, JobState, JobStoreUnavailable
 from tests.jobs.support import (
     closed,
@@ -35,7 +36,20 @@ async def test_two_replicas_starting_together_migrate_once(postgres_url: str) ->
     await closed(*stores)
 
 
-async def test_zammads_own_database_is_refused(postgres_url: str) -> None:
+def _refused_as_such(
+    exc: JobStoreUnavailable, store: PostgresJobStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A refusal is not an outage: the start's message is the refusal itself, the store does not
+    log ``job store unavailable`` nor count itself unreachable. Found by starting a replica on a
+    schema of version 3: ``start failed: the PostgreSQL job store is unreachable:
+    JobStoreUnavailable: the job store's schema is version 3, …``, after an error ``job store
+    unavailable``, although the database answered."""
+    assert "unreachable" not in str(exc)
+    assert "job store unavailable" not in [r.getMessage() for r in caplog.records]
+    assert store.unavailable is None
+
+
+async def test_zammads_own_database_is_refused(postgres_url: str, caplog: pytest.LogCaptureFixture) -> None:
     admin = await asyncpg.connect(postgres_url)
     try:
         await admin.execute(
@@ -44,12 +58,15 @@ async def test_zammads_own_database_is_refused(postgres_url: str) -> None:
     finally:
         await admin.close()
     store = replica(postgres_url)
-    with pytest.raises(JobStoreUnavailable, match="Zammad's own database"):
+    with pytest.raises(JobStoreUnavailable, match="Zammad's own database") as refused:
         await store.open()
+    _refused_as_such(refused.value, store, caplog)
     await store.close()
 
 
-async def test_a_schema_newer_than_this_release_is_refused(postgres_url: str) -> None:
+async def test_a_schema_newer_than_this_release_is_refused(
+    postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
     store = replica(postgres_url)
     await opened(store)
     await closed(store)
@@ -59,8 +76,12 @@ async def test_a_schema_newer_than_this_release_is_refused(postgres_url: str) ->
     finally:
         await admin.close()
     newer = replica(postgres_url)
-    with pytest.raises(JobStoreUnavailable, match=f"version {len(MIGRATIONS) + 1}, newer than this release"):
+    with pytest.raises(
+        JobStoreUnavailable,
+        match=f"^the job store's schema is version {len(MIGRATIONS) + 1}, newer than this release",
+    ) as refused:
         await newer.open()
+    _refused_as_such(refused.value, newer, caplog)
     await newer.close()
 
 
