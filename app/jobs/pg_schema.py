@@ -73,6 +73,7 @@ DECLARE
     claimed text;
     status text;
     created boolean;
+    group_deliveries text[];
 BEGIN
     -- A 202 is answered after this commits: make the commit wait for the WAL flush whatever
     -- the server's or the role's default (transaction-local, like SET LOCAL).
@@ -113,6 +114,9 @@ BEGIN
                 CONTINUE;
             END IF;
         END IF;
+        -- Delivery ids this group claimed: the payloads of one /ingest/batch share its
+        -- X-Zammad-Delivery, which dedupes the delivery, not its payloads against each other.
+        group_deliveries := '{{}}';
         <<requests>>
         FOR k IN i..j LOOP
             claimed := NULL;  -- the job id the delivery id was recorded with
@@ -125,7 +129,8 @@ BEGIN
                    FOR UPDATE;
                 active := FOUND;
                 jid := CASE WHEN active THEN act.job_id ELSE p_job_ids[k] END;
-                IF p_deliveries[k] IS NOT NULL AND claimed IS NULL THEN
+                IF p_deliveries[k] IS NOT NULL AND claimed IS NULL
+                   AND NOT (p_deliveries[k] = ANY (group_deliveries)) THEN
                     -- Claim the delivery id for that job, or take over one whose TTL ran out.
                     INSERT INTO {SCHEMA}.deliveries AS d (delivery_id, job_id, expires_at)
                     VALUES (p_deliveries[k], jid, p_now + p_ttl)
@@ -142,6 +147,7 @@ BEGIN
                         RETURN NEXT;
                         CONTINUE requests;
                     END IF;
+                    group_deliveries := group_deliveries || p_deliveries[k];
                 END IF;
                 IF active THEN
                     IF act.state = 'pending' THEN

@@ -74,6 +74,25 @@ async def test_batch_is_all_or_nothing_on_capacity(make_store: StoreFactory) -> 
     await store.close()
 
 
+async def test_a_batchs_delivery_id_dedupes_the_batch_not_its_payloads(make_store: StoreFactory) -> None:
+    """The payloads of one ``/ingest/batch`` share its ``X-Zammad-Delivery``: each gets its job,
+    and the same batch again is a duplicate as a whole. Found with two replicas on PostgreSQL:
+    a batch of tickets 5008, 5009, 5010, 5011, 5010 with ``X-Zammad-Delivery: batch-1`` was
+    answered ``202 accepted, count 5`` but only 5008 got a job; the others were recorded as
+    duplicates of the first and never archived (SQLite archived all four)."""
+    store = make_store()
+    await store.open()
+    batch = [JobRequest(t, delivery_id="b1") for t in (1, 2, 3, 2)]
+    answers = await store.accept_many(batch)
+    assert [a.status for a in answers] == ["accepted", "accepted", "accepted", "coalesced"]
+    assert store.pending_count == 3
+    assert len({a.job_id for a in answers}) == 3 and answers[1].job_id == answers[3].job_id
+    again = await store.accept_many(batch)
+    assert [a.status for a in again] == ["duplicate"] * 4
+    assert store.pending_count == 3
+    await store.close()
+
+
 async def test_running_job_gets_one_follow_up(make_store: StoreFactory) -> None:
     store = make_store()
     await store.open()
