@@ -69,6 +69,10 @@ PURGE_BATCH = 1000
 """Rows one purge statement deletes at most (short transactions, no long locks)."""
 CLOSE_WAIT_SECONDS = 10.0
 """How long :meth:`PostgresJobStore.close` waits for admissions under way."""
+PENDING_REFRESH_SECONDS = 1.0
+"""How often a replica with no free worker reads the shared pending count at most
+(:meth:`PostgresJobStore.claim_due` with ``limit`` 0): its readiness and ``queue_depth`` lag the
+other replicas' admissions by no more than this."""
 
 
 class PostgresJobStore:
@@ -142,6 +146,7 @@ class PostgresJobStore:
             on_admitted=self._admitted,
         )
         self._pending_count = 0
+        self._pending_read_at = -PENDING_REFRESH_SECONDS  # monotonic time of claim_due(0)'s last read
         self._maintainer: asyncio.Task[None] | None = None
         self.work_available = asyncio.Event()
         """Set when a NOTIFY says a job may be claimable (the pool clears it)."""
@@ -270,9 +275,14 @@ class PostgresJobStore:
         """Claim up to ``limit`` jobs that are due, oldest first (see
         :meth:`app.jobs.pg_leases.Leases.claim_due`); refreshes :attr:`pending_count`, also
         with ``limit`` 0 (no free worker: nothing is claimed, the count is still read, so that
-        a busy replica's readiness and ``queue_depth`` follow the other replicas' admissions)."""
+        a busy replica's readiness and ``queue_depth`` follow the other replicas' admissions; at
+        most once per :data:`PENDING_REFRESH_SECONDS`, as every admission's NOTIFY wakes the
+        claimer)."""
         if limit <= 0:
-            self._pending_count = await self.leases.pending_count()
+            now = time.monotonic()
+            if now - self._pending_read_at >= PENDING_REFRESH_SECONDS:
+                self._pending_read_at = now
+                self._pending_count = await self.leases.pending_count()
             return []
         records, pending = await self.leases.claim_due(limit, archived_at)
         # Set only now, with no await before the caller gets the jobs: a count that dropped
