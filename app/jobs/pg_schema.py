@@ -257,9 +257,27 @@ MIGRATIONS: tuple[str, ...] = (
         owner text
     );
     """,
+    # 3: the version of each function the replicas share (ACCEPT_FUNCTION_VERSION). Its first
+    # change, the batch's delivery id claimed once per batch, came with it: releases before it
+    # refuse this schema, so none of their replicas, restarted in a rolling upgrade, puts its
+    # older accept_jobs back for all.
+    f"""
+    CREATE TABLE {SCHEMA}.functions (
+        name text PRIMARY KEY,
+        version integer NOT NULL
+    );
+    """,
 )
 """Schema migrations, in order: entry ``n`` (0-based) brings the schema to version ``n + 1``.
-Only ever append; :data:`ACCEPT_FUNCTION` is (re)created after them at every start."""
+Only ever append; :data:`ACCEPT_FUNCTION` is (re)created after them at every start, unless the
+database holds a newer one (:data:`ACCEPT_FUNCTION_VERSION`)."""
+
+ACCEPT_FUNCTION_VERSION = 2
+"""The version of :data:`ACCEPT_FUNCTION`, recorded in ``functions``; raise it with every change
+of the function. A replica replaces the database's function only with one at least as new, so
+a replica of an older release (restarted during a rolling upgrade) leaves the newer one in
+place. 1: before versions were recorded; 2: a batch's delivery id is claimed once for the
+batch, not once per payload."""
 
 BOOTSTRAP = f"""
 CREATE SCHEMA IF NOT EXISTS {SCHEMA};
@@ -272,7 +290,8 @@ CREATE TABLE IF NOT EXISTS {SCHEMA}.schema_version (
 
 async def migrate(conn: asyncpg.Connection, *, now: float, database: str) -> None:
     """Create or migrate the schema on ``conn``, one replica at a time (an advisory lock held
-    for the transaction), and (re)create :data:`ACCEPT_FUNCTION`.
+    for the transaction), and (re)create :data:`ACCEPT_FUNCTION` unless the database holds a
+    newer version of it (:data:`ACCEPT_FUNCTION_VERSION`; a warning is logged then).
 
     Args:
         now: Unix seconds, recorded with each migration applied.
@@ -305,4 +324,17 @@ async def migrate(conn: asyncpg.Connection, *, now: float, database: str) -> Non
             await conn.execute(migration)
             await conn.execute(f"INSERT INTO {SCHEMA}.schema_version VALUES ($1, $2)", number, now)
             log.info("job store schema migrated", extra={"version": number})
+        installed = await conn.fetchval(f"SELECT version FROM {SCHEMA}.functions WHERE name = 'accept_jobs'")
+        if installed is not None and installed > ACCEPT_FUNCTION_VERSION:
+            log.warning(
+                "a newer release's admission function is in place; this replica uses it "
+                "(upgrade this replica)",
+                extra={"installed": installed, "ours": ACCEPT_FUNCTION_VERSION},
+            )
+            return
         await conn.execute(ACCEPT_FUNCTION)
+        await conn.execute(
+            f"INSERT INTO {SCHEMA}.functions VALUES ('accept_jobs', $1) "
+            "ON CONFLICT (name) DO UPDATE SET version = EXCLUDED.version",
+            ACCEPT_FUNCTION_VERSION,
+        )

@@ -9,7 +9,7 @@ import re
 import asyncpg
 import pytest
 
-from app.jobs.pg_schema import ACCEPT_FUNCTION, MIGRATIONS, SCHEMA
+from app.jobs.pg_schema import ACCEPT_FUNCTION, ACCEPT_FUNCTION_VERSION, MIGRATIONS, SCHEMA
 from app.jobs.postgres import PostgresJobStore
 from app.jobs.records import AdmissionStatus, JobState, JobStoreUnavailable
 from tests.jobs.support import (
@@ -83,6 +83,55 @@ async def test_a_schema_newer_than_this_release_is_refused(
         await newer.open()
     _refused_as_such(refused.value, newer, caplog)
     await newer.close()
+
+
+async def _accept_jobs_source(conn: asyncpg.Connection) -> str:
+    source: str = await conn.fetchval(
+        "SELECT p.prosrc FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+        "WHERE n.nspname = $1 AND p.proname = 'accept_jobs'",
+        SCHEMA,
+    )
+    return source
+
+
+async def test_a_newer_admission_function_is_not_replaced_by_an_older_release(
+    postgres_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every start (re)created ``accept_jobs``: in a rolling upgrade a replica of the older
+    release, restarted, put its older function back for every replica (found with the batch
+    fix: the batch's payloads deduped each other again). The version in ``functions`` now
+    keeps a newer function; an equal or older one is replaced, and the version recorded."""
+    store = replica(postgres_url)
+    await opened(store)
+    await closed(store)
+    conn = await asyncpg.connect(postgres_url)
+    try:
+        assert (
+            await conn.fetchval(f"SELECT version FROM {SCHEMA}.functions WHERE name = 'accept_jobs'")
+            == ACCEPT_FUNCTION_VERSION
+        )
+        newer = ACCEPT_FUNCTION.replace("BEGIN", "BEGIN\n    -- a newer release's function", 1)
+        await conn.execute(newer)
+        await conn.execute(
+            f"UPDATE {SCHEMA}.functions SET version = $1 WHERE name = 'accept_jobs'",
+            ACCEPT_FUNCTION_VERSION + 1,
+        )
+        store = replica(postgres_url)
+        await opened(store)  # this release is the older one now
+        await closed(store)
+        assert "a newer release's function" in await _accept_jobs_source(conn)
+        assert any(r.getMessage().startswith("a newer release's admission function") for r in caplog.records)
+        await conn.execute(f"UPDATE {SCHEMA}.functions SET version = 1 WHERE name = 'accept_jobs'")
+        store = replica(postgres_url)
+        await opened(store)  # this release's is the newer one: replaced
+        await closed(store)
+        assert "a newer release's function" not in await _accept_jobs_source(conn)
+        assert (
+            await conn.fetchval(f"SELECT version FROM {SCHEMA}.functions WHERE name = 'accept_jobs'")
+            == ACCEPT_FUNCTION_VERSION
+        )
+    finally:
+        await conn.close()
 
 
 def test_the_schema_speaks_the_records_vocabulary() -> None:
