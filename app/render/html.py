@@ -6,9 +6,10 @@ The pipeline (``docs/reference/rendering.md`` §4.3):
    their content and every attribute but a few (``class``/``id`` for step 2), and repairs the tree;
 2. lxml parses it once and quotes are marked (:func:`mark_quotes`: Gmail ``gmail_quote``,
    Outlook ``divRplyFwdMsg``/``appendonsend``, "-----Original Message-----" → ``<blockquote>``);
-3. it is normalised (:func:`normalise_tree`): layout tables become blocks, real tables one
-   line of text per cell, links show their target, images become sized ``<img>`` (resolved)
-   or a visible ``[image: name]`` (not).
+3. it is normalised (:func:`normalise_tree`): ``<sup>``/``<sub>`` text becomes superscript or
+   subscript characters, or is marked ``^(…)``/``_(…)`` (:func:`convert_sup_sub`), layout tables
+   become blocks, real tables one line of text per cell, links show their target, images
+   become sized ``<img>`` (resolved) or a visible ``[image: name]`` (not).
 
 :func:`html_to_text` (inscriptis) is the text the renderer falls back to when the layout fails.
 Over 450 lines: the tag and attribute allow-lists, one entry a line, are most of the excess;
@@ -28,10 +29,12 @@ from typing import Any
 import nh3
 from inscriptis import get_text
 from inscriptis.css_profiles import CSS_PROFILES
+from inscriptis.html_engine import Inscriptis
 from inscriptis.html_properties import Display
 from inscriptis.model.config import ParserConfig
 from inscriptis.model.html_element import HtmlElement
 from lxml import etree
+from lxml.html import document_fromstring
 
 #: Tags the layout draws (:mod:`app.render.html_blocks`); nh3 unwraps the others (``span``,
 #: ``font``), keeping their text.
@@ -156,18 +159,52 @@ ImageResolver = Callable[[str], "tuple[str, int, int] | None"]
 ImageLabeler = Callable[[str], str]
 
 
+#: Characters with a superscript form (their Unicode ``<super>`` compatibility mappings;
+#: ``-`` too, as ``−``); each one is in all four Noto Sans faces (``tests/render/test_sup_sub.py``).
+#: No q, C, F, Q, S, X, Y, Z: their forms are missing from Noto Sans or from Unicode.
+SUPERSCRIPTS = dict(
+    zip(
+        "0123456789+-−=()abcdefghijklmnoprstuvwxyzABDEGHIJKLMNOPRTUVW",
+        "⁰¹²³⁴⁵⁶⁷⁸⁹⁺⁻⁻⁼⁽⁾ᵃᵇᶜᵈᵉᶠᵍʰⁱʲᵏˡᵐⁿᵒᵖʳˢᵗᵘᵛʷˣʸᶻᴬᴮᴰᴱᴳᴴᴵᴶᴷᴸᴹᴺᴼᴾᴿᵀᵁⱽᵂ",
+        strict=True,
+    )
+)
+#: Characters with a subscript form (Unicode ``<sub>`` mappings; ``-`` as ``−``), all in Noto Sans.
+SUBSCRIPTS = dict(zip("0123456789+-−=()aehijklmnoprstuvx", "₀₁₂₃₄₅₆₇₈₉₊₋₋₌₍₎ₐₑₕᵢⱼₖₗₘₙₒₚᵣₛₜᵤᵥₓ", strict=True))
+#: Characters a ``<sup>``/``<sub>`` may hold besides those above and still be converted; they
+#: stay as they are: whitespace, marks drawn raised anyway, the raised and lowered forms (nested).
+_SCRIPT_KEEP = frozenset(" \t\n\r\f\xa0*†‡°′″®©™") | set(SUPERSCRIPTS.values()) | set(SUBSCRIPTS.values())
+_SCRIPTS = {
+    "sup": ({ord(k): v for k, v in SUPERSCRIPTS.items()}, _SCRIPT_KEEP | set(SUPERSCRIPTS), "^("),
+    "sub": ({ord(k): v for k, v in SUBSCRIPTS.items()}, _SCRIPT_KEEP | set(SUBSCRIPTS), "_("),
+}
+_SCRIPT_TAG = re.compile(r"<su[bp]\b", re.IGNORECASE)
+
+
 IMAGE_TEXT = "[image: {name}]"
 """The placeholder of an image that is not drawn (English; the archive's language is passed in)."""
 
 
 def html_to_text(html: str) -> str:
-    """HTML as plain text (inscriptis): links as ``[text](url)``, images as ``[alt]``, quotes indented.
+    """HTML as plain text (inscriptis): links as ``[text](url)``, images as ``[alt]``, quotes
+    indented, ``<sup>``/``<sub>`` as :func:`convert_sup_sub` makes them.
 
     On inscriptis failure, and when its parser dropped text nested deeper than libxml2's
     limit (:func:`_parse`), the tags of the sanitised body are stripped instead.
     """
+    config = ParserConfig(css=_CSS, display_links=True, display_images=True)
     try:
-        text = get_text(html, ParserConfig(css=_CSS, display_links=True, display_images=True))
+        tree = None
+        if _SCRIPT_TAG.search(html):  # parsed here as get_text would, to convert <sup>/<sub>
+            try:
+                tree = document_fromstring(html.strip())
+            except Exception:  # noqa: BLE001 - no tree: get_text's own handling below
+                tree = None
+        if tree is None:
+            text = get_text(html, config)
+        else:
+            convert_sup_sub(tree)
+            text = Inscriptis(tree, config).get_text()
     except Exception:  # noqa: BLE001 - inscriptis on hostile input: strip tags, never fail the job
         text = _strip_tags(sanitise(html))
     if html.count("<") > 512:  # deep enough to hit the limit: check that no words were lost
@@ -377,6 +414,41 @@ def _cell_text(cell: etree._Element, label: ImageLabeler, image_text: str) -> st
     return _SPACES.sub(" ", _boundary_text(cell)).strip()
 
 
+def convert_sup_sub(root: etree._Element) -> None:
+    """Make the text of every ``<sup>``/``<sub>`` under ``root`` say it is raised or lowered, in
+    place, since the layout draws them on the baseline (``10<sup>6</sup>`` must not read "106"):
+
+    - when every character has a form (:data:`SUPERSCRIPTS`, :data:`SUBSCRIPTS`; whitespace,
+      ``* † ‡ ° ′ ″ ® © ™`` and characters already raised or lowered are kept as they are), each
+      character becomes it: ``10⁶``, ``m²``, ``H₂O``, ``xⁿ⁺¹``, ``1ˢᵗ``;
+    - else the whole text is marked, ``^(…)`` for ``<sup>`` and ``_(…)`` for ``<sub>``:
+      ``Q^(Qualität)``, ``log_(base)``, ``Fußnote^(a, b)``.
+
+    Child elements (links, bold …) keep their place and their text is converted with the rest;
+    a nested ``<sup>``/``<sub>`` is converted first, then counts as part of its parent. The
+    elements stay (drawn as inline text). Only ``<sup>``/``<sub>`` text is looked at.
+    """
+    for element in reversed(list(root.iter("sup", "sub"))):  # innermost first
+        table, allowed, mark = _SCRIPTS[element.tag]
+        text = "".join(element.itertext())
+        if not text.strip():
+            continue
+        if allowed.issuperset(text):
+            if element.text:
+                element.text = element.text.translate(table)
+            for node in element.iterdescendants():
+                if node.text:
+                    node.text = node.text.translate(table)
+                if node.tail:
+                    node.tail = node.tail.translate(table)
+        else:
+            element.text = mark + (element.text or "")
+            if len(element):
+                element[-1].tail = (element[-1].tail or "") + ")"
+            else:
+                element.text += ")"
+
+
 def _normalise_tables(root: etree._Element, label: ImageLabeler, image_text: str) -> None:
     """Layout tables (one column, or no text) become their cells as ``<div>`` blocks in order;
     the other tables keep rows of ``<td>``/``<th>`` holding one line of text each."""
@@ -435,6 +507,8 @@ def normalise_tree(
 ) -> etree._Element:
     """Rewrite a parsed, sanitised body in place into what :mod:`app.render.html_blocks` lays out.
 
+    - ``<sup>``/``<sub>``: their text becomes superscript/subscript characters, or is marked
+      ``^(…)``/``_(…)`` (:func:`convert_sup_sub`);
     - tables: layout tables (one column, or without text) become their cells as ``<div>``
       blocks; other tables become ``<table>`` of ``<tr>`` of ``<td>``/``<th>`` with one line of
       text each (nested tables, markup and images in a cell become words of that text, each
@@ -457,6 +531,7 @@ def normalise_tree(
     Returns:
         ``root``.
     """
+    convert_sup_sub(root)  # first: cells and link texts read the converted text
     for center in list(root.iter("center")):
         center.tag = "div"
     for link in list(root.iter("a")):

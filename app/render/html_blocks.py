@@ -11,7 +11,9 @@ start and end of a line vanish, ``<br>`` ends a line, ``<pre>`` keeps its spaces
 breaks. Every block boundary — a paragraph, a list item, a cell of a layout table — is a
 line break, so the words of two cells never run together.
 
-``<sup>``/``<sub>`` are drawn as normal text on the line (no raised or lowered baseline).
+``<sup>``/``<sub>`` are drawn as normal text on the line (no raised or lowered baseline): the
+normaliser has made their text superscript/subscript characters (``10⁶``, ``H₂O``) or marked
+it ``^(…)``/``_(…)`` (:func:`app.render.html.convert_sup_sub`).
 
 Over 450 lines: the block types are the walker's output format and stay beside it.
 """
@@ -435,7 +437,7 @@ def _walk(element: etree._Element, builder: _Builder) -> None:
     elif tag == "table":
         builder.add(_table(element, context))
         builder.gap(context.bars)
-    else:  # sup, sub and anything unknown: inline, as normal text
+    else:  # sup, sub (text already converted) and anything unknown: inline, as normal text
         _walk_children(element, builder)
 
 

@@ -15,7 +15,8 @@ Where this differs from a browser:
 - paragraphs that need shaping or run right to left (:data:`app.render.glyphs.COMPLEX`) go
   to fpdf2's ``multi_cell`` (:meth:`TicketPdf.write_complex`) as one string: their inline
   styles (bold, links, underline) are not drawn, their words all are;
-- ``<sup>``/``<sub>`` are normal text on the line;
+- ``<sup>``/``<sub>`` are normal text on the line, as superscript/subscript characters
+  (``10⁶``, ``H₂O``) or marked ``^(…)``/``_(…)`` when a character has no such form;
 - table cells hold one line of text in one style (the normaliser flattened their markup); a
   table with text that needs shaping is drawn cell by cell as paragraphs;
 - the monospace face has one style: ``<b>`` inside ``<code>`` is not bold.

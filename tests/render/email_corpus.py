@@ -203,7 +203,7 @@ CORPUS: dict[str, tuple[str, str, list[str]]] = {
     "sup-sub-u-s": (
         "<p>H<sub>2</sub>O und m<sup>2</sup>, <u>unter</u> <s>durch</s> <del>weg</del></p>",
         "text/html",
-        ["unter", "durch", "weg"],
+        ["H₂O", "m²", "unter", "durch", "weg"],
     ),
     "center-hr-br": (
         "<center>Zentriert</center><hr><p>Zeile1<br>Zeile2<br><br>Zeile3</p>",

@@ -78,7 +78,7 @@ def test_inline_looks_become_spans():
     assert looks["beides"].bold and looks["beides"].italic and looks["beides"].style == "BI"
     assert looks["unter"].underline and looks["durch"].strike and looks["x = 1"].mono
     assert looks["L"].link == "https://e.example/" and looks["L"].underline
-    assert paragraph.text.endswith("L (https://e.example/) H2O")  # sub is normal text, the target shown
+    assert paragraph.text.endswith("L (https://e.example/) H₂O")  # sub as subscript, the target shown
 
 
 def test_headings_keep_their_level_and_are_bold():
