@@ -254,6 +254,7 @@ def create_app(
             )
             metrics.watch_pool(lambda: pool.depth, lambda: pool.in_flight)
             metrics.watch_job_store(lambda: job_store.unavailable)
+            job_store.on_reclaimed = metrics.count_reclaimed  # PostgreSQL: leases that ran out
             try:
                 await pool.start()
             except JobStoreUnavailable as exc:  # e.g. PostgreSQL unreachable beyond the start wait

@@ -171,8 +171,11 @@ async def job_status(runtime: Runtime, request: Request) -> Response:
     """``GET /jobs/{ticket_id}``: the ticket's latest job from the job store — ``state``
     (pending, running, done, failed, dead, or none), ``attempts``, ``next_attempt_at``,
     ``last_error``, ``classification``, ``output_path``, timestamps — plus ``in_flight`` and
-    ``shutting_down``. 503 ``job_store_unavailable`` when the job store cannot be read (the
-    PostgreSQL database unreachable).
+    ``shutting_down``. With the PostgreSQL store, a running job (or one whose report is not
+    delivered yet) also has ``lease``: ``owner`` (the replica holding it, ``host:pid:random``),
+    ``expires_at`` (Unix seconds) and ``expired`` (true: its replica stopped renewing and the
+    job waits to be reclaimed). 503 ``job_store_unavailable`` when the job store cannot be read
+    (the PostgreSQL database unreachable).
 
     Needs ``Authorization: Bearer <ADMIN_BEARER_TOKEN>``, or ``?requested_at=<unix seconds>``
     with an ``X-Hub-Signature`` over the request target ``/jobs/{ticket_id}?requested_at=…``

@@ -309,6 +309,29 @@ OPENAPI: dict[str, Any] = {
                     "updated_at": {"type": "number"},
                     "started_at": {"type": ["number", "null"]},
                     "finished_at": {"type": ["number", "null"]},
+                    "lease": {
+                        "type": "object",
+                        "description": "PostgreSQL job store only, while a replica holds the job "
+                        "(running, or its report not delivered yet); absent otherwise",
+                        "required": ["owner", "expires_at", "expired"],
+                        "properties": {
+                            "owner": {
+                                "type": "string",
+                                "description": "the holding replica: host:pid:random",
+                            },
+                            "expires_at": {
+                                "type": "number",
+                                "description": "Unix seconds; renewed every quarter lease while "
+                                "the holder lives",
+                            },
+                            "expired": {
+                                "type": "boolean",
+                                "description": "true: the holder stopped renewing (died, froze, "
+                                "lost the database); another replica reclaims the job once it "
+                                "has a free worker",
+                            },
+                        },
+                    },
                 },
             },
             "Health": {

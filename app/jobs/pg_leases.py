@@ -25,7 +25,13 @@ import asyncpg
 from app.jobs import pg_schema
 from app.jobs.pg_database import PgDatabase
 from app.jobs.pg_schema import SCHEMA
-from app.jobs.records import JobRecord, JobStoreUnavailable, LeaseLost
+from app.jobs.records import (
+    RECLAIMED_REPORT,
+    RECLAIMED_RUN,
+    JobRecord,
+    JobStoreUnavailable,
+    LeaseLost,
+)
 
 log = logging.getLogger("app.jobs.store")
 
@@ -53,11 +59,14 @@ _CLAIM_DUE = (
     "lease_owner = $4, lease_expires_at = $2 + $5, fence = fence + 1 FROM due WHERE j.job_id = due.job_id "
     "RETURNING j.*, due.was"
 )
+# was_owner: NULL for a report given back at a shutdown (release_all), else the replica whose
+# lease ran out.
 _CLAIM_REPORTS = (
-    f"WITH orphan AS (SELECT job_id FROM {SCHEMA}.jobs WHERE NOT reported AND state IN {TERMINAL} "
+    f"WITH orphan AS (SELECT job_id, lease_owner AS was_owner FROM {SCHEMA}.jobs "
+    f"WHERE NOT reported AND state IN {TERMINAL} "
     "AND coalesce(lease_expires_at, 0) < $2 ORDER BY finished_at LIMIT $1 FOR UPDATE SKIP LOCKED) "
     f"UPDATE {SCHEMA}.jobs j SET lease_owner = $3, lease_expires_at = $2 + $4, fence = fence + 1 "
-    "FROM orphan WHERE j.job_id = orphan.job_id RETURNING j.*"
+    "FROM orphan WHERE j.job_id = orphan.job_id RETURNING j.*, orphan.was_owner"
 )
 # Only what this replica still works on, each by its fence: a row it owns but let go of (or a
 # claim whose answer was lost) must run out, so that another replica takes it.
@@ -112,6 +121,11 @@ class Leases:
         job over, or it is not known who: :attr:`LeaseLost.taken_over`)."""
         self.clock_skewed = False
         """Whether :meth:`check_clock` found this replica's clock too far off the server's."""
+        self.on_reclaimed: Callable[[str, int], None] | None = None
+        """Called with :data:`~app.jobs.records.RECLAIMED_RUN` or
+        :data:`~app.jobs.records.RECLAIMED_REPORT` and how many, when a claim took over jobs or
+        reports whose lease ran out (their replica stopped renewing; jobs and reports given
+        back at a shutdown are not counted): the ``jobs_reclaimed_total`` counter."""
 
     def _claimed(self, rows: Sequence[asyncpg.Record]) -> list[JobRecord]:
         records = []
@@ -175,6 +189,8 @@ class Leases:
         reclaimed = [row["job_id"] for row in rows if row["was"] == "running"]
         if reclaimed:
             log.warning("reclaimed jobs whose lease ran out", extra={"job_ids": reclaimed})
+            if self.on_reclaimed is not None:
+                self.on_reclaimed(RECLAIMED_RUN, len(reclaimed))
         return self._claimed(rows), pending
 
     async def pending_count(self) -> int:
@@ -188,11 +204,15 @@ class Leases:
 
     async def claim_reports(self, limit: int) -> list[JobRecord]:
         """Take over up to ``limit`` undelivered reports whose lease ran out (their replica died
-        or shut down), for this replica to deliver."""
+        or shut down), for this replica to deliver. Those whose lease ran out (not given back
+        at a shutdown) are counted (:attr:`on_reclaimed`)."""
         now = self._clock()
         rows = await self._db.call(
             lambda conn: conn.fetch(_CLAIM_REPORTS, limit, now, self.owner, self.lease_seconds)
         )
+        reclaimed = sum(1 for row in rows if row["was_owner"] is not None)
+        if reclaimed and self.on_reclaimed is not None:
+            self.on_reclaimed(RECLAIMED_REPORT, reclaimed)
         return self._claimed(rows)
 
     # -- writes under a lease ------------------------------------------------------------------

@@ -204,8 +204,10 @@ class WorkerPool:
 
     async def status(self, ticket_id: int) -> dict[str, Any]:
         """The ticket's latest job from the store (``state``: pending, running, done, failed,
-        dead; attempts, next attempt, last error, output path, timestamps), or
-        ``{"state": "none"}``; plus ``in_flight``."""
+        dead; attempts, next attempt, last error, output path, timestamps; with a shared store,
+        ``lease`` while a replica holds the job: :class:`~app.jobs.records.Lease`), or
+        ``{"state": "none"}``; plus ``in_flight`` (with a shared store: ``running`` anywhere,
+        also under a lease that ran out — ``lease.expired`` tells that one apart)."""
         record = await self.store.latest(ticket_id)
         out: dict[str, Any] = record.describe() if record is not None else {"state": "none"}
         # With a shared store the job may run on another replica: the store's state says it.

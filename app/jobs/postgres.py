@@ -162,6 +162,16 @@ class PostgresJobStore:
         self.leases.on_lease_lost = callback
 
     @property
+    def on_reclaimed(self) -> Callable[[str, int], None] | None:
+        """Called with ``run`` or ``report`` and a count when a claim took over jobs or reports
+        whose lease ran out (see :attr:`app.jobs.pg_leases.Leases.on_reclaimed`)."""
+        return self.leases.on_reclaimed
+
+    @on_reclaimed.setter
+    def on_reclaimed(self, callback: Callable[[str, int], None] | None) -> None:
+        self.leases.on_reclaimed = callback
+
+    @property
     def commits(self) -> int:
         """Admission transactions committed so far."""
         return self._admission.commits
@@ -442,14 +452,17 @@ class PostgresJobStore:
 
     # -- queries and housekeeping ---------------------------------------------------------------
     async def get(self, job_id: str) -> JobRecord | None:
-        """One job by id."""
+        """One job by id, with its :class:`~app.jobs.records.Lease` while a replica holds it
+        (``expired`` by this replica's clock at the read)."""
         row = await self.database.call(
             lambda conn: conn.fetchrow(f"SELECT * FROM {SCHEMA}.jobs WHERE job_id = $1", job_id)
         )
-        return JobRecord.from_row(row) if row is not None else None
+        return JobRecord.from_row(row, now=self._clock()) if row is not None else None
 
     async def latest(self, ticket_id: int) -> JobRecord | None:
-        """The ticket's most recent job (an active one first)."""
+        """The ticket's most recent job (an active one first), with its
+        :class:`~app.jobs.records.Lease` while a replica holds it (``expired`` by this
+        replica's clock at the read: ``/jobs`` tells a dead replica's job from a live one)."""
         row = await self.database.call(
             lambda conn: conn.fetchrow(
                 f"SELECT * FROM {SCHEMA}.jobs WHERE ticket_id = $1 "
@@ -457,7 +470,7 @@ class PostgresJobStore:
                 ticket_id,
             )
         )
-        return JobRecord.from_row(row) if row is not None else None
+        return JobRecord.from_row(row, now=self._clock()) if row is not None else None
 
     async def failing_streak(self, job_id: str) -> FailingStreak | None:
         """Since when the job's ticket has been failing to archive (see

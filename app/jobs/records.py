@@ -76,6 +76,15 @@ def admission_status(value: str) -> AdmissionStatus:
     return _ADMISSION_STATUSES[value]
 
 
+RECLAIMED_RUN = "run"
+"""The kind of a running job a replica reclaimed after its lease ran out (it runs again here):
+a label value of ``jobs_reclaimed_total`` (:attr:`app.jobs.store.JobStore.on_reclaimed`)."""
+RECLAIMED_REPORT = "report"
+"""The kind of an undelivered report a replica took over after its lease ran out (it is
+delivered here): a label value of ``jobs_reclaimed_total``."""
+RECLAIM_KINDS = (RECLAIMED_RUN, RECLAIMED_REPORT)
+
+
 class JobStoreUnavailable(ArchiverError, OSError):
     """The job store cannot make writes durable (SQLite: a WAL sync failed, or the store is
     closed; PostgreSQL: the database cannot be reached). The edge answers 503.
@@ -186,8 +195,37 @@ class Admission:
 
 
 @dataclass(frozen=True, slots=True)
+class Lease:
+    """Which replica holds a job of a shared store (PostgreSQL), as read with its row: the
+    ``lease`` of ``/jobs/{ticket_id}``. Only a running job, or a finished job whose report is
+    not delivered yet, has one (:meth:`JobRecord.from_row` with ``now``).
+
+    Attributes:
+        owner: ``lease_owner`` as the store records it: the holding replica's
+            ``host:pid:random`` (the host name — a container's id in a container —, its
+            process id and 6 random hex digits; no secret).
+        expires_at: ``lease_expires_at``, Unix seconds of the holder's clock: when another
+            replica may reclaim the job unless the holder renews it first (every quarter lease).
+        expired: whether ``expires_at`` had passed at the read (by the reading replica's clock,
+            the comparison its claimer makes): the holder stopped renewing — it died, froze or
+            lost the database — and the job waits for a replica with a free worker to reclaim it.
+    """
+
+    owner: str
+    expires_at: float
+    expired: bool
+
+    def describe(self) -> dict[str, Any]:
+        """JSON-ready fields: ``owner``, ``expires_at``, ``expired``."""
+        return {"owner": self.owner, "expires_at": self.expires_at, "expired": self.expired}
+
+
+@dataclass(frozen=True, slots=True)
 class JobRecord:
-    """A row of ``jobs`` (times are Unix seconds)."""
+    """A row of ``jobs`` (times are Unix seconds).
+
+    ``lease`` is set only by a shared store's reads for ``/jobs`` (:meth:`from_row` with
+    ``now``) while a replica holds the job; ``None`` otherwise, and always with SQLite."""
 
     job_id: str
     ticket_id: int
@@ -212,14 +250,27 @@ class JobRecord:
     updated_at: float
     started_at: float | None
     finished_at: float | None
+    lease: Lease | None = None
 
     @classmethod
-    def from_row(cls, row: Mapping[str, Any]) -> JobRecord:
-        """Build from a database row (``sqlite3.Row`` or ``asyncpg.Record``: looked up by column name)."""
+    def from_row(cls, row: Mapping[str, Any], *, now: float | None = None) -> JobRecord:
+        """Build from a database row (``sqlite3.Row`` or ``asyncpg.Record``: looked up by column name).
+
+        ``now`` (Unix seconds, the store's clock; only for a row with ``lease_owner`` and
+        ``lease_expires_at``, i.e. PostgreSQL's): also read the job's :class:`Lease`, when the
+        row is held — running, or terminal with its report undelivered (as
+        :mod:`app.jobs.pg_leases` counts a row held) — and names an owner."""
+        state = _JOB_STATES[row["state"]]
+        lease = None
+        if now is not None:
+            owner, expires_at = row["lease_owner"], row["lease_expires_at"]
+            held = state == JobState.RUNNING or (state in TERMINAL_STATES and not row["reported"])
+            if held and owner is not None and expires_at is not None:
+                lease = Lease(owner, float(expires_at), expires_at < now)
         return cls(
             job_id=row["job_id"],
             ticket_id=row["ticket_id"],
-            state=_JOB_STATES[row["state"]],
+            state=state,
             reason=row["reason"],
             force=bool(row["force"]),
             delivery_id=row["delivery_id"],
@@ -240,11 +291,13 @@ class JobRecord:
             updated_at=row["updated_at"],
             started_at=row["started_at"],
             finished_at=row["finished_at"],
+            lease=lease,
         )
 
     def describe(self) -> dict[str, Any]:
-        """JSON-ready fields for ``/jobs/{ticket_id}``."""
-        return {
+        """JSON-ready fields for ``/jobs/{ticket_id}``; ``lease`` (:meth:`Lease.describe`) only
+        when the record has one (a shared store's held job: never with SQLite)."""
+        out: dict[str, Any] = {
             "job_id": self.job_id,
             "state": self.state,
             "reason": self.reason,
@@ -266,6 +319,9 @@ class JobRecord:
             "started_at": self.started_at,
             "finished_at": self.finished_at,
         }
+        if self.lease is not None:
+            out["lease"] = self.lease.describe()
+        return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -77,6 +77,8 @@ class SqliteJobStore:
     work_available = None
     on_lease_lost: Callable[[LeaseLost], None] | None = None
     """Never called: no other replica takes a job over."""
+    on_reclaimed: Callable[[str, int], None] | None = None
+    """Never called: there are no leases to run out."""
     created = False
     """``True`` once :meth:`open` created the database file: none was at :attr:`path` (a first
     start, or ``STATE_DIR`` was deleted or changed while the service was stopped, losing the

@@ -47,6 +47,10 @@ class JobStore(Protocol):
     on_lease_lost: Callable[[LeaseLost], None] | None
     """Called when the store finds that a job's lease was lost (taken over by another replica,
     or it is not known who: :attr:`~app.jobs.records.LeaseLost.taken_over`)."""
+    on_reclaimed: Callable[[str, int], None] | None
+    """Called with a kind (:data:`~app.jobs.records.RECLAIM_KINDS`: ``run``, ``report``) and a
+    count when this replica took over jobs or reports whose lease ran out (a shared store only;
+    the ``jobs_reclaimed_total`` counter)."""
 
     @property
     def work_available(self) -> asyncio.Event | None:

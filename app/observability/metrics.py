@@ -22,7 +22,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, Metric
 
-from app.jobs.records import TERMINAL_STATES, OutcomeStatus
+from app.jobs.records import RECLAIM_KINDS, TERMINAL_STATES, OutcomeStatus
 from app.reconcile.decisions import ReconcileReason
 from app.workflow.steps import FETCH_STEPS, METRIC_STEPS, Step
 
@@ -82,6 +82,11 @@ class Metrics:
         jobs_ended_total{state}: jobs that ended after a run, by ``done``, ``failed`` (Permanent) and
             ``dead`` (Transient, ``WORKFLOW_MAX_ATTEMPTS`` used up).
         job_retries_total: runs that ended Transient with attempts left (the job runs again).
+        jobs_reclaimed_total{kind}: with the PostgreSQL job store, what this replica took over
+            after its lease ran out (its replica stopped renewing: killed, frozen, cut off from
+            the database): ``run`` (a running job, run again here) and ``report`` (an
+            undelivered report, delivered here). Given back at a shutdown is not counted;
+            always 0 with SQLite.
         job_duration_seconds: wall time of a whole job.
         step_duration_seconds{step}: wall time of ``fetch``, ``render``, ``sign``, ``store``.
         queue_depth, jobs_in_flight: gauges read from the worker pool at scrape time.
@@ -135,6 +140,12 @@ class Metrics:
         self.job_retries_total = Counter(
             f"{PREFIX}_job_retries_total",
             "Runs that ended with a Transient failure and attempts left (the job runs again)",
+            registry=r,
+        )
+        self.jobs_reclaimed_total = Counter(
+            f"{PREFIX}_jobs_reclaimed_total",
+            "Jobs (run) and reports (report) this replica took over after their lease ran out",
+            ["kind"],
             registry=r,
         )
         self.job_duration_seconds = Histogram(
@@ -212,6 +223,8 @@ class Metrics:
             self.jobs_processed_total.labels(status)
         for state in TERMINAL_STATES:
             self.jobs_ended_total.labels(state)
+        for kind in RECLAIM_KINDS:
+            self.jobs_reclaimed_total.labels(kind)
         for kind in ("Transient", "Permanent"):
             self.jobs_failed_total.labels(kind)
         for step in STEPS:
@@ -263,6 +276,11 @@ class Metrics:
             self.job_retries_total.inc()
         else:
             self.jobs_ended_total.labels(state).inc()
+
+    def count_reclaimed(self, kind: str, count: int) -> None:
+        """Add ``count`` jobs or reports this replica took over after their lease ran out,
+        ``kind`` ``run`` or ``report`` (:attr:`app.jobs.store.JobStore.on_reclaimed`)."""
+        self.jobs_reclaimed_total.labels(kind).inc(count)
 
     def record_reconcile(self, status: str, queued: Mapping[str, int], finished_at: float | None) -> None:
         """Count one reconciliation turn (``completed``, ``failed``, ``skipped``), the tickets it

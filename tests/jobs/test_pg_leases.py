@@ -5,15 +5,19 @@ replica tests of the whole service are in ``tests/e2e/test_replicas.py``."""
 from __future__ import annotations
 
 import asyncio
+import os
+import re
+import socket
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
 
 from app.jobs.pg_schema import SCHEMA
-from app.jobs.records import JobRequest, JobState, LeaseLost
+from app.jobs.records import JobRequest, JobState, Lease, LeaseLost
 from tests.jobs.support import (
     AT,
     REPORT,
@@ -365,3 +369,81 @@ async def test_check_clock_warns_once_while_the_replica_is_off_the_servers_clock
     assert [level for level, _ in lines] == ["WARNING", "INFO"], lines
     assert "s behind the database server's" in lines[0][1] and "within 15 s" in lines[0][1], lines
     await closed(a)
+
+
+async def test_a_held_job_shows_its_lease_to_every_replica_and_reads_expired_once_it_ran_out(
+    postgres_url: str,
+) -> None:
+    """What ``/jobs`` shows (the store's record, :meth:`JobRecord.describe`): the holder's
+    ``lease_owner`` as stored (``host:pid:random``, nothing of the URL's password) and
+    ``lease_expires_at``, ``expired`` once the reading replica's clock is past it — a dead
+    replica's job told apart from a live one before anybody reclaims it."""
+    clock = Clock()
+    a, b = replica(postgres_url, clock, lease=10), replica(postgres_url, clock, lease=10)
+    await opened(a, b)
+    job = await new_job(a, 11)
+    pending = await b.latest(11)
+    assert pending is not None and pending.lease is None and "lease" not in pending.describe()
+    await a.start(job, AT)
+    owner = a.leases.owner
+    assert re.fullmatch(rf"{re.escape(socket.gethostname())}:{os.getpid()}:[0-9a-f]{{6}}", owner), owner
+    password = urlsplit(postgres_url).password
+    assert password and password not in owner
+    running = await b.latest(11)
+    assert running is not None and running.describe()["lease"] == {
+        "owner": owner,
+        "expires_at": clock.now + 10,
+        "expired": False,
+    }
+    assert (await b.get(job)) == running  # by id too
+    clock.now += 5
+    await a.renew_leases()  # a lives: its renewal moves the expiry on
+    assert (await b.latest(11)).lease == Lease(owner, clock.now + 10, False)  # type: ignore[union-attr]
+    stall(a)  # a dies
+    clock.now += 10  # exactly at the expiry: not yet run out (claims compare the same way)
+    assert (await b.latest(11)).lease == Lease(owner, clock.now, False)  # type: ignore[union-attr]
+    clock.now += 1
+    orphaned = await b.latest(11)
+    assert orphaned is not None and orphaned.state == JobState.RUNNING
+    assert orphaned.describe()["lease"] == {"owner": owner, "expires_at": clock.now - 1, "expired": True}
+    # b reclaims it: the lease names b; its report, undelivered, is held by b too; delivered: none.
+    assert [r.job_id for r in await b.claim_due(5, AT)] == [job]
+    assert (await b.latest(11)).lease == Lease(b.leases.owner, clock.now + 10, False)  # type: ignore[union-attr]
+    await b.finish(job, state=JobState.DONE, result="archived", report=REPORT)
+    reporting = await a.latest(11)
+    assert reporting is not None and reporting.state == JobState.DONE and not reporting.reported
+    assert reporting.lease == Lease(b.leases.owner, clock.now + 10, False)
+    await b.mark_reported(job)
+    done = await a.latest(11)
+    assert done is not None and done.lease is None and "lease" not in done.describe()
+    await closed(a, b)
+
+
+async def test_reclaims_after_a_lease_ran_out_are_counted_by_kind_and_given_back_work_is_not(
+    postgres_url: str,
+) -> None:
+    """``on_reclaimed`` (the ``jobs_reclaimed_total{kind}`` counter): a dead replica's running
+    job (``run``) and undelivered report (``report``) taken over once their leases ran out;
+    what a replica gave back at its shutdown (``release_all``) is taken over uncounted."""
+    clock = Clock()
+    a, b, c = (replica(postgres_url, clock, lease=10) for _ in range(3))
+    await opened(a, b, c)
+    counted: list[tuple[str, int]] = []
+    b.on_reclaimed = lambda kind, count: counted.append((kind, count))
+    dead_run, dead_report = await new_job(a, 21), await new_job(a, 22)
+    given_run, given_report = await new_job(c, 23), await new_job(c, 24)
+    for store, job in ((a, dead_run), (a, dead_report), (c, given_run), (c, given_report)):
+        assert await store.start(job, AT) is not None
+    await a.finish(dead_report, state=JobState.DONE, result="archived", report=REPORT)
+    await c.finish(given_report, state=JobState.DONE, result="archived", report=REPORT)
+    await c.close()  # gives its run and its report back at once
+    stall(a)  # a dies holding a run and a report
+    assert {r.job_id for r in await b.claim_due(5, AT)} == {given_run}
+    assert {r.job_id for r in await b.claim_reports(5)} == {given_report}
+    assert counted == []
+    clock.now += 11
+    await b.renew_leases()  # b lives: its own claims hold
+    assert {r.job_id for r in await b.claim_due(5, AT)} == {dead_run}
+    assert {r.job_id for r in await b.claim_reports(5)} == {dead_report}
+    assert counted == [("run", 1), ("report", 1)]
+    await closed(a, b)

@@ -270,6 +270,43 @@ async def test_stored_rows_and_answers_keep_the_states_words(
     await store.close()
 
 
+JOBS_FIELDS = [
+    "job_id", "state", "reason", "force", "attempts", "next_attempt_at", "last_error", "last_step",
+    "classification", "output_path", "sha256", "result", "follow_up", "reported", "report_error",
+    "delivery_id", "created_at", "updated_at", "started_at", "finished_at",
+]  # fmt: skip
+"""The fields of ``/jobs/{ticket_id}`` from the job's record, in order, as before leases were shown."""
+
+
+async def test_a_running_job_shows_its_lease_only_with_a_shared_store(make_store: StoreFactory) -> None:
+    """``/jobs`` fields of a running job and of one with its report undelivered: PostgreSQL adds
+    ``lease`` (the holder, its expiry by the store's clock); SQLite, which has no leases, shows
+    exactly the fields it always did."""
+    now = [1000.0]
+    store = make_store(clock=lambda: now[0], lease=30)
+    await store.open()
+    job = await new_job(store, 1)
+    assert list((await record_of(store, job)).describe()) == JOBS_FIELDS  # pending: never a lease
+    await store.start(job, AT)
+    running = await store.latest(1)
+    assert running is not None and running.state == JobState.RUNNING
+    await store.finish(job, state=JobState.DONE, result="archived", report=REPORT)
+    reporting = await record_of(store, job)
+    await store.mark_reported(job)
+    reported = await record_of(store, job)
+    assert list(reported.describe()) == JOBS_FIELDS
+    if isinstance(store, SqliteJobStore):
+        assert list(running.describe()) == JOBS_FIELDS and list(reporting.describe()) == JOBS_FIELDS
+        assert running.lease is None and reporting.lease is None
+    else:
+        assert isinstance(store, PostgresJobStore)
+        lease = {"owner": store.leases.owner, "expires_at": 1030.0, "expired": False}
+        assert list(running.describe()) == [*JOBS_FIELDS, "lease"]
+        assert running.describe()["lease"] == lease
+        assert reporting.describe()["lease"] == lease
+    await store.close()
+
+
 async def test_confirm_lease_passes_for_a_job_this_store_runs(make_store: StoreFactory) -> None:
     store = make_store()
     await store.open()
