@@ -226,6 +226,7 @@ def test_dashboard_shows_each_topic() -> None:
         "in flight": "jobs_in_flight",
         "signing certificate expiry": "signing_certificate_expiry_seconds",
         "job store": "job_store_available",
+        "reclaims after a lease ran out": "jobs_reclaimed_total",
         "reconciliation sweep": "reconcile_runs_total",
         "audit": "audit_last_run_problems",
     }
@@ -320,3 +321,10 @@ async def test_every_metric_queried_is_exposed_by_a_live_service(archiver) -> No
     }
     assert ended == {"done": 1, "failed": 0, "dead": 0}
     assert samples[PREFIX + "job_retries_total"].value == 0
+    reclaimed = {
+        s.labels["kind"]: s.value
+        for family in text_string_to_metric_families(exposition)
+        for s in family.samples
+        if s.name == PREFIX + "jobs_reclaimed_total"
+    }
+    assert reclaimed == {"run": 0, "report": 0}  # both series from the start; nothing reclaimed
