@@ -22,14 +22,12 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable
 
-import orjson
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.http.names import CONTENT_LENGTH_HEADER_RAW, CONTENT_TYPE_HEADER_RAW
-from app.http.responses import JSON_TYPE, send_error
+from app.http.responses import send_error
 
 log = logging.getLogger("app.http")
 
@@ -137,15 +135,4 @@ async def refuse_websocket(scope: Scope, send: Send) -> None:
     if "websocket.http.response" not in (scope.get("extensions") or {}):
         await send({"type": "websocket.close", "code": 1000})
         return
-    body = orjson.dumps({"error": code, "detail": detail})
-    await send(
-        {
-            "type": "websocket.http.response.start",
-            "status": status,
-            "headers": [
-                (CONTENT_TYPE_HEADER_RAW, JSON_TYPE),
-                (CONTENT_LENGTH_HEADER_RAW, str(len(body)).encode()),
-            ],
-        }
-    )
-    await send({"type": "websocket.http.response.body", "body": body})
+    await send_error(send, status, code, detail, response="websocket.http.response")

@@ -47,13 +47,24 @@ async def send_json(send: Send, status: int, content: Any) -> None:
 
 
 async def send_error(
-    send: Send, status: int, code: str, detail: str, headers: list[tuple[bytes, bytes]] | None = None
+    send: Send,
+    status: int,
+    code: str,
+    detail: str,
+    headers: list[tuple[bytes, bytes]] | None = None,
+    *,
+    response: str = "http.response",
 ) -> None:
-    """Send the error shape straight on an ASGI ``send`` (for middlewares, no Starlette objects)."""
+    """Send the error shape straight on an ASGI ``send`` (for middlewares, no Starlette objects).
+
+    ``response`` is the ASGI message type's stem: ``"http.response"``, or
+    ``"websocket.http.response"`` to refuse a WebSocket handshake with an HTTP answer (the ASGI
+    ``websocket.http.response`` extension).
+    """
     body = orjson.dumps({"error": code, "detail": detail})
     await send(
         {
-            "type": "http.response.start",
+            "type": f"{response}.start",
             "status": status,
             "headers": [
                 (CONTENT_TYPE_HEADER_RAW, JSON_TYPE),
@@ -62,4 +73,4 @@ async def send_error(
             ],
         }
     )
-    await send({"type": "http.response.body", "body": body})
+    await send({"type": f"{response}.body", "body": body})
