@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from typing import Any
 from urllib.parse import quote
@@ -40,10 +41,21 @@ def zammad_error(status: int, message: str) -> web.Response:
     return json_response({"error": message, "error_human": message}, status=status, headers=headers)
 
 
+_TRADITIONAL_ESCAPED = re.compile(r"[^ A-Za-z0-9!#$+.^_`|~-]")
+
+
 def content_disposition(disposition: str, filename: str) -> str:
-    """``inline``/``attachment`` with an ASCII ``filename`` and the UTF-8 ``filename*`` (RFC 6266)."""
-    ascii_name = filename.encode("ascii", "replace").decode("ascii").replace('"', "_").replace("?", "_")
-    return f"{disposition}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='')}"
+    """``inline``/``attachment`` with an ASCII ``filename`` and the UTF-8 ``filename*`` (RFC 6266),
+    as Rails' ``send_data`` writes them (``ActionDispatch::Http::ContentDisposition``): the
+    ASCII name transliterated (a character outside ASCII becomes ``?``), then every character
+    outside ``[ A-Za-z0-9!#$+.^_`|~-]`` percent-escaped; the UTF-8 name percent-escaped outside
+    ``[A-Za-z0-9!#$&+.^_`|~-]``. So a control character in a crafted ticket number never reaches
+    the header raw (aiohttp refused the response, and the connection was cut)."""
+    ascii_name = _TRADITIONAL_ESCAPED.sub(
+        lambda m: "".join(f"%{byte:02X}" for byte in m.group().encode()),
+        filename.encode("ascii", "replace").decode("ascii"),
+    )
+    return f"{disposition}; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename, safe='!#$&+^`|')}"
 
 
 def truthy(value: str | None) -> bool:
