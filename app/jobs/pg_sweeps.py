@@ -22,9 +22,13 @@ __all__ = ["latest_jobs", "sweep_turn"]
 _LOCK = "SELECT pg_{}advisory_{}($1::integer, hashtext($2))"
 
 
-async def latest_jobs(database: PgDatabase, ticket_ids: Sequence[int]) -> dict[int, JobRecord]:
+async def latest_jobs(
+    database: PgDatabase, ticket_ids: Sequence[int], *, now: float | None = None
+) -> dict[int, JobRecord]:
     """The latest job (an active one first) of each ticket in ``ticket_ids`` that has one, in
-    one statement: ``{ticket_id: record}``.
+    one statement: ``{ticket_id: record}``; with ``now`` (Unix seconds, the store's clock) each
+    held job's :class:`~app.jobs.records.Lease` too, as
+    :meth:`app.jobs.postgres.PostgresJobStore.latest` reads it.
 
     Raises:
         JobStoreUnavailable: the database cannot be reached.
@@ -39,7 +43,7 @@ async def latest_jobs(database: PgDatabase, ticket_ids: Sequence[int]) -> dict[i
             ids,
         )
     )
-    return {row["ticket_id"]: JobRecord.from_row(row) for row in rows}
+    return {row["ticket_id"]: JobRecord.from_row(row, now=now) for row in rows}
 
 
 @contextlib.asynccontextmanager

@@ -520,9 +520,9 @@ class PostgresJobStore:
 
     # -- reconciliation (app.reconcile; the SQL in pg_sweeps) ---------------------------------
     async def latest_jobs(self, ticket_ids: Sequence[int]) -> dict[int, JobRecord]:
-        """The latest job (an active one first, as :meth:`latest`) of each ticket in
-        ``ticket_ids`` that has one, in one statement."""
-        return await pg_sweeps.latest_jobs(self.database, ticket_ids)
+        """The latest job (an active one first, as :meth:`latest`, with its lease) of each
+        ticket in ``ticket_ids`` that has one, in one statement."""
+        return await pg_sweeps.latest_jobs(self.database, ticket_ids, now=self._clock())
 
     def sweep_turn(self, name: str, *, min_interval_seconds: float) -> AbstractAsyncContextManager[bool]:
         """Whether this replica runs sweep ``name`` now (``async with … as mine``): see
