@@ -48,7 +48,7 @@ from app.audit.manifest_check import (
 )
 from app.audit.signatures import SignatureVerifier
 from app.audit.temp_files import DEFAULT_MIN_AGE, temp_file_report
-from app.audit.walk import TempFile, WalkEntry, WalkErrors, count_archives, walk_archives
+from app.audit.walk import TempFile, WalkEntry, WalkErrors, count_archives, open_folder, walk_archives
 from app.audit.workers import CheckSpec, CheckStats, check_all
 from app.storage.store import SIDECAR_SUFFIX
 
@@ -257,9 +257,6 @@ def run_audit(
     return summary
 
 
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-
-
 def _locate(root_fd: int, recorded: RecordedArchive) -> WalkEntry | Problem:
     """The walk entry of an archive the manifest records and the walk did not find, or the
     problem (``missing_archive``, ``unreadable``) when it is not there. Folders are opened one
@@ -268,17 +265,18 @@ def _locate(root_fd: int, recorded: RecordedArchive) -> WalkEntry | Problem:
     where = f"{recorded.file} line {recorded.line}, SHA-256 {recorded.sha256}"
     if any(part in ("", ".", "..") or "\0" in part for part in (*folders, name)):
         return Problem(MISSING_ARCHIVE, f"the manifest records it ({where}) at a path outside the root")
-    fd = os.dup(root_fd)
     try:
-        for part in folders:
-            child = os.open(part, _DIR_FLAGS, dir_fd=fd)
-            os.close(fd)
-            fd = child
-        pdf = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        fd = open_folder(root_fd, folders)
         try:
-            sidecar: os.stat_result | None = os.stat(name + SIDECAR_SUFFIX, dir_fd=fd, follow_symlinks=False)
-        except FileNotFoundError:
-            sidecar = None
+            pdf = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            try:
+                sidecar: os.stat_result | None = os.stat(
+                    name + SIDECAR_SUFFIX, dir_fd=fd, follow_symlinks=False
+                )
+            except FileNotFoundError:
+                sidecar = None
+        finally:
+            os.close(fd)
     except OSError as exc:
         if exc.errno in (errno.ENOENT, errno.ENOTDIR, errno.ELOOP):
             return Problem(
@@ -287,8 +285,6 @@ def _locate(root_fd: int, recorded: RecordedArchive) -> WalkEntry | Problem:
                 + (" (a folder on its path is a symlink)" if exc.errno == errno.ELOOP else ""),
             )
         return Problem(UNREADABLE, f"cannot be looked up: {os.strerror(exc.errno or 0)}")
-    finally:
-        os.close(fd)
     if sidecar is not None and not (stat.S_ISREG(sidecar.st_mode) or stat.S_ISLNK(sidecar.st_mode)):
         sidecar = None
     mtime = max(pdf.st_mtime, sidecar.st_mtime) if sidecar is not None else pdf.st_mtime

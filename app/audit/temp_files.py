@@ -24,13 +24,11 @@ import stat
 from datetime import UTC, datetime, timedelta
 
 from app.audit.fixity import TEMP_FILE_LEFT, TEMP_FILE_REMOVED, FileReport
-from app.audit.walk import TempFile
+from app.audit.walk import TempFile, open_folder
 from app.storage.atomic import describe
 
 DEFAULT_MIN_AGE = timedelta(hours=1)
 """Temporary files last written less long ago are not reported (a replica may be writing them)."""
-
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def temp_file_report(
@@ -76,12 +74,11 @@ def temp_file_report(
 def _remove(root_fd: int, found: TempFile) -> str | None:
     """Unlink ``found`` if it is still the same regular file, unchanged; ``None`` when removed,
     else why not."""
-    fd = os.dup(root_fd)
     try:
-        for part in found.folder.split("/") if found.folder else ():
-            child = os.open(part, _DIR_FLAGS, dir_fd=fd)
-            os.close(fd)
-            fd = child
+        fd = open_folder(root_fd, found.folder.split("/") if found.folder else ())
+    except OSError as exc:
+        return describe(exc)
+    try:
         st = os.stat(found.name, dir_fd=fd, follow_symlinks=False)
         if (
             not stat.S_ISREG(st.st_mode)

@@ -20,16 +20,14 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from app.storage.atomic import TEMP_NAME
+from app.storage.atomic import DIR_FLAGS, TEMP_NAME
 from app.storage.paths import STORAGE_NAMES
 from app.storage.store import SIDECAR_SUFFIX
 
 ARCHIVE_SUFFIX = ".pdf"
-
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +102,7 @@ def walk_archives(
     while stack:
         folder = stack.pop()
         try:
-            fd = os.open(folder, _DIR_FLAGS, dir_fd=root_fd) if folder else os.dup(root_fd)
+            fd = os.open(folder, DIR_FLAGS, dir_fd=root_fd) if folder else os.dup(root_fd)
         except OSError as exc:
             if errors is not None:
                 errors.folders.append((folder, os.strerror(exc.errno or 0)))
@@ -157,6 +155,27 @@ def _collect_temp(fd: int, folder: str, name: str, temp_files: list[TempFile]) -
         return  # vanished meanwhile (published or removed by its writer)
     if stat.S_ISREG(st.st_mode):  # a symlink or folder of that name is not the storage's
         temp_files.append(TempFile(folder, name, st.st_size, st.st_mtime, st.st_dev, st.st_ino))
+
+
+def open_folder(root_fd: int, parts: Sequence[str]) -> int:
+    """Open the folder ``parts`` (one name each; none: the root itself) below ``root_fd`` one
+    name at a time, never following a symlink (``O_NOFOLLOW``: ``ELOOP`` on one). The caller
+    closes the descriptor.
+
+    Raises:
+        OSError: a folder on the way is missing (``ENOENT``), not a folder (``ENOTDIR``), a
+            symlink (``ELOOP``), or cannot be opened. Nothing is left open.
+    """
+    fd = os.dup(root_fd)
+    try:
+        for part in parts:
+            child = os.open(part, DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = child
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
 
 
 def count_archives(root_fd: int) -> int:

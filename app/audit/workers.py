@@ -25,12 +25,10 @@ from asn1crypto import x509
 
 from app.audit.fixity import CHUNK_BYTES, ORPHAN_SIDECAR, UNREADABLE, FileReport, check_archive
 from app.audit.signatures import SignatureVerifier
-from app.audit.walk import WalkEntry
+from app.audit.walk import WalkEntry, open_folder
 
 BATCH = 32
 """Entries per batch sent to a worker."""
-
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,15 +101,7 @@ class ArchiveChecker:
         if self._folder_fd >= 0:
             os.close(self._folder_fd)
             self._folder_fd, self._folder = -1, None
-        fd = os.dup(self._root_fd)
-        try:
-            for part in folder.split("/") if folder else ():
-                child = os.open(part, _DIR_FLAGS, dir_fd=fd)
-                os.close(fd)
-                fd = child
-        except OSError:
-            os.close(fd)
-            raise
+        fd = open_folder(self._root_fd, folder.split("/") if folder else ())
         self._folder_fd, self._folder = fd, folder
         return fd
 
