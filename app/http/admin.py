@@ -27,7 +27,7 @@ from app.http.names import (
     TICKET_ID_KEY,
 )
 from app.http.responses import JSONResponse, error_response
-from app.http.webhook import signature_ok, ticket_id_from_digits
+from app.http.webhook import as_ticket_id, signature_ok, ticket_id_from_digits
 from app.jobs.records import RETRY_REASON, JobRequest, JobStoreUnavailable
 from app.runtime import Runtime
 
@@ -86,15 +86,12 @@ def _fresh_retry_body(body: bytes, ticket_id: int, *, force: bool) -> bool:
     try:
         data = orjson.loads(body)
         requested_at = float(data["requested_at"])
-        signed_id = data["ticket_id"]
+        # As a webhook names its ticket (an integer or a string of digits; InvalidPayload is a
+        # ValueError): int() made 4711.9 ticket 4711 and true ticket 1.
+        same_ticket = as_ticket_id(data["ticket_id"], "ticket_id") == ticket_id
         signed_force = data.get("force") is True
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
         return False
-    # The ticket as an integer or a string of digits, as a webhook names it: int() made
-    # 4711.9 ticket 4711 and true ticket 1.
-    if isinstance(signed_id, str):
-        signed_id = ticket_id_from_digits(signed_id.strip())
-    same_ticket = type(signed_id) is int and signed_id == ticket_id
     return (
         same_ticket
         and abs(time.time() - requested_at) <= SIGNED_REQUEST_MAX_AGE_SECONDS

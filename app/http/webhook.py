@@ -61,7 +61,14 @@ def ticket_id_from_digits(text: str) -> int | None:
     return number if number <= MAX_TICKET_ID else None
 
 
-def _as_ticket_id(value: Any, where: str) -> int:
+def as_ticket_id(value: Any, where: str) -> int:
+    """A ticket id as a webhook may name it: a JSON integer or a string of ASCII digits
+    (:func:`ticket_id_from_digits`), 1 to :data:`MAX_TICKET_ID`.
+
+    Raises:
+        InvalidPayload: a boolean, a float (also an integer beyond 64 bits, as orjson reads
+            it), another type, or a number out of range; the message names ``where``.
+    """
     if isinstance(value, bool):
         raise InvalidPayload(f"{where} must be a positive integer, got a boolean")
     if isinstance(value, int):
@@ -101,10 +108,10 @@ def extract_ticket_id(payload: Any) -> int:
         raise InvalidPayload("the body must be a JSON object")
     ticket = payload.get("ticket")
     if "ticket_id" in payload:
-        number = _as_ticket_id(payload["ticket_id"], "ticket_id")
+        number = as_ticket_id(payload["ticket_id"], "ticket_id")
         if isinstance(ticket, dict) and "id" in ticket:
             try:
-                other = _as_ticket_id(ticket["id"], "ticket.id")
+                other = as_ticket_id(ticket["id"], "ticket.id")
             except InvalidPayload:
                 return number
             if other != number:
@@ -114,7 +121,7 @@ def extract_ticket_id(payload: Any) -> int:
                 )
         return number
     if isinstance(ticket, dict) and "id" in ticket:
-        return _as_ticket_id(ticket["id"], "ticket.id")
+        return as_ticket_id(ticket["id"], "ticket.id")
     if "error" in payload:
         raise InvalidPayload("Zammad sent an error instead of a payload (check the webhook's custom payload)")
     raise InvalidPayload("no ticket id: expected 'ticket_id' or 'ticket.id'")
