@@ -15,7 +15,7 @@ import binascii
 import io
 import re
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from math import ceil
 from typing import Any
@@ -357,11 +357,19 @@ class ArticleImages:
 
     def attachment_id(self, article_id: int, src: str) -> int | None:
         """The attachment id an ``<img src>`` names (inline URL or ``cid:``), else ``None``."""
+        named = self._named(article_id, src)
+        return named[1] if named is not None else None
+
+    def _named(self, article_id: int, src: str) -> tuple[int, int] | None:
+        """``(article id, attachment id)`` an ``<img src>`` of article ``article_id`` names: an
+        inline URL's own article (as :func:`image_references` has it), ``article_id`` for a
+        ``cid:``; else ``None``."""
         match = _INLINE_URL.search(src)
         if match:
-            return int(match.group(3))
+            return int(match.group(2)), int(match.group(3))
         if src[:4].lower() == "cid:":
-            return self._cids.get(article_id, {}).get(unquote(src[4:]).strip().strip("<>"))
+            found = self._cids.get(article_id, {}).get(unquote(src[4:]).strip().strip("<>"))
+            return (article_id, found) if found is not None else None
         return None
 
     def label(self, article_id: int, src: str) -> str:
@@ -375,26 +383,27 @@ class ArticleImages:
             return "embedded image"
         return src if len(src) <= 80 else src[:77] + "…"
 
-    def prepared(self, key: str, data: bytes | None) -> PreparedImage | None:
-        """``data`` normalised once under ``key``; ``None`` when absent or unreadable."""
+    def prepared(
+        self, key: str, data: bytes | None, on_error: Callable[[ImageError], None] | None = None
+    ) -> PreparedImage | None:
+        """``data`` normalised once under ``key``; ``None`` when absent or unreadable (then
+        ``on_error`` is called with why, the first time)."""
         if key not in self._prepared:
             try:
                 self._prepared[key] = normalise_image(data) if data is not None else None
-            except ImageError:
+            except ImageError as exc:
                 self._prepared[key] = None
+                if on_error is not None:
+                    on_error(exc)
         return self._prepared[key]
 
     def by_attachment(self, attachment_id: int, article_id: int) -> PreparedImage | None:
         """The normalised image of an attachment of article ``article_id``, or ``None`` when
         not fetched or unreadable (then listed in :attr:`undecodable`)."""
-        key = f"att:{attachment_id}"
         data = self._images.get(attachment_id)
-        if key in self._prepared or data is None:
-            return self.prepared(key, data)
-        try:
-            self._prepared[key] = normalise_image(data)
-        except ImageError as exc:
-            self._prepared[key] = None
+
+        def undecodable(exc: ImageError) -> None:
+            assert data is not None  # only bytes are decoded
             self.undecodable[attachment_id] = ImagePlaceholder(
                 self.filenames.get(attachment_id, f"image-{attachment_id}"),
                 article_id,
@@ -403,14 +412,15 @@ class ArticleImages:
                 UNDECODABLE,
                 f"downloaded ({len(data)} bytes) but cannot be drawn: {exc}",
             )
-        return self._prepared[key]
+
+        return self.prepared(f"att:{attachment_id}", data, undecodable)
 
     def resolve(self, article_id: int, src: str) -> tuple[str, PreparedImage] | None:
         """``(key, image)`` for an ``<img src>``: inline URLs, ``cid:`` and ``data:`` URIs; else ``None``."""
-        found = self.attachment_id(article_id, src)
-        if found is not None:
-            match = _INLINE_URL.search(src)  # the article the URL names, as image_references has it
-            image = self.by_attachment(found, int(match.group(2)) if match else article_id)
+        named = self._named(article_id, src)
+        if named is not None:
+            owner, found = named
+            image = self.by_attachment(found, owner)
             return (f"att:{found}", image) if image is not None else None
         data = decode_data_uri(src)
         if data is not None:
