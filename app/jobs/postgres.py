@@ -481,9 +481,7 @@ class PostgresJobStore:
         """
         sql = failing_streak_sql(f"{SCHEMA}.jobs", "$1")
         row = await self.database.call(lambda conn: conn.fetchrow(sql, job_id))
-        if row is None or row[0] is None:
-            return None
-        return FailingStreak(float(row[0]), int(row[1]), int(row[2]))
+        return FailingStreak.from_row(row) if row is not None else None
 
     async def purge_deliveries(self) -> int:
         """Delete expired delivery ids, and finished, reported jobs older than the retention

@@ -9,7 +9,7 @@ their report (tags and note for Zammad) until it is delivered (the outbox).
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -347,6 +347,12 @@ class FailingStreak:
     since: float
     attempts: int
     jobs: int
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> FailingStreak | None:
+        """From the row of :func:`failing_streak_sql` (either store); ``None`` for an unknown job."""
+        since, attempts, jobs = row
+        return None if since is None else cls(float(since), int(attempts), int(jobs))
 
 
 def failing_streak_sql(table: str, param: str) -> str:

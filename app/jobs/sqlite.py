@@ -381,8 +381,7 @@ class SqliteJobStore:
         sql = failing_streak_sql("jobs", "?")
 
         def op(conn: sqlite3.Connection) -> FailingStreak | None:
-            since, attempts, jobs = conn.execute(sql, (job_id,)).fetchone()
-            return None if since is None else FailingStreak(float(since), int(attempts), int(jobs))
+            return FailingStreak.from_row(conn.execute(sql, (job_id,)).fetchone())
 
         return await self._run(op)
 

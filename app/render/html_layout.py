@@ -293,23 +293,24 @@ class _Painter:
         order puts it at the right). The quote bars run beside its lines on every page."""
         pdf = self.pdf
         self.ensure_space(leading)
-        top = [pdf.y]
+        top = pdf.y
         bold = all(span.bold for span in paragraph.spans)
         style = TextStyle("B" if bold else "", size, leading, color)
         marker = paragraph.marker
         if marker and not first_strong_is_rtl(text):
-            self.marker(pdf.l_margin + paragraph.indent, top[0], marker, style)
+            self.marker(pdf.l_margin + paragraph.indent, top, marker, style)
         elif marker:
             text = f"{marker} {text}"
         self.flush(bars=False)  # text before it in reading order; bars above it may go on beside it
 
         def page_ends() -> None:  # multi_cell is about to start a page: the bars beside this one
-            self.bars(paragraph.bars, top[0], pdf.y)
+            nonlocal top
+            self.bars(paragraph.bars, top, pdf.y)
             self.flush()
-            top[0] = pdf.t_margin
+            top = pdf.t_margin
 
         pdf.write_complex(text, style, paragraph.indent, before_page_break=page_ends)
-        self.bars(paragraph.bars, top[0], pdf.y)
+        self.bars(paragraph.bars, top, pdf.y)
 
     def plain(self, paragraph: Paragraph, x: float, text: str, lines: list[str], style: TextStyle) -> None:
         """A paragraph in one look (``text``, broken into ``lines``), line under line."""
