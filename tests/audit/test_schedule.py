@@ -26,12 +26,17 @@ def sample(registry: CollectorRegistry, name: str, **labels: str) -> float | Non
     return registry.get_sample_value(f"zammad_pdf_archiver_{name}", labels or None)
 
 
+def checked(archive_root: ArchiveRoot) -> ScheduledAuditOptions:
+    """A scheduled audit of ``archive_root`` with its trust root and the manifest check."""
+    return ScheduledAuditOptions(
+        str(archive_root.root), (load_cert(archive_root.trust).dump(),), expiry_days=90, manifest=True
+    )
+
+
 async def test_a_run_counts_files_and_problems(archive_root: ArchiveRoot, tmp_path: Path) -> None:
     archive_root.sidecar(0).unlink()
     registry = CollectorRegistry()
-    options = ScheduledAuditOptions(
-        str(archive_root.root), (load_cert(archive_root.trust).dump(),), expiry_days=90, manifest=True
-    )
+    options = checked(archive_root)
     audit = ScheduledAudit(options, 3600, AuditMetrics(registry), state_dir=tmp_path)
 
     summary = await audit.run_once()
@@ -52,9 +57,7 @@ async def test_a_deleted_archive_is_a_problem_of_the_run(archive_root: ArchiveRo
     archive_root.stored[1].path.unlink()
     archive_root.sidecar(1).unlink()
     registry = CollectorRegistry()
-    options = ScheduledAuditOptions(
-        str(archive_root.root), (load_cert(archive_root.trust).dump(),), expiry_days=90, manifest=True
-    )
+    options = checked(archive_root)
 
     summary = await ScheduledAudit(options, 3600, AuditMetrics(registry)).run_once()
 
@@ -72,9 +75,7 @@ async def test_an_old_temp_file_of_a_killed_write_is_a_problem_of_the_run(archiv
     then = time.time() - 7200
     os.utime(left, (then, then))
     registry = CollectorRegistry()
-    options = ScheduledAuditOptions(
-        str(archive_root.root), (load_cert(archive_root.trust).dump(),), expiry_days=90, manifest=True
-    )
+    options = checked(archive_root)
 
     summary = await ScheduledAudit(options, 3600, AuditMetrics(registry)).run_once()
 
@@ -154,9 +155,7 @@ async def test_the_child_writes_no_raw_warning_lines(
 ) -> None:
     """The spawned child imports pyHanko afresh: its known import-time warning is filtered there
     too, and anything else it shows or logs is a JSON line, like the service's own log."""
-    options = ScheduledAuditOptions(
-        str(archive_root.root), (load_cert(archive_root.trust).dump(),), expiry_days=90, manifest=True
-    )
+    options = checked(archive_root)
     capfd.readouterr()
 
     assert await ScheduledAudit(options, 3600, AuditMetrics(CollectorRegistry())).run_once() is not None
